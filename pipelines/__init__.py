@@ -1,0 +1,1 @@
+"""Pipeline wiring: retries, caching and resources in one place."""
