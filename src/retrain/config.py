@@ -130,6 +130,14 @@ class EvaluationConfig(_Strict):
     max_history_loss: float = Field(
         default=0.02, ge=0.0, description="Largest allowed drop vs the champion on history."
     )
+    min_improvement: float = Field(
+        default=0.0,
+        ge=0.0,
+        description=(
+            "A challenger replaces the champion only if the lower bound of the confidence interval"
+            " of its gain on recent data exceeds this (metric units): better, not merely equal."
+        ),
+    )
     bootstrap_samples: int = Field(default=200, ge=20, le=10000)
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
 

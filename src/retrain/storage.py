@@ -34,12 +34,27 @@ NO_OBJECT = 0
 
 
 def check_key(key: str) -> str:
-    """Normalise a key and refuse one that escapes the root."""
-    if not key or "://" in key or key.startswith("/") or "\\" in key:
+    """Normalise a key and refuse one that escapes the root.
+
+    Segments starting with '.' are refused too: the local backend keeps its generation
+    counters and locks in such names, so a key like 'a/.b.generation' must not reach them.
+    """
+    if (
+        not isinstance(key, str)
+        or not key
+        or "://" in key
+        or key.startswith("/")
+        or "\\" in key
+        or any(ord(c) < 32 for c in key)
+    ):
         raise ValidationError(f"storage key {key!r} must be a relative path inside the storage root")
     norm = posixpath.normpath(key)
     if norm == "." or norm.startswith("../") or norm == ".." or "/../" in f"/{norm}/":
         raise ValidationError(f"storage key {key!r} escapes the storage root")
+    if any(seg.startswith(".") for seg in norm.split("/")):
+        raise ValidationError(
+            f"storage key {key!r} has a segment starting with '.', which is reserved"
+        )
     return norm
 
 

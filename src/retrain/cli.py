@@ -1,0 +1,206 @@
+"""The `retrain` command: the same functions the KFP components call.
+
+Exit codes: 0 ok; 2 bad input or failed validation (do not retry); 75 transient I/O (retry);
+1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from retrain import __version__
+from retrain.config import Config, load_config
+from retrain.errors import EXIT_OK, EXIT_VALIDATION, RetrainError, ValidationError, exit_code_for
+
+__all__ = ["main"]
+
+
+def _print(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from retrain.runner import run_cycle
+
+    cfg = load_config(args.config)
+    return _run_and_report(cfg, args.window, args.engine, args.run_id, args.log)
+
+
+def _run_and_report(cfg: Config, window: str, engine: str, run_id: str | None,
+                    log: str | None) -> int:
+    from retrain.runner import new_run_id, run_cycle
+
+    run_id = run_id or new_run_id(window)
+    log = log or (str(Path(cfg.storage_root).parent / "logs" / f"{run_id}.log")
+                  if "://" not in cfg.storage_root else None)
+    _print(f"window {window} · run {run_id} · engine {engine}")
+    t0 = time.perf_counter()
+    result = run_cycle(cfg, window, engine=engine, run_id=run_id, log_path=log)
+    for line in result.lines():
+        _print(line)
+    took = time.perf_counter() - t0
+    if result.exit_code == EXIT_OK:
+        verdict = "deployed" if "deploy" in result.records else "kept the champion"
+        _print(f"  => {verdict} ({took:.1f}s)")
+    else:
+        where = f"; full log: {log}" if log else ""
+        _print(f"  => failed with exit code {result.exit_code}{where}")
+    return result.exit_code
+
+
+# --- compile -----------------------------------------------------------------------------------
+
+
+def _cmd_compile(args: argparse.Namespace) -> int:
+    from retrain_components import DEFAULT_IMAGE
+    from retrain_pipelines import compile_pipeline
+
+    out = compile_pipeline(args.output, image=args.image or DEFAULT_IMAGE)
+    _print(f"wrote {out} (image {args.image or DEFAULT_IMAGE})")
+    _print("upload it in the Kubeflow UI, or: kfp pipeline create -p retrain " + str(out))
+    return EXIT_OK
+
+
+# --- status ------------------------------------------------------------------------------------
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from retrain.registry import Registry
+    from retrain.storage import open_storage
+
+    cfg = load_config(args.config)
+    reg = Registry(open_storage(cfg.storage_root), cfg.name)
+    status = {
+        "model": cfg.name,
+        "versions": reg.versions(),
+        "aliases": {a: reg.get_alias(a).version for a in ("champion", "canary")},
+        "events": reg.events(limit=args.events),
+    }
+    if args.json:
+        _print(json.dumps(status, indent=2, default=str))
+        return EXIT_OK
+    _print(f"model {cfg.name}: {len(status['versions'])} registered version(s)")
+    for alias, version in status["aliases"].items():
+        _print(f"  {alias:<9} {version or '-'}")
+    _print(f"last {len(status['events'])} event(s):")
+    for ev in status["events"]:
+        extra = {k: v for k, v in ev.items() if k not in ("kind", "at", "id", "time")}
+        _print(f"  {ev.get('at', ev.get('time', '')):<26} {ev['kind']:<15} "
+               + " ".join(f"{k}={v}" for k, v in extra.items()))
+    return EXIT_OK
+
+
+# --- demo --------------------------------------------------------------------------------------
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from retrain.data.demo import generate_loans
+
+    work = Path(args.workdir).resolve()
+    if work.exists() and any(work.iterdir()) and not args.keep:
+        import shutil
+
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    config_path = generate_loans(work, windows=args.windows, rows_per_window=args.rows,
+                                 drift_window=args.drift_window, seed=args.seed)
+    cfg = load_config(config_path)
+    _print(f"retrain {__version__} demo: loan defaults (river Agrawal stream), "
+           f"{args.windows} weekly windows of {args.rows} applications, concept change at "
+           f"week {args.drift_window}")
+    _print(f"data: {cfg.data.uri}\nlabels: {cfg.labels.uri} (late: 1-2 weeks)\n"
+           f"store: {cfg.storage_root}\ngitops repo: {cfg.deploy.gitops_repo}\n")
+    codes = []
+    for w in range(args.windows - 2):  # the last two weeks' labels have not all arrived yet
+        code = _run_and_report(cfg, str(w), args.engine, None, None)
+        codes.append(code)
+        _print()
+        if code != EXIT_OK:
+            return code
+    _print("== registry ==")
+    _cmd_status(argparse.Namespace(config=str(config_path), events=12, json=False))
+    if cfg.deploy.gitops_repo:
+        _print("\n== GitOps repository (what Argo CD / Flux would sync) ==")
+        log = subprocess.run(["git", "-C", cfg.deploy.gitops_repo, "log", "--oneline"],
+                             capture_output=True, text=True, check=False)
+        _print(log.stdout.rstrip() or "(no commits)")
+    return EXIT_OK
+
+
+# --- generate ----------------------------------------------------------------------------------
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from retrain.data import demo
+
+    fn = demo.generate_loans if args.case == "loans" else demo.generate_housing
+    path = fn(Path(args.out), seed=args.seed)
+    _print(f"wrote {args.case} data and config: {path}")
+    return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="retrain", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"retrain {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="one retraining cycle for a data window")
+    r.add_argument("--config", required=True)
+    r.add_argument("--window", required=True, help="window id: a period number or an ISO date")
+    r.add_argument("--engine", choices=["kfp-local", "direct"], default="kfp-local")
+    r.add_argument("--run-id")
+    r.add_argument("--log", help="file for the pipeline's own output (default: next to the store)")
+    r.set_defaults(func=_cmd_run)
+
+    c = sub.add_parser("compile", help="compile the KFP pipeline to YAML")
+    c.add_argument("--output", default="build/retrain-pipeline.yaml")
+    c.add_argument("--image", help="components image (tag or digest)")
+    c.set_defaults(func=_cmd_compile)
+
+    s = sub.add_parser("status", help="registry versions, aliases and recent events")
+    s.add_argument("--config", required=True)
+    s.add_argument("--events", type=int, default=10)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_status)
+
+    d = sub.add_parser("demo", help="generate drifting data and run the loop window by window")
+    d.add_argument("--workdir", default="demo-run")
+    d.add_argument("--windows", type=int, default=10)
+    d.add_argument("--rows", type=int, default=2000)
+    d.add_argument("--drift-window", type=int, default=6)
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--engine", choices=["kfp-local", "direct"], default="kfp-local")
+    d.add_argument("--keep", action="store_true", help="keep an existing workdir")
+    d.set_defaults(func=_cmd_demo)
+
+    g = sub.add_parser("generate", help="write a demo dataset and its config")
+    g.add_argument("--case", choices=["loans", "housing"], default="loans")
+    g.add_argument("--out", required=True)
+    g.add_argument("--seed", type=int, default=7)
+    g.set_defaults(func=_cmd_generate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ValidationError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_VALIDATION
+    except RetrainError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return exit_code_for(err)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

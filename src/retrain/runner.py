@@ -1,0 +1,165 @@
+"""Run one retraining cycle: through the KFP pipeline on this machine, or step by step.
+
+`engine="kfp-local"` runs the compiled-from-the-same-code KFP pipeline with `kfp.local`'s
+SubprocessRunner: the embedded default, and the same definition that runs on Kubeflow.
+`engine="direct"` calls the same step functions in this process with the same gate; it
+needs no kfp and is what the backtest uses.
+
+Either way the outcome is read back from the run records that every step writes to the
+store, so the summary and the exit code are the same whichever engine ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from retrain import steps
+from retrain.config import Config
+from retrain.errors import EXIT_INTERNAL, EXIT_OK
+from retrain.storage import LocalStorage, open_storage
+
+__all__ = ["STEP_ORDER", "CycleResult", "new_run_id", "run_cycle"]
+
+STEP_ORDER = ("ingest", "label", "train", "evaluate", "deploy")
+
+
+@dataclass
+class CycleResult:
+    """What one cycle did, step by step, with the exit code it maps to."""
+
+    run_id: str
+    window_id: str
+    records: dict[str, dict[str, Any]]
+    exit_code: int
+    log_path: str | None = None
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def blessed(self) -> bool:
+        return bool(self.records.get("evaluate", {}).get("blessed"))
+
+    @property
+    def failed_step(self) -> dict[str, Any] | None:
+        for name in STEP_ORDER:
+            rec = self.records.get(name)
+            if rec and rec.get("status") == "failed":
+                return rec
+        return None
+
+    def lines(self) -> list[str]:
+        """A short per-step summary for a terminal."""
+        out = []
+        for name in STEP_ORDER:
+            rec = self.records.get(name)
+            if rec is None:
+                why = "not blessed" if name == "deploy" and "evaluate" in self.records else "not run"
+                out.append(f"  {name:<9} - skipped ({why})")
+            elif rec.get("status") == "failed":
+                msg = str(rec.get("message", "")).replace("\n", "\n              ")
+                out.append(f"  {name:<9} x FAILED ({rec.get('error')}): {msg}")
+            else:
+                out.append(f"  {name:<9} ok {rec.get('summary', '')} [{rec.get('seconds', 0):.1f}s]")
+        return out
+
+
+def new_run_id(window_id: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    safe = "".join(c if c.isalnum() else "-" for c in window_id)
+    return f"w{safe}-{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def run_cycle(cfg: Config, window_id: str, *, engine: str = "kfp-local",
+              run_id: str | None = None, pipeline_root: str | None = None,
+              log_path: str | None = None) -> CycleResult:
+    """One cycle for one window. Never raises for a failed step: see `CycleResult.exit_code`."""
+    run_id = run_id or new_run_id(window_id)
+    config_yaml = cfg.to_yaml()
+    store = open_storage(cfg.storage_root)
+    if engine == "kfp-local":
+        root = pipeline_root or _default_pipeline_root(cfg)
+        _run_kfp_local(config_yaml, window_id, run_id, root, log_path)
+    elif engine == "direct":
+        _run_direct(config_yaml, window_id, run_id)
+    else:
+        raise ValueError(f"unknown engine {engine!r} (kfp-local or direct)")
+    records = steps.read_run(store, run_id)
+    failed = next((r for r in records.values() if r.get("status") == "failed"), None)
+    if failed is not None:
+        code = int(failed.get("exit_code", EXIT_INTERNAL))
+    elif "evaluate" not in records:
+        code = EXIT_INTERNAL  # the pipeline stopped without a step saying why
+    else:
+        code = EXIT_OK
+    return CycleResult(run_id, window_id, records, code, log_path)
+
+
+def _default_pipeline_root(cfg: Config) -> str:
+    store = open_storage(cfg.storage_root)
+    if isinstance(store, LocalStorage):
+        return str(Path(store.root).parent / (Path(store.root).name + "-kfp"))
+    return tempfile.mkdtemp(prefix="retrain-kfp-")
+
+
+def _run_direct(config_yaml: str, window_id: str, run_id: str) -> None:
+    with tempfile.TemporaryDirectory(prefix=f"retrain-{run_id}-") as tmp:
+        t = Path(tmp)
+        try:
+            steps.ingest(config_yaml, window_id, run_id, str(t / "dataset.parquet"),
+                         str(t / "ingest.md"))
+            steps.label(config_yaml, window_id, run_id, str(t / "dataset.parquet"),
+                        str(t / "labelled.parquet"), str(t / "queue.parquet"), str(t / "label.md"))
+            steps.train(config_yaml, window_id, run_id, str(t / "labelled.parquet"),
+                        str(t / "model"), str(t / "holdout"), str(t / "train.md"))
+            outcome = steps.evaluate(config_yaml, run_id, str(t / "model"), str(t / "holdout"),
+                                     str(t / "evaluate.md"))
+            if outcome.blessed:
+                steps.deploy(config_yaml, run_id, str(t / "model"), str(t / "deploy.md"))
+        except Exception:  # noqa: BLE001 - the step recorded it; the caller reads the record
+            return
+
+
+@contextlib.contextmanager
+def _output_to(path: str | None) -> Iterator[None]:
+    """Send this process's (and its children's) stdout/stderr to a file for the duration."""
+    if path is None:
+        yield
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _run_kfp_local(config_yaml: str, window_id: str, run_id: str, pipeline_root: str,
+                   log_path: str | None) -> None:
+    from kfp import local
+
+    from retrain_pipelines import build_pipeline
+
+    Path(pipeline_root).mkdir(parents=True, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root,
+               raise_on_error=False)
+    pipeline = build_pipeline()
+    with _output_to(log_path):
+        pipeline(config_yaml=config_yaml, window_id=window_id, run_id=run_id)

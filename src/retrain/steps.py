@@ -1,0 +1,436 @@
+"""The five steps of one retraining cycle, as plain functions over files and a store.
+
+Each KFP component calls exactly one of these (and the `retrain` CLI calls the same ones), so
+the pipeline on a laptop, the pipeline on Kubeflow and a backtest all run the same code. A step
+takes the normalised config text, reads its inputs from local paths (KFP artifact paths) or
+the store, writes its outputs and a report (Markdown for the Kubeflow UI, JSON for machines),
+and records its outcome under ``runs/<run_id>/<step>.json`` in the store, so a failed step
+leaves the reason where `retrain status` and the CLI can find it.
+
+What they write to shared state, and when:
+- ingest: the schema, only on the very first run (create-only).
+- label: the labelled window into the history store (create-only; re-runs are idempotent).
+- train, evaluate: nothing shared (the model stays a run artifact until it is blessed).
+- deploy: the registry (create-only version, alias by compare-and-swap, events) and then the
+  rendered deployment; every write is idempotent, so re-running after a crash converges.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from retrain.config import Config, config_from_text
+from retrain.data.ingest import ingest_window
+from retrain.data.io import content_sha256, dataset_metadata, from_parquet_bytes, read_source, to_parquet_bytes
+from retrain.data.schema import Schema
+from retrain.data.windows import parse_window, window_sort_key
+from retrain.errors import AlreadyExists, RetrainError, ValidationError
+from retrain.labels.join import join_labels
+from retrain.registry import Registry
+from retrain.storage import Storage, open_storage
+
+__all__ = [
+    "DeployOutcome",
+    "EvaluateOutcome",
+    "StepOutcome",
+    "deploy",
+    "evaluate",
+    "ingest",
+    "label",
+    "load_history",
+    "read_run",
+    "train",
+]
+
+SCHEMA_KEY = "schema/schema.json"
+MODEL_FILE = "model.skops"
+CARD_FILE = "model.json"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class StepOutcome:
+    """What a step reports: one line for humans, details for machines."""
+
+    step: str
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EvaluateOutcome(StepOutcome):
+    blessed: bool = False
+    reason: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    confusion: dict[str, Any] | None = None
+
+
+@dataclass
+class DeployOutcome(StepOutcome):
+    version: str = ""
+    alias: str = ""
+    commit: str | None = None
+
+
+# --- run records -------------------------------------------------------------------------------
+
+
+def _run_key(run_id: str, step: str) -> str:
+    return f"runs/{run_id}/{step}.json"
+
+
+@contextmanager
+def _recorded(store: Storage, run_id: str, step: str) -> Iterator[dict[str, Any]]:
+    """Record the step's outcome (or its error, with the exit code it maps to) in the store."""
+    record: dict[str, Any] = {"step": step, "run_id": run_id, "started_at": _now()}
+    t0 = time.perf_counter()
+    try:
+        yield record
+    except RetrainError as err:
+        record.update(status="failed", error=type(err).__name__, message=str(err),
+                      exit_code=err.exit_code)
+        raise
+    except Exception as err:
+        record.update(status="failed", error=type(err).__name__, message=str(err), exit_code=1,
+                      traceback=traceback.format_exc(limit=5))
+        raise
+    else:
+        record.setdefault("status", "succeeded")
+    finally:
+        record["seconds"] = round(time.perf_counter() - t0, 3)
+        record["finished_at"] = _now()
+        store.write_text(_run_key(run_id, step), json.dumps(record, indent=2, default=str))
+
+
+def read_run(store: Storage, run_id: str) -> dict[str, dict[str, Any]]:
+    """Every step record of a run, by step name."""
+    out = {}
+    for key in store.list(f"runs/{run_id}"):
+        rec = json.loads(store.read_text(key))
+        out[rec["step"]] = rec
+    return out
+
+
+def _write_report(report_path: str | None, markdown: str, details: dict[str, Any]) -> None:
+    if not report_path:
+        return
+    p = Path(report_path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(markdown)
+    p.with_name(p.name + ".json").write_text(json.dumps(details, indent=2, default=str))
+
+
+def _load(config_yaml: str) -> tuple[Config, Storage]:
+    cfg = config_from_text(config_yaml, source="pipeline parameter config_yaml")
+    return cfg, open_storage(cfg.storage_root)
+
+
+def _write_dataset(path: str, df: pd.DataFrame, metadata: dict[str, Any]) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_bytes(to_parquet_bytes(df, metadata))
+    tmp.replace(p)
+
+
+def _read_dataset(path: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    return from_parquet_bytes(Path(path).read_bytes())
+
+
+# --- ingest ------------------------------------------------------------------------------------
+
+
+def ingest(config_yaml: str, window_id: str, run_id: str, dataset_path: str,
+           report_path: str | None = None) -> StepOutcome:
+    """Read the window's events, check them against the schema, write them as Parquet."""
+    cfg, store = _load(config_yaml)
+    with _recorded(store, run_id, "ingest") as rec:
+        window = parse_window(cfg.data, window_id)
+        source = read_source(cfg.data.uri, cfg.data.format)
+        schema = Schema.from_json(store.read_text(SCHEMA_KEY)) if store.exists(SCHEMA_KEY) else None
+        result = ingest_window(cfg, source, window, schema)
+        if result.schema_inferred:
+            try:
+                store.create(SCHEMA_KEY, result.schema.to_json().encode())
+            except AlreadyExists:
+                pass  # a concurrent first run wrote it; the next run enforces whichever landed
+        meta = dataset_metadata(result.data, time_column=cfg.data.time_column,
+                                source_snapshot=f"{cfg.data.uri}#window={window.id}",
+                                schema_fingerprint=result.schema.fingerprint())
+        _write_dataset(dataset_path, result.data, meta)
+        summary = (f"window {window.id}: {len(result.data)} rows passed schema checks"
+                   + (" (schema inferred: first run)" if result.schema_inferred else ""))
+        rec.update(summary=summary, report=result.report)
+        _write_report(report_path, result.markdown, result.report)
+        return StepOutcome("ingest", summary, result.report)
+
+
+# --- label -------------------------------------------------------------------------------------
+
+
+def label(config_yaml: str, window_id: str, run_id: str, dataset_path: str, labelled_path: str,
+          queue_path: str | None = None, report_path: str | None = None) -> StepOutcome:
+    """Join late labels by id, check coverage and leakage, add the window to history."""
+    cfg, store = _load(config_yaml)
+    with _recorded(store, run_id, "label") as rec:
+        events, meta = _read_dataset(dataset_path)
+        labels = read_source(cfg.labels.uri, cfg.labels.format)
+        result = join_labels(cfg, events, labels)
+        meta = {**meta, "sha256": content_sha256(result.labelled), "rows": len(result.labelled),
+                "label_coverage": result.coverage}
+        _write_dataset(labelled_path, result.labelled, meta)
+        if queue_path:
+            _write_dataset(queue_path, result.queue, {"rows": len(result.queue)})
+        _commit_history(store, window_id, result.labelled, meta)
+        summary = (f"{len(result.labelled)} labelled rows, coverage {result.coverage:.1%}, "
+                   f"{len(result.queue)} rows queued for labelling")
+        rec.update(summary=summary, report=result.report)
+        _write_report(report_path, result.markdown, result.report)
+        return StepOutcome("label", summary, result.report)
+
+
+def _history_key(window_id: str) -> str:
+    return f"datasets/{window_id}/labelled.parquet"
+
+
+def _commit_history(store: Storage, window_id: str, df: pd.DataFrame, meta: dict[str, Any]) -> None:
+    key = _history_key(window_id)
+    data = to_parquet_bytes(df, meta)
+    try:
+        store.create(key, data)
+    except AlreadyExists:
+        _, existing = from_parquet_bytes(store.read_bytes(key))
+        if existing.get("sha256") != meta["sha256"]:
+            raise ValidationError(
+                f"window {window_id} is already in history with different content "
+                f"(sha256 {existing.get('sha256')} != {meta['sha256']}); history is immutable: "
+                f"correct the source under a new window, or remove {store.uri(key)} deliberately"
+            ) from None
+
+
+def load_history(store: Storage, cfg: Config, before_window: str) -> pd.DataFrame | None:
+    """All labelled windows strictly before `before_window`, oldest first."""
+    cutoff = window_sort_key(cfg.data, before_window)
+    frames = []
+    for key in store.list("datasets"):
+        if not key.endswith("/labelled.parquet"):
+            continue
+        wid = key.split("/")[1]
+        if window_sort_key(cfg.data, wid) < cutoff:
+            frames.append((window_sort_key(cfg.data, wid), from_parquet_bytes(store.read_bytes(key))[0]))
+    if not frames:
+        return None
+    frames.sort(key=lambda t: t[0])
+    return pd.concat([f for _, f in frames], ignore_index=True)
+
+
+# --- train -------------------------------------------------------------------------------------
+
+
+def train(config_yaml: str, window_id: str, run_id: str, labelled_path: str, model_dir: str,
+          holdout_dir: str, report_path: str | None = None) -> StepOutcome:
+    """Train a challenger on history + the new window at the configured mix."""
+    from retrain.training.artifact import ModelCard, library_versions, model_files
+    from retrain.training.mix import build_training_set
+    from retrain.training.model import fit_model
+
+    cfg, store = _load(config_yaml)
+    with _recorded(store, run_id, "train") as rec:
+        new, new_meta = _read_dataset(labelled_path)
+        history = load_history(store, cfg, window_id)
+        ts = build_training_set(new, history, cfg, seed=cfg.seed)
+        t0 = time.perf_counter()
+        model = fit_model(cfg, ts.train)
+        fit_seconds = time.perf_counter() - t0
+        hashes = {
+            "new_window": new_meta.get("sha256", content_sha256(new)),
+            "history": content_sha256(history) if history is not None else None,
+            "train": content_sha256(ts.train),
+        }
+        version = _version_id(window_id, hashes, cfg)
+        champion = Registry(store, cfg.name).get_alias("champion").version
+        card = ModelCard(
+            version=version, parent=champion, created_at=_now(), task=cfg.task, target=cfg.target,
+            features=dict(cfg.data.features), estimator=cfg.model.estimator,
+            params=dict(cfg.model.params), data_hashes=hashes, provenance=ts.provenance,
+            metrics={}, library_versions=library_versions(), model_sha256="", seed=cfg.seed,
+            window=window_id, run_id=run_id,
+        )
+        out = Path(model_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, data in model_files(model, card).items():
+            (out / name).write_bytes(data)
+        hold = Path(holdout_dir)
+        hold.mkdir(parents=True, exist_ok=True)
+        (hold / "recent.parquet").write_bytes(to_parquet_bytes(ts.recent_holdout, {}))
+        if ts.history_holdout is not None:
+            (hold / "history.parquet").write_bytes(to_parquet_bytes(ts.history_holdout, {}))
+        p = ts.provenance
+        summary = (f"challenger {version}: {len(ts.train)} rows "
+                   f"({p.get('history_rows', 0)} history + {p.get('new_rows', 0)} new, "
+                   f"history share {p.get('realised_share', 0):.0%}), fit in {fit_seconds:.1f}s")
+        details = {"version": version, "parent": champion, "provenance": p, "data_hashes": hashes,
+                   "fit_seconds": fit_seconds}
+        rec.update(summary=summary, report=details)
+        _write_report(report_path, _train_markdown(version, champion, p, hashes, fit_seconds), details)
+        return StepOutcome("train", summary, details)
+
+
+def _version_id(window_id: str, hashes: dict[str, Any], cfg: Config) -> str:
+    """Content-addressed: the same data, model spec and seed give the same version id."""
+    basis = json.dumps({"hashes": hashes, "model": cfg.model.model_dump(mode="json"),
+                        "seed": cfg.seed, "mix": cfg.training.model_dump(mode="json")},
+                       sort_keys=True)
+    digest = hashlib.sha256(basis.encode()).hexdigest()[:10]
+    safe_window = "".join(c if c.isalnum() else "-" for c in window_id)
+    return f"w{safe_window}-{digest}"
+
+
+def _train_markdown(version: str, parent: str | None, prov: dict[str, Any],
+                    hashes: dict[str, Any], fit_seconds: float) -> str:
+    rows = "\n".join(f"| {k} | {v} |" for k, v in prov.items() if not isinstance(v, (dict, list)))
+    hrows = "\n".join(f"| {k} | `{v}` |" for k, v in hashes.items())
+    return (f"# Train: challenger `{version}`\n\nParent (champion at training time): "
+            f"`{parent or 'none: first model'}`. Fit in {fit_seconds:.2f} s.\n\n"
+            f"## Training mix (provenance)\n\n| field | value |\n|---|---|\n{rows}\n\n"
+            f"## Data hashes\n\n| dataset | sha256 |\n|---|---|\n{hrows}\n")
+
+
+# --- evaluate ----------------------------------------------------------------------------------
+
+
+def load_registered_model(store: Storage, cfg: Config, version: str) -> Any:
+    """Load a registered version, verifying its sha256 against its card first."""
+    from retrain.training.artifact import ModelCard, load_model
+
+    reg = Registry(store, cfg.name)
+    card = ModelCard.from_json(reg.read_file(version, CARD_FILE).decode())
+    return load_model(reg.read_file(version, MODEL_FILE), card)
+
+
+def load_model_dir(model_dir: str) -> tuple[Any, Any]:
+    """Load a run's model artifact (model.skops + model.json), verifying its sha256."""
+    from retrain.training.artifact import ModelCard, load_model
+
+    d = Path(model_dir)
+    card = ModelCard.from_json((d / CARD_FILE).read_text())
+    return load_model((d / MODEL_FILE).read_bytes(), card), card
+
+
+def evaluate(config_yaml: str, run_id: str, model_dir: str, holdout_dir: str,
+             report_path: str | None = None) -> EvaluateOutcome:
+    """Challenger vs champion on recent and historical holdouts; the gates say blessed or not."""
+    from retrain.evaluation.gates import evaluate_challenger
+
+    cfg, store = _load(config_yaml)
+    with _recorded(store, run_id, "evaluate") as rec:
+        challenger, card = load_model_dir(model_dir)
+        reg = Registry(store, cfg.name)
+        champion_version = reg.get_alias("champion").version
+        champion = load_registered_model(store, cfg, champion_version) if champion_version else None
+        recent, _ = from_parquet_bytes((Path(holdout_dir) / "recent.parquet").read_bytes())
+        hist_path = Path(holdout_dir) / "history.parquet"
+        history = from_parquet_bytes(hist_path.read_bytes())[0] if hist_path.exists() else None
+        result = evaluate_challenger(cfg, challenger, champion, recent, history, seed=cfg.seed)
+        flat = _flatten_metrics(result.metrics)
+        summary = ("BLESSED: " if result.blessed else "REJECTED: ") + result.reason
+        details = {"blessed": result.blessed, "reason": result.reason, "challenger": card.version,
+                   "champion": champion_version, "metrics": result.metrics,
+                   "comparison": result.comparison,
+                   "gates": [g.__dict__ for g in result.gates]}
+        rec.update(summary=summary, report=details, blessed=result.blessed)
+        _write_report(report_path, result.markdown(), details)
+        confusion = getattr(result, "confusion", None)
+        return EvaluateOutcome("evaluate", summary, details, blessed=result.blessed,
+                               reason=result.reason, metrics=flat, confusion=confusion)
+
+
+def _flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten_metrics(v, f"{name}."))
+        elif isinstance(v, (int, float)) and v == v:  # drop NaN: KFP Metrics rejects it
+            out[name] = float(v)
+    return out
+
+
+# --- deploy ------------------------------------------------------------------------------------
+
+
+def deploy(config_yaml: str, run_id: str, model_dir: str, report_path: str | None = None,
+           *, applier_factory: Callable[[Config], Any] | None = None) -> DeployOutcome:
+    """Register the blessed version, move the alias, and roll it out as a canary (or champion).
+
+    Order matters for crash safety: (1) the version (create-only, idempotent), (2) the alias
+    (compare-and-swap), (3) the rendered deployment (idempotent apply). A re-run after a crash
+    at any point converges to the same end state.
+    """
+    from retrain.deploy import make_applier, render_state
+    from retrain.deploy.rollout import deployment_state_for
+
+    cfg, store = _load(config_yaml)
+    with _recorded(store, run_id, "deploy") as rec:
+        _, card = load_model_dir(model_dir)  # verifies the sha256 before anything is written
+        version = card.version
+        reg = Registry(store, cfg.name)
+        files = {p.name: p.read_bytes() for p in sorted(Path(model_dir).iterdir()) if p.is_file()}
+        reg.register(version, files)
+        reg.append_event("registered", version=version, run_id=run_id)
+        champion = reg.get_alias("champion")
+        if champion.version is None or champion.version == version:
+            alias = "champion"
+            if champion.version != version:
+                reg.set_alias("champion", version, champion.generation)
+                reg.append_event("alias_moved", alias="champion", version=version, run_id=run_id)
+        else:
+            alias = "canary"
+            canary = reg.get_alias("canary")
+            if canary.version != version:
+                reg.set_alias("canary", version, canary.generation)
+                reg.append_event("alias_moved", alias="canary", version=version,
+                                 previous=canary.version, run_id=run_id)
+        state = deployment_state_for(cfg, reg)
+        obj = render_state(state, cfg)
+        applier = (applier_factory or make_applier)(cfg)
+        result = applier.apply(obj, cfg, message=_deploy_message(cfg, state))
+        kind = "canary_started" if alias == "canary" else "deployed"
+        if result.changed:
+            reg.append_event(kind, version=version, run_id=run_id, ref=result.ref,
+                             traffic={p.name: p.traffic for p in state.predictors})
+        split = ", ".join(f"{p.name} {p.version} {p.traffic}%" for p in state.predictors)
+        summary = (f"{version} is now {alias}; serving split: {split}; "
+                   + (f"committed {str(result.ref)[:10]}" if result.changed else "no change to apply"))
+        details = {"version": version, "alias": alias, "ref": result.ref, "changed": result.changed,
+                   "predictors": [p.__dict__ for p in state.predictors], "detail": result.detail}
+        rec.update(summary=summary, report=details)
+        _write_report(report_path, _deploy_markdown(version, alias, state, result), details)
+        return DeployOutcome("deploy", summary, details, version=version, alias=alias,
+                             commit=result.ref)
+
+
+def _deploy_message(cfg: Config, state: Any) -> str:
+    split = ", ".join(f"{p.name}={p.version}@{p.traffic}%" for p in state.predictors)
+    return f"retrain: {cfg.deploy.deployment_name} -> {split}"
+
+
+def _deploy_markdown(version: str, alias: str, state: Any, result: Any) -> str:
+    rows = "\n".join(f"| {p.name} | `{p.version}` | {p.traffic}% | {p.model_uri} |"
+                     for p in state.predictors)
+    return (f"# Deploy: `{version}` as {alias}\n\n| predictor | version | traffic | model URI |\n"
+            f"|---|---|---|---|\n{rows}\n\nApplied: {result.detail} (ref `{result.ref}`)\n")
