@@ -14,13 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 from kfp import dsl
-
-from retrain import __version__
 from retrain_components.deploy import deploy
 from retrain_components.evaluate import evaluate
 from retrain_components.ingest import ingest
 from retrain_components.label import label
 from retrain_components.train import train
+
+from retrain import __version__
 
 __all__ = ["DEFAULT_IMAGE", "STEPS", "make_component"]
 

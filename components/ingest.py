@@ -3,8 +3,13 @@
 from kfp.dsl import Dataset, Markdown, Output
 
 
-def ingest(config_yaml: str, window_id: str, run_id: str,
-           dataset: Output[Dataset], report: Output[Markdown]) -> str:
+def ingest(
+    config_yaml: str,
+    window_id: str,
+    run_id: str,
+    dataset: Output[Dataset],
+    report: Output[Markdown],
+) -> str:
     """Checks schema, types, categories, ranges, null rates and row count; fails closed."""
     from retrain import steps
 

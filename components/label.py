@@ -3,10 +3,18 @@
 from kfp.dsl import Dataset, Input, Markdown, Output
 
 
-def label(config_yaml: str, window_id: str, run_id: str, dataset: Input[Dataset],
-          labelled: Output[Dataset], queue: Output[Dataset], report: Output[Markdown]) -> str:
+def label(
+    config_yaml: str,
+    window_id: str,
+    run_id: str,
+    dataset: Input[Dataset],
+    labelled: Output[Dataset],
+    queue: Output[Dataset],
+    report: Output[Markdown],
+) -> str:
     """Adds the labelled window to the history store (create-only)."""
     from retrain import steps
 
-    return steps.label(config_yaml, window_id, run_id, dataset.path, labelled.path,
-                       queue.path, report.path).summary
+    return steps.label(
+        config_yaml, window_id, run_id, dataset.path, labelled.path, queue.path, report.path
+    ).summary

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from kfp import compiler, dsl
-
 from retrain_components import DEFAULT_IMAGE, STEPS, make_component
 
 __all__ = ["PIPELINE_NAME", "STEP_POLICY", "build_pipeline", "compile_pipeline"]
@@ -40,8 +39,12 @@ def _apply_policy(task: Any, step: str) -> Any:
     policy = STEP_POLICY[step]
     task.set_caching_options(enable_caching=False)
     if policy["retries"]:
-        task.set_retry(num_retries=policy["retries"], backoff_duration="30s", backoff_factor=2.0,
-                       backoff_max_duration="600s")
+        task.set_retry(
+            num_retries=policy["retries"],
+            backoff_duration="30s",
+            backoff_factor=2.0,
+            backoff_max_duration="600s",
+        )
     cpu_req, cpu_lim = policy["cpu"]
     mem_req, mem_lim = policy["memory"]
     task.set_cpu_request(cpu_req).set_cpu_limit(cpu_lim)
@@ -61,20 +64,40 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
     )
     def retrain_pipeline(config_yaml: str, window_id: str, run_id: str) -> None:
         ingest = _apply_policy(
-            ops["ingest"](config_yaml=config_yaml, window_id=window_id, run_id=run_id), "ingest")
+            ops["ingest"](config_yaml=config_yaml, window_id=window_id, run_id=run_id), "ingest"
+        )
         label = _apply_policy(
-            ops["label"](config_yaml=config_yaml, window_id=window_id, run_id=run_id,
-                         dataset=ingest.outputs["dataset"]), "label")
+            ops["label"](
+                config_yaml=config_yaml,
+                window_id=window_id,
+                run_id=run_id,
+                dataset=ingest.outputs["dataset"],
+            ),
+            "label",
+        )
         train = _apply_policy(
-            ops["train"](config_yaml=config_yaml, window_id=window_id, run_id=run_id,
-                         labelled=label.outputs["labelled"]), "train")
+            ops["train"](
+                config_yaml=config_yaml,
+                window_id=window_id,
+                run_id=run_id,
+                labelled=label.outputs["labelled"],
+            ),
+            "train",
+        )
         evaluate = _apply_policy(
-            ops["evaluate"](config_yaml=config_yaml, run_id=run_id, model=train.outputs["model"],
-                            holdout=train.outputs["holdout"]), "evaluate")
+            ops["evaluate"](
+                config_yaml=config_yaml,
+                run_id=run_id,
+                model=train.outputs["model"],
+                holdout=train.outputs["holdout"],
+            ),
+            "evaluate",
+        )
         with dsl.If(evaluate.outputs["blessed"] == True, name="blessed"):  # noqa: E712
             _apply_policy(
-                ops["deploy"](config_yaml=config_yaml, run_id=run_id,
-                              model=train.outputs["model"]), "deploy")
+                ops["deploy"](config_yaml=config_yaml, run_id=run_id, model=train.outputs["model"]),
+                "deploy",
+            )
 
     return retrain_pipeline
 

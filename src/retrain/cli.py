@@ -29,19 +29,22 @@ def _print(msg: str = "") -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from retrain.runner import run_cycle
 
     cfg = load_config(args.config)
     return _run_and_report(cfg, args.window, args.engine, args.run_id, args.log)
 
 
-def _run_and_report(cfg: Config, window: str, engine: str, run_id: str | None,
-                    log: str | None) -> int:
+def _run_and_report(
+    cfg: Config, window: str, engine: str, run_id: str | None, log: str | None
+) -> int:
     from retrain.runner import new_run_id, run_cycle
 
     run_id = run_id or new_run_id(window)
-    log = log or (str(Path(cfg.storage_root).parent / "logs" / f"{run_id}.log")
-                  if "://" not in cfg.storage_root else None)
+    log = log or (
+        str(Path(cfg.storage_root).parent / "logs" / f"{run_id}.log")
+        if "://" not in cfg.storage_root
+        else None
+    )
     _print(f"window {window} · run {run_id} · engine {engine}")
     t0 = time.perf_counter()
     result = run_cycle(cfg, window, engine=engine, run_id=run_id, log_path=log)
@@ -79,23 +82,23 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     reg = Registry(open_storage(cfg.storage_root), cfg.name)
-    status = {
-        "model": cfg.name,
-        "versions": reg.versions(),
-        "aliases": {a: reg.get_alias(a).version for a in ("champion", "canary")},
-        "events": reg.events(limit=args.events),
-    }
+    versions = reg.versions()
+    aliases = {a: reg.get_alias(a).version for a in ("champion", "canary")}
+    events = reg.events(limit=args.events)
     if args.json:
+        status = {"model": cfg.name, "versions": versions, "aliases": aliases, "events": events}
         _print(json.dumps(status, indent=2, default=str))
         return EXIT_OK
-    _print(f"model {cfg.name}: {len(status['versions'])} registered version(s)")
-    for alias, version in status["aliases"].items():
+    _print(f"model {cfg.name}: {len(versions)} registered version(s)")
+    for alias, version in aliases.items():
         _print(f"  {alias:<9} {version or '-'}")
-    _print(f"last {len(status['events'])} event(s):")
-    for ev in status["events"]:
+    _print(f"last {len(events)} event(s):")
+    for ev in events:
         extra = {k: v for k, v in ev.items() if k not in ("kind", "at", "id", "time")}
-        _print(f"  {ev.get('at', ev.get('time', '')):<26} {ev['kind']:<15} "
-               + " ".join(f"{k}={v}" for k, v in extra.items()))
+        _print(
+            f"  {ev.get('at', ev.get('time', '')):<26} {ev['kind']:<15} "
+            + " ".join(f"{k}={v}" for k, v in extra.items())
+        )
     return EXIT_OK
 
 
@@ -111,14 +114,23 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    config_path = generate_loans(work, windows=args.windows, rows_per_window=args.rows,
-                                 drift_window=args.drift_window, seed=args.seed)
+    config_path = generate_loans(
+        work,
+        windows=args.windows,
+        rows_per_window=args.rows,
+        drift_window=args.drift_window,
+        seed=args.seed,
+    )
     cfg = load_config(config_path)
-    _print(f"retrain {__version__} demo: loan defaults (river Agrawal stream), "
-           f"{args.windows} weekly windows of {args.rows} applications, concept change at "
-           f"week {args.drift_window}")
-    _print(f"data: {cfg.data.uri}\nlabels: {cfg.labels.uri} (late: 1-2 weeks)\n"
-           f"store: {cfg.storage_root}\ngitops repo: {cfg.deploy.gitops_repo}\n")
+    _print(
+        f"retrain {__version__} demo: loan defaults (river Agrawal stream), "
+        f"{args.windows} weekly windows of {args.rows} applications, concept change at "
+        f"week {args.drift_window}"
+    )
+    _print(
+        f"data: {cfg.data.uri}\nlabels: {cfg.labels.uri} (late: 1-2 weeks)\n"
+        f"store: {cfg.storage_root}\ngitops repo: {cfg.deploy.gitops_repo}\n"
+    )
     codes = []
     for w in range(args.windows - 2):  # the last two weeks' labels have not all arrived yet
         code = _run_and_report(cfg, str(w), args.engine, None, None)
@@ -130,8 +142,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _cmd_status(argparse.Namespace(config=str(config_path), events=12, json=False))
     if cfg.deploy.gitops_repo:
         _print("\n== GitOps repository (what Argo CD / Flux would sync) ==")
-        log = subprocess.run(["git", "-C", cfg.deploy.gitops_repo, "log", "--oneline"],
-                             capture_output=True, text=True, check=False)
+        log = subprocess.run(
+            ["git", "-C", cfg.deploy.gitops_repo, "log", "--oneline"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         _print(log.stdout.rstrip() or "(no commits)")
     return EXIT_OK
 

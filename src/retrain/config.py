@@ -58,7 +58,10 @@ class DataSource(_Strict):
     )
     window_size: str | int = Field(
         default=1,
-        description="Window length: an integer number of periods, or a duration like '7d', '12h'.",
+        description=(
+            "Window length: an integer number of periods (default 1), or a duration like"
+            " '7d' (default) for timestamps and dates."
+        ),
     )
     min_rows: int = Field(default=100, ge=1, description="Fewer rows in a window is an error.")
     max_null_rate: float = Field(default=0.2, ge=0.0, le=1.0)
@@ -75,11 +78,28 @@ class DataSource(_Strict):
             raise ValueError("at least one feature is required")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_window(cls, raw: Any) -> Any:
+        # One period for period columns, one week for timestamps and dates.
+        if isinstance(raw, dict) and "window_size" not in raw:
+            kind = raw.get("time_kind", "timestamp")
+            return {**raw, "window_size": 1 if kind == "period" else "7d"}
+        return raw
+
     @model_validator(mode="after")
     def _window_matches_time_kind(self) -> DataSource:
+        if (
+            self.time_kind == "date"
+            and isinstance(self.window_size, str)
+            and parse_duration(self.window_size) % 86400
+        ):
+            raise ValueError("window_size must be whole days when time_kind is 'date'")
         if self.time_kind == "period":
             if not isinstance(self.window_size, int) or self.window_size < 1:
-                raise ValueError("window_size must be a positive integer when time_kind is 'period'")
+                raise ValueError(
+                    "window_size must be a positive integer when time_kind is 'period'"
+                )
         else:
             parse_duration(self.window_size)
         return self
@@ -113,7 +133,10 @@ class ModelSpec(_Strict):
     @classmethod
     def _dotted(cls, v: str) -> str:
         if "." not in v or not v.startswith("sklearn."):
-            raise ValueError(f"'{v}' is not a scikit-learn estimator path like sklearn.linear_model.LogisticRegression")
+            raise ValueError(
+                f"'{v}' is not a scikit-learn estimator path"
+                " like sklearn.linear_model.LogisticRegression"
+            )
         return v
 
 
@@ -147,7 +170,9 @@ class DeployConfig(_Strict):
     mode: Literal["gitops", "kubernetes"] = "gitops"
     deployment_name: str
     namespace: str = "models"
-    gitops_repo: str | None = Field(default=None, description="Local git repository for GitOps mode.")
+    gitops_repo: str | None = Field(
+        default=None, description="Local git repository for GitOps mode."
+    )
     gitops_path: str = "deployments"
     canary_traffic: int = Field(default=10, ge=1, le=50)
     image: str = "ghcr.io/retrain-project/retrain-serving:0.1.0"
@@ -156,7 +181,9 @@ class DeployConfig(_Strict):
     @classmethod
     def _dns_label(cls, v: str) -> str:
         if not _NAME.match(v):
-            raise ValueError(f"'{v}' is not a valid Kubernetes name (lowercase letters, digits, '-')")
+            raise ValueError(
+                f"'{v}' is not a valid Kubernetes name (lowercase letters, digits, '-')"
+            )
         return v
 
     @field_validator("image")
@@ -195,7 +222,9 @@ class Config(_Strict):
         reserved = {self.data.id_column, self.data.time_column, self.target}
         clash = reserved & set(self.data.features)
         if clash:
-            raise ValueError(f"features may not include id, time or target columns: {sorted(clash)}")
+            raise ValueError(
+                f"features may not include id, time or target columns: {sorted(clash)}"
+            )
         return self
 
     @property
@@ -224,7 +253,9 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 def parse_duration(value: str | int) -> int:
     """Seconds in a duration like '7d', '12h', '30m'. Raises ValueError on anything else."""
     if isinstance(value, int):
-        raise ValueError(f"window_size {value!r} needs a unit (e.g. '7d') for a timestamp or date column")
+        raise ValueError(
+            f"window_size {value!r} needs a unit (e.g. '7d') for a timestamp or date column"
+        )
     m = _DURATION.match(value)
     if not m:
         raise ValueError(f"'{value}' is not a duration like '7d', '12h' or '30m'")
@@ -258,7 +289,9 @@ def _format_errors(err: PydanticValidationError) -> list[str]:
 def config_from_dict(raw: Any, base_dir: Path | None = None, source: str = "config") -> Config:
     """Validate a parsed mapping. Relative paths are resolved against `base_dir`."""
     if not isinstance(raw, dict):
-        raise ValidationError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+        raise ValidationError(
+            f"{source}: expected a mapping at the top level, got {type(raw).__name__}"
+        )
     try:
         cfg = Config.model_validate(raw)
     except PydanticValidationError as err:
@@ -267,7 +300,9 @@ def config_from_dict(raw: Any, base_dir: Path | None = None, source: str = "conf
         return cfg
     data = cfg.data.model_copy(update={"uri": _resolve(cfg.data.uri, base_dir)})
     labels = cfg.labels.model_copy(update={"uri": _resolve(cfg.labels.uri, base_dir)})
-    deploy = cfg.deploy.model_copy(update={"gitops_repo": _resolve(cfg.deploy.gitops_repo, base_dir)})
+    deploy = cfg.deploy.model_copy(
+        update={"gitops_repo": _resolve(cfg.deploy.gitops_repo, base_dir)}
+    )
     return cfg.model_copy(
         update={
             "storage_root": _resolve(cfg.storage_root, base_dir),

@@ -61,13 +61,17 @@ class CycleResult:
         for name in STEP_ORDER:
             rec = self.records.get(name)
             if rec is None:
-                why = "not blessed" if name == "deploy" and "evaluate" in self.records else "not run"
+                why = (
+                    "not blessed" if name == "deploy" and "evaluate" in self.records else "not run"
+                )
                 out.append(f"  {name:<9} - skipped ({why})")
             elif rec.get("status") == "failed":
                 msg = str(rec.get("message", "")).replace("\n", "\n              ")
                 out.append(f"  {name:<9} x FAILED ({rec.get('error')}): {msg}")
             else:
-                out.append(f"  {name:<9} ok {rec.get('summary', '')} [{rec.get('seconds', 0):.1f}s]")
+                out.append(
+                    f"  {name:<9} ok {rec.get('summary', '')} [{rec.get('seconds', 0):.1f}s]"
+                )
         return out
 
 
@@ -77,9 +81,15 @@ def new_run_id(window_id: str) -> str:
     return f"w{safe}-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
-def run_cycle(cfg: Config, window_id: str, *, engine: str = "kfp-local",
-              run_id: str | None = None, pipeline_root: str | None = None,
-              log_path: str | None = None) -> CycleResult:
+def run_cycle(
+    cfg: Config,
+    window_id: str,
+    *,
+    engine: str = "kfp-local",
+    run_id: str | None = None,
+    pipeline_root: str | None = None,
+    log_path: str | None = None,
+) -> CycleResult:
     """One cycle for one window. Never raises for a failed step: see `CycleResult.exit_code`."""
     run_id = run_id or new_run_id(window_id)
     config_yaml = cfg.to_yaml()
@@ -113,17 +123,33 @@ def _run_direct(config_yaml: str, window_id: str, run_id: str) -> None:
     with tempfile.TemporaryDirectory(prefix=f"retrain-{run_id}-") as tmp:
         t = Path(tmp)
         try:
-            steps.ingest(config_yaml, window_id, run_id, str(t / "dataset.parquet"),
-                         str(t / "ingest.md"))
-            steps.label(config_yaml, window_id, run_id, str(t / "dataset.parquet"),
-                        str(t / "labelled.parquet"), str(t / "queue.parquet"), str(t / "label.md"))
-            steps.train(config_yaml, window_id, run_id, str(t / "labelled.parquet"),
-                        str(t / "model"), str(t / "holdout"), str(t / "train.md"))
-            outcome = steps.evaluate(config_yaml, run_id, str(t / "model"), str(t / "holdout"),
-                                     str(t / "evaluate.md"))
+            steps.ingest(
+                config_yaml, window_id, run_id, str(t / "dataset.parquet"), str(t / "ingest.md")
+            )
+            steps.label(
+                config_yaml,
+                window_id,
+                run_id,
+                str(t / "dataset.parquet"),
+                str(t / "labelled.parquet"),
+                str(t / "queue.parquet"),
+                str(t / "label.md"),
+            )
+            steps.train(
+                config_yaml,
+                window_id,
+                run_id,
+                str(t / "labelled.parquet"),
+                str(t / "model"),
+                str(t / "holdout"),
+                str(t / "train.md"),
+            )
+            outcome = steps.evaluate(
+                config_yaml, run_id, str(t / "model"), str(t / "holdout"), str(t / "evaluate.md")
+            )
             if outcome.blessed:
                 steps.deploy(config_yaml, run_id, str(t / "model"), str(t / "deploy.md"))
-        except Exception:  # noqa: BLE001 - the step recorded it; the caller reads the record
+        except Exception:
             return
 
 
@@ -151,15 +177,18 @@ def _output_to(path: str | None) -> Iterator[None]:
             os.close(saved[1])
 
 
-def _run_kfp_local(config_yaml: str, window_id: str, run_id: str, pipeline_root: str,
-                   log_path: str | None) -> None:
+def _run_kfp_local(
+    config_yaml: str, window_id: str, run_id: str, pipeline_root: str, log_path: str | None
+) -> None:
     from kfp import local
-
     from retrain_pipelines import build_pipeline
 
     Path(pipeline_root).mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=pipeline_root,
-               raise_on_error=False)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=pipeline_root,
+        raise_on_error=False,
+    )
     pipeline = build_pipeline()
     with _output_to(log_path):
         pipeline(config_yaml=config_yaml, window_id=window_id, run_id=run_id)

@@ -17,6 +17,7 @@ What they write to shared state, and when:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -32,7 +33,13 @@ import pandas as pd
 
 from retrain.config import Config, config_from_text
 from retrain.data.ingest import ingest_window
-from retrain.data.io import content_sha256, dataset_metadata, from_parquet_bytes, read_source, to_parquet_bytes
+from retrain.data.io import (
+    content_sha256,
+    dataset_metadata,
+    from_parquet_bytes,
+    read_source,
+    to_parquet_bytes,
+)
 from retrain.data.schema import Schema
 from retrain.data.windows import parse_window, window_sort_key
 from retrain.errors import AlreadyExists, RetrainError, ValidationError
@@ -101,12 +108,18 @@ def _recorded(store: Storage, run_id: str, step: str) -> Iterator[dict[str, Any]
     try:
         yield record
     except RetrainError as err:
-        record.update(status="failed", error=type(err).__name__, message=str(err),
-                      exit_code=err.exit_code)
+        record.update(
+            status="failed", error=type(err).__name__, message=str(err), exit_code=err.exit_code
+        )
         raise
     except Exception as err:
-        record.update(status="failed", error=type(err).__name__, message=str(err), exit_code=1,
-                      traceback=traceback.format_exc(limit=5))
+        record.update(
+            status="failed",
+            error=type(err).__name__,
+            message=str(err),
+            exit_code=1,
+            traceback=traceback.format_exc(limit=5),
+        )
         raise
     else:
         record.setdefault("status", "succeeded")
@@ -154,8 +167,9 @@ def _read_dataset(path: str) -> tuple[pd.DataFrame, dict[str, Any]]:
 # --- ingest ------------------------------------------------------------------------------------
 
 
-def ingest(config_yaml: str, window_id: str, run_id: str, dataset_path: str,
-           report_path: str | None = None) -> StepOutcome:
+def ingest(
+    config_yaml: str, window_id: str, run_id: str, dataset_path: str, report_path: str | None = None
+) -> StepOutcome:
     """Read the window's events, check them against the schema, write them as Parquet."""
     cfg, store = _load(config_yaml)
     with _recorded(store, run_id, "ingest") as rec:
@@ -164,16 +178,19 @@ def ingest(config_yaml: str, window_id: str, run_id: str, dataset_path: str,
         schema = Schema.from_json(store.read_text(SCHEMA_KEY)) if store.exists(SCHEMA_KEY) else None
         result = ingest_window(cfg, source, window, schema)
         if result.schema_inferred:
-            try:
+            # A concurrent first run may have written it; the next run enforces whichever landed.
+            with contextlib.suppress(AlreadyExists):
                 store.create(SCHEMA_KEY, result.schema.to_json().encode())
-            except AlreadyExists:
-                pass  # a concurrent first run wrote it; the next run enforces whichever landed
-        meta = dataset_metadata(result.data, time_column=cfg.data.time_column,
-                                source_snapshot=f"{cfg.data.uri}#window={window.id}",
-                                schema_fingerprint=result.schema.fingerprint())
+        meta = dataset_metadata(
+            result.data,
+            time_column=cfg.data.time_column,
+            source_snapshot=f"{cfg.data.uri}#window={window.id}",
+            schema_fingerprint=result.schema.fingerprint(),
+        )
         _write_dataset(dataset_path, result.data, meta)
-        summary = (f"window {window.id}: {len(result.data)} rows passed schema checks"
-                   + (" (schema inferred: first run)" if result.schema_inferred else ""))
+        summary = f"window {window.id}: {len(result.data)} rows passed schema checks" + (
+            " (schema inferred: first run)" if result.schema_inferred else ""
+        )
         rec.update(summary=summary, report=result.report)
         _write_report(report_path, result.markdown, result.report)
         return StepOutcome("ingest", summary, result.report)
@@ -182,22 +199,35 @@ def ingest(config_yaml: str, window_id: str, run_id: str, dataset_path: str,
 # --- label -------------------------------------------------------------------------------------
 
 
-def label(config_yaml: str, window_id: str, run_id: str, dataset_path: str, labelled_path: str,
-          queue_path: str | None = None, report_path: str | None = None) -> StepOutcome:
+def label(
+    config_yaml: str,
+    window_id: str,
+    run_id: str,
+    dataset_path: str,
+    labelled_path: str,
+    queue_path: str | None = None,
+    report_path: str | None = None,
+) -> StepOutcome:
     """Join late labels by id, check coverage and leakage, add the window to history."""
     cfg, store = _load(config_yaml)
     with _recorded(store, run_id, "label") as rec:
         events, meta = _read_dataset(dataset_path)
         labels = read_source(cfg.labels.uri, cfg.labels.format)
         result = join_labels(cfg, events, labels)
-        meta = {**meta, "sha256": content_sha256(result.labelled), "rows": len(result.labelled),
-                "label_coverage": result.coverage}
+        meta = {
+            **meta,
+            "sha256": content_sha256(result.labelled),
+            "rows": len(result.labelled),
+            "label_coverage": result.coverage,
+        }
         _write_dataset(labelled_path, result.labelled, meta)
         if queue_path:
             _write_dataset(queue_path, result.queue, {"rows": len(result.queue)})
         _commit_history(store, window_id, result.labelled, meta)
-        summary = (f"{len(result.labelled)} labelled rows, coverage {result.coverage:.1%}, "
-                   f"{len(result.queue)} rows queued for labelling")
+        summary = (
+            f"{len(result.labelled)} labelled rows, coverage {result.coverage:.1%}, "
+            f"{len(result.queue)} rows queued for labelling"
+        )
         rec.update(summary=summary, report=result.report)
         _write_report(report_path, result.markdown, result.report)
         return StepOutcome("label", summary, result.report)
@@ -231,7 +261,9 @@ def load_history(store: Storage, cfg: Config, before_window: str) -> pd.DataFram
             continue
         wid = key.split("/")[1]
         if window_sort_key(cfg.data, wid) < cutoff:
-            frames.append((window_sort_key(cfg.data, wid), from_parquet_bytes(store.read_bytes(key))[0]))
+            frames.append(
+                (window_sort_key(cfg.data, wid), from_parquet_bytes(store.read_bytes(key))[0])
+            )
     if not frames:
         return None
     frames.sort(key=lambda t: t[0])
@@ -241,8 +273,15 @@ def load_history(store: Storage, cfg: Config, before_window: str) -> pd.DataFram
 # --- train -------------------------------------------------------------------------------------
 
 
-def train(config_yaml: str, window_id: str, run_id: str, labelled_path: str, model_dir: str,
-          holdout_dir: str, report_path: str | None = None) -> StepOutcome:
+def train(
+    config_yaml: str,
+    window_id: str,
+    run_id: str,
+    labelled_path: str,
+    model_dir: str,
+    holdout_dir: str,
+    report_path: str | None = None,
+) -> StepOutcome:
     """Train a challenger on history + the new window at the configured mix."""
     from retrain.training.artifact import ModelCard, library_versions, model_files
     from retrain.training.mix import build_training_set
@@ -264,11 +303,22 @@ def train(config_yaml: str, window_id: str, run_id: str, labelled_path: str, mod
         version = _version_id(window_id, hashes, cfg)
         champion = Registry(store, cfg.name).get_alias("champion").version
         card = ModelCard(
-            version=version, parent=champion, created_at=_now(), task=cfg.task, target=cfg.target,
-            features=dict(cfg.data.features), estimator=cfg.model.estimator,
-            params=dict(cfg.model.params), data_hashes=hashes, provenance=ts.provenance,
-            metrics={}, library_versions=library_versions(), model_sha256="", seed=cfg.seed,
-            window=window_id, run_id=run_id,
+            version=version,
+            parent=champion,
+            created_at=_now(),
+            task=cfg.task,
+            target=cfg.target,
+            features=dict(cfg.data.features),
+            estimator=cfg.model.estimator,
+            params=dict(cfg.model.params),
+            data_hashes=hashes,
+            provenance=ts.provenance,
+            metrics={},
+            library_versions=library_versions(),
+            model_sha256="",
+            seed=cfg.seed,
+            window=window_id,
+            run_id=run_id,
         )
         out = Path(model_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -280,34 +330,56 @@ def train(config_yaml: str, window_id: str, run_id: str, labelled_path: str, mod
         if ts.history_holdout is not None:
             (hold / "history.parquet").write_bytes(to_parquet_bytes(ts.history_holdout, {}))
         p = ts.provenance
-        summary = (f"challenger {version}: {len(ts.train)} rows "
-                   f"({p.get('history_rows', 0)} history + {p.get('new_rows', 0)} new, "
-                   f"history share {p.get('realised_share', 0):.0%}), fit in {fit_seconds:.1f}s")
-        details = {"version": version, "parent": champion, "provenance": p, "data_hashes": hashes,
-                   "fit_seconds": fit_seconds}
+        summary = (
+            f"challenger {version}: {len(ts.train)} rows "
+            f"({p.get('history_rows', 0)} history + {p.get('new_rows', 0)} new, "
+            f"history share {p.get('realised_share', 0):.0%}), fit in {fit_seconds:.1f}s"
+        )
+        details = {
+            "version": version,
+            "parent": champion,
+            "provenance": p,
+            "data_hashes": hashes,
+            "fit_seconds": fit_seconds,
+        }
         rec.update(summary=summary, report=details)
-        _write_report(report_path, _train_markdown(version, champion, p, hashes, fit_seconds), details)
+        _write_report(
+            report_path, _train_markdown(version, champion, p, hashes, fit_seconds), details
+        )
         return StepOutcome("train", summary, details)
 
 
 def _version_id(window_id: str, hashes: dict[str, Any], cfg: Config) -> str:
     """Content-addressed: the same data, model spec and seed give the same version id."""
-    basis = json.dumps({"hashes": hashes, "model": cfg.model.model_dump(mode="json"),
-                        "seed": cfg.seed, "mix": cfg.training.model_dump(mode="json")},
-                       sort_keys=True)
+    basis = json.dumps(
+        {
+            "hashes": hashes,
+            "model": cfg.model.model_dump(mode="json"),
+            "seed": cfg.seed,
+            "mix": cfg.training.model_dump(mode="json"),
+        },
+        sort_keys=True,
+    )
     digest = hashlib.sha256(basis.encode()).hexdigest()[:10]
     safe_window = "".join(c if c.isalnum() else "-" for c in window_id)
     return f"w{safe_window}-{digest}"
 
 
-def _train_markdown(version: str, parent: str | None, prov: dict[str, Any],
-                    hashes: dict[str, Any], fit_seconds: float) -> str:
+def _train_markdown(
+    version: str,
+    parent: str | None,
+    prov: dict[str, Any],
+    hashes: dict[str, Any],
+    fit_seconds: float,
+) -> str:
     rows = "\n".join(f"| {k} | {v} |" for k, v in prov.items() if not isinstance(v, (dict, list)))
     hrows = "\n".join(f"| {k} | `{v}` |" for k, v in hashes.items())
-    return (f"# Train: challenger `{version}`\n\nParent (champion at training time): "
-            f"`{parent or 'none: first model'}`. Fit in {fit_seconds:.2f} s.\n\n"
-            f"## Training mix (provenance)\n\n| field | value |\n|---|---|\n{rows}\n\n"
-            f"## Data hashes\n\n| dataset | sha256 |\n|---|---|\n{hrows}\n")
+    return (
+        f"# Train: challenger `{version}`\n\nParent (champion at training time): "
+        f"`{parent or 'none: first model'}`. Fit in {fit_seconds:.2f} s.\n\n"
+        f"## Training mix (provenance)\n\n| field | value |\n|---|---|\n{rows}\n\n"
+        f"## Data hashes\n\n| dataset | sha256 |\n|---|---|\n{hrows}\n"
+    )
 
 
 # --- evaluate ----------------------------------------------------------------------------------
@@ -331,8 +403,9 @@ def load_model_dir(model_dir: str) -> tuple[Any, Any]:
     return load_model((d / MODEL_FILE).read_bytes(), card), card
 
 
-def evaluate(config_yaml: str, run_id: str, model_dir: str, holdout_dir: str,
-             report_path: str | None = None) -> EvaluateOutcome:
+def evaluate(
+    config_yaml: str, run_id: str, model_dir: str, holdout_dir: str, report_path: str | None = None
+) -> EvaluateOutcome:
     """Challenger vs champion on recent and historical holdouts; the gates say blessed or not."""
     from retrain.evaluation.gates import evaluate_challenger
 
@@ -348,15 +421,27 @@ def evaluate(config_yaml: str, run_id: str, model_dir: str, holdout_dir: str,
         result = evaluate_challenger(cfg, challenger, champion, recent, history, seed=cfg.seed)
         flat = _flatten_metrics(result.metrics)
         summary = ("BLESSED: " if result.blessed else "REJECTED: ") + result.reason
-        details = {"blessed": result.blessed, "reason": result.reason, "challenger": card.version,
-                   "champion": champion_version, "metrics": result.metrics,
-                   "comparison": result.comparison,
-                   "gates": [g.__dict__ for g in result.gates]}
+        details = {
+            "blessed": result.blessed,
+            "reason": result.reason,
+            "challenger": card.version,
+            "champion": champion_version,
+            "metrics": result.metrics,
+            "comparison": result.comparison,
+            "gates": [g.__dict__ for g in result.gates],
+        }
         rec.update(summary=summary, report=details, blessed=result.blessed)
         _write_report(report_path, result.markdown(), details)
         confusion = getattr(result, "confusion", None)
-        return EvaluateOutcome("evaluate", summary, details, blessed=result.blessed,
-                               reason=result.reason, metrics=flat, confusion=confusion)
+        return EvaluateOutcome(
+            "evaluate",
+            summary,
+            details,
+            blessed=result.blessed,
+            reason=result.reason,
+            metrics=flat,
+            confusion=confusion,
+        )
 
 
 def _flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -373,23 +458,29 @@ def _flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, flo
 # --- deploy ------------------------------------------------------------------------------------
 
 
-def deploy(config_yaml: str, run_id: str, model_dir: str, report_path: str | None = None,
-           *, applier_factory: Callable[[Config], Any] | None = None) -> DeployOutcome:
+def deploy(
+    config_yaml: str,
+    run_id: str,
+    model_dir: str,
+    report_path: str | None = None,
+    *,
+    applier_factory: Callable[[Config], Any] | None = None,
+) -> DeployOutcome:
     """Register the blessed version, move the alias, and roll it out as a canary (or champion).
 
     Order matters for crash safety: (1) the version (create-only, idempotent), (2) the alias
     (compare-and-swap), (3) the rendered deployment (idempotent apply). A re-run after a crash
     at any point converges to the same end state.
     """
-    from retrain.deploy import make_applier, render_state
-    from retrain.deploy.rollout import deployment_state_for
+    from retrain.deploy import applier_for, backend_for
+    from retrain.deploy.plan import deployment_state_for
 
     cfg, store = _load(config_yaml)
     with _recorded(store, run_id, "deploy") as rec:
         _, card = load_model_dir(model_dir)  # verifies the sha256 before anything is written
         version = card.version
         reg = Registry(store, cfg.name)
-        files = {p.name: p.read_bytes() for p in sorted(Path(model_dir).iterdir()) if p.is_file()}
+        files = {name: (Path(model_dir) / name).read_bytes() for name in (MODEL_FILE, CARD_FILE)}
         reg.register(version, files)
         reg.append_event("registered", version=version, run_id=run_id)
         champion = reg.get_alias("champion")
@@ -403,25 +494,43 @@ def deploy(config_yaml: str, run_id: str, model_dir: str, report_path: str | Non
             canary = reg.get_alias("canary")
             if canary.version != version:
                 reg.set_alias("canary", version, canary.generation)
-                reg.append_event("alias_moved", alias="canary", version=version,
-                                 previous=canary.version, run_id=run_id)
+                reg.append_event(
+                    "alias_moved",
+                    alias="canary",
+                    version=version,
+                    previous=canary.version,
+                    run_id=run_id,
+                )
         state = deployment_state_for(cfg, reg)
-        obj = render_state(state, cfg)
-        applier = (applier_factory or make_applier)(cfg)
+        obj = backend_for(cfg).render(state, cfg)
+        applier = (applier_factory or applier_for)(cfg)
         result = applier.apply(obj, cfg, message=_deploy_message(cfg, state))
         kind = "canary_started" if alias == "canary" else "deployed"
         if result.changed:
-            reg.append_event(kind, version=version, run_id=run_id, ref=result.ref,
-                             traffic={p.name: p.traffic for p in state.predictors})
+            reg.append_event(
+                kind,
+                version=version,
+                run_id=run_id,
+                ref=result.ref,
+                traffic={p.name: p.traffic for p in state.predictors},
+            )
         split = ", ".join(f"{p.name} {p.version} {p.traffic}%" for p in state.predictors)
-        summary = (f"{version} is now {alias}; serving split: {split}; "
-                   + (f"committed {str(result.ref)[:10]}" if result.changed else "no change to apply"))
-        details = {"version": version, "alias": alias, "ref": result.ref, "changed": result.changed,
-                   "predictors": [p.__dict__ for p in state.predictors], "detail": result.detail}
+        summary = f"{version} is now {alias}; serving split: {split}; " + (
+            f"committed {str(result.ref)[:10]}" if result.changed else "no change to apply"
+        )
+        details = {
+            "version": version,
+            "alias": alias,
+            "ref": result.ref,
+            "changed": result.changed,
+            "predictors": [p.__dict__ for p in state.predictors],
+            "detail": result.detail,
+        }
         rec.update(summary=summary, report=details)
         _write_report(report_path, _deploy_markdown(version, alias, state, result), details)
-        return DeployOutcome("deploy", summary, details, version=version, alias=alias,
-                             commit=result.ref)
+        return DeployOutcome(
+            "deploy", summary, details, version=version, alias=alias, commit=result.ref
+        )
 
 
 def _deploy_message(cfg: Config, state: Any) -> str:
@@ -430,7 +539,10 @@ def _deploy_message(cfg: Config, state: Any) -> str:
 
 
 def _deploy_markdown(version: str, alias: str, state: Any, result: Any) -> str:
-    rows = "\n".join(f"| {p.name} | `{p.version}` | {p.traffic}% | {p.model_uri} |"
-                     for p in state.predictors)
-    return (f"# Deploy: `{version}` as {alias}\n\n| predictor | version | traffic | model URI |\n"
-            f"|---|---|---|---|\n{rows}\n\nApplied: {result.detail} (ref `{result.ref}`)\n")
+    rows = "\n".join(
+        f"| {p.name} | `{p.version}` | {p.traffic}% | {p.model_uri} |" for p in state.predictors
+    )
+    return (
+        f"# Deploy: `{version}` as {alias}\n\n| predictor | version | traffic | model URI |\n"
+        f"|---|---|---|---|\n{rows}\n\nApplied: {result.detail} (ref `{result.ref}`)\n"
+    )

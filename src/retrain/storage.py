@@ -10,13 +10,15 @@ registry needs two stronger writes:
   rename, with the generation kept as a counter beside the object).
 
 Keys are relative, '/'-separated paths below the store's root. A key that tries to leave the
-root ('..', an absolute path, a scheme) is refused with a `ValidationError`.
+root ('..', an absolute path, a scheme) is refused with a `ValidationError`. `list(prefix)`
+matches whole path segments: `list("a")` returns `a/...` keys, never `ab/...`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import posixpath
 import tempfile
@@ -25,9 +27,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from retrain.errors import AlreadyExists, NotFound, PreconditionFailed, TransientError, ValidationError
+from retrain.errors import (
+    AlreadyExists,
+    NotFound,
+    PreconditionFailed,
+    TransientError,
+    ValidationError,
+)
 
-__all__ = ["GCSStorage", "LocalStorage", "Storage", "check_key", "open_storage"]
+__all__ = ["NO_OBJECT", "GCSStorage", "LocalStorage", "Storage", "check_key", "open_storage"]
 
 #: Generation value meaning "no object here yet" (as in GCS preconditions).
 NO_OBJECT = 0
@@ -47,7 +55,9 @@ def check_key(key: str) -> str:
         or "\\" in key
         or any(ord(c) < 32 for c in key)
     ):
-        raise ValidationError(f"storage key {key!r} must be a relative path inside the storage root")
+        raise ValidationError(
+            f"storage key {key!r} must be a relative path inside the storage root"
+        )
     norm = posixpath.normpath(key)
     if norm == "." or norm.startswith("../") or norm == ".." or "/../" in f"/{norm}/":
         raise ValidationError(f"storage key {key!r} escapes the storage root")
@@ -118,7 +128,12 @@ class Storage(ABC):
 
 
 class LocalStorage(Storage):
-    """A directory on the local filesystem."""
+    """A directory on the local filesystem.
+
+    Each object `a/b` has two hidden neighbours: `a/.b.generation` (its generation counter) and
+    `a/.b.lock` (an flock file that serialises writers across threads and processes). Keys
+    with a segment starting with '.' are refused, so no key can reach them.
+    """
 
     def __init__(self, root: str | Path) -> None:
         self._root = Path(root).expanduser().resolve()
@@ -137,25 +152,35 @@ class LocalStorage(Storage):
     def read_bytes(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise NotFound(f"no object at {self.uri(key)}") from None
         except IsADirectoryError:
             raise NotFound(f"{self.uri(key)} is a directory, not an object") from None
 
-    def generation(self, key: str) -> int:
-        p = self._path(key)
-        if not p.is_file():
-            return NO_OBJECT
+    def _stored_generation(self, key: str) -> int:
         try:
             return int(self._gen_path(key).read_text())
-        except (FileNotFoundError, ValueError):
-            return 1  # written by something other than this class: first generation
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            return NO_OBJECT
 
-    def _stage(self, key: str, data: bytes) -> Path:
-        p = self._path(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    def generation(self, key: str) -> int:
+        if not self._path(key).is_file():
+            return NO_OBJECT
+        # A file written by something other than this class has no counter: first generation.
+        return self._stored_generation(key) or 1
+
+    def _next_generation(self, key: str) -> int:
+        # The counter survives a deleted object, so a recreated key never reuses a generation
+        # (as on GCS): a caller holding a generation from before cannot win a CAS after.
+        return max(self.generation(key), self._stored_generation(key)) + 1
+
+    def _stage(self, path: Path, data: bytes) -> Path:
+        """Write `data` durably to a temporary file beside `path` and return its name."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            # mkstemp creates 0600 files; give objects the mode a plain open() would.
+            os.fchmod(fd, 0o666 & ~_umask())
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
@@ -176,52 +201,64 @@ class LocalStorage(Storage):
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def _bump(self, key: str, new_gen: int) -> None:
-        gp = self._gen_path(key)
-        tmp = gp.with_name(gp.name + ".tmp")
-        tmp.write_text(str(new_gen))
-        os.replace(tmp, gp)
+    def _commit(self, key: str, tmp: Path, new_gen: int, *, exclusive: bool) -> None:
+        """Move a staged file into place, then record its generation.
+
+        The object is replaced before its counter: an unlocked reader (`read_versioned`) that
+        sees the old counter with the new bytes then loses its CAS, which is the safe outcome.
+        """
+        path = self._path(key)
+        try:
+            if exclusive:
+                os.link(tmp, path)  # atomic; fails if the name exists
+            else:
+                os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        gen_tmp = self._stage(self._gen_path(key), str(new_gen).encode())
+        os.replace(gen_tmp, self._gen_path(key))
+        _fsync_dir(path.parent)
 
     def write_bytes(self, key: str, data: bytes) -> None:
         with self._locked(key):
-            gen = self.generation(key)
-            tmp = self._stage(key, data)
-            os.replace(tmp, self._path(key))
-            self._bump(key, gen + 1)
+            tmp = self._stage(self._path(key), data)
+            self._commit(key, tmp, self._next_generation(key), exclusive=False)
 
     def create(self, key: str, data: bytes) -> None:
         with self._locked(key):
-            tmp = self._stage(key, data)
+            new_gen = self._next_generation(key)
+            tmp = self._stage(self._path(key), data)
             try:
-                os.link(tmp, self._path(key))  # atomic; fails if the name exists
+                self._commit(key, tmp, new_gen, exclusive=True)
             except FileExistsError:
                 raise AlreadyExists(f"{self.uri(key)} already exists (create-only)") from None
-            finally:
-                tmp.unlink(missing_ok=True)
-            self._bump(key, 1)
 
     def compare_and_swap(self, key: str, data: bytes, expected_generation: int) -> int:
+        _check_generation(expected_generation)
         with self._locked(key):
             current = self.generation(key)
             if current != expected_generation:
                 raise PreconditionFailed(
-                    f"{self.uri(key)} changed (generation {current}, expected {expected_generation})"
+                    f"{self.uri(key)} changed "
+                    f"(generation {current}, expected {expected_generation})"
                 )
-            tmp = self._stage(key, data)
-            os.replace(tmp, self._path(key))
-            self._bump(key, current + 1)
-            return current + 1
+            new_gen = self._next_generation(key)
+            tmp = self._stage(self._path(key), data)
+            self._commit(key, tmp, new_gen, exclusive=False)
+            return new_gen
 
     def list(self, prefix: str) -> list[str]:
-        base = self._root if prefix in ("", ".") else self._path(prefix)
-        if not base.exists():
-            return []
+        key = "" if prefix in ("", ".") else check_key(prefix)
+        base = self._root / key if key else self._root
         if base.is_file():
-            return [prefix]
+            return [key]
+        if not base.is_dir():
+            return []
         out = []
         for p in base.rglob("*"):
-            if p.is_file() and not p.name.startswith("."):
-                out.append(p.relative_to(self._root).as_posix())
+            rel = p.relative_to(self._root).as_posix()
+            if _visible(rel) and p.is_file():
+                out.append(rel)
         return sorted(out)
 
 
@@ -239,11 +276,14 @@ class GCSStorage(Storage):
         bucket, _, prefix = root[len("gs://") :].partition("/")
         if not bucket:
             raise ValidationError(f"no bucket in {root}")
+        prefix = prefix.strip("/")
+        if prefix:
+            prefix = check_key(prefix)
         from google.cloud import storage as gcs
 
         self._client = client if client is not None else gcs.Client()
         self._bucket = self._client.bucket(bucket)
-        self._prefix = prefix.strip("/")
+        self._prefix = prefix
         self.root = f"gs://{bucket}" + (f"/{self._prefix}" if self._prefix else "")
 
     def _name(self, key: str) -> str:
@@ -254,52 +294,114 @@ class GCSStorage(Storage):
         return f"gs://{self._bucket.name}/{self._name(key)}"
 
     @contextlib.contextmanager
-    def _errors(self, key: str) -> Iterator[None]:
+    def _errors(self, where: str) -> Iterator[None]:
+        """Map client exceptions to ours; `where` is the URI named in the message."""
+        import requests
         from google.api_core import exceptions as gexc
+        from google.auth import exceptions as auth_exc
 
         try:
             yield
         except gexc.NotFound:
-            raise NotFound(f"no object at {self.uri(key)}") from None
+            raise NotFound(f"no object at {where}") from None
         except gexc.PreconditionFailed:
-            raise PreconditionFailed(f"{self.uri(key)} changed before our write") from None
-        except (gexc.ServiceUnavailable, gexc.TooManyRequests, gexc.InternalServerError,
-                gexc.GatewayTimeout, ConnectionError) as err:
-            raise TransientError(f"GCS error on {self.uri(key)}: {err}") from err
+            raise PreconditionFailed(f"{where} changed before our write") from None
+        except (
+            gexc.RetryError,  # the client's own retries ran out of time (120 s by default)
+            gexc.ServiceUnavailable,
+            gexc.TooManyRequests,
+            gexc.InternalServerError,
+            gexc.BadGateway,
+            gexc.GatewayTimeout,
+            auth_exc.TransportError,
+            requests.ConnectionError,
+            requests.Timeout,
+            ConnectionError,
+        ) as err:
+            raise TransientError(f"GCS error on {where}: {err}") from err
 
     def read_bytes(self, key: str) -> bytes:
-        with self._errors(key):
+        with self._errors(self.uri(key)):
             return bytes(self._bucket.blob(self._name(key)).download_as_bytes())
 
     def generation(self, key: str) -> int:
-        with self._errors(key):
+        with self._errors(self.uri(key)):
             blob = self._bucket.get_blob(self._name(key))
         return int(blob.generation) if blob is not None else NO_OBJECT
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        # A single-request upload is atomic on GCS: the object appears whole or not at all.
-        with self._errors(key):
+        # A GCS upload (multipart or resumable) is atomic: the object appears whole or not at all.
+        with self._errors(self.uri(key)):
             self._bucket.blob(self._name(key)).upload_from_string(data)
 
     def create(self, key: str, data: bytes) -> None:
         try:
-            with self._errors(key):
+            with self._errors(self.uri(key)):
                 self._bucket.blob(self._name(key)).upload_from_string(data, if_generation_match=0)
         except PreconditionFailed:
             raise AlreadyExists(f"{self.uri(key)} already exists (create-only)") from None
 
     def compare_and_swap(self, key: str, data: bytes, expected_generation: int) -> int:
+        _check_generation(expected_generation)
         blob = self._bucket.blob(self._name(key))
-        with self._errors(key):
+        with self._errors(self.uri(key)):
             blob.upload_from_string(data, if_generation_match=expected_generation)
         return int(blob.generation)
 
     def list(self, prefix: str) -> list[str]:
-        full = self._name(prefix) if prefix not in ("", ".") else self._prefix
+        key = "" if prefix in ("", ".") else check_key(prefix)
+        full = self._name(key) if key else self._prefix
         strip = f"{self._prefix}/" if self._prefix else ""
-        with self._errors(prefix):
-            names = [b.name for b in self._client.list_blobs(self._bucket, prefix=full)]
-        return sorted(n[len(strip):] for n in names if not n.endswith("/"))
+        where = self.uri(key) if key else self.root
+        # List `full/` rather than `full`: a bare prefix 'a' would also match 'ab/...'.
+        with self._errors(where):
+            names = [
+                b.name
+                for b in self._client.list_blobs(self._bucket, prefix=f"{full}/" if full else None)
+            ]
+        keys = sorted(rel for n in names if _visible(rel := n[len(strip) :]))
+        if not keys and key and self.generation(key) != NO_OBJECT:
+            return [key]  # the prefix names an object itself, as a file does locally
+        return keys
+
+
+def _visible(key: str) -> bool:
+    """Whether a listed name is a key this module could have written (no folder markers,
+    no empty or hidden segments)."""
+    return all(seg and not seg.startswith(".") for seg in key.split("/"))
+
+
+def _check_generation(expected_generation: int) -> None:
+    if (
+        isinstance(expected_generation, bool)
+        or not isinstance(expected_generation, int)
+        or expected_generation < 0
+    ):
+        raise ValidationError(
+            f"expected_generation must be an integer >= 0, got {expected_generation!r}"
+        )
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    # os.umask can only be read by setting it, which races with other threads creating
+    # files; Linux reports it in /proc instead.
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def _fsync_dir(path: Path) -> None:
+    """Persist a directory's entries (a rename is durable only once its directory is)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def open_storage(root: str, client: Any | None = None) -> Storage:

@@ -9,9 +9,8 @@ import yaml
 
 pytest.importorskip("kfp")
 
-from kfp import components  # noqa: E402
-
-from retrain_pipelines import STEP_POLICY, compile_pipeline  # noqa: E402
+from kfp import components
+from retrain_pipelines import STEP_POLICY, compile_pipeline
 
 IMAGE = "registry.example.com/retrain/retrain:9.9.9"
 

@@ -1,1 +1,83 @@
-"""retrain.deploy."""
+"""Deploy: render a serving state for a platform and apply it.
+
+    state = DeploymentState.with_canary("fraud", "models", champion, canary, traffic=10)
+    obj = backend_for(cfg).render(state, cfg)    # a SeldonDeployment today
+    result = applier_for(cfg).apply(obj, cfg)    # a git commit in GitOps mode
+
+Backends and appliers are looked up by the config's names (``deploy.backend``,
+``deploy.mode``), so a KServe backend or a Kubernetes-API applier is one entry each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, TypeVar
+
+from retrain.deploy._base import (
+    CANARY,
+    CHAMPION,
+    Applier,
+    ApplyResult,
+    Backend,
+    DeploymentState,
+    ModelRef,
+    PredictorSpec,
+    to_yaml,
+)
+from retrain.deploy.gitops import GitOpsApplier
+from retrain.deploy.seldon import SeldonBackend, validate_seldon
+from retrain.errors import ValidationError
+
+if TYPE_CHECKING:
+    from retrain.config import Config
+
+__all__ = [
+    "APPLIERS",
+    "BACKENDS",
+    "CANARY",
+    "CHAMPION",
+    "Applier",
+    "ApplyResult",
+    "Backend",
+    "DeploymentState",
+    "GitOpsApplier",
+    "ModelRef",
+    "PredictorSpec",
+    "SeldonBackend",
+    "applier_for",
+    "backend_for",
+    "to_yaml",
+    "validate_seldon",
+]
+
+_T = TypeVar("_T")
+
+#: Backend factories by ``deploy.backend``.
+BACKENDS: dict[str, Callable[[Config], Backend]] = {
+    "seldon": lambda cfg: SeldonBackend(),
+}
+
+#: Applier factories by ``deploy.mode``.
+APPLIERS: dict[str, Callable[[Config], Applier]] = {
+    "gitops": GitOpsApplier.from_config,
+}
+
+
+def backend_for(cfg: Config) -> Backend:
+    """The backend named by ``cfg.deploy.backend``."""
+    return _lookup(BACKENDS, cfg.deploy.backend, "deploy.backend")(cfg)
+
+
+def applier_for(cfg: Config) -> Applier:
+    """The applier named by ``cfg.deploy.mode``."""
+    return _lookup(APPLIERS, cfg.deploy.mode, "deploy.mode")(cfg)
+
+
+def _lookup(
+    table: Mapping[str, Callable[[Config], _T]], name: str, key: str
+) -> Callable[[Config], _T]:
+    if name not in table:
+        raise ValidationError(
+            f"{key} {name!r} is not available in this version; choose one of {sorted(table)}"
+        )
+    return table[name]

@@ -1,1 +1,22 @@
-"""retrain.evaluation."""
+"""Evaluation: metrics, a paired bootstrap, and the pure promotion gates."""
+
+from __future__ import annotations
+
+from retrain.evaluation.gates import EvaluationResult, Gate, decide, evaluate_challenger
+from retrain.evaluation.metrics import (
+    GREATER_IS_BETTER,
+    bootstrap_difference,
+    compute_metrics,
+    confusion,
+)
+
+__all__ = [
+    "GREATER_IS_BETTER",
+    "EvaluationResult",
+    "Gate",
+    "bootstrap_difference",
+    "compute_metrics",
+    "confusion",
+    "decide",
+    "evaluate_challenger",
+]

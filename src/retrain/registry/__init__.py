@@ -1,1 +1,7 @@
-"""retrain.registry."""
+"""The model registry: immutable versions, aliases moved by compare-and-swap, an event log."""
+
+from __future__ import annotations
+
+from retrain.registry._registry import EVENT_KINDS, AliasState, Registry
+
+__all__ = ["EVENT_KINDS", "AliasState", "Registry"]

@@ -1,1 +1,28 @@
-"""retrain.training."""
+"""Training: mix new data with history, fit the configured pipeline, persist it safely."""
+
+from __future__ import annotations
+
+from retrain.training.artifact import (
+    TRUSTED_TYPES,
+    ModelCard,
+    card_from_config,
+    load_model,
+    model_files,
+    serialize_model,
+)
+from retrain.training.mix import TrainingSet, build_training_set
+from retrain.training.model import build_estimator, fit_model, predict_scores
+
+__all__ = [
+    "TRUSTED_TYPES",
+    "ModelCard",
+    "TrainingSet",
+    "build_estimator",
+    "build_training_set",
+    "card_from_config",
+    "fit_model",
+    "load_model",
+    "model_files",
+    "predict_scores",
+    "serialize_model",
+]

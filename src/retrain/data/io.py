@@ -1,0 +1,227 @@
+"""Reading event sources and writing datasets (Parquet with lineage metadata).
+
+A source is one file or a directory of files in one format (Parquet or CSV), on local disk or
+under ``gs://``. A dataset written by this package is Parquet whose key-value metadata holds a
+JSON document under the key ``retrain`` (rows, event-time range, schema fingerprint, content
+hash, source snapshot), so lineage travels with the bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from retrain.errors import NotFound, ValidationError
+from retrain.storage import GCSStorage
+
+__all__ = [
+    "METADATA_KEY",
+    "content_sha256",
+    "dataset_metadata",
+    "from_parquet_bytes",
+    "json_value",
+    "read_source",
+    "to_parquet_bytes",
+]
+
+#: Parquet key-value metadata key holding the dataset's JSON metadata.
+METADATA_KEY = b"retrain"
+_FORMATS = ("parquet", "csv")
+
+
+def _parse(data: bytes, fmt: str, where: str) -> pd.DataFrame:
+    try:
+        if fmt == "parquet":
+            return pq.read_table(pa.BufferReader(data)).to_pandas()
+        return pd.read_csv(io.BytesIO(data))
+    except (pa.ArrowException, ValueError, UnicodeDecodeError) as err:
+        raise ValidationError(f"{where} is not a readable {fmt} file: {err}") from None
+
+
+def _is_data_file(relative: str, fmt: str) -> bool:
+    """A file of the format whose path (below the source root) has no hidden or '_' part.
+
+    Writers leave markers such as _SUCCESS and hidden temporary files or directories beside
+    the data; reading them would duplicate or corrupt rows.
+    """
+    parts = relative.split("/")
+    return not any(p.startswith((".", "_")) for p in parts) and parts[-1].lower().endswith(
+        f".{fmt}"
+    )
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    if len(frames) == 1:
+        return frames[0]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _read_local(path: Path, uri: str, fmt: str) -> pd.DataFrame:
+    if path.is_file():
+        return _parse(path.read_bytes(), fmt, uri)
+    if not path.is_dir():
+        raise ValidationError(f"data source not found: {uri}")
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and _is_data_file(p.relative_to(path).as_posix(), fmt)
+    )
+    if not files:
+        raise ValidationError(f"data source {uri} is a directory with no .{fmt} files")
+    return _concat([_parse(p.read_bytes(), fmt, str(p)) for p in files])
+
+
+def _read_gcs(uri: str, fmt: str, client: Any | None) -> pd.DataFrame:
+    bucket, _, name = uri[len("gs://") :].partition("/")
+    store = GCSStorage(f"gs://{bucket}", client=client)
+    name = name.strip("/")
+    if name and store.exists(name):
+        return _parse(store.read_bytes(name), fmt, uri)
+    prefix = f"{name}/" if name else ""
+    # Listing a prefix also matches siblings like 'events.bak/...': keep only real children.
+    keys = [
+        k
+        for k in store.list(name or "")
+        if k.startswith(prefix) and _is_data_file(k[len(prefix) :], fmt)
+    ]
+    if not keys:
+        raise ValidationError(
+            f"data source not found: {uri} (no object and no .{fmt} files below it)"
+        )
+    frames = []
+    for key in keys:
+        try:
+            frames.append(_parse(store.read_bytes(key), fmt, store.uri(key)))
+        except NotFound:
+            raise ValidationError(f"{store.uri(key)} disappeared while reading {uri}") from None
+    return _concat(frames)
+
+
+def read_source(uri: str, fmt: str, *, client: Any | None = None) -> pd.DataFrame:
+    """Read a file, or every file of format `fmt` below a directory, into one frame.
+
+    Files in a directory are read in sorted path order; hidden files and names starting with
+    '_' are skipped. `client` is an optional google.cloud.storage client for ``gs://`` URIs.
+
+    Raises:
+        ValidationError: unknown format, missing source, or a file that cannot be parsed.
+    """
+    if fmt not in _FORMATS:
+        raise ValidationError(f"unknown data format {fmt!r} for {uri}; use one of {list(_FORMATS)}")
+    if uri.startswith("gs://"):
+        return _read_gcs(uri, fmt, client)
+    if uri.startswith("file://"):
+        return _read_local(Path(uri[len("file://") :]), uri, fmt)
+    if "://" in uri:
+        raise ValidationError(f"unsupported data source URI {uri} (use a path or gs://)")
+    return _read_local(Path(uri).expanduser(), uri, fmt)
+
+
+def to_parquet_bytes(df: pd.DataFrame, metadata: dict[str, Any]) -> bytes:
+    """Parquet bytes of `df` (index dropped) with `metadata` as JSON under key ``retrain``."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    kv = dict(table.schema.metadata or {})
+    kv[METADATA_KEY] = json.dumps(metadata, sort_keys=True, allow_nan=False).encode()
+    sink = io.BytesIO()
+    pq.write_table(table.replace_schema_metadata(kv), sink)
+    return sink.getvalue()
+
+
+def from_parquet_bytes(data: bytes) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The frame and the ``retrain`` metadata ({} if absent) of Parquet bytes."""
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except pa.ArrowException as err:
+        raise ValidationError(f"not a readable Parquet dataset: {err}") from None
+    raw = (table.schema.metadata or {}).get(METADATA_KEY)
+    try:
+        meta = json.loads(raw) if raw else {}
+    except json.JSONDecodeError as err:
+        raise ValidationError(f"dataset metadata under key 'retrain' is not JSON: {err}") from None
+    if not isinstance(meta, dict):
+        raise ValidationError("dataset metadata under key 'retrain' is not a JSON object")
+    return table.to_pandas(), meta
+
+
+def _column_bytes(series: pd.Series) -> bytes:
+    """A canonical byte encoding of a column's values, defined here (not by a library)."""
+    dtype = series.dtype
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        dtype = series.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "biufmM":
+        values = series.to_numpy()
+        if dtype.kind == "f":
+            # One NaN bit pattern and no negative zero, so equal values hash equally.
+            values = np.where(np.isnan(values), np.nan, values + 0.0)
+        return np.ascontiguousarray(values).astype(values.dtype.newbyteorder("<")).tobytes()
+    # Strings, categoricals, nullable and object columns: typed, length-prefixed text per value.
+    parts = []
+    for v in series.astype(object).to_numpy():
+        if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
+            parts.append("\x00")
+        else:
+            text = f"{type(v).__name__}:{v}"
+            parts.append(f"{len(text)}:{text}")
+    return "\x1f".join(parts).encode()
+
+
+def content_sha256(df: pd.DataFrame) -> str:
+    """Deterministic SHA-256 of a frame's column names, dtypes and values (in row order).
+
+    The row index is ignored, so a filtered-and-reset frame hashes like a freshly built one.
+    """
+    h = hashlib.sha256()
+    h.update(f"rows={len(df)};cols={df.shape[1]}\n".encode())
+    for name in df.columns:
+        col = df[name]
+        header = json.dumps([str(name), str(col.dtype)]).encode()
+        h.update(len(header).to_bytes(8, "little") + header)
+        body = _column_bytes(col)
+        h.update(len(body).to_bytes(8, "little") + body)
+    return h.hexdigest()
+
+
+def json_value(value: Any) -> Any:
+    """A JSON-able form of a scalar: numpy numbers to Python, NaN to None, times to ISO text."""
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
+def dataset_metadata(
+    df: pd.DataFrame, *, time_column: str, source_snapshot: str, schema_fingerprint: str
+) -> dict[str, Any]:
+    """Lineage metadata of a dataset: rows, event-time range, schema and content hashes."""
+    if time_column not in df.columns:
+        raise ValidationError(f"time column {time_column!r} is not in the dataset")
+    times = df[time_column].dropna()
+    return {
+        "rows": len(df),
+        "columns": [str(c) for c in df.columns],
+        "event_time_min": json_value(times.min()) if len(times) else None,
+        "event_time_max": json_value(times.max()) if len(times) else None,
+        "schema_fingerprint": schema_fingerprint,
+        "sha256": content_sha256(df),
+        "source_snapshot": source_snapshot,
+    }

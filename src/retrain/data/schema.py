@@ -1,0 +1,345 @@
+"""The reference schema of a use case and the checks every new window must pass.
+
+The schema is inferred once, from the first ingested window, and kept with the use case; later
+windows are checked against it. `check_window` returns every problem in words (missing or
+extra columns, wrong types, unseen categories, out-of-range values, null rates, volume,
+duplicate ids) so one failed run tells the whole story.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from retrain.config import Config
+from retrain.data.io import json_value
+from retrain.data.windows import _examples, event_times
+from retrain.errors import ValidationError
+
+__all__ = ["ColumnSchema", "Schema", "as_category_strings", "check_window", "infer_schema"]
+
+SCHEMA_FORMAT = 1
+_MAX_LISTED = 10
+
+
+@dataclass(frozen=True)
+class ColumnSchema:
+    """What one feature looked like in the reference window."""
+
+    kind: str
+    dtype: str
+    null_rate: float
+    min: float | None = None
+    max: float | None = None
+    categories: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "dtype": self.dtype,
+            "null_rate": self.null_rate,
+            "min": self.min,
+            "max": self.max,
+            "categories": self.categories,
+        }
+
+
+@dataclass(frozen=True)
+class Schema:
+    """Feature columns (by name) plus the id, time and optional prediction column names."""
+
+    id_column: str
+    time_column: str
+    columns: dict[str, ColumnSchema]
+    prediction_column: str | None = None
+    format: int = field(default=SCHEMA_FORMAT)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "id_column": self.id_column,
+            "time_column": self.time_column,
+            "prediction_column": self.prediction_column,
+            "columns": {name: col.to_dict() for name, col in self.columns.items()},
+        }
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys, fixed separators): equal schemas give equal text."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical JSON."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Schema:
+        """Parse a schema written by `to_json`; a malformed document raises ValidationError."""
+        try:
+            raw = json.loads(text)
+            if raw.get("format") != SCHEMA_FORMAT:
+                raise ValueError(f"unsupported schema format {raw.get('format')!r}")
+            columns = {
+                str(name): ColumnSchema(
+                    kind=c["kind"],
+                    dtype=c["dtype"],
+                    null_rate=float(c["null_rate"]),
+                    min=None if c.get("min") is None else float(c["min"]),
+                    max=None if c.get("max") is None else float(c["max"]),
+                    categories=None
+                    if c.get("categories") is None
+                    else [str(v) for v in c["categories"]],
+                )
+                for name, c in raw["columns"].items()
+            }
+            for name, col in columns.items():
+                if col.kind not in ("numeric", "categorical"):
+                    raise ValueError(f"column {name!r} has unknown kind {col.kind!r}")
+            return cls(
+                id_column=str(raw["id_column"]),
+                time_column=str(raw["time_column"]),
+                columns=columns,
+                prediction_column=raw.get("prediction_column"),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            problem = f"missing key {err}" if isinstance(err, KeyError) else str(err)
+            raise ValidationError(f"schema JSON is invalid: {problem}") from None
+
+
+def _text_dtype() -> Any:
+    """pandas' NaN-backed string dtype (the default for text since pandas 3), else object."""
+    try:
+        return pd.StringDtype(na_value=np.nan)
+    except TypeError:  # pandas < 2.3
+        return object
+
+
+_TEXT_DTYPE = _text_dtype()
+
+
+def as_category_strings(series: pd.Series) -> pd.Series:
+    """Values as category labels (text), missing values kept missing.
+
+    Integral floats print as integers, so a column that gained a null (int64 -> float64) still
+    says '3', not '3.0', and is not flagged as a new category.
+    """
+    if pd.api.types.is_string_dtype(series.dtype) and series.dtype != object:
+        return series.astype(_TEXT_DTYPE)
+    if pd.api.types.is_integer_dtype(series.dtype) and not pd.api.types.is_extension_array_dtype(
+        series.dtype
+    ):
+        return series.astype(str).astype(_TEXT_DTYPE)
+    values = series.to_numpy(dtype=object)
+    out: list[str | None] = []
+    for v in values:
+        if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and np.isnan(v)):
+            out.append(None)
+        elif isinstance(v, (float, np.floating)) and float(v).is_integer():
+            out.append(str(int(v)))
+        else:
+            out.append(str(v))
+    return pd.Series(out, index=series.index, name=series.name, dtype=object).astype(_TEXT_DTYPE)
+
+
+def _numeric(series: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Values as float64 and a mask of the present values that are not numbers."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return pd.Series(np.nan, index=series.index), series.notna()
+    if pd.api.types.is_bool_dtype(series):
+        values = series.astype("float64")
+    else:
+        values = pd.to_numeric(series, errors="coerce").astype("float64")
+    return values, values.isna() & series.notna()
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _allowed_columns(cfg: Config) -> list[str]:
+    cols = [cfg.data.id_column, cfg.data.time_column, *cfg.data.features]
+    if cfg.data.prediction_column:
+        cols.append(cfg.data.prediction_column)
+    return cols
+
+
+def _extra_columns(df: pd.DataFrame, cfg: Config) -> list[str]:
+    allowed = set(_allowed_columns(cfg))
+    extra = [str(c) for c in df.columns if c not in allowed]
+    if not extra:
+        return []
+    return [
+        f"unexpected columns: {', '.join(repr(c) for c in extra)} (allowed: id, time, the "
+        "configured features and the prediction column; add them to data.features or drop "
+        "them upstream)"
+    ]
+
+
+def _structure_problems(df: pd.DataFrame, cfg: Config) -> list[str]:
+    """Missing columns and numeric columns holding non-numbers."""
+    problems = []
+    required = [cfg.data.id_column, cfg.data.time_column, *cfg.data.features]
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        problems.append(f"missing columns: {', '.join(repr(c) for c in missing)}")
+    for name in cfg.numeric_features:
+        if name not in df.columns:
+            continue
+        _, bad = _numeric(df[name])
+        if bad.any():
+            problems.append(
+                f"column {name!r} is numeric but has {int(bad.sum())} values that are not "
+                f"numbers (dtype {df[name].dtype}), e.g. {_examples(df[name][bad])}"
+            )
+    return problems
+
+
+def _volume_problems(df: pd.DataFrame, cfg: Config) -> list[str]:
+    """Row count, null rates, ids and event times: checks that need no reference."""
+    problems = []
+    rows = len(df)
+    if rows < cfg.data.min_rows:
+        problems.append(f"window has {rows} rows; data.min_rows is {cfg.data.min_rows}")
+    if rows == 0:
+        return problems
+    for name in cfg.data.features:
+        if name not in df.columns:
+            continue
+        rate = float(df[name].isna().mean())
+        if rate > cfg.data.max_null_rate:
+            problems.append(
+                f"column {name!r} is {rate:.1%} null; data.max_null_rate is "
+                f"{cfg.data.max_null_rate:.1%}"
+            )
+    id_col = cfg.data.id_column
+    if id_col in df.columns:
+        ids = df[id_col]
+        nulls = int(ids.isna().sum())
+        if nulls:
+            problems.append(f"{nulls} rows have no id (column {id_col!r})")
+        dup = ids.dropna().duplicated()
+        if dup.any():
+            problems.append(
+                f"{int(dup.sum())} duplicate ids in column {id_col!r}, e.g. "
+                f"{_examples(ids.dropna()[dup])}"
+            )
+    time_col = cfg.data.time_column
+    if time_col in df.columns:
+        try:
+            times = event_times(df[time_col], cfg.data.time_kind)
+        except ValidationError as err:
+            problems.append(str(err))
+        else:
+            nulls = int(times.isna().sum())
+            if nulls:
+                problems.append(f"{nulls} rows have no event time (column {time_col!r})")
+    return problems
+
+
+def _reference_problems(df: pd.DataFrame, schema: Schema, cfg: Config) -> list[str]:
+    """Config/schema agreement, unseen categories and out-of-range values."""
+    problems = []
+    for name, kind in cfg.data.features.items():
+        ref = schema.columns.get(name)
+        if ref is None:
+            problems.append(
+                f"feature {name!r} is configured but not in the reference schema "
+                f"(fingerprint {schema.fingerprint()[:12]}); re-infer the schema"
+            )
+        elif ref.kind != kind:
+            problems.append(
+                f"feature {name!r} is {kind} in the config but {ref.kind} in the reference schema"
+            )
+    for name in schema.columns:
+        if name not in cfg.data.features:
+            problems.append(f"reference schema column {name!r} is no longer a configured feature")
+    if cfg.data.id_column != schema.id_column or cfg.data.time_column != schema.time_column:
+        problems.append(
+            f"id/time columns are {cfg.data.id_column!r}/{cfg.data.time_column!r} in the config "
+            f"but {schema.id_column!r}/{schema.time_column!r} in the reference schema"
+        )
+    tol = cfg.data.range_tolerance
+    for name, ref in schema.columns.items():
+        if name not in df.columns or name not in cfg.data.features:
+            continue
+        if ref.kind == "categorical" and ref.categories is not None:
+            labels = as_category_strings(df[name]).dropna()
+            unseen = labels[~labels.isin(ref.categories)]
+            if len(unseen):
+                counts = unseen.value_counts(sort=False)
+                counts = counts.iloc[
+                    np.lexsort((counts.index.to_numpy(dtype=str), -counts.to_numpy()))
+                ]
+                listed = ", ".join(
+                    f"{v!r} ({n} rows)" for v, n in counts.iloc[:_MAX_LISTED].items()
+                )
+                more = f" and {len(counts) - _MAX_LISTED} more" if len(counts) > _MAX_LISTED else ""
+                problems.append(
+                    f"column {name!r} has {len(counts)} unseen categories: {listed}{more}"
+                )
+        elif ref.kind == "numeric" and ref.min is not None and ref.max is not None:
+            values, _ = _numeric(df[name])
+            values = values.dropna()
+            width = ref.max - ref.min
+            lo, hi = ref.min - tol * width, ref.max + tol * width
+            outside = (values < lo) | (values > hi)
+            if outside.any():
+                problems.append(
+                    f"column {name!r}: {int(outside.sum())} values outside the allowed range "
+                    f"[{_fmt(lo)}, {_fmt(hi)}] (reference [{_fmt(ref.min)}, {_fmt(ref.max)}] "
+                    f"± {tol:.0%} of its width); seen [{_fmt(values.min())}, {_fmt(values.max())}]"
+                )
+    return problems
+
+
+def infer_schema(df: pd.DataFrame, cfg: Config) -> Schema:
+    """The reference schema of `df` (the first window of a use case).
+
+    Raises:
+        ValidationError: required columns are missing or numeric features hold non-numbers.
+    """
+    problems = _structure_problems(df, cfg)
+    if problems:
+        raise ValidationError("cannot infer a schema from this data", problems)
+    rows = len(df)
+    columns: dict[str, ColumnSchema] = {}
+    for name, kind in cfg.data.features.items():
+        s = df[name]
+        null_rate = float(s.isna().mean()) if rows else 0.0
+        if kind == "numeric":
+            values, _ = _numeric(s)
+            present = values.dropna()
+            columns[name] = ColumnSchema(
+                kind="numeric",
+                dtype=str(s.dtype),
+                null_rate=null_rate,
+                min=json_value(present.min()) if len(present) else None,
+                max=json_value(present.max()) if len(present) else None,
+            )
+        else:
+            cats = sorted(set(as_category_strings(s).dropna()))
+            columns[name] = ColumnSchema(
+                kind="categorical", dtype=str(s.dtype), null_rate=null_rate, categories=cats
+            )
+    return Schema(
+        id_column=cfg.data.id_column,
+        time_column=cfg.data.time_column,
+        columns=columns,
+        prediction_column=cfg.data.prediction_column,
+    )
+
+
+def check_window(df: pd.DataFrame, schema: Schema | None, cfg: Config) -> list[str]:
+    """Every problem of a window's rows, in words; an empty list means the window is fine.
+
+    With `schema` None only the checks that need no reference run (columns, types, volume,
+    nulls, ids, event times): that is how a first window is vetted before its schema is taken.
+    """
+    problems = _structure_problems(df, cfg) + _extra_columns(df, cfg) + _volume_problems(df, cfg)
+    if schema is not None:
+        problems += _reference_problems(df, schema, cfg)
+    return problems

@@ -1,0 +1,218 @@
+"""Data windows: the slice of event time one pipeline run ingests.
+
+A window is half-open, ``[start, end)``, and is named by an id that is also its immutable
+snapshot id (KFP caches on inputs, so a run must name its window, never "latest"):
+
+- ``time_kind: period``: the id is an integer period ``N``; the window is ``[N, N + window_size)``.
+- ``time_kind: timestamp | date``: the id is an ISO date or datetime (UTC unless it carries an
+  offset); the window spans ``window_size`` seconds (a duration such as ``'7d'``).
+
+`window_ids_in` lays windows on a fixed grid that does not depend on the data (period 0, or
+Monday 1970-01-05 00:00 UTC for time windows), so backfilled history never renames a window and
+weekly windows start on Mondays.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from retrain.config import DataSource, parse_duration
+from retrain.errors import ValidationError
+
+__all__ = [
+    "Window",
+    "event_times",
+    "next_window_id",
+    "parse_window",
+    "window_ids_in",
+    "window_mask",
+    "window_sort_key",
+]
+
+# A Monday: weekly windows on this grid are ISO weeks, and day-sized windows start at midnight.
+_GRID_ORIGIN = pd.Timestamp("1970-01-05", tz="UTC")
+_ISO_START = re.compile(
+    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}:\d{2})?$"
+)
+_PERIOD = re.compile(r"^[+-]?\d+$")
+_DAY = 86400
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open window of event time, ``[start, end)``.
+
+    ``start`` and ``end`` are ints for period windows and UTC ``pd.Timestamp`` otherwise.
+    """
+
+    id: str
+    start: Any
+    end: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able form for reports and metadata."""
+        return {
+            "id": self.id,
+            "start": _jsonable_bound(self.start),
+            "end": _jsonable_bound(self.end),
+        }
+
+
+def _jsonable_bound(value: Any) -> Any:
+    return _format_instant(value) if isinstance(value, pd.Timestamp) else value
+
+
+def _format_instant(ts: pd.Timestamp) -> str:
+    if ts == ts.normalize():
+        return ts.strftime("%Y-%m-%d")
+    if ts.microsecond or ts.nanosecond:
+        return ts.isoformat().replace("+00:00", "Z")
+    return ts.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _window_seconds(data: DataSource) -> int:
+    try:
+        seconds = parse_duration(data.window_size)
+    except ValueError as err:
+        raise ValidationError(f"data.window_size: {err}") from None
+    if data.time_kind == "date" and seconds % _DAY:
+        raise ValidationError(
+            f"data.window_size {data.window_size!r} must be a whole number of days "
+            "when time_kind is 'date'"
+        )
+    return seconds
+
+
+def _period_size(data: DataSource) -> int:
+    if not isinstance(data.window_size, int):
+        raise ValidationError(
+            f"data.window_size {data.window_size!r} must be an integer number of periods "
+            "when time_kind is 'period'"
+        )
+    return data.window_size
+
+
+def _parse_start(window_id: str, time_kind: str) -> pd.Timestamp:
+    text = window_id.strip()
+    hint = "an ISO date like 2024-01-01 or a datetime like 2024-01-01T00:00:00Z"
+    if not _ISO_START.match(text):
+        raise ValidationError(f"window id {window_id!r} is not {hint}")
+    try:
+        parsed = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError as err:
+        raise ValidationError(f"window id {window_id!r} is not {hint}: {err}") from None
+    ts = pd.Timestamp(parsed)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    if time_kind == "date" and ts != ts.normalize():
+        raise ValidationError(
+            f"window id {window_id!r} must be a date (midnight UTC) for time_kind 'date'"
+        )
+    return ts
+
+
+def parse_window(data: DataSource, window_id: str) -> Window:
+    """The window named by `window_id` under the data source's time settings.
+
+    Raises:
+        ValidationError: the id does not fit the time kind (e.g. '2024-01-01' for periods).
+    """
+    if data.time_kind == "period":
+        text = str(window_id).strip()
+        if not _PERIOD.match(text):
+            raise ValidationError(
+                f"window id {window_id!r} is not an integer period (time_kind is 'period')"
+            )
+        start = int(text)
+        return Window(id=str(start), start=start, end=start + _period_size(data))
+    size = _window_seconds(data)
+    ts = _parse_start(str(window_id), data.time_kind)
+    return Window(id=_format_instant(ts), start=ts, end=ts + pd.Timedelta(seconds=size))
+
+
+def next_window_id(data: DataSource, window_id: str) -> str:
+    """The id of the window that starts where `window_id` ends."""
+    window = parse_window(data, window_id)
+    if isinstance(window.end, pd.Timestamp):
+        return _format_instant(window.end)
+    return str(window.end)
+
+
+def window_sort_key(data: DataSource, window_id: str) -> Any:
+    """A key that orders window ids by time (an int period or a UTC timestamp).
+
+    Ids do not sort as text ('10' < '9'; '2024-01-01T06:00:00Z' vs '2024-01-01').
+    """
+    return parse_window(data, window_id).start
+
+
+def _examples(values: pd.Series, limit: int = 3) -> str:
+    return ", ".join(repr(v) for v in pd.unique(values.astype(object))[:limit])
+
+
+def event_times(series: pd.Series, time_kind: str, *, errors: str = "raise") -> pd.Series:
+    """Event times as comparable values: floats for periods, UTC timestamps otherwise.
+
+    Missing values stay missing (NaN/NaT). With ``errors="raise"`` values that cannot be read
+    as the time kind raise a ValidationError naming the column and showing examples, rather
+    than silently falling out of every window; ``errors="coerce"`` makes them missing.
+    A column of the wrong type altogether (numbers for timestamps) always raises.
+    """
+    name = series.name if series.name is not None else "time"
+    if time_kind == "period":
+        if pd.api.types.is_bool_dtype(series) or pd.api.types.is_datetime64_any_dtype(series):
+            raise ValidationError(
+                f"time column {name!r} has dtype {series.dtype}; time_kind 'period' needs integers"
+            )
+        out = pd.to_numeric(series, errors="coerce").astype("float64")
+    elif time_kind in ("timestamp", "date"):
+        if pd.api.types.is_numeric_dtype(series) and not series.isna().all():
+            raise ValidationError(
+                f"time column {name!r} holds numbers (dtype {series.dtype}); time_kind "
+                f"{time_kind!r} needs datetimes or ISO strings (use time_kind 'period' for "
+                "integer periods)"
+            )
+        if isinstance(series.dtype, pd.DatetimeTZDtype):
+            out = series.dt.tz_convert("UTC")
+        elif pd.api.types.is_datetime64_dtype(series):
+            out = series.dt.tz_localize("UTC")
+        else:
+            out = pd.to_datetime(series, utc=True, errors="coerce", format="mixed")
+    else:
+        raise ValidationError(f"unknown time_kind {time_kind!r}; use timestamp, date or period")
+    bad = out.isna() & series.notna()
+    if errors == "raise" and bad.any():
+        raise ValidationError(
+            f"time column {name!r} has {int(bad.sum())} values that are not valid for time_kind "
+            f"{time_kind!r}, e.g. {_examples(series[bad])}"
+        )
+    return out
+
+
+def window_mask(series: pd.Series, window: Window, time_kind: str) -> np.ndarray:
+    """Boolean mask of the rows whose event time falls in ``[window.start, window.end)``."""
+    times = event_times(series, time_kind)
+    inside = (times >= window.start) & (times < window.end)
+    return np.asarray(inside.fillna(False), dtype=bool)
+
+
+def window_ids_in(data: DataSource, times: pd.Series) -> list[str]:
+    """Ids of every grid window holding at least one of `times`, in time order.
+
+    Windows without events are left out: there is nothing to ingest for them.
+    """
+    values = event_times(times, data.time_kind).dropna()
+    if values.empty:
+        return []
+    if data.time_kind == "period":
+        size = _period_size(data)
+        starts = np.unique(np.floor(values.to_numpy() / size).astype(np.int64) * size)
+        return [str(int(s)) for s in starts]
+    step = pd.Timedelta(seconds=_window_seconds(data))
+    slots = np.unique(((values - _GRID_ORIGIN) // step).to_numpy(dtype=np.int64))
+    return [_format_instant(_GRID_ORIGIN + int(k) * step) for k in slots]

@@ -1,0 +1,265 @@
+"""Model quality metrics and a paired bootstrap of the difference between two models.
+
+Every metric is written once, over a matrix of row weights: a single row of ones gives the
+plain metric, and a matrix of bootstrap counts (one row per resample) gives every resample in
+one vectorised pass. Resampling the rows of one dataset for both models at once is what makes
+the bootstrap *paired*: the noise both models share cancels in their difference.
+
+Classification scores are class probabilities, one column per entry of `classes`
+(as `predict_proba` returns them, columns in `model.classes_` order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from retrain.errors import ValidationError
+
+__all__ = [
+    "CLASSIFICATION_METRICS",
+    "GREATER_IS_BETTER",
+    "REGRESSION_METRICS",
+    "bootstrap_difference",
+    "compute_metrics",
+    "confusion",
+    "metric_names",
+]
+
+CLASSIFICATION_METRICS = ("roc_auc", "accuracy", "log_loss", "f1", "brier")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+
+GREATER_IS_BETTER: dict[str, bool] = {
+    "roc_auc": True,
+    "accuracy": True,
+    "f1": True,
+    "log_loss": False,
+    "brier": False,
+    "rmse": False,
+    "mae": False,
+    "r2": True,
+}
+
+# Bootstrap weight matrices are processed in chunks of about this many cells (8 bytes each).
+_CHUNK_CELLS = 2_000_000
+
+
+def metric_names(task: str, n_classes: int = 2) -> list[str]:
+    """The metrics `compute_metrics` returns for a task (brier only for binary problems)."""
+    if task == "regression":
+        return list(REGRESSION_METRICS)
+    return [m for m in CLASSIFICATION_METRICS if m != "brier" or n_classes == 2]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    task: str
+    y: np.ndarray  # class codes (classification) or float targets (regression)
+    scores: np.ndarray  # (rows, classes) probabilities or (rows,) predictions
+    n_classes: int
+
+
+def _prepare(task: str, y_true: Any, scores: Any, classes: Sequence[Any] | None) -> _Prepared:
+    s = np.asarray(scores, dtype=float)
+    if task == "regression":
+        y = np.asarray(y_true, dtype=float)
+        if s.ndim != 1 or len(s) != len(y):
+            raise ValidationError(
+                f"regression scores must be 1-D with {len(y)} values, got {s.shape}"
+            )
+        return _Prepared(task, y, s, 0)
+    if task != "classification":
+        raise ValidationError(f"task must be 'classification' or 'regression', got {task!r}")
+    if classes is None or len(classes) < 2:
+        raise ValidationError("classification metrics need the list of at least 2 classes")
+    index = pd.Index(list(classes))
+    codes = np.asarray(index.get_indexer(pd.Series(y_true).to_numpy()))
+    if (codes < 0).any():
+        unknown = sorted({str(v) for v in np.asarray(pd.Series(y_true))[codes < 0]})
+        raise ValidationError(
+            f"labels {unknown[:10]} are not among the model's classes {[str(c) for c in classes]}"
+        )
+    if s.ndim == 1 and len(classes) == 2:
+        s = np.column_stack([1.0 - s, s])  # positive-class probability given
+    if s.ndim != 2 or s.shape != (len(codes), len(classes)):
+        raise ValidationError(
+            f"classification scores must have shape ({len(codes)}, {len(classes)}), got {s.shape}"
+        )
+    return _Prepared(task, codes, s, len(classes))
+
+
+def _weighted(metric: str, p: _Prepared, w: np.ndarray) -> np.ndarray:
+    """`metric` for each row of the weight matrix `w` (resamples x rows)."""
+    total = w.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if p.task == "regression":
+            resid = p.y - p.scores
+            if metric == "rmse":
+                return np.sqrt(w @ resid**2 / total)
+            if metric == "mae":
+                return w @ np.abs(resid) / total
+            if metric == "r2":
+                ss_res = w @ resid**2
+                ss_tot = w @ p.y**2 - (w @ p.y) ** 2 / total
+                # As scikit-learn: a constant target scores 1 if fitted exactly, else 0.
+                flat = ss_tot <= 1e-12 * np.maximum(1.0, w @ p.y**2)
+                r2 = 1.0 - ss_res / np.where(flat, 1.0, ss_tot)
+                return np.where(flat, np.where(ss_res <= 1e-12, 1.0, 0.0), r2)
+        else:
+            pred = p.scores.argmax(axis=1)
+            if metric == "accuracy":
+                return w @ (pred == p.y).astype(float) / total
+            if metric == "log_loss":
+                eps = np.finfo(float).eps
+                p_true = np.clip(p.scores[np.arange(len(p.y)), p.y], eps, 1.0)
+                return w @ -np.log(p_true) / total
+            if metric == "brier":
+                if p.n_classes != 2:
+                    raise ValidationError("brier is defined here for binary classification only")
+                return w @ (p.scores[:, 1] - (p.y == 1)) ** 2 / total
+            if metric == "f1":
+                return _macro_f1(p, pred, w)
+            if metric == "roc_auc":
+                if p.n_classes == 2:
+                    return _auc(p.scores[:, 1], p.y == 1, w)
+                per_class = np.stack(
+                    [_auc(p.scores[:, c], p.y == c, w) for c in range(p.n_classes)]
+                )
+                # Macro average over the classes that are defined in each resample.
+                defined = np.isfinite(per_class)
+                count = defined.sum(axis=0)
+                summed = np.where(defined, per_class, 0.0).sum(axis=0)
+                return np.where(count > 0, summed / np.maximum(count, 1), np.nan)
+    raise ValidationError(
+        f"unknown metric '{metric}' for {p.task}; choose one of {metric_names(p.task, p.n_classes)}"
+    )
+
+
+def _macro_f1(p: _Prepared, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
+    f1s, present = [], []
+    for c in range(p.n_classes):
+        tp = w @ ((pred == c) & (p.y == c)).astype(float)
+        fp = w @ ((pred == c) & (p.y != c)).astype(float)
+        fn = w @ ((pred != c) & (p.y == c)).astype(float)
+        denom = 2 * tp + fp + fn
+        # As scikit-learn: average over labels seen in the truth or the predictions.
+        present.append(denom > 0)
+        f1s.append(np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1.0), 0.0))
+    f1 = np.stack(f1s)
+    seen = np.stack(present)
+    return (f1 * seen).sum(axis=0) / np.maximum(seen.sum(axis=0), 1)
+
+
+def _auc(score: np.ndarray, positive: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted ROC AUC (ties count half) for each row of `w`; NaN if a class has no weight."""
+    order = np.argsort(score, kind="mergesort")
+    s = score[order]
+    pos = positive[order].astype(float)
+    ws = w[:, order]
+    # Tie groups of equal scores: first and one-past-last sorted position of each row's group.
+    new_group = np.r_[True, s[1:] != s[:-1]]
+    group = np.cumsum(new_group) - 1
+    starts = np.flatnonzero(new_group)
+    ends = np.r_[starts[1:], len(s)]
+    neg_w = ws * (1.0 - pos)
+    pos_w = ws * pos
+    cum_neg = np.concatenate([np.zeros((ws.shape[0], 1)), np.cumsum(neg_w, axis=1)], axis=1)
+    below = cum_neg[:, starts[group]]
+    tied = cum_neg[:, ends[group]] - below
+    wins = (pos_w * (below + 0.5 * tied)).sum(axis=1)
+    pairs = pos_w.sum(axis=1) * neg_w.sum(axis=1)
+    return np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1.0), np.nan)
+
+
+def compute_metrics(
+    task: str, y_true: Any, scores: Any, classes: Sequence[Any] | None = None
+) -> dict[str, float]:
+    """All metrics of a task.
+
+    Classification: roc_auc (binary: positive = ``classes[1]``; multiclass: one-vs-rest, macro
+    over classes present), accuracy, log_loss, f1 (macro) and, for binary, brier.
+    Regression: rmse, mae, r2. An undefined value (e.g. AUC with one class) is NaN.
+
+    Raises:
+        ValidationError: shapes disagree, or labels outside `classes`.
+    """
+    p = _prepare(task, y_true, scores, classes)
+    if len(p.y) == 0:
+        raise ValidationError("cannot compute metrics on zero rows")
+    ones = np.ones((1, len(p.y)))
+    return {m: float(_weighted(m, p, ones)[0]) for m in metric_names(task, p.n_classes)}
+
+
+def bootstrap_difference(
+    task: str,
+    metric: str,
+    y_true: Any,
+    scores_challenger: Any,
+    scores_champion: Any,
+    classes: Sequence[Any] | None,
+    n: int,
+    confidence: float,
+    seed: int,
+) -> tuple[float, float, float]:
+    """Paired bootstrap of the challenger's gain over the champion on one dataset.
+
+    The gain is oriented so that positive means the challenger is better (for a metric where
+    lower is better it is champion minus challenger). Both models are scored on the same
+    resampled rows. Resamples where the metric is undefined are skipped.
+
+    Returns:
+        (gain on the full data, lower, upper) with a percentile interval at `confidence`.
+    """
+    if metric not in GREATER_IS_BETTER:
+        raise ValidationError(
+            f"unknown metric '{metric}'; choose one of {sorted(GREATER_IS_BETTER)}"
+        )
+    if n < 1 or not 0.0 < confidence < 1.0:
+        raise ValidationError(f"need n >= 1 and 0 < confidence < 1, got n={n}, {confidence}")
+    challenger = _prepare(task, y_true, scores_challenger, classes)
+    champion = _prepare(task, y_true, scores_champion, classes)
+    rows = len(challenger.y)
+    if rows == 0:
+        raise ValidationError("cannot bootstrap on zero rows")
+    sign = 1.0 if GREATER_IS_BETTER[metric] else -1.0
+
+    def gain(w: np.ndarray) -> np.ndarray:
+        return sign * (_weighted(metric, challenger, w) - _weighted(metric, champion, w))
+
+    point = float(gain(np.ones((1, rows)))[0])
+    rng = np.random.default_rng(seed)
+    chunk = max(1, _CHUNK_CELLS // rows)
+    gains = []
+    for start in range(0, n, chunk):
+        b = min(chunk, n - start)
+        picks = rng.integers(0, rows, size=(b, rows))
+        flat = (picks + rows * np.arange(b)[:, None]).ravel()
+        w = np.bincount(flat, minlength=b * rows).reshape(b, rows).astype(float)
+        gains.append(gain(w))
+    g = np.concatenate(gains)
+    g = g[np.isfinite(g)]
+    if len(g) == 0:
+        return point, float("nan"), float("nan")
+    alpha = (1.0 - confidence) / 2.0
+    lower, upper = np.quantile(g, [alpha, 1.0 - alpha])
+    return point, float(lower), float(upper)
+
+
+def confusion(y_true: Any, y_pred: Any, classes: Sequence[Any]) -> list[list[int]]:
+    """Confusion matrix, rows = true class, columns = predicted class, in `classes` order.
+
+    Labels outside `classes` are not counted (KFP's ClassificationMetrics takes this shape).
+    """
+    index = pd.Index(list(classes))
+    t = np.asarray(index.get_indexer(pd.Series(y_true).to_numpy()))
+    q = np.asarray(index.get_indexer(pd.Series(y_pred).to_numpy()))
+    if len(t) != len(q):
+        raise ValidationError(f"y_true has {len(t)} labels but y_pred has {len(q)}")
+    k = len(classes)
+    ok = (t >= 0) & (q >= 0)
+    counts = np.bincount(t[ok] * k + q[ok], minlength=k * k).reshape(k, k)
+    return [[int(v) for v in row] for row in counts]

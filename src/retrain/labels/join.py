@@ -1,0 +1,230 @@
+"""Join late-arriving ground truth to a window's events.
+
+Labels come from their own source, keyed by the event id. The join reports coverage (share of
+events with a label), sends unlabelled events to a labelling queue, keeps the latest label when
+an id was labelled twice, and counts labels dated before their event: a label known before the
+event happened usually means the label leaks information the model will not have at serving time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from retrain.config import Config
+from retrain.data.io import json_value
+from retrain.data.schema import as_category_strings
+from retrain.data.windows import event_times
+from retrain.errors import ValidationError
+
+__all__ = ["MAX_LEAKAGE_SHARE", "LabelResult", "join_labels"]
+
+#: Above this share of labelled rows dated before their event, the join fails.
+MAX_LEAKAGE_SHARE = 0.01
+
+
+@dataclass
+class LabelResult:
+    """Labelled events, the labelling queue, and what the join found."""
+
+    labelled: pd.DataFrame
+    queue: pd.DataFrame
+    coverage: float
+    leakage: int
+    report: dict[str, Any]
+    markdown: str
+
+
+def _join_keys(ids: pd.Series) -> pd.Series:
+    # Ids read from different files can differ in type (int in one, text in the other).
+    return as_category_strings(ids)
+
+
+def _check_columns(cfg: Config, events: pd.DataFrame, labels: pd.DataFrame) -> None:
+    problems = []
+    if cfg.data.id_column not in events.columns:
+        problems.append(f"events have no id column {cfg.data.id_column!r}")
+    if cfg.target in events.columns:
+        problems.append(
+            f"events already have a column named {cfg.target!r} (the target); labels must come "
+            "from the label source"
+        )
+    needed = [cfg.labels.id_column, cfg.labels.label_column]
+    if cfg.labels.time_column:
+        needed.append(cfg.labels.time_column)
+    missing = [c for c in needed if c not in labels.columns]
+    if missing:
+        problems.append(
+            f"labels have no column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(c) for c in missing)} (found: {', '.join(map(repr, labels.columns))})"
+        )
+    if cfg.labels.time_column and cfg.data.time_column not in events.columns:
+        problems.append(
+            f"events have no time column {cfg.data.time_column!r}, needed for the leakage check"
+        )
+    if problems:
+        raise ValidationError("cannot join labels", problems)
+
+
+def _latest_labels(cfg: Config, labels: pd.DataFrame) -> tuple[pd.DataFrame, int, int, int]:
+    """One label per id (the latest by label time), plus counts of duplicates, null labels
+    and unreadable label times."""
+    lab = labels.copy()
+    lab["_key"] = _join_keys(lab[cfg.labels.id_column])
+    lab = lab[lab["_key"].notna()]
+    null_labels = int(lab[cfg.labels.label_column].isna().sum())
+    lab = lab[lab[cfg.labels.label_column].notna()]
+    unreadable = 0
+    if cfg.labels.time_column:
+        raw = lab[cfg.labels.time_column]
+        # Label times share the events' time kind; an unreadable one counts as unknown.
+        lab["_label_time"] = event_times(raw, cfg.data.time_kind, errors="coerce")
+        unreadable = int((lab["_label_time"].isna() & raw.notna()).sum())
+        # Stable sort: among equal times the later row in the source wins; unknown times lose.
+        lab = lab.sort_values("_label_time", kind="mergesort", na_position="first")
+    dup = lab["_key"].duplicated(keep="last")
+    return lab[~dup], int(dup.sum()), null_labels, unreadable
+
+
+def _label_summary(cfg: Config, values: pd.Series) -> dict[str, Any]:
+    if values.empty:
+        return {}
+    if cfg.task == "classification":
+        counts = values.value_counts()
+        return {
+            "classes": {
+                str(k): int(v) for k, v in sorted(counts.items(), key=lambda kv: str(kv[0]))
+            }
+        }
+    return {
+        "mean": json_value(values.mean()),
+        "std": json_value(values.std(ddof=0)),
+        "min": json_value(values.min()),
+        "max": json_value(values.max()),
+    }
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# Labels",
+        "",
+        f"- events: {report['events']}",
+        f"- labelled: {report['labelled']} (coverage {report['coverage']:.1%}, "
+        f"minimum {report['min_coverage']:.1%})",
+        f"- labelling queue: {report['queue']} events without a label",
+        f"- duplicate labels dropped (kept the latest): {report['duplicate_labels_dropped']}",
+        f"- labels without a value (ignored): {report['null_labels']}",
+        f"- labels for other events: {report['unmatched_labels']}",
+    ]
+    if report["leakage_checked"]:
+        lines.append(
+            f"- labels dated before their event: {report['leakage']} "
+            f"({report['leakage_share']:.2%} of labelled rows)"
+        )
+    for warning in report["warnings"]:
+        lines.append(f"- warning: {warning}")
+    summary = report["label_summary"]
+    if "classes" in summary:
+        lines += ["", "| class | rows |", "|---|---:|"]
+        lines += [f"| {k} | {v} |" for k, v in summary["classes"].items()]
+    elif summary:
+        lines += [
+            "",
+            "| mean | std | min | max |",
+            "|---:|---:|---:|---:|",
+            "| " + " | ".join(f"{summary[k]:.4g}" for k in ("mean", "std", "min", "max")) + " |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def join_labels(cfg: Config, events: pd.DataFrame, labels: pd.DataFrame) -> LabelResult:
+    """Attach labels to events by id; unlabelled events form the labelling queue.
+
+    Raises:
+        ValidationError: missing columns, no events, coverage under ``labels.min_coverage``,
+            non-numeric regression labels, or more than 1% of labelled rows labelled before
+            their event. All failures found are listed together.
+    """
+    _check_columns(cfg, events, labels)
+    if events.empty:
+        raise ValidationError("cannot join labels: there are no events")
+    latest, duplicates, null_labels, unreadable_times = _latest_labels(cfg, labels)
+
+    keys = _join_keys(events[cfg.data.id_column])
+    by_key = latest.set_index("_key")
+    matched = keys.isin(by_key.index).to_numpy() & keys.notna().to_numpy()
+    label_values = by_key[cfg.labels.label_column].reindex(keys[matched].to_numpy()).to_numpy()
+
+    labelled = events.loc[matched].copy()
+    labelled[cfg.target] = label_values
+    labelled = labelled.reset_index(drop=True)
+    queue = events.loc[~matched].reset_index(drop=True)
+    coverage = float(matched.mean())
+
+    problems = []
+    if cfg.task == "regression" and len(labelled):
+        numbers = pd.to_numeric(labelled[cfg.target], errors="coerce")
+        bad = int(numbers.isna().sum())
+        if bad:
+            problems.append(
+                f"{bad} labels in {cfg.labels.label_column!r} are not numbers (task is regression)"
+            )
+        else:
+            labelled[cfg.target] = numbers.astype("float64")
+    if coverage < cfg.labels.min_coverage:
+        problems.append(
+            f"label coverage {coverage:.1%} ({len(labelled)} of {len(events)} events) is below "
+            f"labels.min_coverage {cfg.labels.min_coverage:.1%}"
+        )
+
+    leakage, warnings = 0, []
+    if unreadable_times:
+        warnings.append(
+            f"{unreadable_times} labels have an unreadable {cfg.labels.time_column!r}; they are "
+            "treated as undated (oldest when de-duplicating, never counted as leakage)"
+        )
+    leak_share = 0.0
+    checked = bool(cfg.labels.time_column)
+    if checked and len(labelled):
+        label_t = by_key["_label_time"].reindex(keys[matched].to_numpy()).reset_index(drop=True)
+        event_t = event_times(events.loc[matched, cfg.data.time_column], cfg.data.time_kind)
+        # Missing times compare False: an undated label is not counted as leakage.
+        leakage = int((label_t < event_t.reset_index(drop=True)).sum())
+        leak_share = leakage / len(labelled)
+        if leakage:
+            message = (
+                f"{leakage} labels ({leak_share:.2%} of labelled rows) are dated before their "
+                f"event ({cfg.labels.time_column!r} < {cfg.data.time_column!r}): check for leakage"
+            )
+            if leak_share > MAX_LEAKAGE_SHARE:
+                problems.append(message + f"; more than {MAX_LEAKAGE_SHARE:.0%} is an error")
+            else:
+                warnings.append(message)
+    if problems:
+        raise ValidationError("label join failed", problems)
+
+    report: dict[str, Any] = {
+        "events": len(events),
+        "labelled": len(labelled),
+        "queue": len(queue),
+        "coverage": coverage,
+        "min_coverage": cfg.labels.min_coverage,
+        "duplicate_labels_dropped": duplicates,
+        "null_labels": null_labels,
+        "unmatched_labels": int((~latest["_key"].isin(keys.dropna())).sum()),
+        "leakage_checked": checked,
+        "leakage": leakage,
+        "leakage_share": leak_share,
+        "warnings": warnings,
+        "label_summary": _label_summary(cfg, labelled[cfg.target]),
+    }
+    return LabelResult(
+        labelled=labelled,
+        queue=queue,
+        coverage=coverage,
+        leakage=leakage,
+        report=report,
+        markdown=_markdown(report),
+    )

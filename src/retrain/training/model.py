@@ -1,0 +1,188 @@
+"""The model: feature preprocessing derived from the config, then a scikit-learn estimator.
+
+The estimator is named in the config (`model.estimator`, a dotted path under ``sklearn.``) and
+resolved with importlib; nothing else is importable this way. It must be a classifier with
+`predict_proba` for classification, or a regressor for regression, and its type must be one
+the artifact loader trusts (`retrain.training.artifact.TRUSTED_TYPES`): a model that could not
+be loaded back safely is refused before any training time is spent on it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, is_classifier, is_regressor
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from retrain.config import Config
+from retrain.errors import ValidationError
+from retrain.training.artifact import TRUSTED_TYPES
+
+__all__ = ["build_estimator", "feature_frame", "fit_model", "predict_scores", "resolve_estimator"]
+
+
+def resolve_estimator(path: str) -> type[BaseEstimator]:
+    """The estimator class at a dotted path under ``sklearn.``.
+
+    Raises:
+        ValidationError: naming `model.estimator` if the path is outside scikit-learn, does not
+            exist, is not an estimator class, or is not in the trusted type list.
+    """
+    key = "model.estimator"
+    module_name, _, attr = path.rpartition(".")
+    if not path.startswith("sklearn.") or not module_name or not attr:
+        raise ValidationError(
+            f"{key}: '{path}' is not a scikit-learn class path like "
+            "sklearn.linear_model.LogisticRegression"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise ValidationError(f"{key}: module '{module_name}' not found (from '{path}')") from None
+    cls = getattr(module, attr, None)
+    if cls is None:
+        raise ValidationError(f"{key}: '{module_name}' has no attribute '{attr}'")
+    if not inspect.isclass(cls) or not issubclass(cls, BaseEstimator):
+        raise ValidationError(f"{key}: '{path}' is not a scikit-learn estimator class")
+    qualified = f"{cls.__module__}.{cls.__qualname__}"
+    if qualified not in TRUSTED_TYPES:
+        raise ValidationError(
+            f"{key}: '{path}' ({qualified}) is not in the trusted type list of "
+            "retrain.training.artifact.TRUSTED_TYPES, so a trained model could not be loaded "
+            "back safely; choose a listed estimator or extend the list after reviewing it"
+        )
+    return cls
+
+
+def build_estimator(cfg: Config) -> Pipeline:
+    """An unfitted pipeline: preprocessing from `data.features`, then `model.estimator`.
+
+    Numeric features are median-imputed and standardised; categorical ones are imputed with
+    the most frequent value and one-hot encoded (unknown categories at predict time are
+    ignored). The one-hot output is dense so that every scikit-learn estimator accepts it.
+    `random_state` is set to the config's `seed` when the estimator has one.
+
+    Raises:
+        ValidationError: naming `model.estimator` or `model.params`.
+    """
+    cls = resolve_estimator(cfg.model.estimator)
+    params: dict[str, Any] = dict(cfg.model.params)
+    if "random_state" in params:
+        raise ValidationError(
+            "model.params.random_state: set the top-level 'seed' key instead; it seeds the "
+            "estimator and is recorded on the model card"
+        )
+    try:
+        estimator = cls()
+    except TypeError as err:
+        raise ValidationError(
+            f"model.estimator: {cfg.model.estimator} cannot be built without arguments ({err})"
+        ) from None
+    if "random_state" in estimator.get_params(deep=False):
+        params["random_state"] = cfg.seed
+    try:
+        estimator.set_params(**params)
+    except ValueError as err:
+        raise ValidationError(f"model.params: {err}") from None
+    # Check parameter values now rather than minutes into fit. `_validate_params` is private but
+    # is how every scikit-learn estimator validates; estimators without it are checked at fit.
+    validate = getattr(estimator, "_validate_params", None)
+    if callable(validate):
+        try:
+            validate()
+        except (ValueError, TypeError) as err:
+            raise ValidationError(f"model.params: {err}") from None
+
+    if cfg.task == "classification":
+        if not is_classifier(estimator):
+            raise ValidationError(
+                f"model.estimator: {cfg.model.estimator} is not a classifier, but task is "
+                "'classification'"
+            )
+        if not hasattr(estimator, "predict_proba"):
+            raise ValidationError(
+                f"model.estimator: {cfg.model.estimator} with these model.params has no "
+                "predict_proba; the evaluation gates need class probabilities"
+            )
+    elif not is_regressor(estimator):
+        raise ValidationError(
+            f"model.estimator: {cfg.model.estimator} is not a regressor, but task is 'regression'"
+        )
+
+    transformers: list[tuple[str, Any, list[str]]] = []
+    if cfg.numeric_features:
+        numeric = Pipeline(
+            [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+        )
+        transformers.append(("numeric", numeric, cfg.numeric_features))
+    if cfg.categorical_features:
+        categorical = Pipeline(
+            [
+                ("impute", SimpleImputer(strategy="most_frequent")),
+                ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+            ]
+        )
+        transformers.append(("categorical", categorical, cfg.categorical_features))
+    preprocess = ColumnTransformer(transformers, remainder="drop")
+    return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
+
+
+def feature_frame(df: pd.DataFrame, cfg: Config, what: str = "data") -> pd.DataFrame:
+    """The feature columns of `df` in config order.
+
+    Raises:
+        ValidationError: listing every missing feature column.
+    """
+    features = list(cfg.data.features)
+    missing = [c for c in features if c not in df.columns]
+    if missing:
+        raise ValidationError(
+            f"{what} lacks feature columns listed in data.features",
+            [f"missing column '{c}'" for c in missing],
+        )
+    return df[features]
+
+
+def fit_model(cfg: Config, train: pd.DataFrame) -> Pipeline:
+    """Build the pipeline and fit it on `train`.
+
+    Raises:
+        ValidationError: missing columns, missing labels, a single class, or the estimator
+            refusing the data or its parameters.
+    """
+    model = build_estimator(cfg)
+    X = feature_frame(train, cfg, "training data")
+    if cfg.target not in train.columns:
+        raise ValidationError(f"training data lacks the target column '{cfg.target}'")
+    y = train[cfg.target]
+    problems = []
+    if len(train) == 0:
+        problems.append("training data is empty")
+    n_missing = int(y.isna().sum())
+    if n_missing:
+        problems.append(f"target '{cfg.target}' has {n_missing} missing value(s)")
+    if cfg.task == "classification" and y.nunique(dropna=True) < 2:
+        problems.append(f"target '{cfg.target}' has fewer than 2 classes in the training data")
+    if problems:
+        raise ValidationError("cannot train on this data", problems)
+    try:
+        model.fit(X, y)
+    except ValueError as err:
+        # The estimator rejected the data or a parameter value: the config or data must change.
+        raise ValidationError(f"fitting {cfg.model.estimator} failed: {err}") from None
+    return model
+
+
+def predict_scores(model: Pipeline, df: pd.DataFrame, cfg: Config) -> np.ndarray:
+    """Class probabilities (rows x `model.classes_`) for classification, values for regression."""
+    X = feature_frame(df, cfg)
+    if cfg.task == "classification":
+        return np.asarray(model.predict_proba(X), dtype=float)
+    return np.asarray(model.predict(X), dtype=float)

@@ -1,0 +1,454 @@
+"""Metrics against scikit-learn, the paired bootstrap, the pure gates, and an end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit
+from scipy.stats import norm
+from sklearn import metrics as skm
+
+from retrain.config import Config, config_from_dict
+from retrain.errors import ValidationError
+from retrain.evaluation.gates import decide, evaluate_challenger
+from retrain.evaluation.metrics import (
+    GREATER_IS_BETTER,
+    bootstrap_difference,
+    compute_metrics,
+    confusion,
+    metric_names,
+)
+from retrain.training.mix import build_training_set
+from retrain.training.model import fit_model
+
+# --- compute_metrics --------------------------------------------------------------------------
+
+
+def _sk_classification(y: np.ndarray, scores: np.ndarray, classes: list[Any]) -> dict[str, float]:
+    pred = np.asarray(classes)[scores.argmax(axis=1)]
+    out = {
+        "accuracy": skm.accuracy_score(y, pred),
+        "log_loss": skm.log_loss(y, scores, labels=classes),
+        "f1": skm.f1_score(y, pred, average="macro"),
+    }
+    if len(classes) == 2:
+        positive = y == classes[1]
+        out["roc_auc"] = skm.roc_auc_score(positive, scores[:, 1])
+        out["brier"] = skm.brier_score_loss(positive, scores[:, 1])
+    else:
+        out["roc_auc"] = skm.roc_auc_score(
+            y, scores, multi_class="ovr", average="macro", labels=classes
+        )
+    return out
+
+
+def _sk_regression(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    return {
+        "rmse": math.sqrt(skm.mean_squared_error(y, pred)),
+        "mae": skm.mean_absolute_error(y, pred),
+        "r2": skm.r2_score(y, pred),
+    }
+
+
+def _binary(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    p = np.round(np.clip(0.3 * y + rng.uniform(0, 0.7, n), 0, 1), 1)  # rounded: many ties
+    return y, np.column_stack([1 - p, p])
+
+
+def _multiclass(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.array(["a", "b", "c"])[rng.integers(0, 3, n)]
+    scores = rng.dirichlet([1, 1, 1], n)
+    scores[np.arange(n), pd.Index(["a", "b", "c"]).get_indexer(y)] += 0.5
+    return y, scores / scores.sum(axis=1, keepdims=True)
+
+
+def _regression(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.normal(size=n)
+    return y, y + rng.normal(scale=0.5, size=n)
+
+
+def test_metrics_agree_with_scikit_learn() -> None:
+    y, s = _binary(300, 1)
+    got = compute_metrics("classification", y, s, [0, 1])
+    assert list(got) == ["roc_auc", "accuracy", "log_loss", "f1", "brier"]
+    assert got == pytest.approx(_sk_classification(y, s, [0, 1]), rel=1e-12)
+    # A 1-D positive-class probability means the same as the two columns.
+    assert compute_metrics("classification", y, s[:, 1], [0, 1]) == pytest.approx(got)
+
+    y, s = _multiclass(300, 2)
+    got = compute_metrics("classification", y, s, ["a", "b", "c"])
+    assert "brier" not in got
+    assert got == pytest.approx(_sk_classification(y, s, ["a", "b", "c"]), rel=1e-12)
+
+    y, p = _regression(300, 3)
+    assert compute_metrics("regression", y, p) == pytest.approx(_sk_regression(y, p), rel=1e-12)
+
+
+def test_metric_inputs_are_checked() -> None:
+    y, s = _binary(20, 1)
+    with pytest.raises(ValidationError, match=r"labels \['7'\] are not among"):
+        compute_metrics("classification", np.r_[y[:-1], 7], s, [0, 1])
+    with pytest.raises(ValidationError, match="shape"):
+        compute_metrics("classification", y, s[:10], [0, 1])
+    with pytest.raises(ValidationError, match="unknown metric"):
+        bootstrap_difference("regression", "auc", y, y, y, None, 10, 0.9, 0)
+
+
+def test_undefined_auc_is_nan() -> None:
+    got = compute_metrics("classification", [1, 1, 1], [[0.2, 0.8]] * 3, [0, 1])
+    assert math.isnan(got["roc_auc"])
+    assert got["accuracy"] == 1.0
+
+
+def test_greater_is_better_covers_every_metric() -> None:
+    names = set(metric_names("classification", 2)) | set(metric_names("regression"))
+    assert set(GREATER_IS_BETTER) == names
+    assert not GREATER_IS_BETTER["rmse"] and GREATER_IS_BETTER["roc_auc"]
+
+
+def test_confusion_matches_scikit_learn() -> None:
+    y, s = _multiclass(200, 4)
+    pred = np.array(["a", "b", "c"])[s.argmax(axis=1)]
+    expected = skm.confusion_matrix(y, pred, labels=["a", "b", "c"]).tolist()
+    assert confusion(y, pred, ["a", "b", "c"]) == expected
+    assert confusion(["a", "b"], ["b", "b"], ["a", "b"]) == [[0, 1], [0, 1]]
+
+
+# --- bootstrap_difference ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("task", "metric"),
+    [("classification", m) for m in metric_names("classification", 2)]
+    + [("multiclass", m) for m in metric_names("classification", 3)]
+    + [("regression", m) for m in metric_names("regression")],
+)
+def test_one_resample_equals_scikit_learn_on_the_resampled_rows(task: str, metric: str) -> None:
+    """With n=1 the interval collapses onto one resample, which must score as scikit-learn does.
+
+    This checks the weighted (vectorised) metrics against the reference on duplicated rows; it
+    relies on the bootstrap drawing its first resample with `rng.integers(0, rows, (1, rows))`.
+    """
+    rows, seed = 150, 9
+    if task == "regression":
+        y, a = _regression(rows, 1)
+        b = a + np.random.default_rng(2).normal(scale=0.3, size=rows)
+        classes: list[Any] | None = None
+    else:
+        y, a = _binary(rows, 1) if task == "classification" else _multiclass(rows, 1)
+        _, b = _binary(rows, 2) if task == "classification" else _multiclass(rows, 2)
+        classes = [0, 1] if task == "classification" else ["a", "b", "c"]
+    point, lower, upper = bootstrap_difference(
+        "regression" if task == "regression" else "classification",
+        metric, y, a, b, classes, n=1, confidence=0.9, seed=seed,
+    )  # fmt: skip
+    idx = np.random.default_rng(seed).integers(0, rows, size=(1, rows))[0]
+    if task == "regression":
+        ref_a, ref_b = _sk_regression(y[idx], a[idx]), _sk_regression(y[idx], b[idx])
+        full_a, full_b = _sk_regression(y, a), _sk_regression(y, b)
+    else:
+        assert classes is not None
+        ref_a = _sk_classification(y[idx], a[idx], classes)
+        ref_b = _sk_classification(y[idx], b[idx], classes)
+        full_a, full_b = _sk_classification(y, a, classes), _sk_classification(y, b, classes)
+    sign = 1 if GREATER_IS_BETTER[metric] else -1
+    assert lower == pytest.approx(sign * (ref_a[metric] - ref_b[metric]), rel=1e-9, abs=1e-12)
+    assert upper == lower
+    assert point == pytest.approx(sign * (full_a[metric] - full_b[metric]), rel=1e-9, abs=1e-12)
+
+
+def test_bootstrap_interval_covers_the_true_auc_gain() -> None:
+    # Binormal scores: AUC = Phi(d / sqrt(2)), so the true gain is known exactly.
+    rng = np.random.default_rng(0)
+    rows = 3000
+    y = rng.integers(0, 2, rows)
+    challenger = expit(1.5 * y + rng.normal(size=rows))
+    champion = expit(1.0 * y + rng.normal(size=rows))
+    true_gain = norm.cdf(1.5 / math.sqrt(2)) - norm.cdf(1.0 / math.sqrt(2))
+    args = ("classification", "roc_auc", y, challenger, champion, [0, 1])
+    point, lower, upper = bootstrap_difference(*args, n=200, confidence=0.95, seed=1)
+    assert lower < true_gain < upper
+    assert lower > 0 and upper - lower < 0.06
+    assert point == pytest.approx(true_gain, abs=0.02)
+    assert bootstrap_difference(*args, n=200, confidence=0.95, seed=1) == (point, lower, upper)
+    assert bootstrap_difference(*args, n=200, confidence=0.95, seed=2) != (point, lower, upper)
+
+
+def test_bootstrap_gain_is_positive_when_the_challenger_has_lower_error() -> None:
+    # |N(0, s)| has mean s * sqrt(2 / pi): the true MAE gain is (2 - 1) * sqrt(2 / pi).
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=2000)
+    challenger, champion = y + rng.normal(size=2000), y + rng.normal(scale=2.0, size=2000)
+    point, lower, upper = bootstrap_difference(
+        "regression", "mae", y, challenger, champion, None, n=200, confidence=0.95, seed=4
+    )
+    assert point > 0
+    assert lower < math.sqrt(2 / math.pi) < upper
+
+
+# --- decide -----------------------------------------------------------------------------------
+
+
+def _auc_decision(
+    challenger: float,
+    champion: float | None,
+    ci: tuple[float, float] | None,
+    hist: tuple[float, float] | None = (0.861, 0.866),
+    floor: float | None = None,
+    max_recent_regression: float = 0.0,
+) -> Any:
+    return decide(
+        "roc_auc",
+        True,
+        floor,
+        max_recent_regression,
+        0.02,
+        challenger,
+        champion,
+        ci,
+        None if hist is None else hist[0],
+        None if hist is None else hist[1],
+    )
+
+
+def test_better_challenger_is_blessed_with_a_reason_in_words() -> None:
+    r = _auc_decision(0.871, 0.842, (0.018, 0.041))
+    assert r.blessed
+    assert r.reason == (
+        "challenger roc_auc 0.871 vs champion 0.842 on recent data (gain +0.029, 95% CI "
+        "[0.018, 0.041]); history 0.861 vs 0.866 (-0.005, within the 0.02 budget): blessed"
+    )
+    assert [(g.name, g.passed) for g in r.gates] == [
+        ("floor", True),
+        ("recent_non_regression", True),
+        ("history_bounded_loss", True),
+    ]
+    assert r.comparison["recent_gain"] == pytest.approx(0.029)
+    assert r.comparison["history_loss"] == pytest.approx(0.005)
+
+
+def test_equal_challenger_passes_a_zero_regression_budget() -> None:
+    r = _auc_decision(0.842, 0.842, (-0.01, 0.01))
+    assert r.blessed and r.comparison["recent_gain"] == 0.0
+
+
+def test_worse_challenger_is_rejected() -> None:
+    r = _auc_decision(0.80, 0.842, (-0.06, -0.02))
+    assert not r.blessed
+    assert r.reason.endswith("rejected (failed: recent_non_regression)")
+    gate = r.gates[1]
+    assert not gate.passed and "point estimate is below" in gate.detail
+
+
+def test_small_regression_within_the_budget_and_a_confident_one_beyond_it() -> None:
+    within = _auc_decision(0.837, 0.842, (-0.02, 0.004), max_recent_regression=0.01)
+    assert within.blessed
+    # Point estimate inside the budget, but the whole interval below it.
+    beyond = _auc_decision(0.837, 0.842, (-0.03, -0.012), max_recent_regression=0.01)
+    assert not beyond.blessed
+    assert "interval lies entirely below" in beyond.gates[1].detail
+
+
+def test_forgetting_history_is_rejected_even_when_recent_improves() -> None:
+    r = _auc_decision(0.871, 0.842, (0.018, 0.041), hist=(0.80, 0.866))
+    assert not r.blessed
+    assert [g.name for g in r.gates if not g.passed] == ["history_bounded_loss"]
+    assert "history 0.800 vs 0.866 (-0.066, beyond the 0.02 budget)" in r.reason
+
+
+def test_without_history_holdout_the_forgetting_gate_is_skipped() -> None:
+    r = _auc_decision(0.871, 0.842, (0.018, 0.041), hist=None)
+    assert r.blessed
+    assert r.gates[2].detail == "no history holdout: not checked"
+    assert "forgetting not checked" in r.reason
+
+
+@pytest.mark.parametrize(("value", "blessed"), [(0.75, True), (0.70, True), (0.65, False)])
+def test_first_model_is_judged_by_the_floor_alone(value: float, blessed: bool) -> None:
+    r = _auc_decision(value, None, None, hist=(0.5, 0.9), floor=0.7)
+    assert r.blessed is blessed
+    assert [g.name for g in r.gates] == ["floor"]
+    assert r.reason.startswith("first model (no champion): challenger roc_auc")
+    assert r.comparison["first_model"] is True
+
+
+def test_first_model_without_a_floor_is_blessed() -> None:
+    r = _auc_decision(0.51, None, None, floor=None)
+    assert r.blessed and r.gates[0].detail == "no floor configured"
+
+
+def test_lower_is_better_metrics_are_oriented() -> None:
+    def rmse(challenger: float, floor: float | None = None) -> Any:
+        return decide("rmse", False, floor, 0.0, 0.1, challenger, 1.2, (0.1, 0.3), 2.0, 2.0)
+
+    better = rmse(1.0)
+    assert better.blessed and better.comparison["recent_gain"] == pytest.approx(0.2)
+    assert not rmse(1.3).blessed
+    assert rmse(1.0, floor=1.1).gates[0].passed
+    failed = rmse(1.0, floor=0.9).gates[0]
+    assert not failed.passed and "above the floor 0.900" in failed.detail
+    worse_history = decide("rmse", False, None, 0.0, 0.1, 1.0, 1.2, (0.1, 0.3), 2.2, 2.0)
+    assert not worse_history.blessed and worse_history.comparison["history_loss"] == (
+        pytest.approx(0.2)
+    )
+
+
+def test_an_undefined_metric_fails_its_gate() -> None:
+    r = _auc_decision(float("nan"), 0.842, (float("nan"), float("nan")), floor=0.5)
+    assert not r.blessed
+    assert not r.gates[0].passed and not r.gates[1].passed
+    assert json.loads(r.to_json())["metrics"]["challenger"]["recent"]["roc_auc"] is None
+
+
+def test_markdown_report_has_the_verdict_gates_and_metrics() -> None:
+    md = _auc_decision(0.871, 0.842, (0.018, 0.041)).markdown()
+    assert md.startswith("## Evaluation: blessed\n")
+    assert "| recent_non_regression | pass |" in md
+    assert "| roc_auc | 0.871 | 0.861 | 0.842 | 0.866 |" in md
+
+
+# --- evaluate_challenger end to end -----------------------------------------------------------
+
+
+def _cfg(**evaluation: Any) -> Config:
+    return config_from_dict(
+        {
+            "name": "demo",
+            "task": "classification",
+            "target": "label",
+            "storage_root": "/tmp/unused",
+            "data": {
+                "uri": "/tmp/unused",
+                "id_column": "id",
+                "time_column": "ts",
+                "window_size": "7d",
+                "features": {"x1": "numeric", "colour": "categorical"},
+            },
+            "labels": {"uri": "/tmp/unused", "id_column": "id", "label_column": "label"},
+            "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+            "training": {"history_holdout_rows": 200},
+            "evaluation": {"bootstrap_samples": 100, **evaluation},
+            "deploy": {"deployment_name": "demo"},
+        }
+    )
+
+
+def _frame(n: int, seed: int, start: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x1 = rng.normal(size=n)
+    colour = rng.choice(["red", "blue"], size=n)
+    z = 2 * x1 + np.where(colour == "red", 1.0, -1.0)
+    label = np.where(rng.random(n) < expit(z), "yes", "no")
+    return pd.DataFrame(
+        {"id": np.arange(start, start + n), "ts": 0, "x1": x1, "colour": colour, "label": label}
+    )
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, Any]:
+    cfg = _cfg()
+    ts = build_training_set(_frame(400, 1, 10_000), _frame(1000, 2, 0), cfg, seed=0)
+    shuffled = ts.train.assign(
+        label=np.random.default_rng(5).permutation(ts.train["label"].to_numpy())
+    )
+    return {
+        "sets": ts,
+        "good": fit_model(cfg, ts.train),
+        "noise": fit_model(cfg, shuffled),  # learned nothing: AUC near 0.5
+    }
+
+
+def test_evaluate_blesses_a_better_challenger(models: dict[str, Any]) -> None:
+    ts = models["sets"]
+    r = evaluate_challenger(
+        _cfg(), models["good"], models["noise"], ts.recent_holdout, ts.history_holdout, seed=1
+    )
+    assert r.blessed, r.reason
+    recent = r.metrics["challenger"]["recent"]
+    assert set(recent) == {"roc_auc", "accuracy", "log_loss", "f1", "brier"}
+    assert recent["roc_auc"] > 0.8 and r.metrics["champion"]["recent"]["roc_auc"] < 0.65
+    lower, upper = r.comparison["recent_ci"]
+    assert 0 < lower <= r.comparison["recent_gain"] <= upper
+    assert r.comparison["rows"] == {"recent": 100, "history": 200}
+    assert r.comparison["classes"] == ["no", "yes"]
+    assert r.confusion is not None and r.confusion["categories"] == ["no", "yes"]
+    matrix = r.confusion["matrix"]
+    truth = ts.recent_holdout["label"]
+    assert [sum(row) for row in matrix] == [int((truth == "no").sum()), int((truth == "yes").sum())]
+    accuracy = (matrix[0][0] + matrix[1][1]) / 100
+    assert accuracy == pytest.approx(recent["accuracy"])
+    json.loads(r.to_json())  # strict JSON
+
+
+def test_evaluate_rejects_a_worse_challenger_and_is_seeded(models: dict[str, Any]) -> None:
+    ts = models["sets"]
+    args = (_cfg(), models["noise"], models["good"], ts.recent_holdout, ts.history_holdout)
+    r = evaluate_challenger(*args, seed=1)
+    assert not r.blessed
+    assert {g.name for g in r.gates if not g.passed} == {
+        "recent_non_regression",
+        "history_bounded_loss",
+    }
+    assert evaluate_challenger(*args, seed=1) == r
+
+
+def test_evaluate_first_model_against_the_floor(models: dict[str, Any]) -> None:
+    ts = models["sets"]
+    good = evaluate_challenger(_cfg(floor=0.7), models["good"], None, ts.recent_holdout, None, 1)
+    assert good.blessed and "champion" not in good.metrics
+    assert good.comparison["bootstrap_samples"] == 0
+    noise = evaluate_challenger(_cfg(floor=0.7), models["noise"], None, ts.recent_holdout, None, 1)
+    assert not noise.blessed
+
+
+def test_evaluate_checks_the_metric_and_the_holdout(models: dict[str, Any]) -> None:
+    ts = models["sets"]
+    with pytest.raises(ValidationError, match=r"evaluation\.metric: 'rmse'"):
+        evaluate_challenger(_cfg(metric="rmse"), models["good"], None, ts.recent_holdout, None, 1)
+    unlabelled = ts.recent_holdout.copy()
+    unlabelled.loc[0, "label"] = None
+    with pytest.raises(ValidationError, match="recent holdout cannot be evaluated"):
+        evaluate_challenger(_cfg(), models["good"], None, unlabelled, None, 1)
+
+
+def test_evaluate_regression_orients_the_error_metric() -> None:
+    raw = _cfg().model_dump(mode="json")
+    raw.update(task="regression", model={"estimator": "sklearn.linear_model.Ridge", "params": {}})
+    cfg = config_from_dict(raw)
+    rng = np.random.default_rng(4)
+    frame = _frame(600, 3, 0).assign(label=lambda d: 3 * d["x1"] + rng.normal(size=len(d)))
+    recent, train = frame.iloc[:150], frame.iloc[150:]
+    good = fit_model(cfg, train)
+    weak = fit_model(cfg, train.assign(x1=0.0))  # cannot see the only informative feature
+    r = evaluate_challenger(cfg, good, weak, recent, None, seed=2)
+    assert r.blessed, r.reason
+    assert r.comparison["metric"] == "rmse" and r.comparison["greater_is_better"] is False
+    gain = r.metrics["champion"]["recent"]["rmse"] - r.metrics["challenger"]["recent"]["rmse"]
+    assert r.comparison["recent_gain"] == pytest.approx(gain) and gain > 1.0
+    assert set(r.metrics["challenger"]["recent"]) == {"rmse", "mae", "r2"}
+    assert not evaluate_challenger(cfg, weak, good, recent, None, seed=2).blessed
+
+
+def test_evaluate_aligns_classes_a_champion_never_saw() -> None:
+    cfg = _cfg(metric="accuracy")
+    frame = _frame(600, 6, 0)
+    frame["label"] = np.select([frame["x1"] < -0.5, frame["x1"] > 0.5], ["a", "c"], "b")
+    recent, train = frame.iloc[:150], frame.iloc[150:]
+    challenger = fit_model(cfg, train)
+    champion = fit_model(cfg, train[train["label"] != "c"])  # knows only "a" and "b"
+    r = evaluate_challenger(cfg, challenger, champion, recent, None, seed=3)
+    assert r.comparison["classes"] == ["a", "b", "c"]
+    assert "brier" not in r.metrics["challenger"]["recent"]
+    share_c = (recent["label"] == "c").mean()
+    # The champion can never predict "c", so it misses at least every "c" row.
+    assert r.metrics["champion"]["recent"]["accuracy"] <= 1 - share_c
+    assert r.blessed, r.reason

@@ -1,0 +1,293 @@
+"""Training set mixing and the model pipeline: sizes, shares, seeding, leakage, config errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import r2_score, roc_auc_score
+
+from retrain.config import Config, config_from_dict
+from retrain.errors import ValidationError
+from retrain.training import model as model_module
+from retrain.training.artifact import TRUSTED_TYPES
+from retrain.training.mix import build_training_set, ids_sha256
+from retrain.training.model import build_estimator, fit_model, predict_scores
+
+COLUMNS = ["id", "ts", "x1", "x2", "colour", "label"]
+
+
+def make_cfg(
+    task: str = "classification",
+    estimator: str = "sklearn.linear_model.LogisticRegression",
+    params: dict[str, Any] | None = None,
+    training: dict[str, Any] | None = None,
+    seed: int = 7,
+) -> Config:
+    raw: dict[str, Any] = {
+        "name": "demo",
+        "task": task,
+        "target": "label",
+        "storage_root": "/tmp/unused",
+        "seed": seed,
+        "data": {
+            "uri": "/tmp/unused",
+            "id_column": "id",
+            "time_column": "ts",
+            "window_size": "7d",
+            "features": {"x1": "numeric", "x2": "numeric", "colour": "categorical"},
+        },
+        "labels": {"uri": "/tmp/unused", "id_column": "id", "label_column": "label"},
+        "model": {"estimator": estimator, "params": params or {}},
+        "training": training or {},
+        "deploy": {"deployment_name": "demo"},
+    }
+    return config_from_dict(raw)
+
+
+def make_frame(n: int, seed: int, start: int = 0, task: str = "classification") -> pd.DataFrame:
+    """Events with a known signal: x1 up, x2 down, colour shifts the log-odds."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    colour = rng.choice(["red", "green", "blue"], size=n)
+    effect = pd.Series(colour).map({"red": 1.0, "green": 0.0, "blue": -1.0}).to_numpy()
+    z = 1.5 * x1 - x2 + effect
+    if task == "classification":
+        label: Any = np.where(rng.random(n) < 1 / (1 + np.exp(-2 * z)), "yes", "no")
+    else:
+        label = z + rng.normal(scale=0.3, size=n)
+    return pd.DataFrame(
+        {
+            "id": [f"e{start + i}" for i in range(n)],
+            "ts": pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n), unit="min"),
+            "x1": x1,
+            "x2": x2,
+            "colour": colour,
+            "label": label,
+        }
+    )
+
+
+# --- build_training_set ----------------------------------------------------------------------
+
+
+def test_mix_sizes_share_and_provenance() -> None:
+    cfg = make_cfg(training={"history_holdout_rows": 200})
+    new, history = make_frame(400, 1, start=10_000), make_frame(3000, 2)
+    ts = build_training_set(new, history, cfg, seed=3)
+
+    # 25 % of 400 new rows held out; 300 new rows train; 300 * 0.8 / 0.2 = 1200 from history.
+    assert len(ts.recent_holdout) == 100
+    assert ts.history_holdout is not None and len(ts.history_holdout) == 200
+    assert len(ts.train) == 1500
+    p = ts.provenance
+    assert p["new_rows"] == 300
+    assert p["history_rows"] == 1200
+    assert p["realised_share"] == pytest.approx(0.8)
+    assert p["requested_share"] == 0.8
+    assert p["history"]["cap"] is None
+    assert p["ids_sha256"]["recent_holdout"] == ids_sha256(ts.recent_holdout["id"])
+    train_counts = ts.train["label"].value_counts()
+    assert p["class_balance"]["train"] == {k: int(train_counts[k]) for k in ("no", "yes")}
+
+    # No helper columns, fresh index, and the four sets are disjoint by id.
+    for frame in (ts.train, ts.recent_holdout, ts.history_holdout):
+        assert list(frame.columns) == COLUMNS
+        assert frame.index.equals(pd.RangeIndex(len(frame)))
+    ids = [set(ts.train["id"]), set(ts.recent_holdout["id"]), set(ts.history_holdout["id"])]
+    assert not ids[0] & ids[1] and not ids[0] & ids[2] and not ids[1] & ids[2]
+    assert set(ts.recent_holdout["id"]) <= set(new["id"])
+    assert set(ts.history_holdout["id"]) <= set(history["id"])
+
+
+def test_mix_is_stratified() -> None:
+    cfg = make_cfg(training={"history_holdout_rows": 300})
+    new, history = make_frame(400, 1, start=10_000), make_frame(3000, 2)
+    ts = build_training_set(new, history, cfg, seed=3)
+    new_yes = (new["label"] == "yes").mean()
+    hist_yes = (history["label"] == "yes").mean()
+    # Largest-remainder quotas: within one row of the exact proportional count.
+    assert abs((ts.recent_holdout["label"] == "yes").sum() - 100 * new_yes) <= 1
+    assert ts.history_holdout is not None
+    assert abs((ts.history_holdout["label"] == "yes").sum() - 300 * hist_yes) <= 1
+
+
+def test_mix_is_seeded() -> None:
+    cfg = make_cfg(training={"history_holdout_rows": 100})
+    new, history = make_frame(200, 1, start=10_000), make_frame(1000, 2)
+    a = build_training_set(new, history, cfg, seed=5)
+    b = build_training_set(new, history, cfg, seed=5)
+    c = build_training_set(new, history, cfg, seed=6)
+    pd.testing.assert_frame_equal(a.train, b.train)
+    pd.testing.assert_frame_equal(a.recent_holdout, b.recent_holdout)
+    assert a.provenance == b.provenance
+    assert a.provenance["ids_sha256"] != c.provenance["ids_sha256"]
+
+
+def test_mix_caps_history_at_max_rows_and_at_availability() -> None:
+    new, history = make_frame(400, 1, start=10_000), make_frame(3000, 2)
+    capped = build_training_set(
+        new, history, make_cfg(training={"max_history_rows": 500, "history_holdout_rows": 200}), 0
+    )
+    assert capped.provenance["history_rows"] == 500
+    assert capped.provenance["history"]["cap"] == "max_history_rows"
+    assert capped.provenance["realised_share"] == pytest.approx(500 / 800)
+
+    small = build_training_set(new, make_frame(100, 2), make_cfg(), 0)
+    # Half of 100 history rows held out (never more), the other 50 all used for training.
+    assert small.history_holdout is not None and len(small.history_holdout) == 50
+    assert small.provenance["history_rows"] == 50
+    assert small.provenance["history"]["cap"] == "available"
+    assert small.provenance["history"]["requested_rows"] == 1200
+
+
+def test_mix_without_history_uses_new_rows_only() -> None:
+    new = make_frame(400, 1)
+    ts = build_training_set(new, None, make_cfg(), seed=0)
+    assert ts.history_holdout is None
+    assert len(ts.train) == 300 and len(ts.recent_holdout) == 100
+    assert ts.provenance["realised_share"] == 0.0
+    assert ts.provenance["history_used"] is False
+    assert "no history" in ts.provenance["note"]
+    assert set(ts.train["id"]) | set(ts.recent_holdout["id"]) == set(new["id"])
+
+
+def test_mix_drops_history_rows_that_reappear_in_new_and_unlabelled_rows() -> None:
+    new = make_frame(200, 1, start=0)
+    new.loc[[0, 1, 2], "label"] = None
+    history = make_frame(1000, 2, start=150)  # ids e150..e199 overlap the new window
+    ts = build_training_set(new, history, make_cfg(training={"history_holdout_rows": 50}), 0)
+    assert ts.provenance["history"]["overlapping_new_dropped"] == 50
+    assert ts.provenance["new_unlabelled_dropped"] == 3
+    assert ts.provenance["new_available_rows"] == 197
+    train_ids = set(ts.train["id"])
+    assert not train_ids & set(ts.recent_holdout["id"])
+    assert not {"e0", "e1", "e2"} & (train_ids | set(ts.recent_holdout["id"]))
+    assert ts.train["label"].notna().all()
+
+
+def test_mix_regression_has_no_class_balance() -> None:
+    cfg = make_cfg(task="regression", estimator="sklearn.linear_model.Ridge")
+    ts = build_training_set(
+        make_frame(100, 1, 5000, "regression"), make_frame(500, 2, 0, "regression"), cfg, 0
+    )
+    assert "class_balance" not in ts.provenance
+    assert len(ts.recent_holdout) == 25
+    assert ts.provenance["history_rows"] == 250  # 75 * 4 > 500 - 250 available
+
+
+def test_mix_reports_every_missing_column() -> None:
+    new = make_frame(50, 1).drop(columns=["x2", "label"])
+    with pytest.raises(ValidationError) as err:
+        build_training_set(new, None, make_cfg(), 0)
+    assert err.value.problems == ["missing column 'x2'", "missing column 'label'"]
+
+
+def test_ids_sha256_ignores_order() -> None:
+    ids = pd.Series(["b", "a", "c"])
+    assert ids_sha256(ids) == ids_sha256(ids.iloc[::-1])
+    assert ids_sha256(ids) != ids_sha256(pd.Series(["a", "b"]))
+
+
+# --- build_estimator / fit_model / predict_scores ---------------------------------------------
+
+
+def test_build_estimator_derives_preprocessing_and_seeds() -> None:
+    pipe = build_estimator(make_cfg(params={"C": 0.5}, seed=11))
+    pre = pipe.named_steps["preprocess"]
+    assert isinstance(pre, ColumnTransformer)
+    assert [(n, cols) for n, _, cols in pre.transformers] == [
+        ("numeric", ["x1", "x2"]),
+        ("categorical", ["colour"]),
+    ]
+    est = pipe.named_steps["estimator"]
+    assert isinstance(est, LogisticRegression)
+    assert est.C == 0.5 and est.random_state == 11
+
+
+@pytest.mark.parametrize(
+    ("task", "estimator", "params", "expected"),
+    [
+        ("classification", "sklearn.linear_model.NoSuchModel", {}, "model.estimator"),
+        ("classification", "sklearn.nope.Model", {}, "model.estimator: module"),
+        ("classification", "sklearn.metrics.roc_auc_score", {}, "not a scikit-learn estimator"),
+        ("classification", "sklearn.svm.SVC", {}, "trusted type list"),
+        ("classification", "sklearn.linear_model.Ridge", {}, "is not a classifier"),
+        ("regression", "sklearn.linear_model.LogisticRegression", {}, "is not a regressor"),
+        ("classification", "sklearn.linear_model.LogisticRegression", {"Cee": 1}, "model.params"),
+        ("classification", "sklearn.linear_model.LogisticRegression", {"C": -1}, "model.params"),
+        (
+            "classification",
+            "sklearn.linear_model.LogisticRegression",
+            {"random_state": 1},
+            "model.params.random_state",
+        ),
+    ],
+)
+def test_build_estimator_names_the_bad_key(
+    task: str, estimator: str, params: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(ValidationError, match=expected):
+        build_estimator(make_cfg(task=task, estimator=estimator, params=params))
+
+
+def test_classifier_without_probabilities_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    trusted = TRUSTED_TYPES | {"sklearn.linear_model._ridge.RidgeClassifier"}
+    monkeypatch.setattr(model_module, "TRUSTED_TYPES", trusted)
+    with pytest.raises(ValidationError, match="no predict_proba"):
+        build_estimator(make_cfg(estimator="sklearn.linear_model.RidgeClassifier"))
+
+
+def test_fit_and_score_classification_handles_nulls_and_unseen_categories() -> None:
+    cfg = make_cfg()
+    train, test = make_frame(600, 1), make_frame(300, 2)
+    train.loc[::17, "x1"] = np.nan
+    train.loc[::13, "colour"] = None
+    test.loc[:9, "colour"] = "purple"  # never seen in training
+    test.loc[10:19, "x2"] = np.nan
+    model = fit_model(cfg, train)
+    scores = predict_scores(model, test, cfg)
+    assert scores.shape == (300, 2)
+    assert np.allclose(scores.sum(axis=1), 1.0)
+    assert list(model.classes_) == ["no", "yes"]
+    assert roc_auc_score(test["label"] == "yes", scores[:, 1]) > 0.8
+
+
+def test_fit_is_reproducible_with_the_seed() -> None:
+    forest, params = "sklearn.ensemble.RandomForestClassifier", {"n_estimators": 5}
+    cfg, other_seed = (
+        make_cfg(estimator=forest, params=params, seed=7),
+        make_cfg(estimator=forest, params=params, seed=8),
+    )
+    train, test = make_frame(300, 1), make_frame(100, 2)
+    a = predict_scores(fit_model(cfg, train), test, cfg)
+    b = predict_scores(fit_model(cfg, train), test, cfg)
+    c = predict_scores(fit_model(other_seed, train), test, cfg)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_fit_and_score_regression() -> None:
+    cfg = make_cfg(task="regression", estimator="sklearn.linear_model.Ridge")
+    model = fit_model(cfg, make_frame(400, 1, task="regression"))
+    test = make_frame(200, 2, task="regression")
+    values = predict_scores(model, test, cfg)
+    assert values.shape == (200,)
+    assert r2_score(test["label"], values) > 0.9
+
+
+def test_fit_refuses_unusable_training_data() -> None:
+    cfg = make_cfg()
+    one_class = make_frame(50, 1).assign(label="yes")
+    with pytest.raises(ValidationError, match="fewer than 2 classes"):
+        fit_model(cfg, one_class)
+    with pytest.raises(ValidationError, match="missing column 'colour'"):
+        fit_model(cfg, make_frame(50, 1).drop(columns=["colour"]))
+    unlabelled = make_frame(50, 1)
+    unlabelled.loc[0, "label"] = None
+    with pytest.raises(ValidationError, match="1 missing value"):
+        fit_model(cfg, unlabelled)
