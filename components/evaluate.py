@@ -1,7 +1,5 @@
 """evaluate: challenger vs champion on recent and historical holdouts; blessed or not."""
 
-from typing import NamedTuple
-
 from kfp.dsl import ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
 
@@ -13,10 +11,12 @@ def evaluate(
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
     report: Output[Markdown],
-) -> NamedTuple("Outputs", [("blessed", bool), ("reason", str)]):
-    """Logs KFP Metrics (and a confusion matrix for classifiers); the gate decides `blessed`."""
-    from collections import namedtuple
+) -> bool:
+    """Returns `blessed`; the reason in words is in the report and the run record.
 
+    A single unnamed output on purpose: kfp.local resolves an `If` condition only on a
+    task's default `Output`, not on a named output of a NamedTuple.
+    """
     from retrain import steps
 
     outcome = steps.evaluate(config_yaml, run_id, model.path, holdout.path, report.path)
@@ -26,4 +26,4 @@ def evaluate(
         classification.log_confusion_matrix(
             outcome.confusion["categories"], outcome.confusion["matrix"]
         )
-    return namedtuple("Outputs", ["blessed", "reason"])(outcome.blessed, outcome.reason)
+    return outcome.blessed

@@ -93,7 +93,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
             ),
             "evaluate",
         )
-        with dsl.If(evaluate.outputs["blessed"] == True, name="blessed"):  # noqa: E712
+        with dsl.If(evaluate.outputs["Output"] == True, name="blessed"):  # noqa: E712
             _apply_policy(
                 ops["deploy"](config_yaml=config_yaml, run_id=run_id, model=train.outputs["model"]),
                 "deploy",

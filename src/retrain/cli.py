@@ -16,7 +16,14 @@ from pathlib import Path
 
 from retrain import __version__
 from retrain.config import Config, load_config
-from retrain.errors import EXIT_OK, EXIT_VALIDATION, RetrainError, ValidationError, exit_code_for
+from retrain.errors import (
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_VALIDATION,
+    RetrainError,
+    ValidationError,
+    exit_code_for,
+)
 
 __all__ = ["main"]
 
@@ -140,15 +147,39 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             return code
     _print("== registry ==")
     _cmd_status(argparse.Namespace(config=str(config_path), events=12, json=False))
-    if cfg.deploy.gitops_repo:
-        _print("\n== GitOps repository (what Argo CD / Flux would sync) ==")
+    return _demo_check(cfg)
+
+
+def _demo_check(cfg: Config) -> int:
+    """Show where the results are, and fail loudly if the loop did not reach its end state."""
+    from retrain.registry import Registry
+    from retrain.storage import open_storage
+
+    store = open_storage(cfg.storage_root)
+    reg = Registry(store, cfg.name)
+    champion, canary = reg.get_alias("champion").version, reg.get_alias("canary").version
+    repo = cfg.deploy.gitops_repo
+    _print("\n== GitOps repository (what Argo CD / Flux would sync) ==")
+    if repo:
         log = subprocess.run(
-            ["git", "-C", cfg.deploy.gitops_repo, "log", "--oneline"],
-            capture_output=True,
-            text=True,
-            check=False,
+            ["git", "-C", repo, "log", "--oneline"], capture_output=True, text=True, check=False
         )
         _print(log.stdout.rstrip() or "(no commits)")
+        manifest = Path(repo) / cfg.deploy.gitops_path / cfg.deploy.namespace
+        _print(f"manifests: {manifest}")
+    runs = sorted({k.split("/")[1] for k in store.list("runs") if k.endswith(".md")})
+    if runs:
+        _print(
+            f"step reports (Markdown, as the Kubeflow UI shows them): {store.uri('runs')}/<run>/"
+        )
+    if champion is None or canary is None:
+        _print("demo did not end with a champion and a canary: see the step summaries above")
+        return EXIT_INTERNAL
+    share = cfg.deploy.canary_traffic
+    _print(
+        f"\ndone: champion {champion} keeps {100 - share}% of the traffic, "
+        f"canary {canary} takes {share}%."
+    )
     return EXIT_OK
 
 

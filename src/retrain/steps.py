@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -51,6 +52,7 @@ __all__ = [
     "DeployOutcome",
     "EvaluateOutcome",
     "StepOutcome",
+    "check_run_id",
     "deploy",
     "evaluate",
     "ingest",
@@ -63,6 +65,8 @@ __all__ = [
 SCHEMA_KEY = "schema/schema.json"
 MODEL_FILE = "model.skops"
 CARD_FILE = "model.json"
+# A run id names a folder of the store (runs/<run_id>/): one plain name, never a path.
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def _now() -> str:
@@ -96,13 +100,28 @@ class DeployOutcome(StepOutcome):
 # --- run records -------------------------------------------------------------------------------
 
 
+def check_run_id(run_id: str) -> str:
+    """Return `run_id` if it is one safe name; raise ValidationError otherwise.
+
+    Without this a run id such as '../models/loans' would put step records inside the
+    registry, since keys are normalised before they are checked against the root.
+    """
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+        raise ValidationError(
+            f"run id {run_id!r} is invalid: use 1-128 letters, digits, '.', '-' or '_', "
+            "starting with a letter or digit (it names the folder runs/<run_id>/ in the store)"
+        )
+    return run_id
+
+
 def _run_key(run_id: str, step: str) -> str:
-    return f"runs/{run_id}/{step}.json"
+    return f"runs/{check_run_id(run_id)}/{step}.json"
 
 
 @contextmanager
 def _recorded(store: Storage, run_id: str, step: str) -> Iterator[dict[str, Any]]:
     """Record the step's outcome (or its error, with the exit code it maps to) in the store."""
+    check_run_id(run_id)  # before the step runs: a bad id could not even record its failure
     record: dict[str, Any] = {"step": step, "run_id": run_id, "started_at": _now()}
     t0 = time.perf_counter()
     try:
@@ -126,13 +145,18 @@ def _recorded(store: Storage, run_id: str, step: str) -> Iterator[dict[str, Any]
     finally:
         record["seconds"] = round(time.perf_counter() - t0, 3)
         record["finished_at"] = _now()
+        markdown = record.pop("markdown", None)
+        if markdown is not None:  # the readable report, beside the record, whatever the engine
+            store.write_text(f"runs/{run_id}/{step}.md", markdown)
         store.write_text(_run_key(run_id, step), json.dumps(record, indent=2, default=str))
 
 
 def read_run(store: Storage, run_id: str) -> dict[str, dict[str, Any]]:
     """Every step record of a run, by step name."""
     out = {}
-    for key in store.list(f"runs/{run_id}"):
+    for key in store.list(f"runs/{check_run_id(run_id)}"):
+        if not key.endswith(".json"):
+            continue
         rec = json.loads(store.read_text(key))
         out[rec["step"]] = rec
     return out
@@ -192,6 +216,7 @@ def ingest(
             " (schema inferred: first run)" if result.schema_inferred else ""
         )
         rec.update(summary=summary, report=result.report)
+        rec["markdown"] = result.markdown
         _write_report(report_path, result.markdown, result.report)
         return StepOutcome("ingest", summary, result.report)
 
@@ -229,6 +254,7 @@ def label(
             f"{len(result.queue)} rows queued for labelling"
         )
         rec.update(summary=summary, report=result.report)
+        rec["markdown"] = result.markdown
         _write_report(report_path, result.markdown, result.report)
         return StepOutcome("label", summary, result.report)
 
@@ -343,9 +369,8 @@ def train(
             "fit_seconds": fit_seconds,
         }
         rec.update(summary=summary, report=details)
-        _write_report(
-            report_path, _train_markdown(version, champion, p, hashes, fit_seconds), details
-        )
+        rec["markdown"] = _train_markdown(version, champion, p, hashes, fit_seconds)
+        _write_report(report_path, rec["markdown"], details)
         return StepOutcome("train", summary, details)
 
 
@@ -431,7 +456,8 @@ def evaluate(
             "gates": [g.__dict__ for g in result.gates],
         }
         rec.update(summary=summary, report=details, blessed=result.blessed)
-        _write_report(report_path, result.markdown(), details)
+        rec["markdown"] = result.markdown()
+        _write_report(report_path, rec["markdown"], details)
         confusion = getattr(result, "confusion", None)
         return EvaluateOutcome(
             "evaluate",
@@ -527,7 +553,8 @@ def deploy(
             "detail": result.detail,
         }
         rec.update(summary=summary, report=details)
-        _write_report(report_path, _deploy_markdown(version, alias, state, result), details)
+        rec["markdown"] = _deploy_markdown(version, alias, state, result)
+        _write_report(report_path, rec["markdown"], details)
         return DeployOutcome(
             "deploy", summary, details, version=version, alias=alias, commit=result.ref
         )

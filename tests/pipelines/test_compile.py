@@ -34,7 +34,7 @@ def test_deploy_runs_only_under_the_blessed_gate(compiled: dict) -> None:
     conditions = [t for t in tasks.values() if "triggerPolicy" in t]
     assert len(conditions) == 1
     cond = conditions[0]
-    assert "evaluate-blessed" in cond["triggerPolicy"]["condition"]
+    assert "evaluate-Output" in cond["triggerPolicy"]["condition"]
     assert cond["triggerPolicy"]["condition"].endswith("== true")
     inner = compiled["components"][cond["componentRef"]["name"]]["dag"]["tasks"]
     assert list(inner) == ["deploy"]

@@ -205,6 +205,7 @@ def _auc_decision(
     hist: tuple[float, float] | None = (0.861, 0.866),
     floor: float | None = None,
     max_recent_regression: float = 0.0,
+    min_improvement: float = 0.0,
 ) -> Any:
     return decide(
         "roc_auc",
@@ -217,7 +218,17 @@ def _auc_decision(
         ci,
         None if hist is None else hist[0],
         None if hist is None else hist[1],
+        min_improvement=min_improvement,
     )
+
+
+def _gate(result: Any, name: str) -> Any:
+    (gate,) = [g for g in result.gates if g.name == name]
+    return gate
+
+
+def _failed(result: Any) -> list[str]:
+    return [g.name for g in result.gates if not g.passed]
 
 
 def test_better_challenger_is_blessed_with_a_reason_in_words() -> None:
@@ -230,45 +241,111 @@ def test_better_challenger_is_blessed_with_a_reason_in_words() -> None:
     assert [(g.name, g.passed) for g in r.gates] == [
         ("floor", True),
         ("recent_non_regression", True),
+        ("recent_improvement", True),
         ("history_bounded_loss", True),
     ]
+    assert _gate(r, "recent_improvement").detail == (
+        "lower bound of the gain's interval +0.018 exceeds the required +0.000"
+    )
     assert r.comparison["recent_gain"] == pytest.approx(0.029)
     assert r.comparison["history_loss"] == pytest.approx(0.005)
+    assert r.comparison["min_improvement"] == 0.0
 
 
-def test_equal_challenger_passes_a_zero_regression_budget() -> None:
+def test_equal_challenger_passes_non_regression_but_is_rejected_as_no_improvement() -> None:
     r = _auc_decision(0.842, 0.842, (-0.01, 0.01))
-    assert r.blessed and r.comparison["recent_gain"] == 0.0
+    assert not r.blessed and r.comparison["recent_gain"] == 0.0
+    # A zero regression budget still accepts an equal score; only the improvement gate fails.
+    assert _gate(r, "recent_non_regression").passed
+    assert _failed(r) == ["recent_improvement"]
+    assert r.reason.endswith("rejected (failed: recent_improvement)")
+    assert _gate(r, "recent_improvement").detail == (
+        "lower bound of the gain's interval -0.010 does not exceed the required +0.000"
+    )
+
+
+def test_equal_challenger_is_rejected_even_with_a_degenerate_interval() -> None:
+    # An identical model: every resample gives gain 0, so the interval collapses onto 0.
+    r = _auc_decision(0.842, 0.842, (0.0, 0.0))
+    assert not r.blessed
+    assert _failed(r) == ["recent_improvement"]
+    assert "recent_improvement" in r.reason
+    # Without an interval the point gain decides, with the same outcome.
+    point = _auc_decision(0.842, 0.842, None)
+    assert not point.blessed
+    assert _failed(point) == ["recent_improvement"]
+    assert _gate(point, "recent_improvement").detail == (
+        "gain +0.000 does not exceed the required +0.000"
+    )
+
+
+@pytest.mark.parametrize(
+    ("lower", "blessed"),
+    [(0.0099, False), (0.01, False), (0.0101, True)],
+)
+def test_the_interval_lower_bound_must_be_strictly_above_min_improvement(
+    lower: float, blessed: bool
+) -> None:
+    # The point gain (+0.029) is well above 0.01 in every case: only the lower bound decides.
+    r = _auc_decision(0.871, 0.842, (lower, 0.05), min_improvement=0.01)
+    assert r.blessed is blessed
+    assert _failed(r) == ([] if blessed else ["recent_improvement"])
+    gate = _gate(r, "recent_improvement")
+    assert gate.detail.startswith("lower bound of the gain's interval")
+    assert ("does not exceed" not in gate.detail) is blessed
+    assert r.comparison["min_improvement"] == 0.01
+
+
+@pytest.mark.parametrize(
+    ("min_improvement", "blessed"),
+    # The gain 0.852 - 0.842 is 0.010000000000000009 in floats: exactly the bar, so rejected.
+    [(0.005, True), (0.01, False), (0.02, False)],
+)
+def test_without_an_interval_the_point_gain_must_exceed_min_improvement(
+    min_improvement: float, blessed: bool
+) -> None:
+    r = _auc_decision(0.852, 0.842, None, min_improvement=min_improvement)
+    assert r.blessed is blessed
+    assert _failed(r) == ([] if blessed else ["recent_improvement"])
+    verb = "exceeds" if blessed else "does not exceed"
+    assert _gate(r, "recent_improvement").detail == (
+        f"gain +0.010 {verb} the required {min_improvement:+.3f}"
+    )
+    assert r.comparison["recent_ci"] is None
 
 
 def test_worse_challenger_is_rejected() -> None:
     r = _auc_decision(0.80, 0.842, (-0.06, -0.02))
     assert not r.blessed
-    assert r.reason.endswith("rejected (failed: recent_non_regression)")
-    gate = r.gates[1]
+    assert r.reason.endswith("rejected (failed: recent_non_regression, recent_improvement)")
+    gate = _gate(r, "recent_non_regression")
     assert not gate.passed and "point estimate is below" in gate.detail
+    assert _gate(r, "history_bounded_loss").passed
 
 
 def test_small_regression_within_the_budget_and_a_confident_one_beyond_it() -> None:
     within = _auc_decision(0.837, 0.842, (-0.02, 0.004), max_recent_regression=0.01)
-    assert within.blessed
+    # Within the regression budget, so non-regression passes; not an improvement, so rejected.
+    assert _gate(within, "recent_non_regression").passed
+    assert _failed(within) == ["recent_improvement"]
     # Point estimate inside the budget, but the whole interval below it.
     beyond = _auc_decision(0.837, 0.842, (-0.03, -0.012), max_recent_regression=0.01)
     assert not beyond.blessed
-    assert "interval lies entirely below" in beyond.gates[1].detail
+    assert _failed(beyond) == ["recent_non_regression", "recent_improvement"]
+    assert "interval lies entirely below" in _gate(beyond, "recent_non_regression").detail
 
 
 def test_forgetting_history_is_rejected_even_when_recent_improves() -> None:
     r = _auc_decision(0.871, 0.842, (0.018, 0.041), hist=(0.80, 0.866))
     assert not r.blessed
-    assert [g.name for g in r.gates if not g.passed] == ["history_bounded_loss"]
+    assert _failed(r) == ["history_bounded_loss"]
     assert "history 0.800 vs 0.866 (-0.066, beyond the 0.02 budget)" in r.reason
 
 
 def test_without_history_holdout_the_forgetting_gate_is_skipped() -> None:
     r = _auc_decision(0.871, 0.842, (0.018, 0.041), hist=None)
     assert r.blessed
-    assert r.gates[2].detail == "no history holdout: not checked"
+    assert _gate(r, "history_bounded_loss").detail == "no history holdout: not checked"
     assert "forgetting not checked" in r.reason
 
 
@@ -286,6 +363,15 @@ def test_first_model_without_a_floor_is_blessed() -> None:
     assert r.blessed and r.gates[0].detail == "no floor configured"
 
 
+@pytest.mark.parametrize(("floor", "blessed"), [(None, True), (0.7, True), (0.8, False)])
+def test_first_model_is_not_held_to_min_improvement(floor: float | None, blessed: bool) -> None:
+    # No champion to improve on: a demanding min_improvement must not block the first model.
+    r = _auc_decision(0.75, None, None, floor=floor, min_improvement=0.5)
+    assert r.blessed is blessed
+    assert [g.name for g in r.gates] == ["floor"]
+    assert r.comparison["min_improvement"] == 0.5 and r.comparison["recent_gain"] is None
+
+
 def test_lower_is_better_metrics_are_oriented() -> None:
     def rmse(challenger: float, floor: float | None = None) -> Any:
         return decide("rmse", False, floor, 0.0, 0.1, challenger, 1.2, (0.1, 0.3), 2.0, 2.0)
@@ -300,12 +386,18 @@ def test_lower_is_better_metrics_are_oriented() -> None:
     assert not worse_history.blessed and worse_history.comparison["history_loss"] == (
         pytest.approx(0.2)
     )
+    # The improvement gate sees the oriented gain: 1.2 - 1.0 = +0.2 on the point path.
+    point = decide("rmse", False, None, 0.0, 0.1, 1.0, 1.2, None, None, None, min_improvement=0.15)
+    assert point.blessed
+    assert _gate(point, "recent_improvement").detail.startswith("gain +0.200 exceeds")
+    strict = decide("rmse", False, None, 0.0, 0.1, 1.0, 1.2, None, None, None, min_improvement=0.25)
+    assert _failed(strict) == ["recent_improvement"]
 
 
 def test_an_undefined_metric_fails_its_gate() -> None:
     r = _auc_decision(float("nan"), 0.842, (float("nan"), float("nan")), floor=0.5)
     assert not r.blessed
-    assert not r.gates[0].passed and not r.gates[1].passed
+    assert _failed(r) == ["floor", "recent_non_regression", "recent_improvement"]
     assert json.loads(r.to_json())["metrics"]["challenger"]["recent"]["roc_auc"] is None
 
 
@@ -313,6 +405,7 @@ def test_markdown_report_has_the_verdict_gates_and_metrics() -> None:
     md = _auc_decision(0.871, 0.842, (0.018, 0.041)).markdown()
     assert md.startswith("## Evaluation: blessed\n")
     assert "| recent_non_regression | pass |" in md
+    assert "| recent_improvement | pass |" in md
     assert "| roc_auc | 0.871 | 0.861 | 0.842 | 0.866 |" in md
 
 
@@ -396,9 +489,33 @@ def test_evaluate_rejects_a_worse_challenger_and_is_seeded(models: dict[str, Any
     assert not r.blessed
     assert {g.name for g in r.gates if not g.passed} == {
         "recent_non_regression",
+        "recent_improvement",
         "history_bounded_loss",
     }
     assert evaluate_challenger(*args, seed=1) == r
+
+
+def test_evaluate_rejects_a_copy_of_the_champion(models: dict[str, Any]) -> None:
+    ts = models["sets"]
+    good = models["good"]
+    r = evaluate_challenger(_cfg(), good, good, ts.recent_holdout, ts.history_holdout, seed=1)
+    assert not r.blessed
+    assert r.comparison["recent_gain"] == 0.0 and r.comparison["recent_ci"] == [0.0, 0.0]
+    assert r.comparison["history_loss"] == 0.0
+    assert _failed(r) == ["recent_improvement"]
+
+
+def test_evaluate_passes_min_improvement_from_the_config(models: dict[str, Any]) -> None:
+    ts = models["sets"]
+    args = (models["good"], models["noise"], ts.recent_holdout, ts.history_holdout)
+    lower = evaluate_challenger(_cfg(), *args, seed=1).comparison["recent_ci"][0]
+    assert lower > 0.1
+    below = evaluate_challenger(_cfg(min_improvement=lower - 0.01), *args, seed=1)
+    assert below.blessed, below.reason
+    above = evaluate_challenger(_cfg(min_improvement=lower + 0.01), *args, seed=1)
+    assert not above.blessed
+    assert _failed(above) == ["recent_improvement"]
+    assert above.comparison["min_improvement"] == pytest.approx(lower + 0.01)
 
 
 def test_evaluate_first_model_against_the_floor(models: dict[str, Any]) -> None:

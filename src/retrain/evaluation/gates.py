@@ -9,6 +9,8 @@ Gates, all on the primary metric, with gains oriented so that positive is better
 - **floor**: the challenger's score on recent data reaches the configured absolute floor;
 - **recent non-regression**: the gain over the champion on recent data, and the upper bound of
   its confidence interval, are both at least ``-max_recent_regression``;
+- **recent improvement**: the lower bound of that interval (the point gain when there is no
+  interval) is strictly above ``min_improvement``, so an equal challenger is rejected;
 - **history bounded loss**: on the history holdout the challenger loses at most
   ``max_history_loss`` against the champion (the forgetting guard).
 
@@ -121,6 +123,7 @@ def decide(
     champion_history: float | None,
     *,
     confidence: float = 0.95,
+    min_improvement: float = 0.0,
 ) -> EvaluationResult:
     """Apply the gates to the primary metric's values. Pure: no I/O, no randomness.
 
@@ -130,6 +133,9 @@ def decide(
         champion_recent: None when there is no champion (first model): only the floor applies.
         challenger_history, champion_history: None when there is no history holdout.
         confidence: the interval's level, for the wording only.
+        min_improvement: a challenger must beat the champion by more than this (on the
+            interval's lower bound when there is one): replacing a model that works with one
+            that is merely as good churns deployments for nothing.
     """
     sign = 1.0 if greater_is_better else -1.0
     gates = [_floor_gate(metric, greater_is_better, floor, challenger_recent)]
@@ -145,6 +151,7 @@ def decide(
         "recent_gain": None,
         "recent_ci": None,
         "history_loss": None,
+        "min_improvement": min_improvement,
     }
     floor_words = _floor_words(floor, gates[0].passed)
 
@@ -179,6 +186,17 @@ def decide(
         elif not ci_ok:
             recent_detail += "; the interval lies entirely below it"
     gates.append(Gate("recent_non_regression", point_ok and ci_ok, recent_detail))
+    evidence = recent_ci[0] if recent_ci is not None else gain
+    better = _finite(evidence) and evidence > min_improvement + _EPS
+    on = "lower bound of the gain's interval" if recent_ci is not None else "gain"
+    gates.append(
+        Gate(
+            "recent_improvement",
+            better,
+            f"{on} {evidence:+.3f} {'exceeds' if better else 'does not exceed'} "
+            f"the required {min_improvement:+.3f}",
+        )
+    )
     recent_words = (
         f"challenger {metric} {_fmt(challenger_recent)} vs champion {_fmt(champion_recent)} on "
         f"recent data (gain {gain:+.3f}{ci_words})"
@@ -292,6 +310,7 @@ def evaluate_challenger(
         challenger_history=value("challenger", "history"),
         champion_history=value("champion", "history"),
         confidence=ev.confidence,
+        min_improvement=ev.min_improvement,
     )
     comparison = dict(result.comparison)
     comparison["rows"] = {name: len(frame) for name, frame in frames.items()}

@@ -1,0 +1,146 @@
+"""The whole KFP pipeline under kfp.local, on small generated data, for real.
+
+No mocks: the components run as subprocesses through kfp's SubprocessRunner, read and write
+real files, train real models and commit to a real git repository.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("kfp")
+
+from retrain.config import load_config  # noqa: E402
+from retrain.data.demo import generate_housing, generate_loans  # noqa: E402
+from retrain.deploy.seldon import validate_seldon  # noqa: E402
+from retrain.registry import Registry  # noqa: E402
+from retrain.runner import run_cycle  # noqa: E402
+from retrain.storage import open_storage  # noqa: E402
+from retrain.training.artifact import ModelCard  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+
+def _git(repo: str, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", repo, *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+@pytest.fixture(scope="module")
+def loans_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Weeks 0 and 4 (after the concept change) through kfp.local; 1-3 direct (faster)."""
+    work = tmp_path_factory.mktemp("loans")
+    cfg = load_config(generate_loans(work, windows=6, rows_per_window=1000, drift_window=4, seed=3))
+    first = run_cycle(cfg, "0", engine="kfp-local", log_path=str(work / "w0.log"))
+    second = run_cycle(cfg, "1", engine="direct")
+    for week in ("2", "3"):
+        assert run_cycle(cfg, week, engine="direct").exit_code == 0
+    drift = run_cycle(cfg, "4", engine="kfp-local", log_path=str(work / "w4.log"))
+    return {"cfg": cfg, "work": work, "first": first, "second": second, "drift": drift}
+
+
+def test_first_window_becomes_champion(loans_run: dict) -> None:
+    first = loans_run["first"]
+    assert first.exit_code == 0, first.lines()
+    assert [r["status"] for r in first.records.values()] == ["succeeded"] * 5
+    cfg = loans_run["cfg"]
+    reg = Registry(open_storage(cfg.storage_root), cfg.name)
+    version = first.records["deploy"]["report"]["version"]
+    assert reg.versions()[0] == version
+    assert first.records["evaluate"]["report"]["champion"] is None
+
+
+def test_stable_window_keeps_the_champion_unless_clearly_better(loans_run: dict) -> None:
+    second = loans_run["second"]
+    assert second.exit_code == 0, second.lines()
+    ev = second.records["evaluate"]
+    gates = {g["name"]: g["passed"] for g in ev["report"]["gates"]}
+    assert ev["blessed"] == all(gates.values())
+    assert ("deploy" in second.records) == ev["blessed"], "deploy must run exactly when blessed"
+
+
+def test_drift_window_is_blessed_and_committed_as_canary(loans_run: dict) -> None:
+    drift, cfg = loans_run["drift"], loans_run["cfg"]
+    assert drift.exit_code == 0, drift.lines()
+    assert drift.blessed
+    comparison = drift.records["evaluate"]["report"]["comparison"]
+    assert comparison["recent_ci"][0] > 0.05, "after the concept change the gain must be clear"
+    reg = Registry(open_storage(cfg.storage_root), cfg.name)
+    champion = reg.get_alias("champion").version
+    canary = reg.get_alias("canary").version
+    assert canary == drift.records["deploy"]["report"]["version"]
+    assert champion is not None and champion != canary
+
+    # The GitOps repository holds a committed SeldonDeployment with both predictors.
+    repo = cfg.deploy.gitops_repo
+    assert repo is not None
+    assert _git(repo, "status", "--porcelain") == ""
+    path = Path(repo) / cfg.deploy.gitops_path / cfg.deploy.namespace / "loans.yaml"
+    obj = yaml.safe_load(path.read_text())
+    validate_seldon(obj)
+    traffic = {p["name"]: p["traffic"] for p in obj["spec"]["predictors"]}
+    assert traffic == {"champion": 90, "canary": 10}
+    images_env = json.dumps(obj["spec"]["predictors"])
+    assert champion in images_env and canary in images_env
+    assert "loans.yaml" in _git(repo, "show", "--stat", "HEAD")
+
+
+def test_every_step_left_a_report_and_kfp_artifacts(loans_run: dict) -> None:
+    drift, cfg = loans_run["drift"], loans_run["cfg"]
+    store = open_storage(cfg.storage_root)
+    for step in ("ingest", "label", "train", "evaluate", "deploy"):
+        md = store.read_text(f"runs/{drift.run_id}/{step}.md")
+        assert md.startswith("#"), step
+    kfp_root = Path(cfg.storage_root + "-kfp")
+    reports = list(kfp_root.glob("retrain-*/*/report"))
+    assert {p.parent.name for p in reports} >= {"ingest", "label", "train", "evaluate", "deploy"}
+    # KFP Metrics and ClassificationMetrics live in the artifacts' metadata.
+    outputs = sorted(kfp_root.glob("retrain-*/evaluate/executor_output.json"))
+    assert outputs
+    artifacts = json.loads(outputs[-1].read_text())["artifacts"]
+    logged = artifacts["metrics"]["artifacts"][0]["metadata"]
+    assert 0.5 < logged["challenger.recent.roc_auc"] <= 1.0
+    matrix = artifacts["classification"]["artifacts"][0]["metadata"]["confusionMatrix"]
+    assert sum(sum(row["row"]) for row in matrix["rows"]) > 0
+
+
+def test_model_card_carries_lineage(loans_run: dict) -> None:
+    drift, cfg = loans_run["drift"], loans_run["cfg"]
+    reg = Registry(open_storage(cfg.storage_root), cfg.name)
+    version = drift.records["deploy"]["report"]["version"]
+    card = ModelCard.from_json(reg.read_file(version, "model.json").decode())
+    assert card.window == "4"
+    assert card.parent == reg.get_alias("champion").version
+    assert card.data_hashes["new_window"] and card.data_hashes["history"]
+    assert card.provenance["requested_share"] == 0.8
+    assert card.library_versions["sklearn"]
+
+
+def test_regression_use_case_runs_from_its_config_alone(tmp_path: Path) -> None:
+    """A second, differently shaped dataset (regression, timestamp windows) by config only."""
+    cfg = load_config(generate_housing(tmp_path, windows=4, rows_per_window=500, drift_window=3, seed=5))
+    assert cfg.task == "regression" and cfg.data.time_kind == "timestamp"
+    from retrain.data.io import read_source
+    from retrain.data.windows import window_ids_in
+
+    events = read_source(cfg.data.uri, cfg.data.format)
+    windows = window_ids_in(cfg.data, events[cfg.data.time_column])
+    result = run_cycle(cfg, windows[0], engine="kfp-local", log_path=str(tmp_path / "w.log"))
+    assert result.exit_code == 0, result.lines()
+    ev = result.records["evaluate"]["report"]
+    assert "rmse" in ev["metrics"]["challenger"]["recent"]
+    reg = Registry(open_storage(cfg.storage_root), cfg.name)
+    first_version = result.records["deploy"]["report"]["version"]
+    assert reg.get_alias("champion").version == first_version
+    nxt = run_cycle(cfg, windows[1], engine="direct")
+    assert nxt.exit_code == 0, nxt.lines()
+    report = nxt.records["evaluate"]["report"]
+    assert report["champion"] == first_version
+    assert report["comparison"]["metric"] == "rmse"
+    assert report["comparison"]["greater_is_better"] is False
