@@ -15,13 +15,13 @@ import yaml
 
 pytest.importorskip("kfp")
 
-from retrain.config import load_config  # noqa: E402
-from retrain.data.demo import generate_housing, generate_loans  # noqa: E402
-from retrain.deploy.seldon import validate_seldon  # noqa: E402
-from retrain.registry import Registry  # noqa: E402
-from retrain.runner import run_cycle  # noqa: E402
-from retrain.storage import open_storage  # noqa: E402
-from retrain.training.artifact import ModelCard  # noqa: E402
+from retrain.config import load_config
+from retrain.data.demo import generate_housing, generate_loans
+from retrain.deploy.seldon import validate_seldon
+from retrain.registry import Registry
+from retrain.runner import run_cycle
+from retrain.storage import open_storage
+from retrain.training.artifact import ModelCard
 
 pytestmark = pytest.mark.integration
 
@@ -124,7 +124,9 @@ def test_model_card_carries_lineage(loans_run: dict) -> None:
 
 def test_regression_use_case_runs_from_its_config_alone(tmp_path: Path) -> None:
     """A second, differently shaped dataset (regression, timestamp windows) by config only."""
-    cfg = load_config(generate_housing(tmp_path, windows=4, rows_per_window=500, drift_window=3, seed=5))
+    cfg = load_config(
+        generate_housing(tmp_path, windows=4, rows_per_window=500, drift_window=3, seed=5)
+    )
     assert cfg.task == "regression" and cfg.data.time_kind == "timestamp"
     from retrain.data.io import read_source
     from retrain.data.windows import window_ids_in
