@@ -7,6 +7,7 @@ Exit codes: 0 ok; 2 bad input or failed validation (do not retry); 75 transient 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import subprocess
 import sys
@@ -234,7 +235,15 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True)
     g.add_argument("--seed", type=int, default=7)
     g.set_defaults(func=_cmd_generate)
+
+    for module in _COMMAND_MODULES:
+        importlib.import_module(module).add_commands(sub)
     return p
+
+
+#: Modules that add subcommands: each has `add_commands(subparsers) -> None` and sets
+#: `func` on its parsers (a callable taking the parsed args and returning an exit code).
+_COMMAND_MODULES: list[str] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

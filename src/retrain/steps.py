@@ -507,8 +507,11 @@ def deploy(
         version = card.version
         reg = Registry(store, cfg.name)
         files = {name: (Path(model_dir) / name).read_bytes() for name in (MODEL_FILE, CARD_FILE)}
-        reg.register(version, files)
-        reg.append_event("registered", version=version, run_id=run_id)
+        if version not in reg.versions():
+            reg.register(version, files)
+            reg.append_event("registered", version=version, run_id=run_id)
+        else:
+            reg.register(version, files)  # verifies the bytes match; raises if they differ
         champion = reg.get_alias("champion")
         if champion.version is None or champion.version == version:
             alias = "champion"
