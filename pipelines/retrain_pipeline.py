@@ -35,10 +35,10 @@ STEP_POLICY: dict[str, dict[str, Any]] = {
 }
 
 
-def _apply_policy(task: Any, step: str) -> Any:
+def _apply_policy(task: Any, step: str, retries: bool = True) -> Any:
     policy = STEP_POLICY[step]
     task.set_caching_options(enable_caching=False)
-    if policy["retries"]:
+    if retries and policy["retries"]:
         task.set_retry(
             num_retries=policy["retries"],
             backoff_duration="30s",
@@ -53,8 +53,14 @@ def _apply_policy(task: Any, step: str) -> Any:
     return task
 
 
-def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
-    """The pipeline with every component running in `image`."""
+def build_pipeline(image: str = DEFAULT_IMAGE, *, retries: bool = True) -> Any:
+    """The pipeline with every component running in `image`.
+
+    `retries=False` is for `kfp.local`: it runs retries in-process with the real backoff
+    sleeps (minutes), and KFP retries whatever the exit code, so a bad-input failure (exit 2)
+    would be retried for nothing. On a laptop failing fast is the better policy; the cluster
+    pipeline keeps its retries.
+    """
     ops = {name: make_component(func, image) for name, func in STEPS.items()}
 
     @dsl.pipeline(
@@ -64,7 +70,9 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
     )
     def retrain_pipeline(config_yaml: str, window_id: str, run_id: str) -> None:
         ingest = _apply_policy(
-            ops["ingest"](config_yaml=config_yaml, window_id=window_id, run_id=run_id), "ingest"
+            ops["ingest"](config_yaml=config_yaml, window_id=window_id, run_id=run_id),
+            "ingest",
+            retries,
         )
         label = _apply_policy(
             ops["label"](
@@ -74,6 +82,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
                 dataset=ingest.outputs["dataset"],
             ),
             "label",
+            retries,
         )
         train = _apply_policy(
             ops["train"](
@@ -83,6 +92,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
                 labelled=label.outputs["labelled"],
             ),
             "train",
+            retries,
         )
         evaluate = _apply_policy(
             ops["evaluate"](
@@ -92,11 +102,13 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> Any:
                 holdout=train.outputs["holdout"],
             ),
             "evaluate",
+            retries,
         )
         with dsl.If(evaluate.outputs["Output"] == True, name="blessed"):  # noqa: E712
             _apply_policy(
                 ops["deploy"](config_yaml=config_yaml, run_id=run_id, model=train.outputs["model"]),
                 "deploy",
+                retries,
             )
 
     return retrain_pipeline

@@ -19,7 +19,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from retrain.deploy.rollout_settings import RolloutConfig
+from retrain.drift.settings import DriftConfig
 from retrain.errors import ValidationError
+from retrain.triggers.settings import TriggerConfig
 
 __all__ = [
     "Config",
@@ -209,6 +212,9 @@ class Config(_Strict):
     model: ModelSpec
     evaluation: EvaluationConfig = EvaluationConfig()
     deploy: DeployConfig
+    drift: DriftConfig = DriftConfig()
+    triggers: TriggerConfig = TriggerConfig()
+    rollout: RolloutConfig = RolloutConfig()
 
     @field_validator("name")
     @classmethod

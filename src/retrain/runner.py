@@ -91,7 +91,7 @@ def run_cycle(
     log_path: str | None = None,
 ) -> CycleResult:
     """One cycle for one window. Never raises for a failed step: see `CycleResult.exit_code`."""
-    run_id = run_id or new_run_id(window_id)
+    run_id = steps.check_run_id(run_id or new_run_id(window_id))  # before any path uses it
     config_yaml = cfg.to_yaml()
     store = open_storage(cfg.storage_root)
     if engine == "kfp-local":
@@ -189,6 +189,6 @@ def _run_kfp_local(
         pipeline_root=pipeline_root,
         raise_on_error=False,
     )
-    pipeline = build_pipeline()
+    pipeline = build_pipeline(retries=False)  # fail fast locally; see build_pipeline
     with _output_to(log_path):
         pipeline(config_yaml=config_yaml, window_id=window_id, run_id=run_id)

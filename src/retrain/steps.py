@@ -236,6 +236,7 @@ def label(
     """Join late labels by id, check coverage and leakage, add the window to history."""
     cfg, store = _load(config_yaml)
     with _recorded(store, run_id, "label") as rec:
+        window_id = parse_window(cfg.data, window_id).id  # one spelling: "01" is "1"
         events, meta = _read_dataset(dataset_path)
         labels = read_source(cfg.labels.uri, cfg.labels.format)
         result = join_labels(cfg, events, labels)
@@ -315,6 +316,7 @@ def train(
 
     cfg, store = _load(config_yaml)
     with _recorded(store, run_id, "train") as rec:
+        window_id = parse_window(cfg.data, window_id).id  # one spelling: "01" is "1"
         new, new_meta = _read_dataset(labelled_path)
         history = load_history(store, cfg, window_id)
         ts = build_training_set(new, history, cfg, seed=cfg.seed)

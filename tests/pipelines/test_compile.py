@@ -94,3 +94,12 @@ def test_pipeline_parameters_have_no_baked_defaults(compiled: dict) -> None:
     assert set(params) == {"config_yaml", "window_id", "run_id"}
     for p in params.values():
         assert "defaultValue" not in p
+
+
+def test_local_variant_has_no_retries(tmp_path: Path) -> None:
+    from kfp import compiler
+    from retrain_pipelines import build_pipeline
+
+    out = tmp_path / "local.yaml"
+    compiler.Compiler().compile(build_pipeline(IMAGE, retries=False), str(out))
+    assert "retryPolicy" not in out.read_text()

@@ -179,9 +179,21 @@ class Registry:
     def read_file(self, version: str, name: str) -> bytes:
         """A file of a complete version. Raises NotFound for unknown or incomplete versions."""
         key = self._file_key(version, name)
-        if not self.storage.exists(self._complete_key(version)):
+        manifest = self._manifest(version)
+        if manifest is None:
             raise NotFound(f"{self._label(version)} is not registered (or is incomplete)")
-        return self.storage.read_bytes(key)
+        data = self.storage.read_bytes(key)
+        # A registered version is immutable: its bytes must still be the ones registered.
+        entry = manifest["files"].get(name)
+        expected = entry.get("sha256") if isinstance(entry, dict) else None
+        if expected is None:
+            raise NotFound(f"{self._label(version)} has no file {name!r}")
+        if _sha256(data) != expected:
+            raise ValidationError(
+                f"{self.storage.uri(key)} was modified after registration (sha256 "
+                f"{_sha256(data)} != registered {expected}); refusing to use it"
+            )
+        return data
 
     def file_uri(self, version: str, name: str) -> str:
         """The URI of a version's file (for model cards and serving manifests)."""

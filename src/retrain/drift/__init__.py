@@ -1,0 +1,1 @@
+"""Drift detection: statistical methods registered by name, reference profiles, reports."""

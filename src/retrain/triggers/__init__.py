@@ -1,0 +1,1 @@
+"""Trigger policy: when to retrain (schedule, drift, performance, new data), and the monitor."""
