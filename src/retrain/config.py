@@ -19,9 +19,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from retrain.deploy.rollout_settings import RolloutConfig
+from retrain.continuous.settings import ContinuousConfig
 from retrain.drift.settings import DriftConfig
 from retrain.errors import ValidationError
+from retrain.rollout.settings import RolloutConfig
 from retrain.triggers.settings import TriggerConfig
 
 __all__ = [
@@ -215,6 +216,7 @@ class Config(_Strict):
     drift: DriftConfig = DriftConfig()
     triggers: TriggerConfig = TriggerConfig()
     rollout: RolloutConfig = RolloutConfig()
+    continuous: ContinuousConfig = ContinuousConfig()
 
     @field_validator("name")
     @classmethod

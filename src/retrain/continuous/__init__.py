@@ -1,0 +1,1 @@
+"""Continuous learning: incremental updates on each window, with replay of history."""

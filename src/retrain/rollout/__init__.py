@@ -1,0 +1,1 @@
+"""Progressive rollout: canary analysis as a pure state machine, promotion and rollback."""
