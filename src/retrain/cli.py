@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import json
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from retrain import __version__
 from retrain.config import Config, load_config
@@ -37,7 +40,6 @@ def _print(msg: str = "") -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-
     cfg = load_config(args.config)
     return _run_and_report(cfg, args.window, args.engine, args.run_id, args.log)
 
@@ -45,7 +47,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _run_and_report(
     cfg: Config, window: str, engine: str, run_id: str | None, log: str | None
 ) -> int:
-    from retrain.runner import new_run_id, run_cycle
+    from retrain.runner import STEP_ORDER, new_run_id, run_cycle, step_line
 
     run_id = run_id or new_run_id(window)
     log = log or (
@@ -55,9 +57,18 @@ def _run_and_report(
     )
     _print(f"window {window} · run {run_id} · engine {engine}")
     t0 = time.perf_counter()
-    result = run_cycle(cfg, window, engine=engine, run_id=run_id, log_path=log)
-    for line in result.lines():
-        _print(line)
+    shown: set[str] = set()
+    terminal = _terminal()
+
+    def progress(name: str, record: dict) -> None:
+        # Written to a copy of the terminal: kfp.local's own output goes to the log meanwhile.
+        shown.add(name)
+        print(step_line(name, {name: record}), file=terminal, flush=True)
+
+    result = run_cycle(cfg, window, engine=engine, run_id=run_id, log_path=log, on_step=progress)
+    for name in STEP_ORDER:
+        if name not in shown:
+            _print(step_line(name, result.records))
     took = time.perf_counter() - t0
     if result.exit_code == EXIT_OK:
         verdict = "deployed" if "deploy" in result.records else "kept the champion"
@@ -66,6 +77,14 @@ def _run_and_report(
         where = f"; full log: {log}" if log else ""
         _print(f"  => failed with exit code {result.exit_code}{where}")
     return result.exit_code
+
+
+def _terminal() -> TextIO:
+    """A stream to this process's current stdout that survives fd 1 being redirected."""
+    try:
+        return os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return sys.stdout  # no real file descriptor (e.g. captured in tests): not redirected
 
 
 # --- compile -----------------------------------------------------------------------------------

@@ -15,8 +15,9 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,9 +26,9 @@ from typing import Any
 from retrain import steps
 from retrain.config import Config
 from retrain.errors import EXIT_INTERNAL, EXIT_OK
-from retrain.storage import LocalStorage, open_storage
+from retrain.storage import LocalStorage, Storage, open_storage
 
-__all__ = ["STEP_ORDER", "CycleResult", "new_run_id", "run_cycle"]
+__all__ = ["STEP_ORDER", "CycleResult", "new_run_id", "run_cycle", "step_line"]
 
 STEP_ORDER = ("ingest", "label", "train", "evaluate", "deploy")
 
@@ -57,22 +58,47 @@ class CycleResult:
 
     def lines(self) -> list[str]:
         """A short per-step summary for a terminal."""
-        out = []
-        for name in STEP_ORDER:
-            rec = self.records.get(name)
-            if rec is None:
-                why = (
-                    "not blessed" if name == "deploy" and "evaluate" in self.records else "not run"
-                )
-                out.append(f"  {name:<9} - skipped ({why})")
-            elif rec.get("status") == "failed":
-                msg = str(rec.get("message", "")).replace("\n", "\n              ")
-                out.append(f"  {name:<9} x FAILED ({rec.get('error')}): {msg}")
-            else:
-                out.append(
-                    f"  {name:<9} ok {rec.get('summary', '')} [{rec.get('seconds', 0):.1f}s]"
-                )
-        return out
+        return [step_line(name, self.records) for name in STEP_ORDER]
+
+
+def step_line(name: str, records: dict[str, dict[str, Any]]) -> str:
+    """One terminal line for a step: ok with its summary, FAILED with the reason, or skipped."""
+    rec = records.get(name)
+    if rec is None:
+        why = "not blessed" if name == "deploy" and "evaluate" in records else "not run"
+        return f"  {name:<9} - skipped ({why})"
+    if rec.get("status") == "failed":
+        msg = str(rec.get("message", "")).replace("\n", "\n              ")
+        return f"  {name:<9} x FAILED ({rec.get('error')}): {msg}"
+    return f"  {name:<9} ok {rec.get('summary', '')} [{rec.get('seconds', 0):.1f}s]"
+
+
+class _StepWatcher(threading.Thread):
+    """Reports each step's record as soon as it lands in the store (progress while it runs)."""
+
+    def __init__(self, store: Storage, run_id: str, on_step: Callable[[str, dict], None]) -> None:
+        super().__init__(daemon=True)
+        self._store, self._run_id, self._on_step = store, run_id, on_step
+        self._seen: set[str] = set()
+        self._stop_event = threading.Event()
+
+    def poll(self) -> None:
+        records = steps.read_run(self._store, self._run_id)
+        for name in sorted(records, key=lambda n: STEP_ORDER.index(n) if n in STEP_ORDER else 99):
+            rec = records[name]
+            if name not in self._seen:
+                self._seen.add(name)
+                self._on_step(name, rec)
+
+    def run(self) -> None:
+        while not self._stop_event.wait(0.25):
+            with contextlib.suppress(Exception):  # a half-listed directory: try again next tick
+                self.poll()
+
+    def finish(self) -> None:
+        self._stop_event.set()
+        self.join()
+        self.poll()
 
 
 def new_run_id(window_id: str) -> str:
@@ -89,18 +115,29 @@ def run_cycle(
     run_id: str | None = None,
     pipeline_root: str | None = None,
     log_path: str | None = None,
+    on_step: Callable[[str, dict], None] | None = None,
 ) -> CycleResult:
-    """One cycle for one window. Never raises for a failed step: see `CycleResult.exit_code`."""
+    """One cycle for one window. Never raises for a failed step: see `CycleResult.exit_code`.
+
+    `on_step(name, record)` is called as each step finishes, in the order they finish.
+    """
+    if engine not in ("kfp-local", "direct"):
+        raise ValueError(f"unknown engine {engine!r} (kfp-local or direct)")
     run_id = steps.check_run_id(run_id or new_run_id(window_id))  # before any path uses it
     config_yaml = cfg.to_yaml()
     store = open_storage(cfg.storage_root)
-    if engine == "kfp-local":
-        root = pipeline_root or _default_pipeline_root(cfg)
-        _run_kfp_local(config_yaml, window_id, run_id, root, log_path)
-    elif engine == "direct":
-        _run_direct(config_yaml, window_id, run_id)
-    else:
-        raise ValueError(f"unknown engine {engine!r} (kfp-local or direct)")
+    watcher = _StepWatcher(store, run_id, on_step) if on_step else None
+    if watcher:
+        watcher.start()
+    try:
+        if engine == "kfp-local":
+            root = pipeline_root or _default_pipeline_root(cfg)
+            _run_kfp_local(config_yaml, window_id, run_id, root, log_path)
+        else:
+            _run_direct(config_yaml, window_id, run_id)
+    finally:
+        if watcher:
+            watcher.finish()
     records = steps.read_run(store, run_id)
     failed = next((r for r in records.values() if r.get("status") == "failed"), None)
     if failed is not None:
