@@ -170,7 +170,7 @@ class EvaluationConfig(_Strict):
 
 
 class DeployConfig(_Strict):
-    backend: Literal["seldon"] = "seldon"
+    backend: Literal["seldon", "kserve"] = "seldon"
     mode: Literal["gitops", "kubernetes"] = "gitops"
     deployment_name: str
     namespace: str = "models"
@@ -179,6 +179,11 @@ class DeployConfig(_Strict):
     )
     gitops_path: str = "deployments"
     canary_traffic: int = Field(default=10, ge=1, le=50)
+    kubeconfig: str | None = Field(
+        default=None,
+        description="kubernetes mode: kubeconfig file (default: in-cluster, else ~/.kube/config)",
+    )
+    kube_context: str | None = Field(default=None, description="kubernetes mode: context name")
     image: str = "ghcr.io/retrain-project/retrain-serving:0.1.0"
 
     @field_validator("deployment_name", "namespace")

@@ -547,7 +547,7 @@ def deploy(
             )
         split = ", ".join(f"{p.name} {p.version} {p.traffic}%" for p in state.predictors)
         summary = f"{version} is now {alias}; serving split: {split}; " + (
-            f"committed {str(result.ref)[:10]}" if result.changed else "no change to apply"
+            result.detail if result.changed else "no change to apply"
         )
         details = {
             "version": version,

@@ -287,8 +287,6 @@ def test_to_yaml_is_deterministic_and_round_trips(cfg: Config) -> None:
 
 def test_registry_lookup_by_config_names(cfg: Config) -> None:
     assert isinstance(backend_for(cfg), SeldonBackend)
-    with pytest.raises(ValidationError, match=r"deploy\.mode 'kubernetes' is not available"):
-        applier_for(make_cfg(mode="kubernetes"))
     with pytest.raises(ValidationError, match=r"deploy\.gitops_repo is required"):
         applier_for(cfg)
 

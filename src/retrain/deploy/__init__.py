@@ -25,6 +25,8 @@ from retrain.deploy._base import (
     to_yaml,
 )
 from retrain.deploy.gitops import GitOpsApplier
+from retrain.deploy.kserve import KServeBackend, validate_kserve
+from retrain.deploy.kubernetes import KubernetesApplier
 from retrain.deploy.seldon import SeldonBackend, validate_seldon
 from retrain.errors import ValidationError
 
@@ -41,12 +43,15 @@ __all__ = [
     "Backend",
     "DeploymentState",
     "GitOpsApplier",
+    "KServeBackend",
+    "KubernetesApplier",
     "ModelRef",
     "PredictorSpec",
     "SeldonBackend",
     "applier_for",
     "backend_for",
     "to_yaml",
+    "validate_kserve",
     "validate_seldon",
 ]
 
@@ -55,11 +60,13 @@ _T = TypeVar("_T")
 #: Backend factories by ``deploy.backend``.
 BACKENDS: dict[str, Callable[[Config], Backend]] = {
     "seldon": lambda cfg: SeldonBackend(),
+    "kserve": lambda cfg: KServeBackend(),
 }
 
 #: Applier factories by ``deploy.mode``.
 APPLIERS: dict[str, Callable[[Config], Applier]] = {
     "gitops": GitOpsApplier.from_config,
+    "kubernetes": KubernetesApplier.from_config,
 }
 
 
