@@ -2,18 +2,16 @@
 
 A model version is two files: ``model.skops`` and ``model.json`` (the `ModelCard`, which
 carries the sha256 of the model file). Loading checks the hash first, then reads the skops
-schema and refuses any type or node kind not listed here, before a single object is built.
-pickle and joblib are never used: loading a pickle runs whatever code the file names.
+schema and refuses any type or node kind not listed in `retrain._safety` (the one trusted list,
+shared with the model server), before a single object is built. pickle and joblib are never
+used: loading a pickle runs whatever code the file names.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
 import json
 import platform
-import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,6 +24,13 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 
 import retrain
+from retrain._safety import (
+    TRUSTED_TYPES,
+    load_verified,
+    schema_types,
+    sha256_hex,
+    untrusted_parts,
+)
 from retrain.config import Config
 from retrain.errors import ValidationError
 
@@ -45,103 +50,6 @@ __all__ = [
 
 MODEL_FILE = "model.skops"
 MODEL_CARD_FILE = "model.json"
-
-#: Every type a model file may contain: the preprocessing pipeline, the supported estimators
-#: and their fitted internals, and the numpy/builtin containers they are made of. Collected by
-#: fitting each estimator on binary, multiclass and regression data; review before extending.
-TRUSTED_TYPES: frozenset[str] = frozenset(
-    {
-        # containers and scalars
-        "builtins.bool",
-        "builtins.dict",
-        "builtins.float",
-        "builtins.int",
-        "builtins.list",
-        "builtins.slice",
-        "builtins.str",
-        "builtins.tuple",
-        "numpy.dtype",
-        "numpy.float64",
-        "numpy.int64",
-        "numpy.ndarray",
-        "numpy.random._generator.Generator",
-        "numpy.random.mtrand.RandomState",
-        "numpy.uint64",
-        # preprocessing
-        "sklearn.compose._column_transformer.ColumnTransformer",
-        "sklearn.impute._base.SimpleImputer",
-        "sklearn.pipeline.Pipeline",
-        "sklearn.preprocessing._data.StandardScaler",
-        "sklearn.preprocessing._encoders.OneHotEncoder",
-        "sklearn.preprocessing._label.LabelBinarizer",
-        "sklearn.preprocessing._label.LabelEncoder",
-        # linear models
-        "sklearn.linear_model._base.LinearRegression",
-        "sklearn.linear_model._coordinate_descent.ElasticNet",
-        "sklearn.linear_model._coordinate_descent.Lasso",
-        "sklearn.linear_model._logistic.LogisticRegression",
-        "sklearn.linear_model._ridge.Ridge",
-        # trees and forests
-        "sklearn.dummy.DummyClassifier",
-        "sklearn.dummy.DummyRegressor",
-        "sklearn.ensemble._forest.ExtraTreesClassifier",
-        "sklearn.ensemble._forest.ExtraTreesRegressor",
-        "sklearn.ensemble._forest.RandomForestClassifier",
-        "sklearn.ensemble._forest.RandomForestRegressor",
-        "sklearn.ensemble._gb.GradientBoostingClassifier",
-        "sklearn.ensemble._gb.GradientBoostingRegressor",
-        "sklearn.tree._classes.DecisionTreeClassifier",
-        "sklearn.tree._classes.DecisionTreeRegressor",
-        "sklearn.tree._classes.ExtraTreeClassifier",
-        "sklearn.tree._classes.ExtraTreeRegressor",
-        "sklearn.tree._tree.Tree",
-        # histogram gradient boosting
-        "sklearn._loss._loss.CyHalfBinomialLoss",
-        "sklearn._loss._loss.CyHalfMultinomialLoss",
-        "sklearn._loss._loss.CyHalfSquaredError",
-        "sklearn._loss.link.IdentityLink",
-        "sklearn._loss.link.Interval",
-        "sklearn._loss.link.LogitLink",
-        "sklearn._loss.link.MultinomialLogit",
-        "sklearn._loss.loss.HalfBinomialLoss",
-        "sklearn._loss.loss.HalfMultinomialLoss",
-        "sklearn._loss.loss.HalfSquaredError",
-        "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
-        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
-        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingRegressor",
-        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-        # others
-        "sklearn.metrics._dist_metrics.EuclideanDistance64",
-        "sklearn.naive_bayes.GaussianNB",
-        "sklearn.neighbors._classification.KNeighborsClassifier",
-        "sklearn.neighbors._kd_tree.KDTree",
-        "sklearn.neighbors._regression.KNeighborsRegressor",
-        "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
-        "sklearn.neural_network._multilayer_perceptron.MLPRegressor",
-        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
-    }
-)
-
-# The skops node kinds those types are stored with. Kinds that rebuild callables by name
-# (functions, methods, operator.* and partials) are deliberately absent.
-_TRUSTED_NODES = frozenset(
-    {
-        "DTypeNode",
-        "DictNode",
-        "JsonNode",
-        "ListNode",
-        "LossNode",
-        "NdArrayNode",
-        "ObjectNode",
-        "RandomGeneratorNode",
-        "RandomStateNode",
-        "SliceNode",
-        "TreeNode",
-        "TupleNode",
-        "TypeNode",
-    }
-)
-
 
 _CARD_TYPES: dict[str, type] = {
     "version": str,
@@ -270,46 +178,6 @@ def card_from_config(
     )
 
 
-def sha256_hex(data: bytes) -> str:
-    """Hex sha256 of bytes."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def schema_types(data: bytes) -> tuple[set[str], set[str]]:
-    """(qualified type names, node kinds) named anywhere in a skops file's schema.
-
-    Reads only the JSON schema inside the zip; no object is constructed.
-
-    Raises:
-        ValidationError: the bytes are not a readable skops file.
-    """
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as zf:
-            schema = json.loads(zf.read("schema.json"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError, OSError) as err:
-        raise ValidationError(f"model file is corrupted or not a skops file: {err}") from None
-    types: set[str] = set()
-    nodes: set[str] = set()
-    stack: list[Any] = [schema]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            module, name = node.get("__module__"), node.get("__class__")
-            if module is not None or name is not None:
-                types.add(f"{module}.{name}")
-            if "__loader__" in node:
-                nodes.add(str(node["__loader__"]))
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return types, nodes
-
-
-def _untrusted(data: bytes) -> tuple[list[str], list[str]]:
-    types, nodes = schema_types(data)
-    return sorted(types - TRUSTED_TYPES), sorted(nodes - _TRUSTED_NODES)
-
-
 def serialize_model(model: Pipeline) -> bytes:
     """The model as skops bytes.
 
@@ -318,7 +186,7 @@ def serialize_model(model: Pipeline) -> bytes:
             model that cannot be loaded back is never written).
     """
     data = sio.dumps(model)
-    types, nodes = _untrusted(data)
+    types, nodes = untrusted_parts(data)
     if types or nodes:
         raise ValidationError(
             "model.estimator: the fitted model contains types outside TRUSTED_TYPES and could "
@@ -341,27 +209,9 @@ def load_model(model_bytes: bytes, card: ModelCard) -> Pipeline:
     Raises:
         ValidationError: hash mismatch, untrusted types, corrupted bytes, or not a Pipeline.
     """
-    actual = sha256_hex(model_bytes)
-    if not card.model_sha256 or actual != card.model_sha256:
-        raise ValidationError(
-            f"model file does not match its card (version {card.version}): sha256 {actual} != "
-            f"{card.model_sha256 or '(empty)'}, refusing to load"
-        )
-    types, nodes = _untrusted(model_bytes)
-    if types or nodes:
-        raise ValidationError(
-            f"model file (version {card.version}) contains types outside TRUSTED_TYPES, "
-            "refusing to load",
-            [f"untrusted type {t}" for t in types] + [f"untrusted skops node {n}" for n in nodes],
-        )
-    present, _ = schema_types(model_bytes)
-    try:
-        # Every type present was checked against TRUSTED_TYPES above; skops checks again.
-        model = sio.loads(model_bytes, trusted=sorted(present))
-    except Exception as err:  # skops raises many kinds on malformed content
-        raise ValidationError(
-            f"model file (version {card.version}) could not be loaded: {type(err).__name__}: {err}"
-        ) from None
+    model = load_verified(
+        model_bytes, card.model_sha256, what=f"model file (version {card.version})"
+    )
     if not isinstance(model, Pipeline):
         raise ValidationError(
             f"model file (version {card.version}) holds a {type(model).__name__}, not a Pipeline"

@@ -1,0 +1,432 @@
+"""The Seldon Core v1 model server for one retrain model version.
+
+Run by the serving image as::
+
+    seldon-core-microservice retrain_model.RetrainModel --service-type MODEL --threads 1
+
+`RetrainModel` reads ``MODEL_URI`` (the version's ``model.skops``, or its directory; a local
+path, ``file://`` or ``gs://``) and ``MODEL_VERSION`` from the environment, reads the model card
+``model.json`` beside the model file, and refuses to start unless the file's sha256 matches the
+card and every type in it is on the trusted list of `retrain._safety` (the same list training
+uses; the image installs the retrain package with ``--no-deps`` and imports nothing else of it).
+
+Requests are ``data.ndarray`` (or ``data.tensor``) rows with ``data.names`` naming the feature
+columns (any order); without names, columns must come in the card's feature order. Bad input
+is answered with HTTP 400 and a message naming the column, never with an empty prediction:
+Seldon's own handler would answer 500, and its SKLearnServer swallows errors altogether, so
+canary analysis would never see them.
+
+This module runs in the serving environment only (Python >= 3.12, seldon-core, protobuf 5,
+numpy < 2) and must never import kfp, which cannot be installed beside seldon-core.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sklearn
+from seldon_core.flask_utils import SeldonMicroserviceException
+from sklearn.pipeline import Pipeline
+
+from retrain._safety import load_verified
+from retrain.errors import ValidationError
+
+__all__ = [
+    "MODEL_CARD_FILE",
+    "MODEL_FILE",
+    "PREDICTIONS_METRIC",
+    "REQUESTS_METRIC",
+    "ROWS_METRIC",
+    "VERSION_TAG",
+    "RetrainModel",
+    "ServingCard",
+    "build_frame",
+    "model_locations",
+    "parse_card",
+    "read_uri",
+]
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.skops"
+MODEL_CARD_FILE = "model.json"
+
+#: Custom metric keys; Prometheus exposes counters with a ``_total`` suffix.
+REQUESTS_METRIC = "retrain_requests"
+ROWS_METRIC = "retrain_prediction_rows"
+PREDICTIONS_METRIC = "retrain_predictions"
+#: The metric label carrying the model version. Not ``model_version``: Seldon merges its own
+#: default labels over custom tags, and its ``model_version`` is the image tag.
+VERSION_TAG = "retrain_model_version"
+
+_NUMERIC = "numeric"
+_CATEGORICAL = "categorical"
+_MAX_PROBLEMS = 5
+
+
+@dataclass(frozen=True)
+class ServingCard:
+    """The fields of a model card (``model.json``) the server needs."""
+
+    version: str
+    task: str
+    target: str
+    features: dict[str, str]
+    model_sha256: str
+    library_versions: dict[str, str]
+
+
+def parse_card(data: bytes, where: str) -> ServingCard:
+    """Read the fields the server needs from a model card.
+
+    The full card schema is `retrain.training.artifact.ModelCard`, which lives beside training
+    code the image does not install; this reads and checks only what serving uses.
+
+    Raises:
+        ValidationError: naming `where` and every missing or mistyped key.
+    """
+    try:
+        raw = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValidationError(f"model card {where} is not valid JSON: {err}") from None
+    if not isinstance(raw, dict):
+        raise ValidationError(f"model card {where} must be a JSON object")
+    problems = []
+    for key, kind in (
+        ("version", str),
+        ("task", str),
+        ("target", str),
+        ("features", dict),
+        ("model_sha256", str),
+    ):
+        if key not in raw:
+            problems.append(f"required key '{key}' is missing")
+        elif not isinstance(raw[key], kind) or (kind is str and not raw[key]):
+            problems.append(f"'{key}' must be a non-empty {kind.__name__}, got {raw[key]!r:.60}")
+    if isinstance(raw.get("task"), str) and raw["task"] not in ("classification", "regression"):
+        problems.append(f"'task' must be classification or regression, got {raw['task']!r:.60}")
+    features = raw.get("features")
+    if isinstance(features, dict):
+        if not features:
+            problems.append("'features' is empty")
+        for name, kind in features.items():
+            if kind not in (_NUMERIC, _CATEGORICAL):
+                problems.append(
+                    f"features.{name}: kind must be numeric or categorical, got {kind!r}"
+                )
+    if problems:
+        raise ValidationError(f"model card {where} is invalid", problems)
+    versions = raw.get("library_versions")
+    return ServingCard(
+        version=raw["version"],
+        task=raw["task"],
+        target=raw["target"],
+        features=dict(features or {}),
+        model_sha256=raw["model_sha256"],
+        library_versions=dict(versions) if isinstance(versions, dict) else {},
+    )
+
+
+def model_locations(model_uri: str) -> tuple[str, str]:
+    """(model file URI, card URI) for a ``MODEL_URI``: the ``model.skops`` file or its directory.
+
+    Raises:
+        ValidationError: an empty URI.
+    """
+    uri = model_uri.strip()
+    if uri.startswith("file://"):
+        uri = uri[len("file://") :]
+    if not uri:
+        raise ValidationError("MODEL_URI is empty: set it to a model version's model.skops")
+    if uri.rstrip("/").endswith(".skops"):
+        base = uri.rsplit("/", 1)[0] if "/" in uri else "."
+        return uri, f"{base}/{MODEL_CARD_FILE}"
+    base = uri.rstrip("/")
+    return f"{base}/{MODEL_FILE}", f"{base}/{MODEL_CARD_FILE}"
+
+
+def read_uri(uri: str) -> bytes:
+    """The bytes at a local path or a ``gs://bucket/name`` URI.
+
+    Raises:
+        ValidationError: nothing there, a malformed gs:// URI, or gs:// without
+            google-cloud-storage installed.
+    """
+    if uri.startswith("gs://"):
+        return _read_gcs(uri)
+    if "://" in uri:
+        raise ValidationError(f"{uri}: unsupported scheme; use a local path, file:// or gs://")
+    try:
+        with open(uri, "rb") as f:
+            return f.read()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise ValidationError(f"no file at {uri}") from None
+
+
+def _read_gcs(uri: str) -> bytes:
+    bucket, _, name = uri[len("gs://") :].partition("/")
+    if not bucket or not name:
+        raise ValidationError(f"{uri}: expected gs://bucket/path/to/object")
+    try:
+        from google.api_core import exceptions as gexc
+        from google.cloud import storage
+    except ImportError:
+        raise ValidationError(
+            f"{uri}: reading gs:// needs google-cloud-storage, which is not installed in this "
+            "environment (install serving/requirements-gcs.txt)"
+        ) from None
+    try:
+        return bytes(storage.Client().bucket(bucket).blob(name).download_as_bytes())
+    except gexc.NotFound:
+        raise ValidationError(f"no object at {uri}") from None
+
+
+class RetrainModel:
+    """A Seldon Python model serving one verified retrain model version.
+
+    Args:
+        model_uri: overrides ``MODEL_URI`` (Seldon passes ``--parameters`` as keyword arguments).
+        model_version: overrides ``MODEL_VERSION``; when set, the card's version must equal it.
+
+    The model is loaded here rather than in Seldon's ``load()`` hook, so that a missing,
+    tampered or untrusted file stops the process before any server starts.
+
+    Raises:
+        ValidationError: the model cannot be read, does not match its card, holds untrusted
+            types, or is not the expected version. Every start-up failure is logged as
+            ``refusing to serve MODEL_URI=...`` before it is raised.
+    """
+
+    def __init__(self, model_uri: str | None = None, model_version: str | None = None) -> None:
+        uri = model_uri if model_uri is not None else os.environ.get("MODEL_URI", "")
+        expected = model_version if model_version is not None else os.environ.get("MODEL_VERSION")
+        self.model_uri = uri
+        self._local = threading.local()
+        try:
+            self.card, self.model = _load(uri, expected or None)
+        except Exception as err:  # storage errors too: say why before the traceback
+            logger.error("refusing to serve MODEL_URI=%r: %s", uri, err)
+            raise
+        self.version = self.card.version
+        self.feature_names = list(self.card.features)
+        self.classes: list[str] = []
+        if self.card.task == "classification":
+            self.classes = [str(c) for c in self.model.classes_]
+        trained_with = self.card.library_versions.get("sklearn")
+        if trained_with and trained_with != sklearn.__version__:
+            logger.warning(
+                "model %s was trained with scikit-learn %s, serving with %s: predictions may "
+                "differ; align serving/requirements.txt with the training environment",
+                self.version,
+                trained_with,
+                sklearn.__version__,
+            )
+        logger.info(
+            "serving model version %s (%s, target %s, %d features: %s) from %s",
+            self.version,
+            self.card.task,
+            self.card.target,
+            len(self.feature_names),
+            ", ".join(self.feature_names),
+            uri,
+        )
+
+    def load(self) -> None:
+        """Seldon's per-worker hook: nothing to do, the model was loaded and verified at start."""
+
+    def predict(self, X: Any, features_names: Sequence[str] | None = None, **_: Any) -> np.ndarray:
+        """Class probabilities (rows x `class_names()`) or regression values (rows).
+
+        Raises:
+            SeldonMicroserviceException: status 400 naming the problem for bad input, 500 if
+                the model fails on input that passed validation.
+        """
+        self._local.metrics = []
+        try:
+            frame = build_frame(X, features_names, self.card.features)
+        except ValidationError as err:
+            raise SeldonMicroserviceException(str(err), status_code=400) from None
+        try:
+            if self.classes:
+                out = np.asarray(self.model.predict_proba(frame), dtype=float)
+            else:
+                out = np.asarray(self.model.predict(frame), dtype=float).reshape(-1)
+        except ValueError as err:
+            # The estimator refused values that passed our checks: still the caller's input.
+            raise SeldonMicroserviceException(
+                f"the model refused the input: {err}", status_code=400
+            ) from None
+        except Exception as err:
+            logger.exception("prediction failed for model %s", self.version)
+            raise SeldonMicroserviceException(
+                f"prediction failed: {type(err).__name__}: {err}",
+                status_code=500,
+                reason="MICROSERVICE_INTERNAL_ERROR",
+            ) from None
+        self._local.metrics = self._request_metrics(out)
+        return out
+
+    def class_names(self) -> list[str]:
+        """Column names of the prediction: the classifier's classes (empty for regression)."""
+        return list(self.classes)
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """Custom metrics of the request just answered by this thread (Seldon calls this next)."""
+        out: list[dict[str, Any]] = getattr(self._local, "metrics", [])
+        self._local.metrics = []
+        return out
+
+    def tags(self) -> dict[str, str]:
+        """Added to every response's ``meta.tags``: which model version answered."""
+        return {"model_version": self.version}
+
+    def _request_metrics(self, out: np.ndarray) -> list[dict[str, Any]]:
+        tag = {VERSION_TAG: self.version}
+        rows = int(out.shape[0])
+        metrics: list[dict[str, Any]] = [
+            {"type": "COUNTER", "key": REQUESTS_METRIC, "value": 1, "tags": dict(tag)},
+            {"type": "COUNTER", "key": ROWS_METRIC, "value": rows, "tags": dict(tag)},
+        ]
+        if self.classes:
+            counts = np.bincount(np.argmax(out, axis=1), minlength=len(self.classes))
+            # Every class every time, so each series exists from the first request on.
+            metrics += [
+                {
+                    "type": "COUNTER",
+                    "key": PREDICTIONS_METRIC,
+                    "value": int(n),
+                    "tags": {**tag, "class": name},
+                }
+                for name, n in zip(self.classes, counts, strict=True)
+            ]
+        return metrics
+
+
+def _load(uri: str, expected_version: str | None) -> tuple[ServingCard, Pipeline]:
+    model_uri, card_uri = model_locations(uri)
+    card = parse_card(read_uri(card_uri), card_uri)
+    if expected_version is not None and card.version != expected_version:
+        raise ValidationError(
+            f"MODEL_VERSION is {expected_version!r} but {card_uri} describes version "
+            f"{card.version!r}; refusing to serve a different model than the deployment names"
+        )
+    model = load_verified(
+        read_uri(model_uri),
+        card.model_sha256,
+        what=f"model file {model_uri} (version {card.version})",
+    )
+    if not isinstance(model, Pipeline):
+        raise ValidationError(f"{model_uri} holds a {type(model).__name__}, not a Pipeline")
+    if card.task == "classification" and not (
+        hasattr(model, "predict_proba") and hasattr(model, "classes_")
+    ):
+        raise ValidationError(
+            f"{model_uri}: the card says classification but the model has no predict_proba/classes_"
+        )
+    return card, model
+
+
+def build_frame(X: Any, names: Sequence[str] | None, features: Mapping[str, str]) -> pd.DataFrame:
+    """The request as a DataFrame with the card's feature columns, in the card's order.
+
+    Numeric columns become float64 (null -> NaN, imputed by the model); categorical columns
+    become text the way ingest writes them (integral numbers print as integers, so ``3`` and
+    ``3.0`` both mean category ``"3"``), missing values NaN.
+
+    Raises:
+        ValidationError: not a 2-D array, no rows, wrong column count or names, or values that
+            are not numbers in numeric columns; the message names the columns.
+    """
+    expected = list(features)
+    if isinstance(X, (str, bytes, dict)):
+        kind = type(X).__name__
+        raise ValidationError(
+            f"expected data.ndarray or data.tensor rows of features, got a {kind} payload"
+        )
+    array = np.asarray(X)
+    if array.ndim != 2:
+        raise ValidationError(
+            f"expected a 2-D array (rows x {len(expected)} features), got shape {array.shape}"
+        )
+    if array.shape[0] == 0:
+        raise ValidationError("the request has no rows")
+    given = [str(n) for n in names] if names is not None and len(names) else []
+    if given:
+        if len(given) != array.shape[1]:
+            raise ValidationError(
+                f"data.names has {len(given)} entries but rows have {array.shape[1]} columns"
+            )
+        problems = [f"unknown feature '{n}'" for n in given if n not in features]
+        problems += [f"missing feature '{n}'" for n in expected if n not in given]
+        problems += sorted({f"feature '{n}' given twice" for n in given if given.count(n) > 1})
+        if problems:
+            raise ValidationError(
+                f"data.names must be exactly the model's features: {', '.join(expected)}",
+                problems,
+            )
+        columns = {n: array[:, i] for i, n in enumerate(given)}
+    else:
+        if array.shape[1] != len(expected):
+            raise ValidationError(
+                f"expected {len(expected)} feature columns ({', '.join(expected)}), got "
+                f"{array.shape[1]}; send data.names to name the columns"
+            )
+        columns = {n: array[:, i] for i, n in enumerate(expected)}
+    out: dict[str, pd.Series] = {}
+    problems = []
+    for name in expected:
+        if features[name] == _NUMERIC:
+            out[name], bad = _numeric_column(columns[name])
+            problems += [
+                f"column '{name}' (numeric), row {i}: {v!r:.40} is not a number" for i, v in bad
+            ]
+        else:
+            out[name] = _category_column(columns[name])
+    if problems:
+        extra = len(problems) - _MAX_PROBLEMS
+        shown = problems[:_MAX_PROBLEMS] + ([f"... and {extra} more"] if extra > 0 else [])
+        raise ValidationError("the request has values the model cannot use", shown)
+    return pd.DataFrame(out)
+
+
+def _numeric_column(values: np.ndarray) -> tuple[pd.Series, list[tuple[int, Any]]]:
+    if values.dtype.kind in "iuf":
+        return pd.Series(values.astype("float64")), []
+    out = np.empty(len(values), dtype="float64")
+    bad: list[tuple[int, Any]] = []
+    for i, v in enumerate(values.tolist()):
+        if v is None:
+            out[i] = math.nan
+        elif isinstance(v, bool):
+            # JSON true/false is not a number, although Python would call it 1/0.
+            bad.append((i, v))
+        elif isinstance(v, (int, float)):
+            out[i] = float(v)
+        else:
+            try:
+                out[i] = float(str(v))
+            except ValueError:
+                bad.append((i, v))
+    return pd.Series(out), bad
+
+
+def _category_column(values: np.ndarray) -> pd.Series:
+    # Mirrors retrain.data.schema.as_category_strings, which shaped the training data.
+    out: list[object] = []
+    for v in values.tolist():
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            out.append(np.nan)
+        elif isinstance(v, float) and v.is_integer():
+            out.append(str(int(v)))
+        else:
+            out.append(str(v))
+    return pd.Series(out, dtype=object)
