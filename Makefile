@@ -8,10 +8,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo-run
 CONSTRAINTS := constraints.txt
+REGISTRY ?= ghcr.io/retrain-project
+VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+LINT_PATHS := src components pipelines serving tests benchmarks
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv demo test lint typecheck unit integration compile bench clean
+.PHONY: help venv demo test lint typecheck unit integration compile bench clean images \
+	manifests-check manifests-pipelines
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -28,7 +32,7 @@ demo: $(STAMP) ## Run the retraining loop end to end on generated drifting data 
 	$(BIN)/retrain demo --workdir $(DEMO_DIR)
 
 lint: $(STAMP) ## ruff on all Python code
-	$(BIN)/ruff check src components pipelines tests benchmarks
+	$(BIN)/ruff check $(LINT_PATHS)
 
 typecheck: $(STAMP) ## mypy on src/
 	$(BIN)/mypy
@@ -39,9 +43,10 @@ unit: $(STAMP) ## Fast tests only
 integration: $(STAMP) ## Tests that start real processes (kfp.local, GCS emulator, git)
 	$(BIN)/pytest -m integration -q
 
-test: $(STAMP) ## Lint, type-check and the whole test suite
-	$(BIN)/ruff check src components pipelines tests benchmarks
+test: $(STAMP) ## Lint, type-check, manifests check and the whole test suite
+	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/mypy
+	$(BIN)/python -m retrain.manifests_check --manifests manifests
 	$(BIN)/pytest -q
 
 compile: $(STAMP) ## Compile the pipeline to build/retrain-pipeline.yaml for the Kubeflow UI / kfp CLI
@@ -49,6 +54,18 @@ compile: $(STAMP) ## Compile the pipeline to build/retrain-pipeline.yaml for the
 
 bench: $(STAMP) ## Benchmarks; results in benchmarks/results/
 	$(BIN)/python benchmarks/bench_cycle.py --rows 1000000 --features 20 --output benchmarks/results/cycle.md
+
+manifests-check: $(STAMP) ## Render every overlay; schemas, security rules, consistency
+	$(BIN)/python -m retrain.manifests_check --manifests manifests
+
+manifests-pipelines: $(STAMP) ## Recompile the pipeline each overlay ships in its ConfigMap
+	$(BIN)/python -m retrain.manifests_check --manifests manifests --write-pipelines
+
+images: ## Build and push the components and serving images (needs docker or an OCI builder)
+	docker build -f components/Dockerfile -t $(REGISTRY)/retrain:$(VERSION) .
+	docker build -f serving/Dockerfile -t $(REGISTRY)/retrain-serving:$(VERSION) .
+	docker push $(REGISTRY)/retrain:$(VERSION)
+	docker push $(REGISTRY)/retrain-serving:$(VERSION)
 
 clean: ## Remove the venv, build output and demo output
 	rm -rf $(VENV) build $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

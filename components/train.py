@@ -12,7 +12,7 @@ def train(
     holdout: Output[Dataset],
     report: Output[Markdown],
 ) -> str:
-    """Writes model.skops + model.json (card with sha256) and the two holdouts."""
+    """Writes model.skops, model.json (card with sha256), profile.json and the two holdouts."""
     from retrain import steps
 
     outcome = steps.train(

@@ -10,18 +10,33 @@ Policy lives here and nowhere else (asserted by tests/pipelines/test_compile.py)
   inputs (the data source, the history store, the current champion), so a cache hit could
   silently serve a stale result: the classic KFP pitfall of an ingest step that "looks the same".
 - Resources are requests/limits for the cluster; kfp.local ignores them.
+- Cluster settings (`ClusterOptions`: pod user, scratch volume, volumes, secrets, labels,
+  timeouts) go into the kfp-kubernetes platform spec; they are off unless asked for, so the
+  kfp.local pipeline and the plain compiled YAML carry none.
 
 Nothing here reads the environment: the image is an argument, the config is a run parameter.
 No `from __future__ import annotations` here: KFP reads the pipeline signature's types.
 """
 
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kfp import compiler, dsl
 from retrain_components import DEFAULT_IMAGE, STEPS, make_component
 
-__all__ = ["PIPELINE_NAME", "STEP_POLICY", "build_pipeline", "compile_pipeline"]
+__all__ = [
+    "DEPLOYER_TOKEN_SECRET",
+    "PIPELINE_NAME",
+    "PIPELINE_SERVICE_ACCOUNT",
+    "STEP_POLICY",
+    "ClusterOptions",
+    "build_pipeline",
+    "compile_pipeline",
+    "pinned_image",
+]
 
 PIPELINE_NAME = "retrain"
 
@@ -33,6 +48,126 @@ STEP_POLICY: dict[str, dict[str, Any]] = {
     "evaluate": {"retries": 0, "cpu": ("1", "2"), "memory": ("1Gi", "4Gi")},
     "deploy": {"retries": 3, "cpu": ("250m", "1"), "memory": ("256Mi", "1Gi")},
 }
+
+
+#: The Kubernetes service account pipeline pods run as (manifests/base/serviceaccounts.yaml).
+#: KFP v2 sets it per run, not per task: `retrain submit` and the recurring runs pass it.
+PIPELINE_SERVICE_ACCOUNT = "retrain-pipeline"
+
+#: A `kubernetes.io/service-account-token` Secret of the `retrain-deployer` service account
+#: (manifests/base/serviceaccounts.yaml), mounted into the deploy task only.
+DEPLOYER_TOKEN_SECRET = "retrain-deployer-token"
+
+# Where the Kubernetes client looks for in-cluster credentials. Mounting the deployer's token
+# here (deploy task only) makes the deploy step talk to the API as `retrain-deployer`, the one
+# identity allowed to patch the SeldonDeployment; the rest of the run cannot.
+_SA_TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Kubernetes settings of the pipeline's pods, compiled into the kfp-kubernetes spec.
+
+    Attributes:
+        run_as_user: numeric user (and group) of every step; the components image's USER.
+        scratch_size: size limit of the emptyDir mounted at /tmp (KFP writes the component
+            program there; the image's root filesystem is not for writing).
+        timeout_seconds: active deadline of each step's pod.
+        pvc: ``(claim, mount path)`` mounted into every step, e.g. the dev overlay's store.
+        secret_volumes: ``{step: ((secret, mount path), ...)}``, e.g. git credentials for
+            deploy. Steps not named get no secrets.
+        deployer_token_secret: Secret holding the deployer's service-account token, mounted
+            into the deploy step where the Kubernetes client finds in-cluster credentials
+            (``deploy.mode: kubernetes``). None in GitOps mode: deploy needs no API access.
+        image_pull_secrets: registry credentials for a private components image.
+        pod_labels: labels on every step's pod (with ``retrain.dev/step``), to find and
+            select a step's pods.
+    """
+
+    run_as_user: int = 10001
+    scratch_size: str = "2Gi"
+    timeout_seconds: int = 4 * 3600
+    pvc: tuple[str, str] | None = None
+    secret_volumes: Mapping[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    deployer_token_secret: str | None = None
+    image_pull_secrets: tuple[str, ...] = ()
+    pod_labels: Mapping[str, str] = field(
+        default_factory=lambda: {
+            "app.kubernetes.io/part-of": "retrain",
+            "app.kubernetes.io/component": "pipeline-step",
+        }
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.run_as_user, bool) or self.run_as_user < 1:
+            raise ValueError(f"run_as_user must be a non-root uid (>= 1), got {self.run_as_user}")
+        if self.timeout_seconds < 60:
+            raise ValueError(f"timeout_seconds must be at least 60, got {self.timeout_seconds}")
+        unknown = sorted(set(self.secret_volumes) - set(STEP_POLICY))
+        if unknown:
+            raise ValueError(
+                f"secret_volumes names unknown steps {unknown}; steps: {list(STEP_POLICY)}"
+            )
+        mounts = [path for vols in self.secret_volumes.values() for _, path in vols]
+        if self.pvc:
+            mounts.append(self.pvc[1])
+        for path in mounts:
+            if not path.startswith("/") or path.rstrip("/") in ("", "/tmp", _SA_TOKEN_DIR):
+                raise ValueError(
+                    f"mount path {path!r} must be absolute and not /, /tmp or the "
+                    "service-account token directory"
+                )
+
+
+def pinned_image(image: str, digest: str | None = None) -> str:
+    """`image` (``repo:tag``) with an optional ``sha256:`` digest: ``repo:tag@sha256:...``.
+
+    The tag keeps the reference readable in the UI; the digest makes it immutable. Raises
+    ValueError for an unpinned reference (no tag, ``:latest``) or a malformed digest.
+    """
+    name, _, existing = image.partition("@")
+    tail = name.rsplit("/", 1)[-1]
+    if ":" not in tail or tail.endswith(":latest"):
+        raise ValueError(f"image {image!r} must carry a pinned tag (not ':latest')")
+    if existing and not _DIGEST.match(existing):
+        raise ValueError(f"image {image!r} has a malformed digest (want sha256:<64 hex>)")
+    if digest is None:
+        return image
+    if not _DIGEST.match(digest):
+        raise ValueError(f"digest {digest!r} is not sha256:<64 lowercase hex digits>")
+    if existing and existing != digest:
+        raise ValueError(f"image {image!r} already pins a different digest than {digest!r}")
+    return f"{name}@{digest}"
+
+
+def _apply_cluster(task: Any, step: str, cluster: ClusterOptions) -> Any:
+    from kfp import kubernetes  # kfp-kubernetes; only needed for cluster pipelines
+
+    kubernetes.set_security_context(
+        task,
+        run_as_user=cluster.run_as_user,
+        run_as_group=cluster.run_as_user,
+        run_as_non_root=True,
+    )
+    kubernetes.empty_dir_mount(
+        task, volume_name="tmp", mount_path="/tmp", size_limit=cluster.scratch_size
+    )
+    kubernetes.set_timeout(task, cluster.timeout_seconds)
+    for key, value in sorted({**cluster.pod_labels, "retrain.dev/step": step}.items()):
+        kubernetes.add_pod_label(task, key, value)
+    if cluster.pvc:
+        kubernetes.mount_pvc(task, pvc_name=cluster.pvc[0], mount_path=cluster.pvc[1])
+    for secret, path in cluster.secret_volumes.get(step, ()):
+        kubernetes.use_secret_as_volume(task, secret_name=secret, mount_path=path)
+    if step == "deploy" and cluster.deployer_token_secret:
+        kubernetes.use_secret_as_volume(
+            task, secret_name=cluster.deployer_token_secret, mount_path=_SA_TOKEN_DIR
+        )
+    if cluster.image_pull_secrets:
+        kubernetes.set_image_pull_secrets(task, list(cluster.image_pull_secrets))
+    return task
 
 
 def _apply_policy(task: Any, step: str, retries: bool = True) -> Any:
@@ -53,15 +188,29 @@ def _apply_policy(task: Any, step: str, retries: bool = True) -> Any:
     return task
 
 
-def build_pipeline(image: str = DEFAULT_IMAGE, *, retries: bool = True) -> Any:
+def build_pipeline(
+    image: str = DEFAULT_IMAGE,
+    *,
+    retries: bool = True,
+    cluster: ClusterOptions | None = None,
+    image_digest: str | None = None,
+) -> Any:
     """The pipeline with every component running in `image`.
 
     `retries=False` is for `kfp.local`: it runs retries in-process with the real backoff
     sleeps (minutes), and KFP retries whatever the exit code, so a bad-input failure (exit 2)
     would be retried for nothing. On a laptop failing fast is the better policy; the cluster
     pipeline keeps its retries.
+
+    `cluster` adds the Kubernetes settings of `ClusterOptions` to every step; `image_digest`
+    pins the image by digest as well as tag (see `pinned_image`).
     """
+    image = pinned_image(image, image_digest) if image_digest else image
     ops = {name: make_component(func, image) for name, func in STEPS.items()}
+
+    def policy(task: Any, step: str) -> Any:
+        task = _apply_policy(task, step, retries)
+        return _apply_cluster(task, step, cluster) if cluster is not None else task
 
     @dsl.pipeline(
         name=PIPELINE_NAME,
@@ -69,12 +218,11 @@ def build_pipeline(image: str = DEFAULT_IMAGE, *, retries: bool = True) -> Any:
         "champion, and roll it out as a Seldon canary.",
     )
     def retrain_pipeline(config_yaml: str, window_id: str, run_id: str) -> None:
-        ingest = _apply_policy(
+        ingest = policy(
             ops["ingest"](config_yaml=config_yaml, window_id=window_id, run_id=run_id),
             "ingest",
-            retries,
         )
-        label = _apply_policy(
+        label = policy(
             ops["label"](
                 config_yaml=config_yaml,
                 window_id=window_id,
@@ -82,9 +230,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE, *, retries: bool = True) -> Any:
                 dataset=ingest.outputs["dataset"],
             ),
             "label",
-            retries,
         )
-        train = _apply_policy(
+        train = policy(
             ops["train"](
                 config_yaml=config_yaml,
                 window_id=window_id,
@@ -92,9 +239,8 @@ def build_pipeline(image: str = DEFAULT_IMAGE, *, retries: bool = True) -> Any:
                 labelled=label.outputs["labelled"],
             ),
             "train",
-            retries,
         )
-        evaluate = _apply_policy(
+        evaluate = policy(
             ops["evaluate"](
                 config_yaml=config_yaml,
                 run_id=run_id,
@@ -102,23 +248,31 @@ def build_pipeline(image: str = DEFAULT_IMAGE, *, retries: bool = True) -> Any:
                 holdout=train.outputs["holdout"],
             ),
             "evaluate",
-            retries,
         )
         with dsl.If(evaluate.outputs["Output"] == True, name="blessed"):  # noqa: E712
-            _apply_policy(
+            policy(
                 ops["deploy"](config_yaml=config_yaml, run_id=run_id, model=train.outputs["model"]),
                 "deploy",
-                retries,
             )
 
     return retrain_pipeline
 
 
-def compile_pipeline(output: "str | Path", image: str = DEFAULT_IMAGE) -> Path:
-    """Write the pipeline YAML that the Kubeflow UI and the `kfp` CLI accept."""
+def compile_pipeline(
+    output: "str | Path",
+    image: str = DEFAULT_IMAGE,
+    *,
+    cluster: ClusterOptions | None = None,
+    image_digest: str | None = None,
+) -> Path:
+    """Write the pipeline YAML that the Kubeflow UI and the `kfp` CLI accept.
+
+    With `cluster`, the file has a second YAML document: the kfp-kubernetes platform spec.
+    """
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(pipeline_func=build_pipeline(image), package_path=str(out))
+    pipeline = build_pipeline(image, cluster=cluster, image_digest=image_digest)
+    compiler.Compiler().compile(pipeline_func=pipeline, package_path=str(out))
     return out
 
 

@@ -262,7 +262,7 @@ def _parser() -> argparse.ArgumentParser:
 
 #: Modules that add subcommands: each has `add_commands(subparsers) -> None` and sets
 #: `func` on its parsers (a callable taking the parsed args and returning an exit code).
-_COMMAND_MODULES: list[str] = []
+_COMMAND_MODULES: list[str] = ["retrain.submit"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,6 +43,7 @@ from retrain.data.io import (
 )
 from retrain.data.schema import Schema
 from retrain.data.windows import parse_window, window_sort_key
+from retrain.drift import PROFILE_FILE, champion_drift, profile_for_model
 from retrain.errors import AlreadyExists, RetrainError, ValidationError
 from retrain.labels.join import join_labels
 from retrain.registry import Registry
@@ -215,10 +216,17 @@ def ingest(
         summary = f"window {window.id}: {len(result.data)} rows passed schema checks" + (
             " (schema inferred: first run)" if result.schema_inferred else ""
         )
-        rec.update(summary=summary, report=result.report)
-        rec["markdown"] = result.markdown
-        _write_report(report_path, result.markdown, result.report)
-        return StepOutcome("ingest", summary, result.report)
+        # -- drift (retrain.drift): the window vs the champion's profile; informs, never fails
+        drift = champion_drift(cfg, store, result.data)
+        report = {**result.report, "drift": drift.to_dict()}
+        markdown = result.markdown + "\n" + drift.markdown()
+        if drift.report is not None:
+            summary += f"; {drift.summary()}"
+        # -- end drift
+        rec.update(summary=summary, report=report)
+        rec["markdown"] = markdown
+        _write_report(report_path, markdown, report)
+        return StepOutcome("ingest", summary, report)
 
 
 # --- label -------------------------------------------------------------------------------------
@@ -310,26 +318,34 @@ def train(
     report_path: str | None = None,
 ) -> StepOutcome:
     """Train a challenger on history + the new window at the configured mix."""
+    from retrain.continuous import train_or_update
     from retrain.training.artifact import ModelCard, library_versions, model_files
-    from retrain.training.mix import build_training_set
-    from retrain.training.model import fit_model
 
     cfg, store = _load(config_yaml)
     with _recorded(store, run_id, "train") as rec:
         window_id = parse_window(cfg.data, window_id).id  # one spelling: "01" is "1"
         new, new_meta = _read_dataset(labelled_path)
         history = load_history(store, cfg, window_id)
-        ts = build_training_set(new, history, cfg, seed=cfg.seed)
+        reg = Registry(store, cfg.name)
+        champion = reg.get_alias("champion").version
+        parent, parent_card = None, None
+        if cfg.continuous.enabled and champion:  # continuous mode updates the champion
+            parent_card = ModelCard.from_json(reg.read_file(champion, CARD_FILE).decode())
+            parent = load_registered_model(store, cfg, champion)
         t0 = time.perf_counter()
-        model = fit_model(cfg, ts.train)
+        result = train_or_update(
+            cfg, new, history, cfg.seed, champion=parent, champion_card=parent_card
+        )
+        ts, model = result.training_set, result.model
         fit_seconds = time.perf_counter() - t0
         hashes = {
             "new_window": new_meta.get("sha256", content_sha256(new)),
             "history": content_sha256(history) if history is not None else None,
             "train": content_sha256(ts.train),
         }
+        if result.plan.mode == "continuous" and parent_card is not None:
+            hashes["parent_model"] = parent_card.model_sha256  # the update depends on it
         version = _version_id(window_id, hashes, cfg)
-        champion = Registry(store, cfg.name).get_alias("champion").version
         card = ModelCard(
             version=version,
             parent=champion,
@@ -340,7 +356,7 @@ def train(
             estimator=cfg.model.estimator,
             params=dict(cfg.model.params),
             data_hashes=hashes,
-            provenance=ts.provenance,
+            provenance=result.provenance,
             metrics={},
             library_versions=library_versions(),
             model_sha256="",
@@ -352,14 +368,22 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         for name, data in model_files(model, card).items():
             (out / name).write_bytes(data)
+        # -- drift (retrain.drift): the reference profile, registered with the model by deploy
+        if cfg.drift.enabled:
+            held = [h for h in (ts.recent_holdout, ts.history_holdout) if h is not None]
+            profile = profile_for_model(cfg, model, ts.train, pd.concat(held, ignore_index=True))
+            (out / PROFILE_FILE).write_text(profile.to_json())
+        # -- end drift
         hold = Path(holdout_dir)
         hold.mkdir(parents=True, exist_ok=True)
         (hold / "recent.parquet").write_bytes(to_parquet_bytes(ts.recent_holdout, {}))
         if ts.history_holdout is not None:
             (hold / "history.parquet").write_bytes(to_parquet_bytes(ts.history_holdout, {}))
-        p = ts.provenance
+        p = result.provenance
         summary = (
-            f"challenger {version}: {len(ts.train)} rows "
+            f"challenger {version}"
+            + (f" ({result.plan.summary()})" if cfg.continuous.enabled else "")
+            + f": {len(ts.train)} rows "
             f"({p.get('history_rows', 0)} history + {p.get('new_rows', 0)} new, "
             f"history share {p.get('realised_share', 0):.0%}), fit in {fit_seconds:.1f}s"
         )
@@ -384,6 +408,12 @@ def _version_id(window_id: str, hashes: dict[str, Any], cfg: Config) -> str:
             "model": cfg.model.model_dump(mode="json"),
             "seed": cfg.seed,
             "mix": cfg.training.model_dump(mode="json"),
+            # An update's result also depends on how it updates (passes, replay, ...).
+            **(
+                {"continuous": cfg.continuous.model_dump(mode="json")}
+                if "parent_model" in hashes
+                else {}
+            ),
         },
         sort_keys=True,
     )
@@ -509,6 +539,8 @@ def deploy(
         version = card.version
         reg = Registry(store, cfg.name)
         files = {name: (Path(model_dir) / name).read_bytes() for name in (MODEL_FILE, CARD_FILE)}
+        if (Path(model_dir) / PROFILE_FILE).exists():  # drift: the reference profile
+            files[PROFILE_FILE] = (Path(model_dir) / PROFILE_FILE).read_bytes()
         if version not in reg.versions():
             reg.register(version, files)
             reg.append_event("registered", version=version, run_id=run_id)

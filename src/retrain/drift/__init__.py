@@ -1,1 +1,112 @@
-"""Drift detection: statistical methods registered by name, reference profiles, reports."""
+"""Drift detection: statistical methods registered by name, reference profiles, reports.
+
+At training time `build_profile` summarises the training data and the model (stored with the
+model as ``profile.json``); at monitoring time `detect_drift` compares a window with it and
+returns a `DriftReport`: a verdict per feature, five dataset-level signals and which fired.
+
+Methods (`METHODS`, extend with `register_method`), each on non-null values only:
+
+============  ===========  ======================================================  =========
+name          kinds        statistic                                               default
+============  ===========  ======================================================  =========
+wasserstein   numeric      Wasserstein-1 / reference std (ddof 0, floor 0.001)     0.1
+ks            numeric      KS statistic; scipy's two-sided p-value                 p < 0.05
+psi           both         PSI on reference-quantile bins or categories            0.25
+jensenshannon both         JS *distance* (sqrt of the divergence), base 2: [0, 1]  0.1
+linf          categorical  largest change of a category's share                    0.3
+chi2          categorical  Pearson chi-square on the 2 x k counts, no correction   p < 0.05
+============  ===========  ======================================================  =========
+
+Why these defaults:
+
+- **Effect sizes, not p-values, by default.** With enough rows every test rejects: a shift of
+  a hundredth of a standard deviation is "significant" at a million rows, and everything
+  drifts (evidentlyai/evidently#50). A distance estimates how far apart the distributions are
+  and does not grow with n, so numeric features use normalised Wasserstein at 0.1 (Evidently's
+  default: a mean shift of a tenth of a standard deviation) and categorical ones Jensen-Shannon
+  at 0.1 (NannyML's and Evidently's default).
+- **p-value tests only for small samples.** Below `small_sample` (1000, where Evidently
+  switches too) values in the smaller sample, distances are noisy, so KS (numeric) and
+  chi-square (categorical) decide at alpha 0.05, divided by the number of features tested
+  (Bonferroni, as alibi-detect): the chance of any false alarm in a window stays near 5 %.
+- **PSI** flags 0.1 as a warning and 0.25 as drift, the long-standing credit-scoring reading
+  (below 0.1 stable, 0.1 to 0.25 moderate, above 0.25 significant). Empty buckets count as a
+  share of 0.0001 (as Evidently), else PSI is infinite.
+- **L-infinity** at 0.3 is TFDV's and Vertex AI's default for categorical skew.
+- **Dataset drift** when at least half the compared features drifted (`drift_share` 0.5, as
+  Evidently), or when the drifted features carry at least half the model's permutation
+  importance (`weighted_drift_share` 0.5): one drifted feature the model relies on can matter
+  more than five it ignores.
+- **Performance** once labels arrive: the primary metric drops by more than 0.05 against the
+  reference (the model's metric on held-out rows at training) and the bootstrap interval of
+  the drop excludes zero. Before labels: the expected accuracy of a calibrated classifier
+  (mean of its largest class probability, CBPE-style) drops by more than 0.05 and its interval
+  excludes the reference estimate.
+
+Buckets: a numeric feature has `bins` (10) reference-quantile bins plus one bucket below the
+reference minimum and one above its maximum (so a constant column that moves is seen). A
+categorical feature has the reference categories plus one bucket for every unseen category;
+the unseen ones are named in the report. Missing values (and infinities) are not part of any
+distribution: they are counted, and the null rate is reported beside each statistic.
+
+Per-feature overrides (`drift.features.<name>: {method, threshold}`) change that feature only,
+and `drift.thresholds` merges with the defaults key by key, so setting one never resets others
+(evidentlyai/evidently#678).
+"""
+
+from __future__ import annotations
+
+from retrain.drift._champion import ChampionDrift, champion_drift, profile_for_model
+from retrain.drift._detect import detect_drift
+from retrain.drift._methods import (
+    METHODS,
+    Comparison,
+    DriftMethod,
+    MethodResult,
+    method_names,
+    register_method,
+)
+from retrain.drift._performance import (
+    PerformanceCheck,
+    PerformanceEstimate,
+    check_performance,
+    estimate_performance,
+    permutation_importance,
+    score_vector,
+)
+from retrain.drift._profile import (
+    PROFILE_FILE,
+    CategoricalProfile,
+    NumericProfile,
+    ReferenceProfile,
+    build_profile,
+)
+from retrain.drift._report import Bar, DriftReport, FeatureDrift, Signal
+
+__all__ = [
+    "METHODS",
+    "PROFILE_FILE",
+    "Bar",
+    "CategoricalProfile",
+    "ChampionDrift",
+    "Comparison",
+    "DriftMethod",
+    "DriftReport",
+    "FeatureDrift",
+    "MethodResult",
+    "NumericProfile",
+    "PerformanceCheck",
+    "PerformanceEstimate",
+    "ReferenceProfile",
+    "Signal",
+    "build_profile",
+    "champion_drift",
+    "check_performance",
+    "detect_drift",
+    "estimate_performance",
+    "method_names",
+    "permutation_importance",
+    "profile_for_model",
+    "register_method",
+    "score_vector",
+]

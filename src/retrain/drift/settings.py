@@ -1,11 +1,222 @@
-"""The `drift:` config section."""
+"""The `drift:` config section.
+
+Every default is explained in `retrain.drift` (the package docstring); in short: distances at
+any sample size (normalised Wasserstein 0.1 for numbers, Jensen-Shannon 0.1 for categories, as
+Evidently), p-value tests (KS, chi-square at 0.05 with a Bonferroni correction, as
+alibi-detect) only when the smaller sample has fewer than `small_sample` (1000) values, and a
+dataset counts as drifted when at least half of its features drifted (`drift_share`).
+
+Thresholds merge with the defaults key by key, and a per-feature override changes that
+feature only, so setting one never resets another.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from retrain.drift._methods import METHODS, method_names
 from retrain.settings_base import Section
 
-__all__ = ["DriftConfig"]
+__all__ = ["DriftConfig", "FeatureOverride"]
+
+
+def _known(name: str, kind: str | None = None) -> str:
+    if name not in METHODS:
+        raise ValueError(f"unknown drift method {name!r}; choose one of {method_names()}")
+    if kind is not None and kind not in METHODS[name].kinds:
+        raise ValueError(
+            f"drift method {name!r} does not apply to {kind} features; "
+            f"choose one of {method_names(kind)}"
+        )
+    return name
+
+
+class FeatureOverride(Section):
+    """One feature's own method and threshold; the other features keep theirs."""
+
+    method: str | None = Field(
+        default=None, description="A registered method; replaces the sample-size-based choice."
+    )
+    threshold: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Distance methods: drift at or above it. p-value tests: the alpha.",
+    )
+
+    @field_validator("method")
+    @classmethod
+    def _method_known(cls, v: str | None) -> str | None:
+        return None if v is None else _known(v)
+
+    @model_validator(mode="after")
+    def _threshold_needs_method(self) -> FeatureOverride:
+        # A threshold means different things for different methods (a distance, an alpha), and
+        # the default method changes with the sample size: say which one it is for.
+        if self.threshold is not None and self.method is None:
+            raise ValueError(
+                "a threshold needs the method it is for (e.g. method: wasserstein, "
+                "threshold: 0.2): a distance and a p-value are on different scales"
+            )
+        return self
 
 
 class DriftConfig(Section):
     """Which drift methods run and when a feature or the dataset counts as drifted."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Build reference profiles at training and compare each ingested window.",
+    )
+    numeric_method: str = Field(default="wasserstein", description="Numeric features, large n.")
+    categorical_method: str = Field(
+        default="jensenshannon", description="Categorical features, large n."
+    )
+    small_sample: int = Field(
+        default=1000,
+        ge=0,
+        description="Below this many values in the smaller sample, use the p-value tests.",
+    )
+    small_sample_numeric_method: str = "ks"
+    small_sample_categorical_method: str = "chi2"
+    thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        validate_default=True,
+        description="Per method: distance at or above which a feature drifted, or the alpha of "
+        "a p-value test. Merged with the defaults: name only the ones you change.",
+    )
+    warn_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        validate_default=True,
+        description="Per distance method: a lower level reported as a warning (psi 0.1).",
+    )
+    bonferroni: bool = Field(
+        default=True, description="Divide the alpha by the number of features tested by p-value."
+    )
+    bins: int = Field(
+        default=10, ge=2, le=100, description="Reference-quantile bins for psi/jensenshannon."
+    )
+    features: dict[str, FeatureOverride] = Field(
+        default_factory=dict, description="Per-feature method and threshold."
+    )
+    drift_share: float = Field(
+        default=0.5, gt=0.0, le=1.0, description="Dataset drift: this share of features drifted."
+    )
+    weighted_drift_share: float = Field(
+        default=0.5,
+        gt=0.0,
+        le=1.0,
+        description="Dataset drift: drifted features carry this share of the model's importance.",
+    )
+    prediction_method: str | None = Field(
+        default=None, description="Prediction drift method; default: as for a numeric feature."
+    )
+    prediction_threshold: float | None = Field(default=None, gt=0.0)
+    max_performance_drop: float = Field(
+        default=0.05,
+        ge=0.0,
+        description="Labels known: drop of the primary metric vs the reference (metric units).",
+    )
+    max_estimated_accuracy_drop: float = Field(
+        default=0.05, ge=0.0, description="No labels yet: drop of the estimated accuracy."
+    )
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    bootstrap_samples: int = Field(default=200, ge=20, le=10000)
+    profile_sample_size: int = Field(
+        default=100_000,
+        ge=10_000,
+        description="Sorted values kept per numeric feature in the reference profile (at "
+        "least 10,000, the size up to which KS p-values are exact).",
+    )
+    importance_repeats: int = Field(
+        default=3, ge=0, le=50, description="Permutation-importance repeats at training; 0: off."
+    )
+    importance_rows: int = Field(
+        default=1000, ge=50, description="Held-out rows (at most) for permutation importance."
+    )
+    score_champion: bool = Field(
+        default=True,
+        description="At ingest, score the window with the champion (prediction drift and a "
+        "label-free accuracy estimate).",
+    )
+    histograms: int = Field(
+        default=3, ge=0, le=50, description="Drifted features drawn as text histograms."
+    )
+
+    @field_validator("numeric_method", "small_sample_numeric_method")
+    @classmethod
+    def _numeric_method(cls, v: str) -> str:
+        return _known(v, "numeric")
+
+    @field_validator("categorical_method", "small_sample_categorical_method")
+    @classmethod
+    def _categorical_method(cls, v: str) -> str:
+        return _known(v, "categorical")
+
+    @field_validator("prediction_method")
+    @classmethod
+    def _prediction_method(cls, v: str | None) -> str | None:
+        return None if v is None else _known(v, "numeric")
+
+    @field_validator("thresholds")
+    @classmethod
+    def _merge_thresholds(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, value in v.items():
+            _known(name)
+            if not value > 0.0:
+                raise ValueError(f"threshold of {name!r} must be > 0, got {value}")
+            if METHODS[name].test == "p_value" and not value < 1.0:
+                raise ValueError(f"{name!r} is a p-value test: its alpha must be < 1, got {value}")
+        # Key by key: naming one method's threshold keeps every other default.
+        return {**{n: m.default_threshold for n, m in METHODS.items()}, **v}
+
+    @field_validator("warn_thresholds")
+    @classmethod
+    def _merge_warnings(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, value in v.items():
+            _known(name)
+            if METHODS[name].test != "distance":
+                raise ValueError(f"{name!r} is a p-value test: warnings are for distances")
+            if not value > 0.0:
+                raise ValueError(f"warn threshold of {name!r} must be > 0, got {value}")
+        defaults = {n: m.default_warn for n, m in METHODS.items() if m.default_warn is not None}
+        return {**defaults, **v}
+
+    @model_validator(mode="after")
+    def _warn_below_threshold(self) -> DriftConfig:
+        if self.prediction_threshold is not None and self.prediction_method is None:
+            raise ValueError(
+                "prediction_threshold needs prediction_method (the method it is for): "
+                "a distance and a p-value are on different scales"
+            )
+        for name, warn in self.warn_thresholds.items():
+            if warn > self.thresholds.get(name, warn):
+                raise ValueError(
+                    f"warn_thresholds.{name} ({warn}) is above thresholds.{name} "
+                    f"({self.thresholds[name]})"
+                )
+        return self
+
+    def threshold_for(self, method: str) -> float:
+        """The configured threshold of a method (its registered default if not configured)."""
+        return self.thresholds.get(method, METHODS[method].default_threshold)
+
+    def warn_for(self, method: str) -> float | None:
+        """The warning level of a distance method, if it has one."""
+        return self.warn_thresholds.get(method, METHODS[method].default_warn)
+
+    def summary(self) -> dict[str, Any]:
+        """The settings a report quotes."""
+        return {
+            "numeric_method": self.numeric_method,
+            "categorical_method": self.categorical_method,
+            "small_sample": self.small_sample,
+            "small_sample_methods": [
+                self.small_sample_numeric_method,
+                self.small_sample_categorical_method,
+            ],
+            "bonferroni": self.bonferroni,
+            "drift_share": self.drift_share,
+            "weighted_drift_share": self.weighted_drift_share,
+        }

@@ -1,0 +1,426 @@
+"""Compare a current window with a reference profile: per feature, then for the dataset."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from retrain.drift._methods import METHODS, Comparison
+from retrain.drift._performance import (
+    PerformanceCheck,
+    PerformanceEstimate,
+    check_performance,
+    estimate_performance,
+    score_vector,
+)
+from retrain.drift._profile import (
+    CategoricalProfile,
+    NumericProfile,
+    ReferenceProfile,
+    bin_counts,
+    category_codes,
+    numeric_values,
+)
+from retrain.drift._report import Bar, DriftReport, FeatureDrift, Signal
+from retrain.errors import ValidationError
+
+if TYPE_CHECKING:
+    from retrain.config import Config
+    from retrain.drift.settings import DriftConfig
+
+__all__ = ["detect_drift"]
+
+_MAX_UNSEEN_LISTED = 20
+_MAX_CATEGORY_BARS = 10
+
+
+def detect_drift(
+    profile: ReferenceProfile,
+    current_df: pd.DataFrame,
+    cfg: Config | DriftConfig,
+    *,
+    scores: Any = None,
+    labels: Any = None,
+) -> DriftReport:
+    """Compare `current_df` with the reference `profile`.
+
+    Each feature of the profile is judged by its method (see `retrain.drift`); the dataset
+    decision comes from five signals, each recorded with whether it fired.
+
+    Args:
+        profile: the reference profile stored with the model.
+        current_df: the current window; must hold every feature of the profile.
+        cfg: the config (its `drift` section, primary metric and seed), or only its `drift`
+            section (then the metric is the profile's and the bootstrap seed 0).
+        scores: the model's scores on the rows of `current_df` (class probabilities, or
+            positive-class probabilities, or regression predictions): prediction drift and,
+            for classifiers, the label-free accuracy estimate.
+        labels: true labels of the rows of `current_df` (missing ones as NaN/None): the
+            performance drop against the reference metric. Needs `scores`.
+
+    Raises:
+        ValidationError: missing feature columns, overrides naming unknown features or
+            methods that do not fit the feature kind, scores or labels not aligned with the
+            rows, labels without scores.
+    """
+    from retrain.drift.settings import DriftConfig
+
+    if isinstance(cfg, DriftConfig):
+        # The drift section alone: the task and metric come from the profile.
+        dc, primary, seed = cfg, profile.metric, 0
+    else:
+        dc, primary, seed = cfg.drift, cfg.primary_metric, cfg.seed
+    _check_inputs(profile, current_df, dc, scores, labels)
+
+    prepared: list[tuple[Comparison | None, FeatureDrift, str, float]] = []
+    for name, ref in profile.features.items():
+        comparison, partial = _prepare(name, ref, current_df[name])
+        method, threshold = _method_for(name, ref.kind, partial.n_ref, partial.n_cur, dc)
+        prepared.append((comparison, partial, method, threshold))
+    # Bonferroni: the family is every feature judged by a p-value test in this report.
+    tested = sum(
+        1 for c, _, method, _ in prepared if c is not None and METHODS[method].test == "p_value"
+    )
+    divisor = tested if dc.bonferroni and tested > 0 else 1
+    features = [_verdict(c, p, method, t, dc, divisor) for c, p, method, t in prepared]
+
+    prediction = None
+    estimate = None
+    performance = None
+    if scores is not None and profile.scores is not None:
+        prediction = _prediction_drift(profile.scores, score_vector(scores, profile.task), dc)
+    if scores is not None and profile.task == "classification":
+        estimate = estimate_performance(scores, confidence=dc.confidence)
+    if labels is not None:
+        metric = primary if primary in profile.metrics else profile.metric
+        reference = profile.metrics.get(metric) if metric else None
+        if metric and reference is not None and math.isfinite(reference):
+            performance = check_performance(
+                profile.task,
+                metric,
+                reference,
+                labels,
+                scores,
+                profile.classes,
+                confidence=dc.confidence,
+                n_boot=dc.bootstrap_samples,
+                seed=seed,
+            )
+    signals = [
+        _share_signal(features, dc),
+        _weighted_signal(features, profile.importances, dc),
+        _prediction_signal(prediction, scores is not None, profile.scores is not None),
+        _performance_signal(performance, labels is not None, dc),
+        _estimate_signal(estimate, profile.estimated_accuracy, profile.task, dc),
+    ]
+    return DriftReport(
+        features=features,
+        signals=signals,
+        n_ref=profile.rows,
+        n_cur=len(current_df),
+        prediction=prediction,
+        performance=performance,
+        estimated_performance=estimate,
+        reference_estimated_accuracy=profile.estimated_accuracy,
+        settings={**dc.summary(), "histograms": dc.histograms},
+    )
+
+
+def _check_inputs(
+    profile: ReferenceProfile, df: pd.DataFrame, dc: DriftConfig, scores: Any, labels: Any
+) -> None:
+    problems = [
+        f"drift.features.{name}: not a feature of the reference profile "
+        f"({', '.join(profile.features)})"
+        for name in dc.features
+        if name not in profile.features
+    ]
+    for name, override in dc.features.items():
+        ref = profile.features.get(name)
+        if ref is not None and override.method and ref.kind not in METHODS[override.method].kinds:
+            problems.append(
+                f"drift.features.{name}.method: {override.method!r} does not apply to "
+                f"{ref.kind} features"
+            )
+    problems += [
+        f"current window lacks feature column {c!r}" for c in profile.features if c not in df
+    ]
+    for what, value in (("scores", scores), ("labels", labels)):
+        if value is not None and len(value) != len(df):
+            problems.append(f"{what} have {len(value)} rows, the current window {len(df)}")
+    if labels is not None and scores is None:
+        problems.append("labels were given without scores: the performance check needs both")
+    if problems:
+        raise ValidationError("cannot compare the window with the reference profile", problems)
+
+
+def _method_for(name: str, kind: str, n_ref: int, n_cur: int, dc: DriftConfig) -> tuple[str, float]:
+    override = dc.features.get(name)
+    if override is not None and override.method is not None:
+        method = override.method
+        return method, override.threshold or dc.threshold_for(method)
+    small = min(n_ref, n_cur) < dc.small_sample
+    if kind == "numeric":
+        method = dc.small_sample_numeric_method if small else dc.numeric_method
+    else:
+        method = dc.small_sample_categorical_method if small else dc.categorical_method
+    return method, dc.threshold_for(method)
+
+
+def _prepare(
+    name: str, ref: NumericProfile | CategoricalProfile, series: pd.Series
+) -> tuple[Comparison | None, FeatureDrift]:
+    """The comparison for the methods, and the report row without the verdict yet."""
+    rows = len(series)
+    unseen: dict[str, int] = {}
+    if isinstance(ref, NumericProfile):
+        values = numeric_values(series, name)
+        cur = np.sort(values[~np.isnan(values)])
+        cur_nulls = rows - len(cur)
+        comparison = Comparison(
+            kind="numeric",
+            ref_counts=ref.counts,
+            cur_counts=bin_counts(cur, ref.edges),
+            ref_sorted=ref.sample,
+            cur_sorted=cur,
+            ref_n=ref.n,
+            ref_scale=ref.std,
+        )
+        histogram = _numeric_bars(ref, comparison.cur_counts)
+        unseen_rows = 0
+    else:
+        codes, unseen = category_codes(series, ref.index)
+        cur_nulls = int((codes == -2).sum())
+        k = len(ref.categories)
+        counted = np.bincount(codes[codes >= -1] + 1, minlength=k + 1)
+        # The unseen bucket last, where the reference has a share of zero.
+        cur_counts = np.append(counted[1:], counted[0]).astype(np.int64)
+        comparison = Comparison(
+            kind="categorical",
+            ref_counts=np.append(ref.counts, 0).astype(np.int64),
+            cur_counts=cur_counts,
+            ref_n=ref.n,
+        )
+        unseen_rows = int(counted[0])
+        named = sorted(unseen.items(), key=lambda kv: (-kv[1], kv[0]))[:_MAX_UNSEEN_LISTED]
+        unseen = dict(named)
+        histogram = _category_bars(ref, cur_counts)
+    n_cur = rows - cur_nulls
+    ref_rows = ref.n + ref.nulls
+    partial = FeatureDrift(
+        feature=name,
+        kind=ref.kind,
+        method="",
+        test="",
+        statistic=None,
+        threshold=0.0,
+        drifted=False,
+        n_ref=ref.n,
+        n_cur=n_cur,
+        null_rate_ref=ref.nulls / ref_rows if ref_rows else 0.0,
+        null_rate_cur=cur_nulls / rows if rows else 0.0,
+        unseen_categories=unseen,
+        unseen_rows=unseen_rows,
+        histogram=histogram,
+    )
+    if ref.n == 0 or n_cur == 0:
+        side = "reference" if ref.n == 0 else "current window"
+        return None, _replace(partial, note=f"no non-null values in the {side}")
+    return comparison, partial
+
+
+def _replace(f: FeatureDrift, **changes: Any) -> FeatureDrift:
+    return dataclasses.replace(f, **changes)
+
+
+def _verdict(
+    comparison: Comparison | None,
+    partial: FeatureDrift,
+    method: str,
+    threshold: float,
+    dc: DriftConfig,
+    divisor: int,
+) -> FeatureDrift:
+    spec = METHODS[method]
+    base = _replace(partial, method=method, test=spec.test, threshold=threshold)
+    if comparison is None:
+        return base
+    result = spec(comparison)
+    statistic = float(result.statistic)
+    if spec.test == "p_value":
+        if result.p_value is None:
+            raise ValidationError(f"drift method {method!r} is a p-value test but gave no p-value")
+        alpha = threshold / divisor
+        return _replace(
+            base,
+            statistic=statistic,
+            p_value=result.p_value,
+            alpha=alpha,
+            drifted=bool(result.p_value < alpha),
+        )
+    warn = dc.warn_for(method)
+    drifted = bool(statistic >= threshold)
+    return _replace(
+        base,
+        statistic=statistic,
+        p_value=result.p_value,
+        drifted=drifted,
+        warning=bool(not drifted and warn is not None and statistic >= warn),
+    )
+
+
+def _prediction_drift(ref: NumericProfile, vector: np.ndarray, dc: DriftConfig) -> FeatureDrift:
+    values = np.where(np.isfinite(vector), vector, np.nan)
+    comparison, partial = _prepare("prediction", ref, pd.Series(values))
+    partial = _replace(partial, kind="score")
+    if dc.prediction_method is not None:
+        method = dc.prediction_method
+        threshold = dc.prediction_threshold or dc.threshold_for(method)
+    else:
+        small = min(partial.n_ref, partial.n_cur) < dc.small_sample
+        method = dc.small_sample_numeric_method if small else dc.numeric_method
+        threshold = dc.threshold_for(method)
+    return _verdict(comparison, partial, method, threshold, dc, divisor=1)
+
+
+# --- dataset-level signals -----------------------------------------------------------------------
+
+
+def _share_signal(features: list[FeatureDrift], dc: DriftConfig) -> Signal:
+    judged = [f for f in features if f.statistic is not None]
+    if not judged:
+        return Signal(
+            "feature_share", False, None, dc.drift_share, "no feature could be compared", False
+        )
+    drifted = [f.feature for f in judged if f.drifted]
+    share = len(drifted) / len(judged)
+    listed = ", ".join(f"`{n}`" for n in drifted[:5]) + (", …" if len(drifted) > 5 else "")
+    detail = f"{len(drifted)} of {len(judged)} features drifted" + (
+        f": {listed}" if drifted else ""
+    )
+    return Signal("feature_share", share >= dc.drift_share, share, dc.drift_share, detail)
+
+
+def _weighted_signal(
+    features: list[FeatureDrift], importances: dict[str, float], dc: DriftConfig
+) -> Signal:
+    judged = [f for f in features if f.statistic is not None]
+    total = sum(importances.get(f.feature, 0.0) for f in judged)
+    name, threshold = "weighted_feature_share", dc.weighted_drift_share
+    if not importances:
+        return Signal(name, False, None, threshold, "no feature importances in the profile", False)
+    if total <= 0:
+        return Signal(name, False, None, threshold, "no compared feature carries importance", False)
+    share = sum(importances.get(f.feature, 0.0) for f in judged if f.drifted) / total
+    top = sorted(judged, key=lambda f: -importances.get(f.feature, 0.0))[:3]
+    detail = "drifted share of permutation importance; most important: " + ", ".join(
+        f"`{f.feature}` {importances.get(f.feature, 0.0):.0%}" + (" (drifted)" if f.drifted else "")
+        for f in top
+    )
+    return Signal(name, share >= threshold, share, threshold, detail)
+
+
+def _prediction_signal(prediction: FeatureDrift | None, scored: bool, has_ref: bool) -> Signal:
+    name = "prediction_drift"
+    if prediction is None:
+        why = "no reference scores in the profile" if scored and not has_ref else "no scores given"
+        return Signal(name, False, None, None, why, False)
+    if prediction.statistic is None:
+        return Signal(name, False, None, prediction.threshold, prediction.note, False)
+    if prediction.test == "p_value":
+        detail = f"{prediction.method} p-value {prediction.p_value:.3g} vs α {prediction.alpha:.3g}"
+        value = prediction.p_value
+    else:
+        detail = f"{prediction.method} distance of the model's score distribution"
+        value = prediction.statistic
+    return Signal(name, prediction.drifted, value, prediction.threshold, detail)
+
+
+def _performance_signal(check: PerformanceCheck | None, labelled: bool, dc: DriftConfig) -> Signal:
+    name, threshold = "performance_drop", dc.max_performance_drop
+    if check is None:
+        why = (
+            "too few labelled rows, or no reference metric in the profile"
+            if labelled
+            else "no labels yet"
+        )
+        return Signal(name, False, None, threshold, why, False)
+    # Big enough to matter, and not explained by sampling noise.
+    fired = check.drop > threshold and check.drop_lower > 0.0
+    detail = (
+        f"{check.metric} {check.current:.3f} vs reference {check.reference:.3f} on {check.n} "
+        f"labelled rows; drop {check.drop:+.3f}, {check.confidence:.0%} interval "
+        f"[{check.drop_lower:+.3f}, {check.drop_upper:+.3f}]"
+    )
+    return Signal(name, fired, check.drop, threshold, detail)
+
+
+def _estimate_signal(
+    estimate: PerformanceEstimate | None, reference: float | None, task: str, dc: DriftConfig
+) -> Signal:
+    name, threshold = "estimated_performance_drop", dc.max_estimated_accuracy_drop
+    if task != "classification":
+        return Signal(name, False, None, threshold, "label-free estimate is for classifiers", False)
+    if estimate is None or reference is None:
+        why = "no scores given" if estimate is None else "no reference estimate in the profile"
+        return Signal(name, False, None, threshold, why, False)
+    drop = reference - estimate.value
+    fired = drop > threshold and reference - estimate.upper > 0.0
+    detail = (
+        f"expected accuracy {estimate.value:.3f} ({estimate.confidence:.0%} interval "
+        f"[{estimate.lower:.3f}, {estimate.upper:.3f}]) vs reference estimate {reference:.3f}"
+    )
+    return Signal(name, fired, drop, threshold, detail)
+
+
+# --- histograms ----------------------------------------------------------------------------------
+
+
+def _numeric_bars(ref: NumericProfile, cur_counts: np.ndarray) -> list[Bar]:
+    p, q = _shares(ref.counts), _shares(cur_counts)
+    edges = ref.edges
+    bars = []
+    for i in range(len(p)):
+        if i == 0:
+            label = f"< {_edge(edges[0])}" if len(edges) else "all"
+        elif i == len(edges):
+            label = f"> {_edge(ref.max)}"
+        else:
+            label = f"[{_edge(edges[i - 1])}, {_edge(edges[i])})"
+            if i == len(edges) - 1 and ref.max is not None:
+                label = f"[{_edge(edges[i - 1])}, {_edge(ref.max)}]"
+        out_of_range = i == 0 or i == len(edges)
+        if out_of_range and p[i] == 0 and q[i] == 0:
+            continue  # nothing outside the reference range: no row for it
+        bars.append(Bar(label, float(p[i]), float(q[i])))
+    return bars
+
+
+def _category_bars(ref: CategoricalProfile, cur_counts: np.ndarray) -> list[Bar]:
+    p = _shares(np.append(ref.counts, 0))
+    q = _shares(cur_counts)
+    k = len(ref.categories)
+    order = sorted(range(k), key=lambda i: (-max(p[i], q[i]), ref.categories[i]))
+    shown = order[:_MAX_CATEGORY_BARS]
+    bars = [Bar(ref.categories[i], float(p[i]), float(q[i])) for i in shown]
+    rest = order[_MAX_CATEGORY_BARS:]
+    if rest:
+        bars.append(Bar(f"({len(rest)} others)", float(p[rest].sum()), float(q[rest].sum())))
+    if q[k] > 0:
+        bars.append(Bar("(unseen)", 0.0, float(q[k])))
+    return bars
+
+
+def _shares(counts: np.ndarray) -> np.ndarray:
+    total = counts.sum()
+    return counts / total if total > 0 else np.zeros(len(counts))
+
+
+def _edge(value: float | None) -> str:
+    if value is None:
+        return "?"
+    return f"{value:.4g}"

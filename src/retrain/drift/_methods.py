@@ -1,0 +1,289 @@
+"""Drift methods: pure functions registered by name, all with one signature.
+
+A method takes a `Comparison` (one feature's reference and current values, prepared once:
+sorted non-null values for numeric features, aligned frequency vectors for both kinds) and
+returns a `MethodResult` (a statistic and, for tests, a p-value). Config picks methods by name
+from `METHODS`; `register_method` adds one.
+
+Preparing once is what makes the engine fast: each numeric column is sorted once (the
+reference arrives sorted from its profile), KS and Wasserstein walk the two sorted arrays with
+`searchsorted`, bin counts of a sorted array are `searchsorted` of the bin edges, and
+categories are integer codes counted with `bincount`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from retrain.errors import ValidationError
+
+__all__ = [
+    "METHODS",
+    "Comparison",
+    "DriftMethod",
+    "MethodResult",
+    "method_names",
+    "register_method",
+]
+
+KINDS = ("numeric", "categorical")
+TESTS = ("distance", "p_value")
+# A zero share would make PSI infinite; like Evidently, an empty bucket counts as 0.01 %.
+PSI_EMPTY_SHARE = 1e-4
+# Like Evidently, a constant reference column is scaled by at least this in Wasserstein.
+WASSERSTEIN_MIN_SCALE = 1e-3
+# scipy's ks_2samp computes exact p-values up to this many values per sample.
+_KS_EXACT_MAX_N = 10_000
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One feature's reference and current values as the methods see them.
+
+    Attributes:
+        kind: "numeric" or "categorical".
+        ref_counts, cur_counts: frequency vectors over the same buckets. Numeric: the
+            reference-quantile bins, plus one bucket below the reference minimum and one
+            above its maximum. Categorical: the reference categories, plus one bucket for
+            every category the reference never saw.
+        ref_sorted, cur_sorted: numeric only: the non-null values, ascending. The reference
+            may be a sketch of evenly spaced order statistics of a larger column.
+        ref_n: non-null reference values behind `ref_sorted` (p-values use this size).
+        ref_scale: numeric only: the reference standard deviation (population, full column).
+    """
+
+    kind: str
+    ref_counts: np.ndarray
+    cur_counts: np.ndarray
+    ref_sorted: np.ndarray | None = None
+    cur_sorted: np.ndarray | None = None
+    ref_n: int = 0
+    ref_scale: float = 1.0
+
+    @property
+    def cur_n(self) -> int:
+        """Non-null current values."""
+        if self.cur_sorted is not None:
+            return len(self.cur_sorted)
+        return int(self.cur_counts.sum())
+
+    def sorted_values(self) -> tuple[np.ndarray, np.ndarray]:
+        """(reference, current) sorted values; ValidationError for a categorical feature."""
+        if self.ref_sorted is None or self.cur_sorted is None:
+            raise ValidationError(f"this method needs numeric values, not a {self.kind} feature")
+        return self.ref_sorted, self.cur_sorted
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """A method's answer: the statistic and, for a statistical test, its p-value."""
+
+    statistic: float
+    p_value: float | None = None
+
+
+MethodFn = Callable[[Comparison], MethodResult]
+
+
+@dataclass(frozen=True)
+class DriftMethod:
+    """A registered method: the function and how to judge its output."""
+
+    name: str
+    fn: MethodFn
+    kinds: frozenset[str]
+    test: str
+    default_threshold: float
+    default_warn: float | None
+    description: str
+
+    def __call__(self, comparison: Comparison) -> MethodResult:
+        if comparison.kind not in self.kinds:
+            raise ValidationError(
+                f"drift method {self.name!r} does not apply to {comparison.kind} features"
+            )
+        return self.fn(comparison)
+
+
+#: Every registered method by name.
+METHODS: dict[str, DriftMethod] = {}
+
+
+def method_names(kind: str | None = None) -> list[str]:
+    """Registered method names, for one feature kind or all."""
+    return sorted(n for n, m in METHODS.items() if kind is None or kind in m.kinds)
+
+
+def register_method(
+    name: str,
+    *,
+    kinds: tuple[str, ...],
+    test: str,
+    default_threshold: float,
+    default_warn: float | None = None,
+    description: str = "",
+    replace: bool = False,
+) -> Callable[[MethodFn], MethodFn]:
+    """Register `fn(comparison) -> MethodResult` under `name` (use as a decorator).
+
+    Args:
+        kinds: the feature kinds it applies to ("numeric", "categorical").
+        test: "distance" (drift when the statistic is at or above the threshold) or
+            "p_value" (drift when the p-value is below the, possibly corrected, alpha).
+        default_threshold: the threshold (distance) or alpha (p-value) when config names none.
+        default_warn: a distance below the threshold that is reported as a warning.
+        replace: allow replacing a method of the same name.
+    """
+    problems = []
+    if not name or not name.replace("_", "").isalnum():
+        problems.append(f"name {name!r} must be letters, digits and '_'")
+    if name in METHODS and not replace:
+        problems.append(f"{name!r} is already registered (pass replace=True to replace it)")
+    if not kinds or set(kinds) - set(KINDS):
+        problems.append(f"kinds must be a non-empty subset of {KINDS}, got {kinds}")
+    if test not in TESTS:
+        problems.append(f"test must be one of {TESTS}, got {test!r}")
+    if not default_threshold > 0.0:
+        problems.append(f"default_threshold must be > 0, got {default_threshold}")
+    if default_warn is not None and (test != "distance" or default_warn > default_threshold):
+        problems.append("default_warn is for distance methods and must not exceed the threshold")
+    if problems:
+        raise ValidationError(f"cannot register drift method {name!r}", problems)
+
+    def decorate(fn: MethodFn) -> MethodFn:
+        METHODS[name] = DriftMethod(
+            name=name,
+            fn=fn,
+            kinds=frozenset(kinds),
+            test=test,
+            default_threshold=float(default_threshold),
+            default_warn=default_warn,
+            description=description or (fn.__doc__ or name).strip().splitlines()[0],
+        )
+        return fn
+
+    return decorate
+
+
+# --- building blocks (shared with the tests' reading of scipy) ----------------------------------
+
+
+def shares(counts: np.ndarray) -> np.ndarray:
+    """Counts as shares of their total."""
+    total = counts.sum()
+    return counts / total if total > 0 else np.zeros(len(counts))
+
+
+def merge_sorted(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge two sorted samples: (merged values, ECDF of `a`, ECDF of `b` at each of them).
+
+    One `searchsorted` places `a` among `b` (ties: `a` first), so the merged order comes
+    without sorting; the ECDFs are running counts. Inside a run of equal values the counts are
+    partial: callers use only the last of each run, or weight by gaps that are zero there.
+    """
+    n, m = len(a), len(b)
+    from_a = np.zeros(n + m, dtype=bool)
+    from_a[np.searchsorted(b, a, side="left") + np.arange(n)] = True
+    merged = np.empty(n + m, dtype=float)
+    merged[from_a] = a
+    merged[~from_a] = b
+    cdf_a = np.cumsum(from_a) / n
+    cdf_b = np.cumsum(~from_a) / m
+    return merged, cdf_a, cdf_b
+
+
+def ecdf_gap(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest gap between the empirical CDFs of two sorted samples (the KS statistic)."""
+    merged, cdf_a, cdf_b = merge_sorted(a, b)
+    run_end = np.append(merged[1:] != merged[:-1], True)
+    return float(np.max(np.abs(cdf_a[run_end] - cdf_b[run_end])))
+
+
+def ecdf_area(a: np.ndarray, b: np.ndarray) -> float:
+    """Area between the empirical CDFs of two sorted samples (the Wasserstein-1 distance)."""
+    merged, cdf_a, cdf_b = merge_sorted(a, b)
+    return float(np.sum(np.abs(cdf_a[:-1] - cdf_b[:-1]) * np.diff(merged)))
+
+
+# --- the built-in methods ------------------------------------------------------------------------
+
+
+@register_method("ks", kinds=("numeric",), test="p_value", default_threshold=0.05)
+def ks(c: Comparison) -> MethodResult:
+    """Two-sample Kolmogorov-Smirnov: largest ECDF gap, with scipy's two-sided p-value."""
+    ref, cur = c.sorted_values()
+    d = ecdf_gap(ref, cur)
+    n, m = max(c.ref_n, len(ref)), len(cur)
+    if len(ref) == n and max(n, m) <= _KS_EXACT_MAX_N:
+        # Small samples: scipy's exact distribution (what ks_2samp's 'auto' mode does).
+        from scipy.stats import ks_2samp
+
+        p = float(ks_2samp(ref, cur).pvalue)
+    else:
+        from scipy.stats import kstwo
+
+        big, small = max(n, m), min(n, m)
+        p = float(np.clip(kstwo.sf(d, np.round(big * small / (big + small))), 0.0, 1.0))
+    return MethodResult(d, p)
+
+
+@register_method("wasserstein", kinds=("numeric",), test="distance", default_threshold=0.1)
+def wasserstein(c: Comparison) -> MethodResult:
+    """Wasserstein-1 distance divided by the reference standard deviation."""
+    ref, cur = c.sorted_values()
+    return MethodResult(ecdf_area(ref, cur) / max(c.ref_scale, WASSERSTEIN_MIN_SCALE))
+
+
+@register_method(
+    "psi",
+    kinds=("numeric", "categorical"),
+    test="distance",
+    default_threshold=0.25,
+    default_warn=0.1,
+)
+def psi(c: Comparison) -> MethodResult:
+    """Population stability index over reference-quantile bins or categories."""
+    p = shares(c.ref_counts)
+    q = shares(c.cur_counts)
+    p = np.where(p == 0.0, PSI_EMPTY_SHARE, p)
+    q = np.where(q == 0.0, PSI_EMPTY_SHARE, q)
+    return MethodResult(float(np.sum((q - p) * np.log(q / p))))
+
+
+@register_method(
+    "jensenshannon", kinds=("numeric", "categorical"), test="distance", default_threshold=0.1
+)
+def jensenshannon(c: Comparison) -> MethodResult:
+    """Jensen-Shannon distance (square root of the divergence, base 2: from 0 to 1)."""
+    p = shares(c.ref_counts)
+    q = shares(c.cur_counts)
+    m = (p + q) / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        left = np.where(p > 0, p * np.log(p / m), 0.0).sum()
+        right = np.where(q > 0, q * np.log(q / m), 0.0).sum()
+    divergence = (left + right) / (2.0 * math.log(2.0))
+    return MethodResult(math.sqrt(max(float(divergence), 0.0)))
+
+
+@register_method("linf", kinds=("categorical",), test="distance", default_threshold=0.3)
+def linf(c: Comparison) -> MethodResult:
+    """L-infinity distance: the largest change in any category's share."""
+    return MethodResult(float(np.max(np.abs(shares(c.ref_counts) - shares(c.cur_counts)))))
+
+
+@register_method("chi2", kinds=("categorical",), test="p_value", default_threshold=0.05)
+def chi2(c: Comparison) -> MethodResult:
+    """Pearson's chi-square on the 2 x k table of category counts (no continuity correction)."""
+    from scipy.special import chdtrc
+
+    table = np.vstack([c.ref_counts, c.cur_counts]).astype(float)
+    table = table[:, table.sum(axis=0) > 0]  # a category neither sample has is no evidence
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return MethodResult(0.0, 1.0)
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    stat = float(((table - expected) ** 2 / expected).sum())
+    return MethodResult(stat, float(chdtrc(table.shape[1] - 1, stat)))

@@ -1,0 +1,189 @@
+"""The reference profile: what it keeps, its JSON round trip, and bad input."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retrain.config import Config, config_from_dict
+from retrain.drift import (
+    CategoricalProfile,
+    NumericProfile,
+    ReferenceProfile,
+    build_profile,
+    estimate_performance,
+)
+from retrain.errors import ValidationError
+from retrain.evaluation.metrics import compute_metrics
+
+
+def config(kinds: dict[str, str], task: str = "classification", **drift: Any) -> Config:
+    return config_from_dict(
+        {
+            "name": "m",
+            "task": task,
+            "target": "y",
+            "storage_root": "store",
+            "data": {"uri": "e", "id_column": "id", "time_column": "t", "features": kinds},
+            "labels": {"uri": "l", "id_column": "id", "label_column": "y"},
+            "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+            "deploy": {"deployment_name": "m"},
+            "drift": drift,
+        }
+    )
+
+
+KINDS = {"amount": "numeric", "plan": "categorical", "flat": "numeric"}
+
+
+def frame(n: int = 1000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    amount = np.round(rng.lognormal(3, 1, n), 1)
+    amount[rng.random(n) < 0.1] = np.nan
+    plan = rng.choice(["basic", "pro", "team"], size=n, p=[0.6, 0.3, 0.1]).astype(object)
+    plan[:7] = None
+    return pd.DataFrame({"amount": amount, "plan": pd.Series(plan, dtype="str"), "flat": 2.5})
+
+
+def test_numeric_profile_keeps_quantile_edges_counts_and_the_sorted_column() -> None:
+    df = frame()
+    profile = build_profile(df, config(KINDS, bins=5))
+    col = profile.features["amount"]
+    assert isinstance(col, NumericProfile)
+    values = df["amount"].dropna().to_numpy()
+    assert (col.n, col.nulls) == (len(values), int(df["amount"].isna().sum()))
+    assert np.array_equal(col.sample, np.sort(values))  # under the cap: the full column
+    assert col.edges[0] == values.min()
+    assert col.edges[-1] == np.nextafter(values.max(), np.inf)
+    assert np.allclose(col.edges[1:-1], np.quantile(values, [0.2, 0.4, 0.6, 0.8]))
+    # Buckets below the minimum and above the maximum hold no reference values.
+    assert col.counts[0] == col.counts[-1] == 0
+    assert col.counts.sum() == col.n
+    assert col.mean == pytest.approx(values.mean())
+    assert col.std == pytest.approx(values.std())
+
+
+def test_a_constant_column_gets_its_own_bucket_between_two_out_of_range_ones() -> None:
+    col = build_profile(frame(), config(KINDS)).features["flat"]
+    assert isinstance(col, NumericProfile)
+    assert list(col.edges) == [2.5, np.nextafter(2.5, np.inf)]
+    assert list(col.counts) == [0, 1000, 0]
+    assert col.std == 0.0
+
+
+def test_categorical_profile_counts_categories_most_frequent_first() -> None:
+    df = frame()
+    col = build_profile(df, config(KINDS)).features["plan"]
+    assert isinstance(col, CategoricalProfile)
+    assert col.categories == ("basic", "pro", "team")
+    assert list(col.counts) == [int((df["plan"] == c).sum()) for c in col.categories]
+    assert col.nulls == 7
+
+
+def test_long_columns_keep_a_sketch_whose_cdf_is_within_one_over_its_size() -> None:
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=50_000)
+    df = pd.DataFrame({"x": values})
+    col = build_profile(df, config({"x": "numeric"}, profile_sample_size=10_000)).features["x"]
+    assert isinstance(col, NumericProfile)
+    assert len(col.sample) == 10_000
+    assert col.sample[0] == values.min() and col.sample[-1] == values.max()
+    assert (np.diff(col.sample) >= 0).all()
+    grid = np.linspace(-3, 3, 601)
+    full = np.searchsorted(np.sort(values), grid, side="right") / len(values)
+    sketch = np.searchsorted(col.sample, grid, side="right") / len(col.sample)
+    assert np.max(np.abs(full - sketch)) <= 1 / 10_000 + 1e-12
+    assert col.n == 50_000 and col.counts.sum() == 50_000  # counts use the full column
+
+
+def test_model_side_reference_scores_metrics_estimate_and_importances() -> None:
+    rng = np.random.default_rng(2)
+    p = rng.uniform(0.05, 0.95, 400)
+    y = (rng.random(400) < p).astype(int)
+    proba = np.column_stack([1 - p, p])
+    cfg = config(KINDS)
+    profile = build_profile(
+        frame(),
+        cfg,
+        scores=proba,
+        labels=y,
+        classes=np.array([0, 1]),
+        importances={"amount": 3.0, "plan": 1.0, "flat": 0.0},
+    )
+    assert profile.scores is not None
+    assert np.array_equal(profile.scores.sample, np.sort(p))  # positive-class probability
+    assert profile.metric == "roc_auc"
+    assert profile.metrics == pytest.approx(compute_metrics("classification", y, proba, [0, 1]))
+    assert profile.estimated_accuracy == pytest.approx(estimate_performance(proba).value)
+    assert profile.importances == {"amount": 0.75, "plan": 0.25, "flat": 0.0}
+    assert profile.classes == [0, 1] and type(profile.classes[0]) is int
+
+
+def test_json_round_trip_is_exact() -> None:
+    rng = np.random.default_rng(3)
+    p = rng.random(300)
+    profile = build_profile(
+        frame(),
+        config(KINDS),
+        scores=p,
+        labels=(rng.random(300) < p).astype(int),
+        classes=[0, 1],
+        importances={"amount": 1.0},
+    )
+    text = profile.to_json()
+    again = ReferenceProfile.from_json(text)
+    assert again.to_json() == text
+    a, b = profile.features["amount"], again.features["amount"]
+    assert isinstance(a, NumericProfile) and isinstance(b, NumericProfile)
+    assert np.array_equal(a.sample, b.sample) and np.array_equal(a.edges, b.edges)
+    assert again.scores is not None and np.array_equal(again.scores.sample, np.sort(p))
+    json.loads(text)  # strict JSON: no NaN
+
+
+def test_missing_feature_columns_are_all_named() -> None:
+    with pytest.raises(ValidationError) as err:
+        build_profile(frame().drop(columns=["amount", "plan"]), config(KINDS))
+    assert "'amount'" in str(err.value) and "'plan'" in str(err.value)
+
+
+def test_text_in_a_numeric_feature_is_refused_naming_the_column() -> None:
+    df = frame()
+    df["amount"] = df["amount"].astype(object)
+    df.loc[3, "amount"] = "n/a"
+    with pytest.raises(ValidationError, match=r"'amount'.*not numbers.*n/a"):
+        build_profile(df, config(KINDS))
+
+
+def test_bad_importances_and_labels_without_scores_are_refused() -> None:
+    with pytest.raises(ValidationError, match="unknown feature 'nope'"):
+        build_profile(frame(), config(KINDS), importances={"nope": 1.0})
+    with pytest.raises(ValidationError, match="bad value for 'amount'"):
+        build_profile(frame(), config(KINDS), importances={"amount": -1.0})
+    with pytest.raises(ValidationError, match="labels were given without scores"):
+        build_profile(frame(), config(KINDS), labels=[0, 1])
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.update(format=99), "format 99 is not supported"),
+        (lambda d: d.pop("features"), "missing key 'features'"),
+        (lambda d: d["features"]["amount"].update(counts=[1, 2]), "feature 'amount'.*counts"),
+        (lambda d: d["features"]["plan"].update(kind="text"), "feature 'plan'.*unknown kind"),
+        (lambda d: d["features"]["amount"]["sample"].update(base64="@@"), "feature 'amount'"),
+    ],
+)
+def test_malformed_profiles_are_refused_with_the_place_named(edit: Any, message: str) -> None:
+    raw = json.loads(build_profile(frame(), config(KINDS)).to_json())
+    edit(raw)
+    with pytest.raises(ValidationError, match=message):
+        ReferenceProfile.from_json(json.dumps(raw))
+
+
+def test_not_json_is_refused() -> None:
+    with pytest.raises(ValidationError, match="not valid JSON"):
+        ReferenceProfile.from_json(b"\x00not json")
