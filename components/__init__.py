@@ -18,6 +18,7 @@ from retrain_components.deploy import deploy
 from retrain_components.evaluate import evaluate
 from retrain_components.ingest import ingest
 from retrain_components.label import label
+from retrain_components.rollout import rollout
 from retrain_components.train import train
 
 from retrain import __version__
@@ -33,6 +34,7 @@ STEPS: dict[str, Callable[..., Any]] = {
     "train": train,
     "evaluate": evaluate,
     "deploy": deploy,
+    "rollout": rollout,
 }
 
 

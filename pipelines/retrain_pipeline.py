@@ -47,6 +47,9 @@ STEP_POLICY: dict[str, dict[str, Any]] = {
     "train": {"retries": 0, "cpu": ("1", "4"), "memory": ("2Gi", "8Gi")},
     "evaluate": {"retries": 0, "cpu": ("1", "2"), "memory": ("1Gi", "4Gi")},
     "deploy": {"retries": 3, "cpu": ("250m", "1"), "memory": ("256Mi", "1Gi")},
+    # A retry resumes the rollout from its state in the store; a busy lock or an unreachable
+    # Prometheus exits 75.
+    "rollout": {"retries": 3, "cpu": ("250m", "1"), "memory": ("512Mi", "2Gi")},
 }
 
 
@@ -250,10 +253,11 @@ def build_pipeline(
             "evaluate",
         )
         with dsl.If(evaluate.outputs["Output"] == True, name="blessed"):  # noqa: E712
-            policy(
+            deploy = policy(
                 ops["deploy"](config_yaml=config_yaml, run_id=run_id, model=train.outputs["model"]),
                 "deploy",
             )
+            policy(ops["rollout"](config_yaml=config_yaml, run_id=run_id).after(deploy), "rollout")
 
     return retrain_pipeline
 

@@ -165,9 +165,34 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         _print()
         if code != EXIT_OK:
             return code
-    _print("== registry ==")
-    _cmd_status(argparse.Namespace(config=str(config_path), events=12, json=False))
+    _rollback_drill(cfg)
+    _print("\n== registry ==")
+    _cmd_status(argparse.Namespace(config=str(config_path), events=14, json=False))
     return _demo_check(cfg)
+
+
+def _rollback_drill(cfg: Config) -> None:
+    """Put the week-0 model (trained before the concept change) back up as a canary.
+
+    The rollout must catch that it is worse than the champion on live traffic and roll it
+    back: the same path a bad model that slipped past offline evaluation would take.
+    """
+    from retrain.registry import Registry
+    from retrain.rollout.run import rollout
+    from retrain.storage import open_storage
+
+    reg = Registry(open_storage(cfg.storage_root), cfg.name)
+    champion = reg.get_alias("champion").version
+    stale = reg.versions()[0]
+    if champion is None or stale == champion:
+        _print("rollback drill skipped: the first model is still the champion")
+        return
+    _print(f"== rollback drill: canary {stale} (trained before the change) vs champion {champion}")
+    canary = reg.get_alias("canary")
+    reg.set_alias("canary", stale, canary.generation)
+    reg.append_event("alias_moved", alias="canary", version=stale, reason="rollback drill")
+    outcome = rollout(cfg.to_yaml(), "drill-rollback", None)
+    _print(f"  rollout   {outcome.summary}")
 
 
 def _demo_check(cfg: Config) -> int:
@@ -177,28 +202,29 @@ def _demo_check(cfg: Config) -> int:
 
     store = open_storage(cfg.storage_root)
     reg = Registry(store, cfg.name)
-    champion, canary = reg.get_alias("champion").version, reg.get_alias("canary").version
+    champion = reg.get_alias("champion").version
+    kinds = {e["kind"] for e in reg.events()}
     repo = cfg.deploy.gitops_repo
+    two_predictors = False
     _print("\n== GitOps repository (what Argo CD / Flux would sync) ==")
     if repo:
         log = subprocess.run(
             ["git", "-C", repo, "log", "--oneline"], capture_output=True, text=True, check=False
         )
         _print(log.stdout.rstrip() or "(no commits)")
-        manifest = Path(repo) / cfg.deploy.gitops_path / cfg.deploy.namespace
-        _print(f"manifests: {manifest}")
-    runs = sorted({k.split("/")[1] for k in store.list("runs") if k.endswith(".md")})
-    if runs:
+        two_predictors = "canary=" in log.stdout
+        _print(f"manifests: {Path(repo) / cfg.deploy.gitops_path / cfg.deploy.namespace}")
+    _print(f"step reports (Markdown, as the Kubeflow UI shows them): {store.uri('runs')}/<run>/")
+    missing = [k for k in ("canary_started", "promoted", "rolled_back") if k not in kinds]
+    if champion is None or missing or not two_predictors:
         _print(
-            f"step reports (Markdown, as the Kubeflow UI shows them): {store.uri('runs')}/<run>/"
+            f"demo did not reach its end state (champion {champion}, missing events {missing}, "
+            f"canary committed: {two_predictors}): see the step summaries above"
         )
-    if champion is None or canary is None:
-        _print("demo did not end with a champion and a canary: see the step summaries above")
         return EXIT_INTERNAL
-    share = cfg.deploy.canary_traffic
     _print(
-        f"\ndone: champion {champion} keeps {100 - share}% of the traffic, "
-        f"canary {canary} takes {share}%."
+        f"\ndone: a canary was committed beside the champion, promoted after healthy analysis, "
+        f"and a stale model was rolled back; champion {champion} serves 100%."
     )
     return EXIT_OK
 
@@ -262,7 +288,7 @@ def _parser() -> argparse.ArgumentParser:
 
 #: Modules that add subcommands: each has `add_commands(subparsers) -> None` and sets
 #: `func` on its parsers (a callable taking the parsed args and returning an exit code).
-_COMMAND_MODULES: list[str] = ["retrain.submit"]
+_COMMAND_MODULES: list[str] = ["retrain.rollout.cli", "retrain.submit"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

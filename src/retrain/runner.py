@@ -30,7 +30,7 @@ from retrain.storage import LocalStorage, Storage, open_storage
 
 __all__ = ["STEP_ORDER", "CycleResult", "new_run_id", "run_cycle", "step_line"]
 
-STEP_ORDER = ("ingest", "label", "train", "evaluate", "deploy")
+STEP_ORDER = ("ingest", "label", "train", "evaluate", "deploy", "rollout")
 
 
 @dataclass
@@ -65,7 +65,10 @@ def step_line(name: str, records: dict[str, dict[str, Any]]) -> str:
     """One terminal line for a step: ok with its summary, FAILED with the reason, or skipped."""
     rec = records.get(name)
     if rec is None:
-        why = "not blessed" if name == "deploy" and "evaluate" in records else "not run"
+        blocked = (
+            name in ("deploy", "rollout") and "evaluate" in records and "deploy" not in records
+        )
+        why = "not blessed" if blocked else "not run"
         return f"  {name:<9} - skipped ({why})"
     if rec.get("status") == "failed":
         msg = str(rec.get("message", "")).replace("\n", "\n              ")
@@ -157,6 +160,8 @@ def _default_pipeline_root(cfg: Config) -> str:
 
 
 def _run_direct(config_yaml: str, window_id: str, run_id: str) -> None:
+    from retrain.rollout.run import rollout
+
     with tempfile.TemporaryDirectory(prefix=f"retrain-{run_id}-") as tmp:
         t = Path(tmp)
         try:
@@ -186,6 +191,7 @@ def _run_direct(config_yaml: str, window_id: str, run_id: str) -> None:
             )
             if outcome.blessed:
                 steps.deploy(config_yaml, run_id, str(t / "model"), str(t / "deploy.md"))
+                rollout(config_yaml, run_id, str(t / "rollout.md"))
         except Exception:
             return
 

@@ -48,7 +48,8 @@ def loans_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_first_window_becomes_champion(loans_run: dict) -> None:
     first = loans_run["first"]
     assert first.exit_code == 0, first.lines()
-    assert [r["status"] for r in first.records.values()] == ["succeeded"] * 5
+    # The rollout step runs too, and has nothing to do without a canary.
+    assert [r["status"] for r in first.records.values()] == ["succeeded"] * 6
     cfg = loans_run["cfg"]
     reg = Registry(open_storage(cfg.storage_root), cfg.name)
     version = first.records["deploy"]["report"]["version"]
@@ -65,36 +66,47 @@ def test_stable_window_keeps_the_champion_unless_clearly_better(loans_run: dict)
     assert ("deploy" in second.records) == ev["blessed"], "deploy must run exactly when blessed"
 
 
-def test_drift_window_is_blessed_and_committed_as_canary(loans_run: dict) -> None:
+def test_drift_window_is_blessed_committed_as_canary_and_promoted(loans_run: dict) -> None:
     drift, cfg = loans_run["drift"], loans_run["cfg"]
     assert drift.exit_code == 0, drift.lines()
     assert drift.blessed
     comparison = drift.records["evaluate"]["report"]["comparison"]
     assert comparison["recent_ci"][0] > 0.05, "after the concept change the gain must be clear"
+    new_version = drift.records["deploy"]["report"]["version"]
+    assert drift.records["deploy"]["report"]["alias"] == "canary"
     reg = Registry(open_storage(cfg.storage_root), cfg.name)
-    champion = reg.get_alias("champion").version
-    canary = reg.get_alias("canary").version
-    assert canary == drift.records["deploy"]["report"]["version"]
-    assert champion is not None and champion != canary
+    # The rollout step analysed the canary step by step and promoted it.
+    assert drift.records["rollout"]["status"] == "succeeded"
+    assert "promoted" in drift.records["rollout"]["summary"]
+    assert reg.get_alias("champion").version == new_version
+    assert reg.get_alias("canary").version is None
+    kinds = [e["kind"] for e in reg.events()]
+    assert kinds.index("canary_started") < kinds.index("promoted")
 
-    # The GitOps repository holds a committed SeldonDeployment with both predictors.
+    # The GitOps history holds the canary commit (both predictors, 90/10), each traffic step,
+    # and the promoted state: one predictor at 100 (the old one removed, never set to 0).
     repo = cfg.deploy.gitops_repo
     assert repo is not None
     assert _git(repo, "status", "--porcelain") == ""
-    path = Path(repo) / cfg.deploy.gitops_path / cfg.deploy.namespace / "loans.yaml"
-    obj = yaml.safe_load(path.read_text())
-    validate_seldon(obj)
-    traffic = {p["name"]: p["traffic"] for p in obj["spec"]["predictors"]}
-    assert traffic == {"champion": 90, "canary": 10}
-    images_env = json.dumps(obj["spec"]["predictors"])
-    assert champion in images_env and canary in images_env
-    assert "loans.yaml" in _git(repo, "show", "--stat", "HEAD")
+    rel = f"{cfg.deploy.gitops_path}/{cfg.deploy.namespace}/loans.yaml"
+    shas = _git(repo, "log", "--format=%H", "--", rel).split()
+    splits = []
+    for sha in reversed(shas):
+        obj = yaml.safe_load(_git(repo, "show", f"{sha}:{rel}"))
+        validate_seldon(obj)
+        splits.append({p["name"]: p["traffic"] for p in obj["spec"]["predictors"]})
+    assert {"champion": 90, "canary": 10} in splits
+    assert splits[-1] == {"champion": 100}
+    canary_at = len(splits) - 1 - splits[::-1].index({"champion": 90, "canary": 10})
+    assert [s.get("canary") for s in splits[canary_at:-1]] == [10, 25, 50]
+    final = yaml.safe_load((Path(repo) / rel).read_text())
+    assert new_version in json.dumps(final["spec"]["predictors"])
 
 
 def test_every_step_left_a_report_and_kfp_artifacts(loans_run: dict) -> None:
     drift, cfg = loans_run["drift"], loans_run["cfg"]
     store = open_storage(cfg.storage_root)
-    for step in ("ingest", "label", "train", "evaluate", "deploy"):
+    for step in ("ingest", "label", "train", "evaluate", "deploy", "rollout"):
         md = store.read_text(f"runs/{drift.run_id}/{step}.md")
         assert md.startswith("#"), step
     kfp_root = Path(cfg.storage_root + "-kfp")
@@ -116,7 +128,8 @@ def test_model_card_carries_lineage(loans_run: dict) -> None:
     version = drift.records["deploy"]["report"]["version"]
     card = ModelCard.from_json(reg.read_file(version, "model.json").decode())
     assert card.window == "4"
-    assert card.parent == reg.get_alias("champion").version
+    assert card.parent == drift.records["evaluate"]["report"]["champion"]  # at training time
+    assert card.parent is not None and card.parent != version
     assert card.data_hashes["new_window"] and card.data_hashes["history"]
     assert card.provenance["requested_share"] == 0.8
     assert card.library_versions["sklearn"]

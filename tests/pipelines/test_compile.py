@@ -37,7 +37,8 @@ def test_deploy_runs_only_under_the_blessed_gate(compiled: dict) -> None:
     assert "evaluate-Output" in cond["triggerPolicy"]["condition"]
     assert cond["triggerPolicy"]["condition"].endswith("== true")
     inner = compiled["components"][cond["componentRef"]["name"]]["dag"]["tasks"]
-    assert list(inner) == ["deploy"]
+    assert sorted(inner) == ["deploy", "rollout"]
+    assert inner["rollout"]["dependentTasks"] == ["deploy"]
 
 
 def test_step_order(compiled: dict) -> None:
@@ -50,7 +51,8 @@ def test_step_order(compiled: dict) -> None:
 def test_retries_only_on_io_steps(compiled: dict) -> None:
     tasks = dict(_tasks(compiled))
     cond = next(t for t in tasks.values() if "triggerPolicy" in t)
-    tasks["deploy"] = compiled["components"][cond["componentRef"]["name"]]["dag"]["tasks"]["deploy"]
+    inner = compiled["components"][cond["componentRef"]["name"]]["dag"]["tasks"]
+    tasks.update(deploy=inner["deploy"], rollout=inner["rollout"])
     for step, policy in STEP_POLICY.items():
         retry = tasks[step].get("retryPolicy")
         if policy["retries"]:
@@ -59,27 +61,29 @@ def test_retries_only_on_io_steps(compiled: dict) -> None:
             assert retry["backoffDuration"] == "30s"
         else:
             assert retry is None, f"{step} is deterministic and must not retry"
-    assert {s for s, p in STEP_POLICY.items() if p["retries"]} == {"ingest", "label", "deploy"}
+    retried = {s for s, p in STEP_POLICY.items() if p["retries"]}
+    assert retried == {"ingest", "label", "deploy", "rollout"}
 
 
 def test_caching_disabled_explicitly(compiled: dict) -> None:
     # kfp writes `enableCache: true` for a task that caches (the default) and omits it when off.
     tasks = dict(_tasks(compiled))
     cond = next(t for t in tasks.values() if "triggerPolicy" in t)
-    tasks["deploy"] = compiled["components"][cond["componentRef"]["name"]]["dag"]["tasks"]["deploy"]
+    inner = compiled["components"][cond["componentRef"]["name"]]["dag"]["tasks"]
+    tasks.update(deploy=inner["deploy"], rollout=inner["rollout"])
     for name in STEP_POLICY:
         assert tasks[name]["cachingOptions"].get("enableCache", False) is False, name
 
 
 def test_every_executor_uses_the_project_image_and_no_pip(compiled: dict) -> None:
     executors = compiled["deploymentSpec"]["executors"]
-    assert len(executors) == 5
+    assert len(executors) == 6
     for name, ex in executors.items():
         container = ex["container"]
         assert container["image"] == IMAGE, name
         command = " ".join(container["command"])
         assert "pip install" not in command, f"{name} installs packages at run time"
-        assert "from retrain import steps" in command, name
+        assert "from retrain" in command, name
 
 
 def test_resources_are_set(compiled: dict) -> None:

@@ -1,11 +1,211 @@
-"""The `rollout:` config section (progressive canary analysis)."""
+"""The `rollout:` config section (progressive canary analysis).
+
+Durations are plain seconds, so a value means the same to the state machine, the CLI and the
+persisted rollout state. Every field has a default; an empty section gives a Flagger-like
+rollout: 10 -> 25 -> 50 -> 100 %, one analysis every 5 minutes, rolled back after 2 failed
+analyses in a row or 30 minutes without progress, checking error rate, p95 latency and
+accuracy (classification) or loss (regression) of the canary against the champion.
+"""
 
 from __future__ import annotations
 
+import itertools
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
 from retrain.settings_base import Section
 
-__all__ = ["RolloutConfig"]
+__all__ = [
+    "CHECK_NAMES",
+    "CheckSpec",
+    "PrometheusSettings",
+    "ReplaySettings",
+    "RolloutConfig",
+    "default_checks",
+]
+
+#: The checks `retrain.rollout.checks` implements; config picks them by name.
+CHECK_NAMES: tuple[str, ...] = (
+    "error_rate",
+    "latency_p95",
+    "accuracy_drop",
+    "loss_increase",
+    "prediction_shift",
+)
+
+
+class CheckSpec(Section):
+    """One analysis check: a named metric and the largest value that still passes."""
+
+    name: str = Field(description=f"One of {', '.join(CHECK_NAMES)}.")
+    max: float = Field(ge=0.0, description="The check passes while its value is <= max.")
+    on_missing: Literal["fail", "skip"] = Field(
+        default="fail",
+        description=(
+            "What a missing metric means: 'fail' (default: no data is not evidence of health) or"
+            " 'skip' (for feedback that may not have arrived yet)."
+        ),
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in CHECK_NAMES:
+            raise ValueError(f"unknown check {v!r}; choose one of {', '.join(CHECK_NAMES)}")
+        return v
+
+
+def default_checks(task: str) -> tuple[CheckSpec, ...]:
+    """Health (Flagger's 99% success rate; p95 latency) plus labelled model quality.
+
+    `prediction_shift` is measured and reported in every analysis but is not a default check:
+    a canary trained after a concept change is *meant* to predict differently. On the demo's
+    drift (river Agrawal, function switch) a good canary sat at Jensen-Shannon distance 0.71
+    from the old champion, and two good models of the new concept at 0.38. Add it (with
+    ``on_missing: skip`` on the quality check) where labels arrive too late for the rollout.
+    """
+    quality = (
+        CheckSpec(name="accuracy_drop", max=0.02)
+        if task == "classification"
+        else CheckSpec(name="loss_increase", max=0.1)
+    )
+    return (
+        CheckSpec(name="error_rate", max=0.01),
+        CheckSpec(name="latency_p95", max=0.5),
+        quality,
+    )
+
+
+class ReplaySettings(Section):
+    """The embedded provider: recent labelled windows replayed through both models."""
+
+    windows: int = Field(default=1, ge=1, description="Newest labelled windows to sample from.")
+    rows: int = Field(default=2000, ge=10, description="Rows replayed per analysis.")
+    batch_size: int = Field(default=20, ge=1, description="Rows per simulated request.")
+    threads: int = Field(
+        default=1, ge=1, description="Threads per prediction, like a one-thread model server."
+    )
+
+
+class PrometheusSettings(Section):
+    """PromQL over Seldon's executor metrics and the serving image's own metrics.
+
+    Query templates may use ``{deployment}``, ``{namespace}``, ``{predictor}``, ``{window}``
+    and ``{selector}`` (the label matchers of one predictor, including `extra_selector`).
+    """
+
+    url: str | None = Field(default=None, description="Base URL, e.g. http://prometheus:9090.")
+    window: str = Field(default="5m", description="PromQL range of each analysis.")
+    timeout_seconds: float = Field(default=10.0, gt=0.0)
+    extra_selector: str = Field(
+        default="",
+        description="Extra label matchers for every series, e.g. 'namespace=\"models\"'.",
+    )
+    queries: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-metric PromQL overrides (keys: requests, error_rate, latency_p95, "
+        "accuracy, loss, ready, score_histogram).",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"{v!r} must be an http:// or https:// URL")
+        return v.rstrip("/") if v else v
+
+    @field_validator("window")
+    @classmethod
+    def _range(cls, v: str) -> str:
+        if not re.fullmatch(r"[1-9][0-9]*(ms|s|m|h|d|w|y)", v):
+            raise ValueError(f"{v!r} is not a PromQL duration like '5m' or '30s'")
+        return v
 
 
 class RolloutConfig(Section):
     """Canary steps, analysis interval, checks and their thresholds, failure limit, deadline."""
+
+    steps: tuple[int, ...] = Field(
+        default=(10, 25, 50, 100),
+        description="Canary traffic percentages, increasing, ending at 100 (= promotion).",
+    )
+    interval_seconds: float = Field(
+        default=300.0, ge=0.0, description="Time between analyses (and after each step)."
+    )
+    analyses_per_step: int = Field(
+        default=1, ge=1, description="Passing analyses needed before the next step."
+    )
+    failure_limit: int = Field(
+        default=2, ge=1, description="Consecutive failed analyses that roll the canary back."
+    )
+    progress_deadline_seconds: float = Field(
+        default=1800.0,
+        gt=0.0,
+        description="A step that makes no progress this long (e.g. never ready) rolls back.",
+    )
+    checks: tuple[CheckSpec, ...] | None = Field(
+        default=None, description="Checks and thresholds; default: `default_checks(task)`."
+    )
+    confidence: float = Field(
+        default=0.95,
+        gt=0.5,
+        lt=1.0,
+        description="Quality checks fail only when the lower bound of their value at this "
+        "one-sided confidence exceeds max (small canary samples are noisy).",
+    )
+    provider: Literal["replay", "prometheus"] = "replay"
+    replay: ReplaySettings = ReplaySettings()
+    prometheus: PrometheusSettings = PrometheusSettings()
+    shift_method: Literal["js", "psi"] = Field(
+        default="js",
+        description="Distance between champion and canary score distributions: Jensen-Shannon "
+        "distance (0-1) or PSI.",
+    )
+    lock_ttl_seconds: float = Field(
+        default=300.0, gt=0.0, description="A lock older than this is taken over (holder died)."
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if len(v) < 2:
+            raise ValueError("give at least one canary step below 100 and the final 100")
+        if any(not 1 <= s <= 100 for s in v):
+            raise ValueError(f"every step must be a percentage between 1 and 100, got {list(v)}")
+        if any(b <= a for a, b in itertools.pairwise(v)):
+            raise ValueError(f"steps must increase strictly, got {list(v)}")
+        if v[-1] != 100:
+            raise ValueError(f"the last step must be 100 (promotion), got {v[-1]}")
+        return v
+
+    @field_validator("checks")
+    @classmethod
+    def _checks(cls, v: tuple[CheckSpec, ...] | None) -> tuple[CheckSpec, ...] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("give at least one check (or leave the key out for the defaults)")
+        names = [c.name for c in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"each check may appear once; repeated: {', '.join(dupes)}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RolloutConfig:
+        if self.provider == "prometheus" and not self.prometheus.url:
+            raise ValueError("prometheus.url is required when provider is 'prometheus'")
+        needed = self.interval_seconds * self.analyses_per_step
+        if self.progress_deadline_seconds <= needed:
+            raise ValueError(
+                f"progress_deadline_seconds ({self.progress_deadline_seconds:g}) must exceed "
+                f"interval_seconds x analyses_per_step ({needed:g}), or even a healthy canary "
+                "would miss it"
+            )
+        return self
+
+    def checks_for(self, task: str) -> tuple[CheckSpec, ...]:
+        """The configured checks, or the defaults for the task."""
+        return self.checks if self.checks is not None else default_checks(task)

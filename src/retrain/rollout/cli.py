@@ -1,0 +1,106 @@
+"""`retrain deploy status | advance | promote | rollback`: the rollout by hand.
+
+    retrain deploy status   --config F [--json]   serving split, rollout state, lock
+    retrain deploy advance  --config F [--json]   one analysis tick now
+    retrain deploy promote  --config F [--reason TEXT]
+    retrain deploy rollback --config F --reason TEXT
+
+promote and rollback go through the same lock and compare-and-swap as the automatic rollout.
+A held lock exits 75 (retry); nothing to promote or roll back exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from retrain.config import load_config
+from retrain.errors import EXIT_OK
+from retrain.rollout.controller import RolloutController, TickResult
+
+__all__ = ["add_commands"]
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add the `deploy` command group to the `retrain` parser."""
+    deploy = subparsers.add_parser("deploy", help="canary rollout: status, advance, promote, ...")
+    sub = deploy.add_subparsers(dest="deploy_command", required=True)
+
+    s = sub.add_parser("status", help="serving split, rollout state and lock")
+    s.add_argument("--config", required=True)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_status)
+
+    a = sub.add_parser("advance", help="run one analysis tick now")
+    a.add_argument("--config", required=True)
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=_cmd_advance)
+
+    p = sub.add_parser("promote", help="promote the canary now, skipping the remaining steps")
+    p.add_argument("--config", required=True)
+    p.add_argument("--reason", default="promoted by an operator")
+    p.set_defaults(func=_cmd_promote)
+
+    r = sub.add_parser("rollback", help="remove the canary now; the champion keeps 100%%")
+    r.add_argument("--config", required=True)
+    r.add_argument("--reason", required=True)
+    r.set_defaults(func=_cmd_rollback)
+
+
+def _controller(args: argparse.Namespace) -> RolloutController:
+    return RolloutController(load_config(args.config))
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    status = _controller(args).status()
+    if args.json:
+        print(json.dumps(status, indent=2, default=str), flush=True)
+        return EXIT_OK
+    print(
+        f"model {status['model']}: champion {status['champion'] or '-'}, "
+        f"canary {status['canary'] or '-'}"
+    )
+    rollout = status["rollout"]
+    if rollout is None:
+        print("no rollout yet")
+    else:
+        print(
+            f"rollout {rollout['rollout_id']}: {rollout['phase']} at {rollout['step_label']}; "
+            f"the canary serves {rollout['traffic']}% now"
+        )
+        print(f"  {rollout['reason']}")
+        if rollout["next_analysis_at"]:
+            print(f"  next analysis {rollout['next_analysis_at']}, deadline {rollout['deadline']}")
+        for a in rollout["analyses"][-5:]:
+            print(f"  {a['at']}  {a['traffic']:>3}%  {a['verdict']:<9} {a['reason']}")
+    lock = status["lock"]
+    if lock and not lock.get("released"):
+        print(f"lock held by {lock['owner']} until {lock['expires_at']}")
+    return EXIT_OK
+
+
+def _show(result: TickResult, as_json: bool) -> int:
+    if as_json:
+        doc = {
+            "in_flight": result.in_flight,
+            "actions": [a.kind for a in result.actions],
+            "message": result.message,
+            "rollout": None if result.state is None else result.state.as_dict(),
+        }
+        print(json.dumps(doc, indent=2, default=str), flush=True)
+    else:
+        print(result.message, flush=True)
+    return EXIT_OK
+
+
+def _cmd_advance(args: argparse.Namespace) -> int:
+    return _show(_controller(args).tick(), args.json)
+
+
+def _cmd_promote(args: argparse.Namespace) -> int:
+    return _show(_controller(args).promote(args.reason), False)
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    return _show(_controller(args).roll_back(args.reason), False)

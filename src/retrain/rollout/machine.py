@@ -1,0 +1,487 @@
+"""The canary rollout as a pure state machine, stepped one analysis at a time.
+
+    state, actions = start_rollout(model, champion, canary, policy, now)
+    state, actions = advance(state, observations, now)      # every interval
+    state, actions = promote_now(state, now, reason)        # manual
+    state, actions = roll_back_now(state, now, reason)      # manual
+
+Nothing here reads a clock, a store or a metric: the caller passes them in and carries out
+the returned actions (`SetTraffic`, `Promote`, `RollBack`). The policy (steps, interval,
+checks, limits) is copied into the state when the rollout starts, so a rollout finishes under
+the rules it began with and its persisted state says which rules those were.
+
+Rules, Flagger-style:
+- an analysis is due `interval_seconds` after the previous one (or after the start);
+- a canary that is not ready is not analysed; that is neither a pass nor a failure;
+- `analyses_per_step` passing analyses in a row move to the next step; the step after the last
+  canary step is 100 %, i.e. promotion;
+- `failure_limit` failed analyses in a row roll back; a missing metric is a failed check;
+- a step that has not progressed within `progress_deadline_seconds` rolls back (this is what
+  ends a canary that never becomes ready).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from retrain.errors import ValidationError
+from retrain.rollout.checks import CheckResult, run_checks, summarise
+from retrain.rollout.settings import RolloutConfig
+
+__all__ = [
+    "ABORTED",
+    "PROGRESSING",
+    "PROMOTED",
+    "ROLLED_BACK",
+    "TERMINAL",
+    "Action",
+    "Analysis",
+    "Observations",
+    "Promote",
+    "RollBack",
+    "RolloutState",
+    "SetTraffic",
+    "abort",
+    "action_from_dict",
+    "advance",
+    "is_due",
+    "promote_now",
+    "roll_back_now",
+    "start_rollout",
+]
+
+PROGRESSING = "progressing"
+PROMOTED = "promoted"
+ROLLED_BACK = "rolled_back"
+ABORTED = "aborted"
+TERMINAL = frozenset({PROMOTED, ROLLED_BACK, ABORTED})
+
+#: Analyses kept in the state (the oldest are dropped; the registry's events keep the outcome).
+MAX_ANALYSES = 50
+
+
+@dataclass(frozen=True)
+class Observations:
+    """What a metrics provider saw for one analysis.
+
+    Attributes:
+        ready: whether the canary is serving; a canary that is not is not analysed.
+        metrics: flat metric names (see `retrain.rollout.checks.METRICS`) to values; None (or a
+            missing key) means the provider could not measure it.
+        source: where the numbers came from, in words (for reports).
+    """
+
+    ready: bool
+    metrics: Mapping[str, float | None] = field(default_factory=dict)
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class SetTraffic:
+    """Serve champion + canary with the canary at `traffic` percent."""
+
+    traffic: int
+    kind: Literal["set_traffic"] = "set_traffic"
+
+
+@dataclass(frozen=True)
+class Promote:
+    """Make `version` (the canary) the champion, alone at 100 %."""
+
+    version: str
+    reason: str
+    kind: Literal["promote"] = "promote"
+
+
+@dataclass(frozen=True)
+class RollBack:
+    """Remove canary `version`; the champion keeps 100 %."""
+
+    version: str
+    reason: str
+    kind: Literal["roll_back"] = "roll_back"
+
+
+Action = SetTraffic | Promote | RollBack
+
+
+def action_from_dict(raw: Mapping[str, Any]) -> Action:
+    """Rebuild an action persisted with `dataclasses.asdict`."""
+    kind = raw.get("kind")
+    if kind == "set_traffic":
+        return SetTraffic(int(raw["traffic"]))
+    if kind == "promote":
+        return Promote(str(raw["version"]), str(raw.get("reason", "")))
+    if kind == "roll_back":
+        return RollBack(str(raw["version"]), str(raw.get("reason", "")))
+    raise ValidationError(f"unknown rollout action kind {kind!r}")
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One analysis: when, at which step, what was measured and the verdict in words."""
+
+    at: datetime
+    step: int
+    traffic: int
+    verdict: Literal["passed", "failed", "not_ready", "manual"]
+    reason: str
+    checks: tuple[CheckResult, ...] = ()
+    metrics: Mapping[str, float | None] = field(default_factory=dict)
+    source: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "step": self.step,
+            "traffic": self.traffic,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "checks": [c.as_dict() for c in self.checks],
+            "metrics": {k: _finite(v) for k, v in self.metrics.items()},
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Analysis:
+        return cls(
+            at=datetime.fromisoformat(raw["at"]),
+            step=int(raw["step"]),
+            traffic=int(raw["traffic"]),
+            verdict=raw["verdict"],
+            reason=str(raw["reason"]),
+            checks=tuple(CheckResult.from_dict(c) for c in raw.get("checks", [])),
+            metrics=dict(raw.get("metrics", {})),
+            source=str(raw.get("source", "")),
+        )
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """One canary's rollout. `pending` holds decided actions not yet confirmed as carried out.
+
+    `seq` counts decisions that produced actions; with `rollout_id` it names each decision, so
+    a re-run after a crash can tell an action it already carried out from a new one.
+    """
+
+    rollout_id: str
+    model: str
+    champion: str
+    canary: str
+    policy: RolloutConfig
+    phase: str
+    step: int
+    started_at: datetime
+    step_started_at: datetime
+    last_analysis_at: datetime | None = None
+    passed_in_step: int = 0
+    failures: int = 0
+    reason: str = ""
+    finished_at: datetime | None = None
+    analyses: tuple[Analysis, ...] = ()
+    pending: tuple[Action, ...] = ()
+    seq: int = 0
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL
+
+    @property
+    def traffic(self) -> int:
+        """The canary's share now: the current step's, 100 once promoted, 0 once removed."""
+        if self.phase == PROMOTED:
+            return 100
+        if self.phase in TERMINAL:
+            return 0
+        return self.policy.steps[self.step]
+
+    @property
+    def next_analysis_at(self) -> datetime:
+        base = self.last_analysis_at or self.started_at
+        return base + timedelta(seconds=self.policy.interval_seconds)
+
+    @property
+    def deadline(self) -> datetime:
+        """When the current step rolls back if it has not progressed."""
+        return self.step_started_at + timedelta(seconds=self.policy.progress_deadline_seconds)
+
+    def step_label(self) -> str:
+        """E.g. ``step 2/3 (25%)``: the canary step the rollout is (or ended) at."""
+        canary_steps = len(self.policy.steps) - 1
+        step = min(self.step, canary_steps - 1)
+        return f"step {step + 1}/{canary_steps} ({self.policy.steps[step]}%)"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rollout_id": self.rollout_id,
+            "model": self.model,
+            "champion": self.champion,
+            "canary": self.canary,
+            "phase": self.phase,
+            "step": self.step,
+            "step_label": self.step_label(),
+            "traffic": self.traffic,
+            "started_at": self.started_at.isoformat(),
+            "step_started_at": self.step_started_at.isoformat(),
+            "last_analysis_at": _iso(self.last_analysis_at),
+            "next_analysis_at": None if self.terminal else self.next_analysis_at.isoformat(),
+            "deadline": None if self.terminal else self.deadline.isoformat(),
+            "passed_in_step": self.passed_in_step,
+            "failures": self.failures,
+            "reason": self.reason,
+            "finished_at": _iso(self.finished_at),
+            "seq": self.seq,
+            "pending": [_action_dict(a) for a in self.pending],
+            "policy": self.policy.model_dump(mode="json"),
+            "analyses": [a.as_dict() for a in self.analyses],
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> RolloutState:
+        try:
+            return cls(
+                rollout_id=str(raw["rollout_id"]),
+                model=str(raw["model"]),
+                champion=str(raw["champion"]),
+                canary=str(raw["canary"]),
+                policy=RolloutConfig.model_validate(raw["policy"]),
+                phase=str(raw["phase"]),
+                step=int(raw["step"]),
+                started_at=datetime.fromisoformat(raw["started_at"]),
+                step_started_at=datetime.fromisoformat(raw["step_started_at"]),
+                last_analysis_at=_from_iso(raw.get("last_analysis_at")),
+                passed_in_step=int(raw.get("passed_in_step", 0)),
+                failures=int(raw.get("failures", 0)),
+                reason=str(raw.get("reason", "")),
+                finished_at=_from_iso(raw.get("finished_at")),
+                analyses=tuple(Analysis.from_dict(a) for a in raw.get("analyses", [])),
+                pending=tuple(action_from_dict(a) for a in raw.get("pending", [])),
+                seq=int(raw.get("seq", 0)),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValidationError(f"rollout state is malformed: {err!r}") from None
+
+
+def start_rollout(
+    model: str,
+    champion: str,
+    canary: str,
+    policy: RolloutConfig,
+    now: datetime,
+    task: str = "classification",
+) -> tuple[RolloutState, tuple[Action, ...]]:
+    """A new rollout at the first step; the checks are resolved for `task` and frozen in."""
+    _aware(now)
+    if champion == canary:
+        raise ValidationError(f"canary {canary!r} is already the champion: nothing to roll out")
+    policy = policy.model_copy(update={"checks": policy.checks_for(task)})
+    traffic = policy.steps[0]
+    state = RolloutState(
+        rollout_id=f"{canary}@{now.strftime('%Y%m%dT%H%M%S.%fZ')}",
+        model=model,
+        champion=champion,
+        canary=canary,
+        policy=policy,
+        phase=PROGRESSING,
+        step=0,
+        started_at=now,
+        step_started_at=now,
+        reason=f"canary {canary} started at {traffic}% beside champion {champion}",
+    )
+    return _decide(state, (SetTraffic(traffic),))
+
+
+def is_due(state: RolloutState, now: datetime) -> bool:
+    """Whether an analysis should run at `now`."""
+    return not state.terminal and now >= state.next_analysis_at
+
+
+def advance(
+    state: RolloutState, observations: Observations, now: datetime
+) -> tuple[RolloutState, tuple[Action, ...]]:
+    """One analysis tick. Returns the state unchanged (and no actions) if none is due."""
+    _aware(now)
+    if not is_due(state, now):
+        return state, ()
+    policy = state.policy
+    label = state.step_label()
+    if not observations.ready:
+        analysis = Analysis(
+            now,
+            state.step,
+            state.traffic,
+            "not_ready",
+            "canary is not ready",
+            source=observations.source,
+        )
+        state = _record(state, analysis)
+        if now >= state.deadline:
+            waited = (now - state.step_started_at).total_seconds()
+            return _roll_back(
+                state,
+                now,
+                f"canary never became ready at {label}: waited {waited:.0f}s, progress "
+                f"deadline {policy.progress_deadline_seconds:.0f}s",
+            )
+        left = (state.deadline - now).total_seconds()
+        return replace(
+            state, reason=f"canary not ready at {label}; waiting ({left:.0f}s to the deadline)"
+        ), ()
+
+    if policy.checks is None:
+        raise ValidationError("rollout state has no checks: start rollouts with start_rollout")
+    results = run_checks(policy.checks, observations.metrics, policy.confidence)
+    failed = any(r.passed is False for r in results)
+    summary = summarise(results)
+    analysis = Analysis(
+        now,
+        state.step,
+        state.traffic,
+        "failed" if failed else "passed",
+        summary,
+        results,
+        dict(observations.metrics),
+        observations.source,
+    )
+    state = _record(state, analysis)
+
+    if failed:
+        failures = state.failures + 1
+        state = replace(state, failures=failures, passed_in_step=0)
+        if failures >= policy.failure_limit:
+            return _roll_back(
+                state,
+                now,
+                f"{failures} failed analyses in a row at {label} "
+                f"(limit {policy.failure_limit}): {summary}",
+            )
+        if now >= state.deadline:
+            return _roll_back(state, now, f"no progress at {label} by the deadline: {summary}")
+        return replace(
+            state,
+            reason=f"analysis failed at {label} ({failures} of {policy.failure_limit} allowed "
+            f"in a row): {summary}",
+        ), ()
+
+    passed = state.passed_in_step + 1
+    state = replace(state, failures=0, passed_in_step=passed)
+    if passed < policy.analyses_per_step:
+        if now >= state.deadline:
+            return _roll_back(state, now, f"no progress at {label} by the deadline: {summary}")
+        return replace(
+            state,
+            reason=f"analysis {passed}/{policy.analyses_per_step} passed at {label}: {summary}",
+        ), ()
+
+    next_step = state.step + 1
+    next_traffic = policy.steps[next_step]
+    if next_traffic >= 100:
+        healthy = sum(1 for a in state.analyses if a.verdict == "passed")
+        return _promote(
+            state,
+            now,
+            f"canary {state.canary} healthy through {len(policy.steps) - 1} steps "
+            f"({healthy} passing analyses); last: {summary}",
+        )
+    state = replace(
+        state,
+        step=next_step,
+        step_started_at=now,
+        passed_in_step=0,
+        reason=f"{label} passed ({summary}); canary to {next_traffic}%",
+    )
+    return _decide(state, (SetTraffic(next_traffic),))
+
+
+def promote_now(
+    state: RolloutState, now: datetime, reason: str
+) -> tuple[RolloutState, tuple[Action, ...]]:
+    """Promote by hand, skipping the remaining steps."""
+    _aware(now)
+    _refuse_terminal(state, "promote")
+    analysis = Analysis(now, state.step, state.traffic, "manual", f"manual promotion: {reason}")
+    return _promote(_record(state, analysis), now, f"promoted by hand: {reason}")
+
+
+def roll_back_now(
+    state: RolloutState, now: datetime, reason: str
+) -> tuple[RolloutState, tuple[Action, ...]]:
+    """Roll back by hand."""
+    _aware(now)
+    _refuse_terminal(state, "roll back")
+    analysis = Analysis(now, state.step, state.traffic, "manual", f"manual rollback: {reason}")
+    return _roll_back(_record(state, analysis), now, f"rolled back by hand: {reason}")
+
+
+def abort(state: RolloutState, now: datetime, reason: str) -> RolloutState:
+    """End a rollout whose canary was replaced or removed by someone else (no actions)."""
+    _aware(now)
+    if state.terminal:
+        return state
+    return replace(state, phase=ABORTED, finished_at=now, reason=reason, pending=())
+
+
+def _promote(
+    state: RolloutState, now: datetime, reason: str
+) -> tuple[RolloutState, tuple[Action, ...]]:
+    state = replace(state, phase=PROMOTED, finished_at=now, reason=reason)
+    return _decide(state, (Promote(state.canary, reason),))
+
+
+def _roll_back(
+    state: RolloutState, now: datetime, reason: str
+) -> tuple[RolloutState, tuple[Action, ...]]:
+    state = replace(state, phase=ROLLED_BACK, finished_at=now, reason=reason)
+    return _decide(state, (RollBack(state.canary, reason),))
+
+
+def _decide(
+    state: RolloutState, actions: tuple[Action, ...]
+) -> tuple[RolloutState, tuple[Action, ...]]:
+    return replace(state, pending=actions, seq=state.seq + 1), actions
+
+
+def _record(state: RolloutState, analysis: Analysis) -> RolloutState:
+    analyses = (*state.analyses, analysis)[-MAX_ANALYSES:]
+    return replace(state, analyses=analyses, last_analysis_at=analysis.at)
+
+
+def _refuse_terminal(state: RolloutState, what: str) -> None:
+    if state.terminal:
+        raise ValidationError(
+            f"cannot {what} canary {state.canary}: its rollout already ended ({state.phase}: "
+            f"{state.reason})"
+        )
+
+
+def _aware(now: datetime) -> None:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValidationError("the rollout clock returned a naive datetime; use timezone-aware")
+
+
+def _action_dict(action: Action) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": action.kind}
+    if isinstance(action, SetTraffic):
+        out["traffic"] = action.traffic
+    else:
+        out.update(version=action.version, reason=action.reason)
+    return out
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _from_iso(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _finite(value: float | None) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None

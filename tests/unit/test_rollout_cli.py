@@ -1,0 +1,117 @@
+"""`retrain deploy status | advance | promote | rollback` and the KFP rollout component."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from rollout_support import (
+    labelled_frame,
+    make_cfg,
+    register_model,
+    serve,
+    write_history,
+)
+
+from retrain.cli import main
+from retrain.config import Config
+from retrain.registry import Registry
+from retrain.rollout.controller import lock_key
+from retrain.rollout.lock import StoreLock
+from retrain.storage import LocalStorage
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Config, Path, Registry]:
+    # interval 0: every `advance` runs an analysis at once.
+    cfg = make_cfg(tmp_path, interval_seconds=0, replay={"rows": 600})
+    path = tmp_path / "loans.yaml"
+    path.write_text(cfg.to_yaml())
+    store = LocalStorage(cfg.storage_root)
+    train = labelled_frame(seed=1, n=400)
+    register_model(store, cfg, "good-1", train)
+    register_model(store, cfg, "good-2", labelled_frame(seed=2, n=400))
+    register_model(store, cfg, "flipped", train, flip=True)
+    write_history(store, "0", labelled_frame(seed=10, n=600))
+    reg = Registry(store, cfg.name)
+    serve(reg, "good-1", "good-2")
+    return cfg, path, reg
+
+
+def test_status_before_any_rollout(
+    setup: tuple[Config, Path, Registry], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, path, _ = setup
+    assert main(["deploy", "status", "--config", str(path), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert (status["champion"], status["canary"], status["rollout"]) == ("good-1", "good-2", None)
+    assert main(["deploy", "status", "--config", str(path)]) == 0
+    assert "no rollout yet" in capsys.readouterr().out
+
+
+def test_rollback_needs_a_reason(setup: tuple[Config, Path, Registry]) -> None:
+    _, path, _ = setup
+    with pytest.raises(SystemExit) as exit_:
+        main(["deploy", "rollback", "--config", str(path)])
+    assert exit_.value.code == 2
+
+
+@pytest.mark.integration  # commits to a real git repository
+def test_advance_to_promotion_then_manual_rollback(
+    setup: tuple[Config, Path, Registry], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg, path, reg = setup
+    messages = []
+    for _ in range(3):
+        assert main(["deploy", "advance", "--config", str(path)]) == 0
+        messages.append(capsys.readouterr().out.strip())
+    assert "canary to 25%" in messages[0] and "canary to 50%" in messages[1]
+    assert messages[2].startswith("canary good-2 healthy through 3 steps")
+    assert reg.get_alias("champion").version == "good-2"
+    repo = Path(str(cfg.deploy.gitops_repo))
+    manifest = yaml.safe_load((repo / "deployments/models/loans.yaml").read_text())
+    assert [(p["name"], p["traffic"]) for p in manifest["spec"]["predictors"]] == [
+        ("champion", 100)
+    ]
+    log = subprocess.run(
+        ["git", "-C", str(repo), "log", "--format=%s"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert [line.split(" (")[0] for line in log] == [
+        "retrain rollout: loans -> champion good-2 100%",
+        "retrain rollout: loans -> champion good-1 50%, canary good-2 50%",
+        "retrain rollout: loans -> champion good-1 75%, canary good-2 25%",
+        "retrain rollout: loans -> champion good-1 90%, canary good-2 10%",
+    ]
+
+    serve(reg, "good-2", "flipped")
+    assert main(["deploy", "rollback", "--config", str(path), "--reason", "pager fired"]) == 0
+    assert "rolled back by hand: pager fired" in capsys.readouterr().out
+    assert reg.get_alias("canary").version is None
+    assert main(["deploy", "promote", "--config", str(path)]) == 2
+    assert "no canary of model 'loans' to promote" in capsys.readouterr().err
+
+
+def test_a_held_lock_exits_75(
+    setup: tuple[Config, Path, Registry], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg, path, _ = setup
+    StoreLock(LocalStorage(cfg.storage_root), lock_key(cfg.name), ttl_seconds=600).acquire()
+    assert main(["deploy", "advance", "--config", str(path)]) == 75
+    assert "is locked by" in capsys.readouterr().err
+
+
+def test_component_is_a_thin_adapter_without_runtime_install() -> None:
+    pytest.importorskip("kfp")
+    from retrain_components import make_component
+    from retrain_components.rollout import rollout
+
+    component = make_component(rollout, "r.example/retrain:1.0")
+    spec = component.component_spec
+    assert set(spec.inputs) == {"config_yaml", "run_id", "max_seconds"}
+    assert set(spec.outputs) == {"report", "Output"}
+    container = spec.implementation.container
+    assert container.image == "r.example/retrain:1.0"
+    assert "pip install" not in " ".join(container.command or [])

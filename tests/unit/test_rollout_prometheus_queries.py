@@ -1,0 +1,79 @@
+"""Prometheus provider pieces that need no server: query templates, config errors, no server.
+
+The queries themselves run against a real Prometheus in
+tests/integration/test_prometheus_provider.py.
+"""
+
+from __future__ import annotations
+
+import socket
+from datetime import datetime, timezone
+
+import pytest
+
+from retrain.errors import TransientError, ValidationError
+from retrain.rollout.prometheus import (
+    DEFAULT_QUERIES,
+    PrometheusClient,
+    PrometheusProvider,
+    render_query,
+)
+from retrain.rollout.settings import PrometheusSettings
+
+
+def test_default_queries_select_one_predictor_of_the_deployment() -> None:
+    q = render_query(
+        DEFAULT_QUERIES["error_rate"],
+        key="error_rate",
+        deployment="loans",
+        namespace="models",
+        predictor="canary",
+        window="2m",
+        extra_selector='namespace="models"',
+    )
+    sel = 'deployment_name="loans",predictor_name="canary",namespace="models"'
+    assert q == (
+        f"(sum(rate(seldon_api_executor_server_requests_seconds_count{{{sel},"
+        f'service="predictions",code=~"5.."}}[2m])) or vector(0)) / '
+        f'sum(rate(seldon_api_executor_server_requests_seconds_count{{{sel},service="predictions"}}'
+        "[2m]))"
+    )
+
+
+def test_unknown_placeholder_names_the_query_key() -> None:
+    with pytest.raises(ValidationError, match=r"rollout.prometheus.queries.loss: bad placeholder"):
+        render_query(
+            "sum(x{$selektor})",
+            key="loss",
+            deployment="d",
+            namespace="n",
+            predictor="p",
+            window="1m",
+        )
+
+
+def test_unknown_query_override_is_refused() -> None:
+    settings = PrometheusSettings(url="http://127.0.0.1:9", queries={"p99": "up"})
+    with pytest.raises(ValidationError, match="p99: use one of requests"):
+        PrometheusProvider(settings)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("url", "prometheus:9090", "http:// or https://"), ("window", "5 min", "PromQL duration")],
+)
+def test_settings_errors(field: str, value: str, message: str) -> None:
+    from pydantic import ValidationError as PydanticValidationError
+
+    with pytest.raises(PydanticValidationError, match=message):
+        PrometheusSettings.model_validate({"url": "http://p:9090", field: value})
+
+
+def test_unreachable_prometheus_is_transient() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = PrometheusClient(f"http://127.0.0.1:{port}", timeout_seconds=2)
+    with pytest.raises(TransientError, match="cannot reach Prometheus") as err:
+        client.value("up", datetime.now(timezone.utc))
+    assert err.value.exit_code == 75

@@ -1,0 +1,218 @@
+"""Replay provider and the `rollout` loop with real registered models (no scripted metrics)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rollout_support import (
+    T0,
+    FakeClock,
+    RecordingApplier,
+    events_of,
+    labelled_frame,
+    make_cfg,
+    register_model,
+    serve,
+    write_history,
+)
+
+from retrain.config import Config
+from retrain.registry import Registry
+from retrain.rollout.machine import Observations
+from retrain.rollout.providers import (
+    ObserveRequest,
+    PredictorSample,
+    ReplayProvider,
+    predictor_metrics,
+)
+from retrain.rollout.run import rollout
+from retrain.rollout.shift import counts_from_buckets, js_distance, psi, score_histograms
+from retrain.storage import LocalStorage
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Config:
+    return make_cfg(tmp_path, replay={"rows": 800, "batch_size": 20})
+
+
+@pytest.fixture
+def store(cfg: Config) -> LocalStorage:
+    store = LocalStorage(cfg.storage_root)
+    train = labelled_frame(seed=1, n=400)
+    register_model(store, cfg, "good-1", train)
+    register_model(store, cfg, "good-2", labelled_frame(seed=2, n=400))
+    register_model(store, cfg, "flipped", train, flip=True)  # learns the opposite concept
+    write_history(store, "0", labelled_frame(seed=10, n=500, week=0))
+    write_history(store, "1", labelled_frame(seed=11, n=500, week=1))
+    return store
+
+
+def observe(
+    cfg: Config, store: LocalStorage, canary: str, traffic: int = 50, n: int = 0
+) -> Observations:
+    request = ObserveRequest(cfg, store, "good-1", canary, traffic, n, T0)
+    return ReplayProvider(cfg.rollout.replay).observe(request)
+
+
+def test_replay_measures_both_models_on_the_newest_window(cfg: Config, store: LocalStorage) -> None:
+    obs = observe(cfg, store, "good-2")
+    m = obs.metrics
+    assert obs.ready
+    assert "from window(s) 1 in 25 requests of up to 20 rows" in obs.source
+    assert m["canary.requests"] + m["champion.requests"] == 25  # type: ignore[operator]
+    assert m["canary.error_rate"] == 0.0 and m["champion.error_rate"] == 0.0
+    assert 0 < m["canary.latency_p95"] < 1  # type: ignore[operator]
+    assert m["canary.accuracy"] > 0.85 and m["champion.accuracy"] > 0.85  # type: ignore[operator]
+    assert m["prediction_shift"] is not None and m["prediction_shift"] < 0.3
+
+
+def test_replay_is_reproducible_per_analysis(cfg: Config, store: LocalStorage) -> None:
+    a, b, c = (observe(cfg, store, "good-2", n=n) for n in (0, 0, 1))
+    drop = ("canary.latency_p95", "champion.latency_p95")
+    strip = lambda m: {k: v for k, v in m.items() if k not in drop}  # noqa: E731
+    assert strip(a.metrics) == strip(b.metrics)
+    assert strip(a.metrics) != strip(c.metrics)  # the next analysis replays another sample
+
+
+def test_traffic_share_routes_requests(cfg: Config, store: LocalStorage) -> None:
+    low = observe(cfg, store, "good-2", traffic=10).metrics
+    high = observe(cfg, store, "good-2", traffic=90).metrics
+    assert low["canary.requests"] < 8 < 17 < high["canary.requests"]  # type: ignore[operator]
+
+
+def test_a_canary_that_cannot_load_is_not_ready(cfg: Config, store: LocalStorage) -> None:
+    reg = Registry(store, cfg.name)
+    reg.register("corrupt", {"model.skops": b"not a model", "model.json": b"{}"})
+    obs = observe(cfg, store, "corrupt")
+    assert not obs.ready and "canary corrupt did not load" in obs.source
+
+
+def test_a_canary_that_raises_counts_as_errors(cfg: Config, store: LocalStorage) -> None:
+    bad_rows = labelled_frame(seed=12, n=500, week=2).drop(columns=["colour"])
+    write_history(store, "2", bad_rows)  # requests now lack a feature: every prediction raises
+    m = observe(cfg, store, "good-2").metrics
+    assert m["canary.error_rate"] == 1.0 and m["champion.error_rate"] == 1.0
+    assert m["canary.accuracy"] is None and m["prediction_shift"] is None
+
+
+def test_predictor_metrics_for_regression() -> None:
+    sample = PredictorSample(
+        requests=2,
+        errors=0,
+        latencies=[0.01, 0.03],
+        labels=[1.0, 3.0],
+        outputs=[np.array([2.0]), np.array([3.0])],
+    )
+    m = predictor_metrics(sample, "regression")
+    assert m["loss"] == pytest.approx(0.5) and m["accuracy"] is None
+    assert m["error_rate"] == 0.0
+
+
+def test_shift_distances() -> None:
+    same = np.array([10.0, 20.0, 30.0])
+    assert js_distance(same, same) == pytest.approx(0.0, abs=1e-9)
+    assert js_distance([100, 0], [0, 100]) > 0.99
+    assert psi([50, 50], [90, 10]) == pytest.approx(0.4 * np.log(0.9 / 0.5) + 0.4 * np.log(5), 1e-3)
+    ref, cur = score_histograms(np.linspace(0, 1, 1000), np.linspace(0, 1, 1000))
+    assert len(ref) == 10 and np.array_equal(ref, cur)
+    assert list(counts_from_buckets([(0.5, 3), (0.1, 1), (float("inf"), 4)])) == [1, 2, 1]
+
+
+def test_rollout_promotes_a_good_canary(cfg: Config, store: LocalStorage) -> None:
+    reg = Registry(store, cfg.name)
+    serve(reg, "good-1", "good-2")
+    clock, applier = FakeClock(), RecordingApplier()
+    outcome = rollout(
+        cfg.to_yaml(),
+        "run-good",
+        None,
+        applier_factory=lambda c: applier,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert outcome.phase == "promoted" and outcome.version == "good-2"
+    assert reg.get_alias("champion").version == "good-2"
+    assert applier.split() == {"champion": 100}
+    record = json.loads(store.read_text("runs/run-good/rollout.json"))
+    assert record["status"] == "succeeded" and record["phase"] == "promoted"
+    report = store.read_text("runs/run-good/rollout.md")
+    assert "# Rollout: promoted" in report and "| accuracy_drop |" in report
+    assert clock.now - T0 >= timedelta(seconds=180)  # three analyses, 60 s apart
+
+
+def test_rollout_rolls_back_a_canary_with_worse_quality(cfg: Config, store: LocalStorage) -> None:
+    reg = Registry(store, cfg.name)
+    serve(reg, "good-1", "flipped")
+    clock, applier = FakeClock(), RecordingApplier()
+    outcome = rollout(
+        cfg.to_yaml(),
+        "run-bad",
+        None,
+        applier_factory=lambda c: applier,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert outcome.phase == "rolled_back"
+    assert "2 failed analyses in a row at step 1/3 (10%)" in outcome.summary
+    assert "accuracy canary" in outcome.summary
+    assert reg.get_alias("champion").version == "good-1"
+    assert reg.get_alias("canary").version is None
+    assert applier.versions() == {"champion": "good-1"}
+    assert len(events_of(reg, "rolled_back")) == 1
+
+
+def test_rollout_with_no_canary_does_nothing(cfg: Config, store: LocalStorage) -> None:
+    serve(Registry(store, cfg.name), "good-1")
+    clock = FakeClock()
+    outcome = rollout(
+        cfg.to_yaml(),
+        "run-none",
+        None,
+        applier_factory=lambda c: RecordingApplier(),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert outcome.phase == "none" and outcome.ticks == 1
+    assert outcome.summary.startswith("nothing to roll out: no canary in flight")
+
+
+def test_rollout_out_of_time_leaves_the_canary_in_flight(cfg: Config, store: LocalStorage) -> None:
+    serve(Registry(store, cfg.name), "good-1", "good-2")
+    clock = FakeClock()
+    outcome = rollout(
+        cfg.to_yaml(),
+        "run-short",
+        None,
+        max_seconds=90,
+        applier_factory=lambda c: RecordingApplier(),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert outcome.phase == "in_progress"
+    assert "still in flight at 25%" in outcome.summary
+    assert outcome.decisions[-1].startswith("out of time after 90s")
+
+
+def test_rollout_of_a_canary_that_never_loads_ends_at_the_deadline(
+    cfg: Config, store: LocalStorage
+) -> None:
+    reg = Registry(store, cfg.name)
+    reg.register("corrupt", {"model.skops": b"not a model", "model.json": b"{}"})
+    serve(reg, "good-1", "corrupt")
+    clock, applier = FakeClock(), RecordingApplier()
+    outcome = rollout(
+        cfg.to_yaml(),
+        "run-never-ready",
+        None,
+        applier_factory=lambda c: applier,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert outcome.phase == "rolled_back"
+    assert "canary never became ready at step 1/3 (10%): waited 600s" in outcome.summary
+    assert clock.now - T0 == timedelta(seconds=600)
+    assert applier.versions() == {"champion": "good-1"}
