@@ -288,7 +288,11 @@ def _parser() -> argparse.ArgumentParser:
 
 #: Modules that add subcommands: each has `add_commands(subparsers) -> None` and sets
 #: `func` on its parsers (a callable taking the parsed args and returning an exit code).
-_COMMAND_MODULES: list[str] = ["retrain.rollout.cli", "retrain.submit"]
+_COMMAND_MODULES: list[str] = [
+    "retrain.triggers.cli",
+    "retrain.rollout.cli",
+    "retrain.submit",
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

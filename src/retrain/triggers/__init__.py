@@ -1,1 +1,45 @@
-"""Trigger policy: when to retrain (schedule, drift, performance, new data), and the monitor."""
+"""Trigger policy: when to retrain (schedule, drift, performance, new data), and the monitor.
+
+The policy (`decide`) is pure; `TriggerController` keeps its state and the run lease in the
+store; `Monitor` turns each new window into signals; `retrain.triggers.schedule` reconciles
+the config's cron schedules with KFP recurring runs.
+"""
+
+from __future__ import annotations
+
+from retrain.triggers.controller import Launcher, LaunchResult, Outcome, TriggerController
+from retrain.triggers.cron import CronSchedule, parse_cron, to_kfp_cron
+from retrain.triggers.lease import Lease, acquire_lease, read_lease, release_lease, renew_lease
+from retrain.triggers.policy import (
+    SIGNAL_KINDS,
+    Decision,
+    LaunchRecord,
+    PolicyState,
+    Signal,
+    decide,
+)
+from retrain.triggers.settings import KfpSettings, ScheduleSpec, TriggerConfig
+
+__all__ = [
+    "SIGNAL_KINDS",
+    "CronSchedule",
+    "Decision",
+    "KfpSettings",
+    "LaunchRecord",
+    "LaunchResult",
+    "Launcher",
+    "Lease",
+    "Outcome",
+    "PolicyState",
+    "ScheduleSpec",
+    "Signal",
+    "TriggerConfig",
+    "TriggerController",
+    "acquire_lease",
+    "decide",
+    "parse_cron",
+    "read_lease",
+    "release_lease",
+    "renew_lease",
+    "to_kfp_cron",
+]

@@ -2,10 +2,131 @@
 
 from __future__ import annotations
 
-from retrain.settings_base import Section
+import re
+from datetime import timedelta
+from typing import Literal
 
-__all__ = ["TriggerConfig"]
+from pydantic import Field, field_validator, model_validator
+
+from retrain.errors import ValidationError
+from retrain.settings_base import Section
+from retrain.triggers._duration import parse_duration
+from retrain.triggers.cron import parse_cron
+
+__all__ = ["KfpSettings", "ScheduleSpec", "TriggerConfig"]
+
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _duration(value: str) -> str:
+    parse_duration(value)  # ValueError -> pydantic names the key
+    return value
+
+
+class ScheduleSpec(Section):
+    """A named cron schedule (5 fields, UTC)."""
+
+    name: str = Field(description="Lowercase letters, digits and '-'; unique among schedules.")
+    cron: str = Field(description="5-field cron, UTC, e.g. '0 3 * * 1' (Mondays 03:00).")
+    enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(f"'{v}' must be lowercase letters, digits and '-'")
+        return v
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        try:
+            parse_cron(v)
+        except ValidationError as err:
+            raise ValueError(str(err)) from None
+        return v
+
+
+class KfpSettings(Section):
+    """Where runs go on a cluster: the KFP API, the experiment and the pipeline."""
+
+    host: str | None = Field(default=None, description="KFP API URL; the CLI's --host wins.")
+    experiment: str = "retrain"
+    namespace: str | None = Field(default=None, description="Multi-user KFP only.")
+    image: str | None = Field(
+        default=None, description="Components image for the compiled pipeline (default: ours)."
+    )
+    pipeline_package: str | None = Field(
+        default=None, description="A compiled pipeline YAML; compiled on the fly when unset."
+    )
+    schedule_prefix: str = Field(
+        default="retrain-",
+        description="Recurring runs whose name starts with this (+ model name) are ours.",
+    )
+    service_account: str | None = None
+
+    @field_validator("schedule_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not v or not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", v):
+            raise ValueError("must be letters, digits, '.', '-' or '_' (it prefixes run names)")
+        return v
 
 
 class TriggerConfig(Section):
     """When to retrain: schedule, drift, performance drop, new data, cooldown, budget."""
+
+    schedules: list[ScheduleSpec] = Field(default_factory=list)
+    schedule_engine: Literal["monitor", "kfp"] = Field(
+        default="monitor",
+        description=(
+            "Who fires the schedules: `retrain monitor --every` (embedded) or KFP recurring runs"
+            " (`retrain schedule apply`); the other one ignores them, so they never fire twice."
+        ),
+    )
+    drift: bool = Field(default=True, description="Retrain when the dataset drifts.")
+    drift_windows: int = Field(
+        default=2, ge=1, description="Hysteresis: consecutive drifted windows before retraining."
+    )
+    performance_drop: float | None = Field(
+        default=None,
+        ge=0.0,
+        description="Retrain at once (no hysteresis) when the champion's primary metric on the"
+        " labelled rows of the window is this much below its reference (metric units), as"
+        " the drift engine measures it. Unset: off (drift's own performance signal remains).",
+    )
+    new_data_rows: int | None = Field(
+        default=None, ge=1, description="Retrain once this many rows arrived untrained. Unset: off."
+    )
+    cooldown: str = Field(default="12h", description="Least time between two launches.")
+    budget_runs: int = Field(default=4, ge=1, description="At most this many launches ...")
+    budget_period: str = Field(default="7d", description="... in any window of this length.")
+    lease_ttl: str = Field(
+        default="6h", description="A run's lease expires after this (renewed while it runs)."
+    )
+    kfp: KfpSettings = KfpSettings()
+
+    @field_validator("cooldown", "budget_period", "lease_ttl")
+    @classmethod
+    def _durations(cls, v: str) -> str:
+        return _duration(v)
+
+    @model_validator(mode="after")
+    def _unique_schedules(self) -> TriggerConfig:
+        names = [s.name for s in self.schedules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"schedule names must be unique: {dupes}")
+        return self
+
+    @property
+    def cooldown_delta(self) -> timedelta:
+        return parse_duration(self.cooldown)
+
+    @property
+    def budget_delta(self) -> timedelta:
+        return parse_duration(self.budget_period)
+
+    @property
+    def lease_delta(self) -> timedelta:
+        return parse_duration(self.lease_ttl)

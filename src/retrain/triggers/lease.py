@@ -1,0 +1,156 @@
+"""The run lease: at most one retraining run of a model at a time, across processes.
+
+The lease is one small object, ``leases/<model>.json``, holding its owner, the run id and an
+expiry. The first taker writes it create-only; afterwards a taker may replace it only by
+compare-and-swap, and only once it is released or expired, so of two racing takers exactly one
+wins (GCS generation preconditions; a lock and an atomic rename locally). A crashed owner's
+lease simply expires; a live owner renews it while its run is in flight.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from retrain.errors import AlreadyExists, PreconditionFailed, ValidationError
+from retrain.storage import NO_OBJECT, Storage
+
+__all__ = ["Lease", "acquire_lease", "lease_key", "read_lease", "release_lease", "renew_lease"]
+
+
+def lease_key(model: str) -> str:
+    return f"leases/{model}.json"
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who runs what until when. `released_at` is set when the run ended."""
+
+    owner: str
+    run_id: str
+    snapshot: str
+    acquired_at: datetime
+    expires_at: datetime
+    released_at: datetime | None = None
+    external_id: str | None = None  # e.g. the KFP run id, to poll its state
+
+    def held(self, now: datetime) -> bool:
+        """Whether the lease still excludes other runs at `now`."""
+        return self.released_at is None and now < self.expires_at
+
+    def to_json(self) -> bytes:
+        doc: dict[str, Any] = {
+            "owner": self.owner,
+            "run_id": self.run_id,
+            "snapshot": self.snapshot,
+            "acquired_at": self.acquired_at.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
+            "released_at": self.released_at.isoformat() if self.released_at else None,
+            "external_id": self.external_id,
+        }
+        return (json.dumps(doc, indent=2) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, where: str) -> Lease:
+        try:
+            doc = json.loads(data)
+            released = doc.get("released_at")
+            return cls(
+                owner=str(doc["owner"]),
+                run_id=str(doc["run_id"]),
+                snapshot=str(doc["snapshot"]),
+                acquired_at=_aware(doc["acquired_at"]),
+                expires_at=_aware(doc["expires_at"]),
+                released_at=_aware(released) if released else None,
+                external_id=doc.get("external_id"),
+            )
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            raise ValidationError(f"lease {where} is malformed: {err}") from None
+
+
+def _aware(text: str) -> datetime:
+    t = datetime.fromisoformat(text)
+    if t.tzinfo is None:
+        raise ValueError(f"time {text!r} has no timezone")
+    return t.astimezone(timezone.utc)
+
+
+def read_lease(store: Storage, model: str) -> tuple[Lease | None, int]:
+    """The lease and its generation (None, 0 if never taken)."""
+    key = lease_key(model)
+    data, generation = store.read_versioned(key)
+    if data is None:
+        return None, NO_OBJECT
+    return Lease.from_json(data, store.uri(key)), generation
+
+
+def acquire_lease(
+    store: Storage,
+    model: str,
+    *,
+    owner: str,
+    run_id: str,
+    snapshot: str,
+    ttl: timedelta,
+    now: datetime,
+) -> Lease | None:
+    """Take the lease for `run_id`, or return None if another run holds it (or won the race)."""
+    key = lease_key(model)
+    lease = Lease(owner, run_id, snapshot, acquired_at=now, expires_at=now + ttl)
+    try:
+        store.create(key, lease.to_json())
+        return lease
+    except AlreadyExists:
+        pass
+    current, generation = read_lease(store, model)
+    if current is not None and current.held(now):
+        return None
+    try:
+        # Only one of several takers of an expired or released lease gets past this.
+        store.compare_and_swap(key, lease.to_json(), generation)
+    except PreconditionFailed:
+        return None
+    return lease
+
+
+def _update_own(
+    store: Storage, model: str, run_id: str, change: Callable[[Lease], Lease]
+) -> Lease | None:
+    """Apply `change(lease)` to our own lease by CAS; None if the lease is no longer ours."""
+    key = lease_key(model)
+    for _ in range(10):
+        current, generation = read_lease(store, model)
+        if current is None or current.run_id != run_id or current.released_at is not None:
+            return None
+        new = change(current)
+        try:
+            store.compare_and_swap(key, new.to_json(), generation)
+            return new
+        except PreconditionFailed:
+            continue
+    return None
+
+
+def release_lease(store: Storage, model: str, run_id: str, now: datetime) -> bool:
+    """Release the lease of `run_id`. False if it is not (or no longer) that run's."""
+    return _update_own(store, model, run_id, lambda le: replace(le, released_at=now)) is not None
+
+
+def renew_lease(
+    store: Storage,
+    model: str,
+    run_id: str,
+    *,
+    ttl: timedelta,
+    now: datetime,
+    external_id: str | None = None,
+) -> Lease | None:
+    """Push the expiry of our lease to ``now + ttl`` (and record an external run id)."""
+
+    def change(le: Lease) -> Lease:
+        return replace(le, expires_at=now + ttl, external_id=external_id or le.external_id)
+
+    return _update_own(store, model, run_id, change)

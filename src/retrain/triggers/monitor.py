@@ -1,0 +1,428 @@
+"""The monitor: check the latest window, report, and let the trigger policy decide.
+
+One `Monitor.check` reads the newest window of the data source, has the champion score it,
+compares it with the champion's reference profile (``profile.json`` beside each registered
+version; with the labels that have arrived, the engine also measures the metric drop), counts
+untrained rows, and turns each into a `Signal` for the `TriggerController` (drift first, so a
+launch by another rule cannot reset the hysteresis count of the same window). It writes a
+report to the store (``monitor/<time>.json`` and ``.md``) and updates the Prometheus metrics.
+
+The drift engine is reached through one function, `detect_with_engine`; the monitor takes any
+function of that shape, and works (without drift signals) when the champion has no profile.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from retrain.config import Config
+from retrain.data.io import read_source
+from retrain.data.windows import parse_window, window_ids_in, window_mask, window_sort_key
+from retrain.errors import NotFound, RetrainError, ValidationError
+from retrain.registry import Registry
+from retrain.storage import Storage, open_storage
+from retrain.triggers.controller import Outcome, TriggerController
+from retrain.triggers.metrics import MonitorMetrics
+from retrain.triggers.policy import Signal
+
+__all__ = [
+    "PROFILE_FILE",
+    "CheckResult",
+    "Detector",
+    "DriftSummary",
+    "FeatureStat",
+    "Monitor",
+    "detect_with_engine",
+]
+
+#: The reference profile's file name in each registered model version.
+PROFILE_FILE = "profile.json"
+
+
+@dataclass(frozen=True)
+class FeatureStat:
+    name: str
+    method: str
+    statistic: float
+    drifted: bool
+
+
+@dataclass(frozen=True)
+class DriftSummary:
+    """What the monitor needs from a drift report: plain values, no engine types.
+
+    `dataset_drifted` is the engine's dataset-level decision (any of its signals fired, named
+    in `fired`); `performance` holds the metric drop once labels arrived (metric, reference,
+    current, drop, n), else None.
+    """
+
+    dataset_drifted: bool
+    share_drifted: float
+    features: tuple[FeatureStat, ...]
+    fired: tuple[str, ...] = ()
+    performance: dict[str, Any] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    markdown: str = ""
+
+
+#: (profile JSON, current window, config, champion scores, labels aligned with the rows)
+Detector = Callable[[str, pd.DataFrame, Config, Any, Any], DriftSummary]
+
+
+def detect_with_engine(
+    profile_json: str, current: pd.DataFrame, cfg: Config, scores: Any, labels: Any
+) -> DriftSummary:
+    """The one place this package meets `retrain.drift`."""
+    from retrain.drift import ReferenceProfile, detect_drift
+
+    profile = ReferenceProfile.from_json(profile_json)
+    report = detect_drift(profile, current, cfg, scores=scores, labels=labels)
+    perf = report.performance
+    return DriftSummary(
+        dataset_drifted=bool(report.dataset_drifted),
+        share_drifted=float(report.share_drifted),
+        features=tuple(
+            FeatureStat(f.name, f.method, float(f.statistic), bool(f.drifted))
+            for f in report.features
+            if f.statistic is not None
+        ),
+        fired=tuple(report.fired),
+        performance=(
+            {
+                "metric": perf.metric,
+                "reference": perf.reference,
+                "current": perf.current,
+                "drop": perf.drop,
+                "rows": perf.n,
+            }
+            if perf is not None
+            else None
+        ),
+        details=report.to_dict(),
+        markdown=report.markdown(title=f"Drift of window vs {cfg.name}'s champion"),
+    )
+
+
+@dataclass
+class CheckResult:
+    """One check: the window, what was measured, and the decisions taken."""
+
+    model: str
+    window: str
+    champion: str | None
+    checked_at: datetime
+    drift: DriftSummary | None
+    drift_note: str
+    performance: dict[str, Any]
+    untrained_rows: int
+    outcomes: list[Outcome]
+    report_key: str | None = None
+
+    @property
+    def launched(self) -> Outcome | None:
+        return next((o for o in self.outcomes if o.decision.launch), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        drift = None
+        if self.drift is not None:
+            drift = {
+                "dataset_drifted": self.drift.dataset_drifted,
+                "share_drifted": self.drift.share_drifted,
+                "features": [f.__dict__ for f in self.drift.features],
+                "report": self.drift.details,
+            }
+        return {
+            "model": self.model,
+            "window": self.window,
+            "champion": self.champion,
+            "checked_at": self.checked_at.isoformat(),
+            "drift": drift,
+            "drift_note": self.drift_note,
+            "performance": self.performance,
+            "untrained_rows": self.untrained_rows,
+            "decisions": [o.to_dict() for o in self.outcomes],
+        }
+
+    def markdown(self) -> str:
+        lines = [
+            f"# Monitor: {self.model}, window {self.window}",
+            "",
+            f"Checked at {self.checked_at.isoformat()} against champion "
+            f"`{self.champion or 'none'}`.",
+            "",
+        ]
+        if self.drift is not None:
+            d = self.drift
+            lines += [
+                f"**Drift:** {'DRIFTED' if d.dataset_drifted else 'no dataset drift'}, "
+                f"{d.share_drifted:.0%} of features drifted"
+                + (f"; signals fired: {', '.join(d.fired)}." if d.fired else "."),
+                "",
+                "| feature | method | statistic | drifted |",
+                "|---|---|---|---|",
+                *(
+                    f"| {f.name} | {f.method} | {f.statistic:.4g} | {'yes' if f.drifted else ''} |"
+                    for f in d.features
+                ),
+                "",
+            ]
+        else:
+            lines += [f"**Drift:** not measured ({self.drift_note}).", ""]
+        perf = self.performance
+        if "drop" in perf:
+            lines.append(
+                f"**Performance:** {perf['metric']} {perf['current']:.4f} on {perf['rows']} "
+                f"labelled rows vs {perf['reference']:.4f} at training (drop {perf['drop']:.4f})."
+            )
+        else:
+            lines.append(f"**Performance:** {perf.get('note', 'not measured')}.")
+        lines += [
+            f"**Untrained rows:** {self.untrained_rows}.",
+            "",
+            "## Decisions",
+            "",
+        ]
+        for o in self.outcomes:
+            dec = o.decision
+            verdict = "LAUNCH" if dec.launch else "no launch"
+            run = f" (run `{o.launch.run_id}`: {o.launch.status})" if o.launch else ""
+            lines.append(f"- {dec.signal.kind}: **{verdict}** [{dec.rule}] {dec.reason}{run}")
+        if self.drift is not None and self.drift.markdown:
+            lines += ["", "## Drift report", "", self.drift.markdown]
+        return "\n".join(lines) + "\n"
+
+
+class Monitor:
+    """Checks windows for one model and feeds the trigger policy.
+
+    Args:
+        cfg: the use case's config.
+        controller: applies the policy and launches runs.
+        store: the store (default: the config's storage root).
+        metrics: Prometheus metrics to update (optional).
+        detector: computes drift from a profile (default: the drift engine).
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        controller: TriggerController,
+        *,
+        store: Storage | None = None,
+        metrics: MonitorMetrics | None = None,
+        detector: Detector = detect_with_engine,
+    ) -> None:
+        self.cfg = cfg
+        self.controller = controller
+        self.store = store if store is not None else open_storage(cfg.storage_root)
+        self.metrics = metrics
+        self.detector = detector
+        self.registry = Registry(self.store, cfg.name)
+
+    # -- one check --------------------------------------------------------------------------
+
+    def check(self, window: str | None = None) -> CheckResult:
+        """Check one window (default: the newest in the data source) and decide."""
+        cfg = self.cfg
+        self.controller.reconcile()  # a finished cluster run frees the lease first
+        source = read_source(cfg.data.uri, cfg.data.format)
+        time_col = cfg.data.time_column
+        if time_col not in source.columns:
+            raise ValidationError(f"data source {cfg.data.uri} has no time column {time_col!r}")
+        ids = window_ids_in(cfg.data, source[time_col])
+        if window is None:
+            if not ids:
+                raise ValidationError(f"data source {cfg.data.uri} holds no events")
+            window = ids[-1]
+        win = parse_window(cfg.data, window)
+        current = source.loc[window_mask(source[time_col], win, cfg.data.time_kind)]
+        current = current.reset_index(drop=True)
+        if current.empty:
+            raise ValidationError(f"window {win.id} of {cfg.data.uri} holds no events")
+
+        champion = self.registry.get_alias("champion").version
+        drift, note = self._drift(champion, current)
+        performance: dict[str, Any] = {"note": "no labels for this window yet"}
+        if drift is not None and drift.performance is not None:
+            performance = dict(drift.performance)
+        elif drift is None:
+            performance = {"note": note}
+        untrained = self._untrained_rows(source, ids, win.id)
+
+        signals = []
+        if drift is not None:
+            signals.append(
+                Signal(
+                    "drift",
+                    win.id,
+                    drifted=drift.dataset_drifted,
+                    value=drift.share_drifted,
+                    details={
+                        "fired": list(drift.fired),
+                        "drifted": [f.name for f in drift.features if f.drifted],
+                    },
+                )
+            )
+        if cfg.triggers.performance_drop is not None and "drop" in performance:
+            signals.append(
+                Signal(
+                    "performance",
+                    win.id,
+                    value=float(performance["drop"]),
+                    details={"metric": performance["metric"]},
+                )
+            )
+        if cfg.triggers.new_data_rows is not None:
+            signals.append(Signal("new_data", win.id, value=float(untrained)))
+        if cfg.triggers.schedules and cfg.triggers.schedule_engine == "monitor":
+            signals.append(Signal("schedule", win.id))
+
+        outcomes = []
+        for signal in signals:
+            outcome = self.controller.handle(signal)
+            outcomes.append(outcome)
+            if self.metrics is not None:
+                self.metrics.observe_outcome(outcome)
+
+        now = self.controller.clock()
+        result = CheckResult(
+            model=cfg.name,
+            window=win.id,
+            champion=champion,
+            checked_at=now,
+            drift=drift,
+            drift_note=note,
+            performance=performance,
+            untrained_rows=untrained,
+            outcomes=outcomes,
+        )
+        if self.metrics is not None:
+            if drift is not None:
+                self.metrics.observe_drift(
+                    [(f.name, f.method, f.statistic, f.drifted) for f in drift.features],
+                    drift.dataset_drifted,
+                    drift.share_drifted,
+                )
+            self.metrics.observe_check(now.timestamp(), performance.get("drop"))
+        result.report_key = self._write_report(result)
+        return result
+
+    def run_every(
+        self,
+        interval_seconds: float,
+        stop: threading.Event,
+        *,
+        window: str | None = None,
+        on_result: Callable[[CheckResult], None] | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        """Check every `interval_seconds` until `stop` is set; errors are reported, not fatal."""
+        while not stop.is_set():
+            try:
+                result = self.check(window)
+                if on_result is not None:
+                    on_result(result)
+            except Exception as err:  # one bad window must not end the monitor
+                if on_error is None:
+                    raise
+                on_error(err)
+            stop.wait(interval_seconds)
+
+    # -- measurements -----------------------------------------------------------------------
+
+    def _labels(self, current: pd.DataFrame) -> pd.Series | None:
+        """Labels aligned with the window's rows (NaN where not arrived yet), or None."""
+        from retrain.labels.join import join_labels
+
+        cfg = self.cfg
+        try:
+            labels = read_source(cfg.labels.uri, cfg.labels.format)
+            ids, label_ids = current[cfg.data.id_column], labels.get(cfg.labels.id_column)
+            if label_ids is not None and label_ids.dtype == ids.dtype:
+                # Only this window's labels: the join's key normalisation is slow on all.
+                labels = labels[label_ids.isin(ids.unique())]
+            # Most labels of the newest window are still on their way: no coverage floor here.
+            relaxed = cfg.model_copy(
+                update={"labels": cfg.labels.model_copy(update={"min_coverage": 0.0})}
+            )
+            labelled = join_labels(relaxed, current, labels).labelled
+        except ValidationError:
+            return None
+        if labelled.empty:
+            return None
+        by_id = labelled.drop_duplicates(cfg.data.id_column).set_index(cfg.data.id_column)
+        return current[cfg.data.id_column].map(by_id[cfg.target])
+
+    def _champion_scores(self, champion: str, current: pd.DataFrame) -> Any:
+        from retrain.steps import load_registered_model
+        from retrain.training.model import predict_scores
+
+        model = load_registered_model(self.store, self.cfg, champion)
+        return predict_scores(model, current, self.cfg)
+
+    def _drift(
+        self, champion: str | None, current: pd.DataFrame
+    ) -> tuple[DriftSummary | None, str]:
+        if not self.cfg.drift.enabled:
+            return None, "drift detection is off (drift.enabled: false)"
+        if champion is None:
+            return None, "no champion yet"
+        try:
+            profile = self.registry.read_file(champion, PROFILE_FILE).decode()
+        except NotFound:
+            return None, f"champion {champion} has no {PROFILE_FILE}"
+        notes = []
+        try:
+            scores = self._champion_scores(champion, current)
+        except RetrainError as err:
+            scores = None
+            notes.append(f"the champion could not score the window ({err})")
+        # The engine measures performance from scores and labels together.
+        labels = self._labels(current) if scores is not None else None
+        try:
+            summary = self.detector(profile, current, self.cfg, scores, labels)
+        except ImportError as err:
+            return None, f"drift engine unavailable: {err}"
+        return summary, "; ".join(notes)
+
+    def _untrained_rows(self, source: pd.DataFrame, ids: list[str], window: str) -> int:
+        """Rows in windows after the newest one already in the history store, up to `window`."""
+        cfg = self.cfg
+        trained = [k.split("/")[1] for k in self.store.list("datasets") if k.count("/") >= 2]
+        key = window_sort_key(cfg.data, window)
+        newest = max((window_sort_key(cfg.data, w) for w in trained), default=None)
+        rows = 0
+        for wid in ids:
+            start = window_sort_key(cfg.data, wid)
+            if start <= key and (newest is None or start > newest):
+                mask = window_mask(
+                    source[cfg.data.time_column], parse_window(cfg.data, wid), cfg.data.time_kind
+                )
+                rows += int(mask.sum())
+        return rows
+
+    def _write_report(self, result: CheckResult) -> str:
+        stamp = result.checked_at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+        key = f"monitor/{stamp}"
+        body = json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n"
+        self.store.write_text(f"{key}.md", result.markdown())
+        self.store.write_text(f"{key}.json", body)
+        return f"{key}.json"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)

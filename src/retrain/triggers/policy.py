@@ -1,0 +1,332 @@
+"""The trigger policy: a pure function from (signal, state, lease, now) to a decision.
+
+Nothing here reads a clock or a store. `decide` takes the time it is told, the state as last
+saved and the run lease as last read, and returns what to do and the state to save; the
+controller (`retrain.triggers.controller`) does the I/O around it. The rules, in the order they
+are checked:
+
+1. the signal's own rule: a cron schedule is due; drift seen in ``drift_windows`` consecutive
+   windows (hysteresis); a performance drop at or above ``performance_drop``; at least
+   ``new_data_rows`` untrained rows; a manual request always qualifies;
+2. dedupe: a data snapshot that was launched never launches again, unless its run failed;
+3. lease: never while another run holds the lease (manual requests included);
+4. cooldown: not within ``cooldown`` of the last launch (manual requests skip this one);
+5. budget: at most ``budget_runs`` launches in any ``budget_period``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+from retrain.errors import ValidationError
+from retrain.triggers.cron import parse_cron
+from retrain.triggers.lease import Lease
+from retrain.triggers.settings import TriggerConfig
+
+__all__ = [
+    "SIGNAL_KINDS",
+    "Decision",
+    "LaunchRecord",
+    "PolicyState",
+    "Signal",
+    "decide",
+]
+
+SignalKind = Literal["schedule", "drift", "performance", "new_data", "manual"]
+SIGNAL_KINDS: tuple[str, ...] = ("schedule", "drift", "performance", "new_data", "manual")
+
+# Bounded memory: the state object must stay small however long the monitor runs.
+_MAX_SNAPSHOTS = 1000
+_MAX_LAUNCHES = 200
+
+
+@dataclass(frozen=True)
+class Signal:
+    """Something that may warrant a retrain.
+
+    Args:
+        kind: schedule | drift | performance | new_data | manual.
+        snapshot: the immutable data snapshot a run would train on (the window id).
+        drifted: for drift signals, whether this window drifted.
+        value: the strength: share of drifted features, metric drop, or untrained rows.
+        details: anything worth keeping in the decision record (JSON-serialisable).
+    """
+
+    kind: SignalKind
+    snapshot: str
+    drifted: bool = False
+    value: float | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in SIGNAL_KINDS:
+            raise ValidationError(
+                f"signal kind {self.kind!r} is unknown; use one of {', '.join(SIGNAL_KINDS)}"
+            )
+        if not isinstance(self.snapshot, str) or not self.snapshot:
+            raise ValidationError("a signal needs a data snapshot id (the window id)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "snapshot": self.snapshot,
+            "drifted": self.drifted,
+            "value": self.value,
+            "details": dict(self.details),
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Launch or not, which rule decided, and why in words."""
+
+    launch: bool
+    rule: str
+    reason: str
+    signal: Signal
+    at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "launch": self.launch,
+            "rule": self.rule,
+            "reason": self.reason,
+            "signal": self.signal.to_dict(),
+            "at": _iso(self.at),
+        }
+
+
+@dataclass(frozen=True)
+class LaunchRecord:
+    """One launch: when, by which rule, for which snapshot."""
+
+    at: datetime
+    rule: str
+    snapshot: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": _iso(self.at), "rule": self.rule, "snapshot": self.snapshot}
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    """What the policy remembers between signals (persisted by the controller).
+
+    `snapshots` maps a snapshot id to the status of its run: launched, succeeded, failed or
+    skipped (decided while launching was switched off).
+    """
+
+    launches: tuple[LaunchRecord, ...] = ()
+    drift_streak: int = 0
+    drift_last_snapshot: str | None = None
+    schedule_checked_at: datetime | None = None
+    snapshots: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def last_launch(self) -> LaunchRecord | None:
+        return self.launches[-1] if self.launches else None
+
+    def with_snapshot_status(self, snapshot: str, status: str) -> PolicyState:
+        """A copy recording the run status of a snapshot."""
+        snaps = {k: v for k, v in self.snapshots.items() if k != snapshot}
+        snaps[snapshot] = status  # re-inserted last: the newest stay when trimming
+        return replace(self, snapshots=dict(list(snaps.items())[-_MAX_SNAPSHOTS:]))
+
+    def to_json(self) -> str:
+        doc = {
+            "launches": [r.to_dict() for r in self.launches],
+            "drift_streak": self.drift_streak,
+            "drift_last_snapshot": self.drift_last_snapshot,
+            "schedule_checked_at": _iso(self.schedule_checked_at),
+            "snapshots": dict(self.snapshots),
+        }
+        return json.dumps(doc, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes, where: str = "trigger state") -> PolicyState:
+        try:
+            doc = json.loads(text)
+            launches = tuple(
+                LaunchRecord(at=_parse_time(r["at"]), rule=str(r["rule"]), snapshot=r["snapshot"])
+                for r in doc.get("launches", [])
+            )
+            checked = doc.get("schedule_checked_at")
+            snapshots = doc.get("snapshots", {})
+            if not isinstance(snapshots, dict):
+                raise TypeError("snapshots must be an object")
+            return cls(
+                launches=launches,
+                drift_streak=int(doc.get("drift_streak", 0)),
+                drift_last_snapshot=doc.get("drift_last_snapshot"),
+                schedule_checked_at=_parse_time(checked) if checked else None,
+                snapshots={str(k): str(v) for k, v in snapshots.items()},
+            )
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            raise ValidationError(f"{where} is malformed: {err}") from None
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _parse_time(text: str) -> datetime:
+    t = datetime.fromisoformat(text)
+    if t.tzinfo is None:
+        raise ValueError(f"time {text!r} has no timezone")
+    return t
+
+
+def _fmt_delta(d: timedelta) -> str:
+    seconds = int(d.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _check_now(now: datetime) -> datetime:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValidationError("the policy clock must give timezone-aware times")
+    return now.astimezone(timezone.utc)
+
+
+def _signal_rule(
+    signal: Signal, state: PolicyState, cfg: TriggerConfig, now: datetime
+) -> tuple[bool, str, str, PolicyState]:
+    """Whether the signal's own rule qualifies: (ok, rule, reason, state after seeing it)."""
+    if signal.kind == "manual":
+        who = signal.details.get("requested_by")
+        return True, "manual", "manual request" + (f" by {who}" if who else ""), state
+
+    if signal.kind == "schedule":
+        since = state.schedule_checked_at or now - timedelta(minutes=1)
+        state = replace(state, schedule_checked_at=now)
+        due = [
+            (fired, s.name)
+            for s in cfg.schedules
+            if s.enabled and (fired := parse_cron(s.cron).first_between(since, now)) is not None
+        ]
+        if not due:
+            return False, "not_due", "no schedule was due since the last check", state
+        fired, name = min(due)
+        cron = next(s.cron for s in cfg.schedules if s.name == name)
+        return True, "schedule", f"schedule {name!r} ({cron}) was due at {_iso(fired)}", state
+
+    if signal.kind == "drift":
+        if not cfg.drift:
+            return False, "disabled", "drift triggers are off (triggers.drift: false)", state
+        # Hysteresis counts windows, not events: the same window seen twice counts once.
+        if signal.snapshot != state.drift_last_snapshot:
+            streak = state.drift_streak + 1 if signal.drifted else 0
+            state = replace(state, drift_streak=streak, drift_last_snapshot=signal.snapshot)
+        streak = state.drift_streak
+        what = f" ({signal.value:.0%} of features drifted)" if signal.value is not None else ""
+        if not signal.drifted:
+            return False, "no_drift", f"window {signal.snapshot} did not drift{what}", state
+        if streak < cfg.drift_windows:
+            return (
+                False,
+                "hysteresis",
+                f"window {signal.snapshot} drifted{what}: {streak} of {cfg.drift_windows} "
+                "consecutive drifted windows needed",
+                state,
+            )
+        return (
+            True,
+            "drift",
+            f"drift in {streak} consecutive windows up to {signal.snapshot}{what}",
+            state,
+        )
+
+    if signal.kind == "performance":
+        if cfg.performance_drop is None:
+            return False, "disabled", "performance triggers are off", state
+        drop = signal.value if signal.value is not None else float("nan")
+        metric = signal.details.get("metric", "the primary metric")
+        if not drop >= cfg.performance_drop:  # NaN (no measurement) never fires
+            return (
+                False,
+                "below_threshold",
+                f"{metric} dropped by {drop:.4f}, below the trigger of {cfg.performance_drop}",
+                state,
+            )
+        return (
+            True,
+            "performance",
+            f"{metric} dropped by {drop:.4f} (trigger at {cfg.performance_drop})",
+            state,
+        )
+
+    # new_data
+    if cfg.new_data_rows is None:
+        return False, "disabled", "new-data triggers are off", state
+    rows = int(signal.value or 0)
+    if rows < cfg.new_data_rows:
+        return (
+            False,
+            "below_threshold",
+            f"{rows} untrained rows, fewer than the trigger of {cfg.new_data_rows}",
+            state,
+        )
+    return True, "new_data", f"{rows} untrained rows (trigger at {cfg.new_data_rows})", state
+
+
+def decide(
+    signal: Signal,
+    state: PolicyState,
+    cfg: TriggerConfig,
+    now: datetime,
+    lease: Lease | None = None,
+) -> tuple[Decision, PolicyState]:
+    """Decide whether `signal` launches a run. Pure: returns the decision and the new state.
+
+    `lease` is the run lease as last read from the store (None if never taken).
+    """
+    now = _check_now(now)
+    ok, rule, reason, state = _signal_rule(signal, state, cfg, now)
+
+    def no(rule: str, reason: str) -> tuple[Decision, PolicyState]:
+        return Decision(False, rule, reason, signal, now), state
+
+    if not ok:
+        return no(rule, reason)
+    status = state.snapshots.get(signal.snapshot)
+    if status is not None and status != "failed":
+        return no(
+            "duplicate",
+            f"{reason}, but snapshot {signal.snapshot} was already {status}: "
+            "a snapshot trains once",
+        )
+    if lease is not None and lease.held(now):
+        return no(
+            "lease",
+            f"{reason}, but run {lease.run_id} holds the lease until {_iso(lease.expires_at)}",
+        )
+    last = state.last_launch
+    cooldown = cfg.cooldown_delta
+    if signal.kind != "manual" and last is not None and now - last.at < cooldown:
+        return no(
+            "cooldown",
+            f"{reason}, but the last launch was {_fmt_delta(now - last.at)} ago "
+            f"(cooldown {_fmt_delta(cooldown)})",
+        )
+    period = cfg.budget_delta
+    recent = [r for r in state.launches if now - r.at < period]
+    if len(recent) >= cfg.budget_runs:
+        return no(
+            "budget",
+            f"{reason}, but the budget of {cfg.budget_runs} runs per {_fmt_delta(period)} is spent",
+        )
+
+    # Keep what the cooldown and budget rules can still need, and a bounded tail.
+    keep = max(period, cooldown)
+    launches = [r for r in state.launches if now - r.at < keep][-_MAX_LAUNCHES:]
+    launches.append(LaunchRecord(at=now, rule=rule, snapshot=signal.snapshot))
+    # A launch re-arms the drift hysteresis: the new model starts a fresh count.
+    state = replace(state, launches=tuple(launches), drift_streak=0)
+    state = state.with_snapshot_status(signal.snapshot, "launched")
+    return Decision(True, rule, reason, signal, now), state

@@ -1,0 +1,195 @@
+"""The monitor's wiring (windows, signals, reports, metrics) and the `monitor`/`trigger` CLI.
+
+These tests do not depend on the drift engine: the monitor takes its detector as an
+argument, and here a stand-in compares window means against a fixed reference (it is not the
+engine; the engine's own behaviour is tested in tests/integration/test_monitor_*.py).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from retrain.cli import main
+from retrain.config import Config, load_config
+from retrain.errors import EXIT_OK, EXIT_VALIDATION
+from retrain.registry import Registry
+from retrain.storage import open_storage
+from retrain.triggers.controller import TriggerController
+from retrain.triggers.launchers import NoLauncher
+from retrain.triggers.metrics import MonitorMetrics
+from retrain.triggers.monitor import DriftSummary, FeatureStat, Monitor
+
+
+def write_case(tmp_path: Path, shift_from: int = 3, triggers: dict[str, Any] | None = None) -> str:
+    """Windows 0..5 of 200 rows; feature `a` moves by +3 from window `shift_from` on."""
+    rng = np.random.default_rng(11)
+    n, windows = 200, 6
+    t = np.repeat(np.arange(windows), n)
+    a = rng.normal(0, 1, n * windows) + np.where(t >= shift_from, 3.0, 0.0)
+    events = pd.DataFrame(
+        {"id": np.arange(n * windows), "t": t, "a": a, "b": rng.normal(size=t.size)}
+    )
+    (tmp_path / "events").mkdir()
+    (tmp_path / "labels").mkdir()
+    events.to_parquet(tmp_path / "events" / "e.parquet")
+    pd.DataFrame({"id": events["id"], "y": (a > 0).astype(int)}).to_parquet(
+        tmp_path / "labels" / "l.parquet"
+    )
+    cfg = {
+        "name": "toy",
+        "task": "classification",
+        "target": "y",
+        "storage_root": "store",
+        "data": {
+            "uri": "events",
+            "id_column": "id",
+            "time_column": "t",
+            "time_kind": "period",
+            "features": {"a": "numeric", "b": "numeric"},
+        },
+        "labels": {"uri": "labels", "id_column": "id", "label_column": "y"},
+        "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+        "deploy": {"deployment_name": "toy", "gitops_repo": "gitops"},
+        "triggers": {"drift_windows": 2, "cooldown": "1h"} | (triggers or {}),
+    }
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)
+
+
+def mean_shift(
+    profile: str, current: pd.DataFrame, cfg: Config, scores: Any, labels: Any
+) -> DriftSummary:
+    """Stand-in detector: a feature drifts when its mean moves by more than 1 from 0."""
+    feats = tuple(
+        FeatureStat(
+            name, "mean_shift", abs(float(current[name].mean())), abs(current[name].mean()) > 1
+        )
+        for name in cfg.data.features
+    )
+    share = sum(f.drifted for f in feats) / len(feats)
+    return DriftSummary(
+        share >= 0.5, share, feats, fired=("feature_share",) if share >= 0.5 else ()
+    )
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2024, 5, 6, 0, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def with_champion(cfg: Config) -> None:
+    """A champion version holding only a profile (the stand-in detector reads nothing)."""
+    reg = Registry(open_storage(cfg.storage_root), cfg.name)
+    reg.register("v1", {"profile.json": b"{}\n"})
+    reg.set_alias("champion", "v1", 0)
+
+
+def make_monitor(cfg: Config, clock: Clock) -> tuple[Monitor, MonitorMetrics]:
+    metrics = MonitorMetrics(cfg.name)
+    store = open_storage(cfg.storage_root)
+    ctl = TriggerController(store, cfg.name, cfg.triggers, NoLauncher(), clock=clock)
+    return Monitor(cfg, ctl, metrics=metrics, detector=mean_shift), metrics
+
+
+def test_drift_needs_two_windows_then_launches_once(tmp_path: Path) -> None:
+    cfg = load_config(write_case(tmp_path))
+    with_champion(cfg)
+    clock = Clock()
+    monitor, metrics = make_monitor(cfg, clock)
+    rules = []
+    for window in range(6):
+        clock.now += timedelta(minutes=30)
+        result = monitor.check(str(window))
+        rules.append([(o.decision.rule, o.decision.launch) for o in result.outcomes])
+    assert rules == [
+        [("no_drift", False)],
+        [("no_drift", False)],
+        [("no_drift", False)],
+        [("hysteresis", False)],
+        [("drift", True)],
+        [("hysteresis", False)],  # a launch re-arms the hysteresis: counting starts again
+    ]
+    value = metrics.registry.get_sample_value
+    assert value("retrain_drift_dataset_drifted", {"model": "toy"}) == 1.0
+    assert value("retrain_drift_share_drifted", {"model": "toy"}) == 0.5
+    stat = value(
+        "retrain_drift_statistic", {"model": "toy", "feature": "a", "method": "mean_shift"}
+    )
+    assert stat is not None and stat > 2
+    labels = {"model": "toy", "rule": "drift", "launch": "true"}
+    assert value("retrain_trigger_decisions_total", labels) == 1.0
+    assert (
+        value("retrain_trigger_decisions_total", labels | {"rule": "no_drift", "launch": "false"})
+        == 3.0
+    )
+    assert value("retrain_last_run_timestamp_seconds", {"model": "toy"}) == pytest.approx(
+        (datetime(2024, 5, 6, 2, 30, tzinfo=timezone.utc)).timestamp()
+    )
+
+
+def test_reports_are_written_to_the_store(tmp_path: Path) -> None:
+    cfg = load_config(write_case(tmp_path))
+    with_champion(cfg)
+    monitor, _ = make_monitor(cfg, Clock())
+    result = monitor.check()  # the newest window: 5
+    assert result.window == "5"
+    store = open_storage(cfg.storage_root)
+    doc = json.loads(store.read_text(result.report_key or ""))
+    assert doc["window"] == "5" and doc["champion"] == "v1"
+    assert doc["drift"]["dataset_drifted"] is True
+    assert doc["decisions"][0]["rule"] == "hysteresis"
+    md = store.read_text((result.report_key or "").replace(".json", ".md"))
+    assert "window 5" in md and "| a | mean_shift |" in md and "[hysteresis]" in md
+
+
+def test_without_a_champion_there_is_no_drift_but_new_data_and_schedules_count(
+    tmp_path: Path,
+) -> None:
+    schedules = [{"name": "daily", "cron": "0 0 * * *"}]
+    cfg = load_config(write_case(tmp_path, triggers={"new_data_rows": 500, "schedules": schedules}))
+    clock = Clock()  # midnight: the daily schedule is due
+    monitor, _ = make_monitor(cfg, clock)
+    first = monitor.check("1")  # windows 0 and 1 untrained: 400 rows
+    assert first.drift is None and first.drift_note == "no champion yet"
+    assert first.untrained_rows == 400
+    assert [(o.decision.signal.kind, o.decision.rule) for o in first.outcomes] == [
+        ("new_data", "below_threshold"),
+        ("schedule", "schedule"),
+    ]
+    clock.now += timedelta(hours=2)
+    second = monitor.check("2")
+    assert second.untrained_rows == 600
+    assert [(o.decision.rule, o.decision.launch) for o in second.outcomes] == [
+        ("new_data", True),
+        ("not_due", False),
+    ]
+
+
+def test_cli_trigger_and_monitor_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_case(tmp_path)
+    args = ["--config", config, "--launch", "none"]
+    assert main(["trigger", "--window", "2", "--requested-by", "ops", *args]) == EXIT_OK
+    assert "launched run" in capsys.readouterr().out
+    # The same snapshot again: refused (dedupe), exit 2 (retrying cannot help).
+    assert main(["trigger", "--window", "2", *args]) == EXIT_VALIDATION
+    assert "[duplicate]" in capsys.readouterr().out
+
+    assert main(["monitor", "--once", "--json", *args]) == EXIT_OK
+    out = capsys.readouterr().out
+    doc = json.loads(out[: out.rindex("}") + 1])
+    assert doc["window"] == "5" and doc["drift"] is None
+    records = list((tmp_path / "store" / "triggers" / "toy" / "launches").glob("*.json"))
+    assert len(records) == 1
+    assert json.loads(records[0].read_text())["signal"]["details"] == {"requested_by": "ops"}

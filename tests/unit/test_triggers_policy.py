@@ -1,0 +1,206 @@
+"""The pure trigger policy, fed plain numbers and a clock that only moves when told."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from retrain.errors import ValidationError
+from retrain.triggers.lease import Lease
+from retrain.triggers.policy import PolicyState, Signal, decide
+from retrain.triggers.settings import TriggerConfig
+
+T0 = datetime(2024, 3, 4, 9, 0, tzinfo=timezone.utc)  # a Monday
+
+
+def config(**kw: Any) -> TriggerConfig:
+    base: dict[str, Any] = {"cooldown": "1h", "budget_runs": 3, "budget_period": "1d"}
+    return TriggerConfig.model_validate(base | kw)
+
+
+def drift(window: int | str, drifted: bool = True, share: float = 0.6) -> Signal:
+    return Signal("drift", str(window), drifted=drifted, value=share)
+
+
+def run(
+    signals: list[Signal], cfg: TriggerConfig, start: datetime = T0, step: timedelta | None = None
+) -> tuple[list[Any], PolicyState]:
+    state = PolicyState()
+    now = start
+    decisions = []
+    for s in signals:
+        d, state = decide(s, state, cfg, now)
+        decisions.append(d)
+        now += step or timedelta(0)
+    return decisions, state
+
+
+def test_drift_storm_starts_exactly_one_run_then_one_more_after_cooldown() -> None:
+    cfg = config(drift_windows=2)
+    # 50 events in one minute, each a new drifted window (the worst case for dedupe).
+    storm = [drift(w) for w in range(50)]
+    decisions, state = run(storm, cfg, step=timedelta(seconds=1.2))
+    launched = [d for d in decisions if d.launch]
+    assert len(launched) == 1
+    assert launched[0].rule == "drift"
+    assert launched[0].signal.snapshot == "1"  # the second consecutive drifted window
+    refused = {d.rule for d in decisions if not d.launch}
+    assert refused == {"hysteresis", "cooldown"}
+
+    after = T0 + timedelta(hours=1, minutes=1)
+    d, state = decide(drift(50), state, cfg, after)
+    assert d.launch and d.rule == "drift"
+    d, state = decide(drift(51), state, cfg, after + timedelta(seconds=1))
+    assert not d.launch
+
+
+def test_hysteresis_counts_windows_not_events() -> None:
+    cfg = config(drift_windows=3, cooldown="1s")
+    decisions, state = run([drift(1), drift(1), drift(1), drift(2)], cfg)
+    assert [d.launch for d in decisions] == [False] * 4
+    assert state.drift_streak == 2
+    d, state = decide(drift(3), state, cfg, T0)
+    assert d.launch and "3 consecutive windows" in d.reason
+
+
+def test_a_quiet_window_resets_the_streak() -> None:
+    cfg = config(drift_windows=2)
+    decisions, state = run([drift(1), drift(2, drifted=False), drift(3)], cfg)
+    assert not any(d.launch for d in decisions)
+    assert decisions[1].rule == "no_drift"
+    assert state.drift_streak == 1
+
+
+def test_a_launch_rearms_the_hysteresis() -> None:
+    cfg = config(drift_windows=2, cooldown="1s")
+    decisions, _ = run([drift(1), drift(2), drift(3), drift(4)], cfg, step=timedelta(hours=1))
+    assert [d.launch for d in decisions] == [False, True, False, True]
+
+
+def test_dedupe_a_snapshot_trains_once_unless_its_run_failed() -> None:
+    cfg = config(cooldown="1s")
+    manual = Signal("manual", "7")
+    d, state = decide(manual, PolicyState(), cfg, T0)
+    assert d.launch
+    for status in ("launched", "succeeded", "skipped"):
+        state = state.with_snapshot_status("7", status)
+        d, _ = decide(manual, state, cfg, T0 + timedelta(hours=2))
+        assert not d.launch and d.rule == "duplicate" and status in d.reason
+    state = state.with_snapshot_status("7", "failed")
+    d, _ = decide(manual, state, cfg, T0 + timedelta(hours=2))
+    assert d.launch
+
+
+def test_manual_skips_the_cooldown_but_not_the_lease() -> None:
+    cfg = config(cooldown="6h")
+    _, state = decide(Signal("manual", "1"), PolicyState(), cfg, T0)
+    d, state = decide(Signal("manual", "2"), state, cfg, T0 + timedelta(minutes=5))
+    assert d.launch
+    other = config(cooldown="6h", new_data_rows=10)
+    d, _ = decide(Signal("new_data", "3", value=1e6), state, other, T0 + timedelta(minutes=6))
+    assert not d.launch and d.rule == "cooldown"
+
+    lease = Lease("other", "run-a", "2", T0, expires_at=T0 + timedelta(hours=1))
+    d, _ = decide(Signal("manual", "4"), PolicyState(), cfg, T0 + timedelta(minutes=10), lease)
+    assert not d.launch and d.rule == "lease" and "run-a" in d.reason
+    # An expired or released lease excludes nothing.
+    later = T0 + timedelta(hours=2)
+    assert decide(Signal("manual", "4"), PolicyState(), cfg, later, lease)[0].launch
+    released = Lease("other", "run-a", "2", T0, T0 + timedelta(hours=1), released_at=T0)
+    assert decide(Signal("manual", "4"), PolicyState(), cfg, T0, released)[0].launch
+
+
+def test_budget_caps_launches_per_rolling_period() -> None:
+    cfg = config(cooldown="1s", budget_runs=3, budget_period="1d")
+    signals = [Signal("manual", str(i)) for i in range(5)]
+    decisions, state = run(signals, cfg, step=timedelta(hours=1))
+    assert [d.launch for d in decisions] == [True, True, True, False, False]
+    assert decisions[3].rule == "budget"
+    # A day after the first launch one slot is free again.
+    d, _ = decide(Signal("manual", "9"), state, cfg, T0 + timedelta(days=1, seconds=1))
+    assert d.launch
+
+
+def test_schedule_fires_once_per_due_time() -> None:
+    cfg = config(schedules=[{"name": "weekly", "cron": "0 3 * * 1"}], cooldown="1s")
+    monday_3 = datetime(2024, 3, 11, 3, 0, 30, tzinfo=timezone.utc)
+    d, state = decide(Signal("schedule", "10"), PolicyState(), cfg, monday_3 - timedelta(hours=1))
+    assert not d.launch and d.rule == "not_due"
+    d, state = decide(Signal("schedule", "10"), state, cfg, monday_3)
+    assert d.launch and d.rule == "schedule" and "'weekly'" in d.reason
+    # The same due time is consumed: checking again (new snapshot) does not fire.
+    d, state = decide(Signal("schedule", "11"), state, cfg, monday_3 + timedelta(minutes=10))
+    assert not d.launch and d.rule == "not_due"
+    # Missed ticks do not pile up (no catch-up): one launch for a week of checks.
+    d, _ = decide(Signal("schedule", "12"), state, cfg, monday_3 + timedelta(days=7, hours=5))
+    assert d.launch
+
+
+def test_disabled_schedules_never_fire() -> None:
+    cfg = config(schedules=[{"name": "x", "cron": "* * * * *", "enabled": False}])
+    d, _ = decide(Signal("schedule", "1"), PolicyState(), cfg, T0)
+    assert not d.launch and d.rule == "not_due"
+
+
+@pytest.mark.parametrize(
+    ("value", "launch", "rule"),
+    [
+        (0.05, True, "performance"),
+        (0.0499, False, "below_threshold"),
+        (math.nan, False, "below_threshold"),
+        (None, False, "below_threshold"),
+    ],
+)
+def test_performance_drop(value: float | None, launch: bool, rule: str) -> None:
+    cfg = config(performance_drop=0.05)
+    signal = Signal("performance", "4", value=value, details={"metric": "roc_auc"})
+    d, _ = decide(signal, PolicyState(), cfg, T0)
+    assert (d.launch, d.rule) == (launch, rule)
+
+
+def test_new_data_threshold() -> None:
+    cfg = config(new_data_rows=1000)
+    assert not decide(Signal("new_data", "1", value=999), PolicyState(), cfg, T0)[0].launch
+    d, _ = decide(Signal("new_data", "1", value=1000), PolicyState(), cfg, T0)
+    assert d.launch and d.rule == "new_data"
+
+
+def test_rules_that_are_off_say_so() -> None:
+    cfg = config(drift=False)
+    for signal in (drift(1), Signal("performance", "1", value=1.0), Signal("new_data", "1")):
+        d, _ = decide(signal, PolicyState(), cfg, T0)
+        assert (d.launch, d.rule) == (False, "disabled")
+
+
+def test_state_round_trips_through_json() -> None:
+    cfg = config(drift_windows=2, schedules=[{"name": "h", "cron": "@hourly"}])
+    _, state = run([drift(1), drift(2), Signal("schedule", "2")], cfg)
+    again = PolicyState.from_json(state.to_json())
+    assert again == state
+    assert again.last_launch is not None and again.last_launch.snapshot == "2"
+
+
+def test_malformed_state_names_the_problem() -> None:
+    with pytest.raises(ValidationError, match="malformed"):
+        PolicyState.from_json('{"launches": [{"at": "yesterday"}]}')
+
+
+def test_bad_signals_and_clocks_are_refused() -> None:
+    with pytest.raises(ValidationError, match="signal kind"):
+        Signal("cosmic-ray", "1")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="snapshot"):
+        Signal("manual", "")
+    with pytest.raises(ValidationError, match="timezone-aware"):
+        decide(Signal("manual", "1"), PolicyState(), config(), datetime(2024, 1, 1))
+
+
+def test_state_stays_bounded() -> None:
+    cfg = config(cooldown="1s", budget_runs=10_000, budget_period="1h")
+    signals = [Signal("manual", str(i)) for i in range(1500)]
+    _, state = run(signals, cfg, step=timedelta(minutes=1))
+    assert len(state.snapshots) == 1000
+    assert "1499" in state.snapshots and "0" not in state.snapshots
+    assert len(state.launches) <= 200
