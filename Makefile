@@ -14,7 +14,7 @@ LINT_PATHS := src components pipelines serving tests benchmarks
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv demo test lint typecheck unit integration compile bench clean images \
+.PHONY: help venv demo test lint typecheck unit integration compile bench backtest clean images \
 	manifests-check manifests-pipelines
 
 help: ## List the targets
@@ -52,8 +52,12 @@ test: $(STAMP) ## Lint, type-check, manifests check and the whole test suite
 compile: $(STAMP) ## Compile the pipeline to build/retrain-pipeline.yaml for the Kubeflow UI / kfp CLI
 	$(BIN)/retrain compile --output build/retrain-pipeline.yaml
 
+backtest: $(STAMP) ## Backtest retraining policies on the standard drift streams; results in benchmarks/results/
+	$(BIN)/python -m retrain.backtest.standard benchmarks/results
+
 bench: $(STAMP) ## Benchmarks; results in benchmarks/results/
-	$(BIN)/python benchmarks/bench_cycle.py --rows 1000000 --features 20 --output benchmarks/results/cycle.md
+	$(BIN)/python benchmarks/bench_cycle.py --rows 1000000 --features 20 --threads 1 --output benchmarks/results/cycle.md
+	$(BIN)/python benchmarks/bench_backtest.py
 
 manifests-check: $(STAMP) ## Render every overlay; schemas, security rules, consistency
 	$(BIN)/python -m retrain.manifests_check --manifests manifests

@@ -292,6 +292,7 @@ _COMMAND_MODULES: list[str] = [
     "retrain.triggers.cli",
     "retrain.rollout.cli",
     "retrain.submit",
+    "retrain.backtest.cli",
 ]
 
 

@@ -1,0 +1,73 @@
+"""`retrain backtest`: compare retraining policies on history."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from retrain.errors import EXIT_OK, ValidationError
+
+__all__ = ["add_commands"]
+
+
+def _cmd_backtest(args: argparse.Namespace) -> int:
+    from retrain.backtest.policies import parse_policies
+    from retrain.backtest.replay import ReplayOptions
+    from retrain.backtest.run import run_backtest, select_windows
+    from retrain.config import load_config
+
+    policies = parse_policies(args.policies)
+    for name, value in (("--label-delay", args.label_delay), ("--canary-delay", args.canary_delay)):
+        if value < 0:
+            raise ValidationError(f"{name} must be 0 or more windows, got {value}")
+    cfg = load_config(args.config)
+    windows = select_windows(cfg, args.windows)
+    known = (
+        [w.strip() for w in args.known_drift.split(",") if w.strip()] if args.known_drift else []
+    )
+    result = run_backtest(
+        cfg,
+        policies,
+        args.out,
+        windows=windows,
+        options=ReplayOptions(label_delay=args.label_delay, canary_delay=args.canary_delay),
+        jobs=args.jobs,
+        slo=args.slo,
+        known_drift=known,
+        cache=not args.no_cache,
+        progress=None if args.quiet else sys.stderr,
+    )
+    print((result.out_dir / "backtest.md").read_text(), flush=True)
+    print(f"wrote {result.out_dir}/backtest.md, .json and .png", flush=True)
+    return EXIT_OK
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "backtest",
+        help="replay history under several retraining policies and compare them",
+        description=(
+            "Replay the data window by window under each policy, with the real steps, each "
+            "policy in its own store and GitOps repository under --out/<policy>/."
+        ),
+    )
+    p.add_argument("--config", required=True, help="the use case's config file")
+    p.add_argument(
+        "--policies",
+        default="never,every:4,drift,continuous,always",
+        help="comma-separated: never, every:N, drift, continuous, always",
+    )
+    p.add_argument("--label-delay", type=int, default=0, help="windows until labels arrive")
+    p.add_argument(
+        "--canary-delay", type=int, default=0, help="windows a canary serves before promotion"
+    )
+    p.add_argument("--windows", default=None, help="a..b: first and last window (inclusive)")
+    p.add_argument("--out", default="backtest-out", help="output directory")
+    p.add_argument("--jobs", type=int, default=None, help="processes (default: min(2, policies))")
+    p.add_argument("--slo", type=float, default=None, help="count windows worse than this")
+    p.add_argument(
+        "--known-drift", default=None, help="comma-separated windows where the data changes"
+    )
+    p.add_argument("--no-cache", action="store_true", help="train every policy's models itself")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_backtest)

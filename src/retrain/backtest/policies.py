@@ -1,0 +1,85 @@
+"""Retraining policies a backtest compares, parsed from names like ``every:3``.
+
+Each policy is a small rule over the window index (pure); ``drift`` is the exception: it asks
+the real trigger policy (`retrain.triggers.policy.decide`), which the replay drives with the
+drift engine's verdict on each window and a simulated clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from retrain.errors import ValidationError
+
+__all__ = ["POLICY_KINDS", "PolicySpec", "parse_policies"]
+
+PolicyKind = Literal["never", "every", "drift", "continuous", "always"]
+POLICY_KINDS: tuple[str, ...] = ("never", "every", "drift", "continuous", "always")
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """One retraining policy.
+
+    Args:
+        kind: never | every | drift | continuous | always.
+        every: for ``every``, retrain on every N-th labelled window.
+    """
+
+    kind: PolicyKind
+    every: int = 1
+
+    @property
+    def name(self) -> str:
+        """The policy as written on the command line (and its output folder's name)."""
+        return f"every-{self.every}" if self.kind == "every" else self.kind
+
+    def scheduled(self, labelled_index: int) -> bool:
+        """Whether a schedule-like policy retrains on the labelled window at this index.
+
+        The first labelled window (index 0) always trains: every policy needs a first model.
+        ``drift`` answers only for that first window; the trigger policy decides the rest.
+        """
+        if labelled_index < 0:
+            return False
+        if labelled_index == 0:
+            return True
+        if self.kind in ("always", "continuous"):
+            return True
+        if self.kind == "every":
+            return labelled_index % self.every == 0
+        return False
+
+
+def parse_policies(text: str) -> list[PolicySpec]:
+    """Parse ``never,every:N,drift,continuous,always`` into policies (order kept, no repeats).
+
+    Raises:
+        ValidationError: an unknown name, a bad N, a repeat, or nothing at all (names --policies).
+    """
+    out: list[PolicySpec] = []
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        kind, _, arg = item.partition(":")
+        if kind not in POLICY_KINDS:
+            raise ValidationError(
+                f"--policies: unknown policy {item!r}; use never, every:N, drift, continuous "
+                "or always"
+            )
+        if kind == "every":
+            if not arg.isdigit() or int(arg) < 1:
+                raise ValidationError(f"--policies: {item!r} needs a positive N, e.g. every:3")
+            spec = PolicySpec("every", int(arg))
+        elif arg:
+            raise ValidationError(f"--policies: policy {kind!r} takes no argument ({item!r})")
+        else:
+            spec = PolicySpec(kind)  # type: ignore[arg-type]
+        if spec in out:
+            raise ValidationError(f"--policies: {item!r} is listed twice")
+        out.append(spec)
+    if not out:
+        raise ValidationError("--policies: name at least one policy")
+    return out

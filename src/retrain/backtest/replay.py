@@ -1,0 +1,379 @@
+"""Replay one retraining policy over historical windows with the real steps.
+
+Per window ``i`` (event time order), in its own store and GitOps repository:
+
+1. the window's events arrive: `steps.ingest` checks them and runs the drift engine against
+   the serving champion (the same code a production run executes);
+2. the serving model (the registry's champion, loaded with `steps.load_registered_model`)
+   scores the window, before any of its labels are used for training (prequential);
+3. labels are ``label_delay`` windows late: the newest labelled window is ``i - label_delay``.
+   If the policy retrains, the labelled windows not yet in history go through `steps.label`,
+   then `steps.train` (or the shared training cache), `steps.evaluate` and, if blessed,
+   `steps.deploy`;
+4. a canary deployed ``canary_delay`` windows ago (0: at once) is promoted through the real
+   rollout controller, so the registry, events and GitOps commits are what production writes.
+
+The ``drift`` policy asks `retrain.triggers.policy.decide` with the window's drift verdict and a
+simulated clock (one window = its duration; one period = one week), so hysteresis, cooldown
+and budget act as configured.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from retrain import steps
+from retrain.backtest.cache import TrainingCache
+from retrain.backtest.policies import PolicySpec
+from retrain.config import Config, parse_duration
+from retrain.data.io import from_parquet_bytes, read_source
+from retrain.errors import RetrainError
+from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics
+from retrain.labels.join import join_labels
+from retrain.registry import Registry
+from retrain.storage import open_storage
+from retrain.training.model import predict_scores
+from retrain.triggers.policy import PolicyState, Signal, decide
+
+__all__ = [
+    "PolicyResult",
+    "ReplayOptions",
+    "WindowRecord",
+    "policy_config",
+    "replay_policy",
+    "score_model",
+]
+
+#: The simulated clock's origin; only differences matter to the trigger policy.
+_EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
+_PERIOD_SECONDS = 7 * 86400
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """How the replay treats time: label and canary delays in windows."""
+
+    label_delay: int = 0
+    canary_delay: int = 0
+
+
+@dataclass
+class WindowRecord:
+    """What happened in one window under one policy."""
+
+    index: int
+    window: str
+    champion: str | None = None
+    metric: float | None = None
+    rows_scored: int = 0
+    drift: bool | None = None
+    retrained: bool = False
+    trained_on: str | None = None
+    version: str | None = None
+    blessed: bool | None = None
+    deployed: str | None = None
+    promoted: str | None = None
+    train_seconds: float = 0.0
+    cache_hit: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PolicyResult:
+    """A policy's replay: one record per window plus its costs."""
+
+    policy: str
+    metric: str
+    greater_is_better: bool
+    windows: list[WindowRecord]
+    labels_consumed: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "metric": self.metric,
+            "greater_is_better": self.greater_is_better,
+            "labels_consumed": self.labels_consumed,
+            "seconds": round(self.seconds, 3),
+            "windows": [asdict(w) for w in self.windows],
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> PolicyResult:
+        return cls(
+            policy=doc["policy"],
+            metric=doc["metric"],
+            greater_is_better=doc["greater_is_better"],
+            windows=[WindowRecord(**w) for w in doc["windows"]],
+            labels_consumed=doc["labels_consumed"],
+            seconds=doc["seconds"],
+        )
+
+
+_DEFAULT_OPTIONS = ReplayOptions()
+
+
+def policy_config(cfg: Config, spec: PolicySpec, root: Path) -> Config:
+    """The use case's config with the policy's own store and GitOps repository under `root`."""
+    deploy = cfg.deploy.model_copy(
+        update={"mode": "gitops", "gitops_repo": str(root / "gitops"), "kubeconfig": None}
+    )
+    update: dict[str, Any] = {"storage_root": str(root / "store"), "deploy": deploy}
+    # The continuous policy is the same use case with continuous mode on; the others are off.
+    continuous = cfg.continuous.model_copy(update={"enabled": spec.kind == "continuous"})
+    update["continuous"] = continuous
+    if spec.kind == "drift":
+        update["triggers"] = cfg.triggers.model_copy(update={"drift": True})
+    return cfg.model_copy(update=update)
+
+
+def _window_seconds(cfg: Config) -> int:
+    if cfg.data.time_kind == "period":
+        return _PERIOD_SECONDS * int(cfg.data.window_size)
+    return parse_duration(cfg.data.window_size)
+
+
+def score_model(
+    cfg: Config, model: Any, events: pd.DataFrame, labels: pd.DataFrame
+) -> tuple[float, int]:
+    """The primary metric of `model` on a window's events joined to their labels, and the rows."""
+    labelled = join_labels(cfg, events, labels).labelled
+    if labelled.empty:
+        return math.nan, 0
+    scores = predict_scores(model, labelled, cfg)
+    classes = list(getattr(model, "classes_", [])) or None
+    if cfg.task == "classification" and classes is not None:
+        known = labelled[cfg.target].isin(classes).to_numpy()
+        labelled, scores = labelled[known], scores[known]  # a class never seen cannot be scored
+    values = compute_metrics(cfg.task, labelled[cfg.target], scores, classes)
+    return values[cfg.primary_metric], len(labelled)
+
+
+def replay_policy(
+    cfg: Config,
+    spec: PolicySpec,
+    windows: list[str],
+    out_dir: str | Path,
+    *,
+    options: ReplayOptions = _DEFAULT_OPTIONS,
+    cache: TrainingCache | None = None,
+    on_window: Callable[[str, int], None] | None = None,
+) -> PolicyResult:
+    """Replay `windows` under `spec` in ``out_dir/<policy>/`` (recreated). See the module doc."""
+    t_start = time.perf_counter()
+    root = Path(out_dir).resolve() / spec.name
+    if root.exists():
+        shutil.rmtree(root)  # history is immutable: a stale store would refuse the replay
+    work = root / "work"
+    work.mkdir(parents=True)
+    pcfg = policy_config(cfg, spec, root)
+    text = pcfg.to_yaml()
+    store = open_storage(pcfg.storage_root)
+    registry = Registry(store, pcfg.name)
+    labels_source = read_source(pcfg.labels.uri, pcfg.labels.format)
+    step_seconds = _window_seconds(pcfg)
+    trigger_cfg = pcfg.triggers
+    state = PolicyState()
+    models: dict[str, Any] = {}
+    labelled_windows: set[int] = set()
+    canary_since: dict[str, int] = {}
+    records: list[WindowRecord] = []
+    labels_consumed = 0
+    trainings = 0
+
+    def clock_at(i: int) -> datetime:
+        return _EPOCH + timedelta(seconds=step_seconds * (i + 1))  # the end of window i
+
+    for i, window in enumerate(windows):
+        rec = WindowRecord(index=i, window=window)
+        records.append(rec)
+        dataset = work / f"{i:05d}" / "dataset.parquet"
+        # 1. the window's events arrive
+        try:
+            ingested = steps.ingest(text, window, f"bt-{i:05d}-ingest", str(dataset))
+        except RetrainError as err:
+            rec.notes.append(f"ingest failed: {err}")
+            _finish(on_window, spec, i)
+            continue
+        rec.drift = ingested.details.get("drift", {}).get("drift_detected")
+        # 2. the serving model scores the window before its labels train anything
+        champion = registry.get_alias("champion").version
+        rec.champion = champion
+        if champion is not None:
+            if champion not in models:
+                models = {champion: steps.load_registered_model(store, pcfg, champion)}
+            events, _ = from_parquet_bytes(dataset.read_bytes())
+            try:
+                rec.metric, rec.rows_scored = score_model(
+                    pcfg, models[champion], events, labels_source
+                )
+            except RetrainError as err:
+                rec.notes.append(f"scoring failed: {err}")
+        # A canary deployed `canary_delay` windows ago is promoted before the next deploy, which
+        # would otherwise replace it while it is still in analysis.
+        rec.promoted = _promote_due(pcfg, store, canary_since, i, options, clock_at(i))
+        # 3. retrain on the newest labelled window, if the policy says so
+        j = i - options.label_delay
+        launch = False
+        if j >= 0:
+            if champion is None:
+                launch, why = True, "no champion yet"
+            elif spec.kind == "drift":
+                drop = _performance_drop(records, j, champion, pcfg)
+                fired = bool(rec.drift) or drop >= pcfg.drift.max_performance_drop
+                if drop >= pcfg.drift.max_performance_drop:
+                    rec.notes.append(f"{pcfg.primary_metric} of {champion} dropped by {drop:.3f}")
+                signal = Signal("drift", snapshot=window, drifted=fired, details={"window": window})
+                decision, state = decide(signal, state, trigger_cfg, clock_at(i))
+                launch, why = decision.launch, f"{decision.rule}: {decision.reason}"
+            else:
+                launch = spec.scheduled(trainings if spec.kind != "every" else j)
+                why = "scheduled" if launch else "not scheduled"
+            rec.notes.append(why)
+        if launch:
+            trainings += 1
+            labels_consumed += _label_upto(text, windows, j, work, labelled_windows, rec)
+            if j in labelled_windows:
+                labelled = work / f"{j:05d}" / "labelled.parquet"
+                _train_and_deploy(
+                    text, pcfg, store, windows[j], labelled, work / f"{i:05d}", i, rec, cache
+                )
+                if rec.deployed and rec.deployed != champion:
+                    canary_since.setdefault(rec.deployed, i)
+            if spec.kind == "drift":
+                state = state.with_snapshot_status(window, "succeeded" if rec.version else "failed")
+        # 4. promote a canary whose delay has passed (again: a delay of 0 promotes at once)
+        rec.promoted = _promote_due(pcfg, store, canary_since, i, options, clock_at(i)) or (
+            rec.promoted
+        )
+        _finish(on_window, spec, i)
+    metric = pcfg.primary_metric
+    return PolicyResult(
+        policy=spec.name,
+        metric=metric,
+        greater_is_better=GREATER_IS_BETTER[metric],
+        windows=records,
+        labels_consumed=labels_consumed,
+        seconds=time.perf_counter() - t_start,
+    )
+
+
+def _performance_drop(
+    records: list[WindowRecord], j: int, champion: str | None, cfg: Config
+) -> float:
+    """The drift engine's labelled signal: how far the champion's metric on the newest
+    labelled window `j` fell below its first labelled window (0 when not measurable)."""
+    served = [r for r in records[: j + 1] if r.champion == champion and r.metric is not None]
+    if len(served) < 2 or any(math.isnan(float(r.metric or 0.0)) for r in served):
+        return 0.0
+    first, newest = float(served[0].metric or 0.0), float(served[-1].metric or 0.0)
+    if served[-1].index != j:
+        return 0.0
+    sign = 1.0 if GREATER_IS_BETTER[cfg.primary_metric] else -1.0
+    return sign * (first - newest)
+
+
+def _finish(on_window: Callable[[str, int], None] | None, spec: PolicySpec, i: int) -> None:
+    if on_window is not None:
+        on_window(spec.name, i)
+
+
+def _label_upto(
+    text: str, windows: list[str], j: int, work: Path, done: set[int], rec: WindowRecord
+) -> int:
+    """Label every arrived window up to `j` not yet in history; return the labelled rows."""
+    rows = 0
+    for k in range(j + 1):
+        dataset = work / f"{k:05d}" / "dataset.parquet"
+        if k in done or not dataset.exists():
+            continue
+        labelled = work / f"{k:05d}" / "labelled.parquet"
+        try:
+            steps.label(text, windows[k], f"bt-{k:05d}-label", str(dataset), str(labelled))
+        except RetrainError as err:
+            rec.notes.append(f"label of window {windows[k]} failed: {err}")
+            continue
+        done.add(k)
+        rows += int(from_parquet_bytes(labelled.read_bytes())[1].get("rows", 0))
+    return rows
+
+
+def _train_and_deploy(
+    text: str,
+    cfg: Config,
+    store: Any,
+    window: str,
+    labelled: Path,
+    wdir: Path,
+    i: int,
+    rec: WindowRecord,
+    cache: TrainingCache | None,
+) -> None:
+    """Train (or reuse an identical training), evaluate and, if blessed, deploy."""
+    model_dir, holdout_dir = wdir / "model", wdir / "holdout"
+    run_id = f"bt-{i:05d}-train"
+    rec.retrained, rec.trained_on = True, window
+    try:
+        key = cache.key(cfg, store, window, labelled) if cache is not None else None
+        hit = cache.get(key, model_dir, holdout_dir) if cache is not None and key else None
+        if hit is not None:
+            rec.cache_hit, rec.train_seconds = True, hit
+            _relink_card(
+                model_dir,
+                parent=Registry(store, cfg.name).get_alias("champion").version,
+                run_id=run_id,
+            )
+        else:
+            t0 = time.perf_counter()
+            steps.train(text, window, run_id, str(labelled), str(model_dir), str(holdout_dir))
+            rec.train_seconds = time.perf_counter() - t0
+            if cache is not None and key:
+                cache.put(key, model_dir, holdout_dir, rec.train_seconds)
+        rec.version = steps.load_model_dir(str(model_dir))[1].version
+        outcome = steps.evaluate(text, run_id, str(model_dir), str(holdout_dir))
+        rec.blessed = outcome.blessed
+        rec.notes.append(outcome.summary)
+        if outcome.blessed:
+            rec.deployed = steps.deploy(text, run_id, str(model_dir)).version
+    except RetrainError as err:
+        rec.notes.append(f"training cycle failed: {type(err).__name__}: {err}")
+
+
+def _relink_card(model_dir: Path, *, parent: str | None, run_id: str) -> None:
+    """Make a cached model's card name this policy's parent and run (its lineage)."""
+    from dataclasses import replace
+
+    from retrain.training.artifact import ModelCard
+
+    path = model_dir / steps.CARD_FILE
+    card = ModelCard.from_json(path.read_text())
+    path.write_text(replace(card, parent=parent, run_id=run_id).to_json())
+
+
+def _promote_due(
+    cfg: Config,
+    store: Any,
+    canary_since: dict[str, int],
+    i: int,
+    options: ReplayOptions,
+    now: datetime,
+) -> str | None:
+    """Promote the canary through the real rollout controller once it has served its delay."""
+    from retrain.rollout.controller import RolloutController
+
+    canary = Registry(store, cfg.name).get_alias("canary").version
+    if canary is None or i - canary_since.get(canary, i) < options.canary_delay:
+        return None
+    controller = RolloutController(cfg, store, clock=lambda: now)
+    controller.promote(f"backtest: canary {canary} served its delay")
+    return canary

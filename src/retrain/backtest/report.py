@@ -1,0 +1,168 @@
+"""The backtest's table (Markdown and JSON) and plot (PNG) from the policies' replays."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from retrain.backtest.replay import PolicyResult
+
+__all__ = ["PolicySummary", "summarise", "write_outputs"]
+
+
+@dataclass(frozen=True)
+class PolicySummary:
+    """One row of the table: quality over the scored windows, and what it cost."""
+
+    policy: str
+    metric: str
+    windows_scored: int
+    mean: float | None
+    worst: float | None
+    worst_window: str | None
+    mean_after_drift: float | None
+    below_slo: int | None
+    retrains: int
+    deploys: int
+    cache_hits: int
+    train_seconds: float
+    labels_consumed: int
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def summarise(
+    result: PolicyResult, *, slo: float | None = None, drift_index: int | None = None
+) -> PolicySummary:
+    """Aggregate a replay. `slo` counts windows worse than it (below for AUC, above for RMSE);
+    `drift_index` is the first window after a known drift point, for the after-drift mean."""
+    scored = [w for w in result.windows if w.metric is not None and not math.isnan(w.metric)]
+    values = [float(w.metric) for w in scored if w.metric is not None]
+    sign = 1.0 if result.greater_is_better else -1.0
+    worst = min(scored, key=lambda w: sign * float(w.metric or 0.0)) if scored else None
+    after = [
+        float(w.metric)
+        for w in scored
+        if drift_index is not None and w.index >= drift_index and w.metric is not None
+    ]
+    below = None
+    if slo is not None:
+        below = sum(1 for v in values if (v < slo if result.greater_is_better else v > slo))
+    return PolicySummary(
+        policy=result.policy,
+        metric=result.metric,
+        windows_scored=len(values),
+        mean=_mean(values),
+        worst=float(worst.metric) if worst is not None and worst.metric is not None else None,
+        worst_window=worst.window if worst is not None else None,
+        mean_after_drift=_mean(after) if drift_index is not None else None,
+        below_slo=below,
+        retrains=sum(1 for w in result.windows if w.retrained),
+        deploys=sum(1 for w in result.windows if w.deployed),
+        cache_hits=sum(1 for w in result.windows if w.cache_hit),
+        train_seconds=round(sum(w.train_seconds for w in result.windows), 3),
+        labels_consumed=result.labels_consumed,
+    )
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def markdown(
+    summaries: list[PolicySummary], settings: dict[str, Any], title: str = "Backtest"
+) -> str:
+    """The table as Markdown, with the settings it was run with."""
+    metric = summaries[0].metric if summaries else "metric"
+    slo = settings.get("slo")
+    head = (
+        f"# {title}\n\n"
+        + ", ".join(f"{k}: {v}" for k, v in settings.items() if v is not None)
+        + "\n\n"
+        f"| policy | mean {metric} | worst window | mean after drift | windows worse than SLO"
+        f"{f' ({slo})' if slo is not None else ''} | retrains | deploys | training s "
+        "(cache hits) | labels consumed |\n|---|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = [
+        f"| {s.policy} | {_fmt(s.mean)} | {_fmt(s.worst)} ({s.worst_window or '-'}) | "
+        f"{_fmt(s.mean_after_drift)} | {'-' if s.below_slo is None else s.below_slo} | "
+        f"{s.retrains} | {s.deploys} | {s.train_seconds:.1f} ({s.cache_hits}) | "
+        f"{s.labels_consumed} |"
+        for s in summaries
+    ]
+    notes = (
+        "\n\nThe serving model (the registry champion) scores each window before that window's "
+        "labels are used (prequential). Training seconds count each policy's trainings as if it "
+        "ran alone; cache hits are trainings another policy had already run on identical inputs. "
+        "Labels consumed: labelled rows the policy had to take into history.\n"
+    )
+    return head + "\n".join(rows) + notes
+
+
+def plot(
+    results: list[PolicyResult], path: Path, *, known_drift: list[int], slo: float | None
+) -> None:
+    """The metric per window per policy, with retrain (o), drift-engine (x) and known drift
+    (dashed line) markers; written as PNG with the Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for r in results:
+        xs = [w.index for w in r.windows]
+        ys = [w.metric if w.metric is not None else math.nan for w in r.windows]
+        (line,) = ax.plot(xs, ys, label=r.policy, linewidth=1.5)
+        # A retrain at the end of window i changes what serves window i + 1.
+        rx = [w.index for w in r.windows if w.deployed]
+        ry = [ys[x] for x in rx]
+        ax.plot(rx, ry, "o", color=line.get_color(), markersize=6)
+        dx = [w.index for w in r.windows if w.drift]
+        dy = [ys[x] for x in dx]
+        ax.plot(dx, dy, "x", color=line.get_color(), markersize=8)
+    for k, d in enumerate(known_drift):
+        ax.axvline(d, color="grey", linestyle="--", label="known drift" if k == 0 else None)
+    if slo is not None:
+        ax.axhline(slo, color="red", linestyle=":", label=f"SLO {slo}")
+    metric = results[0].metric if results else "metric"
+    ax.set_xlabel("window (o: deployed a new model at its end; x: drift engine fired)")
+    ax.set_ylabel(f"{metric} of the serving model")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    windows = results[0].windows if results else []
+    if windows and len(windows) <= 30:
+        ax.set_xticks([w.index for w in windows], [w.window for w in windows], rotation=45)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_outputs(
+    results: list[PolicyResult],
+    out_dir: Path,
+    *,
+    settings: dict[str, Any],
+    slo: float | None = None,
+    known_drift: list[int] | None = None,
+    stem: str = "backtest",
+    title: str = "Backtest",
+) -> list[PolicySummary]:
+    """Write ``<stem>.md``, ``<stem>.json`` and ``<stem>.png`` into `out_dir`."""
+    known = known_drift or []
+    summaries = [summarise(r, slo=slo, drift_index=known[0] if known else None) for r in results]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{stem}.md").write_text(markdown(summaries, settings, title))
+    doc = {
+        "settings": settings,
+        "summary": [asdict(s) for s in summaries],
+        "policies": [r.to_dict() for r in results],
+    }
+    (out_dir / f"{stem}.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    plot(results, out_dir / f"{stem}.png", known_drift=known, slo=slo)
+    return summaries

@@ -1,0 +1,197 @@
+"""Run a backtest: every policy replayed in its own process, then one table and one plot."""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import sys
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from retrain.backtest.cache import TrainingCache
+from retrain.backtest.policies import PolicySpec
+from retrain.backtest.replay import PolicyResult, ReplayOptions, replay_policy
+from retrain.backtest.report import PolicySummary, write_outputs
+from retrain.config import Config
+from retrain.data.io import read_source
+from retrain.data.windows import window_ids_in, window_sort_key
+from retrain.errors import ValidationError
+
+__all__ = ["BacktestResult", "ProgressBar", "run_backtest", "select_windows"]
+
+_DEFAULT_OPTIONS = ReplayOptions()
+
+
+@dataclass
+class BacktestResult:
+    """The replays, their summary rows and where the outputs were written."""
+
+    results: list[PolicyResult]
+    summaries: list[PolicySummary]
+    out_dir: Path
+
+
+def select_windows(cfg: Config, spec: str | None = None) -> list[str]:
+    """The source's windows in time order, optionally cut to ``a..b`` (inclusive, either open).
+
+    Raises:
+        ValidationError: a malformed range, or no window in it (names --windows).
+    """
+    events = read_source(cfg.data.uri, cfg.data.format)
+    if cfg.data.time_column not in events.columns:
+        raise ValidationError(f"data: the events have no time column {cfg.data.time_column!r}")
+    windows = window_ids_in(cfg.data, events[cfg.data.time_column])
+    if spec:
+        lo, sep, hi = spec.partition("..")
+        if not sep:
+            raise ValidationError(f"--windows {spec!r}: use a..b (either side may be empty)")
+        lo_key = window_sort_key(cfg.data, lo) if lo else None
+        hi_key = window_sort_key(cfg.data, hi) if hi else None
+        windows = [
+            w
+            for w in windows
+            if (lo_key is None or window_sort_key(cfg.data, w) >= lo_key)
+            and (hi_key is None or window_sort_key(cfg.data, w) <= hi_key)
+        ]
+    if len(windows) < 2:
+        raise ValidationError(
+            f"--windows: a backtest needs at least 2 windows, found {len(windows)}"
+        )
+    return windows
+
+
+class ProgressBar:
+    """A one-line text progress bar on stderr (no dependency)."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30) -> None:
+        self.total, self.done, self.width = max(total, 1), 0, width
+        self.stream = stream if stream is not None else sys.stderr
+        self.t0 = time.perf_counter()
+
+    def advance(self, label: str = "") -> None:
+        self.done += 1
+        filled = int(self.width * self.done / self.total)
+        took = time.perf_counter() - self.t0
+        self.stream.write(
+            f"\r[{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total} "
+            f"{took:5.0f}s {label[:30]:<30}"
+        )
+        if self.done >= self.total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _replay_in_worker(
+    cfg_yaml: str,
+    spec: PolicySpec,
+    windows: list[str],
+    out_dir: str,
+    options: ReplayOptions,
+    cache_dir: str | None,
+    progress: Any,
+) -> dict[str, Any]:
+    from threadpoolctl import threadpool_limits
+
+    from retrain.config import config_from_text
+
+    # One native thread per worker: OpenMP in several processes on few cores thrashes.
+    threadpool_limits(1)
+    cfg = config_from_text(cfg_yaml)
+    cache = TrainingCache(cache_dir) if cache_dir else None
+    result = replay_policy(
+        cfg,
+        spec,
+        windows,
+        out_dir,
+        options=options,
+        cache=cache,
+        on_window=lambda name, i: progress.put(f"{name} {windows[i]}"),
+    )
+    return result.to_dict()
+
+
+def run_backtest(
+    cfg: Config,
+    policies: list[PolicySpec],
+    out_dir: str | Path,
+    *,
+    windows: list[str] | None = None,
+    options: ReplayOptions = _DEFAULT_OPTIONS,
+    jobs: int | None = None,
+    slo: float | None = None,
+    known_drift: list[str] | None = None,
+    cache: bool = True,
+    progress: TextIO | None = None,
+    stem: str = "backtest",
+    title: str = "Backtest",
+) -> BacktestResult:
+    """Replay every policy (in `jobs` processes; 1 runs in this process) and write the outputs.
+
+    `known_drift` names windows where the data is known to change (drawn on the plot and used
+    for the after-drift mean). `progress` is the stream for the progress bar (None: no bar).
+    """
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    windows = windows or select_windows(cfg)
+    jobs = jobs or min(2, len(policies))
+    if jobs < 1:
+        raise ValidationError(f"--jobs must be at least 1, got {jobs}")
+    cache_dir = str(out / "_cache") if cache else None
+    bar = ProgressBar(len(policies) * len(windows), progress) if progress else None
+    results: dict[str, PolicyResult] = {}
+    if jobs == 1:
+        tc = TrainingCache(cache_dir) if cache_dir else None
+        for spec in policies:
+            results[spec.name] = replay_policy(
+                cfg,
+                spec,
+                windows,
+                out,
+                options=options,
+                cache=tc,
+                on_window=(lambda name, i: bar.advance(f"{name} {windows[i]}")) if bar else None,
+            )
+    else:
+        ctx = multiprocessing.get_context("spawn")  # no forked copies of threads or locks
+        with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+            updates = manager.Queue()
+            futures: dict[str, Future[dict[str, Any]]] = {
+                spec.name: pool.submit(
+                    _replay_in_worker,
+                    cfg.to_yaml(),
+                    spec,
+                    windows,
+                    str(out),
+                    options,
+                    cache_dir,
+                    updates,
+                )
+                for spec in policies
+            }
+            while not all(f.done() for f in futures.values()) or not updates.empty():
+                try:
+                    label = updates.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if bar:
+                    bar.advance(label)
+            for name, fut in futures.items():
+                results[name] = PolicyResult.from_dict(fut.result())
+    ordered = [results[s.name] for s in policies]
+    index = {w: i for i, w in enumerate(windows)}
+    known = [index[w] for w in (known_drift or []) if w in index]
+    settings = {
+        "config": cfg.name,
+        "windows": f"{windows[0]}..{windows[-1]} ({len(windows)})",
+        "label_delay": options.label_delay,
+        "canary_delay": options.canary_delay,
+        "slo": slo,
+        "known_drift": ", ".join(known_drift) if known_drift else None,
+    }
+    summaries = write_outputs(
+        ordered, out, settings=settings, slo=slo, known_drift=known, stem=stem, title=title
+    )
+    return BacktestResult(ordered, summaries, out)

@@ -1,0 +1,121 @@
+"""The backtest on a real drifting stream, with the real steps, stores and GitOps commits."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrain import steps
+from retrain.backtest import ReplayOptions, parse_policies, run_backtest
+from retrain.config import load_config
+from retrain.registry import Registry
+from retrain.runner import run_cycle
+from retrain.storage import open_storage
+from retrain.training.model import predict_scores
+
+pytestmark = pytest.mark.integration
+
+
+def _need_git() -> None:
+    if shutil.which("git") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("git is required for GitOps deploys")
+        pytest.skip("git is not installed (GitOps deploys need it)")
+
+
+@pytest.fixture(scope="module")
+def loans(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("river")
+    from retrain.data.demo import generate_loans
+
+    root = tmp_path_factory.mktemp("loans")
+    return generate_loans(root / "data", windows=7, rows_per_window=1500, drift_window=3, seed=3)
+
+
+def test_retraining_beats_never_after_an_abrupt_drift(loans: Path, tmp_path: Path) -> None:
+    _need_git()
+    cfg = load_config(loans)
+    result = run_backtest(
+        cfg, parse_policies("never,drift,always"), tmp_path / "out", jobs=2, known_drift=["3"]
+    )
+    after = {s.policy: s.mean_after_drift for s in result.summaries}
+    assert after["never"] is not None and after["never"] < 0.6  # the old concept fails
+    assert after["always"] is not None and after["always"] > after["never"] + 0.1
+    assert after["drift"] is not None and after["drift"] > after["never"] + 0.1
+    retrains = {s.policy: s.retrains for s in result.summaries}
+    assert retrains["never"] == 1 and retrains["always"] == 7 and 1 < retrains["drift"] < 7
+    for ext in ("md", "json", "png"):
+        assert (tmp_path / "out" / f"backtest.{ext}").stat().st_size > 0
+    doc = json.loads((tmp_path / "out" / "backtest.json").read_text())
+    assert [p["policy"] for p in doc["policies"]] == ["never", "drift", "always"]
+    # Each policy deployed through its own GitOps repository.
+    assert (tmp_path / "out" / "always" / "gitops" / ".git").is_dir()
+
+
+def test_a_backtest_window_trains_what_the_pipeline_trains(loans: Path, tmp_path: Path) -> None:
+    _need_git()
+    cfg = load_config(loans)
+    bt = run_backtest(
+        cfg,
+        parse_policies("always"),
+        tmp_path / "bt",
+        windows=["0", "1"],
+        options=ReplayOptions(),
+        jobs=1,
+        cache=False,
+    )
+    version = bt.results[0].windows[0].deployed
+    assert version is not None
+    bt_store = open_storage(str(tmp_path / "bt" / "always" / "store"))
+    bt_card = json.loads(Registry(bt_store, cfg.name).read_file(version, steps.CARD_FILE))
+
+    run_cfg = cfg.model_copy(
+        update={
+            "storage_root": str(tmp_path / "run" / "store"),
+            "deploy": cfg.deploy.model_copy(update={"gitops_repo": str(tmp_path / "run" / "git")}),
+        }
+    )
+    cycle = run_cycle(run_cfg, "0", engine="direct", run_id="pipeline-0")
+    assert cycle.exit_code == 0 and "deploy" in cycle.records
+    run_store = open_storage(run_cfg.storage_root)
+    run_version = Registry(run_store, cfg.name).get_alias("champion").version
+    assert run_version == version  # content-addressed: same data, spec and seed
+    run_card = json.loads(Registry(run_store, cfg.name).read_file(version, steps.CARD_FILE))
+    assert run_card["data_hashes"] == bt_card["data_hashes"]
+    events, _ = steps._read_dataset(
+        str(next((tmp_path / "bt" / "always" / "work").glob("00001/dataset.parquet")))
+    )
+    a = predict_scores(steps.load_registered_model(bt_store, cfg, version), events, cfg)
+    b = predict_scores(steps.load_registered_model(run_store, run_cfg, version), events, cfg)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_label_and_canary_delays(loans: Path, tmp_path: Path) -> None:
+    _need_git()
+    cfg = load_config(loans)
+    bt = run_backtest(
+        cfg,
+        parse_policies("always"),
+        tmp_path / "out",
+        windows=[str(w) for w in range(6)],
+        options=ReplayOptions(label_delay=1, canary_delay=1),
+        jobs=1,
+    )
+    windows = bt.results[0].windows
+    # Labels are one window late: window i trains on window i - 1, never on its own labels.
+    assert [w.trained_on for w in windows] == [None, "0", "1", "2", "3", "4"]
+    assert windows[0].champion is None and windows[1].champion is None
+    deployed = [w for w in windows[2:] if w.deployed]
+    assert deployed, "the drift at window 3 should bless a challenger"
+    first = deployed[0]
+    # A canary serves one window beside the champion, then is promoted and serves alone.
+    if first.index + 1 < len(windows):
+        assert windows[first.index + 1].champion != first.deployed
+        assert windows[first.index + 1].promoted == first.deployed
+    if first.index + 2 < len(windows):
+        assert windows[first.index + 2].champion == first.deployed
