@@ -1,7 +1,7 @@
 """Benchmark one retraining cycle at scale, with the kfp-local and direct engines side by side.
 
-    make bench        # 1,000,000 rows x 20 features -> benchmarks/results/cycle.md (+ .json)
-    python benchmarks/bench_cycle.py --rows 20000 --output /tmp/cycle.md   # a quick check
+    make bench    # 1,000,000 rows x 20 features -> benchmarks/results/cycle.md (+ cycle.json)
+    python benchmarks/bench_cycle.py --rows 20000 --max-wait-idle 0 --output /tmp/cycle.md
 
 What it does, in order:
 
@@ -9,7 +9,8 @@ What it does, in order:
    Parquet events and late labels for two integer periods, and a config YAML. Period 0 is the
    history; period 1 is the new window of ``--rows`` rows. The target is a known non-linear
    function of the features plus logistic noise; period 1 shifts two features (data drift) and
-   changes the function a little (concept drift), so the challenger has something to learn.
+   adds an effect where the shifted feature now lies (concept drift), so the challenger has
+   something to learn. The data are written by a child process (see `_generate`).
 2. Seeds the store outside the measurement: one direct-engine cycle on period 0 infers the
    schema, puts period 0 into history and deploys the first champion. The seeded store and
    GitOps repository are copied once per engine, so each engine starts from the same state.
@@ -17,7 +18,7 @@ What it does, in order:
    peak-memory figures belong to that engine alone. The worker imports the library first and
    then times `retrain.runner.run_cycle`; step times come from the run records every step
    writes (``runs/<run_id>/<step>.json``, key ``seconds``).
-4. Writes a Markdown table and the same numbers as JSON (``<output>.json``).
+4. Writes a Markdown table and the same numbers as JSON (the output path with ``.json``).
 
 Orchestration overhead is the cycle's wall time minus the sum of its step times: for kfp-local
 that is compiling the pipeline, starting one Python process per step, importing the library in
