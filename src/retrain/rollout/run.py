@@ -71,6 +71,8 @@ def rollout(
         applier=applier_factory(cfg) if applier_factory else None,
         clock=now,
     )
+    if max_seconds is None:
+        max_seconds = cfg.rollout.step_budget_seconds
     with _recorded(store, run_id, "rollout") as rec:
         start = now()
         seen: dict[str, RolloutState] = {}

@@ -166,6 +166,15 @@ class RolloutConfig(Section):
     lock_ttl_seconds: float = Field(
         default=300.0, gt=0.0, description="A lock older than this is taken over (holder died)."
     )
+    step_budget_seconds: float | None = Field(
+        default=None,
+        ge=0.0,
+        description=(
+            "How long the pipeline's rollout step drives the canary (None: until promoted or"
+            " rolled back). 0 starts the canary and leaves the analysis to `retrain deploy"
+            " advance` (e.g. a CronJob), so a long rollout does not hold a pipeline pod."
+        ),
+    )
 
     @field_validator("steps")
     @classmethod
