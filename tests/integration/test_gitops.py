@@ -11,14 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
-from retrain.config import Config, config_from_dict
-from retrain.deploy import DeploymentState, GitOpsApplier, ModelRef, SeldonBackend, to_yaml
+from deploy_support import V1, V2, make_cfg
+from retrain.config import Config
+from retrain.deploy import DeploymentState, GitOpsApplier, SeldonBackend, to_yaml
 from retrain.errors import ValidationError
 
 pytestmark = pytest.mark.integration
 
-V1 = ModelRef("20240101-abc", "gs://bucket/models/fraud/20240101-abc")
-V2 = ModelRef("20240108-def", "gs://bucket/models/fraud/20240108-def")
 OBJ_PATH = "deployments/models/fraud-model.yaml"
 KUST_PATH = "deployments/models/kustomization.yaml"
 KUSTOMIZATION = (
@@ -37,29 +36,10 @@ def repo(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def cfg(repo: Path) -> Config:
-    return config_from_dict(
-        {
-            "name": "fraud",
-            "task": "classification",
-            "target": "label",
-            "storage_root": str(repo.parent / "store"),
-            "data": {
-                "uri": "/tmp/events",
-                "id_column": "id",
-                "time_column": "ts",
-                "window_size": "7d",
-                "features": {"amount": "numeric"},
-            },
-            "labels": {"uri": "/tmp/labels", "id_column": "id", "label_column": "label"},
-            "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
-            "deploy": {
-                "deployment_name": "fraud-model",
-                "namespace": "models",
-                "gitops_repo": str(repo),
-                "gitops_path": "deployments",
-                "image": "ghcr.io/example/serving:1.2.3",
-            },
-        }
+    return make_cfg(
+        storage_root=str(repo.parent / "store"),
+        gitops_repo=str(repo),
+        gitops_path="deployments",
     )
 
 

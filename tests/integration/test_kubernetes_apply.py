@@ -24,13 +24,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from retrain.config import Config, config_from_dict
+from deploy_support import V1, V2, make_cfg
+from retrain.config import Config
 from retrain.deploy import (
     APPLIERS,
     DeploymentState,
     KServeBackend,
     KubernetesApplier,
-    ModelRef,
     SeldonBackend,
     applier_for,
 )
@@ -47,8 +47,6 @@ pytestmark = pytest.mark.integration
 
 kubernetes = pytest.importorskip("kubernetes", reason="the kubernetes client (extra 'kfp')")
 
-V1 = ModelRef("20240101-abc", "gs://bucket/models/fraud/20240101-abc")
-V2 = ModelRef("20240108-def", "gs://bucket/models/fraud/20240108-def")
 TOKEN = "test-token"
 PATH = "/apis/machinelearning.seldon.io/v1/namespaces/models/seldondeployments/fraud-model"
 APPLY_QUERY = {"fieldManager": ["retrain"], "force": ["true"]}
@@ -278,29 +276,7 @@ def applier(api: FakeKubeAPI) -> Iterator[KubernetesApplier]:
 
 @pytest.fixture
 def cfg() -> Config:
-    return config_from_dict(
-        {
-            "name": "fraud",
-            "task": "classification",
-            "target": "label",
-            "storage_root": "/tmp/retrain-store",
-            "data": {
-                "uri": "/tmp/events",
-                "id_column": "id",
-                "time_column": "ts",
-                "window_size": "7d",
-                "features": {"amount": "numeric"},
-            },
-            "labels": {"uri": "/tmp/labels", "id_column": "id", "label_column": "label"},
-            "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
-            "deploy": {
-                "mode": "kubernetes",
-                "deployment_name": "fraud-model",
-                "namespace": "models",
-                "image": "ghcr.io/example/serving:1.2.3",
-            },
-        }
-    )
+    return make_cfg(mode="kubernetes")
 
 
 def single(cfg: Config) -> dict[str, Any]:

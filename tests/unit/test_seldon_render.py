@@ -11,7 +11,8 @@ import jsonschema
 import pytest
 import yaml
 
-from retrain.config import Config, config_from_dict
+from deploy_support import IMAGE, V1, V2, make_cfg
+from retrain.config import Config
 from retrain.deploy import (
     DeploymentState,
     ModelRef,
@@ -23,32 +24,6 @@ from retrain.deploy import (
     validate_seldon,
 )
 from retrain.errors import ValidationError
-
-IMAGE = "ghcr.io/example/serving:1.2.3"
-V1 = ModelRef("20240101-abc", "gs://bucket/models/fraud/20240101-abc")
-V2 = ModelRef("20240108-def", "gs://bucket/models/fraud/20240108-def")
-
-
-def make_cfg(**deploy: Any) -> Config:
-    return config_from_dict(
-        {
-            "name": "fraud",
-            "task": "classification",
-            "target": "label",
-            "storage_root": "/tmp/retrain-store",
-            "data": {
-                "uri": "/tmp/events",
-                "id_column": "id",
-                "time_column": "ts",
-                "window_size": "7d",
-                "features": {"amount": "numeric"},
-            },
-            "labels": {"uri": "/tmp/labels", "id_column": "id", "label_column": "label"},
-            "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
-            "deploy": {"deployment_name": "fraud-model", "namespace": "models", "image": IMAGE}
-            | deploy,
-        }
-    )
 
 
 @pytest.fixture

@@ -27,14 +27,17 @@ must listen on `port`. Field names follow the published KServe v1beta1 API refer
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Mapping
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from retrain.deploy._base import VERSION_LABEL, DeploymentState, state_annotations
-from retrain.errors import ValidationError
+from retrain.deploy._pod import (
+    check_state_matches,
+    model_container,
+    object_metadata,
+    pod_fields,
+)
+from retrain.deploy._schema import check_object
 
 if TYPE_CHECKING:
     from retrain.config import Config
@@ -57,10 +60,6 @@ CONTAINER = "kserve-container"
 DEFAULT_PORT = 8080
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 
-_DEFAULT_RESOURCES: Mapping[str, Mapping[str, str]] = {
-    "requests": {"cpu": "100m", "memory": "256Mi"},
-    "limits": {"cpu": "1", "memory": "512Mi"},
-}
 _SCHEMA_FILE = "inferenceservice.schema.json"
 
 
@@ -87,92 +86,36 @@ class KServeBackend:
 
     def render(self, state: DeploymentState, cfg: Config) -> dict[str, Any]:
         """The InferenceService for `state`, validated against our schema."""
-        d = cfg.deploy
-        if (state.name, state.namespace) != (d.deployment_name, d.namespace):
-            raise ValidationError(
-                f"deployment state {state.namespace}/{state.name} does not match the config's "
-                f"deploy.namespace/deploy.deployment_name {d.namespace}/{d.deployment_name}"
-            )
+        check_state_matches(state, cfg)
         # The newest model is the one the spec describes: the canary when there is one.
         newest = state.canary or state.champion
         annotations = state_annotations(state)
         annotations["retrain.dev/task"] = cfg.task
         annotations[DEPLOYMENT_MODE_ANNOTATION] = "Serverless"
-        resources = self.resources if self.resources is not None else _DEFAULT_RESOURCES
+        container = model_container(
+            CONTAINER, cfg.deploy.image, newest, self.resources, port=self.port
+        )
         predictor: dict[str, Any] = {
             "minReplicas": self.min_replicas,
             # Revision labels reach the pods, so metrics can be split by version.
             "labels": {VERSION_LABEL: newest.version, "retrain.dev/role": newest.name},
-            "automountServiceAccountToken": False,
-            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [
-                {
-                    "name": CONTAINER,
-                    "image": cfg.deploy.image,
-                    "imagePullPolicy": "IfNotPresent",
-                    "ports": [{"containerPort": self.port, "protocol": "TCP"}],
-                    "env": [
-                        {"name": "MODEL_URI", "value": newest.model_uri},
-                        {"name": "MODEL_VERSION", "value": newest.version},
-                    ],
-                    "resources": {k: dict(v) for k, v in resources.items()},
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "allowPrivilegeEscalation": False,
-                        "capabilities": {"drop": ["ALL"]},
-                        "readOnlyRootFilesystem": True,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    # The model server writes to /tmp, which a read-only root would refuse.
-                    "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                }
-            ],
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+            **pod_fields(container),
         }
         if state.canary is not None:
             predictor["canaryTrafficPercent"] = state.canary.traffic
         obj: dict[str, Any] = {
             "apiVersion": API_VERSION,
             "kind": KIND,
-            "metadata": {
-                "name": state.name,
-                "namespace": state.namespace,
-                "labels": {
-                    "app.kubernetes.io/name": cfg.name,
-                    "app.kubernetes.io/managed-by": "retrain",
-                    VERSION_LABEL: state.champion.version,
-                },
-                "annotations": annotations,
-            },
+            "metadata": object_metadata(state, cfg, annotations),
             "spec": {"predictor": predictor},
         }
         validate_kserve(obj)
         return obj
 
 
-@functools.lru_cache(maxsize=1)
-def _validator() -> Any:
-    import jsonschema  # imported late to keep `import retrain.deploy` cheap
-
-    text = resources.files("retrain.deploy").joinpath("schemas", _SCHEMA_FILE).read_text()
-    schema = json.loads(text)
-    cls = jsonschema.Draft202012Validator
-    cls.check_schema(schema)
-    return cls(schema)
-
-
 def validate_kserve(obj: Mapping[str, Any]) -> None:
     """Check an InferenceService; raise ValidationError listing every problem by JSON path."""
-    problems = [
-        f"{err.json_path}: {err.message}"
-        for err in sorted(_validator().iter_errors(obj), key=lambda e: (e.json_path, e.message))
-    ]
-    if not problems:
-        problems = _semantic_problems(obj)
-    if problems:
-        meta = obj.get("metadata") if isinstance(obj, Mapping) else None
-        name = meta.get("name", "?") if isinstance(meta, Mapping) else "?"
-        raise ValidationError(f"InferenceService {name!r} is invalid", problems)
+    check_object(obj, KIND, _SCHEMA_FILE, _semantic_problems)
 
 
 def _semantic_problems(obj: Mapping[str, Any]) -> list[str]:

@@ -13,10 +13,7 @@ rules a schema cannot express (traffic sums, graph nodes backed by containers).
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Mapping
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from retrain.deploy._base import (
@@ -26,7 +23,14 @@ from retrain.deploy._base import (
     state_annotations,
     to_yaml,
 )
-from retrain.errors import ValidationError
+from retrain.deploy._pod import (
+    DEFAULT_RESOURCES,
+    check_state_matches,
+    model_container,
+    object_metadata,
+    pod_fields,
+)
+from retrain.deploy._schema import check_object
 
 if TYPE_CHECKING:
     from retrain.config import Config
@@ -45,11 +49,6 @@ API_VERSION = "machinelearning.seldon.io/v1"
 KIND = "SeldonDeployment"
 #: Name shared by the graph node and its container: Seldon binds the two by name.
 MODEL_CONTAINER = "model"
-
-DEFAULT_RESOURCES: Mapping[str, Mapping[str, str]] = {
-    "requests": {"cpu": "100m", "memory": "256Mi"},
-    "limits": {"cpu": "1", "memory": "512Mi"},
-}
 
 _SCHEMA_FILE = "seldondeployment.schema.json"
 
@@ -72,27 +71,13 @@ class SeldonBackend:
 
     def render(self, state: DeploymentState, cfg: Config) -> dict[str, Any]:
         """The SeldonDeployment for `state`, validated against our schema."""
-        d = cfg.deploy
-        if (state.name, state.namespace) != (d.deployment_name, d.namespace):
-            raise ValidationError(
-                f"deployment state {state.namespace}/{state.name} does not match the config's "
-                f"deploy.namespace/deploy.deployment_name {d.namespace}/{d.deployment_name}"
-            )
+        check_state_matches(state, cfg)
         annotations = state_annotations(state)
         annotations["retrain.dev/task"] = cfg.task
         obj: dict[str, Any] = {
             "apiVersion": API_VERSION,
             "kind": KIND,
-            "metadata": {
-                "name": state.name,
-                "namespace": state.namespace,
-                "labels": {
-                    "app.kubernetes.io/name": cfg.name,
-                    "app.kubernetes.io/managed-by": "retrain",
-                    VERSION_LABEL: state.champion.version,
-                },
-                "annotations": annotations,
-            },
+            "metadata": object_metadata(state, cfg, annotations),
             "spec": {
                 "predictors": [self._predictor(p, cfg) for p in state.predictors],
             },
@@ -101,28 +86,7 @@ class SeldonBackend:
         return obj
 
     def _predictor(self, p: PredictorSpec, cfg: Config) -> dict[str, Any]:
-        resources = self.resources if self.resources is not None else DEFAULT_RESOURCES
-        container = {
-            "name": MODEL_CONTAINER,
-            "image": cfg.deploy.image,
-            "imagePullPolicy": "IfNotPresent",
-            "env": [
-                {"name": "MODEL_URI", "value": p.model_uri},
-                {"name": "MODEL_VERSION", "value": p.version},
-            ],
-            "resources": {k: dict(v) for k, v in resources.items()},
-            # Restricted Pod Security Standard, container level.
-            "securityContext": {
-                "runAsNonRoot": True,
-                "allowPrivilegeEscalation": False,
-                "capabilities": {"drop": ["ALL"]},
-                "readOnlyRootFilesystem": True,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            # The Python model server writes to /tmp (gunicorn heartbeats, Prometheus
-            # multiprocess files), which a read-only root filesystem would refuse.
-            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-        }
+        container = model_container(MODEL_CONTAINER, cfg.deploy.image, p, self.resources)
         return {
             "name": p.name,
             "traffic": p.traffic,
@@ -135,52 +99,13 @@ class SeldonBackend:
                 "endpoint": {"type": "REST"},
                 "children": [],
             },
-            "componentSpecs": [
-                {
-                    "spec": {
-                        # The model server never calls the Kubernetes API.
-                        "automountServiceAccountToken": False,
-                        # Pod level too, so containers Seldon injects (the executor) inherit it.
-                        "securityContext": {
-                            "runAsNonRoot": True,
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
-                        "containers": [container],
-                        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
-                    }
-                }
-            ],
+            "componentSpecs": [{"spec": pod_fields(container)}],
         }
-
-
-@functools.lru_cache(maxsize=1)
-def _schema() -> dict[str, Any]:
-    text = resources.files("retrain.deploy").joinpath("schemas", _SCHEMA_FILE).read_text()
-    schema: dict[str, Any] = json.loads(text)
-    return schema
-
-
-@functools.lru_cache(maxsize=1)
-def _validator() -> Any:
-    import jsonschema  # the dev/runtime envs install it; imported late to keep import cheap
-
-    cls = jsonschema.Draft202012Validator
-    cls.check_schema(_schema())
-    return cls(_schema())
 
 
 def validate_seldon(obj: Mapping[str, Any]) -> None:
     """Check a SeldonDeployment; raise ValidationError listing every problem by JSON path."""
-    problems = [
-        f"{err.json_path}: {err.message}"
-        for err in sorted(_validator().iter_errors(obj), key=lambda e: (e.json_path, e.message))
-    ]
-    if not problems:
-        problems = _semantic_problems(obj)
-    if problems:
-        meta = obj.get("metadata") if isinstance(obj, Mapping) else None
-        name = meta.get("name", "?") if isinstance(meta, Mapping) else "?"
-        raise ValidationError(f"SeldonDeployment {name!r} is invalid", problems)
+    check_object(obj, KIND, _SCHEMA_FILE, _semantic_problems)
 
 
 def _semantic_problems(obj: Mapping[str, Any]) -> list[str]:
