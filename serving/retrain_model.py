@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,17 +42,24 @@ from retrain._safety import load_verified
 from retrain.errors import ValidationError
 
 __all__ = [
+    "FEEDBACK_CORRECT_METRIC",
+    "FEEDBACK_LOSS_METRIC",
+    "FEEDBACK_METRIC",
     "MODEL_CARD_FILE",
     "MODEL_FILE",
     "PREDICTIONS_METRIC",
     "REQUESTS_METRIC",
     "ROWS_METRIC",
+    "SCORE_METRIC",
     "VERSION_TAG",
     "RetrainModel",
     "ServingCard",
     "build_frame",
+    "feedback_losses",
     "model_locations",
     "parse_card",
+    "parse_truth",
+    "prediction_scores",
     "read_uri",
 ]
 
@@ -64,6 +72,14 @@ MODEL_CARD_FILE = "model.json"
 REQUESTS_METRIC = "retrain_requests"
 ROWS_METRIC = "retrain_prediction_rows"
 PREDICTIONS_METRIC = "retrain_predictions"
+#: Feedback rows with a truth, and those a classifier got right (counters: ``*_total``).
+FEEDBACK_METRIC = "retrain_feedback"
+FEEDBACK_CORRECT_METRIC = "retrain_feedback_correct"
+#: Per-row loss and per-row score as Seldon TIMERs, its only histogram type: exposed as
+#: ``<key>_bucket`` / ``_sum`` / ``_count``. Seldon divides TIMER values by 1000 (it takes
+#: milliseconds), so values are sent times 1000 and the series carry the loss / score itself.
+FEEDBACK_LOSS_METRIC = "retrain_feedback_loss"
+SCORE_METRIC = "retrain_prediction_score"
 #: The metric label carrying the model version. Not ``model_version``: Seldon merges its own
 #: default labels over custom tags, and its ``model_version`` is the image tag.
 VERSION_TAG = "retrain_model_version"
@@ -71,6 +87,10 @@ VERSION_TAG = "retrain_model_version"
 _NUMERIC = "numeric"
 _CATEGORICAL = "categorical"
 _MAX_PROBLEMS = 5
+_TIMER_UNIT = 1000.0
+_INTEGRAL_TEXT = re.compile(r"-?\d+\.0")
+#: Probability floor for log loss, so a confident miss costs ~34.5 instead of infinity.
+_PROB_FLOOR = 1e-15
 
 
 @dataclass(frozen=True)
@@ -251,10 +271,49 @@ class RetrainModel:
                 the model fails on input that passed validation.
         """
         self._local.metrics = []
+        out = self._predict(X, features_names)
+        self._local.metrics = self._request_metrics(out)
+        return out
+
+    def send_feedback(
+        self,
+        features: Any,
+        feature_names: Sequence[str] | None,
+        reward: float,
+        truth: Any,
+        routing: int | None = None,
+    ) -> None:
+        """Seldon's feedback hook: score the request's rows against `truth` as custom metrics.
+
+        Seldon passes the feedback's ``request`` rows and ``truth`` (its ``response`` is not
+        passed on), so the rows are predicted again by this very model version. Counts
+        `FEEDBACK_METRIC` rows, `FEEDBACK_CORRECT_METRIC` rows whose top class is the truth
+        (classifiers only) and observes each row's loss (log loss of the true class, or the
+        squared error) as `FEEDBACK_LOSS_METRIC`. `reward` and `routing` are not used.
+
+        Raises:
+            SeldonMicroserviceException: status 400 naming the problem for feedback without
+                request rows or truth, with a truth per row missing, or with unknown classes.
+        """
+        self._local.metrics = []
         try:
-            frame = build_frame(X, features_names, self.card.features)
+            expected = parse_truth(truth, self.classes)
         except ValidationError as err:
-            raise SeldonMicroserviceException(str(err), status_code=400) from None
+            raise SeldonMicroserviceException(f"feedback: {err}", status_code=400) from None
+        out = self._predict(_untext(features), feature_names, what="feedback request: ")
+        if len(expected) != out.shape[0]:
+            raise SeldonMicroserviceException(
+                f"feedback: truth has {len(expected)} rows but the request has {out.shape[0]}",
+                status_code=400,
+            )
+        losses, correct = feedback_losses(out, expected, self.classes)
+        self._local.metrics = self._feedback_metrics(losses, correct)
+
+    def _predict(self, X: Any, names: Sequence[str] | None, what: str = "") -> np.ndarray:
+        try:
+            frame = build_frame(X, names, self.card.features)
+        except ValidationError as err:
+            raise SeldonMicroserviceException(what + str(err), status_code=400) from None
         try:
             if self.classes:
                 out = np.asarray(self.model.predict_proba(frame), dtype=float)
@@ -272,7 +331,6 @@ class RetrainModel:
                 status_code=500,
                 reason="MICROSERVICE_INTERNAL_ERROR",
             ) from None
-        self._local.metrics = self._request_metrics(out)
         return out
 
     def class_names(self) -> list[str]:
@@ -308,7 +366,125 @@ class RetrainModel:
                 }
                 for name, n in zip(self.classes, counts, strict=True)
             ]
+            metrics += [
+                {"type": "TIMER", "key": SCORE_METRIC, "value": v * _TIMER_UNIT, "tags": dict(tag)}
+                for v in prediction_scores(out).tolist()
+            ]
         return metrics
+
+    def _feedback_metrics(self, losses: np.ndarray, correct: int | None) -> list[dict[str, Any]]:
+        tag = {VERSION_TAG: self.version}
+        # Seldon adds a "method" label into each metric's tags dict: every metric its own copy.
+        metrics: list[dict[str, Any]] = [
+            {"type": "COUNTER", "key": FEEDBACK_METRIC, "value": len(losses), "tags": dict(tag)}
+        ]
+        if correct is not None:
+            metrics.append(
+                {
+                    "type": "COUNTER",
+                    "key": FEEDBACK_CORRECT_METRIC,
+                    "value": correct,
+                    "tags": dict(tag),
+                }
+            )
+        metrics += [
+            {
+                "type": "TIMER",
+                "key": FEEDBACK_LOSS_METRIC,
+                "value": loss * _TIMER_UNIT,
+                "tags": dict(tag),
+            }
+            for loss in losses.tolist()
+        ]
+        return metrics
+
+
+def _untext(features: Any) -> Any:
+    # Seldon parses feedback through protobuf, where every JSON number is a float and rows
+    # mixing numbers and text become an array of text: the category 2 arrives as "2.0".
+    array = np.asarray(features)
+    if array.dtype.kind != "U":
+        return features
+    return np.vectorize(lambda v: v[:-2] if _INTEGRAL_TEXT.fullmatch(v) else v, otypes=[object])(
+        array
+    )
+
+
+def prediction_scores(probabilities: np.ndarray) -> np.ndarray:
+    """One score per row for the rollout's shift check, as `retrain.rollout.providers` makes
+    them: P(second class) for a binary classifier, else the index of the top class."""
+    if probabilities.shape[1] == 2:
+        return np.asarray(probabilities[:, 1], dtype=float)
+    return np.argmax(probabilities, axis=1).astype(float)
+
+
+def parse_truth(truth: Any, classes: Sequence[str]) -> list[Any]:
+    """The feedback's truth as one value per row: class names (classifier) or floats.
+
+    Accepts a column (rows) or rows of one value; a classifier also takes one-hot rows with
+    one column per class. Numbers naming a class are read as ingest writes labels (``1.0`` is
+    class ``"1"``), since Seldon's JSON turns every number into a float.
+
+    Raises:
+        ValidationError: no truth, a shape other than those, a missing value, an unknown
+            class or a regression truth that is not a number; names the row.
+    """
+    array = np.asarray(truth, dtype=object)
+    if array.size == 0:
+        raise ValidationError("no truth: send truth.data.ndarray with one value per row")
+    if array.ndim == 2 and classes and array.shape[1] == len(classes) > 1:
+        try:
+            onehot = array.astype(float)
+        except (TypeError, ValueError):
+            raise ValidationError("one-hot truth rows must hold numbers") from None
+        return [classes[i] for i in np.argmax(onehot, axis=1)]
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        want = f"or rows x {len(classes)} one-hot " if len(classes) > 1 else ""
+        raise ValidationError(
+            f"truth must be one value per row {want}(rows or rows x 1), got shape {array.shape}"
+        )
+    values: list[Any] = []
+    problems: list[str] = []
+    for i, v in enumerate(array.tolist()):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            problems.append(f"row {i}: truth is missing")
+        elif classes:
+            name = str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+            if name in classes:
+                values.append(name)
+            else:
+                problems.append(f"row {i}: {v!r:.40} is not a class ({', '.join(classes)})")
+        else:
+            try:
+                values.append(float(v))
+            except (TypeError, ValueError):
+                problems.append(f"row {i}: {v!r:.40} is not a number")
+    if problems:
+        extra = len(problems) - _MAX_PROBLEMS
+        shown = problems[:_MAX_PROBLEMS] + ([f"... and {extra} more"] if extra > 0 else [])
+        raise ValidationError("the truth has values the model cannot score", shown)
+    return values
+
+
+def feedback_losses(
+    out: np.ndarray, truth: Sequence[Any], classes: Sequence[str]
+) -> tuple[np.ndarray, int | None]:
+    """Per-row losses and, for a classifier, how many rows' top class is the truth.
+
+    `out` is what `RetrainModel.predict` answers; `truth` what `parse_truth` returns; no
+    `classes` means a regressor. Log loss of the true class (probabilities floored at 1e-15)
+    or squared error.
+    """
+    if not classes:
+        err = out.reshape(-1) - np.asarray(truth, dtype=float)
+        return err**2, None
+    index = {c: i for i, c in enumerate(classes)}
+    true = np.array([index[t] for t in truth], dtype=int)
+    p = out[np.arange(len(true)), true]
+    losses = -np.log(np.clip(p, _PROB_FLOOR, 1.0))
+    return losses, int(np.sum(np.argmax(out, axis=1) == true))
 
 
 def _load(uri: str, expected_version: str | None) -> tuple[ServingCard, Pipeline]:

@@ -405,6 +405,12 @@ class Server:
         )
         return status, json.loads(text)
 
+    def feedback(self, payload: Any) -> tuple[int, Any]:
+        status, text = self._call(
+            f"http://127.0.0.1:{HTTP_PORT}/api/v1.0/feedback", json.dumps(payload).encode()
+        )
+        return status, json.loads(text)
+
     def metrics(self) -> str:
         status, text = self.get(METRICS_PORT, "/metrics")
         assert status == 200, text
@@ -530,6 +536,116 @@ def test_custom_metrics_count_requests_and_classes_by_version(
     )
 
 
+def test_feedback_counts_correct_rows_and_log_loss_by_version(
+    classifier_server: Server, classifier: Trained
+) -> None:
+    test = make_frame(24, 7, "classification")
+    proba = predict_scores(classifier.model, test, classifier.cfg)
+    classes = [str(c) for c in classifier.model.classes_]
+    true = np.array([classes.index(label) for label in test["label"]])
+    correct = int(np.sum(proba.argmax(axis=1) == true))
+    assert 0 < correct < len(test), "the check needs right and wrong predictions"
+    log_loss = float(np.sum(-np.log(np.clip(proba[np.arange(len(true)), true], 1e-15, 1))))
+    version = {"retrain_model_version": classifier.version}
+    rows = request_rows(test, list(FEATURES))
+    before = classifier_server.metrics()
+    # Labels as a column, then as rows of one value; reward 0 must count as well.
+    for chunk, truth in (
+        (slice(0, 10), test["label"].iloc[:10].tolist()),
+        (slice(10, 24), [[v] for v in test["label"].iloc[10:]]),
+    ):
+        status, body = classifier_server.feedback(
+            {
+                "request": {"data": {"names": list(FEATURES), "ndarray": rows[chunk]}},
+                "truth": {"data": {"ndarray": truth}},
+                "reward": 0,
+            }
+        )
+        assert status == 200, body
+    after = classifier_server.metrics()
+
+    def delta(name: str) -> float:
+        return _total(after, name, **version) - _total(before, name, **version)
+
+    assert delta("retrain_feedback_total") == 24
+    assert delta("retrain_feedback_correct_total") == correct
+    assert delta("retrain_feedback_loss_count") == 24
+    assert delta("retrain_feedback_loss_sum") == pytest.approx(log_loss, rel=1e-9)
+    # Feedback is not a prediction: the request counters did not move.
+    assert delta("retrain_requests_total") == 0
+
+
+def test_predictions_observe_a_score_histogram(
+    classifier_server: Server, classifier: Trained
+) -> None:
+    test = make_frame(20, 8, "classification")
+    # Three classes: the score is the index of the top class, as the replay provider makes it.
+    top = predict_scores(classifier.model, test, classifier.cfg).argmax(axis=1)
+    version = {"retrain_model_version": classifier.version}
+    before = classifier_server.metrics()
+    status, body = classifier_server.predict(
+        {"data": {"names": list(FEATURES), "ndarray": request_rows(test, list(FEATURES))}}
+    )
+    assert status == 200, body
+    after = classifier_server.metrics()
+
+    def delta(name: str, **labels: str) -> float:
+        return _total(after, name, **version, **labels) - _total(before, name, **version, **labels)
+
+    assert delta("retrain_prediction_score_count") == 20
+    assert delta("retrain_prediction_score_sum") == pytest.approx(float(top.sum()))
+    buckets = {
+        float(labels["le"]): v
+        for labels, v in _samples(after, "retrain_prediction_score_bucket")
+        if labels.get("retrain_model_version") == classifier.version
+    }
+    assert buckets[math.inf] == _total(after, "retrain_prediction_score_count", **version)
+    # Class index 0 lands in the lowest bucket; the cumulative count at 1 adds class 1.
+    assert min(buckets.items())[1] >= (top == 0).sum()
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (
+            {"request": {"data": {"names": list(FEATURES), "ndarray": [[0.1, 0.2, "red", 1]]}}},
+            "feedback: no truth",
+        ),
+        (
+            {
+                "request": {"data": {"names": list(FEATURES), "ndarray": [[0.1, 0.2, "red", 1]]}},
+                "truth": {"data": {"ndarray": ["low", "mid"]}},
+            },
+            "truth has 2 rows but the request has 1",
+        ),
+        (
+            {
+                "request": {"data": {"names": list(FEATURES), "ndarray": [[0.1, 0.2, "red", 1]]}},
+                "truth": {"data": {"ndarray": ["purple"]}},
+            },
+            "row 0: 'purple' is not a class",
+        ),
+        (
+            {
+                "request": {"data": {"names": list(FEATURES), "ndarray": [[0.1, 0.2, "red", 1]]}},
+                "truth": {"data": {"ndarray": [[["low"]]]}},
+            },
+            "truth must be one value per row",
+        ),
+        ({"truth": {"data": {"ndarray": ["low"]}}}, "feedback request: expected a 2-D array"),
+    ],
+    ids=["no-truth", "row-count", "unknown-class", "bad-shape", "no-request"],
+)
+def test_bad_feedback_gets_http_400_and_counts_nothing(
+    classifier_server: Server, classifier: Trained, payload: dict[str, Any], message: str
+) -> None:
+    before = _total(classifier_server.metrics(), "retrain_feedback_total")
+    status, body = classifier_server.feedback(payload)
+    assert status == 400, body
+    assert message in body["status"]["info"]
+    assert _total(classifier_server.metrics(), "retrain_feedback_total") == before
+
+
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
@@ -596,6 +712,46 @@ def test_regression_values_match_the_training_environment(
     assert _total(metrics, "retrain_requests_total", **version) == 1
     assert _total(metrics, "retrain_prediction_rows_total", **version) == 25
     assert _samples(metrics, "retrain_predictions_total") == []
+    assert _samples(metrics, "retrain_prediction_score_count") == []
+
+
+def test_regression_feedback_observes_squared_errors(
+    serving_venv: Path, regressor: Trained, tmp_path: Path
+) -> None:
+    test = make_frame(12, 6, "regression")
+    errors = predict_scores(regressor.model, test, regressor.cfg) - test["label"].to_numpy()
+    server = Server(
+        serving_venv,
+        tmp_path / "server.log",
+        {"MODEL_URI": str(regressor.directory), "MODEL_VERSION": regressor.version},
+    )
+    try:
+        server.wait_ready()
+        rows = request_rows(test, list(FEATURES))
+        status, body = server.feedback(
+            {
+                "request": {"data": {"names": list(FEATURES), "ndarray": rows}},
+                "truth": {"data": {"ndarray": test["label"].tolist()}},
+            }
+        )
+        bad = server.feedback(
+            {
+                "request": {"data": {"names": list(FEATURES), "ndarray": rows[:1]}},
+                "truth": {"data": {"ndarray": ["tall"]}},
+            }
+        )
+        metrics = server.metrics()
+    finally:
+        server.stop()
+    assert status == 200, body
+    assert bad[0] == 400 and "row 0: 'tall' is not a number" in bad[1]["status"]["info"]
+    version = {"retrain_model_version": regressor.version}
+    assert _total(metrics, "retrain_feedback_total", **version) == 12
+    assert _samples(metrics, "retrain_feedback_correct_total") == []
+    assert _total(metrics, "retrain_feedback_loss_count", **version) == 12
+    assert _total(metrics, "retrain_feedback_loss_sum", **version) == pytest.approx(
+        float(np.sum(errors**2)), rel=1e-9
+    )
 
 
 def _tamper_bytes(d: Path) -> None:
