@@ -14,7 +14,7 @@ LINT_PATHS := src components pipelines serving tests benchmarks
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv demo test lint typecheck unit integration compile bench backtest clean images \
+.PHONY: help venv demo test lint typecheck unit integration compile bench bench-drift backtest clean images \
 	manifests-check manifests-pipelines
 
 help: ## List the targets
@@ -58,6 +58,9 @@ backtest: $(STAMP) ## Backtest retraining policies on the standard drift streams
 bench: $(STAMP) ## Benchmarks; results in benchmarks/results/
 	$(BIN)/python benchmarks/bench_cycle.py --rows 1000000 --features 20 --threads 1 --output benchmarks/results/cycle.md
 	$(BIN)/python benchmarks/bench_backtest.py
+
+bench-drift: $(STAMP) ## Drift engine vs Evidently, NannyML, alibi-detect, scipy (own venv, ~30 min)
+	$(BIN)/python benchmarks/bench_drift.py --rows 100000,1000000,5000000 --output benchmarks/results/drift.md
 
 manifests-check: $(STAMP) ## Render every overlay; schemas, security rules, consistency
 	$(BIN)/python -m retrain.manifests_check --manifests manifests

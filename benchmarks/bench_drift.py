@@ -1,0 +1,807 @@
+"""Benchmark drift detection: retrain's engine beside Evidently, NannyML, alibi-detect and scipy.
+
+    make bench-drift   # 100k and 1M rows (5M with --rows) -> benchmarks/results/drift.md (+ .json)
+    python benchmarks/bench_drift.py --rows 100000 --output /tmp/drift.md
+
+What it does, in order:
+
+1. Writes, per size N, a reference and a current frame of N rows x 20 numeric + 5 categorical
+   columns as Parquet (seeded numpy, in a child process so the launcher stays small). The
+   current frame shifts a few columns: ``num_00`` by half a standard deviation, ``num_01``'s
+   scale by a quarter, ``num_02`` by a twentieth of a standard deviation (too small to matter)
+   and the shares of ``cat_0``.
+2. Runs every tool in a fresh subprocess that reads the same two files. retrain, scipy and the
+   sort bound run in this interpreter's environment; Evidently, NannyML and alibi-detect in
+   ``benchmarks/.venv-drift`` (pandas < 3: neither Evidently 0.7 nor NannyML imports with
+   pandas 3), created on first use from ``benchmarks/requirements-drift.txt``.
+3. Each subprocess times reading the Parquet files (load), the tool's own input conversion
+   (prepare: Evidently's ``Dataset``, alibi-detect's numeric matrix) and the drift computation
+   separately; the launcher takes each subprocess's peak RSS from ``wait4`` and stops it at the
+   ``--timeout``. A tool that timed out, or whose time at the previous size projects beyond the
+   cap, is not run at the next size and the table says so.
+4. Writes a Markdown report with the ratios to retrain and the goals, and the same numbers as
+   JSON (the output path with ``.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CATEGORICAL",
+    "NUMERIC",
+    "TOOLS",
+    "Tool",
+    "data_bytes",
+    "machine_facts",
+    "main",
+    "make_frames",
+    "project_seconds",
+    "render_markdown",
+    "write_frames",
+]
+
+NUMERIC = tuple(f"num_{i:02d}" for i in range(20))
+#: Categorical columns and their number of levels.
+CATEGORICAL = {"cat_0": 5, "cat_1": 8, "cat_2": 12, "cat_3": 3, "cat_4": 30}
+#: Rows generated per chunk: bounds the generator's memory at any N.
+_CHUNK = 1_000_000
+HERE = Path(__file__).resolve().parent
+DRIFT_VENV = HERE / ".venv-drift"
+REQUIREMENTS = HERE / "requirements-drift.txt"
+
+#: Goals: retrain's drift time against each tool (tool / retrain), and to the sort bound.
+GOAL_VS_EVIDENTLY = 30.0
+GOAL_VS_ALIBI = 3.0
+GOAL_VS_SORT = 3.0
+GOAL_MEMORY = 2.0
+
+
+class Tool:
+    """One measured tool: its name in the report, the environment it runs in, what it does."""
+
+    def __init__(self, name: str, env: str, label: str, what: str) -> None:
+        self.name = name
+        self.env = env  # "main" (this interpreter) or "drift" (benchmarks/.venv-drift)
+        self.label = label
+        self.what = what
+
+
+TOOLS = (
+    Tool(
+        "sort",
+        "main",
+        "sort bound",
+        "one `np.sort` of each numeric column of the current frame (both frames: in the JSON)",
+    ),
+    Tool(
+        "retrain",
+        "main",
+        "retrain",
+        "`detect_drift` with the default config (Wasserstein / Jensen-Shannon) against a "
+        "reference profile built before the timer; `build_profile` timed separately",
+    ),
+    Tool(
+        "scipy",
+        "main",
+        "scipy baseline",
+        "`ks_2samp` per numeric column, `chi2_contingency` on the 2 x k counts per categorical",
+    ),
+    Tool(
+        "evidently",
+        "drift",
+        "Evidently (default)",
+        "`Report([DataDriftPreset()]).run(current, reference)`, columns declared",
+    ),
+    Tool(
+        "evidently-psi",
+        "drift",
+        "Evidently (PSI)",
+        "`DataDriftPreset(method='psi')`",
+    ),
+    Tool(
+        "nannyml",
+        "drift",
+        "NannyML",
+        "`UnivariateDriftCalculator` defaults (Jensen-Shannon; the current frame in 10 chunks, "
+        "alert thresholds from the reference's chunks): fit + calculate; "
+        "drifted = any chunk alerts",
+    ),
+    Tool(
+        "alibi",
+        "drift",
+        "alibi-detect",
+        "`TabularDrift` (KS numeric, chi-square categorical, Bonferroni): init + predict",
+    ),
+)
+_BY_NAME = {t.name: t for t in TOOLS}
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+def make_frames(rows: int, seed: int, current: bool, start: int = 0) -> dict[str, Any]:
+    """Columns of rows [start, start + rows) of the reference or current frame, as numpy arrays.
+
+    Numeric columns have their own location and scale (fixed by `seed`); every fourth is
+    lognormal (skewed). Categorical columns hold text labels with skewed shares. The same
+    arguments give the same arrays.
+    """
+    import numpy as np
+
+    layout = np.random.default_rng([seed, 1_000])
+    loc = layout.uniform(-50.0, 50.0, size=len(NUMERIC))
+    scale = layout.uniform(0.5, 20.0, size=len(NUMERIC))
+    rng = np.random.default_rng([seed, int(current), start])
+    z = rng.standard_normal((rows, len(NUMERIC)))
+    if current:
+        z[:, 0] += 0.5
+        z[:, 1] *= 1.25
+        z[:, 2] += 0.05
+    out: dict[str, Any] = {}
+    for j, name in enumerate(NUMERIC):
+        col = np.exp(z[:, j] / 2.0) if j % 4 == 3 else z[:, j]
+        out[name] = loc[j] + scale[j] * col
+    for i, (name, levels) in enumerate(CATEGORICAL.items()):
+        weights = 1.0 / np.arange(1, levels + 1)
+        if current and i == 0:
+            weights = weights[::-1].copy()  # the rarest level becomes the most common
+        labels = np.asarray([f"{name}_v{k:02d}" for k in range(levels)], dtype=object)
+        out[name] = labels[rng.choice(levels, size=rows, p=weights / weights.sum())]
+    return out
+
+
+def write_frames(rows: int, seed: int, directory: Path) -> dict[str, Path]:
+    """Write reference.parquet and current.parquet of `rows` rows each, chunk by chunk."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for role, current in (("reference", False), ("current", True)):
+        path = directory / f"{role}.parquet"
+        writer = None
+        try:
+            for start in range(0, rows, _CHUNK):
+                cols = make_frames(min(_CHUNK, rows - start), seed, current, start)
+                table = pa.table({k: pa.array(v) for k, v in cols.items()})
+                if writer is None:
+                    writer = pq.ParquetWriter(path, table.schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+        paths[role] = path
+    return paths
+
+
+def data_bytes(rows: int) -> int:
+    """The two frames' values in compact form: float64 numerics, one-byte category codes."""
+    return 2 * rows * (8 * len(NUMERIC) + len(CATEGORICAL))
+
+
+# --- workers (run in a subprocess, in either environment) ----------------------------------------
+
+
+def _maxrss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def _work_sort(ref: Any, cur: Any) -> dict[str, Any]:
+    import numpy as np
+
+    arrays = {c: cur[c].to_numpy(dtype=float) for c in NUMERIC}
+    ref_arrays = {c: ref[c].to_numpy(dtype=float) for c in NUMERIC}
+    seconds, _ = _timed(lambda: [np.sort(a) for a in arrays.values()])
+    both, _ = _timed(lambda: [np.sort(a) for a in [*arrays.values(), *ref_arrays.values()]])
+    return {"drift_seconds": seconds, "extra": {"sort_both_frames_seconds": both}, "drifted": None}
+
+
+def _retrain_config() -> Any:
+    from retrain.config import config_from_dict
+
+    kinds = {**dict.fromkeys(NUMERIC, "numeric"), **dict.fromkeys(CATEGORICAL, "categorical")}
+    return config_from_dict(
+        {
+            "name": "bench",
+            "task": "classification",
+            "target": "y",
+            "storage_root": "store",
+            "data": {"uri": "e", "id_column": "id", "time_column": "t", "features": kinds},
+            "labels": {"uri": "l", "id_column": "id", "label_column": "y"},
+            "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+            "deploy": {"deployment_name": "bench"},
+        }
+    )
+
+
+def _work_retrain(ref: Any, cur: Any) -> dict[str, Any]:
+    from retrain.drift import build_profile, detect_drift
+
+    cfg = _retrain_config()
+    profile_seconds, profile = _timed(lambda: build_profile(ref, cfg))
+    seconds, report = _timed(lambda: detect_drift(profile, cur, cfg))
+    return {
+        "drift_seconds": seconds,
+        "extra": {
+            "build_profile_seconds": profile_seconds,
+            "with_profile_seconds": profile_seconds + seconds,
+        },
+        "drifted": [f.feature for f in report.features if f.drifted],
+    }
+
+
+def _work_scipy(ref: Any, cur: Any) -> dict[str, Any]:
+    import pandas as pd
+    from scipy import stats
+
+    def run() -> list[str]:
+        drifted = []
+        for c in NUMERIC:
+            if stats.ks_2samp(ref[c].to_numpy(), cur[c].to_numpy()).pvalue < 0.05:
+                drifted.append(c)
+        for c in CATEGORICAL:
+            table = pd.concat([ref[c].value_counts(), cur[c].value_counts()], axis=1).fillna(0)
+            if stats.chi2_contingency(table.to_numpy().T).pvalue < 0.05:
+                drifted.append(c)
+        return drifted
+
+    seconds, drifted = _timed(run)
+    return {"drift_seconds": seconds, "drifted": drifted}
+
+
+def _work_evidently(ref: Any, cur: Any, method: str | None) -> dict[str, Any]:
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    definition = DataDefinition(
+        numerical_columns=list(NUMERIC), categorical_columns=list(CATEGORICAL)
+    )
+
+    def prepare() -> tuple[Any, Any]:
+        return (
+            Dataset.from_pandas(ref, data_definition=definition),
+            Dataset.from_pandas(cur, data_definition=definition),
+        )
+
+    prepare_seconds, (ref_ds, cur_ds) = _timed(prepare)
+    preset = DataDriftPreset() if method is None else DataDriftPreset(method=method)
+    seconds, snapshot = _timed(lambda: Report([preset]).run(cur_ds, ref_ds))
+    drifted = []
+    for metric in snapshot.dict().get("metrics", []):
+        config = metric.get("config", {})
+        if not str(config.get("type", "")).endswith(":ValueDrift"):
+            continue
+        value, threshold = float(metric["value"]), float(config["threshold"])
+        # Evidently reports a p-value for tests (drift below the threshold), else a distance.
+        is_test = "p_value" in str(config.get("method", "")).lower()
+        if (value < threshold) if is_test else (value >= threshold):
+            drifted.append(str(config["column"]))
+    return {"prepare_seconds": prepare_seconds, "drift_seconds": seconds, "drifted": drifted}
+
+
+def _work_nannyml(ref: Any, cur: Any) -> dict[str, Any]:
+    import nannyml as nml
+
+    def run() -> Any:
+        calc = nml.UnivariateDriftCalculator(
+            column_names=[*NUMERIC, *CATEGORICAL],
+            treat_as_categorical=list(CATEGORICAL),
+        )
+        calc.fit(ref)
+        return calc.calculate(cur)
+
+    seconds, result = _timed(run)
+    frame = result.filter(period="analysis").to_df()
+    drifted = [
+        c
+        for c in [*NUMERIC, *CATEGORICAL]
+        if any(bool(frame[(c, m, "alert")].any()) for m in ("jensen_shannon",))
+    ]
+    return {"drift_seconds": seconds, "drifted": drifted}
+
+
+def _work_alibi(ref: Any, cur: Any) -> dict[str, Any]:
+    import numpy as np
+    import pandas as pd
+    from alibi_detect.cd import TabularDrift
+
+    columns = [*NUMERIC, *CATEGORICAL]
+
+    def prepare() -> tuple[Any, Any]:
+        # alibi-detect takes one numeric matrix: categories become integer codes.
+        mats = []
+        for frame in (ref, cur):
+            cols = [frame[c].to_numpy(dtype=float) for c in NUMERIC]
+            for c in CATEGORICAL:
+                levels = sorted(set(ref[c].unique()) | set(cur[c].unique()))
+                cols.append(pd.Categorical(frame[c], categories=levels).codes.astype(float))
+            mats.append(np.column_stack(cols))
+        return mats[0], mats[1]
+
+    prepare_seconds, (x_ref, x_cur) = _timed(prepare)
+    categories = {len(NUMERIC) + i: None for i in range(len(CATEGORICAL))}
+
+    def run() -> Any:
+        detector = TabularDrift(x_ref, p_val=0.05, categories_per_feature=categories)
+        return detector.predict(x_cur)
+
+    seconds, pred = _timed(run)
+    data = pred["data"]
+    p = np.asarray(data["p_val"])
+    drifted = [columns[i] for i in np.flatnonzero(p < data["threshold"])]
+    return {"prepare_seconds": prepare_seconds, "drift_seconds": seconds, "drifted": drifted}
+
+
+def _worker(tool: str, data_dir: Path, result: Path) -> int:
+    import pandas as pd
+
+    started = _maxrss_bytes()
+    t0 = time.perf_counter()
+    ref = pd.read_parquet(data_dir / "reference.parquet")
+    cur = pd.read_parquet(data_dir / "current.parquet")
+    load = time.perf_counter() - t0
+    frames_bytes = int(ref.memory_usage(deep=True).sum() + cur.memory_usage(deep=True).sum())
+    after_load = _maxrss_bytes()
+    work: dict[str, Callable[[Any, Any], dict[str, Any]]] = {
+        "sort": _work_sort,
+        "retrain": _work_retrain,
+        "scipy": _work_scipy,
+        "evidently": lambda r, c: _work_evidently(r, c, None),
+        "evidently-psi": lambda r, c: _work_evidently(r, c, "psi"),
+        "nannyml": _work_nannyml,
+        "alibi": _work_alibi,
+    }
+    out = work[tool](ref, cur)
+    out.update(
+        load_seconds=load,
+        frames_bytes=frames_bytes,
+        maxrss_start_bytes=started,
+        maxrss_after_load_bytes=after_load,
+        versions=_versions(),
+    )
+    result.write_text(json.dumps(out, default=str))
+    return 0
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    found = {}
+    dists = ("retrain", "numpy", "pandas", "pyarrow", "scipy", "evidently", "nannyml")
+    for dist in (*dists, "alibi-detect"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[dist] = metadata.version(dist)
+    return found
+
+
+# --- launcher ------------------------------------------------------------------------------------
+
+
+def ensure_drift_venv(python: str = "python3.11") -> Path:
+    """Create benchmarks/.venv-drift with the competitors, once; returns its interpreter."""
+    bin_python = DRIFT_VENV / "bin" / "python"
+    stamp = DRIFT_VENV / ".installed"
+    if stamp.exists() and stamp.stat().st_mtime >= REQUIREMENTS.stat().st_mtime:
+        return bin_python
+    if not bin_python.exists():
+        subprocess.run([python, "-m", "venv", str(DRIFT_VENV)], check=True)
+    subprocess.run(
+        [str(bin_python), "-m", "pip", "install", "--quiet", "-r", str(REQUIREMENTS)], check=True
+    )
+    stamp.touch()
+    return bin_python
+
+
+def _env(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    # No usage telemetry from the competitors: the machine has no network for it anyway.
+    env["DO_NOT_TRACK"] = "1"
+    env["NML_DISABLE_USAGE_LOGGING"] = "1"
+    return env
+
+
+def _run(cmd: list[str], timeout: float, env: dict[str, str]) -> dict[str, Any]:
+    """Run `cmd`; wall seconds, exit code, its own peak RSS (wait4), whether it timed out."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        timed_out = False
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - t0 > timeout:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                timed_out = True
+                break
+            time.sleep(0.05)
+        proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped: tell Popen
+        log.seek(0)
+        tail = log.read().decode(errors="replace")[-2000:]
+    return {
+        "wall_seconds": time.perf_counter() - t0,
+        "exit_code": proc.returncode,
+        "peak_rss_bytes": usage.ru_maxrss * 1024,
+        "timed_out": timed_out,
+        "log_tail": tail,
+    }
+
+
+def project_seconds(previous: dict[str, Any] | None, rows: int) -> float | None:
+    """Wall seconds a tool would take at `rows`, linear in rows from its last finished size."""
+    if not previous or previous.get("status") != "ok":
+        return None
+    return float(previous["wall_seconds"]) * rows / float(previous["rows"])
+
+
+def _measure(
+    tool: Tool, rows: int, data_dir: Path, drift_python: Path | None, args: argparse.Namespace
+) -> dict[str, Any]:
+    python = sys.executable if tool.env == "main" else str(drift_python)
+    with tempfile.TemporaryDirectory(prefix="bench-drift-") as tmp:
+        result = Path(tmp) / "result.json"
+        cmd = [
+            python,
+            str(Path(__file__).resolve()),
+            "--worker",
+            tool.name,
+            "--worker-data",
+            str(data_dir),
+            "--worker-result",
+            str(result),
+        ]
+        run = _run(cmd, args.timeout, _env(args.threads))
+        out: dict[str, Any] = {"rows": rows, **run}
+        if run["timed_out"]:
+            out["status"] = "timed out"
+        elif run["exit_code"] != 0 or not result.exists():
+            out["status"] = "failed"
+        else:
+            out["status"] = "ok"
+            out.update(json.loads(result.read_text()))
+            out.pop("log_tail")
+    return out
+
+
+def machine_facts() -> dict[str, Any]:
+    """Cores, CPU model, memory, OS and Python."""
+    cpu = platform.processor() or "unknown"
+    memory = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory = round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": cpu,
+        "memory_gib": memory,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def _f(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}" if value < 100 else f"{value:,.0f}"
+
+
+def _cost(r: dict[str, Any]) -> float | None:
+    """What the user pays once the frames are in memory: prepare + drift computation."""
+    if r.get("status") != "ok":
+        return None
+    return float(r.get("prepare_seconds", 0.0)) + float(r["drift_seconds"])
+
+
+def _verdict(ok: bool | None) -> str:
+    return "–" if ok is None else ("met" if ok else "**NOT met**")
+
+
+def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    base = _cost(results.get("retrain", {}))
+    out: dict[str, float | None] = {}
+    for name, r in results.items():
+        cost = _cost(r)
+        out[name] = cost / base if cost is not None and base else None
+    return out
+
+
+def _status(r: dict[str, Any]) -> str:
+    if r["status"] == "skipped":
+        projected = r.get("projected_seconds")
+        if projected is None:
+            return "skipped: did not finish at the smaller size"
+        return f"skipped: projected {projected:,.0f} s > cap"
+    if r["status"] == "timed out":
+        return f"timed out at {r['wall_seconds']:,.0f} s"
+    return str(r["status"])
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The report: per size a side-by-side table, the goals, then machine and method."""
+    lines = [
+        "# Drift detection benchmark",
+        "",
+        f"Measured {report['date']} with `{report['command']}`.",
+        "",
+        f"Reference and current frames of N rows × {len(NUMERIC)} numeric + {len(CATEGORICAL)} "
+        "categorical columns (seeded numpy; the current frame shifts `num_00` by 0.5 sd, "
+        "`num_01`'s scale by 1.25, `num_02` by 0.05 sd and the shares of `cat_0`). Each tool "
+        "runs in its own subprocess on the same Parquet files; one thread each "
+        f"(`OMP_NUM_THREADS={report['threads']}`); cap {report['timeout']:.0f} s per run.",
+        "",
+        "Time = the tool's input conversion (prepare) + its drift computation, once the frames "
+        "are in memory; Parquet load is shown apart. ×retrain = that time / retrain's. Peak RSS "
+        "is the subprocess's `ru_maxrss` (interpreter, imports and both loaded frames included); "
+        "data = both frames' values in compact form (float64 numerics, one-byte category "
+        "codes).",
+        "",
+    ]
+    for size in report["sizes"]:
+        rows = size["rows"]
+        results: dict[str, dict[str, Any]] = size["results"]
+        ratios = _ratios(results)
+        data = data_bytes(rows)
+        lines += [
+            f"## N = {rows:,} (data {data / 2**20:,.0f} MiB)",
+            "",
+            "| tool | load (s) | prepare (s) | drift (s) | ×retrain | peak RSS (MiB) "
+            "| peak / data | drifted columns | status |",
+            "|---|---:|---:|---:|---:|---:|---:|---|---|",
+        ]
+        for name, r in results.items():
+            tool = _BY_NAME[name]
+            ok = r["status"] == "ok"
+            drifted = r.get("drifted")
+            if drifted is not None:
+                shown = f"{len(drifted)}: " + ", ".join(f"`{d}`" for d in drifted[:6])
+                shown += ", …" if len(drifted) > 6 else ""
+            else:
+                shown = "–"
+            peak = r.get("peak_rss_bytes") if ok or r["status"] == "timed out" else None
+            ratio = ratios.get(name)
+            lines.append(
+                f"| {tool.label} | {_f(r.get('load_seconds'))} | "
+                f"{_f(r.get('prepare_seconds')) if 'prepare_seconds' in r else '–'} | "
+                f"{_f(r.get('drift_seconds'), 3)} | {_f(ratio, 1) + '×' if ratio else '–'} | "
+                f"{_f(peak / 2**20, 0) if peak else '–'} | "
+                f"{_f(peak / data, 1) if peak else '–'} | {shown} | {_status(r)} |"
+            )
+        retrain = results.get("retrain", {})
+        if retrain.get("status") == "ok":
+            extra = retrain["extra"]
+            lines += [
+                "",
+                f"retrain including `build_profile`: {_f(extra['with_profile_seconds'], 3)} s "
+                f"(profile {_f(extra['build_profile_seconds'], 3)} s); sorting both frames' "
+                "numeric columns: "
+                f"{_f(results.get('sort', {}).get('extra', {}).get('sort_both_frames_seconds'))}"
+                " s.",
+            ]
+        lines += ["", "Goals (retrain's drift time, profile stored with the model):", ""]
+        lines += [f"- {g}" for g in _goal_lines(results, ratios, data)]
+        lines.append("")
+    m = report["machine"]
+    lines += [
+        "## Machine",
+        "",
+        f"{m['cpu_model']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}, "
+        f"Python {m['python']}. Load average (1 min) before → after: "
+        f"{report['load_before']} → {report['load_after']}.",
+        "",
+        *[
+            f"Versions ({'this environment' if env == 'main' else '`.venv-drift`'}): "
+            + ", ".join(f"{k} {v}" for k, v in found.items())
+            + "."
+            for env, found in report["versions"].items()
+        ],
+        "",
+        "## What each tool runs",
+        "",
+        *[f"- **{t.label}**: {t.what}." for t in TOOLS if t.name in report["tools"]],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _goal_lines(
+    results: dict[str, dict[str, Any]], ratios: dict[str, float | None], data: int
+) -> list[str]:
+    out = []
+
+    def check(name: str, label: str, goal: float) -> None:
+        ratio = ratios.get(name)
+        r = results.get(name)
+        if r is None:
+            return
+        if ratio is None:
+            out.append(f"≥ {goal:g}× faster than {label}: – ({_status(r)})")
+        else:
+            out.append(
+                f"≥ {goal:g}× faster than {label}: {ratio:,.1f}× — {_verdict(ratio >= goal)}"
+            )
+
+    check("evidently", "Evidently (default)", GOAL_VS_EVIDENTLY)
+    check("alibi", "alibi-detect", GOAL_VS_ALIBI)
+    sort_ratio = ratios.get("sort")
+    if sort_ratio:
+        within = 1.0 / sort_ratio
+        out.append(
+            f"within {GOAL_VS_SORT:g}× of the sort bound: {within:,.1f}× — "
+            f"{_verdict(within <= GOAL_VS_SORT)}"
+        )
+    retrain = results.get("retrain", {})
+    if retrain.get("status") == "ok":
+        share = retrain["peak_rss_bytes"] / data
+        added = (retrain["peak_rss_bytes"] - retrain["maxrss_after_load_bytes"]) / data
+        out.append(
+            f"peak memory < {GOAL_MEMORY:g}× data: {share:,.1f}× — {_verdict(share < GOAL_MEMORY)}"
+            f" (of which the profile and the detection add {added:,.2f}× data above the loaded "
+            "frames and the interpreter)"
+        )
+    return out
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--rows", default="100000,1000000", help="comma-separated sizes, ascending")
+    p.add_argument("--tools", default=",".join(t.name for t in TOOLS), help="comma-separated")
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--threads", type=int, default=1, help="OpenMP/BLAS threads per tool")
+    p.add_argument("--timeout", type=float, default=600.0, help="cap per tool run (s)")
+    p.add_argument("--output", default="benchmarks/results/drift.md")
+    p.add_argument("--workdir", help="keep the Parquet files here (default: a temporary dir)")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--worker-data", help=argparse.SUPPRESS)
+    p.add_argument("--worker-result", help=argparse.SUPPRESS)
+    p.add_argument("--generate", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker or args.generate:
+        return args
+    try:
+        args.rows = [int(r) for r in args.rows.split(",") if r.strip()]
+    except ValueError:
+        p.error(f"--rows must be comma-separated integers, got {args.rows!r}")
+    if not args.rows or min(args.rows) < 1000 or args.rows != sorted(args.rows):
+        p.error("--rows must be ascending sizes of at least 1000")
+    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    unknown = [t for t in tools if t not in _BY_NAME]
+    if unknown or not tools:
+        p.error(f"--tools must name some of {', '.join(_BY_NAME)}; unknown: {unknown}")
+    # The ratios need retrain; the table keeps the canonical order.
+    args.tools = [t.name for t in TOOLS if t.name in {*tools, "retrain"}]
+    return args
+
+
+def _load1() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    if args.worker:
+        return _worker(args.worker, Path(args.worker_data), Path(args.worker_result))
+    if args.generate:
+        write_frames(args.generate, args.seed, Path(args.workdir))
+        return 0
+    drift_python = None
+    if any(_BY_NAME[t].env == "drift" for t in args.tools):
+        drift_python = ensure_drift_venv()
+    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench-drift-"))
+    load_before = _load1()
+    sizes = []
+    previous: dict[str, dict[str, Any]] = {}
+    versions: dict[str, dict[str, str]] = {}
+    try:
+        for rows in args.rows:
+            data_dir = work / f"rows-{rows}"
+            if not (data_dir / "current.parquet").exists():
+                # A child process writes the data, so the launcher's peak RSS stays small (every
+                # worker starts from it as its ru_maxrss).
+                cmd = [sys.executable, __file__, "--generate", str(rows), "--seed", str(args.seed)]
+                subprocess.run([*cmd, "--workdir", str(data_dir)], check=True)
+            results: dict[str, dict[str, Any]] = {}
+            for name in args.tools:
+                projected = project_seconds(previous.get(name), rows)
+                last = previous.get(name, {}).get("status")
+                if last in ("timed out", "skipped") or (
+                    projected is not None and projected > args.timeout
+                ):
+                    results[name] = {
+                        "rows": rows,
+                        "status": "skipped",
+                        "projected_seconds": projected,
+                    }
+                    print(f"N={rows:,} {name}: skipped", flush=True)
+                    continue
+                r = _measure(_BY_NAME[name], rows, data_dir, drift_python, args)
+                results[name] = r
+                env = _BY_NAME[name].env
+                versions.setdefault(env, {}).update(r.get("versions", {}))
+                print(
+                    f"N={rows:,} {name}: {r['status']}, drift {r.get('drift_seconds', '–')} s, "
+                    f"wall {r['wall_seconds']:.1f} s, peak {r['peak_rss_bytes'] / 2**20:,.0f} MiB",
+                    flush=True,
+                )
+                if r["status"] == "failed":
+                    print(r.get("log_tail", ""), flush=True)
+            previous = results
+            sizes.append({"rows": rows, "results": results})
+    finally:
+        if not args.workdir:
+            import shutil
+
+            shutil.rmtree(work, ignore_errors=True)
+    command = " ".join(
+        ["python benchmarks/bench_drift.py", f"--rows {','.join(str(r) for r in args.rows)}"]
+        + ([f"--timeout {args.timeout:g}"] if args.timeout != 600 else [])
+        + ([f"--tools {','.join(args.tools)}"] if len(args.tools) != len(TOOLS) else [])
+    )
+    report = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "seed": args.seed,
+        "threads": args.threads,
+        "timeout": args.timeout,
+        "tools": args.tools,
+        "sizes": sizes,
+        "load_before": load_before,
+        "load_after": _load1(),
+        "machine": machine_facts(),
+        "versions": versions,
+        "goals": {
+            "vs_evidently": GOAL_VS_EVIDENTLY,
+            "vs_alibi": GOAL_VS_ALIBI,
+            "vs_sort": GOAL_VS_SORT,
+            "memory": GOAL_MEMORY,
+        },
+    }
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(render_markdown(report))
+    output.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str))
+    print(f"wrote {output} and {output.with_suffix('.json')}", flush=True)
+    failed = [n for s in sizes for n, r in s["results"].items() if r["status"] == "failed"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

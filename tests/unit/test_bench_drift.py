@@ -1,0 +1,178 @@
+"""The drift benchmark's own logic: data, the retrain worker, projection, report, time cap.
+
+Times are never asserted. Tests that start processes are marked `integration`; the competitors'
+virtualenv is never built here (only the tools of this environment run).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "bench_drift.py"
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_drift", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_drift"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load()
+
+
+def _frame(rows: int, current: bool, seed: int = 3) -> pd.DataFrame:
+    return pd.DataFrame(bench.make_frames(rows, seed, current))
+
+
+def test_frames_are_seeded_and_shift_only_the_named_columns() -> None:
+    ref, cur = _frame(20_000, False), _frame(20_000, True)
+    pd.testing.assert_frame_equal(ref, _frame(20_000, False))
+    assert list(ref.columns) == [*bench.NUMERIC, *bench.CATEGORICAL]
+    sd = ref[list(bench.NUMERIC)].std()
+    shift = (cur[list(bench.NUMERIC)].mean() - ref[list(bench.NUMERIC)].mean()) / sd
+    assert 0.45 < shift["num_00"] < 0.55
+    assert 1.2 < cur["num_01"].std() / sd["num_01"] < 1.3
+    assert abs(shift.drop(["num_00", "num_02"])).max() < 0.05
+    top_ref = ref["cat_0"].value_counts().idxmax()
+    top_cur = cur["cat_0"].value_counts().idxmax()
+    assert top_ref != top_cur
+    assert ref["cat_1"].value_counts().idxmax() == cur["cat_1"].value_counts().idxmax()
+
+
+def test_write_frames_writes_every_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench, "_CHUNK", 1000)
+    paths = bench.write_frames(2500, 5, tmp_path)
+    for role in ("reference", "current"):
+        table = pq.read_table(paths[role])
+        assert table.num_rows == 2500
+        assert table.column_names == [*bench.NUMERIC, *bench.CATEGORICAL]
+    first = pq.read_table(paths["reference"]).slice(0, 1000).to_pandas()
+    expected = pd.DataFrame(bench.make_frames(1000, 5, False, 0))
+    pd.testing.assert_frame_equal(first, expected, check_dtype=False)
+
+
+def test_retrain_worker_finds_the_shifted_columns() -> None:
+    out = bench._work_retrain(_frame(20_000, False), _frame(20_000, True))
+    assert out["drifted"] == ["num_00", "num_01", "cat_0"]
+    assert out["extra"]["with_profile_seconds"] >= out["drift_seconds"]
+
+
+def test_scipy_worker_flags_the_small_shift_too() -> None:
+    """At 20,000 rows a p-value test also flags the 0.05 sd shift that does not matter."""
+    out = bench._work_scipy(_frame(20_000, False), _frame(20_000, True))
+    assert {"num_00", "num_01", "num_02", "cat_0"} <= set(out["drifted"])
+
+
+def test_projection_is_linear_from_the_last_finished_size() -> None:
+    done = {"status": "ok", "wall_seconds": 100.0, "rows": 1_000_000}
+    assert bench.project_seconds(done, 5_000_000) == pytest.approx(500.0)
+    assert bench.project_seconds({"status": "timed out"}, 5_000_000) is None
+    assert bench.project_seconds(None, 5_000_000) is None
+
+
+def _result(drift: float, peak_mib: float = 500.0, **more: Any) -> dict[str, Any]:
+    return {
+        "rows": 1_000_000,
+        "status": "ok",
+        "drift_seconds": drift,
+        "load_seconds": 1.0,
+        "peak_rss_bytes": int(peak_mib * 2**20),
+        "maxrss_after_load_bytes": 400 * 2**20,
+        "drifted": ["num_00"],
+        **more,
+    }
+
+
+def _report(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "date": "2026-01-01T00:00:00+00:00",
+        "command": "python benchmarks/bench_drift.py",
+        "threads": 1,
+        "timeout": 600.0,
+        "tools": list(results),
+        "sizes": [{"rows": 1_000_000, "results": results}],
+        "load_before": 0.1,
+        "load_after": 0.2,
+        "machine": {"cpu_model": "cpu", "cores": 2, "memory_gib": 8, "os": "os", "python": "3"},
+        "versions": {"main": {"numpy": "2"}},
+    }
+
+
+def test_report_states_ratios_goals_and_why_a_tool_has_no_time() -> None:
+    results = {
+        "sort": _result(0.1, extra={"sort_both_frames_seconds": 0.2}),
+        "retrain": _result(0.2, extra={"build_profile_seconds": 0.5, "with_profile_seconds": 0.7}),
+        "evidently": _result(10.0, prepare_seconds=2.0),
+        "alibi": {
+            "rows": 1_000_000,
+            "status": "timed out",
+            "wall_seconds": 600.0,
+            "peak_rss_bytes": 2**30,
+        },
+        "nannyml": {"rows": 1_000_000, "status": "skipped", "projected_seconds": 900.0},
+    }
+    text = bench.render_markdown(_report(results))
+    assert "| Evidently (default) | 1.00 | 2.00 | 10.000 | 60.0× |" in text
+    assert "≥ 30× faster than Evidently (default): 60.0× — met" in text
+    assert "≥ 3× faster than alibi-detect: – (timed out at 600 s)" in text
+    assert "skipped: projected 900 s > cap" in text
+    assert "within 3× of the sort bound: 2.0× — met" in text
+    # 500 MiB peak against 2 x 1M x 165 bytes of data.
+    assert "peak memory < 2× data: 1.6× — met" in text
+    slow = dict(results, retrain=_result(1.0, extra=results["retrain"]["extra"]))
+    assert "within 3× of the sort bound: 10.0× — **NOT met**" in bench.render_markdown(
+        _report(slow)
+    )
+
+
+@pytest.mark.integration
+def test_a_run_over_the_time_cap_is_stopped_and_reported() -> None:
+    out = bench._run([sys.executable, "-c", "import time; time.sleep(30)"], 0.5, {})
+    assert out["timed_out"] is True
+    assert out["wall_seconds"] < 10
+    ok = bench._run([sys.executable, "-c", "x = bytearray(200 * 2**20)"], 30, {})
+    assert ok["exit_code"] == 0 and not ok["timed_out"]
+    assert ok["peak_rss_bytes"] > 200 * 2**20
+
+
+@pytest.mark.integration
+def test_script_end_to_end_with_the_tools_of_this_environment(tmp_path: Path) -> None:
+    output = tmp_path / "drift.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--rows",
+            "3000",
+            "--tools",
+            "sort,retrain,scipy",
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(output.with_suffix(".json").read_text())
+    results = report["sizes"][0]["results"]
+    assert list(results) == ["sort", "retrain", "scipy"]
+    assert all(r["status"] == "ok" for r in results.values())
+    assert results["retrain"]["drifted"] == ["num_00", "num_01", "cat_0"]
+    assert np.isfinite(results["retrain"]["drift_seconds"])
+    assert "## N = 3,000" in output.read_text()
