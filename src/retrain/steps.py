@@ -60,7 +60,9 @@ __all__ = [
     "label",
     "load_history",
     "read_run",
+    "recorded_step",
     "train",
+    "write_step_report",
 ]
 
 SCHEMA_KEY = "schema/schema.json"
@@ -120,7 +122,7 @@ def _run_key(run_id: str, step: str) -> str:
 
 
 @contextmanager
-def _recorded(store: Storage, run_id: str, step: str) -> Iterator[dict[str, Any]]:
+def recorded_step(store: Storage, run_id: str, step: str) -> Iterator[dict[str, Any]]:
     """Record the step's outcome (or its error, with the exit code it maps to) in the store."""
     check_run_id(run_id)  # before the step runs: a bad id could not even record its failure
     record: dict[str, Any] = {"step": step, "run_id": run_id, "started_at": _now()}
@@ -163,7 +165,7 @@ def read_run(store: Storage, run_id: str) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _write_report(report_path: str | None, markdown: str, details: dict[str, Any]) -> None:
+def write_step_report(report_path: str | None, markdown: str, details: dict[str, Any]) -> None:
     if not report_path:
         return
     p = Path(report_path)
@@ -197,7 +199,7 @@ def ingest(
 ) -> StepOutcome:
     """Read the window's events, check them against the schema, write them as Parquet."""
     cfg, store = _load(config_yaml)
-    with _recorded(store, run_id, "ingest") as rec:
+    with recorded_step(store, run_id, "ingest") as rec:
         window = parse_window(cfg.data, window_id)
         source = read_source(cfg.data.uri, cfg.data.format)
         schema = Schema.from_json(store.read_text(SCHEMA_KEY)) if store.exists(SCHEMA_KEY) else None
@@ -225,7 +227,7 @@ def ingest(
         # -- end drift
         rec.update(summary=summary, report=report)
         rec["markdown"] = markdown
-        _write_report(report_path, markdown, report)
+        write_step_report(report_path, markdown, report)
         return StepOutcome("ingest", summary, report)
 
 
@@ -243,7 +245,7 @@ def label(
 ) -> StepOutcome:
     """Join late labels by id, check coverage and leakage, add the window to history."""
     cfg, store = _load(config_yaml)
-    with _recorded(store, run_id, "label") as rec:
+    with recorded_step(store, run_id, "label") as rec:
         window_id = parse_window(cfg.data, window_id).id  # one spelling: "01" is "1"
         events, meta = _read_dataset(dataset_path)
         labels = read_source(cfg.labels.uri, cfg.labels.format)
@@ -264,7 +266,7 @@ def label(
         )
         rec.update(summary=summary, report=result.report)
         rec["markdown"] = result.markdown
-        _write_report(report_path, result.markdown, result.report)
+        write_step_report(report_path, result.markdown, result.report)
         return StepOutcome("label", summary, result.report)
 
 
@@ -322,7 +324,7 @@ def train(
     from retrain.training.artifact import ModelCard, library_versions, model_files
 
     cfg, store = _load(config_yaml)
-    with _recorded(store, run_id, "train") as rec:
+    with recorded_step(store, run_id, "train") as rec:
         window_id = parse_window(cfg.data, window_id).id  # one spelling: "01" is "1"
         new, new_meta = _read_dataset(labelled_path)
         history = load_history(store, cfg, window_id)
@@ -396,7 +398,7 @@ def train(
         }
         rec.update(summary=summary, report=details)
         rec["markdown"] = _train_markdown(version, champion, p, hashes, fit_seconds)
-        _write_report(report_path, rec["markdown"], details)
+        write_step_report(report_path, rec["markdown"], details)
         return StepOutcome("train", summary, details)
 
 
@@ -467,7 +469,7 @@ def evaluate(
     from retrain.evaluation.gates import evaluate_challenger
 
     cfg, store = _load(config_yaml)
-    with _recorded(store, run_id, "evaluate") as rec:
+    with recorded_step(store, run_id, "evaluate") as rec:
         challenger, card = load_model_dir(model_dir)
         reg = Registry(store, cfg.name)
         champion_version = reg.get_alias("champion").version
@@ -489,7 +491,7 @@ def evaluate(
         }
         rec.update(summary=summary, report=details, blessed=result.blessed)
         rec["markdown"] = result.markdown()
-        _write_report(report_path, rec["markdown"], details)
+        write_step_report(report_path, rec["markdown"], details)
         confusion = getattr(result, "confusion", None)
         return EvaluateOutcome(
             "evaluate",
@@ -534,7 +536,7 @@ def deploy(
     from retrain.deploy.plan import deployment_state_for
 
     cfg, store = _load(config_yaml)
-    with _recorded(store, run_id, "deploy") as rec:
+    with recorded_step(store, run_id, "deploy") as rec:
         _, card = load_model_dir(model_dir)  # verifies the sha256 before anything is written
         version = card.version
         reg = Registry(store, cfg.name)
@@ -591,7 +593,7 @@ def deploy(
         }
         rec.update(summary=summary, report=details)
         rec["markdown"] = _deploy_markdown(version, alias, state, result)
-        _write_report(report_path, rec["markdown"], details)
+        write_step_report(report_path, rec["markdown"], details)
         return DeployOutcome(
             "deploy", summary, details, version=version, alias=alias, commit=result.ref
         )

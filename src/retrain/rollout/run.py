@@ -19,7 +19,7 @@ from retrain.rollout.controller import RolloutController, TickResult
 from retrain.rollout.lock import LockBusy
 from retrain.rollout.machine import PROGRESSING, RolloutState
 from retrain.rollout.providers import MetricsProvider
-from retrain.steps import StepOutcome, _recorded, _write_report
+from retrain.steps import StepOutcome, recorded_step, write_step_report
 from retrain.storage import open_storage
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def rollout(
     )
     if max_seconds is None:
         max_seconds = cfg.rollout.step_budget_seconds
-    with _recorded(store, run_id, "rollout") as rec:
+    with recorded_step(store, run_id, "rollout") as rec:
         start = now()
         seen: dict[str, RolloutState] = {}
         decisions: list[str] = []
@@ -108,7 +108,7 @@ def rollout(
         markdown = rollout_markdown(cfg, outcome, list(seen.values()))
         rec.update(summary=outcome.summary, report=outcome.details, phase=outcome.phase)
         rec["markdown"] = markdown
-        _write_report(report_path, markdown, outcome.details)
+        write_step_report(report_path, markdown, outcome.details)
         return outcome
 
 
