@@ -41,10 +41,12 @@ def config(kinds: dict[str, str], **drift: Any) -> Config:
     )
 
 
-def judge(ref: pd.DataFrame, cur: pd.DataFrame, method: str) -> dict[str, FeatureDrift]:
+def judge(
+    ref: pd.DataFrame, cur: pd.DataFrame, method: str, **drift: Any
+) -> dict[str, FeatureDrift]:
     """Every column of `ref` judged by `method` (numeric unless the dtype is text)."""
     kinds = {c: "numeric" if ref[c].dtype.kind == "f" else "categorical" for c in ref}
-    cfg = config(kinds, features={c: {"method": method} for c in ref})
+    cfg = config(kinds, features={c: {"method": method} for c in ref}, **drift)
     report = detect_drift(build_profile(ref, cfg), cur, cfg)
     return {f.feature: f for f in report.features}
 
@@ -137,7 +139,7 @@ def category_table(ref: pd.Series, cur: pd.Series) -> np.ndarray:
 def test_ks_matches_scipy_statistic_and_p_value(n_ref: int, n_cur: int) -> None:
     """Exact p-values for small samples, the asymptotic distribution for large ones."""
     ref, cur = numeric_frames(n_ref, n_cur, seed=1)
-    result = judge(ref, cur, "ks")
+    result = judge(ref, cur, "ks", profile_sample_size=max(n_ref, 10_000))  # the whole column
     for col in ref:
         expected = ks_2samp(finite(ref[col]), finite(cur[col]))
         assert result[col].statistic == pytest.approx(expected.statistic, abs=TOL), col
@@ -145,6 +147,23 @@ def test_ks_matches_scipy_statistic_and_p_value(n_ref: int, n_cur: int) -> None:
     assert result["constant"].statistic == 0.0
     assert result["shifted"].drifted
     assert not result["constant"].drifted
+
+
+@pytest.mark.parametrize("method", ["ks", "wasserstein"])
+def test_against_a_sketched_reference_the_statistics_stay_within_the_sketch_bound(
+    method: str,
+) -> None:
+    """A reference longer than `profile_sample_size` is a sketch: KS moves by at most the
+    sketch's largest run (pi/2 / size of the column), Wasserstein by far less than 0.01."""
+    ref, cur = numeric_frames(60_000, 40_000, seed=4)
+    result = judge(ref, cur, method, profile_sample_size=10_000)
+    for col in ["ties", "shifted"]:
+        r, c = finite(ref[col]), finite(cur[col])
+        if method == "ks":
+            expected, bound = ks_2samp(r, c).statistic, np.pi / 2 / 10_000
+        else:
+            expected, bound = wasserstein_distance(r, c) / np.std(r), 1e-3
+        assert result[col].statistic == pytest.approx(expected, abs=bound), col
 
 
 @pytest.mark.parametrize("seed", [2, 3])
@@ -311,3 +330,26 @@ def test_a_method_refuses_a_kind_it_does_not_handle() -> None:
     c = Comparison("categorical", np.array([1, 2]), np.array([2, 1]))
     with pytest.raises(ValidationError, match="does not apply to categorical"):
         METHODS["ks"](c)
+
+
+def test_ecdf_area_and_gap_match_scipy_with_and_without_counts() -> None:
+    """The sketch arithmetic against scipy on many small samples: ties, sizes either way
+    round, integer counts (scipy's u_weights; KS on the expanded sample)."""
+    from retrain.drift._methods import ecdf_area, ecdf_gap
+
+    rng = np.random.default_rng(8)
+    for case in range(400):
+        m, n = int(rng.integers(1, 40)), int(rng.integers(1, 90))
+        if case % 2:
+            a, b = rng.normal(size=m), rng.normal(0.3, 1.2, size=n)
+        else:  # heavy ties
+            a, b = rng.integers(0, 4, m).astype(float), rng.integers(0, 5, n).astype(float)
+        a.sort()
+        b.sort()
+        w = rng.integers(1, 25, size=m)
+        assert ecdf_area(a, b) == pytest.approx(wasserstein_distance(a, b), abs=TOL)
+        assert ecdf_area(a, b, w) == pytest.approx(wasserstein_distance(a, b, u_weights=w), abs=TOL)
+        assert ecdf_gap(a, b) == pytest.approx(ks_2samp(a, b, method="asymp").statistic, abs=TOL)
+        assert ecdf_gap(a, b, w) == pytest.approx(
+            ks_2samp(np.repeat(a, w), b, method="asymp").statistic, abs=TOL
+        )

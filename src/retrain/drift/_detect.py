@@ -22,8 +22,8 @@ from retrain.drift._profile import (
     NumericProfile,
     ReferenceProfile,
     bin_counts,
-    category_codes,
-    numeric_values,
+    category_counts,
+    sorted_finite,
 )
 from retrain.drift._report import Bar, DriftReport, FeatureDrift, Signal
 from retrain.errors import ValidationError
@@ -178,14 +178,13 @@ def _prepare(
     rows = len(series)
     unseen: dict[str, int] = {}
     if isinstance(ref, NumericProfile):
-        values = numeric_values(series, name)
-        cur = np.sort(values[~np.isnan(values)])
-        cur_nulls = rows - len(cur)
+        cur, cur_nulls = sorted_finite(series, name)
         comparison = Comparison(
             kind="numeric",
             ref_counts=ref.counts,
             cur_counts=bin_counts(cur, ref.edges),
             ref_sorted=ref.sample,
+            ref_weights=ref.weights,
             cur_sorted=cur,
             ref_n=ref.n,
             ref_scale=ref.std,
@@ -193,19 +192,14 @@ def _prepare(
         histogram = _numeric_bars(ref, comparison.cur_counts)
         unseen_rows = 0
     else:
-        codes, unseen = category_codes(series, ref.index)
-        cur_nulls = int((codes == -2).sum())
-        k = len(ref.categories)
-        counted = np.bincount(codes[codes >= -1] + 1, minlength=k + 1)
+        cur_counts, unseen_rows, cur_nulls, unseen = category_counts(series, ref.index)
         # The unseen bucket last, where the reference has a share of zero.
-        cur_counts = np.append(counted[1:], counted[0]).astype(np.int64)
         comparison = Comparison(
             kind="categorical",
             ref_counts=np.append(ref.counts, 0).astype(np.int64),
             cur_counts=cur_counts,
             ref_n=ref.n,
         )
-        unseen_rows = int(counted[0])
         named = sorted(unseen.items(), key=lambda kv: (-kv[1], kv[0]))[:_MAX_UNSEEN_LISTED]
         unseen = dict(named)
         histogram = _category_bars(ref, cur_counts)

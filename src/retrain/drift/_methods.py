@@ -5,10 +5,11 @@ sorted non-null values for numeric features, aligned frequency vectors for both 
 returns a `MethodResult` (a statistic and, for tests, a p-value). Config picks methods by name
 from `METHODS`; `register_method` adds one.
 
-Preparing once is what makes the engine fast: each numeric column is sorted once (the
-reference arrives sorted from its profile), KS and Wasserstein walk the two sorted arrays with
-`searchsorted`, bin counts of a sorted array are `searchsorted` of the bin edges, and
-categories are integer codes counted with `bincount`.
+Preparing once is what makes the engine fast: each current numeric column is sorted once
+(the reference arrives sorted, as a sketch, from its profile); KS then needs `searchsorted` of
+the sketch only, Wasserstein one summing pass over the sorted column, bin counts of a sorted
+array are `searchsorted` of the bin edges, and categories are integer codes counted with
+`bincount`.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ class Comparison:
             above its maximum. Categorical: the reference categories, plus one bucket for
             every category the reference never saw.
         ref_sorted, cur_sorted: numeric only: the non-null values, ascending. The reference
-            may be a sketch of evenly spaced order statistics of a larger column.
+            may be a sketch of a larger column: then `ref_weights` holds how many values
+            each entry stands for.
+        ref_weights: integer counts of `ref_sorted`'s entries; None counts each once.
         ref_n: non-null reference values behind `ref_sorted` (p-values use this size).
         ref_scale: numeric only: the reference standard deviation (population, full column).
     """
@@ -61,6 +64,7 @@ class Comparison:
     cur_counts: np.ndarray
     ref_sorted: np.ndarray | None = None
     cur_sorted: np.ndarray | None = None
+    ref_weights: np.ndarray | None = None
     ref_n: int = 0
     ref_scale: float = 1.0
 
@@ -178,35 +182,67 @@ def shares(counts: np.ndarray) -> np.ndarray:
     return counts / total if total > 0 else np.zeros(len(counts))
 
 
-def merge_sorted(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Merge two sorted samples: (merged values, ECDF of `a`, ECDF of `b` at each of them).
+def _ranks(a: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """Cumulative counts before each value of `a` and after the last (length len(a) + 1)."""
+    if weights is None:
+        return np.arange(len(a) + 1, dtype=np.int64)
+    return np.concatenate([[0], np.cumsum(weights, dtype=np.int64)])
 
-    One `searchsorted` places `a` among `b` (ties: `a` first), so the merged order comes
-    without sorting; the ECDFs are running counts. Inside a run of equal values the counts are
-    partial: callers use only the last of each run, or weight by gaps that are zero there.
+
+def ecdf_gap(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Largest gap between the empirical CDFs of two sorted samples (the KS statistic).
+
+    `weights` are integer counts of the values of `a` (a sketch); None counts each once.
+    Between two consecutive values of `a` its CDF is flat while the other one rises, so the
+    gap is largest at a value of `a` or just below it: four `searchsorted` calls of the size
+    of `a`, none of the size of `b`.
     """
-    n, m = len(a), len(b)
-    from_a = np.zeros(n + m, dtype=bool)
-    from_a[np.searchsorted(b, a, side="left") + np.arange(n)] = True
-    merged = np.empty(n + m, dtype=float)
-    merged[from_a] = a
-    merged[~from_a] = b
-    cdf_a = np.cumsum(from_a) / n
-    cdf_b = np.cumsum(~from_a) / m
-    return merged, cdf_a, cdf_b
+    ranks = _ranks(a, weights)
+    total, n = ranks[-1], len(b)
+    below_a = ranks[np.searchsorted(a, a, side="left")] / total
+    upto_a = ranks[np.searchsorted(a, a, side="right")] / total
+    below_b = np.searchsorted(b, a, side="left") / n
+    upto_b = np.searchsorted(b, a, side="right") / n
+    return float(max(np.max(np.abs(upto_a - upto_b)), np.max(np.abs(below_a - below_b))))
 
 
-def ecdf_gap(a: np.ndarray, b: np.ndarray) -> float:
-    """Largest gap between the empirical CDFs of two sorted samples (the KS statistic)."""
-    merged, cdf_a, cdf_b = merge_sorted(a, b)
-    run_end = np.append(merged[1:] != merged[:-1], True)
-    return float(np.max(np.abs(cdf_a[run_end] - cdf_b[run_end])))
+def ecdf_area(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Area between the empirical CDFs of two sorted samples (the Wasserstein-1 distance).
 
-
-def ecdf_area(a: np.ndarray, b: np.ndarray) -> float:
-    """Area between the empirical CDFs of two sorted samples (the Wasserstein-1 distance)."""
-    merged, cdf_a, cdf_b = merge_sorted(a, b)
-    return float(np.sum(np.abs(cdf_a[:-1] - cdf_b[:-1]) * np.diff(merged)))
+    `weights` are integer counts of the values of `a` (a sketch); None counts each once.
+    Computed as the area between the quantile functions: on a common integer grid of ranks
+    (`a` has `total` of them, `b` has `n`; value j of `a` spans ``[ranks[j]*n,
+    ranks[j+1]*n)`` and value i of `b` spans ``[i*total, (i+1)*total)``), each value of `a`
+    pairs with the run of `b` whose ranks overlap its own. The values of `b` wholly inside a
+    run split where they pass ``a[j]``, so the run adds up in two sums (one `np.add.reduceat`
+    pass over `b` for all runs); the values of `b` at a run's two ends count by their
+    overlap. Everything else is arithmetic of the size of `a`, and the weights stay exact
+    integers.
+    """
+    ranks = _ranks(a, weights)
+    total, n, m = int(ranks[-1]), len(b), len(a)
+    grid = ranks * n
+    start, end = grid[:-1], grid[1:]
+    first = start // total  # the values of b at the two ends of each run of a
+    last = (end - 1) // total
+    lo = first + 1  # the values of b wholly inside the run: [lo, hi)
+    hi = np.maximum(last, lo)
+    split = np.clip(np.searchsorted(b, a, side="left"), lo, hi)
+    cuts = np.empty(3 * m + 1, dtype=np.int64)
+    cuts[0:-1:3], cuts[1::3], cuts[2::3], cuts[-1] = lo, split, hi, n
+    starts = cuts[:-1]
+    sums = np.zeros(3 * m)
+    inside = int(np.searchsorted(starts, n))  # segments that start at n are empty
+    if inside:
+        sums[:inside] = np.add.reduceat(b, starts[:inside])  # the last one ends at n
+    sums[cuts[1:] <= starts] = 0.0  # reduceat gives b[i] for an empty segment
+    # sum |b - a[j]| over the run = a[j] * (#below - #above) - sum(below) + sum(above)
+    whole = a * (2 * split - lo - hi) - sums[0::3] + sums[1::3]
+    one = first == last  # the run lies within a single value of b
+    w_first = np.where(one, end - start, lo * total - start)
+    w_last = np.where(one, 0, end - last * total)
+    ends = w_first * np.abs(b[first] - a) + w_last * np.abs(b[last] - a)
+    return (float(np.sum(whole)) * total + float(np.sum(ends))) / (total * n)
 
 
 # --- the built-in methods ------------------------------------------------------------------------
@@ -216,9 +252,9 @@ def ecdf_area(a: np.ndarray, b: np.ndarray) -> float:
 def ks(c: Comparison) -> MethodResult:
     """Two-sample Kolmogorov-Smirnov: largest ECDF gap, with scipy's two-sided p-value."""
     ref, cur = c.sorted_values()
-    d = ecdf_gap(ref, cur)
+    d = ecdf_gap(ref, cur, c.ref_weights)
     n, m = max(c.ref_n, len(ref)), len(cur)
-    if len(ref) == n and max(n, m) <= _KS_EXACT_MAX_N:
+    if c.ref_weights is None and len(ref) == n and max(n, m) <= _KS_EXACT_MAX_N:
         # Small samples: scipy's exact distribution (what ks_2samp's 'auto' mode does).
         from scipy.stats import ks_2samp
 
@@ -235,7 +271,8 @@ def ks(c: Comparison) -> MethodResult:
 def wasserstein(c: Comparison) -> MethodResult:
     """Wasserstein-1 distance divided by the reference standard deviation."""
     ref, cur = c.sorted_values()
-    return MethodResult(ecdf_area(ref, cur) / max(c.ref_scale, WASSERSTEIN_MIN_SCALE))
+    distance = ecdf_area(ref, cur, c.ref_weights)
+    return MethodResult(distance / max(c.ref_scale, WASSERSTEIN_MIN_SCALE))
 
 
 @register_method(

@@ -2,15 +2,22 @@
 
 Built once at training time and registered with the model (``profile.json``), so monitoring
 reads only the current window. Per numeric feature it keeps the reference-quantile bin edges
-and counts (of the full column), mean, standard deviation, range and a sorted sample; per
+and counts (of the full column), mean, standard deviation, range and a sorted sketch; per
 categorical feature the category counts. For the model: the distribution of its scores on
 held-out rows, its metrics there, its estimated accuracy (to check calibration against the
 measured one) and permutation importances.
 
-The sorted sample of a long column is a sketch of evenly spaced order statistics rather than a
-random sample: its empirical CDF is within 1/size of the full column's everywhere (a random
-sample only within about 1/sqrt(size)), and it needs no seed. Arrays of floats are stored as
-base64 of little-endian float64, exact and about a third the size of decimal text.
+A column of at most `drift.profile_sample_size` values is kept whole. A longer one becomes a
+sketch: its sorted values cut into that many runs of consecutive ranks, each kept as its mean
+and its count. The runs are narrow at both ends and wide in the middle (rank cuts on an
+arcsine scale, as t-digest's): the extreme values, which dominate a Wasserstein distance on
+skewed or heavy-tailed data, are kept exactly, and no run holds more than pi/2 / size of the
+column, so the sketch's CDF is within that of the full column's everywhere. Compared with the
+full column, the sketch's Wasserstein distance to a current window is off by about 1e-5 of a
+standard deviation at 10,000 runs on normal, lognormal and Pareto(1.5) data (evenly spaced
+order statistics of the same size: up to 7e-2 on the Pareto data). Deterministic: no seed.
+Arrays of floats are stored as base64 of little-endian float64, exact and about a third the
+size of decimal text.
 """
 
 from __future__ import annotations
@@ -39,13 +46,16 @@ __all__ = [
     "ReferenceProfile",
     "bin_counts",
     "build_profile",
-    "category_codes",
+    "category_counts",
     "numeric_profile",
     "numeric_values",
+    "sorted_finite",
 ]
 
 PROFILE_FILE = "profile.json"
-PROFILE_FORMAT = 1
+PROFILE_FORMAT = 2
+# Format 1 kept evenly spaced order statistics without counts: still readable.
+_READABLE_FORMATS = (1, 2)
 
 
 # --- columns -------------------------------------------------------------------------------------
@@ -75,6 +85,43 @@ def numeric_values(series: pd.Series, name: str) -> np.ndarray:
     return np.where(np.isfinite(values), values, np.nan)
 
 
+def sorted_finite(series: pd.Series, name: str) -> tuple[np.ndarray, int]:
+    """(the column's finite values, ascending; how many rows are missing, NaN or +-inf).
+
+    One sort of one copy of the column: NaN sorts last and the infinities next to it, so the
+    finite values are a slice of the sorted copy, with no masked copy before the sort.
+
+    Raises:
+        ValidationError: naming the column if it holds values that are not numbers.
+    """
+    if isinstance(series.dtype, np.dtype) and series.dtype.kind == "f":
+        values = series.to_numpy(copy=False)  # NaN is already NaN: no converted copy
+    else:
+        values = numeric_values(series, name)
+    ordered = np.sort(values)
+    lo = int(np.searchsorted(ordered, -np.inf, side="right"))
+    hi = int(np.searchsorted(ordered, np.inf, side="left"))
+    return ordered[lo:hi].astype(float, copy=False), len(ordered) - (hi - lo)
+
+
+def sketch(sorted_values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(values, counts) standing for a sorted column in at most `size` runs; see the module.
+
+    A column of at most `size` values is returned whole, with counts None (one each).
+    """
+    n = len(sorted_values)
+    if n <= size:
+        return sorted_values, None
+    q = (1.0 - np.cos(np.pi * np.arange(size + 1) / size)) / 2.0
+    cuts = np.unique(np.round(q * n).astype(np.int64))  # 0 first, n last
+    counts = np.diff(cuts)
+    means = np.add.reduceat(sorted_values, cuts[:-1]) / counts
+    # Within its run's range, so the sketch stays sorted; and a run of one repeated value is
+    # that value exactly (a rounded mean a hair off it would move the whole tie across a
+    # comparison and change a KS statistic by the tie's mass).
+    return np.clip(means, sorted_values[cuts[:-1]], sorted_values[cuts[1:] - 1]), counts
+
+
 def bin_counts(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Counts of sorted values in the buckets (-inf, e0), [e0, e1), ..., [ek, inf)."""
     cuts = np.searchsorted(sorted_values, edges, side="left")
@@ -88,29 +135,40 @@ def category_text(series: pd.Series) -> pd.Series:
     return as_category_strings(series)
 
 
-def _factorize(series: pd.Series) -> tuple[np.ndarray, pd.Series]:
-    """(integer code per row, -1 when missing; the text label of each code).
+def _value_counts(series: pd.Series) -> tuple[np.ndarray, pd.Series, int]:
+    """(rows per distinct value; the text label of each value; rows missing).
 
-    Factorizing first and turning only the distinct values into text keeps the per-row work
-    in compiled code, whatever the column's dtype (text, integers, categorical).
+    One counting pass over the codes: a categorical column has them already, any other dtype
+    is factorized first. Only the distinct values are turned into text, so the per-row work
+    stays in compiled code whatever the dtype (text, integers, categorical).
     """
-    local, uniques = pd.factorize(series, use_na_sentinel=True)
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        codes = series.cat.codes.to_numpy()
+        uniques: Any = series.cat.categories
+    else:
+        codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    counted = np.bincount(codes.astype(np.intp) + 1, minlength=len(uniques) + 1)
     names = category_text(pd.Series(np.asarray(uniques, dtype=object), dtype=object))
-    return np.asarray(local, dtype=np.int64), names
+    return counted[1:].astype(np.int64), names, int(counted[0])
 
 
-def category_codes(series: pd.Series, categories: pd.Index) -> tuple[np.ndarray, dict[str, int]]:
-    """Code of each value in `categories` (-1 unseen, -2 missing) and the unseen value counts."""
-    local, names = _factorize(series)
+def category_counts(
+    series: pd.Series, categories: pd.Index
+) -> tuple[np.ndarray, int, int, dict[str, int]]:
+    """Rows per reference category, then rows in categories it never saw; missing rows; and
+    the unseen values by name (returned as counts, length ``len(categories) + 1``)."""
+    per_value, names, nulls = _value_counts(series)
     mapping = np.asarray(categories.get_indexer(names.to_numpy(dtype=object)), dtype=np.int64)
-    mapping[names.isna().to_numpy()] = -2
-    codes = np.where(local < 0, -2, mapping[local]) if len(mapping) else np.full(len(local), -2)
+    missing = names.isna().to_numpy()  # a value whose label is missing counts as missing
+    nulls += int(per_value[missing].sum())
+    known = (mapping >= 0) & ~missing
+    counts = np.bincount(mapping[known], weights=per_value[known], minlength=len(categories))
     unseen: dict[str, int] = {}
-    if (mapping == -1).any():
-        per_value = np.bincount(local[local >= 0], minlength=len(names))
-        for i in np.flatnonzero(mapping == -1):
+    for i in np.flatnonzero((mapping == -1) & ~missing):
+        if per_value[i]:
             unseen[str(names.iloc[i])] = unseen.get(str(names.iloc[i]), 0) + int(per_value[i])
-    return codes, unseen
+    out = np.append(counts.astype(np.int64), sum(unseen.values()))
+    return out, int(out[-1]), nulls, unseen
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,6 +184,7 @@ class NumericProfile:
     edges: np.ndarray
     counts: np.ndarray
     sample: np.ndarray
+    weights: np.ndarray | None = None
 
     kind = "numeric"
 
@@ -141,6 +200,7 @@ class NumericProfile:
             "edges": [float(e) for e in self.edges],
             "counts": [int(c) for c in self.counts],
             "sample": _encode(self.sample),
+            "weights": None if self.weights is None else [int(w) for w in self.weights],
         }
 
     @classmethod
@@ -152,6 +212,13 @@ class NumericProfile:
             raise ValueError("counts must have one more entry than edges and sum to n")
         if len(sample) and not (np.diff(sample) >= 0).all():
             raise ValueError("sample must be sorted")
+        weights = None
+        if d.get("weights") is not None:
+            weights = np.asarray(d["weights"], dtype=np.int64)
+            if len(weights) != len(sample) or (weights < 1).any():
+                raise ValueError("weights must be one count >= 1 per sample value")
+            if int(weights.sum()) != int(d["n"]):
+                raise ValueError("weights must sum to n")
         return cls(
             n=int(d["n"]),
             nulls=int(d["nulls"]),
@@ -162,6 +229,7 @@ class NumericProfile:
             edges=edges,
             counts=counts,
             sample=sample,
+            weights=weights,
         )
 
 
@@ -212,18 +280,18 @@ def numeric_profile(values: np.ndarray, bins: int, sample_size: int) -> NumericP
     next float above its maximum (repeated values merged), so values below or above the
     reference range land in buckets of their own, with a reference share of zero.
     """
-    s = np.sort(values[np.isfinite(values)])
-    nulls = len(values) - len(s)
+    s, nulls = sorted_finite(pd.Series(values, copy=False), "values")
+    return _numeric_profile(s, nulls, bins, sample_size)
+
+
+def _numeric_profile(s: np.ndarray, nulls: int, bins: int, sample_size: int) -> NumericProfile:
     if len(s) == 0:
         empty = np.array([], dtype=float)
         return NumericProfile(0, nulls, None, 0.0, None, None, empty, np.zeros(1, np.int64), empty)
     inner = np.quantile(s, np.arange(1, bins) / bins)
     top = np.nextafter(s[-1], np.inf)
     edges = np.unique(np.concatenate([[s[0]], inner, [top] if np.isfinite(top) else []]))
-    if len(s) > sample_size:
-        sample = s[np.round(np.linspace(0, len(s) - 1, sample_size)).astype(np.int64)]
-    else:
-        sample = s
+    sample, weights = sketch(s, sample_size)
     return NumericProfile(
         n=len(s),
         nulls=nulls,
@@ -233,14 +301,14 @@ def numeric_profile(values: np.ndarray, bins: int, sample_size: int) -> NumericP
         max=float(s[-1]),
         edges=edges,
         counts=bin_counts(s, edges),
-        sample=sample,
+        sample=sample.copy(),  # not a view of the column: the profile outlives it
+        weights=weights,
     )
 
 
 def categorical_profile(series: pd.Series) -> CategoricalProfile:
     """Profile a categorical column: category counts, most frequent first (ties by name)."""
-    local, names = _factorize(series)
-    per_value = np.bincount(local[local >= 0], minlength=len(names))
+    per_value, names, _ = _value_counts(series)
     present = names.notna().to_numpy()
     # Distinct values can share a label (3 and 3.0 are both '3'): add them up.
     counts = pd.Series(per_value[present]).groupby(names[present].to_numpy(dtype=object)).sum()
@@ -321,10 +389,10 @@ class ReferenceProfile:
             raise ValidationError(f"reference profile is not valid JSON: {err}") from None
         if not isinstance(raw, dict):
             raise ValidationError("reference profile must be a JSON object")
-        if raw.get("format") != PROFILE_FORMAT:
+        if raw.get("format") not in _READABLE_FORMATS:
             raise ValidationError(
                 f"reference profile format {raw.get('format')!r} is not supported "
-                f"(this version reads format {PROFILE_FORMAT})"
+                f"(this version reads formats {', '.join(map(str, _READABLE_FORMATS))})"
             )
         where = "reference profile"
         try:
@@ -397,7 +465,7 @@ def build_profile(
     columns: dict[str, ColumnProfile] = {}
     for name, kind in features.items():
         if kind == "numeric":
-            columns[name] = numeric_profile(numeric_values(df[name], name), bins, size)
+            columns[name] = _numeric_profile(*sorted_finite(df[name], name), bins, size)
         else:
             columns[name] = categorical_profile(df[name])
 

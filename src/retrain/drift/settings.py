@@ -124,10 +124,11 @@ class DriftConfig(Section):
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
     bootstrap_samples: int = Field(default=200, ge=20, le=10000)
     profile_sample_size: int = Field(
-        default=100_000,
+        default=10_000,
         ge=10_000,
-        description="Sorted values kept per numeric feature in the reference profile (at "
-        "least 10,000, the size up to which KS p-values are exact).",
+        description="Runs of the sorted sketch per numeric feature in the reference profile; "
+        "a column up to this size is kept whole (at least 10,000, the size up to which KS "
+        "p-values are exact).",
     )
     importance_repeats: int = Field(
         default=3, ge=0, le=50, description="Permutation-importance repeats at training; 0: off."
