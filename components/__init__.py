@@ -18,6 +18,7 @@ from retrain_components.deploy import deploy
 from retrain_components.evaluate import evaluate
 from retrain_components.ingest import ingest
 from retrain_components.label import label
+from retrain_components.resolve import resolve
 from retrain_components.rollout import rollout
 from retrain_components.train import train
 
@@ -29,6 +30,7 @@ __all__ = ["DEFAULT_IMAGE", "STEPS", "make_component"]
 DEFAULT_IMAGE = f"ghcr.io/retrain-project/retrain:{__version__}"
 
 STEPS: dict[str, Callable[..., Any]] = {
+    "resolve": resolve,
     "ingest": ingest,
     "label": label,
     "train": train,

@@ -1,11 +1,17 @@
-"""The retraining pipeline: ingest -> label -> train -> evaluate -> [blessed] deploy.
+"""The retraining pipeline: resolve -> ingest -> label -> train -> evaluate -> [blessed] deploy.
+
+`resolve` runs first and every later task takes the window id and run id from its outputs,
+never from the raw run parameters: scheduled (recurring) runs pass ``"auto"`` for both, since
+KFP v2 does not expand ``[[ScheduledTime]]`` macros, and resolve turns them into the newest
+complete window and a run id derived from the KFP job id (`retrain.resolve`). Explicit ids pass
+through unchanged.
 
 Policy lives here and nowhere else (asserted by tests/pipelines/test_compile.py):
 
 - Retries only on steps whose failures are usually transient I/O and whose writes are
-  idempotent: ingest and label read external sources, deploy writes the registry and the
-  GitOps repo with create-only / compare-and-swap writes. Train and evaluate are deterministic
-  computations: a retry would fail the same way.
+  idempotent: resolve, ingest and label read external sources (resolve writes only its own run
+  record), deploy writes the registry and the GitOps repo with create-only / compare-and-swap
+  writes. Train and evaluate are deterministic computations: a retry would fail the same way.
 - Caching is off for every step, explicitly. Each step reads state that is not among its KFP
   inputs (the data source, the history store, the current champion), so a cache hit could
   silently serve a stale result: the classic KFP pitfall of an ingest step that "looks the same".
@@ -42,6 +48,9 @@ PIPELINE_NAME = "retrain"
 
 #: step -> retries, cpu request/limit, memory request/limit
 STEP_POLICY: dict[str, dict[str, Any]] = {
+    # Cheap: it reads the data source only when the window is "auto". The memory
+    # limit matches ingest's, which reads the same source.
+    "resolve": {"retries": 3, "cpu": ("100m", "1"), "memory": ("256Mi", "4Gi")},
     "ingest": {"retries": 3, "cpu": ("500m", "2"), "memory": ("1Gi", "4Gi")},
     "label": {"retries": 3, "cpu": ("500m", "2"), "memory": ("1Gi", "4Gi")},
     "train": {"retries": 0, "cpu": ("1", "4"), "memory": ("2Gi", "8Gi")},
@@ -221,15 +230,25 @@ def build_pipeline(
         "champion, and roll it out as a Seldon canary.",
     )
     def retrain_pipeline(config_yaml: str, window_id: str, run_id: str) -> None:
+        resolve = policy(
+            ops["resolve"](
+                config_yaml=config_yaml,
+                window_id=window_id,
+                run_id=run_id,
+                job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            ),
+            "resolve",
+        )
+        # From here on only the resolved ids: "auto" must never reach a step.
+        window, run = resolve.outputs["window_id"], resolve.outputs["run_id"]
         ingest = policy(
-            ops["ingest"](config_yaml=config_yaml, window_id=window_id, run_id=run_id),
-            "ingest",
+            ops["ingest"](config_yaml=config_yaml, window_id=window, run_id=run), "ingest"
         )
         label = policy(
             ops["label"](
                 config_yaml=config_yaml,
-                window_id=window_id,
-                run_id=run_id,
+                window_id=window,
+                run_id=run,
                 dataset=ingest.outputs["dataset"],
             ),
             "label",
@@ -237,8 +256,8 @@ def build_pipeline(
         train = policy(
             ops["train"](
                 config_yaml=config_yaml,
-                window_id=window_id,
-                run_id=run_id,
+                window_id=window,
+                run_id=run,
                 labelled=label.outputs["labelled"],
             ),
             "train",
@@ -246,7 +265,7 @@ def build_pipeline(
         evaluate = policy(
             ops["evaluate"](
                 config_yaml=config_yaml,
-                run_id=run_id,
+                run_id=run,
                 model=train.outputs["model"],
                 holdout=train.outputs["holdout"],
             ),
@@ -254,10 +273,10 @@ def build_pipeline(
         )
         with dsl.If(evaluate.outputs["Output"] == True, name="blessed"):  # noqa: E712
             deploy = policy(
-                ops["deploy"](config_yaml=config_yaml, run_id=run_id, model=train.outputs["model"]),
+                ops["deploy"](config_yaml=config_yaml, run_id=run, model=train.outputs["model"]),
                 "deploy",
             )
-            policy(ops["rollout"](config_yaml=config_yaml, run_id=run_id).after(deploy), "rollout")
+            policy(ops["rollout"](config_yaml=config_yaml, run_id=run).after(deploy), "rollout")
 
     return retrain_pipeline
 

@@ -7,6 +7,11 @@ needs no kfp and is what the backtest uses.
 
 Either way the outcome is read back from the run records that every step writes to the
 store, so the summary and the exit code are the same whichever engine ran.
+
+``"auto"`` window or run ids (what scheduled runs pass) are resolved here first, by the same
+`retrain.steps.resolve_run` the pipeline's resolve task calls, with this process standing in for
+the KFP job; either engine then runs with the resolved ids, which the pipeline's resolve task
+passes through. So both engines agree, and the run's id is known before it starts.
 """
 
 from __future__ import annotations
@@ -26,11 +31,16 @@ from typing import Any
 from retrain import steps
 from retrain.config import Config
 from retrain.errors import EXIT_INTERNAL, EXIT_OK
+from retrain.resolve import AUTO, auto_run_id, check_keyword
 from retrain.storage import LocalStorage, Storage, open_storage
 
-__all__ = ["STEP_ORDER", "CycleResult", "new_run_id", "run_cycle", "step_line"]
+__all__ = ["RUN_STEPS", "STEP_ORDER", "CycleResult", "new_run_id", "run_cycle", "step_line"]
 
+#: The steps every run reports on, in order (a terminal shows a line for each).
 STEP_ORDER = ("ingest", "label", "train", "evaluate", "deploy", "rollout")
+#: Every step that may leave a record, in order. `resolve` records only when it resolved an
+#: "auto" id (or failed to), so it is shown only then and runs given explicit ids look as before.
+RUN_STEPS = ("resolve", *STEP_ORDER)
 
 
 @dataclass
@@ -50,15 +60,16 @@ class CycleResult:
 
     @property
     def failed_step(self) -> dict[str, Any] | None:
-        for name in STEP_ORDER:
+        for name in RUN_STEPS:
             rec = self.records.get(name)
             if rec and rec.get("status") == "failed":
                 return rec
         return None
 
     def lines(self) -> list[str]:
-        """A short per-step summary for a terminal."""
-        return [step_line(name, self.records) for name in STEP_ORDER]
+        """A short per-step summary for a terminal (resolve only if it recorded)."""
+        names = [n for n in RUN_STEPS if n in STEP_ORDER or n in self.records]
+        return [step_line(name, self.records) for name in names]
 
 
 def step_line(name: str, records: dict[str, dict[str, Any]]) -> str:
@@ -87,7 +98,7 @@ class _StepWatcher(threading.Thread):
 
     def poll(self) -> None:
         records = steps.read_run(self._store, self._run_id)
-        for name in sorted(records, key=lambda n: STEP_ORDER.index(n) if n in STEP_ORDER else 99):
+        for name in sorted(records, key=lambda n: RUN_STEPS.index(n) if n in RUN_STEPS else 99):
             rec = records[name]
             if name not in self._seen:
                 self._seen.add(name)
@@ -119,16 +130,37 @@ def run_cycle(
     pipeline_root: str | None = None,
     log_path: str | None = None,
     on_step: Callable[[str, dict], None] | None = None,
+    now: datetime | None = None,
 ) -> CycleResult:
     """One cycle for one window. Never raises for a failed step: see `CycleResult.exit_code`.
 
-    `on_step(name, record)` is called as each step finishes, in the order they finish.
+    `window_id` and `run_id` may be ``"auto"`` (see the module docstring); `now` is the run's
+    time for resolving them (default: the real clock). `on_step(name, record)` is called as
+    each step finishes, in the order they finish.
     """
     if engine not in ("kfp-local", "direct"):
         raise ValueError(f"unknown engine {engine!r} (kfp-local or direct)")
-    run_id = steps.check_run_id(run_id or new_run_id(window_id))  # before any path uses it
+    # No id can name a window that is not resolved yet: let resolve derive it.
+    run_id = run_id or (AUTO if window_id == AUTO else new_run_id(window_id))
+    check_keyword("run_id", run_id)
+    if run_id != AUTO:
+        steps.check_run_id(run_id)  # before any path uses it
     config_yaml = cfg.to_yaml()
     store = open_storage(cfg.storage_root)
+    job_id = uuid.uuid4().hex[:12]  # this process is the job: it stands in for KFP's job id
+    try:
+        resolved = steps.resolve_run(config_yaml, window_id, run_id, job_id, now=now)
+    except Exception:
+        # resolve_run recorded the failure under the given run id, or (run id "auto") under
+        # the id it derives without a window.
+        failed_id = run_id if run_id != AUTO else auto_run_id(None, job_id)[0]
+        records = steps.read_run(store, failed_id)
+        for name, rec in records.items():
+            if on_step:
+                on_step(name, rec)
+        code = int(records.get("resolve", {}).get("exit_code", EXIT_INTERNAL))
+        return CycleResult(failed_id, window_id, records, code, log_path)
+    window_id, run_id = resolved.window_id, resolved.run_id
     watcher = _StepWatcher(store, run_id, on_step) if on_step else None
     if watcher:
         watcher.start()

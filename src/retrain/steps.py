@@ -1,4 +1,4 @@
-"""The five steps of one retraining cycle, as plain functions over files and a store.
+"""The steps of one retraining cycle, as plain functions over files and a store.
 
 Each KFP component calls exactly one of these (and the `retrain` CLI calls the same ones), so
 the pipeline on a laptop, the pipeline on Kubeflow and a backtest all run the same code. A step
@@ -8,6 +8,9 @@ and records its outcome under ``runs/<run_id>/<step>.json`` in the store, so a f
 leaves the reason where `retrain status` and the CLI can find it.
 
 What they write to shared state, and when:
+- resolve_run: nothing shared. It runs first and turns ``"auto"`` run parameters (scheduled
+  runs) into a window id and a run id (`retrain.resolve`); it records only when it resolved
+  something, so runs given explicit ids keep exactly the records they had.
 - ingest: the schema, only on the very first run (create-only).
 - label: the labelled window into the history store (create-only; re-runs are idempotent).
 - train, evaluate: nothing shared (the model stays a run artifact until it is blessed).
@@ -47,11 +50,13 @@ from retrain.drift import PROFILE_FILE, champion_drift, profile_for_model
 from retrain.errors import AlreadyExists, RetrainError, ValidationError
 from retrain.labels.join import join_labels
 from retrain.registry import Registry
+from retrain.resolve import AUTO, auto_run_id, check_keyword, newest_complete_window, utc_instant
 from retrain.storage import Storage, open_storage
 
 __all__ = [
     "DeployOutcome",
     "EvaluateOutcome",
+    "ResolveOutcome",
     "StepOutcome",
     "check_run_id",
     "deploy",
@@ -61,6 +66,7 @@ __all__ = [
     "load_history",
     "read_run",
     "recorded_step",
+    "resolve_run",
     "train",
     "write_step_report",
 ]
@@ -91,6 +97,14 @@ class EvaluateOutcome(StepOutcome):
     reason: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     confusion: dict[str, Any] | None = None
+
+
+@dataclass
+class ResolveOutcome(StepOutcome):
+    """The ids every later step uses: as given, or resolved from ``"auto"``."""
+
+    window_id: str = ""
+    run_id: str = ""
 
 
 @dataclass
@@ -189,6 +203,100 @@ def _write_dataset(path: str, df: pd.DataFrame, metadata: dict[str, Any]) -> Non
 
 def _read_dataset(path: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     return from_parquet_bytes(Path(path).read_bytes())
+
+
+# --- resolve -----------------------------------------------------------------------------------
+
+
+def resolve_run(
+    config_yaml: str,
+    window_id: str,
+    run_id: str,
+    job_id: str | None = None,
+    report_path: str | None = None,
+    *,
+    now: datetime | None = None,
+) -> ResolveOutcome:
+    """Resolve ``"auto"`` in `window_id` / `run_id` (rules in `retrain.resolve`).
+
+    Explicit values pass through unchanged, unchecked (ingest checks the window as before)
+    and unrecorded: nothing is read or written but the report artifact. Otherwise the window
+    comes from the data source and `now` (default: the real clock), the run id from the KFP
+    `job_id`, and the outcome is recorded under ``runs/<run_id>/resolve``.
+    A failure is recorded too (under ``auto-<job id>`` when the run id was to come from the
+    window) and nothing else is written.
+
+    Raises:
+        ValidationError: a misspelt keyword, or no complete window with data (exit 2).
+    """
+    check_keyword("run_id", run_id)  # a typo here has no folder to be recorded in
+    error: Exception | None = None
+    try:
+        check_keyword("window_id", window_id)
+    except ValidationError as err:
+        error = err  # recorded below, under the run's folder
+    if error is None and AUTO not in (window_id, run_id):
+        details = {"window_id": window_id, "run_id": run_id, "resolved": False}
+        summary = f"window {window_id} and run id {run_id} as given"
+        write_step_report(report_path, f"# Resolve: nothing to resolve\n\n{summary}.\n", details)
+        return ResolveOutcome("resolve", summary, details, window_id=window_id, run_id=run_id)
+
+    cfg, store = _load(config_yaml)
+    at = utc_instant(now if now is not None else datetime.now(timezone.utc))
+    choice = None
+    if error is None and window_id == AUTO:
+        try:
+            source = read_source(cfg.data.uri, cfg.data.format)
+            column = cfg.data.time_column
+            if column not in source.columns:
+                raise ValidationError(f"data source {cfg.data.uri} has no time column {column!r}")
+            choice = newest_complete_window(cfg.data, source[column], at, source=cfg.data.uri)
+        except Exception as err:  # recorded below, under the run's folder
+            error = err
+    resolved_window = choice.window.id if choice is not None else window_id
+    if run_id == AUTO:
+        known = None if error is not None else resolved_window
+        rid, run_how = auto_run_id(known, job_id)
+    else:
+        rid, run_how = run_id, "as given"
+    with recorded_step(store, rid, "resolve") as rec:
+        if error is not None:
+            raise error
+        details = {
+            "requested": {"window_id": window_id, "run_id": run_id},
+            "window_id": resolved_window,
+            "run_id": rid,
+            "resolved": True,
+            "window": choice.as_dict() if choice is not None else None,
+            "run_id_rule": run_how,
+            "job_id": job_id,
+            "now": at.isoformat(),
+        }
+        summary = (
+            (choice.reason if choice is not None else f"window {resolved_window} as given")
+            + f"; run id {rid}"
+            + (f" ({run_how})" if run_id == AUTO else "")
+        )
+        rows = [
+            ("window_id", window_id, resolved_window, _rule_text(choice)),
+            ("run_id", run_id, rid, run_how),
+        ]
+        markdown = (
+            f"# Resolve: window `{resolved_window}`, run `{rid}`\n\n"
+            "| parameter | requested | resolved | how |\n|---|---|---|---|\n"
+            + "".join(f"| {n} | `{a}` | `{b}` | {how} |\n" for n, a, b, how in rows)
+            + f"\nResolved at {at.isoformat()} (UTC).\n"
+        )
+        rec.update(summary=summary, report=details)
+        rec["markdown"] = markdown
+        write_step_report(report_path, markdown, details)
+        return ResolveOutcome("resolve", summary, details, window_id=resolved_window, run_id=rid)
+
+
+def _rule_text(choice: Any) -> str:
+    if choice is None:
+        return "as given"
+    return f"{choice.rule}: {choice.reason}"
 
 
 # --- ingest ------------------------------------------------------------------------------------

@@ -84,6 +84,7 @@ def test_every_task_runs_the_pinned_project_image(compiled: tuple[dict, dict]) -
     executors = spec["deploymentSpec"]["executors"]
     steps = {n: t for n, t in _all_tasks(spec).items() if n in STEP_POLICY}
     assert set(steps) == set(STEP_POLICY)
+    assert "resolve" in steps, "the first task resolves scheduled runs' 'auto' ids"
     for name, task in steps.items():
         image = executors[_executor_of(spec, task)]["container"]["image"]
         assert image == f"{IMAGE}@{DIGEST}", name
@@ -141,6 +142,16 @@ def test_every_step_runs_as_the_image_user_with_scratch_and_labels(
         assert cfg["activeDeadlineSeconds"] == str(OPTIONS.timeout_seconds)
         assert [(m["constant"], m["mountPath"]) for m in cfg["pvcMount"]] == [OPTIONS.pvc]
         assert [s["secretName"] for s in cfg["imagePullSecret"]] == ["registry-credentials"]
+
+
+def test_resolve_runs_with_the_store_but_no_secrets(compiled: tuple[dict, dict]) -> None:
+    # It writes its run record to the store (the dev overlay's PVC) and needs nothing else.
+    spec, platform = compiled
+    cfg = _k8s(platform)[_executor_of(spec, _all_tasks(spec)["resolve"])]
+    assert [(m["constant"], m["mountPath"]) for m in cfg["pvcMount"]] == [OPTIONS.pvc]
+    assert "secretAsVolume" not in cfg
+    res = spec["deploymentSpec"]["executors"]["exec-resolve"]["container"]["resources"]
+    assert (res["resourceCpuRequest"], res["resourceMemoryRequest"]) == ("100m", "256Mi")
 
 
 def test_only_the_deploy_step_gets_the_deployer_token_and_its_secret(

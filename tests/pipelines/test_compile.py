@@ -9,7 +9,7 @@ import yaml
 
 pytest.importorskip("kfp")
 
-from kfp import components
+from kfp import components, dsl
 from retrain_pipelines import STEP_POLICY, compile_pipeline
 
 IMAGE = "registry.example.com/retrain/retrain:9.9.9"
@@ -43,9 +43,59 @@ def test_deploy_runs_only_under_the_blessed_gate(compiled: dict) -> None:
 
 def test_step_order(compiled: dict) -> None:
     tasks = _tasks(compiled)
-    assert tasks["label"]["dependentTasks"] == ["ingest"]
-    assert tasks["train"]["dependentTasks"] == ["label"]
-    assert tasks["evaluate"]["dependentTasks"] == ["train"]
+    assert "dependentTasks" not in tasks["resolve"], "resolve runs first"
+    assert tasks["ingest"]["dependentTasks"] == ["resolve"]
+    assert tasks["label"]["dependentTasks"] == ["ingest", "resolve"]
+    assert tasks["train"]["dependentTasks"] == ["label", "resolve"]
+    assert tasks["evaluate"]["dependentTasks"] == ["resolve", "train"]
+
+
+def _all_tasks(spec: dict) -> dict[str, dict]:
+    """Every task with its own component, including those inside the `blessed` condition."""
+    out: dict[str, dict] = {}
+
+    def walk(dag_tasks: dict) -> None:
+        for name, task in dag_tasks.items():
+            out[name] = task
+            inner = spec["components"][task["componentRef"]["name"]].get("dag")
+            if inner:
+                walk(inner["tasks"])
+
+    walk(spec["root"]["dag"]["tasks"])
+    return out
+
+
+def test_resolve_gets_the_raw_parameters_and_the_kfp_job_id(compiled: dict) -> None:
+    params = _tasks(compiled)["resolve"]["inputs"]["parameters"]
+    for name in ("config_yaml", "window_id", "run_id"):
+        assert params[name] == {"componentInputParameter": name}
+    # KFP substitutes the job's UUID (kfp.local: a random number) at run time.
+    assert params["job_id"] == {"runtimeValue": {"constant": dsl.PIPELINE_JOB_ID_PLACEHOLDER}}
+    assert dsl.PIPELINE_JOB_ID_PLACEHOLDER == "{{$.pipeline_job_uuid}}"
+
+
+def test_every_later_step_uses_the_resolved_ids(compiled: dict) -> None:
+    # A raw "auto" must never reach a step: window_id and run_id come from resolve's outputs
+    # (inside the `blessed` condition through the channel the compiler makes for them).
+    tasks = _all_tasks(compiled)
+    cond = next(t for t in _tasks(compiled).values() if "triggerPolicy" in t)
+    channels = cond["inputs"]["parameters"]
+    checked = set()
+    for name, task in tasks.items():
+        if name == "resolve" or name not in STEP_POLICY:
+            continue
+        for key in ("window_id", "run_id"):
+            source = task["inputs"]["parameters"].get(key)
+            if source is None:
+                continue
+            if "componentInputParameter" in source:  # inside the condition
+                source = channels[source["componentInputParameter"]]
+            assert source == {
+                "taskOutputParameter": {"outputParameterKey": key, "producerTask": "resolve"}
+            }, (name, key)
+            checked.add((name, key))
+    assert {n for n, _ in checked} == set(STEP_POLICY) - {"resolve"}
+    assert ("ingest", "window_id") in checked and ("train", "window_id") in checked
 
 
 def test_retries_only_on_io_steps(compiled: dict) -> None:
@@ -62,7 +112,7 @@ def test_retries_only_on_io_steps(compiled: dict) -> None:
         else:
             assert retry is None, f"{step} is deterministic and must not retry"
     retried = {s for s, p in STEP_POLICY.items() if p["retries"]}
-    assert retried == {"ingest", "label", "deploy", "rollout"}
+    assert retried == {"resolve", "ingest", "label", "deploy", "rollout"}
 
 
 def test_caching_disabled_explicitly(compiled: dict) -> None:
@@ -77,7 +127,8 @@ def test_caching_disabled_explicitly(compiled: dict) -> None:
 
 def test_every_executor_uses_the_project_image_and_no_pip(compiled: dict) -> None:
     executors = compiled["deploymentSpec"]["executors"]
-    assert len(executors) == 6
+    assert len(executors) == 7
+    assert set(executors) == {f"exec-{step}" for step in STEP_POLICY}
     for name, ex in executors.items():
         container = ex["container"]
         assert container["image"] == IMAGE, name
@@ -91,6 +142,14 @@ def test_resources_are_set(compiled: dict) -> None:
     for ex in executors.values():
         res = ex["container"]["resources"]
         assert res.get("cpuLimit") and res.get("memoryLimit")
+
+
+def test_resolve_requests_little(compiled: dict) -> None:
+    res = compiled["deploymentSpec"]["executors"]["exec-resolve"]["container"]["resources"]
+    ingest = compiled["deploymentSpec"]["executors"]["exec-ingest"]["container"]["resources"]
+    assert res["resourceCpuRequest"] == "100m" and res["resourceMemoryRequest"] == "256Mi"
+    assert res["cpuRequest"] < ingest["cpuRequest"]
+    assert res["memoryRequest"] < ingest["memoryRequest"]
 
 
 def test_pipeline_parameters_have_no_baked_defaults(compiled: dict) -> None:

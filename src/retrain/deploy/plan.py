@@ -29,6 +29,9 @@ def deployment_state_for(cfg: Config, registry: Registry) -> DeploymentState:
     if canary is None or canary == champion:
         return DeploymentState.single(name, ns, champ)
     return DeploymentState.with_canary(
-        name, ns, champ, ModelRef(canary, registry.file_uri(canary, MODEL_FILE)),
+        name,
+        ns,
+        champ,
+        ModelRef(canary, registry.file_uri(canary, MODEL_FILE)),
         traffic=cfg.deploy.canary_traffic,
     )

@@ -45,7 +45,8 @@ __all__ = [
 ]
 
 #: Run parameters of scheduled runs: KFP v2 does not expand [[ScheduledTime]] macros, so the
-#: pipeline resolves these placeholders from the run's own time and id.
+#: pipeline's first task (`retrain.steps.resolve_run`, rules in `retrain.resolve`) turns them
+#: into the newest complete window at the run's time and a run id derived from the KFP job id.
 SCHEDULED_WINDOW = "auto"
 SCHEDULED_RUN_ID = "auto"
 

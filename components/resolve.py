@@ -1,0 +1,18 @@
+"""resolve: turn "auto" run parameters (scheduled runs) into the window id and run id."""
+
+from typing import NamedTuple
+
+from kfp.dsl import Markdown, Output
+
+
+def resolve(
+    config_yaml: str, window_id: str, run_id: str, job_id: str, report: Output[Markdown]
+) -> NamedTuple("Resolved", [("window_id", str), ("run_id", str)]):
+    """Every later task takes its ids from these outputs; explicit values pass through.
+
+    `job_id` is the KFP job id (`dsl.PIPELINE_JOB_ID_PLACEHOLDER`), the root of an "auto" run id.
+    """
+    from retrain import steps
+
+    outcome = steps.resolve_run(config_yaml, window_id, run_id, job_id, report.path)
+    return (outcome.window_id, outcome.run_id)

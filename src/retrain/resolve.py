@@ -1,0 +1,184 @@
+"""Resolving ``"auto"`` run parameters: which window a scheduled run trains, and its run id.
+
+KFP v2 does not expand ``[[ScheduledTime]]`` macros in run parameters, so recurring runs pass
+``window_id="auto"`` and ``run_id="auto"`` (`retrain.triggers.schedule`) and the pipeline's
+first task turns them into real ids. This module holds the pure rules;
+`retrain.steps.resolve_run` reads the data source, applies them and records the outcome.
+
+The rules:
+
+- window ``auto``, time windows (``time_kind`` timestamp or date): the newest window on the
+  grid that is over at the run's time, i.e. the last one whose end is at or before ``now``.
+  Only the clock decides, so a late or stalled source cannot shift the choice; a chosen window
+  without events is an error (the source is behind), never a silent step back to an older one.
+- window ``auto``, ``time_kind: period`` (no clock relates periods to time): the newest window
+  with events that is not the source's last, since the last may still be filling.
+- run id ``auto``: ``w<window>-<job id>``, from the KFP job id (the run's UUID on Kubeflow, so
+  the run id names the KFP run; a random number under kfp.local), so two runs never share
+  ``runs/<run_id>/`` and a retried resolve task records into the same folder. When the window
+  could not be resolved the run still needs a folder for its failure record:
+  ``auto-<job id>``.
+
+Only the exact lowercase keyword ``auto`` is resolved; spellings such as ``AUTO`` or
+``autox`` are refused rather than passed on as ids.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from retrain.config import DataSource
+from retrain.data.windows import (
+    Window,
+    event_times,
+    parse_window,
+    window_ids_in,
+    window_mask,
+)
+from retrain.errors import ValidationError
+
+__all__ = [
+    "AUTO",
+    "PERIOD_RULE",
+    "TIME_RULE",
+    "WindowChoice",
+    "auto_run_id",
+    "check_keyword",
+    "newest_complete_window",
+    "utc_instant",
+]
+
+#: The run-parameter value that asks the pipeline to choose the id.
+AUTO = "auto"
+
+#: Rule names, as recorded in the resolve step's report.
+TIME_RULE = "newest window whose end is at or before the run's time"
+PERIOD_RULE = "newest period window with events that is not the source's last (still filling)"
+
+_SAFE = re.compile(r"[^A-Za-z0-9]+")
+_MAX_JOB_CHARS = 40  # a KFP job UUID is 36 characters
+
+
+@dataclass(frozen=True)
+class WindowChoice:
+    """The window ``auto`` resolved to, the rule that chose it and why, in words."""
+
+    window: Window
+    rule: str
+    reason: str
+    rows: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "window": self.window.as_dict(),
+            "rule": self.rule,
+            "reason": self.reason,
+            "rows": self.rows,
+        }
+
+
+def check_keyword(name: str, value: str) -> None:
+    """Refuse near-misses of the keyword: a typo must not become a window or a run id.
+
+    For `window_id` any value starting with "auto" (any case, spaces around) other than
+    ``auto`` itself is refused; no window id of any time kind starts that way. For `run_id`
+    only other spellings of the keyword itself (``AUTO``, `` auto``) are refused: explicit run
+    ids such as ``automl-7`` stay valid.
+    """
+    if not isinstance(value, str) or value == AUTO:
+        return
+    folded = value.strip().lower()
+    near_miss = folded.startswith(AUTO) if name == "window_id" else folded == AUTO
+    if near_miss:
+        raise ValidationError(
+            f"{name} {value!r} is neither an id nor the keyword {AUTO!r} (exactly, lowercase) "
+            "that asks the pipeline to resolve it"
+        )
+
+
+def utc_instant(now: datetime) -> pd.Timestamp:
+    """`now` as a UTC timestamp; a naive datetime is read as UTC."""
+    ts = pd.Timestamp(now)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
+def newest_complete_window(
+    data: DataSource, times: pd.Series, now: datetime, *, source: str = "the data source"
+) -> WindowChoice:
+    """The window ``window_id="auto"`` means at `now`, given the source's event `times`.
+
+    Raises:
+        ValidationError: no window qualifies, or the chosen one holds no events; the message
+            names the window, the rule and what the source holds.
+    """
+    column = data.time_column
+    if data.time_kind == "period":
+        ids = window_ids_in(data, times)
+        if len(ids) < 2:
+            held = f"only window {ids[0]} has events" if ids else "no window has events"
+            raise ValidationError(
+                f"window_id 'auto' found no complete window in {source}: {held} in column "
+                f"{column!r}, and the last window may still be filling (rule: {PERIOD_RULE})"
+            )
+        window = parse_window(data, ids[-2])
+        rows = int(window_mask(times, window, data.time_kind).sum())
+        reason = (
+            f"window {window.id}: the newest with events before window {ids[-1]} (the "
+            f"source's last, which may still be filling); {rows} events"
+        )
+        return WindowChoice(window, PERIOD_RULE, reason, rows)
+
+    at = utc_instant(now)
+    # The grid window holding `now` is still open; the one before it is the newest complete.
+    current = parse_window(data, window_ids_in(data, pd.Series([at]))[0])
+    before = current.start - (current.end - current.start)
+    window = parse_window(data, window_ids_in(data, pd.Series([before]))[0])
+    rows = int(window_mask(times, window, data.time_kind).sum())
+    span = f"[{_describe(window.start)}, {_describe(window.end)})"
+    if rows == 0:
+        known = event_times(times, data.time_kind, errors="coerce").dropna()
+        latest = f"its newest event is at {_describe(known.max())}" if len(known) else "no events"
+        raise ValidationError(
+            f"window_id 'auto' resolved to window {window.id} {span} at {_describe(at)}, but "
+            f"{source} has no events in it ({latest}; column {column!r}): the source is behind "
+            f"or stopped (rule: {TIME_RULE})"
+        )
+    reason = (
+        f"window {window.id} {span}: the newest that ended by {_describe(at)} (window "
+        f"{current.id} is still open); {rows} events"
+    )
+    return WindowChoice(window, TIME_RULE, reason, rows)
+
+
+def _job_part(job_id: str | None) -> tuple[str, bool]:
+    """A safe form of the job id, and whether there was one (else a random stand-in)."""
+    text = str(job_id or "")
+    safe = _SAFE.sub("-", text).strip("-")[:_MAX_JOB_CHARS].strip("-")
+    if not safe or "{{" in text:  # missing, or a placeholder the runner left unexpanded
+        return uuid.uuid4().hex[:12], False
+    return safe, True
+
+
+def auto_run_id(window_id: str | None, job_id: str | None) -> tuple[str, str]:
+    """The run id for ``run_id="auto"`` and how it was derived, in words.
+
+    `window_id` None means the window could not be resolved (the run's failure still needs a
+    folder). The same job gives the same id, so a retried resolve task records into the same
+    folder. The result passes `retrain.steps.check_run_id`.
+    """
+    job, given = _job_part(job_id)
+    prefix = "auto" if window_id is None else "w" + _SAFE.sub("-", window_id)[:60]
+    how = f"from job id {job_id}" if given else "no job id, so a random suffix"
+    return f"{prefix}-{job}", how

@@ -1,0 +1,82 @@
+"""`run_cycle` with "auto" ids: the direct engine resolves exactly as the pipeline's task does."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("river")
+
+from retrain.config import Config, load_config
+from retrain.data.demo import generate_housing, generate_loans
+from retrain.errors import EXIT_OK, EXIT_VALIDATION, ValidationError
+from retrain.resolve import PERIOD_RULE, TIME_RULE
+from retrain.runner import STEP_ORDER, run_cycle
+from retrain.storage import open_storage
+
+NOW = datetime(2030, 1, 7, 3, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def loans(tmp_path: Path) -> Config:
+    """Weeks 0-3 of the loans demo: "auto" means week 2 (week 3 may still be filling)."""
+    return load_config(generate_loans(tmp_path, windows=4, rows_per_window=300, drift_window=3))
+
+
+def test_direct_engine_resolves_auto_window_and_run_id(loans: Config) -> None:
+    seen: list[str] = []
+    # No run id given with an "auto" window: resolve derives it from the window it picks.
+    result = run_cycle(loans, "auto", engine="direct", now=NOW, on_step=lambda n, r: seen.append(n))
+    assert result.exit_code == EXIT_OK, result.lines()
+    assert result.window_id == "2"
+    assert re.fullmatch(r"w2-[0-9a-f]{12}", result.run_id), result.run_id
+    assert sorted(result.records) == sorted(["resolve", *STEP_ORDER])
+    assert seen == ["resolve", *STEP_ORDER]
+    resolve = result.records["resolve"]
+    assert resolve["report"]["window"]["rule"] == PERIOD_RULE
+    assert result.lines()[0].startswith("  resolve   ok window 2: the newest")
+    # Every step ran on the resolved ids: the model was trained on week 2, under this run.
+    assert result.records["train"]["report"]["version"].startswith("w2-")
+    assert result.records["deploy"]["run_id"] == result.run_id
+    store = open_storage(loans.storage_root)
+    assert store.list("datasets") == ["datasets/2/labelled.parquet"]
+    assert {k.split("/")[1] for k in store.list("runs")} == {result.run_id}
+
+
+def test_explicit_ids_leave_no_resolve_record(loans: Config) -> None:
+    result = run_cycle(loans, "1", engine="direct", run_id="given", now=NOW)
+    assert result.exit_code == EXIT_OK, result.lines()
+    assert (result.window_id, result.run_id) == ("1", "given")
+    assert sorted(result.records) == sorted(STEP_ORDER)
+    assert [line.split()[0] for line in result.lines()] == list(STEP_ORDER)
+
+
+def test_an_empty_auto_window_fails_with_exit_2_and_writes_nothing_shared(tmp_path: Path) -> None:
+    cfg = load_config(generate_housing(tmp_path, windows=2, rows_per_window=50, drift_window=1))
+    # The housing weeks are in January 2024; in 2030 the newest complete week has no events.
+    result = run_cycle(cfg, "auto", engine="direct", run_id="auto", now=NOW)
+    assert result.exit_code == EXIT_VALIDATION
+    assert re.fullmatch(r"auto-[0-9a-f]{12}", result.run_id), result.run_id
+    assert list(result.records) == ["resolve"]
+    failed = result.failed_step
+    assert failed is not None and failed["step"] == "resolve"
+    assert "window 2029-12-31" in failed["message"] and TIME_RULE in failed["message"]
+    assert result.lines()[0].startswith("  resolve   x FAILED (ValidationError)")
+    store = open_storage(cfg.storage_root)
+    assert [k.split("/")[0] for k in store.list("")] == ["runs"]
+
+
+def test_an_explicit_run_id_records_a_failed_resolution_under_itself(tmp_path: Path) -> None:
+    cfg = load_config(generate_housing(tmp_path, windows=2, rows_per_window=50, drift_window=1))
+    result = run_cycle(cfg, "auto", engine="kfp-local", run_id="nightly-1", now=NOW)
+    assert (result.exit_code, result.run_id) == (EXIT_VALIDATION, "nightly-1")
+    assert list(result.records) == ["resolve"]
+
+
+def test_a_misspelt_run_id_keyword_is_refused_up_front(loans: Config) -> None:
+    with pytest.raises(ValidationError, match="'Auto'"):
+        run_cycle(loans, "auto", engine="direct", run_id="Auto", now=NOW)
+    assert open_storage(loans.storage_root).list("") == []
