@@ -134,6 +134,20 @@ def test_content_hash_is_pinned_across_runs() -> None:
     )
 
 
+@pytest.mark.parametrize("kind", ["str", "string", "category", "object"])
+def test_text_columns_encode_to_the_same_bytes_as_value_by_value(kind: str) -> None:
+    """The per-distinct-value path for text columns against the plain per-value encoding."""
+    from retrain.data.io import _column_bytes, _value_text
+
+    rng = np.random.default_rng(3)
+    words = np.array(["a", "b:c", "ümlaut", "", "None", "x\x1fy", "12", "long" * 20], dtype=object)
+    values = words[rng.integers(0, len(words), 500)]
+    values[rng.random(500) < 0.1] = None
+    series = pd.Series(values, dtype=object).astype(kind)
+    expected = "\x1f".join(_value_text(v) for v in series.astype(object).to_numpy()).encode()
+    assert _column_bytes(series) == expected
+
+
 def test_content_hash_ignores_the_index_but_not_content() -> None:
     base = content_sha256(sample())
     assert content_sha256(sample().set_index(pd.Index([7, 8, 9]))) == base

@@ -166,14 +166,41 @@ def _column_bytes(series: pd.Series) -> bytes:
             values = np.where(np.isnan(values), np.nan, values + 0.0)
         return np.ascontiguousarray(values).astype(values.dtype.newbyteorder("<")).tobytes()
     # Strings, categoricals, nullable and object columns: typed, length-prefixed text per value.
-    parts = []
-    for v in series.astype(object).to_numpy():
-        if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
-            parts.append("\x00")
-        else:
-            text = f"{type(v).__name__}:{v}"
-            parts.append(f"{len(text)}:{text}")
+    fast = _string_column_bytes(series)
+    if fast is not None:
+        return fast
+    parts = [_value_text(v) for v in series.astype(object).to_numpy()]
     return "\x1f".join(parts).encode()
+
+
+def _value_text(v: Any) -> str:
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
+        return "\x00"
+    text = f"{type(v).__name__}:{v}"
+    return f"{len(text)}:{text}"
+
+
+def _string_column_bytes(series: pd.Series) -> bytes | None:
+    """`_column_bytes` of a text or text-categorical column, each distinct value encoded once.
+
+    The same bytes as the per-value loop (a test holds them equal), in compiled code per row:
+    a million-row text column hashes in a fraction of a second instead of tens of seconds.
+    None for any other column (mixed objects keep the loop: 1, 1.0 and True must stay apart).
+    """
+    dtype = series.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        uniques = list(dtype.categories)
+        if not all(type(u) is str for u in uniques):
+            return None
+        codes = series.cat.codes.to_numpy()
+    elif isinstance(dtype, pd.StringDtype):
+        codes, found = pd.factorize(series, use_na_sentinel=True)
+        uniques = list(found)
+    else:
+        return None
+    # Code -1 (missing) takes the last entry.
+    table = np.asarray([_value_text(u) for u in uniques] + ["\x00"], dtype=object)
+    return "\x1f".join(table[codes].tolist()).encode()
 
 
 def content_sha256(df: pd.DataFrame) -> str:
