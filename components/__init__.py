@@ -18,6 +18,7 @@ from retrain_components.deploy import deploy
 from retrain_components.evaluate import evaluate
 from retrain_components.ingest import ingest
 from retrain_components.label import label
+from retrain_components.release import release
 from retrain_components.resolve import resolve
 from retrain_components.rollout import rollout
 from retrain_components.train import train
@@ -37,6 +38,8 @@ STEPS: dict[str, Callable[..., Any]] = {
     "evaluate": evaluate,
     "deploy": deploy,
     "rollout": rollout,
+    # The exit task: runs after all the others, whatever happened to them.
+    "release": release,
 }
 
 

@@ -6,12 +6,20 @@ KFP v2 does not expand ``[[ScheduledTime]]`` macros, and resolve turns them into
 complete window and a run id derived from the KFP job id (`retrain.resolve`). Explicit ids pass
 through unchanged.
 
+A scheduled run also takes the run lease in resolve, so it never overlaps a drift-launched run
+(or refuses to start, exit 75). All tasks sit inside a `dsl.ExitHandler` whose exit task,
+`release`, runs last whatever happened and frees the lease if this job took it. An exit task
+cannot read the outputs of the tasks it guards: it finds the lease by the job id alone.
+
 Policy lives here and nowhere else (asserted by tests/pipelines/test_compile.py):
 
 - Retries only on steps whose failures are usually transient I/O and whose writes are
   idempotent: resolve, ingest and label read external sources (resolve writes only its own run
-  record), deploy writes the registry and the GitOps repo with create-only / compare-and-swap
-  writes. Train and evaluate are deterministic computations: a retry would fail the same way.
+  record and a scheduled run's lease, which a retry of the same job keeps; a lease held by
+  another run exits 75, so the retries also wait a few minutes for it), deploy writes the
+  registry and the GitOps repo with create-only / compare-and-swap writes, release
+  compare-and-swaps the lease. Train and evaluate are deterministic computations: a retry would
+  fail the same way.
 - Caching is off for every step, explicitly. Each step reads state that is not among its KFP
   inputs (the data source, the history store, the current champion), so a cache hit could
   silently serve a stale result: the classic KFP pitfall of an ingest step that "looks the same".
@@ -59,6 +67,9 @@ STEP_POLICY: dict[str, dict[str, Any]] = {
     # A retry resumes the rollout from its state in the store; a busy lock or an unreachable
     # Prometheus exits 75.
     "rollout": {"retries": 3, "cpu": ("250m", "1"), "memory": ("512Mi", "2Gi")},
+    # The exit task: reads and compare-and-swaps one small object (idempotent), so a retry is
+    # safe and a failed release would otherwise hold the lease until it expires.
+    "release": {"retries": 3, "cpu": ("100m", "1"), "memory": ("128Mi", "512Mi")},
 }
 
 
@@ -230,53 +241,61 @@ def build_pipeline(
         "champion, and roll it out as a Seldon canary.",
     )
     def retrain_pipeline(config_yaml: str, window_id: str, run_id: str) -> None:
-        resolve = policy(
-            ops["resolve"](
-                config_yaml=config_yaml,
-                window_id=window_id,
-                run_id=run_id,
-                job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-            ),
-            "resolve",
+        release = policy(
+            ops["release"](config_yaml=config_yaml, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER),
+            "release",
         )
-        # From here on only the resolved ids: "auto" must never reach a step.
-        window, run = resolve.outputs["window_id"], resolve.outputs["run_id"]
-        ingest = policy(
-            ops["ingest"](config_yaml=config_yaml, window_id=window, run_id=run), "ingest"
-        )
-        label = policy(
-            ops["label"](
-                config_yaml=config_yaml,
-                window_id=window,
-                run_id=run,
-                dataset=ingest.outputs["dataset"],
-            ),
-            "label",
-        )
-        train = policy(
-            ops["train"](
-                config_yaml=config_yaml,
-                window_id=window,
-                run_id=run,
-                labelled=label.outputs["labelled"],
-            ),
-            "train",
-        )
-        evaluate = policy(
-            ops["evaluate"](
-                config_yaml=config_yaml,
-                run_id=run,
-                model=train.outputs["model"],
-                holdout=train.outputs["holdout"],
-            ),
-            "evaluate",
-        )
-        with dsl.If(evaluate.outputs["Output"] == True, name="blessed"):  # noqa: E712
-            deploy = policy(
-                ops["deploy"](config_yaml=config_yaml, run_id=run, model=train.outputs["model"]),
-                "deploy",
+        # Everything else runs inside the handler, so `release` runs after it, however it ends.
+        with dsl.ExitHandler(release, name="run"):
+            resolve = policy(
+                ops["resolve"](
+                    config_yaml=config_yaml,
+                    window_id=window_id,
+                    run_id=run_id,
+                    job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                ),
+                "resolve",
             )
-            policy(ops["rollout"](config_yaml=config_yaml, run_id=run).after(deploy), "rollout")
+            # From here on only the resolved ids: "auto" must never reach a step.
+            window, run = resolve.outputs["window_id"], resolve.outputs["run_id"]
+            ingest = policy(
+                ops["ingest"](config_yaml=config_yaml, window_id=window, run_id=run), "ingest"
+            )
+            label = policy(
+                ops["label"](
+                    config_yaml=config_yaml,
+                    window_id=window,
+                    run_id=run,
+                    dataset=ingest.outputs["dataset"],
+                ),
+                "label",
+            )
+            train = policy(
+                ops["train"](
+                    config_yaml=config_yaml,
+                    window_id=window,
+                    run_id=run,
+                    labelled=label.outputs["labelled"],
+                ),
+                "train",
+            )
+            evaluate = policy(
+                ops["evaluate"](
+                    config_yaml=config_yaml,
+                    run_id=run,
+                    model=train.outputs["model"],
+                    holdout=train.outputs["holdout"],
+                ),
+                "evaluate",
+            )
+            with dsl.If(evaluate.outputs["Output"] == True, name="blessed"):  # noqa: E712
+                deploy = policy(
+                    ops["deploy"](
+                        config_yaml=config_yaml, run_id=run, model=train.outputs["model"]
+                    ),
+                    "deploy",
+                )
+                policy(ops["rollout"](config_yaml=config_yaml, run_id=run).after(deploy), "rollout")
 
     return retrain_pipeline
 

@@ -47,35 +47,62 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _run_and_report(
     cfg: Config, window: str, engine: str, run_id: str | None, log: str | None
 ) -> int:
+    """Run one cycle, printing a header, a line per step and a verdict.
+
+    With window ``auto`` (a scheduled run) the window and, unless given, the run id are
+    resolved by the run itself: the header waits for the resolve step and shows what it chose.
+    """
+    from retrain.resolve import AUTO
     from retrain.runner import STEP_ORDER, new_run_id, run_cycle, step_line
 
-    run_id = run_id or new_run_id(window)
+    auto = window == AUTO
+    if not auto:
+        run_id = run_id or new_run_id(window)
+    # An "auto" run's id is not known yet: its log is renamed after the run once it is.
+    log_name = run_id or new_run_id(AUTO)
     log = log or (
-        str(Path(cfg.storage_root).parent / "logs" / f"{run_id}.log")
+        str(Path(cfg.storage_root).parent / "logs" / f"{log_name}.log")
         if "://" not in cfg.storage_root
         else None
     )
-    _print(f"window {window} · run {run_id} · engine {engine}")
+    terminal = _terminal()
+    header: list[str] = []
+
+    def show_header(window_id: str, rid: str, stream: TextIO) -> None:
+        header.append(f"window {window_id} · run {rid} · engine {engine}")
+        print(header[-1], file=stream, flush=True)
+
+    if not auto:
+        show_header(window, str(run_id), sys.stdout)
     t0 = time.perf_counter()
     shown: set[str] = set()
-    terminal = _terminal()
 
     def progress(name: str, record: dict) -> None:
         # Written to a copy of the terminal: kfp.local's own output goes to the log meanwhile.
+        if not header and name == "resolve":
+            resolved = (record.get("report") or {}).get("window_id")
+            window_id = resolved if resolved and resolved != AUTO else "auto (not resolved)"
+            show_header(window_id, str(record.get("run_id")), terminal)
         shown.add(name)
         print(step_line(name, {name: record}), file=terminal, flush=True)
 
     result = run_cycle(cfg, window, engine=engine, run_id=run_id, log_path=log, on_step=progress)
+    if not header:  # no resolve record came (e.g. the store could not be read)
+        show_header(result.window_id, result.run_id, terminal)
     for name in STEP_ORDER:
         if name not in shown:
             _print(step_line(name, result.records))
     took = time.perf_counter() - t0
+    if auto and log and result.run_id != log_name and Path(log).exists():
+        log = str(Path(log).rename(Path(log).with_name(f"{result.run_id}.log")))
+    resolved_window = result.window_id if result.window_id != AUTO else "not resolved"
+    ids = f"window {resolved_window}, run {result.run_id}" if auto else ""
     if result.exit_code == EXIT_OK:
         verdict = "deployed" if "deploy" in result.records else "kept the champion"
-        _print(f"  => {verdict} ({took:.1f}s)")
+        _print(f"  => {verdict} ({ids + '; ' if ids else ''}{took:.1f}s)")
     else:
-        where = f"; full log: {log}" if log else ""
-        _print(f"  => failed with exit code {result.exit_code}{where}")
+        where = f"; full log: {log}" if log and Path(log).exists() else ""
+        _print(f"  => failed with exit code {result.exit_code}{f' ({ids})' if ids else ''}{where}")
     return result.exit_code
 
 
@@ -258,9 +285,14 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="one retraining cycle for a data window")
     r.add_argument("--config", required=True)
-    r.add_argument("--window", required=True, help="window id: a period number or an ISO date")
+    r.add_argument(
+        "--window",
+        required=True,
+        help="window id: a period number or an ISO date; 'auto' runs as a scheduled run does "
+        "(the newest complete window, labels.delay allowing, under the run lease)",
+    )
     r.add_argument("--engine", choices=["kfp-local", "direct"], default="kfp-local")
-    r.add_argument("--run-id")
+    r.add_argument("--run-id", help="default: derived from the window (resolved one for 'auto')")
     r.add_argument("--log", help="file for the pipeline's own output (default: next to the store)")
     r.set_defaults(func=_cmd_run)
 

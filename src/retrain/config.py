@@ -120,6 +120,52 @@ class LabelSource(_Strict):
         default=None, description="When the label became known; used by the leakage check."
     )
     min_coverage: float = Field(default=0.8, ge=0.0, le=1.0)
+    delay: str | int = Field(
+        default=0,
+        description=(
+            "How long labels take to arrive: a duration like '7d' for timestamp and date"
+            " sources, an integer number of periods for period sources; 0 (default) for none."
+            " A scheduled run (window 'auto') trains the newest window that ended at least"
+            " this long before the run's time, so its labels can pass min_coverage."
+        ),
+    )
+
+    @field_validator("delay", mode="before")
+    @classmethod
+    def _delay_shape(cls, v: Any) -> Any:
+        # `true` would pass as the integer 1; say what is meant instead.
+        if isinstance(v, bool) or (isinstance(v, int) and v < 0):
+            raise ValueError(f"{v!r} is not a delay: use 0, a whole number of periods or '7d'")
+        if isinstance(v, str):
+            parse_duration(v)  # ValueError names the value; pydantic names the key
+        return v
+
+    @staticmethod
+    def delay_units(delay: str | int, time_kind: str) -> int:
+        """`delay` in the units windows of `time_kind` use: seconds, or periods.
+
+        Raises:
+            ValueError: the delay does not fit the time kind (a duration for periods, a bare
+                number other than 0 for timestamps and dates); the message names the key.
+        """
+        if time_kind == "period":
+            if isinstance(delay, bool) or not isinstance(delay, int) or delay < 0:
+                raise ValueError(
+                    f"labels.delay {delay!r} must be a whole number of periods (e.g. 2) when "
+                    "data.time_kind is 'period'"
+                )
+            return delay
+        if isinstance(delay, int) and not isinstance(delay, bool):
+            if delay == 0:
+                return 0
+            raise ValueError(
+                f"labels.delay {delay!r} needs a unit (e.g. '{delay}d') when data.time_kind "
+                f"is {time_kind!r}"
+            )
+        try:
+            return parse_duration(delay)
+        except ValueError as err:
+            raise ValueError(f"labels.delay: {err}") from None
 
 
 class TrainingConfig(_Strict):
@@ -238,6 +284,11 @@ class Config(_Strict):
             raise ValueError(
                 f"features may not include id, time or target columns: {sorted(clash)}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _label_delay_fits_time_kind(self) -> Config:
+        LabelSource.delay_units(self.labels.delay, self.data.time_kind)
         return self
 
     @property

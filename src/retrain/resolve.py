@@ -13,6 +13,10 @@ The rules:
   without events is an error (the source is behind), never a silent step back to an older one.
 - window ``auto``, ``time_kind: period`` (no clock relates periods to time): the newest window
   with events that is not the source's last, since the last may still be filling.
+- ``labels.delay`` (labels arrive late): time windows are chosen at ``now - delay`` instead of
+  ``now``; period windows must end at least ``delay`` periods before the source's last window
+  starts (with one-period windows: ``delay`` more windows back). Otherwise a scheduled run
+  would always pick a window whose labels are not in yet and fail label coverage.
 - run id ``auto``: ``w<window>-<job id>``, from the KFP job id (the run's UUID on Kubeflow, so
   the run id names the KFP run; a random number under kfp.local), so two runs never share
   ``runs/<run_id>/`` and a retried resolve task records into the same folder. When the window
@@ -33,7 +37,7 @@ from typing import Any
 
 import pandas as pd
 
-from retrain.config import DataSource
+from retrain.config import DataSource, LabelSource
 from retrain.data.windows import (
     Window,
     event_times,
@@ -45,7 +49,9 @@ from retrain.errors import ValidationError
 
 __all__ = [
     "AUTO",
+    "PERIOD_DELAY_RULE",
     "PERIOD_RULE",
+    "TIME_DELAY_RULE",
     "TIME_RULE",
     "WindowChoice",
     "auto_run_id",
@@ -60,6 +66,11 @@ AUTO = "auto"
 #: Rule names, as recorded in the resolve step's report.
 TIME_RULE = "newest window whose end is at or before the run's time"
 PERIOD_RULE = "newest period window with events that is not the source's last (still filling)"
+TIME_DELAY_RULE = "newest window whose end is at or before the run's time minus labels.delay"
+PERIOD_DELAY_RULE = (
+    "newest period window with events that ends at least labels.delay periods before the "
+    "source's last window (still filling) starts"
+)
 
 _SAFE = re.compile(r"[^A-Za-z0-9]+")
 _MAX_JOB_CHARS = 40  # a KFP job UUID is 36 characters
@@ -115,51 +126,106 @@ def _describe(value: Any) -> str:
 
 
 def newest_complete_window(
-    data: DataSource, times: pd.Series, now: datetime, *, source: str = "the data source"
+    data: DataSource,
+    times: pd.Series,
+    now: datetime,
+    *,
+    source: str = "the data source",
+    delay: str | int = 0,
 ) -> WindowChoice:
     """The window ``window_id="auto"`` means at `now`, given the source's event `times`.
+
+    `delay` is ``labels.delay``: a duration (timestamp, date) or a number of periods.
 
     Raises:
         ValidationError: no window qualifies, or the chosen one holds no events; the message
             names the window, the rule and what the source holds.
     """
-    column = data.time_column
+    try:
+        lag = LabelSource.delay_units(delay, data.time_kind)
+    except ValueError as err:
+        raise ValidationError(str(err)) from None
     if data.time_kind == "period":
-        ids = window_ids_in(data, times)
-        if len(ids) < 2:
-            held = f"only window {ids[0]} has events" if ids else "no window has events"
-            raise ValidationError(
-                f"window_id 'auto' found no complete window in {source}: {held} in column "
-                f"{column!r}, and the last window may still be filling (rule: {PERIOD_RULE})"
-            )
-        window = parse_window(data, ids[-2])
-        rows = int(window_mask(times, window, data.time_kind).sum())
+        return _newest_period_window(data, times, lag, source)
+    return _newest_time_window(data, times, utc_instant(now), lag, delay, source)
+
+
+def _newest_period_window(
+    data: DataSource, times: pd.Series, lag: int, source: str
+) -> WindowChoice:
+    column = data.time_column
+    rule = PERIOD_DELAY_RULE if lag else PERIOD_RULE
+    ids = window_ids_in(data, times)
+    if len(ids) < 2:
+        held = f"only window {ids[0]} has events" if ids else "no window has events"
+        raise ValidationError(
+            f"window_id 'auto' found no complete window in {source}: {held} in column "
+            f"{column!r}, and the last window may still be filling (rule: {rule})"
+        )
+    last = parse_window(data, ids[-1])
+    # Grid windows never overlap, so with no delay every earlier window qualifies.
+    cutoff = last.start - lag
+    ready = [w for w in (parse_window(data, i) for i in ids[:-1]) if w.end <= cutoff]
+    if not ready:
+        raise ValidationError(
+            f"window_id 'auto' found no window in {source} whose labels have arrived: "
+            f"labels.delay is {lag} period(s), so a window must end by period {cutoff} (the "
+            f"source's last window {last.id} starts at period {last.start}); windows with "
+            f"events: {', '.join(ids)} (rule: {rule})"
+        )
+    window = ready[-1]
+    rows = int(window_mask(times, window, data.time_kind).sum())
+    if lag:
         reason = (
-            f"window {window.id}: the newest with events before window {ids[-1]} (the "
+            f"window {window.id}: the newest with events that ended by period {cutoff}, "
+            f"labels.delay {lag} period(s) before window {last.id} (the source's last, which "
+            f"may still be filling), so its labels have had time to arrive; {rows} events"
+        )
+    else:
+        reason = (
+            f"window {window.id}: the newest with events before window {last.id} (the "
             f"source's last, which may still be filling); {rows} events"
         )
-        return WindowChoice(window, PERIOD_RULE, reason, rows)
+    return WindowChoice(window, rule, reason, rows)
 
-    at = utc_instant(now)
-    # The grid window holding `now` is still open; the one before it is the newest complete.
-    current = parse_window(data, window_ids_in(data, pd.Series([at]))[0])
+
+def _newest_time_window(
+    data: DataSource, times: pd.Series, at: pd.Timestamp, lag: int, delay: str | int, source: str
+) -> WindowChoice:
+    column = data.time_column
+    rule = TIME_DELAY_RULE if lag else TIME_RULE
+    # Labels of windows that ended after `by` may still be missing.
+    by = at - pd.Timedelta(seconds=lag)
+    # The grid window holding `by` has not ended by then; the one before it is the newest.
+    current = parse_window(data, window_ids_in(data, pd.Series([by]))[0])
     before = current.start - (current.end - current.start)
     window = parse_window(data, window_ids_in(data, pd.Series([before]))[0])
     rows = int(window_mask(times, window, data.time_kind).sum())
     span = f"[{_describe(window.start)}, {_describe(window.end)})"
+    when = (
+        f"{_describe(by)} (the run's time {_describe(at)} minus labels.delay {delay})"
+        if lag
+        else _describe(at)
+    )
     if rows == 0:
         known = event_times(times, data.time_kind, errors="coerce").dropna()
         latest = f"its newest event is at {_describe(known.max())}" if len(known) else "no events"
         raise ValidationError(
-            f"window_id 'auto' resolved to window {window.id} {span} at {_describe(at)}, but "
+            f"window_id 'auto' resolved to window {window.id} {span} at {when}, but "
             f"{source} has no events in it ({latest}; column {column!r}): the source is behind "
-            f"or stopped (rule: {TIME_RULE})"
+            f"or stopped (rule: {rule})"
         )
-    reason = (
-        f"window {window.id} {span}: the newest that ended by {_describe(at)} (window "
-        f"{current.id} is still open); {rows} events"
-    )
-    return WindowChoice(window, TIME_RULE, reason, rows)
+    if lag:
+        reason = (
+            f"window {window.id} {span}: the newest that ended by {when}, so its labels have "
+            f"had time to arrive; {rows} events"
+        )
+    else:
+        reason = (
+            f"window {window.id} {span}: the newest that ended by {when} (window "
+            f"{current.id} is still open); {rows} events"
+        )
+    return WindowChoice(window, rule, reason, rows)
 
 
 def _job_part(job_id: str | None) -> tuple[str, bool]:

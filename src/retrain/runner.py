@@ -12,6 +12,10 @@ store, so the summary and the exit code are the same whichever engine ran.
 `retrain.steps.resolve_run` the pipeline's resolve task calls, with this process standing in for
 the KFP job; either engine then runs with the resolved ids, which the pipeline's resolve task
 passes through. So both engines agree, and the run's id is known before it starts.
+
+A window ``"auto"`` makes the run a scheduled one, here as in the pipeline: resolving takes the
+run lease as ``pipeline:<this process's job id>`` (or fails with exit 75 while another run holds
+it), and the cycle releases it when it ends, however it ends, as the pipeline's exit task does.
 """
 
 from __future__ import annotations
@@ -149,16 +153,51 @@ def run_cycle(
     store = open_storage(cfg.storage_root)
     job_id = uuid.uuid4().hex[:12]  # this process is the job: it stands in for KFP's job id
     try:
-        resolved = steps.resolve_run(config_yaml, window_id, run_id, job_id, now=now)
+        return _resolve_and_run(
+            cfg,
+            config_yaml,
+            store,
+            window_id,
+            run_id,
+            job_id,
+            engine,
+            pipeline_root,
+            log_path=log_path,
+            on_step=on_step,
+            now=now,
+        )
+    finally:
+        if window_id == AUTO:  # a scheduled run: release the lease if its resolve took it
+            steps.release_run_lease(config_yaml, job_id, now=now)
+
+
+def _resolve_and_run(
+    cfg: Config,
+    config_yaml: str,
+    store: Storage,
+    window_id: str,
+    run_id: str,
+    job_id: str,
+    engine: str,
+    pipeline_root: str | None,
+    *,
+    log_path: str | None,
+    on_step: Callable[[str, dict], None] | None,
+    now: datetime | None,
+) -> CycleResult:
+    try:
+        # No KFP run has this job id: the lease gets no external id for the monitor to poll.
+        resolved = steps.resolve_run(config_yaml, window_id, run_id, job_id, now=now, kfp_run=False)
     except Exception:
-        # resolve_run recorded the failure under the given run id, or (run id "auto") under
-        # the id it derives without a window.
-        failed_id = run_id if run_id != AUTO else auto_run_id(None, job_id)[0]
+        failed_id = _failed_resolve_id(store, run_id, job_id)
         records = steps.read_run(store, failed_id)
         for name, rec in records.items():
             if on_step:
                 on_step(name, rec)
-        code = int(records.get("resolve", {}).get("exit_code", EXIT_INTERNAL))
+        record = records.get("resolve", {})
+        code = int(record.get("exit_code", EXIT_INTERNAL))
+        # A window resolved before the failure (a refused lease) is in the record.
+        window_id = (record.get("report") or {}).get("window_id") or window_id
         return CycleResult(failed_id, window_id, records, code, log_path)
     window_id, run_id = resolved.window_id, resolved.run_id
     watcher = _StepWatcher(store, run_id, on_step) if on_step else None
@@ -182,6 +221,22 @@ def run_cycle(
     else:
         code = EXIT_OK
     return CycleResult(run_id, window_id, records, code, log_path)
+
+
+def _failed_resolve_id(store: Storage, run_id: str, job_id: str) -> str:
+    """Where resolve_run recorded its failure: the given run id, or one derived from the job.
+
+    A derived id names the window when it was resolved (a refused lease), else ``auto-<job>``.
+    """
+    if run_id != AUTO:
+        return run_id
+    fallback = auto_run_id(None, job_id)[0]
+    if store.exists(f"runs/{fallback}/resolve.json"):
+        return fallback
+    # The job id is this process's own random one, so one folder at most ends with it.
+    suffix = f"-{job_id}/resolve.json"
+    found = [k.split("/")[1] for k in store.list("runs") if k.endswith(suffix)]
+    return found[0] if found else fallback
 
 
 def _default_pipeline_root(cfg: Config) -> str:

@@ -8,9 +8,12 @@ and records its outcome under ``runs/<run_id>/<step>.json`` in the store, so a f
 leaves the reason where `retrain status` and the CLI can find it.
 
 What they write to shared state, and when:
-- resolve_run: nothing shared. It runs first and turns ``"auto"`` run parameters (scheduled
-  runs) into a window id and a run id (`retrain.resolve`); it records only when it resolved
-  something, so runs given explicit ids keep exactly the records they had.
+- resolve_run: the run lease, and only for a scheduled run (window ``"auto"``). It runs first
+  and turns ``"auto"`` run parameters into a window id and a run id (`retrain.resolve`); it
+  records only when it resolved something, so runs given explicit ids keep exactly the records
+  they had. A scheduled run then takes the run lease (`retrain.triggers.lease`), so it never
+  overlaps a drift-launched run, or refuses to start while another run holds it.
+- release_run_lease: the pipeline's exit task; releases the lease only if this job took it.
 - ingest: the schema, only on the very first run (create-only).
 - label: the labelled window into the history store (create-only; re-runs are idempotent).
 - train, evaluate: nothing shared (the model stays a run artifact until it is blessed).
@@ -47,11 +50,19 @@ from retrain.data.io import (
 from retrain.data.schema import Schema
 from retrain.data.windows import parse_window, window_sort_key
 from retrain.drift import PROFILE_FILE, champion_drift, profile_for_model
-from retrain.errors import AlreadyExists, RetrainError, ValidationError
+from retrain.errors import AlreadyExists, RetrainError, TransientError, ValidationError
 from retrain.labels.join import join_labels
 from retrain.registry import Registry
 from retrain.resolve import AUTO, auto_run_id, check_keyword, newest_complete_window, utc_instant
 from retrain.storage import Storage, open_storage
+from retrain.triggers.lease import (
+    Lease,
+    acquire_lease,
+    lease_key,
+    read_lease,
+    release_lease,
+    renew_lease,
+)
 
 __all__ = [
     "DeployOutcome",
@@ -66,7 +77,9 @@ __all__ = [
     "load_history",
     "read_run",
     "recorded_step",
+    "release_run_lease",
     "resolve_run",
+    "run_lease_owner",
     "train",
     "write_step_report",
 ]
@@ -205,7 +218,85 @@ def _read_dataset(path: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     return from_parquet_bytes(Path(path).read_bytes())
 
 
-# --- resolve -----------------------------------------------------------------------------------
+# --- resolve ---------------------------------------------------------------------------------
+
+
+def run_lease_owner(job_id: str | None) -> str:
+    """The lease owner of a scheduled run: the job it belongs to, ``pipeline:<job id>``.
+
+    Raises:
+        ValidationError: no job id, or a placeholder the runner left unexpanded; such an
+            owner could not be told apart from another run's, so nothing could release it.
+    """
+    text = str(job_id or "").strip()
+    if not text or "{{" in text:
+        raise ValidationError(
+            f"job id {job_id!r} is missing or was not substituted by the pipeline runner: a "
+            "scheduled run (window_id 'auto') takes the run lease as pipeline:<job id>"
+        )
+    return f"pipeline:{text}"
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if t else None
+
+
+def _lease_dict(lease: Lease) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(lease.to_json())
+    return doc
+
+
+def _take_run_lease(
+    cfg: Config,
+    store: Storage,
+    *,
+    run_id: str,
+    window_id: str,
+    job_id: str | None,
+    at: datetime,
+    kfp_run: bool,
+) -> Lease:
+    """Take the run lease for a scheduled run, or raise TransientError naming its holder."""
+    owner = run_lease_owner(job_id)
+    ttl = cfg.triggers.lease_delta
+    taken = acquire_lease(
+        store, cfg.name, owner=owner, run_id=run_id, snapshot=window_id, ttl=ttl, now=at
+    )
+    if taken is None:
+        holder, _ = read_lease(store, cfg.name)
+        ours = (
+            holder is not None
+            and (holder.owner, holder.run_id) == (owner, run_id)
+            and holder.released_at is None
+        )
+        if not ours:  # a retried resolve task of this job finds its own lease: keep it
+            raise TransientError(_refusal(cfg.name, window_id, holder))
+    # The job id lets the monitor's `reconcile` poll the KFP run and free the lease after it.
+    lease = renew_lease(
+        store,
+        cfg.name,
+        run_id,
+        ttl=ttl,
+        now=at,
+        external_id=str(job_id) if kfp_run else None,
+    )
+    if lease is None:
+        holder, _ = read_lease(store, cfg.name)
+        raise TransientError(_refusal(cfg.name, window_id, holder))
+    return lease
+
+
+def _refusal(model: str, window_id: str, holder: Lease | None) -> str:
+    if holder is None:  # released and taken over in between: rare, and worth a retry
+        who = "another run (it changed hands while this run tried to take it)"
+    else:
+        kfp = f", KFP run {holder.external_id}" if holder.external_id else ""
+        who = f"run {holder.run_id} (owner {holder.owner}, expires {_iso(holder.expires_at)}{kfp})"
+    return (
+        f"the run lease of model {model!r} is held by {who}: this scheduled run (window "
+        f"{window_id}) does not start, so that runs never overlap; the next scheduled run "
+        "will try again"
+    )
 
 
 def resolve_run(
@@ -216,6 +307,7 @@ def resolve_run(
     report_path: str | None = None,
     *,
     now: datetime | None = None,
+    kfp_run: bool = True,
 ) -> ResolveOutcome:
     """Resolve ``"auto"`` in `window_id` / `run_id` (rules in `retrain.resolve`).
 
@@ -223,11 +315,18 @@ def resolve_run(
     and unrecorded: nothing is read or written but the report artifact. Otherwise the window
     comes from the data source and `now` (default: the real clock), the run id from the KFP
     `job_id`, and the outcome is recorded under ``runs/<run_id>/resolve``.
+
+    A window ``"auto"`` is a scheduled run: after resolving it takes the run lease as
+    ``pipeline:<job_id>`` (run id and window as resolved, ttl ``triggers.lease_ttl``) and,
+    when `kfp_run` (`job_id` names a KFP run), records `job_id` as the lease's external id
+    so the monitor can poll the run. `release_run_lease` frees it at the end.
+
     A failure is recorded too (under ``auto-<job id>`` when the run id was to come from the
     window) and nothing else is written.
 
     Raises:
         ValidationError: a misspelt keyword, or no complete window with data (exit 2).
+        TransientError: another run holds the lease (exit 75); the message names it.
     """
     check_keyword("run_id", run_id)  # a typo here has no folder to be recorded in
     error: Exception | None = None
@@ -250,7 +349,9 @@ def resolve_run(
             column = cfg.data.time_column
             if column not in source.columns:
                 raise ValidationError(f"data source {cfg.data.uri} has no time column {column!r}")
-            choice = newest_complete_window(cfg.data, source[column], at, source=cfg.data.uri)
+            choice = newest_complete_window(
+                cfg.data, source[column], at, source=cfg.data.uri, delay=cfg.labels.delay
+            )
         except Exception as err:  # recorded below, under the run's folder
             error = err
     resolved_window = choice.window.id if choice is not None else window_id
@@ -271,11 +372,37 @@ def resolve_run(
             "run_id_rule": run_how,
             "job_id": job_id,
             "now": at.isoformat(),
+            "lease": None,
         }
+        rec["report"] = details  # a refused lease is recorded with what was resolved
+        lease_line = lease_note = ""
+        if window_id == AUTO:
+            try:
+                lease = _take_run_lease(
+                    cfg,
+                    store,
+                    run_id=rid,
+                    window_id=resolved_window,
+                    job_id=job_id,
+                    at=at.to_pydatetime(),
+                    kfp_run=kfp_run,
+                )
+            except TransientError:
+                holder, _ = read_lease(store, cfg.name)
+                details["lease_holder"] = _lease_dict(holder) if holder is not None else None
+                raise
+            details["lease"] = _lease_dict(lease)
+            lease_note = f"; run lease taken until {_iso(lease.expires_at)}"
+            lease_line = (
+                f"\nRun lease `{lease_key(cfg.name)}` taken by `{lease.owner}` until "
+                f"{_iso(lease.expires_at)}: no other run of `{cfg.name}` starts before the "
+                "pipeline's exit task releases it.\n"
+            )
         summary = (
             (choice.reason if choice is not None else f"window {resolved_window} as given")
             + f"; run id {rid}"
             + (f" ({run_how})" if run_id == AUTO else "")
+            + lease_note
         )
         rows = [
             ("window_id", window_id, resolved_window, _rule_text(choice)),
@@ -286,6 +413,7 @@ def resolve_run(
             "| parameter | requested | resolved | how |\n|---|---|---|---|\n"
             + "".join(f"| {n} | `{a}` | `{b}` | {how} |\n" for n, a, b, how in rows)
             + f"\nResolved at {at.isoformat()} (UTC).\n"
+            + lease_line
         )
         rec.update(summary=summary, report=details)
         rec["markdown"] = markdown
@@ -297,6 +425,61 @@ def _rule_text(choice: Any) -> str:
     if choice is None:
         return "as given"
     return f"{choice.rule}: {choice.reason}"
+
+
+def release_run_lease(
+    config_yaml: str,
+    job_id: str,
+    report_path: str | None = None,
+    *,
+    pipeline_state: str | None = None,
+    now: datetime | None = None,
+) -> StepOutcome:
+    """Release the run lease if this job took it (`resolve_run` of a scheduled run).
+
+    The pipeline's exit task: it runs whatever happened before it and knows only the run
+    parameters and its job id. It releases the lease only if it is owned by
+    ``pipeline:<job_id>`` and not released yet, so it is idempotent and never touches a lease
+    another run holds, such as the monitor's for a run it launched (the monitor releases and
+    records those). Writes nothing but the lease and the report artifact.
+    """
+    cfg, store = _load(config_yaml)
+    at = now if now is not None else datetime.now(timezone.utc)
+    try:
+        owner: str | None = run_lease_owner(job_id)
+    except ValidationError:
+        owner = None  # such a job could not have taken the lease (resolve refuses it)
+    lease, _ = read_lease(store, cfg.name)
+    released = False
+    if lease is None:
+        why = "no run lease exists: nothing to release"
+    elif owner is None or lease.owner != owner:
+        why = f"the lease is {lease.owner}'s (run {lease.run_id}), not this job's: left alone"
+    elif lease.released_at is not None:
+        when = _iso(lease.released_at)
+        why = f"this job's lease (run {lease.run_id}) was already released at {when}"
+    else:
+        released = release_lease(store, cfg.name, lease.run_id, at)
+        run = lease.run_id
+        lease, _ = read_lease(store, cfg.name)  # as it is now, for the report
+        why = (
+            f"released this job's lease (run {run})"
+            if released
+            else f"this job's lease (run {run}) changed hands meanwhile: left alone"
+        )
+    state = f" after the pipeline ended {pipeline_state}" if pipeline_state else ""
+    summary = f"run lease of {cfg.name}: {why}{state}"
+    details = {
+        "job_id": job_id,
+        "owner": owner,
+        "released": released,
+        "pipeline_state": pipeline_state,
+        "lease": _lease_dict(lease) if lease is not None else None,
+        "at": _iso(at),
+    }
+    markdown = f"# Release: run lease `{lease_key(cfg.name)}`\n\n{summary}.\n"
+    write_step_report(report_path, markdown, details)
+    return StepOutcome("release", summary, details)
 
 
 # --- ingest ------------------------------------------------------------------------------------

@@ -10,6 +10,10 @@ config text, the window id and a run id, so the step records in the store are na
 way wherever the run happened. It runs as the pipeline runner's service account (KFP v2 sets
 the account per run, not per step).
 
+``--window auto`` submits what a recurring run submits: the pipeline's resolve task picks the
+newest complete window at the run's time and takes the run lease, and the run id (unless
+given) becomes ``w<window>-<KFP run id>``.
+
 Errors keep the project's exit codes: a bad config, window or an API refusal (401/403/4xx) is
 a `ValidationError` (2); an unreachable endpoint, 429 or 5xx is a `TransientError` (75).
 """
@@ -22,6 +26,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +61,9 @@ class SubmittedRun:
 
     Attributes:
         run_id: retrain's run id (the pipeline parameter; names ``runs/<run_id>/`` in the store).
-        window_id: the normalised window id the run processes.
+            ``auto``: the pipeline derives it from the window it resolves and the KFP run id.
+        window_id: the normalised window id the run processes, or ``auto`` (resolved by the
+            pipeline when it runs).
         kfp_run_id: the id the KFP API gave the run.
         experiment_id: the KFP experiment it was filed under.
         url: the run's page in the KFP UI.
@@ -130,10 +137,20 @@ def submit_run(
 
     from retrain import steps
     from retrain.data.windows import parse_window
+    from retrain.resolve import AUTO, check_keyword
     from retrain.runner import new_run_id
 
-    window_id = parse_window(cfg.data, window).id
-    run_id = steps.check_run_id(run_id or new_run_id(window_id))
+    check_keyword("window_id", window)
+    if window == AUTO:
+        # Passed through: the pipeline resolves it at run time, as for a recurring run.
+        window_id = AUTO
+        run_id = run_id or AUTO
+    else:
+        window_id = parse_window(cfg.data, window).id
+        run_id = run_id or new_run_id(window_id)
+    check_keyword("run_id", run_id)
+    if run_id != AUTO:
+        steps.check_run_id(run_id)
     if cluster is None:
         token_secret = DEPLOYER_TOKEN_SECRET if cfg.deploy.mode == "kubernetes" else None
         cluster = ClusterOptions(deployer_token_secret=token_secret)
@@ -154,7 +171,7 @@ def submit_run(
             result = client.create_run_from_pipeline_package(
                 str(package),
                 arguments=arguments,
-                run_name=run_id,
+                run_name=_run_name(cfg, window_id, run_id),
                 experiment_name=experiment,
                 namespace=namespace,
                 pipeline_root=pipeline_root,
@@ -163,6 +180,17 @@ def submit_run(
         experiment_id = str(getattr(result.run_info, "experiment_id", "") or "")
         url = f"{str(host).rstrip('/')}/#/runs/details/{result.run_id}"
         return SubmittedRun(run_id, window_id, str(result.run_id), experiment_id, url, kept)
+
+
+def _run_name(cfg: Config, window_id: str, run_id: str) -> str:
+    """The KFP run's display name: the run id, or for an "auto" run the model and time.
+
+    ("auto" is `retrain.resolve.AUTO`, spelt out here so the CLI starts without pandas.)
+    """
+    if run_id != "auto":
+        return run_id
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{cfg.name}-{'auto' if window_id == 'auto' else 'w' + window_id}-{stamp}"
 
 
 def _check_host(host: str | None) -> None:
@@ -302,7 +330,16 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         where = run.package or "a temporary file (pass --output to keep it)"
         print(f"compiled {where} for window {run.window_id}, run {run.run_id}; not submitted")
         return EXIT_OK
-    print(f"submitted window {run.window_id} as run {run.run_id} (KFP run {run.kfp_run_id})")
+    if run.window_id == "auto" or run.run_id == "auto":
+        window = "the newest complete window" if run.window_id == "auto" else run.window_id
+        named = "<window>" if run.window_id == "auto" else run.window_id
+        rid = f"w{named}-{run.kfp_run_id}" if run.run_id == "auto" else run.run_id
+        print(
+            f"submitted a scheduled-style run (KFP run {run.kfp_run_id}): it resolves {window} "
+            f"when it starts and records as run {rid}"
+        )
+    else:
+        print(f"submitted window {run.window_id} as run {run.run_id} (KFP run {run.kfp_run_id})")
     print(f"  {run.url}")
     return EXIT_OK
 
@@ -316,8 +353,17 @@ def add_commands(subparsers: Any) -> None:
     )
     s.add_argument("--host", help="KFP API endpoint, e.g. http://localhost:8080 (port-forward)")
     s.add_argument("--config", required=True, help="config file (cluster locations only)")
-    s.add_argument("--window", required=True, help="window id: a period number or an ISO date")
-    s.add_argument("--run-id", help="retrain run id (default: derived from window and time)")
+    s.add_argument(
+        "--window",
+        required=True,
+        help="window id: a period number or an ISO date; 'auto': the pipeline picks the newest "
+        "complete window when it runs, as a recurring run does",
+    )
+    s.add_argument(
+        "--run-id",
+        help="retrain run id (default: derived from window and time; with --window auto, "
+        "from the resolved window and the KFP run id)",
+    )
     s.add_argument("--image", help="components image with a pinned tag (default: this version)")
     s.add_argument("--image-digest", help="sha256:... digest to pin the image immutably")
     s.add_argument("--service-account", help="run as this service account (retrain-pipeline)")

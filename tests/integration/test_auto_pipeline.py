@@ -2,12 +2,15 @@
 
 The run parameters are exactly those `retrain schedule` gives KFP recurring runs; the resolve
 task turns them into the newest complete window and a run id derived from the job id that
-kfp.local substitutes, and every later task runs on those. No mocks: components run as
-subprocesses through kfp's SubprocessRunner and train a real model.
+kfp.local substitutes, takes the run lease, and every later task runs on those ids; the exit
+task releases the lease. No mocks: components run as subprocesses through kfp's
+SubprocessRunner and train a real model.
 """
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,7 @@ from retrain.runner import RUN_STEPS, run_cycle
 from retrain.steps import read_run
 from retrain.storage import open_storage
 from retrain.training.artifact import ModelCard
+from retrain.triggers.lease import acquire_lease, lease_key, read_lease
 from retrain.triggers.schedule import SCHEDULED_RUN_ID, SCHEDULED_WINDOW
 
 pytestmark = pytest.mark.integration
@@ -71,6 +75,15 @@ def test_a_scheduled_run_trains_the_resolved_window_under_the_resolved_run_id(
     assert (card.window, card.run_id) == ("2", run_id)
     assert store.list("datasets") == ["datasets/2/labelled.parquet"]
 
+    # The run held the lease as its job, and the exit task released it at the end.
+    lease, _ = read_lease(store, cfg.name)
+    assert lease is not None
+    assert (lease.owner, lease.run_id, lease.snapshot) == (f"pipeline:{job_id}", run_id, "2")
+    assert lease.external_id == job_id
+    assert lease.released_at is not None and lease.released_at >= lease.acquired_at
+    assert resolve["lease"]["owner"] == f"pipeline:{job_id}"
+    assert _release_report(tmp_path / "kfp-root").startswith("# Release")
+
     # The direct engine, on the same data, resolves the same window and trains the same
     # (content-addressed) model.
     twin = load_config(_loans(tmp_path / "direct"))
@@ -78,3 +91,50 @@ def test_a_scheduled_run_trains_the_resolved_window_under_the_resolved_run_id(
     assert direct.exit_code == 0, direct.lines()
     assert direct.window_id == "2"
     assert direct.records["deploy"]["report"]["version"] == version
+    twin_lease, _ = read_lease(open_storage(twin.storage_root), twin.name)
+    assert twin_lease is not None and twin_lease.run_id == direct.run_id
+    assert twin_lease.released_at is not None
+
+
+def _release_report(pipeline_root: Path) -> str:
+    """The exit task's report artifact: proof that it ran."""
+    reports = [p for p in pipeline_root.rglob("report") if p.parent.name == "release"]
+    assert len(reports) == 1, sorted(str(p) for p in pipeline_root.rglob("*"))
+    return reports[0].read_text()
+
+
+def test_a_held_lease_fails_the_scheduled_run_at_resolve_and_leaves_all_else(
+    tmp_path: Path,
+) -> None:
+    from kfp import local
+    from retrain_pipelines import build_pipeline
+
+    cfg = load_config(_loans(tmp_path / "kfp"))
+    store = open_storage(cfg.storage_root)
+    now = datetime.now(timezone.utc)
+    # A drift-launched run of the monitor holds the lease for another hour.
+    kw = {"owner": "monitor-host:7", "run_id": "w2-drift", "snapshot": "2"}
+    assert acquire_lease(store, cfg.name, ttl=timedelta(hours=1), now=now, **kw) is not None
+    before = store.read_bytes(lease_key(cfg.name))
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(tmp_path / "kfp-root"),
+        raise_on_error=False,
+    )
+    pipeline = build_pipeline(retries=False)
+    pipeline(config_yaml=cfg.to_yaml(), window_id=SCHEDULED_WINDOW, run_id=SCHEDULED_RUN_ID)
+
+    # Only resolve ran (and failed, exit 75, recorded); then the exit task, which left the
+    # monitor's lease alone. No dataset, no model, no registry write.
+    keys = store.list("")
+    [record_key] = [k for k in keys if k.startswith("runs/")]
+    assert keys == [lease_key(cfg.name), record_key]
+    assert record_key.startswith("runs/w2-") and record_key.endswith("/resolve.json")
+    rec = json.loads(store.read_text(record_key))
+    assert (rec["status"], rec["error"], rec["exit_code"]) == ("failed", "TransientError", 75)
+    assert "held by run w2-drift (owner monitor-host:7" in rec["message"]
+    assert "the next scheduled run will try again" in rec["message"]
+    assert store.read_bytes(lease_key(cfg.name)) == before
+    assert "monitor-host:7's (run w2-drift), not this job's: left alone" in _release_report(
+        tmp_path / "kfp-root"
+    )

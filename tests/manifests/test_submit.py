@@ -263,3 +263,33 @@ def test_dry_run_compiles_without_a_host(
     assert all(e["pvcMount"][0]["mountPath"] == "/var/lib/retrain" for e in executors.values())
     assert all("secretAsVolume" not in e for e in executors.values())
     assert "not submitted" in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_window_auto_is_passed_through_for_the_pipeline_to_resolve(
+    stand_in: StandIn, cluster_config: Path, capsys: pytest.CaptureFixture
+) -> None:
+    argv = ["submit", "--config", str(cluster_config), "--window", "auto", "--image", IMAGE]
+    code = main([*argv, "--host", stand_in.url])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    run = stand_in.body("POST", "/apis/v2beta1/runs")
+    # What a recurring run passes: the pipeline's resolve task picks the window and the run id.
+    assert run["runtime_config"]["parameters"] == {
+        "config_yaml": load_config(cluster_config).to_yaml(),
+        "window_id": "auto",
+        "run_id": "auto",
+    }
+    name = load_config(cluster_config).name
+    assert run["display_name"].startswith(f"{name}-auto-")
+    assert "resolves the newest complete window when it starts" in out
+    assert "records as run w<window>-kfp-run-1" in out
+
+
+@pytest.mark.parametrize("window", ["AUTO", "autox", " auto"])
+def test_a_misspelt_auto_window_exits_2(
+    cluster_config: Path, capsys: pytest.CaptureFixture, window: str
+) -> None:
+    argv = ["submit", "--config", str(cluster_config), "--window", window, "--image", IMAGE]
+    assert main([*argv, "--host", "http://127.0.0.1:9"]) == 2
+    assert "is neither an id nor the keyword 'auto'" in capsys.readouterr().err

@@ -154,6 +154,21 @@ def test_resolve_runs_with_the_store_but_no_secrets(compiled: tuple[dict, dict])
     assert (res["resourceCpuRequest"], res["resourceMemoryRequest"]) == ("100m", "256Mi")
 
 
+def test_the_exit_task_releases_with_the_store_small_and_uncached(
+    compiled: tuple[dict, dict],
+) -> None:
+    # It reads and compare-and-swaps the lease in the store, after every other task.
+    spec, platform = compiled
+    release = spec["root"]["dag"]["tasks"]["release"]
+    assert release["triggerPolicy"] == {"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"}
+    assert release["cachingOptions"].get("enableCache", False) is False
+    cfg = _k8s(platform)[_executor_of(spec, release)]
+    assert [(m["constant"], m["mountPath"]) for m in cfg["pvcMount"]] == [OPTIONS.pvc]
+    assert "secretAsVolume" not in cfg
+    res = spec["deploymentSpec"]["executors"]["exec-release"]["container"]["resources"]
+    assert (res["resourceCpuRequest"], res["resourceMemoryRequest"]) == ("100m", "128Mi")
+
+
 def test_only_the_deploy_step_gets_the_deployer_token_and_its_secret(
     compiled: tuple[dict, dict],
 ) -> None:

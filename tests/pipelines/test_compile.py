@@ -25,7 +25,33 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _tasks(spec: dict) -> dict:
-    return spec["root"]["dag"]["tasks"]
+    """The tasks inside the exit handler: every step but the exit task `release`."""
+    top = spec["root"]["dag"]["tasks"]
+    handler = next(t for t in top.values() if t["taskInfo"]["name"] == "run")
+    return spec["components"][handler["componentRef"]["name"]]["dag"]["tasks"]
+
+
+def test_every_step_runs_inside_the_exit_handler_and_release_runs_last(compiled: dict) -> None:
+    top = compiled["root"]["dag"]["tasks"]
+    assert sorted(top) == ["exit-handler-1", "release"]
+    release = top["release"]
+    # The exit task: it runs once everything in the handler completed, whatever the outcome.
+    assert release["dependentTasks"] == ["exit-handler-1"]
+    assert release["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    # Only pipeline parameters, the job id and the handler's final status: no task outputs.
+    assert release["inputs"]["parameters"] == {
+        "config_yaml": {"componentInputParameter": "config_yaml"},
+        "job_id": {"runtimeValue": {"constant": dsl.PIPELINE_JOB_ID_PLACEHOLDER}},
+        "status": {"taskFinalStatus": {"producerTask": "exit-handler-1"}},
+    }
+    inside = set(_all_tasks(compiled)) - {"exit-handler-1", "release"}
+    assert {n for n in inside if n in STEP_POLICY} == set(STEP_POLICY) - {"release"}
+
+
+def test_release_requests_little(compiled: dict) -> None:
+    res = compiled["deploymentSpec"]["executors"]["exec-release"]["container"]["resources"]
+    assert (res["resourceCpuRequest"], res["resourceMemoryRequest"]) == ("100m", "128Mi")
+    assert (res["resourceCpuLimit"], res["resourceMemoryLimit"]) == ("1", "512Mi")
 
 
 def test_deploy_runs_only_under_the_blessed_gate(compiled: dict) -> None:
@@ -67,8 +93,11 @@ def _all_tasks(spec: dict) -> dict[str, dict]:
 
 def test_resolve_gets_the_raw_parameters_and_the_kfp_job_id(compiled: dict) -> None:
     params = _tasks(compiled)["resolve"]["inputs"]["parameters"]
+    handler = compiled["root"]["dag"]["tasks"]["exit-handler-1"]["inputs"]["parameters"]
     for name in ("config_yaml", "window_id", "run_id"):
-        assert params[name] == {"componentInputParameter": name}
+        # Through the channel the compiler makes for the exit handler's body.
+        channel = params[name]["componentInputParameter"]
+        assert handler[channel] == {"componentInputParameter": name}
     # KFP substitutes the job's UUID (kfp.local: a random number) at run time.
     assert params["job_id"] == {"runtimeValue": {"constant": dsl.PIPELINE_JOB_ID_PLACEHOLDER}}
     assert dsl.PIPELINE_JOB_ID_PLACEHOLDER == "{{$.pipeline_job_uuid}}"
@@ -94,15 +123,12 @@ def test_every_later_step_uses_the_resolved_ids(compiled: dict) -> None:
                 "taskOutputParameter": {"outputParameterKey": key, "producerTask": "resolve"}
             }, (name, key)
             checked.add((name, key))
-    assert {n for n, _ in checked} == set(STEP_POLICY) - {"resolve"}
+    assert {n for n, _ in checked} == set(STEP_POLICY) - {"resolve", "release"}
     assert ("ingest", "window_id") in checked and ("train", "window_id") in checked
 
 
 def test_retries_only_on_io_steps(compiled: dict) -> None:
-    tasks = dict(_tasks(compiled))
-    cond = next(t for t in tasks.values() if "triggerPolicy" in t)
-    inner = compiled["components"][cond["componentRef"]["name"]]["dag"]["tasks"]
-    tasks.update(deploy=inner["deploy"], rollout=inner["rollout"])
+    tasks = _all_tasks(compiled)
     for step, policy in STEP_POLICY.items():
         retry = tasks[step].get("retryPolicy")
         if policy["retries"]:
@@ -112,22 +138,19 @@ def test_retries_only_on_io_steps(compiled: dict) -> None:
         else:
             assert retry is None, f"{step} is deterministic and must not retry"
     retried = {s for s, p in STEP_POLICY.items() if p["retries"]}
-    assert retried == {"resolve", "ingest", "label", "deploy", "rollout"}
+    assert retried == {"resolve", "ingest", "label", "deploy", "rollout", "release"}
 
 
 def test_caching_disabled_explicitly(compiled: dict) -> None:
     # kfp writes `enableCache: true` for a task that caches (the default) and omits it when off.
-    tasks = dict(_tasks(compiled))
-    cond = next(t for t in tasks.values() if "triggerPolicy" in t)
-    inner = compiled["components"][cond["componentRef"]["name"]]["dag"]["tasks"]
-    tasks.update(deploy=inner["deploy"], rollout=inner["rollout"])
+    tasks = _all_tasks(compiled)
     for name in STEP_POLICY:
         assert tasks[name]["cachingOptions"].get("enableCache", False) is False, name
 
 
 def test_every_executor_uses_the_project_image_and_no_pip(compiled: dict) -> None:
     executors = compiled["deploymentSpec"]["executors"]
-    assert len(executors) == 7
+    assert len(executors) == 8
     assert set(executors) == {f"exec-{step}" for step in STEP_POLICY}
     for name, ex in executors.items():
         container = ex["container"]

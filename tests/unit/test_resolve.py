@@ -15,7 +15,9 @@ from retrain import steps
 from retrain.config import DataSource
 from retrain.errors import EXIT_VALIDATION, ValidationError
 from retrain.resolve import (
+    PERIOD_DELAY_RULE,
     PERIOD_RULE,
+    TIME_DELAY_RULE,
     TIME_RULE,
     auto_run_id,
     check_keyword,
@@ -134,6 +136,96 @@ def test_period_source_without_a_complete_window(periods: list[int], held: str) 
     assert PERIOD_RULE in str(err.value)
 
 
+# --- labels.delay ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        # At Jan 22 the week of Jan 15 has just ended, but its labels need 3 more days.
+        (MON + timedelta(days=7), "2024-01-08"),
+        (MON + timedelta(days=10) - timedelta(seconds=1), "2024-01-08"),
+        # Jan 25 00:00 minus 3d is Jan 22 00:00: the week of Jan 15 ended exactly then.
+        (MON + timedelta(days=10), "2024-01-15"),
+    ],
+)
+def test_a_label_delay_picks_the_newest_window_ended_by_now_minus_delay(
+    now: datetime, expected: str
+) -> None:
+    times = pd.Series(pd.date_range("2024-01-01", "2024-01-28", freq="6h", tz="UTC"), name="t")
+    choice = newest_complete_window(data("timestamp", "7d"), times, now, delay="3d")
+    assert choice.window.id == expected
+    assert choice.window.end <= pd.Timestamp(now) - pd.Timedelta(days=3)
+    assert choice.rule == TIME_DELAY_RULE
+    assert f"the run's time {now:%Y-%m-%dT%H:%M:%S}Z minus labels.delay 3d" in choice.reason
+    assert "labels have had time to arrive" in choice.reason
+
+
+def test_a_zero_delay_keeps_the_rule_and_its_words() -> None:
+    for delay in (0, "0d"):
+        choice = newest_complete_window(data("timestamp", "7d"), weekly_times(), MON, delay=delay)
+        assert (choice.window.id, choice.rule) == ("2024-01-08", TIME_RULE)
+        assert "labels.delay" not in choice.reason
+
+
+def test_a_label_delay_on_days() -> None:
+    times = pd.Series(["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"], name="t")
+    at = datetime(2024, 1, 4, 10, tzinfo=UTC)
+    choice = newest_complete_window(data("date", "1d"), times, at, delay="2d")
+    assert choice.window.id == "2024-01-01"  # Jan 2 ended Jan 3 00:00, after Jan 2 10:00
+
+
+@pytest.mark.parametrize(
+    ("periods", "size", "delay", "expected"),
+    [
+        ([0, 1, 2, 3, 4], 1, 1, "2"),  # 4 filling, 3 waits one period for its labels
+        ([0, 1, 2, 3, 4], 1, 2, "1"),
+        ([0, 1, 2, 5], 1, 1, "2"),  # periods 3 and 4 passed meanwhile: 2's labels are in
+        ([0, 1, 2, 5], 1, 3, "1"),  # 2 ends at 3, later than 5 - 3 = 2
+        ([0, 1, 2, 3, 4, 5, 6, 7], 2, 1, "2"),  # [6,8) filling; [4,6) ends after 6 - 1
+        ([0, 1, 2, 3, 4, 5, 6, 7], 2, 2, "2"),  # boundary: [2,4) ends exactly at 6 - 2
+        ([0, 1, 2, 3, 4, 5, 6, 7], 2, 3, "0"),
+    ],
+)
+def test_a_period_delay_skips_the_windows_whose_labels_are_not_in(
+    periods: list[int], size: int, delay: int, expected: str
+) -> None:
+    times = pd.Series(periods, name="t")
+    choice = newest_complete_window(data("period", size), times, MON, delay=delay)
+    assert choice.window.id == expected
+    assert choice.rule == PERIOD_DELAY_RULE
+    assert f"labels.delay {delay} period(s)" in choice.reason
+
+
+def test_a_period_delay_too_long_for_the_source_names_it() -> None:
+    with pytest.raises(ValidationError, match=r"labels\.delay is 3 period") as err:
+        newest_complete_window(data("period", 1), pd.Series([0, 1, 2, 3], name="t"), MON, delay=3)
+    assert "windows with events: 0, 1, 2, 3" in str(err.value)
+    assert PERIOD_DELAY_RULE in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("time_kind", "size", "delay", "message"),
+    [
+        ("period", 1, "2d", "whole number of periods"),
+        ("timestamp", "7d", 3, "needs a unit"),
+    ],
+)
+def test_a_delay_that_does_not_fit_the_time_kind(
+    time_kind: str, size: str | int, delay: str | int, message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        newest_complete_window(data(time_kind, size), pd.Series([0, 1], name="t"), MON, delay=delay)
+
+
+def test_resolve_uses_the_configured_label_delay(tmp_path: Path) -> None:
+    config = yaml.safe_load(write_case(tmp_path, [0, 1, 2, 3, 4]))
+    config["labels"]["delay"] = 2
+    out = steps.resolve_run(yaml.safe_dump(config), "auto", "auto", "5", now=MON)
+    assert out.window_id == "1"
+    assert out.details["window"]["rule"] == PERIOD_DELAY_RULE
+
+
 # --- keyword and run ids -----------------------------------------------------------------------
 
 
@@ -243,6 +335,7 @@ def test_auto_resolves_records_why_and_writes_nothing_else(tmp_path: Path) -> No
     assert out.window_id == "1"
     assert out.run_id == "w1-48213077"
     assert store_files(tmp_path) == [
+        "leases/loans.json",  # a scheduled run holds the run lease (tests/unit/test_run_lease.py)
         f"runs/{out.run_id}/resolve.json",
         f"runs/{out.run_id}/resolve.md",
     ]
@@ -254,7 +347,8 @@ def test_auto_resolves_records_why_and_writes_nothing_else(tmp_path: Path) -> No
     assert rec["report"]["job_id"] == "48213077"
     assert rec["summary"] == (
         "window 1: the newest with events before window 2 (the source's last, which may still "
-        "be filling); 3 events; run id w1-48213077 (from job id 48213077)"
+        "be filling); 3 events; run id w1-48213077 (from job id 48213077); run lease taken "
+        "until 2024-01-15T06:00:00Z"
     )
     md = (tmp_path / "store" / "runs" / out.run_id / "resolve.md").read_text()
     assert md.startswith("# Resolve: window `1`") and PERIOD_RULE in md
@@ -265,7 +359,11 @@ def test_only_the_window_is_auto(tmp_path: Path) -> None:
     config = write_case(tmp_path, [3, 4, 5])
     out = steps.resolve_run(config, "auto", "given-1", "9", now=MON)
     assert (out.window_id, out.run_id) == ("4", "given-1")
-    assert store_files(tmp_path) == ["runs/given-1/resolve.json", "runs/given-1/resolve.md"]
+    assert store_files(tmp_path) == [
+        "leases/loans.json",
+        "runs/given-1/resolve.json",
+        "runs/given-1/resolve.md",
+    ]
 
 
 def test_only_the_run_id_is_auto(tmp_path: Path) -> None:

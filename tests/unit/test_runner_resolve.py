@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -12,10 +12,11 @@ pytest.importorskip("river")
 
 from retrain.config import Config, load_config
 from retrain.data.demo import generate_housing, generate_loans
-from retrain.errors import EXIT_OK, EXIT_VALIDATION, ValidationError
+from retrain.errors import EXIT_OK, EXIT_TRANSIENT, EXIT_VALIDATION, ValidationError
 from retrain.resolve import PERIOD_RULE, TIME_RULE
 from retrain.runner import STEP_ORDER, run_cycle
 from retrain.storage import open_storage
+from retrain.triggers.lease import acquire_lease, lease_key, read_lease
 
 NOW = datetime(2030, 1, 7, 3, 0, tzinfo=timezone.utc)
 
@@ -44,6 +45,14 @@ def test_direct_engine_resolves_auto_window_and_run_id(loans: Config) -> None:
     store = open_storage(loans.storage_root)
     assert store.list("datasets") == ["datasets/2/labelled.parquet"]
     assert {k.split("/")[1] for k in store.list("runs")} == {result.run_id}
+    # A scheduled run: it held the run lease, and released it when the cycle ended.
+    job = result.run_id.removeprefix("w2-")
+    lease, _ = read_lease(store, loans.name)
+    assert lease is not None
+    assert (lease.owner, lease.run_id, lease.snapshot) == (f"pipeline:{job}", result.run_id, "2")
+    assert lease.external_id is None  # this process is no KFP run the monitor could poll
+    assert lease.released_at == NOW
+    assert resolve["report"]["lease"]["expires_at"] == "2030-01-07T09:00:00+00:00"  # 6h ttl
 
 
 def test_explicit_ids_leave_no_resolve_record(loans: Config) -> None:
@@ -52,6 +61,37 @@ def test_explicit_ids_leave_no_resolve_record(loans: Config) -> None:
     assert (result.window_id, result.run_id) == ("1", "given")
     assert sorted(result.records) == sorted(STEP_ORDER)
     assert [line.split()[0] for line in result.lines()] == list(STEP_ORDER)
+    assert not open_storage(loans.storage_root).exists(lease_key(loans.name))
+
+
+def test_a_held_lease_stops_an_auto_run_at_resolve_with_exit_75(loans: Config) -> None:
+    store = open_storage(loans.storage_root)
+    held = acquire_lease(
+        store,
+        loans.name,
+        owner="monitor-host:7",
+        run_id="w2-drift",
+        snapshot="2",
+        ttl=timedelta(hours=6),
+        now=NOW,
+    )
+    assert held is not None
+    before = store.read_bytes(lease_key(loans.name))
+    result = run_cycle(loans, "auto", engine="direct", now=NOW + timedelta(minutes=5))
+    assert result.exit_code == EXIT_TRANSIENT
+    assert re.fullmatch(r"w2-[0-9a-f]{12}", result.run_id), result.run_id
+    assert result.window_id == "2"  # resolved before the lease was refused
+    assert list(result.records) == ["resolve"]
+    failed = result.failed_step
+    assert failed is not None and failed["error"] == "TransientError"
+    assert (
+        "held by run w2-drift (owner monitor-host:7, expires 2030-01-07T09:00:00Z)"
+        in (failed["message"])
+    )
+    assert "the next scheduled run will try again" in failed["message"]
+    # Nothing but the failure record: no dataset, no model, the holder's lease untouched.
+    assert store.list("") == [lease_key(loans.name), f"runs/{result.run_id}/resolve.json"]
+    assert store.read_bytes(lease_key(loans.name)) == before
 
 
 def test_an_empty_auto_window_fails_with_exit_2_and_writes_nothing_shared(tmp_path: Path) -> None:
