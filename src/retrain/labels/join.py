@@ -153,9 +153,12 @@ def join_labels(cfg: Config, events: pd.DataFrame, labels: pd.DataFrame) -> Labe
     latest, duplicates, null_labels, unreadable_times = _latest_labels(cfg, labels)
 
     keys = _join_keys(events[cfg.data.id_column])
-    by_key = latest.set_index("_key")
-    matched = keys.isin(by_key.index).to_numpy() & keys.notna().to_numpy()
-    label_values = by_key[cfg.labels.label_column].reindex(keys[matched].to_numpy()).to_numpy()
+    by_key = latest.set_index("_key")  # one row per key: the latest label
+    # Positions by hash lookup: Series.isin on pandas-3 strings goes value by value in Python.
+    position = by_key.index.get_indexer(keys)
+    matched = (position >= 0) & keys.notna().to_numpy()
+    rows = position[matched]
+    label_values = by_key[cfg.labels.label_column].to_numpy()[rows]
 
     labelled = events.loc[matched].copy()
     labelled[cfg.target] = label_values
@@ -188,7 +191,7 @@ def join_labels(cfg: Config, events: pd.DataFrame, labels: pd.DataFrame) -> Labe
     leak_share = 0.0
     checked = bool(cfg.labels.time_column)
     if checked and len(labelled):
-        label_t = by_key["_label_time"].reindex(keys[matched].to_numpy()).reset_index(drop=True)
+        label_t = by_key["_label_time"].iloc[rows].reset_index(drop=True)
         event_t = event_times(events.loc[matched, cfg.data.time_column], cfg.data.time_kind)
         # Missing times compare False: an undated label is not counted as leakage.
         leakage = int((label_t < event_t.reset_index(drop=True)).sum())
@@ -213,7 +216,9 @@ def join_labels(cfg: Config, events: pd.DataFrame, labels: pd.DataFrame) -> Labe
         "min_coverage": cfg.labels.min_coverage,
         "duplicate_labels_dropped": duplicates,
         "null_labels": null_labels,
-        "unmatched_labels": int((~latest["_key"].isin(keys.dropna())).sum()),
+        "unmatched_labels": int(
+            (pd.Index(keys.dropna().unique()).get_indexer(latest["_key"]) < 0).sum()
+        ),
         "leakage_checked": checked,
         "leakage": leakage,
         "leakage_share": leak_share,
