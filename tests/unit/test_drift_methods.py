@@ -353,3 +353,17 @@ def test_ecdf_area_and_gap_match_scipy_with_and_without_counts() -> None:
         assert ecdf_gap(a, b, w) == pytest.approx(
             ks_2samp(np.repeat(a, w), b, method="asymp").statistic, abs=TOL
         )
+
+
+def test_ecdf_area_scales_counts_that_would_overflow_the_rank_grid() -> None:
+    """A sketch standing for ~1e13 values against 2e6 would overflow int64 rank products."""
+    from retrain.drift._methods import ecdf_area
+
+    rng = np.random.default_rng(9)
+    a = np.sort(rng.normal(size=1000))
+    b = np.sort(rng.normal(0.2, 1.0, size=2_000_000))
+    w = np.full(1000, 10**10, dtype=np.int64)
+    assert ecdf_area(a, b, w) == pytest.approx(ecdf_area(a, b), abs=1e-9)  # equal counts
+    uneven = rng.integers(10**9, 10**10, size=1000)
+    expected = wasserstein_distance(a, b[::1000], u_weights=uneven)  # scipy at a size it can do
+    assert ecdf_area(a, b, uneven) == pytest.approx(expected, abs=2e-3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -119,6 +120,39 @@ def test_the_sketch_keeps_wasserstein_close_to_the_full_column_on_heavy_tails() 
     assert abs(ecdf_area(col.sample, cur, col.weights) / col.std - exact) < 1e-3
     even = ref[np.round(np.linspace(0, len(ref) - 1, 10_000)).astype(np.int64)]
     assert abs(ecdf_area(even, cur) / col.std - exact) > 1e-2  # what the sketch avoids
+
+
+def test_a_format_1_profile_of_a_long_column_still_detects_against_its_sample() -> None:
+    """Format 1 kept evenly spaced order statistics of a long column and no counts: each
+    sample value stands for an equal share of the column."""
+    from scipy.stats import ks_2samp, wasserstein_distance
+
+    from retrain.drift import detect_drift
+
+    rng = np.random.default_rng(6)
+    ref = rng.normal(size=200_000)
+    cur = rng.normal(0.3, 1.0, size=50_000)
+    cfg = config({"x": "numeric"}, profile_sample_size=10_000)
+    raw = json.loads(build_profile(pd.DataFrame({"x": ref}), cfg).to_json())
+    even = np.sort(ref)[np.round(np.linspace(0, len(ref) - 1, 20_000)).astype(np.int64)]
+    col = raw["features"]["x"]
+    col.pop("weights")
+    col["sample"] = {
+        "dtype": "<f8",
+        "base64": base64.b64encode(even.astype("<f8").tobytes()).decode(),
+    }
+    raw["format"] = 1
+    old = ReferenceProfile.from_json(json.dumps(raw))
+    frame = pd.DataFrame({"x": cur})
+    for method in ("ks", "wasserstein"):
+        c = config({"x": "numeric"}, features={"x": {"method": method}})
+        f = detect_drift(old, frame, c).features[0]
+        if method == "ks":
+            assert f.statistic == pytest.approx(ks_2samp(even, cur).statistic, abs=1e-12)
+        else:
+            expected = wasserstein_distance(even, cur) / np.std(ref)
+            assert f.statistic == pytest.approx(expected, abs=1e-9)
+        assert f.drifted  # a 0.3 sd shift against 200,000 reference values
 
 
 def test_a_format_1_profile_without_counts_is_still_read() -> None:

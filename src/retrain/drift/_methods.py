@@ -37,6 +37,8 @@ TESTS = ("distance", "p_value")
 PSI_EMPTY_SHARE = 1e-4
 # Like Evidently, a constant reference column is scaled by at least this in Wasserstein.
 WASSERSTEIN_MIN_SCALE = 1e-3
+# Largest rank product `ecdf_area` computes in int64 (2**62 keeps a margin below overflow).
+_MAX_GRID = 2**62
 # scipy's ks_2samp computes exact p-values up to this many values per sample.
 _KS_EXACT_MAX_N = 10_000
 
@@ -221,6 +223,12 @@ def ecdf_area(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None) -
     """
     ranks = _ranks(a, weights)
     total, n, m = int(ranks[-1]), len(b), len(a)
+    if weights is not None and total * n > _MAX_GRID:
+        # The grid would overflow int64 (a sketch of ~1e13 values against millions): scale
+        # the counts down, each kept >= 1. The area then moves by about the rounding of the
+        # counts (a share of 1 / (_MAX_GRID / n) per run), far below any drift threshold.
+        scaled = np.maximum(1, np.round(np.asarray(weights) * (_MAX_GRID / (total * n))))
+        return ecdf_area(a, b, scaled.astype(np.int64))
     grid = ranks * n
     start, end = grid[:-1], grid[1:]
     first = start // total  # the values of b at the two ends of each run of a
