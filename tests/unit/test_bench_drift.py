@@ -94,6 +94,9 @@ def _result(drift: float, peak_mib: float = 500.0, **more: Any) -> dict[str, Any
         "peak_rss_bytes": int(peak_mib * 2**20),
         "maxrss_after_load_bytes": 400 * 2**20,
         "rss_after_imports_bytes": 150 * 2**20,
+        "load_peak_bytes": 480 * 2**20,
+        "rss_after_load_bytes": 450 * 2**20,
+        "work_peak_bytes": int(peak_mib * 2**20),
         "drifted": ["num_00"],
         **more,
     }
@@ -135,7 +138,10 @@ def test_report_states_ratios_goals_and_why_a_tool_has_no_time() -> None:
     assert "within 3× of the sort bound: 2.0× — met" in text
     # 500 - 150 MiB of working memory against 2 x 1M x 165 bytes of data.
     assert "peak working memory < 2× data: 1.11× — met" in text
-    assert "| retrain | 1.00 | – | 0.200 | 1.0× | 500 | 350 | 1.11 |" in text
+    assert "| retrain | 1.00 | – | 0.200 | 1.0× | 500 | 350 | 1.11 | 50 |" in text
+    # 480 - 150 MiB loading peak, 450 - 150 resident, 500 - 450 above the frames, over 315 MiB.
+    assert "loading peaks at 1.05× and leaves 0.95× resident" in text
+    assert "the profile and the detection add 0.16× above the loaded frames" in text
     heavy = dict(results, retrain=dict(results["retrain"], peak_rss_bytes=900 * 2**20))
     assert "peak working memory < 2× data: 2.38× — **NOT met**" in bench.render_markdown(
         _report(heavy)
