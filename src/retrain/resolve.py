@@ -19,9 +19,14 @@ The rules:
   would always pick a window whose labels are not in yet and fail label coverage.
 - run id ``auto``: ``w<window>-<job id>``, from the KFP job id (the run's UUID on Kubeflow, so
   the run id names the KFP run; a random number under kfp.local), so two runs never share
-  ``runs/<run_id>/`` and a retried resolve task records into the same folder. When the window
-  could not be resolved the run still needs a folder for its failure record:
-  ``auto-<job id>``.
+  ``runs/<run_id>/``. When the window could not be resolved the run still needs a folder for
+  its failure record: ``auto-<job id>``.
+- a retried resolve task (same job) whose first attempt took the run lease does not resolve
+  again: the source or the clock may have moved on meanwhile, and another window would mean
+  another run id. It reuses the run id and window of its job's lease (`LEASE_RULE`, applied in
+  `retrain.steps.resolve_run`), so it records into the same folder and trains the same window.
+- event times that cannot be read as the time kind are ignored (and counted in the reason),
+  as ingest ignores them: one bad row in an old file must not block every scheduled run.
 
 Only the exact lowercase keyword ``auto`` is resolved; spellings such as ``AUTO`` or
 ``autox`` are refused rather than passed on as ids.
@@ -49,6 +54,7 @@ from retrain.errors import ValidationError
 
 __all__ = [
     "AUTO",
+    "LEASE_RULE",
     "PERIOD_DELAY_RULE",
     "PERIOD_RULE",
     "TIME_DELAY_RULE",
@@ -70,6 +76,9 @@ TIME_DELAY_RULE = "newest window whose end is at or before the run's time minus 
 PERIOD_DELAY_RULE = (
     "newest period window with events that ends at least labels.delay periods before the "
     "source's last window (still filling) starts"
+)
+LEASE_RULE = (
+    "the window of this job's run lease: a retried resolve keeps what its first attempt chose"
 )
 
 _SAFE = re.compile(r"[^A-Za-z0-9]+")
@@ -135,7 +144,9 @@ def newest_complete_window(
 ) -> WindowChoice:
     """The window ``window_id="auto"`` means at `now`, given the source's event `times`.
 
-    `delay` is ``labels.delay``: a duration (timestamp, date) or a number of periods.
+    `delay` is ``labels.delay``: a duration (timestamp, date) or a number of periods. Times
+    that cannot be read as the time kind belong to no window and are ignored for both rules;
+    the reason (or the error) says how many.
 
     Raises:
         ValidationError: no window qualifies, or the chosen one holds no events; the message
@@ -145,13 +156,30 @@ def newest_complete_window(
         lag = LabelSource.delay_units(delay, data.time_kind)
     except ValueError as err:
         raise ValidationError(str(err)) from None
+    # Coerced once, as ingest does, and used by both rules: one unreadable time in an old file
+    # must not block every scheduled run. A column of the wrong type altogether still raises.
+    parsed = event_times(times, data.time_kind, errors="coerce")
+    unreadable = parsed.isna() & times.notna()
+    ignored = _ignored_note(times[unreadable], data.time_column)
+    known = parsed.dropna()
     if data.time_kind == "period":
-        return _newest_period_window(data, times, lag, source)
-    return _newest_time_window(data, times, utc_instant(now), lag, delay, source)
+        return _newest_period_window(data, known, lag, source, ignored)
+    return _newest_time_window(data, known, utc_instant(now), lag, delay, source, ignored)
+
+
+def _ignored_note(unreadable: pd.Series, column: str) -> str:
+    """``"; N unreadable ... ignored"`` for reasons and errors, or "" when all times read."""
+    if unreadable.empty:
+        return ""
+    examples = ", ".join(repr(v) for v in pd.unique(unreadable.astype(object))[:3])
+    return (
+        f"; {len(unreadable)} unreadable event time(s) in column {column!r} ignored (they "
+        f"belong to no window), e.g. {examples}"
+    )
 
 
 def _newest_period_window(
-    data: DataSource, times: pd.Series, lag: int, source: str
+    data: DataSource, times: pd.Series, lag: int, source: str, ignored: str
 ) -> WindowChoice:
     column = data.time_column
     rule = PERIOD_DELAY_RULE if lag else PERIOD_RULE
@@ -160,7 +188,7 @@ def _newest_period_window(
         held = f"only window {ids[0]} has events" if ids else "no window has events"
         raise ValidationError(
             f"window_id 'auto' found no complete window in {source}: {held} in column "
-            f"{column!r}, and the last window may still be filling (rule: {rule})"
+            f"{column!r}, and the last window may still be filling{ignored} (rule: {rule})"
         )
     last = parse_window(data, ids[-1])
     # Grid windows never overlap, so with no delay every earlier window qualifies.
@@ -171,7 +199,7 @@ def _newest_period_window(
             f"window_id 'auto' found no window in {source} whose labels have arrived: "
             f"labels.delay is {lag} period(s), so a window must end by period {cutoff} (the "
             f"source's last window {last.id} starts at period {last.start}); windows with "
-            f"events: {', '.join(ids)} (rule: {rule})"
+            f"events: {', '.join(ids)}{ignored} (rule: {rule})"
         )
     window = ready[-1]
     rows = int(window_mask(times, window, data.time_kind).sum())
@@ -186,11 +214,17 @@ def _newest_period_window(
             f"window {window.id}: the newest with events before window {last.id} (the "
             f"source's last, which may still be filling); {rows} events"
         )
-    return WindowChoice(window, rule, reason, rows)
+    return WindowChoice(window, rule, reason + ignored, rows)
 
 
 def _newest_time_window(
-    data: DataSource, times: pd.Series, at: pd.Timestamp, lag: int, delay: str | int, source: str
+    data: DataSource,
+    times: pd.Series,
+    at: pd.Timestamp,
+    lag: int,
+    delay: str | int,
+    source: str,
+    ignored: str,
 ) -> WindowChoice:
     column = data.time_column
     rule = TIME_DELAY_RULE if lag else TIME_RULE
@@ -208,12 +242,11 @@ def _newest_time_window(
         else _describe(at)
     )
     if rows == 0:
-        known = event_times(times, data.time_kind, errors="coerce").dropna()
-        latest = f"its newest event is at {_describe(known.max())}" if len(known) else "no events"
+        latest = f"its newest event is at {_describe(times.max())}" if len(times) else "no events"
         raise ValidationError(
             f"window_id 'auto' resolved to window {window.id} {span} at {when}, but "
-            f"{source} has no events in it ({latest}; column {column!r}): the source is behind "
-            f"or stopped (rule: {rule})"
+            f"{source} has no events in it ({latest}; column {column!r}{ignored}): the source "
+            f"is behind or stopped (rule: {rule})"
         )
     if lag:
         reason = (
@@ -225,7 +258,7 @@ def _newest_time_window(
             f"window {window.id} {span}: the newest that ended by {when} (window "
             f"{current.id} is still open); {rows} events"
         )
-    return WindowChoice(window, rule, reason, rows)
+    return WindowChoice(window, rule, reason + ignored, rows)
 
 
 def _job_part(job_id: str | None) -> tuple[str, bool]:
@@ -241,8 +274,10 @@ def auto_run_id(window_id: str | None, job_id: str | None) -> tuple[str, str]:
     """The run id for ``run_id="auto"`` and how it was derived, in words.
 
     `window_id` None means the window could not be resolved (the run's failure still needs a
-    folder). The same job gives the same id, so a retried resolve task records into the same
-    folder. The result passes `retrain.steps.check_run_id`.
+    folder). The same job and window give the same id. A retried resolve task whose first
+    attempt took the run lease does not call this again: it keeps the run id (and window) of
+    its job's lease while that is held (`retrain.steps.resolve_run`), so it records into the
+    same folder. The result passes `retrain.steps.check_run_id`.
     """
     job, given = _job_part(job_id)
     prefix = "auto" if window_id is None else "w" + _SAFE.sub("-", window_id)[:60]

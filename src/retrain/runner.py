@@ -16,6 +16,8 @@ passes through. So both engines agree, and the run's id is known before it start
 A window ``"auto"`` makes the run a scheduled one, here as in the pipeline: resolving takes the
 run lease as ``pipeline:<this process's job id>`` (or fails with exit 75 while another run holds
 it), and the cycle releases it when it ends, however it ends, as the pipeline's exit task does.
+The lease lasts ``triggers.lease_ttl`` and nothing renews it meanwhile (the monitor renews only
+the leases of KFP runs it can poll). A release that fails is logged, never the cycle's result.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 
 from retrain import steps
 from retrain.config import Config
-from retrain.errors import EXIT_INTERNAL, EXIT_OK
+from retrain.errors import EXIT_INTERNAL, EXIT_OK, exit_code_for
 from retrain.resolve import AUTO, auto_run_id, check_keyword
 from retrain.storage import LocalStorage, Storage, open_storage
 
@@ -141,6 +143,12 @@ def run_cycle(
     `window_id` and `run_id` may be ``"auto"`` (see the module docstring); `now` is the run's
     time for resolving them (default: the real clock). `on_step(name, record)` is called as
     each step finishes, in the order they finish.
+
+    A resolve that fails without leaving a record (the store refused the write) still gives a
+    ``resolve`` record in the result, made here from its error with the exit code the error
+    maps to (`retrain.errors.exit_code_for`; ``"recorded": False``). A run lease that cannot
+    be released at the end is reported on stderr and in `log_path`, and leaves the result as
+    is.
     """
     if engine not in ("kfp-local", "direct"):
         raise ValueError(f"unknown engine {engine!r} (kfp-local or direct)")
@@ -168,7 +176,37 @@ def run_cycle(
         )
     finally:
         if window_id == AUTO:  # a scheduled run: release the lease if its resolve took it
-            steps.release_run_lease(config_yaml, job_id, now=now)
+            _release_lease(cfg, config_yaml, job_id, now, log_path)
+
+
+def _release_lease(
+    cfg: Config, config_yaml: str, job_id: str, now: datetime | None, log_path: str | None
+) -> None:
+    """Release the cycle's run lease; a failure is logged, never raised.
+
+    Raising from run_cycle's `finally` would replace the finished cycle's result (or the error
+    it is already raising) with a lease problem. The lease then expires on its own.
+    """
+    try:
+        steps.release_run_lease(config_yaml, job_id, now=now)
+    except Exception as err:
+        _log(
+            f"retrain: could not release the run lease of {cfg.name!r} for job {job_id} "
+            f"({type(err).__name__}: {err}); if this run took it, it stays held until it "
+            f"expires (triggers.lease_ttl {cfg.triggers.lease_ttl} after it was taken) and "
+            "other runs of this model are refused until then",
+            log_path,
+        )
+
+
+def _log(message: str, log_path: str | None) -> None:
+    """A line to stderr and to the run's log file (where kfp.local's output goes), if any."""
+    print(message, file=sys.stderr, flush=True)
+    if log_path is not None:
+        with contextlib.suppress(OSError):  # stderr has told already
+            Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "a", encoding="utf-8") as log:
+                log.write(message + "\n")
 
 
 def _resolve_and_run(
@@ -188,17 +226,8 @@ def _resolve_and_run(
     try:
         # No KFP run has this job id: the lease gets no external id for the monitor to poll.
         resolved = steps.resolve_run(config_yaml, window_id, run_id, job_id, now=now, kfp_run=False)
-    except Exception:
-        failed_id = _failed_resolve_id(store, run_id, job_id)
-        records = steps.read_run(store, failed_id)
-        for name, rec in records.items():
-            if on_step:
-                on_step(name, rec)
-        record = records.get("resolve", {})
-        code = int(record.get("exit_code", EXIT_INTERNAL))
-        # A window resolved before the failure (a refused lease) is in the record.
-        window_id = (record.get("report") or {}).get("window_id") or window_id
-        return CycleResult(failed_id, window_id, records, code, log_path)
+    except Exception as err:
+        return _failed_resolve(store, window_id, run_id, job_id, err, log_path, on_step)
     window_id, run_id = resolved.window_id, resolved.run_id
     watcher = _StepWatcher(store, run_id, on_step) if on_step else None
     if watcher:
@@ -221,6 +250,56 @@ def _resolve_and_run(
     else:
         code = EXIT_OK
     return CycleResult(run_id, window_id, records, code, log_path)
+
+
+def _failed_resolve(
+    store: Storage,
+    window_id: str,
+    run_id: str,
+    job_id: str,
+    err: Exception,
+    log_path: str | None,
+    on_step: Callable[[str, dict], None] | None,
+) -> CycleResult:
+    """The result of a cycle whose resolve raised `err`: its record, or one made from `err`."""
+    try:
+        failed_id = _failed_resolve_id(store, run_id, job_id)
+        records = steps.read_run(store, failed_id)
+    except Exception:  # the store that failed resolve may fail these reads too
+        failed_id = run_id if run_id != AUTO else auto_run_id(None, job_id)[0]
+        records = {}
+    record = records.get("resolve")
+    if record is None or not _records_error(record, err):
+        # Resolve could not record this failure (or a record of an earlier attempt under the
+        # same given run id is in the way): keep the error's message and exit code here.
+        record = {
+            "step": "resolve",
+            "run_id": failed_id,
+            "status": "failed",
+            "error": type(err).__name__,
+            "message": str(err),
+            "exit_code": exit_code_for(err),
+            "recorded": False,
+        }
+        cause = err.__cause__ or (None if err.__suppress_context__ else err.__context__)
+        if cause is not None:  # e.g. the resolve failure whose record could not be written
+            record["cause"] = f"{type(cause).__name__}: {cause}"
+        records = {**records, "resolve": record}
+    if on_step:
+        for name, rec in records.items():
+            on_step(name, rec)
+    code = int(record.get("exit_code", exit_code_for(err)))
+    # A window resolved before the failure (a refused lease) is in the record.
+    window_id = (record.get("report") or {}).get("window_id") or window_id
+    return CycleResult(failed_id, window_id, records, code, log_path)
+
+
+def _records_error(record: dict[str, Any], err: Exception) -> bool:
+    """Whether `record` is the failure record resolve wrote for `err` (not an older one)."""
+    return record.get("status") == "failed" and (record.get("error"), record.get("message")) == (
+        type(err).__name__,
+        str(err),
+    )
 
 
 def _failed_resolve_id(store: Storage, run_id: str, job_id: str) -> str:

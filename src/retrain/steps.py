@@ -53,7 +53,14 @@ from retrain.drift import PROFILE_FILE, champion_drift, profile_for_model
 from retrain.errors import AlreadyExists, RetrainError, TransientError, ValidationError
 from retrain.labels.join import join_labels
 from retrain.registry import Registry
-from retrain.resolve import AUTO, auto_run_id, check_keyword, newest_complete_window, utc_instant
+from retrain.resolve import (
+    AUTO,
+    LEASE_RULE,
+    auto_run_id,
+    check_keyword,
+    newest_complete_window,
+    utc_instant,
+)
 from retrain.storage import Storage, open_storage
 from retrain.triggers.lease import (
     Lease,
@@ -256,7 +263,12 @@ def _take_run_lease(
     at: datetime,
     kfp_run: bool,
 ) -> Lease:
-    """Take the run lease for a scheduled run, or raise TransientError naming its holder."""
+    """Take the run lease for a scheduled run, or raise TransientError naming its holder.
+
+    A lease this job already holds for `run_id` (an earlier attempt of its resolve task took
+    it) is kept and renewed. The owner is checked again in the renewal's compare-and-swap: a
+    lease that expired and went to another job under the same run id is never renewed.
+    """
     owner = run_lease_owner(job_id)
     ttl = cfg.triggers.lease_delta
     taken = acquire_lease(
@@ -279,6 +291,7 @@ def _take_run_lease(
         ttl=ttl,
         now=at,
         external_id=str(job_id) if kfp_run else None,
+        owner=owner,
     )
     if lease is None:
         holder, _ = read_lease(store, cfg.name)
@@ -299,6 +312,58 @@ def _refusal(model: str, window_id: str, holder: Lease | None) -> str:
     )
 
 
+def _jobs_held_lease(
+    store: Storage, model: str, job_id: str | None, run_id: str, at: datetime
+) -> Lease | None:
+    """The lease an earlier attempt of this job's resolve took, if it still holds it.
+
+    Only a lease owned by ``pipeline:<job_id>``, held at `at` and for the run id asked for
+    (any, when it is ``"auto"``) counts; otherwise None and the run resolves afresh.
+    """
+    try:
+        owner = run_lease_owner(job_id)
+    except ValidationError:
+        return None  # the lease is refused (and recorded) when resolve tries to take it
+    lease, _ = read_lease(store, model)
+    if lease is None or lease.owner != owner or not lease.held(at):
+        return None
+    return lease if run_id in (AUTO, lease.run_id) else None
+
+
+def _first_choice(store: Storage, run_id: str, window_id: str) -> dict[str, Any] | None:
+    """The window choice the first attempt recorded under `run_id`, if it names `window_id`.
+
+    Only an explanation for the report: a missing, unreadable or different record gives None.
+    """
+    try:
+        data, _ = store.read_versioned(_run_key(run_id, "resolve"))
+        if data is None:
+            return None
+        choice = json.loads(data)["report"]["window"]
+    except (RetrainError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(choice, dict) or (choice.get("window") or {}).get("id") != window_id:
+        return None
+    return choice
+
+
+def _kept_choice(cfg: Config, store: Storage, lease: Lease) -> dict[str, Any]:
+    """The report's window choice for a retried resolve that keeps its job's lease."""
+    first = _first_choice(store, lease.run_id, lease.snapshot)
+    if first is not None:
+        return first  # the same decision, with the reason it was made for
+    window = parse_window(cfg.data, lease.snapshot)
+    return {
+        "window": window.as_dict(),
+        "rule": LEASE_RULE,
+        "reason": (
+            f"window {window.id}: kept from this job's run lease, taken at "
+            f"{_iso(lease.acquired_at)} by an earlier attempt of this resolve task"
+        ),
+        "rows": None,  # not counted: the source is not read again
+    }
+
+
 def resolve_run(
     config_yaml: str,
     window_id: str,
@@ -317,9 +382,18 @@ def resolve_run(
     `job_id`, and the outcome is recorded under ``runs/<run_id>/resolve``.
 
     A window ``"auto"`` is a scheduled run: after resolving it takes the run lease as
-    ``pipeline:<job_id>`` (run id and window as resolved, ttl ``triggers.lease_ttl``) and,
-    when `kfp_run` (`job_id` names a KFP run), records `job_id` as the lease's external id
-    so the monitor can poll the run. `release_run_lease` frees it at the end.
+    ``pipeline:<job_id>`` (run id and window as resolved) and, when `kfp_run` (`job_id` names
+    a KFP run), records `job_id` as the lease's external id. The lease lasts
+    ``triggers.lease_ttl`` (6h by default) from then; nothing in the pipeline renews it. Only
+    a monitor with the KFP launcher renews it while the run is in flight (its `reconcile`
+    polls the KFP run named by the external id; a run without one, such as an in-process
+    run, is never renewed). A run that outlives its lease no longer excludes others. The
+    pipeline's exit task, `release_run_lease`, frees it at the end.
+
+    A retried resolve task (same `job_id`) that finds its job's lease still held does not
+    resolve again, since the source or the clock may have moved on: it keeps the lease's run
+    id and window (`retrain.resolve.LEASE_RULE`), renews the lease, records into the same
+    ``runs/<run_id>/`` folder and says so in the record (``kept_from_lease``).
 
     A failure is recorded too (under ``auto-<job id>`` when the run id was to come from the
     window) and nothing else is written.
@@ -343,37 +417,58 @@ def resolve_run(
     cfg, store = _load(config_yaml)
     at = utc_instant(now if now is not None else datetime.now(timezone.utc))
     choice = None
+    kept: Lease | None = None  # this job's lease, when an earlier attempt took it
     if error is None and window_id == AUTO:
         try:
-            source = read_source(cfg.data.uri, cfg.data.format)
-            column = cfg.data.time_column
-            if column not in source.columns:
-                raise ValidationError(f"data source {cfg.data.uri} has no time column {column!r}")
-            choice = newest_complete_window(
-                cfg.data, source[column], at, source=cfg.data.uri, delay=cfg.labels.delay
-            )
+            kept = _jobs_held_lease(store, cfg.name, job_id, run_id, at.to_pydatetime())
+            if kept is None:
+                source = read_source(cfg.data.uri, cfg.data.format)
+                column = cfg.data.time_column
+                if column not in source.columns:
+                    raise ValidationError(
+                        f"data source {cfg.data.uri} has no time column {column!r}"
+                    )
+                choice = newest_complete_window(
+                    cfg.data, source[column], at, source=cfg.data.uri, delay=cfg.labels.delay
+                )
         except Exception as err:  # recorded below, under the run's folder
             error = err
-    resolved_window = choice.window.id if choice is not None else window_id
-    if run_id == AUTO:
+    if kept is not None:
+        resolved_window = kept.snapshot
+    else:
+        resolved_window = choice.window.id if choice is not None else window_id
+    if run_id != AUTO:
+        rid, run_how = run_id, "as given"
+    elif kept is not None:
+        rid, run_how = kept.run_id, "kept from this job's run lease (a retried resolve)"
+    else:
         known = None if error is not None else resolved_window
         rid, run_how = auto_run_id(known, job_id)
-    else:
-        rid, run_how = run_id, "as given"
     with recorded_step(store, rid, "resolve") as rec:
         if error is not None:
             raise error
+        kept_doc = _kept_choice(cfg, store, kept) if kept is not None else None
         details = {
             "requested": {"window_id": window_id, "run_id": run_id},
             "window_id": resolved_window,
             "run_id": rid,
             "resolved": True,
-            "window": choice.as_dict() if choice is not None else None,
+            "window": kept_doc or (choice.as_dict() if choice is not None else None),
             "run_id_rule": run_how,
             "job_id": job_id,
             "now": at.isoformat(),
             "lease": None,
+            "kept_from_lease": None,
         }
+        if kept is not None:
+            details["kept_from_lease"] = {
+                "acquired_at": _iso(kept.acquired_at),
+                "reason": (
+                    "an earlier attempt of this resolve task took the run lease for this run "
+                    "id and window: kept rather than resolved again, as the source or the "
+                    "clock may have moved on meanwhile"
+                ),
+            }
         rec["report"] = details  # a refused lease is recorded with what was resolved
         lease_line = lease_note = ""
         if window_id == AUTO:
@@ -392,20 +487,34 @@ def resolve_run(
                 details["lease_holder"] = _lease_dict(holder) if holder is not None else None
                 raise
             details["lease"] = _lease_dict(lease)
-            lease_note = f"; run lease taken until {_iso(lease.expires_at)}"
+            until = _iso(lease.expires_at)
+            verb = "renewed" if kept is not None else "taken"
+            lease_note = f"; run lease {verb} until {until}"
             lease_line = (
-                f"\nRun lease `{lease_key(cfg.name)}` taken by `{lease.owner}` until "
-                f"{_iso(lease.expires_at)}: no other run of `{cfg.name}` starts before the "
-                "pipeline's exit task releases it.\n"
+                f"\nRun lease `{lease_key(cfg.name)}` {verb} by `{lease.owner}` until {until} "
+                f"(`triggers.lease_ttl`; only a monitor with the KFP launcher renews it): no "
+                f"other run of `{cfg.name}` starts before the pipeline's exit task releases it "
+                "or it expires.\n"
             )
-        summary = (
-            (choice.reason if choice is not None else f"window {resolved_window} as given")
-            + f"; run id {rid}"
-            + (f" ({run_how})" if run_id == AUTO else "")
-            + lease_note
-        )
+        if kept is not None and kept_doc is not None:
+            summary = (
+                f"kept window {resolved_window} and run id {rid} from this job's run lease "
+                f"(taken at {_iso(kept.acquired_at)} by an earlier attempt of this resolve "
+                f"task), not resolved again{lease_note}"
+            )
+            window_how = LEASE_RULE
+            if kept_doc["rule"] != LEASE_RULE:  # the first attempt's record says why
+                window_how += f" (first chosen by: {kept_doc['rule']}: {kept_doc['reason']})"
+        else:
+            summary = (
+                (choice.reason if choice is not None else f"window {resolved_window} as given")
+                + f"; run id {rid}"
+                + (f" ({run_how})" if run_id == AUTO else "")
+                + lease_note
+            )
+            window_how = _rule_text(choice)
         rows = [
-            ("window_id", window_id, resolved_window, _rule_text(choice)),
+            ("window_id", window_id, resolved_window, window_how),
             ("run_id", run_id, rid, run_how),
         ]
         markdown = (
@@ -441,7 +550,13 @@ def release_run_lease(
     parameters and its job id. It releases the lease only if it is owned by
     ``pipeline:<job_id>`` and not released yet, so it is idempotent and never touches a lease
     another run holds, such as the monitor's for a run it launched (the monitor releases and
-    records those). Writes nothing but the lease and the report artifact.
+    records those). The owner is checked in the releasing compare-and-swap itself: if this
+    job's lease expired and another job took it under the same run id meanwhile, that lease
+    is left alone. Writes nothing but the lease and the report artifact.
+
+    The lease lasts ``triggers.lease_ttl`` (6h by default) from when resolve took it, and only
+    a monitor with the KFP launcher renews it (its `reconcile`); a run that outlives it may
+    find it expired, or held by the next run, by the time this task runs.
     """
     cfg, store = _load(config_yaml)
     at = now if now is not None else datetime.now(timezone.utc)
@@ -459,13 +574,14 @@ def release_run_lease(
         when = _iso(lease.released_at)
         why = f"this job's lease (run {lease.run_id}) was already released at {when}"
     else:
-        released = release_lease(store, cfg.name, lease.run_id, at)
+        released = release_lease(store, cfg.name, lease.run_id, at, owner=owner)
         run = lease.run_id
         lease, _ = read_lease(store, cfg.name)  # as it is now, for the report
+        now_held = f", now {lease.owner}'s" if lease is not None and lease.owner != owner else ""
         why = (
             f"released this job's lease (run {run})"
             if released
-            else f"this job's lease (run {run}) changed hands meanwhile: left alone"
+            else f"this job's lease (run {run}) changed hands meanwhile{now_held}: left alone"
         )
     state = f" after the pipeline ended {pipeline_state}" if pipeline_state else ""
     summary = f"run lease of {cfg.name}: {why}{state}"

@@ -136,6 +136,47 @@ def test_period_source_without_a_complete_window(periods: list[int], held: str) 
     assert PERIOD_RULE in str(err.value)
 
 
+# --- unreadable event times ------------------------------------------------------------------
+
+
+def test_an_unreadable_time_is_ignored_by_the_time_rule_and_counted() -> None:
+    times = pd.concat([weekly_times().astype(object), pd.Series(["not a time", None])])
+    choice = newest_complete_window(data("timestamp", "7d"), times.rename("t"), MON)
+    assert (choice.window.id, choice.rows) == ("2024-01-08", 28)
+    assert choice.reason.endswith(
+        "; 1 unreadable event time(s) in column 't' ignored (they belong to no window), "
+        "e.g. 'not a time'"
+    )
+
+
+def test_an_unreadable_time_is_ignored_by_the_period_rule_and_counted() -> None:
+    times = pd.Series(["0", "0", "1", "1", "2", "x"], name="t", dtype=object)
+    choice = newest_complete_window(data("period", 1), times, MON)
+    assert (choice.window.id, choice.rows) == ("1", 2)
+    assert "; 1 unreadable event time(s) in column 't' ignored" in choice.reason
+
+
+def test_unreadable_times_are_named_when_no_window_qualifies() -> None:
+    with pytest.raises(ValidationError, match="only window 4 has events") as err:
+        newest_complete_window(data("period", 1), pd.Series(["4", "4", "?"], name="t"), MON)
+    assert "1 unreadable event time(s) in column 't' ignored" in str(err.value)
+
+
+def test_a_time_column_of_the_wrong_type_still_fails() -> None:
+    with pytest.raises(ValidationError, match="holds numbers"):
+        newest_complete_window(data("timestamp", "7d"), pd.Series([1, 2], name="t"), MON)
+
+
+def test_a_scheduled_run_resolves_over_a_bad_row_in_the_source(tmp_path: Path) -> None:
+    config = write_case(tmp_path, [0, 0, 1, 1, 1, 2])
+    source = tmp_path / "events" / "events.parquet"
+    weeks = ["0", "0", "1", "1", "1", "2", "week seven"]  # times as text: one unreadable
+    pd.DataFrame({"id": range(7), "week": weeks, "x": [0.5] * 7}).to_parquet(source)
+    out = steps.resolve_run(config, "auto", "auto", "48213077", now=MON)
+    assert (out.window_id, out.run_id) == ("1", "w1-48213077")
+    assert "1 unreadable event time(s) in column 'week' ignored" in out.summary
+
+
 # --- labels.delay ------------------------------------------------------------------------------
 
 
@@ -271,7 +312,7 @@ def test_auto_run_ids_come_from_the_job_id_and_are_valid(job_id: str) -> None:
 
 
 def test_auto_run_ids_are_unique_per_job_and_repeatable() -> None:
-    # Repeatable: a retried resolve task of the same job records into the same folder.
+    # Repeatable for a job and window (a retried resolve also keeps the window: its job's lease).
     a = auto_run_id("3", "11111111")[0]
     assert a == auto_run_id("3", "11111111")[0] == "w3-11111111"
     assert a != auto_run_id("3", "22222222")[0]

@@ -16,9 +16,16 @@ import yaml
 
 from retrain import steps
 from retrain.errors import EXIT_TRANSIENT, EXIT_VALIDATION, TransientError, ValidationError
+from retrain.resolve import LEASE_RULE, PERIOD_RULE
 from retrain.storage import Storage, open_storage
 from retrain.triggers.controller import LaunchResult, RunStatus, TriggerController
-from retrain.triggers.lease import acquire_lease, lease_key, read_lease, release_lease
+from retrain.triggers.lease import (
+    acquire_lease,
+    lease_key,
+    read_lease,
+    release_lease,
+    renew_lease,
+)
 from retrain.triggers.policy import Decision, Signal
 from retrain.triggers.settings import TriggerConfig
 
@@ -142,6 +149,68 @@ def test_a_lease_no_longer_held_is_taken_over(config: str, how: str) -> None:
     assert lease is not None and lease.owner == f"pipeline:{JOB}" and lease.held(at)
 
 
+def add_week_3(config: str) -> None:
+    """A week-3 event arrives: resolving afresh would now pick week 2."""
+    events = Path(yaml.safe_load(config)["data"]["uri"]) / "events.parquet"
+    frame = pd.DataFrame({"id": range(7), "week": [0, 0, 1, 1, 1, 2, 3], "x": [0.5] * 7})
+    frame.to_parquet(events)
+
+
+def test_a_retried_resolve_keeps_its_jobs_window_and_run_id(config: str) -> None:
+    # The first attempt took the lease for week 1; a week-3 event arrives before the retry.
+    store = store_of(config)
+    steps.resolve_run(config, "auto", "auto", JOB, now=NOW)
+    add_week_3(config)
+    later = NOW + timedelta(minutes=2)
+    retry = steps.resolve_run(config, "auto", "auto", JOB, now=later)
+    assert (retry.window_id, retry.run_id) == ("1", RUN)  # not week 2, not w2-<job>
+    assert store.list("runs") == [f"runs/{RUN}/resolve.json", f"runs/{RUN}/resolve.md"]
+    lease, _ = read_lease(store, "loans")
+    assert lease is not None
+    assert (lease.owner, lease.run_id, lease.snapshot) == (f"pipeline:{JOB}", RUN, "1")
+    assert (lease.acquired_at, lease.expires_at) == (NOW, later + timedelta(hours=2))
+    # The record says the ids were kept, and why week 1 was chosen in the first place.
+    rec = steps.read_run(store, RUN)["resolve"]
+    assert rec["status"] == "succeeded"
+    assert rec["report"]["kept_from_lease"]["acquired_at"] == "2024-01-15T03:00:00Z"
+    assert rec["report"]["window"]["rule"] == PERIOD_RULE
+    assert rec["report"]["window"]["reason"].startswith("window 1: the newest with events")
+    assert rec["summary"] == (
+        f"kept window 1 and run id {RUN} from this job's run lease (taken at "
+        "2024-01-15T03:00:00Z by an earlier attempt of this resolve task), not resolved again; "
+        "run lease renewed until 2024-01-15T05:02:00Z"
+    )
+    assert LEASE_RULE in store.read_text(f"runs/{RUN}/resolve.md")
+
+
+def test_a_retry_without_the_first_record_still_keeps_the_lease_and_says_so(config: str) -> None:
+    # The first attempt took the lease but died before it could record (a killed pod).
+    store = store_of(config)
+    steps.resolve_run(config, "auto", "nightly", JOB, now=NOW)
+    Path(store.uri("runs/nightly/resolve.json")).unlink()
+    add_week_3(config)
+    retry = steps.resolve_run(config, "auto", "nightly", JOB, now=NOW + timedelta(minutes=2))
+    assert (retry.window_id, retry.run_id) == ("1", "nightly")
+    window = retry.details["window"]
+    assert (window["rule"], window["window"]["id"], window["rows"]) == (LEASE_RULE, "1", None)
+    assert "taken at 2024-01-15T03:00:00Z by an earlier attempt" in window["reason"]
+
+
+@pytest.mark.parametrize("how", ["released", "expired"])
+def test_a_lease_no_longer_held_is_not_kept_by_a_retry(config: str, how: str) -> None:
+    store = store_of(config)
+    steps.resolve_run(config, "auto", "auto", JOB, now=NOW)
+    at = NOW + timedelta(hours=3) if how == "expired" else NOW + timedelta(minutes=2)
+    if how == "released":
+        steps.release_run_lease(config, JOB, now=NOW + timedelta(minutes=1))
+    add_week_3(config)
+    again = steps.resolve_run(config, "auto", "auto", JOB, now=at)
+    assert (again.window_id, again.run_id) == ("2", f"w2-{JOB}")  # resolved afresh
+    assert again.details["kept_from_lease"] is None
+    lease, _ = read_lease(store, "loans")
+    assert lease is not None and (lease.run_id, lease.snapshot) == (f"w2-{JOB}", "2")
+
+
 # --- refusing ----------------------------------------------------------------------------------
 
 
@@ -234,6 +303,71 @@ def test_no_lease_nothing_to_release_and_nothing_written(config: str) -> None:
         "at": "2024-01-15T03:00:00Z",
     }
     assert store_of(config).list("") == []
+
+
+def test_release_and_renew_check_the_owner_in_the_same_swap(tmp_path: Path) -> None:
+    # A lease-level check: same run id, another owner. Owner None keeps the old behaviour.
+    store = open_storage(str(tmp_path / "store"))
+    hold(store, owner="pipeline:job-B", run_id="nightly")
+    before = store.read_bytes(lease_key("loans"))
+    ttl = timedelta(hours=1)
+    assert not release_lease(store, "loans", "nightly", NOW, owner="pipeline:job-A")
+    assert renew_lease(store, "loans", "nightly", ttl=ttl, now=NOW, owner="pipeline:job-A") is None
+    assert store.read_bytes(lease_key("loans")) == before
+    renewed = renew_lease(store, "loans", "nightly", ttl=ttl, now=NOW, owner="pipeline:job-B")
+    assert renewed is not None and renewed.expires_at == NOW + ttl
+    assert release_lease(store, "loans", "nightly", NOW)  # owner None: the run id decides
+
+
+def test_an_exit_task_never_releases_the_next_jobs_lease_under_the_same_run_id(
+    config: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Job A (explicit run id "nightly") took the lease; it expired. A's exit task reads the
+    # lease (still A's) and, before it releases, job B takes it under the same run id.
+    store = store_of(config)
+    steps.resolve_run(config, "auto", "nightly", "job-A", now=NOW)
+    b_time = NOW + timedelta(hours=3)
+    real_release = steps.release_lease
+
+    def b_takes_it_first(*args: Any, **kwargs: Any) -> bool:
+        steps.resolve_run(config, "auto", "nightly", "job-B", now=b_time)
+        return real_release(*args, **kwargs)
+
+    monkeypatch.setattr(steps, "release_lease", b_takes_it_first)
+    out = steps.release_run_lease(config, "job-A", now=b_time + timedelta(minutes=1))
+    lease, _ = read_lease(store, "loans")
+    assert lease is not None and lease.owner == "pipeline:job-B" and lease.run_id == "nightly"
+    assert lease.released_at is None and lease.held(b_time + timedelta(minutes=1))
+    assert out.details["released"] is False
+    assert out.summary == (
+        "run lease of loans: this job's lease (run nightly) changed hands meanwhile, now "
+        "pipeline:job-B's: left alone"
+    )
+
+
+def test_a_retried_resolve_never_renews_the_next_jobs_lease_under_the_same_run_id(
+    config: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The take side: A's retry sees its own lease, then B takes it (expired on B's clock)
+    # before A renews it.
+    store = store_of(config)
+    steps.resolve_run(config, "auto", "nightly", "job-A", now=NOW)
+    b_time = NOW + timedelta(hours=3)
+    real_renew = steps.renew_lease
+    b_ran: list[bool] = []
+
+    def b_takes_it_first(*args: Any, **kwargs: Any) -> Any:
+        if not b_ran:
+            b_ran.append(True)
+            steps.resolve_run(config, "auto", "nightly", "job-B", now=b_time)
+        return real_renew(*args, **kwargs)
+
+    monkeypatch.setattr(steps, "renew_lease", b_takes_it_first)
+    with pytest.raises(TransientError, match="held by run nightly \\(owner pipeline:job-B"):
+        steps.resolve_run(config, "auto", "nightly", "job-A", now=NOW + timedelta(minutes=5))
+    lease, _ = read_lease(store, "loans")
+    assert lease is not None and lease.owner == "pipeline:job-B"
+    assert (lease.acquired_at, lease.expires_at) == (b_time, b_time + timedelta(hours=2))
 
 
 # --- with the monitor --------------------------------------------------------------------------

@@ -10,12 +10,20 @@ import pytest
 
 pytest.importorskip("river")
 
+from retrain import steps
 from retrain.config import Config, load_config
 from retrain.data.demo import generate_housing, generate_loans
-from retrain.errors import EXIT_OK, EXIT_TRANSIENT, EXIT_VALIDATION, ValidationError
+from retrain.errors import (
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_TRANSIENT,
+    EXIT_VALIDATION,
+    TransientError,
+    ValidationError,
+)
 from retrain.resolve import PERIOD_RULE, TIME_RULE
 from retrain.runner import STEP_ORDER, run_cycle
-from retrain.storage import open_storage
+from retrain.storage import LocalStorage, open_storage
 from retrain.triggers.lease import acquire_lease, lease_key, read_lease
 
 NOW = datetime(2030, 1, 7, 3, 0, tzinfo=timezone.utc)
@@ -120,3 +128,81 @@ def test_a_misspelt_run_id_keyword_is_refused_up_front(loans: Config) -> None:
     with pytest.raises(ValidationError, match="'Auto'"):
         run_cycle(loans, "auto", engine="direct", run_id="Auto", now=NOW)
     assert open_storage(loans.storage_root).list("") == []
+
+
+# --- failures outside the steps ----------------------------------------------------------------
+
+
+def refuse_run_records(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    """The store takes no writes under runs/ (an outage): resolve cannot record anything."""
+    real_write = LocalStorage.write_text
+
+    def write_text(self: LocalStorage, key: str, text: str) -> None:
+        if key.startswith("runs/"):
+            raise error
+        real_write(self, key, text)
+
+    monkeypatch.setattr(LocalStorage, "write_text", write_text)
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (TransientError("store unavailable (503)"), EXIT_TRANSIENT),
+        (PermissionError("runs/ is read-only"), EXIT_INTERNAL),
+    ],
+)
+def test_an_unrecorded_resolve_failure_keeps_its_message_and_exit_code(
+    loans: Config, monkeypatch: pytest.MonkeyPatch, error: Exception, code: int
+) -> None:
+    refuse_run_records(monkeypatch, error)
+    seen: list[tuple[str, str]] = []
+    result = run_cycle(
+        loans, "auto", engine="direct", now=NOW, on_step=lambda n, r: seen.append((n, r["error"]))
+    )
+    assert result.exit_code == code
+    assert re.fullmatch(r"auto-[0-9a-f]{12}", result.run_id), result.run_id
+    record = result.records["resolve"]
+    assert record["recorded"] is False
+    assert (record["status"], record["error"]) == ("failed", type(error).__name__)
+    assert (record["message"], record["exit_code"]) == (str(error), code)
+    assert seen == [("resolve", type(error).__name__)]
+    assert result.lines()[0] == f"  resolve   x FAILED ({type(error).__name__}): {error}"
+    # The lease was taken before the record failed; the cycle still released it.
+    lease, _ = read_lease(open_storage(loans.storage_root), loans.name)
+    assert lease is not None and lease.released_at == NOW
+
+
+def test_an_unrecorded_failure_names_the_failure_it_was_recording(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = load_config(generate_housing(tmp_path, windows=2, rows_per_window=50, drift_window=1))
+    refuse_run_records(monkeypatch, TransientError("store unavailable (503)"))
+    # In 2030 the newest complete week is empty (exit 2), and that record cannot be written.
+    result = run_cycle(cfg, "auto", engine="direct", now=NOW)
+    assert result.exit_code == EXIT_TRANSIENT  # the write may work on a retry
+    record = result.records["resolve"]
+    assert record["message"] == "store unavailable (503)"
+    assert record["cause"].startswith("ValidationError: window_id 'auto' resolved to window ")
+
+
+def test_a_lease_that_cannot_be_released_does_not_mask_the_result(
+    loans: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    def store_down(*args: object, **kwargs: object) -> None:
+        raise TransientError("GCS error on leases/loans.json: 503")
+
+    monkeypatch.setattr(steps, "release_run_lease", store_down)
+    log = tmp_path / "logs" / "run.log"
+    result = run_cycle(loans, "auto", engine="direct", now=NOW, log_path=str(log))
+    assert result.exit_code == EXIT_OK, result.lines()
+    assert sorted(result.records) == sorted(["resolve", *STEP_ORDER])
+    message = (
+        f"could not release the run lease of 'loans' for job {result.run_id.removeprefix('w2-')} "
+        "(TransientError: GCS error on leases/loans.json: 503)"
+    )
+    assert message in capsys.readouterr().err
+    assert message in log.read_text()
+    assert "stays held until it expires (triggers.lease_ttl 6h" in log.read_text()
+    lease, _ = read_lease(open_storage(loans.storage_root), loans.name)
+    assert lease is not None and lease.released_at is None  # it expires on its own

@@ -117,13 +117,24 @@ def acquire_lease(
 
 
 def _update_own(
-    store: Storage, model: str, run_id: str, change: Callable[[Lease], Lease]
+    store: Storage,
+    model: str,
+    run_id: str,
+    change: Callable[[Lease], Lease],
+    owner: str | None = None,
 ) -> Lease | None:
-    """Apply `change(lease)` to our own lease by CAS; None if the lease is no longer ours."""
+    """Apply `change(lease)` to our own lease by CAS; None if the lease is no longer ours.
+
+    Ours means: not released, for `run_id` and, when `owner` is given, owned by `owner`. Both
+    are checked on the very version the compare-and-swap replaces, so a lease that expired and
+    was taken by another owner under the same run id is never changed.
+    """
     key = lease_key(model)
     for _ in range(10):
         current, generation = read_lease(store, model)
         if current is None or current.run_id != run_id or current.released_at is not None:
+            return None
+        if owner is not None and current.owner != owner:
             return None
         new = change(current)
         try:
@@ -134,9 +145,17 @@ def _update_own(
     return None
 
 
-def release_lease(store: Storage, model: str, run_id: str, now: datetime) -> bool:
-    """Release the lease of `run_id`. False if it is not (or no longer) that run's."""
-    return _update_own(store, model, run_id, lambda le: replace(le, released_at=now)) is not None
+def release_lease(
+    store: Storage, model: str, run_id: str, now: datetime, *, owner: str | None = None
+) -> bool:
+    """Release the lease of `run_id` (held by `owner`, if given).
+
+    False if it is not (or no longer) that run's, or that owner's.
+    """
+    return (
+        _update_own(store, model, run_id, lambda le: replace(le, released_at=now), owner)
+        is not None
+    )
 
 
 def renew_lease(
@@ -147,10 +166,14 @@ def renew_lease(
     ttl: timedelta,
     now: datetime,
     external_id: str | None = None,
+    owner: str | None = None,
 ) -> Lease | None:
-    """Push the expiry of our lease to ``now + ttl`` (and record an external run id)."""
+    """Push the expiry of our lease to ``now + ttl`` (and record an external run id).
+
+    None if the lease is not (or no longer) `run_id`'s, or not `owner`'s when it is given.
+    """
 
     def change(le: Lease) -> Lease:
         return replace(le, expires_at=now + ttl, external_id=external_id or le.external_id)
 
-    return _update_own(store, model, run_id, change)
+    return _update_own(store, model, run_id, change, owner)
