@@ -367,3 +367,24 @@ def test_ecdf_area_scales_counts_that_would_overflow_the_rank_grid() -> None:
     uneven = rng.integers(10**9, 10**10, size=1000)
     expected = wasserstein_distance(a, b[::1000], u_weights=uneven)  # scipy at a size it can do
     assert ecdf_area(a, b, uneven) == pytest.approx(expected, abs=2e-3)
+
+
+def test_both_ways_of_adding_up_the_area_agree_with_scipy() -> None:
+    """`ecdf_area` picks one of two summations by the sizes; each must be exact everywhere."""
+    from retrain.drift._methods import _area_by_runs, _area_by_values, _ranks
+
+    rng = np.random.default_rng(10)
+    for case in range(300):
+        m = int(rng.integers(1, 30))
+        n = int(rng.integers(1, 30) if case % 3 else rng.integers(200, 4000))  # b far longer
+        if case % 2:
+            a, b = rng.normal(size=m), rng.normal(0.2, 1.1, size=n)
+        else:
+            a, b = rng.integers(0, 4, m).astype(float), rng.integers(0, 5, n).astype(float)
+        a.sort()
+        b.sort()
+        for w in (None, rng.integers(1, 40, size=m)):
+            ranks = _ranks(a, w)
+            expected = wasserstein_distance(a, b, u_weights=w)
+            for way in (_area_by_runs, _area_by_values):
+                assert way(a, b, ranks, int(ranks[-1]), n) == pytest.approx(expected, abs=TOL)

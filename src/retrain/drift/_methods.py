@@ -7,7 +7,7 @@ from `METHODS`; `register_method` adds one.
 
 Preparing once is what makes the engine fast: each current numeric column is sorted once
 (the reference arrives sorted, as a sketch, from its profile); KS then needs `searchsorted` of
-the sketch only, Wasserstein one summing pass over the sorted column, bin counts of a sorted
+the sketch only, Wasserstein a few vectorised passes over the sorted column, bin counts of a sorted
 array are `searchsorted` of the bin edges, and categories are integer codes counted with
 `bincount`.
 """
@@ -37,6 +37,9 @@ TESTS = ("distance", "p_value")
 PSI_EMPTY_SHARE = 1e-4
 # Like Evidently, a constant reference column is scaled by at least this in Wasserstein.
 WASSERSTEIN_MIN_SCALE = 1e-3
+# `ecdf_area` sums run by run once `b` is this many times longer than `a` (measured: the two
+# ways cost the same at 10,000 values of `a` against 1M of `b`).
+_RUNS_FROM = 100
 # Largest rank product `ecdf_area` computes in int64 (2**62 keeps a margin below overflow).
 _MAX_GRID = 2**62
 # scipy's ks_2samp computes exact p-values up to this many values per sample.
@@ -212,23 +215,54 @@ def ecdf_area(a: np.ndarray, b: np.ndarray, weights: np.ndarray | None = None) -
     """Area between the empirical CDFs of two sorted samples (the Wasserstein-1 distance).
 
     `weights` are integer counts of the values of `a` (a sketch); None counts each once.
-    Computed as the area between the quantile functions: on a common integer grid of ranks
-    (`a` has `total` of them, `b` has `n`; value j of `a` spans ``[ranks[j]*n,
-    ranks[j+1]*n)`` and value i of `b` spans ``[i*total, (i+1)*total)``), each value of `a`
-    pairs with the run of `b` whose ranks overlap its own. The values of `b` wholly inside a
-    run split where they pass ``a[j]``, so the run adds up in two sums (one `np.add.reduceat`
-    pass over `b` for all runs); the values of `b` at a run's two ends count by their
-    overlap. Everything else is arithmetic of the size of `a`, and the weights stay exact
-    integers.
+    Computed as the area between the quantile functions, on a common integer grid of ranks:
+    `a` has `total` of them and `b` has `n`, value j of `a` spans ``[ranks[j]*n,
+    ranks[j+1]*n)`` and value i of `b` spans ``[i*total, (i+1)*total)``; each value of `a`
+    pairs with the values of `b` whose ranks overlap its own. The weights stay exact
+    integers. Two ways to add it up, the same number: `_area_by_values` (a few passes over
+    `b`, fastest while `b` is up to about 100 times longer than `a`) and `_area_by_runs`
+    (one summing pass over `b`, the rest of the size of `a`: faster beyond).
     """
     ranks = _ranks(a, weights)
-    total, n, m = int(ranks[-1]), len(b), len(a)
+    total, n = int(ranks[-1]), len(b)
     if weights is not None and total * n > _MAX_GRID:
         # The grid would overflow int64 (a sketch of ~1e13 values against millions): scale
         # the counts down, each kept >= 1. The area then moves by about the rounding of the
         # counts (a share of 1 / (_MAX_GRID / n) per run), far below any drift threshold.
         scaled = np.maximum(1, np.round(np.asarray(weights) * (_MAX_GRID / (total * n))))
         return ecdf_area(a, b, scaled.astype(np.int64))
+    if n > _RUNS_FROM * len(a):
+        return _area_by_runs(a, b, ranks, total, n)
+    return _area_by_values(a, b, ranks, total, n)
+
+
+def _area_by_values(a: np.ndarray, b: np.ndarray, ranks: np.ndarray, total: int, n: int) -> float:
+    """Each value of `b` counted whole against the value of `a` whose span holds its start,
+    then corrected where a span of `a` begins inside a value of `b` (at most once per value
+    of `a`)."""
+    grid = ranks * n
+    start, end = grid[:-1], grid[1:]
+    # Value i of b goes to the value of a whose span holds i*total: ceil(end) - ceil(start).
+    counts = -(-end // total) - -(-start // total)
+    # One temporary, worked in place: a fresh array per step would fault its pages in again.
+    paired = np.repeat(a, counts)
+    np.subtract(b, paired, out=paired)
+    area = float(np.abs(paired, out=paired).sum()) * total
+    inner = np.flatnonzero(start % total)  # spans of a that begin inside a value of b
+    if len(inner):
+        value = start[inner] // total
+        owner = np.searchsorted(start, value * total, side="right") - 1
+        share = np.minimum(end[inner], (value + 1) * total) - start[inner]
+        moved = np.abs(b[value] - a[inner]) - np.abs(b[value] - a[owner])
+        area += float(np.sum(share * moved))
+    return area / (total * n)
+
+
+def _area_by_runs(a: np.ndarray, b: np.ndarray, ranks: np.ndarray, total: int, n: int) -> float:
+    """Each value of `a` against the run of `b` inside its span, split where `b` passes it:
+    two sums per run from one `np.add.reduceat` pass; the values of `b` at a run's two ends
+    count by their overlap."""
+    m = len(a)
     grid = ranks * n
     start, end = grid[:-1], grid[1:]
     first = start // total  # the values of b at the two ends of each run of a

@@ -149,7 +149,7 @@ def _value_counts(series: pd.Series) -> tuple[np.ndarray, pd.Series, int]:
         uniques: Any = series.cat.categories
     else:
         codes, uniques = pd.factorize(series, use_na_sentinel=True)
-    counted = np.bincount(codes.astype(np.intp) + 1, minlength=len(uniques) + 1)
+    counted = np.bincount(np.add(codes, 1, dtype=np.intp), minlength=len(uniques) + 1)
     names = category_text(pd.Series(np.asarray(uniques, dtype=object), dtype=object))
     return counted[1:].astype(np.int64), names, int(counted[0])
 
