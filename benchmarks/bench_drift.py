@@ -703,8 +703,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "codes), which is what the loaded frames hold. Every subprocess runs with "
         "`ARROW_DEFAULT_MEMORY_POOL=system` and loads with glibc's mmap threshold at 128 KiB "
         "(`mallopt`), so memory that loading frees goes back to the system; the work after "
-        "it runs with the 32 MiB threshold glibc's own rule ends at. Fast steps get up to 5 runs and slow "
-        "ones 1, which favours the fast tools slightly; the margins are far larger.",
+        "it runs with the 32 MiB threshold glibc's own rule ends at. Fast steps get up to 5 "
+        "runs and slow ones 1, which favours the fast tools slightly; the margins are far "
+        "larger.",
         "",
     ]
     for size in report["sizes"]:
