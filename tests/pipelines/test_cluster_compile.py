@@ -25,6 +25,8 @@ from retrain_pipelines.retrain_pipeline import (
     pinned_image,
 )
 
+from pipeline_spec import all_tasks
+
 IMAGE = "registry.example.com/retrain/retrain:9.9.9"
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 SA_TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -56,21 +58,6 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
     return docs[0], docs[1]
 
 
-def _all_tasks(spec: dict) -> dict[str, dict]:
-    """Every task, including those inside the `blessed` condition."""
-    out: dict[str, dict] = {}
-
-    def walk(dag_tasks: dict) -> None:
-        for name, task in dag_tasks.items():
-            out[name] = task
-            inner = spec["components"][task["componentRef"]["name"]].get("dag")
-            if inner:
-                walk(inner["tasks"])
-
-    walk(spec["root"]["dag"]["tasks"])
-    return out
-
-
 def _executor_of(spec: dict, task: dict) -> str:
     return spec["components"][task["componentRef"]["name"]]["executorLabel"]
 
@@ -82,7 +69,7 @@ def _k8s(platform: dict) -> dict[str, Any]:
 def test_every_task_runs_the_pinned_project_image(compiled: tuple[dict, dict]) -> None:
     spec, _ = compiled
     executors = spec["deploymentSpec"]["executors"]
-    steps = {n: t for n, t in _all_tasks(spec).items() if n in STEP_POLICY}
+    steps = {n: t for n, t in all_tasks(spec).items() if n in STEP_POLICY}
     assert set(steps) == set(STEP_POLICY)
     assert "resolve" in steps, "the first task resolves scheduled runs' 'auto' ids"
     for name, task in steps.items():
@@ -93,7 +80,7 @@ def test_every_task_runs_the_pinned_project_image(compiled: tuple[dict, dict]) -
 def test_resources_match_the_step_policy(compiled: tuple[dict, dict]) -> None:
     spec, _ = compiled
     executors = spec["deploymentSpec"]["executors"]
-    for name, task in _all_tasks(spec).items():
+    for name, task in all_tasks(spec).items():
         if name not in STEP_POLICY:
             continue
         res = executors[_executor_of(spec, task)]["container"]["resources"]
@@ -103,7 +90,7 @@ def test_resources_match_the_step_policy(compiled: tuple[dict, dict]) -> None:
 
 def test_retries_only_on_steps_safe_to_retry(compiled: tuple[dict, dict]) -> None:
     spec, _ = compiled
-    tasks = _all_tasks(spec)
+    tasks = all_tasks(spec)
     for name, policy in STEP_POLICY.items():
         retry = tasks[name].get("retryPolicy")
         if policy["retries"]:
@@ -122,7 +109,7 @@ def test_every_step_runs_as_the_image_user_with_scratch_and_labels(
 ) -> None:
     spec, platform = compiled
     k8s = _k8s(platform)
-    for name, task in _all_tasks(spec).items():
+    for name, task in all_tasks(spec).items():
         if name not in STEP_POLICY:
             continue
         cfg = k8s[_executor_of(spec, task)]
@@ -147,7 +134,7 @@ def test_every_step_runs_as_the_image_user_with_scratch_and_labels(
 def test_resolve_runs_with_the_store_but_no_secrets(compiled: tuple[dict, dict]) -> None:
     # It writes its run record to the store (the dev overlay's PVC) and needs nothing else.
     spec, platform = compiled
-    cfg = _k8s(platform)[_executor_of(spec, _all_tasks(spec)["resolve"])]
+    cfg = _k8s(platform)[_executor_of(spec, all_tasks(spec)["resolve"])]
     assert [(m["constant"], m["mountPath"]) for m in cfg["pvcMount"]] == [OPTIONS.pvc]
     assert "secretAsVolume" not in cfg
     res = spec["deploymentSpec"]["executors"]["exec-resolve"]["container"]["resources"]
@@ -174,7 +161,7 @@ def test_only_the_deploy_step_gets_the_deployer_token_and_its_secret(
 ) -> None:
     spec, platform = compiled
     k8s = _k8s(platform)
-    for name, task in _all_tasks(spec).items():
+    for name, task in all_tasks(spec).items():
         if name not in STEP_POLICY:
             continue
         mounts = {

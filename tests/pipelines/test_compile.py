@@ -12,6 +12,8 @@ pytest.importorskip("kfp")
 from kfp import components, dsl
 from retrain_pipelines import STEP_POLICY, compile_pipeline
 
+from pipeline_spec import all_tasks
+
 IMAGE = "registry.example.com/retrain/retrain:9.9.9"
 
 
@@ -44,7 +46,7 @@ def test_every_step_runs_inside_the_exit_handler_and_release_runs_last(compiled:
         "job_id": {"runtimeValue": {"constant": dsl.PIPELINE_JOB_ID_PLACEHOLDER}},
         "status": {"taskFinalStatus": {"producerTask": "exit-handler-1"}},
     }
-    inside = set(_all_tasks(compiled)) - {"exit-handler-1", "release"}
+    inside = set(all_tasks(compiled)) - {"exit-handler-1", "release"}
     assert {n for n in inside if n in STEP_POLICY} == set(STEP_POLICY) - {"release"}
 
 
@@ -76,21 +78,6 @@ def test_step_order(compiled: dict) -> None:
     assert tasks["evaluate"]["dependentTasks"] == ["resolve", "train"]
 
 
-def _all_tasks(spec: dict) -> dict[str, dict]:
-    """Every task with its own component, including those inside the `blessed` condition."""
-    out: dict[str, dict] = {}
-
-    def walk(dag_tasks: dict) -> None:
-        for name, task in dag_tasks.items():
-            out[name] = task
-            inner = spec["components"][task["componentRef"]["name"]].get("dag")
-            if inner:
-                walk(inner["tasks"])
-
-    walk(spec["root"]["dag"]["tasks"])
-    return out
-
-
 def test_resolve_gets_the_raw_parameters_and_the_kfp_job_id(compiled: dict) -> None:
     params = _tasks(compiled)["resolve"]["inputs"]["parameters"]
     handler = compiled["root"]["dag"]["tasks"]["exit-handler-1"]["inputs"]["parameters"]
@@ -106,7 +93,7 @@ def test_resolve_gets_the_raw_parameters_and_the_kfp_job_id(compiled: dict) -> N
 def test_every_later_step_uses_the_resolved_ids(compiled: dict) -> None:
     # A raw "auto" must never reach a step: window_id and run_id come from resolve's outputs
     # (inside the `blessed` condition through the channel the compiler makes for them).
-    tasks = _all_tasks(compiled)
+    tasks = all_tasks(compiled)
     cond = next(t for t in _tasks(compiled).values() if "triggerPolicy" in t)
     channels = cond["inputs"]["parameters"]
     checked = set()
@@ -128,7 +115,7 @@ def test_every_later_step_uses_the_resolved_ids(compiled: dict) -> None:
 
 
 def test_retries_only_on_io_steps(compiled: dict) -> None:
-    tasks = _all_tasks(compiled)
+    tasks = all_tasks(compiled)
     for step, policy in STEP_POLICY.items():
         retry = tasks[step].get("retryPolicy")
         if policy["retries"]:
@@ -143,7 +130,7 @@ def test_retries_only_on_io_steps(compiled: dict) -> None:
 
 def test_caching_disabled_explicitly(compiled: dict) -> None:
     # kfp writes `enableCache: true` for a task that caches (the default) and omits it when off.
-    tasks = _all_tasks(compiled)
+    tasks = all_tasks(compiled)
     for name in STEP_POLICY:
         assert tasks[name]["cachingOptions"].get("enableCache", False) is False, name
 
