@@ -6,34 +6,23 @@ engine only) checks the plumbing and is marked `integration` because it starts p
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from bench_script import BENCHMARKS, load_script
 from retrain.config import config_from_dict
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "bench_cycle.py"
+SCRIPT = BENCHMARKS / "bench_cycle.py"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_cycle", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_cycle"] = module  # dataclasses resolve annotations through it
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load()
+bench = load_script("bench_cycle")
 
 
 def _case(rows: int = 3000, history_rows: int = 4000, features: int = 20) -> Any:

@@ -6,12 +6,10 @@ virtualenv is never built here (only the tools of this environment run).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -19,20 +17,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "bench_drift.py"
+from bench_script import BENCHMARKS, load_script
+
+SCRIPT = BENCHMARKS / "bench_drift.py"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_drift", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_drift"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load()
+bench = load_script("bench_drift")
 
 
 def _frame(rows: int, current: bool, seed: int = 3) -> pd.DataFrame:
