@@ -3,8 +3,8 @@
 `resolve` runs first and every later task takes the window id and run id from its outputs,
 never from the raw run parameters: scheduled (recurring) runs pass ``"auto"`` for both, since
 KFP v2 does not expand ``[[ScheduledTime]]`` macros, and resolve turns them into the newest
-complete window and a run id derived from the KFP job id (`retrain.resolve`). Explicit ids pass
-through unchanged.
+complete window and a run id derived from the KFP job id (`retrain.steps.resolve_rules`).
+Explicit ids pass through unchanged.
 
 A scheduled run also takes the run lease in resolve, so it never overlaps a drift-launched run
 (or refuses to start, exit 75). All tasks sit inside a `dsl.ExitHandler` whose exit task,

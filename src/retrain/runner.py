@@ -37,7 +37,7 @@ from typing import Any
 from retrain import steps
 from retrain.config import Config
 from retrain.errors import EXIT_INTERNAL, EXIT_OK, exit_code_for
-from retrain.resolve import AUTO, auto_run_id, check_keyword
+from retrain.steps.resolve_rules import AUTO, auto_run_id, check_keyword
 from retrain.storage import LocalStorage, Storage, open_storage
 
 __all__ = ["RUN_STEPS", "STEP_ORDER", "CycleResult", "new_run_id", "run_cycle", "step_line"]
@@ -326,7 +326,7 @@ def _default_pipeline_root(cfg: Config) -> str:
 
 
 def _run_direct(config_yaml: str, window_id: str, run_id: str) -> None:
-    from retrain.rollout.run import rollout
+    from retrain.steps.rollout import rollout
 
     with tempfile.TemporaryDirectory(prefix=f"retrain-{run_id}-") as tmp:
         t = Path(tmp)

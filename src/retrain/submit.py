@@ -137,8 +137,8 @@ def submit_run(
 
     from retrain import steps
     from retrain.data.windows import parse_window
-    from retrain.resolve import AUTO, check_keyword
     from retrain.runner import new_run_id
+    from retrain.steps.resolve_rules import AUTO, check_keyword
 
     check_keyword("window_id", window)
     if window == AUTO:
@@ -185,7 +185,7 @@ def submit_run(
 def _run_name(cfg: Config, window_id: str, run_id: str) -> str:
     """The KFP run's display name: the run id, or for an "auto" run the model and time.
 
-    ("auto" is `retrain.resolve.AUTO`, spelt out here so the CLI starts without pandas.)
+    ("auto" is `retrain.steps.resolve_rules.AUTO`, spelt out here so the CLI starts without pandas.)
     """
     if run_id != "auto":
         return run_id

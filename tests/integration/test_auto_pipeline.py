@@ -20,9 +20,9 @@ pytest.importorskip("kfp")
 from retrain.config import load_config
 from retrain.data.demo import generate_loans
 from retrain.registry import Registry
-from retrain.resolve import PERIOD_RULE
 from retrain.runner import RUN_STEPS, run_cycle
 from retrain.steps import read_run
+from retrain.steps.resolve_rules import PERIOD_RULE
 from retrain.storage import open_storage
 from retrain.training.artifact import ModelCard
 from retrain.triggers.lease import acquire_lease, lease_key, read_lease

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retrain import steps
 from retrain.backtest import ReplayOptions, parse_policies, run_backtest
 from retrain.config import load_config
-from retrain.registry import Registry
+from retrain.registry import MODEL_CARD_FILE, Registry
 from retrain.runner import run_cycle
+from retrain.steps.records import read_dataset
 from retrain.storage import open_storage
+from retrain.training.artifact import load_registered_model
 from retrain.training.model import predict_scores
 
 pytestmark = pytest.mark.integration
@@ -72,7 +73,7 @@ def test_a_backtest_window_trains_what_the_pipeline_trains(loans: Path, tmp_path
     version = bt.results[0].windows[0].deployed
     assert version is not None
     bt_store = open_storage(str(tmp_path / "bt" / "always" / "store"))
-    bt_card = json.loads(Registry(bt_store, cfg.name).read_file(version, steps.CARD_FILE))
+    bt_card = json.loads(Registry(bt_store, cfg.name).read_file(version, MODEL_CARD_FILE))
 
     run_cfg = cfg.model_copy(
         update={
@@ -85,13 +86,14 @@ def test_a_backtest_window_trains_what_the_pipeline_trains(loans: Path, tmp_path
     run_store = open_storage(run_cfg.storage_root)
     run_version = Registry(run_store, cfg.name).get_alias("champion").version
     assert run_version == version  # content-addressed: same data, spec and seed
-    run_card = json.loads(Registry(run_store, cfg.name).read_file(version, steps.CARD_FILE))
+    run_card = json.loads(Registry(run_store, cfg.name).read_file(version, MODEL_CARD_FILE))
     assert run_card["data_hashes"] == bt_card["data_hashes"]
-    events, _ = steps._read_dataset(
+    events, _ = read_dataset(
         str(next((tmp_path / "bt" / "always" / "work").glob("00001/dataset.parquet")))
     )
-    a = predict_scores(steps.load_registered_model(bt_store, cfg, version), events, cfg)
-    b = predict_scores(steps.load_registered_model(run_store, run_cfg, version), events, cfg)
+    a = predict_scores(load_registered_model(Registry(bt_store, cfg.name), version), events, cfg)
+    run_model = load_registered_model(Registry(run_store, run_cfg.name), version)
+    b = predict_scores(run_model, events, cfg)
     np.testing.assert_array_equal(a, b)
 
 

@@ -15,9 +15,9 @@ from fake_kfp import API, FakeKfpApi, serve_fake_kfp
 from retrain.cli import main
 from retrain.config import load_config
 from retrain.errors import EXIT_OK, EXIT_TRANSIENT, EXIT_VALIDATION
+from retrain.launchers import KfpLauncher
 from retrain.storage import open_storage
 from retrain.triggers.controller import TriggerController
-from retrain.triggers.launchers import KfpLauncher
 from retrain.triggers.lease import read_lease
 
 pytestmark = pytest.mark.integration

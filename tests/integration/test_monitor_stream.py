@@ -22,10 +22,10 @@ from sea_stream import sea, write_case
 
 from retrain.config import Config
 from retrain.errors import EXIT_OK
+from retrain.launchers import LocalLauncher
 from retrain.runner import run_cycle
 from retrain.storage import open_storage
 from retrain.triggers.controller import TriggerController
-from retrain.triggers.launchers import LocalLauncher
 from retrain.triggers.monitor import Monitor
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ from retrain import steps
 from retrain.config import Config, load_config
 from retrain.data.demo import generate_loans
 from retrain.drift import PROFILE_FILE, ReferenceProfile
-from retrain.drift.settings import DriftConfig
 from retrain.registry import Registry
+from retrain.settings.drift import DriftConfig
 from retrain.storage import open_storage
 
 

@@ -14,7 +14,7 @@ import yaml
 from retrain import steps
 from retrain.config import DataSource
 from retrain.errors import EXIT_VALIDATION, ValidationError
-from retrain.resolve import (
+from retrain.steps.resolve_rules import (
     PERIOD_DELAY_RULE,
     PERIOD_RULE,
     TIME_DELAY_RULE,

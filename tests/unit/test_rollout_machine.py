@@ -25,7 +25,7 @@ from retrain.rollout.machine import (
     roll_back_now,
     start_rollout,
 )
-from retrain.rollout.settings import CheckSpec, RolloutConfig, default_checks
+from retrain.settings.rollout import CheckSpec, RolloutConfig, default_checks
 
 POLICY = RolloutConfig(interval_seconds=60, progress_deadline_seconds=600)
 

@@ -18,7 +18,7 @@ from retrain.rollout.prometheus import (
     PrometheusProvider,
     render_query,
 )
-from retrain.rollout.settings import PrometheusSettings
+from retrain.settings.rollout import PrometheusSettings
 
 
 def test_default_queries_select_one_predictor_of_the_deployment() -> None:

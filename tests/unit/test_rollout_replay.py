@@ -29,8 +29,8 @@ from retrain.rollout.providers import (
     ReplayProvider,
     predictor_metrics,
 )
-from retrain.rollout.run import rollout
 from retrain.rollout.shift import counts_from_buckets, js_distance, psi, score_histograms
+from retrain.steps.rollout import rollout
 from retrain.storage import LocalStorage
 
 

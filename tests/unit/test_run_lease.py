@@ -16,7 +16,9 @@ import yaml
 
 from retrain import steps
 from retrain.errors import EXIT_TRANSIENT, EXIT_VALIDATION, TransientError, ValidationError
-from retrain.resolve import LEASE_RULE, PERIOD_RULE
+from retrain.settings.triggers import TriggerConfig
+from retrain.steps import lease as steps_lease
+from retrain.steps.resolve_rules import LEASE_RULE, PERIOD_RULE
 from retrain.storage import Storage, open_storage
 from retrain.triggers.controller import LaunchResult, RunStatus, TriggerController
 from retrain.triggers.lease import (
@@ -27,7 +29,6 @@ from retrain.triggers.lease import (
     renew_lease,
 )
 from retrain.triggers.policy import Decision, Signal
-from retrain.triggers.settings import TriggerConfig
 
 UTC = timezone.utc
 NOW = datetime(2024, 1, 15, 3, 0, tzinfo=UTC)
@@ -327,13 +328,13 @@ def test_an_exit_task_never_releases_the_next_jobs_lease_under_the_same_run_id(
     store = store_of(config)
     steps.resolve_run(config, "auto", "nightly", "job-A", now=NOW)
     b_time = NOW + timedelta(hours=3)
-    real_release = steps.release_lease
+    real_release = steps_lease.release_lease
 
     def b_takes_it_first(*args: Any, **kwargs: Any) -> bool:
         steps.resolve_run(config, "auto", "nightly", "job-B", now=b_time)
         return real_release(*args, **kwargs)
 
-    monkeypatch.setattr(steps, "release_lease", b_takes_it_first)
+    monkeypatch.setattr(steps_lease, "release_lease", b_takes_it_first)
     out = steps.release_run_lease(config, "job-A", now=b_time + timedelta(minutes=1))
     lease, _ = read_lease(store, "loans")
     assert lease is not None and lease.owner == "pipeline:job-B" and lease.run_id == "nightly"
@@ -353,7 +354,7 @@ def test_a_retried_resolve_never_renews_the_next_jobs_lease_under_the_same_run_i
     store = store_of(config)
     steps.resolve_run(config, "auto", "nightly", "job-A", now=NOW)
     b_time = NOW + timedelta(hours=3)
-    real_renew = steps.renew_lease
+    real_renew = steps_lease.renew_lease
     b_ran: list[bool] = []
 
     def b_takes_it_first(*args: Any, **kwargs: Any) -> Any:
@@ -362,7 +363,7 @@ def test_a_retried_resolve_never_renews_the_next_jobs_lease_under_the_same_run_i
             steps.resolve_run(config, "auto", "nightly", "job-B", now=b_time)
         return real_renew(*args, **kwargs)
 
-    monkeypatch.setattr(steps, "renew_lease", b_takes_it_first)
+    monkeypatch.setattr(steps_lease, "renew_lease", b_takes_it_first)
     with pytest.raises(TransientError, match="held by run nightly \\(owner pipeline:job-B"):
         steps.resolve_run(config, "auto", "nightly", "job-A", now=NOW + timedelta(minutes=5))
     lease, _ = read_lease(store, "loans")

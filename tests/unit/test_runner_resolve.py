@@ -21,8 +21,8 @@ from retrain.errors import (
     TransientError,
     ValidationError,
 )
-from retrain.resolve import PERIOD_RULE, TIME_RULE
 from retrain.runner import STEP_ORDER, run_cycle
+from retrain.steps.resolve_rules import PERIOD_RULE, TIME_RULE
 from retrain.storage import LocalStorage, open_storage
 from retrain.triggers.lease import acquire_lease, lease_key, read_lease
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from retrain.errors import TransientError
+from retrain.settings.triggers import TriggerConfig
 from retrain.storage import Storage
 from retrain.triggers.controller import LaunchResult, RunStatus, TriggerController
 from retrain.triggers.lease import acquire_lease, lease_key, read_lease
 from retrain.triggers.policy import Decision, Signal
-from retrain.triggers.settings import TriggerConfig
 
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=timezone.utc)
 

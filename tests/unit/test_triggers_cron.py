@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from retrain.errors import ValidationError
-from retrain.triggers.cron import parse_cron, to_kfp_cron
+from retrain.settings.cron import parse_cron, to_kfp_cron
 
 
 def utc(*args: int) -> datetime:

@@ -20,10 +20,10 @@ import yaml
 from retrain.cli import main
 from retrain.config import Config, load_config
 from retrain.errors import EXIT_OK, EXIT_VALIDATION
+from retrain.launchers import NoLauncher
 from retrain.registry import Registry
 from retrain.storage import open_storage
 from retrain.triggers.controller import TriggerController
-from retrain.triggers.launchers import NoLauncher
 from retrain.triggers.metrics import MonitorMetrics
 from retrain.triggers.monitor import DriftSummary, FeatureStat, Monitor
 

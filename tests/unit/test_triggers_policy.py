@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from retrain.errors import ValidationError
+from retrain.settings.triggers import TriggerConfig
 from retrain.triggers.lease import Lease
 from retrain.triggers.policy import PolicyState, Signal, decide
-from retrain.triggers.settings import TriggerConfig
 
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=timezone.utc)  # a Monday
 

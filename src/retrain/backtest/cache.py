@@ -22,10 +22,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from retrain import steps
 from retrain.config import Config
+from retrain.data.history import load_history
 from retrain.data.io import content_sha256, from_parquet_bytes
-from retrain.registry import Registry
+from retrain.registry import MODEL_CARD_FILE, Registry
 
 __all__ = ["TrainingCache"]
 
@@ -43,13 +43,13 @@ class TrainingCache:
     def key(self, cfg: Config, store: Any, window: str, labelled: Path) -> str:
         """The hash of everything `steps.train` reads for this window in this store."""
         _, meta = from_parquet_bytes(labelled.read_bytes())
-        history = steps.load_history(store, cfg, window)
+        history = load_history(store, cfg, window)
         parent = None
         if cfg.continuous.enabled:
             reg = Registry(store, cfg.name)
             champion = reg.get_alias("champion").version
             if champion is not None:
-                card = json.loads(reg.read_file(champion, steps.CARD_FILE))
+                card = json.loads(reg.read_file(champion, MODEL_CARD_FILE))
                 parent = card.get("model_sha256")
         basis = {
             "window": window,

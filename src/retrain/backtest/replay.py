@@ -4,7 +4,7 @@ Per window ``i`` (event time order), in its own store and GitOps repository:
 
 1. the window's events arrive: `steps.ingest` checks them and runs the drift engine against
    the serving champion (the same code a production run executes);
-2. the serving model (the registry's champion, loaded with `steps.load_registered_model`)
+2. the serving model (the registry's champion, loaded with `load_registered_model`)
    scores the window, before any of its labels are used for training (prequential);
 3. labels are ``label_delay`` windows late: the newest labelled window is ``i - label_delay``.
    If the policy retrains, the labelled windows not yet in history go through `steps.label`,
@@ -24,7 +24,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -39,8 +39,10 @@ from retrain.data.io import from_parquet_bytes, read_source
 from retrain.errors import RetrainError
 from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics
 from retrain.labels.join import join_labels
-from retrain.registry import Registry
+from retrain.registry import MODEL_CARD_FILE, Registry
+from retrain.rollout.controller import RolloutController
 from retrain.storage import open_storage
+from retrain.training.artifact import ModelCard, load_model_dir, load_registered_model
 from retrain.training.model import predict_scores
 from retrain.triggers.policy import PolicyState, Signal, decide
 
@@ -211,7 +213,7 @@ def replay_policy(
         rec.champion = champion
         if champion is not None:
             if champion not in models:
-                models = {champion: steps.load_registered_model(store, pcfg, champion)}
+                models = {champion: load_registered_model(Registry(store, pcfg.name), champion)}
             events, _ = from_parquet_bytes(dataset.read_bytes())
             try:
                 rec.metric, rec.rows_scored = score_model(
@@ -339,7 +341,7 @@ def _train_and_deploy(
             rec.train_seconds = time.perf_counter() - t0
             if cache is not None and key:
                 cache.put(key, model_dir, holdout_dir, rec.train_seconds)
-        rec.version = steps.load_model_dir(str(model_dir))[1].version
+        rec.version = load_model_dir(str(model_dir))[1].version
         outcome = steps.evaluate(text, run_id, str(model_dir), str(holdout_dir))
         rec.blessed = outcome.blessed
         rec.notes.append(outcome.summary)
@@ -351,11 +353,7 @@ def _train_and_deploy(
 
 def _relink_card(model_dir: Path, *, parent: str | None, run_id: str) -> None:
     """Make a cached model's card name this policy's parent and run (its lineage)."""
-    from dataclasses import replace
-
-    from retrain.training.artifact import ModelCard
-
-    path = model_dir / steps.CARD_FILE
+    path = model_dir / MODEL_CARD_FILE
     card = ModelCard.from_json(path.read_text())
     path.write_text(replace(card, parent=parent, run_id=run_id).to_json())
 
@@ -369,8 +367,6 @@ def _promote_due(
     now: datetime,
 ) -> str | None:
     """Promote the canary through the real rollout controller once it has served its delay."""
-    from retrain.rollout.controller import RolloutController
-
     canary = Registry(store, cfg.name).get_alias("canary").version
     if canary is None or i - canary_since.get(canary, i) < options.canary_delay:
         return None

@@ -15,7 +15,7 @@ from retrain.backtest.cache import TrainingCache
 from retrain.backtest.policies import PolicySpec
 from retrain.backtest.replay import PolicyResult, ReplayOptions, replay_policy
 from retrain.backtest.report import PolicySummary, write_outputs
-from retrain.config import Config
+from retrain.config import Config, config_from_text
 from retrain.data.io import read_source
 from retrain.data.windows import window_ids_in, window_sort_key
 from retrain.errors import ValidationError
@@ -94,8 +94,6 @@ def _replay_in_worker(
     progress: Any,
 ) -> dict[str, Any]:
     from threadpoolctl import threadpool_limits
-
-    from retrain.config import config_from_text
 
     # One native thread per worker: OpenMP in several processes on few cores thrashes.
     threadpool_limits(1)

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from retrain.backtest.policies import parse_policies
-from retrain.backtest.run import run_backtest
+from retrain.backtest.run import run_backtest, select_windows
 from retrain.config import load_config
 
 __all__ = ["main", "run_standard"]
@@ -33,8 +33,6 @@ def run_standard(out_dir: Path, work: Path) -> list[Path]:
     for name, config_path, drift, slo in cases:
         cfg = load_config(config_path)
         if drift is None:  # housing windows are weeks from 2024-01-01; drift at week 5
-            from retrain.backtest.run import select_windows
-
             drift = select_windows(cfg)[5]
         run_backtest(
             cfg,

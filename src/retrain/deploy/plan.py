@@ -11,11 +11,9 @@ from __future__ import annotations
 from retrain.config import Config
 from retrain.deploy._base import DeploymentState, ModelRef
 from retrain.errors import ValidationError
-from retrain.registry import Registry
+from retrain.registry import MODEL_FILE, Registry
 
-__all__ = ["MODEL_FILE", "deployment_state_for"]
-
-MODEL_FILE = "model.skops"
+__all__ = ["deployment_state_for"]
 
 
 def deployment_state_for(cfg: Config, registry: Registry) -> DeploymentState:

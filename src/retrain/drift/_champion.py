@@ -5,20 +5,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from retrain.config import Config
 from retrain.drift._detect import detect_drift
 from retrain.drift._performance import permutation_importance
 from retrain.drift._profile import PROFILE_FILE, ReferenceProfile, build_profile
 from retrain.drift._report import DriftReport
 from retrain.errors import NotFound, RetrainError
-
-if TYPE_CHECKING:
-    from retrain.config import Config
-    from retrain.storage import Storage
+from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics
+from retrain.registry import Registry
+from retrain.storage import Storage
+from retrain.training.artifact import load_registered_model
+from retrain.training.model import feature_frame, predict_scores
 
 __all__ = ["ChampionDrift", "champion_drift", "profile_for_model"]
 
@@ -32,8 +34,6 @@ def profile_for_model(
     permutation importances on `holdout` (rows it did not train on, with the target), since
     scores on training rows are overconfident.
     """
-    from retrain.training.model import predict_scores
-
     if holdout is None or len(holdout) == 0 or cfg.target not in holdout:
         return build_profile(reference, cfg)
     scores = predict_scores(model, holdout, cfg)
@@ -54,9 +54,6 @@ def profile_for_model(
 def _importances(
     cfg: Config, model: Any, holdout: pd.DataFrame, classes: list[Any] | None
 ) -> dict[str, float] | None:
-    from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics
-    from retrain.training.model import feature_frame, predict_scores
-
     rows = holdout[holdout[cfg.target].notna()]
     if len(rows) > cfg.drift.importance_rows:
         rows = rows.sample(n=cfg.drift.importance_rows, random_state=cfg.seed)
@@ -123,8 +120,6 @@ def champion_drift(cfg: Config, store: Storage, current_df: pd.DataFrame) -> Cha
         return ChampionDrift(None, None, "drift detection is off (drift.enabled: false)")
     version = None
     try:
-        from retrain.registry import Registry
-
         registry = Registry(store, cfg.name)
         version = registry.get_alias("champion").version
         if version is None:
@@ -148,10 +143,6 @@ def champion_drift(cfg: Config, store: Storage, current_df: pd.DataFrame) -> Cha
         return ChampionDrift(version, None, f"comparison failed: {type(err).__name__}: {err}")
 
 
-def _champion_scores(cfg: Config, registry: Any, version: str, df: pd.DataFrame) -> np.ndarray:
-    from retrain.training.artifact import MODEL_CARD_FILE, MODEL_FILE, ModelCard, load_model
-    from retrain.training.model import predict_scores
-
-    card = ModelCard.from_json(registry.read_file(version, MODEL_CARD_FILE).decode())
-    model = load_model(registry.read_file(version, MODEL_FILE), card)
+def _champion_scores(cfg: Config, registry: Registry, version: str, df: pd.DataFrame) -> np.ndarray:
+    model = load_registered_model(registry, version)
     return predict_scores(model, df, cfg)

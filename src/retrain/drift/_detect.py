@@ -27,10 +27,10 @@ from retrain.drift._profile import (
 )
 from retrain.drift._report import Bar, DriftReport, FeatureDrift, Signal
 from retrain.errors import ValidationError
+from retrain.settings.drift import DriftConfig
 
 if TYPE_CHECKING:
     from retrain.config import Config
-    from retrain.drift.settings import DriftConfig
 
 __all__ = ["detect_drift"]
 
@@ -67,8 +67,6 @@ def detect_drift(
             methods that do not fit the feature kind, scores or labels not aligned with the
             rows, labels without scores.
     """
-    from retrain.drift.settings import DriftConfig
-
     if isinstance(cfg, DriftConfig):
         # The drift section alone: the task and metric come from the profile.
         dc, primary, seed = cfg, profile.metric, 0

@@ -14,6 +14,7 @@ array are `searchsorted` of the bin edges, and categories are integer codes coun
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from retrain.errors import ValidationError
+from retrain.settings.drift import (
+    METHOD_CATALOGUE,
+    MethodInfo,
+    check_declaration,
+    declare_method,
+    method_names,
+)
 
 __all__ = [
     "METHODS",
@@ -31,8 +39,6 @@ __all__ = [
     "register_method",
 ]
 
-KINDS = ("numeric", "categorical")
-TESTS = ("distance", "p_value")
 # A zero share would make PSI infinite; like Evidently, an empty bucket counts as 0.01 %.
 PSI_EMPTY_SHARE = 1e-4
 # Like Evidently, a constant reference column is scaled by at least this in Wasserstein.
@@ -118,13 +124,30 @@ class DriftMethod:
         return self.fn(comparison)
 
 
-#: Every registered method by name.
+#: Every implemented method by name (the config's catalogue, `METHOD_CATALOGUE`, declares them).
 METHODS: dict[str, DriftMethod] = {}
 
 
-def method_names(kind: str | None = None) -> list[str]:
-    """Registered method names, for one feature kind or all."""
-    return sorted(n for n, m in METHODS.items() if kind is None or kind in m.kinds)
+def _implementation(info: MethodInfo, fn: MethodFn) -> DriftMethod:
+    return DriftMethod(
+        name=info.name,
+        fn=fn,
+        kinds=frozenset(info.kinds),
+        test=info.test,
+        default_threshold=float(info.default_threshold),
+        default_warn=info.default_warn,
+        description=info.description or (fn.__doc__ or info.name).strip().splitlines()[0],
+    )
+
+
+def _implements(name: str) -> Callable[[MethodFn], MethodFn]:
+    """Implement a method the settings' catalogue declares (the built-ins)."""
+
+    def decorate(fn: MethodFn) -> MethodFn:
+        METHODS[name] = _implementation(METHOD_CATALOGUE[name], fn)
+        return fn
+
+    return decorate
 
 
 def register_method(
@@ -139,6 +162,8 @@ def register_method(
 ) -> Callable[[MethodFn], MethodFn]:
     """Register `fn(comparison) -> MethodResult` under `name` (use as a decorator).
 
+    The name is declared in the config's catalogue too, so configs may name it from then on.
+
     Args:
         kinds: the feature kinds it applies to ("numeric", "categorical").
         test: "distance" (drift when the statistic is at or above the threshold) or
@@ -147,32 +172,20 @@ def register_method(
         default_warn: a distance below the threshold that is reported as a warning.
         replace: allow replacing a method of the same name.
     """
-    problems = []
-    if not name or not name.replace("_", "").isalnum():
-        problems.append(f"name {name!r} must be letters, digits and '_'")
-    if name in METHODS and not replace:
-        problems.append(f"{name!r} is already registered (pass replace=True to replace it)")
-    if not kinds or set(kinds) - set(KINDS):
-        problems.append(f"kinds must be a non-empty subset of {KINDS}, got {kinds}")
-    if test not in TESTS:
-        problems.append(f"test must be one of {TESTS}, got {test!r}")
-    if not default_threshold > 0.0:
-        problems.append(f"default_threshold must be > 0, got {default_threshold}")
-    if default_warn is not None and (test != "distance" or default_warn > default_threshold):
-        problems.append("default_warn is for distance methods and must not exceed the threshold")
-    if problems:
-        raise ValidationError(f"cannot register drift method {name!r}", problems)
+    info = MethodInfo(
+        name=name,
+        kinds=frozenset(kinds),
+        test=test,
+        default_threshold=float(default_threshold),
+        default_warn=default_warn,
+        description=description,
+    )
+    check_declaration(info, replace=replace)
 
     def decorate(fn: MethodFn) -> MethodFn:
-        METHODS[name] = DriftMethod(
-            name=name,
-            fn=fn,
-            kinds=frozenset(kinds),
-            test=test,
-            default_threshold=float(default_threshold),
-            default_warn=default_warn,
-            description=description or (fn.__doc__ or name).strip().splitlines()[0],
-        )
+        method = _implementation(info, fn)
+        declare_method(dataclasses.replace(info, description=method.description), replace=True)
+        METHODS[name] = method
         return fn
 
     return decorate
@@ -290,7 +303,7 @@ def _area_by_runs(a: np.ndarray, b: np.ndarray, ranks: np.ndarray, total: int, n
 # --- the built-in methods ------------------------------------------------------------------------
 
 
-@register_method("ks", kinds=("numeric",), test="p_value", default_threshold=0.05)
+@_implements("ks")
 def ks(c: Comparison) -> MethodResult:
     """Two-sample Kolmogorov-Smirnov: largest ECDF gap, with scipy's two-sided p-value."""
     ref, cur = c.sorted_values()
@@ -309,7 +322,7 @@ def ks(c: Comparison) -> MethodResult:
     return MethodResult(d, p)
 
 
-@register_method("wasserstein", kinds=("numeric",), test="distance", default_threshold=0.1)
+@_implements("wasserstein")
 def wasserstein(c: Comparison) -> MethodResult:
     """Wasserstein-1 distance divided by the reference standard deviation."""
     ref, cur = c.sorted_values()
@@ -317,13 +330,7 @@ def wasserstein(c: Comparison) -> MethodResult:
     return MethodResult(distance / max(c.ref_scale, WASSERSTEIN_MIN_SCALE))
 
 
-@register_method(
-    "psi",
-    kinds=("numeric", "categorical"),
-    test="distance",
-    default_threshold=0.25,
-    default_warn=0.1,
-)
+@_implements("psi")
 def psi(c: Comparison) -> MethodResult:
     """Population stability index over reference-quantile bins or categories."""
     p = shares(c.ref_counts)
@@ -333,9 +340,7 @@ def psi(c: Comparison) -> MethodResult:
     return MethodResult(float(np.sum((q - p) * np.log(q / p))))
 
 
-@register_method(
-    "jensenshannon", kinds=("numeric", "categorical"), test="distance", default_threshold=0.1
-)
+@_implements("jensenshannon")
 def jensenshannon(c: Comparison) -> MethodResult:
     """Jensen-Shannon distance (square root of the divergence, base 2: from 0 to 1)."""
     p = shares(c.ref_counts)
@@ -348,13 +353,13 @@ def jensenshannon(c: Comparison) -> MethodResult:
     return MethodResult(math.sqrt(max(float(divergence), 0.0)))
 
 
-@register_method("linf", kinds=("categorical",), test="distance", default_threshold=0.3)
+@_implements("linf")
 def linf(c: Comparison) -> MethodResult:
     """L-infinity distance: the largest change in any category's share."""
     return MethodResult(float(np.max(np.abs(shares(c.ref_counts) - shares(c.cur_counts)))))
 
 
-@register_method("chi2", kinds=("categorical",), test="p_value", default_threshold=0.05)
+@_implements("chi2")
 def chi2(c: Comparison) -> MethodResult:
     """Pearson's chi-square on the 2 x k table of category counts (no continuity correction)."""
     from scipy.special import chdtrc

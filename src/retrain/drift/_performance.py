@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.errors import ValidationError
+from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics
 
 __all__ = [
     "PerformanceCheck",
@@ -160,9 +161,6 @@ def check_performance(
     Raises:
         ValidationError: unknown metric, shapes that disagree, labels outside `classes`.
     """
-    # Imported here: retrain.evaluation imports the config module, which imports this package.
-    from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics
-
     if metric not in GREATER_IS_BETTER:
         raise ValidationError(
             f"unknown metric {metric!r}; choose one of {sorted(GREATER_IS_BETTER)}"

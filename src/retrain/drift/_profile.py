@@ -35,8 +35,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from retrain.data.schema import as_category_strings
 from retrain.drift._performance import estimate_performance, score_vector
 from retrain.errors import ValidationError
+from retrain.evaluation.metrics import compute_metrics
 
 if TYPE_CHECKING:
     from retrain.config import Config
@@ -132,8 +134,6 @@ def bin_counts(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 def category_text(series: pd.Series) -> pd.Series:
     """Category labels as text, the same way ingest writes them (3.0 -> '3')."""
-    from retrain.data.schema import as_category_strings  # imports the config module
-
     return as_category_strings(series)
 
 
@@ -500,8 +500,6 @@ def build_profile(
 
 
 def _metrics(task: str, labels: Any, scores: Any, classes: list[Any] | None) -> dict[str, float]:
-    from retrain.evaluation.metrics import compute_metrics
-
     y = pd.Series(labels).reset_index(drop=True)
     s = np.asarray(scores, dtype=float)
     if len(y) != len(s):

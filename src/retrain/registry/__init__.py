@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
-from retrain.registry._registry import EVENT_KINDS, AliasState, Registry
+from retrain.registry._registry import (
+    EVENT_KINDS,
+    MODEL_CARD_FILE,
+    MODEL_FILE,
+    AliasState,
+    Registry,
+)
 
-__all__ = ["EVENT_KINDS", "AliasState", "Registry"]
+__all__ = ["EVENT_KINDS", "MODEL_CARD_FILE", "MODEL_FILE", "AliasState", "Registry"]

@@ -30,7 +30,11 @@ from typing import Any
 from retrain.errors import AlreadyExists, NotFound, PreconditionFailed, ValidationError
 from retrain.storage import NO_OBJECT, Storage
 
-__all__ = ["EVENT_KINDS", "AliasState", "Registry"]
+__all__ = ["EVENT_KINDS", "MODEL_CARD_FILE", "MODEL_FILE", "AliasState", "Registry"]
+
+#: The files of a model version: the model (skops) and its card (JSON, with the model's sha256).
+MODEL_FILE = "model.skops"
+MODEL_CARD_FILE = "model.json"
 
 #: The kinds of event the log accepts, in the order they usually happen.
 EVENT_KINDS: tuple[str, ...] = (

@@ -2,91 +2,45 @@
 
     machine     start_rollout / advance / promote_now / roll_back_now: pure, clock passed in
     checks      error_rate, latency_p95, accuracy_drop, loss_increase, prediction_shift
-    providers   ReplayProvider (embedded default); prometheus: PrometheusProvider
+    providers   ReplayProvider (embedded default), PrometheusProvider, provider_for
     controller  RolloutController: lock, persisted state (CAS), aliases, deployment, events
-    run         rollout(config_yaml, run_id, report_path): the pipeline step after deploy
-    cli         retrain deploy status | advance | promote | rollback
+    observe     ObserveRequest and the MetricsProvider protocol every provider implements
 
-`retrain.config` imports this package's `settings` module, so the names below are loaded on
-first use: importing them eagerly would import `retrain.config` back while it is half-built.
+The pipeline step after deploy is `retrain.steps.rollout`; the `retrain deploy` commands are
+in `retrain.cli`; the `rollout:` config section is `retrain.settings.rollout`.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from retrain.rollout.checks import CHECKS, METRICS, CheckResult, metric, register_check
-    from retrain.rollout.controller import (
-        FAULT_POINTS,
-        RolloutController,
-        TickResult,
-        read_rollout,
-    )
-    from retrain.rollout.lock import LockBusy, StoreLock
-    from retrain.rollout.machine import (
-        ABORTED,
-        PROGRESSING,
-        PROMOTED,
-        ROLLED_BACK,
-        Action,
-        Analysis,
-        Observations,
-        Promote,
-        RollBack,
-        RolloutState,
-        SetTraffic,
-        advance,
-        is_due,
-        promote_now,
-        roll_back_now,
-        start_rollout,
-    )
-    from retrain.rollout.providers import (
-        PROVIDERS,
-        MetricsProvider,
-        ObserveRequest,
-        ReplayProvider,
-        provider_for,
-    )
-    from retrain.rollout.run import RolloutOutcome, rollout
-    from retrain.rollout.settings import CheckSpec, RolloutConfig, default_checks
-
-_HOME: dict[str, str] = {
-    **dict.fromkeys(("CHECKS", "METRICS", "CheckResult", "metric", "register_check"), "checks"),
-    **dict.fromkeys(
-        ("FAULT_POINTS", "RolloutController", "TickResult", "read_rollout"), "controller"
-    ),
-    **dict.fromkeys(("LockBusy", "StoreLock"), "lock"),
-    **dict.fromkeys(
-        (
-            "ABORTED",
-            "PROGRESSING",
-            "PROMOTED",
-            "ROLLED_BACK",
-            "Action",
-            "Analysis",
-            "Observations",
-            "Promote",
-            "RollBack",
-            "RolloutState",
-            "SetTraffic",
-            "advance",
-            "is_due",
-            "promote_now",
-            "roll_back_now",
-            "start_rollout",
-        ),
-        "machine",
-    ),
-    **dict.fromkeys(
-        ("PROVIDERS", "MetricsProvider", "ObserveRequest", "ReplayProvider", "provider_for"),
-        "providers",
-    ),
-    **dict.fromkeys(("RolloutOutcome", "rollout"), "run"),
-    **dict.fromkeys(("CheckSpec", "RolloutConfig", "default_checks"), "settings"),
-}
+from retrain.rollout.checks import CHECKS, METRICS, CheckResult, metric, register_check
+from retrain.rollout.controller import (
+    FAULT_POINTS,
+    RolloutController,
+    TickResult,
+    read_rollout,
+)
+from retrain.rollout.lock import LockBusy, StoreLock
+from retrain.rollout.machine import (
+    ABORTED,
+    PROGRESSING,
+    PROMOTED,
+    ROLLED_BACK,
+    Action,
+    Analysis,
+    Observations,
+    Promote,
+    RollBack,
+    RolloutState,
+    SetTraffic,
+    advance,
+    is_due,
+    promote_now,
+    roll_back_now,
+    start_rollout,
+)
+from retrain.rollout.observe import MetricsProvider, ObserveRequest
+from retrain.rollout.prometheus import PrometheusProvider
+from retrain.rollout.providers import PROVIDERS, ReplayProvider, provider_for
 
 __all__ = [
     "ABORTED",
@@ -100,23 +54,20 @@ __all__ = [
     "Action",
     "Analysis",
     "CheckResult",
-    "CheckSpec",
     "LockBusy",
     "MetricsProvider",
     "Observations",
     "ObserveRequest",
+    "PrometheusProvider",
     "Promote",
     "ReplayProvider",
     "RollBack",
-    "RolloutConfig",
     "RolloutController",
-    "RolloutOutcome",
     "RolloutState",
     "SetTraffic",
     "StoreLock",
     "TickResult",
     "advance",
-    "default_checks",
     "is_due",
     "metric",
     "promote_now",
@@ -124,13 +75,5 @@ __all__ = [
     "read_rollout",
     "register_check",
     "roll_back_now",
-    "rollout",
     "start_rollout",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module 'retrain.rollout' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"retrain.rollout.{module}"), name)

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import Any
 
-from retrain.rollout.settings import CHECK_NAMES, CheckSpec
+from retrain.settings.rollout import CHECK_NAMES, CheckSpec
 
 __all__ = [
     "CHECKS",

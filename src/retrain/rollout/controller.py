@@ -34,9 +34,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from retrain.deploy import DeploymentState, ModelRef, applier_for, backend_for
-from retrain.deploy.plan import MODEL_FILE
 from retrain.errors import AlreadyExists, ValidationError
-from retrain.registry import Registry
+from retrain.registry import MODEL_FILE, Registry
 from retrain.rollout.lock import StoreLock
 from retrain.rollout.machine import (
     Action,
@@ -51,7 +50,8 @@ from retrain.rollout.machine import (
     roll_back_now,
     start_rollout,
 )
-from retrain.rollout.providers import MetricsProvider, ObserveRequest, provider_for
+from retrain.rollout.observe import MetricsProvider, ObserveRequest
+from retrain.rollout.providers import provider_for
 from retrain.storage import NO_OBJECT, Storage, open_storage
 
 if TYPE_CHECKING:

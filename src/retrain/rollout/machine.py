@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from retrain.errors import ValidationError
 from retrain.rollout.checks import CheckResult, run_checks, summarise
-from retrain.rollout.settings import RolloutConfig
+from retrain.settings.rollout import RolloutConfig
 
 __all__ = [
     "ABORTED",

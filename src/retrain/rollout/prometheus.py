@@ -35,9 +35,9 @@ from typing import TYPE_CHECKING, Any
 from retrain.errors import TransientError, ValidationError
 from retrain.rollout.checks import metric
 from retrain.rollout.machine import Observations
-from retrain.rollout.providers import ObserveRequest
-from retrain.rollout.settings import PrometheusSettings
+from retrain.rollout.observe import ObserveRequest
 from retrain.rollout.shift import MIN_PREDICTIONS, counts_from_buckets, shift
+from retrain.settings.rollout import PrometheusSettings
 
 if TYPE_CHECKING:
     from retrain.config import Config

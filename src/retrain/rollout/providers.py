@@ -21,55 +21,36 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from retrain.config import Config
+from retrain.data.io import from_parquet_bytes
+from retrain.data.windows import window_sort_key
 from retrain.errors import RetrainError, ValidationError
+from retrain.registry import Registry
 from retrain.rollout.checks import metric
 from retrain.rollout.machine import Observations
-from retrain.rollout.settings import ReplaySettings
+from retrain.rollout.observe import MetricsProvider, ObserveRequest
+from retrain.rollout.prometheus import PrometheusProvider
 from retrain.rollout.shift import MIN_PREDICTIONS, score_histograms, shift
+from retrain.settings.rollout import ReplaySettings
 from retrain.storage import Storage
-
-if TYPE_CHECKING:
-    from retrain.config import Config
+from retrain.training.artifact import load_registered_model
+from retrain.training.model import predict_scores
 
 __all__ = [
     "PROVIDERS",
-    "MetricsProvider",
-    "ObserveRequest",
     "PredictorSample",
     "ReplayProvider",
     "predictor_metrics",
     "provider_for",
 ]
 
-ModelLoader = Callable[[Storage, "Config", str], Any]
-
-
-@dataclass(frozen=True)
-class ObserveRequest:
-    """What to observe: the serving pair, the canary's share, and the analysis number."""
-
-    cfg: Config
-    store: Storage
-    champion: str
-    canary: str
-    traffic: int
-    analysis: int
-    now: datetime
-
-
-class MetricsProvider(Protocol):
-    """Measures champion and canary for one analysis."""
-
-    name: str
-
-    def observe(self, request: ObserveRequest) -> Observations: ...
+ModelLoader = Callable[[Storage, Config, str], Any]
 
 
 @dataclass
@@ -135,9 +116,7 @@ def _scores(sample: PredictorSample, task: str) -> np.ndarray:
 
 
 def _default_loader(store: Storage, cfg: Config, version: str) -> Any:
-    from retrain.steps import load_registered_model
-
-    return load_registered_model(store, cfg, version)
+    return load_registered_model(Registry(store, cfg.name), version)
 
 
 class ReplayProvider:
@@ -146,7 +125,8 @@ class ReplayProvider:
     Args:
         settings: rows per analysis, windows to draw from, rows per request.
         shift_method: "js" or "psi" for the prediction-shift metric.
-        loader: loads a registered version (default: `retrain.steps.load_registered_model`,
+        loader: loads a registered version (default:
+            `retrain.training.artifact.load_registered_model`,
             which verifies the model's sha256 and trusted types first).
     """
 
@@ -222,9 +202,6 @@ class ReplayProvider:
         return Observations(ready=True, metrics=metrics, source=source)
 
     def _rows(self, store: Storage, cfg: Config, analysis: int) -> tuple[pd.DataFrame, list[str]]:
-        from retrain.data.io import from_parquet_bytes
-        from retrain.data.windows import window_sort_key
-
         keys = [k for k in store.list("datasets") if k.endswith("/labelled.parquet")]
         by_window = sorted(
             ((window_sort_key(cfg.data, k.split("/")[1]), k.split("/")[1], k) for k in keys),
@@ -246,8 +223,6 @@ class ReplayProvider:
 
 def _serve(model: Any, batch: pd.DataFrame, cfg: Config, sample: PredictorSample) -> None:
     """Answer one request with `model` (None: it did not load), timing it like a server."""
-    from retrain.training.model import predict_scores
-
     if cfg.task == "classification" and sample.classes is None and model is not None:
         classes = getattr(model, "classes_", None)
         sample.classes = None if classes is None else np.asarray(classes)
@@ -275,8 +250,6 @@ def _replay_for(cfg: Config) -> MetricsProvider:
 
 
 def _prometheus_for(cfg: Config) -> MetricsProvider:
-    from retrain.rollout.prometheus import PrometheusProvider
-
     return PrometheusProvider.from_config(cfg)
 
 

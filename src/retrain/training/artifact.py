@@ -14,6 +14,7 @@ import json
 import platform
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from retrain._safety import (
 )
 from retrain.config import Config
 from retrain.errors import ValidationError
+from retrain.registry import MODEL_CARD_FILE, MODEL_FILE, Registry
 
 __all__ = [
     "MODEL_CARD_FILE",
@@ -42,14 +44,14 @@ __all__ = [
     "card_from_config",
     "library_versions",
     "load_model",
+    "load_model_dir",
+    "load_registered_model",
     "model_files",
     "schema_types",
     "serialize_model",
     "sha256_hex",
 ]
 
-MODEL_FILE = "model.skops"
-MODEL_CARD_FILE = "model.json"
 
 _CARD_TYPES: dict[str, type] = {
     "version": str,
@@ -217,6 +219,19 @@ def load_model(model_bytes: bytes, card: ModelCard) -> Pipeline:
             f"model file (version {card.version}) holds a {type(model).__name__}, not a Pipeline"
         )
     return model
+
+
+def load_registered_model(registry: Registry, version: str) -> Pipeline:
+    """Load a registered version, verifying its sha256 against its card first."""
+    card = ModelCard.from_json(registry.read_file(version, MODEL_CARD_FILE).decode())
+    return load_model(registry.read_file(version, MODEL_FILE), card)
+
+
+def load_model_dir(model_dir: str | Path) -> tuple[Pipeline, ModelCard]:
+    """Load a run's model artifact (model.skops + model.json), verifying its sha256."""
+    d = Path(model_dir)
+    card = ModelCard.from_json((d / MODEL_CARD_FILE).read_text())
+    return load_model((d / MODEL_FILE).read_bytes(), card), card
 
 
 def _json_default(value: Any) -> Any:

@@ -7,8 +7,9 @@ the config's cron schedules with KFP recurring runs.
 
 from __future__ import annotations
 
+from retrain.settings.cron import CronSchedule, parse_cron, to_kfp_cron
+from retrain.settings.triggers import KfpSettings, ScheduleSpec, TriggerConfig
 from retrain.triggers.controller import Launcher, LaunchResult, Outcome, TriggerController
-from retrain.triggers.cron import CronSchedule, parse_cron, to_kfp_cron
 from retrain.triggers.lease import Lease, acquire_lease, read_lease, release_lease, renew_lease
 from retrain.triggers.policy import (
     SIGNAL_KINDS,
@@ -18,7 +19,6 @@ from retrain.triggers.policy import (
     Signal,
     decide,
 )
-from retrain.triggers.settings import KfpSettings, ScheduleSpec, TriggerConfig
 
 __all__ = [
     "SIGNAL_KINDS",

@@ -27,10 +27,10 @@ from datetime import datetime, timezone
 from typing import Any, Literal, Protocol
 
 from retrain.errors import PreconditionFailed, TransientError
+from retrain.settings.triggers import TriggerConfig
 from retrain.storage import NO_OBJECT, Storage
 from retrain.triggers.lease import acquire_lease, read_lease, release_lease, renew_lease
 from retrain.triggers.policy import Decision, PolicyState, Signal, decide
-from retrain.triggers.settings import TriggerConfig
 
 __all__ = [
     "LaunchResult",

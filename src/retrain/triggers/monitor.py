@@ -26,9 +26,13 @@ import pandas as pd
 from retrain.config import Config
 from retrain.data.io import read_source
 from retrain.data.windows import parse_window, window_ids_in, window_mask, window_sort_key
+from retrain.drift import ReferenceProfile, detect_drift
 from retrain.errors import NotFound, RetrainError, ValidationError
+from retrain.labels.join import join_labels
 from retrain.registry import Registry
 from retrain.storage import Storage, open_storage
+from retrain.training.artifact import load_registered_model
+from retrain.training.model import predict_scores
 from retrain.triggers.controller import Outcome, TriggerController
 from retrain.triggers.metrics import MonitorMetrics
 from retrain.triggers.policy import Signal
@@ -81,8 +85,6 @@ def detect_with_engine(
     profile_json: str, current: pd.DataFrame, cfg: Config, scores: Any, labels: Any
 ) -> DriftSummary:
     """The one place this package meets `retrain.drift`."""
-    from retrain.drift import ReferenceProfile, detect_drift
-
     profile = ReferenceProfile.from_json(profile_json)
     report = detect_drift(profile, current, cfg, scores=scores, labels=labels)
     perf = report.performance
@@ -340,8 +342,6 @@ class Monitor:
 
     def _labels(self, current: pd.DataFrame) -> pd.Series | None:
         """Labels aligned with the window's rows (NaN where not arrived yet), or None."""
-        from retrain.labels.join import join_labels
-
         cfg = self.cfg
         try:
             labels = read_source(cfg.labels.uri, cfg.labels.format)
@@ -362,10 +362,7 @@ class Monitor:
         return current[cfg.data.id_column].map(by_id[cfg.target])
 
     def _champion_scores(self, champion: str, current: pd.DataFrame) -> Any:
-        from retrain.steps import load_registered_model
-        from retrain.training.model import predict_scores
-
-        model = load_registered_model(self.store, self.cfg, champion)
+        model = load_registered_model(Registry(self.store, self.cfg.name), champion)
         return predict_scores(model, current, self.cfg)
 
     def _drift(

@@ -23,9 +23,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from retrain.errors import ValidationError
-from retrain.triggers.cron import parse_cron
+from retrain.settings.cron import parse_cron
+from retrain.settings.triggers import TriggerConfig
 from retrain.triggers.lease import Lease
-from retrain.triggers.settings import TriggerConfig
 
 __all__ = [
     "SIGNAL_KINDS",

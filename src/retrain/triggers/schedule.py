@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from retrain.config import Config
 from retrain.errors import TransientError
-from retrain.triggers.cron import to_kfp_cron
+from retrain.settings.cron import to_kfp_cron
 
 __all__ = [
     "SCHEDULED_RUN_ID",
@@ -45,8 +45,9 @@ __all__ = [
 ]
 
 #: Run parameters of scheduled runs: KFP v2 does not expand [[ScheduledTime]] macros, so the
-#: pipeline's first task (`retrain.steps.resolve_run`, rules in `retrain.resolve`) turns them
-#: into the newest complete window at the run's time and a run id derived from the KFP job id.
+#: pipeline's first task (`retrain.steps.resolve_run`, rules in `retrain.steps.resolve_rules`)
+#: turns them into the newest complete window at the run's time and a run id derived from the
+#: KFP job id.
 SCHEDULED_WINDOW = "auto"
 SCHEDULED_RUN_ID = "auto"
 

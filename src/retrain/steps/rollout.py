@@ -19,7 +19,7 @@ from retrain.rollout.controller import RolloutController, TickResult
 from retrain.rollout.lock import LockBusy
 from retrain.rollout.machine import PROGRESSING, RolloutState
 from retrain.rollout.providers import MetricsProvider
-from retrain.steps import StepOutcome, recorded_step, write_step_report
+from retrain.steps.records import StepOutcome, recorded_step, write_step_report
 from retrain.storage import open_storage
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 KFP v2 does not expand ``[[ScheduledTime]]`` macros in run parameters, so recurring runs pass
 ``window_id="auto"`` and ``run_id="auto"`` (`retrain.triggers.schedule`) and the pipeline's
 first task turns them into real ids. This module holds the pure rules;
-`retrain.steps.resolve_run` reads the data source, applies them and records the outcome.
+`retrain.steps.resolve.resolve_run` reads the data source, applies them and records the outcome.
 
 The rules:
 

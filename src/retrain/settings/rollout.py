@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from retrain.settings_base import Section
+from retrain.settings._base import Section
 
 __all__ = [
     "CHECK_NAMES",

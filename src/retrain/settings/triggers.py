@@ -9,14 +9,11 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from retrain.errors import ValidationError
-from retrain.settings_base import Section
-from retrain.triggers._duration import parse_duration
-from retrain.triggers.cron import parse_cron
+from retrain.settings._base import K8S_NAME, Section
+from retrain.settings.cron import parse_cron
+from retrain.settings.durations import duration_delta, parse_duration
 
 __all__ = ["KfpSettings", "ScheduleSpec", "TriggerConfig"]
-
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-
 
 def _duration(value: str) -> str:
     parse_duration(value)  # ValueError -> pydantic names the key
@@ -33,7 +30,7 @@ class ScheduleSpec(Section):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
+        if not K8S_NAME.match(v):
             raise ValueError(f"'{v}' must be lowercase letters, digits and '-'")
         return v
 
@@ -121,12 +118,12 @@ class TriggerConfig(Section):
 
     @property
     def cooldown_delta(self) -> timedelta:
-        return parse_duration(self.cooldown)
+        return duration_delta(self.cooldown)
 
     @property
     def budget_delta(self) -> timedelta:
-        return parse_duration(self.budget_period)
+        return duration_delta(self.budget_period)
 
     @property
     def lease_delta(self) -> timedelta:
-        return parse_duration(self.lease_ttl)
+        return duration_delta(self.lease_ttl)

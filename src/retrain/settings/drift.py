@@ -12,20 +12,142 @@ feature only, so setting one never resets another.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from retrain.drift._methods import METHODS, method_names
-from retrain.settings_base import Section
+from retrain.errors import ValidationError
+from retrain.settings._base import Section
 
-__all__ = ["DriftConfig", "FeatureOverride"]
+__all__ = [
+    "KINDS",
+    "METHOD_CATALOGUE",
+    "TESTS",
+    "DriftConfig",
+    "FeatureOverride",
+    "MethodInfo",
+    "check_declaration",
+    "declare_method",
+    "method_names",
+]
+
+KINDS = ("numeric", "categorical")
+TESTS = ("distance", "p_value")
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What the config needs to know of a drift method: where it applies, how it is judged.
+
+    The statistics themselves live in `retrain.drift` (which implements every name declared
+    here); keeping the catalogue beside the settings lets a config be validated without
+    importing the engine.
+    """
+
+    name: str
+    kinds: frozenset[str]
+    test: str
+    default_threshold: float
+    default_warn: float | None = None
+    description: str = ""
+
+
+#: Every declared method by name: the built-ins below, plus any `register_method` adds.
+METHOD_CATALOGUE: dict[str, MethodInfo] = {}
+
+
+def check_declaration(info: MethodInfo, *, replace: bool = False) -> None:
+    """Refuse a malformed declaration (or a second one of a name, unless `replace`).
+
+    Raises:
+        ValidationError: every problem named.
+    """
+    problems = []
+    name = info.name
+    if not name or not name.replace("_", "").isalnum():
+        problems.append(f"name {name!r} must be letters, digits and '_'")
+    if name in METHOD_CATALOGUE and not replace:
+        problems.append(f"{name!r} is already registered (pass replace=True to replace it)")
+    if not info.kinds or set(info.kinds) - set(KINDS):
+        problems.append(f"kinds must be a non-empty subset of {KINDS}, got {tuple(info.kinds)}")
+    if info.test not in TESTS:
+        problems.append(f"test must be one of {TESTS}, got {info.test!r}")
+    if not info.default_threshold > 0.0:
+        problems.append(f"default_threshold must be > 0, got {info.default_threshold}")
+    if info.default_warn is not None and (
+        info.test != "distance" or info.default_warn > info.default_threshold
+    ):
+        problems.append("default_warn is for distance methods and must not exceed the threshold")
+    if problems:
+        raise ValidationError(f"cannot register drift method {name!r}", problems)
+
+
+def declare_method(info: MethodInfo, *, replace: bool = False) -> None:
+    """Add a method to the catalogue (the drift engine does when one is registered)."""
+    check_declaration(info, replace=replace)
+    METHOD_CATALOGUE[info.name] = info
+
+
+def method_names(kind: str | None = None) -> list[str]:
+    """Declared method names, for one feature kind or all."""
+    return sorted(n for n, m in METHOD_CATALOGUE.items() if kind is None or kind in m.kinds)
+
+
+def _builtin(name: str, kinds: tuple[str, ...], test: str, threshold: float, **kw: Any) -> None:
+    declare_method(MethodInfo(name, frozenset(kinds), test, threshold, **kw))
+
+
+_builtin(
+    "ks",
+    ("numeric",),
+    "p_value",
+    0.05,
+    description="Two-sample Kolmogorov-Smirnov: largest ECDF gap, with scipy's two-sided p-value.",
+)
+_builtin(
+    "wasserstein",
+    ("numeric",),
+    "distance",
+    0.1,
+    description="Wasserstein-1 distance divided by the reference standard deviation.",
+)
+_builtin(
+    "psi",
+    ("numeric", "categorical"),
+    "distance",
+    0.25,
+    default_warn=0.1,
+    description="Population stability index over reference-quantile bins or categories.",
+)
+_builtin(
+    "jensenshannon",
+    ("numeric", "categorical"),
+    "distance",
+    0.1,
+    description="Jensen-Shannon distance (square root of the divergence, base 2: from 0 to 1).",
+)
+_builtin(
+    "linf",
+    ("categorical",),
+    "distance",
+    0.3,
+    description="L-infinity distance: the largest change in any category's share.",
+)
+_builtin(
+    "chi2",
+    ("categorical",),
+    "p_value",
+    0.05,
+    description="Pearson's chi-square on the 2 x k table of category counts "
+    "(no continuity correction).",
+)
 
 
 def _known(name: str, kind: str | None = None) -> str:
-    if name not in METHODS:
+    if name not in METHOD_CATALOGUE:
         raise ValueError(f"unknown drift method {name!r}; choose one of {method_names()}")
-    if kind is not None and kind not in METHODS[name].kinds:
+    if kind is not None and kind not in METHOD_CATALOGUE[name].kinds:
         raise ValueError(
             f"drift method {name!r} does not apply to {kind} features; "
             f"choose one of {method_names(kind)}"
@@ -167,21 +289,23 @@ class DriftConfig(Section):
             _known(name)
             if not value > 0.0:
                 raise ValueError(f"threshold of {name!r} must be > 0, got {value}")
-            if METHODS[name].test == "p_value" and not value < 1.0:
+            if METHOD_CATALOGUE[name].test == "p_value" and not value < 1.0:
                 raise ValueError(f"{name!r} is a p-value test: its alpha must be < 1, got {value}")
         # Key by key: naming one method's threshold keeps every other default.
-        return {**{n: m.default_threshold for n, m in METHODS.items()}, **v}
+        return {**{n: m.default_threshold for n, m in METHOD_CATALOGUE.items()}, **v}
 
     @field_validator("warn_thresholds")
     @classmethod
     def _merge_warnings(cls, v: dict[str, float]) -> dict[str, float]:
         for name, value in v.items():
             _known(name)
-            if METHODS[name].test != "distance":
+            if METHOD_CATALOGUE[name].test != "distance":
                 raise ValueError(f"{name!r} is a p-value test: warnings are for distances")
             if not value > 0.0:
                 raise ValueError(f"warn threshold of {name!r} must be > 0, got {value}")
-        defaults = {n: m.default_warn for n, m in METHODS.items() if m.default_warn is not None}
+        defaults = {
+            n: m.default_warn for n, m in METHOD_CATALOGUE.items() if m.default_warn is not None
+        }
         return {**defaults, **v}
 
     @model_validator(mode="after")
@@ -201,11 +325,11 @@ class DriftConfig(Section):
 
     def threshold_for(self, method: str) -> float:
         """The configured threshold of a method (its registered default if not configured)."""
-        return self.thresholds.get(method, METHODS[method].default_threshold)
+        return self.thresholds.get(method, METHOD_CATALOGUE[method].default_threshold)
 
     def warn_for(self, method: str) -> float | None:
         """The warning level of a distance method, if it has one."""
-        return self.warn_thresholds.get(method, METHODS[method].default_warn)
+        return self.warn_thresholds.get(method, METHOD_CATALOGUE[method].default_warn)
 
     def summary(self) -> dict[str, Any]:
         """The settings a report quotes."""

@@ -7,7 +7,6 @@ Exit codes: 0 ok; 2 bad input or failed validation (do not retry); 75 transient 
 from __future__ import annotations
 
 import argparse
-import importlib
 import io
 import json
 import os
@@ -18,7 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from retrain import __version__
+from retrain import __version__, submit
+from retrain.cli import backtest, deploy, monitor
 from retrain.config import Config, load_config
 from retrain.errors import (
     EXIT_INTERNAL,
@@ -52,8 +52,8 @@ def _run_and_report(
     With window ``auto`` (a scheduled run) the window and, unless given, the run id are
     resolved by the run itself: the header waits for the resolve step and shows what it chose.
     """
-    from retrain.resolve import AUTO
     from retrain.runner import STEP_ORDER, new_run_id, run_cycle, step_line
+    from retrain.steps.resolve_rules import AUTO
 
     auto = window == AUTO
     if not auto:
@@ -213,7 +213,7 @@ def _rollback_drill(cfg: Config) -> None:
     back: the same path a bad model that slipped past offline evaluation would take.
     """
     from retrain.registry import Registry
-    from retrain.rollout.run import rollout
+    from retrain.steps.rollout import rollout
     from retrain.storage import open_storage
 
     reg = Registry(open_storage(cfg.storage_root), cfg.name)
@@ -323,19 +323,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=7)
     g.set_defaults(func=_cmd_generate)
 
-    for module in _COMMAND_MODULES:
-        importlib.import_module(module).add_commands(sub)
+    # Each adds its subcommands and sets `func` on its parsers (a callable taking the parsed
+    # args and returning an exit code).
+    for module in (monitor, deploy, submit, backtest):
+        module.add_commands(sub)
     return p
-
-
-#: Modules that add subcommands: each has `add_commands(subparsers) -> None` and sets
-#: `func` on its parsers (a callable taking the parsed args and returning an exit code).
-_COMMAND_MODULES: list[str] = [
-    "retrain.triggers.cli",
-    "retrain.rollout.cli",
-    "retrain.submit",
-    "retrain.backtest.cli",
-]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from retrain.settings_base import Section
+from retrain.settings._base import Section
 
 __all__ = ["ContinuousConfig", "UpdateMethod"]
 

@@ -20,10 +20,10 @@ from retrain.errors import (
     RetrainError,
     ValidationError,
 )
+from retrain.launchers import KfpLauncher, LocalLauncher, NoLauncher, kfp_client
+from retrain.settings.durations import parse_duration
 from retrain.storage import LocalStorage, open_storage
-from retrain.triggers._duration import parse_duration
 from retrain.triggers.controller import Launcher, TriggerController
-from retrain.triggers.launchers import KfpLauncher, LocalLauncher, NoLauncher, kfp_client
 from retrain.triggers.policy import Signal
 
 __all__ = ["add_commands", "make_launcher"]
@@ -91,7 +91,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     try:
-        interval = parse_duration(args.every).total_seconds()
+        interval = float(parse_duration(args.every))
     except ValueError as err:
         raise ValidationError(f"--every: {err}") from None
     if args.port:
@@ -143,7 +143,7 @@ def _cmd_trigger(args: argparse.Namespace) -> int:
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
-    from retrain.triggers.launchers import pipeline_package
+    from retrain.launchers import pipeline_package
     from retrain.triggers.schedule import KfpSchedules, apply_plan, make_plan
 
     cfg = load_config(args.config)

@@ -1,0 +1,64 @@
+"""The steps of one retraining cycle, as plain functions over files and a store.
+
+Each KFP component calls exactly one of these (and the `retrain` CLI calls the same ones), so
+the pipeline on a laptop, the pipeline on Kubeflow and a backtest all run the same code. A step
+takes the normalised config text, reads its inputs from local paths (KFP artifact paths) or
+the store, writes its outputs and a report (Markdown for the Kubeflow UI, JSON for machines),
+and records its outcome under ``runs/<run_id>/<step>.json`` in the store (`records`), so a
+failed step leaves the reason where `retrain status` and the CLI can find it.
+
+One module per step. What each writes to shared state, and when:
+- resolve (`resolve_run`): the run lease, and only for a scheduled run (window ``"auto"``). It
+  runs first and turns ``"auto"`` run parameters into a window id and a run id (rules in
+  `resolve_rules`); it records only when it resolved something, so runs given explicit ids
+  keep exactly the records they had. A scheduled run then takes the run lease (`lease`), so
+  it never overlaps a drift-launched run, or refuses to start while another run holds it.
+- lease (`release_run_lease`): the pipeline's exit task; releases the lease only if this job
+  took it.
+- ingest: the schema, only on the very first run (create-only).
+- label: the labelled window into the history store (create-only; re-runs are idempotent).
+- train, evaluate: nothing shared (the model stays a run artifact until it is blessed).
+- deploy: the registry (create-only version, alias by compare-and-swap, events) and then the
+  rendered deployment; every write is idempotent, so re-running after a crash converges.
+- rollout: the canary's analysis ticks, promotion or rollback (`retrain.rollout`).
+"""
+
+from __future__ import annotations
+
+from retrain.steps.deploy import DeployOutcome, deploy
+from retrain.steps.evaluate import EvaluateOutcome, evaluate
+from retrain.steps.ingest import SCHEMA_KEY, ingest
+from retrain.steps.label import label
+from retrain.steps.lease import release_run_lease, run_lease_owner
+from retrain.steps.records import (
+    StepOutcome,
+    check_run_id,
+    read_run,
+    recorded_step,
+    write_step_report,
+)
+from retrain.steps.resolve import ResolveOutcome, resolve_run
+from retrain.steps.rollout import RolloutOutcome, rollout
+from retrain.steps.train import train
+
+__all__ = [
+    "SCHEMA_KEY",
+    "DeployOutcome",
+    "EvaluateOutcome",
+    "ResolveOutcome",
+    "RolloutOutcome",
+    "StepOutcome",
+    "check_run_id",
+    "deploy",
+    "evaluate",
+    "ingest",
+    "label",
+    "read_run",
+    "recorded_step",
+    "release_run_lease",
+    "resolve_run",
+    "rollout",
+    "run_lease_owner",
+    "train",
+    "write_step_report",
+]

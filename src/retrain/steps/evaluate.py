@@ -1,0 +1,74 @@
+"""`evaluate`: challenger vs champion on recent and historical holdouts; the gates decide."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from retrain.data.io import from_parquet_bytes
+from retrain.evaluation.gates import evaluate_challenger
+from retrain.registry import Registry
+from retrain.steps.records import StepOutcome, load_step_config, recorded_step, write_step_report
+from retrain.training.artifact import load_model_dir, load_registered_model
+
+__all__ = ["EvaluateOutcome", "evaluate"]
+
+
+@dataclass
+class EvaluateOutcome(StepOutcome):
+    blessed: bool = False
+    reason: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    confusion: dict[str, Any] | None = None
+
+
+def evaluate(
+    config_yaml: str, run_id: str, model_dir: str, holdout_dir: str, report_path: str | None = None
+) -> EvaluateOutcome:
+    """Challenger vs champion on recent and historical holdouts; the gates say blessed or not."""
+    cfg, store = load_step_config(config_yaml)
+    with recorded_step(store, run_id, "evaluate") as rec:
+        challenger, card = load_model_dir(model_dir)
+        reg = Registry(store, cfg.name)
+        champion_version = reg.get_alias("champion").version
+        champion = load_registered_model(reg, champion_version) if champion_version else None
+        recent, _ = from_parquet_bytes((Path(holdout_dir) / "recent.parquet").read_bytes())
+        hist_path = Path(holdout_dir) / "history.parquet"
+        history = from_parquet_bytes(hist_path.read_bytes())[0] if hist_path.exists() else None
+        result = evaluate_challenger(cfg, challenger, champion, recent, history, seed=cfg.seed)
+        flat = _flatten_metrics(result.metrics)
+        summary = ("BLESSED: " if result.blessed else "REJECTED: ") + result.reason
+        details = {
+            "blessed": result.blessed,
+            "reason": result.reason,
+            "challenger": card.version,
+            "champion": champion_version,
+            "metrics": result.metrics,
+            "comparison": result.comparison,
+            "gates": [g.__dict__ for g in result.gates],
+        }
+        rec.update(summary=summary, report=details, blessed=result.blessed)
+        rec["markdown"] = result.markdown()
+        write_step_report(report_path, rec["markdown"], details)
+        confusion = getattr(result, "confusion", None)
+        return EvaluateOutcome(
+            "evaluate",
+            summary,
+            details,
+            blessed=result.blessed,
+            reason=result.reason,
+            metrics=flat,
+            confusion=confusion,
+        )
+
+
+def _flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k, v in metrics.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten_metrics(v, f"{name}."))
+        elif isinstance(v, (int, float)) and v == v:  # drop NaN: KFP Metrics rejects it
+            out[name] = float(v)
+    return out

@@ -1,0 +1,147 @@
+"""Run records: what every step writes under ``runs/<run_id>/`` and beside its artifacts.
+
+A step records its outcome (or its error, with the exit code it maps to) under
+``runs/<run_id>/<step>.json`` in the store, with the readable report beside it
+(``<step>.md``), so `retrain status` and the CLI find why a run stopped whatever engine ran it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from retrain.config import Config, config_from_text
+from retrain.data.io import from_parquet_bytes, to_parquet_bytes
+from retrain.errors import RetrainError, ValidationError
+from retrain.storage import Storage, open_storage
+
+__all__ = [
+    "StepOutcome",
+    "check_run_id",
+    "load_step_config",
+    "now_iso",
+    "read_dataset",
+    "read_run",
+    "recorded_step",
+    "run_key",
+    "write_dataset",
+    "write_step_report",
+]
+
+# A run id names a folder of the store (runs/<run_id>/): one plain name, never a path.
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def now_iso() -> str:
+    """The wall clock, UTC, to the second: when a record or a card was written."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class StepOutcome:
+    """What a step reports: one line for humans, details for machines."""
+
+    step: str
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def check_run_id(run_id: str) -> str:
+    """Return `run_id` if it is one safe name; raise ValidationError otherwise.
+
+    Without this a run id such as '../models/loans' would put step records inside the
+    registry, since keys are normalised before they are checked against the root.
+    """
+    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+        raise ValidationError(
+            f"run id {run_id!r} is invalid: use 1-128 letters, digits, '.', '-' or '_', "
+            "starting with a letter or digit (it names the folder runs/<run_id>/ in the store)"
+        )
+    return run_id
+
+
+def run_key(run_id: str, step: str) -> str:
+    return f"runs/{check_run_id(run_id)}/{step}.json"
+
+
+@contextmanager
+def recorded_step(store: Storage, run_id: str, step: str) -> Iterator[dict[str, Any]]:
+    """Record the step's outcome (or its error, with the exit code it maps to) in the store."""
+    check_run_id(run_id)  # before the step runs: a bad id could not even record its failure
+    record: dict[str, Any] = {"step": step, "run_id": run_id, "started_at": now_iso()}
+    t0 = time.perf_counter()
+    try:
+        yield record
+    except RetrainError as err:
+        record.update(
+            status="failed", error=type(err).__name__, message=str(err), exit_code=err.exit_code
+        )
+        raise
+    except Exception as err:
+        record.update(
+            status="failed",
+            error=type(err).__name__,
+            message=str(err),
+            exit_code=1,
+            traceback=traceback.format_exc(limit=5),
+        )
+        raise
+    else:
+        record.setdefault("status", "succeeded")
+    finally:
+        record["seconds"] = round(time.perf_counter() - t0, 3)
+        record["finished_at"] = now_iso()
+        markdown = record.pop("markdown", None)
+        if markdown is not None:  # the readable report, beside the record, whatever the engine
+            store.write_text(f"runs/{run_id}/{step}.md", markdown)
+        store.write_text(run_key(run_id, step), json.dumps(record, indent=2, default=str))
+
+
+def read_run(store: Storage, run_id: str) -> dict[str, dict[str, Any]]:
+    """Every step record of a run, by step name."""
+    out = {}
+    for key in store.list(f"runs/{check_run_id(run_id)}"):
+        if not key.endswith(".json"):
+            continue
+        rec = json.loads(store.read_text(key))
+        out[rec["step"]] = rec
+    return out
+
+
+def write_step_report(report_path: str | None, markdown: str, details: dict[str, Any]) -> None:
+    """The report artifact for the KFP UI: Markdown, and its details as JSON beside it."""
+    if not report_path:
+        return
+    p = Path(report_path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(markdown)
+    p.with_name(p.name + ".json").write_text(json.dumps(details, indent=2, default=str))
+
+
+def load_step_config(config_yaml: str) -> tuple[Config, Storage]:
+    """The config a step was given (the pipeline parameter) and the store it names."""
+    cfg = config_from_text(config_yaml, source="pipeline parameter config_yaml")
+    return cfg, open_storage(cfg.storage_root)
+
+
+def write_dataset(path: str, df: pd.DataFrame, metadata: dict[str, Any]) -> None:
+    """Write a dataset artifact whole or not at all (a temporary file, then a rename)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_bytes(to_parquet_bytes(df, metadata))
+    tmp.replace(p)
+
+
+def read_dataset(path: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    return from_parquet_bytes(Path(path).read_bytes())

@@ -1,0 +1,164 @@
+"""`train`: a challenger on history + the new window at the configured mix (or an update)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from retrain.config import Config
+from retrain.continuous import train_or_update
+from retrain.data.history import load_history
+from retrain.data.io import content_sha256, to_parquet_bytes
+from retrain.data.windows import parse_window
+from retrain.drift import PROFILE_FILE, profile_for_model
+from retrain.registry import Registry
+from retrain.steps.records import (
+    StepOutcome,
+    load_step_config,
+    now_iso,
+    read_dataset,
+    recorded_step,
+    write_step_report,
+)
+from retrain.training.artifact import (
+    MODEL_CARD_FILE,
+    ModelCard,
+    library_versions,
+    load_registered_model,
+    model_files,
+)
+
+__all__ = ["train"]
+
+
+def train(
+    config_yaml: str,
+    window_id: str,
+    run_id: str,
+    labelled_path: str,
+    model_dir: str,
+    holdout_dir: str,
+    report_path: str | None = None,
+) -> StepOutcome:
+    """Train a challenger on history + the new window at the configured mix."""
+    cfg, store = load_step_config(config_yaml)
+    with recorded_step(store, run_id, "train") as rec:
+        window_id = parse_window(cfg.data, window_id).id  # one spelling: "01" is "1"
+        new, new_meta = read_dataset(labelled_path)
+        history = load_history(store, cfg, window_id)
+        reg = Registry(store, cfg.name)
+        champion = reg.get_alias("champion").version
+        parent, parent_card = None, None
+        if cfg.continuous.enabled and champion:  # continuous mode updates the champion
+            parent_card = ModelCard.from_json(reg.read_file(champion, MODEL_CARD_FILE).decode())
+            parent = load_registered_model(reg, champion)
+        t0 = time.perf_counter()
+        result = train_or_update(
+            cfg, new, history, cfg.seed, champion=parent, champion_card=parent_card
+        )
+        ts, model = result.training_set, result.model
+        fit_seconds = time.perf_counter() - t0
+        hashes = {
+            "new_window": new_meta.get("sha256", content_sha256(new)),
+            "history": content_sha256(history) if history is not None else None,
+            "train": content_sha256(ts.train),
+        }
+        if result.plan.mode == "continuous" and parent_card is not None:
+            hashes["parent_model"] = parent_card.model_sha256  # the update depends on it
+        version = _version_id(window_id, hashes, cfg)
+        card = ModelCard(
+            version=version,
+            parent=champion,
+            created_at=now_iso(),
+            task=cfg.task,
+            target=cfg.target,
+            features=dict(cfg.data.features),
+            estimator=cfg.model.estimator,
+            params=dict(cfg.model.params),
+            data_hashes=hashes,
+            provenance=result.provenance,
+            metrics={},
+            library_versions=library_versions(),
+            model_sha256="",
+            seed=cfg.seed,
+            window=window_id,
+            run_id=run_id,
+        )
+        out = Path(model_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, data in model_files(model, card).items():
+            (out / name).write_bytes(data)
+        # -- drift (retrain.drift): the reference profile, registered with the model by deploy
+        if cfg.drift.enabled:
+            held = [h for h in (ts.recent_holdout, ts.history_holdout) if h is not None]
+            profile = profile_for_model(cfg, model, ts.train, pd.concat(held, ignore_index=True))
+            (out / PROFILE_FILE).write_text(profile.to_json())
+        # -- end drift
+        hold = Path(holdout_dir)
+        hold.mkdir(parents=True, exist_ok=True)
+        (hold / "recent.parquet").write_bytes(to_parquet_bytes(ts.recent_holdout, {}))
+        if ts.history_holdout is not None:
+            (hold / "history.parquet").write_bytes(to_parquet_bytes(ts.history_holdout, {}))
+        p = result.provenance
+        summary = (
+            f"challenger {version}"
+            + (f" ({result.plan.summary()})" if cfg.continuous.enabled else "")
+            + f": {len(ts.train)} rows "
+            f"({p.get('history_rows', 0)} history + {p.get('new_rows', 0)} new, "
+            f"history share {p.get('realised_share', 0):.0%}), fit in {fit_seconds:.1f}s"
+        )
+        details = {
+            "version": version,
+            "parent": champion,
+            "provenance": p,
+            "data_hashes": hashes,
+            "fit_seconds": fit_seconds,
+        }
+        rec.update(summary=summary, report=details)
+        rec["markdown"] = _train_markdown(version, champion, p, hashes, fit_seconds)
+        write_step_report(report_path, rec["markdown"], details)
+        return StepOutcome("train", summary, details)
+
+
+def _version_id(window_id: str, hashes: dict[str, Any], cfg: Config) -> str:
+    """Content-addressed: the same data, model spec and seed give the same version id."""
+    basis = json.dumps(
+        {
+            "hashes": hashes,
+            "model": cfg.model.model_dump(mode="json"),
+            "seed": cfg.seed,
+            "mix": cfg.training.model_dump(mode="json"),
+            # An update's result also depends on how it updates (passes, replay, ...).
+            **(
+                {"continuous": cfg.continuous.model_dump(mode="json")}
+                if "parent_model" in hashes
+                else {}
+            ),
+        },
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(basis.encode()).hexdigest()[:10]
+    safe_window = "".join(c if c.isalnum() else "-" for c in window_id)
+    return f"w{safe_window}-{digest}"
+
+
+def _train_markdown(
+    version: str,
+    parent: str | None,
+    prov: dict[str, Any],
+    hashes: dict[str, Any],
+    fit_seconds: float,
+) -> str:
+    rows = "\n".join(f"| {k} | {v} |" for k, v in prov.items() if not isinstance(v, (dict, list)))
+    hrows = "\n".join(f"| {k} | `{v}` |" for k, v in hashes.items())
+    return (
+        f"# Train: challenger `{version}`\n\nParent (champion at training time): "
+        f"`{parent or 'none: first model'}`. Fit in {fit_seconds:.2f} s.\n\n"
+        f"## Training mix (provenance)\n\n| field | value |\n|---|---|\n{rows}\n\n"
+        f"## Data hashes\n\n| dataset | sha256 |\n|---|---|\n{hrows}\n"
+    )
