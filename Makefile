@@ -31,10 +31,18 @@ venv: $(STAMP) ## Create .venv and install the package with all extras (pinned b
 demo: $(STAMP) ## Run the retraining loop end to end on generated drifting data (kfp.local)
 	$(BIN)/retrain demo --workdir $(DEMO_DIR)
 
-lint: $(STAMP) ## ruff on all Python code
+lint: $(STAMP) ## ruff on all Python code, and the import contracts (layers, no cycles)
 	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/lint-imports
 
-typecheck: $(STAMP) ## mypy on src/
+# mypy checks the KFP adapters under the names they are installed as.
+TYPING_LINKS := build/typing/retrain_components build/typing/retrain_pipelines
+$(TYPING_LINKS):
+	mkdir -p build/typing
+	ln -sfn ../../components build/typing/retrain_components
+	ln -sfn ../../pipelines build/typing/retrain_pipelines
+
+typecheck: $(STAMP) $(TYPING_LINKS) ## mypy --strict on src/, components/ and pipelines/
 	$(BIN)/mypy
 
 unit: $(STAMP) ## Fast tests only
@@ -43,8 +51,9 @@ unit: $(STAMP) ## Fast tests only
 integration: $(STAMP) ## Tests that start real processes (kfp.local, GCS emulator, git)
 	$(BIN)/pytest -m integration -q
 
-test: $(STAMP) ## Lint, type-check, manifests check and the whole test suite
+test: $(STAMP) $(TYPING_LINKS) ## Lint, import contracts, type-check, manifests check, all tests
 	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m retrain.manifests_check --manifests manifests
 	$(BIN)/pytest -q

@@ -5,9 +5,11 @@ from typing import NamedTuple
 from kfp.dsl import Markdown, Output
 
 
+# KFP reads named outputs from this functional NamedTuple in the annotation itself (the body is
+# shipped without module-level names), a form mypy does not accept as a type.
 def resolve(
     config_yaml: str, window_id: str, run_id: str, job_id: str, report: Output[Markdown]
-) -> NamedTuple("Resolved", [("window_id", str), ("run_id", str)]):
+) -> NamedTuple("Resolved", [("window_id", str), ("run_id", str)]):  # type: ignore[valid-type]
     """Every later task takes its ids from these outputs; explicit values pass through.
 
     `job_id` is the KFP job id (`dsl.PIPELINE_JOB_ID_PLACEHOLDER`), the root of an "auto" run id.

@@ -96,7 +96,9 @@ def step_line(name: str, records: dict[str, dict[str, Any]]) -> str:
 class _StepWatcher(threading.Thread):
     """Reports each step's record as soon as it lands in the store (progress while it runs)."""
 
-    def __init__(self, store: Storage, run_id: str, on_step: Callable[[str, dict], None]) -> None:
+    def __init__(
+        self, store: Storage, run_id: str, on_step: Callable[[str, dict[str, Any]], None]
+    ) -> None:
         super().__init__(daemon=True)
         self._store, self._run_id, self._on_step = store, run_id, on_step
         self._seen: set[str] = set()
@@ -135,7 +137,7 @@ def run_cycle(
     run_id: str | None = None,
     pipeline_root: str | None = None,
     log_path: str | None = None,
-    on_step: Callable[[str, dict], None] | None = None,
+    on_step: Callable[[str, dict[str, Any]], None] | None = None,
     now: datetime | None = None,
 ) -> CycleResult:
     """One cycle for one window. Never raises for a failed step: see `CycleResult.exit_code`.
@@ -220,7 +222,7 @@ def _resolve_and_run(
     pipeline_root: str | None,
     *,
     log_path: str | None,
-    on_step: Callable[[str, dict], None] | None,
+    on_step: Callable[[str, dict[str, Any]], None] | None,
     now: datetime | None,
 ) -> CycleResult:
     try:
@@ -259,7 +261,7 @@ def _failed_resolve(
     job_id: str,
     err: Exception,
     log_path: str | None,
-    on_step: Callable[[str, dict], None] | None,
+    on_step: Callable[[str, dict[str, Any]], None] | None,
 ) -> CycleResult:
     """The result of a cycle whose resolve raised `err`: its record, or one made from `err`."""
     try:

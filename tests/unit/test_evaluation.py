@@ -15,7 +15,7 @@ from sklearn import metrics as skm
 
 from retrain.config import Config, config_from_dict
 from retrain.errors import ValidationError
-from retrain.evaluation.gates import decide, evaluate_challenger
+from retrain.evaluation.gates import GateInputs, decide, evaluate_challenger
 from retrain.evaluation.metrics import (
     GREATER_IS_BETTER,
     bootstrap_difference,
@@ -208,17 +208,19 @@ def _auc_decision(
     min_improvement: float = 0.0,
 ) -> Any:
     return decide(
-        "roc_auc",
-        True,
-        floor,
-        max_recent_regression,
-        0.02,
-        challenger,
-        champion,
-        ci,
-        None if hist is None else hist[0],
-        None if hist is None else hist[1],
-        min_improvement=min_improvement,
+        GateInputs(
+            "roc_auc",
+            True,
+            challenger,
+            champion,
+            ci,
+            None if hist is None else hist[0],
+            None if hist is None else hist[1],
+            floor=floor,
+            max_recent_regression=max_recent_regression,
+            max_history_loss=0.02,
+            min_improvement=min_improvement,
+        )
     )
 
 
@@ -373,8 +375,11 @@ def test_first_model_is_not_held_to_min_improvement(floor: float | None, blessed
 
 
 def test_lower_is_better_metrics_are_oriented() -> None:
+    def rmse_inputs(*values: Any, **thresholds: Any) -> GateInputs:
+        return GateInputs("rmse", False, *values, max_history_loss=0.1, **thresholds)
+
     def rmse(challenger: float, floor: float | None = None) -> Any:
-        return decide("rmse", False, floor, 0.0, 0.1, challenger, 1.2, (0.1, 0.3), 2.0, 2.0)
+        return decide(rmse_inputs(challenger, 1.2, (0.1, 0.3), 2.0, 2.0, floor=floor))
 
     better = rmse(1.0)
     assert better.blessed and better.comparison["recent_gain"] == pytest.approx(0.2)
@@ -382,15 +387,15 @@ def test_lower_is_better_metrics_are_oriented() -> None:
     assert rmse(1.0, floor=1.1).gates[0].passed
     failed = rmse(1.0, floor=0.9).gates[0]
     assert not failed.passed and "above the floor 0.900" in failed.detail
-    worse_history = decide("rmse", False, None, 0.0, 0.1, 1.0, 1.2, (0.1, 0.3), 2.2, 2.0)
+    worse_history = decide(rmse_inputs(1.0, 1.2, (0.1, 0.3), 2.2, 2.0))
     assert not worse_history.blessed and worse_history.comparison["history_loss"] == (
         pytest.approx(0.2)
     )
     # The improvement gate sees the oriented gain: 1.2 - 1.0 = +0.2 on the point path.
-    point = decide("rmse", False, None, 0.0, 0.1, 1.0, 1.2, None, None, None, min_improvement=0.15)
+    point = decide(rmse_inputs(1.0, 1.2, None, None, None, min_improvement=0.15))
     assert point.blessed
     assert _gate(point, "recent_improvement").detail.startswith("gain +0.200 exceeds")
-    strict = decide("rmse", False, None, 0.0, 0.1, 1.0, 1.2, None, None, None, min_improvement=0.25)
+    strict = decide(rmse_inputs(1.0, 1.2, None, None, None, min_improvement=0.25))
     assert _failed(strict) == ["recent_improvement"]
 
 

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from retrain import __version__, submit
 from retrain.cli import backtest, deploy, monitor
@@ -77,7 +77,7 @@ def _run_and_report(
     t0 = time.perf_counter()
     shown: set[str] = set()
 
-    def progress(name: str, record: dict) -> None:
+    def progress(name: str, record: dict[str, Any]) -> None:
         # Written to a copy of the terminal: kfp.local's own output goes to the log meanwhile.
         if not header and name == "resolve":
             resolved = (record.get("report") or {}).get("window_id")

@@ -42,7 +42,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "backtest",
         help="replay history under several retraining policies and compare them",

@@ -42,7 +42,8 @@ _FORMATS = ("parquet", "csv")
 def _parse(data: bytes, fmt: str, where: str) -> pd.DataFrame:
     try:
         if fmt == "parquet":
-            return pq.read_table(pa.BufferReader(data)).to_pandas()
+            frame: pd.DataFrame = pq.read_table(pa.BufferReader(data)).to_pandas()
+            return frame
         return pd.read_csv(io.BytesIO(data))
     except (pa.ArrowException, ValueError, UnicodeDecodeError) as err:
         raise ValidationError(f"{where} is not a readable {fmt} file: {err}") from None

@@ -164,6 +164,7 @@ def event_times(series: pd.Series, time_kind: str, *, errors: str = "raise") -> 
     A column of the wrong type altogether (numbers for timestamps) always raises.
     """
     name = series.name if series.name is not None else "time"
+    out: pd.Series  # floats (periods) or UTC timestamps
     if time_kind == "period":
         if pd.api.types.is_bool_dtype(series) or pd.api.types.is_datetime64_any_dtype(series):
             raise ValidationError(

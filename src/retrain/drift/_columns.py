@@ -136,7 +136,8 @@ def category_counts(
     """Rows per reference category, then rows in categories it never saw; missing rows; and
     the unseen values by name (returned as counts, length ``len(categories) + 1``)."""
     per_value, names, nulls = _value_counts(series)
-    mapping = np.asarray(categories.get_indexer(names.to_numpy(dtype=object)), dtype=np.int64)
+    lookup = pd.Index(names.to_numpy(dtype=object))
+    mapping = np.asarray(categories.get_indexer(lookup), dtype=np.int64)
     missing = names.isna().to_numpy()  # a value whose label is missing counts as missing
     nulls += int(per_value[missing].sum())
     known = (mapping >= 0) & ~missing

@@ -65,7 +65,7 @@ def _confidence(scores: Any) -> np.ndarray:
         raise ValidationError(
             f"scores must be probabilities in [0, 1] to estimate accuracy, got [{low}, {high}]"
         )
-    return np.clip(conf, 0.0, 1.0)
+    return np.asarray(np.clip(conf, 0.0, 1.0), dtype=np.float64)
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ class FeatureDrift:
         return "drift" if self.drifted else "warning" if self.warning else "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean(asdict(self))
+        return _clean_doc(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class Signal:
     available: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return _clean(asdict(self))
+        return _clean_doc(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ class DriftReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (NaN becomes null), features in config order."""
-        return _clean(
+        return _clean_doc(
             {
                 "drift_detected": self.drift_detected,
                 "fired": self.fired,
@@ -291,6 +291,11 @@ def _num(value: float | None) -> str:
     if abs(value) < 1e-3:
         return f"{value:.1e}"
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _clean_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    """`_clean` of a mapping."""
+    return {k: _clean(v) for k, v in doc.items()}
 
 
 def _clean(value: Any) -> Any:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from retrain.evaluation.gates import EvaluationResult, Gate, decide, evaluate_challenger
+from retrain.evaluation.gates import (
+    EvaluationResult,
+    Gate,
+    GateInputs,
+    decide,
+    evaluate_challenger,
+)
 from retrain.evaluation.metrics import (
     GREATER_IS_BETTER,
     bootstrap_difference,
@@ -14,6 +20,7 @@ __all__ = [
     "GREATER_IS_BETTER",
     "EvaluationResult",
     "Gate",
+    "GateInputs",
     "bootstrap_difference",
     "compute_metrics",
     "confusion",

@@ -40,7 +40,7 @@ from retrain.evaluation.metrics import (
 )
 from retrain.training.model import predict_scores
 
-__all__ = ["EvaluationResult", "Gate", "decide", "evaluate_challenger"]
+__all__ = ["EvaluationResult", "Gate", "GateInputs", "decide", "evaluate_challenger"]
 
 # Float noise must not fail a gate that is met exactly (an identical model has gain 0.0).
 _EPS = 1e-12
@@ -110,33 +110,44 @@ class EvaluationResult:
         return "\n".join(lines) + "\n"
 
 
-def decide(
-    metric: str,
-    greater_is_better: bool,
-    floor: float | None,
-    max_recent_regression: float,
-    max_history_loss: float,
-    challenger_recent: float,
-    champion_recent: float | None,
-    recent_ci: tuple[float, float] | None,
-    challenger_history: float | None,
-    champion_history: float | None,
-    *,
-    confidence: float = 0.95,
-    min_improvement: float = 0.0,
-) -> EvaluationResult:
-    """Apply the gates to the primary metric's values. Pure: no I/O, no randomness.
+@dataclass(frozen=True)
+class GateInputs:
+    """What the gates judge: the primary metric's values and the thresholds that apply.
 
-    Args:
+    Attributes:
+        champion_recent: None when there is no champion (first model): only the floor applies.
         recent_ci: (lower, upper) interval of the recent gain, oriented so positive means the
             challenger is better; None to judge on the point estimate alone.
-        champion_recent: None when there is no champion (first model): only the floor applies.
         challenger_history, champion_history: None when there is no history holdout.
         confidence: the interval's level, for the wording only.
         min_improvement: a challenger must beat the champion by more than this (on the
             interval's lower bound when there is one): replacing a model that works with one
             that is merely as good churns deployments for nothing.
     """
+
+    metric: str
+    greater_is_better: bool
+    challenger_recent: float
+    champion_recent: float | None = None
+    recent_ci: tuple[float, float] | None = None
+    challenger_history: float | None = None
+    champion_history: float | None = None
+    floor: float | None = None
+    max_recent_regression: float = 0.0
+    max_history_loss: float = 0.02
+    confidence: float = 0.95
+    min_improvement: float = 0.0
+
+
+def decide(inputs: GateInputs) -> EvaluationResult:
+    """Apply the gates to the primary metric's values. Pure: no I/O, no randomness."""
+    metric, greater_is_better = inputs.metric, inputs.greater_is_better
+    floor, confidence, min_improvement = inputs.floor, inputs.confidence, inputs.min_improvement
+    max_recent_regression = inputs.max_recent_regression
+    max_history_loss = inputs.max_history_loss
+    challenger_recent, champion_recent = inputs.challenger_recent, inputs.champion_recent
+    challenger_history, champion_history = inputs.challenger_history, inputs.champion_history
+    recent_ci = inputs.recent_ci
     sign = 1.0 if greater_is_better else -1.0
     gates = [_floor_gate(metric, greater_is_better, floor, challenger_recent)]
     metrics: dict[str, Any] = {"challenger": {"recent": {metric: challenger_recent}}}
@@ -299,18 +310,20 @@ def evaluate_challenger(
 
     ev = cfg.evaluation
     result = decide(
-        metric,
-        GREATER_IS_BETTER[metric],
-        ev.floor,
-        ev.max_recent_regression,
-        ev.max_history_loss,
-        challenger_recent=float(metrics["challenger"]["recent"][metric]),
-        champion_recent=value("champion", "recent"),
-        recent_ci=recent_ci,
-        challenger_history=value("challenger", "history"),
-        champion_history=value("champion", "history"),
-        confidence=ev.confidence,
-        min_improvement=ev.min_improvement,
+        GateInputs(
+            metric=metric,
+            greater_is_better=GREATER_IS_BETTER[metric],
+            challenger_recent=float(metrics["challenger"]["recent"][metric]),
+            champion_recent=value("champion", "recent"),
+            recent_ci=recent_ci,
+            challenger_history=value("challenger", "history"),
+            champion_history=value("champion", "history"),
+            floor=ev.floor,
+            max_recent_regression=ev.max_recent_regression,
+            max_history_loss=ev.max_history_loss,
+            confidence=ev.confidence,
+            min_improvement=ev.min_improvement,
+        )
     )
     comparison = dict(result.comparison)
     comparison["rows"] = {name: len(frame) for name, frame in frames.items()}

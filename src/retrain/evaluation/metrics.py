@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from retrain.errors import ValidationError
+
+Floats = npt.NDArray[np.float64]
 
 __all__ = [
     "CLASSIFICATION_METRICS",
@@ -58,8 +61,8 @@ def metric_names(task: str, n_classes: int = 2) -> list[str]:
 @dataclass(frozen=True)
 class _Prepared:
     task: str
-    y: np.ndarray  # class codes (classification) or float targets (regression)
-    scores: np.ndarray  # (rows, classes) probabilities or (rows,) predictions
+    y: Floats  # class codes (classification) or float targets (regression)
+    scores: Floats  # (rows, classes) probabilities or (rows,) predictions
     n_classes: int
 
 
@@ -92,16 +95,16 @@ def _prepare(task: str, y_true: Any, scores: Any, classes: Sequence[Any] | None)
     return _Prepared(task, codes, s, len(classes))
 
 
-def _weighted(metric: str, p: _Prepared, w: np.ndarray) -> np.ndarray:
+def _weighted(metric: str, p: _Prepared, w: Floats) -> Floats:
     """`metric` for each row of the weight matrix `w` (resamples x rows)."""
     total = w.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         if p.task == "regression":
             resid = p.y - p.scores
             if metric == "rmse":
-                return np.sqrt(w @ resid**2 / total)
+                return np.asarray(np.sqrt(w @ resid**2 / total), dtype=np.float64)
             if metric == "mae":
-                return w @ np.abs(resid) / total
+                return np.asarray(w @ np.abs(resid) / total, dtype=np.float64)
             if metric == "r2":
                 ss_res = w @ resid**2
                 ss_tot = w @ p.y**2 - (w @ p.y) ** 2 / total
@@ -112,15 +115,15 @@ def _weighted(metric: str, p: _Prepared, w: np.ndarray) -> np.ndarray:
         else:
             pred = p.scores.argmax(axis=1)
             if metric == "accuracy":
-                return w @ (pred == p.y).astype(float) / total
+                return np.asarray(w @ (pred == p.y).astype(float) / total, dtype=np.float64)
             if metric == "log_loss":
                 eps = np.finfo(float).eps
                 p_true = np.clip(p.scores[np.arange(len(p.y)), p.y], eps, 1.0)
-                return w @ -np.log(p_true) / total
+                return np.asarray(w @ -np.log(p_true) / total, dtype=np.float64)
             if metric == "brier":
                 if p.n_classes != 2:
                     raise ValidationError("brier is defined here for binary classification only")
-                return w @ (p.scores[:, 1] - (p.y == 1)) ** 2 / total
+                return np.asarray(w @ (p.scores[:, 1] - (p.y == 1)) ** 2 / total, dtype=np.float64)
             if metric == "f1":
                 return _macro_f1(p, pred, w)
             if metric == "roc_auc":
@@ -139,7 +142,7 @@ def _weighted(metric: str, p: _Prepared, w: np.ndarray) -> np.ndarray:
     )
 
 
-def _macro_f1(p: _Prepared, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _macro_f1(p: _Prepared, pred: npt.NDArray[np.intp], w: Floats) -> Floats:
     f1s, present = [], []
     for c in range(p.n_classes):
         tp = w @ ((pred == c) & (p.y == c)).astype(float)
@@ -151,10 +154,10 @@ def _macro_f1(p: _Prepared, pred: np.ndarray, w: np.ndarray) -> np.ndarray:
         f1s.append(np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1.0), 0.0))
     f1 = np.stack(f1s)
     seen = np.stack(present)
-    return (f1 * seen).sum(axis=0) / np.maximum(seen.sum(axis=0), 1)
+    return np.asarray((f1 * seen).sum(axis=0) / np.maximum(seen.sum(axis=0), 1), dtype=np.float64)
 
 
-def _auc(score: np.ndarray, positive: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _auc(score: Floats, positive: npt.NDArray[np.bool_], w: Floats) -> Floats:
     """Weighted ROC AUC (ties count half) for each row of `w`; NaN if a class has no weight."""
     order = np.argsort(score, kind="mergesort")
     s = score[order]
@@ -227,7 +230,7 @@ def bootstrap_difference(
         raise ValidationError("cannot bootstrap on zero rows")
     sign = 1.0 if GREATER_IS_BETTER[metric] else -1.0
 
-    def gain(w: np.ndarray) -> np.ndarray:
+    def gain(w: Floats) -> Floats:
         return sign * (_weighted(metric, challenger, w) - _weighted(metric, champion, w))
 
     point = float(gain(np.ones((1, rows)))[0])

@@ -155,7 +155,7 @@ def join_labels(cfg: Config, events: pd.DataFrame, labels: pd.DataFrame) -> Labe
     keys = _join_keys(events[cfg.data.id_column])
     by_key = latest.set_index("_key")  # one row per key: the latest label
     # Positions by hash lookup: Series.isin on pandas-3 strings goes value by value in Python.
-    position = by_key.index.get_indexer(keys)
+    position = by_key.index.get_indexer(pd.Index(keys))
     matched = (position >= 0) & keys.notna().to_numpy()
     rows = position[matched]
     label_values = by_key[cfg.labels.label_column].to_numpy()[rows]

@@ -107,12 +107,12 @@ def _scores(sample: PredictorSample, task: str) -> np.ndarray:
     """One score per prediction for the shift check: P(positive), the class, or the value."""
     if not sample.outputs:
         return np.empty(0)
-    outputs = np.concatenate(sample.outputs)
+    outputs: np.ndarray = np.concatenate(sample.outputs)
     if task != "classification":
         return outputs.astype(float)
     if outputs.shape[1] == 2:
         return outputs[:, 1].astype(float)
-    return np.argmax(outputs, axis=1).astype(float)
+    return np.asarray(np.argmax(outputs, axis=1), dtype=float)
 
 
 def _default_loader(store: Storage, cfg: Config, version: str) -> Any:

@@ -18,7 +18,7 @@ from retrain.config import config_from_text
 from retrain.rollout.controller import RolloutController, TickResult
 from retrain.rollout.lock import LockBusy
 from retrain.rollout.machine import PROGRESSING, RolloutState
-from retrain.rollout.providers import MetricsProvider
+from retrain.rollout.observe import MetricsProvider
 from retrain.steps.records import StepOutcome, recorded_step, write_step_report
 from retrain.storage import open_storage
 

@@ -187,7 +187,7 @@ def serialize_model(model: Pipeline) -> bytes:
         ValidationError: the model holds types `load_model` would refuse (checked now, so a
             model that cannot be loaded back is never written).
     """
-    data = sio.dumps(model)
+    data: bytes = sio.dumps(model)
     types, nodes = untrusted_parts(data)
     if types or nodes:
         raise ValidationError(
