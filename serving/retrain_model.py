@@ -8,7 +8,8 @@ Run by the serving image as::
 path, ``file://`` or ``gs://``) and ``MODEL_VERSION`` from the environment, reads the model card
 ``model.json`` beside the model file, and refuses to start unless the file's sha256 matches the
 card and every type in it is on the trusted list of `retrain._safety` (the same list training
-uses; the image installs the retrain package with ``--no-deps`` and imports nothing else of it).
+uses). The card is read by `retrain._card`, the reader training uses; the image installs the
+retrain package with ``--no-deps`` and imports nothing else of it.
 
 Requests are ``data.ndarray`` (or ``data.tensor``) rows with ``data.names`` naming the feature
 columns (any order); without names, columns must come in the card's feature order. Bad input
@@ -22,14 +23,12 @@ numpy < 2) and must never import kfp, which cannot be installed beside seldon-co
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,6 +37,7 @@ import sklearn
 from seldon_core.flask_utils import SeldonMicroserviceException
 from sklearn.pipeline import Pipeline
 
+from retrain._card import ModelCard
 from retrain._safety import load_verified
 from retrain.errors import ValidationError
 
@@ -53,7 +53,6 @@ __all__ = [
     "SCORE_METRIC",
     "VERSION_TAG",
     "RetrainModel",
-    "ServingCard",
     "build_frame",
     "feedback_losses",
     "model_locations",
@@ -93,67 +92,28 @@ _INTEGRAL_TEXT = re.compile(r"-?\d+\.0")
 _PROB_FLOOR = 1e-15
 
 
-@dataclass(frozen=True)
-class ServingCard:
-    """The fields of a model card (``model.json``) the server needs."""
-
-    version: str
-    task: str
-    target: str
-    features: dict[str, str]
-    model_sha256: str
-    library_versions: dict[str, str]
-
-
-def parse_card(data: bytes, where: str) -> ServingCard:
-    """Read the fields the server needs from a model card.
-
-    The full card schema is `retrain.training.artifact.ModelCard`, which lives beside training
-    code the image does not install; this reads and checks only what serving uses.
+def parse_card(data: bytes, where: str) -> ModelCard:
+    """Read a model card with training's own reader (`retrain._card`), then check what
+    serving relies on.
 
     Raises:
-        ValidationError: naming `where` and every missing or mistyped key.
+        ValidationError: naming `where` and every missing, unknown or mistyped key.
     """
-    try:
-        raw = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValidationError(f"model card {where} is not valid JSON: {err}") from None
-    if not isinstance(raw, dict):
-        raise ValidationError(f"model card {where} must be a JSON object")
+    card = ModelCard.from_json(data, where)
     problems = []
-    for key, kind in (
-        ("version", str),
-        ("task", str),
-        ("target", str),
-        ("features", dict),
-        ("model_sha256", str),
-    ):
-        if key not in raw:
-            problems.append(f"required key '{key}' is missing")
-        elif not isinstance(raw[key], kind) or (kind is str and not raw[key]):
-            problems.append(f"'{key}' must be a non-empty {kind.__name__}, got {raw[key]!r:.60}")
-    if isinstance(raw.get("task"), str) and raw["task"] not in ("classification", "regression"):
-        problems.append(f"'task' must be classification or regression, got {raw['task']!r:.60}")
-    features = raw.get("features")
-    if isinstance(features, dict):
-        if not features:
-            problems.append("'features' is empty")
-        for name, kind in features.items():
-            if kind not in (_NUMERIC, _CATEGORICAL):
-                problems.append(
-                    f"features.{name}: kind must be numeric or categorical, got {kind!r}"
-                )
+    for key in ("version", "target", "model_sha256"):
+        if not getattr(card, key):
+            problems.append(f"'{key}' must be a non-empty str")
+    if card.task not in ("classification", "regression"):
+        problems.append(f"'task' must be classification or regression, got {card.task!r:.60}")
+    if not card.features:
+        problems.append("'features' is empty")
+    for name, kind in card.features.items():
+        if kind not in (_NUMERIC, _CATEGORICAL):
+            problems.append(f"features.{name}: kind must be numeric or categorical, got {kind!r}")
     if problems:
         raise ValidationError(f"model card {where} is invalid", problems)
-    versions = raw.get("library_versions")
-    return ServingCard(
-        version=raw["version"],
-        task=raw["task"],
-        target=raw["target"],
-        features=dict(features or {}),
-        model_sha256=raw["model_sha256"],
-        library_versions=dict(versions) if isinstance(versions, dict) else {},
-    )
+    return card
 
 
 def model_locations(model_uri: str) -> tuple[str, str]:
@@ -487,7 +447,7 @@ def feedback_losses(
     return losses, int(np.sum(np.argmax(out, axis=1) == true))
 
 
-def _load(uri: str, expected_version: str | None) -> tuple[ServingCard, Pipeline]:
+def _load(uri: str, expected_version: str | None) -> tuple[ModelCard, Pipeline]:
     model_uri, card_uri = model_locations(uri)
     card = parse_card(read_uri(card_uri), card_uri)
     if expected_version is not None and card.version != expected_version:

@@ -10,9 +10,7 @@ used: loading a pickle runs whatever code the file names.
 from __future__ import annotations
 
 import dataclasses
-import json
 import platform
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import skops.io as sio
 from sklearn.pipeline import Pipeline
 
 import retrain
+from retrain._card import ModelCard
 from retrain._safety import (
     TRUSTED_TYPES,
     load_verified,
@@ -51,87 +50,6 @@ __all__ = [
     "serialize_model",
     "sha256_hex",
 ]
-
-
-_CARD_TYPES: dict[str, type] = {
-    "version": str,
-    "parent": str,
-    "created_at": str,
-    "task": str,
-    "target": str,
-    "features": dict,
-    "estimator": str,
-    "params": dict,
-    "seed": int,
-    "data_hashes": dict,
-    "provenance": dict,
-    "metrics": dict,
-    "library_versions": dict,
-    "model_sha256": str,
-    "window": str,
-    "run_id": str,
-}
-_NULLABLE = frozenset({"parent", "window", "run_id"})
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """What a model version is, where it came from and how good it was (``model.json``).
-
-    `data_hashes` holds sha256 digests of the data it was trained on (by role, e.g. new window,
-    history, training set); `window` and `run_id` name the data window and the run that made it.
-    """
-
-    version: str
-    parent: str | None
-    created_at: str
-    task: str
-    target: str
-    features: dict[str, str]
-    estimator: str
-    params: dict[str, Any]
-    seed: int
-    data_hashes: dict[str, Any] = field(default_factory=dict)
-    provenance: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    library_versions: dict[str, str] = field(default_factory=dict)
-    model_sha256: str = ""
-    window: str | None = None
-    run_id: str | None = None
-
-    def to_json(self) -> str:
-        """The card as indented, key-sorted JSON text."""
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=_json_default)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> ModelCard:
-        """Parse a card.
-
-        Raises:
-            ValidationError: not JSON, not an object, or with missing or unknown keys.
-        """
-        try:
-            raw = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValidationError(f"model card is not valid JSON: {err}") from None
-        if not isinstance(raw, dict):
-            raise ValidationError("model card must be a JSON object")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        required = {
-            name
-            for name, f in fields.items()
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        }
-        problems = [f"unknown key '{k}'" for k in sorted(set(raw) - set(fields))]
-        problems += [f"required key '{k}' is missing" for k in sorted(required - set(raw))]
-        for key, expected in _CARD_TYPES.items():
-            value = raw.get(key)
-            wrong = not isinstance(value, expected) or isinstance(value, bool)
-            if key in raw and wrong and not (key in _NULLABLE and value is None):
-                problems.append(f"'{key}' must be {expected.__name__}, got {value!r:.60}")
-        if problems:
-            raise ValidationError("model card is invalid", problems)
-        return cls(**raw)
 
 
 def library_versions() -> dict[str, str]:
@@ -232,12 +150,3 @@ def load_model_dir(model_dir: str | Path) -> tuple[Pipeline, ModelCard]:
     d = Path(model_dir)
     card = ModelCard.from_json((d / MODEL_CARD_FILE).read_text())
     return load_model((d / MODEL_FILE).read_bytes(), card), card
-
-
-def _json_default(value: Any) -> Any:
-    # numpy scalars and tuples reach the card through metrics and params.
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
