@@ -32,11 +32,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from retrain import steps
 from retrain.config import Config
 from retrain.errors import EXIT_INTERNAL, EXIT_OK, exit_code_for
+from retrain.steps.records import StepRecord
 from retrain.steps.resolve_rules import AUTO, auto_run_id, check_keyword
 from retrain.storage import LocalStorage, Storage, open_storage
 
@@ -55,7 +55,7 @@ class CycleResult:
 
     run_id: str
     window_id: str
-    records: dict[str, dict[str, Any]]
+    records: dict[str, StepRecord]
     exit_code: int
     log_path: str | None = None
     skipped: list[str] = field(default_factory=list)
@@ -65,7 +65,7 @@ class CycleResult:
         return bool(self.records.get("evaluate", {}).get("blessed"))
 
     @property
-    def failed_step(self) -> dict[str, Any] | None:
+    def failed_step(self) -> StepRecord | None:
         for name in RUN_STEPS:
             rec = self.records.get(name)
             if rec and rec.get("status") == "failed":
@@ -78,7 +78,7 @@ class CycleResult:
         return [step_line(name, self.records) for name in names]
 
 
-def step_line(name: str, records: dict[str, dict[str, Any]]) -> str:
+def step_line(name: str, records: dict[str, StepRecord]) -> str:
     """One terminal line for a step: ok with its summary, FAILED with the reason, or skipped."""
     rec = records.get(name)
     if rec is None:
@@ -97,7 +97,7 @@ class _StepWatcher(threading.Thread):
     """Reports each step's record as soon as it lands in the store (progress while it runs)."""
 
     def __init__(
-        self, store: Storage, run_id: str, on_step: Callable[[str, dict[str, Any]], None]
+        self, store: Storage, run_id: str, on_step: Callable[[str, StepRecord], None]
     ) -> None:
         super().__init__(daemon=True)
         self._store, self._run_id, self._on_step = store, run_id, on_step
@@ -137,7 +137,7 @@ def run_cycle(
     run_id: str | None = None,
     pipeline_root: str | None = None,
     log_path: str | None = None,
-    on_step: Callable[[str, dict[str, Any]], None] | None = None,
+    on_step: Callable[[str, StepRecord], None] | None = None,
     now: datetime | None = None,
 ) -> CycleResult:
     """One cycle for one window. Never raises for a failed step: see `CycleResult.exit_code`.
@@ -222,7 +222,7 @@ def _resolve_and_run(
     pipeline_root: str | None,
     *,
     log_path: str | None,
-    on_step: Callable[[str, dict[str, Any]], None] | None,
+    on_step: Callable[[str, StepRecord], None] | None,
     now: datetime | None,
 ) -> CycleResult:
     try:
@@ -261,7 +261,7 @@ def _failed_resolve(
     job_id: str,
     err: Exception,
     log_path: str | None,
-    on_step: Callable[[str, dict[str, Any]], None] | None,
+    on_step: Callable[[str, StepRecord], None] | None,
 ) -> CycleResult:
     """The result of a cycle whose resolve raised `err`: its record, or one made from `err`."""
     try:
@@ -296,7 +296,7 @@ def _failed_resolve(
     return CycleResult(failed_id, window_id, records, code, log_path)
 
 
-def _records_error(record: dict[str, Any], err: Exception) -> bool:
+def _records_error(record: StepRecord, err: Exception) -> bool:
     """Whether `record` is the failure record resolve wrote for `err` (not an older one)."""
     return record.get("status") == "failed" and (record.get("error"), record.get("message")) == (
         type(err).__name__,

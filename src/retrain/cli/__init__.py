@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from retrain import __version__, submit
 from retrain.cli import backtest, deploy, monitor
@@ -53,6 +53,7 @@ def _run_and_report(
     resolved by the run itself: the header waits for the resolve step and shows what it chose.
     """
     from retrain.runner import STEP_ORDER, new_run_id, run_cycle, step_line
+    from retrain.steps.records import StepRecord
     from retrain.steps.resolve_rules import AUTO
 
     auto = window == AUTO
@@ -77,7 +78,7 @@ def _run_and_report(
     t0 = time.perf_counter()
     shown: set[str] = set()
 
-    def progress(name: str, record: dict[str, Any]) -> None:
+    def progress(name: str, record: StepRecord) -> None:
         # Written to a copy of the terminal: kfp.local's own output goes to the log meanwhile.
         if not header and name == "resolve":
             resolved = (record.get("report") or {}).get("window_id")

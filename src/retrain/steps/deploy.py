@@ -12,7 +12,7 @@ from retrain.deploy import applier_for, backend_for
 from retrain.deploy.plan import deployment_state_for
 from retrain.drift import PROFILE_FILE
 from retrain.registry import Registry
-from retrain.steps.records import StepOutcome, load_step_config, recorded_step, write_step_report
+from retrain.steps.records import StepOutcome, finish_step, load_step_config, recorded_step
 from retrain.training.artifact import MODEL_CARD_FILE, MODEL_FILE, load_model_dir
 
 __all__ = ["DeployOutcome", "deploy"]
@@ -97,9 +97,8 @@ def deploy(
             "predictors": [p.__dict__ for p in state.predictors],
             "detail": result.detail,
         }
-        rec.update(summary=summary, report=details)
-        rec["markdown"] = _deploy_markdown(version, alias, state, result)
-        write_step_report(report_path, rec["markdown"], details)
+        markdown = _deploy_markdown(version, alias, state, result)
+        finish_step(rec, report_path, summary, details, markdown)
         return DeployOutcome(
             "deploy", summary, details, version=version, alias=alias, commit=result.ref
         )

@@ -9,7 +9,7 @@ from typing import Any
 from retrain.data.io import from_parquet_bytes
 from retrain.evaluation.gates import evaluate_challenger
 from retrain.registry import Registry
-from retrain.steps.records import StepOutcome, load_step_config, recorded_step, write_step_report
+from retrain.steps.records import StepOutcome, finish_step, load_step_config, recorded_step
 from retrain.training.artifact import load_model_dir, load_registered_model
 
 __all__ = ["EvaluateOutcome", "evaluate"]
@@ -48,9 +48,8 @@ def evaluate(
             "comparison": result.comparison,
             "gates": [g.__dict__ for g in result.gates],
         }
-        rec.update(summary=summary, report=details, blessed=result.blessed)
-        rec["markdown"] = result.markdown()
-        write_step_report(report_path, rec["markdown"], details)
+        rec["blessed"] = result.blessed
+        finish_step(rec, report_path, summary, details, result.markdown())
         confusion = getattr(result, "confusion", None)
         return EvaluateOutcome(
             "evaluate",

@@ -12,10 +12,10 @@ from retrain.drift import champion_drift
 from retrain.errors import AlreadyExists
 from retrain.steps.records import (
     StepOutcome,
+    finish_step,
     load_step_config,
     recorded_step,
     write_dataset,
-    write_step_report,
 )
 
 __all__ = ["SCHEMA_KEY", "ingest"]
@@ -55,7 +55,5 @@ def ingest(
         if drift.report is not None:
             summary += f"; {drift.summary()}"
         # -- end drift
-        rec.update(summary=summary, report=report)
-        rec["markdown"] = markdown
-        write_step_report(report_path, markdown, report)
+        finish_step(rec, report_path, summary, report, markdown)
         return StepOutcome("ingest", summary, report)

@@ -8,11 +8,11 @@ from retrain.data.windows import parse_window
 from retrain.labels.join import join_labels
 from retrain.steps.records import (
     StepOutcome,
+    finish_step,
     load_step_config,
     read_dataset,
     recorded_step,
     write_dataset,
-    write_step_report,
 )
 
 __all__ = ["label"]
@@ -48,7 +48,5 @@ def label(
             f"{len(result.labelled)} labelled rows, coverage {result.coverage:.1%}, "
             f"{len(result.queue)} rows queued for labelling"
         )
-        rec.update(summary=summary, report=result.report)
-        rec["markdown"] = result.markdown
-        write_step_report(report_path, result.markdown, result.report)
+        finish_step(rec, report_path, summary, result.report, result.markdown)
         return StepOutcome("label", summary, result.report)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pandas as pd
 
@@ -27,7 +27,9 @@ from retrain.storage import Storage, open_storage
 
 __all__ = [
     "StepOutcome",
+    "StepRecord",
     "check_run_id",
+    "finish_step",
     "load_step_config",
     "now_iso",
     "read_dataset",
@@ -45,6 +47,28 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 def now_iso() -> str:
     """The wall clock, UTC, to the second: when a record or a card was written."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class StepRecord(TypedDict, total=False):
+    """What ``runs/<run_id>/<step>.json`` holds (`retrain status` and the runner read it)."""
+
+    step: str
+    run_id: str
+    started_at: str
+    finished_at: str
+    seconds: float
+    status: str  # "succeeded" or "failed"
+    summary: str
+    report: dict[str, Any]  # the step's details (also its report artifact's JSON)
+    markdown: str  # written beside the record as <step>.md, not into it
+    error: str  # failed: the exception's type, message and the exit code it maps to
+    message: str
+    exit_code: int
+    traceback: str  # an unexpected (internal) error only
+    blessed: bool  # evaluate
+    phase: str  # rollout
+    recorded: bool  # False: made by the runner because the step could not record it
+    cause: str
 
 
 @dataclass
@@ -75,26 +99,19 @@ def run_key(run_id: str, step: str) -> str:
 
 
 @contextmanager
-def recorded_step(store: Storage, run_id: str, step: str) -> Iterator[dict[str, Any]]:
+def recorded_step(store: Storage, run_id: str, step: str) -> Iterator[StepRecord]:
     """Record the step's outcome (or its error, with the exit code it maps to) in the store."""
     check_run_id(run_id)  # before the step runs: a bad id could not even record its failure
-    record: dict[str, Any] = {"step": step, "run_id": run_id, "started_at": now_iso()}
+    record: StepRecord = {"step": step, "run_id": run_id, "started_at": now_iso()}
     t0 = time.perf_counter()
     try:
         yield record
     except RetrainError as err:
-        record.update(
-            status="failed", error=type(err).__name__, message=str(err), exit_code=err.exit_code
-        )
+        _failed(record, err, err.exit_code)
         raise
     except Exception as err:
-        record.update(
-            status="failed",
-            error=type(err).__name__,
-            message=str(err),
-            exit_code=1,
-            traceback=traceback.format_exc(limit=5),
-        )
+        _failed(record, err, 1)
+        record["traceback"] = traceback.format_exc(limit=5)
         raise
     else:
         record.setdefault("status", "succeeded")
@@ -107,15 +124,36 @@ def recorded_step(store: Storage, run_id: str, step: str) -> Iterator[dict[str, 
         store.write_text(run_key(run_id, step), json.dumps(record, indent=2, default=str))
 
 
-def read_run(store: Storage, run_id: str) -> dict[str, dict[str, Any]]:
+def _failed(record: StepRecord, err: BaseException, exit_code: int) -> None:
+    record["status"] = "failed"
+    record["error"] = type(err).__name__
+    record["message"] = str(err)
+    record["exit_code"] = exit_code
+
+
+def read_run(store: Storage, run_id: str) -> dict[str, StepRecord]:
     """Every step record of a run, by step name."""
-    out = {}
+    out: dict[str, StepRecord] = {}
     for key in store.list(f"runs/{check_run_id(run_id)}"):
         if not key.endswith(".json"):
             continue
         rec = json.loads(store.read_text(key))
         out[rec["step"]] = rec
     return out
+
+
+def finish_step(
+    record: StepRecord,
+    report_path: str | None,
+    summary: str,
+    details: dict[str, Any],
+    markdown: str,
+) -> None:
+    """The common end of every step: fill its run record and write its report artifact."""
+    record["summary"] = summary
+    record["report"] = details
+    record["markdown"] = markdown
+    write_step_report(report_path, markdown, details)
 
 
 def write_step_report(report_path: str | None, markdown: str, details: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from retrain.errors import RetrainError, TransientError, ValidationError
 from retrain.steps.lease import iso, jobs_held_lease, lease_dict, take_run_lease
 from retrain.steps.records import (
     StepOutcome,
+    finish_step,
     load_step_config,
     recorded_step,
     run_key,
@@ -178,9 +179,7 @@ def resolve_run(
         if window_id == AUTO:
             lease = _lease_for(cfg, store, ids, job_id, at, kfp_run, details)
         summary, markdown = _render(cfg, ids, window_id, run_id, at, lease, kept_doc)
-        rec.update(summary=summary, report=details)
-        rec["markdown"] = markdown
-        write_step_report(report_path, markdown, details)
+        finish_step(rec, report_path, summary, details, markdown)
         return ResolveOutcome(
             "resolve", summary, details, window_id=ids.window_id, run_id=ids.run_id
         )

@@ -19,7 +19,7 @@ from retrain.rollout.controller import RolloutController, TickResult
 from retrain.rollout.lock import LockBusy
 from retrain.rollout.machine import PROGRESSING, RolloutState
 from retrain.rollout.observe import MetricsProvider
-from retrain.steps.records import StepOutcome, recorded_step, write_step_report
+from retrain.steps.records import StepOutcome, finish_step, recorded_step
 from retrain.storage import open_storage
 
 if TYPE_CHECKING:
@@ -106,9 +106,8 @@ def rollout(
 
         outcome = _outcome(seen, last, ticks, decisions)
         markdown = rollout_markdown(cfg, outcome, list(seen.values()))
-        rec.update(summary=outcome.summary, report=outcome.details, phase=outcome.phase)
-        rec["markdown"] = markdown
-        write_step_report(report_path, markdown, outcome.details)
+        rec["phase"] = outcome.phase
+        finish_step(rec, report_path, outcome.summary, outcome.details, markdown)
         return outcome
 
 

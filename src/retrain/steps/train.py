@@ -19,11 +19,11 @@ from retrain.drift import PROFILE_FILE, profile_for_model
 from retrain.registry import Registry
 from retrain.steps.records import (
     StepOutcome,
+    finish_step,
     load_step_config,
     now_iso,
     read_dataset,
     recorded_step,
-    write_step_report,
 )
 from retrain.training.artifact import (
     MODEL_CARD_FILE,
@@ -119,9 +119,8 @@ def train(
             "data_hashes": hashes,
             "fit_seconds": fit_seconds,
         }
-        rec.update(summary=summary, report=details)
-        rec["markdown"] = _train_markdown(version, champion, p, hashes, fit_seconds)
-        write_step_report(report_path, rec["markdown"], details)
+        markdown = _train_markdown(version, champion, p, hashes, fit_seconds)
+        finish_step(rec, report_path, summary, details, markdown)
         return StepOutcome("train", summary, details)
 
 
