@@ -328,8 +328,6 @@ def _default_pipeline_root(cfg: Config) -> str:
 
 
 def _run_direct(config_yaml: str, window_id: str, run_id: str) -> None:
-    from retrain.steps.rollout import rollout
-
     with tempfile.TemporaryDirectory(prefix=f"retrain-{run_id}-") as tmp:
         t = Path(tmp)
         try:
@@ -359,7 +357,7 @@ def _run_direct(config_yaml: str, window_id: str, run_id: str) -> None:
             )
             if outcome.blessed:
                 steps.deploy(config_yaml, run_id, str(t / "model"), str(t / "deploy.md"))
-                rollout(config_yaml, run_id, str(t / "rollout.md"))
+                steps.rollout(config_yaml, run_id, str(t / "rollout.md"))
         except Exception:
             return
 

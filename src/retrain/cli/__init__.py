@@ -28,6 +28,8 @@ from retrain.errors import (
     ValidationError,
     exit_code_for,
 )
+from retrain.registry import Registry
+from retrain.storage import open_storage
 
 __all__ = ["main"]
 
@@ -132,8 +134,6 @@ def _cmd_compile(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from retrain.registry import Registry
-    from retrain.storage import open_storage
 
     cfg = load_config(args.config)
     reg = Registry(open_storage(cfg.storage_root), cfg.name)
@@ -213,9 +213,7 @@ def _rollback_drill(cfg: Config) -> None:
     The rollout must catch that it is worse than the champion on live traffic and roll it
     back: the same path a bad model that slipped past offline evaluation would take.
     """
-    from retrain.registry import Registry
     from retrain.steps.rollout import rollout
-    from retrain.storage import open_storage
 
     reg = Registry(open_storage(cfg.storage_root), cfg.name)
     champion = reg.get_alias("champion").version
@@ -233,8 +231,6 @@ def _rollback_drill(cfg: Config) -> None:
 
 def _demo_check(cfg: Config) -> int:
     """Show where the results are, and fail loudly if the loop did not reach its end state."""
-    from retrain.registry import Registry
-    from retrain.storage import open_storage
 
     store = open_storage(cfg.storage_root)
     reg = Registry(store, cfg.name)
