@@ -41,7 +41,7 @@ from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics
 from retrain.labels.join import join_labels
 from retrain.registry import MODEL_CARD_FILE, Registry
 from retrain.rollout.controller import RolloutController
-from retrain.storage import open_storage
+from retrain.storage import Storage, open_storage
 from retrain.training.artifact import ModelCard, load_model_dir, load_registered_model
 from retrain.training.model import predict_scores
 from retrain.triggers.policy import PolicyState, Signal, decide
@@ -173,101 +173,194 @@ def replay_policy(
 ) -> PolicyResult:
     """Replay `windows` under `spec` in ``out_dir/<policy>/`` (recreated). See the module doc."""
     t_start = time.perf_counter()
-    root = Path(out_dir).resolve() / spec.name
-    if root.exists():
-        shutil.rmtree(root)  # history is immutable: a stale store would refuse the replay
-    work = root / "work"
-    work.mkdir(parents=True)
-    pcfg = policy_config(cfg, spec, root)
-    text = pcfg.to_yaml()
-    store = open_storage(pcfg.storage_root)
-    registry = Registry(store, pcfg.name)
-    labels_source = read_source(pcfg.labels.uri, pcfg.labels.format)
-    step_seconds = _window_seconds(pcfg)
-    trigger_cfg = pcfg.triggers
-    state = PolicyState()
-    models: dict[str, Any] = {}
-    labelled_windows: set[int] = set()
-    canary_since: dict[str, int] = {}
-    records: list[WindowRecord] = []
-    labels_consumed = 0
-    trainings = 0
-
-    def clock_at(i: int) -> datetime:
-        return _EPOCH + timedelta(seconds=step_seconds * (i + 1))  # the end of window i
-
+    run = _ReplayInputs.create(cfg, spec, windows, Path(out_dir), options, cache)
+    state = _ReplayState()
     for i, window in enumerate(windows):
         rec = WindowRecord(index=i, window=window)
-        records.append(rec)
-        dataset = work / f"{i:05d}" / "dataset.parquet"
-        # 1. the window's events arrive
-        try:
-            ingested = steps.ingest(text, window, f"bt-{i:05d}-ingest", str(dataset))
-        except RetrainError as err:
-            rec.notes.append(f"ingest failed: {err}")
-            _finish(on_window, spec, i)
-            continue
-        rec.drift = ingested.details.get("drift", {}).get("drift_detected")
-        # 2. the serving model scores the window before its labels train anything
-        champion = registry.get_alias("champion").version
-        rec.champion = champion
-        if champion is not None:
-            if champion not in models:
-                models = {champion: load_registered_model(Registry(store, pcfg.name), champion)}
-            events, _ = from_parquet_bytes(dataset.read_bytes())
-            try:
-                rec.metric, rec.rows_scored = score_model(
-                    pcfg, models[champion], events, labels_source
-                )
-            except RetrainError as err:
-                rec.notes.append(f"scoring failed: {err}")
-        # A canary deployed `canary_delay` windows ago is promoted before the next deploy, which
-        # would otherwise replace it while it is still in analysis.
-        rec.promoted = _promote_due(pcfg, store, canary_since, i, options, clock_at(i))
-        # 3. retrain on the newest labelled window, if the policy says so
-        j = i - options.label_delay
-        launch = False
-        if j >= 0:
-            if champion is None:
-                launch, why = True, "no champion yet"
-            elif spec.kind == "drift":
-                drop = _performance_drop(records, j, champion, pcfg)
-                fired = bool(rec.drift) or drop >= pcfg.drift.max_performance_drop
-                if drop >= pcfg.drift.max_performance_drop:
-                    rec.notes.append(f"{pcfg.primary_metric} of {champion} dropped by {drop:.3f}")
-                signal = Signal("drift", snapshot=window, drifted=fired, details={"window": window})
-                decision, state = decide(signal, state, trigger_cfg, clock_at(i))
-                launch, why = decision.launch, f"{decision.rule}: {decision.reason}"
-            else:
-                launch = spec.scheduled(trainings if spec.kind != "every" else j)
-                why = "scheduled" if launch else "not scheduled"
-            rec.notes.append(why)
-        if launch:
-            trainings += 1
-            labels_consumed += _label_upto(text, windows, j, work, labelled_windows, rec)
-            if j in labelled_windows:
-                labelled = work / f"{j:05d}" / "labelled.parquet"
-                _train_and_deploy(
-                    text, pcfg, store, windows[j], labelled, work / f"{i:05d}", i, rec, cache
-                )
-                if rec.deployed and rec.deployed != champion:
-                    canary_since.setdefault(rec.deployed, i)
-            if spec.kind == "drift":
-                state = state.with_snapshot_status(window, "succeeded" if rec.version else "failed")
-        # 4. promote a canary whose delay has passed (again: a delay of 0 promotes at once)
-        rec.promoted = _promote_due(pcfg, store, canary_since, i, options, clock_at(i)) or (
-            rec.promoted
-        )
+        state.records.append(rec)
+        if _ingest(run, i, rec):  # 1. the window's events arrive
+            champion = _score_champion(run, state, i, rec)  # 2. before its labels train anything
+            # A canary deployed `canary_delay` windows ago is promoted before the next deploy,
+            # which would otherwise replace it while it is still in analysis.
+            rec.promoted = _promote_due(run, state, i)
+            # 3. retrain on the newest labelled window, if the policy says so
+            j = i - options.label_delay
+            if j >= 0 and _should_retrain(run, state, i, j, champion, rec):
+                _retrain(run, state, i, j, champion, rec)
+            # 4. promote a canary whose delay has passed (again: a delay of 0 promotes at once)
+            rec.promoted = _promote_due(run, state, i) or rec.promoted
         _finish(on_window, spec, i)
-    metric = pcfg.primary_metric
+    metric = run.cfg.primary_metric
     return PolicyResult(
         policy=spec.name,
         metric=metric,
         greater_is_better=GREATER_IS_BETTER[metric],
-        windows=records,
-        labels_consumed=labels_consumed,
+        windows=state.records,
+        labels_consumed=state.labels_consumed,
         seconds=time.perf_counter() - t_start,
     )
+
+
+@dataclass(frozen=True)
+class _ReplayInputs:
+    """What a policy's replay works with and never changes: its config, store and windows."""
+
+    spec: PolicySpec
+    windows: tuple[str, ...]
+    cfg: Config  # the policy's config: its own store and GitOps repository
+    text: str  # `cfg` as YAML, what the steps read
+    store: Storage
+    registry: Registry
+    labels: pd.DataFrame  # the labels source, read once; each window joins its events to it
+    work: Path  # per-window step outputs: work/<index>/...
+    options: ReplayOptions
+    cache: TrainingCache | None
+    window_seconds: int  # one window on the simulated clock
+
+    @classmethod
+    def create(
+        cls,
+        cfg: Config,
+        spec: PolicySpec,
+        windows: list[str],
+        out_dir: Path,
+        options: ReplayOptions,
+        cache: TrainingCache | None,
+    ) -> _ReplayInputs:
+        """Recreate ``out_dir/<policy>/`` and open the policy's store."""
+        root = out_dir.resolve() / spec.name
+        if root.exists():
+            shutil.rmtree(root)  # history is immutable: a stale store would refuse the replay
+        work = root / "work"
+        work.mkdir(parents=True)
+        pcfg = policy_config(cfg, spec, root)
+        text = pcfg.to_yaml()
+        store = open_storage(pcfg.storage_root)
+        return cls(
+            spec=spec,
+            windows=tuple(windows),
+            cfg=pcfg,
+            text=text,
+            store=store,
+            registry=Registry(store, pcfg.name),
+            labels=read_source(pcfg.labels.uri, pcfg.labels.format),
+            work=work,
+            options=options,
+            cache=cache,
+            window_seconds=_window_seconds(pcfg),
+        )
+
+    def clock_at(self, i: int) -> datetime:
+        """The simulated time at the end of window `i`."""
+        return _EPOCH + timedelta(seconds=self.window_seconds * (i + 1))
+
+    def window_dir(self, i: int) -> Path:
+        return self.work / f"{i:05d}"
+
+    def dataset(self, i: int) -> Path:
+        return self.window_dir(i) / "dataset.parquet"
+
+    def labelled(self, i: int) -> Path:
+        return self.window_dir(i) / "labelled.parquet"
+
+
+@dataclass
+class _ReplayState:
+    """What the replay carries from one window to the next."""
+
+    models: dict[str, Any] = field(default_factory=dict)  # the loaded champion, by version
+    labelled_windows: set[int] = field(default_factory=set)  # windows already in history
+    canary_since: dict[str, int] = field(default_factory=dict)  # version -> window deployed
+    trigger: PolicyState = field(default_factory=PolicyState)  # the drift policy's memory
+    trainings: int = 0
+    labels_consumed: int = 0
+    records: list[WindowRecord] = field(default_factory=list)
+
+
+def _ingest(run: _ReplayInputs, i: int, rec: WindowRecord) -> bool:
+    """Check the window's events and run the drift engine; False if ingest failed."""
+    try:
+        ingested = steps.ingest(run.text, run.windows[i], f"bt-{i:05d}-ingest", str(run.dataset(i)))
+    except RetrainError as err:
+        rec.notes.append(f"ingest failed: {err}")
+        return False
+    rec.drift = ingested.details.get("drift", {}).get("drift_detected")
+    return True
+
+
+def _score_champion(
+    run: _ReplayInputs, state: _ReplayState, i: int, rec: WindowRecord
+) -> str | None:
+    """Score the window with the serving champion (if any); return its version."""
+    champion = run.registry.get_alias("champion").version
+    rec.champion = champion
+    if champion is None:
+        return None
+    if champion not in state.models:  # keep only the serving champion loaded
+        model = load_registered_model(Registry(run.store, run.cfg.name), champion)
+        state.models = {champion: model}
+    events, _ = from_parquet_bytes(run.dataset(i).read_bytes())
+    try:
+        rec.metric, rec.rows_scored = score_model(
+            run.cfg, state.models[champion], events, run.labels
+        )
+    except RetrainError as err:
+        rec.notes.append(f"scoring failed: {err}")
+    return champion
+
+
+def _should_retrain(
+    run: _ReplayInputs,
+    state: _ReplayState,
+    i: int,
+    j: int,
+    champion: str | None,
+    rec: WindowRecord,
+) -> bool:
+    """Whether the policy retrains on labelled window `j` at window `i`; notes why."""
+    if champion is None:
+        launch, why = True, "no champion yet"
+    elif run.spec.kind == "drift":
+        launch, why = _drift_decision(run, state, i, j, champion, rec)
+    else:
+        launch = run.spec.scheduled(state.trainings if run.spec.kind != "every" else j)
+        why = "scheduled" if launch else "not scheduled"
+    rec.notes.append(why)
+    return launch
+
+
+def _drift_decision(
+    run: _ReplayInputs, state: _ReplayState, i: int, j: int, champion: str, rec: WindowRecord
+) -> tuple[bool, str]:
+    """Ask the trigger policy with the window's drift verdict or the champion's metric drop."""
+    cfg, window = run.cfg, run.windows[i]
+    drop = _performance_drop(state.records, j, champion, cfg)
+    fired = bool(rec.drift) or drop >= cfg.drift.max_performance_drop
+    if drop >= cfg.drift.max_performance_drop:
+        rec.notes.append(f"{cfg.primary_metric} of {champion} dropped by {drop:.3f}")
+    signal = Signal("drift", snapshot=window, drifted=fired, details={"window": window})
+    decision, state.trigger = decide(signal, state.trigger, cfg.triggers, run.clock_at(i))
+    return decision.launch, f"{decision.rule}: {decision.reason}"
+
+
+def _retrain(
+    run: _ReplayInputs,
+    state: _ReplayState,
+    i: int,
+    j: int,
+    champion: str | None,
+    rec: WindowRecord,
+) -> None:
+    """Label what arrived up to `j`, train on window `j`, deploy if blessed, time the canary."""
+    state.trainings += 1
+    state.labels_consumed += _label_upto(run, j, state.labelled_windows, rec)
+    if j in state.labelled_windows:
+        _train_and_deploy(run, run.windows[j], run.labelled(j), i, rec)
+        if rec.deployed and rec.deployed != champion:
+            state.canary_since.setdefault(rec.deployed, i)
+    if run.spec.kind == "drift":
+        status = "succeeded" if rec.version else "failed"
+        state.trigger = state.trigger.with_snapshot_status(run.windows[i], status)
 
 
 def _performance_drop(
@@ -290,20 +383,18 @@ def _finish(on_window: Callable[[str, int], None] | None, spec: PolicySpec, i: i
         on_window(spec.name, i)
 
 
-def _label_upto(
-    text: str, windows: list[str], j: int, work: Path, done: set[int], rec: WindowRecord
-) -> int:
+def _label_upto(run: _ReplayInputs, j: int, done: set[int], rec: WindowRecord) -> int:
     """Label every arrived window up to `j` not yet in history; return the labelled rows."""
     rows = 0
     for k in range(j + 1):
-        dataset = work / f"{k:05d}" / "dataset.parquet"
+        dataset = run.dataset(k)
         if k in done or not dataset.exists():
             continue
-        labelled = work / f"{k:05d}" / "labelled.parquet"
+        labelled = run.labelled(k)
         try:
-            steps.label(text, windows[k], f"bt-{k:05d}-label", str(dataset), str(labelled))
+            steps.label(run.text, run.windows[k], f"bt-{k:05d}-label", str(dataset), str(labelled))
         except RetrainError as err:
-            rec.notes.append(f"label of window {windows[k]} failed: {err}")
+            rec.notes.append(f"label of window {run.windows[k]} failed: {err}")
             continue
         done.add(k)
         rows += int(from_parquet_bytes(labelled.read_bytes())[1].get("rows", 0))
@@ -311,17 +402,11 @@ def _label_upto(
 
 
 def _train_and_deploy(
-    text: str,
-    cfg: Config,
-    store: Any,
-    window: str,
-    labelled: Path,
-    wdir: Path,
-    i: int,
-    rec: WindowRecord,
-    cache: TrainingCache | None,
+    run: _ReplayInputs, window: str, labelled: Path, i: int, rec: WindowRecord
 ) -> None:
     """Train (or reuse an identical training), evaluate and, if blessed, deploy."""
+    text, cfg, store, cache = run.text, run.cfg, run.store, run.cache
+    wdir = run.window_dir(i)
     model_dir, holdout_dir = wdir / "model", wdir / "holdout"
     run_id = f"bt-{i:05d}-train"
     rec.retrained, rec.trained_on = True, window
@@ -358,18 +443,12 @@ def _relink_card(model_dir: Path, *, parent: str | None, run_id: str) -> None:
     path.write_text(replace(card, parent=parent, run_id=run_id).to_json())
 
 
-def _promote_due(
-    cfg: Config,
-    store: Any,
-    canary_since: dict[str, int],
-    i: int,
-    options: ReplayOptions,
-    now: datetime,
-) -> str | None:
+def _promote_due(run: _ReplayInputs, state: _ReplayState, i: int) -> str | None:
     """Promote the canary through the real rollout controller once it has served its delay."""
-    canary = Registry(store, cfg.name).get_alias("canary").version
-    if canary is None or i - canary_since.get(canary, i) < options.canary_delay:
+    canary = Registry(run.store, run.cfg.name).get_alias("canary").version
+    if canary is None or i - state.canary_since.get(canary, i) < run.options.canary_delay:
         return None
-    controller = RolloutController(cfg, store, clock=lambda: now)
+    now = run.clock_at(i)
+    controller = RolloutController(run.cfg, run.store, clock=lambda: now)
     controller.promote(f"backtest: canary {canary} served its delay")
     return canary

@@ -63,103 +63,203 @@ def build_training_set(
     Raises:
         ValidationError: a required column is missing, or too few labelled rows remain.
     """
-    columns = [cfg.data.id_column, cfg.data.time_column, *cfg.data.features, cfg.target]
-    stratify = cfg.task == "classification"
-    _check_columns(new, columns, "new data")
+    plan = _MixPlan.from_config(cfg, seed)
+    _check_columns(new, list(plan.columns), "new data")
     if history is not None:
-        _check_columns(history, columns, "history")
-
-    new_l, new_unlabelled = _labelled(new[columns], cfg.target)
-    if len(new_l) < 2:
-        raise ValidationError(
-            f"new data has {len(new_l)} labelled row(s) in '{cfg.target}'; at least 2 are needed "
-            "to split off a recent holdout"
-        )
-    n_recent = min(max(1, round(len(new_l) * cfg.training.recent_holdout)), len(new_l) - 1)
-    recent_pos = _sample_positions(
-        _labels(new_l, cfg.target, stratify), n_recent, _rng(seed, _STREAM_RECENT_HOLDOUT)
+        _check_columns(history, list(plan.columns), "history")
+    fresh = _split_new(new, plan)
+    past = _split_history(history, new[plan.id_column], plan)
+    sample = _sample_history(past, fresh, plan)
+    train = _mix(sample.rows, fresh.train)
+    return TrainingSet(
+        train=train,
+        recent_holdout=fresh.recent,
+        history_holdout=past.holdout,
+        provenance=_provenance(plan, fresh, past, sample, train),
     )
-    recent = _take(new_l, recent_pos)
-    new_train = _drop(new_l, recent_pos)
 
-    history_holdout: pd.DataFrame | None = None
-    hist_train = new_l.iloc[0:0]
-    hist_notes: dict[str, Any] = {
-        "available": 0,
-        "unlabelled_dropped": 0,
-        "overlapping_new_dropped": 0,
-        "holdout_rows_requested": cfg.training.history_holdout_rows,
-        "cap": None,
-        "requested_rows": None,
-    }
-    share = cfg.training.historical_share
-    if history is not None and len(history) > 0:
-        hist_l, hist_unlabelled = _labelled(history[columns], cfg.target)
-        overlap = hist_l[cfg.data.id_column].isin(new[cfg.data.id_column])
-        hist_l = hist_l.loc[~overlap].reset_index(drop=True)
-        hist_notes.update(
-            available=len(hist_l),
-            unlabelled_dropped=hist_unlabelled,
-            overlapping_new_dropped=int(overlap.sum()),
-        )
-        # Never hold out more than half of history: the rest must stay available for training.
-        n_hold = min(cfg.training.history_holdout_rows, len(hist_l) // 2)
-        if n_hold > 0:
-            hold_pos = _sample_positions(
-                _labels(hist_l, cfg.target, stratify),
-                n_hold,
-                _rng(seed, _STREAM_HISTORY_HOLDOUT),
-            )
-            history_holdout = _take(hist_l, hold_pos)
-            pool = _drop(hist_l, hold_pos)
-        else:
-            pool = hist_l
-        wanted = round(len(new_train) * share / (1.0 - share))
-        n_hist, cap = _cap(wanted, len(pool), cfg.training.max_history_rows)
-        hist_notes["cap"] = cap
-        hist_notes["requested_rows"] = wanted
-        sample_pos = _sample_positions(
-            _labels(pool, cfg.target, stratify), n_hist, _rng(seed, _STREAM_HISTORY_SAMPLE)
-        )
-        hist_train = _take(pool, sample_pos)
 
+@dataclass(frozen=True)
+class _MixPlan:
+    """What the steps need from the config: the contract's columns, the sizes and the seed."""
+
+    columns: tuple[str, ...]  # id, time, features, target: the order the frames keep
+    id_column: str
+    target: str
+    stratify: bool
+    seed: int
+    recent_holdout: float
+    history_holdout_rows: int
+    historical_share: float
+    max_history_rows: int | None
+
+    @classmethod
+    def from_config(cls, cfg: Config, seed: int) -> _MixPlan:
+        return cls(
+            columns=(cfg.data.id_column, cfg.data.time_column, *cfg.data.features, cfg.target),
+            id_column=cfg.data.id_column,
+            target=cfg.target,
+            stratify=cfg.task == "classification",
+            seed=seed,
+            recent_holdout=cfg.training.recent_holdout,
+            history_holdout_rows=cfg.training.history_holdout_rows,
+            historical_share=cfg.training.historical_share,
+            max_history_rows=cfg.training.max_history_rows,
+        )
+
+    def strata(self, df: pd.DataFrame) -> np.ndarray | int:
+        return _labels(df, self.target, self.stratify)
+
+
+@dataclass(frozen=True)
+class _NewSplit:
+    """The new window's labelled rows, split into the recent holdout and the rows to train on."""
+
+    labelled: pd.DataFrame
+    unlabelled_dropped: int
+    recent: pd.DataFrame
+    train: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class _HistorySplit:
+    """History's labelled rows not in the new window: the holdout and the pool to sample from.
+
+    `pool` is None when no history was given (or it was empty).
+    """
+
+    holdout: pd.DataFrame | None = None
+    pool: pd.DataFrame | None = None
+    available: int = 0
+    unlabelled_dropped: int = 0
+    overlapping_new_dropped: int = 0
+
+
+@dataclass(frozen=True)
+class _HistorySample:
+    """The history rows drawn for training, how many were wanted and what capped them."""
+
+    rows: pd.DataFrame
+    requested_rows: int | None = None
+    cap: str | None = None
+
+
+def _split_new(new: pd.DataFrame, plan: _MixPlan) -> _NewSplit:
+    """Drop unlabelled rows and split off the recent holdout (at least one row each side)."""
+    labelled, unlabelled = _labelled(new[list(plan.columns)], plan.target)
+    if len(labelled) < 2:
+        raise ValidationError(
+            f"new data has {len(labelled)} labelled row(s) in '{plan.target}'; at least 2 are "
+            "needed to split off a recent holdout"
+        )
+    n_recent = min(max(1, round(len(labelled) * plan.recent_holdout)), len(labelled) - 1)
+    positions = _sample_positions(
+        plan.strata(labelled), n_recent, _rng(plan.seed, _STREAM_RECENT_HOLDOUT)
+    )
+    return _NewSplit(
+        labelled=labelled,
+        unlabelled_dropped=unlabelled,
+        recent=_take(labelled, positions),
+        train=_drop(labelled, positions),
+    )
+
+
+def _split_history(
+    history: pd.DataFrame | None, new_ids: pd.Series, plan: _MixPlan
+) -> _HistorySplit:
+    """Drop unlabelled rows and rows of the new window, then hold out part of the rest."""
+    if history is None or len(history) == 0:
+        return _HistorySplit()
+    labelled, unlabelled = _labelled(history[list(plan.columns)], plan.target)
+    overlap = labelled[plan.id_column].isin(new_ids)
+    labelled = labelled.loc[~overlap].reset_index(drop=True)
+    # Never hold out more than half of history: the rest must stay available for training.
+    n_hold = min(plan.history_holdout_rows, len(labelled) // 2)
+    holdout: pd.DataFrame | None = None
+    pool = labelled
+    if n_hold > 0:
+        positions = _sample_positions(
+            plan.strata(labelled), n_hold, _rng(plan.seed, _STREAM_HISTORY_HOLDOUT)
+        )
+        holdout, pool = _take(labelled, positions), _drop(labelled, positions)
+    return _HistorySplit(
+        holdout=holdout,
+        pool=pool,
+        available=len(labelled),
+        unlabelled_dropped=unlabelled,
+        overlapping_new_dropped=int(overlap.sum()),
+    )
+
+
+def _sample_history(past: _HistorySplit, fresh: _NewSplit, plan: _MixPlan) -> _HistorySample:
+    """Draw history so it is `historical_share` of the training rows (within the caps)."""
+    if past.pool is None:
+        return _HistorySample(rows=fresh.labelled.iloc[0:0])
+    share = plan.historical_share
+    wanted = round(len(fresh.train) * share / (1.0 - share))
+    n_hist, cap = _cap(wanted, len(past.pool), plan.max_history_rows)
+    positions = _sample_positions(
+        plan.strata(past.pool), n_hist, _rng(plan.seed, _STREAM_HISTORY_SAMPLE)
+    )
+    return _HistorySample(rows=_take(past.pool, positions), requested_rows=wanted, cap=cap)
+
+
+def _mix(history_rows: pd.DataFrame, new_rows: pd.DataFrame) -> pd.DataFrame:
+    """History rows, then new rows, with a fresh index."""
     # Concatenating an empty frame can change column dtypes; skip it.
-    train = pd.concat([hist_train, new_train], ignore_index=True) if len(hist_train) else new_train
-    n_total = len(train)
+    if not len(history_rows):
+        return new_rows
+    return pd.concat([history_rows, new_rows], ignore_index=True)
+
+
+def _provenance(
+    plan: _MixPlan,
+    fresh: _NewSplit,
+    past: _HistorySplit,
+    sample: _HistorySample,
+    train: pd.DataFrame,
+) -> dict[str, Any]:
+    """How the sets were made: sizes, shares, what was dropped and the ids' hashes."""
+    n_total, n_hist = len(train), len(sample.rows)
     provenance: dict[str, Any] = {
-        "seed": seed,
-        "requested_share": share,
-        "realised_share": (len(hist_train) / n_total) if n_total else 0.0,
-        "history_used": len(hist_train) > 0,
+        "seed": plan.seed,
+        "requested_share": plan.historical_share,
+        "realised_share": (n_hist / n_total) if n_total else 0.0,
+        "history_used": n_hist > 0,
         "train_rows": n_total,
-        "history_rows": len(hist_train),
-        "new_rows": len(new_train),
-        "recent_holdout_rows": len(recent),
-        "history_holdout_rows": 0 if history_holdout is None else len(history_holdout),
-        "new_available_rows": len(new_l),
-        "new_unlabelled_dropped": new_unlabelled,
-        "history": hist_notes,
+        "history_rows": n_hist,
+        "new_rows": len(fresh.train),
+        "recent_holdout_rows": len(fresh.recent),
+        "history_holdout_rows": 0 if past.holdout is None else len(past.holdout),
+        "new_available_rows": len(fresh.labelled),
+        "new_unlabelled_dropped": fresh.unlabelled_dropped,
+        "history": {
+            "available": past.available,
+            "unlabelled_dropped": past.unlabelled_dropped,
+            "overlapping_new_dropped": past.overlapping_new_dropped,
+            "holdout_rows_requested": plan.history_holdout_rows,
+            "cap": sample.cap,
+            "requested_rows": sample.requested_rows,
+        },
         "ids_sha256": {
-            "history_rows": ids_sha256(hist_train[cfg.data.id_column]),
-            "new_rows": ids_sha256(new_train[cfg.data.id_column]),
-            "recent_holdout": ids_sha256(recent[cfg.data.id_column]),
+            "history_rows": ids_sha256(sample.rows[plan.id_column]),
+            "new_rows": ids_sha256(fresh.train[plan.id_column]),
+            "recent_holdout": ids_sha256(fresh.recent[plan.id_column]),
             "history_holdout": None
-            if history_holdout is None
-            else ids_sha256(history_holdout[cfg.data.id_column]),
+            if past.holdout is None
+            else ids_sha256(past.holdout[plan.id_column]),
         },
     }
-    if history is None or len(history) == 0:
+    if past.pool is None:
         provenance["note"] = "no history given: trained on new rows only (historical share 0)"
-    if stratify:
-        frames = {"train": train, "recent_holdout": recent, "history_holdout": history_holdout}
+    if plan.stratify:
+        frames = {"train": train, "recent_holdout": fresh.recent, "history_holdout": past.holdout}
         provenance["class_balance"] = {
-            name: _class_counts(frame[cfg.target])
+            name: _class_counts(frame[plan.target])
             for name, frame in frames.items()
             if frame is not None
         }
-    return TrainingSet(
-        train=train, recent_holdout=recent, history_holdout=history_holdout, provenance=provenance
-    )
+    return provenance
 
 
 def _check_columns(df: pd.DataFrame, columns: list[str], what: str) -> None:
