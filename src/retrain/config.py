@@ -32,7 +32,7 @@ from retrain.settings import (
     TrainingConfig,
     TriggerConfig,
 )
-from retrain.settings._base import K8S_NAME
+from retrain.settings._base import check_name
 from retrain.settings.durations import parse_duration
 
 __all__ = [
@@ -74,9 +74,7 @@ class Config(Section):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not K8S_NAME.match(v):
-            raise ValueError(f"'{v}' must be lowercase letters, digits and '-'")
-        return v
+        return check_name(v)
 
     @model_validator(mode="after")
     def _columns_distinct(self) -> Config:

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from retrain.errors import ValidationError
-from retrain.settings._base import K8S_NAME, Section
+from retrain.settings._base import Section, check_name
 from retrain.settings.cron import parse_cron
 from retrain.settings.durations import duration_delta, parse_duration
 
@@ -30,9 +30,7 @@ class ScheduleSpec(Section):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not K8S_NAME.match(v):
-            raise ValueError(f"'{v}' must be lowercase letters, digits and '-'")
-        return v
+        return check_name(v)
 
     @field_validator("cron")
     @classmethod
