@@ -1,10 +1,13 @@
 """The components image builds the package with the pins the tests run with.
 
-Reads components/Dockerfile and constraints.txt: the image installs ``.[kfp]`` under
-``-c constraints.txt``, and every distribution that install pulls in is pinned there at the
-version this test environment has, on the Python the image uses. It is also checked to be
-multi-stage, non-root, pinned and free of build tools at run time. (Building it needs a
-container engine, which this check does not.)
+Reads components/Dockerfile, constraints.txt and build-constraints.txt: the image installs
+``.[kfp]`` under ``-c constraints.txt``, and every distribution that install pulls in is pinned
+there at the version this test environment has, on the Python the image uses (and
+constraints.txt pins exactly what ``.[kfp,demo,dev]`` installs). The isolated builds (the
+package's own, and sdists') get their setuptools from build-constraints.txt, through a pinned
+pip that knows ``--build-constraint``. The image is also checked to be multi-stage, non-root,
+pinned and free of build tools at run time. (Building it needs a container engine, which this
+check does not.)
 """
 
 from __future__ import annotations
@@ -13,16 +16,23 @@ import re
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 ROOT = Path(__file__).parents[2]
 DOCKERFILE = ROOT / "components" / "Dockerfile"
 CONSTRAINTS = ROOT / "constraints.txt"
+BUILD_CONSTRAINTS = ROOT / "build-constraints.txt"
 #: The extras the image installs (``.[kfp]``).
 EXTRAS = ("kfp",)
+#: The extras constraints.txt is resolved for (`make constraints`, `make venv`).
+ALL_EXTRAS = ("kfp", "demo", "dev")
+#: The first pip with ``--build-constraint`` (``-c`` does not reach isolated builds).
+PIP_WITH_BUILD_CONSTRAINTS = Version("25.3")
 #: Packages that compile code; none may be installed in the runtime stage.
 BUILD_TOOLS = ("gcc", "g++", "make", "build-essential", "python3-dev", "libc6-dev", "cmake")
 
@@ -68,25 +78,29 @@ def base_image() -> str:
     return args["PYTHON_IMAGE"]
 
 
-def _pins() -> dict[str, str]:
+def _pins(path: Path = CONSTRAINTS) -> dict[str, str]:
     pins = {}
-    for line in CONSTRAINTS.read_text().splitlines():
+    for line in path.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             name, sep, version = line.partition("==")
-            assert sep, f"constraints.txt: {line!r} is not pinned with =="
+            assert sep, f"{path.name}: {line!r} is not pinned with =="
             pins[canonicalize_name(name)] = version.strip()
     return pins
+
+
+def _pyproject() -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli", reason="reading pyproject.toml needs tomllib")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
 def _project_requirements(extras: tuple[str, ...]) -> list[Requirement]:
     """The project's requirements with `extras`, from pyproject.toml (what the image builds
     from; an installed copy's metadata can be older)."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        tomllib = pytest.importorskip("tomli", reason="reading pyproject.toml needs tomllib")
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = _pyproject()["project"]
     specs = list(project["dependencies"])
     for extra in extras:
         specs.extend(project["optional-dependencies"][extra])
@@ -177,6 +191,42 @@ def test_every_installed_distribution_is_pinned_at_the_tested_version() -> None:
     assert not drift, f"constraints.txt pins differ from what the tests run with: {drift}"
 
 
+def test_constraints_pin_nothing_that_the_extras_do_not_install() -> None:
+    try:
+        closure = _closure(ALL_EXTRAS)
+    except metadata.PackageNotFoundError as err:
+        pytest.skip(f"this environment lacks part of .[{','.join(ALL_EXTRAS)}]: {err}")
+    stale = sorted(set(_pins()) - set(closure))
+    assert not stale, f"constraints.txt pins what nothing installs (run make constraints): {stale}"
+    unpinned = sorted(set(closure) - set(_pins()))
+    assert not unpinned, f"installed but not pinned (run make constraints): {unpinned}"
+
+
+def test_isolated_builds_get_pinned_build_tools(stages: list[list[tuple[str, str]]]) -> None:
+    copied = [a for stage in stages[:-1] for ins, a in stage if ins == "COPY"]
+    assert any("build-constraints.txt" in a.split() for a in copied), "copy build-constraints.txt"
+    install = next(
+        a for stage in stages[:-1] for ins, a in stage if ins == "RUN" and "pip install" in a
+    )
+    # pip itself first, from build-constraints.txt: the venv's bundled pip may be too old.
+    upgrade = re.search(r"pip install -c build-constraints\.txt pip\b", install)
+    package = re.search(r"pip install [^&]*--build-constraint build-constraints\.txt", install)
+    assert upgrade, "install the pinned pip before the package"
+    assert package, "the package install must pass --build-constraint build-constraints.txt"
+    assert upgrade.start() < package.start()
+
+    pins = _pins(BUILD_CONSTRAINTS)
+    assert Version(pins["pip"]) >= PIP_WITH_BUILD_CONSTRAINTS, pins["pip"]
+    build_system = [Requirement(r) for r in _pyproject()["build-system"]["requires"]]
+    for req in build_system:
+        name = canonicalize_name(req.name)
+        assert name in pins, f"build-constraints.txt does not pin {req.name}"
+        assert req.specifier.contains(pins[name], prereleases=True), (req, pins[name])
+    # Only build tools: pip and the build backends (setuptools also builds pyproject-less sdists).
+    expected = {"pip", "setuptools"} | {canonicalize_name(r.name) for r in build_system}
+    assert set(pins) == expected, sorted(set(pins) ^ expected)
+
+
 def test_dockerignore_keeps_the_context_to_sources() -> None:
     ignored = {
         line.strip()
@@ -184,5 +234,6 @@ def test_dockerignore_keeps_the_context_to_sources() -> None:
         if line.strip() and not line.startswith("#")
     }
     assert {".git", ".venv", "tests", "manifests"} <= ignored
-    for needed in ("src", "components", "pipelines", "constraints.txt", "pyproject.toml"):
+    needed_files = ("constraints.txt", "build-constraints.txt", "pyproject.toml")
+    for needed in ("src", "components", "pipelines", *needed_files):
         assert needed not in ignored

@@ -115,6 +115,19 @@ def test_dockerfile_installs_the_package_without_dependencies_and_starts_our_cla
     assert args[args.index("--threads") + 1] == "1"
 
 
+def test_isolated_builds_get_the_pinned_setuptools() -> None:
+    # The sdists among the requirements and the package itself are built in isolated
+    # environments: PIP_BUILD_CONSTRAINT pins their setuptools, once pip is new enough to read
+    # it (the venv's bundled pip may not be), so the pinned pip is installed first.
+    text = _dockerfile()
+    assert re.search(r"^ENV .*\bPIP_BUILD_CONSTRAINT=/build/build-constraints\.txt\b", text, re.M)
+    assert re.search(r"^COPY build-constraints\.txt /build/$", text, re.M)
+    upgrade = text.index("pip install -c /build/build-constraints.txt pip")
+    assert upgrade < text.index("-c /build/serving/constraints.txt")
+    assert upgrade < text.index("pip install --no-deps /build/retrain")
+    assert {"pip", "setuptools"} <= set(_pins(REPO / "build-constraints.txt"))
+
+
 def test_the_build_context_keeps_everything_the_dockerfile_copies() -> None:
     sources = [
         src
