@@ -20,10 +20,11 @@ LINT_PATHS := src components pipelines serving tests benchmarks
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml $(CONSTRAINTS)
+$(STAMP): pyproject.toml $(CONSTRAINTS) build-constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[kfp,demo,dev]'
+	$(BIN)/python -m pip install --quiet -c build-constraints.txt pip
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) --build-constraint build-constraints.txt \
+		-e '.[kfp,demo,dev]'
 	touch $(STAMP)
 
 venv: $(STAMP) ## Create .venv and install the package with all extras (pinned by constraints.txt)
