@@ -11,10 +11,21 @@ def label(
     labelled: Output[Dataset],
     queue: Output[Dataset],
     report: Output[Markdown],
+    as_of: str = "",
 ) -> str:
-    """Adds the labelled window to the history store (create-only)."""
+    """Adds the labelled window to the history store (create-only).
+
+    Only labels dated at or before `as_of` are joined; "" means this task's own clock.
+    """
     from retrain import steps
 
     return steps.label(
-        config_yaml, window_id, run_id, dataset.path, labelled.path, queue.path, report.path
+        config_yaml,
+        window_id,
+        run_id,
+        dataset.path,
+        labelled.path,
+        queue.path,
+        report.path,
+        as_of or None,
     ).summary

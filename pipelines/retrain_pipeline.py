@@ -6,6 +6,10 @@ KFP v2 does not expand ``[[ScheduledTime]]`` macros, and resolve turns them into
 complete window and a run id derived from the KFP job id (`retrain.steps.resolve_rules`).
 Explicit ids pass through unchanged.
 
+The optional parameter ``as_of`` (an ISO time, or a period number for period sources) is the
+run's time for the label join: labels dated after it have not arrived and are left out.
+Empty (the default, and what scheduled runs pass) means the label task's own clock.
+
 A scheduled run also takes the run lease in resolve, so it never overlaps a drift-launched run
 (or refuses to start, exit 75). All tasks sit inside a `dsl.ExitHandler` whose exit task,
 `release`, runs last whatever happened and frees the lease if this job took it. An exit task
@@ -240,7 +244,7 @@ def build_pipeline(
         description="Retrain a model on history + a new data window, gate it against the "
         "champion, and roll it out as a Seldon canary.",
     )
-    def retrain_pipeline(config_yaml: str, window_id: str, run_id: str) -> None:
+    def retrain_pipeline(config_yaml: str, window_id: str, run_id: str, as_of: str = "") -> None:
         release = policy(
             ops["release"](config_yaml=config_yaml, job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER),
             "release",
@@ -267,6 +271,7 @@ def build_pipeline(
                     window_id=window,
                     run_id=run,
                     dataset=ingest.outputs["dataset"],
+                    as_of=as_of,
                 ),
                 "label",
             )

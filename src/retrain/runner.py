@@ -13,6 +13,11 @@ store, so the summary and the exit code are the same whichever engine ran.
 the KFP job; either engine then runs with the resolved ids, which the pipeline's resolve task
 passes through. So both engines agree, and the run's id is known before it starts.
 
+``as_of`` is the run's time for the label join (labels dated later have not arrived). Given, it
+is passed to the label step as is. Not given, a scheduled run (window ``"auto"``) of a
+timestamp or date source uses the instant its window was resolved at, so both agree; a run
+with an explicit window leaves it to the label step's own clock (period sources: no cut).
+
 A window ``"auto"`` makes the run a scheduled one, here as in the pipeline: resolving takes the
 run lease as ``pipeline:<this process's job id>`` (or fails with exit 75 while another run holds
 it), and the cycle releases it when it ends, however it ends, as the pipeline's exit task does.
@@ -35,9 +40,10 @@ from pathlib import Path
 
 from retrain import steps
 from retrain.config import Config
+from retrain.data.windows import as_of_text, parse_as_of
 from retrain.errors import EXIT_INTERNAL, EXIT_OK, exit_code_for
 from retrain.steps.records import StepRecord
-from retrain.steps.resolve_rules import AUTO, auto_run_id, check_keyword
+from retrain.steps.resolve_rules import AUTO, auto_run_id, check_keyword, utc_instant
 from retrain.storage import LocalStorage, Storage, open_storage
 
 __all__ = ["RUN_STEPS", "STEP_ORDER", "CycleResult", "new_run_id", "run_cycle", "step_line"]
@@ -139,21 +145,33 @@ def run_cycle(
     log_path: str | None = None,
     on_step: Callable[[str, StepRecord], None] | None = None,
     now: datetime | None = None,
+    as_of: str | None = None,
 ) -> CycleResult:
     """One cycle for one window. Never raises for a failed step: see `CycleResult.exit_code`.
 
     `window_id` and `run_id` may be ``"auto"`` (see the module docstring); `now` is the run's
-    time for resolving them (default: the real clock). `on_step(name, record)` is called as
-    each step finishes, in the order they finish.
+    time for resolving them (default: the real clock). `as_of` is the run's time for the
+    label join (see the module docstring). `on_step(name, record)` is called as each step
+    finishes, in the order they finish.
 
     A resolve that fails without leaving a record (the store refused the write) still gives a
     ``resolve`` record in the result, made here from its error with the exit code the error
     maps to (`retrain.errors.exit_code_for`; ``"recorded": False``). A run lease that cannot
     be released at the end is reported on stderr and in `log_path`, and leaves the result as
     is.
+
+    Raises:
+        ValidationError: `as_of` does not fit the source's time kind (nothing is written).
     """
     if engine not in ("kfp-local", "direct"):
         raise ValueError(f"unknown engine {engine!r} (kfp-local or direct)")
+    resolve_at = now
+    if as_of:
+        as_of = as_of_text(parse_as_of(cfg.data, as_of))  # bad input fails before any write
+    elif window_id == AUTO and cfg.data.time_kind != "period":
+        # The label join is as of the instant resolve chooses the window at.
+        resolve_at = now if now is not None else datetime.now(timezone.utc)
+        as_of = as_of_text(utc_instant(resolve_at))
     # No id can name a window that is not resolved yet: let resolve derive it.
     run_id = run_id or (AUTO if window_id == AUTO else new_run_id(window_id))
     check_keyword("run_id", run_id)
@@ -174,7 +192,8 @@ def run_cycle(
             pipeline_root,
             log_path=log_path,
             on_step=on_step,
-            now=now,
+            now=resolve_at,
+            as_of=as_of or None,
         )
     finally:
         if window_id == AUTO:  # a scheduled run: release the lease if its resolve took it
@@ -224,6 +243,7 @@ def _resolve_and_run(
     log_path: str | None,
     on_step: Callable[[str, StepRecord], None] | None,
     now: datetime | None,
+    as_of: str | None,
 ) -> CycleResult:
     try:
         # No KFP run has this job id: the lease gets no external id for the monitor to poll.
@@ -237,9 +257,9 @@ def _resolve_and_run(
     try:
         if engine == "kfp-local":
             root = pipeline_root or _default_pipeline_root(cfg)
-            _run_kfp_local(config_yaml, window_id, run_id, root, log_path)
+            _run_kfp_local(config_yaml, window_id, run_id, root, log_path, as_of)
         else:
-            _run_direct(config_yaml, window_id, run_id)
+            _run_direct(config_yaml, window_id, run_id, as_of)
     finally:
         if watcher:
             watcher.finish()
@@ -327,7 +347,7 @@ def _default_pipeline_root(cfg: Config) -> str:
     return tempfile.mkdtemp(prefix="retrain-kfp-")
 
 
-def _run_direct(config_yaml: str, window_id: str, run_id: str) -> None:
+def _run_direct(config_yaml: str, window_id: str, run_id: str, as_of: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix=f"retrain-{run_id}-") as tmp:
         t = Path(tmp)
         try:
@@ -342,6 +362,7 @@ def _run_direct(config_yaml: str, window_id: str, run_id: str) -> None:
                 str(t / "labelled.parquet"),
                 str(t / "queue.parquet"),
                 str(t / "label.md"),
+                as_of,
             )
             steps.train(
                 config_yaml,
@@ -387,7 +408,12 @@ def _output_to(path: str | None) -> Iterator[None]:
 
 
 def _run_kfp_local(
-    config_yaml: str, window_id: str, run_id: str, pipeline_root: str, log_path: str | None
+    config_yaml: str,
+    window_id: str,
+    run_id: str,
+    pipeline_root: str,
+    log_path: str | None,
+    as_of: str | None,
 ) -> None:
     from kfp import local
     from retrain_pipelines import build_pipeline
@@ -400,4 +426,4 @@ def _run_kfp_local(
     )
     pipeline = build_pipeline(retries=False)  # fail fast locally; see build_pipeline
     with _output_to(log_path):
-        pipeline(config_yaml=config_yaml, window_id=window_id, run_id=run_id)
+        pipeline(config_yaml=config_yaml, window_id=window_id, run_id=run_id, as_of=as_of or "")

@@ -164,9 +164,17 @@ def test_resolve_requests_little(compiled: dict) -> None:
 
 def test_pipeline_parameters_have_no_baked_defaults(compiled: dict) -> None:
     params = compiled["root"]["inputDefinitions"]["parameters"]
-    assert set(params) == {"config_yaml", "window_id", "run_id"}
-    for p in params.values():
-        assert "defaultValue" not in p
+    assert set(params) == {"config_yaml", "window_id", "run_id", "as_of"}
+    for name, p in params.items():
+        if name == "as_of":  # optional: empty means the label task's own clock
+            assert p.get("defaultValue") == "" and p.get("isOptional") is True
+        else:
+            assert "defaultValue" not in p
+
+
+def test_label_gets_the_raw_as_of_parameter(compiled: dict) -> None:
+    params = _tasks(compiled)["label"]["inputs"]["parameters"]
+    assert params["as_of"] == {"componentInputParameter": "pipelinechannel--as_of"}
 
 
 def test_local_variant_has_no_retries(tmp_path: Path) -> None:

@@ -43,11 +43,16 @@ def _print(msg: str = "") -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    return _run_and_report(cfg, args.window, args.engine, args.run_id, args.log)
+    return _run_and_report(cfg, args.window, args.engine, args.run_id, args.log, args.as_of)
 
 
 def _run_and_report(
-    cfg: Config, window: str, engine: str, run_id: str | None, log: str | None
+    cfg: Config,
+    window: str,
+    engine: str,
+    run_id: str | None,
+    log: str | None,
+    as_of: str | None = None,
 ) -> int:
     """Run one cycle, printing a header, a line per step and a verdict.
 
@@ -72,7 +77,8 @@ def _run_and_report(
     header: list[str] = []
 
     def show_header(window_id: str, rid: str, stream: TextIO) -> None:
-        header.append(f"window {window_id} · run {rid} · engine {engine}")
+        labels_at = f" · labels as of {as_of}" if as_of else ""
+        header.append(f"window {window_id} · run {rid} · engine {engine}{labels_at}")
         print(header[-1], file=stream, flush=True)
 
     if not auto:
@@ -89,7 +95,9 @@ def _run_and_report(
         shown.add(name)
         print(step_line(name, {name: record}), file=terminal, flush=True)
 
-    result = run_cycle(cfg, window, engine=engine, run_id=run_id, log_path=log, on_step=progress)
+    result = run_cycle(
+        cfg, window, engine=engine, run_id=run_id, log_path=log, on_step=progress, as_of=as_of
+    )
     if not header:  # no resolve record came (e.g. the store could not be read)
         show_header(result.window_id, result.run_id, terminal)
     for name in STEP_ORDER:
@@ -290,6 +298,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--engine", choices=["kfp-local", "direct"], default="kfp-local")
     r.add_argument("--run-id", help="default: derived from the window (resolved one for 'auto')")
+    r.add_argument(
+        "--as-of",
+        help="the run's time for the label join: labels dated later (labels.time_column) have "
+        "not arrived and are left out; an ISO time, or a period number for period sources "
+        "(default: the time 'auto' resolves at, else the label step's clock)",
+    )
     r.add_argument("--log", help="file for the pipeline's own output (default: next to the store)")
     r.set_defaults(func=_cmd_run)
 

@@ -27,8 +27,10 @@ from retrain.errors import ValidationError
 
 __all__ = [
     "Window",
+    "as_of_text",
     "event_times",
     "next_window_id",
+    "parse_as_of",
     "parse_window",
     "window_ids_in",
     "window_mask",
@@ -217,3 +219,36 @@ def window_ids_in(data: DataSource, times: pd.Series) -> list[str]:
     step = pd.Timedelta(seconds=_window_seconds(data))
     slots = np.unique(((values - _GRID_ORIGIN) // step).to_numpy(dtype=np.int64))
     return [_format_instant(_GRID_ORIGIN + int(k) * step) for k in slots]
+
+
+def parse_as_of(data: DataSource, value: str) -> Any:
+    """A run's "as of" time in the units of the time kind: a period number, or a UTC instant.
+
+    A period source takes a period number (a run at period ``p`` knows what was dated ``p`` or
+    earlier); timestamp and date sources take an ISO date or datetime (UTC unless it carries an
+    offset).
+
+    Raises:
+        ValidationError: the value does not fit the time kind; the message names ``as_of``.
+    """
+    text = str(value).strip()
+    if data.time_kind == "period":
+        if not _PERIOD.match(text):
+            raise ValidationError(
+                f"as_of {value!r} is not a period number (data.time_kind is 'period')"
+            )
+        return int(text)
+    hint = "an ISO date like 2024-01-08 or a datetime like 2024-01-08T00:00:00Z"
+    if not _ISO_START.match(text):
+        raise ValidationError(f"as_of {value!r} is not {hint}")
+    try:
+        return _parse_start(text, "timestamp")
+    except ValidationError:
+        raise ValidationError(f"as_of {value!r} is not {hint}") from None
+
+
+def as_of_text(value: Any) -> str:
+    """The run-parameter spelling of an as-of time from `parse_as_of` (or a window bound)."""
+    if isinstance(value, pd.Timestamp):
+        return value.tz_convert("UTC").isoformat().replace("+00:00", "Z")
+    return str(int(value))

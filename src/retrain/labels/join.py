@@ -4,6 +4,12 @@ Labels come from their own source, keyed by the event id. The join reports cover
 events with a label), sends unlabelled events to a labelling queue, keeps the latest label when
 an id was labelled twice, and counts labels dated before their event: a label known before the
 event happened usually means the label leaks information the model will not have at serving time.
+
+Labels arrive late, and a source read today may hold labels that a run for an older time could
+not have seen. With ``labels.time_column`` set and an ``as_of`` time, the join uses only labels
+dated at or before ``as_of``: later ones (even a later relabelling of an id) have not arrived,
+so their events stay in the labelling queue and count against coverage. Labels without a
+readable time are kept, as they are when de-duplicating (undated means old).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import pandas as pd
 from retrain.config import Config
 from retrain.data.io import json_value
 from retrain.data.schema import as_category_strings
-from retrain.data.windows import event_times
+from retrain.data.windows import as_of_text, event_times
 from retrain.errors import ValidationError
 
 __all__ = ["MAX_LEAKAGE_SHARE", "LabelResult", "join_labels"]
@@ -68,24 +74,43 @@ def _check_columns(cfg: Config, events: pd.DataFrame, labels: pd.DataFrame) -> N
         raise ValidationError("cannot join labels", problems)
 
 
-def _latest_labels(cfg: Config, labels: pd.DataFrame) -> tuple[pd.DataFrame, int, int, int]:
-    """One label per id (the latest by label time), plus counts of duplicates, null labels
-    and unreadable label times."""
+@dataclass
+class _Arrived:
+    """The labels known as of the run's time, one per id, and what was left out or dropped."""
+
+    latest: pd.DataFrame
+    duplicates: int
+    null_labels: int
+    unreadable_times: int
+    late_keys: pd.Index  # ids whose only labels are dated after as_of
+
+
+def _latest_labels(cfg: Config, labels: pd.DataFrame, as_of: Any) -> _Arrived:
+    """One label per id (the latest by label time among those dated at or before `as_of`),
+    plus counts of duplicates, null labels and unreadable label times."""
     lab = labels.copy()
     lab["_key"] = _join_keys(lab[cfg.labels.id_column])
     lab = lab[lab["_key"].notna()]
     null_labels = int(lab[cfg.labels.label_column].isna().sum())
     lab = lab[lab[cfg.labels.label_column].notna()]
     unreadable = 0
+    late_keys = pd.Index([])
     if cfg.labels.time_column:
         raw = lab[cfg.labels.time_column]
         # Label times share the events' time kind; an unreadable one counts as unknown.
         lab["_label_time"] = event_times(raw, cfg.data.time_kind, errors="coerce")
         unreadable = int((lab["_label_time"].isna() & raw.notna()).sum())
+        if as_of is not None:
+            # Not arrived yet at the run's time; NaT compares False, so undated labels stay.
+            late = (lab["_label_time"] > as_of).to_numpy()
+            arrived_keys = pd.Index(lab.loc[~late, "_key"].unique())
+            late_keys = pd.Index(lab.loc[late, "_key"].unique())
+            late_keys = late_keys[arrived_keys.get_indexer(late_keys) < 0]
+            lab = lab[~late]
         # Stable sort: among equal times the later row in the source wins; unknown times lose.
         lab = lab.sort_values("_label_time", kind="mergesort", na_position="first")
     dup = lab["_key"].duplicated(keep="last")
-    return lab[~dup], int(dup.sum()), null_labels, unreadable
+    return _Arrived(lab[~dup], int(dup.sum()), null_labels, unreadable, late_keys)
 
 
 def _label_summary(cfg: Config, values: pd.Series) -> dict[str, Any]:
@@ -114,6 +139,12 @@ def _markdown(report: dict[str, Any]) -> str:
         f"- labelled: {report['labelled']} (coverage {report['coverage']:.1%}, "
         f"minimum {report['min_coverage']:.1%})",
         f"- labelling queue: {report['queue']} events without a label",
+        f"- labels as of: {report['as_of'] or 'any time (no cut)'}"
+        + (
+            f"; {report['not_yet_arrived']} events have a label dated later (not arrived yet)"
+            if report["as_of"]
+            else ""
+        ),
         f"- duplicate labels dropped (kept the latest): {report['duplicate_labels_dropped']}",
         f"- labels without a value (ignored): {report['null_labels']}",
         f"- labels for other events: {report['unmatched_labels']}",
@@ -139,8 +170,14 @@ def _markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def join_labels(cfg: Config, events: pd.DataFrame, labels: pd.DataFrame) -> LabelResult:
+def join_labels(
+    cfg: Config, events: pd.DataFrame, labels: pd.DataFrame, *, as_of: Any = None
+) -> LabelResult:
     """Attach labels to events by id; unlabelled events form the labelling queue.
+
+    `as_of` is the run's time from `retrain.data.windows.parse_as_of` (a period number or a
+    UTC timestamp): with ``labels.time_column`` set, labels dated after it have not arrived and
+    are left out. None, or no ``labels.time_column``, uses every label in the source.
 
     Raises:
         ValidationError: missing columns, no events, coverage under ``labels.min_coverage``,
@@ -150,7 +187,10 @@ def join_labels(cfg: Config, events: pd.DataFrame, labels: pd.DataFrame) -> Labe
     _check_columns(cfg, events, labels)
     if events.empty:
         raise ValidationError("cannot join labels: there are no events")
-    latest, duplicates, null_labels, unreadable_times = _latest_labels(cfg, labels)
+    cut = as_of if cfg.labels.time_column else None
+    arrived = _latest_labels(cfg, labels, cut)
+    latest, duplicates = arrived.latest, arrived.duplicates
+    null_labels, unreadable_times = arrived.null_labels, arrived.unreadable_times
 
     keys = _join_keys(events[cfg.data.id_column])
     by_key = latest.set_index("_key")  # one row per key: the latest label
@@ -165,6 +205,8 @@ def join_labels(cfg: Config, events: pd.DataFrame, labels: pd.DataFrame) -> Labe
     labelled = labelled.reset_index(drop=True)
     queue = events.loc[~matched].reset_index(drop=True)
     coverage = float(matched.mean())
+    # Queued events whose label exists but is dated after as_of: coverage still to come.
+    waiting = int(((arrived.late_keys.get_indexer(pd.Index(keys)) >= 0) & ~matched).sum())
 
     problems = []
     if cfg.task == "regression" and len(labelled):
@@ -177,9 +219,15 @@ def join_labels(cfg: Config, events: pd.DataFrame, labels: pd.DataFrame) -> Labe
         else:
             labelled[cfg.target] = numbers.astype("float64")
     if coverage < cfg.labels.min_coverage:
+        late_note = (
+            f"; as of {as_of_text(cut)}, {waiting} more events have labels dated later, not "
+            "arrived yet (run this window later, or set labels.delay for scheduled runs)"
+            if cut is not None and waiting
+            else ""
+        )
         problems.append(
             f"label coverage {coverage:.1%} ({len(labelled)} of {len(events)} events) is below "
-            f"labels.min_coverage {cfg.labels.min_coverage:.1%}"
+            f"labels.min_coverage {cfg.labels.min_coverage:.1%}{late_note}"
         )
 
     leakage, warnings = 0, []
@@ -214,6 +262,8 @@ def join_labels(cfg: Config, events: pd.DataFrame, labels: pd.DataFrame) -> Labe
         "queue": len(queue),
         "coverage": coverage,
         "min_coverage": cfg.labels.min_coverage,
+        "as_of": as_of_text(cut) if cut is not None else None,
+        "not_yet_arrived": waiting,
         "duplicate_labels_dropped": duplicates,
         "null_labels": null_labels,
         "unmatched_labels": int(

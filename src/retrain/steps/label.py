@@ -1,10 +1,22 @@
-"""`label`: late labels joined by id, coverage and leakage checked, the window into history."""
+"""`label`: late labels joined by id, coverage and leakage checked, the window into history.
+
+A run sees the labels that had arrived by its time (``as_of``), never later ones: with
+``labels.time_column`` set, labels dated after ``as_of`` are left out of the join. ``as_of`` is
+a run parameter: the runner, ``retrain run --as-of``, the backtest and the demo set it; a run
+without it uses the label step's own clock (KFP cannot expand ``[[ScheduledTime]]``, so a
+scheduled pipeline run is "as of" when its label task runs). Period sources have no clock: a
+period run without ``as_of`` uses every label in the source.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+from typing import Any
+
+from retrain.config import Config
 from retrain.data.history import commit_history
 from retrain.data.io import content_sha256, read_source
-from retrain.data.windows import parse_window
+from retrain.data.windows import as_of_text, parse_as_of, parse_window
 from retrain.labels.join import join_labels
 from retrain.steps.records import (
     StepOutcome,
@@ -14,8 +26,23 @@ from retrain.steps.records import (
     recorded_step,
     write_dataset,
 )
+from retrain.steps.resolve_rules import utc_instant
 
-__all__ = ["label"]
+__all__ = ["label", "label_as_of"]
+
+
+def label_as_of(cfg: Config, as_of: str | None, now: datetime | None) -> tuple[Any, str]:
+    """The run's time for the label join, in the time kind's units, and how it was chosen.
+
+    Raises:
+        ValidationError: `as_of` does not fit the time kind.
+    """
+    if as_of:
+        return parse_as_of(cfg.data, as_of), "as given (run parameter as_of)"
+    if cfg.data.time_kind == "period":
+        return None, "none: period windows have no clock and no as_of was given"
+    at = utc_instant(now if now is not None else datetime.now(timezone.utc))
+    return at, "the label step's clock (no as_of was given)"
 
 
 def label(
@@ -26,19 +53,33 @@ def label(
     labelled_path: str,
     queue_path: str | None = None,
     report_path: str | None = None,
+    as_of: str | None = None,
+    *,
+    now: datetime | None = None,
 ) -> StepOutcome:
-    """Join late labels by id, check coverage and leakage, add the window to history."""
+    """Join the labels known as of `as_of` by id, check coverage and leakage, add the window
+    to history. `now` stands in for the clock when `as_of` is not given (tests)."""
     cfg, store = load_step_config(config_yaml)
     with recorded_step(store, run_id, "label") as rec:
         window_id = parse_window(cfg.data, window_id).id  # one spelling: "01" is "1"
+        cut, how = label_as_of(cfg, as_of, now)
+        if not cfg.labels.time_column:
+            how += "; not applied: labels.time_column is not set"
+        # Recorded before the join, so a failed coverage check says which time it used.
+        rec["report"] = {
+            "as_of": as_of_text(cut) if cut is not None and cfg.labels.time_column else None,
+            "as_of_rule": how,
+        }
         events, meta = read_dataset(dataset_path)
         labels = read_source(cfg.labels.uri, cfg.labels.format)
-        result = join_labels(cfg, events, labels)
+        result = join_labels(cfg, events, labels, as_of=cut)
+        report = {**result.report, "as_of_rule": how}
         meta = {
             **meta,
             "sha256": content_sha256(result.labelled),
             "rows": len(result.labelled),
             "label_coverage": result.coverage,
+            "labels_as_of": result.report["as_of"],
         }
         write_dataset(labelled_path, result.labelled, meta)
         if queue_path:
@@ -48,5 +89,11 @@ def label(
             f"{len(result.labelled)} labelled rows, coverage {result.coverage:.1%}, "
             f"{len(result.queue)} rows queued for labelling"
         )
-        finish_step(rec, report_path, summary, result.report, result.markdown)
-        return StepOutcome("label", summary, result.report)
+        if result.report["as_of"] is not None:
+            summary += (
+                f" (labels as of {result.report['as_of']}; "
+                f"{result.report['not_yet_arrived']} not arrived yet)"
+            )
+        markdown = result.markdown + f"\nLabels as of: {how}.\n"
+        finish_step(rec, report_path, summary, report, markdown)
+        return StepOutcome("label", summary, report)
