@@ -13,6 +13,7 @@ import pytest
 
 from retrain import steps
 from retrain.config import Config, config_from_dict
+from retrain.data.history import history_key
 from retrain.data.windows import as_of_text, parse_as_of
 from retrain.errors import ValidationError
 from retrain.labels.join import join_labels
@@ -262,8 +263,9 @@ def test_retrain_run_as_of_a_windows_end_sees_only_the_labels_in_by_then(
     assert "labels as of 1" in out.splitlines()[0]
     assert "more events have labels dated later, not arrived yet" in out
     store = open_storage(load_config(path).storage_root)
-    assert store.list("history") == []  # nothing half-written
+    assert not store.exists(history_key("0"))  # nothing half-written
     assert main([*args, "--run-id", "later", "--as-of", "2"]) == 0
+    assert store.exists(history_key("0"))
     label = json.loads(store.read_text("runs/later/label.json"))["report"]
     assert label["as_of"] == "2" and label["not_yet_arrived"] == 0
 
