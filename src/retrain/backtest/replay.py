@@ -6,10 +6,14 @@ Per window ``i`` (event time order), in its own store and GitOps repository:
    the serving champion (the same code a production run executes);
 2. the serving model (the registry's champion, loaded with `load_registered_model`)
    scores the window, before any of its labels are used for training (prequential);
-3. labels are ``label_delay`` windows late: the newest labelled window is ``i - label_delay``.
-   If the policy retrains, the labelled windows not yet in history go through `steps.label`,
-   then `steps.train` (or the shared training cache), `steps.evaluate` and, if blessed,
-   `steps.deploy`;
+3. labels arrive late. With ``labels.time_column`` (the default way), the labels known at
+   window ``i``'s end are those dated at or before it, and the newest labelled window is the
+   newest whose labels known then reach ``labels.min_coverage``; without a label time column,
+   labels are ``label_delay`` windows late (0 unless given) and the newest labelled window is
+   ``i - label_delay``. If a window newer than any labelled before is ready and the policy
+   retrains, the labelled windows not yet in history go through `steps.label` (as of window
+   ``i``'s end), then `steps.train` (or the shared training cache), `steps.evaluate` and, if
+   blessed, `steps.deploy`;
 4. a canary deployed ``canary_delay`` windows ago (0: at once) is promoted through the real
    rollout controller, so the registry, events and GitOps commits are what production writes.
 
@@ -23,7 +27,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -36,7 +40,8 @@ from retrain.backtest.cache import TrainingCache
 from retrain.backtest.policies import PolicySpec
 from retrain.config import Config, parse_duration
 from retrain.data.io import from_parquet_bytes, read_source
-from retrain.errors import RetrainError
+from retrain.data.windows import as_of_text, parse_window
+from retrain.errors import RetrainError, ValidationError
 from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics
 from retrain.labels.join import join_labels
 from retrain.registry import MODEL_CARD_FILE, Registry
@@ -50,6 +55,7 @@ __all__ = [
     "PolicyResult",
     "ReplayOptions",
     "WindowRecord",
+    "newest_labelled_window",
     "policy_config",
     "replay_policy",
     "score_model",
@@ -62,10 +68,31 @@ _PERIOD_SECONDS = 7 * 86400
 
 @dataclass(frozen=True)
 class ReplayOptions:
-    """How the replay treats time: label and canary delays in windows."""
+    """How the replay treats time: label and canary delays in windows.
 
-    label_delay: int = 0
+    `label_delay` None means the data's own label times (``labels.time_column``), or no delay
+    when the labels have none; a number of windows applies only to labels without times.
+    """
+
+    label_delay: int | None = None
     canary_delay: int = 0
+
+    def check(self, cfg: Config) -> None:
+        """Refuse a label delay for labels that carry their own times.
+
+        Raises:
+            ValidationError: names the label time column and the option.
+        """
+        if self.label_delay is not None and cfg.labels.time_column:
+            raise ValidationError(
+                f"--label-delay {self.label_delay}: the labels carry their own times "
+                f"(labels.time_column {cfg.labels.time_column!r}), which the backtest uses; "
+                "a label delay in windows applies only to labels without a time column"
+            )
+        if self.label_delay is not None and self.label_delay < 0:
+            raise ValidationError(
+                f"--label-delay must be 0 or more windows, got {self.label_delay}"
+            )
 
 
 @dataclass
@@ -172,6 +199,7 @@ def replay_policy(
     on_window: Callable[[str, int], None] | None = None,
 ) -> PolicyResult:
     """Replay `windows` under `spec` in ``out_dir/<policy>/`` (recreated). See the module doc."""
+    options.check(cfg)
     t_start = time.perf_counter()
     run = _ReplayInputs.create(cfg, spec, windows, Path(out_dir), options, cache)
     state = _ReplayState()
@@ -183,9 +211,15 @@ def replay_policy(
             # A canary deployed `canary_delay` windows ago is promoted before the next deploy,
             # which would otherwise replace it while it is still in analysis.
             rec.promoted = _promote_due(run, state, i)
-            # 3. retrain on the newest labelled window, if the policy says so
-            j = i - options.label_delay
-            if j >= 0 and _should_retrain(run, state, i, j, champion, rec):
+            # 3. retrain on the newest labelled window, if there is a new one and the policy
+            # says so
+            j = _newest_labelled(run, state, i)
+            if j is None:
+                rec.notes.append("no window's labels have arrived yet")
+            elif j <= state.newest_trained and champion is not None:
+                rec.notes.append(f"no newly labelled window (newest: {run.windows[j]})")
+            elif _should_retrain(run, state, i, j, champion, rec):
+                state.newest_trained = max(state.newest_trained, j)
                 _retrain(run, state, i, j, champion, rec)
             # 4. promote a canary whose delay has passed (again: a delay of 0 promotes at once)
             rec.promoted = _promote_due(run, state, i) or rec.promoted
@@ -250,6 +284,12 @@ class _ReplayInputs:
             window_seconds=_window_seconds(pcfg),
         )
 
+    def as_of(self, i: int) -> str | None:
+        """The run's time for the label join at window `i`: its end (None: no label times)."""
+        if not self.cfg.labels.time_column:
+            return None
+        return as_of_text(parse_window(self.cfg.data, self.windows[i]).end)
+
     def clock_at(self, i: int) -> datetime:
         """The simulated time at the end of window `i`."""
         return _EPOCH + timedelta(seconds=self.window_seconds * (i + 1))
@@ -272,6 +312,8 @@ class _ReplayState:
     labelled_windows: set[int] = field(default_factory=set)  # windows already in history
     canary_since: dict[str, int] = field(default_factory=dict)  # version -> window deployed
     trigger: PolicyState = field(default_factory=PolicyState)  # the drift policy's memory
+    newest_ready: int = -1  # the newest window whose labels had arrived (label times)
+    newest_trained: int = -1  # the newest labelled window a retrain started from
     trainings: int = 0
     labels_consumed: int = 0
     records: list[WindowRecord] = field(default_factory=list)
@@ -307,6 +349,60 @@ def _score_champion(
     except RetrainError as err:
         rec.notes.append(f"scoring failed: {err}")
     return champion
+
+
+def newest_labelled_window(
+    cfg: Config,
+    windows: Sequence[str],
+    events: Callable[[int], pd.DataFrame | None],
+    labels: pd.DataFrame,
+    i: int,
+    *,
+    label_delay: int | None = None,
+    known: int = -1,
+) -> int | None:
+    """The index of the newest window whose labels have arrived by window `i`'s end, or None.
+
+    With ``labels.time_column``: the newest window up to `i` whose labels dated at or before
+    window `i`'s end pass the label join (``labels.min_coverage`` and the leakage check), as
+    `steps.label` judges them; `events(k)` gives window `k`'s events (None: none ingested).
+    Windows up to `known` are known to be ready already (labels never un-arrive), so the search
+    stops there. Without a label time column: ``i - label_delay``.
+    """
+    if not cfg.labels.time_column:
+        j = i - (label_delay or 0)
+        return j if j >= 0 else None
+    as_of = parse_window(cfg.data, windows[i]).end
+    for k in range(i, known, -1):  # newest first
+        frame = events(k)
+        if frame is None:
+            continue
+        try:
+            join_labels(cfg, frame, labels, as_of=as_of)
+        except RetrainError:
+            continue
+        return k
+    return known if known >= 0 else None
+
+
+def _newest_labelled(run: _ReplayInputs, state: _ReplayState, i: int) -> int | None:
+    """`newest_labelled_window` over the replay's ingested windows; remembers the answer."""
+
+    def events(k: int) -> pd.DataFrame | None:
+        path = run.dataset(k)
+        return from_parquet_bytes(path.read_bytes())[0] if path.exists() else None
+
+    j = newest_labelled_window(
+        run.cfg,
+        run.windows,
+        events,
+        run.labels,
+        i,
+        label_delay=run.options.label_delay,
+        known=state.newest_ready,
+    )
+    state.newest_ready = max(state.newest_ready, -1 if j is None else j)
+    return j
 
 
 def _should_retrain(
@@ -353,7 +449,7 @@ def _retrain(
 ) -> None:
     """Label what arrived up to `j`, train on window `j`, deploy if blessed, time the canary."""
     state.trainings += 1
-    state.labels_consumed += _label_upto(run, j, state.labelled_windows, rec)
+    state.labels_consumed += _label_upto(run, i, j, state.labelled_windows, rec)
     if j in state.labelled_windows:
         _train_and_deploy(run, run.windows[j], run.labelled(j), i, rec)
         if rec.deployed and rec.deployed != champion:
@@ -383,8 +479,9 @@ def _finish(on_window: Callable[[str, int], None] | None, spec: PolicySpec, i: i
         on_window(spec.name, i)
 
 
-def _label_upto(run: _ReplayInputs, j: int, done: set[int], rec: WindowRecord) -> int:
-    """Label every arrived window up to `j` not yet in history; return the labelled rows."""
+def _label_upto(run: _ReplayInputs, i: int, j: int, done: set[int], rec: WindowRecord) -> int:
+    """Label every arrived window up to `j` not yet in history, with the labels known at
+    window `i`'s end; return the labelled rows."""
     rows = 0
     for k in range(j + 1):
         dataset = run.dataset(k)
@@ -392,7 +489,14 @@ def _label_upto(run: _ReplayInputs, j: int, done: set[int], rec: WindowRecord) -
             continue
         labelled = run.labelled(k)
         try:
-            steps.label(run.text, run.windows[k], f"bt-{k:05d}-label", str(dataset), str(labelled))
+            steps.label(
+                run.text,
+                run.windows[k],
+                f"bt-{k:05d}-label",
+                str(dataset),
+                str(labelled),
+                as_of=run.as_of(i),
+            )
         except RetrainError as err:
             rec.notes.append(f"label of window {run.windows[k]} failed: {err}")
             continue

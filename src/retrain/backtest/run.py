@@ -131,6 +131,7 @@ def run_backtest(
     `known_drift` names windows where the data is known to change (drawn on the plot and used
     for the after-drift mean). `progress` is the stream for the progress bar (None: no bar).
     """
+    options.check(cfg)  # before anything is written
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     windows = windows or select_windows(cfg)
@@ -184,7 +185,11 @@ def run_backtest(
     settings = {
         "config": cfg.name,
         "windows": f"{windows[0]}..{windows[-1]} ({len(windows)})",
-        "label_delay": options.label_delay,
+        "labels": (
+            f"as of each window's end, by their own times ({cfg.labels.time_column})"
+            if cfg.labels.time_column
+            else f"{options.label_delay or 0} window(s) late (--label-delay)"
+        ),
         "canary_delay": options.canary_delay,
         "slo": slo,
         "known_drift": ", ".join(known_drift) if known_drift else None,

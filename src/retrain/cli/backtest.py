@@ -17,10 +17,11 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     from retrain.config import load_config
 
     policies = parse_policies(args.policies)
-    for name, value in (("--label-delay", args.label_delay), ("--canary-delay", args.canary_delay)):
-        if value < 0:
-            raise ValidationError(f"{name} must be 0 or more windows, got {value}")
+    if args.canary_delay < 0:
+        raise ValidationError(f"--canary-delay must be 0 or more windows, got {args.canary_delay}")
     cfg = load_config(args.config)
+    options = ReplayOptions(label_delay=args.label_delay, canary_delay=args.canary_delay)
+    options.check(cfg)
     windows = select_windows(cfg, args.windows)
     known = (
         [w.strip() for w in args.known_drift.split(",") if w.strip()] if args.known_drift else []
@@ -30,7 +31,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         policies,
         args.out,
         windows=windows,
-        options=ReplayOptions(label_delay=args.label_delay, canary_delay=args.canary_delay),
+        options=options,
         jobs=args.jobs,
         slo=args.slo,
         known_drift=known,
@@ -57,7 +58,13 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         default="never,every:4,drift,continuous,always",
         help="comma-separated: never, every:N, drift, continuous, always",
     )
-    p.add_argument("--label-delay", type=int, default=0, help="windows until labels arrive")
+    p.add_argument(
+        "--label-delay",
+        type=int,
+        default=None,
+        help="windows until labels arrive, for labels without a time column (default 0); "
+        "labels with labels.time_column arrive by their own times",
+    )
     p.add_argument(
         "--canary-delay", type=int, default=0, help="windows a canary serves before promotion"
     )

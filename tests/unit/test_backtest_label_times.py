@@ -1,0 +1,124 @@
+"""The backtest uses labels only once they exist: by their own times, or a delay in windows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from retrain.backtest.replay import ReplayOptions, newest_labelled_window
+from retrain.config import Config, config_from_dict
+from retrain.errors import ValidationError
+
+WINDOWS = [str(w) for w in range(6)]
+ROWS = 50
+
+
+def config(*, time_column: str | None = "known_week") -> Config:
+    return config_from_dict(
+        {
+            "name": "loans",
+            "task": "classification",
+            "target": "defaulted",
+            "storage_root": "store",
+            "data": {
+                "uri": "events",
+                "id_column": "app",
+                "time_column": "week",
+                "time_kind": "period",
+                "window_size": 1,
+                "features": {"x": "numeric"},
+            },
+            "labels": {
+                "uri": "labels",
+                "id_column": "app",
+                "label_column": "outcome",
+                "time_column": time_column,
+                "min_coverage": 0.9,
+            },
+            "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+            "deploy": {"deployment_name": "loans"},
+        }
+    )
+
+
+def stream(late: int) -> tuple[dict[int, pd.DataFrame], pd.DataFrame]:
+    """Six weekly windows whose labels are all dated `late` weeks after the window's end."""
+    rng = np.random.default_rng(5)
+    events = {
+        w: pd.DataFrame(
+            {
+                "app": [f"w{w}-{i}" for i in range(ROWS)],
+                "week": w,
+                "x": rng.normal(size=ROWS),
+            }
+        )
+        for w in range(len(WINDOWS))
+    }
+    labels = pd.concat(
+        [
+            pd.DataFrame(
+                {"app": ev["app"], "outcome": np.arange(ROWS) % 2, "known_week": w + 1 + late}
+            )
+            for w, ev in events.items()
+        ],
+        ignore_index=True,
+    )
+    return events, labels
+
+
+def newest_at_each_window(
+    cfg: Config, late: int, label_delay: int | None = None
+) -> list[int | None]:
+    events, labels = stream(late)
+    return [
+        newest_labelled_window(cfg, WINDOWS, events.get, labels, i, label_delay=label_delay)
+        for i in range(len(WINDOWS))
+    ]
+
+
+def test_labels_two_windows_late_are_first_used_two_windows_on() -> None:
+    # Window 0 ends at week 1; its labels are dated week 3, window 2's end.
+    assert newest_at_each_window(config(), late=2) == [None, None, 0, 1, 2, 3]
+
+
+def test_labels_in_by_a_windows_end_are_used_at_once() -> None:
+    assert newest_at_each_window(config(), late=0) == [0, 1, 2, 3, 4, 5]
+
+
+def test_partly_arrived_labels_wait_for_min_coverage() -> None:
+    events, labels = stream(late=0)
+    # A third of window 3's labels come a week later: 67% < 90% until then.
+    later = labels["app"].str.startswith("w3-") & (labels.index % 3 == 0)
+    labels.loc[later, "known_week"] += 1
+    found = [newest_labelled_window(config(), WINDOWS, events.get, labels, i) for i in range(6)]
+    assert found == [0, 1, 2, 2, 4, 5]
+
+
+def test_windows_known_ready_are_not_judged_again() -> None:
+    events, labels = stream(late=2)
+    seen: list[int] = []
+
+    def tracked(k: int) -> pd.DataFrame | None:
+        seen.append(k)
+        return events.get(k)
+
+    assert newest_labelled_window(config(), WINDOWS, tracked, labels, 5, known=2) == 3
+    assert seen == [5, 4, 3]
+    assert newest_labelled_window(config(), WINDOWS, events.get, labels, 3, known=1) == 1
+
+
+def test_without_label_times_the_delay_in_windows_applies() -> None:
+    untimed = config(time_column=None)
+    assert newest_at_each_window(untimed, late=2, label_delay=2) == [None, None, 0, 1, 2, 3]
+    # No delay given and no label times: the labels are taken as there at once.
+    assert newest_at_each_window(untimed, late=2) == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_label_delay_for_labels_with_their_own_times_is_refused() -> None:
+    with pytest.raises(ValidationError, match="labels carry their own times"):
+        ReplayOptions(label_delay=1).check(config())
+    with pytest.raises(ValidationError, match="0 or more windows"):
+        ReplayOptions(label_delay=-1).check(config(time_column=None))
+    ReplayOptions().check(config())
+    ReplayOptions(label_delay=1).check(config(time_column=None))
