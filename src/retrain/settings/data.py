@@ -84,7 +84,12 @@ class LabelSource(Section):
     id_column: str
     label_column: str
     time_column: str | None = Field(
-        default=None, description="When the label became known; used by the leakage check."
+        default=None,
+        description=(
+            "When the label became known. A run joins only labels dated at or before its time"
+            " (the run parameter as_of, else the label step's clock; period sources need"
+            " as_of), and the leakage check flags labels dated before their event."
+        ),
     )
     min_coverage: float = Field(default=0.8, ge=0.0, le=1.0)
     delay: str | int = Field(
