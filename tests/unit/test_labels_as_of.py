@@ -285,3 +285,31 @@ def test_retrain_run_refuses_an_as_of_of_the_wrong_kind(
     assert not Path(load_config(path).storage_root).exists() or not any(
         Path(load_config(path).storage_root).rglob("*.json")
     )
+
+
+def test_a_scheduled_run_joins_labels_as_of_the_time_it_resolved_its_window(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("river")
+    from retrain.config import load_config
+    from retrain.data.demo import generate_housing
+    from retrain.runner import run_cycle
+
+    # Housing sales come 3 to 60 days after the listing (weekly windows from 2024-01-01).
+    cfg = load_config(generate_housing(tmp_path, windows=6, rows_per_window=300, drift_window=5))
+    now = datetime(2024, 1, 15, tzinfo=timezone.utc)
+    early = run_cycle(cfg, "auto", engine="direct", now=now)
+    assert early.window_id == "2024-01-08" and early.exit_code == 2
+    label = early.records["label"]
+    assert label["report"]["as_of"] == "2024-01-15T00:00:00Z"
+    assert "labels dated later, not arrived yet" in label["message"]
+    assert early.records["resolve"]["report"]["now"] == "2024-01-15T00:00:00+00:00"
+
+    # labels.delay makes a scheduled run choose a window whose sales have come in by now.
+    waiting = cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"delay": "63d"})})
+    later = run_cycle(
+        waiting, "auto", engine="direct", now=datetime(2024, 4, 1, tzinfo=timezone.utc)
+    )
+    assert later.window_id == "2024-01-22" and later.exit_code == 0
+    report = later.records["label"]["report"]
+    assert report["as_of"] == "2024-04-01T00:00:00Z" and report["not_yet_arrived"] == 0
