@@ -115,6 +115,7 @@ def submit_run(
     token: str | None = None,
     package_path: str | Path | None = None,
     dry_run: bool = False,
+    as_of: str | None = None,
 ) -> SubmittedRun:
     """Compile the cluster pipeline for `cfg` and start a run for `window` on `host`.
 
@@ -126,6 +127,8 @@ def submit_run(
         token: a bearer token for the KFP API (e.g. a projected service-account token).
         package_path: keep the compiled pipeline here (default: a temporary file).
         dry_run: compile and return without contacting `host`.
+        as_of: the run's time for the label join (the pipeline's ``as_of``); default: the
+            label task's own clock.
     """
     from retrain_pipelines.retrain_pipeline import (
         DEPLOYER_TOKEN_SECRET,
@@ -136,7 +139,7 @@ def submit_run(
     )
 
     from retrain import steps
-    from retrain.data.windows import parse_window
+    from retrain.data.windows import as_of_text, parse_as_of, parse_window
     from retrain.runner import new_run_id
     from retrain.steps.resolve_rules import AUTO, check_keyword
 
@@ -161,6 +164,8 @@ def submit_run(
     if not dry_run:
         _check_host(host)
     arguments = {"config_yaml": cfg.to_yaml(), "window_id": window_id, "run_id": run_id}
+    if as_of:
+        arguments["as_of"] = as_of_text(parse_as_of(cfg.data, as_of))
     with _package(package_path) as package:
         compile_pipeline(package, image_ref, cluster=cluster)
         kept = str(package) if package_path is not None else ""
@@ -325,6 +330,7 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         token=token,
         package_path=args.output,
         dry_run=args.dry_run,
+        as_of=args.as_of,
     )
     if args.dry_run:
         where = run.package or "a temporary file (pass --output to keep it)"
@@ -363,6 +369,11 @@ def add_commands(subparsers: Any) -> None:
         "--run-id",
         help="retrain run id (default: derived from window and time; with --window auto, "
         "from the resolved window and the KFP run id)",
+    )
+    s.add_argument(
+        "--as-of",
+        help="the run's time for the label join: labels dated later are left out (an ISO "
+        "time, or a period number for period sources; default: the label task's clock)",
     )
     s.add_argument("--image", help="components image with a pinned tag (default: this version)")
     s.add_argument("--image-digest", help="sha256:... digest to pin the image immutably")

@@ -232,6 +232,7 @@ def test_relative_locations_are_refused_before_any_request(
         (["--secret", "train:creds:/x"], "STEP=NAME:/path"),
         (["--secret", "nostep=creds:/x"], "unknown steps"),
         (["--host", "kfp.example.com"], "http://"),
+        (["--as-of", "2024-01-08"], "as_of '2024-01-08' is not a period number"),
     ],
 )
 def test_bad_arguments_exit_2(
@@ -284,6 +285,16 @@ def test_window_auto_is_passed_through_for_the_pipeline_to_resolve(
     assert run["display_name"].startswith(f"{name}-auto-")
     assert "resolves the newest complete window when it starts" in out
     assert "records as run w<window>-kfp-run-1" in out
+
+
+@pytest.mark.integration
+def test_as_of_is_passed_to_the_pipeline(
+    stand_in: StandIn, cluster_config: Path, capsys: pytest.CaptureFixture
+) -> None:
+    code = _submit(cluster_config, "--run-id", "w7-late", "--as-of", " 9", host=stand_in.url)
+    assert code == 0, capsys.readouterr().out
+    params = stand_in.body("POST", "/apis/v2beta1/runs")["runtime_config"]["parameters"]
+    assert params["as_of"] == "9" and params["window_id"] == "7"
 
 
 @pytest.mark.parametrize("window", ["AUTO", "autox", " auto"])
