@@ -27,5 +27,5 @@ def label(
         labelled.path,
         queue.path,
         report.path,
-        as_of or None,
+        as_of,
     ).summary

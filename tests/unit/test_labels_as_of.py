@@ -236,9 +236,12 @@ def test_without_as_of_a_timestamp_run_is_as_of_the_label_steps_clock(tmp_path: 
     assert outcome.details["coverage"] == 0.6
 
 
-def test_a_period_run_without_as_of_uses_every_label(tmp_path: Path) -> None:
+@pytest.mark.parametrize("as_of", [None, ""])  # "" is what the pipeline passes by default
+def test_a_period_run_without_as_of_uses_every_label(tmp_path: Path, as_of: str | None) -> None:
     text, dataset = step_inputs(tmp_path)
-    outcome = steps.label(text, "5", "r1", str(dataset), str(tmp_path / "l.parquet"))
+    outcome = steps.label(
+        text, "5", "r1", str(dataset), str(tmp_path / "l.parquet"), None, None, as_of
+    )
     assert outcome.details["as_of"] is None and outcome.details["coverage"] == 1.0
     assert outcome.details["as_of_rule"].startswith("none: period windows have no clock")
 

@@ -34,6 +34,8 @@ __all__ = ["label", "label_as_of"]
 def label_as_of(cfg: Config, as_of: str | None, now: datetime | None) -> tuple[Any, str]:
     """The run's time for the label join, in the time kind's units, and how it was chosen.
 
+    An empty `as_of` (what the pipeline passes by default) is the same as None.
+
     Raises:
         ValidationError: `as_of` does not fit the time kind.
     """
