@@ -14,7 +14,7 @@ LINT_PATHS := src components pipelines serving tests benchmarks
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv demo test lint typecheck unit integration compile bench bench-drift backtest clean images \
+.PHONY: help venv demo test lint typecheck unit integration compile bench bench-decisions bench-drift backtest clean images \
 	manifests-check manifests-pipelines
 
 help: ## List the targets
@@ -68,7 +68,11 @@ backtest: $(STAMP) ## Backtest retraining policies on the standard drift streams
 bench: $(STAMP) ## All benchmarks: cycle, backtest, drift (~60 min); results in benchmarks/results/
 	$(BIN)/python benchmarks/bench_cycle.py --rows 1000000 --features 20 --threads 1 --output benchmarks/results/cycle.md
 	$(BIN)/python benchmarks/bench_backtest.py
+	$(MAKE) bench-decisions
 	$(MAKE) bench-drift
+
+bench-decisions: $(STAMP) ## Error rates of the gates, canary checks and drift verdicts (simulations)
+	$(BIN)/python benchmarks/bench_decisions.py --output benchmarks/results/decisions.md
 
 bench-drift: $(STAMP) ## Drift engine vs Evidently, NannyML, alibi-detect, scipy (own venv, ~30 min)
 	$(BIN)/python benchmarks/bench_drift.py --rows 100000,1000000,5000000 --output benchmarks/results/drift.md
