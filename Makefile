@@ -10,7 +10,7 @@ DEMO_DIR ?= demo-run
 CONSTRAINTS := constraints.txt
 REGISTRY ?= ghcr.io/retrain-project
 VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-LINT_PATHS := src components pipelines serving tests benchmarks
+LINT_PATHS := src components pipelines serving tests benchmarks tools
 
 .DEFAULT_GOAL := help
 
@@ -56,7 +56,7 @@ test: $(STAMP) $(TYPING_LINKS) ## Lint, import contracts, type-check, manifests 
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/python -m retrain.manifests_check --manifests manifests
+	$(BIN)/python -m tools.manifests_check --manifests manifests
 	$(BIN)/pytest -q
 
 compile: $(STAMP) ## Compile the pipeline to build/retrain-pipeline.yaml for the Kubeflow UI / kfp CLI
@@ -78,10 +78,10 @@ bench-drift: $(STAMP) ## Drift engine vs Evidently, NannyML, alibi-detect, scipy
 	$(BIN)/python benchmarks/bench_drift.py --rows 100000,1000000,5000000 --output benchmarks/results/drift.md
 
 manifests-check: $(STAMP) ## Render every overlay; schemas, security rules, consistency
-	$(BIN)/python -m retrain.manifests_check --manifests manifests
+	$(BIN)/python -m tools.manifests_check --manifests manifests
 
 manifests-pipelines: $(STAMP) ## Recompile the pipeline each overlay ships in its ConfigMap
-	$(BIN)/python -m retrain.manifests_check --manifests manifests --write-pipelines
+	$(BIN)/python -m tools.manifests_check --manifests manifests --write-pipelines
 
 images: ## Build and push the components and serving images (needs docker or an OCI builder)
 	docker build -f components/Dockerfile -t $(REGISTRY)/retrain:$(VERSION) .
