@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytest.importorskip("kfp")
-
+from required import require
 from retrain.config import load_config
 from retrain.data.demo import generate_housing, generate_loans
 from retrain.deploy.seldon import validate_seldon
@@ -22,6 +21,8 @@ from retrain.registry import Registry
 from retrain.runner import run_cycle
 from retrain.storage import open_storage
 from retrain.training.artifact import ModelCard
+
+require("kfp", "the pipeline runs under kfp.local (extra 'kfp')")
 
 pytestmark = pytest.mark.integration
 

@@ -13,19 +13,22 @@ from typing import Any
 import pytest
 import yaml
 
-pytest.importorskip("kfp")
+from pipeline_spec import all_tasks
+from required import require
 
-from kfp import components
-from retrain_pipelines import STEP_POLICY
-from retrain_pipelines.retrain_pipeline import (
+require("kfp", "the pipeline is compiled with the KFP SDK (extra 'kfp')")
+require("kfp.kubernetes", "the cluster settings are compiled by kfp-kubernetes (extra 'kfp')")
+
+# After `require`: these import kfp.
+from kfp import components  # noqa: E402
+from retrain_pipelines import STEP_POLICY  # noqa: E402
+from retrain_pipelines.retrain_pipeline import (  # noqa: E402
     DEPLOYER_TOKEN_SECRET,
     PIPELINE_SERVICE_ACCOUNT,
     ClusterOptions,
     compile_pipeline,
     pinned_image,
 )
-
-from pipeline_spec import all_tasks
 
 IMAGE = "registry.example.com/retrain/retrain:9.9.9"
 DIGEST = "sha256:" + "0123456789abcdef" * 4

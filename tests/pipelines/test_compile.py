@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytest.importorskip("kfp")
-
-from kfp import components, dsl
-from retrain_pipelines import STEP_POLICY, compile_pipeline
-
 from pipeline_spec import all_tasks
+from required import require
+
+require("kfp", "the pipeline is compiled with the KFP SDK (extra 'kfp')")
+
+# After `require`: these import kfp.
+from kfp import components, dsl  # noqa: E402
+from retrain_pipelines import STEP_POLICY, compile_pipeline  # noqa: E402
 
 IMAGE = "registry.example.com/retrain/retrain:9.9.9"
 

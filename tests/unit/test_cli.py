@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from required import require
 from retrain.cli import main
 from retrain.data.demo import generate_loans
 
@@ -22,7 +23,7 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_compile_writes_a_pipeline_with_the_given_image(tmp_path: Path) -> None:
-    pytest.importorskip("kfp")
+    require("kfp", "compile uses the KFP SDK (extra 'kfp')")
     out = tmp_path / "p.yaml"
     assert main(["compile", "--output", str(out), "--image", "r.example/retrain:1.2.3"]) == 0
     spec = yaml.safe_load(out.read_text())

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("river")
-
+from required import require
 from retrain.cli import main
 from retrain.config import load_config
 from retrain.data.demo import generate_housing, generate_loans
 from retrain.storage import open_storage
 from retrain.triggers.lease import acquire_lease, read_lease
+
+require("river", "the demo data generator uses river (extra 'demo')")
 
 
 @pytest.fixture

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("river")
-
+from required import require
 from retrain import steps
 from retrain.config import Config, load_config
 from retrain.data.demo import generate_housing, generate_loans
@@ -25,6 +24,8 @@ from retrain.runner import STEP_ORDER, run_cycle
 from retrain.steps.resolve_rules import PERIOD_RULE, TIME_RULE
 from retrain.storage import LocalStorage, open_storage
 from retrain.triggers.lease import acquire_lease, lease_key, read_lease
+
+require("river", "the demo data generator uses river (extra 'demo')")
 
 NOW = datetime(2030, 1, 7, 3, 0, tzinfo=timezone.utc)
 
