@@ -31,6 +31,7 @@ def run_auto(config: Path) -> int:
     return main(["run", "--config", str(config), "--window", "auto", "--engine", "direct"])
 
 
+@pytest.mark.integration  # a whole cycle: trains, then deploys through git
 def test_the_header_and_verdict_show_the_resolved_ids(
     loans: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
