@@ -16,13 +16,14 @@ from sklearn.pipeline import Pipeline
 
 from retrain.config import Config, config_from_dict
 from retrain.continuous import (
+    UPDATE_STRATEGIES,
     continuous_update,
     plan_update,
     preprocessing_drift,
     replay_config,
     train_or_update,
-    update_method,
     update_model,
+    update_strategy,
     updates_since_full_fit,
 )
 from retrain.errors import ValidationError
@@ -152,6 +153,8 @@ def test_config_defaults() -> None:
         ({"replay_share": 1.0}, "continuous.replay_share"),
         ({"passes": 0}, "continuous.passes"),
         ({"method": "retrain"}, "continuous.method"),
+        ({"method": "warm_start"}, "continuous.method"),  # renamed add_trees; never for boosting
+        ({"max_updates": None}, "continuous.max_updates"),  # unbounded growth is not offered
     ],
 )
 def test_config_errors_name_the_key(section: dict[str, Any], key: str) -> None:
@@ -169,7 +172,7 @@ def test_replay_defaults_to_the_training_mix() -> None:
     assert (override.historical_share, override.max_history_rows) == (0.0, 9)
 
 
-# --- update_method -----------------------------------------------------------------------------
+# --- update_strategy ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -177,30 +180,67 @@ def test_replay_defaults_to_the_training_mix() -> None:
     [
         (MLP, None, "auto", "partial_fit"),
         (NB, {}, "auto", "partial_fit"),
-        (FOREST, {"n_estimators": 3}, "auto", "warm_start"),
-        (HGB, {"max_iter": 3}, "warm_start", "warm_start"),
+        ("sklearn.linear_model.SGDClassifier", {"loss": "log_loss"}, "auto", "partial_fit"),
+        (FOREST, {"n_estimators": 3}, "auto", "add_trees"),
+        (FOREST, {"n_estimators": 3}, "add_trees", "add_trees"),
+        (HGB, {"max_iter": 3}, "auto", "refit"),
+        ("sklearn.ensemble.GradientBoostingClassifier", {}, "auto", "refit"),
+        ("sklearn.linear_model.LogisticRegression", {}, "auto", "refit"),  # warm_start: a seed
+        (MLP, {"solver": "lbfgs"}, "auto", "refit"),  # lbfgs has no partial_fit
+        (MLP, None, "refit", "refit"),
     ],
 )
-def test_update_method(
+def test_update_strategy(
     estimator: str, params: dict[str, Any] | None, method: str, expected: str
 ) -> None:
     cfg = make_cfg(estimator, params, continuous={"method": method})
-    assert update_method(cfg, build_estimator(cfg).named_steps["estimator"]) == expected
+    strategy = update_strategy(cfg, build_estimator(cfg).named_steps["estimator"])
+    assert strategy.method == expected
+    if expected == "refit":
+        assert strategy.reason.startswith("full refit on the replay mix")
 
 
 @pytest.mark.parametrize(
     ("estimator", "params", "method"),
     [
-        ("sklearn.linear_model.LogisticRegression", {}, "auto"),  # warm_start is only a seed
-        (MLP, {"solver": "lbfgs"}, "auto"),  # lbfgs has no partial_fit
         (FOREST, {}, "partial_fit"),
-        (MLP, None, "warm_start"),
+        (MLP, None, "add_trees"),
+        (HGB, {}, "add_trees"),  # boosting is never warm-started on new data
+        (HGB, {}, "partial_fit"),
+        ("sklearn.linear_model.LogisticRegression", {}, "partial_fit"),
     ],
 )
-def test_update_method_refuses(estimator: str, params: dict[str, Any] | None, method: str) -> None:
+def test_update_strategy_refuses(
+    estimator: str, params: dict[str, Any] | None, method: str
+) -> None:
     cfg = make_cfg(estimator, params, continuous={"method": method})
     with pytest.raises(ValidationError, match=r"continuous\.method"):
-        update_method(cfg, build_estimator(cfg).named_steps["estimator"])
+        update_strategy(cfg, build_estimator(cfg).named_steps["estimator"])
+
+
+def test_every_estimator_the_project_can_build_has_an_explicit_strategy() -> None:
+    """A newly trusted estimator must get a reviewed entry, not a silent fallback."""
+    import importlib
+
+    from sklearn.base import BaseEstimator, is_classifier, is_regressor
+
+    missing = []
+    for qualified in TRUSTED_TYPES:
+        module, _, name = qualified.rpartition(".")
+        if not module.startswith("sklearn."):
+            continue
+        cls = getattr(importlib.import_module(module), name, None)
+        if not isinstance(cls, type) or not issubclass(cls, BaseEstimator):
+            continue
+        if cls in UPDATE_STRATEGIES:
+            continue
+        try:
+            instance = cls()
+        except TypeError:
+            continue
+        if is_classifier(instance) or is_regressor(instance):
+            missing.append(qualified)
+    assert missing == []
 
 
 # --- update_model: partial_fit -----------------------------------------------------------------
@@ -226,6 +266,7 @@ def test_partial_fit_updates_a_copy_and_keeps_the_preprocessing(estimator: str) 
         pre.named_transformers_[scaler[0]].named_steps[scaler[1]].mean_,
         new_pre.named_transformers_[scaler[0]].named_steps[scaler[1]].mean_,
     )
+    assert notes.pop("reason").startswith("partial_fit for ")
     assert notes == {"method": "partial_fit", "update_rows": 300, "passes": 2}
     again, _ = update_model(cfg, model, update, seed=5)
     for a, b in zip(estimator_state(updated), estimator_state(again), strict=True):
@@ -268,7 +309,7 @@ def test_warm_start_grows_the_forest_and_keeps_its_trees() -> None:
     assert (len(old.estimators_), len(new.estimators_)) == (4, 7)
     for a, b in zip(old.estimators_, new.estimators_[:4], strict=True):
         np.testing.assert_array_equal(a.tree_.threshold, b.tree_.threshold)
-    assert notes["grown"] == {"param": "n_estimators", "before": 4, "after": 7}
+    assert notes["size"] == {"unit": "trees", "before": 4, "after": 7}
 
 
 def test_warm_start_needs_every_class() -> None:
@@ -279,11 +320,11 @@ def test_warm_start_needs_every_class() -> None:
         update_model(cfg, model, only_yes, seed=0)
 
 
-def test_warm_start_boosting_adds_iterations() -> None:
-    cfg = make_cfg(HGB, {"max_iter": 5}, continuous={"grow_by": 4})
+def test_update_model_never_warm_starts_boosting() -> None:
+    cfg = make_cfg(HGB, {"max_iter": 5})
     model = fitted(cfg)
-    updated, _ = update_model(cfg, model, make_frame(300, 2, first_id=1000), seed=0)
-    assert updated.named_steps["estimator"].n_iter_ == 9
+    with pytest.raises(ValidationError, match="no valid incremental path for HistGradient"):
+        update_model(cfg, model, make_frame(300, 2, first_id=1000, shift=0.5), seed=0)
 
 
 # --- persistence -------------------------------------------------------------------------------
@@ -295,7 +336,6 @@ def test_warm_start_boosting_adds_iterations() -> None:
         (MLP, None),
         (NB, {}),
         (FOREST, {"n_estimators": 3}),
-        (HGB, {"max_iter": 3}),
         pytest.param(
             "sklearn.linear_model.SGDClassifier",
             {"loss": "log_loss"},
@@ -382,7 +422,9 @@ def test_plan_continuous_when_nothing_stands_in_the_way() -> None:
     assert plan.mode == "continuous", plan.reasons
     assert plan.parent == "w0-abc"
     assert plan.champion_score is not None and plan.champion_score > 0.8
-    assert plan.summary() == "continuous update of w0-abc (#1 since the last full fit)"
+    assert plan.summary() == (
+        "continuous update of w0-abc by partial_fit (#1 since the last full fit)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -429,7 +471,7 @@ def test_plan_full_fit_when_the_champion_is_past_the_floor(metric: str, floor: f
 
 
 def test_plan_refuses_an_estimator_that_cannot_update_even_before_a_champion() -> None:
-    cfg = make_cfg("sklearn.linear_model.LogisticRegression", {})
+    cfg = make_cfg("sklearn.linear_model.LogisticRegression", {}, {"method": "partial_fit"})
     with pytest.raises(ValidationError, match=r"continuous\.method"):
         plan_update(cfg, None, None, make_frame(100, 2))
 
