@@ -516,3 +516,130 @@ def test_enabled_updates_the_champion_or_falls_back_with_a_reason() -> None:
     assert up.provenance["mode"] == "continuous"
     assert up.provenance["continuous"]["parent"] == "w0-abc"
     assert up.model.named_steps["preprocess"] is not champion.named_steps["preprocess"]
+
+
+# --- validity per estimator (issue #10, point 3) -----------------------------------------------
+
+
+def test_boosting_is_refitted_on_the_replay_mix_never_warm_started() -> None:
+    """Histogram boosting's warm_start is valid on the same data only: each window refits it."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    params = {"max_iter": 5, "early_stopping": False}
+    cfg = make_cfg(HGB, params, continuous={"replay_share": 0.5})
+    champion = fitted(cfg)
+    champion_bins = champion.named_steps["estimator"]._bin_mapper.bin_thresholds_[0].copy()
+    new, history = make_frame(400, 5, first_id=10_000, shift=0.8), make_frame(800, 4)
+
+    got = train_or_update(cfg, new, history, 0, champion=champion, champion_card=card_for(cfg))
+
+    assert got.plan.mode == "full"
+    assert got.plan.summary().startswith(
+        "full refit on the replay mix (no valid incremental path for HistGradientBoosting"
+    )
+    assert got.provenance["plan"]["method"] == "refit"
+    assert got.provenance["realised_share"] == pytest.approx(0.5, abs=0.01)  # the replay mix
+    est = got.model.named_steps["estimator"]
+    assert est.n_iter_ == 5  # a fresh fit, not the champion's 5 plus added iterations
+    assert champion.named_steps["estimator"].n_iter_ == 5  # the champion is untouched
+    train = got.training_set.train
+    scaler = got.model.named_steps["preprocess"].named_transformers_["numeric"]["scale"]
+    assert scaler.mean_[0] == pytest.approx(train["x1"].mean())  # preprocessing refitted too
+    # The bin thresholds come from the mix, exactly as a fresh fit on it draws them.
+    Xt = got.model.named_steps["preprocess"].transform(train[["x1", "x2", "colour"]])
+    fresh = HistGradientBoostingClassifier(**params, random_state=cfg.seed).fit(Xt, train["label"])
+    np.testing.assert_array_equal(
+        est._bin_mapper.bin_thresholds_[0], fresh._bin_mapper.bin_thresholds_[0]
+    )
+    assert not np.array_equal(est._bin_mapper.bin_thresholds_[0], champion_bins)
+
+
+@pytest.mark.parametrize(
+    ("estimator", "params", "unit", "limit", "attribute"),
+    [
+        (
+            HGB,
+            {"max_iter": 200, "early_stopping": True, "n_iter_no_change": 2},
+            "iterations",
+            200,
+            "n_iter_",
+        ),
+        (
+            "sklearn.ensemble.GradientBoostingClassifier",
+            {"n_estimators": 200, "n_iter_no_change": 2, "max_depth": 2},
+            "stages",
+            200,
+            "n_estimators_",
+        ),
+    ],
+)
+def test_recorded_size_is_read_from_the_fitted_model_under_early_stopping(
+    estimator: str, params: dict[str, Any], unit: str, limit: int, attribute: str
+) -> None:
+    cfg = make_cfg(estimator, params)
+    champion = fitted(cfg, n=600)
+    new, history = make_frame(600, 5, first_id=10_000), make_frame(1200, 4)
+    got = train_or_update(cfg, new, history, 0, champion=champion, champion_card=card_for(cfg))
+    kept = getattr(got.model.named_steps["estimator"], attribute)
+    assert kept < limit  # early stopping did stop: a count taken from the params would be wrong
+    before = getattr(champion.named_steps["estimator"], attribute)
+    assert got.provenance["size"] == {"unit": unit, "before": before, "after": kept}
+
+
+def test_forest_growth_recorded_is_the_real_change_in_trees() -> None:
+    cfg = make_cfg(FOREST, {"n_estimators": 4}, continuous={"grow_by": 3})
+    champion = fitted(cfg)
+    new, history = make_frame(400, 5, first_id=10_000), make_frame(800, 4)
+    got = train_or_update(cfg, new, history, 0, champion=champion, champion_card=card_for(cfg))
+    assert got.plan.mode == "continuous", got.plan.reasons
+    assert "by add_trees" in got.plan.summary()
+    assert got.provenance["continuous"]["method"] == "add_trees"
+    old, new_est = champion.named_steps["estimator"], got.model.named_steps["estimator"]
+    assert got.provenance["size"] == {
+        "unit": "trees",
+        "before": len(old.estimators_),
+        "after": len(new_est.estimators_),
+    }
+    assert len(new_est.estimators_) - len(old.estimators_) == 3
+    assert new_est.warm_start is False  # a later fit of the saved model starts afresh
+
+
+def test_default_max_updates_is_finite_and_bounds_a_forest_over_20_updates() -> None:
+    cfg = make_cfg(FOREST, {"n_estimators": 5})
+    c = cfg.continuous
+    assert isinstance(c.max_updates, int)
+    bound = 5 + c.max_updates * c.grow_by
+    windows = [make_frame(150, 100 + w, first_id=1000 * w) for w in range(21)]
+    first = train_or_update(cfg, windows[0], None, 0)
+    model, card = first.model, card_for(cfg, "w0", first.provenance)
+    modes, sizes = [first.plan.mode], [len(model.named_steps["estimator"].estimators_)]
+    for w in range(1, 21):
+        history = pd.concat(windows[:w], ignore_index=True)
+        got = train_or_update(cfg, windows[w], history, w, champion=model, champion_card=card)
+        model, card = got.model, card_for(cfg, f"w{w}", got.provenance)
+        modes.append(got.plan.mode)
+        sizes.append(len(model.named_steps["estimator"].estimators_))
+        assert got.provenance["size"]["after"] == sizes[-1]
+        if got.plan.mode == "full":
+            assert any("incremental updates since the last full fit" in r for r in got.plan.reasons)
+    assert max(sizes) <= bound, sizes
+    assert modes.count("full") >= 2, modes  # the first fit and at least one reset
+
+
+def test_sgd_partial_fit_path_still_works() -> None:
+    params = {"loss": "log_loss", "learning_rate": "constant", "eta0": 0.01}
+    cfg = make_cfg("sklearn.linear_model.SGDClassifier", params)
+    champion = fitted(cfg)
+    coef = champion.named_steps["estimator"].coef_.copy()
+    new, history = make_frame(400, 5, first_id=10_000, shift=0.5), make_frame(800, 4)
+    got = train_or_update(cfg, new, history, 0, champion=champion, champion_card=card_for(cfg))
+    assert got.plan.mode == "continuous", got.plan.reasons
+    assert got.provenance["continuous"]["method"] == "partial_fit"
+    assert "size" not in got.provenance  # a linear model does not grow
+    np.testing.assert_array_equal(champion.named_steps["estimator"].coef_, coef)
+    assert not np.allclose(got.model.named_steps["estimator"].coef_, coef)
+    frozen = [
+        m.named_steps["preprocess"].named_transformers_["numeric"]["scale"].mean_
+        for m in (champion, got.model)
+    ]
+    np.testing.assert_array_equal(*frozen)
