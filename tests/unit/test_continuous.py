@@ -643,3 +643,23 @@ def test_sgd_partial_fit_path_still_works() -> None:
         for m in (champion, got.model)
     ]
     np.testing.assert_array_equal(*frozen)
+
+
+def test_the_train_report_says_which_method_ran_and_the_real_size() -> None:
+    from retrain.steps.train import _continuous_markdown
+
+    cfg = make_cfg(FOREST, {"n_estimators": 4}, continuous={"grow_by": 3})
+    new, history = make_frame(400, 5, first_id=10_000), make_frame(800, 4)
+    got = train_or_update(cfg, new, history, 0, champion=fitted(cfg), champion_card=card_for(cfg))
+    text = _continuous_markdown(got.provenance)
+    assert "continuous update of w0-abc by add_trees" in text
+    assert "Method: add_trees for RandomForestClassifier" in text
+    assert "Size (trees, read from the fitted model): 4 → 7." in text
+
+    hgb = make_cfg(HGB, {"max_iter": 5})
+    refit = train_or_update(hgb, new, history, 0, champion=fitted(hgb), champion_card=card_for(hgb))
+    text = _continuous_markdown(refit.provenance)
+    assert "full refit on the replay mix (no valid incremental path for HistGradient" in text
+    assert "Size (iterations, read from the fitted model): 5 → 5." in text
+    off = make_cfg(continuous={"enabled": False})
+    assert _continuous_markdown(train_or_update(off, new, history, 0).provenance) == ""
