@@ -15,7 +15,8 @@ reason, and recorded in the plan, the provenance and so the model card:
 - ``add_trees`` (random forests, extra trees): the forest grows by `continuous.grow_by` trees
   fitted on the update set (``warm_start``); the existing trees stay as they are. Trees of a
   forest are fitted independently, so new trees on new data are valid members. The number
-  recorded is read from the fitted forest;
+  recorded is read from the fitted forest. (With ``oob_score=True`` the out-of-bag score after
+  an update mixes old trees with rows they never saw; the gates do not use it);
 - ``refit`` (everything else, gradient boosting included): no valid incremental path, so every
   window is a full refit, preprocessing included, on the replay mix, reported as such.
   scikit-learn documents histogram gradient boosting's ``warm_start`` as valid on the same
