@@ -33,8 +33,8 @@ Estimator settings matter more here than in a full fit: SGD's default learning-r
 (use 'constant' or 'adaptive'); naive Bayes sums its statistics forever and never forgets, so
 replay only re-counts history there (set `continuous.replay_share: 0`).
 
-The preprocessing (imputers, scaler, one-hot encoder) is **frozen** at the last full fit. The
-estimator's weights are only meaningful in the feature space they were learned in: refitting
+In an incremental update (``partial_fit``, ``add_trees``) the preprocessing (imputers, scaler,
+one-hot encoder) is **frozen** at the last full fit. The estimator's weights are only meaningful in the feature space they were learned in: refitting
 the scaler would silently rescale every learned coefficient, and refitting the encoder would
 change the number of inputs. Instead, `plan_update` measures how far the new window has moved
 in that frozen space (mean shift in the scaler's standard deviations; share of categories the
