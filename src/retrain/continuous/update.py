@@ -33,15 +33,16 @@ Estimator settings matter more here than in a full fit: SGD's default learning-r
 (use 'constant' or 'adaptive'); naive Bayes sums its statistics forever and never forgets, so
 replay only re-counts history there (set `continuous.replay_share: 0`).
 
-In an incremental update (``partial_fit``, ``add_trees``) the preprocessing (imputers, scaler,
-one-hot encoder) is **frozen** at the last full fit. The estimator's weights are only meaningful in the feature space they were learned in: refitting
-the scaler would silently rescale every learned coefficient, and refitting the encoder would
-change the number of inputs. Instead, `plan_update` measures how far the new window has moved
-in that frozen space (mean shift in the scaler's standard deviations; share of categories the
-encoder has never seen) and plans a full fit when it is too far, when the model spec changed,
-when the champion has fallen past `evaluation.floor` on the new window (an abrupt concept
-change: an update held back by replay cannot catch up), or after `continuous.max_updates`
-updates in a row (10 by default, so a forest's size stays bounded).
+In an incremental update (``partial_fit``, ``add_trees``) the preprocessing (imputers,
+scaler, one-hot encoder) is **frozen** at the last full fit. The estimator's weights are only
+meaningful in the feature space they were learned in: refitting the scaler would silently
+rescale every learned coefficient, and refitting the encoder would change the number of
+inputs. Instead, `plan_update` measures how far the new window has moved in that frozen space
+(mean shift in the scaler's standard deviations; share of categories the encoder has never
+seen) and plans a full fit when it is too far, when the model spec changed, when the champion
+has fallen past `evaluation.floor` on the new window (an abrupt concept change: an update held
+back by replay cannot catch up), or after `continuous.max_updates` updates in a row (10 by
+default, so a forest's size stays bounded).
 """
 
 from __future__ import annotations
