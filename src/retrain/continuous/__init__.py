@@ -7,29 +7,37 @@ The `continuous:` config section is `retrain.settings.continuous`; the update co
 from __future__ import annotations
 
 from retrain.continuous.update import (
+    UPDATE_STRATEGIES,
     Challenger,
     ContinuousUpdate,
+    Method,
     UpdatePlan,
+    UpdateStrategy,
     continuous_update,
+    model_size,
     plan_update,
     preprocessing_drift,
     replay_config,
     train_or_update,
-    update_method,
     update_model,
+    update_strategy,
     updates_since_full_fit,
 )
 
 __all__ = [
+    "UPDATE_STRATEGIES",
     "Challenger",
     "ContinuousUpdate",
+    "Method",
     "UpdatePlan",
+    "UpdateStrategy",
     "continuous_update",
+    "model_size",
     "plan_update",
     "preprocessing_drift",
     "replay_config",
     "train_or_update",
-    "update_method",
     "update_model",
+    "update_strategy",
     "updates_since_full_fit",
 ]
