@@ -638,7 +638,7 @@ def test_sgd_partial_fit_path_still_works() -> None:
 
 
 def test_the_train_report_says_which_method_ran_and_the_real_size() -> None:
-    from retrain.steps.train import _continuous_markdown
+    from retrain.steps._train import _continuous_markdown
 
     cfg = make_cfg(FOREST, {"n_estimators": 4}, continuous={"grow_by": 3})
     new, history = make_frame(400, 5, first_id=10_000), make_frame(800, 4)
