@@ -48,45 +48,21 @@ default, so a forest's size stays bounded).
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, is_classifier
-from sklearn.dummy import DummyClassifier, DummyRegressor
-from sklearn.ensemble import (
-    ExtraTreesClassifier,
-    ExtraTreesRegressor,
-    GradientBoostingClassifier,
-    GradientBoostingRegressor,
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
-from sklearn.linear_model import (
-    ElasticNet,
-    Lasso,
-    LinearRegression,
-    LogisticRegression,
-    Ridge,
-    SGDClassifier,
-    SGDRegressor,
-)
-from sklearn.naive_bayes import GaussianNB
-from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
-from sklearn.neural_network import MLPClassifier, MLPRegressor
+from sklearn.base import is_classifier
 from sklearn.pipeline import Pipeline
-from sklearn.tree import (
-    DecisionTreeClassifier,
-    DecisionTreeRegressor,
-    ExtraTreeClassifier,
-    ExtraTreeRegressor,
-)
 
 from retrain.config import Config
+from retrain.continuous.strategies import (
+    UpdateStrategy,
+    model_size,
+    pipeline_parts,
+    update_strategy,
+)
 from retrain.errors import ValidationError
 from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics
 from retrain.training.artifact import ModelCard
@@ -100,77 +76,17 @@ from retrain.training.model import (
 )
 
 __all__ = [
-    "UPDATE_STRATEGIES",
     "Challenger",
     "ContinuousUpdate",
-    "Method",
     "UpdatePlan",
-    "UpdateStrategy",
     "continuous_update",
-    "model_size",
     "plan_update",
     "preprocessing_drift",
     "replay_config",
     "train_or_update",
     "update_model",
-    "update_strategy",
     "updates_since_full_fit",
 ]
-
-Method = Literal["partial_fit", "add_trees", "refit"]
-
-_SEEDS_ONLY = (
-    "warm_start only seeds a solver that converges to the optimum of the rows it is given, so "
-    "on a new window alone it forgets history"
-)
-_FITS_ON_ITS_DATA = "it is fitted in one piece on the rows it is given"
-
-#: How each estimator class learns from a new window, and why that is valid for it. Looked up
-#: by exact class (a subclass may change what is valid); a class not listed is refitted.
-UPDATE_STRATEGIES: Mapping[type[BaseEstimator], tuple[Method, str]] = {
-    SGDClassifier: ("partial_fit", "each pass continues stochastic gradient descent"),
-    SGDRegressor: ("partial_fit", "each pass continues stochastic gradient descent"),
-    MLPClassifier: ("partial_fit", "each pass continues the stochastic solver ('adam', 'sgd')"),
-    MLPRegressor: ("partial_fit", "each pass continues the stochastic solver ('adam', 'sgd')"),
-    GaussianNB: ("partial_fit", "the new rows are added to its per-class means and variances"),
-    RandomForestClassifier: ("add_trees", "its trees are fitted independently"),
-    RandomForestRegressor: ("add_trees", "its trees are fitted independently"),
-    ExtraTreesClassifier: ("add_trees", "its trees are fitted independently"),
-    ExtraTreesRegressor: ("add_trees", "its trees are fitted independently"),
-    HistGradientBoostingClassifier: (
-        "refit",
-        "scikit-learn documents warm_start as valid on the same data only; the bin thresholds "
-        "are fixed at the first fit",
-    ),
-    HistGradientBoostingRegressor: (
-        "refit",
-        "scikit-learn documents warm_start as valid on the same data only; the bin thresholds "
-        "are fixed at the first fit",
-    ),
-    GradientBoostingClassifier: (
-        "refit",
-        "warm_start adds boosting stages to the first fit (its initial estimator stays), a "
-        "continuation scikit-learn documents for the same data",
-    ),
-    GradientBoostingRegressor: (
-        "refit",
-        "warm_start adds boosting stages to the first fit (its initial estimator stays), a "
-        "continuation scikit-learn documents for the same data",
-    ),
-    LogisticRegression: ("refit", _SEEDS_ONLY),
-    Lasso: ("refit", _SEEDS_ONLY),
-    ElasticNet: ("refit", _SEEDS_ONLY),
-    LinearRegression: ("refit", _FITS_ON_ITS_DATA),
-    Ridge: ("refit", _FITS_ON_ITS_DATA),
-    DecisionTreeClassifier: ("refit", "a single tree cannot grow on new data"),
-    DecisionTreeRegressor: ("refit", "a single tree cannot grow on new data"),
-    ExtraTreeClassifier: ("refit", "a single tree cannot grow on new data"),
-    ExtraTreeRegressor: ("refit", "a single tree cannot grow on new data"),
-    KNeighborsClassifier: ("refit", "the model is its training set"),
-    KNeighborsRegressor: ("refit", "the model is its training set"),
-    DummyClassifier: ("refit", _FITS_ON_ITS_DATA),
-    DummyRegressor: ("refit", _FITS_ON_ITS_DATA),
-}
 
 # A random stream of its own (build_training_set uses 1-3), so the shuffle does not move when
 # the mix changes.
@@ -184,14 +100,6 @@ class ContinuousUpdate:
     model: Pipeline
     training_set: TrainingSet
     provenance: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class UpdateStrategy:
-    """How an estimator learns from a new window under `continuous.method`, and why."""
-
-    method: Method
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -242,58 +150,6 @@ def replay_config(cfg: Config) -> Config:
     return cfg.model_copy(update={"training": training})
 
 
-def update_strategy(cfg: Config, estimator: BaseEstimator) -> UpdateStrategy:
-    """How `estimator` learns from a window: its `UPDATE_STRATEGIES` entry, or `continuous.method`.
-
-    ``auto`` takes the table's entry; an estimator the table does not list, or a
-    ``partial_fit`` entry whose parameters hide it (an MLP with solver 'lbfgs'), is refitted.
-    ``refit`` is valid for any estimator; ``partial_fit`` and ``add_trees`` only where the table
-    says so.
-
-    Raises:
-        ValidationError: naming `continuous.method` when it asks for a method the estimator
-            has no valid use of.
-    """
-    name = type(estimator).__name__
-    method, why = UPDATE_STRATEGIES.get(
-        type(estimator), ("refit", "it is not listed in retrain.continuous.UPDATE_STRATEGIES")
-    )
-    # available_if hides partial_fit where it does not apply (e.g. MLP with solver 'lbfgs').
-    if method == "partial_fit" and not hasattr(estimator, "partial_fit"):
-        method, why = "refit", "it has no partial_fit with these model.params"
-    wanted = cfg.continuous.method
-    if wanted == "refit":
-        return UpdateStrategy("refit", "full refit on the replay mix (continuous.method 'refit')")
-    if wanted not in ("auto", method):
-        raise ValidationError(
-            f"continuous.method: '{wanted}' is not a valid update for {name} ({why}; its "
-            f"method is '{method}'); set continuous.method to 'auto' or 'refit', or "
-            "continuous.enabled: false"
-        )
-    if method == "refit":
-        return UpdateStrategy(
-            "refit", f"full refit on the replay mix (no valid incremental path for {name}: {why})"
-        )
-    return UpdateStrategy(method, f"{method} for {name}: {why}")
-
-
-def model_size(model: Pipeline) -> dict[str, Any] | None:
-    """The ensemble size of a fitted model, read from the fitted estimator; None if not one.
-
-    Forests count ``estimators_``; gradient boosting counts the stages or iterations it kept,
-    which early stopping can make fewer than its ``n_estimators`` or ``max_iter``.
-    """
-    _, est = _steps(model)
-    if isinstance(est, (HistGradientBoostingClassifier, HistGradientBoostingRegressor)):
-        return {"unit": "iterations", "count": int(est.n_iter_)}
-    if isinstance(est, (GradientBoostingClassifier, GradientBoostingRegressor)):
-        return {"unit": "stages", "count": int(est.n_estimators_)}
-    trees = getattr(est, "estimators_", None)
-    if isinstance(trees, list):
-        return {"unit": "trees", "count": len(trees)}
-    return None
-
-
 def updates_since_full_fit(card: ModelCard | None) -> int:
     """Incremental updates between `card`'s model and the last full fit (0 for a full fit)."""
     if card is None:
@@ -310,7 +166,7 @@ def preprocessing_drift(cfg: Config, model: Pipeline, frame: pd.DataFrame) -> di
     shift in the fitted standard deviations) and ``unseen_category_share`` (per categorical
     column, the share of non-null values the one-hot encoder does not know).
     """
-    pre, _ = _steps(model)
+    pre, _ = pipeline_parts(model)
     feature_frame(frame, cfg, "new data")
     out: dict[str, Any] = {"numeric_shift": {}, "unseen_category_share": {}}
     for name, transformer, columns in getattr(pre, "transformers_", []):
@@ -369,7 +225,7 @@ def plan_update(
             f"{n} incremental updates since the last full fit (continuous.max_updates "
             f"{c.max_updates})"
         )
-    _, estimator = _steps(champion)
+    _, estimator = pipeline_parts(champion)
     if is_classifier(estimator) and cfg.target in new.columns:
         unknown = _unknown_classes(new[cfg.target].dropna(), list(estimator.classes_))
         if unknown:
@@ -415,7 +271,7 @@ def update_model(
             refits it instead), `train` lacks columns or labels or brings a class the model
             does not know, or the estimator refuses the data.
     """
-    _, estimator = _steps(model)
+    _, estimator = pipeline_parts(model)
     expected = resolve_estimator(cfg.model.estimator)
     if type(estimator) is not expected:
         raise ValidationError(
@@ -459,7 +315,7 @@ def update_model(
             )
 
     updated = copy.deepcopy(model)  # the champion stays untouched
-    pre, est = _steps(updated)
+    pre, est = pipeline_parts(updated)
     Xt = pre.transform(X)
     y_arr = y.to_numpy()
     notes: dict[str, Any] = {
@@ -581,7 +437,7 @@ def _champion_score(cfg: Config, champion: Pipeline, new: pd.DataFrame) -> float
     if cfg.target not in new.columns:
         return None
     labelled = new.loc[new[cfg.target].notna()]
-    _, estimator = _steps(champion)
+    _, estimator = pipeline_parts(champion)
     classes = list(estimator.classes_) if is_classifier(estimator) else None
     if len(labelled) < 2 or (
         classes is not None and _unknown_classes(labelled[cfg.target], classes)
@@ -601,19 +457,6 @@ def _plan_notes(plan: UpdatePlan) -> dict[str, Any]:
         "method": plan.strategy.method if plan.strategy is not None else None,
         "method_reason": plan.strategy.reason if plan.strategy is not None else None,
     }
-
-
-def _steps(model: Pipeline) -> tuple[Any, Any]:
-    steps = getattr(model, "named_steps", None)
-    if (
-        not isinstance(model, Pipeline)
-        or steps is None
-        or not {"preprocess", "estimator"} <= set(steps)
-    ):
-        raise ValidationError(
-            "the model to update is not a retrain pipeline (steps 'preprocess' and 'estimator')"
-        )
-    return steps["preprocess"], steps["estimator"]
 
 
 def _unknown_classes(y: pd.Series, known: list[Any]) -> list[Any]:
