@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from required import unavailable
+
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = {
     "retrain": REPO / "src" / "retrain",
@@ -29,10 +31,7 @@ NO_CYCLES = "No cycles"
 def _lint_imports() -> str:
     exe = Path(sys.executable).with_name("lint-imports")
     if not exe.exists():
-        message = "lint-imports is not installed (import-linter, in the 'dev' extra)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("lint-imports is not installed (import-linter, in the 'dev' extra)")
     return str(exe)
 
 
