@@ -11,7 +11,7 @@ def rollout(
     `max_seconds` bounds the step's wall-clock time (0: until promoted or rolled back); a
     rollout still in flight then is continued by the next run or `retrain deploy advance`.
     """
-    from retrain.steps.rollout import rollout as run_rollout
+    from retrain import steps
 
     limit = max_seconds if max_seconds > 0 else None
-    return run_rollout(config_yaml, run_id, report.path, max_seconds=limit).summary
+    return steps.rollout(config_yaml, run_id, report.path, max_seconds=limit).summary

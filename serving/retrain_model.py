@@ -99,7 +99,7 @@ def parse_card(data: bytes, where: str) -> ModelCard:
     Raises:
         ValidationError: naming `where` and every missing, unknown or mistyped key.
     """
-    card = ModelCard.from_json(data, where)
+    card = ModelCard.from_json(data, where, ignore_unknown=True)
     problems = []
     for key in ("version", "target", "model_sha256"):
         if not getattr(card, key):

@@ -6,5 +6,5 @@ components (`retrain_components`) and the pipeline (`retrain_pipelines`) are thi
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["__version__"]

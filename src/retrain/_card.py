@@ -68,8 +68,13 @@ class ModelCard:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=_json_default)
 
     @classmethod
-    def from_json(cls, text: str | bytes, where: str = "") -> ModelCard:
+    def from_json(
+        cls, text: str | bytes, where: str = "", *, ignore_unknown: bool = False
+    ) -> ModelCard:
         """Parse a card; `where` (a path or URI) names it in errors.
+
+        `ignore_unknown` drops keys this version does not know instead of refusing them: a
+        server reading cards that a newer release wrote keeps starting.
 
         Raises:
             ValidationError: not JSON, not an object, or with missing, unknown or mistyped keys.
@@ -87,7 +92,11 @@ class ModelCard:
             for name, f in fields.items()
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         }
-        problems = [f"unknown key '{k}'" for k in sorted(set(raw) - set(fields))]
+        unknown = sorted(set(raw) - set(fields))
+        if ignore_unknown:
+            raw = {k: v for k, v in raw.items() if k in fields}
+            unknown = []
+        problems = [f"unknown key '{k}'" for k in unknown]
         problems += [f"required key '{k}' is missing" for k in sorted(required - set(raw))]
         for key, expected in _CARD_TYPES.items():
             value = raw.get(key)

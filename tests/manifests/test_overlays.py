@@ -13,7 +13,7 @@ import yaml
 
 from retrain.config import config_from_text
 from retrain.errors import ValidationError
-from retrain.manifests_check import (
+from tools.manifests_check import (
     CONFIG_KEY,
     KUBERNETES_VERSIONS,
     PIPELINE_KEY,
@@ -183,7 +183,7 @@ def test_a_serving_image_that_differs_from_the_config_is_caught(
 ) -> None:
     objs = rendered("overlays/gcp")
     pod = pod_specs(find(objs, "SeldonDeployment", "loans"))[0][1]
-    pod["containers"][0]["image"] = "ghcr.io/retrain-project/retrain-serving:0.2.0"
+    pod["containers"][0]["image"] = "ghcr.io/retrain-project/retrain-serving:0.3.0"
     found = consistency_findings(objs)
     assert len(found) == 1 and "deploy.image" in found[0].message
 
@@ -229,7 +229,7 @@ def test_a_new_image_tag_needs_a_new_pipeline_package(rendered: Render, find: Fi
     objs = rendered("overlays/gcp")
     for name in ("retrain-drift-monitor", "retrain-schedule-reconciler"):
         pod = pod_specs(find(objs, "CronJob", name))[0][1]
-        pod["containers"][0]["image"] = "ghcr.io/retrain-project/retrain:0.2.0"
+        pod["containers"][0]["image"] = "ghcr.io/retrain-project/retrain:0.3.0"
     assert [f.rule for f in pipeline_findings(objs)] == ["pipeline-package"]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from retrain.manifests_check import (
+from tools.manifests_check import (
     SECURITY_RULES,
     Finding,
     image_problem,
@@ -198,9 +198,9 @@ def test_unpinned_images_are_caught(base_objs: Objs, find: Find, image: str) -> 
 @pytest.mark.parametrize(
     "image",
     [
-        "ghcr.io/retrain-project/retrain:0.1.0",
+        "ghcr.io/retrain-project/retrain:0.2.0",
         "localhost:5000/retrain:1",
-        "ghcr.io/retrain-project/retrain:0.1.0@sha256:" + "a" * 64,
+        "ghcr.io/retrain-project/retrain:0.2.0@sha256:" + "a" * 64,
         "ghcr.io/retrain-project/retrain@sha256:" + "a" * 64,
     ],
 )

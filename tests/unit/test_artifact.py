@@ -134,6 +134,18 @@ def test_card_from_json_lists_every_problem() -> None:
         ModelCard.from_json("{")
 
 
+def test_a_reader_may_drop_keys_a_newer_writer_added() -> None:
+    # Serving reads cards with ignore_unknown: a card from a newer release still loads, and
+    # only the unknown key is forgiven.
+    card = _card(make_cfg("sklearn.linear_model.LogisticRegression"))
+    raw = {**json.loads(card.to_json()), "colour": "red"}
+    assert ModelCard.from_json(json.dumps(raw), ignore_unknown=True) == card
+    raw["seed"] = "42"
+    with pytest.raises(ValidationError, match="card at /x is invalid") as err:
+        ModelCard.from_json(json.dumps(raw), "at /x", ignore_unknown=True)
+    assert err.value.problems == ["'seed' must be int, got '42'"]
+
+
 def test_card_needs_an_aware_timestamp() -> None:
     with pytest.raises(ValidationError, match="timezone-aware"):
         card_from_config(

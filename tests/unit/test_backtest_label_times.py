@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrain.backtest.replay import ReplayOptions, newest_labelled_window
+from retrain.backtest.timing import ReplayOptions, newest_labelled_window
 from retrain.config import Config, config_from_dict
 from retrain.errors import ValidationError
 

@@ -16,13 +16,14 @@ from sklearn.pipeline import Pipeline
 
 from retrain.config import Config, config_from_dict
 from retrain.continuous import (
+    UPDATE_STRATEGIES,
     continuous_update,
     plan_update,
     preprocessing_drift,
     replay_config,
     train_or_update,
-    update_method,
     update_model,
+    update_strategy,
     updates_since_full_fit,
 )
 from retrain.errors import ValidationError
@@ -40,7 +41,6 @@ MLP_PARAMS = {"hidden_layer_sizes": [4], "learning_rate_init": 0.02, "max_iter":
 NB = "sklearn.naive_bayes.GaussianNB"
 FOREST = "sklearn.ensemble.RandomForestClassifier"
 HGB = "sklearn.ensemble.HistGradientBoostingClassifier"
-_SGD = "sklearn.linear_model._stochastic_gradient.SGDClassifier"
 
 
 @pytest.fixture(autouse=True)
@@ -152,6 +152,8 @@ def test_config_defaults() -> None:
         ({"replay_share": 1.0}, "continuous.replay_share"),
         ({"passes": 0}, "continuous.passes"),
         ({"method": "retrain"}, "continuous.method"),
+        ({"method": "warm_start"}, "continuous.method"),  # renamed add_trees; never for boosting
+        ({"max_updates": None}, "continuous.max_updates"),  # unbounded growth is not offered
     ],
 )
 def test_config_errors_name_the_key(section: dict[str, Any], key: str) -> None:
@@ -169,7 +171,7 @@ def test_replay_defaults_to_the_training_mix() -> None:
     assert (override.historical_share, override.max_history_rows) == (0.0, 9)
 
 
-# --- update_method -----------------------------------------------------------------------------
+# --- update_strategy ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -177,30 +179,67 @@ def test_replay_defaults_to_the_training_mix() -> None:
     [
         (MLP, None, "auto", "partial_fit"),
         (NB, {}, "auto", "partial_fit"),
-        (FOREST, {"n_estimators": 3}, "auto", "warm_start"),
-        (HGB, {"max_iter": 3}, "warm_start", "warm_start"),
+        ("sklearn.linear_model.SGDClassifier", {"loss": "log_loss"}, "auto", "partial_fit"),
+        (FOREST, {"n_estimators": 3}, "auto", "add_trees"),
+        (FOREST, {"n_estimators": 3}, "add_trees", "add_trees"),
+        (HGB, {"max_iter": 3}, "auto", "refit"),
+        ("sklearn.ensemble.GradientBoostingClassifier", {}, "auto", "refit"),
+        ("sklearn.linear_model.LogisticRegression", {}, "auto", "refit"),  # warm_start: a seed
+        (MLP, {"solver": "lbfgs"}, "auto", "refit"),  # lbfgs has no partial_fit
+        (MLP, None, "refit", "refit"),
     ],
 )
-def test_update_method(
+def test_update_strategy(
     estimator: str, params: dict[str, Any] | None, method: str, expected: str
 ) -> None:
     cfg = make_cfg(estimator, params, continuous={"method": method})
-    assert update_method(cfg, build_estimator(cfg).named_steps["estimator"]) == expected
+    strategy = update_strategy(cfg, build_estimator(cfg).named_steps["estimator"])
+    assert strategy.method == expected
+    if expected == "refit":
+        assert strategy.reason.startswith("full refit on the replay mix")
 
 
 @pytest.mark.parametrize(
     ("estimator", "params", "method"),
     [
-        ("sklearn.linear_model.LogisticRegression", {}, "auto"),  # warm_start is only a seed
-        (MLP, {"solver": "lbfgs"}, "auto"),  # lbfgs has no partial_fit
         (FOREST, {}, "partial_fit"),
-        (MLP, None, "warm_start"),
+        (MLP, None, "add_trees"),
+        (HGB, {}, "add_trees"),  # boosting is never warm-started on new data
+        (HGB, {}, "partial_fit"),
+        ("sklearn.linear_model.LogisticRegression", {}, "partial_fit"),
     ],
 )
-def test_update_method_refuses(estimator: str, params: dict[str, Any] | None, method: str) -> None:
+def test_update_strategy_refuses(
+    estimator: str, params: dict[str, Any] | None, method: str
+) -> None:
     cfg = make_cfg(estimator, params, continuous={"method": method})
     with pytest.raises(ValidationError, match=r"continuous\.method"):
-        update_method(cfg, build_estimator(cfg).named_steps["estimator"])
+        update_strategy(cfg, build_estimator(cfg).named_steps["estimator"])
+
+
+def test_every_estimator_the_project_can_build_has_an_explicit_strategy() -> None:
+    """A newly trusted estimator must get a reviewed entry, not a silent fallback."""
+    import importlib
+
+    from sklearn.base import BaseEstimator, is_classifier, is_regressor
+
+    missing = []
+    for qualified in TRUSTED_TYPES:
+        module, _, name = qualified.rpartition(".")
+        if not module.startswith("sklearn."):
+            continue
+        cls = getattr(importlib.import_module(module), name, None)
+        if not isinstance(cls, type) or not issubclass(cls, BaseEstimator):
+            continue
+        if cls in UPDATE_STRATEGIES:
+            continue
+        try:
+            instance = cls()
+        except TypeError:
+            continue
+        if is_classifier(instance) or is_regressor(instance):
+            missing.append(qualified)
+    assert missing == []
 
 
 # --- update_model: partial_fit -----------------------------------------------------------------
@@ -226,6 +265,7 @@ def test_partial_fit_updates_a_copy_and_keeps_the_preprocessing(estimator: str) 
         pre.named_transformers_[scaler[0]].named_steps[scaler[1]].mean_,
         new_pre.named_transformers_[scaler[0]].named_steps[scaler[1]].mean_,
     )
+    assert notes.pop("reason").startswith("partial_fit for ")
     assert notes == {"method": "partial_fit", "update_rows": 300, "passes": 2}
     again, _ = update_model(cfg, model, update, seed=5)
     for a, b in zip(estimator_state(updated), estimator_state(again), strict=True):
@@ -268,7 +308,7 @@ def test_warm_start_grows_the_forest_and_keeps_its_trees() -> None:
     assert (len(old.estimators_), len(new.estimators_)) == (4, 7)
     for a, b in zip(old.estimators_, new.estimators_[:4], strict=True):
         np.testing.assert_array_equal(a.tree_.threshold, b.tree_.threshold)
-    assert notes["grown"] == {"param": "n_estimators", "before": 4, "after": 7}
+    assert notes["size"] == {"unit": "trees", "before": 4, "after": 7}
 
 
 def test_warm_start_needs_every_class() -> None:
@@ -279,11 +319,11 @@ def test_warm_start_needs_every_class() -> None:
         update_model(cfg, model, only_yes, seed=0)
 
 
-def test_warm_start_boosting_adds_iterations() -> None:
-    cfg = make_cfg(HGB, {"max_iter": 5}, continuous={"grow_by": 4})
+def test_update_model_never_warm_starts_boosting() -> None:
+    cfg = make_cfg(HGB, {"max_iter": 5})
     model = fitted(cfg)
-    updated, _ = update_model(cfg, model, make_frame(300, 2, first_id=1000), seed=0)
-    assert updated.named_steps["estimator"].n_iter_ == 9
+    with pytest.raises(ValidationError, match="no valid incremental path for HistGradient"):
+        update_model(cfg, model, make_frame(300, 2, first_id=1000, shift=0.5), seed=0)
 
 
 # --- persistence -------------------------------------------------------------------------------
@@ -295,15 +335,7 @@ def test_warm_start_boosting_adds_iterations() -> None:
         (MLP, None),
         (NB, {}),
         (FOREST, {"n_estimators": 3}),
-        (HGB, {"max_iter": 3}),
-        pytest.param(
-            "sklearn.linear_model.SGDClassifier",
-            {"loss": "log_loss"},
-            marks=pytest.mark.skipif(
-                _SGD not in TRUSTED_TYPES,
-                reason=f"{_SGD} is not in retrain.training.artifact.TRUSTED_TYPES yet",
-            ),
-        ),
+        ("sklearn.linear_model.SGDClassifier", {"loss": "log_loss"}),
     ],
 )
 def test_a_loaded_champion_updates_and_saves_with_trusted_types(
@@ -382,7 +414,9 @@ def test_plan_continuous_when_nothing_stands_in_the_way() -> None:
     assert plan.mode == "continuous", plan.reasons
     assert plan.parent == "w0-abc"
     assert plan.champion_score is not None and plan.champion_score > 0.8
-    assert plan.summary() == "continuous update of w0-abc (#1 since the last full fit)"
+    assert plan.summary() == (
+        "continuous update of w0-abc by partial_fit (#1 since the last full fit)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -429,7 +463,7 @@ def test_plan_full_fit_when_the_champion_is_past_the_floor(metric: str, floor: f
 
 
 def test_plan_refuses_an_estimator_that_cannot_update_even_before_a_champion() -> None:
-    cfg = make_cfg("sklearn.linear_model.LogisticRegression", {})
+    cfg = make_cfg("sklearn.linear_model.LogisticRegression", {}, {"method": "partial_fit"})
     with pytest.raises(ValidationError, match=r"continuous\.method"):
         plan_update(cfg, None, None, make_frame(100, 2))
 
@@ -474,3 +508,150 @@ def test_enabled_updates_the_champion_or_falls_back_with_a_reason() -> None:
     assert up.provenance["mode"] == "continuous"
     assert up.provenance["continuous"]["parent"] == "w0-abc"
     assert up.model.named_steps["preprocess"] is not champion.named_steps["preprocess"]
+
+
+# --- validity per estimator (issue #10, point 3) -----------------------------------------------
+
+
+def test_boosting_is_refitted_on_the_replay_mix_never_warm_started() -> None:
+    """Histogram boosting's warm_start is valid on the same data only: each window refits it."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    params = {"max_iter": 5, "early_stopping": False}
+    cfg = make_cfg(HGB, params, continuous={"replay_share": 0.5})
+    champion = fitted(cfg)
+    champion_bins = champion.named_steps["estimator"]._bin_mapper.bin_thresholds_[0].copy()
+    new, history = make_frame(400, 5, first_id=10_000, shift=0.8), make_frame(800, 4)
+
+    got = train_or_update(cfg, new, history, 0, champion=champion, champion_card=card_for(cfg))
+
+    assert got.plan.mode == "full"
+    assert got.plan.summary().startswith(
+        "full refit on the replay mix (no valid incremental path for HistGradientBoosting"
+    )
+    assert got.provenance["plan"]["method"] == "refit"
+    assert got.provenance["realised_share"] == pytest.approx(0.5, abs=0.01)  # the replay mix
+    est = got.model.named_steps["estimator"]
+    assert est.n_iter_ == 5  # a fresh fit, not the champion's 5 plus added iterations
+    assert champion.named_steps["estimator"].n_iter_ == 5  # the champion is untouched
+    train = got.training_set.train
+    scaler = got.model.named_steps["preprocess"].named_transformers_["numeric"]["scale"]
+    assert scaler.mean_[0] == pytest.approx(train["x1"].mean())  # preprocessing refitted too
+    # The bin thresholds come from the mix, exactly as a fresh fit on it draws them.
+    Xt = got.model.named_steps["preprocess"].transform(train[["x1", "x2", "colour"]])
+    fresh = HistGradientBoostingClassifier(**params, random_state=cfg.seed).fit(Xt, train["label"])
+    np.testing.assert_array_equal(
+        est._bin_mapper.bin_thresholds_[0], fresh._bin_mapper.bin_thresholds_[0]
+    )
+    assert not np.array_equal(est._bin_mapper.bin_thresholds_[0], champion_bins)
+
+
+@pytest.mark.parametrize(
+    ("estimator", "params", "unit", "limit", "attribute"),
+    [
+        (
+            HGB,
+            {"max_iter": 200, "early_stopping": True, "n_iter_no_change": 2},
+            "iterations",
+            200,
+            "n_iter_",
+        ),
+        (
+            "sklearn.ensemble.GradientBoostingClassifier",
+            {"n_estimators": 200, "n_iter_no_change": 2, "max_depth": 2},
+            "stages",
+            200,
+            "n_estimators_",
+        ),
+    ],
+)
+def test_recorded_size_is_read_from_the_fitted_model_under_early_stopping(
+    estimator: str, params: dict[str, Any], unit: str, limit: int, attribute: str
+) -> None:
+    cfg = make_cfg(estimator, params)
+    champion = fitted(cfg, n=600)
+    new, history = make_frame(600, 5, first_id=10_000), make_frame(1200, 4)
+    got = train_or_update(cfg, new, history, 0, champion=champion, champion_card=card_for(cfg))
+    kept = getattr(got.model.named_steps["estimator"], attribute)
+    assert kept < limit  # early stopping did stop: a count taken from the params would be wrong
+    before = getattr(champion.named_steps["estimator"], attribute)
+    assert got.provenance["size"] == {"unit": unit, "before": before, "after": kept}
+
+
+def test_forest_growth_recorded_is_the_real_change_in_trees() -> None:
+    cfg = make_cfg(FOREST, {"n_estimators": 4}, continuous={"grow_by": 3})
+    champion = fitted(cfg)
+    new, history = make_frame(400, 5, first_id=10_000), make_frame(800, 4)
+    got = train_or_update(cfg, new, history, 0, champion=champion, champion_card=card_for(cfg))
+    assert got.plan.mode == "continuous", got.plan.reasons
+    assert "by add_trees" in got.plan.summary()
+    assert got.provenance["continuous"]["method"] == "add_trees"
+    old, new_est = champion.named_steps["estimator"], got.model.named_steps["estimator"]
+    assert got.provenance["size"] == {
+        "unit": "trees",
+        "before": len(old.estimators_),
+        "after": len(new_est.estimators_),
+    }
+    assert len(new_est.estimators_) - len(old.estimators_) == 3
+    assert new_est.warm_start is False  # a later fit of the saved model starts afresh
+
+
+def test_default_max_updates_is_finite_and_bounds_a_forest_over_20_updates() -> None:
+    cfg = make_cfg(FOREST, {"n_estimators": 5})
+    c = cfg.continuous
+    assert isinstance(c.max_updates, int)
+    bound = 5 + c.max_updates * c.grow_by
+    windows = [make_frame(150, 100 + w, first_id=1000 * w) for w in range(21)]
+    first = train_or_update(cfg, windows[0], None, 0)
+    model, card = first.model, card_for(cfg, "w0", first.provenance)
+    modes, sizes = [first.plan.mode], [len(model.named_steps["estimator"].estimators_)]
+    for w in range(1, 21):
+        history = pd.concat(windows[:w], ignore_index=True)
+        got = train_or_update(cfg, windows[w], history, w, champion=model, champion_card=card)
+        model, card = got.model, card_for(cfg, f"w{w}", got.provenance)
+        modes.append(got.plan.mode)
+        sizes.append(len(model.named_steps["estimator"].estimators_))
+        assert got.provenance["size"]["after"] == sizes[-1]
+        if got.plan.mode == "full":
+            assert any("incremental updates since the last full fit" in r for r in got.plan.reasons)
+    assert max(sizes) <= bound, sizes
+    assert modes.count("full") >= 2, modes  # the first fit and at least one reset
+
+
+def test_sgd_partial_fit_path_still_works() -> None:
+    params = {"loss": "log_loss", "learning_rate": "constant", "eta0": 0.01}
+    cfg = make_cfg("sklearn.linear_model.SGDClassifier", params)
+    champion = fitted(cfg)
+    coef = champion.named_steps["estimator"].coef_.copy()
+    new, history = make_frame(400, 5, first_id=10_000, shift=0.5), make_frame(800, 4)
+    got = train_or_update(cfg, new, history, 0, champion=champion, champion_card=card_for(cfg))
+    assert got.plan.mode == "continuous", got.plan.reasons
+    assert got.provenance["continuous"]["method"] == "partial_fit"
+    assert "size" not in got.provenance  # a linear model does not grow
+    np.testing.assert_array_equal(champion.named_steps["estimator"].coef_, coef)
+    assert not np.allclose(got.model.named_steps["estimator"].coef_, coef)
+    frozen = [
+        m.named_steps["preprocess"].named_transformers_["numeric"]["scale"].mean_
+        for m in (champion, got.model)
+    ]
+    np.testing.assert_array_equal(*frozen)
+
+
+def test_the_train_report_says_which_method_ran_and_the_real_size() -> None:
+    from retrain.steps._train import _continuous_markdown
+
+    cfg = make_cfg(FOREST, {"n_estimators": 4}, continuous={"grow_by": 3})
+    new, history = make_frame(400, 5, first_id=10_000), make_frame(800, 4)
+    got = train_or_update(cfg, new, history, 0, champion=fitted(cfg), champion_card=card_for(cfg))
+    text = _continuous_markdown(got.provenance)
+    assert "continuous update of w0-abc by add_trees" in text
+    assert "Method: add_trees for RandomForestClassifier" in text
+    assert "Size (trees, read from the fitted model): 4 → 7." in text
+
+    hgb = make_cfg(HGB, {"max_iter": 5})
+    refit = train_or_update(hgb, new, history, 0, champion=fitted(hgb), champion_card=card_for(hgb))
+    text = _continuous_markdown(refit.provenance)
+    assert "full refit on the replay mix (no valid incremental path for HistGradient" in text
+    assert "Size (iterations, read from the fitted model): 5 → 5." in text
+    off = make_cfg(continuous={"enabled": False})
+    assert _continuous_markdown(train_or_update(off, new, history, 0).provenance) == ""

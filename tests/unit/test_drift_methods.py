@@ -19,8 +19,14 @@ from scipy.stats import chi2_contingency, ks_2samp, wasserstein_distance
 
 from retrain.config import Config, config_from_dict
 from retrain.drift import METHODS, Comparison, FeatureDrift, build_profile, detect_drift
-from retrain.drift._methods import PSI_EMPTY_SHARE, WASSERSTEIN_MIN_SCALE, register_method
+from retrain.drift._methods import (
+    PSI_EMPTY_SHARE,
+    WASSERSTEIN_MIN_SCALE,
+    register_method,
+    unregister_method,
+)
 from retrain.errors import ValidationError
+from retrain.settings import DriftConfig
 
 TOL = 1e-9
 
@@ -313,7 +319,8 @@ def test_a_registered_method_is_usable_from_config() -> None:
         assert judge(ref, cur, "mean_gap")["constant"].statistic == 0.0
         assert (f.threshold, f.drifted) == (0.5, True)
     finally:
-        del METHODS["mean_gap"]
+        unregister_method("mean_gap")
+    assert "mean_gap" not in DriftConfig().thresholds  # nothing left behind for other tests
 
 
 def test_registering_a_taken_name_or_a_bad_spec_is_refused() -> None:

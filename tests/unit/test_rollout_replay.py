@@ -30,7 +30,7 @@ from retrain.rollout.providers import (
     predictor_metrics,
 )
 from retrain.rollout.shift import counts_from_buckets, js_distance, psi, score_histograms
-from retrain.steps.rollout import rollout
+from retrain.steps import rollout
 from retrain.storage import LocalStorage
 
 

@@ -6,7 +6,6 @@ from retrain.backtest.cache import TrainingCache
 from retrain.backtest.policies import POLICY_KINDS, PolicySpec, parse_policies
 from retrain.backtest.replay import (
     PolicyResult,
-    ReplayOptions,
     WindowRecord,
     policy_config,
     replay_policy,
@@ -14,6 +13,7 @@ from retrain.backtest.replay import (
 )
 from retrain.backtest.report import PolicySummary, summarise, write_outputs
 from retrain.backtest.run import BacktestResult, ProgressBar, run_backtest, select_windows
+from retrain.backtest.timing import ReplayOptions
 
 __all__ = [
     "POLICY_KINDS",

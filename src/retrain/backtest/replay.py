@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -38,10 +38,11 @@ import pandas as pd
 from retrain import steps
 from retrain.backtest.cache import TrainingCache
 from retrain.backtest.policies import PolicySpec
+from retrain.backtest.timing import ReplayOptions, newest_labelled_window
 from retrain.config import Config, parse_duration
 from retrain.data.io import from_parquet_bytes, read_source
 from retrain.data.windows import as_of_text, parse_window
-from retrain.errors import RetrainError, ValidationError
+from retrain.errors import RetrainError
 from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics
 from retrain.labels.join import join_labels
 from retrain.registry import MODEL_CARD_FILE, Registry
@@ -53,9 +54,7 @@ from retrain.triggers.policy import PolicyState, Signal, decide
 
 __all__ = [
     "PolicyResult",
-    "ReplayOptions",
     "WindowRecord",
-    "newest_labelled_window",
     "policy_config",
     "replay_policy",
     "score_model",
@@ -64,35 +63,6 @@ __all__ = [
 #: The simulated clock's origin; only differences matter to the trigger policy.
 _EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
 _PERIOD_SECONDS = 7 * 86400
-
-
-@dataclass(frozen=True)
-class ReplayOptions:
-    """How the replay treats time: label and canary delays in windows.
-
-    `label_delay` None means the data's own label times (``labels.time_column``), or no delay
-    when the labels have none; a number of windows applies only to labels without times.
-    """
-
-    label_delay: int | None = None
-    canary_delay: int = 0
-
-    def check(self, cfg: Config) -> None:
-        """Refuse a label delay for labels that carry their own times.
-
-        Raises:
-            ValidationError: names the label time column and the option.
-        """
-        if self.label_delay is not None and cfg.labels.time_column:
-            raise ValidationError(
-                f"--label-delay {self.label_delay}: the labels carry their own times "
-                f"(labels.time_column {cfg.labels.time_column!r}), which the backtest uses; "
-                "a label delay in windows applies only to labels without a time column"
-            )
-        if self.label_delay is not None and self.label_delay < 0:
-            raise ValidationError(
-                f"--label-delay must be 0 or more windows, got {self.label_delay}"
-            )
 
 
 @dataclass
@@ -349,40 +319,6 @@ def _score_champion(
     except RetrainError as err:
         rec.notes.append(f"scoring failed: {err}")
     return champion
-
-
-def newest_labelled_window(
-    cfg: Config,
-    windows: Sequence[str],
-    events: Callable[[int], pd.DataFrame | None],
-    labels: pd.DataFrame,
-    i: int,
-    *,
-    label_delay: int | None = None,
-    known: int = -1,
-) -> int | None:
-    """The index of the newest window whose labels have arrived by window `i`'s end, or None.
-
-    With ``labels.time_column``: the newest window up to `i` whose labels dated at or before
-    window `i`'s end pass the label join (``labels.min_coverage`` and the leakage check), as
-    `steps.label` judges them; `events(k)` gives window `k`'s events (None: none ingested).
-    Windows up to `known` are known to be ready already (labels never un-arrive), so the search
-    stops there. Without a label time column: ``i - label_delay``.
-    """
-    if not cfg.labels.time_column:
-        j = i - (label_delay or 0)
-        return j if j >= 0 else None
-    as_of = parse_window(cfg.data, windows[i]).end
-    for k in range(i, known, -1):  # newest first
-        frame = events(k)
-        if frame is None:
-            continue
-        try:
-            join_labels(cfg, frame, labels, as_of=as_of)
-        except RetrainError:
-            continue
-        return k
-    return known if known >= 0 else None
 
 
 def _newest_labelled(run: _ReplayInputs, state: _ReplayState, i: int) -> int | None:

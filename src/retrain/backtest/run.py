@@ -13,8 +13,9 @@ from typing import Any, TextIO
 
 from retrain.backtest.cache import TrainingCache
 from retrain.backtest.policies import PolicySpec
-from retrain.backtest.replay import PolicyResult, ReplayOptions, replay_policy
+from retrain.backtest.replay import PolicyResult, replay_policy
 from retrain.backtest.report import PolicySummary, write_outputs
+from retrain.backtest.timing import ReplayOptions
 from retrain.config import Config, config_from_text
 from retrain.data.io import read_source
 from retrain.data.windows import window_ids_in, window_sort_key

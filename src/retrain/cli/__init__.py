@@ -235,7 +235,7 @@ def _rollback_drill(cfg: Config) -> None:
     The rollout must catch that it is worse than the champion on live traffic and roll it
     back: the same path a bad model that slipped past offline evaluation would take.
     """
-    from retrain.steps.rollout import rollout
+    from retrain.steps import rollout
 
     reg = Registry(open_storage(cfg.storage_root), cfg.name)
     champion = reg.get_alias("champion").version

@@ -12,8 +12,8 @@ __all__ = ["add_commands"]
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from retrain.backtest.policies import parse_policies
-    from retrain.backtest.replay import ReplayOptions
     from retrain.backtest.run import run_backtest, select_windows
+    from retrain.backtest.timing import ReplayOptions
     from retrain.config import load_config
 
     policies = parse_policies(args.policies)

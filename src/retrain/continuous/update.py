@@ -6,27 +6,43 @@ drawn by `retrain.training.mix.build_training_set`, which also holds out the sam
 history sets the evaluation gates use. Without replay, an incremental learner drifts wholly to
 the latest concept and forgets the earlier one; replay keeps old patterns in every update.
 
-Two ways to learn more:
+How an estimator learns from a window is fixed per class in `UPDATE_STRATEGIES`, with the
+reason, and recorded in the plan, the provenance and so the model card:
 
-- ``partial_fit`` (SGD, MLP, naive Bayes): `continuous.passes` epochs over the update set, in a
-  seeded shuffle, with the champion's classes (an update cannot add a class);
-- ``warm_start`` (forests, gradient boosting): the ensemble grows by `continuous.grow_by`
-  members fitted on the update set; the existing members stay as they are.
+- ``partial_fit`` (SGD, MLP with solver 'adam' or 'sgd', Gaussian naive Bayes):
+  `continuous.passes` epochs over the update set, in a seeded shuffle, with the champion's
+  classes (an update cannot add a class);
+- ``add_trees`` (random forests, extra trees): the forest grows by `continuous.grow_by` trees
+  fitted on the update set (``warm_start``); the existing trees stay as they are. Trees of a
+  forest are fitted independently, so new trees on new data are valid members. The number
+  recorded is read from the fitted forest. (With ``oob_score=True`` the out-of-bag score after
+  an update mixes old trees with rows they never saw; the gates do not use it);
+- ``refit`` (everything else, gradient boosting included): no valid incremental path, so every
+  window is a full refit, preprocessing included, on the replay mix, reported as such.
+  scikit-learn documents histogram gradient boosting's ``warm_start`` as valid on the same
+  data only (the bin thresholds are fixed at the first fit); a linear model's ``warm_start``
+  only seeds a solver that converges to the optimum of the rows it is given.
+
+Other scikit-learn estimators with ``partial_fit`` do not fit this pipeline: multinomial,
+complement and categorical naive Bayes need non-negative inputs, which the standard scaler
+does not give; the perceptron and passive-aggressive classifiers have no ``predict_proba``.
+A class missing from the table, once trusted for loading, falls back to ``refit``.
 
 Estimator settings matter more here than in a full fit: SGD's default learning-rate schedules
 ('optimal', 'invscaling') decay with every row ever seen, so a long-lived model stops adapting
 (use 'constant' or 'adaptive'); naive Bayes sums its statistics forever and never forgets, so
 replay only re-counts history there (set `continuous.replay_share: 0`).
 
-The preprocessing (imputers, scaler, one-hot encoder) is **frozen** at the last full fit. The
-estimator's weights are only meaningful in the feature space they were learned in: refitting
-the scaler would silently rescale every learned coefficient, and refitting the encoder would
-change the number of inputs. Instead, `plan_update` measures how far the new window has moved
-in that frozen space (mean shift in the scaler's standard deviations; share of categories the
-encoder has never seen) and plans a full fit when it is too far, when the model spec changed,
-when the champion has fallen past `evaluation.floor` on the new window (an abrupt concept
-change: an update held back by replay cannot catch up), or after `continuous.max_updates`
-updates in a row.
+In an incremental update (``partial_fit``, ``add_trees``) the preprocessing (imputers,
+scaler, one-hot encoder) is **frozen** at the last full fit. The estimator's weights are only
+meaningful in the feature space they were learned in: refitting the scaler would silently
+rescale every learned coefficient, and refitting the encoder would change the number of
+inputs. Instead, `plan_update` measures how far the new window has moved in that frozen space
+(mean shift in the scaler's standard deviations; share of categories the encoder has never
+seen) and plans a full fit when it is too far, when the model spec changed, when the champion
+has fallen past `evaluation.floor` on the new window (an abrupt concept change: an update held
+back by replay cannot catch up), or after `continuous.max_updates` updates in a row (10 by
+default, so a forest's size stays bounded).
 """
 
 from __future__ import annotations
@@ -37,11 +53,16 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, is_classifier
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.base import is_classifier
 from sklearn.pipeline import Pipeline
 
 from retrain.config import Config
+from retrain.continuous.strategies import (
+    UpdateStrategy,
+    model_size,
+    pipeline_parts,
+    update_strategy,
+)
 from retrain.errors import ValidationError
 from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics
 from retrain.training.artifact import ModelCard
@@ -63,12 +84,9 @@ __all__ = [
     "preprocessing_drift",
     "replay_config",
     "train_or_update",
-    "update_method",
     "update_model",
     "updates_since_full_fit",
 ]
-
-Method = Literal["partial_fit", "warm_start"]
 
 # A random stream of its own (build_training_set uses 1-3), so the shuffle does not move when
 # the mix changes.
@@ -86,7 +104,11 @@ class ContinuousUpdate:
 
 @dataclass(frozen=True)
 class UpdatePlan:
-    """Whether this window updates the champion or trains from scratch, and why."""
+    """Whether this window updates the champion or trains from scratch, and why.
+
+    `strategy` is the estimator's way of learning from a window; with ``refit`` the plan is
+    always a full fit, on the replay mix.
+    """
 
     mode: Literal["continuous", "full"]
     reasons: tuple[str, ...] = ()
@@ -94,14 +116,18 @@ class UpdatePlan:
     updates_since_full_fit: int = 0
     preprocessing: dict[str, Any] = field(default_factory=dict)
     champion_score: float | None = None  # the primary metric on the new window's labels
+    strategy: UpdateStrategy | None = None
 
     def summary(self) -> str:
         """One line for reports."""
         if self.mode == "continuous":
+            how = f" by {self.strategy.method}" if self.strategy is not None else ""
             return (
-                f"continuous update of {self.parent} "
+                f"continuous update of {self.parent}{how} "
                 f"(#{self.updates_since_full_fit + 1} since the last full fit)"
             )
+        if self.strategy is not None and self.strategy.method == "refit":
+            return "; ".join(self.reasons)  # the reason already says "full refit"
         return "full fit: " + "; ".join(self.reasons)
 
 
@@ -124,29 +150,6 @@ def replay_config(cfg: Config) -> Config:
     return cfg.model_copy(update={"training": training})
 
 
-def update_method(cfg: Config, estimator: BaseEstimator) -> Method:
-    """How `estimator` can learn incrementally under `continuous.method`.
-
-    Raises:
-        ValidationError: naming `continuous.method` when it cannot. `warm_start` of a linear
-            model or an MLP only seeds a fit that converges as a full fit would, so it is not
-            offered: use partial_fit (SGD, MLP with solver adam/sgd) or a full fit.
-    """
-    wanted = cfg.continuous.method
-    # available_if hides partial_fit where it does not apply (e.g. MLP with solver 'lbfgs').
-    if wanted in ("auto", "partial_fit") and hasattr(estimator, "partial_fit"):
-        return "partial_fit"
-    if wanted in ("auto", "warm_start") and _growth_param(estimator) is not None:
-        return "warm_start"
-    name = type(estimator).__name__
-    raise ValidationError(
-        f"continuous.method: {name} cannot be updated incrementally with method '{wanted}'; "
-        "choose an estimator with partial_fit (e.g. MLPClassifier with solver 'adam', "
-        "GaussianNB, SGDClassifier) or a tree ensemble with warm_start, or set "
-        "continuous.enabled: false"
-    )
-
-
 def updates_since_full_fit(card: ModelCard | None) -> int:
     """Incremental updates between `card`'s model and the last full fit (0 for a full fit)."""
     if card is None:
@@ -163,7 +166,7 @@ def preprocessing_drift(cfg: Config, model: Pipeline, frame: pd.DataFrame) -> di
     shift in the fitted standard deviations) and ``unseen_category_share`` (per categorical
     column, the share of non-null values the one-hot encoder does not know).
     """
-    pre, _ = _steps(model)
+    pre, _ = pipeline_parts(model)
     feature_frame(frame, cfg, "new data")
     out: dict[str, Any] = {"numeric_shift": {}, "unseen_category_share": {}}
     for name, transformer, columns in getattr(pre, "transformers_", []):
@@ -187,17 +190,22 @@ def plan_update(
 ) -> UpdatePlan:
     """Decide between a continuous update of the champion and a full fit. Pure.
 
+    An estimator whose strategy is ``refit`` always gets a full fit, whose reason says so.
+
     Raises:
-        ValidationError: continuous learning is enabled but `model.estimator` cannot learn
-            incrementally (checked even before the first champion exists).
+        ValidationError: `continuous.method` asks for a method `model.estimator` has no valid
+            use of (checked even before the first champion exists).
     """
     c = cfg.continuous
     if not c.enabled:
         return UpdatePlan("full", ("continuous.enabled is false",))
-    update_method(cfg, build_estimator(cfg).named_steps["estimator"])
-    if champion is None or card is None:
-        return UpdatePlan("full", ("no champion to update yet",))
+    strategy = update_strategy(cfg, build_estimator(cfg).named_steps["estimator"])
+    parent = card.version if card is not None else None
     n = updates_since_full_fit(card)
+    if strategy.method == "refit":
+        return UpdatePlan("full", (strategy.reason,), parent, n, strategy=strategy)
+    if champion is None or card is None:
+        return UpdatePlan("full", ("no champion to update yet",), strategy=strategy)
     spec = [
         ("model.estimator", card.estimator, cfg.model.estimator),
         ("model.params", card.params, dict(cfg.model.params)),
@@ -209,15 +217,15 @@ def plan_update(
         f"{key} changed since champion {card.version}" for key, old, now in spec if old != now
     ]
     if changed:
-        return UpdatePlan("full", tuple(changed), card.version, n)
+        return UpdatePlan("full", tuple(changed), card.version, n, strategy=strategy)
 
     reasons: list[str] = []
-    if c.max_updates is not None and n >= c.max_updates:
+    if n >= c.max_updates:
         reasons.append(
             f"{n} incremental updates since the last full fit (continuous.max_updates "
             f"{c.max_updates})"
         )
-    _, estimator = _steps(champion)
+    _, estimator = pipeline_parts(champion)
     if is_classifier(estimator) and cfg.target in new.columns:
         unknown = _unknown_classes(new[cfg.target].dropna(), list(estimator.classes_))
         if unknown:
@@ -246,7 +254,7 @@ def plan_update(
                 "longer works"
             )
     mode: Literal["continuous", "full"] = "full" if reasons else "continuous"
-    return UpdatePlan(mode, tuple(reasons), card.version, n, drift, score)
+    return UpdatePlan(mode, tuple(reasons), card.version, n, drift, score, strategy)
 
 
 def update_model(
@@ -254,14 +262,16 @@ def update_model(
 ) -> tuple[Pipeline, dict[str, Any]]:
     """A copy of `model` updated on `train`; the preprocessing is reused as fitted.
 
-    Returns the updated pipeline and notes for the provenance. `model` is not modified.
+    Returns the updated pipeline and notes for the provenance: the method and why, and for a
+    forest its size before and after, read from the fitted models. `model` is not modified.
 
     Raises:
-        ValidationError: `model` is not a retrain pipeline of `model.estimator`, `train` lacks
-            columns or labels or brings a class the model does not know, or the estimator
-            refuses the data.
+        ValidationError: `model` is not a retrain pipeline of `model.estimator`, the estimator
+            has no valid incremental update (its strategy is ``refit``: `train_or_update`
+            refits it instead), `train` lacks columns or labels or brings a class the model
+            does not know, or the estimator refuses the data.
     """
-    _, estimator = _steps(model)
+    _, estimator = pipeline_parts(model)
     expected = resolve_estimator(cfg.model.estimator)
     if type(estimator) is not expected:
         raise ValidationError(
@@ -269,7 +279,12 @@ def update_model(
             f"config names {cfg.model.estimator}; an update continues the same estimator, "
             "so train a full model first"
         )
-    method = update_method(cfg, estimator)
+    strategy = update_strategy(cfg, estimator)
+    if strategy.method == "refit":
+        raise ValidationError(
+            f"cannot update {type(estimator).__name__} incrementally: {strategy.reason}; "
+            "train_or_update refits it instead"
+        )
     X = feature_frame(train, cfg, "update data")
     if cfg.target not in train.columns:
         raise ValidationError(f"update data lacks the target column '{cfg.target}'")
@@ -292,20 +307,24 @@ def update_model(
             )
         present = set(pd.unique(y))
         missing = [k for k in known if k not in present]
-        if method == "warm_start" and missing:
-            # New ensemble members fitted without a class would disagree on the class columns.
+        if strategy.method == "add_trees" and missing:
+            # New trees fitted without a class would disagree with the old on the class columns.
             raise ValidationError(
                 f"target '{cfg.target}': class(es) {missing} absent from the update set; "
-                "warm_start needs every class in each update (raise continuous.replay_share)"
+                "add_trees needs every class in each update (raise continuous.replay_share)"
             )
 
     updated = copy.deepcopy(model)  # the champion stays untouched
-    pre, est = _steps(updated)
+    pre, est = pipeline_parts(updated)
     Xt = pre.transform(X)
     y_arr = y.to_numpy()
-    notes: dict[str, Any] = {"method": method, "update_rows": len(y_arr)}
+    notes: dict[str, Any] = {
+        "method": strategy.method,
+        "reason": strategy.reason,
+        "update_rows": len(y_arr),
+    }
     try:
-        if method == "partial_fit":
+        if strategy.method == "partial_fit":
             rng = np.random.default_rng([seed, _STREAM_SHUFFLE])
             extra = {"classes": est.classes_} if classifier else {}
             for _ in range(cfg.continuous.passes):
@@ -313,15 +332,20 @@ def update_model(
                 est.partial_fit(Xt[order], y_arr[order], **extra)
             notes["passes"] = cfg.continuous.passes
         else:
-            param = _growth_param(est)
-            assert param is not None  # update_method chose warm_start because there is one
-            before = int(est.get_params()[param])
-            est.set_params(warm_start=True, **{param: before + cfg.continuous.grow_by})
+            before = model_size(model)
+            # warm_start fits only the trees beyond those the forest holds.
+            warm = est.get_params()["warm_start"]
+            est.set_params(
+                warm_start=True, n_estimators=len(est.estimators_) + cfg.continuous.grow_by
+            )
             est.fit(Xt, y_arr)
-            notes["grown"] = {
-                "param": param,
-                "before": before,
-                "after": before + cfg.continuous.grow_by,
+            est.set_params(warm_start=warm)  # a later fit of this model starts afresh
+            after = model_size(updated)
+            assert before is not None and after is not None  # forests have estimators_
+            notes["size"] = {
+                "unit": after["unit"],
+                "before": before["count"],
+                "after": after["count"],
             }
     except ValueError as err:
         raise ValidationError(f"updating {cfg.model.estimator} failed: {err}") from None
@@ -354,6 +378,9 @@ def continuous_update(
     updated, notes = update_model(cfg, model, ts.train, seed)
     provenance = dict(ts.provenance)
     provenance["mode"] = "continuous"
+    size = notes.pop("size", None)
+    if size is not None:
+        provenance["size"] = size  # where a full fit records it too
     provenance["continuous"] = {
         "parent": parent.version if parent is not None else None,
         "updates_since_full_fit": updates_since_full_fit(parent) + 1,
@@ -378,7 +405,9 @@ def train_or_update(
     """The train step's switch: update the champion when `plan_update` says so, else a full fit.
 
     With `continuous.enabled` false this is exactly `build_training_set` + `fit_model`, with the
-    provenance unchanged. Otherwise the provenance also records the mode and the plan's reasons.
+    provenance unchanged. Otherwise the provenance also records the mode, the plan's method
+    and reasons, and an ensemble's size before and after (read from the fitted models). An
+    estimator whose strategy is ``refit`` is fitted on the replay mix.
     """
     plan = plan_update(cfg, champion, champion_card, new)
     if plan.mode == "continuous" and champion is not None:
@@ -386,11 +415,20 @@ def train_or_update(
         return Challenger(
             up.model, up.training_set, {**up.provenance, "plan": _plan_notes(plan)}, plan
         )
-    ts = build_training_set(new, history, cfg, seed)
+    refit = plan.strategy is not None and plan.strategy.method == "refit"
+    ts = build_training_set(new, history, replay_config(cfg) if refit else cfg, seed)
     model = fit_model(cfg, ts.train)
     provenance = dict(ts.provenance)
     if cfg.continuous.enabled:
         provenance.update(mode="full", plan=_plan_notes(plan))
+        after = model_size(model)
+        if after is not None:
+            before = model_size(champion) if champion is not None else None
+            provenance["size"] = {
+                "unit": after["unit"],
+                "before": before["count"] if before and before["unit"] == after["unit"] else None,
+                "after": after["count"],
+            }
     return Challenger(model, ts, provenance, plan)
 
 
@@ -399,7 +437,7 @@ def _champion_score(cfg: Config, champion: Pipeline, new: pd.DataFrame) -> float
     if cfg.target not in new.columns:
         return None
     labelled = new.loc[new[cfg.target].notna()]
-    _, estimator = _steps(champion)
+    _, estimator = pipeline_parts(champion)
     classes = list(estimator.classes_) if is_classifier(estimator) else None
     if len(labelled) < 2 or (
         classes is not None and _unknown_classes(labelled[cfg.target], classes)
@@ -416,32 +454,9 @@ def _plan_notes(plan: UpdatePlan) -> dict[str, Any]:
         "summary": plan.summary(),
         "reasons": list(plan.reasons),
         "champion_score": plan.champion_score,
+        "method": plan.strategy.method if plan.strategy is not None else None,
+        "method_reason": plan.strategy.reason if plan.strategy is not None else None,
     }
-
-
-def _steps(model: Pipeline) -> tuple[Any, Any]:
-    steps = getattr(model, "named_steps", None)
-    if (
-        not isinstance(model, Pipeline)
-        or steps is None
-        or not {"preprocess", "estimator"} <= set(steps)
-    ):
-        raise ValidationError(
-            "the model to update is not a retrain pipeline (steps 'preprocess' and 'estimator')"
-        )
-    return steps["preprocess"], steps["estimator"]
-
-
-def _growth_param(estimator: BaseEstimator) -> str | None:
-    """The parameter that counts ensemble members, when warm_start grows the ensemble."""
-    params = estimator.get_params(deep=False)
-    if "warm_start" not in params:
-        return None
-    if "n_estimators" in params:
-        return "n_estimators"
-    if isinstance(estimator, (HistGradientBoostingClassifier, HistGradientBoostingRegressor)):
-        return "max_iter"
-    return None
 
 
 def _unknown_classes(y: pd.Series, known: list[Any]) -> list[Any]:

@@ -4,7 +4,8 @@ At training time `build_profile` summarises the training data and the model (sto
 model as ``profile.json``); at monitoring time `detect_drift` compares a window with it and
 returns a `DriftReport`: a verdict per feature, five dataset-level signals and which fired.
 
-Methods (`METHODS`, extend with `register_method`), each on non-null values only:
+Methods (`METHODS`; `register_method` adds one, `unregister_method` removes it), each on
+non-null values only:
 
 ============  ===========  ======================================================  =========
 name          kinds        statistic                                               default
@@ -65,6 +66,7 @@ from retrain.drift._methods import (
     MethodResult,
     method_names,
     register_method,
+    unregister_method,
 )
 from retrain.drift._performance import (
     PerformanceCheck,
@@ -109,4 +111,5 @@ __all__ = [
     "profile_for_model",
     "register_method",
     "score_vector",
+    "unregister_method",
 ]

@@ -27,6 +27,7 @@ from retrain.settings.drift import (
     MethodInfo,
     check_declaration,
     declare_method,
+    forget_method,
     method_names,
 )
 
@@ -37,6 +38,7 @@ __all__ = [
     "MethodResult",
     "method_names",
     "register_method",
+    "unregister_method",
 ]
 
 # A zero share would make PSI infinite; like Evidently, an empty bucket counts as 0.01 %.
@@ -148,6 +150,12 @@ def _implements(name: str) -> Callable[[MethodFn], MethodFn]:
         return fn
 
     return decorate
+
+
+def unregister_method(name: str) -> None:
+    """Remove a method registered with `register_method` (its implementation and its name)."""
+    METHODS.pop(name, None)
+    forget_method(name)
 
 
 def register_method(
@@ -371,3 +379,9 @@ def chi2(c: Comparison) -> MethodResult:
     expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
     stat = float(((table - expected) ** 2 / expected).sum())
     return MethodResult(stat, float(chdtrc(table.shape[1] - 1, stat)))
+
+
+# Every name the config may choose must have an implementation here.
+_unimplemented = sorted(set(METHOD_CATALOGUE) - set(METHODS))
+if _unimplemented:
+    raise ImportError(f"drift methods declared without an implementation: {_unimplemented}")

@@ -1,8 +1,8 @@
 """Every config section as a typed model: the layer below every domain package.
 
-Each module here depends on pydantic, the `Section` base and the value parsers beside it
-(durations, cron) only, so `retrain.config` (the whole file) and every package that reads a
-section import it without importing each other.
+Each module here depends on pydantic, the `Section` base, the value parsers beside it
+(durations, cron) and `retrain.errors` only, so `retrain.config` (the whole file) and every
+package that reads a section import it without importing each other.
 """
 
 from __future__ import annotations

@@ -8,18 +8,25 @@ from pydantic import Field
 
 from retrain.settings._base import Section
 
-__all__ = ["ContinuousConfig", "UpdateMethod"]
+__all__ = ["DEFAULT_MAX_UPDATES", "ContinuousConfig", "UpdateMethod"]
 
-UpdateMethod = Literal["auto", "partial_fit", "warm_start"]
+UpdateMethod = Literal["auto", "partial_fit", "add_trees", "refit"]
+
+# Bounds the update chain: a forest grows by at most `max_updates * grow_by` trees (with
+# scikit-learn's 100 default trees and `grow_by` 10, at most twice its size) and the frozen
+# preprocessing is refitted at least every `max_updates` windows.
+DEFAULT_MAX_UPDATES = 10
 
 
 class ContinuousConfig(Section):
     """Continuous learning: incremental updates on each window with a replay buffer.
 
-    When enabled, a window updates the champion (`partial_fit`, or `warm_start` growth of a tree
-    ensemble) on the new rows plus a replayed sample of history, instead of training from
-    scratch. The preprocessing stays as the last full fit left it; a full fit is planned
-    instead when it no longer suits the data, the model spec changed, or `max_updates` is hit.
+    When enabled, a window updates the champion on the new rows plus a replayed sample of
+    history, by the method `retrain.continuous.UPDATE_STRATEGIES` lists for the estimator:
+    `partial_fit`, `add_trees` (a forest grows by `grow_by` trees fitted on the update set), or
+    `refit` (a full refit on the replay mix, for estimators with no valid incremental path).
+    The preprocessing stays as the last full fit left it; a full fit is planned instead when it
+    no longer suits the data, the model spec changed, or `max_updates` is hit.
     """
 
     enabled: bool = Field(
@@ -28,9 +35,10 @@ class ContinuousConfig(Section):
     method: UpdateMethod = Field(
         default="auto",
         description=(
-            "How the estimator learns more: 'partial_fit' (SGD, MLP, naive Bayes), 'warm_start'"
-            " (a tree ensemble grows by `grow_by` members), or 'auto': partial_fit when the"
-            " estimator has it, otherwise warm_start."
+            "How the estimator learns from each window: 'auto' (the estimator's entry in"
+            " retrain.continuous.UPDATE_STRATEGIES), or one of 'partial_fit', 'add_trees'"
+            " (checked against that entry) or 'refit' (a full refit on the replay mix, valid"
+            " for any estimator)."
         ),
     )
     replay_share: float | None = Field(
@@ -56,14 +64,14 @@ class ContinuousConfig(Section):
     grow_by: int = Field(
         default=10,
         ge=1,
-        description="warm_start: trees (or boosting iterations) added per update.",
+        description="add_trees: trees added to a forest per update.",
     )
-    max_updates: int | None = Field(
-        default=None,
+    max_updates: int = Field(
+        default=DEFAULT_MAX_UPDATES,
         ge=1,
         description=(
             "After this many incremental updates in a row the next window is a full fit"
-            " (resets the frozen preprocessing and bounds an ensemble's growth); none: no limit."
+            " (resets the frozen preprocessing and bounds a forest's growth)."
         ),
     )
     full_fit_below_floor: bool = Field(

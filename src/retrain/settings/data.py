@@ -71,6 +71,11 @@ class DataSource(Section):
                 raise ValueError(
                     "window_size must be a positive integer when time_kind is 'period'"
                 )
+        elif isinstance(self.window_size, int):
+            raise ValueError(
+                f"window_size {self.window_size!r} needs a unit (e.g. '7d') for a timestamp or "
+                "date column"
+            )
         else:
             parse_duration(self.window_size)
         return self

@@ -26,7 +26,7 @@ class DeployConfig(Section):
         description="kubernetes mode: kubeconfig file (default: in-cluster, else ~/.kube/config)",
     )
     kube_context: str | None = Field(default=None, description="kubernetes mode: context name")
-    image: str = "ghcr.io/retrain-project/retrain-serving:0.1.0"
+    image: str = "ghcr.io/retrain-project/retrain-serving:0.2.0"
 
     @field_validator("deployment_name", "namespace")
     @classmethod

@@ -29,6 +29,7 @@ __all__ = [
     "MethodInfo",
     "check_declaration",
     "declare_method",
+    "forget_method",
     "method_names",
 ]
 
@@ -87,6 +88,11 @@ def declare_method(info: MethodInfo, *, replace: bool = False) -> None:
     """Add a method to the catalogue (the drift engine does when one is registered)."""
     check_declaration(info, replace=replace)
     METHOD_CATALOGUE[info.name] = info
+
+
+def forget_method(name: str) -> None:
+    """Remove a declared method (the drift engine does when one is unregistered)."""
+    METHOD_CATALOGUE.pop(name, None)
 
 
 def method_names(kind: str | None = None) -> list[str]:

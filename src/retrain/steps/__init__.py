@@ -7,7 +7,10 @@ the store, writes its outputs and a report (Markdown for the Kubeflow UI, JSON f
 and records its outcome under ``runs/<run_id>/<step>.json`` in the store (`records`), so a
 failed step leaves the reason where `retrain status` and the CLI can find it.
 
-One module per step. What each writes to shared state, and when:
+One module per step (`_ingest`, `_label`, ...: use the functions exported here), beside the
+public helpers every step shares: `records` (run records, report artifacts), `lease` (the run
+lease of scheduled runs, and the exit task that releases it) and `resolve_rules` (the pure
+rules for ``"auto"`` ids). What each step writes to shared state, and when:
 - resolve (`resolve_run`): the run lease, and only for a scheduled run (window ``"auto"``). It
   runs first and turns ``"auto"`` run parameters into a window id and a run id (rules in
   `resolve_rules`); it records only when it resolved something, so runs given explicit ids
@@ -25,10 +28,13 @@ One module per step. What each writes to shared state, and when:
 
 from __future__ import annotations
 
-from retrain.steps.deploy import DeployOutcome, deploy
-from retrain.steps.evaluate import EvaluateOutcome, evaluate
-from retrain.steps.ingest import SCHEMA_KEY, ingest
-from retrain.steps.label import label
+from retrain.steps._deploy import DeployOutcome, deploy
+from retrain.steps._evaluate import EvaluateOutcome, evaluate
+from retrain.steps._ingest import SCHEMA_KEY, ingest
+from retrain.steps._label import label
+from retrain.steps._resolve import ResolveOutcome, resolve_run
+from retrain.steps._rollout import RolloutOutcome, rollout
+from retrain.steps._train import train
 from retrain.steps.lease import release_run_lease, run_lease_owner
 from retrain.steps.records import (
     StepOutcome,
@@ -37,9 +43,6 @@ from retrain.steps.records import (
     recorded_step,
     write_step_report,
 )
-from retrain.steps.resolve import ResolveOutcome, resolve_run
-from retrain.steps.rollout import RolloutOutcome, rollout
-from retrain.steps.train import train
 
 __all__ = [
     "SCHEMA_KEY",

@@ -158,6 +158,25 @@ def _train_markdown(
     return (
         f"# Train: challenger `{version}`\n\nParent (champion at training time): "
         f"`{parent or 'none: first model'}`. Fit in {fit_seconds:.2f} s.\n\n"
+        f"{_continuous_markdown(prov)}"
         f"## Training mix (provenance)\n\n| field | value |\n|---|---|\n{rows}\n\n"
         f"## Data hashes\n\n| dataset | sha256 |\n|---|---|\n{hrows}\n"
     )
+
+
+def _continuous_markdown(prov: dict[str, Any]) -> str:
+    """What continuous learning did and why (empty when it is off)."""
+    plan = prov.get("plan")
+    if not isinstance(plan, dict):
+        return ""
+    lines = [f"## Continuous learning\n\n{plan.get('summary', '')}.\n"]
+    reason = plan.get("method_reason")
+    if isinstance(reason, str) and reason not in str(plan.get("summary")):
+        lines.append(f"Method: {reason}.\n")
+    size = prov.get("size")
+    if isinstance(size, dict):
+        before = "" if size.get("before") is None else f"{size['before']} → "
+        lines.append(
+            f"Size ({size.get('unit')}, read from the fitted model): {before}{size.get('after')}.\n"
+        )
+    return "\n".join(lines) + "\n"

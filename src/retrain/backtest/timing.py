@@ -1,0 +1,83 @@
+"""How the backtest treats time: when labels arrive, and how long a canary serves.
+
+Labels are used only once they exist. With ``labels.time_column`` the labels known at a
+window's end are those dated at or before it (`newest_labelled_window`); labels without times
+arrive a fixed number of windows late (`ReplayOptions.label_delay`, 0 unless given).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from retrain.config import Config
+from retrain.data.windows import parse_window
+from retrain.errors import RetrainError, ValidationError
+from retrain.labels.join import join_labels
+
+__all__ = ["ReplayOptions", "newest_labelled_window"]
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """How the replay treats time: label and canary delays in windows.
+
+    `label_delay` None means the data's own label times (``labels.time_column``), or no delay
+    when the labels have none; a number of windows applies only to labels without times.
+    """
+
+    label_delay: int | None = None
+    canary_delay: int = 0
+
+    def check(self, cfg: Config) -> None:
+        """Refuse a label delay for labels that carry their own times.
+
+        Raises:
+            ValidationError: names the label time column and the option.
+        """
+        if self.label_delay is not None and cfg.labels.time_column:
+            raise ValidationError(
+                f"--label-delay {self.label_delay}: the labels carry their own times "
+                f"(labels.time_column {cfg.labels.time_column!r}), which the backtest uses; "
+                "a label delay in windows applies only to labels without a time column"
+            )
+        if self.label_delay is not None and self.label_delay < 0:
+            raise ValidationError(
+                f"--label-delay must be 0 or more windows, got {self.label_delay}"
+            )
+
+
+def newest_labelled_window(
+    cfg: Config,
+    windows: Sequence[str],
+    events: Callable[[int], pd.DataFrame | None],
+    labels: pd.DataFrame,
+    i: int,
+    *,
+    label_delay: int | None = None,
+    known: int = -1,
+) -> int | None:
+    """The index of the newest window whose labels have arrived by window `i`'s end, or None.
+
+    With ``labels.time_column``: the newest window up to `i` whose labels dated at or before
+    window `i`'s end pass the label join (``labels.min_coverage`` and the leakage check), as
+    `steps.label` judges them; `events(k)` gives window `k`'s events (None: none ingested).
+    Windows up to `known` are known to be ready already (labels never un-arrive), so the search
+    stops there. Without a label time column: ``i - label_delay``.
+    """
+    if not cfg.labels.time_column:
+        j = i - (label_delay or 0)
+        return j if j >= 0 else None
+    as_of = parse_window(cfg.data, windows[i]).end
+    for k in range(i, known, -1):  # newest first
+        frame = events(k)
+        if frame is None:
+            continue
+        try:
+            join_labels(cfg, frame, labels, as_of=as_of)
+        except RetrainError:
+            continue
+        return k
+    return known if known >= 0 else None
