@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from required import require
 from retrain import steps
 from retrain.config import Config, config_from_dict
 from retrain.data.history import history_key
@@ -252,7 +253,7 @@ def test_a_period_run_without_as_of_uses_every_label(tmp_path: Path, as_of: str 
 def test_retrain_run_as_of_a_windows_end_sees_only_the_labels_in_by_then(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("river")
+    require("river", "the demo data generator uses river (extra 'demo')")
     from retrain.cli import main
     from retrain.config import load_config
     from retrain.data.demo import generate_loans
@@ -276,7 +277,7 @@ def test_retrain_run_as_of_a_windows_end_sees_only_the_labels_in_by_then(
 def test_retrain_run_refuses_an_as_of_of_the_wrong_kind(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("river")
+    require("river", "the demo data generator uses river (extra 'demo')")
     from retrain.cli import main
     from retrain.config import load_config
     from retrain.data.demo import generate_loans
@@ -293,7 +294,7 @@ def test_retrain_run_refuses_an_as_of_of_the_wrong_kind(
 def test_a_scheduled_run_joins_labels_as_of_the_time_it_resolved_its_window(
     tmp_path: Path,
 ) -> None:
-    pytest.importorskip("river")
+    require("river", "the demo data generator uses river (extra 'demo')")
     from retrain.config import load_config
     from retrain.data.demo import generate_housing
     from retrain.runner import run_cycle
