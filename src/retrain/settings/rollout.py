@@ -152,8 +152,18 @@ class RolloutConfig(Section):
         default=0.95,
         gt=0.5,
         lt=1.0,
-        description="Quality checks fail only when the lower bound of their value at this "
-        "one-sided confidence exceeds max (small canary samples are noisy).",
+        description="A quality check fails only when its value exceeds max and the canary is "
+        "worse than the champion at this one-sided confidence (the lower bound of the drop is "
+        "above 0): an equal canary then fails an analysis at most 1 - confidence of the time.",
+    )
+    min_labelled: int = Field(
+        default=500,
+        ge=1,
+        description="Labelled predictions each predictor needs in one analysis before a quality "
+        "check is evaluated; below it the check is 'not evaluated' and the step waits (the "
+        "progress deadline still applies). 500 labels bound a proportion to +-4.4 points at "
+        "95%: about the distance between the default 2-point tolerance and a clearly worse "
+        "canary.",
     )
     provider: Literal["replay", "prometheus"] = "replay"
     replay: ReplaySettings = ReplaySettings()
