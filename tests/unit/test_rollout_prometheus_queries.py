@@ -17,6 +17,7 @@ from retrain.rollout.prometheus import (
     PrometheusClient,
     PrometheusProvider,
     render_query,
+    std_from_buckets,
 )
 from retrain.settings.rollout import PrometheusSettings
 
@@ -38,6 +39,37 @@ def test_default_queries_select_one_predictor_of_the_deployment() -> None:
         f'sum(rate(seldon_api_executor_server_requests_seconds_count{{{sel},service="predictions"}}'
         "[2m]))"
     )
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("labelled", "sum(increase(retrain_feedback_total{SEL}[5m]))"),
+        (
+            "loss_histogram",
+            "sum by (le) (increase(retrain_feedback_loss_bucket{SEL}[5m]))",
+        ),
+    ],
+)
+def test_the_quality_bound_queries_count_feedback_per_predictor(key: str, expected: str) -> None:
+    q = render_query(
+        DEFAULT_QUERIES[key],
+        key=key,
+        deployment="loans",
+        namespace="models",
+        predictor="champion",
+        window="5m",
+    )
+    assert q == expected.replace("SEL", 'deployment_name="loans",predictor_name="champion"')
+
+
+def test_loss_spread_from_histogram_buckets() -> None:
+    # By hand: 2 at 0.5, 2 at 1.5 (bucket midpoints), 1 beyond 2 counted at 2:
+    # mean 1.2; squared deviations 2 x 0.49 + 2 x 0.09 + 0.64 = 1.8; / (5 - 1) = 0.45.
+    buckets = [(2.0, 4.0), (1.0, 2.0), (float("inf"), 5.0)]
+    assert std_from_buckets(buckets) == pytest.approx(0.45**0.5)
+    assert std_from_buckets([(1.0, 1.0), (float("inf"), 1.0)]) is None  # one value
+    assert std_from_buckets([(float("inf"), 9.0)]) is None  # no finite bound
 
 
 def test_unknown_placeholder_names_the_query_key() -> None:

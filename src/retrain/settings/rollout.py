@@ -106,7 +106,7 @@ class PrometheusSettings(Section):
     queries: dict[str, str] = Field(
         default_factory=dict,
         description="Per-metric PromQL overrides (keys: requests, error_rate, latency_p95, "
-        "accuracy, loss, ready, score_histogram).",
+        "accuracy, loss, labelled, loss_histogram, ready, score_histogram).",
     )
 
     @field_validator("url")
