@@ -111,6 +111,22 @@ def test_never_ready_is_rolled_back_at_the_deadline() -> None:
     assert "canary never became ready at step 1/3 (10%): waited 600s" in state.reason
 
 
+def test_too_few_labels_wait_without_passing_or_failing() -> None:
+    few = healthy(**{"canary.labelled": 40.0, "champion.labelled": 360.0})
+    flaky = healthy(**{"canary.error_rate": 0.05})
+    # A failure, then a wait: the wait does not reset the run of failures, so the next failure
+    # is the second in a row.
+    state, decided = run(start(), [flaky, few, flaky])
+    assert [a.verdict for a in state.analyses] == ["failed", "waiting", "failed"]
+    assert state.phase == ROLLED_BACK and decided[-1][0] == 3
+    # Waiting only: no step is taken, and the deadline (600 s) ends the rollout.
+    state, decided = run(start(), [few] * 20)
+    assert decided == [(10, (RollBack("v2", state.reason),))]
+    assert state.failures == 0 and state.passed_in_step == 0
+    assert state.reason.startswith("no progress at step 1/3 (10%) by the deadline (too few labels)")
+    assert "accuracy_drop not evaluated: 40 labelled per predictor, fewer than 500" in state.reason
+
+
 def test_nothing_happens_before_the_interval() -> None:
     state = start()
     same, actions = advance(state, healthy(), T0 + timedelta(seconds=59))

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import socket
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
+from rollout_support import T0, make_cfg
 
 from retrain.errors import TransientError, ValidationError
+from retrain.rollout.observe import ObserveRequest
 from retrain.rollout.prometheus import (
     DEFAULT_QUERIES,
     PrometheusClient,
@@ -20,6 +24,7 @@ from retrain.rollout.prometheus import (
     std_from_buckets,
 )
 from retrain.settings.rollout import PrometheusSettings
+from retrain.storage import LocalStorage
 
 
 def test_default_queries_select_one_predictor_of_the_deployment() -> None:
@@ -109,3 +114,51 @@ def test_unreachable_prometheus_is_transient() -> None:
     with pytest.raises(TransientError, match="cannot reach Prometheus") as err:
         client.value("up", datetime.now(timezone.utc))
     assert err.value.exit_code == 75
+
+
+class _Answers:
+    """A Prometheus client answering each exact query from a table (no server)."""
+
+    url = "http://prometheus.test"
+
+    def __init__(self, values: dict[str, float], vectors: dict[str, list[dict[str, Any]]]):
+        self.values, self.vectors = values, vectors
+
+    def value(self, promql: str, at: datetime) -> float | None:
+        return self.values.get(promql)
+
+    def query(self, promql: str, at: datetime) -> list[dict[str, Any]] | float | None:
+        return self.vectors.get(promql, [])
+
+
+def test_provider_reports_labelled_counts_and_loss_spread(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path, provider="prometheus", prometheus={"url": "http://p:9090"})
+
+    def q(key: str, predictor: str) -> str:
+        return render_query(
+            DEFAULT_QUERIES[key],
+            key=key,
+            deployment="loans",
+            namespace="models",
+            predictor=predictor,
+            window="5m",
+        )
+
+    values = {q("ready", "canary"): 1.0}
+    for role, n in (("champion", 1800.0), ("canary", 200.0)):
+        values.update({q("labelled", role): n, q("accuracy", role): 0.9, q("loss", role): 0.3})
+    buckets = [(1.0, 2.0), (2.0, 4.0), (float("inf"), 5.0)]  # std 0.45 ** 0.5 (see above)
+    vectors = {
+        q("loss_histogram", role): [
+            {"metric": {"le": str(le)}, "value": [0, str(c)]} for le, c in buckets
+        ]
+        for role in ("champion", "canary")
+    }
+    provider = PrometheusProvider(
+        cfg.rollout.prometheus, client=cast(PrometheusClient, _Answers(values, vectors))
+    )
+    request = ObserveRequest(cfg, LocalStorage(tmp_path), "v1", "v2", 10, 0, T0)
+    m = provider.observe(request).metrics
+    assert (m["canary.labelled"], m["champion.labelled"]) == (200.0, 1800.0)
+    assert m["canary.loss_std"] == pytest.approx(0.45**0.5)
+    assert m["champion.loss_std"] == pytest.approx(0.45**0.5)

@@ -95,9 +95,7 @@ def test_replay_uses_evaluation_rows_only(cfg: Config, store: LocalStorage) -> N
     assert m["canary.accuracy"] > 0.85 and m["champion.accuracy"] > 0.85  # type: ignore[operator]
 
 
-def test_replay_scores_both_models_on_the_same_requests(
-    cfg: Config, store: LocalStorage
-) -> None:
+def test_replay_scores_both_models_on_the_same_requests(cfg: Config, store: LocalStorage) -> None:
     # A canary fitted on the champion's own rows predicts exactly what the champion does: on
     # paired requests every per-row difference is 0; on split traffic the two samples differ.
     register_model(store, cfg, "twin", labelled_frame(seed=1, n=400))

@@ -79,9 +79,7 @@ DEFAULT_QUERIES: dict[str, str] = {
         " / sum(increase(retrain_feedback_loss_count{$selector}[$window]))"
     ),
     "labelled": "sum(increase(retrain_feedback_total{$selector}[$window]))",
-    "loss_histogram": (
-        "sum by (le) (increase(retrain_feedback_loss_bucket{$selector}[$window]))"
-    ),
+    "loss_histogram": ("sum by (le) (increase(retrain_feedback_loss_bucket{$selector}[$window]))"),
     "score_histogram": (
         "sum by (le) (increase(retrain_prediction_score_bucket{$selector}[$window]))"
     ),
@@ -240,8 +238,8 @@ class PrometheusProvider:
                     self._query(name, request, role), at
                 )
             buckets = self._buckets("loss_histogram", request, role, at)
-            metrics[metric(role, "loss_std")] = None if buckets is None else std_from_buckets(
-                buckets
+            metrics[metric(role, "loss_std")] = (
+                None if buckets is None else std_from_buckets(buckets)
             )
         metrics["prediction_shift"] = self._shift(request, at)
         return Observations(ready=True, metrics=metrics, source=source)
