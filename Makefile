@@ -10,11 +10,11 @@ DEMO_DIR ?= demo-run
 CONSTRAINTS := constraints.txt
 REGISTRY ?= ghcr.io/retrain-project
 VERSION ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-LINT_PATHS := src components pipelines serving tests benchmarks
+LINT_PATHS := src components pipelines serving tests benchmarks tools
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv demo test lint typecheck unit integration compile bench bench-drift backtest clean images \
+.PHONY: help venv demo test lint typecheck unit integration compile bench bench-decisions bench-drift backtest clean images \
 	manifests-check manifests-pipelines
 
 help: ## List the targets
@@ -56,7 +56,7 @@ test: $(STAMP) $(TYPING_LINKS) ## Lint, import contracts, type-check, manifests 
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	$(BIN)/python -m retrain.manifests_check --manifests manifests
+	$(BIN)/python -m tools.manifests_check --manifests manifests
 	$(BIN)/pytest -q
 
 compile: $(STAMP) ## Compile the pipeline to build/retrain-pipeline.yaml for the Kubeflow UI / kfp CLI
@@ -68,16 +68,20 @@ backtest: $(STAMP) ## Backtest retraining policies on the standard drift streams
 bench: $(STAMP) ## All benchmarks: cycle, backtest, drift (~60 min); results in benchmarks/results/
 	$(BIN)/python benchmarks/bench_cycle.py --rows 1000000 --features 20 --threads 1 --output benchmarks/results/cycle.md
 	$(BIN)/python benchmarks/bench_backtest.py
+	$(MAKE) bench-decisions
 	$(MAKE) bench-drift
+
+bench-decisions: $(STAMP) ## Error rates of the gates, canary checks and drift verdicts (simulations)
+	$(BIN)/python benchmarks/bench_decisions.py --output benchmarks/results/decisions.md
 
 bench-drift: $(STAMP) ## Drift engine vs Evidently, NannyML, alibi-detect, scipy (own venv, ~30 min)
 	$(BIN)/python benchmarks/bench_drift.py --rows 100000,1000000,5000000 --output benchmarks/results/drift.md
 
 manifests-check: $(STAMP) ## Render every overlay; schemas, security rules, consistency
-	$(BIN)/python -m retrain.manifests_check --manifests manifests
+	$(BIN)/python -m tools.manifests_check --manifests manifests
 
 manifests-pipelines: $(STAMP) ## Recompile the pipeline each overlay ships in its ConfigMap
-	$(BIN)/python -m retrain.manifests_check --manifests manifests --write-pipelines
+	$(BIN)/python -m tools.manifests_check --manifests manifests --write-pipelines
 
 images: ## Build and push the components and serving images (needs docker or an OCI builder)
 	docker build -f components/Dockerfile -t $(REGISTRY)/retrain:$(VERSION) .

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("kfp")
-
+from required import require
 from retrain.config import load_config
 from retrain.data.demo import generate_loans
 from retrain.registry import Registry
@@ -27,6 +26,8 @@ from retrain.storage import open_storage
 from retrain.training.artifact import ModelCard
 from retrain.triggers.lease import acquire_lease, lease_key, read_lease
 from retrain.triggers.schedule import SCHEDULED_RUN_ID, SCHEDULED_WINDOW
+
+require("kfp", "the pipeline runs under kfp.local (extra 'kfp')")
 
 pytestmark = pytest.mark.integration
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from required import require
 from retrain.backtest import ReplayOptions, parse_policies, run_backtest
 from retrain.config import load_config
 from retrain.registry import MODEL_CARD_FILE, Registry
@@ -31,7 +32,7 @@ def _need_git() -> None:
 
 @pytest.fixture(scope="module")
 def loans(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("river")
+    require("river", "the demo data generator uses river (extra 'demo')")
     from retrain.data.demo import generate_loans
 
     root = tmp_path_factory.mktemp("loans")

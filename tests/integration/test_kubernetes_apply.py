@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from deploy_support import V1, V2, make_cfg
+from required import require
 from retrain.config import Config
 from retrain.deploy import (
     APPLIERS,
@@ -45,7 +46,7 @@ from retrain.errors import (
 
 pytestmark = pytest.mark.integration
 
-kubernetes = pytest.importorskip("kubernetes", reason="the kubernetes client (extra 'kfp')")
+kubernetes = require("kubernetes", "the kubernetes client (extra 'kfp')")
 
 TOKEN = "test-token"
 PATH = "/apis/machinelearning.seldon.io/v1/namespaces/models/seldondeployments/fraud-model"

@@ -13,15 +13,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytest.importorskip("kfp")
-
-from retrain.config import load_config
+from required import require
+from retrain.config import Config, load_config
 from retrain.data.demo import generate_housing, generate_loans
 from retrain.deploy.seldon import validate_seldon
 from retrain.registry import Registry
 from retrain.runner import run_cycle
 from retrain.storage import open_storage
 from retrain.training.artifact import ModelCard
+
+require("kfp", "the pipeline runs under kfp.local (extra 'kfp')")
 
 pytestmark = pytest.mark.integration
 
@@ -32,17 +33,45 @@ def _git(repo: str, *args: str) -> str:
     ).stdout
 
 
+def _registry_state(cfg: Config) -> dict:
+    """What a cycle that keeps the champion must leave as it was."""
+    reg = Registry(open_storage(cfg.storage_root), cfg.name)
+    return {
+        "champion": reg.get_alias("champion"),
+        "canary": reg.get_alias("canary"),
+        "versions": reg.versions(),
+        "events": reg.events(),
+    }
+
+
+def _kfp_runs(cfg: Config) -> set[Path]:
+    """The kfp.local runs' directories under the pipeline root."""
+    return set(Path(cfg.storage_root + "-kfp").glob("retrain-*"))
+
+
 @pytest.fixture(scope="module")
 def loans_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Weeks 0 and 4 (after the concept change) through kfp.local; 1-3 direct (faster)."""
+    """Weeks 0, 1 (stable) and 4 (after the concept change) through kfp.local; 2-3 direct
+    (faster). The registry and the kfp.local runs are recorded around the stable week."""
     work = tmp_path_factory.mktemp("loans")
     cfg = load_config(generate_loans(work, windows=6, rows_per_window=1000, drift_window=4, seed=3))
     first = run_cycle(cfg, "0", engine="kfp-local", log_path=str(work / "w0.log"))
-    second = run_cycle(cfg, "1", engine="direct")
+    before_stable, kfp_before = _registry_state(cfg), _kfp_runs(cfg)
+    second = run_cycle(cfg, "1", engine="kfp-local", log_path=str(work / "w1.log"))
+    after_stable, stable_kfp_runs = _registry_state(cfg), _kfp_runs(cfg) - kfp_before
     for week in ("2", "3"):
         assert run_cycle(cfg, week, engine="direct").exit_code == 0
     drift = run_cycle(cfg, "4", engine="kfp-local", log_path=str(work / "w4.log"))
-    return {"cfg": cfg, "work": work, "first": first, "second": second, "drift": drift}
+    return {
+        "cfg": cfg,
+        "work": work,
+        "first": first,
+        "second": second,
+        "drift": drift,
+        "before_stable": before_stable,
+        "after_stable": after_stable,
+        "stable_kfp_runs": stable_kfp_runs,
+    }
 
 
 def test_first_window_becomes_champion(loans_run: dict) -> None:
@@ -64,6 +93,32 @@ def test_stable_window_keeps_the_champion_unless_clearly_better(loans_run: dict)
     gates = {g["name"]: g["passed"] for g in ev["report"]["gates"]}
     assert ev["blessed"] == all(gates.values())
     assert ("deploy" in second.records) == ev["blessed"], "deploy must run exactly when blessed"
+    # Before the concept change the challenger may score a little higher, but the gain's
+    # 95% interval reaches below the required improvement: not clearly better, so rejected.
+    comparison = ev["report"]["comparison"]
+    assert comparison["recent_ci"][0] <= comparison["min_improvement"] < comparison["recent_ci"][1]
+    assert gates == {
+        "floor": True,
+        "recent_non_regression": True,
+        "recent_improvement": False,
+        "history_bounded_loss": True,
+    }
+    assert ev["blessed"] is False and second.blessed is False
+    assert sorted(second.records) == ["evaluate", "ingest", "label", "train"]
+    # The pipeline's `blessed` condition skipped deploy and rollout in the kfp.local run.
+    (run,) = loans_run["stable_kfp_runs"]
+    output = json.loads((run / "evaluate" / "executor_output.json").read_text())
+    assert output["parameterValues"]["Output"] is False
+    assert not (run / "deploy").exists() and not (run / "rollout").exists()
+    # The champion is kept: its alias did not move (same version, same generation), no
+    # canary, no new version registered, no event (nothing deployed or started).
+    before, after = loans_run["before_stable"], loans_run["after_stable"]
+    assert before["champion"].version == loans_run["first"].records["deploy"]["report"]["version"]
+    assert ev["report"]["champion"] == before["champion"].version
+    assert after["champion"] == before["champion"]
+    assert after["canary"] == before["canary"] and after["canary"].version is None
+    assert after["versions"] == before["versions"]
+    assert after["events"] == before["events"]
 
 
 def test_drift_window_is_blessed_committed_as_canary_and_promoted(loans_run: dict) -> None:

@@ -11,7 +11,6 @@ except under CI=true, where it fails.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
@@ -33,9 +32,6 @@ from retrain.errors import EXIT_OK
 from retrain.runner import run_cycle
 
 pytestmark = pytest.mark.integration
-
-if not hasattr(importlib.import_module("retrain.drift"), "detect_drift"):
-    pytest.skip("retrain.drift does not expose detect_drift yet", allow_module_level=True)
 
 
 def _need(program: str) -> str:

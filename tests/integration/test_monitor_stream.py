@@ -11,7 +11,6 @@ features, so only the labels show it: the engine's performance signal is what fi
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import shutil
 from datetime import datetime, timedelta, timezone
@@ -29,9 +28,6 @@ from retrain.triggers.controller import TriggerController
 from retrain.triggers.monitor import Monitor
 
 pytestmark = pytest.mark.integration
-
-if not hasattr(importlib.import_module("retrain.drift"), "detect_drift"):
-    pytest.skip("retrain.drift does not expose detect_drift yet", allow_module_level=True)
 
 WINDOWS = 51  # window 0 trains the first champion; 50 windows are monitored
 COOLDOWN = timedelta(hours=3)

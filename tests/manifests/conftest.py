@@ -62,7 +62,7 @@ def rendered(kubectl: str) -> Callable[[str], list[dict[str, Any]]]:
     """Renders a kustomization under manifests/ once per session; callers get a deep copy."""
     import copy
 
-    from retrain.manifests_check import render
+    from tools.manifests_check import render
 
     cache: dict[str, list[dict[str, Any]]] = {}
 

@@ -13,7 +13,7 @@ import yaml
 
 from retrain.config import config_from_text
 from retrain.errors import ValidationError
-from retrain.manifests_check import (
+from tools.manifests_check import (
     CONFIG_KEY,
     KUBERNETES_VERSIONS,
     PIPELINE_KEY,

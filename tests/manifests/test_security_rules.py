@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from retrain.manifests_check import (
+from tools.manifests_check import (
     SECURITY_RULES,
     Finding,
     image_problem,

@@ -21,10 +21,11 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import yaml
 
-pytest.importorskip("kfp")
-
+from required import require
 from retrain.cli import main
 from retrain.config import load_config
+
+require("kfp", "submit compiles the pipeline with the KFP SDK (extra 'kfp')")
 
 MANIFESTS = Path(__file__).parents[2] / "manifests"
 IMAGE = "registry.example.com/retrain/retrain:9.9.9"

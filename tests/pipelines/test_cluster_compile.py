@@ -13,19 +13,27 @@ from typing import Any
 import pytest
 import yaml
 
-pytest.importorskip("kfp")
+from pipeline_spec import (
+    EXPECTED_BACKOFF,
+    EXPECTED_POLICY,
+    all_tasks,
+    compiled_policy,
+    retry_backoffs,
+)
+from required import require
 
-from kfp import components
-from retrain_pipelines import STEP_POLICY
-from retrain_pipelines.retrain_pipeline import (
+require("kfp", "the pipeline is compiled with the KFP SDK (extra 'kfp')")
+require("kfp.kubernetes", "the cluster settings are compiled by kfp-kubernetes (extra 'kfp')")
+
+# After `require`: these import kfp.
+from kfp import components  # noqa: E402
+from retrain_pipelines.retrain_pipeline import (  # noqa: E402
     DEPLOYER_TOKEN_SECRET,
     PIPELINE_SERVICE_ACCOUNT,
     ClusterOptions,
     compile_pipeline,
     pinned_image,
 )
-
-from pipeline_spec import all_tasks
 
 IMAGE = "registry.example.com/retrain/retrain:9.9.9"
 DIGEST = "sha256:" + "0123456789abcdef" * 4
@@ -37,12 +45,12 @@ OPTIONS = ClusterOptions(
     deployer_token_secret=DEPLOYER_TOKEN_SECRET,
     image_pull_secrets=("registry-credentials",),
 )
-#: Resource quantities as the compiler writes them.
+#: Resource quantities as the compiler writes them: `Policy` field -> executor resources key.
 _QUANTITY_KEYS = {
-    ("cpu", 0): "resourceCpuRequest",
-    ("cpu", 1): "resourceCpuLimit",
-    ("memory", 0): "resourceMemoryRequest",
-    ("memory", 1): "resourceMemoryLimit",
+    "cpu_request": "resourceCpuRequest",
+    "cpu_limit": "resourceCpuLimit",
+    "memory_request": "resourceMemoryRequest",
+    "memory_limit": "resourceMemoryLimit",
 }
 
 
@@ -69,36 +77,45 @@ def _k8s(platform: dict) -> dict[str, Any]:
 def test_every_task_runs_the_pinned_project_image(compiled: tuple[dict, dict]) -> None:
     spec, _ = compiled
     executors = spec["deploymentSpec"]["executors"]
-    steps = {n: t for n, t in all_tasks(spec).items() if n in STEP_POLICY}
-    assert set(steps) == set(STEP_POLICY)
+    steps = {n: t for n, t in all_tasks(spec).items() if n in EXPECTED_POLICY}
+    assert set(steps) == set(EXPECTED_POLICY)
     assert "resolve" in steps, "the first task resolves scheduled runs' 'auto' ids"
     for name, task in steps.items():
         image = executors[_executor_of(spec, task)]["container"]["image"]
         assert image == f"{IMAGE}@{DIGEST}", name
 
 
+def test_every_task_compiles_to_the_expected_policy(compiled: tuple[dict, dict]) -> None:
+    # The cluster settings change nothing of the policy table (tests/pipeline_spec.py).
+    spec, _ = compiled
+    assert compiled_policy(spec) == EXPECTED_POLICY
+    assert retry_backoffs(spec) == {
+        step: EXPECTED_BACKOFF for step, policy in EXPECTED_POLICY.items() if policy.retries
+    }
+
+
 def test_resources_match_the_step_policy(compiled: tuple[dict, dict]) -> None:
     spec, _ = compiled
     executors = spec["deploymentSpec"]["executors"]
     for name, task in all_tasks(spec).items():
-        if name not in STEP_POLICY:
+        if name not in EXPECTED_POLICY:
             continue
         res = executors[_executor_of(spec, task)]["container"]["resources"]
-        for (kind, i), key in _QUANTITY_KEYS.items():
-            assert res[key] == STEP_POLICY[name][kind][i], (name, key)
+        for field, key in _QUANTITY_KEYS.items():
+            assert res[key] == getattr(EXPECTED_POLICY[name], field), (name, key)
 
 
 def test_retries_only_on_steps_safe_to_retry(compiled: tuple[dict, dict]) -> None:
     spec, _ = compiled
     tasks = all_tasks(spec)
-    for name, policy in STEP_POLICY.items():
+    for name, policy in EXPECTED_POLICY.items():
         retry = tasks[name].get("retryPolicy")
-        if policy["retries"]:
+        if policy.retries:
             assert retry == {
                 "backoffDuration": "30s",
                 "backoffFactor": 2.0,
                 "backoffMaxDuration": "600s",
-                "maxRetryCount": policy["retries"],
+                "maxRetryCount": policy.retries,
             }, name
         else:
             assert retry is None, f"{name} is deterministic: a retry fails the same way"
@@ -110,7 +127,7 @@ def test_every_step_runs_as_the_image_user_with_scratch_and_labels(
     spec, platform = compiled
     k8s = _k8s(platform)
     for name, task in all_tasks(spec).items():
-        if name not in STEP_POLICY:
+        if name not in EXPECTED_POLICY:
             continue
         cfg = k8s[_executor_of(spec, task)]
         assert cfg["securityContext"] == {
@@ -162,7 +179,7 @@ def test_only_the_deploy_step_gets_the_deployer_token_and_its_secret(
     spec, platform = compiled
     k8s = _k8s(platform)
     for name, task in all_tasks(spec).items():
-        if name not in STEP_POLICY:
+        if name not in EXPECTED_POLICY:
             continue
         mounts = {
             (s["secretName"], s["mountPath"])

@@ -7,12 +7,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-pytest.importorskip("kfp")
+from pipeline_spec import (
+    EXPECTED_BACKOFF,
+    EXPECTED_POLICY,
+    all_tasks,
+    compiled_policy,
+    retry_backoffs,
+)
+from required import require
 
-from kfp import components, dsl
-from retrain_pipelines import STEP_POLICY, compile_pipeline
+require("kfp", "the pipeline is compiled with the KFP SDK (extra 'kfp')")
 
-from pipeline_spec import all_tasks
+# After `require`: these import kfp.
+from kfp import components, dsl  # noqa: E402
+from retrain_pipelines import compile_pipeline  # noqa: E402
 
 IMAGE = "registry.example.com/retrain/retrain:9.9.9"
 
@@ -47,7 +55,7 @@ def test_every_step_runs_inside_the_exit_handler_and_release_runs_last(compiled:
         "status": {"taskFinalStatus": {"producerTask": "exit-handler-1"}},
     }
     inside = set(all_tasks(compiled)) - {"exit-handler-1", "release"}
-    assert {n for n in inside if n in STEP_POLICY} == set(STEP_POLICY) - {"release"}
+    assert {n for n in inside if n in EXPECTED_POLICY} == set(EXPECTED_POLICY) - {"release"}
 
 
 def test_release_requests_little(compiled: dict) -> None:
@@ -98,7 +106,7 @@ def test_every_later_step_uses_the_resolved_ids(compiled: dict) -> None:
     channels = cond["inputs"]["parameters"]
     checked = set()
     for name, task in tasks.items():
-        if name == "resolve" or name not in STEP_POLICY:
+        if name == "resolve" or name not in EXPECTED_POLICY:
             continue
         for key in ("window_id", "run_id"):
             source = task["inputs"]["parameters"].get(key)
@@ -110,35 +118,44 @@ def test_every_later_step_uses_the_resolved_ids(compiled: dict) -> None:
                 "taskOutputParameter": {"outputParameterKey": key, "producerTask": "resolve"}
             }, (name, key)
             checked.add((name, key))
-    assert {n for n, _ in checked} == set(STEP_POLICY) - {"resolve", "release"}
+    assert {n for n, _ in checked} == set(EXPECTED_POLICY) - {"resolve", "release"}
     assert ("ingest", "window_id") in checked and ("train", "window_id") in checked
+
+
+def test_every_task_compiles_to_the_expected_policy(compiled: dict) -> None:
+    # Retries, caching, CPU and memory of every task, against the table written out in
+    # tests/pipeline_spec.py (not the dict in pipelines/ that produced the spec).
+    assert compiled_policy(compiled) == EXPECTED_POLICY
+    assert retry_backoffs(compiled) == {
+        step: EXPECTED_BACKOFF for step, policy in EXPECTED_POLICY.items() if policy.retries
+    }
 
 
 def test_retries_only_on_io_steps(compiled: dict) -> None:
     tasks = all_tasks(compiled)
-    for step, policy in STEP_POLICY.items():
+    for step, policy in EXPECTED_POLICY.items():
         retry = tasks[step].get("retryPolicy")
-        if policy["retries"]:
+        if policy.retries:
             assert retry is not None, step
-            assert retry["maxRetryCount"] == policy["retries"]
+            assert retry["maxRetryCount"] == policy.retries
             assert retry["backoffDuration"] == "30s"
         else:
             assert retry is None, f"{step} is deterministic and must not retry"
-    retried = {s for s, p in STEP_POLICY.items() if p["retries"]}
+    retried = {s for s in EXPECTED_POLICY if tasks[s].get("retryPolicy")}
     assert retried == {"resolve", "ingest", "label", "deploy", "rollout", "release"}
 
 
 def test_caching_disabled_explicitly(compiled: dict) -> None:
     # kfp writes `enableCache: true` for a task that caches (the default) and omits it when off.
     tasks = all_tasks(compiled)
-    for name in STEP_POLICY:
+    for name in EXPECTED_POLICY:
         assert tasks[name]["cachingOptions"].get("enableCache", False) is False, name
 
 
 def test_every_executor_uses_the_project_image_and_no_pip(compiled: dict) -> None:
     executors = compiled["deploymentSpec"]["executors"]
     assert len(executors) == 8
-    assert set(executors) == {f"exec-{step}" for step in STEP_POLICY}
+    assert set(executors) == {f"exec-{step}" for step in EXPECTED_POLICY}
     for name, ex in executors.items():
         container = ex["container"]
         assert container["image"] == IMAGE, name
@@ -176,3 +193,6 @@ def test_local_variant_has_no_retries(tmp_path: Path) -> None:
     out = tmp_path / "local.yaml"
     compiler.Compiler().compile(build_pipeline(IMAGE, retries=False), str(out))
     assert "retryPolicy" not in out.read_text()
+    # Everything else as on the cluster: no caching, the same requests and limits.
+    no_retries = {step: p._replace(retries=0) for step, p in EXPECTED_POLICY.items()}
+    assert compiled_policy(yaml.safe_load(out.read_text())) == no_retries

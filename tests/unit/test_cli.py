@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from required import require
 from retrain.cli import main
 from retrain.data.demo import generate_loans
 
@@ -22,7 +23,7 @@ def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_compile_writes_a_pipeline_with_the_given_image(tmp_path: Path) -> None:
-    pytest.importorskip("kfp")
+    require("kfp", "compile uses the KFP SDK (extra 'kfp')")
     out = tmp_path / "p.yaml"
     assert main(["compile", "--output", str(out), "--image", "r.example/retrain:1.2.3"]) == 0
     spec = yaml.safe_load(out.read_text())
@@ -41,6 +42,7 @@ def test_unknown_config_key_exits_2_and_names_it(
     assert "training.historical_shar: unknown key" in capsys.readouterr().err
 
 
+@pytest.mark.integration  # a whole cycle: trains, then deploys through git
 def test_run_then_status_direct_engine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = generate_loans(tmp_path, windows=3, rows_per_window=400, drift_window=2, seed=11)
     assert main(["run", "--config", str(cfg), "--window", "0", "--engine", "direct"]) == 0
@@ -56,6 +58,7 @@ def test_run_then_status_direct_engine(tmp_path: Path, capsys: pytest.CaptureFix
     assert kinds == ["registered", "alias_moved", "deployed"]
 
 
+@pytest.mark.integration  # a whole cycle: trains, then deploys through git
 def test_rerunning_a_window_trains_the_same_version_and_keeps_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -72,6 +75,7 @@ def test_rerunning_a_window_trains_the_same_version_and_keeps_it(
     assert [e["kind"] for e in status["events"]].count("deployed") == 1
 
 
+@pytest.mark.integration  # deploys a champion: commits to a real git repository
 def test_deploy_step_rerun_converges_without_new_writes(tmp_path: Path) -> None:
     """A deploy re-run (KFP retry after a crash) registers nothing new and commits nothing."""
     from retrain import steps

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("river")
-
+from required import require
 from retrain.cli import main
 from retrain.config import load_config
 from retrain.data.demo import generate_housing, generate_loans
 from retrain.storage import open_storage
 from retrain.triggers.lease import acquire_lease, read_lease
+
+require("river", "the demo data generator uses river (extra 'demo')")
 
 
 @pytest.fixture
@@ -30,6 +31,7 @@ def run_auto(config: Path) -> int:
     return main(["run", "--config", str(config), "--window", "auto", "--engine", "direct"])
 
 
+@pytest.mark.integration  # a whole cycle: trains, then deploys through git
 def test_the_header_and_verdict_show_the_resolved_ids(
     loans: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

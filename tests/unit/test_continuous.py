@@ -27,7 +27,6 @@ from retrain.continuous import (
 )
 from retrain.errors import ValidationError
 from retrain.training.artifact import (
-    TRUSTED_TYPES,
     ModelCard,
     card_from_config,
     load_model,
@@ -40,7 +39,6 @@ MLP_PARAMS = {"hidden_layer_sizes": [4], "learning_rate_init": 0.02, "max_iter":
 NB = "sklearn.naive_bayes.GaussianNB"
 FOREST = "sklearn.ensemble.RandomForestClassifier"
 HGB = "sklearn.ensemble.HistGradientBoostingClassifier"
-_SGD = "sklearn.linear_model._stochastic_gradient.SGDClassifier"
 
 
 @pytest.fixture(autouse=True)
@@ -296,14 +294,7 @@ def test_warm_start_boosting_adds_iterations() -> None:
         (NB, {}),
         (FOREST, {"n_estimators": 3}),
         (HGB, {"max_iter": 3}),
-        pytest.param(
-            "sklearn.linear_model.SGDClassifier",
-            {"loss": "log_loss"},
-            marks=pytest.mark.skipif(
-                _SGD not in TRUSTED_TYPES,
-                reason=f"{_SGD} is not in retrain.training.artifact.TRUSTED_TYPES yet",
-            ),
-        ),
+        ("sklearn.linear_model.SGDClassifier", {"loss": "log_loss"}),
     ],
 )
 def test_a_loaded_champion_updates_and_saves_with_trusted_types(

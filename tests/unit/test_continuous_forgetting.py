@@ -29,7 +29,6 @@ from sklearn.exceptions import ConvergenceWarning
 from retrain.config import Config, config_from_dict
 from retrain.continuous import continuous_update
 from retrain.evaluation.gates import evaluate_challenger
-from retrain.training.artifact import TRUSTED_TYPES
 from retrain.training.mix import build_training_set
 from retrain.training.model import fit_model
 
@@ -42,7 +41,6 @@ MARGIN = 0.04  # replay must forget at least this much less accuracy than no rep
 MIN_FORGETTING = 0.10  # without replay the stream must really cause forgetting
 MIN_B_GAIN = 0.04  # with replay the model must still learn concept B
 
-_SGD = "sklearn.linear_model._stochastic_gradient.SGDClassifier"
 ESTIMATORS = [
     pytest.param(
         "sklearn.neural_network.MLPClassifier",
@@ -53,10 +51,6 @@ ESTIMATORS = [
         "sklearn.linear_model.SGDClassifier",
         {"loss": "log_loss", "learning_rate": "constant", "eta0": 0.01},
         id="sgd",
-        marks=pytest.mark.skipif(
-            _SGD not in TRUSTED_TYPES,
-            reason=f"{_SGD} is not in retrain.training.artifact.TRUSTED_TYPES yet",
-        ),
     ),
 ]
 

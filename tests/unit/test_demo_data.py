@@ -7,16 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from required import require
 from retrain.config import load_config
+from retrain.data.demo import generate_housing, generate_loans
 from retrain.data.ingest import ingest_window
 from retrain.data.io import read_source
 from retrain.data.windows import parse_window, window_ids_in
 from retrain.errors import ValidationError
 from retrain.labels.join import join_labels
 
-pytest.importorskip("river")
-
-from retrain.data.demo import generate_housing, generate_loans
+require("river", "the demo data generator uses river (extra 'demo')")
 
 SMALL = {"windows": 4, "rows_per_window": 400, "drift_window": 2}
 

@@ -34,6 +34,7 @@ def first_champion(cfg: Config, work: Path, *, corrupt_profile: bool = False) ->
     return steps.deploy(text, run, str(work / "model")).version
 
 
+@pytest.mark.integration  # deploys a champion: commits to a real git repository
 def test_train_writes_a_profile_that_deploy_registers(loans: Config, tmp_path: Path) -> None:
     version = first_champion(loans, tmp_path / "run")
     local = (tmp_path / "run" / "model" / PROFILE_FILE).read_text()
@@ -46,6 +47,7 @@ def test_train_writes_a_profile_that_deploy_registers(loans: Config, tmp_path: P
     assert registry.read_file(version, PROFILE_FILE).decode() == local
 
 
+@pytest.mark.integration  # deploys a champion: commits to a real git repository
 def test_ingest_reports_drift_against_the_champion(loans: Config, tmp_path: Path) -> None:
     version = first_champion(loans, tmp_path / "run")
     report_path = tmp_path / "run" / "ingest2.md"
@@ -78,6 +80,7 @@ def test_the_first_window_has_nothing_to_compare_with(loans: Config, tmp_path: P
     assert "drift" not in outcome.summary  # the first run's summary stays as it was
 
 
+@pytest.mark.integration  # deploys a champion: commits to a real git repository
 def test_a_champion_without_a_profile_is_a_note_not_a_failure(
     loans: Config, tmp_path: Path
 ) -> None:
@@ -90,6 +93,7 @@ def test_a_champion_without_a_profile_is_a_note_not_a_failure(
     assert drift["note"] == f"the champion was registered without a {PROFILE_FILE}"
 
 
+@pytest.mark.integration  # deploys a champion: commits to a real git repository
 def test_a_broken_profile_does_not_fail_ingest(loans: Config, tmp_path: Path) -> None:
     version = first_champion(loans, tmp_path / "run", corrupt_profile=True)
     outcome = steps.ingest(loans.to_yaml(), "1", "w1", str(tmp_path / "run" / "d1.parquet"))

@@ -16,6 +16,7 @@ from rollout_support import (
     write_history,
 )
 
+from required import require
 from retrain.cli import main
 from retrain.config import Config
 from retrain.registry import Registry
@@ -105,7 +106,7 @@ def test_a_held_lock_exits_75(
 
 
 def test_component_is_a_thin_adapter_without_runtime_install() -> None:
-    pytest.importorskip("kfp")
+    require("kfp", "the component is built with the KFP SDK (extra 'kfp')")
     from retrain_components import make_component
     from retrain_components.rollout import rollout
 

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("river")
-
+from required import require
 from retrain import steps
 from retrain.config import Config, load_config
 from retrain.data.demo import generate_housing, generate_loans
@@ -26,6 +25,8 @@ from retrain.steps.resolve_rules import PERIOD_RULE, TIME_RULE
 from retrain.storage import LocalStorage, open_storage
 from retrain.triggers.lease import acquire_lease, lease_key, read_lease
 
+require("river", "the demo data generator uses river (extra 'demo')")
+
 NOW = datetime(2030, 1, 7, 3, 0, tzinfo=timezone.utc)
 
 
@@ -35,6 +36,7 @@ def loans(tmp_path: Path) -> Config:
     return load_config(generate_loans(tmp_path, windows=4, rows_per_window=300, drift_window=3))
 
 
+@pytest.mark.integration  # a whole cycle: trains, then deploys through git
 def test_direct_engine_resolves_auto_window_and_run_id(loans: Config) -> None:
     seen: list[str] = []
     # No run id given with an "auto" window: resolve derives it from the window it picks.
@@ -63,6 +65,7 @@ def test_direct_engine_resolves_auto_window_and_run_id(loans: Config) -> None:
     assert resolve["report"]["lease"]["expires_at"] == "2030-01-07T09:00:00+00:00"  # 6h ttl
 
 
+@pytest.mark.integration  # a whole cycle: trains, then deploys through git
 def test_explicit_ids_leave_no_resolve_record(loans: Config) -> None:
     result = run_cycle(loans, "1", engine="direct", run_id="given", now=NOW)
     assert result.exit_code == EXIT_OK, result.lines()
@@ -186,6 +189,7 @@ def test_an_unrecorded_failure_names_the_failure_it_was_recording(
     assert record["cause"].startswith("ValidationError: window_id 'auto' resolved to window ")
 
 
+@pytest.mark.integration  # a whole cycle: trains, then deploys through git
 def test_a_lease_that_cannot_be_released_does_not_mask_the_result(
     loans: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

@@ -1,0 +1,56 @@
+"""Benchmark: the error rates of every decision retrain makes, from simulations with a known truth.
+
+Each section comes from a module of `benchmarks/decisions/` with a ``section(quick) -> str``
+function: the evaluation gates (blessing rate of equal models, forgetting gate on identical
+models, power), the canary analysis (false rollback of an equal canary, false promotion of a
+worse one) and the drift verdicts (false positives by sample size and cardinality, power).
+Writes ``benchmarks/results/decisions.md``. A measurement, not a test:
+
+    .venv/bin/python benchmarks/bench_decisions.py [--quick] [--only gates,canary,drift]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SECTIONS = ("gates", "canary", "drift")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small simulations (a smoke run)")
+    p.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    p.add_argument("--output", default=str(HERE / "results" / "decisions.md"))
+    args = p.parse_args(argv)
+    wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(wanted) - set(SECTIONS))
+    if unknown:
+        p.error(f"unknown sections {unknown}; choose from {list(SECTIONS)}")
+    sys.path.insert(0, str(HERE))  # benchmarks/ is not a package: decisions/ is
+    parts = [
+        "# Decisions: measured error rates\n",
+        f"Python {platform.python_version()} on {platform.machine()}; "
+        f"{'quick (smoke) run' if args.quick else 'full run'}. Every figure below is a rate "
+        "over simulated cases whose truth is known; each section says how it was simulated.\n",
+    ]
+    for name in wanted:
+        module = importlib.import_module(f"decisions.{name}")
+        t0 = time.perf_counter()
+        text = module.section(quick=args.quick)
+        parts.append(text.rstrip() + f"\n\n_({name}: {time.perf_counter() - t0:.0f} s)_\n")
+        print(f"{name}: done in {time.perf_counter() - t0:.0f} s", flush=True)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(parts))
+    print(f"written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Development tools run by the Makefile and the tests; not part of the `retrain` package."""

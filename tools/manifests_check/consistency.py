@@ -1,0 +1,127 @@
+"""Consistency: the ConfigMap's config is valid, and the serving objects agree with it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from retrain.config import Config, config_from_text
+from retrain.errors import ValidationError
+
+from .objects import (
+    _SELDON,
+    CONFIG_KEY,
+    CONFIG_MAP,
+    Finding,
+    _containers,
+    _rules_of,
+    _where,
+    pod_specs,
+)
+
+#: The placeholder predictor of the initial SeldonDeployment (zero replicas: nothing serves).
+BOOTSTRAP_VERSION = "bootstrap"
+BOOTSTRAP_MODEL_URI = "none://no-model-blessed-yet"
+
+
+def _is_uri_or_absolute(value: str) -> bool:
+    return "://" in value or value.startswith("/")
+
+
+def consistency_findings(objs: Sequence[Mapping[str, Any]]) -> list[Finding]:
+    """The config in the ConfigMap is valid and the serving objects agree with it."""
+    maps = [
+        o
+        for o in objs
+        if o.get("kind") == "ConfigMap"
+        and str((o.get("metadata") or {}).get("name", "")).startswith(CONFIG_MAP)
+    ]
+    if len(maps) != 1:
+        return [Finding("consistency", "ConfigMap", f"expected one {CONFIG_MAP} ConfigMap")]
+    where = _where(maps[0])
+    text = (maps[0].get("data") or {}).get(CONFIG_KEY)
+    if not isinstance(text, str):
+        return [Finding("consistency", where, f"has no data key {CONFIG_KEY!r}")]
+    try:
+        cfg = config_from_text(text, source=f"{where} {CONFIG_KEY}")
+    except ValidationError as err:
+        return [Finding("consistency", where, p) for p in (err.problems or [str(err)])]
+    out = []
+    for key, value in (
+        ("storage_root", cfg.storage_root),
+        ("data.uri", cfg.data.uri),
+        ("labels.uri", cfg.labels.uri),
+        ("deploy.gitops_repo", cfg.deploy.gitops_repo),
+    ):
+        if value is not None and not _is_uri_or_absolute(value):
+            out.append(
+                Finding(
+                    "consistency",
+                    where,
+                    f"{key} {value!r} must be a URI or an absolute path inside the pods",
+                )
+            )
+    out.extend(_serving_agrees(objs, cfg))
+    return out
+
+
+def _serving_agrees(objs: Sequence[Mapping[str, Any]], cfg: Config) -> Iterator[Finding]:
+    d = cfg.deploy
+    sdeps = [o for o in objs if (o.get("apiVersion"), o.get("kind")) == _SELDON]
+    match = [
+        o
+        for o in sdeps
+        if (o.get("metadata") or {}).get("name") == d.deployment_name
+        and (o.get("metadata") or {}).get("namespace") == d.namespace
+    ]
+    if not match:
+        yield Finding(
+            "consistency",
+            "SeldonDeployment",
+            f"none named {d.namespace}/{d.deployment_name} (config deploy.namespace/"
+            f"deploy.deployment_name)",
+        )
+    for obj in match:
+        for path, pod in pod_specs(obj):
+            for cpath, c in _containers(pod):
+                if c.get("image") != d.image:
+                    yield Finding(
+                        "consistency",
+                        f"{_where(obj)} {path}.{cpath}",
+                        f"image {c.get('image')!r} is not the config's deploy.image {d.image!r}",
+                    )
+    for obj in objs:
+        for i, rule in _rules_of(obj):
+            if "seldondeployments" not in (rule.get("resources") or []):
+                continue
+            where = f"{_where(obj)} rules[{i}]"
+            if (obj.get("metadata") or {}).get("namespace") != d.namespace:
+                yield Finding(
+                    "consistency", where, f"must be in the serving namespace {d.namespace!r}"
+                )
+            if rule.get("resourceNames") != [d.deployment_name]:
+                yield Finding(
+                    "consistency",
+                    where,
+                    f"resourceNames must be [{d.deployment_name!r}] (deploy.deployment_name)",
+                )
+
+
+# --- the initial SeldonDeployment -------------------------------------------------------------
+
+
+def initial_seldon_deployment(cfg: Config) -> dict[str, Any]:
+    """The SeldonDeployment the manifests create before any model is blessed.
+
+    Rendered by the same backend as every later deploy, with zero replicas: no pod runs until
+    the first blessed model is applied (which sets the replicas and the model URI), so the
+    serving pods never start against a model that does not exist.
+    """
+    from retrain.deploy import DeploymentState, ModelRef, SeldonBackend
+
+    state = DeploymentState.single(
+        cfg.deploy.deployment_name,
+        cfg.deploy.namespace,
+        ModelRef(BOOTSTRAP_VERSION, BOOTSTRAP_MODEL_URI),
+    )
+    return SeldonBackend(replicas=0).render(state, cfg)
