@@ -2,9 +2,9 @@
 
 The pure state machine (`retrain.rollout.machine`) runs whole rollouts at the default
 `rollout:` settings, tick by tick on a simulated clock, fed synthetic observations drawn from
-a known truth: the champion is right on 80 % of labelled predictions, the canary on as many
-(equal) or 5 or 10 points fewer. Health metrics are perfect, so every decision is the quality
-check's. Two ways of observing, as the two providers do:
+a known truth: the champion is right on 80 % (or 60 %: a noisier proportion) of labelled
+predictions, the canary on as many (equal) or 5 or 10 points fewer. Health metrics are
+perfect, so every decision is the quality check's. Two ways of observing, as the two providers do:
 
 - ``split`` (Prometheus): each analysis sees `labels` labelled predictions split by the
   canary's traffic share (10, 25, 50 %); each predictor's correct count is binomial.
@@ -35,7 +35,7 @@ from retrain.settings.rollout import RolloutConfig
 __all__ = ["Outcome", "observe", "rates", "section", "simulate"]
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-CHAMPION_ACCURACY = 0.8
+CHAMPION_ACCURACIES = (0.8, 0.6)
 #: Rows where only the canary is right (paired draws); the champion alone: this plus the gap.
 CANARY_ONLY = 0.05
 GAPS = (0.0, 0.05, 0.10)
@@ -53,9 +53,15 @@ class Outcome:
 
 
 def observe(
-    rng: np.random.Generator, mode: str, labels: int, traffic: int, gap: float
+    rng: np.random.Generator,
+    mode: str,
+    labels: int,
+    traffic: int,
+    gap: float,
+    accuracy: float = 0.8,
 ) -> Observations:
-    """One analysis' observations of a canary `gap` accuracy points below its champion."""
+    """One analysis' observations of a canary `gap` accuracy points below its champion, which
+    is right on `accuracy` of the labelled predictions."""
     metrics: dict[str, float | None] = {
         "canary.error_rate": 0.0,
         "champion.error_rate": 0.0,
@@ -67,12 +73,12 @@ def observe(
         n_champion = max(labels - n_canary, 1)
         metrics["canary.labelled"] = float(n_canary)
         metrics["champion.labelled"] = float(n_champion)
-        correct = rng.binomial(n_canary, CHAMPION_ACCURACY - gap)
+        correct = rng.binomial(n_canary, accuracy - gap)
         metrics["canary.accuracy"] = correct / n_canary
-        metrics["champion.accuracy"] = rng.binomial(n_champion, CHAMPION_ACCURACY) / n_champion
+        metrics["champion.accuracy"] = rng.binomial(n_champion, accuracy) / n_champion
     elif mode == "paired":
         champion_only = CANARY_ONLY + gap
-        both = CHAMPION_ACCURACY - champion_only
+        both = accuracy - champion_only
         p = [both, champion_only, CANARY_ONLY, 1.0 - both - champion_only - CANARY_ONLY]
         counts = rng.multinomial(labels, p)
         champion_right = counts[0] + counts[1]
@@ -94,6 +100,7 @@ def simulate(
     mode: str,
     labels: int,
     gap: float,
+    accuracy: float = 0.8,
     policy: RolloutConfig | None = None,
 ) -> Outcome:
     """One rollout, stepped at its analysis interval until it ends."""
@@ -102,7 +109,7 @@ def simulate(
     now = T0
     while not state.terminal:
         now += timedelta(seconds=policy.interval_seconds)
-        obs = observe(rng, mode, labels, state.traffic, gap)
+        obs = observe(rng, mode, labels, state.traffic, gap, accuracy)
         state, _ = advance(state, obs, now)
     last = state.analyses[-1]
     return Outcome(
@@ -112,10 +119,13 @@ def simulate(
     )
 
 
-def rates(mode: str, labels: int, gap: float, trials: int, seed: int = 0) -> dict[str, float]:
+def rates(
+    mode: str, labels: int, gap: float, trials: int, seed: int = 0, accuracy: float = 0.8
+) -> dict[str, float]:
     """Shares of `trials` rollouts promoted, rolled back on checks, and timed out waiting."""
-    rng = np.random.default_rng([seed, labels, round(gap * 1000), mode == "paired"])
-    outcomes = [simulate(rng, mode, labels, gap) for _ in range(trials)]
+    key = [seed, labels, round(gap * 1000), round(accuracy * 1000), mode == "paired"]
+    rng = np.random.default_rng(key)
+    outcomes = [simulate(rng, mode, labels, gap, accuracy) for _ in range(trials)]
     return {
         "promoted": sum(o.promoted for o in outcomes) / trials,
         "failed_checks": sum(o.failed_checks for o in outcomes) / trials,
@@ -138,25 +148,29 @@ def section(quick: bool = False) -> str:
         f"settings (steps {'/'.join(map(str, policy.steps))} %, `min_labelled` "
         f"{policy.min_labelled}, confidence {policy.confidence:g}, failure limit "
         f"{policy.failure_limit}, deadline {policy.progress_deadline_seconds:g} s, "
-        f"`accuracy_drop` max 0.02), fed labelled outcomes drawn from a known truth (champion "
-        f"accuracy {CHAMPION_ACCURACY:g}; canary equal, 5 or 10 points worse); `split` splits "
+        "`accuracy_drop` max 0.02), fed labelled outcomes drawn from a known truth (champion "
+        "accuracy 0.8 or 0.6; canary equal, 5 or 10 points worse); `split` splits "
         "each analysis' labels by the canary's traffic share (Prometheus), `paired` has both "
         "models answer the same rows (replay). Seeded; "
         "`python benchmarks/decisions/canary.py` reproduces it.",
         "",
-        "| observed as | labels per analysis | equal canary: rolled back on checks | equal "
+        "| observed as | labels per analysis | champion accuracy | equal canary: rolled back "
+        "on checks | equal "
         "canary: ended at the deadline, never evaluated | 5 points worse: promoted | 10 points "
         "worse: promoted |",
-        "|---|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for mode, counts in LABELS.items():
         for labels in counts:
-            equal, worse5, worse10 = (rates(mode, labels, gap, trials) for gap in GAPS)
-            lines.append(
-                f"| {mode} | {labels} | {_pct(equal['failed_checks'])} | "
-                f"{_pct(equal['timed_out'])} | {_pct(worse5['promoted'])} | "
-                f"{_pct(worse10['promoted'])} |"
-            )
+            for accuracy in CHAMPION_ACCURACIES:
+                equal, worse5, worse10 = (
+                    rates(mode, labels, gap, trials, accuracy=accuracy) for gap in GAPS
+                )
+                lines.append(
+                    f"| {mode} | {labels} | {accuracy:g} | {_pct(equal['failed_checks'])} | "
+                    f"{_pct(equal['timed_out'])} | {_pct(worse5['promoted'])} | "
+                    f"{_pct(worse10['promoted'])} |"
+                )
     lines += [
         "",
         "Below `min_labelled` labels per predictor in an analysis the quality check is not "

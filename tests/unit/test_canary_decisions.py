@@ -46,6 +46,14 @@ def test_a_worse_canary_is_rarely_promoted(mode: str, labels: int, gap: float) -
     assert canary.rates(mode, labels, gap, TRIALS, seed=2)["promoted"] <= LIMIT
 
 
+def test_a_noisier_proportion_keeps_both_rates_low() -> None:
+    # Accuracy 0.6: the largest spread of the table (sqrt(0.6 x 0.4) per label).
+    equal = canary.rates("split", 5000, 0.0, TRIALS, seed=4, accuracy=0.6)
+    worse = canary.rates("split", 5000, 0.05, TRIALS, seed=4, accuracy=0.6)
+    assert equal["failed_checks"] + equal["timed_out"] <= LIMIT
+    assert worse["promoted"] <= LIMIT
+
+
 @pytest.mark.parametrize("gap", [0.0, 0.10])
 def test_with_few_labels_the_quality_check_is_not_evaluated(gap: float) -> None:
     # 100 labels per analysis, 10 of them the canary's: no verdict either way. The rollout
@@ -54,8 +62,10 @@ def test_with_few_labels_the_quality_check_is_not_evaluated(gap: float) -> None:
     assert r == {"promoted": 0.0, "failed_checks": 0.0, "timed_out": 1.0}
 
 
-def test_the_section_is_a_table_with_one_row_per_setting() -> None:
+def test_the_section_is_a_table_with_one_row_per_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(canary, "LABELS", {"split": (5000,), "paired": (500,)})
     text = canary.section(quick=True)
     rows = [line for line in text.splitlines() if line.startswith(("| split", "| paired"))]
-    assert len(rows) == sum(len(v) for v in canary.LABELS.values())
+    per_setting = len(canary.CHAMPION_ACCURACIES)
+    assert len(rows) == per_setting * sum(len(v) for v in canary.LABELS.values())
     assert text.startswith("## Canary analysis")
