@@ -82,7 +82,9 @@ class ReplaySettings(Section):
     """The embedded provider: recent labelled windows replayed through both models."""
 
     windows: int = Field(default=1, ge=1, description="Newest labelled windows to sample from.")
-    rows: int = Field(default=2000, ge=10, description="Rows replayed per analysis.")
+    rows: int = Field(
+        default=2000, ge=10, description="Evaluation rows per analysis, each scored by both models."
+    )
     batch_size: int = Field(default=20, ge=1, description="Rows per simulated request.")
     threads: int = Field(
         default=1, ge=1, description="Threads per prediction, like a one-thread model server."
