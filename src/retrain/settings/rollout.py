@@ -45,7 +45,8 @@ class CheckSpec(Section):
         default="fail",
         description=(
             "What a missing metric means: 'fail' (default: no data is not evidence of health) or"
-            " 'skip' (for feedback that may not have arrived yet)."
+            " 'skip' (for feedback that may not have arrived yet). A quality check with fewer"
+            " than min_labelled labels waits under 'fail' and is skipped under 'skip'."
         ),
     )
 
