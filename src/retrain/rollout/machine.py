@@ -16,6 +16,8 @@ Rules, Flagger-style:
 - `analyses_per_step` passing analyses in a row move to the next step; the step after the last
   canary step is 100 %, i.e. promotion;
 - `failure_limit` failed analyses in a row roll back; a missing metric is a failed check;
+- a quality check with too few labels (`min_labelled`) is not evaluated: that analysis neither
+  passes nor fails (it does not break a run of failures either), and the step waits;
 - a step that has not progressed within `progress_deadline_seconds` rolls back (this is what
   ends a canary that never becomes ready).
 """
@@ -128,7 +130,7 @@ class Analysis:
     at: datetime
     step: int
     traffic: int
-    verdict: Literal["passed", "failed", "not_ready", "manual"]
+    verdict: Literal["passed", "failed", "waiting", "not_ready", "manual"]
     reason: str
     checks: tuple[CheckResult, ...] = ()
     metrics: Mapping[str, float | None] = field(default_factory=dict)
@@ -334,20 +336,33 @@ def advance(
 
     if policy.checks is None:
         raise ValidationError("rollout state has no checks: start rollouts with start_rollout")
-    results = run_checks(policy.checks, observations.metrics, policy.confidence)
+    results = run_checks(
+        policy.checks, observations.metrics, policy.confidence, policy.min_labelled
+    )
     failed = any(r.passed is False for r in results)
+    waiting = not failed and any(r.waiting for r in results)
     summary = summarise(results)
     analysis = Analysis(
         now,
         state.step,
         state.traffic,
-        "failed" if failed else "passed",
+        "failed" if failed else "waiting" if waiting else "passed",
         summary,
         results,
         dict(observations.metrics),
         observations.source,
     )
     state = _record(state, analysis)
+
+    if waiting:
+        if now >= state.deadline:
+            return _roll_back(
+                state, now, f"no progress at {label} by the deadline (too few labels): {summary}"
+            )
+        left = (state.deadline - now).total_seconds()
+        return replace(
+            state, reason=f"waiting at {label} ({left:.0f}s to the deadline): {summary}"
+        ), ()
 
     if failed:
         failures = state.failures + 1

@@ -16,6 +16,13 @@ class TrainingConfig(Section):
     max_history_rows: int | None = Field(default=None, ge=1)
     recent_holdout: float = Field(default=0.25, gt=0.0, lt=1.0)
     history_holdout_rows: int = Field(default=2000, ge=10)
+    evaluation_share: float = Field(
+        default=0.2,
+        ge=0.0,
+        lt=1.0,
+        description="Share of ids (by a hash of the id) kept for evaluation only: never trained "
+        "on",
+    )
 
 
 class ModelSpec(Section):
