@@ -31,6 +31,14 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from retrain.errors import ValidationError
+from retrain.rollout.actions import (
+    Action,
+    Promote,
+    RollBack,
+    SetTraffic,
+    action_dict,
+    action_from_dict,
+)
 from retrain.rollout.checks import CheckResult, run_checks, summarise
 from retrain.settings.rollout import RolloutConfig
 
@@ -80,47 +88,6 @@ class Observations:
     ready: bool
     metrics: Mapping[str, float | None] = field(default_factory=dict)
     source: str = ""
-
-
-@dataclass(frozen=True)
-class SetTraffic:
-    """Serve champion + canary with the canary at `traffic` percent."""
-
-    traffic: int
-    kind: Literal["set_traffic"] = "set_traffic"
-
-
-@dataclass(frozen=True)
-class Promote:
-    """Make `version` (the canary) the champion, alone at 100 %."""
-
-    version: str
-    reason: str
-    kind: Literal["promote"] = "promote"
-
-
-@dataclass(frozen=True)
-class RollBack:
-    """Remove canary `version`; the champion keeps 100 %."""
-
-    version: str
-    reason: str
-    kind: Literal["roll_back"] = "roll_back"
-
-
-Action = SetTraffic | Promote | RollBack
-
-
-def action_from_dict(raw: Mapping[str, Any]) -> Action:
-    """Rebuild an action persisted with `dataclasses.asdict`."""
-    kind = raw.get("kind")
-    if kind == "set_traffic":
-        return SetTraffic(int(raw["traffic"]))
-    if kind == "promote":
-        return Promote(str(raw["version"]), str(raw.get("reason", "")))
-    if kind == "roll_back":
-        return RollBack(str(raw["version"]), str(raw.get("reason", "")))
-    raise ValidationError(f"unknown rollout action kind {kind!r}")
 
 
 @dataclass(frozen=True)
@@ -237,7 +204,7 @@ class RolloutState:
             "reason": self.reason,
             "finished_at": _iso(self.finished_at),
             "seq": self.seq,
-            "pending": [_action_dict(a) for a in self.pending],
+            "pending": [action_dict(a) for a in self.pending],
             "policy": self.policy.model_dump(mode="json"),
             "analyses": [a.as_dict() for a in self.analyses],
         }
@@ -476,15 +443,6 @@ def _refuse_terminal(state: RolloutState, what: str) -> None:
 def _aware(now: datetime) -> None:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValidationError("the rollout clock returned a naive datetime; use timezone-aware")
-
-
-def _action_dict(action: Action) -> dict[str, Any]:
-    out: dict[str, Any] = {"kind": action.kind}
-    if isinstance(action, SetTraffic):
-        out["traffic"] = action.traffic
-    else:
-        out.update(version=action.version, reason=action.reason)
-    return out
 
 
 def _iso(value: datetime | None) -> str | None:
