@@ -216,8 +216,8 @@ def decide(inputs: GateInputs) -> EvaluationResult:
     metrics["champion"] = {"recent": {metric: inputs.champion_recent}}
     gates += _recent_gates(inputs, inputs.champion_recent, comparison)
     weak = _lack_of_power(inputs, comparison)
-    if weak is not None and not gates[-1].passed:  # no gain shown, and none could have been
-        gates[-1] = Gate(gates[-1].name, False, f"{gates[-1].detail}; {weak}", decided=False)
+    if weak is not None:
+        gates[-2:] = [_unsettled(g, weak, inputs) for g in gates[-2:]]
     gain, ci_words = comparison["recent_gain"], _ci_words(inputs.recent_ci, inputs.confidence)
     words = (
         f"challenger {metric} {_fmt(inputs.challenger_recent)} vs champion "
@@ -344,6 +344,20 @@ def _history_gate(
         f"({-loss:+.3f}{interval_words}, {verdict} the {budget:g} budget)"
     )
     return Gate("history_bounded_loss", ok, detail), words
+
+
+def _unsettled(gate: Gate, weak: str, inputs: GateInputs) -> Gate:
+    """A recent gate's failure that rows this few cannot back: no gain shown, or a regression
+    seen in the point estimate but not in the interval."""
+    if gate.passed:
+        return gate
+    ci = inputs.recent_ci
+    shown_regression = gate.name == "recent_non_regression" and (
+        ci is None or not _finite(ci[1]) or ci[1] < -inputs.max_recent_regression - _EPS
+    )
+    if shown_regression:
+        return gate
+    return Gate(gate.name, False, f"{gate.detail}; {weak}", decided=False)
 
 
 def _half_width(ci: tuple[float, float] | None) -> float | None:
