@@ -53,6 +53,7 @@ class EvaluationConfig(Section):
             "How many earlier labelled windows may lend their evaluation rows (most recent first)"
             " when the new window has fewer than min_rows: 3 reaches back half a week of daily"
             " windows or a month of weekly ones, recent enough to still judge the current world."
+            " The oldest window of history is never pooled: it keeps the forgetting gate's rows."
             " 0 never pools."
         ),
     )

@@ -11,7 +11,8 @@ neither has seen. From the evaluation rows come
 
 - the *recent* set: the new window's evaluation rows (is the challenger better where the world
   is now?); when they are fewer than `evaluation.min_rows`, the evaluation rows of up to
-  `evaluation.pool_windows` earlier windows are pooled in, most recent first, and recorded;
+  `evaluation.pool_windows` earlier windows are pooled in, most recent first, and recorded
+  (never the oldest window of history, which stays for the history set);
 - the *history* set: the evaluation rows of older history (did it forget the past?), sampled
   down to `training.history_holdout_rows`.
 
@@ -225,9 +226,11 @@ def _pool_recent(fresh: _NewSplit, past: _HistorySplit, plan: _MixPlan) -> _Pool
         return _Pooled(fresh.evaluation, [], hist)
     slots = window_slots(plan.data, hist[plan.time_column])
     latest = np.sort(np.unique(slots[np.isfinite(slots)]))[::-1]
+    # The oldest window is never pooled, so the forgetting gate always keeps some history.
+    poolable = latest[: min(plan.pool_windows, len(latest) - 1)]
     taken = np.zeros(len(hist), dtype=bool)
     windows: list[str] = []
-    for slot in latest[: plan.pool_windows]:
+    for slot in poolable:
         if len(fresh.evaluation) + int(taken.sum()) >= plan.min_rows:
             break
         taken |= slots == slot
