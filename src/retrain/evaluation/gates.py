@@ -216,6 +216,7 @@ def decide(inputs: GateInputs) -> EvaluationResult:
     metrics["champion"] = {"recent": {metric: inputs.champion_recent}}
     gates += _recent_gates(inputs, inputs.champion_recent, comparison)
     weak = _lack_of_power(inputs, comparison)
+    comparison["lack_of_power"] = weak
     if weak is not None:
         gates[-2:] = [_unsettled(g, weak, inputs) for g in gates[-2:]]
     gain, ci_words = comparison["recent_gain"], _ci_words(inputs.recent_ci, inputs.confidence)
@@ -247,8 +248,8 @@ def _verdict(
     if blessed:
         outcome, verdict = "blessed", "blessed"
     elif undecided:
-        details = "; ".join(g.detail for g in gates if not g.decided)
-        outcome, verdict = "undecided", f"undecided, {NOT_ENOUGH_ROWS} ({details})"
+        why = comparison.get("lack_of_power") or "; ".join(g.detail for g in gates if not g.decided)
+        outcome, verdict = "undecided", f"undecided, {NOT_ENOUGH_ROWS} ({why})"
     else:
         outcome, verdict = "rejected", f"rejected (failed: {', '.join(failed)})"
     comparison = {**comparison, "outcome": outcome}
