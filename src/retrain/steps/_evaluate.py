@@ -38,9 +38,11 @@ def evaluate(
         history = from_parquet_bytes(hist_path.read_bytes())[0] if hist_path.exists() else None
         result = evaluate_challenger(cfg, challenger, champion, recent, history, seed=cfg.seed)
         flat = _flatten_metrics(result.metrics)
-        summary = ("BLESSED: " if result.blessed else "REJECTED: ") + result.reason
+        summary = f"{result.outcome.upper()}: {result.reason}"
         details = {
             "blessed": result.blessed,
+            # blessed, rejected, or undecided: too few evaluation rows to show a gain
+            "outcome": result.outcome,
             "reason": result.reason,
             "challenger": card.version,
             "champion": champion_version,
@@ -49,6 +51,7 @@ def evaluate(
             "gates": [g.__dict__ for g in result.gates],
         }
         rec["blessed"] = result.blessed
+        rec["outcome"] = result.outcome
         finish_step(rec, report_path, summary, details, result.markdown())
         confusion = getattr(result, "confusion", None)
         return EvaluateOutcome(

@@ -66,6 +66,7 @@ class StepRecord(TypedDict, total=False):
     exit_code: int
     traceback: str  # an unexpected (internal) error only
     blessed: bool  # evaluate
+    outcome: str  # evaluate: "blessed", "rejected" or "undecided" (not enough evaluation rows)
     phase: str  # rollout
     recorded: bool  # False: made by the runner because the step could not record it
     cause: str
