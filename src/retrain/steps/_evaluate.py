@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from retrain.data.io import from_parquet_bytes
 from retrain.evaluation.gates import evaluate_challenger
@@ -12,7 +12,20 @@ from retrain.registry import Registry
 from retrain.steps.records import StepOutcome, finish_step, load_step_config, recorded_step
 from retrain.training.artifact import load_model_dir, load_registered_model
 
-__all__ = ["EvaluateOutcome", "evaluate"]
+__all__ = ["EvaluateDetails", "EvaluateOutcome", "evaluate"]
+
+
+class EvaluateDetails(TypedDict):
+    """What the evaluate step reports (and records under ``runs/<run_id>/evaluate.json``)."""
+
+    blessed: bool
+    outcome: str  # blessed, rejected, or undecided: too few evaluation rows to show a gain
+    reason: str
+    challenger: str
+    champion: str | None
+    metrics: dict[str, Any]
+    comparison: dict[str, Any]
+    gates: list[dict[str, Any]]
 
 
 @dataclass
@@ -39,9 +52,8 @@ def evaluate(
         result = evaluate_challenger(cfg, challenger, champion, recent, history, seed=cfg.seed)
         flat = _flatten_metrics(result.metrics)
         summary = f"{result.outcome.upper()}: {result.reason}"
-        details = {
+        details: EvaluateDetails = {
             "blessed": result.blessed,
-            # blessed, rejected, or undecided: too few evaluation rows to show a gain
             "outcome": result.outcome,
             "reason": result.reason,
             "challenger": card.version,
