@@ -67,10 +67,12 @@ from retrain.drift._methods import (
     register_method,
 )
 from retrain.drift._performance import (
+    EstimateCalibration,
     PerformanceCheck,
     PerformanceEstimate,
     check_performance,
     estimate_performance,
+    fit_estimate_calibration,
     permutation_importance,
     score_vector,
 )
@@ -92,6 +94,7 @@ __all__ = [
     "Comparison",
     "DriftMethod",
     "DriftReport",
+    "EstimateCalibration",
     "FeatureDrift",
     "MethodResult",
     "NumericProfile",
@@ -104,6 +107,7 @@ __all__ = [
     "check_performance",
     "detect_drift",
     "estimate_performance",
+    "fit_estimate_calibration",
     "method_names",
     "permutation_importance",
     "profile_for_model",
