@@ -130,10 +130,18 @@ def fit_estimate_calibration(
     if len(conf) < 20:
         raise ValidationError(f"calibration needs at least 20 labelled rows, got {len(conf)}")
 
+    chance = 1.0 / max(len(classes), 2)  # the lowest confidence a model can have
+
     def fit(rows: np.ndarray) -> EstimateCalibration:
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
         iso.fit(conf[rows], right[rows])
-        return EstimateCalibration(np.asarray(iso.X_thresholds_), np.asarray(iso.y_thresholds_))
+        x, y = np.asarray(iso.X_thresholds_), np.asarray(iso.y_thresholds_)
+        if x[0] > chance:
+            # Below the confidences seen at reference, head for a coin's chance rather than
+            # clip: a model that lost its confidence should not be credited with the
+            # accuracy of its least confident reference rows.
+            x, y = np.append(chance, x), np.append(min(chance, y[0]), y)
+        return EstimateCalibration(x, y)
 
     order = np.random.default_rng(seed).permutation(len(conf))
     halves = (order[: len(order) // 2], order[len(order) // 2 :])
