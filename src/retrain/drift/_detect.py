@@ -221,6 +221,7 @@ def _prepare(
             ref_counts=np.append(ref.counts, 0).astype(np.int64),
             cur_counts=cur_counts,
             ref_n=ref.n,
+            cur_unseen=np.fromiter(unseen.values(), dtype=np.int64, count=len(unseen)),
         )
         named = sorted(unseen.items(), key=lambda kv: (-kv[1], kv[0]))[:_MAX_UNSEEN_LISTED]
         unseen = dict(named)

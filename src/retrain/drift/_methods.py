@@ -72,6 +72,8 @@ class Comparison:
         ref_weights: integer counts of `ref_sorted`'s entries; None counts each once.
         ref_n: non-null reference values behind `ref_sorted` (p-values use this size).
         ref_scale: numeric only: the reference standard deviation (population, full column).
+        cur_unseen: categorical only: rows per category the reference never saw (their sum
+            is the last entry of `cur_counts`), for the null threshold; None if unknown.
     """
 
     kind: str
@@ -82,6 +84,7 @@ class Comparison:
     ref_weights: np.ndarray | None = None
     ref_n: int = 0
     ref_scale: float = 1.0
+    cur_unseen: np.ndarray | None = None
 
     @property
     def cur_n(self) -> int:

@@ -48,8 +48,10 @@ __all__ = ["NULL_DRAWS", "null_threshold"]
 BucketDistance = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 #: Simulated pairs of samples per bucket-method null threshold.
-NULL_DRAWS = 500
+NULL_DRAWS = 1000
 _SEED = 20_240_601
+# Unseen categories kept as cells of their own in the permutation null.
+_MAX_UNSEEN_CELLS = 2000
 # Per bucket method: the distance function and the power at which it is roughly chi-square.
 _BUCKET_METHODS: dict[str, tuple[BucketDistance, float]] = {
     "jensenshannon": (jensenshannon_of, 1.0),
@@ -89,35 +91,33 @@ def _wasserstein_null(c: Comparison, alpha: float) -> float:
 def _bucket_null(c: Comparison, alpha: float, fn: BucketDistance, power: float) -> float:
     from scipy.special import gammainccinv
 
-    ref = np.asarray(c.ref_counts, dtype=float)
-    n, m = float(ref.sum()), float(c.cur_n)
+    ref = np.asarray(c.ref_counts, dtype=np.int64)
+    cur = np.asarray(c.cur_counts, dtype=np.int64)
+    n, m = int(ref.sum()), int(cur.sum())
     if n == 0 or m == 0:
         return 0.0
-    law = ref / n
     categorical = c.kind == "categorical"
-    if categorical:
-        # Good-Turing: the mass of the categories the reference missed is about the share of
-        # its rows in categories seen once. Part of it is already missed by the redrawn
-        # references (a category of share p is missed with chance exp(-n p)); the rest goes
-        # to categories no redrawn reference sees: the unseen bucket, current side only.
-        missing = float(np.sum(ref == 1)) / n
-        law = law * (1.0 - missing)
-        missed = float(np.sum(law * np.exp(-n * law)))
-        law[-1] = max(missing - missed, 0.0)
-    else:
-        # Beyond the reference range lies a share of about 1 / (n + 1) on each side.
-        outside = ref == 0
-        law = np.where(outside, 1.0 / (n + 1.0), law * (1.0 - 2.0 / (n + 1.0)))
-    ref_law = np.where(ref > 0, law, 0.0)  # the reference has no rows outside its buckets
+    if categorical and c.cur_unseen is not None and len(c.cur_unseen):
+        # Each category the reference never saw is a cell of its own: a redrawn split may
+        # give it reference rows, and then it is not unseen any more.
+        unseen = np.asarray(c.cur_unseen, dtype=np.int64)
+        unseen = _capped(unseen, cur[-1])
+        ref = np.concatenate([ref[:-1], np.zeros(len(unseen) + 1, np.int64)])
+        cur = np.concatenate([cur[:-1], unseen, [0]])
+    pooled = ref + cur
     rng = np.random.default_rng(_SEED)
-    a = rng.poisson(n * ref_law, size=(NULL_DRAWS, len(law))).astype(float)
-    b = rng.poisson(m * law, size=(NULL_DRAWS, len(law))).astype(float)
+    # A random split of the pooled rows into a reference of n and a window of m, each cell
+    # thinned independently: as exact as the permutation's hypergeometric draws at these
+    # sizes, and a vectorised binomial per cell instead of a sequential draw per cell.
+    a = rng.binomial(pooled, n / (n + m), size=(NULL_DRAWS, len(pooled)))
+    b = pooled - a
     if categorical:
-        # A category a redrawn reference missed counts as unseen, as it would in a report.
-        gone = (a == 0) & (ref > 0)
-        b[:, -1] += np.where(gone, b, 0.0).sum(axis=1)
-        b[gone] = 0.0
-    stat = np.asarray(fn(shares(a), shares(b)), dtype=float) ** power
+        # As in a report: a category the redrawn reference lacks counts in the unseen bucket.
+        gone = a == 0
+        lumped = np.where(gone, b, 0).sum(axis=1)
+        b = np.where(gone, 0, b)
+        b[:, -1] += lumped
+    stat = np.asarray(fn(shares(a.astype(float)), shares(b.astype(float))), dtype=float) ** power
     mean, var = float(stat.mean()), float(stat.var())
     if mean <= 0.0:
         return 0.0
@@ -125,3 +125,14 @@ def _bucket_null(c: Comparison, alpha: float, fn: BucketDistance, power: float) 
         return mean ** (1.0 / power)
     shape, theta = mean * mean / var, var / mean
     return float(gammainccinv(shape, alpha) * theta) ** (1.0 / power)
+
+
+def _capped(unseen: np.ndarray, total: int) -> np.ndarray:
+    """The unseen categories' counts, the smallest merged beyond `_MAX_UNSEEN_CELLS` (a window
+    of ids posing as categories would otherwise cost a cell per row), and any rows the counts
+    miss as one more cell."""
+    unseen = np.sort(unseen[unseen > 0])[::-1]
+    if len(unseen) > _MAX_UNSEEN_CELLS:
+        unseen = np.append(unseen[: _MAX_UNSEEN_CELLS - 1], unseen[_MAX_UNSEEN_CELLS - 1 :].sum())
+    rest = total - int(unseen.sum())
+    return np.append(unseen, rest) if rest > 0 else unseen
