@@ -52,6 +52,8 @@ NULL_DRAWS = 1000
 _SEED = 20_240_601
 # Unseen categories kept as cells of their own in the permutation null.
 _MAX_UNSEEN_CELLS = 2000
+# Cells of at least this many pooled rows are split by the normal approximation.
+_NORMAL_FROM = 30
 # Per bucket method: the distance function and the power at which it is roughly chi-square.
 _BUCKET_METHODS: dict[str, tuple[BucketDistance, float]] = {
     "jensenshannon": (jensenshannon_of, 1.0),
@@ -105,11 +107,7 @@ def _bucket_null(c: Comparison, alpha: float, fn: BucketDistance, power: float) 
         ref = np.concatenate([ref[:-1], np.zeros(len(unseen) + 1, np.int64)])
         cur = np.concatenate([cur[:-1], unseen, [0]])
     pooled = ref + cur
-    rng = np.random.default_rng(_SEED)
-    # A random split of the pooled rows into a reference of n and a window of m, each cell
-    # thinned independently: as exact as the permutation's hypergeometric draws at these
-    # sizes, and a vectorised binomial per cell instead of a sequential draw per cell.
-    a = rng.binomial(pooled, n / (n + m), size=(NULL_DRAWS, len(pooled)))
+    a = _split(pooled, n / (n + m))
     b = pooled - a
     if categorical:
         # As in a report: a category the redrawn reference lacks counts in the unseen bucket.
@@ -125,6 +123,23 @@ def _bucket_null(c: Comparison, alpha: float, fn: BucketDistance, power: float) 
         return mean ** (1.0 / power)
     shape, theta = mean * mean / var, var / mean
     return float(gammainccinv(shape, alpha) * theta) ** (1.0 / power)
+
+
+def _split(pooled: np.ndarray, share: float) -> np.ndarray:
+    """`NULL_DRAWS` random splits of the pooled rows: each row to the reference with chance
+    `share`. Cell by cell and independent (binomial thinning: as exact as the permutation's
+    hypergeometric draws at these sizes, and vectorised); cells of at least `_NORMAL_FROM`
+    rows by the normal approximation, a fifth of the binomial's cost."""
+    rng = np.random.default_rng(_SEED)
+    big = pooled >= _NORMAL_FROM
+    a = np.empty((NULL_DRAWS, len(pooled)), dtype=np.int64)
+    small = pooled[~big]
+    a[:, ~big] = rng.binomial(small, share, size=(NULL_DRAWS, len(small)))
+    mean = pooled[big] * share
+    sd = np.sqrt(mean * (1.0 - share))
+    z = rng.standard_normal((NULL_DRAWS, int(big.sum())))
+    a[:, big] = np.clip(np.rint(mean + sd * z), 0, pooled[big]).astype(np.int64)
+    return a
 
 
 def _capped(unseen: np.ndarray, total: int) -> np.ndarray:
