@@ -15,13 +15,15 @@ stop firing on noise while large windows stay judged by effect size.
   non-negative, so g = 1 attains it). Both come from the reference sketch in one pass.
   A bound, so conservative: measured false-positive rates sit below alpha
   (`benchmarks/decisions/drift.py`).
-- **Bucket methods** (Jensen-Shannon, PSI, L-infinity, on categories or quantile bins):
-  500 seeded draws of both samples' bucket counts (independent Poisson counts, which cost
-  the same at any n) from the reference's shares, and a gamma law fitted to the draws'
-  mean and variance (of the squared distance for Jensen-Shannon and L-infinity, which behave
-  like chi-square variables). Categories the reference never saw are part of the null: a
-  reference of n rows misses about (categories seen once) / n of the mass (Good-Turing), so
-  a current window from the same law puts that share in the unseen bucket; the draws do too.
+- **Bucket methods** (Jensen-Shannon, PSI, L-infinity, on categories or quantile bins): a
+  permutation null. Under "no drift" every split of the pooled reference and window rows into
+  samples of their two sizes is equally likely, so 1,000 seeded random splits of the pooled
+  bucket counts (cell by cell: cost of the order of draws x buckets, the same at any n) give
+  the statistic's null distribution, exact whatever the category shares; a gamma law fitted
+  to the draws' mean and variance gives its far quantile. Each category the reference never
+  saw is a cell of its own, and a split that leaves a category without reference rows
+  counts it as unseen, as a report does: with many rare categories a window from the same
+  law holds categories a small reference missed, and the null knows it.
 
 A registered method the engine does not know gets no null threshold (None): its effect-size
 threshold alone decides.
@@ -120,9 +122,9 @@ def _bucket_null(c: Comparison, alpha: float, fn: BucketDistance, power: float) 
     if mean <= 0.0:
         return 0.0
     if var <= 0.0:
-        return mean ** (1.0 / power)
+        return float(mean ** (1.0 / power))
     shape, theta = mean * mean / var, var / mean
-    return float(gammainccinv(shape, alpha) * theta) ** (1.0 / power)
+    return float((gammainccinv(shape, alpha) * theta) ** (1.0 / power))
 
 
 def _split(pooled: np.ndarray, share: float) -> np.ndarray:
