@@ -56,11 +56,11 @@ _SEED = 20_240_601
 _MAX_UNSEEN_CELLS = 2000
 # Cells of at least this many pooled rows are split by the normal approximation.
 _NORMAL_FROM = 30
-# Per bucket method: the distance function and the power at which it is roughly chi-square.
-_BUCKET_METHODS: dict[str, tuple[BucketDistance, float]] = {
-    "jensenshannon": (jensenshannon_of, 1.0),
-    "psi": (psi_of, 1.0),
-    "linf": (linf_of, 1.0),
+# The bucket methods by name: distances of share vectors along the last axis.
+_BUCKET_METHODS: dict[str, BucketDistance] = {
+    "jensenshannon": jensenshannon_of,
+    "psi": psi_of,
+    "linf": linf_of,
 }
 
 
@@ -72,8 +72,7 @@ def null_threshold(method: str, c: Comparison, alpha: float) -> float | None:
     if method == "wasserstein" and c.kind == "numeric":
         return _wasserstein_null(c, alpha)
     if method in _BUCKET_METHODS:
-        fn, power = _BUCKET_METHODS[method]
-        return _bucket_null(c, alpha, fn, power)
+        return _bucket_null(c, alpha, _BUCKET_METHODS[method])
     return None
 
 
@@ -92,7 +91,7 @@ def _wasserstein_null(c: Comparison, alpha: float) -> float:
     return math.sqrt(1.0 / n + 1.0 / m) * bound / scale
 
 
-def _bucket_null(c: Comparison, alpha: float, fn: BucketDistance, power: float) -> float:
+def _bucket_null(c: Comparison, alpha: float, fn: BucketDistance) -> float:
     from scipy.special import gammainccinv
 
     ref = np.asarray(c.ref_counts, dtype=np.int64)
@@ -117,14 +116,16 @@ def _bucket_null(c: Comparison, alpha: float, fn: BucketDistance, power: float) 
         lumped = np.where(gone, b, 0).sum(axis=1)
         b = np.where(gone, 0, b)
         b[:, -1] += lumped
-    stat = np.asarray(fn(shares(a.astype(float)), shares(b.astype(float))), dtype=float) ** power
+    stat = np.asarray(fn(shares(a.astype(float)), shares(b.astype(float))), dtype=float)
     mean, var = float(stat.mean()), float(stat.var())
     if mean <= 0.0:
         return 0.0
     if var <= 0.0:
-        return float(mean ** (1.0 / power))
+        return mean
     shape, theta = mean * mean / var, var / mean
-    return float((gammainccinv(shape, alpha) * theta) ** (1.0 / power))
+    # A gamma law's tail is exponential: at or beyond the statistic's own (a square root
+    # of a chi-square-like divergence for Jensen-Shannon), so the quantile errs high.
+    return float(gammainccinv(shape, alpha) * theta)
 
 
 def _split(pooled: np.ndarray, share: float) -> np.ndarray:
