@@ -359,6 +359,8 @@ def _prediction_signal(prediction: FeatureDrift | None, scored: bool, has_ref: b
         value = prediction.p_value
     else:
         detail = f"{prediction.method} distance of the model's score distribution"
+        if prediction.null_threshold is not None:
+            detail += f" (null threshold {prediction.null_threshold:.3g})"
         value = prediction.statistic
     return Signal(name, prediction.drifted, value, prediction.threshold, detail)
 
