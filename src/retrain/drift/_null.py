@@ -125,7 +125,16 @@ def _bucket_null(c: Comparison, alpha: float, fn: BucketDistance) -> float:
     shape, theta = mean * mean / var, var / mean
     # A gamma law's tail is exponential: at or beyond the statistic's own (a square root
     # of a chi-square-like divergence for Jensen-Shannon), so the quantile errs high.
-    return float(gammainccinv(shape, alpha) * theta)
+    fitted = float(gammainccinv(shape, alpha) * theta)
+    # Where alpha allows it, also the Monte Carlo permutation test's own threshold: with
+    # p = (1 + draws at or above) / (draws + 1), p <= alpha holds with chance at most alpha
+    # whatever the law, so the larger of the two keeps the rate where the fit's tail is thin.
+    allowed = math.floor(alpha * (NULL_DRAWS + 1))
+    if allowed >= 1:
+        # Strictly above the allowed-th largest draw (verdicts fire at or above a threshold).
+        exact = float(np.nextafter(np.sort(stat)[NULL_DRAWS - allowed], np.inf))
+        return max(fitted, exact)
+    return fitted
 
 
 def _split(pooled: np.ndarray, share: float) -> np.ndarray:
