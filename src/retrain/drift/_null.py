@@ -19,8 +19,10 @@ stop firing on noise while large windows stay judged by effect size.
   permutation null. Under "no drift" every split of the pooled reference and window rows into
   samples of their two sizes is equally likely, so 1,000 seeded random splits of the pooled
   bucket counts (cell by cell: cost of the order of draws x buckets, the same at any n) give
-  the statistic's null distribution, exact whatever the category shares; a gamma law fitted
-  to the draws' mean and variance gives its far quantile. Each category the reference never
+  the statistic's null distribution, exact whatever the category shares. The threshold is
+  the larger of a gamma law's quantile (fitted to the draws' mean and variance: it reaches
+  beyond the draws, for Bonferroni-divided alphas) and, when alpha * 1,001 >= 1, the Monte
+  Carlo permutation test's own threshold (valid at any size). Each category the reference never
   saw is a cell of its own, and a split that leaves a category without reference rows
   counts it as unseen, as a report does: with many rare categories a window from the same
   law holds categories a small reference missed, and the null knows it.
