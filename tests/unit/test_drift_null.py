@@ -283,3 +283,43 @@ def test_a_drift_config_alone_judges_a_hand_built_profile() -> None:
     f = detect_drift(profile, categorical_window(rng, k, 1000), DriftConfig()).features[0]
     assert f.null_threshold is not None and f.statistic is not None
     assert f.statistic > 0.1 and not f.drifted  # above the old fixed threshold: noise
+
+
+# --- the null thresholds themselves ----------------------------------------------------------
+
+
+def test_the_jensen_shannon_null_matches_its_chi_square_limit_at_large_n() -> None:
+    """With every category well filled, 8 ln2 JS^2 / (1/n + 1/m) tends to chi-square(k-1)."""
+    from scipy.stats import chi2
+
+    from retrain.drift._methods import Comparison
+    from retrain.drift._null import null_threshold
+
+    k, n = 50, 100_000
+    rng = np.random.default_rng(11)
+    ref, cur = rng.multinomial(n, np.full(k, 1 / k)), rng.multinomial(n, np.full(k, 1 / k))
+    c = Comparison("categorical", np.append(ref, 0), np.append(cur, 0))
+    limit = np.sqrt(chi2.ppf(0.99, k - 1) * (2 / n) / (8 * np.log(2)))
+    assert null_threshold("jensenshannon", c, 0.01) == pytest.approx(limit, rel=0.05)
+
+
+def test_the_wasserstein_null_bounds_the_simulated_quantile_without_overshooting_much() -> None:
+    from retrain.drift._methods import METHODS, Comparison
+    from retrain.drift._null import null_threshold
+
+    rng = np.random.default_rng(12)
+    n = 2000
+    ref = np.sort(rng.normal(0.0, 1.0, n))
+
+    def comparison(cur: np.ndarray) -> Comparison:
+        return Comparison(
+            "numeric", np.zeros(1), np.zeros(1), ref, np.sort(cur), ref_n=n, ref_scale=ref.std()
+        )
+
+    simulated = [
+        METHODS["wasserstein"](comparison(rng.normal(0.0, 1.0, n))).statistic for _ in range(400)
+    ]
+    # The window against a fixed reference: the reference's own noise is part of the bound.
+    bound = null_threshold("wasserstein", comparison(rng.normal(0.0, 1.0, n)), 0.01)
+    assert bound is not None
+    assert np.quantile(simulated, 0.99) < bound < 2.5 * np.quantile(simulated, 0.99)
