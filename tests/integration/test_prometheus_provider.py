@@ -42,6 +42,7 @@ pytestmark = pytest.mark.integration
 EXECUTOR = "seldon_api_executor_server_requests_seconds"
 LATENCY_LE = ("0.005", "0.01", "0.025", "0.05", "+Inf")
 SCORE_LE = ("0.25", "0.5", "0.75", "1", "+Inf")
+LOSS_LE = ("0.25", "0.5", "1", "+Inf")
 
 # Per scrape: requests by code with cumulative latency buckets, feedback, scores (cumulative).
 PER_SCRAPE: dict[str, dict[str, Any]] = {
@@ -50,6 +51,7 @@ PER_SCRAPE: dict[str, dict[str, Any]] = {
         "feedback": 50,
         "correct": 40,
         "loss_sum": 20.0,
+        "losses": (20, 40, 50, 50),
         "scores": (30, 50, 80, 100, 100),
     },
     "champion": {
@@ -57,6 +59,7 @@ PER_SCRAPE: dict[str, dict[str, Any]] = {
         "feedback": 450,
         "correct": 405,
         "loss_sum": 135.0,
+        "losses": (270, 405, 450, 450),
         "scores": (400, 500, 700, 900, 900),
     },
 }
@@ -79,7 +82,7 @@ def exposition(scrapes: int) -> str:
     for name, kind in (
         ("retrain_feedback_total", "counter"),
         ("retrain_feedback_correct_total", "counter"),
-        ("retrain_feedback_loss", "summary"),
+        ("retrain_feedback_loss", "histogram"),
         ("retrain_prediction_score", "histogram"),
     ):
         lines.append(f"# TYPE {name} {kind}")
@@ -90,6 +93,8 @@ def exposition(scrapes: int) -> str:
             elif name == "retrain_feedback_correct_total":
                 lines.append(f"{name}{{{labels}}} {p['correct'] * k}")
             elif name == "retrain_feedback_loss":
+                for le, n in zip(LOSS_LE, p["losses"], strict=True):
+                    lines.append(f'{name}_bucket{{{labels},le="{le}"}} {n * k}')
                 lines.append(f"{name}_sum{{{labels}}} {p['loss_sum'] * k}")
                 lines.append(f"{name}_count{{{labels}}} {p['feedback'] * k}")
             else:
@@ -254,6 +259,16 @@ def test_provider_reads_executor_and_serving_metrics(
     assert m["champion.accuracy"] == pytest.approx(0.9)
     assert m["canary.loss"] == pytest.approx(0.4)
     assert m["champion.loss"] == pytest.approx(0.3)
+    # Labelled counts: feedback totals over the window, 450 to 50 per scrape.
+    assert m["canary.labelled"] > 100
+    assert m["champion.labelled"] == pytest.approx(9 * m["canary.labelled"], rel=1e-6)
+    # Loss spread from the buckets at their midpoints, by hand: canary 20 at 0.125, 20 at
+    # 0.375, 10 at 0.75 (mean 0.35, variance 0.0525); champion 270 / 135 / 45 (mean 0.2625,
+    # variance 0.038906), times n / (n - 1) for a sample variance.
+    for role, var in (("canary", 0.0525), ("champion", 0.0389063)):
+        n = m[f"{role}.labelled"]
+        assert n is not None
+        assert m[f"{role}.loss_std"] == pytest.approx((var * n / (n - 1)) ** 0.5, rel=1e-5)
     assert m["canary.requests"] > 100 and m["champion.requests"] > 9 * m["canary.requests"] * 0.9
     per_bin = {r: np.diff([0, *PER_SCRAPE[r]["scores"]]) for r in ("champion", "canary")}
     expected = js_distance(per_bin["champion"], per_bin["canary"])

@@ -116,7 +116,7 @@ class ScriptedProvider:
 
 
 def healthy(**overrides: float | None) -> Observations:
-    """Metrics of a canary as good as its champion."""
+    """Metrics of a canary as good as its champion, with enough labels to judge it."""
     metrics: dict[str, float | None] = {
         "canary.requests": 200.0,
         "canary.error_rate": 0.0,
@@ -128,6 +128,10 @@ def healthy(**overrides: float | None) -> Observations:
         "champion.latency_p95": 0.02,
         "champion.accuracy": 0.90,
         "champion.loss": 0.26,
+        "canary.loss_std": 0.5,
+        "champion.loss_std": 0.5,
+        "canary.labelled": 1000.0,
+        "champion.labelled": 9000.0,
         "prediction_shift": 0.05,
     }
     metrics.update(overrides)

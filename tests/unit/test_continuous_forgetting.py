@@ -201,7 +201,10 @@ def test_gates_reject_an_update_that_forgets() -> None:
         cfg = cfg.model_copy(
             update={
                 "training": cfg.training.model_copy(update={"history_holdout_rows": 800}),
-                "evaluation": cfg.evaluation.model_copy(update={"max_history_loss": 0.1}),
+                # Recent means the B window alone here: pooling would lend it concept-A rows.
+                "evaluation": cfg.evaluation.model_copy(
+                    update={"max_history_loss": 0.1, "pool_windows": 0}
+                ),
             }
         )
         up = continuous_update(cfg, champion, windows[A_WINDOWS], history, seed)

@@ -17,6 +17,7 @@ from retrain.drift import (
     ReferenceProfile,
     build_profile,
     estimate_performance,
+    fit_estimate_calibration,
 )
 from retrain.errors import ValidationError
 from retrain.evaluation.metrics import compute_metrics
@@ -185,7 +186,14 @@ def test_model_side_reference_scores_metrics_estimate_and_importances() -> None:
     assert np.array_equal(profile.scores.sample, np.sort(p))  # positive-class probability
     assert profile.metric == "roc_auc"
     assert profile.metrics == pytest.approx(compute_metrics("classification", y, proba, [0, 1]))
-    assert profile.estimated_accuracy == pytest.approx(estimate_performance(proba).value)
+    # The estimate is calibrated on these rows and measured out-of-fold.
+    assert profile.estimate_calibration is not None
+    _, out_of_fold = fit_estimate_calibration(proba, y, [0, 1], seed=cfg.seed)
+    assert profile.estimated_accuracy == out_of_fold
+    uncalibrated = config(KINDS, calibrate_estimate=False)
+    raw = build_profile(frame(), uncalibrated, scores=proba, labels=y, classes=[0, 1])
+    assert raw.estimate_calibration is None
+    assert raw.estimated_accuracy == pytest.approx(estimate_performance(proba).value)
     assert profile.importances == {"amount": 0.75, "plan": 0.25, "flat": 0.0}
     assert profile.classes == [0, 1] and type(profile.classes[0]) is int
 

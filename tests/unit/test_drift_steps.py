@@ -57,9 +57,10 @@ def test_ingest_reports_drift_against_the_champion(loans: Config, tmp_path: Path
     drift = outcome.details["drift"]
     assert drift["champion"] == version
     assert [f["feature"] for f in drift["features"]] == list(loans.data.features)
-    # The demo's applicants ask for bigger loans from week 2 on; 400 rows: p-value tests.
+    # The demo's applicants ask for bigger loans from week 2 on; 400 rows: KS for numbers,
+    # Jensen-Shannon against its null threshold for categories.
     assert [f["feature"] for f in drift["features"] if f["drifted"]] == ["loan"]
-    assert {f["method"] for f in drift["features"]} == {"ks", "chi2"}
+    assert {f["method"] for f in drift["features"]} == {"ks", "jensenshannon"}
     assert drift["prediction"] is not None  # the champion scored the window
     assert drift["estimated_performance"]["n"] == 400
     assert outcome.summary.endswith("1/9 features drifted (loan)")

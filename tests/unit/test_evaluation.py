@@ -434,7 +434,9 @@ def _cfg(**evaluation: Any) -> Config:
             "labels": {"uri": "/tmp/unused", "id_column": "id", "label_column": "label"},
             "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
             "training": {"history_holdout_rows": 200},
-            "evaluation": {"bootstrap_samples": 100, **evaluation},
+            # Small sets decide here; the row minimum and pooling have tests of their own.
+            "evaluation": {"bootstrap_samples": 100, "min_rows": 50, "pool_windows": 0}
+            | evaluation,
             "deploy": {"deployment_name": "demo"},
         }
     )
@@ -447,7 +449,13 @@ def _frame(n: int, seed: int, start: int) -> pd.DataFrame:
     z = 2 * x1 + np.where(colour == "red", 1.0, -1.0)
     label = np.where(rng.random(n) < expit(z), "yes", "no")
     return pd.DataFrame(
-        {"id": np.arange(start, start + n), "ts": 0, "x1": x1, "colour": colour, "label": label}
+        {
+            "id": np.arange(start, start + n),
+            "ts": pd.Timestamp("2024-01-01"),
+            "x1": x1,
+            "colour": colour,
+            "label": label,
+        }
     )
 
 
@@ -476,13 +484,16 @@ def test_evaluate_blesses_a_better_challenger(models: dict[str, Any]) -> None:
     assert recent["roc_auc"] > 0.8 and r.metrics["champion"]["recent"]["roc_auc"] < 0.65
     lower, upper = r.comparison["recent_ci"]
     assert 0 < lower <= r.comparison["recent_gain"] <= upper
-    assert r.comparison["rows"] == {"recent": 100, "history": 200}
+    n_recent = len(ts.recent_holdout)
+    assert r.comparison["rows"] == {"recent": n_recent, "history": len(ts.history_holdout)}
+    assert r.comparison["outcome"] == "blessed" and r.outcome == "blessed"
+    assert r.comparison["recent_min_detectable_gain"] == pytest.approx((upper - lower) / 2)
     assert r.comparison["classes"] == ["no", "yes"]
     assert r.confusion is not None and r.confusion["categories"] == ["no", "yes"]
     matrix = r.confusion["matrix"]
     truth = ts.recent_holdout["label"]
     assert [sum(row) for row in matrix] == [int((truth == "no").sum()), int((truth == "yes").sum())]
-    accuracy = (matrix[0][0] + matrix[1][1]) / 100
+    accuracy = (matrix[0][0] + matrix[1][1]) / n_recent
     assert accuracy == pytest.approx(recent["accuracy"])
     json.loads(r.to_json())  # strict JSON
 

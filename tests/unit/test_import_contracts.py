@@ -88,7 +88,10 @@ def test_a_forbidden_import_breaks_its_contract(
     target.write_text(target.read_text() + f"\n{line}  # noqa: E402, F401\n")
     result = _run(tree, packages)
     assert result.returncode != 0, result.stdout
-    verdicts = {ln.rsplit(" ", 1)[0]: ln.rsplit(" ", 1)[1] for ln in result.stdout.splitlines()
-                if ln.endswith((" KEPT", " BROKEN"))}
+    verdicts = {
+        ln.rsplit(" ", 1)[0]: ln.rsplit(" ", 1)[1]
+        for ln in result.stdout.splitlines()
+        if ln.endswith((" KEPT", " BROKEN"))
+    }
     assert [v for name, v in verdicts.items() if name.startswith(broken)] == ["BROKEN"]
     assert named in result.stdout

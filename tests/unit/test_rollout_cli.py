@@ -36,7 +36,8 @@ def setup(tmp_path: Path) -> tuple[Config, Path, Registry]:
     register_model(store, cfg, "good-1", train)
     register_model(store, cfg, "good-2", labelled_frame(seed=2, n=400))
     register_model(store, cfg, "flipped", train, flip=True)
-    write_history(store, "0", labelled_frame(seed=10, n=600))
+    # ~600 evaluation rows (a 0.2 share by id): enough labels for the quality check.
+    write_history(store, "0", labelled_frame(seed=10, n=3000))
     reg = Registry(store, cfg.name)
     serve(reg, "good-1", "good-2")
     return cfg, path, reg

@@ -96,7 +96,10 @@ def test_no_metrics_is_rolled_back() -> None:
     assert state.phase == ROLLED_BACK
     assert decided[-1][0] == 2
     assert "no canary error rate" in state.reason
-    assert "no accuracy for the canary and champion" in state.reason
+    # No labels at all is fewer than min_labelled: the quality check waits, it does not fail.
+    quality = state.analyses[-1].checks[2]
+    assert quality.waiting and quality.passed is None
+    assert quality.reason == "accuracy_drop not evaluated: 0 labelled per predictor, fewer than 500"
 
 
 def test_never_ready_is_rolled_back_at_the_deadline() -> None:
@@ -106,6 +109,22 @@ def test_never_ready_is_rolled_back_at_the_deadline() -> None:
     assert decided == [(10, (RollBack("v2", state.reason),))]
     assert state.phase == ROLLED_BACK and state.failures == 0
     assert "canary never became ready at step 1/3 (10%): waited 600s" in state.reason
+
+
+def test_too_few_labels_wait_without_passing_or_failing() -> None:
+    few = healthy(**{"canary.labelled": 40.0, "champion.labelled": 360.0})
+    flaky = healthy(**{"canary.error_rate": 0.05})
+    # A failure, then a wait: the wait does not reset the run of failures, so the next failure
+    # is the second in a row.
+    state, decided = run(start(), [flaky, few, flaky])
+    assert [a.verdict for a in state.analyses] == ["failed", "waiting", "failed"]
+    assert state.phase == ROLLED_BACK and decided[-1][0] == 3
+    # Waiting only: no step is taken, and the deadline (600 s) ends the rollout.
+    state, decided = run(start(), [few] * 20)
+    assert decided == [(10, (RollBack("v2", state.reason),))]
+    assert state.failures == 0 and state.passed_in_step == 0
+    assert state.reason.startswith("no progress at step 1/3 (10%) by the deadline (too few labels)")
+    assert "accuracy_drop not evaluated: 40 labelled per predictor, fewer than 500" in state.reason
 
 
 def test_nothing_happens_before_the_interval() -> None:
@@ -204,22 +223,34 @@ def test_config_errors_name_the_problem(rollout: dict[str, object], message: str
         RolloutConfig.model_validate(rollout)
 
 
-def test_quality_checks_fail_only_beyond_their_uncertainty() -> None:
-    # 0.932 vs 0.900 on 160 labelled canary rows: within noise of a 0.02 budget.
+def test_quality_checks_fail_only_beyond_tolerance_and_noise() -> None:
+    # 0.921 vs 0.900 on 500 labelled canary rows: beyond the 0.02 budget, not beyond noise.
     small = healthy(
-        **{"champion.accuracy": 0.932, "canary.accuracy": 0.900},
-        **{"canary.labelled": 160.0, "champion.labelled": 1400.0},
+        **{"champion.accuracy": 0.921, "canary.accuracy": 0.900},
+        **{"canary.labelled": 500.0, "champion.labelled": 4500.0},
     )
-    (small_result,) = run_checks([CheckSpec(name="accuracy_drop", max=0.02)], small.metrics)
-    assert small_result.passed and small_result.margin == pytest.approx(0.0406, abs=1e-4)
-    assert "lower 95% bound -0.008551 <= 0.02" in small_result.reason
-    # The same drop measured on 100x the rows is a real drop.
+    (small_result,) = run_checks(
+        [CheckSpec(name="accuracy_drop", max=0.02)], small.metrics, min_labelled=500
+    )
+    # By hand: 1.6449 x sqrt(0.9 x 0.1 / 500 + 0.921 x 0.079 / 4500) = 1.6449 x 0.014007.
+    assert small_result.passed and small_result.margin == pytest.approx(0.02304, abs=1e-4)
+    assert "0.021 > 0.02 but within noise (lower 95% bound -0.002038 <= 0" in small_result.reason
+    # The same drop measured on 10x the rows is a real drop.
     large = healthy(
-        **{"champion.accuracy": 0.932, "canary.accuracy": 0.900},
-        **{"canary.labelled": 16000.0, "champion.labelled": 140000.0},
+        **{"champion.accuracy": 0.921, "canary.accuracy": 0.900},
+        **{"canary.labelled": 5000.0, "champion.labelled": 45000.0},
     )
-    (large_result,) = run_checks([CheckSpec(name="accuracy_drop", max=0.02)], large.metrics)
+    (large_result,) = run_checks(
+        [CheckSpec(name="accuracy_drop", max=0.02)], large.metrics, min_labelled=500
+    )
     assert large_result.passed is False
+    # A significant drop within the tolerance passes: 0.01 on a million rows.
+    tiny = healthy(
+        **{"champion.accuracy": 0.91, "canary.accuracy": 0.90},
+        **{"canary.labelled": 1e6, "champion.labelled": 1e6},
+    )
+    (tiny_result,) = run_checks([CheckSpec(name="accuracy_drop", max=0.02)], tiny.metrics)
+    assert tiny_result.passed
     # Loss: relative margin from the per-prediction spread.
     noisy = healthy(
         **{"canary.loss": 0.30, "champion.loss": 0.25, "canary.loss_std": 0.5},

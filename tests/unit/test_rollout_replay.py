@@ -21,6 +21,7 @@ from rollout_support import (
 )
 
 from retrain.config import Config
+from retrain.data.split import evaluation_mask
 from retrain.registry import Registry
 from retrain.rollout.machine import Observations
 from retrain.rollout.providers import (
@@ -47,7 +48,8 @@ def store(cfg: Config) -> LocalStorage:
     register_model(store, cfg, "good-2", labelled_frame(seed=2, n=400))
     register_model(store, cfg, "flipped", train, flip=True)  # learns the opposite concept
     write_history(store, "0", labelled_frame(seed=10, n=500, week=0))
-    write_history(store, "1", labelled_frame(seed=11, n=500, week=1))
+    # ~600 evaluation rows (a 0.2 share of the ids): enough labels for the quality check.
+    write_history(store, "1", labelled_frame(seed=11, n=3000, week=1))
     return store
 
 
@@ -61,9 +63,13 @@ def observe(
 def test_replay_measures_both_models_on_the_newest_window(cfg: Config, store: LocalStorage) -> None:
     obs = observe(cfg, store, "good-2")
     m = obs.metrics
+    evaluation = int(evaluation_mask(labelled_frame(seed=11, n=3000)["id"], 0.2, "loans").sum())
     assert obs.ready
-    assert "from window(s) 1 in 25 requests of up to 20 rows" in obs.source
-    assert m["canary.requests"] + m["champion.requests"] == 25  # type: ignore[operator]
+    requests = -(-evaluation // 20)
+    assert f"{evaluation} labelled evaluation rows from window(s) 1 in {requests} requests" in (
+        obs.source
+    )
+    assert m["canary.requests"] == m["champion.requests"] == requests
     assert m["canary.error_rate"] == 0.0 and m["champion.error_rate"] == 0.0
     assert 0 < m["canary.latency_p95"] < 1  # type: ignore[operator]
     assert m["canary.accuracy"] > 0.85 and m["champion.accuracy"] > 0.85  # type: ignore[operator]
@@ -71,17 +77,35 @@ def test_replay_measures_both_models_on_the_newest_window(cfg: Config, store: Lo
 
 
 def test_replay_is_reproducible_per_analysis(cfg: Config, store: LocalStorage) -> None:
-    a, b, c = (observe(cfg, store, "good-2", n=n) for n in (0, 0, 1))
+    a, b = (observe(cfg, store, "good-2", n=0) for _ in range(2))
     drop = ("canary.latency_p95", "champion.latency_p95")
     strip = lambda m: {k: v for k, v in m.items() if k not in drop}  # noqa: E731
     assert strip(a.metrics) == strip(b.metrics)
-    assert strip(a.metrics) != strip(c.metrics)  # the next analysis replays another sample
 
 
-def test_traffic_share_routes_requests(cfg: Config, store: LocalStorage) -> None:
-    low = observe(cfg, store, "good-2", traffic=10).metrics
-    high = observe(cfg, store, "good-2", traffic=90).metrics
-    assert low["canary.requests"] < 8 < 17 < high["canary.requests"]  # type: ignore[operator]
+def test_replay_uses_evaluation_rows_only(cfg: Config, store: LocalStorage) -> None:
+    # Every row a model may have trained on gets the wrong label: if replay used any of them,
+    # the accuracy would fall towards 0.05 x 0.2 + 0.95 x 0.8 wrong.
+    rows = labelled_frame(seed=13, n=3000, week=2)
+    evaluation = evaluation_mask(rows["id"], 0.2, "loans")
+    rows.loc[~evaluation, "label"] = 1 - rows.loc[~evaluation, "label"]
+    write_history(store, "2", rows)
+    m = observe(cfg, store, "good-2").metrics
+    assert m["canary.labelled"] == m["champion.labelled"] == evaluation.sum()
+    assert m["canary.accuracy"] > 0.85 and m["champion.accuracy"] > 0.85  # type: ignore[operator]
+
+
+def test_replay_scores_both_models_on_the_same_requests(cfg: Config, store: LocalStorage) -> None:
+    # A canary fitted on the champion's own rows predicts exactly what the champion does: on
+    # paired requests every per-row difference is 0; on split traffic the two samples differ.
+    register_model(store, cfg, "twin", labelled_frame(seed=1, n=400))
+    for traffic in (10, 50):
+        m = observe(cfg, store, "twin", traffic=traffic).metrics
+        assert m["canary.accuracy"] == m["champion.accuracy"]
+        assert m["canary.loss"] == pytest.approx(m["champion.loss"], abs=1e-12)
+        assert m["paired_labelled"] == m["canary.labelled"] == m["champion.labelled"]
+        assert m["accuracy_diff_std"] == 0.0
+        assert m["loss_diff_std"] == pytest.approx(0.0, abs=1e-12)
 
 
 def test_a_canary_that_cannot_load_is_not_ready(cfg: Config, store: LocalStorage) -> None:
@@ -106,6 +130,7 @@ def test_predictor_metrics_for_regression() -> None:
         latencies=[0.01, 0.03],
         labels=[1.0, 3.0],
         outputs=[np.array([2.0]), np.array([3.0])],
+        rows=[0, 1],
     )
     m = predictor_metrics(sample, "regression")
     assert m["loss"] == pytest.approx(0.5) and m["accuracy"] is None

@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import r2_score, roc_auc_score
 
 from retrain.config import Config, config_from_dict
+from retrain.data.split import evaluation_mask
 from retrain.errors import ValidationError
 from retrain.training import model as model_module
 from retrain.training.artifact import TRUSTED_TYPES
@@ -27,6 +28,7 @@ def make_cfg(
     params: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     seed: int = 7,
+    evaluation: dict[str, Any] | None = None,
 ) -> Config:
     raw: dict[str, Any] = {
         "name": "demo",
@@ -44,6 +46,7 @@ def make_cfg(
         "labels": {"uri": "/tmp/unused", "id_column": "id", "label_column": "label"},
         "model": {"estimator": estimator, "params": params or {}},
         "training": training or {},
+        "evaluation": evaluation or {},
         "deploy": {"deployment_name": "demo"},
     }
     return config_from_dict(raw)
@@ -75,50 +78,108 @@ def make_frame(n: int, seed: int, start: int = 0, task: str = "classification") 
 # --- build_training_set ----------------------------------------------------------------------
 
 
+def _role(frame: pd.DataFrame, share: float = 0.2) -> np.ndarray:
+    """The evaluation role of each row, straight from the split module ("demo" is the salt)."""
+    return evaluation_mask(frame["id"], share, "demo")
+
+
+def _weeks_later(frame: pd.DataFrame, weeks: int) -> pd.DataFrame:
+    out = frame.copy()
+    out["ts"] = out["ts"] + pd.Timedelta(weeks=weeks)
+    return out
+
+
+NO_POOL = {"pool_windows": 0}
+
+
 def test_mix_sizes_share_and_provenance() -> None:
-    cfg = make_cfg(training={"history_holdout_rows": 200})
-    new, history = make_frame(400, 1, start=10_000), make_frame(3000, 2)
+    cfg = make_cfg(training={"history_holdout_rows": 200}, evaluation=NO_POOL)
+    new, history = _weeks_later(make_frame(400, 1, start=10_000), 1), make_frame(3000, 2)
     ts = build_training_set(new, history, cfg, seed=3)
 
-    # 25 % of 400 new rows held out; 300 new rows train; 300 * 0.8 / 0.2 = 1200 from history.
-    assert len(ts.recent_holdout) == 100
+    new_eval, hist_eval = _role(new), _role(history)
+    n_new_train = int((~new_eval).sum())
+    wanted_history = round(n_new_train * 0.8 / 0.2)
+    # The recent set is exactly the new window's evaluation rows; history's evaluation rows
+    # are sampled down to the cap; training rows are training-role rows only.
+    assert set(ts.recent_holdout["id"]) == set(new.loc[new_eval, "id"])
     assert ts.history_holdout is not None and len(ts.history_holdout) == 200
-    assert len(ts.train) == 1500
+    assert set(ts.history_holdout["id"]) <= set(history.loc[hist_eval, "id"])
+    assert len(ts.train) == n_new_train + wanted_history
     p = ts.provenance
-    assert p["new_rows"] == 300
-    assert p["history_rows"] == 1200
-    assert p["realised_share"] == pytest.approx(0.8)
+    assert p["new_rows"] == n_new_train
+    assert p["history_rows"] == wanted_history
+    assert p["realised_share"] == pytest.approx(0.8, abs=0.002)
     assert p["requested_share"] == 0.8
     assert p["history"]["cap"] is None
+    assert p["evaluation"]["new_window_rows"] == int(new_eval.sum())
+    assert p["evaluation"]["pooled_windows"] == []
+    assert p["evaluation"]["history_rows_available"] == int(hist_eval.sum())
     assert p["ids_sha256"]["recent_holdout"] == ids_sha256(ts.recent_holdout["id"])
     train_counts = ts.train["label"].value_counts()
     assert p["class_balance"]["train"] == {k: int(train_counts[k]) for k in ("no", "yes")}
 
-    # No helper columns, fresh index, and the four sets are disjoint by id.
+    # No helper columns, fresh index, and no evaluation row of either frame is trained on.
     for frame in (ts.train, ts.recent_holdout, ts.history_holdout):
         assert list(frame.columns) == COLUMNS
         assert frame.index.equals(pd.RangeIndex(len(frame)))
-    ids = [set(ts.train["id"]), set(ts.recent_holdout["id"]), set(ts.history_holdout["id"])]
-    assert not ids[0] & ids[1] and not ids[0] & ids[2] and not ids[1] & ids[2]
-    assert set(ts.recent_holdout["id"]) <= set(new["id"])
-    assert set(ts.history_holdout["id"]) <= set(history["id"])
+    evaluation_ids = set(new.loc[new_eval, "id"]) | set(history.loc[hist_eval, "id"])
+    assert not set(ts.train["id"]) & evaluation_ids
+
+
+def test_evaluation_rows_keep_their_role_in_every_later_window() -> None:
+    # A row that judged one window's challenger is never trained on when it becomes history.
+    cfg = make_cfg(evaluation=NO_POOL)
+    w0, w1 = make_frame(600, 1, start=0), _weeks_later(make_frame(600, 2, start=600), 1)
+    w2 = _weeks_later(make_frame(600, 3, start=1200), 2)
+    first = build_training_set(w1, w0, cfg, seed=1)
+    later = build_training_set(w2, pd.concat([w0, w1], ignore_index=True), cfg, seed=9)
+    judged = set(first.recent_holdout["id"]) | set(first.history_holdout["id"])  # type: ignore[index]
+    assert judged and not judged & set(later.train["id"])
+    assert not judged & set(first.train["id"])
+
+
+def test_recent_set_pools_earlier_windows_when_too_small() -> None:
+    # Four weekly windows of 300 rows: about 60 evaluation rows each.
+    weeks = [_weeks_later(make_frame(300, k, start=300 * k), k) for k in range(4)]
+    history = pd.concat(weeks[:3], ignore_index=True)
+    new = weeks[3]
+    cfg = make_cfg(evaluation={"min_rows": 150, "pool_windows": 3})
+    ts = build_training_set(new, history, cfg, seed=0)
+    n = [int(_role(w).sum()) for w in weeks]
+    # Week 3 alone is short of 150; week 2 tops it up past 150 (both about 60): pooling then
+    # stops at the second-latest week when that suffices, else takes week 1 too.
+    expected = [2] if n[3] + n[2] >= 150 else [2, 1]
+    p = ts.provenance["evaluation"]
+    starts = ["2024-01-15", "2024-01-08"][: len(expected)]
+    assert p["pooled_windows"] == starts
+    pooled_ids = set().union(*(set(weeks[k].loc[_role(weeks[k]), "id"]) for k in [3, *expected]))
+    assert set(ts.recent_holdout["id"]) == pooled_ids
+    assert p["pooled_rows"] == len(pooled_ids) - n[3]
+    # The history set comes only from the windows that were not pooled.
+    assert ts.history_holdout is not None
+    older = set().union(*(set(weeks[k]["id"]) for k in range(3) if k not in expected))
+    assert set(ts.history_holdout["id"]) <= older
+
+    never = build_training_set(new, history, make_cfg(evaluation={"min_rows": 150, **NO_POOL}), 0)
+    assert len(never.recent_holdout) == n[3]
+    assert never.provenance["evaluation"]["pooled_windows"] == []
 
 
 def test_mix_is_stratified() -> None:
-    cfg = make_cfg(training={"history_holdout_rows": 300})
-    new, history = make_frame(400, 1, start=10_000), make_frame(3000, 2)
+    cfg = make_cfg(training={"history_holdout_rows": 300}, evaluation=NO_POOL)
+    new, history = _weeks_later(make_frame(400, 1, start=10_000), 1), make_frame(3000, 2)
     ts = build_training_set(new, history, cfg, seed=3)
-    new_yes = (new["label"] == "yes").mean()
-    hist_yes = (history["label"] == "yes").mean()
+    hist_eval = history.loc[_role(history)]
+    hist_yes = (hist_eval["label"] == "yes").mean()
     # Largest-remainder quotas: within one row of the exact proportional count.
-    assert abs((ts.recent_holdout["label"] == "yes").sum() - 100 * new_yes) <= 1
     assert ts.history_holdout is not None
     assert abs((ts.history_holdout["label"] == "yes").sum() - 300 * hist_yes) <= 1
 
 
 def test_mix_is_seeded() -> None:
     cfg = make_cfg(training={"history_holdout_rows": 100})
-    new, history = make_frame(200, 1, start=10_000), make_frame(1000, 2)
+    new, history = _weeks_later(make_frame(200, 1, start=10_000), 1), make_frame(1000, 2)
     a = build_training_set(new, history, cfg, seed=5)
     b = build_training_set(new, history, cfg, seed=5)
     c = build_training_set(new, history, cfg, seed=6)
@@ -129,31 +190,47 @@ def test_mix_is_seeded() -> None:
 
 
 def test_mix_caps_history_at_max_rows_and_at_availability() -> None:
-    new, history = make_frame(400, 1, start=10_000), make_frame(3000, 2)
+    new, history = _weeks_later(make_frame(400, 1, start=10_000), 1), make_frame(3000, 2)
     capped = build_training_set(
         new, history, make_cfg(training={"max_history_rows": 500, "history_holdout_rows": 200}), 0
     )
+    n_new_train = int((~_role(new)).sum())
     assert capped.provenance["history_rows"] == 500
     assert capped.provenance["history"]["cap"] == "max_history_rows"
-    assert capped.provenance["realised_share"] == pytest.approx(500 / 800)
+    assert capped.provenance["realised_share"] == pytest.approx(500 / (500 + n_new_train))
 
-    small = build_training_set(new, make_frame(100, 2), make_cfg(), 0)
-    # Half of 100 history rows held out (never more), the other 50 all used for training.
-    assert small.history_holdout is not None and len(small.history_holdout) == 50
-    assert small.provenance["history_rows"] == 50
+    small_history = make_frame(100, 2)
+    small = build_training_set(new, small_history, make_cfg(evaluation=NO_POOL), 0)
+    # Every history evaluation row is held out, every history training row is used.
+    assert small.history_holdout is not None
+    assert len(small.history_holdout) == int(_role(small_history).sum())
+    assert small.provenance["history_rows"] == int((~_role(small_history)).sum())
     assert small.provenance["history"]["cap"] == "available"
-    assert small.provenance["history"]["requested_rows"] == 1200
+    assert small.provenance["history"]["requested_rows"] == round(n_new_train * 4)
 
 
 def test_mix_without_history_uses_new_rows_only() -> None:
     new = make_frame(400, 1)
     ts = build_training_set(new, None, make_cfg(), seed=0)
     assert ts.history_holdout is None
-    assert len(ts.train) == 300 and len(ts.recent_holdout) == 100
+    assert set(ts.recent_holdout["id"]) == set(new.loc[_role(new), "id"])
+    assert set(ts.train["id"]) == set(new.loc[~_role(new), "id"])
     assert ts.provenance["realised_share"] == 0.0
     assert ts.provenance["history_used"] is False
     assert "no history" in ts.provenance["note"]
-    assert set(ts.train["id"]) | set(ts.recent_holdout["id"]) == set(new["id"])
+
+
+def test_evaluation_share_is_configurable() -> None:
+    new = make_frame(1000, 1)
+    ts = build_training_set(new, None, make_cfg(training={"evaluation_share": 0.5}), seed=0)
+    assert set(ts.recent_holdout["id"]) == set(new.loc[_role(new, 0.5), "id"])
+    assert 400 < len(ts.recent_holdout) < 600
+
+
+def test_replaced_recent_holdout_key_says_what_to_use() -> None:
+    with pytest.raises(ValidationError) as err:
+        make_cfg(training={"recent_holdout": 0.25})
+    assert any("evaluation_share" in p for p in err.value.problems)
 
 
 def test_mix_drops_history_rows_that_reappear_in_new_and_unlabelled_rows() -> None:
@@ -171,13 +248,11 @@ def test_mix_drops_history_rows_that_reappear_in_new_and_unlabelled_rows() -> No
 
 
 def test_mix_regression_has_no_class_balance() -> None:
-    cfg = make_cfg(task="regression", estimator="sklearn.linear_model.Ridge")
-    ts = build_training_set(
-        make_frame(100, 1, 5000, "regression"), make_frame(500, 2, 0, "regression"), cfg, 0
-    )
+    cfg = make_cfg(task="regression", estimator="sklearn.linear_model.Ridge", evaluation=NO_POOL)
+    new = _weeks_later(make_frame(100, 1, 5000, "regression"), 1)
+    ts = build_training_set(new, make_frame(500, 2, 0, "regression"), cfg, 0)
     assert "class_balance" not in ts.provenance
-    assert len(ts.recent_holdout) == 25
-    assert ts.provenance["history_rows"] == 250  # 75 * 4 > 500 - 250 available
+    assert len(ts.recent_holdout) == int(_role(new).sum())
 
 
 def test_mix_reports_every_missing_column() -> None:

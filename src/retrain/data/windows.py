@@ -32,8 +32,10 @@ __all__ = [
     "next_window_id",
     "parse_as_of",
     "parse_window",
+    "window_id_of_slot",
     "window_ids_in",
     "window_mask",
+    "window_slots",
     "window_sort_key",
 ]
 
@@ -202,6 +204,26 @@ def window_mask(series: pd.Series, window: Window, time_kind: str) -> np.ndarray
     times = event_times(series, time_kind)
     inside = (times >= window.start) & (times < window.end)
     return np.asarray(inside.fillna(False), dtype=bool)
+
+
+def window_slots(data: DataSource, times: pd.Series) -> np.ndarray:
+    """Each row's grid window as a slot number (consecutive windows differ by 1); NaN if no time.
+
+    Unreadable times count as missing: this only groups rows that were ingested already.
+    """
+    values = event_times(times, data.time_kind, errors="coerce")
+    if data.time_kind == "period":
+        return np.asarray(np.floor(values.to_numpy(dtype=float) / _period_size(data)))
+    step = pd.Timedelta(seconds=_window_seconds(data))
+    slots = (values - _GRID_ORIGIN) // step
+    return np.asarray(slots.astype("float64").to_numpy(dtype=float, na_value=np.nan))
+
+
+def window_id_of_slot(data: DataSource, slot: int) -> str:
+    """The id of the grid window numbered `slot` by `window_slots`."""
+    if data.time_kind == "period":
+        return str(slot * _period_size(data))
+    return _format_instant(_GRID_ORIGIN + slot * pd.Timedelta(seconds=_window_seconds(data)))
 
 
 def window_ids_in(data: DataSource, times: pd.Series) -> list[str]:

@@ -10,12 +10,12 @@ non-null values only:
 ============  ===========  ======================================================  =========
 name          kinds        statistic                                               default
 ============  ===========  ======================================================  =========
-wasserstein   numeric      Wasserstein-1 / reference std (ddof 0, floor 0.001)     0.1
-ks            numeric      KS statistic; scipy's two-sided p-value                 p < 0.05
+wasserstein   numeric      Wasserstein-1 / reference std (ddof 0; see below)        0.1
+ks            numeric      KS statistic; scipy's two-sided p-value                 p < 0.01
 psi           both         PSI on reference-quantile bins or categories            0.25
 jensenshannon both         JS *distance* (sqrt of the divergence), base 2: [0, 1]  0.1
 linf          categorical  largest change of a category's share                    0.3
-chi2          categorical  Pearson chi-square on the 2 x k counts, no correction   p < 0.05
+chi2          categorical  Pearson chi-square on the 2 x k counts, no correction   p < 0.01
 ============  ===========  ======================================================  =========
 
 Why these defaults:
@@ -26,10 +26,28 @@ Why these defaults:
   and does not grow with n, so numeric features use normalised Wasserstein at 0.1 (Evidently's
   default: a mean shift of a tenth of a standard deviation) and categorical ones Jensen-Shannon
   at 0.1 (NannyML's and Evidently's default).
-- **p-value tests only for small samples.** Below `small_sample` (1000, where Evidently
-  switches too) values in the smaller sample, distances are noisy, so KS (numeric) and
-  chi-square (categorical) decide at alpha 0.05, divided by the number of features tested
-  (Bonferroni, as alibi-detect): the chance of any false alarm in a window stays near 5 %.
+- **A distance must also beat noise.** Two samples of one distribution are some distance
+  apart, more so when they are small or have many categories: Jensen-Shannon between two
+  samples of 1,000 rows over 50 equally likely categories is about 0.13, so a fixed 0.1
+  flags almost every such window. Every distance verdict therefore also needs the distance
+  to exceed its *null threshold*: the distance two samples of these sizes from the
+  reference's own distribution exceed with chance `null_alpha` (0.01), divided by the
+  number of verdicts in the report (features and the model's scores; Bonferroni, as
+  alibi-detect). Wasserstein's comes from a bound on its large-sample law, the bucket
+  methods' from random splits of the pooled counts (see `retrain.drift._null`); both cost
+  no more at a million rows than at a thousand. At large n the null threshold is tiny and the
+  effect size decides; at small n or with many categories the null threshold does. The
+  report gives both per feature. Measured on simulated windows (`benchmarks/decisions/
+  drift.py`): at most about 1 % false alarms per feature for 2 to 500 categories and 200 to
+  1M rows, and a 0.2-sigma mean shift caught in every window at 10,000 rows.
+- **KS for small numeric samples.** Below `small_sample` (1000) values in the smaller
+  sample, numeric features use KS at alpha 0.01 (Bonferroni-divided like the null
+  thresholds): its exact p-values hold at any size. Categorical features keep
+  Jensen-Shannon with its null threshold: chi-square's p-values assume about five expected
+  rows per category and are wrong by orders of magnitude with many rare ones.
+- **Units do not matter.** Wasserstein divides by the reference standard deviation; a
+  constant reference by a thousandth of its magnitude (of the window's if the reference is
+  all zeros). Scaling a column by any factor keeps every verdict.
 - **PSI** flags 0.1 as a warning and 0.25 as drift, the long-standing credit-scoring reading
   (below 0.1 stable, 0.1 to 0.25 moderate, above 0.25 significant). Empty buckets count as a
   share of 0.0001 (as Evidently), else PSI is infinite.
@@ -42,7 +60,10 @@ Why these defaults:
   reference (the model's metric on held-out rows at training) and the bootstrap interval of
   the drop excludes zero. Before labels: the expected accuracy of a calibrated classifier
   (mean of its largest class probability, CBPE-style) drops by more than 0.05 and its interval
-  excludes the reference estimate.
+  excludes the reference estimate. With `calibrate_estimate` (default on) the confidence is
+  first mapped to the chance of being right measured on the held-out rows at training
+  (isotonic), so a miscalibrated model's estimate holds too; the report warns when the
+  estimate missed the measured accuracy on those rows by more than `max_estimate_gap` (0.02).
 
 Buckets: a numeric feature has `bins` (10) reference-quantile bins plus one bucket below the
 reference minimum and one above its maximum (so a constant column that moves is seen). A
@@ -69,10 +90,12 @@ from retrain.drift._methods import (
     unregister_method,
 )
 from retrain.drift._performance import (
+    EstimateCalibration,
     PerformanceCheck,
     PerformanceEstimate,
     check_performance,
     estimate_performance,
+    fit_estimate_calibration,
     permutation_importance,
     score_vector,
 )
@@ -94,6 +117,7 @@ __all__ = [
     "Comparison",
     "DriftMethod",
     "DriftReport",
+    "EstimateCalibration",
     "FeatureDrift",
     "MethodResult",
     "NumericProfile",
@@ -106,6 +130,7 @@ __all__ = [
     "check_performance",
     "detect_drift",
     "estimate_performance",
+    "fit_estimate_calibration",
     "method_names",
     "permutation_importance",
     "profile_for_model",

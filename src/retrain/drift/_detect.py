@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.drift._methods import METHODS, Comparison
+from retrain.drift._null import null_threshold
 from retrain.drift._performance import (
     PerformanceCheck,
     PerformanceEstimate,
@@ -79,20 +80,26 @@ def detect_drift(
         comparison, partial = _prepare(name, ref, current_df[name])
         method, threshold = _method_for(name, ref.kind, partial.n_ref, partial.n_cur, dc)
         prepared.append((comparison, partial, method, threshold))
-    # Bonferroni: the family is every feature judged by a p-value test in this report.
-    tested = sum(
-        1 for c, _, method, _ in prepared if c is not None and METHODS[method].test == "p_value"
-    )
-    divisor = tested if dc.bonferroni and tested > 0 else 1
+    predicted = None
+    if scores is not None and profile.scores is not None:
+        predicted = _prepare_prediction(profile.scores, score_vector(scores, profile.task), dc)
+    # Bonferroni: the family is every verdict in this report (the features and the model's
+    # scores), so the chance that any of them fires on a window from the reference's own
+    # distribution stays at or below alpha, and so does every dataset-level signal built on them.
+    judged = sum(1 for c, *_ in prepared if c is not None)
+    judged += 1 if predicted is not None and predicted[0] is not None else 0
+    divisor = judged if dc.bonferroni and judged > 0 else 1
     features = [_verdict(c, p, method, t, dc, divisor) for c, p, method, t in prepared]
 
     prediction = None
     estimate = None
     performance = None
-    if scores is not None and profile.scores is not None:
-        prediction = _prediction_drift(profile.scores, score_vector(scores, profile.task), dc)
+    if predicted is not None:
+        prediction = _verdict(*predicted, dc, divisor)
     if scores is not None and profile.task == "classification":
-        estimate = estimate_performance(scores, confidence=dc.confidence)
+        estimate = estimate_performance(
+            scores, confidence=dc.confidence, calibration=profile.estimate_calibration
+        )
     if labels is not None:
         metric = primary if primary in profile.metrics else profile.metric
         reference = profile.metrics.get(metric) if metric else None
@@ -125,7 +132,24 @@ def detect_drift(
         estimated_performance=estimate,
         reference_estimated_accuracy=profile.estimated_accuracy,
         settings={**dc.summary(), "histograms": dc.histograms},
+        warnings=_estimate_warnings(profile, dc) if estimate is not None else [],
     )
+
+
+def _estimate_warnings(profile: ReferenceProfile, dc: DriftConfig) -> list[str]:
+    """A warning when the label-free estimate missed the measured accuracy at reference."""
+    estimated, measured = profile.estimated_accuracy, profile.metrics.get("accuracy")
+    if estimated is None or measured is None or not math.isfinite(measured):
+        return []
+    gap = estimated - measured
+    if abs(gap) <= dc.max_estimate_gap:
+        return []
+    how = "calibrated out-of-fold" if profile.estimate_calibration else "uncalibrated"
+    return [
+        f"the label-free accuracy estimate ({how}) was {estimated:.3f} on the held-out "
+        f"reference rows, where the measured accuracy was {measured:.3f} (off by {gap:+.3f}, "
+        f"more than {dc.max_estimate_gap:g}): read estimated_performance_drop with care"
+    ]
 
 
 def _check_inputs(
@@ -197,6 +221,7 @@ def _prepare(
             ref_counts=np.append(ref.counts, 0).astype(np.int64),
             cur_counts=cur_counts,
             ref_n=ref.n,
+            cur_unseen=np.fromiter(unseen.values(), dtype=np.int64, count=len(unseen)),
         )
         named = sorted(unseen.items(), key=lambda kv: (-kv[1], kv[0]))[:_MAX_UNSEEN_LISTED]
         unseen = dict(named)
@@ -254,18 +279,24 @@ def _verdict(
             alpha=alpha,
             drifted=bool(result.p_value < alpha),
         )
+    # An effect size big enough to matter, and bigger than sampling noise at these sizes.
+    null = null_threshold(method, comparison, dc.null_alpha / divisor)
     warn = dc.warn_for(method)
-    drifted = bool(statistic >= threshold)
+    beyond_noise = null is None or statistic >= null
+    drifted = bool(statistic >= threshold and beyond_noise)
     return _replace(
         base,
         statistic=statistic,
         p_value=result.p_value,
+        null_threshold=null,
         drifted=drifted,
-        warning=bool(not drifted and warn is not None and statistic >= warn),
+        warning=bool(not drifted and warn is not None and statistic >= warn and beyond_noise),
     )
 
 
-def _prediction_drift(ref: NumericProfile, vector: np.ndarray, dc: DriftConfig) -> FeatureDrift:
+def _prepare_prediction(
+    ref: NumericProfile, vector: np.ndarray, dc: DriftConfig
+) -> tuple[Comparison | None, FeatureDrift, str, float]:
     values = np.where(np.isfinite(vector), vector, np.nan)
     comparison, partial = _prepare("prediction", ref, pd.Series(values))
     partial = _replace(partial, kind="score")
@@ -276,7 +307,7 @@ def _prediction_drift(ref: NumericProfile, vector: np.ndarray, dc: DriftConfig) 
         small = min(partial.n_ref, partial.n_cur) < dc.small_sample
         method = dc.small_sample_numeric_method if small else dc.numeric_method
         threshold = dc.threshold_for(method)
-    return _verdict(comparison, partial, method, threshold, dc, divisor=1)
+    return comparison, partial, method, threshold
 
 
 # --- dataset-level signals -----------------------------------------------------------------------
@@ -328,6 +359,8 @@ def _prediction_signal(prediction: FeatureDrift | None, scored: bool, has_ref: b
         value = prediction.p_value
     else:
         detail = f"{prediction.method} distance of the model's score distribution"
+        if prediction.null_threshold is not None:
+            detail += f" (null threshold {prediction.null_threshold:.3g})"
         value = prediction.statistic
     return Signal(name, prediction.drifted, value, prediction.threshold, detail)
 

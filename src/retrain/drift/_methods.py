@@ -43,7 +43,11 @@ __all__ = [
 
 # A zero share would make PSI infinite; like Evidently, an empty bucket counts as 0.01 %.
 PSI_EMPTY_SHARE = 1e-4
-# Like Evidently, a constant reference column is scaled by at least this in Wasserstein.
+# A reference whose standard deviation is below this share of its magnitude (the largest
+# |value|) counts as constant: float rounding alone leaves a std of about 1e-16 of it.
+CONSTANT_SHARE = 1e-12
+# A constant reference is scaled by this share of its magnitude in Wasserstein (of the current
+# window's when the reference is all zeros): relative, so verdicts do not depend on units.
 WASSERSTEIN_MIN_SCALE = 1e-3
 # `ecdf_area` sums run by run once `b` is this many times longer than `a` (measured: the two
 # ways cost the same at 10,000 values of `a` against 1M of `b`).
@@ -70,6 +74,8 @@ class Comparison:
         ref_weights: integer counts of `ref_sorted`'s entries; None counts each once.
         ref_n: non-null reference values behind `ref_sorted` (p-values use this size).
         ref_scale: numeric only: the reference standard deviation (population, full column).
+        cur_unseen: categorical only: rows per category the reference never saw (their sum
+            is the last entry of `cur_counts`), for the null threshold; None if unknown.
     """
 
     kind: str
@@ -80,6 +86,7 @@ class Comparison:
     ref_weights: np.ndarray | None = None
     ref_n: int = 0
     ref_scale: float = 1.0
+    cur_unseen: np.ndarray | None = None
 
     @property
     def cur_n(self) -> int:
@@ -203,9 +210,9 @@ def register_method(
 
 
 def shares(counts: np.ndarray) -> np.ndarray:
-    """Counts as shares of their total."""
-    total = counts.sum()
-    return counts / total if total > 0 else np.zeros(len(counts))
+    """Counts as shares of their total (along the last axis; all zeros stay zeros)."""
+    total = np.sum(counts, axis=-1, keepdims=True)
+    return np.asarray(counts / np.where(total > 0, total, 1))
 
 
 def _ranks(a: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
@@ -330,41 +337,69 @@ def ks(c: Comparison) -> MethodResult:
     return MethodResult(d, p)
 
 
+def wasserstein_scale(c: Comparison) -> float:
+    """What `wasserstein` divides by: the reference std, or for a constant reference a share
+    of its magnitude (of the current window's if the reference is all zeros); 0 if both are
+    all zeros. Never an absolute floor: scaling a column by any factor keeps the verdict."""
+    ref, cur = c.sorted_values()
+    magnitude = max(abs(float(ref[0])), abs(float(ref[-1]))) if len(ref) else 0.0
+    if c.ref_scale > CONSTANT_SHARE * magnitude and c.ref_scale > 0.0:
+        return c.ref_scale
+    if magnitude == 0.0 and len(cur):
+        magnitude = max(abs(float(cur[0])), abs(float(cur[-1])))
+    return WASSERSTEIN_MIN_SCALE * magnitude
+
+
 @_implements("wasserstein")
 def wasserstein(c: Comparison) -> MethodResult:
     """Wasserstein-1 distance divided by the reference standard deviation."""
     ref, cur = c.sorted_values()
     distance = ecdf_area(ref, cur, c.ref_weights)
-    return MethodResult(distance / max(c.ref_scale, WASSERSTEIN_MIN_SCALE))
+    scale = wasserstein_scale(c)
+    return MethodResult(distance / scale if scale > 0.0 else 0.0)
+
+
+# The bucket methods work on shares along the last axis: one row here, many rows when the
+# null distribution is simulated (`retrain.drift._null`).
+
+
+def psi_of(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """PSI of share vectors along the last axis (empty buckets count as `PSI_EMPTY_SHARE`)."""
+    p = np.where(p == 0.0, PSI_EMPTY_SHARE, p)
+    q = np.where(q == 0.0, PSI_EMPTY_SHARE, q)
+    return np.asarray(np.sum((q - p) * np.log(q / p), axis=-1))
+
+
+def jensenshannon_of(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Jensen-Shannon distance (base 2) of share vectors along the last axis."""
+    m = (p + q) / 2.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        left = np.where(p > 0, p * np.log(p / m), 0.0).sum(axis=-1)
+        right = np.where(q > 0, q * np.log(q / m), 0.0).sum(axis=-1)
+    return np.asarray(np.sqrt(np.maximum((left + right) / (2.0 * math.log(2.0)), 0.0)))
+
+
+def linf_of(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Largest change of a share along the last axis."""
+    return np.asarray(np.max(np.abs(p - q), axis=-1))
 
 
 @_implements("psi")
 def psi(c: Comparison) -> MethodResult:
     """Population stability index over reference-quantile bins or categories."""
-    p = shares(c.ref_counts)
-    q = shares(c.cur_counts)
-    p = np.where(p == 0.0, PSI_EMPTY_SHARE, p)
-    q = np.where(q == 0.0, PSI_EMPTY_SHARE, q)
-    return MethodResult(float(np.sum((q - p) * np.log(q / p))))
+    return MethodResult(float(psi_of(shares(c.ref_counts), shares(c.cur_counts))))
 
 
 @_implements("jensenshannon")
 def jensenshannon(c: Comparison) -> MethodResult:
     """Jensen-Shannon distance (square root of the divergence, base 2: from 0 to 1)."""
-    p = shares(c.ref_counts)
-    q = shares(c.cur_counts)
-    m = (p + q) / 2.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        left = np.where(p > 0, p * np.log(p / m), 0.0).sum()
-        right = np.where(q > 0, q * np.log(q / m), 0.0).sum()
-    divergence = (left + right) / (2.0 * math.log(2.0))
-    return MethodResult(math.sqrt(max(float(divergence), 0.0)))
+    return MethodResult(float(jensenshannon_of(shares(c.ref_counts), shares(c.cur_counts))))
 
 
 @_implements("linf")
 def linf(c: Comparison) -> MethodResult:
     """L-infinity distance: the largest change in any category's share."""
-    return MethodResult(float(np.max(np.abs(shares(c.ref_counts) - shares(c.cur_counts)))))
+    return MethodResult(float(linf_of(shares(c.ref_counts), shares(c.cur_counts))))
 
 
 @_implements("chi2")

@@ -17,10 +17,12 @@ from retrain.errors import ValidationError
 from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics
 
 __all__ = [
+    "EstimateCalibration",
     "PerformanceCheck",
     "PerformanceEstimate",
     "check_performance",
     "estimate_performance",
+    "fit_estimate_calibration",
     "permutation_importance",
     "score_vector",
 ]
@@ -68,6 +70,87 @@ def _confidence(scores: Any) -> np.ndarray:
     return np.asarray(np.clip(conf, 0.0, 1.0), dtype=np.float64)
 
 
+@dataclass(frozen=True, eq=False)
+class EstimateCalibration:
+    """A non-decreasing map from the model's confidence to its chance of being right.
+
+    Knots of an isotonic fit: confidences in between are interpolated, beyond the ends
+    clipped (as scikit-learn's `IsotonicRegression.predict` with ``out_of_bounds='clip'``).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __call__(self, confidence: np.ndarray) -> np.ndarray:
+        return np.asarray(np.interp(confidence, self.x, self.y), dtype=np.float64)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"x": [float(v) for v in self.x], "y": [float(v) for v in self.y]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EstimateCalibration:
+        x, y = np.asarray(d["x"], dtype=float), np.asarray(d["y"], dtype=float)
+        if len(x) == 0 or len(x) != len(y) or (np.diff(x) < 0).any() or (np.diff(y) < 0).any():
+            raise ValueError("calibration knots must be non-empty, of equal length, ascending")
+        if not ((y >= 0.0) & (y <= 1.0)).all():
+            raise ValueError("calibrated chances must lie in [0, 1]")
+        return cls(x, y)
+
+
+def _correct(scores: Any, labels: Any, classes: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence, 1 if the model's top class is the label else 0) on the labelled rows."""
+    s = np.asarray(scores, dtype=float)
+    y = pd.Series(labels).reset_index(drop=True)
+    if len(y) != len(s):
+        raise ValidationError(f"labels have {len(y)} rows but scores have {len(s)}")
+    known = y.notna().to_numpy() & np.all(np.isfinite(s.reshape(len(s), -1)), axis=1)
+    s, y = s[known], y[known]
+    top = (s >= 0.5).astype(int) if s.ndim == 1 else np.argmax(s, axis=1)
+    predicted = np.asarray(list(classes), dtype=object)[top]
+    right = np.asarray(predicted == y.to_numpy(dtype=object), dtype=float)
+    return _confidence(s), right
+
+
+def fit_estimate_calibration(
+    scores: Any, labels: Any, classes: Sequence[Any], *, seed: int = 0
+) -> tuple[EstimateCalibration, float]:
+    """Fit the confidence -> chance-of-being-right map on labelled held-out rows.
+
+    Returns the map (fitted on every row) and the accuracy it estimates on these rows
+    out-of-fold (two halves, each estimated by the map fitted on the other), so the reference
+    estimate is not equal to the measured accuracy by construction: their gap says how well
+    the calibrated estimate works.
+
+    Raises:
+        ValidationError: fewer than 20 labelled rows, or shapes that disagree.
+    """
+    from sklearn.isotonic import IsotonicRegression
+
+    conf, right = _correct(scores, labels, classes)
+    if len(conf) < 20:
+        raise ValidationError(f"calibration needs at least 20 labelled rows, got {len(conf)}")
+
+    chance = 1.0 / max(len(classes), 2)  # the lowest confidence a model can have
+
+    def fit(rows: np.ndarray) -> EstimateCalibration:
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        iso.fit(conf[rows], right[rows])
+        x, y = np.asarray(iso.X_thresholds_), np.asarray(iso.y_thresholds_)
+        if x[0] > chance:
+            # Below the confidences seen at reference, head for a coin's chance rather than
+            # clip: a model that lost its confidence should not be credited with the
+            # accuracy of its least confident reference rows.
+            x, y = np.append(chance, x), np.append(min(chance, y[0]), y)
+        return EstimateCalibration(x, y)
+
+    order = np.random.default_rng(seed).permutation(len(conf))
+    halves = (order[: len(order) // 2], order[len(order) // 2 :])
+    out_of_fold = np.empty(len(conf))
+    for held, fitted in (halves, halves[::-1]):
+        out_of_fold[held] = fit(fitted)(conf[held])
+    return fit(np.arange(len(conf))), float(out_of_fold.mean())
+
+
 @dataclass(frozen=True)
 class PerformanceEstimate:
     """An estimate of a metric with its confidence interval."""
@@ -83,11 +166,15 @@ class PerformanceEstimate:
         return asdict(self)
 
 
-def estimate_performance(scores: Any, *, confidence: float = 0.95) -> PerformanceEstimate:
+def estimate_performance(
+    scores: Any, *, confidence: float = 0.95, calibration: EstimateCalibration | None = None
+) -> PerformanceEstimate:
     """Expected accuracy of a calibrated classifier, without labels (CBPE-style).
 
     If the model is calibrated, row i is classified correctly with probability c_i, its largest
-    class probability, so the expected accuracy is mean(c_i). The interval is the normal
+    class probability, so the expected accuracy is mean(c_i). With `calibration` (fitted on
+    held-out rows at training), c_i is first mapped to the chance of being right measured
+    there, so a miscalibrated model gets an honest estimate too. The interval is the normal
     approximation of the accuracy the labels will show, a sum of independent Bernoulli(c_i):
     variance sum(c_i (1 - c_i)) / n^2. It is only as good as the calibration: a concept change
     that leaves the model confident (and wrong) is invisible to it, as to every label-free
@@ -103,6 +190,8 @@ def estimate_performance(scores: Any, *, confidence: float = 0.95) -> Performanc
     if not 0.0 < confidence < 1.0:
         raise ValidationError(f"confidence must be in (0, 1), got {confidence}")
     conf = _confidence(scores)
+    if calibration is not None:
+        conf = np.clip(calibration(conf), 0.0, 1.0)
     n = len(conf)
     value = float(conf.mean())
     sd = math.sqrt(float(np.sum(conf * (1.0 - conf)))) / n

@@ -50,7 +50,12 @@ from retrain.drift._columns import (
     sorted_finite,
     sorted_numeric_profile,
 )
-from retrain.drift._performance import estimate_performance, score_vector
+from retrain.drift._performance import (
+    EstimateCalibration,
+    estimate_performance,
+    fit_estimate_calibration,
+    score_vector,
+)
 from retrain.errors import ValidationError
 from retrain.evaluation.metrics import compute_metrics
 
@@ -74,6 +79,9 @@ PROFILE_FILE = "profile.json"
 PROFILE_FORMAT = 2
 # Format 1 kept evenly spaced order statistics without counts: still readable.
 _READABLE_FORMATS = (1, 2)
+# Fewer labelled held-out rows than this leave the label-free estimate uncalibrated: an
+# isotonic map fitted on a handful of rows is mostly noise.
+_MIN_CALIBRATION_ROWS = 100
 
 
 # --- the profile ---------------------------------------------------------------------------------
@@ -92,8 +100,11 @@ class ReferenceProfile:
         scores: the model's scores on held-out reference rows (see `score_vector`).
         classes: the model's classes, in the column order of its probabilities.
         metric: the primary metric; `metrics` holds every metric on those rows.
-        estimated_accuracy: the label-free estimate on those rows (classifiers).
+        estimated_accuracy: the label-free estimate on those rows (classifiers); with
+            `estimate_calibration`, out-of-fold (see `fit_estimate_calibration`).
         importances: permutation importance per feature, as shares summing to 1.
+        estimate_calibration: the confidence -> chance-of-being-right map fitted on those
+            rows (`drift.calibrate_estimate`); None in profiles written without it.
     """
 
     task: str
@@ -107,6 +118,7 @@ class ReferenceProfile:
     metrics: dict[str, float] = field(default_factory=dict)
     estimated_accuracy: float | None = None
     importances: dict[str, float] = field(default_factory=dict)
+    estimate_calibration: EstimateCalibration | None = None
     format: int = PROFILE_FORMAT
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,6 +135,9 @@ class ReferenceProfile:
             "metrics": {k: json_float(v) for k, v in self.metrics.items()},
             "estimated_accuracy": self.estimated_accuracy,
             "importances": dict(self.importances),
+            "estimate_calibration": (
+                self.estimate_calibration.to_dict() if self.estimate_calibration else None
+            ),
         }
 
     def to_json(self) -> str:
@@ -161,6 +176,12 @@ class ReferenceProfile:
                     raise ValueError(f"unknown kind {kind!r}")
             where = "reference profile scores"
             scores = NumericProfile.from_dict(raw["scores"]) if raw["scores"] else None
+            where = "reference profile estimate_calibration"
+            # Absent from profiles written before the label-free estimate was calibrated.
+            raw_calibration = raw.get("estimate_calibration")
+            calibration = (
+                EstimateCalibration.from_dict(raw_calibration) if raw_calibration else None
+            )
             where = "reference profile"
             return cls(
                 task=str(raw["task"]),
@@ -174,6 +195,7 @@ class ReferenceProfile:
                 metrics={k: nan_if_none(v) for k, v in raw["metrics"].items()},
                 estimated_accuracy=opt_float(raw["estimated_accuracy"]),
                 importances={str(k): float(v) for k, v in raw["importances"].items()},
+                estimate_calibration=calibration,
             )
         except KeyError as err:
             raise ValidationError(f"{where} is malformed: missing key {err}") from None
@@ -226,6 +248,7 @@ def build_profile(
     metrics: dict[str, float] = {}
     estimated = None
     class_list = [json_scalar(c) for c in classes] if classes is not None else None
+    calibration = None
     if scores is not None:
         vector = score_vector(scores, cfg.task)
         score_profile = numeric_profile(vector, bins, size)
@@ -233,6 +256,16 @@ def build_profile(
             estimated = estimate_performance(scores).value
         if labels is not None:
             metrics = _metrics(cfg.task, labels, scores, class_list)
+        if (
+            cfg.task == "classification"
+            and cfg.drift.calibrate_estimate
+            and labels is not None
+            and class_list is not None
+            and int(pd.Series(labels).notna().sum()) >= _MIN_CALIBRATION_ROWS
+        ):
+            calibration, estimated = fit_estimate_calibration(
+                scores, labels, class_list, seed=cfg.seed
+            )
     elif labels is not None:
         raise ValidationError("labels were given without scores: the metrics need both")
     return ReferenceProfile(
@@ -247,6 +280,7 @@ def build_profile(
         metrics=metrics,
         estimated_accuracy=estimated,
         importances=_importances(importances, features),
+        estimate_calibration=calibration,
     )
 
 

@@ -29,8 +29,11 @@ class FeatureDrift:
 
     `statistic` is on non-null values; null rates are beside it. For a distance method the
     feature drifted when `statistic >= threshold`; for a p-value test when `p_value < alpha`,
-    where `alpha` is `threshold` after the Bonferroni correction. `warning` marks a distance
-    at or above the method's warning level but below its threshold.
+    where `alpha` is `threshold` after the Bonferroni correction. A distance verdict also
+    needs `statistic >= null_threshold`: the distance that two samples of these sizes from
+    the reference's own distribution exceed with chance alpha (None for a method without a
+    known null). `warning` marks a distance at or above the method's warning level (and the
+    null threshold) but below its threshold.
     """
 
     feature: str
@@ -42,6 +45,7 @@ class FeatureDrift:
     drifted: bool
     p_value: float | None = None
     alpha: float | None = None
+    null_threshold: float | None = None
     warning: bool = False
     n_ref: int = 0
     n_cur: int = 0
@@ -67,7 +71,7 @@ class FeatureDrift:
                 return 0.0
             # -log p against -log alpha: 1 at the boundary, larger as evidence grows.
             return -math.log(max(self.p_value, 1e-300)) / -math.log(self.alpha)
-        return self.statistic / self.threshold
+        return self.statistic / max(self.threshold, self.null_threshold or 0.0)
 
     def verdict(self) -> str:
         """'drift', 'warning', 'ok' or 'n/a' (nothing to compare)."""
@@ -112,6 +116,7 @@ class DriftReport:
     estimated_performance: PerformanceEstimate | None = None
     reference_estimated_accuracy: float | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def drift_detected(self) -> bool:
@@ -179,6 +184,7 @@ class DriftReport:
                     self.estimated_performance.to_dict() if self.estimated_performance else None
                 ),
                 "reference_estimated_accuracy": self.reference_estimated_accuracy,
+                "warnings": list(self.warnings),
             }
         )
 
@@ -205,6 +211,7 @@ class DriftReport:
             "",
             f"Reference: {self.n_ref} rows; current window: {self.n_cur} rows. {verdict}",
             "",
+            *[f"> **Warning**: {w}\n" for w in self.warnings],
             "| signal | value | threshold | fired | detail |",
             "|---|---:|---:|:---:|---|",
         ]
@@ -228,6 +235,8 @@ class DriftReport:
             threshold = _num(f.threshold) + (
                 f" (α {_num(f.alpha)})" if f.alpha is not None and f.alpha != f.threshold else ""
             )
+            if f.null_threshold is not None:
+                threshold += f" (null {_num(f.null_threshold)})"
             unseen = ", ".join(f"{k} ({v})" for k, v in list(f.unseen_categories.items())[:5])
             if f.note:
                 unseen = (unseen + "; " if unseen else "") + f.note
@@ -269,6 +278,7 @@ def _histogram(f: FeatureDrift) -> list[str]:
     head = f"#### {label}: {f.method} {_num(f.statistic)}"
     head += f", p {_num(f.p_value)} < α {_num(f.alpha)}" if f.test == "p_value" else ""
     head += f" (threshold {_num(f.threshold)})" if f.test == "distance" else ""
+    head += f" (null {_num(f.null_threshold)})" if f.null_threshold is not None else ""
     biggest = max([b.reference for b in f.histogram] + [b.current for b in f.histogram] + [1e-12])
     width = max([len(b.label) for b in f.histogram] + [6])
     out = [head, "", "```text", f"{'bucket':<{width}}  {'reference':<{_BAR_WIDTH + 7}}  current"]

@@ -5,6 +5,13 @@ Providers report metrics under flat names: ``canary.error_rate``, ``champion.acc
 reads what it needs, compares one value against its configured ``max`` and says why in words.
 A missing value fails the check unless the check is configured ``on_missing: skip``: no data is
 not evidence of health (as in Flagger and Argo Rollouts).
+
+The quality checks (accuracy_drop, loss_increase) compare two noisy samples, so they are
+judged as a test: below ``min_labelled`` labelled predictions per predictor they are not
+evaluated (the step waits), and above it they fail only when the drop exceeds ``max`` *and*
+the canary is worse than the champion at the configured confidence. The first condition keeps
+a tiny but significant drop from failing; the second caps how often an equal canary fails an
+analysis (1 - confidence), and ``min_labelled`` is what makes a clearly worse canary fail.
 """
 
 from __future__ import annotations
@@ -38,6 +45,9 @@ METRICS: dict[str, str] = {
     "loss_std": "standard deviation of the per-prediction loss",
     "labelled": "labelled predictions behind accuracy and loss",
     "prediction_shift": "distance between the champion's and the canary's score distributions",
+    "paired_labelled": "labelled requests both models answered (paired providers only)",
+    "accuracy_diff_std": "std of champion-correct minus canary-correct over the paired rows",
+    "loss_diff_std": "std of canary loss minus champion loss over the paired rows",
 }
 
 
@@ -48,8 +58,10 @@ def metric(role: str, name: str) -> str:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One check's verdict. `passed` is None when a missing metric was skipped; `margin` is
-    the value's one-sided uncertainty at the configured confidence (0 when unknown)."""
+    """One check's verdict. `passed` is None when the check did not judge: skipped (a missing
+    metric, ``on_missing: skip``) or `waiting` (too few labels to judge; the step waits).
+    `margin` is the value's one-sided uncertainty at the configured confidence (0 when
+    unknown)."""
 
     name: str
     value: float | None
@@ -57,6 +69,7 @@ class CheckResult:
     passed: bool | None
     reason: str
     margin: float = 0.0
+    waiting: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +83,7 @@ class CheckResult:
             passed=raw.get("passed"),
             reason=str(raw.get("reason", "")),
             margin=float(raw.get("margin", 0.0)),
+            waiting=bool(raw.get("waiting", False)),
         )
 
 
@@ -77,12 +91,15 @@ class CheckResult:
 class Measurement:
     """A check's value, its one-sided uncertainty (0 if unknown) and what it is, in words.
 
-    A value of None means the metrics it needs are missing; `what` then says which.
+    A value of None means the metrics it needs are missing; `what` then says which. A quality
+    check sets `labelled`: the labelled predictions of its smaller sample (0 when unknown),
+    and a `margin` of None when no spread is known to bound its value by.
     """
 
     value: float | None
     what: str
-    margin: float = 0.0
+    margin: float | None = 0.0
+    labelled: float | None = None
 
 
 #: A check computes a `Measurement` from the metrics and the z value of the confidence.
@@ -132,24 +149,53 @@ def _latency_p95(metrics: Mapping[str, float | None], z: float) -> Measurement:
     return Measurement(value, f"canary p95 latency {value * 1000:.1f} ms")
 
 
+def _labelled(metrics: Mapping[str, float | None]) -> float:
+    """The paired count if any, else the smaller predictor's labelled count (0 if unknown)."""
+    paired = _get(metrics, "paired_labelled")
+    if paired is not None:
+        return paired
+    return min(_get(metrics, metric(r, "labelled")) or 0.0 for r in ("canary", "champion"))
+
+
+def _standard_error(
+    metrics: Mapping[str, float | None],
+    diff_std: str,
+    spreads: tuple[float | None, float | None],
+) -> tuple[float | None, float]:
+    """The standard error of canary-vs-champion and the labelled count behind it.
+
+    Paired (both models answered the same rows): the spread of the per-row difference over
+    the paired count. Otherwise two independent samples: each spread over its own count.
+    """
+    paired_n = _get(metrics, "paired_labelled")
+    paired_sd = _get(metrics, diff_std)
+    if paired_n is not None and paired_sd is not None:
+        return (paired_sd / math.sqrt(paired_n) if paired_n > 0 else None), paired_n
+    n_canary = _get(metrics, metric("canary", "labelled")) or 0.0
+    n_champion = _get(metrics, metric("champion", "labelled")) or 0.0
+    sd_canary, sd_champion = spreads
+    n = min(n_canary, n_champion)
+    if n <= 0 or sd_canary is None or sd_champion is None:
+        return None, n
+    return math.sqrt(sd_canary**2 / n_canary + sd_champion**2 / n_champion), n
+
+
 @register_check("accuracy_drop")
 def _accuracy_drop(metrics: Mapping[str, float | None], z: float) -> Measurement:
     canary = _get(metrics, metric("canary", "accuracy"))
     champion = _get(metrics, metric("champion", "accuracy"))
     if canary is None or champion is None:
-        return Measurement(None, _missing("accuracy", canary=canary, champion=champion))
+        n = _labelled(metrics)
+        return Measurement(None, _missing("accuracy", canary=canary, champion=champion), 0.0, n)
     drop = champion - canary
-    n_canary = _get(metrics, metric("canary", "labelled"))
-    n_champion = _get(metrics, metric("champion", "labelled"))
-    margin = 0.0
-    if n_canary and n_champion:
-        # Standard error of a difference of two proportions.
-        var = canary * (1 - canary) / n_canary + champion * (1 - champion) / n_champion
-        margin = z * math.sqrt(var)
+    # A proportion's spread follows from its value: sqrt(p (1 - p)).
+    spreads = (math.sqrt(canary * (1 - canary)), math.sqrt(champion * (1 - champion)))
+    se, n = _standard_error(metrics, "accuracy_diff_std", spreads)
     return Measurement(
         drop,
         f"accuracy canary {canary:.3f} vs champion {champion:.3f} (drop {drop:+.3f})",
-        margin,
+        None if se is None else z * se,
+        n,
     )
 
 
@@ -158,23 +204,21 @@ def _loss_increase(metrics: Mapping[str, float | None], z: float) -> Measurement
     canary = _get(metrics, metric("canary", "loss"))
     champion = _get(metrics, metric("champion", "loss"))
     if canary is None or champion is None:
-        return Measurement(None, _missing("loss", canary=canary, champion=champion))
+        n = _labelled(metrics)
+        return Measurement(None, _missing("loss", canary=canary, champion=champion), 0.0, n)
     # Relative, so one threshold fits log loss and squared errors of any scale.
     scale = champion if champion > 0 else 1.0
     increase = (canary - champion) / scale
-    margin = 0.0
-    parts = [
-        _get(metrics, metric(r, k))
-        for r in ("canary", "champion")
-        for k in ("loss_std", "labelled")
-    ]
-    sd_c, n_c, sd_h, n_h = parts
-    if sd_c is not None and sd_h is not None and n_c and n_h:
-        margin = z * math.sqrt(sd_c**2 / n_c + sd_h**2 / n_h) / scale
+    spreads = (
+        _get(metrics, metric("canary", "loss_std")),
+        _get(metrics, metric("champion", "loss_std")),
+    )
+    se, n = _standard_error(metrics, "loss_diff_std", spreads)
     return Measurement(
         increase,
         f"loss canary {canary:.4g} vs champion {champion:.4g} (relative change {increase:+.1%})",
-        margin,
+        None if se is None else z * se / scale,
+        n,
     )
 
 
@@ -187,49 +231,84 @@ def _prediction_shift(metrics: Mapping[str, float | None], z: float) -> Measurem
 
 
 def run_checks(
-    specs: Sequence[CheckSpec], metrics: Mapping[str, float | None], confidence: float = 0.95
+    specs: Sequence[CheckSpec],
+    metrics: Mapping[str, float | None],
+    confidence: float = 0.95,
+    min_labelled: int = 1,
 ) -> tuple[CheckResult, ...]:
     """Every configured check, in order.
 
-    A check fails when its value exceeds ``max``. Where a check knows its uncertainty (the
-    quality checks, from the labelled counts), it fails only when even the value's lower
-    confidence bound exceeds ``max``: at 10 % traffic the canary answers few labelled requests,
-    and a point estimate would roll back a good canary on noise.
+    A health check fails when its value exceeds ``max``. A quality check (one that reports
+    its labelled count) is judged as a test: with fewer than `min_labelled` labels per
+    predictor, or no spread to bound it by, it waits (``on_missing: skip``: it is skipped);
+    otherwise it fails when its value exceeds ``max`` and its lower bound at `confidence`
+    exceeds 0, i.e. the canary is both worse than tolerated and worse beyond noise.
     """
     z = NormalDist().inv_cdf(confidence)
     out = []
     for spec in specs:
         m = CHECKS[spec.name](metrics, z)
+        skip = spec.on_missing == "skip"
+        if m.labelled is not None and (m.labelled < min_labelled or m.margin is None):
+            why = (
+                f"{m.labelled:.0f} labelled per predictor, fewer than {min_labelled}"
+                if m.labelled < min_labelled
+                else "no spread to bound it by"
+            )
+            verdict = "skipped" if skip else "not evaluated"
+            out.append(
+                CheckResult(
+                    spec.name,
+                    m.value,
+                    spec.max,
+                    None,
+                    f"{spec.name} {verdict}: {why}",
+                    waiting=not skip,
+                )
+            )
+            continue
         if m.value is None:
-            skipped = spec.on_missing == "skip"
-            verdict = "skipped" if skipped else "failed"
+            verdict = "skipped" if skip else "failed"
             out.append(
                 CheckResult(
                     spec.name,
                     None,
                     spec.max,
-                    None if skipped else False,
+                    None if skip else False,
                     f"{spec.name} {verdict}: {m.what}",
                 )
             )
             continue
-        passed = m.value - m.margin <= spec.max
-        sign = "<=" if passed else ">"
-        if m.margin:
-            bound = m.value - m.margin
-            text = f"{m.what}: lower {confidence:.0%} bound {bound:.4g} {sign} {spec.max:g}"
+        if m.labelled is None or m.margin is None:
+            passed = m.value <= spec.max
+            text = f"{m.what}: {m.value:.4g} {'<=' if passed else '>'} {spec.max:g}"
         else:
-            text = f"{m.what}: {m.value:.4g} {sign} {spec.max:g}"
-        out.append(CheckResult(spec.name, m.value, spec.max, passed, text, m.margin))
+            bound = m.value - m.margin
+            passed = m.value <= spec.max or bound <= 0
+            if passed and m.value > spec.max:
+                text = (
+                    f"{m.what}: {m.value:.4g} > {spec.max:g} but within noise (lower "
+                    f"{confidence:.0%} bound {bound:.4g} <= 0, {m.labelled:.0f} labelled)"
+                )
+            else:
+                sign = "<=" if passed else ">"
+                text = (
+                    f"{m.what}: {m.value:.4g} {sign} {spec.max:g} (lower {confidence:.0%} bound "
+                    f"{bound:.4g}, {m.labelled:.0f} labelled)"
+                )
+        out.append(CheckResult(spec.name, m.value, spec.max, passed, text, m.margin or 0.0))
     return tuple(out)
 
 
 def summarise(results: Sequence[CheckResult]) -> str:
-    """One line: the failures if any, else how many checks passed."""
+    """One line: the failures if any, else how many checks passed and which wait."""
     failed = [r.reason for r in results if r.passed is False]
     if failed:
         return "; ".join(failed)
     passed = sum(1 for r in results if r.passed)
-    skipped = [r.name for r in results if r.passed is None]
+    waiting = [r.reason for r in results if r.waiting]
+    skipped = [r.name for r in results if r.passed is None and not r.waiting]
     line = f"{passed}/{len(results)} checks passed"
-    return line + (f" ({', '.join(skipped)} skipped: no data)" if skipped else "")
+    if skipped:
+        line += f" ({', '.join(skipped)} skipped: no data)"
+    return line + (f"; {'; '.join(waiting)}" if waiting else "")

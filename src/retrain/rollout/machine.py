@@ -16,6 +16,8 @@ Rules, Flagger-style:
 - `analyses_per_step` passing analyses in a row move to the next step; the step after the last
   canary step is 100 %, i.e. promotion;
 - `failure_limit` failed analyses in a row roll back; a missing metric is a failed check;
+- a quality check with too few labels (`min_labelled`) is not evaluated: that analysis neither
+  passes nor fails (it does not break a run of failures either), and the step waits;
 - a step that has not progressed within `progress_deadline_seconds` rolls back (this is what
   ends a canary that never becomes ready).
 """
@@ -29,6 +31,14 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from retrain.errors import ValidationError
+from retrain.rollout.actions import (
+    Action,
+    Promote,
+    RollBack,
+    SetTraffic,
+    action_dict,
+    action_from_dict,
+)
 from retrain.rollout.checks import CheckResult, run_checks, summarise
 from retrain.settings.rollout import RolloutConfig
 
@@ -81,54 +91,13 @@ class Observations:
 
 
 @dataclass(frozen=True)
-class SetTraffic:
-    """Serve champion + canary with the canary at `traffic` percent."""
-
-    traffic: int
-    kind: Literal["set_traffic"] = "set_traffic"
-
-
-@dataclass(frozen=True)
-class Promote:
-    """Make `version` (the canary) the champion, alone at 100 %."""
-
-    version: str
-    reason: str
-    kind: Literal["promote"] = "promote"
-
-
-@dataclass(frozen=True)
-class RollBack:
-    """Remove canary `version`; the champion keeps 100 %."""
-
-    version: str
-    reason: str
-    kind: Literal["roll_back"] = "roll_back"
-
-
-Action = SetTraffic | Promote | RollBack
-
-
-def action_from_dict(raw: Mapping[str, Any]) -> Action:
-    """Rebuild an action persisted with `dataclasses.asdict`."""
-    kind = raw.get("kind")
-    if kind == "set_traffic":
-        return SetTraffic(int(raw["traffic"]))
-    if kind == "promote":
-        return Promote(str(raw["version"]), str(raw.get("reason", "")))
-    if kind == "roll_back":
-        return RollBack(str(raw["version"]), str(raw.get("reason", "")))
-    raise ValidationError(f"unknown rollout action kind {kind!r}")
-
-
-@dataclass(frozen=True)
 class Analysis:
     """One analysis: when, at which step, what was measured and the verdict in words."""
 
     at: datetime
     step: int
     traffic: int
-    verdict: Literal["passed", "failed", "not_ready", "manual"]
+    verdict: Literal["passed", "failed", "waiting", "not_ready", "manual"]
     reason: str
     checks: tuple[CheckResult, ...] = ()
     metrics: Mapping[str, float | None] = field(default_factory=dict)
@@ -235,7 +204,7 @@ class RolloutState:
             "reason": self.reason,
             "finished_at": _iso(self.finished_at),
             "seq": self.seq,
-            "pending": [_action_dict(a) for a in self.pending],
+            "pending": [action_dict(a) for a in self.pending],
             "policy": self.policy.model_dump(mode="json"),
             "analyses": [a.as_dict() for a in self.analyses],
         }
@@ -334,20 +303,33 @@ def advance(
 
     if policy.checks is None:
         raise ValidationError("rollout state has no checks: start rollouts with start_rollout")
-    results = run_checks(policy.checks, observations.metrics, policy.confidence)
+    results = run_checks(
+        policy.checks, observations.metrics, policy.confidence, policy.min_labelled
+    )
     failed = any(r.passed is False for r in results)
+    waiting = not failed and any(r.waiting for r in results)
     summary = summarise(results)
     analysis = Analysis(
         now,
         state.step,
         state.traffic,
-        "failed" if failed else "passed",
+        "failed" if failed else "waiting" if waiting else "passed",
         summary,
         results,
         dict(observations.metrics),
         observations.source,
     )
     state = _record(state, analysis)
+
+    if waiting:
+        if now >= state.deadline:
+            return _roll_back(
+                state, now, f"no progress at {label} by the deadline (too few labels): {summary}"
+            )
+        left = (state.deadline - now).total_seconds()
+        return replace(
+            state, reason=f"waiting at {label} ({left:.0f}s to the deadline): {summary}"
+        ), ()
 
     if failed:
         failures = state.failures + 1
@@ -461,15 +443,6 @@ def _refuse_terminal(state: RolloutState, what: str) -> None:
 def _aware(now: datetime) -> None:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValidationError("the rollout clock returned a naive datetime; use timezone-aware")
-
-
-def _action_dict(action: Action) -> dict[str, Any]:
-    out: dict[str, Any] = {"kind": action.kind}
-    if isinstance(action, SetTraffic):
-        out["traffic"] = action.traffic
-    else:
-        out.update(version=action.version, reason=action.reason)
-    return out
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -13,6 +13,12 @@ Series used (names checked against seldon-core v1's executor and Python wrapper)
   ``seldon_api_model_feedback_reward`` cannot give accuracy: the Python wrapper skips a
   feedback whose reward is 0, so wrong predictions are never counted.
 
+The quality checks need labelled counts and spreads, not just ratios: ``labelled`` is the
+feedback count over the window, accuracy's spread follows from the accuracy itself, and the
+loss's spread is read from the ``retrain_feedback_loss_bucket`` histogram (each bucket's losses
+at its midpoint; losses above the largest finite bound at that bound, which understates the
+spread of heavy tails and so errs towards a narrower bound, i.e. towards rolling back).
+
 Every query is a template (`string.Template`) with ``$selector`` (one predictor's label
 matchers), ``$window``, ``$deployment``, ``$namespace`` and ``$predictor``; any of them can be
 replaced under ``rollout.prometheus.queries``. Error-rate numerators use ``or vector(0)``: with
@@ -42,7 +48,13 @@ from retrain.settings.rollout import PrometheusSettings
 if TYPE_CHECKING:
     from retrain.config import Config
 
-__all__ = ["DEFAULT_QUERIES", "PrometheusClient", "PrometheusProvider", "render_query"]
+__all__ = [
+    "DEFAULT_QUERIES",
+    "PrometheusClient",
+    "PrometheusProvider",
+    "render_query",
+    "std_from_buckets",
+]
 
 _EXECUTOR = "seldon_api_executor_server_requests_seconds"
 _PREDICTIONS = '$selector,service="predictions"'
@@ -66,6 +78,8 @@ DEFAULT_QUERIES: dict[str, str] = {
         "sum(increase(retrain_feedback_loss_sum{$selector}[$window]))"
         " / sum(increase(retrain_feedback_loss_count{$selector}[$window]))"
     ),
+    "labelled": "sum(increase(retrain_feedback_total{$selector}[$window]))",
+    "loss_histogram": ("sum by (le) (increase(retrain_feedback_loss_bucket{$selector}[$window]))"),
     "score_histogram": (
         "sum by (le) (increase(retrain_prediction_score_bucket{$selector}[$window]))"
     ),
@@ -74,7 +88,7 @@ DEFAULT_QUERIES: dict[str, str] = {
     "ready": f"count({_EXECUTOR}_count{{{_PREDICTIONS}}})",
 }
 
-_PER_PREDICTOR = ("requests", "error_rate", "latency_p95", "accuracy", "loss")
+_PER_PREDICTOR = ("requests", "error_rate", "latency_p95", "accuracy", "loss", "labelled")
 
 
 def render_query(
@@ -223,22 +237,35 @@ class PrometheusProvider:
                 metrics[metric(role, name)] = self.client.value(
                     self._query(name, request, role), at
                 )
+            buckets = self._buckets("loss_histogram", request, role, at)
+            metrics[metric(role, "loss_std")] = (
+                None if buckets is None else std_from_buckets(buckets)
+            )
         metrics["prediction_shift"] = self._shift(request, at)
         return Observations(ready=True, metrics=metrics, source=source)
+
+    def _buckets(
+        self, key: str, request: ObserveRequest, role: str, at: datetime
+    ) -> list[tuple[float, float]] | None:
+        """A histogram query's (le, cumulative count) pairs; None without any series."""
+        result = self.client.query(self._query(key, request, role), at)
+        if not isinstance(result, list) or not result:
+            return None
+        buckets = []
+        for series in result:
+            le = series.get("metric", {}).get("le")
+            count = _number(series["value"][1])
+            if le is None or count is None:
+                continue
+            buckets.append((float(le), count))
+        return buckets
 
     def _shift(self, request: ObserveRequest, at: datetime) -> float | None:
         hists = {}
         for role in ("champion", "canary"):
-            result = self.client.query(self._query("score_histogram", request, role), at)
-            if not isinstance(result, list) or not result:
+            buckets = self._buckets("score_histogram", request, role, at)
+            if buckets is None:
                 return None
-            buckets = []
-            for series in result:
-                le = series.get("metric", {}).get("le")
-                count = _number(series["value"][1])
-                if le is None or count is None:
-                    continue
-                buckets.append((float(le), count))
             hists[role] = _buckets_by_le(buckets)
         common = sorted(set(hists["champion"]) & set(hists["canary"]))
         if len(common) < 2:
@@ -248,6 +275,31 @@ class PrometheusProvider:
         if min(ref.sum(), cur.sum()) < MIN_PREDICTIONS:
             return None
         return shift(self.shift_method, ref, cur)
+
+
+def std_from_buckets(buckets: list[tuple[float, float]]) -> float | None:
+    """The sample standard deviation of non-negative values in a cumulative histogram.
+
+    Each bucket's values count at its midpoint (the first bucket's lower edge is 0); values in
+    the +Inf bucket count at the largest finite bound. None for fewer than two values.
+    """
+    ordered = sorted(buckets)
+    finite = [le for le, _ in ordered if math.isfinite(le)]
+    if not finite:
+        return None
+    points, counts, lower, seen = [], [], 0.0, 0.0
+    for le, cumulative in ordered:
+        count = max(cumulative - seen, 0.0)
+        seen = max(seen, cumulative)
+        points.append((lower + le) / 2 if math.isfinite(le) else finite[-1])
+        counts.append(count)
+        lower = le if math.isfinite(le) else lower
+    total = sum(counts)
+    if total < 2:
+        return None
+    mean = sum(p * c for p, c in zip(points, counts, strict=True)) / total
+    var = sum(c * (p - mean) ** 2 for p, c in zip(points, counts, strict=True)) / (total - 1)
+    return math.sqrt(var)
 
 
 def _buckets_by_le(buckets: list[tuple[float, float]]) -> Mapping[float, float]:

@@ -2,14 +2,16 @@
 
 A provider turns "champion v1 and canary v2 serve at 25 %" into `Observations`. Two ship:
 
-- `ReplayProvider` (the embedded default): recent labelled rows from the history store are
-  cut into requests of `batch_size` rows, each request routed whole to champion or canary at
-  the current traffic share (Seldon splits per request), and predicted by the registered
-  models themselves on one thread. An exception while predicting is a failed request (so the
-  error rate is real, unlike a server that swallows errors), latency is measured per request,
-  and the labels give accuracy and loss. The rows may include data the
-  canary was trained on, so replayed quality is optimistic; it exercises the loop on one
-  machine, and Prometheus feedback is the production source.
+- `ReplayProvider` (the embedded default): recent labelled *evaluation* rows (the share of ids
+  `retrain.data.split.evaluation_mask` keeps out of every training set, so neither model was
+  trained on them) are cut into requests of `batch_size` rows, and every request is answered
+  by both registered models, on one thread, in an order drawn per request. Scoring both on the
+  same rows is a paired comparison: the champion-vs-canary difference carries no noise from
+  two different samples, so the quality checks need far fewer rows than with split traffic.
+  The traffic share therefore changes nothing in a replay (it is reported in the source). An
+  exception while predicting is a failed request (so the error rate is real, unlike a server
+  that swallows errors), latency is measured per request, and the labels give accuracy and
+  loss with their labelled and paired counts.
 - `PrometheusProvider` (`retrain.rollout.prometheus`): PromQL over Seldon's executor metrics
   and the serving image's feedback and score metrics.
 
@@ -29,6 +31,7 @@ from threadpoolctl import threadpool_limits
 
 from retrain.config import Config
 from retrain.data.io import from_parquet_bytes
+from retrain.data.split import evaluation_mask
 from retrain.data.windows import window_sort_key
 from retrain.errors import RetrainError, ValidationError
 from retrain.registry import Registry
@@ -46,6 +49,7 @@ __all__ = [
     "PROVIDERS",
     "PredictorSample",
     "ReplayProvider",
+    "paired_metrics",
     "predictor_metrics",
     "provider_for",
 ]
@@ -55,7 +59,8 @@ ModelLoader = Callable[[Storage, Config, str], Any]
 
 @dataclass
 class PredictorSample:
-    """What one predictor did with its share of the replayed requests."""
+    """What one predictor did with the replayed requests; `rows` are the positions of the rows
+    it answered (aligned with `labels` and the concatenated `outputs`)."""
 
     requests: int = 0
     errors: int = 0
@@ -63,6 +68,33 @@ class PredictorSample:
     labels: list[Any] = field(default_factory=list)
     outputs: list[np.ndarray] = field(default_factory=list)
     classes: np.ndarray | None = None
+    rows: list[int] = field(default_factory=list)
+
+
+def _row_quality(
+    sample: PredictorSample, task: str
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray] | None:
+    """Per labelled row answered: its position, whether it was right (classification), and its
+    loss. None without labelled rows (or for a classifier whose output cannot be read)."""
+    labelled = [i for i, y in enumerate(sample.labels) if not pd.isna(y)]
+    if not labelled or not sample.outputs:
+        return None
+    outputs = np.concatenate(sample.outputs)[labelled]
+    y = np.asarray(sample.labels, dtype=object)[labelled]
+    rows = np.asarray(sample.rows, dtype=int)[labelled]
+    if task != "classification":
+        return rows, None, (outputs.astype(float) - y.astype(float)) ** 2
+    if sample.classes is None:  # a classifier without classes_: no way to read its output
+        return None
+    classes = sample.classes
+    correct = classes[np.argmax(outputs, axis=1)] == y
+    # Log loss by hand: a label the model never saw gets the floor probability instead of an
+    # exception.
+    index = {c: i for i, c in enumerate(classes.tolist())}
+    p_true = np.array(
+        [outputs[r, index[v]] if v in index else 0.0 for r, v in enumerate(y.tolist())]
+    )
+    return rows, correct.astype(float), -np.log(np.clip(p_true, 1e-15, 1.0))
 
 
 def predictor_metrics(sample: PredictorSample, task: str) -> dict[str, float | None]:
@@ -77,29 +109,39 @@ def predictor_metrics(sample: PredictorSample, task: str) -> dict[str, float | N
         "loss_std": None,
         "labelled": 0.0,
     }
-    labelled = [i for i, y in enumerate(sample.labels) if not pd.isna(y)]
-    if not labelled or not sample.outputs:
+    labelled = sum(1 for y in sample.labels if not pd.isna(y))
+    out["labelled"] = float(labelled) if sample.outputs else 0.0
+    quality = _row_quality(sample, task)
+    if quality is None:
         return out
-    outputs = np.concatenate(sample.outputs)[labelled]
-    y = np.asarray(sample.labels, dtype=object)[labelled]
-    out["labelled"] = float(len(labelled))
-    if task == "classification":
-        if sample.classes is None:  # a classifier without classes_: no way to read its output
-            return out
-        classes = sample.classes
-        predicted = classes[np.argmax(outputs, axis=1)]
-        out["accuracy"] = float(np.mean(predicted == y))
-        # Log loss by hand: a label the model never saw gets the floor probability instead of
-        # an exception.
-        index = {c: i for i, c in enumerate(classes.tolist())}
-        p_true = np.array(
-            [outputs[r, index[v]] if v in index else 0.0 for r, v in enumerate(y.tolist())]
-        )
-        losses = -np.log(np.clip(p_true, 1e-15, 1.0))
-    else:
-        losses = (outputs.astype(float) - y.astype(float)) ** 2
+    _, correct, losses = quality
+    if correct is not None:
+        out["accuracy"] = float(np.mean(correct))
     out["loss"] = float(np.mean(losses))
     out["loss_std"] = float(np.std(losses, ddof=1)) if len(losses) > 1 else None
+    return out
+
+
+def paired_metrics(
+    champion: PredictorSample, canary: PredictorSample, task: str
+) -> dict[str, float | None]:
+    """The paired count and the spread of the per-row differences, over the labelled rows both
+    predictors answered (see `retrain.rollout.checks.METRICS`)."""
+    out: dict[str, float | None] = {
+        "paired_labelled": 0.0,
+        "accuracy_diff_std": None,
+        "loss_diff_std": None,
+    }
+    a, b = _row_quality(champion, task), _row_quality(canary, task)
+    if a is None or b is None:
+        return out
+    _, ia, ib = np.intersect1d(a[0], b[0], return_indices=True)
+    out["paired_labelled"] = float(len(ia))
+    if len(ia) < 2:
+        return out
+    if a[1] is not None and b[1] is not None:
+        out["accuracy_diff_std"] = float(np.std(a[1][ia] - b[1][ib], ddof=1))
+    out["loss_diff_std"] = float(np.std(b[2][ib] - a[2][ia], ddof=1))
     return out
 
 
@@ -164,28 +206,29 @@ class ReplayProvider:
         rows, windows = self._rows(store, cfg, request.analysis)
         if rows.empty:
             return Observations(
-                ready=True, source="replay: no labelled windows in the history store"
+                ready=True,
+                source="replay: no labelled evaluation rows in the history store",
             )
-        # Seldon splits traffic per request, not per row: route whole requests, interleaved, so
-        # both models are timed under the same load.
         size = self.settings.batch_size
-        batches = [rows.iloc[i : i + size] for i in range(0, len(rows), size)]
+        starts = range(0, len(rows), size)
+        # Which model answers first, per request, so neither is always timed on a warm cache.
         rng = np.random.default_rng([cfg.seed, request.analysis])
-        to_canary = rng.random(len(batches)) < request.traffic / 100.0
+        canary_first = rng.random(len(starts)) < 0.5
         samples = {"canary": PredictorSample(), "champion": PredictorSample()}
+        models = {"canary": canary, "champion": champion}
         # A model server answers a request on one thread. Left to OpenMP, a 4 ms prediction
         # took 0.6-2.4 s at p95 on a busy 2-core machine (its thread team waits for a
         # descheduled thread), which measures the machine, not the model.
         with threadpool_limits(limits=self.settings.threads):
-            for batch, canary_request in zip(batches, to_canary, strict=True):
-                if canary_request:
-                    _serve(canary, batch, cfg, samples["canary"])
-                else:
-                    _serve(champion, batch, cfg, samples["champion"])
+            for start, first in zip(starts, canary_first, strict=True):
+                batch = rows.iloc[start : start + size]
+                for role in ("canary", "champion") if first else ("champion", "canary"):
+                    _serve(models[role], batch, start, cfg, samples[role])
         metrics: dict[str, float | None] = {}
         for role, sample in samples.items():
             for name, value in predictor_metrics(sample, cfg.task).items():
                 metrics[metric(role, name)] = value
+        metrics.update(paired_metrics(samples["champion"], samples["canary"], cfg.task))
         champ_scores = _scores(samples["champion"], cfg.task)
         canary_scores = _scores(samples["canary"], cfg.task)
         if min(len(champ_scores), len(canary_scores)) >= MIN_PREDICTIONS:
@@ -193,11 +236,10 @@ class ReplayProvider:
             metrics["prediction_shift"] = shift(self.shift_method, ref, cur)
         else:
             metrics["prediction_shift"] = None
-        n_canary = int(to_canary.sum())
         source = (
-            f"replay of {len(rows)} labelled rows from window(s) {', '.join(windows)} in "
-            f"{len(batches)} requests of up to {size} rows: {n_canary} to the canary "
-            f"({request.traffic}%), {len(batches) - n_canary} to the champion{champion_error}"
+            f"replay of {len(rows)} labelled evaluation rows from window(s) "
+            f"{', '.join(windows)} in {len(starts)} requests of up to {size} rows, each answered "
+            f"by both models (canary at {request.traffic}% in production){champion_error}"
         )
         return Observations(ready=True, metrics=metrics, source=source)
 
@@ -215,14 +257,27 @@ class ReplayProvider:
             raise ValidationError(
                 f"history windows lack the target column '{cfg.target}': cannot replay them"
             )
+        if cfg.data.id_column not in rows.columns:
+            raise ValidationError(
+                f"history windows lack the id column '{cfg.data.id_column}': cannot tell "
+                "evaluation rows from training rows"
+            )
+        # Evaluation rows only: a row either model trained on would flatter it.
+        share = cfg.training.evaluation_share
+        rows = rows[evaluation_mask(rows[cfg.data.id_column], share, cfg.name)]
+        if rows.empty:
+            return pd.DataFrame(), []
         n = min(self.settings.rows, len(rows))
         # A different sample per analysis, reproducible from the seed and the analysis number.
         pick = np.random.default_rng([cfg.seed, analysis, 1]).choice(len(rows), n, replace=False)
         return rows.iloc[np.sort(pick)].reset_index(drop=True), [w for _, w, _ in by_window]
 
 
-def _serve(model: Any, batch: pd.DataFrame, cfg: Config, sample: PredictorSample) -> None:
-    """Answer one request with `model` (None: it did not load), timing it like a server."""
+def _serve(
+    model: Any, batch: pd.DataFrame, start: int, cfg: Config, sample: PredictorSample
+) -> None:
+    """Answer one request (rows from position `start`) with `model` (None: it did not load),
+    timing it like a server."""
     if cfg.task == "classification" and sample.classes is None and model is not None:
         classes = getattr(model, "classes_", None)
         sample.classes = None if classes is None else np.asarray(classes)
@@ -243,6 +298,7 @@ def _serve(model: Any, batch: pd.DataFrame, cfg: Config, sample: PredictorSample
         out = out.reshape(-1, 1)
     sample.outputs.append(out)
     sample.labels.extend(batch[cfg.target].tolist())
+    sample.rows.extend(range(start, start + len(batch)))
 
 
 def _replay_for(cfg: Config) -> MetricsProvider:

@@ -20,7 +20,12 @@ class EvaluationConfig(Section):
         description="Largest allowed drop vs the champion on recent data (metric units).",
     )
     max_history_loss: float = Field(
-        default=0.02, ge=0.0, description="Largest allowed drop vs the champion on history."
+        default=0.02,
+        ge=0.0,
+        description=(
+            "Largest allowed drop vs the champion on the history evaluation rows (metric units);"
+            " the gate fails when the whole confidence interval of the loss lies beyond it."
+        ),
     )
     min_improvement: float = Field(
         default=0.0,
@@ -28,6 +33,39 @@ class EvaluationConfig(Section):
         description=(
             "A challenger replaces the champion only if the lower bound of the confidence interval"
             " of its gain on recent data exceeds this (metric units): better, not merely equal."
+        ),
+    )
+    min_rows: int = Field(
+        default=500,
+        ge=1,
+        description=(
+            "Fewest recent evaluation rows the gates decide on; with fewer, the evaluation rows"
+            " of earlier windows are pooled in (pool_windows), and if still short the outcome is"
+            " 'not enough evaluation rows' (undecided, not blessed). At 500 balanced rows the 95%"
+            " interval of an AUC gain between two similar models is about +/-0.026 and a +0.05"
+            " gain is blessed 97% of the time (benchmarks/decisions/gates.py); below it the"
+            " interval widens fast. A daily fraud or weekly recommendation window usually has"
+            " that many evaluation rows; rare positives need more (the interval says so)."
+        ),
+    )
+    pool_windows: int = Field(
+        default=3,
+        ge=0,
+        description=(
+            "How many earlier labelled windows may lend their evaluation rows (most recent first)"
+            " when the new window has fewer than min_rows: 3 reaches back half a week of daily"
+            " windows or a month of weekly ones, recent enough to still judge the current world."
+            " The oldest window of history is never pooled: it keeps the forgetting gate's rows."
+            " 0 never pools."
+        ),
+    )
+    max_detectable_gain: float | None = Field(
+        default=None,
+        gt=0.0,
+        description=(
+            "If set (metric units), a comparison whose minimum detectable gain (the half-width of"
+            " the recent gain's interval) is wider than this, and that shows no gain, is"
+            " undecided rather than rejected. Unset: only min_rows makes a comparison undecided."
         ),
     )
     bootstrap_samples: int = Field(default=200, ge=20, le=10000)

@@ -45,7 +45,8 @@ class CheckSpec(Section):
         default="fail",
         description=(
             "What a missing metric means: 'fail' (default: no data is not evidence of health) or"
-            " 'skip' (for feedback that may not have arrived yet)."
+            " 'skip' (for feedback that may not have arrived yet). A quality check with fewer"
+            " than min_labelled labels waits under 'fail' and is skipped under 'skip'."
         ),
     )
 
@@ -82,7 +83,9 @@ class ReplaySettings(Section):
     """The embedded provider: recent labelled windows replayed through both models."""
 
     windows: int = Field(default=1, ge=1, description="Newest labelled windows to sample from.")
-    rows: int = Field(default=2000, ge=10, description="Rows replayed per analysis.")
+    rows: int = Field(
+        default=2000, ge=10, description="Evaluation rows per analysis, each scored by both models."
+    )
     batch_size: int = Field(default=20, ge=1, description="Rows per simulated request.")
     threads: int = Field(
         default=1, ge=1, description="Threads per prediction, like a one-thread model server."
@@ -106,7 +109,7 @@ class PrometheusSettings(Section):
     queries: dict[str, str] = Field(
         default_factory=dict,
         description="Per-metric PromQL overrides (keys: requests, error_rate, latency_p95, "
-        "accuracy, loss, ready, score_histogram).",
+        "accuracy, loss, labelled, loss_histogram, ready, score_histogram).",
     )
 
     @field_validator("url")
@@ -152,8 +155,18 @@ class RolloutConfig(Section):
         default=0.95,
         gt=0.5,
         lt=1.0,
-        description="Quality checks fail only when the lower bound of their value at this "
-        "one-sided confidence exceeds max (small canary samples are noisy).",
+        description="A quality check fails only when its value exceeds max and the canary is "
+        "worse than the champion at this one-sided confidence (the lower bound of the drop is "
+        "above 0): an equal canary then fails an analysis at most 1 - confidence of the time.",
+    )
+    min_labelled: int = Field(
+        default=500,
+        ge=1,
+        description="Labelled predictions each predictor needs in one analysis before a quality "
+        "check is evaluated; below it the check is 'not evaluated' and the step waits (the "
+        "progress deadline still applies). 500 labels bound a proportion to +-4.4 points at "
+        "95%: about the distance between the default 2-point tolerance and a clearly worse "
+        "canary.",
     )
     provider: Literal["replay", "prometheus"] = "replay"
     replay: ReplaySettings = ReplaySettings()

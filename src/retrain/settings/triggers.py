@@ -15,6 +15,7 @@ from retrain.settings.durations import duration_delta, parse_duration
 
 __all__ = ["KfpSettings", "ScheduleSpec", "TriggerConfig"]
 
+
 def _duration(value: str) -> str:
     parse_duration(value)  # ValueError -> pydantic names the key
     return value

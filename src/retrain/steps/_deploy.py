@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from retrain.config import Config
 from retrain.deploy import applier_for, backend_for
@@ -15,7 +15,18 @@ from retrain.registry import Registry
 from retrain.steps.records import StepOutcome, finish_step, load_step_config, recorded_step
 from retrain.training.artifact import MODEL_CARD_FILE, MODEL_FILE, load_model_dir
 
-__all__ = ["DeployOutcome", "deploy"]
+__all__ = ["DeployDetails", "DeployOutcome", "deploy"]
+
+
+class DeployDetails(TypedDict):
+    """What the deploy step reports (and records under ``runs/<run_id>/deploy.json``)."""
+
+    version: str
+    alias: str  # champion or canary
+    ref: str | None  # the commit (GitOps) or resource version (Kubernetes API) applied
+    changed: bool
+    predictors: list[dict[str, Any]]  # name, version, traffic, model URI
+    detail: str
 
 
 @dataclass
@@ -89,7 +100,7 @@ def deploy(
         summary = f"{version} is now {alias}; serving split: {split}; " + (
             result.detail if result.changed else "no change to apply"
         )
-        details = {
+        details: DeployDetails = {
             "version": version,
             "alias": alias,
             "ref": result.ref,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from retrain.data.io import from_parquet_bytes
 from retrain.evaluation.gates import evaluate_challenger
@@ -12,7 +12,20 @@ from retrain.registry import Registry
 from retrain.steps.records import StepOutcome, finish_step, load_step_config, recorded_step
 from retrain.training.artifact import load_model_dir, load_registered_model
 
-__all__ = ["EvaluateOutcome", "evaluate"]
+__all__ = ["EvaluateDetails", "EvaluateOutcome", "evaluate"]
+
+
+class EvaluateDetails(TypedDict):
+    """What the evaluate step reports (and records under ``runs/<run_id>/evaluate.json``)."""
+
+    blessed: bool
+    outcome: str  # blessed, rejected, or undecided: too few evaluation rows to show a gain
+    reason: str
+    challenger: str
+    champion: str | None
+    metrics: dict[str, Any]
+    comparison: dict[str, Any]
+    gates: list[dict[str, Any]]
 
 
 @dataclass
@@ -38,9 +51,10 @@ def evaluate(
         history = from_parquet_bytes(hist_path.read_bytes())[0] if hist_path.exists() else None
         result = evaluate_challenger(cfg, challenger, champion, recent, history, seed=cfg.seed)
         flat = _flatten_metrics(result.metrics)
-        summary = ("BLESSED: " if result.blessed else "REJECTED: ") + result.reason
-        details = {
+        summary = f"{result.outcome.upper()}: {result.reason}"
+        details: EvaluateDetails = {
             "blessed": result.blessed,
+            "outcome": result.outcome,
             "reason": result.reason,
             "challenger": card.version,
             "champion": champion_version,
@@ -49,6 +63,7 @@ def evaluate(
             "gates": [g.__dict__ for g in result.gates],
         }
         rec["blessed"] = result.blessed
+        rec["outcome"] = result.outcome
         finish_step(rec, report_path, summary, details, result.markdown())
         confusion = getattr(result, "confusion", None)
         return EvaluateOutcome(

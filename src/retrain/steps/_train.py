@@ -6,7 +6,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pandas as pd
 
@@ -33,7 +33,17 @@ from retrain.training.artifact import (
     model_files,
 )
 
-__all__ = ["train"]
+__all__ = ["TrainDetails", "train"]
+
+
+class TrainDetails(TypedDict):
+    """What the train step reports (and records under ``runs/<run_id>/train.json``)."""
+
+    version: str
+    parent: str | None  # the champion at training time
+    provenance: dict[str, Any]  # the training mix: rows by role, shares, ids' sha256
+    data_hashes: dict[str, Any]
+    fit_seconds: float
 
 
 def train(
@@ -112,7 +122,7 @@ def train(
             f"({p.get('history_rows', 0)} history + {p.get('new_rows', 0)} new, "
             f"history share {p.get('realised_share', 0):.0%}), fit in {fit_seconds:.1f}s"
         )
-        details = {
+        details: TrainDetails = {
             "version": version,
             "parent": champion,
             "provenance": p,

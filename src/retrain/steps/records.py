@@ -11,7 +11,7 @@ import json
 import re
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -59,13 +59,14 @@ class StepRecord(TypedDict, total=False):
     seconds: float
     status: str  # "succeeded" or "failed"
     summary: str
-    report: dict[str, Any]  # the step's details (also its report artifact's JSON)
+    report: Mapping[str, Any]  # the step's details (also its report artifact's JSON)
     markdown: str  # written beside the record as <step>.md, not into it
     error: str  # failed: the exception's type, message and the exit code it maps to
     message: str
     exit_code: int
     traceback: str  # an unexpected (internal) error only
     blessed: bool  # evaluate
+    outcome: str  # evaluate: "blessed", "rejected" or "undecided" (not enough evaluation rows)
     phase: str  # rollout
     recorded: bool  # False: made by the runner because the step could not record it
     cause: str
@@ -77,7 +78,7 @@ class StepOutcome:
 
     step: str
     summary: str
-    details: dict[str, Any] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 def check_run_id(run_id: str) -> str:
@@ -146,7 +147,7 @@ def finish_step(
     record: StepRecord,
     report_path: str | None,
     summary: str,
-    details: dict[str, Any],
+    details: Mapping[str, Any],
     markdown: str,
 ) -> None:
     """The common end of every step: fill its run record and write its report artifact."""
@@ -156,7 +157,9 @@ def finish_step(
     write_step_report(report_path, markdown, details)
 
 
-def write_step_report(report_path: str | None, markdown: str, details: dict[str, Any]) -> None:
+def write_step_report(
+    report_path: str | None, markdown: str, details: Mapping[str, Any]
+) -> None:
     """The report artifact for the KFP UI: Markdown, and its details as JSON beside it."""
     if not report_path:
         return

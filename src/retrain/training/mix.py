@@ -1,14 +1,23 @@
-"""Build the training set: new data mixed with a sample of history, plus two holdouts.
+"""Build the training set: new data mixed with a sample of history, plus two evaluation sets.
 
 Retraining on the new window alone forgets what the model knew; retraining on everything lets
 stale history drown the drift. The mix keeps a configured share of history
-(`training.historical_share`, 0.8 by default) and holds out two sets for the evaluation step:
+(`training.historical_share`, 0.8 by default).
 
-- a *recent* holdout from the new window (is the challenger better where the world is now?), and
-- a *history* holdout (did it forget the past?), never used for training.
+Every labelled row has a fixed role, from a hash of its id salted with the model name
+(`retrain.data.split`, `training.evaluation_share`): evaluation rows never train any model, in
+this window or any later one, so the champion and the challenger are both scored on rows
+neither has seen. From the evaluation rows come
 
-History rows whose id also appears in the new window are dropped first, so the recent holdout
-cannot leak into training through history.
+- the *recent* set: the new window's evaluation rows (is the challenger better where the world
+  is now?); when they are fewer than `evaluation.min_rows`, the evaluation rows of up to
+  `evaluation.pool_windows` earlier windows are pooled in, most recent first, and recorded
+  (never the oldest window of history, which stays for the history set);
+- the *history* set: the evaluation rows of older history (did it forget the past?), sampled
+  down to `training.history_holdout_rows`.
+
+Training rows are the new window's training rows plus a sample of history's training rows.
+History rows whose id also appears in the new window are dropped first.
 
 Everything is seeded: the same frames and seed give the same sets, row for row.
 """
@@ -22,14 +31,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retrain.config import Config
+from retrain.config import Config, DataSource
+from retrain.data.split import evaluation_mask
+from retrain.data.windows import window_id_of_slot, window_slots
 from retrain.errors import ValidationError
 
 __all__ = ["TrainingSet", "build_training_set", "ids_sha256"]
 
 # Independent random streams per sampling step, so changing one step's size does not reshuffle
-# the others.
-_STREAM_RECENT_HOLDOUT = 1
+# the others. Stream 1 (a random recent holdout) is retired: roles now come from the id hash.
 _STREAM_HISTORY_HOLDOUT = 2
 _STREAM_HISTORY_SAMPLE = 3
 
@@ -53,15 +63,16 @@ def ids_sha256(ids: pd.Series) -> str:
 def build_training_set(
     new: pd.DataFrame, history: pd.DataFrame | None, cfg: Config, seed: int
 ) -> TrainingSet:
-    """Split the new window, hold out history, and mix the rest at the configured share.
+    """Split rows by role, pool and sample the evaluation sets, and mix the training rows.
 
     Frames keep only the columns the model contract uses (id, time, features, target), in that
     order, with a fresh index. Rows without a label are dropped and counted in the provenance.
-    The history holdout takes `training.history_holdout_rows` rows, but never more than half of
-    the usable history.
+    The recent set may be empty (a tiny window with nothing to pool): the evaluation step then
+    reports that it cannot decide.
 
     Raises:
-        ValidationError: a required column is missing, or too few labelled rows remain.
+        ValidationError: a required column is missing, a row has no id, or nothing is left to
+            train on.
     """
     plan = _MixPlan.from_config(cfg, seed)
     _check_columns(new, list(plan.columns), "new data")
@@ -69,13 +80,20 @@ def build_training_set(
         _check_columns(history, list(plan.columns), "history")
     fresh = _split_new(new, plan)
     past = _split_history(history, new[plan.id_column], plan)
+    pooled = _pool_recent(fresh, past, plan)
+    holdout = _history_holdout(pooled.history_evaluation, plan)
     sample = _sample_history(past, fresh, plan)
     train = _mix(sample.rows, fresh.train)
+    if not len(train):
+        raise ValidationError(
+            f"nothing to train on: the new window's {len(fresh.labelled)} labelled row(s) are all"
+            " evaluation rows and there is no history; ingest a larger window"
+        )
     return TrainingSet(
         train=train,
-        recent_holdout=fresh.recent,
-        history_holdout=past.holdout,
-        provenance=_provenance(plan, fresh, past, sample, train),
+        recent_holdout=pooled.recent,
+        history_holdout=holdout,
+        provenance=_provenance(plan, fresh, past, pooled, holdout, sample, train),
     )
 
 
@@ -85,10 +103,15 @@ class _MixPlan:
 
     columns: tuple[str, ...]  # id, time, features, target: the order the frames keep
     id_column: str
+    time_column: str
     target: str
     stratify: bool
     seed: int
-    recent_holdout: float
+    data: DataSource
+    salt: str
+    evaluation_share: float
+    min_rows: int
+    pool_windows: int
     history_holdout_rows: int
     historical_share: float
     max_history_rows: int | None
@@ -98,10 +121,15 @@ class _MixPlan:
         return cls(
             columns=(cfg.data.id_column, cfg.data.time_column, *cfg.data.features, cfg.target),
             id_column=cfg.data.id_column,
+            time_column=cfg.data.time_column,
             target=cfg.target,
             stratify=cfg.task == "classification",
             seed=seed,
-            recent_holdout=cfg.training.recent_holdout,
+            data=cfg.data,
+            salt=cfg.name,  # fixed per use case, so a row keeps its role across runs
+            evaluation_share=cfg.training.evaluation_share,
+            min_rows=cfg.evaluation.min_rows,
+            pool_windows=cfg.evaluation.pool_windows,
             history_holdout_rows=cfg.training.history_holdout_rows,
             historical_share=cfg.training.historical_share,
             max_history_rows=cfg.training.max_history_rows,
@@ -110,29 +138,41 @@ class _MixPlan:
     def strata(self, df: pd.DataFrame) -> np.ndarray | int:
         return _labels(df, self.target, self.stratify)
 
+    def is_evaluation(self, df: pd.DataFrame) -> np.ndarray:
+        return evaluation_mask(df[self.id_column], self.evaluation_share, self.salt)
+
 
 @dataclass(frozen=True)
 class _NewSplit:
-    """The new window's labelled rows, split into the recent holdout and the rows to train on."""
+    """The new window's labelled rows, split by role into evaluation and training rows."""
 
     labelled: pd.DataFrame
     unlabelled_dropped: int
-    recent: pd.DataFrame
+    evaluation: pd.DataFrame
     train: pd.DataFrame
 
 
 @dataclass(frozen=True)
 class _HistorySplit:
-    """History's labelled rows not in the new window: the holdout and the pool to sample from.
+    """History's labelled rows not in the new window, split by role.
 
-    `pool` is None when no history was given (or it was empty).
+    `pool` (training rows) and `evaluation` are None when no history was given (or it was empty).
     """
 
-    holdout: pd.DataFrame | None = None
+    evaluation: pd.DataFrame | None = None
     pool: pd.DataFrame | None = None
     available: int = 0
     unlabelled_dropped: int = 0
     overlapping_new_dropped: int = 0
+
+
+@dataclass(frozen=True)
+class _Pooled:
+    """The recent evaluation set, the windows that lent rows to it, and history's remainder."""
+
+    recent: pd.DataFrame
+    windows: list[str]
+    history_evaluation: pd.DataFrame | None
 
 
 @dataclass(frozen=True)
@@ -145,50 +185,69 @@ class _HistorySample:
 
 
 def _split_new(new: pd.DataFrame, plan: _MixPlan) -> _NewSplit:
-    """Drop unlabelled rows and split off the recent holdout (at least one row each side)."""
+    """Drop unlabelled rows and split the rest by role."""
     labelled, unlabelled = _labelled(new[list(plan.columns)], plan.target)
-    if len(labelled) < 2:
+    if not len(labelled):
         raise ValidationError(
-            f"new data has {len(labelled)} labelled row(s) in '{plan.target}'; at least 2 are "
-            "needed to split off a recent holdout"
+            f"new data has no labelled row in '{plan.target}': nothing to train or evaluate on"
         )
-    n_recent = min(max(1, round(len(labelled) * plan.recent_holdout)), len(labelled) - 1)
-    positions = _sample_positions(
-        plan.strata(labelled), n_recent, _rng(plan.seed, _STREAM_RECENT_HOLDOUT)
-    )
+    evaluation = plan.is_evaluation(labelled)
     return _NewSplit(
         labelled=labelled,
         unlabelled_dropped=unlabelled,
-        recent=_take(labelled, positions),
-        train=_drop(labelled, positions),
+        evaluation=labelled.loc[evaluation].reset_index(drop=True),
+        train=labelled.loc[~evaluation].reset_index(drop=True),
     )
 
 
 def _split_history(
     history: pd.DataFrame | None, new_ids: pd.Series, plan: _MixPlan
 ) -> _HistorySplit:
-    """Drop unlabelled rows and rows of the new window, then hold out part of the rest."""
+    """Drop unlabelled rows and rows of the new window, then split the rest by role."""
     if history is None or len(history) == 0:
         return _HistorySplit()
     labelled, unlabelled = _labelled(history[list(plan.columns)], plan.target)
     overlap = labelled[plan.id_column].isin(new_ids)
     labelled = labelled.loc[~overlap].reset_index(drop=True)
-    # Never hold out more than half of history: the rest must stay available for training.
-    n_hold = min(plan.history_holdout_rows, len(labelled) // 2)
-    holdout: pd.DataFrame | None = None
-    pool = labelled
-    if n_hold > 0:
-        positions = _sample_positions(
-            plan.strata(labelled), n_hold, _rng(plan.seed, _STREAM_HISTORY_HOLDOUT)
-        )
-        holdout, pool = _take(labelled, positions), _drop(labelled, positions)
+    evaluation = plan.is_evaluation(labelled)
     return _HistorySplit(
-        holdout=holdout,
-        pool=pool,
+        evaluation=labelled.loc[evaluation].reset_index(drop=True),
+        pool=labelled.loc[~evaluation].reset_index(drop=True),
         available=len(labelled),
         unlabelled_dropped=unlabelled,
         overlapping_new_dropped=int(overlap.sum()),
     )
+
+
+def _pool_recent(fresh: _NewSplit, past: _HistorySplit, plan: _MixPlan) -> _Pooled:
+    """The new window's evaluation rows, topped up from the latest windows while too few."""
+    hist = past.evaluation
+    if hist is None or len(fresh.evaluation) >= plan.min_rows or plan.pool_windows == 0:
+        return _Pooled(fresh.evaluation, [], hist)
+    slots = window_slots(plan.data, hist[plan.time_column])
+    latest = np.sort(np.unique(slots[np.isfinite(slots)]))[::-1]
+    # The oldest window is never pooled, so the forgetting gate always keeps some history.
+    poolable = latest[: min(plan.pool_windows, len(latest) - 1)]
+    taken = np.zeros(len(hist), dtype=bool)
+    windows: list[str] = []
+    for slot in poolable:
+        if len(fresh.evaluation) + int(taken.sum()) >= plan.min_rows:
+            break
+        taken |= slots == slot
+        windows.append(window_id_of_slot(plan.data, int(slot)))
+    recent = _mix(fresh.evaluation, _rows(hist, taken))  # the new window's rows first
+    return _Pooled(recent, windows, _rows(hist, ~taken))
+
+
+def _history_holdout(evaluation: pd.DataFrame | None, plan: _MixPlan) -> pd.DataFrame | None:
+    """A reproducible, class-stratified sample of history's evaluation rows, up to the cap."""
+    if evaluation is None or not len(evaluation):
+        return None
+    n = min(plan.history_holdout_rows, len(evaluation))
+    positions = _sample_positions(
+        plan.strata(evaluation), n, _rng(plan.seed, _STREAM_HISTORY_HOLDOUT)
+    )
+    return _take(evaluation, positions)
 
 
 def _sample_history(past: _HistorySplit, fresh: _NewSplit, plan: _MixPlan) -> _HistorySample:
@@ -209,6 +268,8 @@ def _mix(history_rows: pd.DataFrame, new_rows: pd.DataFrame) -> pd.DataFrame:
     # Concatenating an empty frame can change column dtypes; skip it.
     if not len(history_rows):
         return new_rows
+    if not len(new_rows):
+        return history_rows
     return pd.concat([history_rows, new_rows], ignore_index=True)
 
 
@@ -216,10 +277,12 @@ def _provenance(
     plan: _MixPlan,
     fresh: _NewSplit,
     past: _HistorySplit,
+    pooled: _Pooled,
+    holdout: pd.DataFrame | None,
     sample: _HistorySample,
     train: pd.DataFrame,
 ) -> dict[str, Any]:
-    """How the sets were made: sizes, shares, what was dropped and the ids' hashes."""
+    """How the sets were made: sizes, shares, roles, what was dropped and the ids' hashes."""
     n_total, n_hist = len(train), len(sample.rows)
     provenance: dict[str, Any] = {
         "seed": plan.seed,
@@ -229,10 +292,24 @@ def _provenance(
         "train_rows": n_total,
         "history_rows": n_hist,
         "new_rows": len(fresh.train),
-        "recent_holdout_rows": len(fresh.recent),
-        "history_holdout_rows": 0 if past.holdout is None else len(past.holdout),
+        "recent_holdout_rows": len(pooled.recent),
+        "history_holdout_rows": 0 if holdout is None else len(holdout),
         "new_available_rows": len(fresh.labelled),
         "new_unlabelled_dropped": fresh.unlabelled_dropped,
+        "evaluation": {
+            "share": plan.evaluation_share,
+            "salt": plan.salt,
+            "new_window_rows": len(fresh.evaluation),
+            "new_window_training_rows": len(fresh.train),
+            "min_rows": plan.min_rows,
+            "pool_windows": plan.pool_windows,
+            "pooled_windows": pooled.windows,
+            "pooled_rows": len(pooled.recent) - len(fresh.evaluation),
+            "history_rows_available": 0
+            if pooled.history_evaluation is None
+            else len(pooled.history_evaluation),
+            "history_training_rows_available": 0 if past.pool is None else len(past.pool),
+        },
         "history": {
             "available": past.available,
             "unlabelled_dropped": past.unlabelled_dropped,
@@ -244,16 +321,14 @@ def _provenance(
         "ids_sha256": {
             "history_rows": ids_sha256(sample.rows[plan.id_column]),
             "new_rows": ids_sha256(fresh.train[plan.id_column]),
-            "recent_holdout": ids_sha256(fresh.recent[plan.id_column]),
-            "history_holdout": None
-            if past.holdout is None
-            else ids_sha256(past.holdout[plan.id_column]),
+            "recent_holdout": ids_sha256(pooled.recent[plan.id_column]),
+            "history_holdout": None if holdout is None else ids_sha256(holdout[plan.id_column]),
         },
     }
     if past.pool is None:
         provenance["note"] = "no history given: trained on new rows only (historical share 0)"
     if plan.stratify:
-        frames = {"train": train, "recent_holdout": fresh.recent, "history_holdout": past.holdout}
+        frames = {"train": train, "recent_holdout": pooled.recent, "history_holdout": holdout}
         provenance["class_balance"] = {
             name: _class_counts(frame[plan.target])
             for name, frame in frames.items()
@@ -316,14 +391,12 @@ def _sample_positions(strata: np.ndarray | int, n: int, rng: np.random.Generator
     return np.sort(np.concatenate(chosen)) if chosen else np.arange(0)
 
 
+def _rows(df: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
+    return df.loc[mask].reset_index(drop=True)
+
+
 def _take(df: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
     return df.iloc[positions].reset_index(drop=True)
-
-
-def _drop(df: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
-    keep = np.ones(len(df), dtype=bool)
-    keep[positions] = False
-    return df.loc[keep].reset_index(drop=True)
 
 
 def _cap(wanted: int, available: int, max_rows: int | None) -> tuple[int, str | None]:

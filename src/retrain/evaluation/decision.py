@@ -1,0 +1,410 @@
+"""Promotion gates: should the challenger replace the champion?
+
+`decide` is a pure function of a few numbers, so every branch can be stepped through in tests;
+`evaluate_challenger` computes those numbers (metrics of both models on the recent and the
+history evaluation rows, and paired bootstrap intervals of the gain on each) and calls it. Both
+models are scored on exactly the same rows, none of which either model trained on
+(`retrain.training.mix`).
+
+Gates, all on the primary metric, with gains oriented so that positive is better:
+
+- **floor**: the challenger's score on recent data reaches the configured absolute floor;
+- **recent non-regression**: the gain over the champion on recent data, and the upper bound of
+  its confidence interval, are both at least ``-max_recent_regression``;
+- **recent improvement**: the lower bound of that interval (the point gain when there is no
+  interval) is strictly above ``min_improvement``, so an equal challenger is not blessed; at
+  the default 95% two-sided interval, two equally good models pass about 2.5% of the time;
+- **history bounded loss** (the forgetting guard): the loss on the history rows (champion minus
+  challenger) is bootstrapped the same way, and the gate fails only when the whole interval
+  lies beyond ``max_history_loss``, i.e. when the rows show the challenger forgot more than the
+  budget. This mirrors the non-regression gate, which fails only on a regression the interval
+  shows; the price is that a small history set lets some forgetting through, measured in
+  `benchmarks/decisions/gates.py`. Without an interval the point loss is judged.
+
+Each interval's half-width is reported as the comparison's *minimum detectable gain*: a true
+gain much smaller than it cannot be told from noise on these rows. When the improvement gate is
+the only one that fails and the rows could not have shown a gain (fewer than ``min_rows``
+recent rows, or, if ``max_detectable_gain`` is set, a wider half-width than that), the outcome
+is *undecided* ("not enough evaluation rows"): not blessed, but reported apart from a
+rejection. A gain the interval does show on few rows still blesses: the paired bootstrap keeps
+its false-blessing rate near nominal down to a few dozen rows (`benchmarks/decisions/gates.py`).
+A shown regression, shown forgetting or a missed floor is a rejection at any size.
+
+Without a champion (the first model) only the floor (and, if one is set, the row minimum)
+applies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["NOT_ENOUGH_ROWS", "EvaluationResult", "Gate", "GateInputs", "decide"]
+
+# Float noise must not fail a gate that is met exactly (an identical model has gain 0.0).
+_EPS = 1e-12
+
+#: The reason's words and the outcome when the gates cannot decide.
+NOT_ENOUGH_ROWS = "not enough evaluation rows"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One check of the promotion decision; `decided` is False when the data cannot settle it."""
+
+    name: str
+    passed: bool
+    detail: str
+    decided: bool = True
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """The verdict, why, and the numbers behind it.
+
+    `undecided` is True when the evaluation rows could not settle the comparison: the challenger
+    is not blessed, but it was not shown to be worse either.
+    """
+
+    blessed: bool
+    reason: str
+    gates: list[Gate]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    comparison: dict[str, Any] = field(default_factory=dict)
+    #: The challenger's confusion matrix on recent data (classification only), shaped for KFP
+    #: ClassificationMetrics: {"categories": [str, ...], "matrix": rows true x columns predicted}.
+    confusion: dict[str, Any] | None = None
+    undecided: bool = False
+
+    @property
+    def outcome(self) -> str:
+        """'blessed', 'rejected' or 'undecided'."""
+        return "blessed" if self.blessed else "undecided" if self.undecided else "rejected"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (NaN becomes null), with the outcome."""
+        return dict(_nan_to_none({**dataclasses.asdict(self), "outcome": self.outcome}))
+
+    def to_json(self) -> str:
+        """Strict JSON text of `to_dict`."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False)
+
+    def markdown(self) -> str:
+        """A report: verdict, reason, gates and a metrics table."""
+        lines = [
+            f"## Evaluation: {self.outcome}",
+            "",
+            self.reason,
+            "",
+            "| gate | result | detail |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {g.name} | {_gate_word(g)} | {g.detail} |" for g in self.gates]
+        columns = [
+            (model, holdout)
+            for model in ("challenger", "champion")
+            for holdout in ("recent", "history")
+            if self.metrics.get(model, {}).get(holdout)
+        ]
+        if columns:
+            names: list[str] = []
+            for model, holdout in columns:
+                names += [m for m in self.metrics[model][holdout] if m not in names]
+            lines += [
+                "",
+                "| metric | " + " | ".join(f"{m} ({h})" for m, h in columns) + " |",
+                "|---|" + "---|" * len(columns),
+            ]
+            for name in names:
+                cells = [_fmt(self.metrics[m][h].get(name)) for m, h in columns]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class GateInputs:
+    """What the gates judge: the primary metric's values and the thresholds that apply.
+
+    Attributes:
+        champion_recent: None when there is no champion (first model): only the floor applies.
+        recent_ci: (lower, upper) interval of the recent gain, oriented so positive means the
+            challenger is better; None to judge on the point estimate alone.
+        challenger_history, champion_history: None when there is no history holdout.
+        history_ci: (lower, upper) interval of the gain on history, oriented as `recent_ci`;
+            None to judge the history loss on its point estimate.
+        recent_rows: how many recent evaluation rows the values come from; None: not checked.
+        min_rows: fewer recent rows than this make the comparison undecided.
+        max_detectable_gain: a comparison whose recent interval's half-width exceeds this and
+            that shows no gain is undecided; None: no such bound.
+        confidence: the interval's level, for the wording only.
+        min_improvement: a challenger must beat the champion by more than this (on the
+            interval's lower bound when there is one): replacing a model that works with one
+            that is merely as good churns deployments for nothing.
+    """
+
+    metric: str
+    greater_is_better: bool
+    challenger_recent: float
+    champion_recent: float | None = None
+    recent_ci: tuple[float, float] | None = None
+    challenger_history: float | None = None
+    champion_history: float | None = None
+    history_ci: tuple[float, float] | None = None
+    floor: float | None = None
+    max_recent_regression: float = 0.0
+    max_history_loss: float = 0.02
+    confidence: float = 0.95
+    min_improvement: float = 0.0
+    recent_rows: int | None = None
+    min_rows: int = 1
+    max_detectable_gain: float | None = None
+
+
+def decide(inputs: GateInputs) -> EvaluationResult:
+    """Apply the gates to the primary metric's values. Pure: no I/O, no randomness."""
+    metric = inputs.metric
+    gates = [_floor_gate(metric, inputs.greater_is_better, inputs.floor, inputs.challenger_recent)]
+    metrics: dict[str, Any] = {"challenger": {"recent": {metric: inputs.challenger_recent}}}
+    comparison: dict[str, Any] = {
+        "metric": metric,
+        "greater_is_better": inputs.greater_is_better,
+        "floor": inputs.floor,
+        "max_recent_regression": inputs.max_recent_regression,
+        "max_history_loss": inputs.max_history_loss,
+        "confidence": inputs.confidence,
+        "first_model": inputs.champion_recent is None,
+        "recent_gain": None,
+        "recent_ci": None,
+        "recent_min_detectable_gain": _half_width(inputs.recent_ci),
+        "history_loss": None,
+        "history_loss_ci": None,
+        "history_min_detectable_gain": _half_width(inputs.history_ci),
+        "min_improvement": inputs.min_improvement,
+        "recent_rows": inputs.recent_rows,
+        "min_rows": inputs.min_rows,
+        "max_detectable_gain": inputs.max_detectable_gain,
+    }
+    floor_words = _floor_words(inputs.floor, gates[0].passed)
+
+    if inputs.champion_recent is None:
+        if inputs.challenger_history is not None:
+            metrics["challenger"]["history"] = {metric: inputs.challenger_history}
+        words = (
+            f"first model (no champion): challenger {metric} "
+            f"{_fmt(inputs.challenger_recent)} on recent data{floor_words}"
+        )
+        return _verdict(gates, words, metrics, comparison)
+
+    metrics["champion"] = {"recent": {metric: inputs.champion_recent}}
+    gates += _recent_gates(inputs, inputs.champion_recent, comparison)
+    weak = _lack_of_power(inputs, comparison)
+    comparison["lack_of_power"] = weak
+    if weak is not None:
+        gates[-2:] = [_unsettled(g, weak, inputs) for g in gates[-2:]]
+    gain, ci_words = comparison["recent_gain"], _ci_words(inputs.recent_ci, inputs.confidence)
+    words = (
+        f"challenger {metric} {_fmt(inputs.challenger_recent)} vs champion "
+        f"{_fmt(inputs.champion_recent)} on recent data (gain {gain:+.3f}{ci_words})"
+    )
+    if inputs.challenger_history is not None and inputs.champion_history is not None:
+        metrics["challenger"]["history"] = {metric: inputs.challenger_history}
+        metrics["champion"]["history"] = {metric: inputs.champion_history}
+        gate, history_words = _history_gate(
+            inputs, inputs.challenger_history, inputs.champion_history, comparison
+        )
+        gates.append(gate)
+        words += history_words
+    else:
+        gates.append(Gate("history_bounded_loss", True, "no history holdout: not checked"))
+        words += "; no history holdout, forgetting not checked"
+    return _verdict(gates, words + floor_words, metrics, comparison)
+
+
+def _verdict(
+    gates: list[Gate], words: str, metrics: dict[str, Any], comparison: dict[str, Any]
+) -> EvaluationResult:
+    """Blessed if every gate passed; rejected if a gate failed on the evidence; else undecided."""
+    blessed = all(g.passed for g in gates)
+    failed = [g.name for g in gates if not g.passed and g.decided]
+    undecided = not blessed and not failed
+    if blessed:
+        outcome, verdict = "blessed", "blessed"
+    elif undecided:
+        why = comparison.get("lack_of_power") or "; ".join(g.detail for g in gates if not g.decided)
+        outcome, verdict = "undecided", f"undecided, {NOT_ENOUGH_ROWS} ({why})"
+    else:
+        outcome, verdict = "rejected", f"rejected (failed: {', '.join(failed)})"
+    comparison = {**comparison, "outcome": outcome}
+    return EvaluationResult(
+        blessed, f"{words}: {verdict}", gates, metrics, comparison, undecided=undecided
+    )
+
+
+def _lack_of_power(inputs: GateInputs, comparison: dict[str, Any]) -> str | None:
+    """Why these rows cannot show a gain (too few, or too wide an interval); None if they can."""
+    n, mdg = inputs.recent_rows, comparison["recent_min_detectable_gain"]
+    bound = inputs.max_detectable_gain
+    if n is not None and n < inputs.min_rows:
+        return f"{n} recent evaluation rows, fewer than evaluation.min_rows {inputs.min_rows}"
+    if bound is not None and mdg is not None and mdg > bound + _EPS:
+        return (
+            f"minimum detectable gain {_fmt(mdg)} wider than "
+            f"evaluation.max_detectable_gain {bound:g}"
+        )
+    return None
+
+
+def _recent_gates(
+    inputs: GateInputs, champion_recent: float, comparison: dict[str, Any]
+) -> list[Gate]:
+    """Non-regression and improvement on the recent rows."""
+    metric, recent_ci = inputs.metric, inputs.recent_ci
+    sign = 1.0 if inputs.greater_is_better else -1.0
+    allowed = -inputs.max_recent_regression
+    gain = sign * (inputs.challenger_recent - champion_recent)
+    comparison["recent_gain"] = gain
+    ci_ok = True
+    if recent_ci is not None:
+        lower, upper = recent_ci
+        comparison["recent_ci"] = [lower, upper]
+        ci_ok = _finite(upper) and upper >= allowed - _EPS
+    point_ok = _finite(gain) and gain >= allowed - _EPS
+    if not _finite(gain):
+        recent_detail = f"{metric} undefined on recent data for one of the models"
+    else:
+        ci_words = _ci_words(recent_ci, inputs.confidence)
+        recent_detail = f"gain {gain:+.3f}{ci_words}; allowed down to {allowed:+.3f}"
+        if not point_ok:
+            recent_detail += "; the point estimate is below it"
+        elif not ci_ok:
+            recent_detail += "; the interval lies entirely below it"
+    evidence = recent_ci[0] if recent_ci is not None else gain
+    better = _finite(evidence) and evidence > inputs.min_improvement + _EPS
+    on = "lower bound of the gain's interval" if recent_ci is not None else "gain"
+    return [
+        Gate("recent_non_regression", point_ok and ci_ok, recent_detail),
+        Gate(
+            "recent_improvement",
+            better,
+            f"{on} {evidence:+.3f} {'exceeds' if better else 'does not exceed'} "
+            f"the required {inputs.min_improvement:+.3f}",
+        ),
+    ]
+
+
+def _history_gate(
+    inputs: GateInputs, challenger: float, champion: float, comparison: dict[str, Any]
+) -> tuple[Gate, str]:
+    """The forgetting guard: fail when the loss on history is shown to exceed the budget."""
+    sign = 1.0 if inputs.greater_is_better else -1.0
+    budget = inputs.max_history_loss
+    loss = sign * (champion - challenger)
+    comparison["history_loss"] = loss
+    # The loss interval is the gain interval negated: [-upper, -lower].
+    shown = loss
+    interval_words = ""
+    if inputs.history_ci is not None:
+        low_loss, high_loss = -inputs.history_ci[1], -inputs.history_ci[0]
+        comparison["history_loss_ci"] = [low_loss, high_loss]
+        shown = low_loss
+        interval_words = (
+            f", {inputs.confidence:.0%} CI of the loss [{_fmt(low_loss)}, {_fmt(high_loss)}]"
+        )
+    ok = _finite(loss) and _finite(shown) and shown <= budget + _EPS
+    verdict = "within" if ok else "beyond"
+    if not _finite(loss):
+        detail = f"{inputs.metric} undefined on the history holdout for one of the models"
+    elif inputs.history_ci is not None:
+        detail = (
+            f"change {-loss:+.3f}{interval_words}; "
+            + ("the whole interval lies beyond" if not ok else "not shown beyond")
+            + f" the {budget:g} budget"
+        )
+    else:
+        detail = f"change {-loss:+.3f}, {verdict} the {budget:g} budget"
+    words = (
+        f"; history {_fmt(challenger)} vs {_fmt(champion)} "
+        f"({-loss:+.3f}{interval_words}, {verdict} the {budget:g} budget)"
+    )
+    return Gate("history_bounded_loss", ok, detail), words
+
+
+def _unsettled(gate: Gate, weak: str, inputs: GateInputs) -> Gate:
+    """A recent gate's failure that rows this few cannot back: no gain shown, or a regression
+    seen in the point estimate but not in the interval."""
+    if gate.passed:
+        return gate
+    ci = inputs.recent_ci
+    shown_regression = gate.name == "recent_non_regression" and (
+        ci is None or not _finite(ci[1]) or ci[1] < -inputs.max_recent_regression - _EPS
+    )
+    if shown_regression:
+        return gate
+    return Gate(gate.name, False, f"{gate.detail}; {weak}", decided=False)
+
+
+def _half_width(ci: tuple[float, float] | None) -> float | None:
+    if ci is None or not (_finite(ci[0]) and _finite(ci[1])):
+        return None
+    return (ci[1] - ci[0]) / 2.0
+
+
+def _ci_words(ci: tuple[float, float] | None, confidence: float) -> str:
+    if ci is None:
+        return ""
+    return f", {confidence:.0%} CI [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+
+
+def _gate_word(gate: Gate) -> str:
+    if not gate.decided:
+        return "UNDECIDED"
+    return "pass" if gate.passed else "FAIL"
+
+
+def _floor_gate(metric: str, greater_is_better: bool, floor: float | None, value: float) -> Gate:
+    if floor is None:
+        return Gate("floor", True, "no floor configured")
+    if not _finite(value):
+        return Gate("floor", False, f"{metric} is undefined on recent data")
+    ok = value >= floor - _EPS if greater_is_better else value <= floor + _EPS
+    relation = (
+        ("at or above" if ok else "below")
+        if greater_is_better
+        else ("at or below" if ok else "above")
+    )
+    return Gate("floor", ok, f"{metric} {_fmt(value)} is {relation} the floor {_fmt(floor)}")
+
+
+def _floor_words(floor: float | None, passed: bool) -> str:
+    if floor is None:
+        return ""
+    return f"; floor {_fmt(floor)} {'met' if passed else 'not met'}"
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if not math.isfinite(x):
+        return "n/a"
+    return f"{x:.3f}" if abs(x) < 1e4 else f"{x:.4g}"
+
+
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, np.generic):
+        return _nan_to_none(obj.item())
+    if isinstance(obj, dict):
+        return {str(k): _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_nan_to_none(v) for v in obj]
+    return obj
