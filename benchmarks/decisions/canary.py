@@ -12,9 +12,10 @@ perfect, so every decision is the quality check's. Two ways of observing, as the
   drawn jointly (the canary alone right on 5 % of rows, the champion alone on 5 % plus the
   accuracy gap), and the provider reports the spread of the per-row difference.
 
-A false rollback is an equal canary rolled back; a false promotion is a worse canary promoted.
-A rollout whose quality check was never evaluated (too few labels per predictor) ends at the
-progress deadline; the table counts those rollbacks apart.
+The quality check is judged on the labels pooled over the analyses of the current step
+(`retrain.rollout.pool`). A false rollback is an equal canary rolled back, on a failed check or
+at the progress deadline (a step whose pool never reached a look, or whose failed look could
+not be confirmed in time); a false promotion is a worse canary promoted.
 
     python benchmarks/decisions/canary.py           # the full table (2000 rollouts per cell)
     python benchmarks/decisions/canary.py --quick   # 200 per cell
@@ -23,6 +24,7 @@ progress deadline; the table counts those rollbacks apart.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -39,17 +41,18 @@ CHAMPION_ACCURACIES = (0.8, 0.6)
 #: Rows where only the canary is right (paired draws); the champion alone: this plus the gap.
 CANARY_ONLY = 0.05
 GAPS = (0.0, 0.05, 0.10)
-LABELS = {"split": (100, 500, 2000, 5000, 20000), "paired": (100, 500, 2000)}
+LABELS = {"split": (50, 100, 500, 1000, 2000, 5000), "paired": (50, 100, 500, 2000)}
 
 
 @dataclass(frozen=True)
 class Outcome:
     """How one rollout ended: promoted, rolled back on failed checks, or at the deadline
-    without its quality check ever evaluated."""
+    with its quality check waiting; and after how many analyses."""
 
     promoted: bool
     failed_checks: bool
     timed_out: bool
+    analyses: int = 0
 
 
 def observe(
@@ -107,22 +110,26 @@ def simulate(
     policy = policy or RolloutConfig()
     state, _ = start_rollout("sim", "champion", "canary", policy, T0)
     now = T0
+    analyses = 0
     while not state.terminal:
         now += timedelta(seconds=policy.interval_seconds)
         obs = observe(rng, mode, labels, state.traffic, gap, accuracy)
         state, _ = advance(state, obs, now)
+        analyses += 1
     last = state.analyses[-1]
     return Outcome(
         promoted=state.phase == "promoted",
         failed_checks=last.verdict == "failed",
         timed_out=last.verdict == "waiting",
+        analyses=analyses,
     )
 
 
 def rates(
     mode: str, labels: int, gap: float, trials: int, seed: int = 0, accuracy: float = 0.8
 ) -> dict[str, float]:
-    """Shares of `trials` rollouts promoted, rolled back on checks, and timed out waiting."""
+    """Shares of `trials` rollouts promoted, rolled back on checks, and rolled back at the
+    deadline while waiting; and the median number of analyses to the decision."""
     key = [seed, labels, round(gap * 1000), round(accuracy * 1000), mode == "paired"]
     rng = np.random.default_rng(key)
     outcomes = [simulate(rng, mode, labels, gap, accuracy) for _ in range(trials)]
@@ -130,6 +137,7 @@ def rates(
         "promoted": sum(o.promoted for o in outcomes) / trials,
         "failed_checks": sum(o.failed_checks for o in outcomes) / trials,
         "timed_out": sum(o.timed_out for o in outcomes) / trials,
+        "median_analyses": float(np.median([o.analyses for o in outcomes])),
     }
 
 
@@ -141,23 +149,24 @@ def section(quick: bool = False) -> str:
     """The Markdown section: false rollback and false promotion rates at the defaults."""
     trials = 200 if quick else 2000
     policy = RolloutConfig()
+    per_step = policy.progress_deadline_seconds / policy.interval_seconds
     lines = [
         "## Canary analysis: false rollbacks and false promotions",
         "",
-        f"Method: {trials} rollouts per row through the pure state machine at the default "
-        f"settings (steps {'/'.join(map(str, policy.steps))} %, `min_labelled` "
-        f"{policy.min_labelled}, confidence {policy.confidence:g}, failure limit "
-        f"{policy.failure_limit}, deadline {policy.progress_deadline_seconds:g} s, "
-        "`accuracy_drop` max 0.02), fed labelled outcomes drawn from a known truth (champion "
-        "accuracy 0.8 or 0.6; canary equal, 5 or 10 points worse); `split` splits "
-        "each analysis' labels by the canary's traffic share (Prometheus), `paired` has both "
-        "models answer the same rows (replay). Seeded; "
+        f"Method: {trials} rollouts per cell through the pure state machine at the default "
+        f"settings (steps {'/'.join(map(str, policy.steps))} %, analysis every "
+        f"{policy.interval_seconds:g} s, `min_labelled` {policy.min_labelled}, confidence "
+        f"{policy.confidence:g}, failure limit {policy.failure_limit}, deadline "
+        f"{policy.progress_deadline_seconds:g} s, `accuracy_drop` max 0.02), fed labelled "
+        "outcomes drawn from a known truth (champion accuracy 0.8 or 0.6; canary equal, 5 or 10 "
+        "points worse); `split` splits each analysis' labels by the canary's traffic share "
+        "(Prometheus), `paired` has both models answer the same rows (replay). The quality "
+        "check is judged on the labels pooled over the step's analyses. Seeded; "
         "`python benchmarks/decisions/canary.py` reproduces it.",
         "",
         "| observed as | labels per analysis | champion accuracy | equal canary: rolled back "
-        "on checks | equal "
-        "canary: ended at the deadline, never evaluated | 5 points worse: promoted | 10 points "
-        "worse: promoted |",
+        "(on checks + at the deadline) | 5 points worse: promoted | 10 points worse: promoted "
+        "| median analyses to a decision (equal / 5 worse) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for mode, counts in LABELS.items():
@@ -167,16 +176,21 @@ def section(quick: bool = False) -> str:
                     rates(mode, labels, gap, trials, accuracy=accuracy) for gap in GAPS
                 )
                 lines.append(
-                    f"| {mode} | {labels} | {accuracy:g} | {_pct(equal['failed_checks'])} | "
-                    f"{_pct(equal['timed_out'])} | {_pct(worse5['promoted'])} | "
-                    f"{_pct(worse10['promoted'])} |"
+                    f"| {mode} | {labels} | {accuracy:g} | "
+                    f"{_pct(equal['failed_checks'] + equal['timed_out'])} "
+                    f"({_pct(equal['failed_checks'])} + {_pct(equal['timed_out'])}) | "
+                    f"{_pct(worse5['promoted'])} | {_pct(worse10['promoted'])} | "
+                    f"{equal['median_analyses']:g} / {worse5['median_analyses']:g} |"
                 )
     lines += [
         "",
-        "Below `min_labelled` labels per predictor in an analysis the quality check is not "
-        "evaluated, so a rollout that never gets that many ends at the progress deadline: "
-        "neither a verdict on the canary nor a promotion without evidence. Lengthen the "
-        "analysis window (Prometheus) or replay more rows to get there.",
+        f"A step holds at most {per_step:g} analyses before its progress deadline, so the "
+        f"canary's pool at the first ({policy.steps[0]} %) step reaches `min_labelled` only "
+        f"with at least {math.ceil(policy.min_labelled / (policy.steps[0] / 100 * per_step))} "
+        "labels per analysis under split traffic (paired: "
+        f"{math.ceil(policy.min_labelled / per_step)}); below that the rollout ends at the "
+        "deadline without a verdict on the canary, never promoted without evidence. Lengthen the "
+        "deadline, the analysis window (Prometheus) or replay more rows to get there.",
     ]
     return "\n".join(lines) + "\n"
 

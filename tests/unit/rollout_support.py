@@ -130,8 +130,8 @@ def healthy(**overrides: float | None) -> Observations:
         "champion.loss": 0.26,
         "canary.loss_std": 0.5,
         "champion.loss_std": 0.5,
-        "canary.labelled": 1000.0,
-        "champion.labelled": 9000.0,
+        "canary.labelled": 2000.0,
+        "champion.labelled": 18000.0,
         "prediction_shift": 0.05,
     }
     metrics.update(overrides)

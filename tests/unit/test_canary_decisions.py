@@ -33,17 +33,39 @@ TRIALS = 150
 LIMIT = int(binom.ppf(0.99, TRIALS, 0.05)) / TRIALS
 
 
-@pytest.mark.parametrize(("mode", "labels"), [("split", 5000), ("paired", 500)])
+# 100 paired labels per analysis is 20 % of `min_labelled`: only the labels pooled over a
+# step's analyses reach it. 2000 split labels give the canary 200 per analysis at 10 %.
+SETTINGS = [("split", 5000), ("split", 2000), ("paired", 500), ("paired", 100)]
+
+
+@pytest.mark.parametrize(("mode", "labels"), SETTINGS)
 def test_an_equal_canary_is_rarely_rolled_back(mode: str, labels: int) -> None:
+    # Rolled back on a check or at the deadline (never judged): both are false rollbacks.
     r = canary.rates(mode, labels, 0.0, TRIALS, seed=1)
     assert r["failed_checks"] + r["timed_out"] <= LIMIT
     assert r["promoted"] >= 1 - LIMIT
 
 
-@pytest.mark.parametrize(("mode", "labels"), [("split", 5000), ("paired", 500)])
+@pytest.mark.parametrize(("mode", "labels"), SETTINGS)
 @pytest.mark.parametrize("gap", [0.05, 0.10])
 def test_a_worse_canary_is_rarely_promoted(mode: str, labels: int, gap: float) -> None:
     assert canary.rates(mode, labels, gap, TRIALS, seed=2)["promoted"] <= LIMIT
+
+
+@pytest.mark.parametrize(("mode", "labels"), [("split", 2000), ("paired", 100)])
+def test_a_noisier_proportion_at_low_traffic_keeps_both_rates_low(mode: str, labels: int) -> None:
+    equal = canary.rates(mode, labels, 0.0, TRIALS, seed=5, accuracy=0.6)
+    worse = canary.rates(mode, labels, 0.05, TRIALS, seed=5, accuracy=0.6)
+    assert equal["failed_checks"] + equal["timed_out"] <= LIMIT
+    assert worse["promoted"] <= LIMIT
+
+
+def test_pooling_takes_several_analyses_per_step_at_low_traffic() -> None:
+    # 100 paired labels per analysis: `min_labelled` (500) pooled at a step's 5th analysis,
+    # where a paired pool is first judged (within the 6 that fit before the 1800 s deadline
+    # at 300 s intervals): 15 analyses for three steps.
+    r = canary.rates("paired", 100, 0.0, 50, seed=6)
+    assert r["median_analyses"] == 15
 
 
 def test_a_noisier_proportion_keeps_both_rates_low() -> None:
@@ -56,10 +78,11 @@ def test_a_noisier_proportion_keeps_both_rates_low() -> None:
 
 @pytest.mark.parametrize("gap", [0.0, 0.10])
 def test_with_few_labels_the_quality_check_is_not_evaluated(gap: float) -> None:
-    # 100 labels per analysis, 10 of them the canary's: no verdict either way. The rollout
-    # waits and ends at the progress deadline, never on a check and never promoted.
+    # 100 labels per analysis, 10 of them the canary's: 60 pooled by the 10 % step's deadline,
+    # no verdict either way. The rollout waits and ends at the progress deadline, never on a
+    # check and never promoted.
     r = canary.rates("split", 100, gap, 50, seed=3)
-    assert r == {"promoted": 0.0, "failed_checks": 0.0, "timed_out": 1.0}
+    assert r == {"promoted": 0.0, "failed_checks": 0.0, "timed_out": 1.0, "median_analyses": 6}
 
 
 def test_the_section_is_a_table_with_one_row_per_setting(monkeypatch: pytest.MonkeyPatch) -> None:

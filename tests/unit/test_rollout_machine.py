@@ -113,7 +113,9 @@ def test_never_ready_is_rolled_back_at_the_deadline() -> None:
 
 def test_too_few_labels_wait_without_passing_or_failing() -> None:
     few = healthy(**{"canary.labelled": 40.0, "champion.labelled": 360.0})
-    flaky = healthy(**{"canary.error_rate": 0.05})
+    # Few labels here too: the quality checks pool the step's labels, and a flaky analysis
+    # with 1000 of them would have judged (and passed) the quality check for the step.
+    flaky = healthy(**{"canary.error_rate": 0.05, "canary.labelled": 40.0})
     # A failure, then a wait: the wait does not reset the run of failures, so the next failure
     # is the second in a row.
     state, decided = run(start(), [flaky, few, flaky])
@@ -124,7 +126,8 @@ def test_too_few_labels_wait_without_passing_or_failing() -> None:
     assert decided == [(10, (RollBack("v2", state.reason),))]
     assert state.failures == 0 and state.passed_in_step == 0
     assert state.reason.startswith("no progress at step 1/3 (10%) by the deadline (too few labels)")
-    assert "accuracy_drop not evaluated: 40 labelled per predictor, fewer than 500" in state.reason
+    # The pool: 10 analyses of 40 labels each by the deadline, still fewer than 500.
+    assert "accuracy_drop not evaluated: 400 labelled per predictor, fewer than 500" in state.reason
 
 
 def test_nothing_happens_before_the_interval() -> None:

@@ -16,8 +16,11 @@ Rules, Flagger-style:
 - `analyses_per_step` passing analyses in a row move to the next step; the step after the last
   canary step is 100 %, i.e. promotion;
 - `failure_limit` failed analyses in a row roll back; a missing metric is a failed check;
-- a quality check with too few labels (`min_labelled`) is not evaluated: that analysis neither
-  passes nor fails (it does not break a run of failures either), and the step waits;
+- the quality checks are judged on the labelled evidence pooled over the step's analyses
+  (`retrain.rollout.pool`), at the analysis whose pooled count reaches `min_labelled` and then
+  once per doubling of it; with too few labels, or between looks (unless the last look
+  passed), a quality check is not evaluated: that analysis neither passes nor fails (it does
+  not break a run of failures either), and the step waits;
 - a step that has not progressed within `progress_deadline_seconds` rolls back (this is what
   ends a canary that never becomes ready).
 """
@@ -31,6 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from retrain.errors import ValidationError
+from retrain.rollout import pool as evidence
 from retrain.rollout.actions import (
     Action,
     Promote,
@@ -39,7 +43,7 @@ from retrain.rollout.actions import (
     action_dict,
     action_from_dict,
 )
-from retrain.rollout.checks import CheckResult, run_checks, summarise
+from retrain.rollout.checks import CheckResult, summarise
 from retrain.settings.rollout import RolloutConfig
 
 __all__ = [
@@ -134,7 +138,9 @@ class RolloutState:
     """One canary's rollout. `pending` holds decided actions not yet confirmed as carried out.
 
     `seq` counts decisions that produced actions; with `rollout_id` it names each decision, so
-    a re-run after a crash can tell an action it already carried out from a new one.
+    a re-run after a crash can tell an action it already carried out from a new one. `pool`
+    holds the current step's pooled labelled sums and `looks` the quality checks' looks at
+    them (`retrain.rollout.pool`); both are reset when the step changes.
     """
 
     rollout_id: str
@@ -154,6 +160,8 @@ class RolloutState:
     analyses: tuple[Analysis, ...] = ()
     pending: tuple[Action, ...] = ()
     seq: int = 0
+    pool: Mapping[str, float] = field(default_factory=dict)
+    looks: evidence.Looks = field(default_factory=evidence.Looks)
 
     @property
     def terminal(self) -> bool:
@@ -207,6 +215,8 @@ class RolloutState:
             "pending": [action_dict(a) for a in self.pending],
             "policy": self.policy.model_dump(mode="json"),
             "analyses": [a.as_dict() for a in self.analyses],
+            "pool": dict(self.pool),
+            "looks": self.looks.as_dict(),
         }
 
     @classmethod
@@ -230,6 +240,8 @@ class RolloutState:
                 analyses=tuple(Analysis.from_dict(a) for a in raw.get("analyses", [])),
                 pending=tuple(action_from_dict(a) for a in raw.get("pending", [])),
                 seq=int(raw.get("seq", 0)),
+                pool={str(k): float(v) for k, v in raw.get("pool", {}).items()},
+                looks=evidence.Looks.from_dict(raw.get("looks")),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ValidationError(f"rollout state is malformed: {err!r}") from None
@@ -303,9 +315,18 @@ def advance(
 
     if policy.checks is None:
         raise ValidationError("rollout state has no checks: start rollouts with start_rollout")
-    results = run_checks(
-        policy.checks, observations.metrics, policy.confidence, policy.min_labelled
+    pool = evidence.add(state.pool, observations.metrics)
+    results, looks = evidence.judge(
+        policy.checks,
+        observations.metrics,
+        pool,
+        state.looks,
+        policy.confidence,
+        policy.min_labelled,
+        len(policy.steps) - 1,
+        now + timedelta(seconds=policy.interval_seconds) > state.deadline,
     )
+    state = replace(state, pool=pool, looks=looks)
     failed = any(r.passed is False for r in results)
     waiting = not failed and any(r.waiting for r in results)
     summary = summarise(results)
@@ -374,6 +395,8 @@ def advance(
         step=next_step,
         step_started_at=now,
         passed_in_step=0,
+        pool={},
+        looks=evidence.Looks(),
         reason=f"{label} passed ({summary}); canary to {next_traffic}%",
     )
     return _decide(state, (SetTraffic(next_traffic),))

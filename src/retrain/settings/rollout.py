@@ -156,15 +156,19 @@ class RolloutConfig(Section):
         gt=0.5,
         lt=1.0,
         description="A quality check fails only when its value exceeds max and the canary is "
-        "worse than the champion at this one-sided confidence (the lower bound of the drop is "
-        "above 0): an equal canary then fails an analysis at most 1 - confidence of the time.",
+        "worse than the champion beyond noise (the lower bound of the drop is above 0). The "
+        "looks at the pooled labels share 1 - confidence: a step's first look is judged at "
+        "1 - (1 - confidence) / (2 x canary steps), each further look at half the previous "
+        "alpha, so an equal canary fails a look in a rollout at most 1 - confidence of the "
+        "time.",
     )
     min_labelled: int = Field(
         default=500,
         ge=1,
-        description="Labelled predictions each predictor needs in one analysis before a quality "
-        "check is evaluated; below it the check is 'not evaluated' and the step waits (the "
-        "progress deadline still applies). 500 labels bound a proportion to +-4.4 points at "
+        description="Labelled predictions per predictor, pooled over the analyses of the "
+        "current step, before a quality check is evaluated; below it the check is 'not "
+        "evaluated' and the step waits (the progress deadline still applies). 500 labels "
+        "bound a proportion to +-4.4 points at "
         "95%: about the distance between the default 2-point tolerance and a clearly worse "
         "canary.",
     )

@@ -1,0 +1,179 @@
+"""Quality evidence pooled over a step's analyses: the sums, the looks, tick by tick."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from rollout_support import T0, healthy
+
+from retrain.rollout import pool
+from retrain.rollout.machine import (
+    PROGRESSING,
+    ROLLED_BACK,
+    Observations,
+    RollBack,
+    RolloutState,
+    SetTraffic,
+    advance,
+    start_rollout,
+)
+from retrain.settings.rollout import RolloutConfig
+
+POLICY = RolloutConfig(interval_seconds=60, progress_deadline_seconds=600)
+
+
+def summary(values: np.ndarray) -> tuple[float, float, float]:
+    return float(len(values)), float(values.mean()), float(values.std(ddof=1))
+
+
+def paired(n: float, canary: float, champion: float = 0.9, diff_std: float = 0.35) -> Observations:
+    return healthy(
+        **{
+            "canary.accuracy": canary,
+            "champion.accuracy": champion,
+            "canary.labelled": n,
+            "champion.labelled": n,
+            "paired_labelled": n,
+            "accuracy_diff_std": diff_std,
+        }
+    )
+
+
+def run(
+    policy: RolloutConfig, script: list[Observations]
+) -> tuple[RolloutState, list[tuple[int, tuple[object, ...]]]]:
+    state, _ = start_rollout("loans", "v1", "v2", policy, T0)
+    decided = []
+    now = T0
+    for tick, obs in enumerate(script, start=1):
+        now += timedelta(seconds=60)
+        state, actions = advance(state, obs, now)
+        if actions:
+            decided.append((tick, actions))
+        if state.terminal:
+            break
+    return state, decided
+
+
+def test_pooled_sums_give_the_statistics_of_all_the_rows() -> None:
+    rng = np.random.default_rng(0)
+    losses = [rng.gamma(2.0, 0.2, size) for size in (120, 300, 45)]
+    correct = [rng.random(size) < 0.8 for size in (120, 300, 45)]
+    sums: dict[str, float] = {}
+    for loss, right in zip(losses, correct, strict=True):
+        n, mean, std = summary(loss)
+        sums = pool.add(
+            sums,
+            {
+                "canary.labelled": n,
+                "canary.accuracy": float(right.mean()),
+                "canary.loss": mean,
+                "canary.loss_std": std,
+            },
+        )
+    everything = np.concatenate(losses)
+    got = pool.pooled_metrics(sums)
+    assert got["canary.labelled"] == 465
+    assert got["canary.accuracy"] == pytest.approx(np.concatenate(correct).mean())
+    assert got["canary.loss"] == pytest.approx(everything.mean())
+    assert got["canary.loss_std"] == pytest.approx(everything.std(ddof=1))
+    # Nothing for the champion: its count is 0, so the smaller predictor's count is 0.
+    assert got["champion.accuracy"] is None and pool.labelled(sums) == 0
+
+
+def test_paired_differences_pool_and_mixed_evidence_is_not_paired() -> None:
+    rng = np.random.default_rng(1)
+    sums: dict[str, float] = {}
+    diffs = []
+    for size in (200, 350):
+        champion = (rng.random(size) < 0.85).astype(float)
+        canary = (rng.random(size) < 0.8).astype(float)
+        diffs.append(champion - canary)
+        sums = pool.add(
+            sums,
+            {
+                "canary.labelled": float(size),
+                "champion.labelled": float(size),
+                "paired_labelled": float(size),
+                "canary.accuracy": float(canary.mean()),
+                "champion.accuracy": float(champion.mean()),
+                "accuracy_diff_std": float((champion - canary).std(ddof=1)),
+            },
+        )
+    got = pool.pooled_metrics(sums)
+    assert got["paired_labelled"] == 550 and pool.labelled(sums) == 550
+    assert got["accuracy_diff_std"] == pytest.approx(np.concatenate(diffs).std(ddof=1))
+    # One unpaired analysis (split traffic) in the pool: the samples are no longer the same
+    # rows, so the pool is judged as two independent samples, by the smaller count.
+    mixed = pool.add(
+        sums,
+        {"canary.labelled": 30.0, "champion.labelled": 270.0, "canary.accuracy": 0.8,
+         "champion.accuracy": 0.85},
+    )  # fmt: skip
+    assert pool.pooled_metrics(mixed)["paired_labelled"] is None
+    assert pool.labelled(mixed) == 580
+
+
+def test_looks_spend_at_most_the_alpha_of_the_rollout() -> None:
+    spent = [1 - pool.look_confidence(0.95, 3, look) for look in range(30)]
+    assert spent[0] == pytest.approx(0.05 / 6)
+    assert spent[1] == pytest.approx(0.05 / 12)
+    assert 3 * sum(spent) <= 0.05
+
+
+def test_split_labels_pool_until_the_first_look_then_reset_with_the_step() -> None:
+    few = healthy(**{"canary.labelled": 300.0, "champion.labelled": 2700.0})
+    state, decided = run(POLICY, [few] * 8)
+    # 300 canary labels per analysis: 2100 >= 4 x 500 at tick 7, judged and passed there.
+    assert decided == [(7, (SetTraffic(25),))]
+    assert [a.verdict for a in state.analyses] == ["waiting"] * 6 + ["passed", "waiting"]
+    assert "accuracy_drop not evaluated: 300 labelled per predictor, fewer than 500" in (
+        state.analyses[0].reason
+    )
+    assert "600 labelled per predictor pooled, next look at 2000" in state.analyses[1].reason
+    # The new step starts a new pool: 300 again, not 2400.
+    assert "300 labelled per predictor, fewer than 500" in state.analyses[-1].reason
+    assert state.pool["canary.acc_n"] == 300 and state.looks == pool.Looks()
+
+
+def test_the_last_analysis_before_the_deadline_looks_at_min_labelled() -> None:
+    few = healthy(**{"canary.labelled": 60.0, "champion.labelled": 540.0})
+    state, decided = run(POLICY, [few] * 10)
+    # 60 per analysis: 600 at tick 10 (600 s), the last analysis before the 600 s deadline.
+    assert decided == [(10, (SetTraffic(25),))]
+    assert state.analyses[-1].verdict == "passed"
+
+
+def test_a_failed_look_is_not_repeated_between_looks() -> None:
+    worse = paired(300.0, canary=0.80)
+    state, decided = run(POLICY, [worse] * 6)
+    # Paired: looks at 600 (tick 2) and 1200 (tick 4); tick 3 waits and does not count the
+    # first look's failure again. Two failed looks in a row roll back.
+    assert [a.verdict for a in state.analyses] == ["waiting", "failed", "waiting", "failed"]
+    assert decided == [(4, (RollBack("v2", state.reason),))]
+    assert state.phase == ROLLED_BACK
+    assert "2 failed analyses in a row at step 1/3 (10%)" in state.reason
+
+
+def test_a_passed_look_holds_until_the_next_one() -> None:
+    policy = POLICY.model_copy(update={"analyses_per_step": 2})
+    equal = paired(400.0, canary=0.90)
+    state, decided = run(policy, [equal] * 3)
+    # Look at 800 (tick 2) passes; tick 3 (1200 < 1600) repeats that pass: the second
+    # passing analysis of the step.
+    assert [a.verdict for a in state.analyses] == ["waiting", "passed", "passed"]
+    assert decided == [(3, (SetTraffic(25),))]
+    quality = state.analyses[-1].checks[2]
+    assert quality.passed and "passed at the last pooled look (800 labelled" in quality.reason
+
+
+def test_states_persisted_before_pooling_still_load_and_the_pool_round_trips() -> None:
+    few = healthy(**{"canary.labelled": 300.0, "champion.labelled": 2700.0})
+    state, _ = run(POLICY, [few] * 2)
+    assert state.phase == PROGRESSING and state.pool["canary.acc_n"] == 600
+    assert RolloutState.from_dict(state.as_dict()) == state
+    old = {k: v for k, v in state.as_dict().items() if k not in ("pool", "looks")}
+    loaded = RolloutState.from_dict(old)
+    assert loaded.pool == {} and loaded.looks == pool.Looks()
