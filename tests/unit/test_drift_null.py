@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bench_script import load_script
 from retrain.config import Config, config_from_dict
 from retrain.drift import (
     CategoricalProfile,
@@ -89,44 +90,12 @@ def test_a_numeric_feature_false_alarms_at_most_1pct_at_any_n(n: int) -> None:
 
 # --- a dataset at the defaults ---------------------------------------------------------------
 
-KINDS = {
-    **{f"x{i}": "numeric" for i in range(6)},
-    "amount": "numeric",
-    "age": "numeric",
-    "plan": "categorical",
-    "city": "categorical",
-    "shop": "categorical",
-    "tier": "categorical",
-}
-#: Six features, half of them categorical with many categories (where a fixed
-#: Jensen-Shannon threshold flagged nearly every window).
-WIDE = {
-    "x0": "numeric",
-    "x1": "numeric",
-    "amount": "numeric",
-    "city": "categorical",
-    "shop": "categorical",
-    "brand": "categorical",
-}
-CARDINALITY = {"plan": 3, "tier": 12, "city": 50, "brand": 100, "shop": 200}
-
-
-def dataset(
-    n: int, seed: int, shift: float = 0.0, kinds: dict[str, str] = KINDS
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """The `kinds` columns of: normal, lognormal with ties and integer features, Zipf
-    categories (3 to 200), and the positive-class probabilities of a model on x0 and x1."""
-    rng = np.random.default_rng(seed)
-    df = pd.DataFrame({f"x{i}": rng.normal(0.0, 1.0, n) for i in range(6)})
-    df["x0"] += shift
-    df["amount"] = np.round(rng.lognormal(3.0, 1.0, n), 2)
-    df["age"] = rng.integers(18, 90, n).astype(float)
-    for name, k in CARDINALITY.items():
-        cats = [f"{name}{i}" for i in range(k)]
-        df[name] = pd.Categorical.from_codes(rng.choice(k, size=n, p=zipf(k)), categories=cats)
-    df = df[list(kinds)]
-    scores = 1.0 / (1.0 + np.exp(-(df["x0"].to_numpy() + 0.5 * df["x1"].to_numpy())))
-    return df, scores
+# The generator the published benchmark uses (benchmarks/decisions/drift.py), so the tests
+# and the figures in benchmarks/results/decisions.md judge the same data.
+_bench = load_script("decisions/drift")
+KINDS: dict[str, str] = _bench.KINDS
+WIDE: dict[str, str] = _bench.WIDE
+dataset = _bench._dataset
 
 
 def dataset_profile(n: int, kinds: dict[str, str] = KINDS) -> tuple[ReferenceProfile, Config]:
