@@ -49,14 +49,17 @@ class EvaluationConfig(Section):
         ),
     )
     pool_windows: int = Field(
-        default=3,
+        default=0,
         ge=0,
         description=(
             "How many earlier labelled windows may lend their evaluation rows (most recent first)"
-            " when the new window has fewer than min_rows: 3 reaches back half a week of daily"
-            " windows or a month of weekly ones, recent enough to still judge the current world."
-            " The oldest window of history is never pooled: it keeps the forgetting gate's rows."
-            " 0 never pools."
+            " when the new window has fewer than min_rows (e.g. 3: half a week of daily windows"
+            " or a month of weekly ones). Off by default: right after a concept change the"
+            " pooled rows are from the old concept, so the champion looks better than it is and"
+            " the first retrain after the change is not deployed (measured on the SEA stream:"
+            " the retrain one window after the change was held back). Without pooling a small"
+            " window is judged on its own rows: a large gain still blesses, no shown gain is"
+            " 'undecided'. The oldest window of history is never pooled."
         ),
     )
     max_detectable_gain: float | None = Field(

@@ -32,6 +32,7 @@ from retrain.training.artifact import (
     load_registered_model,
     model_files,
 )
+from retrain.training.mix import TrainingSet
 
 __all__ = ["TrainDetails", "train"]
 
@@ -105,8 +106,7 @@ def train(
             (out / name).write_bytes(data)
         # -- drift (retrain.drift): the reference profile, registered with the model by deploy
         if cfg.drift.enabled:
-            held = [h for h in (ts.recent_holdout, ts.history_holdout) if h is not None]
-            profile = profile_for_model(cfg, model, ts.train, pd.concat(held, ignore_index=True))
+            profile = profile_for_model(cfg, model, ts.train, _reference_rows(cfg, ts, new))
             (out / PROFILE_FILE).write_text(profile.to_json())
         # -- end drift
         hold = Path(holdout_dir)
@@ -190,3 +190,16 @@ def _continuous_markdown(prov: dict[str, Any]) -> str:
             f"Size ({size.get('unit')}, read from the fitted model): {before}{size.get('after')}.\n"
         )
     return "\n".join(lines) + "\n"
+
+
+def _reference_rows(cfg: Config, ts: TrainingSet, new: pd.DataFrame) -> pd.DataFrame:
+    """The evaluation rows the profile measures the model on: the new window's own.
+
+    The drift engine compares later windows with this reference, so it must describe the
+    regime the model is deployed into: rows pooled from earlier windows (or history) would
+    set the reference on the old regime after a change and keep the performance signal firing.
+    With no evaluation row in the new window, the whole recent set stands in.
+    """
+    ids = cfg.data.id_column
+    own = ts.recent_holdout[ts.recent_holdout[ids].isin(new[ids])]
+    return own.reset_index(drop=True) if len(own) else ts.recent_holdout
