@@ -288,12 +288,13 @@ def run_checks(
             if passed and m.value > spec.max:
                 text = (
                     f"{m.what}: {m.value:.4g} > {spec.max:g} but within noise (lower "
-                    f"{confidence:.0%} bound {bound:.4g} <= 0, {m.labelled:.0f} labelled)"
+                    f"{confidence * 100:.3g}% bound {bound:.4g} <= 0, {m.labelled:.0f} labelled)"
                 )
             else:
                 sign = "<=" if passed else ">"
+                level = f"{confidence * 100:.3g}%"
                 text = (
-                    f"{m.what}: {m.value:.4g} {sign} {spec.max:g} (lower {confidence:.0%} bound "
+                    f"{m.what}: {m.value:.4g} {sign} {spec.max:g} (lower {level} bound "
                     f"{bound:.4g}, {m.labelled:.0f} labelled)"
                 )
         out.append(CheckResult(spec.name, m.value, spec.max, passed, text, m.margin or 0.0))
