@@ -8,6 +8,7 @@ Everything runs through `build_profile` and `detect_drift` at the defaults.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,8 @@ POWER_NS = (1000, 2000, 10_000, 100_000)
 DATASET_NS = (500, 2000, 10_000)
 
 
-def _config(kinds: dict[str, str]) -> Config:
+def _config(kinds: dict[str, str], **drift: Any) -> Config:
+    """A config judging `kinds` with the `drift:` section's defaults (or `drift`'s values)."""
     return config_from_dict(
         {
             "name": "m",
@@ -32,6 +34,7 @@ def _config(kinds: dict[str, str]) -> Config:
             "labels": {"uri": "l", "id_column": "id", "label_column": "y"},
             "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
             "deploy": {"deployment_name": "m"},
+            "drift": drift,
         }
     )
 

@@ -9,14 +9,13 @@ alarms in 100 windows (a rate of 1% exceeds it with chance 1.8%).
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from bench_script import load_script
-from retrain.config import Config, config_from_dict
+from retrain.config import Config
 from retrain.drift import (
     CategoricalProfile,
     ReferenceProfile,
@@ -28,21 +27,13 @@ from retrain.settings.drift import DriftConfig
 WINDOWS = 100
 MAX_ALARMS = 3  # of WINDOWS, for a rate of at most 1%
 
-
-def config(kinds: dict[str, str], **drift: Any) -> Config:
-    return config_from_dict(
-        {
-            "name": "m",
-            "task": "classification",
-            "target": "y",
-            "storage_root": "store",
-            "data": {"uri": "e", "id_column": "id", "time_column": "t", "features": kinds},
-            "labels": {"uri": "l", "id_column": "id", "label_column": "y"},
-            "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
-            "deploy": {"deployment_name": "m"},
-            "drift": drift,
-        }
-    )
+# The config and generator the published benchmark uses (benchmarks/decisions/drift.py), so
+# the tests and the figures in benchmarks/results/decisions.md judge the same data.
+_bench = load_script("decisions/drift")
+KINDS: dict[str, str] = _bench.KINDS
+WIDE: dict[str, str] = _bench.WIDE
+dataset = _bench._dataset
+config = _bench._config
 
 
 def zipf(k: int) -> np.ndarray:
@@ -90,12 +81,6 @@ def test_a_numeric_feature_false_alarms_at_most_1pct_at_any_n(n: int) -> None:
 
 # --- a dataset at the defaults ---------------------------------------------------------------
 
-# The generator the published benchmark uses (benchmarks/decisions/drift.py), so the tests
-# and the figures in benchmarks/results/decisions.md judge the same data.
-_bench = load_script("decisions/drift")
-KINDS: dict[str, str] = _bench.KINDS
-WIDE: dict[str, str] = _bench.WIDE
-dataset = _bench._dataset
 
 
 def dataset_profile(n: int, kinds: dict[str, str] = KINDS) -> tuple[ReferenceProfile, Config]:
