@@ -377,6 +377,7 @@ def test_auto_resolves_records_why_and_writes_nothing_else(tmp_path: Path) -> No
     assert out.run_id == "w1-48213077"
     assert store_files(tmp_path) == [
         "leases/loans.json",  # a scheduled run holds the run lease (tests/unit/test_run_lease.py)
+        f"runs/{out.run_id}/resolve.html",
         f"runs/{out.run_id}/resolve.json",
         f"runs/{out.run_id}/resolve.md",
     ]

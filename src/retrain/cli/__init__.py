@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from retrain import __version__, submit
-from retrain.cli import backtest, deploy, monitor
+from retrain.cli import backtest, deploy, monitor, report
 from retrain.config import Config, load_config
 from retrain.errors import (
     EXIT_INTERNAL,
@@ -226,7 +226,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return code
     _print("\n== registry ==")
     _cmd_status(argparse.Namespace(config=str(config_path), events=14, json=False))
-    return _demo_check(cfg)
+    code = _demo_check(cfg)
+    index = report.write_history_page(cfg, work / "report")
+    _print(f"\nmodel history page (metric, drift, retrains and canaries on one page): {index}")
+    return code
 
 
 def _rollback_drill(cfg: Config) -> None:
@@ -268,7 +271,10 @@ def _demo_check(cfg: Config) -> int:
         _print(log.stdout.rstrip() or "(no commits)")
         two_predictors = "canary=" in log.stdout
         _print(f"manifests: {Path(repo) / cfg.deploy.gitops_path / cfg.deploy.namespace}")
-    _print(f"step reports (Markdown, as the Kubeflow UI shows them): {store.uri('runs')}/<run>/")
+    _print(
+        f"step reports (Markdown and HTML, as the Kubeflow UI shows them): "
+        f"{store.uri('runs')}/<run>/"
+    )
     canary = reg.get_alias("canary").version
     missing = [k for k in ("canary_started", "promoted", "rolled_back") if k not in kinds]
     if champion is None or canary is None or missing or not two_predictors:
@@ -350,7 +356,7 @@ def _parser() -> argparse.ArgumentParser:
 
     # Each adds its subcommands and sets `func` on its parsers (a callable taking the parsed
     # args and returning an exit code).
-    for module in (monitor, deploy, submit, backtest):
+    for module in (monitor, deploy, submit, backtest, report):
         module.add_commands(sub)
     return p
 

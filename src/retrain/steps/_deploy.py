@@ -43,6 +43,7 @@ def deploy(
     report_path: str | None = None,
     *,
     applier_factory: Callable[[Config], Any] | None = None,
+    html_path: str | None = None,
 ) -> DeployOutcome:
     """Register the blessed version, move the alias, and roll it out as a canary (or champion).
 
@@ -109,7 +110,7 @@ def deploy(
             "detail": result.detail,
         }
         markdown = _deploy_markdown(version, alias, state, result)
-        finish_step(rec, report_path, summary, details, markdown)
+        finish_step(rec, report_path, summary, details, markdown, html_path=html_path)
         return DeployOutcome(
             "deploy", summary, details, version=version, alias=alias, commit=result.ref
         )

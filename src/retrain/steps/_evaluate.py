@@ -37,7 +37,13 @@ class EvaluateOutcome(StepOutcome):
 
 
 def evaluate(
-    config_yaml: str, run_id: str, model_dir: str, holdout_dir: str, report_path: str | None = None
+    config_yaml: str,
+    run_id: str,
+    model_dir: str,
+    holdout_dir: str,
+    report_path: str | None = None,
+    *,
+    html_path: str | None = None,
 ) -> EvaluateOutcome:
     """Challenger vs champion on recent and historical holdouts; the gates say blessed or not."""
     cfg, store = load_step_config(config_yaml)
@@ -64,7 +70,9 @@ def evaluate(
         }
         rec["blessed"] = result.blessed
         rec["outcome"] = result.outcome
-        finish_step(rec, report_path, summary, details, result.markdown())
+        finish_step(
+            rec, report_path, summary, details, result.markdown(), html_path=html_path
+        )
         confusion = getattr(result, "confusion", None)
         return EvaluateOutcome(
             "evaluate",

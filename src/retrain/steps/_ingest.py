@@ -25,7 +25,13 @@ SCHEMA_KEY = "schema/schema.json"
 
 
 def ingest(
-    config_yaml: str, window_id: str, run_id: str, dataset_path: str, report_path: str | None = None
+    config_yaml: str,
+    window_id: str,
+    run_id: str,
+    dataset_path: str,
+    report_path: str | None = None,
+    *,
+    html_path: str | None = None,
 ) -> StepOutcome:
     """Read the window's events, check them against the schema, write them as Parquet."""
     cfg, store = load_step_config(config_yaml)
@@ -55,5 +61,5 @@ def ingest(
         if drift.report is not None:
             summary += f"; {drift.summary()}"
         # -- end drift
-        finish_step(rec, report_path, summary, report, markdown)
+        finish_step(rec, report_path, summary, report, markdown, html_path=html_path)
         return StepOutcome("ingest", summary, report)

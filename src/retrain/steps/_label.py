@@ -58,6 +58,7 @@ def label(
     as_of: str | None = None,
     *,
     now: datetime | None = None,
+    html_path: str | None = None,
 ) -> StepOutcome:
     """Join the labels known as of `as_of` by id, check coverage and leakage, add the window
     to history. `now` stands in for the clock when `as_of` is not given (tests)."""
@@ -97,5 +98,5 @@ def label(
                 f"{result.report['not_yet_arrived']} not arrived yet)"
             )
         markdown = result.markdown + f"\nLabels as of: {how}.\n"
-        finish_step(rec, report_path, summary, report, markdown)
+        finish_step(rec, report_path, summary, report, markdown, html_path=html_path)
         return StepOutcome("label", summary, report)

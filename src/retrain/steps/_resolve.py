@@ -105,6 +105,7 @@ def resolve_run(
     *,
     now: datetime | None = None,
     kfp_run: bool = True,
+    html_path: str | None = None,
 ) -> ResolveOutcome:
     """Resolve ``"auto"`` in `window_id` / `run_id` (rules in `retrain.steps.resolve_rules`).
 
@@ -143,7 +144,14 @@ def resolve_run(
     if error is None and AUTO not in (window_id, run_id):
         details: dict[str, Any] = {"window_id": window_id, "run_id": run_id, "resolved": False}
         summary = f"window {window_id} and run id {run_id} as given"
-        write_step_report(report_path, f"# Resolve: nothing to resolve\n\n{summary}.\n", details)
+        write_step_report(
+            report_path,
+            f"# Resolve: nothing to resolve\n\n{summary}.\n",
+            details,
+            html_path=html_path,
+            step="resolve",
+            summary=summary,
+        )
         return ResolveOutcome("resolve", summary, details, window_id=window_id, run_id=run_id)
 
     cfg, store = load_step_config(config_yaml)
@@ -179,7 +187,7 @@ def resolve_run(
         if window_id == AUTO:
             lease = _lease_for(cfg, store, ids, job_id, at, kfp_run, details)
         summary, markdown = _render(cfg, ids, window_id, run_id, at, lease, kept_doc)
-        finish_step(rec, report_path, summary, details, markdown)
+        finish_step(rec, report_path, summary, details, markdown, html_path=html_path)
         return ResolveOutcome(
             "resolve", summary, details, window_id=ids.window_id, run_id=ids.run_id
         )

@@ -54,6 +54,7 @@ def rollout(
     applier_factory: Callable[[Config], Applier] | None = None,
     clock: Callable[[], datetime] | None = None,
     sleep: Callable[[float], None] | None = None,
+    html_path: str | None = None,
 ) -> RolloutOutcome:
     """Tick the model's canary rollout until it ends or `max_seconds` have passed.
 
@@ -107,7 +108,9 @@ def rollout(
         outcome = _outcome(seen, last, ticks, decisions)
         markdown = rollout_markdown(cfg, outcome, list(seen.values()))
         rec["phase"] = outcome.phase
-        finish_step(rec, report_path, outcome.summary, outcome.details, markdown)
+        finish_step(
+            rec, report_path, outcome.summary, outcome.details, markdown, html_path=html_path
+        )
         return outcome
 
 

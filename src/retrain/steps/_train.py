@@ -55,6 +55,8 @@ def train(
     model_dir: str,
     holdout_dir: str,
     report_path: str | None = None,
+    *,
+    html_path: str | None = None,
 ) -> StepOutcome:
     """Train a challenger on history + the new window at the configured mix."""
     cfg, store = load_step_config(config_yaml)
@@ -130,7 +132,7 @@ def train(
             "fit_seconds": fit_seconds,
         }
         markdown = _train_markdown(version, champion, p, hashes, fit_seconds)
-        finish_step(rec, report_path, summary, details, markdown)
+        finish_step(rec, report_path, summary, details, markdown, html_path=html_path)
         return StepOutcome("train", summary, details)
 
 

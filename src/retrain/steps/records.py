@@ -1,8 +1,9 @@
 """Run records: what every step writes under ``runs/<run_id>/`` and beside its artifacts.
 
 A step records its outcome (or its error, with the exit code it maps to) under
-``runs/<run_id>/<step>.json`` in the store, with the readable report beside it
-(``<step>.md``), so `retrain status` and the CLI find why a run stopped whatever engine ran it.
+``runs/<run_id>/<step>.json`` in the store, with the readable reports beside it
+(``<step>.md``, and ``<step>.html`` with plots: `retrain.reports`), so `retrain status`, the
+CLI and the history page (`retrain report`) find why a run stopped whatever engine ran it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pandas as pd
 from retrain.config import Config, config_from_text
 from retrain.data.io import from_parquet_bytes, to_parquet_bytes
 from retrain.errors import RetrainError, ValidationError
+from retrain.reports import step_html
 from retrain.storage import Storage, open_storage
 
 __all__ = [
@@ -61,6 +63,7 @@ class StepRecord(TypedDict, total=False):
     summary: str
     report: Mapping[str, Any]  # the step's details (also its report artifact's JSON)
     markdown: str  # written beside the record as <step>.md, not into it
+    html: str  # written beside the record as <step>.html, not into it
     error: str  # failed: the exception's type, message and the exit code it maps to
     message: str
     exit_code: int
@@ -120,8 +123,11 @@ def recorded_step(store: Storage, run_id: str, step: str) -> Iterator[StepRecord
         record["seconds"] = round(time.perf_counter() - t0, 3)
         record["finished_at"] = now_iso()
         markdown = record.pop("markdown", None)
+        html = record.pop("html", None)
         if markdown is not None:  # the readable report, beside the record, whatever the engine
             store.write_text(f"runs/{run_id}/{step}.md", markdown)
+        if html is not None:  # the same, with plots (`retrain report` draws failed steps)
+            store.write_text(f"runs/{run_id}/{step}.html", html)
         store.write_text(run_key(run_id, step), json.dumps(record, indent=2, default=str))
 
 
@@ -149,24 +155,51 @@ def finish_step(
     summary: str,
     details: Mapping[str, Any],
     markdown: str,
+    *,
+    html_path: str | None = None,
 ) -> None:
-    """The common end of every step: fill its run record and write its report artifact."""
+    """The common end of every step: fill its run record and write its report artifacts.
+
+    The HTML report goes into the record (`recorded_step` writes it to the store as
+    ``runs/<run_id>/<step>.html``) and to `html_path` (the KFP ``HTML`` artifact), if given.
+    """
+    step = str(record.get("step", ""))
+    html = step_html(step, summary, details, markdown, run_id=str(record.get("run_id", "")))
     record["summary"] = summary
     record["report"] = details
     record["markdown"] = markdown
+    record["html"] = html
     write_step_report(report_path, markdown, details)
+    _write_html(html_path, html)
 
 
 def write_step_report(
-    report_path: str | None, markdown: str, details: Mapping[str, Any]
+    report_path: str | None,
+    markdown: str,
+    details: Mapping[str, Any],
+    *,
+    html_path: str | None = None,
+    step: str = "",
+    summary: str = "",
 ) -> None:
-    """The report artifact for the KFP UI: Markdown, and its details as JSON beside it."""
+    """The report artifacts for the KFP UI: Markdown, its details as JSON beside it, and
+    (with `html_path`) the HTML report of `step` with its plots."""
+    if html_path:
+        _write_html(html_path, step_html(step, summary, details, markdown))
     if not report_path:
         return
     p = Path(report_path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(markdown)
     p.with_name(p.name + ".json").write_text(json.dumps(details, indent=2, default=str))
+
+
+def _write_html(html_path: str | None, html: str) -> None:
+    if not html_path:
+        return
+    p = Path(html_path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(html, encoding="utf-8")
 
 
 def load_step_config(config_yaml: str) -> tuple[Config, Storage]:
