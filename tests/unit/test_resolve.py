@@ -403,6 +403,7 @@ def test_only_the_window_is_auto(tmp_path: Path) -> None:
     assert (out.window_id, out.run_id) == ("4", "given-1")
     assert store_files(tmp_path) == [
         "leases/loans.json",
+        "runs/given-1/resolve.html",
         "runs/given-1/resolve.json",
         "runs/given-1/resolve.md",
     ]

@@ -165,7 +165,11 @@ def test_a_retried_resolve_keeps_its_jobs_window_and_run_id(config: str) -> None
     later = NOW + timedelta(minutes=2)
     retry = steps.resolve_run(config, "auto", "auto", JOB, now=later)
     assert (retry.window_id, retry.run_id) == ("1", RUN)  # not week 2, not w2-<job>
-    assert store.list("runs") == [f"runs/{RUN}/resolve.json", f"runs/{RUN}/resolve.md"]
+    assert store.list("runs") == [
+        f"runs/{RUN}/resolve.html",
+        f"runs/{RUN}/resolve.json",
+        f"runs/{RUN}/resolve.md",
+    ]
     lease, _ = read_lease(store, "loans")
     assert lease is not None
     assert (lease.owner, lease.run_id, lease.snapshot) == (f"pipeline:{JOB}", RUN, "1")
