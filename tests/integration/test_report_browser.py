@@ -24,6 +24,9 @@ pytestmark = pytest.mark.integration  # starts Chromium, runs the whole loop
 
 SHOTS = Path(__file__).resolve().parents[2] / "build" / "report-screenshots"
 STEPS = ("ingest", "label", "train", "evaluate", "deploy", "rollout")
+#: A shorter demo: the concept changes at week 4; weeks 0-4 are trained (week 4's canary is
+#: promoted), then the rollback drill, and week 5's canary is left in flight.
+WINDOWS, ROWS, CHANGE = 8, 1500, 4
 
 #: Markup a feature name or category could carry: each would run or fetch if not escaped.
 HOSTILE_NAME = '<img src=x onerror="window.__pwned=1">'
@@ -45,8 +48,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A demo run's work directory (its report/ holds the history page and step reports)."""
     chromium_path()  # skip before the slow part when there is no browser
     work = tmp_path_factory.mktemp("demo")
-    args = ["demo", "--workdir", str(work), "--engine", "direct", "--windows", "8",
-            "--rows", "1000", "--drift-window", "5"]
+    args = ["demo", "--workdir", str(work), "--engine", "direct", "--windows", str(WINDOWS),
+            "--rows", str(ROWS), "--drift-window", str(CHANGE)]
     assert main(args) == 0
     return work
 
@@ -93,7 +96,8 @@ def test_history_page_shows_the_change_the_retrain_and_the_canaries(
         ".map(t => t.textContent).filter(t => t.startsWith('champion'))"
     )
     values = {t.split(" at ")[1].split(":")[0]: float(t.rsplit(": ", 1)[1]) for t in champion}
-    assert values["5"] < min(values[w] for w in ("1", "2", "3", "4")) - 0.1
+    before = [values[str(w)] for w in range(1, CHANGE)]
+    assert values[str(CHANGE)] < min(before) - 0.1
     # Every step report it links to is beside it.
     hrefs = page.evaluate("[...document.querySelectorAll('a[href]')].map(a => a.getAttribute"
                           "('href'))")
@@ -108,7 +112,7 @@ def test_each_step_report_draws_its_plots(browser: Browser, demo: Path, step: st
     runs = demo / "store" / "runs"
     run = next(
         r for r in sorted(runs.iterdir())
-        if (r / "rollout.json").exists() and r.name.startswith("w5-")
+        if (r / "rollout.json").exists() and r.name.startswith(f"w{CHANGE}-")
     )
     path = run / f"{step}.html"
     assert json.loads((run / f"{step}.json").read_text())["status"] == "succeeded"
