@@ -286,7 +286,7 @@ def line_plot(
     marker is a ``class="marker"`` text symbol under the plot at its x position.
     """
     n = max(len(x_labels), 1)
-    left, right, top = 56.0, 230.0, 30.0
+    left, right, top = 56.0, 270.0, 30.0
     slot = max(26.0, min(70.0, 700.0 / n))
     plot_w, plot_h = slot * n, 170.0
     lanes = _marker_rows(markers)
@@ -353,7 +353,7 @@ def line_plot(
         out.append(f'<rect x="{left + plot_w + 10:.1f}" y="{legend_y - 9:.1f}" width="10" '
                    f'height="10" fill="{s.color}"/>')
         out.append(f'<text x="{left + plot_w + 24:.1f}" y="{legend_y:.1f}" {_FONT}>'
-                   f"{esc(_short(s.name, 34))}</text>")
+                   f"{esc(_short(s.name, 40))}</text>")
         legend_y += 16
     axis_y = top + plot_h
     out.append(f'<line x1="{left:.1f}" x2="{left + plot_w:.1f}" y1="{axis_y:.1f}" '
