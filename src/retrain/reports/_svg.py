@@ -53,9 +53,9 @@ def fmt(value: float | None) -> str:
         return "–"
     if value == 0:
         return "0"
-    if abs(value) < 1e-3 or abs(value) >= 1e5:
+    if abs(value) < 1e-3 or abs(value) >= 1e9:
         return f"{value:.2e}"
-    return f"{value:.3g}"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
 def _short(text: str, limit: int) -> str:
@@ -182,8 +182,8 @@ def interval_plot(title: str, rows: Sequence[Interval], *, axis: str = "") -> st
     upper, ``class="point"`` circles sit at the point, ``class="threshold"`` lines at each
     threshold of the row.
     """
-    row_h, left, right, top = 56.0, 170.0, 30.0, 34.0
-    width, height = 640.0, top + row_h * max(len(rows), 1) + 34
+    row_h, left, right, top = 56.0, 170.0, 110.0, 34.0
+    width, height = 720.0, top + row_h * max(len(rows), 1) + 34
     xs = [0.0]
     for r in rows:
         xs += [v for v in (r.point, r.lower, r.upper) if v is not None and math.isfinite(v)]
