@@ -60,13 +60,16 @@ def test_windows_metric_drift_and_canaries_come_from_the_records() -> None:
     }
     events = [{"kind": "promoted", "time": "2026-01-04T01:00:00", "run_id": None},
               {"kind": "deployed", "time": "2026-01-02T01:00:00", "run_id": "r0b"}]
-    history = build_history("m", runs, [], events, {"champion": "v0.8", "canary": None})
+    monitor = [{"window": "1", "performance": {"metric": "auc", "current": 0.7},
+                "drift": {"share_drifted": 0.25}}, {"window": None}]
+    history = build_history("m", runs, monitor, events, {"champion": "v0.8", "canary": None})
     rows = {r.window: r for r in history.windows}
     assert list(rows) == ["0", "1", "2"]
     assert history.metric == "auc"
     assert rows["0"].failed is None  # the re-run of window 0 passed
     assert rows["0"].run_ids == ["r0a", "r0b"]
     assert (rows["1"].champion_metric, rows["1"].challenger_metric) == (0.91, 0.9)
+    assert (rows["1"].monitor_metric, rows["1"].drift_share) == (0.7, 0.25)
     assert (rows["2"].champion_metric, rows["2"].outcome, rows["2"].deployed) == (
         0.55, "blessed", "canary")
     assert rows["2"].drift_share == 3 / 4 and rows["2"].drift_fired == ["feature_share"]
@@ -81,6 +84,7 @@ def test_windows_metric_drift_and_canaries_come_from_the_records() -> None:
         for p in plots for c in p.iter(f"{SVG}circle") if c.get("class") == "point"
     ]
     assert "champion auc (before retraining) at 2: 0.55" in points
+    assert "monitor: champion auc at 1: 0.7" in points
     markers = [(t.findtext(f"{SVG}title") or "") for p in plots for t in p.iter(f"{SVG}text")
                if t.get("class") == "marker"]
     assert any("drift fired" in m for m in markers)

@@ -108,7 +108,9 @@ def build_history(
         row.run_ids.append(run_id)
         metric = _fill(row, records) or metric
     for doc in monitor:
-        window = str(doc.get("window"))
+        if doc.get("window") is None:  # a check that found no window to look at
+            continue
+        window = str(doc["window"])
         row = rows.setdefault(window, WindowRow(window))
         perf = doc.get("performance") or {}
         if isinstance(perf.get("current"), (int, float)):
