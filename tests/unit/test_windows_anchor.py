@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from retrain.config import DataSource
+from retrain.config import DataSource, config_from_dict
+from retrain.data.ingest import ingest_window
 from retrain.data.windows import (
     drop_small_leading_windows,
     off_grid_warning,
@@ -77,3 +78,25 @@ def test_an_off_grid_window_id_warns_naming_the_windows_it_overlaps() -> None:
     periods = source(time_kind="period", window_size=2, time_column="week")
     assert off_grid_warning(periods, parse_window(periods, "4")) is None
     assert "overlaps windows 2 and 4" in str(off_grid_warning(periods, parse_window(periods, "3")))
+
+
+def test_ingest_warns_about_an_off_grid_window() -> None:
+    cfg = config_from_dict(
+        {
+            "name": "shop",
+            "task": "classification",
+            "target": "y",
+            "storage_root": "store",
+            "data": source().model_dump(mode="json"),
+            "labels": {"uri": "labels", "id_column": "id", "label_column": "y"},
+            "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+            "deploy": {"deployment_name": "shop"},
+        }
+    )
+    t = times()
+    events = pd.DataFrame({"id": [f"e{i}" for i in range(len(t))], "at": t, "x": 1.0})
+    on_grid = ingest_window(cfg, events, parse_window(cfg.data, "2024-01-08"), None)
+    assert on_grid.report["warnings"] == []
+    off = ingest_window(cfg, events, parse_window(cfg.data, "2024-01-10"), None)
+    assert len(off.data) == 7 * 24  # the window is ingested as asked ...
+    assert off.report["warnings"][0].startswith("window 2024-01-10 is not on the window grid")
