@@ -34,6 +34,7 @@ from retrain.settings import (
 )
 from retrain.settings._base import check_name
 from retrain.settings.durations import parse_duration
+from retrain.settings.evaluation import check_metric
 
 __all__ = [
     "Config",
@@ -87,6 +88,11 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
+    def _metric_fits_task(self) -> Config:
+        check_metric(self.evaluation.metric, self.task)
+        return self
+
+    @model_validator(mode="after")
     def _label_delay_fits_time_kind(self) -> Config:
         LabelSource.delay_units(self.labels.delay, self.data.time_kind)
         return self
@@ -127,7 +133,10 @@ def _format_errors(err: PydanticValidationError) -> list[str]:
         loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see examples/ for every key)"
+            msg = (
+                "unknown key (check the spelling; `retrain generate --out DIR` writes a working"
+                " example config, and README.md's Configuration section lists every key)"
+            )
         elif e["type"] == "missing":
             msg = "required key is missing"
         out.append(f"{loc}: {msg}")

@@ -14,6 +14,7 @@ from sklearn.metrics import r2_score, roc_auc_score
 from retrain.config import Config, config_from_dict
 from retrain.data.split import evaluation_mask
 from retrain.errors import ValidationError
+from retrain.settings import training as training_settings
 from retrain.training import model as model_module
 from retrain.training.artifact import TRUSTED_TYPES
 from retrain.training.mix import build_training_set, ids_sha256
@@ -288,9 +289,14 @@ def test_build_estimator_derives_preprocessing_and_seeds() -> None:
     ("task", "estimator", "params", "expected"),
     [
         ("classification", "sklearn.linear_model.NoSuchModel", {}, "model.estimator"),
-        ("classification", "sklearn.nope.Model", {}, "model.estimator: module"),
-        ("classification", "sklearn.metrics.roc_auc_score", {}, "not a scikit-learn estimator"),
-        ("classification", "sklearn.svm.SVC", {}, "trusted type list"),
+        ("classification", "sklearn.nope.Model", {}, "there is no module 'sklearn.nope'"),
+        (
+            "classification",
+            "sklearn.metrics.roc_auc_score",
+            {},
+            "'sklearn.metrics.roc_auc_score' is not a supported estimator",
+        ),
+        ("classification", "sklearn.svm.SVC", {}, "'sklearn.svm.SVC' is not a supported"),
         ("classification", "sklearn.linear_model.Ridge", {}, "is not a classifier"),
         ("regression", "sklearn.linear_model.LogisticRegression", {}, "is not a regressor"),
         ("classification", "sklearn.linear_model.LogisticRegression", {"Cee": 1}, "model.params"),
@@ -313,6 +319,7 @@ def test_build_estimator_names_the_bad_key(
 def test_classifier_without_probabilities_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     trusted = TRUSTED_TYPES | {"sklearn.linear_model._ridge.RidgeClassifier"}
     monkeypatch.setattr(model_module, "TRUSTED_TYPES", trusted)
+    monkeypatch.setattr(training_settings, "TRUSTED_TYPES", trusted)
     with pytest.raises(ValidationError, match="no predict_proba"):
         build_estimator(make_cfg(estimator="sklearn.linear_model.RidgeClassifier"))
 

@@ -12,10 +12,12 @@ from typing import Literal
 
 from retrain.errors import ValidationError
 
-__all__ = ["POLICY_KINDS", "PolicySpec", "parse_policies"]
+__all__ = ["POLICY_KINDS", "POLICY_MIXES", "PolicySpec", "parse_policies"]
 
-PolicyKind = Literal["never", "every", "drift", "continuous", "always"]
-POLICY_KINDS: tuple[str, ...] = ("never", "every", "drift", "continuous", "always")
+PolicyKind = Literal["never", "every", "drift", "continuous", "always", "full_refit"]
+POLICY_KINDS: tuple[str, ...] = ("never", "every", "drift", "continuous", "always", "full_refit")
+#: Training mixes a policy may name after '@' (``always@weighted``): `training.mix` values.
+POLICY_MIXES: tuple[str, ...] = ("sample", "weighted")
 
 
 @dataclass(frozen=True)
@@ -23,17 +25,21 @@ class PolicySpec:
     """One retraining policy.
 
     Args:
-        kind: never | every | drift | continuous | always.
+        kind: never | every | drift | continuous | always | full_refit (the plain
+            scikit-learn baseline: `retrain.backtest.baseline`).
         every: for ``every``, retrain on every N-th labelled window.
+        mix: the `training.mix` this policy trains with (None: the config's).
     """
 
     kind: PolicyKind
     every: int = 1
+    mix: str | None = None
 
     @property
     def name(self) -> str:
         """The policy as written on the command line (and its output folder's name)."""
-        return f"every-{self.every}" if self.kind == "every" else self.kind
+        base = f"every-{self.every}" if self.kind == "every" else self.kind
+        return f"{base}@{self.mix}" if self.mix else base
 
     def scheduled(self, labelled_index: int) -> bool:
         """Whether a schedule-like policy retrains on the labelled window at this index.
@@ -53,7 +59,8 @@ class PolicySpec:
 
 
 def parse_policies(text: str) -> list[PolicySpec]:
-    """Parse ``never,every:N,drift,continuous,always`` into policies (order kept, no repeats).
+    """Parse ``never,every:N,drift,continuous,always,full_refit`` into policies (order kept,
+    no repeats). A policy may name its training mix: ``always@weighted``.
 
     Raises:
         ValidationError: an unknown name, a bad N, a repeat, or nothing at all (names --policies).
@@ -63,20 +70,26 @@ def parse_policies(text: str) -> list[PolicySpec]:
         item = raw.strip()
         if not item:
             continue
+        item, _, mix = item.partition("@")
         kind, _, arg = item.partition(":")
         if kind not in POLICY_KINDS:
             raise ValidationError(
-                f"--policies: unknown policy {item!r}; use never, every:N, drift, continuous "
-                "or always"
+                f"--policies: unknown policy {item!r}; use never, every:N, drift, continuous, "
+                "always or full_refit"
+            )
+        if mix and (mix not in POLICY_MIXES or kind in ("never", "full_refit")):
+            raise ValidationError(
+                f"--policies: {item}@{mix}: a retraining policy may name a training mix "
+                f"({' or '.join(POLICY_MIXES)}), e.g. always@weighted"
             )
         if kind == "every":
             if not arg.isdigit() or int(arg) < 1:
                 raise ValidationError(f"--policies: {item!r} needs a positive N, e.g. every:3")
-            spec = PolicySpec("every", int(arg))
+            spec = PolicySpec("every", int(arg), mix or None)
         elif arg:
             raise ValidationError(f"--policies: policy {kind!r} takes no argument ({item!r})")
         else:
-            spec = PolicySpec(kind)  # type: ignore[arg-type]
+            spec = PolicySpec(kind, mix=mix or None)  # type: ignore[arg-type]
         if spec in out:
             raise ValidationError(f"--policies: {item!r} is listed twice")
         out.append(spec)

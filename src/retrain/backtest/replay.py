@@ -83,6 +83,7 @@ class WindowRecord:
     promoted: str | None = None
     train_seconds: float = 0.0
     cache_hit: bool = False
+    skipped: str | None = None  # why a window the serving model should have scored was not
     notes: list[str] = field(default_factory=list)
 
 
@@ -133,6 +134,8 @@ def policy_config(cfg: Config, spec: PolicySpec, root: Path) -> Config:
     update["continuous"] = continuous
     if spec.kind == "drift":
         update["triggers"] = cfg.triggers.model_copy(update={"drift": True})
+    if spec.mix:
+        update["training"] = cfg.training.model_copy(update={"mix": spec.mix})
     return cfg.model_copy(update=update)
 
 
@@ -294,7 +297,7 @@ def _ingest(run: _ReplayInputs, i: int, rec: WindowRecord) -> bool:
     try:
         ingested = steps.ingest(run.text, run.windows[i], f"bt-{i:05d}-ingest", str(run.dataset(i)))
     except RetrainError as err:
-        rec.notes.append(f"ingest failed: {err}")
+        rec.skipped = f"ingest failed: {err}"
         return False
     rec.drift = ingested.details.get("drift", {}).get("drift_detected")
     return True
@@ -317,7 +320,7 @@ def _score_champion(
             run.cfg, state.models[champion], events, run.labels
         )
     except RetrainError as err:
-        rec.notes.append(f"scoring failed: {err}")
+        rec.skipped = f"scoring failed: {err}"
     return champion
 
 

@@ -10,17 +10,26 @@ from typing import Any
 
 from retrain.backtest.replay import PolicyResult
 
-__all__ = ["PolicySummary", "summarise", "write_outputs"]
+__all__ = ["PolicySummary", "common_windows", "summarise", "write_outputs"]
 
 
 @dataclass(frozen=True)
 class PolicySummary:
-    """One row of the table: quality over the scored windows, and what it cost."""
+    """One row of the table: quality over the scored windows, and what it cost.
+
+    `mean` is over the windows every policy of the backtest scored (`common_windows`), so the
+    means compare like with like; `mean_own` is over this policy's own scored windows.
+    `windows_skipped` counts windows the policy should have scored but could not (ingest or
+    scoring failed), listed with their reasons in `skipped`.
+    """
 
     policy: str
     metric: str
     windows_scored: int
+    windows_skipped: int
+    common_windows: int
     mean: float | None
+    mean_own: float | None
     worst: float | None
     worst_window: str | None
     mean_after_drift: float | None
@@ -30,18 +39,36 @@ class PolicySummary:
     cache_hits: int
     train_seconds: float
     labels_consumed: int
+    skipped: dict[str, str]
 
 
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _scored_indices(result: PolicyResult) -> set[int]:
+    return {w.index for w in result.windows if w.metric is not None and not math.isnan(w.metric)}
+
+
+def common_windows(results: list[PolicyResult]) -> set[int]:
+    """The windows every policy scored: the ones the means are taken over."""
+    sets = [_scored_indices(r) for r in results]
+    return set.intersection(*sets) if sets else set()
+
+
 def summarise(
-    result: PolicyResult, *, slo: float | None = None, drift_index: int | None = None
+    result: PolicyResult,
+    *,
+    slo: float | None = None,
+    drift_index: int | None = None,
+    common: set[int] | None = None,
 ) -> PolicySummary:
     """Aggregate a replay. `slo` counts windows worse than it (below for AUC, above for RMSE);
-    `drift_index` is the first window after a known drift point, for the after-drift mean."""
-    scored = [w for w in result.windows if w.metric is not None and not math.isnan(w.metric)]
+    `drift_index` is the first window after a known drift point, for the after-drift mean;
+    `common` the windows the means are over (None: the policy's own scored windows)."""
+    own = _scored_indices(result)
+    common = own if common is None else common
+    scored = [w for w in result.windows if w.index in common]
     values = [float(w.metric) for w in scored if w.metric is not None]
     sign = 1.0 if result.greater_is_better else -1.0
     worst = min(scored, key=lambda w: sign * float(w.metric or 0.0)) if scored else None
@@ -56,8 +83,11 @@ def summarise(
     return PolicySummary(
         policy=result.policy,
         metric=result.metric,
-        windows_scored=len(values),
+        windows_scored=len(own),
+        windows_skipped=sum(1 for w in result.windows if w.skipped),
+        common_windows=len(common),
         mean=_mean(values),
+        mean_own=_mean([float(w.metric or 0.0) for w in result.windows if w.index in own]),
         worst=float(worst.metric) if worst is not None and worst.metric is not None else None,
         worst_window=worst.window if worst is not None else None,
         mean_after_drift=_mean(after) if drift_index is not None else None,
@@ -67,6 +97,7 @@ def summarise(
         cache_hits=sum(1 for w in result.windows if w.cache_hit),
         train_seconds=round(sum(w.train_seconds for w in result.windows), 3),
         labels_consumed=result.labels_consumed,
+        skipped={w.window: str(w.skipped) for w in result.windows if w.skipped},
     )
 
 
@@ -84,19 +115,24 @@ def markdown(
         f"# {title}\n\n"
         + ", ".join(f"{k}: {v}" for k, v in settings.items() if v is not None)
         + "\n\n"
-        f"| policy | mean {metric} | worst window | mean after drift | windows worse than SLO"
-        f"{f' ({slo})' if slo is not None else ''} | retrains | deploys | training s "
-        "(cache hits) | labels consumed |\n|---|---|---|---|---|---|---|---|---|\n"
+        f"| policy | mean {metric} | scored (skipped) | worst window | mean after drift | "
+        f"windows worse than SLO{f' ({slo})' if slo is not None else ''} | retrains | deploys | "
+        "training s (cache hits) | labels consumed |\n|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = [
-        f"| {s.policy} | {_fmt(s.mean)} | {_fmt(s.worst)} ({s.worst_window or '-'}) | "
+        f"| {s.policy} | {_fmt(s.mean)} | {s.windows_scored} ({s.windows_skipped}) | "
+        f"{_fmt(s.worst)} ({s.worst_window or '-'}) | "
         f"{_fmt(s.mean_after_drift)} | {'-' if s.below_slo is None else s.below_slo} | "
         f"{s.retrains} | {s.deploys} | {s.train_seconds:.1f} ({s.cache_hits}) | "
         f"{s.labels_consumed} |"
         for s in summaries
     ]
+    common = summaries[0].common_windows if summaries else 0
     notes = (
-        "\n\nThe serving model (the registry champion) scores each window before that window's "
+        f"\n\nMeans, worst windows and SLO counts are over the {common} windows every policy "
+        "scored; 'scored (skipped)' counts each policy's scored windows and the windows it "
+        "could not score because ingest or scoring failed. "
+        "The serving model (the registry champion) scores each window before that window's "
         "labels are used (prequential). Training seconds count each policy's trainings as if it "
         "ran alone; cache hits are trainings another policy had already run on identical inputs. "
         "Labels consumed: labelled rows the policy had to take into history.\n"
@@ -155,7 +191,9 @@ def write_outputs(
 ) -> list[PolicySummary]:
     """Write ``<stem>.md``, ``<stem>.json`` and ``<stem>.png`` into `out_dir`."""
     known = known_drift or []
-    summaries = [summarise(r, slo=slo, drift_index=known[0] if known else None) for r in results]
+    common = common_windows(results)
+    drift_index = known[0] if known else None
+    summaries = [summarise(r, slo=slo, drift_index=drift_index, common=common) for r in results]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{stem}.md").write_text(markdown(summaries, settings, title))
     doc = {

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from retrain.backtest.baseline import replay_full_refit
 from retrain.backtest.cache import TrainingCache
 from retrain.backtest.policies import PolicySpec
 from retrain.backtest.replay import PolicyResult, replay_policy
@@ -18,7 +19,7 @@ from retrain.backtest.report import PolicySummary, write_outputs
 from retrain.backtest.timing import ReplayOptions
 from retrain.config import Config, config_from_text
 from retrain.data.io import read_source
-from retrain.data.windows import window_ids_in, window_sort_key
+from retrain.data.windows import drop_small_leading_windows, window_ids_in, window_sort_key
 from retrain.errors import ValidationError
 
 __all__ = ["BacktestResult", "ProgressBar", "run_backtest", "select_windows"]
@@ -44,7 +45,10 @@ def select_windows(cfg: Config, spec: str | None = None) -> list[str]:
     events = read_source(cfg.data.uri, cfg.data.format)
     if cfg.data.time_column not in events.columns:
         raise ValidationError(f"data: the events have no time column {cfg.data.time_column!r}")
-    windows = window_ids_in(cfg.data, events[cfg.data.time_column])
+    times = events[cfg.data.time_column]
+    windows, skipped = drop_small_leading_windows(cfg.data, times, window_ids_in(cfg.data, times))
+    for message in skipped:
+        print(f"backtest: {message}", file=sys.stderr)
     if spec:
         lo, sep, hi = spec.partition("..")
         if not sep:
@@ -100,16 +104,31 @@ def _replay_in_worker(
     threadpool_limits(1)
     cfg = config_from_text(cfg_yaml)
     cache = TrainingCache(cache_dir) if cache_dir else None
-    result = replay_policy(
+    result = _replay(
         cfg,
         spec,
         windows,
-        out_dir,
-        options=options,
-        cache=cache,
-        on_window=lambda name, i: progress.put(f"{name} {windows[i]}"),
+        Path(out_dir),
+        options,
+        cache,
+        lambda name, i: progress.put(f"{name} {windows[i]}"),
     )
     return result.to_dict()
+
+
+def _replay(
+    cfg: Config,
+    spec: PolicySpec,
+    windows: list[str],
+    out: Path,
+    options: ReplayOptions,
+    cache: TrainingCache | None,
+    on_window: Any,
+) -> PolicyResult:
+    """One policy's replay: the real steps, or the plain full-history refit baseline."""
+    if spec.kind == "full_refit":
+        return replay_full_refit(cfg, windows, options=options, on_window=on_window)
+    return replay_policy(cfg, spec, windows, out, options=options, cache=cache, on_window=on_window)
 
 
 def run_backtest(
@@ -145,14 +164,14 @@ def run_backtest(
     if jobs == 1:
         tc = TrainingCache(cache_dir) if cache_dir else None
         for spec in policies:
-            results[spec.name] = replay_policy(
+            results[spec.name] = _replay(
                 cfg,
                 spec,
                 windows,
                 out,
-                options=options,
-                cache=tc,
-                on_window=(lambda name, i: bar.advance(f"{name} {windows[i]}")) if bar else None,
+                options,
+                tc,
+                (lambda name, i: bar.advance(f"{name} {windows[i]}")) if bar else None,
             )
     else:
         ctx = multiprocessing.get_context("spawn")  # no forked copies of threads or locks

@@ -23,7 +23,7 @@ from retrain.config import load_config
 
 __all__ = ["main", "run_standard"]
 
-POLICIES = "never,every:3,drift,continuous,always"
+POLICIES = "never,every:3,drift,continuous,always,always@weighted,full_refit"
 #: Weeks of the housing stream: long enough for post-drift weeks' sales to come in.
 HOUSING_WEEKS = 20
 

@@ -40,6 +40,15 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     )
     print((result.out_dir / "backtest.md").read_text(), flush=True)
     print(f"wrote {result.out_dir}/backtest.md, .json and .png", flush=True)
+    skips = [
+        f"{s.policy}: window {window}: {why}"
+        for s in result.summaries
+        for window, why in s.skipped.items()
+    ]
+    if args.strict and skips:
+        raise ValidationError(
+            f"--strict: {len(skips)} policy windows were not scored (see the table)", skips
+        )
     return EXIT_OK
 
 
@@ -55,8 +64,10 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--config", required=True, help="the use case's config file")
     p.add_argument(
         "--policies",
-        default="never,every:4,drift,continuous,always",
-        help="comma-separated: never, every:N, drift, continuous, always",
+        default="never,every:4,drift,continuous,always,full_refit",
+        help="comma-separated: never, every:N, drift, continuous, always, full_refit (a plain "
+        "refit on all labelled history each window, no gates); a retraining policy may name "
+        "its training mix, e.g. always@weighted",
     )
     p.add_argument(
         "--label-delay",
@@ -77,4 +88,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     p.add_argument("--no-cache", action="store_true", help="train every policy's models itself")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 2 if any policy could not score a window (ingest or scoring failed)",
+    )
     p.set_defaults(func=_cmd_backtest)

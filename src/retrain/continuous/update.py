@@ -417,7 +417,7 @@ def train_or_update(
         )
     refit = plan.strategy is not None and plan.strategy.method == "refit"
     ts = build_training_set(new, history, replay_config(cfg) if refit else cfg, seed)
-    model = fit_model(cfg, ts.train)
+    model = fit_model(cfg, ts.train, ts.sample_weight)
     provenance = dict(ts.provenance)
     if cfg.continuous.enabled:
         provenance.update(mode="full", plan=_plan_notes(plan))

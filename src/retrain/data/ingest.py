@@ -1,8 +1,11 @@
 """Ingest one window: cut it from the source, check it, and describe it.
 
 `ingest_window` is pure (frames in, result out); reading the source and writing the dataset
-happen around it. A window that fails any check raises one ValidationError listing every
-problem, so the operator fixes the data once, not one complaint per run.
+happen around it. A window with a structural problem (see `retrain.data.schema`), or with more
+broken rows than `data.max_quarantine_share`, raises one ValidationError listing every problem,
+so the operator fixes the data once, not one complaint per run. Broken rows below that share
+are returned apart (`IngestResult.quarantined`, each with its reason) and values outside the
+reference are counted as drift (`retrain.data.quarantine`): the window proceeds.
 """
 
 from __future__ import annotations
@@ -15,8 +18,15 @@ import pandas as pd
 
 from retrain.config import Config
 from retrain.data.io import json_value
-from retrain.data.schema import Schema, as_category_strings, check_window, infer_schema
-from retrain.data.windows import Window, _examples, event_times
+from retrain.data.quarantine import RowChecks, ValueReference, check_rows, drift_lines
+from retrain.data.schema import (
+    Schema,
+    as_category_strings,
+    check_window,
+    ignored_columns,
+    infer_schema,
+)
+from retrain.data.windows import Window, _examples, event_times, off_grid_warning
 from retrain.errors import ValidationError
 
 __all__ = ["IngestResult", "ingest_window"]
@@ -33,6 +43,7 @@ class IngestResult:
     schema_inferred: bool
     report: dict[str, Any]
     markdown: str
+    quarantined: pd.DataFrame | None = None
 
 
 def _output_frame(df: pd.DataFrame, cfg: Config) -> pd.DataFrame:
@@ -118,6 +129,18 @@ def _markdown(report: dict[str, Any]) -> str:
         f" (fingerprint `{report['schema_fingerprint'][:12]}`)",
         "- checks: all passed",
     ]
+    q = report["quarantine"]
+    if q["quarantined_rows"]:
+        reasons = "; ".join(f"{why}: {n}" for why, n in q["quarantine_reasons"].items())
+        lines.append(
+            f"- quarantined: {q['quarantined_rows']} rows ({q['quarantined_share']:.1%}) set"
+            f" aside with their reasons ({reasons})"
+        )
+    for line in report["value_drift"]:
+        lines.append(f"- drift vs {q['reference']}: {line}")
+    if report["ignored_columns"]:
+        listed = ", ".join(f"`{c}`" for c in report["ignored_columns"])
+        lines.append(f"- ignored columns (not model inputs): {listed}")
     for warning in report["warnings"]:
         lines.append(f"- warning: {warning}")
     feats = report["features"]
@@ -149,15 +172,21 @@ def _markdown(report: dict[str, Any]) -> str:
 
 
 def ingest_window(
-    cfg: Config, source_df: pd.DataFrame, window: Window, schema: Schema | None
+    cfg: Config,
+    source_df: pd.DataFrame,
+    window: Window,
+    schema: Schema | None,
+    reference: ValueReference | None = None,
 ) -> IngestResult:
     """Cut `window` from `source_df`, check it, and return its rows with reports.
 
     With `schema` None this is the first window: it is vetted by the reference-free checks and
-    its own schema becomes the reference (``schema_inferred`` is True).
+    its own schema becomes the reference (``schema_inferred`` is True). Values are compared
+    with `reference` (the champion's training data), else with the schema's first window.
 
     Raises:
-        ValidationError: the window is empty or fails any check; every problem is listed.
+        ValidationError: the window is empty, has a structural problem, or more broken rows
+            than `data.max_quarantine_share`; every problem is listed.
     """
     time_col = cfg.data.time_column
     required = [cfg.data.id_column, time_col, *cfg.data.features]
@@ -186,9 +215,64 @@ def ingest_window(
     problems = check_window(rows, schema, cfg)
     if problems:
         raise ValidationError(f"{where} failed {len(problems)} checks", problems)
+    if reference is None and schema is not None:
+        reference = ValueReference.from_schema(schema)
+    checks = check_rows(rows, cfg, reference)
+    _check_quarantine_share(checks, len(rows), cfg, where)
+    kept = rows.loc[checks.keep].reset_index(drop=True)
+    if len(kept) < cfg.data.min_rows:
+        raise ValidationError(
+            f"{where} has too few rows",
+            [
+                f"window has {len(kept)} rows after {checks.quarantined_rows} were quarantined;"
+                f" data.min_rows is {cfg.data.min_rows}"
+            ],
+        )
     if schema is None:
-        schema = infer_schema(rows, cfg)
-    data = _output_frame(rows, cfg)
+        schema = infer_schema(kept, cfg)
+    data = _output_frame(kept, cfg)
+    warnings = _source_warnings(source_df, times, cfg)
+    off_grid = off_grid_warning(cfg.data, window)
+    if off_grid:
+        warnings.append(off_grid)
+    report: dict[str, Any] = {
+        "window": window.as_dict(),
+        "rows": len(data),
+        "window_rows": len(rows),
+        "source_rows": len(source_df),
+        "schema_inferred": inferred,
+        "schema_fingerprint": schema.fingerprint(),
+        "problems": [],
+        "warnings": warnings,
+        "ignored_columns": ignored_columns(rows, cfg),
+        "quarantine": checks.to_dict(len(rows)),
+        "value_drift": drift_lines(checks),
+        "features": _feature_summary(data, cfg),
+    }
+    return IngestResult(
+        data=data,
+        schema=schema,
+        schema_inferred=inferred,
+        report=report,
+        markdown=_markdown(report),
+        quarantined=checks.quarantined if checks.quarantined_rows else None,
+    )
+
+
+def _check_quarantine_share(checks: RowChecks, rows: int, cfg: Config, where: str) -> None:
+    share = checks.quarantined_rows / rows if rows else 0.0
+    limit = cfg.data.max_quarantine_share
+    if share <= limit:
+        return
+    raise ValidationError(
+        f"{where}: {share:.1%} of its rows ({checks.quarantined_rows} of {rows}) are broken, "
+        f"more than data.max_quarantine_share {limit:.1%}",
+        [f"{why}: {n} rows" for why, n in checks.reasons.items()],
+    )
+
+
+def _source_warnings(source_df: pd.DataFrame, times: pd.Series, cfg: Config) -> list[str]:
+    time_col = cfg.data.time_column
     warnings = []
     no_time = int(source_df[time_col].isna().sum())
     if no_time:
@@ -199,20 +283,4 @@ def ingest_window(
             f"{int(unreadable.sum())} source rows have an unreadable {time_col!r} and belong to "
             f"no window, e.g. {_examples(source_df.loc[unreadable, time_col])}"
         )
-    report: dict[str, Any] = {
-        "window": window.as_dict(),
-        "rows": len(data),
-        "source_rows": len(source_df),
-        "schema_inferred": inferred,
-        "schema_fingerprint": schema.fingerprint(),
-        "problems": [],
-        "warnings": warnings,
-        "features": _feature_summary(data, cfg),
-    }
-    return IngestResult(
-        data=data,
-        schema=schema,
-        schema_inferred=inferred,
-        report=report,
-        markdown=_markdown(report),
-    )
+    return warnings

@@ -1,9 +1,11 @@
 """The reference schema of a use case and the checks every new window must pass.
 
 The schema is inferred once, from the first ingested window, and kept with the use case; later
-windows are checked against it. `check_window` returns every problem in words (missing or
-extra columns, wrong types, unseen categories, out-of-range values, null rates, volume,
-duplicate ids) so one failed run tells the whole story.
+windows are checked against it. `check_window` returns every structural problem in words
+(missing or extra columns, numeric columns mostly of text, null rates, volume, duplicate ids,
+config and schema out of step) so one failed run tells the whole story. Row-level problems
+and drifted values are `retrain.data.quarantine`'s: they set rows aside or are counted, and the
+window proceeds.
 """
 
 from __future__ import annotations
@@ -21,10 +23,17 @@ from retrain.data.io import json_value
 from retrain.data.windows import _examples, event_times
 from retrain.errors import ValidationError
 
-__all__ = ["ColumnSchema", "Schema", "as_category_strings", "check_window", "infer_schema"]
+__all__ = [
+    "ColumnSchema",
+    "Schema",
+    "as_category_strings",
+    "check_window",
+    "ignored_columns",
+    "infer_schema",
+    "numeric_values",
+]
 
 SCHEMA_FORMAT = 1
-_MAX_LISTED = 10
 
 
 @dataclass(frozen=True)
@@ -145,7 +154,7 @@ def as_category_strings(series: pd.Series) -> pd.Series:
     return pd.Series(out, index=series.index, name=series.name, dtype=object).astype(_TEXT_DTYPE)
 
 
-def _numeric(series: pd.Series) -> tuple[pd.Series, pd.Series]:
+def numeric_values(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Values as float64 and a mask of the present values that are not numbers."""
     if pd.api.types.is_datetime64_any_dtype(series):
         return pd.Series(np.nan, index=series.index), series.notna()
@@ -156,10 +165,6 @@ def _numeric(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     return values, values.isna() & series.notna()
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.6g}"
-
-
 def _allowed_columns(cfg: Config) -> list[str]:
     cols = [cfg.data.id_column, cfg.data.time_column, *cfg.data.features]
     if cfg.data.prediction_column:
@@ -167,15 +172,31 @@ def _allowed_columns(cfg: Config) -> list[str]:
     return cols
 
 
-def _extra_columns(df: pd.DataFrame, cfg: Config) -> list[str]:
+def ignored_columns(df: pd.DataFrame, cfg: Config) -> list[str]:
+    """Columns of `df` ingest drops by config: `data.ignore_columns`, or any unexpected column
+    under `data.extra_columns: ignore`."""
     allowed = set(_allowed_columns(cfg))
-    extra = [str(c) for c in df.columns if c not in allowed]
-    if not extra:
-        return []
+    ignore = set(cfg.data.ignore_columns)
     return [
-        f"unexpected columns: {', '.join(repr(c) for c in extra)} (allowed: id, time, the "
-        "configured features and the prediction column; add them to data.features or drop "
-        "them upstream)"
+        str(c)
+        for c in df.columns
+        if c not in allowed and (c in ignore or cfg.data.extra_columns == "ignore")
+    ]
+
+
+def _extra_columns(df: pd.DataFrame, cfg: Config) -> list[str]:
+    allowed = set(_allowed_columns(cfg)) | set(cfg.data.ignore_columns)
+    extra = [str(c) for c in df.columns if c not in allowed]
+    if not extra or cfg.data.extra_columns == "ignore":
+        return []
+    # Declaring such a column a feature would train on it: a logged score of the old model
+    # would leak into the new one. Ignoring it is what is almost always meant.
+    return [
+        f"unexpected columns: {', '.join(repr(c) for c in extra)} (not the id, time, a "
+        f"configured feature or the prediction column); if they are not model inputs, list "
+        f"them in data.ignore_columns (e.g. ignore_columns: {extra!r}) or set "
+        "data.extra_columns: ignore; add them to data.features only if the model should "
+        "learn from them"
     ]
 
 
@@ -189,8 +210,10 @@ def _structure_problems(df: pd.DataFrame, cfg: Config) -> list[str]:
     for name in cfg.numeric_features:
         if name not in df.columns:
             continue
-        _, bad = _numeric(df[name])
-        if bad.any():
+        _, bad = numeric_values(df[name])
+        present = int(df[name].notna().sum())
+        # A few non-numbers are broken rows (quarantined); mostly text is a changed column.
+        if bad.any() and int(bad.sum()) * 2 > present:
             problems.append(
                 f"column {name!r} is numeric but has {int(bad.sum())} values that are not "
                 f"numbers (dtype {df[name].dtype}), e.g. {_examples(df[name][bad])}"
@@ -218,9 +241,6 @@ def _volume_problems(df: pd.DataFrame, cfg: Config) -> list[str]:
     id_col = cfg.data.id_column
     if id_col in df.columns:
         ids = df[id_col]
-        nulls = int(ids.isna().sum())
-        if nulls:
-            problems.append(f"{nulls} rows have no id (column {id_col!r})")
         dup = ids.dropna().duplicated()
         if dup.any():
             problems.append(
@@ -262,37 +282,6 @@ def _reference_problems(df: pd.DataFrame, schema: Schema, cfg: Config) -> list[s
             f"id/time columns are {cfg.data.id_column!r}/{cfg.data.time_column!r} in the config "
             f"but {schema.id_column!r}/{schema.time_column!r} in the reference schema"
         )
-    tol = cfg.data.range_tolerance
-    for name, ref in schema.columns.items():
-        if name not in df.columns or name not in cfg.data.features:
-            continue
-        if ref.kind == "categorical" and ref.categories is not None:
-            labels = as_category_strings(df[name]).dropna()
-            unseen = labels[~labels.isin(ref.categories)]
-            if len(unseen):
-                counts = unseen.value_counts(sort=False)
-                counts = counts.iloc[
-                    np.lexsort((counts.index.to_numpy(dtype=str), -counts.to_numpy()))
-                ]
-                listed = ", ".join(
-                    f"{v!r} ({n} rows)" for v, n in counts.iloc[:_MAX_LISTED].items()
-                )
-                more = f" and {len(counts) - _MAX_LISTED} more" if len(counts) > _MAX_LISTED else ""
-                problems.append(
-                    f"column {name!r} has {len(counts)} unseen categories: {listed}{more}"
-                )
-        elif ref.kind == "numeric" and ref.min is not None and ref.max is not None:
-            values, _ = _numeric(df[name])
-            values = values.dropna()
-            width = ref.max - ref.min
-            lo, hi = ref.min - tol * width, ref.max + tol * width
-            outside = (values < lo) | (values > hi)
-            if outside.any():
-                problems.append(
-                    f"column {name!r}: {int(outside.sum())} values outside the allowed range "
-                    f"[{_fmt(lo)}, {_fmt(hi)}] (reference [{_fmt(ref.min)}, {_fmt(ref.max)}] "
-                    f"± {tol:.0%} of its width); seen [{_fmt(values.min())}, {_fmt(values.max())}]"
-                )
     return problems
 
 
@@ -311,7 +300,7 @@ def infer_schema(df: pd.DataFrame, cfg: Config) -> Schema:
         s = df[name]
         null_rate = float(s.isna().mean()) if rows else 0.0
         if kind == "numeric":
-            values, _ = _numeric(s)
+            values, _ = numeric_values(s)
             present = values.dropna()
             columns[name] = ColumnSchema(
                 kind="numeric",

@@ -7,9 +7,12 @@ snapshot id (KFP caches on inputs, so a run must name its window, never "latest"
 - ``time_kind: timestamp | date``: the id is an ISO date or datetime (UTC unless it carries an
   offset); the window spans ``window_size`` seconds (a duration such as ``'7d'``).
 
-`window_ids_in` lays windows on a fixed grid that does not depend on the data (period 0, or
-Monday 1970-01-05 00:00 UTC for time windows), so backfilled history never renames a window and
-weekly windows start on Mondays.
+`window_ids_in` lays windows on a fixed grid that does not depend on the data: it starts at
+`data.window_anchor` when set (e.g. the first event, so the first window is a whole one), else
+at period 0 or Monday 1970-01-05 00:00 UTC for time windows, so backfilled history never renames
+a window and weekly windows start on Mondays. `drop_small_leading_windows` skips a leading
+window too small to pass ingest, and `off_grid_warning` flags a window id that is not on the
+grid (it overlaps two grid windows, so their rows would be ingested twice).
 """
 
 from __future__ import annotations
@@ -28,8 +31,10 @@ from retrain.errors import ValidationError
 __all__ = [
     "Window",
     "as_of_text",
+    "drop_small_leading_windows",
     "event_times",
     "next_window_id",
+    "off_grid_warning",
     "parse_as_of",
     "parse_window",
     "window_id_of_slot",
@@ -91,6 +96,17 @@ def _window_seconds(data: DataSource) -> int:
             "when time_kind is 'date'"
         )
     return seconds
+
+
+def _time_origin(data: DataSource) -> pd.Timestamp:
+    """Where the grid of time windows starts: `data.window_anchor`, else the fixed origin."""
+    if data.window_anchor is None:
+        return _GRID_ORIGIN
+    return _parse_start(str(data.window_anchor), "timestamp")
+
+
+def _period_origin(data: DataSource) -> int:
+    return int(data.window_anchor) if data.window_anchor is not None else 0
 
 
 def _period_size(data: DataSource) -> int:
@@ -213,17 +229,18 @@ def window_slots(data: DataSource, times: pd.Series) -> np.ndarray:
     """
     values = event_times(times, data.time_kind, errors="coerce")
     if data.time_kind == "period":
-        return np.asarray(np.floor(values.to_numpy(dtype=float) / _period_size(data)))
+        shifted = values.to_numpy(dtype=float) - _period_origin(data)
+        return np.asarray(np.floor(shifted / _period_size(data)))
     step = pd.Timedelta(seconds=_window_seconds(data))
-    slots = (values - _GRID_ORIGIN) // step
+    slots = (values - _time_origin(data)) // step
     return np.asarray(slots.astype("float64").to_numpy(dtype=float, na_value=np.nan))
 
 
 def window_id_of_slot(data: DataSource, slot: int) -> str:
     """The id of the grid window numbered `slot` by `window_slots`."""
     if data.time_kind == "period":
-        return str(slot * _period_size(data))
-    return _format_instant(_GRID_ORIGIN + slot * pd.Timedelta(seconds=_window_seconds(data)))
+        return str(slot * _period_size(data) + _period_origin(data))
+    return _format_instant(_time_origin(data) + slot * pd.Timedelta(seconds=_window_seconds(data)))
 
 
 def window_ids_in(data: DataSource, times: pd.Series) -> list[str]:
@@ -235,12 +252,56 @@ def window_ids_in(data: DataSource, times: pd.Series) -> list[str]:
     if values.empty:
         return []
     if data.time_kind == "period":
-        size = _period_size(data)
-        starts = np.unique(np.floor(values.to_numpy() / size).astype(np.int64) * size)
-        return [str(int(s)) for s in starts]
-    step = pd.Timedelta(seconds=_window_seconds(data))
-    slots = np.unique(((values - _GRID_ORIGIN) // step).to_numpy(dtype=np.int64))
-    return [_format_instant(_GRID_ORIGIN + int(k) * step) for k in slots]
+        size, origin = _period_size(data), _period_origin(data)
+        slots = np.unique(np.floor((values.to_numpy() - origin) / size).astype(np.int64))
+        return [str(int(k) * size + origin) for k in slots]
+    step, origin_ts = pd.Timedelta(seconds=_window_seconds(data)), _time_origin(data)
+    slots = np.unique(((values - origin_ts) // step).to_numpy(dtype=np.int64))
+    return [_format_instant(origin_ts + int(k) * step) for k in slots]
+
+
+def drop_small_leading_windows(
+    data: DataSource, times: pd.Series, window_ids: list[str]
+) -> tuple[list[str], list[str]]:
+    """`window_ids` without leading windows of fewer than `data.min_rows` events, and a
+    message per window dropped.
+
+    A grid that does not start at the first event often begins with a sliver of a window,
+    which ingest would refuse; later small windows are kept (and fail loudly): a gap in the
+    middle of the data is news.
+    """
+    values = event_times(times, data.time_kind, errors="coerce")
+    kept = list(window_ids)
+    messages = []
+    while kept:
+        window = parse_window(data, kept[0])
+        rows = int(((values >= window.start) & (values < window.end)).fillna(False).sum())
+        if rows >= data.min_rows:
+            break
+        messages.append(
+            f"skipped leading window {window.id}: {rows} rows, fewer than data.min_rows "
+            f"{data.min_rows} (set data.window_anchor to the first event to align the grid)"
+        )
+        kept.pop(0)
+    return kept, messages
+
+
+def off_grid_warning(data: DataSource, window: Window) -> str | None:
+    """Why a window id is not on the grid, naming the grid windows it overlaps; else None."""
+    if data.time_kind == "period":
+        slot = (int(window.start) - _period_origin(data)) / _period_size(data)
+    else:
+        step = pd.Timedelta(seconds=_window_seconds(data))
+        slot = (window.start - _time_origin(data)) / step
+    if float(slot).is_integer():
+        return None
+    first = window_id_of_slot(data, int(np.floor(slot)))
+    second = window_id_of_slot(data, int(np.floor(slot)) + 1)
+    return (
+        f"window {window.id} is not on the window grid: it overlaps windows {first} and "
+        f"{second}, so rows it shares with them would be ingested twice (use a grid window id, "
+        "or set data.window_anchor)"
+    )
 
 
 def parse_as_of(data: DataSource, value: str) -> Any:

@@ -78,7 +78,12 @@ and `drift.thresholds` merges with the defaults key by key, so setting one never
 
 from __future__ import annotations
 
-from retrain.drift._champion import ChampionDrift, champion_drift, profile_for_model
+from retrain.drift._champion import (
+    ChampionDrift,
+    champion_drift,
+    champion_reference,
+    profile_for_model,
+)
 from retrain.drift._detect import detect_drift
 from retrain.drift._methods import (
     METHODS,
@@ -127,6 +132,7 @@ __all__ = [
     "Signal",
     "build_profile",
     "champion_drift",
+    "champion_reference",
     "check_performance",
     "detect_drift",
     "estimate_performance",

@@ -20,6 +20,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from retrain.errors import ValidationError
+from retrain.settings.evaluation import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
 Floats = npt.NDArray[np.float64]
 
@@ -32,9 +33,6 @@ __all__ = [
     "confusion",
     "metric_names",
 ]
-
-CLASSIFICATION_METRICS = ("roc_auc", "accuracy", "log_loss", "f1", "brier")
-REGRESSION_METRICS = ("rmse", "mae", "r2")
 
 GREATER_IS_BETTER: dict[str, bool] = {
     "roc_auc": True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -39,7 +40,52 @@ class DataSource(Section):
     range_tolerance: float = Field(
         default=0.5,
         ge=0.0,
-        description="Numeric values may exceed the reference range by this fraction of its width.",
+        description=(
+            "Numeric values beyond the reference range by more than this fraction of its width"
+            " are counted and reported as drift (the window proceeds). The reference is the"
+            " serving champion's training data, or the first window before there is one."
+        ),
+    )
+    max_quarantine_share: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Rows with a problem of their own (no id, a non-number in a numeric feature, a"
+            " category seen in fewer than min_category_rows rows) are set aside in the store's"
+            " quarantine/ with a reason; a window with a larger share of such rows fails."
+        ),
+    )
+    min_category_rows: int = Field(
+        default=3,
+        ge=1,
+        description=(
+            "A category the reference never saw is a new category (drift, kept) when at least"
+            " this many rows of the window carry it; rarer ones are taken for bad values and"
+            " their rows quarantined."
+        ),
+    )
+    ignore_columns: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Source columns that are neither id, time, features nor the prediction (e.g. a"
+            " logged probability): dropped at ingest and listed in its report."
+        ),
+    )
+    extra_columns: Literal["fail", "ignore"] = Field(
+        default="fail",
+        description=(
+            "Any other unexpected column: 'fail' (default: a new column is a contract change)"
+            " or 'ignore' (drop and list it, as ignore_columns does)."
+        ),
+    )
+    window_anchor: str | int | None = Field(
+        default=None,
+        description=(
+            "Where the window grid starts: an integer period, or an ISO date or datetime."
+            " Unset: period 0, or Monday 1970-01-05 00:00 UTC for time windows (so weekly"
+            " windows are ISO weeks). Set it to the first event to align windows to the data."
+        ),
     )
 
     @field_validator("features")
@@ -78,7 +124,27 @@ class DataSource(Section):
             )
         else:
             parse_duration(self.window_size)
+        self._check_anchor()
         return self
+
+    def _check_anchor(self) -> None:
+        anchor = self.window_anchor
+        if anchor is None:
+            return
+        if self.time_kind == "period":
+            if isinstance(anchor, bool) or not isinstance(anchor, int):
+                raise ValueError(
+                    f"window_anchor {anchor!r} must be an integer period when time_kind is 'period'"
+                )
+            return
+        text = str(anchor).strip()
+        try:
+            dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError:
+            raise ValueError(
+                f"window_anchor {anchor!r} must be an ISO date or datetime (e.g. 2024-01-03 or"
+                f" 2024-01-03T06:00:00Z) when time_kind is {self.time_kind!r}"
+            ) from None
 
 
 class LabelSource(Section):

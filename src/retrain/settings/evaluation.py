@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from retrain.settings._base import Section
 
-__all__ = ["EvaluationConfig"]
+__all__ = ["CLASSIFICATION_METRICS", "REGRESSION_METRICS", "EvaluationConfig", "check_metric"]
+
+#: The metrics `retrain.evaluation.metrics.compute_metrics` computes, per task.
+CLASSIFICATION_METRICS = ("roc_auc", "accuracy", "log_loss", "f1", "brier")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+
+
+def check_metric(metric: str | None, task: str) -> None:
+    """A ValueError naming the valid metrics if `metric` is not one of the task's."""
+    valid = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    if metric is not None and metric not in valid:
+        raise ValueError(
+            f"evaluation.metric {metric!r} is not a {task} metric; use one of {', '.join(valid)}"
+        )
 
 
 class EvaluationConfig(Section):
@@ -73,3 +86,14 @@ class EvaluationConfig(Section):
     )
     bootstrap_samples: int = Field(default=200, ge=20, le=10000)
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, v: str | None) -> str | None:
+        known = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS)
+        if v is not None and v not in known:
+            raise ValueError(
+                f"unknown metric {v!r}; classification: {', '.join(CLASSIFICATION_METRICS)};"
+                f" regression: {', '.join(REGRESSION_METRICS)}"
+            )
+        return v

@@ -2,17 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Any
+import difflib
+import importlib
+import inspect
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from retrain._safety import TRUSTED_TYPES
 from retrain.settings._base import Section
 
-__all__ = ["ModelSpec", "TrainingConfig"]
+__all__ = ["ModelSpec", "TrainingConfig", "check_estimator_path"]
 
 
 class TrainingConfig(Section):
-    historical_share: float = Field(default=0.8, ge=0.0, lt=1.0)
+    historical_share: float = Field(
+        default=0.8,
+        ge=0.0,
+        lt=1.0,
+        description="Share of the training set that is history: of the rows (mix 'sample') or"
+        " of the total sample weight (mix 'weighted').",
+    )
+    mix: Literal["sample", "weighted"] = Field(
+        default="sample",
+        description=(
+            "'sample': a sample of history sized so it is historical_share of the rows (history"
+            " beyond that is left out). 'weighted': all of history (up to max_history_rows),"
+            " with sample weights that give history historical_share of the total weight; the"
+            " estimator must accept sample_weight."
+        ),
+    )
+    min_train_rows: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "With mix 'sample', draw more history when the mix would train on fewer rows than"
+            " this (a small window would otherwise cap the training set at about"
+            " new rows / (1 - historical_share)); the realised share is recorded."
+        ),
+    )
     max_history_rows: int | None = Field(default=None, ge=1)
     evaluation_share: float = Field(
         default=0.2,
@@ -55,4 +83,45 @@ class ModelSpec(Section):
                 f"'{v}' is not a scikit-learn estimator path"
                 " like sklearn.linear_model.LogisticRegression"
             )
+        check_estimator_path(v)
         return v
+
+
+def _supported_in(module: Any) -> list[str]:
+    """Public names of `module` that are supported (trusted) estimators."""
+    out = []
+    for name in dir(module):
+        obj = getattr(module, name, None)
+        if (
+            inspect.isclass(obj)
+            and not name.startswith("_")
+            and hasattr(obj, "predict")
+            and f"{obj.__module__}.{obj.__qualname__}" in TRUSTED_TYPES
+        ):
+            out.append(f"{module.__name__}.{name}")
+    return sorted(out)
+
+
+def check_estimator_path(path: str) -> None:
+    """A ValueError naming the supported choices if `path` is not a supported estimator.
+
+    Checked when the config loads, so a typo fails at once rather than at the train step.
+    """
+    module_name, _, attr = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise ValueError(f"'{path}': there is no module '{module_name}'") from None
+    obj = getattr(module, attr, None)
+    supported = _supported_in(module)
+    if (
+        inspect.isclass(obj)
+        and f"{obj.__module__}.{obj.__qualname__}" in TRUSTED_TYPES
+        and hasattr(obj, "predict")
+    ):
+        return
+    close = difflib.get_close_matches(path, supported, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    listed = f" Supported in {module_name}: {', '.join(supported)}." if supported else ""
+    what = "is not a supported estimator" if obj is not None else "does not exist"
+    raise ValueError(f"'{path}' {what}{hint}{listed}")

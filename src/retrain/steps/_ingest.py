@@ -1,14 +1,20 @@
-"""`ingest`: the window's events, checked against the schema, as an immutable dataset."""
+"""`ingest`: the window's events, checked against the schema, as an immutable dataset.
+
+Broken rows go to ``quarantine/<window>.parquet`` in the store (every value as text, with its
+reason), rewritten whole by a re-run of the same window.
+"""
 
 from __future__ import annotations
 
 import contextlib
 
+import pandas as pd
+
 from retrain.data.ingest import ingest_window
-from retrain.data.io import dataset_metadata, read_source
-from retrain.data.schema import Schema
+from retrain.data.io import dataset_metadata, read_source, to_parquet_bytes
+from retrain.data.schema import Schema, as_category_strings
 from retrain.data.windows import parse_window
-from retrain.drift import champion_drift
+from retrain.drift import champion_drift, champion_reference
 from retrain.errors import AlreadyExists
 from retrain.steps.records import (
     StepOutcome,
@@ -18,10 +24,20 @@ from retrain.steps.records import (
     write_dataset,
 )
 
-__all__ = ["SCHEMA_KEY", "ingest"]
+__all__ = ["SCHEMA_KEY", "ingest", "quarantine_key"]
 
 #: The reference schema: inferred by the very first run (create-only), enforced after.
 SCHEMA_KEY = "schema/schema.json"
+
+
+def quarantine_key(window_id: str) -> str:
+    """Where a window's quarantined rows are kept in the store."""
+    return f"quarantine/{window_id}.parquet"
+
+
+def _as_text(df: pd.DataFrame) -> pd.DataFrame:
+    # Broken values are often of the wrong type for their column: keep them all, as text.
+    return pd.DataFrame({str(c): as_category_strings(df[c]) for c in df.columns})
 
 
 def ingest(
@@ -39,7 +55,12 @@ def ingest(
         window = parse_window(cfg.data, window_id)
         source = read_source(cfg.data.uri, cfg.data.format)
         schema = Schema.from_json(store.read_text(SCHEMA_KEY)) if store.exists(SCHEMA_KEY) else None
-        result = ingest_window(cfg, source, window, schema)
+        reference = champion_reference(cfg, store) if schema is not None else None
+        result = ingest_window(cfg, source, window, schema, reference)
+        q_key = quarantine_key(window.id)
+        if result.quarantined is not None:
+            meta = {"window": window.as_dict(), "run_id": run_id}
+            store.write_bytes(q_key, to_parquet_bytes(_as_text(result.quarantined), meta))
         if result.schema_inferred:
             # A concurrent first run may have written it; the next run enforces whichever landed.
             with contextlib.suppress(AlreadyExists):
@@ -54,6 +75,12 @@ def ingest(
         summary = f"window {window.id}: {len(result.data)} rows passed schema checks" + (
             " (schema inferred: first run)" if result.schema_inferred else ""
         )
+        quarantine = result.report["quarantine"]
+        if result.quarantined is not None:
+            quarantine["location"] = store.uri(q_key)
+            summary += f"; {quarantine['quarantined_rows']} rows quarantined ({store.uri(q_key)})"
+        if quarantine["drifted_values"]:
+            summary += f"; {quarantine['drifted_values']} values outside the reference (drift)"
         # -- drift (retrain.drift): the window vs the champion's profile; informs, never fails
         drift = champion_drift(cfg, store, result.data)
         report = {**result.report, "drift": drift.to_dict()}

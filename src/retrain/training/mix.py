@@ -2,7 +2,13 @@
 
 Retraining on the new window alone forgets what the model knew; retraining on everything lets
 stale history drown the drift. The mix keeps a configured share of history
-(`training.historical_share`, 0.8 by default).
+(`training.historical_share`, 0.8 by default), in one of two ways (`training.mix`):
+
+- ``sample`` (default): a stratified sample of history sized so it is that share of the rows,
+  at least enough for `training.min_train_rows` in all; history beyond the sample is unused.
+- ``weighted``: all of history (up to `training.max_history_rows`) with sample weights that
+  give it that share of the total weight, the new rows the rest; weights average 1. With
+  small windows this trains on ten times the rows at the same promised share.
 
 Every labelled row has a fixed role, from a hash of its id salted with the model name
 (`retrain.data.split`, `training.evaluation_share`): evaluation rows never train any model, in
@@ -52,6 +58,7 @@ class TrainingSet:
     recent_holdout: pd.DataFrame
     history_holdout: pd.DataFrame | None
     provenance: dict[str, Any] = field(default_factory=dict)
+    sample_weight: np.ndarray | None = None  # per row of `train` (mix 'weighted'), else None
 
 
 def ids_sha256(ids: pd.Series) -> str:
@@ -89,11 +96,34 @@ def build_training_set(
             f"nothing to train on: the new window's {len(fresh.labelled)} labelled row(s) are all"
             " evaluation rows and there is no history; ingest a larger window"
         )
+    weights = _weights(len(sample.rows), len(fresh.train), plan)
+    provenance = _provenance(plan, fresh, past, pooled, holdout, sample, train)
+    provenance["mix"] = plan.mix
+    if weights is not None:
+        # The promise is kept by weight; the row share says how much history was used.
+        provenance["history_row_share"] = provenance["realised_share"]
+        provenance["realised_share"] = float(weights[: len(sample.rows)].sum() / weights.sum())
+        provenance["weights"] = {"history": float(weights[0]), "new": float(weights[-1])}
     return TrainingSet(
         train=train,
         recent_holdout=pooled.recent,
         history_holdout=holdout,
-        provenance=_provenance(plan, fresh, past, pooled, holdout, sample, train),
+        provenance=provenance,
+        sample_weight=weights,
+    )
+
+
+def _weights(n_history: int, n_new: int, plan: _MixPlan) -> np.ndarray | None:
+    """Per-row weights (history rows first) giving history `historical_share` of the total
+    weight; None for the sampled mix, or when one side is empty (nothing to balance)."""
+    if plan.mix != "weighted" or not n_history or not n_new:
+        return None
+    total, share = n_history + n_new, plan.historical_share
+    return np.concatenate(
+        [
+            np.full(n_history, share * total / n_history),
+            np.full(n_new, (1.0 - share) * total / n_new),
+        ]
     )
 
 
@@ -115,6 +145,8 @@ class _MixPlan:
     history_holdout_rows: int
     historical_share: float
     max_history_rows: int | None
+    mix: str
+    min_train_rows: int
 
     @classmethod
     def from_config(cls, cfg: Config, seed: int) -> _MixPlan:
@@ -133,6 +165,8 @@ class _MixPlan:
             history_holdout_rows=cfg.training.history_holdout_rows,
             historical_share=cfg.training.historical_share,
             max_history_rows=cfg.training.max_history_rows,
+            mix=cfg.training.mix,
+            min_train_rows=cfg.training.min_train_rows,
         )
 
     def strata(self, df: pd.DataFrame) -> np.ndarray | int:
@@ -251,11 +285,16 @@ def _history_holdout(evaluation: pd.DataFrame | None, plan: _MixPlan) -> pd.Data
 
 
 def _sample_history(past: _HistorySplit, fresh: _NewSplit, plan: _MixPlan) -> _HistorySample:
-    """Draw history so it is `historical_share` of the training rows (within the caps)."""
+    """Draw history so it is `historical_share` of the training rows (within the caps), or
+    all of it for the weighted mix."""
     if past.pool is None:
         return _HistorySample(rows=fresh.labelled.iloc[0:0])
     share = plan.historical_share
-    wanted = round(len(fresh.train) * share / (1.0 - share))
+    if plan.mix == "weighted":
+        wanted = len(past.pool)
+    else:
+        wanted = round(len(fresh.train) * share / (1.0 - share))
+        wanted = max(wanted, plan.min_train_rows - len(fresh.train))
     n_hist, cap = _cap(wanted, len(past.pool), plan.max_history_rows)
     positions = _sample_positions(
         plan.strata(past.pool), n_hist, _rng(plan.seed, _STREAM_HISTORY_SAMPLE)

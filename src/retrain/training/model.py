@@ -20,6 +20,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils.validation import has_fit_parameter
 
 from retrain.config import Config
 from retrain.errors import ValidationError
@@ -150,14 +151,25 @@ def feature_frame(df: pd.DataFrame, cfg: Config, what: str = "data") -> pd.DataF
     return df[features]
 
 
-def fit_model(cfg: Config, train: pd.DataFrame) -> Pipeline:
-    """Build the pipeline and fit it on `train`.
+def fit_model(
+    cfg: Config, train: pd.DataFrame, sample_weight: np.ndarray | None = None
+) -> Pipeline:
+    """Build the pipeline and fit it on `train`, with per-row `sample_weight` if given.
 
     Raises:
-        ValidationError: missing columns, missing labels, a single class, or the estimator
-            refusing the data or its parameters.
+        ValidationError: missing columns, missing labels, a single class, an estimator that
+            takes no sample weights when they are given, or the estimator refusing the data or
+            its parameters.
     """
     model = build_estimator(cfg)
+    fit_params: dict[str, Any] = {}
+    if sample_weight is not None:
+        if not has_fit_parameter(model.named_steps["estimator"], "sample_weight"):
+            raise ValidationError(
+                f"training.mix 'weighted': {cfg.model.estimator} takes no sample_weight; use "
+                "training.mix: sample, or an estimator that accepts weights"
+            )
+        fit_params["estimator__sample_weight"] = np.asarray(sample_weight, dtype=float)
     X = feature_frame(train, cfg, "training data")
     if cfg.target not in train.columns:
         raise ValidationError(f"training data lacks the target column '{cfg.target}'")
@@ -173,7 +185,7 @@ def fit_model(cfg: Config, train: pd.DataFrame) -> Pipeline:
     if problems:
         raise ValidationError("cannot train on this data", problems)
     try:
-        model.fit(X, y)
+        model.fit(X, y, **fit_params)
     except ValueError as err:
         # The estimator rejected the data or a parameter value: the config or data must change.
         raise ValidationError(f"fitting {cfg.model.estimator} failed: {err}") from None

@@ -1,0 +1,112 @@
+"""The ``full_refit`` baseline: what a plain scikit-learn user would do, for comparison.
+
+At the end of each window the model (the config's preprocessing and estimator) is refit on
+every labelled row of every window so far, with the labels known then, and serves the next
+window: no ingest checks, no history/new mix, no evaluation rows held out, no gates, no canary.
+It is scored exactly as the policies are (prequential, on all the labels that eventually
+arrive), so a retraining policy that does not beat it is not earning its keep.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from retrain.backtest.replay import PolicyResult, WindowRecord, score_model
+from retrain.backtest.timing import ReplayOptions
+from retrain.config import Config
+from retrain.data.io import read_source
+from retrain.data.schema import as_category_strings, numeric_values
+from retrain.data.windows import event_times, parse_window
+from retrain.errors import RetrainError
+from retrain.evaluation.metrics import GREATER_IS_BETTER
+from retrain.labels.join import join_labels
+from retrain.training.model import fit_model
+
+__all__ = ["FULL_REFIT", "replay_full_refit"]
+
+FULL_REFIT = "full_refit"
+_DEFAULT_OPTIONS = ReplayOptions()
+
+
+def _model_inputs(events: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """Id, time and features with one type per feature kind (what any user's code does)."""
+    out = events[[cfg.data.id_column, cfg.data.time_column]].copy()
+    for name, kind in cfg.data.features.items():
+        if kind == "numeric":
+            values, _ = numeric_values(events[name])
+            out[name] = values.where(np.isfinite(values))
+        else:
+            out[name] = as_category_strings(events[name])
+    return out
+
+
+def replay_full_refit(
+    cfg: Config,
+    windows: list[str],
+    *,
+    options: ReplayOptions = _DEFAULT_OPTIONS,
+    on_window: Callable[[str, int], None] | None = None,
+) -> PolicyResult:
+    """Replay `windows` with a refit on all labelled history at each window's end."""
+    t_start = time.perf_counter()
+    events = read_source(cfg.data.uri, cfg.data.format)
+    labels = read_source(cfg.labels.uri, cfg.labels.format)
+    times = event_times(events[cfg.data.time_column], cfg.data.time_kind, errors="coerce")
+    bounds = [parse_window(cfg.data, w) for w in windows]
+    frames = [
+        _model_inputs(events.loc[((times >= b.start) & (times < b.end)).fillna(False)], cfg)
+        for b in bounds
+    ]
+    # Every label known, whatever its coverage: a plain refit takes what there is.
+    any_coverage = cfg.model_copy(
+        update={"labels": cfg.labels.model_copy(update={"min_coverage": 0.0})}
+    )
+    model: Any = None
+    served: str | None = None
+    records: list[WindowRecord] = []
+    consumed = 0
+    for i, window in enumerate(windows):
+        rec = WindowRecord(index=i, window=window, champion=served)
+        records.append(rec)
+        if model is not None and len(frames[i]):
+            try:
+                rec.metric, rec.rows_scored = score_model(cfg, model, frames[i], labels)
+            except RetrainError as err:
+                rec.skipped = f"scoring failed: {err}"
+        upto = i if cfg.labels.time_column else i - (options.label_delay or 0)
+        history = [f for f in frames[: upto + 1] if len(f)]
+        as_of = bounds[i].end if cfg.labels.time_column else None
+        t0 = time.perf_counter()
+        try:
+            joined = (
+                join_labels(any_coverage, pd.concat(history), labels, as_of=as_of).labelled
+                if history
+                else None
+            )
+            if joined is None or not len(joined):
+                rec.notes.append("no labels known yet")
+            else:
+                model = fit_model(cfg, joined)
+                rec.train_seconds = time.perf_counter() - t0
+                rec.retrained, rec.trained_on = True, window
+                served = rec.deployed = rec.version = f"refit-{window}"
+                consumed = len(joined)
+                rec.notes.append(f"refit on {len(joined)} labelled rows of {len(history)} windows")
+        except RetrainError as err:
+            rec.notes.append(f"refit failed: {err}")
+        if on_window is not None:
+            on_window(FULL_REFIT, i)
+    metric = cfg.primary_metric
+    return PolicyResult(
+        policy=FULL_REFIT,
+        metric=metric,
+        greater_is_better=GREATER_IS_BETTER[metric],
+        windows=records,
+        labels_consumed=consumed,
+        seconds=time.perf_counter() - t_start,
+    )
