@@ -25,7 +25,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from retrain.errors import (
     AlreadyExists,
@@ -323,6 +323,16 @@ class GCSStorage(Storage):
     def read_bytes(self, key: str) -> bytes:
         with self._errors(self.uri(key)):
             return bytes(self._bucket.blob(self._name(key)).download_as_bytes())
+
+    def open_read(self, key: str) -> BinaryIO:
+        """A seekable reader of one object that downloads only the ranges read (Parquet
+        footers and column chunks) rather than the whole object."""
+        with self._errors(self.uri(key)):
+            blob = self._bucket.get_blob(self._name(key))
+            if blob is None:
+                raise NotFound(f"no object at {self.uri(key)}")
+            reader: BinaryIO = blob.open("rb")
+        return reader
 
     def generation(self, key: str) -> int:
         with self._errors(self.uri(key)):

@@ -16,6 +16,7 @@ import pandas as pd
 from retrain.config import Config
 from retrain.data.io import json_value
 from retrain.data.schema import Schema, as_category_strings, check_window, infer_schema
+from retrain.data.source import SourceFacts
 from retrain.data.windows import Window, _examples, event_times
 from retrain.errors import ValidationError
 
@@ -149,12 +150,18 @@ def _markdown(report: dict[str, Any]) -> str:
 
 
 def ingest_window(
-    cfg: Config, source_df: pd.DataFrame, window: Window, schema: Schema | None
+    cfg: Config,
+    source_df: pd.DataFrame,
+    window: Window,
+    schema: Schema | None,
+    facts: SourceFacts | None = None,
 ) -> IngestResult:
     """Cut `window` from `source_df`, check it, and return its rows with reports.
 
     With `schema` None this is the first window: it is vetted by the reference-free checks and
-    its own schema becomes the reference (``schema_inferred`` is True).
+    its own schema becomes the reference (``schema_inferred`` is True). `facts` describe the
+    whole source when `source_df` holds only part of it (`retrain.data.source.read_window`);
+    without them `source_df` is the whole source.
 
     Raises:
         ValidationError: the window is empty or fails any check; every problem is listed.
@@ -176,7 +183,10 @@ def ingest_window(
     where = f"window {window.id} [{bounds['start']}, {bounds['end']})"
     if rows.empty:
         known = times.dropna()
-        span = f"{len(source_df)} rows"
+        span = f"{len(source_df) if facts is None else facts.rows} rows"
+        if facts is not None and facts.time_min is not None:
+            ends = pd.Series([facts.time_min, facts.time_max], name=time_col)
+            known = event_times(ends, cfg.data.time_kind, errors="coerce").dropna()
         if len(known):
             span += f" spanning {_time_text(known.min())} to {_time_text(known.max())}"
         raise ValidationError(
@@ -190,7 +200,7 @@ def ingest_window(
         schema = infer_schema(rows, cfg)
     data = _output_frame(rows, cfg)
     warnings = []
-    no_time = int(source_df[time_col].isna().sum())
+    no_time = int(source_df[time_col].isna().sum()) if facts is None else facts.no_time
     if no_time:
         warnings.append(f"{no_time} source rows have no event time and belong to no window")
     unreadable = times.isna() & source_df[time_col].notna()
@@ -202,7 +212,7 @@ def ingest_window(
     report: dict[str, Any] = {
         "window": window.as_dict(),
         "rows": len(data),
-        "source_rows": len(source_df),
+        "source_rows": len(source_df) if facts is None else facts.rows,
         "schema_inferred": inferred,
         "schema_fingerprint": schema.fingerprint(),
         "problems": [],

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 
 from retrain.data.ingest import ingest_window
-from retrain.data.io import dataset_metadata, read_source
+from retrain.data.io import dataset_metadata
 from retrain.data.schema import Schema
+from retrain.data.source import read_window
 from retrain.data.windows import parse_window
 from retrain.drift import champion_drift
 from retrain.errors import AlreadyExists
@@ -31,9 +32,10 @@ def ingest(
     cfg, store = load_step_config(config_yaml)
     with recorded_step(store, run_id, "ingest") as rec:
         window = parse_window(cfg.data, window_id)
-        source = read_source(cfg.data.uri, cfg.data.format)
+        # Only the row groups that overlap the window are read (all of a CSV source).
+        source, facts = read_window(cfg.data.uri, cfg.data.format, cfg.data, window)
         schema = Schema.from_json(store.read_text(SCHEMA_KEY)) if store.exists(SCHEMA_KEY) else None
-        result = ingest_window(cfg, source, window, schema)
+        result = ingest_window(cfg, source, window, schema, facts)
         if result.schema_inferred:
             # A concurrent first run may have written it; the next run enforces whichever landed.
             with contextlib.suppress(AlreadyExists):
