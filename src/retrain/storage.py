@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import io
 import os
 import posixpath
 import tempfile
@@ -113,6 +114,11 @@ class Storage(ABC):
     def write_text(self, key: str, text: str) -> None:
         self.write_bytes(key, text.encode())
 
+    def open_read(self, key: str) -> BinaryIO:
+        """A seekable reader of the object, for reading a part of it (a Parquet footer, some
+        columns) without holding all of it. Raises NotFound."""
+        return io.BytesIO(self.read_bytes(key))
+
     def read_versioned(self, key: str) -> tuple[bytes | None, int]:
         """Bytes and generation read together (None, 0 if absent), for compare-and-swap."""
         gen = self.generation(key)
@@ -156,6 +162,12 @@ class LocalStorage(Storage):
             raise NotFound(f"no object at {self.uri(key)}") from None
         except IsADirectoryError:
             raise NotFound(f"{self.uri(key)} is a directory, not an object") from None
+
+    def open_read(self, key: str) -> BinaryIO:
+        try:
+            return self._path(key).open("rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFound(f"no object at {self.uri(key)}") from None
 
     def _stored_generation(self, key: str) -> int:
         try:
