@@ -121,7 +121,8 @@ def _fast(files: list[SourceFile], data: DataSource, fmt: str) -> _Parquet | Non
 
 def _data_columns(schema: pa.Schema) -> list[str]:
     """Every column a frame of the file would have (pandas' stored index is not one)."""
-    index = set((schema.pandas_metadata or {}).get("index_columns") or [])
+    stored = (schema.pandas_metadata or {}).get("index_columns") or []
+    index = {c for c in stored if isinstance(c, str)}  # a RangeIndex is a dict: not stored
     return [n for n in schema.names if n not in index]
 
 
