@@ -65,7 +65,7 @@ compile: $(STAMP) ## Compile the pipeline to build/retrain-pipeline.yaml for the
 backtest: $(STAMP) ## Backtest retraining policies on the standard drift streams; results in benchmarks/results/
 	$(BIN)/python -m retrain.backtest.standard benchmarks/results
 
-bench: $(STAMP) ## All benchmarks: cycle, backtest, drift (~60 min); results in benchmarks/results/
+bench: $(STAMP) ## All benchmarks: cycle, backtest, decisions, scale, drift; results in benchmarks/results/
 	$(BIN)/python benchmarks/bench_cycle.py --rows 1000000 --features 20 --threads 1 --output benchmarks/results/cycle.md
 	$(BIN)/python benchmarks/bench_backtest.py
 	$(MAKE) bench-decisions
