@@ -19,13 +19,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import functools
+import io
 import os
 import posixpath
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from retrain.errors import (
     AlreadyExists,
@@ -113,6 +114,11 @@ class Storage(ABC):
     def write_text(self, key: str, text: str) -> None:
         self.write_bytes(key, text.encode())
 
+    def open_read(self, key: str) -> BinaryIO:
+        """A seekable reader of the object, for reading a part of it (a Parquet footer, some
+        columns) without holding all of it. Raises NotFound."""
+        return io.BytesIO(self.read_bytes(key))
+
     def read_versioned(self, key: str) -> tuple[bytes | None, int]:
         """Bytes and generation read together (None, 0 if absent), for compare-and-swap."""
         gen = self.generation(key)
@@ -156,6 +162,12 @@ class LocalStorage(Storage):
             raise NotFound(f"no object at {self.uri(key)}") from None
         except IsADirectoryError:
             raise NotFound(f"{self.uri(key)} is a directory, not an object") from None
+
+    def open_read(self, key: str) -> BinaryIO:
+        try:
+            return self._path(key).open("rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFound(f"no object at {self.uri(key)}") from None
 
     def _stored_generation(self, key: str) -> int:
         try:
@@ -323,6 +335,16 @@ class GCSStorage(Storage):
     def read_bytes(self, key: str) -> bytes:
         with self._errors(self.uri(key)):
             return bytes(self._bucket.blob(self._name(key)).download_as_bytes())
+
+    def open_read(self, key: str) -> BinaryIO:
+        """A seekable reader of one object that downloads only the ranges read (Parquet
+        footers and column chunks) rather than the whole object."""
+        with self._errors(self.uri(key)):
+            blob = self._bucket.get_blob(self._name(key))
+            if blob is None:
+                raise NotFound(f"no object at {self.uri(key)}")
+            reader: BinaryIO = blob.open("rb")
+        return reader
 
     def generation(self, key: str) -> int:
         with self._errors(self.uri(key)):

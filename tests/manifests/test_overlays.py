@@ -273,3 +273,39 @@ def test_gcp_uses_workload_identity_and_no_keys(rendered: Render, find: Find) ->
         assert annotations["iam.gke.io/gcp-service-account"].startswith(f"{name}@")
     secrets = [o["metadata"]["name"] for o in objs if o["kind"] == "Secret"]
     assert secrets == ["retrain-deployer-token"], "no credential Secrets: Workload Identity"
+
+
+# --- one monitor and one reconciler for every model ------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("target", TARGETS)
+def test_both_cronjobs_serve_every_model_of_the_models_configmap(
+    rendered: Render, find: Find, target: str
+) -> None:
+    objs = rendered(target)
+    models = find(objs, "ConfigMap", "retrain-models")
+    config = find(objs, "ConfigMap", "retrain-config")["data"][CONFIG_KEY]
+    assert models["data"] == {"loans.yaml": config}  # the same file, not a copy to keep in step
+    for name in ["retrain-drift-monitor", "retrain-schedule-reconciler"]:
+        pod = pod_specs(find(objs, "CronJob", name))[0][1]
+        volume = next(v for v in pod["volumes"] if v["name"] == "models")
+        assert volume["configMap"]["name"] == models["metadata"]["name"]
+        container = pod["containers"][0]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "models")
+        assert mount["readOnly"] is True
+        command = container["command"]
+        assert command[command.index("--config") + 1] == mount["mountPath"]
+
+
+@pytest.mark.integration
+def test_a_models_key_that_is_not_its_model_or_not_valid_is_caught(
+    rendered: Render, find: Find
+) -> None:
+    objs = rendered("overlays/gcp")
+    models = find(objs, "ConfigMap", "retrain-models")
+    text = models["data"]["loans.yaml"]
+    models["data"] = {"fraud.yaml": text, "broken.yaml": "name: broken\n"}
+    messages = [f.message for f in consistency_findings(objs)]
+    assert any("key 'fraud.yaml' holds model 'loans'" in m for m in messages)
+    assert "broken.yaml: task: required key is missing" in messages

@@ -62,7 +62,38 @@ def consistency_findings(objs: Sequence[Mapping[str, Any]]) -> list[Finding]:
                 )
             )
     out.extend(_serving_agrees(objs, cfg))
+    out.extend(_models_findings(objs))
     return out
+
+
+#: The ConfigMap of every model's config that the monitor and reconciler CronJobs serve.
+MODELS_MAP = "retrain-models"
+
+
+def _models_findings(objs: Sequence[Mapping[str, Any]]) -> Iterator[Finding]:
+    """Each key of the models ConfigMap is ``<name>.yaml`` holding a valid config of `name`."""
+    for cmap in objs:
+        meta = cmap.get("metadata") or {}
+        if cmap.get("kind") != "ConfigMap" or not str(meta.get("name", "")).startswith(MODELS_MAP):
+            continue
+        where = _where(cmap)
+        data = cmap.get("data") or {}
+        if not data:
+            yield Finding("consistency", where, "holds no model config")
+        for key, text in sorted(data.items()):
+            try:
+                cfg = config_from_text(str(text), source=f"{where} {key}")
+            except ValidationError as err:
+                problems = err.problems or [str(err)]
+                yield from (Finding("consistency", where, f"{key}: {p}") for p in problems)
+                continue
+            if key != f"{cfg.name}.yaml":
+                yield Finding(
+                    "consistency",
+                    where,
+                    f"key {key!r} holds model {cfg.name!r}: name it {cfg.name}.yaml, so one "
+                    "key is one model and no two keys can hold the same model",
+                )
 
 
 def _serving_agrees(objs: Sequence[Mapping[str, Any]], cfg: Config) -> Iterator[Finding]:

@@ -24,6 +24,7 @@ from retrain.launchers import KfpLauncher, LocalLauncher, NoLauncher, kfp_client
 from retrain.settings.durations import parse_duration
 from retrain.storage import LocalStorage, open_storage
 from retrain.triggers.controller import Launcher, TriggerController
+from retrain.triggers.fleet import ModelResult, fleet_exit_code, load_configs, run_for_each
 from retrain.triggers.policy import Signal
 
 __all__ = ["add_commands", "make_launcher"]
@@ -79,7 +80,10 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     from retrain.triggers.metrics import MonitorMetrics
     from retrain.triggers.monitor import Monitor
 
-    cfg = load_config(args.config)
+    configs = load_configs(args.config)
+    if len(configs) > 1:
+        return _monitor_fleet(configs, args)
+    cfg = configs[0]
     metrics = MonitorMetrics(cfg.name)
     monitor = Monitor(cfg, _controller(cfg, args), metrics=metrics)
     if args.every is None:
@@ -90,20 +94,11 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
         _print(f"report: {monitor.store.uri(result.report_key or '')}")
         return EXIT_OK
 
-    try:
-        interval = float(parse_duration(args.every))
-    except ValueError as err:
-        raise ValidationError(f"--every: {err}") from None
+    interval = _interval(args.every)
     if args.port:
         server, _ = metrics.serve(args.port, addr=args.bind)
         _print(f"metrics on http://{args.bind}:{server.server_port}/metrics")
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    stop = _stop_on_signals()
 
     def _error(err: Exception) -> None:
         print(f"check failed: {err}", file=sys.stderr, flush=True)
@@ -119,6 +114,77 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
         on_error=_error,
     )
     return EXIT_OK
+
+
+def _interval(every: str) -> float:
+    try:
+        return float(parse_duration(every))
+    except ValueError as err:
+        raise ValidationError(f"--every: {err}") from None
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    return stop
+
+
+def _monitor_fleet(configs: list[Config], args: argparse.Namespace) -> int:
+    """One check per model per pass, on a bounded pool; one metrics endpoint for all."""
+    from retrain.triggers.metrics import MonitorMetrics
+    from retrain.triggers.monitor import CheckResult, Monitor
+
+    metrics = MonitorMetrics(configs[0].name)
+    monitors: dict[str, Monitor] = {}  # built on first use, so one bad model fails alone
+
+    def check(cfg: Config) -> CheckResult:
+        if cfg.name not in monitors:
+            controller = _controller(cfg, args)
+            monitors[cfg.name] = Monitor(cfg, controller, metrics=metrics.for_model(cfg.name))
+        return monitors[cfg.name].check(args.window)
+
+    def one_pass() -> int:
+        results = run_for_each(configs, check, workers=args.workers)
+        if args.json:
+            _print(json.dumps([_fleet_entry(r) for r in results], indent=2, default=str))
+        for r in results:
+            if r.result is not None and not args.json:
+                _print(f"{r.model}: {_summary(r.result)}")
+            elif r.error is not None:
+                print(f"{r.model}: check failed: {r.error}", file=sys.stderr, flush=True)
+        code = fleet_exit_code(results)
+        _print(f"checked {len(results)} models: {sum(r.ok for r in results)} ok (exit {code})")
+        return code
+
+    if args.every is None:
+        return one_pass()
+    interval = _interval(args.every)
+    if args.port:
+        server, _ = metrics.serve(args.port, addr=args.bind)
+        _print(f"metrics on http://{args.bind}:{server.server_port}/metrics")
+    stop = _stop_on_signals()
+    names = ", ".join(c.name for c in configs)
+    _print(f"monitoring {len(configs)} models ({names}) every {args.every} (launch: {args.launch})")
+    while not stop.is_set():
+        if one_pass() == EXIT_INTERNAL:
+            return EXIT_INTERNAL  # a bug: stop, as a single-model monitor does
+        stop.wait(interval)
+    return EXIT_OK
+
+
+def _fleet_entry(r: ModelResult[Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"model": r.model, "seconds": round(r.seconds, 3)}
+    if r.result is not None:
+        entry["result"] = r.result.to_dict()
+    if r.error is not None:
+        entry["error"] = str(r.error)
+        entry["exit_code"] = fleet_exit_code([r])
+    return entry
 
 
 # --- trigger (manual) --------------------------------------------------------------------------
@@ -143,15 +209,41 @@ def _cmd_trigger(args: argparse.Namespace) -> int:
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
+    configs = load_configs(args.config)
+    if len(configs) == 1:
+        lines, deferred = _reconcile(configs[0], args)
+        for line in lines:
+            _print(line)
+        return EXIT_TRANSIENT if deferred else EXIT_OK
+    results = run_for_each(configs, lambda cfg: _reconcile(cfg, args), workers=args.workers)
+    deferred_models = 0
+    for r in results:
+        if r.result is not None:
+            lines, deferred = r.result
+            deferred_models += bool(deferred)
+            for line in lines:
+                _print(f"{r.model}: {line}")
+        elif r.error is not None:
+            print(f"{r.model}: schedule {args.action} failed: {r.error}", file=sys.stderr)
+    code = fleet_exit_code(results)
+    if code == EXIT_OK and deferred_models:
+        code = EXIT_TRANSIENT
+    _print(f"reconciled {len(results)} models: {sum(r.ok for r in results)} ok (exit {code})")
+    return code
+
+
+def _reconcile(cfg: Config, args: argparse.Namespace) -> tuple[list[str], int]:
+    """Plan (and with ``apply`` apply) one model's schedules: the lines to print and how
+    many changes were deferred."""
     from retrain.launchers import pipeline_package
     from retrain.triggers.schedule import KfpSchedules, apply_plan, make_plan
 
-    cfg = load_config(args.config)
+    lines: list[str] = []
     if args.pipeline_package:
         k = cfg.triggers.kfp.model_copy(update={"pipeline_package": args.pipeline_package})
         cfg = cfg.model_copy(update={"triggers": cfg.triggers.model_copy(update={"kfp": k})})
     if cfg.triggers.schedule_engine != "kfp" and cfg.triggers.schedules:
-        _print(
+        lines.append(
             "note: triggers.schedule_engine is 'monitor', so `retrain monitor` fires these "
             "schedules too; set it to 'kfp' when KFP recurring runs own them"
         )
@@ -159,18 +251,16 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
     api = KfpSchedules(client, cfg.triggers.kfp.experiment, cfg.triggers.kfp.namespace)
     with pipeline_package(cfg) as package:
         plan = make_plan(cfg, api, package)
-        for action in plan.actions:
-            _print(action.line())
+        lines.extend(action.line() for action in plan.actions)
         if not plan.actions:
-            _print("no schedules configured and none on the cluster")
+            lines.append("no schedules configured and none on the cluster")
         if args.action == "apply":
             apply_plan(cfg, api, plan, package)
             done = [a for a in plan.actions if a.kind in ("create", "replace", "delete")]
-            _print(f"applied {len(done)} change(s)")
+            lines.append(f"applied {len(done)} change(s)")
     if plan.deferred:
-        _print(f"{len(plan.deferred)} change(s) deferred: runs in flight; apply again later")
-        return EXIT_TRANSIENT
-    return EXIT_OK
+        lines.append(f"{len(plan.deferred)} change(s) deferred: runs in flight; apply again later")
+    return lines, len(plan.deferred)
 
 
 def _launch_options(p: argparse.ArgumentParser) -> None:
@@ -184,12 +274,28 @@ def _launch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="KFP API URL for --launch kfp (default: triggers.kfp.host)")
 
 
+def _config_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        required=True,
+        nargs="+",
+        metavar="PATH",
+        help="config file(s), or directories of *.yaml configs: one pass serves every model",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        help="models handled at once when several configs are given (default 4)",
+    )
+
+
 def add_commands(sub: Any) -> None:
     """Add `monitor`, `trigger` and `schedule` to the `retrain` command."""
     m = sub.add_parser(
         "monitor", help="check the newest window for drift and retrain when the policy says so"
     )
-    m.add_argument("--config", required=True)
+    _config_options(m)
     mode = m.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="one check, then exit (default)")
     mode.add_argument("--every", metavar="DURATION", help="check every DURATION, e.g. 10m")
@@ -211,7 +317,7 @@ def add_commands(sub: Any) -> None:
 
     s = sub.add_parser("schedule", help="reconcile the config's schedules with KFP recurring runs")
     s.add_argument("action", choices=["plan", "apply"])
-    s.add_argument("--config", required=True)
+    _config_options(s)
     s.add_argument("--host", help="KFP API URL (default: triggers.kfp.host)")
     s.add_argument("--pipeline-package", help="compiled pipeline YAML (default: compile now)")
     s.set_defaults(func=_cmd_schedule)

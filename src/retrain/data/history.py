@@ -1,14 +1,21 @@
 """The labelled history: one immutable Parquet object per window, ``datasets/<window>/``.
 
 The label step commits each labelled window here (create-only); training, the monitor and
-the backtest read it back.
+the backtest read it back. Training reads it window by window and keeps a sample no larger
+than the mix can use (`history_row_budget`), so its memory does not grow with the history.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from retrain.config import Config
 from retrain.data.io import from_parquet_bytes, to_parquet_bytes
@@ -16,7 +23,19 @@ from retrain.data.windows import window_sort_key
 from retrain.errors import AlreadyExists, ValidationError
 from retrain.storage import Storage
 
-__all__ = ["commit_history", "history_key", "load_history"]
+__all__ = [
+    "HistoryWindow",
+    "LoadedHistory",
+    "commit_history",
+    "history_key",
+    "history_row_budget",
+    "history_windows",
+    "load_history",
+    "read_history",
+]
+
+# The sampling stream of `load_history` (the training mix uses streams 1-3 of the same seed).
+_STREAM_HISTORY_LOAD = 4
 
 
 def history_key(window_id: str) -> str:
@@ -44,19 +63,157 @@ def commit_history(store: Storage, window_id: str, df: pd.DataFrame, meta: dict[
             ) from None
 
 
-def load_history(store: Storage, cfg: Config, before_window: str) -> pd.DataFrame | None:
-    """All labelled windows strictly before `before_window`, oldest first."""
+@dataclass(frozen=True)
+class HistoryWindow:
+    """One labelled window of history: its id, where it is kept and how many rows it holds."""
+
+    id: str
+    key: str
+    rows: int
+
+
+def history_windows(store: Storage, cfg: Config, before_window: str) -> list[HistoryWindow]:
+    """The labelled windows strictly before `before_window`, oldest first (footers read only)."""
     cutoff = window_sort_key(cfg.data, before_window)
-    frames = []
+    found = []
     for key in store.list("datasets"):
         if not key.endswith("/labelled.parquet"):
             continue
         wid = key.split("/")[1]
-        if window_sort_key(cfg.data, wid) < cutoff:
-            frames.append(
-                (window_sort_key(cfg.data, wid), from_parquet_bytes(store.read_bytes(key))[0])
-            )
+        order = window_sort_key(cfg.data, wid)
+        if order < cutoff:
+            found.append((order, HistoryWindow(wid, key, _row_count(store, key))))
+    found.sort(key=lambda t: t[0])
+    return [w for _, w in found]
+
+
+def _row_count(store: Storage, key: str) -> int:
+    with store.open_read(key) as reader:
+        try:
+            return int(pq.ParquetFile(reader).metadata.num_rows)
+        except pa.ArrowException as err:
+            raise ValidationError(
+                f"{store.uri(key)} is not a readable Parquet dataset: {err}"
+            ) from None
+
+
+def history_row_budget(cfg: Config, new_rows: int) -> int | None:
+    """How many history rows the training mix can use when the new window has `new_rows`.
+
+    None: no bound (the ``weighted`` mix trains on all of history when ``max_history_rows`` is
+    unset). The ``sample`` mix may also need enough rows for ``min_train_rows``.
+
+    The mix draws ``historical_share`` of its training rows from history's training rows
+    (capped by ``max_history_rows``; the continuous replay share and cap too when continuous
+    training is on), the forgetting gate ``history_holdout_rows`` from its evaluation rows, and
+    pooling up to ``evaluation.min_rows`` evaluation rows. Each role is a fixed share of the
+    rows (``evaluation_share``), so the budget is the largest need divided by its role's share,
+    with a margin of a tenth for the spread of roles and labels between windows.
+    """
+    t = cfg.training
+    e = t.evaluation_share
+    new_training = new_rows * (1.0 - e)
+    mixes = [(t.historical_share, t.max_history_rows)]
+    c = cfg.continuous
+    if c.enabled:
+        share = t.historical_share if c.replay_share is None else c.replay_share
+        cap = t.max_history_rows if c.replay_max_rows is None else c.replay_max_rows
+        mixes.append((share, cap))
+    wanted = 0.0
+    for share, cap in mixes:
+        rows = new_training * share / (1.0 - share)
+        wanted = max(wanted, rows if cap is None else min(rows, cap))
+    if t.mix == "weighted":
+        if t.max_history_rows is None:
+            return None
+        wanted = max(wanted, t.max_history_rows)
+    wanted = max(wanted, t.min_train_rows - new_training)
+    pooled = cfg.evaluation.min_rows if cfg.evaluation.pool_windows else 0
+    need = max(wanted / (1.0 - e), t.history_holdout_rows / e, pooled / e)
+    return math.ceil(need * 1.1)
+
+
+@dataclass(frozen=True)
+class LoadedHistory:
+    """The history rows read for training, and how they were chosen (for the provenance)."""
+
+    frame: pd.DataFrame | None
+    windows: int
+    stored_rows: int
+    max_rows: int | None
+    sampled: bool
+
+    def notes(self) -> dict[str, Any]:
+        """JSON-able provenance of the load."""
+        return {
+            "windows": self.windows,
+            "stored_rows": self.stored_rows,
+            "row_budget": self.max_rows,
+            "sampled": self.sampled,
+            "loaded_rows": 0 if self.frame is None else len(self.frame),
+        }
+
+
+def read_history(
+    store: Storage, cfg: Config, before_window: str, *, max_rows: int | None = None
+) -> LoadedHistory:
+    """The labelled windows strictly before `before_window`, oldest first.
+
+    With `max_rows` set and more rows stored than that, each window is read in turn and
+    sampled down to its share of `max_rows` (largest remainders over the windows' sizes),
+    stratified by label for classification and seeded by ``cfg.seed`` and the window id, so
+    memory holds one window plus the sample however many windows exist, and the same seed and
+    history give the same rows. Otherwise every row is returned, as stored.
+    """
+    windows = history_windows(store, cfg, before_window)
+    total = sum(w.rows for w in windows)
+    sampled = max_rows is not None and total > max_rows
+    quotas = _quotas([w.rows for w in windows], max_rows) if sampled else None
+    frames = []
+    for i, w in enumerate(windows):
+        frame = from_parquet_bytes(store.read_bytes(w.key))[0]
+        if quotas is not None and quotas[i] < len(frame):
+            frame = _sample_window(frame, int(quotas[i]), cfg, w.id)
+        frames.append(frame)
     if not frames:
-        return None
-    frames.sort(key=lambda t: t[0])
-    return pd.concat([f for _, f in frames], ignore_index=True)
+        combined = None
+    else:
+        combined = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return LoadedHistory(combined, len(windows), total, max_rows, sampled)
+
+
+def load_history(store: Storage, cfg: Config, before_window: str) -> pd.DataFrame | None:
+    """All labelled windows strictly before `before_window`, oldest first."""
+    return read_history(store, cfg, before_window).frame
+
+
+def _quotas(sizes: list[int], budget: int | None) -> np.ndarray:
+    """`budget` rows split over windows in proportion to their sizes (largest remainders)."""
+    counts = np.asarray(sizes, dtype=np.int64)
+    exact = counts * ((budget or 0) / counts.sum())
+    quota = np.floor(exact).astype(np.int64)
+    short = int((budget or 0) - quota.sum())
+    if short > 0:  # ties go to the older window: deterministic
+        order = np.lexsort((np.arange(len(counts)), -(exact - quota)))
+        quota[order[:short]] += 1
+    capped: np.ndarray = np.minimum(quota, counts)
+    return capped
+
+
+def _sample_window(frame: pd.DataFrame, n: int, cfg: Config, window_id: str) -> pd.DataFrame:
+    """`n` rows of one window, in their stored order, proportionally per label."""
+    digest = hashlib.sha256(window_id.encode()).digest()
+    rng = np.random.default_rng([cfg.seed, _STREAM_HISTORY_LOAD, int.from_bytes(digest[:8])])
+    if cfg.task == "classification" and cfg.target in frame.columns:
+        strata, _ = pd.factorize(frame[cfg.target], sort=True, use_na_sentinel=False)
+    else:
+        strata = np.zeros(len(frame), dtype=np.int64)
+    counts = np.bincount(strata)
+    quota = _quotas(counts.tolist(), n)
+    chosen = [
+        rng.choice(np.flatnonzero(strata == k), size=int(q), replace=False)
+        for k, q in enumerate(quota)
+        if q
+    ]
+    positions = np.sort(np.concatenate(chosen)) if chosen else np.arange(0)
+    return frame.iloc[positions].reset_index(drop=True)

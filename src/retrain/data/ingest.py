@@ -26,6 +26,7 @@ from retrain.data.schema import (
     ignored_columns,
     infer_schema,
 )
+from retrain.data.source import SourceFacts
 from retrain.data.windows import Window, _examples, event_times, off_grid_warning
 from retrain.errors import ValidationError
 
@@ -177,12 +178,16 @@ def ingest_window(
     window: Window,
     schema: Schema | None,
     reference: ValueReference | None = None,
+    *,
+    facts: SourceFacts | None = None,
 ) -> IngestResult:
     """Cut `window` from `source_df`, check it, and return its rows with reports.
 
     With `schema` None this is the first window: it is vetted by the reference-free checks and
     its own schema becomes the reference (``schema_inferred`` is True). Values are compared
     with `reference` (the champion's training data), else with the schema's first window.
+    `facts` describe the whole source when `source_df` holds only part of it
+    (`retrain.data.source.read_window`); without them `source_df` is the whole source.
 
     Raises:
         ValidationError: the window is empty, has a structural problem, or more broken rows
@@ -205,7 +210,10 @@ def ingest_window(
     where = f"window {window.id} [{bounds['start']}, {bounds['end']})"
     if rows.empty:
         known = times.dropna()
-        span = f"{len(source_df)} rows"
+        span = f"{len(source_df) if facts is None else facts.rows} rows"
+        if facts is not None and facts.time_min is not None:
+            ends = pd.Series([facts.time_min, facts.time_max], name=time_col)
+            known = event_times(ends, cfg.data.time_kind, errors="coerce").dropna()
         if len(known):
             span += f" spanning {_time_text(known.min())} to {_time_text(known.max())}"
         raise ValidationError(
@@ -231,7 +239,7 @@ def ingest_window(
     if schema is None:
         schema = infer_schema(kept, cfg)
     data = _output_frame(kept, cfg)
-    warnings = _source_warnings(source_df, times, cfg)
+    warnings = _source_warnings(source_df, times, cfg, facts)
     off_grid = off_grid_warning(cfg.data, window)
     if off_grid:
         warnings.append(off_grid)
@@ -239,7 +247,7 @@ def ingest_window(
         "window": window.as_dict(),
         "rows": len(data),
         "window_rows": len(rows),
-        "source_rows": len(source_df),
+        "source_rows": len(source_df) if facts is None else facts.rows,
         "schema_inferred": inferred,
         "schema_fingerprint": schema.fingerprint(),
         "problems": [],
@@ -271,10 +279,12 @@ def _check_quarantine_share(checks: RowChecks, rows: int, cfg: Config, where: st
     )
 
 
-def _source_warnings(source_df: pd.DataFrame, times: pd.Series, cfg: Config) -> list[str]:
+def _source_warnings(
+    source_df: pd.DataFrame, times: pd.Series, cfg: Config, facts: SourceFacts | None
+) -> list[str]:
     time_col = cfg.data.time_column
     warnings = []
-    no_time = int(source_df[time_col].isna().sum())
+    no_time = int(source_df[time_col].isna().sum()) if facts is None else facts.no_time
     if no_time:
         warnings.append(f"{no_time} source rows have no event time and belong to no window")
     unreadable = times.isna() & source_df[time_col].notna()

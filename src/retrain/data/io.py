@@ -13,8 +13,9 @@ import hashlib
 import io
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -26,11 +27,13 @@ from retrain.storage import GCSStorage
 
 __all__ = [
     "METADATA_KEY",
+    "SourceFile",
     "content_sha256",
     "dataset_metadata",
     "from_parquet_bytes",
     "json_value",
     "read_source",
+    "source_files",
     "to_parquet_bytes",
 ]
 
@@ -67,9 +70,39 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _read_local(path: Path, uri: str, fmt: str) -> pd.DataFrame:
+@dataclass(frozen=True)
+class SourceFile:
+    """One data file of a source: local (`path`) or an object of a GCS bucket (`key`)."""
+
+    uri: str
+    path: Path | None = None
+    store: GCSStorage | None = None
+    key: str = ""
+
+    def read_bytes(self) -> bytes:
+        """The whole file."""
+        if self.path is not None:
+            return self.path.read_bytes()
+        assert self.store is not None
+        try:
+            return self.store.read_bytes(self.key)
+        except NotFound:
+            raise ValidationError(f"{self.uri} disappeared while reading the source") from None
+
+    def open(self) -> BinaryIO:
+        """A seekable reader that fetches only the byte ranges asked for (footers, columns)."""
+        if self.path is not None:
+            return self.path.open("rb")
+        assert self.store is not None
+        try:
+            return self.store.open_read(self.key)
+        except NotFound:
+            raise ValidationError(f"{self.uri} disappeared while reading the source") from None
+
+
+def _local_files(path: Path, uri: str, fmt: str) -> list[SourceFile]:
     if path.is_file():
-        return _parse(path.read_bytes(), fmt, uri)
+        return [SourceFile(uri=uri, path=path)]
     if not path.is_dir():
         raise ValidationError(f"data source not found: {uri}")
     files = sorted(
@@ -79,15 +112,15 @@ def _read_local(path: Path, uri: str, fmt: str) -> pd.DataFrame:
     )
     if not files:
         raise ValidationError(f"data source {uri} is a directory with no .{fmt} files")
-    return _concat([_parse(p.read_bytes(), fmt, str(p)) for p in files])
+    return [SourceFile(uri=str(p), path=p) for p in files]
 
 
-def _read_gcs(uri: str, fmt: str, client: Any | None) -> pd.DataFrame:
+def _gcs_files(uri: str, fmt: str, client: Any | None) -> list[SourceFile]:
     bucket, _, name = uri[len("gs://") :].partition("/")
     store = GCSStorage(f"gs://{bucket}", client=client)
     name = name.strip("/")
     if name and store.exists(name):
-        return _parse(store.read_bytes(name), fmt, uri)
+        return [SourceFile(uri=uri, store=store, key=name)]
     prefix = f"{name}/" if name else ""
     # Listing a prefix also matches siblings like 'events.bak/...': keep only real children.
     keys = [
@@ -99,13 +132,27 @@ def _read_gcs(uri: str, fmt: str, client: Any | None) -> pd.DataFrame:
         raise ValidationError(
             f"data source not found: {uri} (no object and no .{fmt} files below it)"
         )
-    frames = []
-    for key in keys:
-        try:
-            frames.append(_parse(store.read_bytes(key), fmt, store.uri(key)))
-        except NotFound:
-            raise ValidationError(f"{store.uri(key)} disappeared while reading {uri}") from None
-    return _concat(frames)
+    return [SourceFile(uri=store.uri(k), store=store, key=k) for k in keys]
+
+
+def source_files(uri: str, fmt: str, *, client: Any | None = None) -> list[SourceFile]:
+    """The data files of a source, in the order `read_source` reads them.
+
+    A file, or every file of format `fmt` below a directory or ``gs://`` prefix, in sorted path
+    order; hidden files and names starting with '_' are skipped.
+
+    Raises:
+        ValidationError: unknown format, unsupported URI, or no such file or files.
+    """
+    if fmt not in _FORMATS:
+        raise ValidationError(f"unknown data format {fmt!r} for {uri}; use one of {list(_FORMATS)}")
+    if uri.startswith("gs://"):
+        return _gcs_files(uri, fmt, client)
+    if uri.startswith("file://"):
+        return _local_files(Path(uri[len("file://") :]), uri, fmt)
+    if "://" in uri:
+        raise ValidationError(f"unsupported data source URI {uri} (use a path or gs://)")
+    return _local_files(Path(uri).expanduser(), uri, fmt)
 
 
 def read_source(uri: str, fmt: str, *, client: Any | None = None) -> pd.DataFrame:
@@ -113,19 +160,13 @@ def read_source(uri: str, fmt: str, *, client: Any | None = None) -> pd.DataFram
 
     Files in a directory are read in sorted path order; hidden files and names starting with
     '_' are skipped. `client` is an optional google.cloud.storage client for ``gs://`` URIs.
+    To read one window or one column, `retrain.data.source` reads far less.
 
     Raises:
         ValidationError: unknown format, missing source, or a file that cannot be parsed.
     """
-    if fmt not in _FORMATS:
-        raise ValidationError(f"unknown data format {fmt!r} for {uri}; use one of {list(_FORMATS)}")
-    if uri.startswith("gs://"):
-        return _read_gcs(uri, fmt, client)
-    if uri.startswith("file://"):
-        return _read_local(Path(uri[len("file://") :]), uri, fmt)
-    if "://" in uri:
-        raise ValidationError(f"unsupported data source URI {uri} (use a path or gs://)")
-    return _read_local(Path(uri).expanduser(), uri, fmt)
+    files = source_files(uri, fmt, client=client)
+    return _concat([_parse(f.read_bytes(), fmt, f.uri) for f in files])
 
 
 def to_parquet_bytes(df: pd.DataFrame, metadata: dict[str, Any]) -> bytes:

@@ -11,8 +11,9 @@ import contextlib
 import pandas as pd
 
 from retrain.data.ingest import ingest_window
-from retrain.data.io import dataset_metadata, read_source, to_parquet_bytes
+from retrain.data.io import dataset_metadata, to_parquet_bytes
 from retrain.data.schema import Schema, as_category_strings
+from retrain.data.source import read_window
 from retrain.data.windows import parse_window
 from retrain.drift import champion_drift, champion_reference
 from retrain.errors import AlreadyExists
@@ -53,10 +54,11 @@ def ingest(
     cfg, store = load_step_config(config_yaml)
     with recorded_step(store, run_id, "ingest") as rec:
         window = parse_window(cfg.data, window_id)
-        source = read_source(cfg.data.uri, cfg.data.format)
+        # Only the row groups that overlap the window are read (all of a CSV source).
+        source, facts = read_window(cfg.data.uri, cfg.data.format, cfg.data, window)
         schema = Schema.from_json(store.read_text(SCHEMA_KEY)) if store.exists(SCHEMA_KEY) else None
         reference = champion_reference(cfg, store) if schema is not None else None
-        result = ingest_window(cfg, source, window, schema, reference)
+        result = ingest_window(cfg, source, window, schema, reference, facts=facts)
         q_key = quarantine_key(window.id)
         if result.quarantined is not None:
             meta = {"window": window.as_dict(), "run_id": run_id}

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from retrain.config import Config
-from retrain.data.io import read_source
+from retrain.data.source import read_times
 from retrain.data.windows import parse_window
 from retrain.errors import RetrainError, TransientError, ValidationError
 from retrain.steps.lease import iso, jobs_held_lease, lease_dict, take_run_lease
@@ -209,14 +209,10 @@ def _resolve_ids(
         try:
             kept = jobs_held_lease(store, cfg.name, job_id, run_id, at.to_pydatetime())
             if kept is None:
-                source = read_source(cfg.data.uri, cfg.data.format)
-                column = cfg.data.time_column
-                if column not in source.columns:
-                    raise ValidationError(
-                        f"data source {cfg.data.uri} has no time column {column!r}"
-                    )
+                # The time column is all the rules need: read nothing else.
+                times = read_times(cfg.data.uri, cfg.data.format, cfg.data.time_column)
                 choice = newest_complete_window(
-                    cfg.data, source[column], at, source=cfg.data.uri, delay=cfg.labels.delay
+                    cfg.data, times, at, source=cfg.data.uri, delay=cfg.labels.delay
                 )
         except Exception as err:  # recorded by the caller, under the run's folder
             error = err

@@ -12,7 +12,7 @@ import pandas as pd
 
 from retrain.config import Config
 from retrain.continuous import train_or_update
-from retrain.data.history import load_history
+from retrain.data.history import history_row_budget, read_history
 from retrain.data.io import content_sha256, to_parquet_bytes
 from retrain.data.windows import parse_window
 from retrain.drift import PROFILE_FILE, profile_for_model
@@ -63,7 +63,10 @@ def train(
     with recorded_step(store, run_id, "train") as rec:
         window_id = parse_window(cfg.data, window_id).id  # one spelling: "01" is "1"
         new, new_meta = read_dataset(labelled_path)
-        history = load_history(store, cfg, window_id)
+        # Read window by window and sampled to what the mix can use: memory does not grow
+        # with the number of windows kept.
+        loaded = read_history(store, cfg, window_id, max_rows=history_row_budget(cfg, len(new)))
+        history = loaded.frame
         reg = Registry(store, cfg.name)
         champion = reg.get_alias("champion").version
         parent, parent_card = None, None
@@ -76,6 +79,8 @@ def train(
         )
         ts, model = result.training_set, result.model
         fit_seconds = time.perf_counter() - t0
+        if loaded.sampled:
+            result.provenance["history_load"] = loaded.notes()
         hashes = {
             "new_window": new_meta.get("sha256", content_sha256(new)),
             "history": content_sha256(history) if history is not None else None,

@@ -14,6 +14,7 @@ Series (every one labelled with ``model``):
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
@@ -78,6 +79,13 @@ class MonitorMetrics:
             ["model"],
             registry=r,
         )
+
+    def for_model(self, model: str) -> MonitorMetrics:
+        """The same series on the same registry, reporting for `model`: one ``/metrics``
+        endpoint serves every model a monitor watches."""
+        other = copy.copy(self)
+        other.model = model
+        return other
 
     def observe_drift(
         self, features: list[tuple[str, str, float, bool]], dataset_drifted: bool, share: float

@@ -25,6 +25,7 @@ import pandas as pd
 
 from retrain.config import Config
 from retrain.data.io import read_source
+from retrain.data.source import read_times, read_window
 from retrain.data.windows import parse_window, window_ids_in, window_mask, window_sort_key
 from retrain.drift import ReferenceProfile, detect_drift
 from retrain.errors import NotFound, RetrainError, ValidationError
@@ -235,16 +236,16 @@ class Monitor:
         """Check one window (default: the newest in the data source) and decide."""
         cfg = self.cfg
         self.controller.reconcile()  # a finished cluster run frees the lease first
-        source = read_source(cfg.data.uri, cfg.data.format)
         time_col = cfg.data.time_column
-        if time_col not in source.columns:
-            raise ValidationError(f"data source {cfg.data.uri} has no time column {time_col!r}")
-        ids = window_ids_in(cfg.data, source[time_col])
+        # The time column finds the windows; then only the checked window's rows are read.
+        times = read_times(cfg.data.uri, cfg.data.format, time_col)
+        ids = window_ids_in(cfg.data, times)
         if window is None:
             if not ids:
                 raise ValidationError(f"data source {cfg.data.uri} holds no events")
             window = ids[-1]
         win = parse_window(cfg.data, window)
+        source, _ = read_window(cfg.data.uri, cfg.data.format, cfg.data, win)
         current = source.loc[window_mask(source[time_col], win, cfg.data.time_kind)]
         current = current.reset_index(drop=True)
         if current.empty:
@@ -257,7 +258,7 @@ class Monitor:
             performance = dict(drift.performance)
         elif drift is None:
             performance = {"note": note}
-        untrained = self._untrained_rows(source, ids, win.id)
+        untrained = self._untrained_rows(times, ids, win.id)
 
         signals = []
         if drift is not None:
@@ -390,7 +391,7 @@ class Monitor:
             return None, f"drift engine unavailable: {err}"
         return summary, "; ".join(notes)
 
-    def _untrained_rows(self, source: pd.DataFrame, ids: list[str], window: str) -> int:
+    def _untrained_rows(self, times: pd.Series, ids: list[str], window: str) -> int:
         """Rows in windows after the newest one already in the history store, up to `window`."""
         cfg = self.cfg
         trained = [k.split("/")[1] for k in self.store.list("datasets") if k.count("/") >= 2]
@@ -400,9 +401,7 @@ class Monitor:
         for wid in ids:
             start = window_sort_key(cfg.data, wid)
             if start <= key and (newest is None or start > newest):
-                mask = window_mask(
-                    source[cfg.data.time_column], parse_window(cfg.data, wid), cfg.data.time_kind
-                )
+                mask = window_mask(times, parse_window(cfg.data, wid), cfg.data.time_kind)
                 rows += int(mask.sum())
         return rows
 

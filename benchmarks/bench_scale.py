@@ -1,0 +1,435 @@
+"""Benchmark how cost grows with the history kept and the number of models.
+
+    make bench-scale   # -> benchmarks/results/scale.md (+ scale.json)
+    python benchmarks/bench_scale.py --rows 20000 --output /tmp/scale.md
+
+Three measurements, each step in a fresh process (peak RSS is the process's own ``ru_maxrss``;
+the parent stays small so no child inherits a large figure):
+
+1. **One cycle with 1, 5 and 20 history windows**: one store is seeded with 20 labelled
+   windows of ``--rows`` rows (periods 0..18 committed to history directly, then a full cycle
+   on period 19 registers the champion), then copied three times, keeping the newest 1, 5 or 20
+   windows of history. On each copy ingest, label, train and evaluate run on period 20, each
+   in its own process. The config caps the history training rows at one window
+   (``training.max_history_rows: --rows``), so the row budget is the same for every history
+   size and the table shows what the history's size costs beyond it.
+2. **resolve and ingest with a source of 5 vs 50 windows** of ``--rows`` rows (the history
+   data's windows, re-dated): ``resolve`` (window ``auto``) and ingest of the newest complete
+   window, each in its own process; the whole-source read they
+   replaced (`read_source`) is timed beside them.
+3. **A monitor pass over 1, 10 and 50 models**: ``retrain monitor --once --launch none`` with
+   a directory of configs (each model its own store and champion, copied from one trained
+   store; all read the same small source), four workers.
+
+Times are wall seconds of the step's function (imports excluded); RSS in MiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+HISTORY_SIZES = (1, 5, 20)
+SOURCE_SIZES = (5, 50)
+MODEL_COUNTS = (1, 10, 50)
+STEPS = ("ingest", "label", "train", "evaluate")
+SEED_WINDOWS = max(HISTORY_SIZES)
+NEW_WINDOW = SEED_WINDOWS  # period 20: the window every measured cycle ingests
+MONITOR_ROWS = 2000
+MONITOR_WINDOWS = 4
+MONITOR_WORKERS = 4
+GOALS = {"train_rss": 1.2, "resolve_ingest_time": 1.5, "monitor_time": 10.0}
+
+
+def _bench_cycle() -> Any:
+    sys.path.insert(0, str(HERE))  # benchmarks/ is not a package
+    import bench_cycle
+
+    return bench_cycle
+
+
+# --- the child process: one measured action ---------------------------------------------------
+
+
+def _child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one action named by `spec`; its own time and peak RSS."""
+    import retrain.steps as steps
+    from retrain.data.io import read_source
+
+    kind = spec["kind"]
+    text = Path(spec["config"]).read_text() if "config" in spec else ""
+    t = Path(spec.get("tmp", "."))
+    window, run_id = str(spec.get("window", "")), spec.get("run_id", "bench")
+    out: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    if kind == "data":
+        _write_data(spec)
+    elif kind == "seed_history":
+        _seed_history(text, int(spec["periods"]))
+    elif kind == "source_data":
+        _source_data(Path(spec["from"]), Path(spec["dir"]), int(spec["periods"]))
+    elif kind == "ingest":
+        steps.ingest(text, window, run_id, str(t / "dataset.parquet"))
+    elif kind == "label":
+        steps.label(
+            text,
+            window,
+            run_id,
+            str(t / "dataset.parquet"),
+            str(t / "labelled.parquet"),
+            str(t / "queue.parquet"),
+        )
+    elif kind == "train":
+        o = steps.train(
+            text, window, run_id, str(t / "labelled.parquet"), str(t / "model"), str(t / "hold")
+        )
+        out["provenance"] = {
+            k: o.details["provenance"].get(k) for k in ("history_rows", "new_rows", "history_load")
+        }
+    elif kind == "evaluate":
+        out["blessed"] = steps.evaluate(text, run_id, str(t / "model"), str(t / "hold")).blessed
+    elif kind == "cycle":
+        from retrain.config import config_from_text
+        from retrain.runner import run_cycle
+
+        out["exit_code"], out["lines"] = 0, []
+        for w in str(window).split(","):  # one or more cycles, one after another
+            result = run_cycle(config_from_text(text), w, engine="direct", run_id=f"{run_id}-{w}")
+            out["exit_code"] = max(out["exit_code"], result.exit_code)
+            out["lines"] = result.lines()
+    elif kind == "resolve":
+        o = steps.resolve_run(text, "auto", "auto", job_id="bench", kfp_run=False)
+        out["window"] = o.window_id
+    elif kind == "read_source":
+        cfg = yaml.safe_load(text)
+        out["rows"] = len(read_source(cfg["data"]["uri"], "parquet"))
+    elif kind == "monitor":
+        from retrain.cli import main as cli
+
+        options = ["--once", "--launch", "none", "--workers", str(MONITOR_WORKERS)]
+        out["exit_code"] = cli(["monitor", *options, "--config", spec["configs"]])
+    else:
+        raise SystemExit(f"unknown action {kind}")
+    out["seconds"] = time.perf_counter() - t0
+    out["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
+
+
+def _seed_history(config_yaml: str, periods: int) -> None:
+    """Labelled windows ``0..periods-1`` straight into the history store (setup, not measured).
+
+    What ingest and label would commit, without their reports, drift profile and the full read
+    of the label source per window, which make seeding twenty windows slow.
+    """
+    import pandas as pd
+
+    from retrain.config import config_from_text
+    from retrain.data.history import commit_history
+    from retrain.data.ingest import ingest_window
+    from retrain.data.io import content_sha256
+    from retrain.data.source import read_window
+    from retrain.data.windows import parse_window
+    from retrain.labels.join import join_labels
+    from retrain.storage import open_storage
+
+    cfg = config_from_text(config_yaml)
+    store = open_storage(cfg.storage_root)
+    for period in range(periods):
+        window = parse_window(cfg.data, str(period))
+        part, facts = read_window(cfg.data.uri, cfg.data.format, cfg.data, window)
+        events = ingest_window(cfg, part, window, None, facts=facts).data
+        labels = pd.read_parquet(Path(cfg.labels.uri) / f"period-{period:03d}.parquet")
+        labelled = join_labels(cfg, events, labels).labelled
+        commit_history(store, window.id, labelled, {"sha256": content_sha256(labelled)})
+
+
+def _source_data(history: Path, root: Path, periods: int) -> None:
+    """A source of `periods` windows made of the history data's windows, re-dated in turn."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = sorted((history / "events").glob("*.parquet"))
+    (root / "events").mkdir(parents=True, exist_ok=True)
+    (root / "labels").mkdir(parents=True, exist_ok=True)
+    for period in range(periods):
+        table = pq.read_table(files[period % len(files)])
+        at = table.schema.get_field_index("period")
+        column = pa.array([period] * table.num_rows, type=pa.int64())
+        name = f"period-{period:03d}.parquet"
+        pq.write_table(table.set_column(at, "period", column), root / "events" / name)
+
+
+def _write_data(spec: dict[str, Any]) -> None:
+    """Events and labels of periods ``0..periods-1``, one file per period (bench_cycle's case)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    bc = _bench_cycle()
+    numeric, categorical = bc.feature_layout(spec["features"])
+    case = bc.Case(spec["rows"], spec["rows"], numeric, categorical, seed=7)
+    root = Path(spec["dir"])
+    for sub in ("events", "labels"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for period in range(spec["periods"]):
+        events, labels = bc.make_window(case, period, spec["rows"])
+        name = f"period-{period:03d}.parquet"
+        pq.write_table(pa.Table.from_pandas(events, preserve_index=False), root / "events" / name)
+        pq.write_table(pa.Table.from_pandas(labels, preserve_index=False), root / "labels" / name)
+
+
+def run(spec: dict[str, Any], work: Path) -> dict[str, Any]:
+    """`spec` in a fresh process; what it measured."""
+    spec_path = Path(tempfile.mkstemp(dir=work, suffix=".json")[1])
+    spec_path.write_text(json.dumps(spec))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", str(spec_path)],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    result_path = spec_path.with_suffix(".out.json")
+    if proc.returncode != 0 or not result_path.exists():
+        raise SystemExit(
+            f"{spec['kind']} failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n"
+            f"{proc.stderr[-3000:]}"
+        )
+    measured: dict[str, Any] = json.loads(result_path.read_text())
+    return measured
+
+
+# --- setups --------------------------------------------------------------------------------------
+
+
+def _config(rows: int, data: Path, store: Path, name: str = "bench") -> dict[str, Any]:
+    bc = _bench_cycle()
+    numeric, categorical = bc.feature_layout(20)
+    case = bc.Case(rows, rows, numeric, categorical, seed=7)
+    cfg: dict[str, Any] = bc.case_config(case, str(store), str(store.parent / "gitops"), data)
+    cfg["name"] = name
+    cfg["training"] = {"max_history_rows": rows}
+    return cfg
+
+
+def _write_config(path: Path, cfg: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def _steps(cfg_path: Path, window: int, work: Path, run_id: str) -> dict[str, dict[str, Any]]:
+    tmp = Path(tempfile.mkdtemp(dir=work, prefix=f"{run_id}-"))
+    base = {"config": str(cfg_path), "window": window, "run_id": run_id, "tmp": str(tmp)}
+    return {step: run({**base, "kind": step}, work) for step in STEPS}
+
+
+def measure_history(rows: int, work: Path) -> dict[str, Any]:
+    """One cycle on period 20 with 1, 5 and 20 windows of history."""
+    data = work / "history-data"
+    run({"kind": "data", "dir": str(data), "rows": rows, "features": 20,
+         "periods": NEW_WINDOW + 1}, work)  # fmt: skip
+    seed = work / "seed"
+    cfg_path = _write_config(seed / "bench.yaml", _config(rows, data, seed / "store"))
+    tmp = Path(tempfile.mkdtemp(dir=work))
+    spec = {"config": str(cfg_path), "periods": SEED_WINDOWS - 1, "tmp": str(tmp)}
+    run({**spec, "kind": "seed_history"}, work)
+    last = SEED_WINDOWS - 1
+    cycle = run({"kind": "cycle", "config": str(cfg_path), "window": last,
+                 "run_id": f"seed-{last}"}, work)  # fmt: skip
+    deployed = any(ln.split()[:2] == ["deploy", "ok"] for ln in cycle["lines"])
+    if cycle["exit_code"] != 0 or not deployed:
+        raise SystemExit("seeding did not deploy a champion:\n" + "\n".join(cycle["lines"]))
+    out = {}
+    for size in HISTORY_SIZES:
+        d = work / f"history-{size}"
+        shutil.copytree(seed / "store", d / "store")
+        shutil.copytree(seed / "gitops", d / "gitops")
+        for period in range(SEED_WINDOWS - size):
+            shutil.rmtree(d / "store" / "datasets" / str(period))
+        path = _write_config(d / "bench.yaml", _config(rows, data, d / "store"))
+        out[str(size)] = _steps(path, NEW_WINDOW, work, f"h{size}")
+        print(f"history {size}: " + _line(out[str(size)]), flush=True)
+    return out
+
+
+def measure_source(rows: int, work: Path) -> dict[str, Any]:
+    """resolve and ingest with 5 and 50 windows in the source."""
+    data = work / "source-data"
+    run({"kind": "source_data", "from": str(work / "history-data"), "dir": str(data),
+         "periods": max(SOURCE_SIZES)}, work)  # fmt: skip
+    out = {}
+    for size in SOURCE_SIZES:
+        d = work / f"source-{size}"
+        (d / "data" / "labels").mkdir(parents=True)  # resolve and ingest read no labels
+        (d / "data" / "events").mkdir(parents=True)
+        for period in range(size):
+            name = f"period-{period:03d}.parquet"
+            os.link(data / "events" / name, d / "data" / "events" / name)
+        path = _write_config(d / "bench.yaml", _config(rows, d / "data", d / "store"))
+        resolved = run({"kind": "resolve", "config": str(path)}, work)
+        tmp = Path(tempfile.mkdtemp(dir=work))
+        spec = {"config": str(path), "window": resolved["window"], "run_id": f"s{size}"}
+        ingest = run({**spec, "kind": "ingest", "tmp": str(tmp)}, work)
+        whole = run({"kind": "read_source", "config": str(path)}, work)
+        out[str(size)] = {"resolve": resolved, "ingest": ingest, "read_source": whole}
+        print(f"source {size}: " + _line(out[str(size)]), flush=True)
+    return out
+
+
+def measure_monitor(work: Path) -> dict[str, Any]:
+    """A monitor pass over 1, 10 and 50 models, each with its own store and champion."""
+    data = work / "monitor-data"
+    run({"kind": "data", "dir": str(data), "rows": MONITOR_ROWS, "features": 20,
+         "periods": MONITOR_WINDOWS}, work)  # fmt: skip
+    first = work / "monitor-seed"
+    path = _write_config(first / "m000.yaml", _config(MONITOR_ROWS, data, first / "store", "m000"))
+    windows = ",".join(str(p) for p in range(MONITOR_WINDOWS - 1))
+    done = run({"kind": "cycle", "config": str(path), "window": windows, "run_id": "m"}, work)
+    if done["exit_code"] != 0:
+        raise SystemExit("seeding the monitor's model failed:\n" + "\n".join(done["lines"]))
+    out = {}
+    for count in MODEL_COUNTS:
+        configs = work / f"models-{count}"
+        for k in range(count):
+            name = f"m{k:03d}"
+            store = work / "model-stores" / f"{count}-{name}" / "store"
+            shutil.copytree(first / "store", store, ignore=shutil.ignore_patterns("runs"))
+            if name != "m000":
+                (store / "models" / "m000").rename(store / "models" / name)
+            _write_config(configs / f"{name}.yaml", _config(MONITOR_ROWS, data, store, name))
+        out[str(count)] = run({"kind": "monitor", "configs": str(configs)}, work)
+        if out[str(count)]["exit_code"] != 0:
+            raise SystemExit(f"the monitor pass over {count} models failed")
+        print(f"monitor {count}: {out[str(count)]['seconds']:.2f} s", flush=True)
+    return out
+
+
+def _line(measured: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k} {v['seconds']:.1f} s / {v['rss_mib']:.0f} MiB" for k, v in measured.items()
+    )
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def render(results: dict[str, Any]) -> str:
+    """The Markdown report of `results`."""
+    rows = results["rows"]
+    h, s, m = results["history"], results["source"], results["monitor"]
+    lines = [
+        "# Scale: cost by history kept and by number of models",
+        "",
+        f"`python benchmarks/bench_scale.py --rows {rows}` on {results['machine']}, "
+        f"{results['date']}. {rows:,} rows per window, 20 features (16 numeric, 4 categorical); "
+        "each step in its own process, one BLAS thread; times exclude imports.",
+        "",
+        f"## One cycle with 1, 5 and 20 history windows (history budget {rows:,} training rows)",
+        "",
+        "| history windows | " + " | ".join(f"{st} s / MiB" for st in STEPS) + " | history rows |",
+        "|---:|" + "---:|" * (len(STEPS) + 1),
+    ]
+    for size, steps in h.items():
+        cells = [f"{steps[st]['seconds']:.1f} / {steps[st]['rss_mib']:.0f}" for st in STEPS]
+        load = steps["train"].get("provenance", {}).get("history_load") or {}
+        read = load.get("loaded_rows", "all")
+        hist = steps["train"].get("provenance", {}).get("history_rows")
+        lines.append(f"| {size} | " + " | ".join(cells) + f" | {hist} used, {read} read |")
+    train_ratio = h["20"]["train"]["rss_mib"] / h["1"]["train"]["rss_mib"]
+    lines += [
+        "",
+        f"Train's peak RSS with 20 windows / with 1: **{train_ratio:.2f}×** "
+        f"(goal ≤ {GOALS['train_rss']}×).",
+        "",
+        "## resolve and ingest with a source of 5 vs 50 windows",
+        "",
+        "| windows in the source | resolve s / MiB | ingest s / MiB | whole-source read "
+        "(before) s / MiB |",
+        "|---:|---:|---:|---:|",
+    ]
+    for size, r in s.items():
+        cells = [
+            f"{r[k]['seconds']:.2f} / {r[k]['rss_mib']:.0f}"
+            for k in ("resolve", "ingest", "read_source")
+        ]
+        lines.append(f"| {size} | " + " | ".join(cells) + " |")
+    both = {k: s[k]["resolve"]["seconds"] + s[k]["ingest"]["seconds"] for k in s}
+    src_ratio = both["50"] / both["5"]
+    lines += [
+        "",
+        f"resolve + ingest at 50 windows / at 5: **{src_ratio:.2f}×** "
+        f"(goal ≤ {GOALS['resolve_ingest_time']}×).",
+        "",
+        f"## A monitor pass over 1, 10 and 50 models ({MONITOR_WORKERS} workers, "
+        f"{MONITOR_ROWS:,} rows per window)",
+        "",
+        "| models | pass s | peak RSS MiB |",
+        "|---:|---:|---:|",
+    ]
+    for count, r in m.items():
+        lines.append(f"| {count} | {r['seconds']:.2f} | {r['rss_mib']:.0f} |")
+    mon_ratio = m["50"]["seconds"] / m["1"]["seconds"]
+    lines += [
+        "",
+        f"50-model pass / 1-model pass: **{mon_ratio:.1f}×** (goal ≤ {GOALS['monitor_time']}×).",
+        "",
+    ]
+    results["ratios"] = {"train_rss": train_ratio, "resolve_ingest_time": src_ratio,
+                         "monitor_time": mon_ratio}  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=1_000_000, help="rows per window")
+    p.add_argument("--output", default=str(HERE / "results" / "scale.md"))
+    p.add_argument("--workdir", help="keep the work here (default: a temporary directory)")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        spec_path = Path(args.child)
+        result = _child(json.loads(spec_path.read_text()))
+        spec_path.with_suffix(".out.json").write_text(json.dumps(result, default=str))
+        return 0
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="retrain-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    results: dict[str, Any] = {
+        "rows": args.rows,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "history": measure_history(args.rows, work),
+        "source": measure_source(args.rows, work),
+        "monitor": measure_monitor(work),
+    }
+    markdown = render(results)
+    results["total_seconds"] = time.perf_counter() - t0
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(markdown)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
+    print(markdown)
+    if not args.workdir:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

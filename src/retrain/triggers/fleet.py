@@ -1,0 +1,131 @@
+"""Many models from one process: their configs, and one pass over all of them.
+
+A platform with fifty models runs one monitor and one schedule reconciler, not fifty. Each
+model keeps everything that is its own: its store, its run lease (``leases/<name>``: one per
+model, so two models never block each other and one model's runs never overlap), its trigger
+state and its Prometheus series (labelled ``model``). A pass runs every model's work on a
+bounded pool of threads (the work is mostly I/O: reading windows, the store, the KFP API), and
+one model's failure is reported beside the others' results instead of ending the pass.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from retrain.config import Config, load_config
+from retrain.errors import (
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_TRANSIENT,
+    EXIT_VALIDATION,
+    ValidationError,
+    exit_code_for,
+)
+
+__all__ = ["ModelResult", "config_paths", "fleet_exit_code", "load_configs", "run_for_each"]
+
+_CONFIG_SUFFIXES = (".yaml", ".yml")
+T = TypeVar("T")
+
+
+def config_paths(given: Sequence[str]) -> list[Path]:
+    """The config files named by `given`: files as given, directories by their YAML files.
+
+    A directory contributes its ``*.yaml`` / ``*.yml`` files in name order, skipping hidden
+    ones (a Kubernetes ConfigMap volume keeps its ``..data`` links there).
+
+    Raises:
+        ValidationError: a path does not exist, or a directory holds no config.
+    """
+    paths: list[Path] = []
+    for item in given:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(
+                c
+                for c in p.iterdir()
+                if c.suffix in _CONFIG_SUFFIXES and not c.name.startswith(".") and c.is_file()
+            )
+            if not found:
+                raise ValidationError(f"config directory {p} holds no .yaml or .yml file")
+            paths.extend(found)
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise ValidationError(f"config file not found: {p}")
+    return paths
+
+
+def load_configs(given: Sequence[str]) -> list[Config]:
+    """Every config named by `given` (see `config_paths`), validated.
+
+    Raises:
+        ValidationError: a config is invalid (the message names its file), or two configs
+            share a model name: they would share one lease, one store's trigger state and
+            one set of metric series.
+    """
+    configs = [load_config(p) for p in config_paths(given)]
+    seen: dict[str, int] = {}
+    for cfg in configs:
+        seen[cfg.name] = seen.get(cfg.name, 0) + 1
+    twice = sorted(name for name, n in seen.items() if n > 1)
+    if twice:
+        raise ValidationError(
+            f"model names must be unique across configs; given more than once: {twice}"
+        )
+    return configs
+
+
+@dataclass(frozen=True)
+class ModelResult(Generic[T]):
+    """One model's share of a pass: its result, or the error that ended its work."""
+
+    model: str
+    result: T | None
+    error: Exception | None
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def run_for_each(
+    configs: Sequence[Config], work: Callable[[Config], T], *, workers: int
+) -> list[ModelResult[T]]:
+    """`work` for every config on at most `workers` threads; results in the configs' order.
+
+    Errors are caught per model (`ModelResult.error`), so a bad config or an unreachable
+    store fails that model's work only.
+    """
+    if workers < 1:
+        raise ValidationError(f"workers must be at least 1, not {workers}")
+
+    def one(cfg: Config) -> ModelResult[T]:
+        t0 = time.perf_counter()
+        try:
+            result = work(cfg)
+        except Exception as err:  # reported per model; fleet_exit_code ranks them
+            return ModelResult(cfg.name, None, err, time.perf_counter() - t0)
+        return ModelResult(cfg.name, result, None, time.perf_counter() - t0)
+
+    with ThreadPoolExecutor(max_workers=min(workers, max(len(configs), 1))) as pool:
+        return list(pool.map(one, configs))
+
+
+def fleet_exit_code(results: Sequence[ModelResult[T]]) -> int:
+    """The exit code of a pass: the most actionable of the models' outcomes.
+
+    An internal error (a bug) outranks a transient one (a retry may help), which outranks
+    bad input (a retry cannot help); all ok is 0.
+    """
+    codes = {exit_code_for(r.error) for r in results if r.error is not None}
+    for code in (EXIT_INTERNAL, EXIT_TRANSIENT, EXIT_VALIDATION):
+        if code in codes:
+            return code
+    return EXIT_OK if not codes else EXIT_INTERNAL

@@ -1,0 +1,148 @@
+"""History read window by window and sampled to the mix's row budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from retrain.config import Config
+from retrain.data.history import (
+    commit_history,
+    history_row_budget,
+    history_windows,
+    load_history,
+    read_history,
+)
+from retrain.data.io import content_sha256
+from retrain.storage import LocalStorage
+from retrain.training.mix import build_training_set
+from tests.unit.test_ingest import config, events
+
+WINDOWS, ROWS = 12, 60
+
+
+def labelled(weeks: int, seed: int) -> pd.DataFrame:
+    df = events(weeks=weeks, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    # Unequal classes, and a share that moves between weeks, so strata matter.
+    df["churned"] = (rng.random(len(df)) < 0.1 + 0.05 * (df["week"] % 4)).astype("int64")
+    return df
+
+
+def store_with_history(tmp_path: Path) -> tuple[LocalStorage, pd.DataFrame]:
+    store = LocalStorage(tmp_path / "store")
+    df = labelled(WINDOWS, seed=3)
+    df.loc[df["week"] == 4, "churned"] = 0  # a window with one class only
+    for week, part in df.groupby("week"):
+        part = part.iloc[: ROWS - int(week)].reset_index(drop=True)  # unequal window sizes
+        commit_history(store, str(week), part, {"sha256": content_sha256(part)})
+    return store, df
+
+
+def with_seed(cfg: Config, seed: int) -> Config:
+    return cfg.model_copy(update={"seed": seed})
+
+
+def test_under_the_budget_everything_is_read_as_before(tmp_path: Path) -> None:
+    store, _ = store_with_history(tmp_path)
+    cfg = config()
+    whole = load_history(store, cfg, "12")
+    loaded = read_history(store, cfg, "12", max_rows=10_000)
+    assert whole is not None and loaded.frame is not None and not loaded.sampled
+    pd.testing.assert_frame_equal(loaded.frame, whole)
+    assert len(whole) == sum(ROWS - w for w in range(WINDOWS))
+    assert [w.rows for w in history_windows(store, cfg, "5")] == [60, 59, 58, 57, 56]
+
+
+def test_over_the_budget_each_window_gives_its_share_per_label(tmp_path: Path) -> None:
+    store, _ = store_with_history(tmp_path)
+    cfg = config()
+    whole = load_history(store, cfg, "12")
+    assert whole is not None
+    budget = 200
+    loaded = read_history(store, cfg, "12", max_rows=budget)
+    got = loaded.frame
+    assert got is not None and loaded.sampled and len(got) == budget
+    assert loaded.notes() == {
+        "windows": WINDOWS,
+        "stored_rows": len(whole),
+        "row_budget": budget,
+        "sampled": True,
+        "loaded_rows": budget,
+    }
+    # Every sampled row is a stored row, unchanged, and windows keep their stored order.
+    merged = got.merge(whole, on=list(whole.columns), how="left", indicator=True)
+    assert (merged["_merge"] == "both").all()
+    assert got["week"].is_monotonic_increasing
+    share = budget / len(whole)
+    for week, part in whole.groupby("week"):
+        mine = got[got["week"] == week]
+        assert abs(len(mine) - len(part) * share) <= 1
+        for label, rows in part.groupby("churned"):
+            expected = len(rows) * len(mine) / len(part)
+            assert abs(int((mine["churned"] == label).sum()) - expected) <= 1
+        assert mine["id"].is_unique
+
+
+def test_the_same_seed_gives_the_same_sample(tmp_path: Path) -> None:
+    store, _ = store_with_history(tmp_path)
+    cfg = config()
+    first = read_history(store, cfg, "12", max_rows=150).frame
+    again = read_history(store, cfg, "12", max_rows=150).frame
+    other = read_history(store, with_seed(cfg, cfg.seed + 1), "12", max_rows=150).frame
+    assert first is not None and again is not None and other is not None
+    assert content_sha256(first) == content_sha256(again)
+    assert set(first["id"]) != set(other["id"])
+
+
+def test_the_budget_covers_what_the_mix_draws(tmp_path: Path) -> None:
+    store, _ = store_with_history(tmp_path)
+    cfg = config()
+    cfg = cfg.model_copy(
+        update={
+            "training": cfg.training.model_copy(
+                update={"history_holdout_rows": 10, "historical_share": 0.5}
+            ),
+            "evaluation": cfg.evaluation.model_copy(update={"min_rows": 5}),
+        }
+    )
+    new = labelled(13, seed=9)
+    new = new[new["week"] == 12].reset_index(drop=True).head(40)
+    budget = history_row_budget(cfg, len(new))
+    loaded = read_history(store, cfg, "12", max_rows=budget)
+    assert loaded.sampled  # the budget is smaller than the stored history ...
+    ts = build_training_set(new, loaded.frame, cfg, cfg.seed)
+    p = ts.provenance
+    # ... yet the mix gets every history row it asks for, and the full holdout.
+    assert p["history"]["cap"] is None
+    assert p["history_rows"] == p["history"]["requested_rows"] > 0
+    assert p["history_holdout_rows"] == 10
+
+
+def _training(cfg: Config, **update: object) -> Config:
+    return cfg.model_copy(update={"training": cfg.training.model_copy(update=update)})
+
+
+def test_the_weighted_mix_reads_all_history_unless_capped(tmp_path: Path) -> None:
+    store, _ = store_with_history(tmp_path)
+    stored = sum(ROWS - w for w in range(WINDOWS))
+    sample = _training(config(), historical_share=0.5, history_holdout_rows=10)
+    assert history_row_budget(sample, 40) < stored  # the sampling mix needs a part only
+    weighted = _training(sample, mix="weighted")
+    assert history_row_budget(weighted, 40) is None  # ... the weighted one all of it
+    loaded = read_history(store, weighted, "12", max_rows=history_row_budget(weighted, 40))
+    assert loaded.frame is not None and len(loaded.frame) == stored and not loaded.sampled
+    capped = _training(weighted, max_history_rows=100)
+    budget = history_row_budget(capped, 40)
+    assert budget is not None and budget >= 100
+
+
+def test_min_train_rows_raises_the_budget(tmp_path: Path) -> None:
+    cfg = _training(config(), historical_share=0.5, history_holdout_rows=10)
+    plain = history_row_budget(cfg, 40)
+    raised = history_row_budget(_training(cfg, min_train_rows=600), 40)
+    assert plain is not None and raised is not None
+    # 40 new rows keep 32 for training: the other 568 must come from history's training rows.
+    assert raised >= 568 / (1 - cfg.training.evaluation_share) > plain

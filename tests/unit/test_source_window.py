@@ -1,0 +1,198 @@
+"""Reading one window or one column of a source gives what reading the whole source gave.
+
+Each window is ingested twice: from `read_source` (the whole source) and from `read_window`
+(pruned by row-group statistics); data, dataset hash and report must be equal. Pruning itself
+is shown by corrupting the row groups outside the window: reading them would fail.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from retrain.config import Config
+from retrain.data.ingest import IngestResult, ingest_window
+from retrain.data.io import content_sha256, read_source
+from retrain.data.source import read_times, read_window, source_facts
+from retrain.data.windows import parse_window
+from retrain.errors import ValidationError
+from tests.unit.test_ingest import config, events
+
+GROUP_ROWS = 20  # three row groups per week of 60 rows
+
+
+def write_weeks(root: Path, src: pd.DataFrame, column: str, fmt: str = "parquet") -> None:
+    """One file per two weeks (a window never matches a whole file), small row groups."""
+    root.mkdir(parents=True, exist_ok=True)
+    pairs = (
+        src[column].fillna(0).to_numpy() // 2 if column == "week" else np.arange(len(src)) // 120
+    )
+    for k in np.unique(pairs):
+        part = src.loc[pairs == k].reset_index(drop=True)
+        if fmt == "csv":
+            part.to_csv(root / f"part-{int(k):03d}.csv", index=False)
+        else:
+            table = pa.Table.from_pandas(part, preserve_index=False)
+            pq.write_table(table, root / f"part-{int(k):03d}.parquet", row_group_size=GROUP_ROWS)
+
+
+def both(cfg: Config, wid: str) -> tuple[IngestResult, IngestResult]:
+    window = parse_window(cfg.data, wid)
+    whole = ingest_window(cfg, read_source(cfg.data.uri, cfg.data.format), window, None)
+    part, facts = read_window(cfg.data.uri, cfg.data.format, cfg.data, window)
+    return whole, ingest_window(cfg, part, window, None, facts=facts)
+
+
+def assert_same(whole: IngestResult, pruned: IngestResult) -> None:
+    pd.testing.assert_frame_equal(whole.data, pruned.data)
+    assert content_sha256(whole.data) == content_sha256(pruned.data)
+    assert whole.report == pruned.report
+    assert whole.markdown == pruned.markdown
+
+
+def period_events() -> pd.DataFrame:
+    src = events(weeks=6).astype({"week": "float64"})
+    src.loc[[5, 130], "week"] = np.nan  # rows that belong to no window: counted in warnings
+    return src
+
+
+def test_period_windows_read_by_statistics_equal_the_whole_source(tmp_path: Path) -> None:
+    src = period_events()
+    write_weeks(tmp_path / "events", src, "week")
+    cfg = config(uri=str(tmp_path / "events"), min_rows=10)
+    for wid in ["0", "1", "2", "3", "5"]:
+        whole, pruned = both(cfg, wid)
+        assert_same(whole, pruned)
+    assert "2 source rows have no event time" in pruned.report["warnings"][0]
+    facts = source_facts(cfg.data.uri, "parquet", cfg.data)
+    assert facts is not None and (facts.rows, facts.no_time) == (len(src), 2)
+    assert (facts.time_min, facts.time_max) == (0.0, 5.0)
+
+
+def test_timestamp_windows_read_by_statistics_equal_the_whole_source(tmp_path: Path) -> None:
+    src = events(weeks=4).drop(columns=["week"])
+    hours = np.arange(len(src)) * 2  # 12 rows a day, 60 rows spread over five days
+    src["at"] = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(hours, unit="h")
+    src.loc[7, "at"] = pd.NaT
+    write_weeks(tmp_path / "events", src, "at")
+    cfg = config(
+        uri=str(tmp_path / "events"),
+        time_kind="timestamp",
+        time_column="at",
+        window_size="1d",
+        min_rows=5,
+    )
+    for wid in ["2024-01-01", "2024-01-04", "2024-01-10"]:
+        assert_same(*both(cfg, wid))
+    empty = parse_window(cfg.data, "2025-01-01")
+    messages = []
+    for frame, facts in [
+        (read_source(cfg.data.uri, "parquet"), None),
+        read_window(cfg.data.uri, "parquet", cfg.data, empty),
+    ]:
+        with pytest.raises(ValidationError) as err:
+            ingest_window(cfg, frame, empty, None, facts=facts)
+        messages.append(str(err.value) + repr(err.value.problems))
+    assert messages[0] == messages[1]
+    assert "spanning 2024-01-01T00:00:00+00:00 to 2024-01-20T22:00:00+00:00" in messages[0]
+
+
+def corrupt_groups_outside(path: Path, column: str, keep: int) -> None:
+    """Overwrite the data pages of every row group but `keep` (the footer stays intact)."""
+    meta = pq.read_metadata(path)
+    raw = bytearray(path.read_bytes())
+    for i in range(meta.num_row_groups):
+        if i == keep:
+            continue
+        group = meta.row_group(i)
+        for j in range(group.num_columns):
+            chunk = group.column(j)
+            start = chunk.dictionary_page_offset or chunk.data_page_offset
+            raw[start : start + chunk.total_compressed_size] = b"\xff" * chunk.total_compressed_size
+    path.write_bytes(bytes(raw))
+
+
+def test_row_groups_outside_the_window_are_never_read(tmp_path: Path) -> None:
+    src = events(weeks=3)
+    src["week"] = np.repeat([0, 1, 2], 60)
+    root = tmp_path / "events"
+    root.mkdir()
+    pq.write_table(
+        pa.Table.from_pandas(src, preserve_index=False), root / "all.parquet", row_group_size=60
+    )
+    expected = ingest_window(
+        config(uri=str(root)),
+        read_source(str(root), "parquet"),
+        parse_window(config().data, "1"),
+        None,
+    )
+    corrupt_groups_outside(root / "all.parquet", "week", keep=1)
+    cfg = config(uri=str(root))
+    with pytest.raises(Exception):  # noqa: B017 - any failure shows the bytes are broken
+        read_source(str(root), "parquet")
+    window = parse_window(cfg.data, "1")
+    part, facts = read_window(str(root), "parquet", cfg.data, window)
+    assert_same(expected, ingest_window(cfg, part, window, None, facts=facts))
+
+
+def test_csv_and_text_times_keep_working_and_match(tmp_path: Path) -> None:
+    src = period_events()
+    write_weeks(tmp_path / "csv", src, "week", fmt="csv")
+    cfg = config(uri=str(tmp_path / "csv"), format="csv", min_rows=10)
+    assert_same(*both(cfg, "2"))
+    text = events(weeks=2).drop(columns=["week"])
+    text["at"] = [f"2024-01-0{1 + i // 60}T{i % 24:02d}:00:00Z" for i in range(len(text))]
+    write_weeks(tmp_path / "text", text, "at")
+    tcfg = config(
+        uri=str(tmp_path / "text"),
+        time_kind="timestamp",
+        time_column="at",
+        window_size="1d",
+        min_rows=5,
+    )
+    assert_same(*both(tcfg, "2024-01-02"))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_read_times_is_the_time_column_of_the_whole_source(tmp_path: Path, fmt: str) -> None:
+    src = period_events()
+    write_weeks(tmp_path / "events", src, "week", fmt=fmt)
+    uri = str(tmp_path / "events")
+    pd.testing.assert_series_equal(read_times(uri, fmt, "week"), read_source(uri, fmt)["week"])
+    with pytest.raises(ValidationError, match="no time column 'when'"):
+        read_times(uri, fmt, "when")
+
+
+@pytest.mark.integration
+def test_gcs_windows_read_by_range_equal_the_whole_source(gcs_emulator: Any) -> None:
+    client = gcs_emulator.client()
+    bucket = client.bucket(gcs_emulator.bucket)
+    lake = f"lake-{uuid.uuid4().hex[:8]}"
+    src = period_events()
+    pairs = src["week"].fillna(0).to_numpy() // 2
+    for k in np.unique(pairs):
+        sink = pa.BufferOutputStream()
+        part = pa.Table.from_pandas(src.loc[pairs == k], preserve_index=False)
+        pq.write_table(part, sink, row_group_size=GROUP_ROWS)
+        bucket.blob(f"{lake}/events/p{int(k)}.parquet").upload_from_string(
+            sink.getvalue().to_pybytes()
+        )
+    uri = f"gs://{gcs_emulator.bucket}/{lake}/events"
+    cfg = config(uri=uri, min_rows=10)
+    for wid in ["1", "4"]:
+        window = parse_window(cfg.data, wid)
+        whole = ingest_window(cfg, read_source(uri, "parquet", client=client), window, None)
+        part, facts = read_window(uri, "parquet", cfg.data, window, client=client)
+        assert facts is not None
+        assert_same(whole, ingest_window(cfg, part, window, None, facts=facts))
+    pd.testing.assert_series_equal(
+        read_times(uri, "parquet", "week", client=client),
+        read_source(uri, "parquet", client=client)["week"],
+    )

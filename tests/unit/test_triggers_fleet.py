@@ -1,0 +1,139 @@
+"""One monitor (and one schedule reconciler) for many models: configs, pool, leases, metrics."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client import generate_latest
+
+from retrain.cli import main
+from retrain.config import Config
+from retrain.errors import (
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_TRANSIENT,
+    EXIT_VALIDATION,
+    TransientError,
+    ValidationError,
+)
+from retrain.triggers.fleet import config_paths, fleet_exit_code, load_configs, run_for_each
+from retrain.triggers.metrics import MonitorMetrics
+from tests.unit.test_triggers_monitor import write_case
+
+
+def fleet(tmp_path: Path, names: list[str]) -> Path:
+    """A directory of configs, one per model, each with its own data and store."""
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    for name in names:
+        case = tmp_path / name
+        case.mkdir()
+        raw = yaml.safe_load(Path(write_case(case)).read_text())
+        raw["name"] = name
+        for section, key in [("data", "uri"), ("labels", "uri")]:
+            raw[section][key] = str(case / raw[section][key])
+        raw["storage_root"] = str(case / "store")
+        raw["deploy"]["gitops_repo"] = str(case / "gitops")
+        (configs / f"{name}.yaml").write_text(yaml.safe_dump(raw))
+    (configs / ".hidden.yaml").write_text("not: a config")
+    (configs / "README.md").write_text("not a config either")
+    return configs
+
+
+def test_config_paths_take_files_and_directories(tmp_path: Path) -> None:
+    configs = fleet(tmp_path, ["b", "a"])
+    extra = tmp_path / "a" / "toy.yaml"
+    assert config_paths([str(configs), str(extra)]) == [
+        configs / "a.yaml",
+        configs / "b.yaml",
+        extra,
+    ]
+    with pytest.raises(ValidationError, match="not found"):
+        config_paths([str(tmp_path / "nope.yaml")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValidationError, match=r"holds no \.yaml"):
+        config_paths([str(tmp_path / "empty")])
+    # The same model twice would share one lease and one set of series: refused.
+    with pytest.raises(ValidationError, match=r"unique.*\['a'\]"):
+        load_configs([str(configs), str(configs / "a.yaml")])
+
+
+def test_monitor_checks_every_model_with_its_own_lease_and_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = ["m1", "m2", "m3"]
+    configs = fleet(tmp_path, names)
+    code = main(
+        ["monitor", "--once", "--config", str(configs), "--launch", "none", "--workers", "2"]
+    )
+    out = capsys.readouterr().out
+    assert code == EXIT_OK, out
+    for name in names:
+        assert f"{name}: window 5:" in out
+        store = tmp_path / name / "store"
+        assert list((store / "monitor").glob("*.json"))  # each model's report in its store
+    assert "checked 3 models: 3 ok (exit 0)" in out
+
+
+def test_one_broken_model_does_not_stop_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configs = fleet(tmp_path, ["good", "bad"])
+    raw = yaml.safe_load((configs / "bad.yaml").read_text())
+    raw["data"]["uri"] = str(tmp_path / "missing")
+    (configs / "bad.yaml").write_text(yaml.safe_dump(raw))
+    code = main(["monitor", "--once", "--config", str(configs), "--launch", "none"])
+    captured = capsys.readouterr()
+    assert code == EXIT_VALIDATION
+    assert "good: window 5:" in captured.out
+    assert "bad: check failed: data source not found" in captured.err
+    assert list((tmp_path / "good" / "store" / "monitor").glob("*.json"))
+
+
+def test_pool_is_bounded_and_keeps_the_configs_order(tmp_path: Path) -> None:
+    configs = load_configs([str(fleet(tmp_path, [f"m{i}" for i in range(6)]))])
+    lock, active, peak = threading.Lock(), [0], [0]
+
+    def work(cfg: Config) -> str:
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        if cfg.name == "m3":
+            raise TransientError("store unreachable")
+        return cfg.name
+
+    results = run_for_each(configs, work, workers=2)
+    assert [r.model for r in results] == [f"m{i}" for i in range(6)]
+    assert [r.result for r in results] == ["m0", "m1", "m2", None, "m4", "m5"]
+    assert 1 <= peak[0] <= 2
+    assert fleet_exit_code(results) == EXIT_TRANSIENT
+    assert fleet_exit_code(results[:3]) == EXIT_OK
+
+
+def test_exit_code_ranks_bugs_over_retries_over_bad_input(tmp_path: Path) -> None:
+    configs = load_configs([str(fleet(tmp_path, ["a", "b", "c"]))])
+    errors = {"a": ValidationError("bad"), "b": TransientError("later"), "c": KeyError("bug")}
+
+    def work(cfg: Config) -> None:
+        raise errors[cfg.name]
+
+    assert fleet_exit_code(run_for_each(configs, work, workers=3)) == EXIT_INTERNAL
+    assert fleet_exit_code(run_for_each(configs[:2], work, workers=3)) == EXIT_TRANSIENT
+    assert fleet_exit_code(run_for_each(configs[:1], work, workers=3)) == EXIT_VALIDATION
+
+
+def test_metrics_of_many_models_share_one_registry_labelled_by_model() -> None:
+    shared = MonitorMetrics("a")
+    for name, share in [("a", 0.25), ("b", 0.75)]:
+        shared.for_model(name).observe_drift([("x", "psi", share, share > 0.5)], share > 0.5, share)
+    text = generate_latest(shared.registry).decode()
+    assert 'retrain_drift_share_drifted{model="a"} 0.25' in text
+    assert 'retrain_drift_share_drifted{model="b"} 0.75' in text
+    assert 'retrain_drift_dataset_drifted{model="b"} 1.0' in text
