@@ -21,6 +21,7 @@ from retrain.errors import (
     ValidationError,
 )
 from retrain.launchers import KfpLauncher, LocalLauncher, NoLauncher, kfp_client
+from retrain.rollout.controller import RolloutController
 from retrain.settings.durations import parse_duration
 from retrain.storage import LocalStorage, open_storage
 from retrain.triggers.controller import Launcher, TriggerController
@@ -88,6 +89,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
             json.dumps(result.to_dict(), indent=2, default=str) if args.json else _summary(result)
         )
         _print(f"report: {monitor.store.uri(result.report_key or '')}")
+        _print(_tick_rollout(RolloutController(cfg)))
         return EXIT_OK
 
     try:
@@ -111,14 +113,26 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
             raise err
 
     _print(f"monitoring {cfg.name} every {args.every} (launch: {args.launch})")
-    monitor.run_every(
-        interval,
-        stop,
-        window=args.window,
-        on_result=lambda r: _print(_summary(r)),
-        on_error=_error,
-    )
+    rollouts = RolloutController(cfg)
+
+    def _on_result(result: Any) -> None:
+        _print(_summary(result))
+        _print(_tick_rollout(rollouts))
+
+    monitor.run_every(interval, stop, window=args.window, on_result=_on_result, on_error=_error)
     return EXIT_OK
+
+
+def _tick_rollout(controller: RolloutController) -> str:
+    """One rollout tick with each check: a canary advances, a half-done decision finishes.
+
+    Its failures are reported, never fatal to the monitor: a held lock or an unreachable
+    backend is tried again at the next check.
+    """
+    try:
+        return f"rollout: {controller.tick().message}"
+    except RetrainError as err:
+        return f"rollout: not ticked ({type(err).__name__}: {err})"
 
 
 # --- trigger (manual) --------------------------------------------------------------------------

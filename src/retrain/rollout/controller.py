@@ -19,9 +19,9 @@ Carrying out a decision, in this order, each step idempotent:
 
 The deployment is always rendered from the registry's aliases plus the rollout's traffic, so a
 re-run renders the same object and the applier makes no change. Events carry the rollout id
-and the decision number and are appended only if not already in the log. A crash at any point
-(`FAULT_POINTS`, each reachable through the injected `fault` hook) therefore converges to the
-same end state when the tick runs again.
+and the decision number and are written create-only under that key, so each lands once. A
+crash at any point (`FAULT_POINTS`, each reachable through the injected `fault` hook)
+therefore converges to the same end state when the tick runs again.
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from retrain._crash import crash_point
 from retrain.deploy import DeploymentState, ModelRef, applier_for, backend_for
-from retrain.errors import AlreadyExists, ValidationError
-from retrain.registry import MODEL_FILE, Registry
+from retrain.deploy.gitops import served_split
+from retrain.errors import AlreadyExists, TransientError, ValidationError
+from retrain.registry import MODEL_FILE, Registry, event_key
 from retrain.rollout.lock import StoreLock
 from retrain.rollout.machine import (
     Action,
@@ -46,6 +48,7 @@ from retrain.rollout.machine import (
     abort,
     advance,
     is_due,
+    metrics_unreachable,
     promote_now,
     roll_back_now,
     start_rollout,
@@ -77,8 +80,6 @@ FAULT_POINTS: tuple[str, ...] = (
     "event_appended",
     "pending_cleared",
 )
-
-_EVENT_LOOKBACK = 50
 
 
 def state_key(model: str) -> str:
@@ -127,8 +128,8 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _no_fault(point: str) -> None:
-    return None
+def _crash_at(point: str) -> None:
+    crash_point(f"rollout:{point}")
 
 
 class RolloutController:
@@ -140,7 +141,8 @@ class RolloutController:
         provider: metrics provider (default: ``provider_for(cfg)``, made on first use).
         applier: deployment applier (default: ``applier_for(cfg)``, made on first use).
         clock: timezone-aware "now"; also stamps registry events and the lock.
-        fault: called with each name in `FAULT_POINTS` as it is passed (tests raise from it).
+        fault: called with each name in `FAULT_POINTS` as it is passed (tests raise from it;
+            by default a `retrain._crash` point named ``rollout:<name>``).
         owner: lock owner id (default: host, pid and a random suffix).
     """
 
@@ -159,7 +161,7 @@ class RolloutController:
         self.store = store if store is not None else open_storage(cfg.storage_root)
         self.clock = clock or _utc_now
         self.registry = Registry(self.store, cfg.name, clock=self.clock)
-        self.fault = fault or _no_fault
+        self.fault = fault or _crash_at
         self._provider = provider
         self._applier = applier
         self.lock = StoreLock(
@@ -202,20 +204,64 @@ class RolloutController:
                     f"{state.canary} at {state.traffic}%: next analysis in {wait:.0f}s",
                 )
             champion = self.registry.get_alias("champion").version or state.champion
-            observations = self.provider.observe(
-                ObserveRequest(
-                    cfg=self.cfg,
-                    store=self.store,
-                    champion=champion,
-                    canary=state.canary,
-                    traffic=state.traffic,
-                    analysis=len(state.analyses),
-                    now=now,
+            try:
+                observations = self.provider.observe(
+                    ObserveRequest(
+                        cfg=self.cfg,
+                        store=self.store,
+                        champion=champion,
+                        canary=state.canary,
+                        traffic=state.traffic,
+                        analysis=len(state.analyses),
+                        now=now,
+                    )
                 )
-            )
-            new, actions = advance(state, observations, now)
+            except TransientError as err:
+                # Before the deadline an unreachable backend is retried (exit 75); after it,
+                # no metrics is no evidence of health, and the canary is rolled back.
+                if now < state.deadline:
+                    raise
+                new, actions = metrics_unreachable(state, now, f"{type(err).__name__}: {err}")
+            else:
+                new, actions = advance(state, observations, now)
             new, gen = self._decide(new, gen)
             return TickResult(new, not new.terminal, done + actions, new.reason)
+
+    def finish_pending(self) -> TickResult:
+        """Carry out a decision a crashed run left pending, and nothing else (under the lock)."""
+        with self.lock:
+            state, _, done = self._prepare()
+            message = (
+                f"carried out {', '.join(a.kind for a in done)} of {state.canary}: {state.reason}"
+                if done and state is not None
+                else "no decision was pending"
+            )
+            return TickResult(state, state is not None and not state.terminal, done, message)
+
+    def restore_champion(self) -> str:
+        """Re-point a lost champion alias at the version the event log last made champion."""
+        with self.lock:
+            current = self.registry.get_alias("champion")
+            if current.version is not None:
+                raise ValidationError(
+                    f"the champion alias of model {self.cfg.name!r} is set ({current.version}); "
+                    "nothing to restore"
+                )
+            last = self.registry.recorded_alias("champion")
+            if last is None:
+                raise ValidationError(
+                    f"the event log of model {self.cfg.name!r} names no champion to restore"
+                )
+            moved = self.registry.set_alias("champion", str(last["version"]), current.generation)
+            self.registry.append_event(
+                "alias_moved",
+                once=event_key("champion", moved.generation),
+                alias="champion",
+                version=last["version"],
+                previous=None,
+                reason=f"restored from the event log ({last['kind']} at {last.get('time')})",
+            )
+            return f"champion restored to {last['version']} ({last['kind']} at {last.get('time')})"
 
     def promote(self, reason: str) -> TickResult:
         """Promote the canary now (through the lock and compare-and-swap)."""
@@ -226,15 +272,28 @@ class RolloutController:
         return self._manual(roll_back_now, reason, "roll back")
 
     def status(self) -> dict[str, Any]:
-        """Aliases, the rollout state and the lock, read without taking the lock."""
+        """Aliases, the rollout state, the lock and what is served, read without the lock.
+
+        ``served`` is the split the GitOps tree's HEAD holds ("" if nothing is committed;
+        None in kubernetes mode), ``desired`` the split the aliases and the rollout call for.
+        """
         state, generation = read_rollout(self.store, self.cfg.name)
+        champion = self.registry.get_alias("champion").version
+        desired = self.desired_state(state).summary() if champion is not None else None
+        served = None
+        if self.cfg.deploy.mode == "gitops":  # the API mode has no committed object to read
+            split = served_split(self.cfg)
+            served = "" if split is None else ", ".join(f"{r} {v} {t}%" for r, v, t in split)
         return {
             "model": self.cfg.name,
-            "champion": self.registry.get_alias("champion").version,
+            "champion": champion,
             "canary": self.registry.get_alias("canary").version,
             "rollout": None if state is None else state.as_dict(),
             "generation": generation,
             "lock": self.lock.holder(),
+            "desired": desired,
+            "served": served,
+            "pending": [] if state is None else [a.kind for a in state.pending],
         }
 
     # -- internals --------------------------------------------------------------------------
@@ -366,13 +425,6 @@ class RolloutController:
         kind = {"promote": "promoted", "roll_back": "rolled_back", "set_traffic": "deployed"}[
             action.kind
         ]
-        for event in self.registry.events(limit=_EVENT_LOOKBACK):
-            if (
-                event.get("kind") == kind
-                and event.get("rollout_id") == state.rollout_id
-                and event.get("decision") == state.seq
-            ):
-                return  # recorded before a crash
         fields: dict[str, Any] = {
             "version": state.canary,
             "rollout_id": state.rollout_id,
@@ -384,7 +436,9 @@ class RolloutController:
             fields.update(action="set_traffic", reason=state.reason)
         else:
             fields.update(reason=action.reason, champion=state.champion)
-        self.registry.append_event(kind, **fields)
+        # Keyed by the decision: an attempt after a crash writes it again, and it lands once.
+        once = event_key(state.canary, state.rollout_id, state.seq)
+        self.registry.append_event(kind, once=once, **fields)
 
     def _save(self, state: RolloutState, gen: int) -> int:
         text = json.dumps(state.as_dict(), indent=2, sort_keys=True) + "\n"

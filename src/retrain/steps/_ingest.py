@@ -10,6 +10,8 @@ from retrain.data.schema import Schema
 from retrain.data.windows import parse_window
 from retrain.drift import champion_drift
 from retrain.errors import AlreadyExists
+from retrain.registry import Registry
+from retrain.steps._state import SCHEMA_KEY, check_state_kept, finish_pending_rollout
 from retrain.steps.records import (
     StepOutcome,
     finish_step,
@@ -20,9 +22,6 @@ from retrain.steps.records import (
 
 __all__ = ["SCHEMA_KEY", "ingest"]
 
-#: The reference schema: inferred by the very first run (create-only), enforced after.
-SCHEMA_KEY = "schema/schema.json"
-
 
 def ingest(
     config_yaml: str, window_id: str, run_id: str, dataset_path: str, report_path: str | None = None
@@ -31,6 +30,8 @@ def ingest(
     cfg, store = load_step_config(config_yaml)
     with recorded_step(store, run_id, "ingest") as rec:
         window = parse_window(cfg.data, window_id)
+        repaired = finish_pending_rollout(cfg, store)  # before anything reads the aliases
+        check_state_kept(store, Registry(store, cfg.name))
         source = read_source(cfg.data.uri, cfg.data.format)
         schema = Schema.from_json(store.read_text(SCHEMA_KEY)) if store.exists(SCHEMA_KEY) else None
         result = ingest_window(cfg, source, window, schema)
@@ -48,6 +49,8 @@ def ingest(
         summary = f"window {window.id}: {len(result.data)} rows passed schema checks" + (
             " (schema inferred: first run)" if result.schema_inferred else ""
         )
+        if repaired:
+            summary += f"; finished the rollout decision a crashed run left: {repaired}"
         # -- drift (retrain.drift): the window vs the champion's profile; informs, never fails
         drift = champion_drift(cfg, store, result.data)
         report = {**result.report, "drift": drift.to_dict()}

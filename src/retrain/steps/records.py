@@ -20,6 +20,7 @@ from typing import Any, TypedDict
 
 import pandas as pd
 
+from retrain._crash import crash_point
 from retrain.config import Config, config_from_text
 from retrain.data.io import from_parquet_bytes, to_parquet_bytes
 from retrain.errors import RetrainError, ValidationError
@@ -123,6 +124,7 @@ def recorded_step(store: Storage, run_id: str, step: str) -> Iterator[StepRecord
         if markdown is not None:  # the readable report, beside the record, whatever the engine
             store.write_text(f"runs/{run_id}/{step}.md", markdown)
         store.write_text(run_key(run_id, step), json.dumps(record, indent=2, default=str))
+    crash_point(f"step:{step}")  # a step boundary: recorded, its outputs not yet used
 
 
 def _failed(record: StepRecord, err: BaseException, exit_code: int) -> None:
@@ -157,9 +159,7 @@ def finish_step(
     write_step_report(report_path, markdown, details)
 
 
-def write_step_report(
-    report_path: str | None, markdown: str, details: Mapping[str, Any]
-) -> None:
+def write_step_report(report_path: str | None, markdown: str, details: Mapping[str, Any]) -> None:
     """The report artifact for the KFP UI: Markdown, and its details as JSON beside it."""
     if not report_path:
         return

@@ -1,0 +1,61 @@
+"""State a run builds on, checked before it does: nothing lost, no decision left half done.
+
+Two things a run must never do silently:
+
+- **rebaseline**: with the champion alias or the reference schema gone while the registry's
+  event log says they existed, the next challenger would be judged as a first model (floor
+  only, straight to 100 %) and the schema re-inferred from a drifted window. The run stops
+  with exit 2 and says how to restore them instead.
+- **build on a half-carried-out rollout decision**: a rollout killed mid-promotion leaves the
+  champion alias moved, the deployment at the old split and the decision pending. The run
+  finishes that decision first (taking the rollout lock; a live holder means exit 75).
+"""
+
+from __future__ import annotations
+
+from retrain.config import Config
+from retrain.errors import ValidationError
+from retrain.registry import Registry
+from retrain.rollout.controller import RolloutController, read_rollout
+from retrain.storage import Storage
+
+__all__ = ["SCHEMA_KEY", "check_state_kept", "finish_pending_rollout"]
+
+#: The reference schema: inferred by the very first run (create-only), enforced after.
+SCHEMA_KEY = "schema/schema.json"
+
+
+def check_state_kept(store: Storage, reg: Registry) -> None:
+    """Raise ValidationError (exit 2) if the champion alias or the schema was lost."""
+    problems: list[str] = []
+    if reg.get_alias("champion").version is None:
+        last = reg.recorded_alias("champion")
+        if last is not None:
+            problems.append(
+                f"the champion alias of model {reg.model_name!r} is missing, but the event log "
+                f"made {last['version']} champion ({last['kind']} at {last.get('time')}); "
+                f"restore it with `retrain deploy restore --config <config>` (it re-points the "
+                f"alias at that version), then re-run"
+            )
+    if not store.exists(SCHEMA_KEY):
+        versions = reg.versions()
+        if versions:
+            problems.append(
+                f"the reference schema {store.uri(SCHEMA_KEY)} is missing, but {len(versions)} "
+                f"model version(s) were trained under it (newest {versions[-1]}); restore it "
+                f"from a backup or an earlier object generation, then re-run"
+            )
+    if problems:
+        raise ValidationError(
+            "state this run builds on was lost; refusing to start over from the current window",
+            problems,
+        )
+
+
+def finish_pending_rollout(cfg: Config, store: Storage) -> str | None:
+    """Carry out a rollout decision a crashed run left pending; what was done, or None."""
+    state, _ = read_rollout(store, cfg.name)
+    if state is None or not state.pending:
+        return None
+    result = RolloutController(cfg, store).finish_pending()
+    return result.message
