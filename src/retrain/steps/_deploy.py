@@ -12,7 +12,7 @@ from retrain.config import Config
 from retrain.deploy import applier_for, backend_for
 from retrain.deploy.plan import deployment_state_for
 from retrain.drift import PROFILE_FILE
-from retrain.errors import AlreadyExists
+from retrain.errors import AlreadyExists, PreconditionFailed
 from retrain.registry import Registry, event_key
 from retrain.steps._state import check_state_kept
 from retrain.steps.records import StepOutcome, finish_step, load_step_config, recorded_step
@@ -171,7 +171,15 @@ def _register_or_adopt(reg: Registry, card: ModelCard, model_dir: Path) -> bool:
     files[MODEL_CARD_FILE] = partial.get(MODEL_CARD_FILE, card_bytes)
     if (model_dir / PROFILE_FILE).exists():  # drift: the reference profile
         files[PROFILE_FILE] = partial.get(PROFILE_FILE, (model_dir / PROFILE_FILE).read_bytes())
-    reg.register(version, files)
+    try:
+        reg.register(version, files)
+    except AlreadyExists:
+        if version in reg.versions():  # a concurrent run of the same inputs finished first
+            return _register_or_adopt(reg, card, model_dir)
+        raise PreconditionFailed(
+            f"another run is registering version {version!r} of model {reg.model_name!r} "
+            "right now; retry (the re-run adopts its version)"
+        ) from None
     return bool(partial)
 
 
