@@ -119,9 +119,9 @@ def check_invariants(cfg: Config) -> list[str]:
         except Exception as err:
             problems.append(f"version {version} does not verify: {err}")
     champion, canary = reg.get_alias("champion").version, reg.get_alias("canary").version
-    for alias, version in (("champion", champion), ("canary", canary)):
-        if version is not None and version not in versions:
-            problems.append(f"alias {alias} points at {version}, not a registered version")
+    for alias, pointed in (("champion", champion), ("canary", canary)):
+        if pointed is not None and pointed not in versions:
+            problems.append(f"alias {alias} points at {pointed}, not a registered version")
     status = RolloutController(cfg, store).status()
     if status["pending"]:
         problems.append(f"rollout decision left pending: {status['pending']}")
