@@ -192,7 +192,8 @@ class RolloutController:
         with self.lock:
             state, gen, done = self._prepare()
             if state is None or state.terminal:
-                return TickResult(state, False, done, self._idle_message(state))
+                converged = self._converge_idle(state)
+                return TickResult(state, False, done, converged + self._idle_message(state))
             now = self.clock()
             self._reconcile(state)
             if not is_due(state, now):
@@ -228,15 +229,43 @@ class RolloutController:
             return TickResult(new, not new.terminal, done + actions, new.reason)
 
     def finish_pending(self) -> TickResult:
-        """Carry out a decision a crashed run left pending, and nothing else (under the lock)."""
+        """Finish what a crashed run left (under the lock), without running an analysis.
+
+        Carries out a pending decision, and with no rollout in flight makes the deployment
+        serve what the aliases say (a run killed after moving an alias, before applying).
+        """
         with self.lock:
             state, _, done = self._prepare()
-            message = (
-                f"carried out {', '.join(a.kind for a in done)} of {state.canary}: {state.reason}"
-                if done and state is not None
-                else "no decision was pending"
-            )
-            return TickResult(state, state is not None and not state.terminal, done, message)
+            if state is None or state.terminal:
+                message = self._converge_idle(state)
+            else:
+                self._reconcile(state)
+                message = ""
+            if done and state is not None:
+                message += f"carried out {', '.join(a.kind for a in done)} of {state.canary}"
+            in_flight = state is not None and not state.terminal
+            return TickResult(state, in_flight, done, message or "nothing was left to finish")
+
+    def _converge_idle(self, state: RolloutState | None) -> str:
+        """With no rollout in flight, apply what the aliases call for; what changed, in words."""
+        champion = self.registry.get_alias("champion").version
+        canary = self.registry.get_alias("canary").version
+        if champion is None:
+            return ""
+        applied = self._applied(self.desired_state(state), "converge to the aliases")
+        if not applied["changed"]:
+            return ""
+        live = canary is not None and canary != champion
+        version = canary if live else champion
+        self.registry.append_event(
+            "canary_started" if live else "deployed",
+            once=event_key(version, applied["ref"]),
+            version=version,
+            ref=applied["ref"],
+            traffic=applied["traffic"],
+            reason="the deployment did not serve what the aliases say (a run was interrupted)",
+        )
+        return f"deployment converged to the aliases ({applied['split']}); "
 
     def restore_champion(self) -> str:
         """Re-point a lost champion alias at the version the event log last made champion."""
@@ -405,9 +434,11 @@ class RolloutController:
         return ModelRef(version, self.registry.file_uri(version, MODEL_FILE))
 
     def _apply(self, state: RolloutState, action: Action | None) -> dict[str, Any]:
-        desired = self.desired_state(state)
-        obj = backend_for(self.cfg).render(desired, self.cfg)
         why = action.reason if isinstance(action, (Promote, RollBack)) else state.reason
+        return self._applied(self.desired_state(state), why)
+
+    def _applied(self, desired: DeploymentState, why: str) -> dict[str, Any]:
+        obj = backend_for(self.cfg).render(desired, self.cfg)
         message = f"retrain rollout: {desired.name} -> {desired.summary()} ({_short(why)})"
         result = self.applier.apply(obj, self.cfg, message=message)
         return {

@@ -6,9 +6,10 @@ Two things a run must never do silently:
   event log says they existed, the next challenger would be judged as a first model (floor
   only, straight to 100 %) and the schema re-inferred from a drifted window. The run stops
   with exit 2 and says how to restore them instead.
-- **build on a half-carried-out rollout decision**: a rollout killed mid-promotion leaves the
-  champion alias moved, the deployment at the old split and the decision pending. The run
-  finishes that decision first (taking the rollout lock; a live holder means exit 75).
+- **build on a half-carried-out decision**: a rollout killed mid-promotion leaves the champion
+  alias moved, the deployment at the old split and the decision pending; a deploy killed after
+  moving an alias leaves the deployment behind it. The run finishes that first (taking the
+  rollout lock; a live holder means exit 75).
 """
 
 from __future__ import annotations
@@ -53,9 +54,21 @@ def check_state_kept(store: Storage, reg: Registry) -> None:
 
 
 def finish_pending_rollout(cfg: Config, store: Storage) -> str | None:
-    """Carry out a rollout decision a crashed run left pending; what was done, or None."""
+    """Finish what a crashed run left; what was done, or None if nothing was left.
+
+    A pending rollout decision is carried out. In GitOps mode a tree whose HEAD does not serve
+    what the aliases say (a run killed between moving an alias and committing) is brought in
+    line; the check reads the local clone and takes no lock unless there is work.
+    """
     state, _ = read_rollout(store, cfg.name)
+    controller = RolloutController(cfg, store)
     if state is None or not state.pending:
-        return None
-    result = RolloutController(cfg, store).finish_pending()
-    return result.message
+        if (
+            cfg.deploy.mode != "gitops"
+            or Registry(store, cfg.name).get_alias("champion").version is None
+        ):
+            return None
+        status = controller.status()
+        if (status["served"] or None) == status["desired"]:
+            return None
+    return controller.finish_pending().message
