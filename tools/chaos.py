@@ -51,10 +51,10 @@ RUN_TIMEOUT_S = 600
 WINDOWS = 4
 
 
-def prepare(workdir: Path, seed: int) -> Path:
+def prepare(workdir: Path, seed: int, windows: int = WINDOWS, drift_window: int = 2) -> Path:
     """Generate the loans case under `workdir` with a fast model and rollout; its config."""
     config = generate_loans(
-        workdir, windows=WINDOWS, rows_per_window=500, drift_window=2, seed=seed
+        workdir, windows=windows, rows_per_window=500, drift_window=drift_window, seed=seed
     )
     raw = yaml.safe_load(config.read_text())
     # A tree fits in well under a second and separates this data; the chaos is in the loop,

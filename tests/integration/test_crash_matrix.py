@@ -31,7 +31,8 @@ pytestmark = pytest.mark.integration
 def after_first_window(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The case with window 0 run (a champion deployed): the start of every matrix row."""
     root = tmp_path_factory.mktemp("matrix") / "case"
-    config = prepare(root, seed=7)
+    # Seed 7: window 0 deploys a champion, window 1 a better canary that is promoted.
+    config = prepare(root, seed=7, windows=6, drift_window=3)
     assert run_window(config, 0, None) == 0
     return root
 

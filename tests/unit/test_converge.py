@@ -420,3 +420,35 @@ def test_a_first_run_still_infers_the_schema(tmp_path: Path) -> None:
     outcome = steps.ingest(cfg.to_yaml(), "0", "r1", str(tmp_path / "d.parquet"))
     assert "schema inferred" in outcome.summary
     assert json.loads(open_storage(cfg.storage_root).read_text(SCHEMA_KEY))
+
+
+def test_a_deploy_killed_after_the_alias_move_is_applied_by_the_next_run(
+    trained: tuple[Config, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from retrain.deploy import GitOpsApplier
+    from retrain.deploy.gitops import served_split
+
+    if shutil.which("git") is None:
+        unavailable("git is not installed (apt-get install git)")
+    cfg, a, _ = trained
+    cfg = fresh(cfg, tmp_path)
+    cfg = cfg.model_copy(
+        update={"deploy": cfg.deploy.model_copy(update={"gitops_repo": str(tmp_path / "git")})}
+    )
+
+    def crash_at(name: str) -> None:
+        if name == "deploy:alias_moved":
+            raise Crash(name)
+
+    monkeypatch.setattr("retrain.steps._deploy.crash_point", crash_at)
+    with pytest.raises(Crash):
+        steps.deploy(cfg.to_yaml(), "r1", str(a), applier_factory=GitOpsApplier.from_config)
+    version = Registry(open_storage(cfg.storage_root), cfg.name).get_alias("champion").version
+    assert version is not None and served_split(cfg) is None  # the alias moved, nothing served
+
+    outcome = steps.ingest(cfg.to_yaml(), "1", "r2", str(tmp_path / "d.parquet"))
+
+    assert "converged to the aliases" in outcome.summary
+    assert served_split(cfg) == [("champion", version, "100")]
+    reg = Registry(open_storage(cfg.storage_root), cfg.name)
+    assert [e["kind"] for e in reg.events()] == ["registered", "alias_moved", "deployed"]

@@ -257,6 +257,15 @@ class RolloutController:
             return ""
         live = canary is not None and canary != champion
         version = canary if live else champion
+        pointer = self.registry.get_alias("champion")
+        if pointer.previous is None:  # a first deploy's move, whose event the killed run owed
+            self.registry.append_event(
+                "alias_moved",
+                once=event_key("champion", pointer.generation),
+                alias="champion",
+                version=champion,
+                previous=None,
+            )
         self.registry.append_event(
             "canary_started" if live else "deployed",
             once=event_key(version, applied["ref"]),

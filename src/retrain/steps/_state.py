@@ -14,11 +14,13 @@ Two things a run must never do silently:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from retrain.config import Config
 from retrain.errors import ValidationError
 from retrain.registry import Registry
 from retrain.rollout.controller import RolloutController, read_rollout
-from retrain.storage import Storage
+from retrain.storage import LocalStorage, Storage
 
 __all__ = ["SCHEMA_KEY", "check_state_kept", "finish_pending_rollout"]
 
@@ -63,10 +65,13 @@ def finish_pending_rollout(cfg: Config, store: Storage) -> str | None:
     state, _ = read_rollout(store, cfg.name)
     controller = RolloutController(cfg, store)
     if state is None or not state.pending:
-        if (
-            cfg.deploy.mode != "gitops"
-            or Registry(store, cfg.name).get_alias("champion").version is None
-        ):
+        repo = cfg.deploy.gitops_repo
+        # The tree is this machine's if it is cloned here or the store is local too; in a
+        # cluster pod it is not, and the deploy step or the rollout tick repairs it.
+        here = isinstance(store, LocalStorage) or (repo and (Path(repo) / ".git").exists())
+        if cfg.deploy.mode != "gitops" or not repo or not here:
+            return None
+        if Registry(store, cfg.name).get_alias("champion").version is None:
             return None
         status = controller.status()
         if (status["served"] or None) == status["desired"]:
