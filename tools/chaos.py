@@ -47,8 +47,8 @@ __all__ = ["check_invariants", "main", "prepare", "run_window"]
 
 #: How long one `retrain run` may take before the chaos run calls it hung.
 RUN_TIMEOUT_S = 600
-#: Windows per generated case: the first deploys a champion, the next ones canaries.
-WINDOWS = 4
+#: Windows per generated case: the first deploys a champion, the concept changes at the third.
+WINDOWS = 5
 
 
 def prepare(workdir: Path, seed: int, windows: int = WINDOWS, drift_window: int = 2) -> Path:

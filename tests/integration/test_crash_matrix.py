@@ -1,7 +1,8 @@
 """The crash matrix: a real `retrain run` SIGKILLed at each named point, then run again, ends
 in the state a run that was never killed leaves.
 
-The window under test deploys a canary and promotes it, so every point is passed: each step
+The window under test (the first after the concept change) deploys a canary and promotes it,
+so every point is passed: each step
 boundary, inside register and deploy, and each effect of a rollout decision. The killed run's
 process group dies on the spot (no `finally`, no lock release); the re-run is a new process.
 """
@@ -27,13 +28,17 @@ from tools.chaos import check_invariants, prepare, run_window
 pytestmark = pytest.mark.integration
 
 
+#: The window under test: the concept changes there, so its challenger is clearly better.
+WINDOW = 3
+
+
 @pytest.fixture(scope="module")
-def after_first_window(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The case with window 0 run (a champion deployed): the start of every matrix row."""
+def before_window(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The case with the windows before `WINDOW` run: the start of every matrix row."""
     root = tmp_path_factory.mktemp("matrix") / "case"
-    # Seed 7: window 0 deploys a champion, window 1 a better canary that is promoted.
-    config = prepare(root, seed=7, windows=6, drift_window=3)
-    assert run_window(config, 0, None) == 0
+    config = prepare(root, seed=7, windows=WINDOW + 3, drift_window=WINDOW)
+    for window in range(WINDOW):
+        assert run_window(config, window, None) == 0
     return root
 
 
@@ -62,9 +67,9 @@ def end_state(config: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def reference(after_first_window: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    config = _copy(after_first_window, tmp_path_factory.mktemp("reference") / "case")
-    assert run_window(config, 1, None) == 0
+def reference(before_window: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    config = _copy(before_window, tmp_path_factory.mktemp("reference") / "case")
+    assert run_window(config, WINDOW, None) == 0
     state = end_state(config)
     # The window under test must promote a canary, or the rollout points are never passed.
     assert state["rollout"] is not None and state["rollout"][1] == "promoted"
@@ -73,10 +78,10 @@ def reference(after_first_window: Path, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
 def test_sigkill_at_each_point_then_rerun_ends_as_a_crash_free_run(
-    point: str, after_first_window: Path, reference: dict[str, Any], tmp_path: Path
+    point: str, before_window: Path, reference: dict[str, Any], tmp_path: Path
 ) -> None:
-    config = _copy(after_first_window, tmp_path / "case")
-    assert run_window(config, 1, point) == -signal.SIGKILL, f"{point} was never reached"
-    assert run_window(config, 1, None) == 0
+    config = _copy(before_window, tmp_path / "case")
+    assert run_window(config, WINDOW, point) == -signal.SIGKILL, f"{point} was never reached"
+    assert run_window(config, WINDOW, None) == 0
     assert end_state(config) == reference
     assert check_invariants(load_config(config)) == []
