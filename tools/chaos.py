@@ -71,6 +71,7 @@ def run_window(config: Path, window: int, crash: str | None) -> int:
 
     The run gets a process group of its own, so a crash point kills it and nothing else.
     """
+    config = config.resolve()
     env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
     if crash is not None:
         env[CRASH_ENV] = crash
@@ -180,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     killed_at: collections.Counter[str] = collections.Counter()
     cycle = 0
     while time.monotonic() - start < args.seconds:
-        workdir = args.workdir / f"cycle-{cycle}"
+        workdir = args.workdir.resolve() / f"cycle-{cycle}"
         if workdir.exists():
             subprocess.run(["rm", "-rf", str(workdir)], check=True)
         config = prepare(workdir, seed=args.seed * 1000 + cycle)
