@@ -378,7 +378,7 @@ def test_deploy_status_says_what_the_gitops_head_serves(
 
 
 def test_a_lost_champion_alias_stops_the_run_and_can_be_restored(
-    trained: tuple[Config, Path, Path], tmp_path: Path
+    trained: tuple[Config, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg, a, _ = trained
     cfg = fresh(cfg, tmp_path)
@@ -392,7 +392,12 @@ def test_a_lost_champion_alias_stops_the_run_and_can_be_restored(
     assert version in str(err.value) and err.value.exit_code == 2
     assert not store.exists("datasets/1/events.parquet")
 
-    message = RolloutController(cfg, store).restore_champion()
+    config = tmp_path / "config.yaml"
+    config.write_text(cfg.to_yaml())
+    from retrain.cli import main
+
+    assert main(["deploy", "restore", "--config", str(config)]) == 0
+    message = capsys.readouterr().out
     assert version in message
     reg = Registry(store, cfg.name)
     assert reg.get_alias("champion").version == version

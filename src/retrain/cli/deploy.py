@@ -19,6 +19,8 @@ from typing import Any
 from retrain.config import load_config
 from retrain.errors import EXIT_OK
 from retrain.rollout.controller import RolloutController, TickResult
+from retrain.steps import restore_champion
+from retrain.storage import open_storage
 
 __all__ = ["add_commands"]
 
@@ -121,5 +123,6 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
-    print(_controller(args).restore_champion(), flush=True)
+    cfg = load_config(args.config)
+    print(restore_champion(cfg, open_storage(cfg.storage_root)), flush=True)
     return EXIT_OK

@@ -276,31 +276,6 @@ class RolloutController:
         )
         return f"deployment converged to the aliases ({applied['split']}); "
 
-    def restore_champion(self) -> str:
-        """Re-point a lost champion alias at the version the event log last made champion."""
-        with self.lock:
-            current = self.registry.get_alias("champion")
-            if current.version is not None:
-                raise ValidationError(
-                    f"the champion alias of model {self.cfg.name!r} is set ({current.version}); "
-                    "nothing to restore"
-                )
-            last = self.registry.recorded_alias("champion")
-            if last is None:
-                raise ValidationError(
-                    f"the event log of model {self.cfg.name!r} names no champion to restore"
-                )
-            moved = self.registry.set_alias("champion", str(last["version"]), current.generation)
-            self.registry.append_event(
-                "alias_moved",
-                once=event_key("champion", moved.generation),
-                alias="champion",
-                version=last["version"],
-                previous=None,
-                reason=f"restored from the event log ({last['kind']} at {last.get('time')})",
-            )
-            return f"champion restored to {last['version']} ({last['kind']} at {last.get('time')})"
-
     def promote(self, reason: str) -> TickResult:
         """Promote the canary now (through the lock and compare-and-swap)."""
         return self._manual(promote_now, reason, "promote")

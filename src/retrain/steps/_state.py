@@ -18,11 +18,11 @@ from pathlib import Path
 
 from retrain.config import Config
 from retrain.errors import ValidationError
-from retrain.registry import Registry
+from retrain.registry import Registry, event_key
 from retrain.rollout.controller import RolloutController, read_rollout
 from retrain.storage import LocalStorage, Storage
 
-__all__ = ["SCHEMA_KEY", "check_state_kept", "finish_pending_rollout"]
+__all__ = ["SCHEMA_KEY", "check_state_kept", "finish_pending_rollout", "restore_champion"]
 
 #: The reference schema: inferred by the very first run (create-only), enforced after.
 SCHEMA_KEY = "schema/schema.json"
@@ -77,3 +77,32 @@ def finish_pending_rollout(cfg: Config, store: Storage) -> str | None:
         if (status["served"] or None) == status["desired"]:
             return None
     return controller.finish_pending().message
+
+
+def restore_champion(cfg: Config, store: Storage) -> str:
+    """Re-point a lost champion alias at the version the event log last made champion.
+
+    Under the rollout lock, and only while the alias is missing (`retrain deploy restore`).
+    """
+    controller = RolloutController(cfg, store)
+    reg = controller.registry
+    with controller.lock:
+        current = reg.get_alias("champion")
+        if current.version is not None:
+            raise ValidationError(
+                f"the champion alias of model {cfg.name!r} is set ({current.version}); "
+                "nothing to restore"
+            )
+        last = reg.recorded_alias("champion")
+        if last is None:
+            raise ValidationError(f"the event log of model {cfg.name!r} names no champion")
+        moved = reg.set_alias("champion", str(last["version"]), current.generation)
+        reg.append_event(
+            "alias_moved",
+            once=event_key("champion", moved.generation),
+            alias="champion",
+            version=last["version"],
+            previous=None,
+            reason=f"restored from the event log ({last['kind']} at {last.get('time')})",
+        )
+    return f"champion restored to {last['version']} ({last['kind']} at {last.get('time')})"
