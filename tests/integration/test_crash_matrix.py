@@ -76,7 +76,11 @@ def reference(before_window: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return state
 
 
-@pytest.mark.parametrize("point", CRASH_POINTS)
+#: Every point once, plus kills in the middle of the rollout (its 2nd and 3rd decisions).
+MATRIX = (*CRASH_POINTS, "rollout:decided:3", "rollout:deployment_applied:2")
+
+
+@pytest.mark.parametrize("point", MATRIX)
 def test_sigkill_at_each_point_then_rerun_ends_as_a_crash_free_run(
     point: str, before_window: Path, reference: dict[str, Any], tmp_path: Path
 ) -> None:

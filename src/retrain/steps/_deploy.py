@@ -14,6 +14,7 @@ from retrain.deploy.plan import deployment_state_for
 from retrain.drift import PROFILE_FILE
 from retrain.errors import AlreadyExists, PreconditionFailed
 from retrain.registry import Registry, event_key
+from retrain.rollout.controller import RolloutController, read_rollout
 from retrain.steps._state import check_state_kept
 from retrain.steps.records import StepOutcome, finish_step, load_step_config, recorded_step
 from retrain.training.artifact import (
@@ -106,6 +107,11 @@ def deploy(
                 run_id=run_id,
             )
         state = deployment_state_for(cfg, reg)
+        rollout, _ = read_rollout(store, cfg.name)
+        if rollout is not None and rollout.canary == version and not rollout.terminal:
+            # A re-run while this canary's rollout is in flight keeps the rollout's share, so
+            # the re-run changes nothing and starts nothing twice.
+            state = RolloutController(cfg, store).desired_state(rollout)
         obj = backend_for(cfg).render(state, cfg)
         applier = (applier_factory or applier_for)(cfg)
         result = applier.apply(obj, cfg, message=_deploy_message(cfg, state))
