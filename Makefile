@@ -14,7 +14,7 @@ LINT_PATHS := src components pipelines serving tests benchmarks tools
 
 .DEFAULT_GOAL := help
 
-.PHONY: help venv demo test lint typecheck unit integration compile bench bench-decisions bench-drift bench-scale backtest clean images \
+.PHONY: help venv demo test lint typecheck unit integration chaos compile bench bench-decisions bench-drift bench-scale backtest clean images \
 	manifests-check manifests-pipelines
 
 help: ## List the targets
@@ -51,6 +51,10 @@ unit: $(STAMP) ## Fast tests only
 
 integration: $(STAMP) ## Tests that start real processes (kfp.local, GCS emulator, git)
 	$(BIN)/pytest -m integration -q
+
+CHAOS_SECONDS ?= 180
+chaos: $(STAMP) ## The local loop under random SIGKILLs, each killed run re-run, invariants checked
+	$(BIN)/python -m tools.chaos --seconds $(CHAOS_SECONDS) --workdir build/chaos
 
 test: $(STAMP) $(TYPING_LINKS) ## Lint, import contracts, type-check, manifests check, all tests
 	$(BIN)/ruff check $(LINT_PATHS)

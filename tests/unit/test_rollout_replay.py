@@ -192,17 +192,20 @@ def test_rollout_rolls_back_a_canary_with_worse_quality(cfg: Config, store: Loca
 
 def test_rollout_with_no_canary_does_nothing(cfg: Config, store: LocalStorage) -> None:
     serve(Registry(store, cfg.name), "good-1")
-    clock = FakeClock()
+    clock, applier = FakeClock(), RecordingApplier()
     outcome = rollout(
         cfg.to_yaml(),
         "run-none",
         None,
-        applier_factory=lambda c: RecordingApplier(),
+        applier_factory=lambda c: applier,
         clock=clock,
         sleep=clock.sleep,
     )
     assert outcome.phase == "none" and outcome.ticks == 1
-    assert outcome.summary.startswith("nothing to roll out: no canary in flight")
+    assert outcome.summary.startswith("nothing to roll out: ")
+    assert "no canary in flight" in outcome.summary
+    # With no rollout in flight a tick only makes the deployment serve what the aliases say.
+    assert applier.split() == {"champion": 100} and applier.versions() == {"champion": "good-1"}
 
 
 def test_rollout_out_of_time_leaves_the_canary_in_flight(cfg: Config, store: LocalStorage) -> None:

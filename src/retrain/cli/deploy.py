@@ -4,6 +4,7 @@
     retrain deploy advance  --config F [--json]   one analysis tick now
     retrain deploy promote  --config F [--reason TEXT]
     retrain deploy rollback --config F --reason TEXT
+    retrain deploy restore  --config F             a lost champion alias, from the event log
 
 promote and rollback go through the same lock and compare-and-swap as the automatic rollout.
 A held lock exits 75 (retry); nothing to promote or roll back exits 2.
@@ -18,6 +19,8 @@ from typing import Any
 from retrain.config import load_config
 from retrain.errors import EXIT_OK
 from retrain.rollout.controller import RolloutController, TickResult
+from retrain.steps import restore_champion
+from retrain.storage import open_storage
 
 __all__ = ["add_commands"]
 
@@ -42,6 +45,10 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--reason", default="promoted by an operator")
     p.set_defaults(func=_cmd_promote)
 
+    x = sub.add_parser("restore", help="re-point a lost champion alias at the logged champion")
+    x.add_argument("--config", required=True)
+    x.set_defaults(func=_cmd_restore)
+
     r = sub.add_parser("rollback", help="remove the canary now; the champion keeps 100%%")
     r.add_argument("--config", required=True)
     r.add_argument("--reason", required=True)
@@ -61,13 +68,22 @@ def _cmd_status(args: argparse.Namespace) -> int:
         f"model {status['model']}: champion {status['champion'] or '-'}, "
         f"canary {status['canary'] or '-'}"
     )
+    served, desired = status["served"], status["desired"]
+    if served is not None:  # GitOps: what HEAD serves, never what the state wishes it did
+        print(f"GitOps HEAD serves: {served or 'nothing committed'}")
+    if (served is not None and desired is not None and served != desired) or status["pending"]:
+        print(
+            f"  NOT CONVERGED: the registry and rollout call for {desired or 'nothing'}"
+            + (f" (pending: {', '.join(status['pending'])})" if status["pending"] else "")
+            + "; `retrain deploy advance` finishes it"
+        )
     rollout = status["rollout"]
     if rollout is None:
         print("no rollout yet")
     else:
+        where = "" if served is not None else f"; the canary's share: {rollout['traffic']}%"
         print(
-            f"rollout {rollout['rollout_id']}: {rollout['phase']} at {rollout['step_label']}; "
-            f"the canary serves {rollout['traffic']}% now"
+            f"rollout {rollout['rollout_id']}: {rollout['phase']} at {rollout['step_label']}{where}"
         )
         print(f"  {rollout['reason']}")
         if rollout["next_analysis_at"]:
@@ -104,3 +120,9 @@ def _cmd_promote(args: argparse.Namespace) -> int:
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
     return _show(_controller(args).roll_back(args.reason), False)
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    print(restore_champion(cfg, open_storage(cfg.storage_root)), flush=True)
+    return EXIT_OK

@@ -21,6 +21,7 @@ from retrain.errors import (
     ValidationError,
 )
 from retrain.launchers import KfpLauncher, LocalLauncher, NoLauncher, kfp_client
+from retrain.rollout.controller import RolloutController
 from retrain.settings.durations import parse_duration
 from retrain.storage import LocalStorage, open_storage
 from retrain.triggers.controller import Launcher, TriggerController
@@ -92,6 +93,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
             json.dumps(result.to_dict(), indent=2, default=str) if args.json else _summary(result)
         )
         _print(f"report: {monitor.store.uri(result.report_key or '')}")
+        _print(_tick_rollout(RolloutController(cfg)))
         return EXIT_OK
 
     interval = _interval(args.every)
@@ -106,14 +108,26 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
             raise err
 
     _print(f"monitoring {cfg.name} every {args.every} (launch: {args.launch})")
-    monitor.run_every(
-        interval,
-        stop,
-        window=args.window,
-        on_result=lambda r: _print(_summary(r)),
-        on_error=_error,
-    )
+    rollouts = RolloutController(cfg)
+
+    def _on_result(result: Any) -> None:
+        _print(_summary(result))
+        _print(_tick_rollout(rollouts))
+
+    monitor.run_every(interval, stop, window=args.window, on_result=_on_result, on_error=_error)
     return EXIT_OK
+
+
+def _tick_rollout(controller: RolloutController) -> str:
+    """One rollout tick with each check: a canary advances, a half-done decision finishes.
+
+    Its failures are reported, never fatal to the monitor: a held lock or an unreachable
+    backend is tried again at the next check.
+    """
+    try:
+        return f"rollout: {controller.tick().message}"
+    except RetrainError as err:
+        return f"rollout: not ticked ({type(err).__name__}: {err})"
 
 
 def _interval(every: str) -> float:
@@ -141,12 +155,15 @@ def _monitor_fleet(configs: list[Config], args: argparse.Namespace) -> int:
 
     metrics = MonitorMetrics(configs[0].name)
     monitors: dict[str, Monitor] = {}  # built on first use, so one bad model fails alone
+    ticked: dict[str, str] = {}  # each model's rollout tick of this pass
 
     def check(cfg: Config) -> CheckResult:
         if cfg.name not in monitors:
             controller = _controller(cfg, args)
             monitors[cfg.name] = Monitor(cfg, controller, metrics=metrics.for_model(cfg.name))
-        return monitors[cfg.name].check(args.window)
+        result = monitors[cfg.name].check(args.window)
+        ticked[cfg.name] = _tick_rollout(RolloutController(cfg))
+        return result
 
     def one_pass() -> int:
         results = run_for_each(configs, check, workers=args.workers)
@@ -155,6 +172,7 @@ def _monitor_fleet(configs: list[Config], args: argparse.Namespace) -> int:
         for r in results:
             if r.result is not None and not args.json:
                 _print(f"{r.model}: {_summary(r.result)}")
+                _print(f"{r.model}: {ticked.get(r.model, 'rollout: not ticked')}")
             elif r.error is not None:
                 print(f"{r.model}: check failed: {r.error}", file=sys.stderr, flush=True)
         code = fleet_exit_code(results)

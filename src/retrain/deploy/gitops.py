@@ -328,3 +328,24 @@ class _Git:
             raise RetrainError(msg)
         # Network or server trouble: the commit is safe locally and the next apply pushes.
         raise TransientError(msg)
+
+
+def served_split(cfg: Config) -> list[tuple[str, str, str]] | None:
+    """``(role, version, traffic)`` the GitOps tree's HEAD serves (None: nothing committed).
+
+    Read from the committed object, not the working tree: HEAD is what Argo CD or Flux sync.
+    """
+    if not cfg.deploy.gitops_repo or not (Path(cfg.deploy.gitops_repo) / ".git").exists():
+        return None
+    folder = posixpath.normpath(
+        posixpath.join(_check_path(cfg.deploy.gitops_path), cfg.deploy.namespace)
+    )
+    git = _Git(Path(cfg.deploy.gitops_repo), "retrain", "retrain@localhost")
+    text = git.committed(f"{folder}/{cfg.deploy.deployment_name}.yaml")
+    if text is None:
+        return None
+    obj = yaml.safe_load(text)
+    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+    annotations = meta.get("annotations") if isinstance(meta, Mapping) else None
+    roles = annotated_roles(annotations if isinstance(annotations, Mapping) else {})
+    return [(role, version, traffic) for role, version, traffic, _ in roles]

@@ -8,6 +8,7 @@ from retrain.registry._registry import (
     MODEL_FILE,
     AliasState,
     Registry,
+    event_key,
 )
 
-__all__ = ["EVENT_KINDS", "MODEL_CARD_FILE", "MODEL_FILE", "AliasState", "Registry"]
+__all__ = ["EVENT_KINDS", "MODEL_CARD_FILE", "MODEL_FILE", "AliasState", "Registry", "event_key"]

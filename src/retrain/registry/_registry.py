@@ -6,6 +6,7 @@ Layout for a model ``M`` (keys below the storage root)::
     models/M/versions/<version>/_COMPLETE   written last; lists every file with its sha256
     models/M/aliases/<alias>.json           {"version", "updated_at", "previous"}, moved by CAS
     models/M/events/<time>-<id8>.json       one create-only object per event (append-only)
+    models/M/events/<kind>.<key>.json       an event with an idempotency key: at most one
 
 A version without ``_COMPLETE`` (a writer crashed half way) is invisible: it is not listed, its
 files cannot be read through the registry and no alias can point at it. Re-running `register`
@@ -27,10 +28,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from retrain._crash import crash_point
 from retrain.errors import AlreadyExists, NotFound, PreconditionFailed, ValidationError
 from retrain.storage import NO_OBJECT, Storage
 
-__all__ = ["EVENT_KINDS", "MODEL_CARD_FILE", "MODEL_FILE", "AliasState", "Registry"]
+__all__ = ["EVENT_KINDS", "MODEL_CARD_FILE", "MODEL_FILE", "AliasState", "Registry", "event_key"]
 
 #: The files of a model version: the model (skops) and its card (JSON, with the model's sha256).
 MODEL_FILE = "model.skops"
@@ -55,7 +57,7 @@ EVENT_KINDS: tuple[str, ...] = (
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _NAME_RULE = "1-128 letters, digits, '.', '-' or '_', starting with a letter or digit"
 _COMPLETE = "_COMPLETE"
-_RESERVED_EVENT_FIELDS = frozenset({"kind", "time", "model", "id"})
+_RESERVED_EVENT_FIELDS = frozenset({"kind", "time", "model", "id", "key"})
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class Registry:
     # -- versions ---------------------------------------------------------------------------
 
     def register(self, version: str, files: Mapping[str, bytes]) -> None:
-        """Write a new immutable version: every file create-only, then `_COMPLETE`.
+        """Write a new immutable version: every file create-only (in order), then `_COMPLETE`.
 
         Idempotent: re-registering a complete version with byte-identical files returns
         quietly, and a re-run after a crash completes a partial version. Raises AlreadyExists
@@ -137,7 +139,9 @@ class Registry:
                 f"({', '.join(stray)}); register under a new version name"
             )
 
-        for name in sorted(files):
+        # In the order given: a caller puts first the file others name by hash (the model
+        # before its card), so a crash leaves a prefix a re-run can complete consistently.
+        for name in files:
             key = self._file_key(version, name)
             try:
                 self.storage.create(key, files[name])
@@ -148,6 +152,7 @@ class Registry:
                         f"{self.storage.uri(key)} already exists with different content; "
                         f"versions are immutable, register under a new version name"
                     ) from None
+            crash_point("register:file")
 
         record = {
             "model": self.model_name,
@@ -179,6 +184,17 @@ class Registry:
                 found.append((str(manifest.get("registered_at", "")), version))
         # ISO times in one format and zone compare correctly as text.
         return [version for _, version in sorted(found)]
+
+    def partial_files(self, version: str) -> dict[str, bytes]:
+        """The files an interrupted `register` left of an incomplete version ({} if none)."""
+        if self._manifest(version) is not None:
+            return {}
+        prefix = self._version_key(version)
+        return {
+            key[len(prefix) + 1 :]: self.storage.read_bytes(key)
+            for key in self.storage.list(prefix)
+            if key[len(prefix) + 1 :] != _COMPLETE
+        }
 
     def read_file(self, version: str, name: str) -> bytes:
         """A file of a complete version. Raises NotFound for unknown or incomplete versions."""
@@ -266,15 +282,39 @@ class Registry:
             version=version, generation=generation, previous=previous, updated_at=updated_at
         )
 
+    def recorded_alias(self, alias: str) -> dict[str, Any] | None:
+        """The newest event that put a version on `alias` (None if the log names none).
+
+        Deploys record ``alias_moved``; a promotion makes its canary the champion.
+        """
+        found: dict[str, Any] | None = None
+        for event in self.events():
+            kind, version = event.get("kind"), event.get("version")
+            if not isinstance(version, str):
+                continue
+            if (kind == "alias_moved" and event.get("alias") == alias) or (
+                alias == "champion" and kind == "promoted"
+            ):
+                found = event
+        return found
+
     # -- events -----------------------------------------------------------------------------
 
-    def append_event(self, kind: str, **fields: Any) -> dict[str, Any]:
+    def append_event(self, kind: str, *, once: str | None = None, **fields: Any) -> dict[str, Any]:
         """Append one event to the model's log and return it.
 
         The event holds `kind`, `time` (ISO 8601, UTC), `model`, `id` and the JSON-serialisable
         `fields`. Events from one Registry object get strictly increasing times.
+
+        `once` is an idempotency key (see `event_key`): the event is written create-only under
+        it, so every attempt of one fact may write it and the log holds it exactly once. A
+        retry returns the event already there.
         """
         problems: list[str] = []
+        if once is not None:
+            problem = _file_name_problem(once)
+            if problem or "/" in once:
+                problems.append(f"event key {once!r}: use {_NAME_RULE}")
         if kind not in EVENT_KINDS:
             problems.append(f"unknown event kind {kind!r}; use one of {', '.join(EVENT_KINDS)}")
         for name in sorted(_RESERVED_EVENT_FIELDS & fields.keys()):
@@ -303,19 +343,38 @@ class Registry:
         }
         # A compact UTC stamp sorts as text, so listing order is time order.
         key = f"{self._base}/events/{when:%Y%m%dT%H%M%S.%fZ}-{event_id}.json"
-        self.storage.create(key, _dump(event))
+        if once is not None:
+            key = f"{self._base}/events/{kind}.{once}.json"
+            event["key"] = once
+        try:
+            self.storage.create(key, _dump(event))
+        except AlreadyExists:
+            if once is None:  # pragma: no cover - a random id does not collide
+                raise
+            return _load(self.storage.read_bytes(key), self.storage.uri(key))
         return event
 
+    def has_event(self, kind: str, once: str) -> bool:
+        """Whether the event of `kind` with idempotency key `once` is in the log."""
+        return self.storage.exists(f"{self._base}/events/{kind}.{once}.json")
+
     def events(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Events oldest first; `limit` keeps only the newest `limit` of them."""
+        """Events oldest first; `limit` keeps only the newest `limit` of them.
+
+        Keyed events are named by their key, not their time, so the log is ordered by the
+        `time` each event holds (ties by name).
+        """
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
         ):
             raise ValidationError(f"events limit must be an integer >= 0, got {limit!r}")
         keys = [k for k in self.storage.list(f"{self._base}/events") if k.endswith(".json")]
+        loaded = [(k, _load(self.storage.read_bytes(k), self.storage.uri(k))) for k in keys]
+        loaded.sort(key=lambda item: (str(item[1].get("time", "")), item[0]))
+        events = [event for _, event in loaded]
         if limit is not None:
-            keys = keys[len(keys) - limit :] if limit else []
-        return [_load(self.storage.read_bytes(k), self.storage.uri(k)) for k in keys]
+            events = events[len(events) - limit :] if limit else []
+        return events
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -376,6 +435,17 @@ class Registry:
             f"{self._label(version)} is already registered with different content "
             f"({'; '.join(differences)}); versions are immutable, use a new version name"
         )
+
+
+def event_key(*parts: object) -> str:
+    """An event idempotency key from its identifying parts (kind, version, run, ...).
+
+    Readable when the parts are plain names, a digest otherwise; always a valid name.
+    """
+    text = ".".join("-" if p is None else str(p) for p in parts)
+    if _NAME.match(text) and ".." not in text:
+        return text
+    return "h" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def _check_name(what: str, name: str) -> None:

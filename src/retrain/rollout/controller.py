@@ -19,9 +19,9 @@ Carrying out a decision, in this order, each step idempotent:
 
 The deployment is always rendered from the registry's aliases plus the rollout's traffic, so a
 re-run renders the same object and the applier makes no change. Events carry the rollout id
-and the decision number and are appended only if not already in the log. A crash at any point
-(`FAULT_POINTS`, each reachable through the injected `fault` hook) therefore converges to the
-same end state when the tick runs again.
+and the decision number and are written create-only under that key, so each lands once. A
+crash at any point (`FAULT_POINTS`, each reachable through the injected `fault` hook)
+therefore converges to the same end state when the tick runs again.
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from retrain._crash import crash_point
 from retrain.deploy import DeploymentState, ModelRef, applier_for, backend_for
-from retrain.errors import AlreadyExists, ValidationError
-from retrain.registry import MODEL_FILE, Registry
+from retrain.deploy.gitops import served_split
+from retrain.errors import AlreadyExists, TransientError, ValidationError
+from retrain.registry import MODEL_FILE, Registry, event_key
 from retrain.rollout.lock import StoreLock
 from retrain.rollout.machine import (
     Action,
@@ -46,6 +48,7 @@ from retrain.rollout.machine import (
     abort,
     advance,
     is_due,
+    metrics_unreachable,
     promote_now,
     roll_back_now,
     start_rollout,
@@ -77,8 +80,6 @@ FAULT_POINTS: tuple[str, ...] = (
     "event_appended",
     "pending_cleared",
 )
-
-_EVENT_LOOKBACK = 50
 
 
 def state_key(model: str) -> str:
@@ -127,8 +128,8 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _no_fault(point: str) -> None:
-    return None
+def _crash_at(point: str) -> None:
+    crash_point(f"rollout:{point}")
 
 
 class RolloutController:
@@ -140,7 +141,8 @@ class RolloutController:
         provider: metrics provider (default: ``provider_for(cfg)``, made on first use).
         applier: deployment applier (default: ``applier_for(cfg)``, made on first use).
         clock: timezone-aware "now"; also stamps registry events and the lock.
-        fault: called with each name in `FAULT_POINTS` as it is passed (tests raise from it).
+        fault: called with each name in `FAULT_POINTS` as it is passed (tests raise from it;
+            by default a `retrain._crash` point named ``rollout:<name>``).
         owner: lock owner id (default: host, pid and a random suffix).
     """
 
@@ -159,7 +161,7 @@ class RolloutController:
         self.store = store if store is not None else open_storage(cfg.storage_root)
         self.clock = clock or _utc_now
         self.registry = Registry(self.store, cfg.name, clock=self.clock)
-        self.fault = fault or _no_fault
+        self.fault = fault or _crash_at
         self._provider = provider
         self._applier = applier
         self.lock = StoreLock(
@@ -190,7 +192,8 @@ class RolloutController:
         with self.lock:
             state, gen, done = self._prepare()
             if state is None or state.terminal:
-                return TickResult(state, False, done, self._idle_message(state))
+                converged = self._converge_idle(state)
+                return TickResult(state, False, done, converged + self._idle_message(state))
             now = self.clock()
             self._reconcile(state)
             if not is_due(state, now):
@@ -202,20 +205,76 @@ class RolloutController:
                     f"{state.canary} at {state.traffic}%: next analysis in {wait:.0f}s",
                 )
             champion = self.registry.get_alias("champion").version or state.champion
-            observations = self.provider.observe(
-                ObserveRequest(
-                    cfg=self.cfg,
-                    store=self.store,
-                    champion=champion,
-                    canary=state.canary,
-                    traffic=state.traffic,
-                    analysis=len(state.analyses),
-                    now=now,
+            try:
+                observations = self.provider.observe(
+                    ObserveRequest(
+                        cfg=self.cfg,
+                        store=self.store,
+                        champion=champion,
+                        canary=state.canary,
+                        traffic=state.traffic,
+                        analysis=len(state.analyses),
+                        now=now,
+                    )
                 )
-            )
-            new, actions = advance(state, observations, now)
+            except TransientError as err:
+                # Before the deadline an unreachable backend is retried (exit 75); after it,
+                # no metrics is no evidence of health, and the canary is rolled back.
+                if now < state.deadline:
+                    raise
+                new, actions = metrics_unreachable(state, now, f"{type(err).__name__}: {err}")
+            else:
+                new, actions = advance(state, observations, now)
             new, gen = self._decide(new, gen)
             return TickResult(new, not new.terminal, done + actions, new.reason)
+
+    def finish_pending(self) -> TickResult:
+        """Finish what a crashed run left (under the lock), without running an analysis.
+
+        Carries out a pending decision, and with no rollout in flight makes the deployment
+        serve what the aliases say (a run killed after moving an alias, before applying).
+        """
+        with self.lock:
+            state, _, done = self._prepare()
+            if state is None or state.terminal:
+                message = self._converge_idle(state)
+            else:
+                self._reconcile(state)
+                message = ""
+            if done and state is not None:
+                message += f"carried out {', '.join(a.kind for a in done)} of {state.canary}"
+            in_flight = state is not None and not state.terminal
+            return TickResult(state, in_flight, done, message or "nothing was left to finish")
+
+    def _converge_idle(self, state: RolloutState | None) -> str:
+        """With no rollout in flight, apply what the aliases call for; what changed, in words."""
+        champion = self.registry.get_alias("champion").version
+        canary = self.registry.get_alias("canary").version
+        if champion is None:
+            return ""
+        applied = self._applied(self.desired_state(state), "converge to the aliases")
+        if not applied["changed"]:
+            return ""
+        live = canary is not None and canary != champion
+        version = canary if live else champion
+        pointer = self.registry.get_alias("champion")
+        if pointer.previous is None:  # a first deploy's move, whose event the killed run owed
+            self.registry.append_event(
+                "alias_moved",
+                once=event_key("champion", pointer.generation),
+                alias="champion",
+                version=champion,
+                previous=None,
+            )
+        self.registry.append_event(
+            "canary_started" if live else "deployed",
+            once=event_key(version, applied["ref"]),
+            version=version,
+            ref=applied["ref"],
+            traffic=applied["traffic"],
+            reason="the deployment did not serve what the aliases say (a run was interrupted)",
+        )
+        return f"deployment converged to the aliases ({applied['split']}); "
 
     def promote(self, reason: str) -> TickResult:
         """Promote the canary now (through the lock and compare-and-swap)."""
@@ -226,15 +285,28 @@ class RolloutController:
         return self._manual(roll_back_now, reason, "roll back")
 
     def status(self) -> dict[str, Any]:
-        """Aliases, the rollout state and the lock, read without taking the lock."""
+        """Aliases, the rollout state, the lock and what is served, read without the lock.
+
+        ``served`` is the split the GitOps tree's HEAD holds ("" if nothing is committed;
+        None in kubernetes mode), ``desired`` the split the aliases and the rollout call for.
+        """
         state, generation = read_rollout(self.store, self.cfg.name)
+        champion = self.registry.get_alias("champion").version
+        desired = self.desired_state(state).summary() if champion is not None else None
+        served = None
+        if self.cfg.deploy.mode == "gitops":  # the API mode has no committed object to read
+            split = served_split(self.cfg)
+            served = "" if split is None else ", ".join(f"{r} {v} {t}%" for r, v, t in split)
         return {
             "model": self.cfg.name,
-            "champion": self.registry.get_alias("champion").version,
+            "champion": champion,
             "canary": self.registry.get_alias("canary").version,
             "rollout": None if state is None else state.as_dict(),
             "generation": generation,
             "lock": self.lock.holder(),
+            "desired": desired,
+            "served": served,
+            "pending": [] if state is None else [a.kind for a in state.pending],
         }
 
     # -- internals --------------------------------------------------------------------------
@@ -346,9 +418,11 @@ class RolloutController:
         return ModelRef(version, self.registry.file_uri(version, MODEL_FILE))
 
     def _apply(self, state: RolloutState, action: Action | None) -> dict[str, Any]:
-        desired = self.desired_state(state)
-        obj = backend_for(self.cfg).render(desired, self.cfg)
         why = action.reason if isinstance(action, (Promote, RollBack)) else state.reason
+        return self._applied(self.desired_state(state), why)
+
+    def _applied(self, desired: DeploymentState, why: str) -> dict[str, Any]:
+        obj = backend_for(self.cfg).render(desired, self.cfg)
         message = f"retrain rollout: {desired.name} -> {desired.summary()} ({_short(why)})"
         result = self.applier.apply(obj, self.cfg, message=message)
         return {
@@ -366,13 +440,6 @@ class RolloutController:
         kind = {"promote": "promoted", "roll_back": "rolled_back", "set_traffic": "deployed"}[
             action.kind
         ]
-        for event in self.registry.events(limit=_EVENT_LOOKBACK):
-            if (
-                event.get("kind") == kind
-                and event.get("rollout_id") == state.rollout_id
-                and event.get("decision") == state.seq
-            ):
-                return  # recorded before a crash
         fields: dict[str, Any] = {
             "version": state.canary,
             "rollout_id": state.rollout_id,
@@ -384,7 +451,9 @@ class RolloutController:
             fields.update(action="set_traffic", reason=state.reason)
         else:
             fields.update(reason=action.reason, champion=state.champion)
-        self.registry.append_event(kind, **fields)
+        # Keyed by the decision: an attempt after a crash writes it again, and it lands once.
+        once = event_key(state.canary, state.rollout_id, state.seq)
+        self.registry.append_event(kind, once=once, **fields)
 
     def _save(self, state: RolloutState, gen: int) -> int:
         text = json.dumps(state.as_dict(), indent=2, sort_keys=True) + "\n"

@@ -8,7 +8,8 @@ The lock is one small JSON object ``{"owner", "acquired_at", "expires_at", "rele
 - release: compare-and-swap ``released: true``, only while we still hold it.
 
 The store offers no delete, and none is needed. An expired lock means its holder died (or
-stalled past the TTL): the lease makes a crashed holder harmless without anyone's help. Work
+stalled past the TTL): the lease makes a crashed holder harmless without anyone's help. A
+holder that ran on this host and whose process is gone frees the lock at once. Work
 done under the lock must still write with compare-and-swap, because a holder stalled past its
 TTL may wake up after someone else took over.
 """
@@ -82,7 +83,8 @@ class StoreLock:
             raise LockBusy(f"lock {self.store.uri(self.key)} changed while taking it; retry")
         held = _parse(data, self.store.uri(self.key))
         expires = datetime.fromisoformat(held["expires_at"])
-        if not held.get("released") and held.get("owner") != self.owner and now < expires:
+        live = now < expires and not _holder_died(held.get("owner"))
+        if not held.get("released") and held.get("owner") != self.owner and live:
             raise LockBusy(
                 f"{self.what} is locked by {held.get('owner')} since {held.get('acquired_at')} "
                 f"(lease ends {held['expires_at']}); retry later"
@@ -145,6 +147,27 @@ class StoreLock:
                 "released": False,
             }
         )
+
+
+def _holder_died(owner: object) -> bool:
+    """Whether the holder was a process on this host that no longer exists.
+
+    Owner ids are ``<host>-<pid>-<random>`` (`new_owner_id`). A holder killed on this host
+    (kfp.local, a re-run on the same node) frees its lock at once instead of after the TTL;
+    a holder elsewhere, or one whose pid is still alive, keeps it until the lease ends.
+    """
+    if not isinstance(owner, str):
+        return False
+    host, _, rest = owner.rpartition("-")[0].rpartition("-")
+    if host != socket.gethostname() or not rest.isdigit() or int(rest) == os.getpid():
+        return False
+    try:
+        os.kill(int(rest), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def _dump(doc: dict[str, Any]) -> bytes:

@@ -22,7 +22,7 @@ Rules, Flagger-style:
   passed), a quality check is not evaluated: that analysis neither passes nor fails (it does
   not break a run of failures either), and the step waits;
 - a step that has not progressed within `progress_deadline_seconds` rolls back (this is what
-  ends a canary that never becomes ready).
+  ends a canary that never becomes ready, and one whose metrics cannot be read at all).
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ __all__ = [
     "action_from_dict",
     "advance",
     "is_due",
+    "metrics_unreachable",
     "promote_now",
     "roll_back_now",
     "start_rollout",
@@ -420,6 +421,17 @@ def roll_back_now(
     _refuse_terminal(state, "roll back")
     analysis = Analysis(now, state.step, state.traffic, "manual", f"manual rollback: {reason}")
     return _roll_back(_record(state, analysis), now, f"rolled back by hand: {reason}")
+
+
+def metrics_unreachable(
+    state: RolloutState, now: datetime, error: str
+) -> tuple[RolloutState, tuple[Action, ...]]:
+    """The metrics backend could not be read at or past the step's deadline: roll back."""
+    _aware(now)
+    _refuse_terminal(state, "roll back")
+    why = f"metrics unreachable at {state.step_label()} past the progress deadline: {error}"
+    analysis = Analysis(now, state.step, state.traffic, "failed", why, source="unreachable")
+    return _roll_back(_record(state, analysis), now, why)
 
 
 def abort(state: RolloutState, now: datetime, reason: str) -> RolloutState:

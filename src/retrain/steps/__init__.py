@@ -34,6 +34,7 @@ from retrain.steps._ingest import SCHEMA_KEY, ingest
 from retrain.steps._label import label
 from retrain.steps._resolve import ResolveOutcome, resolve_run
 from retrain.steps._rollout import RolloutOutcome, rollout
+from retrain.steps._state import restore_champion
 from retrain.steps._train import train
 from retrain.steps.lease import release_run_lease, run_lease_owner
 from retrain.steps.records import (
@@ -60,6 +61,7 @@ __all__ = [
     "recorded_step",
     "release_run_lease",
     "resolve_run",
+    "restore_champion",
     "rollout",
     "run_lease_owner",
     "train",

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypedDict
 
+from retrain._crash import crash_point
 from retrain.config import Config
 from retrain.deploy import applier_for, backend_for
 from retrain.deploy.plan import deployment_state_for
 from retrain.drift import PROFILE_FILE
-from retrain.registry import Registry
+from retrain.errors import AlreadyExists, PreconditionFailed
+from retrain.registry import Registry, event_key
+from retrain.rollout.controller import RolloutController, read_rollout
+from retrain.steps._state import check_state_kept
 from retrain.steps.records import StepOutcome, finish_step, load_step_config, recorded_step
-from retrain.training.artifact import MODEL_CARD_FILE, MODEL_FILE, load_model_dir
+from retrain.training.artifact import (
+    MODEL_CARD_FILE,
+    MODEL_FILE,
+    ModelCard,
+    input_differences,
+    load_model_dir,
+    sha256_hex,
+)
 
 __all__ = ["DeployDetails", "DeployOutcome", "deploy"]
 
@@ -47,61 +58,87 @@ def deploy(
 ) -> DeployOutcome:
     """Register the blessed version, move the alias, and roll it out as a canary (or champion).
 
-    Order matters for crash safety: (1) the version (create-only, idempotent), (2) the alias
-    (compare-and-swap), (3) the rendered deployment (idempotent apply). A re-run after a crash
-    at any point converges to the same end state.
+    Order matters for crash safety: (1) the version (create-only; a version already registered
+    from the same recorded inputs is adopted), (2) the alias (compare-and-swap), (3) the
+    rendered deployment (idempotent apply). Each event is keyed by what it records and written
+    create-only on every attempt. A re-run after a crash at any point converges to the same
+    end state, and a version the log says was rolled back is not deployed again.
     """
     cfg, store = load_step_config(config_yaml)
     with recorded_step(store, run_id, "deploy") as rec:
         _, card = load_model_dir(model_dir)  # verifies the sha256 before anything is written
         version = card.version
         reg = Registry(store, cfg.name)
-        files = {
-            name: (Path(model_dir) / name).read_bytes() for name in (MODEL_FILE, MODEL_CARD_FILE)
-        }
-        if (Path(model_dir) / PROFILE_FILE).exists():  # drift: the reference profile
-            files[PROFILE_FILE] = (Path(model_dir) / PROFILE_FILE).read_bytes()
-        if version not in reg.versions():
-            reg.register(version, files)
-            reg.append_event("registered", version=version, run_id=run_id)
-        else:
-            reg.register(version, files)  # verifies the bytes match; raises if they differ
-        champion = reg.get_alias("champion")
-        if champion.version is None or champion.version == version:
-            alias = "champion"
-            if champion.version != version:
-                reg.set_alias("champion", version, champion.generation)
-                reg.append_event("alias_moved", alias="champion", version=version, run_id=run_id)
-        else:
-            alias = "canary"
-            canary = reg.get_alias("canary")
-            if canary.version != version:
-                reg.set_alias("canary", version, canary.generation)
-                reg.append_event(
-                    "alias_moved",
-                    alias="canary",
-                    version=version,
-                    previous=canary.version,
-                    run_id=run_id,
-                )
+        check_state_kept(store, reg)
+        rolled_back = _rolled_back(reg, version)
+        if rolled_back is not None:
+            summary = (
+                f"{version} was rolled back at {rolled_back.get('time')} "
+                f"({rolled_back.get('reason', 'no reason recorded')}); not deployed again"
+            )
+            details: DeployDetails = {
+                "version": version,
+                "alias": "none",
+                "ref": None,
+                "changed": False,
+                "predictors": [],
+                "detail": summary,
+            }
+            finish_step(rec, report_path, summary, details, f"# Deploy: skipped\n\n{summary}\n")
+            return DeployOutcome("deploy", summary, details, version=version, alias="none")
+        adopted = _register_or_adopt(reg, card, Path(model_dir))
+        crash_point("deploy:registered")
+        reg.append_event("registered", once=event_key(version), version=version, run_id=run_id)
+        pointer = reg.get_alias("champion")
+        alias = "champion" if pointer.version in (None, version) else "canary"
+        if alias == "canary":
+            pointer = reg.get_alias("canary")
+        if pointer.version != version:
+            pointer = reg.set_alias(alias, version, pointer.generation)
+        crash_point("deploy:alias_moved")
+        # Keyed by the alias generation this move made: every attempt writes it, once. A
+        # champion with a previous version got there by promotion, which has its own event.
+        if alias == "canary" or pointer.previous is None:
+            reg.append_event(
+                "alias_moved",
+                once=event_key(alias, pointer.generation),
+                alias=alias,
+                version=version,
+                previous=pointer.previous,
+                run_id=run_id,
+            )
         state = deployment_state_for(cfg, reg)
+        rollout, _ = read_rollout(store, cfg.name)
+        if rollout is not None and rollout.canary == version and not rollout.terminal:
+            # A re-run while this canary's rollout is in flight keeps the rollout's share, so
+            # the re-run changes nothing and starts nothing twice.
+            state = RolloutController(cfg, store).desired_state(rollout)
         obj = backend_for(cfg).render(state, cfg)
         applier = (applier_factory or applier_for)(cfg)
         result = applier.apply(obj, cfg, message=_deploy_message(cfg, state))
+        crash_point("deploy:applied")
         kind = "canary_started" if alias == "canary" else "deployed"
-        if result.changed:
+        # An unchanged apply after a crash still owes the event the crashed attempt did not
+        # write; an unchanged apply of a version already recorded as deployed owes nothing.
+        if result.changed or not any(
+            e.get("kind") == kind and e.get("version") == version for e in reg.events()
+        ):
             reg.append_event(
                 kind,
+                once=event_key(version, result.ref),
                 version=version,
                 run_id=run_id,
                 ref=result.ref,
                 traffic={p.name: p.traffic for p in state.predictors},
             )
         split = ", ".join(f"{p.name} {p.version} {p.traffic}%" for p in state.predictors)
-        summary = f"{version} is now {alias}; serving split: {split}; " + (
-            result.detail if result.changed else "no change to apply"
+        summary = (
+            f"{version} is now {alias}"
+            + (" (the version registered earlier from the same inputs)" if adopted else "")
+            + f"; serving split: {split}; "
+            + (result.detail if result.changed else "no change to apply")
         )
-        details: DeployDetails = {
+        details = {
             "version": version,
             "alias": alias,
             "ref": result.ref,
@@ -114,6 +151,60 @@ def deploy(
         return DeployOutcome(
             "deploy", summary, details, version=version, alias=alias, commit=result.ref
         )
+
+
+def _register_or_adopt(reg: Registry, card: ModelCard, model_dir: Path) -> bool:
+    """Register this run's model, or adopt what an earlier run of the same inputs registered.
+
+    A fit is not byte-reproducible (skops names zip members by object id and stamps them with
+    the clock), but a version's name is a digest of its recorded inputs. So a version already
+    registered, or partly registered by a crashed attempt, whose card records the same inputs
+    is the same model: it is kept, and this run's bytes are dropped. Returns whether an earlier
+    registration was adopted. Raises AlreadyExists if the recorded inputs differ.
+    """
+    version = card.version
+    if version in reg.versions():
+        registered = ModelCard.from_json(reg.read_file(version, MODEL_CARD_FILE).decode())
+        _same_inputs_or_raise(reg, registered, card)
+        return True
+    files = {MODEL_FILE: (model_dir / MODEL_FILE).read_bytes()}
+    card_bytes = (model_dir / MODEL_CARD_FILE).read_bytes()
+    partial = reg.partial_files(version)
+    if MODEL_CARD_FILE in partial:
+        _same_inputs_or_raise(reg, ModelCard.from_json(partial[MODEL_CARD_FILE].decode()), card)
+    if MODEL_FILE in partial:  # written first: the card must name these bytes
+        files[MODEL_FILE] = partial[MODEL_FILE]
+        card_bytes = replace(card, model_sha256=sha256_hex(files[MODEL_FILE])).to_json().encode()
+    files[MODEL_CARD_FILE] = partial.get(MODEL_CARD_FILE, card_bytes)
+    if (model_dir / PROFILE_FILE).exists():  # drift: the reference profile
+        files[PROFILE_FILE] = partial.get(PROFILE_FILE, (model_dir / PROFILE_FILE).read_bytes())
+    try:
+        reg.register(version, files)
+    except AlreadyExists:
+        if version in reg.versions():  # a concurrent run of the same inputs finished first
+            return _register_or_adopt(reg, card, model_dir)
+        raise PreconditionFailed(
+            f"another run is registering version {version!r} of model {reg.model_name!r} "
+            "right now; retry (the re-run adopts its version)"
+        ) from None
+    return bool(partial)
+
+
+def _same_inputs_or_raise(reg: Registry, registered: ModelCard, card: ModelCard) -> None:
+    differences = input_differences(registered, card)
+    if differences:
+        raise AlreadyExists(
+            f"version {card.version!r} of model {reg.model_name!r} is registered from other "
+            f"inputs than this run's ({'; '.join(differences)}); versions are immutable"
+        )
+
+
+def _rolled_back(reg: Registry, version: str) -> dict[str, Any] | None:
+    """The event that rolled `version` back, if any (newest)."""
+    found = [
+        e for e in reg.events() if e.get("kind") == "rolled_back" and e.get("version") == version
+    ]
+    return found[-1] if found else None
 
 
 def _deploy_message(cfg: Config, state: Any) -> str:

@@ -17,6 +17,8 @@ from retrain.data.source import read_window
 from retrain.data.windows import parse_window
 from retrain.drift import champion_drift, champion_reference
 from retrain.errors import AlreadyExists
+from retrain.registry import Registry
+from retrain.steps._state import SCHEMA_KEY, check_state_kept, finish_pending_rollout
 from retrain.steps.records import (
     StepOutcome,
     finish_step,
@@ -26,9 +28,6 @@ from retrain.steps.records import (
 )
 
 __all__ = ["SCHEMA_KEY", "ingest", "quarantine_key"]
-
-#: The reference schema: inferred by the very first run (create-only), enforced after.
-SCHEMA_KEY = "schema/schema.json"
 
 
 def quarantine_key(window_id: str) -> str:
@@ -54,6 +53,8 @@ def ingest(
     cfg, store = load_step_config(config_yaml)
     with recorded_step(store, run_id, "ingest") as rec:
         window = parse_window(cfg.data, window_id)
+        repaired = finish_pending_rollout(cfg, store)  # before anything reads the aliases
+        check_state_kept(store, Registry(store, cfg.name))
         # Only the row groups that overlap the window are read (all of a CSV source).
         source, facts = read_window(cfg.data.uri, cfg.data.format, cfg.data, window)
         schema = Schema.from_json(store.read_text(SCHEMA_KEY)) if store.exists(SCHEMA_KEY) else None
@@ -83,6 +84,8 @@ def ingest(
             summary += f"; {quarantine['quarantined_rows']} rows quarantined ({store.uri(q_key)})"
         if quarantine["drifted_values"]:
             summary += f"; {quarantine['drifted_values']} values outside the reference (drift)"
+        if repaired:
+            summary += f"; finished the rollout decision a crashed run left: {repaired}"
         # -- drift (retrain.drift): the window vs the champion's profile; informs, never fails
         drift = champion_drift(cfg, store, result.data)
         report = {**result.report, "drift": drift.to_dict()}

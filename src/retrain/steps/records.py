@@ -21,6 +21,7 @@ from typing import Any, TypedDict
 
 import pandas as pd
 
+from retrain._crash import crash_point
 from retrain.config import Config, config_from_text
 from retrain.data.io import from_parquet_bytes, to_parquet_bytes
 from retrain.errors import RetrainError, ValidationError
@@ -129,6 +130,7 @@ def recorded_step(store: Storage, run_id: str, step: str) -> Iterator[StepRecord
         if html is not None:  # the same, with plots (`retrain report` draws failed steps)
             store.write_text(f"runs/{run_id}/{step}.html", html)
         store.write_text(run_key(run_id, step), json.dumps(record, indent=2, default=str))
+    crash_point(f"step:{step}")  # a step boundary: recorded, its outputs not yet used
 
 
 def _failed(record: StepRecord, err: BaseException, exit_code: int) -> None:

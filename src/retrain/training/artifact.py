@@ -41,6 +41,7 @@ __all__ = [
     "TRUSTED_TYPES",
     "ModelCard",
     "card_from_config",
+    "input_differences",
     "library_versions",
     "load_model",
     "load_model_dir",
@@ -121,6 +122,31 @@ def model_files(model: Pipeline, card: ModelCard) -> dict[str, bytes]:
     data = serialize_model(model)
     filled = dataclasses.replace(card, model_sha256=sha256_hex(data))
     return {MODEL_FILE: data, MODEL_CARD_FILE: filled.to_json().encode("utf-8")}
+
+
+#: The card fields that say what a version was made from. A version's name is a digest of
+#: them, so two cards that agree here describe the same model whatever bytes each fit wrote.
+IDENTITY_FIELDS: tuple[str, ...] = (
+    "version",
+    "task",
+    "target",
+    "features",
+    "estimator",
+    "params",
+    "seed",
+    "data_hashes",
+    "window",
+)
+
+
+def input_differences(registered: ModelCard, candidate: ModelCard) -> list[str]:
+    """The identity fields on which two cards disagree ([] means the same recorded inputs)."""
+    a, b = dataclasses.asdict(registered), dataclasses.asdict(candidate)
+    return [
+        f"{name}: {a[name]!r:.80} != {b[name]!r:.80}"
+        for name in IDENTITY_FIELDS
+        if a[name] != b[name]
+    ]
 
 
 def load_model(model_bytes: bytes, card: ModelCard) -> Pipeline:
