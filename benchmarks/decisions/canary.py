@@ -52,7 +52,7 @@ CHAMPION_ACCURACIES = (0.8, 0.6)
 #: Rows where only the canary is right (paired draws); the champion alone: this plus the gap.
 CANARY_ONLY = 0.05
 GAPS = (0.0, 0.05, 0.10)
-LABELS = {"split": (20, 50, 100, 300, 1000, 5000), "paired": (5, 10, 100, 2000)}
+LABELS = {"split": (20, 100, 300, 2000), "paired": (5, 10, 500)}
 
 
 @dataclass(frozen=True)

@@ -148,3 +148,6 @@ def test_the_moved_deadline_persists_and_older_states_load() -> None:
 def test_the_cap_may_not_be_shorter_than_the_fixed_deadline() -> None:
     with pytest.raises(PydanticValidationError, match="max_step_seconds"):
         RolloutConfig(progress_deadline_seconds=600, max_step_seconds=300)
+    # A long fixed deadline without a cap of its own is its own cap.
+    long = RolloutConfig.model_validate({"progress_deadline_seconds": 86400})
+    assert long.max_step_seconds == 86400

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -227,6 +227,18 @@ class RolloutConfig(Section):
         if dupes:
             raise ValueError(f"each check may appear once; repeated: {', '.join(dupes)}")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cap_follows_a_long_deadline(cls, data: Any) -> Any:
+        # A fixed deadline longer than the default cap is its own cap (a config written
+        # before the cap existed keeps meaning what it said).
+        if isinstance(data, dict) and "max_step_seconds" not in data:
+            deadline = data.get("progress_deadline_seconds")
+            default = cls.model_fields["max_step_seconds"].default
+            if isinstance(deadline, (int, float)) and deadline > default:
+                return {**data, "max_step_seconds": deadline}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> RolloutConfig:
