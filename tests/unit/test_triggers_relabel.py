@@ -158,4 +158,3 @@ def test_the_labels_rule_fires_only_for_a_failed_window_with_enough_coverage() -
     assert decide(short, failed, TriggerConfig(), now)[0].rule == "coverage_short"
     done = PolicyState(snapshots={"w": "succeeded"})
     assert decide(signal, done, TriggerConfig(), now)[0].rule == "not_failed"
-

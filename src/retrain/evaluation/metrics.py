@@ -220,7 +220,7 @@ def bootstrap_difference(
     skewed gain) and the normal interval from the bootstrap's standard error, widened by
     ``sqrt(n / (n - 1))`` with Student's t quantile on ``n - 1`` degrees of freedom (which
     corrects the bootstrap's known narrowness on few rows). With the percentile interval alone
-    (200 resamples), two equally good models were blessed 3.2-3.5% of the time at 100-1,000
+    (200 resamples), two equally good models were blessed 2.7-3.5% of the time at 100-1,000
     evaluation rows against a nominal 2.5% (benchmarks/decisions/gates.py).
 
     Returns:
