@@ -8,7 +8,9 @@ Explicit ids pass through unchanged.
 
 The optional parameter ``as_of`` (an ISO time, or a period number for period sources) is the
 run's time for the label join: labels dated after it have not arrived and are left out.
-Empty (the default, and what scheduled runs pass) means the label task's own clock.
+Empty (the default, and what scheduled runs pass): resolve outputs a scheduled run's own
+instant (when it chose the window), and the label task joins as of that; explicit ids with an
+empty ``as_of`` leave it to the label task's clock.
 
 A scheduled run also takes the run lease in resolve, so it never overlaps a drift-launched run
 (or refuses to start, exit 75). All tasks sit inside a `dsl.ExitHandler` whose exit task,
@@ -257,6 +259,7 @@ def build_pipeline(
                     window_id=window_id,
                     run_id=run_id,
                     job_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                    as_of=as_of,
                 ),
                 "resolve",
             )
@@ -271,7 +274,7 @@ def build_pipeline(
                     window_id=window,
                     run_id=run,
                     dataset=ingest.outputs["dataset"],
-                    as_of=as_of,
+                    as_of=resolve.outputs["as_of"],
                 ),
                 "label",
             )

@@ -13,12 +13,15 @@ perfect, so every decision is the quality check's. Two ways of observing, as the
   accuracy gap), and the provider reports the spread of the per-row difference.
 
 The quality check is judged on the labels pooled over the analyses of the current step
-(`retrain.rollout.pool`). A false rollback is an equal canary rolled back, on a failed check or
-at the progress deadline (a step whose pool never reached a look, or whose failed look could
-not be confirmed in time); a false promotion is a worse canary promoted.
+(`retrain.rollout.pool`); a step waits for labels while they arrive, up to the cap
+(`retrain.rollout.wait`). A false rollback is an equal canary rolled back on evidence (failed
+checks, or a failed look that stands at the deadline); a false promotion is a worse canary
+promoted. A rollout whose step is still short of labels at its cap ends *inconclusive*: the
+canary leaves traffic unjudged, counted apart from both.
 
     python benchmarks/decisions/canary.py           # the full table (2000 rollouts per cell)
     python benchmarks/decisions/canary.py --quick   # 200 per cell
+    python benchmarks/decisions/canary.py --trials 600
 """
 
 from __future__ import annotations
@@ -31,7 +34,15 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-from retrain.rollout.machine import Observations, advance, start_rollout
+from retrain.rollout.machine import (
+    INCONCLUSIVE,
+    PROMOTED,
+    ROLLED_BACK,
+    Observations,
+    advance,
+    start_rollout,
+)
+from retrain.rollout.pool import SPLIT_FIRST_LOOK
 from retrain.settings.rollout import RolloutConfig
 
 __all__ = ["Outcome", "observe", "rates", "section", "simulate"]
@@ -41,17 +52,17 @@ CHAMPION_ACCURACIES = (0.8, 0.6)
 #: Rows where only the canary is right (paired draws); the champion alone: this plus the gap.
 CANARY_ONLY = 0.05
 GAPS = (0.0, 0.05, 0.10)
-LABELS = {"split": (50, 100, 500, 1000, 2000, 5000), "paired": (50, 100, 500, 2000)}
+LABELS = {"split": (20, 100, 300, 2000), "paired": (5, 10, 500)}
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How one rollout ended: promoted, rolled back on failed checks, or at the deadline
-    with its quality check waiting; and after how many analyses."""
+    """How one rollout ended: promoted, rolled back on evidence, or inconclusive (too few
+    labels by the cap); and after how many analyses."""
 
     promoted: bool
-    failed_checks: bool
-    timed_out: bool
+    rolled_back: bool
+    inconclusive: bool
     analyses: int = 0
 
 
@@ -116,11 +127,10 @@ def simulate(
         obs = observe(rng, mode, labels, state.traffic, gap, accuracy)
         state, _ = advance(state, obs, now)
         analyses += 1
-    last = state.analyses[-1]
     return Outcome(
-        promoted=state.phase == "promoted",
-        failed_checks=last.verdict == "failed",
-        timed_out=last.verdict == "waiting",
+        promoted=state.phase == PROMOTED,
+        rolled_back=state.phase == ROLLED_BACK,
+        inconclusive=state.phase == INCONCLUSIVE,
         analyses=analyses,
     )
 
@@ -128,15 +138,15 @@ def simulate(
 def rates(
     mode: str, labels: int, gap: float, trials: int, seed: int = 0, accuracy: float = 0.8
 ) -> dict[str, float]:
-    """Shares of `trials` rollouts promoted, rolled back on checks, and rolled back at the
-    deadline while waiting; and the median number of analyses to the decision."""
+    """Shares of `trials` rollouts promoted, rolled back on evidence, and ended inconclusive;
+    and the median number of analyses to the decision."""
     key = [seed, labels, round(gap * 1000), round(accuracy * 1000), mode == "paired"]
     rng = np.random.default_rng(key)
     outcomes = [simulate(rng, mode, labels, gap, accuracy) for _ in range(trials)]
     return {
         "promoted": sum(o.promoted for o in outcomes) / trials,
-        "failed_checks": sum(o.failed_checks for o in outcomes) / trials,
-        "timed_out": sum(o.timed_out for o in outcomes) / trials,
+        "rolled_back": sum(o.rolled_back for o in outcomes) / trials,
+        "inconclusive": sum(o.inconclusive for o in outcomes) / trials,
         "median_analyses": float(np.median([o.analyses for o in outcomes])),
     }
 
@@ -145,29 +155,34 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
-def section(quick: bool = False) -> str:
+def section(quick: bool = False, trials: int | None = None) -> str:
     """The Markdown section: false rollback and false promotion rates at the defaults."""
-    trials = 200 if quick else 2000
+    trials = trials or (200 if quick else 2000)
     policy = RolloutConfig()
-    per_step = policy.progress_deadline_seconds / policy.interval_seconds
+    per_step = math.floor(policy.max_step_seconds / policy.interval_seconds)
+    first = policy.steps[0] / 100
+    least_split = math.ceil(policy.min_labelled / (first * per_step))
+    full_split = math.ceil(SPLIT_FIRST_LOOK * policy.min_labelled / (first * per_step))
+    least_paired = math.ceil(policy.min_labelled / per_step)
     lines = [
         "## Canary analysis: false rollbacks and false promotions",
         "",
         f"Method: {trials} rollouts per cell through the pure state machine at the default "
         f"settings (steps {'/'.join(map(str, policy.steps))} %, analysis every "
         f"{policy.interval_seconds:g} s, `min_labelled` {policy.min_labelled}, confidence "
-        f"{policy.confidence:g}, failure limit {policy.failure_limit}, deadline "
-        f"{policy.progress_deadline_seconds:g} s, `accuracy_drop` max 0.02), fed labelled "
-        "outcomes drawn from a known truth (champion accuracy 0.8 or 0.6; canary equal, 5 or 10 "
-        "points worse); `split` splits each analysis' labels by the canary's traffic share "
-        "(Prometheus), `paired` has both models answer the same rows (replay). The quality "
-        "check is judged on the labels pooled over the step's analyses. Seeded; "
+        f"{policy.confidence:g}, failure limit {policy.failure_limit}, progress deadline "
+        f"{policy.progress_deadline_seconds:g} s, a step waits for arriving labels up to "
+        f"`max_step_seconds` {policy.max_step_seconds:g} s, `accuracy_drop` max 0.02), fed "
+        "labelled outcomes drawn from a known truth (champion accuracy 0.8 or 0.6; canary "
+        "equal, 5 or 10 points worse); `split` splits each analysis' labels by the canary's "
+        "traffic share (Prometheus), `paired` has both models answer the same rows (replay). "
+        "The quality check is judged on the labels pooled over the step's analyses. Seeded; "
         "`python benchmarks/decisions/canary.py` reproduces it.",
         "",
         "| observed as | labels per analysis | champion accuracy | equal canary: rolled back "
-        "(on checks + at the deadline) | 5 points worse: promoted | 10 points worse: promoted "
+        "| equal canary: inconclusive | 5 points worse: promoted | 10 points worse: promoted "
         "| median analyses to a decision (equal / 5 worse) |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for mode, counts in LABELS.items():
         for labels in counts:
@@ -176,21 +191,22 @@ def section(quick: bool = False) -> str:
                     rates(mode, labels, gap, trials, accuracy=accuracy) for gap in GAPS
                 )
                 lines.append(
-                    f"| {mode} | {labels} | {accuracy:g} | "
-                    f"{_pct(equal['failed_checks'] + equal['timed_out'])} "
-                    f"({_pct(equal['failed_checks'])} + {_pct(equal['timed_out'])}) | "
-                    f"{_pct(worse5['promoted'])} | {_pct(worse10['promoted'])} | "
+                    f"| {mode} | {labels} | {accuracy:g} | {_pct(equal['rolled_back'])} | "
+                    f"{_pct(equal['inconclusive'])} | {_pct(worse5['promoted'])} | "
+                    f"{_pct(worse10['promoted'])} | "
                     f"{equal['median_analyses']:g} / {worse5['median_analyses']:g} |"
                 )
     lines += [
         "",
-        f"A step holds at most {per_step:g} analyses before its progress deadline, so the "
-        f"canary's pool at the first ({policy.steps[0]} %) step reaches `min_labelled` only "
-        f"with at least {math.ceil(policy.min_labelled / (policy.steps[0] / 100 * per_step))} "
-        "labels per analysis under split traffic (paired: "
-        f"{math.ceil(policy.min_labelled / per_step)}); below that the rollout ends at the "
-        "deadline without a verdict on the canary, never promoted without evidence. Lengthen the "
-        "deadline, the analysis window (Prometheus) or replay more rows to get there.",
+        f"A step waits for labels while its pooled count grows, up to {per_step} analyses; "
+        f"the canary's pool at the first ({policy.steps[0]} %) step reaches `min_labelled` by "
+        f"then with at least {least_split} labels per analysis under split traffic (the full "
+        f"first look, {SPLIT_FIRST_LOOK} x `min_labelled`, with {full_split}) and "
+        f"{least_paired} paired. With fewer, the rollout ends *inconclusive*: the canary leaves "
+        "traffic unjudged (neither promoted nor counted as a rollback on evidence), and the "
+        "rollout's first analyses already say that the observed label rate falls short. "
+        "Lengthen `max_step_seconds`, the analysis window (Prometheus) or replay more rows to "
+        "get a verdict there.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -198,8 +214,9 @@ def section(quick: bool = False) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="200 rollouts per row, not 2000")
+    parser.add_argument("--trials", type=int, default=None, help="rollouts per cell")
     args = parser.parse_args(argv)
-    print(section(quick=args.quick), end="")
+    print(section(quick=args.quick, trials=args.trials), end="")
     return 0
 
 

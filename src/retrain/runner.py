@@ -247,10 +247,13 @@ def _resolve_and_run(
 ) -> CycleResult:
     try:
         # No KFP run has this job id: the lease gets no external id for the monitor to poll.
-        resolved = steps.resolve_run(config_yaml, window_id, run_id, job_id, now=now, kfp_run=False)
+        resolved = steps.resolve_run(
+            config_yaml, window_id, run_id, job_id, now=now, kfp_run=False, as_of=as_of or ""
+        )
     except Exception as err:
         return _failed_resolve(store, window_id, run_id, job_id, err, log_path, on_step)
-    window_id, run_id = resolved.window_id, resolved.run_id
+    # A scheduled run's labels are those known at the instant resolve chose its window.
+    window_id, run_id, as_of = resolved.window_id, resolved.run_id, resolved.as_of or None
     watcher = _StepWatcher(store, run_id, on_step) if on_step else None
     if watcher:
         watcher.start()

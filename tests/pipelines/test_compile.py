@@ -189,9 +189,16 @@ def test_pipeline_parameters_have_no_baked_defaults(compiled: dict) -> None:
             assert "defaultValue" not in p
 
 
-def test_label_gets_the_raw_as_of_parameter(compiled: dict) -> None:
-    params = _tasks(compiled)["label"]["inputs"]["parameters"]
-    assert params["as_of"] == {"componentInputParameter": "pipelinechannel--as_of"}
+def test_label_joins_as_of_what_resolve_outputs(compiled: dict) -> None:
+    # Resolve takes the raw parameter and outputs the run's time (a scheduled run's instant);
+    # label joins as of that, not as of its own start.
+    tasks = _tasks(compiled)
+    raw = tasks["resolve"]["inputs"]["parameters"]["as_of"]
+    assert raw == {"componentInputParameter": "pipelinechannel--as_of"}
+    label = tasks["label"]["inputs"]["parameters"]["as_of"]
+    assert label == {
+        "taskOutputParameter": {"outputParameterKey": "as_of", "producerTask": "resolve"}
+    }
 
 
 def test_local_variant_has_no_retries(tmp_path: Path) -> None:

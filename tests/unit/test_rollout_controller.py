@@ -25,7 +25,14 @@ from retrain.errors import ValidationError
 from retrain.registry import Registry
 from retrain.rollout.controller import FAULT_POINTS, RolloutController, lock_key, read_rollout
 from retrain.rollout.lock import LockBusy, StoreLock
-from retrain.rollout.machine import ABORTED, PROGRESSING, PROMOTED, ROLLED_BACK, Observations
+from retrain.rollout.machine import (
+    ABORTED,
+    INCONCLUSIVE,
+    PROGRESSING,
+    PROMOTED,
+    ROLLED_BACK,
+    Observations,
+)
 from retrain.storage import LocalStorage
 
 
@@ -120,6 +127,27 @@ def test_bad_canary_is_rolled_back_and_the_champion_keeps_everything(
     assert event["version"] == "v2"
     assert "canary error rate 20.00%: 0.2 > 0.01" in event["reason"]
     assert "rolled_back" in applier.messages[-1] or "failed analyses" in applier.messages[-1]
+
+
+def test_a_canary_never_judged_for_want_of_labels_leaves_as_inconclusive(
+    tmp_path: Path,
+) -> None:
+    cfg = make_cfg(tmp_path)  # deadline 600 s; the default cap lets a step wait 6 h for labels
+    store = LocalStorage(cfg.storage_root)
+    reg = register_dummy(store, cfg, ["v1", "v2"])
+    serve(reg, "v1", "v2")
+    clock, applier = FakeClock(), RecordingApplier()
+    no_labels = healthy(**{"canary.labelled": 0.0, "champion.labelled": 0.0})
+    ctl = controller(cfg, store, [no_labels], clock, applier)
+    ctl.tick()
+    for _ in range(10):  # no label ever arrives: the fixed 600 s deadline ends it
+        clock.advance(60)
+        result = ctl.tick()
+    assert result.state is not None and result.state.phase == INCONCLUSIVE
+    assert applier.split() == {"champion": 100} and reg.get_alias("canary").version is None
+    (event,) = events_of(reg, "rolled_back")
+    assert event["outcome"] == "inconclusive"
+    assert event["reason"].startswith("inconclusive, canary taken out of traffic unjudged")
 
 
 def test_new_canary_aborts_the_old_rollout_and_starts_its_own(

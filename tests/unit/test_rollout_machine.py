@@ -11,6 +11,7 @@ from rollout_support import T0, healthy
 from retrain.errors import ValidationError
 from retrain.rollout.checks import run_checks
 from retrain.rollout.machine import (
+    INCONCLUSIVE,
     PROGRESSING,
     PROMOTED,
     ROLLED_BACK,
@@ -121,11 +122,16 @@ def test_too_few_labels_wait_without_passing_or_failing() -> None:
     state, decided = run(start(), [flaky, few, flaky])
     assert [a.verdict for a in state.analyses] == ["failed", "waiting", "failed"]
     assert state.phase == ROLLED_BACK and decided[-1][0] == 3
-    # Waiting only: no step is taken, and the deadline (600 s) ends the rollout.
-    state, decided = run(start(), [few] * 20)
+    # Waiting only, with the deadline fixed (no room to wait for labels): no step is taken,
+    # and the deadline (600 s) ends the rollout, inconclusive (the canary was never judged).
+    fixed = POLICY.model_copy(update={"max_step_seconds": 600.0})
+    state, decided = run(start(fixed), [few] * 20)
     assert decided == [(10, (RollBack("v2", state.reason),))]
+    assert state.phase == INCONCLUSIVE
     assert state.failures == 0 and state.passed_in_step == 0
-    assert state.reason.startswith("no progress at step 1/3 (10%) by the deadline (too few labels)")
+    assert state.reason.startswith(
+        "inconclusive, canary taken out of traffic unjudged: too few labels at step 1/3 (10%)"
+    )
     # The pool: 10 analyses of 40 labels each by the deadline, still fewer than 500.
     assert "accuracy_drop not evaluated: 400 labelled per predictor, fewer than 500" in state.reason
 

@@ -140,7 +140,8 @@ def test_split_labels_pool_until_the_first_look_then_reset_with_the_step() -> No
 
 def test_the_last_analysis_before_the_deadline_looks_at_min_labelled() -> None:
     few = healthy(**{"canary.labelled": 60.0, "champion.labelled": 540.0})
-    state, decided = run(POLICY, [few] * 10)
+    fixed = POLICY.model_copy(update={"max_step_seconds": 600.0})
+    state, decided = run(fixed, [few] * 10)
     # 60 per analysis: 600 at tick 10 (600 s), the last analysis before the 600 s deadline.
     assert decided == [(10, (SetTraffic(25),))]
     assert state.analyses[-1].verdict == "passed"

@@ -11,6 +11,7 @@ Classification scores are class probabilities, one column per entry of `classes`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from scipy.stats import t as student_t
 
 from retrain.errors import ValidationError
 from retrain.settings.evaluation import CLASSIFICATION_METRICS, REGRESSION_METRICS
@@ -212,8 +214,15 @@ def bootstrap_difference(
     lower is better it is champion minus challenger). Both models are scored on the same
     resampled rows. Resamples where the metric is undefined are skipped.
 
+    The interval is the wider, at each end, of two: the percentile interval (which follows a
+    skewed gain) and the normal interval from the bootstrap's standard error, widened by
+    ``sqrt(n / (n - 1))`` with Student's t quantile on ``n - 1`` degrees of freedom (which
+    corrects the bootstrap's known narrowness on few rows). With the percentile interval alone
+    (200 resamples), two equally good models were blessed 2.7-3.5% of the time at 100-1,000
+    evaluation rows against a nominal 2.5% (benchmarks/decisions/gates.py).
+
     Returns:
-        (gain on the full data, lower, upper) with a percentile interval at `confidence`.
+        (gain on the full data, lower, upper) at `confidence`.
     """
     if metric not in GREATER_IS_BETTER:
         raise ValidationError(
@@ -247,6 +256,10 @@ def bootstrap_difference(
         return point, float("nan"), float("nan")
     alpha = (1.0 - confidence) / 2.0
     lower, upper = np.quantile(g, [alpha, 1.0 - alpha])
+    if len(g) > 1 and rows > 1 and math.isfinite(point):
+        half = float(student_t.ppf(1.0 - alpha, rows - 1)) * float(np.std(g, ddof=1))
+        half *= math.sqrt(rows / (rows - 1))
+        lower, upper = min(lower, point - half), max(upper, point + half)
     return point, float(lower), float(upper)
 
 

@@ -25,10 +25,12 @@ from retrain.data.schema import as_category_strings
 from retrain.data.windows import as_of_text, event_times
 from retrain.errors import ValidationError
 
-__all__ = ["MAX_LEAKAGE_SHARE", "LabelResult", "join_labels"]
+__all__ = ["COVERAGE_SHORTFALL", "MAX_LEAKAGE_SHARE", "LabelResult", "join_labels"]
 
 #: Above this share of labelled rows dated before their event, the join fails.
 MAX_LEAKAGE_SHARE = 0.01
+#: The words a failed join uses for too few labels (a monitor re-launches such runs later).
+COVERAGE_SHORTFALL = "is below labels.min_coverage"
 
 
 @dataclass
@@ -226,8 +228,8 @@ def join_labels(
             else ""
         )
         problems.append(
-            f"label coverage {coverage:.1%} ({len(labelled)} of {len(events)} events) is below "
-            f"labels.min_coverage {cfg.labels.min_coverage:.1%}{late_note}"
+            f"label coverage {coverage:.1%} ({len(labelled)} of {len(events)} events) "
+            f"{COVERAGE_SHORTFALL} {cfg.labels.min_coverage:.1%}{late_note}"
         )
 
     leakage, warnings = 0, []

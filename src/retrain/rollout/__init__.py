@@ -22,6 +22,7 @@ from retrain.rollout.controller import (
 from retrain.rollout.lock import LockBusy, StoreLock
 from retrain.rollout.machine import (
     ABORTED,
+    INCONCLUSIVE,
     PROGRESSING,
     PROMOTED,
     ROLLED_BACK,
@@ -46,6 +47,7 @@ __all__ = [
     "ABORTED",
     "CHECKS",
     "FAULT_POINTS",
+    "INCONCLUSIVE",
     "METRICS",
     "PROGRESSING",
     "PROMOTED",

@@ -15,6 +15,7 @@ Carrying out a decision, in this order, each step idempotent:
     promote:      champion alias -> canary; canary alias cleared; render + apply ONE predictor
                   at 100 % (the old one removed, never left at traffic 0); event "promoted"
     roll back:    canary alias cleared; render + apply the champion alone; event "rolled_back"
+                  (its `outcome` says "inconclusive" when the canary left unjudged)
     set traffic:  render + apply champion + canary at the step's share; event "deployed"
 
 The deployment is always rendered from the registry's aliases plus the rollout's traffic, so a
@@ -451,6 +452,8 @@ class RolloutController:
             fields.update(action="set_traffic", reason=state.reason)
         else:
             fields.update(reason=action.reason, champion=state.champion)
+        if isinstance(action, RollBack):
+            fields.update(outcome=state.phase)  # "rolled_back" or "inconclusive" (unjudged)
         # Keyed by the decision: an attempt after a crash writes it again, and it lands once.
         once = event_key(state.canary, state.rollout_id, state.seq)
         self.registry.append_event(kind, once=once, **fields)

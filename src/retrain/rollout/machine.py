@@ -22,19 +22,23 @@ Rules, Flagger-style:
   passed), a quality check is not evaluated: that analysis neither passes nor fails (it does
   not break a run of failures either), and the step waits;
 - a step that has not progressed within `progress_deadline_seconds` rolls back (this is what
-  ends a canary that never becomes ready, and one whose metrics cannot be read at all).
+  ends a canary that never becomes ready, and one whose metrics cannot be read at all); while
+  its quality checks wait for labels that keep arriving, the deadline follows the label rate up
+  to `max_step_seconds` (`retrain.rollout.wait`), and a step still waiting for labels at its
+  deadline ends the rollout `inconclusive`: the canary leaves traffic unjudged (unless a failed
+  look stands against it: then it is rolled back).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from retrain.errors import ValidationError
 from retrain.rollout import pool as evidence
+from retrain.rollout import wait
 from retrain.rollout.actions import (
     Action,
     Promote,
@@ -43,11 +47,13 @@ from retrain.rollout.actions import (
     action_dict,
     action_from_dict,
 )
-from retrain.rollout.checks import CheckResult, summarise
+from retrain.rollout.analysis import Analysis
+from retrain.rollout.checks import summarise
 from retrain.settings.rollout import RolloutConfig
 
 __all__ = [
     "ABORTED",
+    "INCONCLUSIVE",
     "PROGRESSING",
     "PROMOTED",
     "ROLLED_BACK",
@@ -73,7 +79,9 @@ PROGRESSING = "progressing"
 PROMOTED = "promoted"
 ROLLED_BACK = "rolled_back"
 ABORTED = "aborted"
-TERMINAL = frozenset({PROMOTED, ROLLED_BACK, ABORTED})
+#: Ended for want of labels: the canary left traffic without a verdict on its quality.
+INCONCLUSIVE = "inconclusive"
+TERMINAL = frozenset({PROMOTED, ROLLED_BACK, ABORTED, INCONCLUSIVE})
 
 #: Analyses kept in the state (the oldest are dropped; the registry's events keep the outcome).
 MAX_ANALYSES = 50
@@ -96,52 +104,14 @@ class Observations:
 
 
 @dataclass(frozen=True)
-class Analysis:
-    """One analysis: when, at which step, what was measured and the verdict in words."""
-
-    at: datetime
-    step: int
-    traffic: int
-    verdict: Literal["passed", "failed", "waiting", "not_ready", "manual"]
-    reason: str
-    checks: tuple[CheckResult, ...] = ()
-    metrics: Mapping[str, float | None] = field(default_factory=dict)
-    source: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "at": self.at.isoformat(),
-            "step": self.step,
-            "traffic": self.traffic,
-            "verdict": self.verdict,
-            "reason": self.reason,
-            "checks": [c.as_dict() for c in self.checks],
-            "metrics": {k: _finite(v) for k, v in self.metrics.items()},
-            "source": self.source,
-        }
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> Analysis:
-        return cls(
-            at=datetime.fromisoformat(raw["at"]),
-            step=int(raw["step"]),
-            traffic=int(raw["traffic"]),
-            verdict=raw["verdict"],
-            reason=str(raw["reason"]),
-            checks=tuple(CheckResult.from_dict(c) for c in raw.get("checks", [])),
-            metrics=dict(raw.get("metrics", {})),
-            source=str(raw.get("source", "")),
-        )
-
-
-@dataclass(frozen=True)
 class RolloutState:
     """One canary's rollout. `pending` holds decided actions not yet confirmed as carried out.
 
     `seq` counts decisions that produced actions; with `rollout_id` it names each decision, so
     a re-run after a crash can tell an action it already carried out from a new one. `pool`
     holds the current step's pooled labelled sums and `looks` the quality checks' looks at
-    them (`retrain.rollout.pool`); both are reset when the step changes.
+    them (`retrain.rollout.pool`); `step_deadline` is the step's deadline once label traffic
+    moved it (`retrain.rollout.wait`). All three are reset when the step changes.
     """
 
     rollout_id: str
@@ -163,6 +133,7 @@ class RolloutState:
     seq: int = 0
     pool: Mapping[str, float] = field(default_factory=dict)
     looks: evidence.Looks = field(default_factory=evidence.Looks)
+    step_deadline: datetime | None = None
 
     @property
     def terminal(self) -> bool:
@@ -184,7 +155,9 @@ class RolloutState:
 
     @property
     def deadline(self) -> datetime:
-        """When the current step rolls back if it has not progressed."""
+        """When the current step ends if it has not progressed."""
+        if self.step_deadline is not None:
+            return self.step_deadline
         return self.step_started_at + timedelta(seconds=self.policy.progress_deadline_seconds)
 
     def step_label(self) -> str:
@@ -218,6 +191,7 @@ class RolloutState:
             "analyses": [a.as_dict() for a in self.analyses],
             "pool": dict(self.pool),
             "looks": self.looks.as_dict(),
+            "step_deadline": _iso(self.step_deadline),
         }
 
     @classmethod
@@ -243,6 +217,7 @@ class RolloutState:
                 seq=int(raw.get("seq", 0)),
                 pool={str(k): float(v) for k, v in raw.get("pool", {}).items()},
                 looks=evidence.Looks.from_dict(raw.get("looks")),
+                step_deadline=_from_iso(raw.get("step_deadline")),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ValidationError(f"rollout state is malformed: {err!r}") from None
@@ -272,7 +247,8 @@ def start_rollout(
         step=0,
         started_at=now,
         step_started_at=now,
-        reason=f"canary {canary} started at {traffic}% beside champion {champion}",
+        reason=f"canary {canary} started at {traffic}% beside champion {champion}; "
+        f"{wait.needs(policy)}",
     )
     return _decide(state, (SetTraffic(traffic),))
 
@@ -317,6 +293,18 @@ def advance(
     if policy.checks is None:
         raise ValidationError("rollout state has no checks: start rollouts with start_rollout")
     pool = evidence.add(state.pool, observations.metrics)
+    count = evidence.labelled(pool)
+    if _quality_undecided(state):
+        deadline = wait.extended_deadline(
+            policy,
+            state.step_started_at,
+            state.deadline,
+            count > evidence.labelled(state.pool),
+            count,
+            evidence.next_look_at(pool, state.looks, policy.min_labelled),
+            now,
+        )
+        state = replace(state, step_deadline=deadline)
     results, looks = evidence.judge(
         policy.checks,
         observations.metrics,
@@ -344,13 +332,21 @@ def advance(
     state = _record(state, analysis)
 
     if waiting:
-        if now >= state.deadline:
+        if now >= state.deadline and state.failures:
             return _roll_back(
-                state, now, f"no progress at {label} by the deadline (too few labels): {summary}"
+                state, now, f"a failed look at {label} stands at the deadline: {summary}"
+            )
+        if now >= state.deadline:
+            waited = (now - state.step_started_at).total_seconds()
+            return _inconclusive(
+                state, now, f"too few labels at {label} after {waited:.0f}s: {summary}"
             )
         left = (state.deadline - now).total_seconds()
+        short = wait.projection(policy, state.step_started_at, count, now)
         return replace(
-            state, reason=f"waiting at {label} ({left:.0f}s to the deadline): {summary}"
+            state,
+            reason=f"waiting at {label} ({left:.0f}s to the deadline): {summary}"
+            + (f"; {short}" if short else ""),
         ), ()
 
     if failed:
@@ -398,6 +394,7 @@ def advance(
         passed_in_step=0,
         pool={},
         looks=evidence.Looks(),
+        step_deadline=None,
         reason=f"{label} passed ({summary}); canary to {next_traffic}%",
     )
     return _decide(state, (SetTraffic(next_traffic),))
@@ -456,6 +453,22 @@ def _roll_back(
     return _decide(state, (RollBack(state.canary, reason),))
 
 
+def _inconclusive(
+    state: RolloutState, now: datetime, reason: str
+) -> tuple[RolloutState, tuple[Action, ...]]:
+    """End without a verdict: the canary leaves traffic as in a rollback, named as what it is."""
+    reason = f"inconclusive, canary taken out of traffic unjudged: {reason}"
+    state = replace(state, phase=INCONCLUSIVE, finished_at=now, reason=reason)
+    return _decide(state, (RollBack(state.canary, reason),))
+
+
+def _quality_undecided(state: RolloutState) -> bool:
+    """Whether the step still waits for a look that passes its quality checks."""
+    checks = state.policy.checks or ()
+    quality = {c.name for c in checks if c.name in evidence.QUALITY_CHECKS}
+    return bool(quality) and not quality <= set(state.looks.held)
+
+
 def _decide(
     state: RolloutState, actions: tuple[Action, ...]
 ) -> tuple[RolloutState, tuple[Action, ...]]:
@@ -486,10 +499,3 @@ def _iso(value: datetime | None) -> str | None:
 
 def _from_iso(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
-
-
-def _finite(value: float | None) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None

@@ -38,6 +38,7 @@ __all__ = [
     "judge",
     "labelled",
     "look_confidence",
+    "next_look_at",
     "pooled_metrics",
 ]
 
@@ -205,6 +206,16 @@ def look_confidence(confidence: float, canary_steps: int, look: int) -> float:
     return 1.0 - (1.0 - confidence) / (max(canary_steps, 1) * 2.0 ** (look + 1))
 
 
+def next_look_at(
+    pool: Mapping[str, float], looks: Looks, min_labelled: int, last_chance: bool = False
+) -> float:
+    """The pooled labelled count at which the quality checks are next judged (see `judge`)."""
+    if looks.count:
+        return looks.next_at
+    paired = pooled_metrics(pool)["paired_labelled"] is not None
+    return float(min_labelled if paired or last_chance else SPLIT_FIRST_LOOK * min_labelled)
+
+
 def judge(
     specs: Sequence[CheckSpec],
     metrics: Mapping[str, float | None],
@@ -232,9 +243,7 @@ def judge(
     # steps) too often: promoted in 10.9 % of simulated rollouts at 1000 labels per analysis
     # and 5.8 % at 2000 with 2x, 1.9 % and 0.2 % with 4x (for an equal canary's rollbacks
     # 1.9 -> 3.0 % and 0.8 -> 1.5 %). A paired comparison has the power at `min_labelled`.
-    paired = merged["paired_labelled"] is not None
-    first = min_labelled if paired or last_chance else SPLIT_FIRST_LOOK * min_labelled
-    at = looks.next_at if looks.count else first
+    at = next_look_at(pool, looks, min_labelled, last_chance)
     level = look_confidence(confidence, canary_steps, looks.count)
     results = run_checks(specs, merged, level, min_labelled)
     if n >= at:

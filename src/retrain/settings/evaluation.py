@@ -84,7 +84,12 @@ class EvaluationConfig(Section):
             " undecided rather than rejected. Unset: only min_rows makes a comparison undecided."
         ),
     )
-    bootstrap_samples: int = Field(default=200, ge=20, le=10000)
+    bootstrap_samples: int = Field(
+        default=500,
+        ge=20,
+        le=10000,
+        description="Paired bootstrap resamples of each gain (its interval's tails need many).",
+    )
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
 
     @field_validator("metric")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -148,6 +148,15 @@ class RolloutConfig(Section):
         gt=0.0,
         description="A step that makes no progress this long (e.g. never ready) rolls back.",
     )
+    max_step_seconds: float = Field(
+        default=21600.0,
+        gt=0.0,
+        description="The longest a step waits for labels. While a step's quality checks wait "
+        "and its pooled labelled count still grows, its deadline moves to when the observed "
+        "label rate is projected to reach the next look, never later than this after the step "
+        "began; a step still short of labels then ends the rollout 'inconclusive' (canary out "
+        "of traffic, unjudged). Equal to progress_deadline_seconds: a fixed deadline.",
+    )
     checks: tuple[CheckSpec, ...] | None = Field(
         default=None, description="Checks and thresholds; default: `default_checks(task)`."
     )
@@ -219,6 +228,18 @@ class RolloutConfig(Section):
             raise ValueError(f"each check may appear once; repeated: {', '.join(dupes)}")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _cap_follows_a_long_deadline(cls, data: Any) -> Any:
+        # A fixed deadline longer than the default cap is its own cap (a config written
+        # before the cap existed keeps meaning what it said).
+        if isinstance(data, dict) and "max_step_seconds" not in data:
+            deadline = data.get("progress_deadline_seconds")
+            default = cls.model_fields["max_step_seconds"].default
+            if isinstance(deadline, (int, float)) and deadline > default:
+                return {**data, "max_step_seconds": deadline}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> RolloutConfig:
         if self.provider == "prometheus" and not self.prometheus.url:
@@ -229,6 +250,11 @@ class RolloutConfig(Section):
                 f"progress_deadline_seconds ({self.progress_deadline_seconds:g}) must exceed "
                 f"interval_seconds x analyses_per_step ({needed:g}), or even a healthy canary "
                 "would miss it"
+            )
+        if self.max_step_seconds < self.progress_deadline_seconds:
+            raise ValueError(
+                f"max_step_seconds ({self.max_step_seconds:g}) must be at least "
+                f"progress_deadline_seconds ({self.progress_deadline_seconds:g})"
             )
         return self
 

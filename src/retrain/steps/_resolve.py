@@ -16,7 +16,7 @@ import pandas as pd
 
 from retrain.config import Config
 from retrain.data.source import read_times
-from retrain.data.windows import parse_window
+from retrain.data.windows import as_of_text, parse_window
 from retrain.errors import RetrainError, TransientError, ValidationError
 from retrain.steps.lease import iso, jobs_held_lease, lease_dict, take_run_lease
 from retrain.steps.records import (
@@ -48,6 +48,7 @@ class ResolveOutcome(StepOutcome):
 
     window_id: str = ""
     run_id: str = ""
+    as_of: str = ""
 
 
 @dataclass
@@ -106,6 +107,7 @@ def resolve_run(
     now: datetime | None = None,
     kfp_run: bool = True,
     html_path: str | None = None,
+    as_of: str = "",
 ) -> ResolveOutcome:
     """Resolve ``"auto"`` in `window_id` / `run_id` (rules in `retrain.steps.resolve_rules`).
 
@@ -128,6 +130,12 @@ def resolve_run(
     id and window (`LEASE_RULE`), renews the lease, records into the same
     ``runs/<run_id>/`` folder and says so in the record (``kept_from_lease``).
 
+    `as_of` (the run's time for the label join) passes through when given. Otherwise a scheduled
+    run's is the instant resolve chose its window at (a retried resolve: the instant its lease
+    was taken), so the label task joins the labels known when the window was chosen, not those
+    known whenever it happens to start; period sources have no clock and get "" (as the label
+    step without one).
+
     A failure is recorded too (under ``auto-<job id>`` when the run id was to come from the
     window) and nothing else is written.
 
@@ -142,7 +150,12 @@ def resolve_run(
     except ValidationError as err:
         error = err  # recorded below, under the run's folder
     if error is None and AUTO not in (window_id, run_id):
-        details: dict[str, Any] = {"window_id": window_id, "run_id": run_id, "resolved": False}
+        details: dict[str, Any] = {
+            "window_id": window_id,
+            "run_id": run_id,
+            "as_of": as_of,
+            "resolved": False,
+        }
         summary = f"window {window_id} and run id {run_id} as given"
         write_step_report(
             report_path,
@@ -152,7 +165,9 @@ def resolve_run(
             step="resolve",
             summary=summary,
         )
-        return ResolveOutcome("resolve", summary, details, window_id=window_id, run_id=run_id)
+        return ResolveOutcome(
+            "resolve", summary, details, window_id=window_id, run_id=run_id, as_of=as_of
+        )
 
     cfg, store = load_step_config(config_yaml)
     at = utc_instant(now if now is not None else datetime.now(timezone.utc))
@@ -161,6 +176,7 @@ def resolve_run(
         if ids.error is not None:
             raise ids.error
         kept_doc = _kept_choice(cfg, store, ids.kept) if ids.kept is not None else None
+        run_as_of = _run_as_of(cfg, as_of, window_id, ids, at)
         details = {
             "requested": {"window_id": window_id, "run_id": run_id},
             "window_id": ids.window_id,
@@ -170,6 +186,7 @@ def resolve_run(
             "run_id_rule": ids.run_how,
             "job_id": job_id,
             "now": at.isoformat(),
+            "as_of": run_as_of,
             "lease": None,
             "kept_from_lease": None,
         }
@@ -189,8 +206,21 @@ def resolve_run(
         summary, markdown = _render(cfg, ids, window_id, run_id, at, lease, kept_doc)
         finish_step(rec, report_path, summary, details, markdown, html_path=html_path)
         return ResolveOutcome(
-            "resolve", summary, details, window_id=ids.window_id, run_id=ids.run_id
+            "resolve",
+            summary,
+            details,
+            window_id=ids.window_id,
+            run_id=ids.run_id,
+            as_of=run_as_of,
         )
+
+
+def _run_as_of(cfg: Config, as_of: str, window_id: str, ids: _Resolution, at: pd.Timestamp) -> str:
+    """The run's time for the label join (see `resolve_run`)."""
+    if as_of or window_id != AUTO or cfg.data.time_kind == "period":
+        return as_of
+    chosen = utc_instant(ids.kept.acquired_at) if ids.kept is not None else at
+    return as_of_text(chosen)
 
 
 def _resolve_ids(

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from retrain.config import config_from_text
+from retrain.rollout import wait
 from retrain.rollout.controller import RolloutController, TickResult
 from retrain.rollout.lock import LockBusy
 from retrain.rollout.machine import PROGRESSING, RolloutState
@@ -36,7 +37,8 @@ _BUSY_WAIT_S = 5.0
 
 @dataclass
 class RolloutOutcome(StepOutcome):
-    """How the rollout ended: "promoted", "rolled_back", "aborted", "in_progress" or "none"."""
+    """How the rollout ended: "promoted", "rolled_back", "inconclusive" (too few
+    labels: the canary left traffic unjudged), "aborted", "in_progress" or "none"."""
 
     phase: str = "none"
     version: str | None = None
@@ -160,7 +162,8 @@ def rollout_markdown(cfg: Config, outcome: RolloutOutcome, states: list[RolloutS
             f"Steps {' -> '.join(f'{s}%' for s in p.steps)}, one analysis every "
             f"{p.interval_seconds:g}s, {p.analyses_per_step} passing per step, rollback after "
             f"{p.failure_limit} failed in a row or {p.progress_deadline_seconds:g}s without "
-            f"progress. Outcome: **{state.phase}**: {state.reason}",
+            f"progress (up to {p.max_step_seconds:g}s while labels keep arriving). Label "
+            f"traffic: {wait.needs(p)}. Outcome: **{state.phase}**: {state.reason}",
             "",
             "| time | traffic | verdict | reason |",
             "|---|---|---|---|",

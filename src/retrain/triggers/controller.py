@@ -38,6 +38,7 @@ __all__ = [
     "Outcome",
     "RunStatus",
     "TriggerController",
+    "launches_prefix",
     "state_key",
     "trigger_run_id",
 ]
@@ -91,6 +92,11 @@ class Outcome:
 
 def state_key(model: str) -> str:
     return f"triggers/{model}/state.json"
+
+
+def launches_prefix(model: str) -> str:
+    """Where the launch records of a model are kept (one JSON per launch, named by time)."""
+    return f"triggers/{model}/launches/"
 
 
 def trigger_run_id(snapshot: str, now: datetime) -> str:
@@ -223,7 +229,7 @@ class TriggerController:
     def _record(self, decision: Decision, result: LaunchResult) -> None:
         stamp = decision.at.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
         doc = Outcome(decision, result).to_dict() | {"model": self.model}
-        key = f"triggers/{self.model}/launches/{stamp}-{result.run_id}.json"
+        key = f"{launches_prefix(self.model)}{stamp}-{result.run_id}.json"
         self.store.create(key, (json.dumps(doc, indent=2, default=str) + "\n").encode())
 
     # -- runs left running ------------------------------------------------------------------

@@ -6,6 +6,8 @@ version; with the labels that have arrived, the engine also measures the metric 
 untrained rows, and turns each into a `Signal` for the `TriggerController` (drift first, so a
 launch by another rule cannot reset the hysteresis count of the same window). It writes a
 report to the store (``monitor/<time>.json`` and ``.md``) and updates the Prometheus metrics.
+Labels count as of the monitor's clock (those dated later have not arrived), and a window
+whose run failed for too few labels is launched again once they have (`retrain.triggers.relabel`).
 
 The drift engine is reached through one function, `detect_with_engine`; the monitor takes any
 function of that shape, and works (without drift signals) when the champion has no profile.
@@ -26,7 +28,13 @@ import pandas as pd
 from retrain.config import Config
 from retrain.data.io import read_source
 from retrain.data.source import read_times, read_window
-from retrain.data.windows import parse_window, window_ids_in, window_mask, window_sort_key
+from retrain.data.windows import (
+    parse_as_of,
+    parse_window,
+    window_ids_in,
+    window_mask,
+    window_sort_key,
+)
 from retrain.drift import ReferenceProfile, detect_drift
 from retrain.errors import NotFound, RetrainError, ValidationError
 from retrain.labels.join import join_labels
@@ -37,6 +45,7 @@ from retrain.training.model import predict_scores
 from retrain.triggers.controller import Outcome, TriggerController
 from retrain.triggers.metrics import MonitorMetrics
 from retrain.triggers.policy import Signal
+from retrain.triggers.relabel import failed_on_coverage, labels_signal
 
 __all__ = [
     "PROFILE_FILE",
@@ -287,6 +296,7 @@ class Monitor:
             signals.append(Signal("new_data", win.id, value=float(untrained)))
         if cfg.triggers.schedules and cfg.triggers.schedule_engine == "monitor":
             signals.append(Signal("schedule", win.id))
+        signals += self._relabel_signals(source, ids)
 
         outcomes = []
         for signal in signals:
@@ -341,8 +351,30 @@ class Monitor:
 
     # -- measurements -----------------------------------------------------------------------
 
+    def _relabel_signals(self, source: pd.DataFrame, ids: list[str]) -> list[Signal]:
+        """A ``labels`` signal for each window whose run failed on label coverage, with its
+        coverage as of the monitor's clock (`retrain.triggers.relabel`)."""
+        cfg = self.cfg
+        statuses = self.controller.load_state()[0].snapshots
+        out = []
+        for window, run_id in failed_on_coverage(self.store, cfg.name, statuses, ids).items():
+            win = parse_window(cfg.data, window)
+            mask = window_mask(source[cfg.data.time_column], win, cfg.data.time_kind)
+            labels = self._labels(source.loc[mask].reset_index(drop=True))
+            coverage = 0.0 if labels is None else float(labels.notna().mean())
+            out.append(labels_signal(window, coverage, cfg.labels.min_coverage, run_id))
+        return out
+
+    def _as_of(self) -> Any:
+        """The monitor's clock as the label join's "as of" cut (None for period windows, which
+        no clock relates to time, as in the label step)."""
+        if self.cfg.data.time_kind == "period":
+            return None
+        return parse_as_of(self.cfg.data, self.controller.clock().isoformat())
+
     def _labels(self, current: pd.DataFrame) -> pd.Series | None:
-        """Labels aligned with the window's rows (NaN where not arrived yet), or None."""
+        """Labels aligned with the window's rows (NaN where not arrived yet, or dated after
+        the monitor's clock), or None."""
         cfg = self.cfg
         try:
             labels = read_source(cfg.labels.uri, cfg.labels.format)
@@ -354,7 +386,7 @@ class Monitor:
             relaxed = cfg.model_copy(
                 update={"labels": cfg.labels.model_copy(update={"min_coverage": 0.0})}
             )
-            labelled = join_labels(relaxed, current, labels).labelled
+            labelled = join_labels(relaxed, current, labels, as_of=self._as_of()).labelled
         except ValidationError:
             return None
         if labelled.empty:

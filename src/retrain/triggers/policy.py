@@ -7,7 +7,8 @@ are checked:
 
 1. the signal's own rule: a cron schedule is due; drift seen in ``drift_windows`` consecutive
    windows (hysteresis); a performance drop at or above ``performance_drop``; at least
-   ``new_data_rows`` untrained rows; a manual request always qualifies;
+   ``new_data_rows`` untrained rows; a manual request always qualifies; the labels of a
+   window whose run failed on label coverage now reach ``labels.min_coverage`` (``labels``);
 2. dedupe: a data snapshot that was launched never launches again, unless its run failed;
 3. lease: never while another run holds the lease (manual requests included);
 4. cooldown: not within ``cooldown`` of the last launch (manual requests skip this one);
@@ -36,8 +37,15 @@ __all__ = [
     "decide",
 ]
 
-SignalKind = Literal["schedule", "drift", "performance", "new_data", "manual"]
-SIGNAL_KINDS: tuple[str, ...] = ("schedule", "drift", "performance", "new_data", "manual")
+SignalKind = Literal["schedule", "drift", "performance", "new_data", "manual", "labels"]
+SIGNAL_KINDS: tuple[str, ...] = (
+    "schedule",
+    "drift",
+    "performance",
+    "new_data",
+    "manual",
+    "labels",
+)
 
 # Bounded memory: the state object must stay small however long the monitor runs.
 _MAX_SNAPSHOTS = 1000
@@ -49,10 +57,11 @@ class Signal:
     """Something that may warrant a retrain.
 
     Args:
-        kind: schedule | drift | performance | new_data | manual.
+        kind: schedule | drift | performance | new_data | manual | labels.
         snapshot: the immutable data snapshot a run would train on (the window id).
         drifted: for drift signals, whether this window drifted.
-        value: the strength: share of drifted features, metric drop, or untrained rows.
+        value: the strength: share of drifted features, metric drop, untrained rows, or (labels)
+            the window's label coverage now.
         details: anything worth keeping in the decision record (JSON-serialisable).
     """
 
@@ -202,6 +211,9 @@ def _signal_rule(
         who = signal.details.get("requested_by")
         return True, "manual", "manual request" + (f" by {who}" if who else ""), state
 
+    if signal.kind == "labels":
+        return (*_labels_rule(signal, state), state)
+
     if signal.kind == "schedule":
         since = state.schedule_checked_at or now - timedelta(minutes=1)
         state = replace(state, schedule_checked_at=now)
@@ -273,6 +285,30 @@ def _signal_rule(
             state,
         )
     return True, "new_data", f"{rows} untrained rows (trigger at {cfg.new_data_rows})", state
+
+
+def _labels_rule(signal: Signal, state: PolicyState) -> tuple[bool, str, str]:
+    """A window whose run failed on label coverage runs again once its labels cover enough."""
+    window = signal.snapshot
+    if state.snapshots.get(window) != "failed":
+        return False, "not_failed", f"window {window} has no failed run to re-run"
+    need = float(signal.details.get("min_coverage", 1.0))
+    coverage = signal.value if signal.value is not None else float("nan")
+    failed = signal.details.get("failed_run")
+    run = f"run {failed}" if failed else "its run"
+    if not coverage >= need:  # NaN (not measured) never fires
+        return (
+            False,
+            "coverage_short",
+            f"labels of window {window} cover {coverage:.1%}, below labels.min_coverage "
+            f"{need:.1%}: {run} waits for them",
+        )
+    return (
+        True,
+        "labels",
+        f"labels of window {window} now cover {coverage:.1%} (labels.min_coverage "
+        f"{need:.1%}); {run} had failed for too few labels",
+    )
 
 
 def decide(

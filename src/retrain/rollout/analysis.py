@@ -1,0 +1,59 @@
+"""One canary analysis as recorded in the rollout state: when, where, the verdict and why."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from retrain.rollout.checks import CheckResult
+
+__all__ = ["Analysis"]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """One analysis: when, at which step, what was measured and the verdict in words."""
+
+    at: datetime
+    step: int
+    traffic: int
+    verdict: Literal["passed", "failed", "waiting", "not_ready", "manual"]
+    reason: str
+    checks: tuple[CheckResult, ...] = ()
+    metrics: Mapping[str, float | None] = field(default_factory=dict)
+    source: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "step": self.step,
+            "traffic": self.traffic,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "checks": [c.as_dict() for c in self.checks],
+            "metrics": {k: _finite(v) for k, v in self.metrics.items()},
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Analysis:
+        return cls(
+            at=datetime.fromisoformat(raw["at"]),
+            step=int(raw["step"]),
+            traffic=int(raw["traffic"]),
+            verdict=raw["verdict"],
+            reason=str(raw["reason"]),
+            checks=tuple(CheckResult.from_dict(c) for c in raw.get("checks", [])),
+            metrics=dict(raw.get("metrics", {})),
+            source=str(raw.get("source", "")),
+        )
+
+
+def _finite(value: float | None) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
