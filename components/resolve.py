@@ -1,20 +1,22 @@
 """resolve: turn "auto" run parameters (scheduled runs) into the window id and run id."""
 
-from typing import NamedTuple
+from __future__ import annotations
 
-from kfp.dsl import Markdown, Output
+from retrain_components._call import StepCall, StepResult
+
+from retrain import steps
+
+__all__ = ["run"]
 
 
-# KFP reads named outputs from this functional NamedTuple in the annotation itself (the body is
-# shipped without module-level names), a form mypy does not accept as a type.
-def resolve(
-    config_yaml: str, window_id: str, run_id: str, job_id: str, report: Output[Markdown]
-) -> NamedTuple("Resolved", [("window_id", str), ("run_id", str)]):  # type: ignore[valid-type]
+def run(call: StepCall) -> StepResult:
     """Every later task takes its ids from these outputs; explicit values pass through.
 
     `job_id` is the KFP job id (`dsl.PIPELINE_JOB_ID_PLACEHOLDER`), the root of an "auto" run id.
     """
-    from retrain import steps
-
-    outcome = steps.resolve_run(config_yaml, window_id, run_id, job_id, report.path)
-    return (outcome.window_id, outcome.run_id)
+    v = call.values
+    outcome = steps.resolve_run(
+        v["config_yaml"], v["window_id"], v["run_id"], v["job_id"], **call.report_paths()
+    )
+    values = {"resolved_window_id": outcome.window_id, "resolved_run_id": outcome.run_id}
+    return StepResult(values, outcome.details)

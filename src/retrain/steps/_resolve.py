@@ -143,7 +143,7 @@ def resolve_run(
     if error is None and AUTO not in (window_id, run_id):
         details: dict[str, Any] = {"window_id": window_id, "run_id": run_id, "resolved": False}
         summary = f"window {window_id} and run id {run_id} as given"
-        write_step_report(report_path, f"# Resolve: nothing to resolve\n\n{summary}.\n", details)
+        write_step_report(report_path, f"# Resolve: nothing to resolve\n\n{summary}.\n")
         return ResolveOutcome("resolve", summary, details, window_id=window_id, run_id=run_id)
 
     cfg, store = load_step_config(config_yaml)

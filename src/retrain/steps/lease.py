@@ -198,5 +198,5 @@ def release_run_lease(
         "at": iso(at),
     }
     markdown = f"# Release: run lease `{lease_key(cfg.name)}`\n\n{summary}.\n"
-    write_step_report(report_path, markdown, details)
+    write_step_report(report_path, markdown)
     return StepOutcome("release", summary, details)

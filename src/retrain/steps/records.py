@@ -154,19 +154,20 @@ def finish_step(
     record["summary"] = summary
     record["report"] = details
     record["markdown"] = markdown
-    write_step_report(report_path, markdown, details)
+    write_step_report(report_path, markdown)
 
 
-def write_step_report(
-    report_path: str | None, markdown: str, details: Mapping[str, Any]
-) -> None:
-    """The report artifact for the KFP UI: Markdown, and its details as JSON beside it."""
+def write_step_report(report_path: str | None, markdown: str) -> None:
+    """The Markdown report artifact for the KFP UI.
+
+    The details go to the step's own ``details`` artifact (written by the step launcher from
+    the outcome), never beside this file: KFP uploads only the artifact's path.
+    """
     if not report_path:
         return
     p = Path(report_path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(markdown)
-    p.with_name(p.name + ".json").write_text(json.dumps(details, indent=2, default=str))
 
 
 def load_step_config(config_yaml: str) -> tuple[Config, Storage]:
