@@ -93,6 +93,11 @@ def run_step(step: str, call: StepCall) -> StepResult:
     Path(call.paths[DETAILS_OUTPUT]).write_text(
         json.dumps(result.details, indent=2, default=str, sort_keys=True)
     )
+    for name, metadata in result.metadata.items():
+        # Metrics live in the artifact's metadata; the file gives KFP something to upload.
+        target = Path(call.paths[name])
+        if not target.exists():
+            target.write_text(json.dumps(metadata, indent=2, sort_keys=True))
     return result
 
 

@@ -354,3 +354,31 @@ def test_ssh_credentials_check_host_keys_strictly_with_a_private_key_copy(
 def test_a_token_in_the_remote_url_is_refused_at_load_time(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="gitops_credentials"):
         cfg_for(tmp_path, "https://bot:abc123@git.example.com/deploy.git")
+
+
+def test_the_loop_pushes_every_traffic_change_to_the_remote(tmp_path: Path) -> None:
+    # The demo's loop (weeks trained once their labels are in, a canary analysed, promoted or
+    # rolled back) with deploy.gitops_remote set: every traffic change the registry records
+    # with a commit is a commit on the remote's branch, and the remote has no other commit.
+    from retrain.config import load_config
+    from retrain.data.demo import generate_loans
+    from retrain.registry import Registry
+    from retrain.runner import run_cycle
+    from retrain.storage import open_storage
+
+    remote = bare(tmp_path / "remote.git")
+    cfg = load_config(
+        generate_loans(tmp_path / "run", windows=5, rows_per_window=800, drift_window=2, seed=7)
+    )
+    deploy = cfg.deploy.model_copy(update={"gitops_remote": str(remote)})
+    cfg = cfg.model_copy(update={"deploy": deploy})
+    for week in range(3):
+        result = run_cycle(cfg, str(week), engine="direct", as_of=str(week + 2))
+        assert result.exit_code == 0, result.lines()
+    events = Registry(open_storage(cfg.storage_root), cfg.name).events()
+    refs = list(dict.fromkeys(e["ref"] for e in events if e.get("ref")))
+    assert len(refs) >= 2, f"the loop made too few traffic changes to test: {events}"
+    pushed = git("--git-dir", str(remote), "rev-list", "--reverse", "main").split()
+    assert pushed == refs, "each traffic change one pushed commit, in order, and nothing else"
+    subjects = remote_log(remote)
+    assert all(s.startswith(("retrain: ", "retrain rollout: ")) for s in subjects), subjects

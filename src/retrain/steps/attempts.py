@@ -12,7 +12,8 @@ launcher decides instead, from the attempts recorded here under ``attempts/<task
 
 The task key names one task of one run (the launcher hashes its executor input, which is the
 same for every retry of a task and differs between tasks and runs), so a new run of the same
-window starts afresh.
+window starts afresh. Should a backend ever hand a retry a different executor input, the retry
+would find no record and run the step again: slower, never wrong.
 """
 
 from __future__ import annotations
