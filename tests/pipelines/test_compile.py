@@ -223,3 +223,28 @@ def test_local_variant_has_no_retries(tmp_path: Path) -> None:
     # Everything else as on the cluster: no caching, the same requests and limits.
     no_retries = {step: p._replace(retries=0) for step, p in EXPECTED_POLICY.items()}
     assert compiled_policy(yaml.safe_load(out.read_text())) == no_retries
+
+
+def test_both_packagings_have_each_steps_declared_interface() -> None:
+    # The local (lightweight) wrappers are written by hand: they must match the interface the
+    # container components are built from, but for the single output value, which a
+    # lightweight component returns as `Output` (kfp.local resolves dsl.If only on that).
+    from retrain_components import INTERFACES, container_components, local_components
+
+    cluster, local = container_components(IMAGE), local_components(IMAGE)
+    for step, interface in INTERFACES.items():
+        c_spec = cluster.ops[step].component_spec
+        l_spec = local.ops[step].component_spec
+        assert {n: i.type for n, i in c_spec.inputs.items()} == {
+            n: i.type for n, i in l_spec.inputs.items()
+        }, step
+        values = set(interface.values)
+        c_out = {n: o.type for n, o in c_spec.outputs.items()}
+        l_out = {n: o.type for n, o in l_spec.outputs.items()}
+        expected = {n: t for n, t in c_out.items() if n not in values}
+        if len(values) == 1:
+            expected["Output"] = c_out[next(iter(values))]
+        else:
+            expected.update({n: c_out[n] for n in values})
+        assert l_out == expected, step
+        assert {"report", "details"} <= set(c_out), step
