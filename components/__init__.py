@@ -1,48 +1,82 @@
-"""KFP v2 components: thin adapters over `retrain.steps`, one file per step.
+"""KFP v2 components: thin adapters over `retrain.steps`, one file per step, packaged twice.
 
-Each file holds a plain function whose body imports the library and calls one step. The
-functions become components in `make_component` with the project image as `base_image` and
-`install_kfp_package=False`: the image already has kfp and the package installed, so nothing
-is pip-installed at run time, on a cluster or locally (where the active virtualenv plays the
-image's part under `kfp.local.SubprocessRunner(use_venv=False)`).
+Each step file holds the step's adapter, ``run(StepCall) -> StepResult``: it turns artifact
+paths and run parameters into one `retrain.steps` call and returns the output values. The
+step's interface is declared once (`_interface.INTERFACES`) and packaged two ways:
 
-These files must not use `from __future__ import annotations`: KFP reads the parameter
-annotations (`Output[Dataset]`, …) as real types.
+- cluster (`container_components`): a container component per step whose command runs the
+  step launcher of the installed package, ``python -m retrain_components.launcher``, which
+  parses the executor input and writes the executor output itself (`launcher`). No function
+  source is compiled into the pipeline, and the image's kfp version does not matter.
+- local (`local_components`): kfp.local runs lightweight components only, so a one-line
+  lightweight component per step (`_local`) hands its arguments to the same launcher, with
+  `install_kfp_package=False` (the active virtualenv plays the image's part).
+
+One code path per step either way: the launcher's `run_step` and the step's adapter.
 """
 
-from collections.abc import Callable
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from kfp import dsl
-from retrain_components.deploy import deploy
-from retrain_components.evaluate import evaluate
-from retrain_components.ingest import ingest
-from retrain_components.label import label
-from retrain_components.release import release
-from retrain_components.resolve import resolve
-from retrain_components.rollout import rollout
-from retrain_components.train import train
+from retrain_components._container import LAUNCHER_MODULE, container_component
+from retrain_components._interface import DETAILS_OUTPUT, INTERFACES, REPORT_OUTPUTS
+from retrain_components._local import LOCAL_STEPS
 
 from retrain import __version__
 
-__all__ = ["DEFAULT_IMAGE", "STEPS", "make_component"]
+__all__ = [
+    "DEFAULT_IMAGE",
+    "DETAILS_OUTPUT",
+    "INTERFACES",
+    "LAUNCHER_MODULE",
+    "REPORT_OUTPUTS",
+    "STEPS",
+    "Components",
+    "container_components",
+    "local_components",
+]
 
 #: The components image built from components/Dockerfile (see `make images`).
 DEFAULT_IMAGE = f"ghcr.io/retrain-project/retrain:{__version__}"
 
-STEPS: dict[str, Callable[..., Any]] = {
-    "resolve": resolve,
-    "ingest": ingest,
-    "label": label,
-    "train": train,
-    "evaluate": evaluate,
-    "deploy": deploy,
-    "rollout": rollout,
-    # The exit task: runs after all the others, whatever happened to them.
-    "release": release,
-}
+#: The pipeline's steps, in the order they run (`release` is the exit task).
+STEPS: tuple[str, ...] = tuple(INTERFACES)
 
 
-def make_component(func: Callable[..., Any], image: str = DEFAULT_IMAGE) -> Any:
-    """A KFP component of `func` running in `image`, with no run-time pip install."""
-    return dsl.component(func=func, base_image=image, install_kfp_package=False)
+@dataclass(frozen=True)
+class Components:
+    """One packaging of every step, and how to name a step's output values."""
+
+    ops: Mapping[str, Any]
+    local: bool
+
+    def output(self, step: str, value: str) -> str:
+        """The KFP output name of `value`: a lightweight step's single value is ``Output``."""
+        if value not in INTERFACES[step].values:
+            raise KeyError(f"step {step!r} has no output value {value!r}")
+        return "Output" if self.local and len(INTERFACES[step].values) == 1 else value
+
+
+def container_components(
+    image: str = DEFAULT_IMAGE, launcher_args: Mapping[str, Sequence[str]] | None = None
+) -> Components:
+    """Every step as a container component running the launcher in `image`.
+
+    `launcher_args` adds arguments per step (e.g. ``--retry-backoff``).
+    """
+    extra = launcher_args or {}
+    ops = {step: container_component(step, image, extra.get(step, ())) for step in STEPS}
+    return Components(ops, local=False)
+
+
+def local_components(image: str = DEFAULT_IMAGE) -> Components:
+    """Every step as a lightweight component for kfp.local (no run-time pip install)."""
+    ops = {
+        step: dsl.component(func=LOCAL_STEPS[step], base_image=image, install_kfp_package=False)
+        for step in STEPS
+    }
+    return Components(ops, local=True)

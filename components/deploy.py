@@ -1,10 +1,16 @@
 """deploy: register the blessed version, move the alias, roll out the SeldonDeployment."""
 
-from kfp.dsl import Input, Markdown, Model, Output
+from __future__ import annotations
+
+from retrain_components._call import StepCall, StepResult
+
+from retrain import steps
+
+__all__ = ["run"]
 
 
-def deploy(config_yaml: str, run_id: str, model: Input[Model], report: Output[Markdown]) -> str:
+def run(call: StepCall) -> StepResult:
     """Only ever runs under the pipeline's `blessed` gate."""
-    from retrain import steps
-
-    return steps.deploy(config_yaml, run_id, model.path, report.path).summary
+    v, p = call.values, call.paths
+    outcome = steps.deploy(v["config_yaml"], v["run_id"], p["model"], **call.report_paths())
+    return StepResult({"summary": outcome.summary}, outcome.details)

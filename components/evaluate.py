@@ -1,29 +1,35 @@
 """evaluate: challenger vs champion on recent and historical holdouts; blessed or not."""
 
-from kfp.dsl import ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
+from __future__ import annotations
+
+from typing import Any
+
+from retrain_components._call import StepCall, StepResult
+
+from retrain import steps
+
+__all__ = ["confusion_metadata", "run"]
 
 
-def evaluate(
-    config_yaml: str,
-    run_id: str,
-    model: Input[Model],
-    holdout: Input[Dataset],
-    metrics: Output[Metrics],
-    classification: Output[ClassificationMetrics],
-    report: Output[Markdown],
-) -> bool:
-    """Returns `blessed`; the reason in words is in the report and the run record.
-
-    A single unnamed output on purpose: kfp.local resolves an `If` condition only on a
-    task's default `Output`, not on a named output of a NamedTuple.
-    """
-    from retrain import steps
-
-    outcome = steps.evaluate(config_yaml, run_id, model.path, holdout.path, report.path)
-    for name, value in outcome.metrics.items():
-        metrics.log_metric(name, value)
+def run(call: StepCall) -> StepResult:
+    """Outputs `blessed`; the reason in words is in the report and the run record."""
+    v, p = call.values, call.paths
+    outcome = steps.evaluate(
+        v["config_yaml"], v["run_id"], p["model"], p["holdout"], **call.report_paths()
+    )
+    metadata: dict[str, dict[str, Any]] = {"metrics": dict(outcome.metrics)}
     if outcome.confusion:
-        classification.log_confusion_matrix(
+        metadata["classification"] = confusion_metadata(
             outcome.confusion["categories"], outcome.confusion["matrix"]
         )
-    return outcome.blessed
+    return StepResult({"blessed": outcome.blessed}, outcome.details, metadata)
+
+
+def confusion_metadata(categories: list[str], matrix: list[list[int]]) -> dict[str, Any]:
+    """A ClassificationMetrics artifact's metadata, as the KFP UI reads it."""
+    return {
+        "confusionMatrix": {
+            "annotationSpecs": [{"displayName": c} for c in categories],
+            "rows": [{"row": list(r)} for r in matrix],
+        }
+    }

@@ -1,16 +1,18 @@
 """ingest: read the new window for a data snapshot, enforce the schema, write Parquet."""
 
-from kfp.dsl import Dataset, Markdown, Output
+from __future__ import annotations
+
+from retrain_components._call import StepCall, StepResult
+
+from retrain import steps
+
+__all__ = ["run"]
 
 
-def ingest(
-    config_yaml: str,
-    window_id: str,
-    run_id: str,
-    dataset: Output[Dataset],
-    report: Output[Markdown],
-) -> str:
+def run(call: StepCall) -> StepResult:
     """Checks schema, types, categories, ranges, null rates and row count; fails closed."""
-    from retrain import steps
-
-    return steps.ingest(config_yaml, window_id, run_id, dataset.path, report.path).summary
+    v, p = call.values, call.paths
+    outcome = steps.ingest(
+        v["config_yaml"], v["window_id"], v["run_id"], p["dataset"], **call.report_paths()
+    )
+    return StepResult({"summary": outcome.summary}, outcome.details)

@@ -1,28 +1,33 @@
 """resolve: turn "auto" run parameters (scheduled runs) into the window id and run id."""
 
-from typing import NamedTuple
+from __future__ import annotations
 
-from kfp.dsl import Markdown, Output
+from retrain_components._call import StepCall, StepResult
+
+from retrain import steps
+
+__all__ = ["run"]
 
 
-# KFP reads named outputs from this functional NamedTuple in the annotation itself (the body is
-# shipped without module-level names), a form mypy does not accept as a type.
-def resolve(
-    config_yaml: str,
-    window_id: str,
-    run_id: str,
-    job_id: str,
-    report: Output[Markdown],
-    as_of: str = "",
-) -> NamedTuple(  # type: ignore[valid-type]
-    "Resolved", [("window_id", str), ("run_id", str), ("as_of", str)]
-):
+def run(call: StepCall) -> StepResult:
     """Every later task takes its ids from these outputs; explicit values pass through.
 
     `job_id` is the KFP job id (`dsl.PIPELINE_JOB_ID_PLACEHOLDER`), the root of an "auto" run id.
-    `as_of` out is the run's time for the label join: as given, or a scheduled run's instant.
+    ``resolved_as_of`` is the run's time for the label join: `as_of` as given, or a scheduled
+    run's own instant (kept by a retry), so label joins as of when the run was resolved.
     """
-    from retrain import steps
-
-    outcome = steps.resolve_run(config_yaml, window_id, run_id, job_id, report.path, as_of=as_of)
-    return (outcome.window_id, outcome.run_id, outcome.as_of)
+    v = call.values
+    outcome = steps.resolve_run(
+        v["config_yaml"],
+        v["window_id"],
+        v["run_id"],
+        v["job_id"],
+        as_of=v["as_of"],
+        **call.report_paths(),
+    )
+    values = {
+        "resolved_window_id": outcome.window_id,
+        "resolved_run_id": outcome.run_id,
+        "resolved_as_of": outcome.as_of,
+    }
+    return StepResult(values, outcome.details)

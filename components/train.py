@@ -1,22 +1,25 @@
 """train: a challenger on history + the new window at the configured mix."""
 
-from kfp.dsl import Dataset, Input, Markdown, Model, Output
+from __future__ import annotations
+
+from retrain_components._call import StepCall, StepResult
+
+from retrain import steps
+
+__all__ = ["run"]
 
 
-def train(
-    config_yaml: str,
-    window_id: str,
-    run_id: str,
-    labelled: Input[Dataset],
-    model: Output[Model],
-    holdout: Output[Dataset],
-    report: Output[Markdown],
-) -> str:
+def run(call: StepCall) -> StepResult:
     """Writes model.skops, model.json (card with sha256), profile.json and the two holdouts."""
-    from retrain import steps
-
+    v, p = call.values, call.paths
     outcome = steps.train(
-        config_yaml, window_id, run_id, labelled.path, model.path, holdout.path, report.path
+        v["config_yaml"],
+        v["window_id"],
+        v["run_id"],
+        p["labelled"],
+        p["model"],
+        p["holdout"],
+        **call.report_paths(),
     )
-    model.metadata["version"] = outcome.details["version"]
-    return outcome.summary
+    metadata = {"model": {"version": outcome.details["version"]}}
+    return StepResult({"summary": outcome.summary}, outcome.details, metadata)

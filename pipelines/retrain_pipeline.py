@@ -25,7 +25,9 @@ Policy lives here and nowhere else (asserted by tests/pipelines/test_compile.py)
   another run exits 75, so the retries also wait a few minutes for it), deploy writes the
   registry and the GitOps repo with create-only / compare-and-swap writes, release
   compare-and-swaps the lease. Train and evaluate are deterministic computations: a retry would
-  fail the same way.
+  fail the same way. KFP retries whatever the exit code, so the retries compile with no KFP
+  backoff and the step launcher waits instead (`RETRY_BACKOFF`), knowing the exit code: a
+  retry of a task whose earlier attempt failed on bad input (exit 2) exits 2 at once.
 - Caching is off for every step, explicitly. Each step reads state that is not among its KFP
   inputs (the data source, the history store, the current champion), so a cache hit could
   silently serve a stale result: the classic KFP pitfall of an ingest step that "looks the same".
@@ -45,12 +47,13 @@ from pathlib import Path
 from typing import Any
 
 from kfp import compiler, dsl
-from retrain_components import DEFAULT_IMAGE, STEPS, make_component
+from retrain_components import DEFAULT_IMAGE, container_components, local_components
 
 __all__ = [
     "DEPLOYER_TOKEN_SECRET",
     "PIPELINE_NAME",
     "PIPELINE_SERVICE_ACCOUNT",
+    "RETRY_BACKOFF",
     "STEP_POLICY",
     "ClusterOptions",
     "build_pipeline",
@@ -199,16 +202,19 @@ def _apply_cluster(task: Any, step: str, cluster: ClusterOptions) -> Any:
     return task
 
 
+#: The wait before a retry of a failed task, decided by the step launcher, which knows the
+#: exit code (KFP's retry policy does not): 30 s, doubling, at most 10 minutes; none at all
+#: after a permanent failure (exit 2), see `retrain.steps.attempts`.
+RETRY_BACKOFF = ("30", "2", "600")
+
+
 def _apply_policy(task: Any, step: str, retries: bool = True) -> Any:
     policy = STEP_POLICY[step]
     task.set_caching_options(enable_caching=False)
     if retries and policy["retries"]:
-        task.set_retry(
-            num_retries=policy["retries"],
-            backoff_duration="30s",
-            backoff_factor=2.0,
-            backoff_max_duration="600s",
-        )
+        # No backoff in KFP: the launcher waits where a wait helps (see RETRY_BACKOFF), so
+        # a retry after a bad-input failure starts, finds it recorded and exits 2 at once.
+        task.set_retry(num_retries=policy["retries"], backoff_duration="0s")
     cpu_req, cpu_lim = policy["cpu"]
     mem_req, mem_lim = policy["memory"]
     task.set_cpu_request(cpu_req).set_cpu_limit(cpu_lim)
@@ -220,25 +226,34 @@ def _apply_policy(task: Any, step: str, retries: bool = True) -> Any:
 def build_pipeline(
     image: str = DEFAULT_IMAGE,
     *,
-    retries: bool = True,
+    local: bool = False,
     cluster: ClusterOptions | None = None,
     image_digest: str | None = None,
 ) -> Any:
     """The pipeline with every component running in `image`.
 
-    `retries=False` is for `kfp.local`: it runs retries in-process with the real backoff
-    sleeps (minutes), and KFP retries whatever the exit code, so a bad-input failure (exit 2)
-    would be retried for nothing. On a laptop failing fast is the better policy; the cluster
-    pipeline keeps its retries.
+    By default every step is a container component running the step launcher (the cluster
+    packaging, `retrain_components.container_components`), with retries. `local=True` is for
+    `kfp.local`: the same steps as lightweight components calling the same launcher, and no
+    retries (kfp.local runs them in-process, and failing fast is the better policy on a
+    laptop).
 
     `cluster` adds the Kubernetes settings of `ClusterOptions` to every step; `image_digest`
     pins the image by digest as well as tag (see `pinned_image`).
     """
     image = pinned_image(image, image_digest) if image_digest else image
-    ops = {name: make_component(func, image) for name, func in STEPS.items()}
+    backoff = ["--retry-backoff", ",".join(RETRY_BACKOFF)]
+    steps = (
+        local_components(image)
+        if local
+        else container_components(
+            image, {step: backoff for step, p in STEP_POLICY.items() if p["retries"]}
+        )
+    )
+    ops = steps.ops
 
     def policy(task: Any, step: str) -> Any:
-        task = _apply_policy(task, step, retries)
+        task = _apply_policy(task, step, retries=not local)
         return _apply_cluster(task, step, cluster) if cluster is not None else task
 
     @dsl.pipeline(
@@ -264,7 +279,8 @@ def build_pipeline(
                 "resolve",
             )
             # From here on only the resolved ids: "auto" must never reach a step.
-            window, run = resolve.outputs["window_id"], resolve.outputs["run_id"]
+            window = resolve.outputs[steps.output("resolve", "resolved_window_id")]
+            run = resolve.outputs[steps.output("resolve", "resolved_run_id")]
             ingest = policy(
                 ops["ingest"](config_yaml=config_yaml, window_id=window, run_id=run), "ingest"
             )
@@ -274,7 +290,7 @@ def build_pipeline(
                     window_id=window,
                     run_id=run,
                     dataset=ingest.outputs["dataset"],
-                    as_of=resolve.outputs["as_of"],
+                    as_of=resolve.outputs[steps.output("resolve", "resolved_as_of")],
                 ),
                 "label",
             )
@@ -296,7 +312,8 @@ def build_pipeline(
                 ),
                 "evaluate",
             )
-            with dsl.If(evaluate.outputs["Output"] == True, name="blessed"):  # noqa: E712
+            blessed = evaluate.outputs[steps.output("evaluate", "blessed")]
+            with dsl.If(blessed == True, name="blessed"):  # noqa: E712
                 deploy = policy(
                     ops["deploy"](
                         config_yaml=config_yaml, run_id=run, model=train.outputs["model"]

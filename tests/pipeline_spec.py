@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "EXPECTED_BACKOFF",
+    "EXPECTED_LAUNCHER_BACKOFF",
     "EXPECTED_POLICY",
     "Policy",
     "all_tasks",
@@ -40,12 +41,17 @@ EXPECTED_POLICY: dict[str, Policy] = {
     "release": Policy(3, False, "100m", "1", "128Mi", "512Mi"),
 }
 
-#: The backoff of every task that retries: 30 s, doubling, at most 10 minutes.
+#: The KFP backoff of every task that retries: none. KFP retries whatever the exit code, so
+#: the step launcher waits instead (30 s, doubling, at most 10 minutes: `EXPECTED_LAUNCHER_
+#: BACKOFF`), and not at all after a permanent failure. 3600 s is KFP's default retry window.
 EXPECTED_BACKOFF: dict[str, Any] = {
-    "backoffDuration": "30s",
+    "backoffDuration": "0s",
     "backoffFactor": 2.0,
-    "backoffMaxDuration": "600s",
+    "backoffMaxDuration": "3600s",
 }
+
+#: The launcher's backoff argument on every task that retries (base, factor, max seconds).
+EXPECTED_LAUNCHER_BACKOFF = ["--retry-backoff", "30,2,600"]
 
 
 def all_tasks(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:

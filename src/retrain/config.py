@@ -11,6 +11,7 @@ pipeline carries as a run parameter (what ran is recorded with the run).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -127,6 +128,17 @@ def _resolve(value: str | None, base: Path) -> str | None:
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
+# An scp-style git address (``git@host:org/repo.git``): not a path to resolve.
+_SCP_ADDRESS = re.compile(r"^[\w.-]+@[\w.-]+:")
+
+
+def _resolve_remote(value: str | None, base: Path) -> str | None:
+    """A git remote: URLs and scp-style addresses as given, a local path made absolute."""
+    if value is None or _SCP_ADDRESS.match(value):
+        return value
+    return _resolve(value, base)
+
+
 def _format_errors(err: PydanticValidationError) -> list[str]:
     out = []
     for e in err.errors():
@@ -158,7 +170,11 @@ def config_from_dict(raw: Any, base_dir: Path | None = None, source: str = "conf
     data = cfg.data.model_copy(update={"uri": _resolve(cfg.data.uri, base_dir)})
     labels = cfg.labels.model_copy(update={"uri": _resolve(cfg.labels.uri, base_dir)})
     deploy = cfg.deploy.model_copy(
-        update={"gitops_repo": _resolve(cfg.deploy.gitops_repo, base_dir)}
+        update={
+            "gitops_repo": _resolve(cfg.deploy.gitops_repo, base_dir),
+            "gitops_remote": _resolve_remote(cfg.deploy.gitops_remote, base_dir),
+            "gitops_credentials": _resolve(cfg.deploy.gitops_credentials, base_dir),
+        }
     )
     return cfg.model_copy(
         update={

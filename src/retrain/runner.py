@@ -427,6 +427,6 @@ def _run_kfp_local(
         pipeline_root=pipeline_root,
         raise_on_error=False,
     )
-    pipeline = build_pipeline(retries=False)  # fail fast locally; see build_pipeline
+    pipeline = build_pipeline(local=True)  # lightweight, fail fast; see build_pipeline
     with _output_to(log_path):
         pipeline(config_yaml=config_yaml, window_id=window_id, run_id=run_id, as_of=as_of or "")

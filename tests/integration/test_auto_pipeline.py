@@ -50,7 +50,7 @@ def test_a_scheduled_run_trains_the_resolved_window_under_the_resolved_run_id(
         raise_on_error=True,
     )
     assert (SCHEDULED_WINDOW, SCHEDULED_RUN_ID) == ("auto", "auto")
-    pipeline = build_pipeline(retries=False)
+    pipeline = build_pipeline(local=True)
     pipeline(config_yaml=cfg.to_yaml(), window_id=SCHEDULED_WINDOW, run_id=SCHEDULED_RUN_ID)
 
     store = open_storage(cfg.storage_root)
@@ -122,7 +122,7 @@ def test_a_held_lease_fails_the_scheduled_run_at_resolve_and_leaves_all_else(
         pipeline_root=str(tmp_path / "kfp-root"),
         raise_on_error=False,
     )
-    pipeline = build_pipeline(retries=False)
+    pipeline = build_pipeline(local=True)
     pipeline(config_yaml=cfg.to_yaml(), window_id=SCHEDULED_WINDOW, run_id=SCHEDULED_RUN_ID)
 
     # Only resolve ran (and failed, exit 75, recorded); then the exit task, which left the

@@ -112,9 +112,9 @@ def test_retries_only_on_steps_safe_to_retry(compiled: tuple[dict, dict]) -> Non
         retry = tasks[name].get("retryPolicy")
         if policy.retries:
             assert retry == {
-                "backoffDuration": "30s",
+                "backoffDuration": "0s",
                 "backoffFactor": 2.0,
-                "backoffMaxDuration": "600s",
+                "backoffMaxDuration": "3600s",
                 "maxRetryCount": policy.retries,
             }, name
         else:

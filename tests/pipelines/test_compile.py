@@ -9,6 +9,7 @@ import yaml
 
 from pipeline_spec import (
     EXPECTED_BACKOFF,
+    EXPECTED_LAUNCHER_BACKOFF,
     EXPECTED_POLICY,
     all_tasks,
     compiled_policy,
@@ -70,7 +71,7 @@ def test_deploy_runs_only_under_the_blessed_gate(compiled: dict) -> None:
     conditions = [t for t in tasks.values() if "triggerPolicy" in t]
     assert len(conditions) == 1
     cond = conditions[0]
-    assert "evaluate-Output" in cond["triggerPolicy"]["condition"]
+    assert "evaluate-blessed" in cond["triggerPolicy"]["condition"]
     assert cond["triggerPolicy"]["condition"].endswith("== true")
     inner = compiled["components"][cond["componentRef"]["name"]]["dag"]["tasks"]
     assert sorted(inner) == ["deploy", "rollout"]
@@ -115,7 +116,10 @@ def test_every_later_step_uses_the_resolved_ids(compiled: dict) -> None:
             if "componentInputParameter" in source:  # inside the condition
                 source = channels[source["componentInputParameter"]]
             assert source == {
-                "taskOutputParameter": {"outputParameterKey": key, "producerTask": "resolve"}
+                "taskOutputParameter": {
+                    "outputParameterKey": f"resolved_{key}",
+                    "producerTask": "resolve",
+                }
             }, (name, key)
             checked.add((name, key))
     assert {n for n, _ in checked} == set(EXPECTED_POLICY) - {"resolve", "release"}
@@ -138,7 +142,8 @@ def test_retries_only_on_io_steps(compiled: dict) -> None:
         if policy.retries:
             assert retry is not None, step
             assert retry["maxRetryCount"] == policy.retries
-            assert retry["backoffDuration"] == "30s"
+            # No KFP backoff: the launcher waits, knowing the exit code (see the next test).
+            assert retry["backoffDuration"] == "0s"
         else:
             assert retry is None, f"{step} is deterministic and must not retry"
     retried = {s for s in EXPECTED_POLICY if tasks[s].get("retryPolicy")}
@@ -152,16 +157,30 @@ def test_caching_disabled_explicitly(compiled: dict) -> None:
         assert tasks[name]["cachingOptions"].get("enableCache", False) is False, name
 
 
-def test_every_executor_uses_the_project_image_and_no_pip(compiled: dict) -> None:
+def test_every_executor_runs_the_step_launcher_with_no_embedded_source(compiled: dict) -> None:
     executors = compiled["deploymentSpec"]["executors"]
     assert len(executors) == 8
     assert set(executors) == {f"exec-{step}" for step in EXPECTED_POLICY}
+    tasks = all_tasks(compiled)
     for name, ex in executors.items():
+        step = name.removeprefix("exec-")
         container = ex["container"]
         assert container["image"] == IMAGE, name
-        command = " ".join(container["command"])
-        assert "pip install" not in command, f"{name} installs packages at run time"
-        assert "from retrain" in command, name
+        assert container["command"] == ["python", "-m", "retrain_components.launcher"], name
+        backoff = EXPECTED_LAUNCHER_BACKOFF if tasks[step].get("retryPolicy") else []
+        assert container["args"] == ["--step", step, "--executor-input", "{{$}}", *backoff]
+    # No function source anywhere in the file: no lightweight component, no pip install.
+    text = yaml.safe_dump(compiled)
+    for marker in ("def ", "ephemeral_component", "pip install", "kfp.dsl.executor_main"):
+        assert marker not in text, marker
+
+
+def test_every_step_outputs_its_report_and_details_as_artifacts(compiled: dict) -> None:
+    # What a step writes for the UI must be an output artifact: KFP uploads nothing else.
+    for step in EXPECTED_POLICY:
+        outputs = compiled["components"][f"comp-{step}"]["outputDefinitions"]["artifacts"]
+        assert outputs["report"]["artifactType"]["schemaTitle"] == "system.Markdown", step
+        assert outputs["details"]["artifactType"]["schemaTitle"] == "system.Artifact", step
 
 
 def test_resources_are_set(compiled: dict) -> None:
@@ -197,7 +216,7 @@ def test_label_joins_as_of_what_resolve_outputs(compiled: dict) -> None:
     assert raw == {"componentInputParameter": "pipelinechannel--as_of"}
     label = tasks["label"]["inputs"]["parameters"]["as_of"]
     assert label == {
-        "taskOutputParameter": {"outputParameterKey": "as_of", "producerTask": "resolve"}
+        "taskOutputParameter": {"outputParameterKey": "resolved_as_of", "producerTask": "resolve"}
     }
 
 
@@ -206,8 +225,33 @@ def test_local_variant_has_no_retries(tmp_path: Path) -> None:
     from retrain_pipelines import build_pipeline
 
     out = tmp_path / "local.yaml"
-    compiler.Compiler().compile(build_pipeline(IMAGE, retries=False), str(out))
+    compiler.Compiler().compile(build_pipeline(IMAGE, local=True), str(out))
     assert "retryPolicy" not in out.read_text()
     # Everything else as on the cluster: no caching, the same requests and limits.
     no_retries = {step: p._replace(retries=0) for step, p in EXPECTED_POLICY.items()}
     assert compiled_policy(yaml.safe_load(out.read_text())) == no_retries
+
+
+def test_both_packagings_have_each_steps_declared_interface() -> None:
+    # The local (lightweight) wrappers are written by hand: they must match the interface the
+    # container components are built from, but for the single output value, which a
+    # lightweight component returns as `Output` (kfp.local resolves dsl.If only on that).
+    from retrain_components import INTERFACES, container_components, local_components
+
+    cluster, local = container_components(IMAGE), local_components(IMAGE)
+    for step, interface in INTERFACES.items():
+        c_spec = cluster.ops[step].component_spec
+        l_spec = local.ops[step].component_spec
+        assert {n: i.type for n, i in c_spec.inputs.items()} == {
+            n: i.type for n, i in l_spec.inputs.items()
+        }, step
+        values = set(interface.values)
+        c_out = {n: o.type for n, o in c_spec.outputs.items()}
+        l_out = {n: o.type for n, o in l_spec.outputs.items()}
+        expected = {n: t for n, t in c_out.items() if n not in values}
+        if len(values) == 1:
+            expected["Output"] = c_out[next(iter(values))]
+        else:
+            expected.update({n: c_out[n] for n in values})
+        assert l_out == expected, step
+        assert {"report", "details"} <= set(c_out), step

@@ -7,7 +7,7 @@ platform spec, the second YAML document of a cluster pipeline, as `PlatformSpec`
 is one here (`ignore_unknown_fields=False`), and each message must convert back to exactly the
 YAML it came from (nothing dropped, nothing renamed).
 
-The variants are those the code compiles: the `kfp.local` one (`build_pipeline(retries=False)`,
+The variants are those the code compiles: the `kfp.local` one (`build_pipeline(local=True)`,
 what `retrain run` executes), `retrain compile`'s, the cluster one with every Kubernetes
 setting, and the pipeline.yaml each kustomization under manifests/ ships.
 """
@@ -64,7 +64,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[st
     """variant -> the YAML documents of its pipeline file."""
     tmp = tmp_path_factory.mktemp("protos")
     local = tmp / "local.yaml"
-    compiler.Compiler().compile(build_pipeline(retries=False), str(local))
+    compiler.Compiler().compile(build_pipeline(local=True), str(local))
     paths = {
         "local": local,
         "compile": compile_pipeline(tmp / "compile.yaml", IMAGE),

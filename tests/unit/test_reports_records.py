@@ -33,8 +33,14 @@ def test_a_failed_step_writes_no_html(tmp_path: Path) -> None:
 
 def test_write_step_report_writes_html_only_when_asked(tmp_path: Path) -> None:
     report = tmp_path / "report.md"
-    write_step_report(str(report), "# R", {"a": 1})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md", "report.md.json"]
-    write_step_report(None, "# R", {"a": 1}, html_path=str(tmp_path / "r.html"), step="resolve",
-                      summary="as given")
+    write_step_report(str(report), "# R")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+    write_step_report(
+        None,
+        "# R",
+        details={"a": 1},
+        html_path=str(tmp_path / "r.html"),
+        step="resolve",
+        summary="as given",
+    )
     assert "Resolve report" in (tmp_path / "r.html").read_text()

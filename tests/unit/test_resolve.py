@@ -366,7 +366,9 @@ def test_explicit_ids_pass_through_without_reading_or_writing(tmp_path: Path) ->
     assert (out.window_id, out.run_id) == ("01", "my-run")  # unchanged, not even normalised
     assert not (tmp_path / "store").exists()
     assert "as given" in report.read_text()
-    assert json.loads(report.with_name("report.md.json").read_text())["resolved"] is False
+    assert out.details["resolved"] is False
+    # The details go to the launcher's details artifact, never beside the report (lost on KFP).
+    assert sorted(p.name for p in report.parent.iterdir()) == ["report.md"]
 
 
 def test_auto_resolves_records_why_and_writes_nothing_else(tmp_path: Path) -> None:

@@ -107,13 +107,12 @@ def test_a_held_lock_exits_75(
 
 def test_component_is_a_thin_adapter_without_runtime_install() -> None:
     require("kfp", "the component is built with the KFP SDK (extra 'kfp')")
-    from retrain_components import make_component
-    from retrain_components.rollout import rollout
+    from retrain_components import container_components
 
-    component = make_component(rollout, "r.example/retrain:1.0")
+    component = container_components("r.example/retrain:1.0").ops["rollout"]
     spec = component.component_spec
     assert set(spec.inputs) == {"config_yaml", "run_id", "max_seconds"}
-    assert set(spec.outputs) == {"report", "Output"}
+    assert set(spec.outputs) == {"report", "details", "summary"}
     container = spec.implementation.container
     assert container.image == "r.example/retrain:1.0"
-    assert "pip install" not in " ".join(container.command or [])
+    assert container.command == ["python", "-m", "retrain_components.launcher"]

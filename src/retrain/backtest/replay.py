@@ -126,7 +126,12 @@ _DEFAULT_OPTIONS = ReplayOptions()
 def policy_config(cfg: Config, spec: PolicySpec, root: Path) -> Config:
     """The use case's config with the policy's own store and GitOps repository under `root`."""
     deploy = cfg.deploy.model_copy(
-        update={"mode": "gitops", "gitops_repo": str(root / "gitops"), "kubeconfig": None}
+        update={
+            "mode": "gitops",
+            "gitops_repo": str(root / "gitops"),
+            "gitops_remote": None,  # a replay never pushes anywhere
+            "kubeconfig": None,
+        }
     )
     update: dict[str, Any] = {"storage_root": str(root / "store"), "deploy": deploy}
     # The continuous policy is the same use case with continuous mode on; the others are off.

@@ -185,6 +185,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     cfg = load_config(config_path)
+    if args.gitops_remote:  # push every traffic change to this repository (GitOps remote)
+        deploy = cfg.deploy.model_copy(update={"gitops_remote": args.gitops_remote})
+        cfg = cfg.model_copy(update={"deploy": deploy})
     _print(
         f"retrain {__version__} demo: loan defaults (river Agrawal stream), "
         f"{args.windows} weekly windows of {args.rows} applications, concept change at "
@@ -265,8 +268,13 @@ def _demo_check(cfg: Config) -> int:
     two_predictors = False
     _print("\n== GitOps repository (what Argo CD / Flux would sync) ==")
     if repo:
+        history = ["log", "--oneline"]
+        if cfg.deploy.gitops_remote:  # the remote's branch, not the scratch checkout
+            subprocess.run(["git", "-C", repo, "fetch", "--quiet", "origin"], check=False)
+            history.append(f"origin/{cfg.deploy.gitops_branch}")
+            _print(f"remote: {cfg.deploy.gitops_remote} ({cfg.deploy.gitops_branch})")
         log = subprocess.run(
-            ["git", "-C", repo, "log", "--oneline"], capture_output=True, text=True, check=False
+            ["git", "-C", repo, *history], capture_output=True, text=True, check=False
         )
         _print(log.stdout.rstrip() or "(no commits)")
         two_predictors = "canary=" in log.stdout
@@ -346,6 +354,11 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--engine", choices=["kfp-local", "direct"], default="kfp-local")
     d.add_argument("--keep", action="store_true", help="keep an existing workdir")
+    d.add_argument(
+        "--gitops-remote",
+        default=None,
+        help="push every traffic change to this git repository (deploy.gitops_remote)",
+    )
     d.set_defaults(func=_cmd_demo)
 
     g = sub.add_parser("generate", help="write a demo dataset and its config")

@@ -25,6 +25,7 @@ from retrain.deploy._base import (
     to_yaml,
 )
 from retrain.deploy.gitops import GitOpsApplier
+from retrain.deploy.gitremote import RemoteGitOpsApplier, gitops_applier
 from retrain.deploy.kserve import KServeBackend, validate_kserve
 from retrain.deploy.kubernetes import KubernetesApplier
 from retrain.deploy.seldon import SeldonBackend, validate_seldon
@@ -47,6 +48,7 @@ __all__ = [
     "KubernetesApplier",
     "ModelRef",
     "PredictorSpec",
+    "RemoteGitOpsApplier",
     "SeldonBackend",
     "applier_for",
     "backend_for",
@@ -65,7 +67,7 @@ BACKENDS: dict[str, Callable[[Config], Backend]] = {
 
 #: Applier factories by ``deploy.mode``.
 APPLIERS: dict[str, Callable[[Config], Applier]] = {
-    "gitops": GitOpsApplier.from_config,
+    "gitops": gitops_applier,  # a local repository, or a remote (deploy.gitops_remote)
     "kubernetes": KubernetesApplier.from_config,
 }
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
 from retrain.settings._base import K8S_NAME, Section
 
 __all__ = ["DeployConfig"]
+
+_BRANCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 
 
 class DeployConfig(Section):
@@ -17,7 +21,20 @@ class DeployConfig(Section):
     deployment_name: str
     namespace: str = "models"
     gitops_repo: str | None = Field(
-        default=None, description="Local git repository for GitOps mode."
+        default=None,
+        description="Local git repository for GitOps mode; with gitops_remote, the scratch "
+        "checkout (default: a directory under the system's temporary directory).",
+    )
+    gitops_remote: str | None = Field(
+        default=None,
+        description="GitOps mode: the repository Argo CD / Flux sync (URL, scp-style address "
+        "or path of a bare repository). Each deploy fetches it, commits and pushes.",
+    )
+    gitops_branch: str = Field(default="main", description="GitOps mode: the branch to push.")
+    gitops_credentials: str | None = Field(
+        default=None,
+        description="GitOps mode: directory of the mounted git Secret: 'ssh-privatekey' and "
+        "'known_hosts' (SSH), or 'token' and optionally 'username' (HTTPS).",
     )
     gitops_path: str = "deployments"
     canary_traffic: int = Field(default=10, ge=1, le=50)
@@ -35,6 +52,23 @@ class DeployConfig(Section):
             raise ValueError(
                 f"'{v}' is not a valid Kubernetes name (lowercase letters, digits, '-')"
             )
+        return v
+
+    @field_validator("gitops_remote")
+    @classmethod
+    def _no_secret_in_remote(cls, v: str | None) -> str | None:
+        if v is not None and "://" in v and urlsplit(v).password is not None:
+            raise ValueError(
+                "gitops_remote must not carry a password or token; mount the git Secret and "
+                "set deploy.gitops_credentials to its directory"
+            )
+        return v
+
+    @field_validator("gitops_branch")
+    @classmethod
+    def _branch(cls, v: str) -> str:
+        if not _BRANCH.match(v) or ".." in v or v.endswith((".lock", "/")):
+            raise ValueError(f"gitops_branch {v!r} is not a plain git branch name")
         return v
 
     @field_validator("image")

@@ -160,10 +160,10 @@ def resolve_run(
         write_step_report(
             report_path,
             f"# Resolve: nothing to resolve\n\n{summary}.\n",
-            details,
             html_path=html_path,
             step="resolve",
             summary=summary,
+            details=details,
         )
         return ResolveOutcome(
             "resolve", summary, details, window_id=window_id, run_id=run_id, as_of=as_of

@@ -147,6 +147,7 @@ def release_run_lease(
     *,
     pipeline_state: str | None = None,
     now: datetime | None = None,
+    html_path: str | None = None,
 ) -> StepOutcome:
     """Release the run lease if this job took it (`resolve_run` of a scheduled run).
 
@@ -198,5 +199,12 @@ def release_run_lease(
         "at": iso(at),
     }
     markdown = f"# Release: run lease `{lease_key(cfg.name)}`\n\n{summary}.\n"
-    write_step_report(report_path, markdown, details)
+    write_step_report(
+        report_path,
+        markdown,
+        html_path=html_path,
+        step="release",
+        summary=summary,
+        details=details,
+    )
     return StepOutcome("release", summary, details)

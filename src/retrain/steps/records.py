@@ -171,29 +171,32 @@ def finish_step(
     record["report"] = details
     record["markdown"] = markdown
     record["html"] = html
-    write_step_report(report_path, markdown, details)
+    write_step_report(report_path, markdown)
     _write_html(html_path, html)
 
 
 def write_step_report(
     report_path: str | None,
     markdown: str,
-    details: Mapping[str, Any],
     *,
     html_path: str | None = None,
     step: str = "",
     summary: str = "",
+    details: Mapping[str, Any] | None = None,
 ) -> None:
-    """The report artifacts for the KFP UI: Markdown, its details as JSON beside it, and
-    (with `html_path`) the HTML report of `step` with its plots."""
+    """The Markdown report artifact for the KFP UI, and (with `html_path`) the HTML report of
+    `step` with its plots.
+
+    The details go to the step's own ``details`` artifact (written by the step launcher from
+    the outcome), never beside this file: KFP uploads only the artifact's path.
+    """
     if html_path:
-        _write_html(html_path, step_html(step, summary, details, markdown))
+        _write_html(html_path, step_html(step, summary, details or {}, markdown))
     if not report_path:
         return
     p = Path(report_path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(markdown)
-    p.with_name(p.name + ".json").write_text(json.dumps(details, indent=2, default=str))
 
 
 def _write_html(html_path: str | None, html: str) -> None:
