@@ -35,7 +35,7 @@ def commit_history(store: Storage, window_id: str, df: pd.DataFrame, meta: dict[
     try:
         store.create(key, data)
     except AlreadyExists:
-        _, existing = from_parquet_bytes(store.read_bytes(key))
+        _, existing = from_parquet_bytes(store.read_bytes(key), store.uri(key))
         if existing.get("sha256") != meta["sha256"]:
             raise ValidationError(
                 f"window {window_id} is already in history with different content "
@@ -54,7 +54,10 @@ def load_history(store: Storage, cfg: Config, before_window: str) -> pd.DataFram
         wid = key.split("/")[1]
         if window_sort_key(cfg.data, wid) < cutoff:
             frames.append(
-                (window_sort_key(cfg.data, wid), from_parquet_bytes(store.read_bytes(key))[0])
+                (
+                    window_sort_key(cfg.data, wid),
+                    from_parquet_bytes(store.read_bytes(key), store.uri(key))[0],
+                )
             )
     if not frames:
         return None

@@ -19,9 +19,13 @@ from retrain.data.schema import Schema, as_category_strings, check_window, infer
 from retrain.data.windows import Window, _examples, event_times
 from retrain.errors import ValidationError
 
-__all__ = ["IngestResult", "ingest_window"]
+__all__ = ["EmptyWindow", "IngestResult", "ingest_window"]
 
 _TOP_CATEGORIES = 5
+
+
+class EmptyWindow(ValidationError):
+    """The window has no rows: no new data, which the ingest step reports as an outcome."""
 
 
 @dataclass
@@ -157,7 +161,8 @@ def ingest_window(
     its own schema becomes the reference (``schema_inferred`` is True).
 
     Raises:
-        ValidationError: the window is empty or fails any check; every problem is listed.
+        EmptyWindow: the window has no rows.
+        ValidationError: the window fails any check; every problem is listed.
     """
     time_col = cfg.data.time_column
     required = [cfg.data.id_column, time_col, *cfg.data.features]
@@ -179,7 +184,7 @@ def ingest_window(
         span = f"{len(source_df)} rows"
         if len(known):
             span += f" spanning {_time_text(known.min())} to {_time_text(known.max())}"
-        raise ValidationError(
+        raise EmptyWindow(
             f"{where} is empty", [f"no rows with {time_col!r} in the window; the source has {span}"]
         )
     inferred = schema is None

@@ -27,6 +27,7 @@ from retrain.storage import GCSStorage
 __all__ = [
     "METADATA_KEY",
     "content_sha256",
+    "data_files",
     "dataset_metadata",
     "from_parquet_bytes",
     "json_value",
@@ -67,9 +68,23 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _read_local(path: Path, uri: str, fmt: str) -> pd.DataFrame:
+def _local_path(uri: str) -> Path:
+    if uri.startswith("file://"):
+        return Path(uri[len("file://") :])
+    if "://" in uri:
+        raise ValidationError(f"unsupported data source URI {uri} (use a path or gs://)")
+    return Path(uri).expanduser()
+
+
+def data_files(uri: str, fmt: str) -> list[Path]:
+    """The files a local source is read from: itself, or its data files in sorted order.
+
+    Raises:
+        ValidationError: nothing there, or a directory with no data file.
+    """
+    path = _local_path(uri)
     if path.is_file():
-        return _parse(path.read_bytes(), fmt, uri)
+        return [path]
     if not path.is_dir():
         raise ValidationError(f"data source not found: {uri}")
     files = sorted(
@@ -79,6 +94,13 @@ def _read_local(path: Path, uri: str, fmt: str) -> pd.DataFrame:
     )
     if not files:
         raise ValidationError(f"data source {uri} is a directory with no .{fmt} files")
+    return files
+
+
+def _read_local(uri: str, fmt: str) -> pd.DataFrame:
+    files = data_files(uri, fmt)
+    if files == [_local_path(uri)]:
+        return _parse(files[0].read_bytes(), fmt, uri)
     return _concat([_parse(p.read_bytes(), fmt, str(p)) for p in files])
 
 
@@ -121,11 +143,7 @@ def read_source(uri: str, fmt: str, *, client: Any | None = None) -> pd.DataFram
         raise ValidationError(f"unknown data format {fmt!r} for {uri}; use one of {list(_FORMATS)}")
     if uri.startswith("gs://"):
         return _read_gcs(uri, fmt, client)
-    if uri.startswith("file://"):
-        return _read_local(Path(uri[len("file://") :]), uri, fmt)
-    if "://" in uri:
-        raise ValidationError(f"unsupported data source URI {uri} (use a path or gs://)")
-    return _read_local(Path(uri).expanduser(), uri, fmt)
+    return _read_local(uri, fmt)
 
 
 def to_parquet_bytes(df: pd.DataFrame, metadata: dict[str, Any]) -> bytes:
@@ -138,12 +156,16 @@ def to_parquet_bytes(df: pd.DataFrame, metadata: dict[str, Any]) -> bytes:
     return sink.getvalue()
 
 
-def from_parquet_bytes(data: bytes) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The frame and the ``retrain`` metadata ({} if absent) of Parquet bytes."""
+def from_parquet_bytes(data: bytes, where: str = "") -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The frame and the ``retrain`` metadata ({} if absent) of Parquet bytes; `where` (the
+    file's path or URI) is named in errors."""
     try:
         table = pq.read_table(pa.BufferReader(data))
     except pa.ArrowException as err:
-        raise ValidationError(f"not a readable Parquet dataset: {err}") from None
+        name = f"{where} is " if where else ""
+        raise ValidationError(
+            f"{name}not a readable Parquet dataset (truncated or corrupted?): {err}"
+        ) from None
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
     try:
         meta = json.loads(raw) if raw else {}

@@ -19,7 +19,7 @@ import pandas as pd
 from retrain.config import Config
 from retrain.data.io import json_value
 from retrain.data.windows import _examples, event_times
-from retrain.errors import ValidationError
+from retrain.errors import ValidationError, sample_text
 
 __all__ = ["ColumnSchema", "Schema", "as_category_strings", "check_window", "infer_schema"]
 
@@ -275,7 +275,7 @@ def _reference_problems(df: pd.DataFrame, schema: Schema, cfg: Config) -> list[s
                     np.lexsort((counts.index.to_numpy(dtype=str), -counts.to_numpy()))
                 ]
                 listed = ", ".join(
-                    f"{v!r} ({n} rows)" for v, n in counts.iloc[:_MAX_LISTED].items()
+                    f"{sample_text([v])} ({n} rows)" for v, n in counts.iloc[:_MAX_LISTED].items()
                 )
                 more = f" and {len(counts) - _MAX_LISTED} more" if len(counts) > _MAX_LISTED else ""
                 problems.append(

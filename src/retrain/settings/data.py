@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from retrain.settings._base import Section
 from retrain.settings.durations import parse_duration
+from retrain.settings.limits import InputLimits
 
 __all__ = ["DataSource", "FeatureType", "LabelSource", "TimeKind"]
 
@@ -41,6 +42,7 @@ class DataSource(Section):
         ge=0.0,
         description="Numeric values may exceed the reference range by this fraction of its width.",
     )
+    limits: InputLimits = Field(default_factory=InputLimits)
 
     @field_validator("features")
     @classmethod
@@ -97,6 +99,13 @@ class LabelSource(Section):
         ),
     )
     min_coverage: float = Field(default=0.8, ge=0.0, le=1.0)
+    classes: list[str] | None = Field(
+        default=None,
+        description=(
+            "Classification: every class a label may take. A label outside it is an error;"
+            " unset, the champion's classes are the reference (the first model: any)."
+        ),
+    )
     delay: str | int = Field(
         default=0,
         description=(

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import contextlib
 
-from retrain.data.ingest import ingest_window
+import pandas as pd
+
+from retrain.data.ingest import EmptyWindow, ingest_window
 from retrain.data.io import dataset_metadata, read_source
+from retrain.data.limits import check_frame, check_source
 from retrain.data.schema import Schema
 from retrain.data.windows import parse_window
 from retrain.drift import champion_drift
 from retrain.errors import AlreadyExists
 from retrain.steps.records import (
+    NO_NEW_DATA,
     StepOutcome,
     finish_step,
     load_step_config,
@@ -31,9 +35,19 @@ def ingest(
     cfg, store = load_step_config(config_yaml)
     with recorded_step(store, run_id, "ingest") as rec:
         window = parse_window(cfg.data, window_id)
+        check_source(cfg.data.uri, cfg.data.format, cfg.data.limits)  # before loading it
         source = read_source(cfg.data.uri, cfg.data.format)
+        check_frame(source, cfg.data.uri, cfg.data.limits)
         schema = Schema.from_json(store.read_text(SCHEMA_KEY)) if store.exists(SCHEMA_KEY) else None
-        result = ingest_window(cfg, source, window, schema)
+        try:
+            result = ingest_window(cfg, source, window, schema)
+        except EmptyWindow as empty:  # no new data: an outcome the later steps skip on
+            write_dataset(dataset_path, pd.DataFrame(), {NO_NEW_DATA: str(empty)})
+            summary = f"window {window.id}: no new data, the later steps skip"
+            finish_step(
+                rec, report_path, summary, {NO_NEW_DATA: str(empty)}, f"# Ingest\n\n{empty}\n"
+            )
+            return StepOutcome("ingest", summary, {NO_NEW_DATA: str(empty)})
         if result.schema_inferred:
             # A concurrent first run may have written it; the next run enforces whichever landed.
             with contextlib.suppress(AlreadyExists):

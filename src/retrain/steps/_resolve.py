@@ -16,6 +16,7 @@ import pandas as pd
 
 from retrain.config import Config
 from retrain.data.io import read_source
+from retrain.data.limits import check_source
 from retrain.data.windows import parse_window
 from retrain.errors import RetrainError, TransientError, ValidationError
 from retrain.steps.lease import iso, jobs_held_lease, lease_dict, take_run_lease
@@ -201,6 +202,7 @@ def _resolve_ids(
         try:
             kept = jobs_held_lease(store, cfg.name, job_id, run_id, at.to_pydatetime())
             if kept is None:
+                check_source(cfg.data.uri, cfg.data.format, cfg.data.limits)  # before loading
                 source = read_source(cfg.data.uri, cfg.data.format)
                 column = cfg.data.time_column
                 if column not in source.columns:
