@@ -469,13 +469,11 @@ def _run_kfp_local(
     from retrain_pipelines import build_pipeline
 
     Path(pipeline_root).mkdir(parents=True, exist_ok=True)
-    # The step processes stop when this process is gone (`signals.watch_parent`).
-    os.environ[signals.PARENT_PID_ENV] = str(os.getpid())
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=pipeline_root,
         raise_on_error=False,
     )
     pipeline = build_pipeline(retries=False)  # fail fast locally; see build_pipeline
-    with _output_to(log_path):
+    with _output_to(log_path), signals.steps_die_with_this_process():
         pipeline(config_yaml=config_yaml, window_id=window_id, run_id=run_id, as_of=as_of or "")

@@ -23,7 +23,7 @@ import pandas as pd
 from retrain.config import Config, config_from_text
 from retrain.data.io import from_parquet_bytes, to_parquet_bytes
 from retrain.errors import RetrainError, ValidationError, classify_os_error, exit_code_for
-from retrain.steps.signals import stop_on_sigterm, watch_parent
+from retrain.steps.signals import stop_on_sigterm
 from retrain.storage import Storage, open_storage
 
 __all__ = [
@@ -119,7 +119,6 @@ def recorded_step(store: Storage, run_id: str, step: str) -> Iterator[StepRecord
     t0 = time.perf_counter()
     try:
         with stop_on_sigterm():
-            watch_parent()  # under kfp.local: stop if the runner is gone
             yield record
     except RetrainError as err:
         _failed(record, err, err.exit_code)

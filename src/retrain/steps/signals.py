@@ -7,10 +7,10 @@ rename, removed on the way out) and the run lease is released by the code that t
 SIGTERMs during that unwinding are remembered, not raised, so the clean-up is not cut short.
 
 Under kfp.local each step is a child process of the runner (through a shell). The runner
-sends its own SIGTERM on to every descendant (`terminate_descendants`), and sets
-`PARENT_PID_ENV` for them; a step process that finds it starts a watchdog (`watch_parent`)
-that stops the step, as a SIGTERM would, once that process is gone (even after a SIGKILL,
-which no handler sees), so no step outlives its run and keeps writing.
+sends its own SIGTERM on to every descendant (`terminate_descendants`); and, for a runner
+killed outright (SIGKILL, which no handler sees), `steps_die_with_this_process` marks the step
+processes and runs the `retrain._reaper` watchdog, which stops them once the runner is gone,
+so no step outlives its run and keeps writing.
 """
 
 from __future__ import annotations
@@ -18,26 +18,24 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
+from retrain._reaper import PARENT_PID_ENV
 from retrain.errors import Terminated
 
 __all__ = [
     "PARENT_PID_ENV",
     "SigtermGuard",
     "descendants",
+    "steps_die_with_this_process",
     "stop_on_sigterm",
     "terminate_descendants",
-    "watch_parent",
 ]
-
-#: Set by the runner for the kfp.local step processes it starts: the runner's pid.
-PARENT_PID_ENV = "RETRAIN_PARENT_PID"
-_WATCH_SECONDS = 0.5
-
 
 class SigtermGuard:
     """The state of one `stop_on_sigterm` block: whether a SIGTERM came, and if it raises."""
@@ -116,33 +114,20 @@ def terminate_descendants() -> None:
             os.kill(pid, signal.SIGTERM)
 
 
-def _start_time(pid: int) -> str | None:
-    """The start time of `pid` (jiffies since boot), to tell it from a reused pid."""
+@contextlib.contextmanager
+def steps_die_with_this_process() -> Iterator[None]:
+    """For the block: mark the step processes started in it (`PARENT_PID_ENV`) and run the
+    `retrain._reaper` watchdog, which stops them if this process dies without a handler."""
+    os.environ[PARENT_PID_ENV] = str(os.getpid())
+    reaper = subprocess.Popen(
+        [sys.executable, "-m", "retrain._reaper", str(os.getpid())],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def watch_parent() -> None:
-    """In a step process started by the runner: stop the step once the runner is gone.
-
-    Does nothing unless `PARENT_PID_ENV` names a process (so a step run by Kubeflow or by hand
-    is unaffected). A daemon thread checks every half second and sends this process a
-    SIGTERM, which the step's `stop_on_sigterm` turns into a clean stop.
-    """
-    text = os.environ.get(PARENT_PID_ENV, "")
-    if not text.isdigit() or threading.current_thread() is not threading.main_thread():
-        return
-    parent = int(text)
-    if parent == os.getpid():  # the runner itself, running steps in process
-        return
-    born = _start_time(parent)
-    me = os.getpid()
-
-    def watch() -> None:
-        while born is not None and _start_time(parent) == born:
-            threading.Event().wait(_WATCH_SECONDS)
-        os.kill(me, signal.SIGTERM)
-
-    threading.Thread(target=watch, name="retrain-watch-parent", daemon=True).start()
+        yield
+    finally:
+        reaper.terminate()
+        reaper.wait()
+        os.environ.pop(PARENT_PID_ENV, None)
