@@ -688,6 +688,45 @@ def test_bad_requests_get_http_400_with_a_message(
     assert "data" not in body
 
 
+def test_a_request_over_the_byte_limit_gets_413_naming_it(classifier_server: Server) -> None:
+    payload = {"data": {"ndarray": [[0.1, 0.2, "red", 1]]}, "strData": "x" * (9 * 2**20)}
+    status, body = classifier_server.predict(payload)
+    assert status == 413, body
+    assert "RETRAIN_MAX_REQUEST_BYTES=8,388,608 bytes" in body["status"]["info"]
+
+
+def test_a_request_over_the_row_limit_gets_413_naming_it(classifier_server: Server) -> None:
+    status, body = classifier_server.predict({"data": {"ndarray": [[0.1, 0.2, "red", 1]] * 10_001}})
+    assert status == 413, body
+    assert "10,001 rows, over the limit RETRAIN_MAX_REQUEST_ROWS=10,000" in body["status"]["info"]
+    ok, _ = classifier_server.predict({"data": {"ndarray": [[0.1, 0.2, "red", 1]] * 10_000}})
+    assert ok == 200
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            b'{"data": {"ndarray": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}",
+            "nested too deeply",
+        ),
+        (
+            json.dumps({"data": {"tensor": {"shape": [2, 4], "values": [1, 2, 3]}}}).encode(),
+            "could not be decoded",
+        ),
+    ],
+    ids=["deep-json", "tensor-shape"],
+)
+def test_malformed_requests_get_http_400_not_500(
+    classifier_server: Server, raw: bytes, message: str
+) -> None:
+    status, text = classifier_server._call(
+        f"http://127.0.0.1:{HTTP_PORT}/api/v1.0/predictions", raw
+    )
+    assert status == 400, text
+    assert message in json.loads(text)["status"]["info"]
+
+
 def test_regression_values_match_the_training_environment(
     serving_venv: Path, regressor: Trained, tmp_path: Path
 ) -> None:
