@@ -53,6 +53,7 @@ from retrain.errors import (
     EXIT_INTERNAL,
     EXIT_OK,
     EXIT_TRANSIENT,
+    RetrainError,
     Terminated,
     exit_code_for,
 )
@@ -301,6 +302,9 @@ def _resolve_and_run(
             watcher.finish()
     records = _read_run_or_empty(store, run_id)
     failed = next((r for r in records.values() if r.get("status") == "failed"), None)
+    if failed is None and "evaluate" not in records:  # stopped without a step saying why
+        where = f"; see its log {log_path}" if log_path else ""
+        crash = crash or RetrainError(f"the pipeline stopped without a record of why{where}")
     if failed is None and crash is not None:
         failed = _unrecorded_failure(records, run_id, crash, log_path)
         if on_step:
