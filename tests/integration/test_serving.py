@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import hashlib
+import http.client
 import json
 import math
 import os
@@ -688,19 +689,37 @@ def test_bad_requests_get_http_400_with_a_message(
     assert "data" not in body
 
 
-def test_a_request_over_the_byte_limit_gets_413_naming_it(classifier_server: Server) -> None:
-    payload = {"data": {"ndarray": [[0.1, 0.2, "red", 1]]}, "strData": "x" * (9 * 2**20)}
-    status, body = classifier_server.predict(payload)
-    assert status == 413, body
-    assert "RETRAIN_MAX_REQUEST_BYTES=8,388,608 bytes" in body["status"]["info"]
+def test_a_request_over_the_byte_limit_gets_413_before_its_body_is_read(
+    classifier_server: Server,
+) -> None:
+    assert classifier_server._client is not None
+
+    def announce_only() -> tuple[int, str]:
+        # Headers only: a 9 MiB body is announced but never sent, so an answer proves the
+        # server refused it without reading it.
+        conn = http.client.HTTPConnection("127.0.0.1", HTTP_PORT, timeout=30)
+        try:
+            conn.putrequest("POST", "/api/v1.0/predictions")
+            conn.putheader("Content-Type", "application/json")
+            conn.putheader("Content-Length", str(9 * 2**20))
+            conn.endheaders()
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode()
+        finally:
+            conn.close()
+
+    status, text = classifier_server._client.submit(announce_only).result()
+    assert status == 413, text
+    assert "RETRAIN_MAX_REQUEST_BYTES=8,388,608 bytes" in json.loads(text)["status"]["info"]
 
 
 def test_a_request_over_the_row_limit_gets_413_naming_it(classifier_server: Server) -> None:
-    status, body = classifier_server.predict({"data": {"ndarray": [[0.1, 0.2, "red", 1]] * 10_001}})
+    row = {"names": list(FEATURES), "ndarray": [[0.1, 0.2, "red", 1]]}
+    status, body = classifier_server.predict({"data": {**row, "ndarray": row["ndarray"] * 10_001}})
     assert status == 413, body
     assert "10,001 rows, over the limit RETRAIN_MAX_REQUEST_ROWS=10,000" in body["status"]["info"]
-    ok, _ = classifier_server.predict({"data": {"ndarray": [[0.1, 0.2, "red", 1]] * 10_000}})
-    assert ok == 200
+    ok, body = classifier_server.predict({"data": {**row, "ndarray": row["ndarray"] * 10_000}})
+    assert ok == 200, body
 
 
 @pytest.mark.parametrize(
