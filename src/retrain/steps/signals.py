@@ -37,6 +37,7 @@ __all__ = [
     "terminate_descendants",
 ]
 
+
 class SigtermGuard:
     """The state of one `stop_on_sigterm` block: whether a SIGTERM came, and if it raises."""
 
