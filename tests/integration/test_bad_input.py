@@ -228,11 +228,14 @@ def test_window_without_events(demo: Demo, capsys: pytest.CaptureFixture[str]) -
 
     code, out = run_window(demo, "9", capsys)
 
-    assert code == 2
-    assert failed_line("ingest") + "window 9 [9, 10) is empty" in out
+    # No new data is an outcome, not an error: the later steps skip, nothing is retried.
+    assert code == 0, out
+    assert "ingest    ok window 9: no new data, the later steps skip" in out
+    assert "label     ok skipped: no new data (window 9 [9, 10) is empty" in out
     assert (
         "no rows with 'event_week' in the window; the source has 1600 rows spanning 0 to 3" in out
     )
+    assert "=> no new data: nothing to train on" in out
     assert not (demo.store / "datasets" / "9").exists()
     assert_untouched(before, registry_state(demo))
 
