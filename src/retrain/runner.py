@@ -48,7 +48,7 @@ from pathlib import Path
 
 from retrain import steps
 from retrain.config import Config
-from retrain.data.windows import as_of_text, parse_as_of
+from retrain.data.windows import as_of_text, parse_as_of, parse_window
 from retrain.errors import (
     EXIT_INTERNAL,
     EXIT_OK,
@@ -275,6 +275,7 @@ def _resolve_and_run(
 ) -> CycleResult:
     try:
         if window_id != AUTO and lease_job is not None:  # a manual run: the same lease
+            parse_window(cfg.data, window_id)  # a bad window id writes nothing, not even a lease
             at = now if now is not None else datetime.now(timezone.utc)
             take_run_lease(
                 cfg, store, run_id=run_id, window_id=window_id, job_id=lease_job, at=at,

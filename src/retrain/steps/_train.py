@@ -16,6 +16,7 @@ from retrain.data.history import load_history
 from retrain.data.io import content_sha256, to_parquet_bytes
 from retrain.data.windows import parse_window
 from retrain.drift import PROFILE_FILE, profile_for_model
+from retrain.errors import ValidationError
 from retrain.labels.classes import check_label_classes
 from retrain.registry import Registry
 from retrain.steps.records import (
@@ -223,7 +224,10 @@ def _check_classes(
     if cfg.labels.classes is not None:
         known, source = cfg.labels.classes, "labels.classes"
     elif champion is not None:
-        model = loaded if loaded is not None else load_registered_model(reg, champion)
+        try:
+            model = loaded if loaded is not None else load_registered_model(reg, champion)
+        except ValidationError:
+            return  # a champion that cannot be loaded is evaluate's to refuse, by name
         known, source = list(model.classes_), f"champion {champion}"
     else:
         return  # the first model defines the classes
