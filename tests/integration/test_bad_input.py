@@ -393,7 +393,8 @@ def test_window_id_that_escapes_the_store(
     code, out = run_window(demo, window, capsys)
 
     assert code == 2
-    assert failed_line("ingest") + f"window id {window!r} is not an integer period" in out
+    # Checked before the run lease is taken: reported at resolve, and nothing is written.
+    assert failed_line("resolve") + f"window id {window!r} is not an integer period" in out
     assert _tree(demo.root, skip=_run_output) == tree_before
     assert_untouched(before, registry_state(demo))
 
@@ -410,7 +411,7 @@ def test_timestamp_window_id_that_escapes_the_store(
     out = "".join(capsys.readouterr())
 
     assert code == 2
-    assert failed_line("ingest") + f"window id {window!r} is not an ISO date" in out
+    assert failed_line("resolve") + f"window id {window!r} is not an ISO date" in out
     assert _tree(tmp_path, skip=_run_output) == tree_before
     assert not (tmp_path / "store" / "models").exists()
     assert not (tmp_path / "store" / "datasets").exists()
