@@ -15,7 +15,11 @@ Requests are ``data.ndarray`` (or ``data.tensor``) rows with ``data.names`` nami
 columns (any order); without names, columns must come in the card's feature order. Bad input
 is answered with HTTP 400 and a message naming the column, never with an empty prediction:
 Seldon's own handler would answer 500, and its SKLearnServer swallows errors altogether, so
-canary analysis would never see them.
+canary analysis would never see them. Requests Seldon cannot decode (a tensor whose values do
+not fit its shape, JSON nested too deeply to parse) get 400 too, and a request over
+``RETRAIN_MAX_REQUEST_BYTES`` (body, 8 MiB by default: refused before it is read) or
+``RETRAIN_MAX_REQUEST_ROWS`` (10,000 by default) gets 413 naming the limit: the guards are a
+Flask blueprint handed to Seldon through its ``model_error_handler`` hook (`request_guard`).
 
 This module runs in the serving environment only (Python >= 3.12, seldon-core, protobuf 5,
 numpy < 2) and must never import kfp, which cannot be installed beside seldon-core.
@@ -34,8 +38,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sklearn
+from flask import Blueprint, Response, jsonify, request
 from seldon_core.flask_utils import SeldonMicroserviceException
 from sklearn.pipeline import Pipeline
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from retrain._card import ModelCard
 from retrain._safety import load_verified
@@ -45,6 +51,8 @@ __all__ = [
     "FEEDBACK_CORRECT_METRIC",
     "FEEDBACK_LOSS_METRIC",
     "FEEDBACK_METRIC",
+    "MAX_REQUEST_BYTES_ENV",
+    "MAX_REQUEST_ROWS_ENV",
     "MODEL_CARD_FILE",
     "MODEL_FILE",
     "PREDICTIONS_METRIC",
@@ -60,6 +68,8 @@ __all__ = [
     "parse_truth",
     "prediction_scores",
     "read_uri",
+    "request_guard",
+    "request_limits",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,6 +92,11 @@ SCORE_METRIC = "retrain_prediction_score"
 #: The metric label carrying the model version. Not ``model_version``: Seldon merges its own
 #: default labels over custom tags, and its ``model_version`` is the image tag.
 VERSION_TAG = "retrain_model_version"
+
+#: Caps on one request, from the environment at start: body bytes and rows (HTTP 413 past them).
+MAX_REQUEST_BYTES_ENV = "RETRAIN_MAX_REQUEST_BYTES"
+MAX_REQUEST_ROWS_ENV = "RETRAIN_MAX_REQUEST_ROWS"
+_DEFAULT_LIMITS = {MAX_REQUEST_BYTES_ENV: 8 * 2**20, MAX_REQUEST_ROWS_ENV: 10_000}
 
 _NUMERIC = "numeric"
 _CATEGORICAL = "categorical"
@@ -191,6 +206,9 @@ class RetrainModel:
         expected = model_version if model_version is not None else os.environ.get("MODEL_VERSION")
         self.model_uri = uri
         self._local = threading.local()
+        self.max_bytes, self.max_rows = request_limits(os.environ)
+        # Seldon registers this blueprint on its Flask app: the request guards.
+        self.model_error_handler = request_guard(self.max_bytes)
         try:
             self.card, self.model = _load(uri, expected or None)
         except Exception as err:  # storage errors too: say why before the traceback
@@ -274,6 +292,12 @@ class RetrainModel:
             frame = build_frame(X, names, self.card.features)
         except ValidationError as err:
             raise SeldonMicroserviceException(what + str(err), status_code=400) from None
+        if len(frame) > self.max_rows:
+            raise SeldonMicroserviceException(
+                f"{what}the request has {len(frame):,} rows, over the limit "
+                f"{MAX_REQUEST_ROWS_ENV}={self.max_rows:,}; send it in smaller batches",
+                status_code=413,
+            )
         try:
             if self.classes:
                 out = np.asarray(self.model.predict_proba(frame), dtype=float)
@@ -566,3 +590,63 @@ def _category_column(values: np.ndarray) -> pd.Series:
         else:
             out.append(str(v))
     return pd.Series(out, dtype=object)
+
+
+def request_limits(environ: Mapping[str, str]) -> tuple[int, int]:
+    """(max body bytes, max rows) of a request, from `MAX_REQUEST_BYTES_ENV` and
+    `MAX_REQUEST_ROWS_ENV` (defaults 8 MiB and 10,000).
+
+    Raises:
+        ValidationError: a value that is not a positive integer, naming the variable.
+    """
+    values = []
+    for name, default in _DEFAULT_LIMITS.items():
+        text = environ.get(name, "").strip()
+        if not text:
+            values.append(default)
+            continue
+        if not text.isdigit() or int(text) < 1:
+            raise ValidationError(f"{name}={text!r}: expected a positive whole number")
+        values.append(int(text))
+    return values[0], values[1]
+
+
+def _refusal(message: str, status: int) -> Response:
+    response = jsonify(SeldonMicroserviceException(message, status_code=status).to_dict())
+    response.status_code = status
+    return response
+
+
+def request_guard(max_bytes: int) -> Blueprint:
+    """A Flask blueprint (Seldon's ``model_error_handler`` hook) guarding every request.
+
+    A body over `max_bytes` is refused with 413 before it is read (by its Content-Length, and
+    by Flask's ``MAX_CONTENT_LENGTH`` for a body sent without one); JSON too deeply nested to
+    parse, and a request Seldon cannot decode into an array (values that do not fit the
+    tensor's shape), get 400 rather than Flask's 500. The model's own errors never reach these
+    handlers: `RetrainModel` answers them itself.
+    """
+    guard = Blueprint("retrain_request_guard", __name__)
+    too_big = f"the request body is over the limit {MAX_REQUEST_BYTES_ENV}={max_bytes:,} bytes"
+    guard.record_once(lambda state: state.app.config.update(MAX_CONTENT_LENGTH=max_bytes))
+
+    @guard.before_app_request
+    def _check_size() -> Response | None:
+        length = request.content_length
+        if length is not None and length > max_bytes:
+            return _refusal(f"{too_big} ({length:,} bytes); send it in smaller batches", 413)
+        return None
+
+    @guard.app_errorhandler(RequestEntityTooLarge)
+    def _too_large(err: RequestEntityTooLarge) -> Response:
+        return _refusal(f"{too_big}; send it in smaller batches", 413)
+
+    @guard.app_errorhandler(RecursionError)
+    def _too_deep(err: RecursionError) -> Response:
+        return _refusal("the request's JSON is nested too deeply to read", 400)
+
+    @guard.app_errorhandler(ValueError)
+    def _undecodable(err: ValueError) -> Response:
+        return _refusal(f"the request could not be decoded: {str(err)[:200]}", 400)
+
+    return guard

@@ -8,6 +8,9 @@ worth retrying.
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterable
+
 __all__ = [
     "EXIT_INTERNAL",
     "EXIT_OK",
@@ -17,9 +20,12 @@ __all__ = [
     "NotFound",
     "PreconditionFailed",
     "RetrainError",
+    "Terminated",
     "TransientError",
     "ValidationError",
+    "classify_os_error",
     "exit_code_for",
+    "sample_text",
 ]
 
 EXIT_OK = 0
@@ -68,8 +74,67 @@ class PreconditionFailed(TransientError):
     """A compare-and-swap lost a race: someone else changed the object first."""
 
 
+class Terminated(TransientError):
+    """The process was asked to stop (SIGTERM) and stopped at a safe point: re-run it."""
+
+
+#: OSErrors no retry can fix, each with the one line that does.
+_PERMANENT_OS_ERRORS = {
+    errno.EACCES: "permission denied on {where}: give this process's user write access to it, "
+    "or point the config at a location it may write",
+    errno.EPERM: "operation not permitted on {where}: give this process's user access to it, "
+    "or point the config at a location it may write",
+    errno.EROFS: "read-only file system at {where}: point storage_root (or the path named) at "
+    "a writable volume",
+}
+#: OSErrors that may clear on their own (space freed, a volume back): retried, with a hint.
+_TRANSIENT_OS_HINTS = {
+    errno.ENOSPC: "no space left on the device holding {where}: free space or grow the volume; "
+    "the run is safe to retry",
+    errno.EDQUOT: "disk quota exceeded at {where}: free space or raise the quota; the run is "
+    "safe to retry",
+}
+
+
+def classify_os_error(err: OSError, where: str | None = None) -> RetrainError:
+    """An OSError as one of ours, with a one-line fix: permanent ones exit 2, the rest 75.
+
+    Permission denied and a read-only file system cannot clear by retrying (a
+    `ValidationError`); a full disk and any other I/O error may (a `TransientError`).
+    """
+    place = where or err.filename or "the store"
+    code = err.errno or (errno.EACCES if isinstance(err, PermissionError) else 0)
+    permanent = _PERMANENT_OS_ERRORS.get(code)
+    if permanent is not None:
+        return ValidationError(permanent.format(where=place))
+    hint = _TRANSIENT_OS_HINTS.get(code)
+    if hint is not None:
+        return TransientError(hint.format(where=place))
+    reason = err.strerror or str(err)
+    return TransientError(f"I/O error on {place}: {reason}; the run is safe to retry")
+
+
 def exit_code_for(exc: BaseException) -> int:
-    """The process exit code for an exception."""
+    """The process exit code for an exception (an OSError as `classify_os_error` maps it)."""
     if isinstance(exc, RetrainError):
         return exc.exit_code
+    if isinstance(exc, OSError):
+        return classify_os_error(exc).exit_code
     return EXIT_INTERNAL
+
+
+def sample_text(values: Iterable[object], *, limit: int = 3, width: int = 40) -> str:
+    """A few values for a message, each cut to `width` characters: ``'a', 'b', 'cc…' (+9 chars)``.
+
+    Every message or report that lists sample values goes through this, so a hostile value
+    (one field of hundreds of megabytes) is never echoed or stored whole.
+    """
+    out = []
+    for i, value in enumerate(values):
+        if i >= limit:
+            break
+        text = repr(value)
+        if len(text) > width:
+            text = f"{text[:width]}… ({len(text) - width} more chars)"
+        out.append(text)
+    return ", ".join(out)

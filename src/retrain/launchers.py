@@ -60,7 +60,10 @@ class LocalLauncher:
         from retrain.runner import run_cycle
 
         log = str(Path(self.log_dir) / f"{run_id}.log") if self.log_dir else None
-        result = run_cycle(self.cfg, snapshot, engine=self.engine, run_id=run_id, log_path=log)
+        # The monitor took the run lease for this run before launching it.
+        result = run_cycle(
+            self.cfg, snapshot, engine=self.engine, run_id=run_id, log_path=log, take_lease=False
+        )
         status: RunStatus = "succeeded" if result.exit_code == EXIT_OK else "failed"
         failed = result.failed_step
         detail = (

@@ -23,6 +23,14 @@ run lease as ``pipeline:<this process's job id>`` (or fails with exit 75 while a
 it), and the cycle releases it when it ends, however it ends, as the pipeline's exit task does.
 The lease lasts ``triggers.lease_ttl`` and nothing renews it meanwhile (the monitor renews only
 the leases of KFP runs it can poll). A release that fails is logged, never the cycle's result.
+A run given an explicit window takes the same lease before its first step (unless its caller
+holds it already: ``take_lease=False``, as the monitor's launcher does), so two manual runs
+never replace each other's canary; the second exits 75 naming the holder.
+
+A SIGTERM stops the cycle at a safe point (`retrain.steps.signals`): the step in progress
+records that it was stopped, kfp.local's step processes are stopped too, the lease is
+released, and the result exits 75 (re-run to finish). A step that fails without leaving a
+record (the store refused the write) gets one here, made from its error.
 """
 
 from __future__ import annotations
@@ -40,9 +48,18 @@ from pathlib import Path
 
 from retrain import steps
 from retrain.config import Config
-from retrain.data.windows import as_of_text, parse_as_of
-from retrain.errors import EXIT_INTERNAL, EXIT_OK, exit_code_for
-from retrain.steps.records import StepRecord
+from retrain.data.windows import as_of_text, parse_as_of, parse_window
+from retrain.errors import (
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_TRANSIENT,
+    RetrainError,
+    Terminated,
+    exit_code_for,
+)
+from retrain.steps import signals
+from retrain.steps.lease import take_run_lease
+from retrain.steps.records import StepRecord, unrecorded_failure
 from retrain.steps.resolve_rules import AUTO, auto_run_id, check_keyword, utc_instant
 from retrain.storage import LocalStorage, Storage, open_storage
 
@@ -146,6 +163,7 @@ def run_cycle(
     on_step: Callable[[str, StepRecord], None] | None = None,
     now: datetime | None = None,
     as_of: str | None = None,
+    take_lease: bool = True,
 ) -> CycleResult:
     """One cycle for one window. Never raises for a failed step: see `CycleResult.exit_code`.
 
@@ -180,24 +198,33 @@ def run_cycle(
     config_yaml = cfg.to_yaml()
     store = open_storage(cfg.storage_root)
     job_id = uuid.uuid4().hex[:12]  # this process is the job: it stands in for KFP's job id
-    try:
-        return _resolve_and_run(
-            cfg,
-            config_yaml,
-            store,
-            window_id,
-            run_id,
-            job_id,
-            engine,
-            pipeline_root,
-            log_path=log_path,
-            on_step=on_step,
-            now=resolve_at,
-            as_of=as_of or None,
-        )
-    finally:
-        if window_id == AUTO:  # a scheduled run: release the lease if its resolve took it
-            _release_lease(cfg, config_yaml, job_id, now, log_path)
+    lease_job = job_id if window_id == AUTO or take_lease else None
+    with signals.stop_on_sigterm(signals.terminate_descendants) as sigterm:
+        try:
+            result = _resolve_and_run(
+                cfg,
+                config_yaml,
+                store,
+                window_id,
+                run_id,
+                job_id,
+                engine,
+                pipeline_root,
+                log_path=log_path,
+                on_step=on_step,
+                now=resolve_at,
+                as_of=as_of or None,
+                lease_job=lease_job,
+            )
+        except Terminated:  # between steps, before any record could say so
+            result = CycleResult(run_id, window_id, {}, EXIT_TRANSIENT, log_path)
+        finally:
+            with sigterm.deferred():  # a second SIGTERM must not keep the lease held
+                if lease_job is not None:  # release the lease if this run took it
+                    _release_lease(cfg, config_yaml, job_id, now, log_path)
+    if sigterm.received and result.exit_code == EXIT_OK:
+        result.exit_code = EXIT_TRANSIENT  # stopped after its last step: still re-run it
+    return result
 
 
 def _release_lease(
@@ -244,8 +271,16 @@ def _resolve_and_run(
     on_step: Callable[[str, StepRecord], None] | None,
     now: datetime | None,
     as_of: str | None,
+    lease_job: str | None,
 ) -> CycleResult:
     try:
+        if window_id != AUTO and lease_job is not None:  # a manual run: the same lease
+            parse_window(cfg.data, window_id)  # a bad window id writes nothing, not even a lease
+            at = now if now is not None else datetime.now(timezone.utc)
+            take_run_lease(
+                cfg, store, run_id=run_id, window_id=window_id, job_id=lease_job, at=at,
+                kfp_run=False,
+            )  # fmt: skip
         # No KFP run has this job id: the lease gets no external id for the monitor to poll.
         resolved = steps.resolve_run(
             config_yaml, window_id, run_id, job_id, now=now, kfp_run=False, as_of=as_of or ""
@@ -257,24 +292,57 @@ def _resolve_and_run(
     watcher = _StepWatcher(store, run_id, on_step) if on_step else None
     if watcher:
         watcher.start()
+    crash: Exception | None = None
     try:
         if engine == "kfp-local":
             root = pipeline_root or _default_pipeline_root(cfg)
             _run_kfp_local(config_yaml, window_id, run_id, root, log_path, as_of)
         else:
             _run_direct(config_yaml, window_id, run_id, as_of)
+    except Exception as err:  # a step's error (it recorded it, if it could) or a SIGTERM
+        crash = err
     finally:
         if watcher:
             watcher.finish()
-    records = steps.read_run(store, run_id)
+    records = _read_run_or_empty(store, run_id)
     failed = next((r for r in records.values() if r.get("status") == "failed"), None)
+    if failed is None and "evaluate" not in records:  # stopped without a step saying why
+        where = f"; see its log {log_path}" if log_path else ""
+        crash = crash or RetrainError(f"the pipeline stopped without a record of why{where}")
+    if failed is None and crash is not None:
+        failed = _unrecorded_failure(records, run_id, crash, log_path)
+        if on_step:
+            on_step(failed["step"], failed)
     if failed is not None:
         code = int(failed.get("exit_code", EXIT_INTERNAL))
     elif "evaluate" not in records:
         code = EXIT_INTERNAL  # the pipeline stopped without a step saying why
     else:
         code = EXIT_OK
+    if isinstance(crash, Terminated):
+        code = EXIT_TRANSIENT
     return CycleResult(run_id, window_id, records, code, log_path)
+
+
+def _read_run_or_empty(store: Storage, run_id: str) -> dict[str, StepRecord]:
+    try:
+        return steps.read_run(store, run_id)
+    except Exception:  # the store that failed the step may fail this read too
+        return {}
+
+
+def _unrecorded_failure(
+    records: dict[str, StepRecord], run_id: str, err: Exception, log_path: str | None
+) -> StepRecord:
+    """A failure record for the step that raised `err` but could not record it (added to
+    `records`), also told on stderr: a run never ends in silence."""
+    step = next((n for n in STEP_ORDER if n not in records), STEP_ORDER[-1])
+    records[step] = record = unrecorded_failure(step, run_id, err)
+    _log(
+        f"retrain: step {step} of run {run_id} failed without a record: {record['message']}",
+        log_path,
+    )
+    return record
 
 
 def _failed_resolve(
@@ -297,18 +365,7 @@ def _failed_resolve(
     if record is None or not _records_error(record, err):
         # Resolve could not record this failure (or a record of an earlier attempt under the
         # same given run id is in the way): keep the error's message and exit code here.
-        record = {
-            "step": "resolve",
-            "run_id": failed_id,
-            "status": "failed",
-            "error": type(err).__name__,
-            "message": str(err),
-            "exit_code": exit_code_for(err),
-            "recorded": False,
-        }
-        cause = err.__cause__ or (None if err.__suppress_context__ else err.__context__)
-        if cause is not None:  # e.g. the resolve failure whose record could not be written
-            record["cause"] = f"{type(cause).__name__}: {cause}"
+        record = unrecorded_failure("resolve", failed_id, err)
         records = {**records, "resolve": record}
     if on_step:
         for name, rec in records.items():
@@ -351,39 +408,37 @@ def _default_pipeline_root(cfg: Config) -> str:
 
 
 def _run_direct(config_yaml: str, window_id: str, run_id: str, as_of: str | None) -> None:
+    """The steps in this process; a step's error propagates (the caller reads its record)."""
     with tempfile.TemporaryDirectory(prefix=f"retrain-{run_id}-") as tmp:
         t = Path(tmp)
-        try:
-            steps.ingest(
-                config_yaml, window_id, run_id, str(t / "dataset.parquet"), str(t / "ingest.md")
-            )
-            steps.label(
-                config_yaml,
-                window_id,
-                run_id,
-                str(t / "dataset.parquet"),
-                str(t / "labelled.parquet"),
-                str(t / "queue.parquet"),
-                str(t / "label.md"),
-                as_of,
-            )
-            steps.train(
-                config_yaml,
-                window_id,
-                run_id,
-                str(t / "labelled.parquet"),
-                str(t / "model"),
-                str(t / "holdout"),
-                str(t / "train.md"),
-            )
-            outcome = steps.evaluate(
-                config_yaml, run_id, str(t / "model"), str(t / "holdout"), str(t / "evaluate.md")
-            )
-            if outcome.blessed:
-                steps.deploy(config_yaml, run_id, str(t / "model"), str(t / "deploy.md"))
-                steps.rollout(config_yaml, run_id, str(t / "rollout.md"))
-        except Exception:
-            return
+        steps.ingest(
+            config_yaml, window_id, run_id, str(t / "dataset.parquet"), str(t / "ingest.md")
+        )
+        steps.label(
+            config_yaml,
+            window_id,
+            run_id,
+            str(t / "dataset.parquet"),
+            str(t / "labelled.parquet"),
+            str(t / "queue.parquet"),
+            str(t / "label.md"),
+            as_of,
+        )
+        steps.train(
+            config_yaml,
+            window_id,
+            run_id,
+            str(t / "labelled.parquet"),
+            str(t / "model"),
+            str(t / "holdout"),
+            str(t / "train.md"),
+        )
+        outcome = steps.evaluate(
+            config_yaml, run_id, str(t / "model"), str(t / "holdout"), str(t / "evaluate.md")
+        )
+        if outcome.blessed:
+            steps.deploy(config_yaml, run_id, str(t / "model"), str(t / "deploy.md"))
+            steps.rollout(config_yaml, run_id, str(t / "rollout.md"))
 
 
 @contextlib.contextmanager
@@ -428,5 +483,5 @@ def _run_kfp_local(
         raise_on_error=False,
     )
     pipeline = build_pipeline(local=True)  # lightweight, fail fast; see build_pipeline
-    with _output_to(log_path):
+    with _output_to(log_path), signals.steps_die_with_this_process():
         pipeline(config_yaml=config_yaml, window_id=window_id, run_id=run_id, as_of=as_of or "")

@@ -24,9 +24,9 @@ import os
 import posixpath
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar, cast
 
 from retrain.errors import (
     AlreadyExists,
@@ -34,6 +34,7 @@ from retrain.errors import (
     PreconditionFailed,
     TransientError,
     ValidationError,
+    classify_os_error,
 )
 
 __all__ = ["NO_OBJECT", "GCSStorage", "LocalStorage", "Storage", "check_key", "open_storage"]
@@ -133,6 +134,28 @@ class Storage(ABC):
         return data, gen
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _os_errors(method: _Method) -> _Method:
+    """A LocalStorage method whose OSErrors surface as ours: exit 2 or 75, with a fix.
+
+    The errors a method handles itself (a missing file, an existing name) pass unchanged.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: LocalStorage, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError):
+            raise
+        except OSError as err:
+            where = str(err.filename) if err.filename else f"the store {self.root}"
+            raise classify_os_error(err, where) from err
+
+    return cast(_Method, wrapper)
+
+
 class LocalStorage(Storage):
     """A directory on the local filesystem.
 
@@ -155,6 +178,7 @@ class LocalStorage(Storage):
     def uri(self, key: str) -> str:
         return str(self._path(key))
 
+    @_os_errors
     def read_bytes(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
@@ -175,6 +199,7 @@ class LocalStorage(Storage):
         except (FileNotFoundError, NotADirectoryError, ValueError):
             return NO_OBJECT
 
+    @_os_errors
     def generation(self, key: str) -> int:
         if not self._path(key).is_file():
             return NO_OBJECT
@@ -231,11 +256,13 @@ class LocalStorage(Storage):
         os.replace(gen_tmp, self._gen_path(key))
         _fsync_dir(path.parent)
 
+    @_os_errors
     def write_bytes(self, key: str, data: bytes) -> None:
         with self._locked(key):
             tmp = self._stage(self._path(key), data)
             self._commit(key, tmp, self._next_generation(key), exclusive=False)
 
+    @_os_errors
     def create(self, key: str, data: bytes) -> None:
         with self._locked(key):
             new_gen = self._next_generation(key)
@@ -245,6 +272,7 @@ class LocalStorage(Storage):
             except FileExistsError:
                 raise AlreadyExists(f"{self.uri(key)} already exists (create-only)") from None
 
+    @_os_errors
     def compare_and_swap(self, key: str, data: bytes, expected_generation: int) -> int:
         _check_generation(expected_generation)
         with self._locked(key):
@@ -259,6 +287,7 @@ class LocalStorage(Storage):
             self._commit(key, tmp, new_gen, exclusive=False)
             return new_gen
 
+    @_os_errors
     def list(self, prefix: str) -> list[str]:
         key = "" if prefix in ("", ".") else check_key(prefix)
         base = self._root / key if key else self._root
@@ -293,7 +322,7 @@ class GCSStorage(Storage):
             prefix = check_key(prefix)
         from google.cloud import storage as gcs
 
-        self._client = client if client is not None else gcs.Client()
+        self._client = client if client is not None else _gcs_client(gcs, root)
         self._bucket = self._client.bucket(bucket)
         self._prefix = prefix
         self.root = f"gs://{bucket}" + (f"/{self._prefix}" if self._prefix else "")
@@ -385,6 +414,20 @@ class GCSStorage(Storage):
         if not keys and key and self.generation(key) != NO_OBJECT:
             return [key]  # the prefix names an object itself, as a file does locally
         return keys
+
+
+def _gcs_client(gcs: Any, root: str) -> Any:
+    """A google.cloud.storage client, or a ValidationError saying how to give it credentials."""
+    from google.auth import exceptions as auth_exc
+
+    try:
+        return gcs.Client()
+    except auth_exc.DefaultCredentialsError:
+        raise ValidationError(
+            f"{root}: no Google Cloud credentials found; set GOOGLE_APPLICATION_CREDENTIALS to "
+            "a service-account key file, run `gcloud auth application-default login`, or run "
+            "with Workload Identity"
+        ) from None
 
 
 def _visible(key: str) -> bool:

@@ -228,11 +228,14 @@ def test_window_without_events(demo: Demo, capsys: pytest.CaptureFixture[str]) -
 
     code, out = run_window(demo, "9", capsys)
 
-    assert code == 2
-    assert failed_line("ingest") + "window 9 [9, 10) is empty" in out
+    # No new data is an outcome, not an error: the later steps skip, nothing is retried.
+    assert code == 0, out
+    assert "ingest    ok window 9: no new data, the later steps skip" in out
+    assert "label     ok skipped: no new data (window 9 [9, 10) is empty" in out
     assert (
         "no rows with 'event_week' in the window; the source has 1600 rows spanning 0 to 3" in out
     )
+    assert "=> no new data: nothing to train on" in out
     assert not (demo.store / "datasets" / "9").exists()
     assert_untouched(before, registry_state(demo))
 
@@ -390,7 +393,8 @@ def test_window_id_that_escapes_the_store(
     code, out = run_window(demo, window, capsys)
 
     assert code == 2
-    assert failed_line("ingest") + f"window id {window!r} is not an integer period" in out
+    # Checked before the run lease is taken: reported at resolve, and nothing is written.
+    assert failed_line("resolve") + f"window id {window!r} is not an integer period" in out
     assert _tree(demo.root, skip=_run_output) == tree_before
     assert_untouched(before, registry_state(demo))
 
@@ -407,7 +411,7 @@ def test_timestamp_window_id_that_escapes_the_store(
     out = "".join(capsys.readouterr())
 
     assert code == 2
-    assert failed_line("ingest") + f"window id {window!r} is not an ISO date" in out
+    assert failed_line("resolve") + f"window id {window!r} is not an ISO date" in out
     assert _tree(tmp_path, skip=_run_output) == tree_before
     assert not (tmp_path / "store" / "models").exists()
     assert not (tmp_path / "store" / "datasets").exists()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import hashlib
+import http.client
 import json
 import math
 import os
@@ -686,6 +687,63 @@ def test_bad_requests_get_http_400_with_a_message(
     assert body["status"]["status"] == 1
     assert message in body["status"]["info"]
     assert "data" not in body
+
+
+def test_a_request_over_the_byte_limit_gets_413_before_its_body_is_read(
+    classifier_server: Server,
+) -> None:
+    assert classifier_server._client is not None
+
+    def announce_only() -> tuple[int, str]:
+        # Headers only: a 9 MiB body is announced but never sent, so an answer proves the
+        # server refused it without reading it.
+        conn = http.client.HTTPConnection("127.0.0.1", HTTP_PORT, timeout=30)
+        try:
+            conn.putrequest("POST", "/api/v1.0/predictions")
+            conn.putheader("Content-Type", "application/json")
+            conn.putheader("Content-Length", str(9 * 2**20))
+            conn.endheaders()
+            resp = conn.getresponse()
+            return resp.status, resp.read().decode()
+        finally:
+            conn.close()
+
+    status, text = classifier_server._client.submit(announce_only).result()
+    assert status == 413, text
+    assert "RETRAIN_MAX_REQUEST_BYTES=8,388,608 bytes" in json.loads(text)["status"]["info"]
+
+
+def test_a_request_over_the_row_limit_gets_413_naming_it(classifier_server: Server) -> None:
+    row = {"names": list(FEATURES), "ndarray": [[0.1, 0.2, "red", 1]]}
+    status, body = classifier_server.predict({"data": {**row, "ndarray": row["ndarray"] * 10_001}})
+    assert status == 413, body
+    assert "10,001 rows, over the limit RETRAIN_MAX_REQUEST_ROWS=10,000" in body["status"]["info"]
+    ok, body = classifier_server.predict({"data": {**row, "ndarray": row["ndarray"] * 10_000}})
+    assert ok == 200, body
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            b'{"data": {"ndarray": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}",
+            "nested too deeply",
+        ),
+        (
+            json.dumps({"data": {"tensor": {"shape": [2, 4], "values": [1, 2, 3]}}}).encode(),
+            "could not be decoded",
+        ),
+    ],
+    ids=["deep-json", "tensor-shape"],
+)
+def test_malformed_requests_get_http_400_not_500(
+    classifier_server: Server, raw: bytes, message: str
+) -> None:
+    status, text = classifier_server._call(
+        f"http://127.0.0.1:{HTTP_PORT}/api/v1.0/predictions", raw
+    )
+    assert status == 400, text
+    assert message in json.loads(text)["status"]["info"]
 
 
 def test_regression_values_match_the_training_environment(

@@ -13,7 +13,6 @@ from retrain import steps
 from retrain.config import Config, load_config
 from retrain.data.demo import generate_housing, generate_loans
 from retrain.errors import (
-    EXIT_INTERNAL,
     EXIT_OK,
     EXIT_TRANSIENT,
     EXIT_VALIDATION,
@@ -72,7 +71,26 @@ def test_explicit_ids_leave_no_resolve_record(loans: Config) -> None:
     assert (result.window_id, result.run_id) == ("1", "given")
     assert sorted(result.records) == sorted(STEP_ORDER)
     assert [line.split()[0] for line in result.lines()] == list(STEP_ORDER)
-    assert not open_storage(loans.storage_root).exists(lease_key(loans.name))
+    # A manual run holds the run lease too (so two never overlap), and releases it at the end.
+    lease, _ = read_lease(open_storage(loans.storage_root), loans.name)
+    assert lease is not None
+    assert (lease.run_id, lease.snapshot, lease.released_at) == ("given", "1", NOW)
+
+
+@pytest.mark.integration  # the first run trains; the second is refused before any step
+def test_a_manual_run_is_refused_while_another_run_holds_the_lease(loans: Config) -> None:
+    store = open_storage(loans.storage_root)
+    held = acquire_lease(
+        store, loans.name, owner="pipeline:other", run_id="other-run", snapshot="1",
+        ttl=timedelta(hours=6), now=NOW,
+    )  # fmt: skip
+    assert held is not None
+    result = run_cycle(loans, "1", engine="direct", run_id="second", now=NOW)
+    assert result.exit_code == EXIT_TRANSIENT, result.lines()
+    assert "other-run" in str(result.records["resolve"]["message"])
+    assert not store.list("runs/second")  # no step ran, so no canary was replaced
+    lease, _ = read_lease(store, loans.name)
+    assert lease is not None and (lease.run_id, lease.released_at) == ("other-run", None)
 
 
 def test_a_held_lease_stops_an_auto_run_at_resolve_with_exit_75(loans: Config) -> None:
@@ -149,14 +167,31 @@ def refuse_run_records(monkeypatch: pytest.MonkeyPatch, error: Exception) -> Non
 
 
 @pytest.mark.parametrize(
-    ("error", "code"),
+    ("error", "code", "shown", "message"),
     [
-        (TransientError("store unavailable (503)"), EXIT_TRANSIENT),
-        (PermissionError("runs/ is read-only"), EXIT_INTERNAL),
+        (
+            TransientError("store unavailable (503)"),
+            EXIT_TRANSIENT,
+            "TransientError",
+            "store unavailable (503)",
+        ),
+        # An OSError is classified at the edge: permanent, with the fix, not an internal 1.
+        (
+            PermissionError("runs/ is read-only"),
+            EXIT_VALIDATION,
+            "ValidationError",
+            "permission denied on the store: give this process's user write access to it, "
+            "or point the config at a location it may write",
+        ),
     ],
 )
 def test_an_unrecorded_resolve_failure_keeps_its_message_and_exit_code(
-    loans: Config, monkeypatch: pytest.MonkeyPatch, error: Exception, code: int
+    loans: Config,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Exception,
+    code: int,
+    shown: str,
+    message: str,
 ) -> None:
     refuse_run_records(monkeypatch, error)
     seen: list[tuple[str, str]] = []
@@ -167,10 +202,10 @@ def test_an_unrecorded_resolve_failure_keeps_its_message_and_exit_code(
     assert re.fullmatch(r"auto-[0-9a-f]{12}", result.run_id), result.run_id
     record = result.records["resolve"]
     assert record["recorded"] is False
-    assert (record["status"], record["error"]) == ("failed", type(error).__name__)
-    assert (record["message"], record["exit_code"]) == (str(error), code)
-    assert seen == [("resolve", type(error).__name__)]
-    assert result.lines()[0] == f"  resolve   x FAILED ({type(error).__name__}): {error}"
+    assert (record["status"], record["error"]) == ("failed", shown)
+    assert (record["message"], record["exit_code"]) == (message, code)
+    assert seen == [("resolve", shown)]
+    assert result.lines()[0] == f"  resolve   x FAILED ({shown}): {message}"
     # The lease was taken before the record failed; the cycle still released it.
     lease, _ = read_lease(open_storage(loans.storage_root), loans.name)
     assert lease is not None and lease.released_at == NOW

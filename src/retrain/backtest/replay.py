@@ -47,6 +47,7 @@ from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics
 from retrain.labels.join import join_labels
 from retrain.registry import MODEL_CARD_FILE, Registry
 from retrain.rollout.controller import RolloutController
+from retrain.steps.records import NO_NEW_DATA
 from retrain.storage import Storage, open_storage
 from retrain.training.artifact import ModelCard, load_model_dir, load_registered_model
 from retrain.training.model import predict_scores
@@ -303,6 +304,9 @@ def _ingest(run: _ReplayInputs, i: int, rec: WindowRecord) -> bool:
         ingested = steps.ingest(run.text, run.windows[i], f"bt-{i:05d}-ingest", str(run.dataset(i)))
     except RetrainError as err:
         rec.skipped = f"ingest failed: {err}"
+        return False
+    if NO_NEW_DATA in ingested.details:  # an empty window: nothing to score or train on
+        rec.notes.append(f"no new data: {ingested.details[NO_NEW_DATA]}")
         return False
     rec.drift = ingested.details.get("drift", {}).get("drift_detected")
     return True

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from retrain import __version__, submit
-from retrain.cli import backtest, deploy, monitor, report
+from retrain.cli import backtest, deploy, lease, monitor, report
 from retrain.config import Config, load_config
 from retrain.errors import (
     EXIT_INTERNAL,
@@ -26,6 +26,7 @@ from retrain.errors import (
     EXIT_VALIDATION,
     RetrainError,
     ValidationError,
+    classify_os_error,
     exit_code_for,
 )
 from retrain.registry import Registry
@@ -110,6 +111,8 @@ def _run_and_report(
     ids = f"window {resolved_window}, run {result.run_id}" if auto else ""
     if result.exit_code == EXIT_OK:
         verdict = "deployed" if "deploy" in result.records else "kept the champion"
+        if result.records.get("evaluate", {}).get("status") == "skipped":
+            verdict = "no new data: nothing to train on"
         _print(f"  => {verdict} ({ids + '; ' if ids else ''}{took:.1f}s)")
     else:
         where = f"; full log: {log}" if log and Path(log).exists() else ""
@@ -369,7 +372,7 @@ def _parser() -> argparse.ArgumentParser:
 
     # Each adds its subcommands and sets `func` on its parsers (a callable taking the parsed
     # args and returning an exit code).
-    for module in (monitor, deploy, submit, backtest, report):
+    for module in (monitor, deploy, lease, submit, backtest, report):
         module.add_commands(sub)
     return p
 
@@ -384,6 +387,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RetrainError as err:
         print(f"error: {err}", file=sys.stderr)
         return exit_code_for(err)
+    except OSError as err:  # the file system's, outside any store: a one-line fix, no traceback
+        known = classify_os_error(err)
+        print(f"error: {known}", file=sys.stderr)
+        return known.exit_code
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ def commit_history(store: Storage, window_id: str, df: pd.DataFrame, meta: dict[
     try:
         store.create(key, data)
     except AlreadyExists:
-        _, existing = from_parquet_bytes(store.read_bytes(key))
+        _, existing = from_parquet_bytes(store.read_bytes(key), store.uri(key))
         if existing.get("sha256") != meta["sha256"]:
             raise ValidationError(
                 f"window {window_id} is already in history with different content "
@@ -171,7 +171,7 @@ def read_history(
     quotas = _quotas([w.rows for w in windows], max_rows) if sampled else None
     frames = []
     for i, w in enumerate(windows):
-        frame = from_parquet_bytes(store.read_bytes(w.key))[0]
+        frame = from_parquet_bytes(store.read_bytes(w.key), store.uri(w.key))[0]
         if quotas is not None and quotas[i] < len(frame):
             frame = _sample_window(frame, int(quotas[i]), cfg, w.id)
         frames.append(frame)

@@ -30,9 +30,13 @@ from retrain.data.source import SourceFacts
 from retrain.data.windows import Window, _examples, event_times, off_grid_warning
 from retrain.errors import ValidationError
 
-__all__ = ["IngestResult", "ingest_window"]
+__all__ = ["EmptyWindow", "IngestResult", "ingest_window"]
 
 _TOP_CATEGORIES = 5
+
+
+class EmptyWindow(ValidationError):
+    """The window has no rows: no new data, which the ingest step reports as an outcome."""
 
 
 @dataclass
@@ -190,8 +194,9 @@ def ingest_window(
     (`retrain.data.source.read_window`); without them `source_df` is the whole source.
 
     Raises:
-        ValidationError: the window is empty, has a structural problem, or more broken rows
-            than `data.max_quarantine_share`; every problem is listed.
+        EmptyWindow: the window has no rows.
+        ValidationError: the window has a structural problem, or more broken rows than
+            `data.max_quarantine_share`; every problem is listed.
     """
     time_col = cfg.data.time_column
     required = [cfg.data.id_column, time_col, *cfg.data.features]
@@ -216,7 +221,7 @@ def ingest_window(
             known = event_times(ends, cfg.data.time_kind, errors="coerce").dropna()
         if len(known):
             span += f" spanning {_time_text(known.min())} to {_time_text(known.max())}"
-        raise ValidationError(
+        raise EmptyWindow(
             f"{where} is empty", [f"no rows with {time_col!r} in the window; the source has {span}"]
         )
     inferred = schema is None

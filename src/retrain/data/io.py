@@ -29,6 +29,7 @@ __all__ = [
     "METADATA_KEY",
     "SourceFile",
     "content_sha256",
+    "data_files",
     "dataset_metadata",
     "from_parquet_bytes",
     "json_value",
@@ -155,6 +156,15 @@ def source_files(uri: str, fmt: str, *, client: Any | None = None) -> list[Sourc
     return _local_files(Path(uri).expanduser(), uri, fmt)
 
 
+def data_files(uri: str, fmt: str) -> list[Path]:
+    """The files a local source is read from: itself, or its data files in sorted order.
+
+    Raises:
+        ValidationError: nothing there, or a directory with no data file.
+    """
+    return [f.path for f in source_files(uri, fmt) if f.path is not None]
+
+
 def read_source(uri: str, fmt: str, *, client: Any | None = None) -> pd.DataFrame:
     """Read a file, or every file of format `fmt` below a directory, into one frame.
 
@@ -179,12 +189,16 @@ def to_parquet_bytes(df: pd.DataFrame, metadata: dict[str, Any]) -> bytes:
     return sink.getvalue()
 
 
-def from_parquet_bytes(data: bytes) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The frame and the ``retrain`` metadata ({} if absent) of Parquet bytes."""
+def from_parquet_bytes(data: bytes, where: str = "") -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The frame and the ``retrain`` metadata ({} if absent) of Parquet bytes; `where` (the
+    file's path or URI) is named in errors."""
     try:
         table = pq.read_table(pa.BufferReader(data))
     except pa.ArrowException as err:
-        raise ValidationError(f"not a readable Parquet dataset: {err}") from None
+        name = f"{where} is " if where else ""
+        raise ValidationError(
+            f"{name}not a readable Parquet dataset (truncated or corrupted?): {err}"
+        ) from None
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
     try:
         meta = json.loads(raw) if raw else {}

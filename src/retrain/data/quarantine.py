@@ -27,6 +27,7 @@ import pandas as pd
 
 from retrain.config import Config
 from retrain.data.schema import Schema, as_category_strings, numeric_values
+from retrain.errors import sample_text
 
 __all__ = ["QUARANTINE_REASON", "RowChecks", "ValueReference", "check_rows", "drift_lines"]
 
@@ -81,7 +82,7 @@ class RowChecks:
             "quarantined_share": self.quarantined_rows / rows if rows else 0.0,
             "quarantine_reasons": dict(self.reasons),
             "out_of_range": self.out_of_range,
-            "new_categories": self.new_categories,
+            "new_categories": {k: _top(v) for k, v in self.new_categories.items()},
             "drifted_values": sum(v["rows"] for v in self.out_of_range.values())
             + sum(sum(c.values()) for c in self.new_categories.values()),
         }
@@ -176,6 +177,18 @@ def drift_lines(checks: RowChecks) -> list[str]:
             f"[{_fmt(s_lo)}, {_fmt(s_hi)}])"
         )
     for name, cats in checks.new_categories.items():
-        listed = ", ".join(f"{k!r} ({v} rows)" for k, v in list(cats.items())[:10])
-        lines.append(f"{name!r}: new categories {listed}")
+        top = _top(cats)
+        listed = ", ".join(f"{sample_text([k])} ({v} rows)" for k, v in top.items())
+        more = f" and {len(cats) - len(top)} more" if len(cats) > len(top) else ""
+        lines.append(f"{name!r}: {len(cats)} new categories: {listed}{more}")
     return lines
+
+
+_LISTED = 10
+
+
+def _top(counts: dict[str, int]) -> dict[str, int]:
+    """The most frequent `_LISTED` categories, each cut to a short text: a report never holds
+    every value of a high-cardinality column, nor a hostile value whole."""
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:_LISTED]
+    return {k if len(k) <= 80 else f"{k[:80]}…": v for k, v in ranked}

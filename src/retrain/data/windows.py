@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.config import DataSource, parse_duration
-from retrain.errors import ValidationError
+from retrain.errors import ValidationError, sample_text
 
 __all__ = [
     "Window",
@@ -172,7 +172,7 @@ def window_sort_key(data: DataSource, window_id: str) -> Any:
 
 
 def _examples(values: pd.Series, limit: int = 3) -> str:
-    return ", ".join(repr(v) for v in pd.unique(values.astype(object))[:limit])
+    return sample_text(pd.unique(values.astype(object)), limit=limit)
 
 
 def event_times(series: pd.Series, time_kind: str, *, errors: str = "raise") -> pd.Series:

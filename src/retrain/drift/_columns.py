@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.data.schema import as_category_strings
-from retrain.errors import ValidationError
+from retrain.errors import ValidationError, sample_text
 
 __all__ = [
     "CategoricalProfile",
@@ -54,7 +54,7 @@ def numeric_values(series: pd.Series, name: str) -> np.ndarray:
             values = pd.to_numeric(series, errors="raise").to_numpy(dtype=float, na_value=np.nan)
         except (ValueError, TypeError):
             bad = pd.to_numeric(series, errors="coerce").isna() & series.notna()
-            examples = [str(v) for v in series[bad].unique()[:3]]
+            examples = sample_text(str(v) for v in series[bad].unique()[:3])
             raise ValidationError(
                 f"column {name!r}: a numeric feature holds values that are not numbers, "
                 f"e.g. {examples}"

@@ -50,6 +50,7 @@ EVENT_KINDS: tuple[str, ...] = (
     "canary_started",
     "promoted",
     "rolled_back",
+    "lease_broken",
 )
 
 # Names start with a letter or digit: no '.', '..' or hidden names, and no file name can

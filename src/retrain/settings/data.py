@@ -9,6 +9,7 @@ from pydantic import Field, field_validator, model_validator
 
 from retrain.settings._base import Section
 from retrain.settings.durations import parse_duration
+from retrain.settings.limits import InputLimits
 
 __all__ = ["DataSource", "FeatureType", "LabelSource", "TimeKind"]
 
@@ -87,6 +88,7 @@ class DataSource(Section):
             " windows are ISO weeks). Set it to the first event to align windows to the data."
         ),
     )
+    limits: InputLimits = Field(default_factory=InputLimits)
 
     @field_validator("features")
     @classmethod
@@ -163,6 +165,13 @@ class LabelSource(Section):
         ),
     )
     min_coverage: float = Field(default=0.8, ge=0.0, le=1.0)
+    classes: list[str] | None = Field(
+        default=None,
+        description=(
+            "Classification: every class a label may take. A label outside it is an error;"
+            " unset, the champion's classes are the reference (the first model: any)."
+        ),
+    )
     delay: str | int = Field(
         default=0,
         description=(

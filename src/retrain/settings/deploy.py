@@ -71,6 +71,17 @@ class DeployConfig(Section):
             raise ValueError(f"gitops_branch {v!r} is not a plain git branch name")
         return v
 
+    @field_validator("gitops_path")
+    @classmethod
+    def _inside_repo(cls, v: str) -> str:
+        # Rendered files are written below gitops_repo/gitops_path: never outside the repo.
+        parts = v.replace("\\", "/").split("/")
+        if not v.strip() or v.startswith(("/", "~")) or ":" in v or ".." in parts:
+            raise ValueError(
+                f"'{v}' must be a relative path inside gitops_repo (no '..', no absolute path)"
+            )
+        return v
+
     @field_validator("image")
     @classmethod
     def _pinned(cls, v: str) -> str:

@@ -9,7 +9,13 @@ from typing import Any, TypedDict
 from retrain.data.io import from_parquet_bytes
 from retrain.evaluation.gates import evaluate_challenger
 from retrain.registry import Registry
-from retrain.steps.records import StepOutcome, finish_step, load_step_config, recorded_step
+from retrain.steps.records import (
+    StepOutcome,
+    finish_step,
+    load_step_config,
+    recorded_step,
+    skip_step,
+)
 from retrain.training.artifact import load_model_dir, load_registered_model
 
 __all__ = ["EvaluateDetails", "EvaluateOutcome", "evaluate"]
@@ -47,6 +53,8 @@ def evaluate(
 ) -> EvaluateOutcome:
     """Challenger vs champion on recent and historical holdouts; the gates say blessed or not."""
     cfg, store = load_step_config(config_yaml)
+    if (skipped := skip_step(store, run_id, "evaluate", report_path)) is not None:
+        return EvaluateOutcome("evaluate", skipped.summary, skipped.details, blessed=False)
     with recorded_step(store, run_id, "evaluate") as rec:
         challenger, card = load_model_dir(model_dir)
         reg = Registry(store, cfg.name)

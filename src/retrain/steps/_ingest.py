@@ -10,8 +10,9 @@ import contextlib
 
 import pandas as pd
 
-from retrain.data.ingest import ingest_window
+from retrain.data.ingest import EmptyWindow, ingest_window
 from retrain.data.io import dataset_metadata, to_parquet_bytes
+from retrain.data.limits import check_frame, check_source
 from retrain.data.schema import Schema, as_category_strings
 from retrain.data.source import read_window
 from retrain.data.windows import parse_window
@@ -20,6 +21,7 @@ from retrain.errors import AlreadyExists
 from retrain.registry import Registry
 from retrain.steps._state import SCHEMA_KEY, check_state_kept, finish_pending_rollout
 from retrain.steps.records import (
+    NO_NEW_DATA,
     StepOutcome,
     finish_step,
     load_step_config,
@@ -55,11 +57,21 @@ def ingest(
         window = parse_window(cfg.data, window_id)
         repaired = finish_pending_rollout(cfg, store)  # before anything reads the aliases
         check_state_kept(store, Registry(store, cfg.name))
+        check_source(cfg.data.uri, cfg.data.format, cfg.data.limits)  # before loading it
         # Only the row groups that overlap the window are read (all of a CSV source).
         source, facts = read_window(cfg.data.uri, cfg.data.format, cfg.data, window)
+        check_frame(source, cfg.data.uri, cfg.data.limits)
         schema = Schema.from_json(store.read_text(SCHEMA_KEY)) if store.exists(SCHEMA_KEY) else None
         reference = champion_reference(cfg, store) if schema is not None else None
-        result = ingest_window(cfg, source, window, schema, reference, facts=facts)
+        try:
+            result = ingest_window(cfg, source, window, schema, reference, facts=facts)
+        except EmptyWindow as empty:  # no new data: an outcome the later steps skip on
+            write_dataset(dataset_path, pd.DataFrame(), {NO_NEW_DATA: str(empty)})
+            summary = f"window {window.id}: no new data, the later steps skip"
+            finish_step(
+                rec, report_path, summary, {NO_NEW_DATA: str(empty)}, f"# Ingest\n\n{empty}\n"
+            )
+            return StepOutcome("ingest", summary, {NO_NEW_DATA: str(empty)})
         q_key = quarantine_key(window.id)
         if result.quarantined is not None:
             meta = {"window": window.as_dict(), "run_id": run_id}

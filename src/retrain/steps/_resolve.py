@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from retrain.config import Config
+from retrain.data.limits import check_source
 from retrain.data.source import read_times
 from retrain.data.windows import as_of_text, parse_window
 from retrain.errors import RetrainError, TransientError, ValidationError
@@ -239,6 +240,7 @@ def _resolve_ids(
         try:
             kept = jobs_held_lease(store, cfg.name, job_id, run_id, at.to_pydatetime())
             if kept is None:
+                check_source(cfg.data.uri, cfg.data.format, cfg.data.limits)  # before loading
                 # The time column is all the rules need: read nothing else.
                 times = read_times(cfg.data.uri, cfg.data.format, cfg.data.time_column)
                 choice = newest_complete_window(

@@ -16,6 +16,8 @@ from retrain.data.history import history_row_budget, read_history
 from retrain.data.io import content_sha256, to_parquet_bytes
 from retrain.data.windows import parse_window
 from retrain.drift import PROFILE_FILE, profile_for_model
+from retrain.errors import ValidationError
+from retrain.labels.classes import check_label_classes
 from retrain.registry import Registry
 from retrain.steps.records import (
     StepOutcome,
@@ -24,6 +26,7 @@ from retrain.steps.records import (
     now_iso,
     read_dataset,
     recorded_step,
+    skip_step,
 )
 from retrain.training.artifact import (
     MODEL_CARD_FILE,
@@ -60,6 +63,8 @@ def train(
 ) -> StepOutcome:
     """Train a challenger on history + the new window at the configured mix."""
     cfg, store = load_step_config(config_yaml)
+    if (skipped := skip_step(store, run_id, "train", report_path)) is not None:
+        return skipped
     with recorded_step(store, run_id, "train") as rec:
         window_id = parse_window(cfg.data, window_id).id  # one spelling: "01" is "1"
         new, new_meta = read_dataset(labelled_path)
@@ -73,6 +78,8 @@ def train(
         if cfg.continuous.enabled and champion:  # continuous mode updates the champion
             parent_card = ModelCard.from_json(reg.read_file(champion, MODEL_CARD_FILE).decode())
             parent = load_registered_model(reg, champion)
+        if cfg.task == "classification":
+            _check_classes(cfg, reg, champion, parent, new, window_id)
         t0 = time.perf_counter()
         result = train_or_update(
             cfg, new, history, cfg.seed, champion=parent, champion_card=parent_card
@@ -210,3 +217,26 @@ def _reference_rows(cfg: Config, ts: TrainingSet, new: pd.DataFrame) -> pd.DataF
     ids = cfg.data.id_column
     own = ts.recent_holdout[ts.recent_holdout[ids].isin(new[ids])]
     return own.reset_index(drop=True) if len(own) else ts.recent_holdout
+
+
+def _check_classes(
+    cfg: Config,
+    reg: Registry,
+    champion: str | None,
+    loaded: Any,
+    new: pd.DataFrame,
+    window_id: str,
+) -> None:
+    """The window's label classes against `labels.classes`, else the champion's classes."""
+    if cfg.labels.classes is not None:
+        known, source = cfg.labels.classes, "labels.classes"
+    elif champion is not None:
+        try:
+            model = loaded if loaded is not None else load_registered_model(reg, champion)
+        except ValidationError:
+            return  # a champion that cannot be loaded is evaluate's to refuse, by name
+        known, source = list(model.classes_), f"champion {champion}"
+    else:
+        return  # the first model defines the classes
+    where = f"window {window_id}, target {cfg.target!r}"
+    check_label_classes(new[cfg.target], known, where=where, known_from=source)

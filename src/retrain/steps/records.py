@@ -24,24 +24,32 @@ import pandas as pd
 from retrain._crash import crash_point
 from retrain.config import Config, config_from_text
 from retrain.data.io import from_parquet_bytes, to_parquet_bytes
-from retrain.errors import RetrainError, ValidationError
+from retrain.errors import RetrainError, ValidationError, classify_os_error, exit_code_for
 from retrain.reports import step_html
+from retrain.steps.signals import stop_on_sigterm
 from retrain.storage import Storage, open_storage
 
 __all__ = [
+    "NO_NEW_DATA",
     "StepOutcome",
     "StepRecord",
     "check_run_id",
     "finish_step",
     "load_step_config",
+    "no_new_data",
     "now_iso",
     "read_dataset",
     "read_run",
     "recorded_step",
     "run_key",
+    "skip_step",
+    "unrecorded_failure",
     "write_dataset",
     "write_step_report",
 ]
+
+#: The ingest report's key saying its window had no rows (and why): the later steps skip.
+NO_NEW_DATA = "no_new_data"
 
 # A run id names a folder of the store (runs/<run_id>/): one plain name, never a path.
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -60,7 +68,7 @@ class StepRecord(TypedDict, total=False):
     started_at: str
     finished_at: str
     seconds: float
-    status: str  # "succeeded" or "failed"
+    status: str  # "succeeded", "failed" or "skipped" (no new data)
     summary: str
     report: Mapping[str, Any]  # the step's details (also its report artifact's JSON)
     markdown: str  # written beside the record as <step>.md, not into it
@@ -105,14 +113,23 @@ def run_key(run_id: str, step: str) -> str:
 
 @contextmanager
 def recorded_step(store: Storage, run_id: str, step: str) -> Iterator[StepRecord]:
-    """Record the step's outcome (or its error, with the exit code it maps to) in the store."""
+    """Record the step's outcome (or its error, with the exit code it maps to) in the store.
+
+    A SIGTERM during the step stops it (`retrain.steps.signals`): it is recorded as failed
+    with exit 75, so the run is re-run rather than left half done.
+    """
     check_run_id(run_id)  # before the step runs: a bad id could not even record its failure
     record: StepRecord = {"step": step, "run_id": run_id, "started_at": now_iso()}
     t0 = time.perf_counter()
     try:
-        yield record
+        with stop_on_sigterm():
+            yield record
     except RetrainError as err:
         _failed(record, err, err.exit_code)
+        raise
+    except OSError as err:  # a file system's: exit 2 or 75, with a one-line fix
+        classified = classify_os_error(err)
+        _failed(record, classified, classified.exit_code)
         raise
     except Exception as err:
         _failed(record, err, 1)
@@ -133,11 +150,57 @@ def recorded_step(store: Storage, run_id: str, step: str) -> Iterator[StepRecord
     crash_point(f"step:{step}")  # a step boundary: recorded, its outputs not yet used
 
 
+def unrecorded_failure(step: str, run_id: str, err: BaseException) -> StepRecord:
+    """The failure record of a step that raised `err` but could not record it itself.
+
+    ``"recorded": False`` says so; the exit code is `exit_code_for(err)` and an OSError's
+    message is `classify_os_error`'s one-line fix.
+    """
+    shown = classify_os_error(err) if isinstance(err, OSError) else err
+    record: StepRecord = {"step": step, "run_id": run_id, "recorded": False}
+    _failed(record, shown, exit_code_for(err))
+    cause = err.__cause__ or (None if err.__suppress_context__ else err.__context__)
+    if cause is not None:  # e.g. the step's own failure, whose record could not be written
+        record["cause"] = f"{type(cause).__name__}: {cause}"
+    return record
+
+
 def _failed(record: StepRecord, err: BaseException, exit_code: int) -> None:
     record["status"] = "failed"
     record["error"] = type(err).__name__
     record["message"] = str(err)
     record["exit_code"] = exit_code
+
+
+def no_new_data(store: Storage, run_id: str) -> str | None:
+    """Why ingest found no new data for this run (its window is empty), or None if it did."""
+    data, _ = store.read_versioned(run_key(run_id, "ingest"))
+    if data is None:
+        return None
+    report = json.loads(data).get("report") or {}
+    reason = report.get(NO_NEW_DATA) if isinstance(report, dict) else None
+    return str(reason) if reason else None
+
+
+def skip_step(
+    store: Storage, run_id: str, step: str, report_path: str | None
+) -> StepOutcome | None:
+    """Record `step` as skipped when ingest found no new data; None when there is data.
+
+    The steps after an empty window return at once (exit 0) instead of failing on it, so an
+    empty window is an outcome, not an error retried by the pipeline.
+    """
+    reason = no_new_data(store, run_id)
+    if reason is None:
+        return None
+    with recorded_step(store, run_id, step) as rec:
+        summary = f"skipped: no new data ({reason})"
+        details = {"skipped": True, NO_NEW_DATA: reason}
+        rec["status"] = "skipped"
+        finish_step(
+            rec, report_path, summary, details, f"# {step.title()}: skipped\n\n{summary}.\n"
+        )
+    return StepOutcome(step, summary, details)
 
 
 def read_run(store: Storage, run_id: str) -> dict[str, StepRecord]:

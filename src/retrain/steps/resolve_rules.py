@@ -50,7 +50,7 @@ from retrain.data.windows import (
     window_ids_in,
     window_mask,
 )
-from retrain.errors import ValidationError
+from retrain.errors import ValidationError, sample_text
 
 __all__ = [
     "AUTO",
@@ -171,7 +171,7 @@ def _ignored_note(unreadable: pd.Series, column: str) -> str:
     """``"; N unreadable ... ignored"`` for reasons and errors, or "" when all times read."""
     if unreadable.empty:
         return ""
-    examples = ", ".join(repr(v) for v in pd.unique(unreadable.astype(object))[:3])
+    examples = sample_text(pd.unique(unreadable.astype(object)))
     return (
         f"; {len(unreadable)} unreadable event time(s) in column {column!r} ignored (they "
         f"belong to no window), e.g. {examples}"

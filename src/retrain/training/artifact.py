@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import platform
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,8 +40,10 @@ __all__ = [
     "MODEL_CARD_FILE",
     "MODEL_FILE",
     "TRUSTED_TYPES",
+    "LibraryVersionWarning",
     "ModelCard",
     "card_from_config",
+    "check_library_versions",
     "input_differences",
     "library_versions",
     "load_model",
@@ -149,12 +152,45 @@ def input_differences(registered: ModelCard, candidate: ModelCard) -> list[str]:
     ]
 
 
+class LibraryVersionWarning(UserWarning):
+    """A model is loaded by a scikit-learn release other than the one that trained it."""
+
+
+def check_library_versions(card: ModelCard) -> str | None:
+    """Warn when the card's scikit-learn differs in major.minor from the one loading it.
+
+    A warning, not an error: every load here is followed by a measurement with the running
+    library (evaluation scores the champion again on the current holdout), so a behaviour
+    change shows in the metrics the gates use rather than being trusted from the card, while
+    an error would stop every run after a library upgrade until a manual retrain. Returns the
+    message (None when the versions agree or the card records none).
+    """
+    recorded = card.library_versions.get("sklearn")
+    if not recorded or _minor(recorded) == _minor(sklearn.__version__):
+        return None
+    message = (
+        f"model {card.version} was trained with scikit-learn {recorded} and is loaded with "
+        f"{sklearn.__version__}: predictions may differ; pin scikit-learn {_minor(recorded)}.* "
+        "or retrain the model under this version"
+    )
+    warnings.warn(message, LibraryVersionWarning, stacklevel=3)
+    return message
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
 def load_model(model_bytes: bytes, card: ModelCard) -> Pipeline:
     """Load a model file after checking it against its card and the trusted-type list.
+
+    A scikit-learn version other than the card's (major.minor) is a `LibraryVersionWarning`
+    (`check_library_versions` says why not an error).
 
     Raises:
         ValidationError: hash mismatch, untrusted types, corrupted bytes, or not a Pipeline.
     """
+    check_library_versions(card)
     model = load_verified(
         model_bytes, card.model_sha256, what=f"model file (version {card.version})"
     )

@@ -18,7 +18,15 @@ from typing import Any
 from retrain.errors import AlreadyExists, PreconditionFailed, ValidationError
 from retrain.storage import NO_OBJECT, Storage
 
-__all__ = ["Lease", "acquire_lease", "lease_key", "read_lease", "release_lease", "renew_lease"]
+__all__ = [
+    "Lease",
+    "acquire_lease",
+    "break_lease",
+    "lease_key",
+    "read_lease",
+    "release_lease",
+    "renew_lease",
+]
 
 
 def lease_key(model: str) -> str:
@@ -177,3 +185,24 @@ def renew_lease(
         return replace(le, expires_at=now + ttl, external_id=external_id or le.external_id)
 
     return _update_own(store, model, run_id, change, owner)
+
+
+def break_lease(store: Storage, model: str, now: datetime) -> Lease | None:
+    """Release the lease whoever holds it (an operator's repair); the lease as it was before.
+
+    None if there is nothing to break (no lease, or released already). The compare-and-swap
+    makes a break that races with the holder's own release or a new taker a no-op or a retry,
+    never a lost update.
+    """
+    for _ in range(10):
+        current, generation = read_lease(store, model)
+        if current is None or current.released_at is not None:
+            return None
+        try:
+            store.compare_and_swap(
+                lease_key(model), replace(current, released_at=now).to_json(), generation
+            )
+            return current
+        except PreconditionFailed:
+            continue
+    return None

@@ -1,0 +1,122 @@
+"""Input caps: a source past `data.limits` is refused before its rows are loaded.
+
+`check_source` looks at a local source file by file, before anything reads it whole: its size
+on disk, then its shape. A Parquet file's rows and columns come from its footer; a CSV file is
+scanned in blocks of bounded size (pyarrow's streaming reader, every column as text), counting
+rows and columns and measuring each value, so a file with one field of hundreds of megabytes
+costs one block of memory, not the whole file. `check_frame` checks what was loaded (also
+from ``gs://``, whose objects are only sized and counted after download) against the same
+limits. Every refusal is a `ValidationError` (exit 2) naming the file and the limit to raise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from retrain.data.io import data_files
+from retrain.errors import ValidationError
+from retrain.settings.limits import InputLimits
+
+__all__ = ["check_frame", "check_source", "scan_block_bytes"]
+
+_MIN_BLOCK = 16 * 2**20
+
+
+def scan_block_bytes(limits: InputLimits) -> int:
+    """The CSV scan's block: a row must fit in it, so it is a few values wide at least."""
+    return max(_MIN_BLOCK, 4 * limits.max_value_bytes)
+
+
+def _refuse(where: str, what: str, limit: str, value: int) -> ValidationError:
+    return ValidationError(
+        f"{where}: {what}, over the limit data.limits.{limit} = {value:,}; the input is refused "
+        f"before it is loaded (raise data.limits.{limit} if it is genuine)"
+    )
+
+
+def check_source(uri: str, fmt: str, limits: InputLimits) -> None:
+    """Refuse a local source whose files are too big, too long, too wide or hold too long a
+    value, before any of it is loaded. ``gs://`` sources are left to `check_frame`.
+
+    Raises:
+        ValidationError: the first limit a file passes, naming the file and the limit.
+    """
+    if uri.startswith("gs://"):
+        return
+    rows = 0
+    for path in data_files(uri, fmt):
+        size = path.stat().st_size
+        if size > limits.max_file_bytes:
+            raise _refuse(str(path), f"{size:,} bytes", "max_file_bytes", limits.max_file_bytes)
+        rows += _parquet_rows(path, limits) if fmt == "parquet" else _csv_rows(path, limits)
+        if rows > limits.max_rows:
+            raise _refuse(uri, f"more than {rows:,} rows", "max_rows", limits.max_rows)
+
+
+def _parquet_rows(path: Path, limits: InputLimits) -> int:
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except (pa.ArrowException, OSError) as err:
+        raise ValidationError(f"{path} is not a readable parquet file: {err}") from None
+    if meta.num_columns > limits.max_columns:
+        raise _refuse(str(path), f"{meta.num_columns:,} columns", "max_columns", limits.max_columns)
+    return int(meta.num_rows)
+
+
+def _csv_rows(path: Path, limits: InputLimits) -> int:
+    block = scan_block_bytes(limits)
+    read = pacsv.ReadOptions(block_size=block)
+    # Rows of another width are pandas' to judge when it reads the file: the scan measures.
+    parse = pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=lambda row: "skip")
+    try:
+        with pacsv.open_csv(path, read_options=read, parse_options=parse) as first:
+            names = first.schema.names  # from the first block only
+        if len(names) > limits.max_columns:
+            raise _refuse(str(path), f"{len(names):,} columns", "max_columns", limits.max_columns)
+        as_text = pacsv.ConvertOptions(column_types={n: pa.large_string() for n in names})
+        rows = 0
+        with pacsv.open_csv(
+            path, read_options=read, parse_options=parse, convert_options=as_text
+        ) as reader:
+            for batch in reader:
+                for name, column in zip(names, batch.columns, strict=True):
+                    longest = pc.max(pc.binary_length(column)).as_py() or 0
+                    if longest > limits.max_value_bytes:
+                        raise _refuse(
+                            f"{path}, column {name!r} near row {rows + 1:,}",
+                            f"a value of {longest:,} bytes",
+                            "max_value_bytes",
+                            limits.max_value_bytes,
+                        )
+                rows += int(batch.num_rows)
+                if rows > limits.max_rows:
+                    return rows
+        return rows
+    except pa.ArrowInvalid as err:
+        if "straddling" in str(err) or "straddles" in str(err):
+            raise _refuse(
+                str(path),
+                f"a row longer than {block:,} bytes (the scan's block)",
+                "max_value_bytes",
+                limits.max_value_bytes,
+            ) from None
+        raise ValidationError(f"{path} is not a readable csv file: {err}") from None
+
+
+def check_frame(df: pd.DataFrame, where: str, limits: InputLimits) -> None:
+    """Refuse a loaded source past the row or column limit (``gs://`` sources, and a source
+    that changed since `check_source`).
+
+    Raises:
+        ValidationError: naming `where` and the limit.
+    """
+    if len(df) > limits.max_rows:
+        raise _refuse(where, f"{len(df):,} rows", "max_rows", limits.max_rows)
+    if df.shape[1] > limits.max_columns:
+        raise _refuse(where, f"{df.shape[1]:,} columns", "max_columns", limits.max_columns)
