@@ -137,6 +137,12 @@ def test_the_weighted_mix_reads_all_history_unless_capped(tmp_path: Path) -> Non
     capped = _training(weighted, max_history_rows=100)
     budget = history_row_budget(capped, 40)
     assert budget is not None and budget >= 100
+    # The weighted mix then trains on exactly the capped number of history rows.
+    loaded = read_history(store, capped, "12", max_rows=budget)
+    new = labelled(13, seed=9)
+    new = new[new["week"] == 12].reset_index(drop=True).head(40)
+    ts = build_training_set(new, loaded.frame, capped, capped.seed)
+    assert ts.provenance["history_rows"] == 100
 
 
 def test_min_train_rows_raises_the_budget(tmp_path: Path) -> None:
