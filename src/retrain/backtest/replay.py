@@ -154,7 +154,9 @@ def score_model(
     if cfg.task == "classification" and classes is not None:
         known = labelled[cfg.target].isin(classes).to_numpy()
         labelled, scores = labelled[known], scores[known]  # a class never seen cannot be scored
-    values = compute_metrics(cfg.task, labelled[cfg.target], scores, classes)
+    values = compute_metrics(
+        cfg.task, labelled[cfg.target], scores, classes, extra=(cfg.primary_metric,)
+    )
     return values[cfg.primary_metric], len(labelled)
 
 

@@ -71,5 +71,24 @@ class EvaluationConfig(Section):
             " undecided rather than rejected. Unset: only min_rows makes a comparison undecided."
         ),
     )
+    min_positives: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Fewest labels of the rarer class (for fraud: frauds) in the recent evaluation rows"
+            " the gates decide on; with fewer, the outcome is undecided, 'not enough positives'"
+            " (not blessed, not rejected). A rare-event metric on a handful of positives moves"
+            " by a whole positive's weight at a time. 0 (default) turns the check off; the"
+            " fraud case uses 30 (false-blessing rates by positive count: README)."
+        ),
+    )
+    stratified_bootstrap: bool | None = Field(
+        default=None,
+        description=(
+            "Resample each class within itself in the gates' bootstrap, so every resample has"
+            " the data's positive count. Unset: on for the rare-event metrics (average_precision,"
+            " recall_at_precision_<P>), off for the others."
+        ),
+    )
     bootstrap_samples: int = Field(default=200, ge=20, le=10000)
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
