@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
-from retrain.config import Config, config_from_dict
+from retrain.config import Config, config_from_dict, config_from_text
 from retrain.errors import ValidationError
 from retrain.evaluation.gates import evaluate_challenger
 from retrain.evaluation.metrics import (
@@ -212,3 +212,24 @@ def test_recall_at_precision_as_the_primary_metric() -> None:
         evaluate_challenger(
             _cfg(metric="recall_at_precision_100"), model, None, _window(100, 5, 3), None, 0
         )
+
+
+def test_class_weights_survive_the_yaml_round_trip_and_weigh_the_rare_class() -> None:
+    """The pipeline carries the config as YAML, which turns {0: 1, 1: 20} into string keys."""
+    base = _cfg().model_dump(mode="json")
+    base["model"]["params"] = {"class_weight": {0: 1.0, 1: 20.0}}
+    cfg = config_from_text(config_from_dict(base).to_yaml())
+    assert cfg.model.params["class_weight"] == {"0": 1.0, "1": 20.0}
+    train = _window(3000, 60, 1)
+    weighted = fit_model(cfg, train)
+    assert weighted.steps[-1][1].class_weight == {0: 1.0, 1: 20.0}
+    base["model"]["params"] = {}
+    plain = fit_model(config_from_dict(base), train)
+    rows = _window(1000, 20, 2)
+    # Weighting the frauds 20x raises their predicted probability on average.
+    mean_weighted = weighted.predict_proba(rows[["amount", "hour"]])[:, 1].mean()
+    mean_plain = plain.predict_proba(rows[["amount", "hour"]])[:, 1].mean()
+    assert mean_weighted > 2 * mean_plain
+    base["model"]["params"] = {"class_weight": {"fraud": 2.0}}
+    with pytest.raises(ValidationError, match=r"class_weight: \['fraud'\] are not classes"):
+        fit_model(config_from_dict(base), train)
