@@ -23,11 +23,11 @@ pytestmark = pytest.mark.integration
 def test_fraud_days_run_end_to_end(tmp_path: Path) -> None:
     """Day 0 on kfp.local becomes the champion; quiet days hold too few frauds to judge
     ('not enough positives'); after the new pattern appears a retrained model is blessed,
-    rolled out as a canary and promoted; the last day runs on kfp.local again."""
-    cfg = load_config(generate_fraud(tmp_path, windows=6, rows_per_window=8000, drift_window=2))
+    rolled out as a canary and promoted (later days run direct: the same steps, faster)."""
+    cfg = load_config(generate_fraud(tmp_path, windows=5, rows_per_window=8000, drift_window=2))
     events = read_source(cfg.data.uri, cfg.data.format)
     days = window_ids_in(cfg.data, events[cfg.data.time_column])
-    assert len(days) == 6
+    assert len(days) == 5
 
     first = run_cycle(cfg, days[0], engine="kfp-local", log_path=str(tmp_path / "d0.log"))
     assert first.exit_code == 0, first.lines()
@@ -43,9 +43,7 @@ def test_fraud_days_run_end_to_end(tmp_path: Path) -> None:
     assert "not enough positives" in verdict["reason"]
     assert "deploy" not in quiet.records
 
-    results = [run_cycle(cfg, day, engine="direct") for day in days[2:5]]
-    last = run_cycle(cfg, days[5], engine="kfp-local", log_path=str(tmp_path / "d5.log"))
-    results.append(last)
+    results = [run_cycle(cfg, day, engine="direct") for day in days[2:]]
     assert all(r.exit_code == 0 for r in results), [r.lines() for r in results]
     evaluations = [r.records["evaluate"]["report"] for r in results]
     assert all(e["comparison"]["metric"] == "average_precision" for e in evaluations)
