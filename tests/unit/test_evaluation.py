@@ -40,6 +40,7 @@ def _sk_classification(y: np.ndarray, scores: np.ndarray, classes: list[Any]) ->
         positive = y == classes[1]
         out["roc_auc"] = skm.roc_auc_score(positive, scores[:, 1])
         out["brier"] = skm.brier_score_loss(positive, scores[:, 1])
+        out["average_precision"] = skm.average_precision_score(positive, scores[:, 1])
     else:
         out["roc_auc"] = skm.roc_auc_score(
             y, scores, multi_class="ovr", average="macro", labels=classes
@@ -79,7 +80,7 @@ def _regression(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def test_metrics_agree_with_scikit_learn() -> None:
     y, s = _binary(300, 1)
     got = compute_metrics("classification", y, s, [0, 1])
-    assert list(got) == ["roc_auc", "accuracy", "log_loss", "f1", "brier"]
+    assert list(got) == ["roc_auc", "accuracy", "log_loss", "f1", "brier", "average_precision"]
     assert got == pytest.approx(_sk_classification(y, s, [0, 1]), rel=1e-12)
     # A 1-D positive-class probability means the same as the two columns.
     assert compute_metrics("classification", y, s[:, 1], [0, 1]) == pytest.approx(got)
@@ -480,7 +481,7 @@ def test_evaluate_blesses_a_better_challenger(models: dict[str, Any]) -> None:
     )
     assert r.blessed, r.reason
     recent = r.metrics["challenger"]["recent"]
-    assert set(recent) == {"roc_auc", "accuracy", "log_loss", "f1", "brier"}
+    assert set(recent) == {"roc_auc", "accuracy", "log_loss", "f1", "brier", "average_precision"}
     assert recent["roc_auc"] > 0.8 and r.metrics["champion"]["recent"]["roc_auc"] < 0.65
     lower, upper = r.comparison["recent_ci"]
     assert 0 < lower <= r.comparison["recent_gain"] <= upper

@@ -38,19 +38,18 @@ import pandas as pd
 from retrain import steps
 from retrain.backtest.cache import TrainingCache
 from retrain.backtest.policies import PolicySpec
+from retrain.backtest.scoring import score_model
 from retrain.backtest.timing import ReplayOptions, newest_labelled_window
 from retrain.config import Config, parse_duration
 from retrain.data.io import from_parquet_bytes, read_source
 from retrain.data.windows import as_of_text, parse_window
 from retrain.errors import RetrainError
-from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics
-from retrain.labels.join import join_labels
+from retrain.evaluation.metrics import GREATER_IS_BETTER
 from retrain.registry import MODEL_CARD_FILE, Registry
 from retrain.rollout.controller import RolloutController
 from retrain.steps.records import NO_NEW_DATA
 from retrain.storage import Storage, open_storage
 from retrain.training.artifact import ModelCard, load_model_dir, load_registered_model
-from retrain.training.model import predict_scores
 from retrain.triggers.policy import PolicyState, Signal, decide
 
 __all__ = [
@@ -149,22 +148,6 @@ def _window_seconds(cfg: Config) -> int:
     if cfg.data.time_kind == "period":
         return _PERIOD_SECONDS * int(cfg.data.window_size)
     return parse_duration(cfg.data.window_size)
-
-
-def score_model(
-    cfg: Config, model: Any, events: pd.DataFrame, labels: pd.DataFrame
-) -> tuple[float, int]:
-    """The primary metric of `model` on a window's events joined to their labels, and the rows."""
-    labelled = join_labels(cfg, events, labels).labelled
-    if labelled.empty:
-        return math.nan, 0
-    scores = predict_scores(model, labelled, cfg)
-    classes = list(getattr(model, "classes_", [])) or None
-    if cfg.task == "classification" and classes is not None:
-        known = labelled[cfg.target].isin(classes).to_numpy()
-        labelled, scores = labelled[known], scores[known]  # a class never seen cannot be scored
-    values = compute_metrics(cfg.task, labelled[cfg.target], scores, classes)
-    return values[cfg.primary_metric], len(labelled)
 
 
 def replay_policy(

@@ -2,7 +2,9 @@
 
 ``python -m retrain.backtest.standard OUT_DIR`` writes ``backtest-loans.*`` (the demo data:
 river Agrawal, abrupt concept and data drift at week 6) and ``backtest-housing.*`` (river
-FriedmanDrift, global abrupt drift at week 5) as Markdown, JSON and PNG into OUT_DIR.
+FriedmanDrift, global abrupt drift at week 5) and ``backtest-fraud.*`` (daily card
+transactions, a new fraud pattern from day 7 of 14 whose rate rises daily) as Markdown, JSON and PNG
+into OUT_DIR. ``python -m retrain.backtest.standard OUT_DIR fraud`` runs the named cases only.
 
 Both replay labels by their own times. House sales come 3 to 60 days after the listing, so a
 week's labels pass ``labels.min_coverage`` (90%) only about nine weeks after it ends: the
@@ -15,11 +17,13 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from retrain.backtest.policies import parse_policies
 from retrain.backtest.run import run_backtest, select_windows
 from retrain.config import load_config
+from retrain.errors import ValidationError
 
 __all__ = ["main", "run_standard"]
 
@@ -28,19 +32,36 @@ POLICIES = "never,every:3,drift,continuous,always,always@weighted,full_refit"
 HOUSING_WEEKS = 20
 
 
-def run_standard(out_dir: Path, work: Path) -> list[Path]:
-    """Generate both streams under `work`, backtest them, write the outputs into `out_dir`."""
+#: Days of the fraud stream and its change point (a day index): chargebacks come one to six
+#: days after a transaction, so a week after the change leaves time to react and recover.
+FRAUD_DAYS = 14
+FRAUD_CHANGE_DAY = 7
+CASES = ("loans", "housing", "fraud")
+
+
+def run_standard(out_dir: Path, work: Path, names: Sequence[str] = CASES) -> list[Path]:
+    """Generate the named streams under `work`, backtest them, write the outputs into
+    `out_dir`."""
+    from retrain.data.cases import generate_fraud
     from retrain.data.demo import generate_housing, generate_loans
 
-    cases = [
-        ("loans", generate_loans(work / "loans"), "6", 0.8),
-        ("housing", generate_housing(work / "housing", windows=HOUSING_WEEKS), None, None),
-    ]
+    unknown = sorted(set(names) - set(CASES))
+    if unknown:
+        raise ValidationError(f"unknown standard backtest(s) {unknown}; choose from {CASES}")
+    generators: dict[str, Callable[[Path], tuple[Path, int, float | None]]] = {
+        "loans": lambda w: (generate_loans(w), 6, 0.8),
+        "housing": lambda w: (generate_housing(w, windows=HOUSING_WEEKS), 5, None),
+        "fraud": lambda w: (
+            generate_fraud(w, windows=FRAUD_DAYS, drift_window=FRAUD_CHANGE_DAY),
+            FRAUD_CHANGE_DAY,
+            None,
+        ),
+    }
     written = []
-    for name, config_path, drift, slo in cases:
+    for name in [n for n in CASES if n in names]:
+        config_path, drift_index, slo = generators[name](work / name)
         cfg = load_config(config_path)
-        if drift is None:  # housing windows are weeks from 2024-01-01; drift at week 5
-            drift = select_windows(cfg)[5]
+        drift = select_windows(cfg)[drift_index]
         run_backtest(
             cfg,
             parse_policies(POLICIES),
@@ -62,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args[0] if args else "benchmarks/results")
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="retrain-backtest-") as tmp:
-        for path in run_standard(out, Path(tmp)):
+        for path in run_standard(out, Path(tmp), args[1:] or CASES):
             print(f"wrote {path}")
     return 0
 

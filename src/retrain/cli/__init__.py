@@ -306,9 +306,14 @@ def _demo_check(cfg: Config) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from retrain.data import demo
+    from retrain.data import cases, demo
 
-    fn = demo.generate_loans if args.case == "loans" else demo.generate_housing
+    generators = {
+        "loans": demo.generate_loans,
+        "housing": demo.generate_housing,
+        "fraud": cases.generate_fraud,
+    }
+    fn = generators[args.case]
     path = fn(Path(args.out), seed=args.seed)
     _print(f"wrote {args.case} data and config: {path}")
     return EXIT_OK
@@ -365,7 +370,7 @@ def _parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_demo)
 
     g = sub.add_parser("generate", help="write a demo dataset and its config")
-    g.add_argument("--case", choices=["loans", "housing"], default="loans")
+    g.add_argument("--case", choices=["loans", "housing", "fraud"], default="loans")
     g.add_argument("--out", required=True)
     g.add_argument("--seed", type=int, default=7)
     g.set_defaults(func=_cmd_generate)

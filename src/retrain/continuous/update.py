@@ -444,7 +444,8 @@ def _champion_score(cfg: Config, champion: Pipeline, new: pd.DataFrame) -> float
     ):
         return None
     scores = predict_scores(champion, labelled, cfg)
-    value = compute_metrics(cfg.task, labelled[cfg.target], scores, classes).get(cfg.primary_metric)
+    metric = cfg.primary_metric
+    value = compute_metrics(cfg.task, labelled[cfg.target], scores, classes, (metric,)).get(metric)
     return float(value) if value is not None and np.isfinite(value) else None
 
 

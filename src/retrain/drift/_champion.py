@@ -69,7 +69,7 @@ def _importances(
         return predict_scores(model, X, cfg)
 
     def score(scores: np.ndarray) -> float:
-        return sign * compute_metrics(cfg.task, y, scores, classes)[metric]
+        return sign * compute_metrics(cfg.task, y, scores, classes, (metric,))[metric]
 
     X = feature_frame(rows, cfg)
     repeats = cfg.drift.importance_repeats

@@ -262,14 +262,14 @@ def check_performance(
     y, s = y[known].reset_index(drop=True), s[known]
     if len(y) < 2:
         return None
-    current = compute_metrics(task, y, s, classes)[metric]
+    current = compute_metrics(task, y, s, classes, (metric,))[metric]
     if not math.isfinite(current):
         return None
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(n_boot):
         pick = rng.integers(0, len(y), size=len(y))
-        v = compute_metrics(task, y.iloc[pick], s[pick], classes)[metric]
+        v = compute_metrics(task, y.iloc[pick], s[pick], classes, (metric,))[metric]
         if math.isfinite(v):
             values.append(v)
     alpha = (1.0 - confidence) / 2.0

@@ -255,7 +255,7 @@ def build_profile(
         if cfg.task == "classification":
             estimated = estimate_performance(scores).value
         if labels is not None:
-            metrics = _metrics(cfg.task, labels, scores, class_list)
+            metrics = _metrics(cfg.task, labels, scores, class_list, cfg.primary_metric)
         if (
             cfg.task == "classification"
             and cfg.drift.calibrate_estimate
@@ -284,7 +284,9 @@ def build_profile(
     )
 
 
-def _metrics(task: str, labels: Any, scores: Any, classes: list[Any] | None) -> dict[str, float]:
+def _metrics(
+    task: str, labels: Any, scores: Any, classes: list[Any] | None, metric: str
+) -> dict[str, float]:
     y = pd.Series(labels).reset_index(drop=True)
     s = np.asarray(scores, dtype=float)
     if len(y) != len(s):
@@ -292,7 +294,7 @@ def _metrics(task: str, labels: Any, scores: Any, classes: list[Any] | None) -> 
     known = y.notna().to_numpy()
     if known.sum() == 0:
         return {}
-    return compute_metrics(task, y[known], s[known], classes)
+    return compute_metrics(task, y[known], s[known], classes, (metric,))
 
 
 def _importances(raw: dict[str, float] | None, features: Mapping[str, str]) -> dict[str, float]:

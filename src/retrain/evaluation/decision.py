@@ -44,13 +44,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NOT_ENOUGH_ROWS", "EvaluationResult", "Gate", "GateInputs", "decide"]
+__all__ = [
+    "NOT_ENOUGH_POSITIVES",
+    "NOT_ENOUGH_ROWS",
+    "EvaluationResult",
+    "Gate",
+    "GateInputs",
+    "decide",
+]
 
 # Float noise must not fail a gate that is met exactly (an identical model has gain 0.0).
 _EPS = 1e-12
 
 #: The reason's words and the outcome when the gates cannot decide.
 NOT_ENOUGH_ROWS = "not enough evaluation rows"
+#: The reason's words when the evaluation rows hold too few of the rarer class.
+NOT_ENOUGH_POSITIVES = "not enough positives"
 
 
 @dataclass(frozen=True)

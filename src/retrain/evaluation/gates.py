@@ -17,6 +17,7 @@ from sklearn.pipeline import Pipeline
 from retrain.config import Config
 from retrain.errors import ValidationError
 from retrain.evaluation.decision import (
+    NOT_ENOUGH_POSITIVES,
     NOT_ENOUGH_ROWS,
     EvaluationResult,
     Gate,
@@ -28,7 +29,9 @@ from retrain.evaluation.metrics import (
     bootstrap_difference,
     compute_metrics,
     confusion,
+    is_metric,
     metric_names,
+    positive_count,
 )
 from retrain.training.model import predict_scores
 
@@ -54,8 +57,10 @@ def evaluate_challenger(
             or a model that cannot score the holdout.
     """
     metric = cfg.primary_metric
-    allowed = metric_names(cfg.task, n_classes=2)
-    if metric not in allowed:
+    if not is_metric(metric, cfg.task):
+        allowed = metric_names(cfg.task, n_classes=2)
+        if cfg.task == "classification":
+            allowed.append("recall_at_precision_<P> (P in 1-99)")
         raise ValidationError(
             f"evaluation.metric: '{metric}' is not a {cfg.task} metric; choose one of {allowed}"
         )
@@ -71,10 +76,13 @@ def evaluate_challenger(
     classes: list[Any] | None = None
     if cfg.task == "classification":
         classes = _class_union(challenger, champion, [f[cfg.target] for f in frames.values()])
-        if metric == "brier" and len(classes) != 2:
+        if not is_metric(metric, cfg.task, len(classes)):
             raise ValidationError(
-                f"evaluation.metric: brier needs a binary problem, found {len(classes)} classes"
+                f"evaluation.metric: {metric} needs a binary problem, found {len(classes)} classes"
             )
+        positives = positive_count(recent[cfg.target], classes)
+        if positives < ev.min_positives and not (champion is None and ev.floor is None):
+            return _not_enough_positives(cfg, champion is None, len(recent), positives)
 
     models = {"challenger": challenger}
     if champion is not None:
@@ -85,12 +93,18 @@ def evaluate_challenger(
         for holdout, frame in frames.items():
             s = _scores(model, frame, cfg, classes, f"{model_name} model on the {holdout} holdout")
             scores[model_name][holdout] = s
-            metrics[model_name][holdout] = compute_metrics(cfg.task, frame[cfg.target], s, classes)
+            metrics[model_name][holdout] = compute_metrics(
+                cfg.task, frame[cfg.target], s, classes, extra=(metric,)
+            )
 
     def value(model_name: str, holdout: str) -> float | None:
         if model_name not in metrics or holdout not in frames:
             return None
         return float(metrics[model_name][holdout][metric])
+
+    stratify = ev.stratified_bootstrap
+    if stratify is None:
+        stratify = metric == "average_precision" or metric.startswith("recall_at_precision_")
 
     def interval(holdout: str) -> tuple[float, float] | None:
         """The paired bootstrap interval of the challenger's gain on one evaluation set."""
@@ -106,6 +120,7 @@ def evaluate_challenger(
             n=ev.bootstrap_samples,
             confidence=ev.confidence,
             seed=seed,
+            stratify=stratify,
         )
         return (lower, upper)
 
@@ -132,6 +147,9 @@ def evaluate_challenger(
     comparison = dict(result.comparison)
     comparison["rows"] = {name: len(frame) for name, frame in frames.items()}
     comparison["bootstrap_samples"] = ev.bootstrap_samples if champion is not None else 0
+    comparison["stratified_bootstrap"] = bool(stratify)
+    if classes is not None:
+        comparison["recent_positives"] = positive_count(recent[cfg.target], classes)
     matrix: dict[str, Any] | None = None
     if classes is not None:
         comparison["classes"] = [_jsonable(c) for c in classes]
@@ -162,6 +180,29 @@ def _no_recent_rows(cfg: Config, first_model: bool) -> EvaluationResult:
     return EvaluationResult(
         False, reason, [gate], {}, {**comparison, "outcome": "undecided"}, undecided=True
     )
+
+
+def _not_enough_positives(
+    cfg: Config, first_model: bool, rows: int, positives: int
+) -> EvaluationResult:
+    """The verdict when the recent rows hold fewer of the rarer class than min_positives."""
+    ev = cfg.evaluation
+    detail = (
+        f"{positives} label(s) of the rarer class in {rows} recent evaluation rows, fewer than "
+        f"evaluation.min_positives {ev.min_positives}"
+    )
+    comparison: dict[str, Any] = {
+        "metric": cfg.primary_metric,
+        "first_model": first_model,
+        "recent_rows": rows,
+        "recent_positives": positives,
+        "min_positives": ev.min_positives,
+        "rows": {"recent": rows},
+        "outcome": "undecided",
+    }
+    gate = Gate("evaluation_positives", False, detail, decided=False)
+    reason = f"{detail}: undecided, {NOT_ENOUGH_POSITIVES}"
+    return EvaluationResult(False, reason, [gate], {}, comparison, undecided=True)
 
 
 def _check_holdout(frame: pd.DataFrame, cfg: Config, name: str) -> None:

@@ -7,6 +7,13 @@ the bootstrap *paired*: the noise both models share cancels in their difference.
 
 Classification scores are class probabilities, one column per entry of `classes`
 (as `predict_proba` returns them, columns in `model.classes_` order).
+
+For rare events (fraud) two binary metrics judge the positive class ``classes[1]`` alone:
+``average_precision`` (the area under the precision-recall curve, as scikit-learn's
+`average_precision_score` computes it) and ``recall_at_precision_<P>``, the largest recall at
+which precision is at least P percent (``recall_at_precision_90``: the share of frauds caught
+while at most one alert in ten is a false alarm). The level is part of the name, so every place
+that takes a metric name (gates, drift, backtests) takes any level.
 """
 
 from __future__ import annotations
@@ -22,40 +29,86 @@ import pandas as pd
 from scipy.stats import t as student_t
 
 from retrain.errors import ValidationError
-from retrain.settings.evaluation import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from retrain.settings.evaluation import (
+    CLASSIFICATION_METRICS,
+    RECALL_AT_PRECISION,
+    REGRESSION_METRICS,
+)
 
 Floats = npt.NDArray[np.float64]
 
 __all__ = [
     "CLASSIFICATION_METRICS",
     "GREATER_IS_BETTER",
+    "RARE_EVENT_METRICS",
     "REGRESSION_METRICS",
     "bootstrap_difference",
     "compute_metrics",
     "confusion",
+    "is_metric",
     "metric_names",
+    "positive_count",
 ]
 
-GREATER_IS_BETTER: dict[str, bool] = {
-    "roc_auc": True,
-    "accuracy": True,
-    "f1": True,
-    "log_loss": False,
-    "brier": False,
-    "rmse": False,
-    "mae": False,
-    "r2": True,
-}
+#: Binary-only metrics of the positive class; `recall_at_precision_<P>` takes any P in 1-99.
+RARE_EVENT_METRICS = ("average_precision", "recall_at_precision_<P>")
+
+_RECALL_AT_PRECISION = RECALL_AT_PRECISION
+_BINARY_ONLY = frozenset({"brier", "average_precision"})
+
+
+class _Directions(dict[str, bool]):
+    """Metric name -> greater is better; also answers for every `recall_at_precision_<P>`."""
+
+    def __missing__(self, key: str) -> bool:
+        if isinstance(key, str) and _RECALL_AT_PRECISION.fullmatch(key):
+            return True
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key) or (
+            isinstance(key, str) and _RECALL_AT_PRECISION.fullmatch(key) is not None
+        )
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
+GREATER_IS_BETTER: dict[str, bool] = _Directions(
+    {
+        "roc_auc": True,
+        "accuracy": True,
+        "f1": True,
+        "log_loss": False,
+        "brier": False,
+        "average_precision": True,
+        "rmse": False,
+        "mae": False,
+        "r2": True,
+    }
+)
 
 # Bootstrap weight matrices are processed in chunks of about this many cells (8 bytes each).
 _CHUNK_CELLS = 2_000_000
 
 
 def metric_names(task: str, n_classes: int = 2) -> list[str]:
-    """The metrics `compute_metrics` returns for a task (brier only for binary problems)."""
+    """The metrics `compute_metrics` returns for a task (brier and average_precision only for
+    binary problems; a `recall_at_precision_<P>` only when asked for)."""
     if task == "regression":
         return list(REGRESSION_METRICS)
-    return [m for m in CLASSIFICATION_METRICS if m != "brier" or n_classes == 2]
+    return [m for m in CLASSIFICATION_METRICS if m not in _BINARY_ONLY or n_classes == 2]
+
+
+def is_metric(name: str, task: str, n_classes: int = 2) -> bool:
+    """Whether `name` is a metric of `task` (including any `recall_at_precision_<P>` level)."""
+    if name in metric_names(task, n_classes):
+        return True
+    binary = task == "classification" and n_classes == 2
+    return binary and _RECALL_AT_PRECISION.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)
@@ -126,6 +179,16 @@ def _weighted(metric: str, p: _Prepared, w: Floats) -> Floats:
                 return np.asarray(w @ (p.scores[:, 1] - (p.y == 1)) ** 2 / total, dtype=np.float64)
             if metric == "f1":
                 return _macro_f1(p, pred, w)
+            level = _RECALL_AT_PRECISION.fullmatch(metric)
+            if metric == "average_precision" or level:
+                if p.n_classes != 2:
+                    raise ValidationError(
+                        f"{metric} is defined here for binary classification only"
+                    )
+                curve = _precision_recall(p.scores[:, 1], p.y == 1, w)
+                if level:
+                    return _recall_at_precision(curve, int(level.group(1)) / 100.0)
+                return _average_precision(curve)
             if metric == "roc_auc":
                 if p.n_classes == 2:
                     return _auc(p.scores[:, 1], p.y == 1, w)
@@ -178,23 +241,79 @@ def _auc(score: Floats, positive: npt.NDArray[np.bool_], w: Floats) -> Floats:
     return np.where(pairs > 0, wins / np.where(pairs > 0, pairs, 1.0), np.nan)
 
 
+@dataclass(frozen=True)
+class _Curve:
+    """Weighted precision-recall points at each distinct score, highest threshold first."""
+
+    tp: Floats  # (resamples, thresholds) weight of positives scored at or above each threshold
+    fp: Floats
+    positives: Floats  # (resamples,) total positive weight
+
+
+def _precision_recall(score: Floats, positive: npt.NDArray[np.bool_], w: Floats) -> _Curve:
+    order = np.argsort(-score, kind="mergesort")
+    s = score[order]
+    pos = positive[order].astype(float)
+    ws = w[:, order]
+    # One point per tie group of equal scores: its last sorted position.
+    ends = np.r_[np.flatnonzero(s[1:] != s[:-1]), len(s) - 1]
+    tp = np.cumsum(ws * pos, axis=1)[:, ends]
+    fp = np.cumsum(ws * (1.0 - pos), axis=1)[:, ends]
+    return _Curve(tp, fp, tp[:, -1])
+
+
+def _average_precision(c: _Curve) -> Floats:
+    """Sum over thresholds of the recall step times the precision there (scikit-learn's
+    definition, no interpolation); NaN without positive weight."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(c.tp + c.fp > 0, c.tp / (c.tp + c.fp), 1.0)
+        gained = np.diff(np.concatenate([np.zeros((c.tp.shape[0], 1)), c.tp], axis=1), axis=1)
+        ap = (gained * precision).sum(axis=1) / c.positives
+    return np.asarray(np.where(c.positives > 0, ap, np.nan), dtype=np.float64)
+
+
+def _recall_at_precision(c: _Curve, level: float) -> Floats:
+    """The largest recall among thresholds whose precision reaches `level` (0 if none does);
+    NaN without positive weight."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(c.tp + c.fp > 0, c.tp / (c.tp + c.fp), 0.0)
+        recall = np.where(precision >= level - 1e-12, c.tp, 0.0).max(axis=1) / c.positives
+    return np.asarray(np.where(c.positives > 0, recall, np.nan), dtype=np.float64)
+
+
+def positive_count(y_true: Any, classes: Sequence[Any]) -> int:
+    """How many labels are the rarer of two classes (the positives a rare-event metric rests
+    on); for more than two classes, the count of the rarest class."""
+    index = pd.Index(list(classes))
+    codes = np.asarray(index.get_indexer(pd.Series(y_true).to_numpy()))
+    counts = np.bincount(codes[codes >= 0], minlength=len(classes))
+    return int(counts.min()) if len(counts) else 0
+
+
 def compute_metrics(
-    task: str, y_true: Any, scores: Any, classes: Sequence[Any] | None = None
+    task: str,
+    y_true: Any,
+    scores: Any,
+    classes: Sequence[Any] | None = None,
+    extra: Sequence[str] = (),
 ) -> dict[str, float]:
-    """All metrics of a task.
+    """All metrics of a task, plus any named in `extra` (e.g. ``recall_at_precision_90``).
 
     Classification: roc_auc (binary: positive = ``classes[1]``; multiclass: one-vs-rest, macro
-    over classes present), accuracy, log_loss, f1 (macro) and, for binary, brier.
-    Regression: rmse, mae, r2. An undefined value (e.g. AUC with one class) is NaN.
+    over classes present), accuracy, log_loss, f1 (macro) and, for binary, brier and
+    average_precision. Regression: rmse, mae, r2. An undefined value (e.g. AUC with one class)
+    is NaN.
 
     Raises:
-        ValidationError: shapes disagree, or labels outside `classes`.
+        ValidationError: shapes disagree, labels outside `classes`, or an unknown `extra`.
     """
     p = _prepare(task, y_true, scores, classes)
     if len(p.y) == 0:
         raise ValidationError("cannot compute metrics on zero rows")
     ones = np.ones((1, len(p.y)))
-    return {m: float(_weighted(m, p, ones)[0]) for m in metric_names(task, p.n_classes)}
+    names = metric_names(task, p.n_classes)
+    names += [m for m in extra if m not in names]
+    return {m: float(_weighted(m, p, ones)[0]) for m in names}
 
 
 def bootstrap_difference(
@@ -207,6 +326,7 @@ def bootstrap_difference(
     n: int,
     confidence: float,
     seed: int,
+    stratify: bool = False,
 ) -> tuple[float, float, float]:
     """Paired bootstrap of the challenger's gain over the champion on one dataset.
 
@@ -221,12 +341,17 @@ def bootstrap_difference(
     (200 resamples), two equally good models were blessed 2.7-3.5% of the time at 100-1,000
     evaluation rows against a nominal 2.5% (benchmarks/decisions/gates.py).
 
+    With `stratify` (classification), each class is resampled within itself, so every
+    resample holds exactly as many positives as the data: with a few dozen positives a plain
+    resample's positive count swings by its square root, and resamples with none are lost.
+
     Returns:
         (gain on the full data, lower, upper) at `confidence`.
     """
     if metric not in GREATER_IS_BETTER:
         raise ValidationError(
-            f"unknown metric '{metric}'; choose one of {sorted(GREATER_IS_BETTER)}"
+            f"unknown metric '{metric}'; choose one of {sorted(GREATER_IS_BETTER)} or "
+            "recall_at_precision_<P>"
         )
     if n < 1 or not 0.0 < confidence < 1.0:
         raise ValidationError(f"need n >= 1 and 0 < confidence < 1, got n={n}, {confidence}")
@@ -243,10 +368,19 @@ def bootstrap_difference(
     point = float(gain(np.ones((1, rows)))[0])
     rng = np.random.default_rng(seed)
     chunk = max(1, _CHUNK_CELLS // rows)
+    strata = (
+        [np.flatnonzero(challenger.y == c) for c in range(challenger.n_classes)]
+        if stratify and task == "classification"
+        else [np.arange(rows)]
+    )
     gains = []
     for start in range(0, n, chunk):
         b = min(chunk, n - start)
-        picks = rng.integers(0, rows, size=(b, rows))
+        # Each stratum's rows are drawn from that stratum only (one stratum: a plain bootstrap).
+        picks = np.concatenate(
+            [idx[rng.integers(0, len(idx), size=(b, len(idx)))] for idx in strata if len(idx)],
+            axis=1,
+        )
         flat = (picks + rows * np.arange(b)[:, None]).ravel()
         w = np.bincount(flat, minlength=b * rows).reshape(b, rows).astype(float)
         gains.append(gain(w))

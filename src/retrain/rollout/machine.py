@@ -21,12 +21,11 @@ Rules, Flagger-style:
   once per doubling of it; with too few labels, or between looks (unless the last look
   passed), a quality check is not evaluated: that analysis neither passes nor fails (it does
   not break a run of failures either), and the step waits;
-- a step that has not progressed within `progress_deadline_seconds` rolls back (this is what
-  ends a canary that never becomes ready, and one whose metrics cannot be read at all); while
-  its quality checks wait for labels that keep arriving, the deadline follows the label rate up
-  to `max_step_seconds` (`retrain.rollout.wait`), and a step still waiting for labels at its
-  deadline ends the rollout `inconclusive`: the canary leaves traffic unjudged (unless a failed
-  look stands against it: then it is rolled back).
+- a step that has not progressed within `progress_deadline_seconds` rolls back (a canary never
+  ready, or whose metrics cannot be read); while its checks wait for labels that keep coming,
+  the deadline follows the label rate up to `max_step_seconds` (`retrain.rollout.wait`); a
+  step still short of labels then ends `inconclusive`: the canary leaves traffic unjudged
+  (rolled back instead if a failed look stands against it).
 """
 
 from __future__ import annotations

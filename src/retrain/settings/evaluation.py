@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import Field, field_validator
 
 from retrain.settings._base import Section
 
-__all__ = ["CLASSIFICATION_METRICS", "REGRESSION_METRICS", "EvaluationConfig", "check_metric"]
+__all__ = [
+    "CLASSIFICATION_METRICS",
+    "RECALL_AT_PRECISION",
+    "REGRESSION_METRICS",
+    "EvaluationConfig",
+    "check_metric",
+]
 
-#: The metrics `retrain.evaluation.metrics.compute_metrics` computes, per task.
-CLASSIFICATION_METRICS = ("roc_auc", "accuracy", "log_loss", "f1", "brier")
+#: The metrics `retrain.evaluation.metrics.compute_metrics` computes, per task; besides
+#: these, a classification metric may be `recall_at_precision_<P>` for any P in 1-99.
+CLASSIFICATION_METRICS = ("roc_auc", "accuracy", "log_loss", "f1", "brier", "average_precision")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
+RECALL_AT_PRECISION = re.compile(r"recall_at_precision_([1-9][0-9]?)")
+
+
+def _known(metric: str, valid: tuple[str, ...]) -> bool:
+    rap = valid is CLASSIFICATION_METRICS and RECALL_AT_PRECISION.fullmatch(metric) is not None
+    return metric in valid or rap
 
 
 def check_metric(metric: str | None, task: str) -> None:
     """A ValueError naming the valid metrics if `metric` is not one of the task's."""
     valid = REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
-    if metric is not None and metric not in valid:
+    if metric is not None and not _known(metric, valid):
         raise ValueError(
             f"evaluation.metric {metric!r} is not a {task} metric; use one of {', '.join(valid)}"
         )
@@ -84,6 +99,25 @@ class EvaluationConfig(Section):
             " undecided rather than rejected. Unset: only min_rows makes a comparison undecided."
         ),
     )
+    min_positives: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Fewest labels of the rarer class (for fraud: frauds) in the recent evaluation rows"
+            " the gates decide on; with fewer, the outcome is undecided, 'not enough positives'"
+            " (not blessed, not rejected). A rare-event metric on a handful of positives moves"
+            " by a whole positive's weight at a time. 0 (default) turns the check off; the"
+            " fraud case uses 30 (false-blessing rates by positive count: README)."
+        ),
+    )
+    stratified_bootstrap: bool | None = Field(
+        default=None,
+        description=(
+            "Resample each class within itself in the gates' bootstrap, so every resample has"
+            " the data's positive count. Unset: on for the rare-event metrics (average_precision,"
+            " recall_at_precision_<P>), off for the others."
+        ),
+    )
     bootstrap_samples: int = Field(
         default=500,
         ge=20,
@@ -95,10 +129,11 @@ class EvaluationConfig(Section):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, v: str | None) -> str | None:
-        known = (*CLASSIFICATION_METRICS, *REGRESSION_METRICS)
-        if v is not None and v not in known:
+        known = _known(v, CLASSIFICATION_METRICS) or _known(v, REGRESSION_METRICS) if v else True
+        if not known:
             raise ValueError(
-                f"unknown metric {v!r}; classification: {', '.join(CLASSIFICATION_METRICS)};"
+                f"unknown metric {v!r}; classification: {', '.join(CLASSIFICATION_METRICS)},"
+                " recall_at_precision_<P> (P in 1-99);"
                 f" regression: {', '.join(REGRESSION_METRICS)}"
             )
         return v

@@ -184,12 +184,38 @@ def fit_model(
         problems.append(f"target '{cfg.target}' has fewer than 2 classes in the training data")
     if problems:
         raise ValidationError("cannot train on this data", problems)
+    if cfg.task == "classification":
+        _match_class_weight_keys(model, y)
     try:
         model.fit(X, y, **fit_params)
     except ValueError as err:
         # The estimator rejected the data or a parameter value: the config or data must change.
         raise ValidationError(f"fitting {cfg.model.estimator} failed: {err}") from None
     return model
+
+
+def _match_class_weight_keys(model: Pipeline, y: pd.Series) -> None:
+    """Key `class_weight` by the target's own class values.
+
+    A config travels as YAML text (the pipeline parameter), where mapping keys come back as
+    strings: ``{0: 1, 1: 50}`` arrives as ``{"0": 1, "1": 50}``, which scikit-learn would not
+    match to the integer classes. Keys are matched to classes by their text.
+
+    Raises:
+        ValidationError: a key that names no class of the target.
+    """
+    estimator = model.steps[-1][1]
+    weights = getattr(estimator, "class_weight", None)
+    if not isinstance(weights, dict):
+        return
+    by_text = {str(c): c for c in pd.unique(y.dropna())}
+    unknown = sorted(str(k) for k in weights if str(k) not in by_text)
+    if unknown:
+        raise ValidationError(
+            f"model.params.class_weight: {unknown} are not classes of the target; "
+            f"its classes are {sorted(by_text)}"
+        )
+    estimator.set_params(class_weight={by_text[str(k)]: w for k, w in weights.items()})
 
 
 def predict_scores(model: Pipeline, df: pd.DataFrame, cfg: Config) -> np.ndarray:
