@@ -112,7 +112,7 @@ def test_component_is_a_thin_adapter_without_runtime_install() -> None:
     component = container_components("r.example/retrain:1.0").ops["rollout"]
     spec = component.component_spec
     assert set(spec.inputs) == {"config_yaml", "run_id", "max_seconds"}
-    assert set(spec.outputs) == {"report", "details", "summary"}
+    assert set(spec.outputs) == {"report", "html", "details", "summary"}
     container = spec.implementation.container
     assert container.image == "r.example/retrain:1.0"
     assert container.command == ["python", "-m", "retrain_components.launcher"]
