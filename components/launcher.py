@@ -98,6 +98,14 @@ def run_step(step: str, call: StepCall) -> StepResult:
         target = Path(call.paths[name])
         if not target.exists():
             target.write_text(json.dumps(metadata, indent=2, sort_keys=True))
+    if result.details.get("skipped"):
+        # No new data: the step wrote none of its outputs. A marker gives KFP a file to upload
+        # (the later steps skip without reading it).
+        marker = json.dumps(dict(result.details), indent=2, default=str, sort_keys=True)
+        for name in INTERFACES[step].output_artifacts():
+            target = Path(call.paths[name])
+            if not target.exists():
+                target.write_text(marker)
     return result
 
 

@@ -10,7 +10,10 @@ __all__ = ["run"]
 
 
 def run(call: StepCall) -> StepResult:
-    """Writes model.skops, model.json (card with sha256), profile.json and the two holdouts."""
+    """Writes model.skops, model.json (card with sha256), profile.json and the two holdouts.
+
+    Skipped (no new data): writes none of them; `run_step` leaves a marker in their place.
+    """
     v, p = call.values, call.paths
     outcome = steps.train(
         v["config_yaml"],
@@ -21,5 +24,7 @@ def run(call: StepCall) -> StepResult:
         p["holdout"],
         **call.report_paths(),
     )
-    metadata = {"model": {"version": outcome.details["version"]}}
+    # A skipped step (no new data) trained no model: there is no version to tag it with.
+    version = outcome.details.get("version")
+    metadata = {"model": {"version": version}} if version is not None else {}
     return StepResult({"summary": outcome.summary}, outcome.details, metadata)

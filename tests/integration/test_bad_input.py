@@ -1,5 +1,7 @@
 """Bad input, end to end through the `retrain` CLI: exit code 2, a message that names the
 problem, and nothing written by the failed run to the registry or the GitOps repository.
+Broken rows within `data.max_quarantine_share` are the exception: quarantined, and the run
+continues.
 
 Every case starts from the loans demo with a champion (window 0 run and deployed), breaks one
 input, and runs the next window. The demo and its champion are built once per module and
@@ -204,21 +206,47 @@ def test_missing_column_in_the_new_window_only(
     assert_untouched(before, registry_state(demo))
 
 
-def test_strings_in_a_numeric_column(demo: Demo, capsys: pytest.CaptureFixture[str]) -> None:
-    def salary_as_text(df: pd.DataFrame) -> pd.DataFrame:
-        text = df["salary"].astype(str)
-        text.iloc[[3, 50, 51, 120, 200, 333, 399]] = "n/a"
-        return df.assign(salary=text)
+def _salary_as_text(df: pd.DataFrame) -> pd.DataFrame:
+    """Seven of the window's 400 rows with 'n/a' for a salary: broken rows, not a broken column."""
+    text = df["salary"].astype(str)
+    text.iloc[[3, 50, 51, 120, 200, 333, 399]] = "n/a"
+    return df.assign(salary=text)
 
-    rewrite_parquet(week_file(demo.events, 1), salary_as_text)
+
+def test_strings_in_a_numeric_column_are_quarantined(
+    demo: Demo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 7 of 400 rows (1.75%) is under data.max_quarantine_share (5%): the rows are set aside
+    # with their reason and the window proceeds without them.
+    rewrite_parquet(week_file(demo.events, 1), _salary_as_text)
+
+    code, out = run_window(demo, "1", capsys)
+
+    assert code == 0, out
+    assert "ingest    ok window 1: 393 rows passed schema checks; 7 rows quarantined" in out
+    quarantined = pd.read_parquet(demo.store / "quarantine" / "1.parquet")
+    assert len(quarantined) == 7
+    assert set(quarantined["salary"]) == {"n/a"}
+    assert (demo.store / "datasets" / "1").exists()  # the rest of the window entered history
+
+
+def test_strings_in_a_numeric_column_over_the_quarantine_share(
+    demo: Demo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = demo.config.read_text()
+    assert "max_quarantine_share" not in text
+    limit = "  max_quarantine_share: 0.01\n  min_rows:"  # 1.75% is now over the share
+    demo.config.write_text(text.replace("  min_rows:", limit, 1))
+    rewrite_parquet(week_file(demo.events, 1), _salary_as_text)
     before = registry_state(demo)
 
     code, out = run_window(demo, "1", capsys)
 
     assert code == 2
     assert failed_line("ingest") in out
-    assert "column 'salary' is numeric but has 7 values that are not numbers" in out
-    assert "e.g. 'n/a'" in out
+    assert "(7 of 400) are broken, more than data.max_quarantine_share 1.0%" in out
+    assert "'salary' is not a finite number: 7 rows" in out
+    assert not (demo.store / "quarantine" / "1.parquet").exists()
     assert not (demo.store / "datasets" / "1").exists()
     assert_untouched(before, registry_state(demo))
 

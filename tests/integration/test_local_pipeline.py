@@ -214,3 +214,19 @@ def test_regression_use_case_runs_from_its_config_alone(tmp_path: Path) -> None:
     assert report["champion"] == first_version
     assert report["comparison"]["metric"] == "rmse"
     assert report["comparison"]["greater_is_better"] is False
+
+
+def test_an_empty_window_is_no_new_data_under_kfp_local(tmp_path: Path) -> None:
+    """No rows in the window: exit 0, every later step skipped, each with its HTML report."""
+    cfg = load_config(generate_loans(tmp_path, windows=2, rows_per_window=200, drift_window=1))
+    result = run_cycle(cfg, "9", engine="kfp-local", log_path=str(tmp_path / "w9.log"))
+
+    assert result.exit_code == 0, result.lines()
+    assert "no new data" in result.records["ingest"]["summary"]
+    for step in ("label", "train", "evaluate"):
+        assert result.records[step]["status"] == "skipped", (step, result.lines())
+    assert not result.blessed and "deploy" not in result.records  # the blessed gate held
+    assert Registry(open_storage(cfg.storage_root), cfg.name).versions() == []
+    (kfp_run,) = _kfp_runs(cfg)
+    for step in ("ingest", "label", "train", "evaluate"):
+        assert "no new data" in (kfp_run / step / "html").read_text(encoding="utf-8"), step

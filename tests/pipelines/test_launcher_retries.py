@@ -28,6 +28,7 @@ require("kfp", "the pipeline is compiled with the KFP SDK (extra 'kfp')")
 
 from retrain_components import launcher  # noqa: E402
 from retrain_components._call import StepCall, StepResult  # noqa: E402
+from retrain_components._interface import INTERFACES  # noqa: E402
 from retrain_pipelines import compile_pipeline  # noqa: E402
 
 IMAGE = "registry.example.com/retrain/retrain:9.9.9"
@@ -66,7 +67,7 @@ def _executor_input(tmp: Path, config_yaml: str, window: str) -> dict[str, Any]:
         },
         "outputs": {
             "parameters": {"summary": {"outputFile": str(tmp / "out" / "summary")}},
-            "artifacts": {n: art(n) for n in ("dataset", "report", "details")},
+            "artifacts": {n: art(n) for n in INTERFACES["ingest"].output_artifacts()},
             "outputFile": str(tmp / "out" / "executor_output.json"),
         },
     }

@@ -196,9 +196,14 @@ def test_a_rolled_back_version_is_not_deployed_again_by_a_rerun(
     version = deploy(cfg, "r1", a, applier).version
     RolloutController(cfg, store, applier=applier).roll_back("bad canary")
 
-    outcome = deploy(cfg, "r2", b, applier)  # the window re-run after the rollback
+    html = tmp_path / "deploy.html"  # the step's HTML artifact (the KFP UI shows it)
+    outcome = steps.deploy(  # the window re-run after the rollback
+        cfg.to_yaml(), "r2", str(b), applier_factory=lambda c: applier, html_path=str(html)
+    )
 
     assert outcome.alias == "none" and "rolled back" in outcome.summary
+    assert "not deployed again" in html.read_text(encoding="utf-8")
+    assert store.read_text("runs/r2/deploy.html") == html.read_text(encoding="utf-8")
     assert reg.get_alias("canary").version is None
     assert applier.versions() == {"champion": "v0"}
     assert len([e for e in events_of(reg, "canary_started") if e["version"] == version]) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -53,3 +54,16 @@ def test_every_top_level_module_is_in_a_layer() -> None:
         if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()
     }
     assert top - named == set(), "name them in a layer of [tool.importlinter]"
+
+
+def test_every_test_the_readme_names_exists() -> None:
+    # The Reliability table points at the test that shows each claim: `file::test_name`.
+    refs = set(re.findall(r"`(tests/[\w/.-]+\.py)::(\w+)", (REPO / "README.md").read_text()))
+    assert refs, "the README names its tests as `tests/<file>.py::<test>`"
+    dangling = sorted(
+        f"{file}::{name}"
+        for file, name in refs
+        if not (REPO / file).is_file()
+        or not re.search(rf"^\s*def {name}\(", (REPO / file).read_text(), re.M)
+    )
+    assert dangling == [], f"the README names tests that do not exist: {dangling}"

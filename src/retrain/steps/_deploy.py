@@ -84,7 +84,14 @@ def deploy(
                 "predictors": [],
                 "detail": summary,
             }
-            finish_step(rec, report_path, summary, details, f"# Deploy: skipped\n\n{summary}\n")
+            finish_step(
+                rec,
+                report_path,
+                summary,
+                details,
+                f"# Deploy: skipped\n\n{summary}\n",
+                html_path=html_path,
+            )
             return DeployOutcome("deploy", summary, details, version=version, alias="none")
         adopted = _register_or_adopt(reg, card, Path(model_dir))
         crash_point("deploy:registered")

@@ -53,7 +53,9 @@ def evaluate(
 ) -> EvaluateOutcome:
     """Challenger vs champion on recent and historical holdouts; the gates say blessed or not."""
     cfg, store = load_step_config(config_yaml)
-    if (skipped := skip_step(store, run_id, "evaluate", report_path)) is not None:
+    if (skipped := skip_step(
+        store, run_id, "evaluate", report_path, html_path=html_path
+    )) is not None:
         return EvaluateOutcome("evaluate", skipped.summary, skipped.details, blessed=False)
     with recorded_step(store, run_id, "evaluate") as rec:
         challenger, card = load_model_dir(model_dir)

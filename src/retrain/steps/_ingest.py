@@ -68,10 +68,15 @@ def ingest(
         except EmptyWindow as empty:  # no new data: an outcome the later steps skip on
             write_dataset(dataset_path, pd.DataFrame(), {NO_NEW_DATA: str(empty)})
             summary = f"window {window.id}: no new data, the later steps skip"
-            finish_step(
-                rec, report_path, summary, {NO_NEW_DATA: str(empty)}, f"# Ingest\n\n{empty}\n"
-            )
-            return StepOutcome("ingest", summary, {NO_NEW_DATA: str(empty)})
+            details: dict[str, str] = {NO_NEW_DATA: str(empty)}
+            markdown = f"# Ingest\n\n{empty}\n"
+            if repaired:
+                note = f"finished the rollout decision a crashed run left: {repaired}"
+                summary += f"; {note}"
+                details["repaired"] = str(repaired)
+                markdown += f"\n{note[0].upper()}{note[1:]}.\n"
+            finish_step(rec, report_path, summary, details, markdown, html_path=html_path)
+            return StepOutcome("ingest", summary, details)
         q_key = quarantine_key(window.id)
         if result.quarantined is not None:
             meta = {"window": window.as_dict(), "run_id": run_id}

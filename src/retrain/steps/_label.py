@@ -64,7 +64,9 @@ def label(
     """Join the labels known as of `as_of` by id, check coverage and leakage, add the window
     to history. `now` stands in for the clock when `as_of` is not given (tests)."""
     cfg, store = load_step_config(config_yaml)
-    if (skipped := skip_step(store, run_id, "label", report_path)) is not None:
+    if (skipped := skip_step(
+        store, run_id, "label", report_path, html_path=html_path
+    )) is not None:
         return skipped
     with recorded_step(store, run_id, "label") as rec:
         window_id = parse_window(cfg.data, window_id).id  # one spelling: "01" is "1"

@@ -63,7 +63,9 @@ def train(
 ) -> StepOutcome:
     """Train a challenger on history + the new window at the configured mix."""
     cfg, store = load_step_config(config_yaml)
-    if (skipped := skip_step(store, run_id, "train", report_path)) is not None:
+    if (skipped := skip_step(
+        store, run_id, "train", report_path, html_path=html_path
+    )) is not None:
         return skipped
     with recorded_step(store, run_id, "train") as rec:
         window_id = parse_window(cfg.data, window_id).id  # one spelling: "01" is "1"

@@ -183,7 +183,12 @@ def no_new_data(store: Storage, run_id: str) -> str | None:
 
 
 def skip_step(
-    store: Storage, run_id: str, step: str, report_path: str | None
+    store: Storage,
+    run_id: str,
+    step: str,
+    report_path: str | None,
+    *,
+    html_path: str | None = None,
 ) -> StepOutcome | None:
     """Record `step` as skipped when ingest found no new data; None when there is data.
 
@@ -198,7 +203,12 @@ def skip_step(
         details = {"skipped": True, NO_NEW_DATA: reason}
         rec["status"] = "skipped"
         finish_step(
-            rec, report_path, summary, details, f"# {step.title()}: skipped\n\n{summary}.\n"
+            rec,
+            report_path,
+            summary,
+            details,
+            f"# {step.title()}: skipped\n\n{summary}.\n",
+            html_path=html_path,
         )
     return StepOutcome(step, summary, details)
 
@@ -229,7 +239,14 @@ def finish_step(
     ``runs/<run_id>/<step>.html``) and to `html_path` (the KFP ``HTML`` artifact), if given.
     """
     step = str(record.get("step", ""))
-    html = step_html(step, summary, details, markdown, run_id=str(record.get("run_id", "")))
+    html = step_html(
+        step,
+        summary,
+        details,
+        markdown,
+        run_id=str(record.get("run_id", "")),
+        status=str(record.get("status", "succeeded")),  # "skipped" (no new data) says so
+    )
     record["summary"] = summary
     record["report"] = details
     record["markdown"] = markdown
