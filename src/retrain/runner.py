@@ -25,7 +25,11 @@ The lease lasts ``triggers.lease_ttl`` and nothing renews it meanwhile (the moni
 the leases of KFP runs it can poll). A release that fails is logged, never the cycle's result.
 A run given an explicit window takes the same lease before its first step (unless its caller
 holds it already: ``take_lease=False``, as the monitor's launcher does), so two manual runs
-never replace each other's canary; the second exits 75 naming the holder.
+never replace each other's canary; the second exits 75 naming the holder. The lease names
+this process (host and pid): a run SIGKILLed while holding it cannot release it, and the next
+run on this host takes it over at once instead of exiting 75 until it expires (the lease's
+``taken_over`` keeps the dead holder's; the run's log, and an auto run's resolve record, say
+so), so re-running a killed run converges.
 
 A SIGTERM stops the cycle at a safe point (`retrain.steps.signals`): the step in progress
 records that it was stopped, kfp.local's step processes are stopped too, the lease is
@@ -58,7 +62,7 @@ from retrain.errors import (
     exit_code_for,
 )
 from retrain.steps import signals
-from retrain.steps.lease import take_run_lease
+from retrain.steps.lease import take_run_lease, takeover_note
 from retrain.steps.records import StepRecord, unrecorded_failure
 from retrain.steps.resolve_rules import AUTO, auto_run_id, check_keyword, utc_instant
 from retrain.storage import LocalStorage, Storage, open_storage
@@ -277,10 +281,13 @@ def _resolve_and_run(
         if window_id != AUTO and lease_job is not None:  # a manual run: the same lease
             parse_window(cfg.data, window_id)  # a bad window id writes nothing, not even a lease
             at = now if now is not None else datetime.now(timezone.utc)
-            take_run_lease(
+            lease = take_run_lease(
                 cfg, store, run_id=run_id, window_id=window_id, job_id=lease_job, at=at,
                 kfp_run=False,
             )  # fmt: skip
+            note = takeover_note(lease)
+            if note is not None:  # a killed run's lease (also kept in the lease's taken_over)
+                _log(f"retrain: run {run_id} of {cfg.name!r} {note}", log_path)
         # No KFP run has this job id: the lease gets no external id for the monitor to poll.
         resolved = steps.resolve_run(
             config_yaml, window_id, run_id, job_id, now=now, kfp_run=False, as_of=as_of or ""

@@ -88,7 +88,11 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     metrics = MonitorMetrics(cfg.name)
     monitor = Monitor(cfg, _controller(cfg, args), metrics=metrics)
     if args.every is None:
-        result = monitor.check(args.window)
+        try:
+            result = monitor.check(args.window)
+        except Exception:
+            _print(_tick_rollout(RolloutController(cfg)))  # a canary goes on without the check
+            raise
         _print(
             json.dumps(result.to_dict(), indent=2, default=str) if args.json else _summary(result)
         )
@@ -102,13 +106,16 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
         _print(f"metrics on http://{args.bind}:{server.server_port}/metrics")
     stop = _stop_on_signals()
 
-    def _error(err: Exception) -> None:
-        print(f"check failed: {err}", file=sys.stderr, flush=True)
-        if not isinstance(err, RetrainError):
-            raise err
-
     _print(f"monitoring {cfg.name} every {args.every} (launch: {args.launch})")
     rollouts = RolloutController(cfg)
+
+    def _error(err: Exception) -> None:
+        print(f"check failed: {err}", file=sys.stderr, flush=True)
+        # The rollout does not depend on the check: a canary must not freeze while the data
+        # source is down.
+        _print(_tick_rollout(rollouts))
+        if not isinstance(err, RetrainError):
+            raise err
 
     def _on_result(result: Any) -> None:
         _print(_summary(result))
@@ -158,12 +165,13 @@ def _monitor_fleet(configs: list[Config], args: argparse.Namespace) -> int:
     ticked: dict[str, str] = {}  # each model's rollout tick of this pass
 
     def check(cfg: Config) -> CheckResult:
-        if cfg.name not in monitors:
-            controller = _controller(cfg, args)
-            monitors[cfg.name] = Monitor(cfg, controller, metrics=metrics.for_model(cfg.name))
-        result = monitors[cfg.name].check(args.window)
-        ticked[cfg.name] = _tick_rollout(RolloutController(cfg))
-        return result
+        try:
+            if cfg.name not in monitors:
+                controller = _controller(cfg, args)
+                monitors[cfg.name] = Monitor(cfg, controller, metrics=metrics.for_model(cfg.name))
+            return monitors[cfg.name].check(args.window)
+        finally:  # a failed check too: a canary must not freeze while its source is down
+            ticked[cfg.name] = _tick_rollout(RolloutController(cfg))
 
     def one_pass() -> int:
         results = run_for_each(configs, check, workers=args.workers)
@@ -175,6 +183,8 @@ def _monitor_fleet(configs: list[Config], args: argparse.Namespace) -> int:
                 _print(f"{r.model}: {ticked.get(r.model, 'rollout: not ticked')}")
             elif r.error is not None:
                 print(f"{r.model}: check failed: {r.error}", file=sys.stderr, flush=True)
+                if not args.json:
+                    _print(f"{r.model}: {ticked.get(r.model, 'rollout: not ticked')}")
         code = fleet_exit_code(results)
         _print(f"checked {len(results)} models: {sum(r.ok for r in results)} ok (exit {code})")
         return code

@@ -9,7 +9,8 @@ The lock is one small JSON object ``{"owner", "acquired_at", "expires_at", "rele
 
 The store offers no delete, and none is needed. An expired lock means its holder died (or
 stalled past the TTL): the lease makes a crashed holder harmless without anyone's help. A
-holder that ran on this host and whose process is gone frees the lock at once. Work
+holder that ran on this host and whose process is gone frees the lock at once
+(`retrain._process.owner_process_gone`). Work
 done under the lock must still write with compare-and-swap, because a holder stalled past its
 TTL may wake up after someone else took over.
 """
@@ -18,14 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
-import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any
 
+from retrain._process import new_owner_id, owner_process_gone
 from retrain.errors import AlreadyExists, PreconditionFailed, TransientError, ValidationError
 from retrain.storage import NO_OBJECT, Storage
 
@@ -34,11 +33,6 @@ __all__ = ["LockBusy", "StoreLock", "new_owner_id"]
 
 class LockBusy(TransientError):
     """Someone else holds the lock: try again later (exit 75)."""
-
-
-def new_owner_id() -> str:
-    """A lock owner id naming this host and process, unique per call."""
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 class StoreLock:
@@ -83,7 +77,7 @@ class StoreLock:
             raise LockBusy(f"lock {self.store.uri(self.key)} changed while taking it; retry")
         held = _parse(data, self.store.uri(self.key))
         expires = datetime.fromisoformat(held["expires_at"])
-        live = now < expires and not _holder_died(held.get("owner"))
+        live = now < expires and not owner_process_gone(held.get("owner"))
         if not held.get("released") and held.get("owner") != self.owner and live:
             raise LockBusy(
                 f"{self.what} is locked by {held.get('owner')} since {held.get('acquired_at')} "
@@ -147,27 +141,6 @@ class StoreLock:
                 "released": False,
             }
         )
-
-
-def _holder_died(owner: object) -> bool:
-    """Whether the holder was a process on this host that no longer exists.
-
-    Owner ids are ``<host>-<pid>-<random>`` (`new_owner_id`). A holder killed on this host
-    (kfp.local, a re-run on the same node) frees its lock at once instead of after the TTL;
-    a holder elsewhere, or one whose pid is still alive, keeps it until the lease ends.
-    """
-    if not isinstance(owner, str):
-        return False
-    host, _, rest = owner.rpartition("-")[0].rpartition("-")
-    if host != socket.gethostname() or not rest.isdigit() or int(rest) == os.getpid():
-        return False
-    try:
-        os.kill(int(rest), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return False
 
 
 def _dump(doc: dict[str, Any]) -> bytes:

@@ -19,7 +19,13 @@ from retrain.data.limits import check_source
 from retrain.data.source import read_times
 from retrain.data.windows import as_of_text, parse_window
 from retrain.errors import RetrainError, TransientError, ValidationError
-from retrain.steps.lease import iso, jobs_held_lease, lease_dict, take_run_lease
+from retrain.steps.lease import (
+    iso,
+    jobs_held_lease,
+    lease_dict,
+    take_run_lease,
+    takeover_note,
+)
 from retrain.steps.records import (
     StepOutcome,
     finish_step,
@@ -305,6 +311,9 @@ def _render(
         until = iso(lease.expires_at)
         verb = "renewed" if ids.kept is not None else "taken"
         lease_note = f"; run lease {verb} until {until}"
+        took = takeover_note(lease)
+        if took is not None:
+            lease_note += f" ({took})"
         lease_line = (
             f"\nRun lease `{lease_key(cfg.name)}` {verb} by `{lease.owner}` until {until} "
             f"(`triggers.lease_ttl`; only a monitor with the KFP launcher renews it): no "

@@ -4,14 +4,23 @@ A scheduled run (window ``"auto"``) takes the model's run lease (`retrain.trigge
 ``pipeline:<job id>``, so it never overlaps a drift-launched run, and the pipeline's exit task
 releases it. The owner is checked in every compare-and-swap, so a job never renews or frees a
 lease that changed hands.
+
+A run of `retrain run` (not a KFP run: ``kfp_run=False``) holds the lease in its own process,
+so the lease names that process (host and pid). A run SIGKILLed while holding it never
+releases it; the next run on the same host finds its holder gone and takes it over at once
+rather than waiting out ``triggers.lease_ttl``, and its lease says so (``taken_over``: the
+dead holder's lease). A lease held by a live process, or by a KFP run (no process named, or
+another host), still refuses the run.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timezone
 from typing import Any
 
+from retrain._process import host_name
 from retrain.config import Config
 from retrain.errors import TransientError, ValidationError
 from retrain.steps.records import StepOutcome, load_step_config, write_step_report
@@ -33,6 +42,7 @@ __all__ = [
     "release_run_lease",
     "run_lease_owner",
     "take_run_lease",
+    "takeover_note",
 ]
 
 
@@ -75,15 +85,20 @@ def take_run_lease(
 ) -> Lease:
     """Take the run lease for a scheduled run, or raise TransientError naming its holder.
 
-    A lease this job already holds for `run_id` (an earlier attempt of its resolve task took
-    it) is kept and renewed. The owner is checked again in the renewal's compare-and-swap: a
-    lease that expired and went to another job under the same run id is never renewed.
+    Unless `kfp_run`, this process holds the lease: it records its host and pid, and takes over
+    a lease still held by a process of this host that is gone (the new lease's ``taken_over``
+    names it; see the module docstring). A lease this job already holds for `run_id` (an
+    earlier attempt of its resolve task took it) is kept and renewed. The owner is checked
+    again in the renewal's compare-and-swap: a lease that expired and went to another job
+    under the same run id is never renewed.
     """
     owner = run_lease_owner(job_id)
     ttl = cfg.triggers.lease_delta
+    host, pid = (None, None) if kfp_run else (host_name(), os.getpid())
     taken = acquire_lease(
-        store, cfg.name, owner=owner, run_id=run_id, snapshot=window_id, ttl=ttl, now=at
-    )
+        store, cfg.name, owner=owner, run_id=run_id, snapshot=window_id, ttl=ttl, now=at,
+        host=host, pid=pid, take_over_dead=not kfp_run,
+    )  # fmt: skip
     if taken is None:
         holder, _ = read_lease(store, cfg.name)
         ours = (
@@ -109,12 +124,28 @@ def take_run_lease(
     return lease
 
 
+def takeover_note(lease: Lease) -> str | None:
+    """What a lease taken over from a gone holder says about it (None if it took none over)."""
+    old = lease.taken_over
+    if old is None:
+        return None
+    return (
+        f"took over the run lease of run {old.get('run_id')} (owner {old.get('owner')}, window "
+        f"{old.get('snapshot')}, taken {old.get('acquired_at')}): its process {old.get('pid')} "
+        f"on {old.get('host')} is gone, so it could never release it"
+    )
+
+
 def _refusal(model: str, window_id: str, holder: Lease | None) -> str:
     if holder is None:  # released and taken over in between: rare, and worth a retry
         who = "another run (it changed hands while this run tried to take it)"
     else:
         kfp = f", KFP run {holder.external_id}" if holder.external_id else ""
-        who = f"run {holder.run_id} (owner {holder.owner}, expires {iso(holder.expires_at)}{kfp})"
+        proc = f", process {holder.pid} on {holder.host}" if holder.pid is not None else ""
+        who = (
+            f"run {holder.run_id} (owner {holder.owner}, expires {iso(holder.expires_at)}"
+            f"{kfp}{proc})"
+        )
     return (
         f"the run lease of model {model!r} is held by {who}: this scheduled run (window "
         f"{window_id}) does not start, so that runs never overlap; the next scheduled run "

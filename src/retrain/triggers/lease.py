@@ -5,16 +5,23 @@ expiry. The first taker writes it create-only; afterwards a taker may replace it
 compare-and-swap, and only once it is released or expired, so of two racing takers exactly one
 wins (GCS generation preconditions; a lock and an atomic rename locally). A crashed owner's
 lease simply expires; a live owner renews it while its run is in flight.
+
+A lease may also name the process that holds it (`host`, `pid`: a run of `retrain run` holds
+it in its own process). A taker that asks for it (`acquire_lease(take_over_dead=True)`) takes
+over a lease whose holder was a process on this host that is gone (killed outright, so it
+never released it) at once instead of after the TTL, and the new lease says whose it took
+over (`taken_over`). A holder elsewhere, or whose process is alive, keeps it.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from retrain._process import process_gone
 from retrain.errors import AlreadyExists, PreconditionFailed, ValidationError
 from retrain.storage import NO_OBJECT, Storage
 
@@ -22,6 +29,7 @@ __all__ = [
     "Lease",
     "acquire_lease",
     "break_lease",
+    "holder_gone",
     "lease_key",
     "read_lease",
     "release_lease",
@@ -44,6 +52,10 @@ class Lease:
     expires_at: datetime
     released_at: datetime | None = None
     external_id: str | None = None  # e.g. the KFP run id, to poll its state
+    host: str | None = None  # the holding process's host and pid, when one process holds it
+    pid: int | None = None
+    #: The lease this one took over from a holder that was gone (`holder_gone`), as it was.
+    taken_over: dict[str, Any] | None = field(default=None, hash=False)
 
     def held(self, now: datetime) -> bool:
         """Whether the lease still excludes other runs at `now`."""
@@ -58,6 +70,9 @@ class Lease:
             "expires_at": self.expires_at.isoformat(),
             "released_at": self.released_at.isoformat() if self.released_at else None,
             "external_id": self.external_id,
+            "host": self.host,
+            "pid": self.pid,
+            "taken_over": self.taken_over,
         }
         return (json.dumps(doc, indent=2) + "\n").encode()
 
@@ -74,6 +89,9 @@ class Lease:
                 expires_at=_aware(doc["expires_at"]),
                 released_at=_aware(released) if released else None,
                 external_id=doc.get("external_id"),
+                host=doc.get("host"),
+                pid=int(doc["pid"]) if doc.get("pid") is not None else None,
+                taken_over=doc.get("taken_over"),
             )
         except (ValueError, TypeError, KeyError, AttributeError) as err:
             raise ValidationError(f"lease {where} is malformed: {err}") from None
@@ -84,6 +102,11 @@ def _aware(text: str) -> datetime:
     if t.tzinfo is None:
         raise ValueError(f"time {text!r} has no timezone")
     return t.astimezone(timezone.utc)
+
+
+def holder_gone(lease: Lease) -> bool:
+    """Whether the lease names its holding process, on this host, and that process is gone."""
+    return lease.host is not None and lease.pid is not None and process_gone(lease.host, lease.pid)
 
 
 def read_lease(store: Storage, model: str) -> tuple[Lease | None, int]:
@@ -104,10 +127,20 @@ def acquire_lease(
     snapshot: str,
     ttl: timedelta,
     now: datetime,
+    host: str | None = None,
+    pid: int | None = None,
+    take_over_dead: bool = False,
 ) -> Lease | None:
-    """Take the lease for `run_id`, or return None if another run holds it (or won the race)."""
+    """Take the lease for `run_id`, or return None if another run holds it (or won the race).
+
+    `host` and `pid` name the process that will hold it, if one does. With `take_over_dead`, a
+    lease still held by a process that is gone (`holder_gone`) is taken over, and the new
+    lease keeps the old one in `taken_over`.
+    """
     key = lease_key(model)
-    lease = Lease(owner, run_id, snapshot, acquired_at=now, expires_at=now + ttl)
+    lease = Lease(
+        owner, run_id, snapshot, acquired_at=now, expires_at=now + ttl, host=host, pid=pid
+    )
     try:
         store.create(key, lease.to_json())
         return lease
@@ -115,7 +148,11 @@ def acquire_lease(
         pass
     current, generation = read_lease(store, model)
     if current is not None and current.held(now):
-        return None
+        if not (take_over_dead and holder_gone(current)):
+            return None
+        previous = json.loads(current.to_json())
+        previous.pop("taken_over", None)  # the chain of takeovers: only the last one
+        lease = replace(lease, taken_over=previous)
     try:
         # Only one of several takers of an expired or released lease gets past this.
         store.compare_and_swap(key, lease.to_json(), generation)
