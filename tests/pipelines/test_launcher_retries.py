@@ -57,9 +57,7 @@ def ingest_task(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, list[st
     return task["retryPolicy"], args
 
 
-def _executor_input(
-    tmp: Path, config_yaml: str, window: str, run_id: str = "r1"
-) -> dict[str, Any]:
+def _executor_input(tmp: Path, config_yaml: str, window: str, run_id: str = "r1") -> dict[str, Any]:
     def art(name: str) -> dict[str, Any]:
         return {"artifacts": [{"name": name, "uri": str(tmp / "out" / name), "metadata": {}}]}
 
