@@ -464,3 +464,24 @@ def test_git_errors_never_show_a_token_in_the_remote(tmp_path: Path) -> None:
     with pytest.raises((TransientError, ValidationError)) as err:
         applier.apply(render(cfg), cfg, "deploy v1")
     assert "ghp_secret" not in str(err.value) and "***@127.0.0.1" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("output", "verdict"),
+    [
+        ("!\tHEAD:refs/heads/main\t[rejected] (stale info)", "race"),
+        ("!\tHEAD:refs/heads/main\t[rejected] (fetch first)", "race"),
+        ("!\tHEAD:refs/heads/main\t[rejected] (non-fast-forward)", "race"),
+        # Another push landed while the server checked ours: a race at the server.
+        (
+            "!\tHEAD:refs/heads/main\t[remote rejected] (failed to update ref)\n"
+            "remote: error: cannot lock ref 'refs/heads/main': is at 7b but expected 10",
+            "race",
+        ),
+        ("!\tHEAD:refs/heads/main\t[remote rejected] (pre-receive hook declined)", "refused"),
+        ("!\tHEAD:refs/heads/main\t[remote rejected] (protected branch hook declined)", "refused"),
+        ("fatal: unable to access 'https://host/r.git/': Could not resolve host", "other"),
+    ],
+)
+def test_push_output_tells_a_lost_race_from_a_refusal(output: str, verdict: str) -> None:
+    assert gitremote.push_verdict(output) == verdict

@@ -42,7 +42,7 @@ from retrain.settings.deploy import redact_remote
 if TYPE_CHECKING:
     from retrain.config import Config
 
-__all__ = ["GitCredentials", "RemoteGitOpsApplier", "gitops_applier"]
+__all__ = ["GitCredentials", "RemoteGitOpsApplier", "gitops_applier", "push_verdict"]
 
 _TIMEOUT_S = 120
 #: What git and ssh print when the remote refuses who we are (exit 2: retrying cannot help).
@@ -61,6 +61,9 @@ _AUTH_FAILURES = (
 #: pre-receive hook, a protected branch), which no retry fixes.
 _NON_FAST_FORWARD = ("[rejected]", "non-fast-forward", "stale info", "fetch first")
 _REMOTE_REJECTED = "[remote rejected]"
+#: ... except these reasons, which the remote gives when another push updated the ref while it
+#: was checking ours (a lost race at the server: fetch and push again).
+_REMOTE_RACE = ("failed to update ref", "failed to lock", "cannot lock ref", "incorrect old value")
 _MISSING_REF = "couldn't find remote ref"
 
 
@@ -286,13 +289,14 @@ class _RemoteGit:
         if proc.returncode == 0:
             return True
         text = redact_remote(proc.stdout + proc.stderr)
-        if _REMOTE_REJECTED in text:  # the remote refused the push: not a lost race
+        verdict = push_verdict(text)
+        if verdict == "refused":  # the remote refused the push itself: no retry helps
             raise ValidationError(
                 f"the GitOps remote {self.shown} refused the push to {self.branch}: "
                 f"{_remote_reason(text)}\ncheck the branch's protection and the remote's "
                 "hooks: the key or token must be allowed to push to it"
             )
-        if any(marker in text.lower() for marker in _NON_FAST_FORWARD):
+        if verdict == "race":
             return False
         raise self._fail("push", proc)
 
@@ -300,6 +304,15 @@ class _RemoteGit:
         if proc.returncode != 0:
             err = redact_remote(proc.stderr.strip())
             raise RetrainError(f"git {what} failed in {self.checkout}: {err}")
+
+
+def push_verdict(text: str) -> str:
+    """What a failed push's output says: "race" (the branch moved on: fetch, push again),
+    "refused" (the remote said no: a hook, a protected branch) or "other"."""
+    lowered = text.lower()
+    if _REMOTE_REJECTED in lowered:
+        return "race" if any(m in lowered for m in _REMOTE_RACE) else "refused"
+    return "race" if any(m in lowered for m in _NON_FAST_FORWARD) else "other"
 
 
 def _remote_reason(text: str) -> str:
