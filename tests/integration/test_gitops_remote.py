@@ -485,3 +485,16 @@ def test_git_errors_never_show_a_token_in_the_remote(tmp_path: Path) -> None:
 )
 def test_push_output_tells_a_lost_race_from_a_refusal(output: str, verdict: str) -> None:
     assert gitremote.push_verdict(output) == verdict
+
+
+def test_the_demo_refuses_a_token_in_its_remote_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from retrain.cli import main
+
+    work = tmp_path / "demo"
+    url = "https://ghp_abc123@git.example.com/deploy.git"
+    assert main(["demo", "--workdir", str(work), "--gitops-remote", url]) == 2
+    err = capsys.readouterr().err
+    assert "must not carry user info" in err and "ghp_abc123" not in err
+    assert not work.exists()

@@ -175,6 +175,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from retrain.data.demo import generate_loans
 
+    try:  # model_copy (below) does not validate: check it as the config's validator would
+        remote = check_remote(args.gitops_remote or None)
+    except ValueError as err:
+        raise ValidationError(str(err)) from None
     work = Path(args.workdir).resolve()
     if work.exists() and any(work.iterdir()) and not args.keep:
         import shutil
@@ -190,10 +194,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     cfg = load_config(config_path)
     if args.gitops_remote:  # push every traffic change to this repository (GitOps remote)
-        try:  # model_copy does not validate: check it as the config's validator would
-            remote = check_remote(args.gitops_remote)
-        except ValueError as err:
-            raise ValidationError(str(err)) from None
         deploy = cfg.deploy.model_copy(update={"gitops_remote": remote})
         cfg = cfg.model_copy(update={"deploy": deploy})
     _print(
