@@ -127,9 +127,29 @@ def run_lightweight(step: str, arguments: Mapping[str, Any]) -> Any:
     return out[0] if len(out) == 1 else tuple(out)
 
 
-def task_key(executor_input: Mapping[str, Any]) -> str:
-    """One name for every attempt of one task: its executor input is the same on a retry."""
-    canonical = json.dumps(executor_input, sort_keys=True, separators=(",", ":"))
+def task_key(step: str, executor_input: Mapping[str, Any]) -> str:
+    """One name for every attempt of one task, and another for any other task.
+
+    Not the whole executor input: when a retry reruns KFP's driver, the driver may salt the
+    output artifact URIs per attempt, and a retry keyed on them would never find the earlier
+    attempt's record (so a bad input would be retried, and the backoff would restart). What
+    is the same on every attempt of one task: the step (one task per step in the pipeline),
+    its parameter values (the run id, resolved once per pipeline job by `resolve`; `job_id`,
+    the KFP job, where the step takes it; the config; the window) and the URIs of its input
+    artifacts (written once, by upstream tasks that have finished). Another pipeline job gets
+    another run id, unless one is given; a job that reuses a given run id with the very same
+    config, window and inputs is the same task again, and a recorded bad input is not retried.
+    """
+    inputs = executor_input.get("inputs", {})
+    stable = {
+        "step": step,
+        "parameters": inputs.get("parameterValues", {}),
+        "inputs": {
+            name: [a.get("uri") for a in listed.get("artifacts", [])]
+            for name, listed in inputs.get("artifacts", {}).items()
+        },
+    }
+    canonical = json.dumps(stable, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:40]
 
 
@@ -190,7 +210,7 @@ def run_executor_input(
 ) -> int:
     """Run one attempt of a task; returns the process exit code."""
     call = _call_from(step, executor_input)
-    key = task_key(executor_input)
+    key = task_key(step, executor_input)
     store = _store_of(call)
     if store is not None:
         plan = plan_attempt(read_failures(store, key), backoff)

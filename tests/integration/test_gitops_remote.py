@@ -382,3 +382,119 @@ def test_the_loop_pushes_every_traffic_change_to_the_remote(tmp_path: Path) -> N
     assert pushed == refs, "each traffic change one pushed commit, in order, and nothing else"
     subjects = remote_log(remote)
     assert all(s.startswith(("retrain: ", "retrain rollout: ")) for s in subjects), subjects
+
+
+def _hook(remote: Path, script: str) -> None:
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\n" + script)
+    hook.chmod(0o755)
+
+
+def test_a_push_the_remote_refuses_is_bad_input_naming_its_reason(tmp_path: Path) -> None:
+    # A pre-receive hook (or a protected branch) says no: no retry helps, and it is no race.
+    remote = bare(tmp_path / "remote.git")
+    _hook(remote, "echo 'GitLab: You are not allowed to push to protected branches' >&2\nexit 1\n")
+    cfg = cfg_for(tmp_path, str(remote))
+    with pytest.raises(ValidationError, match="refused the push") as err:
+        applier_for(cfg).apply(render(cfg), cfg, "deploy v1")
+    assert err.value.exit_code == 2
+    assert "pre-receive hook declined" in str(err.value)
+    assert "not allowed to push to protected branches" in str(err.value)
+    assert git("--git-dir", str(remote), "for-each-ref").strip() == ""
+
+
+def test_a_misspelt_branch_is_refused_naming_the_remotes_branches(tmp_path: Path) -> None:
+    remote = bare(tmp_path / "remote.git")
+    good = cfg_for(tmp_path / "a", str(remote))
+    applier_for(good).apply(render(good), good, "deploy v1")
+    typo = cfg_for(tmp_path / "b", str(remote), gitops_branch="mian")
+    with pytest.raises(ValidationError, match="no branch 'mian'") as err:
+        applier_for(typo).apply(render(typo), typo, "deploy v1")
+    assert err.value.exit_code == 2 and "its branches: main" in str(err.value)
+    assert git("--git-dir", str(remote), "branch", "--format=%(refname:short)").split() == ["main"]
+
+
+def test_an_empty_remote_gets_its_first_branch(tmp_path: Path) -> None:
+    remote = bare(tmp_path / "remote.git")
+    cfg = cfg_for(tmp_path, str(remote), gitops_branch="deploy/prod")
+    applier_for(cfg).apply(render(cfg), cfg, "deploy v1")
+    assert remote_log(remote, "deploy/prod") == ["deploy v1"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://ghp_abc123@git.example.com/deploy.git",  # a token as the user name
+        "https://bot@git.example.com/deploy.git",
+        "http://x-access-token:t@git.example.com/deploy.git",
+        "ssh://git:pw@git.example.com/deploy.git",
+    ],
+)
+def test_any_user_info_in_an_http_remote_is_refused_and_not_echoed(
+    tmp_path: Path, url: str
+) -> None:
+    with pytest.raises(ValidationError, match="must not carry user info") as err:
+        cfg_for(tmp_path, url)
+    assert "abc123" not in str(err.value) and ":t@" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["git@git.example.com:team/deploy.git", "ssh://git@git.example.com/team/deploy.git"]
+)
+def test_an_ssh_login_in_the_remote_stays_allowed(tmp_path: Path, url: str) -> None:
+    assert cfg_for(tmp_path, url).deploy.gitops_remote == url
+
+
+def test_messages_redact_the_user_info_of_remotes() -> None:
+    from retrain.settings.deploy import redact_remote
+
+    text = "fatal: unable to access 'https://ghp_abc@host/r.git/': 403"
+    assert redact_remote(text) == "fatal: unable to access 'https://***@host/r.git/': 403"
+    assert redact_remote("ssh://git@host/r.git") == "ssh://git@host/r.git"
+    assert redact_remote("ssh://git:pw@host/r.git") == "ssh://***@host/r.git"
+    assert redact_remote("/srv/git/r.git") == "/srv/git/r.git"
+
+
+def test_git_errors_never_show_a_token_in_the_remote(tmp_path: Path) -> None:
+    # A remote that slipped past the config check (built in code): git's error is redacted.
+    applier = RemoteGitOpsApplier(
+        "http://ghp_secret@127.0.0.1:9/deploy.git", "main", "deployments", tmp_path / "scratch"
+    )
+    cfg = cfg_for(tmp_path, str(bare(tmp_path / "remote.git")))
+    with pytest.raises((TransientError, ValidationError)) as err:
+        applier.apply(render(cfg), cfg, "deploy v1")
+    assert "ghp_secret" not in str(err.value) and "***@127.0.0.1" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("output", "verdict"),
+    [
+        ("!\tHEAD:refs/heads/main\t[rejected] (stale info)", "race"),
+        ("!\tHEAD:refs/heads/main\t[rejected] (fetch first)", "race"),
+        ("!\tHEAD:refs/heads/main\t[rejected] (non-fast-forward)", "race"),
+        # Another push landed while the server checked ours: a race at the server.
+        (
+            "!\tHEAD:refs/heads/main\t[remote rejected] (failed to update ref)\n"
+            "remote: error: cannot lock ref 'refs/heads/main': is at 7b but expected 10",
+            "race",
+        ),
+        ("!\tHEAD:refs/heads/main\t[remote rejected] (pre-receive hook declined)", "refused"),
+        ("!\tHEAD:refs/heads/main\t[remote rejected] (protected branch hook declined)", "refused"),
+        ("fatal: unable to access 'https://host/r.git/': Could not resolve host", "other"),
+    ],
+)
+def test_push_output_tells_a_lost_race_from_a_refusal(output: str, verdict: str) -> None:
+    assert gitremote.push_verdict(output) == verdict
+
+
+def test_the_demo_refuses_a_token_in_its_remote_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from retrain.cli import main
+
+    work = tmp_path / "demo"
+    url = "https://ghp_abc123@git.example.com/deploy.git"
+    assert main(["demo", "--workdir", str(work), "--gitops-remote", url]) == 2
+    err = capsys.readouterr().err
+    assert "must not carry user info" in err and "ghp_abc123" not in err
+    assert not work.exists()

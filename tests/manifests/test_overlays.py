@@ -62,7 +62,8 @@ def test_make_manifests_check_entry_point(kubectl: str, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     for target in TARGETS:
         assert f"ok   {MANIFESTS / target}" in out
-    assert "5 of 5 targets clean (Kubernetes 1.29, 1.30, 1.31, 1.32, strict)" in out
+    # base, two overlays, and the three standalone manifests (argocd x2, examples)
+    assert "6 of 6 targets clean (Kubernetes 1.29, 1.30, 1.31, 1.32, strict)" in out
 
 
 def test_render_without_kubectl_says_so(tmp_path: Path) -> None:

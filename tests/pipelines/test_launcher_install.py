@@ -205,7 +205,11 @@ def test_every_compiled_executor_runs_from_the_installed_package(
 
     assert produced["resolve"]  # explicit ids pass through
     resolved = json.loads((root / "resolve" / "executor_output.json").read_text())
-    assert resolved["parameterValues"] == {"resolved_window_id": "0", "resolved_run_id": run_id}
+    assert resolved["parameterValues"] == {
+        "resolved_window_id": "0",
+        "resolved_run_id": run_id,
+        "resolved_as_of": "",  # no as_of given: none resolved
+    }
     card = json.loads((Path(produced["train"]["model"]["uri"]) / "model.json").read_text())
     assert produced["train"]["model"]["metadata"]["version"] == card["version"]
     evaluated = json.loads((root / "evaluate" / "executor_output.json").read_text())

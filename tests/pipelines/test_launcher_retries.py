@@ -57,16 +57,17 @@ def ingest_task(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, list[st
     return task["retryPolicy"], args
 
 
-def _executor_input(tmp: Path, config_yaml: str, window: str) -> dict[str, Any]:
+def _executor_input(tmp: Path, config_yaml: str, window: str, run_id: str = "r1") -> dict[str, Any]:
     def art(name: str) -> dict[str, Any]:
         return {"artifacts": [{"name": name, "uri": str(tmp / "out" / name), "metadata": {}}]}
 
     return {
         "inputs": {
-            "parameterValues": {"config_yaml": config_yaml, "window_id": window, "run_id": "r1"}
+            "parameterValues": {"config_yaml": config_yaml, "window_id": window, "run_id": run_id}
         },
         "outputs": {
             "parameters": {"summary": {"outputFile": str(tmp / "out" / "summary")}},
+            # Every output the step declares (its own, its reports, its details).
             "artifacts": {n: art(n) for n in INTERFACES["ingest"].output_artifacts()},
             "outputFile": str(tmp / "out" / "executor_output.json"),
         },
@@ -160,17 +161,34 @@ def test_transient_failures_wait_the_launcher_backoff_then_succeed(
 
 @pytest.mark.integration  # runs the ingest step on generated data
 def test_a_new_run_of_the_same_window_starts_afresh(tmp_path: Path) -> None:
-    # The task key is the executor input: another run (other output URIs) is another task.
+    # Another pipeline job resolves another run id: another task, whatever it was given.
     cfg = _small_config(tmp_path)
-    first = _executor_input(tmp_path / "a", cfg.to_yaml(), "no-such-window")
-    again = _executor_input(tmp_path / "b", cfg.to_yaml(), "no-such-window")
+    first = _executor_input(tmp_path / "a", cfg.to_yaml(), "no-such-window", run_id="r1")
+    again = _executor_input(tmp_path / "b", cfg.to_yaml(), "no-such-window", run_id="r2")
     assert launcher.run_executor_input("ingest", first, RetryBackoff()) == 2
     store = open_storage(cfg.storage_root)
-    before = (Path(cfg.storage_root) / "runs" / "r1" / "ingest.json").stat().st_mtime_ns
     assert launcher.run_executor_input("ingest", again, RetryBackoff()) == 2
-    after = (Path(cfg.storage_root) / "runs" / "r1" / "ingest.json").stat().st_mtime_ns
-    assert after != before, "a new task must run the step, not replay an old verdict"
+    assert (Path(cfg.storage_root) / "runs" / "r2" / "ingest.json").exists(), (
+        "a new task must run the step, not replay an old verdict"
+    )
     assert len(store.list("attempts")) == 2
+
+
+@pytest.mark.integration  # runs the ingest step on generated data
+def test_a_retry_with_salted_output_uris_finds_the_earlier_attempt(tmp_path: Path) -> None:
+    # A retry that reruns KFP's driver may get other output URIs: still the same task.
+    cfg = _small_config(tmp_path)
+    first = _executor_input(tmp_path / "attempt-1", cfg.to_yaml(), "no-such-window")
+    retry = _executor_input(tmp_path / "attempt-2", cfg.to_yaml(), "no-such-window")
+    assert launcher.task_key("ingest", first) == launcher.task_key("ingest", retry)
+    assert launcher.task_key("ingest", first) != launcher.task_key("label", first)
+    record = Path(cfg.storage_root) / "runs" / "r1" / "ingest.json"
+    assert launcher.run_executor_input("ingest", first, RetryBackoff()) == 2
+    before = record.stat().st_mtime_ns
+    assert launcher.run_executor_input("ingest", retry, RetryBackoff()) == 2
+    assert record.stat().st_mtime_ns == before, "the bad input was retried"
+    store = open_storage(cfg.storage_root)
+    assert len(store.list("attempts")) == 1
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from retrain.errors import (
     exit_code_for,
 )
 from retrain.registry import Registry
+from retrain.settings.deploy import check_remote, redact_remote
 from retrain.storage import open_storage
 
 __all__ = ["main"]
@@ -174,6 +175,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from retrain.data.demo import generate_loans
 
+    try:  # model_copy (below) does not validate: check it as the config's validator would
+        remote = check_remote(args.gitops_remote or None)
+    except ValueError as err:
+        raise ValidationError(str(err)) from None
     work = Path(args.workdir).resolve()
     if work.exists() and any(work.iterdir()) and not args.keep:
         import shutil
@@ -189,7 +194,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     cfg = load_config(config_path)
     if args.gitops_remote:  # push every traffic change to this repository (GitOps remote)
-        deploy = cfg.deploy.model_copy(update={"gitops_remote": args.gitops_remote})
+        deploy = cfg.deploy.model_copy(update={"gitops_remote": remote})
         cfg = cfg.model_copy(update={"deploy": deploy})
     _print(
         f"retrain {__version__} demo: loan defaults (river Agrawal stream), "
@@ -273,9 +278,17 @@ def _demo_check(cfg: Config) -> int:
     if repo:
         history = ["log", "--oneline"]
         if cfg.deploy.gitops_remote:  # the remote's branch, not the scratch checkout
-            subprocess.run(["git", "-C", repo, "fetch", "--quiet", "origin"], check=False)
+            fetch = subprocess.run(
+                ["git", "-C", repo, "fetch", "--quiet", "origin"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             history.append(f"origin/{cfg.deploy.gitops_branch}")
-            _print(f"remote: {cfg.deploy.gitops_remote} ({cfg.deploy.gitops_branch})")
+            shown = redact_remote(cfg.deploy.gitops_remote)  # never a token in the output
+            _print(f"remote: {shown} ({cfg.deploy.gitops_branch})")
+            if fetch.returncode != 0:
+                _print(f"(fetch failed: {redact_remote(fetch.stderr.strip())})")
         log = subprocess.run(
             ["git", "-C", repo, *history], capture_output=True, text=True, check=False
         )

@@ -37,11 +37,12 @@ from typing import TYPE_CHECKING, Any
 from retrain.deploy._base import ApplyResult
 from retrain.deploy.gitops import GitOpsApplier
 from retrain.errors import RetrainError, TransientError, ValidationError
+from retrain.settings.deploy import redact_remote
 
 if TYPE_CHECKING:
     from retrain.config import Config
 
-__all__ = ["GitCredentials", "RemoteGitOpsApplier", "gitops_applier"]
+__all__ = ["GitCredentials", "RemoteGitOpsApplier", "gitops_applier", "push_verdict"]
 
 _TIMEOUT_S = 120
 #: What git and ssh print when the remote refuses who we are (exit 2: retrying cannot help).
@@ -55,8 +56,14 @@ _AUTH_FAILURES = (
     "returned error: 401",
     "returned error: 403",
 )
-#: What git prints when the remote branch moved on since we fetched it.
-_REJECTED = ("rejected", "non-fast-forward", "stale info", "fetch first")
+#: What git prints when the remote branch moved on since we fetched it (a lost race: fetch
+#: and push again). Not "[remote rejected]": that is the remote refusing the push itself (a
+#: pre-receive hook, a protected branch), which no retry fixes.
+_NON_FAST_FORWARD = ("[rejected]", "non-fast-forward", "stale info", "fetch first")
+_REMOTE_REJECTED = "[remote rejected]"
+#: ... except these reasons, which the remote gives when another push updated the ref while it
+#: was checking ours (a lost race at the server: fetch and push again).
+_REMOTE_RACE = ("failed to update ref", "failed to lock", "cannot lock ref", "incorrect old value")
 _MISSING_REF = "couldn't find remote ref"
 
 
@@ -214,9 +221,14 @@ class _RemoteGit:
         except subprocess.TimeoutExpired:
             raise TransientError(f"git {args[0]} timed out after {_TIMEOUT_S}s") from None
 
+    @property
+    def shown(self) -> str:
+        """The remote as messages show it: no user info."""
+        return redact_remote(self.remote)
+
     def _fail(self, what: str, proc: subprocess.CompletedProcess[str]) -> RetrainError:
-        err = proc.stderr.strip()
-        msg = f"git {what} of {self.remote} ({self.branch}) failed: {err}"
+        err = redact_remote(proc.stderr.strip())
+        msg = f"git {what} of {self.shown} ({self.branch}) failed: {err}"
         if any(marker in err.lower() for marker in _AUTH_FAILURES):
             return ValidationError(
                 msg + "\ncheck the git Secret mounted at deploy.gitops_credentials and that "
@@ -236,7 +248,8 @@ class _RemoteGit:
         proc = self.run("fetch", "--quiet", "--prune", "origin", f"+refs/heads/{self.branch}:{ref}")
         if proc.returncode != 0 and _MISSING_REF not in proc.stderr:
             raise self._fail("fetch", proc)
-        if proc.returncode != 0:  # no such branch yet: the first commit starts it, afresh
+        if proc.returncode != 0:  # no such branch: only an empty remote may start one
+            self._refuse_new_branch()
             shutil.rmtree(self.checkout)
             self._init()
             self._ok("remote", self.run("remote", "add", "origin", self.remote))
@@ -245,6 +258,24 @@ class _RemoteGit:
         self._ok("reset", self.run("reset", "--quiet", "--hard", ref))
         self.run("clean", "-fdxq")
         return self.run("rev-parse", ref).stdout.strip()
+
+    def _refuse_new_branch(self) -> None:
+        """ValidationError unless the remote is empty: a misspelt ``deploy.gitops_branch``
+        would otherwise start a branch Argo CD / Flux never watches, silently."""
+        proc = self.run("ls-remote", "--heads", "origin")
+        if proc.returncode != 0:
+            raise self._fail("ls-remote", proc)
+        heads = sorted(
+            line.split("refs/heads/", 1)[1]
+            for line in proc.stdout.splitlines()
+            if "refs/heads/" in line
+        )
+        if heads:
+            raise ValidationError(
+                f"the GitOps remote {self.shown} has no branch {self.branch!r} "
+                f"(deploy.gitops_branch); its branches: {', '.join(heads)}. Fix the setting, "
+                "or create the branch on the remote (at the commit Argo CD / Flux syncs) first"
+            )
 
     def _init(self) -> None:
         self.checkout.mkdir(parents=True, exist_ok=True)
@@ -257,11 +288,40 @@ class _RemoteGit:
                         f"HEAD:refs/heads/{self.branch}")  # fmt: skip
         if proc.returncode == 0:
             return True
-        text = (proc.stdout + proc.stderr).lower()
-        if any(marker in text for marker in _REJECTED):
+        text = redact_remote(proc.stdout + proc.stderr)
+        verdict = push_verdict(text)
+        if verdict == "refused":  # the remote refused the push itself: no retry helps
+            raise ValidationError(
+                f"the GitOps remote {self.shown} refused the push to {self.branch}: "
+                f"{_remote_reason(text)}\ncheck the branch's protection and the remote's "
+                "hooks: the key or token must be allowed to push to it"
+            )
+        if verdict == "race":
             return False
         raise self._fail("push", proc)
 
     def _ok(self, what: str, proc: subprocess.CompletedProcess[str]) -> None:
         if proc.returncode != 0:
-            raise RetrainError(f"git {what} failed in {self.checkout}: {proc.stderr.strip()}")
+            err = redact_remote(proc.stderr.strip())
+            raise RetrainError(f"git {what} failed in {self.checkout}: {err}")
+
+
+def push_verdict(text: str) -> str:
+    """What a failed push's output says: "race" (the branch moved on: fetch, push again),
+    "refused" (the remote said no: a hook, a protected branch) or "other"."""
+    lowered = text.lower()
+    if _REMOTE_REJECTED in lowered:
+        return "race" if any(m in lowered for m in _REMOTE_RACE) else "refused"
+    return "race" if any(m in lowered for m in _NON_FAST_FORWARD) else "other"
+
+
+def _remote_reason(text: str) -> str:
+    """The remote's reason for refusing a push: its ``[remote rejected] (...)`` and any
+    ``remote:`` lines (what a hook printed)."""
+    reasons = []
+    for line in text.splitlines():
+        if _REMOTE_REJECTED in line:
+            reasons.append(line.split(_REMOTE_REJECTED, 1)[1].strip() or "(no reason given)")
+        elif line.startswith("remote:") and line[7:].strip():
+            reasons.append(line.strip())
+    return "; ".join(reasons) or text.strip()

@@ -10,9 +10,48 @@ from pydantic import Field, field_validator
 
 from retrain.settings._base import K8S_NAME, Section
 
-__all__ = ["DeployConfig"]
+__all__ = ["DeployConfig", "check_remote", "redact_remote"]
 
 _BRANCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+#: Schemes whose user name is only a login, never a secret (``ssh://git@host/repo``).
+_SSH_SCHEMES = ("ssh", "git+ssh", "ssh+git")
+#: A URL's user info: ``scheme://<user info>@host``.
+_USER_INFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*)://([^/@\s]+)@")
+
+
+def check_remote(remote: str | None) -> str | None:
+    """`remote`, unless it carries user info a token could hide in (ValueError).
+
+    ``https://<token>@host/repo`` carries the token in the user name, which git then echoes in
+    its errors; so no user info at all in an http(s) (or any non-SSH) URL. An SSH login
+    (``ssh://git@host/repo``, scp-style ``git@host:repo``) is allowed, a password is not.
+    """
+    if remote is None or "://" not in remote:
+        return remote
+    parts = urlsplit(remote)
+    ssh = parts.scheme.lower() in _SSH_SCHEMES
+    if parts.password is not None or (parts.username is not None and not ssh):
+        raise ValueError(
+            f"gitops_remote {redact_remote(remote)!r} must not carry user info (a user name, "
+            "password or token); mount the git Secret and set deploy.gitops_credentials to "
+            "its directory"
+        )
+    return remote
+
+
+def redact_remote(text: str) -> str:
+    """`text` (a remote, or a message quoting one) with the user info of its URLs hidden.
+
+    An SSH login is kept (it is no secret); anything else before ``@`` becomes ``***``.
+    """
+
+    def hide(match: re.Match[str]) -> str:
+        scheme, info = match.group(1), match.group(2)
+        if scheme.lower() in _SSH_SCHEMES and ":" not in info:
+            return match.group(0)
+        return f"{scheme}://***@"
+
+    return _USER_INFO.sub(hide, text)
 
 
 class DeployConfig(Section):
@@ -57,12 +96,7 @@ class DeployConfig(Section):
     @field_validator("gitops_remote")
     @classmethod
     def _no_secret_in_remote(cls, v: str | None) -> str | None:
-        if v is not None and "://" in v and urlsplit(v).password is not None:
-            raise ValueError(
-                "gitops_remote must not carry a password or token; mount the git Secret and "
-                "set deploy.gitops_credentials to its directory"
-            )
-        return v
+        return check_remote(v)
 
     @field_validator("gitops_branch")
     @classmethod

@@ -19,7 +19,13 @@ from retrain.data.windows import parse_window
 from retrain.drift import champion_drift, champion_reference
 from retrain.errors import AlreadyExists
 from retrain.registry import Registry
-from retrain.steps._state import SCHEMA_KEY, check_state_kept, finish_pending_rollout
+from retrain.steps._state import (
+    SCHEMA_KEY,
+    check_state_kept,
+    finish_pending_rollout,
+    git_credentials_missing,
+    pending_rollout_left,
+)
 from retrain.steps.records import (
     NO_NEW_DATA,
     StepOutcome,
@@ -55,7 +61,12 @@ def ingest(
     cfg, store = load_step_config(config_yaml)
     with recorded_step(store, run_id, "ingest") as rec:
         window = parse_window(cfg.data, window_id)
-        repaired = finish_pending_rollout(cfg, store)  # before anything reads the aliases
+        # Finish a decision a crashed run left, before anything reads the aliases; unless it
+        # may push to a GitOps remote and this step has no git credentials (on a cluster the
+        # Secret is mounted into deploy, rollout and the rollout-advance CronJob only).
+        no_push = git_credentials_missing(cfg)
+        repaired = finish_pending_rollout(cfg, store) if no_push is None else None
+        left = pending_rollout_left(cfg, store, no_push) if no_push is not None else None
         check_state_kept(store, Registry(store, cfg.name))
         check_source(cfg.data.uri, cfg.data.format, cfg.data.limits)  # before loading it
         # Only the row groups that overlap the window are read (all of a CSV source).
@@ -75,6 +86,9 @@ def ingest(
                 summary += f"; {note}"
                 details["repaired"] = str(repaired)
                 markdown += f"\n{note[0].upper()}{note[1:]}.\n"
+            if left:
+                summary += f"; {left}"
+                details["pending_rollout"] = left
             finish_step(rec, report_path, summary, details, markdown, html_path=html_path)
             return StepOutcome("ingest", summary, details)
         q_key = quarantine_key(window.id)
@@ -103,9 +117,13 @@ def ingest(
             summary += f"; {quarantine['drifted_values']} values outside the reference (drift)"
         if repaired:
             summary += f"; finished the rollout decision a crashed run left: {repaired}"
+        if left:
+            summary += f"; {left}"
         # -- drift (retrain.drift): the window vs the champion's profile; informs, never fails
         drift = champion_drift(cfg, store, result.data)
         report = {**result.report, "drift": drift.to_dict()}
+        if left:
+            report["pending_rollout"] = left
         markdown = result.markdown + "\n" + drift.markdown()
         if drift.report is not None:
             summary += f"; {drift.summary()}"

@@ -22,7 +22,14 @@ from retrain.registry import Registry, event_key
 from retrain.rollout.controller import RolloutController, read_rollout
 from retrain.storage import LocalStorage, Storage
 
-__all__ = ["SCHEMA_KEY", "check_state_kept", "finish_pending_rollout", "restore_champion"]
+__all__ = [
+    "SCHEMA_KEY",
+    "check_state_kept",
+    "finish_pending_rollout",
+    "git_credentials_missing",
+    "pending_rollout_left",
+    "restore_champion",
+]
 
 #: The reference schema: inferred by the very first run (create-only), enforced after.
 SCHEMA_KEY = "schema/schema.json"
@@ -77,6 +84,35 @@ def finish_pending_rollout(cfg: Config, store: Storage) -> str | None:
         if (status["served"] or None) == status["desired"]:
             return None
     return controller.finish_pending().message
+
+
+def git_credentials_missing(cfg: Config) -> str | None:
+    """Why this process cannot push to the GitOps remote, or None if it may.
+
+    On a cluster the git Secret (``deploy.gitops_credentials``) is mounted into the deploy and
+    rollout steps and the rollout-advance CronJob only; a step without it cannot push.
+    """
+    deploy = cfg.deploy
+    if deploy.mode != "gitops" or not deploy.gitops_remote or not deploy.gitops_credentials:
+        return None
+    if Path(deploy.gitops_credentials).is_dir():
+        return None
+    return (
+        f"the git Secret (deploy.gitops_credentials: {deploy.gitops_credentials}) is not "
+        "mounted in this step"
+    )
+
+
+def pending_rollout_left(cfg: Config, store: Storage, why: str) -> str | None:
+    """What a step that may not push leaves pending (None: nothing), and who finishes it."""
+    state, _ = read_rollout(store, cfg.name)
+    if state is None or not state.pending:
+        return None
+    kinds = ", ".join(a.kind for a in state.pending)
+    return (
+        f"a rollout decision a crashed run left pending ({kinds}) is not finished here: {why}; "
+        "the rollout step or the rollout-advance CronJob (`retrain deploy advance`) finishes it"
+    )
 
 
 def restore_champion(cfg: Config, store: Storage) -> str:
