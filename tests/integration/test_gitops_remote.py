@@ -169,6 +169,9 @@ def _deploy_many(args: tuple[str, str, str, int]) -> list[str]:
                 break
             except TransientError:
                 time.sleep(0.05)
+            except Exception as err:  # shown by the assertion below, not lost in the pool
+                refs.append(f"ERROR {type(err).__name__}: {err}")
+                break
     return refs
 
 
@@ -177,7 +180,9 @@ def _race(tmp_path: Path, remote: str, check: Path) -> None:
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(len(names)) as pool:
         results = pool.map(_deploy_many, [(str(tmp_path), remote, n, 4) for n in names])
-    assert all(len(r) == 4 for r in results), "a deploy gave up"
+    errors = [ref for r in results for ref in r if ref.startswith("ERROR")]
+    assert not errors, errors
+    assert all(len(r) == 4 for r in results), f"a deploy gave up: {results}"
     subjects = remote_log(check)
     for name in names:
         assert [s for s in subjects if s.startswith(name)] == [
