@@ -17,7 +17,7 @@ import pandas as pd
 from retrain.config import Config, config_from_dict
 from retrain.deploy import ApplyResult, to_yaml
 from retrain.registry import Registry
-from retrain.rollout.machine import Observations
+from retrain.rollout.machine import Observations, RolloutState, advance, start_rollout
 from retrain.rollout.providers import ObserveRequest
 from retrain.storage import Storage
 
@@ -197,3 +197,21 @@ def register_model(
 
 def events_of(reg: Registry, kind: str) -> list[Mapping[str, Any]]:
     return [e for e in reg.events() if e["kind"] == kind]
+
+
+def run_script(
+    policy: Any, script: list[Observations]
+) -> tuple[RolloutState, list[tuple[int, tuple[object, ...]]]]:
+    """Step a rollout of v2 against v1 one analysis a minute through `script`; the ticks at
+    which it decided something, and its final state (stops at a terminal phase)."""
+    state, _ = start_rollout("loans", "v1", "v2", policy, T0)
+    decided = []
+    now = T0
+    for tick, obs in enumerate(script, start=1):
+        now += timedelta(seconds=60)
+        state, actions = advance(state, obs, now)
+        if actions:
+            decided.append((tick, actions))
+        if state.terminal:
+            break
+    return state, decided

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import numpy as np
 import pytest
-from rollout_support import T0, healthy
+from rollout_support import healthy, run_script
 
 from retrain.rollout import pool
 from retrain.rollout.machine import (
@@ -16,8 +14,6 @@ from retrain.rollout.machine import (
     RollBack,
     RolloutState,
     SetTraffic,
-    advance,
-    start_rollout,
 )
 from retrain.settings.rollout import RolloutConfig
 
@@ -41,20 +37,7 @@ def paired(n: float, canary: float, champion: float = 0.9, diff_std: float = 0.3
     )
 
 
-def run(
-    policy: RolloutConfig, script: list[Observations]
-) -> tuple[RolloutState, list[tuple[int, tuple[object, ...]]]]:
-    state, _ = start_rollout("loans", "v1", "v2", policy, T0)
-    decided = []
-    now = T0
-    for tick, obs in enumerate(script, start=1):
-        now += timedelta(seconds=60)
-        state, actions = advance(state, obs, now)
-        if actions:
-            decided.append((tick, actions))
-        if state.terminal:
-            break
-    return state, decided
+run = run_script
 
 
 def test_pooled_sums_give_the_statistics_of_all_the_rows() -> None:

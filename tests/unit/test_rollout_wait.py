@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError as PydanticValidationError
-from rollout_support import T0, healthy
+from rollout_support import T0, healthy, run_script
 
 from retrain.rollout.machine import (
     INCONCLUSIVE,
@@ -16,7 +16,6 @@ from retrain.rollout.machine import (
     RollBack,
     RolloutState,
     SetTraffic,
-    advance,
     start_rollout,
 )
 from retrain.settings.rollout import RolloutConfig
@@ -37,20 +36,7 @@ def split(canary: float, accuracy: float = 0.9, champion: float = 0.9) -> Observ
     )
 
 
-def run(
-    policy: RolloutConfig, script: list[Observations]
-) -> tuple[RolloutState, list[tuple[int, tuple[object, ...]]]]:
-    state, _ = start_rollout("loans", "v1", "v2", policy, T0)
-    decided = []
-    now = T0
-    for tick, obs in enumerate(script, start=1):
-        now += timedelta(seconds=60)
-        state, actions = advance(state, obs, now)
-        if actions:
-            decided.append((tick, actions))
-        if state.terminal:
-            break
-    return state, decided
+run = run_script
 
 
 def test_a_step_waits_past_the_fixed_deadline_while_labels_keep_arriving() -> None:
