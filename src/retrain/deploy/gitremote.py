@@ -270,6 +270,11 @@ class _RemoteGit:
             for line in proc.stdout.splitlines()
             if "refs/heads/" in line
         )
+        if self.branch in heads:  # created since the fetch, by a deploy racing this one
+            raise TransientError(
+                f"the branch {self.branch!r} appeared on the GitOps remote {self.shown} while"
+                " this deploy fetched it (a concurrent deploy): retry"
+            )
         if heads:
             raise ValidationError(
                 f"the GitOps remote {self.shown} has no branch {self.branch!r} "
