@@ -42,6 +42,7 @@ from retrain.errors import ValidationError
 __all__ = [
     "SourceFacts",
     "WindowCounts",
+    "read_matching",
     "read_times",
     "read_window",
     "source_facts",
@@ -380,3 +381,60 @@ def window_counts(
         return _count_row_groups(source, data)
     times = _time_column(uri, fmt, files, data.time_column, client)
     return WindowCounts.of_times(data, times, {"files": len(files), "time_column": "every file"})
+
+
+def _comparable(left: pa.DataType, right: pa.DataType) -> bool:
+    """Whether equal values of these types are equal keys in the label join (text or ints)."""
+    texts = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+    if any(t(left) for t in texts) and any(t(right) for t in texts):
+        return True
+    return bool(pa.types.is_integer(left) and pa.types.is_integer(right))
+
+
+def read_matching(
+    uri: str,
+    fmt: str,
+    key: str,
+    values: pd.Series,
+    columns: Sequence[str],
+    *,
+    client: Any | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The rows of the source whose `key` is one of `values`, in source order, with `columns`
+    only; and what was read.
+
+    On Parquet the key filter and the projection are pushed into the scan (row groups whose
+    key statistics miss every value are skipped; only the named columns are decoded), so the
+    read holds the matching rows, not the source. Where that could change a result, the whole
+    source is read instead (``read["filtered"]`` is False): CSV, files of differing schemas, a
+    missing column (so the error can list what the source has), or key types that compare
+    differently from the values' (text ids against integer ones).
+
+    Raises:
+        ValidationError: as `read_source`.
+    """
+    files = source_files(uri, fmt, client=client)
+    source = _open_parquet(files) if fmt == "parquet" else None
+    schema = source.dataset.schema if source is not None else None
+    wanted = list(dict.fromkeys([key, *columns]))
+    if source is None or schema is None or any(c not in schema.names for c in wanted):
+        return read_source(uri, fmt, client=client), {"files": len(files), "filtered": False}
+    keys = pa.array(values.dropna().unique())
+    field_type = schema.field(key).type
+    try:
+        if not _comparable(keys.type, field_type):
+            raise pa.ArrowTypeError(f"{keys.type} keys against {field_type}")
+        keys = keys.cast(field_type)  # an id out of the column's range cannot match: refused
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return read_source(uri, fmt, client=client), {"files": len(files), "filtered": False}
+    field = pc.field(key)
+    matching = field.isin(keys)
+    if len(keys):
+        # The range lets row-group statistics skip whole groups: Arrow 26 prunes by a range
+        # on large strings (pandas' text), not by `isin` alone.
+        low, high = pc.min_max(keys).values()
+        matching = (field >= low) & (field <= high) & matching
+    table = source.dataset.to_table(
+        columns=[c for c in schema.names if c in wanted], filter=matching
+    )
+    return table.to_pandas(), {"files": len(files), "filtered": True, "rows": table.num_rows}
