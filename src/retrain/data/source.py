@@ -35,7 +35,8 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from retrain.config import DataSource
-from retrain.data.io import SourceFile, read_source, source_files
+from retrain.data.io import SourceFile, read_files, read_source, source_files
+from retrain.data.partitions import prune_partitions
 from retrain.data.windows import Window, event_time_slots, event_times, window_id_of_slot
 from retrain.errors import ValidationError
 
@@ -153,16 +154,25 @@ def read_window(
     rows, read from the overlapping row groups only, and the facts come from the footers. On
     the exact path the frame is the whole source and the facts are None (ingest counts them
     from the frame, as it always did). Either way `retrain.data.ingest.ingest_window` gives
-    the same result. Every column is read: a column the config does not name fails the
-    window's checks, so it must be seen.
+    the same result. A source in hive-style partitions (`retrain.data.partitions`) is read
+    only from the partitions that overlap the window, and its facts describe those. Every
+    column is read: a column the config does not name fails the window's checks, so it must
+    be seen.
 
     Raises:
         ValidationError: as `read_source`.
     """
-    files = source_files(uri, fmt, client=client)
+    every = source_files(uri, fmt, client=client)
+    files = prune_partitions(every, data, window).files
+    if not files:  # no partition overlaps the window: it is empty, say what the source holds
+        whole = _fast(every, data, fmt)
+        if whole is None:
+            return read_files(every, fmt), None
+        empty = whole.dataset.schema.empty_table().to_pandas()
+        return empty, _facts(whole, data.time_column)
     source = _fast(files, data, fmt)
     if source is None:
-        return read_source(uri, fmt, client=client), None
+        return read_files(files, fmt), None
     column = data.time_column
     field_type = source.dataset.schema.field(column).type
     table = source.dataset.to_table(
