@@ -6,6 +6,7 @@ any way fails, so a read that succeeds never touched it.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
+from retrain import steps
 from retrain.data.ingest import EmptyWindow, ingest_window
 from retrain.data.io import content_sha256, read_source
 from retrain.data.partitions import partition_span
 from retrain.data.source import read_window
 from retrain.data.windows import parse_window
+from retrain.errors import ValidationError
 from tests.unit.test_ingest import config, events
 
 GARBAGE = b"\xff\xfe not a data file \x00" * 10
@@ -120,3 +124,47 @@ def test_what_a_partition_promises() -> None:
         day + pd.Timedelta(days=1),
     )
     assert partition_span(weekly, "date=2024-1-2/p.parquet") is None
+
+
+def resolve_config(tmp_path: Path, root: Path) -> str:
+    cfg = {
+        "name": "shop",
+        "task": "classification",
+        "target": "churned",
+        "storage_root": str(tmp_path / "store"),
+        "data": {
+            "uri": str(root),
+            "id_column": "id",
+            "time_column": "at",
+            "time_kind": "timestamp",
+            "window_size": "7d",
+            "features": {"amount": "numeric"},
+        },
+        "labels": {"uri": str(tmp_path / "labels"), "id_column": "id", "label_column": "churned"},
+        "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+        "deploy": {"deployment_name": "shop"},
+    }
+    return yaml.safe_dump(cfg)
+
+
+def test_resolve_reads_only_the_partitions_of_the_window_the_clock_chooses(
+    tmp_path: Path,
+) -> None:
+    src = events(weeks=3).drop(columns=["week"])
+    hours = np.arange(len(src)) * 8  # three rows a day over 60 days from Monday 2024-01-01
+    src["at"] = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(hours, unit="h")
+    root = tmp_path / "events"
+    write_partitioned(root, src, src["at"].dt.strftime("%Y-%m-%d"), "date", "parquet")
+    break_partition(root, "date=2024-01-05", "parquet")  # the week before the one chosen
+    text = resolve_config(tmp_path, root)
+    monday = datetime(2024, 1, 22, 9, tzinfo=timezone.utc)
+    out = steps.resolve_run(text, "auto", "auto", "1", now=monday)
+    assert out.window_id == "2024-01-15"
+    assert out.details["window"]["rows"] == 21
+    assert out.details["source_read"]["partitions_skipped"] == 60 - 7 + 1  # the broken one too
+    # An empty chosen window counts the whole source (footers) to name its newest event.
+    (root / "date=2024-01-05" / "part-0.parquet").unlink()
+    (root / "date=2024-01-05" / "part-1.parquet").unlink()
+    later = datetime(2024, 4, 2, tzinfo=timezone.utc)
+    with pytest.raises(ValidationError, match="its newest event is at 2024-02-29T16:00:00Z"):
+        steps.resolve_run(text, "auto", "auto", "2", now=later)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import io
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -257,7 +257,7 @@ def _read_columns(
 ) -> pd.DataFrame:
     """The named columns of every file (CSV parsed column-wise; other formats in full)."""
     if fmt != "csv":
-        return read_source(uri, fmt, client=client)
+        return read_files(files, fmt)
     wanted = set(columns)
     frames = []
     for f in files:
@@ -375,22 +375,37 @@ def _count_row_groups(source: _Parquet, data: DataSource) -> WindowCounts:
 
 
 def window_counts(
-    uri: str, fmt: str, data: DataSource, *, client: Any | None = None
+    uri: str,
+    fmt: str,
+    data: DataSource,
+    *,
+    only: Window | None = None,
+    client: Any | None = None,
 ) -> WindowCounts:
     """Events per grid window of the source, reading as little as its format allows.
 
     Parquet with a typed time column: the footers' statistics, plus the time column of the
-    row groups that span several windows. Otherwise the time column (`read_times`).
+    row groups that span several windows. Otherwise the time column (`read_times`). With
+    `only`, files in hive-style partitions that do not overlap it are not opened
+    (`retrain.data.partitions`), so only that window's count is complete.
 
     Raises:
         ValidationError: the source has no such column, or as `read_source`.
     """
-    files = source_files(uri, fmt, client=client)
+    every = source_files(uri, fmt, client=client)
+    pruned = prune_partitions(every, data, only) if only is not None else None
+    files = pruned.files if pruned is not None else every
+    if not files:
+        empty = pd.Series([], dtype=object, name=data.time_column)
+        return WindowCounts.of_times(data, empty, {"files": 0, "partitions_skipped": len(every)})
     source = _fast(files, data, fmt)
+    skipped = {"partitions_skipped": pruned.skipped} if pruned is not None else {}
     if source is not None:
-        return _count_row_groups(source, data)
+        counts = _count_row_groups(source, data)
+        return replace(counts, read={**counts.read, **skipped})
     times = _time_column(uri, fmt, files, data.time_column, client)
-    return WindowCounts.of_times(data, times, {"files": len(files), "time_column": "every file"})
+    read = {"files": len(files), "time_column": "every file read", **skipped}
+    return WindowCounts.of_times(data, times, read)
 
 
 def _comparable(left: pa.DataType, right: pa.DataType) -> bool:

@@ -40,6 +40,7 @@ from retrain.steps.resolve_rules import (
     WindowChoice,
     auto_run_id,
     check_keyword,
+    clock_window,
     newest_counted_window,
     utc_instant,
 )
@@ -249,10 +250,16 @@ def _resolve_ids(
         try:
             kept = jobs_held_lease(store, cfg.name, job_id, run_id, at.to_pydatetime())
             if kept is None:
-                check_source(cfg.data.uri, cfg.data.format, cfg.data.limits)  # before loading
                 # Events per window are all the rules need: footers' statistics where they
                 # place a row group in one window, else the time column alone.
-                counts = window_counts(cfg.data.uri, cfg.data.format, cfg.data)
+                # The time rule's window comes from the clock: only partitions that overlap it
+                # are read, unless it turns out empty (the error then names the newest event).
+                only = clock_window(cfg.data, at, cfg.labels.delay)
+                limits = cfg.data.limits
+                check_source(cfg.data.uri, cfg.data.format, limits, data=cfg.data, window=only)
+                counts = window_counts(cfg.data.uri, cfg.data.format, cfg.data, only=only)
+                if only is not None and not counts.rows.get(only.id):
+                    counts = window_counts(cfg.data.uri, cfg.data.format, cfg.data)
                 source_read = counts.read
                 choice = newest_counted_window(
                     cfg.data, counts, at, source=cfg.data.uri, delay=cfg.labels.delay

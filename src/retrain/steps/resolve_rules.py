@@ -57,6 +57,7 @@ __all__ = [
     "WindowChoice",
     "auto_run_id",
     "check_keyword",
+    "clock_window",
     "newest_complete_window",
     "newest_counted_window",
     "utc_instant",
@@ -235,6 +236,28 @@ def _newest_period_window(
     return WindowChoice(window, rule, reason + ignored, rows)
 
 
+def _clock_windows(data: DataSource, by: pd.Timestamp) -> tuple[Window, Window]:
+    """The newest grid window over by `by`, and the one still open then (holding `by`)."""
+    current = parse_window(data, window_ids_in(data, pd.Series([by]))[0])
+    before = current.start - (current.end - current.start)
+    return parse_window(data, window_ids_in(data, pd.Series([before]))[0]), current
+
+
+def clock_window(data: DataSource, now: datetime, delay: str | int = 0) -> Window | None:
+    """The window the time rule chooses at `now` whatever the source holds; None for periods.
+
+    Labels of windows that ended after ``now - delay`` may still be missing, so the newest
+    window over by then is the one. Only its events need counting (`newest_counted_window`).
+
+    Raises:
+        ValidationError: `delay` does not fit the time kind.
+    """
+    if data.time_kind == "period":
+        return None
+    by = utc_instant(now) - pd.Timedelta(seconds=_lag(data, delay))
+    return _clock_windows(data, by)[0]
+
+
 def _newest_time_window(
     data: DataSource,
     counts: WindowCounts,
@@ -246,12 +269,8 @@ def _newest_time_window(
 ) -> WindowChoice:
     column = data.time_column
     rule = TIME_DELAY_RULE if lag else TIME_RULE
-    # Labels of windows that ended after `by` may still be missing.
     by = at - pd.Timedelta(seconds=lag)
-    # The grid window holding `by` has not ended by then; the one before it is the newest.
-    current = parse_window(data, window_ids_in(data, pd.Series([by]))[0])
-    before = current.start - (current.end - current.start)
-    window = parse_window(data, window_ids_in(data, pd.Series([before]))[0])
+    window, current = _clock_windows(data, by)
     rows = counts.rows.get(window.id, 0)
     span = f"[{_describe(window.start)}, {_describe(window.end)})"
     when = (
