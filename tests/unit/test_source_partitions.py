@@ -6,8 +6,10 @@ any way fails, so a read that succeeds never touched it.
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -168,3 +170,26 @@ def test_resolve_reads_only_the_partitions_of_the_window_the_clock_chooses(
     later = datetime(2024, 4, 2, tzinfo=timezone.utc)
     with pytest.raises(ValidationError, match="its newest event is at 2024-02-29T16:00:00Z"):
         steps.resolve_run(text, "auto", "auto", "2", now=later)
+
+
+@pytest.mark.integration
+def test_gcs_partitions_outside_the_window_are_never_fetched(gcs_emulator: Any) -> None:
+    client = gcs_emulator.client()
+    bucket = client.bucket(gcs_emulator.bucket)
+    lake = f"lake-{uuid.uuid4().hex[:8]}"
+    src = events(weeks=3)
+    for week in range(3):
+        sink = pa.BufferOutputStream()
+        part = pa.Table.from_pandas(src[src["week"] == week], preserve_index=False)
+        pq.write_table(part, sink)
+        bucket.blob(f"{lake}/events/window={week}/part-0.parquet").upload_from_string(
+            sink.getvalue().to_pybytes()
+        )
+    bucket.blob(f"{lake}/events/window=5/part-0.parquet").upload_from_string(GARBAGE)
+    uri = f"gs://{gcs_emulator.bucket}/{lake}/events"
+    cfg = config(uri=uri)
+    window = parse_window(cfg.data, "1")
+    part, facts = read_window(uri, "parquet", cfg.data, window, client=client)
+    got = ingest_window(cfg, part, window, None, facts=facts)
+    assert got.data["id"].tolist() == src.loc[src["week"] == 1, "id"].tolist()
+    assert facts is not None and facts.rows == 60
