@@ -232,12 +232,10 @@ def read_times(uri: str, fmt: str, column: str, *, client: Any | None = None) ->
     Raises:
         ValidationError: the source has no such column, or as `read_source`.
     """
-    return _time_column(uri, fmt, source_files(uri, fmt, client=client), column, client)
+    return _time_column(uri, fmt, source_files(uri, fmt, client=client), column)
 
 
-def _time_column(
-    uri: str, fmt: str, files: list[SourceFile], column: str, client: Any | None
-) -> pd.Series:
+def _time_column(uri: str, fmt: str, files: list[SourceFile], column: str) -> pd.Series:
     if fmt == "parquet":
         source = _open_parquet(files)
         if source is not None:
@@ -246,15 +244,13 @@ def _time_column(
             table = source.dataset.to_table(columns=[column])
             series: pd.Series = table.to_pandas()[column]
             return series
-    frame = _read_columns(uri, fmt, files, [column], client)
+    frame = _read_columns(fmt, files, [column])
     if column not in frame.columns:
         raise ValidationError(f"data source {uri} has no time column {column!r}")
     return frame[column]
 
 
-def _read_columns(
-    uri: str, fmt: str, files: list[SourceFile], columns: Sequence[str], client: Any | None
-) -> pd.DataFrame:
+def _read_columns(fmt: str, files: list[SourceFile], columns: Sequence[str]) -> pd.DataFrame:
     """The named columns of every file (CSV parsed column-wise; other formats in full)."""
     if fmt != "csv":
         return read_files(files, fmt)
@@ -403,7 +399,7 @@ def window_counts(
     if source is not None:
         counts = _count_row_groups(source, data)
         return replace(counts, read={**counts.read, **skipped})
-    times = _time_column(uri, fmt, files, data.time_column, client)
+    times = _time_column(uri, fmt, files, data.time_column)
     read = {"files": len(files), "time_column": "every file read", **skipped}
     return WindowCounts.of_times(data, times, read)
 
