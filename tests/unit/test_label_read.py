@@ -102,6 +102,9 @@ def test_sources_the_filter_could_change_are_read_whole(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(frame, read_source(uri, "parquet"))
     _, missing = read_matching(uri, "parquet", "application", numeric_ids, ["label"])
     assert not missing["filtered"]  # the join's error lists the columns the source has
+    mixed = pd.Series(["a1000", 7], dtype=object)  # no one Arrow type
+    _, mixed_read = read_matching(uri, "parquet", "application", mixed, ["outcome"])
+    assert not mixed_read["filtered"]
     (tmp_path / "csv").mkdir()
     read_source(uri, "parquet").to_csv(tmp_path / "csv" / "labels.csv", index=False)
     _, csv = read_matching(str(tmp_path / "csv"), "csv", "application", numeric_ids, ["outcome"])

@@ -440,9 +440,9 @@ def read_matching(
     wanted = list(dict.fromkeys([key, *columns]))
     if source is None or schema is None or any(c not in schema.names for c in wanted):
         return read_source(uri, fmt, client=client), {"files": len(files), "filtered": False}
-    keys = pa.array(values.dropna().unique())
     field_type = schema.field(key).type
     try:
+        keys = pa.array(values.dropna().unique())  # mixed ids (5 and "5") have no one type
         if not _comparable(keys.type, field_type):
             raise pa.ArrowTypeError(f"{keys.type} keys against {field_type}")
         keys = keys.cast(field_type)  # an id out of the column's range cannot match: refused
