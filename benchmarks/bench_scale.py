@@ -12,7 +12,10 @@ the parent stays small so no child inherits a large figure):
    windows of history. On each copy ingest, label, train and evaluate run on period 20, each
    in its own process. The config caps the history training rows at one window
    (``training.max_history_rows: --rows``), so the row budget is the same for every history
-   size and the table shows what the history's size costs beyond it.
+   size and the table shows what the history's size costs beyond it. Train then runs again on
+   each copy with the default training settings (no ``max_history_rows``: the budget is what
+   the 80/20 mix can use, about 4.4 windows of this size), to show memory growing until the
+   budget is filled and flat after.
 2. **resolve and ingest with a source of 5 vs 50 windows** of ``--rows`` rows (the history
    data's windows, re-dated): ``resolve`` (window ``auto``) and ingest of the newest complete
    window, each in its own process; the whole-source read they
@@ -22,6 +25,8 @@ the parent stays small so no child inherits a large figure):
    store; all read the same small source), four workers.
 
 Times are wall seconds of the step's function (imports excluded); RSS in MiB.
+``--sections cycle,source`` re-measures only those sections and keeps the others' figures
+from the existing results file.
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ MONITOR_ROWS = 2000
 MONITOR_WINDOWS = 4
 MONITOR_WORKERS = 4
 GOALS = {"train_rss": 1.2, "resolve_ingest_time": 1.5, "monitor_time": 10.0}
+TARGET_ROWS = 1_000_000
+#: Section names of --sections and their keys in the results.
+SECTIONS = {"cycle": "history", "source": "source", "monitor": "monitor"}
 
 
 def _bench_cycle() -> Any:
@@ -95,9 +103,8 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
             str(t / "queue.parquet"),
         )
     elif kind == "train":
-        o = steps.train(
-            text, window, run_id, str(t / "labelled.parquet"), str(t / "model"), str(t / "hold")
-        )
+        model, hold = (str(t / f"{name}{spec.get('suffix', '')}") for name in ("model", "hold"))
+        o = steps.train(text, window, run_id, str(t / "labelled.parquet"), model, hold)
         out["provenance"] = {
             k: o.details["provenance"].get(k) for k in ("history_rows", "new_rows", "history_load")
         }
@@ -265,6 +272,16 @@ def measure_history(rows: int, work: Path) -> dict[str, Any]:
         path = _write_config(d / "bench.yaml", _config(rows, data, d / "store"))
         out[str(size)] = _steps(path, NEW_WINDOW, work, f"h{size}")
         print(f"history {size}: " + _line(out[str(size)]), flush=True)
+    for size in HISTORY_SIZES:  # the same labelled window, trained under the default budget
+        d = work / f"history-{size}"
+        cfg = _config(rows, data, d / "store")
+        del cfg["training"]
+        path = _write_config(d / "default.yaml", cfg)
+        tmp = next(work.glob(f"h{size}-*"))
+        spec = {"config": str(path), "window": NEW_WINDOW, "run_id": f"d{size}", "tmp": str(tmp)}
+        out[str(size)]["train_default"] = run({**spec, "kind": "train", "suffix": "-d"}, work)
+        print(f"history {size}, default budget: " + _line(
+            {"train": out[str(size)]["train_default"]}), flush=True)  # fmt: skip
     return out
 
 
@@ -329,35 +346,86 @@ def _line(measured: dict[str, Any]) -> str:
 # --- report --------------------------------------------------------------------------------------
 
 
+def _when(results: dict[str, Any], key: str) -> str:
+    """When and at what size a section was measured."""
+    m = results.get("measured", {}).get(key) or {}
+    return f"Measured {m.get('date')} on {m.get('machine')} (`--rows {m.get('rows')}`)."
+
+
+def _history_rows(measured: dict[str, Any]) -> str:
+    provenance = measured.get("provenance", {})
+    read = (provenance.get("history_load") or {}).get("loaded_rows", "all")
+    return f"{provenance.get('history_rows')} used, {read} read"
+
+
+def _size_note(results: dict[str, Any]) -> str:
+    """Why a run below the target size: what the measured sections took at that size."""
+    measured = results.get("measured", {})
+    rows = (measured.get("history") or {}).get("rows") or 0
+    took = sum((measured.get(k) or {}).get("seconds") or 0 for k in ("history", "source"))
+    if rows >= TARGET_ROWS or not took:
+        return ""
+    return (
+        f" Not the {TARGET_ROWS:,} rows of the target: at this size the cycle and source "
+        f"sections took {took / 60:.0f} min of wall time on this shared machine, and they grow "
+        "about linearly with the rows."
+    )
+
+
 def render(results: dict[str, Any]) -> str:
     """The Markdown report of `results`."""
-    rows = results["rows"]
     h, s, m = results["history"], results["source"], results["monitor"]
+    rows = (results.get("measured", {}).get("history") or {}).get("rows") or results["rows"]
     lines = [
         "# Scale: cost by history kept and by number of models",
         "",
-        f"`python benchmarks/bench_scale.py --rows {rows}` on {results['machine']}, "
-        f"{results['date']}. {rows:,} rows per window, 20 features (16 numeric, 4 categorical); "
-        "each step in its own process, one BLAS thread; times exclude imports.",
+        "`python benchmarks/bench_scale.py --rows N [--sections ...]`: 20 features (16 numeric, "
+        "4 categorical); each step in its own process, one BLAS thread; times exclude imports. "
+        "Each section says when and at what size it was measured.",
         "",
         f"## One cycle with 1, 5 and 20 history windows (history budget {rows:,} training rows)",
+        "",
+        _when(results, "history") + f" {rows:,} rows per window." + _size_note(results),
         "",
         "| history windows | " + " | ".join(f"{st} s / MiB" for st in STEPS) + " | history rows |",
         "|---:|" + "---:|" * (len(STEPS) + 1),
     ]
     for size, steps in h.items():
         cells = [f"{steps[st]['seconds']:.1f} / {steps[st]['rss_mib']:.0f}" for st in STEPS]
-        load = steps["train"].get("provenance", {}).get("history_load") or {}
-        read = load.get("loaded_rows", "all")
-        hist = steps["train"].get("provenance", {}).get("history_rows")
-        lines.append(f"| {size} | " + " | ".join(cells) + f" | {hist} used, {read} read |")
+        lines.append(f"| {size} | " + " | ".join(cells) + f" | {_history_rows(steps['train'])} |")
     train_ratio = h["20"]["train"]["rss_mib"] / h["1"]["train"]["rss_mib"]
     lines += [
         "",
         f"Train's peak RSS with 20 windows / with 1: **{train_ratio:.2f}×** "
-        f"(goal ≤ {GOALS['train_rss']}×).",
+        f"(goal ≤ {GOALS['train_rss']}×) at a budget of one window.",
+    ]
+    if all("train_default" in steps for steps in h.values()):
+        lines += [
+            "",
+            "The same windows trained under the default settings (no `max_history_rows`: the "
+            "budget is what the 80/20 mix can use, about 4.4 windows of this size):",
+            "",
+            "| history windows | train s / MiB | history rows |",
+            "|---:|---:|---:|",
+        ]
+        for size, steps in h.items():
+            d = steps["train_default"]
+            lines.append(
+                f"| {size} | {d['seconds']:.1f} / {d['rss_mib']:.0f} | {_history_rows(d)} |"
+            )
+        flat = h["20"]["train_default"]["rss_mib"] / h["5"]["train_default"]["rss_mib"]
+        grow = h["20"]["train_default"]["rss_mib"] / h["1"]["train_default"]["rss_mib"]
+        results["default_budget"] = {"rss_20_over_5": flat, "rss_20_over_1": grow}
+        lines += [
+            "",
+            f"Default budget: train's peak RSS with 20 windows / with 5: **{flat:.2f}×**; "
+            f"with 20 / with 1: {grow:.2f}× (one window is below the budget).",
+        ]
+    lines += [
         "",
         "## resolve and ingest with a source of 5 vs 50 windows",
+        "",
+        _when(results, "source"),
         "",
         "| windows in the source | resolve s / MiB | ingest s / MiB | whole-source read "
         "(before) s / MiB |",
@@ -378,6 +446,8 @@ def render(results: dict[str, Any]) -> str:
         "",
         f"## A monitor pass over 1, 10 and 50 models ({MONITOR_WORKERS} workers, "
         f"{MONITOR_ROWS:,} rows per window)",
+        "",
+        _when(results, "monitor"),
         "",
         "| models | pass s | peak RSS MiB |",
         "|---:|---:|---:|",
@@ -400,6 +470,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=1_000_000, help="rows per window")
     p.add_argument("--output", default=str(HERE / "results" / "scale.md"))
     p.add_argument("--workdir", help="keep the work here (default: a temporary directory)")
+    p.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help="comma-separated sections to measure (others keep their figures from the results"
+        " file): " + ", ".join(SECTIONS),
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -407,21 +483,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = _child(json.loads(spec_path.read_text()))
         spec_path.with_suffix(".out.json").write_text(json.dumps(result, default=str))
         return 0
+    sections = [x.strip() for x in args.sections.split(",") if x.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        p.error(f"unknown sections {unknown}; choose from {list(SECTIONS)}")
+    out = Path(args.output)
+    kept = out.with_suffix(".json")
+    results: dict[str, Any] = json.loads(kept.read_text()) if kept.exists() else {}
+    missing = [k for k in SECTIONS if k not in sections and SECTIONS[k] not in results]
+    if missing:
+        p.error(f"no earlier results for sections {missing} in {kept}: measure them too")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="retrain-scale-"))
     work.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    results: dict[str, Any] = {
-        "rows": args.rows,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}",
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "history": measure_history(args.rows, work),
-        "source": measure_source(args.rows, work),
-        "monitor": measure_monitor(work),
-    }
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    measured = results.setdefault("measured", {})
+    for key in SECTIONS.values():  # figures of an earlier run say when and how they were made
+        measured.setdefault(key, {k: results.get(k) for k in ("rows", "machine", "date")})
+    if "source" in sections and "cycle" not in sections and not (work / "history-data").exists():
+        p.error("the source section re-dates the cycle section's data: run both, or --workdir")
+    for name in sections:
+        t0 = time.perf_counter()
+        key = SECTIONS[name]
+        if name == "cycle":
+            results[key] = measure_history(args.rows, work)
+        elif name == "source":
+            results[key] = measure_source(args.rows, work)
+        else:
+            results[key] = measure_monitor(work)
+        measured[key] = {"rows": args.rows, "machine": machine, "date": today,
+                         "seconds": time.perf_counter() - t0}  # fmt: skip
+    results.update({"rows": args.rows, "machine": machine, "date": today})
     markdown = render(results)
-    results["total_seconds"] = time.perf_counter() - t0
-    out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))

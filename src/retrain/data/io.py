@@ -33,6 +33,7 @@ __all__ = [
     "dataset_metadata",
     "from_parquet_bytes",
     "json_value",
+    "read_files",
     "read_source",
     "source_files",
     "to_parquet_bytes",
@@ -79,6 +80,7 @@ class SourceFile:
     path: Path | None = None
     store: GCSStorage | None = None
     key: str = ""
+    relative: str = ""  # the path below the source's root ("" for a one-file source)
 
     def read_bytes(self) -> bytes:
         """The whole file."""
@@ -113,7 +115,7 @@ def _local_files(path: Path, uri: str, fmt: str) -> list[SourceFile]:
     )
     if not files:
         raise ValidationError(f"data source {uri} is a directory with no .{fmt} files")
-    return [SourceFile(uri=str(p), path=p) for p in files]
+    return [SourceFile(uri=str(p), path=p, relative=p.relative_to(path).as_posix()) for p in files]
 
 
 def _gcs_files(uri: str, fmt: str, client: Any | None) -> list[SourceFile]:
@@ -133,7 +135,9 @@ def _gcs_files(uri: str, fmt: str, client: Any | None) -> list[SourceFile]:
         raise ValidationError(
             f"data source not found: {uri} (no object and no .{fmt} files below it)"
         )
-    return [SourceFile(uri=store.uri(k), store=store, key=k) for k in keys]
+    return [
+        SourceFile(uri=store.uri(k), store=store, key=k, relative=k[len(prefix) :]) for k in keys
+    ]
 
 
 def source_files(uri: str, fmt: str, *, client: Any | None = None) -> list[SourceFile]:
@@ -175,7 +179,15 @@ def read_source(uri: str, fmt: str, *, client: Any | None = None) -> pd.DataFram
     Raises:
         ValidationError: unknown format, missing source, or a file that cannot be parsed.
     """
-    files = source_files(uri, fmt, client=client)
+    return read_files(source_files(uri, fmt, client=client), fmt)
+
+
+def read_files(files: list[SourceFile], fmt: str) -> pd.DataFrame:
+    """`files` of a source read into one frame, in order (`read_source` reads them all).
+
+    Raises:
+        ValidationError: a file that cannot be parsed.
+    """
     return _concat([_parse(f.read_bytes(), fmt, f.uri) for f in files])
 
 

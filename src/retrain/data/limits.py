@@ -19,7 +19,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from retrain.data.io import data_files
+from retrain.config import DataSource
+from retrain.data.io import source_files
+from retrain.data.partitions import prune_partitions
+from retrain.data.windows import Window
 from retrain.errors import ValidationError
 from retrain.settings.limits import InputLimits
 
@@ -40,17 +43,30 @@ def _refuse(where: str, what: str, limit: str, value: int) -> ValidationError:
     )
 
 
-def check_source(uri: str, fmt: str, limits: InputLimits) -> None:
+def check_source(
+    uri: str,
+    fmt: str,
+    limits: InputLimits,
+    *,
+    data: DataSource | None = None,
+    window: Window | None = None,
+) -> None:
     """Refuse a local source whose files are too big, too long, too wide or hold too long a
     value, before any of it is loaded. ``gs://`` sources are left to `check_frame`.
+
+    With `data` and `window`, only the files a read of that window opens are checked: those
+    in hive-style partitions outside it are never read (`retrain.data.partitions`).
 
     Raises:
         ValidationError: the first limit a file passes, naming the file and the limit.
     """
     if uri.startswith("gs://"):
         return
+    files = source_files(uri, fmt)
+    if data is not None and window is not None:
+        files = prune_partitions(files, data, window).files
     rows = 0
-    for path in data_files(uri, fmt):
+    for path in (f.path for f in files if f.path is not None):
         size = path.stat().st_size
         if size > limits.max_file_bytes:
             raise _refuse(str(path), f"{size:,} bytes", "max_file_bytes", limits.max_file_bytes)

@@ -6,7 +6,10 @@ objects read by byte range), so
 
 - `read_window` reads only the row groups whose time statistics overlap the window (the filter
   on the time column prunes the others before any data is read) and the file footers;
-- `read_times` reads only the time column (the ``resolve`` step needs nothing else);
+- `read_times` reads only the time column;
+- `window_counts` counts the events per grid window (all the ``resolve`` step needs) from the
+  row groups' time statistics where a row group lies within one window, and reads the time
+  column of the other row groups only;
 - `source_facts` takes the row count, the missing times and the time range from the footers'
   statistics alone.
 
@@ -19,10 +22,12 @@ schemas differ) falls back to `read_source`, so every source that worked keeps w
 from __future__ import annotations
 
 import io
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -30,11 +35,20 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from retrain.config import DataSource
-from retrain.data.io import SourceFile, read_source, source_files
-from retrain.data.windows import Window
+from retrain.data.io import SourceFile, read_files, read_source, source_files
+from retrain.data.partitions import prune_partitions
+from retrain.data.windows import Window, event_time_slots, event_times, window_id_of_slot
 from retrain.errors import ValidationError
 
-__all__ = ["SourceFacts", "read_times", "read_window", "source_facts"]
+__all__ = [
+    "SourceFacts",
+    "WindowCounts",
+    "read_matching",
+    "read_times",
+    "read_window",
+    "source_facts",
+    "window_counts",
+]
 
 
 @dataclass(frozen=True)
@@ -140,16 +154,25 @@ def read_window(
     rows, read from the overlapping row groups only, and the facts come from the footers. On
     the exact path the frame is the whole source and the facts are None (ingest counts them
     from the frame, as it always did). Either way `retrain.data.ingest.ingest_window` gives
-    the same result. Every column is read: a column the config does not name fails the
-    window's checks, so it must be seen.
+    the same result. A source in hive-style partitions (`retrain.data.partitions`) is read
+    only from the partitions that overlap the window, and its facts describe those. Every
+    column is read: a column the config does not name fails the window's checks, so it must
+    be seen.
 
     Raises:
         ValidationError: as `read_source`.
     """
-    files = source_files(uri, fmt, client=client)
+    every = source_files(uri, fmt, client=client)
+    files = prune_partitions(every, data, window).files
+    if not files:  # no partition overlaps the window: it is empty, say what the source holds
+        whole = _fast(every, data, fmt)
+        if whole is None:
+            return read_files(every, fmt), None
+        empty = whole.dataset.schema.empty_table().to_pandas()
+        return empty, _facts(whole, data.time_column)
     source = _fast(files, data, fmt)
     if source is None:
-        return read_source(uri, fmt, client=client), None
+        return read_files(files, fmt), None
     column = data.time_column
     field_type = source.dataset.schema.field(column).type
     table = source.dataset.to_table(
@@ -209,7 +232,10 @@ def read_times(uri: str, fmt: str, column: str, *, client: Any | None = None) ->
     Raises:
         ValidationError: the source has no such column, or as `read_source`.
     """
-    files = source_files(uri, fmt, client=client)
+    return _time_column(uri, fmt, source_files(uri, fmt, client=client), column)
+
+
+def _time_column(uri: str, fmt: str, files: list[SourceFile], column: str) -> pd.Series:
     if fmt == "parquet":
         source = _open_parquet(files)
         if source is not None:
@@ -218,18 +244,16 @@ def read_times(uri: str, fmt: str, column: str, *, client: Any | None = None) ->
             table = source.dataset.to_table(columns=[column])
             series: pd.Series = table.to_pandas()[column]
             return series
-    frame = _read_columns(uri, fmt, files, [column], client)
+    frame = _read_columns(fmt, files, [column])
     if column not in frame.columns:
         raise ValidationError(f"data source {uri} has no time column {column!r}")
     return frame[column]
 
 
-def _read_columns(
-    uri: str, fmt: str, files: list[SourceFile], columns: Sequence[str], client: Any | None
-) -> pd.DataFrame:
+def _read_columns(fmt: str, files: list[SourceFile], columns: Sequence[str]) -> pd.DataFrame:
     """The named columns of every file (CSV parsed column-wise; other formats in full)."""
     if fmt != "csv":
-        return read_source(uri, fmt, client=client)
+        return read_files(files, fmt)
     wanted = set(columns)
     frames = []
     for f in files:
@@ -238,3 +262,200 @@ def _read_columns(
         except (ValueError, UnicodeDecodeError) as err:
             raise ValidationError(f"{f.uri} is not a readable csv file: {err}") from None
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class WindowCounts:
+    """Events per grid window of a source, and how much of the source was read to count them.
+
+    ``rows`` maps the id of every grid window holding events to their number, in time order;
+    ``newest`` is the newest readable event time (`event_times` units; None without one);
+    ``unreadable`` holds the raw time values that could not be read as the time kind; ``read``
+    says what was read (files, row groups counted from statistics, row groups whose time
+    column was read, or the whole time column).
+    """
+
+    rows: dict[str, int]
+    newest: Any
+    unreadable: pd.Series
+    read: dict[str, Any]
+
+    @classmethod
+    def of_times(
+        cls, data: DataSource, times: pd.Series, read: dict[str, Any] | None = None
+    ) -> WindowCounts:
+        """The counts of a column of raw event times (unreadable ones belong to no window)."""
+        tally = _Tally(data)
+        tally.add_times(times)
+        return tally.counts(read if read is not None else {"time_column": "whole source"})
+
+
+class _Tally:
+    """Counts per grid slot, added to row group by row group."""
+
+    def __init__(self, data: DataSource) -> None:
+        self.data = data
+        self.by_slot: Counter[int] = Counter()
+        self.newest: Any = None
+        self.unreadable: list[pd.Series] = []
+
+    def _newest(self, value: Any) -> None:
+        if self.newest is None or value > self.newest:
+            self.newest = value
+
+    def add_times(self, times: pd.Series) -> None:
+        parsed = event_times(times, self.data.time_kind, errors="coerce")
+        bad = parsed.isna() & times.notna()
+        if bad.any():
+            self.unreadable.append(times[bad])
+        slots = event_time_slots(self.data, parsed)
+        slots = slots[~np.isnan(slots)].astype(np.int64)
+        found, counts = np.unique(slots, return_counts=True)
+        self.by_slot.update(dict(zip(found.tolist(), counts.tolist(), strict=True)))
+        known = parsed.dropna()
+        if len(known):
+            self._newest(known.max())
+
+    def add_range(self, low: Any, high: Any, rows: int) -> bool:
+        """Count `rows` events known to lie in ``[low, high]``: True when that is one window."""
+        bounds = event_times(pd.Series([low, high]), self.data.time_kind, errors="coerce")
+        first, last = event_time_slots(self.data, bounds)
+        if np.isnan(first) or first != last:
+            return False
+        self.by_slot[int(first)] += rows
+        self._newest(bounds.iloc[1])
+        return True
+
+    def counts(self, read: dict[str, Any]) -> WindowCounts:
+        rows = {window_id_of_slot(self.data, k): n for k, n in sorted(self.by_slot.items()) if n}
+        unreadable = (
+            pd.concat(self.unreadable, ignore_index=True)
+            if self.unreadable
+            else pd.Series([], dtype=object)
+        )
+        return WindowCounts(rows, self.newest, unreadable, read)
+
+
+def _count_row_groups(source: _Parquet, data: DataSource) -> WindowCounts:
+    """`WindowCounts` from the footers, reading the time column of a row group only when its
+    statistics do not place it in one window.
+
+    Float times are always read: Parquet statistics leave NaN out of min/max and null counts.
+    """
+    column = data.time_column
+    by_stats = pa.types.is_integer(source.dataset.schema.field(column).type) or (
+        pa.types.is_timestamp(source.dataset.schema.field(column).type)
+    )
+    tally = _Tally(data)
+    groups = from_stats = 0
+    for fragment in source.fragments:
+        meta = fragment.metadata
+        position = meta.schema.to_arrow_schema().get_field_index(column)
+        for i in range(meta.num_row_groups):
+            group = meta.row_group(i)
+            groups += 1
+            stats = group.column(position).statistics
+            known = by_stats and stats is not None and stats.has_null_count and stats.has_min_max
+            if known and tally.add_range(stats.min, stats.max, group.num_rows - stats.null_count):
+                from_stats += 1
+                continue
+            table = fragment.subset(row_group_ids=[i]).to_table(columns=[column])
+            tally.add_times(table.to_pandas()[column])
+    read = {
+        "files": len(source.fragments),
+        "row_groups": groups,
+        "row_groups_from_statistics": from_stats,
+        "row_groups_time_column_read": groups - from_stats,
+    }
+    return tally.counts(read)
+
+
+def window_counts(
+    uri: str,
+    fmt: str,
+    data: DataSource,
+    *,
+    only: Window | None = None,
+    client: Any | None = None,
+) -> WindowCounts:
+    """Events per grid window of the source, reading as little as its format allows.
+
+    Parquet with a typed time column: the footers' statistics, plus the time column of the
+    row groups that span several windows. Otherwise the time column (`read_times`). With
+    `only`, files in hive-style partitions that do not overlap it are not opened
+    (`retrain.data.partitions`), so only that window's count is complete.
+
+    Raises:
+        ValidationError: the source has no such column, or as `read_source`.
+    """
+    every = source_files(uri, fmt, client=client)
+    pruned = prune_partitions(every, data, only) if only is not None else None
+    files = pruned.files if pruned is not None else every
+    if not files:
+        empty = pd.Series([], dtype=object, name=data.time_column)
+        return WindowCounts.of_times(data, empty, {"files": 0, "partitions_skipped": len(every)})
+    source = _fast(files, data, fmt)
+    skipped = {"partitions_skipped": pruned.skipped} if pruned is not None else {}
+    if source is not None:
+        counts = _count_row_groups(source, data)
+        return replace(counts, read={**counts.read, **skipped})
+    times = _time_column(uri, fmt, files, data.time_column)
+    read = {"files": len(files), "time_column": "every file read", **skipped}
+    return WindowCounts.of_times(data, times, read)
+
+
+def _comparable(left: pa.DataType, right: pa.DataType) -> bool:
+    """Whether equal values of these types are equal keys in the label join (text or ints)."""
+    texts = (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+    if any(t(left) for t in texts) and any(t(right) for t in texts):
+        return True
+    return bool(pa.types.is_integer(left) and pa.types.is_integer(right))
+
+
+def read_matching(
+    uri: str,
+    fmt: str,
+    key: str,
+    values: pd.Series,
+    columns: Sequence[str],
+    *,
+    client: Any | None = None,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The rows of the source whose `key` is one of `values`, in source order, with `columns`
+    only; and what was read.
+
+    On Parquet the key filter and the projection are pushed into the scan (row groups whose
+    key statistics miss every value are skipped; only the named columns are decoded), so the
+    read holds the matching rows, not the source. Where that could change a result, the whole
+    source is read instead (``read["filtered"]`` is False): CSV, files of differing schemas, a
+    missing column (so the error can list what the source has), or key types that compare
+    differently from the values' (text ids against integer ones).
+
+    Raises:
+        ValidationError: as `read_source`.
+    """
+    files = source_files(uri, fmt, client=client)
+    source = _open_parquet(files) if fmt == "parquet" else None
+    schema = source.dataset.schema if source is not None else None
+    wanted = list(dict.fromkeys([key, *columns]))
+    if source is None or schema is None or any(c not in schema.names for c in wanted):
+        return read_source(uri, fmt, client=client), {"files": len(files), "filtered": False}
+    field_type = schema.field(key).type
+    try:
+        keys = pa.array(values.dropna().unique())  # mixed ids (5 and "5") have no one type
+        if not _comparable(keys.type, field_type):
+            raise pa.ArrowTypeError(f"{keys.type} keys against {field_type}")
+        keys = keys.cast(field_type)  # an id out of the column's range cannot match: refused
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return read_source(uri, fmt, client=client), {"files": len(files), "filtered": False}
+    field = pc.field(key)
+    matching = field.isin(keys)
+    if len(keys):
+        # The range lets row-group statistics skip whole groups: Arrow 26 prunes by a range
+        # on large strings (pandas' text), not by `isin` alone.
+        low, high = pc.min_max(keys).values()
+        matching = (field >= low) & (field <= high) & matching
+    table = source.dataset.to_table(
+        columns=[c for c in schema.names if c in wanted], filter=matching
+    )
+    return table.to_pandas(), {"files": len(files), "filtered": True, "rows": table.num_rows}

@@ -32,6 +32,7 @@ __all__ = [
     "Window",
     "as_of_text",
     "drop_small_leading_windows",
+    "event_time_slots",
     "event_times",
     "next_window_id",
     "off_grid_warning",
@@ -227,7 +228,11 @@ def window_slots(data: DataSource, times: pd.Series) -> np.ndarray:
 
     Unreadable times count as missing: this only groups rows that were ingested already.
     """
-    values = event_times(times, data.time_kind, errors="coerce")
+    return event_time_slots(data, event_times(times, data.time_kind, errors="coerce"))
+
+
+def event_time_slots(data: DataSource, values: pd.Series) -> np.ndarray:
+    """`window_slots` of times already read by `event_times` (floats, or UTC timestamps)."""
     if data.time_kind == "period":
         shifted = values.to_numpy(dtype=float) - _period_origin(data)
         return np.asarray(np.floor(shifted / _period_size(data)))

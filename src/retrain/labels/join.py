@@ -25,7 +25,13 @@ from retrain.data.schema import as_category_strings
 from retrain.data.windows import as_of_text, event_times
 from retrain.errors import ValidationError
 
-__all__ = ["COVERAGE_SHORTFALL", "MAX_LEAKAGE_SHARE", "LabelResult", "join_labels"]
+__all__ = [
+    "COVERAGE_SHORTFALL",
+    "MAX_LEAKAGE_SHARE",
+    "LabelResult",
+    "join_labels",
+    "label_columns",
+]
 
 #: Above this share of labelled rows dated before their event, the join fails.
 MAX_LEAKAGE_SHARE = 0.01
@@ -43,6 +49,12 @@ class LabelResult:
     leakage: int
     report: dict[str, Any]
     markdown: str
+
+
+def label_columns(cfg: Config) -> list[str]:
+    """The label source's columns the join uses: id, label and (when set) label time."""
+    names = [cfg.labels.id_column, cfg.labels.label_column]
+    return names + ([cfg.labels.time_column] if cfg.labels.time_column else [])
 
 
 def _join_keys(ids: pd.Series) -> pd.Series:

@@ -68,7 +68,8 @@ def ingest(
         repaired = finish_pending_rollout(cfg, store) if no_push is None else None
         left = pending_rollout_left(cfg, store, no_push) if no_push is not None else None
         check_state_kept(store, Registry(store, cfg.name))
-        check_source(cfg.data.uri, cfg.data.format, cfg.data.limits)  # before loading it
+        # Before loading it; partitions outside the window are neither checked nor read.
+        check_source(cfg.data.uri, cfg.data.format, cfg.data.limits, data=cfg.data, window=window)
         # Only the row groups that overlap the window are read (all of a CSV source).
         source, facts = read_window(cfg.data.uri, cfg.data.format, cfg.data, window)
         check_frame(source, cfg.data.uri, cfg.data.limits)

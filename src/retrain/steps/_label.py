@@ -13,11 +13,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+import pandas as pd
+
 from retrain.config import Config
 from retrain.data.history import commit_history
-from retrain.data.io import content_sha256, read_source
+from retrain.data.io import content_sha256
+from retrain.data.source import read_matching
 from retrain.data.windows import as_of_text, parse_as_of, parse_window
-from retrain.labels.join import join_labels
+from retrain.labels.join import join_labels, label_columns
 from retrain.steps.records import (
     StepOutcome,
     finish_step,
@@ -79,9 +82,17 @@ def label(
             "as_of_rule": how,
         }
         events, meta = read_dataset(dataset_path)
-        labels = read_source(cfg.labels.uri, cfg.labels.format)
+        # Only the labels of this window's ids, and only the columns the join uses: the
+        # report's label counts (duplicates, null labels) are of those labels.
+        labels, read = read_matching(
+            cfg.labels.uri,
+            cfg.labels.format,
+            cfg.labels.id_column,
+            events.get(cfg.data.id_column, pd.Series(dtype=object)),  # none: the join says so
+            label_columns(cfg),
+        )
         result = join_labels(cfg, events, labels, as_of=cut)
-        report = {**result.report, "as_of_rule": how}
+        report = {**result.report, "as_of_rule": how, "labels_read": read}
         meta = {
             **meta,
             "sha256": content_sha256(result.labelled),

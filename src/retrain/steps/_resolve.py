@@ -16,7 +16,7 @@ import pandas as pd
 
 from retrain.config import Config
 from retrain.data.limits import check_source
-from retrain.data.source import read_times
+from retrain.data.source import window_counts
 from retrain.data.windows import as_of_text, parse_window
 from retrain.errors import RetrainError, TransientError, ValidationError
 from retrain.steps.lease import (
@@ -40,7 +40,8 @@ from retrain.steps.resolve_rules import (
     WindowChoice,
     auto_run_id,
     check_keyword,
-    newest_complete_window,
+    clock_window,
+    newest_counted_window,
     utc_instant,
 )
 from retrain.storage import Storage
@@ -68,6 +69,7 @@ class _Resolution:
     choice: WindowChoice | None = None
     kept: Lease | None = None  # this job's lease, when an earlier attempt took it
     error: Exception | None = None
+    source_read: dict[str, Any] | None = None  # how much of the source counting read
 
 
 def _first_choice(store: Storage, run_id: str, window_id: str) -> dict[str, Any] | None:
@@ -190,6 +192,7 @@ def resolve_run(
             "run_id": ids.run_id,
             "resolved": True,
             "window": kept_doc or (ids.choice.as_dict() if ids.choice is not None else None),
+            "source_read": ids.source_read,
             "run_id_rule": ids.run_how,
             "job_id": job_id,
             "now": at.isoformat(),
@@ -242,15 +245,24 @@ def _resolve_ids(
     """The window and run id, or the error to record (never raised here: it needs a folder)."""
     choice = None
     kept: Lease | None = None
+    source_read: dict[str, Any] | None = None
     if error is None and window_id == AUTO:
         try:
             kept = jobs_held_lease(store, cfg.name, job_id, run_id, at.to_pydatetime())
             if kept is None:
-                check_source(cfg.data.uri, cfg.data.format, cfg.data.limits)  # before loading
-                # The time column is all the rules need: read nothing else.
-                times = read_times(cfg.data.uri, cfg.data.format, cfg.data.time_column)
-                choice = newest_complete_window(
-                    cfg.data, times, at, source=cfg.data.uri, delay=cfg.labels.delay
+                # Events per window are all the rules need: footers' statistics where they
+                # place a row group in one window, else the time column alone.
+                # The time rule's window comes from the clock: only partitions that overlap it
+                # are read, unless it turns out empty (the error then names the newest event).
+                only = clock_window(cfg.data, at, cfg.labels.delay)
+                limits = cfg.data.limits
+                check_source(cfg.data.uri, cfg.data.format, limits, data=cfg.data, window=only)
+                counts = window_counts(cfg.data.uri, cfg.data.format, cfg.data, only=only)
+                if only is not None and not counts.rows.get(only.id):
+                    counts = window_counts(cfg.data.uri, cfg.data.format, cfg.data)
+                source_read = counts.read
+                choice = newest_counted_window(
+                    cfg.data, counts, at, source=cfg.data.uri, delay=cfg.labels.delay
                 )
         except Exception as err:  # recorded by the caller, under the run's folder
             error = err
@@ -265,7 +277,7 @@ def _resolve_ids(
     else:
         known = None if error is not None else resolved_window
         rid, run_how = auto_run_id(known, job_id)
-    return _Resolution(resolved_window, rid, run_how, choice, kept, error)
+    return _Resolution(resolved_window, rid, run_how, choice, kept, error, source_read)
 
 
 def _lease_for(

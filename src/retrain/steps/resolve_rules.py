@@ -43,13 +43,8 @@ from typing import Any
 import pandas as pd
 
 from retrain.config import DataSource, LabelSource
-from retrain.data.windows import (
-    Window,
-    event_times,
-    parse_window,
-    window_ids_in,
-    window_mask,
-)
+from retrain.data.source import WindowCounts
+from retrain.data.windows import Window, parse_window, window_ids_in
 from retrain.errors import ValidationError, sample_text
 
 __all__ = [
@@ -62,7 +57,9 @@ __all__ = [
     "WindowChoice",
     "auto_run_id",
     "check_keyword",
+    "clock_window",
     "newest_complete_window",
+    "newest_counted_window",
     "utc_instant",
 ]
 
@@ -144,6 +141,28 @@ def newest_complete_window(
 ) -> WindowChoice:
     """The window ``window_id="auto"`` means at `now`, given the source's event `times`.
 
+    `newest_counted_window` on the counts of `times` (a test holds both ways equal).
+
+    Raises:
+        ValidationError: as `newest_counted_window`.
+    """
+    _lag(data, delay)  # a misfit delay is named before the times are read
+    # Coerced once, as ingest does: one unreadable time in an old file must not block every
+    # scheduled run. A column of the wrong type altogether still raises.
+    counts = WindowCounts.of_times(data, times)
+    return newest_counted_window(data, counts, now, source=source, delay=delay)
+
+
+def newest_counted_window(
+    data: DataSource,
+    counts: WindowCounts,
+    now: datetime,
+    *,
+    source: str = "the data source",
+    delay: str | int = 0,
+) -> WindowChoice:
+    """The window ``window_id="auto"`` means at `now`, given the source's events per window.
+
     `delay` is ``labels.delay``: a duration (timestamp, date) or a number of periods. Times
     that cannot be read as the time kind belong to no window and are ignored for both rules;
     the reason (or the error) says how many.
@@ -152,19 +171,19 @@ def newest_complete_window(
         ValidationError: no window qualifies, or the chosen one holds no events; the message
             names the window, the rule and what the source holds.
     """
+    lag = _lag(data, delay)
+    ignored = _ignored_note(counts.unreadable, data.time_column)
+    if data.time_kind == "period":
+        return _newest_period_window(data, counts, lag, source, ignored)
+    return _newest_time_window(data, counts, utc_instant(now), lag, delay, source, ignored)
+
+
+def _lag(data: DataSource, delay: str | int) -> int:
+    """``labels.delay`` in the time kind's units (seconds or periods)."""
     try:
-        lag = LabelSource.delay_units(delay, data.time_kind)
+        return LabelSource.delay_units(delay, data.time_kind)
     except ValueError as err:
         raise ValidationError(str(err)) from None
-    # Coerced once, as ingest does, and used by both rules: one unreadable time in an old file
-    # must not block every scheduled run. A column of the wrong type altogether still raises.
-    parsed = event_times(times, data.time_kind, errors="coerce")
-    unreadable = parsed.isna() & times.notna()
-    ignored = _ignored_note(times[unreadable], data.time_column)
-    known = parsed.dropna()
-    if data.time_kind == "period":
-        return _newest_period_window(data, known, lag, source, ignored)
-    return _newest_time_window(data, known, utc_instant(now), lag, delay, source, ignored)
 
 
 def _ignored_note(unreadable: pd.Series, column: str) -> str:
@@ -179,11 +198,11 @@ def _ignored_note(unreadable: pd.Series, column: str) -> str:
 
 
 def _newest_period_window(
-    data: DataSource, times: pd.Series, lag: int, source: str, ignored: str
+    data: DataSource, counts: WindowCounts, lag: int, source: str, ignored: str
 ) -> WindowChoice:
     column = data.time_column
     rule = PERIOD_DELAY_RULE if lag else PERIOD_RULE
-    ids = window_ids_in(data, times)
+    ids = list(counts.rows)
     if len(ids) < 2:
         held = f"only window {ids[0]} has events" if ids else "no window has events"
         raise ValidationError(
@@ -202,7 +221,7 @@ def _newest_period_window(
             f"events: {', '.join(ids)}{ignored} (rule: {rule})"
         )
     window = ready[-1]
-    rows = int(window_mask(times, window, data.time_kind).sum())
+    rows = counts.rows[window.id]
     if lag:
         reason = (
             f"window {window.id}: the newest with events that ended by period {cutoff}, "
@@ -217,9 +236,31 @@ def _newest_period_window(
     return WindowChoice(window, rule, reason + ignored, rows)
 
 
+def _clock_windows(data: DataSource, by: pd.Timestamp) -> tuple[Window, Window]:
+    """The newest grid window over by `by`, and the one still open then (holding `by`)."""
+    current = parse_window(data, window_ids_in(data, pd.Series([by]))[0])
+    before = current.start - (current.end - current.start)
+    return parse_window(data, window_ids_in(data, pd.Series([before]))[0]), current
+
+
+def clock_window(data: DataSource, now: datetime, delay: str | int = 0) -> Window | None:
+    """The window the time rule chooses at `now` whatever the source holds; None for periods.
+
+    Labels of windows that ended after ``now - delay`` may still be missing, so the newest
+    window over by then is the one. Only its events need counting (`newest_counted_window`).
+
+    Raises:
+        ValidationError: `delay` does not fit the time kind.
+    """
+    if data.time_kind == "period":
+        return None
+    by = utc_instant(now) - pd.Timedelta(seconds=_lag(data, delay))
+    return _clock_windows(data, by)[0]
+
+
 def _newest_time_window(
     data: DataSource,
-    times: pd.Series,
+    counts: WindowCounts,
     at: pd.Timestamp,
     lag: int,
     delay: str | int,
@@ -228,13 +269,9 @@ def _newest_time_window(
 ) -> WindowChoice:
     column = data.time_column
     rule = TIME_DELAY_RULE if lag else TIME_RULE
-    # Labels of windows that ended after `by` may still be missing.
     by = at - pd.Timedelta(seconds=lag)
-    # The grid window holding `by` has not ended by then; the one before it is the newest.
-    current = parse_window(data, window_ids_in(data, pd.Series([by]))[0])
-    before = current.start - (current.end - current.start)
-    window = parse_window(data, window_ids_in(data, pd.Series([before]))[0])
-    rows = int(window_mask(times, window, data.time_kind).sum())
+    window, current = _clock_windows(data, by)
+    rows = counts.rows.get(window.id, 0)
     span = f"[{_describe(window.start)}, {_describe(window.end)})"
     when = (
         f"{_describe(by)} (the run's time {_describe(at)} minus labels.delay {delay})"
@@ -242,7 +279,8 @@ def _newest_time_window(
         else _describe(at)
     )
     if rows == 0:
-        latest = f"its newest event is at {_describe(times.max())}" if len(times) else "no events"
+        newest = counts.newest
+        latest = "no events" if newest is None else f"its newest event is at {_describe(newest)}"
         raise ValidationError(
             f"window_id 'auto' resolved to window {window.id} {span} at {when}, but "
             f"{source} has no events in it ({latest}; column {column!r}{ignored}): the source "

@@ -26,8 +26,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.config import Config
-from retrain.data.io import read_source
-from retrain.data.source import read_times, read_window
+from retrain.data.source import read_matching, read_times, read_window
 from retrain.data.windows import (
     parse_as_of,
     parse_window,
@@ -37,7 +36,7 @@ from retrain.data.windows import (
 )
 from retrain.drift import ReferenceProfile, detect_drift
 from retrain.errors import NotFound, RetrainError, ValidationError
-from retrain.labels.join import join_labels
+from retrain.labels.join import join_labels, label_columns
 from retrain.registry import Registry
 from retrain.storage import Storage, open_storage
 from retrain.training.artifact import load_registered_model
@@ -377,9 +376,12 @@ class Monitor:
         the monitor's clock), or None."""
         cfg = self.cfg
         try:
-            labels = read_source(cfg.labels.uri, cfg.labels.format)
-            ids, label_ids = current[cfg.data.id_column], labels.get(cfg.labels.id_column)
-            if label_ids is not None and label_ids.dtype == ids.dtype:
+            ids = current[cfg.data.id_column]
+            labels, read = read_matching(
+                cfg.labels.uri, cfg.labels.format, cfg.labels.id_column, ids, label_columns(cfg)
+            )
+            label_ids = labels.get(cfg.labels.id_column)
+            if not read["filtered"] and label_ids is not None and label_ids.dtype == ids.dtype:
                 # Only this window's labels: the join's key normalisation is slow on all.
                 labels = labels[label_ids.isin(ids.unique())]
             # Most labels of the newest window are still on their way: no coverage floor here.
