@@ -2,6 +2,7 @@
 
     make bench-scale   # -> benchmarks/results/scale.md (+ scale.json)
     python benchmarks/bench_scale.py --rows 20000 --output /tmp/scale.md
+    python benchmarks/bench_scale.py --sections monitor   # one section; the rest kept
 
 Three measurements, each step in a fresh process (peak RSS is the process's own ``ru_maxrss``;
 the parent stays small so no child inherits a large figure):
@@ -53,6 +54,7 @@ NEW_WINDOW = SEED_WINDOWS  # period 20: the window every measured cycle ingests
 MONITOR_ROWS = 2000
 MONITOR_WINDOWS = 4
 MONITOR_WORKERS = 4
+SECTIONS = ("history", "source", "monitor")
 GOALS = {"train_rss": 1.2, "resolve_ingest_time": 1.5, "monitor_time": 10.0}
 
 
@@ -329,6 +331,15 @@ def _line(measured: dict[str, Any]) -> str:
 # --- report --------------------------------------------------------------------------------------
 
 
+def _dates(results: dict[str, Any]) -> str:
+    """The date of the run, or of each section's when `--sections` measured them apart."""
+    dates = results.get("dates") or {}
+    if len(set(dates.values())) <= 1:
+        return str(results["date"])
+    names = {"history": "cycle", "source": "resolve/ingest", "monitor": "monitor"}
+    return ", ".join(f"{names[x]} {dates[x]}" for x in SECTIONS if x in dates)
+
+
 def render(results: dict[str, Any]) -> str:
     """The Markdown report of `results`."""
     rows = results["rows"]
@@ -337,7 +348,7 @@ def render(results: dict[str, Any]) -> str:
         "# Scale: cost by history kept and by number of models",
         "",
         f"`python benchmarks/bench_scale.py --rows {rows}` on {results['machine']}, "
-        f"{results['date']}. {rows:,} rows per window, 20 features (16 numeric, 4 categorical); "
+        f"{_dates(results)}. {rows:,} rows per window, 20 features (16 numeric, 4 categorical); "
         "each step in its own process, one BLAS thread; times exclude imports.",
         "",
         f"## One cycle with 1, 5 and 20 history windows (history budget {rows:,} training rows)",
@@ -395,13 +406,38 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _kept_results(path: Path, measured: Sequence[str]) -> dict[str, Any]:
+    """The earlier results of the sections not measured now (all of them are needed)."""
+    kept = [x for x in SECTIONS if x not in measured]
+    if not kept:
+        return {"dates": {}}
+    if not path.exists():
+        raise SystemExit(f"--sections without {', '.join(kept)} needs their results in {path}")
+    earlier: dict[str, Any] = json.loads(path.read_text())
+    dates = earlier.get("dates") or dict.fromkeys(SECTIONS, earlier["date"])
+    return {
+        "rows": earlier["rows"],
+        "dates": {x: dates[x] for x in kept},
+        **{x: earlier[x] for x in kept},
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=1_000_000, help="rows per window")
     p.add_argument("--output", default=str(HERE / "results" / "scale.md"))
     p.add_argument("--workdir", help="keep the work here (default: a temporary directory)")
+    p.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help="comma-separated sections to measure (of history, source, monitor); the others "
+        "keep their results from the output's JSON",
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    sections = [x.strip() for x in args.sections.split(",") if x.strip()]
+    if not sections or set(sections) - set(SECTIONS):
+        p.error(f"--sections must name some of {', '.join(SECTIONS)}")
     if args.child:
         spec_path = Path(args.child)
         result = _child(json.loads(spec_path.read_text()))
@@ -410,18 +446,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="retrain-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    results: dict[str, Any] = {
-        "rows": args.rows,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}",
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "history": measure_history(args.rows, work),
-        "source": measure_source(args.rows, work),
-        "monitor": measure_monitor(work),
+    out = Path(args.output)
+    results = _kept_results(out.with_suffix(".json"), sections)
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    results["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, " + (
+        f"Python {platform.python_version()}"
+    )
+    measure = {
+        "history": lambda: measure_history(args.rows, work),
+        "source": lambda: measure_source(args.rows, work),
+        "monitor": lambda: measure_monitor(work),
     }
+    for section in sections:
+        results[section] = measure[section]()
+        results.setdefault("dates", {})[section] = today
+    if {"history", "source"} & set(sections):
+        results["rows"] = args.rows
+    results["date"] = max(results["dates"].values())
     markdown = render(results)
     results["total_seconds"] = time.perf_counter() - t0
-    out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(markdown)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
