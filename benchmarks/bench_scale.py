@@ -54,7 +54,8 @@ NEW_WINDOW = SEED_WINDOWS  # period 20: the window every measured cycle ingests
 MONITOR_ROWS = 2000
 MONITOR_WINDOWS = 4
 MONITOR_WORKERS = 4
-SECTIONS = ("history", "source", "monitor")
+#: Section names of --sections and their keys in the results.
+SECTIONS = {"cycle": "history", "source": "source", "monitor": "monitor"}
 GOALS = {"train_rss": 1.2, "resolve_ingest_time": 1.5, "monitor_time": 10.0}
 
 
@@ -336,8 +337,7 @@ def _dates(results: dict[str, Any]) -> str:
     dates = results.get("dates") or {}
     if len(set(dates.values())) <= 1:
         return str(results["date"])
-    names = {"history": "cycle", "source": "resolve/ingest", "monitor": "monitor"}
-    return ", ".join(f"{names[x]} {dates[x]}" for x in SECTIONS if x in dates)
+    return ", ".join(f"{name} {dates[key]}" for name, key in SECTIONS.items() if key in dates)
 
 
 def render(results: dict[str, Any]) -> str:
@@ -408,13 +408,13 @@ def render(results: dict[str, Any]) -> str:
 
 def _kept_results(path: Path, measured: Sequence[str]) -> dict[str, Any]:
     """The earlier results of the sections not measured now (all of them are needed)."""
-    kept = [x for x in SECTIONS if x not in measured]
+    kept = [x for x in SECTIONS.values() if x not in measured]
     if not kept:
         return {"dates": {}}
     if not path.exists():
         raise SystemExit(f"--sections without {', '.join(kept)} needs their results in {path}")
     earlier: dict[str, Any] = json.loads(path.read_text())
-    dates = earlier.get("dates") or dict.fromkeys(SECTIONS, earlier["date"])
+    dates = earlier.get("dates") or dict.fromkeys(SECTIONS.values(), earlier["date"])
     return {
         "rows": earlier["rows"],
         "dates": {x: dates[x] for x in kept},
@@ -430,13 +430,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--sections",
         default=",".join(SECTIONS),
-        help="comma-separated sections to measure (of history, source, monitor); the others "
+        help="comma-separated sections to measure (of cycle, source, monitor); the others "
         "keep their results from the output's JSON",
     )
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    sections = [x.strip() for x in args.sections.split(",") if x.strip()]
-    if not sections or set(sections) - set(SECTIONS):
+    sections = [SECTIONS.get(x.strip(), x.strip()) for x in args.sections.split(",") if x.strip()]
+    if not sections or set(sections) - set(SECTIONS.values()):
         p.error(f"--sections must name some of {', '.join(SECTIONS)}")
     if args.child:
         spec_path = Path(args.child)
