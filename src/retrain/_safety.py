@@ -198,13 +198,13 @@ def load_verified(model_bytes: bytes, expected_sha256: str, *, what: str = "mode
         ValidationError: hash mismatch, untrusted types or node kinds, or corrupted bytes.
     """
     check_sha256(model_bytes, expected_sha256, what=what)
-    types, nodes = untrusted_parts(model_bytes)
+    present, kinds = schema_types(model_bytes)  # read once: the checks and the load share it
+    types, nodes = sorted(present - TRUSTED_TYPES), sorted(kinds - TRUSTED_NODES)
     if types or nodes:
         raise ValidationError(
             f"{what} contains types outside TRUSTED_TYPES, refusing to load",
             [f"untrusted type {t}" for t in types] + [f"untrusted skops node {n}" for n in nodes],
         )
-    present, _ = schema_types(model_bytes)
     try:
         # Every type present was checked against TRUSTED_TYPES above; skops checks again.
         return sio.loads(model_bytes, trusted=sorted(present))

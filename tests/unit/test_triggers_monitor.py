@@ -193,3 +193,29 @@ def test_cli_trigger_and_monitor_once(tmp_path: Path, capsys: pytest.CaptureFixt
     records = list((tmp_path / "store" / "triggers" / "toy" / "launches").glob("*.json"))
     assert len(records) == 1
     assert json.loads(records[0].read_text())["signal"]["details"] == {"requested_by": "ops"}
+
+
+def test_a_monitor_loads_its_champion_once_while_its_bytes_stay_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import retrain.triggers.monitor as monitor_module
+
+    cfg = load_config(write_case(tmp_path))
+    reg = Registry(open_storage(cfg.storage_root), cfg.name)
+    reg.register("v1", {"model.skops": b"first", "model.json": b"{}"})
+    reg.register("v2", {"model.skops": b"second", "model.json": b"{}"})
+    loaded: list[bytes] = []
+
+    def load(data: bytes, card: Any) -> object:
+        loaded.append(data)
+        return object()
+
+    monkeypatch.setattr(monitor_module.ModelCard, "from_json", staticmethod(lambda text: text))
+    monkeypatch.setattr(monitor_module, "load_model", load)
+    monitor, _ = make_monitor(cfg, Clock())
+    first = monitor._champion_model("v1")
+    assert monitor._champion_model("v1") is first  # every check of a pass-after-pass monitor
+    second = monitor._champion_model("v2")  # a new champion is loaded (and verified) again
+    assert second is not first
+    assert monitor._champion_model("v1") is not first  # only the last one is kept
+    assert loaded == [b"first", b"second", b"first"]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.errors import ValidationError
-from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics
+from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics, resampled_metric
 
 __all__ = [
     "EstimateCalibration",
@@ -266,14 +266,11 @@ def check_performance(
     if not math.isfinite(current):
         return None
     rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(y), size=len(y))
-        v = compute_metrics(task, y.iloc[pick], s[pick], classes, (metric,))[metric]
-        if math.isfinite(v):
-            values.append(v)
+    picks = [rng.integers(0, len(y), size=len(y)) for _ in range(n_boot)]
+    resampled = resampled_metric(task, metric, y, s, classes, picks)
+    values = resampled[np.isfinite(resampled)]
     alpha = (1.0 - confidence) / 2.0
-    if values:
+    if len(values):
         lower, upper = (float(x) for x in np.quantile(values, [alpha, 1.0 - alpha]))
     else:
         lower = upper = float("nan")

@@ -48,6 +48,7 @@ __all__ = [
     "is_metric",
     "metric_names",
     "positive_count",
+    "resampled_metric",
 ]
 
 #: Binary-only metrics of the positive class; `recall_at_precision_<P>` takes any P in 1-99.
@@ -314,6 +315,36 @@ def compute_metrics(
     names = metric_names(task, p.n_classes)
     names += [m for m in extra if m not in names]
     return {m: float(_weighted(m, p, ones)[0]) for m in names}
+
+
+def resampled_metric(
+    task: str,
+    metric: str,
+    y_true: Any,
+    scores: Any,
+    classes: Sequence[Any] | None,
+    picks: Sequence[npt.NDArray[np.int64]],
+) -> Floats:
+    """`metric` on each resample of the rows, given as the row indices it drew (`picks`).
+
+    A resample is the rows weighted by how often it drew each: the whole set is a few
+    weight-matrix products (in chunks of `_CHUNK_CELLS` cells), not one metric call per
+    resample on a copied frame.
+
+    Raises:
+        ValidationError: shapes disagree, labels outside `classes`, or an unknown metric.
+    """
+    p = _prepare(task, y_true, scores, classes)
+    rows = len(p.y)
+    chunk = max(1, _CHUNK_CELLS // max(rows, 1))
+    values = [np.empty(0)]
+    for start in range(0, len(picks), chunk):
+        block = picks[start : start + chunk]
+        offsets = rows * np.arange(len(block))
+        flat = np.concatenate([pick + offset for pick, offset in zip(block, offsets, strict=True)])
+        w = np.bincount(flat, minlength=len(block) * rows).reshape(len(block), rows)
+        values.append(_weighted(metric, p, w.astype(float)))
+    return np.concatenate(values)
 
 
 def bootstrap_difference(

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from retrain._card import ModelCard
+from retrain._safety import sha256_hex
 from retrain.config import Config
 from retrain.data.source import read_matching, read_times, read_window
 from retrain.data.windows import (
@@ -37,9 +39,9 @@ from retrain.data.windows import (
 from retrain.drift import ReferenceProfile, detect_drift
 from retrain.errors import NotFound, RetrainError, ValidationError
 from retrain.labels.join import join_labels, label_columns
-from retrain.registry import Registry
+from retrain.registry import MODEL_CARD_FILE, MODEL_FILE, Registry
 from retrain.storage import Storage, open_storage
-from retrain.training.artifact import load_registered_model
+from retrain.training.artifact import load_model
 from retrain.training.model import predict_scores
 from retrain.triggers.controller import Outcome, TriggerController
 from retrain.triggers.metrics import MonitorMetrics
@@ -237,6 +239,9 @@ class Monitor:
         self.metrics = metrics
         self.detector = detector
         self.registry = Registry(self.store, cfg.name)
+        # The champion loaded by an earlier check, keyed by its version and the sha256 of
+        # its file: a monitor checking every few minutes loads it once, not at every check.
+        self._champion: tuple[tuple[str, str], Any] | None = None
 
     # -- one check --------------------------------------------------------------------------
 
@@ -383,7 +388,9 @@ class Monitor:
             label_ids = labels.get(cfg.labels.id_column)
             if not read["filtered"] and label_ids is not None and label_ids.dtype == ids.dtype:
                 # Only this window's labels: the join's key normalisation is slow on all.
-                labels = labels[label_ids.isin(ids.unique())]
+                # (A hash lookup of the window's ids: `isin` on Arrow strings converts them to
+                # Python one by one.)
+                labels = labels[pd.Index(ids.unique()).get_indexer(label_ids) >= 0]
             # Most labels of the newest window are still on their way: no coverage floor here.
             relaxed = cfg.model_copy(
                 update={"labels": cfg.labels.model_copy(update={"min_coverage": 0.0})}
@@ -397,8 +404,19 @@ class Monitor:
         return current[cfg.data.id_column].map(by_id[cfg.target])
 
     def _champion_scores(self, champion: str, current: pd.DataFrame) -> Any:
-        model = load_registered_model(Registry(self.store, self.cfg.name), champion)
-        return predict_scores(model, current, self.cfg)
+        return predict_scores(self._champion_model(champion), current, self.cfg)
+
+    def _champion_model(self, champion: str) -> Any:
+        """The champion's model, verified against its card when its bytes are new to this
+        monitor (the same bytes are the same verified model)."""
+        data = self.registry.read_file(champion, MODEL_FILE)
+        key = (champion, sha256_hex(data))
+        if self._champion is not None and self._champion[0] == key:
+            return self._champion[1]
+        card = ModelCard.from_json(self.registry.read_file(champion, MODEL_CARD_FILE).decode())
+        model = load_model(data, card)
+        self._champion = (key, model)
+        return model
 
     def _drift(
         self, champion: str | None, current: pd.DataFrame
