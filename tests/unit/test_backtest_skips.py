@@ -14,6 +14,7 @@ from retrain.backtest.baseline import replay_full_refit
 from retrain.backtest.replay import PolicyResult, WindowRecord, policy_config
 from retrain.backtest.report import common_windows, markdown, summarise
 from retrain.config import Config, config_from_dict
+from retrain.data.split import evaluation_mask
 from retrain.errors import ValidationError
 
 
@@ -21,7 +22,14 @@ def test_parse_policies_takes_the_baseline_and_a_training_mix() -> None:
     got = parse_policies("always@weighted,every:3@sample,full_refit")
     assert [p.name for p in got] == ["always@weighted", "every-3@sample", "full_refit"]
     assert got[0] == PolicySpec("always", mix="weighted")
-    for bad in ("never@weighted", "full_refit@weighted", "always@mixed", "always,always@"):
+    assert parse_policies("full_refit@train_rows")[0].name == "full_refit@train_rows"
+    for bad in (
+        "never@weighted",
+        "full_refit@weighted",
+        "always@train_rows",
+        "always@mixed",
+        "always,always@",
+    ):
         with pytest.raises(ValidationError, match="--policies"):
             parse_policies(bad)
 
@@ -125,3 +133,19 @@ def test_full_refit_uses_every_label_known_at_each_windows_end(tmp_path: Path) -
         assert rec.champion == f"refit-{int(rec.window) - 1}"
         assert rec.metric is not None and rec.metric > 0.98 and rec.rows_scored == 200
     assert result.labels_consumed == 800 and not any(r.skipped for r in recs)
+
+
+def test_full_refit_on_train_rows_leaves_the_evaluation_rows_out(tmp_path: Path) -> None:
+    write_stream(tmp_path)
+    cfg = config(tmp_path)
+    result = replay_full_refit(cfg, [str(w) for w in range(5)], train_rows_only=True)
+    assert result.policy == "full_refit@train_rows"
+    events = pd.read_parquet(tmp_path / "events.parquet")
+    known = events[events["week"] <= 3]  # labels known by week 4's end (as the test above)
+    evaluation = evaluation_mask(known["id"], cfg.training.evaluation_share, cfg.name)
+    train_ids = int((~evaluation).sum())
+    assert 0 < len(known) - train_ids < len(known) // 2
+    assert result.labels_consumed == train_ids
+    assert result.windows[4].notes == [f"refit on {train_ids} labelled rows of 5 windows"]
+    # Still scored on every row of a window, as the policies are.
+    assert all(r.rows_scored == 200 for r in result.windows[2:])

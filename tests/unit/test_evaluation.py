@@ -388,16 +388,45 @@ def test_lower_is_better_metrics_are_oriented() -> None:
     assert rmse(1.0, floor=1.1).gates[0].passed
     failed = rmse(1.0, floor=0.9).gates[0]
     assert not failed.passed and "above the floor 0.900" in failed.detail
-    worse_history = decide(rmse_inputs(1.0, 1.2, (0.1, 0.3), 2.2, 2.0))
+    # rmse's history budget is a share of the champion's: 0.1 x 2.0 = 0.2.
+    worse_history = decide(rmse_inputs(1.0, 1.2, (0.1, 0.3), 2.3, 2.0))
     assert not worse_history.blessed and worse_history.comparison["history_loss"] == (
-        pytest.approx(0.2)
+        pytest.approx(0.3)
     )
+    assert worse_history.comparison["history_loss_budget"] == pytest.approx(0.2)
     # The improvement gate sees the oriented gain: 1.2 - 1.0 = +0.2 on the point path.
     point = decide(rmse_inputs(1.0, 1.2, None, None, None, min_improvement=0.15))
     assert point.blessed
     assert _gate(point, "recent_improvement").detail.startswith("gain +0.200 exceeds")
     strict = decide(rmse_inputs(1.0, 1.2, None, None, None, min_improvement=0.25))
     assert _failed(strict) == ["recent_improvement"]
+
+
+@pytest.mark.parametrize("units", [1.0, 1000.0])
+def test_history_budget_of_a_metric_in_target_units_is_relative(units: float) -> None:
+    # House prices: the champion's history rmse is 30 (or 30,000 in other units). A challenger
+    # 1% worse on history, shown by its interval, stays within the default budget (2%); one 5%
+    # worse does not. An absolute 0.02 would fail both, whatever the units.
+    def forgetting(challenger_history: float, ci: tuple[float, float]) -> Any:
+        inputs = GateInputs(
+            "rmse",
+            False,
+            25.0 * units,
+            30.0 * units,
+            (3.0 * units, 7.0 * units),
+            challenger_history * units,
+            30.0 * units,
+            history_ci=(ci[0] * units, ci[1] * units),
+        )
+        return decide(inputs)
+
+    slight = forgetting(30.3, (-0.5, -0.1))
+    assert slight.blessed, slight.reason
+    assert slight.comparison["history_loss_budget"] == pytest.approx(0.6 * units)
+    assert _failed(forgetting(31.5, (-2.0, -1.0))) == ["history_bounded_loss"]
+    # A metric on a fixed scale keeps the budget in its own units.
+    auc = decide(GateInputs("roc_auc", True, 0.9, 0.8, (0.05, 0.15), 0.7, 0.8, (-0.12, -0.08)))
+    assert auc.comparison["history_loss_budget"] == 0.02 and not auc.blessed
 
 
 def test_an_undefined_metric_fails_its_gate() -> None:

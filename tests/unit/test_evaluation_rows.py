@@ -17,6 +17,7 @@ from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
 from retrain.config import Config, config_from_dict
+from retrain.data.split import evaluation_mask
 from retrain.evaluation.gates import GateInputs, decide, evaluate_challenger
 from retrain.training.mix import build_training_set
 from retrain.training.model import fit_model, predict_scores
@@ -231,3 +232,17 @@ def test_an_empty_recent_set_is_undecided() -> None:
     model = fit_model(cfg, w[0])
     r = evaluate_challenger(cfg, model, model, w[1].iloc[0:0], None, 0)
     assert r.undecided and not r.blessed and "not enough evaluation rows" in r.reason
+
+
+def test_the_forgetting_gate_scores_every_history_evaluation_row_at_the_defaults() -> None:
+    # Ten weeks of 2,000 rows leave about 3,600 history evaluation rows: the forgetting gate's
+    # power grows with them (its interval's half-width is about 0.013 AUC at 2,000 rows and
+    # 0.006 at 10,000), so the default must not sample them down.
+    cfg = _cfg(LOGISTIC)
+    weeks = [_window(k, 2000, seed=3) for k in range(10)]
+    ts = build_training_set(weeks[-1], pd.concat(weeks[:-1], ignore_index=True), cfg, seed=3)
+    assert ts.history_holdout is not None
+    history = pd.concat(weeks[:-1], ignore_index=True)
+    evaluation_rows = history[evaluation_mask(history["id"], 0.2, cfg.name)]
+    assert set(ts.history_holdout["id"]) == set(evaluation_rows["id"])
+    assert len(evaluation_rows) > 3000

@@ -5,6 +5,11 @@ every labelled row of every window so far, with the labels known then, and serve
 window: no ingest checks, no history/new mix, no evaluation rows held out, no gates, no canary.
 It is scored exactly as the policies are (prequential, on all the labels that eventually
 arrive), so a retraining policy that does not beat it is not earning its keep.
+
+``full_refit@train_rows`` is the same refit on the training rows only: the rows whose id the
+evaluation split (`training.evaluation_share`) keeps out of every model retrain trains. It
+trains on what the policies may train on, so the two compare like with like; the plain
+``full_refit`` also learns from the fifth of the labels retrain reserves for judging models.
 """
 
 from __future__ import annotations
@@ -21,15 +26,18 @@ from retrain.backtest.timing import ReplayOptions
 from retrain.config import Config
 from retrain.data.io import read_source
 from retrain.data.schema import as_category_strings, numeric_values
+from retrain.data.split import evaluation_mask
 from retrain.data.windows import event_times, parse_window
 from retrain.errors import RetrainError
 from retrain.evaluation.metrics import GREATER_IS_BETTER
 from retrain.labels.join import join_labels
 from retrain.training.model import fit_model
 
-__all__ = ["FULL_REFIT", "replay_full_refit"]
+__all__ = ["FULL_REFIT", "TRAIN_ROWS", "replay_full_refit"]
 
 FULL_REFIT = "full_refit"
+#: The variant (``full_refit@train_rows``) that leaves the evaluation rows out.
+TRAIN_ROWS = "train_rows"
 _DEFAULT_OPTIONS = ReplayOptions()
 
 
@@ -51,8 +59,11 @@ def replay_full_refit(
     *,
     options: ReplayOptions = _DEFAULT_OPTIONS,
     on_window: Callable[[str, int], None] | None = None,
+    train_rows_only: bool = False,
 ) -> PolicyResult:
-    """Replay `windows` with a refit on all labelled history at each window's end."""
+    """Replay `windows` with a refit on all labelled history at each window's end (with
+    `train_rows_only`, on its training rows: the evaluation rows left out)."""
+    name = f"{FULL_REFIT}@{TRAIN_ROWS}" if train_rows_only else FULL_REFIT
     t_start = time.perf_counter()
     events = read_source(cfg.data.uri, cfg.data.format)
     labels = read_source(cfg.labels.uri, cfg.labels.format)
@@ -62,6 +73,11 @@ def replay_full_refit(
         _model_inputs(events.loc[((times >= b.start) & (times < b.end)).fillna(False)], cfg)
         for b in bounds
     ]
+    # Scored on every row of a window, as the policies are; trained on `trainable` only.
+    trainable = frames
+    if train_rows_only:
+        share, salt = cfg.training.evaluation_share, cfg.name  # the salt `build_training_set` uses
+        trainable = [f.loc[~evaluation_mask(f[cfg.data.id_column], share, salt)] for f in frames]
     # Every label known, whatever its coverage: a plain refit takes what there is.
     any_coverage = cfg.model_copy(
         update={"labels": cfg.labels.model_copy(update={"min_coverage": 0.0})}
@@ -79,7 +95,7 @@ def replay_full_refit(
             except RetrainError as err:
                 rec.skipped = f"scoring failed: {err}"
         upto = i if cfg.labels.time_column else i - (options.label_delay or 0)
-        history = [f for f in frames[: upto + 1] if len(f)]
+        history = [f for f in trainable[: upto + 1] if len(f)]
         as_of = bounds[i].end if cfg.labels.time_column else None
         t0 = time.perf_counter()
         try:
@@ -100,10 +116,10 @@ def replay_full_refit(
         except RetrainError as err:
             rec.notes.append(f"refit failed: {err}")
         if on_window is not None:
-            on_window(FULL_REFIT, i)
+            on_window(name, i)
     metric = cfg.primary_metric
     return PolicyResult(
-        policy=FULL_REFIT,
+        policy=name,
         metric=metric,
         greater_is_better=GREATER_IS_BETTER[metric],
         windows=records,

@@ -12,12 +12,14 @@ from typing import Literal
 
 from retrain.errors import ValidationError
 
-__all__ = ["POLICY_KINDS", "POLICY_MIXES", "PolicySpec", "parse_policies"]
+__all__ = ["BASELINE_VARIANTS", "POLICY_KINDS", "POLICY_MIXES", "PolicySpec", "parse_policies"]
 
 PolicyKind = Literal["never", "every", "drift", "continuous", "always", "full_refit"]
 POLICY_KINDS: tuple[str, ...] = ("never", "every", "drift", "continuous", "always", "full_refit")
 #: Training mixes a policy may name after '@' (``always@weighted``): `training.mix` values.
 POLICY_MIXES: tuple[str, ...] = ("sample", "weighted")
+#: What ``full_refit`` may name after '@': ``train_rows`` leaves the evaluation rows out.
+BASELINE_VARIANTS: tuple[str, ...] = ("train_rows",)
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,8 @@ class PolicySpec:
         kind: never | every | drift | continuous | always | full_refit (the plain
             scikit-learn baseline: `retrain.backtest.baseline`).
         every: for ``every``, retrain on every N-th labelled window.
-        mix: the `training.mix` this policy trains with (None: the config's).
+        mix: the `training.mix` this policy trains with (None: the config's); for
+            ``full_refit``, its variant (`BASELINE_VARIANTS`).
     """
 
     kind: PolicyKind
@@ -60,7 +63,8 @@ class PolicySpec:
 
 def parse_policies(text: str) -> list[PolicySpec]:
     """Parse ``never,every:N,drift,continuous,always,full_refit`` into policies (order kept,
-    no repeats). A policy may name its training mix: ``always@weighted``.
+    no repeats). A policy may name its training mix: ``always@weighted``; the baseline its
+    variant: ``full_refit@train_rows``.
 
     Raises:
         ValidationError: an unknown name, a bad N, a repeat, or nothing at all (names --policies).
@@ -77,7 +81,12 @@ def parse_policies(text: str) -> list[PolicySpec]:
                 f"--policies: unknown policy {item!r}; use never, every:N, drift, continuous, "
                 "always or full_refit"
             )
-        if mix and (mix not in POLICY_MIXES or kind in ("never", "full_refit")):
+        if kind == "full_refit" and mix and mix not in BASELINE_VARIANTS:
+            raise ValidationError(
+                f"--policies: {item}@{mix}: the baseline's variants are "
+                f"{', '.join(BASELINE_VARIANTS)} (full_refit@train_rows)"
+            )
+        if mix and kind != "full_refit" and (mix not in POLICY_MIXES or kind == "never"):
             raise ValidationError(
                 f"--policies: {item}@{mix}: a retraining policy may name a training mix "
                 f"({' or '.join(POLICY_MIXES)}), e.g. always@weighted"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from retrain.backtest.baseline import replay_full_refit
+from retrain.backtest.baseline import TRAIN_ROWS, replay_full_refit
 from retrain.backtest.cache import TrainingCache
 from retrain.backtest.policies import PolicySpec
 from retrain.backtest.replay import PolicyResult, replay_policy
@@ -127,7 +127,13 @@ def _replay(
 ) -> PolicyResult:
     """One policy's replay: the real steps, or the plain full-history refit baseline."""
     if spec.kind == "full_refit":
-        return replay_full_refit(cfg, windows, options=options, on_window=on_window)
+        return replay_full_refit(
+            cfg,
+            windows,
+            options=options,
+            on_window=on_window,
+            train_rows_only=spec.mix == TRAIN_ROWS,
+        )
     return replay_policy(cfg, spec, windows, out, options=options, cache=cache, on_window=on_window)
 
 

@@ -27,7 +27,7 @@ from retrain.errors import ValidationError
 
 __all__ = ["main", "run_standard"]
 
-POLICIES = "never,every:3,drift,continuous,always,always@weighted,full_refit"
+POLICIES = "never,every:3,drift,continuous,always,always@weighted,full_refit,full_refit@train_rows"
 #: Weeks of the housing stream: long enough for post-drift weeks' sales to come in.
 HOUSING_WEEKS = 20
 

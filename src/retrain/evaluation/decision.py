@@ -17,8 +17,11 @@ Gates, all on the primary metric, with gains oriented so that positive is better
 - **history bounded loss** (the forgetting guard): the loss on the history rows (champion minus
   challenger) is bootstrapped the same way, and the gate fails only when the whole interval
   lies beyond ``max_history_loss``, i.e. when the rows show the challenger forgot more than the
-  budget. This mirrors the non-regression gate, which fails only on a regression the interval
-  shows; the price is that a small history set lets some forgetting through, measured in
+  budget. For a metric in the target's units (rmse, mae) the budget is a share of the
+  champion's history metric (0.02: 2% worse), so the verdict does not depend on the units (an
+  absolute 0.02 on house prices in thousands forbids any loss at all). This mirrors the
+  non-regression gate, which fails only on a regression the interval shows; the price is that
+  a small history set lets some forgetting through, measured in
   `benchmarks/decisions/gates.py`. Without an interval the point loss is judged.
 
 Each interval's half-width is reported as the comparison's *minimum detectable gain*: a true
@@ -47,10 +50,12 @@ import numpy as np
 __all__ = [
     "NOT_ENOUGH_POSITIVES",
     "NOT_ENOUGH_ROWS",
+    "TARGET_UNIT_METRICS",
     "EvaluationResult",
     "Gate",
     "GateInputs",
     "decide",
+    "history_budget",
 ]
 
 # Float noise must not fail a gate that is met exactly (an identical model has gain 0.0).
@@ -58,6 +63,8 @@ _EPS = 1e-12
 
 #: The reason's words and the outcome when the gates cannot decide.
 NOT_ENOUGH_ROWS = "not enough evaluation rows"
+#: Metrics in the target's units: their history budget is a share of the champion's value.
+TARGET_UNIT_METRICS = frozenset({"rmse", "mae"})
 #: The reason's words when the evaluation rows hold too few of the rarer class.
 NOT_ENOUGH_POSITIVES = "not enough positives"
 
@@ -306,12 +313,21 @@ def _recent_gates(
     ]
 
 
+def history_budget(metric: str, max_history_loss: float, champion_history: float) -> float:
+    """The largest history loss the forgetting guard allows, in metric units: the configured
+    budget, or for a metric in the target's units that share of the champion's value."""
+    if metric in TARGET_UNIT_METRICS and _finite(champion_history):
+        return max_history_loss * abs(champion_history)
+    return max_history_loss
+
+
 def _history_gate(
     inputs: GateInputs, challenger: float, champion: float, comparison: dict[str, Any]
 ) -> tuple[Gate, str]:
     """The forgetting guard: fail when the loss on history is shown to exceed the budget."""
     sign = 1.0 if inputs.greater_is_better else -1.0
-    budget = inputs.max_history_loss
+    budget = history_budget(inputs.metric, inputs.max_history_loss, champion)
+    comparison["history_loss_budget"] = budget
     loss = sign * (champion - challenger)
     comparison["history_loss"] = loss
     # The loss interval is the gain interval negated: [-upper, -lower].
@@ -332,13 +348,13 @@ def _history_gate(
         detail = (
             f"change {-loss:+.3f}{interval_words}; "
             + ("the whole interval lies beyond" if not ok else "not shown beyond")
-            + f" the {budget:g} budget"
+            + f" the {budget:.3g} budget"
         )
     else:
-        detail = f"change {-loss:+.3f}, {verdict} the {budget:g} budget"
+        detail = f"change {-loss:+.3f}, {verdict} the {budget:.3g} budget"
     words = (
         f"; history {_fmt(challenger)} vs {_fmt(champion)} "
-        f"({-loss:+.3f}{interval_words}, {verdict} the {budget:g} budget)"
+        f"({-loss:+.3f}{interval_words}, {verdict} the {budget:.3g} budget)"
     )
     return Gate("history_bounded_loss", ok, detail), words
 

@@ -51,8 +51,10 @@ class EvaluationConfig(Section):
         default=0.02,
         ge=0.0,
         description=(
-            "Largest allowed drop vs the champion on the history evaluation rows (metric units);"
-            " the gate fails when the whole confidence interval of the loss lies beyond it."
+            "Largest allowed drop vs the champion on the history evaluation rows (metric units;"
+            " for rmse and mae, in the target's units, a share of the champion's history value:"
+            " 0.02 = 2% worse); the gate fails when the whole confidence interval of the loss"
+            " lies beyond it."
         ),
     )
     min_improvement: float = Field(
