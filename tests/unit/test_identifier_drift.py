@@ -38,7 +38,8 @@ def test_unseen_share_hand_counted_with_top_ids_and_a_complete_sketch(
     monkeypatch.setattr(_identifiers, "TOP_K", 1)
     ref = ids("a", "a", "a", "a", "b", "b", "c", "d", "e", None)
     p = identifier_profile(ref)
-    assert p.top == ("a",) and list(p.top_counts) == [4]
+    # Chosen on the even rows (a a b c e), counted on the odd ones (a a b d).
+    assert p.top == ("a",) and list(p.top_counts) == [2] and p.top_rows == 4
     assert (p.n, p.nulls, p.distinct, len(p.sketch)) == (9, 1, 5, 4)
     # Window: a (top), b (known), x, x, y (never seen), one null: 3 of 5 non-null rows unseen.
     v = unseen_verdict(p, ids("a", "b", "x", "x", "y", None), alpha=0.01)
@@ -76,16 +77,17 @@ def test_the_profile_round_trips_through_json() -> None:
 def _stream(
     rng: np.random.Generator, n: int, first_new: int, new_rate: float
 ) -> tuple[pd.Series, int]:
-    """Heavy-tailed ids: half the rows from a Zipf law on the first ids, half uniform over the
-    population so far; a share `new_rate` of rows are ids never used before (sign-ups)."""
+    """Heavy-tailed ids: half the rows from a Zipf law on the first ids (uniform beyond the
+    population so far), half uniform over that population; a share `new_rate` of rows are
+    ids never used before (sign-ups)."""
     out = np.empty(n, dtype=np.int64)
     nxt = first_new
     for i in range(n):
         if rng.random() < new_rate:
             out[i] = nxt
             nxt += 1
-        elif rng.random() < 0.5:
-            out[i] = min(int(rng.zipf(1.4)), nxt - 1)
+        elif rng.random() < 0.5 and (z := int(rng.zipf(1.4))) < nxt:
+            out[i] = z
         else:
             out[i] = int(rng.integers(0, nxt))
     return pd.Series([f"u{x}" for x in out]), nxt

@@ -229,12 +229,12 @@ def _prepare(
         # The heavy ids plus one bucket for the rest: the long tail is judged by its unseen
         # share (judge_identifier), not id by id.
         cur_counts, cur_nulls = top_counts(ref, series)
-        rest = ref.n - int(ref.top_counts.sum())
+        rest = ref.top_rows - int(ref.top_counts.sum())
         comparison = Comparison(
             kind="categorical",
             ref_counts=np.append(ref.top_counts, rest).astype(np.int64),
             cur_counts=cur_counts,
-            ref_n=ref.n,
+            ref_n=ref.top_rows,
         )
         histogram = identifier_bars(ref, cur_counts, _MAX_CATEGORY_BARS)
         unseen_rows = 0
