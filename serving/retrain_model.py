@@ -100,6 +100,8 @@ _DEFAULT_LIMITS = {MAX_REQUEST_BYTES_ENV: 8 * 2**20, MAX_REQUEST_ROWS_ENV: 10_00
 
 _NUMERIC = "numeric"
 _CATEGORICAL = "categorical"
+#: Ids (user, item): text like categories; the saved pipeline encodes them.
+_IDENTIFIER = "identifier"
 _MAX_PROBLEMS = 5
 _TIMER_UNIT = 1000.0
 _INTEGRAL_TEXT = re.compile(r"-?\d+\.0")
@@ -124,8 +126,10 @@ def parse_card(data: bytes, where: str) -> ModelCard:
     if not card.features:
         problems.append("'features' is empty")
     for name, kind in card.features.items():
-        if kind not in (_NUMERIC, _CATEGORICAL):
-            problems.append(f"features.{name}: kind must be numeric or categorical, got {kind!r}")
+        if kind not in (_NUMERIC, _CATEGORICAL, _IDENTIFIER):
+            problems.append(
+                f"features.{name}: kind must be numeric, categorical or identifier, got {kind!r}"
+            )
     if problems:
         raise ValidationError(f"model card {where} is invalid", problems)
     return card
@@ -498,9 +502,9 @@ def _load(uri: str, expected_version: str | None) -> tuple[ModelCard, Pipeline]:
 def build_frame(X: Any, names: Sequence[str] | None, features: Mapping[str, str]) -> pd.DataFrame:
     """The request as a DataFrame with the card's feature columns, in the card's order.
 
-    Numeric columns become float64 (null -> NaN, imputed by the model); categorical columns
-    become text the way ingest writes them (integral numbers print as integers, so ``3`` and
-    ``3.0`` both mean category ``"3"``), missing values NaN.
+    Numeric columns become float64 (null -> NaN, imputed by the model); categorical and
+    identifier columns become text the way ingest writes them (integral numbers print as
+    integers, so ``3`` and ``3.0`` both mean category ``"3"``), missing values NaN.
 
     Raises:
         ValidationError: not a 2-D array, no rows, wrong column count or names, or values that

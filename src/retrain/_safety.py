@@ -57,6 +57,11 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
         "sklearn.preprocessing._encoders.OneHotEncoder",
         "sklearn.preprocessing._label.LabelBinarizer",
         "sklearn.preprocessing._label.LabelEncoder",
+        # identifier encodings (the folds are kept on the fitted target encoder)
+        "sklearn.feature_extraction._hash.FeatureHasher",
+        "sklearn.model_selection._split.KFold",
+        "sklearn.model_selection._split.StratifiedKFold",
+        "sklearn.preprocessing._target_encoder.TargetEncoder",
         # linear models
         "sklearn.linear_model._base.LinearRegression",
         "sklearn.linear_model._coordinate_descent.ElasticNet",

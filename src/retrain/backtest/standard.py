@@ -3,8 +3,10 @@
 ``python -m retrain.backtest.standard OUT_DIR`` writes ``backtest-loans.*`` (the demo data:
 river Agrawal, abrupt concept and data drift at week 6) and ``backtest-housing.*`` (river
 FriedmanDrift, global abrupt drift at week 5) and ``backtest-fraud.*`` (daily card
-transactions, a new fraud pattern from day 7 of 14 whose rate rises daily) as Markdown, JSON and PNG
-into OUT_DIR. ``python -m retrain.backtest.standard OUT_DIR fraud`` runs the named cases only.
+transactions, a new fraud pattern from day 7 of 14 whose rate rises daily) and
+``backtest-shop.*`` (weekly recommendations with user and item ids, category preferences
+shifting at week 6 of 12) as Markdown, JSON and PNG into OUT_DIR.
+``python -m retrain.backtest.standard OUT_DIR fraud`` runs the named cases only.
 
 Both replay labels by their own times. House sales come 3 to 60 days after the listing, so a
 week's labels pass ``labels.min_coverage`` (90%) only about nine weeks after it ends: the
@@ -36,12 +38,16 @@ HOUSING_WEEKS = 20
 #: days after a transaction, so a week after the change leaves time to react and recover.
 FRAUD_DAYS = 14
 FRAUD_CHANGE_DAY = 7
-CASES = ("loans", "housing", "fraud")
+#: Weeks of the shop stream and its change point (a week index).
+SHOP_WEEKS = 12
+SHOP_CHANGE_WEEK = 6
+CASES = ("loans", "housing", "fraud", "shop")
 
 
 def run_standard(out_dir: Path, work: Path, names: Sequence[str] = CASES) -> list[Path]:
     """Generate the named streams under `work`, backtest them, write the outputs into
     `out_dir`."""
+    from retrain.data.case_shop import generate_shop
     from retrain.data.cases import generate_fraud
     from retrain.data.demo import generate_housing, generate_loans
 
@@ -54,6 +60,11 @@ def run_standard(out_dir: Path, work: Path, names: Sequence[str] = CASES) -> lis
         "fraud": lambda w: (
             generate_fraud(w, windows=FRAUD_DAYS, drift_window=FRAUD_CHANGE_DAY),
             FRAUD_CHANGE_DAY,
+            None,
+        ),
+        "shop": lambda w: (
+            generate_shop(w, windows=SHOP_WEEKS, drift_window=SHOP_CHANGE_WEEK),
+            SHOP_CHANGE_WEEK,
             None,
         ),
     }

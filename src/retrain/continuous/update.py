@@ -65,6 +65,7 @@ from retrain.continuous.strategies import (
 )
 from retrain.errors import ValidationError
 from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics
+from retrain.training import encoding_warnings, refit_reason
 from retrain.training.artifact import ModelCard
 from retrain.training.mix import TrainingSet, build_training_set
 from retrain.training.model import (
@@ -220,6 +221,8 @@ def plan_update(
         return UpdatePlan("full", tuple(changed), card.version, n, strategy=strategy)
 
     reasons: list[str] = []
+    if (frozen := refit_reason(champion)) is not None:
+        reasons.append(frozen)
     if n >= c.max_updates:
         reasons.append(
             f"{n} incremental updates since the last full fit (continuous.max_updates "
@@ -419,6 +422,8 @@ def train_or_update(
     ts = build_training_set(new, history, replay_config(cfg) if refit else cfg, seed)
     model = fit_model(cfg, ts.train, ts.sample_weight)
     provenance = dict(ts.provenance)
+    if warnings := encoding_warnings(cfg, ts.train):
+        provenance["encoding_warnings"] = warnings
     if cfg.continuous.enabled:
         provenance.update(mode="full", plan=_plan_notes(plan))
         after = model_size(model)

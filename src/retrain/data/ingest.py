@@ -150,7 +150,7 @@ def _markdown(report: dict[str, Any]) -> str:
         lines.append(f"- warning: {warning}")
     feats = report["features"]
     numeric = {k: v for k, v in feats.items() if v["kind"] == "numeric"}
-    categorical = {k: v for k, v in feats.items() if v["kind"] == "categorical"}
+    categorical = {k: v for k, v in feats.items() if v["kind"] in ("categorical", "identifier")}
     if numeric:
         lines += [
             "",

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.data.schema import as_category_strings
+from retrain.drift._identifiers import IdentifierProfile
 from retrain.errors import ValidationError, sample_text
 
 __all__ = [
@@ -270,7 +271,7 @@ class CategoricalProfile:
         return cls(n=int(d["n"]), nulls=int(d["nulls"]), categories=categories, counts=counts)
 
 
-ColumnProfile = NumericProfile | CategoricalProfile
+ColumnProfile = NumericProfile | CategoricalProfile | IdentifierProfile
 
 
 def numeric_profile(values: np.ndarray, bins: int, sample_size: int) -> NumericProfile:

@@ -9,6 +9,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from retrain.drift._identifiers import (
+    IdentifierProfile,
+    identifier_bars,
+    judge_identifier,
+    top_counts,
+)
 from retrain.drift._methods import METHODS, Comparison
 from retrain.drift._null import null_threshold
 from retrain.drift._performance import (
@@ -90,6 +96,12 @@ def detect_drift(
     judged += 1 if predicted is not None and predicted[0] is not None else 0
     divisor = judged if dc.bonferroni and judged > 0 else 1
     features = [_verdict(c, p, method, t, dc, divisor) for c, p, method, t in prepared]
+    features = [
+        judge_identifier(f, ref, current_df[f.feature], dc.null_alpha / divisor)
+        if isinstance(ref := profile.features[f.feature], IdentifierProfile)
+        else f
+        for f in features
+    ]
 
     prediction = None
     estimate = None
@@ -194,7 +206,7 @@ def _method_for(name: str, kind: str, n_ref: int, n_cur: int, dc: DriftConfig) -
 
 
 def _prepare(
-    name: str, ref: NumericProfile | CategoricalProfile, series: pd.Series
+    name: str, ref: NumericProfile | CategoricalProfile | IdentifierProfile, series: pd.Series
 ) -> tuple[Comparison | None, FeatureDrift]:
     """The comparison for the methods, and the report row without the verdict yet."""
     rows = len(series)
@@ -212,6 +224,19 @@ def _prepare(
             ref_scale=ref.std,
         )
         histogram = _numeric_bars(ref, comparison.cur_counts)
+        unseen_rows = 0
+    elif isinstance(ref, IdentifierProfile):
+        # The heavy ids plus one bucket for the rest: the long tail is judged by its unseen
+        # share (judge_identifier), not id by id.
+        cur_counts, cur_nulls = top_counts(ref, series)
+        rest = ref.top_rows - int(ref.top_counts.sum())
+        comparison = Comparison(
+            kind="categorical",
+            ref_counts=np.append(ref.top_counts, rest).astype(np.int64),
+            cur_counts=cur_counts,
+            ref_n=ref.top_rows,
+        )
+        histogram = identifier_bars(ref, cur_counts, _MAX_CATEGORY_BARS)
         unseen_rows = 0
     else:
         cur_counts, unseen_rows, cur_nulls, unseen = category_counts(series, ref.index)

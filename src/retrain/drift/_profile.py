@@ -50,6 +50,7 @@ from retrain.drift._columns import (
     sorted_finite,
     sorted_numeric_profile,
 )
+from retrain.drift._identifiers import IdentifierProfile, identifier_profile
 from retrain.drift._performance import (
     EstimateCalibration,
     estimate_performance,
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PROFILE_FILE",
     "CategoricalProfile",
+    "IdentifierProfile",
     "NumericProfile",
     "ReferenceProfile",
     "bin_counts",
@@ -94,7 +96,8 @@ class ReferenceProfile:
     Attributes:
         task: "classification" or "regression".
         rows: rows of the reference data.
-        features: per feature, a `NumericProfile` or `CategoricalProfile`.
+        features: per feature, a `NumericProfile`, `CategoricalProfile` or
+            `IdentifierProfile`.
         bins: quantile bins per numeric feature.
         sample_size: cap of the sorted sample per numeric feature.
         scores: the model's scores on held-out reference rows (see `score_vector`).
@@ -172,6 +175,8 @@ class ReferenceProfile:
                     features[name] = NumericProfile.from_dict(col)
                 elif kind == "categorical":
                     features[name] = CategoricalProfile.from_dict(col)
+                elif kind == "identifier":
+                    features[name] = IdentifierProfile.from_dict(col)
                 else:
                     raise ValueError(f"unknown kind {kind!r}")
             where = "reference profile scores"
@@ -241,6 +246,15 @@ def build_profile(
     for name, kind in features.items():
         if kind == "numeric":
             columns[name] = sorted_numeric_profile(*sorted_finite(df[name], name), bins, size)
+        elif kind == "identifier":
+            # Event-time order for the churn estimate, where the rows carry their times.
+            time = cfg.data.time_column
+            order = (
+                df[time].reset_index(drop=True).argsort(kind="stable").to_numpy()
+                if time in df.columns
+                else None
+            )
+            columns[name] = identifier_profile(df[name], order)
         else:
             columns[name] = categorical_profile(df[name])
 

@@ -136,7 +136,14 @@ def drift_section(drift: Mapping[str, Any]) -> list[str]:
             Raw(_verdict_cell(f)),
             f.get("n_ref"),
             f.get("n_cur"),
-            ", ".join(f"{k} ({v})" for k, v in (f.get("unseen_categories") or {}).items()),
+            "; ".join(
+                part
+                for part in (
+                    ", ".join(f"{k} ({v})" for k, v in (f.get("unseen_categories") or {}).items()),
+                    f.get("note") or "",
+                )
+                if part
+            ),
         ]
         for f in ranked
     ]

@@ -13,7 +13,10 @@ from retrain.settings.limits import InputLimits
 
 __all__ = ["DataSource", "FeatureType", "LabelSource", "TimeKind"]
 
-FeatureType = Literal["numeric", "categorical"]
+#: ``identifier``: a high-cardinality key such as a user or item id (encoded by
+#: `training.identifier_encoding`; drift is judged by the unseen-id share and top-k mass, and a
+#: new id is never taken for a bad value).
+FeatureType = Literal["numeric", "categorical", "identifier"]
 TimeKind = Literal["timestamp", "date", "period"]
 
 

@@ -64,6 +64,27 @@ class TrainingConfig(Section):
             " cap that bounds the bootstrap's cost."
         ),
     )
+    identifier_encoding: Literal["target", "hashing"] = Field(
+        default="target",
+        description=(
+            "How identifier features (and categorical ones above max_onehot_categories) are"
+            " encoded: 'target' (cross-fitted target encoding; refitted on each window under"
+            " continuous learning) or 'hashing' (identifier_hash_features inputs per column;"
+            " stateless, so partial_fit updates learn new ids)."
+        ),
+    )
+    identifier_hash_features: int = Field(
+        default=64, ge=2, le=1 << 20, description="Inputs per column under 'hashing'."
+    )
+    max_onehot_categories: int = Field(
+        default=100,
+        ge=1,
+        description=(
+            "A categorical feature with more distinct values than this in the training data"
+            " is encoded by identifier_encoding instead of one-hot (a warning in the train"
+            " report)."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -181,10 +181,12 @@ def _train_markdown(
 ) -> str:
     rows = "\n".join(f"| {k} | {v} |" for k, v in prov.items() if not isinstance(v, (dict, list)))
     hrows = "\n".join(f"| {k} | `{v}` |" for k, v in hashes.items())
+    notes = prov.get("encoding_warnings") or []
+    warnings = "".join(f"- warning: {w}\n" for w in notes) + ("\n" if notes else "")
     return (
         f"# Train: challenger `{version}`\n\nParent (champion at training time): "
         f"`{parent or 'none: first model'}`. Fit in {fit_seconds:.2f} s.\n\n"
-        f"{_continuous_markdown(prov)}"
+        f"{_continuous_markdown(prov)}{warnings}"
         f"## Training mix (provenance)\n\n| field | value |\n|---|---|\n{rows}\n\n"
         f"## Data hashes\n\n| dataset | sha256 |\n|---|---|\n{hrows}\n"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from retrain.training._encoding import encoding_warnings, identifier_features, refit_reason
 from retrain.training.artifact import (
     TRUSTED_TYPES,
     ModelCard,
@@ -20,9 +21,12 @@ __all__ = [
     "build_estimator",
     "build_training_set",
     "card_from_config",
+    "encoding_warnings",
     "fit_model",
+    "identifier_features",
     "load_model",
     "model_files",
     "predict_scores",
+    "refit_reason",
     "serialize_model",
 ]

@@ -24,6 +24,7 @@ from sklearn.utils.validation import has_fit_parameter
 
 from retrain.config import Config
 from retrain.errors import ValidationError
+from retrain.training._encoding import encoded_as_identifiers, identifier_transformers
 from retrain.training.artifact import TRUSTED_TYPES
 
 __all__ = ["build_estimator", "feature_frame", "fit_model", "predict_scores", "resolve_estimator"]
@@ -62,12 +63,14 @@ def resolve_estimator(path: str) -> type[BaseEstimator]:
     return cls
 
 
-def build_estimator(cfg: Config) -> Pipeline:
+def build_estimator(cfg: Config, train: pd.DataFrame | None = None) -> Pipeline:
     """An unfitted pipeline: preprocessing from `data.features`, then `model.estimator`.
 
     Numeric features are median-imputed and standardised; categorical ones are imputed with
     the most frequent value and one-hot encoded (unknown categories at predict time are
-    ignored). The one-hot output is dense so that every scikit-learn estimator accepts it.
+    ignored). Identifier features, and categorical ones with more distinct values in `train`
+    than `training.max_onehot_categories`, are encoded as `retrain.training._encoding`
+    describes. The output is dense so that every scikit-learn estimator accepts it.
     `random_state` is set to the config's `seed` when the estimator has one.
 
     Raises:
@@ -117,21 +120,24 @@ def build_estimator(cfg: Config) -> Pipeline:
             f"model.estimator: {cfg.model.estimator} is not a regressor, but task is 'regression'"
         )
 
+    as_identifiers = encoded_as_identifiers(cfg, train)
     transformers: list[tuple[str, Any, list[str]]] = []
     if cfg.numeric_features:
         numeric = Pipeline(
             [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
         )
         transformers.append(("numeric", numeric, cfg.numeric_features))
-    if cfg.categorical_features:
+    one_hot = [c for c in cfg.categorical_features if c not in as_identifiers]
+    if one_hot:
         categorical = Pipeline(
             [
                 ("impute", SimpleImputer(strategy="most_frequent")),
                 ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
             ]
         )
-        transformers.append(("categorical", categorical, cfg.categorical_features))
-    preprocess = ColumnTransformer(transformers, remainder="drop")
+        transformers.append(("categorical", categorical, one_hot))
+    transformers += identifier_transformers(cfg, as_identifiers)
+    preprocess = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
     return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
 
 
@@ -161,7 +167,7 @@ def fit_model(
             takes no sample weights when they are given, or the estimator refusing the data or
             its parameters.
     """
-    model = build_estimator(cfg)
+    model = build_estimator(cfg, train)
     fit_params: dict[str, Any] = {}
     if sample_weight is not None:
         if not has_fit_parameter(model.named_steps["estimator"], "sample_weight"):
