@@ -100,6 +100,7 @@ _DEFAULT_LIMITS = {MAX_REQUEST_BYTES_ENV: 8 * 2**20, MAX_REQUEST_ROWS_ENV: 10_00
 
 _NUMERIC = "numeric"
 _CATEGORICAL = "categorical"
+_TEXT = "text"
 _MAX_PROBLEMS = 5
 _TIMER_UNIT = 1000.0
 _INTEGRAL_TEXT = re.compile(r"-?\d+\.0")
@@ -124,8 +125,10 @@ def parse_card(data: bytes, where: str) -> ModelCard:
     if not card.features:
         problems.append("'features' is empty")
     for name, kind in card.features.items():
-        if kind not in (_NUMERIC, _CATEGORICAL):
-            problems.append(f"features.{name}: kind must be numeric or categorical, got {kind!r}")
+        if kind not in (_NUMERIC, _CATEGORICAL, _TEXT):
+            problems.append(
+                f"features.{name}: kind must be numeric, categorical or text, got {kind!r}"
+            )
     if problems:
         raise ValidationError(f"model card {where} is invalid", problems)
     return card
@@ -500,7 +503,8 @@ def build_frame(X: Any, names: Sequence[str] | None, features: Mapping[str, str]
 
     Numeric columns become float64 (null -> NaN, imputed by the model); categorical columns
     become text the way ingest writes them (integral numbers print as integers, so ``3`` and
-    ``3.0`` both mean category ``"3"``), missing values NaN.
+    ``3.0`` both mean category ``"3"``), missing values NaN; text columns become text, a
+    missing value an empty text.
 
     Raises:
         ValidationError: not a 2-D array, no rows, wrong column count or names, or values that
@@ -549,6 +553,8 @@ def build_frame(X: Any, names: Sequence[str] | None, features: Mapping[str, str]
             problems += [
                 f"column '{name}' (numeric), row {i}: {v!r:.40} is not a number" for i, v in bad
             ]
+        elif features[name] == _TEXT:
+            out[name] = _text_column(columns[name])
         else:
             out[name] = _category_column(columns[name])
     if problems:
@@ -589,6 +595,15 @@ def _category_column(values: np.ndarray) -> pd.Series:
             out.append(str(int(v)))
         else:
             out.append(str(v))
+    return pd.Series(out, dtype=object)
+
+
+def _text_column(values: np.ndarray) -> pd.Series:
+    # As retrain.training.model.feature_frame: a missing text is an empty one.
+    out = [
+        "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+        for v in values.tolist()
+    ]
     return pd.Series(out, dtype=object)
 
 

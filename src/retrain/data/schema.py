@@ -106,7 +106,7 @@ class Schema:
                 for name, c in raw["columns"].items()
             }
             for name, col in columns.items():
-                if col.kind not in ("numeric", "categorical"):
+                if col.kind not in ("numeric", "categorical", "text"):
                     raise ValueError(f"column {name!r} has unknown kind {col.kind!r}")
             return cls(
                 id_column=str(raw["id_column"]),
@@ -309,6 +309,9 @@ def infer_schema(df: pd.DataFrame, cfg: Config) -> Schema:
                 min=json_value(present.min()) if len(present) else None,
                 max=json_value(present.max()) if len(present) else None,
             )
+        elif kind == "text":
+            # Free text has no category set to keep: its vocabulary lives in the drift profile.
+            columns[name] = ColumnSchema(kind="text", dtype=str(s.dtype), null_rate=null_rate)
         else:
             cats = sorted(set(as_category_strings(s).dropna()))
             columns[name] = ColumnSchema(

@@ -13,7 +13,7 @@ from retrain.settings.limits import InputLimits
 
 __all__ = ["DataSource", "FeatureType", "LabelSource", "TimeKind"]
 
-FeatureType = Literal["numeric", "categorical"]
+FeatureType = Literal["numeric", "categorical", "text"]
 TimeKind = Literal["timestamp", "date", "period"]
 
 
@@ -25,7 +25,12 @@ class DataSource(Section):
     id_column: str
     time_column: str
     time_kind: TimeKind = "timestamp"
-    features: dict[str, FeatureType]
+    features: dict[str, FeatureType] = Field(
+        description=(
+            "Feature name -> kind: numeric, categorical, or text (free text, vectorised inside"
+            " the model per training.text; a missing text is treated as an empty one)."
+        )
+    )
     prediction_column: str | None = Field(
         default=None, description="The serving model's logged prediction, if the logs carry it."
     )

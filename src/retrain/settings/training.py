@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from retrain._safety import TRUSTED_TYPES
 from retrain.settings._base import Section
+from retrain.settings.text import TextConfig
 
 __all__ = ["ModelSpec", "TrainingConfig", "check_estimator_path"]
 
@@ -57,6 +58,9 @@ class TrainingConfig(Section):
         default=2000,
         ge=10,
         description="Cap on the history evaluation rows the forgetting gate scores (sampled).",
+    )
+    text: TextConfig = Field(
+        default_factory=TextConfig, description="How `text` features are vectorised."
     )
 
     @model_validator(mode="before")

@@ -24,6 +24,7 @@ from sklearn.utils.validation import has_fit_parameter
 
 from retrain.config import Config
 from retrain.errors import ValidationError
+from retrain.training._text import fill_missing_text, text_transformers
 from retrain.training.artifact import TRUSTED_TYPES
 
 __all__ = ["build_estimator", "feature_frame", "fit_model", "predict_scores", "resolve_estimator"]
@@ -68,6 +69,8 @@ def build_estimator(cfg: Config) -> Pipeline:
     Numeric features are median-imputed and standardised; categorical ones are imputed with
     the most frequent value and one-hot encoded (unknown categories at predict time are
     ignored). The one-hot output is dense so that every scikit-learn estimator accepts it.
+    Text features are vectorised per `training.text` (`retrain.training._text`); their
+    output is sparse, so the estimator must accept sparse input.
     `random_state` is set to the config's `seed` when the estimator has one.
 
     Raises:
@@ -117,7 +120,7 @@ def build_estimator(cfg: Config) -> Pipeline:
             f"model.estimator: {cfg.model.estimator} is not a regressor, but task is 'regression'"
         )
 
-    transformers: list[tuple[str, Any, list[str]]] = []
+    transformers: list[tuple[str, Any, list[str] | str]] = []
     if cfg.numeric_features:
         numeric = Pipeline(
             [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
@@ -131,12 +134,25 @@ def build_estimator(cfg: Config) -> Pipeline:
             ]
         )
         transformers.append(("categorical", categorical, cfg.categorical_features))
+    if cfg.text_features:
+        _check_takes_sparse(estimator, cfg.model.estimator)
+        transformers.extend(text_transformers(cfg))
     preprocess = ColumnTransformer(transformers, remainder="drop")
     return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
 
 
+def _check_takes_sparse(estimator: BaseEstimator, path: str) -> None:
+    """Refuse an estimator that cannot take the vectorisers' sparse output, before fitting."""
+    if not estimator.__sklearn_tags__().input_tags.sparse:
+        raise ValidationError(
+            f"model.estimator: {path} does not accept sparse input, which text features "
+            "produce; use e.g. sklearn.linear_model.LogisticRegression or "
+            "sklearn.linear_model.SGDClassifier"
+        )
+
+
 def feature_frame(df: pd.DataFrame, cfg: Config, what: str = "data") -> pd.DataFrame:
-    """The feature columns of `df` in config order.
+    """The feature columns of `df` in config order, missing text as empty text.
 
     Raises:
         ValidationError: listing every missing feature column.
@@ -148,7 +164,7 @@ def feature_frame(df: pd.DataFrame, cfg: Config, what: str = "data") -> pd.DataF
             f"{what} lacks feature columns listed in data.features",
             [f"missing column '{c}'" for c in missing],
         )
-    return df[features]
+    return fill_missing_text(df[features], cfg)
 
 
 def fit_model(
