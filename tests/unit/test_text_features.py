@@ -11,7 +11,9 @@ from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
 
 from retrain._safety import load_verified, sha256_hex
 from retrain.config import Config, config_from_dict
+from retrain.data.schema import check_window
 from retrain.errors import ValidationError
+from retrain.settings.limits import InputLimits
 from retrain.training.artifact import serialize_model
 from retrain.training.model import build_estimator, feature_frame, fit_model, predict_scores
 
@@ -121,3 +123,17 @@ def test_estimator_without_sparse_input_is_refused_before_fitting() -> None:
 def test_bad_text_settings_name_the_key(text: dict[str, Any], key: str) -> None:
     with pytest.raises(ValidationError, match=key):
         text_cfg(text)
+
+
+def test_a_text_past_max_value_bytes_is_refused_naming_the_limit() -> None:
+    cfg = text_cfg()
+    cfg = cfg.model_copy(
+        update={"data": cfg.data.model_copy(update={"limits": InputLimits(max_value_bytes=64)})}
+    )
+    frame = reviews(120, 4).assign(id=range(120), ts=pd.Timestamp("2024-01-01", tz="UTC"))
+    assert not [p for p in check_window(frame, None, cfg) if "max_value_bytes" in p]
+    frame.loc[5, "review"] = "é" * 40  # 40 characters, 80 bytes
+    problems = check_window(frame, None, cfg)
+    assert any(
+        "'review' holds a value of 80 bytes" in p and "max_value_bytes" in p for p in problems
+    )

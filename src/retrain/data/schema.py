@@ -20,6 +20,7 @@ import pandas as pd
 
 from retrain.config import Config
 from retrain.data.io import json_value
+from retrain.data.limits import longest_text_bytes
 from retrain.data.windows import _examples, event_times
 from retrain.errors import ValidationError
 
@@ -217,6 +218,16 @@ def _structure_problems(df: pd.DataFrame, cfg: Config) -> list[str]:
             problems.append(
                 f"column {name!r} is numeric but has {int(bad.sum())} values that are not "
                 f"numbers (dtype {df[name].dtype}), e.g. {_examples(df[name][bad])}"
+            )
+    for name in cfg.text_features:
+        # Parquet sources are not scanned value by value before loading: a text past the
+        # limit is refused here, before it reaches a vectoriser or a drift profile.
+        longest = longest_text_bytes(df[name]) if name in df.columns else 0
+        if longest > cfg.data.limits.max_value_bytes:
+            problems.append(
+                f"text column {name!r} holds a value of {longest:,} bytes, over the limit "
+                f"data.limits.max_value_bytes = {cfg.data.limits.max_value_bytes:,} (raise it "
+                "if such texts are genuine)"
             )
     return problems
 

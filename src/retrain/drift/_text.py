@@ -44,6 +44,8 @@ from scipy import sparse
 
 from retrain.drift._methods import Comparison, jensenshannon_of, shares
 from retrain.drift._null import null_threshold
+from retrain.drift._report import FeatureDrift
+from retrain.settings.drift import DriftConfig
 
 __all__ = [
     "MAX_TERMS",
@@ -53,6 +55,7 @@ __all__ = [
     "design_effect",
     "text_buckets",
     "text_profile",
+    "text_verdict",
     "tokenize",
 ]
 
@@ -299,3 +302,45 @@ def _bucketed(texts: list[str], ref: TextProfile) -> list[list[int]]:
 
 def _by_count(item: tuple[str, int]) -> tuple[int, str]:
     return -item[1], item[0]
+
+
+def text_verdict(
+    name: str, ref: TextProfile, series: pd.Series, dc: DriftConfig, divisor: int
+) -> FeatureDrift:
+    """The report row of a text feature: Jensen-Shannon over its buckets, judged against its
+    threshold (`drift.features.<name>.threshold`, else Jensen-Shannon's) and its null
+    threshold at `null_alpha / divisor` (the report's Bonferroni divisor)."""
+    method = "jensenshannon"
+    override = dc.features.get(name)
+    threshold = (override.threshold if override else None) or dc.threshold_for(method)
+    result = compare_text(ref, series, dc.null_alpha / divisor)
+    rows = result.n_cur + result.nulls
+    ref_rows = ref.n + ref.nulls
+    row = FeatureDrift(
+        feature=name,
+        kind="text",
+        method=method,
+        test="distance",
+        statistic=result.distance,
+        threshold=threshold,
+        drifted=False,
+        null_threshold=result.null_threshold,
+        n_ref=ref.n,
+        n_cur=result.n_cur,
+        null_rate_ref=ref.nulls / ref_rows if ref_rows else 0.0,
+        null_rate_cur=result.nulls / rows if rows else 0.0,
+        unseen_categories=dict(result.new_terms),
+        text=result.details(),
+    )
+    if result.distance is None:
+        side = "reference" if ref.n == 0 else "current window"
+        return dataclasses.replace(row, note=f"no non-null texts in the {side}")
+    null = result.null_threshold
+    beyond_noise = null is None or result.distance >= null
+    drifted = bool(result.distance >= threshold and beyond_noise)
+    warn = dc.warn_for(method)
+    warning = bool(not drifted and warn is not None and result.distance >= warn and beyond_noise)
+    note = ""
+    if result.empty_share_cur == 1.0 and ref.empty < ref.n:
+        note = "every text in the window is empty"
+    return dataclasses.replace(row, drifted=drifted, warning=warning, note=note)
