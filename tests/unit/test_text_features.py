@@ -26,9 +26,11 @@ def text_cfg(
     text: dict[str, Any] | None = None,
     estimator: str = "sklearn.linear_model.LogisticRegression",
     params: dict[str, Any] | None = None,
+    **sections: Any,
 ) -> Config:
     return config_from_dict(
         {
+            **sections,
             "name": "reviews",
             "task": "classification",
             "target": "label",

@@ -3,8 +3,10 @@
 ``python -m retrain.backtest.standard OUT_DIR`` writes ``backtest-loans.*`` (the demo data:
 river Agrawal, abrupt concept and data drift at week 6) and ``backtest-housing.*`` (river
 FriedmanDrift, global abrupt drift at week 5) and ``backtest-fraud.*`` (daily card
-transactions, a new fraud pattern from day 7 of 14 whose rate rises daily) as Markdown, JSON and PNG
-into OUT_DIR. ``python -m retrain.backtest.standard OUT_DIR fraud`` runs the named cases only.
+transactions, a new fraud pattern from day 7 of 14 whose rate rises daily) and
+``backtest-reviews.*`` (weekly product reviews, new slang carries the sentiment from week 8 of
+16) as Markdown, JSON and PNG into OUT_DIR. ``python -m retrain.backtest.standard OUT_DIR
+fraud`` runs the named cases only.
 
 Both replay labels by their own times. House sales come 3 to 60 days after the listing, so a
 week's labels pass ``labels.min_coverage`` (90%) only about nine weeks after it ends: the
@@ -36,12 +38,16 @@ HOUSING_WEEKS = 20
 #: days after a transaction, so a week after the change leaves time to react and recover.
 FRAUD_DAYS = 14
 FRAUD_CHANGE_DAY = 7
-CASES = ("loans", "housing", "fraud")
+#: Weeks of the reviews stream and its change point (new slang carries the sentiment).
+REVIEWS_WEEKS = 16
+REVIEWS_CHANGE_WEEK = 8
+CASES = ("loans", "housing", "fraud", "reviews")
 
 
 def run_standard(out_dir: Path, work: Path, names: Sequence[str] = CASES) -> list[Path]:
     """Generate the named streams under `work`, backtest them, write the outputs into
     `out_dir`."""
+    from retrain.data.case_reviews import generate_reviews
     from retrain.data.cases import generate_fraud
     from retrain.data.demo import generate_housing, generate_loans
 
@@ -54,6 +60,11 @@ def run_standard(out_dir: Path, work: Path, names: Sequence[str] = CASES) -> lis
         "fraud": lambda w: (
             generate_fraud(w, windows=FRAUD_DAYS, drift_window=FRAUD_CHANGE_DAY),
             FRAUD_CHANGE_DAY,
+            None,
+        ),
+        "reviews": lambda w: (
+            generate_reviews(w, windows=REVIEWS_WEEKS, drift_window=REVIEWS_CHANGE_WEEK),
+            REVIEWS_CHANGE_WEEK,
             None,
         ),
     }
