@@ -10,6 +10,7 @@ from scipy.spatial.distance import jensenshannon
 from retrain.drift import ReferenceProfile, build_profile, detect_drift
 from retrain.drift._text import TextProfile, compare_text, text_profile
 from retrain.errors import ValidationError
+from retrain.reports import step_html
 from retrain.settings.drift import DriftConfig
 from tests.unit.test_text_features import text_cfg
 
@@ -98,6 +99,9 @@ def test_detect_drift_reports_text_in_json_and_markdown() -> None:
     assert report.to_dict()["features"][0]["text"]["new_terms"] == row.text["new_terms"]
     md = report.markdown()
     assert "### Text" in md and "new terms: slang" in md
+    html = step_html("ingest", "drift", {"drift": report.to_dict()}, md)
+    top = next(iter(row.text["new_terms"]))
+    assert "Text features" in html and f"{top} ({row.text['new_terms'][top]})" in html
 
 
 def test_all_empty_window_drifts_and_says_so() -> None:
