@@ -33,7 +33,7 @@ from retrain.data.demo import (
     _write_parquet,
 )
 
-__all__ = ["OLD_WORDS", "SLANG_WORDS", "generate_reviews", "slang_share"]
+__all__ = ["OLD_WORDS", "SLANG_WORDS", "generate_reviews", "sample_reviews", "slang_share"]
 
 _START = pd.Timestamp("2024-01-01", tz="UTC")
 _WEEK_SECONDS = 7 * 86400
@@ -103,6 +103,11 @@ def _review(rng: np.random.Generator, positive: bool, slang: float) -> str:
     return " ".join(words)
 
 
+def sample_reviews(rng: np.random.Generator, positive: np.ndarray, slang: float) -> list[str]:
+    """Review texts, one per entry of `positive`, with `slang` of the sentiment words slang."""
+    return [_review(rng, bool(p), slang) for p in positive]
+
+
 def generate_reviews(
     out_dir: Path,
     *,
@@ -126,7 +131,7 @@ def generate_reviews(
             pd.DataFrame(
                 {
                     "posted_at": _START + pd.to_timedelta(week * _WEEK_SECONDS + seconds, "s"),
-                    "review": [_review(rng, bool(p), slang) for p in positive],
+                    "review": sample_reviews(rng, positive, slang),
                     "product_category": rng.choice(_CATEGORIES, n),
                     "price": np.round(rng.lognormal(3.0, 0.8, n), 2),
                     "positive": label,
@@ -195,7 +200,9 @@ def generate_reviews(
             "estimator": "sklearn.linear_model.SGDClassifier",
             "params": {"loss": "log_loss", "alpha": 1e-4, "max_iter": 50, "tol": None},
         },
-        "evaluation": {"min_rows": min(500, rows_per_window // 5)},
+        # A week's evaluation rows are a fifth of its labelled reviews (about 19% of them):
+        # the minimum stays below that, so a week can be judged on its own.
+        "evaluation": {"min_rows": min(500, rows_per_window // 6)},
         "deploy": {"deployment_name": "reviews", "gitops_repo": "gitops"},
         # Small test runs replay fewer rows than the default min_labelled (see loans).
         "rollout": {
