@@ -102,6 +102,7 @@ _NUMERIC = "numeric"
 _CATEGORICAL = "categorical"
 #: Ids (user, item): text like categories; the saved pipeline encodes them.
 _IDENTIFIER = "identifier"
+_TEXT = "text"
 _MAX_PROBLEMS = 5
 _TIMER_UNIT = 1000.0
 _INTEGRAL_TEXT = re.compile(r"-?\d+\.0")
@@ -126,9 +127,10 @@ def parse_card(data: bytes, where: str) -> ModelCard:
     if not card.features:
         problems.append("'features' is empty")
     for name, kind in card.features.items():
-        if kind not in (_NUMERIC, _CATEGORICAL, _IDENTIFIER):
+        if kind not in (_NUMERIC, _CATEGORICAL, _IDENTIFIER, _TEXT):
             problems.append(
-                f"features.{name}: kind must be numeric, categorical or identifier, got {kind!r}"
+                f"features.{name}: kind must be numeric, categorical, identifier or text,"
+                f" got {kind!r}"
             )
     if problems:
         raise ValidationError(f"model card {where} is invalid", problems)
@@ -504,7 +506,8 @@ def build_frame(X: Any, names: Sequence[str] | None, features: Mapping[str, str]
 
     Numeric columns become float64 (null -> NaN, imputed by the model); categorical and
     identifier columns become text the way ingest writes them (integral numbers print as
-    integers, so ``3`` and ``3.0`` both mean category ``"3"``), missing values NaN.
+    integers, so ``3`` and ``3.0`` both mean category ``"3"``), missing values NaN; text
+    columns become text, a missing value an empty text.
 
     Raises:
         ValidationError: not a 2-D array, no rows, wrong column count or names, or values that
@@ -553,6 +556,8 @@ def build_frame(X: Any, names: Sequence[str] | None, features: Mapping[str, str]
             problems += [
                 f"column '{name}' (numeric), row {i}: {v!r:.40} is not a number" for i, v in bad
             ]
+        elif features[name] == _TEXT:
+            out[name] = _text_column(columns[name])
         else:
             out[name] = _category_column(columns[name])
     if problems:
@@ -593,6 +598,15 @@ def _category_column(values: np.ndarray) -> pd.Series:
             out.append(str(int(v)))
         else:
             out.append(str(v))
+    return pd.Series(out, dtype=object)
+
+
+def _text_column(values: np.ndarray) -> pd.Series:
+    # As retrain.training.model.feature_frame: a missing text is an empty one.
+    out = [
+        "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+        for v in values.tolist()
+    ]
     return pd.Series(out, dtype=object)
 
 

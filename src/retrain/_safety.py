@@ -51,6 +51,9 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
         "numpy.uint64",
         # preprocessing
         "sklearn.compose._column_transformer.ColumnTransformer",
+        "sklearn.feature_extraction.text.HashingVectorizer",
+        "sklearn.feature_extraction.text.TfidfTransformer",
+        "sklearn.feature_extraction.text.TfidfVectorizer",
         "sklearn.impute._base.SimpleImputer",
         "sklearn.pipeline.Pipeline",
         "sklearn.preprocessing._data.StandardScaler",

@@ -112,6 +112,10 @@ class Config(Section):
     def categorical_features(self) -> list[str]:
         return [c for c, t in self.data.features.items() if t == "categorical"]
 
+    @property
+    def text_features(self) -> list[str]:
+        return [c for c, t in self.data.features.items() if t == "text"]
+
     def to_yaml(self) -> str:
         """The normalised config (every default spelled out) as YAML text."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

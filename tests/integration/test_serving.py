@@ -935,3 +935,58 @@ def test_the_serving_environment_has_no_kfp(serving_venv: Path) -> None:
         timeout=60,
     )
     assert out.returncode != 0 and "No module named 'kfp'" in out.stderr
+
+
+def test_a_text_model_is_served_like_in_training(serving_venv: Path, tmp_path: Path) -> None:
+    # A hashed-text classifier: the vectoriser travels inside the skops file, and a missing
+    # text is an empty one in the server as in training.
+    cfg = config_from_dict(
+        {
+            "name": "serving-text",
+            "task": "classification",
+            "target": "label",
+            "storage_root": "/tmp/unused",
+            "data": {
+                "uri": "/tmp/unused",
+                "id_column": "id",
+                "time_column": "ts",
+                "features": {"review": "text", "x1": "numeric"},
+            },
+            "labels": {"uri": "/tmp/unused", "id_column": "id", "label_column": "label"},
+            "model": {
+                "estimator": "sklearn.linear_model.SGDClassifier",
+                "params": {"loss": "log_loss"},
+            },
+            "deploy": {"deployment_name": "serving-text"},
+        }
+    )
+    rng = np.random.default_rng(5)
+    words = np.array(["good", "great", "bad", "awful", "item", "the"])
+    reviews: list[str | None] = [" ".join(rng.choice(words, 4)) for _ in range(240)]
+    reviews[::9] = [None] * len(reviews[::9])
+    frame = pd.DataFrame({"review": reviews, "x1": rng.normal(size=240)})
+    frame["label"] = np.where(frame["review"].fillna("").str.count("good|great") > 1, "pos", "neg")
+    model = fit_model(cfg, frame)
+    card = card_from_config(cfg, version="txt-1", parent=None, created_at=WHEN)
+    directory = tmp_path / "v"
+    directory.mkdir()
+    for name, data in model_files(model, card).items():
+        (directory / name).write_bytes(data)
+    test = frame.iloc[:30]
+    expected = predict_scores(model, test, cfg)
+    server = Server(
+        serving_venv,
+        tmp_path / "server.log",
+        {"MODEL_URI": str(directory), "MODEL_VERSION": "txt-1"},
+    )
+    try:
+        server.wait_ready()
+        rows = [
+            [None if pd.isna(r) else r, x] for r, x in zip(test["review"], test["x1"], strict=True)
+        ]
+        status, body = server.predict({"data": {"names": ["review", "x1"], "ndarray": rows}})
+    finally:
+        server.stop()
+    assert status == 200, body
+    assert any(r is None for r, _ in rows)
+    np.testing.assert_allclose(np.array(body["data"]["ndarray"]), expected, rtol=0, atol=1e-12)

@@ -248,7 +248,7 @@ def test_bad_importances_and_labels_without_scores_are_refused() -> None:
         (lambda d: d.update(format=99), "format 99 is not supported"),
         (lambda d: d.pop("features"), "missing key 'features'"),
         (lambda d: d["features"]["amount"].update(counts=[1, 2]), "feature 'amount'.*counts"),
-        (lambda d: d["features"]["plan"].update(kind="text"), "feature 'plan'.*unknown kind"),
+        (lambda d: d["features"]["plan"].update(kind="image"), "feature 'plan'.*unknown kind"),
         (lambda d: d["features"]["amount"]["sample"].update(base64="@@"), "feature 'amount'"),
     ],
 )

@@ -5,7 +5,8 @@ river Agrawal, abrupt concept and data drift at week 6) and ``backtest-housing.*
 FriedmanDrift, global abrupt drift at week 5) and ``backtest-fraud.*`` (daily card
 transactions, a new fraud pattern from day 7 of 14 whose rate rises daily) and
 ``backtest-shop.*`` (weekly recommendations with user and item ids, category preferences
-shifting at week 6 of 12) as Markdown, JSON and PNG into OUT_DIR.
+shifting at week 6 of 12) and ``backtest-reviews.*`` (weekly product reviews, new slang carries
+the sentiment from week 8 of 16) as Markdown, JSON and PNG into OUT_DIR.
 ``python -m retrain.backtest.standard OUT_DIR fraud`` runs the named cases only.
 
 Both replay labels by their own times. House sales come 3 to 60 days after the listing, so a
@@ -41,12 +42,16 @@ FRAUD_CHANGE_DAY = 7
 #: Weeks of the shop stream and its change point (a week index).
 SHOP_WEEKS = 12
 SHOP_CHANGE_WEEK = 6
-CASES = ("loans", "housing", "fraud", "shop")
+#: Weeks of the reviews stream and its change point (new slang carries the sentiment).
+REVIEWS_WEEKS = 16
+REVIEWS_CHANGE_WEEK = 8
+CASES = ("loans", "housing", "fraud", "shop", "reviews")
 
 
 def run_standard(out_dir: Path, work: Path, names: Sequence[str] = CASES) -> list[Path]:
     """Generate the named streams under `work`, backtest them, write the outputs into
     `out_dir`."""
+    from retrain.data.case_reviews import generate_reviews
     from retrain.data.case_shop import generate_shop
     from retrain.data.cases import generate_fraud
     from retrain.data.demo import generate_housing, generate_loans
@@ -65,6 +70,11 @@ def run_standard(out_dir: Path, work: Path, names: Sequence[str] = CASES) -> lis
         "shop": lambda w: (
             generate_shop(w, windows=SHOP_WEEKS, drift_window=SHOP_CHANGE_WEEK),
             SHOP_CHANGE_WEEK,
+            None,
+        ),
+        "reviews": lambda w: (
+            generate_reviews(w, windows=REVIEWS_WEEKS, drift_window=REVIEWS_CHANGE_WEEK),
+            REVIEWS_CHANGE_WEEK,
             None,
         ),
     }

@@ -319,13 +319,14 @@ def _demo_check(cfg: Config) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from retrain.data import case_shop, cases, demo
+    from retrain.data import case_reviews, case_shop, cases, demo
 
     generators = {
         "loans": demo.generate_loans,
         "housing": demo.generate_housing,
         "fraud": cases.generate_fraud,
         "shop": case_shop.generate_shop,
+        "reviews": case_reviews.generate_reviews,
     }
     fn = generators[args.case]
     path = fn(Path(args.out), seed=args.seed)
@@ -384,7 +385,9 @@ def _parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_demo)
 
     g = sub.add_parser("generate", help="write a demo dataset and its config")
-    g.add_argument("--case", choices=["loans", "housing", "fraud", "shop"], default="loans")
+    g.add_argument(
+        "--case", choices=["loans", "housing", "fraud", "shop", "reviews"], default="loans"
+    )
     g.add_argument("--out", required=True)
     g.add_argument("--seed", type=int, default=7)
     g.set_defaults(func=_cmd_generate)

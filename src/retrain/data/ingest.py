@@ -104,6 +104,15 @@ def _feature_summary(df: pd.DataFrame, cfg: Config) -> dict[str, dict[str, Any]]
                     "max": json_value(present.max()) if len(present) else None,
                 }
             )
+        elif kind == "text":
+            lengths = s.dropna().astype(str).str.len()
+            entry.update(
+                {
+                    "empty_share": float((lengths == 0).mean()) if len(lengths) else None,
+                    "mean_length": json_value(lengths.mean()) if len(lengths) else None,
+                    "max_length": json_value(lengths.max()) if len(lengths) else None,
+                }
+            )
         else:
             counts = s.dropna().value_counts()
             top = counts.iloc[np.lexsort((counts.index.to_numpy(dtype=str), -counts.to_numpy()))]
@@ -173,6 +182,18 @@ def _markdown(report: dict[str, Any]) -> str:
         for name, e in categorical.items():
             top = ", ".join(f"{t['value']} ({t['count']})" for t in e["top"])
             lines.append(f"| `{name}` | {e['nulls']} | {e['distinct']} | {top} |")
+    text = {k: v for k, v in feats.items() if v["kind"] == "text"}
+    if text:
+        lines += [
+            "",
+            "## Text features",
+            "",
+            "| feature | nulls | empty share | mean length | max length |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, e in text.items():
+            cells = [e["nulls"], e["empty_share"], e["mean_length"], e["max_length"]]
+            lines.append(f"| `{name}` | " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -125,6 +125,15 @@ def _csv_rows(path: Path, limits: InputLimits) -> int:
         raise ValidationError(f"{path} is not a readable csv file: {err}") from None
 
 
+def longest_text_bytes(series: pd.Series) -> int:
+    """Bytes (UTF-8) of the longest non-null value of a text column (0 if none)."""
+    values = series.dropna()
+    if values.empty:
+        return 0
+    lengths = pc.binary_length(pa.array(values.astype(str).tolist(), type=pa.large_string()))
+    return int(pc.max(lengths).as_py() or 0)
+
+
 def check_frame(df: pd.DataFrame, where: str, limits: InputLimits) -> None:
     """Refuse a loaded source past the row or column limit (``gs://`` sources, and a source
     that changed since `check_source`).

@@ -20,6 +20,7 @@ import pandas as pd
 
 from retrain.config import Config
 from retrain.data.io import json_value
+from retrain.data.limits import longest_text_bytes
 from retrain.data.windows import _examples, event_times
 from retrain.errors import ValidationError
 
@@ -106,7 +107,7 @@ class Schema:
                 for name, c in raw["columns"].items()
             }
             for name, col in columns.items():
-                if col.kind not in ("numeric", "categorical", "identifier"):
+                if col.kind not in ("numeric", "categorical", "identifier", "text"):
                     raise ValueError(f"column {name!r} has unknown kind {col.kind!r}")
             return cls(
                 id_column=str(raw["id_column"]),
@@ -218,6 +219,16 @@ def _structure_problems(df: pd.DataFrame, cfg: Config) -> list[str]:
                 f"column {name!r} is numeric but has {int(bad.sum())} values that are not "
                 f"numbers (dtype {df[name].dtype}), e.g. {_examples(df[name][bad])}"
             )
+    for name in cfg.text_features:
+        # Parquet sources are not scanned value by value before loading: a text past the
+        # limit is refused here, before it reaches a vectoriser or a drift profile.
+        longest = longest_text_bytes(df[name]) if name in df.columns else 0
+        if longest > cfg.data.limits.max_value_bytes:
+            problems.append(
+                f"text column {name!r} holds a value of {longest:,} bytes, over the limit "
+                f"data.limits.max_value_bytes = {cfg.data.limits.max_value_bytes:,} (raise it "
+                "if such texts are genuine)"
+            )
     return problems
 
 
@@ -312,6 +323,9 @@ def infer_schema(df: pd.DataFrame, cfg: Config) -> Schema:
         elif kind == "identifier":
             # No value list: it would grow with every user; new ids are normal, not errors.
             columns[name] = ColumnSchema(kind="identifier", dtype=str(s.dtype), null_rate=null_rate)
+        elif kind == "text":
+            # Free text has no category set to keep: its vocabulary lives in the drift profile.
+            columns[name] = ColumnSchema(kind="text", dtype=str(s.dtype), null_rate=null_rate)
         else:
             cats = sorted(set(as_category_strings(s).dropna()))
             columns[name] = ColumnSchema(

@@ -33,6 +33,7 @@ from retrain.drift._profile import (
     sorted_finite,
 )
 from retrain.drift._report import Bar, DriftReport, FeatureDrift, Signal
+from retrain.drift._text import TextProfile, text_verdict
 from retrain.errors import ValidationError
 from retrain.settings.drift import DriftConfig
 
@@ -82,7 +83,11 @@ def detect_drift(
     _check_inputs(profile, current_df, dc, scores, labels)
 
     prepared: list[tuple[Comparison | None, FeatureDrift, str, float]] = []
+    texts: dict[str, TextProfile] = {}
     for name, ref in profile.features.items():
+        if isinstance(ref, TextProfile):
+            texts[name] = ref  # judged by retrain.drift._text, in the same family below
+            continue
         comparison, partial = _prepare(name, ref, current_df[name])
         method, threshold = _method_for(name, ref.kind, partial.n_ref, partial.n_cur, dc)
         prepared.append((comparison, partial, method, threshold))
@@ -94,14 +99,17 @@ def detect_drift(
     # distribution stays at or below alpha, and so does every dataset-level signal built on them.
     judged = sum(1 for c, *_ in prepared if c is not None)
     judged += 1 if predicted is not None and predicted[0] is not None else 0
+    judged += sum(1 for n, ref in texts.items() if ref.n and current_df[n].notna().any())
     divisor = judged if dc.bonferroni and judged > 0 else 1
-    features = [_verdict(c, p, method, t, dc, divisor) for c, p, method, t in prepared]
-    features = [
-        judge_identifier(f, ref, current_df[f.feature], dc.null_alpha / divisor)
-        if isinstance(ref := profile.features[f.feature], IdentifierProfile)
-        else f
-        for f in features
-    ]
+    verdicts = {p.feature: _verdict(c, p, method, t, dc, divisor) for c, p, method, t in prepared}
+    for name, verdict in verdicts.items():
+        if isinstance(ref := profile.features[name], IdentifierProfile):
+            verdicts[name] = judge_identifier(
+                verdict, ref, current_df[name], dc.null_alpha / divisor
+            )
+    for name, text_ref in texts.items():
+        verdicts[name] = text_verdict(name, text_ref, current_df[name], dc, divisor)
+    features = [verdicts[name] for name in profile.features]
 
     prediction = None
     estimate = None

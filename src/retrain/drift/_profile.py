@@ -3,7 +3,8 @@
 Built once at training time and registered with the model (``profile.json``), so monitoring
 reads only the current window. Per numeric feature it keeps the reference-quantile bin edges
 and counts (of the full column), mean, standard deviation, range and a sorted sketch; per
-categorical feature the category counts. For the model: the distribution of its scores on
+categorical feature the category counts; per text feature its vocabulary with counts
+(`retrain.drift._text`). For the model: the distribution of its scores on
 held-out rows, its metrics there, its estimated accuracy (to check calibration against the
 measured one) and permutation importances.
 
@@ -57,6 +58,7 @@ from retrain.drift._performance import (
     fit_estimate_calibration,
     score_vector,
 )
+from retrain.drift._text import TextProfile, text_profile
 from retrain.errors import ValidationError
 from retrain.evaluation.metrics import compute_metrics
 
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PROFILE_FILE",
     "CategoricalProfile",
+    "FeatureProfile",
     "IdentifierProfile",
     "NumericProfile",
     "ReferenceProfile",
@@ -76,6 +79,9 @@ __all__ = [
     "numeric_values",
     "sorted_finite",
 ]
+
+#: What the profile keeps per feature, by kind.
+FeatureProfile = ColumnProfile | TextProfile
 
 PROFILE_FILE = "profile.json"
 PROFILE_FORMAT = 2
@@ -96,8 +102,8 @@ class ReferenceProfile:
     Attributes:
         task: "classification" or "regression".
         rows: rows of the reference data.
-        features: per feature, a `NumericProfile`, `CategoricalProfile` or
-            `IdentifierProfile`.
+        features: per feature, a `NumericProfile`, `CategoricalProfile`,
+            `IdentifierProfile` or `TextProfile`.
         bins: quantile bins per numeric feature.
         sample_size: cap of the sorted sample per numeric feature.
         scores: the model's scores on held-out reference rows (see `score_vector`).
@@ -112,7 +118,7 @@ class ReferenceProfile:
 
     task: str
     rows: int
-    features: dict[str, ColumnProfile]
+    features: dict[str, FeatureProfile]
     bins: int
     sample_size: int
     scores: NumericProfile | None = None
@@ -167,7 +173,7 @@ class ReferenceProfile:
             )
         where = "reference profile"
         try:
-            features: dict[str, ColumnProfile] = {}
+            features: dict[str, FeatureProfile] = {}
             for name, col in raw["features"].items():
                 where = f"reference profile feature {name!r}"
                 kind = col["kind"]
@@ -177,6 +183,8 @@ class ReferenceProfile:
                     features[name] = CategoricalProfile.from_dict(col)
                 elif kind == "identifier":
                     features[name] = IdentifierProfile.from_dict(col)
+                elif kind == "text":
+                    features[name] = TextProfile.from_dict(col)
                 else:
                     raise ValueError(f"unknown kind {kind!r}")
             where = "reference profile scores"
@@ -242,7 +250,7 @@ def build_profile(
             [f"missing column {c!r}" for c in missing],
         )
     size, bins = cfg.drift.profile_sample_size, cfg.drift.bins
-    columns: dict[str, ColumnProfile] = {}
+    columns: dict[str, FeatureProfile] = {}
     for name, kind in features.items():
         if kind == "numeric":
             columns[name] = sorted_numeric_profile(*sorted_finite(df[name], name), bins, size)
@@ -255,6 +263,8 @@ def build_profile(
                 else None
             )
             columns[name] = identifier_profile(df[name], order)
+        elif kind == "text":
+            columns[name] = text_profile(df[name])
         else:
             columns[name] = categorical_profile(df[name])
 

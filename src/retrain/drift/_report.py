@@ -33,7 +33,9 @@ class FeatureDrift:
     needs `statistic >= null_threshold`: the distance that two samples of these sizes from
     the reference's own distribution exceed with chance alpha (None for a method without a
     known null). `warning` marks a distance at or above the method's warning level (and the
-    null threshold) but below its threshold.
+    null threshold) but below its threshold. A text feature's `text` holds its
+    out-of-vocabulary rate, lengths, empty shares and new and vanished terms
+    (`retrain.drift._text`); its `unseen_categories` are the new terms.
     """
 
     feature: str
@@ -55,6 +57,7 @@ class FeatureDrift:
     unseen_rows: int = 0
     histogram: list[Bar] = field(default_factory=list)
     note: str = ""
+    text: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -252,6 +255,11 @@ class DriftReport:
             lines += ["", "### Reference vs current", ""]
             for f in drawn:
                 lines += _histogram(f)
+        texts = [f for f in self.ranked() if f.text]
+        if texts:
+            lines += ["", "### Text", ""]
+            for f in texts:
+                lines += _text_lines(f)
         if self.estimated_performance is not None or self.performance is not None:
             lines += ["", "### Model performance", ""]
             est = self.estimated_performance
@@ -271,6 +279,27 @@ class DriftReport:
                     f"[{perf.drop_lower:+.3f}, {perf.drop_upper:+.3f}]"
                 )
         return "\n".join(lines) + "\n"
+
+
+def _text_lines(f: FeatureDrift) -> list[str]:
+    t = f.text
+
+    def share(key: str) -> str:
+        value = t.get(key)
+        return "–" if value is None else f"{value:.1%}"
+
+    def terms(key: str) -> str:
+        named = t.get(key) or {}
+        return ", ".join(f"{k} ({v})" for k, v in named.items()) or "none"
+
+    return [
+        f"- `{f.feature}`: out-of-vocabulary tokens {share('oov_rate')} (reference beyond its "
+        f"kept terms {share('reference_other_rate')}); tokens per text "
+        f"{_num(t.get('mean_length_ref'))} → {_num(t.get('mean_length_cur'))}; empty texts "
+        f"{share('empty_share_ref')} → {share('empty_share_cur')}",
+        f"  - new terms: {terms('new_terms')}",
+        f"  - vanished terms: {terms('vanished_terms')}",
+    ]
 
 
 def _histogram(f: FeatureDrift) -> list[str]:

@@ -157,7 +157,39 @@ def drift_section(drift: Mapping[str, Any]) -> list[str]:
             ),
         )
     )
+    texts = [f for f in ranked if f.get("text")]
+    if texts:
+        out.append(section("Text features", table(_TEXT_COLUMNS, [_text_row(f) for f in texts])))
     return out
+
+
+_TEXT_COLUMNS = [
+    "feature",
+    "out-of-vocabulary tokens",
+    "tokens per text (ref → cur)",
+    "empty texts (ref → cur)",
+    "new terms",
+    "vanished terms",
+]
+
+
+def _text_row(f: Mapping[str, Any]) -> list[Any]:
+    t = f["text"]
+
+    def pair(key: str) -> str:
+        return f"{fmt(t.get(key + '_ref'))} → {fmt(t.get(key + '_cur'))}"
+
+    def terms(key: str) -> str:
+        return ", ".join(f"{k} ({v})" for k, v in (t.get(key) or {}).items())
+
+    return [
+        f.get("feature"),
+        t.get("oov_rate"),
+        pair("mean_length"),
+        pair("empty_share"),
+        terms("new_terms"),
+        terms("vanished_terms"),
+    ]
 
 
 def _histogram(f: Mapping[str, Any]) -> str:

@@ -15,8 +15,8 @@ __all__ = ["DataSource", "FeatureType", "LabelSource", "TimeKind"]
 
 #: ``identifier``: a high-cardinality key such as a user or item id (encoded by
 #: `training.identifier_encoding`; drift is judged by the unseen-id share and top-k mass, and a
-#: new id is never taken for a bad value).
-FeatureType = Literal["numeric", "categorical", "identifier"]
+#: new id is never taken for a bad value). ``text``: free text, vectorised by `training.text`.
+FeatureType = Literal["numeric", "categorical", "identifier", "text"]
 TimeKind = Literal["timestamp", "date", "period"]
 
 
@@ -28,7 +28,12 @@ class DataSource(Section):
     id_column: str
     time_column: str
     time_kind: TimeKind = "timestamp"
-    features: dict[str, FeatureType]
+    features: dict[str, FeatureType] = Field(
+        description=(
+            "Feature name -> kind: numeric, categorical, or text (free text, vectorised inside"
+            " the model per training.text; a missing text is treated as an empty one)."
+        )
+    )
     prediction_column: str | None = Field(
         default=None, description="The serving model's logged prediction, if the logs carry it."
     )

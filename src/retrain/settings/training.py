@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from retrain._safety import TRUSTED_TYPES
 from retrain.settings._base import Section
+from retrain.settings.text import TextConfig
 
 __all__ = ["ModelSpec", "TrainingConfig", "check_estimator_path"]
 
@@ -84,6 +85,9 @@ class TrainingConfig(Section):
             " is encoded by identifier_encoding instead of one-hot (a warning in the train"
             " report)."
         ),
+    )
+    text: TextConfig = Field(
+        default_factory=TextConfig, description="How `text` features are vectorised."
     )
 
     @model_validator(mode="before")

@@ -25,6 +25,7 @@ from sklearn.utils.validation import has_fit_parameter
 from retrain.config import Config
 from retrain.errors import ValidationError
 from retrain.training._encoding import encoded_as_identifiers, identifier_transformers
+from retrain.training._text import fill_missing_text, text_transformers
 from retrain.training.artifact import TRUSTED_TYPES
 
 __all__ = ["build_estimator", "feature_frame", "fit_model", "predict_scores", "resolve_estimator"]
@@ -70,7 +71,10 @@ def build_estimator(cfg: Config, train: pd.DataFrame | None = None) -> Pipeline:
     the most frequent value and one-hot encoded (unknown categories at predict time are
     ignored). Identifier features, and categorical ones with more distinct values in `train`
     than `training.max_onehot_categories`, are encoded as `retrain.training._encoding`
-    describes. The output is dense so that every scikit-learn estimator accepts it.
+    describes. Without text features the output is dense, so that every scikit-learn
+    estimator accepts it. Text features are vectorised per `training.text`
+    (`retrain.training._text`); their output is sparse, so the estimator must accept sparse
+    input.
     `random_state` is set to the config's `seed` when the estimator has one.
 
     Raises:
@@ -121,7 +125,7 @@ def build_estimator(cfg: Config, train: pd.DataFrame | None = None) -> Pipeline:
         )
 
     as_identifiers = encoded_as_identifiers(cfg, train)
-    transformers: list[tuple[str, Any, list[str]]] = []
+    transformers: list[tuple[str, Any, list[str] | str]] = []
     if cfg.numeric_features:
         numeric = Pipeline(
             [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
@@ -137,12 +141,27 @@ def build_estimator(cfg: Config, train: pd.DataFrame | None = None) -> Pipeline:
         )
         transformers.append(("categorical", categorical, one_hot))
     transformers += identifier_transformers(cfg, as_identifiers)
-    preprocess = ColumnTransformer(transformers, remainder="drop", sparse_threshold=0.0)
+    if cfg.text_features:
+        _check_takes_sparse(estimator, cfg.model.estimator)
+        transformers.extend(text_transformers(cfg))
+    # Dense unless there is text: a vocabulary-wide dense matrix would not fit in memory.
+    dense_or_sparse = 1.0 if cfg.text_features else 0.0
+    preprocess = ColumnTransformer(transformers, remainder="drop", sparse_threshold=dense_or_sparse)
     return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
 
 
+def _check_takes_sparse(estimator: BaseEstimator, path: str) -> None:
+    """Refuse an estimator that cannot take the vectorisers' sparse output, before fitting."""
+    if not estimator.__sklearn_tags__().input_tags.sparse:
+        raise ValidationError(
+            f"model.estimator: {path} does not accept sparse input, which text features "
+            "produce; use e.g. sklearn.linear_model.LogisticRegression or "
+            "sklearn.linear_model.SGDClassifier"
+        )
+
+
 def feature_frame(df: pd.DataFrame, cfg: Config, what: str = "data") -> pd.DataFrame:
-    """The feature columns of `df` in config order.
+    """The feature columns of `df` in config order, missing text as empty text.
 
     Raises:
         ValidationError: listing every missing feature column.
@@ -154,7 +173,7 @@ def feature_frame(df: pd.DataFrame, cfg: Config, what: str = "data") -> pd.DataF
             f"{what} lacks feature columns listed in data.features",
             [f"missing column '{c}'" for c in missing],
         )
-    return df[features]
+    return fill_missing_text(df[features], cfg)
 
 
 def fit_model(
