@@ -99,7 +99,9 @@ def true_ap(rate: float, noise: float) -> tuple[float, float]:
     )
 
 
-def section(quick: bool = False, trials: int | None = None) -> str:
+def section(
+    quick: bool = False, trials: int | None = None, positive_rates: tuple[float, ...] = RATES
+) -> str:
     trials = trials or (20 if quick else 100)
     lines = [
         "## Canary analysis on rare positives: average_precision_drop",
@@ -110,14 +112,15 @@ def section(quick: bool = False, trials: int | None = None) -> str:
         f"{POLICY.confidence:g}, failure limit {POLICY.failure_limit}) with the checks "
         "error_rate, latency_p95 and average_precision_drop (max 0.02); each analysis replays "
         f"{ROWS} fresh paired rows (the replay provider's default). Scores as in "
-        "`benchmarks/decisions/rare_canary.py`. Seeded.",
+        "`benchmarks/decisions/rare_canary.py`. Seeded. A rate over n rollouts has a standard "
+        "error of up to 0.5 / sqrt(n).",
         "",
         "| positive rate | champion AP | worse canary AP | equal canary: rolled back "
         "| equal: inconclusive | worse canary: promoted | worse: rolled back "
         "| median analyses (equal / worse) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for rate in RATES:
+    for rate in positive_rates:
         ap_champion, ap_worse = true_ap(rate, NOISE["worse"])
         equal = rates(rate, NOISE["equal"], trials)
         worse = rates(rate, NOISE["worse"], trials)
@@ -133,12 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--trials", type=int, default=None)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--rates", default=",".join(map(str, RATES)), help="positive rates")
     p.add_argument(
         "--output",
         default=str(Path(__file__).resolve().parents[1] / "results" / "rare-canary.md"),
     )
     args = p.parse_args(argv)
-    text = "# Canary analysis with rare positives\n\n" + section(args.quick, args.trials)
+    text = "# Canary analysis with rare positives\n\n" + section(
+        args.quick, args.trials, tuple(float(r) for r in args.rates.split(","))
+    )
     Path(args.output).write_text(text)
     print(text, end="")
     return 0
