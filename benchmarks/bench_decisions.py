@@ -3,7 +3,8 @@
 Each section comes from a module of `benchmarks/decisions/` with a ``section(quick) -> str``
 function: the evaluation gates (blessing rate of equal models, forgetting gate on identical
 models, power), the canary analysis (false rollback of an equal canary, false promotion of a
-worse one) and the drift verdicts (false positives by sample size and cardinality, power).
+worse one; also on average precision at fraud-like positive rates) and the drift verdicts
+(false positives by sample size and cardinality, power).
 Writes ``benchmarks/results/decisions.md``. A measurement, not a test:
 
     .venv/bin/python benchmarks/bench_decisions.py [--quick] [--only gates,canary,drift]
@@ -19,7 +20,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("gates", "canary", "drift")
+SECTIONS = ("gates", "canary", "rare_canary", "drift")
 
 
 def main(argv: list[str] | None = None) -> int:

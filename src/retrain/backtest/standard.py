@@ -3,7 +3,7 @@
 ``python -m retrain.backtest.standard OUT_DIR`` writes ``backtest-loans.*`` (the demo data:
 river Agrawal, abrupt concept and data drift at week 6) and ``backtest-housing.*`` (river
 FriedmanDrift, global abrupt drift at week 5) and ``backtest-fraud.*`` (daily card
-transactions, a new fraud pattern from day 7 of 14 whose rate rises daily) and
+transactions, a new fraud pattern from day 7 of 21 whose rate rises daily) and
 ``backtest-shop.*`` (weekly recommendations with user and item ids, category preferences
 shifting at week 6 of 12) and ``backtest-reviews.*`` (weekly product reviews, new slang carries
 the sentiment from week 8 of 16) as Markdown, JSON and PNG into OUT_DIR.
@@ -35,9 +35,11 @@ POLICIES = "never,every:3,drift,continuous,always,always@weighted,full_refit,ful
 HOUSING_WEEKS = 20
 
 
-#: Days of the fraud stream and its change point (a day index): chargebacks come one to six
-#: days after a transaction, so a week after the change leaves time to react and recover.
-FRAUD_DAYS = 14
+#: Days of the fraud stream and its change point (a day index). Chargebacks come one to six
+#: days after a transaction, so a day is labelled (90% coverage) about six days after it
+#: ends, and the first post-change day can train a model only a week after the change: two
+#: weeks after it leave a week in which a recovered model is scored.
+FRAUD_DAYS = 21
 FRAUD_CHANGE_DAY = 7
 #: Weeks of the shop stream and its change point (a week index).
 SHOP_WEEKS = 12

@@ -215,7 +215,8 @@ def generate_fraud(
         },
         "deploy": {"deployment_name": "fraud", "gitops_repo": "gitops"},
         # Accuracy is ~99% for any model at a 1% fraud rate, so the canary is judged on log
-        # loss; small test runs replay fewer rows than the default min_labelled (see loans).
+        # loss and on its ranking of frauds (average precision, once min_positives frauds
+        # are pooled); small test runs replay fewer rows than the default min_labelled.
         "rollout": {
             "interval_seconds": 1,
             "progress_deadline_seconds": 60,
@@ -224,6 +225,7 @@ def generate_fraud(
                 {"name": "error_rate", "max": 0.01},
                 {"name": "latency_p95", "max": 0.5},
                 {"name": "loss_increase", "max": 0.02},
+                {"name": "average_precision_drop", "max": 0.02},
             ],
         },
     }

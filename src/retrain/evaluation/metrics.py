@@ -48,6 +48,7 @@ __all__ = [
     "is_metric",
     "metric_names",
     "positive_count",
+    "rank_metric_from_bins",
     "resampled_metric",
 ]
 
@@ -280,6 +281,26 @@ def _recall_at_precision(c: _Curve, level: float) -> Floats:
         precision = np.where(c.tp + c.fp > 0, c.tp / (c.tp + c.fp), 0.0)
         recall = np.where(precision >= level - 1e-12, c.tp, 0.0).max(axis=1) / c.positives
     return np.asarray(np.where(c.positives > 0, recall, np.nan), dtype=np.float64)
+
+
+def rank_metric_from_bins(metric: str, positives: Floats, negatives: Floats) -> Floats:
+    """`average_precision` or ``recall_at_precision_<P>`` from the weight of positives and of
+    negatives in each score bin (resamples x bins, highest scores first), one row per resample.
+
+    A bin is one threshold: the rows in it are ties, grouped as `average_precision_score`
+    groups equal scores. NaN for a resample without positive weight.
+    """
+    tp = np.cumsum(np.atleast_2d(positives), axis=1)
+    fp = np.cumsum(np.atleast_2d(negatives), axis=1)
+    curve = _Curve(tp, fp, tp[:, -1])
+    level = _RECALL_AT_PRECISION.fullmatch(metric)
+    if level:
+        return _recall_at_precision(curve, int(level.group(1)) / 100.0)
+    if metric == "average_precision":
+        return _average_precision(curve)
+    raise ValidationError(
+        f"{metric!r} is not a ranking metric; use average_precision or recall_at_precision_<P>"
+    )
 
 
 def positive_count(y_true: Any, classes: Sequence[Any]) -> int:

@@ -2,6 +2,7 @@
 
     machine     start_rollout / advance / promote_now / roll_back_now: pure, clock passed in
     checks      error_rate, latency_p95, accuracy_drop, loss_increase, prediction_shift
+    ranking     average_precision_drop, recall_at_precision_<P>_drop (rare events, paired)
     providers   ReplayProvider (embedded default), PrometheusProvider, provider_for
     controller  RolloutController: lock, persisted state (CAS), aliases, deployment, events
     observe     ObserveRequest and the MetricsProvider protocol every provider implements

@@ -17,6 +17,7 @@ analysis (1 - confidence), and ``min_labelled`` is what makes a clearly worse ca
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
@@ -29,6 +30,7 @@ __all__ = [
     "METRICS",
     "CheckResult",
     "Measurement",
+    "check_for",
     "metric",
     "register_check",
     "run_checks",
@@ -93,19 +95,23 @@ class Measurement:
 
     A value of None means the metrics it needs are missing; `what` then says which. A quality
     check sets `labelled`: the labelled predictions of its smaller sample (0 when unknown),
-    and a `margin` of None when no spread is known to bound its value by.
+    and a `margin` of None when no spread is known to bound its value by. A ranking check also
+    sets `positives`, the labelled positives its value rests on.
     """
 
     value: float | None
     what: str
     margin: float | None = 0.0
     labelled: float | None = None
+    positives: float | None = None
 
 
 #: A check computes a `Measurement` from the metrics and the z value of the confidence.
 CheckFn = Callable[[Mapping[str, float | None], float], Measurement]
 
 CHECKS: dict[str, CheckFn] = {}
+#: Checks named by a pattern (e.g. ``recall_at_precision_<P>_drop``): a factory per pattern.
+PATTERN_CHECKS: list[tuple[re.Pattern[str], Callable[[str], CheckFn]]] = []
 
 
 def register_check(name: str) -> Callable[[CheckFn], CheckFn]:
@@ -118,6 +124,16 @@ def register_check(name: str) -> Callable[[CheckFn], CheckFn]:
         return fn
 
     return wrap
+
+
+def check_for(name: str) -> CheckFn:
+    """The check registered under `name`, or made by the pattern that matches it."""
+    if name in CHECKS:
+        return CHECKS[name]
+    for pattern, factory in PATTERN_CHECKS:
+        if pattern.fullmatch(name):
+            return factory(name)
+    raise KeyError(f"no check {name!r} is registered")
 
 
 def _get(metrics: Mapping[str, float | None], key: str) -> float | None:
@@ -235,6 +251,7 @@ def run_checks(
     metrics: Mapping[str, float | None],
     confidence: float = 0.95,
     min_labelled: int = 1,
+    min_positives: int = 0,
 ) -> tuple[CheckResult, ...]:
     """Every configured check, in order.
 
@@ -242,19 +259,24 @@ def run_checks(
     its labelled count) is judged as a test: with fewer than `min_labelled` labels per
     predictor, or no spread to bound it by, it waits (``on_missing: skip``: it is skipped);
     otherwise it fails when its value exceeds ``max`` and its lower bound at `confidence`
-    exceeds 0, i.e. the canary is both worse than tolerated and worse beyond noise.
+    exceeds 0, i.e. the canary is both worse than tolerated and worse beyond noise. A ranking
+    check also waits with fewer than `min_positives` labelled positives.
     """
     z = NormalDist().inv_cdf(confidence)
     out = []
     for spec in specs:
-        m = CHECKS[spec.name](metrics, z)
+        m = check_for(spec.name)(metrics, z)
         skip = spec.on_missing == "skip"
-        if m.labelled is not None and (m.labelled < min_labelled or m.margin is None):
-            why = (
-                f"{m.labelled:.0f} labelled per predictor, fewer than {min_labelled}"
-                if m.labelled < min_labelled
-                else "no spread to bound it by"
-            )
+        few_positives = m.positives is not None and m.positives < min_positives
+        if m.labelled is not None and (
+            m.labelled < min_labelled or few_positives or m.margin is None
+        ):
+            if m.labelled < min_labelled:
+                why = f"{m.labelled:.0f} labelled per predictor, fewer than {min_labelled}"
+            elif few_positives:
+                why = f"not enough positives: {m.positives:.0f}, fewer than {min_positives}"
+            else:
+                why = "no spread to bound it by"
             verdict = "skipped" if skip else "not evaluated"
             out.append(
                 CheckResult(

@@ -12,9 +12,8 @@ the rules it began with and its persisted state says which rules those were.
 
 Rules, Flagger-style:
 - an analysis is due `interval_seconds` after the previous one (or after the start);
-- a canary that is not ready is not analysed; that is neither a pass nor a failure;
-- `analyses_per_step` passing analyses in a row move to the next step; the step after the last
-  canary step is 100 %, i.e. promotion;
+- a canary that is not ready is not analysed (neither a pass nor a failure);
+- `analyses_per_step` passing analyses in a row move to the next step (after the last: promotion);
 - `failure_limit` failed analyses in a row roll back; a missing metric is a failed check;
 - the quality checks are judged on the labelled evidence pooled over the step's analyses
   (`retrain.rollout.pool`), at the analysis whose pooled count reaches `min_labelled` and then
@@ -313,6 +312,7 @@ def advance(
         policy.min_labelled,
         len(policy.steps) - 1,
         now + timedelta(seconds=policy.interval_seconds) > state.deadline,
+        policy.min_positives,
     )
     state = replace(state, pool=pool, looks=looks)
     failed = any(r.passed is False for r in results)
@@ -325,7 +325,7 @@ def advance(
         "failed" if failed else "waiting" if waiting else "passed",
         summary,
         results,
-        dict(observations.metrics),
+        evidence.without_cells(observations.metrics),
         observations.source,
     )
     state = _record(state, analysis)
@@ -464,7 +464,7 @@ def _inconclusive(
 def _quality_undecided(state: RolloutState) -> bool:
     """Whether the step still waits for a look that passes its quality checks."""
     checks = state.policy.checks or ()
-    quality = {c.name for c in checks if c.name in evidence.QUALITY_CHECKS}
+    quality = {c.name for c in checks if evidence.is_quality(c.name)}
     return bool(quality) and not quality <= set(state.looks.held)
 
 

@@ -29,24 +29,33 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from retrain.rollout.checks import CheckResult, run_checks
-from retrain.settings.rollout import CheckSpec
+from retrain.rollout.ranking import is_cell
+from retrain.settings.rollout import CheckSpec, is_rank_check
 
 __all__ = [
     "QUALITY_CHECKS",
     "Looks",
     "add",
+    "is_quality",
     "judge",
     "labelled",
     "look_confidence",
     "next_look_at",
     "pooled_metrics",
+    "without_cells",
 ]
 
-#: The checks judged on pooled evidence; the others are judged per analysis.
+#: The checks judged on pooled evidence (with the ranking checks, `is_quality`); the others
+#: are judged per analysis.
 QUALITY_CHECKS = frozenset({"accuracy_drop", "loss_increase"})
 ROLES = ("canary", "champion")
 #: Under split traffic the first look waits for this many times `min_labelled` (see `judge`).
 SPLIT_FIRST_LOOK = 4
+
+
+def is_quality(name: str) -> bool:
+    """Whether a check is judged on the pooled evidence: accuracy, loss or a ranking check."""
+    return name in QUALITY_CHECKS or is_rank_check(name)
 
 
 def _get(metrics: Mapping[str, float | None], key: str) -> float | None:
@@ -65,8 +74,12 @@ def _square_sum(mean: float, std: float | None, n: float) -> float | None:
 
 
 def _sums(metrics: Mapping[str, float | None]) -> dict[str, float]:
-    """One analysis' observations as additive sums (keys absent where a metric is)."""
+    """One analysis' observations as additive sums (keys absent where a metric is); paired
+    score cells (`retrain.rollout.ranking`) are counts already."""
     out: dict[str, float] = {}
+    for key, value in metrics.items():
+        if is_cell(key) and value:
+            out[key] = float(value)
     for role in ROLES:
         n = _get(metrics, f"{role}.labelled")
         if n is None or n <= 0:
@@ -146,6 +159,8 @@ def pooled_metrics(pool: Mapping[str, float]) -> dict[str, float | None]:
             if loss_n > 0 and sq_n == loss_n
             else None
         )
+    # The ranking checks resample the pooled cells themselves.
+    out.update({key: value for key, value in pool.items() if is_cell(key)})
     out["paired_labelled"] = None
     out["accuracy_diff_std"] = None
     out["loss_diff_std"] = None
@@ -161,12 +176,21 @@ def pooled_metrics(pool: Mapping[str, float]) -> dict[str, float | None]:
     return out
 
 
+def without_cells(metrics: Mapping[str, float | None]) -> dict[str, float | None]:
+    """`metrics` without the paired score cells (which the pool keeps, not each analysis)."""
+    return {key: value for key, value in metrics.items() if not is_cell(key)}
+
+
 def labelled(pool: Mapping[str, float]) -> float:
-    """The pooled labelled count the checks judge by: paired if paired, else the smaller."""
+    """The pooled labelled count the checks judge by: paired if paired (paired score cells
+    count their rows), else the smaller."""
     metrics = pooled_metrics(pool)
     paired = metrics["paired_labelled"]
     if paired is not None:
         return paired
+    cells = sum(value for key, value in pool.items() if is_cell(key))
+    if cells:
+        return cells
     return min(metrics[f"{r}.labelled"] or 0.0 for r in ROLES)
 
 
@@ -212,7 +236,7 @@ def next_look_at(
     """The pooled labelled count at which the quality checks are next judged (see `judge`)."""
     if looks.count:
         return looks.next_at
-    paired = pooled_metrics(pool)["paired_labelled"] is not None
+    paired = pooled_metrics(pool)["paired_labelled"] is not None or any(map(is_cell, pool))
     return float(min_labelled if paired or last_chance else SPLIT_FIRST_LOOK * min_labelled)
 
 
@@ -225,6 +249,7 @@ def judge(
     min_labelled: int,
     canary_steps: int = 1,
     last_chance: bool = False,
+    min_positives: int = 0,
 ) -> tuple[tuple[CheckResult, ...], Looks]:
     """Every check: health on this analysis' `metrics`, quality on the `pool` (which already
     includes this analysis), at the confidence `look_confidence` gives.
@@ -245,13 +270,13 @@ def judge(
     # 1.9 -> 3.0 % and 0.8 -> 1.5 %). A paired comparison has the power at `min_labelled`.
     at = next_look_at(pool, looks, min_labelled, last_chance)
     level = look_confidence(confidence, canary_steps, looks.count)
-    results = run_checks(specs, merged, level, min_labelled)
+    results = run_checks(specs, merged, level, min_labelled, min_positives)
     if n >= at:
-        passed = tuple(r.name for r in results if r.name in QUALITY_CHECKS and r.passed)
+        passed = tuple(r.name for r in results if is_quality(r.name) and r.passed)
         return results, Looks(looks.count + 1, 2 * n, passed)
     out = []
     for r in results:
-        if r.name not in QUALITY_CHECKS:
+        if not is_quality(r.name):
             out.append(r)
         elif r.waiting or r.passed is None:
             out.append(r)  # too few labels pooled (the count is the pool's), or skipped

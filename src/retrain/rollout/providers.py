@@ -39,6 +39,7 @@ from retrain.rollout.checks import metric
 from retrain.rollout.machine import Observations
 from retrain.rollout.observe import MetricsProvider, ObserveRequest
 from retrain.rollout.prometheus import PrometheusProvider
+from retrain.rollout.ranking import score_cells
 from retrain.rollout.shift import MIN_PREDICTIONS, score_histograms, shift
 from retrain.settings.rollout import ReplaySettings
 from retrain.storage import Storage
@@ -49,6 +50,7 @@ __all__ = [
     "PROVIDERS",
     "PredictorSample",
     "ReplayProvider",
+    "paired_cells",
     "paired_metrics",
     "predictor_metrics",
     "provider_for",
@@ -145,6 +147,32 @@ def paired_metrics(
     return out
 
 
+def _positive_scores(sample: PredictorSample) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Per labelled row answered by a binary classifier: its position, P(classes[1]) and
+    whether its label is classes[1]. None otherwise."""
+    if sample.classes is None or len(sample.classes) != 2 or not sample.outputs:
+        return None
+    outputs = np.concatenate(sample.outputs)
+    if outputs.ndim != 2 or outputs.shape[1] != 2:
+        return None
+    labelled = [i for i, y in enumerate(sample.labels) if not pd.isna(y)]
+    y = np.asarray(sample.labels, dtype=object)[labelled]
+    rows = np.asarray(sample.rows, dtype=int)[labelled]
+    return rows, outputs[labelled, 1].astype(float), y == sample.classes[1]
+
+
+def paired_cells(champion: PredictorSample, canary: PredictorSample) -> dict[str, float]:
+    """The labelled rows both binary classifiers answered, as paired score cells for the
+    ranking checks (`retrain.rollout.ranking`); empty for other tasks."""
+    a, b = _positive_scores(champion), _positive_scores(canary)
+    if a is None or b is None:
+        return {}
+    _, ia, ib = np.intersect1d(a[0], b[0], return_indices=True)
+    if not len(ia):
+        return {}
+    return score_cells(a[1][ia], b[1][ib], a[2][ia])
+
+
 def _scores(sample: PredictorSample, task: str) -> np.ndarray:
     """One score per prediction for the shift check: P(positive), the class, or the value."""
     if not sample.outputs:
@@ -229,6 +257,8 @@ class ReplayProvider:
             for name, value in predictor_metrics(sample, cfg.task).items():
                 metrics[metric(role, name)] = value
         metrics.update(paired_metrics(samples["champion"], samples["canary"], cfg.task))
+        if cfg.task == "classification":
+            metrics.update(paired_cells(samples["champion"], samples["canary"]))
         champ_scores = _scores(samples["champion"], cfg.task)
         canary_scores = _scores(samples["canary"], cfg.task)
         if min(len(champ_scores), len(canary_scores)) >= MIN_PREDICTIONS:

@@ -109,7 +109,7 @@ class EvaluationConfig(Section):
             " the gates decide on; with fewer, the outcome is undecided, 'not enough positives'"
             " (not blessed, not rejected). A rare-event metric on a handful of positives moves"
             " by a whole positive's weight at a time. 0 (default) turns the check off; the"
-            " fraud case uses 30 (false-blessing rates by positive count: README)."
+            " fraud case uses 20 (false-blessing rates by positive count: README)."
         ),
     )
     stratified_bootstrap: bool | None = Field(

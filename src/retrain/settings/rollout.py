@@ -19,11 +19,14 @@ from retrain.settings._base import Section
 
 __all__ = [
     "CHECK_NAMES",
+    "RANK_CHECKS",
+    "RECALL_AT_PRECISION_DROP",
     "CheckSpec",
     "PrometheusSettings",
     "ReplaySettings",
     "RolloutConfig",
     "default_checks",
+    "is_rank_check",
 ]
 
 #: The checks `retrain.rollout.checks` implements; config picks them by name.
@@ -33,13 +36,27 @@ CHECK_NAMES: tuple[str, ...] = (
     "accuracy_drop",
     "loss_increase",
     "prediction_shift",
+    "average_precision_drop",
 )
+#: ``recall_at_precision_<P>_drop``: the fall in recall at P% precision, any P in 1-99.
+RECALL_AT_PRECISION_DROP = re.compile(r"recall_at_precision_([1-9][0-9]?)_drop")
+
+
+def is_rank_check(name: str) -> bool:
+    """Whether `name` is a ranking check (judged on per-request scores and labels)."""
+    return name == "average_precision_drop" or RECALL_AT_PRECISION_DROP.fullmatch(name) is not None
+
+
+#: The ranking checks, as their names are written in config (P is any level 1-99).
+RANK_CHECKS = ("average_precision_drop", "recall_at_precision_<P>_drop")
 
 
 class CheckSpec(Section):
     """One analysis check: a named metric and the largest value that still passes."""
 
-    name: str = Field(description=f"One of {', '.join(CHECK_NAMES)}.")
+    name: str = Field(
+        description=f"One of {', '.join(CHECK_NAMES)} or recall_at_precision_<P>_drop."
+    )
     max: float = Field(ge=0.0, description="The check passes while its value is <= max.")
     on_missing: Literal["fail", "skip"] = Field(
         default="fail",
@@ -53,8 +70,11 @@ class CheckSpec(Section):
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
-        if v not in CHECK_NAMES:
-            raise ValueError(f"unknown check {v!r}; choose one of {', '.join(CHECK_NAMES)}")
+        if v not in CHECK_NAMES and not is_rank_check(v):
+            raise ValueError(
+                f"unknown check {v!r}; choose one of {', '.join(CHECK_NAMES)} or "
+                "recall_at_precision_<P>_drop (P in 1-99)"
+            )
         return v
 
 
@@ -181,6 +201,14 @@ class RolloutConfig(Section):
         "95%: about the distance between the default 2-point tolerance and a clearly worse "
         "canary.",
     )
+    min_positives: int = Field(
+        default=100,
+        ge=1,
+        description="Labelled positives (classes[1], e.g. frauds) pooled over the current "
+        "step's analyses before a ranking check (average_precision_drop, "
+        "recall_at_precision_<P>_drop) is evaluated; below it the check is 'not evaluated' and "
+        "the step waits, as under min_labelled. An all-negative sample has no ranking to judge.",
+    )
     provider: Literal["replay", "prometheus"] = "replay"
     replay: ReplaySettings = ReplaySettings()
     prometheus: PrometheusSettings = PrometheusSettings()
@@ -244,6 +272,15 @@ class RolloutConfig(Section):
     def _consistent(self) -> RolloutConfig:
         if self.provider == "prometheus" and not self.prometheus.url:
             raise ValueError("prometheus.url is required when provider is 'prometheus'")
+        ranked = [c.name for c in self.checks or () if is_rank_check(c.name)]
+        if self.provider == "prometheus" and ranked:
+            raise ValueError(
+                f"rollout check(s) {', '.join(ranked)} need each request's score and label, "
+                "which Prometheus counters do not keep (a precision-recall curve cannot be "
+                "rebuilt from feedback totals, and split traffic gives no pairing to bound a "
+                "difference by); use provider 'replay', or judge the canary on loss_increase "
+                "(log loss is a proper score that a missed positive moves) or accuracy_drop"
+            )
         needed = self.interval_seconds * self.analyses_per_step
         if self.progress_deadline_seconds <= needed:
             raise ValueError(
