@@ -24,20 +24,16 @@ import numpy as np
 import pandas as pd
 
 from retrain.data.demo import (
-    LABEL_MISSING_RATE,
     _check_sizes,
-    _file_name,
     _ids,
-    _prepare_dirs,
     _write_config,
-    _write_parquet,
+    write_late_labelled,
 )
 
 __all__ = ["OLD_WORDS", "SLANG_WORDS", "generate_reviews", "sample_reviews", "slang_share"]
 
 _START = pd.Timestamp("2024-01-01", tz="UTC")
 _WEEK_SECONDS = 7 * 86400
-_DAY_SECONDS = 86400
 _POSITIVE_SHARE = 0.6
 _LABEL_NOISE = 0.05
 #: Sentiment words before the change: (positive, negative).
@@ -141,25 +137,18 @@ def generate_reviews(
         )
     events = pd.concat(frames, ignore_index=True)
     events.insert(0, "review_id", _ids("rev", len(events)))
-    labelled = rng.random(len(events)) >= LABEL_MISSING_RATE
-    delay = pd.to_timedelta(
-        rng.integers(2 * _DAY_SECONDS, 10 * _DAY_SECONDS, len(events)), unit="s"
+    write_late_labelled(
+        out_dir,
+        events,
+        rng,
+        id_column="review_id",
+        time_column="posted_at",
+        target="positive",
+        label_time_column="labelled_at",
+        window_column="week",
+        delay_days=(2, 10),
+        windows=windows,
     )
-    labels = pd.DataFrame(
-        {
-            "review_id": events["review_id"],
-            "positive": events["positive"].to_numpy(),
-            "labelled_at": events["posted_at"] + delay,
-        }
-    )
-    week_of_row = events.pop("week").to_numpy()
-    events = events.drop(columns=["positive"])
-
-    events_dir, labels_dir = _prepare_dirs(out_dir)
-    for w in range(windows):
-        in_week = week_of_row == w
-        _write_parquet(events.loc[in_week], events_dir / _file_name(w, windows))
-        _write_parquet(labels[in_week & labelled], labels_dir / _file_name(w, windows))
 
     config: dict[str, Any] = {
         "name": "reviews",

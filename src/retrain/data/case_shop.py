@@ -27,20 +27,16 @@ import numpy as np
 import pandas as pd
 
 from retrain.data.demo import (
-    LABEL_MISSING_RATE,
     _check_sizes,
-    _file_name,
     _ids,
-    _prepare_dirs,
     _write_config,
-    _write_parquet,
+    write_late_labelled,
 )
 
 __all__ = ["SHOP_CATEGORIES", "category_appeal", "generate_shop"]
 
 _SHOP_START = pd.Timestamp("2024-01-01", tz="UTC")  # a Monday: windows are ISO weeks
 _WEEK_SECONDS = 7 * 86400
-_DAY_SECONDS = 86400
 SHOP_CATEGORIES = (
     "books",
     "electronics",
@@ -175,23 +171,18 @@ def generate_shop(
     events = pd.concat(frames, ignore_index=True)
     events.insert(0, "event_id", _ids("evt", len(events)))
 
-    labelled = rng.random(len(events)) >= LABEL_MISSING_RATE
-    delay = pd.to_timedelta(rng.integers(_DAY_SECONDS, 10 * _DAY_SECONDS, len(events)), unit="s")
-    labels = pd.DataFrame(
-        {
-            "event_id": events["event_id"],
-            "purchased": events["purchased"].to_numpy(),
-            "settled_at": events["shown_at"] + delay,
-        }
+    write_late_labelled(
+        out_dir,
+        events,
+        rng,
+        id_column="event_id",
+        time_column="shown_at",
+        target="purchased",
+        label_time_column="settled_at",
+        window_column="week",
+        delay_days=(1, 10),
+        windows=windows,
     )
-    week_of_row = events.pop("week").to_numpy()
-    events = events.drop(columns=["purchased"])
-
-    events_dir, labels_dir = _prepare_dirs(out_dir)
-    for w in range(windows):
-        in_week = week_of_row == w
-        _write_parquet(events.loc[in_week], events_dir / _file_name(w, windows))
-        _write_parquet(labels[in_week & labelled], labels_dir / _file_name(w, windows))
 
     features = {
         "user_id": "identifier",

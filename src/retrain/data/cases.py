@@ -22,13 +22,10 @@ import numpy as np
 import pandas as pd
 
 from retrain.data.demo import (
-    LABEL_MISSING_RATE,
     _check_sizes,
-    _file_name,
     _ids,
-    _prepare_dirs,
     _write_config,
-    _write_parquet,
+    write_late_labelled,
 )
 
 __all__ = ["FRAUD_BASE_RATE", "fraud_new_pattern_rate", "generate_fraud"]
@@ -149,25 +146,20 @@ def generate_fraud(
         (events["amount"] > 150) & (events["distance_km"] > 80) & (events["card_present"] == "no")
     ).astype(np.int64)
 
-    labelled = rng.random(len(events)) >= LABEL_MISSING_RATE
-    delay = pd.to_timedelta(rng.integers(_DAY_SECONDS, 6 * _DAY_SECONDS, len(events)), unit="s")
-    labels = pd.DataFrame(
-        {
-            "transaction_id": events["transaction_id"],
-            "is_fraud": events["is_fraud"].to_numpy(),
-            "charged_back_at": events["transacted_at"] + delay,
-        }
-    )
-    day_of_row = events.pop("day").to_numpy()
-    events = events.drop(columns=["is_fraud"])
     columns = ["transaction_id", "transacted_at"]
     events = events[columns + [c for c in events.columns if c not in columns]]
-
-    events_dir, labels_dir = _prepare_dirs(out_dir)
-    for d in range(windows):
-        in_day = day_of_row == d
-        _write_parquet(events.loc[in_day], events_dir / _file_name(d, windows))
-        _write_parquet(labels[in_day & labelled], labels_dir / _file_name(d, windows))
+    write_late_labelled(
+        out_dir,
+        events,
+        rng,
+        id_column="transaction_id",
+        time_column="transacted_at",
+        target="is_fraud",
+        label_time_column="charged_back_at",
+        window_column="day",
+        delay_days=(1, 6),
+        windows=windows,
+    )
 
     numeric = ["amount", "hour", "distance_km", "account_age_days", "txn_last_24h"]
     features = {c: "numeric" for c in numeric}

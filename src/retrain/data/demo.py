@@ -27,10 +27,11 @@ import yaml
 
 from retrain.errors import ValidationError
 
-__all__ = ["LABEL_MISSING_RATE", "generate_housing", "generate_loans"]
+__all__ = ["LABEL_MISSING_RATE", "generate_housing", "generate_loans", "write_late_labelled"]
 
 #: Share of events whose label never arrives (they form the labelling queue).
 LABEL_MISSING_RATE = 0.03
+_DAY_SECONDS = 86400
 
 _LOANS_NUMERIC = ["salary", "commission", "age", "hvalue", "hyears", "loan"]
 _LOANS_WHOLE = {"age", "hyears"}  # whole years, as an application form records them
@@ -69,6 +70,44 @@ def _prepare_dirs(out_dir: Path) -> tuple[Path, Path]:
         for stale in d.glob("week-*.parquet"):
             stale.unlink()
     return events_dir, labels_dir
+
+
+def write_late_labelled(
+    out_dir: Path,
+    events: pd.DataFrame,
+    rng: np.random.Generator,
+    *,
+    id_column: str,
+    time_column: str,
+    target: str,
+    label_time_column: str,
+    window_column: str,
+    delay_days: tuple[int, int],
+    windows: int,
+) -> None:
+    """Write `events` and their late labels under `out_dir`, one Parquet file per window.
+
+    Each label arrives between `delay_days[0]` and `delay_days[1]` days after its event (its
+    time in `label_time_column`); LABEL_MISSING_RATE of them never arrive. The target and the
+    window index (`window_column`) are taken out of the events written.
+    """
+    labelled = rng.random(len(events)) >= LABEL_MISSING_RATE
+    low, high = (d * _DAY_SECONDS for d in delay_days)
+    delay = pd.to_timedelta(rng.integers(low, high, len(events)), unit="s")
+    labels = pd.DataFrame(
+        {
+            id_column: events[id_column],
+            target: events[target].to_numpy(),
+            label_time_column: events[time_column] + delay,
+        }
+    )
+    window_of_row = events[window_column].to_numpy()
+    events = events.drop(columns=[window_column, target])
+    events_dir, labels_dir = _prepare_dirs(out_dir)
+    for w in range(windows):
+        in_window = window_of_row == w
+        _write_parquet(events.loc[in_window], events_dir / _file_name(w, windows))
+        _write_parquet(labels[in_window & labelled], labels_dir / _file_name(w, windows))
 
 
 def _file_name(window: int, windows: int) -> str:
