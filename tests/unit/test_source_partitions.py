@@ -193,3 +193,18 @@ def test_gcs_partitions_outside_the_window_are_never_fetched(gcs_emulator: Any) 
     got = ingest_window(cfg, part, window, None, facts=facts)
     assert got.data["id"].tolist() == src.loc[src["week"] == 1, "id"].tolist()
     assert facts is not None and facts.rows == 60
+
+
+def test_resolve_checks_the_whole_sources_limits_before_its_empty_window_fallback(
+    tmp_path: Path,
+) -> None:
+    src = events(weeks=3).drop(columns=["week"])
+    hours = np.arange(len(src)) * 8  # 180 rows, three a day from Monday 2024-01-01
+    src["at"] = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(hours, unit="h")
+    root = tmp_path / "events"
+    write_partitioned(root, src, src["at"].dt.strftime("%Y-%m-%d"), "date", "parquet")
+    raw = yaml.safe_load(resolve_config(tmp_path, root))
+    raw["data"]["limits"] = {"max_rows": 100}  # the chosen window is empty; the source is not
+    later = datetime(2024, 4, 2, tzinfo=timezone.utc)
+    with pytest.raises(ValidationError, match=r"max_rows = 100"):
+        steps.resolve_run(yaml.safe_dump(raw), "auto", "auto", "1", now=later)
