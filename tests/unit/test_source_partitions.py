@@ -126,6 +126,14 @@ def test_what_a_partition_promises() -> None:
     assert partition_span(period, "Week=3/part.parquet") is None
     day = pd.Timestamp("2024-01-02", tz="UTC")
     assert partition_span(weekly, "date=2024-01-02/p.parquet") == (day, day + pd.Timedelta(days=1))
+    six = pd.Timestamp("2024-01-01T06:00:00Z")
+    hourly = weekly_partitions(window_size="1h", partition_size="6h")
+    assert partition_span(hourly, "window=2024-01-01T06%3A00%3A00Z/p.parquet") == (
+        six,
+        six + pd.Timedelta(hours=6),
+    )  # as Arrow's hive writer spells an instant
+    with pytest.raises(ValidationError, match=r"names a window but data\.partitioning is 'date'"):
+        partition_span(weekly, "window=2024-01-01/p.parquet")
     # Undeclared, directory names promise nothing: every file is read.
     undeclared = config(time_kind="timestamp", time_column="at", window_size="7d").data
     assert partition_span(undeclared, "date=2024-01-02/p.parquet") is None
@@ -148,11 +156,13 @@ def test_a_declared_period_partition_that_promises_nothing_is_refused(path: str,
 
 def weekly_partitions(**data: Any) -> Any:
     return config(
-        time_kind="timestamp",
-        time_column="at",
-        partitioning="window",
-        partition_size="7d",
-        **data,
+        **{
+            "time_kind": "timestamp",
+            "time_column": "at",
+            "partitioning": "window",
+            "partition_size": "7d",
+            **data,
+        }
     ).data
 
 

@@ -58,17 +58,25 @@ def _refuse(path: str, part: str, why: str, fix: str) -> ValidationError:
     return ValidationError(f"{path}: partition directory {part!r} {why}; {fix}, {_READ_ALL}")
 
 
-def _span_of(data: DataSource, path: str, key: str, value: str) -> tuple[Any, Any]:
+def _partition_grid(data: DataSource) -> DataSource | None:
+    """The source's settings with the partitions' span as the window size (None: no grid)."""
+    if data.partitioning != "window" or data.partition_size is None:
+        return None
+    return data.model_copy(update={"window_size": data.partition_size})
+
+
+def _span_of(
+    data: DataSource, grid: DataSource | None, path: str, key: str, value: str
+) -> tuple[Any, Any]:
     part = f"{key}={value}"
     if key == "window":
-        if data.partitioning != "window" or data.partition_size is None:
+        if grid is None:
             raise _refuse(
                 path,
                 part,
                 f"names a window but data.partitioning is {data.partitioning!r}",
                 "set data.partitioning: window and data.partition_size to the span it holds",
             )
-        grid = data.model_copy(update={"window_size": data.partition_size})
         try:
             window = parse_window(grid, value)
         except ValidationError as err:
@@ -117,13 +125,18 @@ def partition_span(
         ValidationError: under a declared layout, a partition name that does not parse, is
             off the partition grid, or contradicts another on the same path.
     """
+    return _promise(data, _partition_grid(data), relative_path, where or relative_path)
+
+
+def _promise(
+    data: DataSource, grid: DataSource | None, relative_path: str, where: str
+) -> tuple[Any, Any] | None:
     if data.partitioning == "none":
         return None
     keys = _keys(relative_path)
     if not keys:
         return None
-    where = where or relative_path
-    spans = [_span_of(data, where, k, v) for k, v in keys]
+    spans = [_span_of(data, grid, where, k, v) for k, v in keys]
     start, end = max(s[0] for s in spans), min(s[1] for s in spans)
     if not start < end:
         names = "/".join(f"{k}={v}" for k, v in keys)
@@ -140,8 +153,9 @@ def prune_partitions(files: list[SourceFile], data: DataSource, window: Window) 
         ValidationError: a partition name is refused (`partition_span`).
     """
     kept = []
+    grid = _partition_grid(data)
     for f in files:
-        span = partition_span(data, f.relative, where=f.uri)
+        span = _promise(data, grid, f.relative, f.uri)
         if span is None or (span[0] < window.end and window.start < span[1]):
             kept.append(f)
     return PartitionPruning(kept, len(files) - len(kept))
