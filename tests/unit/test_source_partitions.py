@@ -184,7 +184,7 @@ def test_a_cadence_change_keeps_the_partitions_true_span(tmp_path: Path) -> None
     src = events(weeks=3).drop(columns=["week"])
     hours = np.arange(len(src)) * 8  # three rows a day over 60 days from Monday 2024-01-01
     src["at"] = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(hours, unit="h")
-    mondays = src["at"].dt.normalize() - pd.to_timedelta(src["at"].dt.weekday, unit="D")
+    mondays = src["at"].dt.normalize() - pd.to_timedelta(src["at"].dt.day_of_week, unit="D")
     weeks = mondays.dt.strftime("%Y-%m-%d")
     root = tmp_path / "events"
     write_partitioned(root, src, weeks, "window", "parquet")  # written under 7d windows
