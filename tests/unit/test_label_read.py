@@ -11,9 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from retrain import steps
 from retrain.data.io import read_source
 from retrain.data.source import read_matching
 from retrain.labels.join import join_labels, label_columns
+from retrain.steps.records import write_dataset
 from tests.unit.test_labels_as_of import config
 from tests.unit.test_source_counts import corrupt_pages
 
@@ -85,12 +87,37 @@ def test_the_join_on_the_labels_read_equals_the_join_on_the_whole_source(
         cfg.labels.uri, "parquet", cfg.labels.id_column, events["app"], label_columns(cfg)
     )
     assert read["filtered"]
-    got = join_labels(cfg, events, part, as_of=as_of)
+    got = join_labels(cfg, events, part, as_of=as_of, events_ids_only=read["filtered"])
     pd.testing.assert_frame_equal(got.labelled, whole.labelled)
     pd.testing.assert_frame_equal(got.queue, whole.queue)
     same = ("coverage", "labelled", "queue", "as_of", "not_yet_arrived", "leakage")
     assert {k: got.report[k] for k in same} == {k: whole.report[k] for k in same}
+    # What only the whole source shows is not measured, and the counts say whose they are.
+    assert whole.report["unmatched_labels"] > 0 and whole.report["null_labels"] == 6
+    assert got.report["unmatched_labels"] is None
+    assert "not measured (filtered read)" in got.markdown
+    assert got.report["label_counts_scope"].startswith("the labels of this window's ids only")
+    assert whole.report["label_counts_scope"] == "the whole label source"
     assert got.report["null_labels"] == 1  # of this window's ids (row 4: id a1004 is even)
+    if as_of is None:
+        # Ten ids a window relabelled, less ids 3 and 4 whose first label is null: 8 a window;
+        # this window's even ids 0, 2, 6, 8 (id 4's null label is no duplicate).
+        assert got.report["duplicate_labels_dropped"] == 4
+        assert whole.report["duplicate_labels_dropped"] == 24
+
+
+def test_the_label_step_says_what_its_filtered_read_did_not_measure(tmp_path: Path) -> None:
+    label_source(tmp_path / "labels")
+    cfg = config(uri=str(tmp_path / "labels"), min_coverage=0.0)
+    cfg = cfg.model_copy(update={"storage_root": str(tmp_path / "store")})
+    dataset = tmp_path / "dataset.parquet"
+    write_dataset(str(dataset), window_events(1), {"window": "1"})
+    outcome = steps.label(
+        cfg.to_yaml(), "1", "r1", str(dataset), str(tmp_path / "l.parquet"), None, None, "8"
+    )
+    assert outcome.details["labels_read"]["filtered"] is True
+    assert outcome.details["unmatched_labels"] is None
+    assert "this window's ids only" in outcome.details["label_counts_scope"]
 
 
 def test_sources_the_filter_could_change_are_read_whole(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from retrain.storage import open_storage
 from retrain.triggers.controller import TriggerController
 from retrain.triggers.metrics import MonitorMetrics
 from retrain.triggers.monitor import DriftSummary, FeatureStat, Monitor
+from tests.unit.test_source_counts import corrupt_pages
 
 
 def write_case(tmp_path: Path, shift_from: int = 3, triggers: dict[str, Any] | None = None) -> str:
@@ -219,3 +220,18 @@ def test_a_monitor_loads_its_champion_once_while_its_bytes_stay_the_same(
     assert second is not first
     assert monitor._champion_model("v1") is not first  # only the last one is kept
     assert loaded == [b"first", b"second", b"first"]
+
+
+def test_the_newest_window_is_found_from_the_footers_not_the_time_column(tmp_path: Path) -> None:
+    cfg = load_config(write_case(tmp_path, triggers={"new_data_rows": 500}))
+    with_champion(cfg)
+    events = pd.read_parquet(tmp_path / "events" / "e.parquet")
+    (tmp_path / "events" / "e.parquet").unlink()
+    for w in range(6):  # one file a window, its row groups each in one window
+        events[events["t"] == w].to_parquet(tmp_path / "events" / f"w{w}.parquet")
+    for w in range(5):  # every page of the older windows unreadable: only footers remain
+        corrupt_pages(tmp_path / "events" / f"w{w}.parquet")
+    monitor, _ = make_monitor(cfg, Clock())
+    result = monitor.check()
+    assert result.window == "5"
+    assert result.untrained_rows == 1200  # six windows of 200 rows, none trained, from footers

@@ -37,6 +37,11 @@ __all__ = [
 MAX_LEAKAGE_SHARE = 0.01
 #: The words a failed join uses for too few labels (a monitor re-launches such runs later).
 COVERAGE_SHORTFALL = "is below labels.min_coverage"
+#: What a filtered read's label counts cover.
+_SCOPE_IDS_ONLY = (
+    "the labels of this window's ids only (filtered read): duplicates and null labels among "
+    "them; labels for other events not measured"
+)
 
 
 @dataclass
@@ -161,7 +166,13 @@ def _markdown(report: dict[str, Any]) -> str:
         ),
         f"- duplicate labels dropped (kept the latest): {report['duplicate_labels_dropped']}",
         f"- labels without a value (ignored): {report['null_labels']}",
-        f"- labels for other events: {report['unmatched_labels']}",
+        "- labels for other events: "
+        + (
+            "not measured (filtered read)"
+            if report["unmatched_labels"] is None
+            else str(report["unmatched_labels"])
+        ),
+        f"- labels counted: {report['label_counts_scope']}",
     ]
     if report["leakage_checked"]:
         lines.append(
@@ -185,13 +196,21 @@ def _markdown(report: dict[str, Any]) -> str:
 
 
 def join_labels(
-    cfg: Config, events: pd.DataFrame, labels: pd.DataFrame, *, as_of: Any = None
+    cfg: Config,
+    events: pd.DataFrame,
+    labels: pd.DataFrame,
+    *,
+    as_of: Any = None,
+    events_ids_only: bool = False,
 ) -> LabelResult:
     """Attach labels to events by id; unlabelled events form the labelling queue.
 
     `as_of` is the run's time from `retrain.data.windows.parse_as_of` (a period number or a
     UTC timestamp): with ``labels.time_column`` set, labels dated after it have not arrived and
     are left out. None, or no ``labels.time_column``, uses every label in the source.
+    `events_ids_only` says `labels` holds only the labels of the events' ids (a filtered read):
+    labels for other events are then not measured (``unmatched_labels`` None), and duplicates
+    and null labels are counted among the labels given (``label_counts_scope`` says which).
 
     Raises:
         ValidationError: missing columns, no events, coverage under ``labels.min_coverage``,
@@ -280,9 +299,10 @@ def join_labels(
         "not_yet_arrived": waiting,
         "duplicate_labels_dropped": duplicates,
         "null_labels": null_labels,
-        "unmatched_labels": int(
-            (pd.Index(keys.dropna().unique()).get_indexer(latest["_key"]) < 0).sum()
-        ),
+        "unmatched_labels": None
+        if events_ids_only
+        else int((pd.Index(keys.dropna().unique()).get_indexer(latest["_key"]) < 0).sum()),
+        "label_counts_scope": _SCOPE_IDS_ONLY if events_ids_only else "the whole label source",
         "leakage_checked": checked,
         "leakage": leakage,
         "leakage_share": leak_share,

@@ -97,6 +97,22 @@ class DataSource(Section):
         ),
     )
     limits: InputLimits = Field(default_factory=InputLimits)
+    partitioning: Literal["none", "date", "window"] = Field(
+        default="none",
+        description=(
+            "Hive-style directories that name event time, trusted to skip files unopened:"
+            " 'date' (date=YYYY-MM-DD, UTC days), 'window' (window=<id> on the grid of"
+            " partition_size) or 'none' (default: every file is opened; row-group statistics"
+            " still skip the data pages of other windows)."
+        ),
+    )
+    partition_size: str | int | None = Field(
+        default=None,
+        description=(
+            "With partitioning 'window': the span each window=<id> directory holds, as written"
+            " (e.g. '7d', or periods); required, so a later window_size change keeps it."
+        ),
+    )
 
     @field_validator("features")
     @classmethod
@@ -135,7 +151,29 @@ class DataSource(Section):
         else:
             parse_duration(self.window_size)
         self._check_anchor()
+        self._check_partitioning()
         return self
+
+    def _check_partitioning(self) -> None:
+        if self.partitioning == "date" and self.time_kind == "period":
+            raise ValueError("partitioning 'date' needs a timestamp or date time_kind, not period")
+        if self.partitioning != "window":
+            if self.partition_size is not None:
+                raise ValueError("partition_size applies only to partitioning: window")
+            return
+        size = self.partition_size
+        if size is None:
+            raise ValueError(
+                "partitioning 'window' needs partition_size: the span its window=<id>"
+                " directories were written with (e.g. '7d'), which may differ from window_size"
+            )
+        if self.time_kind == "period":
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ValueError("partition_size must be a positive integer for periods")
+        elif not isinstance(size, str):
+            raise ValueError(f"partition_size {size!r} needs a unit (e.g. '7d')")
+        elif parse_duration(size) % 86400 and self.time_kind == "date":
+            raise ValueError("partition_size must be whole days when time_kind is 'date'")
 
     def _check_anchor(self) -> None:
         anchor = self.window_anchor

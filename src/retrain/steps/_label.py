@@ -83,7 +83,7 @@ def label(
         }
         events, meta = read_dataset(dataset_path)
         # Only the labels of this window's ids, and only the columns the join uses: the
-        # report's label counts (duplicates, null labels) are of those labels.
+        # report's label counts (duplicates, null labels) are of those labels, and says so.
         labels, read = read_matching(
             cfg.labels.uri,
             cfg.labels.format,
@@ -91,7 +91,7 @@ def label(
             events.get(cfg.data.id_column, pd.Series(dtype=object)),  # none: the join says so
             label_columns(cfg),
         )
-        result = join_labels(cfg, events, labels, as_of=cut)
+        result = join_labels(cfg, events, labels, as_of=cut, events_ids_only=read["filtered"])
         report = {**result.report, "as_of_rule": how, "labels_read": read}
         meta = {
             **meta,

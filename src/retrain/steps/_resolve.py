@@ -259,6 +259,8 @@ def _resolve_ids(
                 check_source(cfg.data.uri, cfg.data.format, limits, data=cfg.data, window=only)
                 counts = window_counts(cfg.data.uri, cfg.data.format, cfg.data, only=only)
                 if only is not None and not counts.rows.get(only.id):
+                    # The fallback reads every file: its limits first, as for any whole read.
+                    check_source(cfg.data.uri, cfg.data.format, limits)
                     counts = window_counts(cfg.data.uri, cfg.data.format, cfg.data)
                 source_read = counts.read
                 choice = newest_counted_window(

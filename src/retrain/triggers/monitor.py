@@ -28,11 +28,11 @@ import pandas as pd
 from retrain._card import ModelCard
 from retrain._safety import sha256_hex
 from retrain.config import Config
-from retrain.data.source import read_matching, read_times, read_window
+from retrain.data.source import read_matching, read_window, window_counts
 from retrain.data.windows import (
+    event_times,
     parse_as_of,
     parse_window,
-    window_ids_in,
     window_mask,
     window_sort_key,
 )
@@ -250,9 +250,12 @@ class Monitor:
         cfg = self.cfg
         self.controller.reconcile()  # a finished cluster run frees the lease first
         time_col = cfg.data.time_column
-        # The time column finds the windows; then only the checked window's rows are read.
-        times = read_times(cfg.data.uri, cfg.data.format, time_col)
-        ids = window_ids_in(cfg.data, times)
+        # Events per window find the newest (footers' statistics where they place a row group
+        # in one window, else the time column); then only the checked window's rows are read.
+        counts = window_counts(cfg.data.uri, cfg.data.format, cfg.data)
+        if len(counts.unreadable):  # refused, naming examples, as a read of the column is
+            event_times(counts.unreadable.rename(time_col), cfg.data.time_kind)
+        ids = list(counts.rows)
         if window is None:
             if not ids:
                 raise ValidationError(f"data source {cfg.data.uri} holds no events")
@@ -271,7 +274,7 @@ class Monitor:
             performance = dict(drift.performance)
         elif drift is None:
             performance = {"note": note}
-        untrained = self._untrained_rows(times, ids, win.id)
+        untrained = self._untrained_rows(counts.rows, win.id)
 
         signals = []
         if drift is not None:
@@ -443,18 +446,17 @@ class Monitor:
             return None, f"drift engine unavailable: {err}"
         return summary, "; ".join(notes)
 
-    def _untrained_rows(self, times: pd.Series, ids: list[str], window: str) -> int:
+    def _untrained_rows(self, rows_by_window: dict[str, int], window: str) -> int:
         """Rows in windows after the newest one already in the history store, up to `window`."""
         cfg = self.cfg
         trained = [k.split("/")[1] for k in self.store.list("datasets") if k.count("/") >= 2]
         key = window_sort_key(cfg.data, window)
         newest = max((window_sort_key(cfg.data, w) for w in trained), default=None)
         rows = 0
-        for wid in ids:
+        for wid, n in rows_by_window.items():
             start = window_sort_key(cfg.data, wid)
             if start <= key and (newest is None or start > newest):
-                mask = window_mask(times, parse_window(cfg.data, wid), cfg.data.time_kind)
-                rows += int(mask.sum())
+                rows += n
         return rows
 
     def _write_report(self, result: CheckResult) -> str:
