@@ -35,7 +35,7 @@ from retrain.settings import (
 )
 from retrain.settings._base import check_name
 from retrain.settings.durations import parse_duration
-from retrain.settings.evaluation import check_metric
+from retrain.settings.evaluation import check_history_budget, check_metric
 
 __all__ = [
     "Config",
@@ -91,6 +91,7 @@ class Config(Section):
     @model_validator(mode="after")
     def _metric_fits_task(self) -> Config:
         check_metric(self.evaluation.metric, self.task)
+        check_history_budget(self.primary_metric, self.evaluation.max_history_loss)
         return self
 
     @model_validator(mode="after")

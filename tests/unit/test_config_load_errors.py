@@ -72,3 +72,23 @@ def test_the_unknown_key_hint_points_to_something_that_exists() -> None:
     assert "training.historical_shar: unknown key" in text
     assert "`retrain generate --out DIR` writes a working example config" in text
     assert "examples/" not in text
+
+
+@pytest.mark.parametrize("metric", [None, "rmse", "mae"])
+def test_an_absolute_history_budget_for_a_metric_in_target_units_fails_at_load(
+    metric: str | None,
+) -> None:
+    # For rmse and mae the budget is a share of the champion's value: an old absolute 5.0
+    # would silently mean "500% worse is fine".
+    raw = _with("evaluation.max_history_loss", 5.0)
+    raw["task"] = "regression"
+    if metric is not None:
+        raw["evaluation"]["metric"] = metric
+    text = _problems(raw)
+    assert "evaluation.max_history_loss 5 is read as a share of the champion's history" in text
+    assert "must be at most 1" in text
+    raw["evaluation"]["max_history_loss"] = 1.0
+    assert config_from_dict(raw).evaluation.max_history_loss == 1.0
+    # In metric units (r2, or any classification metric) a budget above 1 is left alone.
+    raw["evaluation"].update(metric="r2", max_history_loss=5.0)
+    assert config_from_dict(raw).evaluation.max_history_loss == 5.0

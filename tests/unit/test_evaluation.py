@@ -616,3 +616,27 @@ def test_evaluate_aligns_classes_a_champion_never_saw() -> None:
     # The champion can never predict "c", so it misses at least every "c" row.
     assert r.metrics["champion"]["recent"]["accuracy"] <= 1 - share_c
     assert r.blessed, r.reason
+
+
+def test_history_budget_against_a_perfect_champion_is_a_share_of_a_constant_prediction() -> None:
+    # The champion's history rmse is 0: a share of it would allow no loss at all. The budget
+    # falls back to the share of a constant prediction's rmse (here 10), and says so.
+    def forgetting(ci: tuple[float, float], constant: float | None) -> Any:
+        return decide(
+            GateInputs(
+                "rmse", False, 1.0, 2.0, (0.5, 1.5), 0.1, 0.0,
+                history_ci=ci, constant_history=constant,
+            )
+        )
+
+    slight = forgetting((-0.15, -0.05), 10.0)  # loss 0.05 to 0.15, within 2% of 10
+    assert slight.blessed, slight.reason
+    assert slight.comparison["history_loss_budget"] == pytest.approx(0.2)
+    assert "constant prediction" in slight.comparison["history_loss_budget_basis"]
+    beyond = forgetting((-0.4, -0.3), 10.0)
+    assert _failed(beyond) == ["history_bounded_loss"]
+    # Nothing to take a share of: the configured number in metric units, recorded as such.
+    unknown = forgetting((-0.15, -0.05), None)
+    assert unknown.comparison["history_loss_budget"] == pytest.approx(0.02)
+    assert unknown.comparison["history_loss_budget_basis"].startswith("metric units")
+    assert _failed(unknown) == ["history_bounded_loss"]

@@ -205,3 +205,35 @@ def test_evaluate_report_draws_both_intervals_with_their_gates() -> None:
     assert (r1 - h2) / scale == pytest.approx(0.25 - 0.001, abs=1e-3)
     champion, challenger = bars(metric_bars, "champion"), bars(metric_bars, "challenger")
     assert challenger[0] / champion[0] == pytest.approx(0.8 / 0.5, rel=1e-3)
+
+
+def test_evaluate_report_draws_the_history_budget_the_gate_used() -> None:
+    # rmse: the gate's budget is a share (0.05) of the champion's history rmse (40), i.e. 2.0
+    # in rmse units; the chart must put the line there, not at the share read as units.
+    details = {
+        "comparison": {
+            "metric": "rmse",
+            "confidence": 0.95,
+            "recent_gain": 3.0,
+            "recent_ci": [1.0, 5.0],
+            "min_improvement": 0.0,
+            "max_recent_regression": 0.0,
+            "history_loss": 0.5,
+            "history_loss_ci": [-0.5, 1.5],
+            "max_history_loss": 0.05,
+            "history_loss_budget": 2.0,
+        },
+        "gates": [{"name": "history_bounded_loss", "passed": True, "detail": "d"}],
+        "metrics": {},
+    }
+    (plot,) = svgs(step_html("evaluate", "s", details, ""))
+    lines = [e for e in plot.iter(f"{SVG}line")]
+    (r1, r2), _ = [
+        (float(e.get("x1", "nan")), float(e.get("x2", "nan")))
+        for e in lines if e.get("class") == "interval"
+    ]
+    scale = (r2 - r1) / (5.0 - 1.0)
+    at = [1.0 + (float(e.get("x1", "nan")) - r1) / scale
+          for e in lines if e.get("class") == "threshold"]
+    assert len(at) == 3  # required gain, allowed regression, history budget
+    assert at[2] == pytest.approx(-2.0, abs=1e-2)

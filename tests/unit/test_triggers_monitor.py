@@ -7,6 +7,7 @@ engine; the engine's own behaviour is tested in tests/integration/test_monitor_*
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,7 +20,7 @@ import yaml
 
 from retrain.cli import main
 from retrain.config import Config, load_config
-from retrain.errors import EXIT_OK, EXIT_VALIDATION
+from retrain.errors import EXIT_OK, EXIT_VALIDATION, ValidationError
 from retrain.launchers import NoLauncher
 from retrain.registry import Registry
 from retrain.storage import open_storage
@@ -235,3 +236,55 @@ def test_the_newest_window_is_found_from_the_footers_not_the_time_column(tmp_pat
     result = monitor.check()
     assert result.window == "5"
     assert result.untrained_rows == 1200  # six windows of 200 rows, none trained, from footers
+
+
+def _rewrite(reg: Registry, version: str, name: str, data: bytes) -> None:
+    """Overwrite a registered file and its manifest entry, as a full rewrite of the version
+    would (the registry refuses a file whose bytes no longer match its manifest)."""
+    reg.storage.write_bytes(reg._file_key(version, name), data)
+    key = reg._complete_key(version)
+    manifest = json.loads(reg.storage.read_bytes(key))
+    manifest["files"][name]["sha256"] = hashlib.sha256(data).hexdigest()
+    reg.storage.write_bytes(key, json.dumps(manifest).encode())
+
+
+def test_a_rewritten_champion_model_or_card_is_loaded_and_verified_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import retrain.triggers.monitor as monitor_module
+
+    def card_of(data: bytes) -> bytes:
+        return json.dumps({"sha256": hashlib.sha256(data).hexdigest()}).encode()
+
+    cfg = load_config(write_case(tmp_path))
+    reg = Registry(open_storage(cfg.storage_root), cfg.name)
+    reg.register("v1", {"model.skops": b"first", "model.json": card_of(b"first")})
+    loaded: list[bytes] = []
+
+    def load(data: bytes, card: Any) -> object:
+        # Stands in for load_model's check of the bytes against the card's sha256.
+        if json.loads(card)["sha256"] != hashlib.sha256(data).hexdigest():
+            raise ValidationError("model bytes do not match the card")
+        loaded.append(data)
+        return object()
+
+    monkeypatch.setattr(monitor_module.ModelCard, "from_json", staticmethod(lambda text: text))
+    monkeypatch.setattr(monitor_module, "load_model", load)
+    monitor, _ = make_monitor(cfg, Clock())
+    first = monitor._champion_model("v1")
+    # The card alone rewritten (model bytes unchanged) to one the bytes do not match:
+    # the cached model must not be served; verifying again refuses it.
+    _rewrite(reg, "v1", "model.json", card_of(b"other"))
+    with pytest.raises(ValidationError, match="do not match the card"):
+        monitor._champion_model("v1")
+    # The same version's model and card rewritten consistently: loaded and verified again.
+    _rewrite(reg, "v1", "model.skops", b"refit")
+    _rewrite(reg, "v1", "model.json", card_of(b"refit"))
+    again = monitor._champion_model("v1")
+    assert again is not first and loaded == [b"first", b"refit"]
+    assert monitor._champion_model("v1") is again  # unchanged since: the cache serves it
+    # Model bytes changed behind the registry's back: refused before any cache lookup.
+    reg.storage.write_bytes(reg._file_key("v1", "model.skops"), b"tampered")
+    with pytest.raises(ValidationError, match="modified after registration"):
+        monitor._champion_model("v1")
+    assert loaded == [b"first", b"refit"]

@@ -266,8 +266,7 @@ def check_performance(
     if not math.isfinite(current):
         return None
     rng = np.random.default_rng(seed)
-    picks = [rng.integers(0, len(y), size=len(y)) for _ in range(n_boot)]
-    resampled = resampled_metric(task, metric, y, s, classes, picks)
+    resampled = resampled_metric(task, metric, y, s, classes, rng, n_boot)
     values = resampled[np.isfinite(resampled)]
     alpha = (1.0 - confidence) / 2.0
     if len(values):

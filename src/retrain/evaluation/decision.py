@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from retrain.settings.evaluation import TARGET_UNIT_METRICS
+
 __all__ = [
     "NOT_ENOUGH_POSITIVES",
     "NOT_ENOUGH_ROWS",
@@ -63,8 +65,6 @@ _EPS = 1e-12
 
 #: The reason's words and the outcome when the gates cannot decide.
 NOT_ENOUGH_ROWS = "not enough evaluation rows"
-#: Metrics in the target's units: their history budget is a share of the champion's value.
-TARGET_UNIT_METRICS = frozenset({"rmse", "mae"})
 #: The reason's words when the evaluation rows hold too few of the rarer class.
 NOT_ENOUGH_POSITIVES = "not enough positives"
 
@@ -158,6 +158,9 @@ class GateInputs:
         max_detectable_gain: a comparison whose recent interval's half-width exceeds this and
             that shows no gain is undecided; None: no such bound.
         confidence: the interval's level, for the wording only.
+        constant_history: for a metric in the target's units, its value for a constant
+            prediction (the target's mean) on the history rows: what the budget is a share of
+            when the champion's value is 0. None: not known.
         min_improvement: a challenger must beat the champion by more than this (on the
             interval's lower bound when there is one): replacing a model that works with one
             that is merely as good churns deployments for nothing.
@@ -179,6 +182,7 @@ class GateInputs:
     recent_rows: int | None = None
     min_rows: int = 1
     max_detectable_gain: float | None = None
+    constant_history: float | None = None
 
 
 def decide(inputs: GateInputs) -> EvaluationResult:
@@ -313,12 +317,26 @@ def _recent_gates(
     ]
 
 
-def history_budget(metric: str, max_history_loss: float, champion_history: float) -> float:
-    """The largest history loss the forgetting guard allows, in metric units: the configured
-    budget, or for a metric in the target's units that share of the champion's value."""
-    if metric in TARGET_UNIT_METRICS and _finite(champion_history):
-        return max_history_loss * abs(champion_history)
-    return max_history_loss
+def history_budget(
+    metric: str,
+    max_history_loss: float,
+    champion_history: float,
+    constant_history: float | None = None,
+) -> tuple[float, str]:
+    """The largest history loss the forgetting guard allows, in metric units, and its basis.
+
+    The configured budget, or for a metric in the target's units that share of the champion's
+    value; a perfect champion (value 0) would leave no budget at all, so then the share is of a
+    constant prediction's value on the same rows (the target's spread).
+    """
+    if metric not in TARGET_UNIT_METRICS:
+        return max_history_loss, "metric units"
+    if _finite(champion_history) and champion_history != 0.0:
+        return max_history_loss * abs(champion_history), f"share of the champion's {metric}"
+    if constant_history is not None and _finite(constant_history):
+        basis = f"share of a constant prediction's {metric} (the champion's is 0)"
+        return max_history_loss * abs(constant_history), basis
+    return max_history_loss, "metric units (no value to take a share of)"
 
 
 def _history_gate(
@@ -326,8 +344,11 @@ def _history_gate(
 ) -> tuple[Gate, str]:
     """The forgetting guard: fail when the loss on history is shown to exceed the budget."""
     sign = 1.0 if inputs.greater_is_better else -1.0
-    budget = history_budget(inputs.metric, inputs.max_history_loss, champion)
+    budget, basis = history_budget(
+        inputs.metric, inputs.max_history_loss, champion, inputs.constant_history
+    )
     comparison["history_loss_budget"] = budget
+    comparison["history_loss_budget_basis"] = basis
     loss = sign * (champion - challenger)
     comparison["history_loss"] = loss
     # The loss interval is the gain interval negated: [-upper, -lower].

@@ -19,6 +19,7 @@ from retrain.errors import ValidationError
 from retrain.evaluation.decision import (
     NOT_ENOUGH_POSITIVES,
     NOT_ENOUGH_ROWS,
+    TARGET_UNIT_METRICS,
     EvaluationResult,
     Gate,
     GateInputs,
@@ -142,6 +143,7 @@ def evaluate_challenger(
             recent_rows=len(recent),
             min_rows=ev.min_rows,
             max_detectable_gain=ev.max_detectable_gain,
+            constant_history=_constant_value(cfg, metric, frames.get("history")),
         )
     )
     comparison = dict(result.comparison)
@@ -159,6 +161,14 @@ def evaluate_challenger(
             "matrix": confusion(recent[cfg.target], predicted, classes),
         }
     return dataclasses.replace(result, metrics=metrics, comparison=comparison, confusion=matrix)
+
+
+def _constant_value(cfg: Config, metric: str, frame: pd.DataFrame | None) -> float | None:
+    """A metric in the target's units for a constant prediction (the mean) on `frame`."""
+    if frame is None or metric not in TARGET_UNIT_METRICS:
+        return None
+    y = frame[cfg.target].to_numpy(dtype=float)
+    return compute_metrics("regression", y, np.full(len(y), y.mean()), None, (metric,))[metric]
 
 
 def _no_recent_rows(cfg: Config, first_model: bool) -> EvaluationResult:

@@ -19,7 +19,7 @@ that takes a metric name (gates, drift, backtests) takes any level.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -338,33 +338,49 @@ def compute_metrics(
     return {m: float(_weighted(m, p, ones)[0]) for m in names}
 
 
+def _resample_weights(
+    rows: int, n: int, draw: Callable[[int], npt.NDArray[np.int64]]
+) -> Iterator[Floats]:
+    """Weight matrices of `n` resamples of `rows` rows, a chunk of `_CHUNK_CELLS` cells at a
+    time: row i of a block counts how often resample i drew each row. `draw(b)` returns the
+    next `b` resamples' row indices as a (b, rows) array, so no more than a chunk is ever held."""
+    chunk = max(1, _CHUNK_CELLS // max(rows, 1))
+    for start in range(0, n, chunk):
+        b = min(chunk, n - start)
+        flat = (draw(b) + rows * np.arange(b)[:, None]).ravel()
+        yield np.bincount(flat, minlength=b * rows).reshape(b, rows).astype(float)
+
+
 def resampled_metric(
     task: str,
     metric: str,
     y_true: Any,
     scores: Any,
     classes: Sequence[Any] | None,
-    picks: Sequence[npt.NDArray[np.int64]],
+    rng: np.random.Generator,
+    n: int,
 ) -> Floats:
-    """`metric` on each resample of the rows, given as the row indices it drew (`picks`).
+    """`metric` on each of `n` bootstrap resamples of the rows, drawn from `rng`.
 
-    A resample is the rows weighted by how often it drew each: the whole set is a few
-    weight-matrix products (in chunks of `_CHUNK_CELLS` cells), not one metric call per
-    resample on a copied frame.
+    Resample i is ``rng.integers(0, rows, size=rows)``, one call per resample in order, and
+    is the rows weighted by how often it drew each: the whole set is a few weight-matrix
+    products, drawn and scored a chunk of `_CHUNK_CELLS` cells at a time, so memory stays
+    bounded however many resamples and rows there are.
 
     Raises:
         ValidationError: shapes disagree, labels outside `classes`, or an unknown metric.
     """
     p = _prepare(task, y_true, scores, classes)
     rows = len(p.y)
-    chunk = max(1, _CHUNK_CELLS // max(rows, 1))
+
+    def draw(b: int) -> npt.NDArray[np.int64]:
+        picks = np.empty((b, rows), dtype=np.int64)
+        for i in range(b):
+            picks[i] = rng.integers(0, rows, size=rows)
+        return picks
+
     values = [np.empty(0)]
-    for start in range(0, len(picks), chunk):
-        block = picks[start : start + chunk]
-        offsets = rows * np.arange(len(block))
-        flat = np.concatenate([pick + offset for pick, offset in zip(block, offsets, strict=True)])
-        w = np.bincount(flat, minlength=len(block) * rows).reshape(len(block), rows)
-        values.append(_weighted(metric, p, w.astype(float)))
+    values += [_weighted(metric, p, w) for w in _resample_weights(rows, n, draw)]
     return np.concatenate(values)
 
 
@@ -419,24 +435,20 @@ def bootstrap_difference(
 
     point = float(gain(np.ones((1, rows)))[0])
     rng = np.random.default_rng(seed)
-    chunk = max(1, _CHUNK_CELLS // rows)
     strata = (
         [np.flatnonzero(challenger.y == c) for c in range(challenger.n_classes)]
         if stratify and task == "classification"
         else [np.arange(rows)]
     )
-    gains = []
-    for start in range(0, n, chunk):
-        b = min(chunk, n - start)
+
+    def draw(b: int) -> npt.NDArray[np.int64]:
         # Each stratum's rows are drawn from that stratum only (one stratum: a plain bootstrap).
-        picks = np.concatenate(
+        return np.concatenate(
             [idx[rng.integers(0, len(idx), size=(b, len(idx)))] for idx in strata if len(idx)],
             axis=1,
         )
-        flat = (picks + rows * np.arange(b)[:, None]).ravel()
-        w = np.bincount(flat, minlength=b * rows).reshape(b, rows).astype(float)
-        gains.append(gain(w))
-    g = np.concatenate(gains)
+
+    g = np.concatenate([gain(w) for w in _resample_weights(rows, n, draw)])
     g = g[np.isfinite(g)]
     if len(g) == 0:
         return point, float("nan"), float("nan")

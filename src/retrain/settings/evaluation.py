@@ -12,7 +12,9 @@ __all__ = [
     "CLASSIFICATION_METRICS",
     "RECALL_AT_PRECISION",
     "REGRESSION_METRICS",
+    "TARGET_UNIT_METRICS",
     "EvaluationConfig",
+    "check_history_budget",
     "check_metric",
 ]
 
@@ -21,6 +23,8 @@ __all__ = [
 CLASSIFICATION_METRICS = ("roc_auc", "accuracy", "log_loss", "f1", "brier", "average_precision")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 RECALL_AT_PRECISION = re.compile(r"recall_at_precision_([1-9][0-9]?)")
+#: Metrics in the target's units: their history budget is a share of the champion's value.
+TARGET_UNIT_METRICS = frozenset({"rmse", "mae"})
 
 
 def _known(metric: str, valid: tuple[str, ...]) -> bool:
@@ -34,6 +38,22 @@ def check_metric(metric: str | None, task: str) -> None:
     if metric is not None and not _known(metric, valid):
         raise ValueError(
             f"evaluation.metric {metric!r} is not a {task} metric; use one of {', '.join(valid)}"
+        )
+
+
+def check_history_budget(metric: str, max_history_loss: float) -> None:
+    """A ValueError if `max_history_loss` cannot be a share of the champion's value.
+
+    For rmse and mae the budget is a share (0.02 = 2% worse); a value above 1 (a challenger
+    more than twice as wrong on history) is no forgetting guard at all and almost surely an
+    absolute budget in the target's units, written when the budget was in metric units.
+    """
+    if metric in TARGET_UNIT_METRICS and max_history_loss > 1.0:
+        raise ValueError(
+            f"evaluation.max_history_loss {max_history_loss:g} is read as a share of the"
+            f" champion's history {metric} (0.02 = 2% worse) and must be at most 1; an"
+            f" absolute budget in the target's units becomes a share: divide it by the"
+            f" champion's typical history {metric}"
         )
 
 
@@ -53,8 +73,9 @@ class EvaluationConfig(Section):
         description=(
             "Largest allowed drop vs the champion on the history evaluation rows (metric units;"
             " for rmse and mae, in the target's units, a share of the champion's history value:"
-            " 0.02 = 2% worse); the gate fails when the whole confidence interval of the loss"
-            " lies beyond it."
+            " 0.02 = 2% worse, at most 1; when the champion's value is 0, the share of a constant"
+            " prediction's value on the same rows); the gate fails when the whole confidence"
+            " interval of the loss lies beyond it."
         ),
     )
     min_improvement: float = Field(

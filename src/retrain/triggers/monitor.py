@@ -239,9 +239,10 @@ class Monitor:
         self.metrics = metrics
         self.detector = detector
         self.registry = Registry(self.store, cfg.name)
-        # The champion loaded by an earlier check, keyed by its version and the sha256 of
-        # its file: a monitor checking every few minutes loads it once, not at every check.
-        self._champion: tuple[tuple[str, str], Any] | None = None
+        # The champion loaded by an earlier check, keyed by its version and the sha256 of its
+        # model and card files: a monitor checking every few minutes loads it once, not at
+        # every check.
+        self._champion: tuple[tuple[str, str, str], Any] | None = None
 
     # -- one check --------------------------------------------------------------------------
 
@@ -410,13 +411,18 @@ class Monitor:
         return predict_scores(self._champion_model(champion), current, self.cfg)
 
     def _champion_model(self, champion: str) -> Any:
-        """The champion's model, verified against its card when its bytes are new to this
-        monitor (the same bytes are the same verified model)."""
+        """The champion's model, verified against its card when the model's or the card's
+        bytes are new to this monitor (the same bytes of both are the same verified model).
+
+        Both files are read on every check (the registry refuses one changed since its
+        registration), so a rewritten model or card is loaded and verified again.
+        """
         data = self.registry.read_file(champion, MODEL_FILE)
-        key = (champion, sha256_hex(data))
+        card_bytes = self.registry.read_file(champion, MODEL_CARD_FILE)
+        key = (champion, sha256_hex(data), sha256_hex(card_bytes))
         if self._champion is not None and self._champion[0] == key:
             return self._champion[1]
-        card = ModelCard.from_json(self.registry.read_file(champion, MODEL_CARD_FILE).decode())
+        card = ModelCard.from_json(card_bytes.decode())
         model = load_model(data, card)
         self._champion = (key, model)
         return model
