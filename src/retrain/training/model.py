@@ -26,7 +26,7 @@ from retrain.config import Config
 from retrain.errors import ValidationError
 from retrain.settings.training import check_takes_sparse
 from retrain.training._encoding import encoded_as_identifiers, identifier_transformers
-from retrain.training._text import fill_missing_text, text_transformers
+from retrain.training._text import empty_text_problems, fill_missing_text, text_transformers
 from retrain.training.artifact import TRUSTED_TYPES
 
 __all__ = ["build_estimator", "feature_frame", "fit_model", "predict_scores", "resolve_estimator"]
@@ -202,6 +202,7 @@ def fit_model(
         problems.append(f"target '{cfg.target}' has {n_missing} missing value(s)")
     if cfg.task == "classification" and y.nunique(dropna=True) < 2:
         problems.append(f"target '{cfg.target}' has fewer than 2 classes in the training data")
+    problems += empty_text_problems(X, cfg)
     if problems:
         raise ValidationError("cannot train on this data", problems)
     if cfg.task == "classification":
