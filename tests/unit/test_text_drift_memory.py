@@ -1,4 +1,4 @@
-"""Text drift on a large window: memory bounded by the sample, verdicts as on every text."""
+"""Text drift: memory bounded by a sample on a large window; case read as the model reads it."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import tracemalloc
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from retrain.drift import ReferenceProfile, build_profile, detect_drift
 from retrain.drift._text import TextComparison, TextProfile, compare_text, text_profile
 from tests.unit.test_text_drift import _corpus
+from tests.unit.test_text_features import text_cfg
 
 
 def _peak_bytes(ref: TextProfile, window: pd.Series, sample_size: int) -> int:
@@ -58,3 +61,22 @@ def test_sampled_design_effect_keeps_the_verdicts_and_is_reported() -> None:
         assert abs(sampled.design_effect - whole.design_effect) < 0.25 * whole.design_effect
         assert (whole.design_sample, sampled.design_sample) == (len(window), 2000)
         assert sampled.details()["design_sample"] == 2000
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_drift_reads_case_as_the_model_does(lowercase: bool) -> None:
+    # The window shouts the reference's words: the same words to a lower-casing vectoriser,
+    # new ones to a case-keeping one. The drift verdict follows training.text.lowercase.
+    cfg = text_cfg({"lowercase": lowercase})
+    mixed = text_profile(pd.Series(["Good good GOOD"]), lowercase=lowercase)
+    assert mixed.terms == ({"good": 3} if lowercase else {"GOOD": 1, "Good": 1, "good": 1})
+    rng = np.random.default_rng(13)
+    words = _corpus(400, rng)
+    reference = pd.DataFrame({"review": words, "stars_shown": rng.normal(size=400)})
+    profile = ReferenceProfile.from_json(build_profile(reference, cfg).to_json())
+    ref = profile.features["review"]
+    assert isinstance(ref, TextProfile) and ref.lowercase is lowercase
+    window = pd.DataFrame({"review": words.str.upper(), "stars_shown": rng.normal(size=400)})
+    row = next(f for f in detect_drift(profile, window, cfg).features if f.feature == "review")
+    assert row.drifted is not lowercase
+    assert (row.text["oov_rate"] == 1.0) is not lowercase

@@ -1,8 +1,12 @@
 """Text drift: new words, a moved word distribution, longer or emptier texts.
 
 The reference profile of a text column (`TextProfile`) keeps its vocabulary with counts: the
-`max_terms` most frequent terms (lower-cased runs of word characters, as the model's
-vectoriser reads them) and the number of tokens beyond them. A window is compared with it on:
+`max_terms` most frequent terms (runs of word characters, lower-cased unless
+`training.text.lowercase` is false, as the model's vectoriser reads them; the profile records
+which, and windows are read the same way) and the number of tokens beyond them. Terms are
+single words whatever `training.text.ngram_range` says: a word that appears, vanishes or
+moves shows in its own share, and n-grams would multiply the vocabulary and the null's cost
+for little more. A window is compared with it on:
 
 - **out-of-vocabulary rate**: the share of the window's tokens that are not kept reference
   terms (beside it, the reference's own share beyond its kept terms: 0 unless the vocabulary
@@ -81,9 +85,10 @@ DESIGN_SAMPLE = int(DriftConfig.model_fields["profile_sample_size"].default)
 _MIN_EXPECTED_VANISHED = 5.0
 
 
-def tokenize(text: str) -> list[str]:
-    """Lower-cased runs of word characters (the model vectoriser's default reading)."""
-    return _TOKEN.findall(text.lower())
+def tokenize(text: str, lowercase: bool = True) -> list[str]:
+    """Runs of word characters, lower-cased unless `lowercase` is False (as the model's
+    vectoriser reads them per `training.text.lowercase`)."""
+    return _TOKEN.findall(text.lower() if lowercase else text)
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,7 @@ class TextProfile:
     other: int
     empty: int
     terms: dict[str, int] = field(default_factory=dict)
+    lowercase: bool = True
     kind: str = "text"
 
     @property
@@ -119,6 +125,7 @@ class TextProfile:
             "other": self.other,
             "empty": self.empty,
             "terms": dict(self.terms),
+            "lowercase": self.lowercase,
         }
 
     @classmethod
@@ -132,6 +139,8 @@ class TextProfile:
             other=int(raw["other"]),
             empty=int(raw["empty"]),
             terms=terms,
+            # Profiles written before the setting was followed were all lower-cased.
+            lowercase=bool(raw.get("lowercase", True)),
         )
         if sum(terms.values()) + out.other != out.tokens or min(terms.values(), default=1) < 1:
             raise ValueError("term counts do not add up to the token count")
@@ -145,13 +154,16 @@ def _present(series: pd.Series) -> tuple[Iterator[str], int, int]:
     return (str(v) for v in values), len(values), int(missing.sum())
 
 
-def text_profile(series: pd.Series, max_terms: int = MAX_TERMS) -> TextProfile:
-    """The reference profile of a text column, keeping its `max_terms` most frequent terms."""
+def text_profile(
+    series: pd.Series, max_terms: int = MAX_TERMS, lowercase: bool = True
+) -> TextProfile:
+    """The reference profile of a text column, keeping its `max_terms` most frequent terms,
+    read lower-cased unless `lowercase` is False (windows are then read the same way)."""
     texts, present, nulls = _present(series)
-    counts, n, empty, tokens, _ = _count(texts, present)
+    counts, n, empty, tokens, _ = _count(texts, present, lowercase)
     kept = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_terms]
     terms = dict(kept)
-    return TextProfile(n, nulls, tokens, tokens - sum(terms.values()), empty, terms)
+    return TextProfile(n, nulls, tokens, tokens - sum(terms.values()), empty, terms, lowercase)
 
 
 def text_buckets(
@@ -242,7 +254,9 @@ def compare_text(
     `distance` and `null_threshold` are None when either side has no texts.
     """
     texts, present, nulls = _present(series)
-    counts, n, empty, tokens, docs = _count(texts, present, list(ref.terms), sample_size)
+    counts, n, empty, tokens, docs = _count(
+        texts, present, ref.lowercase, list(ref.terms), sample_size
+    )
     blank = TextComparison(
         distance=None,
         null_threshold=None,
@@ -299,7 +313,11 @@ def compare_text(
 
 
 def _count(
-    texts: Iterable[str], n: int, kept: Sequence[str] = (), sample_size: int = 0
+    texts: Iterable[str],
+    n: int,
+    lowercase: bool,
+    kept: Sequence[str] = (),
+    sample_size: int = 0,
 ) -> tuple[Counter[str], int, int, int, list[list[int]]]:
     """(term counts, texts, empty texts, tokens) of the `n` texts, read one at a time, and
     for a seeded sample of at most `sample_size` of them (all when there are no more), the
@@ -315,7 +333,7 @@ def _count(
     seen = empty = 0
     docs: list[list[int]] = []
     for position, text in enumerate(texts):
-        tokens = tokenize(text)
+        tokens = tokenize(text, lowercase)
         seen += 1
         empty += not tokens
         counts.update(tokens)
