@@ -322,11 +322,9 @@ def _count(
     """(term counts, texts, empty texts, tokens) of the `n` texts, read one at a time, and
     for a seeded sample of at most `sample_size` of them (all when there are no more), the
     bucket of each token over `kept` (`text_buckets` order; an empty text: its bucket)."""
-    if n > sample_size:
-        sampled = np.zeros(n, dtype=bool)
+    sampled = np.full(n, n <= sample_size)
+    if 0 < sample_size < n:
         sampled[np.random.default_rng(_SEED).choice(n, size=sample_size, replace=False)] = True
-    else:
-        sampled = np.ones(n, dtype=bool)
     index = {t: i for i, t in enumerate(kept)}
     other, empty_bucket = len(index), len(index) + 1
     counts: Counter[str] = Counter()
