@@ -36,6 +36,7 @@ from retrain.settings import (
 from retrain.settings._base import check_name
 from retrain.settings.durations import parse_duration
 from retrain.settings.evaluation import check_history_budget, check_metric
+from retrain.settings.training import check_takes_sparse
 
 __all__ = [
     "Config",
@@ -92,6 +93,12 @@ class Config(Section):
     def _metric_fits_task(self) -> Config:
         check_metric(self.evaluation.metric, self.task)
         check_history_budget(self.primary_metric, self.evaluation.max_history_loss)
+        return self
+
+    @model_validator(mode="after")
+    def _text_fits_estimator(self) -> Config:
+        if self.text_features:
+            check_takes_sparse(self.model.estimator, self.model.params)
         return self
 
     @model_validator(mode="after")

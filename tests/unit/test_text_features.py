@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
 
 from retrain._safety import load_verified, sha256_hex
+from retrain.cli import main
 from retrain.config import Config, config_from_dict
 from retrain.data.schema import check_window
 from retrain.errors import ValidationError
@@ -113,9 +116,25 @@ def test_missing_text_becomes_empty_without_touching_the_input() -> None:
     assert frame["review"].isna().sum() == 2
 
 
-def test_estimator_without_sparse_input_is_refused_before_fitting() -> None:
-    with pytest.raises(ValidationError, match="does not accept sparse input"):
-        build_estimator(text_cfg(estimator="sklearn.ensemble.HistGradientBoostingClassifier"))
+def test_estimator_without_sparse_input_is_refused_when_the_config_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hist = "sklearn.ensemble.HistGradientBoostingClassifier"
+    with pytest.raises(ValidationError) as err:
+        text_cfg(estimator=hist)
+    assert f"model.estimator: {hist} does not accept sparse input" in str(err.value)
+    # The same estimator without a text feature is fine.
+    cfg = text_cfg()
+    raw = yaml.safe_load(cfg.to_yaml())
+    raw["data"]["features"] = {"stars_shown": "numeric"}
+    raw["model"]["estimator"] = hist
+    assert config_from_dict(raw).model.estimator == hist
+    # On the command line: exit 2 before any step runs, with the same message.
+    raw["data"]["features"] = {"review": "text", "stars_shown": "numeric"}
+    path = tmp_path / "retrain.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["status", "--config", str(path)]) == 2
+    assert "does not accept sparse input" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

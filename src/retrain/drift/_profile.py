@@ -264,7 +264,7 @@ def build_profile(
             )
             columns[name] = identifier_profile(df[name], order)
         elif kind == "text":
-            columns[name] = text_profile(df[name])
+            columns[name] = text_profile(df[name], lowercase=cfg.training.text.lowercase)
         else:
             columns[name] = categorical_profile(df[name])
 

@@ -1,8 +1,12 @@
 """Text drift: new words, a moved word distribution, longer or emptier texts.
 
 The reference profile of a text column (`TextProfile`) keeps its vocabulary with counts: the
-`max_terms` most frequent terms (lower-cased runs of word characters, as the model's
-vectoriser reads them) and the number of tokens beyond them. A window is compared with it on:
+`max_terms` most frequent terms (runs of word characters, lower-cased unless
+`training.text.lowercase` is false, as the model's vectoriser reads them; the profile records
+which, and windows are read the same way) and the number of tokens beyond them. Terms are
+single words whatever `training.text.ngram_range` says: a word that appears, vanishes or
+moves shows in its own share, and n-grams would multiply the vocabulary and the null's cost
+for little more. A window is compared with it on:
 
 - **out-of-vocabulary rate**: the share of the window's tokens that are not kept reference
   terms (beside it, the reference's own share beyond its kept terms: 0 unless the vocabulary
@@ -19,7 +23,12 @@ vectoriser reads them) and the number of tokens beyond them. A window is compare
   texts are compared with random halves of its tokens (`_DESIGN_DRAWS` seeded draws each),
   and the ratio of their mean squared distances (at least 1) scales the squared threshold.
   A window of fewer than `_MIN_TEXTS_FOR_DESIGN` texts takes the worst case, a text's mean
-  token count (every word of a text alike);
+  token count (every word of a text alike). The window's texts are all counted, one at a
+  time, so memory grows with its vocabulary, not its size; the design effect alone is
+  estimated on a seeded sample of at most `drift.profile_sample_size` texts (the report's
+  `design_sample` and `design_seed`). A ratio of two variances that both shrink as one over
+  the size, it needs no correction for the sample, and the null itself is computed at the
+  window's full size, the size its distance is measured at;
 - **length and emptiness**: mean tokens per text and the share of empty texts, both sides;
 - **named terms**: the window's most frequent terms the reference never kept ("new") and the
   reference's most frequent terms the window lacks although at least `_MIN_EXPECTED_VANISHED`
@@ -34,7 +43,7 @@ import dataclasses
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +57,7 @@ from retrain.drift._report import FeatureDrift
 from retrain.settings.drift import DriftConfig
 
 __all__ = [
+    "DESIGN_SAMPLE",
     "MAX_TERMS",
     "TextComparison",
     "TextProfile",
@@ -67,14 +77,18 @@ _NAMED_TERMS = 10
 _DESIGN_DRAWS = 64
 _MIN_TEXTS_FOR_DESIGN = 20
 _SEED = 20_241_114
+#: Texts of a window (at most) whose tokens estimate the design effect, by default
+#: (`drift.profile_sample_size` in a report).
+DESIGN_SAMPLE = int(DriftConfig.model_fields["profile_sample_size"].default)
 # A reference term is named as vanished only when the window was expected to hold it this
 # often: a rare word missing from a small window is chance, not a change.
 _MIN_EXPECTED_VANISHED = 5.0
 
 
-def tokenize(text: str) -> list[str]:
-    """Lower-cased runs of word characters (the model vectoriser's default reading)."""
-    return _TOKEN.findall(text.lower())
+def tokenize(text: str, lowercase: bool = True) -> list[str]:
+    """Runs of word characters, lower-cased unless `lowercase` is False (as the model's
+    vectoriser reads them per `training.text.lowercase`)."""
+    return _TOKEN.findall(text.lower() if lowercase else text)
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,7 @@ class TextProfile:
     other: int
     empty: int
     terms: dict[str, int] = field(default_factory=dict)
+    lowercase: bool = True
     kind: str = "text"
 
     @property
@@ -110,6 +125,7 @@ class TextProfile:
             "other": self.other,
             "empty": self.empty,
             "terms": dict(self.terms),
+            "lowercase": self.lowercase,
         }
 
     @classmethod
@@ -123,37 +139,31 @@ class TextProfile:
             other=int(raw["other"]),
             empty=int(raw["empty"]),
             terms=terms,
+            # Profiles written before the setting was followed were all lower-cased.
+            lowercase=bool(raw.get("lowercase", True)),
         )
         if sum(terms.values()) + out.other != out.tokens or min(terms.values(), default=1) < 1:
             raise ValueError("term counts do not add up to the token count")
         return out
 
 
-def _count(texts: Iterable[str]) -> tuple[Counter[str], int, int, int]:
-    """(term counts, texts, empty texts, tokens) of `texts`."""
-    counts: Counter[str] = Counter()
-    n = empty = 0
-    for text in texts:
-        tokens = tokenize(text)
-        n += 1
-        empty += not tokens
-        counts.update(tokens)
-    return counts, n, empty, sum(counts.values())
-
-
-def _present(series: pd.Series) -> tuple[list[str], int]:
-    """(non-null values as text, number of nulls)."""
+def _present(series: pd.Series) -> tuple[Iterator[str], int, int]:
+    """(the non-null values as text, one at a time; their number; the number of nulls)."""
     missing = series.isna().to_numpy()
-    return [str(v) for v in series[~missing].tolist()], int(missing.sum())
+    values = series.to_numpy(dtype=object)[~missing]
+    return (str(v) for v in values), len(values), int(missing.sum())
 
 
-def text_profile(series: pd.Series, max_terms: int = MAX_TERMS) -> TextProfile:
-    """The reference profile of a text column, keeping its `max_terms` most frequent terms."""
-    texts, nulls = _present(series)
-    counts, n, empty, tokens = _count(texts)
+def text_profile(
+    series: pd.Series, max_terms: int = MAX_TERMS, lowercase: bool = True
+) -> TextProfile:
+    """The reference profile of a text column, keeping its `max_terms` most frequent terms,
+    read lower-cased unless `lowercase` is False (windows are then read the same way)."""
+    texts, present, nulls = _present(series)
+    counts, n, empty, tokens, _ = _count(texts, present, lowercase)
     kept = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max_terms]
     terms = dict(kept)
-    return TextProfile(n, nulls, tokens, tokens - sum(terms.values()), empty, terms)
+    return TextProfile(n, nulls, tokens, tokens - sum(terms.values()), empty, terms, lowercase)
 
 
 def text_buckets(
@@ -215,6 +225,7 @@ class TextComparison:
     new_terms: dict[str, int]
     vanished_terms: dict[str, int]
     design_effect: float | None = None
+    design_sample: int | None = None
 
     def details(self) -> dict[str, Any]:
         """The report's `text` entry: everything but the verdict's own numbers."""
@@ -228,16 +239,24 @@ class TextComparison:
             "new_terms": dict(self.new_terms),
             "vanished_terms": dict(self.vanished_terms),
             "design_effect": self.design_effect,
+            "design_sample": self.design_sample,
+            "design_seed": _SEED,
         }
 
 
-def compare_text(ref: TextProfile, series: pd.Series, alpha: float) -> TextComparison:
+def compare_text(
+    ref: TextProfile, series: pd.Series, alpha: float, sample_size: int = DESIGN_SAMPLE
+) -> TextComparison:
     """Compare a window's text column with `ref`; the null threshold at level `alpha`.
 
+    Every text is counted, one at a time (memory grows with the vocabulary, not the window);
+    the design effect is estimated on a seeded sample of at most `sample_size` of them.
     `distance` and `null_threshold` are None when either side has no texts.
     """
-    texts, nulls = _present(series)
-    counts, n, empty, tokens = _count(texts)
+    texts, present, nulls = _present(series)
+    counts, n, empty, tokens, docs = _count(
+        texts, present, ref.lowercase, list(ref.terms), sample_size
+    )
     blank = TextComparison(
         distance=None,
         null_threshold=None,
@@ -259,7 +278,10 @@ def compare_text(ref: TextProfile, series: pd.Series, alpha: float) -> TextCompa
     distance = float(jensenshannon_of(shares(ref_counts * 1.0), shares(cur_counts * 1.0)))
     # The null splits the pooled tokens as `retrain.drift._null` splits categories: each
     # term the reference never kept is a cell of its own, and a split that leaves a term
-    # without reference tokens counts it as new, as this comparison does.
+    # without reference tokens counts it as new, as this comparison does. It is computed at
+    # the window's full size, the size the distance is measured at; only the design effect
+    # (a ratio of two variances, each about inversely proportional to the size, so the same
+    # at any size) comes from the sample.
     new_counts = np.array([c for t, c in counts.items() if t not in ref.terms], dtype=np.int64)
     as_categories = Comparison(
         kind="categorical",
@@ -268,7 +290,7 @@ def compare_text(ref: TextProfile, series: pd.Series, alpha: float) -> TextCompa
         cur_unseen=new_counts,
     )
     token_null = null_threshold("jensenshannon", as_categories, alpha)
-    deff = design_effect(_bucketed(texts, ref), len(ref_counts))
+    deff = design_effect(docs, len(ref_counts))
     oov = int(cur_counts[-2])
     new = sorted(((t, c) for t, c in counts.items() if t not in ref.terms), key=_by_count)
     vanished = [
@@ -281,6 +303,7 @@ def compare_text(ref: TextProfile, series: pd.Series, alpha: float) -> TextCompa
         distance=distance,
         null_threshold=None if token_null is None else token_null * math.sqrt(deff),
         design_effect=deff,
+        design_sample=len(docs),
         oov_rate=oov / tokens if tokens else 0.0,
         mean_length_cur=tokens / n,
         empty_share_cur=empty / n,
@@ -289,15 +312,32 @@ def compare_text(ref: TextProfile, series: pd.Series, alpha: float) -> TextCompa
     )
 
 
-def _bucketed(texts: list[str], ref: TextProfile) -> list[list[int]]:
-    """Per text, the bucket of each token (`text_buckets` order); an empty text its bucket."""
-    index = {t: i for i, t in enumerate(ref.terms)}
-    other, empty = len(index), len(index) + 1
-    out = []
-    for text in texts:
-        tokens = tokenize(text)
-        out.append([index.get(t, other) for t in tokens] if tokens else [empty])
-    return out
+def _count(
+    texts: Iterable[str],
+    n: int,
+    lowercase: bool,
+    kept: Sequence[str] = (),
+    sample_size: int = 0,
+) -> tuple[Counter[str], int, int, int, list[list[int]]]:
+    """(term counts, texts, empty texts, tokens) of the `n` texts, read one at a time, and
+    for a seeded sample of at most `sample_size` of them (all when there are no more), the
+    bucket of each token over `kept` (`text_buckets` order; an empty text: its bucket)."""
+    sampled = np.full(n, n <= sample_size)
+    if 0 < sample_size < n:
+        sampled[np.random.default_rng(_SEED).choice(n, size=sample_size, replace=False)] = True
+    index = {t: i for i, t in enumerate(kept)}
+    other, empty_bucket = len(index), len(index) + 1
+    counts: Counter[str] = Counter()
+    seen = empty = 0
+    docs: list[list[int]] = []
+    for position, text in enumerate(texts):
+        tokens = tokenize(text, lowercase)
+        seen += 1
+        empty += not tokens
+        counts.update(tokens)
+        if sampled[position]:
+            docs.append([index.get(t, other) for t in tokens] if tokens else [empty_bucket])
+    return counts, seen, empty, sum(counts.values()), docs
 
 
 def _by_count(item: tuple[str, int]) -> tuple[int, str]:
@@ -313,7 +353,7 @@ def text_verdict(
     method = "jensenshannon"
     override = dc.features.get(name)
     threshold = (override.threshold if override else None) or dc.threshold_for(method)
-    result = compare_text(ref, series, dc.null_alpha / divisor)
+    result = compare_text(ref, series, dc.null_alpha / divisor, dc.profile_sample_size)
     rows = result.n_cur + result.nulls
     ref_rows = ref.n + ref.nulls
     row = FeatureDrift(

@@ -284,7 +284,8 @@ class DriftConfig(Section):
         ge=10_000,
         description="Runs of the sorted sketch per numeric feature in the reference profile; "
         "a column up to this size is kept whole (at least 10,000, the size up to which KS "
-        "p-values are exact).",
+        "p-values are exact). Also the texts (at most) of a window on which a text feature's "
+        "design effect is estimated.",
     )
     importance_repeats: int = Field(
         default=3, ge=0, le=50, description="Permutation-importance repeats at training; 0: off."

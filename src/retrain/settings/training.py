@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import importlib
 import inspect
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -13,7 +15,7 @@ from retrain._safety import TRUSTED_TYPES
 from retrain.settings._base import Section
 from retrain.settings.text import TextConfig
 
-__all__ = ["ModelSpec", "TrainingConfig", "check_estimator_path"]
+__all__ = ["ModelSpec", "TrainingConfig", "check_estimator_path", "check_takes_sparse"]
 
 
 class TrainingConfig(Section):
@@ -156,3 +158,28 @@ def check_estimator_path(path: str) -> None:
     listed = f" Supported in {module_name}: {', '.join(supported)}." if supported else ""
     what = "is not a supported estimator" if obj is not None else "does not exist"
     raise ValueError(f"'{path}' {what}{hint}{listed}")
+
+
+def check_takes_sparse(path: str, params: Mapping[str, Any]) -> None:
+    """A ValueError if the estimator at `path` (a supported one) with `params` cannot take
+    sparse input, which text features produce.
+
+    Checked when a config with text features loads, so the run stops before ingest and
+    label rather than at the train step. An estimator that cannot be built here is left to
+    the train step, which reports why.
+    """
+    module_name, _, attr = path.rpartition(".")
+    cls = getattr(importlib.import_module(module_name), attr)
+    try:
+        estimator = cls()
+    except TypeError:
+        return
+    # Bad params are reported against model.params when the estimator is built.
+    with contextlib.suppress(TypeError, ValueError):
+        estimator.set_params(**params)
+    if not estimator.__sklearn_tags__().input_tags.sparse:
+        raise ValueError(
+            f"model.estimator: {path} does not accept sparse input, which text features "
+            "produce; use e.g. sklearn.linear_model.LogisticRegression or "
+            "sklearn.linear_model.SGDClassifier"
+        )

@@ -30,6 +30,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import TargetEncoder
 
 from retrain.config import Config
+from retrain.training._text import frozen_vocabulary_reason
 
 __all__ = [
     "MISSING_VALUE",
@@ -118,7 +119,8 @@ def identifier_transformers(
 
 
 def refit_reason(model: Pipeline) -> str | None:
-    """Why `model` cannot be updated incrementally because of its identifier encoding, or None.
+    """Why `model` cannot be updated incrementally because of its identifier encoding or its
+    text vocabulary (`retrain.training._text.frozen_vocabulary_reason`), or None.
 
     A fitted target encoder's statistics are frozen in an incremental update: every id first
     seen since the last full fit would stay encoded as the overall mean, and the model could
@@ -134,4 +136,4 @@ def refit_reason(model: Pipeline) -> str | None:
                 "replay mix (its per-id statistics cannot learn new ids in an update; "
                 "training.identifier_encoding: hashing can)"
             )
-    return None
+    return frozen_vocabulary_reason(preprocess)

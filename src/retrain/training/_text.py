@@ -9,6 +9,7 @@ server alike.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -17,12 +18,20 @@ from sklearn.feature_extraction.text import HashingVectorizer, TfidfVectorizer
 
 from retrain.config import Config
 
-__all__ = ["TEXT_PREFIX", "fill_missing_text", "text_transformers"]
+__all__ = [
+    "TEXT_PREFIX",
+    "empty_text_problems",
+    "fill_missing_text",
+    "frozen_vocabulary_reason",
+    "text_transformers",
+]
 
 #: ColumnTransformer entries for text columns are named this plus the column.
 TEXT_PREFIX = "text:"
 # Every run of word characters, single ones included (scikit-learn's default drops "a", "i").
 _TOKEN_PATTERN = r"(?u)\b\w+\b"
+# A text holds a token of `_TOKEN_PATTERN` exactly when it holds a word character.
+_HAS_TOKEN = re.compile(r"\w")
 
 
 def text_vectorizer(cfg: Config) -> HashingVectorizer | TfidfVectorizer:
@@ -63,3 +72,42 @@ def fill_missing_text(X: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     for c in columns:
         out[c] = out[c].astype(object).where(out[c].notna(), "")
     return out
+
+
+def empty_text_problems(X: pd.DataFrame, cfg: Config) -> list[str]:
+    """Per text feature of `X` without a single word, a problem naming it (tfidf only).
+
+    A tfidf vocabulary learnt from no words is empty, and scikit-learn's error would blame the
+    estimator; the hashing vectoriser needs no vocabulary, so such a column only carries no
+    signal there.
+    """
+    if cfg.training.text.vectorizer != "tfidf":
+        return []
+    return [
+        f"text feature '{c}' has no words in any of its {len(X)} training row(s) (every text "
+        "is empty or missing), so training.text.vectorizer 'tfidf' has no vocabulary to learn"
+        for c in cfg.text_features
+        if c in X.columns and not any(_HAS_TOKEN.search(str(v)) for v in X[c].to_numpy())
+    ]
+
+
+def frozen_vocabulary_reason(preprocess: Any) -> str | None:
+    """Why a fitted pipeline's text features call for a full refit, or None.
+
+    A fitted tfidf vocabulary (and its idf weights) is frozen in an incremental update: a
+    word first seen since the last full fit would be dropped, and the model could never learn
+    it. The hashing vectoriser is stateless and needs no such refit.
+    """
+    columns = [
+        column
+        for name, transformer, column in getattr(preprocess, "transformers_", [])
+        if name.startswith(TEXT_PREFIX) and isinstance(transformer, TfidfVectorizer)
+    ]
+    if not columns:
+        return None
+    listed = ", ".join(f"'{c}'" for c in columns)
+    return (
+        f"the tfidf vocabulary of text column(s) {listed} is refitted on the replay mix (a "
+        "fitted vocabulary cannot learn new words in an update; training.text.vectorizer: "
+        "hashing can)"
+    )

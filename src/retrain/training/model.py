@@ -24,8 +24,9 @@ from sklearn.utils.validation import has_fit_parameter
 
 from retrain.config import Config
 from retrain.errors import ValidationError
+from retrain.settings.training import check_takes_sparse
 from retrain.training._encoding import encoded_as_identifiers, identifier_transformers
-from retrain.training._text import fill_missing_text, text_transformers
+from retrain.training._text import empty_text_problems, fill_missing_text, text_transformers
 from retrain.training.artifact import TRUSTED_TYPES
 
 __all__ = ["build_estimator", "feature_frame", "fit_model", "predict_scores", "resolve_estimator"]
@@ -142,22 +143,16 @@ def build_estimator(cfg: Config, train: pd.DataFrame | None = None) -> Pipeline:
         transformers.append(("categorical", categorical, one_hot))
     transformers += identifier_transformers(cfg, as_identifiers)
     if cfg.text_features:
-        _check_takes_sparse(estimator, cfg.model.estimator)
+        # Checked when the config loads; again here for a config updated without validation.
+        try:
+            check_takes_sparse(cfg.model.estimator, cfg.model.params)
+        except ValueError as err:
+            raise ValidationError(str(err)) from None
         transformers.extend(text_transformers(cfg))
     # Dense unless there is text: a vocabulary-wide dense matrix would not fit in memory.
     dense_or_sparse = 1.0 if cfg.text_features else 0.0
     preprocess = ColumnTransformer(transformers, remainder="drop", sparse_threshold=dense_or_sparse)
     return Pipeline([("preprocess", preprocess), ("estimator", estimator)])
-
-
-def _check_takes_sparse(estimator: BaseEstimator, path: str) -> None:
-    """Refuse an estimator that cannot take the vectorisers' sparse output, before fitting."""
-    if not estimator.__sklearn_tags__().input_tags.sparse:
-        raise ValidationError(
-            f"model.estimator: {path} does not accept sparse input, which text features "
-            "produce; use e.g. sklearn.linear_model.LogisticRegression or "
-            "sklearn.linear_model.SGDClassifier"
-        )
 
 
 def feature_frame(df: pd.DataFrame, cfg: Config, what: str = "data") -> pd.DataFrame:
@@ -207,6 +202,7 @@ def fit_model(
         problems.append(f"target '{cfg.target}' has {n_missing} missing value(s)")
     if cfg.task == "classification" and y.nunique(dropna=True) < 2:
         problems.append(f"target '{cfg.target}' has fewer than 2 classes in the training data")
+    problems += empty_text_problems(X, cfg)
     if problems:
         raise ValidationError("cannot train on this data", problems)
     if cfg.task == "classification":
