@@ -1055,7 +1055,10 @@ def _measure_rounds(
         if name in results:
             continue
         done = [r for r in runs[name] if r["status"] == "ok"]
-        best = dict(min(done, key=lambda r: _cost(r) or 0.0) if done else runs[name][-1])
+        chosen: dict[str, Any] = (
+            min(done, key=lambda r: _cost(r) or 0.0) if done else runs[name][-1]
+        )
+        best = dict(chosen)
         best["rounds"] = [
             {"cpu_seconds": _cost(r), "wall_seconds": _wall_cost(r), "status": r["status"]}
             for r in runs[name]
