@@ -13,14 +13,17 @@ What it does, in order:
 2. Runs every tool in a fresh subprocess that reads the same two files. Evidently, NannyML
    and alibi-detect run in ``benchmarks/.venv-drift`` (pandas < 3: neither Evidently 0.7 nor
    NannyML imports with pandas 3), created on first use from the exact pins of
-   ``benchmarks/requirements-drift.txt`` with this project installed in it; retrain, scipy and
+   ``benchmarks/requirements-drift.txt``, every dependency pinned by
+   ``benchmarks/requirements-drift-lock.txt``, with this project installed in it; retrain, scipy and
    the sort bound run there too (the headline ratios compare tools on the same numpy and
    pandas) and also in this interpreter's environment.
 3. Each subprocess times reading the Parquet files (load), the tool's own input conversion
    (prepare: Evidently's ``Dataset``, alibi-detect's numeric matrix) and the drift computation
-   separately; the launcher takes each subprocess's peak RSS from ``wait4`` and stops it at the
-   ``--timeout``. A tool that timed out, or whose time at the previous size projects beyond the
-   cap, is not run at the next size and the table says so.
+   separately, in wall and in CPU seconds (the ratios use CPU: the machine is shared); every
+   tool runs ``--rounds`` times, the order reversed every other round. The launcher takes
+   each subprocess's peak RSS from ``wait4`` and stops it at the ``--timeout``. A tool that
+   timed out, or whose time at the previous size projects beyond the cap, is not run at the
+   next size and the table says so.
 4. Writes a Markdown report with the ratios to retrain and the goals, and the same numbers as
    JSON (the output path with ``.json``).
 """
@@ -64,6 +67,8 @@ _CHUNK = 1_000_000
 HERE = Path(__file__).resolve().parent
 DRIFT_VENV = HERE / ".venv-drift"
 REQUIREMENTS = HERE / "requirements-drift.txt"
+#: Every package of the competitors' environment pinned (pip freeze), used as constraints.
+LOCK = HERE / "requirements-drift-lock.txt"
 
 #: Goals: retrain's drift time against each tool (tool / retrain), and to the sort bound.
 GOAL_VS_EVIDENTLY = 100.0
@@ -299,18 +304,23 @@ _REPEATS = 5
 _REPEAT_BUDGET = 20.0
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    """(the fastest of up to `_REPEATS` runs of `fn`, the output of the last one)."""
-    best, spent, runs = float("inf"), 0.0, 0
+def _timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """(the fastest wall time, the least CPU time of up to `_REPEATS` runs of `fn`, the output
+    of the last one). CPU time is `time.process_time()`: user + system seconds of every thread
+    of this process, which other processes' load on the shared machine moves far less than
+    the wall clock."""
+    best, best_cpu, spent, runs = float("inf"), float("inf"), 0.0, 0
     out: Any = None
     while True:
         out = None  # the previous run's output must not add to this run's memory
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         out = fn()
         elapsed = time.perf_counter() - t0
-        best, spent, runs = min(best, elapsed), spent + elapsed, runs + 1
+        cpu = time.process_time() - c0
+        best, best_cpu = min(best, elapsed), min(best_cpu, cpu)
+        spent, runs = spent + elapsed, runs + 1
         if runs >= _REPEATS or spent + elapsed > _REPEAT_BUDGET:
-            return best, out
+            return best, best_cpu, out
 
 
 def _work_sort(ref: Any, cur: Any) -> dict[str, Any]:
@@ -318,10 +328,12 @@ def _work_sort(ref: Any, cur: Any) -> dict[str, Any]:
 
     arrays = {c: cur[c].to_numpy(dtype=float) for c in NUMERIC}
     ref_arrays = {c: ref[c].to_numpy(dtype=float) for c in NUMERIC}
-    current, _ = _timed(lambda: [np.sort(a) for a in arrays.values()])
-    both, _ = _timed(lambda: [np.sort(a) for a in [*arrays.values(), *ref_arrays.values()]])
-    extra = {"sort_current_frame_seconds": current}
-    return {"drift_seconds": both, "extra": extra, "drifted": None}
+    current, current_cpu, _ = _timed(lambda: [np.sort(a) for a in arrays.values()])
+    both, both_cpu, _ = _timed(
+        lambda: [np.sort(a) for a in [*arrays.values(), *ref_arrays.values()]]
+    )
+    extra = {"sort_current_frame_seconds": current, "sort_current_frame_cpu_seconds": current_cpu}
+    return {"drift_seconds": both, "drift_cpu_seconds": both_cpu, "extra": extra, "drifted": None}
 
 
 def _retrain_config() -> Any:
@@ -346,17 +358,20 @@ def _work_retrain(ref: Any, cur: Any) -> dict[str, Any]:
     from retrain.drift import build_profile, detect_drift
 
     cfg = _retrain_config()
-    seconds, report = _timed(lambda: detect_drift(build_profile(ref, cfg), cur, cfg))
-    profile_seconds, profile = _timed(lambda: build_profile(ref, cfg))
-    stored_seconds, stored = _timed(lambda: detect_drift(profile, cur, cfg))
+    seconds, cpu, report = _timed(lambda: detect_drift(build_profile(ref, cfg), cur, cfg))
+    profile_seconds, profile_cpu, profile = _timed(lambda: build_profile(ref, cfg))
+    stored_seconds, stored_cpu, stored = _timed(lambda: detect_drift(profile, cur, cfg))
     drifted = [f.feature for f in report.features if f.drifted]
     if drifted != [f.feature for f in stored.features if f.drifted]:
         raise SystemExit("detect_drift judged the same frames differently: a bug")
     return {
         "drift_seconds": seconds,
+        "drift_cpu_seconds": cpu,
         "extra": {
             "build_profile_seconds": profile_seconds,
+            "build_profile_cpu_seconds": profile_cpu,
             "stored_profile_seconds": stored_seconds,
+            "stored_profile_cpu_seconds": stored_cpu,
         },
         "drifted": drifted,
     }
@@ -377,8 +392,8 @@ def _work_scipy(ref: Any, cur: Any) -> dict[str, Any]:
                 drifted.append(c)
         return drifted
 
-    seconds, drifted = _timed(run)
-    return {"drift_seconds": seconds, "drifted": drifted}
+    seconds, cpu, drifted = _timed(run)
+    return {"drift_seconds": seconds, "drift_cpu_seconds": cpu, "drifted": drifted}
 
 
 def _work_evidently(ref: Any, cur: Any, method: str | None) -> dict[str, Any]:
@@ -395,9 +410,9 @@ def _work_evidently(ref: Any, cur: Any, method: str | None) -> dict[str, Any]:
             Dataset.from_pandas(cur, data_definition=definition),
         )
 
-    prepare_seconds, (ref_ds, cur_ds) = _timed(prepare)
+    prepare_seconds, prepare_cpu, (ref_ds, cur_ds) = _timed(prepare)
     preset = DataDriftPreset() if method is None else DataDriftPreset(method=method)
-    seconds, snapshot = _timed(lambda: Report([preset]).run(cur_ds, ref_ds))
+    seconds, cpu, snapshot = _timed(lambda: Report([preset]).run(cur_ds, ref_ds))
     drifted = []
     for metric in snapshot.dict().get("metrics", []):
         config = metric.get("config", {})
@@ -408,7 +423,13 @@ def _work_evidently(ref: Any, cur: Any, method: str | None) -> dict[str, Any]:
         is_test = "p_value" in str(config.get("method", "")).lower()
         if (value < threshold) if is_test else (value >= threshold):
             drifted.append(str(config["column"]))
-    return {"prepare_seconds": prepare_seconds, "drift_seconds": seconds, "drifted": drifted}
+    return {
+        "prepare_seconds": prepare_seconds,
+        "prepare_cpu_seconds": prepare_cpu,
+        "drift_seconds": seconds,
+        "drift_cpu_seconds": cpu,
+        "drifted": drifted,
+    }
 
 
 def _work_nannyml(ref: Any, cur: Any) -> dict[str, Any]:
@@ -422,14 +443,14 @@ def _work_nannyml(ref: Any, cur: Any) -> dict[str, Any]:
         calc.fit(ref)
         return calc.calculate(cur)
 
-    seconds, result = _timed(run)
+    seconds, cpu, result = _timed(run)
     frame = result.filter(period="analysis").to_df()
     drifted = [
         c
         for c in [*NUMERIC, *CATEGORICAL]
         if any(bool(frame[(c, m, "alert")].any()) for m in ("jensen_shannon",))
     ]
-    return {"drift_seconds": seconds, "drifted": drifted}
+    return {"drift_seconds": seconds, "drift_cpu_seconds": cpu, "drifted": drifted}
 
 
 def _work_alibi(ref: Any, cur: Any) -> dict[str, Any]:
@@ -450,18 +471,24 @@ def _work_alibi(ref: Any, cur: Any) -> dict[str, Any]:
             mats.append(np.column_stack(cols))
         return mats[0], mats[1]
 
-    prepare_seconds, (x_ref, x_cur) = _timed(prepare)
+    prepare_seconds, prepare_cpu, (x_ref, x_cur) = _timed(prepare)
     categories = {len(NUMERIC) + i: None for i in range(len(CATEGORICAL))}
 
     def run() -> Any:
         detector = TabularDrift(x_ref, p_val=0.05, categories_per_feature=categories)
         return detector.predict(x_cur)
 
-    seconds, pred = _timed(run)
+    seconds, cpu, pred = _timed(run)
     data = pred["data"]
     p = np.asarray(data["p_val"])
     drifted = [columns[i] for i in np.flatnonzero(p < data["threshold"])]
-    return {"prepare_seconds": prepare_seconds, "drift_seconds": seconds, "drifted": drifted}
+    return {
+        "prepare_seconds": prepare_seconds,
+        "prepare_cpu_seconds": prepare_cpu,
+        "drift_seconds": seconds,
+        "drift_cpu_seconds": cpu,
+        "drifted": drifted,
+    }
 
 
 def _worker(tool: str, data_dir: Path, result: Path) -> int:
@@ -537,12 +564,13 @@ def ensure_drift_venv(python: str | None = None) -> Path:
     python = python or getattr(sys, "_base_executable", None) or sys.executable
     bin_python = DRIFT_VENV / "bin" / "python"
     stamp = DRIFT_VENV / ".installed"
-    if stamp.exists() and stamp.stat().st_mtime >= REQUIREMENTS.stat().st_mtime:
+    newest = max(REQUIREMENTS.stat().st_mtime, LOCK.stat().st_mtime)
+    if stamp.exists() and stamp.stat().st_mtime >= newest:
         return bin_python
     if not bin_python.exists():
         subprocess.run([python, "-m", "venv", str(DRIFT_VENV)], check=True)
     # This project too, so that retrain and scipy also run on the competitors' exact pins.
-    install = ["-r", str(REQUIREMENTS), "-e", str(HERE.parent)]
+    install = ["-r", str(REQUIREMENTS), "-c", str(LOCK), "-e", str(HERE.parent)]
     subprocess.run([str(bin_python), "-m", "pip", "install", "--quiet", *install], check=True)
     stamp.touch()
     return bin_python
@@ -662,25 +690,67 @@ def _f(value: float | None, digits: int = 2) -> str:
 
 
 def _cost(r: dict[str, Any]) -> float | None:
-    """What the user pays once the frames are in memory: prepare + drift computation."""
+    """What the user pays once the frames are in memory, in CPU seconds: prepare + drift.
+
+    The headline ratios use CPU time: the machine is shared, and CPU seconds move far less
+    with other processes' load than wall seconds do.
+    """
+    if r.get("status") != "ok":
+        return None
+    return float(r.get("prepare_cpu_seconds", 0.0)) + float(r["drift_cpu_seconds"])
+
+
+def _wall_cost(r: dict[str, Any]) -> float | None:
+    """prepare + drift in wall seconds."""
     if r.get("status") != "ok":
         return None
     return float(r.get("prepare_seconds", 0.0)) + float(r["drift_seconds"])
+
+
+def _round_verdict(values: list[float], ok: Callable[[float], bool]) -> str:
+    """met if every value meets the goal, not met if none does, else not established."""
+    hits = [ok(v) for v in values]
+    if all(hits):
+        return "met"
+    if not any(hits):
+        return "**NOT met**"
+    return "not established (met in some rounds only)"
 
 
 def _verdict(ok: bool | None) -> str:
     return "–" if ok is None else ("met" if ok else "**NOT met**")
 
 
+def _same_env_retrain(name: str) -> str:
+    return "retrain" if _BY_NAME[name].env == "drift" else f"retrain{_PROJECT_ENV}"
+
+
 def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
-    """Each tool's time / retrain's in the same environment (same numpy and pandas)."""
+    """Each tool's CPU time / retrain's in the same environment (same numpy and pandas)."""
     out: dict[str, float | None] = {}
     for name, r in results.items():
-        same_env = "retrain" if _BY_NAME[name].env == "drift" else f"retrain{_PROJECT_ENV}"
-        base = _cost(results.get(same_env, {}))
+        base = _cost(results.get(_same_env_retrain(name), {}))
         cost = _cost(r)
         out[name] = cost / base if cost is not None and base else None
     return out
+
+
+def _round_ratios(results: dict[str, dict[str, Any]], name: str) -> list[float]:
+    """The CPU-time ratio to retrain in each round both finished: side by side, equal work."""
+    mine = results.get(name, {}).get("rounds", [])
+    base = results.get(_same_env_retrain(name), {}).get("rounds", [])
+    return [
+        a["cpu_seconds"] / b["cpu_seconds"]
+        for a, b in zip(mine, base, strict=False)
+        if a.get("cpu_seconds") and b.get("cpu_seconds")
+    ]
+
+
+def _span(values: list[float], digits: int = 1) -> str:
+    if not values:
+        return "–"
+    lo, hi = min(values), max(values)
+    return f"{lo:,.{digits}f}–{hi:,.{digits}f}×" if len(values) > 1 else f"{lo:,.{digits}f}×"
 
 
 def _status(r: dict[str, Any]) -> str:
@@ -710,9 +780,17 @@ def render_markdown(report: dict[str, Any]) -> str:
         "Time = the tool's input conversion (prepare) + its drift computation, once the frames "
         "are in memory, each the fastest of up to 5 runs that fit in 20 s (a slower step runs "
         "once); Parquet load is shown apart. Every tool processes the reference inside its "
-        "timer, retrain included (its profile build). Tools without a suffix run in "
-        "`benchmarks/.venv-drift` (the competitors' exact pins; versions below); "
-        "×retrain = that time / retrain's in the same environment. Every "
+        "timer, retrain included (its profile build). CPU = the CPU seconds (user + system, "
+        "every thread, `time.process_time()`) of prepare + drift; the ratios and goals use "
+        "CPU time, because the machine is shared and wall time moves with other processes' "
+        "load (the same code's wall time has varied 2× between runs here) while CPU seconds "
+        "move far less. Every tool runs "
+        f"{report.get('rounds', 1)} times, the order of the tools reversed every other round, "
+        "and each row is the tool's round of least CPU time; ×retrain per round = the ratio "
+        "within each round (side by side, on equal work), its range over the rounds. Tools "
+        "without a suffix run in `benchmarks/.venv-drift` (every package pinned: "
+        "`benchmarks/requirements-drift-lock.txt`; versions below); ×retrain = that CPU time / "
+        "retrain's in the same environment. Every "
         "tool gets the same frames: float64 numerics and pandas categoricals, loaded with "
         "Arrow's buffers released as pandas takes them over. Peak RSS is the subprocess's "
         "peak (interpreter, imports and both loaded frames included; the larger of the "
@@ -737,10 +815,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [
             f"## N = {rows:,} (data {data / 2**20:,.0f} MiB)",
             "",
-            "| tool | load (s) | prepare (s) | drift (s) | ×retrain | peak RSS (MiB) "
+            "| tool | load (s) | prepare (s) | drift (s) | CPU (s) | ×retrain (CPU) "
+            "| ×retrain per round | peak RSS (MiB) "
             "| working (MiB) | working / data | tool above its frames (MiB) | drifted columns "
             "| status |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
         ]
         for name, r in results.items():
             tool = _BY_NAME[name]
@@ -759,7 +838,9 @@ def render_markdown(report: dict[str, Any]) -> str:
                 f"| {tool.label} | {_f(r.get('load_seconds'))} | "
                 f"{_f(r.get('prepare_seconds')) if 'prepare_seconds' in r else '–'} | "
                 f"{_f(r.get('drift_seconds'), 3) if ok else 'not measured'} | "
+                f"{_f(_cost(r), 3) if ok else '–'} | "
                 f"{_f(ratio, 1) + '×' if ratio else '–'} | "
+                f"{_span(_round_ratios(results, name)) if ok else '–'} | "
                 f"{_f(peak / 2**20, 0) if peak else '–'} | "
                 f"{_f(working / 2**20, 0) if working else '–'} | "
                 f"{_f(working / data, 2) if working else '–'} | "
@@ -772,13 +853,21 @@ def render_markdown(report: dict[str, Any]) -> str:
                 extra = retrain["extra"]
                 sort = results.get(f"sort{suffix}", {}).get("extra", {})
                 lines.append(
-                    f"- {where}: retrain's `build_profile` alone "
-                    f"{_f(extra['build_profile_seconds'], 3)} s; `detect_drift` against a "
-                    f"stored profile {_f(extra['stored_profile_seconds'], 3)} s; sorting the "
-                    "current frame's numeric columns "
-                    f"{_f(sort.get('sort_current_frame_seconds'), 3)} s."
+                    f"- {where} (wall / CPU s): retrain's `build_profile` alone "
+                    f"{_f(extra['build_profile_seconds'], 3)} / "
+                    f"{_f(extra.get('build_profile_cpu_seconds'), 3)}; `detect_drift` against "
+                    f"a stored profile {_f(extra['stored_profile_seconds'], 3)} / "
+                    f"{_f(extra.get('stored_profile_cpu_seconds'), 3)}; sorting the current "
+                    "frame's numeric columns "
+                    f"{_f(sort.get('sort_current_frame_seconds'), 3)} / "
+                    f"{_f(sort.get('sort_current_frame_cpu_seconds'), 3)}."
                 )
-        lines += ["", "Goals (retrain with its profile build, pinned env):", ""]
+        lines += [
+            "",
+            "Goals (retrain with its profile build, pinned env, CPU time; met = met in the "
+            "best round and in every round, not met = in none, not established = in some):",
+            "",
+        ]
         lines += [f"- {g}" for g in _goal_lines(results, ratios, data)]
         lines.append("")
     m = report["machine"]
@@ -816,20 +905,31 @@ def _goal_lines(
             return
         if ratio is None:
             out.append(f"≥ {goal:g}× faster than {label}: – ({_status(r)})")
-        else:
-            out.append(
-                f"≥ {goal:g}× faster than {label}: {ratio:,.1f}× — {_verdict(ratio >= goal)}"
-            )
+            return
+        rounds = _round_ratios(results, name)
+        out.append(
+            f"≥ {goal:g}× faster than {label}: {ratio:,.1f}× (rounds {_span(rounds)}) — "
+            f"{_round_verdict([ratio, *rounds], lambda x: x >= goal)}"
+        )
 
     check("evidently", "Evidently (default)", GOAL_VS_EVIDENTLY)
     check("alibi", "alibi-detect", GOAL_VS_ALIBI)
     sort_ratio = ratios.get("sort")
     if sort_ratio:
         within = 1.0 / sort_ratio
-        out.append(
-            f"within {GOAL_VS_SORT:g}× of one sort per column (both frames): {within:,.2f}× — "
-            f"{_verdict(within <= GOAL_VS_SORT)}"
+        rounds = [1.0 / x for x in _round_ratios(results, "sort")]
+        line = (
+            f"within {GOAL_VS_SORT:g}× of one sort per column (both frames): {within:,.2f}× "
+            f"(rounds {_span(rounds, 2)}) — "
+            f"{_round_verdict([within, *rounds], lambda x: x <= GOAL_VS_SORT)}"
         )
+        if min([within, *rounds]) < 1.0:
+            line += (
+                "; retrain's own work includes one sort of every numeric column of both "
+                "frames, so it cannot truly be below 1×: a value below 1 is measurement noise "
+                "(read it as ≈ 1×)"
+            )
+        out.append(line)
     retrain = results.get("retrain", {})
     working = _working(retrain)
     if working is not None:
@@ -881,6 +981,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--threads", type=int, default=1, help="OpenMP/BLAS threads per tool")
     p.add_argument("--timeout", type=float, default=600.0, help="cap per tool run (s)")
+    p.add_argument(
+        "--rounds", type=int, default=3, help="runs of every tool, order alternating per round"
+    )
     p.add_argument("--output", default="benchmarks/results/drift.md")
     p.add_argument("--workdir", help="keep the Parquet files here (default: a temporary dir)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -905,6 +1008,63 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     needed = {t.name for t in TOOLS if t.work == "retrain" and t.env in envs}
     args.tools = [t.name for t in TOOLS if t.name in {*tools, *needed}]
     return args
+
+
+def _measure_rounds(
+    rows: int,
+    data_dir: Path,
+    drift_python: Path | None,
+    previous: dict[str, dict[str, Any]],
+    versions: dict[str, dict[str, str]],
+    args: argparse.Namespace,
+) -> dict[str, dict[str, Any]]:
+    """Every tool at `rows`, `args.rounds` times, the order reversed every other round.
+
+    Tools alternate so that a change in the machine's load during the run falls on all of
+    them alike; round i of every tool is one side-by-side comparison on equal work. Each
+    tool's result is its round of least CPU time, with every round's times kept in
+    ``rounds``. A tool that timed out, or whose last size projects beyond the cap, is skipped.
+    """
+    results: dict[str, dict[str, Any]] = {}
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for name in args.tools:
+        projected = project_seconds(previous.get(name), rows)
+        last = previous.get(name, {}).get("status")
+        if last in ("timed out", "skipped") or (projected is not None and projected > args.timeout):
+            results[name] = {"rows": rows, "status": "skipped", "projected_seconds": projected}
+            print(f"N={rows:,} {name}: skipped", flush=True)
+        else:
+            runs[name] = []
+    for round_ in range(args.rounds):
+        order = list(runs) if round_ % 2 == 0 else list(reversed(runs))
+        for name in order:
+            if runs[name] and runs[name][-1]["status"] != "ok":
+                continue  # timed out or failed: once is enough
+            r = _measure(_BY_NAME[name], rows, data_dir, drift_python, args)
+            runs[name].append(r)
+            versions.setdefault(_BY_NAME[name].env, {}).update(r.get("versions", {}))
+            print(
+                f"N={rows:,} round {round_ + 1} {name}: {r['status']}, "
+                f"CPU {_f(_cost(r), 3)} s, wall {r['wall_seconds']:.1f} s, "
+                f"peak {r['peak_rss_bytes'] / 2**20:,.0f} MiB",
+                flush=True,
+            )
+            if r["status"] == "failed":
+                print(r.get("log_tail", ""), flush=True)
+    for name in args.tools:
+        if name in results:
+            continue
+        done = [r for r in runs[name] if r["status"] == "ok"]
+        chosen: dict[str, Any] = (
+            min(done, key=lambda r: _cost(r) or 0.0) if done else runs[name][-1]
+        )
+        best = dict(chosen)
+        best["rounds"] = [
+            {"cpu_seconds": _cost(r), "wall_seconds": _wall_cost(r), "status": r["status"]}
+            for r in runs[name]
+        ]
+        results[name] = best
+    return {name: results[name] for name in args.tools}
 
 
 def _load1() -> float | None:
@@ -937,31 +1097,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # worker starts from it as its ru_maxrss).
                 cmd = [sys.executable, __file__, "--generate", str(rows), "--seed", str(args.seed)]
                 subprocess.run([*cmd, "--workdir", str(data_dir)], check=True)
-            results: dict[str, dict[str, Any]] = {}
-            for name in args.tools:
-                projected = project_seconds(previous.get(name), rows)
-                last = previous.get(name, {}).get("status")
-                if last in ("timed out", "skipped") or (
-                    projected is not None and projected > args.timeout
-                ):
-                    results[name] = {
-                        "rows": rows,
-                        "status": "skipped",
-                        "projected_seconds": projected,
-                    }
-                    print(f"N={rows:,} {name}: skipped", flush=True)
-                    continue
-                r = _measure(_BY_NAME[name], rows, data_dir, drift_python, args)
-                results[name] = r
-                env = _BY_NAME[name].env
-                versions.setdefault(env, {}).update(r.get("versions", {}))
-                print(
-                    f"N={rows:,} {name}: {r['status']}, drift {r.get('drift_seconds', '–')} s, "
-                    f"wall {r['wall_seconds']:.1f} s, peak {r['peak_rss_bytes'] / 2**20:,.0f} MiB",
-                    flush=True,
-                )
-                if r["status"] == "failed":
-                    print(r.get("log_tail", ""), flush=True)
+            results = _measure_rounds(rows, data_dir, drift_python, previous, versions, args)
             previous = results
             sizes.append({"rows": rows, "results": results})
     finally:
@@ -972,6 +1108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = " ".join(
         ["python benchmarks/bench_drift.py", f"--rows {','.join(str(r) for r in args.rows)}"]
         + ([f"--timeout {args.timeout:g}"] if args.timeout != 600 else [])
+        + ([f"--rounds {args.rounds}"] if args.rounds != 3 else [])
         + ([f"--tools {','.join(args.tools)}"] if len(args.tools) != len(TOOLS) else [])
     )
     report = {
@@ -980,6 +1117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seed": args.seed,
         "threads": args.threads,
         "timeout": args.timeout,
+        "rounds": args.rounds,
         "tools": args.tools,
         "sizes": sizes,
         "load_before": load_before,
