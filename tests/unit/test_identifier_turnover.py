@@ -13,7 +13,7 @@ import pytest
 from retrain.config import Config, load_config
 from retrain.data.case_shop import generate_shop
 from retrain.data.io import read_source
-from retrain.drift import build_profile, detect_drift
+from retrain.drift import _identifiers, build_profile, detect_drift
 from retrain.drift._identifiers import identifier_profile, unseen_verdict, windows_elapsed
 
 
@@ -21,7 +21,10 @@ def ids(*values: str) -> pd.Series:
     return pd.Series(list(values), dtype=object)
 
 
-def test_turnover_is_the_latest_window_unseen_in_the_windows_before() -> None:
+def test_turnover_is_the_latest_window_unseen_in_the_windows_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_identifiers, "MIN_TURNOVER_ROWS", 3)
     # Window 0: a b a b; window 1: a c d a (c and d arrive at the boundary): 2 of 4 rows new.
     # Within window 1 alone the latest fifth (one row, a) would show no turnover at all.
     ref = ids("a", "b", "a", "b", "a", "c", "d", "a")
@@ -32,12 +35,20 @@ def test_turnover_is_the_latest_window_unseen_in_the_windows_before() -> None:
     # One window only: the within-window churn (latest fifth of rows), end still known.
     one = identifier_profile(ref[:4], np.arange(4), slots[:4])
     assert one.churn == 0.0 and one.end_slot == 0
+    # A sliver of a window at the end (one row, e) is too few to measure: window 1 is used.
+    sliver = identifier_profile(
+        pd.concat([ref, ids("e")], ignore_index=True), np.arange(9), np.append(slots, 2.0)
+    )
+    assert sliver.churn == pytest.approx(0.5) and sliver.end_slot == 2
     # Without times: no end, a window is taken to follow the reference directly.
     assert identifier_profile(ref).end_slot is None
     assert windows_elapsed(identifier_profile(ref), np.array([9.0])) == 1
 
 
-def test_expected_unseen_share_accumulates_with_the_reference_age() -> None:
+def test_expected_unseen_share_accumulates_with_the_reference_age(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_identifiers, "MIN_TURNOVER_ROWS", 3)
     ref = ids("a", "b", "a", "b", "a", "c", "d", "a")
     p = identifier_profile(ref, np.arange(8), np.array([0, 0, 0, 0, 1, 1, 1, 1], dtype=float))
     assert windows_elapsed(p, np.array([2.0, 2.0])) == 1

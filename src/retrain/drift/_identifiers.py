@@ -7,7 +7,8 @@ grow without bound. An identifier column is judged instead on two things:
 - **Unseen share**: the share of the window's rows whose id the reference never saw, against
   the share expected from the reference's own turnover. The turnover ``r`` is measured across
   window-sized blocks of the reference (by its time column, on the grid of `data.window_size`):
-  the share of the reference's latest window's rows whose id the windows before it never saw,
+  the share of the reference's latest window (of `MIN_TURNOVER_ROWS` rows or more) whose id
+  the windows before it never saw,
   so ids that arrive in batches at window boundaries count. A window ``k`` windows past the
   reference's end is expected to show ``1 - (1 - r)^k`` (new ids accumulate). A reference of
   one window (or without times) falls back to its within-window churn: its latest fifth of
@@ -44,6 +45,7 @@ from retrain.drift._report import Bar, FeatureDrift
 
 __all__ = [
     "CHURN_TAIL",
+    "MIN_TURNOVER_ROWS",
     "MIN_UNSEEN_INCREASE",
     "SKETCH_SIZE",
     "TOP_K",
@@ -67,6 +69,8 @@ SKETCH_SIZE = 4096
 #: The reference's latest share of rows, judged against the rest for its own churn: close to
 #: how a window (the newest data) relates to the reference it is compared with.
 CHURN_TAIL = 0.2
+#: Fewest rows of a reference window that measure its turnover against the windows before.
+MIN_TURNOVER_ROWS = 50
 #: Smallest rise of the unseen share over the reference's churn that counts as drift.
 MIN_UNSEEN_INCREASE = 0.05
 _HASH_KEY = "retrain-ids-0001"  # 16 characters, as pandas' hash key must be
@@ -220,11 +224,15 @@ def _turnover(
     if not known.any():
         return (*_churn(series, order), None)
     end = int(at[known].max())
-    if np.unique(at[known]).size < 2:
+    # The latest window with enough rows to measure a share (a sliver of a window at the
+    # reference's end would give 0% or 100% with no error) and a window before it.
+    slot, rows = np.unique(at[known], return_counts=True)
+    usable = slot[1:][rows[1:] >= MIN_TURNOVER_ROWS]
+    if usable.size == 0:
         return (*_churn(series, order), end)
     values = series.reset_index(drop=True).astype(str)
-    latest = known & (at == end)
-    before = pd.Index(values[known & (at < end)].unique())
+    latest = known & (at == usable[-1])
+    before = pd.Index(values[known & (at < usable[-1])].unique())
     late = values[latest]
     unseen = ~late.isin(before)
     return (*_share_and_se(late, unseen.to_numpy()), end)
