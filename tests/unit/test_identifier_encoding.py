@@ -16,6 +16,7 @@ from sklearn.preprocessing import OneHotEncoder, TargetEncoder
 
 from retrain.config import Config, config_from_dict
 from retrain.continuous import plan_update, train_or_update
+from retrain.errors import ValidationError
 from retrain.training.artifact import (
     MODEL_CARD_FILE,
     MODEL_FILE,
@@ -248,3 +249,11 @@ def test_continuous_learning_refits_a_target_encoder_and_updates_a_hashed_model(
     before = predict_scores(champion, new_users, hashed)[:, 1]
     after = predict_scores(result.model, new_users, hashed)[:, 1]
     assert not np.allclose(before, after)
+
+
+def test_hash_width_is_capped_at_a_dense_size() -> None:
+    # The hashed inputs are dense (no sparse input for e.g. HistGradientBoosting): a width of
+    # 1 << 20 would be 8 MB a row, so the config refuses widths past 1,024.
+    assert make_cfg(training={"identifier_hash_features": 1024}).training
+    with pytest.raises(ValidationError, match=r"identifier_hash_features[\s\S]*1024"):
+        make_cfg(training={"identifier_hash_features": 1 << 20})
