@@ -108,3 +108,21 @@ def test_shop_unseen_id_flood_and_top_k_shift_are_still_caught(
     report = detect_drift(profile, shifted, cfg)
     user = next(f for f in report.features if f.feature == "user_id")
     assert user.drifted and "top-k mass shifted" in user.note
+
+
+def test_growth_with_age_is_measured_inside_a_reference_of_three_windows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_identifiers, "MIN_TURNOVER_ROWS", 3)
+    # Windows 0, 1, 2. Window 2: a c e f. Against windows 0-1 (a b c d) e and f are new: 50%.
+    # Against window 0 alone (a b) c is new too: 75%. Of the 2 rows seen with window 1 (a, c),
+    # 1 turned unseen when it was left out: growth 0.5.
+    ref = ids("a", "b", "a", "b", "c", "d", "c", "a", "a", "c", "e", "f")
+    slots = np.repeat([0.0, 1.0, 2.0], 4)
+    p = identifier_profile(ref, np.arange(12), slots)
+    assert p.churn == pytest.approx(0.5) and p.growth == pytest.approx(0.5)
+    # Two windows past the end: 1 - (1 - 0.5) * (1 - 0.5) = 75% expected.
+    window = ids(*[f"n{i}" for i in range(70)], *(["a"] * 30))
+    assert unseen_verdict(p, window, 0.01, elapsed=2).churn == pytest.approx(0.75)
+    back = _identifiers.IdentifierProfile.from_dict(p.to_dict())
+    assert back.growth == p.growth and back.end_slot == 2

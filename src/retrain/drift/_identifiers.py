@@ -10,7 +10,9 @@ grow without bound. An identifier column is judged instead on two things:
   the share of the reference's latest window (of `MIN_TURNOVER_ROWS` rows or more) whose id
   the windows before it never saw,
   so ids that arrive in batches at window boundaries count. A window ``k`` windows past the
-  reference's end is expected to show ``1 - (1 - r)^k`` (new ids accumulate). A reference of
+  reference's end is expected to show ``1 - (1 - r)(1 - g)^(k-1)`` (new ids accumulate), ``g``
+  the share of the seen rows that turn unseen when the window before the latest is left out
+  of the reference (age measured inside it; ``g = r`` with fewer than three windows). A reference of
   one window (or without times) falls back to its within-window churn: its latest fifth of
   rows, in event-time order, unseen in the rows before; it cannot see ids that arrive only at
   window boundaries. It drifted when ``unseen > expected + max(min_increase, z * se)``,
@@ -109,6 +111,10 @@ class IdentifierProfile:
             standard error (design-effect inflated).
         end_slot: the grid window (`retrain.data.windows.window_slots`) the reference ends
             in; None without times (a window is then taken to follow the reference directly).
+        growth: how much of the seen share each further window of age turns unseen: the rise
+            of the latest window's unseen share when the window right before it is left out
+            of the reference, over the share seen with it (None with fewer than three windows:
+            `churn` is used); growth_se its standard error.
     """
 
     n: int
@@ -121,6 +127,8 @@ class IdentifierProfile:
     churn: float
     churn_se: float
     end_slot: int | None = None
+    growth: float | None = None
+    growth_se: float = 0.0
 
     kind = "identifier"
 
@@ -147,6 +155,8 @@ class IdentifierProfile:
             "churn": self.churn,
             "churn_se": self.churn_se,
             "end_slot": self.end_slot,
+            "growth": self.growth,
+            "growth_se": self.growth_se,
         }
 
     @classmethod
@@ -171,6 +181,8 @@ class IdentifierProfile:
             churn=float(d["churn"]),
             churn_se=float(d["churn_se"]),
             end_slot=None if d.get("end_slot") is None else int(d["end_slot"]),
+            growth=None if d.get("growth") is None else float(d["growth"]),
+            growth_se=float(d.get("growth_se", 0.0)),
         )
 
 
@@ -193,7 +205,7 @@ def identifier_profile(
     distinct = ids.unique().astype(str)
     rest = distinct[~np.isin(distinct, np.asarray(top, dtype=object))]
     hashes = np.unique(hash_ids(pd.Series(rest, dtype=object)))
-    churn, churn_se, end_slot = _turnover(series, order, slots)
+    churn, churn_se, end_slot, growth, growth_se = _turnover(series, order, slots)
     return IdentifierProfile(
         n=len(ids),
         nulls=int(len(series) - len(ids)),
@@ -205,12 +217,14 @@ def identifier_profile(
         churn=churn,
         churn_se=churn_se,
         end_slot=end_slot,
+        growth=growth,
+        growth_se=growth_se,
     )
 
 
 def _turnover(
     series: pd.Series, order: np.ndarray | None, slots: np.ndarray | None
-) -> tuple[float, float, int | None]:
+) -> tuple[float, float, int | None, float | None, float]:
     """Turnover per window, its standard error, and the reference's last grid window.
 
     Across windows: the latest window's rows unseen in the windows before (the relation of
@@ -218,24 +232,34 @@ def _turnover(
     on the side of fewer false alarms). Within a window when the reference has only one.
     """
     if slots is None:
-        return (*_churn(series, order), None)
+        return (*_churn(series, order), None, None, 0.0)
     at = np.asarray(slots, dtype=float)
     known = np.isfinite(at) & series.notna().to_numpy()
     if not known.any():
-        return (*_churn(series, order), None)
+        return (*_churn(series, order), None, None, 0.0)
     end = int(at[known].max())
     # The latest window with enough rows to measure a share (a sliver of a window at the
     # reference's end would give 0% or 100% with no error) and a window before it.
     slot, rows = np.unique(at[known], return_counts=True)
     usable = slot[1:][rows[1:] >= MIN_TURNOVER_ROWS]
     if usable.size == 0:
-        return (*_churn(series, order), end)
+        return (*_churn(series, order), end, None, 0.0)
     values = series.reset_index(drop=True).astype(str)
-    latest = known & (at == usable[-1])
-    before = pd.Index(values[known & (at < usable[-1])].unique())
-    late = values[latest]
-    unseen = ~late.isin(before)
-    return (*_share_and_se(late, unseen.to_numpy()), end)
+    last = usable[-1]
+    late = values[known & (at == last)]
+    share, se = _share_and_se(
+        late, (~late.isin(pd.Index(values[known & (at < last)].unique()))).to_numpy()
+    )
+    previous = slot[slot < last].max()
+    if not (slot < previous).any() or share >= 1.0:
+        return share, se, end, None, 0.0
+    # Age measured inside the reference: leave the window right before out and see how much
+    # of the seen share turns unseen. Unlike compounding `share`, this does not count again
+    # the existing ids the reference merely happened not to sample.
+    older = pd.Index(values[known & (at < previous)].unique())
+    share2, se2 = _share_and_se(late, (~late.isin(older)).to_numpy())
+    growth = min(1.0, max(0.0, (share2 - share) / (1.0 - share)))
+    return share, se, end, growth, math.hypot(se, se2) / (1.0 - share)
 
 
 def _share_and_se(rows: pd.Series, unseen: np.ndarray) -> tuple[float, float]:
@@ -316,10 +340,15 @@ def unseen_verdict(
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     if elapsed < 1:
         raise ValueError(f"elapsed must be at least 1, got {elapsed}")
-    # New ids accumulate: each window brings a share r of ids not seen before it.
-    stay = 1.0 - profile.churn
-    expected = 1.0 - stay**elapsed
-    expected_se = elapsed * stay ** (elapsed - 1) * profile.churn_se
+    # New ids accumulate: the window right after shows the turnover r; each further window
+    # of age turns a share g of the rest unseen (g = r without a measured growth).
+    g, g_se = (
+        (profile.growth, profile.growth_se)
+        if profile.growth is not None
+        else (profile.churn, profile.churn_se)
+    )
+    expected = 1.0 - (1.0 - profile.churn) * (1.0 - g) ** (elapsed - 1)
+    expected_se = math.hypot(profile.churn_se, (elapsed - 1) * g_se)
     ids = _ids_as_text(series)
     in_top = ids.isin(pd.Index(list(profile.top)))
     rest = ids[~in_top]
