@@ -257,9 +257,11 @@ def _turnover(
     # of the seen share turns unseen. Unlike compounding `share`, this does not count again
     # the existing ids the reference merely happened not to sample.
     older = pd.Index(values[known & (at < previous)].unique())
-    share2, se2 = _share_and_se(late, (~late.isin(older)).to_numpy())
-    growth = min(1.0, max(0.0, (share2 - share) / (1.0 - share)))
-    return share, se, end, growth, math.hypot(se, se2) / (1.0 - share)
+    seen = late[late.isin(pd.Index(values[known & (at < last)].unique())).to_numpy()]
+    # The share of the seen rows that turn unseen, a binomial on those rows (its error is
+    # not that of two shares of the same rows subtracted, which are strongly correlated).
+    growth, growth_se = _share_and_se(seen, (~seen.isin(older)).to_numpy())
+    return share, se, end, growth, growth_se
 
 
 def _share_and_se(rows: pd.Series, unseen: np.ndarray) -> tuple[float, float]:
