@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.feature_extraction import FeatureHasher
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import OneHotEncoder, TargetEncoder
 
 from retrain.config import Config, config_from_dict
 from retrain.continuous import plan_update, train_or_update
+from retrain.errors import ValidationError
 from retrain.training.artifact import (
     MODEL_CARD_FILE,
     MODEL_FILE,
@@ -89,8 +91,6 @@ def test_target_encoding_is_cross_fitted_and_unseen_ids_get_the_overall_mean() -
     model = fit_model(cfg, train)
     encoder = transformers(model)["identifier_target"].named_steps["encode"]
     assert isinstance(encoder, TargetEncoder)
-    # Cross-fitting: the encoding the estimator trained on differs from the one a full fit
-    # gives the same rows (each row's own label was left out of its encoding).
     pre = model.named_steps["preprocess"]
     seen = pre.transform(train[["user", "price", "category"]])
     user_col = pre.get_feature_names_out().tolist().index("identifier_target__user")
@@ -107,6 +107,51 @@ def test_target_encoding_is_cross_fitted_and_unseen_ids_get_the_overall_mean() -
     test = purchases(1000, 2)
     scores = predict_scores(model, test, cfg)[:, 1]
     assert roc_auc_score(test["bought"], scores) > 0.8
+
+
+def test_cross_fitting_keeps_ids_that_carry_only_noise_from_lifting_in_sample_auc() -> None:
+    # 1,000 users with two rows each and labels independent of the user: an in-sample target
+    # mean hands every row half of its own label, so a model trained on it "learns" the id.
+    cfg = make_cfg({"user": "identifier"})
+    rng = np.random.default_rng(11)
+    train = pd.DataFrame(
+        {
+            "id": [f"e{i}" for i in range(2000)],
+            "week": 0,
+            "user": [f"u{i % 1000}" for i in range(2000)],
+            "bought": (rng.random(2000) < 0.3).astype(int),
+        }
+    )
+    y = train["bought"].to_numpy()
+    # Naive: the encoding fitted and applied on the same rows, then the same estimator.
+    naive_codes = TargetEncoder(cv=2).fit(train[["user"]], y).transform(train[["user"]])
+    naive = LogisticRegression().fit(naive_codes, y)
+    naive_auc = roc_auc_score(y, naive.predict_proba(naive_codes)[:, 1])
+    # Cross-fitted (the pipeline): each row's code leaves its own label out, so the estimator
+    # finds no signal in the id and the in-sample scores stay near chance.
+    model = fit_model(cfg, train)
+    crossed_auc = roc_auc_score(y, predict_scores(model, train, cfg)[:, 1])
+    assert naive_auc > 0.8
+    assert crossed_auc < 0.6
+
+
+def test_numeric_ids_are_encoded_as_their_text() -> None:
+    # Ids read from a source outside ingest may be numbers (and floats once a null appears):
+    # they are encoded as the text ingest and serving give them ('7', not 7.0).
+    for encoding in ("target", "hashing"):
+        cfg = make_cfg(training={"identifier_encoding": encoding})
+        text = purchases(400, 4).assign(user=lambda d: d["user"].str[1:])  # '17', '203'
+        as_int = text.assign(user=text["user"].astype("int64"))
+        as_float = as_int.assign(user=as_int["user"].astype(float))
+        as_float.loc[0, "user"] = np.nan
+        expected = predict_scores(fit_model(cfg, text), text, cfg)
+        for numeric in (as_int, as_float):
+            model = fit_model(cfg, numeric)
+            scores = predict_scores(model, numeric, cfg)
+            if numeric is as_int:
+                np.testing.assert_allclose(scores, expected)
+            # Text ids score the same as the numbers they print as.
+            np.testing.assert_allclose(predict_scores(model, text.iloc[1:], cfg), scores[1:])
 
 
 def test_hashing_gives_each_id_column_its_own_fixed_width() -> None:
@@ -204,3 +249,11 @@ def test_continuous_learning_refits_a_target_encoder_and_updates_a_hashed_model(
     before = predict_scores(champion, new_users, hashed)[:, 1]
     after = predict_scores(result.model, new_users, hashed)[:, 1]
     assert not np.allclose(before, after)
+
+
+def test_hash_width_is_capped_at_a_dense_size() -> None:
+    # The hashed inputs are dense (no sparse input for e.g. HistGradientBoosting): a width of
+    # 1 << 20 would be 8 MB a row, so the config refuses widths past 1,024.
+    assert make_cfg(training={"identifier_hash_features": 1024}).training
+    with pytest.raises(ValidationError, match=r"identifier_hash_features[\s\S]*1024"):
+        make_cfg(training={"identifier_hash_features": 1 << 20})

@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from retrain.data.windows import window_slots
 from retrain.drift._identifiers import (
     IdentifierProfile,
     identifier_bars,
     judge_identifier,
     top_counts,
+    windows_elapsed,
 )
 from retrain.drift._methods import METHODS, Comparison
 from retrain.drift._null import null_threshold
@@ -102,10 +104,18 @@ def detect_drift(
     judged += sum(1 for n, ref in texts.items() if ref.n and current_df[n].notna().any())
     divisor = judged if dc.bonferroni and judged > 0 else 1
     verdicts = {p.feature: _verdict(c, p, method, t, dc, divisor) for c, p, method, t in prepared}
+    # The window's grid position, for how many windows of id turnover to expect.
+    slots = None
+    if not isinstance(cfg, DriftConfig) and cfg.data.time_column in current_df.columns:
+        slots = window_slots(cfg.data, current_df[cfg.data.time_column])
     for name, verdict in verdicts.items():
         if isinstance(ref := profile.features[name], IdentifierProfile):
             verdicts[name] = judge_identifier(
-                verdict, ref, current_df[name], dc.null_alpha / divisor
+                verdict,
+                ref,
+                current_df[name],
+                dc.null_alpha / divisor,
+                windows_elapsed(ref, slots),
             )
     for name, text_ref in texts.items():
         verdicts[name] = text_verdict(name, text_ref, current_df[name], dc, divisor)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from retrain.data.windows import window_slots
 from retrain.drift._columns import (
     CategoricalProfile,
     ColumnProfile,
@@ -255,14 +256,13 @@ def build_profile(
         if kind == "numeric":
             columns[name] = sorted_numeric_profile(*sorted_finite(df[name], name), bins, size)
         elif kind == "identifier":
-            # Event-time order for the churn estimate, where the rows carry their times.
+            # Event-time order and grid windows for the turnover, where rows carry times.
             time = cfg.data.time_column
-            order = (
-                df[time].reset_index(drop=True).argsort(kind="stable").to_numpy()
-                if time in df.columns
-                else None
-            )
-            columns[name] = identifier_profile(df[name], order)
+            order = slots = None
+            if time in df.columns:
+                order = df[time].reset_index(drop=True).argsort(kind="stable").to_numpy()
+                slots = window_slots(cfg.data, df[time])
+            columns[name] = identifier_profile(df[name], order, slots)
         elif kind == "text":
             columns[name] = text_profile(df[name], lowercase=cfg.training.text.lowercase)
         else:

@@ -15,7 +15,16 @@ from retrain._safety import TRUSTED_TYPES
 from retrain.settings._base import Section
 from retrain.settings.text import TextConfig
 
-__all__ = ["ModelSpec", "TrainingConfig", "check_estimator_path", "check_takes_sparse"]
+__all__ = [
+    "MAX_IDENTIFIER_HASH_FEATURES",
+    "ModelSpec",
+    "TrainingConfig",
+    "check_estimator_path",
+    "check_takes_sparse",
+]
+
+#: Widest hash per identifier column: the encoded matrix is dense, 8 bytes per input and row.
+MAX_IDENTIFIER_HASH_FEATURES = 1024
 
 
 class TrainingConfig(Section):
@@ -77,7 +86,16 @@ class TrainingConfig(Section):
         ),
     )
     identifier_hash_features: int = Field(
-        default=64, ge=2, le=1 << 20, description="Inputs per column under 'hashing'."
+        default=64,
+        ge=2,
+        # The hashed inputs join the dense matrix the estimator gets (dense unless there is
+        # text; HistGradientBoosting takes no sparse input): 1,024 columns of float64 are 8 KB
+        # a row, 1 << 20 would be 8 MB a row.
+        le=MAX_IDENTIFIER_HASH_FEATURES,
+        description=(
+            "Inputs per column under 'hashing', at most 1024: the encoded matrix is dense (8"
+            " bytes per input and row), so a wider hash would not fit in memory."
+        ),
     )
     max_onehot_categories: int = Field(
         default=100,

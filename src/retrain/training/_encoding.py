@@ -30,6 +30,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import TargetEncoder
 
 from retrain.config import Config
+from retrain.data.schema import as_category_strings
 from retrain.training._text import frozen_vocabulary_reason
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "high_cardinality_categoricals",
     "identifier_features",
     "identifier_transformers",
+    "identifiers_as_text",
     "refit_reason",
 ]
 
@@ -50,6 +52,24 @@ TARGET_ENCODING_FOLDS = 5
 #: Transformer names in the pipeline's ColumnTransformer.
 _TARGET = "identifier_target"
 _HASH_PREFIX = "identifier_hash_"
+
+
+def identifiers_as_text(X: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """`X` with numeric identifier columns as the text ingest and serving give them ('7', not
+    7.0; a copy if any changed): the encoders' text fill value for nulls cannot be cast to a
+    number, and an id is a name, not a quantity."""
+    numeric = [
+        c
+        for c in identifier_features(cfg)
+        if c in X.columns
+        and (pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c]))
+    ]
+    if not numeric:
+        return X
+    out = X.copy()
+    for c in numeric:
+        out[c] = as_category_strings(out[c])
+    return out
 
 
 def identifier_features(cfg: Config) -> list[str]:

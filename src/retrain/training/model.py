@@ -25,7 +25,11 @@ from sklearn.utils.validation import has_fit_parameter
 from retrain.config import Config
 from retrain.errors import ValidationError
 from retrain.settings.training import check_takes_sparse
-from retrain.training._encoding import encoded_as_identifiers, identifier_transformers
+from retrain.training._encoding import (
+    encoded_as_identifiers,
+    identifier_transformers,
+    identifiers_as_text,
+)
 from retrain.training._text import empty_text_problems, fill_missing_text, text_transformers
 from retrain.training.artifact import TRUSTED_TYPES
 
@@ -156,7 +160,8 @@ def build_estimator(cfg: Config, train: pd.DataFrame | None = None) -> Pipeline:
 
 
 def feature_frame(df: pd.DataFrame, cfg: Config, what: str = "data") -> pd.DataFrame:
-    """The feature columns of `df` in config order, missing text as empty text.
+    """The feature columns of `df` in config order, missing text as empty text, numeric ids
+    as text.
 
     Raises:
         ValidationError: listing every missing feature column.
@@ -168,7 +173,7 @@ def feature_frame(df: pd.DataFrame, cfg: Config, what: str = "data") -> pd.DataF
             f"{what} lacks feature columns listed in data.features",
             [f"missing column '{c}'" for c in missing],
         )
-    return fill_missing_text(df[features], cfg)
+    return identifiers_as_text(fill_missing_text(df[features], cfg), cfg)
 
 
 def fit_model(
