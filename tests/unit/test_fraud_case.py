@@ -12,12 +12,11 @@ from sklearn.metrics import average_precision_score
 from retrain.cli import main
 from retrain.config import load_config
 from retrain.data.cases import FRAUD_BASE_RATE, fraud_new_pattern_rate, generate_fraud
-from retrain.data.ingest import ingest_window
 from retrain.data.io import read_source
-from retrain.data.windows import parse_window, window_ids_in
+from retrain.data.windows import window_ids_in
 from retrain.errors import ValidationError
-from retrain.labels.join import join_labels
 from retrain.training.model import fit_model, predict_scores
+from tests.unit.case_support import assert_same_seed_same_bytes, ingest_every_window, joined
 
 SMALL = {"windows": 8, "rows_per_window": 3000, "drift_window": 4}
 
@@ -28,22 +27,13 @@ def fraud(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _joined(path: Path) -> pd.DataFrame:
-    cfg = load_config(path)
-    ev = read_source(cfg.data.uri, cfg.data.format)
-    lab = read_source(cfg.labels.uri, cfg.labels.format)
-    df = ev.merge(lab, on="transaction_id")
-    df["day"] = (df["transacted_at"] - df["transacted_at"].min()).dt.days
-    return df
+    return joined(path, "day", 1)
 
 
 def test_same_seed_same_bytes(tmp_path: Path) -> None:
-    a = generate_fraud(tmp_path / "a", windows=3, rows_per_window=200, drift_window=1)
-    b = generate_fraud(tmp_path / "b", windows=3, rows_per_window=200, drift_window=1)
-    for sub in ("events", "labels"):
-        files = sorted((a.parent / sub).iterdir())
-        assert [f.read_bytes() for f in files] == [
-            (b.parent / sub / f.name).read_bytes() for f in files
-        ]
+    assert_same_seed_same_bytes(
+        generate_fraud, tmp_path, windows=3, rows_per_window=200, drift_window=1
+    )
 
 
 def test_daily_windows_with_a_rare_class(fraud: Path) -> None:
@@ -87,15 +77,10 @@ def test_a_model_of_the_old_pattern_misses_the_new_one(fraud: Path) -> None:
 
 
 def test_every_window_ingests_and_joins(fraud: Path) -> None:
-    cfg = load_config(fraud)
-    ev = read_source(cfg.data.uri, cfg.data.format)
-    lab = read_source(cfg.labels.uri, cfg.labels.format)
-    schema = None
-    for wid in window_ids_in(cfg.data, ev[cfg.data.time_column]):
-        res = ingest_window(cfg, ev, parse_window(cfg.data, wid), schema)
-        schema = res.schema
-        joined = join_labels(cfg, res.data, lab)
-        assert joined.coverage > 0.9 and joined.leakage == 0
+    windows = ingest_every_window(fraud)
+    assert len(windows) == SMALL["windows"]
+    for _, labelled in windows:
+        assert labelled.coverage > 0.9 and labelled.leakage == 0
 
 
 def test_bad_settings_are_validation_errors(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from retrain.data.case_reviews import OLD_WORDS, SLANG_WORDS, generate_reviews, 
 from retrain.data.io import read_source
 from retrain.data.windows import window_ids_in
 from retrain.training.model import fit_model, predict_scores
+from tests.unit.case_support import assert_same_seed_same_bytes
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +34,9 @@ def _joined(path: Path) -> pd.DataFrame:
 
 
 def test_same_seed_same_bytes(tmp_path: Path) -> None:
-    a = generate_reviews(tmp_path / "a", windows=3, rows_per_window=150, drift_window=1)
-    b = generate_reviews(tmp_path / "b", windows=3, rows_per_window=150, drift_window=1)
-    files = sorted(p.relative_to(a.parent) for p in a.parent.rglob("*.parquet"))
-    assert files
-    for f in files:
-        assert (a.parent / f).read_bytes() == (b.parent / f).read_bytes()
+    assert_same_seed_same_bytes(
+        generate_reviews, tmp_path, windows=3, rows_per_window=150, drift_window=1
+    )
 
 
 def test_weekly_windows_late_labels_and_a_text_feature(reviews: Path) -> None:

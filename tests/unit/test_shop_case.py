@@ -13,12 +13,10 @@ from sklearn.metrics import roc_auc_score
 from retrain.cli import main
 from retrain.config import load_config
 from retrain.data.case_shop import SHOP_CATEGORIES, category_appeal, generate_shop
-from retrain.data.ingest import ingest_window
-from retrain.data.io import read_source
-from retrain.data.windows import parse_window, window_ids_in
+from retrain.data.windows import window_ids_in
 from retrain.errors import ValidationError
-from retrain.labels.join import join_labels
 from retrain.training.model import fit_model, predict_scores
+from tests.unit.case_support import assert_same_seed_same_bytes, ingest_every_window, joined
 
 SMALL = {"windows": 6, "rows_per_window": 2500, "drift_window": 3}
 
@@ -29,23 +27,13 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _joined(path: Path) -> pd.DataFrame:
-    cfg = load_config(path)
-    ev = read_source(cfg.data.uri, cfg.data.format)
-    lab = read_source(cfg.labels.uri, cfg.labels.format)
-    df = ev.merge(lab, on="event_id")
-    df["week"] = (df["shown_at"] - df["shown_at"].min()).dt.days // 7
-    return df
+    return joined(path, "week", 7)
 
 
 def test_same_seed_same_bytes(tmp_path: Path) -> None:
-    a = generate_shop(tmp_path / "a", windows=3, rows_per_window=200, drift_window=1)
-    b = generate_shop(tmp_path / "b", windows=3, rows_per_window=200, drift_window=1)
-    for sub in ("events", "labels"):
-        files = sorted((a.parent / sub).iterdir())
-        assert len(files) == 3
-        assert [f.read_bytes() for f in files] == [
-            (b.parent / sub / f.name).read_bytes() for f in files
-        ]
+    assert_same_seed_same_bytes(
+        generate_shop, tmp_path, windows=3, rows_per_window=200, drift_window=1
+    )
 
 
 def test_weekly_windows_with_identifier_features_and_new_ids_every_week(shop: Path) -> None:
@@ -90,16 +78,11 @@ def test_a_model_of_the_old_preferences_ranks_worse_than_a_retrained_one(shop: P
 
 
 def test_every_window_ingests_and_joins_without_quarantining_new_ids(shop: Path) -> None:
-    cfg = load_config(shop)
-    ev = read_source(cfg.data.uri, cfg.data.format)
-    lab = read_source(cfg.labels.uri, cfg.labels.format)
-    schema = None
-    for wid in window_ids_in(cfg.data, ev[cfg.data.time_column]):
-        res = ingest_window(cfg, ev, parse_window(cfg.data, wid), schema)
-        schema = res.schema
+    windows = ingest_every_window(shop)
+    assert len(windows) == SMALL["windows"]
+    for res, labelled in windows:
         assert res.report["quarantine"]["quarantined_rows"] == 0
-        joined = join_labels(cfg, res.data, lab)
-        assert joined.coverage > 0.9 and joined.leakage == 0
+        assert labelled.coverage > 0.9 and labelled.leakage == 0
 
 
 def test_bad_settings_are_validation_errors(tmp_path: Path) -> None:
