@@ -105,14 +105,13 @@ class _Scan:
 
 def _kind(values: pd.Series) -> str:
     """How pandas typed a chunk's column: none (all missing), bool, number or text."""
-    present = values.dropna()
-    if present.empty:
+    if values.isna().all():
         return "none"
     if pd.api.types.is_bool_dtype(values.dtype):
         return "bool"
     if pd.api.types.is_numeric_dtype(values.dtype):
         return "number"
-    if values.dtype == object and all(isinstance(v, (bool, np.bool_)) for v in present):
+    if values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) == "boolean":
         return "bool"  # booleans beside missing values
     return "text"
 
