@@ -24,7 +24,7 @@ from retrain.config import Config
 from retrain.data.ingest import EmptyWindow, IngestResult, ingest_window
 from retrain.data.io import content_sha256, read_source
 from retrain.data.schema import known_columns
-from retrain.data.source import read_window
+from retrain.data.source import read_times, read_window
 from retrain.data.windows import parse_window
 from retrain.errors import ValidationError
 from tests.unit.test_ingest import config, events
@@ -206,3 +206,5 @@ def test_gcs_csv_windows_stream_by_range_and_equal_the_whole_read(gcs_emulator: 
         after = ingest_window(cfg, part, window, None, facts=facts)
         assert content_sha256(after.data) == content_sha256(before.data)
         assert after.report == before.report
+    # resolve's read of the time column streams the objects too
+    pd.testing.assert_series_equal(read_times(uri, "csv", "week", client=client), whole["week"])
