@@ -246,7 +246,9 @@ def ingest_window(
             f"{where} is empty", [f"no rows with {time_col!r} in the window; the source has {span}"]
         )
     inferred = schema is None
-    problems = check_window(rows, schema, cfg)
+    # Columns ingest does not read are checked by name, from the source's schema or header.
+    columns = list(rows.columns) if facts is None or facts.columns is None else facts.columns
+    problems = check_window(rows, schema, cfg, columns=columns)
     if problems:
         raise ValidationError(f"{where} failed {len(problems)} checks", problems)
     if reference is None and schema is not None:
@@ -278,7 +280,7 @@ def ingest_window(
         "schema_fingerprint": schema.fingerprint(),
         "problems": [],
         "warnings": warnings,
-        "ignored_columns": ignored_columns(rows, cfg),
+        "ignored_columns": ignored_columns(columns, cfg),
         "quarantine": checks.to_dict(len(rows)),
         "value_drift": drift_lines(checks),
         "features": _feature_summary(data, cfg),
@@ -314,9 +316,12 @@ def _source_warnings(
     if no_time:
         warnings.append(f"{no_time} source rows have no event time and belong to no window")
     unreadable = times.isna() & source_df[time_col].notna()
-    if unreadable.any():
+    count, examples = int(unreadable.sum()), source_df.loc[unreadable, time_col]
+    if facts is not None and facts.unreadable:  # counted over the whole source as it streamed
+        count, examples = facts.unreadable, pd.Series(facts.unreadable_examples, dtype=object)
+    if count:
         warnings.append(
-            f"{int(unreadable.sum())} source rows have an unreadable {time_col!r} and belong to "
-            f"no window, e.g. {_examples(source_df.loc[unreadable, time_col])}"
+            f"{count} source rows have an unreadable {time_col!r} and belong to "
+            f"no window, e.g. {_examples(examples)}"
         )
     return warnings

@@ -11,6 +11,7 @@ limits. Every refusal is a `ValidationError` (exit 2) naming the file and the li
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -134,14 +135,18 @@ def longest_text_bytes(series: pd.Series) -> int:
     return int(pc.max(lengths).as_py() or 0)
 
 
-def check_frame(df: pd.DataFrame, where: str, limits: InputLimits) -> None:
+def check_frame(
+    df: pd.DataFrame, where: str, limits: InputLimits, *, columns: Sequence[str] | None = None
+) -> None:
     """Refuse a loaded source past the row or column limit (``gs://`` sources, and a source
-    that changed since `check_source`).
+    that changed since `check_source`). `columns` names every column of the source when
+    `df` holds only some of them.
 
     Raises:
         ValidationError: naming `where` and the limit.
     """
     if len(df) > limits.max_rows:
         raise _refuse(where, f"{len(df):,} rows", "max_rows", limits.max_rows)
-    if df.shape[1] > limits.max_columns:
-        raise _refuse(where, f"{df.shape[1]:,} columns", "max_columns", limits.max_columns)
+    width = df.shape[1] if columns is None else len(columns)
+    if width > limits.max_columns:
+        raise _refuse(where, f"{width:,} columns", "max_columns", limits.max_columns)

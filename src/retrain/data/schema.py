@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "check_window",
     "ignored_columns",
     "infer_schema",
+    "known_columns",
     "numeric_values",
 ]
 
@@ -166,28 +168,29 @@ def numeric_values(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     return values, values.isna() & series.notna()
 
 
-def _allowed_columns(cfg: Config) -> list[str]:
+def known_columns(cfg: Config) -> list[str]:
+    """The columns ingest keeps: id, time, features and the prediction column."""
     cols = [cfg.data.id_column, cfg.data.time_column, *cfg.data.features]
     if cfg.data.prediction_column:
         cols.append(cfg.data.prediction_column)
     return cols
 
 
-def ignored_columns(df: pd.DataFrame, cfg: Config) -> list[str]:
-    """Columns of `df` ingest drops by config: `data.ignore_columns`, or any unexpected column
-    under `data.extra_columns: ignore`."""
-    allowed = set(_allowed_columns(cfg))
+def ignored_columns(columns: Iterable[Any], cfg: Config) -> list[str]:
+    """Of `columns` (a frame's, or a source's names), those ingest drops by config:
+    `data.ignore_columns`, or any unexpected column under `data.extra_columns: ignore`."""
+    allowed = set(known_columns(cfg))
     ignore = set(cfg.data.ignore_columns)
     return [
         str(c)
-        for c in df.columns
+        for c in columns
         if c not in allowed and (c in ignore or cfg.data.extra_columns == "ignore")
     ]
 
 
-def _extra_columns(df: pd.DataFrame, cfg: Config) -> list[str]:
-    allowed = set(_allowed_columns(cfg)) | set(cfg.data.ignore_columns)
-    extra = [str(c) for c in df.columns if c not in allowed]
+def _extra_columns(columns: Iterable[Any], cfg: Config) -> list[str]:
+    allowed = set(known_columns(cfg)) | set(cfg.data.ignore_columns)
+    extra = [str(c) for c in columns if c not in allowed]
     if not extra or cfg.data.extra_columns == "ignore":
         return []
     # Declaring such a column a feature would train on it: a logged score of the old model
@@ -339,13 +342,18 @@ def infer_schema(df: pd.DataFrame, cfg: Config) -> Schema:
     )
 
 
-def check_window(df: pd.DataFrame, schema: Schema | None, cfg: Config) -> list[str]:
+def check_window(
+    df: pd.DataFrame, schema: Schema | None, cfg: Config, *, columns: Iterable[Any] | None = None
+) -> list[str]:
     """Every problem of a window's rows, in words; an empty list means the window is fine.
 
     With `schema` None only the checks that need no reference run (columns, types, volume,
     nulls, ids, event times): that is how a first window is vetted before its schema is taken.
+    `columns` names every column of the source when `df` holds only those ingest reads (the
+    others are checked by name only); default `df`'s.
     """
-    problems = _structure_problems(df, cfg) + _extra_columns(df, cfg) + _volume_problems(df, cfg)
+    named = df.columns if columns is None else columns
+    problems = _structure_problems(df, cfg) + _extra_columns(named, cfg) + _volume_problems(df, cfg)
     if schema is not None:
         problems += _reference_problems(df, schema, cfg)
     return problems

@@ -15,13 +15,13 @@ objects read by byte range), so
 
 The rows and columns are the same as `read_source` would give, in the same order and with the
 same dtypes (a test holds every dataset hash equal), so the pruning is an optimisation only.
-Whatever the fast path cannot read exactly (CSV, a time column stored as text, files whose
-schemas differ) falls back to `read_source`, so every source that worked keeps working.
+A CSV source is streamed by `read_window` (`retrain.data._csv_window`). What the fast path
+cannot read exactly (a Parquet time column stored as text, files whose schemas differ) falls
+back to `read_source`, so every source that worked keeps working.
 """
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -35,6 +35,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from retrain.config import DataSource
+from retrain.data._csv_window import read_csv_window
 from retrain.data.io import SourceFile, read_files, read_source, source_files
 from retrain.data.partitions import prune_partitions
 from retrain.data.windows import Window, event_time_slots, event_times, window_id_of_slot
@@ -53,15 +54,21 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SourceFacts:
-    """What ingest reports about the whole source, taken from Parquet footers.
+    """What ingest reports about the whole source: from Parquet footers, or counted as a CSV
+    source streams past.
 
-    ``time_min`` / ``time_max`` are the raw extreme event times (None when no row has one).
+    ``time_min`` / ``time_max`` are the extreme event times (None when no row has one);
+    ``columns`` names every column of the source (also those not read); ``unreadable`` counts
+    the times that are not of the time kind, with a few of them as examples.
     """
 
     rows: int
     no_time: int
     time_min: Any
     time_max: Any
+    columns: tuple[str, ...] | None = None
+    unreadable: int = 0
+    unreadable_examples: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,40 +153,66 @@ def read_window(
     data: DataSource,
     window: Window,
     *,
+    columns: Sequence[str] | None = None,
     client: Any | None = None,
 ) -> tuple[pd.DataFrame, SourceFacts | None]:
     """The source's rows that may fall in `window`, and facts about the whole source.
 
     On the fast path (Parquet with a typed time column) the frame holds exactly the window's
-    rows, read from the overlapping row groups only, and the facts come from the footers. On
-    the exact path the frame is the whole source and the facts are None (ingest counts them
-    from the frame, as it always did). Either way `retrain.data.ingest.ingest_window` gives
-    the same result. A source in hive-style partitions (`retrain.data.partitions`) is read
-    only from the partitions that overlap the window, and its facts describe those. Every
-    column is read: a column the config does not name fails the window's checks, so it must
-    be seen.
+    rows, read from the overlapping row groups only, and the facts come from the footers. A
+    CSV source is streamed file by file in chunks (`retrain.data._csv_window`): the frame
+    holds the window's rows, typed as a whole read types them, and the facts are counted on
+    the way. On the exact path (other Parquet) the frame is the whole source and the facts are
+    None (ingest counts them from the frame, as it always did). Either way
+    `retrain.data.ingest.ingest_window` gives the same result. A source in hive-style
+    partitions (`retrain.data.partitions`) is read only from the partitions that overlap the
+    window, and its facts describe those.
+
+    With `columns`, only those of them the source has are read (with the time column); the
+    facts still name every column (Parquet footer, CSV header), so a check on the other
+    columns' names needs none of their values. Without, every column is read.
 
     Raises:
         ValidationError: as `read_source`.
     """
     every = source_files(uri, fmt, client=client)
     files = prune_partitions(every, data, window).files
+    if fmt == "csv":
+        # No partition overlapping the window: the window is empty; say what the source holds.
+        read = read_csv_window(files or every, data, window, columns)
+        facts = SourceFacts(
+            rows=read.rows,
+            no_time=read.no_time,
+            time_min=read.time_min,
+            time_max=read.time_max,
+            columns=tuple(read.columns),
+            unreadable=read.unreadable,
+            unreadable_examples=tuple(read.unreadable_examples),
+        )
+        return read.frame, facts
     if not files:  # no partition overlaps the window: it is empty, say what the source holds
         whole = _fast(every, data, fmt)
         if whole is None:
             return read_files(every, fmt), None
         empty = whole.dataset.schema.empty_table().to_pandas()
+        names = _data_columns(whole.dataset.schema)
+        empty = empty[[c for c in names if _wanted(c, columns, data)]]
         return empty, _facts(whole, data.time_column)
     source = _fast(files, data, fmt)
     if source is None:
         return read_files(files, fmt), None
     column = data.time_column
     field_type = source.dataset.schema.field(column).type
+    names = _data_columns(source.dataset.schema)
     table = source.dataset.to_table(
-        columns=_data_columns(source.dataset.schema),
+        columns=[c for c in names if _wanted(c, columns, data)],
         filter=_window_filter(window, column, field_type),
     )
     return table.to_pandas(), _facts(source, column)
+
+
+def _wanted(name: str, columns: Sequence[str] | None, data: DataSource) -> bool:
+    return columns is None or name == data.time_column or name in columns
 
 
 def _facts(source: _Parquet, column: str) -> SourceFacts:
@@ -215,6 +248,7 @@ def _facts(source: _Parquet, column: str) -> SourceFacts:
         no_time=no_time,
         time_min=min(lows) if lows else None,
         time_max=max(highs) if highs else None,
+        columns=tuple(_data_columns(source.dataset.schema)),
     )
 
 
@@ -258,7 +292,8 @@ def _read_columns(fmt: str, files: list[SourceFile], columns: Sequence[str]) -> 
     frames = []
     for f in files:
         try:
-            frames.append(pd.read_csv(io.BytesIO(f.read_bytes()), usecols=lambda c: c in wanted))
+            with f.open() as handle:  # parsed as it streams: the file's bytes are never held
+                frames.append(pd.read_csv(handle, usecols=lambda c: c in wanted))
         except (ValueError, UnicodeDecodeError) as err:
             raise ValidationError(f"{f.uri} is not a readable csv file: {err}") from None
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)

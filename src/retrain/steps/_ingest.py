@@ -13,7 +13,7 @@ import pandas as pd
 from retrain.data.ingest import EmptyWindow, ingest_window
 from retrain.data.io import dataset_metadata, to_parquet_bytes
 from retrain.data.limits import check_frame, check_source
-from retrain.data.schema import Schema, as_category_strings
+from retrain.data.schema import Schema, as_category_strings, known_columns
 from retrain.data.source import read_window
 from retrain.data.windows import parse_window
 from retrain.drift import champion_drift, champion_reference
@@ -70,9 +70,13 @@ def ingest(
         check_state_kept(store, Registry(store, cfg.name))
         # Before loading it; partitions outside the window are neither checked nor read.
         check_source(cfg.data.uri, cfg.data.format, cfg.data.limits, data=cfg.data, window=window)
-        # Only the row groups that overlap the window are read (all of a CSV source).
-        source, facts = read_window(cfg.data.uri, cfg.data.format, cfg.data, window)
-        check_frame(source, cfg.data.uri, cfg.data.limits)
+        # Only the window's rows (Parquet: the row groups that overlap it; CSV: streamed) and
+        # the columns ingest keeps are read; the others are checked by name.
+        source, facts = read_window(
+            cfg.data.uri, cfg.data.format, cfg.data, window, columns=known_columns(cfg)
+        )
+        named = facts.columns if facts is not None else None
+        check_frame(source, cfg.data.uri, cfg.data.limits, columns=named)
         schema = Schema.from_json(store.read_text(SCHEMA_KEY)) if store.exists(SCHEMA_KEY) else None
         reference = champion_reference(cfg, store) if schema is not None else None
         try:
