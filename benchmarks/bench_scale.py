@@ -85,7 +85,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     t = Path(spec.get("tmp", "."))
     window, run_id = str(spec.get("window", "")), spec.get("run_id", "bench")
     out: dict[str, Any] = {}
-    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     if kind == "data":
         _write_data(spec)
@@ -135,10 +135,21 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         raise SystemExit(f"unknown action {kind}")
     out["seconds"] = time.perf_counter() - t0
-    cpu = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
-    out["cpu_seconds"] = cpu.ru_utime - cpu0.ru_utime + cpu.ru_stime - cpu0.ru_stime
+    out["cpu_seconds"] = _cpu_seconds() - cpu0
     out["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The largest of the ended child processes (the monitor's worker processes).
+    out["child_rss_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return out
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of every thread of this process and of its ended, waited-for children (the
+    monitor's worker processes)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 def _seed_history(config_yaml: str, periods: int) -> None:
