@@ -299,3 +299,29 @@ def test_every_on_processes_runs_passes_then_stops_its_workers(
     assert "(launch: none, 2 worker processes)" in out
     assert "checked 3 models: 3 ok (exit 0)" in out
     assert not multiprocessing.active_children()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_to_the_whole_group_ends_the_pass_then_the_monitor(tmp_path: Path) -> None:
+    configs = fleet(tmp_path, NAMES)
+    args = ["monitor", "--every", "1h", "--port", "0", "--launch", "none", "--workers", "2"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retrain.cli", *args, "--config", str(configs)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a container's
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("checked 3 models"):
+                break
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 2  # the two workers
+        os.killpg(proc.pid, signal.SIGTERM)  # the monitor and its workers alike
+        assert proc.wait(timeout=60) == EXIT_OK
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert all(process_gone(host_name(), int(pid)) for pid in children)
