@@ -375,7 +375,10 @@ def _when(results: dict[str, Any], key: str) -> str:
     when = f"Measured {m.get('date')} on {m.get('machine')} (`--rows {m.get('rows')}`)."
     if m.get("load"):  # a shared machine: what else ran shows in the wall times
         start, end = m["load"]
-        when += f" Load average {start:.1f} at the start, {end:.1f} at the end."
+        when += (
+            f" The machine was shared with other work: load average {start:.1f} at the start,"
+            f" {end:.1f} at the end, so wall times include waiting for a core."
+        )
     return when
 
 
