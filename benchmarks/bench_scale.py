@@ -23,7 +23,8 @@ the parent stays small so no child inherits a large figure):
    replaced (`read_source`) is timed beside them.
 3. **A monitor pass over 1, 10 and 50 models**: ``retrain monitor --once --launch none`` with
    a directory of configs (each model its own store and champion, copied from one trained
-   store; all read the same small source), four workers.
+   store; all read the same small source), four worker processes; then the 50 models again on
+   four threads (``--pool thread``), for the two pools side by side.
 
 Times are wall seconds of the step's function (imports excluded); RSS in MiB.
 ``--sections cycle,source`` re-measures only those sections and keeps the others' figures
@@ -85,7 +86,7 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
     t = Path(spec.get("tmp", "."))
     window, run_id = str(spec.get("window", "")), spec.get("run_id", "bench")
     out: dict[str, Any] = {}
-    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = _cpu_seconds()
     t0 = time.perf_counter()
     if kind == "data":
         _write_data(spec)
@@ -131,14 +132,26 @@ def _child(spec: dict[str, Any]) -> dict[str, Any]:
         from retrain.cli import main as cli
 
         options = ["--once", "--launch", "none", "--workers", str(MONITOR_WORKERS)]
+        options += ["--pool", spec.get("pool", "process")]
         out["exit_code"] = cli(["monitor", *options, "--config", spec["configs"]])
     else:
         raise SystemExit(f"unknown action {kind}")
     out["seconds"] = time.perf_counter() - t0
-    cpu = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
-    out["cpu_seconds"] = cpu.ru_utime - cpu0.ru_utime + cpu.ru_stime - cpu0.ru_stime
+    out["cpu_seconds"] = _cpu_seconds() - cpu0
     out["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The largest of the ended child processes (the monitor's worker processes).
+    out["child_rss_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return out
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of every thread of this process and of its ended, waited-for children (the
+    monitor's worker processes)."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 def _seed_history(config_yaml: str, periods: int) -> None:
@@ -335,9 +348,15 @@ def measure_monitor(work: Path) -> dict[str, Any]:
                 (store / "models" / "m000").rename(store / "models" / name)
             _write_config(configs / f"{name}.yaml", _config(MONITOR_ROWS, data, store, name))
         out[str(count)] = run({"kind": "monitor", "configs": str(configs)}, work)
+        out[str(count)]["pool"] = "process" if count > 1 else "none (one model)"
         if out[str(count)]["exit_code"] != 0:
             raise SystemExit(f"the monitor pass over {count} models failed")
         print(f"monitor {count}: {out[str(count)]['seconds']:.2f} s", flush=True)
+    # The largest pass again on threads, right after: the pools side by side, same load.
+    largest = max(MODEL_COUNTS)
+    spec = {"kind": "monitor", "configs": str(work / f"models-{largest}"), "pool": "thread"}
+    out[f"{largest} (threads)"] = {**run(spec, work), "pool": "thread"}
+    print(f"monitor {largest} on threads: {out[f'{largest} (threads)']['seconds']:.2f} s")
     return out
 
 
@@ -353,7 +372,14 @@ def _line(measured: dict[str, Any]) -> str:
 def _when(results: dict[str, Any], key: str) -> str:
     """When and at what size a section was measured."""
     m = results.get("measured", {}).get(key) or {}
-    return f"Measured {m.get('date')} on {m.get('machine')} (`--rows {m.get('rows')}`)."
+    when = f"Measured {m.get('date')} on {m.get('machine')} (`--rows {m.get('rows')}`)."
+    if m.get("load"):  # a shared machine: what else ran shows in the wall times
+        start, end = m["load"]
+        when += (
+            f" The machine was shared with other work: load average {start:.1f} at the start,"
+            f" {end:.1f} at the end, so wall times include waiting for a core."
+        )
+    return when
 
 
 def _history_rows(measured: dict[str, Any]) -> str:
@@ -453,12 +479,18 @@ def render(results: dict[str, Any]) -> str:
         "",
         _when(results, "monitor"),
         "",
-        "| models | pass s | CPU s (all threads) | peak RSS MiB |",
-        "|---:|---:|---:|---:|",
+        "Worker processes by default (`--pool process`); the last row is the largest pass "
+        "again on threads (`--pool thread`), run right after it.",
+        "",
+        "| models | pass s | CPU s (all threads and workers) | peak RSS MiB | "
+        "largest worker's peak RSS MiB |",
+        "|---:|---:|---:|---:|---:|",
     ]
     for count, r in m.items():
         cpu = f"{r['cpu_seconds']:.2f}" if "cpu_seconds" in r else "–"
-        lines.append(f"| {count} | {r['seconds']:.2f} | {cpu} | {r['rss_mib']:.0f} |")
+        child = f"{r['child_rss_mib']:.0f}" if r.get("pool") == "process" else "–"
+        cells = f"{r['seconds']:.2f} | {cpu} | {r['rss_mib']:.0f} | {child}"
+        lines.append(f"| {count} | {cells} |")
     mon_ratio = m["50"]["seconds"] / m["1"]["seconds"]
     lines += [
         "",
@@ -517,7 +549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "source" in sections and "cycle" not in sections and not (work / "history-data").exists():
         p.error("the source section re-dates the cycle section's data: run both, or --workdir")
     for name in sections:
-        t0 = time.perf_counter()
+        t0, load0 = time.perf_counter(), os.getloadavg()[0]
         key = SECTIONS[name]
         if name == "cycle":
             results[key] = measure_history(args.rows, work)
@@ -526,7 +558,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             results[key] = measure_monitor(work)
         measured[key] = {"rows": args.rows, "machine": machine, "date": today,
-                         "seconds": time.perf_counter() - t0}  # fmt: skip
+                         "seconds": time.perf_counter() - t0,
+                         "load": [load0, os.getloadavg()[0]]}  # fmt: skip
     results.update({"rows": args.rows, "machine": machine, "date": today})
     markdown = render(results)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -26,6 +28,7 @@ from retrain.settings.durations import parse_duration
 from retrain.storage import LocalStorage, open_storage
 from retrain.triggers.controller import Launcher, TriggerController
 from retrain.triggers.fleet import ModelResult, fleet_exit_code, load_configs, run_for_each
+from retrain.triggers.fleet_pool import ProcessFleet, portable_error
 from retrain.triggers.policy import Signal
 
 __all__ = ["add_commands", "make_launcher"]
@@ -53,7 +56,7 @@ def make_launcher(cfg: Config, kind: str, *, engine: str, host: str | None) -> L
     return LocalLauncher(cfg, engine=engine, log_dir=log_dir)
 
 
-def _controller(cfg: Config, args: argparse.Namespace) -> TriggerController:
+def _controller(cfg: Config, args: argparse.Namespace | _FleetOptions) -> TriggerController:
     launcher = make_launcher(cfg, args.launch, engine=args.engine, host=args.host)
     return TriggerController(open_storage(cfg.storage_root), cfg.name, cfg.triggers, launcher)
 
@@ -155,54 +158,113 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+@dataclass(frozen=True)
+class _FleetOptions:
+    """What a model's share of a fleet pass needs of the command line (sent to workers)."""
+
+    launch: str
+    engine: str
+    host: str | None
+    window: str | None
+
+
+@dataclass(frozen=True)
+class _ModelCheck:
+    """A model's check (or the error that ended it) and its rollout tick's line."""
+
+    result: Any  # a CheckResult
+    error: Exception | None
+    rollout: str
+
+
+#: Each model's monitor, built on first use and kept for the next passes (its champion stays
+#: loaded); keyed by the options and the whole config, as a worker process serves one fleet.
+_MONITORS: dict[tuple[_FleetOptions, str], Any] = {}
+
+
+def _check_model(options: _FleetOptions, cfg: Config) -> _ModelCheck:
+    """One model's share of a pass, in a worker thread or process: its check, then its
+    rollout tick (after a failed check too: a canary must not freeze while its source is
+    down). Metrics are recorded by the caller from the result (`observe_result`)."""
+    from retrain.triggers.monitor import Monitor
+
+    key = (options, cfg.model_dump_json())
+    result, error = None, None
+    try:
+        if key not in _MONITORS:  # built here, so one bad model fails alone
+            _MONITORS[key] = Monitor(cfg, _controller(cfg, options))
+        result = _MONITORS[key].check(options.window)
+    except Exception as err:  # reported per model; fleet_exit_code ranks them
+        error = portable_error(err)
+    return _ModelCheck(result, error, _tick_rollout(RolloutController(cfg)))
+
+
 def _monitor_fleet(configs: list[Config], args: argparse.Namespace) -> int:
     """One check per model per pass, on a bounded pool; one metrics endpoint for all."""
     from retrain.triggers.metrics import MonitorMetrics
-    from retrain.triggers.monitor import CheckResult, Monitor
+    from retrain.triggers.monitor import observe_result
 
     metrics = MonitorMetrics(configs[0].name)
-    monitors: dict[str, Monitor] = {}  # built on first use, so one bad model fails alone
-    ticked: dict[str, str] = {}  # each model's rollout tick of this pass
-
-    def check(cfg: Config) -> CheckResult:
-        try:
-            if cfg.name not in monitors:
-                controller = _controller(cfg, args)
-                monitors[cfg.name] = Monitor(cfg, controller, metrics=metrics.for_model(cfg.name))
-            return monitors[cfg.name].check(args.window)
-        finally:  # a failed check too: a canary must not freeze while its source is down
-            ticked[cfg.name] = _tick_rollout(RolloutController(cfg))
+    options = _FleetOptions(args.launch, args.engine, args.host, args.window)
+    work = functools.partial(_check_model, options)
+    if args.workers < 1:
+        raise ValidationError(f"--workers must be at least 1, not {args.workers}")
+    workers = min(args.workers, len(configs))
+    # Forked now, before the metrics server's thread starts (see ProcessFleet).
+    processes = ProcessFleet[_ModelCheck](workers) if args.pool == "process" else None
 
     def one_pass() -> int:
-        results = run_for_each(configs, check, workers=args.workers)
+        if processes is not None:
+            done = processes.run(configs, work)
+        else:
+            done = run_for_each(configs, work, workers=workers)
+        results: list[ModelResult[Any]] = []
+        rollouts: list[str] = []
+        for r in done:
+            check = r.result
+            if check is None:  # the rollout tick failed with a bug: nothing else to report
+                results.append(ModelResult(r.model, None, r.error, r.seconds))
+                rollouts.append("rollout: not ticked")
+                continue
+            if check.result is not None:
+                observe_result(metrics.for_model(r.model), check.result)
+            results.append(ModelResult(r.model, check.result, check.error, r.seconds))
+            rollouts.append(check.rollout)
         if args.json:
             _print(json.dumps([_fleet_entry(r) for r in results], indent=2, default=str))
-        for r in results:
+        for r, rollout in zip(results, rollouts, strict=True):
             if r.result is not None and not args.json:
                 _print(f"{r.model}: {_summary(r.result)}")
-                _print(f"{r.model}: {ticked.get(r.model, 'rollout: not ticked')}")
+                _print(f"{r.model}: {rollout}")
             elif r.error is not None:
                 print(f"{r.model}: check failed: {r.error}", file=sys.stderr, flush=True)
                 if not args.json:
-                    _print(f"{r.model}: {ticked.get(r.model, 'rollout: not ticked')}")
+                    _print(f"{r.model}: {rollout}")
         code = fleet_exit_code(results)
         _print(f"checked {len(results)} models: {sum(r.ok for r in results)} ok (exit {code})")
         return code
 
-    if args.every is None:
-        return one_pass()
-    interval = _interval(args.every)
-    if args.port:
-        server, _ = metrics.serve(args.port, addr=args.bind)
-        _print(f"metrics on http://{args.bind}:{server.server_port}/metrics")
-    stop = _stop_on_signals()
-    names = ", ".join(c.name for c in configs)
-    _print(f"monitoring {len(configs)} models ({names}) every {args.every} (launch: {args.launch})")
-    while not stop.is_set():
-        if one_pass() == EXIT_INTERNAL:
-            return EXIT_INTERNAL  # a bug: stop, as a single-model monitor does
-        stop.wait(interval)
-    return EXIT_OK
+    try:
+        if args.every is None:
+            return one_pass()
+        interval = _interval(args.every)
+        if args.port:
+            server, _ = metrics.serve(args.port, addr=args.bind)
+            _print(f"metrics on http://{args.bind}:{server.server_port}/metrics")
+        stop = _stop_on_signals()
+        names = ", ".join(c.name for c in configs)
+        _print(
+            f"monitoring {len(configs)} models ({names}) every {args.every} "
+            f"(launch: {args.launch}, {workers} worker {args.pool}es)"
+        )
+        while not stop.is_set():
+            if one_pass() == EXIT_INTERNAL:
+                return EXIT_INTERNAL  # a bug: stop, as a single-model monitor does
+            stop.wait(interval)
+        return EXIT_OK
+    finally:
+        if processes is not None:
+            processes.close()
 
 
 def _fleet_entry(r: ModelResult[Any]) -> dict[str, Any]:
@@ -331,6 +393,14 @@ def add_commands(sub: Any) -> None:
     m.add_argument("--port", type=int, default=9108, help="metrics port with --every (0: off)")
     m.add_argument("--bind", default="127.0.0.1", help="metrics address (default 127.0.0.1)")
     m.add_argument("--json", action="store_true", help="print the full result (with --once)")
+    m.add_argument(
+        "--pool",
+        choices=["process", "thread"],
+        default="process",
+        help="with several configs: check models on worker processes (default; every core "
+        "works, one process per worker) or threads (one core for the Python-bound work, "
+        "less memory)",
+    )
     _launch_options(m)
     m.set_defaults(func=_cmd_monitor)
 

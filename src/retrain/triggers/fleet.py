@@ -4,8 +4,10 @@ A platform with fifty models runs one monitor and one schedule reconciler, not f
 model keeps everything that is its own: its store, its run lease (``leases/<name>``: one per
 model, so two models never block each other and one model's runs never overlap), its trigger
 state and its Prometheus series (labelled ``model``). A pass runs every model's work on a
-bounded pool of threads (the work is mostly I/O: reading windows, the store, the KFP API), and
-one model's failure is reported beside the others' results instead of ending the pass.
+bounded pool of threads (`run_for_each`: for work that is mostly I/O, such as the schedule
+reconciler's KFP calls) or of processes (`retrain.triggers.fleet_pool`: for Python-bound work,
+such as the monitor's checks), and one model's failure is reported beside the others' results
+instead of ending the pass.
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ __all__ = [
     "FeatureStat",
     "Monitor",
     "detect_with_engine",
+    "observe_result",
 ]
 
 #: The reference profile's file name in each registered model version.
@@ -326,13 +327,7 @@ class Monitor:
             outcomes=outcomes,
         )
         if self.metrics is not None:
-            if drift is not None:
-                self.metrics.observe_drift(
-                    [(f.name, f.method, f.statistic, f.drifted) for f in drift.features],
-                    drift.dataset_drifted,
-                    drift.share_drifted,
-                )
-            self.metrics.observe_check(now.timestamp(), performance.get("drop"))
+            observe_result(self.metrics, result, outcomes=False)  # outcomes: as they were taken
         result.report_key = self._write_report(result)
         return result
 
@@ -472,6 +467,22 @@ class Monitor:
         self.store.write_text(f"{key}.md", result.markdown())
         self.store.write_text(f"{key}.json", body)
         return f"{key}.json"
+
+
+def observe_result(metrics: MonitorMetrics, result: CheckResult, *, outcomes: bool = True) -> None:
+    """Record a check's measurements (and with `outcomes`, its decisions) in `metrics`: what
+    a monitor built without metrics (in a worker process) reports through its parent's."""
+    if outcomes:
+        for outcome in result.outcomes:
+            metrics.observe_outcome(outcome)
+    drift = result.drift
+    if drift is not None:
+        metrics.observe_drift(
+            [(f.name, f.method, f.statistic, f.drifted) for f in drift.features],
+            drift.dataset_drifted,
+            drift.share_drifted,
+        )
+    metrics.observe_check(result.checked_at.timestamp(), result.performance.get("drop"))
 
 
 def _json_default(value: Any) -> Any:

@@ -1,0 +1,192 @@
+"""A fleet pass on worker processes: every core busy with Python-bound work.
+
+A monitor check is mostly Python-bound (loading the champion's skops file, scoring, drift
+statistics, the bootstrap), so threads run checks one at a time under the GIL. `ProcessFleet`
+runs them on `workers` processes instead. Each model is always handled by the same process
+(model i by process i mod workers), so a process can keep what it built for a model (its
+monitor and loaded champion) from one pass to the next.
+
+The processes are forked once, when the fleet starts and before the caller starts any thread
+(a metrics server, say): a fork costs no import (the libraries are already loaded), and forking a
+single-threaded process inherits no lock held by another thread. They ignore SIGINT and SIGTERM
+(the parent decides when a pass ends: an interrupted pass finishes, as with threads) and, on
+Linux, are killed when the parent dies (no orphan checks on after a killed monitor).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any, Generic, TypeVar
+
+from retrain.config import Config
+from retrain.errors import RetrainError, ValidationError, exit_code_for
+from retrain.triggers.fleet import ModelResult
+
+__all__ = ["ProcessFleet", "WorkerError", "portable_error"]
+
+T = TypeVar("T")
+_PR_SET_PDEATHSIG = 1
+
+
+class WorkerError(RetrainError):
+    """An error raised in a worker process that could not be sent back as itself; it keeps
+    the original's message, type name and exit code."""
+
+    def __init__(self, message: str, kind: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.exit_code = exit_code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (WorkerError, (str(self), self.kind, self.exit_code))
+
+
+def portable_error(err: Exception) -> Exception:
+    """`err` if it survives pickling with its message, else a `WorkerError` standing for it
+    (same message and exit code), so every error reaches the parent."""
+    try:
+        back = pickle.loads(pickle.dumps(err))
+        if isinstance(back, Exception) and str(back) == str(err):
+            return back
+    except Exception:  # any error of pickling means: send a stand-in
+        pass
+    return WorkerError(str(err), type(err).__name__, exit_code_for(err))
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies (elsewhere: nothing to do)."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl: the parent's shutdown still ends us
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _run_one(work: Callable[[Config], T], cfg: Config) -> ModelResult[T]:
+    t0 = time.perf_counter()
+    try:
+        result = work(cfg)
+    except Exception as err:  # reported per model, as by the thread pool
+        return ModelResult(cfg.name, None, portable_error(err), time.perf_counter() - t0)
+    return ModelResult(cfg.name, result, None, time.perf_counter() - t0)
+
+
+def _serve(conn: Connection) -> None:
+    """A worker's loop: (work, config) in, `ModelResult` out, until None or the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _die_with_parent()
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        work, cfg = task
+        result = _run_one(work, cfg)
+        try:
+            conn.send(result)
+        except Exception as err:  # the result itself would not pickle
+            failed: ModelResult[Any] = ModelResult(
+                cfg.name, None, portable_error(err), result.seconds
+            )
+            conn.send(failed)
+
+
+class _Worker:
+    """One worker process and the parent's end of its pipe."""
+
+    def __init__(self, context: Any) -> None:
+        self.conn, child = context.Pipe()
+        self.process: BaseProcess = context.Process(target=_serve, args=(child,), daemon=False)
+        self.process.start()
+        child.close()
+
+    def call(self, work: Callable[[Config], T], cfg: Config) -> ModelResult[T]:
+        self.conn.send((work, cfg))
+        result: ModelResult[T] = self.conn.recv()
+        return result
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with contextlib.suppress(OSError):  # already gone
+            self.conn.send(None)
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+class ProcessFleet(Generic[T]):
+    """Model work on `workers` processes, each model on the same process at every pass.
+
+    Use as a context manager, or call `close`. `work` must be picklable (a module-level
+    function, or a `functools.partial` of one) and so must its results.
+    """
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValidationError(f"workers must be at least 1, not {workers}")
+        methods = multiprocessing.get_all_start_methods()
+        self._context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        self._workers = [_Worker(self._context) for _ in range(workers)]
+
+    def run(self, configs: Sequence[Config], work: Callable[[Config], T]) -> list[ModelResult[T]]:
+        """`work` for every config; results in the configs' order, errors per model."""
+        n = min(len(self._workers), max(len(configs), 1))
+        results: list[ModelResult[T] | None] = [None] * len(configs)
+
+        def drain(k: int) -> None:
+            for i in range(k, len(configs), len(self._workers)):
+                results[i] = self._call(k, work, configs[i])
+
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            list(pool.map(drain, range(n)))
+        done = [r for r in results if r is not None]
+        assert len(done) == len(configs)
+        return done
+
+    def _call(self, k: int, work: Callable[[Config], T], cfg: Config) -> ModelResult[T]:
+        worker = self._workers[k]
+        t0 = time.perf_counter()
+        try:
+            return worker.call(work, cfg)
+        except (EOFError, OSError) as err:  # the process died (killed, out of memory)
+            worker.stop(timeout=1.0)
+            code = worker.process.exitcode
+            # A fresh one for the models after (forked while the dispatch threads wait on
+            # their pipes, holding no lock a child could need).
+            self._workers[k] = _Worker(self._context)
+            lost = RuntimeError(
+                f"the worker process checking {cfg.name} ended unexpectedly "
+                f"(exit {code}): {type(err).__name__}"
+            )
+            return ModelResult(cfg.name, None, lost, time.perf_counter() - t0)
+
+    def close(self) -> None:
+        """Stop every worker process (each finishes its current model first)."""
+        for worker in self._workers:
+            worker.stop()
+
+    def __enter__(self) -> ProcessFleet[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

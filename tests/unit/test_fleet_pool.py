@@ -1,0 +1,327 @@
+"""A fleet pass on worker processes: the same per-model results as one model at a time,
+errors kept per model, each model on the same process at every pass."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import generate_latest
+
+import retrain.cli.monitor as monitor_cli
+import retrain.triggers.metrics as metrics_module
+from retrain import steps
+from retrain._process import host_name, process_gone
+from retrain.cli import main
+from retrain.config import Config, load_config
+from retrain.errors import (
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_TRANSIENT,
+    EXIT_VALIDATION,
+    TransientError,
+    ValidationError,
+    exit_code_for,
+)
+from retrain.registry import Registry
+from retrain.storage import open_storage
+from retrain.triggers.fleet import fleet_exit_code, load_configs
+from retrain.triggers.fleet_pool import ProcessFleet, WorkerError, portable_error
+from retrain.triggers.metrics import MonitorMetrics
+from tests.unit.test_triggers_fleet import fleet
+
+NAMES = ["m1", "m2", "m3"]
+
+
+# --- work run in the worker processes (module level: sent by reference) ------------------------
+
+
+def pid_of(cfg: Config) -> tuple[str, int]:
+    return cfg.name, os.getpid()
+
+
+def fails_for_m2(cfg: Config) -> str:
+    if cfg.name == "m2":
+        raise TransientError("store unreachable")
+    return cfg.name
+
+
+def dies_for_m2(cfg: Config) -> tuple[str, int]:
+    if cfg.name == "m2":
+        os._exit(3)  # as a worker killed by the kernel: no exception, no result
+    return cfg.name, os.getpid()
+
+
+class Unpicklable(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.lock = threading.Lock()  # a lock cannot be pickled
+
+
+def raises_unpicklable(cfg: Config) -> None:
+    raise Unpicklable(f"{cfg.name} broke")
+
+
+def sleeps(cfg: Config) -> None:
+    """A long check: says which process runs it, then sleeps."""
+    Path(os.environ["SLEEPS_PID_FILE"]).write_text(str(os.getpid()))
+    time.sleep(60)
+
+
+def returns_unpicklable(cfg: Config) -> Any:
+    return threading.Lock()
+
+
+# --- the pool ------------------------------------------------------------------------------------
+
+
+def test_each_model_stays_on_its_process_and_results_keep_the_configs_order(
+    tmp_path: Path,
+) -> None:
+    configs = load_configs([str(fleet(tmp_path, [f"m{i}" for i in range(5)]))])
+    with ProcessFleet[tuple[str, int]](2) as pool:
+        first = pool.run(configs, pid_of)
+        second = pool.run(configs, pid_of)
+    assert [r.model for r in first] == [c.name for c in configs]
+    assert all(r.ok and r.result is not None and r.result[0] == r.model for r in first)
+    pids = [r.result[1] for r in first if r.result is not None]
+    assert len(set(pids)) == 2 and os.getpid() not in pids  # two processes, not this one
+    assert pids == [r.result[1] for r in second if r.result is not None]  # pinned
+
+
+def test_an_error_stays_with_its_model(tmp_path: Path) -> None:
+    configs = load_configs([str(fleet(tmp_path, NAMES))])
+    with ProcessFleet[str](2) as pool:
+        results = pool.run(configs, fails_for_m2)
+    assert [r.result for r in results] == ["m1", None, "m3"]
+    assert isinstance(results[1].error, TransientError)
+    assert str(results[1].error) == "store unreachable"
+    assert fleet_exit_code(results) == EXIT_TRANSIENT
+
+
+def test_a_dead_worker_fails_its_model_only_and_is_replaced(tmp_path: Path) -> None:
+    configs = load_configs([str(fleet(tmp_path, [f"m{i}" for i in range(1, 6)]))])
+    with ProcessFleet[tuple[str, int]](2) as pool:
+        results = pool.run(configs, dies_for_m2)  # m2 and m4 share the second process
+        again = pool.run(configs[:1], pid_of)
+    assert [r.ok for r in results] == [True, False, True, True, True]
+    assert "m2 ended unexpectedly (exit 3)" in str(results[1].error)
+    assert fleet_exit_code(results) == EXIT_INTERNAL
+    assert results[3].result is not None and results[3].result[0] == "m4"  # a fresh process
+    assert again[0].ok
+
+
+def test_errors_and_results_that_cannot_be_pickled_still_reach_the_parent(
+    tmp_path: Path,
+) -> None:
+    configs = load_configs([str(fleet(tmp_path, NAMES[:1]))])
+    with ProcessFleet[Any](1) as pool:
+        raised = pool.run(configs, raises_unpicklable)[0]
+        returned = pool.run(configs, returns_unpicklable)[0]
+    assert isinstance(raised.error, WorkerError)
+    assert str(raised.error) == "m1 broke" and raised.error.kind == "Unpicklable"
+    assert exit_code_for(raised.error) == EXIT_INTERNAL
+    assert returned.result is None and returned.error is not None
+
+
+def test_portable_error_keeps_message_and_exit_code() -> None:
+    bad = ValidationError("bad config", ["data.uri: missing"])
+    kept = portable_error(bad)
+    assert isinstance(kept, ValidationError) and str(kept) == str(bad)
+    stand_in = portable_error(Unpicklable("x"))
+    assert isinstance(stand_in, WorkerError) and exit_code_for(stand_in) == EXIT_INTERNAL
+    stand_in = portable_error(_UnpicklableValidation("y"))
+    assert exit_code_for(stand_in) == EXIT_VALIDATION and str(stand_in) == "y"
+
+
+class _UnpicklableValidation(ValidationError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+def test_workers_must_be_positive() -> None:
+    with pytest.raises(ValidationError, match="at least 1"):
+        ProcessFleet[Any](0)
+
+
+# --- the monitor on processes --------------------------------------------------------------------
+
+
+def _with_champions(configs_dir: Path, work: Path) -> None:
+    """One champion (a real model and profile, trained on window 0 of the first model's data),
+    registered as every model's champion."""
+    cfgs = [load_config(p) for p in sorted(configs_dir.glob("m*.yaml"))]
+    text, run = cfgs[0].to_yaml(), "w0"
+    steps.ingest(text, "0", run, str(work / "d.parquet"))
+    steps.label(text, "0", run, str(work / "d.parquet"), str(work / "l.parquet"))
+    steps.train(text, "0", run, str(work / "l.parquet"), str(work / "model"), str(work / "hold"))
+    files = {p.name: p.read_bytes() for p in (work / "model").iterdir() if p.is_file()}
+    for cfg in cfgs:
+        reg = Registry(open_storage(cfg.storage_root), cfg.name)
+        reg.register("v1", files)
+        reg.set_alias("champion", "v1", 0)
+
+
+def _measured(result: dict[str, Any]) -> dict[str, Any]:
+    """What a check measured and decided, without its clock readings."""
+    return {
+        "window": result["window"],
+        "champion": result["champion"],
+        "drift": result["drift"],
+        "performance": result["performance"],
+        "untrained_rows": result["untrained_rows"],
+        "decisions": [(d["signal"]["kind"], d["rule"], d["launch"]) for d in result["decisions"]],
+    }
+
+
+def test_a_process_pass_measures_what_one_model_at_a_time_measures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pooled, alone = tmp_path / "pooled", tmp_path / "alone"
+    pooled.mkdir()
+    alone.mkdir()
+    pooled_configs, alone_configs = fleet(pooled, NAMES), fleet(alone, NAMES)
+    _with_champions(pooled_configs, pooled)
+    _with_champions(alone_configs, alone)
+    capsys.readouterr()
+
+    common = ["--once", "--launch", "none", "--json"]
+    args = ["monitor", *common, "--pool", "process", "--workers", "2"]
+    assert main([*args, "--config", str(pooled_configs)]) == EXIT_OK
+    out = capsys.readouterr().out
+    entries = json.loads(out[: out.rindex("\nchecked ")])
+    assert "checked 3 models: 3 ok (exit 0)" in out
+    by_pool = {e["model"]: _measured(e["result"]) for e in entries}
+
+    for name in NAMES:
+        assert main(["monitor", *common, "--config", str(alone_configs / f"{name}.yaml")]) == 0
+        single, _ = json.JSONDecoder().raw_decode(capsys.readouterr().out)
+        assert by_pool[name] == _measured(single), name
+    measured = by_pool["m1"]
+    assert measured["drift"] is not None and "drop" in measured["performance"]  # not vacuous
+
+
+def test_process_pass_reports_metrics_labelled_by_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configs = fleet(tmp_path, NAMES)
+    _with_champions(configs, tmp_path)
+    made: list[MonitorMetrics] = []
+
+    class Recording(MonitorMetrics):
+        def __init__(self, model: str) -> None:
+            super().__init__(model)
+            made.append(self)
+
+    monkeypatch.setattr(metrics_module, "MonitorMetrics", Recording)
+    code = main(["monitor", "--once", "--launch", "none", "--config", str(configs)])
+    assert code == EXIT_OK
+    text = generate_latest(made[0].registry).decode()
+    for name in NAMES:  # measured in a worker process, recorded in this one
+        assert f'retrain_drift_share_drifted{{model="{name}"}}' in text
+        assert f'retrain_monitor_last_check_timestamp_seconds{{model="{name}"}}' in text
+        decided = [
+            line
+            for line in text.splitlines()
+            if line.startswith("retrain_trigger_decisions_total") and f'model="{name}"' in line
+        ]
+        assert decided and all(float(line.split()[-1]) >= 1 for line in decided)
+
+
+def test_pool_option_is_checked(tmp_path: Path) -> None:
+    configs = fleet(tmp_path, NAMES[:2])
+    with pytest.raises(SystemExit):
+        main(["monitor", "--once", "--config", str(configs), "--pool", "fibres"])
+
+
+def test_workers_ignore_sigterm_the_parent_decides(tmp_path: Path) -> None:
+    configs = load_configs([str(fleet(tmp_path, NAMES[:1]))])
+    with ProcessFleet[tuple[str, int]](1) as pool:
+        (first,) = pool.run(configs, pid_of)
+        assert first.result is not None
+        os.kill(first.result[1], signal.SIGTERM)  # as a `kill` of the whole process group
+        (second,) = pool.run(configs, pid_of)
+    assert second.result == first.result  # the same process finished the next pass too
+    assert not multiprocessing.active_children()  # closed: every worker joined
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")
+def test_a_busy_worker_dies_with_a_killed_parent(tmp_path: Path) -> None:
+    configs = fleet(tmp_path, NAMES[:1])
+    pid_file = tmp_path / "worker.pid"
+    script = (
+        "import os, threading, time\n"
+        "from retrain.triggers.fleet import load_configs\n"
+        "from retrain.triggers.fleet_pool import ProcessFleet\n"
+        "from tests.unit.test_fleet_pool import sleeps\n"
+        f"configs = load_configs([{str(configs)!r}])\n"
+        "pool = ProcessFleet(1)\n"
+        "threading.Thread(target=pool.run, args=(configs, sleeps), daemon=True).start()\n"
+        f"while not os.path.exists({str(pid_file)!r}): time.sleep(0.05)\n"
+        "os._exit(0)  # no shutdown: as a parent killed outright\n"
+    )
+    env = {**os.environ, "SLEEPS_PID_FILE": str(pid_file)}
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120, env=env)
+    worker = int(pid_file.read_text())
+    deadline = time.monotonic() + 10  # the check would sleep for 60 s
+    while time.monotonic() < deadline and not process_gone(host_name(), worker):
+        time.sleep(0.1)
+    assert process_gone(host_name(), worker)
+
+
+class _OnePass(threading.Event):
+    """A stop event that is set by the first wait between passes."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.set()
+        return True
+
+
+def test_every_on_processes_runs_passes_then_stops_its_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configs = fleet(tmp_path, NAMES)
+    monkeypatch.setattr(monitor_cli, "_stop_on_signals", _OnePass)
+    args = ["monitor", "--every", "1s", "--port", "0", "--launch", "none", "--workers", "2"]
+    code = main([*args, "--config", str(configs)])
+    out = capsys.readouterr().out
+    assert code == EXIT_OK
+    assert "(launch: none, 2 worker processes)" in out
+    assert "checked 3 models: 3 ok (exit 0)" in out
+    assert not multiprocessing.active_children()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_to_the_whole_group_ends_the_pass_then_the_monitor(tmp_path: Path) -> None:
+    configs = fleet(tmp_path, NAMES)
+    args = ["monitor", "--every", "1h", "--port", "0", "--launch", "none", "--workers", "2"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retrain.cli", *args, "--config", str(configs)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a container's
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("checked 3 models"):
+                break
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 2  # the two workers
+        os.killpg(proc.pid, signal.SIGTERM)  # the monitor and its workers alike
+        assert proc.wait(timeout=60) == EXIT_OK
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert all(process_gone(host_name(), int(pid)) for pid in children)
