@@ -388,6 +388,11 @@ def _history_rows(measured: dict[str, Any]) -> str:
     return f"{provenance.get('history_rows')} used, {read} read"
 
 
+def _training_rows(measured: dict[str, Any]) -> int:
+    provenance = measured.get("provenance", {})
+    return int(provenance.get("history_rows") or 0) + int(provenance.get("new_rows") or 0)
+
+
 def _size_note(results: dict[str, Any]) -> str:
     """Why a run below the target size: what the measured sections took at that size."""
     measured = results.get("measured", {})
@@ -445,11 +450,21 @@ def render(results: dict[str, Any]) -> str:
             )
         flat = h["20"]["train_default"]["rss_mib"] / h["5"]["train_default"]["rss_mib"]
         grow = h["20"]["train_default"]["rss_mib"] / h["1"]["train_default"]["rss_mib"]
-        results["default_budget"] = {"rss_20_over_5": flat, "rss_20_over_1": grow}
+        rows = {k: _training_rows(h[k]["train_default"]) for k in ("1", "20")}
+        per_row = (h["20"]["train_default"]["rss_mib"] - h["1"]["train_default"]["rss_mib"]) * (
+            1024 / (rows["20"] - rows["1"])
+        )
+        results["default_budget"] = {
+            "rss_20_over_5": flat,
+            "rss_20_over_1": grow,
+            "kib_per_training_row": per_row,
+        }
         lines += [
             "",
             f"Default budget: train's peak RSS with 20 windows / with 5: **{flat:.2f}×**; "
-            f"with 20 / with 1: {grow:.2f}× (one window is below the budget).",
+            f"with 20 / with 1: {grow:.2f}× (one window is below the budget). Peak RSS per "
+            f"training row (the slope from {rows['1']:,} to {rows['20']:,} training rows): "
+            f"**{per_row:.2f} KiB**.",
         ]
     lines += [
         "",

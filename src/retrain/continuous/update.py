@@ -65,7 +65,7 @@ from retrain.continuous.strategies import (
 )
 from retrain.errors import ValidationError
 from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics
-from retrain.training import encoding_warnings, refit_reason
+from retrain.training import encoding_warnings, refit_reason, release_unused_memory
 from retrain.training.artifact import ModelCard
 from retrain.training.mix import TrainingSet, build_training_set
 from retrain.training.model import (
@@ -420,6 +420,10 @@ def train_or_update(
         )
     refit = plan.strategy is not None and plan.strategy.method == "refit"
     ts = build_training_set(new, history, replay_config(cfg) if refit else cfg, seed)
+    # The fit is the step's peak: let history go first (freed if the caller kept no reference)
+    # and return the memory the read and the mix freed.
+    del history
+    release_unused_memory()
     model = fit_model(cfg, ts.train, ts.sample_weight)
     provenance = dict(ts.provenance)
     if warnings := encoding_warnings(cfg, ts.train):

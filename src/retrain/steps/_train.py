@@ -73,7 +73,12 @@ def train(
         # Read window by window and sampled to what the mix can use: memory does not grow
         # with the number of windows kept.
         loaded = read_history(store, cfg, window_id, max_rows=history_row_budget(cfg, len(new)))
-        history = loaded.frame
+        # Hashed now and handed to training without a reference kept here, so the history
+        # frame is freed before the fit, the step's peak.
+        history_sha256 = content_sha256(loaded.frame) if loaded.frame is not None else None
+        history_notes = loaded.notes() if loaded.sampled else None
+        handed_over = [loaded.frame]
+        del loaded
         reg = Registry(store, cfg.name)
         champion = reg.get_alias("champion").version
         parent, parent_card = None, None
@@ -84,15 +89,15 @@ def train(
             _check_classes(cfg, reg, champion, parent, new, window_id)
         t0 = time.perf_counter()
         result = train_or_update(
-            cfg, new, history, cfg.seed, champion=parent, champion_card=parent_card
+            cfg, new, handed_over.pop(), cfg.seed, champion=parent, champion_card=parent_card
         )
         ts, model = result.training_set, result.model
         fit_seconds = time.perf_counter() - t0
-        if loaded.sampled:
-            result.provenance["history_load"] = loaded.notes()
+        if history_notes is not None:
+            result.provenance["history_load"] = history_notes
         hashes = {
             "new_window": new_meta.get("sha256", content_sha256(new)),
-            "history": content_sha256(history) if history is not None else None,
+            "history": history_sha256,
             "train": content_sha256(ts.train),
         }
         if result.plan.mode == "continuous" and parent_card is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from retrain.training._encoding import encoding_warnings, identifier_features, refit_reason
+from retrain.training._memory import release_unused_memory
 from retrain.training.artifact import (
     TRUSTED_TYPES,
     ModelCard,
@@ -28,5 +29,6 @@ __all__ = [
     "model_files",
     "predict_scores",
     "refit_reason",
+    "release_unused_memory",
     "serialize_model",
 ]

@@ -30,6 +30,7 @@ from retrain.training._encoding import (
     identifier_transformers,
     identifiers_as_text,
 )
+from retrain.training._memory import one_hot_columns, text_as_categories
 from retrain.training._text import empty_text_problems, fill_missing_text, text_transformers
 from retrain.training.artifact import TRUSTED_TYPES
 
@@ -212,6 +213,7 @@ def fit_model(
         raise ValidationError("cannot train on this data", problems)
     if cfg.task == "classification":
         _match_class_weight_keys(model, y)
+    X = text_as_categories(X, one_hot_columns(model))  # same model, far fewer strings in memory
     try:
         model.fit(X, y, **fit_params)
     except ValueError as err:
