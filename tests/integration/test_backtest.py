@@ -13,6 +13,7 @@ import pytest
 from required import require
 from retrain.backtest import ReplayOptions, parse_policies, run_backtest
 from retrain.config import load_config
+from retrain.drift import PROFILE_FILE, ReferenceProfile
 from retrain.registry import MODEL_CARD_FILE, Registry
 from retrain.runner import run_cycle
 from retrain.steps.records import read_dataset
@@ -60,6 +61,18 @@ def test_retraining_beats_never_after_an_abrupt_drift(loans: Path, tmp_path: Pat
     assert [p["policy"] for p in doc["policies"]] == ["never", "drift", "always"]
     # Each policy deployed through its own GitOps repository.
     assert (tmp_path / "out" / "always" / "gitops" / ".git").is_dir()
+    # The drift policy judged each champion on labels as the monitor's engine does: against
+    # the metric its profile recorded at training, not against its first served window.
+    drift = next(r for r in result.results if r.policy == "drift")
+    registry = Registry(open_storage(str(tmp_path / "out" / "drift" / "store")), cfg.name)
+    checked = [(w, n) for w in drift.windows for n in w.notes if " at training, drop " in n]
+    assert len(checked) >= 3
+    for window, note in checked:
+        assert window.champion is not None
+        profile = ReferenceProfile.from_json(registry.read_file(window.champion, PROFILE_FILE))
+        assert f"vs {profile.metrics['roc_auc']:.3f} at training" in note
+    # The change is seen on the first labelled window after it (week 3, labelled by week 5).
+    assert any(n.endswith(": fired") for w, n in checked if w.index <= 5)
 
 
 def test_a_backtest_window_trains_what_the_pipeline_trains(loans: Path, tmp_path: Path) -> None:

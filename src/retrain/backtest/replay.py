@@ -24,7 +24,6 @@ and budget act as configured.
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from collections.abc import Callable
@@ -38,11 +37,12 @@ import pandas as pd
 from retrain import steps
 from retrain.backtest.cache import TrainingCache
 from retrain.backtest.policies import PolicySpec
-from retrain.backtest.scoring import score_model
+from retrain.backtest.scoring import labelled_check, score_model
 from retrain.backtest.timing import ReplayOptions, newest_labelled_window
 from retrain.config import Config, parse_duration
 from retrain.data.io import from_parquet_bytes, read_source
 from retrain.data.windows import as_of_text, parse_window
+from retrain.drift import PerformanceCheck, performance_fired
 from retrain.errors import RetrainError
 from retrain.evaluation.metrics import GREATER_IS_BETTER
 from retrain.registry import MODEL_CARD_FILE, Registry
@@ -359,15 +359,36 @@ def _should_retrain(
 def _drift_decision(
     run: _ReplayInputs, state: _ReplayState, i: int, j: int, champion: str, rec: WindowRecord
 ) -> tuple[bool, str]:
-    """Ask the trigger policy with the window's drift verdict or the champion's metric drop."""
+    """Ask the trigger policy with the window's drift verdict or the engine's labelled signal."""
     cfg, window = run.cfg, run.windows[i]
-    drop = _performance_drop(state.records, j, champion, cfg)
-    fired = bool(rec.drift) or drop >= cfg.drift.max_performance_drop
-    if drop >= cfg.drift.max_performance_drop:
-        rec.notes.append(f"{cfg.primary_metric} of {champion} dropped by {drop:.3f}")
+    check = _champion_check(run, state, i, j, champion)
+    performance = check is not None and performance_fired(check, cfg.drift)
+    if check is not None:
+        rec.notes.append(
+            f"{check.metric} of {champion} on {run.windows[j]} ({check.n} labels known): "
+            f"{check.current:.3f} vs {check.reference:.3f} at training, drop {check.drop:+.3f} "
+            f"({check.confidence:.0%} interval [{check.drop_lower:+.3f}, "
+            f"{check.drop_upper:+.3f}])" + (": fired" if performance else "")
+        )
+    fired = bool(rec.drift) or performance
     signal = Signal("drift", snapshot=window, drifted=fired, details={"window": window})
     decision, state.trigger = decide(signal, state.trigger, cfg.triggers, run.clock_at(i))
     return decision.launch, f"{decision.rule}: {decision.reason}"
+
+
+def _champion_check(
+    run: _ReplayInputs, state: _ReplayState, i: int, j: int, champion: str
+) -> PerformanceCheck | None:
+    """The labelled signal a monitor at window `i`'s end would measure: the champion on the
+    newest labelled window `j`, with the labels known then (`labelled_check`)."""
+    if champion not in state.models:
+        return None
+    cfg = run.cfg
+    as_of = parse_window(cfg.data, run.windows[i]).end if cfg.labels.time_column else None
+    events, _ = from_parquet_bytes(run.dataset(j).read_bytes())
+    return labelled_check(
+        cfg, run.registry, champion, state.models[champion], events, run.labels, as_of
+    )
 
 
 def _retrain(
@@ -388,21 +409,6 @@ def _retrain(
     if run.spec.kind == "drift":
         status = "succeeded" if rec.version else "failed"
         state.trigger = state.trigger.with_snapshot_status(run.windows[i], status)
-
-
-def _performance_drop(
-    records: list[WindowRecord], j: int, champion: str | None, cfg: Config
-) -> float:
-    """The drift engine's labelled signal: how far the champion's metric on the newest
-    labelled window `j` fell below its first labelled window (0 when not measurable)."""
-    served = [r for r in records[: j + 1] if r.champion == champion and r.metric is not None]
-    if len(served) < 2 or any(math.isnan(float(r.metric or 0.0)) for r in served):
-        return 0.0
-    first, newest = float(served[0].metric or 0.0), float(served[-1].metric or 0.0)
-    if served[-1].index != j:
-        return 0.0
-    sign = 1.0 if GREATER_IS_BETTER[cfg.primary_metric] else -1.0
-    return sign * (first - newest)
 
 
 def _finish(on_window: Callable[[str, int], None] | None, spec: PolicySpec, i: int) -> None:

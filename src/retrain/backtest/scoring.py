@@ -5,29 +5,94 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from retrain.config import Config
+from retrain.drift import (
+    PROFILE_FILE,
+    PerformanceCheck,
+    ReferenceProfile,
+    performance_against_profile,
+)
+from retrain.errors import NotFound, RetrainError
 from retrain.evaluation.metrics import compute_metrics
 from retrain.labels.join import join_labels
+from retrain.registry import Registry
 from retrain.training.model import predict_scores
 
-__all__ = ["score_model"]
+__all__ = ["labelled_check", "score_model"]
+
+
+def _labelled_scores(
+    cfg: Config, model: Any, events: pd.DataFrame, labels: pd.DataFrame, as_of: Any
+) -> tuple[pd.DataFrame, np.ndarray, list[Any] | None]:
+    """The window's events that have a label (known at `as_of`; None: every label), the
+    model's scores on them, and its classes; rows of a class the model never saw are left out.
+
+    Raises:
+        ValidationError: the label join refuses the window (coverage, leakage).
+    """
+    labelled = join_labels(cfg, events, labels, as_of=as_of).labelled
+    classes = list(getattr(model, "classes_", [])) or None
+    if labelled.empty:
+        return labelled, np.empty(0), classes
+    scores = predict_scores(model, labelled, cfg)
+    if cfg.task == "classification" and classes is not None:
+        known = labelled[cfg.target].isin(classes).to_numpy()
+        labelled, scores = labelled[known], scores[known]  # a class never seen cannot be scored
+    return labelled, scores, classes
 
 
 def score_model(
     cfg: Config, model: Any, events: pd.DataFrame, labels: pd.DataFrame
 ) -> tuple[float, int]:
-    """The primary metric of `model` on a window's events joined to their labels, and the rows."""
-    labelled = join_labels(cfg, events, labels).labelled
+    """The primary metric of `model` on a window's events joined to all their labels (the
+    labels that eventually arrive: the measurement, not what any policy knew), and the rows."""
+    labelled, scores, classes = _labelled_scores(cfg, model, events, labels, None)
     if labelled.empty:
         return math.nan, 0
-    scores = predict_scores(model, labelled, cfg)
-    classes = list(getattr(model, "classes_", [])) or None
-    if cfg.task == "classification" and classes is not None:
-        known = labelled[cfg.target].isin(classes).to_numpy()
-        labelled, scores = labelled[known], scores[known]  # a class never seen cannot be scored
     values = compute_metrics(
         cfg.task, labelled[cfg.target], scores, classes, extra=(cfg.primary_metric,)
     )
     return values[cfg.primary_metric], len(labelled)
+
+
+def labelled_check(
+    cfg: Config,
+    registry: Registry,
+    version: str,
+    model: Any,
+    events: pd.DataFrame,
+    labels: pd.DataFrame,
+    as_of: Any,
+) -> PerformanceCheck | None:
+    """The drift engine's labelled signal for model `version` on a window, with only the labels
+    known at `as_of` (a window bound, as `parse_window` gives it; None: every label): its
+    primary metric against the one its profile recorded at training.
+
+    None when it cannot be measured: drift off, no profile stored with the model, no labelled
+    rows, or a label join that refuses the window (leakage). The window's coverage is not
+    judged here: the caller picked a labelled window.
+    """
+    if not cfg.drift.enabled:
+        return None
+    try:
+        profile = ReferenceProfile.from_json(registry.read_file(version, PROFILE_FILE))
+    except NotFound:
+        return None
+    relaxed = cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"min_coverage": 0.0})})
+    try:
+        labelled, scores, _ = _labelled_scores(relaxed, model, events, labels, as_of)
+    except RetrainError:
+        return None
+    if labelled.empty:
+        return None
+    return performance_against_profile(
+        profile,
+        labelled[cfg.target].reset_index(drop=True),
+        scores,
+        primary=cfg.primary_metric,
+        dc=cfg.drift,
+        seed=cfg.seed,
+    )

@@ -85,6 +85,7 @@ from retrain.drift._champion import (
     profile_for_model,
 )
 from retrain.drift._detect import detect_drift
+from retrain.drift._labelled import performance_against_profile, performance_fired
 from retrain.drift._methods import (
     METHODS,
     Comparison,
@@ -138,6 +139,8 @@ __all__ = [
     "estimate_performance",
     "fit_estimate_calibration",
     "method_names",
+    "performance_against_profile",
+    "performance_fired",
     "permutation_importance",
     "profile_for_model",
     "register_method",

@@ -17,12 +17,12 @@ from retrain.drift._identifiers import (
     top_counts,
     windows_elapsed,
 )
+from retrain.drift._labelled import performance_against_profile, performance_fired
 from retrain.drift._methods import METHODS, Comparison
 from retrain.drift._null import null_threshold
 from retrain.drift._performance import (
     PerformanceCheck,
     PerformanceEstimate,
-    check_performance,
     estimate_performance,
     score_vector,
 )
@@ -131,20 +131,9 @@ def detect_drift(
             scores, confidence=dc.confidence, calibration=profile.estimate_calibration
         )
     if labels is not None:
-        metric = primary if primary in profile.metrics else profile.metric
-        reference = profile.metrics.get(metric) if metric else None
-        if metric and reference is not None and math.isfinite(reference):
-            performance = check_performance(
-                profile.task,
-                metric,
-                reference,
-                labels,
-                scores,
-                profile.classes,
-                confidence=dc.confidence,
-                n_boot=dc.bootstrap_samples,
-                seed=seed,
-            )
+        performance = performance_against_profile(
+            profile, labels, scores, primary=primary, dc=dc, seed=seed
+        )
     signals = [
         _share_signal(features, dc),
         _weighted_signal(features, profile.importances, dc),
@@ -417,8 +406,7 @@ def _performance_signal(check: PerformanceCheck | None, labelled: bool, dc: Drif
             else "no labels yet"
         )
         return Signal(name, False, None, threshold, why, False)
-    # Big enough to matter, and not explained by sampling noise.
-    fired = check.drop > threshold and check.drop_lower > 0.0
+    fired = performance_fired(check, dc)
     detail = (
         f"{check.metric} {check.current:.3f} vs reference {check.reference:.3f} on {check.n} "
         f"labelled rows; drop {check.drop:+.3f}, {check.confidence:.0%} interval "

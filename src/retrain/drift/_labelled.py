@@ -1,0 +1,55 @@
+"""The engine's labelled signal: the primary metric on labelled rows against the reference.
+
+One definition for every caller that judges a champion on labels (the drift engine on a
+window, the backtest's drift policy on the newest labelled window), so that a backtest
+fires when the monitor would.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from retrain.drift._performance import PerformanceCheck, check_performance
+from retrain.drift._profile import ReferenceProfile
+from retrain.settings.drift import DriftConfig
+
+__all__ = ["performance_against_profile", "performance_fired"]
+
+
+def performance_against_profile(
+    profile: ReferenceProfile,
+    labels: Any,
+    scores: Any,
+    *,
+    primary: str | None,
+    dc: DriftConfig,
+    seed: int,
+) -> PerformanceCheck | None:
+    """`check_performance` against the metric the profile recorded when the model was trained
+    (on its evaluation rows): `primary` if the profile has it, else the profile's own metric.
+
+    Returns None when the profile has no finite reference for that metric or the labelled rows
+    cannot measure it (fewer than two, or one class for a ranking metric).
+    """
+    metric = primary if primary in profile.metrics else profile.metric
+    reference = profile.metrics.get(metric) if metric else None
+    if not metric or reference is None or not math.isfinite(reference):
+        return None
+    return check_performance(
+        profile.task,
+        metric,
+        reference,
+        labels,
+        scores,
+        profile.classes,
+        confidence=dc.confidence,
+        n_boot=dc.bootstrap_samples,
+        seed=seed,
+    )
+
+
+def performance_fired(check: PerformanceCheck, dc: DriftConfig) -> bool:
+    """Big enough to matter (`max_performance_drop`), and not explained by sampling noise (the
+    drop's interval lies above zero)."""
+    return check.drop > dc.max_performance_drop and check.drop_lower > 0.0
