@@ -3,6 +3,7 @@ against the metric its profile recorded at training, with only the labels known 
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pandas as pd
@@ -10,14 +11,16 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from retrain import steps
+from retrain.backtest._trigger import drift_policy_decision
 from retrain.backtest.scoring import labelled_check
 from retrain.config import Config, load_config
 from retrain.data.demo import generate_loans
 from retrain.data.io import from_parquet_bytes, read_source
-from retrain.drift import PROFILE_FILE, ReferenceProfile, performance_fired
+from retrain.drift import PROFILE_FILE, PerformanceCheck, ReferenceProfile, performance_fired
 from retrain.registry import Registry
 from retrain.storage import open_storage
 from retrain.training.artifact import load_registered_model
+from retrain.triggers.policy import PolicyState
 
 Trained = tuple[Config, Registry, Any, pd.DataFrame, pd.DataFrame]
 
@@ -86,3 +89,44 @@ def test_a_model_without_a_profile_or_with_drift_off_is_not_measured(trained: Tr
     assert labelled_check(cfg, registry, "bare", model, events, labels, None) is None
     off = cfg.model_copy(update={"drift": cfg.drift.model_copy(update={"enabled": False})})
     assert labelled_check(off, registry, "v0", model, events, labels, None) is None
+
+
+def _check(drop: float, lower: float) -> PerformanceCheck:
+    return PerformanceCheck(
+        metric="roc_auc",
+        reference=0.9,
+        current=0.9 - drop,
+        lower=0.9 - drop - 0.01,
+        upper=0.9 - drop + 0.01,
+        drop=drop,
+        drop_lower=lower,
+        drop_upper=drop + 0.01,
+        n=500,
+        confidence=0.95,
+    )
+
+
+def _with_triggers(cfg: Config, **update: Any) -> Config:
+    return cfg.model_copy(update={"triggers": cfg.triggers.model_copy(update=update)})
+
+
+def test_a_labelled_drop_waits_for_the_hysteresis_unless_performance_drop_is_set(
+    trained: Trained,
+) -> None:
+    cfg = _with_triggers(trained[0], drift_windows=2, cooldown="0s")
+    now = datetime(2024, 1, 8, tzinfo=timezone.utc)
+    big = _check(0.3, 0.25)
+    launch, why, state = drift_policy_decision(cfg, PolicyState(), "5", False, big, now)
+    assert not launch and why.startswith("hysteresis")
+    launch, why, _ = drift_policy_decision(cfg, state, "6", False, big, now + timedelta(days=7))
+    assert launch and why.startswith("drift")
+    at_once = _with_triggers(cfg, performance_drop=0.05)
+    launch, why, _ = drift_policy_decision(at_once, PolicyState(), "5", False, big, now)
+    assert launch and why.startswith("performance")
+    # A drop the labelled rows' noise explains fires neither way.
+    noisy = _check(0.3, -0.01)
+    launch, why, _ = drift_policy_decision(at_once, PolicyState(), "5", False, noisy, now)
+    assert not launch and why.startswith("no_drift")
+    # Nothing measured: the feature verdict alone decides, as before.
+    launch, why, _ = drift_policy_decision(at_once, PolicyState(), "5", False, None, now)
+    assert not launch and why.startswith("no_drift")

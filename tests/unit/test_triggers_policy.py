@@ -161,6 +161,24 @@ def test_performance_drop(value: float | None, launch: bool, rule: str) -> None:
     assert (d.launch, d.rule) == (launch, rule)
 
 
+@pytest.mark.parametrize(
+    ("drop", "lower", "launch", "rule"),
+    [
+        (0.08, 0.01, True, "performance"),
+        (0.08, 0.0, False, "within_noise"),  # a drop its interval cannot tell from none
+        (0.08, -0.03, False, "within_noise"),
+        (0.04, 0.01, False, "below_threshold"),  # real, but smaller than the trigger
+    ],
+)
+def test_a_performance_drop_fires_only_beyond_sampling_noise(
+    drop: float, lower: float, launch: bool, rule: str
+) -> None:
+    cfg = config(performance_drop=0.05)
+    details = {"metric": "roc_auc", "drop_lower": lower}
+    d, _ = decide(Signal("performance", "4", value=drop, details=details), PolicyState(), cfg, T0)
+    assert (d.launch, d.rule) == (launch, rule)
+
+
 def test_new_data_threshold() -> None:
     cfg = config(new_data_rows=1000)
     assert not decide(Signal("new_data", "1", value=999), PolicyState(), cfg, T0)[0].launch

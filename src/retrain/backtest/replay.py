@@ -17,9 +17,11 @@ Per window ``i`` (event time order), in its own store and GitOps repository:
 4. a canary deployed ``canary_delay`` windows ago (0: at once) is promoted through the real
    rollout controller, so the registry, events and GitOps commits are what production writes.
 
-The ``drift`` policy asks `retrain.triggers.policy.decide` with the window's drift verdict and a
-simulated clock (one window = its duration; one period = one week), so hysteresis, cooldown
-and budget act as configured.
+The ``drift`` policy asks `retrain.triggers.policy.decide` with the window's drift verdict, the
+champion's labelled check on the newest labelled window (its primary metric with the labels
+known at window ``i``'s end against the metric its profile recorded at training, as the drift
+engine measures it) and a simulated clock (one window = its duration; one period = one week),
+so hysteresis, ``triggers.performance_drop``, cooldown and budget act as configured.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Any
 import pandas as pd
 
 from retrain import steps
+from retrain.backtest._trigger import check_note, drift_policy_decision
 from retrain.backtest.cache import TrainingCache
 from retrain.backtest.policies import PolicySpec
 from retrain.backtest.scoring import labelled_check, score_model
@@ -50,7 +53,7 @@ from retrain.rollout.controller import RolloutController
 from retrain.steps.records import NO_NEW_DATA
 from retrain.storage import Storage, open_storage
 from retrain.training.artifact import ModelCard, load_model_dir, load_registered_model
-from retrain.triggers.policy import PolicyState, Signal, decide
+from retrain.triggers.policy import PolicyState
 
 __all__ = [
     "PolicyResult",
@@ -359,21 +362,17 @@ def _should_retrain(
 def _drift_decision(
     run: _ReplayInputs, state: _ReplayState, i: int, j: int, champion: str, rec: WindowRecord
 ) -> tuple[bool, str]:
-    """Ask the trigger policy with the window's drift verdict or the engine's labelled signal."""
-    cfg, window = run.cfg, run.windows[i]
+    """Ask the trigger policy with the window's drift verdict and the champion's labelled
+    check on window `j` (`drift_policy_decision`)."""
+    cfg = run.cfg
     check = _champion_check(run, state, i, j, champion)
-    performance = check is not None and performance_fired(check, cfg.drift)
     if check is not None:
-        rec.notes.append(
-            f"{check.metric} of {champion} on {run.windows[j]} ({check.n} labels known): "
-            f"{check.current:.3f} vs {check.reference:.3f} at training, drop {check.drop:+.3f} "
-            f"({check.confidence:.0%} interval [{check.drop_lower:+.3f}, "
-            f"{check.drop_upper:+.3f}])" + (": fired" if performance else "")
-        )
-    fired = bool(rec.drift) or performance
-    signal = Signal("drift", snapshot=window, drifted=fired, details={"window": window})
-    decision, state.trigger = decide(signal, state.trigger, cfg.triggers, run.clock_at(i))
-    return decision.launch, f"{decision.rule}: {decision.reason}"
+        fired = performance_fired(check, cfg.drift)
+        rec.notes.append(check_note(check, champion, run.windows[j], fired))
+    launch, why, state.trigger = drift_policy_decision(
+        cfg, state.trigger, run.windows[i], bool(rec.drift), check, run.clock_at(i)
+    )
+    return launch, why
 
 
 def _champion_check(

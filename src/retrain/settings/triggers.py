@@ -89,7 +89,9 @@ class TriggerConfig(Section):
         ge=0.0,
         description="Retrain at once (no hysteresis) when the champion's primary metric on the"
         " labelled rows of the window is this much below its reference (metric units), as"
-        " the drift engine measures it. Unset: off (drift's own performance signal remains).",
+        " the drift engine measures it, and the drop's interval lies above zero (sampling noise"
+        " of few labels does not explain it). Unset: off (drift's own performance signal"
+        " remains).",
     )
     new_data_rows: int | None = Field(
         default=None, ge=1, description="Retrain once this many rows arrived untrained. Unset: off."

@@ -298,7 +298,10 @@ class Monitor:
                     "performance",
                     win.id,
                     value=float(performance["drop"]),
-                    details={"metric": performance["metric"]},
+                    details={
+                        "metric": performance["metric"],
+                        "drop_lower": performance["drop_lower"],
+                    },
                 )
             )
         if cfg.triggers.new_data_rows is not None:

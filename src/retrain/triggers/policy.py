@@ -6,7 +6,8 @@ controller (`retrain.triggers.controller`) does the I/O around it. The rules, in
 are checked:
 
 1. the signal's own rule: a cron schedule is due; drift seen in ``drift_windows`` consecutive
-   windows (hysteresis); a performance drop at or above ``performance_drop``; at least
+   windows (hysteresis); a performance drop at or above ``performance_drop`` whose interval
+   (``drop_lower`` in the signal's details, when given) lies above zero; at least
    ``new_data_rows`` untrained rows; a manual request always qualifies; the labels of a
    window whose run failed on label coverage now reach ``labels.min_coverage`` (``labels``);
 2. dedupe: a data snapshot that was launched never launches again, unless its run failed;
@@ -264,6 +265,15 @@ def _signal_rule(
                 False,
                 "below_threshold",
                 f"{metric} dropped by {drop:.4f}, below the trigger of {cfg.performance_drop}",
+                state,
+            )
+        lower = signal.details.get("drop_lower")
+        if lower is not None and not float(lower) > 0.0:  # a drop sampling noise explains
+            return (
+                False,
+                "within_noise",
+                f"{metric} dropped by {drop:.4f}, but its interval reaches {float(lower):+.4f}:"
+                " sampling noise of the labelled rows explains it",
                 state,
             )
         return (

@@ -1,0 +1,45 @@
+"""The drift policy's decision at a window, as the monitor takes it: the window's drift signal
+(features, predictions, and the engine's labelled signal), then, with
+``triggers.performance_drop`` set, the performance signal, which skips the hysteresis."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from retrain.config import Config
+from retrain.drift import PerformanceCheck, performance_fired
+from retrain.triggers.policy import PolicyState, Signal, decide
+
+__all__ = ["check_note", "drift_policy_decision"]
+
+
+def drift_policy_decision(
+    cfg: Config,
+    trigger: PolicyState,
+    window: str,
+    drifted: bool,
+    check: PerformanceCheck | None,
+    now: datetime,
+) -> tuple[bool, str, PolicyState]:
+    """Whether the drift policy launches at `window` given its drift verdict and the labelled
+    check of the champion (None: not measurable); the reason and the policy's new memory."""
+    fired = drifted or (check is not None and performance_fired(check, cfg.drift))
+    signal = Signal("drift", snapshot=window, drifted=fired, details={"window": window})
+    decision, trigger = decide(signal, trigger, cfg.triggers, now)
+    if not decision.launch and check is not None and cfg.triggers.performance_drop is not None:
+        details = {"metric": check.metric, "drop_lower": check.drop_lower}
+        signal = Signal("performance", snapshot=window, value=check.drop, details=details)
+        performance, trigger = decide(signal, trigger, cfg.triggers, now)
+        if performance.launch:
+            decision = performance
+    return decision.launch, f"{decision.rule}: {decision.reason}", trigger
+
+
+def check_note(check: PerformanceCheck, champion: str, window: str, fired: bool) -> str:
+    """How the champion fared on a labelled window, for the backtest's notes."""
+    return (
+        f"{check.metric} of {champion} on {window} ({check.n} labels known): "
+        f"{check.current:.3f} vs {check.reference:.3f} at training, drop {check.drop:+.3f} "
+        f"({check.confidence:.0%} interval [{check.drop_lower:+.3f}, {check.drop_upper:+.3f}])"
+        + (": fired" if fired else "")
+    )
