@@ -3,11 +3,12 @@
 Each section comes from a module of `benchmarks/decisions/` with a ``section(quick) -> str``
 function: the evaluation gates (blessing rate of equal models, forgetting gate on identical
 models, power), the canary analysis (false rollback of an equal canary, false promotion of a
-worse one; also on average precision at fraud-like positive rates) and the drift verdicts
-(false positives by sample size and cardinality, power).
+worse one; also on average precision at fraud-like positive rates), the drift verdicts
+(false positives by sample size and cardinality, power) and the labelled performance signal
+(false alarms and misses by the labelled rows).
 Writes ``benchmarks/results/decisions.md``. A measurement, not a test:
 
-    .venv/bin/python benchmarks/bench_decisions.py [--quick] [--only gates,canary,drift]
+    .venv/bin/python benchmarks/bench_decisions.py [--quick] [--only gates,canary,drift,performance]
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("gates", "canary", "rare_canary", "drift")
+SECTIONS = ("gates", "canary", "rare_canary", "drift", "performance")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -102,6 +102,7 @@ from retrain.drift._performance import (
     check_performance,
     estimate_performance,
     fit_estimate_calibration,
+    metric_sd,
     permutation_importance,
     score_vector,
 )
@@ -139,6 +140,7 @@ __all__ = [
     "estimate_performance",
     "fit_estimate_calibration",
     "method_names",
+    "metric_sd",
     "performance_against_profile",
     "performance_fired",
     "permutation_importance",

@@ -27,7 +27,8 @@ def performance_against_profile(
     seed: int,
 ) -> PerformanceCheck | None:
     """`check_performance` against the metric the profile recorded when the model was trained
-    (on its evaluation rows): `primary` if the profile has it, else the profile's own metric.
+    (on its evaluation rows): `primary` if the profile has it, else the profile's own metric,
+    with that metric's recorded sampling error widening the drop's interval.
 
     Returns None when the profile has no finite reference for that metric or the labelled rows
     cannot measure it (fewer than two, or one class for a ranking metric).
@@ -36,6 +37,8 @@ def performance_against_profile(
     reference = profile.metrics.get(metric) if metric else None
     if not metric or reference is None or not math.isfinite(reference):
         return None
+    # The recorded metric's own noise widens the interval (older profiles: none recorded).
+    sd = profile.metric_sd if metric == profile.metric and profile.metric_sd else 0.0
     return check_performance(
         profile.task,
         metric,
@@ -46,6 +49,7 @@ def performance_against_profile(
         confidence=dc.confidence,
         n_boot=dc.bootstrap_samples,
         seed=seed,
+        reference_sd=sd,
     )
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "check_performance",
     "estimate_performance",
     "fit_estimate_calibration",
+    "metric_sd",
     "permutation_importance",
     "score_vector",
 ]
@@ -230,6 +231,44 @@ class PerformanceCheck:
         return asdict(self)
 
 
+def metric_sd(
+    task: str,
+    metric: str,
+    labels: Any,
+    scores: Any,
+    classes: Sequence[Any] | None,
+    *,
+    n_boot: int,
+    seed: int,
+) -> float | None:
+    """How far a metric measured on these labelled rows may be from the model's true one: its
+    bootstrap standard deviation (None: not measurable).
+
+    A bootstrap cannot see past a boundary: a perfect ranking on a dozen positives scores 1.0
+    in every resample. For a classifier's score in [0, 1] the result is therefore at least
+    that of a proportion over the rarer class's rows, the metric pulled half a row towards
+    0.5, so a reference measured on few positives never reads as exact.
+    """
+    y = pd.Series(labels).reset_index(drop=True)
+    s = np.asarray(scores, dtype=float)
+    known = y.notna().to_numpy()
+    if known.sum() < 2:
+        return None
+    y, s = y[known].reset_index(drop=True), s[known]
+    rng = np.random.default_rng(seed)
+    values = resampled_metric(task, metric, y, s, classes, rng, n_boot)
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return None
+    sd = float(np.std(values, ddof=1))
+    value = compute_metrics(task, y, s, classes, (metric,))[metric]
+    if task == "classification" and GREATER_IS_BETTER[metric] and 0.0 <= value <= 1.0:
+        rarer = int(y.value_counts().min())
+        shrunk = (value * rarer + 0.5) / (rarer + 1)
+        sd = max(sd, math.sqrt(shrunk * (1.0 - shrunk) / rarer))
+    return sd
+
+
 def check_performance(
     task: str,
     metric: str,
@@ -241,11 +280,15 @@ def check_performance(
     confidence: float,
     n_boot: int,
     seed: int,
+    reference_sd: float = 0.0,
 ) -> PerformanceCheck | None:
     """The metric on the rows that have a label, with a percentile bootstrap interval.
 
     Rows whose label is missing are left out. Returns None when fewer than two labelled rows
-    remain or the metric is undefined on them (e.g. AUC with one class).
+    remain or the metric is undefined on them (e.g. AUC with one class). `reference_sd` is
+    the reference's own sampling error (`metric_sd` on the rows it was measured on): the
+    drop's interval widens by it, each half-width combined with z x `reference_sd` in
+    quadrature, so a reference measured on few rows does not read as exact.
 
     Raises:
         ValidationError: unknown metric, shapes that disagree, labels outside `classes`.
@@ -277,6 +320,12 @@ def check_performance(
     drop = sign * (reference - current)
     # Worse current values mean a bigger drop: the interval's ends swap when greater is better.
     ends = sorted((sign * (reference - lower), sign * (reference - upper)))
+    if reference_sd > 0.0 and all(math.isfinite(e) for e in ends):
+        spread = NormalDist().inv_cdf(0.5 + confidence / 2.0) * reference_sd
+        ends = [
+            drop - math.hypot(drop - ends[0], spread),
+            drop + math.hypot(ends[1] - drop, spread),
+        ]
     return PerformanceCheck(
         metric=metric,
         reference=float(reference),

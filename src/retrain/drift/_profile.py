@@ -57,6 +57,7 @@ from retrain.drift._performance import (
     EstimateCalibration,
     estimate_performance,
     fit_estimate_calibration,
+    metric_sd,
     score_vector,
 )
 from retrain.drift._text import TextProfile, text_profile
@@ -110,6 +111,8 @@ class ReferenceProfile:
         scores: the model's scores on held-out reference rows (see `score_vector`).
         classes: the model's classes, in the column order of its probabilities.
         metric: the primary metric; `metrics` holds every metric on those rows.
+        metric_sd: the primary metric's bootstrap standard deviation on those rows (how far
+            the recorded metric may be from the model's true one); None in older profiles.
         estimated_accuracy: the label-free estimate on those rows (classifiers); with
             `estimate_calibration`, out-of-fold (see `fit_estimate_calibration`).
         importances: permutation importance per feature, as shares summing to 1.
@@ -126,6 +129,7 @@ class ReferenceProfile:
     classes: list[Any] | None = None
     metric: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    metric_sd: float | None = None
     estimated_accuracy: float | None = None
     importances: dict[str, float] = field(default_factory=dict)
     estimate_calibration: EstimateCalibration | None = None
@@ -143,6 +147,7 @@ class ReferenceProfile:
             "classes": self.classes,
             "metric": self.metric,
             "metrics": {k: json_float(v) for k, v in self.metrics.items()},
+            "metric_sd": self.metric_sd,
             "estimated_accuracy": self.estimated_accuracy,
             "importances": dict(self.importances),
             "estimate_calibration": (
@@ -207,6 +212,7 @@ class ReferenceProfile:
                 classes=raw["classes"],
                 metric=raw["metric"],
                 metrics={k: nan_if_none(v) for k, v in raw["metrics"].items()},
+                metric_sd=opt_float(raw.get("metric_sd")),
                 estimated_accuracy=opt_float(raw["estimated_accuracy"]),
                 importances={str(k): float(v) for k, v in raw["importances"].items()},
                 estimate_calibration=calibration,
@@ -270,6 +276,7 @@ def build_profile(
 
     score_profile = None
     metrics: dict[str, float] = {}
+    sd = None
     estimated = None
     class_list = [json_scalar(c) for c in classes] if classes is not None else None
     calibration = None
@@ -280,6 +287,16 @@ def build_profile(
             estimated = estimate_performance(scores).value
         if labels is not None:
             metrics = _metrics(cfg.task, labels, scores, class_list, cfg.primary_metric)
+            if metrics:
+                sd = metric_sd(
+                    cfg.task,
+                    cfg.primary_metric,
+                    labels,
+                    scores,
+                    class_list,
+                    n_boot=cfg.drift.bootstrap_samples,
+                    seed=cfg.seed,
+                )
         if (
             cfg.task == "classification"
             and cfg.drift.calibrate_estimate
@@ -302,6 +319,7 @@ def build_profile(
         classes=class_list,
         metric=cfg.primary_metric if metrics else None,
         metrics=metrics,
+        metric_sd=sd,
         estimated_accuracy=estimated,
         importances=_importances(importances, features),
         estimate_calibration=calibration,
