@@ -1,6 +1,10 @@
-"""The drift policy's decision at a window, as the monitor takes it: the window's drift signal
+"""The drift policy's decision at a window, in the monitor's order: the window's drift signal
 (features, predictions, and the engine's labelled signal), then, with
-``triggers.performance_drop`` set, the performance signal, which skips the hysteresis."""
+``triggers.performance_drop`` set, the performance signal, which skips the hysteresis.
+
+One difference from the monitor: the monitor measures the labelled signal on the window it
+checks, with the labels arrived so far (usually few: labels come late), while the backtest
+measures it on the newest window whose labels pass ``labels.min_coverage``."""
 
 from __future__ import annotations
 

@@ -378,7 +378,7 @@ def _drift_decision(
 def _champion_check(
     run: _ReplayInputs, state: _ReplayState, i: int, j: int, champion: str
 ) -> PerformanceCheck | None:
-    """The labelled signal a monitor at window `i`'s end would measure: the champion on the
+    """The drift engine's labelled signal at window `i`'s end: the champion on the
     newest labelled window `j`, with the labels known then (`labelled_check`)."""
     if champion not in state.models:
         return None

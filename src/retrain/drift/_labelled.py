@@ -1,8 +1,8 @@
 """The engine's labelled signal: the primary metric on labelled rows against the reference.
 
-One definition for every caller that judges a champion on labels (the drift engine on a
-window, the backtest's drift policy on the newest labelled window), so that a backtest
-fires when the monitor would.
+One definition for every caller that judges a champion on labels (the drift engine on the
+window it checks, the backtest's drift policy on the newest labelled window), so both use the
+same reference, interval and threshold.
 """
 
 from __future__ import annotations
