@@ -187,6 +187,8 @@ def test_provisional_rows_train_as_new_data_and_join_the_recent_evaluation_set(
     assert prov["new_rows"] == int((~evaluation).sum())
     assert prov["provisional"]["rows"] == ROWS
     assert details["data_hashes"]["provisional"] == prov["provisional"]["sha256"]
+    judged = steps.evaluate(cfg.to_yaml(), "r1", str(tmp_path / "r1-model"), str(holdout))
+    assert f"provisional windows ({ROWS} rows labelled as of 3, not in history)" in judged.summary
 
 
 def test_off_by_default_a_run_uses_its_own_window_only(tmp_path: Path) -> None:
