@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+import retrain.deploy.gitops as gitops_module
 from deploy_support import V1, V2, make_cfg
 from retrain.config import Config
 from retrain.deploy import DeploymentState, GitOpsApplier, SeldonBackend, to_yaml
@@ -273,3 +274,75 @@ def test_kubectl_kustomize_renders_the_directory(repo: Path, cfg: Config) -> Non
         timeout=60,
     ).stdout
     assert list(yaml.safe_load_all(out)) == [obj]
+
+
+class GitCalls:
+    """Counts the git commands the applier runs."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.commands: list[str] = []
+        run = gitops_module._Git.run
+
+        def counted(git: Any, *args: str, check: bool = True) -> Any:
+            self.commands.append(args[0])
+            return run(git, *args, check=check)
+
+        monkeypatch.setattr(gitops_module._Git, "run", counted)
+
+
+def test_an_unchanged_tree_is_checked_with_one_git_call(
+    repo: Path, cfg: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = GitOpsApplier.from_config(cfg).apply(single(cfg), cfg)
+    calls = GitCalls(monkeypatch)
+    again = GitOpsApplier.from_config(cfg).apply(single(cfg), cfg)  # a new applier each tick
+    assert calls.commands == ["rev-parse"]
+    assert (again.changed, again.ref) == (False, first.ref)
+    assert again.detail == f"{OBJ_PATH} unchanged at {first.ref[:12]}"
+    calls.commands.clear()
+    moved = GitOpsApplier.from_config(cfg).apply(canary(cfg), cfg)  # another object: in full
+    assert moved.changed is True and "commit" in calls.commands
+    assert commit_count(repo) == 2
+
+
+def test_a_commit_by_someone_else_is_seen_and_undone(repo: Path, cfg: Config) -> None:
+    applier = GitOpsApplier.from_config(cfg)
+    applier.apply(single(cfg), cfg)
+    target = repo / OBJ_PATH
+    target.write_text(target.read_text().replace("replicas: 1", "replicas: 5"))
+    git(repo, "commit", "--quiet", "-am", "scale by hand")
+
+    result = applier.apply(single(cfg), cfg)
+    assert result.changed is True
+    assert git(repo, "show", f"HEAD:{OBJ_PATH}") == to_yaml(single(cfg))
+    assert commit_count(repo) == 3
+
+
+def test_a_reset_to_an_older_commit_is_seen(repo: Path, cfg: Config) -> None:
+    applier = GitOpsApplier.from_config(cfg)
+    applier.apply(single(cfg), cfg)
+    applier.apply(canary(cfg), cfg)
+    git(repo, "reset", "--quiet", "--hard", "HEAD~1")  # someone rolled the repo back
+
+    result = applier.apply(canary(cfg), cfg)
+    assert result.changed is True
+    assert git(repo, "show", f"HEAD:{OBJ_PATH}") == to_yaml(canary(cfg))
+
+
+@pytest.mark.parametrize("stage", [False, True])
+def test_an_edit_after_an_unchanged_apply_is_still_refused(
+    repo: Path, cfg: Config, stage: bool
+) -> None:
+    applier = GitOpsApplier.from_config(cfg)
+    applier.apply(single(cfg), cfg)
+    applier.apply(single(cfg), cfg)
+    target = repo / OBJ_PATH
+    # Same size, written at once: only the bytes (or the index) tell.
+    target.write_text(target.read_text().replace("replicas: 1", "replicas: 5"))
+    if stage:
+        git(repo, "add", OBJ_PATH)
+
+    with pytest.raises(ValidationError) as exc:
+        applier.apply(single(cfg), cfg)
+    assert exc.value.problems == [f"{OBJ_PATH}: has uncommitted changes (edited by hand?)"]
+    assert "replicas: 5" in target.read_text()

@@ -3,6 +3,7 @@ errors kept per model, each model on the same process at every pass."""
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 import os
@@ -81,6 +82,23 @@ def returns_unpicklable(cfg: Config) -> Any:
     return threading.Lock()
 
 
+#: The processes that ran `warm_up_here` (as this module's copy in each process saw it).
+WARMED: list[int] = []
+
+
+def warm_up_here() -> None:
+    """Stands in for a lazy build (imports, compiled schemas): says which process did it."""
+    WARMED.append(os.getpid())
+
+
+def warmed(cfg: Config) -> tuple[list[int], int]:
+    return list(WARMED), os.getpid()
+
+
+def frozen_objects(cfg: Config) -> int:
+    return gc.get_freeze_count()
+
+
 # --- the pool ------------------------------------------------------------------------------------
 
 
@@ -118,6 +136,53 @@ def test_a_dead_worker_fails_its_model_only_and_is_replaced(tmp_path: Path) -> N
     assert fleet_exit_code(results) == EXIT_INTERNAL
     assert results[3].result is not None and results[3].result[0] == "m4"  # a fresh process
     assert again[0].ok
+
+
+def test_the_warm_up_runs_once_in_the_parent_and_the_workers_inherit_it(tmp_path: Path) -> None:
+    WARMED.clear()
+    configs = load_configs([str(fleet(tmp_path, [f"m{i}" for i in range(4)]))])
+    with ProcessFleet[tuple[list[int], int]](2, warm_up=warm_up_here) as pool:
+        results = pool.run(configs, warmed)
+    assert [os.getpid()] == WARMED  # once, here, not once per worker
+    assert {r.result[1] for r in results if r.result is not None} != {os.getpid()}
+    assert all(r.result is not None and r.result[0] == [os.getpid()] for r in results)
+
+
+def test_workers_leave_the_objects_they_share_with_the_parent_out_of_their_collections(
+    tmp_path: Path,
+) -> None:
+    configs = load_configs([str(fleet(tmp_path, NAMES[:2]))])
+    with ProcessFleet[int](2) as pool:
+        counts = [r.result for r in pool.run(configs, frozen_objects)]
+    # Frozen at the fork in the workers (their collections skip the parent's objects, so
+    # they do not copy the pages holding them); the parent collects as before.
+    assert all(c is not None and c > 1000 for c in counts)
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_replacement_worker_is_spawned_not_forked_beside_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forks: list[int] = []  # live threads in this process at each fork
+    real_fork = os.fork
+
+    def fork() -> int:
+        forks.append(threading.active_count())
+        return real_fork()
+
+    monkeypatch.setattr(os, "fork", fork)
+    WARMED.clear()
+    configs = load_configs([str(fleet(tmp_path, [f"m{i}" for i in range(1, 6)]))])
+    threads_before = threading.active_count()
+    with ProcessFleet[Any](2, warm_up=warm_up_here) as pool:
+        died = pool.run(configs, dies_for_m2)  # m2's process dies; m4 goes to its replacement
+        after = pool.run(configs[:2], warmed)
+    assert forks == [threads_before] * 2  # the first two workers only, before any thread
+    assert [r.ok for r in died] == [True, False, True, True, True]
+    assert all(r.ok for r in after), [str(r.error) for r in after]
+    (_, first_pid), (replacement_warmed, replacement_pid) = (r.result for r in after)
+    assert replacement_pid not in (first_pid, os.getpid())
+    assert replacement_warmed == [replacement_pid]  # a fresh interpreter warmed itself
 
 
 def test_errors_and_results_that_cannot_be_pickled_still_reach_the_parent(

@@ -23,10 +23,13 @@ import retrain.data._csv_window as csv_window
 from retrain.config import Config
 from retrain.data.ingest import EmptyWindow, IngestResult, ingest_window
 from retrain.data.io import content_sha256, read_source
+from retrain.data.limits import check_frame
 from retrain.data.schema import known_columns
 from retrain.data.source import read_times, read_window
 from retrain.data.windows import parse_window
 from retrain.errors import ValidationError
+from retrain.settings.limits import InputLimits
+from retrain.steps import ingest
 from tests.unit.test_ingest import config, events
 
 FILE_ROWS = 100  # 60 rows a week: weeks 1, 3 and 4 span two files
@@ -185,6 +188,115 @@ def test_columns_ingest_does_not_keep_are_not_read(tmp_path: Path) -> None:
     assert "unexpected columns: 'blob'" in err.value.problems[0]
 
 
+def events_config(uri: Path | str, **data: Any) -> Config:
+    """A config for `events` written as CSV: the default features, other columns ignored."""
+    return config(uri=str(uri), format="csv", min_rows=5, extra_columns="ignore", **data)
+
+
+def stream(cfg: Config, wid: str) -> tuple[pd.DataFrame, Any]:
+    window = parse_window(cfg.data, wid)
+    return read_window(cfg.data.uri, "csv", cfg.data, window, columns=known_columns(cfg))
+
+
+@pytest.mark.parametrize("line", [2, 62, 181], ids=["first row", "a middle row", "last row"])
+def test_a_row_with_more_fields_than_the_header_is_refused_naming_file_and_line(
+    tmp_path: Path, line: int
+) -> None:
+    """An unquoted separator inside a value ("1,234.5"): the row has 7 fields under a header
+    of 6. pandas drops the extra fields of a row when it reads some columns only, and takes
+    those of the first row as an index; either way every value after it shifts a column."""
+    text = events(weeks=3).to_csv(index=False).splitlines()
+    week = int(text[line - 1].split(",")[1])
+    text[line - 1] = f"u9999,{week},1,234.5,3,pro,0.3"
+    root = tmp_path / "events"
+    root.mkdir()
+    (root / "part-000.csv").write_text("\n".join(text) + "\n")
+    cfg = events_config(root)
+    expected = (
+        f"{root / 'part-000.csv'} is not a readable csv file: Error tokenizing data. C error: "
+        f"Expected 6 fields in line {line}, saw 7"
+    )
+    with pytest.raises(ValidationError) as whole:
+        read_source(cfg.data.uri, "csv")
+    assert str(whole.value).strip() == expected
+    for wid in [str(week), "9"]:  # the row's window, and one that holds none of the rows
+        with pytest.raises(ValidationError) as streamed:
+            stream(cfg, wid)
+        assert str(streamed.value).strip() == expected
+
+
+def test_a_row_with_fewer_fields_is_filled_with_missing_values_as_before(tmp_path: Path) -> None:
+    text = events(weeks=3).to_csv(index=False).splitlines()
+    text[70] = ",".join(text[70].split(",")[:4])  # week 1: no plan, no score
+    root = tmp_path / "events"
+    root.mkdir()
+    (root / "part-000.csv").write_text("\n".join(text) + "\n")
+    cfg = events_config(root)
+    whole = read_source(cfg.data.uri, "csv")
+    assert whole[["plan", "score"]].isna().sum().tolist() == [1, 1]  # the case is what it says
+    result = assert_stream_equals_whole(cfg, "1")
+    assert isinstance(result, IngestResult) and result.report["rows"] == 60
+
+
+def test_a_file_with_none_of_the_columns_read_still_counts_its_rows(tmp_path: Path) -> None:
+    root = tmp_path / "events"
+    write_files(root, events(weeks=2))
+    (root / "part-009.csv").write_text("a,b\n1,2\n3,4\n")  # no id, time or feature
+    cfg = events_config(root, max_null_rate=1.0)
+    for wid in ["0", "1"]:
+        result = assert_stream_equals_whole(cfg, wid)
+        assert isinstance(result, IngestResult)
+        assert result.report["source_rows"] == 122
+        warning = "2 source rows have no event time and belong to no window"
+        assert warning in result.report["warnings"]
+    part, facts = stream(cfg, "1")
+    assert facts.rows == 122 and facts.no_time == 2
+    assert part["week"].dtype == "float64"  # blanks beside integers, as in the whole read
+
+
+def test_a_mixed_column_is_text_whatever_the_file_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A numeric column with one text value: the stream makes every value of it a string. So
+    does the whole read of a file pandas parses in one block; in a larger file (here 8,192
+    rows and more at 64 columns) pandas types it block by block and mixes ints and strings."""
+    monkeypatch.setattr(csv_window, "CSV_CHUNK_ROWS", 4096)
+    src = events(weeks=160).astype({"visits": object})  # 9,600 rows
+    src = src.assign(**{f"f{i}": i for i in range(58)})  # 64 columns, the 58 not read
+    src.loc[7990, "visits"] = "unknown"  # in week 133
+    for rows, mixed in [(8000, False), (len(src), True)]:
+        root = tmp_path / f"rows-{rows}"
+        root.mkdir()
+        src.iloc[:rows].to_csv(root / "part-000.csv", index=False)
+        features = {"amount": "numeric", "visits": "categorical", "plan": "categorical"}
+        cfg = events_config(root, features=features)
+        if mixed:
+            with pytest.warns(pd.errors.DtypeWarning):
+                whole = read_source(cfg.data.uri, "csv")
+        else:
+            whole = read_source(cfg.data.uri, "csv")
+        kinds = {type(v).__name__ for v in whole["visits"]}
+        assert kinds == ({"int", "str"} if mixed else {"str"})  # the case is what it says
+        for wid in ["0", "133"]:
+            part, _ = stream(cfg, wid)
+            in_window = whole.loc[whole["week"] == int(wid), "visits"]
+            assert pd.api.types.is_string_dtype(part["visits"].dtype)
+            assert part["visits"].tolist() == in_window.astype(str).tolist()
+            if not mixed:
+                assert part["visits"].dtype == whole["visits"].dtype
+
+
+def test_check_frame_limits_the_source_not_the_window_read() -> None:
+    window = pd.DataFrame({"id": ["a", "b"], "week": [1, 1]})
+    limits = InputLimits(max_rows=10, max_columns=3)
+    check_frame(window, "src", limits)  # 2 rows, 2 columns: within
+    check_frame(window, "src", limits, columns=["id", "week", "x"], rows=10)
+    with pytest.raises(ValidationError, match=r"src: 11 rows, over .*max_rows = 10"):
+        check_frame(window, "src", limits, rows=11)
+    with pytest.raises(ValidationError, match=r"src: 4 columns, over .*max_columns = 3"):
+        check_frame(window, "src", limits, columns=["id", "week", "x", "y"])
+
+
 @pytest.mark.integration
 def test_gcs_csv_windows_stream_by_range_and_equal_the_whole_read(gcs_emulator: Any) -> None:
     client = gcs_emulator.client()
@@ -208,3 +320,27 @@ def test_gcs_csv_windows_stream_by_range_and_equal_the_whole_read(gcs_emulator: 
         assert after.report == before.report
     # resolve's read of the time column streams the objects too
     pd.testing.assert_series_equal(read_times(uri, "csv", "week", client=client), whole["week"])
+
+
+@pytest.mark.integration
+def test_the_ingest_step_limits_the_rows_of_a_gcs_csv_source_not_of_the_window(
+    gcs_emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``gs://`` source is not scanned before it is read: the limit is checked on the rows
+    the stream counted, the whole source's (180), not the window's (60)."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
+    bucket = gcs_emulator.client().bucket(gcs_emulator.bucket)
+    lake = f"lake-{uuid.uuid4().hex[:8]}"
+    bucket.blob(f"{lake}/events/part-000.csv").upload_from_string(
+        events(weeks=3).to_csv(index=False)
+    )
+    uri = f"gs://{gcs_emulator.bucket}/{lake}/events"
+
+    def run(max_rows: int) -> Any:
+        cfg = events_config(uri, limits={"max_rows": max_rows})
+        cfg = cfg.model_copy(update={"storage_root": str(tmp_path / f"store-{max_rows}")})
+        return ingest(cfg.to_yaml(), "1", "r1", str(tmp_path / f"d-{max_rows}.parquet"))
+
+    with pytest.raises(ValidationError, match=r"180 rows, over the limit data.limits.max_rows"):
+        run(179)
+    assert run(180).summary.startswith("window 1: 60 rows passed schema checks")

@@ -200,7 +200,7 @@ def test_cli_trigger_and_monitor_once(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_a_monitor_loads_its_champion_once_while_its_bytes_stay_the_same(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import retrain.triggers.monitor as monitor_module
+    import retrain.triggers._scores as scores_module
 
     cfg = load_config(write_case(tmp_path))
     reg = Registry(open_storage(cfg.storage_root), cfg.name)
@@ -212,14 +212,14 @@ def test_a_monitor_loads_its_champion_once_while_its_bytes_stay_the_same(
         loaded.append(data)
         return object()
 
-    monkeypatch.setattr(monitor_module.ModelCard, "from_json", staticmethod(lambda text: text))
-    monkeypatch.setattr(monitor_module, "load_model", load)
+    monkeypatch.setattr(scores_module.ModelCard, "from_json", staticmethod(lambda text: text))
+    monkeypatch.setattr(scores_module, "load_model", load)
     monitor, _ = make_monitor(cfg, Clock())
-    first = monitor._champion_model("v1")
-    assert monitor._champion_model("v1") is first  # every check of a pass-after-pass monitor
-    second = monitor._champion_model("v2")  # a new champion is loaded (and verified) again
+    first = monitor.scorer.model("v1")
+    assert monitor.scorer.model("v1") is first  # every check of a pass-after-pass monitor
+    second = monitor.scorer.model("v2")  # a new champion is loaded (and verified) again
     assert second is not first
-    assert monitor._champion_model("v1") is not first  # only the last one is kept
+    assert monitor.scorer.model("v1") is not first  # only the last one is kept
     assert loaded == [b"first", b"second", b"first"]
 
 
@@ -251,7 +251,7 @@ def _rewrite(reg: Registry, version: str, name: str, data: bytes) -> None:
 def test_a_rewritten_champion_model_or_card_is_loaded_and_verified_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import retrain.triggers.monitor as monitor_module
+    import retrain.triggers._scores as scores_module
 
     def card_of(data: bytes) -> bytes:
         return json.dumps({"sha256": hashlib.sha256(data).hexdigest()}).encode()
@@ -268,23 +268,23 @@ def test_a_rewritten_champion_model_or_card_is_loaded_and_verified_again(
         loaded.append(data)
         return object()
 
-    monkeypatch.setattr(monitor_module.ModelCard, "from_json", staticmethod(lambda text: text))
-    monkeypatch.setattr(monitor_module, "load_model", load)
+    monkeypatch.setattr(scores_module.ModelCard, "from_json", staticmethod(lambda text: text))
+    monkeypatch.setattr(scores_module, "load_model", load)
     monitor, _ = make_monitor(cfg, Clock())
-    first = monitor._champion_model("v1")
+    first = monitor.scorer.model("v1")
     # The card alone rewritten (model bytes unchanged) to one the bytes do not match:
     # the cached model must not be served; verifying again refuses it.
     _rewrite(reg, "v1", "model.json", card_of(b"other"))
     with pytest.raises(ValidationError, match="do not match the card"):
-        monitor._champion_model("v1")
+        monitor.scorer.model("v1")
     # The same version's model and card rewritten consistently: loaded and verified again.
     _rewrite(reg, "v1", "model.skops", b"refit")
     _rewrite(reg, "v1", "model.json", card_of(b"refit"))
-    again = monitor._champion_model("v1")
+    again = monitor.scorer.model("v1")
     assert again is not first and loaded == [b"first", b"refit"]
-    assert monitor._champion_model("v1") is again  # unchanged since: the cache serves it
+    assert monitor.scorer.model("v1") is again  # unchanged since: the cache serves it
     # Model bytes changed behind the registry's back: refused before any cache lookup.
     reg.storage.write_bytes(reg._file_key("v1", "model.skops"), b"tampered")
     with pytest.raises(ValidationError, match="modified after registration"):
-        monitor._champion_model("v1")
+        monitor.scorer.model("v1")
     assert loaded == [b"first", b"refit"]

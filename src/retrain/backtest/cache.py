@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,9 @@ from retrain.config import Config
 from retrain.data.history import load_history
 from retrain.data.io import content_sha256, from_parquet_bytes
 from retrain.registry import MODEL_CARD_FILE, Registry
+from retrain.training.artifact import ModelCard
 
-__all__ = ["TrainingCache"]
+__all__ = ["TrainingCache", "relink_card"]
 
 #: Sections that say where things go or when they run; they never change a trained model.
 _NOT_TRAINING = {"storage_root", "deploy", "triggers", "rollout"}
@@ -85,3 +87,10 @@ class TrainingCache:
         with contextlib.suppress(FileNotFoundError):
             if tmp.exists():
                 shutil.rmtree(tmp)
+
+
+def relink_card(model_dir: Path, *, parent: str | None, run_id: str) -> None:
+    """Make a cached model's card name this policy's parent and run (its lineage)."""
+    path = model_dir / MODEL_CARD_FILE
+    card = ModelCard.from_json(path.read_text())
+    path.write_text(replace(card, parent=parent, run_id=run_id).to_json())

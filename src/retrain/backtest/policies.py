@@ -12,12 +12,23 @@ from typing import Literal
 
 from retrain.errors import ValidationError
 
-__all__ = ["BASELINE_VARIANTS", "POLICY_KINDS", "POLICY_MIXES", "PolicySpec", "parse_policies"]
+__all__ = [
+    "BASELINE_VARIANTS",
+    "POLICY_KINDS",
+    "POLICY_MIXES",
+    "PROVISIONAL",
+    "PolicySpec",
+    "parse_policies",
+]
 
 PolicyKind = Literal["never", "every", "drift", "continuous", "always", "full_refit"]
 POLICY_KINDS: tuple[str, ...] = ("never", "every", "drift", "continuous", "always", "full_refit")
 #: Training mixes a policy may name after '@' (``always@weighted``): `training.mix` values.
 POLICY_MIXES: tuple[str, ...] = ("sample", "weighted")
+#: What a retraining policy may name after '@' instead of a mix (``always@provisional``): it
+#: also trains and judges on the labels known so far of recent windows not yet in history
+#: (`labels.provisional_windows`).
+PROVISIONAL = "provisional"
 #: What ``full_refit`` may name after '@': ``train_rows`` leaves the evaluation rows out.
 BASELINE_VARIANTS: tuple[str, ...] = ("train_rows",)
 
@@ -30,8 +41,8 @@ class PolicySpec:
         kind: never | every | drift | continuous | always | full_refit (the plain
             scikit-learn baseline: `retrain.backtest.baseline`).
         every: for ``every``, retrain on every N-th labelled window.
-        mix: the `training.mix` this policy trains with (None: the config's); for
-            ``full_refit``, its variant (`BASELINE_VARIANTS`).
+        mix: the `training.mix` this policy trains with (None: the config's), or
+            `PROVISIONAL`; for ``full_refit``, its variant (`BASELINE_VARIANTS`).
     """
 
     kind: PolicyKind
@@ -63,8 +74,8 @@ class PolicySpec:
 
 def parse_policies(text: str) -> list[PolicySpec]:
     """Parse ``never,every:N,drift,continuous,always,full_refit`` into policies (order kept,
-    no repeats). A policy may name its training mix: ``always@weighted``; the baseline its
-    variant: ``full_refit@train_rows``.
+    no repeats). A policy may name its training mix: ``always@weighted``, or provisional
+    labels: ``always@provisional``; the baseline its variant: ``full_refit@train_rows``.
 
     Raises:
         ValidationError: an unknown name, a bad N, a repeat, or nothing at all (names --policies).
@@ -86,10 +97,12 @@ def parse_policies(text: str) -> list[PolicySpec]:
                 f"--policies: {item}@{mix}: the baseline's variants are "
                 f"{', '.join(BASELINE_VARIANTS)} (full_refit@train_rows)"
             )
-        if mix and kind != "full_refit" and (mix not in POLICY_MIXES or kind == "never"):
+        variants = (*POLICY_MIXES, PROVISIONAL)
+        if mix and kind != "full_refit" and (mix not in variants or kind == "never"):
             raise ValidationError(
                 f"--policies: {item}@{mix}: a retraining policy may name a training mix "
-                f"({' or '.join(POLICY_MIXES)}), e.g. always@weighted"
+                f"({' or '.join(POLICY_MIXES)}), e.g. always@weighted, or {PROVISIONAL} "
+                f"(always@{PROVISIONAL}: also the labels known so far of recent windows)"
             )
         if kind == "every":
             if not arg.isdigit() or int(arg) < 1:

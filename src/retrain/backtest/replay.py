@@ -13,15 +13,14 @@ Per window ``i`` (event time order), in its own store and GitOps repository:
    ``i - label_delay``. If a window newer than any labelled before is ready and the policy
    retrains, the labelled windows not yet in history go through `steps.label` (as of window
    ``i``'s end), then `steps.train` (or the shared training cache), `steps.evaluate` and, if
-   blessed, `steps.deploy`;
+   blessed, `steps.deploy`. ``@provisional`` (`_provisional`) also trains at window ``i`` with
+   no new window ready, on ``j`` plus the labels known so far of the windows after it;
 4. a canary deployed ``canary_delay`` windows ago (0: at once) is promoted through the real
    rollout controller, so the registry, events and GitOps commits are what production writes.
 
-The ``drift`` policy asks `retrain.triggers.policy.decide` with the window's drift verdict, the
-champion's labelled check on the newest labelled window (its primary metric with the labels
-known at window ``i``'s end against the metric its profile recorded at training, as the drift
-engine measures it) and a simulated clock (one window = its duration; one period = one week),
-so hysteresis, ``triggers.performance_drop``, cooldown and budget act as configured.
+The ``drift`` policy decides with the window's drift verdict and the champion's labelled check
+on the newest labelled window (`retrain.backtest._trigger`) on a simulated clock (one window =
+its duration; one period = one week), so every trigger rule acts as configured.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -37,9 +36,10 @@ from typing import Any
 import pandas as pd
 
 from retrain import steps
+from retrain.backtest._provisional import keep_provisional, labelling_config, provisional_config
 from retrain.backtest._trigger import check_note, drift_policy_decision
-from retrain.backtest.cache import TrainingCache
-from retrain.backtest.policies import PolicySpec
+from retrain.backtest.cache import TrainingCache, relink_card
+from retrain.backtest.policies import PROVISIONAL, PolicySpec
 from retrain.backtest.scoring import labelled_check, score_model
 from retrain.backtest.timing import ReplayOptions, newest_labelled_window
 from retrain.config import Config, parse_duration
@@ -48,11 +48,11 @@ from retrain.data.windows import as_of_text, parse_window
 from retrain.drift import PerformanceCheck, performance_fired
 from retrain.errors import RetrainError
 from retrain.evaluation.metrics import GREATER_IS_BETTER
-from retrain.registry import MODEL_CARD_FILE, Registry
+from retrain.registry import Registry
 from retrain.rollout.controller import RolloutController
 from retrain.steps.records import NO_NEW_DATA
 from retrain.storage import Storage, open_storage
-from retrain.training.artifact import ModelCard, load_model_dir, load_registered_model
+from retrain.training.artifact import load_model_dir, load_registered_model
 from retrain.triggers.policy import PolicyState
 
 __all__ = [
@@ -87,6 +87,7 @@ class WindowRecord:
     train_seconds: float = 0.0
     cache_hit: bool = False
     skipped: str | None = None  # why a window the serving model should have scored was not
+    provisional_rows: int = 0  # labelled rows of windows not in history it also trained on
     notes: list[str] = field(default_factory=list)
 
 
@@ -126,8 +127,9 @@ class PolicyResult:
 _DEFAULT_OPTIONS = ReplayOptions()
 
 
-def policy_config(cfg: Config, spec: PolicySpec, root: Path) -> Config:
-    """The use case's config with the policy's own store and GitOps repository under `root`."""
+def policy_config(cfg: Config, spec: PolicySpec, root: Path, windows: int = 0) -> Config:
+    """The use case's config with the policy's own store and GitOps repository under `root`
+    (``@provisional``: provisional labels on, over up to `windows` windows)."""
     deploy = cfg.deploy.model_copy(
         update={
             "mode": "gitops",
@@ -142,7 +144,9 @@ def policy_config(cfg: Config, spec: PolicySpec, root: Path) -> Config:
     update["continuous"] = continuous
     if spec.kind == "drift":
         update["triggers"] = cfg.triggers.model_copy(update={"drift": True})
-    if spec.mix:
+    if spec.mix == PROVISIONAL:
+        update["labels"] = provisional_config(cfg, windows).labels
+    elif spec.mix:
         update["training"] = cfg.training.model_copy(update={"mix": spec.mix})
     return cfg.model_copy(update=update)
 
@@ -181,7 +185,7 @@ def replay_policy(
             j = _newest_labelled(run, state, i)
             if j is None:
                 rec.notes.append("no window's labels have arrived yet")
-            elif j <= state.newest_trained and champion is not None:
+            elif j <= state.newest_trained and champion is not None and not run.grows(i, j):
                 rec.notes.append(f"no newly labelled window (newest: {run.windows[j]})")
             elif _should_retrain(run, state, i, j, champion, rec):
                 state.newest_trained = max(state.newest_trained, j)
@@ -208,6 +212,7 @@ class _ReplayInputs:
     windows: tuple[str, ...]
     cfg: Config  # the policy's config: its own store and GitOps repository
     text: str  # `cfg` as YAML, what the steps read
+    label_text: str  # what `steps.label` reads: the replay gathers provisional rows itself
     store: Storage
     registry: Registry
     labels: pd.DataFrame  # the labels source, read once; each window joins its events to it
@@ -232,7 +237,7 @@ class _ReplayInputs:
             shutil.rmtree(root)  # history is immutable: a stale store would refuse the replay
         work = root / "work"
         work.mkdir(parents=True)
-        pcfg = policy_config(cfg, spec, root)
+        pcfg = policy_config(cfg, spec, root, len(windows))
         text = pcfg.to_yaml()
         store = open_storage(pcfg.storage_root)
         return cls(
@@ -240,12 +245,13 @@ class _ReplayInputs:
             windows=tuple(windows),
             cfg=pcfg,
             text=text,
+            label_text=labelling_config(pcfg).to_yaml(),
             store=store,
             registry=Registry(store, pcfg.name),
             labels=read_source(pcfg.labels.uri, pcfg.labels.format),
             work=work,
             options=options,
-            cache=cache,
+            cache=None if pcfg.labels.provisional_windows else cache,  # data of the run's own
             window_seconds=_window_seconds(pcfg),
         )
 
@@ -254,6 +260,10 @@ class _ReplayInputs:
         if not self.cfg.labels.time_column:
             return None
         return as_of_text(parse_window(self.cfg.data, self.windows[i]).end)
+
+    def grows(self, i: int, j: int) -> bool:
+        """Whether window `i` adds provisional windows after labelled window `j` to train on."""
+        return self.cfg.labels.provisional_windows > 0 and j < i
 
     def clock_at(self, i: int) -> datetime:
         """The simulated time at the end of window `i`."""
@@ -402,6 +412,9 @@ def _retrain(
     state.trainings += 1
     state.labels_consumed += _label_upto(run, i, j, state.labelled_windows, rec)
     if j in state.labelled_windows:
+        if run.grows(i, j):  # the training run's provisional rows, as its label step keeps them
+            kept = keep_provisional(run.cfg, run.store, run.windows, run.dataset, run.labels, i, j)
+            rec.provisional_rows = kept.labelled
         _train_and_deploy(run, run.windows[j], run.labelled(j), i, rec)
         if rec.deployed and rec.deployed != champion:
             state.canary_since.setdefault(rec.deployed, i)
@@ -426,7 +439,7 @@ def _label_upto(run: _ReplayInputs, i: int, j: int, done: set[int], rec: WindowR
         labelled = run.labelled(k)
         try:
             steps.label(
-                run.text,
+                run.label_text,
                 run.windows[k],
                 f"bt-{k:05d}-label",
                 str(dataset),
@@ -455,7 +468,7 @@ def _train_and_deploy(
         hit = cache.get(key, model_dir, holdout_dir) if cache is not None and key else None
         if hit is not None:
             rec.cache_hit, rec.train_seconds = True, hit
-            _relink_card(
+            relink_card(
                 model_dir,
                 parent=Registry(store, cfg.name).get_alias("champion").version,
                 run_id=run_id,
@@ -474,13 +487,6 @@ def _train_and_deploy(
             rec.deployed = steps.deploy(text, run_id, str(model_dir)).version
     except RetrainError as err:
         rec.notes.append(f"training cycle failed: {type(err).__name__}: {err}")
-
-
-def _relink_card(model_dir: Path, *, parent: str | None, run_id: str) -> None:
-    """Make a cached model's card name this policy's parent and run (its lineage)."""
-    path = model_dir / MODEL_CARD_FILE
-    card = ModelCard.from_json(path.read_text())
-    path.write_text(replace(card, parent=parent, run_id=run_id).to_json())
 
 
 def _promote_due(run: _ReplayInputs, state: _ReplayState, i: int) -> str | None:

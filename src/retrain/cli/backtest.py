@@ -67,7 +67,8 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         default="never,every:4,drift,continuous,always,full_refit",
         help="comma-separated: never, every:N, drift, continuous, always, full_refit (a plain "
         "refit on all labelled history each window, no gates); a retraining policy may name "
-        "its training mix, e.g. always@weighted",
+        "its training mix, e.g. always@weighted, or always@provisional (also the labels known "
+        "so far of windows not yet in history)",
     )
     p.add_argument(
         "--label-delay",

@@ -14,6 +14,7 @@ from types import FrameType
 from typing import Any
 
 from retrain.config import Config, load_config
+from retrain.deploy import load_schemas
 from retrain.errors import (
     EXIT_INTERNAL,
     EXIT_OK,
@@ -211,7 +212,9 @@ def _monitor_fleet(configs: list[Config], args: argparse.Namespace) -> int:
         raise ValidationError(f"--workers must be at least 1, not {args.workers}")
     workers = min(args.workers, len(configs))
     # Forked now, before the metrics server's thread starts (see ProcessFleet).
-    processes = ProcessFleet[_ModelCheck](workers) if args.pool == "process" else None
+    processes = (
+        ProcessFleet[_ModelCheck](workers, warm_up=load_schemas) if args.pool == "process" else None
+    )
 
     def one_pass() -> int:
         if processes is not None:

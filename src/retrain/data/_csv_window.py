@@ -1,15 +1,22 @@
 """One window of a CSV source, read in bounded memory: the files streamed in chunks.
 
-A CSV file has no statistics to skip by, so every row is parsed once; but only the asked-for
-columns are converted and only the window's rows are kept, so memory holds the window plus
-one chunk, not the source. The frame is the one the whole read (`retrain.data.io.read_source`)
-gives for those rows, dtypes included:
+A CSV file has no statistics to skip by, so every row is parsed once, every field split (a
+row with more fields than the header is refused, naming the file and line, as the whole read
+refuses it; a row with fewer is filled with missing values, as there). Only the asked-for
+columns are converted (the others are kept as one byte a value, never decoded, and dropped)
+and only the window's rows are kept, so memory holds the window plus one chunk, not the
+source. The frame is the one the whole read (`retrain.data.io.read_source`) gives for those
+rows, dtypes included, except for the mixed column of a large file (below):
 
-- pandas types a column chunk by chunk; where chunks disagree the column is typed as a read
-  of the whole file types it: integers and floats widen to float, booleans beside missing
-  values become objects (both by concatenation, as ``pd.concat`` of the files does), while a
-  column holding text in one chunk and numbers, booleans or nothing in another is read again
-  from that file as text, as the whole read parses it throughout;
+- pandas types a column chunk by chunk; where chunks disagree, integers and floats widen to
+  float and booleans beside missing values become objects (both by concatenation, as
+  ``pd.concat`` of the files does), as in the whole read. A column holding text in one chunk
+  and numbers, booleans or nothing in another is read again from that file as text: every
+  value a string. The whole read parses it so only when pandas reads the file in one block
+  (fewer rows than the largest power of two under 2**20 / columns, 131,072 rows at 6
+  columns); a larger file it types block by block too, and leaves such a column as objects
+  mixing numbers and strings (with a DtypeWarning). The stream's column is text whatever the
+  file's size;
 - one row of every chunk (a row with an event time where there is one) joins the
   concatenation and is dropped after, so chunks outside the window type the columns as they
   do in the whole read, and the time column's type is judged on the whole source.
@@ -28,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.config import DataSource
-from retrain.data.io import SourceFile
+from retrain.data.io import SourceFile, check_csv_first_row
 from retrain.data.windows import Window, event_times
 from retrain.errors import ValidationError
 
@@ -126,6 +133,8 @@ def _chunk_times(raw: pd.Series, time_kind: str) -> pd.Series:
 
 
 def _header(f: SourceFile) -> list[str]:
+    with f.open() as handle:
+        check_csv_first_row(handle, f.uri)
     try:
         with f.open() as handle:
             return [str(c) for c in pd.read_csv(handle, nrows=0).columns]
@@ -134,20 +143,24 @@ def _header(f: SourceFile) -> list[str]:
 
 
 def _scan(
-    f: SourceFile, data: DataSource, window: Window, wanted: set[str] | None, text: set[str]
+    f: SourceFile,
+    header: list[str],
+    data: DataSource,
+    window: Window,
+    wanted: set[str] | None,
+    text: set[str],
 ) -> _Scan:
     scan = _Scan(data, window)
-    usecols = None if wanted is None else (lambda c: c in wanted)
+    kept = [c for c in header if wanted is None or c in wanted]
+    # Not `usecols`: with it pandas drops a row's extra fields instead of refusing the row.
+    # A column not asked for is read as "S1" (one byte a value, never decoded), so it costs
+    # one byte a row of the chunk, and the row count survives a file with none of the columns.
+    dtype: dict[str, Any] = {c: "S1" for c in header if c not in kept}
+    dtype.update({c: str for c in text})
     try:
         with f.open() as handle:
-            chunks = pd.read_csv(
-                handle,
-                chunksize=CSV_CHUNK_ROWS,
-                usecols=usecols,
-                dtype={c: str for c in text} or None,
-            )
-            for chunk in chunks:
-                scan.add(chunk)
+            for chunk in pd.read_csv(handle, chunksize=CSV_CHUNK_ROWS, dtype=dtype or None):
+                scan.add(chunk[kept] if len(kept) < len(header) else chunk)
     except (ValueError, UnicodeDecodeError) as err:
         raise ValidationError(f"{f.uri} is not a readable csv file: {err}") from None
     return scan
@@ -171,11 +184,11 @@ def read_csv_window(
         kept = [c for c in every if wanted is None or c in wanted]
         return CsvWindow(pd.DataFrame(columns=kept), every)
     scans = []
-    for f in files:
-        scan = _scan(f, data, window, wanted, set())
+    for f, header in zip(files, headers, strict=True):
+        scan = _scan(f, header, data, window, wanted, set())
         text = scan.text_columns()
         if text:
-            scan = _scan(f, data, window, wanted, text)
+            scan = _scan(f, header, data, window, wanted, text)
         scans.append(scan)
     parts = [p for s in scans for p in s.parts]
     taken = sum(len(p) for p in parts)

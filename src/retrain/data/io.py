@@ -28,6 +28,7 @@ from retrain.storage import GCSStorage
 __all__ = [
     "METADATA_KEY",
     "SourceFile",
+    "check_csv_first_row",
     "content_sha256",
     "data_files",
     "dataset_metadata",
@@ -44,11 +45,28 @@ METADATA_KEY = b"retrain"
 _FORMATS = ("parquet", "csv")
 
 
+def check_csv_first_row(handle: BinaryIO, where: str) -> None:
+    """Refuse a CSV file whose first row has more fields than its header.
+
+    pandas refuses any other row of more fields, but takes the first row's extra fields as an
+    index and shifts every value of every row one column left. Read without a header, the
+    first row is judged by the header's width like the others (one small read).
+
+    Raises:
+        ValidationError: naming the file and the line, as pandas names any other such row.
+    """
+    try:  # "S1": one byte of each field is kept, nothing is decoded
+        pd.read_csv(handle, header=None, nrows=2, dtype="S1")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValidationError(f"{where} is not a readable csv file: {err}") from None
+
+
 def _parse(data: bytes, fmt: str, where: str) -> pd.DataFrame:
     try:
         if fmt == "parquet":
             frame: pd.DataFrame = pq.read_table(pa.BufferReader(data)).to_pandas()
             return frame
+        check_csv_first_row(io.BytesIO(data), where)
         return pd.read_csv(io.BytesIO(data))
     except (pa.ArrowException, ValueError, UnicodeDecodeError) as err:
         raise ValidationError(f"{where} is not a readable {fmt} file: {err}") from None

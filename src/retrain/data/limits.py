@@ -4,9 +4,11 @@
 on disk, then its shape. A Parquet file's rows and columns come from its footer; a CSV file is
 scanned in blocks of bounded size (pyarrow's streaming reader, every column as text), counting
 rows and columns and measuring each value, so a file with one field of hundreds of megabytes
-costs one block of memory, not the whole file. `check_frame` checks what was loaded (also
-from ``gs://``, whose objects are only sized and counted after download) against the same
-limits. Every refusal is a `ValidationError` (exit 2) naming the file and the limit to raise.
+costs one block of memory, not the whole file. ``gs://`` sources are not scanned first (their
+objects are read by range as ingest streams them): `check_frame` checks what the read counted,
+the source's rows and the names of all its columns (`retrain.data.source.SourceFacts`), against
+the row and column limits; their file and value sizes are not checked. Every refusal is a
+`ValidationError` (exit 2) naming the file and the limit to raise.
 """
 
 from __future__ import annotations
@@ -136,17 +138,24 @@ def longest_text_bytes(series: pd.Series) -> int:
 
 
 def check_frame(
-    df: pd.DataFrame, where: str, limits: InputLimits, *, columns: Sequence[str] | None = None
+    df: pd.DataFrame,
+    where: str,
+    limits: InputLimits,
+    *,
+    columns: Sequence[str] | None = None,
+    rows: int | None = None,
 ) -> None:
     """Refuse a loaded source past the row or column limit (``gs://`` sources, and a source
-    that changed since `check_source`). `columns` names every column of the source when
-    `df` holds only some of them.
+    that changed since `check_source`). When `df` holds only some of the source (one window,
+    some columns), `rows` counts the source's rows and `columns` names all its columns: the
+    limits are on the source.
 
     Raises:
         ValidationError: naming `where` and the limit.
     """
-    if len(df) > limits.max_rows:
-        raise _refuse(where, f"{len(df):,} rows", "max_rows", limits.max_rows)
+    height = len(df) if rows is None else rows
+    if height > limits.max_rows:
+        raise _refuse(where, f"{height:,} rows", "max_rows", limits.max_rows)
     width = df.shape[1] if columns is None else len(columns)
     if width > limits.max_columns:
         raise _refuse(where, f"{width:,} columns", "max_columns", limits.max_columns)

@@ -160,10 +160,10 @@ def read_window(
 
     On the fast path (Parquet with a typed time column) the frame holds exactly the window's
     rows, read from the overlapping row groups only, and the facts come from the footers. A
-    CSV source is streamed file by file in chunks (`retrain.data._csv_window`): the frame
-    holds the window's rows, typed as a whole read types them, and the facts are counted on
-    the way. On the exact path (other Parquet) the frame is the whole source and the facts are
-    None (ingest counts them from the frame, as it always did). Either way
+    CSV source is streamed file by file in chunks: the frame holds the window's rows, typed
+    as a whole read types them (a mixed column aside: `retrain.data._csv_window`), and the
+    facts are counted on the way. On the exact path (other Parquet) the frame is the whole
+    source, the facts None (ingest counts them from the frame, as it always did). Either way
     `retrain.data.ingest.ingest_window` gives the same result. A source in hive-style
     partitions (`retrain.data.partitions`) is read only from the partitions that overlap the
     window, and its facts describe those.

@@ -24,6 +24,7 @@ from retrain.deploy._base import (
     PredictorSpec,
     to_yaml,
 )
+from retrain.deploy._schema import load_schemas
 from retrain.deploy.gitops import GitOpsApplier
 from retrain.deploy.gitremote import RemoteGitOpsApplier, gitops_applier
 from retrain.deploy.kserve import KServeBackend, validate_kserve
@@ -52,6 +53,7 @@ __all__ = [
     "SeldonBackend",
     "applier_for",
     "backend_for",
+    "load_schemas",
     "to_yaml",
     "validate_kserve",
     "validate_seldon",

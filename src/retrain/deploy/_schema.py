@@ -10,7 +10,7 @@ from typing import Any
 
 from retrain.errors import ValidationError
 
-__all__ = ["check_object", "schema_validator"]
+__all__ = ["check_object", "load_schemas", "schema_validator"]
 
 
 @functools.cache
@@ -23,6 +23,14 @@ def schema_validator(schema_file: str) -> Any:
     cls = jsonschema.Draft202012Validator
     cls.check_schema(schema)
     return cls(schema)
+
+
+def load_schemas() -> None:
+    """Build every schema's validator now: a process about to fork workers builds them once
+    for all of them, instead of once in each (importing jsonschema and checking the schema)."""
+    for schema in resources.files("retrain.deploy").joinpath("schemas").iterdir():
+        if schema.name.endswith(".schema.json"):
+            schema_validator(schema.name)
 
 
 def check_object(

@@ -5,16 +5,19 @@ Layout inside the repository::
     <path>/<namespace>/<name>.yaml          the object, canonical YAML (see `to_yaml`)
     <path>/<namespace>/kustomization.yaml   lists the directory's resources
 
-Applying is idempotent: an unchanged object makes no commit. Only our two files are ever
-committed (other staged work in the repository is left alone), and a file someone edited by
-hand without committing is refused rather than overwritten. The git CLI does the work, with
-the identity passed on the command line so no global git config is needed.
+Applying is idempotent: an unchanged object makes no commit (and, when HEAD, our files and
+git's index are as the last apply left them, costs one git call instead of six). Only our
+two files are ever committed (other staged work in the repository is left alone), and a file
+someone edited by hand without committing is refused rather than overwritten. The git CLI
+does the work, with the identity passed on the command line so no global git config is needed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import os
 import posixpath
 import re
@@ -40,6 +43,8 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 # Variables that would point git at another repository than ours.
 _GIT_LOCATION_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY")
 _TIMEOUT_S = 120
+#: In the git directory: what the last apply left committed (`_unchanged_since_last_apply`).
+_APPLIED_FILE = "retrain-applied.json"
 
 
 class GitOpsApplier:
@@ -94,21 +99,11 @@ class GitOpsApplier:
         git.ensure_repo()
         if self.push:
             git.require_remote(self.remote)
-        with git.lock():
-            obj_text = to_yaml(obj)
-            # Built on the committed kustomization, so an uncommitted edit to it shows up
-            # as a hand edit below instead of slipping into our commit.
-            kust_text = _kustomization(git.committed(rel_kust), rel_kust, f"{name}.yaml")
-            wanted = {rel_obj: obj_text, rel_kust: kust_text}
-            _refuse_hand_edits(git, self.repo, wanted)
-            for rel, text in wanted.items():
-                _write_if_different(self.repo / rel, text)
-            paths = list(wanted)
-            git.run("add", "--", *paths)
-            changed = git.has_staged_changes(paths)
-            if changed:
-                git.run("commit", "--quiet", "-m", commit_message(obj, message), "--", *paths)
-            sha = git.head()
+        obj_text = to_yaml(obj)
+        sha = _unchanged_since_last_apply(git, rel_obj, rel_kust, obj_text)
+        changed = False
+        if sha is None:
+            changed, sha = self._commit(git, obj, message, obj_text, rel_obj, rel_kust)
         pushed = ""
         if self.push:
             git.push(self.remote)
@@ -120,6 +115,35 @@ class GitOpsApplier:
             else f"{rel_obj} unchanged at {short}{pushed}"
         )
         return ApplyResult(changed=changed, ref=sha, detail=detail)
+
+    def _commit(
+        self,
+        git: _Git,
+        obj: dict[str, Any],
+        message: str | None,
+        obj_text: str,
+        rel_obj: str,
+        rel_kust: str,
+    ) -> tuple[bool, str | None]:
+        """Write our two files and commit them if they changed: (committed?, HEAD)."""
+        with git.lock():
+            # Built on the committed kustomization, so an uncommitted edit to it shows up
+            # as a hand edit below instead of slipping into our commit.
+            resource = posixpath.basename(rel_obj)
+            kust_text = _kustomization(git.committed(rel_kust), rel_kust, resource)
+            wanted = {rel_obj: obj_text, rel_kust: kust_text}
+            _refuse_hand_edits(git, self.repo, wanted)
+            for rel, text in wanted.items():
+                _write_if_different(self.repo / rel, text)
+            paths = list(wanted)
+            git.run("add", "--", *paths)
+            changed = git.has_staged_changes(paths)
+            if changed:
+                git.run("commit", "--quiet", "-m", commit_message(obj, message), "--", *paths)
+            sha = git.head()
+            if sha is not None:
+                _remember_apply(git, sha, rel_obj, rel_kust, obj_text)
+        return changed, sha
 
 
 def commit_message(obj: Mapping[str, Any], subject: str | None = None) -> str:
@@ -217,6 +241,65 @@ def _refuse_hand_edits(git: _Git, repo: Path, wanted: Mapping[str, str]) -> None
             f"refusing to overwrite uncommitted changes in {repo}; commit or revert them first",
             problems,
         )
+
+
+def _tree_stamp(git: _Git, git_dir: Path, paths: list[str]) -> dict[str, Any]:
+    """The sha256 of our files' bytes, and the inode, size and mtime of git's index (git
+    replaces the index file whenever it writes it: a checkout, a staged edit, a commit)."""
+    files: list[str | None] = []
+    for rel in paths:
+        try:
+            files.append(hashlib.sha256((git.repo / rel).read_bytes()).hexdigest())
+        except FileNotFoundError:
+            files.append(None)
+    try:
+        st = (git_dir / "index").stat()
+        index: list[int] | None = [st.st_ino, st.st_size, st.st_mtime_ns]
+    except FileNotFoundError:
+        index = None
+    return {"files": files, "index": index}
+
+
+def _applied_record(
+    git: _Git, git_dir: Path, head: str, rel_obj: str, rel_kust: str, obj_text: str
+) -> dict[str, Any]:
+    return {
+        "head": head,
+        "paths": [rel_obj, rel_kust],
+        "object_sha256": hashlib.sha256(obj_text.encode()).hexdigest(),
+        **_tree_stamp(git, git_dir, [rel_obj, rel_kust]),
+    }
+
+
+def _remember_apply(git: _Git, head: str, rel_obj: str, rel_kust: str, obj_text: str) -> None:
+    """Record what the tree held after an apply that left our files committed at `head`."""
+    git_dir = Path(git.run("rev-parse", "--absolute-git-dir").stdout.strip())
+    record = _applied_record(git, git_dir, head, rel_obj, rel_kust, obj_text)
+    _write_if_different(git_dir / _APPLIED_FILE, json.dumps(record, sort_keys=True))
+
+
+def _unchanged_since_last_apply(
+    git: _Git, rel_obj: str, rel_kust: str, obj_text: str
+) -> str | None:
+    """HEAD if the last apply left this same object committed there and nothing touched the
+    tree since (HEAD, our files' bytes and the index as recorded), else None: apply in full.
+
+    One git call instead of the full apply's six: a monitor ticks every model's rollout at
+    every check, and the tree rarely changes. A commit by anyone, a checkout, a staged or an
+    unstaged edit of our files all change what is compared, so they get the full apply (which
+    restores, commits or refuses as before).
+    """
+    proc = git.run("rev-parse", "--absolute-git-dir", "--verify", "HEAD", check=False)
+    lines = proc.stdout.split()
+    if proc.returncode != 0 or len(lines) != 2:
+        return None  # no commit yet, or git refused: the full apply says why
+    git_dir, head = Path(lines[0]), lines[1]
+    try:
+        recorded = json.loads((git_dir / _APPLIED_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    now = _applied_record(git, git_dir, head, rel_obj, rel_kust, obj_text)
+    return head if recorded == json.loads(json.dumps(now)) else None
 
 
 def _write_if_different(target: Path, text: str) -> None:

@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+from retrain.labels._provisional import (
+    ProvisionalLabels,
+    join_provisional,
+    provisional_window_ids,
+)
 from retrain.labels.join import LabelResult, join_labels
 
-__all__ = ["LabelResult", "join_labels"]
+__all__ = [
+    "LabelResult",
+    "ProvisionalLabels",
+    "join_labels",
+    "join_provisional",
+    "provisional_window_ids",
+]

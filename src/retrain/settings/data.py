@@ -211,6 +211,20 @@ class LabelSource(Section):
         ),
     )
     min_coverage: float = Field(default=0.8, ge=0.0, le=1.0)
+    provisional_windows: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Train on partly labelled recent windows: a run also uses the labels known at its"
+            " time for up to this many newest windows after its own that ended by then and are"
+            " not in history (coverage still short of min_coverage): their training rows join"
+            " the new data, their evaluation rows the recent evaluation set. Nothing of them"
+            " is written to history; the run's reports list them. 0 (default): off. Valid"
+            " only when a label's arrival does not depend on its value (early labels must be"
+            " a fair sample); where, say, frauds are confirmed before legitimate transactions,"
+            " early labels over-represent one class and bias both training and the gate."
+        ),
+    )
     classes: list[str] | None = Field(
         default=None,
         description=(

@@ -68,6 +68,15 @@ def evaluate(
         result = evaluate_challenger(cfg, challenger, champion, recent, history, seed=cfg.seed)
         flat = _flatten_metrics(result.metrics)
         summary = f"{result.outcome.upper()}: {result.reason}"
+        markdown = result.markdown()
+        kept = card.provenance.get("provisional")
+        if isinstance(kept, dict) and kept.get("rows"):  # a reader can tell
+            note = (
+                "the recent set includes the evaluation rows of provisional windows "
+                f"({kept['rows']} rows labelled as of {kept.get('as_of')}, not in history)"
+            )
+            summary += f"; {note}"
+            markdown += f"\nNote: {note}.\n"
         details: EvaluateDetails = {
             "blessed": result.blessed,
             "outcome": result.outcome,
@@ -80,9 +89,7 @@ def evaluate(
         }
         rec["blessed"] = result.blessed
         rec["outcome"] = result.outcome
-        finish_step(
-            rec, report_path, summary, details, result.markdown(), html_path=html_path
-        )
+        finish_step(rec, report_path, summary, details, markdown, html_path=html_path)
         confusion = getattr(result, "confusion", None)
         return EvaluateOutcome(
             "evaluate",

@@ -75,8 +75,9 @@ def ingest(
         source, facts = read_window(
             cfg.data.uri, cfg.data.format, cfg.data, window, columns=known_columns(cfg)
         )
-        named = facts.columns if facts is not None else None
-        check_frame(source, cfg.data.uri, cfg.data.limits, columns=named)
+        # The limits are on the source: the facts count it where only a window was read.
+        named, rows = (facts.columns, facts.rows) if facts is not None else (None, None)
+        check_frame(source, cfg.data.uri, cfg.data.limits, columns=named, rows=rows)
         schema = Schema.from_json(store.read_text(SCHEMA_KEY)) if store.exists(SCHEMA_KEY) else None
         reference = champion_reference(cfg, store) if schema is not None else None
         try:

@@ -6,6 +6,9 @@ a run parameter: the runner, ``retrain run --as-of``, the backtest and the demo 
 without it uses the label step's own clock (KFP cannot expand ``[[ScheduledTime]]``, so a
 scheduled pipeline run is "as of" when its label task runs). Period sources have no clock: a
 period run without ``as_of`` uses every label in the source.
+
+With ``labels.provisional_windows`` set, the step also keeps, in the run's own folder (never in
+history), the labels known so far of the newest windows after its own (`_provisional`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from retrain.data.io import content_sha256
 from retrain.data.source import read_matching
 from retrain.data.windows import as_of_text, parse_as_of, parse_window
 from retrain.labels.join import join_labels, label_columns
+from retrain.steps._provisional import gather_provisional
 from retrain.steps.records import (
     StepOutcome,
     finish_step,
@@ -104,6 +108,18 @@ def label(
         if queue_path:
             write_dataset(queue_path, result.queue, {"rows": len(result.queue)})
         commit_history(store, window_id, result.labelled, meta)
+        markdown = result.markdown + f"\nLabels as of: {how}.\n"
+        summary_note = ""
+        if cfg.labels.provisional_windows:
+            # After the commit: the run's own window is in history, the later ones are not.
+            provisional = gather_provisional(cfg, store, run_id, window_id, cut)
+            report["provisional"] = provisional.report()
+            markdown += "\n" + provisional.markdown()
+            summary_note = (
+                f"; {provisional.labelled} provisional rows from "
+                f"{sum(1 for w in provisional.windows if 'coverage' in w)} recent windows "
+                "(not in history)"
+            )
         summary = (
             f"{len(result.labelled)} labelled rows, coverage {result.coverage:.1%}, "
             f"{len(result.queue)} rows queued for labelling"
@@ -113,6 +129,6 @@ def label(
                 f" (labels as of {result.report['as_of']}; "
                 f"{result.report['not_yet_arrived']} not arrived yet)"
             )
-        markdown = result.markdown + f"\nLabels as of: {how}.\n"
+        summary += summary_note
         finish_step(rec, report_path, summary, report, markdown, html_path=html_path)
         return StepOutcome("label", summary, report)

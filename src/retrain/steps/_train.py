@@ -19,6 +19,7 @@ from retrain.drift import PROFILE_FILE, profile_for_model
 from retrain.errors import ValidationError
 from retrain.labels.classes import check_label_classes
 from retrain.registry import Registry
+from retrain.steps._provisional import with_provisional
 from retrain.steps.records import (
     StepOutcome,
     finish_step,
@@ -70,6 +71,10 @@ def train(
     with recorded_step(store, run_id, "train") as rec:
         window_id = parse_window(cfg.data, window_id).id  # one spelling: "01" is "1"
         new, new_meta = read_dataset(labelled_path)
+        new_sha256 = new_meta.get("sha256", content_sha256(new))
+        # Recent windows' labels known so far, kept by the label step for this run only: their
+        # training rows train as new data, their evaluation rows join the recent set.
+        new, provisional = with_provisional(cfg, store, run_id, new)
         # Read window by window and sampled to what the mix can use: memory does not grow
         # with the number of windows kept.
         loaded = read_history(store, cfg, window_id, max_rows=history_row_budget(cfg, len(new)))
@@ -96,10 +101,13 @@ def train(
         if history_notes is not None:
             result.provenance["history_load"] = history_notes
         hashes = {
-            "new_window": new_meta.get("sha256", content_sha256(new)),
+            "new_window": new_sha256,
             "history": history_sha256,
             "train": content_sha256(ts.train),
         }
+        if provisional is not None:
+            result.provenance["provisional"] = provisional
+            hashes["provisional"] = provisional.get("sha256")
         if result.plan.mode == "continuous" and parent_card is not None:
             hashes["parent_model"] = parent_card.model_sha256  # the update depends on it
         version = _version_id(window_id, hashes, cfg)
@@ -143,6 +151,8 @@ def train(
             f"({p.get('history_rows', 0)} history + {p.get('new_rows', 0)} new, "
             f"history share {p.get('realised_share', 0):.0%}), fit in {fit_seconds:.1f}s"
         )
+        if provisional is not None:
+            summary += f"; new includes {provisional.get('rows', 0)} provisional rows"
         details: TrainDetails = {
             "version": version,
             "parent": champion,
@@ -191,7 +201,7 @@ def _train_markdown(
     return (
         f"# Train: challenger `{version}`\n\nParent (champion at training time): "
         f"`{parent or 'none: first model'}`. Fit in {fit_seconds:.2f} s.\n\n"
-        f"{_continuous_markdown(prov)}{warnings}"
+        f"{_continuous_markdown(prov)}{_provisional_markdown(prov)}{warnings}"
         f"## Training mix (provenance)\n\n| field | value |\n|---|---|\n{rows}\n\n"
         f"## Data hashes\n\n| dataset | sha256 |\n|---|---|\n{hrows}\n"
     )
@@ -213,6 +223,20 @@ def _continuous_markdown(prov: dict[str, Any]) -> str:
             f"Size ({size.get('unit')}, read from the fitted model): {before}{size.get('after')}.\n"
         )
     return "\n".join(lines) + "\n"
+
+
+def _provisional_markdown(prov: dict[str, Any]) -> str:
+    """The provisional windows this challenger used (empty when none)."""
+    kept = prov.get("provisional")
+    if not isinstance(kept, dict):
+        return ""
+    used = [w for w in kept.get("windows", []) if "coverage" in w]
+    listed = ", ".join(f"{w['window']} ({w['coverage']:.0%})" for w in used) or "none"
+    return (
+        f"## Provisional windows (not in history)\n\n{kept.get('rows', 0)} labelled rows known "
+        f"as of {kept.get('as_of')} of windows short of labels.min_coverage, in the new data: "
+        f"{listed}.\n\n"
+    )
 
 
 def _reference_rows(cfg: Config, ts: TrainingSet, new: pd.DataFrame) -> pd.DataFrame:

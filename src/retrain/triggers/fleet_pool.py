@@ -8,15 +8,23 @@ monitor and loaded champion) from one pass to the next.
 
 The processes are forked once, when the fleet starts and before the caller starts any thread
 (a metrics server, say): a fork costs no import (the libraries are already loaded), and forking a
-single-threaded process inherits no lock held by another thread. They ignore SIGINT and SIGTERM
-(the parent decides when a pass ends: an interrupted pass finishes, as with threads) and, on
-Linux, are killed when the parent dies (no orphan checks on after a killed monitor).
+single-threaded process inherits no lock held by another thread. What every task would build
+lazily in each worker (the caller's `warm_up`: imports, compiled schemas) is built once in the
+parent before the fork, and the parent's objects are frozen out of the garbage collector's
+reach while forking, so a worker's collections do not copy the pages it shares with the
+parent. A worker that dies is replaced by a spawned process (a fresh interpreter that runs
+`warm_up` itself), started from the caller's thread between rounds of the pass: by then the
+parent runs other threads (a metrics server), and a fork would copy a process with threads.
+Workers ignore SIGINT and SIGTERM (the parent decides when a pass ends: an interrupted pass
+finishes, as with threads) and, on Linux, are killed when the parent dies (no orphan checks
+on after a killed monitor).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import multiprocessing
 import os
 import pickle
@@ -87,11 +95,16 @@ def _run_one(work: Callable[[Config], T], cfg: Config) -> ModelResult[T]:
     return ModelResult(cfg.name, result, None, time.perf_counter() - t0)
 
 
-def _serve(conn: Connection) -> None:
-    """A worker's loop: (work, config) in, `ModelResult` out, until None or the pipe closes."""
+def _serve(conn: Connection, warm_up: Callable[[], None] | None) -> None:
+    """A worker's loop: (work, config) in, `ModelResult` out, until None or the pipe closes.
+
+    `warm_up` runs first (given to spawned workers; forked ones inherit the parent's).
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
+    if warm_up is not None:
+        warm_up()
     while True:
         try:
             task = conn.recv()
@@ -113,9 +126,11 @@ def _serve(conn: Connection) -> None:
 class _Worker:
     """One worker process and the parent's end of its pipe."""
 
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: Any, warm_up: Callable[[], None] | None = None) -> None:
         self.conn, child = context.Pipe()
-        self.process: BaseProcess = context.Process(target=_serve, args=(child,), daemon=False)
+        self.process: BaseProcess = context.Process(
+            target=_serve, args=(child, warm_up), daemon=False
+        )
         self.process.start()
         child.close()
 
@@ -138,42 +153,72 @@ class ProcessFleet(Generic[T]):
     """Model work on `workers` processes, each model on the same process at every pass.
 
     Use as a context manager, or call `close`. `work` must be picklable (a module-level
-    function, or a `functools.partial` of one) and so must its results.
+    function, or a `functools.partial` of one) and so must its results; so must `warm_up`,
+    which builds what every task would otherwise build in each worker (see the module).
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, *, warm_up: Callable[[], None] | None = None) -> None:
         if workers < 1:
             raise ValidationError(f"workers must be at least 1, not {workers}")
-        methods = multiprocessing.get_all_start_methods()
-        self._context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        self._workers = [_Worker(self._context) for _ in range(workers)]
+        self._warm_up = warm_up
+        # Replacements are spawned (see the module); so is every worker where fork is missing.
+        self._respawn = multiprocessing.get_context("spawn")
+        if "fork" not in multiprocessing.get_all_start_methods():
+            self._workers: list[_Worker | None] = [
+                _Worker(self._respawn, warm_up) for _ in range(workers)
+            ]
+            return
+        if warm_up is not None:
+            warm_up()
+        fork = multiprocessing.get_context("fork")
+        gc.collect()
+        gc.freeze()  # the children keep it; the parent collects as before once they exist
+        try:
+            self._workers = [_Worker(fork) for _ in range(workers)]
+        finally:
+            gc.unfreeze()
 
     def run(self, configs: Sequence[Config], work: Callable[[Config], T]) -> list[ModelResult[T]]:
-        """`work` for every config; results in the configs' order, errors per model."""
-        n = min(len(self._workers), max(len(configs), 1))
+        """`work` for every config; results in the configs' order, errors per model.
+
+        A worker that dies fails its model; its next models wait for its replacement, which
+        is started here, in the caller's thread, between rounds: on Linux a process's death
+        signal follows the thread that started it, and a dispatch thread ends with its round.
+        """
         results: list[ModelResult[T] | None] = [None] * len(configs)
+        step = len(self._workers)
+        pending = {k: list(range(k, len(configs), step)) for k in range(step)}
+        pending = {k: queue for k, queue in pending.items() if queue}
 
         def drain(k: int) -> None:
-            for i in range(k, len(configs), len(self._workers)):
+            queue = pending[k]
+            while queue:
+                i = queue.pop(0)
                 results[i] = self._call(k, work, configs[i])
+                if self._workers[k] is None:  # it died: the rest wait for its replacement
+                    return
 
-        with ThreadPoolExecutor(max_workers=n) as pool:
-            list(pool.map(drain, range(n)))
+        while pending:
+            for k in pending:
+                if self._workers[k] is None:
+                    self._workers[k] = _Worker(self._respawn, self._warm_up)
+            with ThreadPoolExecutor(max_workers=len(pending)) as pool:
+                list(pool.map(drain, list(pending)))
+            pending = {k: queue for k, queue in pending.items() if queue}
         done = [r for r in results if r is not None]
         assert len(done) == len(configs)
         return done
 
     def _call(self, k: int, work: Callable[[Config], T], cfg: Config) -> ModelResult[T]:
         worker = self._workers[k]
+        assert worker is not None
         t0 = time.perf_counter()
         try:
             return worker.call(work, cfg)
         except (EOFError, OSError) as err:  # the process died (killed, out of memory)
             worker.stop(timeout=1.0)
             code = worker.process.exitcode
-            # A fresh one for the models after (forked while the dispatch threads wait on
-            # their pipes, holding no lock a child could need).
-            self._workers[k] = _Worker(self._context)
+            self._workers[k] = None  # replaced by `run`, in the caller's thread
             lost = RuntimeError(
                 f"the worker process checking {cfg.name} ended unexpectedly "
                 f"(exit {code}): {type(err).__name__}"
@@ -183,7 +228,8 @@ class ProcessFleet(Generic[T]):
     def close(self) -> None:
         """Stop every worker process (each finishes its current model first)."""
         for worker in self._workers:
-            worker.stop()
+            if worker is not None:
+                worker.stop()
 
     def __enter__(self) -> ProcessFleet[T]:
         return self

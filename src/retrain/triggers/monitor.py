@@ -25,8 +25,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retrain._card import ModelCard
-from retrain._safety import sha256_hex
 from retrain.config import Config
 from retrain.data.source import read_matching, read_window, window_counts
 from retrain.data.windows import (
@@ -39,10 +37,9 @@ from retrain.data.windows import (
 from retrain.drift import ReferenceProfile, detect_drift
 from retrain.errors import NotFound, RetrainError, ValidationError
 from retrain.labels.join import join_labels, label_columns
-from retrain.registry import MODEL_CARD_FILE, MODEL_FILE, Registry
+from retrain.registry import Registry
 from retrain.storage import Storage, open_storage
-from retrain.training.artifact import load_model
-from retrain.training.model import predict_scores
+from retrain.triggers._scores import ChampionScorer
 from retrain.triggers.controller import Outcome, TriggerController
 from retrain.triggers.metrics import MonitorMetrics
 from retrain.triggers.policy import Signal
@@ -223,6 +220,8 @@ class Monitor:
         store: the store (default: the config's storage root).
         metrics: Prometheus metrics to update (optional).
         detector: computes drift from a profile (default: the drift engine).
+        cache_scores: reuse the champion's stored scores of an unchanged window
+            (`retrain.triggers._scores`).
     """
 
     def __init__(
@@ -233,6 +232,7 @@ class Monitor:
         store: Storage | None = None,
         metrics: MonitorMetrics | None = None,
         detector: Detector = detect_with_engine,
+        cache_scores: bool = True,
     ) -> None:
         self.cfg = cfg
         self.controller = controller
@@ -240,10 +240,7 @@ class Monitor:
         self.metrics = metrics
         self.detector = detector
         self.registry = Registry(self.store, cfg.name)
-        # The champion loaded by an earlier check, keyed by its version and the sha256 of its
-        # model and card files: a monitor checking every few minutes loads it once, not at
-        # every check.
-        self._champion: tuple[tuple[str, str, str], Any] | None = None
+        self.scorer = ChampionScorer(cfg, self.store, self.registry, cache=cache_scores)
 
     # -- one check --------------------------------------------------------------------------
 
@@ -405,26 +402,6 @@ class Monitor:
         by_id = labelled.drop_duplicates(cfg.data.id_column).set_index(cfg.data.id_column)
         return current[cfg.data.id_column].map(by_id[cfg.target])
 
-    def _champion_scores(self, champion: str, current: pd.DataFrame) -> Any:
-        return predict_scores(self._champion_model(champion), current, self.cfg)
-
-    def _champion_model(self, champion: str) -> Any:
-        """The champion's model, verified against its card when the model's or the card's
-        bytes are new to this monitor (the same bytes of both are the same verified model).
-
-        Both files are read on every check (the registry refuses one changed since its
-        registration), so a rewritten model or card is loaded and verified again.
-        """
-        data = self.registry.read_file(champion, MODEL_FILE)
-        card_bytes = self.registry.read_file(champion, MODEL_CARD_FILE)
-        key = (champion, sha256_hex(data), sha256_hex(card_bytes))
-        if self._champion is not None and self._champion[0] == key:
-            return self._champion[1]
-        card = ModelCard.from_json(card_bytes.decode())
-        model = load_model(data, card)
-        self._champion = (key, model)
-        return model
-
     def _drift(
         self, champion: str | None, current: pd.DataFrame
     ) -> tuple[DriftSummary | None, str]:
@@ -438,7 +415,7 @@ class Monitor:
             return None, f"champion {champion} has no {PROFILE_FILE}"
         notes = []
         try:
-            scores = self._champion_scores(champion, current)
+            scores = self.scorer.scores(champion, current)
         except RetrainError as err:
             scores = None
             notes.append(f"the champion could not score the window ({err})")
