@@ -80,7 +80,7 @@ def _fired_share(rng: np.random.Generator, m: int, n: int, drop: float, trials: 
 
 def section(quick: bool = False) -> str:
     """The markdown section: the share of windows in which the signal fires, per cell."""
-    trials = 40 if quick else 400
+    trials = 40 if quick else 200
     rng = np.random.default_rng(20261202)
     lines = [
         "## Labelled performance signal: false alarms and misses",

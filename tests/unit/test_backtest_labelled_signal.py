@@ -20,6 +20,8 @@ from retrain.drift import PROFILE_FILE, PerformanceCheck, ReferenceProfile, perf
 from retrain.registry import Registry
 from retrain.storage import open_storage
 from retrain.training.artifact import load_registered_model
+from retrain.training.model import predict_scores
+from retrain.triggers.monitor import detect_with_engine
 from retrain.triggers.policy import PolicyState
 
 Trained = tuple[Config, Registry, Any, pd.DataFrame, pd.DataFrame]
@@ -130,3 +132,19 @@ def test_a_labelled_drop_waits_for_the_hysteresis_unless_performance_drop_is_set
     # Nothing measured: the feature verdict alone decides, as before.
     launch, why, _ = drift_policy_decision(at_once, PolicyState(), "5", False, None, now)
     assert not launch and why.startswith("no_drift")
+
+
+def test_the_monitor_s_engine_summary_carries_the_drop_s_interval(trained: Trained) -> None:
+    cfg, registry, model, events, labels = trained
+    key = cfg.labels.id_column
+    aligned = events[cfg.data.id_column].map(labels.set_index(key)[cfg.labels.label_column])
+    summary = detect_with_engine(
+        registry.read_file("v0", PROFILE_FILE).decode(),
+        events,
+        cfg,
+        predict_scores(model, events, cfg),
+        aligned,
+    )
+    perf = summary.performance
+    assert perf is not None  # what the performance trigger reads
+    assert perf["drop_lower"] < perf["drop"] < perf["drop_upper"]

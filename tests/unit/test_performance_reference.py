@@ -117,3 +117,29 @@ def test_the_profile_keeps_the_reference_error_and_reads_profiles_without_it() -
     older = json.loads(profile.to_json())
     del older["metric_sd"]
     assert ReferenceProfile.from_json(json.dumps(older)).metric_sd is None
+
+
+@pytest.mark.parametrize(
+    ("metric", "n", "positives"),
+    [("roc_auc", 1000, 300), ("roc_auc", 3000, 60), ("accuracy", 4000, 40)],
+)
+def test_away_from_the_boundary_the_error_is_the_metric_s_own_spread(
+    metric: str, n: int, positives: int
+) -> None:
+    """`metric_sd` from one sample against the spread of the metric over many samples of the
+    same model (Monte Carlo truth)."""
+    rng = np.random.default_rng(5)
+
+    def draw() -> tuple[np.ndarray, np.ndarray]:
+        y, s = _fraud_like(rng, n, positives, 2.0)
+        return y, 1.0 / (1.0 + np.exp(-(s - 1.0) * 2.0))  # probabilities, for accuracy
+
+    values = [
+        compute_metrics("classification", *draw(), [0, 1], (metric,))[metric] for _ in range(400)
+    ]
+    truth = float(np.std(values, ddof=1))
+    estimates = [
+        metric_sd("classification", metric, *draw(), [0, 1], n_boot=200, seed=k) for k in range(5)
+    ]
+    for estimate in estimates:
+        assert estimate is not None and 0.65 < estimate / truth < 1.4

@@ -288,3 +288,29 @@ def test_a_rewritten_champion_model_or_card_is_loaded_and_verified_again(
     with pytest.raises(ValidationError, match="modified after registration"):
         monitor.scorer.model("v1")
     assert loaded == [b"first", b"refit"]
+
+
+@pytest.mark.parametrize(("lower", "rule"), [(0.1, "performance"), (-0.01, "within_noise")])
+def test_the_performance_trigger_gets_the_drop_s_interval(
+    tmp_path: Path, lower: float, rule: str
+) -> None:
+    def dropped(
+        profile: str, current: pd.DataFrame, cfg: Config, scores: Any, labels: Any
+    ) -> DriftSummary:
+        performance = {
+            "metric": "roc_auc",
+            "reference": 0.9,
+            "current": 0.7,
+            "drop": 0.2,
+            "drop_lower": lower,
+            "rows": 40,
+        }
+        return DriftSummary(False, 0.0, (), performance=performance)
+
+    cfg = load_config(write_case(tmp_path, triggers={"performance_drop": 0.05}))
+    with_champion(cfg)
+    store = open_storage(cfg.storage_root)
+    ctl = TriggerController(store, cfg.name, cfg.triggers, NoLauncher(), clock=Clock())
+    result = Monitor(cfg, ctl, detector=dropped).check("1")
+    outcomes = {o.decision.rule: o.decision.launch for o in result.outcomes}
+    assert outcomes.get(rule) is (rule == "performance")

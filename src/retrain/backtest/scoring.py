@@ -68,7 +68,8 @@ def labelled_check(
     as_of: Any,
 ) -> PerformanceCheck | None:
     """The drift engine's labelled signal for model `version` on a window, with only the labels
-    known at `as_of` (a window bound, as `parse_window` gives it; None: every label): its
+    known at `as_of` (a window bound, as `parse_window` gives it; None: every label, for
+    labels without their own times, whose arrival the caller's choice of window models): its
     primary metric against the one its profile recorded at training.
 
     None when it cannot be measured: drift off, no profile stored with the model, no labelled

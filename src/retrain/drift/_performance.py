@@ -244,10 +244,12 @@ def metric_sd(
     """How far a metric measured on these labelled rows may be from the model's true one: its
     bootstrap standard deviation (None: not measurable).
 
-    A bootstrap cannot see past a boundary: a perfect ranking on a dozen positives scores 1.0
-    in every resample. For a classifier's score in [0, 1] the result is therefore at least
-    that of a proportion over the rarer class's rows, the metric pulled half a row towards
-    0.5, so a reference measured on few positives never reads as exact.
+    A bootstrap cannot see past a boundary: a perfect ranking of a dozen frauds scores 1.0 in
+    every resample. When the metric of a classifier is that close to 0 or 1 (within one row of
+    the count it is a share of: all rows for accuracy, the rarer class's otherwise) or the
+    resamples do not vary, the result is at least a proportion's over that count, the metric
+    pulled half a row towards 0.5, so a reference measured on few positives never reads as
+    exact. Away from the boundary the bootstrap stands alone.
     """
     y = pd.Series(labels).reset_index(drop=True)
     s = np.asarray(scores, dtype=float)
@@ -261,12 +263,14 @@ def metric_sd(
     if len(values) < 2:
         return None
     sd = float(np.std(values, ddof=1))
+    if task != "classification" or not GREATER_IS_BETTER[metric]:
+        return sd
     value = compute_metrics(task, y, s, classes, (metric,))[metric]
-    if task == "classification" and GREATER_IS_BETTER[metric] and 0.0 <= value <= 1.0:
-        rarer = int(y.value_counts().min())
-        shrunk = (value * rarer + 0.5) / (rarer + 1)
-        sd = max(sd, math.sqrt(shrunk * (1.0 - shrunk) / rarer))
-    return sd
+    count = len(y) if metric == "accuracy" else int(y.value_counts().min())
+    if not 0.0 <= value <= 1.0 or (sd > 0.0 and 1.0 / count < value < 1.0 - 1.0 / count):
+        return sd
+    shrunk = (value * count + 0.5) / (count + 1)
+    return max(sd, math.sqrt(shrunk * (1.0 - shrunk) / count))
 
 
 def check_performance(

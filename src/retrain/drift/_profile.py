@@ -147,7 +147,7 @@ class ReferenceProfile:
             "classes": self.classes,
             "metric": self.metric,
             "metrics": {k: json_float(v) for k, v in self.metrics.items()},
-            "metric_sd": self.metric_sd,
+            "metric_sd": json_float(self.metric_sd) if self.metric_sd is not None else None,
             "estimated_accuracy": self.estimated_accuracy,
             "importances": dict(self.importances),
             "estimate_calibration": (

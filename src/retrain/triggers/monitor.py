@@ -112,6 +112,8 @@ def detect_with_engine(
                 "reference": perf.reference,
                 "current": perf.current,
                 "drop": perf.drop,
+                "drop_lower": perf.drop_lower,
+                "drop_upper": perf.drop_upper,
                 "rows": perf.n,
             }
             if perf is not None
@@ -297,7 +299,7 @@ class Monitor:
                     value=float(performance["drop"]),
                     details={
                         "metric": performance["metric"],
-                        "drop_lower": performance["drop_lower"],
+                        "drop_lower": performance.get("drop_lower"),
                     },
                 )
             )
