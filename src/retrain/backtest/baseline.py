@@ -30,7 +30,7 @@ from retrain.data.split import evaluation_mask
 from retrain.data.windows import event_times, parse_window
 from retrain.errors import RetrainError
 from retrain.evaluation.metrics import GREATER_IS_BETTER
-from retrain.labels.join import join_labels
+from retrain.labels.join import join_labels, without_coverage_floor
 from retrain.training.model import fit_model
 
 __all__ = ["FULL_REFIT", "TRAIN_ROWS", "replay_full_refit"]
@@ -79,9 +79,7 @@ def replay_full_refit(
         share, salt = cfg.training.evaluation_share, cfg.name  # the salt `build_training_set` uses
         trainable = [f.loc[~evaluation_mask(f[cfg.data.id_column], share, salt)] for f in frames]
     # Every label known, whatever its coverage: a plain refit takes what there is.
-    any_coverage = cfg.model_copy(
-        update={"labels": cfg.labels.model_copy(update={"min_coverage": 0.0})}
-    )
+    any_coverage = without_coverage_floor(cfg)
     model: Any = None
     served: str | None = None
     records: list[WindowRecord] = []

@@ -17,7 +17,7 @@ from retrain.drift import (
 )
 from retrain.errors import NotFound, RetrainError
 from retrain.evaluation.metrics import compute_metrics
-from retrain.labels.join import join_labels
+from retrain.labels.join import join_labels, without_coverage_floor
 from retrain.registry import Registry
 from retrain.training.model import predict_scores
 
@@ -82,7 +82,7 @@ def labelled_check(
         profile = ReferenceProfile.from_json(registry.read_file(version, PROFILE_FILE))
     except NotFound:
         return None
-    relaxed = cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"min_coverage": 0.0})})
+    relaxed = without_coverage_floor(cfg)
     try:
         labelled, scores, _ = _labelled_scores(relaxed, model, events, labels, as_of)
     except RetrainError:

@@ -24,7 +24,7 @@ import pandas as pd
 from retrain.config import Config
 from retrain.data.windows import as_of_text, next_window_id, parse_window
 from retrain.errors import ValidationError
-from retrain.labels.join import join_labels
+from retrain.labels.join import join_labels, without_coverage_floor
 
 __all__ = ["ProvisionalLabels", "join_provisional", "provisional_window_ids"]
 
@@ -107,9 +107,7 @@ def join_provisional(
     coverage (leakage, non-numeric regression labels) is skipped and says why; its own run
     will fail on it by name.
     """
-    anyhow = cfg.model_copy(
-        update={"labels": cfg.labels.model_copy(update={"min_coverage": 0.0})}
-    )
+    anyhow = without_coverage_floor(cfg)
     frames: list[pd.DataFrame] = []
     windows: list[dict[str, Any]] = []
     for window_id, frame in events:

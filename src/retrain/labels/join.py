@@ -31,6 +31,7 @@ __all__ = [
     "LabelResult",
     "join_labels",
     "label_columns",
+    "without_coverage_floor",
 ]
 
 #: Above this share of labelled rows dated before their event, the join fails.
@@ -193,6 +194,12 @@ def _markdown(report: dict[str, Any]) -> str:
             "| " + " | ".join(f"{summary[k]:.4g}" for k in ("mean", "std", "min", "max")) + " |",
         ]
     return "\n".join(lines) + "\n"
+
+
+def without_coverage_floor(cfg: Config) -> Config:
+    """`cfg` with ``labels.min_coverage`` 0: for joins that take whatever labels have arrived
+    (a monitor's current window, a labelled check, a baseline refit, provisional windows)."""
+    return cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"min_coverage": 0.0})})
 
 
 def join_labels(

@@ -36,7 +36,7 @@ from retrain.data.windows import (
 )
 from retrain.drift import ReferenceProfile, detect_drift
 from retrain.errors import NotFound, RetrainError, ValidationError
-from retrain.labels.join import join_labels, label_columns
+from retrain.labels.join import join_labels, label_columns, without_coverage_floor
 from retrain.registry import Registry
 from retrain.storage import Storage, open_storage
 from retrain.triggers._scores import ChampionScorer
@@ -393,9 +393,7 @@ class Monitor:
                 # Python one by one.)
                 labels = labels[pd.Index(ids.unique()).get_indexer(label_ids) >= 0]
             # Most labels of the newest window are still on their way: no coverage floor here.
-            relaxed = cfg.model_copy(
-                update={"labels": cfg.labels.model_copy(update={"min_coverage": 0.0})}
-            )
+            relaxed = without_coverage_floor(cfg)
             labelled = join_labels(relaxed, current, labels, as_of=self._as_of()).labelled
         except ValidationError:
             return None
