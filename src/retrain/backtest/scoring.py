@@ -13,7 +13,7 @@ from retrain.drift import (
     PROFILE_FILE,
     PerformanceCheck,
     ReferenceProfile,
-    performance_against_profile,
+    labelled_window_check,
 )
 from retrain.errors import NotFound, RetrainError
 from retrain.evaluation.metrics import compute_metrics
@@ -89,11 +89,4 @@ def labelled_check(
         return None
     if labelled.empty:
         return None
-    return performance_against_profile(
-        profile,
-        labelled[cfg.target].reset_index(drop=True),
-        scores,
-        primary=cfg.primary_metric,
-        dc=cfg.drift,
-        seed=cfg.seed,
-    )
+    return labelled_window_check(profile, labelled[cfg.target], scores, cfg)

@@ -85,7 +85,11 @@ from retrain.drift._champion import (
     profile_for_model,
 )
 from retrain.drift._detect import detect_drift
-from retrain.drift._labelled import performance_against_profile, performance_fired
+from retrain.drift._labelled import (
+    labelled_window_check,
+    performance_against_profile,
+    performance_fired,
+)
 from retrain.drift._methods import (
     METHODS,
     Comparison,
@@ -139,6 +143,7 @@ __all__ = [
     "detect_drift",
     "estimate_performance",
     "fit_estimate_calibration",
+    "labelled_window_check",
     "method_names",
     "metric_sd",
     "performance_against_profile",

@@ -1,20 +1,26 @@
 """The engine's labelled signal: the primary metric on labelled rows against the reference.
 
 One definition for every caller that judges a champion on labels (the drift engine on the
-window it checks, the backtest's drift policy on the newest labelled window), so both use the
-same reference, interval and threshold.
+window it checks, the backtest's drift policy and the monitor on the newest labelled window),
+so all use the same reference, interval and threshold.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
 
 from retrain.drift._performance import PerformanceCheck, check_performance
 from retrain.drift._profile import ReferenceProfile
 from retrain.settings.drift import DriftConfig
 
-__all__ = ["performance_against_profile", "performance_fired"]
+if TYPE_CHECKING:
+    from retrain.config import Config
+
+__all__ = ["labelled_window_check", "performance_against_profile", "performance_fired"]
 
 
 def performance_against_profile(
@@ -57,3 +63,23 @@ def performance_fired(check: PerformanceCheck, dc: DriftConfig) -> bool:
     """Big enough to matter (`max_performance_drop`), and not explained by sampling noise (the
     drop's interval lies above zero)."""
     return check.drop > dc.max_performance_drop and check.drop_lower > 0.0
+
+
+def labelled_window_check(
+    profile: ReferenceProfile, labels: Any, scores: Any, cfg: Config
+) -> PerformanceCheck | None:
+    """The labelled signal of the model `profile` describes on one window: `labels` are the
+    labels known for the rows `scores` scored (missing where none is known yet), judged by
+    `performance_against_profile` with the config's primary metric, drift settings and seed.
+
+    Rows labelled with a class the model never saw are left out: it has no score for them.
+    The backtest's drift policy and the monitor both measure the newest labelled window here.
+    """
+    y = pd.Series(labels).reset_index(drop=True)
+    s = np.asarray(scores)
+    if profile.task == "classification" and profile.classes is not None:
+        seen = (y.isna() | y.isin(profile.classes)).to_numpy()
+        y, s = y[seen].reset_index(drop=True), s[seen]
+    return performance_against_profile(
+        profile, y, s, primary=cfg.primary_metric, dc=cfg.drift, seed=cfg.seed
+    )

@@ -12,8 +12,10 @@ state) under two digests:
 
 A check whose two digests match the stored ones reuses the stored scores (the same bytes
 scored by the same libraries give the same scores); any other check loads the champion,
-scores, and replaces the entry. One entry per model (the last window scored, at most
-`MAX_CACHED_BYTES`), written atomically; an entry that cannot be read back intact is a miss.
+scores, and replaces the entry. One entry per model and slot (the last window scored in that
+role: the checked window, and ``labelled`` for the newest labelled window the monitor judges
+the champion on, ``champion-scores-labelled.json``; each at most `MAX_CACHED_BYTES`), written
+atomically; an entry that cannot be read back intact is a miss.
 A `--once` monitor (a CronJob) keeps the scores across passes; one with `--every` also keeps
 the loaded champion in memory while its files' bytes are unchanged.
 """
@@ -44,9 +46,9 @@ MAX_CACHED_BYTES = 64 * 1024 * 1024
 _FORMAT = 1
 
 
-def scores_cache_key(model: str) -> str:
-    """Where a model's cached champion scores live in its store."""
-    return f"triggers/{model}/champion-scores.json"
+def scores_cache_key(model: str, slot: str = "") -> str:
+    """Where a model's cached champion scores (of one slot: "" for the checked window) live."""
+    return f"triggers/{model}/champion-scores{'-' + slot if slot else ''}.json"
 
 
 class ChampionScorer:
@@ -71,8 +73,9 @@ class ChampionScorer:
         # model and card files: a monitor checking every few minutes loads it once.
         self._loaded: tuple[tuple[str, str, str], Any] | None = None
 
-    def scores(self, champion: str, current: pd.DataFrame) -> np.ndarray:
-        """The champion's scores of `current` (as `predict_scores` returns them).
+    def scores(self, champion: str, current: pd.DataFrame, *, slot: str = "") -> np.ndarray:
+        """The champion's scores of `current` (as `predict_scores` returns them), kept in the
+        cache entry `slot` (one window each, so two windows scored by turns both stay cached).
 
         Both files are read at every call (the registry refuses one changed since its
         registration), so a rewritten model or card is a new digest: loaded, verified and
@@ -83,14 +86,15 @@ class ChampionScorer:
         """
         identity, data, card_bytes = self._files(champion)
         digests = (self._champion_digest(identity), content_sha256(current))
+        key = scores_cache_key(self.cfg.name, slot)
         if self.cache:
-            cached = self._read(digests, len(current))
+            cached = self._read(key, digests, len(current))
             if cached is not None:
                 return cached
         model = self._model(identity, data, card_bytes)
         scores = predict_scores(model, current, self.cfg)
         if self.cache:
-            self._write(digests, scores)
+            self._write(key, digests, scores)
         return scores
 
     def model(self, champion: str) -> Any:
@@ -124,10 +128,10 @@ class ChampionScorer:
         }
         return sha256_hex(json.dumps(what, sort_keys=True).encode())
 
-    def _read(self, digests: tuple[str, str], rows: int) -> np.ndarray | None:
+    def _read(self, key: str, digests: tuple[str, str], rows: int) -> np.ndarray | None:
         """The stored scores if the entry is for these digests and reads back intact."""
         try:
-            entry = json.loads(self.store.read_bytes(scores_cache_key(self.cfg.name)))
+            entry = json.loads(self.store.read_bytes(key))
             if entry.get("format") != _FORMAT or (entry["champion"], entry["window"]) != digests:
                 return None
             raw = base64.b64decode(entry["scores"], validate=True)
@@ -140,7 +144,7 @@ class ChampionScorer:
             return None
         return scores.copy()  # writable, like a fresh prediction
 
-    def _write(self, digests: tuple[str, str], scores: np.ndarray) -> None:
+    def _write(self, key: str, digests: tuple[str, str], scores: np.ndarray) -> None:
         raw = np.ascontiguousarray(scores).tobytes()
         if len(raw) > MAX_CACHED_BYTES:
             return
@@ -154,6 +158,6 @@ class ChampionScorer:
             "scores": base64.b64encode(raw).decode("ascii"),
         }
         try:
-            self.store.write_bytes(scores_cache_key(self.cfg.name), json.dumps(entry).encode())
+            self.store.write_bytes(key, json.dumps(entry).encode())
         except RetrainError:  # a cache: the check has its scores, the next one scores again
             return

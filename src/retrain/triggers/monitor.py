@@ -4,7 +4,9 @@ One `Monitor.check` reads the newest window of the data source, has the champion
 compares it with the champion's reference profile (``profile.json`` beside each registered
 version; with the labels that have arrived, the engine also measures the metric drop), counts
 untrained rows, and turns each into a `Signal` for the `TriggerController` (drift first, so a
-launch by another rule cannot reset the hysteresis count of the same window). It writes a
+launch by another rule cannot reset the hysteresis count of the same window). The performance
+signal and block judge the champion on the newest labelled window, as the backtest's drift
+policy does (`retrain.triggers._labelled_window`), and name it as their snapshot. It writes a
 report to the store (``monitor/<time>.json`` and ``.md``) and updates the Prometheus metrics.
 Labels count as of the monitor's clock (those dated later have not arrived), and a window
 whose run failed for too few labels is launched again once they have (`retrain.triggers.relabel`).
@@ -26,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.config import Config
-from retrain.data.source import read_matching, read_window, window_counts
+from retrain.data.source import window_counts
 from retrain.data.windows import (
     event_times,
     parse_as_of,
@@ -36,9 +38,15 @@ from retrain.data.windows import (
 )
 from retrain.drift import ReferenceProfile, detect_drift
 from retrain.errors import NotFound, RetrainError, ValidationError
-from retrain.labels.join import join_labels, label_columns, without_coverage_floor
 from retrain.registry import Registry
 from retrain.storage import Storage, open_storage
+from retrain.triggers._labelled_window import (
+    DEFAULT_LOOKBACK,
+    known_labels,
+    performance_block,
+    performance_text,
+    window_rows,
+)
 from retrain.triggers._scores import ChampionScorer
 from retrain.triggers.controller import Outcome, TriggerController
 from retrain.triggers.metrics import MonitorMetrics
@@ -189,14 +197,7 @@ class CheckResult:
             ]
         else:
             lines += [f"**Drift:** not measured ({self.drift_note}).", ""]
-        perf = self.performance
-        if "drop" in perf:
-            lines.append(
-                f"**Performance:** {perf['metric']} {perf['current']:.4f} on {perf['rows']} "
-                f"labelled rows vs {perf['reference']:.4f} at training (drop {perf['drop']:.4f})."
-            )
-        else:
-            lines.append(f"**Performance:** {perf.get('note', 'not measured')}.")
+        lines.append(f"**Performance:** {performance_text(self.performance)}")
         lines += [
             f"**Untrained rows:** {self.untrained_rows}.",
             "",
@@ -224,6 +225,8 @@ class Monitor:
         detector: computes drift from a profile (default: the drift engine).
         cache_scores: reuse the champion's stored scores of an unchanged window
             (`retrain.triggers._scores`).
+        labelled_lookback: windows, the checked one included, searched newest first for
+            the newest labelled window (`retrain.triggers._labelled_window`).
     """
 
     def __init__(
@@ -235,6 +238,7 @@ class Monitor:
         metrics: MonitorMetrics | None = None,
         detector: Detector = detect_with_engine,
         cache_scores: bool = True,
+        labelled_lookback: int = DEFAULT_LOOKBACK,
     ) -> None:
         self.cfg = cfg
         self.controller = controller
@@ -243,6 +247,7 @@ class Monitor:
         self.detector = detector
         self.registry = Registry(self.store, cfg.name)
         self.scorer = ChampionScorer(cfg, self.store, self.registry, cache=cache_scores)
+        self.labelled_lookback = labelled_lookback
 
     # -- one check --------------------------------------------------------------------------
 
@@ -262,19 +267,13 @@ class Monitor:
                 raise ValidationError(f"data source {cfg.data.uri} holds no events")
             window = ids[-1]
         win = parse_window(cfg.data, window)
-        source, _ = read_window(cfg.data.uri, cfg.data.format, cfg.data, win)
-        current = source.loc[window_mask(source[time_col], win, cfg.data.time_kind)]
-        current = current.reset_index(drop=True)
+        source, current = window_rows(cfg, win.id)
         if current.empty:
             raise ValidationError(f"window {win.id} of {cfg.data.uri} holds no events")
 
         champion = self.registry.get_alias("champion").version
-        drift, note = self._drift(champion, current)
-        performance: dict[str, Any] = {"note": "no labels for this window yet"}
-        if drift is not None and drift.performance is not None:
-            performance = dict(drift.performance)
-        elif drift is None:
-            performance = {"note": note}
+        drift, note, labels = self._drift(champion, current)
+        performance = self._performance(champion, drift, note, (current, labels), win.id, ids)
         untrained = self._untrained_rows(counts.rows, win.id)
 
         signals = []
@@ -292,14 +291,17 @@ class Monitor:
                 )
             )
         if cfg.triggers.performance_drop is not None and "drop" in performance:
+            # The measured window is the snapshot: a re-check of the same labelled window is
+            # a duplicate of its launch, not a new one.
             signals.append(
                 Signal(
                     "performance",
-                    win.id,
+                    performance.get("window", win.id),
                     value=float(performance["drop"]),
                     details={
                         "metric": performance["metric"],
                         "drop_lower": performance.get("drop_lower"),
+                        "window": performance.get("window", win.id),
                     },
                 )
             )
@@ -380,39 +382,21 @@ class Monitor:
     def _labels(self, current: pd.DataFrame) -> pd.Series | None:
         """Labels aligned with the window's rows (NaN where not arrived yet, or dated after
         the monitor's clock), or None."""
-        cfg = self.cfg
-        try:
-            ids = current[cfg.data.id_column]
-            labels, read = read_matching(
-                cfg.labels.uri, cfg.labels.format, cfg.labels.id_column, ids, label_columns(cfg)
-            )
-            label_ids = labels.get(cfg.labels.id_column)
-            if not read["filtered"] and label_ids is not None and label_ids.dtype == ids.dtype:
-                # Only this window's labels: the join's key normalisation is slow on all.
-                # (A hash lookup of the window's ids: `isin` on Arrow strings converts them to
-                # Python one by one.)
-                labels = labels[pd.Index(ids.unique()).get_indexer(label_ids) >= 0]
-            # Most labels of the newest window are still on their way: no coverage floor here.
-            relaxed = without_coverage_floor(cfg)
-            labelled = join_labels(relaxed, current, labels, as_of=self._as_of()).labelled
-        except ValidationError:
-            return None
-        if labelled.empty:
-            return None
-        by_id = labelled.drop_duplicates(cfg.data.id_column).set_index(cfg.data.id_column)
-        return current[cfg.data.id_column].map(by_id[cfg.target])
+        # Most labels of the newest window are still on their way: no coverage floor here.
+        return known_labels(self.cfg, current, self._as_of())
 
     def _drift(
         self, champion: str | None, current: pd.DataFrame
-    ) -> tuple[DriftSummary | None, str]:
+    ) -> tuple[DriftSummary | None, str, pd.Series | None]:
+        """The engine's summary, a note, and the window's labels (None: not read)."""
         if not self.cfg.drift.enabled:
-            return None, "drift detection is off (drift.enabled: false)"
+            return None, "drift detection is off (drift.enabled: false)", None
         if champion is None:
-            return None, "no champion yet"
+            return None, "no champion yet", None
         try:
             profile = self.registry.read_file(champion, PROFILE_FILE).decode()
         except NotFound:
-            return None, f"champion {champion} has no {PROFILE_FILE}"
+            return None, f"champion {champion} has no {PROFILE_FILE}", None
         notes = []
         try:
             scores = self.scorer.scores(champion, current)
@@ -424,8 +408,34 @@ class Monitor:
         try:
             summary = self.detector(profile, current, self.cfg, scores, labels)
         except ImportError as err:
-            return None, f"drift engine unavailable: {err}"
-        return summary, "; ".join(notes)
+            return None, f"drift engine unavailable: {err}", None
+        return summary, "; ".join(notes), labels
+
+    def _performance(
+        self,
+        champion: str | None,
+        drift: DriftSummary | None,
+        note: str,
+        checked: tuple[pd.DataFrame, pd.Series | None],
+        window: str,
+        ids: list[str],
+    ) -> dict[str, Any]:
+        """The performance block: the champion on the newest labelled window; when no window
+        within the look-back is labelled, the checked window with the labels it has."""
+        if drift is None:
+            return {"note": note}
+        on_checked = dict(drift.performance) if drift.performance is not None else None
+        return performance_block(
+            self.cfg,
+            self.scorer,
+            champion,
+            on_checked,
+            checked,
+            window,
+            ids,
+            as_of=self._as_of(),
+            lookback=self.labelled_lookback,
+        )
 
     def _untrained_rows(self, rows_by_window: dict[str, int], window: str) -> int:
         """Rows in windows after the newest one already in the history store, up to `window`."""

@@ -1,0 +1,241 @@
+"""The newest labelled window: where the monitor judges the champion on labels.
+
+Labels come late (chargebacks days later, house sales weeks later), so the window a monitor
+checks, the newest, has few labels or none. As the backtest's drift policy does, the monitor
+measures the drift engine's labelled signal on the newest window, at or before the checked
+one, whose labels known as of its clock reach ``labels.min_coverage`` (the label join's
+coverage, with its leakage check), against the metric the champion's profile recorded at
+training (`retrain.drift.labelled_window_check`). The search goes newest first, stops at the
+first window that passes and looks at most `DEFAULT_LOOKBACK` windows back (each older one
+costs a read of its rows and of its ids' labels); when none passes, the checked window is
+measured with the labels it has, as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from retrain.config import Config
+from retrain.data.source import read_matching, read_window
+from retrain.data.windows import as_of_text, parse_window, window_mask
+from retrain.drift import PROFILE_FILE, PerformanceCheck, ReferenceProfile, labelled_window_check
+from retrain.errors import RetrainError, ValidationError
+from retrain.labels.join import join_labels, label_columns, without_coverage_floor
+from retrain.triggers._scores import ChampionScorer
+
+__all__ = [
+    "DEFAULT_LOOKBACK",
+    "LABELLED_SLOT",
+    "LabelledWindow",
+    "known_labels",
+    "labelled_performance",
+    "newest_labelled_window",
+    "performance_block",
+    "performance_text",
+    "window_rows",
+]
+
+#: Windows the search looks at, the checked one included: about two weeks of daily windows.
+DEFAULT_LOOKBACK = 14
+#: The scorer's cache entry for the labelled window (the checked window keeps the default one).
+LABELLED_SLOT = "labelled"
+
+
+def window_rows(cfg: Config, window: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What the source read for `window` (only its rows on the fast path, more otherwise) and
+    the window's own rows.
+
+    Raises:
+        ValidationError: as `read_window`.
+    """
+    win = parse_window(cfg.data, window)
+    source, _ = read_window(cfg.data.uri, cfg.data.format, cfg.data, win)
+    rows = source.loc[window_mask(source[cfg.data.time_column], win, cfg.data.time_kind)]
+    return source, rows.reset_index(drop=True)
+
+
+def known_labels(cfg: Config, rows: pd.DataFrame, as_of: Any) -> pd.Series | None:
+    """Labels aligned with a window's rows (NaN where none has arrived, or one is dated after
+    `as_of`), or None when the label join refuses the window or finds no label."""
+    try:
+        ids = rows[cfg.data.id_column]
+        labels, read = read_matching(
+            cfg.labels.uri, cfg.labels.format, cfg.labels.id_column, ids, label_columns(cfg)
+        )
+        label_ids = labels.get(cfg.labels.id_column)
+        if not read["filtered"] and label_ids is not None and label_ids.dtype == ids.dtype:
+            # Only this window's labels: the join's key normalisation is slow on all.
+            # (A hash lookup of the window's ids: `isin` on Arrow strings converts them to
+            # Python one by one.)
+            labels = labels[pd.Index(ids.unique()).get_indexer(label_ids) >= 0]
+        # Coverage is judged by the caller: the join takes whatever labels have arrived.
+        relaxed = without_coverage_floor(cfg)
+        labelled = join_labels(relaxed, rows, labels, as_of=as_of).labelled
+    except ValidationError:
+        return None
+    if labelled.empty:
+        return None
+    by_id = labelled.drop_duplicates(cfg.data.id_column).set_index(cfg.data.id_column)
+    return rows[cfg.data.id_column].map(by_id[cfg.target])
+
+
+@dataclass(frozen=True)
+class LabelledWindow:
+    """A window whose labels known as of the monitor's clock reach ``labels.min_coverage``."""
+
+    window: str
+    rows: pd.DataFrame
+    labels: pd.Series  # aligned with `rows`; NaN where not known yet
+
+    @property
+    def coverage(self) -> float:
+        return float(self.labels.notna().mean())
+
+
+def newest_labelled_window(
+    cfg: Config,
+    ids: Sequence[str],
+    checked: str,
+    checked_labelled: tuple[pd.DataFrame, pd.Series | None],
+    as_of: Any,
+    lookback: int,
+) -> tuple[LabelledWindow | None, int]:
+    """The newest of the `lookback` windows up to `checked` (`ids`: the source's windows,
+    oldest first) whose labels known at `as_of` reach ``labels.min_coverage``, and how many
+    windows were looked at. `checked_labelled` holds the checked window's rows and labels,
+    already read.
+
+    Raises:
+        ValidationError: an older window cannot be read (as `read_window`).
+    """
+    newest = list(ids).index(checked) if checked in ids else 0
+    looked = 0
+    for k in range(newest, max(-1, newest - max(lookback, 1)), -1):  # newest first
+        looked += 1
+        if k == newest:
+            window, (rows, labels) = checked, checked_labelled
+        else:
+            window = ids[k]
+            rows = window_rows(cfg, window)[1]
+            labels = known_labels(cfg, rows, as_of) if not rows.empty else None
+        if labels is not None and float(labels.notna().mean()) >= cfg.labels.min_coverage:
+            return LabelledWindow(window, rows, labels), looked
+    return None, looked
+
+
+def _check_fields(check: PerformanceCheck) -> dict[str, Any]:
+    return {
+        "metric": check.metric,
+        "reference": check.reference,
+        "current": check.current,
+        "drop": check.drop,
+        "drop_lower": check.drop_lower,
+        "drop_upper": check.drop_upper,
+        "confidence": check.confidence,
+        "rows": check.n,
+    }
+
+
+def labelled_performance(
+    cfg: Config,
+    scorer: ChampionScorer,
+    champion: str,
+    found: LabelledWindow,
+    checked: str,
+    on_checked: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The monitor's performance block for the labelled window `found`: on the checked window
+    the engine's own measurement `on_checked` (the same definition, already computed), on an
+    older one the champion's scores of it (cached in `LABELLED_SLOT`) against its profile.
+
+    Raises:
+        ValidationError: the champion's profile is unreadable.
+    """
+    where = {
+        "window": found.window,
+        "measured_on": "checked window" if found.window == checked else "newest labelled window",
+        "coverage": found.coverage,
+        "labelled_rows": int(found.labels.notna().sum()),
+    }
+    if found.window == checked:
+        measured = on_checked
+    else:
+        try:
+            scores = scorer.scores(champion, found.rows, slot=LABELLED_SLOT)
+        except RetrainError as err:
+            return where | {"note": f"the champion could not score window {found.window} ({err})"}
+        profile = ReferenceProfile.from_json(scorer.registry.read_file(champion, PROFILE_FILE))
+        check = labelled_window_check(profile, found.labels, scores, cfg)
+        measured = _check_fields(check) if check is not None else None
+    if measured is None:
+        return where | {"note": "too few labelled rows, or no reference metric in the profile"}
+    return where | measured
+
+
+def _search_note(cfg: Config, checked: str, looked: int, as_of: Any) -> str:
+    """Why the checked window was measured with the labels it has."""
+    when = f"as of {as_of_text(as_of)}" if as_of is not None else "in the label source"
+    return (
+        f"no window of the {looked} up to {checked} has labels {when} reaching "
+        f"labels.min_coverage {cfg.labels.min_coverage:.0%}: measured on the checked window "
+        "with the labels it has"
+    )
+
+
+def performance_block(
+    cfg: Config,
+    scorer: ChampionScorer,
+    champion: str | None,
+    on_checked: dict[str, Any] | None,
+    checked: tuple[pd.DataFrame, pd.Series | None],
+    window: str,
+    ids: Sequence[str],
+    *,
+    as_of: Any,
+    lookback: int,
+) -> dict[str, Any]:
+    """The monitor's performance block for a check of `window` (its rows and labels as of
+    `as_of` in `checked`; `on_checked`: the engine's measurement there): the champion on the
+    newest labelled window, or, when none of the `lookback` newest is labelled, the checked
+    window with the labels it has (saying so in ``search``).
+
+    Raises:
+        ValidationError: an older window or the champion's profile cannot be read.
+    """
+    looked = 0
+    # No labels read means the champion could not score the checked window: no search.
+    if champion is not None and checked[1] is not None:
+        found, looked = newest_labelled_window(cfg, ids, window, checked, as_of, lookback)
+        if found is not None:
+            return labelled_performance(cfg, scorer, champion, found, window, on_checked)
+    fallback = on_checked if on_checked is not None else {"note": "no labels for this window yet"}
+    search = _search_note(cfg, window, looked, as_of) if looked else None
+    return fallback | {"window": window, "measured_on": "checked window", "search": search}
+
+
+def performance_text(perf: dict[str, Any]) -> str:
+    """The performance block in words, for the monitor's Markdown report."""
+    where = ""
+    if "window" in perf:
+        where = f" of window {perf['window']} ({perf.get('measured_on', 'checked window')}"
+        if "coverage" in perf:
+            where += f", labels cover {perf['coverage']:.0%}"
+        where += ")"
+    if "drop" not in perf:
+        text = f"{perf.get('note', 'not measured')}{where}."
+    else:
+        interval = ""
+        if perf.get("drop_lower") is not None and perf.get("drop_upper") is not None:
+            level = f"{perf['confidence']:.0%} " if perf.get("confidence") else ""
+            interval = f", {level}interval [{perf['drop_lower']:+.4f}, {perf['drop_upper']:+.4f}]"
+        text = (
+            f"{perf['metric']} {perf['current']:.4f} on {perf['rows']} labelled rows{where} "
+            f"vs {perf['reference']:.4f} at training (drop {perf['drop']:.4f}{interval})."
+        )
+    if perf.get("search"):
+        text += f" {perf['search'][0].upper()}{perf['search'][1:]}."
+    return text
