@@ -300,6 +300,7 @@ class Monitor:
                     details={
                         "metric": performance["metric"],
                         "drop_lower": performance.get("drop_lower"),
+                        "reference": performance.get("reference"),
                     },
                 )
             )
