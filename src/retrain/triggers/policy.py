@@ -262,17 +262,12 @@ def _signal_rule(
             return False, "disabled", "performance triggers are off", state
         drop = signal.value if signal.value is not None else float("nan")
         metric = str(signal.details.get("metric", "the primary metric"))
-        reference = signal.details.get("reference")
-        trigger = performance_drop_threshold(
-            metric, cfg.performance_drop, None if reference is None else float(reference)
-        )
-        at = (
-            f"{trigger:.4g}"
-            if trigger == cfg.performance_drop
-            else (
-                f"{trigger:.4g}, {cfg.performance_drop:g} of the reference {float(reference):.4g}"
-            )
-        )
+        given = signal.details.get("reference")
+        reference = None if given is None else float(given)
+        trigger = performance_drop_threshold(metric, cfg.performance_drop, reference)
+        at = f"{trigger:.4g}"
+        if reference is not None and trigger != cfg.performance_drop:
+            at += f", {cfg.performance_drop:g} of the reference {reference:.4g}"
         if not drop >= trigger:  # NaN (no measurement) never fires
             return (
                 False,
