@@ -35,7 +35,11 @@ from retrain.settings import (
 )
 from retrain.settings._base import check_name
 from retrain.settings.durations import parse_duration
-from retrain.settings.evaluation import check_history_budget, check_metric
+from retrain.settings.evaluation import (
+    check_history_budget,
+    check_metric,
+    check_performance_drop,
+)
 from retrain.settings.training import check_takes_sparse
 
 __all__ = [
@@ -93,6 +97,11 @@ class Config(Section):
     def _metric_fits_task(self) -> Config:
         check_metric(self.evaluation.metric, self.task)
         check_history_budget(self.primary_metric, self.evaluation.max_history_loss)
+        metric = self.primary_metric
+        check_performance_drop(
+            metric, "drift.max_performance_drop", self.drift.max_performance_drop
+        )
+        check_performance_drop(metric, "triggers.performance_drop", self.triggers.performance_drop)
         return self
 
     @model_validator(mode="after")

@@ -112,17 +112,17 @@ def _with_triggers(cfg: Config, **update: Any) -> Config:
     return cfg.model_copy(update={"triggers": cfg.triggers.model_copy(update=update)})
 
 
-def test_a_labelled_drop_waits_for_the_hysteresis_unless_performance_drop_is_set(
+def test_a_labelled_drop_launches_at_once_and_waits_for_the_hysteresis_with_the_trigger_off(
     trained: Trained,
 ) -> None:
-    cfg = _with_triggers(trained[0], drift_windows=2, cooldown="0s")
+    off = _with_triggers(trained[0], drift_windows=2, cooldown="0s", performance_drop=None)
     now = datetime(2024, 1, 8, tzinfo=timezone.utc)
     big = _check(0.3, 0.25)
-    launch, why, state = drift_policy_decision(cfg, PolicyState(), "5", False, big, now)
+    launch, why, state = drift_policy_decision(off, PolicyState(), "5", False, big, now)
     assert not launch and why.startswith("hysteresis")
-    launch, why, _ = drift_policy_decision(cfg, state, "6", False, big, now + timedelta(days=7))
+    launch, why, _ = drift_policy_decision(off, state, "6", False, big, now + timedelta(days=7))
     assert launch and why.startswith("drift")
-    at_once = _with_triggers(cfg, performance_drop=0.05)
+    at_once = _with_triggers(trained[0], drift_windows=2, cooldown="0s")  # the default trigger
     launch, why, _ = drift_policy_decision(at_once, PolicyState(), "5", False, big, now)
     assert launch and why.startswith("performance")
     # A drop the labelled rows' noise explains fires neither way.

@@ -92,3 +92,18 @@ def test_an_absolute_history_budget_for_a_metric_in_target_units_fails_at_load(
     # In metric units (r2, or any classification metric) a budget above 1 is left alone.
     raw["evaluation"].update(metric="r2", max_history_loss=5.0)
     assert config_from_dict(raw).evaluation.max_history_loss == 5.0
+
+
+@pytest.mark.parametrize("path", ["drift.max_performance_drop", "triggers.performance_drop"])
+def test_an_absolute_performance_drop_for_an_error_metric_fails_at_load(path: str) -> None:
+    # For rmse and mae a drop is a share of the reference: an old absolute 5.0 would mean
+    # "fire once the error is six times what it was".
+    raw = _with(path, 5.0)
+    raw["task"] = "regression"
+    text = _problems(raw)
+    assert f"{path} 5 is read as a share of the reference rmse" in text
+    raw_ok = _with(path, 0.1)
+    raw_ok["task"] = "regression"
+    config_from_dict(raw_ok)
+    # Classification metrics stay in metric units: nothing to refuse there.
+    config_from_dict(_with(path, 5.0))

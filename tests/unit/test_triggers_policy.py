@@ -179,6 +179,32 @@ def test_a_performance_drop_fires_only_beyond_sampling_noise(
     assert (d.launch, d.rule) == (launch, rule)
 
 
+def test_a_labelled_drop_launches_at_once_by_default() -> None:
+    cfg = config()  # the defaults: a drop of 0.05 whose interval lies above zero launches
+    details = {"metric": "roc_auc", "drop_lower": 0.02}
+    d, _ = decide(Signal("performance", "4", value=0.08, details=details), PolicyState(), cfg, T0)
+    assert (d.launch, d.rule) == (True, "performance")
+
+
+@pytest.mark.parametrize(
+    ("reference", "drop", "launch"),
+    [
+        (40.0, 1.9, False),  # 4.75% worse: below 5% of the reference
+        (40.0, 2.1, True),  # 5.25% worse
+        (40_000.0, 1_900.0, False),  # the same shares in other units decide the same
+        (40_000.0, 2_100.0, True),
+    ],
+)
+def test_an_error_metric_s_drop_is_a_share_of_its_reference(
+    reference: float, drop: float, launch: bool
+) -> None:
+    cfg = config(performance_drop=0.05)
+    details = {"metric": "rmse", "drop_lower": drop / 2, "reference": reference}
+    d, _ = decide(Signal("performance", "4", value=drop, details=details), PolicyState(), cfg, T0)
+    assert d.launch is launch
+    assert "0.05 of the reference" in d.reason
+
+
 def test_new_data_threshold() -> None:
     cfg = config(new_data_rows=1000)
     assert not decide(Signal("new_data", "1", value=999), PolicyState(), cfg, T0)[0].launch
@@ -187,7 +213,7 @@ def test_new_data_threshold() -> None:
 
 
 def test_rules_that_are_off_say_so() -> None:
-    cfg = config(drift=False)
+    cfg = config(drift=False, performance_drop=None)
     for signal in (drift(1), Signal("performance", "1", value=1.0), Signal("new_data", "1")):
         d, _ = decide(signal, PolicyState(), cfg, T0)
         assert (d.launch, d.rule) == (False, "disabled")

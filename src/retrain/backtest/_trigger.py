@@ -31,7 +31,11 @@ def drift_policy_decision(
     signal = Signal("drift", snapshot=window, drifted=fired, details={"window": window})
     decision, trigger = decide(signal, trigger, cfg.triggers, now)
     if not decision.launch and check is not None and cfg.triggers.performance_drop is not None:
-        details = {"metric": check.metric, "drop_lower": check.drop_lower}
+        details = {
+            "metric": check.metric,
+            "drop_lower": check.drop_lower,
+            "reference": check.reference,
+        }
         signal = Signal("performance", snapshot=window, value=check.drop, details=details)
         performance, trigger = decide(signal, trigger, cfg.triggers, now)
         if performance.launch:

@@ -17,7 +17,7 @@ from retrain.drift._identifiers import (
     top_counts,
     windows_elapsed,
 )
-from retrain.drift._labelled import performance_against_profile, performance_fired
+from retrain.drift._labelled import drop_threshold, performance_against_profile, performance_fired
 from retrain.drift._methods import METHODS, Comparison
 from retrain.drift._null import null_threshold
 from retrain.drift._performance import (
@@ -406,7 +406,7 @@ def _performance_signal(check: PerformanceCheck | None, labelled: bool, dc: Drif
             else "no labels yet"
         )
         return Signal(name, False, None, threshold, why, False)
-    fired = performance_fired(check, dc)
+    fired, threshold = performance_fired(check, dc), drop_threshold(check, dc)
     detail = (
         f"{check.metric} {check.current:.3f} vs reference {check.reference:.3f} on {check.n} "
         f"labelled rows; drop {check.drop:+.3f}, {check.confidence:.0%} interval "

@@ -16,11 +16,17 @@ import pandas as pd
 from retrain.drift._performance import PerformanceCheck, check_performance
 from retrain.drift._profile import ReferenceProfile
 from retrain.settings.drift import DriftConfig
+from retrain.settings.evaluation import performance_drop_threshold
 
 if TYPE_CHECKING:
     from retrain.config import Config
 
-__all__ = ["labelled_window_check", "performance_against_profile", "performance_fired"]
+__all__ = [
+    "drop_threshold",
+    "labelled_window_check",
+    "performance_against_profile",
+    "performance_fired",
+]
 
 
 def performance_against_profile(
@@ -60,9 +66,14 @@ def performance_against_profile(
 
 
 def performance_fired(check: PerformanceCheck, dc: DriftConfig) -> bool:
-    """Big enough to matter (`max_performance_drop`), and not explained by sampling noise (the
-    drop's interval lies above zero)."""
-    return check.drop > dc.max_performance_drop and check.drop_lower > 0.0
+    """Big enough to matter (`max_performance_drop`; for rmse and mae a share of the
+    reference), and not explained by sampling noise (the drop's interval lies above zero)."""
+    return check.drop > drop_threshold(check, dc) and check.drop_lower > 0.0
+
+
+def drop_threshold(check: PerformanceCheck, dc: DriftConfig) -> float:
+    """`max_performance_drop` in the check's metric units."""
+    return performance_drop_threshold(check.metric, dc.max_performance_drop, check.reference)
 
 
 def labelled_window_check(

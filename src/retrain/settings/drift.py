@@ -260,7 +260,8 @@ class DriftConfig(Section):
     max_performance_drop: float = Field(
         default=0.05,
         ge=0.0,
-        description="Labels known: drop of the primary metric vs the reference (metric units).",
+        description="Labels known: drop of the primary metric vs the reference (metric units;"
+        " for rmse and mae, in the target's units, a share of the reference: 0.05 = 5% worse).",
     )
     max_estimated_accuracy_drop: float = Field(
         default=0.05, ge=0.0, description="No labels yet: drop of the estimated accuracy."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from pydantic import Field, field_validator
@@ -16,6 +17,8 @@ __all__ = [
     "EvaluationConfig",
     "check_history_budget",
     "check_metric",
+    "check_performance_drop",
+    "performance_drop_threshold",
 ]
 
 #: The metrics `retrain.evaluation.metrics.compute_metrics` computes, per task; besides
@@ -54,6 +57,32 @@ def check_history_budget(metric: str, max_history_loss: float) -> None:
             f" champion's history {metric} (0.02 = 2% worse) and must be at most 1; an"
             f" absolute budget in the target's units becomes a share: divide it by the"
             f" champion's typical history {metric}"
+        )
+
+
+def performance_drop_threshold(metric: str, threshold: float, reference: float | None) -> float:
+    """A performance-drop threshold in metric units: as configured, or for a metric in the
+    target's units (rmse, mae) that share of the reference value (0.05 = 5% worse), so the
+    same setting means the same on prices in dollars or in thousands."""
+    if metric in TARGET_UNIT_METRICS and reference is not None:
+        scale = abs(float(reference))
+        if math.isfinite(scale) and scale > 0.0:
+            return threshold * scale
+    return threshold
+
+
+def check_performance_drop(metric: str, name: str, value: float | None) -> None:
+    """A ValueError if a performance-drop setting cannot be a share of the reference value.
+
+    For rmse and mae a drop is a share of the reference (0.05 = 5% worse); a value above 1
+    (fire only once the error more than doubles) is almost surely an absolute threshold in
+    the target's units, written when thresholds were in metric units.
+    """
+    if value is not None and metric in TARGET_UNIT_METRICS and value > 1.0:
+        raise ValueError(
+            f"{name} {value:g} is read as a share of the reference {metric} (0.05 = 5% worse)"
+            f" and must be at most 1; an absolute threshold in the target's units becomes a"
+            f" share: divide it by the model's typical {metric}"
         )
 
 

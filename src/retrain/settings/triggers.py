@@ -85,13 +85,14 @@ class TriggerConfig(Section):
         default=2, ge=1, description="Hysteresis: consecutive drifted windows before retraining."
     )
     performance_drop: float | None = Field(
-        default=None,
+        default=0.05,
         ge=0.0,
         description="Retrain at once (no hysteresis) when the champion's primary metric on the"
-        " labelled rows of the window is this much below its reference (metric units), as"
-        " the drift engine measures it, and the drop's interval lies above zero (sampling noise"
-        " of few labels does not explain it). Unset: off (drift's own performance signal"
-        " remains).",
+        " newest labelled window is this much below its reference (metric units; for rmse and"
+        " mae a share of the reference: 0.05 = 5% worse), as the drift engine measures it, and"
+        " the drop's interval lies above zero (sampling noise of few labels does not explain"
+        " it). null: off (the drift engine's labelled signal still counts toward the drift"
+        " hysteresis).",
     )
     new_data_rows: int | None = Field(
         default=None, ge=1, description="Retrain once this many rows arrived untrained. Unset: off."

@@ -301,6 +301,7 @@ class Monitor:
                     details={
                         "metric": performance["metric"],
                         "drop_lower": performance.get("drop_lower"),
+                        "reference": performance.get("reference"),
                         "window": performance.get("window", win.id),
                     },
                 )

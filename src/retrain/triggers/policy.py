@@ -6,8 +6,9 @@ controller (`retrain.triggers.controller`) does the I/O around it. The rules, in
 are checked:
 
 1. the signal's own rule: a cron schedule is due; drift seen in ``drift_windows`` consecutive
-   windows (hysteresis); a performance drop at or above ``performance_drop`` whose interval
-   (``drop_lower`` in the signal's details, when given) lies above zero; at least
+   windows (hysteresis); a performance drop at or above ``performance_drop`` (for rmse and
+   mae a share of the ``reference`` in the signal's details) whose interval (``drop_lower``,
+   when given) lies above zero; at least
    ``new_data_rows`` untrained rows; a manual request always qualifies; the labels of a
    window whose run failed on label coverage now reach ``labels.min_coverage`` (``labels``);
 2. dedupe: a data snapshot that was launched never launches again, unless its run failed;
@@ -26,6 +27,7 @@ from typing import Any, Literal
 
 from retrain.errors import ValidationError
 from retrain.settings.cron import parse_cron
+from retrain.settings.evaluation import performance_drop_threshold
 from retrain.settings.triggers import TriggerConfig
 from retrain.triggers.lease import Lease
 
@@ -259,12 +261,18 @@ def _signal_rule(
         if cfg.performance_drop is None:
             return False, "disabled", "performance triggers are off", state
         drop = signal.value if signal.value is not None else float("nan")
-        metric = signal.details.get("metric", "the primary metric")
-        if not drop >= cfg.performance_drop:  # NaN (no measurement) never fires
+        metric = str(signal.details.get("metric", "the primary metric"))
+        given = signal.details.get("reference")
+        reference = None if given is None else float(given)
+        trigger = performance_drop_threshold(metric, cfg.performance_drop, reference)
+        at = f"{trigger:.4g}"
+        if reference is not None and trigger != cfg.performance_drop:
+            at += f", {cfg.performance_drop:g} of the reference {reference:.4g}"
+        if not drop >= trigger:  # NaN (no measurement) never fires
             return (
                 False,
                 "below_threshold",
-                f"{metric} dropped by {drop:.4f}, below the trigger of {cfg.performance_drop}",
+                f"{metric} dropped by {drop:.4f}, below the trigger of {at}",
                 state,
             )
         lower = signal.details.get("drop_lower")
@@ -276,12 +284,7 @@ def _signal_rule(
                 " sampling noise of the labelled rows explains it",
                 state,
             )
-        return (
-            True,
-            "performance",
-            f"{metric} dropped by {drop:.4f} (trigger at {cfg.performance_drop})",
-            state,
-        )
+        return True, "performance", f"{metric} dropped by {drop:.4f} (trigger at {at})", state
 
     # new_data
     if cfg.new_data_rows is None:
