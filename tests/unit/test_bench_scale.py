@@ -1,0 +1,99 @@
+"""The scale benchmark's report of the monitor section, rendered from a small made-up result.
+
+Nothing is timed here: the figures are invented so that every ratio is known in advance.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench_script import load_script
+
+bench = load_script("bench_scale")
+
+
+def _step(seconds: float, rss: float) -> dict[str, Any]:
+    return {"seconds": seconds, "rss_mib": rss, "cpu_seconds": seconds}
+
+
+def _pass(seconds: float, cpu: float, pool: str = "process") -> dict[str, Any]:
+    return {"exit_code": 0, "seconds": seconds, "cpu_seconds": cpu, "rss_mib": 250.0,
+            "child_rss_mib": 240.0, "pool": pool}  # fmt: skip
+
+
+def _results() -> dict[str, Any]:
+    cycle = {step: _step(1.0, 400.0) for step in bench.STEPS}
+    source = {k: _step(1.0, 300.0) for k in ("resolve", "ingest", "read_source")}
+    second = bench.SECOND_PASS
+    return {
+        "rows": 1000,
+        "history": {"1": cycle, "5": cycle, "20": cycle},
+        "source": {"5": source, "50": source},
+        "monitor": {
+            "in_process": {
+                "1": _pass(0.5, 0.4, "none (one model)"),
+                f"1 {second}": _pass(0.25, 0.2, "none (one model)"),
+                "10": _pass(2.0, 2.0),
+                "50": _pass(8.0, 10.0),
+                f"50 {second}": _pass(5.0, 4.0),
+                "50 (threads)": _pass(9.0, 11.0, "thread"),
+            },
+            "cronjob": {
+                "1": _pass(2.0, 2.0, "none (one model)"),
+                f"1 {second}": _pass(2.0, 1.6, "none (one model)"),
+                "10": _pass(5.0, 5.0),
+                "50": _pass(30.0, 16.0),
+                f"50 {second}": _pass(12.0, 8.0),
+            },
+            "separate": {
+                "runs": 50,
+                "first": {"seconds": 100.0, "cpu_seconds": 80.0, "rss_mib": 290.0},
+                "second": {"seconds": 96.0, "cpu_seconds": 64.0, "rss_mib": 288.0},
+            },
+        },
+        "ratios_second_pass": {"monitor_time": 1.0, "monitor_cpu": 1.0},  # an older run's
+    }
+
+
+def test_the_goal_is_compared_with_the_cronjob_pass_and_the_warm_ratio_is_shown() -> None:
+    results = _results()
+    markdown = bench.render(results)
+    # CronJob: 30/2 = 15× wall (over the 10× goal), 16/2 = 8× CPU; second 6× and 5×.
+    assert (
+        "50-model CronJob pass / 1-model CronJob pass: first pass **15.0×** wall, **8.0×** "
+        "CPU; second pass **6.0×** wall, **5.0×** CPU. Goal ≤ 10.0× (compared with the "
+        "CronJob's first pass): **not met** in wall time, **met** in CPU."
+    ) in markdown
+    # Warm, beside it and in its own section: 8/0.5 = 16×, 10/0.4 = 25×; 20× and 20×.
+    warm = "first pass **16.0×** wall, **25.0×** CPU; second pass **20.0×** wall, **20.0×** CPU"
+    assert f"The warm in-process ratio (below) beside it: {warm}." in markdown
+    assert f"50-model pass / 1-model pass in a warm process: {warm}" in markdown
+    assert "the 50-model second pass takes 60% less CPU than the first" in markdown
+    assert results["ratios"]["monitor_time"] == 15.0
+    ratios = results["monitor_ratios"]
+    assert ratios["cronjob"]["second"] == {"wall": 6.0, "cpu": 5.0}
+    assert ratios["in_process"]["first"] == {"wall": 16.0, "cpu": 25.0}
+    assert "ratios_second_pass" not in results
+
+
+def test_one_fifty_model_pass_is_set_against_fifty_one_model_cronjobs() -> None:
+    results = _results()
+    markdown = bench.render(results)
+    # 30 s of 100 and 16 CPU s of 80; second passes 12 of 96 and 8 of 64.
+    assert "| first | 100.0 | 80.0 | 290 | 30.00 | 16.00 | 0.30× | 0.20× |" in markdown
+    assert "| second | 96.0 | 64.0 | 288 | 12.00 | 8.00 | 0.12× | 0.12× |" in markdown
+    assert (
+        "One 50-model CronJob pass takes 30% of the wall time and 20% of the CPU of 50 "
+        "one-model CronJob passes (first passes; second passes 12% and 12%)."
+    ) in markdown
+    versus = results["monitor_ratios"]["cronjob_50_models_over_50_one_model_cronjobs"]
+    assert versus["first"] == {"wall": 0.3, "cpu": 0.2}
+
+
+def test_the_warm_table_keeps_every_row_and_the_cronjob_table_its_own() -> None:
+    markdown = bench.render(_results())
+    assert "| 50 (threads) | 9.00 | 11.00 | 250 | – |" in markdown
+    assert "| 1 | 0.50 | 0.40 | 250 | – |" in markdown  # one model: no worker
+    assert "| 50 | 30.00 | 16.00 | 250 |" in markdown
+    cronjob, warm = markdown.index("### As the CronJob"), markdown.index("### In a warm")
+    assert cronjob < markdown.index("| 50 | 30.00 |") < warm < markdown.index("| 50 | 8.00 |")
