@@ -91,3 +91,10 @@ def test_windows_metric_drift_and_canaries_come_from_the_records() -> None:
     assert any(m.startswith("canary c promoted") for m in markers)
     assert any(m.startswith("canary c rolled back") for m in markers)
     assert 'href="runs/r2/evaluate.html"' in html
+
+
+def test_the_monitor_metric_is_placed_at_the_window_it_was_measured_on() -> None:
+    runs = {"r0": run("0", "2026-01-01T00:00:00"), "r1": run("1", "2026-01-02T00:00:00")}
+    monitor = [{"window": "1", "performance": {"metric": "auc", "current": 0.6, "window": "0"}}]
+    rows = {r.window: r for r in build_history("m", runs, monitor).windows}
+    assert (rows["0"].monitor_metric, rows["1"].monitor_metric) == (0.6, None)

@@ -2,9 +2,9 @@
 (features, predictions, and the engine's labelled signal), then, with
 ``triggers.performance_drop`` set, the performance signal, which skips the hysteresis.
 
-One difference from the monitor: the monitor measures the labelled signal on the window it
-checks, with the labels arrived so far (usually few: labels come late), while the backtest
-measures it on the newest window whose labels pass ``labels.min_coverage``."""
+Both measure the labelled signal on the newest window whose labels known then pass
+``labels.min_coverage`` (`retrain.drift.labelled_window_check`); "then" is the replayed
+window's end here, the monitor's clock there (`retrain.triggers._labelled_window`)."""
 
 from __future__ import annotations
 

@@ -40,7 +40,9 @@ def performance_against_profile(
 ) -> PerformanceCheck | None:
     """`check_performance` against the metric the profile recorded when the model was trained
     (on its evaluation rows): `primary` if the profile has it, else the profile's own metric,
-    with that metric's recorded sampling error widening the drop's interval.
+    with that metric's recorded sampling error widening the drop's interval. `labels` are
+    aligned with the rows `scores` scored (missing where none is known yet); rows labelled
+    with a class the model never saw are left out: it has no score for them.
 
     Returns None when the profile has no finite reference for that metric or the labelled rows
     cannot measure it (fewer than two, or one class for a ranking metric).
@@ -49,6 +51,10 @@ def performance_against_profile(
     reference = profile.metrics.get(metric) if metric else None
     if not metric or reference is None or not math.isfinite(reference):
         return None
+    labels, scores = pd.Series(labels).reset_index(drop=True), np.asarray(scores)
+    if profile.task == "classification" and profile.classes and len(labels) == len(scores):
+        seen = (labels.isna() | labels.isin(profile.classes)).to_numpy()
+        labels, scores = labels[seen].reset_index(drop=True), scores[seen]
     # The recorded metric's own noise widens the interval (older profiles: none recorded).
     sd = profile.metric_sd if metric == profile.metric and profile.metric_sd else 0.0
     return check_performance(
@@ -79,18 +85,9 @@ def drop_threshold(check: PerformanceCheck, dc: DriftConfig) -> float:
 def labelled_window_check(
     profile: ReferenceProfile, labels: Any, scores: Any, cfg: Config
 ) -> PerformanceCheck | None:
-    """The labelled signal of the model `profile` describes on one window: `labels` are the
-    labels known for the rows `scores` scored (missing where none is known yet), judged by
-    `performance_against_profile` with the config's primary metric, drift settings and seed.
-
-    Rows labelled with a class the model never saw are left out: it has no score for them.
-    The backtest's drift policy and the monitor both measure the newest labelled window here.
-    """
-    y = pd.Series(labels).reset_index(drop=True)
-    s = np.asarray(scores)
-    if profile.task == "classification" and profile.classes is not None:
-        seen = (y.isna() | y.isin(profile.classes)).to_numpy()
-        y, s = y[seen].reset_index(drop=True), s[seen]
+    """`performance_against_profile` with the config's primary metric, drift settings and
+    seed: the labelled signal the backtest's drift policy and the monitor both measure on the
+    newest labelled window (and the drift engine on the window it checks)."""
     return performance_against_profile(
-        profile, y, s, primary=cfg.primary_metric, dc=cfg.drift, seed=cfg.seed
+        profile, labels, scores, primary=cfg.primary_metric, dc=cfg.drift, seed=cfg.seed
     )

@@ -114,7 +114,9 @@ def build_history(
         row = rows.setdefault(window, WindowRow(window))
         perf = doc.get("performance") or {}
         if isinstance(perf.get("current"), (int, float)):
-            row.monitor_metric = float(perf["current"])
+            # Measured on the newest labelled window, which the block names.
+            measured = str(perf.get("window") or window)
+            rows.setdefault(measured, WindowRow(measured)).monitor_metric = float(perf["current"])
             metric = metric or perf.get("metric")
         drift = doc.get("drift") or {}
         if row.drift_share is None and isinstance(drift.get("share_drifted"), (int, float)):

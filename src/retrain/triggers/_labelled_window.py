@@ -7,8 +7,9 @@ one, whose labels known as of its clock reach ``labels.min_coverage`` (the label
 coverage, with its leakage check), against the metric the champion's profile recorded at
 training (`retrain.drift.labelled_window_check`). The search goes newest first, stops at the
 first window that passes and looks at most `DEFAULT_LOOKBACK` windows back (each older one
-costs a read of its rows and of its ids' labels); when none passes, the checked window is
-measured with the labels it has, as before.
+costs a read of its rows and of its ids' labels; one that cannot be read is left out and
+named); when none passes, the checked window is measured with the labels it has, and the
+report says why.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pandas as pd
 
 from retrain.config import Config
 from retrain.data.source import read_matching, read_window
-from retrain.data.windows import as_of_text, parse_window, window_mask
+from retrain.data.windows import as_of_text, parse_window, window_mask, window_sort_key
 from retrain.drift import PROFILE_FILE, PerformanceCheck, ReferenceProfile, labelled_window_check
 from retrain.errors import RetrainError, ValidationError
 from retrain.labels.join import join_labels, label_columns, without_coverage_floor
@@ -103,28 +104,31 @@ def newest_labelled_window(
     checked_labelled: tuple[pd.DataFrame, pd.Series | None],
     as_of: Any,
     lookback: int,
-) -> tuple[LabelledWindow | None, int]:
-    """The newest of the `lookback` windows up to `checked` (`ids`: the source's windows,
-    oldest first) whose labels known at `as_of` reach ``labels.min_coverage``, and how many
-    windows were looked at. `checked_labelled` holds the checked window's rows and labels,
-    already read.
-
-    Raises:
-        ValidationError: an older window cannot be read (as `read_window`).
+) -> tuple[LabelledWindow | None, int, list[str]]:
+    """The newest of the `lookback` windows up to `checked` (`ids`: the source's windows in
+    time order) whose labels known at `as_of` reach ``labels.min_coverage``; how many windows
+    were looked at; and the older ones that could not be read (left out, not fatal).
+    `checked_labelled` holds the checked window's rows and its labels, already read (None:
+    none known).
     """
-    newest = list(ids).index(checked) if checked in ids else 0
-    looked = 0
-    for k in range(newest, max(-1, newest - max(lookback, 1)), -1):  # newest first
+    key = window_sort_key(cfg.data, checked)
+    older = [w for w in ids if window_sort_key(cfg.data, w) < key]
+    older = older[max(0, len(older) - (lookback - 1)) :]  # the checked window counts as one
+    looked, unreadable = 0, []
+    for window in [checked, *reversed(older)]:  # newest first
         looked += 1
-        if k == newest:
-            window, (rows, labels) = checked, checked_labelled
+        if window == checked:
+            rows, labels = checked_labelled
         else:
-            window = ids[k]
-            rows = window_rows(cfg, window)[1]
-            labels = known_labels(cfg, rows, as_of) if not rows.empty else None
+            try:
+                rows = window_rows(cfg, window)[1]
+                labels = known_labels(cfg, rows, as_of) if not rows.empty else None
+            except RetrainError as err:
+                unreadable.append(f"{window} ({err})")
+                continue
         if labels is not None and float(labels.notna().mean()) >= cfg.labels.min_coverage:
-            return LabelledWindow(window, rows, labels), looked
-    return None, looked
+            return LabelledWindow(window, rows, labels), looked, unreadable
+    return None, looked, unreadable
 
 
 def _check_fields(check: PerformanceCheck) -> dict[str, Any]:
@@ -199,22 +203,30 @@ def performance_block(
     lookback: int,
 ) -> dict[str, Any]:
     """The monitor's performance block for a check of `window` (its rows and labels as of
-    `as_of` in `checked`; `on_checked`: the engine's measurement there): the champion on the
-    newest labelled window, or, when none of the `lookback` newest is labelled, the checked
-    window with the labels it has (saying so in ``search``).
+    `as_of` in `checked`, None: none known; `on_checked`: the engine's measurement there, or
+    a note why there is none): the champion on the newest labelled window, or, when none of
+    the `lookback` newest is labelled, the checked window with the labels it has (saying so in
+    ``search``). Older windows that cannot be read are left out of the search and named in
+    ``unreadable``.
 
     Raises:
-        ValidationError: an older window or the champion's profile cannot be read.
+        ValidationError: the champion's profile cannot be read.
     """
-    looked = 0
-    # No labels read means the champion could not score the checked window: no search.
-    if champion is not None and checked[1] is not None:
-        found, looked = newest_labelled_window(cfg, ids, window, checked, as_of, lookback)
-        if found is not None:
-            return labelled_performance(cfg, scorer, champion, found, window, on_checked)
+    if champion is None:
+        return on_checked or {"note": "no champion yet"}
+    found, looked, unreadable = newest_labelled_window(cfg, ids, window, checked, as_of, lookback)
+    skipped = {"unreadable": unreadable} if unreadable else {}
+    if found is not None:
+        return labelled_performance(cfg, scorer, champion, found, window, on_checked) | skipped
+    labels = checked[1]
     fallback = on_checked if on_checked is not None else {"note": "no labels for this window yet"}
-    search = _search_note(cfg, window, looked, as_of) if looked else None
-    return fallback | {"window": window, "measured_on": "checked window", "search": search}
+    where = {
+        "window": window,
+        "measured_on": "checked window",
+        "coverage": 0.0 if labels is None else float(labels.notna().mean()),
+        "search": _search_note(cfg, window, looked, as_of),
+    }
+    return fallback | where | skipped
 
 
 def performance_text(perf: dict[str, Any]) -> str:
@@ -238,4 +250,6 @@ def performance_text(perf: dict[str, Any]) -> str:
         )
     if perf.get("search"):
         text += f" {perf['search'][0].upper()}{perf['search'][1:]}."
+    if perf.get("unreadable"):
+        text += f" Left out of the search, unreadable: {'; '.join(perf['unreadable'])}."
     return text

@@ -122,6 +122,7 @@ def detect_with_engine(
                 "drop": perf.drop,
                 "drop_lower": perf.drop_lower,
                 "drop_upper": perf.drop_upper,
+                "confidence": perf.confidence,
                 "rows": perf.n,
             }
             if perf is not None
@@ -389,7 +390,8 @@ class Monitor:
     def _drift(
         self, champion: str | None, current: pd.DataFrame
     ) -> tuple[DriftSummary | None, str, pd.Series | None]:
-        """The engine's summary, a note, and the window's labels (None: not read)."""
+        """The engine's summary, a note, and the window's labels (None: none known, or not
+        read: drift off, no champion or no profile)."""
         if not self.cfg.drift.enabled:
             return None, "drift detection is off (drift.enabled: false)", None
         if champion is None:
@@ -404,10 +406,13 @@ class Monitor:
         except RetrainError as err:
             scores = None
             notes.append(f"the champion could not score the window ({err})")
-        # The engine measures performance from scores and labels together.
-        labels = self._labels(current) if scores is not None else None
+        # Read even when the champion could not score the window: the search for the newest
+        # labelled window starts here. The engine measures from scores and labels together.
+        labels = self._labels(current)
         try:
-            summary = self.detector(profile, current, self.cfg, scores, labels)
+            summary = self.detector(
+                profile, current, self.cfg, scores, labels if scores is not None else None
+            )
         except ImportError as err:
             return None, f"drift engine unavailable: {err}", None
         return summary, "; ".join(notes), labels
@@ -426,6 +431,8 @@ class Monitor:
         if drift is None:
             return {"note": note}
         on_checked = dict(drift.performance) if drift.performance is not None else None
+        if on_checked is None and note:  # the champion could not score the checked window
+            on_checked = {"note": note}
         return performance_block(
             self.cfg,
             self.scorer,

@@ -1,0 +1,292 @@
+"""The monitor judges the champion on the newest window whose labels known as of its clock
+reach labels.min_coverage, as the backtest's drift policy does.
+
+Seven daily windows. Labels come an hour after their event for days 0-3. Day 4's are wrong
+for the champion (the concept flipped: every label inverted); 60% of them are dated the next
+morning, the rest two days later. Day 5 has 20% of its labels by then, day 6 none; both get the
+rest days later. At `EARLY` (day 6, noon) the newest window whose known labels cover 80% is
+day 3; at `LATE` (day 7) it is day 4.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import retrain.triggers._labelled_window as labelled_window
+from retrain.backtest.scoring import labelled_check
+from retrain.config import Config, load_config
+from retrain.data.windows import parse_as_of
+from retrain.drift import PROFILE_FILE, ReferenceProfile, detect_drift
+from retrain.errors import ValidationError
+from retrain.launchers import NoLauncher
+from retrain.registry import Registry
+from retrain.storage import open_storage
+from retrain.training.artifact import load_registered_model
+from retrain.training.model import predict_scores
+from retrain.triggers._scores import scores_cache_key
+from retrain.triggers.controller import TriggerController
+from retrain.triggers.monitor import CheckResult, Monitor
+from tests.unit.test_monitor_scores import Calls, register_champion
+
+DAY0 = pd.Timestamp("2024-03-01", tz="UTC")
+ROWS = 400
+EARLY = datetime(2024, 3, 7, 12, 0, tzinfo=timezone.utc)
+LATE = datetime(2024, 3, 8, 0, 0, tzinfo=timezone.utc)
+
+
+def day(d: int) -> str:
+    return (DAY0 + pd.Timedelta(days=d)).strftime("%Y-%m-%d")
+
+
+def _case(root: Path) -> Path:
+    rng = np.random.default_rng(5)
+    n = ROWS * 7
+    d = np.repeat(np.arange(7), ROWS)
+    t = DAY0 + pd.to_timedelta(d, unit="D") + pd.to_timedelta(rng.uniform(0, 20, n), unit="h")
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    y = (a + 0.5 * b + rng.normal(0, 0.3, n) > 0).astype(int)
+    y = np.where(d == 4, 1 - y, y)  # day 4: the concept flipped
+    at = pd.DatetimeIndex(t).asi8.copy()
+
+    def on(days: float) -> int:
+        return int((DAY0 + pd.Timedelta(days=days)).value)
+
+    share = rng.random(n)
+    known = at + pd.Timedelta(hours=1).value  # days 0-3: an hour after the event
+    known[d == 4] = np.where(share[d == 4] < 0.6, on(5.25), on(6.75))
+    known[d == 5] = np.where(share[d == 5] < 0.2, on(6 + 1 / 24), on(10))
+    known[d == 6] = on(10)
+    events = pd.DataFrame({"id": np.arange(n), "t": t, "a": a, "b": b})
+    labels = pd.DataFrame({"id": events["id"], "y": y, "known_at": pd.to_datetime(known, utc=True)})
+    labels = labels[rng.random(n) < 0.95]  # 5% never labelled
+    for name, frame in (("events", events), ("labels", labels)):
+        (root / name).mkdir()
+        frame.to_parquet(root / name / "part.parquet")
+    cfg = {
+        "name": "toy",
+        "task": "classification",
+        "target": "y",
+        "storage_root": "store",
+        "seed": 3,
+        "data": {
+            "uri": "events",
+            "id_column": "id",
+            "time_column": "t",
+            "time_kind": "timestamp",
+            "window_size": "1d",
+            "features": {"a": "numeric", "b": "numeric"},
+        },
+        "labels": {
+            "uri": "labels",
+            "id_column": "id",
+            "label_column": "y",
+            "time_column": "known_at",
+            "min_coverage": 0.8,
+        },
+        "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+        "evaluation": {"metric": "roc_auc"},
+        "deploy": {"deployment_name": "toy", "gitops_repo": "gitops"},
+        "triggers": {"cooldown": "0s", "performance_drop": 0.05},
+    }
+    path = root / "toy.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The case with a champion trained on day 0 and registered with its profile."""
+    root = tmp_path_factory.mktemp("toy")
+    cfg = load_config(_case(root))
+    register_champion(cfg, root / "w0", day(0))
+    return root
+
+
+@pytest.fixture
+def toy(trained: Path, tmp_path: Path) -> Config:
+    shutil.copytree(trained, tmp_path / "case")
+    return load_config(tmp_path / "case" / "toy.yaml")
+
+
+def check(
+    cfg: Config,
+    window: str,
+    now: datetime,
+    *,
+    controller: TriggerController | None = None,
+    **kw: Any,
+) -> CheckResult:
+    """One check of `window` by a fresh monitor whose clock reads `now`."""
+    store = open_storage(cfg.storage_root)
+    ctl = controller or TriggerController(
+        store, cfg.name, cfg.triggers, NoLauncher(), clock=lambda: now
+    )
+    return Monitor(cfg, ctl, **kw).check(window)
+
+
+def window_events(cfg: Config, d: int) -> pd.DataFrame:
+    events = pd.read_parquet(cfg.data.uri)
+    start = DAY0 + pd.Timedelta(days=d)
+    inside = (events["t"] >= start) & (events["t"] < start + pd.Timedelta(days=1))
+    return events[inside].reset_index(drop=True)
+
+
+def coverage(cfg: Config, d: int, now: datetime) -> float:
+    """Share of day `d`'s events with a label dated at or before `now` (from the files)."""
+    labels = pd.read_parquet(cfg.labels.uri)
+    known = labels[labels["known_at"] <= pd.Timestamp(now)]
+    return float(window_events(cfg, d)["id"].isin(known["id"]).mean())
+
+
+def outcome(result: CheckResult, kind: str) -> tuple[bool, str, str]:
+    [o] = [o for o in result.outcomes if o.decision.signal.kind == kind]
+    return o.decision.launch, o.decision.rule, o.decision.signal.snapshot
+
+
+def test_an_older_window_with_enough_labels_is_measured_and_its_drop_launches(
+    toy: Config,
+) -> None:
+    assert coverage(toy, 5, LATE) < 0.3 < 0.9 < coverage(toy, 4, LATE)  # the data's delays
+    result = check(toy, day(5), LATE)
+    perf = result.performance
+    assert (perf["window"], perf["measured_on"]) == (day(4), "newest labelled window")
+    assert perf["coverage"] == pytest.approx(coverage(toy, 4, LATE))
+    assert perf["rows"] == round(coverage(toy, 4, LATE) * ROWS)
+    # Inverted labels: the champion ranks them backwards.
+    assert perf["current"] < 0.3 < 0.8 < perf["reference"]
+    assert perf["drop_lower"] > 0.4
+    assert outcome(result, "performance") == (True, "performance", day(4))
+    assert f"of window {day(4)} (newest labelled window" in result.markdown()
+
+
+def test_labels_dated_after_the_clock_do_not_count(toy: Config) -> None:
+    # At EARLY 60% of day 4's labels are known: day 3 is the newest window that qualifies.
+    assert coverage(toy, 4, EARLY) < 0.8 < coverage(toy, 4, LATE)
+    early = check(toy, day(6), EARLY).performance
+    assert (early["window"], early["coverage"]) == (day(3), pytest.approx(coverage(toy, 3, EARLY)))
+    assert early["drop_lower"] < 0.05  # day 3's labels fit the champion
+    late = check(toy, day(6), LATE).performance
+    assert (late["window"], late["coverage"]) == (day(4), pytest.approx(coverage(toy, 4, LATE)))
+
+
+def test_without_a_labelled_window_in_the_look_back_the_checked_window_is_measured(
+    toy: Config,
+) -> None:
+    result = check(toy, day(6), LATE, labelled_lookback=2)  # days 6 and 5 only
+    perf = result.performance
+    assert (perf["window"], perf["measured_on"], perf["coverage"]) == (
+        day(6),
+        "checked window",
+        0.0,
+    )
+    assert "drop" not in perf and perf["note"] == "no labels for this window yet"
+    assert perf["search"] == (
+        f"no window of the 2 up to {day(6)} has labels as of 2024-03-08T00:00:00Z reaching "
+        "labels.min_coverage 80%: measured on the checked window with the labels it has"
+    )
+    assert "No window of the 2 up to" in result.markdown()
+    assert not [o for o in result.outcomes if o.decision.signal.kind == "performance"]
+
+
+def test_a_second_check_on_the_same_labelled_window_is_a_duplicate(toy: Config) -> None:
+    first = check(toy, day(5), LATE)
+    assert outcome(first, "performance") == (True, "performance", day(4))
+    # A newer window is checked (it has no label yet), but day 4 is still the newest labelled.
+    later = datetime(2024, 3, 8, 6, 0, tzinfo=timezone.utc)
+    second = check(toy, day(6), later)
+    assert second.performance["window"] == day(4)
+    assert outcome(second, "performance") == (False, "duplicate", day(4))
+
+
+def test_the_monitor_and_the_backtest_measure_the_same_drop(toy: Config) -> None:
+    perf = check(toy, day(5), LATE).performance
+    registry = Registry(open_storage(toy.storage_root), toy.name)
+    champion = registry.get_alias("champion").version
+    assert champion is not None
+    backtest = labelled_check(
+        toy,
+        registry,
+        champion,
+        load_registered_model(registry, champion),
+        window_events(toy, 4),
+        pd.read_parquet(toy.labels.uri),
+        parse_as_of(toy.data, LATE.isoformat()),
+    )
+    assert backtest is not None
+    measured = (perf["metric"], perf["reference"], perf["current"], perf["rows"])
+    assert measured == (backtest.metric, backtest.reference, backtest.current, backtest.n)
+    interval = (perf["drop"], perf["drop_lower"], perf["drop_upper"])
+    assert interval == (backtest.drop, backtest.drop_lower, backtest.drop_upper)
+
+
+def test_both_windows_scores_are_cached_and_a_changed_labelled_window_is_scored_again(
+    toy: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = Calls(monkeypatch)
+    first = check(toy, day(5), LATE)
+    assert (calls.loads, calls.predictions) == (1, 2)  # the checked and the labelled window
+    store = open_storage(toy.storage_root)
+    assert store.exists(scores_cache_key(toy.name)) and store.exists(
+        scores_cache_key(toy.name, "labelled")
+    )
+    second = check(toy, day(5), LATE)
+    assert (calls.loads, calls.predictions) == (1, 2)  # both slots reused: nothing loaded
+    assert second.performance == first.performance
+    # Day 4's rows corrected in place: only the labelled window is scored again.
+    path = Path(toy.data.uri) / "part.parquet"
+    events = pd.read_parquet(path)
+    inside = events["t"].dt.floor("D") == DAY0 + pd.Timedelta(days=4)
+    events.loc[inside, "b"] = events.loc[inside, "b"] * 2
+    events.to_parquet(path)
+    changed = check(toy, day(5), LATE)
+    assert (calls.loads, calls.predictions) == (2, 3)
+    assert changed.performance["window"] == day(4)
+    assert changed.performance == check(toy, day(5), LATE, cache_scores=False).performance
+
+
+def test_an_older_window_that_cannot_be_read_is_left_out_of_the_search(
+    toy: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read = labelled_window.window_rows
+
+    def unreadable_day_4(cfg: Config, window: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        if window == day(4):
+            raise ValidationError("a damaged file")
+        return read(cfg, window)
+
+    monkeypatch.setattr(labelled_window, "window_rows", unreadable_day_4)
+    perf = check(toy, day(5), LATE).performance
+    assert perf["window"] == day(3)
+    assert perf["unreadable"] == [f"{day(4)} (a damaged file)"]
+    assert json.loads(json.dumps(perf))  # the report's JSON holds it
+
+
+def test_labels_of_a_class_the_champion_never_saw_are_left_out_as_unknown_ones(
+    toy: Config,
+) -> None:
+    """The engine on the checked window and the check on an older one: the same rows count."""
+    registry = Registry(open_storage(toy.storage_root), toy.name)
+    champion = registry.get_alias("champion").version
+    assert champion is not None
+    profile = ReferenceProfile.from_json(registry.read_file(champion, PROFILE_FILE))
+    events = window_events(toy, 3)
+    scores = predict_scores(load_registered_model(registry, champion), events, toy)
+    truth = pd.read_parquet(toy.labels.uri).set_index("id")["y"]
+    labels = events["id"].map(truth).astype("float64")
+    odd = labels.copy()
+    odd.iloc[:30] = 7  # a class the champion never saw
+    unknown = labels.copy()
+    unknown.iloc[:30] = np.nan
+    with_odd = detect_drift(profile, events, toy, scores=scores, labels=odd).performance
+    without = detect_drift(profile, events, toy, scores=scores, labels=unknown).performance
+    assert with_odd is not None and with_odd == without
+    assert with_odd.n == int(unknown.notna().sum())
