@@ -190,11 +190,32 @@ def test_without_a_labelled_window_in_the_look_back_the_checked_window_is_measur
     )
     assert "drop" not in perf and perf["note"] == "no labels for this window yet"
     assert perf["search"] == (
-        f"no window of the 2 up to {day(6)} has labels as of 2024-03-08T00:00:00Z reaching "
+        f"no window of the 2 after {day(0)} (the champion's training window) up to {day(6)} "
+        "has labels as of 2024-03-08T00:00:00Z reaching "
         "labels.min_coverage 80%: measured on the checked window with the labels it has"
     )
-    assert "No window of the 2 up to" in result.markdown()
+    assert "No window of the 2 after" in result.markdown()
     assert not [o for o in result.outcomes if o.decision.signal.kind == "performance"]
+
+
+def test_the_champion_is_judged_only_on_windows_after_the_one_it_trained_on(
+    toy: Config, tmp_path: Path
+) -> None:
+    # A champion trained on day 3: at EARLY day 3 is the newest covered window, but the
+    # champion trained on its rows, so its metric there is not evidence.
+    register_champion(toy, tmp_path / "w3", day(3))
+    early = check(toy, day(6), EARLY).performance
+    assert early["measured_on"] == "checked window" and "drop" not in early
+    assert f"after {day(3)} (the champion's training window)" in early["search"]
+    # Once day 4 is labelled, the champion is judged there (and fails: its labels flipped).
+    late = check(toy, day(6), LATE).performance
+    assert (late["window"], late["measured_on"]) == (day(4), "newest labelled window")
+    assert late["drop_lower"] > 0.4
+    # A check of the window it trained on measures nothing.
+    own = check(toy, day(3), LATE)
+    assert "drop" not in own.performance
+    assert own.performance["note"].startswith(f"not measured: the champion was trained on {day(3)}")
+    assert not [o for o in own.outcomes if o.decision.signal.kind == "performance"]
 
 
 def test_a_second_check_on_the_same_labelled_window_is_a_duplicate(toy: Config) -> None:

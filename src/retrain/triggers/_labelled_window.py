@@ -10,6 +10,12 @@ first window that passes and looks at most `DEFAULT_LOOKBACK` windows back (each
 costs a read of its rows and of its ids' labels; one that cannot be read is left out and
 named); when none passes, the checked window is measured with the labels it has, and the
 report says why.
+
+Only windows after the one the champion was trained on (its card's ``window``) are searched:
+the champion trained on rows of that window and may have on any before it, so its metric
+there would flatter it (the backtest likewise judges the champion only on windows newer
+than the newest it trained on). A champion trained on the checked window itself is not
+judged at all until a newer window is labelled.
 """
 
 from __future__ import annotations
@@ -20,12 +26,14 @@ from typing import Any
 
 import pandas as pd
 
+from retrain._card import ModelCard
 from retrain.config import Config
 from retrain.data.source import read_matching, read_window
 from retrain.data.windows import as_of_text, parse_window, window_mask, window_sort_key
 from retrain.drift import PROFILE_FILE, PerformanceCheck, ReferenceProfile, labelled_window_check
 from retrain.errors import RetrainError, ValidationError
 from retrain.labels.join import join_labels, label_columns, without_coverage_floor
+from retrain.registry import MODEL_CARD_FILE
 from retrain.triggers._scores import ChampionScorer
 
 __all__ = [
@@ -104,16 +112,22 @@ def newest_labelled_window(
     checked_labelled: tuple[pd.DataFrame, pd.Series | None],
     as_of: Any,
     lookback: int,
+    trained_on: str | None = None,
 ) -> tuple[LabelledWindow | None, int, list[str]]:
     """The newest of the `lookback` windows up to `checked` (`ids`: the source's windows in
-    time order) whose labels known at `as_of` reach ``labels.min_coverage``; how many windows
-    were looked at; and the older ones that could not be read (left out, not fatal).
-    `checked_labelled` holds the checked window's rows and its labels, already read (None:
-    none known).
+    time order), and after `trained_on` (the champion's training window, None: no bound),
+    whose labels known at `as_of` reach ``labels.min_coverage``; how many windows were looked
+    at; and the older ones that could not be read (left out, not fatal). `checked_labelled`
+    holds the checked window's rows and its labels, already read (None: none known).
     """
     key = window_sort_key(cfg.data, checked)
     older = [w for w in ids if window_sort_key(cfg.data, w) < key]
     older = older[max(0, len(older) - (lookback - 1)) :]  # the checked window counts as one
+    if trained_on is not None:
+        floor = window_sort_key(cfg.data, trained_on)
+        if key <= floor:
+            return None, 0, []
+        older = [w for w in older if window_sort_key(cfg.data, w) > floor]
     looked, unreadable = 0, []
     for window in [checked, *reversed(older)]:  # newest first
         looked += 1
@@ -180,14 +194,28 @@ def labelled_performance(
     return where | measured
 
 
-def _search_note(cfg: Config, checked: str, looked: int, as_of: Any) -> str:
+def _search_note(cfg: Config, checked: str, looked: int, as_of: Any, trained_on: str | None) -> str:
     """Why the checked window was measured with the labels it has."""
     when = f"as of {as_of_text(as_of)}" if as_of is not None else "in the label source"
+    after = f" after {trained_on} (the champion's training window)" if trained_on else ""
     return (
-        f"no window of the {looked} up to {checked} has labels {when} reaching "
+        f"no window of the {looked}{after} up to {checked} has labels {when} reaching "
         f"labels.min_coverage {cfg.labels.min_coverage:.0%}: measured on the checked window "
         "with the labels it has"
     )
+
+
+def champion_window(cfg: Config, scorer: ChampionScorer, champion: str) -> str | None:
+    """The window the champion was trained on, from its card (None: not recorded, or not a
+    window of this source's cadence, e.g. a model registered by hand)."""
+    try:
+        card = scorer.registry.read_file(champion, MODEL_CARD_FILE).decode()
+        window = ModelCard.from_json(card).window
+        if window is not None:
+            window_sort_key(cfg.data, window)
+    except (RetrainError, ValueError, TypeError, KeyError):
+        return None
+    return window
 
 
 def performance_block(
@@ -214,7 +242,17 @@ def performance_block(
     """
     if champion is None:
         return on_checked or {"note": "no champion yet"}
-    found, looked, unreadable = newest_labelled_window(cfg, ids, window, checked, as_of, lookback)
+    trained_on = champion_window(cfg, scorer, champion)
+    if trained_on is not None and window_sort_key(cfg.data, window) <= window_sort_key(
+        cfg.data, trained_on
+    ):
+        return {
+            "note": f"not measured: the champion was trained on {trained_on}, and no newer "
+            "window is labelled yet (its metric there would flatter it)"
+        }
+    found, looked, unreadable = newest_labelled_window(
+        cfg, ids, window, checked, as_of, lookback, trained_on
+    )
     skipped = {"unreadable": unreadable} if unreadable else {}
     if found is not None:
         return labelled_performance(cfg, scorer, champion, found, window, on_checked) | skipped
@@ -224,7 +262,7 @@ def performance_block(
         "window": window,
         "measured_on": "checked window",
         "coverage": 0.0 if labels is None else float(labels.notna().mean()),
-        "search": _search_note(cfg, window, looked, as_of),
+        "search": _search_note(cfg, window, looked, as_of, trained_on),
     }
     return fallback | where | skipped
 
