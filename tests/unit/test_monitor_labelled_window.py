@@ -279,16 +279,38 @@ def test_an_older_window_that_cannot_be_read_is_left_out_of_the_search(
 ) -> None:
     read = labelled_window.window_rows
 
-    def unreadable_day_4(cfg: Config, window: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def unreadable_day_4(
+        cfg: Config, window: str, columns: Any = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
         if window == day(4):
             raise ValidationError("a damaged file")
-        return read(cfg, window)
+        return read(cfg, window, columns)
 
     monkeypatch.setattr(labelled_window, "window_rows", unreadable_day_4)
     perf = check(toy, day(5), LATE).performance
     assert perf["window"] == day(3)
     assert perf["unreadable"] == [f"{day(4)} (a damaged file)"]
     assert json.loads(json.dumps(perf))  # the report's JSON holds it
+
+
+def test_the_search_reads_only_the_ids_of_windows_it_passes_over(
+    toy: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read = labelled_window.window_rows
+    reads: list[tuple[str, Any]] = []
+
+    def recorded(
+        cfg: Config, window: str, columns: Any = None
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        reads.append((window, None if columns is None else tuple(columns)))
+        return read(cfg, window, columns)
+
+    monkeypatch.setattr(labelled_window, "window_rows", recorded)
+    # At EARLY, checking day 6: day 5 and day 4 fall short of the coverage, day 3 qualifies.
+    perf = check(toy, day(6), EARLY).performance
+    assert perf["window"] == day(3) and perf["rows"] == round(coverage(toy, 3, EARLY) * ROWS)
+    ids = (toy.data.id_column,)
+    assert reads == [(day(5), ids), (day(4), ids), (day(3), ids), (day(3), None)]
 
 
 def test_labels_of_a_class_the_champion_never_saw_are_left_out_as_unknown_ones(

@@ -7,8 +7,8 @@ one, whose labels known as of its clock reach ``labels.min_coverage`` (the label
 coverage, with its leakage check), against the metric the champion's profile recorded at
 training (`retrain.drift.labelled_window_check`). The search goes newest first, stops at the
 first window that passes and looks at most `DEFAULT_LOOKBACK` windows back (each older one
-costs a read of its rows and of its ids' labels; one that cannot be read is left out and
-named); when none passes, the checked window is measured with the labels it has, and the
+costs a read of its ids and of their labels, and the one found a read of its rows; one that
+cannot be read is left out and named); when none passes, the checked window is measured with the labels it has, and the
 report says why.
 
 Only windows after the one the champion was trained on (its card's ``window``) are searched:
@@ -54,15 +54,17 @@ DEFAULT_LOOKBACK = 14
 LABELLED_SLOT = "labelled"
 
 
-def window_rows(cfg: Config, window: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def window_rows(
+    cfg: Config, window: str, columns: Sequence[str] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """What the source read for `window` (only its rows on the fast path, more otherwise) and
-    the window's own rows.
+    the window's own rows; with `columns`, only those (and the time column).
 
     Raises:
         ValidationError: as `read_window`.
     """
     win = parse_window(cfg.data, window)
-    source, _ = read_window(cfg.data.uri, cfg.data.format, cfg.data, win)
+    source, _ = read_window(cfg.data.uri, cfg.data.format, cfg.data, win, columns=columns)
     rows = source.loc[window_mask(source[cfg.data.time_column], win, cfg.data.time_kind)]
     return source, rows.reset_index(drop=True)
 
@@ -135,14 +137,22 @@ def newest_labelled_window(
             rows, labels = checked_labelled
         else:
             try:
-                rows = window_rows(cfg, window)[1]
+                # The coverage needs the ids only; the window found is then read whole.
+                rows = window_rows(cfg, window, columns=[cfg.data.id_column])[1]
                 labels = known_labels(cfg, rows, as_of) if not rows.empty else None
+                if labels is not None and _covered(cfg, labels):
+                    rows = window_rows(cfg, window)[1]
+                    labels = known_labels(cfg, rows, as_of)
             except RetrainError as err:
                 unreadable.append(f"{window} ({err})")
                 continue
-        if labels is not None and float(labels.notna().mean()) >= cfg.labels.min_coverage:
+        if labels is not None and _covered(cfg, labels):
             return LabelledWindow(window, rows, labels), looked, unreadable
     return None, looked, unreadable
+
+
+def _covered(cfg: Config, labels: pd.Series) -> bool:
+    return float(labels.notna().mean()) >= cfg.labels.min_coverage
 
 
 def _check_fields(check: PerformanceCheck) -> dict[str, Any]:
