@@ -166,12 +166,18 @@ def test_prometheus_scrapes_the_monitor(prometheus: str, monitored: dict[str, An
     )
     assert abs(float(checked[0]["value"][1]) - time.time()) < 120
 
-    # Re-checking the same window counts once for the hysteresis (2 windows needed), so every
-    # decision is a refusal, counted by the rule that made it.
-    decisions = wait_for(prometheus, 'retrain_trigger_decisions_total{model="sea"}', monitored)
-    by_rule = {d["metric"]["rule"]: d["metric"]["launch"] for d in decisions}
-    assert by_rule == {"hysteresis": "false"}
-    assert query(prometheus, 'retrain_last_run_timestamp_seconds{model="sea"}') == []
+    # The first check launches on the champion's labelled drop (the performance rule, at
+    # once); the drift signal waits for its hysteresis (2 windows needed; re-checking the same
+    # window counts once), and every re-check of the launched window is a duplicate. Each
+    # decision is counted by the rule that made it.
+    wait_for(prometheus, 'retrain_trigger_decisions_total{model="sea",rule="duplicate"}', monitored)
+    decisions = query(prometheus, 'retrain_trigger_decisions_total{model="sea"}')
+    by_rule = {(d["metric"]["rule"], d["metric"]["launch"]) for d in decisions}
+    assert by_rule == {("performance", "true"), ("hysteresis", "false"), ("duplicate", "false")}
+    [launched] = [d for d in decisions if d["metric"]["rule"] == "performance"]
+    assert float(launched["value"][1]) == 1.0  # one launch, however many checks
+    last_run = query(prometheus, 'retrain_last_run_timestamp_seconds{model="sea"}')
+    assert abs(float(last_run[0]["value"][1]) - time.time()) < 120
 
     store = Path(monitored["cfg"].storage_root)
     assert list((store / "monitor").glob("*.json")) and list((store / "monitor").glob("*.md"))
