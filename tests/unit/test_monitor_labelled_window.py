@@ -218,6 +218,58 @@ def test_the_champion_is_judged_only_on_windows_after_the_one_it_trained_on(
     assert not [o for o in own.outcomes if o.decision.signal.kind == "performance"]
 
 
+def test_a_measurement_on_labels_below_the_coverage_is_reported_but_launches_nothing(
+    toy: Config, tmp_path: Path
+) -> None:
+    # Right after a retrain on day 3: at EARLY no window after day 3 reaches the coverage, so
+    # day 4 (checked) is measured on the 60% of its labels known, a flipped concept: a drop,
+    # but on a subset that need not be the window (early labels may be a biased sample).
+    register_champion(toy, tmp_path / "w3", day(3))
+    result = check(toy, day(4), EARLY)
+    perf = result.performance
+    assert (perf["window"], perf["measured_on"]) == (day(4), "checked window")
+    assert perf["coverage"] == pytest.approx(coverage(toy, 4, EARLY)) and perf["coverage"] < 0.8
+    assert perf["drop_lower"] > 0.4  # measured and reported ...
+    assert not [o for o in result.outcomes if o.decision.signal.kind == "performance"]  # ... only
+
+
+def test_the_training_bound_counts_the_provisional_windows_a_champion_trained_on(
+    toy: Config,
+) -> None:
+    card = {
+        "version": "v",
+        "parent": None,
+        "created_at": "2024-03-05T00:00:00Z",
+        "task": "classification",
+        "target": "y",
+        "features": {"a": "numeric"},
+        "estimator": "e",
+        "params": {},
+        "seed": 0,
+        "window": day(2),
+        "provenance": {
+            "provisional": {
+                "windows": [
+                    {"window": day(3), "labelled": 300},
+                    {"window": day(4), "labelled": 40},
+                    {"window": day(5), "skipped": "no label known yet"},
+                ]
+            }
+        },
+    }
+
+    class Registry:
+        def read_file(self, version: str, name: str) -> bytes:
+            return json.dumps(card).encode()
+
+    class Scorer:
+        registry = Registry()
+
+    assert labelled_window.champion_window(toy, Scorer(), "v") == day(4)  # type: ignore[arg-type]
+    card["provenance"] = {}
+    assert labelled_window.champion_window(toy, Scorer(), "v") == day(2)  # type: ignore[arg-type]
+
+
 def test_a_second_check_on_the_same_labelled_window_is_a_duplicate(toy: Config) -> None:
     first = check(toy, day(5), LATE)
     assert outcome(first, "performance") == (True, "performance", day(4))

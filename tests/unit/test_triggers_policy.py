@@ -148,8 +148,8 @@ def test_disabled_schedules_never_fire() -> None:
 @pytest.mark.parametrize(
     ("value", "launch", "rule"),
     [
-        (0.05, True, "performance"),
-        (0.0499, False, "below_threshold"),
+        (0.0501, True, "performance"),
+        (0.05, False, "below_threshold"),  # above the threshold, as the engine judges it
         (math.nan, False, "below_threshold"),
         (None, False, "below_threshold"),
     ],
@@ -184,6 +184,22 @@ def test_a_labelled_drop_launches_at_once_by_default() -> None:
     details = {"metric": "roc_auc", "drop_lower": 0.02}
     d, _ = decide(Signal("performance", "4", value=0.08, details=details), PolicyState(), cfg, T0)
     assert (d.launch, d.rule) == (True, "performance")
+
+
+def test_an_error_metric_without_a_reference_never_fires_and_a_zero_one_fires_on_any_drop() -> None:
+    cfg = config(performance_drop=0.05)
+
+    def decided(details: dict[str, object]) -> tuple[bool, str, str]:
+        signal = Signal("performance", "4", value=3.0, details={"metric": "rmse", **details})
+        d, _ = decide(signal, PolicyState(), cfg, T0)
+        return d.launch, d.rule, d.reason
+
+    # No reference: 0.05 cannot be read as a share, and is not read as 0.05 target units.
+    launch, rule, reason = decided({"drop_lower": 1.0})
+    assert (launch, rule) == (False, "below_threshold")
+    assert "does not carry" in reason
+    # A model without error at training: any rise beyond noise is worse than it.
+    assert decided({"drop_lower": 1.0, "reference": 0.0})[:2] == (True, "performance")
 
 
 @pytest.mark.parametrize(

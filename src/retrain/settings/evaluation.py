@@ -63,12 +63,18 @@ def check_history_budget(metric: str, max_history_loss: float) -> None:
 def performance_drop_threshold(metric: str, threshold: float, reference: float | None) -> float:
     """A performance-drop threshold in metric units: as configured, or for a metric in the
     target's units (rmse, mae) that share of the reference value (0.05 = 5% worse), so the
-    same setting means the same on prices in dollars or in thousands."""
-    if metric in TARGET_UNIT_METRICS and reference is not None:
-        scale = abs(float(reference))
-        if math.isfinite(scale) and scale > 0.0:
-            return threshold * scale
-    return threshold
+    same setting means the same on prices in dollars or in thousands.
+
+    For rmse and mae a reference of 0 (a model without error on its evaluation rows) makes
+    any drop beyond noise count; without a finite reference the share has nothing to be a
+    share of, and the threshold is infinite (never fires) rather than read in the target's
+    units.
+    """
+    if metric not in TARGET_UNIT_METRICS:
+        return threshold
+    if reference is None or not math.isfinite(float(reference)):
+        return math.inf
+    return threshold * abs(float(reference))
 
 
 def check_performance_drop(metric: str, name: str, value: float | None) -> None:

@@ -94,6 +94,14 @@ class TriggerConfig(Section):
         " it). null: off (the drift engine's labelled signal still counts toward the drift"
         " hysteresis).",
     )
+    labelled_lookback: int = Field(
+        default=14,
+        ge=1,
+        description="How many windows, the checked one included, the monitor searches newest"
+        " first for the newest window whose labels reach labels.min_coverage (only windows"
+        " after the champion's training window count): at least the label delay in windows"
+        " plus one. Each window passed over costs a read of its ids and of their labels.",
+    )
     new_data_rows: int | None = Field(
         default=None, ge=1, description="Retrain once this many rows arrived untrained. Unset: off."
     )

@@ -6,16 +6,19 @@ measures the drift engine's labelled signal on the newest window, at or before t
 one, whose labels known as of its clock reach ``labels.min_coverage`` (the label join's
 coverage, with its leakage check), against the metric the champion's profile recorded at
 training (`retrain.drift.labelled_window_check`). The search goes newest first, stops at the
-first window that passes and looks at most `DEFAULT_LOOKBACK` windows back (each older one
-costs a read of its ids and of their labels, and the one found a read of its rows; one that
-cannot be read is left out and named); when none passes, the checked window is measured with the labels it has, and the
-report says why.
+first window that passes and looks at most ``triggers.labelled_lookback`` windows back (each
+older one costs a read of its ids and of their labels, and the one found a read of its rows;
+one that cannot be read is left out and named); when none passes, the checked window is
+measured with the labels it has for the report, and the report says why, but that
+measurement is not a performance signal: below the coverage, the labels known may be a
+biased early subset, and the backtest makes no check there either.
 
-Only windows after the one the champion was trained on (its card's ``window``) are searched:
-the champion trained on rows of that window and may have on any before it, so its metric
-there would flatter it (the backtest likewise judges the champion only on windows newer
-than the newest it trained on). A champion trained on the checked window itself is not
-judged at all until a newer window is labelled.
+Only windows after the newest one the champion was trained on (its card's ``window``, or a
+later window whose provisional labels it trained on) are searched: the champion trained on
+rows of that window and may have on any before it, so its metric there would flatter it (the
+backtest likewise judges the champion only on windows newer than the newest it trained on).
+A champion trained on the checked window itself is not judged at all until a newer window is
+labelled.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from retrain._card import ModelCard
 from retrain.config import Config
@@ -37,7 +41,6 @@ from retrain.registry import MODEL_CARD_FILE
 from retrain.triggers._scores import ChampionScorer
 
 __all__ = [
-    "DEFAULT_LOOKBACK",
     "LABELLED_SLOT",
     "LabelledWindow",
     "known_labels",
@@ -48,8 +51,6 @@ __all__ = [
     "window_rows",
 ]
 
-#: Windows the search looks at, the checked one included: about two weeks of daily windows.
-DEFAULT_LOOKBACK = 14
 #: The scorer's cache entry for the labelled window (the checked window keeps the default one).
 LABELLED_SLOT = "labelled"
 
@@ -143,7 +144,7 @@ def newest_labelled_window(
                 if labels is not None and _covered(cfg, labels):
                     rows = window_rows(cfg, window)[1]
                     labels = known_labels(cfg, rows, as_of)
-            except RetrainError as err:
+            except (RetrainError, OSError, pa.ArrowException) as err:
                 unreadable.append(f"{window} ({err})")
                 continue
         if labels is not None and _covered(cfg, labels):
@@ -216,16 +217,17 @@ def _search_note(cfg: Config, checked: str, looked: int, as_of: Any, trained_on:
 
 
 def champion_window(cfg: Config, scorer: ChampionScorer, champion: str) -> str | None:
-    """The window the champion was trained on, from its card (None: not recorded, or not a
-    window of this source's cadence, e.g. a model registered by hand)."""
+    """The newest window the champion trained on rows of, from its card: its ``window``, or a
+    later one whose provisional labels it used (None: not recorded, or not a window of this
+    source's cadence, e.g. a model registered by hand)."""
     try:
-        card = scorer.registry.read_file(champion, MODEL_CARD_FILE).decode()
-        window = ModelCard.from_json(card).window
-        if window is not None:
-            window_sort_key(cfg.data, window)
-    except (RetrainError, ValueError, TypeError, KeyError):
+        card = ModelCard.from_json(scorer.registry.read_file(champion, MODEL_CARD_FILE).decode())
+        provisional = (card.provenance.get("provisional") or {}).get("windows") or []
+        trained = [card.window] if card.window is not None else []
+        trained += [str(w["window"]) for w in provisional if w.get("labelled")]
+        return max(trained, key=lambda w: window_sort_key(cfg.data, w), default=None)
+    except (RetrainError, ValueError, TypeError, KeyError, AttributeError):
         return None
-    return window
 
 
 def performance_block(

@@ -41,7 +41,6 @@ from retrain.errors import NotFound, RetrainError, ValidationError
 from retrain.registry import Registry
 from retrain.storage import Storage, open_storage
 from retrain.triggers._labelled_window import (
-    DEFAULT_LOOKBACK,
     known_labels,
     performance_block,
     performance_text,
@@ -227,7 +226,8 @@ class Monitor:
         cache_scores: reuse the champion's stored scores of an unchanged window
             (`retrain.triggers._scores`).
         labelled_lookback: windows, the checked one included, searched newest first for
-            the newest labelled window (`retrain.triggers._labelled_window`).
+            the newest labelled window (`retrain.triggers._labelled_window`); None:
+            ``triggers.labelled_lookback``.
     """
 
     def __init__(
@@ -239,7 +239,7 @@ class Monitor:
         metrics: MonitorMetrics | None = None,
         detector: Detector = detect_with_engine,
         cache_scores: bool = True,
-        labelled_lookback: int = DEFAULT_LOOKBACK,
+        labelled_lookback: int | None = None,
     ) -> None:
         self.cfg = cfg
         self.controller = controller
@@ -248,7 +248,7 @@ class Monitor:
         self.detector = detector
         self.registry = Registry(self.store, cfg.name)
         self.scorer = ChampionScorer(cfg, self.store, self.registry, cache=cache_scores)
-        self.labelled_lookback = labelled_lookback
+        self.labelled_lookback = labelled_lookback or cfg.triggers.labelled_lookback
 
     # -- one check --------------------------------------------------------------------------
 
@@ -291,7 +291,7 @@ class Monitor:
                     },
                 )
             )
-        if cfg.triggers.performance_drop is not None and "drop" in performance:
+        if cfg.triggers.performance_drop is not None and _judged(performance, cfg):
             # The measured window is the snapshot: a re-check of the same labelled window is
             # a duplicate of its launch, not a new one.
             signals.append(
@@ -465,6 +465,18 @@ class Monitor:
         self.store.write_text(f"{key}.md", result.markdown())
         self.store.write_text(f"{key}.json", body)
         return f"{key}.json"
+
+
+def _judged(performance: dict[str, Any], cfg: Config) -> bool:
+    """A measured drop on a window whose labels reach ``labels.min_coverage``: evidence for the
+    performance rule. Below it (the fallback on the checked window) the labels known may be
+    a biased early subset, so the measurement is reported but launches nothing."""
+    coverage = performance.get("coverage")
+    return (
+        "drop" in performance
+        and coverage is not None
+        and float(coverage) >= cfg.labels.min_coverage
+    )
 
 
 def observe_result(metrics: MonitorMetrics, result: CheckResult, *, outcomes: bool = True) -> None:

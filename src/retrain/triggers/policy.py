@@ -6,9 +6,10 @@ controller (`retrain.triggers.controller`) does the I/O around it. The rules, in
 are checked:
 
 1. the signal's own rule: a cron schedule is due; drift seen in ``drift_windows`` consecutive
-   windows (hysteresis); a performance drop at or above ``performance_drop`` (for rmse and
-   mae a share of the ``reference`` in the signal's details) whose interval (``drop_lower``,
-   when given) lies above zero; at least
+   windows (hysteresis); a performance drop above ``performance_drop`` (for rmse and mae a
+   share of the ``reference`` in the signal's details; without one they never fire) whose
+   interval (``drop_lower``, when given) lies above zero, as the drift engine's labelled
+   signal judges it; at least
    ``new_data_rows`` untrained rows; a manual request always qualifies; the labels of a
    window whose run failed on label coverage now reach ``labels.min_coverage`` (``labels``);
 2. dedupe: a data snapshot that was launched never launches again, unless its run failed;
@@ -20,6 +21,7 @@ are checked:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -268,7 +270,9 @@ def _signal_rule(
         at = f"{trigger:.4g}"
         if reference is not None and trigger != cfg.performance_drop:
             at += f", {cfg.performance_drop:g} of the reference {reference:.4g}"
-        if not drop >= trigger:  # NaN (no measurement) never fires
+        if math.isinf(trigger):
+            at = f"a share of a reference the signal does not carry ({metric})"
+        if not drop > trigger:  # NaN (no measurement) never fires
             return (
                 False,
                 "below_threshold",
