@@ -43,6 +43,7 @@ from retrain.triggers._scores import ChampionScorer
 __all__ = [
     "LABELLED_SLOT",
     "LabelledWindow",
+    "judged",
     "known_labels",
     "labelled_performance",
     "newest_labelled_window",
@@ -277,6 +278,18 @@ def performance_block(
         "search": _search_note(cfg, window, looked, as_of, trained_on),
     }
     return fallback | where | skipped
+
+
+def judged(performance: dict[str, Any], cfg: Config) -> bool:
+    """A measured drop on a window whose labels reach ``labels.min_coverage``: evidence for the
+    performance rule. Below it (the fallback on the checked window) the labels known may be
+    a biased early subset, so the measurement is reported but launches nothing."""
+    coverage = performance.get("coverage")
+    return (
+        "drop" in performance
+        and coverage is not None
+        and float(coverage) >= cfg.labels.min_coverage
+    )
 
 
 def performance_text(perf: dict[str, Any]) -> str:

@@ -41,6 +41,7 @@ from retrain.errors import NotFound, RetrainError, ValidationError
 from retrain.registry import Registry
 from retrain.storage import Storage, open_storage
 from retrain.triggers._labelled_window import (
+    judged,
     known_labels,
     performance_block,
     performance_text,
@@ -291,7 +292,7 @@ class Monitor:
                     },
                 )
             )
-        if cfg.triggers.performance_drop is not None and _judged(performance, cfg):
+        if cfg.triggers.performance_drop is not None and judged(performance, cfg):
             # The measured window is the snapshot: a re-check of the same labelled window is
             # a duplicate of its launch, not a new one.
             signals.append(
@@ -465,18 +466,6 @@ class Monitor:
         self.store.write_text(f"{key}.md", result.markdown())
         self.store.write_text(f"{key}.json", body)
         return f"{key}.json"
-
-
-def _judged(performance: dict[str, Any], cfg: Config) -> bool:
-    """A measured drop on a window whose labels reach ``labels.min_coverage``: evidence for the
-    performance rule. Below it (the fallback on the checked window) the labels known may be
-    a biased early subset, so the measurement is reported but launches nothing."""
-    coverage = performance.get("coverage")
-    return (
-        "drop" in performance
-        and coverage is not None
-        and float(coverage) >= cfg.labels.min_coverage
-    )
 
 
 def observe_result(metrics: MonitorMetrics, result: CheckResult, *, outcomes: bool = True) -> None:
