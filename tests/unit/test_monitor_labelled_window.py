@@ -166,6 +166,10 @@ def test_an_older_window_with_enough_labels_is_measured_and_its_drop_launches(
     assert perf["drop_lower"] > 0.4
     assert outcome(result, "performance") == (True, "performance", day(4))
     assert f"of window {day(4)} (newest labelled window" in result.markdown()
+    # As in the backtest, the judged window's labelled drop counts toward the drift verdict.
+    [drift] = [o for o in result.outcomes if o.decision.signal.kind == "drift"]
+    assert drift.decision.signal.drifted
+    assert "performance_drop" in drift.decision.signal.details["fired"]
 
 
 def test_labels_dated_after_the_clock_do_not_count(toy: Config) -> None:
@@ -181,7 +185,9 @@ def test_labels_dated_after_the_clock_do_not_count(toy: Config) -> None:
 def test_without_a_labelled_window_in_the_look_back_the_checked_window_is_measured(
     toy: Config,
 ) -> None:
-    result = check(toy, day(6), LATE, labelled_lookback=2)  # days 6 and 5 only
+    # triggers.labelled_lookback: 2, from the config: days 6 and 5 only.
+    triggers = toy.triggers.model_copy(update={"labelled_lookback": 2})
+    result = check(toy.model_copy(update={"triggers": triggers}), day(6), LATE)
     perf = result.performance
     assert (perf["window"], perf["measured_on"], perf["coverage"]) == (
         day(6),
@@ -231,6 +237,13 @@ def test_a_measurement_on_labels_below_the_coverage_is_reported_but_launches_not
     assert perf["coverage"] == pytest.approx(coverage(toy, 4, EARLY)) and perf["coverage"] < 0.8
     assert perf["drop_lower"] > 0.4  # measured and reported ...
     assert not [o for o in result.outcomes if o.decision.signal.kind == "performance"]  # ... only
+    # Nor does it count as drift: with a hysteresis of one window, nothing launches.
+    triggers = toy.triggers.model_copy(update={"drift_windows": 1})
+    eager = check(toy.model_copy(update={"triggers": triggers}), day(4), EARLY)
+    [drift] = [o for o in eager.outcomes if o.decision.signal.kind == "drift"]
+    assert not drift.decision.signal.drifted and not drift.decision.launch
+    assert "performance_drop" not in drift.decision.signal.details["fired"]
+    assert not any(o.decision.launch for o in eager.outcomes)
 
 
 def test_the_training_bound_counts_the_provisional_windows_a_champion_trained_on(
@@ -253,6 +266,7 @@ def test_the_training_bound_counts_the_provisional_windows_a_champion_trained_on
                     {"window": day(3), "labelled": 300},
                     {"window": day(4), "labelled": 40},
                     {"window": day(5), "skipped": "no label known yet"},
+                    {"window": "not a window", "labelled": 9},  # skipped, not fatal
                 ]
             }
         },
@@ -326,8 +340,12 @@ def test_both_windows_scores_are_cached_and_a_changed_labelled_window_is_scored_
     assert changed.performance == check(toy, day(5), LATE, cache_scores=False).performance
 
 
+@pytest.mark.parametrize(
+    "error",
+    [ValidationError("a damaged file"), KeyError("id"), ValueError("a damaged file")],
+)
 def test_an_older_window_that_cannot_be_read_is_left_out_of_the_search(
-    toy: Config, monkeypatch: pytest.MonkeyPatch
+    toy: Config, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
     read = labelled_window.window_rows
 
@@ -335,13 +353,13 @@ def test_an_older_window_that_cannot_be_read_is_left_out_of_the_search(
         cfg: Config, window: str, columns: Any = None
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         if window == day(4):
-            raise ValidationError("a damaged file")
+            raise error
         return read(cfg, window, columns)
 
     monkeypatch.setattr(labelled_window, "window_rows", unreadable_day_4)
     perf = check(toy, day(5), LATE).performance
     assert perf["window"] == day(3)
-    assert perf["unreadable"] == [f"{day(4)} (a damaged file)"]
+    assert perf["unreadable"] == [f"{day(4)} ({type(error).__name__}: {error})"]
     assert json.loads(json.dumps(perf))  # the report's JSON holds it
 
 

@@ -47,3 +47,9 @@ def test_a_bounded_metric_s_threshold_stays_in_metric_units() -> None:
     )
     assert performance_fired(check, DriftConfig())
     assert not performance_fired(check, DriftConfig(max_performance_drop=0.07))
+
+
+def test_a_perfect_reference_makes_any_rise_beyond_noise_fire() -> None:
+    # rmse 0 at training: 5% of 0 is 0, so a rise of 0.01 whose interval lies above zero
+    # fires (read as 0.05 in the target's units it would not).
+    assert performance_fired(_rmse_check(0.0, 0.01), DriftConfig())

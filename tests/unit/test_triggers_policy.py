@@ -198,8 +198,16 @@ def test_an_error_metric_without_a_reference_never_fires_and_a_zero_one_fires_on
     launch, rule, reason = decided({"drop_lower": 1.0})
     assert (launch, rule) == (False, "below_threshold")
     assert "does not carry" in reason
-    # A model without error at training: any rise beyond noise is worse than it.
-    assert decided({"drop_lower": 1.0, "reference": 0.0})[:2] == (True, "performance")
+    # A model without error at training: any rise beyond noise is worse than it (a rise of
+    # 0.01 fires, which 0.05 read in the target's units would not).
+    signal = Signal(
+        "performance",
+        "4",
+        value=0.01,
+        details={"metric": "rmse", "drop_lower": 0.005, "reference": 0.0},
+    )
+    d, _ = decide(signal, PolicyState(), cfg, T0)
+    assert (d.launch, d.rule) == (True, "performance")
 
 
 @pytest.mark.parametrize(

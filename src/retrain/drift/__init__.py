@@ -86,6 +86,7 @@ from retrain.drift._champion import (
 )
 from retrain.drift._detect import detect_drift
 from retrain.drift._labelled import (
+    drop_fired,
     labelled_window_check,
     performance_against_profile,
     performance_fired,
@@ -141,6 +142,7 @@ __all__ = [
     "champion_reference",
     "check_performance",
     "detect_drift",
+    "drop_fired",
     "estimate_performance",
     "fit_estimate_calibration",
     "labelled_window_check",

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from retrain.config import Config
 
 __all__ = [
+    "drop_fired",
     "drop_threshold",
     "labelled_window_check",
     "performance_against_profile",
@@ -74,7 +75,15 @@ def performance_against_profile(
 def performance_fired(check: PerformanceCheck, dc: DriftConfig) -> bool:
     """Big enough to matter (`max_performance_drop`; for rmse and mae a share of the
     reference), and not explained by sampling noise (the drop's interval lies above zero)."""
-    return check.drop > drop_threshold(check, dc) and check.drop_lower > 0.0
+    return drop_fired(check.metric, check.reference, check.drop, check.drop_lower, dc)
+
+
+def drop_fired(
+    metric: str, reference: float | None, drop: float, drop_lower: float | None, dc: DriftConfig
+) -> bool:
+    """`performance_fired` on a check's fields (as a report or a signal carries them)."""
+    threshold = performance_drop_threshold(metric, dc.max_performance_drop, reference)
+    return drop > threshold and drop_lower is not None and drop_lower > 0.0
 
 
 def drop_threshold(check: PerformanceCheck, dc: DriftConfig) -> float:

@@ -28,21 +28,28 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 
 from retrain._card import ModelCard
 from retrain.config import Config
 from retrain.data.source import read_matching, read_window
 from retrain.data.windows import as_of_text, parse_window, window_mask, window_sort_key
-from retrain.drift import PROFILE_FILE, PerformanceCheck, ReferenceProfile, labelled_window_check
+from retrain.drift import (
+    PROFILE_FILE,
+    PerformanceCheck,
+    ReferenceProfile,
+    drop_fired,
+    labelled_window_check,
+)
 from retrain.errors import RetrainError, ValidationError
 from retrain.labels.join import join_labels, label_columns, without_coverage_floor
 from retrain.registry import MODEL_CARD_FILE
 from retrain.triggers._scores import ChampionScorer
 
 __all__ = [
+    "LABELLED_SIGNAL",
     "LABELLED_SLOT",
     "LabelledWindow",
+    "drift_verdict",
     "judged",
     "known_labels",
     "labelled_performance",
@@ -52,6 +59,8 @@ __all__ = [
     "window_rows",
 ]
 
+#: The drift engine's signal for the labelled metric drop.
+LABELLED_SIGNAL = "performance_drop"
 #: The scorer's cache entry for the labelled window (the checked window keeps the default one).
 LABELLED_SLOT = "labelled"
 
@@ -145,8 +154,8 @@ def newest_labelled_window(
                 if labels is not None and _covered(cfg, labels):
                     rows = window_rows(cfg, window)[1]
                     labels = known_labels(cfg, rows, as_of)
-            except (RetrainError, OSError, pa.ArrowException) as err:
-                unreadable.append(f"{window} ({err})")
+            except Exception as err:  # any failure leaves the window out, named in the report
+                unreadable.append(f"{window} ({type(err).__name__}: {err})")
                 continue
         if labels is not None and _covered(cfg, labels):
             return LabelledWindow(window, rows, labels), looked, unreadable
@@ -219,16 +228,23 @@ def _search_note(cfg: Config, checked: str, looked: int, as_of: Any, trained_on:
 
 def champion_window(cfg: Config, scorer: ChampionScorer, champion: str) -> str | None:
     """The newest window the champion trained on rows of, from its card: its ``window``, or a
-    later one whose provisional labels it used (None: not recorded, or not a window of this
-    source's cadence, e.g. a model registered by hand)."""
+    later one whose provisional labels it used (None: none recorded that is a window of this
+    source's cadence, e.g. a model registered by hand; an entry that is not is skipped)."""
     try:
         card = ModelCard.from_json(scorer.registry.read_file(champion, MODEL_CARD_FILE).decode())
         provisional = (card.provenance.get("provisional") or {}).get("windows") or []
-        trained = [card.window] if card.window is not None else []
-        trained += [str(w["window"]) for w in provisional if w.get("labelled")]
-        return max(trained, key=lambda w: window_sort_key(cfg.data, w), default=None)
     except (RetrainError, ValueError, TypeError, KeyError, AttributeError):
         return None
+    named = [card.window] + [
+        w.get("window") for w in provisional if isinstance(w, dict) and w.get("labelled")
+    ]
+    trained = []
+    for window in named:
+        try:
+            trained.append((window_sort_key(cfg.data, str(window)), str(window)))
+        except (RetrainError, ValueError, TypeError):
+            continue  # not a window of this source: no bound from it
+    return max(trained)[1] if trained else None
 
 
 def performance_block(
@@ -290,6 +306,26 @@ def judged(performance: dict[str, Any], cfg: Config) -> bool:
         and coverage is not None
         and float(coverage) >= cfg.labels.min_coverage
     )
+
+
+def drift_verdict(
+    fired: Sequence[str], performance: dict[str, Any], cfg: Config
+) -> tuple[bool, list[str]]:
+    """The checked window's drift verdict as the backtest's drift policy forms it, and the
+    signals it counts: the engine's signals on the checked window, but its labelled one only
+    where the labels reach ``labels.min_coverage`` (`judged`), so a few early labels cannot
+    count toward the hysteresis; and the labelled signal of the window judged, when it fired.
+    """
+    counted = [name for name in fired if name != LABELLED_SIGNAL]
+    if judged(performance, cfg) and drop_fired(
+        str(performance["metric"]),
+        performance.get("reference"),
+        float(performance["drop"]),
+        performance.get("drop_lower"),
+        cfg.drift,
+    ):
+        counted.append(LABELLED_SIGNAL)
+    return bool(counted), counted
 
 
 def performance_text(perf: dict[str, Any]) -> str:

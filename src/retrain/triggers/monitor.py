@@ -41,6 +41,7 @@ from retrain.errors import NotFound, RetrainError, ValidationError
 from retrain.registry import Registry
 from retrain.storage import Storage, open_storage
 from retrain.triggers._labelled_window import (
+    drift_verdict,
     judged,
     known_labels,
     performance_block,
@@ -249,7 +250,9 @@ class Monitor:
         self.detector = detector
         self.registry = Registry(self.store, cfg.name)
         self.scorer = ChampionScorer(cfg, self.store, self.registry, cache=cache_scores)
-        self.labelled_lookback = labelled_lookback or cfg.triggers.labelled_lookback
+        self.labelled_lookback = (
+            cfg.triggers.labelled_lookback if labelled_lookback is None else labelled_lookback
+        )
 
     # -- one check --------------------------------------------------------------------------
 
@@ -280,14 +283,15 @@ class Monitor:
 
         signals = []
         if drift is not None:
+            drifted, fired = drift_verdict(drift.fired, performance, cfg)
             signals.append(
                 Signal(
                     "drift",
                     win.id,
-                    drifted=drift.dataset_drifted,
+                    drifted=drifted,
                     value=drift.share_drifted,
                     details={
-                        "fired": list(drift.fired),
+                        "fired": fired,
                         "drifted": [f.name for f in drift.features if f.drifted],
                     },
                 )

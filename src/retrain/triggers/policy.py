@@ -276,7 +276,7 @@ def _signal_rule(
             return (
                 False,
                 "below_threshold",
-                f"{metric} dropped by {drop:.4f}, below the trigger of {at}",
+                f"{metric} dropped by {drop:.4f}, not above the trigger of {at}",
                 state,
             )
         lower = signal.details.get("drop_lower")
