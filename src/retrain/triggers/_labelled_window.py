@@ -49,6 +49,7 @@ __all__ = [
     "LABELLED_SIGNAL",
     "LABELLED_SLOT",
     "LabelledWindow",
+    "check_fields",
     "drift_verdict",
     "judged",
     "known_labels",
@@ -166,7 +167,8 @@ def _covered(cfg: Config, labels: pd.Series) -> bool:
     return float(labels.notna().mean()) >= cfg.labels.min_coverage
 
 
-def _check_fields(check: PerformanceCheck) -> dict[str, Any]:
+def check_fields(check: PerformanceCheck) -> dict[str, Any]:
+    """A labelled check as the monitor's performance block and report carry it."""
     return {
         "metric": check.metric,
         "reference": check.reference,
@@ -209,7 +211,7 @@ def labelled_performance(
             return where | {"note": f"the champion could not score window {found.window} ({err})"}
         profile = ReferenceProfile.from_json(scorer.registry.read_file(champion, PROFILE_FILE))
         check = labelled_window_check(profile, found.labels, scores, cfg)
-        measured = _check_fields(check) if check is not None else None
+        measured = check_fields(check) if check is not None else None
     if measured is None:
         return where | {"note": "too few labelled rows, or no reference metric in the profile"}
     return where | measured

@@ -41,6 +41,7 @@ from retrain.errors import NotFound, RetrainError, ValidationError
 from retrain.registry import Registry
 from retrain.storage import Storage, open_storage
 from retrain.triggers._labelled_window import (
+    check_fields,
     drift_verdict,
     judged,
     known_labels,
@@ -115,20 +116,7 @@ def detect_with_engine(
             if f.statistic is not None
         ),
         fired=tuple(report.fired),
-        performance=(
-            {
-                "metric": perf.metric,
-                "reference": perf.reference,
-                "current": perf.current,
-                "drop": perf.drop,
-                "drop_lower": perf.drop_lower,
-                "drop_upper": perf.drop_upper,
-                "confidence": perf.confidence,
-                "rows": perf.n,
-            }
-            if perf is not None
-            else None
-        ),
+        performance=check_fields(perf) if perf is not None else None,
         details=report.to_dict(),
         markdown=report.markdown(title=f"Drift of window vs {cfg.name}'s champion"),
     )
