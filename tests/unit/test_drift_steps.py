@@ -6,12 +6,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from retrain import steps
 from retrain.config import Config, load_config
 from retrain.data.demo import generate_loans
-from retrain.drift import PROFILE_FILE, ReferenceProfile
+from retrain.drift import (
+    PROFILE_FILE,
+    NumericProfile,
+    ReferenceProfile,
+    build_profile,
+    detect_drift,
+)
+from retrain.drift._champion import reference_from_profile
 from retrain.registry import Registry
 from retrain.settings.drift import DriftConfig
 from retrain.storage import open_storage
@@ -103,3 +111,37 @@ def test_a_broken_profile_does_not_fail_ingest(loans: Config, tmp_path: Path) ->
     assert drift["champion"] == version
     assert drift["note"].startswith("comparison failed: ValidationError: reference profile")
     assert (tmp_path / "run" / "d1.parquet").exists()  # the window itself was ingested
+
+
+def test_the_profile_describes_the_newest_window_and_the_values_of_all_training(
+    tmp_path: Path,
+) -> None:
+    # The demo's applicants ask for bigger loans from week 2 on. A model trained at week 2 on
+    # history (weeks 0 and 1) plus week 2 serves the new population: week 3, from the same
+    # population as week 2, is no drift for it, although against the training mix (two
+    # thirds of it the old population) its loans look drifted.
+    cfg = load_config(generate_loans(tmp_path, windows=4, rows_per_window=400, drift_window=2))
+    text, work = cfg.to_yaml(), tmp_path / "run"
+    for w in ("0", "1", "2"):
+        steps.ingest(text, w, f"w{w}", str(work / f"d{w}.parquet"))
+        steps.label(text, w, f"w{w}", str(work / f"d{w}.parquet"), str(work / f"l{w}.parquet"))
+    steps.train(text, "2", "w2", str(work / "l2.parquet"), str(work / "model"), str(work / "hold"))
+    profile = ReferenceProfile.from_json((work / "model" / PROFILE_FILE).read_text())
+    week2 = pd.read_parquet(work / "l2.parquet")
+    assert profile.rows == len(week2)
+    assert profile.seen_rows is not None and profile.seen_rows > len(week2)
+    loan = profile.features["loan"]
+    assert isinstance(loan, NumericProfile)
+    assert loan.mean == pytest.approx(week2["loan"].mean())
+    # Ingest's value reference holds the values of every training row, not only week 2's.
+    assert reference_from_profile(profile, "champion").source == "champion"
+    assert profile.seen is not None and set(profile.seen) == {
+        n for n, kind in cfg.data.features.items() if kind in ("numeric", "categorical")
+    }
+    steps.ingest(text, "3", "w3", str(work / "d3.parquet"))
+    week3 = pd.read_parquet(work / "d3.parquet")
+    report = detect_drift(profile, week3, cfg)
+    assert "loan" not in report.drifted_features
+    # Against the training mix, as profiles were built before, the same week is drifted.
+    weeks = pd.concat(pd.read_parquet(work / f"l{w}.parquet") for w in "012")
+    assert "loan" in detect_drift(build_profile(weeks, cfg), week3, cfg).drifted_features

@@ -17,7 +17,7 @@ from retrain.data.io import from_parquet_bytes
 from retrain.data.quarantine import QUARANTINE_REASON, ValueReference, check_rows
 from retrain.data.windows import parse_window
 from retrain.drift._champion import reference_from_profile
-from retrain.drift._profile import build_profile
+from retrain.drift._profile import NumericProfile, ReferenceProfile, build_profile
 from retrain.errors import ValidationError
 from retrain.steps._ingest import quarantine_key
 from retrain.storage import open_storage
@@ -180,6 +180,31 @@ def test_ranges_and_categories_rebase_on_the_champions_training_data(tmp_path: P
         "'plan' has a category seen in too few rows": 1,
         "no id ('id' is empty)": 1,
     }
+
+
+def test_the_value_reference_is_every_training_row_when_drift_compares_with_the_newest(
+    tmp_path: Path,
+) -> None:
+    # A champion trained on weeks 0-5 keeps week 5 as its drift reference, but it saw the
+    # amounts and plans of every week: week 1's values are not new to it.
+    cfg = config(tmp_path)
+    src = drifting_stream()
+    first = ingest_window(cfg, src, parse_window(cfg.data, "0"), None)
+    weeks = [
+        ingest_window(cfg, src, parse_window(cfg.data, str(w)), first.schema).data for w in range(6)
+    ]
+    trained = pd.concat(weeks)
+    profile = ReferenceProfile.from_json(build_profile(weeks[5], cfg, seen=trained).to_json())
+    amount = profile.features["amount"]
+    assert isinstance(amount, NumericProfile) and amount.min == weeks[5]["amount"].min()
+    reference = reference_from_profile(profile, "champion v6")
+    assert reference.ranges["amount"] == (trained["amount"].min(), trained["amount"].max())
+    assert reference.categories["plan"] == {"basic", "pro", "enterprise"}
+    week1 = src[src["week"] == 1]
+    assert check_rows(week1, cfg, reference).out_of_range == {}
+    # Without `seen` the same profile's own range would call week 1's amounts out of range.
+    own = reference_from_profile(build_profile(weeks[5], cfg), "week 5")
+    assert check_rows(week1, cfg, own).out_of_range["amount"]["rows"] == ROWS - BROKEN_PER_WEEK
 
 
 def test_a_category_is_new_or_broken_by_how_many_rows_carry_it(tmp_path: Path) -> None:

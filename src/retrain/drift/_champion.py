@@ -28,16 +28,22 @@ __all__ = ["ChampionDrift", "champion_drift", "champion_reference", "profile_for
 
 
 def profile_for_model(
-    cfg: Config, model: Any, reference: pd.DataFrame, holdout: pd.DataFrame | None
+    cfg: Config,
+    model: Any,
+    reference: pd.DataFrame,
+    holdout: pd.DataFrame | None,
+    seen: pd.DataFrame | None = None,
 ) -> ReferenceProfile:
     """The reference profile a training run stores with its model.
 
-    Features are profiled on `reference` (the training rows); the model's scores, metrics and
-    permutation importances on `holdout` (rows it did not train on, with the target), since
-    scores on training rows are overconfident.
+    Features are profiled on `reference`, the rows later windows are compared with; `seen`,
+    the rows the model trained on when they differ, gives identifier features and ingest's
+    value reference (`build_profile`). The model's scores, metrics and permutation importances
+    are measured on `holdout` (rows it did not train on, with the target), since scores on
+    training rows are overconfident.
     """
     if holdout is None or len(holdout) == 0 or cfg.target not in holdout:
-        return build_profile(reference, cfg)
+        return build_profile(reference, cfg, seen=seen)
     scores = predict_scores(model, holdout, cfg)
     classes = list(model.classes_) if cfg.task == "classification" else None
     importances = None
@@ -50,6 +56,7 @@ def profile_for_model(
         labels=holdout[cfg.target],
         classes=classes,
         importances=importances,
+        seen=seen,
     )
 
 
@@ -151,9 +158,21 @@ def _champion_scores(cfg: Config, registry: Registry, version: str, df: pd.DataF
 
 
 def reference_from_profile(profile: ReferenceProfile, source: str) -> ValueReference:
-    """The ranges and category sets of a model's training data, from its profile."""
+    """The ranges and category sets of a model's training data, from its profile.
+
+    From `seen` where the profile records it (its features then describe the newest window
+    only), else from the features' own ranges and categories.
+    """
     ranges: dict[str, tuple[float, float]] = {}
     categories: dict[str, frozenset[str]] = {}
+    if profile.seen is not None:
+        for name, values in profile.seen.items():
+            kind = profile.features.get(name)
+            if isinstance(kind, NumericProfile) and len(values) == 2:
+                ranges[name] = (float(values[0]), float(values[1]))
+            elif isinstance(kind, CategoricalProfile):
+                categories[name] = frozenset(str(c) for c in values)
+        return ValueReference(source, ranges, categories)
     for name, col in profile.features.items():
         if isinstance(col, NumericProfile) and col.min is not None and col.max is not None:
             ranges[name] = (float(col.min), float(col.max))

@@ -1,7 +1,10 @@
-"""The reference profile: what the training data and the model looked like, stored with it.
+"""The reference profile: what the data and the model looked like, stored with the model.
 
 Built once at training time and registered with the model (``profile.json``), so monitoring
-reads only the current window. Per numeric feature it keeps the reference-quantile bin edges
+reads only the current window. A training run profiles the features on the newest window the
+model learned (a mix of history and new rows is mostly the old regime after a change, and
+every later window would drift against it); identifier features and the ranges and
+categories ingest checks against (`seen`) come from every training row. Per numeric feature it keeps the reference-quantile bin edges
 and counts (of the full column), mean, standard deviation, range and a sorted sketch; per
 categorical feature the category counts; per text feature its vocabulary with counts
 (`retrain.drift._text`). For the model: the distribution of its scores on
@@ -43,6 +46,7 @@ from retrain.drift._columns import (
     bin_counts,
     categorical_profile,
     category_counts,
+    category_text,
     json_float,
     json_scalar,
     nan_if_none,
@@ -118,6 +122,11 @@ class ReferenceProfile:
         importances: permutation importance per feature, as shares summing to 1.
         estimate_calibration: the confidence -> chance-of-being-right map fitted on those
             rows (`drift.calibrate_estimate`); None in profiles written without it.
+        seen: the values the model was trained on, when `features` describe other rows (the
+            newest window): per numeric feature its finite range `[min, max]`, per
+            categorical feature its categories as text. Ingest's value reference; None in
+            profiles whose features are the training rows' own.
+        seen_rows: rows behind `seen`.
     """
 
     task: str
@@ -133,6 +142,8 @@ class ReferenceProfile:
     estimated_accuracy: float | None = None
     importances: dict[str, float] = field(default_factory=dict)
     estimate_calibration: EstimateCalibration | None = None
+    seen: dict[str, list[Any]] | None = None
+    seen_rows: int | None = None
     format: int = PROFILE_FORMAT
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,6 +164,8 @@ class ReferenceProfile:
             "estimate_calibration": (
                 self.estimate_calibration.to_dict() if self.estimate_calibration else None
             ),
+            "seen": self.seen,
+            "seen_rows": self.seen_rows,
         }
 
     def to_json(self) -> str:
@@ -201,6 +214,10 @@ class ReferenceProfile:
             calibration = (
                 EstimateCalibration.from_dict(raw_calibration) if raw_calibration else None
             )
+            where = "reference profile seen"
+            # Absent from profiles whose features were profiled on the training rows.
+            seen = _seen_from_json(raw.get("seen"))
+            seen_rows = raw.get("seen_rows")
             where = "reference profile"
             return cls(
                 task=str(raw["task"]),
@@ -216,6 +233,8 @@ class ReferenceProfile:
                 estimated_accuracy=opt_float(raw["estimated_accuracy"]),
                 importances={str(k): float(v) for k, v in raw["importances"].items()},
                 estimate_calibration=calibration,
+                seen=seen,
+                seen_rows=int(seen_rows) if seen_rows is not None else None,
             )
         except KeyError as err:
             raise ValidationError(f"{where} is malformed: missing key {err}") from None
@@ -231,11 +250,17 @@ def build_profile(
     labels: Any = None,
     classes: Any = None,
     importances: dict[str, float] | None = None,
+    seen: pd.DataFrame | None = None,
 ) -> ReferenceProfile:
-    """The reference profile of `df` (the training data) and, optionally, of the model.
+    """The reference profile of `df` and, optionally, of the model.
 
     Args:
-        df: reference rows holding every feature of `cfg.data.features`.
+        df: reference rows holding every feature of `cfg.data.features`: the rows later
+            windows are compared with (a training run passes its newest window's).
+        seen: the rows the model was trained on, when they are not `df`: identifier
+            features are profiled on them (an id the model saw is not unseen, whichever
+            window it came from) and their ranges and categories are recorded as `seen`,
+            ingest's value reference.
         cfg: the config: feature kinds, task, primary metric, `drift.bins` and
             `drift.profile_sample_size`.
         scores: the model's scores on held-out reference rows (probabilities rows x classes,
@@ -256,19 +281,22 @@ def build_profile(
             "reference data lacks feature columns listed in data.features",
             [f"missing column {c!r}" for c in missing],
         )
+    if seen is not None:
+        absent = [c for c in features if c not in seen.columns]
+        if absent:
+            raise ValidationError(
+                "training rows lack feature columns listed in data.features",
+                [f"missing column {c!r}" for c in absent],
+            )
     size, bins = cfg.drift.profile_sample_size, cfg.drift.bins
     columns: dict[str, FeatureProfile] = {}
     for name, kind in features.items():
-        if kind == "numeric":
+        if kind == "identifier" and seen is not None:
+            columns[name] = _identifier_profile(seen, name, cfg)
+        elif kind == "numeric":
             columns[name] = sorted_numeric_profile(*sorted_finite(df[name], name), bins, size)
         elif kind == "identifier":
-            # Event-time order and grid windows for the turnover, where rows carry times.
-            time = cfg.data.time_column
-            order = slots = None
-            if time in df.columns:
-                order = df[time].reset_index(drop=True).argsort(kind="stable").to_numpy()
-                slots = window_slots(cfg.data, df[time])
-            columns[name] = identifier_profile(df[name], order, slots)
+            columns[name] = _identifier_profile(df, name, cfg)
         elif kind == "text":
             columns[name] = text_profile(df[name], lowercase=cfg.training.text.lowercase)
         else:
@@ -323,7 +351,40 @@ def build_profile(
         estimated_accuracy=estimated,
         importances=_importances(importances, features),
         estimate_calibration=calibration,
+        seen=_seen_values(seen, features) if seen is not None else None,
+        seen_rows=len(seen) if seen is not None else None,
     )
+
+
+def _identifier_profile(df: pd.DataFrame, name: str, cfg: Config) -> IdentifierProfile:
+    # Event-time order and grid windows for the turnover, where rows carry times.
+    time = cfg.data.time_column
+    order = slots = None
+    if time in df.columns:
+        order = df[time].reset_index(drop=True).argsort(kind="stable").to_numpy()
+        slots = window_slots(cfg.data, df[time])
+    return identifier_profile(df[name], order, slots)
+
+
+def _seen_values(df: pd.DataFrame, features: Mapping[str, str]) -> dict[str, list[Any]]:
+    """Per numeric feature its finite `[min, max]` (or `[]`), per categorical its categories."""
+    seen: dict[str, list[Any]] = {}
+    for name, kind in features.items():
+        if kind == "numeric":
+            values = numeric_values(df[name], name)
+            finite = values[np.isfinite(values)]
+            seen[name] = [float(finite.min()), float(finite.max())] if len(finite) else []
+        elif kind == "categorical":
+            seen[name] = sorted(str(c) for c in category_text(df[name]).dropna().unique())
+    return seen
+
+
+def _seen_from_json(raw: Any) -> dict[str, list[Any]] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not all(isinstance(v, list) for v in raw.values()):
+        raise ValueError("'seen' must map each feature to a list")
+    return {str(k): list(v) for k, v in raw.items()}
 
 
 def _metrics(

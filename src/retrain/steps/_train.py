@@ -135,7 +135,12 @@ def train(
             (out / name).write_bytes(data)
         # -- drift (retrain.drift): the reference profile, registered with the model by deploy
         if cfg.drift.enabled:
-            profile = profile_for_model(cfg, model, ts.train, _reference_rows(cfg, ts, new))
+            # Later windows are compared with the newest window the model learned, not with
+            # its training mix: after a change the mix is mostly the old regime, and every
+            # later window would look drifted against it however well the model serves.
+            profile = profile_for_model(
+                cfg, model, new, _reference_rows(cfg, ts, new), seen=ts.train
+            )
             (out / PROFILE_FILE).write_text(profile.to_json())
         # -- end drift
         hold = Path(holdout_dir)
