@@ -4,12 +4,12 @@ Built once at training time and registered with the model (``profile.json``), so
 reads only the current window. A training run profiles the features on the newest window the
 model learned (a mix of history and new rows is mostly the old regime after a change, and
 every later window would drift against it); identifier features and the ranges and
-categories ingest checks against (`seen`) come from every training row. Per numeric feature it keeps the reference-quantile bin edges
-and counts (of the full column), mean, standard deviation, range and a sorted sketch; per
-categorical feature the category counts; per text feature its vocabulary with counts
-(`retrain.drift._text`). For the model: the distribution of its scores on
-held-out rows, its metrics there, its estimated accuracy (to check calibration against the
-measured one) and permutation importances.
+categories ingest checks against (`seen`) come from every training row. Per numeric
+feature it keeps the reference-quantile bin edges and counts (of the full column), mean,
+standard deviation, range and a sorted sketch; per categorical feature the category counts;
+per text feature its vocabulary with counts (`retrain.drift._text`). For the model: the
+distribution of its scores on held-out rows, its metrics there, its estimated accuracy (to
+check calibration against the measured one) and permutation importances.
 
 A column of at most `drift.profile_sample_size` values is kept whole. A longer one becomes a
 sketch: its sorted values cut into that many runs of consecutive ranks, each kept as its mean
