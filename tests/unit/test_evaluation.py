@@ -345,6 +345,63 @@ def test_forgetting_history_is_rejected_even_when_recent_improves() -> None:
     assert "history 0.800 vs 0.866 (-0.066, beyond the 0.02 budget)" in r.reason
 
 
+def _after_a_change(**changes: Any) -> Any:
+    """Housing after its concept change (the standard backtest, window 2024-04-01): the champion,
+    trained before the change, is 4x as wrong on the recent rows as on history; the challenger
+    gains 18 to 25 on the recent rows and loses 7.8 to 11.6 on the old regime's history."""
+    values: dict[str, Any] = {
+        "metric": "rmse",
+        "greater_is_better": False,
+        "challenger_recent": 116.0,
+        "champion_recent": 137.7,
+        "recent_ci": (18.1, 25.3),
+        "challenger_history": 43.78,
+        "champion_history": 34.07,
+        "history_ci": (-11.6, -7.84),
+    }
+    return decide(GateInputs(**{**values, **changes}))
+
+
+def test_after_a_change_of_regime_the_forgetting_guard_accepts_a_loss_worth_it() -> None:
+    r = _after_a_change()
+    assert r.blessed, r.reason
+    gate = _gate(r, "history_bounded_loss")
+    assert gate.passed and "the whole interval lies beyond" in gate.detail
+    assert "accepted: the regime changed" in gate.detail
+    assert "103.630 worse on recent rows than on history" in gate.detail
+    assert "(lower bound +18.100) exceeds the most the challenger can have lost (11.600)" in (
+        gate.detail
+    )
+    assert r.comparison["history_loss_accepted_on_change"] is True
+    # Turned off, the same numbers are a rejection for forgetting.
+    off = _after_a_change(accept_forgetting_on_change=False)
+    assert _failed(off) == ["history_bounded_loss"]
+    assert off.comparison["history_loss_accepted_on_change"] is False
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        # The recent gain's lower bound (10) is below the most the challenger may have lost.
+        {"recent_ci": (10.0, 25.3)},
+        # The champion is as good on recent rows as on history: no change of regime.
+        {"champion_recent": 36.0, "challenger_recent": 14.0},
+        # Without an interval the point loss (9.7) is the bound, and the champion's decline
+        # (5.0) is smaller.
+        {
+            "champion_recent": 39.07,
+            "challenger_recent": 20.0,
+            "history_ci": None,
+            "recent_ci": None,
+        },
+    ],
+)
+def test_forgetting_without_a_change_worth_it_is_still_rejected(changes: dict[str, Any]) -> None:
+    r = _after_a_change(**changes)
+    assert _failed(r) == ["history_bounded_loss"], r.reason
+    assert "accepted" not in _gate(r, "history_bounded_loss").detail
+
+
 def test_without_history_holdout_the_forgetting_gate_is_skipped() -> None:
     r = _auc_decision(0.871, 0.842, (0.018, 0.041), hist=None)
     assert r.blessed
@@ -626,6 +683,9 @@ def test_history_budget_against_a_perfect_champion_is_a_share_of_a_constant_pred
             GateInputs(
                 "rmse", False, 1.0, 2.0, (0.5, 1.5), 0.1, 0.0,
                 history_ci=ci, constant_history=constant,
+                # The champion is 2.0 worse on recent rows than on history: a change of regime
+                # would accept the loss; this test is about the budget alone.
+                accept_forgetting_on_change=False,
             )
         )
 

@@ -23,6 +23,12 @@ Gates, all on the primary metric, with gains oriented so that positive is better
   non-regression gate, which fails only on a regression the interval shows; the price is that
   a small history set lets some forgetting through, measured in
   `benchmarks/decisions/gates.py`. Without an interval the point loss is judged.
+  *After a change of regime* the history is the old regime, and guarding it would keep the
+  model the change broke in service. So a loss shown beyond the budget is accepted
+  (``accept_forgetting_on_change``) when both show it is worth it: the champion itself is
+  worse on the recent rows than on history by more than the loss's upper bound (the world
+  moved), and the challenger's recent gain, at its interval's lower bound, exceeds that bound
+  too (it gains more on the present than it can have lost on the past).
 
 Each interval's half-width is reported as the comparison's *minimum detectable gain*: a true
 gain much smaller than it cannot be told from noise on these rows. When the improvement gate is
@@ -164,6 +170,8 @@ class GateInputs:
         min_improvement: a challenger must beat the champion by more than this (on the
             interval's lower bound when there is one): replacing a model that works with one
             that is merely as good churns deployments for nothing.
+        accept_forgetting_on_change: accept a history loss beyond the budget after a change
+            of regime (see the module docstring).
     """
 
     metric: str
@@ -177,6 +185,7 @@ class GateInputs:
     floor: float | None = None
     max_recent_regression: float = 0.0
     max_history_loss: float = 0.02
+    accept_forgetting_on_change: bool = True
     confidence: float = 0.95
     min_improvement: float = 0.0
     recent_rows: int | None = None
@@ -377,7 +386,42 @@ def _history_gate(
         f"; history {_fmt(challenger)} vs {_fmt(champion)} "
         f"({-loss:+.3f}{interval_words}, {verdict} the {budget:.3g} budget)"
     )
+    comparison["history_loss_accepted_on_change"] = False
+    if not ok and _finite(loss) and _finite(shown):
+        high_loss = -inputs.history_ci[0] if inputs.history_ci is not None else loss
+        change = _regime_change(inputs, champion, high_loss)
+        if change is not None:
+            comparison["history_loss_accepted_on_change"] = True
+            detail += f"; accepted: {change}"
+            words += f", accepted: {change}"
+            ok = True
     return Gate("history_bounded_loss", ok, detail), words
+
+
+def _regime_change(inputs: GateInputs, champion_history: float, high_loss: float) -> str | None:
+    """Why a history loss beyond the budget is worth it after a change of regime, or None.
+
+    Both must be shown: the champion is worse on recent rows than on history by more than
+    `high_loss` (the loss's upper bound), and the challenger's recent gain at its interval's
+    lower bound (the point gain without one) exceeds it too.
+    """
+    champion_recent = inputs.champion_recent
+    if not inputs.accept_forgetting_on_change or champion_recent is None:
+        return None
+    sign = 1.0 if inputs.greater_is_better else -1.0
+    decline = sign * (champion_history - champion_recent)
+    gain = sign * (inputs.challenger_recent - champion_recent)
+    gain_shown = inputs.recent_ci[0] if inputs.recent_ci is not None else gain
+    if not (_finite(decline) and _finite(gain_shown) and _finite(high_loss)):
+        return None
+    if decline <= high_loss + _EPS or gain_shown <= high_loss + _EPS:
+        return None
+    on = "lower bound" if inputs.recent_ci is not None else "point estimate"
+    return (
+        f"the regime changed (the champion's {inputs.metric} is {_fmt(decline)} worse on recent"
+        f" rows than on history) and the recent gain ({on} {gain_shown:+.3f}) exceeds the most"
+        f" the challenger can have lost ({_fmt(high_loss)})"
+    )
 
 
 def _unsettled(gate: Gate, weak: str, inputs: GateInputs) -> Gate:

@@ -138,6 +138,7 @@ def evaluate_challenger(
             floor=ev.floor,
             max_recent_regression=ev.max_recent_regression,
             max_history_loss=ev.max_history_loss,
+            accept_forgetting_on_change=ev.accept_forgetting_on_change,
             confidence=ev.confidence,
             min_improvement=ev.min_improvement,
             recent_rows=len(recent),

@@ -113,6 +113,16 @@ class EvaluationConfig(Section):
             " interval of the loss lies beyond it."
         ),
     )
+    accept_forgetting_on_change: bool = Field(
+        default=True,
+        description=(
+            "Accept a history loss shown beyond max_history_loss when the regime has changed:"
+            " the champion itself is worse on the recent rows than on history by more than the"
+            " loss's upper bound, and the challenger's recent gain (its interval's lower bound)"
+            " exceeds that bound too. After a concept change the history is the old concept;"
+            " guarding it keeps the model the change broke in service."
+        ),
+    )
     min_improvement: float = Field(
         default=0.0,
         ge=0.0,
