@@ -16,7 +16,12 @@ Three measurements, all through the project's own gate code (`bootstrap_differen
 2. **History gate, scores with a known loss.** The same on history rows, the challenger worse
    by 0 to 0.06 AUC: the share of runs in which the forgetting gate fails (at 0 and within the
    0.02 budget a failure is a false alarm; beyond it a pass is a miss).
-3. **End to end on a stationary stream.** The champion is trained the way the train step trains
+3. **History gate after a change of regime.** The champion scores AUC 0.85 on history rows
+   and 0.65 on recent ones (the change broke it); the challenger gains G on the recent rows
+   and loses L on history. Share of runs blessed with `accept_forgetting_on_change` on and
+   off, and, as a control, the same challenger against a champion the world did not change
+   (0.80 on both): the guard must still stop forgetting there.
+4. **End to end on a stationary stream.** The champion is trained the way the train step trains
    it, then a challenger of the same specification (equally good) or a better one (a logistic
    model against an overfitting forest) on the next week: the share of runs in which the
    forgetting gate passes.
@@ -24,6 +29,7 @@ Three measurements, all through the project's own gate code (`bootstrap_differen
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -156,6 +162,53 @@ def _history_cell(n: int, loss: float, runs: int) -> _Cell:
     return _Cell(failed / runs, runs, float(np.median(widths)))
 
 
+#: (champion's history AUC, champion's recent AUC, recent gain G, history loss L) per row.
+_CHANGE_CELLS = (
+    (0.85, 0.65, 0.10, 0.04),
+    (0.85, 0.65, 0.10, 0.00),
+    (0.85, 0.65, 0.05, 0.10),
+    (0.85, 0.65, 0.00, 0.04),
+    (0.80, 0.80, 0.10, 0.04),
+)
+_CHANGE_ROWS = (1000, 2000)  # recent, history evaluation rows
+
+
+def _change_cell(cell: tuple[float, float, float, float], runs: int) -> tuple[float, float]:
+    """Share of runs blessed with `accept_forgetting_on_change` on, and off."""
+    history_auc, recent_auc, gain, loss = cell
+    n_recent, n_history = _CHANGE_ROWS
+    on = off = 0
+    for seed in range(runs):
+        rng = np.random.default_rng(
+            [
+                round(history_auc * 100),
+                round(recent_auc * 100),
+                round(gain * 1000),
+                round(loss * 1000),
+                seed,
+                11,
+            ]
+        )
+        y_r, ch_r, cp_r = _scores(n_recent, recent_auc + gain, recent_auc, rng)
+        y_h, ch_h, cp_h = _scores(n_history, history_auc - loss, history_auc, rng)
+        inputs = GateInputs(
+            "roc_auc",
+            True,
+            _auc(y_r, ch_r),
+            _auc(y_r, cp_r),
+            _interval(y_r, ch_r, cp_r, seed),
+            _auc(y_h, ch_h),
+            _auc(y_h, cp_h),
+            history_ci=_interval(y_h, ch_h, cp_h, seed),
+            max_history_loss=_DEFAULTS.max_history_loss,
+            recent_rows=n_recent,
+            min_rows=_DEFAULTS.min_rows,
+        )
+        on += decide(inputs).blessed
+        off += decide(dataclasses.replace(inputs, accept_forgetting_on_change=False)).blessed
+    return on / runs, off / runs
+
+
 # --- end to end ---------------------------------------------------------------------------------
 
 _FOREST = "sklearn.ensemble.RandomForestClassifier"
@@ -230,8 +283,22 @@ def _runs(quick: bool) -> dict[str, int]:
     needs many runs to tell from 3.5%), 100 for the power cells, 100 on history up to 2,000
     rows and 20 at 10,000 (each run bootstraps 10,000 rows 500 times)."""
     if quick:
-        return {"equal": 40, "power": 40, "history": 40, "large_history": 10, "e2e": 3}
-    return {"equal": 400, "power": 100, "history": 100, "large_history": 20, "e2e": 10}
+        return {
+            "equal": 40,
+            "power": 40,
+            "history": 40,
+            "large_history": 10,
+            "change": 20,
+            "e2e": 3,
+        }
+    return {
+        "equal": 400,
+        "power": 100,
+        "history": 100,
+        "large_history": 20,
+        "change": 100,
+        "e2e": 10,
+    }
 
 
 def section(quick: bool = False) -> str:
@@ -293,6 +360,40 @@ def section(quick: bool = False) -> str:
         "reliably is about the budget plus twice the MDG. The gate scores every history "
         f"evaluation row up to `training.history_holdout_rows` "
         f"({_TRAINING_DEFAULTS.history_holdout_rows:,} by default).",
+        "",
+        "### History gate after a change of regime: share blessed",
+        "",
+        f"{_CHANGE_ROWS[0]:,} recent and {_CHANGE_ROWS[1]:,} history evaluation rows, "
+        f"{runs['change']} runs per row. A history loss beyond the budget is accepted "
+        "(`evaluation.accept_forgetting_on_change`, on by default) only when the champion is "
+        "worse on the recent rows than on history by more than the loss's upper bound and the "
+        "recent gain's lower bound exceeds that bound too.",
+        "",
+    ]
+    change_rows = []
+    for cell in _CHANGE_CELLS:
+        rate_on, rate_off = _change_cell(cell, runs["change"])
+        history_auc, recent_auc, gain, loss = cell
+        change_rows.append(
+            [
+                f"{history_auc:.2f} / {recent_auc:.2f}",
+                f"+{gain:.2f}",
+                f"{loss:.2f}",
+                f"{rate_on:.0%}",
+                f"{rate_off:.0%}",
+            ]
+        )
+    lines += _table(
+        [
+            "champion AUC history / recent",
+            "challenger's recent gain",
+            "its history loss",
+            "blessed (accept on change)",
+            "blessed (guard alone)",
+        ],
+        change_rows,
+    )
+    lines += [
         "",
         "### End to end: the forgetting gate on a stationary stream",
         "",
