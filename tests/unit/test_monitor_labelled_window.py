@@ -166,10 +166,18 @@ def test_an_older_window_with_enough_labels_is_measured_and_its_drop_launches(
     assert perf["drop_lower"] > 0.4
     assert outcome(result, "performance") == (True, "performance", day(4))
     assert f"of window {day(4)} (newest labelled window" in result.markdown()
+    # The signal names the launch the champion came from (its card's window): the catch-up
+    # rule follows a chain through it.
+    assert perf["champion_from"] == day(0)
+    [signal] = [
+        o.decision.signal for o in result.outcomes if o.decision.signal.kind == "performance"
+    ]
+    assert signal.details["champion_from"] == day(0)
     # As in the backtest, the judged window's labelled drop counts toward the drift verdict.
     [drift] = [o for o in result.outcomes if o.decision.signal.kind == "drift"]
     assert drift.decision.signal.drifted
     assert "performance_drop" in drift.decision.signal.details["fired"]
+    assert drift.decision.signal.details["labelled_fired"] is True
 
 
 def test_labels_dated_after_the_clock_do_not_count(toy: Config) -> None:

@@ -272,3 +272,89 @@ def test_state_stays_bounded() -> None:
     assert len(state.snapshots) == 1000
     assert "1499" in state.snapshots and "0" not in state.snapshots
     assert len(state.launches) <= 200
+
+
+def performance(window: str, drop: float, champion_from: str | None = None) -> Signal:
+    details = {"metric": "roc_auc", "drop_lower": drop - 0.03, "champion_from": champion_from}
+    return Signal("performance", window, value=drop, details=details)
+
+
+def test_after_a_confirmed_drop_the_policy_catches_up_while_its_models_are_deployed() -> None:
+    cfg = config(budget_runs=10)
+    step = timedelta(days=1)
+    decisions, state = run(
+        [
+            performance("5", 0.20),  # the concept changed: launches, and opens a chain
+            # Window 6 is labelled; the model launched for 5 serves, no drop against it.
+            performance("6", 0.0, champion_from="5"),
+            # Window 7: the model of 6 serves: catch up again.
+            performance("7", -0.01, champion_from="6"),
+            # Window 8: the model of 7 was not deployed (no gain): the one of 6 still serves.
+            performance("8", 0.0, champion_from="6"),
+            performance("9", 0.0, champion_from="6"),
+        ],
+        cfg,
+        step=step,
+    )
+    assert [(d.launch, d.rule) for d in decisions] == [
+        (True, "performance"),
+        (True, "catch_up"),
+        (True, "catch_up"),
+        (False, "below_threshold"),
+        (False, "below_threshold"),
+    ]
+    assert "the model launched for 5 after a confirmed drop serves" in decisions[1].reason
+    assert state.catch_up == "7"  # stale: its model never served, so nothing follows it
+    assert PolicyState.from_json(state.to_json()) == state
+
+
+def test_only_a_confirmed_drop_opens_a_chain_and_any_other_launch_ends_it() -> None:
+    cfg = config(budget_runs=10, drift_windows=1)
+    step = timedelta(days=1)
+    # A features-only drift launch opens no chain.
+    decisions, state = run([drift(5), performance("6", 0.0, champion_from="5")], cfg, step=step)
+    assert [d.launch for d in decisions] == [True, False] and state.catch_up is None
+    # A drift launch whose labelled signal fired does; a later features-only launch ends it.
+    labelled = Signal("drift", "5", drifted=True, details={"labelled_fired": True})
+    decisions, state = run(
+        [labelled, drift(6), performance("7", 0.0, champion_from="5")], cfg, step=step
+    )
+    assert [d.launch for d in decisions] == [True, True, False]
+    assert state.catch_up is None
+    # Switched off: the same evidence launches nothing.
+    decisions, _ = run(
+        [performance("5", 0.2), performance("6", 0.0, champion_from="5")],
+        config(budget_runs=10, catch_up=False),
+        step=step,
+    )
+    assert [(d.launch, d.rule) for d in decisions] == [
+        (True, "performance"),
+        (False, "below_threshold"),
+    ]
+
+
+def test_a_catch_up_still_waits_for_the_cooldown_and_the_budget() -> None:
+    cfg = config(cooldown="12h", budget_runs=2, budget_period="7d")
+    decisions, _ = run(
+        [
+            performance("5", 0.2),
+            performance("6", 0.0, champion_from="5"),  # 6 hours later: cooldown
+            performance("6", 0.0, champion_from="5"),  # 12 hours: launches
+            performance("7", 0.0, champion_from="6"),  # 18 hours: within cooldown again
+            performance("7", 0.0, champion_from="6"),  # 24 hours: the budget of 2 is spent
+        ],
+        cfg,
+        step=timedelta(hours=6),
+    )
+    assert [d.rule for d in decisions] == [
+        "performance",
+        "cooldown",
+        "catch_up",
+        "cooldown",
+        "budget",
+    ]
+
+
+def test_a_malformed_chain_in_the_state_is_refused() -> None:
+    with pytest.raises(ValidationError, match="catch_up"):
+        PolicyState.from_json('{"catch_up": 5}')

@@ -24,17 +24,26 @@ def drift_policy_decision(
     drifted: bool,
     check: PerformanceCheck | None,
     now: datetime,
+    champion_from: str | None = None,
 ) -> tuple[bool, str, PolicyState]:
     """Whether the drift policy launches at `window` given its drift verdict and the labelled
-    check of the champion (None: not measurable); the reason and the policy's new memory."""
-    fired = drifted or (check is not None and performance_fired(check, cfg.drift))
-    signal = Signal("drift", snapshot=window, drifted=fired, details={"window": window})
+    check of the champion (None: not measurable); the reason and the policy's new memory.
+    `champion_from`: the window whose launch made the serving champion, when the check's
+    labelled window is newer than the one it trained on (the catch-up rule's evidence)."""
+    labelled = check is not None and performance_fired(check, cfg.drift)
+    signal = Signal(
+        "drift",
+        snapshot=window,
+        drifted=drifted or labelled,
+        details={"window": window, "labelled_fired": labelled},
+    )
     decision, trigger = decide(signal, trigger, cfg.triggers, now)
     if not decision.launch and check is not None and cfg.triggers.performance_drop is not None:
         details = {
             "metric": check.metric,
             "drop_lower": check.drop_lower,
             "reference": check.reference,
+            "champion_from": champion_from,
         }
         signal = Signal("performance", snapshot=window, value=check.drop, details=details)
         performance, trigger = decide(signal, trigger, cfg.triggers, now)

@@ -289,6 +289,8 @@ class _ReplayState:
     trigger: PolicyState = field(default_factory=PolicyState)  # the drift policy's memory
     newest_ready: int = -1  # the newest window whose labels had arrived (label times)
     newest_trained: int = -1  # the newest labelled window a retrain started from
+    # version -> (the window whose launch trained it, the labelled window it trained on)
+    launched_for: dict[str, tuple[str, int]] = field(default_factory=dict)
     trainings: int = 0
     labels_consumed: int = 0
     records: list[WindowRecord] = field(default_factory=list)
@@ -379,8 +381,16 @@ def _drift_decision(
     if check is not None:
         fired = performance_fired(check, cfg.drift)
         rec.notes.append(check_note(check, champion, run.windows[j], fired))
+    launched = state.launched_for.get(champion)
+    champion_from = launched[0] if launched is not None and j > launched[1] else None
     launch, why, state.trigger = drift_policy_decision(
-        cfg, state.trigger, run.windows[i], bool(rec.drift), check, run.clock_at(i)
+        cfg,
+        state.trigger,
+        run.windows[i],
+        bool(rec.drift),
+        check,
+        run.clock_at(i),
+        champion_from=champion_from,
     )
     return launch, why
 
@@ -418,6 +428,7 @@ def _retrain(
         _train_and_deploy(run, run.windows[j], run.labelled(j), i, rec)
         if rec.deployed and rec.deployed != champion:
             state.canary_since.setdefault(rec.deployed, i)
+            state.launched_for.setdefault(rec.deployed, (run.windows[i], j))
     if run.spec.kind == "drift":
         status = "succeeded" if rec.version else "failed"
         state.trigger = state.trigger.with_snapshot_status(run.windows[i], status)

@@ -94,6 +94,15 @@ class TriggerConfig(Section):
         " it). null: off (the drift engine's labelled signal still counts toward the drift"
         " hysteresis).",
     )
+    catch_up: bool = Field(
+        default=True,
+        description="After a confirmed labelled drop launched a retrain whose model was"
+        " deployed, retrain again on each newer window whose labels reach"
+        " labels.min_coverage, as long as each such model is deployed: the first model after"
+        " a concept change has seen one window of the new regime among four parts of history,"
+        " and the next windows' labels keep improving it. The chain ends at the first"
+        " challenger not deployed (no gain shown), and cooldown and budget still apply.",
+    )
     labelled_lookback: int = Field(
         default=14,
         ge=1,

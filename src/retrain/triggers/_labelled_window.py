@@ -228,6 +228,16 @@ def _search_note(cfg: Config, checked: str, looked: int, as_of: Any, trained_on:
     )
 
 
+def champion_launch_window(scorer: ChampionScorer, champion: str) -> str | None:
+    """The window the champion's training run was launched for (its card's ``window``): the
+    snapshot of that launch, which the catch-up rule follows (None: not recorded)."""
+    try:
+        card = ModelCard.from_json(scorer.registry.read_file(champion, MODEL_CARD_FILE).decode())
+    except (RetrainError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return None if card.window is None else str(card.window)
+
+
 def champion_window(cfg: Config, scorer: ChampionScorer, champion: str) -> str | None:
     """The newest window the champion trained on rows of, from its card: its ``window``, or a
     later one whose provisional labels it used (None: none recorded that is a window of this
@@ -286,7 +296,10 @@ def performance_block(
     )
     skipped = {"unreadable": unreadable} if unreadable else {}
     if found is not None:
-        return labelled_performance(cfg, scorer, champion, found, window, on_checked) | skipped
+        measured = labelled_performance(cfg, scorer, champion, found, window, on_checked)
+        # A newer labelled window than the champion's own: the catch-up rule's evidence.
+        launched = {"champion_from": champion_launch_window(scorer, champion)}
+        return measured | launched | skipped
     labels = checked[1]
     fallback = on_checked if on_checked is not None else {"note": "no labels for this window yet"}
     where = {

@@ -41,6 +41,7 @@ from retrain.errors import NotFound, RetrainError, ValidationError
 from retrain.registry import Registry
 from retrain.storage import Storage, open_storage
 from retrain.triggers._labelled_window import (
+    LABELLED_SIGNAL,
     check_fields,
     drift_verdict,
     judged,
@@ -281,6 +282,7 @@ class Monitor:
                     details={
                         "fired": fired,
                         "drifted": [f.name for f in drift.features if f.drifted],
+                        "labelled_fired": LABELLED_SIGNAL in fired,
                     },
                 )
             )
@@ -297,6 +299,7 @@ class Monitor:
                         "drop_lower": performance.get("drop_lower"),
                         "reference": performance.get("reference"),
                         "window": performance.get("window", win.id),
+                        "champion_from": performance.get("champion_from"),
                     },
                 )
             )

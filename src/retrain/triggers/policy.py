@@ -12,6 +12,9 @@ are checked:
    signal judges it; at least
    ``new_data_rows`` untrained rows; a manual request always qualifies; the labels of a
    window whose run failed on label coverage now reach ``labels.min_coverage`` (``labels``);
+   catching up (``catch_up``): a performance signal on a newer labelled window while the
+   serving champion is the model of the last launch that a confirmed labelled drop started
+   (or that continued such a chain), see `PolicyState.catch_up`;
 2. dedupe: a data snapshot that was launched never launches again, unless its run failed;
 3. lease: never while another run holds the lease (manual requests included);
 4. cooldown: not within ``cooldown`` of the last launch (manual requests skip this one);
@@ -132,6 +135,12 @@ class PolicyState:
 
     `snapshots` maps a snapshot id to the status of its run: launched, succeeded, failed or
     skipped (decided while launching was switched off).
+
+    `catch_up` is the snapshot of the last launch that a confirmed labelled drop started or
+    that continued its chain (``triggers.catch_up``): while the serving champion is that
+    launch's model (the caller says so in a performance signal's ``champion_from``), each
+    newer labelled window launches again. Any other launch ends the chain; so does a
+    challenger that was not deployed, since the champion then stays the earlier model.
     """
 
     launches: tuple[LaunchRecord, ...] = ()
@@ -139,6 +148,7 @@ class PolicyState:
     drift_last_snapshot: str | None = None
     schedule_checked_at: datetime | None = None
     snapshots: Mapping[str, str] = field(default_factory=dict)
+    catch_up: str | None = None
 
     @property
     def last_launch(self) -> LaunchRecord | None:
@@ -157,6 +167,7 @@ class PolicyState:
             "drift_last_snapshot": self.drift_last_snapshot,
             "schedule_checked_at": _iso(self.schedule_checked_at),
             "snapshots": dict(self.snapshots),
+            "catch_up": self.catch_up,
         }
         return json.dumps(doc, indent=2) + "\n"
 
@@ -178,9 +189,16 @@ class PolicyState:
                 drift_last_snapshot=doc.get("drift_last_snapshot"),
                 schedule_checked_at=_parse_time(checked) if checked else None,
                 snapshots={str(k): str(v) for k, v in snapshots.items()},
+                catch_up=_optional_text(doc.get("catch_up")),
             )
         except (ValueError, TypeError, KeyError, AttributeError) as err:
             raise ValidationError(f"{where} is malformed: {err}") from None
+
+
+def _optional_text(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError("catch_up must be a snapshot id or null")
+    return value
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -272,23 +290,37 @@ def _signal_rule(
             at += f", {cfg.performance_drop:g} of the reference {reference:.4g}"
         if math.isinf(trigger):
             at = f"a share of a reference the signal does not carry ({metric})"
+        lower = signal.details.get("drop_lower")
         if not drop > trigger:  # NaN (no measurement) never fires
-            return (
+            ok, rule, reason = (
                 False,
                 "below_threshold",
                 f"{metric} dropped by {drop:.4f}, not above the trigger of {at}",
-                state,
             )
-        lower = signal.details.get("drop_lower")
-        if lower is not None and not float(lower) > 0.0:  # a drop sampling noise explains
-            return (
+        elif lower is not None and not float(lower) > 0.0:  # a drop sampling noise explains
+            ok, rule, reason = (
                 False,
                 "within_noise",
                 f"{metric} dropped by {drop:.4f}, but its interval reaches {float(lower):+.4f}:"
                 " sampling noise of the labelled rows explains it",
+            )
+        else:
+            return True, "performance", f"{metric} dropped by {drop:.4f} (trigger at {at})", state
+        chain = state.catch_up
+        if (
+            cfg.catch_up
+            and chain is not None
+            and signal.details.get("champion_from") == chain
+            and signal.snapshot != chain
+        ):
+            return (
+                True,
+                "catch_up",
+                f"{reason}; the model launched for {chain} after a confirmed drop serves, and"
+                f" window {signal.snapshot} is newer and labelled: catching up on the new regime",
                 state,
             )
-        return True, "performance", f"{metric} dropped by {drop:.4f} (trigger at {at})", state
+        return ok, rule, reason, state
 
     # new_data
     if cfg.new_data_rows is None:
@@ -379,7 +411,14 @@ def decide(
     keep = max(period, cooldown)
     launches = [r for r in state.launches if now - r.at < keep][-_MAX_LAUNCHES:]
     launches.append(LaunchRecord(at=now, rule=rule, snapshot=signal.snapshot))
-    # A launch re-arms the drift hysteresis: the new model starts a fresh count.
-    state = replace(state, launches=tuple(launches), drift_streak=0)
+    # A launch re-arms the drift hysteresis: the new model starts a fresh count. A confirmed
+    # labelled drop starts (or a catch-up continues) a chain; any other launch ends it.
+    chained = rule in ("performance", "catch_up") or bool(signal.details.get("labelled_fired"))
+    state = replace(
+        state,
+        launches=tuple(launches),
+        drift_streak=0,
+        catch_up=signal.snapshot if chained else None,
+    )
     state = state.with_snapshot_status(signal.snapshot, "launched")
     return Decision(True, rule, reason, signal, now), state
