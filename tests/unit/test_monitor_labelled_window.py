@@ -173,11 +173,13 @@ def test_an_older_window_with_enough_labels_is_measured_and_its_drop_launches(
         o.decision.signal for o in result.outcomes if o.decision.signal.kind == "performance"
     ]
     assert signal.details["champion_from"] == day(0)
+    assert signal.details["current"] == perf["current"]
     # As in the backtest, the judged window's labelled drop counts toward the drift verdict.
     [drift] = [o for o in result.outcomes if o.decision.signal.kind == "drift"]
     assert drift.decision.signal.drifted
     assert "performance_drop" in drift.decision.signal.details["fired"]
     assert drift.decision.signal.details["labelled_fired"] is True
+    assert drift.decision.signal.details["reference"] == perf["reference"]
 
 
 def test_labels_dated_after_the_clock_do_not_count(toy: Config) -> None:

@@ -274,8 +274,23 @@ def test_state_stays_bounded() -> None:
     assert len(state.launches) <= 200
 
 
-def performance(window: str, drop: float, champion_from: str | None = None) -> Signal:
-    details = {"metric": "roc_auc", "drop_lower": drop - 0.03, "champion_from": champion_from}
+def performance(
+    window: str,
+    drop: float,
+    champion_from: str | None = None,
+    *,
+    current: float = 0.75,
+    reference: float = 0.9,
+) -> Signal:
+    """A labelled check of the champion on `window`: `drop` below its own `reference`; its
+    metric there is `current` (a model recorded 0.9 before the concept change)."""
+    details = {
+        "metric": "roc_auc",
+        "drop_lower": drop - 0.03,
+        "champion_from": champion_from,
+        "reference": reference,
+        "current": current,
+    }
     return Signal("performance", window, value=drop, details=details)
 
 
@@ -304,8 +319,46 @@ def test_after_a_confirmed_drop_the_policy_catches_up_while_its_models_are_deplo
         (False, "below_threshold"),
     ]
     assert "the model launched for 5 after a confirmed drop serves" in decisions[1].reason
-    assert state.catch_up == "7"  # stale: its model never served, so nothing follows it
+    assert "its roc_auc 0.75 is still 0.15 worse than the 0.9 recorded before the drop" in (
+        decisions[1].reason
+    )
+    assert (state.catch_up, state.catch_up_from) == ("7", 0.9)  # its model never served
     assert PolicyState.from_json(state.to_json()) == state
+
+
+def test_the_chain_ends_once_the_champion_is_back_near_the_level_before_the_drop() -> None:
+    cfg = config(budget_runs=10)
+    decisions, state = run(
+        [
+            performance("5", 0.20),
+            performance("6", 0.0, champion_from="5", current=0.80),  # 0.10 behind 0.9
+            performance("7", 0.0, champion_from="6", current=0.87),  # 0.03: within 0.05
+            performance("8", 0.0, champion_from="6", current=0.80),  # the chain has ended
+        ],
+        cfg,
+        step=timedelta(days=1),
+    )
+    assert [(d.launch, d.rule) for d in decisions] == [
+        (True, "performance"),
+        (True, "catch_up"),
+        (False, "below_threshold"),
+        (False, "below_threshold"),
+    ]
+    assert (state.catch_up, state.catch_up_from) == (None, None)
+    # For an error metric the level is a share: rmse 34.5 before, 5% of it is 1.73.
+    rmse = {"metric": "rmse", "drop_lower": 1.0, "reference": 34.5, "champion_from": None}
+    opened = Signal("performance", "5", value=100.0, details=rmse | {"current": 134.5})
+    after = rmse | {"reference": 116.0, "champion_from": "5"}
+    decisions, _ = run(
+        [
+            opened,
+            Signal("performance", "6", value=-12.0, details=after | {"current": 104.0}),
+            Signal("performance", "7", value=-80.3, details=after | {"current": 35.7}),
+        ],
+        config(budget_runs=10),
+        step=timedelta(days=1),
+    )
+    assert [d.rule for d in decisions] == ["performance", "catch_up", "below_threshold"]
 
 
 def test_only_a_confirmed_drop_opens_a_chain_and_any_other_launch_ends_it() -> None:
@@ -315,7 +368,8 @@ def test_only_a_confirmed_drop_opens_a_chain_and_any_other_launch_ends_it() -> N
     decisions, state = run([drift(5), performance("6", 0.0, champion_from="5")], cfg, step=step)
     assert [d.launch for d in decisions] == [True, False] and state.catch_up is None
     # A drift launch whose labelled signal fired does; a later features-only launch ends it.
-    labelled = Signal("drift", "5", drifted=True, details={"labelled_fired": True})
+    fired = {"labelled_fired": True, "metric": "roc_auc", "reference": 0.9}
+    labelled = Signal("drift", "5", drifted=True, details=fired)
     decisions, state = run(
         [labelled, drift(6), performance("7", 0.0, champion_from="5")], cfg, step=step
     )
@@ -358,3 +412,5 @@ def test_a_catch_up_still_waits_for_the_cooldown_and_the_budget() -> None:
 def test_a_malformed_chain_in_the_state_is_refused() -> None:
     with pytest.raises(ValidationError, match="catch_up"):
         PolicyState.from_json('{"catch_up": 5}')
+    with pytest.raises(ValidationError, match="catch_up_from"):
+        PolicyState.from_json('{"catch_up": "5", "catch_up_from": "high"}')

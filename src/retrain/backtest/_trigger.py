@@ -31,20 +31,20 @@ def drift_policy_decision(
     `champion_from`: the window whose launch made the serving champion, when the check's
     labelled window is newer than the one it trained on (the catch-up rule's evidence)."""
     labelled = check is not None and performance_fired(check, cfg.drift)
+    measured = (
+        {"metric": check.metric, "reference": check.reference, "current": check.current}
+        if check is not None
+        else {}
+    )
     signal = Signal(
         "drift",
         snapshot=window,
         drifted=drifted or labelled,
-        details={"window": window, "labelled_fired": labelled},
+        details={"window": window, "labelled_fired": labelled} | measured,
     )
     decision, trigger = decide(signal, trigger, cfg.triggers, now)
     if not decision.launch and check is not None and cfg.triggers.performance_drop is not None:
-        details = {
-            "metric": check.metric,
-            "drop_lower": check.drop_lower,
-            "reference": check.reference,
-            "champion_from": champion_from,
-        }
+        details = measured | {"drop_lower": check.drop_lower, "champion_from": champion_from}
         signal = Signal("performance", snapshot=window, value=check.drop, details=details)
         performance, trigger = decide(signal, trigger, cfg.triggers, now)
         if performance.launch:

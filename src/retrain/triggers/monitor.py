@@ -283,6 +283,8 @@ class Monitor:
                         "fired": fired,
                         "drifted": [f.name for f in drift.features if f.drifted],
                         "labelled_fired": LABELLED_SIGNAL in fired,
+                        "metric": performance.get("metric"),
+                        "reference": performance.get("reference"),
                     },
                 )
             )
@@ -298,6 +300,7 @@ class Monitor:
                         "metric": performance["metric"],
                         "drop_lower": performance.get("drop_lower"),
                         "reference": performance.get("reference"),
+                        "current": performance.get("current"),
                         "window": performance.get("window", win.id),
                         "champion_from": performance.get("champion_from"),
                     },

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from retrain.errors import ValidationError
+from retrain.evaluation.metrics import GREATER_IS_BETTER
 from retrain.settings.cron import parse_cron
 from retrain.settings.evaluation import performance_drop_threshold
 from retrain.settings.triggers import TriggerConfig
@@ -137,10 +138,13 @@ class PolicyState:
     skipped (decided while launching was switched off).
 
     `catch_up` is the snapshot of the last launch that a confirmed labelled drop started or
-    that continued its chain (``triggers.catch_up``): while the serving champion is that
-    launch's model (the caller says so in a performance signal's ``champion_from``), each
-    newer labelled window launches again. Any other launch ends the chain; so does a
-    challenger that was not deployed, since the champion then stays the earlier model.
+    that continued its chain (``triggers.catch_up``), and `catch_up_from` the metric the
+    model that dropped had recorded at training (the level before the change). While the
+    serving champion is that launch's model (the caller says so in a performance signal's
+    ``champion_from``) and its metric on a newer labelled window (``current``) is still
+    further below that level than ``performance_drop`` allows, that window launches again.
+    Any other launch ends the chain; so does a challenger that was not deployed (the champion
+    then stays the earlier model) and a champion back within the trigger of the old level.
     """
 
     launches: tuple[LaunchRecord, ...] = ()
@@ -149,6 +153,7 @@ class PolicyState:
     schedule_checked_at: datetime | None = None
     snapshots: Mapping[str, str] = field(default_factory=dict)
     catch_up: str | None = None
+    catch_up_from: float | None = None
 
     @property
     def last_launch(self) -> LaunchRecord | None:
@@ -168,6 +173,7 @@ class PolicyState:
             "schedule_checked_at": _iso(self.schedule_checked_at),
             "snapshots": dict(self.snapshots),
             "catch_up": self.catch_up,
+            "catch_up_from": self.catch_up_from,
         }
         return json.dumps(doc, indent=2) + "\n"
 
@@ -190,6 +196,7 @@ class PolicyState:
                 schedule_checked_at=_parse_time(checked) if checked else None,
                 snapshots={str(k): str(v) for k, v in snapshots.items()},
                 catch_up=_optional_text(doc.get("catch_up")),
+                catch_up_from=_optional_number(doc.get("catch_up_from")),
             )
         except (ValueError, TypeError, KeyError, AttributeError) as err:
             raise ValidationError(f"{where} is malformed: {err}") from None
@@ -199,6 +206,14 @@ def _optional_text(value: Any) -> str | None:
     if value is not None and not isinstance(value, str):
         raise TypeError("catch_up must be a snapshot id or null")
     return value
+
+
+def _optional_number(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("catch_up_from must be a number or null")
+    return float(value)
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -313,13 +328,17 @@ def _signal_rule(
             and signal.details.get("champion_from") == chain
             and signal.snapshot != chain
         ):
-            return (
-                True,
-                "catch_up",
-                f"{reason}; the model launched for {chain} after a confirmed drop serves, and"
-                f" window {signal.snapshot} is newer and labelled: catching up on the new regime",
-                state,
-            )
+            behind = _behind_the_old_level(signal, state, cfg)
+            if behind is not None:
+                return (
+                    True,
+                    "catch_up",
+                    f"{reason}; the model launched for {chain} after a confirmed drop serves, and"
+                    f" on the newer labelled window {signal.snapshot} {behind}: catching up on"
+                    " the new regime",
+                    state,
+                )
+            state = replace(state, catch_up=None, catch_up_from=None)  # recovered
         return ok, rule, reason, state
 
     # new_data
@@ -334,6 +353,26 @@ def _signal_rule(
             state,
         )
     return True, "new_data", f"{rows} untrained rows (trigger at {cfg.new_data_rows})", state
+
+
+def _behind_the_old_level(signal: Signal, state: PolicyState, cfg: TriggerConfig) -> str | None:
+    """How far the champion still is below the level before the chain's drop, in words, when
+    further than ``performance_drop`` allows (None: within it, or not measurable)."""
+    origin, current = state.catch_up_from, signal.details.get("current")
+    metric = str(signal.details.get("metric", ""))
+    if origin is None or current is None or metric not in GREATER_IS_BETTER:
+        return None
+    if cfg.performance_drop is None:
+        return None
+    sign = 1.0 if GREATER_IS_BETTER[metric] else -1.0
+    behind = sign * (origin - float(current))
+    trigger = performance_drop_threshold(metric, cfg.performance_drop, origin)
+    if not behind > trigger:  # NaN never launches
+        return None
+    return (
+        f"its {metric} {float(current):.4g} is still {behind:.4g} worse than the {origin:.4g}"
+        f" recorded before the drop (trigger at {trigger:.4g})"
+    )
 
 
 def _labels_rule(signal: Signal, state: PolicyState) -> tuple[bool, str, str]:
@@ -414,11 +453,14 @@ def decide(
     # A launch re-arms the drift hysteresis: the new model starts a fresh count. A confirmed
     # labelled drop starts (or a catch-up continues) a chain; any other launch ends it.
     chained = rule in ("performance", "catch_up") or bool(signal.details.get("labelled_fired"))
+    origin = state.catch_up_from if rule == "catch_up" else signal.details.get("reference")
+    chained = chained and origin is not None
     state = replace(
         state,
         launches=tuple(launches),
         drift_streak=0,
         catch_up=signal.snapshot if chained else None,
+        catch_up_from=float(origin) if chained and origin is not None else None,
     )
     state = state.with_snapshot_status(signal.snapshot, "launched")
     return Decision(True, rule, reason, signal, now), state
