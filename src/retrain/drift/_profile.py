@@ -40,6 +40,7 @@ import pandas as pd
 
 from retrain.data.windows import window_slots
 from retrain.drift._columns import (
+    REFERENCE_SIDE,
     CategoricalProfile,
     ColumnProfile,
     NumericProfile,
@@ -47,6 +48,8 @@ from retrain.drift._columns import (
     categorical_profile,
     category_counts,
     category_text,
+    column_profile,
+    finite_column,
     json_float,
     json_scalar,
     nan_if_none,
@@ -54,7 +57,6 @@ from retrain.drift._columns import (
     numeric_values,
     opt_float,
     sorted_finite,
-    sorted_numeric_profile,
 )
 from retrain.drift._identifiers import IdentifierProfile, identifier_profile
 from retrain.drift._performance import (
@@ -90,6 +92,8 @@ __all__ = [
 FeatureProfile = ColumnProfile | TextProfile
 
 PROFILE_FILE = "profile.json"
+#: The name the model's scores are sampled and reported under.
+PREDICTION_COLUMN = "prediction"
 PROFILE_FORMAT = 2
 # Format 1 kept evenly spaced order statistics without counts: still readable.
 _READABLE_FORMATS = (1, 2)
@@ -288,13 +292,14 @@ def build_profile(
                 "training rows lack feature columns listed in data.features",
                 [f"missing column {c!r}" for c in absent],
             )
-    size, bins = cfg.drift.profile_sample_size, cfg.drift.bins
+    size, bins, cap = cfg.drift.profile_sample_size, cfg.drift.bins, cfg.drift.max_sample_rows
     columns: dict[str, FeatureProfile] = {}
     for name, kind in features.items():
         if kind == "identifier" and seen is not None:
             columns[name] = _identifier_profile(seen, name, cfg)
         elif kind == "numeric":
-            columns[name] = sorted_numeric_profile(*sorted_finite(df[name], name), bins, size)
+            column = finite_column(df[name], name, cap, cfg.seed, REFERENCE_SIDE)
+            columns[name] = column_profile(column, bins, size)
         elif kind == "identifier":
             columns[name] = _identifier_profile(df, name, cfg)
         elif kind == "text":
@@ -310,7 +315,9 @@ def build_profile(
     calibration = None
     if scores is not None:
         vector = score_vector(scores, cfg.task)
-        score_profile = numeric_profile(vector, bins, size)
+        score_profile = numeric_profile(
+            vector, bins, size, cap=cap, seed=cfg.seed, name=PREDICTION_COLUMN
+        )
         if cfg.task == "classification":
             estimated = estimate_performance(scores).value
         if labels is not None:
