@@ -5,13 +5,15 @@ reads only the current window. A training run profiles the features on the newes
 model learned (a mix of history and new rows is mostly the old regime after a change, and
 every later window would drift against it); identifier features and the ranges and
 categories ingest checks against (`seen`) come from every training row. Per numeric
-feature it keeps the reference-quantile bin edges and counts (of the full column), mean,
-standard deviation, range and a sorted sketch; per categorical feature the category counts;
+feature it keeps the reference-quantile bin edges and counts, mean, standard deviation, range
+and a sorted sketch (a column of more than `drift.max_sample_rows` finite values: bins and
+sketch of a seeded uniform sample of that many, `NumericProfile.sample_n`; counts, moments and
+range of the whole column); per categorical feature the category counts;
 per text feature its vocabulary with counts (`retrain.drift._text`). For the model: the
 distribution of its scores on held-out rows, its metrics there, its estimated accuracy (to
 check calibration against the measured one) and permutation importances.
 
-A column of at most `drift.profile_sample_size` values is kept whole. A longer one becomes a
+A column (or its sample) of at most `drift.profile_sample_size` values is kept whole. A longer one becomes a
 sketch: its sorted values cut into that many runs of consecutive ranks, each kept as its mean
 and its count. The runs are narrow at both ends and wide in the middle (rank cuts on an
 arcsine scale, as t-digest's): the extreme values, which dominate a Wasserstein distance on

@@ -6,7 +6,8 @@ Evidently) that must also exceed their null threshold (what two samples of these
 one distribution reach with chance `null_alpha`, 0.01, Bonferroni-divided), KS at 0.01 (also
 Bonferroni-divided) for numbers when the smaller sample has fewer than `small_sample` (1000)
 values, and a dataset counts as drifted when at least half of its features drifted
-(`drift_share`).
+(`drift_share`). A numeric column of more than `max_sample_rows` (100,000) finite values is
+judged on a seeded uniform sample of that many.
 
 Thresholds merge with the defaults key by key, and a per-feature override changes that
 feature only, so setting one never resets another.
