@@ -13,9 +13,9 @@ per text feature its vocabulary with counts (`retrain.drift._text`). For the mod
 distribution of its scores on held-out rows, its metrics there, its estimated accuracy (to
 check calibration against the measured one) and permutation importances.
 
-A column (or its sample) of at most `drift.profile_sample_size` values is kept whole. A longer one becomes a
-sketch: its sorted values cut into that many runs of consecutive ranks, each kept as its mean
-and its count. The runs are narrow at both ends and wide in the middle (rank cuts on an
+A column (or its sample) of at most `drift.profile_sample_size` values is kept whole. A
+longer one becomes a sketch: its sorted values cut into that many runs of consecutive ranks,
+each kept as its mean and its count. The runs are narrow at both ends and wide in the middle (rank cuts on an
 arcsine scale, as t-digest's): the extreme values, which dominate a Wasserstein distance on
 skewed or heavy-tailed data, are kept exactly (single-value runs at both ends for columns up
 to about 60 million values at 10,000 runs; beyond that the outermost runs hold a few values),
