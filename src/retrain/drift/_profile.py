@@ -15,16 +15,17 @@ check calibration against the measured one) and permutation importances.
 
 A column (or its sample) of at most `drift.profile_sample_size` values is kept whole. A
 longer one becomes a sketch: its sorted values cut into that many runs of consecutive ranks,
-each kept as its mean and its count. The runs are narrow at both ends and wide in the middle (rank cuts on an
-arcsine scale, as t-digest's): the extreme values, which dominate a Wasserstein distance on
-skewed or heavy-tailed data, are kept exactly (single-value runs at both ends for columns up
-to about 60 million values at 10,000 runs; beyond that the outermost runs hold a few values),
-and no run holds more than max(pi/2 / size, 2 / n) of the column's n values, which bounds how
-far the sketch's CDF is from the full column's anywhere. Compared with the
-full column, the sketch's Wasserstein distance to a current window is off by about 1e-5 of a
-standard deviation at 10,000 runs on normal, lognormal and Pareto(1.5) data (evenly spaced
-order statistics of the same size: up to 7e-2 on the Pareto data). Deterministic: no seed.
-Arrays of floats are stored as base64 of little-endian float64, exact and about a third the
+each kept as its mean and its count. The runs are narrow at both ends and wide in the middle
+(rank cuts on an arcsine scale, as t-digest's): the extreme values, which dominate a
+Wasserstein distance on skewed or heavy-tailed data, are kept exactly (single-value runs at
+both ends for columns up to about 60 million values at 10,000 runs; beyond that the
+outermost runs hold a few values), and no run holds more than max(pi/2 / size, 2 / n) of the
+column's n values, which bounds how far the sketch's CDF is from the full column's anywhere.
+Compared with the full column, the sketch's Wasserstein distance to a current window is off
+by about 1e-5 of a standard deviation at 10,000 runs on normal, lognormal and Pareto(1.5)
+data (evenly spaced order statistics of the same size: up to 7e-2 on the Pareto data).
+The sketch is deterministic (no seed); a sampled column's sample is seeded
+(`retrain.drift._columns.finite_column`), so a rebuilt profile is the same. Arrays of floats are stored as base64 of little-endian float64, exact and about a third the
 size of decimal text.
 """
 
