@@ -23,10 +23,11 @@ outermost runs hold a few values), and no run holds more than max(pi/2 / size, 2
 column's n values, which bounds how far the sketch's CDF is from the full column's anywhere.
 Compared with the full column, the sketch's Wasserstein distance to a current window is off
 by about 1e-5 of a standard deviation at 10,000 runs on normal, lognormal and Pareto(1.5)
-data (evenly spaced order statistics of the same size: up to 7e-2 on the Pareto data).
-The sketch is deterministic (no seed); a sampled column's sample is seeded
-(`retrain.drift._columns.finite_column`), so a rebuilt profile is the same. Arrays of floats are stored as base64 of little-endian float64, exact and about a third the
-size of decimal text.
+data (evenly spaced order statistics of the same size: up to 7e-2 on the Pareto data). The
+sketch is deterministic (no seed); a sampled column's sample is seeded
+(`retrain.drift._columns.finite_column`), so a rebuilt profile is the same. Arrays of floats
+are stored as base64 of little-endian float64, exact and about a third the size of decimal
+text.
 """
 
 from __future__ import annotations
