@@ -9,6 +9,7 @@ worse one; also on average precision at fraud-like positive rates), the drift ve
 Writes ``benchmarks/results/decisions.md``. A measurement, not a test:
 
     .venv/bin/python benchmarks/bench_decisions.py [--quick] [--only gates,canary,drift,performance]
+    .venv/bin/python benchmarks/bench_decisions.py --only drift --drift-sampled --output /tmp/d.md
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="small simulations (a smoke run)")
     p.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     p.add_argument("--output", default=str(HERE / "results" / "decisions.md"))
+    p.add_argument(
+        "--drift-sampled",
+        action="store_true",
+        help="drift: only the sizes above drift.max_sample_rows (judged on a sample)",
+    )
     args = p.parse_args(argv)
     wanted = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(wanted) - set(SECTIONS))
@@ -44,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in wanted:
         module = importlib.import_module(f"decisions.{name}")
         t0 = time.perf_counter()
-        text = module.section(quick=args.quick)
+        options = {"sampled_only": True} if name == "drift" and args.drift_sampled else {}
+        text = module.section(quick=args.quick, **options)
         parts.append(text.rstrip() + f"\n\n_({name}: {time.perf_counter() - t0:.0f} s)_\n")
         print(f"{name}: done in {time.perf_counter() - t0:.0f} s", flush=True)
     out = Path(args.output)

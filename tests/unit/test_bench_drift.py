@@ -66,7 +66,9 @@ def test_retrain_worker_finds_the_shifted_columns() -> None:
         "build_profile_cpu_seconds",
         "stored_profile_seconds",
         "stored_profile_cpu_seconds",
+        "max_sample_rows",
     }
+    assert out["extra"]["max_sample_rows"] == 100_000
 
 
 def test_scipy_worker_flags_the_small_shift_too() -> None:
@@ -190,6 +192,18 @@ def test_ratios_use_cpu_time_and_goals_need_every_round() -> None:
         text
     )
     assert "a value below 1 is measurement noise" in text
+    # Above the sample cap retrain sorts a sample only: the line says so instead.
+    extra = {**results["retrain"]["extra"], "max_sample_rows": 100_000}
+    sampled = dict(results, retrain=_result(1.0, cpu=0.2, extra=extra))
+    sampled_text = bench.render_markdown(_report(sampled))
+    assert "0.18× (rounds –) — met; at 1,000,000 rows retrain no longer sorts every value" in (
+        sampled_text
+    )
+    assert "measurement noise" not in sampled_text
+    # At or below the cap it sorts every value, and below 1 is noise as before.
+    capped = {**extra, "max_sample_rows": 1_000_000}
+    whole = dict(results, retrain=dict(results["retrain"], extra=capped))
+    assert "a value below 1 is measurement noise" in bench.render_markdown(_report(whole))
 
 
 def test_timed_reports_cpu_apart_from_wall_time() -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.data.windows import window_slots
+from retrain.drift._columns import CURRENT_SIDE, finite_column
 from retrain.drift._identifiers import (
     IdentifierProfile,
     identifier_bars,
@@ -27,12 +28,12 @@ from retrain.drift._performance import (
     score_vector,
 )
 from retrain.drift._profile import (
+    PREDICTION_COLUMN,
     CategoricalProfile,
     NumericProfile,
     ReferenceProfile,
     bin_counts,
     category_counts,
-    sorted_finite,
 )
 from retrain.drift._report import Bar, DriftReport, FeatureDrift, Signal
 from retrain.drift._text import TextProfile, text_verdict
@@ -90,12 +91,13 @@ def detect_drift(
         if isinstance(ref, TextProfile):
             texts[name] = ref  # judged by retrain.drift._text, in the same family below
             continue
-        comparison, partial = _prepare(name, ref, current_df[name])
-        method, threshold = _method_for(name, ref.kind, partial.n_ref, partial.n_cur, dc)
+        comparison, partial = _prepare(name, ref, current_df[name], dc, seed)
+        method, threshold = _method_for(name, ref.kind, *_judged_sizes(comparison, partial), dc)
         prepared.append((comparison, partial, method, threshold))
     predicted = None
     if scores is not None and profile.scores is not None:
-        predicted = _prepare_prediction(profile.scores, score_vector(scores, profile.task), dc)
+        vector = score_vector(scores, profile.task)
+        predicted = _prepare_prediction(profile.scores, vector, dc, seed)
     # Bonferroni: the family is every verdict in this report (the features and the model's
     # scores), so the chance that any of them fires on a window from the reference's own
     # distribution stays at or below alpha, and so does every dataset-level signal built on them.
@@ -212,14 +214,30 @@ def _method_for(name: str, kind: str, n_ref: int, n_cur: int, dc: DriftConfig) -
     return method, dc.threshold_for(method)
 
 
+def _judged_sizes(comparison: Comparison | None, partial: FeatureDrift) -> tuple[int, int]:
+    """The sizes the statistics see: a sampled numeric column's sample sizes."""
+    if comparison is not None and comparison.kind == "numeric":
+        return comparison.ref_n, comparison.cur_n
+    return partial.n_ref, partial.n_cur
+
+
 def _prepare(
-    name: str, ref: NumericProfile | CategoricalProfile | IdentifierProfile, series: pd.Series
+    name: str,
+    ref: NumericProfile | CategoricalProfile | IdentifierProfile,
+    series: pd.Series,
+    dc: DriftConfig,
+    seed: int,
 ) -> tuple[Comparison | None, FeatureDrift]:
-    """The comparison for the methods, and the report row without the verdict yet."""
+    """The comparison for the methods, and the report row without the verdict yet.
+
+    A numeric column of more than `dc.max_sample_rows` finite values is compared on a seeded
+    sample of that many (`finite_column`); its report row keeps the whole column's counts.
+    """
     rows = len(series)
     unseen: dict[str, int] = {}
     if isinstance(ref, NumericProfile):
-        cur, cur_nulls = sorted_finite(series, name)
+        column = finite_column(series, name, dc.max_sample_rows, seed, CURRENT_SIDE)
+        cur, cur_nulls = column.sorted, column.nulls
         comparison = Comparison(
             kind="numeric",
             ref_counts=ref.counts,
@@ -227,7 +245,7 @@ def _prepare(
             ref_sorted=ref.sample,
             ref_weights=ref.weights,
             cur_sorted=cur,
-            ref_n=ref.n,
+            ref_n=ref.judged_n,
             ref_scale=ref.std,
         )
         histogram = _numeric_bars(ref, comparison.cur_counts)
@@ -327,16 +345,16 @@ def _verdict(
 
 
 def _prepare_prediction(
-    ref: NumericProfile, vector: np.ndarray, dc: DriftConfig
+    ref: NumericProfile, vector: np.ndarray, dc: DriftConfig, seed: int
 ) -> tuple[Comparison | None, FeatureDrift, str, float]:
     values = np.where(np.isfinite(vector), vector, np.nan)
-    comparison, partial = _prepare("prediction", ref, pd.Series(values))
+    comparison, partial = _prepare(PREDICTION_COLUMN, ref, pd.Series(values), dc, seed)
     partial = _replace(partial, kind="score")
     if dc.prediction_method is not None:
         method = dc.prediction_method
         threshold = dc.prediction_threshold or dc.threshold_for(method)
     else:
-        small = min(partial.n_ref, partial.n_cur) < dc.small_sample
+        small = min(_judged_sizes(comparison, partial)) < dc.small_sample
         method = dc.small_sample_numeric_method if small else dc.numeric_method
         threshold = dc.threshold_for(method)
     return comparison, partial, method, threshold

@@ -5,8 +5,9 @@ sorted non-null values for numeric features, aligned frequency vectors for both 
 returns a `MethodResult` (a statistic and, for tests, a p-value). Config picks methods by name
 from `METHODS`; `register_method` adds one.
 
-Preparing once is what makes the engine fast: each current numeric column is sorted once
-(the reference arrives sorted, as a sketch, from its profile); KS then needs `searchsorted` of
+Preparing once is what makes the engine fast: each current numeric column is sorted once, or
+only its seeded sample beyond `drift.max_sample_rows` (the reference arrives sorted, as a
+sketch, from its profile); KS then needs `searchsorted` of
 the sketch only, Wasserstein a few vectorised passes over the sorted column, bin counts of a sorted
 array are `searchsorted` of the bin edges, and categories are integer codes counted with
 `bincount`.
@@ -68,11 +69,12 @@ class Comparison:
             reference-quantile bins, plus one bucket below the reference minimum and one
             above its maximum. Categorical: the reference categories, plus one bucket for
             every category the reference never saw.
-        ref_sorted, cur_sorted: numeric only: the non-null values, ascending. The reference
-            may be a sketch of a larger column: then `ref_weights` holds how many values
-            each entry stands for.
+        ref_sorted, cur_sorted: numeric only: the non-null values (or their seeded sample,
+            `drift.max_sample_rows`), ascending. The reference may be a sketch of a larger
+            column: then `ref_weights` holds how many values each entry stands for.
         ref_weights: integer counts of `ref_sorted`'s entries; None counts each once.
-        ref_n: non-null reference values behind `ref_sorted` (p-values use this size).
+        ref_n: non-null reference values behind `ref_sorted` (p-values use this size): the
+            sample's size when the reference column was sampled.
         ref_scale: numeric only: the reference standard deviation (population, full column).
         cur_unseen: categorical only: rows per category the reference never saw (their sum
             is the last entry of `cur_counts`), for the null threshold; None if unknown.

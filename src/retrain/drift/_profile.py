@@ -5,25 +5,29 @@ reads only the current window. A training run profiles the features on the newes
 model learned (a mix of history and new rows is mostly the old regime after a change, and
 every later window would drift against it); identifier features and the ranges and
 categories ingest checks against (`seen`) come from every training row. Per numeric
-feature it keeps the reference-quantile bin edges and counts (of the full column), mean,
-standard deviation, range and a sorted sketch; per categorical feature the category counts;
+feature it keeps the reference-quantile bin edges and counts, mean, standard deviation, range
+and a sorted sketch (a column of more than `drift.max_sample_rows` finite values: bins and
+sketch of a seeded uniform sample of that many, `NumericProfile.sample_n`; counts, moments and
+range of the whole column); per categorical feature the category counts;
 per text feature its vocabulary with counts (`retrain.drift._text`). For the model: the
 distribution of its scores on held-out rows, its metrics there, its estimated accuracy (to
 check calibration against the measured one) and permutation importances.
 
-A column of at most `drift.profile_sample_size` values is kept whole. A longer one becomes a
-sketch: its sorted values cut into that many runs of consecutive ranks, each kept as its mean
-and its count. The runs are narrow at both ends and wide in the middle (rank cuts on an
-arcsine scale, as t-digest's): the extreme values, which dominate a Wasserstein distance on
-skewed or heavy-tailed data, are kept exactly (single-value runs at both ends for columns up
-to about 60 million values at 10,000 runs; beyond that the outermost runs hold a few values),
-and no run holds more than max(pi/2 / size, 2 / n) of the column's n values, which bounds how
-far the sketch's CDF is from the full column's anywhere. Compared with the
-full column, the sketch's Wasserstein distance to a current window is off by about 1e-5 of a
-standard deviation at 10,000 runs on normal, lognormal and Pareto(1.5) data (evenly spaced
-order statistics of the same size: up to 7e-2 on the Pareto data). Deterministic: no seed.
-Arrays of floats are stored as base64 of little-endian float64, exact and about a third the
-size of decimal text.
+A column (or its sample) of at most `drift.profile_sample_size` values is kept whole. A
+longer one becomes a sketch: its sorted values cut into that many runs of consecutive ranks,
+each kept as its mean and its count. The runs are narrow at both ends and wide in the middle
+(rank cuts on an arcsine scale, as t-digest's): the extreme values, which dominate a
+Wasserstein distance on skewed or heavy-tailed data, are kept exactly (single-value runs at
+both ends for columns up to about 60 million values at 10,000 runs; beyond that the
+outermost runs hold a few values), and no run holds more than max(pi/2 / size, 2 / n) of the
+column's n values, which bounds how far the sketch's CDF is from the full column's anywhere.
+Compared with the full column, the sketch's Wasserstein distance to a current window is off
+by about 1e-5 of a standard deviation at 10,000 runs on normal, lognormal and Pareto(1.5)
+data (evenly spaced order statistics of the same size: up to 7e-2 on the Pareto data). The
+sketch is deterministic (no seed); a sampled column's sample is seeded
+(`retrain.drift._columns.finite_column`), so a rebuilt profile is the same. Arrays of floats
+are stored as base64 of little-endian float64, exact and about a third the size of decimal
+text.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import pandas as pd
 
 from retrain.data.windows import window_slots
 from retrain.drift._columns import (
+    REFERENCE_SIDE,
     CategoricalProfile,
     ColumnProfile,
     NumericProfile,
@@ -47,6 +52,8 @@ from retrain.drift._columns import (
     categorical_profile,
     category_counts,
     category_text,
+    column_profile,
+    finite_column,
     json_float,
     json_scalar,
     nan_if_none,
@@ -54,7 +61,6 @@ from retrain.drift._columns import (
     numeric_values,
     opt_float,
     sorted_finite,
-    sorted_numeric_profile,
 )
 from retrain.drift._identifiers import IdentifierProfile, identifier_profile
 from retrain.drift._performance import (
@@ -90,6 +96,8 @@ __all__ = [
 FeatureProfile = ColumnProfile | TextProfile
 
 PROFILE_FILE = "profile.json"
+#: The name the model's scores are sampled and reported under.
+PREDICTION_COLUMN = "prediction"
 PROFILE_FORMAT = 2
 # Format 1 kept evenly spaced order statistics without counts: still readable.
 _READABLE_FORMATS = (1, 2)
@@ -288,13 +296,14 @@ def build_profile(
                 "training rows lack feature columns listed in data.features",
                 [f"missing column {c!r}" for c in absent],
             )
-    size, bins = cfg.drift.profile_sample_size, cfg.drift.bins
+    size, bins, cap = cfg.drift.profile_sample_size, cfg.drift.bins, cfg.drift.max_sample_rows
     columns: dict[str, FeatureProfile] = {}
     for name, kind in features.items():
         if kind == "identifier" and seen is not None:
             columns[name] = _identifier_profile(seen, name, cfg)
         elif kind == "numeric":
-            columns[name] = sorted_numeric_profile(*sorted_finite(df[name], name), bins, size)
+            column = finite_column(df[name], name, cap, cfg.seed, REFERENCE_SIDE)
+            columns[name] = column_profile(column, bins, size)
         elif kind == "identifier":
             columns[name] = _identifier_profile(df, name, cfg)
         elif kind == "text":
@@ -310,7 +319,9 @@ def build_profile(
     calibration = None
     if scores is not None:
         vector = score_vector(scores, cfg.task)
-        score_profile = numeric_profile(vector, bins, size)
+        score_profile = numeric_profile(
+            vector, bins, size, cap=cap, seed=cfg.seed, name=PREDICTION_COLUMN
+        )
         if cfg.task == "classification":
             estimated = estimate_performance(scores).value
         if labels is not None:

@@ -6,7 +6,8 @@ Evidently) that must also exceed their null threshold (what two samples of these
 one distribution reach with chance `null_alpha`, 0.01, Bonferroni-divided), KS at 0.01 (also
 Bonferroni-divided) for numbers when the smaller sample has fewer than `small_sample` (1000)
 values, and a dataset counts as drifted when at least half of its features drifted
-(`drift_share`).
+(`drift_share`). A numeric column of more than `max_sample_rows` (100,000) finite values is
+judged on a seeded uniform sample of that many.
 
 Thresholds merge with the defaults key by key, and a per-feature override changes that
 feature only, so setting one never resets another.
@@ -288,6 +289,17 @@ class DriftConfig(Section):
         "p-values are exact). Also the texts (at most) of a window on which a text feature's "
         "design effect is estimated.",
     )
+    max_sample_rows: int | None = Field(
+        default=100_000,
+        ge=1000,
+        description="A numeric feature (and the model's scores) with more finite values than "
+        "this is judged on a seeded uniform sample of this many, drawn without replacement "
+        "(reference and window alike): its quantile bins, sketch, distances, p-values and "
+        "null thresholds are the sample's, at the sample's size; its counts, null rate, "
+        "range, mean and std stay the whole column's. At 100,000 the Wasserstein null "
+        "threshold is far below its 0.1 effect size, so verdicts are decided by effect size. "
+        "null: every value, sorted whole.",
+    )
     importance_repeats: int = Field(
         default=3, ge=0, le=50, description="Permutation-importance repeats at training; 0: off."
     )
@@ -379,6 +391,7 @@ class DriftConfig(Section):
             ],
             "bonferroni": self.bonferroni,
             "null_alpha": self.null_alpha,
+            "max_sample_rows": self.max_sample_rows,
             "drift_share": self.drift_share,
             "weighted_drift_share": self.weighted_drift_share,
         }
