@@ -130,18 +130,12 @@ _DEFAULT_OPTIONS = ReplayOptions()
 def policy_config(cfg: Config, spec: PolicySpec, root: Path, windows: int = 0) -> Config:
     """The use case's config with the policy's own store and GitOps repository under `root`
     (``@provisional``: provisional labels on, over up to `windows` windows)."""
-    deploy = cfg.deploy.model_copy(
-        update={
-            "mode": "gitops",
-            "gitops_repo": str(root / "gitops"),
-            "gitops_remote": None,  # a replay never pushes anywhere
-            "kubeconfig": None,
-        }
-    )
+    # A replay never pushes anywhere.
+    gitops = {"mode": "gitops", "gitops_repo": str(root / "gitops"), "gitops_remote": None}
+    deploy = cfg.deploy.model_copy(update=gitops | {"kubeconfig": None})
     update: dict[str, Any] = {"storage_root": str(root / "store"), "deploy": deploy}
     # The continuous policy is the same use case with continuous mode on; the others are off.
-    continuous = cfg.continuous.model_copy(update={"enabled": spec.kind == "continuous"})
-    update["continuous"] = continuous
+    update["continuous"] = cfg.continuous.model_copy(update={"enabled": spec.kind == "continuous"})
     if spec.kind == "drift":
         update["triggers"] = cfg.triggers.model_copy(update={"drift": True})
     if spec.mix == PROVISIONAL:
@@ -384,13 +378,7 @@ def _drift_decision(
     launched = state.launched_for.get(champion)
     champion_from = launched[0] if launched is not None and j > launched[1] else None
     launch, why, state.trigger = drift_policy_decision(
-        cfg,
-        state.trigger,
-        run.windows[i],
-        bool(rec.drift),
-        check,
-        run.clock_at(i),
-        champion_from=champion_from,
+        cfg, state.trigger, run.windows[i], bool(rec.drift), check, run.clock_at(i), champion_from
     )
     return launch, why
 
