@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retrain.config import Config, config_from_dict
+from retrain.config import Config
 from retrain.drift import build_profile, detect_drift
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # benchmarks/ is not a package: decisions/ is
+from decisions.drift import drift_config  # noqa: E402
+
 N = 1_000_000
 SHIFT = 0.05
 FEATURES = {"x": "numeric"}
@@ -42,19 +46,7 @@ LAWS: dict[str, Law] = {
 
 
 def _config(**drift: Any) -> Config:
-    return config_from_dict(
-        {
-            "name": "m",
-            "task": "classification",
-            "target": "y",
-            "storage_root": "store",
-            "data": {"uri": "e", "id_column": "id", "time_column": "t", "features": FEATURES},
-            "labels": {"uri": "l", "id_column": "id", "label_column": "y"},
-            "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
-            "deploy": {"deployment_name": "m"},
-            "drift": drift,
-        }
-    )
+    return drift_config(FEATURES, **drift)
 
 
 def _statistics(ref: pd.DataFrame, cur: pd.DataFrame, **drift: Any) -> tuple[float, float, float]:

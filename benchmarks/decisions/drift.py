@@ -28,7 +28,7 @@ SAMPLE_CAP = DriftConfig().max_sample_rows or 0
 DATASET_NS = (500, 2000, 10_000)
 
 
-def _config(kinds: dict[str, str], **drift: Any) -> Config:
+def drift_config(kinds: dict[str, str], **drift: Any) -> Config:
     """A config judging `kinds` with the `drift:` section's defaults (or `drift`'s values)."""
     return config_from_dict(
         {
@@ -84,7 +84,7 @@ def _per_feature(quick: bool, sampled_only: bool = False) -> list[str]:
     head = "| feature | " + " | ".join(f"n = {n:,}" for n in ns) + " |"
     lines = [head, "|---|" + "---:|" * len(ns)]
     for label, (kind, draw) in LAWS.items():
-        cfg = _config({"v": kind})
+        cfg = drift_config({"v": kind})
         cells = []
         for n in ns:
             rng = np.random.default_rng(n + len(label))
@@ -141,7 +141,7 @@ def _dataset(
 
 
 def _dataset_profile(n: int, kinds: dict[str, str] = KINDS) -> tuple[ReferenceProfile, Config]:
-    cfg = _config(kinds)
+    cfg = drift_config(kinds)
     df, scores = _dataset(n, seed=1, kinds=kinds)
     labels = (np.random.default_rng(2).random(n) < scores).astype(int)
     importances = {name: (0.6 if name == "x0" else 0.4 / (len(kinds) - 1)) for name in kinds}
