@@ -250,6 +250,10 @@ def test_bad_importances_and_labels_without_scores_are_refused() -> None:
         (lambda d: d["features"]["amount"].update(counts=[1, 2]), "feature 'amount'.*counts"),
         (lambda d: d["features"]["plan"].update(kind="image"), "feature 'plan'.*unknown kind"),
         (lambda d: d["features"]["amount"]["sample"].update(base64="@@"), "feature 'amount'"),
+        (lambda d: d.update(seen={"amount": ["low", 3.0]}), "seen.*'amount'.*range"),
+        (lambda d: d.update(seen={"amount": [5.0, 1.0]}), "seen.*'amount'.*range"),
+        (lambda d: d.update(seen={"amount": [0.0, float("inf")]}), "seen.*'amount'.*finite"),
+        (lambda d: d.update(seen={"plan": "basic"}), "seen.*'plan'.*list"),
     ],
 )
 def test_malformed_profiles_are_refused_with_the_place_named(edit: Any, message: str) -> None:

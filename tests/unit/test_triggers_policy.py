@@ -280,10 +280,12 @@ def performance(
     champion_from: str | None = None,
     *,
     current: float = 0.75,
-    reference: float = 0.9,
+    reference: float | None = None,
 ) -> Signal:
-    """A labelled check of the champion on `window`: `drop` below its own `reference`; its
-    metric there is `current` (a model recorded 0.9 before the concept change)."""
+    """A labelled check of the champion on `window`: its metric there is `current`, `drop`
+    below its own reference (`current + drop` unless given), the drop's interval from
+    `drop - 0.03`. The opening drop below: 0.15 from a model that recorded 0.9."""
+    reference = current + drop if reference is None else reference
     details = {
         "metric": "roc_auc",
         "drop_lower": drop - 0.03,
@@ -299,7 +301,7 @@ def test_after_a_confirmed_drop_the_policy_catches_up_while_its_models_are_deplo
     step = timedelta(days=1)
     decisions, state = run(
         [
-            performance("5", 0.20),  # the concept changed: launches, and opens a chain
+            performance("5", 0.15),  # the concept changed: launches, and opens a chain
             # Window 6 is labelled; the model launched for 5 serves, no drop against it.
             performance("6", 0.0, champion_from="5"),
             # Window 7: the model of 6 serves: catch up again.
@@ -330,7 +332,7 @@ def test_the_chain_ends_once_the_champion_is_back_near_the_level_before_the_drop
     cfg = config(budget_runs=10)
     decisions, state = run(
         [
-            performance("5", 0.20),
+            performance("5", 0.15),
             performance("6", 0.0, champion_from="5", current=0.80),  # 0.10 behind 0.9
             performance("7", 0.0, champion_from="6", current=0.87),  # 0.03: within 0.05
             performance("8", 0.0, champion_from="6", current=0.80),  # the chain has ended
@@ -377,7 +379,7 @@ def test_only_a_confirmed_drop_opens_a_chain_and_any_other_launch_ends_it() -> N
     assert state.catch_up is None
     # Switched off: the same evidence launches nothing.
     decisions, _ = run(
-        [performance("5", 0.2), performance("6", 0.0, champion_from="5")],
+        [performance("5", 0.15), performance("6", 0.0, champion_from="5")],
         config(budget_runs=10, catch_up=False),
         step=step,
     )
@@ -391,7 +393,7 @@ def test_a_catch_up_still_waits_for_the_cooldown_and_the_budget() -> None:
     cfg = config(cooldown="12h", budget_runs=2, budget_period="7d")
     decisions, _ = run(
         [
-            performance("5", 0.2),
+            performance("5", 0.15),
             performance("6", 0.0, champion_from="5"),  # 6 hours later: cooldown
             performance("6", 0.0, champion_from="5"),  # 12 hours: launches
             performance("7", 0.0, champion_from="6"),  # 18 hours: within cooldown again
@@ -414,3 +416,30 @@ def test_a_malformed_chain_in_the_state_is_refused() -> None:
         PolicyState.from_json('{"catch_up": 5}')
     with pytest.raises(ValidationError, match="catch_up_from"):
         PolicyState.from_json('{"catch_up": "5", "catch_up_from": "high"}')
+
+
+def test_a_catch_up_needs_the_old_level_to_be_missed_beyond_noise() -> None:
+    cfg = config(budget_runs=10)
+    # 0.10 behind the old 0.9 (beyond the 0.05 trigger), but the champion's own drop interval
+    # (against its reference 0.75) reaches -0.3: shifted to the old level, -0.3 + 0.15 < 0.
+    noisy = performance("6", -0.05, champion_from="5", current=0.80, reference=0.75)
+    noisy = Signal("performance", "6", value=-0.05, details={**noisy.details, "drop_lower": -0.3})
+    decisions, _ = run([performance("5", 0.15), noisy], cfg, step=timedelta(days=1))
+    assert [d.rule for d in decisions] == ["performance", "below_threshold"]
+
+
+def test_a_labels_rerun_of_the_chain_s_own_window_keeps_the_chain() -> None:
+    # The monitor launches a labelled drop on the newest window, whose labels are short: the
+    # run fails on coverage and the labels rule re-runs it; the chain carries on after it.
+    cfg = config(budget_runs=10, drift_windows=1)
+    fired = {"labelled_fired": True, "metric": "roc_auc", "reference": 0.9}
+    state = PolicyState()
+    d, state = decide(Signal("drift", "7", drifted=True, details=fired), state, cfg, T0)
+    assert d.launch and (state.catch_up, state.catch_up_from) == ("7", 0.9)
+    state = state.with_snapshot_status("7", "failed")
+    labels = Signal("labels", "7", value=0.95, details={"min_coverage": 0.9})
+    d, state = decide(labels, state, cfg, T0 + timedelta(days=1))
+    assert (d.launch, d.rule) == (True, "labels")
+    assert (state.catch_up, state.catch_up_from) == ("7", 0.9)
+    d, _ = decide(performance("8", 0.0, champion_from="7"), state, cfg, T0 + timedelta(days=2))
+    assert (d.launch, d.rule) == (True, "catch_up")

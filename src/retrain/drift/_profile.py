@@ -98,9 +98,11 @@ FeatureProfile = ColumnProfile | TextProfile
 PROFILE_FILE = "profile.json"
 #: The name the model's scores are sampled and reported under.
 PREDICTION_COLUMN = "prediction"
-PROFILE_FORMAT = 2
-# Format 1 kept evenly spaced order statistics without counts: still readable.
-_READABLE_FORMATS = (1, 2)
+PROFILE_FORMAT = 3
+# Format 1 kept evenly spaced order statistics without counts; format 2 had neither `seen`
+# (its features were the training rows') nor sampled columns (`sample_n`): both still
+# readable. A reader of format 2 refuses format 3 by its number instead of misreading it.
+_READABLE_FORMATS = (1, 2, 3)
 # Fewer labelled held-out rows than this leave the label-free estimate uncalibrated: an
 # isotonic map fitted on a handful of rows is mostly noise.
 _MIN_CALIBRATION_ROWS = 100
@@ -391,10 +393,28 @@ def _seen_values(df: pd.DataFrame, features: Mapping[str, str]) -> dict[str, lis
 
 
 def _seen_from_json(raw: Any) -> dict[str, list[Any]] | None:
+    """`seen` as written: per feature a numeric range ``[]`` or ``[min, max]`` of finite
+    numbers, or a list of category labels (text)."""
     if raw is None:
         return None
-    if not isinstance(raw, dict) or not all(isinstance(v, list) for v in raw.values()):
+    if not isinstance(raw, dict):
         raise ValueError("'seen' must map each feature to a list")
+    for name, values in raw.items():
+        if not isinstance(values, list):
+            raise ValueError(f"'seen' of {name!r} must be a list")
+        if all(isinstance(v, str) for v in values):
+            continue
+        numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if (
+            len(numbers) != len(values)
+            or len(numbers) != 2
+            or not all(math.isfinite(v) for v in numbers)
+            or numbers[0] > numbers[1]
+        ):
+            raise ValueError(
+                f"'seen' of {name!r} must be a [min, max] range of finite numbers or category"
+                " labels"
+            )
     return {str(k): list(v) for k, v in raw.items()}
 
 

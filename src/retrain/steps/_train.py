@@ -71,6 +71,8 @@ def train(
     with recorded_step(store, run_id, "train") as rec:
         window_id = parse_window(cfg.data, window_id).id  # one spelling: "01" is "1"
         new, new_meta = read_dataset(labelled_path)
+        # The window's own rows are the drift reference; provisional ones join `new` below.
+        window_rows = new
         new_sha256 = new_meta.get("sha256", content_sha256(new))
         # Recent windows' labels known so far, kept by the label step for this run only: their
         # training rows train as new data, their evaluation rows join the recent set.
@@ -139,7 +141,7 @@ def train(
             # its training mix: after a change the mix is mostly the old regime, and every
             # later window would look drifted against it however well the model serves.
             profile = profile_for_model(
-                cfg, model, new, _reference_rows(cfg, ts, new), seen=ts.train
+                cfg, model, window_rows, _reference_rows(cfg, ts, new), seen=ts.train
             )
             (out / PROFILE_FILE).write_text(profile.to_json())
         # -- end drift

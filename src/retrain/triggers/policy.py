@@ -369,6 +369,13 @@ def _behind_the_old_level(signal: Signal, state: PolicyState, cfg: TriggerConfig
     trigger = performance_drop_threshold(metric, cfg.performance_drop, origin)
     if not behind > trigger:  # NaN never launches
         return None
+    # As the performance rule: beyond sampling noise too. The drop's interval is against the
+    # champion's own reference; shifted to the old level, its lower bound must lie above zero.
+    lower, reference = signal.details.get("drop_lower"), signal.details.get("reference")
+    if lower is not None and reference is not None:
+        behind_lower = float(lower) + sign * (origin - float(reference))
+        if not behind_lower > 0.0:
+            return None
     return (
         f"its {metric} {float(current):.4g} is still {behind:.4g} worse than the {origin:.4g}"
         f" recorded before the drop (trigger at {trigger:.4g})"
@@ -455,6 +462,9 @@ def decide(
     chained = rule in ("performance", "catch_up") or bool(signal.details.get("labelled_fired"))
     origin = state.catch_up_from if rule == "catch_up" else signal.details.get("reference")
     chained = chained and origin is not None
+    # A re-run of the chain's own snapshot (its labels arrived, or by hand) keeps the chain.
+    if signal.snapshot == state.catch_up and rule in ("labels", "manual"):
+        chained, origin = True, state.catch_up_from
     state = replace(
         state,
         launches=tuple(launches),
