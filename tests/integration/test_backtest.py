@@ -73,6 +73,15 @@ def test_retraining_beats_never_after_an_abrupt_drift(loans: Path, tmp_path: Pat
         assert f"vs {profile.metrics['roc_auc']:.3f} at training" in note
     # The change is seen on the first labelled window after it (week 3, labelled by week 5).
     assert any(n.endswith(": fired") for w, n in checked if w.index <= 5)
+    # After it the model of the drop's launch serves, still far below the old level: the
+    # next labelled window launches again (the catch-up chain), on a newer window than the
+    # one the serving model trained on.
+    opened = next(w for w in drift.windows if w.retrained and w.index > 1)
+    caught = [w for w in drift.windows if any(n.startswith("catch_up:") for n in w.notes)]
+    assert caught and caught[0].index > opened.index and caught[0].retrained
+    assert caught[0].champion == opened.deployed
+    assert caught[0].trained_on is not None and opened.trained_on is not None
+    assert int(caught[0].trained_on) > int(opened.trained_on)
 
 
 def test_a_backtest_window_trains_what_the_pipeline_trains(loans: Path, tmp_path: Path) -> None:
