@@ -33,7 +33,7 @@ _bench = load_script("decisions/drift")
 KINDS: dict[str, str] = _bench.KINDS
 WIDE: dict[str, str] = _bench.WIDE
 dataset = _bench._dataset
-config = _bench._config
+config = _bench.drift_config
 
 
 def zipf(k: int) -> np.ndarray:
