@@ -1,8 +1,9 @@
 """Drift detection: statistical methods registered by name, reference profiles, reports.
 
-At training time `build_profile` summarises the training data and the model (stored with the
-model as ``profile.json``); at monitoring time `detect_drift` compares a window with it and
-returns a `DriftReport`: a verdict per feature, five dataset-level signals and which fired.
+At training time `build_profile` summarises the newest window the model learned (a training
+run's own window, not its mix of history) and the model (stored with the model as
+``profile.json``); at monitoring time `detect_drift` compares a window with it and returns a
+`DriftReport`: a verdict per feature, five dataset-level signals and which fired.
 
 Methods (`METHODS`; `register_method` adds one, `unregister_method` removes it), each on
 non-null values only:
