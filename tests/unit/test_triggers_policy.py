@@ -443,3 +443,14 @@ def test_a_labels_rerun_of_the_chain_s_own_window_keeps_the_chain() -> None:
     assert (state.catch_up, state.catch_up_from) == ("7", 0.9)
     d, _ = decide(performance("8", 0.0, champion_from="7"), state, cfg, T0 + timedelta(days=2))
     assert (d.launch, d.rule) == (True, "catch_up")
+
+
+def test_a_check_in_another_metric_than_the_chain_s_level_does_not_catch_up() -> None:
+    cfg = config(budget_runs=10)
+    _, state = run([performance("5", 0.15)], cfg)
+    assert state.catch_up_metric == "roc_auc"
+    other = performance("6", 0.0, champion_from="5")
+    other = Signal("performance", "6", value=0.0, details={**other.details, "metric": "accuracy"})
+    d, _ = decide(other, state, cfg, T0 + timedelta(days=1))
+    assert (d.launch, d.rule) == (False, "below_threshold")
+    assert PolicyState.from_json(state.to_json()) == state

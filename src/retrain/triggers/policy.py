@@ -139,7 +139,8 @@ class PolicyState:
 
     `catch_up` is the snapshot of the last launch that a confirmed labelled drop started or
     that continued its chain (``triggers.catch_up``), and `catch_up_from` the metric the
-    model that dropped had recorded at training (the level before the change). While the
+    model that dropped had recorded at training (the level before the change), in
+    `catch_up_metric` (a check in another metric, after a config change, is not compared). While the
     serving champion is that launch's model (the caller says so in a performance signal's
     ``champion_from``) and its metric on a newer labelled window (``current``) is still
     further below that level than ``performance_drop`` allows, that window launches again.
@@ -154,6 +155,7 @@ class PolicyState:
     snapshots: Mapping[str, str] = field(default_factory=dict)
     catch_up: str | None = None
     catch_up_from: float | None = None
+    catch_up_metric: str | None = None
 
     @property
     def last_launch(self) -> LaunchRecord | None:
@@ -174,6 +176,7 @@ class PolicyState:
             "snapshots": dict(self.snapshots),
             "catch_up": self.catch_up,
             "catch_up_from": self.catch_up_from,
+            "catch_up_metric": self.catch_up_metric,
         }
         return json.dumps(doc, indent=2) + "\n"
 
@@ -197,14 +200,15 @@ class PolicyState:
                 snapshots={str(k): str(v) for k, v in snapshots.items()},
                 catch_up=_optional_text(doc.get("catch_up")),
                 catch_up_from=_optional_number(doc.get("catch_up_from")),
+                catch_up_metric=_optional_text(doc.get("catch_up_metric"), "catch_up_metric"),
             )
         except (ValueError, TypeError, KeyError, AttributeError) as err:
             raise ValidationError(f"{where} is malformed: {err}") from None
 
 
-def _optional_text(value: Any) -> str | None:
+def _optional_text(value: Any, name: str = "catch_up") -> str | None:
     if value is not None and not isinstance(value, str):
-        raise TypeError("catch_up must be a snapshot id or null")
+        raise TypeError(f"{name} must be text or null")
     return value
 
 
@@ -338,7 +342,8 @@ def _signal_rule(
                     " the new regime",
                     state,
                 )
-            state = replace(state, catch_up=None, catch_up_from=None)  # recovered
+            # Recovered: the chain ends.
+            state = replace(state, catch_up=None, catch_up_from=None, catch_up_metric=None)
         return ok, rule, reason, state
 
     # new_data
@@ -362,6 +367,8 @@ def _behind_the_old_level(signal: Signal, state: PolicyState, cfg: TriggerConfig
     metric = str(signal.details.get("metric", ""))
     if origin is None or current is None or metric not in GREATER_IS_BETTER:
         return None
+    if state.catch_up_metric is not None and metric != state.catch_up_metric:
+        return None  # the level was recorded in another metric: not comparable
     if cfg.performance_drop is None:
         return None
     sign = 1.0 if GREATER_IS_BETTER[metric] else -1.0
@@ -462,15 +469,17 @@ def decide(
     chained = rule in ("performance", "catch_up") or bool(signal.details.get("labelled_fired"))
     origin = state.catch_up_from if rule == "catch_up" else signal.details.get("reference")
     chained = chained and origin is not None
+    metric = state.catch_up_metric if rule == "catch_up" else signal.details.get("metric")
     # A re-run of the chain's own snapshot (its labels arrived, or by hand) keeps the chain.
     if signal.snapshot == state.catch_up and rule in ("labels", "manual"):
-        chained, origin = True, state.catch_up_from
+        chained, origin, metric = True, state.catch_up_from, state.catch_up_metric
     state = replace(
         state,
         launches=tuple(launches),
         drift_streak=0,
         catch_up=signal.snapshot if chained else None,
         catch_up_from=float(origin) if chained and origin is not None else None,
+        catch_up_metric=str(metric) if chained and metric is not None else None,
     )
     state = state.with_snapshot_status(signal.snapshot, "launched")
     return Decision(True, rule, reason, signal, now), state
