@@ -342,7 +342,7 @@ def _signal_rule(
                     " the new regime",
                     state,
                 )
-            # Recovered: the chain ends.
+            # Back near the old level, or not shown beyond noise to be behind it: it ends.
             state = replace(state, catch_up=None, catch_up_from=None, catch_up_metric=None)
         return ok, rule, reason, state
 
