@@ -228,24 +228,31 @@ def _search_note(cfg: Config, checked: str, looked: int, as_of: Any, trained_on:
     )
 
 
+def _champion_card(scorer: ChampionScorer, champion: str) -> ModelCard | None:
+    """The champion's model card, or None when it cannot be read."""
+    try:
+        return ModelCard.from_json(scorer.registry.read_file(champion, MODEL_CARD_FILE).decode())
+    except (RetrainError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
 def champion_launch_window(scorer: ChampionScorer, champion: str) -> str | None:
     """The window the champion's training run was launched for (its card's ``window``): the
     snapshot of that launch, which the catch-up rule follows (None: not recorded)."""
-    try:
-        card = ModelCard.from_json(scorer.registry.read_file(champion, MODEL_CARD_FILE).decode())
-    except (RetrainError, ValueError, TypeError, KeyError, AttributeError):
-        return None
-    return None if card.window is None else str(card.window)
+    card = _champion_card(scorer, champion)
+    return None if card is None or card.window is None else str(card.window)
 
 
 def champion_window(cfg: Config, scorer: ChampionScorer, champion: str) -> str | None:
     """The newest window the champion trained on rows of, from its card: its ``window``, or a
     later one whose provisional labels it used (None: none recorded that is a window of this
     source's cadence, e.g. a model registered by hand; an entry that is not is skipped)."""
+    card = _champion_card(scorer, champion)
+    if card is None:
+        return None
     try:
-        card = ModelCard.from_json(scorer.registry.read_file(champion, MODEL_CARD_FILE).decode())
         provisional = (card.provenance.get("provisional") or {}).get("windows") or []
-    except (RetrainError, ValueError, TypeError, KeyError, AttributeError):
+    except (TypeError, AttributeError):
         return None
     named = [card.window] + [
         w.get("window") for w in provisional if isinstance(w, dict) and w.get("labelled")
