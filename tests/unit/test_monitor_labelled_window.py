@@ -232,6 +232,11 @@ def test_the_champion_is_judged_only_on_windows_after_the_one_it_trained_on(
     assert "drop" not in own.performance
     assert own.performance["note"].startswith(f"not measured: the champion was trained on {day(3)}")
     assert not [o for o in own.outcomes if o.decision.signal.kind == "performance"]
+    # With nothing measured, the drift signal still names the launch the serving champion
+    # came from (its card's window): the drift back-off learns from it whether the last
+    # drift launch was deployed.
+    [drift] = [o.decision.signal for o in own.outcomes if o.decision.signal.kind == "drift"]
+    assert drift.details["serving_from"] == day(3)
 
 
 def test_a_measurement_on_labels_below_the_coverage_is_reported_but_launches_nothing(

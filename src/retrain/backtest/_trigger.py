@@ -25,11 +25,13 @@ def drift_policy_decision(
     check: PerformanceCheck | None,
     now: datetime,
     champion_from: str | None = None,
+    serving_from: str | None = None,
 ) -> tuple[bool, str, PolicyState]:
     """Whether the drift policy launches at `window` given its drift verdict and the labelled
     check of the champion (None: not measurable); the reason and the policy's new memory.
     `champion_from`: the window whose launch made the serving champion, when the check's
-    labelled window is newer than the one it trained on (the catch-up rule's evidence)."""
+    labelled window is newer than the one it trained on (the catch-up rule's evidence);
+    `serving_from`: that window whatever was checked (the drift back-off's evidence)."""
     labelled = check is not None and performance_fired(check, cfg.drift)
     measured = (
         {"metric": check.metric, "reference": check.reference, "current": check.current}
@@ -40,7 +42,8 @@ def drift_policy_decision(
         "drift",
         snapshot=window,
         drifted=drifted or labelled,
-        details={"window": window, "labelled_fired": labelled} | measured,
+        details={"window": window, "labelled_fired": labelled, "serving_from": serving_from}
+        | measured,
     )
     decision, trigger = decide(signal, trigger, cfg.triggers, now)
     if not decision.launch and check is not None and cfg.triggers.performance_drop is not None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ from retrain.backtest._provisional import keep_provisional, labelling_config, pr
 from retrain.backtest._trigger import check_note, drift_policy_decision
 from retrain.backtest.cache import TrainingCache, relink_card
 from retrain.backtest.policies import PROVISIONAL, PolicySpec
+from retrain.backtest.records import PolicyResult, WindowRecord
 from retrain.backtest.scoring import labelled_check, score_model
 from retrain.backtest.timing import ReplayOptions, newest_labelled_window
 from retrain.config import Config, parse_duration
@@ -66,62 +67,6 @@ __all__ = [
 #: The simulated clock's origin; only differences matter to the trigger policy.
 _EPOCH = datetime(2024, 1, 1, tzinfo=timezone.utc)
 _PERIOD_SECONDS = 7 * 86400
-
-
-@dataclass
-class WindowRecord:
-    """What happened in one window under one policy."""
-
-    index: int
-    window: str
-    champion: str | None = None
-    metric: float | None = None
-    rows_scored: int = 0
-    drift: bool | None = None
-    retrained: bool = False
-    trained_on: str | None = None
-    version: str | None = None
-    blessed: bool | None = None
-    deployed: str | None = None
-    promoted: str | None = None
-    train_seconds: float = 0.0
-    cache_hit: bool = False
-    skipped: str | None = None  # why a window the serving model should have scored was not
-    provisional_rows: int = 0  # labelled rows of windows not in history it also trained on
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class PolicyResult:
-    """A policy's replay: one record per window plus its costs."""
-
-    policy: str
-    metric: str
-    greater_is_better: bool
-    windows: list[WindowRecord]
-    labels_consumed: int
-    seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "policy": self.policy,
-            "metric": self.metric,
-            "greater_is_better": self.greater_is_better,
-            "labels_consumed": self.labels_consumed,
-            "seconds": round(self.seconds, 3),
-            "windows": [asdict(w) for w in self.windows],
-        }
-
-    @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> PolicyResult:
-        return cls(
-            policy=doc["policy"],
-            metric=doc["metric"],
-            greater_is_better=doc["greater_is_better"],
-            windows=[WindowRecord(**w) for w in doc["windows"]],
-            labels_consumed=doc["labels_consumed"],
-            seconds=doc["seconds"],
-        )
 
 
 _DEFAULT_OPTIONS = ReplayOptions()
@@ -376,9 +321,17 @@ def _drift_decision(
         fired = performance_fired(check, cfg.drift)
         rec.notes.append(check_note(check, champion, run.windows[j], fired))
     launched = state.launched_for.get(champion)
-    champion_from = launched[0] if launched is not None and j > launched[1] else None
+    serving_from = None if launched is None else launched[0]
+    champion_from = serving_from if launched is not None and j > launched[1] else None
     launch, why, state.trigger = drift_policy_decision(
-        cfg, state.trigger, run.windows[i], bool(rec.drift), check, run.clock_at(i), champion_from
+        cfg,
+        state.trigger,
+        run.windows[i],
+        bool(rec.drift),
+        check,
+        run.clock_at(i),
+        champion_from,
+        serving_from,
     )
     return launch, why
 

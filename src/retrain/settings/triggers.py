@@ -84,6 +84,16 @@ class TriggerConfig(Section):
     drift_windows: int = Field(
         default=2, ge=1, description="Hysteresis: consecutive drifted windows before retraining."
     )
+    drift_backoff_limit: int | None = Field(
+        default=8,
+        ge=1,
+        description="After a drift launch whose challenger was not deployed (the drift did not"
+        " cost the champion enough to replace it), the next drift launch needs twice the"
+        " drifted windows in a row, up to this many: ongoing drift the champion copies with"
+        " stops launching every drift_windows windows. A new serving champion or a labelled"
+        " drop resets it; a drift the labelled metric confirms never waits for it. At least"
+        " drift_windows; null: off.",
+    )
     performance_drop: float | None = Field(
         default=0.05,
         ge=0.0,
@@ -133,6 +143,17 @@ class TriggerConfig(Section):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"schedule names must be unique: {dupes}")
+        return self
+
+    @model_validator(mode="after")
+    def _backoff_limit(self) -> TriggerConfig:
+        limit = self.drift_backoff_limit
+        if limit is not None and limit < self.drift_windows:
+            raise ValueError(
+                f"drift_backoff_limit ({limit}) is below drift_windows ({self.drift_windows}):"
+                " it caps the drifted windows a backed-off drift launch needs; set it to at"
+                " least drift_windows, or null to turn the back-off off"
+            )
         return self
 
     @property

@@ -6,7 +6,9 @@ controller (`retrain.triggers.controller`) does the I/O around it. The rules, in
 are checked:
 
 1. the signal's own rule: a cron schedule is due; drift seen in ``drift_windows`` consecutive
-   windows (hysteresis); a performance drop above ``performance_drop`` (for rmse and mae a
+   windows (hysteresis), twice as many after each drift launch in a row whose challenger was
+   not deployed, up to ``drift_backoff_limit`` (see `PolicyState.drift_backoff`); a
+   performance drop above ``performance_drop`` (for rmse and mae a
    share of the ``reference`` in the signal's details; without one they never fire) whose
    interval (``drop_lower``, when given) lies above zero, as the drift engine's labelled
    signal judges it; at least
@@ -23,18 +25,24 @@ are checked:
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
 
 from retrain.errors import ValidationError
 from retrain.evaluation.metrics import GREATER_IS_BETTER
 from retrain.settings.cron import parse_cron
 from retrain.settings.evaluation import performance_drop_threshold
 from retrain.settings.triggers import TriggerConfig
+from retrain.triggers._state import (
+    MAX_LAUNCHES,
+    SIGNAL_KINDS,
+    Decision,
+    LaunchRecord,
+    PolicyState,
+    Signal,
+    iso,
+)
 from retrain.triggers.lease import Lease
 
 __all__ = [
@@ -46,189 +54,7 @@ __all__ = [
     "decide",
 ]
 
-SignalKind = Literal["schedule", "drift", "performance", "new_data", "manual", "labels"]
-SIGNAL_KINDS: tuple[str, ...] = (
-    "schedule",
-    "drift",
-    "performance",
-    "new_data",
-    "manual",
-    "labels",
-)
-
-# Bounded memory: the state object must stay small however long the monitor runs.
-_MAX_SNAPSHOTS = 1000
-_MAX_LAUNCHES = 200
-
-
-@dataclass(frozen=True)
-class Signal:
-    """Something that may warrant a retrain.
-
-    Args:
-        kind: schedule | drift | performance | new_data | manual | labels.
-        snapshot: the immutable data snapshot a run would train on (the window id).
-        drifted: for drift signals, whether this window drifted.
-        value: the strength: share of drifted features, metric drop, untrained rows, or (labels)
-            the window's label coverage now.
-        details: anything worth keeping in the decision record (JSON-serialisable).
-    """
-
-    kind: SignalKind
-    snapshot: str
-    drifted: bool = False
-    value: float | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.kind not in SIGNAL_KINDS:
-            raise ValidationError(
-                f"signal kind {self.kind!r} is unknown; use one of {', '.join(SIGNAL_KINDS)}"
-            )
-        if not isinstance(self.snapshot, str) or not self.snapshot:
-            raise ValidationError("a signal needs a data snapshot id (the window id)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "snapshot": self.snapshot,
-            "drifted": self.drifted,
-            "value": self.value,
-            "details": dict(self.details),
-        }
-
-
-@dataclass(frozen=True)
-class Decision:
-    """Launch or not, which rule decided, and why in words."""
-
-    launch: bool
-    rule: str
-    reason: str
-    signal: Signal
-    at: datetime
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "launch": self.launch,
-            "rule": self.rule,
-            "reason": self.reason,
-            "signal": self.signal.to_dict(),
-            "at": _iso(self.at),
-        }
-
-
-@dataclass(frozen=True)
-class LaunchRecord:
-    """One launch: when, by which rule, for which snapshot."""
-
-    at: datetime
-    rule: str
-    snapshot: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"at": _iso(self.at), "rule": self.rule, "snapshot": self.snapshot}
-
-
-@dataclass(frozen=True)
-class PolicyState:
-    """What the policy remembers between signals (persisted by the controller).
-
-    `snapshots` maps a snapshot id to the status of its run: launched, succeeded, failed or
-    skipped (decided while launching was switched off).
-
-    `catch_up` is the snapshot of the last launch that a confirmed labelled drop started or
-    that continued its chain (``triggers.catch_up``), and `catch_up_from` the metric the
-    model that dropped had recorded at training (the level before the change), in
-    `catch_up_metric` (a check in another metric, after a config change, is not compared). While the
-    serving champion is that launch's model (the caller says so in a performance signal's
-    ``champion_from``) and its metric on a newer labelled window (``current``) is still
-    further below that level than ``performance_drop`` allows, that window launches again.
-    Any other launch ends the chain; so does a challenger that was not deployed (the champion
-    then stays the earlier model) and a champion back within the trigger of the old level.
-    """
-
-    launches: tuple[LaunchRecord, ...] = ()
-    drift_streak: int = 0
-    drift_last_snapshot: str | None = None
-    schedule_checked_at: datetime | None = None
-    snapshots: Mapping[str, str] = field(default_factory=dict)
-    catch_up: str | None = None
-    catch_up_from: float | None = None
-    catch_up_metric: str | None = None
-
-    @property
-    def last_launch(self) -> LaunchRecord | None:
-        return self.launches[-1] if self.launches else None
-
-    def with_snapshot_status(self, snapshot: str, status: str) -> PolicyState:
-        """A copy recording the run status of a snapshot."""
-        snaps = {k: v for k, v in self.snapshots.items() if k != snapshot}
-        snaps[snapshot] = status  # re-inserted last: the newest stay when trimming
-        return replace(self, snapshots=dict(list(snaps.items())[-_MAX_SNAPSHOTS:]))
-
-    def to_json(self) -> str:
-        doc = {
-            "launches": [r.to_dict() for r in self.launches],
-            "drift_streak": self.drift_streak,
-            "drift_last_snapshot": self.drift_last_snapshot,
-            "schedule_checked_at": _iso(self.schedule_checked_at),
-            "snapshots": dict(self.snapshots),
-            "catch_up": self.catch_up,
-            "catch_up_from": self.catch_up_from,
-            "catch_up_metric": self.catch_up_metric,
-        }
-        return json.dumps(doc, indent=2) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str | bytes, where: str = "trigger state") -> PolicyState:
-        try:
-            doc = json.loads(text)
-            launches = tuple(
-                LaunchRecord(at=_parse_time(r["at"]), rule=str(r["rule"]), snapshot=r["snapshot"])
-                for r in doc.get("launches", [])
-            )
-            checked = doc.get("schedule_checked_at")
-            snapshots = doc.get("snapshots", {})
-            if not isinstance(snapshots, dict):
-                raise TypeError("snapshots must be an object")
-            return cls(
-                launches=launches,
-                drift_streak=int(doc.get("drift_streak", 0)),
-                drift_last_snapshot=doc.get("drift_last_snapshot"),
-                schedule_checked_at=_parse_time(checked) if checked else None,
-                snapshots={str(k): str(v) for k, v in snapshots.items()},
-                catch_up=_optional_text(doc.get("catch_up")),
-                catch_up_from=_optional_number(doc.get("catch_up_from")),
-                catch_up_metric=_optional_text(doc.get("catch_up_metric"), "catch_up_metric"),
-            )
-        except (ValueError, TypeError, KeyError, AttributeError) as err:
-            raise ValidationError(f"{where} is malformed: {err}") from None
-
-
-def _optional_text(value: Any, name: str = "catch_up") -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise TypeError(f"{name} must be text or null")
-    return value
-
-
-def _optional_number(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError("catch_up_from must be a number or null")
-    return float(value)
-
-
-def _iso(t: datetime | None) -> str | None:
-    return None if t is None else t.astimezone(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _parse_time(text: str) -> datetime:
-    t = datetime.fromisoformat(text)
-    if t.tzinfo is None:
-        raise ValueError(f"time {text!r} has no timezone")
-    return t
+_MAX_BACKOFF = 16  # doublings remembered: far past any limit, and a small number in the state
 
 
 def _fmt_delta(d: timedelta) -> str:
@@ -268,11 +94,12 @@ def _signal_rule(
             return False, "not_due", "no schedule was due since the last check", state
         fired, name = min(due)
         cron = next(s.cron for s in cfg.schedules if s.name == name)
-        return True, "schedule", f"schedule {name!r} ({cron}) was due at {_iso(fired)}", state
+        return True, "schedule", f"schedule {name!r} ({cron}) was due at {iso(fired)}", state
 
     if signal.kind == "drift":
         if not cfg.drift:
             return False, "disabled", "drift triggers are off (triggers.drift: false)", state
+        state = _drift_outcome(signal, state)
         # Hysteresis counts windows, not events: the same window seen twice counts once.
         if signal.snapshot != state.drift_last_snapshot:
             streak = state.drift_streak + 1 if signal.drifted else 0
@@ -281,12 +108,13 @@ def _signal_rule(
         what = f" ({signal.value:.0%} of features drifted)" if signal.value is not None else ""
         if not signal.drifted:
             return False, "no_drift", f"window {signal.snapshot} did not drift{what}", state
-        if streak < cfg.drift_windows:
+        need, why = _drift_windows_needed(signal, state, cfg)
+        if streak < need:
             return (
                 False,
-                "hysteresis",
-                f"window {signal.snapshot} drifted{what}: {streak} of {cfg.drift_windows} "
-                "consecutive drifted windows needed",
+                "hysteresis" if need == cfg.drift_windows else "backoff",
+                f"window {signal.snapshot} drifted{what}: {streak} of {need} consecutive drifted"
+                f" windows needed{why}",
                 state,
             )
         return (
@@ -358,6 +186,42 @@ def _signal_rule(
             state,
         )
     return True, "new_data", f"{rows} untrained rows (trigger at {cfg.new_data_rows})", state
+
+
+def _drift_outcome(signal: Signal, state: PolicyState) -> PolicyState:
+    """What the drift signal's ``serving_from`` (the launch that made the serving champion)
+    says of the last drift launch: deployed (the count resets), not deployed (its run
+    succeeded and another model serves: the count grows), or not known yet."""
+    serving = signal.details.get("serving_from")
+    if not isinstance(serving, str):
+        return state  # not told which launch serves: nothing learnt
+    backoff, pending = state.drift_backoff, state.drift_pending
+    if state.drift_serving is not None and serving != state.drift_serving:
+        backoff = 0  # another model serves: its own reference, a fresh count
+    if pending is not None:
+        status = state.snapshots.get(pending)
+        if serving == pending:
+            backoff, pending = 0, None
+        elif status == "succeeded":
+            backoff, pending = min(backoff + 1, _MAX_BACKOFF), None
+        elif status != "launched":  # failed or skipped: no challenger was judged
+            pending = None
+    return replace(state, drift_backoff=backoff, drift_pending=pending, drift_serving=serving)
+
+
+def _drift_windows_needed(
+    signal: Signal, state: PolicyState, cfg: TriggerConfig
+) -> tuple[int, str]:
+    """Drifted windows in a row a drift launch needs now, and why when backed off."""
+    limit = cfg.drift_backoff_limit
+    if limit is None or state.drift_backoff == 0 or signal.details.get("labelled_fired"):
+        return cfg.drift_windows, ""
+    need = min(limit, cfg.drift_windows * 2**state.drift_backoff)
+    n = state.drift_backoff
+    return need, (
+        f" (backing off: the last {n} drift launch{'es' if n > 1 else ''} made no challenger"
+        f" that was deployed; triggers.drift_backoff_limit {limit})"
+    )
 
 
 def _behind_the_old_level(signal: Signal, state: PolicyState, cfg: TriggerConfig) -> str | None:
@@ -442,7 +306,7 @@ def decide(
     if lease is not None and lease.held(now):
         return no(
             "lease",
-            f"{reason}, but run {lease.run_id} holds the lease until {_iso(lease.expires_at)}",
+            f"{reason}, but run {lease.run_id} holds the lease until {iso(lease.expires_at)}",
         )
     last = state.last_launch
     cooldown = cfg.cooldown_delta
@@ -462,7 +326,7 @@ def decide(
 
     # Keep what the cooldown and budget rules can still need, and a bounded tail.
     keep = max(period, cooldown)
-    launches = [r for r in state.launches if now - r.at < keep][-_MAX_LAUNCHES:]
+    launches = [r for r in state.launches if now - r.at < keep][-MAX_LAUNCHES:]
     launches.append(LaunchRecord(at=now, rule=rule, snapshot=signal.snapshot))
     # A launch re-arms the drift hysteresis: the new model starts a fresh count. A confirmed
     # labelled drop starts (or a catch-up continues) a chain; any other launch ends it.
@@ -473,6 +337,14 @@ def decide(
     # A re-run of the chain's own snapshot (its labels arrived, or by hand) keeps the chain.
     if signal.snapshot == state.catch_up and rule in ("labels", "manual"):
         chained, origin, metric = True, state.catch_up_from, state.catch_up_metric
+    # A drift launch awaits its outcome (`_drift_outcome`); one on a labelled drop, or a
+    # performance or catch-up launch, is evidence the drift costs: the back-off resets.
+    confirmed = rule in ("performance", "catch_up") or bool(signal.details.get("labelled_fired"))
+    state = replace(
+        state,
+        drift_pending=signal.snapshot if rule == "drift" and not confirmed else None,
+        drift_backoff=0 if confirmed else state.drift_backoff,
+    )
     state = replace(
         state,
         launches=tuple(launches),
