@@ -218,9 +218,10 @@ def _drift_windows_needed(
         return cfg.drift_windows, ""
     need = min(limit, cfg.drift_windows * 2**state.drift_backoff)
     n = state.drift_backoff
+    launches = "the last drift launch" if n == 1 else f"the last {n} drift launches"
     return need, (
-        f" (backing off: the last {n} drift launch{'es' if n > 1 else ''} made no challenger"
-        f" that was deployed; triggers.drift_backoff_limit {limit})"
+        f" (backing off: {launches} made no challenger that was deployed;"
+        f" triggers.drift_backoff_limit {limit})"
     )
 
 
