@@ -4,11 +4,12 @@ Each section comes from a module of `benchmarks/decisions/` with a ``section(qui
 function: the evaluation gates (blessing rate of equal models, forgetting gate on identical
 models, power), the canary analysis (false rollback of an equal canary, false promotion of a
 worse one; also on average precision at fraud-like positive rates), the drift verdicts
-(false positives by sample size and cardinality, power) and the labelled performance signal
-(false alarms and misses by the labelled rows).
+(false positives by sample size and cardinality, power), the labelled performance signal
+(false alarms and misses by the labelled rows) and the trigger policy's drift back-off
+(launches saved against deployments delayed).
 Writes ``benchmarks/results/decisions.md``. A measurement, not a test:
 
-    .venv/bin/python benchmarks/bench_decisions.py [--quick] [--only gates,canary,drift,performance]
+    .venv/bin/python benchmarks/bench_decisions.py [--quick] [--only gates,canary,...,backoff]
     .venv/bin/python benchmarks/bench_decisions.py --only drift --drift-sampled --output /tmp/d.md
 """
 
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("gates", "canary", "rare_canary", "drift", "performance")
+SECTIONS = ("gates", "canary", "rare_canary", "drift", "performance", "backoff")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,7 +51,7 @@ def replay(
 
 
 def test_drift_whose_challengers_are_not_deployed_launches_ever_less_often() -> None:
-    launched, refused, state = replay(config(), 40)
+    launched, refused, state = replay(config(drift_backoff_limit=8), 40)
     # 2 windows, then 4, then 8 (the limit), and 8 from then on.
     assert launched == [1, 5, 13, 21, 29, 37]
     assert "backoff" in refused
@@ -59,6 +59,10 @@ def test_drift_whose_challengers_are_not_deployed_launches_ever_less_often() -> 
 
     without, _, _ = replay(config(drift_backoff_limit=None), 40)
     assert without == list(range(1, 40, 2))  # every second window: twenty launches
+
+    # The default limit, 4: after the first challenger not deployed, every fourth window.
+    default, _, _ = replay(config(), 40)
+    assert default == [1, 5, 9, 13, 17, 21, 25, 29, 33, 37]
 
 
 def test_a_deployed_drift_challenger_keeps_the_hysteresis_at_drift_windows() -> None:
@@ -70,7 +74,8 @@ def test_a_deployed_drift_challenger_keeps_the_hysteresis_at_drift_windows() -> 
 
 def test_a_deployed_challenger_after_rejections_resets_the_back_off() -> None:
     # The first two drift launches are not deployed; the third is.
-    launched, _, state = replay(config(), 24, deployed=lambda snap: snap == "w13")
+    cfg = config(drift_backoff_limit=8)
+    launched, _, state = replay(cfg, 24, deployed=lambda snap: snap == "w13")
     assert launched[:3] == [1, 5, 13]
     # After w13 serves, the count starts again at drift_windows (w15), and doubles again
     # when that challenger is not deployed (w19).
@@ -80,7 +85,7 @@ def test_a_deployed_challenger_after_rejections_resets_the_back_off() -> None:
 
 def test_a_drift_the_labelled_metric_confirms_does_not_wait_for_the_back_off() -> None:
     # Backed off to 8 windows after two launches (w01, w05); the labelled signal fires at w07.
-    launched, _, state = replay(config(), 10, labelled=lambda i: i == 7)
+    launched, _, state = replay(config(drift_backoff_limit=8), 10, labelled=lambda i: i == 7)
     # w07: two drifted windows in a row with the labelled drop seen. A launch on a labelled
     # drop is evidence the drift costs: the back-off resets, and w09 launches at 2 again.
     assert launched == [1, 5, 7, 9]
@@ -109,7 +114,7 @@ def test_a_signal_that_does_not_say_which_model_serves_changes_nothing() -> None
     signal = Signal("drift", "w06", drifted=True, value=0.5)  # no serving_from
     d, after = decide(signal, state, config(), T0)
     assert not d.launch and d.rule == "backoff"
-    assert "1 of 8 consecutive drifted windows needed" in d.reason
+    assert "1 of 4 consecutive drifted windows needed" in d.reason  # the default limit
     assert "the last 2 drift launches made no challenger that was deployed" in d.reason
     assert (after.drift_backoff, after.drift_pending) == (2, "w05")
 

@@ -85,7 +85,7 @@ class TriggerConfig(Section):
         default=2, ge=1, description="Hysteresis: consecutive drifted windows before retraining."
     )
     drift_backoff_limit: int | None = Field(
-        default=8,
+        default=4,
         ge=1,
         description="After a drift launch whose challenger was not deployed (the drift did not"
         " cost the champion enough to replace it), the next drift launch needs twice the"
