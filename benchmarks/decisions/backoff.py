@@ -5,8 +5,8 @@
 
 A model serves 52 weekly windows through the project's pure trigger policy (`decide`, default
 `triggers` settings). From week 4 its features drift on every window with probability 0.95
-(before, a no-drift window fires with probability 0.008: the measured dataset-level false
-alarm rate), and each drift signal carries the launch that made the serving champion, as the
+(an assumption: a drift that goes on is seen in most windows; before week 4 a window fires
+with probability 0.008, the measured dataset-level false alarm rate), and each drift signal carries the launch that made the serving champion, as the
 monitor's does. Which challenger is deployed, and what the labels show, follows a known
 truth:
 
@@ -20,7 +20,8 @@ truth:
   ``performance_drop``, which only the features can reveal), and then fires the performance
   rule (no hysteresis) and joins the drift signal (``labelled_fired``), as in the monitor.
 
-A run ends at the first deployed model after `h`. Counted: drift-rule launches in the benign
+A run ends at the first deployed model after `h` (a harm from week 44 leaves eight weeks, so
+the last column counts some runs the year ends on). Counted: drift-rule launches in the benign
 weeks (what the back-off saves), and weeks from `h` to the first deployed model (what it may
 cost), with ``drift_backoff_limit`` at its default (4), at 8, and off (null), on the same
 draws.
@@ -117,7 +118,7 @@ def section(quick: bool = False) -> str:
         "",
         (__doc__ or "").split("\n\n", 2)[2].strip(),
         "",
-        f"{runs} runs per row, the same random draws for both settings.",
+        f"{runs} runs per row, the same random draws for every setting.",
         "",
         "| case | back-off | drift launches in benign weeks (mean) | weeks from harm to a"
         " deployed model (median) | (90th percentile) | not deployed by week 52 |",
