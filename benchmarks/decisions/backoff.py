@@ -6,9 +6,9 @@
 A model serves 52 weekly windows through the project's pure trigger policy (`decide`, default
 `triggers` settings). From week 4 its features drift on every window with probability 0.95
 (an assumption: a drift that goes on is seen in most windows; before week 4 a window fires
-with probability 0.008, the measured dataset-level false alarm rate), and each drift signal carries the launch that made the serving champion, as the
-monitor's does. Which challenger is deployed, and what the labels show, follows a known
-truth:
+with probability 0.008, the measured dataset-level false alarm rate), and each drift signal
+carries the launch that made the serving champion, as the monitor's does. Which challenger
+is deployed, and what the labels show, follows a known truth:
 
 * the drift is **benign** until week `h` (never, in the first scenario): a challenger trained
   then is no better than the champion, deployed at the gates' false-blessing rate (2.5%);
