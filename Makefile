@@ -76,7 +76,7 @@ bench: $(STAMP) ## All benchmarks: cycle, backtest, decisions, scale, drift; res
 	$(MAKE) bench-scale
 	$(MAKE) bench-drift
 
-bench-decisions: $(STAMP) ## Error rates of the gates, canary checks, drift verdicts and the labelled performance signal (simulations)
+bench-decisions: $(STAMP) ## Error rates of the gates, canary checks, drift verdicts, the labelled performance signal and the drift back-off (simulations)
 	$(BIN)/python benchmarks/bench_decisions.py --output benchmarks/results/decisions.md
 
 # Rows per window of the scale benchmark (the target size is 1,000,000; the committed results
