@@ -92,31 +92,120 @@ def test_a_drift_the_labelled_metric_confirms_does_not_wait_for_the_back_off() -
     assert state.drift_backoff == 0
 
 
-def test_a_run_still_going_or_failed_teaches_nothing() -> None:
+def test_a_run_still_going_teaches_nothing_and_one_skipped_is_dropped() -> None:
     cfg = config()
     state, serving = PolicyState(), "w-first"
     for i in range(2):
         d, state = decide(drifted(i, serving), state, cfg, T0 + timedelta(days=i))
-    assert d.launch and state.drift_pending == "w01"
+    assert d.launch and state.drift_pending == ("w01",)
     # Still running: no outcome yet, the pending launch is kept.
     _, state = decide(drifted(2, serving), state, cfg, T0 + timedelta(days=2))
-    assert state.drift_pending == "w01" and state.drift_backoff == 0
-    # Failed (e.g. too few labels): no challenger was judged, no back-off.
-    state = state.with_snapshot_status("w01", "failed")
+    assert state.drift_pending == ("w01",) and state.drift_backoff == 0
+    # Skipped (launching was off): no challenger was trained, nothing to learn.
+    state = state.with_snapshot_status("w01", "skipped")
     d, state = decide(drifted(3, serving), state, cfg, T0 + timedelta(days=3))
     assert d.launch  # w02 and w03 drifted: the plain hysteresis, no back-off
-    assert state.drift_backoff == 0 and state.drift_pending == "w03"  # the new launch waits
+    assert state.drift_backoff == 0 and state.drift_pending == ("w03",)
+
+
+def test_a_drift_run_that_waits_for_its_labels_is_judged_when_they_arrive() -> None:
+    """The monitor's drift run on the newest window fails on label coverage; the labels rule
+    re-runs it once they arrive, and that run's outcome is what the back-off learns."""
+    cfg = config()
+    state, serving, at = PolicyState(), "w-first", T0
+    launched = []
+
+    def step(signal: Signal) -> None:
+        nonlocal state, at
+        d, state = decide(signal, state, cfg, at)
+        at += timedelta(hours=13)  # past the cooldown
+        if d.launch:
+            launched.append((d.rule, signal.snapshot))
+            # A drift run lacks labels; a labels re-run trains, and nothing is deployed.
+            status = "failed" if d.rule == "drift" else "succeeded"
+            state = state.with_snapshot_status(signal.snapshot, status)
+
+    for week in range(16):
+        step(drifted(week, serving))
+        old = f"w{week - 2:02d}"  # its labels arrive two windows later
+        if state.snapshots.get(old) == "failed":
+            step(Signal("labels", old, value=0.95, details={"min_coverage": 0.9}))
+    drift_launches = [snap for rule, snap in launched if rule == "drift"]
+    # w01, and w03 before w01's outcome is known (its labels come two windows late); w01's
+    # re-run at w03 is not deployed (learnt at w04), w03's at w05: then four drifted windows
+    # are needed, counted from the last launch (a labels re-run re-arms the hysteresis too).
+    assert drift_launches == ["w01", "w03", "w09", "w15"]
+    assert ("labels", "w01") in launched and ("labels", "w03") in launched
+    assert state.drift_backoff == 3
+
+    without = config(drift_backoff_limit=None)
+    state, at, launched = PolicyState(), T0, []
+    cfg = without
+    for week in range(16):
+        step(drifted(week, serving))
+        old = f"w{week - 2:02d}"
+        if state.snapshots.get(old) == "failed":
+            step(Signal("labels", old, value=0.95, details={"min_coverage": 0.9}))
+    assert [snap for rule, snap in launched if rule == "drift"] == [
+        f"w{w:02d}" for w in (1, 3, 5, 7, 9, 11, 13, 15)
+    ]
+
+
+def test_a_canary_in_analysis_is_not_yet_a_rejection() -> None:
+    state = PolicyState(drift_pending=("w01",), drift_serving="w-first")
+    state = state.with_snapshot_status("w01", "succeeded")  # its run ended: canary started
+    signal = Signal(
+        "drift",
+        "w02",
+        drifted=True,
+        details={"serving_from": "w-first", "canary_from": "w01"},
+    )
+    _, after = decide(signal, state, config(), T0)
+    assert after.drift_backoff == 0 and after.drift_pending == ("w01",)
+    # Promoted: the serving champion changes to it, and the count starts afresh (w03, the
+    # second drifted window in a row, launches and waits in its turn).
+    _, after = decide(drifted(3, "w01"), after, config(), T0 + timedelta(days=1))
+    assert after.drift_backoff == 0 and after.drift_pending == ("w03",)
+    # Rolled back instead: no canary, the champion unchanged: not deployed.
+    _, rolled = decide(drifted(3, "w-first"), state, config(), T0 + timedelta(days=1))
+    assert rolled.drift_backoff == 1 and rolled.drift_pending == ()
+
+
+def test_a_new_champion_clears_what_was_pending_without_counting_it() -> None:
+    # w01's challenger was rejected, and before the next drift signal a scheduled run's model
+    # (w02) was promoted: a new model serves, with its own reference.
+    state = PolicyState(drift_backoff=1, drift_pending=("w01",), drift_serving="w-first")
+    state = state.with_snapshot_status("w01", "succeeded")
+    d, after = decide(drifted(3, "w02"), state, config(), T0)
+    assert (after.drift_backoff, after.drift_pending, after.drift_serving) == (0, (), "w02")
+    assert d.rule == "hysteresis"
+
+
+def test_a_labelled_drop_resets_and_other_launches_keep_what_is_pending() -> None:
+    state = PolicyState(drift_backoff=2, drift_pending=("w05",), drift_serving="w-first")
+    drop = Signal(
+        "performance",
+        "w06",
+        value=0.2,
+        details={"metric": "roc_auc", "reference": 0.9, "drop_lower": 0.1},
+    )
+    d, after = decide(drop, state, config(), T0)
+    assert d.launch and d.rule == "performance"
+    assert (after.drift_backoff, after.drift_pending) == (0, ())
+    # A manual launch is no outcome of the pending drift launch, and no evidence either.
+    d, after = decide(Signal("manual", "w06"), state, config(), T0)
+    assert d.launch and (after.drift_backoff, after.drift_pending) == (2, ("w05",))
 
 
 def test_a_signal_that_does_not_say_which_model_serves_changes_nothing() -> None:
-    state = PolicyState(drift_backoff=2, drift_pending="w05", drift_serving="w-first")
+    state = PolicyState(drift_backoff=2, drift_pending=("w05",), drift_serving="w-first")
     state = state.with_snapshot_status("w05", "succeeded")
     signal = Signal("drift", "w06", drifted=True, value=0.5)  # no serving_from
     d, after = decide(signal, state, config(), T0)
     assert not d.launch and d.rule == "backoff"
     assert "1 of 4 consecutive drifted windows needed" in d.reason  # the default limit
     assert "the last 2 drift launches made no challenger that was deployed" in d.reason
-    assert (after.drift_backoff, after.drift_pending) == (2, "w05")
+    assert (after.drift_backoff, after.drift_pending) == (2, ("w05",))
 
 
 def test_another_model_serving_resets_the_count() -> None:
@@ -128,16 +217,50 @@ def test_another_model_serving_resets_the_count() -> None:
 
 
 def test_the_back_off_survives_the_state_file_and_refuses_a_malformed_one() -> None:
-    state = PolicyState(drift_backoff=2, drift_pending="w05", drift_serving="w01")
+    state = PolicyState(drift_backoff=2, drift_pending=("w05", "w07"), drift_serving="w01")
     again = PolicyState.from_json(state.to_json())
-    assert (again.drift_backoff, again.drift_pending, again.drift_serving) == (2, "w05", "w01")
+    assert (again.drift_backoff, again.drift_pending, again.drift_serving) == (
+        2,
+        ("w05", "w07"),
+        "w01",
+    )
     assert PolicyState.from_json("{}").drift_backoff == 0  # a state saved before it existed
-    for bad in ('{"drift_backoff": -1}', '{"drift_backoff": "2"}', '{"drift_pending": 3}'):
+    bad = ('{"drift_backoff": -1}', '{"drift_backoff": "2"}', '{"drift_pending": "w03"}')
+    for text in bad:
         with pytest.raises(ValidationError, match="malformed"):
-            PolicyState.from_json(bad)
+            PolicyState.from_json(text)
+
+
+def test_at_most_a_few_launches_wait_for_their_outcome() -> None:
+    cfg = config(drift_windows=1)
+    state = PolicyState()
+    for week in range(20):  # every drift run fails and none is ever re-run
+        d, state = decide(drifted(week, "w-first"), state, cfg, T0 + timedelta(days=week))
+        assert d.launch
+        state = state.with_snapshot_status(d.signal.snapshot, "failed")
+    assert state.drift_pending == tuple(f"w{w:02d}" for w in range(12, 20))
 
 
 def test_a_limit_below_drift_windows_is_refused_with_what_to_set() -> None:
     with pytest.raises(SettingsError, match="at least drift_windows"):
         config(drift_windows=3, drift_backoff_limit=2)
-    assert config(drift_windows=3, drift_backoff_limit=3).drift_backoff_limit == 3
+    assert config(drift_windows=3, drift_backoff_limit=3).backoff_limit == 3
+    # The default is not the user's: a config with drift_windows above it still loads, and
+    # the back-off's limit follows it.
+    assert config(drift_windows=6).backoff_limit == 6
+    assert config().backoff_limit == 4
+    assert config(drift_backoff_limit=None).backoff_limit is None
+
+
+def test_a_drop_too_small_to_launch_but_beyond_noise_ends_the_back_off() -> None:
+    state = PolicyState(drift_backoff=2, drift_serving="w-first")
+
+    def small_drop(lower: float) -> Signal:
+        details = {"metric": "roc_auc", "reference": 0.9, "drop_lower": lower}
+        return Signal("performance", "w06", value=0.03, details=details)  # trigger: 0.05
+
+    d, after = decide(small_drop(0.004), state, config(), T0)
+    assert not d.launch and d.rule == "below_threshold"
+    assert after.drift_backoff == 0  # the drift is shown to cost something
+    d, after = decide(small_drop(-0.01), state, config(), T0)
+    assert not d.launch and after.drift_backoff == 2  # noise explains it: nothing learnt

@@ -8,6 +8,7 @@ window's end here, the monitor's clock there (`retrain.triggers._labelled_window
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from retrain.config import Config
@@ -25,13 +26,14 @@ def drift_policy_decision(
     check: PerformanceCheck | None,
     now: datetime,
     champion_from: str | None = None,
-    serving_from: str | None = None,
+    serving: Mapping[str, str | None] | None = None,
 ) -> tuple[bool, str, PolicyState]:
     """Whether the drift policy launches at `window` given its drift verdict and the labelled
     check of the champion (None: not measurable); the reason and the policy's new memory.
     `champion_from`: the window whose launch made the serving champion, when the check's
     labelled window is newer than the one it trained on (the catch-up rule's evidence);
-    `serving_from`: that window whatever was checked (the drift back-off's evidence)."""
+    `serving`: the launches behind the champion and a canary in analysis, whatever was
+    checked (``serving_from``, ``canary_from``: the drift back-off's evidence)."""
     labelled = check is not None and performance_fired(check, cfg.drift)
     measured = (
         {"metric": check.metric, "reference": check.reference, "current": check.current}
@@ -42,8 +44,7 @@ def drift_policy_decision(
         "drift",
         snapshot=window,
         drifted=drifted or labelled,
-        details={"window": window, "labelled_fired": labelled, "serving_from": serving_from}
-        | measured,
+        details={"window": window, "labelled_fired": labelled} | dict(serving or {}) | measured,
     )
     decision, trigger = decide(signal, trigger, cfg.triggers, now)
     if not decision.launch and check is not None and cfg.triggers.performance_drop is not None:

@@ -321,18 +321,17 @@ def _drift_decision(
         fired = performance_fired(check, cfg.drift)
         rec.notes.append(check_note(check, champion, run.windows[j], fired))
     launched = state.launched_for.get(champion)
-    serving_from = None if launched is None else launched[0]
-    champion_from = serving_from if launched is not None and j > launched[1] else None
+    champion_from = launched[0] if launched is not None and j > launched[1] else None
+    in_analysis = Registry(run.store, cfg.name).get_alias("canary").version
+    canary = None if in_analysis is None else state.launched_for.get(in_analysis)
+    serving = {  # the drift back-off's evidence: which launches serve
+        "serving_from": None if launched is None else launched[0],
+        "canary_from": None if canary is None or canary == launched else canary[0],
+    }
     launch, why, state.trigger = drift_policy_decision(
-        cfg,
-        state.trigger,
-        run.windows[i],
-        bool(rec.drift),
-        check,
-        run.clock_at(i),
-        champion_from,
-        serving_from,
-    )
+        cfg, state.trigger, run.windows[i], bool(rec.drift), check, run.clock_at(i),
+        champion_from, serving,
+    )  # fmt: skip
     return launch, why
 
 

@@ -92,7 +92,7 @@ class TriggerConfig(Section):
         " drifted windows in a row, up to this many: ongoing drift the champion copies with"
         " stops launching every drift_windows windows. A new serving champion or a labelled"
         " drop resets it; a drift the labelled metric confirms never waits for it. At least"
-        " drift_windows; null: off.",
+        " drift_windows (the default follows a larger drift_windows); null: off.",
     )
     performance_drop: float | None = Field(
         default=0.05,
@@ -148,13 +148,21 @@ class TriggerConfig(Section):
     @model_validator(mode="after")
     def _backoff_limit(self) -> TriggerConfig:
         limit = self.drift_backoff_limit
-        if limit is not None and limit < self.drift_windows:
+        given = "drift_backoff_limit" in self.model_fields_set  # the default follows drift_windows
+        if given and limit is not None and limit < self.drift_windows:
             raise ValueError(
                 f"drift_backoff_limit ({limit}) is below drift_windows ({self.drift_windows}):"
                 " it caps the drifted windows a backed-off drift launch needs; set it to at"
                 " least drift_windows, or null to turn the back-off off"
             )
         return self
+
+    @property
+    def backoff_limit(self) -> int | None:
+        """The drifted windows in a row a backed-off drift launch needs at most (None: no
+        back-off); the default limit is raised to ``drift_windows`` when that is larger."""
+        limit = self.drift_backoff_limit
+        return None if limit is None else max(limit, self.drift_windows)
 
     @property
     def cooldown_delta(self) -> timedelta:

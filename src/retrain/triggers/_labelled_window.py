@@ -243,6 +243,21 @@ def champion_launch_window(scorer: ChampionScorer, champion: str) -> str | None:
     return None if card is None or card.window is None else str(card.window)
 
 
+def serving_launches(scorer: ChampionScorer, champion: str | None) -> dict[str, str | None]:
+    """The launches behind the serving champion (``serving_from``) and behind a canary still
+    in analysis (``canary_from``), from their cards' ``window``: the drift back-off learns
+    from them what became of its drift launches (`retrain.triggers._backoff`)."""
+    if champion is None:
+        return {"serving_from": None, "canary_from": None}
+    canary = scorer.registry.get_alias("canary").version
+    return {
+        "serving_from": champion_launch_window(scorer, champion),
+        "canary_from": None
+        if canary is None or canary == champion
+        else champion_launch_window(scorer, canary),
+    }
+
+
 def champion_window(cfg: Config, scorer: ChampionScorer, champion: str) -> str | None:
     """The newest window the champion trained on rows of, from its card: its ``window``, or a
     later one whose provisional labels it used (None: none recorded that is a window of this

@@ -122,13 +122,11 @@ class PolicyState:
     Any other launch ends the chain; so does a challenger that was not deployed (the champion
     then stays the earlier model) and a champion back within the trigger of the old level.
 
-    `drift_backoff` counts the drift launches in a row whose challenger was not deployed
-    (``triggers.drift_backoff_limit``): each doubles the drifted windows in a row the next
-    drift launch needs. `drift_pending` is the last drift launch whose outcome is not yet
-    known, and `drift_serving` the launch that made the serving champion as the last drift
-    signal said (its ``serving_from``): a launch is known deployed when its snapshot becomes
-    that, not deployed when its run succeeded and another model still serves. A new serving
-    champion, or a drift launch on a labelled drop, resets the count.
+    `drift_backoff` counts the drift launches whose challenger was not deployed since the
+    serving champion last changed or a labelled drop was confirmed; `drift_pending` holds the
+    drift launches whose outcome is not known yet, oldest first, and `drift_serving` the
+    launch that made the serving champion as the last drift signal said (``serving_from``).
+    `retrain.triggers._backoff` says how they change.
     """
 
     launches: tuple[LaunchRecord, ...] = ()
@@ -140,7 +138,7 @@ class PolicyState:
     catch_up_from: float | None = None
     catch_up_metric: str | None = None
     drift_backoff: int = 0
-    drift_pending: str | None = None
+    drift_pending: tuple[str, ...] = ()
     drift_serving: str | None = None
 
     @property
@@ -164,7 +162,7 @@ class PolicyState:
             "catch_up_from": self.catch_up_from,
             "catch_up_metric": self.catch_up_metric,
             "drift_backoff": self.drift_backoff,
-            "drift_pending": self.drift_pending,
+            "drift_pending": list(self.drift_pending),
             "drift_serving": self.drift_serving,
         }
         return json.dumps(doc, indent=2) + "\n"
@@ -191,7 +189,7 @@ class PolicyState:
                 catch_up_from=_optional_number(doc.get("catch_up_from")),
                 catch_up_metric=_optional_text(doc.get("catch_up_metric"), "catch_up_metric"),
                 drift_backoff=_count(doc.get("drift_backoff", 0), "drift_backoff"),
-                drift_pending=_optional_text(doc.get("drift_pending"), "drift_pending"),
+                drift_pending=_texts(doc.get("drift_pending", []), "drift_pending"),
                 drift_serving=_optional_text(doc.get("drift_serving"), "drift_serving"),
             )
         except (ValueError, TypeError, KeyError, AttributeError) as err:
@@ -202,6 +200,12 @@ def _optional_text(value: Any, name: str = "catch_up") -> str | None:
     if value is not None and not isinstance(value, str):
         raise TypeError(f"{name} must be text or null")
     return value
+
+
+def _texts(value: Any, name: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{name} must be a list of snapshot ids")
+    return tuple(value)
 
 
 def _count(value: Any, name: str) -> int:

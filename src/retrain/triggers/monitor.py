@@ -42,13 +42,13 @@ from retrain.registry import Registry
 from retrain.storage import Storage, open_storage
 from retrain.triggers._labelled_window import (
     LABELLED_SIGNAL,
-    champion_launch_window,
     check_fields,
     drift_verdict,
     judged,
     known_labels,
     performance_block,
     performance_text,
+    serving_launches,
     window_rows,
 )
 from retrain.triggers._scores import ChampionScorer
@@ -284,13 +284,8 @@ class Monitor:
                         "fired": fired,
                         "drifted": [f.name for f in drift.features if f.drifted],
                         "labelled_fired": LABELLED_SIGNAL in fired,
-                        # The launch that made the serving champion: the drift back-off's
-                        # evidence of whether the last drift launch was deployed.
-                        "serving_from": (
-                            None
-                            if champion is None
-                            else champion_launch_window(self.scorer, champion)
-                        ),
+                        # The drift back-off's evidence: which launches serve.
+                        **serving_launches(self.scorer, champion),
                         "metric": performance.get("metric"),
                         "reference": performance.get("reference"),
                     },

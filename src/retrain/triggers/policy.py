@@ -7,7 +7,7 @@ are checked:
 
 1. the signal's own rule: a cron schedule is due; drift seen in ``drift_windows`` consecutive
    windows (hysteresis), twice as many after each drift launch in a row whose challenger was
-   not deployed, up to ``drift_backoff_limit`` (see `PolicyState.drift_backoff`); a
+   not deployed, up to ``drift_backoff_limit`` (`retrain.triggers._backoff`); a
    performance drop above ``performance_drop`` (for rmse and mae a
    share of the ``reference`` in the signal's details; without one they never fire) whose
    interval (``drop_lower``, when given) lies above zero, as the drift engine's labelled
@@ -34,6 +34,12 @@ from retrain.evaluation.metrics import GREATER_IS_BETTER
 from retrain.settings.cron import parse_cron
 from retrain.settings.evaluation import performance_drop_threshold
 from retrain.settings.triggers import TriggerConfig
+from retrain.triggers._backoff import (
+    after_launch,
+    drift_windows_needed,
+    learn_outcomes,
+    shown_drop,
+)
 from retrain.triggers._state import (
     MAX_LAUNCHES,
     SIGNAL_KINDS,
@@ -53,8 +59,6 @@ __all__ = [
     "Signal",
     "decide",
 ]
-
-_MAX_BACKOFF = 16  # doublings remembered: far past any limit, and a small number in the state
 
 
 def _fmt_delta(d: timedelta) -> str:
@@ -99,7 +103,7 @@ def _signal_rule(
     if signal.kind == "drift":
         if not cfg.drift:
             return False, "disabled", "drift triggers are off (triggers.drift: false)", state
-        state = _drift_outcome(signal, state)
+        state = learn_outcomes(signal, state)
         # Hysteresis counts windows, not events: the same window seen twice counts once.
         if signal.snapshot != state.drift_last_snapshot:
             streak = state.drift_streak + 1 if signal.drifted else 0
@@ -108,7 +112,7 @@ def _signal_rule(
         what = f" ({signal.value:.0%} of features drifted)" if signal.value is not None else ""
         if not signal.drifted:
             return False, "no_drift", f"window {signal.snapshot} did not drift{what}", state
-        need, why = _drift_windows_needed(signal, state, cfg)
+        need, why = drift_windows_needed(signal, state, cfg)
         if streak < need:
             return (
                 False,
@@ -144,6 +148,9 @@ def _signal_rule(
                 "below_threshold",
                 f"{metric} dropped by {drop:.4f}, not above the trigger of {at}",
             )
+            # Too small to launch, but shown beyond noise: the drift is not harmless, and
+            # drift launches need not wait for the back-off.
+            state = shown_drop(state, lower)
         elif lower is not None and not float(lower) > 0.0:  # a drop sampling noise explains
             ok, rule, reason = (
                 False,
@@ -186,43 +193,6 @@ def _signal_rule(
             state,
         )
     return True, "new_data", f"{rows} untrained rows (trigger at {cfg.new_data_rows})", state
-
-
-def _drift_outcome(signal: Signal, state: PolicyState) -> PolicyState:
-    """What the drift signal's ``serving_from`` (the launch that made the serving champion)
-    says of the last drift launch: deployed (the count resets), not deployed (its run
-    succeeded and another model serves: the count grows), or not known yet."""
-    serving = signal.details.get("serving_from")
-    if not isinstance(serving, str):
-        return state  # not told which launch serves: nothing learnt
-    backoff, pending = state.drift_backoff, state.drift_pending
-    if state.drift_serving is not None and serving != state.drift_serving:
-        backoff = 0  # another model serves: its own reference, a fresh count
-    if pending is not None:
-        status = state.snapshots.get(pending)
-        if serving == pending:
-            backoff, pending = 0, None
-        elif status == "succeeded":
-            backoff, pending = min(backoff + 1, _MAX_BACKOFF), None
-        elif status != "launched":  # failed or skipped: no challenger was judged
-            pending = None
-    return replace(state, drift_backoff=backoff, drift_pending=pending, drift_serving=serving)
-
-
-def _drift_windows_needed(
-    signal: Signal, state: PolicyState, cfg: TriggerConfig
-) -> tuple[int, str]:
-    """Drifted windows in a row a drift launch needs now, and why when backed off."""
-    limit = cfg.drift_backoff_limit
-    if limit is None or state.drift_backoff == 0 or signal.details.get("labelled_fired"):
-        return cfg.drift_windows, ""
-    need = min(limit, cfg.drift_windows * 2**state.drift_backoff)
-    n = state.drift_backoff
-    launches = "the last drift launch" if n == 1 else f"the last {n} drift launches"
-    return need, (
-        f" (backing off: {launches} made no challenger that was deployed;"
-        f" triggers.drift_backoff_limit {limit})"
-    )
 
 
 def _behind_the_old_level(signal: Signal, state: PolicyState, cfg: TriggerConfig) -> str | None:
@@ -338,14 +308,10 @@ def decide(
     # A re-run of the chain's own snapshot (its labels arrived, or by hand) keeps the chain.
     if signal.snapshot == state.catch_up and rule in ("labels", "manual"):
         chained, origin, metric = True, state.catch_up_from, state.catch_up_metric
-    # A drift launch awaits its outcome (`_drift_outcome`); one on a labelled drop, or a
-    # performance or catch-up launch, is evidence the drift costs: the back-off resets.
+    # The drift back-off (`retrain.triggers._backoff`): a labelled drop resets it, a drift
+    # launch waits for its outcome.
     confirmed = rule in ("performance", "catch_up") or bool(signal.details.get("labelled_fired"))
-    state = replace(
-        state,
-        drift_pending=signal.snapshot if rule == "drift" and not confirmed else None,
-        drift_backoff=0 if confirmed else state.drift_backoff,
-    )
+    state = after_launch(state, rule, signal.snapshot, confirmed)
     state = replace(
         state,
         launches=tuple(launches),
