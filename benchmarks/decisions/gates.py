@@ -41,8 +41,8 @@ from scipy.special import expit
 from scipy.stats import norm
 
 from retrain.config import Config, config_from_dict
+from retrain.evaluation.bootstrap import bootstrap_difference
 from retrain.evaluation.gates import GateInputs, decide, evaluate_challenger
-from retrain.evaluation.metrics import bootstrap_difference
 from retrain.settings.evaluation import EvaluationConfig
 from retrain.settings.training import TrainingConfig
 from retrain.training.mix import build_training_set

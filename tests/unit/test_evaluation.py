@@ -15,10 +15,10 @@ from sklearn import metrics as skm
 
 from retrain.config import Config, config_from_dict
 from retrain.errors import ValidationError
+from retrain.evaluation.bootstrap import bootstrap_difference
 from retrain.evaluation.gates import GateInputs, decide, evaluate_challenger
 from retrain.evaluation.metrics import (
     GREATER_IS_BETTER,
-    bootstrap_difference,
     compute_metrics,
     confusion,
     metric_names,

@@ -45,14 +45,10 @@ applies.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from retrain.evaluation._result import EvaluationResult, Gate, finite, fmt
 from retrain.settings.evaluation import TARGET_UNIT_METRICS
 
 __all__ = [
@@ -73,79 +69,6 @@ _EPS = 1e-12
 NOT_ENOUGH_ROWS = "not enough evaluation rows"
 #: The reason's words when the evaluation rows hold too few of the rarer class.
 NOT_ENOUGH_POSITIVES = "not enough positives"
-
-
-@dataclass(frozen=True)
-class Gate:
-    """One check of the promotion decision; `decided` is False when the data cannot settle it."""
-
-    name: str
-    passed: bool
-    detail: str
-    decided: bool = True
-
-
-@dataclass(frozen=True)
-class EvaluationResult:
-    """The verdict, why, and the numbers behind it.
-
-    `undecided` is True when the evaluation rows could not settle the comparison: the challenger
-    is not blessed, but it was not shown to be worse either.
-    """
-
-    blessed: bool
-    reason: str
-    gates: list[Gate]
-    metrics: dict[str, Any] = field(default_factory=dict)
-    comparison: dict[str, Any] = field(default_factory=dict)
-    #: The challenger's confusion matrix on recent data (classification only), shaped for KFP
-    #: ClassificationMetrics: {"categories": [str, ...], "matrix": rows true x columns predicted}.
-    confusion: dict[str, Any] | None = None
-    undecided: bool = False
-
-    @property
-    def outcome(self) -> str:
-        """'blessed', 'rejected' or 'undecided'."""
-        return "blessed" if self.blessed else "undecided" if self.undecided else "rejected"
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (NaN becomes null), with the outcome."""
-        return dict(_nan_to_none({**dataclasses.asdict(self), "outcome": self.outcome}))
-
-    def to_json(self) -> str:
-        """Strict JSON text of `to_dict`."""
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False)
-
-    def markdown(self) -> str:
-        """A report: verdict, reason, gates and a metrics table."""
-        lines = [
-            f"## Evaluation: {self.outcome}",
-            "",
-            self.reason,
-            "",
-            "| gate | result | detail |",
-            "|---|---|---|",
-        ]
-        lines += [f"| {g.name} | {_gate_word(g)} | {g.detail} |" for g in self.gates]
-        columns = [
-            (model, holdout)
-            for model in ("challenger", "champion")
-            for holdout in ("recent", "history")
-            if self.metrics.get(model, {}).get(holdout)
-        ]
-        if columns:
-            names: list[str] = []
-            for model, holdout in columns:
-                names += [m for m in self.metrics[model][holdout] if m not in names]
-            lines += [
-                "",
-                "| metric | " + " | ".join(f"{m} ({h})" for m, h in columns) + " |",
-                "|---|" + "---|" * len(columns),
-            ]
-            for name in names:
-                cells = [_fmt(self.metrics[m][h].get(name)) for m, h in columns]
-                lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
@@ -225,7 +148,7 @@ def decide(inputs: GateInputs) -> EvaluationResult:
             metrics["challenger"]["history"] = {metric: inputs.challenger_history}
         words = (
             f"first model (no champion): challenger {metric} "
-            f"{_fmt(inputs.challenger_recent)} on recent data{floor_words}"
+            f"{fmt(inputs.challenger_recent)} on recent data{floor_words}"
         )
         return _verdict(gates, words, metrics, comparison)
 
@@ -237,8 +160,8 @@ def decide(inputs: GateInputs) -> EvaluationResult:
         gates[-2:] = [_unsettled(g, weak, inputs) for g in gates[-2:]]
     gain, ci_words = comparison["recent_gain"], _ci_words(inputs.recent_ci, inputs.confidence)
     words = (
-        f"challenger {metric} {_fmt(inputs.challenger_recent)} vs champion "
-        f"{_fmt(inputs.champion_recent)} on recent data (gain {gain:+.3f}{ci_words})"
+        f"challenger {metric} {fmt(inputs.challenger_recent)} vs champion "
+        f"{fmt(inputs.champion_recent)} on recent data (gain {gain:+.3f}{ci_words})"
     )
     if inputs.challenger_history is not None and inputs.champion_history is not None:
         metrics["challenger"]["history"] = {metric: inputs.challenger_history}
@@ -282,7 +205,7 @@ def _lack_of_power(inputs: GateInputs, comparison: dict[str, Any]) -> str | None
         return f"{n} recent evaluation rows, fewer than evaluation.min_rows {inputs.min_rows}"
     if bound is not None and mdg is not None and mdg > bound + _EPS:
         return (
-            f"minimum detectable gain {_fmt(mdg)} wider than "
+            f"minimum detectable gain {fmt(mdg)} wider than "
             f"evaluation.max_detectable_gain {bound:g}"
         )
     return None
@@ -301,9 +224,9 @@ def _recent_gates(
     if recent_ci is not None:
         lower, upper = recent_ci
         comparison["recent_ci"] = [lower, upper]
-        ci_ok = _finite(upper) and upper >= allowed - _EPS
-    point_ok = _finite(gain) and gain >= allowed - _EPS
-    if not _finite(gain):
+        ci_ok = finite(upper) and upper >= allowed - _EPS
+    point_ok = finite(gain) and gain >= allowed - _EPS
+    if not finite(gain):
         recent_detail = f"{metric} undefined on recent data for one of the models"
     else:
         ci_words = _ci_words(recent_ci, inputs.confidence)
@@ -313,7 +236,7 @@ def _recent_gates(
         elif not ci_ok:
             recent_detail += "; the interval lies entirely below it"
     evidence = recent_ci[0] if recent_ci is not None else gain
-    better = _finite(evidence) and evidence > inputs.min_improvement + _EPS
+    better = finite(evidence) and evidence > inputs.min_improvement + _EPS
     on = "lower bound of the gain's interval" if recent_ci is not None else "gain"
     return [
         Gate("recent_non_regression", point_ok and ci_ok, recent_detail),
@@ -340,9 +263,9 @@ def history_budget(
     """
     if metric not in TARGET_UNIT_METRICS:
         return max_history_loss, "metric units"
-    if _finite(champion_history) and champion_history != 0.0:
+    if finite(champion_history) and champion_history != 0.0:
         return max_history_loss * abs(champion_history), f"share of the champion's {metric}"
-    if constant_history is not None and _finite(constant_history):
+    if constant_history is not None and finite(constant_history):
         basis = f"share of a constant prediction's {metric} (the champion's is 0)"
         return max_history_loss * abs(constant_history), basis
     return max_history_loss, "metric units (no value to take a share of)"
@@ -368,11 +291,11 @@ def _history_gate(
         comparison["history_loss_ci"] = [low_loss, high_loss]
         shown = low_loss
         interval_words = (
-            f", {inputs.confidence:.0%} CI of the loss [{_fmt(low_loss)}, {_fmt(high_loss)}]"
+            f", {inputs.confidence:.0%} CI of the loss [{fmt(low_loss)}, {fmt(high_loss)}]"
         )
-    ok = _finite(loss) and _finite(shown) and shown <= budget + _EPS
+    ok = finite(loss) and finite(shown) and shown <= budget + _EPS
     verdict = "within" if ok else "beyond"
-    if not _finite(loss):
+    if not finite(loss):
         detail = f"{inputs.metric} undefined on the history holdout for one of the models"
     elif inputs.history_ci is not None:
         detail = (
@@ -383,11 +306,11 @@ def _history_gate(
     else:
         detail = f"change {-loss:+.3f}, {verdict} the {budget:.3g} budget"
     words = (
-        f"; history {_fmt(challenger)} vs {_fmt(champion)} "
+        f"; history {fmt(challenger)} vs {fmt(champion)} "
         f"({-loss:+.3f}{interval_words}, {verdict} the {budget:.3g} budget)"
     )
     comparison["history_loss_accepted_on_change"] = False
-    if not ok and _finite(loss) and _finite(shown):
+    if not ok and finite(loss) and finite(shown):
         high_loss = -inputs.history_ci[0] if inputs.history_ci is not None else loss
         change = _regime_change(inputs, champion, high_loss)
         if change is not None:
@@ -412,15 +335,15 @@ def _regime_change(inputs: GateInputs, champion_history: float, high_loss: float
     decline = sign * (champion_history - champion_recent)
     gain = sign * (inputs.challenger_recent - champion_recent)
     gain_shown = inputs.recent_ci[0] if inputs.recent_ci is not None else gain
-    if not (_finite(decline) and _finite(gain_shown) and _finite(high_loss)):
+    if not (finite(decline) and finite(gain_shown) and finite(high_loss)):
         return None
     if decline <= high_loss + _EPS or gain_shown <= high_loss + _EPS:
         return None
     on = "lower bound" if inputs.recent_ci is not None else "point estimate"
     return (
-        f"the regime changed (the champion's {inputs.metric} is {_fmt(decline)} worse on recent"
+        f"the regime changed (the champion's {inputs.metric} is {fmt(decline)} worse on recent"
         f" rows than on history) and the recent gain ({on} {gain_shown:+.3f}) exceeds the most"
-        f" the challenger can have lost ({_fmt(high_loss)})"
+        f" the challenger can have lost ({fmt(high_loss)})"
     )
 
 
@@ -431,7 +354,7 @@ def _unsettled(gate: Gate, weak: str, inputs: GateInputs) -> Gate:
         return gate
     ci = inputs.recent_ci
     shown_regression = gate.name == "recent_non_regression" and (
-        ci is None or not _finite(ci[1]) or ci[1] < -inputs.max_recent_regression - _EPS
+        ci is None or not finite(ci[1]) or ci[1] < -inputs.max_recent_regression - _EPS
     )
     if shown_regression:
         return gate
@@ -439,7 +362,7 @@ def _unsettled(gate: Gate, weak: str, inputs: GateInputs) -> Gate:
 
 
 def _half_width(ci: tuple[float, float] | None) -> float | None:
-    if ci is None or not (_finite(ci[0]) and _finite(ci[1])):
+    if ci is None or not (finite(ci[0]) and finite(ci[1])):
         return None
     return (ci[1] - ci[0]) / 2.0
 
@@ -447,19 +370,13 @@ def _half_width(ci: tuple[float, float] | None) -> float | None:
 def _ci_words(ci: tuple[float, float] | None, confidence: float) -> str:
     if ci is None:
         return ""
-    return f", {confidence:.0%} CI [{_fmt(ci[0])}, {_fmt(ci[1])}]"
-
-
-def _gate_word(gate: Gate) -> str:
-    if not gate.decided:
-        return "UNDECIDED"
-    return "pass" if gate.passed else "FAIL"
+    return f", {confidence:.0%} CI [{fmt(ci[0])}, {fmt(ci[1])}]"
 
 
 def _floor_gate(metric: str, greater_is_better: bool, floor: float | None, value: float) -> Gate:
     if floor is None:
         return Gate("floor", True, "no floor configured")
-    if not _finite(value):
+    if not finite(value):
         return Gate("floor", False, f"{metric} is undefined on recent data")
     ok = value >= floor - _EPS if greater_is_better else value <= floor + _EPS
     relation = (
@@ -467,34 +384,10 @@ def _floor_gate(metric: str, greater_is_better: bool, floor: float | None, value
         if greater_is_better
         else ("at or below" if ok else "above")
     )
-    return Gate("floor", ok, f"{metric} {_fmt(value)} is {relation} the floor {_fmt(floor)}")
+    return Gate("floor", ok, f"{metric} {fmt(value)} is {relation} the floor {fmt(floor)}")
 
 
 def _floor_words(floor: float | None, passed: bool) -> str:
     if floor is None:
         return ""
-    return f"; floor {_fmt(floor)} {'met' if passed else 'not met'}"
-
-
-def _finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)
-
-
-def _fmt(x: float | None) -> str:
-    if x is None:
-        return "-"
-    if not math.isfinite(x):
-        return "n/a"
-    return f"{x:.3f}" if abs(x) < 1e4 else f"{x:.4g}"
-
-
-def _nan_to_none(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, np.generic):
-        return _nan_to_none(obj.item())
-    if isinstance(obj, dict):
-        return {str(k): _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_nan_to_none(v) for v in obj]
-    return obj
+    return f"; floor {fmt(floor)} {'met' if passed else 'not met'}"

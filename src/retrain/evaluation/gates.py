@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 
 from retrain.config import Config
 from retrain.errors import ValidationError
+from retrain.evaluation.bootstrap import bootstrap_difference
 from retrain.evaluation.decision import (
     NOT_ENOUGH_POSITIVES,
     NOT_ENOUGH_ROWS,
@@ -27,7 +28,6 @@ from retrain.evaluation.decision import (
 )
 from retrain.evaluation.metrics import (
     GREATER_IS_BETTER,
-    bootstrap_difference,
     compute_metrics,
     confusion,
     is_metric,
