@@ -6,6 +6,9 @@ in one pass of the weighted metric, a chunk of `_CHUNK_CELLS` cells at a time:
 - `bootstrap_difference`: the *paired* bootstrap of two models' difference on one dataset
   (the promotion gates' gain). Both models are scored on the same resampled rows, so the noise
   they share cancels in their difference.
+- `bootstrap_decline`: the *unpaired* bootstrap of one model's decline from one dataset to
+  another (the champion on its history rows, then on the recent rows): the two sets are
+  different rows, each resampled on its own.
 - `resampled_metric`: one model's metric on plain resamples (the drift step's check).
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -22,7 +26,7 @@ from scipy.stats import t as student_t
 from retrain.errors import ValidationError
 from retrain.evaluation.metrics import GREATER_IS_BETTER, Floats, _prepare, _Prepared, _weighted
 
-__all__ = ["bootstrap_difference", "resampled_metric"]
+__all__ = ["bootstrap_decline", "bootstrap_difference", "resampled_metric"]
 
 # Bootstrap weight matrices are processed in chunks of about this many cells (8 bytes each).
 _CHUNK_CELLS = 2_000_000
@@ -175,3 +179,48 @@ def bootstrap_difference(
     point = float(gain(np.ones((1, rows)))[0])
     g = _stratified(gain, challenger, stratify, np.random.default_rng(seed), n)
     return _interval(point, g, rows, confidence)
+
+
+def bootstrap_decline(
+    task: str,
+    metric: str,
+    recent: tuple[Any, Any],
+    history: tuple[Any, Any],
+    classes: Sequence[Any] | None,
+    *,
+    n: int,
+    confidence: float,
+    seed: int,
+    stratify: bool,
+) -> tuple[float, float, float]:
+    """Unpaired bootstrap of one model's decline from its history rows to its recent rows.
+
+    `recent` and `history` are each (labels, the model's scores) of one set of rows. The
+    decline is the metric on history minus the metric on the recent rows, oriented so that
+    positive means the model is worse on the recent rows (for a metric where lower is better,
+    recent minus history). The two sets are different rows, so nothing is shared to cancel:
+    resample i draws the recent rows and the history rows independently (each with
+    replacement, at its own size, from its own stream spawned from `seed`), and its decline is
+    the difference of the two resamples' metrics. Resamples where the metric is undefined on
+    either set are skipped; `stratify` resamples each class within itself, on each set.
+
+    The interval is built as `bootstrap_difference` builds its own, with the smaller set's row
+    count in the few-rows widening and in Student's t degrees of freedom: it errs wide, as the
+    larger set's share of the noise needs less correction.
+
+    Returns:
+        (decline on the full data, lower, upper) at `confidence`.
+    """
+    sign = _check(metric, n, confidence)
+    new, old = (_prepare(task, *rows, classes) for rows in (recent, history))
+    if len(new.y) == 0 or len(old.y) == 0:
+        raise ValidationError("cannot bootstrap on zero rows")
+
+    on_old, on_new = partial(_weighted, metric, old), partial(_weighted, metric, new)
+    point = sign * float(on_old(np.ones((1, len(old.y))))[0] - on_new(np.ones((1, len(new.y))))[0])
+    rng_new, rng_old = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    declines = sign * (
+        _stratified(on_old, old, stratify, rng_old, n)
+        - _stratified(on_new, new, stratify, rng_new, n)
+    )
+    return _interval(point, declines, min(len(new.y), len(old.y)), confidence)

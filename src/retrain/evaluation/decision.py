@@ -26,9 +26,11 @@ Gates, all on the primary metric, with gains oriented so that positive is better
   *After a change of regime* the history is the old regime, and guarding it would keep the
   model the change broke in service. So a loss shown beyond the budget is accepted
   (``accept_forgetting_on_change``) when both show it is worth it: the champion itself is
-  worse on the recent rows than on history by more than the loss's upper bound (the world
-  moved), and the challenger's recent gain, at its interval's lower bound, exceeds that bound
-  too (it gains more on the present than it can have lost on the past).
+  worse on the recent rows than on history by more than the loss's upper bound, at the lower
+  bound of its decline's interval (the world moved; the two sets are different rows, so that
+  interval comes from an unpaired bootstrap), and the challenger's recent gain, at its
+  interval's lower bound, exceeds that bound too (it gains more on the present than it can
+  have lost on the past). Without an interval, a point estimate stands in for its bound.
 
 Each interval's half-width is reported as the comparison's *minimum detectable gain*: a true
 gain much smaller than it cannot be told from noise on these rows. When the improvement gate is
@@ -95,6 +97,9 @@ class GateInputs:
             that is merely as good churns deployments for nothing.
         accept_forgetting_on_change: accept a history loss beyond the budget after a change
             of regime (see the module docstring).
+        decline_ci: (lower, upper) interval of the champion's decline from the history rows to
+            the recent rows, oriented so positive means worse on the recent rows; None to judge
+            the change of regime on the point decline.
     """
 
     metric: str
@@ -115,6 +120,7 @@ class GateInputs:
     min_rows: int = 1
     max_detectable_gain: float | None = None
     constant_history: float | None = None
+    decline_ci: tuple[float, float] | None = None
 
 
 def decide(inputs: GateInputs) -> EvaluationResult:
@@ -140,6 +146,8 @@ def decide(inputs: GateInputs) -> EvaluationResult:
         "recent_rows": inputs.recent_rows,
         "min_rows": inputs.min_rows,
         "max_detectable_gain": inputs.max_detectable_gain,
+        "champion_decline": None,
+        "champion_decline_ci": None,
     }
     floor_words = _floor_words(inputs.floor, gates[0].passed)
 
@@ -312,7 +320,7 @@ def _history_gate(
     comparison["history_loss_accepted_on_change"] = False
     if not ok and finite(loss) and finite(shown):
         high_loss = -inputs.history_ci[0] if inputs.history_ci is not None else loss
-        change = _regime_change(inputs, champion, high_loss)
+        change = _regime_change(inputs, champion, high_loss, comparison)
         if change is not None:
             comparison["history_loss_accepted_on_change"] = True
             detail += f"; accepted: {change}"
@@ -321,29 +329,39 @@ def _history_gate(
     return Gate("history_bounded_loss", ok, detail), words
 
 
-def _regime_change(inputs: GateInputs, champion_history: float, high_loss: float) -> str | None:
+def _regime_change(
+    inputs: GateInputs, champion_history: float, high_loss: float, comparison: dict[str, Any]
+) -> str | None:
     """Why a history loss beyond the budget is worth it after a change of regime, or None.
 
     Both must be shown: the champion is worse on recent rows than on history by more than
-    `high_loss` (the loss's upper bound), and the challenger's recent gain at its interval's
-    lower bound (the point gain without one) exceeds it too.
+    `high_loss` (the loss's upper bound) at its decline interval's lower bound, and the
+    challenger's recent gain at its interval's lower bound exceeds it too (each judged on its
+    point estimate when it has no interval). Records the champion's decline in `comparison`.
     """
     champion_recent = inputs.champion_recent
     if not inputs.accept_forgetting_on_change or champion_recent is None:
         return None
     sign = 1.0 if inputs.greater_is_better else -1.0
     decline = sign * (champion_history - champion_recent)
+    comparison["champion_decline"] = decline
+    decline_shown = decline
+    if inputs.decline_ci is not None:
+        comparison["champion_decline_ci"] = list(inputs.decline_ci)
+        decline_shown = inputs.decline_ci[0]
     gain = sign * (inputs.challenger_recent - champion_recent)
     gain_shown = inputs.recent_ci[0] if inputs.recent_ci is not None else gain
-    if not (finite(decline) and finite(gain_shown) and finite(high_loss)):
+    if not (finite(decline_shown) and finite(gain_shown) and finite(high_loss)):
         return None
-    if decline <= high_loss + _EPS or gain_shown <= high_loss + _EPS:
+    if decline_shown <= high_loss + _EPS or gain_shown <= high_loss + _EPS:
         return None
-    on = "lower bound" if inputs.recent_ci is not None else "point estimate"
+    on_decline = "lower bound" if inputs.decline_ci is not None else "point estimate"
+    on_gain = "lower bound" if inputs.recent_ci is not None else "point estimate"
     return (
         f"the regime changed (the champion's {inputs.metric} is {fmt(decline)} worse on recent"
-        f" rows than on history) and the recent gain ({on} {gain_shown:+.3f}) exceeds the most"
-        f" the challenger can have lost ({fmt(high_loss)})"
+        f" rows than on history{_ci_words(inputs.decline_ci, inputs.confidence)}) and both the"
+        f" decline ({on_decline} {fmt(decline_shown)}) and the recent gain ({on_gain}"
+        f" {gain_shown:+.3f}) exceed the most the challenger can have lost ({fmt(high_loss)})"
     )
 
 
