@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from retrain.evaluation.bootstrap import bootstrap_difference
 from retrain.evaluation.decision import GateInputs, decide
-from retrain.evaluation.metrics import bootstrap_difference
 from retrain.settings.evaluation import EvaluationConfig
 
 __all__ = ["blessed_share", "main"]

@@ -3,9 +3,9 @@
     from benchmarks.decisions.gates import section
     print(section())          # about two minutes on one core; section(quick=True): seconds
 
-Three measurements, all through the project's own gate code (`bootstrap_difference` and
-`decide` with the default `evaluation` settings, or `build_training_set` + `fit_model` +
-`evaluate_challenger` end to end):
+Four measurements, all through the project's own gate code (`bootstrap_difference`,
+`bootstrap_decline` and `decide` with the default `evaluation` settings, or
+`build_training_set` + `fit_model` + `evaluate_challenger` end to end):
 
 1. **Recent gates, scores with a known AUC.** Two models score the same evaluation rows; a
    model's score is ``mu * y + noise`` (binormal, so its true AUC is ``Phi(mu / sqrt 2)``), and
@@ -18,8 +18,9 @@ Three measurements, all through the project's own gate code (`bootstrap_differen
    0.02 budget a failure is a false alarm; beyond it a pass is a miss).
 3. **History gate after a change of regime.** The champion scores AUC 0.85 on history rows
    and 0.65 on recent ones (the change broke it); the challenger gains G on the recent rows
-   and loses L on history. Share of runs blessed with `accept_forgetting_on_change` on and
-   off, and, as a control, the same challenger against a champion the world did not change
+   and loses L on history. Share of runs blessed with `accept_forgetting_on_change` on (the
+   champion's decline judged on its unpaired bootstrap interval, as `evaluate_challenger` does)
+   and off, and, as a control, the same challenger against a champion the world did not change
    (0.80 on both): the guard must still stop forgetting there.
 4. **End to end on a stationary stream.** The champion is trained the way the train step trains
    it, then a challenger of the same specification (equally good) or a better one (a logistic
@@ -41,8 +42,8 @@ from scipy.special import expit
 from scipy.stats import norm
 
 from retrain.config import Config, config_from_dict
+from retrain.evaluation.bootstrap import bootstrap_decline, bootstrap_difference
 from retrain.evaluation.gates import GateInputs, decide, evaluate_challenger
-from retrain.evaluation.metrics import bootstrap_difference
 from retrain.settings.evaluation import EvaluationConfig
 from retrain.settings.training import TrainingConfig
 from retrain.training.mix import build_training_set
@@ -168,7 +169,7 @@ _CHANGE_CELLS = (
     (0.85, 0.65, 0.10, 0.00),
     (0.85, 0.65, 0.05, 0.10),
     (0.85, 0.65, 0.00, 0.04),
-    (0.85, 0.80, 0.05, 0.04),  # a modest decline: the gain does not clearly exceed the loss
+    (0.85, 0.80, 0.05, 0.04),  # a modest decline: neither it nor the gain clearly exceeds the loss
     (0.80, 0.80, 0.10, 0.04),
 )
 _CHANGE_ROWS = (1000, 2000)  # recent, history evaluation rows
@@ -192,6 +193,17 @@ def _change_cell(cell: tuple[float, float, float, float], runs: int) -> tuple[fl
         )
         y_r, ch_r, cp_r = _scores(n_recent, recent_auc + gain, recent_auc, rng)
         y_h, ch_h, cp_h = _scores(n_history, history_auc - loss, history_auc, rng)
+        _, decline_lower, decline_upper = bootstrap_decline(
+            "classification",
+            "roc_auc",
+            (y_r, expit(cp_r)),
+            (y_h, expit(cp_h)),
+            [0, 1],
+            n=_DEFAULTS.bootstrap_samples,
+            confidence=_DEFAULTS.confidence,
+            seed=seed,
+            stratify=False,
+        )
         inputs = GateInputs(
             "roc_auc",
             True,
@@ -204,6 +216,7 @@ def _change_cell(cell: tuple[float, float, float, float], runs: int) -> tuple[fl
             max_history_loss=_DEFAULTS.max_history_loss,
             recent_rows=n_recent,
             min_rows=_DEFAULTS.min_rows,
+            decline_ci=(decline_lower, decline_upper),
         )
         on += decide(inputs).blessed
         off += decide(dataclasses.replace(inputs, accept_forgetting_on_change=False)).blessed
@@ -367,7 +380,9 @@ def section(quick: bool = False) -> str:
         f"{_CHANGE_ROWS[0]:,} recent and {_CHANGE_ROWS[1]:,} history evaluation rows, "
         f"{runs['change']} runs per row. A history loss beyond the budget is accepted "
         "(`evaluation.accept_forgetting_on_change`, on by default) only when the champion is "
-        "worse on the recent rows than on history by more than the loss's upper bound and the "
+        "worse on the recent rows than on history by more than the loss's upper bound, judged "
+        "on the lower bound of its decline's interval (an unpaired bootstrap: the recent and "
+        "the history rows resampled independently, as they are different rows), and the "
         "recent gain's lower bound exceeds that bound too.",
         "",
     ]

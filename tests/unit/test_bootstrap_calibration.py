@@ -14,7 +14,7 @@ import numpy as np
 from scipy.special import expit
 from scipy.stats import norm
 
-from retrain.evaluation.metrics import bootstrap_difference
+from retrain.evaluation.bootstrap import bootstrap_difference
 
 ROWS, DATASETS, RESAMPLES = 250, 1200, 200
 MU = math.sqrt(2.0) * float(norm.ppf(0.8))

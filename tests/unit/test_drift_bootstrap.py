@@ -9,8 +9,8 @@ import pytest
 from sklearn.metrics import mean_absolute_error, roc_auc_score
 
 from retrain.drift import check_performance
-from retrain.evaluation import metrics
-from retrain.evaluation.metrics import resampled_metric
+from retrain.evaluation import bootstrap
+from retrain.evaluation.bootstrap import resampled_metric
 
 
 def _percentiles(values: list[float], confidence: float) -> tuple[float, float]:
@@ -24,7 +24,7 @@ def test_interval_matches_scikit_learn_on_each_resample_of_the_same_draws(
     chunk_cells: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if chunk_cells is not None:
-        monkeypatch.setattr(metrics, "_CHUNK_CELLS", chunk_cells)
+        monkeypatch.setattr(bootstrap, "_CHUNK_CELLS", chunk_cells)
     rng = np.random.default_rng(5)
     n = 301  # odd: a draw stream that differs between one call per resample and one in all
     p = rng.uniform(0.0, 1.0, n)
@@ -61,7 +61,7 @@ def test_check_holds_one_chunk_of_resamples_at_a_time(monkeypatch: pytest.Monkey
     # 2,000 resamples of 2,000 rows: all index arrays at once would be 32 MB; a chunk of
     # 20,000 cells (10 resamples) is 160 kB, so the peak must stay a small multiple of that.
     chunk_cells = 20_000
-    monkeypatch.setattr(metrics, "_CHUNK_CELLS", chunk_cells)
+    monkeypatch.setattr(bootstrap, "_CHUNK_CELLS", chunk_cells)
     rng = np.random.default_rng(8)
     y = rng.normal(size=2_000)
     pred = y + rng.normal(0.0, 0.5, 2_000)

@@ -15,10 +15,10 @@ from sklearn import metrics as skm
 
 from retrain.config import Config, config_from_dict
 from retrain.errors import ValidationError
+from retrain.evaluation.bootstrap import bootstrap_difference
 from retrain.evaluation.gates import GateInputs, decide, evaluate_challenger
 from retrain.evaluation.metrics import (
     GREATER_IS_BETTER,
-    bootstrap_difference,
     compute_metrics,
     confusion,
     metric_names,
@@ -369,14 +369,37 @@ def test_after_a_change_of_regime_the_forgetting_guard_accepts_a_loss_worth_it()
     assert gate.passed and "the whole interval lies beyond" in gate.detail
     assert "accepted: the regime changed" in gate.detail
     assert "103.630 worse on recent rows than on history" in gate.detail
-    assert "(lower bound +18.100) exceeds the most the challenger can have lost (11.600)" in (
-        gate.detail
-    )
+    # No interval of the decline given: its point estimate stands in, and the words say so.
+    assert (
+        "both the decline (point estimate 103.630) and the recent gain (lower bound +18.100)"
+        " exceed the most the challenger can have lost (11.600)"
+    ) in gate.detail
     assert r.comparison["history_loss_accepted_on_change"] is True
+    assert r.comparison["champion_decline"] == pytest.approx(137.7 - 34.07)
+    assert r.comparison["champion_decline_ci"] is None
     # Turned off, the same numbers are a rejection for forgetting.
     off = _after_a_change(accept_forgetting_on_change=False)
     assert _failed(off) == ["history_bounded_loss"]
     assert off.comparison["history_loss_accepted_on_change"] is False
+
+
+def test_after_a_change_of_regime_the_champions_decline_is_judged_on_its_lower_bound() -> None:
+    # The point decline (103.6) is far beyond the most the challenger may have lost (11.6),
+    # but the decline's interval reaches down to 5: the change of regime is not shown.
+    noisy = _after_a_change(decline_ci=(5.0, 202.0))
+    assert _failed(noisy) == ["history_bounded_loss"], noisy.reason
+    assert noisy.comparison["history_loss_accepted_on_change"] is False
+    assert noisy.comparison["champion_decline"] == pytest.approx(103.63)
+    assert noisy.comparison["champion_decline_ci"] == [5.0, 202.0]
+    # A decline its interval shows is accepted, and the words carry the interval.
+    shown = _after_a_change(decline_ci=(95.0, 112.0))
+    assert shown.blessed, shown.reason
+    detail = _gate(shown, "history_bounded_loss").detail
+    assert "103.630 worse on recent rows than on history, 95% CI [95.000, 112.000]" in detail
+    assert "both the decline (lower bound 95.000) and the recent gain (lower bound +18.100)" in (
+        detail
+    )
+    assert shown.comparison["champion_decline_ci"] == [95.0, 112.0]
 
 
 @pytest.mark.parametrize(

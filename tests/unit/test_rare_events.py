@@ -11,10 +11,10 @@ from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from retrain.config import Config, config_from_dict, config_from_text
 from retrain.errors import ValidationError
+from retrain.evaluation.bootstrap import bootstrap_difference
 from retrain.evaluation.gates import evaluate_challenger
 from retrain.evaluation.metrics import (
     GREATER_IS_BETTER,
-    bootstrap_difference,
     compute_metrics,
     is_metric,
 )

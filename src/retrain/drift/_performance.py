@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from retrain.errors import ValidationError
-from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics, resampled_metric
+from retrain.evaluation.bootstrap import resampled_metric
+from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics
 
 __all__ = [
     "EstimateCalibration",

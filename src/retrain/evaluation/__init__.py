@@ -1,7 +1,8 @@
-"""Evaluation: metrics, a paired bootstrap, and the pure promotion gates."""
+"""Evaluation: metrics, bootstrap intervals, and the pure promotion gates."""
 
 from __future__ import annotations
 
+from retrain.evaluation.bootstrap import bootstrap_difference
 from retrain.evaluation.gates import (
     EvaluationResult,
     Gate,
@@ -11,7 +12,6 @@ from retrain.evaluation.gates import (
 )
 from retrain.evaluation.metrics import (
     GREATER_IS_BETTER,
-    bootstrap_difference,
     compute_metrics,
     confusion,
 )

@@ -26,9 +26,11 @@ Gates, all on the primary metric, with gains oriented so that positive is better
   *After a change of regime* the history is the old regime, and guarding it would keep the
   model the change broke in service. So a loss shown beyond the budget is accepted
   (``accept_forgetting_on_change``) when both show it is worth it: the champion itself is
-  worse on the recent rows than on history by more than the loss's upper bound (the world
-  moved), and the challenger's recent gain, at its interval's lower bound, exceeds that bound
-  too (it gains more on the present than it can have lost on the past).
+  worse on the recent rows than on history by more than the loss's upper bound, at the lower
+  bound of its decline's interval (the world moved; the two sets are different rows, so that
+  interval comes from an unpaired bootstrap), and the challenger's recent gain, at its
+  interval's lower bound, exceeds that bound too (it gains more on the present than it can
+  have lost on the past). Without an interval, a point estimate stands in for its bound.
 
 Each interval's half-width is reported as the comparison's *minimum detectable gain*: a true
 gain much smaller than it cannot be told from noise on these rows. When the improvement gate is
@@ -45,14 +47,10 @@ applies.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from retrain.evaluation._result import EvaluationResult, Gate, finite, fmt
 from retrain.settings.evaluation import TARGET_UNIT_METRICS
 
 __all__ = [
@@ -73,79 +71,6 @@ _EPS = 1e-12
 NOT_ENOUGH_ROWS = "not enough evaluation rows"
 #: The reason's words when the evaluation rows hold too few of the rarer class.
 NOT_ENOUGH_POSITIVES = "not enough positives"
-
-
-@dataclass(frozen=True)
-class Gate:
-    """One check of the promotion decision; `decided` is False when the data cannot settle it."""
-
-    name: str
-    passed: bool
-    detail: str
-    decided: bool = True
-
-
-@dataclass(frozen=True)
-class EvaluationResult:
-    """The verdict, why, and the numbers behind it.
-
-    `undecided` is True when the evaluation rows could not settle the comparison: the challenger
-    is not blessed, but it was not shown to be worse either.
-    """
-
-    blessed: bool
-    reason: str
-    gates: list[Gate]
-    metrics: dict[str, Any] = field(default_factory=dict)
-    comparison: dict[str, Any] = field(default_factory=dict)
-    #: The challenger's confusion matrix on recent data (classification only), shaped for KFP
-    #: ClassificationMetrics: {"categories": [str, ...], "matrix": rows true x columns predicted}.
-    confusion: dict[str, Any] | None = None
-    undecided: bool = False
-
-    @property
-    def outcome(self) -> str:
-        """'blessed', 'rejected' or 'undecided'."""
-        return "blessed" if self.blessed else "undecided" if self.undecided else "rejected"
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (NaN becomes null), with the outcome."""
-        return dict(_nan_to_none({**dataclasses.asdict(self), "outcome": self.outcome}))
-
-    def to_json(self) -> str:
-        """Strict JSON text of `to_dict`."""
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False)
-
-    def markdown(self) -> str:
-        """A report: verdict, reason, gates and a metrics table."""
-        lines = [
-            f"## Evaluation: {self.outcome}",
-            "",
-            self.reason,
-            "",
-            "| gate | result | detail |",
-            "|---|---|---|",
-        ]
-        lines += [f"| {g.name} | {_gate_word(g)} | {g.detail} |" for g in self.gates]
-        columns = [
-            (model, holdout)
-            for model in ("challenger", "champion")
-            for holdout in ("recent", "history")
-            if self.metrics.get(model, {}).get(holdout)
-        ]
-        if columns:
-            names: list[str] = []
-            for model, holdout in columns:
-                names += [m for m in self.metrics[model][holdout] if m not in names]
-            lines += [
-                "",
-                "| metric | " + " | ".join(f"{m} ({h})" for m, h in columns) + " |",
-                "|---|" + "---|" * len(columns),
-            ]
-            for name in names:
-                cells = [_fmt(self.metrics[m][h].get(name)) for m, h in columns]
-                lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
@@ -172,6 +97,9 @@ class GateInputs:
             that is merely as good churns deployments for nothing.
         accept_forgetting_on_change: accept a history loss beyond the budget after a change
             of regime (see the module docstring).
+        decline_ci: (lower, upper) interval of the champion's decline from the history rows to
+            the recent rows, oriented so positive means worse on the recent rows; None to judge
+            the change of regime on the point decline.
     """
 
     metric: str
@@ -192,6 +120,7 @@ class GateInputs:
     min_rows: int = 1
     max_detectable_gain: float | None = None
     constant_history: float | None = None
+    decline_ci: tuple[float, float] | None = None
 
 
 def decide(inputs: GateInputs) -> EvaluationResult:
@@ -217,6 +146,8 @@ def decide(inputs: GateInputs) -> EvaluationResult:
         "recent_rows": inputs.recent_rows,
         "min_rows": inputs.min_rows,
         "max_detectable_gain": inputs.max_detectable_gain,
+        "champion_decline": None,
+        "champion_decline_ci": None,
     }
     floor_words = _floor_words(inputs.floor, gates[0].passed)
 
@@ -225,7 +156,7 @@ def decide(inputs: GateInputs) -> EvaluationResult:
             metrics["challenger"]["history"] = {metric: inputs.challenger_history}
         words = (
             f"first model (no champion): challenger {metric} "
-            f"{_fmt(inputs.challenger_recent)} on recent data{floor_words}"
+            f"{fmt(inputs.challenger_recent)} on recent data{floor_words}"
         )
         return _verdict(gates, words, metrics, comparison)
 
@@ -237,8 +168,8 @@ def decide(inputs: GateInputs) -> EvaluationResult:
         gates[-2:] = [_unsettled(g, weak, inputs) for g in gates[-2:]]
     gain, ci_words = comparison["recent_gain"], _ci_words(inputs.recent_ci, inputs.confidence)
     words = (
-        f"challenger {metric} {_fmt(inputs.challenger_recent)} vs champion "
-        f"{_fmt(inputs.champion_recent)} on recent data (gain {gain:+.3f}{ci_words})"
+        f"challenger {metric} {fmt(inputs.challenger_recent)} vs champion "
+        f"{fmt(inputs.champion_recent)} on recent data (gain {gain:+.3f}{ci_words})"
     )
     if inputs.challenger_history is not None and inputs.champion_history is not None:
         metrics["challenger"]["history"] = {metric: inputs.challenger_history}
@@ -282,7 +213,7 @@ def _lack_of_power(inputs: GateInputs, comparison: dict[str, Any]) -> str | None
         return f"{n} recent evaluation rows, fewer than evaluation.min_rows {inputs.min_rows}"
     if bound is not None and mdg is not None and mdg > bound + _EPS:
         return (
-            f"minimum detectable gain {_fmt(mdg)} wider than "
+            f"minimum detectable gain {fmt(mdg)} wider than "
             f"evaluation.max_detectable_gain {bound:g}"
         )
     return None
@@ -301,9 +232,9 @@ def _recent_gates(
     if recent_ci is not None:
         lower, upper = recent_ci
         comparison["recent_ci"] = [lower, upper]
-        ci_ok = _finite(upper) and upper >= allowed - _EPS
-    point_ok = _finite(gain) and gain >= allowed - _EPS
-    if not _finite(gain):
+        ci_ok = finite(upper) and upper >= allowed - _EPS
+    point_ok = finite(gain) and gain >= allowed - _EPS
+    if not finite(gain):
         recent_detail = f"{metric} undefined on recent data for one of the models"
     else:
         ci_words = _ci_words(recent_ci, inputs.confidence)
@@ -313,7 +244,7 @@ def _recent_gates(
         elif not ci_ok:
             recent_detail += "; the interval lies entirely below it"
     evidence = recent_ci[0] if recent_ci is not None else gain
-    better = _finite(evidence) and evidence > inputs.min_improvement + _EPS
+    better = finite(evidence) and evidence > inputs.min_improvement + _EPS
     on = "lower bound of the gain's interval" if recent_ci is not None else "gain"
     return [
         Gate("recent_non_regression", point_ok and ci_ok, recent_detail),
@@ -340,9 +271,9 @@ def history_budget(
     """
     if metric not in TARGET_UNIT_METRICS:
         return max_history_loss, "metric units"
-    if _finite(champion_history) and champion_history != 0.0:
+    if finite(champion_history) and champion_history != 0.0:
         return max_history_loss * abs(champion_history), f"share of the champion's {metric}"
-    if constant_history is not None and _finite(constant_history):
+    if constant_history is not None and finite(constant_history):
         basis = f"share of a constant prediction's {metric} (the champion's is 0)"
         return max_history_loss * abs(constant_history), basis
     return max_history_loss, "metric units (no value to take a share of)"
@@ -368,11 +299,11 @@ def _history_gate(
         comparison["history_loss_ci"] = [low_loss, high_loss]
         shown = low_loss
         interval_words = (
-            f", {inputs.confidence:.0%} CI of the loss [{_fmt(low_loss)}, {_fmt(high_loss)}]"
+            f", {inputs.confidence:.0%} CI of the loss [{fmt(low_loss)}, {fmt(high_loss)}]"
         )
-    ok = _finite(loss) and _finite(shown) and shown <= budget + _EPS
+    ok = finite(loss) and finite(shown) and shown <= budget + _EPS
     verdict = "within" if ok else "beyond"
-    if not _finite(loss):
+    if not finite(loss):
         detail = f"{inputs.metric} undefined on the history holdout for one of the models"
     elif inputs.history_ci is not None:
         detail = (
@@ -383,13 +314,13 @@ def _history_gate(
     else:
         detail = f"change {-loss:+.3f}, {verdict} the {budget:.3g} budget"
     words = (
-        f"; history {_fmt(challenger)} vs {_fmt(champion)} "
+        f"; history {fmt(challenger)} vs {fmt(champion)} "
         f"({-loss:+.3f}{interval_words}, {verdict} the {budget:.3g} budget)"
     )
     comparison["history_loss_accepted_on_change"] = False
-    if not ok and _finite(loss) and _finite(shown):
+    if not ok and finite(loss) and finite(shown):
         high_loss = -inputs.history_ci[0] if inputs.history_ci is not None else loss
-        change = _regime_change(inputs, champion, high_loss)
+        change = _regime_change(inputs, champion, high_loss, comparison)
         if change is not None:
             comparison["history_loss_accepted_on_change"] = True
             detail += f"; accepted: {change}"
@@ -398,29 +329,39 @@ def _history_gate(
     return Gate("history_bounded_loss", ok, detail), words
 
 
-def _regime_change(inputs: GateInputs, champion_history: float, high_loss: float) -> str | None:
+def _regime_change(
+    inputs: GateInputs, champion_history: float, high_loss: float, comparison: dict[str, Any]
+) -> str | None:
     """Why a history loss beyond the budget is worth it after a change of regime, or None.
 
     Both must be shown: the champion is worse on recent rows than on history by more than
-    `high_loss` (the loss's upper bound), and the challenger's recent gain at its interval's
-    lower bound (the point gain without one) exceeds it too.
+    `high_loss` (the loss's upper bound) at its decline interval's lower bound, and the
+    challenger's recent gain at its interval's lower bound exceeds it too (each judged on its
+    point estimate when it has no interval). Records the champion's decline in `comparison`.
     """
     champion_recent = inputs.champion_recent
     if not inputs.accept_forgetting_on_change or champion_recent is None:
         return None
     sign = 1.0 if inputs.greater_is_better else -1.0
     decline = sign * (champion_history - champion_recent)
+    comparison["champion_decline"] = decline
+    decline_shown = decline
+    if inputs.decline_ci is not None:
+        comparison["champion_decline_ci"] = list(inputs.decline_ci)
+        decline_shown = inputs.decline_ci[0]
     gain = sign * (inputs.challenger_recent - champion_recent)
     gain_shown = inputs.recent_ci[0] if inputs.recent_ci is not None else gain
-    if not (_finite(decline) and _finite(gain_shown) and _finite(high_loss)):
+    if not (finite(decline_shown) and finite(gain_shown) and finite(high_loss)):
         return None
-    if decline <= high_loss + _EPS or gain_shown <= high_loss + _EPS:
+    if decline_shown <= high_loss + _EPS or gain_shown <= high_loss + _EPS:
         return None
-    on = "lower bound" if inputs.recent_ci is not None else "point estimate"
+    on_decline = "lower bound" if inputs.decline_ci is not None else "point estimate"
+    on_gain = "lower bound" if inputs.recent_ci is not None else "point estimate"
     return (
-        f"the regime changed (the champion's {inputs.metric} is {_fmt(decline)} worse on recent"
-        f" rows than on history) and the recent gain ({on} {gain_shown:+.3f}) exceeds the most"
-        f" the challenger can have lost ({_fmt(high_loss)})"
+        f"the regime changed (the champion's {inputs.metric} is {fmt(decline)} worse on recent"
+        f" rows than on history{_ci_words(inputs.decline_ci, inputs.confidence)}) and both the"
+        f" decline ({on_decline} {fmt(decline_shown)}) and the recent gain ({on_gain}"
+        f" {gain_shown:+.3f}) exceed the most the challenger can have lost ({fmt(high_loss)})"
     )
 
 
@@ -431,7 +372,7 @@ def _unsettled(gate: Gate, weak: str, inputs: GateInputs) -> Gate:
         return gate
     ci = inputs.recent_ci
     shown_regression = gate.name == "recent_non_regression" and (
-        ci is None or not _finite(ci[1]) or ci[1] < -inputs.max_recent_regression - _EPS
+        ci is None or not finite(ci[1]) or ci[1] < -inputs.max_recent_regression - _EPS
     )
     if shown_regression:
         return gate
@@ -439,7 +380,7 @@ def _unsettled(gate: Gate, weak: str, inputs: GateInputs) -> Gate:
 
 
 def _half_width(ci: tuple[float, float] | None) -> float | None:
-    if ci is None or not (_finite(ci[0]) and _finite(ci[1])):
+    if ci is None or not (finite(ci[0]) and finite(ci[1])):
         return None
     return (ci[1] - ci[0]) / 2.0
 
@@ -447,19 +388,13 @@ def _half_width(ci: tuple[float, float] | None) -> float | None:
 def _ci_words(ci: tuple[float, float] | None, confidence: float) -> str:
     if ci is None:
         return ""
-    return f", {confidence:.0%} CI [{_fmt(ci[0])}, {_fmt(ci[1])}]"
-
-
-def _gate_word(gate: Gate) -> str:
-    if not gate.decided:
-        return "UNDECIDED"
-    return "pass" if gate.passed else "FAIL"
+    return f", {confidence:.0%} CI [{fmt(ci[0])}, {fmt(ci[1])}]"
 
 
 def _floor_gate(metric: str, greater_is_better: bool, floor: float | None, value: float) -> Gate:
     if floor is None:
         return Gate("floor", True, "no floor configured")
-    if not _finite(value):
+    if not finite(value):
         return Gate("floor", False, f"{metric} is undefined on recent data")
     ok = value >= floor - _EPS if greater_is_better else value <= floor + _EPS
     relation = (
@@ -467,34 +402,10 @@ def _floor_gate(metric: str, greater_is_better: bool, floor: float | None, value
         if greater_is_better
         else ("at or below" if ok else "above")
     )
-    return Gate("floor", ok, f"{metric} {_fmt(value)} is {relation} the floor {_fmt(floor)}")
+    return Gate("floor", ok, f"{metric} {fmt(value)} is {relation} the floor {fmt(floor)}")
 
 
 def _floor_words(floor: float | None, passed: bool) -> str:
     if floor is None:
         return ""
-    return f"; floor {_fmt(floor)} {'met' if passed else 'not met'}"
-
-
-def _finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)
-
-
-def _fmt(x: float | None) -> str:
-    if x is None:
-        return "-"
-    if not math.isfinite(x):
-        return "n/a"
-    return f"{x:.3f}" if abs(x) < 1e4 else f"{x:.4g}"
-
-
-def _nan_to_none(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, np.generic):
-        return _nan_to_none(obj.item())
-    if isinstance(obj, dict):
-        return {str(k): _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_nan_to_none(v) for v in obj]
-    return obj
+    return f"; floor {fmt(floor)} {'met' if passed else 'not met'}"

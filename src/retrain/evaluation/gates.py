@@ -1,8 +1,10 @@
 """Scoring for the promotion gates: both models on the same evaluation rows, bootstrapped.
 
 `evaluate_challenger` computes the numbers the gates judge (metrics of both models on the
-recent and the history evaluation rows, and paired bootstrap intervals of the gain on each)
-and hands them to `retrain.evaluation.decision.decide`, which documents the gates.
+recent and the history evaluation rows, paired bootstrap intervals of the gain on each, and,
+when the forgetting guard weighs a change of regime, an unpaired bootstrap interval of the
+champion's decline from history to recent) and hands them to
+`retrain.evaluation.decision.decide`, which documents the gates.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sklearn.pipeline import Pipeline
 
 from retrain.config import Config
 from retrain.errors import ValidationError
+from retrain.evaluation.bootstrap import bootstrap_decline, bootstrap_difference
 from retrain.evaluation.decision import (
     NOT_ENOUGH_POSITIVES,
     NOT_ENOUGH_ROWS,
@@ -27,7 +30,6 @@ from retrain.evaluation.decision import (
 )
 from retrain.evaluation.metrics import (
     GREATER_IS_BETTER,
-    bootstrap_difference,
     compute_metrics,
     confusion,
     is_metric,
@@ -106,6 +108,13 @@ def evaluate_challenger(
     stratify = ev.stratified_bootstrap
     if stratify is None:
         stratify = metric == "average_precision" or metric.startswith("recall_at_precision_")
+    # The same resamples, level, seed and stratification for every interval.
+    boot: dict[str, Any] = {
+        "n": ev.bootstrap_samples,
+        "confidence": ev.confidence,
+        "seed": seed,
+        "stratify": stratify,
+    }
 
     def interval(holdout: str) -> tuple[float, float] | None:
         """The paired bootstrap interval of the challenger's gain on one evaluation set."""
@@ -118,35 +127,47 @@ def evaluate_challenger(
             scores["challenger"][holdout],
             scores["champion"][holdout],
             classes,
-            n=ev.bootstrap_samples,
-            confidence=ev.confidence,
-            seed=seed,
-            stratify=stratify,
+            **boot,
         )
         return (lower, upper)
 
-    result = decide(
-        GateInputs(
-            metric=metric,
-            greater_is_better=GREATER_IS_BETTER[metric],
-            challenger_recent=float(metrics["challenger"]["recent"][metric]),
-            champion_recent=value("champion", "recent"),
-            recent_ci=interval("recent"),
-            challenger_history=value("challenger", "history"),
-            champion_history=value("champion", "history"),
-            history_ci=interval("history"),
-            floor=ev.floor,
-            max_recent_regression=ev.max_recent_regression,
-            max_history_loss=ev.max_history_loss,
-            accept_forgetting_on_change=ev.accept_forgetting_on_change,
-            confidence=ev.confidence,
-            min_improvement=ev.min_improvement,
-            recent_rows=len(recent),
-            min_rows=ev.min_rows,
-            max_detectable_gain=ev.max_detectable_gain,
-            constant_history=_constant_value(cfg, metric, frames.get("history")),
+    def decline_interval() -> tuple[float, float]:
+        """The unpaired bootstrap interval of the champion's decline from history to recent."""
+        _, lower, upper = bootstrap_decline(
+            cfg.task,
+            metric,
+            (recent[cfg.target], scores["champion"]["recent"]),
+            (frames["history"][cfg.target], scores["champion"]["history"]),
+            classes,
+            **boot,
         )
+        return (lower, upper)
+
+    inputs = GateInputs(
+        metric=metric,
+        greater_is_better=GREATER_IS_BETTER[metric],
+        challenger_recent=float(metrics["challenger"]["recent"][metric]),
+        champion_recent=value("champion", "recent"),
+        recent_ci=interval("recent"),
+        challenger_history=value("challenger", "history"),
+        champion_history=value("champion", "history"),
+        history_ci=interval("history"),
+        floor=ev.floor,
+        max_recent_regression=ev.max_recent_regression,
+        max_history_loss=ev.max_history_loss,
+        accept_forgetting_on_change=ev.accept_forgetting_on_change,
+        confidence=ev.confidence,
+        min_improvement=ev.min_improvement,
+        recent_rows=len(recent),
+        min_rows=ev.min_rows,
+        max_detectable_gain=ev.max_detectable_gain,
+        constant_history=_constant_value(cfg, metric, frames.get("history")),
     )
+    result = decide(inputs)
+    if result.comparison["champion_decline"] is not None:
+        # The guard weighed a change of regime (a history loss beyond the budget, with the
+        # exception on): only then is the champion's decline worth its bootstrap.
+        result = decide(dataclasses.replace(inputs, decline_ci=decline_interval()))
     comparison = dict(result.comparison)
     comparison["rows"] = {name: len(frame) for name, frame in frames.items()}
     comparison["bootstrap_samples"] = ev.bootstrap_samples if champion is not None else 0

@@ -1,9 +1,8 @@
-"""Model quality metrics and a paired bootstrap of the difference between two models.
+"""Model quality metrics, each written once over a matrix of row weights.
 
-Every metric is written once, over a matrix of row weights: a single row of ones gives the
-plain metric, and a matrix of bootstrap counts (one row per resample) gives every resample in
-one vectorised pass. Resampling the rows of one dataset for both models at once is what makes
-the bootstrap *paired*: the noise both models share cancels in their difference.
+A single row of ones gives the plain metric, and a matrix of bootstrap counts (one row per
+resample) gives every resample in one vectorised pass: `retrain.evaluation.bootstrap` builds
+its intervals on that.
 
 Classification scores are class probabilities, one column per entry of `classes`
 (as `predict_proba` returns them, columns in `model.classes_` order).
@@ -18,15 +17,13 @@ that takes a metric name (gates, drift, backtests) takes any level.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy.stats import t as student_t
 
 from retrain.errors import ValidationError
 from retrain.settings.evaluation import (
@@ -42,14 +39,12 @@ __all__ = [
     "GREATER_IS_BETTER",
     "RARE_EVENT_METRICS",
     "REGRESSION_METRICS",
-    "bootstrap_difference",
     "compute_metrics",
     "confusion",
     "is_metric",
     "metric_names",
     "positive_count",
     "rank_metric_from_bins",
-    "resampled_metric",
 ]
 
 #: Binary-only metrics of the positive class; `recall_at_precision_<P>` takes any P in 1-99.
@@ -92,9 +87,6 @@ GREATER_IS_BETTER: dict[str, bool] = _Directions(
         "r2": True,
     }
 )
-
-# Bootstrap weight matrices are processed in chunks of about this many cells (8 bytes each).
-_CHUNK_CELLS = 2_000_000
 
 
 def metric_names(task: str, n_classes: int = 2) -> list[str]:
@@ -336,129 +328,6 @@ def compute_metrics(
     names = metric_names(task, p.n_classes)
     names += [m for m in extra if m not in names]
     return {m: float(_weighted(m, p, ones)[0]) for m in names}
-
-
-def _resample_weights(
-    rows: int, n: int, draw: Callable[[int], npt.NDArray[np.int64]]
-) -> Iterator[Floats]:
-    """Weight matrices of `n` resamples of `rows` rows, a chunk of `_CHUNK_CELLS` cells at a
-    time: row i of a block counts how often resample i drew each row. `draw(b)` returns the
-    next `b` resamples' row indices as a (b, rows) array, so no more than a chunk is ever held."""
-    chunk = max(1, _CHUNK_CELLS // max(rows, 1))
-    for start in range(0, n, chunk):
-        b = min(chunk, n - start)
-        flat = (draw(b) + rows * np.arange(b)[:, None]).ravel()
-        yield np.bincount(flat, minlength=b * rows).reshape(b, rows).astype(float)
-
-
-def resampled_metric(
-    task: str,
-    metric: str,
-    y_true: Any,
-    scores: Any,
-    classes: Sequence[Any] | None,
-    rng: np.random.Generator,
-    n: int,
-) -> Floats:
-    """`metric` on each of `n` bootstrap resamples of the rows, drawn from `rng`.
-
-    Resample i is ``rng.integers(0, rows, size=rows)``, one call per resample in order, and
-    is the rows weighted by how often it drew each: the whole set is a few weight-matrix
-    products, drawn and scored a chunk of `_CHUNK_CELLS` cells at a time, so memory stays
-    bounded however many resamples and rows there are.
-
-    Raises:
-        ValidationError: shapes disagree, labels outside `classes`, or an unknown metric.
-    """
-    p = _prepare(task, y_true, scores, classes)
-    rows = len(p.y)
-
-    def draw(b: int) -> npt.NDArray[np.int64]:
-        picks = np.empty((b, rows), dtype=np.int64)
-        for i in range(b):
-            picks[i] = rng.integers(0, rows, size=rows)
-        return picks
-
-    values = [np.empty(0)]
-    values += [_weighted(metric, p, w) for w in _resample_weights(rows, n, draw)]
-    return np.concatenate(values)
-
-
-def bootstrap_difference(
-    task: str,
-    metric: str,
-    y_true: Any,
-    scores_challenger: Any,
-    scores_champion: Any,
-    classes: Sequence[Any] | None,
-    n: int,
-    confidence: float,
-    seed: int,
-    stratify: bool = False,
-) -> tuple[float, float, float]:
-    """Paired bootstrap of the challenger's gain over the champion on one dataset.
-
-    The gain is oriented so that positive means the challenger is better (for a metric where
-    lower is better it is champion minus challenger). Both models are scored on the same
-    resampled rows. Resamples where the metric is undefined are skipped.
-
-    The interval is the wider, at each end, of two: the percentile interval (which follows a
-    skewed gain) and the normal interval from the bootstrap's standard error, widened by
-    ``sqrt(n / (n - 1))`` with Student's t quantile on ``n - 1`` degrees of freedom (which
-    corrects the bootstrap's known narrowness on few rows). With the percentile interval alone
-    (200 resamples), two equally good models were blessed 2.7-3.5% of the time at 100-1,000
-    evaluation rows against a nominal 2.5% (benchmarks/decisions/gates.py).
-
-    With `stratify` (classification), each class is resampled within itself, so every
-    resample holds exactly as many positives as the data: with a few dozen positives a plain
-    resample's positive count swings by its square root, and resamples with none are lost.
-
-    Returns:
-        (gain on the full data, lower, upper) at `confidence`.
-    """
-    if metric not in GREATER_IS_BETTER:
-        raise ValidationError(
-            f"unknown metric '{metric}'; choose one of {sorted(GREATER_IS_BETTER)} or "
-            "recall_at_precision_<P>"
-        )
-    if n < 1 or not 0.0 < confidence < 1.0:
-        raise ValidationError(f"need n >= 1 and 0 < confidence < 1, got n={n}, {confidence}")
-    challenger = _prepare(task, y_true, scores_challenger, classes)
-    champion = _prepare(task, y_true, scores_champion, classes)
-    rows = len(challenger.y)
-    if rows == 0:
-        raise ValidationError("cannot bootstrap on zero rows")
-    sign = 1.0 if GREATER_IS_BETTER[metric] else -1.0
-
-    def gain(w: Floats) -> Floats:
-        return sign * (_weighted(metric, challenger, w) - _weighted(metric, champion, w))
-
-    point = float(gain(np.ones((1, rows)))[0])
-    rng = np.random.default_rng(seed)
-    strata = (
-        [np.flatnonzero(challenger.y == c) for c in range(challenger.n_classes)]
-        if stratify and task == "classification"
-        else [np.arange(rows)]
-    )
-
-    def draw(b: int) -> npt.NDArray[np.int64]:
-        # Each stratum's rows are drawn from that stratum only (one stratum: a plain bootstrap).
-        return np.concatenate(
-            [idx[rng.integers(0, len(idx), size=(b, len(idx)))] for idx in strata if len(idx)],
-            axis=1,
-        )
-
-    g = np.concatenate([gain(w) for w in _resample_weights(rows, n, draw)])
-    g = g[np.isfinite(g)]
-    if len(g) == 0:
-        return point, float("nan"), float("nan")
-    alpha = (1.0 - confidence) / 2.0
-    lower, upper = np.quantile(g, [alpha, 1.0 - alpha])
-    if len(g) > 1 and rows > 1 and math.isfinite(point):
-        half = float(student_t.ppf(1.0 - alpha, rows - 1)) * float(np.std(g, ddof=1))
-        half *= math.sqrt(rows / (rows - 1))
-        lower, upper = min(lower, point - half), max(upper, point + half)
-    return point, float(lower), float(upper)
 
 
 def confusion(y_true: Any, y_pred: Any, classes: Sequence[Any]) -> list[list[int]]:

@@ -118,9 +118,10 @@ class EvaluationConfig(Section):
         description=(
             "Accept a history loss shown beyond max_history_loss when the regime has changed:"
             " the champion itself is worse on the recent rows than on history by more than the"
-            " loss's upper bound, and the challenger's recent gain (its interval's lower bound)"
-            " exceeds that bound too. After a concept change the history is the old concept;"
-            " guarding it keeps the model the change broke in service."
+            " loss's upper bound (at the lower bound of its decline's interval, an unpaired"
+            " bootstrap of the two sets of rows), and the challenger's recent gain (its"
+            " interval's lower bound) exceeds that bound too. After a concept change the history"
+            " is the old concept; guarding it keeps the model the change broke in service."
         ),
     )
     min_improvement: float = Field(
