@@ -301,16 +301,15 @@ def decide(
     launches.append(LaunchRecord(at=now, rule=rule, snapshot=signal.snapshot))
     # A launch re-arms the drift hysteresis: the new model starts a fresh count. A confirmed
     # labelled drop starts (or a catch-up continues) a chain; any other launch ends it.
-    chained = rule in ("performance", "catch_up") or bool(signal.details.get("labelled_fired"))
+    confirmed = rule in ("performance", "catch_up") or bool(signal.details.get("labelled_fired"))
     origin = state.catch_up_from if rule == "catch_up" else signal.details.get("reference")
-    chained = chained and origin is not None
+    chained = confirmed and origin is not None
     metric = state.catch_up_metric if rule == "catch_up" else signal.details.get("metric")
     # A re-run of the chain's own snapshot (its labels arrived, or by hand) keeps the chain.
     if signal.snapshot == state.catch_up and rule in ("labels", "manual"):
         chained, origin, metric = True, state.catch_up_from, state.catch_up_metric
     # The drift back-off (`retrain.triggers._backoff`): a labelled drop resets it, a drift
     # launch waits for its outcome.
-    confirmed = rule in ("performance", "catch_up") or bool(signal.details.get("labelled_fired"))
     state = after_launch(state, rule, signal.snapshot, confirmed)
     state = replace(
         state,
