@@ -203,6 +203,8 @@ def _optional_text(value: Any, name: str = "catch_up") -> str | None:
 
 
 def _texts(value: Any, name: str) -> tuple[str, ...]:
+    if value is None or isinstance(value, str):  # one snapshot or none, as first written
+        return () if value is None else (value,)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise TypeError(f"{name} must be a list of snapshot ids")
     return tuple(value)
