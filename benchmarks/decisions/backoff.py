@@ -33,7 +33,8 @@ the drift rule on benign weeks (what the back-off saves; a ``labels`` re-run com
 launch and is not counted again), and weeks from `h` to the first such deployment (what it
 may cost). A run with none by week 52 counts the weeks to the year's end there (a lower bound:
 a harm from week 44 leaves eight), and the last column says how many. ``drift_backoff_limit``
-at its default (4), at 8, and off (null), on the same draws.
+at its default (twice ``drift_windows``: 4), at 8, and the back-off off
+(``drift_backoff: false``), on the same draws.
 """
 
 from __future__ import annotations
@@ -82,7 +83,9 @@ def simulate(
         drifted = bool(draws[week, 0] < (P_DRIFT if week >= DRIFT_FROM else P_FALSE_ALARM))
         measured = week - LABEL_DELAY  # the newest labelled window
         shown = harm_at is not None and measured >= harm_at and bool(draws[week, 1] < p_label)
-        details = {"serving_from": serving, "labelled_fired": shown}
+        # Every failed run here failed on coverage: the monitor reads that from its records.
+        awaiting = tuple(x for x in state.drift_pending if state.snapshots.get(x) == "failed")
+        details = {"serving_from": serving, "labelled_fired": shown, "awaiting_labels": awaiting}
         signal = Signal("drift", f"w{week:02d}", drifted=drifted or shown, details=details)
         d, state = decide(signal, state, cfg, now)
         if d.launch:  # the newest window has no labels yet: the run fails on coverage
@@ -131,7 +134,7 @@ def section(quick: bool = False) -> str:
     settings = [
         ("limit 4 (default)", TriggerConfig()),
         ("limit 8", TriggerConfig(drift_backoff_limit=8)),
-        ("off", TriggerConfig(drift_backoff_limit=None)),
+        ("off", TriggerConfig(drift_backoff=False)),
     ]
     lines = [
         "## Drift back-off: launches saved, deployments delayed",

@@ -48,6 +48,13 @@ def test_defaults_are_spelled_out() -> None:
     assert again == cfg
 
 
+def test_a_config_written_with_its_defaults_loads_again_whatever_drift_windows() -> None:
+    # Every run receives its config as written back with every default spelled out.
+    cfg = config_from_dict(_with("triggers", {"drift_windows": 6}))
+    again = config_from_text(cfg.to_yaml())
+    assert again == cfg and again.triggers.backoff_limit == 12
+
+
 @pytest.mark.parametrize(
     ("path", "value", "expected"),
     [

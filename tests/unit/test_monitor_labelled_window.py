@@ -238,6 +238,7 @@ def test_the_champion_is_judged_only_on_windows_after_the_one_it_trained_on(
     [drift] = [o.decision.signal for o in own.outcomes if o.decision.signal.kind == "drift"]
     assert drift.details["serving_from"] == day(3)
     assert drift.details["canary_from"] is None  # no canary in analysis
+    assert drift.details["awaiting_labels"] == []  # no drift launch waits for its labels
 
 
 def test_a_measurement_on_labels_below_the_coverage_is_reported_but_launches_nothing(

@@ -22,9 +22,17 @@ def config(**kw: Any) -> TriggerConfig:
     return TriggerConfig.model_validate(base | {"drift_windows": 2} | kw)
 
 
-def drifted(window: int, serving: str | None, labelled: bool = False) -> Signal:
-    details = {"serving_from": serving, "labelled_fired": labelled}
+def drifted(
+    window: int, serving: str | None, labelled: bool = False, awaiting: tuple[str, ...] = ()
+) -> Signal:
+    details = {"serving_from": serving, "labelled_fired": labelled, "awaiting_labels": awaiting}
     return Signal("drift", f"w{window:02d}", drifted=True, value=0.5, details=details)
+
+
+def awaiting(state: PolicyState) -> tuple[str, ...]:
+    """The pending drift runs that failed on label coverage (the monitor reads it from the
+    runs' label records; here every failed run did)."""
+    return tuple(s for s in state.drift_pending if state.snapshots.get(s) == "failed")
 
 
 def replay(
@@ -57,7 +65,7 @@ def test_drift_whose_challengers_are_not_deployed_launches_ever_less_often() -> 
     assert "backoff" in refused
     assert state.drift_backoff == 6  # six launches in a row, none deployed
 
-    without, _, _ = replay(config(drift_backoff_limit=None), 40)
+    without, _, _ = replay(config(drift_backoff=False), 40)
     assert without == list(range(1, 40, 2))  # every second window: twenty launches
 
     # The default limit, 4: after the first challenger not deployed, every fourth window.
@@ -126,7 +134,7 @@ def test_a_drift_run_that_waits_for_its_labels_is_judged_when_they_arrive() -> N
             state = state.with_snapshot_status(signal.snapshot, status)
 
     for week in range(16):
-        step(drifted(week, serving))
+        step(drifted(week, serving, awaiting=awaiting(state)))
         old = f"w{week - 2:02d}"  # its labels arrive two windows later
         if state.snapshots.get(old) == "failed":
             step(Signal("labels", old, value=0.95, details={"min_coverage": 0.9}))
@@ -138,11 +146,11 @@ def test_a_drift_run_that_waits_for_its_labels_is_judged_when_they_arrive() -> N
     assert ("labels", "w01") in launched and ("labels", "w03") in launched
     assert state.drift_backoff == 3
 
-    without = config(drift_backoff_limit=None)
+    without = config(drift_backoff=False)
     state, at, launched = PolicyState(), T0, []
     cfg = without
     for week in range(16):
-        step(drifted(week, serving))
+        step(drifted(week, serving, awaiting=awaiting(state)))
         old = f"w{week - 2:02d}"
         if state.snapshots.get(old) == "failed":
             step(Signal("labels", old, value=0.95, details={"min_coverage": 0.9}))
@@ -234,25 +242,52 @@ def test_the_back_off_survives_the_state_file_and_refuses_a_malformed_one() -> N
             PolicyState.from_json(text)
 
 
-def test_at_most_a_few_launches_wait_for_their_outcome() -> None:
+def test_at_most_a_few_launches_wait_for_their_outcome_the_oldest_first() -> None:
     cfg = config(drift_windows=1)
     state = PolicyState()
-    for week in range(20):  # every drift run fails and none is ever re-run
-        d, state = decide(drifted(week, "w-first"), state, cfg, T0 + timedelta(days=week))
+    for week in range(20):  # every drift run fails on coverage and none is re-run yet
+        signal = drifted(week, "w-first", awaiting=awaiting(state))
+        d, state = decide(signal, state, cfg, T0 + timedelta(days=week))
         assert d.launch
         state = state.with_snapshot_status(d.signal.snapshot, "failed")
-    assert state.drift_pending == tuple(f"w{w:02d}" for w in range(12, 20))
+    # The oldest stay: their labels come first.
+    assert state.drift_pending == tuple(f"w{w:02d}" for w in range(8))
+
+
+def test_a_drift_run_that_failed_otherwise_is_not_waited_for() -> None:
+    state = PolicyState(drift_pending=("w01", "w02"), drift_serving="w-first")
+    state = state.with_snapshot_status("w01", "failed").with_snapshot_status("w02", "failed")
+    # Only w02 failed on label coverage: w01 (a crash, a launcher error) is never re-run.
+    _, after = decide(drifted(3, "w-first", awaiting=("w02",)), state, config(), T0)
+    assert after.drift_pending == ("w02",) and after.drift_backoff == 0
+
+
+def test_a_drop_shown_beyond_noise_ends_the_back_off_even_when_its_launch_is_refused() -> None:
+    state = PolicyState(drift_backoff=2, drift_pending=("w05",), drift_serving="w-first")
+    state = state.with_snapshot_status("w04", "succeeded")  # the measured window: launched
+    drop = {"metric": "roc_auc", "reference": 0.9, "drop_lower": 0.06}
+    d, after = decide(Signal("performance", "w04", value=0.1, details=drop), state, config(), T0)
+    assert not d.launch and d.rule == "duplicate"
+    assert (after.drift_backoff, after.drift_pending) == (0, ())
 
 
 def test_a_limit_below_drift_windows_is_refused_with_what_to_set() -> None:
     with pytest.raises(SettingsError, match="at least drift_windows"):
         config(drift_windows=3, drift_backoff_limit=2)
     assert config(drift_windows=3, drift_backoff_limit=3).backoff_limit == 3
-    # The default is not the user's: a config with drift_windows above it still loads, and
-    # the back-off's limit follows it.
-    assert config(drift_windows=6).backoff_limit == 6
+    # Unset, the limit is twice drift_windows, so any drift_windows loads (and the config
+    # every run receives, written back with its defaults, loads again).
     assert config().backoff_limit == 4
-    assert config(drift_backoff_limit=None).backoff_limit is None
+    assert config(drift_windows=6).backoff_limit == 12
+    written = TriggerConfig.model_validate(config(drift_windows=6).model_dump())
+    assert written.backoff_limit == 12
+    assert config(drift_backoff=False).backoff_limit is None
+
+
+def test_a_limit_of_drift_windows_never_says_it_backs_off() -> None:
+    state = PolicyState(drift_backoff=3, drift_serving="w-first")
+    d, _ = decide(drifted(1, "w-first"), state, config(drift_backoff_limit=2), T0)
+    assert d.rule == "hysteresis" and "backing off" not in d.reason
 
 
 def test_a_drop_too_small_to_launch_but_beyond_noise_ends_the_back_off() -> None:

@@ -3,6 +3,7 @@ label coverage once the labels have arrived: a fake clock and a label feed that 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from retrain.storage import Storage, open_storage
 from retrain.triggers.controller import LaunchResult, RunStatus, TriggerController
 from retrain.triggers.monitor import Monitor
 from retrain.triggers.policy import Decision, PolicyState, Signal, decide
+from retrain.triggers.relabel import awaiting_labels
 
 DAY0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
 
@@ -123,6 +125,10 @@ def test_a_window_failed_on_coverage_runs_again_once_its_labels_arrive(tmp_path:
     clock.now = DAY0 + timedelta(days=1, hours=12)
     outcome = controller.handle(Signal("manual", first))
     assert outcome.launch is not None and outcome.launch.status == "failed"
+    # Were it a pending drift launch, the back-off would wait for its re-run (a snapshot
+    # never launched is not awaited).
+    pending = replace(controller.load_state()[0], drift_pending=(first, "never-launched"))
+    assert awaiting_labels(store, cfg.name, pending) == [first]
 
     def relabel_decisions() -> list[tuple[str, bool, str]]:
         result = monitor.check(first)
@@ -146,6 +152,8 @@ def test_a_window_failed_on_coverage_runs_again_once_its_labels_arrive(tmp_path:
     # Once: the window's run succeeded, so there is nothing left to re-run.
     clock.now += timedelta(days=1)
     assert relabel_decisions() == []
+    pending = replace(controller.load_state()[0], drift_pending=(first,))
+    assert awaiting_labels(store, cfg.name, pending) == []
 
 
 def test_the_labels_rule_fires_only_for_a_failed_window_with_enough_coverage() -> None:

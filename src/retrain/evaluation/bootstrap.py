@@ -205,8 +205,11 @@ def bootstrap_decline(
     either set are skipped; `stratify` resamples each class within itself, on each set.
 
     The interval is built as `bootstrap_difference` builds its own, with the smaller set's row
-    count in the few-rows widening and in Student's t degrees of freedom: it errs wide, as the
-    larger set's share of the noise needs less correction.
+    count in the few-rows widening and in Student's t degrees of freedom. Measured with no real
+    change, it covers about 95% from a few hundred rows a side, but only 92-93% with 30-60 rows
+    on one side (rmse on few rows is biased low; for AUC the rarer class counts, not the rows):
+    its lower bound is above zero in 5-6% of such cases instead of 2.5%. The guard asks more
+    than that (above the loss's upper bound), so its false acceptances are fewer.
 
     Returns:
         (decline on the full data, lower, upper) at `confidence`.

@@ -84,15 +84,20 @@ class TriggerConfig(Section):
     drift_windows: int = Field(
         default=2, ge=1, description="Hysteresis: consecutive drifted windows before retraining."
     )
-    drift_backoff_limit: int | None = Field(
-        default=4,
-        ge=1,
+    drift_backoff: bool = Field(
+        default=True,
         description="After a drift launch whose challenger was not deployed (the drift did not"
         " cost the champion enough to replace it), the next drift launch needs twice the"
-        " drifted windows in a row, up to this many: ongoing drift the champion copies with"
-        " stops launching every drift_windows windows. A new serving champion or a labelled"
-        " drop resets it; a drift the labelled metric confirms never waits for it. At least"
-        " drift_windows (the default follows a larger drift_windows); null: off.",
+        " drifted windows in a row, up to drift_backoff_limit: ongoing drift the champion"
+        " copes with stops launching every drift_windows windows. A new serving champion or a"
+        " labelled drop shown beyond noise resets it; a drift the labelled metric confirms"
+        " never waits for it.",
+    )
+    drift_backoff_limit: int | None = Field(
+        default=None,
+        ge=1,
+        description="The most drifted windows in a row a backed-off drift launch needs; at"
+        " least drift_windows. null: twice drift_windows.",
     )
     performance_drop: float | None = Field(
         default=0.05,
@@ -148,21 +153,23 @@ class TriggerConfig(Section):
     @model_validator(mode="after")
     def _backoff_limit(self) -> TriggerConfig:
         limit = self.drift_backoff_limit
-        given = "drift_backoff_limit" in self.model_fields_set  # the default follows drift_windows
-        if given and limit is not None and limit < self.drift_windows:
+        if limit is not None and limit < self.drift_windows:
             raise ValueError(
                 f"drift_backoff_limit ({limit}) is below drift_windows ({self.drift_windows}):"
                 " it caps the drifted windows a backed-off drift launch needs; set it to at"
-                " least drift_windows, or null to turn the back-off off"
+                " least drift_windows, null for twice drift_windows, or drift_backoff: false"
+                " to turn the back-off off"
             )
         return self
 
     @property
     def backoff_limit(self) -> int | None:
         """The drifted windows in a row a backed-off drift launch needs at most (None: no
-        back-off); the default limit is raised to ``drift_windows`` when that is larger."""
+        back-off; by default twice ``drift_windows``)."""
+        if not self.drift_backoff:
+            return None
         limit = self.drift_backoff_limit
-        return None if limit is None else max(limit, self.drift_windows)
+        return 2 * self.drift_windows if limit is None else limit
 
     @property
     def cooldown_delta(self) -> timedelta:

@@ -55,7 +55,7 @@ from retrain.triggers._scores import ChampionScorer
 from retrain.triggers.controller import Outcome, TriggerController
 from retrain.triggers.metrics import MonitorMetrics
 from retrain.triggers.policy import Signal
-from retrain.triggers.relabel import failed_on_coverage, labels_signal
+from retrain.triggers.relabel import awaiting_labels, failed_on_coverage, labels_signal
 
 __all__ = [
     "PROFILE_FILE",
@@ -271,7 +271,7 @@ class Monitor:
         performance = self._performance(champion, drift, note, (current, labels), win.id, ids)
         untrained = self._untrained_rows(counts.rows, win.id)
 
-        signals = []
+        signals, pending = [], self.controller.load_state()[0]
         if drift is not None:
             drifted, fired = drift_verdict(drift.fired, performance, cfg)
             signals.append(
@@ -284,8 +284,9 @@ class Monitor:
                         "fired": fired,
                         "drifted": [f.name for f in drift.features if f.drifted],
                         "labelled_fired": LABELLED_SIGNAL in fired,
-                        # The drift back-off's evidence: which launches serve.
+                        # The drift back-off's evidence: which launches serve, which wait.
                         **serving_launches(self.scorer, champion),
+                        "awaiting_labels": awaiting_labels(self.store, cfg.name, pending),
                         "metric": performance.get("metric"),
                         "reference": performance.get("reference"),
                     },

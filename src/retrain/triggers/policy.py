@@ -142,15 +142,15 @@ def _signal_rule(
         if math.isinf(trigger):
             at = f"a share of a reference the signal does not carry ({metric})"
         lower = signal.details.get("drop_lower")
+        # Shown beyond noise, launching or not: the drift is not harmless (the back-off ends).
+        state = shown_drop(state, lower)
         if not drop > trigger:  # NaN (no measurement) never fires
             ok, rule, reason = (
                 False,
                 "below_threshold",
                 f"{metric} dropped by {drop:.4f}, not above the trigger of {at}",
             )
-            # Too small to launch, but shown beyond noise: the drift is not harmless, and
-            # drift launches need not wait for the back-off.
-            state = shown_drop(state, lower)
+
         elif lower is not None and not float(lower) > 0.0:  # a drop sampling noise explains
             ok, rule, reason = (
                 False,

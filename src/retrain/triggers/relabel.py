@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping
 from retrain.labels.join import COVERAGE_SHORTFALL
 from retrain.storage import Storage
 from retrain.triggers.controller import launches_prefix
-from retrain.triggers.policy import Signal
+from retrain.triggers.policy import PolicyState, Signal
 
-__all__ = ["failed_on_coverage", "labels_signal"]
+__all__ = ["awaiting_labels", "failed_on_coverage", "labels_signal"]
 
 
 def _latest_runs(store: Storage, model: str, snapshots: set[str]) -> dict[str, str]:
@@ -54,6 +54,13 @@ def failed_on_coverage(
         if record.get("status") == "failed" and COVERAGE_SHORTFALL in str(record.get("message")):
             out[window] = run_id
     return out
+
+
+def awaiting_labels(store: Storage, model: str, state: PolicyState) -> list[str]:
+    """The pending drift launches (`PolicyState.drift_pending`) whose runs failed on label
+    coverage: a ``labels`` re-run will judge them, so the drift back-off waits for it."""
+    found = failed_on_coverage(store, model, state.snapshots, state.drift_pending)
+    return sorted(found)
 
 
 def labels_signal(window: str, coverage: float, min_coverage: float, run_id: str) -> Signal:
