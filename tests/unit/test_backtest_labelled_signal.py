@@ -125,6 +125,14 @@ def test_a_labelled_drop_launches_at_once_and_waits_for_the_hysteresis_with_the_
     at_once = _with_triggers(trained[0], drift_windows=2, cooldown="0s")  # the default trigger
     launch, why, _ = drift_policy_decision(at_once, PolicyState(), "5", False, big, now)
     assert launch and why.startswith("performance")
+    # A drift streak that qualifies with the drop: the drift launch gives way to it, as in
+    # the monitor (the same snapshot here; the labelled drop opens the catch-up chain).
+    launch, why, state = drift_policy_decision(at_once, PolicyState(), "5", True, None, now)
+    assert not launch and why.startswith("hysteresis")
+    later = now + timedelta(days=7)
+    launch, why, state = drift_policy_decision(at_once, state, "6", True, big, later)
+    assert launch and why.startswith("performance")
+    assert state.catch_up == "6"
     # A drop the labelled rows' noise explains fires neither way.
     noisy = _check(0.3, -0.01)
     launch, why, _ = drift_policy_decision(at_once, PolicyState(), "5", False, noisy, now)

@@ -182,6 +182,34 @@ def test_an_older_window_with_enough_labels_is_measured_and_its_drop_launches(
     assert drift.decision.signal.details["reference"] == perf["reference"]
 
 
+def test_a_drift_launch_gives_way_to_the_labelled_drop_of_the_same_check(toy: Config) -> None:
+    # One drifted window launches, and the next launch is an hour away: only one of the two
+    # signals can launch. The drift signal's window (day 5) has 20% of its labels; the drop
+    # was measured on day 4, whose labels are in: that run trains at once.
+    path = Path(toy.storage_root).parent / "toy.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["triggers"] |= {"drift_windows": 1, "cooldown": "1h"}
+    path.write_text(yaml.safe_dump(raw))
+    cfg = load_config(path)
+    result = check(cfg, day(5), LATE)
+    assert outcome(result, "drift")[:2] == (False, "deferred")
+    assert outcome(result, "performance") == (True, "performance", day(4))
+    [drift] = [o.decision for o in result.outcomes if o.decision.signal.kind == "drift"]
+    assert f"the labelled window {day(4)} launches instead" in drift.reason
+    # The drift window counted before the launch re-armed the count, as when it launched.
+    state = TriggerController(
+        open_storage(cfg.storage_root), cfg.name, cfg.triggers, NoLauncher()
+    ).load_state()[0]
+    assert (state.drift_streak, state.drift_last_snapshot) == (0, day(5))
+    assert state.catch_up == day(4)  # a confirmed labelled drop opens the chain
+
+    # Once day 4 has trained, a drift launch no longer gives way to it (it is a duplicate).
+    later = datetime(2024, 3, 8, 6, 0, tzinfo=timezone.utc)
+    again = check(cfg, day(6), later + pd.Timedelta(hours=1).to_pytimedelta())
+    assert outcome(again, "performance") == (False, "duplicate", day(4))
+    assert outcome(again, "drift") == (True, "drift", day(6))
+
+
 def test_labels_dated_after_the_clock_do_not_count(toy: Config) -> None:
     # At EARLY 60% of day 4's labels are known: day 3 is the newest window that qualifies.
     assert coverage(toy, 4, EARLY) < 0.8 < coverage(toy, 4, LATE)

@@ -454,3 +454,63 @@ def test_a_check_in_another_metric_than_the_chain_s_level_does_not_catch_up() ->
     d, _ = decide(other, state, cfg, T0 + timedelta(days=1))
     assert (d.launch, d.rule) == (False, "below_threshold")
     assert PolicyState.from_json(state.to_json()) == state
+
+
+def drift_with(window: str, labelled: Signal | None) -> Signal:
+    """The monitor's drift signal for `window`, carrying the same check's performance signal."""
+    details = {"performance": None if labelled is None else labelled.to_dict()}
+    return Signal("drift", window, drifted=True, value=0.5, details=details)
+
+
+def test_a_drift_launch_gives_way_to_a_labelled_drop_that_launches_in_the_same_check() -> None:
+    cfg = config(drift_windows=1, cooldown="1h")
+    labelled = performance("5", 0.15)  # measured on window 5, whose labels are in
+    d, state = decide(drift_with("7", labelled), PolicyState(), cfg, T0)
+    assert (d.launch, d.rule) == (False, "deferred")
+    assert "the labelled window 5 launches instead (performance: roc_auc dropped by" in d.reason
+    assert state.drift_streak == 1  # window 7 counted
+    d, state = decide(labelled, state, cfg, T0)
+    assert (d.launch, d.rule, d.signal.snapshot) == (True, "performance", "5")
+    # The launch re-armed the count and window 7 is not counted twice.
+    assert (state.drift_streak, state.drift_last_snapshot) == (0, "7")
+    d, _ = decide(drift_with("7", None), state, cfg, T0 + timedelta(hours=2))
+    assert (d.launch, d.rule) == (False, "hysteresis")
+    assert PolicyState.from_json(state.to_json()) == state
+
+
+@pytest.mark.parametrize(
+    ("labelled", "status"),
+    [
+        (None, None),  # no labelled window judged
+        (performance("5", 0.02), None),  # below the trigger
+        (Signal("performance", "5", value=0.15, details={"drop_lower": -0.01}), None),  # noise
+        (performance("5", 0.15), "launched"),  # already launched: a duplicate
+        (performance("5", 0.15), "succeeded"),
+    ],
+)
+def test_a_drift_launch_gives_way_only_to_a_labelled_launch_that_would_happen(
+    labelled: Signal | None, status: str | None
+) -> None:
+    cfg = config(drift_windows=1, cooldown="1h")
+    state = PolicyState()
+    if status is not None:
+        state = state.with_snapshot_status("5", status)
+    d, _ = decide(drift_with("7", labelled), state, cfg, T0)
+    assert (d.launch, d.rule) == (True, "drift")
+
+
+def test_a_drift_launch_gives_way_to_a_failed_labelled_window_s_re_run_and_to_catching_up() -> None:
+    cfg = config(drift_windows=1, cooldown="0s", budget_runs=10)
+    state = PolicyState().with_snapshot_status("5", "failed")
+    d, _ = decide(drift_with("7", performance("5", 0.15)), state, cfg, T0)
+    assert (d.launch, d.rule) == (False, "deferred")
+    # A chain is open from window 5; window 6's check shows the model of 5 still behind.
+    _, state = run([performance("5", 0.15)], cfg)
+    behind = performance("6", 0.0, champion_from="5")
+    d, _ = decide(drift_with("8", behind), state, cfg, T0 + timedelta(days=1))
+    assert (d.launch, d.rule) == (False, "deferred")
+    assert "(catch_up:" in d.reason
+    # Off, the drift launch does not give way to a signal of a rule that is off.
+    off = config(drift_windows=1, cooldown="0s", performance_drop=None)
+    d, _ = decide(drift_with("7", performance("5", 0.15)), PolicyState(), off, T0)
+    assert (d.launch, d.rule) == (True, "drift")

@@ -1,6 +1,8 @@
 """The drift policy's decision at a window, in the monitor's order: the window's drift signal
 (features, predictions, and the engine's labelled signal), then, with
-``triggers.performance_drop`` set, the performance signal, which skips the hysteresis.
+``triggers.performance_drop`` set, the performance signal, which skips the hysteresis; as in
+the monitor, a drift launch gives way to the performance signal when that launches (rule
+``deferred`` in `retrain.triggers.policy`).
 
 Both measure the labelled signal on the newest window whose labels known then pass
 ``labels.min_coverage`` (`retrain.drift.labelled_window_check`); "then" is the replayed
@@ -40,19 +42,24 @@ def drift_policy_decision(
         if check is not None
         else {}
     )
+    performance = None
+    if check is not None and cfg.triggers.performance_drop is not None:
+        details = measured | {"drop_lower": check.drop_lower, "champion_from": champion_from}
+        performance = Signal("performance", snapshot=window, value=check.drop, details=details)
     signal = Signal(
         "drift",
         snapshot=window,
         drifted=drifted or labelled,
-        details={"window": window, "labelled_fired": labelled} | dict(serving or {}) | measured,
+        details={"window": window, "labelled_fired": labelled}
+        | dict(serving or {})
+        | measured
+        | {"performance": None if performance is None else performance.to_dict()},
     )
     decision, trigger = decide(signal, trigger, cfg.triggers, now)
-    if not decision.launch and check is not None and cfg.triggers.performance_drop is not None:
-        details = measured | {"drop_lower": check.drop_lower, "champion_from": champion_from}
-        signal = Signal("performance", snapshot=window, value=check.drop, details=details)
-        performance, trigger = decide(signal, trigger, cfg.triggers, now)
-        if performance.launch:
-            decision = performance
+    if not decision.launch and performance is not None:
+        performed, trigger = decide(performance, trigger, cfg.triggers, now)
+        if performed.launch:
+            decision = performed
     return decision.launch, f"{decision.rule}: {decision.reason}", trigger
 
 

@@ -6,7 +6,10 @@ version; with the labels that have arrived, the engine also measures the metric 
 untrained rows, and turns each into a `Signal` for the `TriggerController` (drift first, so a
 launch by another rule cannot reset the hysteresis count of the same window). The performance
 signal and block judge the champion on the newest labelled window, as the backtest's drift
-policy does (`retrain.triggers._labelled_window`), and name it as their snapshot. It writes a
+policy does (`retrain.triggers._labelled_window`), and name it as their snapshot; the drift
+signal carries the performance signal, and a drift launch gives way to it when it launches
+(the policy's rule ``deferred``), so a labelled drop trains at once on the window measured
+instead of on the newest window, whose labels are mostly still to come. It writes a
 report to the store (``monitor/<time>.json`` and ``.md``) and updates the Prometheus metrics.
 Labels count as of the monitor's clock (those dated later have not arrived), and a window
 whose run failed for too few labels is launched again once they have (`retrain.triggers.relabel`).
@@ -272,6 +275,23 @@ class Monitor:
         untrained = self._untrained_rows(counts.rows, win.id)
 
         signals, pending = [], self.controller.load_state()[0]
+        labelled = None
+        if cfg.triggers.performance_drop is not None and judged(performance, cfg):
+            # The measured window is the snapshot: a re-check of the same labelled window is
+            # a duplicate of its launch, not a new one.
+            labelled = Signal(
+                "performance",
+                performance.get("window", win.id),
+                value=float(performance["drop"]),
+                details={
+                    "metric": performance["metric"],
+                    "drop_lower": performance.get("drop_lower"),
+                    "reference": performance.get("reference"),
+                    "current": performance.get("current"),
+                    "window": performance.get("window", win.id),
+                    "champion_from": performance.get("champion_from"),
+                },
+            )
         if drift is not None:
             drifted, fired = drift_verdict(drift.fired, performance, cfg)
             signals.append(
@@ -289,27 +309,13 @@ class Monitor:
                         "awaiting_labels": awaiting_labels(self.store, cfg.name, pending),
                         "metric": performance.get("metric"),
                         "reference": performance.get("reference"),
+                        # A drift launch gives way when this one launches (rule `deferred`).
+                        "performance": None if labelled is None else labelled.to_dict(),
                     },
                 )
             )
-        if cfg.triggers.performance_drop is not None and judged(performance, cfg):
-            # The measured window is the snapshot: a re-check of the same labelled window is
-            # a duplicate of its launch, not a new one.
-            signals.append(
-                Signal(
-                    "performance",
-                    performance.get("window", win.id),
-                    value=float(performance["drop"]),
-                    details={
-                        "metric": performance["metric"],
-                        "drop_lower": performance.get("drop_lower"),
-                        "reference": performance.get("reference"),
-                        "current": performance.get("current"),
-                        "window": performance.get("window", win.id),
-                        "champion_from": performance.get("champion_from"),
-                    },
-                )
-            )
+        if labelled is not None:
+            signals.append(labelled)
         if cfg.triggers.new_data_rows is not None:
             signals.append(Signal("new_data", win.id, value=float(untrained)))
         if cfg.triggers.schedules and cfg.triggers.schedule_engine == "monitor":

@@ -7,7 +7,9 @@ are checked:
 
 1. the signal's own rule: a cron schedule is due; drift seen in ``drift_windows`` consecutive
    windows (hysteresis), twice as many after each drift launch in a row whose challenger was
-   not deployed, up to ``drift_backoff_limit`` (`retrain.triggers._backoff`); a
+   not deployed, up to ``drift_backoff_limit`` (`retrain.triggers._backoff`), unless the
+   performance signal of the same check (its ``performance`` detail) launches instead
+   (``deferred``: that run trains at once on the labelled window it measured); a
    performance drop above ``performance_drop`` (for rmse and mae a
    share of the ``reference`` in the signal's details; without one they never fire) whose
    interval (``drop_lower``, when given) lies above zero, as the drift engine's labelled
@@ -26,6 +28,7 @@ are checked:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -121,12 +124,11 @@ def _signal_rule(
                 f" windows needed{why}",
                 state,
             )
-        return (
-            True,
-            "drift",
-            f"drift in {streak} consecutive windows up to {signal.snapshot}{what}",
-            state,
-        )
+        reason = f"drift in {streak} consecutive windows up to {signal.snapshot}{what}"
+        instead = _labelled_launch_instead(signal, state, cfg, now)
+        if instead is not None:
+            return False, "deferred", f"{reason}, but {instead}", state
+        return True, "drift", reason, state
 
     if signal.kind == "performance":
         if cfg.performance_drop is None:
@@ -193,6 +195,35 @@ def _signal_rule(
             state,
         )
     return True, "new_data", f"{rows} untrained rows (trigger at {cfg.new_data_rows})", state
+
+
+def _labelled_launch_instead(
+    signal: Signal, state: PolicyState, cfg: TriggerConfig, now: datetime
+) -> str | None:
+    """Why a qualifying drift launch gives way to the performance signal of the same check
+    (the drift signal's ``performance`` detail), in words; None when it does not.
+
+    It gives way when that signal launches by its own rule (a labelled drop, or catching up)
+    and its snapshot has not trained: that run trains at once on the window whose labels
+    were measured, where the drift launch's newest window usually waits for its labels. Both
+    face the same lease, cooldown and budget, so the performance signal, handed next,
+    launches whenever the drift signal would have; the drift window still counted.
+    """
+    given = signal.details.get("performance")
+    if not isinstance(given, Mapping) or not given.get("snapshot"):
+        return None
+    value = given.get("value")
+    perf = Signal(
+        "performance",
+        str(given["snapshot"]),
+        value=None if value is None else float(value),
+        details=dict(given.get("details") or {}),
+    )
+    ok, rule, reason, _ = _signal_rule(perf, state, cfg, now)
+    status = state.snapshots.get(perf.snapshot)
+    if not ok or (status is not None and status != "failed"):
+        return None
+    return f"the labelled window {perf.snapshot} launches instead ({rule}: {reason})"
 
 
 def _behind_the_old_level(signal: Signal, state: PolicyState, cfg: TriggerConfig) -> str | None:
