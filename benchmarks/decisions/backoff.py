@@ -9,9 +9,11 @@ every window with probability 0.95 (an assumption: a drift that goes on is seen 
 windows; before week 4 a window fires with probability 0.008, the measured dataset-level
 false alarm rate). Labels arrive two weeks late, so a drift run launched for the newest
 window fails on label coverage and the ``labels`` rule re-runs it two weeks later, when it
-trains and is judged; a performance launch trains on the labelled window it measured at once.
-Each drift signal carries the launch that made the serving champion (``serving_from``), as the
-monitor's does. Which challenger is deployed, and what the labels show, follows a known truth:
+trains and is judged; a performance launch trains on the labelled window it measured at once,
+and a drift launch gives way to it when both qualify in one check (rule ``deferred``). Each
+drift signal carries the launch that made the serving champion (``serving_from``) and the
+check's performance signal, as the monitor's does. Which challenger is deployed, and what the
+labels show, follows a known truth:
 
 * the drift is **benign** until week `h` (never, in the first case): a challenger trained on a
   window before `h` is no better than the champion, deployed at the gates' false-blessing rate
@@ -83,25 +85,33 @@ def simulate(
         drifted = bool(draws[week, 0] < (P_DRIFT if week >= DRIFT_FROM else P_FALSE_ALARM))
         measured = week - LABEL_DELAY  # the newest labelled window
         shown = harm_at is not None and measured >= harm_at and bool(draws[week, 1] < p_label)
+        # The monitor's performance signal names the window it measured; the drift signal
+        # carries it, and a drift launch gives way to it when it launches (rule `deferred`).
+        perf = None
+        if shown:
+            drop = {"metric": "roc_auc", "reference": 0.85, "drop_lower": 0.02}
+            perf = Signal("performance", f"w{measured:02d}", value=0.10, details=drop)
+        elif harm_at is not None and measured >= harm_at and draws[week, 1] < p_small:
+            small = {"metric": "roc_auc", "reference": 0.85, "drop_lower": 0.005}
+            perf = Signal("performance", f"w{measured:02d}", value=0.03, details=small)
         # Every failed run here failed on coverage: the monitor reads that from its records.
         awaiting = tuple(x for x in state.drift_pending if state.snapshots.get(x) == "failed")
-        details = {"serving_from": serving, "labelled_fired": shown, "awaiting_labels": awaiting}
+        details = {
+            "serving_from": serving,
+            "labelled_fired": shown,
+            "awaiting_labels": awaiting,
+            "performance": None if perf is None else perf.to_dict(),
+        }
         signal = Signal("drift", f"w{week:02d}", drifted=drifted or shown, details=details)
         d, state = decide(signal, state, cfg, now)
         if d.launch:  # the newest window has no labels yet: the run fails on coverage
             benign_launches += int(harm_at is None or week < harm_at)
             state = state.with_snapshot_status(signal.snapshot, "failed")
             waiting[week + LABEL_DELAY] = signal.snapshot
-        elif shown:  # the monitor's performance signal names the window it measured
-            drop = {"metric": "roc_auc", "reference": 0.85, "drop_lower": 0.02}
-            perf = Signal("performance", f"w{measured:02d}", value=0.10, details=drop)
+        elif perf is not None:  # a small drop is below the trigger: it never launches
             d, state = decide(perf, state, cfg, now)
             if d.launch and judged(week, measured, draws[week, 2]):
                 return benign_launches, week - harm_at, True  # type: ignore[operator]
-        elif harm_at is not None and measured >= harm_at and draws[week, 1] < p_small:
-            small = {"metric": "roc_auc", "reference": 0.85, "drop_lower": 0.005}
-            perf = Signal("performance", f"w{measured:02d}", value=0.03, details=small)
-            _, state = decide(perf, state, cfg, now)  # below the trigger: never launches
         snapshot = waiting.pop(week, None)
         if snapshot is not None:  # its labels arrived: the labels rule re-runs it
             relabel = Signal("labels", snapshot, value=0.95, details={"min_coverage": 0.9})
