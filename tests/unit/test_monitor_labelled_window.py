@@ -28,13 +28,14 @@ from retrain.data.windows import parse_as_of
 from retrain.drift import PROFILE_FILE, ReferenceProfile, detect_drift
 from retrain.errors import ValidationError
 from retrain.launchers import NoLauncher
-from retrain.registry import Registry
-from retrain.storage import open_storage
+from retrain.registry import MODEL_CARD_FILE, MODEL_FILE, Registry
+from retrain.storage import Storage, open_storage
 from retrain.training.artifact import load_registered_model
 from retrain.training.model import predict_scores
 from retrain.triggers._scores import scores_cache_key
-from retrain.triggers.controller import TriggerController
+from retrain.triggers.controller import Outcome, TriggerController
 from retrain.triggers.monitor import CheckResult, Monitor
+from retrain.triggers.policy import PolicyState, Signal
 from tests.unit.test_monitor_scores import Calls, register_champion
 
 DAY0 = pd.Timestamp("2024-03-01", tz="UTC")
@@ -317,12 +318,9 @@ def test_the_training_bound_counts_the_provisional_windows_a_champion_trained_on
         },
     }
 
-    class Registry:
+    class Scorer:
         def read_file(self, version: str, name: str) -> bytes:
             return json.dumps(card).encode()
-
-    class Scorer:
-        registry = Registry()
 
     assert labelled_window.champion_window(toy, Scorer(), "v") == day(4)  # type: ignore[arg-type]
     card["provenance"] = {}
@@ -448,3 +446,54 @@ def test_labels_of_a_class_the_champion_never_saw_are_left_out_as_unknown_ones(
     without = detect_drift(profile, events, toy, scores=scores, labels=unknown).performance
     assert with_odd is not None and with_odd == without
     assert with_odd.n == int(unknown.notna().sum())
+
+
+def test_a_check_reads_each_of_the_champion_s_files_once(
+    toy: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The card serves the scores (twice: the checked and the labelled window), the training
+    bound, the catch-up's and the back-off's launch windows; the model and the profile serve
+    both windows. Each is read once a check, and again at the next (a file rewritten between
+    checks is seen, and refused, then)."""
+    store = open_storage(toy.storage_root)
+    read: list[str] = []
+    real = type(store).read_bytes
+
+    def counted(self: Storage, key: str) -> bytes:
+        read.append(self.uri(key))
+        return real(self, key)
+
+    monkeypatch.setattr(type(store), "read_bytes", counted)
+    ctl = TriggerController(store, toy.name, toy.triggers, NoLauncher(), clock=lambda: LATE)
+    monitor = Monitor(toy, ctl, store=store)
+    registry = Registry(store, toy.name)
+    champion = registry.get_alias("champion").version
+    assert champion is not None
+    files = [registry.file_uri(champion, f) for f in (MODEL_CARD_FILE, MODEL_FILE, PROFILE_FILE)]
+    for n in (1, 2):
+        result = monitor.check(day(5))
+        assert result.performance["window"] == day(4)  # both windows scored, the card used
+        assert [read.count(uri) for uri in files] == [n, n, n]
+
+
+def test_a_check_reads_the_trigger_state_once_before_it_decides(
+    toy: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = open_storage(toy.storage_root)
+    ctl = TriggerController(store, toy.name, toy.triggers, NoLauncher(), clock=lambda: LATE)
+    loads, at_first_decision = [], []
+    load, handle = ctl.load_state, ctl.handle
+
+    def counted_load() -> tuple[PolicyState, int]:
+        loads.append(1)
+        return load()
+
+    def first_handle(signal: Signal) -> Outcome:
+        if not at_first_decision:
+            at_first_decision.append(len(loads))
+        return handle(signal)
+
+    monkeypatch.setattr(ctl, "load_state", counted_load)
+    monkeypatch.setattr(ctl, "handle", first_handle)
+    Monitor(toy, ctl, store=store).check(day(5))
+    assert at_first_decision == [1]

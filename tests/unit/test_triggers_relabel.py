@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from retrain.config import Config, load_config
@@ -16,11 +18,18 @@ from retrain.data.io import read_source
 from retrain.data.windows import parse_as_of, parse_window, window_ids_in, window_mask
 from retrain.errors import ValidationError
 from retrain.labels import join_labels
+from retrain.registry import Registry
 from retrain.settings.triggers import TriggerConfig
 from retrain.steps.records import recorded_step
 from retrain.storage import Storage, open_storage
-from retrain.triggers.controller import LaunchResult, RunStatus, TriggerController
-from retrain.triggers.monitor import Monitor
+from retrain.triggers.controller import (
+    LaunchResult,
+    RunStatus,
+    TriggerController,
+    launches_prefix,
+    state_key,
+)
+from retrain.triggers.monitor import DriftSummary, Monitor
 from retrain.triggers.policy import Decision, PolicyState, Signal, decide
 from retrain.triggers.relabel import awaiting_labels
 
@@ -166,3 +175,51 @@ def test_the_labels_rule_fires_only_for_a_failed_window_with_enough_coverage() -
     assert decide(short, failed, TriggerConfig(), now)[0].rule == "coverage_short"
     done = PolicyState(snapshots={"w": "succeeded"})
     assert decide(signal, done, TriggerConfig(), now)[0].rule == "not_failed"
+
+
+def no_drift(
+    profile: str, current: pd.DataFrame, cfg: Config, scores: Any, labels: Any
+) -> DriftSummary:
+    """Stand-in detector: the window never drifts (the signal's details are what is checked)."""
+    return DriftSummary(False, 0.0, ())
+
+
+def test_a_check_reads_each_launch_record_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pending drift launch that failed on coverage is awaited by the back-off and re-run
+    by the labels rule: both learn it from one reading of the launch records."""
+    cfg = write_case(tmp_path)
+    store = open_storage(cfg.storage_root)
+    registry = Registry(store, cfg.name)
+    registry.register("v1", {"profile.json": b"{}\n"})
+    registry.set_alias("champion", "v1", 0)
+    clock = Clock()
+    launcher = LabelStepLauncher(cfg, store, clock)
+    controller = TriggerController(store, cfg.name, cfg.triggers, launcher, clock=clock)
+    windows = window_ids_in(cfg.data, read_source(cfg.data.uri, cfg.data.format)["at"])
+    first = windows[0]
+    for day, window in enumerate(windows, start=1):  # three launch records; each run fails
+        clock.now = DAY0 + timedelta(days=day)
+        outcome = controller.handle(Signal("manual", window))
+        assert outcome.launch is not None and outcome.launch.status == "failed"
+    state, generation = controller.load_state()
+    waiting = replace(state, drift_pending=(first,)).to_json().encode()
+    store.compare_and_swap(state_key(cfg.name), waiting, generation)
+
+    read: list[str] = []
+    real = type(store).read_bytes
+
+    def counted(self: Storage, key: str) -> bytes:
+        read.append(key)
+        return real(self, key)
+
+    monkeypatch.setattr(type(store), "read_bytes", counted)
+    clock.now = DAY0 + timedelta(days=3, hours=12)
+    result = Monitor(cfg, controller, store=store, detector=no_drift).check(first)
+    signals = [o.decision.signal for o in result.outcomes]
+    [drift] = [s for s in signals if s.kind == "drift"]
+    assert drift.details["awaiting_labels"] == [first]
+    assert [s.snapshot for s in signals if s.kind == "labels"] == list(windows)
+    records = [k for k in read if k.startswith(launches_prefix(cfg.name))]
+    assert len(records) == 3 and len(set(records)) == 3

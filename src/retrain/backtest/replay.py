@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -323,16 +323,28 @@ def _drift_decision(
     launched = state.launched_for.get(champion)
     champion_from = launched[0] if launched is not None and j > launched[1] else None
     in_analysis = Registry(run.store, cfg.name).get_alias("canary").version
-    canary = None if in_analysis is None else state.launched_for.get(in_analysis)
-    serving = {  # the drift back-off's evidence: which launches serve
-        "serving_from": None if launched is None else launched[0],
-        "canary_from": None if canary is None or canary == launched else canary[0],
-    }
+    serving = _serving_launches(state.launched_for, champion, in_analysis)
     launch, why, state.trigger = drift_policy_decision(
         cfg, state.trigger, run.windows[i], bool(rec.drift), check, run.clock_at(i),
         champion_from, serving,
     )  # fmt: skip
     return launch, why
+
+
+def _serving_launches(
+    launched_for: Mapping[str, tuple[str, int]], champion: str, canary: str | None
+) -> dict[str, str | None]:
+    """The drift back-off's evidence, from the replay's own launches (`launched_for`: version
+    -> the window whose launch made it, the labelled window it trained on): the launch behind
+    the serving `champion` (``serving_from``) and behind `canary`, the version in analysis
+    (``canary_from``); None where no launch of the replay made it. The monitor reads the same
+    from the models' cards (`retrain.triggers._labelled_window.serving_launches`)."""
+    launched = launched_for.get(champion)
+    made = None if canary is None else launched_for.get(canary)
+    return {
+        "serving_from": None if launched is None else launched[0],
+        "canary_from": None if made is None or made == launched else made[0],
+    }
 
 
 def _champion_check(
@@ -366,9 +378,23 @@ def _retrain(
             kept = keep_provisional(run.cfg, run.store, run.windows, run.dataset, run.labels, i, j)
             rec.provisional_rows = kept.labelled
         _train_and_deploy(run, run.windows[j], run.labelled(j), i, rec)
-        if rec.deployed and rec.deployed != champion:
-            state.canary_since.setdefault(rec.deployed, i)
-            state.launched_for.setdefault(rec.deployed, (run.windows[i], j))
+    _record_launch(run, state, i, j, champion, rec)
+
+
+def _record_launch(
+    run: _ReplayInputs,
+    state: _ReplayState,
+    i: int,
+    j: int,
+    champion: str | None,
+    rec: WindowRecord,
+) -> None:
+    """Remember what the launch at window `i` (on labelled window `j`) made, as `rec` says:
+    a challenger deployed (its canary's start, and the launch behind it, which the drift
+    back-off follows) and, under the drift policy, its run's status."""
+    if rec.deployed and rec.deployed != champion:
+        state.canary_since.setdefault(rec.deployed, i)
+        state.launched_for.setdefault(rec.deployed, (run.windows[i], j))
     if run.spec.kind == "drift":
         status = "succeeded" if rec.version else "failed"
         state.trigger = state.trigger.with_snapshot_status(run.windows[i], status)

@@ -209,7 +209,7 @@ def labelled_performance(
             scores = scorer.scores(champion, found.rows, slot=LABELLED_SLOT)
         except RetrainError as err:
             return where | {"note": f"the champion could not score window {found.window} ({err})"}
-        profile = ReferenceProfile.from_json(scorer.registry.read_file(champion, PROFILE_FILE))
+        profile = ReferenceProfile.from_json(scorer.read_file(champion, PROFILE_FILE))
         check = labelled_window_check(profile, found.labels, scores, cfg)
         measured = check_fields(check) if check is not None else None
     if measured is None:
@@ -231,7 +231,7 @@ def _search_note(cfg: Config, checked: str, looked: int, as_of: Any, trained_on:
 def _champion_card(scorer: ChampionScorer, champion: str) -> ModelCard | None:
     """The champion's model card, or None when it cannot be read."""
     try:
-        return ModelCard.from_json(scorer.registry.read_file(champion, MODEL_CARD_FILE).decode())
+        return ModelCard.from_json(scorer.read_file(champion, MODEL_CARD_FILE).decode())
     except (RetrainError, ValueError, TypeError, KeyError, AttributeError):
         return None
 

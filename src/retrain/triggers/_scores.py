@@ -18,12 +18,18 @@ the champion on, ``champion-scores-labelled.json``; each at most `MAX_CACHED_BYT
 atomically; an entry that cannot be read back intact is a miss.
 A `--once` monitor (a CronJob) keeps the scores across passes; one with `--every` also keeps
 the loaded champion in memory while its files' bytes are unchanged.
+
+Within one check (`ChampionScorer.one_check`) each registered file is read from the registry
+once: the champion's card serves its scores of two windows, its training window and the
+launches that serve, and its model and profile serve both windows.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -72,14 +78,39 @@ class ChampionScorer:
         # The champion loaded by an earlier call, keyed by its version and the sha256 of its
         # model and card files: a monitor checking every few minutes loads it once.
         self._loaded: tuple[tuple[str, str, str], Any] | None = None
+        # The registered files read during the check in progress (None: no check is).
+        self._check_reads: dict[tuple[str, str], bytes] | None = None
+
+    @contextmanager
+    def one_check(self) -> Iterator[None]:
+        """Within, `read_file` reads each registered file once; the next check reads it again
+        (a file rewritten since is then seen, and refused)."""
+        self._check_reads = {}
+        try:
+            yield
+        finally:
+            self._check_reads = None
+
+    def read_file(self, version: str, name: str) -> bytes:
+        """A registered file of `version` (`Registry.read_file`), read once per check.
+
+        Raises:
+            RetrainError: as `Registry.read_file` (a failed read is not kept).
+        """
+        if self._check_reads is None:
+            return self.registry.read_file(version, name)
+        key = (version, name)
+        if key not in self._check_reads:
+            self._check_reads[key] = self.registry.read_file(version, name)
+        return self._check_reads[key]
 
     def scores(self, champion: str, current: pd.DataFrame, *, slot: str = "") -> np.ndarray:
         """The champion's scores of `current` (as `predict_scores` returns them), kept in the
         cache entry `slot` (one window each, so two windows scored by turns both stay cached).
 
-        Both files are read at every call (the registry refuses one changed since its
-        registration), so a rewritten model or card is a new digest: loaded, verified and
-        scored again.
+        Both files are read at every call, or once in a check (`one_check`); the registry
+        refuses one changed since its registration, so a rewritten model or card is a new
+        digest: loaded, verified and scored again.
 
         Raises:
             RetrainError: the champion cannot be loaded or cannot score the window.
@@ -107,8 +138,8 @@ class ChampionScorer:
         return self._model(*self._files(champion))
 
     def _files(self, champion: str) -> tuple[tuple[str, str, str], bytes, bytes]:
-        data = self.registry.read_file(champion, MODEL_FILE)
-        card_bytes = self.registry.read_file(champion, MODEL_CARD_FILE)
+        data = self.read_file(champion, MODEL_FILE)
+        card_bytes = self.read_file(champion, MODEL_CARD_FILE)
         return (champion, sha256_hex(data), sha256_hex(card_bytes)), data, card_bytes
 
     def _model(self, identity: tuple[str, str, str], data: bytes, card_bytes: bytes) -> Any:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -251,6 +251,10 @@ class Monitor:
 
     def check(self, window: str | None = None) -> CheckResult:
         """Check one window (default: the newest in the data source) and decide."""
+        with self.scorer.one_check():  # each of the champion's files read once
+            return self._check(window)
+
+    def _check(self, window: str | None) -> CheckResult:
         cfg = self.cfg
         self.controller.reconcile()  # a finished cluster run frees the lease first
         time_col = cfg.data.time_column
@@ -275,6 +279,10 @@ class Monitor:
         untrained = self._untrained_rows(counts.rows, win.id)
 
         signals, pending = [], self.controller.load_state()[0]
+        # The windows whose run failed on label coverage, of the source's (a labels re-run)
+        # and of the pending drift launches (the back-off waits): each launch record read once.
+        awaited = [*ids, *pending.drift_pending] if drift is not None else ids
+        short = failed_on_coverage(self.store, cfg.name, pending.snapshots, awaited)
         labelled = None
         if cfg.triggers.performance_drop is not None and judged(performance, cfg):
             # The measured window is the snapshot: a re-check of the same labelled window is
@@ -306,7 +314,7 @@ class Monitor:
                         "labelled_fired": LABELLED_SIGNAL in fired,
                         # The drift back-off's evidence: which launches serve, which wait.
                         **serving_launches(self.scorer, champion),
-                        "awaiting_labels": awaiting_labels(self.store, cfg.name, pending),
+                        "awaiting_labels": awaiting_labels(self.store, cfg.name, pending, short),
                         "metric": performance.get("metric"),
                         "reference": performance.get("reference"),
                         # A drift launch gives way when this one launches (rule `deferred`).
@@ -320,7 +328,8 @@ class Monitor:
             signals.append(Signal("new_data", win.id, value=float(untrained)))
         if cfg.triggers.schedules and cfg.triggers.schedule_engine == "monitor":
             signals.append(Signal("schedule", win.id))
-        signals += self._relabel_signals(source, ids)
+        in_source = set(ids)
+        signals += self._relabel_signals(source, {w: r for w, r in short.items() if w in in_source})
 
         outcomes = []
         for signal in signals:
@@ -369,13 +378,13 @@ class Monitor:
 
     # -- measurements -----------------------------------------------------------------------
 
-    def _relabel_signals(self, source: pd.DataFrame, ids: list[str]) -> list[Signal]:
-        """A ``labels`` signal for each window whose run failed on label coverage, with its
-        coverage as of the monitor's clock (`retrain.triggers.relabel`)."""
+    def _relabel_signals(self, source: pd.DataFrame, short: Mapping[str, str]) -> list[Signal]:
+        """A ``labels`` signal for each window whose run failed on label coverage (`short`:
+        window -> run id, `failed_on_coverage`), with its coverage as of the monitor's clock
+        (`retrain.triggers.relabel`)."""
         cfg = self.cfg
-        statuses = self.controller.load_state()[0].snapshots
         out = []
-        for window, run_id in failed_on_coverage(self.store, cfg.name, statuses, ids).items():
+        for window, run_id in short.items():
             win = parse_window(cfg.data, window)
             mask = window_mask(source[cfg.data.time_column], win, cfg.data.time_kind)
             labels = self._labels(source.loc[mask].reset_index(drop=True))
@@ -406,7 +415,7 @@ class Monitor:
         if champion is None:
             return None, "no champion yet", None
         try:
-            profile = self.registry.read_file(champion, PROFILE_FILE).decode()
+            profile = self.scorer.read_file(champion, PROFILE_FILE).decode()
         except NotFound:
             return None, f"champion {champion} has no {PROFILE_FILE}", None
         notes = []

@@ -56,11 +56,16 @@ def failed_on_coverage(
     return out
 
 
-def awaiting_labels(store: Storage, model: str, state: PolicyState) -> list[str]:
+def awaiting_labels(
+    store: Storage, model: str, state: PolicyState, short: Mapping[str, str] | None = None
+) -> list[str]:
     """The pending drift launches (`PolicyState.drift_pending`) whose runs failed on label
-    coverage: a ``labels`` re-run will judge them, so the drift back-off waits for it."""
-    found = failed_on_coverage(store, model, state.snapshots, state.drift_pending)
-    return sorted(found)
+    coverage: a ``labels`` re-run will judge them, so the drift back-off waits for it.
+    `short`: what `failed_on_coverage` found over windows the pending ones are among (the
+    launch records are then not read again)."""
+    if short is None:
+        short = failed_on_coverage(store, model, state.snapshots, state.drift_pending)
+    return sorted(w for w in short if w in state.drift_pending)
 
 
 def labels_signal(window: str, coverage: float, min_coverage: float, run_id: str) -> Signal:
