@@ -34,7 +34,8 @@ from retrain.training.artifact import load_registered_model
 from retrain.training.model import predict_scores
 from retrain.triggers._scores import scores_cache_key
 from retrain.triggers.controller import Outcome, TriggerController
-from retrain.triggers.monitor import CheckResult, Monitor
+from retrain.triggers.metrics import MonitorMetrics
+from retrain.triggers.monitor import CheckResult, Monitor, observe_result
 from retrain.triggers.policy import PolicyState, Signal
 from tests.unit.test_monitor_scores import Calls, register_champion
 
@@ -290,6 +291,22 @@ def test_a_measurement_on_labels_below_the_coverage_is_reported_but_launches_not
     assert not drift.decision.signal.drifted and not drift.decision.launch
     assert "performance_drop" not in drift.decision.signal.details["fired"]
     assert not any(o.decision.launch for o in eager.outcomes)
+    # The report, its JSON and the metric give the verdict the trigger counted, and name the
+    # engine's own on the checked window.
+    assert result.drift is not None and "performance_drop" in result.drift.fired
+    assert result.drift.dataset_drifted and not result.drifted
+    doc = result.to_dict()["drift"]
+    assert (doc["trigger_drifted"], doc["trigger_signals"]) == (False, [])
+    assert "performance_drop" in doc["fired"]
+    text = result.markdown()
+    assert "**Drift:** no dataset drift" in text
+    assert "The engine on the checked window alone: performance_drop" in text
+    metrics = MonitorMetrics(toy.name)
+    observe_result(metrics, result)
+    drifted = metrics.registry.get_sample_value(
+        "retrain_drift_dataset_drifted", {"model": toy.name}
+    )
+    assert drifted == 0.0
 
 
 def test_the_training_bound_counts_the_provisional_windows_a_champion_trained_on(

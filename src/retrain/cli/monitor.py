@@ -68,7 +68,7 @@ def _controller(cfg: Config, args: argparse.Namespace | _FleetOptions) -> Trigge
 def _summary(result: Any) -> str:
     drift = result.drift
     what = (
-        f"drift {'YES' if drift.dataset_drifted else 'no'} ({drift.share_drifted:.0%} of features)"
+        f"drift {'YES' if result.drifted else 'no'} ({drift.share_drifted:.0%} of features)"
         if drift is not None
         else f"drift not measured ({result.drift_note})"
     )

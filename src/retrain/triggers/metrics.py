@@ -4,7 +4,9 @@ Series (every one labelled with ``model``):
 
 - ``retrain_drift_statistic{feature,method}``: the drift statistic of each feature;
 - ``retrain_drift_feature_drifted{feature,method}``: 1 if that feature drifted;
-- ``retrain_drift_dataset_drifted``: 1 if the window drifted as a whole;
+- ``retrain_drift_dataset_drifted``: 1 if the window drifted as a whole, as the drift trigger
+  counts it (the engine's labelled signal only on a window whose labels reach
+  ``labels.min_coverage``);
 - ``retrain_drift_share_drifted``: the share of features that drifted;
 - ``retrain_performance_drop``: the champion's metric drop on labelled recent data;
 - ``retrain_trigger_decisions_total{rule,launch}``: decisions by the rule that decided;
@@ -45,7 +47,7 @@ class MonitorMetrics:
         )
         self.dataset_drifted = Gauge(
             "retrain_drift_dataset_drifted",
-            "1 if the latest window drifted as a whole.",
+            "1 if the latest window drifted as a whole, as the drift trigger counts it.",
             ["model"],
             registry=r,
         )

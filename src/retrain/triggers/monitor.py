@@ -141,6 +141,14 @@ class CheckResult:
     untrained_rows: int
     outcomes: list[Outcome]
     report_key: str | None = None
+    #: The signals the drift trigger counted (`drift_verdict`; None: drift not measured): the
+    #: engine's on the checked window, but its labelled one only from the window judged.
+    drift_counted: tuple[str, ...] | None = None
+
+    @property
+    def drifted(self) -> bool:
+        """Whether the checked window drifted as the drift trigger counts it."""
+        return bool(self.drift_counted)
 
     @property
     def launched(self) -> Outcome | None:
@@ -151,6 +159,9 @@ class CheckResult:
         if self.drift is not None:
             drift = {
                 "dataset_drifted": self.drift.dataset_drifted,
+                "fired": list(self.drift.fired),
+                "trigger_drifted": self.drifted,
+                "trigger_signals": list(self.drift_counted or ()),
                 "share_drifted": self.drift.share_drifted,
                 "features": [f.__dict__ for f in self.drift.features],
                 "report": self.drift.details,
@@ -177,10 +188,21 @@ class CheckResult:
         ]
         if self.drift is not None:
             d = self.drift
+            counted = list(self.drift_counted or ())
+            engine = ""
+            if set(counted) != set(d.fired):
+                # The engine judged its labelled signal on the checked window's few labels.
+                engine = (
+                    " The engine on the checked window alone: "
+                    + (", ".join(d.fired) if d.fired else "no signal")
+                    + "; its labelled signal counts only on a window whose labels reach"
+                    " labels.min_coverage (the performance block's)."
+                )
             lines += [
-                f"**Drift:** {'DRIFTED' if d.dataset_drifted else 'no dataset drift'}, "
+                f"**Drift:** {'DRIFTED' if self.drifted else 'no dataset drift'}, "
                 f"{d.share_drifted:.0%} of features drifted"
-                + (f"; signals fired: {', '.join(d.fired)}." if d.fired else "."),
+                + (f"; signals counted: {', '.join(counted)}." if counted else ".")
+                + engine,
                 "",
                 "| feature | method | statistic | drifted |",
                 "|---|---|---|---|",
@@ -278,7 +300,7 @@ class Monitor:
         performance = self._performance(champion, drift, note, (current, labels), win.id, ids)
         untrained = self._untrained_rows(counts.rows, win.id)
 
-        signals, pending = [], self.controller.load_state()[0]
+        signals, pending, counted = [], self.controller.load_state()[0], None
         # The windows whose run failed on label coverage, of the source's (a labels re-run)
         # and of the pending drift launches (the back-off waits): each launch record read once.
         awaited = [*ids, *pending.drift_pending] if drift is not None else ids
@@ -302,6 +324,7 @@ class Monitor:
             )
         if drift is not None:
             drifted, fired = drift_verdict(drift.fired, performance, cfg)
+            counted = tuple(fired)
             signals.append(
                 Signal(
                     "drift",
@@ -349,6 +372,7 @@ class Monitor:
             performance=performance,
             untrained_rows=untrained,
             outcomes=outcomes,
+            drift_counted=counted,
         )
         if self.metrics is not None:
             observe_result(self.metrics, result, outcomes=False)  # outcomes: as they were taken
@@ -495,7 +519,7 @@ def observe_result(metrics: MonitorMetrics, result: CheckResult, *, outcomes: bo
     if drift is not None:
         metrics.observe_drift(
             [(f.name, f.method, f.statistic, f.drifted) for f in drift.features],
-            drift.dataset_drifted,
+            result.drifted,
             drift.share_drifted,
         )
     metrics.observe_check(result.checked_at.timestamp(), result.performance.get("drop"))
