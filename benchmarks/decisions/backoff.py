@@ -108,7 +108,7 @@ def simulate(
             benign_launches += int(harm_at is None or week < harm_at)
             state = state.with_snapshot_status(signal.snapshot, "failed")
             waiting[week + LABEL_DELAY] = signal.snapshot
-        elif perf is not None:  # a small drop is below the trigger: it never launches
+        if perf is not None:  # handed next, launched or not (a small drop never launches)
             d, state = decide(perf, state, cfg, now)
             if d.launch and judged(week, measured, draws[week, 2]):
                 return benign_launches, week - harm_at, True  # type: ignore[operator]

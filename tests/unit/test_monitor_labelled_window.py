@@ -205,7 +205,7 @@ def test_a_drift_launch_gives_way_to_the_labelled_drop_of_the_same_check(toy: Co
     assert (state.drift_streak, state.drift_last_snapshot) == (0, day(5))
     assert state.catch_up == day(4)  # a confirmed labelled drop opens the chain
 
-    # Once day 4 has trained, a drift launch no longer gives way to it (it is a duplicate).
+    # Once day 4 was launched, a drift launch no longer gives way to it (a duplicate).
     later = datetime(2024, 3, 8, 6, 0, tzinfo=timezone.utc)
     again = check(cfg, day(6), later + pd.Timedelta(hours=1).to_pytimedelta())
     assert outcome(again, "performance") == (False, "duplicate", day(4))

@@ -514,3 +514,18 @@ def test_a_drift_launch_gives_way_to_a_failed_labelled_window_s_re_run_and_to_ca
     off = config(drift_windows=1, cooldown="0s", performance_drop=None)
     d, _ = decide(drift_with("7", performance("5", 0.15)), PolicyState(), off, T0)
     assert (d.launch, d.rule) == (True, "drift")
+
+
+def test_a_drift_launch_refused_anyway_says_why_and_not_deferred() -> None:
+    cfg = config(drift_windows=1, cooldown="1h")
+    labelled = performance("5", 0.15)
+    _, state = decide(Signal("manual", "3"), PolicyState(), cfg, T0)  # a launch just now
+    d, _ = decide(drift_with("7", labelled), state, cfg, T0 + timedelta(minutes=5))
+    assert (d.launch, d.rule) == (False, "cooldown")
+    trained = PolicyState().with_snapshot_status("7", "succeeded")
+    d, _ = decide(drift_with("7", labelled), trained, cfg, T0)
+    assert (d.launch, d.rule) == (False, "duplicate")
+    # Only a performance signal is given way to.
+    other = Signal("new_data", "5", value=1e6)
+    d, _ = decide(drift_with("7", other), PolicyState(), cfg, T0)
+    assert (d.launch, d.rule) == (True, "drift")

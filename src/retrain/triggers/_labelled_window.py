@@ -44,6 +44,7 @@ from retrain.errors import RetrainError, ValidationError
 from retrain.labels.join import join_labels, label_columns, without_coverage_floor
 from retrain.registry import MODEL_CARD_FILE
 from retrain.triggers._scores import ChampionScorer
+from retrain.triggers._state import Signal
 
 __all__ = [
     "LABELLED_SIGNAL",
@@ -56,6 +57,7 @@ __all__ = [
     "labelled_performance",
     "newest_labelled_window",
     "performance_block",
+    "performance_signal",
     "performance_text",
     "window_rows",
 ]
@@ -344,6 +346,25 @@ def judged(performance: dict[str, Any], cfg: Config) -> bool:
         and float(coverage) >= cfg.labels.min_coverage
     )
 
+
+
+def performance_signal(performance: dict[str, Any], checked: str) -> Signal:
+    """The performance signal of a judged measurement. Its snapshot is the window measured, so
+    a re-check of the same labelled window is a duplicate of its launch, not a new one."""
+    window = performance.get("window", checked)
+    return Signal(
+        "performance",
+        window,
+        value=float(performance["drop"]),
+        details={
+            "metric": performance["metric"],
+            "drop_lower": performance.get("drop_lower"),
+            "reference": performance.get("reference"),
+            "current": performance.get("current"),
+            "window": window,
+            "champion_from": performance.get("champion_from"),
+        },
+    )
 
 def drift_verdict(
     fired: Sequence[str], performance: dict[str, Any], cfg: Config

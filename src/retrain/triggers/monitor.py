@@ -50,6 +50,7 @@ from retrain.triggers._labelled_window import (
     judged,
     known_labels,
     performance_block,
+    performance_signal,
     performance_text,
     serving_launches,
     window_rows,
@@ -274,9 +275,21 @@ class Monitor:
     def check(self, window: str | None = None) -> CheckResult:
         """Check one window (default: the newest in the data source) and decide."""
         with self.scorer.one_check():  # each of the champion's files read once
-            return self._check(window)
+            result, signals = self._measure(window)
+        # Decided after the champion's files are let go: a launch may run a whole cycle here.
+        for signal in signals:
+            outcome = self.controller.handle(signal)
+            result.outcomes.append(outcome)
+            if self.metrics is not None:
+                self.metrics.observe_outcome(outcome)
+        result.checked_at = self.controller.clock()
+        if self.metrics is not None:
+            observe_result(self.metrics, result, outcomes=False)  # outcomes: as they were taken
+        result.report_key = self._write_report(result)
+        return result
 
-    def _check(self, window: str | None) -> CheckResult:
+    def _measure(self, window: str | None) -> tuple[CheckResult, list[Signal]]:
+        """The check's measurements (its result, no decision yet) and the signals to decide."""
         cfg = self.cfg
         self.controller.reconcile()  # a finished cluster run frees the lease first
         time_col = cfg.data.time_column
@@ -307,21 +320,7 @@ class Monitor:
         short = failed_on_coverage(self.store, cfg.name, pending.snapshots, awaited)
         labelled = None
         if cfg.triggers.performance_drop is not None and judged(performance, cfg):
-            # The measured window is the snapshot: a re-check of the same labelled window is
-            # a duplicate of its launch, not a new one.
-            labelled = Signal(
-                "performance",
-                performance.get("window", win.id),
-                value=float(performance["drop"]),
-                details={
-                    "metric": performance["metric"],
-                    "drop_lower": performance.get("drop_lower"),
-                    "reference": performance.get("reference"),
-                    "current": performance.get("current"),
-                    "window": performance.get("window", win.id),
-                    "champion_from": performance.get("champion_from"),
-                },
-            )
+            labelled = performance_signal(performance, win.id)
         if drift is not None:
             drifted, fired = drift_verdict(drift.fired, performance, cfg)
             counted = tuple(fired)
@@ -354,30 +353,19 @@ class Monitor:
         in_source = set(ids)
         signals += self._relabel_signals(source, {w: r for w, r in short.items() if w in in_source})
 
-        outcomes = []
-        for signal in signals:
-            outcome = self.controller.handle(signal)
-            outcomes.append(outcome)
-            if self.metrics is not None:
-                self.metrics.observe_outcome(outcome)
-
-        now = self.controller.clock()
         result = CheckResult(
             model=cfg.name,
             window=win.id,
             champion=champion,
-            checked_at=now,
+            checked_at=self.controller.clock(),  # set again once decided
             drift=drift,
             drift_note=note,
             performance=performance,
             untrained_rows=untrained,
-            outcomes=outcomes,
+            outcomes=[],
             drift_counted=counted,
         )
-        if self.metrics is not None:
-            observe_result(self.metrics, result, outcomes=False)  # outcomes: as they were taken
-        result.report_key = self._write_report(result)
-        return result
+        return result, signals
 
     def run_every(
         self,

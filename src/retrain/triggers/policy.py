@@ -7,9 +7,7 @@ are checked:
 
 1. the signal's own rule: a cron schedule is due; drift seen in ``drift_windows`` consecutive
    windows (hysteresis), twice as many after each drift launch in a row whose challenger was
-   not deployed, up to ``drift_backoff_limit`` (`retrain.triggers._backoff`), unless the
-   performance signal of the same check (its ``performance`` detail) launches instead
-   (``deferred``: that run trains at once on the labelled window it measured); a
+   not deployed, up to ``drift_backoff_limit`` (`retrain.triggers._backoff`); a
    performance drop above ``performance_drop`` (for rmse and mae a
    share of the ``reference`` in the signal's details; without one they never fire) whose
    interval (``drop_lower``, when given) lies above zero, as the drift engine's labelled
@@ -22,7 +20,11 @@ are checked:
 2. dedupe: a data snapshot that was launched never launches again, unless its run failed;
 3. lease: never while another run holds the lease (manual requests included);
 4. cooldown: not within ``cooldown`` of the last launch (manual requests skip this one);
-5. budget: at most ``budget_runs`` launches in any ``budget_period``.
+5. budget: at most ``budget_runs`` launches in any ``budget_period``;
+6. a drift launch that passed all of these gives way to the performance signal of the same
+   check (its ``performance`` detail) when that one launches by its own rule and its window
+   has not trained (``deferred``: that run trains at once on the labelled window it
+   measured).
 """
 
 from __future__ import annotations
@@ -124,11 +126,12 @@ def _signal_rule(
                 f" windows needed{why}",
                 state,
             )
-        reason = f"drift in {streak} consecutive windows up to {signal.snapshot}{what}"
-        instead = _labelled_launch_instead(signal, state, cfg, now)
-        if instead is not None:
-            return False, "deferred", f"{reason}, but {instead}", state
-        return True, "drift", reason, state
+        return (
+            True,
+            "drift",
+            f"drift in {streak} consecutive windows up to {signal.snapshot}{what}",
+            state,
+        )
 
     if signal.kind == "performance":
         if cfg.performance_drop is None:
@@ -203,15 +206,18 @@ def _labelled_launch_instead(
     """Why a qualifying drift launch gives way to the performance signal of the same check
     (the drift signal's ``performance`` detail), in words; None when it does not.
 
-    It gives way when that signal launches by its own rule (a labelled drop, or catching up)
-    and its snapshot has not trained: that run trains at once on the window whose labels
-    were measured, where the drift launch's newest window usually waits for its labels. Both
-    face the same lease, cooldown and budget, so the performance signal, handed next,
-    launches whenever the drift signal would have; the drift window still counted.
+    Asked once the drift launch has passed dedupe, lease, cooldown and budget. It gives way
+    when that signal launches by its own rule (a labelled drop, or catching up) and its
+    snapshot has not trained: that run trains at once on the window whose labels were
+    measured, where the drift launch's newest window usually waits for its labels. Both face
+    the same lease, cooldown and budget, so the performance signal, handed next, launches
+    whenever the drift signal would have; the drift window still counted.
     """
     given = signal.details.get("performance")
-    if not isinstance(given, Mapping) or not given.get("snapshot"):
+    if not isinstance(given, Mapping) or given.get("kind") != "performance":
         return None
+    if not given.get("snapshot"):
+        return None  # not a signal the monitor built
     value = given.get("value")
     perf = Signal(
         "performance",
@@ -325,6 +331,10 @@ def decide(
             "budget",
             f"{reason}, but the budget of {cfg.budget_runs} runs per {_fmt_delta(period)} is spent",
         )
+    # A drift launch that would happen gives way to the same check's labelled drop.
+    instead = _labelled_launch_instead(signal, state, cfg, now) if rule == "drift" else None
+    if instead is not None:
+        return no("deferred", f"{reason}, but {instead}")
 
     # Keep what the cooldown and budget rules can still need, and a bounded tail.
     keep = max(period, cooldown)
