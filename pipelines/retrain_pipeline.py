@@ -65,8 +65,11 @@ PIPELINE_NAME = "retrain"
 
 #: step -> retries, cpu request/limit, memory request/limit
 STEP_POLICY: dict[str, dict[str, Any]] = {
-    # Cheap: it reads the data source only when the window is "auto". The memory
-    # limit matches ingest's, which reads the same source.
+    # Cheap: it reads the data source only when the window is "auto", and then only footers'
+    # statistics, or the time column of row groups that span windows (CSV: streamed); about
+    # 240 MiB at 50 windows (benchmarks/results/scale.md). The scheduler reserves the 256Mi
+    # request; the limit is a ceiling, kept at ingest's so a source whose row groups span
+    # every window (one time column read whole) does not get a scheduled run OOM-killed.
     "resolve": {"retries": 3, "cpu": ("100m", "1"), "memory": ("256Mi", "4Gi")},
     "ingest": {"retries": 3, "cpu": ("500m", "2"), "memory": ("1Gi", "4Gi")},
     "label": {"retries": 3, "cpu": ("500m", "2"), "memory": ("1Gi", "4Gi")},

@@ -19,6 +19,7 @@ from retrain.config import Config
 from retrain.errors import EXIT_OK, TransientError, ValidationError
 from retrain.triggers.controller import LaunchResult, RunStatus
 from retrain.triggers.policy import Decision
+from retrain.triggers.schedule import kfp_experiment
 
 __all__ = [
     "KfpLauncher",
@@ -137,6 +138,8 @@ class KfpLauncher:
         k = self.cfg.triggers.kfp
         with pipeline_package(self.cfg) as package:
             try:
+                # First, race-free: models launching in one pass may each create it.
+                kfp_experiment(self.client, k.experiment, k.namespace)
                 run = self.client.create_run_from_pipeline_package(
                     package,
                     arguments={

@@ -31,6 +31,9 @@ class FakeKfpApi:
         self.runs: list[dict[str, Any]] = []
         self._ids = 0
         self.lock = threading.Lock()
+        #: An experiment name another client creates just before this one's create arrives
+        #: (two passes racing to create it), once.
+        self.created_meanwhile: str | None = None
 
     def new_id(self, kind: str) -> str:
         self._ids += 1
@@ -53,7 +56,18 @@ class FakeKfpApi:
             if method == "GET":
                 found = _filtered(self.experiments, query.get("filter"))
                 return 200, {"experiments": found, "total_size": len(found)}
-            exp = {"experiment_id": self.new_id("exp"), "display_name": body["display_name"]}
+            name = body["display_name"]
+            if name == self.created_meanwhile:  # another client's create landed first
+                self.created_meanwhile = None
+                self.experiments.append({"experiment_id": self.new_id("exp"), "display_name": name})
+            if any(e["display_name"] == name for e in self.experiments):
+                # As the real API server: experiment names are unique (gRPC AlreadyExists).
+                text = (
+                    "Create experiment failed.: Already exist error: Failed to create a new "
+                    f"experiment. The name {name} already exists. Please specify a new name."
+                )
+                return 409, {"error": text, "message": text, "code": 6}
+            exp = {"experiment_id": self.new_id("exp"), "display_name": name}
             self.experiments.append(exp)
             return 200, exp
         if path == f"{API}/recurringruns":

@@ -99,3 +99,16 @@ def test_kfp_run_holds_the_lease_until_it_finishes(
     assert main([*trigger, "--window", "3"]) == EXIT_VALIDATION  # trained already
     assert main([*trigger, "--window", "4"]) == EXIT_OK  # manual: no cooldown
     assert len(api.runs) == 2
+
+
+def test_a_launch_uses_the_experiment_another_model_created_meanwhile(
+    kfp_api: tuple[FakeKfpApi, str], config: str
+) -> None:
+    # Models of one pass launch concurrently; each creates the experiment on first use.
+    api, host = kfp_api
+    api.created_meanwhile = "retrain-loans"  # lands just before this launch's create
+    trigger = ["trigger", "--config", config, "--launch", "kfp", "--host", host]
+    assert main([*trigger, "--window", "3"]) == EXIT_OK
+    [experiment] = api.experiments
+    [run] = api.runs
+    assert run["experiment_id"] == experiment["experiment_id"]

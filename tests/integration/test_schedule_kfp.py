@@ -37,9 +37,9 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(compile_pipeline(out, image="registry.example/retrain:1.2.3"))
 
 
-def write_config(tmp_path: Path, schedules: list[dict[str, Any]]) -> str:
+def write_config(tmp_path: Path, schedules: list[dict[str, Any]], name: str = "loans") -> str:
     cfg = {
-        "name": "loans",
+        "name": name,
         "task": "classification",
         "target": "defaulted",
         "storage_root": "gs://bucket/retrain",
@@ -55,7 +55,7 @@ def write_config(tmp_path: Path, schedules: list[dict[str, Any]]) -> str:
         "deploy": {"deployment_name": "loans"},
         "triggers": {"schedule_engine": "kfp", "schedules": schedules},
     }
-    path = tmp_path / "loans.yaml"
+    path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return str(path)
 
@@ -226,3 +226,45 @@ def test_disabling_a_schedule_replaces_it_in_disabled_mode(
     api.requests.clear()
     assert schedule(off, host, package) == EXIT_OK
     assert api.writes() == []
+
+
+def test_one_pass_reconciles_every_model_of_a_directory(
+    kfp_api: tuple[FakeKfpApi, str],
+    tmp_path: Path,
+    package: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    api, host = kfp_api
+    models = tmp_path / "models"
+    models.mkdir()
+    write_config(models, [WEEKLY], name="loans")
+    write_config(models, [NIGHTLY], name="fraud")
+    args = ["--config", str(models), "--host", host, "--pipeline-package", package]
+    assert main(["schedule", "apply", *args, "--workers", "2"]) == EXIT_OK
+    names = {r["display_name"] for r in api.recurring}
+    assert names == {"retrain-loans-weekly", "retrain-fraud-nightly"}
+    out = capsys.readouterr().out
+    assert "loans: " in out and "fraud: " in out
+    assert "reconciled 2 models: 2 ok (exit 0)" in out
+    # Again: nothing to change for either model.
+    writes = len(api.writes())
+    assert main(["schedule", "apply", *args]) == EXIT_OK
+    assert len(api.writes()) == writes
+    # An invalid config among them is refused, named, before any model is touched.
+    (models / "fraud.yaml").write_text("name: fraud\n")
+    write_config(models, [WEEKLY, NIGHTLY], name="loans")
+    assert main(["schedule", "apply", *args]) != EXIT_OK
+    assert "fraud.yaml is invalid" in capsys.readouterr().err
+    assert len(api.writes()) == writes
+
+
+def test_an_experiment_created_meanwhile_by_another_pass_is_used(
+    kfp_api: tuple[FakeKfpApi, str], tmp_path: Path, package: str
+) -> None:
+    api, host = kfp_api
+    api.created_meanwhile = "retrain"  # appears between the client's read and its create
+    assert schedule(write_config(tmp_path, [WEEKLY]), host, package) == EXIT_OK
+    posts = [r for r in api.requests if (r["method"], r["path"]) == ("POST", f"{API}/experiments")]
+    assert len(posts) == 1 and len(api.experiments) == 1  # refused (409), then read
+    [made] = api.recurring
+    assert made["experiment_id"] == api.experiments[0]["experiment_id"]

@@ -39,6 +39,7 @@ __all__ = [
     "SchedulePlan",
     "apply_plan",
     "desired_schedules",
+    "kfp_experiment",
     "make_plan",
     "plan_schedules",
     "schedule_prefix",
@@ -221,6 +222,21 @@ def plan_schedules(
     return actions
 
 
+def kfp_experiment(client: Any, name: str, namespace: str | None) -> Any:
+    """The KFP experiment `name`, created if missing (`kfp.Client.create_experiment`).
+
+    KFP keeps experiment names unique, so when another client creates it between the read
+    and the create (one pass serves many models concurrently, each creating it on first
+    use), the server refuses the create (409) and the experiment is read instead.
+    """
+    try:
+        return client.create_experiment(name, namespace=namespace)
+    except Exception as err:
+        if getattr(err, "status", None) != 409:
+            raise
+        return client.get_experiment(experiment_name=name, namespace=namespace)
+
+
 class KfpSchedules:
     """Recurring runs of one experiment through `kfp.Client` (v2beta1 API)."""
 
@@ -233,7 +249,7 @@ class KfpSchedules:
         """The experiment's id; created only if `create` (a plan changes nothing)."""
         try:
             if create:
-                exp = self.client.create_experiment(self.experiment, namespace=self.namespace)
+                exp = kfp_experiment(self.client, self.experiment, self.namespace)
             else:
                 exp = self.client.get_experiment(
                     experiment_name=self.experiment, namespace=self.namespace
