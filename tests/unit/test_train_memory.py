@@ -148,3 +148,27 @@ def test_train_step_frees_history_before_the_fit_and_hashes_it_as_read(
         feature_frame(expected_train, cfg), expected_train[cfg.target]
     )
     np.testing.assert_array_equal(predict_scores(model, new, cfg), predict_scores(plain, new, cfg))
+
+
+def test_the_model_card_records_how_the_history_was_sampled(tmp_path: Path) -> None:
+    store, stored = store_with_history(tmp_path)
+    cfg: Config = config()
+    # A budget below the ~700 stored rows: the history holdout's need would be above it.
+    training = cfg.training.model_copy(update={"max_history_rows": 200, "history_holdout_rows": 20})
+    cfg = cfg.model_copy(update={"storage_root": str(store.root), "training": training})
+    new = labelled(13, seed=9)
+    new = new[new["week"] == 12].reset_index(drop=True)
+    new_path = tmp_path / "labelled.parquet"
+    new_path.write_bytes(to_parquet_bytes(new, {"sha256": content_sha256(new)}))
+    out = steps.train(
+        cfg.to_yaml(), "12", "r1", str(new_path), str(tmp_path / "model"), str(tmp_path / "hold")
+    )
+    # What the store holds before window 12, counted from the windows committed above.
+    held = sum(min(len(part), 60 - int(week)) for week, part in stored.groupby("week"))
+    _, card = load_model_dir(tmp_path / "model")
+    for provenance in (card.provenance, out.details["provenance"]):
+        load = provenance["history_load"]
+        assert (load["windows"], load["stored_rows"], load["sampled"]) == (12, held, True)
+        budget = history_row_budget(cfg, len(new))
+        assert budget is not None and budget < held
+        assert load["row_budget"] == budget and 0 < load["loaded_rows"] <= budget
