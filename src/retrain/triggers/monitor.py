@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -43,6 +42,7 @@ from retrain.drift import ReferenceProfile, detect_drift
 from retrain.errors import NotFound, RetrainError, ValidationError
 from retrain.registry import Registry
 from retrain.storage import Storage, open_storage
+from retrain.triggers._check import CheckResult, DriftSummary, FeatureStat, observe_result
 from retrain.triggers._labelled_window import (
     LABELLED_SIGNAL,
     check_fields,
@@ -51,12 +51,11 @@ from retrain.triggers._labelled_window import (
     known_labels,
     performance_block,
     performance_signal,
-    performance_text,
     serving_launches,
     window_rows,
 )
 from retrain.triggers._scores import ChampionScorer
-from retrain.triggers.controller import Outcome, TriggerController
+from retrain.triggers.controller import TriggerController
 from retrain.triggers.metrics import MonitorMetrics
 from retrain.triggers.policy import Signal
 from retrain.triggers.relabel import awaiting_labels, failed_on_coverage, labels_signal
@@ -74,32 +73,6 @@ __all__ = [
 
 #: The reference profile's file name in each registered model version.
 PROFILE_FILE = "profile.json"
-
-
-@dataclass(frozen=True)
-class FeatureStat:
-    name: str
-    method: str
-    statistic: float
-    drifted: bool
-
-
-@dataclass(frozen=True)
-class DriftSummary:
-    """What the monitor needs from a drift report: plain values, no engine types.
-
-    `dataset_drifted` is the engine's dataset-level decision (any of its signals fired, named
-    in `fired`); `performance` holds the metric drop once labels arrived (metric, reference,
-    current, drop, n), else None.
-    """
-
-    dataset_drifted: bool
-    share_drifted: float
-    features: tuple[FeatureStat, ...]
-    fired: tuple[str, ...] = ()
-    performance: dict[str, Any] | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    markdown: str = ""
 
 
 #: (profile JSON, current window, config, champion scores, labels aligned with the rows)
@@ -126,110 +99,6 @@ def detect_with_engine(
         details=report.to_dict(),
         markdown=report.markdown(title=f"Drift of window vs {cfg.name}'s champion"),
     )
-
-
-@dataclass
-class CheckResult:
-    """One check: the window, what was measured, and the decisions taken."""
-
-    model: str
-    window: str
-    champion: str | None
-    checked_at: datetime
-    drift: DriftSummary | None
-    drift_note: str
-    performance: dict[str, Any]
-    untrained_rows: int
-    outcomes: list[Outcome]
-    report_key: str | None = None
-    #: The signals the drift trigger counted (`drift_verdict`; None: drift not measured): the
-    #: engine's on the checked window, but its labelled one only from the window judged.
-    drift_counted: tuple[str, ...] | None = None
-
-    @property
-    def drifted(self) -> bool:
-        """Whether the checked window drifted as the drift trigger counts it."""
-        return bool(self.drift_counted)
-
-    @property
-    def launched(self) -> Outcome | None:
-        return next((o for o in self.outcomes if o.decision.launch), None)
-
-    def to_dict(self) -> dict[str, Any]:
-        drift = None
-        if self.drift is not None:
-            drift = {
-                "dataset_drifted": self.drift.dataset_drifted,
-                "fired": list(self.drift.fired),
-                "trigger_drifted": self.drifted,
-                "trigger_signals": list(self.drift_counted or ()),
-                "share_drifted": self.drift.share_drifted,
-                "features": [f.__dict__ for f in self.drift.features],
-                "report": self.drift.details,
-            }
-        return {
-            "model": self.model,
-            "window": self.window,
-            "champion": self.champion,
-            "checked_at": self.checked_at.isoformat(),
-            "drift": drift,
-            "drift_note": self.drift_note,
-            "performance": self.performance,
-            "untrained_rows": self.untrained_rows,
-            "decisions": [o.to_dict() for o in self.outcomes],
-        }
-
-    def markdown(self) -> str:
-        lines = [
-            f"# Monitor: {self.model}, window {self.window}",
-            "",
-            f"Checked at {self.checked_at.isoformat()} against champion "
-            f"`{self.champion or 'none'}`.",
-            "",
-        ]
-        if self.drift is not None:
-            d = self.drift
-            counted = list(self.drift_counted or ())
-            engine = ""
-            if set(counted) != set(d.fired):
-                # The engine judged its labelled signal on the checked window's few labels.
-                engine = (
-                    " The engine on the checked window alone: "
-                    + (", ".join(d.fired) if d.fired else "no signal")
-                    + "; its labelled signal counts only on a window whose labels reach"
-                    " labels.min_coverage (the performance block's)."
-                )
-            lines += [
-                f"**Drift:** {'DRIFTED' if self.drifted else 'no dataset drift'}, "
-                f"{d.share_drifted:.0%} of features drifted"
-                + (f"; signals counted: {', '.join(counted)}." if counted else ".")
-                + engine,
-                "",
-                "| feature | method | statistic | drifted |",
-                "|---|---|---|---|",
-                *(
-                    f"| {f.name} | {f.method} | {f.statistic:.4g} | {'yes' if f.drifted else ''} |"
-                    for f in d.features
-                ),
-                "",
-            ]
-        else:
-            lines += [f"**Drift:** not measured ({self.drift_note}).", ""]
-        lines.append(f"**Performance:** {performance_text(self.performance)}")
-        lines += [
-            f"**Untrained rows:** {self.untrained_rows}.",
-            "",
-            "## Decisions",
-            "",
-        ]
-        for o in self.outcomes:
-            dec = o.decision
-            verdict = "LAUNCH" if dec.launch else "no launch"
-            run = f" (run `{o.launch.run_id}`: {o.launch.status})" if o.launch else ""
-            lines.append(f"- {dec.signal.kind}: **{verdict}** [{dec.rule}] {dec.reason}{run}")
-        if self.drift is not None and self.drift.markdown:
-            lines += ["", "## Drift report", "", self.drift.markdown]
-        return "\n".join(lines) + "\n"
 
 
 class Monitor:
@@ -495,22 +364,6 @@ class Monitor:
         self.store.write_text(f"{key}.md", result.markdown())
         self.store.write_text(f"{key}.json", body)
         return f"{key}.json"
-
-
-def observe_result(metrics: MonitorMetrics, result: CheckResult, *, outcomes: bool = True) -> None:
-    """Record a check's measurements (and with `outcomes`, its decisions) in `metrics`: what
-    a monitor built without metrics (in a worker process) reports through its parent's."""
-    if outcomes:
-        for outcome in result.outcomes:
-            metrics.observe_outcome(outcome)
-    drift = result.drift
-    if drift is not None:
-        metrics.observe_drift(
-            [(f.name, f.method, f.statistic, f.drifted) for f in drift.features],
-            result.drifted,
-            drift.share_drifted,
-        )
-    metrics.observe_check(result.checked_at.timestamp(), result.performance.get("drop"))
 
 
 def _json_default(value: Any) -> Any:
