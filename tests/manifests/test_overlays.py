@@ -4,6 +4,7 @@ and the pipeline-package check; the checks catch a broken rendered object."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -175,7 +176,7 @@ def test_a_config_for_another_deployment_is_caught(rendered: Render, find: Find)
     _edit_config(objs, find, lambda raw: raw["deploy"].update(deployment_name="fraud"))
     messages = [f.message for f in consistency_findings(objs)]
     assert any("none named models/fraud" in m for m in messages)
-    assert any("resourceNames must be ['fraud']" in m for m in messages)
+    assert any("must include 'fraud' in namespace 'models'" in m for m in messages)
 
 
 @pytest.mark.integration
@@ -276,19 +277,25 @@ def test_gcp_uses_workload_identity_and_no_keys(rendered: Render, find: Find) ->
     assert secrets == ["retrain-deployer-token"], "no credential Secrets: Workload Identity"
 
 
-# --- one monitor and one reconciler for every model ------------------------------------------
+# --- one monitor, one reconciler and one rollout tick for every model ------------------------
 
 
 @pytest.mark.integration
 @pytest.mark.parametrize("target", TARGETS)
-def test_both_cronjobs_serve_every_model_of_the_models_configmap(
+def test_every_cronjob_serves_every_model_of_the_models_configmap(
     rendered: Render, find: Find, target: str
 ) -> None:
     objs = rendered(target)
     models = find(objs, "ConfigMap", "retrain-models")
     config = find(objs, "ConfigMap", "retrain-config")["data"][CONFIG_KEY]
     assert models["data"] == {"loans.yaml": config}  # the same file, not a copy to keep in step
-    for name in ["retrain-drift-monitor", "retrain-schedule-reconciler"]:
+    cronjobs = [o["metadata"]["name"] for o in objs if o["kind"] == "CronJob"]
+    assert sorted(cronjobs) == [
+        "retrain-drift-monitor",
+        "retrain-rollout-advance",
+        "retrain-schedule-reconciler",
+    ]
+    for name in cronjobs:
         pod = pod_specs(find(objs, "CronJob", name))[0][1]
         volume = next(v for v in pod["volumes"] if v["name"] == "models")
         assert volume["configMap"]["name"] == models["metadata"]["name"]
@@ -310,3 +317,48 @@ def test_a_models_key_that_is_not_its_model_or_not_valid_is_caught(
     messages = [f.message for f in consistency_findings(objs)]
     assert any("key 'fraud.yaml' holds model 'loans'" in m for m in messages)
     assert "broken.yaml: task: required key is missing" in messages
+
+
+def _add_model(objs: Objs, find: Find, name: str, deployment: str) -> None:
+    """A second model in the models ConfigMap: the loans config renamed."""
+    models = find(objs, "ConfigMap", "retrain-models")
+    raw = yaml.safe_load(models["data"]["loans.yaml"])
+    raw["name"] = name
+    raw["deploy"]["deployment_name"] = deployment
+    models["data"][f"{name}.yaml"] = yaml.safe_dump(raw, sort_keys=False)
+
+
+@pytest.mark.integration
+def test_each_models_deployment_must_be_the_deployers_and_exist(
+    rendered: Render, find: Find
+) -> None:
+    objs = rendered("overlays/gcp")
+    _add_model(objs, find, "fraud", "fraud")
+    messages = [f.message for f in consistency_findings(objs)]
+    assert any("none named models/fraud" in m for m in messages)
+    assert any("must include 'fraud' in namespace 'models'" in m for m in messages)
+    assert any("model 'fraud'" in m for m in messages)
+
+    # Served: the deployer may patch it, and it exists (a copy of the loans deployment).
+    rule = find(objs, "Role", "retrain-deployer")["rules"][0]
+    rule["resourceNames"] = ["loans", "fraud"]
+    fraud = copy.deepcopy(find(objs, "SeldonDeployment", "loans"))
+    fraud["metadata"]["name"] = "fraud"
+    objs.append(fraud)
+    assert consistency_findings(objs) == []
+
+    # A name no model deploys to is one object too many for the deployer.
+    rule["resourceNames"] = ["loans", "fraud", "housing"]
+    messages = [f.message for f in consistency_findings(objs)]
+    assert messages == [
+        "resourceNames ['housing'] are no model's deploy.deployment_name in 'models': "
+        "name only the deployments the models patch"
+    ]
+
+
+@pytest.mark.integration
+def test_two_models_patching_one_deployment_are_caught(rendered: Render, find: Find) -> None:
+    objs = rendered("overlays/gcp")
+    _add_model(objs, find, "fraud", "loans")
+    messages = [f.message for f in consistency_findings(objs)]
+    assert any("models 'loans' and 'fraud' both deploy to models/loans" in m for m in messages)

@@ -105,6 +105,74 @@ def test_a_held_lock_exits_75(
     assert "is locked by" in capsys.readouterr().err
 
 
+# --- one tick for many models ------------------------------------------------------------------
+
+
+def _two_models(tmp_path: Path) -> tuple[Path, dict[str, LocalStorage]]:
+    """A directory of two models' configs (nothing deployed yet), each with its own store."""
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    stores = {}
+    for name in ("fraud", "loans"):
+        cfg = make_cfg(tmp_path / name)
+        deploy = cfg.deploy.model_copy(update={"deployment_name": name})
+        cfg = cfg.model_copy(update={"name": name, "deploy": deploy})
+        (configs / f"{name}.yaml").write_text(cfg.to_yaml())
+        stores[name] = LocalStorage(cfg.storage_root)
+    return configs, stores
+
+
+def _ticked(store: LocalStorage, model: str) -> bool:
+    """The model's rollout lock was taken by a tick, and given back."""
+    held = StoreLock(store, lock_key(model), ttl_seconds=600).holder()
+    return held is not None and held["released"] is True
+
+
+def test_advance_ticks_every_model_of_a_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configs, stores = _two_models(tmp_path)
+    assert main(["deploy", "advance", "--config", str(configs), "--workers", "2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "fraud: no canary in flight; nothing is deployed",
+        "loans: no canary in flight; nothing is deployed",
+        "ticked 2 models: 2 ok (exit 0)",
+    ]
+    assert all(_ticked(store, name) for name, store in stores.items())
+
+
+def test_one_models_held_lock_does_not_stop_the_others_tick(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configs, stores = _two_models(tmp_path)
+    StoreLock(stores["fraud"], lock_key("fraud"), ttl_seconds=600).acquire()
+    assert main(["deploy", "advance", "--config", str(configs)]) == 75  # the next tick retries
+    captured = capsys.readouterr()
+    assert (
+        "fraud: advance failed: LockBusy: the rollout of model 'fraud' is locked by" in captured.err
+    )
+    assert captured.out.splitlines() == [
+        "loans: no canary in flight; nothing is deployed",
+        "ticked 2 models: 1 ok (exit 75)",
+    ]
+    assert _ticked(stores["loans"], "loans") and not _ticked(stores["fraud"], "fraud")
+
+    assert main(["deploy", "advance", "--config", str(configs), "--json"]) == 75
+    captured = capsys.readouterr()
+    fraud, loans = json.loads(captured.out)
+    assert (fraud["model"], fraud["exit_code"]) == ("fraud", 75)
+    assert "is locked by" in fraud["error"] and "result" not in fraud
+    assert loans["model"] == "loans" and "error" not in loans
+    assert loans["result"] == {
+        "in_flight": False,
+        "actions": [],
+        "message": "no canary in flight; nothing is deployed",
+        "rollout": None,
+    }
+    assert "fraud: advance failed" in captured.err
+
+
 def test_component_is_a_thin_adapter_without_runtime_install() -> None:
     require("kfp", "the component is built with the KFP SDK (extra 'kfp')")
     from retrain_components import container_components

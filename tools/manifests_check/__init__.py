@@ -13,8 +13,10 @@ Renders the kustomize base and every overlay with ``kubectl kustomize`` and chec
    requests and limits, pinned images, no service-account token where none is needed, no
    wildcard or Secret-listing RBAC, named-object-only deployer, default-deny NetworkPolicies,
    and the recurring-run policy (one run at a time, no catch-up, the runner's account).
-3. **consistency**: the ConfigMap's config is a valid retrain config with absolute locations,
-   and the SeldonDeployment and the deployer's Role name the deployment it configures.
+3. **consistency**: the ConfigMap's config is a valid retrain config with absolute locations;
+   each key of the models ConfigMap is a valid config named after its model; every model has
+   its own SeldonDeployment (with the config's serving image), and the deployer's Roles name
+   exactly the models' deployments, each in its namespace.
 4. **pipeline package**: the ConfigMap ships ``pipeline.yaml``, the pipeline compiled for this
    cluster (image, store volume, deployer token), which the drift monitor and the schedule
    reconciler submit; it must equal what the current code compiles (``--write-pipelines``).

@@ -61,17 +61,19 @@ def consistency_findings(objs: Sequence[Mapping[str, Any]]) -> list[Finding]:
                     f"{key} {value!r} must be a URI or an absolute path inside the pods",
                 )
             )
-    out.extend(_serving_agrees(objs, cfg))
-    out.extend(_models_findings(objs))
+    models: list[Config] = []
+    out.extend(_models_findings(objs, models))
+    out.extend(_serving_agrees(objs, [cfg, *models]))
     return out
 
 
-#: The ConfigMap of every model's config that the monitor and reconciler CronJobs serve.
+#: The ConfigMap of every model's config that the monitor, reconciler and rollout CronJobs serve.
 MODELS_MAP = "retrain-models"
 
 
-def _models_findings(objs: Sequence[Mapping[str, Any]]) -> Iterator[Finding]:
-    """Each key of the models ConfigMap is ``<name>.yaml`` holding a valid config of `name`."""
+def _models_findings(objs: Sequence[Mapping[str, Any]], valid: list[Config]) -> Iterator[Finding]:
+    """Each key of the models ConfigMap is ``<name>.yaml`` holding a valid config of `name`;
+    the valid configs are appended to `valid`."""
     for cmap in objs:
         meta = cmap.get("metadata") or {}
         if cmap.get("kind") != "ConfigMap" or not str(meta.get("name", "")).startswith(MODELS_MAP):
@@ -87,6 +89,7 @@ def _models_findings(objs: Sequence[Mapping[str, Any]]) -> Iterator[Finding]:
                 problems = err.problems or [str(err)]
                 yield from (Finding("consistency", where, f"{key}: {p}") for p in problems)
                 continue
+            valid.append(cfg)
             if key != f"{cfg.name}.yaml":
                 yield Finding(
                     "consistency",
@@ -96,7 +99,30 @@ def _models_findings(objs: Sequence[Mapping[str, Any]]) -> Iterator[Finding]:
                 )
 
 
-def _serving_agrees(objs: Sequence[Mapping[str, Any]], cfg: Config) -> Iterator[Finding]:
+def _serving_agrees(objs: Sequence[Mapping[str, Any]], configs: Sequence[Config]) -> list[Finding]:
+    """Every model's SeldonDeployment exists with its serving image, and the deployer's Roles
+    name exactly the deployments the models patch: each in its namespace, nothing more."""
+    out: list[Finding] = []
+    deploys: dict[tuple[str, str], str] = {}  # (namespace, deployment) -> the model
+    for cfg in configs:
+        d = cfg.deploy
+        other = deploys.setdefault((d.namespace, d.deployment_name), cfg.name)
+        if other != cfg.name:
+            out.append(
+                Finding(
+                    "consistency",
+                    "SeldonDeployment",
+                    f"models {other!r} and {cfg.name!r} both deploy to "
+                    f"{d.namespace}/{d.deployment_name}: each model needs its own "
+                    "(deploy.deployment_name)",
+                )
+            )
+        out.extend(f for f in _deployment_agrees(objs, cfg) if f not in out)
+    out.extend(_deployer_names_agree(objs, deploys))
+    return out
+
+
+def _deployment_agrees(objs: Sequence[Mapping[str, Any]], cfg: Config) -> Iterator[Finding]:
     d = cfg.deploy
     sdeps = [o for o in objs if (o.get("apiVersion"), o.get("kind")) == _SELDON]
     match = [
@@ -121,21 +147,47 @@ def _serving_agrees(objs: Sequence[Mapping[str, Any]], cfg: Config) -> Iterator[
                         f"{_where(obj)} {path}.{cpath}",
                         f"image {c.get('image')!r} is not the config's deploy.image {d.image!r}",
                     )
+
+
+def _deployer_names_agree(
+    objs: Sequence[Mapping[str, Any]], deploys: Mapping[tuple[str, str], str]
+) -> Iterator[Finding]:
+    """The seldondeployments rules name each model's deployment in its namespace, and no
+    deployment that no model patches (least privilege)."""
+    namespaces = sorted({ns for ns, _ in deploys})
+    named: set[tuple[str, str]] = set()
     for obj in objs:
         for i, rule in _rules_of(obj):
             if "seldondeployments" not in (rule.get("resources") or []):
                 continue
             where = f"{_where(obj)} rules[{i}]"
-            if (obj.get("metadata") or {}).get("namespace") != d.namespace:
-                yield Finding(
-                    "consistency", where, f"must be in the serving namespace {d.namespace!r}"
-                )
-            if rule.get("resourceNames") != [d.deployment_name]:
+            ns = (obj.get("metadata") or {}).get("namespace")
+            if ns not in namespaces:
                 yield Finding(
                     "consistency",
                     where,
-                    f"resourceNames must be [{d.deployment_name!r}] (deploy.deployment_name)",
+                    f"must be in a serving namespace {namespaces} (the models' deploy.namespace)",
                 )
+                continue
+            names = [str(n) for n in rule.get("resourceNames") or []]
+            named.update((ns, n) for n in names)
+            extra = sorted(n for n in names if (ns, n) not in deploys)
+            if extra:
+                yield Finding(
+                    "consistency",
+                    where,
+                    f"resourceNames {extra} are no model's deploy.deployment_name in {ns!r}: "
+                    "name only the deployments the models patch",
+                )
+    for (ns, name), model in sorted(deploys.items()):
+        if (ns, name) not in named:
+            yield Finding(
+                "consistency",
+                f"Role in namespace {ns}",
+                f"resourceNames of a seldondeployments rule must include {name!r} in namespace "
+                f"{ns!r} (deploy.deployment_name of model {model!r}): the rollout tick and the "
+                "deploy step patch it as the deployer",
+            )
 
 
 # --- the initial SeldonDeployment -------------------------------------------------------------

@@ -1,26 +1,36 @@
 """`retrain deploy status | advance | promote | rollback`: the rollout by hand.
 
     retrain deploy status   --config F [--json]   serving split, rollout state, lock
-    retrain deploy advance  --config F [--json]   one analysis tick now
+    retrain deploy advance  --config F... [--workers N] [--json]   one analysis tick now
     retrain deploy promote  --config F [--reason TEXT]
     retrain deploy rollback --config F --reason TEXT
     retrain deploy restore  --config F             a lost champion alias, from the event log
 
 promote and rollback go through the same lock and compare-and-swap as the automatic rollout.
 A held lock exits 75 (retry); nothing to promote or roll back exits 2.
+
+`advance` takes several configs (files, or directories of ``*.yaml`` configs), as `retrain
+monitor` does: one pass ticks every model, each line prefixed with its model's name, and one
+model's failure (named on stderr) does not stop the others. The pass exits with the most
+actionable code among the models (`fleet_exit_code`): 1 for a bug, else 75 if any model may
+succeed when tried again (a held lock, a metrics backend down), else 2 if any had bad input,
+else 0. A config that does not validate stops the pass before any tick (exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
-from retrain.config import load_config
+from retrain.cli._fleet import config_options, fleet_entry
+from retrain.config import Config, load_config
 from retrain.errors import EXIT_OK
 from retrain.rollout.controller import RolloutController, TickResult
 from retrain.steps import restore_champion
 from retrain.storage import open_storage
+from retrain.triggers.fleet import fleet_exit_code, load_configs, run_for_each
 
 __all__ = ["add_commands"]
 
@@ -35,8 +45,8 @@ def add_commands(subparsers: Any) -> None:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_cmd_status)
 
-    a = sub.add_parser("advance", help="run one analysis tick now")
-    a.add_argument("--config", required=True)
+    a = sub.add_parser("advance", help="run one analysis tick now, for every model given")
+    config_options(a)
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=_cmd_advance)
 
@@ -96,22 +106,55 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _tick_doc(result: TickResult) -> dict[str, Any]:
+    return {
+        "in_flight": result.in_flight,
+        "actions": [a.kind for a in result.actions],
+        "message": result.message,
+        "rollout": None if result.state is None else result.state.as_dict(),
+    }
+
+
 def _show(result: TickResult, as_json: bool) -> int:
     if as_json:
-        doc = {
-            "in_flight": result.in_flight,
-            "actions": [a.kind for a in result.actions],
-            "message": result.message,
-            "rollout": None if result.state is None else result.state.as_dict(),
-        }
-        print(json.dumps(doc, indent=2, default=str), flush=True)
+        print(json.dumps(_tick_doc(result), indent=2, default=str), flush=True)
     else:
         print(result.message, flush=True)
     return EXIT_OK
 
 
 def _cmd_advance(args: argparse.Namespace) -> int:
-    return _show(_controller(args).tick(), args.json)
+    configs = load_configs(args.config)
+    if len(configs) == 1:
+        return _show(_tick(configs[0]), args.json)
+    return _advance_fleet(configs, workers=args.workers, as_json=args.json)
+
+
+def _tick(cfg: Config) -> TickResult:
+    return RolloutController(cfg).tick()
+
+
+def _advance_fleet(configs: list[Config], *, workers: int, as_json: bool) -> int:
+    """One tick per model, on a bounded pool of threads; each model has its own rollout lock.
+
+    Threads, as for `retrain schedule`: a tick waits on the store, Prometheus, git or the
+    Kubernetes API (the replay provider's scoring holds the GIL: one model's at a time). With
+    ``--json`` the one document is the list of the models' entries.
+    """
+    results = run_for_each(configs, _tick, workers=workers)
+    for r in results:
+        if r.error is not None:
+            err = f"{type(r.error).__name__}: {r.error}"
+            print(f"{r.model}: advance failed: {err}", file=sys.stderr, flush=True)
+        elif r.result is not None and not as_json:
+            print(f"{r.model}: {r.result.message}", flush=True)
+    code = fleet_exit_code(results)
+    if as_json:
+        entries = [fleet_entry(r, _tick_doc) for r in results]
+        print(json.dumps(entries, indent=2, default=str), flush=True)
+    else:
+        print(f"ticked {len(results)} models: {sum(r.ok for r in results)} ok (exit {code})")
+    return code
 
 
 def _cmd_promote(args: argparse.Namespace) -> int:

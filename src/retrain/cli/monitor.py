@@ -13,6 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from retrain.cli._fleet import config_options, fleet_entry
 from retrain.config import Config, load_config
 from retrain.deploy import load_schemas
 from retrain.errors import (
@@ -234,7 +235,8 @@ def _monitor_fleet(configs: list[Config], args: argparse.Namespace) -> int:
             results.append(ModelResult(r.model, check.result, check.error, r.seconds))
             rollouts.append(check.rollout)
         if args.json:
-            _print(json.dumps([_fleet_entry(r) for r in results], indent=2, default=str))
+            entries = [fleet_entry(r, lambda check: check.to_dict()) for r in results]
+            _print(json.dumps(entries, indent=2, default=str))
         for r, rollout in zip(results, rollouts, strict=True):
             if r.result is not None and not args.json:
                 _print(f"{r.model}: {_summary(r.result)}")
@@ -268,16 +270,6 @@ def _monitor_fleet(configs: list[Config], args: argparse.Namespace) -> int:
     finally:
         if processes is not None:
             processes.close()
-
-
-def _fleet_entry(r: ModelResult[Any]) -> dict[str, Any]:
-    entry: dict[str, Any] = {"model": r.model, "seconds": round(r.seconds, 3)}
-    if r.result is not None:
-        entry["result"] = r.result.to_dict()
-    if r.error is not None:
-        entry["error"] = str(r.error)
-        entry["exit_code"] = fleet_exit_code([r])
-    return entry
 
 
 # --- trigger (manual) --------------------------------------------------------------------------
@@ -367,28 +359,12 @@ def _launch_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="KFP API URL for --launch kfp (default: triggers.kfp.host)")
 
 
-def _config_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--config",
-        required=True,
-        nargs="+",
-        metavar="PATH",
-        help="config file(s), or directories of *.yaml configs: one pass serves every model",
-    )
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=4,
-        help="models handled at once when several configs are given (default 4)",
-    )
-
-
 def add_commands(sub: Any) -> None:
     """Add `monitor`, `trigger` and `schedule` to the `retrain` command."""
     m = sub.add_parser(
         "monitor", help="check the newest window for drift and retrain when the policy says so"
     )
-    _config_options(m)
+    config_options(m)
     mode = m.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="one check, then exit (default)")
     mode.add_argument("--every", metavar="DURATION", help="check every DURATION, e.g. 10m")
@@ -418,7 +394,7 @@ def add_commands(sub: Any) -> None:
 
     s = sub.add_parser("schedule", help="reconcile the config's schedules with KFP recurring runs")
     s.add_argument("action", choices=["plan", "apply"])
-    _config_options(s)
+    config_options(s)
     s.add_argument("--host", help="KFP API URL (default: triggers.kfp.host)")
     s.add_argument("--pipeline-package", help="compiled pipeline YAML (default: compile now)")
     s.set_defaults(func=_cmd_schedule)

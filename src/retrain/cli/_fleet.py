@@ -1,0 +1,42 @@
+"""What the commands that serve many models share: their options and a model's JSON entry."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from retrain.triggers.fleet import ModelResult, fleet_exit_code
+
+__all__ = ["config_options", "fleet_entry"]
+
+T = TypeVar("T")
+
+
+def config_options(p: argparse.ArgumentParser) -> None:
+    """``--config`` (files or directories, several at once) and ``--workers``."""
+    p.add_argument(
+        "--config",
+        required=True,
+        nargs="+",
+        metavar="PATH",
+        help="config file(s), or directories of *.yaml configs: one pass serves every model",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        help="models handled at once when several configs are given (default 4)",
+    )
+
+
+def fleet_entry(r: ModelResult[T], doc: Callable[[T], dict[str, Any]]) -> dict[str, Any]:
+    """One model's entry in a pass's ``--json`` list: its result as `doc` renders it, or its
+    error and the exit code that error alone would give."""
+    entry: dict[str, Any] = {"model": r.model, "seconds": round(r.seconds, 3)}
+    if r.result is not None:
+        entry["result"] = doc(r.result)
+    if r.error is not None:
+        entry["error"] = str(r.error)
+        entry["exit_code"] = fleet_exit_code([r])
+    return entry
