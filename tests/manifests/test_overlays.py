@@ -307,6 +307,26 @@ def test_every_cronjob_serves_every_model_of_the_models_configmap(
 
 
 @pytest.mark.integration
+def test_on_dev_every_cronjob_that_reads_the_store_mounts_it(rendered: Render, find: Find) -> None:
+    # The dev store is a volume: a CronJob whose command reads a model's store must mount it
+    # where the configs say it is. The schedule reconciler talks to KFP only.
+    objs = rendered("overlays/dev")
+    models = find(objs, "ConfigMap", "retrain-models")["data"]
+    roots = {yaml.safe_load(text)["storage_root"] for text in models.values()}
+    assert roots == {"/var/lib/retrain/store"}
+    for name in ("retrain-drift-monitor", "retrain-rollout-advance"):
+        pod = pod_specs(find(objs, "CronJob", name))[0][1]
+        claims = {
+            v["name"]: v["persistentVolumeClaim"]["claimName"]
+            for v in pod["volumes"]
+            if "persistentVolumeClaim" in v
+        }
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        stores = [n for n, claim in claims.items() if claim == "retrain-store"]
+        assert [mounts.get(n) for n in stores] == ["/var/lib/retrain"], name
+
+
+@pytest.mark.integration
 def test_a_models_key_that_is_not_its_model_or_not_valid_is_caught(
     rendered: Render, find: Find
 ) -> None:
