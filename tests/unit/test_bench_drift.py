@@ -200,6 +200,14 @@ def test_ratios_use_cpu_time_and_goals_need_every_round() -> None:
         sampled_text
     )
     assert "measurement noise" not in sampled_text
+    # Nor are the speed goals equal work there: each says so beside its verdict.
+    assert (
+        "— met, but not on equal work: retrain judges each numeric column on a sample of "
+        "100,000 values (`drift.max_sample_rows`) where Evidently (default) processes all "
+        "1,000,000" in sampled_text
+    )
+    assert "where alibi-detect processes all 1,000,000" in sampled_text
+    assert "not on equal work" not in text
     # At or below the cap it sorts every value, and below 1 is noise as before.
     capped = {**extra, "max_sample_rows": 1_000_000}
     whole = dict(results, retrain=dict(results["retrain"], extra=capped))
