@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from retrain.deploy import DeploymentState, SeldonBackend, applier_for, gitremot
 from retrain.deploy.gitops import commit_message
 from retrain.deploy.gitremote import GitCredentials, RemoteGitOpsApplier
 from retrain.errors import TransientError, ValidationError
+from retrain.triggers.fleet import run_for_each
 
 pytestmark = pytest.mark.integration
 
@@ -503,3 +505,31 @@ def test_the_demo_refuses_a_token_in_its_remote_before_any_work(
     err = capsys.readouterr().err
     assert "must not carry user info" in err and "ghp_abc123" not in err
     assert not work.exists()
+
+
+def test_models_ticked_together_on_one_remote_each_have_their_own_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One `retrain deploy advance` pass ticks many models on threads; two deploying to one
+    # repository, with no gitops_repo set, must not run git in one working tree together.
+    (tmp_path / "pod-tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "pod-tmp"))
+    remote = bare(tmp_path / "remote.git")
+    models = [
+        make_cfg(
+            storage_root=str(tmp_path / name), deployment_name=name, gitops_remote=str(remote)
+        ).model_copy(update={"name": name})
+        for name in ("fraud", "loans")
+    ]
+    checkouts = {RemoteGitOpsApplier.from_config(c).checkout for c in models}
+    assert len(checkouts) == 2 and all(c.parent.name == "retrain-gitops" for c in checkouts)
+    for turn in range(6):
+
+        def deploy(cfg: Config, turn: int = turn) -> Any:
+            return applier_for(cfg).apply(render(cfg, canary=turn % 2 == 1), cfg, f"turn {turn}")
+
+        results = run_for_each(models, deploy, workers=2)
+        assert [r.error for r in results] == [None, None]
+    assert len(remote_log(remote)) == 12  # every change of both models landed
+    for name in ("fraud", "loans"):
+        assert "traffic: 10" in remote_file(remote, f"deployments/models/{name}.yaml")

@@ -339,12 +339,14 @@ def test_a_models_key_that_is_not_its_model_or_not_valid_is_caught(
     assert "broken.yaml: task: required key is missing" in messages
 
 
-def _add_model(objs: Objs, find: Find, name: str, deployment: str) -> None:
+def _add_model(objs: Objs, find: Find, name: str, deployment: str, mode: str = "") -> None:
     """A second model in the models ConfigMap: the loans config renamed."""
     models = find(objs, "ConfigMap", "retrain-models")
     raw = yaml.safe_load(models["data"]["loans.yaml"])
     raw["name"] = name
     raw["deploy"]["deployment_name"] = deployment
+    if mode:
+        raw["deploy"]["mode"] = mode
     models["data"][f"{name}.yaml"] = yaml.safe_dump(raw, sort_keys=False)
 
 
@@ -371,8 +373,26 @@ def test_each_models_deployment_must_be_the_deployers_and_exist(
     rule["resourceNames"] = ["loans", "fraud", "housing"]
     messages = [f.message for f in consistency_findings(objs)]
     assert messages == [
-        "resourceNames ['housing'] are no model's deploy.deployment_name in 'models': "
-        "name only the deployments the models patch"
+        "resourceNames ['housing'] are no deployment a model patches in 'models' "
+        "(deploy.deployment_name of a model in deploy.mode kubernetes): name only the "
+        "deployments the models patch"
+    ]
+
+
+@pytest.mark.integration
+def test_a_gitops_model_needs_no_deployer_rule_nor_a_deployment_here(
+    rendered: Render, find: Find
+) -> None:
+    # Its SeldonDeployment lives in the repository it pushes to; its deployer patches nothing.
+    objs = rendered("overlays/gcp")
+    _add_model(objs, find, "fraud", "fraud", mode="gitops")
+    assert consistency_findings(objs) == []
+    # Naming it for the deployer anyway is one permission too many.
+    find(objs, "Role", "retrain-deployer")["rules"][0]["resourceNames"] = ["loans", "fraud"]
+    assert [f.message for f in consistency_findings(objs)] == [
+        "resourceNames ['fraud'] are no deployment a model patches in 'models' "
+        "(deploy.deployment_name of a model in deploy.mode kubernetes): name only the "
+        "deployments the models patch"
     ]
 
 

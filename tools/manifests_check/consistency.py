@@ -100,13 +100,19 @@ def _models_findings(objs: Sequence[Mapping[str, Any]], valid: list[Config]) -> 
 
 
 def _serving_agrees(objs: Sequence[Mapping[str, Any]], configs: Sequence[Config]) -> list[Finding]:
-    """Every model's SeldonDeployment exists with its serving image, and the deployer's Roles
-    name exactly the deployments the models patch: each in its namespace, nothing more."""
+    """No two models deploy to one SeldonDeployment. Each model that patches its deployment
+    through the Kubernetes API (``deploy.mode: kubernetes``) finds it here with its serving
+    image, and the deployer's Roles name exactly those deployments: each in its namespace,
+    nothing more. A GitOps-mode model's deployment lives in the repository it pushes to, and
+    its deployer needs no Kubernetes permission."""
     out: list[Finding] = []
     deploys: dict[tuple[str, str], str] = {}  # (namespace, deployment) -> the model
+    patched: dict[tuple[str, str], str] = {}  # the same, for the models that patch it
     for cfg in configs:
         d = cfg.deploy
         other = deploys.setdefault((d.namespace, d.deployment_name), cfg.name)
+        if d.mode == "kubernetes":
+            patched.setdefault((d.namespace, d.deployment_name), cfg.name)
         if other != cfg.name:
             out.append(
                 Finding(
@@ -117,8 +123,9 @@ def _serving_agrees(objs: Sequence[Mapping[str, Any]], configs: Sequence[Config]
                     "(deploy.deployment_name)",
                 )
             )
-        out.extend(f for f in _deployment_agrees(objs, cfg) if f not in out)
-    out.extend(_deployer_names_agree(objs, deploys))
+        if d.mode == "kubernetes":
+            out.extend(f for f in _deployment_agrees(objs, cfg) if f not in out)
+    out.extend(_deployer_names_agree(objs, patched))
     return out
 
 
@@ -162,6 +169,14 @@ def _deployer_names_agree(
                 continue
             where = f"{_where(obj)} rules[{i}]"
             ns = (obj.get("metadata") or {}).get("namespace")
+            if not namespaces:
+                yield Finding(
+                    "consistency",
+                    where,
+                    "no model patches a SeldonDeployment through the Kubernetes API (every "
+                    "deploy.mode is gitops): the deployer needs no seldondeployments rule",
+                )
+                continue
             if ns not in namespaces:
                 yield Finding(
                     "consistency",
@@ -176,8 +191,9 @@ def _deployer_names_agree(
                 yield Finding(
                     "consistency",
                     where,
-                    f"resourceNames {extra} are no model's deploy.deployment_name in {ns!r}: "
-                    "name only the deployments the models patch",
+                    f"resourceNames {extra} are no deployment a model patches in {ns!r} "
+                    "(deploy.deployment_name of a model in deploy.mode kubernetes): name only "
+                    "the deployments the models patch",
                 )
     for (ns, name), model in sorted(deploys.items()):
         if (ns, name) not in named:

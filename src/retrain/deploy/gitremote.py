@@ -145,7 +145,9 @@ class RemoteGitOpsApplier:
     @classmethod
     def from_config(cls, cfg: Config) -> RemoteGitOpsApplier:
         remote = str(cfg.deploy.gitops_remote)
-        checkout = cfg.deploy.gitops_repo or str(scratch_checkout(remote, cfg.deploy.gitops_branch))
+        checkout = cfg.deploy.gitops_repo or str(
+            scratch_checkout(remote, cfg.deploy.gitops_branch, cfg.name)
+        )
         return cls(
             remote,
             cfg.deploy.gitops_branch,
@@ -182,10 +184,16 @@ def gitops_applier(cfg: Config) -> Any:
     return GitOpsApplier.from_config(cfg)
 
 
-def scratch_checkout(remote: str, branch: str) -> Path:
-    """Where a remote's branch is checked out when ``deploy.gitops_repo`` is not set."""
-    digest = hashlib.sha256(f"{remote}\0{branch}".encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / "retrain-gitops" / digest
+def scratch_checkout(remote: str, branch: str, model: str) -> Path:
+    """Where a model checks out a remote's branch when ``deploy.gitops_repo`` is not set.
+
+    One per model: one process ticks many models' rollouts at once (`retrain deploy advance`
+    over a directory), and models deploying to one repository would otherwise run git in one
+    working tree together (its index and config locks refused one of them). Their pushes to
+    the shared branch are ordered by the push lease, as any two deploys' are.
+    """
+    digest = hashlib.sha256(f"{remote}\0{branch}\0{model}".encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / "retrain-gitops" / f"{model}-{digest}"
 
 
 def _pushed(result: ApplyResult, how: str) -> ApplyResult:
