@@ -138,8 +138,8 @@ class KfpLauncher:
         k = self.cfg.triggers.kfp
         with pipeline_package(self.cfg) as package:
             try:
-                # First, race-free: models launching in one pass may each create it.
-                kfp_experiment(self.client, k.experiment, k.namespace)
+                # Race-free: models launching in one pass may each create it first.
+                experiment = kfp_experiment(self.client, k.experiment, k.namespace)
                 run = self.client.create_run_from_pipeline_package(
                     package,
                     arguments={
@@ -148,7 +148,7 @@ class KfpLauncher:
                         "run_id": run_id,
                     },
                     run_name=run_id,
-                    experiment_name=k.experiment,
+                    experiment_id=str(experiment.experiment_id),
                     namespace=k.namespace,
                     service_account=k.service_account,
                 )
