@@ -397,6 +397,22 @@ def test_a_gitops_model_needs_no_deployer_rule_nor_a_deployment_here(
 
 
 @pytest.mark.integration
+def test_a_deployer_role_it_cannot_use_is_caught(rendered: Render, find: Find) -> None:
+    # Unbound, or without patch: the first tick's patch would be refused (403).
+    objs = rendered("overlays/gcp")
+    assert consistency_findings(objs) == []
+    binding = find(objs, "RoleBinding", "retrain-deployer")
+    binding["subjects"][0]["name"] = "someone-else"
+    messages = [f.message for f in consistency_findings(objs)]
+    assert any("no RoleBinding in 'models' binds this Role" in m for m in messages)
+    assert any("must include 'loans' in namespace 'models'" in m for m in messages)
+    binding["subjects"][0]["name"] = "retrain-deployer"
+    find(objs, "Role", "retrain-deployer")["rules"][0]["verbs"] = ["get"]
+    messages = [f.message for f in consistency_findings(objs)]
+    assert any("verbs lack ['patch']" in m for m in messages)
+
+
+@pytest.mark.integration
 def test_two_models_patching_one_deployment_are_caught(rendered: Render, find: Find) -> None:
     objs = rendered("overlays/gcp")
     _add_model(objs, find, "fraud", "loans")

@@ -12,6 +12,7 @@ from .objects import (
     _SELDON,
     CONFIG_KEY,
     CONFIG_MAP,
+    DEPLOYER_SERVICE_ACCOUNT,
     Finding,
     _containers,
     _rules_of,
@@ -163,12 +164,14 @@ def _deployer_names_agree(
     deployment that no model patches (least privilege)."""
     namespaces = sorted({ns for ns, _ in deploys})
     named: set[tuple[str, str]] = set()
+    bound = _deployer_bindings(objs)
     for obj in objs:
         for i, rule in _rules_of(obj):
             if "seldondeployments" not in (rule.get("resources") or []):
                 continue
             where = f"{_where(obj)} rules[{i}]"
             ns = (obj.get("metadata") or {}).get("namespace")
+            role = (obj.get("metadata") or {}).get("name")
             if not namespaces:
                 yield Finding(
                     "consistency",
@@ -185,7 +188,23 @@ def _deployer_names_agree(
                 )
                 continue
             names = [str(n) for n in rule.get("resourceNames") or []]
-            named.update((ns, n) for n in names)
+            missing = sorted({"get", "patch"} - set(rule.get("verbs") or []))
+            if missing:
+                yield Finding(
+                    "consistency",
+                    where,
+                    f"verbs lack {missing}: the rollout tick and the deploy step get and patch "
+                    "the models' deployments",
+                )
+            elif obj.get("kind") != "Role" or (ns, role) not in bound:
+                yield Finding(
+                    "consistency",
+                    where,
+                    f"no RoleBinding in {ns!r} binds this Role to the ServiceAccount "
+                    f"{DEPLOYER_SERVICE_ACCOUNT!r}: its patches would be refused (403)",
+                )
+            else:
+                named.update((ns, n) for n in names)
             extra = sorted(n for n in names if (ns, n) not in deploys)
             if extra:
                 yield Finding(
@@ -204,6 +223,29 @@ def _deployer_names_agree(
                 f"{ns!r} (deploy.deployment_name of model {model!r}): the rollout tick and the "
                 "deploy step patch it as the deployer",
             )
+
+
+def _deployer_bindings(objs: Sequence[Mapping[str, Any]]) -> set[tuple[str, str]]:
+    """(namespace, Role) pairs a RoleBinding grants the deployer's ServiceAccount."""
+    accounts = {
+        (o.get("metadata") or {}).get("namespace")
+        for o in objs
+        if o.get("kind") == "ServiceAccount"
+        and (o.get("metadata") or {}).get("name") == DEPLOYER_SERVICE_ACCOUNT
+    }
+    out = set()
+    for o in objs:
+        ref = o.get("roleRef") or {}
+        if o.get("kind") != "RoleBinding" or ref.get("kind") != "Role":
+            continue
+        if any(
+            s.get("kind") == "ServiceAccount"
+            and s.get("name") == DEPLOYER_SERVICE_ACCOUNT
+            and s.get("namespace") in accounts
+            for s in o.get("subjects") or []
+        ):
+            out.add(((o.get("metadata") or {}).get("namespace"), ref.get("name")))
+    return out
 
 
 # --- the initial SeldonDeployment -------------------------------------------------------------
