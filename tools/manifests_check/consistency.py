@@ -233,7 +233,7 @@ def _deployer_bindings(objs: Sequence[Mapping[str, Any]]) -> set[tuple[str, str]
         if o.get("kind") == "ServiceAccount"
         and (o.get("metadata") or {}).get("name") == DEPLOYER_SERVICE_ACCOUNT
     }
-    out = set()
+    out: set[tuple[str, str]] = set()
     for o in objs:
         ref = o.get("roleRef") or {}
         if o.get("kind") != "RoleBinding" or ref.get("kind") != "Role":
@@ -244,7 +244,7 @@ def _deployer_bindings(objs: Sequence[Mapping[str, Any]]) -> set[tuple[str, str]
             and s.get("namespace") in accounts
             for s in o.get("subjects") or []
         ):
-            out.add(((o.get("metadata") or {}).get("namespace"), ref.get("name")))
+            out.add((str((o.get("metadata") or {}).get("namespace")), str(ref.get("name"))))
     return out
 
 
