@@ -18,7 +18,7 @@ import yaml
 from fake_kfp import API, FakeKfpApi, serve_fake_kfp
 
 from retrain.cli import main
-from retrain.errors import EXIT_OK, EXIT_TRANSIENT
+from retrain.errors import EXIT_OK, EXIT_TRANSIENT, EXIT_VALIDATION
 
 pytestmark = pytest.mark.integration
 
@@ -250,12 +250,17 @@ def test_one_pass_reconciles_every_model_of_a_directory(
     writes = len(api.writes())
     assert main(["schedule", "apply", *args]) == EXIT_OK
     assert len(api.writes()) == writes
-    # An invalid config among them is refused, named, before any model is touched.
+    # An invalid config among them is refused alone, named; the others are reconciled.
     (models / "fraud.yaml").write_text("name: fraud\n")
     write_config(models, [WEEKLY, NIGHTLY], name="loans")
-    assert main(["schedule", "apply", *args]) != EXIT_OK
-    assert "fraud.yaml is invalid" in capsys.readouterr().err
-    assert len(api.writes()) == writes
+    assert main(["schedule", "apply", *args]) == EXIT_VALIDATION
+    captured = capsys.readouterr()
+    assert "fraud: schedule apply failed:" in captured.err
+    assert "fraud.yaml is invalid" in captured.err
+    assert "reconciled 2 models: 1 ok (exit 2)" in captured.out
+    names = {r["display_name"] for r in api.recurring}
+    assert {"retrain-loans-weekly", "retrain-loans-nightly"} <= names
+    assert len(api.writes()) > writes
 
 
 def test_an_experiment_created_meanwhile_by_another_pass_is_used(

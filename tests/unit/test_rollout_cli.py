@@ -173,6 +173,25 @@ def test_one_models_held_lock_does_not_stop_the_others_tick(
     assert "fraud: advance failed" in captured.err
 
 
+def test_an_invalid_config_is_refused_alone_and_the_others_are_ticked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One model's canary must not freeze because another's config was edited badly.
+    configs, stores = _two_models(tmp_path)
+    (configs / "fraud.yaml").write_text("name: fraud\n")
+    assert main(["deploy", "advance", "--config", str(configs)]) == 2  # bad input, nothing worse
+    captured = capsys.readouterr()
+    assert "fraud: advance failed: ValidationError:" in captured.err
+    assert "fraud.yaml is invalid" in captured.err
+    assert captured.out.splitlines() == [
+        "loans: no canary in flight; nothing is deployed",
+        "ticked 2 models: 1 ok (exit 2)",
+    ]
+    assert _ticked(stores["loans"], "loans") and not _ticked(stores["fraud"], "fraud")
+    # Given alone, an invalid config fails as it always has.
+    assert main(["deploy", "advance", "--config", str(configs / "fraud.yaml")]) == 2
+
+
 def test_component_is_a_thin_adapter_without_runtime_install() -> None:
     require("kfp", "the component is built with the KFP SDK (extra 'kfp')")
     from retrain_components import container_components

@@ -20,7 +20,13 @@ from retrain.errors import (
     TransientError,
     ValidationError,
 )
-from retrain.triggers.fleet import config_paths, fleet_exit_code, load_configs, run_for_each
+from retrain.triggers.fleet import (
+    config_paths,
+    fleet_exit_code,
+    load_configs,
+    load_fleet,
+    run_for_each,
+)
 from retrain.triggers.metrics import MonitorMetrics
 from tests.unit.test_triggers_monitor import write_case
 
@@ -91,6 +97,26 @@ def test_one_broken_model_does_not_stop_the_others(
     assert code == EXIT_VALIDATION
     assert "good: window 5:" in captured.out
     assert "bad: check failed: data source not found" in captured.err
+    assert list((tmp_path / "good" / "store" / "monitor").glob("*.json"))
+
+
+def test_a_config_that_cannot_serve_is_refused_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configs = fleet(tmp_path, ["good", "bad", "twin"])
+    (configs / "bad.yaml").write_text("name: bad\n")  # invalid
+    twin = yaml.safe_load((configs / "twin.yaml").read_text())
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(twin))  # a second config of "twin"
+    loaded = load_fleet([str(configs), str(tmp_path / "other.yaml")])
+    assert [c.name for c in loaded.configs] == ["good"]
+    assert sorted(r.model for r in loaded.refused) == ["bad", "twin", "twin"]
+    assert all(isinstance(r.error, ValidationError) for r in loaded.refused)
+    code = main(["monitor", "--once", "--config", str(configs), "--launch", "none"])
+    captured = capsys.readouterr()
+    assert code == EXIT_VALIDATION
+    assert "good: window 5:" in captured.out
+    assert "bad: check failed:" in captured.err and "bad.yaml is invalid" in captured.err
+    assert "checked 3 models: 2 ok (exit 2)" in captured.out
     assert list((tmp_path / "good" / "store" / "monitor").glob("*.json"))
 
 

@@ -30,7 +30,7 @@ from retrain.errors import EXIT_OK
 from retrain.rollout.controller import RolloutController, TickResult
 from retrain.steps import restore_champion
 from retrain.storage import open_storage
-from retrain.triggers.fleet import fleet_exit_code, load_configs, run_for_each
+from retrain.triggers.fleet import Fleet, fleet_exit_code, load_fleet, raise_refused, run_for_each
 
 __all__ = ["add_commands"]
 
@@ -124,24 +124,26 @@ def _show(result: TickResult, as_json: bool) -> int:
 
 
 def _cmd_advance(args: argparse.Namespace) -> int:
-    configs = load_configs(args.config)
-    if len(configs) == 1:
-        return _show(_tick(configs[0]), args.json)
-    return _advance_fleet(configs, workers=args.workers, as_json=args.json)
+    fleet = load_fleet(args.config)
+    if fleet.size == 1:
+        if not fleet.configs:
+            raise_refused(fleet)
+        return _show(_tick(fleet.configs[0]), args.json)
+    return _advance_fleet(fleet, workers=args.workers, as_json=args.json)
 
 
 def _tick(cfg: Config) -> TickResult:
     return RolloutController(cfg).tick()
 
 
-def _advance_fleet(configs: list[Config], *, workers: int, as_json: bool) -> int:
+def _advance_fleet(fleet: Fleet, *, workers: int, as_json: bool) -> int:
     """One tick per model, on a bounded pool of threads; each model has its own rollout lock.
 
     Threads, as for `retrain schedule`: a tick waits on the store, Prometheus, git or the
     Kubernetes API (the replay provider's scoring holds the GIL: one model's at a time). With
     ``--json`` the one document is the list of the models' entries.
     """
-    results = run_for_each(configs, _tick, workers=workers)
+    results = [*fleet.refused, *run_for_each(fleet.configs, _tick, workers=workers)]
     for r in results:
         if r.error is not None:
             err = f"{type(r.error).__name__}: {r.error}"

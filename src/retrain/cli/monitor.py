@@ -29,7 +29,14 @@ from retrain.rollout.controller import RolloutController
 from retrain.settings.durations import parse_duration
 from retrain.storage import LocalStorage, open_storage
 from retrain.triggers.controller import Launcher, TriggerController
-from retrain.triggers.fleet import ModelResult, fleet_exit_code, load_configs, run_for_each
+from retrain.triggers.fleet import (
+    Fleet,
+    ModelResult,
+    fleet_exit_code,
+    load_fleet,
+    raise_refused,
+    run_for_each,
+)
 from retrain.triggers.fleet_pool import ProcessFleet, portable_error
 from retrain.triggers.policy import Signal
 
@@ -86,10 +93,12 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     from retrain.triggers.metrics import MonitorMetrics
     from retrain.triggers.monitor import Monitor
 
-    configs = load_configs(args.config)
-    if len(configs) > 1:
-        return _monitor_fleet(configs, args)
-    cfg = configs[0]
+    fleet = load_fleet(args.config)
+    if fleet.size > 1:
+        return _monitor_fleet(fleet, args)
+    if not fleet.configs:
+        raise_refused(fleet)
+    cfg = fleet.configs[0]
     metrics = MonitorMetrics(cfg.name)
     monitor = Monitor(cfg, _controller(cfg, args), metrics=metrics)
     if args.every is None:
@@ -201,17 +210,19 @@ def _check_model(options: _FleetOptions, cfg: Config) -> _ModelCheck:
     return _ModelCheck(result, error, _tick_rollout(RolloutController(cfg)))
 
 
-def _monitor_fleet(configs: list[Config], args: argparse.Namespace) -> int:
-    """One check per model per pass, on a bounded pool; one metrics endpoint for all."""
+def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
+    """One check per model per pass, on a bounded pool; one metrics endpoint for all. A
+    refused config is reported at every pass, beside the others' results."""
     from retrain.triggers.metrics import MonitorMetrics
     from retrain.triggers.monitor import observe_result
 
-    metrics = MonitorMetrics(configs[0].name)
+    configs = fleet.configs
+    metrics = MonitorMetrics(configs[0].name if configs else "none")
     options = _FleetOptions(args.launch, args.engine, args.host, args.window)
     work = functools.partial(_check_model, options)
     if args.workers < 1:
         raise ValidationError(f"--workers must be at least 1, not {args.workers}")
-    workers = min(args.workers, len(configs))
+    workers = max(1, min(args.workers, len(configs)))
     # Forked now, before the metrics server's thread starts (see ProcessFleet).
     processes = (
         ProcessFleet[_ModelCheck](workers, warm_up=load_schemas) if args.pool == "process" else None
@@ -222,8 +233,8 @@ def _monitor_fleet(configs: list[Config], args: argparse.Namespace) -> int:
             done = processes.run(configs, work)
         else:
             done = run_for_each(configs, work, workers=workers)
-        results: list[ModelResult[Any]] = []
-        rollouts: list[str] = []
+        results: list[ModelResult[Any]] = list(fleet.refused)
+        rollouts: list[str] = ["rollout: not ticked (config refused)"] * len(fleet.refused)
         for r in done:
             check = r.result
             if check is None:  # the rollout tick failed with a bug: nothing else to report
@@ -294,13 +305,16 @@ def _cmd_trigger(args: argparse.Namespace) -> int:
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
-    configs = load_configs(args.config)
-    if len(configs) == 1:
-        lines, deferred = _reconcile(configs[0], args)
+    fleet = load_fleet(args.config)
+    if fleet.size == 1:
+        if not fleet.configs:
+            raise_refused(fleet)
+        lines, deferred = _reconcile(fleet.configs[0], args)
         for line in lines:
             _print(line)
         return EXIT_TRANSIENT if deferred else EXIT_OK
-    results = run_for_each(configs, lambda cfg: _reconcile(cfg, args), workers=args.workers)
+    work = functools.partial(_reconcile, args=args)
+    results = [*fleet.refused, *run_for_each(fleet.configs, work, workers=args.workers)]
     deferred_models = 0
     for r in results:
         if r.result is not None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 from retrain.config import Config, load_config
 from retrain.errors import (
@@ -29,7 +29,16 @@ from retrain.errors import (
     exit_code_for,
 )
 
-__all__ = ["ModelResult", "config_paths", "fleet_exit_code", "load_configs", "run_for_each"]
+__all__ = [
+    "Fleet",
+    "ModelResult",
+    "config_paths",
+    "fleet_exit_code",
+    "load_configs",
+    "load_fleet",
+    "raise_refused",
+    "run_for_each",
+]
 
 _CONFIG_SUFFIXES = (".yaml", ".yml")
 T = TypeVar("T")
@@ -96,6 +105,60 @@ class ModelResult(Generic[T]):
     def ok(self) -> bool:
         return self.error is None
 
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """The configs of one pass: the valid ones, and each refused one as its model's failed
+    result (`ModelResult.error`), named by its file's stem or its model's name."""
+
+    configs: list[Config]
+    refused: list[ModelResult[Any]]
+
+    @property
+    def size(self) -> int:
+        return len(self.configs) + len(self.refused)
+
+
+def load_fleet(given: Sequence[str]) -> Fleet:
+    """Every config named by `given` (see `config_paths`), validated one by one.
+
+    One bad config must not stop every model's monitoring and rollouts: an invalid file, or
+    two files naming one model (they would share one lease, one store's trigger state and one
+    set of metric series: both are refused), is refused alone, and the pass reports it beside
+    the others' results (exit 2 when nothing worse happened).
+
+    Raises:
+        ValidationError: a path does not exist, or a directory holds no config.
+    """
+    loaded: list[tuple[Path, Config]] = []
+    refused: list[ModelResult[Any]] = []
+    for path in config_paths(given):
+        try:
+            loaded.append((path, load_config(path)))
+        except ValidationError as err:
+            refused.append(ModelResult(path.stem, None, err, 0.0))
+    names = [cfg.name for _, cfg in loaded]
+    configs = []
+    for path, cfg in loaded:
+        if names.count(cfg.name) > 1:
+            twice = ValidationError(
+                f"{path}: model {cfg.name!r} is named by more than one config; model names "
+                "must be unique (they would share one lease, one store's trigger state and "
+                "one set of metric series)"
+            )
+            refused.append(ModelResult(cfg.name, None, twice, 0.0))
+        else:
+            configs.append(cfg)
+    return Fleet(configs, refused)
+
+
+def raise_refused(fleet: Fleet) -> NoReturn:
+    """Raise the first refused config's error (a one-config command fails as it always has)."""
+    err = fleet.refused[0].error if fleet.refused else None
+    if err is None:
+        raise ValueError("no refused config to raise")
+    raise err
 
 def run_for_each(
     configs: Sequence[Config], work: Callable[[Config], T], *, workers: int
