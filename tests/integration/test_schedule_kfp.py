@@ -183,6 +183,11 @@ def test_no_replace_while_a_run_is_in_flight(
     run_pages = [r for r in api.requests if r["path"] == f"{API}/runs"]
     assert len(run_pages) == 3
 
+    # Beside a refused config (exit 2 alone), the deferred change still asks for a retry.
+    (tmp_path / "broken.yaml").write_text("name: broken\n")
+    both = ["--config", changed, str(tmp_path / "broken.yaml"), "--host", host]
+    assert main(["schedule", "apply", *both, "--pipeline-package", package]) == EXIT_TRANSIENT
+
     api.runs[-1]["state"] = "SUCCEEDED"
     assert schedule(changed, host, package) == EXIT_OK
     assert [r["trigger"]["cron_schedule"]["cron"] for r in api.recurring] == ["0 0 5 * * 1"]
@@ -255,7 +260,7 @@ def test_one_pass_reconciles_every_model_of_a_directory(
     write_config(models, [WEEKLY, NIGHTLY], name="loans")
     assert main(["schedule", "apply", *args]) == EXIT_VALIDATION
     captured = capsys.readouterr()
-    assert "fraud: schedule apply failed:" in captured.err
+    assert "fraud.yaml: schedule apply failed:" in captured.err
     assert "fraud.yaml is invalid" in captured.err
     assert "reconciled 2 models: 1 ok (exit 2)" in captured.out
     names = {r["display_name"] for r in api.recurring}
@@ -273,3 +278,26 @@ def test_an_experiment_created_meanwhile_by_another_pass_is_used(
     assert len(posts) == 1 and len(api.experiments) == 1  # refused (409), then read
     [made] = api.recurring
     assert made["experiment_id"] == api.experiments[0]["experiment_id"]
+
+
+def test_a_model_whose_name_extends_another_keeps_its_schedules(
+    kfp_api: tuple[FakeKfpApi, str], tmp_path: Path, package: str
+) -> None:
+    # "retrain-loans-" also starts "retrain-loans-eu-weekly": each model manages only the
+    # recurring runs its description names it in.
+    api, host = kfp_api
+    models = tmp_path / "models"
+    models.mkdir()
+    write_config(models, [WEEKLY], name="loans")
+    write_config(models, [NIGHTLY], name="loans-eu")
+    args = ["--config", str(models), "--host", host, "--pipeline-package", package]
+    assert main(["schedule", "apply", *args]) == EXIT_OK
+    writes = len(api.writes())
+    assert main(["schedule", "apply", *args]) == EXIT_OK
+    assert len(api.writes()) == writes  # nothing deleted, nothing recreated
+    names = {r["display_name"] for r in api.recurring}
+    assert names == {"retrain-loans-weekly", "retrain-loans-eu-nightly"}
+    # Removing loans' schedule deletes loans' only.
+    write_config(models, [], name="loans")
+    assert main(["schedule", "apply", *args]) == EXIT_OK
+    assert {r["display_name"] for r in api.recurring} == {"retrain-loans-eu-nightly"}

@@ -181,7 +181,7 @@ def test_an_invalid_config_is_refused_alone_and_the_others_are_ticked(
     (configs / "fraud.yaml").write_text("name: fraud\n")
     assert main(["deploy", "advance", "--config", str(configs)]) == 2  # bad input, nothing worse
     captured = capsys.readouterr()
-    assert "fraud: advance failed: ValidationError:" in captured.err
+    assert "fraud.yaml: advance failed: ValidationError:" in captured.err
     assert "fraud.yaml is invalid" in captured.err
     assert captured.out.splitlines() == [
         "loans: no canary in flight; nothing is deployed",

@@ -109,15 +109,27 @@ def test_a_config_that_cannot_serve_is_refused_alone(
     (tmp_path / "other.yaml").write_text(yaml.safe_dump(twin))  # a second config of "twin"
     loaded = load_fleet([str(configs), str(tmp_path / "other.yaml")])
     assert [c.name for c in loaded.configs] == ["good"]
-    assert sorted(r.model for r in loaded.refused) == ["bad", "twin", "twin"]
+    assert sorted(r.model for r in loaded.refused) == ["bad.yaml", "other.yaml", "twin.yaml"]
     assert all(isinstance(r.error, ValidationError) for r in loaded.refused)
     code = main(["monitor", "--once", "--config", str(configs), "--launch", "none"])
     captured = capsys.readouterr()
     assert code == EXIT_VALIDATION
     assert "good: window 5:" in captured.out
-    assert "bad: check failed:" in captured.err and "bad.yaml is invalid" in captured.err
+    assert "bad.yaml: check failed:" in captured.err and "bad.yaml is invalid" in captured.err
     assert "checked 3 models: 2 ok (exit 2)" in captured.out
     assert list((tmp_path / "good" / "store" / "monitor").glob("*.json"))
+    # A file that cannot even be decoded is refused alone too.
+    (configs / "bad.yaml").write_bytes(b"name: caf\xe9\n")
+    code = main(["monitor", "--once", "--config", str(configs), "--launch", "none"])
+    captured = capsys.readouterr()
+    assert code == EXIT_VALIDATION and "bad.yaml: check failed:" in captured.err
+    assert "checked 3 models: 2 ok (exit 2)" in captured.out
+    # With no valid config at all there is nothing to serve: it fails at once, even a
+    # monitor meant to run for ever.
+    for name in ("good", "twin"):
+        (configs / f"{name}.yaml").unlink()
+    every = ["monitor", "--every", "1s", "--config", str(configs), "--launch", "none"]
+    assert main(every) == EXIT_VALIDATION
 
 
 def test_pool_is_bounded_and_keeps_the_configs_order(tmp_path: Path) -> None:

@@ -125,9 +125,9 @@ def _show(result: TickResult, as_json: bool) -> int:
 
 def _cmd_advance(args: argparse.Namespace) -> int:
     fleet = load_fleet(args.config)
+    if not fleet.configs:
+        raise_refused(fleet)
     if fleet.size == 1:
-        if not fleet.configs:
-            raise_refused(fleet)
         return _show(_tick(fleet.configs[0]), args.json)
     return _advance_fleet(fleet, workers=args.workers, as_json=args.json)
 

@@ -94,10 +94,10 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     from retrain.triggers.monitor import Monitor
 
     fleet = load_fleet(args.config)
+    if not fleet.configs:  # nothing to serve: fail at once (a long-running monitor too)
+        raise_refused(fleet)
     if fleet.size > 1:
         return _monitor_fleet(fleet, args)
-    if not fleet.configs:
-        raise_refused(fleet)
     cfg = fleet.configs[0]
     metrics = MonitorMetrics(cfg.name)
     monitor = Monitor(cfg, _controller(cfg, args), metrics=metrics)
@@ -217,12 +217,12 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
     from retrain.triggers.monitor import observe_result
 
     configs = fleet.configs
-    metrics = MonitorMetrics(configs[0].name if configs else "none")
+    metrics = MonitorMetrics(configs[0].name)
     options = _FleetOptions(args.launch, args.engine, args.host, args.window)
     work = functools.partial(_check_model, options)
     if args.workers < 1:
         raise ValidationError(f"--workers must be at least 1, not {args.workers}")
-    workers = max(1, min(args.workers, len(configs)))
+    workers = min(args.workers, len(configs))
     # Forked now, before the metrics server's thread starts (see ProcessFleet).
     processes = (
         ProcessFleet[_ModelCheck](workers, warm_up=load_schemas) if args.pool == "process" else None
@@ -306,9 +306,9 @@ def _cmd_trigger(args: argparse.Namespace) -> int:
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
     fleet = load_fleet(args.config)
+    if not fleet.configs:
+        raise_refused(fleet)
     if fleet.size == 1:
-        if not fleet.configs:
-            raise_refused(fleet)
         lines, deferred = _reconcile(fleet.configs[0], args)
         for line in lines:
             _print(line)
@@ -325,8 +325,8 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
         elif r.error is not None:
             print(f"{r.model}: schedule {args.action} failed: {r.error}", file=sys.stderr)
     code = fleet_exit_code(results)
-    if code == EXIT_OK and deferred_models:
-        code = EXIT_TRANSIENT
+    if code in (EXIT_OK, EXIT_VALIDATION) and deferred_models:
+        code = EXIT_TRANSIENT  # a retry applies what waited (75 over 2)
     _print(f"reconciled {len(results)} models: {sum(r.ok for r in results)} ok (exit {code})")
     return code
 

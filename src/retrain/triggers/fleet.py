@@ -106,11 +106,10 @@ class ModelResult(Generic[T]):
         return self.error is None
 
 
-
 @dataclass(frozen=True)
 class Fleet:
-    """The configs of one pass: the valid ones, and each refused one as its model's failed
-    result (`ModelResult.error`), named by its file's stem or its model's name."""
+    """The configs of one pass: the valid ones, and each refused one as a failed result
+    (`ModelResult.error`) named by its file's name (``fraud.yaml``: never a model's name)."""
 
     configs: list[Config]
     refused: list[ModelResult[Any]]
@@ -137,7 +136,10 @@ def load_fleet(given: Sequence[str]) -> Fleet:
         try:
             loaded.append((path, load_config(path)))
         except ValidationError as err:
-            refused.append(ModelResult(path.stem, None, err, 0.0))
+            refused.append(ModelResult(path.name, None, err, 0.0))
+        except (OSError, UnicodeDecodeError) as err:  # unreadable: refused alone too
+            unreadable = ValidationError(f"{path}: cannot be read as a config: {err}")
+            refused.append(ModelResult(path.name, None, unreadable, 0.0))
     names = [cfg.name for _, cfg in loaded]
     configs = []
     for path, cfg in loaded:
@@ -147,18 +149,20 @@ def load_fleet(given: Sequence[str]) -> Fleet:
                 "must be unique (they would share one lease, one store's trigger state and "
                 "one set of metric series)"
             )
-            refused.append(ModelResult(cfg.name, None, twice, 0.0))
+            refused.append(ModelResult(path.name, None, twice, 0.0))
         else:
             configs.append(cfg)
     return Fleet(configs, refused)
 
 
 def raise_refused(fleet: Fleet) -> NoReturn:
-    """Raise the first refused config's error (a one-config command fails as it always has)."""
+    """Raise the first refused config's error: a pass with no valid config fails as a
+    one-config command always has (exit 2), rather than serving nothing."""
     err = fleet.refused[0].error if fleet.refused else None
     if err is None:
         raise ValueError("no refused config to raise")
     raise err
+
 
 def run_for_each(
     configs: Sequence[Config], work: Callable[[Config], T], *, workers: int

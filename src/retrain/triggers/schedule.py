@@ -53,6 +53,8 @@ SCHEDULED_WINDOW = "auto"
 SCHEDULED_RUN_ID = "auto"
 
 _FINGERPRINT = re.compile(r"spec-sha256: ([0-9a-f]{64})")
+#: The model a managed recurring run belongs to, as its description names it.
+_MODEL = re.compile(r"Managed by `retrain schedule apply` for model (\S+?): schedule ")
 # Run states that are over; any other (unknown ones too) counts as in flight.
 _FINISHED_STATES = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
 _MAX_PAGES = 50
@@ -82,6 +84,8 @@ class ExistingSchedule:
     cron: str | None
     enabled: bool
     fingerprint: str | None
+    #: The model its description says it was made for (None: no such description).
+    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -145,14 +149,20 @@ def plan_schedules(
     existing: Sequence[ExistingSchedule],
     in_flight: Mapping[str, int],
     prefix: str,
+    model: str | None = None,
 ) -> list[ScheduleAction]:
     """What to do so the cluster matches `desired`. Pure.
 
     `existing` are the recurring runs whose names start with `prefix`; `in_flight` counts the
     unfinished runs of each (by recurring run id). Recurring runs without the prefix are never
-    touched.
+    touched, nor, given `model`, those whose description names another model: model
+    ``loans``'s prefix ``retrain-loans-`` is also the start of model ``loans-eu``'s names.
     """
-    ours = [e for e in existing if e.name.startswith(prefix)]
+    ours = [
+        e
+        for e in existing
+        if e.name.startswith(prefix) and (model is None or e.model in (None, model))
+    ]
     actions: list[ScheduleAction] = []
 
     def busy(items: Sequence[ExistingSchedule]) -> int:
@@ -291,6 +301,7 @@ class KfpSchedules:
                     r.trigger.cron_schedule.cron if r.trigger and r.trigger.cron_schedule else None
                 )
                 m = _FINGERPRINT.search(r.description or "")
+                owner = _MODEL.search(r.description or "")
                 out.append(
                     ExistingSchedule(
                         id=str(r.recurring_run_id),
@@ -298,6 +309,7 @@ class KfpSchedules:
                         cron=cron,
                         enabled=str(r.mode or "ENABLE").upper() != "DISABLE",
                         fingerprint=m.group(1) if m else None,
+                        model=owner.group(1) if owner else None,
                     )
                 )
             token = page.next_page_token or ""
@@ -387,7 +399,8 @@ def make_plan(cfg: Config, api: KfpSchedules, package_path: str) -> SchedulePlan
     else:
         existing = api.list(experiment_id, prefix)
         in_flight = api.in_flight(experiment_id, {e.id for e in existing})
-    return SchedulePlan(plan_schedules(desired, existing, in_flight, prefix), experiment_id)
+    actions = plan_schedules(desired, existing, in_flight, prefix, cfg.name)
+    return SchedulePlan(actions, experiment_id)
 
 
 def apply_plan(cfg: Config, api: KfpSchedules, plan: SchedulePlan, package_path: str) -> None:
