@@ -66,6 +66,16 @@ def schedule(config: str, host: str, package: str, action: str = "apply") -> int
     )
 
 
+def models_dir(tmp_path: Path, host: str, package: str, **schedules: Any) -> tuple[Path, list[str]]:
+    """A directory of configs, one per model (name -> its schedules), and the arguments of a
+    `retrain schedule` pass over it."""
+    models = tmp_path / "models"
+    models.mkdir()
+    for name, wanted in schedules.items():
+        write_config(models, wanted, name=name)
+    return models, ["--config", str(models), "--host", host, "--pipeline-package", package]
+
+
 WEEKLY = {"name": "weekly", "cron": "0 3 * * 1"}
 NIGHTLY = {"name": "nightly", "cron": "30 1 * * *"}
 
@@ -240,11 +250,7 @@ def test_one_pass_reconciles_every_model_of_a_directory(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     api, host = kfp_api
-    models = tmp_path / "models"
-    models.mkdir()
-    write_config(models, [WEEKLY], name="loans")
-    write_config(models, [NIGHTLY], name="fraud")
-    args = ["--config", str(models), "--host", host, "--pipeline-package", package]
+    models, args = models_dir(tmp_path, host, package, loans=[WEEKLY], fraud=[NIGHTLY])
     assert main(["schedule", "apply", *args, "--workers", "2"]) == EXIT_OK
     names = {r["display_name"] for r in api.recurring}
     assert names == {"retrain-loans-weekly", "retrain-fraud-nightly"}
@@ -286,11 +292,7 @@ def test_a_model_whose_name_extends_another_keeps_its_schedules(
     # "retrain-loans-" also starts "retrain-loans-eu-weekly": each model manages only the
     # recurring runs its description names it in.
     api, host = kfp_api
-    models = tmp_path / "models"
-    models.mkdir()
-    write_config(models, [WEEKLY], name="loans")
-    write_config(models, [NIGHTLY], name="loans-eu")
-    args = ["--config", str(models), "--host", host, "--pipeline-package", package]
+    models, args = models_dir(tmp_path, host, package, **{"loans": [WEEKLY], "loans-eu": [NIGHTLY]})
     assert main(["schedule", "apply", *args]) == EXIT_OK
     writes = len(api.writes())
     assert main(["schedule", "apply", *args]) == EXIT_OK

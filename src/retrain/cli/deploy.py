@@ -14,7 +14,8 @@ monitor` does: one pass ticks every model, each line prefixed with its model's n
 model's failure (named on stderr) does not stop the others. The pass exits with the most
 actionable code among the models (`fleet_exit_code`): 1 for a bug, else 75 if any model may
 succeed when tried again (a held lock, a metrics backend down), else 2 if any had bad input,
-else 0. A config that does not validate stops the pass before any tick (exit 2).
+else 0. A config that cannot be read or does not validate is refused alone, named by its
+file (`load_fleet`); with no valid config at all the command fails at once (exit 2).
 """
 
 from __future__ import annotations
