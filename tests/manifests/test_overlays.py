@@ -14,6 +14,7 @@ import yaml
 
 from retrain.config import config_from_text
 from retrain.errors import ValidationError
+from retrain.settings.durations import parse_duration
 from tools.manifests_check import (
     CONFIG_KEY,
     KUBERNETES_VERSIONS,
@@ -304,6 +305,23 @@ def test_every_cronjob_serves_every_model_of_the_models_configmap(
         assert mount["readOnly"] is True
         command = container["command"]
         assert command[command.index("--config") + 1] == mount["mountPath"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_rollout_tick_stops_starting_models_before_the_job_is_killed(
+    rendered: Render, find: Find, target: str
+) -> None:
+    # No tick may start so late that the Job's deadline kills it mid-way, and the one in
+    # progress at a SIGTERM needs the grace period to reach a safe point and give its lock back.
+    cronjob = find(rendered(target), "CronJob", "retrain-rollout-advance")
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    pod = pod_specs(cronjob)[0][1]
+    command = pod["containers"][0]["command"]
+    deadline = parse_duration(command[command.index("--deadline") + 1])
+    grace = pod["terminationGracePeriodSeconds"]
+    assert deadline + grace <= job["activeDeadlineSeconds"]
+    assert grace >= 60
 
 
 @pytest.mark.integration

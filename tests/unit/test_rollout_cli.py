@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -190,6 +191,81 @@ def test_an_invalid_config_is_refused_alone_and_the_others_are_ticked(
     assert _ticked(stores["loans"], "loans") and not _ticked(stores["fraud"], "fraud")
     # Given alone, an invalid config fails as it always has.
     assert main(["deploy", "advance", "--config", str(configs / "fraud.yaml")]) == 2
+
+
+#: Runs `retrain deploy ...` with the rollout tick's first step replaced by one that gets a
+#: SIGTERM (a Job's deadline, a node drained) while the model's rollout lock is held.
+_SIGTERM_IN_TICK = """
+import os, signal, sys, time
+from retrain.cli import main
+from retrain.rollout.controller import RolloutController
+
+prepare = RolloutController._prepare
+
+def terminated_meanwhile(self):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)  # the SIGTERM arrives here
+    return prepare(self)
+
+RolloutController._prepare = terminated_meanwhile
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _advance_with_sigterm(tmp_path: Path, *config: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "advance_sigterm.py"
+    script.write_text(_SIGTERM_IN_TICK)
+    return subprocess.run(
+        [sys.executable, str(script), "deploy", "advance", "--workers", "1", "--config", *config],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_sigterm_during_a_tick_gives_its_lock_back(tmp_path: Path) -> None:
+    # Killed at the Job's deadline, a tick used to hold its model's lock for the lease's
+    # TTL, so the next tick (and the pipeline's rollout step) waited on it.
+    configs, stores = _two_models(tmp_path)
+    done = _advance_with_sigterm(tmp_path, str(configs / "loans.yaml"))
+    assert done.returncode == 75, done.stderr  # stopped at a safe point: re-run it
+    assert "stopped by SIGTERM" in done.stderr
+    assert _ticked(stores["loans"], "loans")  # taken, and given back
+
+
+def test_a_sigterm_during_a_pass_stops_it_and_names_the_models_not_ticked(
+    tmp_path: Path,
+) -> None:
+    configs, stores = _two_models(tmp_path)
+    done = _advance_with_sigterm(tmp_path, str(configs))
+    assert done.returncode == 75, done.stderr
+    err = done.stderr
+    assert err.count("advance failed") == 2
+    assert "Terminated: stopped by SIGTERM at a safe point" in err  # the tick in progress
+    assert "NotStarted: not started: the pass was asked to stop (SIGTERM)" in err
+    ticked = [name for name, store in stores.items() if _ticked(store, name)]
+    untouched = [
+        name
+        for name, store in stores.items()
+        if StoreLock(store, lock_key(name), ttl_seconds=600).holder() is None
+    ]
+    assert len(ticked) == 1 and len(untouched) == 1  # its lock given back; the other never taken
+    assert "ticked 2 models: 0 ok (exit 75)" in done.stdout
+
+
+def test_advance_starts_no_tick_after_its_deadline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configs, stores = _two_models(tmp_path)
+    assert main(["deploy", "advance", "--config", str(configs), "--deadline", "0s"]) == 75
+    captured = capsys.readouterr()
+    assert captured.err.count("NotStarted: not started: the pass's deadline of 0 s passed") == 2
+    assert "ticked 2 models: 0 ok (exit 75)" in captured.out
+    assert not any(_ticked(store, name) for name, store in stores.items())
+    assert main(["deploy", "advance", "--config", str(configs), "--deadline", "3m"]) == 0
+    assert all(_ticked(store, name) for name, store in stores.items())
+    assert main(["deploy", "advance", "--config", str(configs), "--deadline", "soon"]) == 2
+    assert "--deadline: 'soon' is not a duration" in capsys.readouterr().err
 
 
 def test_component_is_a_thin_adapter_without_runtime_install() -> None:

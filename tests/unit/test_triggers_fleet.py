@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from random import Random
 
 import pytest
 import yaml
@@ -21,6 +22,7 @@ from retrain.errors import (
     ValidationError,
 )
 from retrain.triggers.fleet import (
+    NotStarted,
     config_paths,
     fleet_exit_code,
     load_configs,
@@ -153,6 +155,62 @@ def test_pool_is_bounded_and_keeps_the_configs_order(tmp_path: Path) -> None:
     assert 1 <= peak[0] <= 2
     assert fleet_exit_code(results) == EXIT_TRANSIENT
     assert fleet_exit_code(results[:3]) == EXIT_OK
+
+
+def test_no_model_starts_after_the_deadline_and_each_is_reached_in_turn(tmp_path: Path) -> None:
+    # A rollout Job killed at its activeDeadlineSeconds must not leave the same models
+    # unticked on every pass: none starts after the pass's deadline, and the start order is
+    # random, so the ones left out change from pass to pass.
+    configs = load_configs([str(fleet(tmp_path, ["a", "b", "c", "d"]))])
+    now = [0.0]
+
+    def work(cfg: Config) -> str:
+        now[0] += 100.0  # each model's tick takes 100 s
+        return cfg.name
+
+    reached: set[str] = set()
+    for seed in range(12):
+        now[0] = 0.0
+        results = run_for_each(
+            configs, work, workers=1, deadline=150.0, clock=lambda: now[0], rng=Random(seed)
+        )
+        assert [r.model for r in results] == ["a", "b", "c", "d"]  # the configs' order
+        started = [r.model for r in results if r.ok]
+        assert len(started) == 2  # at 0 s and 100 s; at 200 s the deadline has passed
+        for r in results:
+            if not r.ok:
+                assert isinstance(r.error, NotStarted) and r.seconds == 0.0
+                assert "deadline of 150 s passed" in str(r.error)
+        assert fleet_exit_code(results) == EXIT_TRANSIENT  # the next pass serves them
+        reached.update(started)
+    assert reached == {"a", "b", "c", "d"}
+    # Without a deadline every model starts, in the configs' order.
+    order: list[str] = []
+    results = run_for_each(configs, lambda cfg: order.append(cfg.name), workers=1)
+    assert order == ["a", "b", "c", "d"] and all(r.ok for r in results)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_once_asked_to_stop_no_model_starts_and_those_in_progress_finish(
+    tmp_path: Path, workers: int
+) -> None:
+    configs = load_configs([str(fleet(tmp_path, [f"m{i}" for i in range(6)]))])
+    stop = threading.Event()
+    finished: list[str] = []
+
+    def work(cfg: Config) -> str:
+        stop.set()  # a SIGTERM while the first models run
+        time.sleep(0.05)
+        finished.append(cfg.name)
+        return cfg.name
+
+    results = run_for_each(configs, work, workers=workers, stop=stop.is_set)
+    started = [r.model for r in results if r.ok]
+    assert sorted(finished) == sorted(started) and 1 <= len(started) <= workers
+    left = [r for r in results if not r.ok]
+    assert len(left) == 6 - len(started)
+    assert all(isinstance(r.error, NotStarted) and "SIGTERM" in str(r.error) for r in left)
+    assert fleet_exit_code(results) == EXIT_TRANSIENT
 
 
 def test_exit_code_ranks_bugs_over_retries_over_bad_input(tmp_path: Path) -> None:

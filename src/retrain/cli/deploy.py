@@ -1,7 +1,8 @@
 """`retrain deploy status | advance | promote | rollback`: the rollout by hand.
 
     retrain deploy status   --config F [--json]   serving split, rollout state, lock
-    retrain deploy advance  --config F... [--workers N] [--json]   one analysis tick now
+    retrain deploy advance  --config F... [--workers N] [--deadline D] [--json]
+                                                  one analysis tick now
     retrain deploy promote  --config F [--reason TEXT]
     retrain deploy rollback --config F --reason TEXT
     retrain deploy restore  --config F             a lost champion alias, from the event log
@@ -16,6 +17,13 @@ actionable code among the models (`fleet_exit_code`): 1 for a bug, else 75 if an
 succeed when tried again (a held lock, a metrics backend down), else 2 if any had bad input,
 else 0. A config that cannot be read or does not validate is refused alone, named by its
 file (`load_fleet`); with no valid config at all the command fails at once (exit 2).
+
+A SIGTERM stops the tick in progress at a safe point (its rollout lock is given back rather
+than held until its TTL: the next tick need not wait) and starts no other model's tick; with
+several workers the ticks in progress finish first. ``--deadline`` starts no model's tick
+after that long: a Job killed at its ``activeDeadlineSeconds`` would otherwise leave the last
+models unticked every time. The models then start in a random order, and the ones not
+reached are named and make the pass exit 75.
 """
 
 from __future__ import annotations
@@ -23,13 +31,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from functools import partial
 from typing import Any
 
 from retrain.cli._fleet import config_options, fleet_entry
 from retrain.config import Config, load_config
-from retrain.errors import EXIT_OK
+from retrain.errors import EXIT_OK, ValidationError
 from retrain.rollout.controller import RolloutController, TickResult
+from retrain.settings.durations import parse_duration
 from retrain.steps import restore_champion
+from retrain.steps.signals import SigtermGuard, stop_on_sigterm
 from retrain.storage import open_storage
 from retrain.triggers.fleet import Fleet, fleet_exit_code, load_fleet, raise_refused, run_for_each
 
@@ -48,6 +59,13 @@ def add_commands(subparsers: Any) -> None:
 
     a = sub.add_parser("advance", help="run one analysis tick now, for every model given")
     config_options(a)
+    a.add_argument(
+        "--deadline",
+        metavar="DURATION",
+        help="start no model's tick after this long (e.g. 3m; several configs): the models "
+        "not reached are named and the pass exits 75; they start in a random order, so each "
+        "is reached in turn. Keep it under the Job's activeDeadlineSeconds",
+    )
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=_cmd_advance)
 
@@ -128,23 +146,54 @@ def _cmd_advance(args: argparse.Namespace) -> int:
     fleet = load_fleet(args.config)
     if not fleet.configs:
         raise_refused(fleet)
-    if fleet.size == 1:
-        return _show(_tick(fleet.configs[0]), args.json)
-    return _advance_fleet(fleet, workers=args.workers, as_json=args.json)
+    deadline = _seconds(args.deadline)
+    # A SIGTERM (the Job's deadline, a node drained) stops the tick in progress at a safe
+    # point: it unwinds through the rollout lock, which is given back, not held to its TTL.
+    with stop_on_sigterm() as sigterm:
+        if fleet.size == 1:
+            return _show(_tick(fleet.configs[0]), args.json)
+        return _advance_fleet(
+            fleet, workers=args.workers, as_json=args.json, deadline=deadline, sigterm=sigterm
+        )
+
+
+def _seconds(duration: str | None) -> float | None:
+    if duration is None:
+        return None
+    try:
+        return float(parse_duration(duration))
+    except ValueError as err:
+        raise ValidationError(f"--deadline: {err}") from None
 
 
 def _tick(cfg: Config) -> TickResult:
     return RolloutController(cfg).tick()
 
 
-def _advance_fleet(fleet: Fleet, *, workers: int, as_json: bool) -> int:
+def _advance_fleet(
+    fleet: Fleet, *, workers: int, as_json: bool, deadline: float | None, sigterm: SigtermGuard
+) -> int:
     """One tick per model, on a bounded pool of threads; each model has its own rollout lock.
 
     Threads, as for `retrain schedule`: a tick waits on the store, Prometheus, git or the
     Kubernetes API (the replay provider's scoring holds the GIL: one model's at a time). With
     ``--json`` the one document is the list of the models' entries.
+
+    After a SIGTERM no model's tick starts. With one worker the tick in progress runs in this
+    thread and is stopped at a safe point (its lock given back); with more, the ticks in
+    progress finish (a signal cannot stop another thread), so the SIGTERM is only noted.
     """
-    results = [*fleet.refused, *run_for_each(fleet.configs, _tick, workers=workers)]
+
+    def stopped() -> bool:
+        return sigterm.received
+
+    run = partial(run_for_each, fleet.configs, _tick, deadline=deadline, stop=stopped)
+    if workers == 1:
+        done = run(workers=1)
+    else:
+        with sigterm.deferred():
+            done = run(workers=workers)
+    results = [*fleet.refused, *done]
     for r in results:
         if r.error is not None:
             err = f"{type(r.error).__name__}: {r.error}"

@@ -12,6 +12,7 @@ instead of ending the pass.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from retrain.errors import (
     EXIT_OK,
     EXIT_TRANSIENT,
     EXIT_VALIDATION,
+    TransientError,
     ValidationError,
     exit_code_for,
 )
@@ -32,6 +34,7 @@ from retrain.errors import (
 __all__ = [
     "Fleet",
     "ModelResult",
+    "NotStarted",
     "config_paths",
     "fleet_exit_code",
     "load_configs",
@@ -164,27 +167,77 @@ def raise_refused(fleet: Fleet) -> NoReturn:
     raise err
 
 
+class NotStarted(TransientError):
+    """A model's work was not started in this pass: its deadline passed, or the process was
+    asked to stop, before the model's turn. Nothing of it ran; the next pass serves it."""
+
+
 def run_for_each(
-    configs: Sequence[Config], work: Callable[[Config], T], *, workers: int
+    configs: Sequence[Config],
+    work: Callable[[Config], T],
+    *,
+    workers: int,
+    deadline: float | None = None,
+    stop: Callable[[], bool] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    rng: random.Random | None = None,
 ) -> list[ModelResult[T]]:
     """`work` for every config on at most `workers` threads; results in the configs' order.
 
     Errors are caught per model (`ModelResult.error`), so a bad config or an unreachable
-    store fails that model's work only.
+    store fails that model's work only. With one worker the work runs in the calling thread,
+    one model after another, so a signal handler of the main thread can stop the model in
+    progress at a safe point (`retrain.steps.signals.stop_on_sigterm`).
+
+    No model's work starts once `deadline` seconds of `clock` have passed since the pass
+    began, or once `stop()` is true (a SIGTERM came): those models fail with `NotStarted`
+    (exit 75), and the work in progress finishes. With either set, the models start in a
+    random order (`rng`), so the ones a deadline leaves out of one pass are not always the
+    same: a pass that cannot reach every model still serves each one in turn.
     """
     if workers < 1:
         raise ValidationError(f"workers must be at least 1, not {workers}")
+    began = clock()
+
+    def not_started() -> NotStarted | None:
+        if stop is not None and stop():
+            return NotStarted(
+                "not started: the pass was asked to stop (SIGTERM) before this model's turn; "
+                "the next pass serves it"
+            )
+        if deadline is not None and clock() - began >= deadline:
+            return NotStarted(
+                f"not started: the pass's deadline of {deadline:g} s passed before this "
+                "model's turn; the next pass serves it (models start in a random order)"
+            )
+        return None
 
     def one(cfg: Config) -> ModelResult[T]:
         t0 = time.perf_counter()
         try:
+            late = not_started()
+            if late is not None:
+                return ModelResult(cfg.name, None, late, 0.0)
             result = work(cfg)
         except Exception as err:  # reported per model; fleet_exit_code ranks them
             return ModelResult(cfg.name, None, err, time.perf_counter() - t0)
         return ModelResult(cfg.name, result, None, time.perf_counter() - t0)
 
-    with ThreadPoolExecutor(max_workers=min(workers, max(len(configs), 1))) as pool:
-        return list(pool.map(one, configs))
+    order = list(range(len(configs)))
+    if deadline is not None or stop is not None:
+        (rng or random.Random()).shuffle(order)
+    results: dict[int, ModelResult[T]] = {}
+    if workers == 1:
+        for i in order:
+            try:
+                results[i] = one(configs[i])
+            except Exception as err:  # a signal's exception raised between two models
+                results[i] = ModelResult(configs[i].name, None, err, 0.0)
+    else:
+        with ThreadPoolExecutor(max_workers=min(workers, max(len(configs), 1))) as pool:
+            started = [configs[i] for i in order]
+            results = dict(zip(order, pool.map(one, started), strict=True))
+    return [results[i] for i in range(len(configs))]
 
 
 def fleet_exit_code(results: Sequence[ModelResult[T]]) -> int:
