@@ -11,7 +11,7 @@ concept drift every week with the features at rest, benign drift in one feature,
 sign flip at week 22 of 30) as Markdown, JSON and PNG into OUT_DIR.
 ``python -m retrain.backtest.standard OUT_DIR fraud`` runs the named cases only.
 
-Both replay labels by their own times. House sales come 3 to 60 days after the listing, so a
+Each replays labels by their own times. House sales come 3 to 60 days after the listing, so a
 week's labels pass ``labels.min_coverage`` (90%) only about nine weeks after it ends: the
 housing stream runs for `HOUSING_WEEKS` weeks, so that windows from after the drift get
 labelled within it.
