@@ -1,4 +1,4 @@
-"""Shared checks of the generated cases (fraud, shop, reviews)."""
+"""Shared checks of the generated cases (fraud, shop, reviews, concept)."""
 
 from __future__ import annotations
 

@@ -6,10 +6,12 @@ FriedmanDrift, global abrupt drift at week 5) and ``backtest-fraud.*`` (daily ca
 transactions, a new fraud pattern from day 7 of 21 whose rate rises daily) and
 ``backtest-shop.*`` (weekly recommendations with user and item ids, category preferences
 shifting at week 6 of 12) and ``backtest-reviews.*`` (weekly product reviews, new slang carries
-the sentiment from week 8 of 16) as Markdown, JSON and PNG into OUT_DIR.
+the sentiment from week 8 of 16) and ``backtest-concept.*`` (a rotating hyperplane: gradual
+concept drift every week with the features at rest, benign drift in one feature, an abrupt
+sign flip at week 22 of 30) as Markdown, JSON and PNG into OUT_DIR.
 ``python -m retrain.backtest.standard OUT_DIR fraud`` runs the named cases only.
 
-Both replay labels by their own times. House sales come 3 to 60 days after the listing, so a
+Each replays labels by their own times. House sales come 3 to 60 days after the listing, so a
 week's labels pass ``labels.min_coverage`` (90%) only about nine weeks after it ends: the
 housing stream runs for `HOUSING_WEEKS` weeks, so that windows from after the drift get
 labelled within it.
@@ -47,12 +49,16 @@ SHOP_CHANGE_WEEK = 6
 #: Weeks of the reviews stream and its change point (new slang carries the sentiment).
 REVIEWS_WEEKS = 16
 REVIEWS_CHANGE_WEEK = 8
-CASES = ("loans", "housing", "fraud", "shop", "reviews")
+#: Weeks of the concept stream and its abrupt change (the hyperplane turns every week too).
+CONCEPT_WEEKS = 30
+CONCEPT_CHANGE_WEEK = 22
+CASES = ("loans", "housing", "fraud", "shop", "reviews", "concept")
 
 
 def run_standard(out_dir: Path, work: Path, names: Sequence[str] = CASES) -> list[Path]:
     """Generate the named streams under `work`, backtest them, write the outputs into
     `out_dir`."""
+    from retrain.data.case_concept import generate_concept
     from retrain.data.case_reviews import generate_reviews
     from retrain.data.case_shop import generate_shop
     from retrain.data.cases import generate_fraud
@@ -77,6 +83,11 @@ def run_standard(out_dir: Path, work: Path, names: Sequence[str] = CASES) -> lis
         "reviews": lambda w: (
             generate_reviews(w, windows=REVIEWS_WEEKS, drift_window=REVIEWS_CHANGE_WEEK),
             REVIEWS_CHANGE_WEEK,
+            None,
+        ),
+        "concept": lambda w: (
+            generate_concept(w, windows=CONCEPT_WEEKS, drift_window=CONCEPT_CHANGE_WEEK),
+            CONCEPT_CHANGE_WEEK,
             None,
         ),
     }

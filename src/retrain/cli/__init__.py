@@ -319,7 +319,7 @@ def _demo_check(cfg: Config) -> int:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from retrain.data import case_reviews, case_shop, cases, demo
+    from retrain.data import case_concept, case_reviews, case_shop, cases, demo
 
     generators = {
         "loans": demo.generate_loans,
@@ -327,6 +327,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         "fraud": cases.generate_fraud,
         "shop": case_shop.generate_shop,
         "reviews": case_reviews.generate_reviews,
+        "concept": case_concept.generate_concept,
     }
     fn = generators[args.case]
     path = fn(Path(args.out), seed=args.seed)
@@ -386,7 +387,9 @@ def _parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="write a demo dataset and its config")
     g.add_argument(
-        "--case", choices=["loans", "housing", "fraud", "shop", "reviews"], default="loans"
+        "--case",
+        choices=["loans", "housing", "fraud", "shop", "reviews", "concept"],
+        default="loans",
     )
     g.add_argument("--out", required=True)
     g.add_argument("--seed", type=int, default=7)
