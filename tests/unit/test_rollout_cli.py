@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -223,49 +224,71 @@ def _advance_with_sigterm(tmp_path: Path, *config: str) -> subprocess.CompletedP
     )
 
 
-def test_a_sigterm_during_a_tick_gives_its_lock_back(tmp_path: Path) -> None:
+def test_a_sigterm_during_a_tick_lets_it_finish_and_give_its_lock_back(tmp_path: Path) -> None:
     # Killed at the Job's deadline, a tick used to hold its model's lock for the lease's
     # TTL, so the next tick (and the pipeline's rollout step) waited on it.
     configs, stores = _two_models(tmp_path)
     done = _advance_with_sigterm(tmp_path, str(configs / "loans.yaml"))
-    assert done.returncode == 75, done.stderr  # stopped at a safe point: re-run it
-    assert "stopped by SIGTERM" in done.stderr
+    assert done.returncode == 0, done.stderr  # the tick finished
+    assert done.stdout.strip() == "no canary in flight; nothing is deployed"
     assert _ticked(stores["loans"], "loans")  # taken, and given back
 
 
-def test_a_sigterm_during_a_pass_stops_it_and_names_the_models_not_ticked(
-    tmp_path: Path,
-) -> None:
+def test_a_sigterm_during_a_pass_starts_no_other_tick_and_names_it(tmp_path: Path) -> None:
     configs, stores = _two_models(tmp_path)
     done = _advance_with_sigterm(tmp_path, str(configs))
-    assert done.returncode == 75, done.stderr
-    err = done.stderr
-    assert err.count("advance failed") == 2
-    assert "Terminated: stopped by SIGTERM at a safe point" in err  # the tick in progress
-    assert "NotStarted: not started: the pass was asked to stop (SIGTERM)" in err
-    ticked = [name for name, store in stores.items() if _ticked(store, name)]
-    untouched = [
-        name
-        for name, store in stores.items()
-        if StoreLock(store, lock_key(name), ttl_seconds=600).holder() is None
+    assert done.returncode == 75, done.stderr  # a re-run serves the model not reached
+    # Neither model was ticked before, so they start in the configs' order.
+    assert done.stdout.splitlines() == [
+        "fraud: no canary in flight; nothing is deployed",
+        "ticked 2 models: 1 ok (exit 75)",
     ]
-    assert len(ticked) == 1 and len(untouched) == 1  # its lock given back; the other never taken
-    assert "ticked 2 models: 0 ok (exit 75)" in done.stdout
+    assert (
+        "loans: advance failed: NotStarted: not started: the pass was asked to stop (SIGTERM)"
+        in done.stderr
+    )
+    assert _ticked(stores["fraud"], "fraud")
+    assert StoreLock(stores["loans"], lock_key("loans"), ttl_seconds=600).holder() is None
 
 
 def test_advance_starts_no_tick_after_its_deadline(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     configs, stores = _two_models(tmp_path)
-    assert main(["deploy", "advance", "--config", str(configs), "--deadline", "0s"]) == 75
+    assert main(["deploy", "advance", "--config", str(configs), "--deadline", "0s"]) == 0
     captured = capsys.readouterr()
-    assert captured.err.count("NotStarted: not started: the pass's deadline of 0 s passed") == 2
-    assert "ticked 2 models: 0 ok (exit 75)" in captured.out
+    for name in ("fraud", "loans"):
+        assert (
+            f"{name}: not reached: the pass's deadline of 0 s passed before its turn; "
+            "the next pass serves it first"
+        ) in captured.err
+    assert "ticked 2 models: 0 ok, 2 not reached before --deadline (exit 0)" in captured.out
     assert not any(_ticked(store, name) for name, store in stores.items())
     assert main(["deploy", "advance", "--config", str(configs), "--deadline", "3m"]) == 0
     assert all(_ticked(store, name) for name, store in stores.items())
     assert main(["deploy", "advance", "--config", str(configs), "--deadline", "soon"]) == 2
     assert "--deadline: 'soon' is not a duration" in capsys.readouterr().err
+
+
+def _ticked_order(stores: dict[str, LocalStorage]) -> list[str]:
+    """The models in the order their rollout locks were last given back."""
+    released = {
+        name: StoreLock(store, lock_key(name), ttl_seconds=600).holder()["expires_at"]  # type: ignore[index]
+        for name, store in stores.items()
+    }
+    return sorted(released, key=lambda name: datetime.fromisoformat(released[name]))
+
+
+def test_the_model_ticked_longest_ago_goes_first(tmp_path: Path) -> None:
+    configs, stores = _two_models(tmp_path)
+    # loans was served a moment ago (a tick, a promote, a pipeline's rollout step); fraud never.
+    assert main(["deploy", "advance", "--config", str(configs / "loans.yaml")]) == 0
+    assert main(["deploy", "advance", "--config", str(configs), "--workers", "1"]) == 0
+    assert _ticked_order(stores) == ["fraud", "loans"]  # one at a time: fraud's tick first
+    # Serve fraud alone: now loans is the one served longest ago, though second in the configs.
+    assert main(["deploy", "advance", "--config", str(configs / "fraud.yaml")]) == 0
+    assert main(["deploy", "advance", "--config", str(configs), "--workers", "1"]) == 0
+    assert _ticked_order(stores) == ["loans", "fraud"]  # a deadline cannot starve loans
 
 
 def test_component_is_a_thin_adapter_without_runtime_install() -> None:

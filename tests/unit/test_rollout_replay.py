@@ -22,7 +22,9 @@ from rollout_support import (
 
 from retrain.config import Config
 from retrain.data.split import evaluation_mask
+from retrain.errors import Terminated
 from retrain.registry import Registry
+from retrain.rollout.controller import state_key
 from retrain.rollout.machine import Observations
 from retrain.rollout.providers import (
     ObserveRequest,
@@ -188,6 +190,47 @@ def test_rollout_rolls_back_a_canary_with_worse_quality(cfg: Config, store: Loca
     assert reg.get_alias("canary").version is None
     assert applier.versions() == {"champion": "good-1"}
     assert len(events_of(reg, "rolled_back")) == 1
+
+
+def test_a_sigterm_mid_analysis_stops_the_step_after_the_tick_not_inside_it(
+    cfg: Config, store: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Raised inside the analysis, the stop was taken for the canary failing a request (or,
+    # past the deadline, for metrics unreachable): a healthy canary could be rolled back.
+    import os
+    import signal
+
+    import retrain.rollout.providers as providers
+
+    reg = Registry(store, cfg.name)
+    serve(reg, "good-1", "good-2")
+    clock, applier = FakeClock(), RecordingApplier()
+    scored = providers.predict_scores
+    sent: list[bool] = []
+
+    def predict_scores(*args: object, **kwargs: object) -> object:
+        if not sent:  # the step's own handler (recorded_step) receives it
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return scored(*args, **kwargs)
+
+    monkeypatch.setattr(providers, "predict_scores", predict_scores)
+    with pytest.raises(Terminated, match="after the work in progress finished"):
+        rollout(
+            cfg.to_yaml(),
+            "run-stopped",
+            None,
+            applier_factory=lambda c: applier,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+    assert sent
+    record = json.loads(store.read_text("runs/run-stopped/rollout.json"))
+    assert record["status"] == "failed" and record["exit_code"] == 75  # re-run to go on
+    state = json.loads(store.read_text(state_key(cfg.name)))
+    (analysis,) = state["analyses"]  # the one tick in progress finished, and no other ran
+    assert analysis["verdict"] == "passed", analysis
+    assert state["traffic"] == 25 and reg.get_alias("canary").version == "good-2"
 
 
 def test_rollout_with_no_canary_does_nothing(cfg: Config, store: LocalStorage) -> None:

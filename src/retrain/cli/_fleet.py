@@ -32,11 +32,13 @@ def config_options(p: argparse.ArgumentParser) -> None:
 
 def fleet_entry(r: ModelResult[T], doc: Callable[[T], dict[str, Any]]) -> dict[str, Any]:
     """One model's entry in a pass's ``--json`` list: its result as `doc` renders it, or its
-    error and the exit code that error alone would give."""
+    error and the exit code that error alone would give, or why it was skipped."""
     entry: dict[str, Any] = {"model": r.model, "seconds": round(r.seconds, 3)}
     if r.result is not None:
         entry["result"] = doc(r.result)
     if r.error is not None:
         entry["error"] = str(r.error)
         entry["exit_code"] = fleet_exit_code([r])
+    if r.skipped is not None:
+        entry["skipped"] = r.skipped
     return entry

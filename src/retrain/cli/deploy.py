@@ -18,12 +18,13 @@ succeed when tried again (a held lock, a metrics backend down), else 2 if any ha
 else 0. A config that cannot be read or does not validate is refused alone, named by its
 file (`load_fleet`); with no valid config at all the command fails at once (exit 2).
 
-A SIGTERM stops the tick in progress at a safe point (its rollout lock is given back rather
-than held until its TTL: the next tick need not wait) and starts no other model's tick; with
-several workers the ticks in progress finish first. ``--deadline`` starts no model's tick
-after that long: a Job killed at its ``activeDeadlineSeconds`` would otherwise leave the last
-models unticked every time. The models then start in a random order, and the ones not
-reached are named and make the pass exit 75.
+A SIGTERM lets the ticks in progress finish (a tick cut short would record its half-run
+analysis as the canary's fault) and starts no other model's tick: those are named and the
+pass exits 75. ``--deadline`` (several configs) starts no tick after that long from the
+pass's start, so a Job's ``activeDeadlineSeconds`` does not kill a tick midway; the models
+ticked longest ago go first (by their rollout lock's last use), so a pass that cannot reach
+every model serves the ones it left out first next time. Models left out by the deadline are
+named on stderr and do not fail the pass.
 """
 
 from __future__ import annotations
@@ -31,13 +32,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from functools import partial
+from datetime import datetime, timezone
 from typing import Any
 
 from retrain.cli._fleet import config_options, fleet_entry
 from retrain.config import Config, load_config
-from retrain.errors import EXIT_OK, ValidationError
-from retrain.rollout.controller import RolloutController, TickResult
+from retrain.errors import EXIT_OK, RetrainError, ValidationError
+from retrain.rollout.controller import RolloutController, TickResult, lock_key
+from retrain.rollout.lock import StoreLock
 from retrain.settings.durations import parse_duration
 from retrain.steps import restore_champion
 from retrain.steps.signals import SigtermGuard, stop_on_sigterm
@@ -62,9 +64,9 @@ def add_commands(subparsers: Any) -> None:
     a.add_argument(
         "--deadline",
         metavar="DURATION",
-        help="start no model's tick after this long (e.g. 3m; several configs): the models "
-        "not reached are named and the pass exits 75; they start in a random order, so each "
-        "is reached in turn. Keep it under the Job's activeDeadlineSeconds",
+        help="start no model's tick after this long from the pass's start (e.g. 3m; several "
+        "configs): the models not reached are named and served first by the next pass. Leave "
+        "a tick's time under the Job's activeDeadlineSeconds",
     )
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=_cmd_advance)
@@ -147,9 +149,10 @@ def _cmd_advance(args: argparse.Namespace) -> int:
     if not fleet.configs:
         raise_refused(fleet)
     deadline = _seconds(args.deadline)
-    # A SIGTERM (the Job's deadline, a node drained) stops the tick in progress at a safe
-    # point: it unwinds through the rollout lock, which is given back, not held to its TTL.
-    with stop_on_sigterm() as sigterm:
+    # A SIGTERM (the Job's deadline, a node drained) is only noted: a tick cut short would
+    # record its half-run analysis as the canary's fault, and could leave its lock held to its
+    # TTL. The ticks in progress finish, releasing their locks, and no other tick starts.
+    with stop_on_sigterm() as sigterm, sigterm.deferred():
         if fleet.size == 1:
             return _show(_tick(fleet.configs[0]), args.json)
         return _advance_fleet(
@@ -170,6 +173,21 @@ def _tick(cfg: Config) -> TickResult:
     return RolloutController(cfg).tick()
 
 
+def _last_ticked(cfg: Config) -> datetime:
+    """When the model's rollout lock was last taken or given back (a tick, a promote, a
+    pipeline's rollout step): the earliest time for one never ticked or unreadable, so the
+    models served longest ago go first."""
+    try:
+        held = StoreLock(open_storage(cfg.storage_root), lock_key(cfg.name), ttl_seconds=1).holder()
+        if held is not None:
+            when = held.get("expires_at") if held.get("released") else held.get("acquired_at")
+            stamp = datetime.fromisoformat(str(when))
+            return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+    except (RetrainError, OSError, ValueError, TypeError):
+        pass  # unknown: as if never ticked, so it is not left out for long
+    return datetime.min.replace(tzinfo=timezone.utc)
+
+
 def _advance_fleet(
     fleet: Fleet, *, workers: int, as_json: bool, deadline: float | None, sigterm: SigtermGuard
 ) -> int:
@@ -179,25 +197,29 @@ def _advance_fleet(
     Kubernetes API (the replay provider's scoring holds the GIL: one model's at a time). With
     ``--json`` the one document is the list of the models' entries.
 
-    After a SIGTERM no model's tick starts. With one worker the tick in progress runs in this
-    thread and is stopped at a safe point (its lock given back); with more, the ticks in
-    progress finish (a signal cannot stop another thread), so the SIGTERM is only noted.
+    The models ticked longest ago start first (`_last_ticked`), so a pass that its deadline
+    ends early still serves every model within a few passes. After a SIGTERM no model's tick
+    starts (exit 75); the models a deadline left out are named and do not fail the pass.
     """
 
     def stopped() -> bool:
         return sigterm.received
 
-    run = partial(run_for_each, fleet.configs, _tick, deadline=deadline, stop=stopped)
-    if workers == 1:
-        done = run(workers=1)
-    else:
-        with sigterm.deferred():
-            done = run(workers=workers)
+    done = run_for_each(
+        fleet.configs,
+        _tick,
+        workers=workers,
+        deadline=deadline,
+        stop=stopped,
+        priority=_last_ticked,
+    )
     results = [*fleet.refused, *done]
     for r in results:
         if r.error is not None:
             err = f"{type(r.error).__name__}: {r.error}"
             print(f"{r.model}: advance failed: {err}", file=sys.stderr, flush=True)
+        elif r.skipped is not None:
+            print(f"{r.model}: {r.skipped}; the next pass serves it first", file=sys.stderr)
         elif r.result is not None and not as_json:
             print(f"{r.model}: {r.result.message}", flush=True)
     code = fleet_exit_code(results)
@@ -205,7 +227,10 @@ def _advance_fleet(
         entries = [fleet_entry(r, _tick_doc) for r in results]
         print(json.dumps(entries, indent=2, default=str), flush=True)
     else:
-        print(f"ticked {len(results)} models: {sum(r.ok for r in results)} ok (exit {code})")
+        skipped = sum(r.skipped is not None for r in results)
+        late = f", {skipped} not reached before --deadline" if skipped else ""
+        ok = sum(r.ok for r in results)
+        print(f"ticked {len(results)} models: {ok} ok{late} (exit {code})", flush=True)
     return code
 
 

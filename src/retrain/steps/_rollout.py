@@ -21,6 +21,7 @@ from retrain.rollout.lock import LockBusy
 from retrain.rollout.machine import PROGRESSING, RolloutState
 from retrain.rollout.observe import MetricsProvider
 from retrain.steps.records import StepOutcome, finish_step, recorded_step
+from retrain.steps.signals import sigterm_after
 from retrain.storage import open_storage
 
 if TYPE_CHECKING:
@@ -84,7 +85,10 @@ def rollout(
         last: TickResult | None = None
         while True:
             try:
-                last = controller.tick()
+                # A SIGTERM mid-tick would be recorded as the canary's fault (a failed request,
+                # a backend unreachable past the deadline): the tick finishes, then it stops.
+                with sigterm_after():
+                    last = controller.tick()
             except LockBusy as busy:
                 decisions.append(f"{now().isoformat(timespec='seconds')} waiting: {busy}")
                 last = None

@@ -32,6 +32,7 @@ __all__ = [
     "PARENT_PID_ENV",
     "SigtermGuard",
     "descendants",
+    "sigterm_after",
     "steps_die_with_this_process",
     "stop_on_sigterm",
     "terminate_descendants",
@@ -80,10 +81,43 @@ def stop_on_sigterm(on_signal: Callable[[], None] | None = None) -> Iterator[Sig
         yield guard
         return
     previous = signal.signal(signal.SIGTERM, guard.handle)
+    _GUARDS.append(guard)
     try:
         yield guard
     finally:
+        _GUARDS.remove(guard)
         signal.signal(signal.SIGTERM, previous)
+
+
+#: The main thread's `stop_on_sigterm` guards, innermost last.
+_GUARDS: list[SigtermGuard] = []
+
+
+@contextlib.contextmanager
+def sigterm_after() -> Iterator[None]:
+    """Run the block to its end even if a SIGTERM comes meanwhile, then stop after it.
+
+    For work that catches broad errors to record them (a canary analysis records a failed
+    request as the canary's error; an unreachable metrics backend past the deadline rolls the
+    canary back): a `Terminated` raised inside it would be recorded as the canary's fault.
+    Within the innermost `stop_on_sigterm` block of the main thread, a SIGTERM during this
+    block is only remembered, and `Terminated` is raised once the block has finished, at the
+    safe point after it (not when an outer `SigtermGuard.deferred` block holds SIGTERMs: it
+    deals with them). Elsewhere (no guard, another thread) the block just runs.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    guard = _GUARDS[-1] if _GUARDS and main else None
+    if guard is None:
+        yield
+        return
+    armed = guard.armed  # False: an outer block defers SIGTERMs and deals with them itself
+    with guard.deferred():
+        yield
+    if armed and guard.received:
+        raise Terminated(
+            "stopped by SIGTERM at a safe point, after the work in progress finished: "
+            "nothing was half-written; re-run to go on"
+        )
 
 
 def descendants(pid: int) -> list[int]:

@@ -12,7 +12,6 @@ instead of ending the pass.
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -103,10 +102,11 @@ class ModelResult(Generic[T]):
     result: T | None
     error: Exception | None
     seconds: float
+    skipped: str | None = None  # why the model's work did not run in this pass (not a failure)
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.error is None and self.skipped is None
 
 
 @dataclass(frozen=True)
@@ -168,8 +168,8 @@ def raise_refused(fleet: Fleet) -> NoReturn:
 
 
 class NotStarted(TransientError):
-    """A model's work was not started in this pass: its deadline passed, or the process was
-    asked to stop, before the model's turn. Nothing of it ran; the next pass serves it."""
+    """A model's work was not started: the process was asked to stop (SIGTERM) before the
+    model's turn. Nothing of it ran; a re-run serves it."""
 
 
 def run_for_each(
@@ -179,65 +179,48 @@ def run_for_each(
     workers: int,
     deadline: float | None = None,
     stop: Callable[[], bool] | None = None,
+    priority: Callable[[Config], Any] | None = None,
     clock: Callable[[], float] = time.monotonic,
-    rng: random.Random | None = None,
 ) -> list[ModelResult[T]]:
     """`work` for every config on at most `workers` threads; results in the configs' order.
 
     Errors are caught per model (`ModelResult.error`), so a bad config or an unreachable
-    store fails that model's work only. With one worker the work runs in the calling thread,
-    one model after another, so a signal handler of the main thread can stop the model in
-    progress at a safe point (`retrain.steps.signals.stop_on_sigterm`).
+    store fails that model's work only. The models start in the configs' order, or by
+    `priority` (a sort key per config, smallest first: the model served longest ago, say).
 
-    No model's work starts once `deadline` seconds of `clock` have passed since the pass
-    began, or once `stop()` is true (a SIGTERM came): those models fail with `NotStarted`
-    (exit 75), and the work in progress finishes. With either set, the models start in a
-    random order (`rng`), so the ones a deadline leaves out of one pass are not always the
-    same: a pass that cannot reach every model still serves each one in turn.
+    No model's work starts once `stop()` is true (a SIGTERM came): those fail with
+    `NotStarted` (exit 75), and the work in progress finishes. Nor once `deadline` seconds of
+    `clock` have passed since the pass began: those are skipped (`ModelResult.skipped`), which
+    is not a failure: the next pass serves them, first when `priority` puts the models served
+    longest ago first.
     """
     if workers < 1:
         raise ValidationError(f"workers must be at least 1, not {workers}")
     began = clock()
 
-    def not_started() -> NotStarted | None:
-        if stop is not None and stop():
-            return NotStarted(
-                "not started: the pass was asked to stop (SIGTERM) before this model's turn; "
-                "the next pass serves it"
-            )
-        if deadline is not None and clock() - began >= deadline:
-            return NotStarted(
-                f"not started: the pass's deadline of {deadline:g} s passed before this "
-                "model's turn; the next pass serves it (models start in a random order)"
-            )
-        return None
-
     def one(cfg: Config) -> ModelResult[T]:
+        if stop is not None and stop():
+            stopped = NotStarted(
+                "not started: the pass was asked to stop (SIGTERM) before this model's turn"
+            )
+            return ModelResult(cfg.name, None, stopped, 0.0)
+        if deadline is not None and clock() - began >= deadline:
+            late = f"not reached: the pass's deadline of {deadline:g} s passed before its turn"
+            return ModelResult(cfg.name, None, None, 0.0, skipped=late)
         t0 = time.perf_counter()
         try:
-            late = not_started()
-            if late is not None:
-                return ModelResult(cfg.name, None, late, 0.0)
             result = work(cfg)
         except Exception as err:  # reported per model; fleet_exit_code ranks them
             return ModelResult(cfg.name, None, err, time.perf_counter() - t0)
         return ModelResult(cfg.name, result, None, time.perf_counter() - t0)
 
     order = list(range(len(configs)))
-    if deadline is not None or stop is not None:
-        (rng or random.Random()).shuffle(order)
-    results: dict[int, ModelResult[T]] = {}
-    if workers == 1:
-        for i in order:
-            try:
-                results[i] = one(configs[i])
-            except Exception as err:  # a signal's exception raised between two models
-                results[i] = ModelResult(configs[i].name, None, err, 0.0)
-    else:
-        with ThreadPoolExecutor(max_workers=min(workers, max(len(configs), 1))) as pool:
-            started = [configs[i] for i in order]
-            results = dict(zip(order, pool.map(one, started), strict=True))
-    return [results[i] for i in range(len(configs))]
+    if priority is not None:
+        keys = [priority(cfg) for cfg in configs]
+        order.sort(key=lambda i: keys[i])
+    with ThreadPoolExecutor(max_workers=min(workers, max(len(configs), 1))) as pool:
+        done = dict(zip(order, pool.map(one, [configs[i] for i in order]), strict=True))
+    return [done[i] for i in range(len(configs))]
 
 
 def fleet_exit_code(results: Sequence[ModelResult[T]]) -> int:
