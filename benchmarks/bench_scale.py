@@ -35,7 +35,9 @@ the parent stays small so no child inherits a large figure):
 Times are wall seconds of the step's function (imports excluded), except the monitor's
 CronJob passes, timed around the whole process; RSS in MiB.
 ``--sections cycle,source`` re-measures only those sections and keeps the others' figures
-from the existing results file.
+from the existing results file. Each section records the commit it was measured on (short hash,
+with ``+ uncommitted changes`` when tracked or new files outside ``benchmarks/results/`` differ
+from it), so figures of different code are never read as one run's.
 """
 
 from __future__ import annotations
@@ -80,6 +82,26 @@ GOALS = {"train_rss": 1.2, "resolve_ingest_time": 1.5, "monitor_time": 10.0}
 TARGET_ROWS = 1_000_000
 #: Section names of --sections and their keys in the results.
 SECTIONS = {"cycle": "history", "source": "source", "monitor": "monitor"}
+
+
+def code_version(cwd: Path = HERE) -> str:
+    """The commit the code is at: short hash, ``+ uncommitted changes`` when the tree differs
+    from it (the results directory aside: it holds this benchmark's own output); "unknown"
+    outside a git checkout."""
+    git = ["git", "-C", str(cwd)]
+    try:
+        head = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+        changes = subprocess.run(
+            [*git, "status", "--porcelain", "--", ":/", ":(exclude,top)benchmarks/results"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head} + uncommitted changes" if changes else head
 
 
 def _bench_cycle() -> Any:
@@ -458,7 +480,8 @@ def _line(measured: dict[str, Any]) -> str:
 def _when(results: dict[str, Any], key: str) -> str:
     """When and at what size a section was measured."""
     m = results.get("measured", {}).get(key) or {}
-    when = f"Measured {m.get('date')} on {m.get('machine')} (`--rows {m.get('rows')}`)."
+    commit = f"commit `{m['commit']}`" if m.get("commit") else "a commit not recorded"
+    when = f"Measured {m.get('date')} on {commit}, {m.get('machine')} (`--rows {m.get('rows')}`)."
     if m.get("load"):  # a shared machine: what else ran shows in the wall times
         start, end = m["load"]
         when += (
@@ -493,6 +516,22 @@ def _size_note(results: dict[str, Any]) -> str:
     )
 
 
+def _provenance(results: dict[str, Any]) -> str:
+    """Whether every section was measured on one commit, and which."""
+    measured = results.get("measured", {})
+    commits = {(measured.get(key) or {}).get("commit") for key in SECTIONS.values()}
+    if len(commits) == 1 and None not in commits:
+        return f"Every section measured on one commit, `{commits.pop()}`."
+    return (
+        "The sections were not all measured on one commit (each says which): their figures "
+        "come from different code."
+    )
+
+
+def _goal(ratio: float, goal: float) -> str:
+    return "met" if ratio <= goal else "not met"
+
+
 def _pass_ratios(rows: dict[str, Any]) -> dict[str, dict[str, float]]:
     """50-model pass / 1-model pass, wall and CPU, first and (where measured) second pass."""
     out = {}
@@ -514,7 +553,7 @@ def _ratio_line(ratios: dict[str, dict[str, float]]) -> str:
 
 
 def _met(ratio: float) -> str:
-    return "met" if ratio <= GOALS["monitor_time"] else "not met"
+    return _goal(ratio, GOALS["monitor_time"])
 
 
 def _render_monitor(results: dict[str, Any]) -> list[str]:
@@ -639,7 +678,8 @@ def render(results: dict[str, Any]) -> str:
         "`python benchmarks/bench_scale.py --rows N [--sections ...]`: 20 features (16 numeric, "
         "4 categorical); each step in its own process, one BLAS thread; times exclude imports "
         "(but for the monitor's CronJob passes, which time the whole process). "
-        "Each section says when and at what size it was measured.",
+        "Each section says when, on which commit and at what size it was measured. "
+        + _provenance(results),
         "",
         f"## One cycle with 1, 5 and 20 history windows (history budget {rows:,} training rows)",
         "",
@@ -655,7 +695,8 @@ def render(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"Train's peak RSS with 20 windows / with 1: **{train_ratio:.2f}×** "
-        f"(goal ≤ {GOALS['train_rss']}×) at a budget of one window.",
+        f"(goal ≤ {GOALS['train_rss']}×: **{_goal(train_ratio, GOALS['train_rss'])}**) at a "
+        "budget of one window.",
     ]
     if all("train_default" in steps for steps in h.values()):
         lines += [
@@ -710,7 +751,9 @@ def render(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"resolve + ingest at 50 windows / at 5: **{src_ratio:.2f}×** "
-        f"(goal ≤ {GOALS['resolve_ingest_time']}×).",
+        f"(goal ≤ {GOALS['resolve_ingest_time']}×: "
+        f"**{_goal(src_ratio, GOALS['resolve_ingest_time'])}**); resolve alone: "
+        f"{s['50']['resolve']['seconds'] / s['5']['resolve']['seconds']:.2f}×.",
     ]
     lines += ["", *_render_monitor(results), ""]
     monitor = results["monitor_ratios"]["cronjob"]["first"]["wall"]  # the CronJob pass
@@ -761,6 +804,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("the source section re-dates the cycle section's data: run both, or --workdir")
     for name in sections:
         t0, load0 = time.perf_counter(), os.getloadavg()[0]
+        commit = code_version()
         key = SECTIONS[name]
         if name == "cycle":
             results[key] = measure_history(args.rows, work)
@@ -768,7 +812,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results[key] = measure_source(args.rows, work)
         else:
             results[key] = measure_monitor(work)
-        measured[key] = {"rows": args.rows, "machine": machine, "date": today,
+        measured[key] = {"rows": args.rows, "machine": machine, "date": today, "commit": commit,
                          "seconds": time.perf_counter() - t0,
                          "load": [load0, os.getloadavg()[0]]}  # fmt: skip
     results.update({"rows": args.rows, "machine": machine, "date": today})

@@ -101,3 +101,71 @@ def test_the_warm_table_keeps_every_row_and_the_cronjob_table_its_own() -> None:
     assert "| 50 | 30.00 | 16.00 | 250 |" in markdown
     cronjob, warm = markdown.index("### As the CronJob"), markdown.index("### In a warm")
     assert cronjob < markdown.index("| 50 | 30.00 |") < warm < markdown.index("| 50 | 8.00 |")
+
+
+def _measured(results: dict[str, Any], commits: dict[str, str]) -> dict[str, Any]:
+    results["measured"] = {
+        key: {"rows": 1000, "machine": "x86_64", "date": "2026-12-03", "commit": commit}
+        for key, commit in commits.items()
+    }
+    return results
+
+
+def test_each_section_names_its_commit_and_one_commit_is_said_once() -> None:
+    commits = {"history": "abc1234", "source": "abc1234", "monitor": "abc1234"}
+    markdown = bench.render(_measured(_results(), commits))
+    assert markdown.count("Measured 2026-12-03 on commit `abc1234`, x86_64 (`--rows 1000`).") == 3
+    assert "Every section measured on one commit, `abc1234`." in markdown
+    mixed = {**commits, "source": "def5678 + uncommitted changes"}
+    markdown = bench.render(_measured(_results(), mixed))
+    assert "on commit `def5678 + uncommitted changes`, x86_64" in markdown
+    assert "not all measured on one commit" in markdown
+    assert "Every section measured on one commit" not in markdown
+    old = _results()  # figures from before commits were recorded
+    old["measured"] = {"history": {"rows": 1000, "date": "2026-12-01", "machine": "x86_64"}}
+    assert "on a commit not recorded, x86_64" in bench.render(old)
+
+
+def test_each_goal_line_says_met_or_not_met() -> None:
+    results = _results()
+    results["history"]["20"] = {**results["history"]["20"], "train": _step(1.0, 500.0)}
+    fast = {k: _step(1.0, 300.0) for k in ("resolve", "ingest", "read_source")}
+    slow = {**fast, "resolve": _step(3.0, 300.0)}  # (3 + 1) / (1 + 1) = 2×
+    results["source"] = {"5": fast, "50": slow}
+    markdown = bench.render(results)
+    assert "with 20 windows / with 1: **1.25×** (goal ≤ 1.2×: **not met**)" in markdown
+    assert "at 50 windows / at 5: **2.00×** (goal ≤ 1.5×: **not met**); resolve alone: 3.00×" in (
+        markdown
+    )
+    results = _results()
+    markdown = bench.render(results)
+    assert "**1.00×** (goal ≤ 1.2×: **met**)" in markdown
+    assert "**1.00×** (goal ≤ 1.5×: **met**); resolve alone: 1.00×" in markdown
+
+
+def test_the_commit_is_marked_when_the_tree_differs_from_it(tmp_path: Any) -> None:
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(tmp_path), *args], check=True, capture_output=True, text=True
+        )
+        return done.stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "scale.md").write_text("old\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
+    head = git("rev-parse", "--short", "HEAD")
+    inner = tmp_path / "benchmarks"
+    assert bench.code_version(inner) == head
+    (tmp_path / "benchmarks" / "results" / "scale.md").write_text("new figures\n")
+    assert bench.code_version(inner) == head  # the benchmark's own output is not code
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert bench.code_version(inner) == f"{head} + uncommitted changes"
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "new.py").write_text("y = 1\n")
+    assert bench.code_version(inner) == f"{head} + uncommitted changes"
+    assert bench.code_version(tmp_path.parent) == "unknown"

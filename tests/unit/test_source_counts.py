@@ -71,6 +71,47 @@ def test_integer_periods_counted_from_statistics_alone(tmp_path: Path) -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("kind", "column"), [("period", "week"), ("timestamp", "at")], ids=["periods", "timestamps"]
+)
+def test_statistics_are_read_as_times_at_once_not_row_group_by_row_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, column: str
+) -> None:
+    """Counting from statistics converts the row groups' bounds in one pass: the conversions
+    are as many for 60 row groups as for 6, so a source of many windows costs its footers
+    and little more (a conversion per row group made resolve grow with the source)."""
+    import retrain.data.source as source_module
+
+    conversions: list[int] = []
+    convert = source_module.event_times
+
+    def counting(series: pd.Series, *args: object, **kwargs: object) -> pd.Series:
+        conversions.append(len(series))
+        return convert(series, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(source_module, "event_times", counting)
+    calls = {}
+    for weeks in (2, 20):  # 6 row groups of 20 rows against 60
+        src = events(weeks=weeks)
+        if kind == "timestamp":
+            src = src.drop(columns=["week"])
+            minutes = (np.arange(len(src)) // 60) * 24 * 60 + np.arange(len(src)) % 60
+            src["at"] = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(minutes, "min")
+        root = tmp_path / f"{kind}-{weeks}"
+        write_weeks(root, src, column)
+        extra = {"time_kind": kind, "time_column": column, "window_size": "1d"}
+        cfg = config(uri=str(root), **(extra if kind == "timestamp" else {}))
+        want = whole(str(root), "parquet", cfg.data, column)
+        conversions.clear()
+        got = window_counts(str(root), "parquet", cfg.data)
+        assert got.read["row_groups"] == weeks * 3
+        assert got.read["row_groups_from_statistics"] == weeks * 3
+        assert_counts_equal(got, want)
+        assert len(got.rows) == weeks
+        calls[weeks] = len(conversions)
+    assert calls[20] == calls[2]
+
+
 def test_row_groups_spanning_windows_read_their_time_column_only(tmp_path: Path) -> None:
     src = events(weeks=4)
     root = tmp_path / "events"

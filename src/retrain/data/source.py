@@ -215,6 +215,14 @@ def _wanted(name: str, columns: Sequence[str] | None, data: DataSource) -> bool:
     return columns is None or name == data.time_column or name in columns
 
 
+def _column_position(source: _Parquet, column: str) -> int:
+    """The index of `column` among the row groups' column chunks, in every file of `source`.
+
+    `_open_parquet` holds every file to one schema, so the first file's footer answers for all.
+    """
+    return int(source.fragments[0].metadata.schema.to_arrow_schema().get_field_index(column))
+
+
 def _facts(source: _Parquet, column: str) -> SourceFacts:
     """Rows, missing times and the time range of a source, from row-group statistics.
 
@@ -223,9 +231,9 @@ def _facts(source: _Parquet, column: str) -> SourceFacts:
     rows = no_time = 0
     lows: list[Any] = []
     highs: list[Any] = []
+    position = _column_position(source, column)
     for fragment in source.fragments:
         meta = fragment.metadata
-        position = meta.schema.to_arrow_schema().get_field_index(column)
         for i in range(meta.num_row_groups):
             group = meta.row_group(i)
             rows += group.num_rows
@@ -351,15 +359,29 @@ class _Tally:
         if len(known):
             self._newest(known.max())
 
-    def add_range(self, low: Any, high: Any, rows: int) -> bool:
-        """Count `rows` events known to lie in ``[low, high]``: True when that is one window."""
-        bounds = event_times(pd.Series([low, high]), self.data.time_kind, errors="coerce")
-        first, last = event_time_slots(self.data, bounds)
-        if np.isnan(first) or first != last:
-            return False
-        self.by_slot[int(first)] += rows
-        self._newest(bounds.iloc[1])
-        return True
+    def add_ranges(self, lows: list[Any], highs: list[Any], rows: list[int]) -> np.ndarray:
+        """Count ``rows[k]`` events known to lie in ``[lows[k], highs[k]]`` where that range is
+        one window; which ranges were (the others are left to `add_times`).
+
+        The bounds of every range are read as times in one conversion, not one per range, so
+        counting a source's row groups from their statistics costs little more per row group
+        than reading its footer.
+        """
+        if not lows:
+            return np.zeros(0, dtype=bool)
+        kind = self.data.time_kind
+        low = event_times(pd.Series(lows), kind, errors="coerce")
+        high = event_times(pd.Series(highs), kind, errors="coerce")
+        first = event_time_slots(self.data, low)
+        last = event_time_slots(self.data, high)
+        placed: np.ndarray = np.asarray(~np.isnan(first) & (first == last), dtype=bool)
+        if placed.any():
+            slots = first[placed].astype(np.int64)
+            counted = np.asarray(rows, dtype=np.int64)[placed]
+            for slot, n in zip(slots.tolist(), counted.tolist(), strict=True):
+                self.by_slot[slot] += n
+            self._newest(high[placed].max())
+        return placed
 
     def counts(self, read: dict[str, Any]) -> WindowCounts:
         rows = {window_id_of_slot(self.data, k): n for k, n in sorted(self.by_slot.items()) if n}
@@ -382,25 +404,35 @@ def _count_row_groups(source: _Parquet, data: DataSource) -> WindowCounts:
         pa.types.is_timestamp(source.dataset.schema.field(column).type)
     )
     tally = _Tally(data)
-    groups = from_stats = 0
+    groups: list[tuple[ds.ParquetFileFragment, int]] = []
+    ranged: list[int] = []  # the groups whose statistics give a range of times
+    lows: list[Any] = []
+    highs: list[Any] = []
+    rows: list[int] = []
+    position = _column_position(source, column)
     for fragment in source.fragments:
         meta = fragment.metadata
-        position = meta.schema.to_arrow_schema().get_field_index(column)
         for i in range(meta.num_row_groups):
             group = meta.row_group(i)
-            groups += 1
             stats = group.column(position).statistics
-            known = by_stats and stats is not None and stats.has_null_count and stats.has_min_max
-            if known and tally.add_range(stats.min, stats.max, group.num_rows - stats.null_count):
-                from_stats += 1
-                continue
+            if by_stats and stats is not None and stats.has_null_count and stats.has_min_max:
+                ranged.append(len(groups))
+                lows.append(stats.min)
+                highs.append(stats.max)
+                rows.append(group.num_rows - stats.null_count)
+            groups.append((fragment, i))
+    placed = tally.add_ranges(lows, highs, rows)
+    counted = {k for k, done in zip(ranged, placed.tolist(), strict=True) if done}
+    for k, (fragment, i) in enumerate(groups):  # in source order, as read_source reads them
+        if k not in counted:
             table = fragment.subset(row_group_ids=[i]).to_table(columns=[column])
             tally.add_times(table.to_pandas()[column])
+    from_stats = len(counted)
     read = {
         "files": len(source.fragments),
-        "row_groups": groups,
+        "row_groups": len(groups),
         "row_groups_from_statistics": from_stats,
-        "row_groups_time_column_read": groups - from_stats,
+        "row_groups_time_column_read": len(groups) - from_stats,
     }
     return tally.counts(read)
 
