@@ -67,7 +67,7 @@ def test_a_model_of_week_0_loses_more_each_week_while_a_recent_one_does_not(
     # Turning by a few degrees a week: worse and worse with time, by no large step at once.
     weeks = np.arange(1, 15)
     assert spearmanr(weeks, [auc[w] for w in weeks]).statistic < -0.8
-    assert auc[14] < auc[1] - 0.08
+    assert auc[14] < auc[1] - 0.05  # about 0.09 at this seed
     assert max(auc[w] - auc[w + 1] for w in range(1, 14)) < 0.06
     # The concept moved, the data did not get noisier: a model of the two weeks before ranks
     # week 14 well.

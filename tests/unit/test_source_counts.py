@@ -80,16 +80,16 @@ def test_statistics_are_read_as_times_at_once_not_row_group_by_row_group(
     """Counting from statistics converts the row groups' bounds in one pass: the conversions
     are as many for 60 row groups as for 6, so a source of many windows costs its footers
     and little more (a conversion per row group made resolve grow with the source)."""
-    import retrain.data.source as source_module
+    import retrain.data._counts as counts_module
 
     conversions: list[int] = []
-    convert = source_module.event_times
+    convert = counts_module.event_times
 
     def counting(series: pd.Series, *args: object, **kwargs: object) -> pd.Series:
         conversions.append(len(series))
         return convert(series, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(source_module, "event_times", counting)
+    monkeypatch.setattr(counts_module, "event_times", counting)
     calls = {}
     for weeks in (2, 20):  # 6 row groups of 20 rows against 60
         src = events(weeks=weeks)
@@ -181,3 +181,30 @@ def test_resolve_chooses_from_footers_and_records_what_it_read(tmp_path: Path) -
     assert after.details["window"] == before.details["window"]
     assert after.window_id == "1"
     assert after.details["source_read"]["row_groups_from_statistics"] == 3
+
+
+def test_a_struct_column_before_the_time_column_does_not_shift_its_statistics(
+    tmp_path: Path,
+) -> None:
+    """A struct column has one column chunk per field: the time column's statistics are found
+    by its path, not by its place among the top-level columns (which read the struct's second
+    field's statistics: every event counted in window 0)."""
+    from retrain.data.source import source_facts
+
+    root = tmp_path / "nested"
+    root.mkdir()
+    table = pa.table(
+        {
+            "id": [str(i) for i in range(9)],
+            "extra": [{"a": 1, "b": 0}] * 9,
+            "week": pa.array([0, 0, 1, 1, 1, 1, 2, 2, 3], pa.int64()),
+            "x": np.arange(9, dtype=float),
+        }
+    )
+    pq.write_table(table, root / "part.parquet")
+    cfg = config(uri=str(root))
+    got = window_counts(str(root), "parquet", cfg.data)
+    assert got.rows == {"0": 2, "1": 4, "2": 2, "3": 1}
+    assert_counts_equal(got, whole(str(root), "parquet", cfg.data, "week"))
+    facts = source_facts(str(root), "parquet", cfg.data)
+    assert facts is not None and (facts.time_min, facts.time_max) == (0, 3)

@@ -22,12 +22,10 @@ back to `read_source`, so every source that worked keeps working.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,10 +33,11 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from retrain.config import DataSource
+from retrain.data._counts import Tally, WindowCounts
 from retrain.data._csv_window import read_csv_window
 from retrain.data.io import SourceFile, read_files, read_source, source_files
 from retrain.data.partitions import prune_partitions
-from retrain.data.windows import Window, event_time_slots, event_times, window_id_of_slot
+from retrain.data.windows import Window
 from retrain.errors import ValidationError
 
 __all__ = [
@@ -216,11 +215,17 @@ def _wanted(name: str, columns: Sequence[str] | None, data: DataSource) -> bool:
 
 
 def _column_position(source: _Parquet, column: str) -> int:
-    """The index of `column` among the row groups' column chunks, in every file of `source`.
+    """The index of top-level `column` among the row groups' column chunks (the leaves of
+    the schema: a struct or map column before it has one chunk per leaf), in every file of
+    `source`.
 
     `_open_parquet` holds every file to one schema, so the first file's footer answers for all.
     """
-    return int(source.fragments[0].metadata.schema.to_arrow_schema().get_field_index(column))
+    schema = source.fragments[0].metadata.schema
+    for j in range(len(schema)):
+        if schema.column(j).path == column:
+            return j
+    raise ValidationError(f"time column {column!r} is not a plain column of the parquet source")
 
 
 def _facts(source: _Parquet, column: str) -> SourceFacts:
@@ -307,92 +312,6 @@ def _read_columns(fmt: str, files: list[SourceFile], columns: Sequence[str]) -> 
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-@dataclass(frozen=True)
-class WindowCounts:
-    """Events per grid window of a source, and how much of the source was read to count them.
-
-    ``rows`` maps the id of every grid window holding events to their number, in time order;
-    ``newest`` is the newest readable event time (`event_times` units; None without one);
-    ``unreadable`` holds the raw time values that could not be read as the time kind; ``read``
-    says what was read (files, row groups counted from statistics, row groups whose time
-    column was read, or the whole time column).
-    """
-
-    rows: dict[str, int]
-    newest: Any
-    unreadable: pd.Series
-    read: dict[str, Any]
-
-    @classmethod
-    def of_times(
-        cls, data: DataSource, times: pd.Series, read: dict[str, Any] | None = None
-    ) -> WindowCounts:
-        """The counts of a column of raw event times (unreadable ones belong to no window)."""
-        tally = _Tally(data)
-        tally.add_times(times)
-        return tally.counts(read if read is not None else {"time_column": "whole source"})
-
-
-class _Tally:
-    """Counts per grid slot, added to row group by row group."""
-
-    def __init__(self, data: DataSource) -> None:
-        self.data = data
-        self.by_slot: Counter[int] = Counter()
-        self.newest: Any = None
-        self.unreadable: list[pd.Series] = []
-
-    def _newest(self, value: Any) -> None:
-        if self.newest is None or value > self.newest:
-            self.newest = value
-
-    def add_times(self, times: pd.Series) -> None:
-        parsed = event_times(times, self.data.time_kind, errors="coerce")
-        bad = parsed.isna() & times.notna()
-        if bad.any():
-            self.unreadable.append(times[bad])
-        slots = event_time_slots(self.data, parsed)
-        slots = slots[~np.isnan(slots)].astype(np.int64)
-        found, counts = np.unique(slots, return_counts=True)
-        self.by_slot.update(dict(zip(found.tolist(), counts.tolist(), strict=True)))
-        known = parsed.dropna()
-        if len(known):
-            self._newest(known.max())
-
-    def add_ranges(self, lows: list[Any], highs: list[Any], rows: list[int]) -> np.ndarray:
-        """Count ``rows[k]`` events known to lie in ``[lows[k], highs[k]]`` where that range is
-        one window; which ranges were (the others are left to `add_times`).
-
-        The bounds of every range are read as times in one conversion, not one per range, so
-        counting a source's row groups from their statistics costs little more per row group
-        than reading its footer.
-        """
-        if not lows:
-            return np.zeros(0, dtype=bool)
-        kind = self.data.time_kind
-        low = event_times(pd.Series(lows), kind, errors="coerce")
-        high = event_times(pd.Series(highs), kind, errors="coerce")
-        first = event_time_slots(self.data, low)
-        last = event_time_slots(self.data, high)
-        placed: np.ndarray = np.asarray(~np.isnan(first) & (first == last), dtype=bool)
-        if placed.any():
-            slots = first[placed].astype(np.int64)
-            counted = np.asarray(rows, dtype=np.int64)[placed]
-            for slot, n in zip(slots.tolist(), counted.tolist(), strict=True):
-                self.by_slot[slot] += n
-            self._newest(high[placed].max())
-        return placed
-
-    def counts(self, read: dict[str, Any]) -> WindowCounts:
-        rows = {window_id_of_slot(self.data, k): n for k, n in sorted(self.by_slot.items()) if n}
-        unreadable = (
-            pd.concat(self.unreadable, ignore_index=True)
-            if self.unreadable
-            else pd.Series([], dtype=object)
-        )
-        return WindowCounts(rows, self.newest, unreadable, read)
-
-
 def _count_row_groups(source: _Parquet, data: DataSource) -> WindowCounts:
     """`WindowCounts` from the footers, reading the time column of a row group only when its
     statistics do not place it in one window.
@@ -403,7 +322,7 @@ def _count_row_groups(source: _Parquet, data: DataSource) -> WindowCounts:
     by_stats = pa.types.is_integer(source.dataset.schema.field(column).type) or (
         pa.types.is_timestamp(source.dataset.schema.field(column).type)
     )
-    tally = _Tally(data)
+    tally = Tally(data)
     groups: list[tuple[ds.ParquetFileFragment, int]] = []
     ranged: list[int] = []  # the groups whose statistics give a range of times
     lows: list[Any] = []
