@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime
@@ -201,19 +202,29 @@ import os, signal, sys, time
 from retrain.cli import main
 from retrain.rollout.controller import RolloutController
 
-prepare = RolloutController._prepare
+import retrain.rollout.providers as providers
 
-def terminated_meanwhile(self):
-    os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(30)  # the SIGTERM arrives here
-    return prepare(self)
+def terminated_meanwhile(original):
+    def call(*args, **kwargs):
+        if not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the SIGTERM arrives here
+        return original(*args, **kwargs)
+    return call
 
-RolloutController._prepare = terminated_meanwhile
+sent = []
+if os.environ["SIGTERM_IN"] == "prepare":  # the tick's first step, the lock held
+    RolloutController._prepare = terminated_meanwhile(RolloutController._prepare)
+else:  # a replayed request of the canary analysis
+    providers.predict_scores = terminated_meanwhile(providers.predict_scores)
 sys.exit(main(sys.argv[1:]))
 """
 
 
-def _advance_with_sigterm(tmp_path: Path, *config: str) -> subprocess.CompletedProcess[str]:
+def _advance_with_sigterm(
+    tmp_path: Path, *config: str, at: str = "prepare"
+) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "advance_sigterm.py"
     script.write_text(_SIGTERM_IN_TICK)
     return subprocess.run(
@@ -221,6 +232,7 @@ def _advance_with_sigterm(tmp_path: Path, *config: str) -> subprocess.CompletedP
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "SIGTERM_IN": at},
     )
 
 
@@ -232,6 +244,21 @@ def test_a_sigterm_during_a_tick_lets_it_finish_and_give_its_lock_back(tmp_path:
     assert done.returncode == 0, done.stderr  # the tick finished
     assert done.stdout.strip() == "no canary in flight; nothing is deployed"
     assert _ticked(stores["loans"], "loans")  # taken, and given back
+
+
+@pytest.mark.integration  # commits to a real git repository
+def test_a_sigterm_during_an_analysis_gives_the_verdict_of_the_whole_analysis(
+    setup: tuple[Config, Path, Registry],
+) -> None:
+    # Raised inside the analysis, the stop was recorded as the canary failing a request: a
+    # healthy canary's analysis failed, and twice in a row rolled it back.
+    cfg, path, reg = setup
+    done = _advance_with_sigterm(path.parent, str(path), at="analysis")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("step 1/3 (10%) passed"), done.stdout
+    assert "canary to 25%" in done.stdout
+    assert reg.get_alias("canary").version == "good-2"
+    assert _ticked(LocalStorage(cfg.storage_root), cfg.name)
 
 
 def test_a_sigterm_during_a_pass_starts_no_other_tick_and_names_it(tmp_path: Path) -> None:

@@ -111,13 +111,17 @@ def sigterm_after() -> Iterator[None]:
         yield
         return
     armed = guard.armed  # False: an outer block defers SIGTERMs and deals with them itself
-    with guard.deferred():
-        yield
-    if armed and guard.received:
-        raise Terminated(
-            "stopped by SIGTERM at a safe point, after the work in progress finished: "
-            "nothing was half-written; re-run to go on"
-        )
+    try:
+        with guard.deferred():
+            yield
+    finally:
+        # Also when the block failed (a lock held by another): a caller that would try again
+        # must stop instead, or the SIGTERM, now spent, would never stop it.
+        if armed and guard.received:
+            raise Terminated(
+                "stopped by SIGTERM at a safe point, after the work in progress finished: "
+                "nothing was half-written; re-run to go on"
+            )
 
 
 def descendants(pid: int) -> list[int]:
