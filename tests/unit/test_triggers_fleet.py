@@ -204,6 +204,20 @@ def test_no_model_starts_after_the_deadline_and_the_ones_left_out_go_first_next(
     assert order == names and all(r.ok for r in results)
 
 
+def test_the_priorities_are_read_at_once_whatever_the_workers(tmp_path: Path) -> None:
+    # Each is a read of one small object from the model's store (GCS: a round trip or two);
+    # read one after another they would eat into the pass's deadline with many models.
+    configs = load_configs([str(fleet(tmp_path, ["a", "b", "c"]))])
+    together = threading.Barrier(3, timeout=10)  # broken unless all three reads overlap
+
+    def priority(cfg: Config) -> str:
+        together.wait()
+        return cfg.name
+
+    results = run_for_each(configs, lambda cfg: cfg.name, workers=1, priority=priority)
+    assert [r.result for r in results] == ["a", "b", "c"]
+
+
 @pytest.mark.parametrize("workers", [1, 3])
 def test_once_asked_to_stop_no_model_starts_and_those_in_progress_finish(
     tmp_path: Path, workers: int

@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 _CONFIG_SUFFIXES = (".yaml", ".yml")
+#: Threads reading the models' priorities at once (one small object each, whatever --workers).
+_PRIORITY_READS = 8
 T = TypeVar("T")
 
 
@@ -215,8 +217,9 @@ def run_for_each(
         return ModelResult(cfg.name, result, None, time.perf_counter() - t0)
 
     order = list(range(len(configs)))
-    if priority is not None:
-        keys = [priority(cfg) for cfg in configs]
+    if priority is not None:  # small reads that wait on a store: on their own threads
+        with ThreadPoolExecutor(max_workers=min(_PRIORITY_READS, max(len(configs), 1))) as reads:
+            keys = list(reads.map(priority, configs))
         order.sort(key=lambda i: keys[i])
     with ThreadPoolExecutor(max_workers=min(workers, max(len(configs), 1))) as pool:
         done = dict(zip(order, pool.map(one, [configs[i] for i in order]), strict=True))
