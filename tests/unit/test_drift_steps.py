@@ -4,6 +4,8 @@ compares each window with the champion's profile and never fails because of drif
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +22,7 @@ from retrain.drift import (
     detect_drift,
 )
 from retrain.drift._champion import reference_from_profile
+from retrain.errors import EXIT_TRANSIENT, Terminated
 from retrain.registry import Registry
 from retrain.settings.drift import DriftConfig
 from retrain.storage import open_storage
@@ -145,3 +148,20 @@ def test_the_profile_describes_the_newest_window_and_the_values_of_all_training(
     # Against the training mix, as profiles were built before, the same week is drifted.
     weeks = pd.concat(pd.read_parquet(work / f"l{w}.parquet") for w in "012")
     assert "loan" in detect_drift(build_profile(weeks, cfg), week3, cfg).drifted_features
+
+
+@pytest.mark.integration  # deploys a champion: commits to a real git repository
+def test_a_sigterm_during_the_champion_comparison_stops_ingest(
+    loans: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The comparison turns any error into a note: a stop there must not become one.
+    first_champion(loans, tmp_path / "run")
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr("retrain.drift._champion.detect_drift", stopped)
+    with pytest.raises(Terminated):
+        steps.ingest(loans.to_yaml(), "1", "w1", str(tmp_path / "run" / "d1.parquet"))
+    record = json.loads(open_storage(loans.storage_root).read_text("runs/w1/ingest.json"))
+    assert record["status"] == "failed" and record["exit_code"] == EXIT_TRANSIENT

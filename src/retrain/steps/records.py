@@ -26,7 +26,7 @@ from retrain.config import Config, config_from_text
 from retrain.data.io import from_parquet_bytes, to_parquet_bytes
 from retrain.errors import RetrainError, ValidationError, classify_os_error, exit_code_for
 from retrain.reports import step_html
-from retrain.steps.signals import stop_on_sigterm
+from retrain.steps.signals import stop_step_on_sigterm
 from retrain.storage import Storage, open_storage
 
 __all__ = [
@@ -116,13 +116,14 @@ def recorded_step(store: Storage, run_id: str, step: str) -> Iterator[StepRecord
     """Record the step's outcome (or its error, with the exit code it maps to) in the store.
 
     A SIGTERM during the step stops it (`retrain.steps.signals`): it is recorded as failed
-    with exit 75, so the run is re-run rather than left half done.
+    with exit 75, so the run is re-run rather than left half done, even when the step's own
+    code caught the stop (`stop_step_on_sigterm`).
     """
     check_run_id(run_id)  # before the step runs: a bad id could not even record its failure
     record: StepRecord = {"step": step, "run_id": run_id, "started_at": now_iso()}
     t0 = time.perf_counter()
     try:
-        with stop_on_sigterm():
+        with stop_step_on_sigterm():
             yield record
     except RetrainError as err:
         _failed(record, err, err.exit_code)

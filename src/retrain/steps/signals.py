@@ -35,6 +35,7 @@ __all__ = [
     "sigterm_after",
     "steps_die_with_this_process",
     "stop_on_sigterm",
+    "stop_step_on_sigterm",
     "terminate_descendants",
 ]
 
@@ -44,6 +45,7 @@ class SigtermGuard:
 
     def __init__(self, on_signal: Callable[[], None] | None) -> None:
         self.received = False
+        self.raised = False  # True once `Terminated` was raised into the block
         self.armed = True  # False: a SIGTERM is only remembered (see `deferred`)
         self._on_signal = on_signal
 
@@ -54,6 +56,7 @@ class SigtermGuard:
             self._on_signal()
         if first and self.armed:
             self.armed = False  # the unwinding that follows is not interrupted again
+            self.raised = True
             raise Terminated(
                 "stopped by SIGTERM at a safe point: nothing was half-written and the run "
                 "lease is released; re-run to finish"
@@ -88,6 +91,36 @@ def stop_on_sigterm(on_signal: Callable[[], None] | None = None) -> Iterator[Sig
         _GUARDS.remove(guard)
         signal.signal(signal.SIGTERM, previous)
 
+
+@contextlib.contextmanager
+def stop_step_on_sigterm() -> Iterator[SigtermGuard]:
+    """`stop_on_sigterm` for a step: a stop its code caught still stops it.
+
+    A step's code may catch broad errors to record them as verdicts (a champion comparison
+    that failed is a note in ingest's report, not a failed step). A `Terminated` raised inside
+    such a block is caught there like any error: the step would then finish and be recorded
+    as succeeded with a verdict the stop made up, or fail with an exit code that says "do not
+    retry". Here, once `Terminated` was raised into the block, the block ends in `Terminated`
+    whatever it did with it: finished, it is raised at the end; failed with another error, that
+    error is chained to it. Exit 75: the step is re-run and its verdicts made again.
+    """
+    with stop_on_sigterm() as guard:
+        try:
+            yield guard
+        except Terminated:
+            raise
+        except Exception as err:
+            if guard.raised:
+                raise Terminated(_CAUGHT_STOP.format(f"failed with {type(err).__name__}")) from err
+            raise
+        if guard.raised:
+            raise Terminated(_CAUGHT_STOP.format("caught the stop and went on"))
+
+
+_CAUGHT_STOP = (
+    "stopped by SIGTERM: the step {} (its verdicts may have counted the stop as an error), so "
+    "it is recorded as stopped, not as finished; re-run it"
+)
 
 #: The main thread's `stop_on_sigterm` guards, innermost last.
 _GUARDS: list[SigtermGuard] = []
