@@ -324,6 +324,17 @@ def test_the_rollout_tick_stops_starting_models_before_the_job_is_killed(
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_monitor_pass_stopped_by_sigterm_has_time_to_finish_its_checks(
+    rendered: Render, find: Find, target: str
+) -> None:
+    # The pass lets the checks in progress finish with their rollout ticks: the 30 s default
+    # grace period would kill a check of a large window, and a tick with its lock held.
+    cronjob = find(rendered(target), "CronJob", "retrain-drift-monitor")
+    assert pod_specs(cronjob)[0][1]["terminationGracePeriodSeconds"] >= 120
+
+
+@pytest.mark.integration
 def test_on_dev_every_cronjob_that_reads_the_store_mounts_it(rendered: Render, find: Find) -> None:
     # The dev store is a volume: a CronJob whose command reads a model's store must mount it
     # where the configs say it is. The schedule reconciler talks to KFP only.

@@ -78,6 +78,13 @@ def sleeps(cfg: Config) -> None:
     time.sleep(60)
 
 
+def stop_after_m1(cfg: Config) -> str:
+    """m1's work asks the pass to stop (as its parent's SIGTERM handler would)."""
+    if cfg.name == "m1":
+        Path(os.environ["STOP_FILE"]).write_text("stop")
+    return cfg.name
+
+
 def returns_unpicklable(cfg: Config) -> Any:
     return threading.Lock()
 
@@ -318,6 +325,81 @@ def test_workers_ignore_sigterm_the_parent_decides(tmp_path: Path) -> None:
         (second,) = pool.run(configs, pid_of)
     assert second.result == first.result  # the same process finished the next pass too
     assert not multiprocessing.active_children()  # closed: every worker joined
+
+
+def test_once_asked_to_stop_a_worker_starts_no_other_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configs = load_configs([str(fleet(tmp_path, NAMES))])
+    stop_file = tmp_path / "stop"
+    monkeypatch.setenv("STOP_FILE", str(stop_file))
+    with ProcessFleet[str](1) as pool:
+        results = pool.run(configs, stop_after_m1, stop=stop_file.exists)
+    assert [r.model for r in results] == NAMES
+    assert results[0].ok and results[0].result == "m1"  # in progress: it finished
+    for r in results[1:]:
+        assert r.result is None and type(r.error).__name__ == "NotStarted"
+        assert "asked to stop (SIGTERM) before this model's turn" in str(r.error)
+    assert fleet_exit_code(results) == EXIT_TRANSIENT  # a re-run serves them
+
+
+#: Runs `retrain monitor ...` with each model's check sending the monitor a SIGTERM at its
+#: start (a Job's deadline, a node drained), from the worker process where it runs.
+_SIGTERM_IN_CHECK = """
+import os, signal, sys, time
+from retrain.cli import main
+from retrain.triggers.monitor import Monitor
+
+original = Monitor.check
+
+def check(self, *args, **kwargs):
+    os.kill(int(os.environ["MONITOR_PID"]), signal.SIGTERM)
+    time.sleep(1)  # the SIGTERM arrives meanwhile
+    return original(self, *args, **kwargs)
+
+os.environ["MONITOR_PID"] = str(os.getpid())
+Monitor.check = check
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _monitor_with_sigterm(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "monitor_sigterm.py"
+    script.write_text(_SIGTERM_IN_CHECK)
+    return subprocess.run(
+        [sys.executable, str(script), "monitor", "--once", "--launch", "none", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("pool", ["process", "thread"])
+def test_a_sigterm_during_a_once_pass_lets_the_check_finish_and_starts_no_other(
+    tmp_path: Path, pool: str
+) -> None:
+    # Killed at the Job's deadline, a pass used to die mid-check, its worker with it (a
+    # rollout tick in progress then held its lock to its TTL).
+    configs = fleet(tmp_path, NAMES)
+    done = _monitor_with_sigterm(
+        tmp_path, "--workers", "1", "--pool", pool, "--config", str(configs)
+    )
+    assert done.returncode == EXIT_TRANSIENT, done.stderr  # a re-run serves the others
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("m1: window ") and lines[1].startswith("m1: rollout: ")
+    assert lines[-1] == "checked 3 models: 1 ok (exit 75)"
+    for name in NAMES[1:]:
+        assert f"{name}: check failed: not started: the pass was asked to stop" in done.stderr
+    reports = open_storage(str(tmp_path / "m1" / "store")).list("monitor")
+    assert reports and not open_storage(str(tmp_path / "m2" / "store")).list("monitor")
+
+
+def test_a_sigterm_during_a_one_model_check_lets_it_and_the_tick_finish(tmp_path: Path) -> None:
+    configs = fleet(tmp_path, NAMES[:1])
+    done = _monitor_with_sigterm(tmp_path, "--config", str(configs / "m1.yaml"))
+    assert done.returncode == EXIT_OK, done.stderr
+    assert done.stdout.startswith("window "), done.stdout
+    assert "rollout: " in done.stdout.splitlines()[-1]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux's")

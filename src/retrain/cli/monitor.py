@@ -102,6 +102,9 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     metrics = MonitorMetrics(cfg.name)
     monitor = Monitor(cfg, _controller(cfg, args), metrics=metrics)
     if args.every is None:
+        # A SIGTERM (the CronJob's deadline, a drained node) lets the check and the rollout
+        # tick finish: a tick cut short could leave its lock held to its TTL.
+        _stop_on_sigterm()
         try:
             result = monitor.check(args.window)
         except Exception:
@@ -159,13 +162,20 @@ def _interval(every: str) -> float:
 
 
 def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT instead of ending the process (`--every`)."""
+    stop = _stop_on_sigterm()
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    return stop
+
+
+def _stop_on_sigterm() -> threading.Event:
+    """An event set by SIGTERM instead of ending the process (Ctrl-C still interrupts)."""
     stop = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     return stop
 
 
@@ -227,12 +237,16 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
     processes = (
         ProcessFleet[_ModelCheck](workers, warm_up=load_schemas) if args.pool == "process" else None
     )
+    # A SIGTERM lets the models in progress finish (a rollout tick cut short could hold its
+    # lock to its TTL) and starts no other: a pass exits 75 if it left one unstarted, and a
+    # monitor with --every stops after that pass.
+    stop = _stop_on_signals() if args.every is not None else _stop_on_sigterm()
 
     def one_pass() -> int:
         if processes is not None:
-            done = processes.run(configs, work)
+            done = processes.run(configs, work, stop=stop.is_set)
         else:
-            done = run_for_each(configs, work, workers=workers)
+            done = run_for_each(configs, work, workers=workers, stop=stop.is_set)
         results: list[ModelResult[Any]] = list(fleet.refused)
         rollouts: list[str] = ["rollout: not ticked (config refused)"] * len(fleet.refused)
         for r in done:
@@ -267,7 +281,6 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
         if args.port:
             server, _ = metrics.serve(args.port, addr=args.bind)
             _print(f"metrics on http://{args.bind}:{server.server_port}/metrics")
-        stop = _stop_on_signals()
         names = ", ".join(c.name for c in configs)
         _print(
             f"monitoring {len(configs)} models ({names}) every {args.every} "

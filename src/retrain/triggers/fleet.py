@@ -38,6 +38,7 @@ __all__ = [
     "fleet_exit_code",
     "load_configs",
     "load_fleet",
+    "not_started",
     "raise_refused",
     "run_for_each",
 ]
@@ -174,6 +175,14 @@ class NotStarted(TransientError):
     model's turn. Nothing of it ran; a re-run serves it."""
 
 
+def not_started(cfg: Config) -> ModelResult[Any]:
+    """The result of a model whose turn came after the pass was asked to stop."""
+    stopped = NotStarted(
+        "not started: the pass was asked to stop (SIGTERM) before this model's turn"
+    )
+    return ModelResult(cfg.name, None, stopped, 0.0)
+
+
 def run_for_each(
     configs: Sequence[Config],
     work: Callable[[Config], T],
@@ -202,10 +211,7 @@ def run_for_each(
 
     def one(cfg: Config) -> ModelResult[T]:
         if stop is not None and stop():
-            stopped = NotStarted(
-                "not started: the pass was asked to stop (SIGTERM) before this model's turn"
-            )
-            return ModelResult(cfg.name, None, stopped, 0.0)
+            return not_started(cfg)
         if deadline is not None and clock() - began >= deadline:
             late = f"not reached: the pass's deadline of {deadline:g} s passed before its turn"
             return ModelResult(cfg.name, None, None, 0.0, skipped=late)

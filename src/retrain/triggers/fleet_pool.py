@@ -39,7 +39,7 @@ from typing import Any, Generic, TypeVar
 
 from retrain.config import Config
 from retrain.errors import RetrainError, ValidationError, exit_code_for
-from retrain.triggers.fleet import ModelResult
+from retrain.triggers.fleet import ModelResult, not_started
 
 __all__ = ["ProcessFleet", "WorkerError", "portable_error"]
 
@@ -178,8 +178,17 @@ class ProcessFleet(Generic[T]):
         finally:
             gc.unfreeze()
 
-    def run(self, configs: Sequence[Config], work: Callable[[Config], T]) -> list[ModelResult[T]]:
+    def run(
+        self,
+        configs: Sequence[Config],
+        work: Callable[[Config], T],
+        *,
+        stop: Callable[[], bool] | None = None,
+    ) -> list[ModelResult[T]]:
         """`work` for every config; results in the configs' order, errors per model.
+
+        No model's work starts once `stop()` is true (the parent got a SIGTERM): those fail
+        with `NotStarted` (exit 75); the work in progress finishes.
 
         A worker that dies fails its model; its next models wait for its replacement, which
         is started here, in the caller's thread, between rounds: on Linux a process's death
@@ -194,6 +203,9 @@ class ProcessFleet(Generic[T]):
             queue = pending[k]
             while queue:
                 i = queue.pop(0)
+                if stop is not None and stop():
+                    results[i] = not_started(configs[i])
+                    continue
                 results[i] = self._call(k, work, configs[i])
                 if self._workers[k] is None:  # it died: the rest wait for its replacement
                     return
