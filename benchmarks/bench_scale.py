@@ -59,6 +59,8 @@ from typing import Any
 
 import yaml
 
+from retrain._provenance import code_version  # light: the parent stays small
+
 HERE = Path(__file__).resolve().parent
 HISTORY_SIZES = (1, 5, 20)
 SOURCE_SIZES = (5, 50)
@@ -82,31 +84,6 @@ GOALS = {"train_rss": 1.2, "resolve_ingest_time": 1.5, "monitor_time": 10.0}
 TARGET_ROWS = 1_000_000
 #: Section names of --sections and their keys in the results.
 SECTIONS = {"cycle": "history", "source": "source", "monitor": "monitor"}
-
-
-def code_version(cwd: Path | None = None) -> str:
-    """The commit the measured code is at: that of the checkout the imported `retrain` package
-    comes from (the steps' processes import the same one; by default), short hash, ``+
-    uncommitted changes`` when the tree differs from it (the results directory aside: it holds
-    this benchmark's own output); "unknown" outside a git checkout."""
-    if cwd is None:
-        import retrain
-
-        cwd = Path(retrain.__file__).resolve().parent
-    git = ["git", "-C", str(cwd)]
-    try:
-        head = subprocess.run(
-            [*git, "rev-parse", "--short", "HEAD"], check=True, capture_output=True, text=True
-        ).stdout.strip()
-        changes = subprocess.run(
-            [*git, "status", "--porcelain", "--", ":/", ":(exclude,top)benchmarks/results"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{head} + uncommitted changes" if changes else head
 
 
 def _bench_cycle() -> Any:

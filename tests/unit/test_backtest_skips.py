@@ -3,6 +3,8 @@ full-history refit beside the policies."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import pytest
 from retrain.backtest import PolicySpec, parse_policies
 from retrain.backtest.baseline import replay_full_refit
 from retrain.backtest.replay import PolicyResult, WindowRecord, policy_config
-from retrain.backtest.report import common_windows, markdown, summarise
+from retrain.backtest.report import common_windows, markdown, summarise, write_outputs
 from retrain.config import Config, config_from_dict
 from retrain.data.split import evaluation_mask
 from retrain.errors import ValidationError
@@ -149,3 +151,19 @@ def test_full_refit_on_train_rows_leaves_the_evaluation_rows_out(tmp_path: Path)
     assert result.windows[4].notes == [f"refit on {train_ids} labelled rows of 5 windows"]
     # Still scored on every row of a window, as the policies are.
     assert all(r.rows_scored == 200 for r in result.windows[2:])
+
+
+def test_the_results_name_the_commit_they_were_measured_on(tmp_path: Path) -> None:
+    # Published tables are quoted long after they were run: the JSON says on which code.
+    never = _result("never", [None, 0.9, 0.5], {})
+    write_outputs([never], tmp_path, settings={"config": "t"})
+    doc = json.loads((tmp_path / "backtest.json").read_text())
+    head = subprocess.run(
+        ["git", "-C", str(Path(__file__).parent), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    if not head:  # not run from a git checkout (an unpacked sdist): nothing to name
+        assert doc["code"] == "unknown"
+    else:
+        assert doc["code"] in (head, f"{head} + uncommitted changes")

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from retrain._provenance import code_version
 from retrain.backtest.replay import PolicyResult
 
 __all__ = ["PolicySummary", "common_windows", "summarise", "write_outputs"]
@@ -197,6 +198,7 @@ def write_outputs(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{stem}.md").write_text(markdown(summaries, settings, title))
     doc = {
+        "code": code_version(),  # the commit the results were measured on
         "settings": settings,
         "summary": [asdict(s) for s in summaries],
         "policies": [r.to_dict() for r in results],
