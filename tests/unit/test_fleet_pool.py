@@ -472,3 +472,27 @@ def test_sigterm_to_the_whole_group_ends_the_pass_then_the_monitor(tmp_path: Pat
             proc.kill()
             proc.wait()
     assert all(process_gone(host_name(), int(pid)) for pid in children)
+
+
+def test_with_local_launches_a_sigterm_still_ends_the_monitor(tmp_path: Path) -> None:
+    # A check that went on after the SIGTERM could start a whole local run, which its own
+    # guard would never hear of: the monitor ends as it always has.
+    configs = fleet(tmp_path, NAMES[:1])
+    script = tmp_path / "monitor_sigterm.py"
+    script.write_text(_SIGTERM_IN_CHECK)
+    done = subprocess.run(
+        [sys.executable, str(script), "monitor", "--once", "--config", str(configs / "m1.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == -signal.SIGTERM, done.stderr
+    assert not open_storage(str(tmp_path / "m1" / "store")).list("runs")
+
+
+def test_off_the_main_thread_the_once_guard_is_not_installed() -> None:
+    made: list[threading.Event] = []
+    worker = threading.Thread(target=lambda: made.append(monitor_cli._stop_on_sigterm()))
+    worker.start()
+    worker.join()
+    assert len(made) == 1 and not made[0].is_set()  # before: ValueError in the thread

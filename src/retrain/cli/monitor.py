@@ -103,8 +103,11 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     monitor = Monitor(cfg, _controller(cfg, args), metrics=metrics)
     if args.every is None:
         # A SIGTERM (the CronJob's deadline, a drained node) lets the check and the rollout
-        # tick finish: a tick cut short could leave its lock held to its TTL.
-        _stop_on_sigterm()
+        # tick finish: a tick cut short could leave its lock held to its TTL. Not with local
+        # launches: a check could then start a whole run after the SIGTERM, which the run's
+        # own guard (`retrain.runner.run_cycle`) would never see.
+        if args.launch != "local":
+            _stop_on_sigterm()
         try:
             result = monitor.check(args.window)
         except Exception:
@@ -169,13 +172,15 @@ def _stop_on_signals() -> threading.Event:
 
 
 def _stop_on_sigterm() -> threading.Event:
-    """An event set by SIGTERM instead of ending the process (Ctrl-C still interrupts)."""
+    """An event set by SIGTERM instead of ending the process (Ctrl-C still interrupts); in
+    the main thread only (elsewhere Python handles no signal: the event is never set)."""
     stop = threading.Event()
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, _stop)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)
     return stop
 
 
@@ -240,7 +245,12 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
     # A SIGTERM lets the models in progress finish (a rollout tick cut short could hold its
     # lock to its TTL) and starts no other: a pass exits 75 if it left one unstarted, and a
     # monitor with --every stops after that pass.
-    stop = _stop_on_signals() if args.every is not None else _stop_on_sigterm()
+    if args.every is not None:
+        stop = _stop_on_signals()
+    elif args.launch != "local":  # a local launch could start a run after it (see above)
+        stop = _stop_on_sigterm()
+    else:
+        stop = threading.Event()
 
     def one_pass() -> int:
         if processes is not None:
