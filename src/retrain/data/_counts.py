@@ -10,11 +10,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from retrain.config import DataSource
+from retrain.data.footers import Footer, column_position
 from retrain.data.windows import event_time_slots, event_times, window_id_of_slot
 
-__all__ = ["Tally", "WindowCounts"]
+__all__ = ["Tally", "WindowCounts", "count_row_groups"]
 
 
 @dataclass(frozen=True)
@@ -101,3 +103,47 @@ class Tally:
             else pd.Series([], dtype=object)
         )
         return WindowCounts(rows, self.newest, unreadable, read)
+
+
+def count_row_groups(footers: list[Footer], data: DataSource) -> WindowCounts:
+    """`WindowCounts` of Parquet files of one schema, from their footers, reading the time
+    column of a row group only when its statistics do not place it in one window.
+
+    Float times are always read: Parquet statistics leave NaN out of min/max and null counts.
+    """
+    column = data.time_column
+    field_type = footers[0].schema.field(column).type
+    by_stats = pa.types.is_integer(field_type) or pa.types.is_timestamp(field_type)
+    tally = Tally(data)
+    groups: list[tuple[Footer, int]] = []
+    ranged: list[int] = []  # the groups whose statistics give a range of times
+    lows: list[Any] = []
+    highs: list[Any] = []
+    rows: list[int] = []
+    # The files share one schema: the first file's footer answers for all.
+    position = column_position(footers[0].metadata, column)
+    for footer in footers:
+        meta = footer.metadata
+        for i in range(meta.num_row_groups):
+            group = meta.row_group(i)
+            stats = group.column(position).statistics
+            if by_stats and stats is not None and stats.has_null_count and stats.has_min_max:
+                ranged.append(len(groups))
+                lows.append(stats.min)
+                highs.append(stats.max)
+                rows.append(group.num_rows - stats.null_count)
+            groups.append((footer, i))
+    placed = tally.add_ranges(lows, highs, rows)
+    counted = {k for k, done in zip(ranged, placed.tolist(), strict=True) if done}
+    for k, (footer, i) in enumerate(groups):  # in source order, as read_source reads them
+        if k not in counted:
+            table = footer.read_row_group(i, [column])
+            tally.add_times(table.to_pandas()[column])
+    from_stats = len(counted)
+    read = {
+        "files": len(footers),
+        "row_groups": len(groups),
+        "row_groups_from_statistics": from_stats,
+        "row_groups_time_column_read": len(groups) - from_stats,
+    }
+    return tally.counts(read)

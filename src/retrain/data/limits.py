@@ -8,7 +8,8 @@ costs one block of memory, not the whole file. ``gs://`` sources are not scanned
 objects are read by range as ingest streams them): `check_frame` checks what the read counted,
 the source's rows and the names of all its columns (`retrain.data.source.SourceFacts`), against
 the row and column limits; their file and value sizes are not checked. Every refusal is a
-`ValidationError` (exit 2) naming the file and the limit to raise.
+`ValidationError` (exit 2) naming the file and the limit to raise. The Parquet footers it reads
+can be kept for a later read of the same source (`retrain.data.footers.ParquetFooters`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from retrain.config import DataSource
-from retrain.data.io import source_files
+from retrain.data.footers import Footer, ParquetFooters
+from retrain.data.io import SourceFile, source_files
 from retrain.data.partitions import prune_partitions
 from retrain.data.windows import Window
 from retrain.errors import ValidationError
@@ -53,12 +55,16 @@ def check_source(
     *,
     data: DataSource | None = None,
     window: Window | None = None,
+    footers: ParquetFooters | None = None,
 ) -> None:
     """Refuse a local source whose files are too big, too long, too wide or hold too long a
     value, before any of it is loaded. ``gs://`` sources are left to `check_frame`.
 
     With `data` and `window`, only the files a read of that window opens are checked: those
     in hive-style partitions outside it are never read (`retrain.data.partitions`).
+
+    With `footers`, a Parquet file's footer is taken from it when read before (its size is
+    still checked first), and each footer read here is kept in it for the reads that follow.
 
     Raises:
         ValidationError: the first limit a file passes, naming the file and the limit.
@@ -69,20 +75,34 @@ def check_source(
     if data is not None and window is not None:
         files = prune_partitions(files, data, window).files
     rows = 0
-    for path in (f.path for f in files if f.path is not None):
+    for f in files:
+        path = f.path
+        if path is None:
+            continue
         size = path.stat().st_size
         if size > limits.max_file_bytes:
             raise _refuse(str(path), f"{size:,} bytes", "max_file_bytes", limits.max_file_bytes)
-        rows += _parquet_rows(path, limits) if fmt == "parquet" else _csv_rows(path, limits)
+        if fmt == "parquet":
+            rows += _parquet_rows(f, path, limits, footers)
+        else:
+            rows += _csv_rows(path, limits)
         if rows > limits.max_rows:
             raise _refuse(uri, f"more than {rows:,} rows", "max_rows", limits.max_rows)
 
 
-def _parquet_rows(path: Path, limits: InputLimits) -> int:
-    try:
-        meta = pq.ParquetFile(path).metadata
-    except (pa.ArrowException, OSError) as err:
-        raise ValidationError(f"{path} is not a readable parquet file: {err}") from None
+def _parquet_rows(
+    file: SourceFile, path: Path, limits: InputLimits, footers: ParquetFooters | None
+) -> int:
+    known = footers.get(file) if footers is not None else None
+    if known is not None:
+        meta = known.metadata
+    else:
+        try:
+            meta = pq.ParquetFile(path).metadata
+        except (pa.ArrowException, OSError) as err:
+            raise ValidationError(f"{path} is not a readable parquet file: {err}") from None
+        if footers is not None:
+            footers.keep(file, Footer.of_file(path, meta))
     if meta.num_columns > limits.max_columns:
         raise _refuse(str(path), f"{meta.num_columns:,} columns", "max_columns", limits.max_columns)
     return int(meta.num_rows)

@@ -9,7 +9,8 @@ objects read by byte range), so
 - `read_times` reads only the time column;
 - `window_counts` counts the events per grid window (all the ``resolve`` step needs) from the
   row groups' time statistics where a row group lies within one window, and reads the time
-  column of the other row groups only;
+  column of the other row groups only; the footers the input-limit check read are not read
+  again (`retrain.data.footers`);
 - `source_facts` takes the row count, the missing times and the time range from the footers'
   statistics alone.
 
@@ -33,8 +34,9 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
 from retrain.config import DataSource
-from retrain.data._counts import Tally, WindowCounts
+from retrain.data._counts import WindowCounts, count_row_groups
 from retrain.data._csv_window import read_csv_window
+from retrain.data.footers import Footer, ParquetFooters, column_position
 from retrain.data.io import SourceFile, read_files, read_source, source_files
 from retrain.data.partitions import prune_partitions
 from retrain.data.windows import Window
@@ -78,29 +80,55 @@ class _Parquet:
     fragments: list[ds.ParquetFileFragment]
 
 
+def _fragment(fmt: ds.ParquetFileFormat, f: SourceFile) -> ds.ParquetFileFragment:
+    """The file as a fragment (its footer not read yet)."""
+    try:
+        if f.path is not None:
+            return fmt.make_fragment(str(f.path), filesystem=pafs.LocalFileSystem())
+        # a GCS object, read by byte range through the storage client
+        return fmt.make_fragment(pa.PythonFile(f.open(), mode="r"))
+    except (pa.ArrowException, OSError) as err:
+        raise ValidationError(f"{f.uri} is not a readable parquet file: {err}") from None
+
+
+def _unreadable(err: Exception) -> ValidationError:
+    return ValidationError(f"a file of the source is not readable parquet: {err}")
+
+
+def _one_schema(schemas: list[pa.Schema]) -> bool:
+    # read_source concatenates frames file by file: a dataset of differing schemas would
+    # unify types differently, so those sources take the exact path.
+    return all(s.equals(schemas[0], check_metadata=False) for s in schemas[1:])
+
+
 def _open_parquet(files: list[SourceFile]) -> _Parquet | None:
     """The source as one dataset, or None when its files do not share one schema."""
     fmt = ds.ParquetFileFormat()
-    local = pafs.LocalFileSystem()
-    fragments = []
-    for f in files:
-        try:
-            if f.path is not None:
-                fragments.append(fmt.make_fragment(str(f.path), filesystem=local))
-            else:  # a GCS object, read by byte range through the storage client
-                fragments.append(fmt.make_fragment(pa.PythonFile(f.open(), mode="r")))
-        except (pa.ArrowException, OSError) as err:
-            raise ValidationError(f"{f.uri} is not a readable parquet file: {err}") from None
+    fragments = [_fragment(fmt, f) for f in files]
     try:
         schemas = [frag.physical_schema for frag in fragments]
     except (pa.ArrowException, OSError) as err:
-        raise ValidationError(f"a file of the source is not readable parquet: {err}") from None
-    first = schemas[0]
-    # read_source concatenates frames file by file: a dataset of differing schemas would
-    # unify types differently, so those sources take the exact path.
-    if any(not s.equals(first, check_metadata=False) for s in schemas[1:]):
+        raise _unreadable(err) from None
+    if not _one_schema(schemas):
         return None
-    return _Parquet(ds.FileSystemDataset(fragments, first, fmt), fragments)
+    return _Parquet(ds.FileSystemDataset(fragments, schemas[0], fmt), fragments)
+
+
+def _read_footers(files: list[SourceFile], footers: ParquetFooters) -> list[Footer] | None:
+    """Every file's footer, from `footers` where read before, else read now (and kept there);
+    None when the files do not share one schema. Errors as `_open_parquet`'s."""
+    fmt = ds.ParquetFileFormat()
+    fresh = {f.uri: _fragment(fmt, f) for f in files if footers.get(f) is None}
+    read = []
+    for f in files:
+        known = footers.get(f)
+        if known is None:
+            try:
+                known = footers.keep(f, Footer.of_fragment(fresh[f.uri]))
+            except (pa.ArrowException, OSError) as err:
+                raise _unreadable(err) from None
+        read.append(known)
+    return read if _one_schema([footer.schema for footer in read]) else None
 
 
 def _time_type_fits(field_type: pa.DataType, time_kind: str) -> bool:
@@ -126,15 +154,17 @@ def _window_filter(window: Window, column: str, field_type: pa.DataType) -> pc.E
     return (field >= start) & (field < end)
 
 
+def _time_column_fits(schema: pa.Schema, data: DataSource) -> bool:
+    """Whether the source has a time column that its statistics and filters can compare."""
+    column = data.time_column
+    return column in schema.names and _time_type_fits(schema.field(column).type, data.time_kind)
+
+
 def _fast(files: list[SourceFile], data: DataSource, fmt: str) -> _Parquet | None:
     if fmt != "parquet":
         return None
     source = _open_parquet(files)
-    if source is None:
-        return None
-    schema = source.dataset.schema
-    column = data.time_column
-    if column not in schema.names or not _time_type_fits(schema.field(column).type, data.time_kind):
+    if source is None or not _time_column_fits(source.dataset.schema, data):
         return None
     return source
 
@@ -214,20 +244,6 @@ def _wanted(name: str, columns: Sequence[str] | None, data: DataSource) -> bool:
     return columns is None or name == data.time_column or name in columns
 
 
-def _column_position(source: _Parquet, column: str) -> int:
-    """The index of top-level `column` among the row groups' column chunks (the leaves of
-    the schema: a struct or map column before it has one chunk per leaf), in every file of
-    `source`.
-
-    `_open_parquet` holds every file to one schema, so the first file's footer answers for all.
-    """
-    schema = source.fragments[0].metadata.schema
-    for j in range(len(schema)):
-        if schema.column(j).path == column:
-            return j
-    raise ValidationError(f"time column {column!r} is not a plain column of the parquet source")
-
-
 def _facts(source: _Parquet, column: str) -> SourceFacts:
     """Rows, missing times and the time range of a source, from row-group statistics.
 
@@ -236,7 +252,8 @@ def _facts(source: _Parquet, column: str) -> SourceFacts:
     rows = no_time = 0
     lows: list[Any] = []
     highs: list[Any] = []
-    position = _column_position(source, column)
+    # _open_parquet holds every file to one schema: the first file's footer answers for all.
+    position = column_position(source.fragments[0].metadata, column)
     for fragment in source.fragments:
         meta = fragment.metadata
         for i in range(meta.num_row_groups):
@@ -291,6 +308,11 @@ def _time_column(uri: str, fmt: str, files: list[SourceFile], column: str) -> pd
             table = source.dataset.to_table(columns=[column])
             series: pd.Series = table.to_pandas()[column]
             return series
+    return _whole_time_column(uri, fmt, files, column)
+
+
+def _whole_time_column(uri: str, fmt: str, files: list[SourceFile], column: str) -> pd.Series:
+    """The time column, every file read whole (CSV: column-wise), as `read_source` reads it."""
     frame = _read_columns(fmt, files, [column])
     if column not in frame.columns:
         raise ValidationError(f"data source {uri} has no time column {column!r}")
@@ -312,50 +334,6 @@ def _read_columns(fmt: str, files: list[SourceFile], columns: Sequence[str]) -> 
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
-def _count_row_groups(source: _Parquet, data: DataSource) -> WindowCounts:
-    """`WindowCounts` from the footers, reading the time column of a row group only when its
-    statistics do not place it in one window.
-
-    Float times are always read: Parquet statistics leave NaN out of min/max and null counts.
-    """
-    column = data.time_column
-    by_stats = pa.types.is_integer(source.dataset.schema.field(column).type) or (
-        pa.types.is_timestamp(source.dataset.schema.field(column).type)
-    )
-    tally = Tally(data)
-    groups: list[tuple[ds.ParquetFileFragment, int]] = []
-    ranged: list[int] = []  # the groups whose statistics give a range of times
-    lows: list[Any] = []
-    highs: list[Any] = []
-    rows: list[int] = []
-    position = _column_position(source, column)
-    for fragment in source.fragments:
-        meta = fragment.metadata
-        for i in range(meta.num_row_groups):
-            group = meta.row_group(i)
-            stats = group.column(position).statistics
-            if by_stats and stats is not None and stats.has_null_count and stats.has_min_max:
-                ranged.append(len(groups))
-                lows.append(stats.min)
-                highs.append(stats.max)
-                rows.append(group.num_rows - stats.null_count)
-            groups.append((fragment, i))
-    placed = tally.add_ranges(lows, highs, rows)
-    counted = {k for k, done in zip(ranged, placed.tolist(), strict=True) if done}
-    for k, (fragment, i) in enumerate(groups):  # in source order, as read_source reads them
-        if k not in counted:
-            table = fragment.subset(row_group_ids=[i]).to_table(columns=[column])
-            tally.add_times(table.to_pandas()[column])
-    from_stats = len(counted)
-    read = {
-        "files": len(source.fragments),
-        "row_groups": len(groups),
-        "row_groups_from_statistics": from_stats,
-        "row_groups_time_column_read": len(groups) - from_stats,
-    }
-    return tally.counts(read)
-
-
 def window_counts(
     uri: str,
     fmt: str,
@@ -363,13 +341,16 @@ def window_counts(
     *,
     only: Window | None = None,
     client: Any | None = None,
+    footers: ParquetFooters | None = None,
 ) -> WindowCounts:
     """Events per grid window of the source, reading as little as its format allows.
 
     Parquet with a typed time column: the footers' statistics, plus the time column of the
     row groups that span several windows. Otherwise the time column (`read_times`). With
     `only`, files in hive-style partitions that do not overlap it are not opened
-    (`retrain.data.partitions`), so only that window's count is complete.
+    (`retrain.data.partitions`), so only that window's count is complete. With `footers`,
+    the footers read before (by `retrain.data.limits.check_source`, or an earlier count) are
+    not read again, and those read here are kept in it.
 
     Raises:
         ValidationError: the source has no such column, or as `read_source`.
@@ -380,14 +361,31 @@ def window_counts(
     if not files:
         empty = pd.Series([], dtype=object, name=data.time_column)
         return WindowCounts.of_times(data, empty, {"files": 0, "partitions_skipped": len(every)})
-    source = _fast(files, data, fmt)
     skipped = {"partitions_skipped": pruned.skipped} if pruned is not None else {}
-    if source is not None:
-        counts = _count_row_groups(source, data)
-        return replace(counts, read={**counts.read, **skipped})
-    times = _time_column(uri, fmt, files, data.time_column)
+    column = data.time_column
+    if fmt != "parquet":
+        times = _time_column(uri, fmt, files, column)
+    else:
+        opened = _read_footers(files, footers if footers is not None else ParquetFooters())
+        if opened is None:  # files of differing schemas: read whole, as read_source reads them
+            times = _whole_time_column(uri, fmt, files, column)
+        elif _time_column_fits(opened[0].schema, data):
+            counts = count_row_groups(opened, data)
+            return replace(counts, read={**counts.read, **skipped})
+        else:  # a time column the statistics cannot place (text): the column is read
+            times = _footer_times(uri, opened, column)
     read = {"files": len(files), "time_column": "every file read", **skipped}
     return WindowCounts.of_times(data, times, read)
+
+
+def _footer_times(uri: str, opened: list[Footer], column: str) -> pd.Series:
+    """The time column of files of one schema, as `_time_column` reads it (the files' rows
+    in order), without reading their footers again."""
+    if column not in opened[0].schema.names:
+        raise ValidationError(f"data source {uri} has no time column {column!r}")
+    table = pa.concat_tables([footer.read([column]) for footer in opened])
+    series: pd.Series = table.to_pandas()[column]
+    return series
 
 
 def _comparable(left: pa.DataType, right: pa.DataType) -> bool:

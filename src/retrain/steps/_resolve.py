@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from retrain.config import Config
+from retrain.data.footers import ParquetFooters
 from retrain.data.limits import check_source
 from retrain.data.source import window_counts
 from retrain.data.windows import as_of_text, parse_window
@@ -254,14 +255,17 @@ def _resolve_ids(
                 # place a row group in one window, else the time column alone.
                 # The time rule's window comes from the clock: only partitions that overlap it
                 # are read, unless it turns out empty (the error then names the newest event).
+                # The limit check and the count share the Parquet footers: each file's is
+                # read once, also by the fallback below.
                 only = clock_window(cfg.data, at, cfg.labels.delay)
-                limits = cfg.data.limits
-                check_source(cfg.data.uri, cfg.data.format, limits, data=cfg.data, window=only)
-                counts = window_counts(cfg.data.uri, cfg.data.format, cfg.data, only=only)
+                uri, fmt, limits = cfg.data.uri, cfg.data.format, cfg.data.limits
+                footers = ParquetFooters()
+                check_source(uri, fmt, limits, data=cfg.data, window=only, footers=footers)
+                counts = window_counts(uri, fmt, cfg.data, only=only, footers=footers)
                 if only is not None and not counts.rows.get(only.id):
                     # The fallback reads every file: its limits first, as for any whole read.
-                    check_source(cfg.data.uri, cfg.data.format, limits)
-                    counts = window_counts(cfg.data.uri, cfg.data.format, cfg.data)
+                    check_source(uri, fmt, limits, footers=footers)
+                    counts = window_counts(uri, fmt, cfg.data, footers=footers)
                 source_read = counts.read
                 choice = newest_counted_window(
                     cfg.data, counts, at, source=cfg.data.uri, delay=cfg.labels.delay

@@ -1,0 +1,105 @@
+"""Parquet footers read once by the reads of one source that need them.
+
+A file's footer holds its schema, its row count and its row groups' statistics; reading it
+is a read at the end of the file (a round trip or two for a ``gs://`` object). The ``resolve``
+step checks a source's input limits (`retrain.data.limits.check_source`), then counts its
+events per window (`retrain.data.source.window_counts`), and both need every file's footer:
+a `ParquetFooters` passed to both keeps each footer as it is first read, so each file's
+footer is read once, whichever of them reads it first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from retrain.data.io import SourceFile
+from retrain.errors import ValidationError
+
+__all__ = ["Footer", "ParquetFooters", "column_position"]
+
+
+class Footer:
+    """One Parquet file's footer, and reads of its row groups that do not read it again.
+
+    Read either through a dataset fragment (`of_fragment`, as the windowed reads open a
+    source) or as `pyarrow.parquet` reads it (`of_file`, as the input-limit check does).
+    """
+
+    def __init__(
+        self,
+        metadata: pq.FileMetaData,
+        schema: pa.Schema,
+        *,
+        fragment: ds.ParquetFileFragment | None = None,
+        path: Path | None = None,
+    ) -> None:
+        self.metadata = metadata
+        self.schema = schema  # the Arrow schema a read of the file gives (physical schema)
+        self._fragment = fragment
+        self._path = path
+
+    @classmethod
+    def of_fragment(cls, fragment: ds.ParquetFileFragment) -> Footer:
+        """The footer of a fragment, read now unless the fragment has read it.
+
+        Raises:
+            pyarrow.ArrowException, OSError: the footer is not readable.
+        """
+        schema = fragment.physical_schema  # reads the footer; the fragment keeps it
+        return cls(fragment.metadata, schema, fragment=fragment)
+
+    @classmethod
+    def of_file(cls, path: Path, metadata: pq.FileMetaData) -> Footer:
+        """The footer of a local file, already read as `metadata`."""
+        return cls(metadata, metadata.schema.to_arrow_schema(), path=path)
+
+    def read(self, columns: list[str]) -> pa.Table:
+        """The `columns` of every row group: their column chunks only, not the footer."""
+        if self._fragment is not None:
+            return self._fragment.to_table(columns=columns)
+        assert self._path is not None
+        return pq.ParquetFile(self._path, metadata=self.metadata).read(columns=columns)
+
+    def read_row_group(self, index: int, columns: list[str]) -> pa.Table:
+        """The `columns` of row group `index`: its column chunks only, not the footer."""
+        if self._fragment is not None:
+            return self._fragment.subset(row_group_ids=[index]).to_table(columns=columns)
+        assert self._path is not None
+        reader = pq.ParquetFile(self._path, metadata=self.metadata)  # the footer is not read
+        return reader.read_row_group(index, columns=columns)
+
+
+class ParquetFooters:
+    """The footers of a source's files read so far, by file: pass one to every read of the
+    source that needs them (the input-limit check, the window count), so that none reads a
+    footer another has read. Files are known by their URI."""
+
+    def __init__(self) -> None:
+        self._read: dict[str, Footer] = {}
+
+    def get(self, file: SourceFile) -> Footer | None:
+        """The file's footer if it has been read, else None."""
+        return self._read.get(file.uri)
+
+    def keep(self, file: SourceFile, footer: Footer) -> Footer:
+        """Keep `footer` as the file's (read by the caller)."""
+        self._read[file.uri] = footer
+        return footer
+
+
+def column_position(metadata: pq.FileMetaData, column: str) -> int:
+    """The index of top-level `column` among a row group's column chunks (the leaves of the
+    schema: a struct or map column before it has one chunk per leaf).
+
+    Raises:
+        ValidationError: `column` is not a plain (leaf) column of the file.
+    """
+    schema = metadata.schema
+    for j in range(len(schema)):
+        if schema.column(j).path == column:
+            return j
+    raise ValidationError(f"time column {column!r} is not a plain column of the parquet source")
