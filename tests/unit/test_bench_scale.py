@@ -169,3 +169,16 @@ def test_the_commit_is_marked_when_the_tree_differs_from_it(tmp_path: Any) -> No
     (tmp_path / "new.py").write_text("y = 1\n")
     assert bench.code_version(inner) == f"{head} + uncommitted changes"
     assert bench.code_version(tmp_path.parent) == "unknown"
+
+
+def test_resolve_states_the_spread_of_its_rounds() -> None:
+    results = _results()
+    for size, rounds in (("5", [0.04, 0.03, 0.05]), ("50", [0.06, 0.045, 0.05])):
+        resolve = {**_step(min(rounds), 300.0), "rounds_seconds": rounds}
+        results["source"][size] = {**results["source"][size], "resolve": resolve}
+    markdown = bench.render(results)
+    assert "resolve alone: 1.50×" in markdown
+    assert (
+        "resolve is the fastest of 3 rounds per size, the sizes side by side "
+        "(5 windows 0.030–0.050 s; 50 windows 0.045–0.060 s)." in markdown
+    )
