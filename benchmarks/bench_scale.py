@@ -66,6 +66,8 @@ HISTORY_SIZES = (1, 5, 20)
 SOURCE_SIZES = (5, 50)
 #: resolve is timed this many times per source size (the fastest kept; see measure_source).
 RESOLVE_ROUNDS = 7
+#: ingest is timed this many times per source size (the fastest kept).
+INGEST_ROUNDS = 3
 MODEL_COUNTS = (1, 10, 50)
 STEPS = ("ingest", "label", "train", "evaluate")
 SEED_WINDOWS = max(HISTORY_SIZES)
@@ -339,26 +341,37 @@ def measure_source(rows: int, work: Path) -> dict[str, Any]:
             name = f"period-{period:03d}.parquet"
             os.link(data / "events" / name, d / "data" / "events" / name)
         configs[size] = _write_config(d / "bench.yaml", _config(rows, d / "data", d / "store"))
-    # resolve takes tens of milliseconds, where one run of a shared machine's noise is as large
-    # as the difference measured: each size is resolved RESOLVE_ROUNDS times, the sizes side by
-    # side and their order reversed every other round, and the fastest round is kept.
-    rounds: dict[int, list[dict[str, Any]]] = {size: [] for size in SOURCE_SIZES}
+    # One run of a step is within a shared machine's noise (resolve takes tens of
+    # milliseconds; ingest's time moved 1.6x between two runs of the same code with other work
+    # on the machine): each size is measured several times, the sizes side by side and their
+    # order reversed every other round, and each step's fastest round is kept.
+    rounds: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for i in range(RESOLVE_ROUNDS):
         for size in SOURCE_SIZES if i % 2 == 0 else SOURCE_SIZES[::-1]:
-            rounds[size].append(run({"kind": "resolve", "config": str(configs[size])}, work))
+            spec = {"kind": "resolve", "config": str(configs[size])}
+            rounds.setdefault(("resolve", size), []).append(run(spec, work))
     for size in SOURCE_SIZES:
-        path = configs[size]
-        if len({r["window"] for r in rounds[size]}) != 1:
-            raise SystemExit(f"resolve chose different windows over its rounds: {rounds[size]}")
-        resolved = {
-            **min(rounds[size], key=lambda r: r["seconds"]),
-            "rounds_seconds": [r["seconds"] for r in rounds[size]],
+        windows = {r["window"] for r in rounds["resolve", size]}
+        if len(windows) != 1:
+            raise SystemExit(f"resolve chose different windows over its rounds: {windows}")
+    for i in range(INGEST_ROUNDS):
+        for size in SOURCE_SIZES if i % 2 == 0 else SOURCE_SIZES[::-1]:
+            tmp = Path(tempfile.mkdtemp(dir=work))
+            window = rounds["resolve", size][0]["window"]
+            spec = {"kind": "ingest", "config": str(configs[size]), "tmp": str(tmp),
+                    "window": window, "run_id": f"s{size}-{i}"}  # fmt: skip
+            rounds.setdefault(("ingest", size), []).append(run(spec, work))
+            shutil.rmtree(tmp)
+    for size in SOURCE_SIZES:
+        fastest = {
+            step: {
+                **min(rounds[step, size], key=lambda r: r["seconds"]),
+                "rounds_seconds": [r["seconds"] for r in rounds[step, size]],
+            }
+            for step in ("resolve", "ingest")
         }
-        tmp = Path(tempfile.mkdtemp(dir=work))
-        spec = {"config": str(path), "window": resolved["window"], "run_id": f"s{size}"}
-        ingest = run({**spec, "kind": "ingest", "tmp": str(tmp)}, work)
-        whole = run({"kind": "read_source", "config": str(path)}, work)
-        out[str(size)] = {"resolve": resolved, "ingest": ingest, "read_source": whole}
+        whole = run({"kind": "read_source", "config": str(configs[size])}, work)
+        out[str(size)] = {**fastest, "read_source": whole}
         print(f"source {size}: " + _line(out[str(size)]), flush=True)
     return out
 
@@ -758,15 +771,16 @@ def render(results: dict[str, Any]) -> str:
         f"{resolve_ratio:.2f}× (against the same goal read step by step: "
         f"**{_goal(resolve_ratio, GOALS['resolve_ingest_time'])}**).",
     ]
-    if all("rounds_seconds" in s[k]["resolve"] for k in s):
-        spread = "; ".join(
-            f"{k} windows {min(r):.3f}–{max(r):.3f} s"
-            for k, r in ((k, s[k]["resolve"]["rounds_seconds"]) for k in s)
-        )
-        lines.append(
-            f"resolve is the fastest of {len(s['5']['resolve']['rounds_seconds'])} rounds per "
-            f"size, the sizes side by side ({spread})."
-        )
+    for step in ("resolve", "ingest"):
+        if all("rounds_seconds" in s[k][step] for k in s):
+            spread = "; ".join(
+                f"{k} windows {min(r):.3f}–{max(r):.3f} s"
+                for k, r in ((k, s[k][step]["rounds_seconds"]) for k in s)
+            )
+            lines.append(
+                f"{step} is the fastest of {len(s['5'][step]['rounds_seconds'])} rounds per "
+                f"size, the sizes side by side ({spread})."
+            )
     lines += ["", *_render_monitor(results), ""]
     monitor = results["monitor_ratios"]["cronjob"]["first"]["wall"]  # the CronJob pass
     results["ratios"] = {"train_rss": train_ratio, "resolve_ingest_time": src_ratio,

@@ -171,14 +171,19 @@ def test_the_commit_is_marked_when_the_tree_differs_from_it(tmp_path: Any) -> No
     assert bench.code_version(tmp_path.parent) == "unknown"
 
 
-def test_resolve_states_the_spread_of_its_rounds() -> None:
+def test_resolve_and_ingest_state_the_spread_of_their_rounds() -> None:
     results = _results()
     for size, rounds in (("5", [0.04, 0.03, 0.05]), ("50", [0.06, 0.045, 0.05])):
         resolve = {**_step(min(rounds), 300.0), "rounds_seconds": rounds}
-        results["source"][size] = {**results["source"][size], "resolve": resolve}
+        ingest = {**_step(10.0, 900.0), "rounds_seconds": [10.0, 12.5]}
+        results["source"][size] = {**results["source"][size], "resolve": resolve, "ingest": ingest}
     markdown = bench.render(results)
     assert "resolve alone: 1.50×" in markdown
     assert (
         "resolve is the fastest of 3 rounds per size, the sizes side by side "
         "(5 windows 0.030–0.050 s; 50 windows 0.045–0.060 s)." in markdown
+    )
+    assert (
+        "ingest is the fastest of 2 rounds per size, the sizes side by side "
+        "(5 windows 10.000–12.500 s; 50 windows 10.000–12.500 s)." in markdown
     )
