@@ -32,6 +32,7 @@ from retrain.data.io import read_source
 from retrain.data.limits import check_source
 from retrain.data.source import WindowCounts, window_counts
 from retrain.errors import ValidationError
+from retrain.steps import _resolve as resolve_module
 from retrain.storage import GCSStorage
 
 UTC = timezone.utc
@@ -233,3 +234,50 @@ def test_resolve_reads_each_gcs_footer_once_when_it_counts_the_whole_source(
     with pytest.raises(ValidationError, match=r"newest event is at 2024-01-26"):
         steps.resolve_run(yaml.safe_dump(raw), "auto", "auto", "9", now=later, kfp_run=False)
     assert reads == {p.name: 1 for p in local}
+
+
+def write_plain(path: Path, frame: pd.DataFrame) -> None:
+    """Uncompressed, no dictionary: a file of as many rows has the same byte layout. Written
+    beside and renamed over, as writers replace a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, tmp, row_group_size=42, compression="none", use_dictionary=False)
+    tmp.replace(path)
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        # Another byte layout: the old footer's offsets fall inside the new file's pages.
+        (week_events(MONDAY + pd.Timedelta(days=20, hours=12), 12, 200), 60),
+        # The same layout: its first group lies in one week (statistics), its second spans two.
+        (week_events(MONDAY + pd.Timedelta(days=15), 84, 200), 84),
+    ],
+    ids=["other-layout", "same-layout"],
+)
+def test_resolve_counts_a_file_replaced_after_the_check_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first: pd.DataFrame, then: int
+) -> None:
+    """A file replaced between the limit check and the count is counted from its new footer,
+    not from the kept one with the new file's bytes."""
+    events = tmp_path / "events"
+    events.mkdir()
+    write_plain(events / "part-0.parquet", week_events(MONDAY, 84, 0))
+    write_plain(events / "part-1.parquet", week_events(MONDAY + pd.Timedelta(days=7), 84, 100))
+    write_plain(events / "part-2.parquet", first)
+    later = first["at"].iloc[0] + pd.Timedelta(days=3)
+    replacement = week_events(later, then, 200)
+    check = resolve_module.check_source
+
+    def check_then_replace(*args: Any, **kwargs: Any) -> None:
+        check(*args, **kwargs)
+        write_plain(events / "part-2.parquet", replacement)
+
+    monkeypatch.setattr(resolve_module, "check_source", check_then_replace)
+    config = yaml.safe_dump(raw_config(tmp_path, str(events)))
+    now = datetime(2024, 1, 29, 6, tzinfo=UTC)  # the week of Jan 22 has ended
+    out = steps.resolve_run(config, "auto", "auto", "7", now=now, kfp_run=False)
+    times = read_source(str(events), "parquet")["at"]
+    week = (times >= MONDAY + pd.Timedelta(days=21)) & (times < MONDAY + pd.Timedelta(days=28))
+    assert out.window_id == "2024-01-22"
+    assert out.details["window"]["rows"] == int(week.sum())

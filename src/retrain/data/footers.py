@@ -6,10 +6,16 @@ step checks a source's input limits (`retrain.data.limits.check_source`), then c
 events per window (`retrain.data.source.window_counts`), and both need every file's footer:
 a `ParquetFooters` passed to both keeps each footer as it is first read, so each file's
 footer is read once, whichever of them reads it first.
+
+A local file replaced or rewritten since its footer was read is read anew: a footer is kept
+with the file's identity (device, inode, size, modification time, taken before the read),
+and one whose file no longer has it is dropped. Its row groups read with the old footer's
+offsets would be another file's bytes: an unreadable page, or a count of neither version.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,7 +25,15 @@ import pyarrow.parquet as pq
 from retrain.data.io import SourceFile
 from retrain.errors import ValidationError
 
-__all__ = ["Footer", "ParquetFooters", "column_position"]
+__all__ = ["FileStamp", "Footer", "ParquetFooters", "column_position", "file_stamp"]
+
+#: A local file's identity: device, inode, size and modification time (ns).
+FileStamp = tuple[int, int, int, int]
+
+
+def file_stamp(stat: os.stat_result) -> FileStamp:
+    """The identity of a local file as `os.stat` gave it."""
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 class Footer:
@@ -36,26 +50,31 @@ class Footer:
         *,
         fragment: ds.ParquetFileFragment | None = None,
         path: Path | None = None,
+        stamp: FileStamp | None = None,
     ) -> None:
         self.metadata = metadata
         self.schema = schema  # the Arrow schema a read of the file gives (physical schema)
+        self.stamp = stamp  # a local file's identity before the footer was read
         self._fragment = fragment
         self._path = path
 
     @classmethod
-    def of_fragment(cls, fragment: ds.ParquetFileFragment) -> Footer:
-        """The footer of a fragment, read now unless the fragment has read it.
+    def of_fragment(
+        cls, fragment: ds.ParquetFileFragment, stamp: FileStamp | None = None
+    ) -> Footer:
+        """The footer of a fragment, read now unless the fragment has read it; `stamp`: the
+        local file's identity taken before the fragment was made.
 
         Raises:
             pyarrow.ArrowException, OSError: the footer is not readable.
         """
         schema = fragment.physical_schema  # reads the footer; the fragment keeps it
-        return cls(fragment.metadata, schema, fragment=fragment)
+        return cls(fragment.metadata, schema, fragment=fragment, stamp=stamp)
 
     @classmethod
-    def of_file(cls, path: Path, metadata: pq.FileMetaData) -> Footer:
-        """The footer of a local file, already read as `metadata`."""
-        return cls(metadata, metadata.schema.to_arrow_schema(), path=path)
+    def of_file(cls, path: Path, metadata: pq.FileMetaData, stamp: FileStamp) -> Footer:
+        """The footer of a local file, already read as `metadata`; `stamp` taken before."""
+        return cls(metadata, metadata.schema.to_arrow_schema(), path=path, stamp=stamp)
 
     def read(self, columns: list[str]) -> pa.Table:
         """The `columns` of every row group: their column chunks only, not the footer."""
@@ -82,8 +101,19 @@ class ParquetFooters:
         self._read: dict[str, Footer] = {}
 
     def get(self, file: SourceFile) -> Footer | None:
-        """The file's footer if it has been read, else None."""
-        return self._read.get(file.uri)
+        """The file's footer if it has been read and the file (local) is still the one read,
+        else None (a footer whose file changed is dropped)."""
+        footer = self._read.get(file.uri)
+        if footer is None or footer.stamp is None or file.path is None:
+            return footer
+        try:
+            same = file_stamp(os.stat(file.path)) == footer.stamp
+        except OSError:  # gone: the read that follows says so, as for any file
+            same = False
+        if not same:
+            del self._read[file.uri]
+            return None
+        return footer
 
     def keep(self, file: SourceFile, footer: Footer) -> Footer:
         """Keep `footer` as the file's (read by the caller)."""

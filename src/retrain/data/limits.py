@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from retrain.config import DataSource
-from retrain.data.footers import Footer, ParquetFooters
+from retrain.data.footers import FileStamp, Footer, ParquetFooters, file_stamp
 from retrain.data.io import SourceFile, source_files
 from retrain.data.partitions import prune_partitions
 from retrain.data.windows import Window
@@ -79,11 +79,12 @@ def check_source(
         path = f.path
         if path is None:
             continue
-        size = path.stat().st_size
+        stat = path.stat()
+        size = stat.st_size
         if size > limits.max_file_bytes:
             raise _refuse(str(path), f"{size:,} bytes", "max_file_bytes", limits.max_file_bytes)
         if fmt == "parquet":
-            rows += _parquet_rows(f, path, limits, footers)
+            rows += _parquet_rows(f, path, limits, footers, file_stamp(stat))
         else:
             rows += _csv_rows(path, limits)
         if rows > limits.max_rows:
@@ -91,7 +92,11 @@ def check_source(
 
 
 def _parquet_rows(
-    file: SourceFile, path: Path, limits: InputLimits, footers: ParquetFooters | None
+    file: SourceFile,
+    path: Path,
+    limits: InputLimits,
+    footers: ParquetFooters | None,
+    stamp: FileStamp,
 ) -> int:
     known = footers.get(file) if footers is not None else None
     if known is not None:
@@ -102,7 +107,7 @@ def _parquet_rows(
         except (pa.ArrowException, OSError) as err:
             raise ValidationError(f"{path} is not a readable parquet file: {err}") from None
         if footers is not None:
-            footers.keep(file, Footer.of_file(path, meta))
+            footers.keep(file, Footer.of_file(path, meta, stamp))
     if meta.num_columns > limits.max_columns:
         raise _refuse(str(path), f"{meta.num_columns:,} columns", "max_columns", limits.max_columns)
     return int(meta.num_rows)

@@ -36,7 +36,13 @@ import pyarrow.fs as pafs
 from retrain.config import DataSource
 from retrain.data._counts import WindowCounts, count_row_groups
 from retrain.data._csv_window import read_csv_window
-from retrain.data.footers import Footer, ParquetFooters, column_position
+from retrain.data.footers import (
+    FileStamp,
+    Footer,
+    ParquetFooters,
+    column_position,
+    file_stamp,
+)
 from retrain.data.io import SourceFile, read_files, read_source, source_files
 from retrain.data.partitions import prune_partitions
 from retrain.data.windows import Window
@@ -114,17 +120,29 @@ def _open_parquet(files: list[SourceFile]) -> _Parquet | None:
     return _Parquet(ds.FileSystemDataset(fragments, schemas[0], fmt), fragments)
 
 
+def _stamp(f: SourceFile) -> FileStamp | None:
+    """A local file's identity (None for a GCS object, or a file gone: its read says so)."""
+    if f.path is None:
+        return None
+    try:
+        return file_stamp(f.path.stat())
+    except OSError:
+        return None
+
+
 def _read_footers(files: list[SourceFile], footers: ParquetFooters) -> list[Footer] | None:
     """Every file's footer, from `footers` where read before, else read now (and kept there);
     None when the files do not share one schema. Errors as `_open_parquet`'s."""
     fmt = ds.ParquetFileFormat()
-    fresh = {f.uri: _fragment(fmt, f) for f in files if footers.get(f) is None}
+    kept = {f.uri: footers.get(f) for f in files}
+    stamps = {f.uri: _stamp(f) for f in files if kept[f.uri] is None}  # before the reads
+    fresh = {f.uri: _fragment(fmt, f) for f in files if kept[f.uri] is None}
     read = []
     for f in files:
-        known = footers.get(f)
+        known = kept[f.uri]
         if known is None:
             try:
-                known = footers.keep(f, Footer.of_fragment(fresh[f.uri]))
+                known = footers.keep(f, Footer.of_fragment(fresh[f.uri], stamps[f.uri]))
             except (pa.ArrowException, OSError) as err:
                 raise _unreadable(err) from None
         read.append(known)
