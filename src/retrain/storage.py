@@ -16,6 +16,7 @@ matches whole path segments: `list("a")` returns `a/...` keys, never `ab/...`.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import fcntl
 import functools
@@ -400,19 +401,23 @@ class GCSStorage(Storage):
         return int(blob.generation)
 
     def list(self, prefix: str) -> list[str]:
+        return [key for key, _ in self.list_generations(prefix)]
+
+    def list_generations(self, prefix: str) -> builtins.list[tuple[str, int]]:
+        """`list`, each key with the generation the listing saw (no request per object)."""
         key = "" if prefix in ("", ".") else check_key(prefix)
         full = self._name(key) if key else self._prefix
         strip = f"{self._prefix}/" if self._prefix else ""
         where = self.uri(key) if key else self.root
         # List `full/` rather than `full`: a bare prefix 'a' would also match 'ab/...'.
         with self._errors(where):
-            names = [
-                b.name
+            listed = [
+                (b.name, int(b.generation))
                 for b in self._client.list_blobs(self._bucket, prefix=f"{full}/" if full else None)
             ]
-        keys = sorted(rel for n in names if _visible(rel := n[len(strip) :]))
-        if not keys and key and self.generation(key) != NO_OBJECT:
-            return [key]  # the prefix names an object itself, as a file does locally
+        keys = sorted((rel, g) for n, g in listed if _visible(rel := n[len(strip) :]))
+        if not keys and key and (generation := self.generation(key)) != NO_OBJECT:
+            return [(key, generation)]  # the prefix names an object itself, as a file does
         return keys
 
 

@@ -281,3 +281,34 @@ def test_resolve_counts_a_file_replaced_after_the_check_as_it_is(
     week = (times >= MONDAY + pd.Timedelta(days=21)) & (times < MONDAY + pd.Timedelta(days=28))
     assert out.window_id == "2024-01-22"
     assert out.details["window"]["rows"] == int(week.sum())
+
+
+@pytest.mark.integration
+def test_resolve_counts_a_gcs_object_replaced_between_its_counts_as_it_is(
+    gcs_emulator: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clock's window is empty, so resolve counts the whole source again after its first
+    count: an object replaced in between (a new generation) is read from its new footer."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
+    bucket = gcs_emulator.client().bucket(gcs_emulator.bucket)
+    lake = f"lake-{uuid.uuid4().hex[:8]}"
+    for path in write_parts(tmp_path / "events", source_parts()[:3]):
+        bucket.blob(f"{lake}/events/{path.name}").upload_from_filename(str(path))
+    # The third object's events move to the week of Jan 22: more rows, another byte layout.
+    newer = write_parts(tmp_path / "newer", [week_events(MONDAY + pd.Timedelta(days=20), 60, 200)])
+    count = resolve_module.window_counts
+    counts = []
+
+    def count_then_replace(*args: Any, **kwargs: Any) -> Any:
+        counts.append(count(*args, **kwargs))
+        if len(counts) == 1:
+            bucket.blob(f"{lake}/events/part-2.parquet").upload_from_filename(str(newer[0]))
+        return counts[-1]
+
+    monkeypatch.setattr(resolve_module, "window_counts", count_then_replace)
+    raw = raw_config(tmp_path, f"gs://{gcs_emulator.bucket}/{lake}/events")
+    later = datetime(2024, 2, 14, tzinfo=UTC)  # the week of Feb 5: empty
+    # The newest event of the source as it is now: the replacement's last, Jan 25 22:00.
+    with pytest.raises(ValidationError, match=r"newest event is at 2024-01-25T22:00:00Z"):
+        steps.resolve_run(yaml.safe_dump(raw), "auto", "auto", "9", now=later, kfp_run=False)
+    assert len(counts) == 2  # the whole source was counted again, after the replacement

@@ -7,10 +7,12 @@ events per window (`retrain.data.source.window_counts`), and both need every fil
 a `ParquetFooters` passed to both keeps each footer as it is first read, so each file's
 footer is read once, whichever of them reads it first.
 
-A local file replaced or rewritten since its footer was read is read anew: a footer is kept
-with the file's identity (device, inode, size, modification time, taken before the read),
-and one whose file no longer has it is dropped. Its row groups read with the old footer's
-offsets would be another file's bytes: an unreadable page, or a count of neither version.
+A file replaced or rewritten since its footer was read is read anew: a footer is kept with
+the file's identity (local: device, inode, size, modification time, taken before the read;
+gs://: the object's generation in the listing it was read from), and one whose file no longer
+has it (a later listing names another generation) is dropped. Its row groups read with the
+old footer's offsets would be another file's bytes: an unreadable page, or a count of neither
+version.
 """
 
 from __future__ import annotations
@@ -98,26 +100,33 @@ class ParquetFooters:
     footer another has read. Files are known by their URI."""
 
     def __init__(self) -> None:
-        self._read: dict[str, Footer] = {}
+        self._read: dict[str, tuple[Footer, int | None]] = {}
 
     def get(self, file: SourceFile) -> Footer | None:
-        """The file's footer if it has been read and the file (local) is still the one read,
-        else None (a footer whose file changed is dropped)."""
-        footer = self._read.get(file.uri)
-        if footer is None or footer.stamp is None or file.path is None:
+        """The file's footer if it has been read and the file is still the one read (local:
+        the same identity now; gs://: the same generation in `file`'s listing), else None (a
+        footer whose file changed is dropped)."""
+        kept = self._read.get(file.uri)
+        if kept is None:
+            return None
+        footer, generation = kept
+        if file.generation is not None or generation is not None:
+            same = file.generation == generation
+        elif footer.stamp is None or file.path is None:
             return footer
-        try:
-            same = file_stamp(os.stat(file.path)) == footer.stamp
-        except OSError:  # gone: the read that follows says so, as for any file
-            same = False
+        else:
+            try:
+                same = file_stamp(os.stat(file.path)) == footer.stamp
+            except OSError:  # gone: the read that follows says so, as for any file
+                same = False
         if not same:
             del self._read[file.uri]
             return None
         return footer
 
     def keep(self, file: SourceFile, footer: Footer) -> Footer:
-        """Keep `footer` as the file's (read by the caller)."""
-        self._read[file.uri] = footer
+        """Keep `footer` as the file's (read by the caller from `file`, of its generation)."""
+        self._read[file.uri] = (footer, file.generation)
         return footer
 
 

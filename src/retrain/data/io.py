@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from retrain.errors import NotFound, ValidationError
-from retrain.storage import GCSStorage
+from retrain.storage import NO_OBJECT, GCSStorage
 
 __all__ = [
     "METADATA_KEY",
@@ -99,6 +99,9 @@ class SourceFile:
     store: GCSStorage | None = None
     key: str = ""
     relative: str = ""  # the path below the source's root ("" for a one-file source)
+    # gs://: the object's generation when listed, so that what was read of one generation (a
+    # kept footer) is not used for the object that replaced it.
+    generation: int | None = None
 
     def read_bytes(self) -> bytes:
         """The whole file."""
@@ -140,13 +143,13 @@ def _gcs_files(uri: str, fmt: str, client: Any | None) -> list[SourceFile]:
     bucket, _, name = uri[len("gs://") :].partition("/")
     store = GCSStorage(f"gs://{bucket}", client=client)
     name = name.strip("/")
-    if name and store.exists(name):
-        return [SourceFile(uri=uri, store=store, key=name)]
+    if name and (generation := store.generation(name)) != NO_OBJECT:
+        return [SourceFile(uri=uri, store=store, key=name, generation=generation)]
     prefix = f"{name}/" if name else ""
     # Listing a prefix also matches siblings like 'events.bak/...': keep only real children.
     keys = [
-        k
-        for k in store.list(name or "")
+        (k, g)
+        for k, g in store.list_generations(name or "")
         if k.startswith(prefix) and _is_data_file(k[len(prefix) :], fmt)
     ]
     if not keys:
@@ -154,7 +157,8 @@ def _gcs_files(uri: str, fmt: str, client: Any | None) -> list[SourceFile]:
             f"data source not found: {uri} (no object and no .{fmt} files below it)"
         )
     return [
-        SourceFile(uri=store.uri(k), store=store, key=k, relative=k[len(prefix) :]) for k in keys
+        SourceFile(uri=store.uri(k), store=store, key=k, relative=k[len(prefix) :], generation=g)
+        for k, g in keys
     ]
 
 
