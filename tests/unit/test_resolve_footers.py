@@ -312,3 +312,26 @@ def test_resolve_counts_a_gcs_object_replaced_between_its_counts_as_it_is(
     with pytest.raises(ValidationError, match=r"newest event is at 2024-01-25T22:00:00Z"):
         steps.resolve_run(yaml.safe_dump(raw), "auto", "auto", "9", now=later, kfp_run=False)
     assert len(counts) == 2  # the whole source was counted again, after the replacement
+
+
+def test_a_time_column_named_like_a_struct_field_counts_its_own_statistics(
+    tmp_path: Path,
+) -> None:
+    """A top-level time column ``a.b`` after a struct ``a`` with a field ``b``: both leaves
+    have the path ``a.b``; the count uses the time column's statistics, not the struct's."""
+    times = pd.date_range("2024-01-22", periods=10, freq="h", tz="UTC")
+    table = pa.table(
+        {
+            "a": pa.array([{"b": pd.Timestamp("2000-01-01", tz="UTC"), "c": 1}] * 10),
+            "id": [f"e{i}" for i in range(10)],
+            "a.b": pa.array(times),
+            "amount": [1.0] * 10,
+        }
+    )
+    path = tmp_path / "events.parquet"
+    pq.write_table(table, path)
+    raw = raw_config(tmp_path, str(path))
+    raw["data"]["time_column"] = "a.b"
+    cfg = config_from_dict(raw)
+    counts = window_counts(str(path), "parquet", cfg.data)
+    assert dict(counts.rows) == {"2024-01-22": 10}

@@ -134,11 +134,28 @@ def column_position(metadata: pq.FileMetaData, column: str) -> int:
     """The index of top-level `column` among a row group's column chunks (the leaves of the
     schema: a struct or map column before it has one chunk per leaf).
 
+    Counted by top-level field, not matched by dotted path: a struct ``a`` with a field ``b``
+    has the leaf path ``a.b`` too, which a top-level column named ``a.b`` must not take.
+
     Raises:
         ValidationError: `column` is not a plain (leaf) column of the file.
     """
-    schema = metadata.schema
-    for j in range(len(schema)):
-        if schema.column(j).path == column:
-            return j
+    position = 0
+    for field in metadata.schema.to_arrow_schema():
+        if field.name == column and _leaves(field.type) == 1:
+            if metadata.schema.column(position).path == column:
+                return position
+            break  # the Arrow and Parquet schemas disagree: not a column this can place
+        position += _leaves(field.type)
     raise ValidationError(f"time column {column!r} is not a plain column of the parquet source")
+
+
+def _leaves(kind: pa.DataType) -> int:
+    """How many Parquet leaf columns (column chunks) a field of Arrow type `kind` has."""
+    if pa.types.is_struct(kind):
+        return sum(_leaves(kind.field(i).type) for i in range(kind.num_fields))
+    if pa.types.is_map(kind):
+        return _leaves(kind.key_type) + _leaves(kind.item_type)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return _leaves(kind.value_type)
+    return 1
