@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 
 from retrain import steps
+from retrain.backtest import parse_policies
+from retrain.backtest.replay import policy_config
 from retrain.config import Config, config_from_dict
 from retrain.data.history import history_windows, late_key, read_history
 from retrain.data.io import from_parquet_bytes
@@ -280,3 +282,17 @@ def test_late_rows_keep_the_role_their_id_hash_gives_them(tmp_path: Path) -> Non
     trained = set(ts.train["id"])
     assert trained.isdisjoint(late_ids[held_out])
     assert set(late_ids[~held_out]) <= trained
+
+
+# --- the backtest ---------------------------------------------------------------------------------
+
+
+def test_always_at_late_is_always_with_late_labels_over_every_window(tmp_path: Path) -> None:
+    (spec,) = parse_policies("always@late")
+    assert (spec.kind, spec.mix, spec.name) == ("always", "late", "always@late")
+    cfg = config(tmp_path)
+    late = policy_config(cfg, spec, tmp_path / "bt", windows=21)
+    assert late.labels.late_windows == 21 and late.training == cfg.training
+    assert policy_config(cfg, parse_policies("always")[0], tmp_path / "bt").labels == cfg.labels
+    with pytest.raises(ValidationError, match="--policies"):
+        parse_policies("never@late")
