@@ -2,6 +2,7 @@
 
     python benchmarks/bench_late.py fraud          # the standard fraud stream
     python benchmarks/bench_late.py fraud-biased   # legitimate labels come later
+    python benchmarks/bench_late.py fraud-slow     # fraud labels come a week or more later
 
 Each case writes ``benchmarks/results/late-<case>.{md,json,png}`` (the backtest's own
 outputs), replaying ``always`` and ``always@late`` with one process (``--jobs 1``; the
@@ -15,6 +16,10 @@ last tenth of each window's labels never reaches history.
   days late whatever the label.
 - ``fraud-biased``: the same, with a legitimate transaction's label dated four to six days
   after it (`bench_provisional.delay_legitimate_labels`): lateness depends on the label.
+- ``fraud-slow``: the same, with a fraud's label dated `FRAUD_DELAY_DAYS` after its
+  transaction (chargebacks confirmed weeks later; legitimate labels keep one to six days):
+  a day reaches ``labels.min_coverage`` on its legitimate labels, so it is committed before
+  any of its frauds is known, the case ``labels.late_windows`` is for.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from retrain.backtest.policies import parse_policies
 from retrain.backtest.run import run_backtest, select_windows
 from retrain.backtest.standard import FRAUD_CHANGE_DAY, FRAUD_DAYS
@@ -32,7 +40,31 @@ from retrain.config import load_config
 from retrain.data.cases import generate_fraud
 
 POLICIES = "always,always@late"
-CASES = ("fraud", "fraud-biased")
+CASES = ("fraud", "fraud-biased", "fraud-slow")
+#: fraud-slow: the days after its transaction a fraud's label is dated (uniform).
+FRAUD_DELAY_DAYS = (7, 12)
+_DAY = pd.Timedelta(days=1)
+
+
+def delay_fraud_labels(case_dir: Path, seed: int = 13) -> int:
+    """Re-date every fraud label (``is_fraud`` 1) to `FRAUD_DELAY_DAYS` after its
+    transaction, file by file; return how many were re-dated."""
+    events = pd.concat(
+        [pd.read_parquet(p) for p in sorted((case_dir / "events").glob("*.parquet"))],
+        ignore_index=True,
+    ).set_index("transaction_id")["transacted_at"]
+    rng = np.random.default_rng(seed)
+    low, high = FRAUD_DELAY_DAYS
+    moved = 0
+    for path in sorted((case_dir / "labels").glob("*.parquet")):
+        labels = pd.read_parquet(path)
+        fraud = (labels["is_fraud"] == 1).to_numpy()
+        at = pd.DatetimeIndex(events.loc[labels.loc[fraud, "transaction_id"]])
+        seconds = rng.uniform(low, high, int(fraud.sum())) * _DAY.total_seconds()
+        labels.loc[fraud, "charged_back_at"] = at + pd.to_timedelta(seconds.round(), unit="s")
+        labels.to_parquet(path, index=False)
+        moved += int(fraud.sum())
+    return moved
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 
             moved = delay_legitimate_labels(work / args.case)
             print(f"re-dated {moved} legitimate labels", file=sys.stderr)
+        elif args.case == "fraud-slow":
+            print(f"re-dated {delay_fraud_labels(work / args.case)} fraud labels", file=sys.stderr)
         change = select_windows(load_config(config))[FRAUD_CHANGE_DAY]
         run_backtest(
             load_config(config),
