@@ -317,3 +317,28 @@ def test_a_scheduled_run_joins_labels_as_of_the_time_it_resolved_its_window(
     assert later.window_id == "2024-01-22" and later.exit_code == 0
     report = later.records["label"]["report"]
     assert report["as_of"] == "2024-04-01T00:00:00Z" and report["not_yet_arrived"] == 0
+
+
+def test_a_rerun_on_the_clock_keeps_the_time_its_first_attempt_committed_as_of(
+    tmp_path: Path,
+) -> None:
+    """A run without as_of (a scheduled pipeline run) whose label step committed the window and
+    then died before its record is retried later, when more labels have arrived: the retry
+    joins as of the first attempt's time, so the commit is the same and the step succeeds."""
+    text, dataset = step_inputs(tmp_path, "timestamp")
+    store = open_storage(str(tmp_path / "store"))
+    first = datetime(2024, 1, 10, tzinfo=timezone.utc)  # the later 40 labels come on 01-22
+    steps.label(text, "2024-01-01", "r1", str(dataset), str(tmp_path / "l.parquet"), now=first)
+    committed = store.read_bytes(history_key("2024-01-01"))
+    (tmp_path / "store" / "runs" / "r1" / "label.json").unlink()  # died after its commit
+    retry = datetime(2024, 1, 30, tzinfo=timezone.utc)  # every label has arrived by now
+    outcome = steps.label(
+        text, "2024-01-01", "r1", str(dataset), str(tmp_path / "l2.parquet"), now=retry
+    )
+    assert outcome.details["as_of"] == "2024-01-10T00:00:00Z"
+    assert outcome.details["coverage"] == 0.6
+    assert "first attempt" in outcome.details["as_of_rule"]
+    assert store.read_bytes(history_key("2024-01-01")) == committed
+    # Another run of the same window on the clock is not pinned to r1's time.
+    with pytest.raises(ValidationError, match="already in history with different content"):
+        steps.label(text, "2024-01-01", "r2", str(dataset), str(tmp_path / "l3.parquet"), now=retry)

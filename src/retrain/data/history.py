@@ -12,6 +12,7 @@ the history.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from retrain.config import Config
-from retrain.data.io import from_parquet_bytes, to_parquet_bytes
+from retrain.data.io import METADATA_KEY, from_parquet_bytes, to_parquet_bytes
 from retrain.data.windows import window_sort_key
 from retrain.errors import AlreadyExists, ValidationError
 from retrain.storage import Storage
@@ -32,6 +33,7 @@ __all__ = [
     "LoadedHistory",
     "commit_history",
     "commit_late",
+    "committed_meta",
     "history_ids",
     "history_key",
     "history_row_budget",
@@ -117,9 +119,7 @@ class HistoryWindow:
         return (self.key, *self.late_keys)
 
 
-def history_windows(
-    store: Storage, cfg: Config, before_window: str | None
-) -> list[HistoryWindow]:
+def history_windows(store: Storage, cfg: Config, before_window: str | None) -> list[HistoryWindow]:
     """The labelled windows strictly before `before_window` (None: all), oldest first, each
     with its late parts (footers read only)."""
     cutoff = None if before_window is None else window_sort_key(cfg.data, before_window)
@@ -177,6 +177,30 @@ def history_ids(store: Storage, window_id: str, id_column: str, *, skip: str = "
         return pd.Series(dtype=object)
     ids: pd.Series = pd.concat(columns, ignore_index=True)
     return ids
+
+
+def committed_meta(store: Storage, window_id: str) -> dict[str, Any] | None:
+    """The metadata the window's commit to history recorded (its run, its labels' as-of time),
+    from the footer only; None if the window is not in history.
+
+    Raises:
+        ValidationError: the committed object is not a dataset this package wrote.
+    """
+    key = history_key(window_id)
+    if not store.exists(key):
+        return None
+    with store.open_read(key) as reader:
+        try:
+            kv = pq.ParquetFile(reader).schema_arrow.metadata or {}
+        except pa.ArrowException as err:
+            raise ValidationError(
+                f"{store.uri(key)} is not a readable Parquet dataset: {err}"
+            ) from None
+    try:
+        meta = json.loads(kv.get(METADATA_KEY, b"{}"))
+    except ValueError as err:
+        raise ValidationError(f"{store.uri(key)}: its metadata is not JSON: {err}") from None
+    return meta if isinstance(meta, dict) else None
 
 
 def _row_count(store: Storage, key: str) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from retrain.config import Config
-from retrain.data.history import commit_history
+from retrain.data.history import commit_history, committed_meta
 from retrain.data.io import content_sha256
 from retrain.data.source import read_matching
 from retrain.data.windows import as_of_text, parse_as_of, parse_window
@@ -38,6 +38,7 @@ from retrain.steps.records import (
     write_dataset,
 )
 from retrain.steps.resolve_rules import utc_instant
+from retrain.storage import Storage
 
 __all__ = ["label", "label_as_of"]
 
@@ -58,6 +59,23 @@ def label_as_of(cfg: Config, as_of: str | None, now: datetime | None) -> tuple[A
     return at, "the label step's clock (no as_of was given)"
 
 
+def _first_attempts_cut(
+    cfg: Config, store: Storage, window_id: str, run_id: str, cut: Any, how: str
+) -> tuple[Any, str]:
+    """A re-run of a run on the clock keeps the time its first attempt committed the window as
+    of: labels that arrived in between would change the committed content (and the late rows),
+    and history refuses a second content; the next run takes them."""
+    committed = committed_meta(store, window_id)
+    if committed is None or committed.get("run_id") != run_id:
+        return cut, how
+    first = committed.get("labels_as_of")
+    if not first or not cfg.labels.time_column:
+        return cut, how
+    return parse_as_of(cfg.data, str(first)), (
+        "this run's first attempt's (it committed the window to history; a re-run keeps its time)"
+    )
+
+
 def label(
     config_yaml: str,
     window_id: str,
@@ -74,13 +92,13 @@ def label(
     """Join the labels known as of `as_of` by id, check coverage and leakage, add the window
     to history. `now` stands in for the clock when `as_of` is not given (tests)."""
     cfg, store = load_step_config(config_yaml)
-    if (skipped := skip_step(
-        store, run_id, "label", report_path, html_path=html_path
-    )) is not None:
+    if (skipped := skip_step(store, run_id, "label", report_path, html_path=html_path)) is not None:
         return skipped
     with recorded_step(store, run_id, "label") as rec:
         window_id = parse_window(cfg.data, window_id).id  # one spelling: "01" is "1"
         cut, how = label_as_of(cfg, as_of, now)
+        if not as_of:
+            cut, how = _first_attempts_cut(cfg, store, window_id, run_id, cut, how)
         if not cfg.labels.time_column:
             how += "; not applied: labels.time_column is not set"
         # Recorded before the join, so a failed coverage check says which time it used.
@@ -102,6 +120,7 @@ def label(
         report = {**result.report, "as_of_rule": how, "labels_read": read}
         meta = {
             **meta,
+            "run_id": run_id,  # the run that commits it (a re-run keeps its as-of time)
             "sha256": content_sha256(result.labelled),
             "rows": len(result.labelled),
             "label_coverage": result.coverage,
