@@ -85,6 +85,13 @@ def stop_after_m1(cfg: Config) -> str:
     return cfg.name
 
 
+def appends_name(cfg: Config) -> str:
+    """Says in which order the models ran (one worker: one after another)."""
+    with open(os.environ["ORDER_FILE"], "a") as f:
+        f.write(cfg.name + "\n")
+    return cfg.name
+
+
 def returns_unpicklable(cfg: Config) -> Any:
     return threading.Lock()
 
@@ -341,6 +348,70 @@ def test_once_asked_to_stop_a_worker_starts_no_other_model(
         assert r.result is None and type(r.error).__name__ == "NotStarted"
         assert "asked to stop (SIGTERM) before this model's turn" in str(r.error)
     assert fleet_exit_code(results) == EXIT_TRANSIENT  # a re-run serves them
+
+
+def test_a_worker_takes_its_models_by_priority_and_none_after_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configs = load_configs([str(fleet(tmp_path, [f"m{i}" for i in range(4)]))])
+    order = tmp_path / "order"
+    monkeypatch.setenv("ORDER_FILE", str(order))
+    ticks = iter(range(100))  # each reading of the clock a second later
+
+    def last_first(cfg: Config) -> int:
+        return -int(cfg.name[1:])
+
+    with ProcessFleet[str](1) as pool:
+        every = pool.run(configs, appends_name, priority=last_first)
+        order.unlink()
+        # The clock reads 0 at the pass's start, then 1, 2, ... as each model's turn comes.
+        cut = pool.run(
+            configs, appends_name, priority=last_first, deadline=3, clock=lambda: next(ticks)
+        )
+    assert all(r.ok for r in every) and [r.model for r in every] == ["m0", "m1", "m2", "m3"]
+    assert order.read_text().split() == ["m3", "m2"]  # started before the deadline
+    assert [r.ok for r in cut] == [False, False, True, True]
+    for r in cut[:2]:
+        assert r.error is None and r.skipped is not None
+        assert r.skipped.startswith("not reached: the pass's deadline of 3 s passed")
+    assert fleet_exit_code(cut) == EXIT_OK  # left out is not a failure
+
+
+def test_monitor_starts_no_check_after_its_deadline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configs = fleet(tmp_path, NAMES)
+    args = ["monitor", "--once", "--launch", "none", "--workers", "1", "--config", str(configs)]
+    assert main([*args, "--deadline", "0s"]) == EXIT_OK
+    captured = capsys.readouterr()
+    for name in NAMES:
+        assert (
+            f"{name}: not reached: the pass's deadline of 0 s passed before its turn; "
+            "the next pass serves it first"
+        ) in captured.err
+        assert not open_storage(str(tmp_path / name / "store")).list("monitor")
+    assert "checked 3 models: 0 ok, 3 not reached before --deadline (exit 0)" in captured.out
+    assert main([*args, "--deadline", "soon"]) == EXIT_VALIDATION
+    assert "--deadline: 'soon' is not a duration" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pool", ["process", "thread"])
+def test_a_pass_checks_the_models_checked_longest_ago_first(tmp_path: Path, pool: str) -> None:
+    # A pass cut short (its deadline, a SIGTERM) must not leave out the same models each time.
+    configs = fleet(tmp_path, NAMES)
+    recent = {"m1": "2026-01-01T12:00:00+00:00", "m2": "2026-01-01T11:00:00+00:00"}
+    for name, at in recent.items():  # m3 was never checked
+        store = open_storage(str(tmp_path / name / "store"))
+        store.write_text(f"triggers/{name}/last-check.json", json.dumps({"started_at": at}))
+    args = ["monitor", "--once", "--launch", "none", "--workers", "1", "--pool", pool]
+    assert main([*args, "--config", str(configs)]) == EXIT_OK
+
+    def started(name: str) -> str:
+        store = open_storage(str(tmp_path / name / "store"))
+        return str(json.loads(store.read_text(f"triggers/{name}/last-check.json"))["started_at"])
+
+    assert started("m3") < started("m2") < started("m1")
+    assert started("m1") > recent["m1"]  # noted anew
 
 
 #: Runs `retrain monitor ...` with each model's check sending the monitor a SIGTERM at its

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from retrain.cli._fleet import config_options, fleet_entry
+from retrain.cli._fleet import config_options, deadline_option, deadline_seconds, fleet_entry
 from retrain.config import Config, load_config
 from retrain.deploy import load_schemas
 from retrain.errors import (
@@ -33,7 +33,9 @@ from retrain.triggers.fleet import (
     Fleet,
     ModelResult,
     fleet_exit_code,
+    last_checked,
     load_fleet,
+    note_check_start,
     raise_refused,
     run_for_each,
 )
@@ -217,6 +219,7 @@ def _check_model(options: _FleetOptions, cfg: Config) -> _ModelCheck:
     key = (options, cfg.model_dump_json())
     result, error = None, None
     try:
+        note_check_start(cfg)  # a pass cut short takes the models checked longest ago first
         if key not in _MONITORS:  # built here, so one bad model fails alone
             _MONITORS[key] = Monitor(cfg, _controller(cfg, options))
         result = _MONITORS[key].check(options.window)
@@ -251,18 +254,25 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
         stop = _stop_on_sigterm()
     else:
         stop = threading.Event()
+    # The models checked longest ago first, so a pass cut short (by --deadline or a SIGTERM)
+    # serves the ones it left out first next time.
+    limits: dict[str, Any] = {
+        "stop": stop.is_set,
+        "deadline": deadline_seconds(args.deadline),
+        "priority": last_checked,
+    }
 
     def one_pass() -> int:
         if processes is not None:
-            done = processes.run(configs, work, stop=stop.is_set)
+            done = processes.run(configs, work, **limits)
         else:
-            done = run_for_each(configs, work, workers=workers, stop=stop.is_set)
+            done = run_for_each(configs, work, workers=workers, **limits)
         results: list[ModelResult[Any]] = list(fleet.refused)
         rollouts: list[str] = ["rollout: not ticked (config refused)"] * len(fleet.refused)
         for r in done:
             check = r.result
-            if check is None:  # the rollout tick failed with a bug: nothing else to report
-                results.append(ModelResult(r.model, None, r.error, r.seconds))
+            if check is None:  # not started, or the rollout tick failed with a bug
+                results.append(ModelResult(r.model, None, r.error, r.seconds, r.skipped))
                 rollouts.append("rollout: not ticked")
                 continue
             if check.result is not None:
@@ -280,8 +290,13 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
                 print(f"{r.model}: check failed: {r.error}", file=sys.stderr, flush=True)
                 if not args.json:
                     _print(f"{r.model}: {rollout}")
+            elif r.skipped is not None:
+                print(f"{r.model}: {r.skipped}; the next pass serves it first", file=sys.stderr)
         code = fleet_exit_code(results)
-        _print(f"checked {len(results)} models: {sum(r.ok for r in results)} ok (exit {code})")
+        skipped = sum(r.skipped is not None for r in results)
+        late = f", {skipped} not reached before --deadline" if skipped else ""
+        ok = sum(r.ok for r in results)
+        _print(f"checked {len(results)} models: {ok} ok{late} (exit {code})")
         return code
 
     try:
@@ -409,6 +424,7 @@ def add_commands(sub: Any) -> None:
     m.add_argument("--port", type=int, default=9108, help="metrics port with --every (0: off)")
     m.add_argument("--bind", default="127.0.0.1", help="metrics address (default 127.0.0.1)")
     m.add_argument("--json", action="store_true", help="print the full result (with --once)")
+    deadline_option(m, "check")
     m.add_argument(
         "--pool",
         choices=["process", "thread"],

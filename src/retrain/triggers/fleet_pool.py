@@ -39,7 +39,7 @@ from typing import Any, Generic, TypeVar
 
 from retrain.config import Config
 from retrain.errors import RetrainError, ValidationError, exit_code_for
-from retrain.triggers.fleet import ModelResult, not_started
+from retrain.triggers.fleet import ModelResult, PassGate, priority_order
 
 __all__ = ["ProcessFleet", "WorkerError", "portable_error"]
 
@@ -183,28 +183,38 @@ class ProcessFleet(Generic[T]):
         configs: Sequence[Config],
         work: Callable[[Config], T],
         *,
+        deadline: float | None = None,
         stop: Callable[[], bool] | None = None,
+        priority: Callable[[Config], Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> list[ModelResult[T]]:
         """`work` for every config; results in the configs' order, errors per model.
 
-        No model's work starts once `stop()` is true (the parent got a SIGTERM): those fail
-        with `NotStarted` (exit 75); the work in progress finishes.
+        `stop` (the parent got a SIGTERM) and `deadline` end the pass early, as in
+        `retrain.triggers.fleet.run_for_each` (`PassGate`): the work in progress finishes. Each
+        process takes its models by `priority` (`priority_order`), so a pass cut short leaves
+        out the models served most recently.
 
         A worker that dies fails its model; its next models wait for its replacement, which
         is started here, in the caller's thread, between rounds: on Linux a process's death
         signal follows the thread that started it, and a dispatch thread ends with its round.
         """
+        gate = PassGate(deadline=deadline, stop=stop, clock=clock)
+        rank = {i: r for r, i in enumerate(priority_order(configs, priority))}
         results: list[ModelResult[T] | None] = [None] * len(configs)
         step = len(self._workers)
-        pending = {k: list(range(k, len(configs), step)) for k in range(step)}
+        pending = {
+            k: sorted(range(k, len(configs), step), key=rank.__getitem__) for k in range(step)
+        }
         pending = {k: queue for k, queue in pending.items() if queue}
 
         def drain(k: int) -> None:
             queue = pending[k]
             while queue:
                 i = queue.pop(0)
-                if stop is not None and stop():
-                    results[i] = not_started(configs[i])
+                refused = gate.refusal(configs[i])
+                if refused is not None:
+                    results[i] = refused
                     continue
                 results[i] = self._call(k, work, configs[i])
                 if self._workers[k] is None:  # it died: the rest wait for its replacement
