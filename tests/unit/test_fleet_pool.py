@@ -377,11 +377,38 @@ def test_a_worker_takes_its_models_by_priority_and_none_after_the_deadline(
     assert fleet_exit_code(cut) == EXIT_OK  # left out is not a failure
 
 
+def test_workers_of_a_fleet_dropped_unclosed_end(tmp_path: Path) -> None:
+    # Each forked worker must not keep a copy of the parent's end of its pipe: the end closed
+    # by a dropped fleet then reaches it as an end of file, and it ends (else the
+    # interpreter's exit, which waits for its non-daemon children, would wait for ever).
+    # Nor may a worker forked later, for another fleet, keep a copy of those ends.
+    configs = load_configs([str(fleet(tmp_path, NAMES))])
+    pool = ProcessFleet[tuple[str, int]](2)
+    pids = {r.result[1] for r in pool.run(configs, pid_of) if r.result is not None}
+    other = ProcessFleet[tuple[str, int]](1)
+    del pool
+    gc.collect()
+    deadline = time.monotonic() + 10
+    try:
+        while time.monotonic() < deadline:
+            if all(process_gone(host_name(), pid) for pid in pids):
+                break
+            time.sleep(0.05)
+        assert len(pids) == 2 and all(process_gone(host_name(), pid) for pid in pids)
+    finally:
+        for pid in pids:  # a worker left alive would keep this test session from ending
+            if not process_gone(host_name(), pid):
+                os.kill(pid, signal.SIGKILL)
+        other.close()
+
+
+@pytest.mark.parametrize("pool", ["process", "thread"])
 def test_monitor_starts_no_check_after_its_deadline(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pool: str
 ) -> None:
     configs = fleet(tmp_path, NAMES)
-    args = ["monitor", "--once", "--launch", "none", "--workers", "1", "--config", str(configs)]
+    args = ["monitor", "--once", "--launch", "none", "--workers", "1", "--pool", pool]
+    args += ["--config", str(configs)]
     assert main([*args, "--deadline", "0s"]) == EXIT_OK
     captured = capsys.readouterr()
     for name in NAMES:
@@ -412,6 +439,33 @@ def test_a_pass_checks_the_models_checked_longest_ago_first(tmp_path: Path, pool
 
     assert started("m3") < started("m2") < started("m1")
     assert started("m1") > recent["m1"]  # noted anew
+
+
+@pytest.mark.parametrize("pool", ["process", "thread"])
+def test_a_missing_or_unreadable_marker_counts_as_never_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pool: str
+) -> None:
+    names = ["m1", "m2", "m3", "m4"]
+    configs = fleet(tmp_path, names)
+    markers = {
+        "m1": json.dumps({"started_at": "2026-01-01T12:00:00+00:00"}),
+        "m2": "{half a wri",  # not JSON
+        "m4": json.dumps({"started_at": 5}),  # JSON, no time; m3 has none
+    }
+    for name, text in markers.items():
+        open_storage(str(tmp_path / name / "store")).write_text(
+            f"triggers/{name}/last-check.json", text
+        )
+    args = ["monitor", "--once", "--launch", "none", "--workers", "1", "--pool", pool]
+    assert main([*args, "--config", str(configs)]) == EXIT_OK
+    assert "checked 4 models: 4 ok (exit 0)" in capsys.readouterr().out
+
+    def started(name: str) -> str:
+        store = open_storage(str(tmp_path / name / "store"))
+        return str(json.loads(store.read_text(f"triggers/{name}/last-check.json"))["started_at"])
+
+    # The three never checked (in the configs' order) before the one checked at noon.
+    assert started("m2") < started("m3") < started("m4") < started("m1")
 
 
 #: Runs `retrain monitor ...` with each model's check sending the monitor a SIGTERM at its

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import signal
@@ -218,8 +219,12 @@ def _check_model(options: _FleetOptions, cfg: Config) -> _ModelCheck:
 
     key = (options, cfg.model_dump_json())
     result, error = None, None
+    # Noted first, so a pass cut short takes the models checked longest ago first. It is
+    # bookkeeping only: a marker not written leaves the model where it was in line, and its
+    # check goes on.
+    with contextlib.suppress(Exception):
+        note_check_start(cfg)
     try:
-        note_check_start(cfg)  # a pass cut short takes the models checked longest ago first
         if key not in _MONITORS:  # built here, so one bad model fails alone
             _MONITORS[key] = Monitor(cfg, _controller(cfg, options))
         result = _MONITORS[key].check(options.window)
@@ -241,6 +246,8 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValidationError(f"--workers must be at least 1, not {args.workers}")
     workers = min(args.workers, len(configs))
+    deadline = deadline_seconds(args.deadline)  # a bad flag fails before any fork
+    interval = _interval(args.every) if args.every is not None else None
     # Forked now, before the metrics server's thread starts (see ProcessFleet).
     processes = (
         ProcessFleet[_ModelCheck](workers, warm_up=load_schemas) if args.pool == "process" else None
@@ -258,7 +265,7 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
     # serves the ones it left out first next time.
     limits: dict[str, Any] = {
         "stop": stop.is_set,
-        "deadline": deadline_seconds(args.deadline),
+        "deadline": deadline,
         "priority": last_checked,
     }
 
@@ -300,9 +307,8 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
         return code
 
     try:
-        if args.every is None:
+        if interval is None:
             return one_pass()
-        interval = _interval(args.every)
         if args.port:
             server, _ = metrics.serve(args.port, addr=args.bind)
             _print(f"metrics on http://{args.bind}:{server.server_port}/metrics")

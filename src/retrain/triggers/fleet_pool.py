@@ -31,6 +31,7 @@ import pickle
 import signal
 import sys
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -45,6 +46,8 @@ __all__ = ["ProcessFleet", "WorkerError", "portable_error"]
 
 T = TypeVar("T")
 _PR_SET_PDEATHSIG = 1
+#: The parent's ends of the workers' pipes, while they are open (see `_serve`).
+_PARENT_ENDS: weakref.WeakSet[Connection] = weakref.WeakSet()
 
 
 class WorkerError(RetrainError):
@@ -95,11 +98,19 @@ def _run_one(work: Callable[[Config], T], cfg: Config) -> ModelResult[T]:
     return ModelResult(cfg.name, result, None, time.perf_counter() - t0)
 
 
-def _serve(conn: Connection, warm_up: Callable[[], None] | None) -> None:
+def _serve(
+    conn: Connection, warm_up: Callable[[], None] | None, inherited: Sequence[Connection] = ()
+) -> None:
     """A worker's loop: (work, config) in, `ModelResult` out, until None or the pipe closes.
 
     `warm_up` runs first (given to spawned workers; forked ones inherit the parent's).
+    `inherited` are the parent's ends of the workers' pipes that a fork copied into this
+    process: closed here, or the parent closing its end (a fleet never closed, dropped) would
+    never reach this worker as an end of file, and the interpreter's exit, which waits for its
+    non-daemon children, would wait for ever.
     """
+    for end in inherited:
+        end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
@@ -128,8 +139,13 @@ class _Worker:
 
     def __init__(self, context: Any, warm_up: Callable[[], None] | None = None) -> None:
         self.conn, child = context.Pipe()
+        # A forked child gets a copy of every descriptor: the parent's ends it must close
+        # (its own, and those of every worker of any fleet still open here).
+        forked = context.get_start_method() == "fork"
+        inherited = [*_PARENT_ENDS, self.conn] if forked else []
+        _PARENT_ENDS.add(self.conn)
         self.process: BaseProcess = context.Process(
-            target=_serve, args=(child, warm_up), daemon=False
+            target=_serve, args=(child, warm_up, inherited), daemon=False
         )
         self.process.start()
         child.close()
