@@ -3,6 +3,7 @@ errors kept per model, each model on the same process at every pass."""
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import multiprocessing
@@ -613,6 +614,29 @@ def test_with_local_launches_a_sigterm_still_ends_the_monitor(tmp_path: Path) ->
     )
     assert done.returncode == -signal.SIGTERM, done.stderr
     assert not open_storage(str(tmp_path / "m1" / "store")).list("runs")
+
+
+@pytest.mark.parametrize(
+    ("every", "launch", "guarded"),
+    [
+        (None, "kfp", {signal.SIGTERM}),
+        (None, "none", {signal.SIGTERM}),
+        (None, "local", set()),  # a check could start a whole local run after it
+        ("10m", "local", {signal.SIGTERM, signal.SIGINT}),
+    ],
+)
+def test_one_rule_says_which_signals_stop_a_monitor_at_a_safe_point(
+    every: str | None, launch: str, guarded: set[signal.Signals]
+) -> None:
+    # The one-model and the fleet monitor take the rule from one place.
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        stop = monitor_cli._stop_for(argparse.Namespace(every=every, launch=launch))
+        changed = {s for s, handler in before.items() if signal.getsignal(s) is not handler}
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    assert changed == guarded and not stop.is_set()
 
 
 def test_off_the_main_thread_the_once_guard_is_not_installed() -> None:

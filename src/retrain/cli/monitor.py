@@ -104,13 +104,8 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     cfg = fleet.configs[0]
     metrics = MonitorMetrics(cfg.name)
     monitor = Monitor(cfg, _controller(cfg, args), metrics=metrics)
+    stop = _stop_for(args)
     if args.every is None:
-        # A SIGTERM (the CronJob's deadline, a drained node) lets the check and the rollout
-        # tick finish: a tick cut short could leave its lock held to its TTL. Not with local
-        # launches: a check could then start a whole run after the SIGTERM, which the run's
-        # own guard (`retrain.runner.run_cycle`) would never see.
-        if args.launch != "local":
-            _stop_on_sigterm()
         try:
             result = monitor.check(args.window)
         except Exception:
@@ -127,7 +122,6 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     if args.port:
         server, _ = metrics.serve(args.port, addr=args.bind)
         _print(f"metrics on http://{args.bind}:{server.server_port}/metrics")
-    stop = _stop_on_signals()
 
     _print(f"monitoring {cfg.name} every {args.every} (launch: {args.launch})")
     rollouts = RolloutController(cfg)
@@ -165,6 +159,23 @@ def _interval(every: str) -> float:
         return float(parse_duration(every))
     except ValueError as err:
         raise ValidationError(f"--every: {err}") from None
+
+
+def _stop_for(args: argparse.Namespace) -> threading.Event:
+    """The event that ends a monitor at a safe point, set by the signals its mode hears.
+
+    With ``--every``, SIGTERM and SIGINT: the pass in progress finishes, then the monitor
+    stops. With ``--once``, SIGTERM (the CronJob's deadline, a drained node): the checks in
+    progress finish with their rollout ticks (a tick cut short could leave its lock held to
+    its TTL) and no other starts. Not with ``--launch local``: a check could then start a
+    whole run after the SIGTERM, which the run's own guard (`retrain.runner.run_cycle`) would
+    never see, so there a SIGTERM ends the monitor as it always has.
+    """
+    if args.every is not None:
+        return _stop_on_signals()
+    if args.launch != "local":
+        return _stop_on_sigterm()
+    return threading.Event()
 
 
 def _stop_on_signals() -> threading.Event:
@@ -252,15 +263,9 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
     processes = (
         ProcessFleet[_ModelCheck](workers, warm_up=load_schemas) if args.pool == "process" else None
     )
-    # A SIGTERM lets the models in progress finish (a rollout tick cut short could hold its
-    # lock to its TTL) and starts no other: a pass exits 75 if it left one unstarted, and a
-    # monitor with --every stops after that pass.
-    if args.every is not None:
-        stop = _stop_on_signals()
-    elif args.launch != "local":  # a local launch could start a run after it (see above)
-        stop = _stop_on_sigterm()
-    else:
-        stop = threading.Event()
+    # A SIGTERM lets the models in progress finish and starts no other (`_stop_for`): a pass
+    # exits 75 if it left one unstarted, and a monitor with --every stops after that pass.
+    stop = _stop_for(args)
     # The models checked longest ago first, so a pass cut short (by --deadline or a SIGTERM)
     # serves the ones it left out first next time.
     limits: dict[str, Any] = {
