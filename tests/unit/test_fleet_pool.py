@@ -639,6 +639,38 @@ def test_one_rule_says_which_signals_stop_a_monitor_at_a_safe_point(
     assert changed == guarded and not stop.is_set()
 
 
+@pytest.mark.parametrize("models", [NAMES[:1], NAMES])
+def test_a_monitor_run_in_process_gives_back_the_callers_signal_handlers(
+    tmp_path: Path, models: list[str]
+) -> None:
+    configs = fleet(tmp_path, models)
+    config = configs / "m1.yaml" if len(models) == 1 else configs
+
+    def callers(signum: int, frame: Any) -> None:
+        pass
+
+    before = {s: signal.signal(s, callers) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        args = ["monitor", "--launch", "none", "--pool", "thread", "--config", str(config)]
+        assert main([*args, "--once"]) == EXIT_OK
+        assert main([*args, "--every", "soon", "--port", "0"]) == EXIT_VALIDATION
+        after = {s: signal.getsignal(s) for s in before}
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    assert after == {signal.SIGTERM: callers, signal.SIGINT: callers}
+
+
+def test_a_one_model_monitor_refuses_a_bad_deadline_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configs = fleet(tmp_path, NAMES[:1])
+    args = ["monitor", "--once", "--launch", "none", "--config", str(configs / "m1.yaml")]
+    assert main([*args, "--deadline", "soon"]) == EXIT_VALIDATION
+    assert "--deadline: 'soon' is not a duration" in capsys.readouterr().err
+    assert not open_storage(str(tmp_path / "m1" / "store")).list("monitor")  # not checked
+
+
 def test_off_the_main_thread_the_once_guard_is_not_installed() -> None:
     made: list[threading.Event] = []
     worker = threading.Thread(target=lambda: made.append(monitor_cli._stop_on_sigterm()))

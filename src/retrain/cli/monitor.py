@@ -9,6 +9,7 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -93,6 +94,13 @@ def _summary(result: Any) -> str:
 
 
 def _cmd_monitor(args: argparse.Namespace) -> int:
+    # The handlers `_stop_for` installs last only as long as the command: a caller in the
+    # same process (`retrain.cli.main` from Python) gets its own back.
+    with _signals_restored():
+        return _monitor(args)
+
+
+def _monitor(args: argparse.Namespace) -> int:
     from retrain.triggers.metrics import MonitorMetrics
     from retrain.triggers.monitor import Monitor
 
@@ -101,6 +109,7 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
         raise_refused(fleet)
     if fleet.size > 1:
         return _monitor_fleet(fleet, args)
+    deadline_seconds(args.deadline)  # one model starts with its pass; a bad flag still fails
     cfg = fleet.configs[0]
     metrics = MonitorMetrics(cfg.name)
     monitor = Monitor(cfg, _controller(cfg, args), metrics=metrics)
@@ -176,6 +185,23 @@ def _stop_for(args: argparse.Namespace) -> threading.Event:
     if args.launch != "local":
         return _stop_on_sigterm()
     return threading.Event()
+
+
+@contextlib.contextmanager
+def _signals_restored() -> Iterator[None]:
+    """The SIGTERM and SIGINT handlers after the block as they were before it (in the main
+    thread: elsewhere none can be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            # None: a handler not set from Python, which cannot be put back; the default is
+            # the closest.
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 
 
 def _stop_on_signals() -> threading.Event:
