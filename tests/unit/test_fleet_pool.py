@@ -600,6 +600,25 @@ def test_sigterm_to_the_whole_group_ends_the_pass_then_the_monitor(tmp_path: Pat
     assert all(process_gone(host_name(), int(pid)) for pid in children)
 
 
+@pytest.mark.parametrize("pool", ["process", "thread"])
+def test_a_sigterm_that_leaves_models_unstarted_ends_an_every_monitor_with_75(
+    tmp_path: Path, pool: str
+) -> None:
+    # The pass that the SIGTERM cut short says "exit 75"; so must the process.
+    configs = fleet(tmp_path, NAMES)
+    script = tmp_path / "monitor_sigterm.py"
+    script.write_text(_SIGTERM_IN_CHECK)
+    args = ["monitor", "--every", "1h", "--port", "0", "--launch", "none", "--workers", "1"]
+    done = subprocess.run(
+        [sys.executable, str(script), *args, "--pool", pool, "--config", str(configs)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "checked 3 models: 1 ok (exit 75)" in done.stdout.splitlines(), done.stdout
+    assert done.returncode == EXIT_TRANSIENT, done.stderr
+
+
 def test_with_local_launches_a_sigterm_still_ends_the_monitor(tmp_path: Path) -> None:
     # A check that went on after the SIGTERM could start a whole local run, which its own
     # guard would never hear of: the monitor ends as it always has.

@@ -34,6 +34,7 @@ from retrain.triggers.controller import Launcher, TriggerController
 from retrain.triggers.fleet import (
     Fleet,
     ModelResult,
+    NotStarted,
     fleet_exit_code,
     last_checked,
     load_fleet,
@@ -300,7 +301,8 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
         "priority": last_checked,
     }
 
-    def one_pass() -> int:
+    def one_pass() -> tuple[int, bool]:
+        """A pass's exit code, and whether a stop left one of its models unstarted."""
         if processes is not None:
             done = processes.run(configs, work, **limits)
         else:
@@ -335,11 +337,11 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
         late = f", {skipped} not reached before --deadline" if skipped else ""
         ok = sum(r.ok for r in results)
         _print(f"checked {len(results)} models: {ok} ok{late} (exit {code})")
-        return code
+        return code, any(isinstance(r.error, NotStarted) for r in done)
 
     try:
         if interval is None:
-            return one_pass()
+            return one_pass()[0]
         if args.port:
             server, _ = metrics.serve(args.port, addr=args.bind)
             _print(f"metrics on http://{args.bind}:{server.server_port}/metrics")
@@ -348,11 +350,14 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
             f"monitoring {len(configs)} models ({names}) every {args.every} "
             f"(launch: {args.launch}, {workers} worker {args.pool}es)"
         )
+        cut_short = False
         while not stop.is_set():
-            if one_pass() == EXIT_INTERNAL:
+            code, cut_short = one_pass()
+            if code == EXIT_INTERNAL:
                 return EXIT_INTERNAL  # a bug: stop, as a single-model monitor does
             stop.wait(interval)
-        return EXIT_OK
+        # A stop during a pass that left models unstarted exits 75, as that pass did.
+        return EXIT_TRANSIENT if cut_short else EXIT_OK
     finally:
         if processes is not None:
             processes.close()
