@@ -325,6 +325,20 @@ def test_the_rollout_tick_stops_starting_models_before_the_job_is_killed(
 
 @pytest.mark.integration
 @pytest.mark.parametrize("target", TARGETS)
+def test_the_drift_monitor_stops_starting_checks_before_the_job_is_killed(
+    rendered: Render, find: Find, target: str
+) -> None:
+    # A check of a large window takes minutes: the last one to start gets five before the
+    # Job's deadline sends its SIGTERM.
+    cronjob = find(rendered(target), "CronJob", "retrain-drift-monitor")
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    command = pod_specs(cronjob)[0][1]["containers"][0]["command"]
+    deadline = parse_duration(command[command.index("--deadline") + 1])
+    assert job["activeDeadlineSeconds"] - deadline >= 300
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("target", TARGETS)
 def test_a_monitor_pass_stopped_by_sigterm_has_time_to_finish_its_checks(
     rendered: Render, find: Find, target: str
 ) -> None:

@@ -3,6 +3,7 @@ errors kept per model, each model on the same process at every pass."""
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import multiprocessing
@@ -82,6 +83,13 @@ def stop_after_m1(cfg: Config) -> str:
     """m1's work asks the pass to stop (as its parent's SIGTERM handler would)."""
     if cfg.name == "m1":
         Path(os.environ["STOP_FILE"]).write_text("stop")
+    return cfg.name
+
+
+def appends_name(cfg: Config) -> str:
+    """Says in which order the models ran (one worker: one after another)."""
+    with open(os.environ["ORDER_FILE"], "a") as f:
+        f.write(cfg.name + "\n")
     return cfg.name
 
 
@@ -343,6 +351,124 @@ def test_once_asked_to_stop_a_worker_starts_no_other_model(
     assert fleet_exit_code(results) == EXIT_TRANSIENT  # a re-run serves them
 
 
+def test_a_worker_takes_its_models_by_priority_and_none_after_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configs = load_configs([str(fleet(tmp_path, [f"m{i}" for i in range(4)]))])
+    order = tmp_path / "order"
+    monkeypatch.setenv("ORDER_FILE", str(order))
+    ticks = iter(range(100))  # each reading of the clock a second later
+
+    def last_first(cfg: Config) -> int:
+        return -int(cfg.name[1:])
+
+    with ProcessFleet[str](1) as pool:
+        every = pool.run(configs, appends_name, priority=last_first)
+        order.unlink()
+        # The clock reads 0 at the pass's start, then 1, 2, ... as each model's turn comes.
+        cut = pool.run(
+            configs, appends_name, priority=last_first, deadline=3, clock=lambda: next(ticks)
+        )
+    assert all(r.ok for r in every) and [r.model for r in every] == ["m0", "m1", "m2", "m3"]
+    assert order.read_text().split() == ["m3", "m2"]  # started before the deadline
+    assert [r.ok for r in cut] == [False, False, True, True]
+    for r in cut[:2]:
+        assert r.error is None and r.skipped is not None
+        assert r.skipped.startswith("not reached: the pass's deadline of 3 s passed")
+    assert fleet_exit_code(cut) == EXIT_OK  # left out is not a failure
+
+
+def test_workers_of_a_fleet_dropped_unclosed_end(tmp_path: Path) -> None:
+    # Each forked worker must not keep a copy of the parent's end of its pipe: the end closed
+    # by a dropped fleet then reaches it as an end of file, and it ends (else the
+    # interpreter's exit, which waits for its non-daemon children, would wait for ever).
+    # Nor may a worker forked later, for another fleet, keep a copy of those ends.
+    configs = load_configs([str(fleet(tmp_path, NAMES))])
+    pool = ProcessFleet[tuple[str, int]](2)
+    pids = {r.result[1] for r in pool.run(configs, pid_of) if r.result is not None}
+    other = ProcessFleet[tuple[str, int]](1)
+    del pool
+    gc.collect()
+    deadline = time.monotonic() + 10
+    try:
+        while time.monotonic() < deadline:
+            if all(process_gone(host_name(), pid) for pid in pids):
+                break
+            time.sleep(0.05)
+        assert len(pids) == 2 and all(process_gone(host_name(), pid) for pid in pids)
+    finally:
+        for pid in pids:  # a worker left alive would keep this test session from ending
+            if not process_gone(host_name(), pid):
+                os.kill(pid, signal.SIGKILL)
+        other.close()
+
+
+@pytest.mark.parametrize("pool", ["process", "thread"])
+def test_monitor_starts_no_check_after_its_deadline(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pool: str
+) -> None:
+    configs = fleet(tmp_path, NAMES)
+    args = ["monitor", "--once", "--launch", "none", "--workers", "1", "--pool", pool]
+    args += ["--config", str(configs)]
+    assert main([*args, "--deadline", "0s"]) == EXIT_OK
+    captured = capsys.readouterr()
+    for name in NAMES:
+        assert (
+            f"{name}: not reached: the pass's deadline of 0 s passed before its turn; "
+            "the next pass serves it first"
+        ) in captured.err
+        assert not open_storage(str(tmp_path / name / "store")).list("monitor")
+    assert "checked 3 models: 0 ok, 3 not reached before --deadline (exit 0)" in captured.out
+    assert main([*args, "--deadline", "soon"]) == EXIT_VALIDATION
+    assert "--deadline: 'soon' is not a duration" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pool", ["process", "thread"])
+def test_a_pass_checks_the_models_checked_longest_ago_first(tmp_path: Path, pool: str) -> None:
+    # A pass cut short (its deadline, a SIGTERM) must not leave out the same models each time.
+    configs = fleet(tmp_path, NAMES)
+    recent = {"m1": "2026-01-01T12:00:00+00:00", "m2": "2026-01-01T11:00:00+00:00"}
+    for name, at in recent.items():  # m3 was never checked
+        store = open_storage(str(tmp_path / name / "store"))
+        store.write_text(f"triggers/{name}/last-check.json", json.dumps({"started_at": at}))
+    args = ["monitor", "--once", "--launch", "none", "--workers", "1", "--pool", pool]
+    assert main([*args, "--config", str(configs)]) == EXIT_OK
+
+    def started(name: str) -> str:
+        store = open_storage(str(tmp_path / name / "store"))
+        return str(json.loads(store.read_text(f"triggers/{name}/last-check.json"))["started_at"])
+
+    assert started("m3") < started("m2") < started("m1")
+    assert started("m1") > recent["m1"]  # noted anew
+
+
+@pytest.mark.parametrize("pool", ["process", "thread"])
+def test_a_missing_or_unreadable_marker_counts_as_never_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], pool: str
+) -> None:
+    names = ["m1", "m2", "m3", "m4"]
+    configs = fleet(tmp_path, names)
+    markers = {
+        "m1": json.dumps({"started_at": "2026-01-01T12:00:00+00:00"}),
+        "m2": "{half a wri",  # not JSON
+        "m4": json.dumps({"started_at": 5}),  # JSON, no time; m3 has none
+    }
+    for name, text in markers.items():
+        open_storage(str(tmp_path / name / "store")).write_text(
+            f"triggers/{name}/last-check.json", text
+        )
+    args = ["monitor", "--once", "--launch", "none", "--workers", "1", "--pool", pool]
+    assert main([*args, "--config", str(configs)]) == EXIT_OK
+    assert "checked 4 models: 4 ok (exit 0)" in capsys.readouterr().out
+
+    def started(name: str) -> str:
+        store = open_storage(str(tmp_path / name / "store"))
+        return str(json.loads(store.read_text(f"triggers/{name}/last-check.json"))["started_at"])
+
+    # The three never checked (in the configs' order) before the one checked at noon.
+    assert started("m2") < started("m3") < started("m4") < started("m1")
+
+
 #: Runs `retrain monitor ...` with each model's check sending the monitor a SIGTERM at its
 #: start (a Job's deadline, a node drained), from the worker process where it runs.
 _SIGTERM_IN_CHECK = """
@@ -474,6 +600,25 @@ def test_sigterm_to_the_whole_group_ends_the_pass_then_the_monitor(tmp_path: Pat
     assert all(process_gone(host_name(), int(pid)) for pid in children)
 
 
+@pytest.mark.parametrize("pool", ["process", "thread"])
+def test_a_sigterm_that_leaves_models_unstarted_ends_an_every_monitor_with_75(
+    tmp_path: Path, pool: str
+) -> None:
+    # The pass that the SIGTERM cut short says "exit 75"; so must the process.
+    configs = fleet(tmp_path, NAMES)
+    script = tmp_path / "monitor_sigterm.py"
+    script.write_text(_SIGTERM_IN_CHECK)
+    args = ["monitor", "--every", "1h", "--port", "0", "--launch", "none", "--workers", "1"]
+    done = subprocess.run(
+        [sys.executable, str(script), *args, "--pool", pool, "--config", str(configs)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "checked 3 models: 1 ok (exit 75)" in done.stdout.splitlines(), done.stdout
+    assert done.returncode == EXIT_TRANSIENT, done.stderr
+
+
 def test_with_local_launches_a_sigterm_still_ends_the_monitor(tmp_path: Path) -> None:
     # A check that went on after the SIGTERM could start a whole local run, which its own
     # guard would never hear of: the monitor ends as it always has.
@@ -488,6 +633,61 @@ def test_with_local_launches_a_sigterm_still_ends_the_monitor(tmp_path: Path) ->
     )
     assert done.returncode == -signal.SIGTERM, done.stderr
     assert not open_storage(str(tmp_path / "m1" / "store")).list("runs")
+
+
+@pytest.mark.parametrize(
+    ("every", "launch", "guarded"),
+    [
+        (None, "kfp", {signal.SIGTERM}),
+        (None, "none", {signal.SIGTERM}),
+        (None, "local", set()),  # a check could start a whole local run after it
+        ("10m", "local", {signal.SIGTERM, signal.SIGINT}),
+    ],
+)
+def test_one_rule_says_which_signals_stop_a_monitor_at_a_safe_point(
+    every: str | None, launch: str, guarded: set[signal.Signals]
+) -> None:
+    # The one-model and the fleet monitor take the rule from one place.
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        stop = monitor_cli._stop_for(argparse.Namespace(every=every, launch=launch))
+        changed = {s for s, handler in before.items() if signal.getsignal(s) is not handler}
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    assert changed == guarded and not stop.is_set()
+
+
+@pytest.mark.parametrize("models", [NAMES[:1], NAMES])
+def test_a_monitor_run_in_process_gives_back_the_callers_signal_handlers(
+    tmp_path: Path, models: list[str]
+) -> None:
+    configs = fleet(tmp_path, models)
+    config = configs / "m1.yaml" if len(models) == 1 else configs
+
+    def callers(signum: int, frame: Any) -> None:
+        pass
+
+    before = {s: signal.signal(s, callers) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        args = ["monitor", "--launch", "none", "--pool", "thread", "--config", str(config)]
+        assert main([*args, "--once"]) == EXIT_OK
+        assert main([*args, "--every", "soon", "--port", "0"]) == EXIT_VALIDATION
+        after = {s: signal.getsignal(s) for s in before}
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    assert after == {signal.SIGTERM: callers, signal.SIGINT: callers}
+
+
+def test_a_one_model_monitor_refuses_a_bad_deadline_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configs = fleet(tmp_path, NAMES[:1])
+    args = ["monitor", "--once", "--launch", "none", "--config", str(configs / "m1.yaml")]
+    assert main([*args, "--deadline", "soon"]) == EXIT_VALIDATION
+    assert "--deadline: 'soon' is not a duration" in capsys.readouterr().err
+    assert not open_storage(str(tmp_path / "m1" / "store")).list("monitor")  # not checked
 
 
 def test_off_the_main_thread_the_once_guard_is_not_installed() -> None:

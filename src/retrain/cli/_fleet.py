@@ -6,9 +6,11 @@ import argparse
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from retrain.errors import ValidationError
+from retrain.settings.durations import parse_duration
 from retrain.triggers.fleet import ModelResult, fleet_exit_code
 
-__all__ = ["config_options", "fleet_entry"]
+__all__ = ["config_options", "deadline_option", "deadline_seconds", "fleet_entry"]
 
 T = TypeVar("T")
 
@@ -28,6 +30,27 @@ def config_options(p: argparse.ArgumentParser) -> None:
         default=4,
         help="models handled at once when several configs are given (default 4)",
     )
+
+
+def deadline_option(p: argparse.ArgumentParser, work: str) -> None:
+    """``--deadline``: no model's `work` starts after that long from a pass's start."""
+    p.add_argument(
+        "--deadline",
+        metavar="DURATION",
+        help=f"start no model's {work} after this long from the pass's start (e.g. 3m; several "
+        "configs): the models not reached are named and served first by the next pass. Leave "
+        f"a {work}'s time under the Job's activeDeadlineSeconds",
+    )
+
+
+def deadline_seconds(duration: str | None) -> float | None:
+    """``--deadline`` in seconds (None: no deadline)."""
+    if duration is None:
+        return None
+    try:
+        return float(parse_duration(duration))
+    except ValueError as err:
+        raise ValidationError(f"--deadline: {err}") from None
 
 
 def fleet_entry(r: ModelResult[T], doc: Callable[[T], dict[str, Any]]) -> dict[str, Any]:

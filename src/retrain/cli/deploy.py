@@ -36,12 +36,11 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-from retrain.cli._fleet import config_options, fleet_entry
+from retrain.cli._fleet import config_options, deadline_option, deadline_seconds, fleet_entry
 from retrain.config import Config, load_config
-from retrain.errors import EXIT_OK, ValidationError
+from retrain.errors import EXIT_OK
 from retrain.rollout.controller import RolloutController, TickResult, lock_key
 from retrain.rollout.lock import StoreLock
-from retrain.settings.durations import parse_duration
 from retrain.steps import restore_champion
 from retrain.steps.signals import SigtermGuard, stop_on_sigterm
 from retrain.storage import open_storage
@@ -62,13 +61,7 @@ def add_commands(subparsers: Any) -> None:
 
     a = sub.add_parser("advance", help="run one analysis tick now, for every model given")
     config_options(a)
-    a.add_argument(
-        "--deadline",
-        metavar="DURATION",
-        help="start no model's tick after this long from the pass's start (e.g. 3m; several "
-        "configs): the models not reached are named and served first by the next pass. Leave "
-        "a tick's time under the Job's activeDeadlineSeconds",
-    )
+    deadline_option(a, "tick")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=_cmd_advance)
 
@@ -149,7 +142,7 @@ def _cmd_advance(args: argparse.Namespace) -> int:
     fleet = load_fleet(args.config)
     if not fleet.configs:
         raise_refused(fleet)
-    deadline = _seconds(args.deadline)
+    deadline = deadline_seconds(args.deadline)
     # A SIGTERM (the Job's deadline, a node drained) is only noted: a tick cut short would
     # record its half-run analysis as the canary's fault, and could leave its lock held to its
     # TTL. The ticks in progress finish, releasing their locks, and no other tick starts.
@@ -159,15 +152,6 @@ def _cmd_advance(args: argparse.Namespace) -> int:
         return _advance_fleet(
             fleet, workers=args.workers, as_json=args.json, deadline=deadline, sigterm=sigterm
         )
-
-
-def _seconds(duration: str | None) -> float | None:
-    if duration is None:
-        return None
-    try:
-        return float(parse_duration(duration))
-    except ValueError as err:
-        raise ValidationError(f"--deadline: {err}") from None
 
 
 def _tick(cfg: Config) -> TickResult:

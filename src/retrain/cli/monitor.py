@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from retrain.cli._fleet import config_options, fleet_entry
+from retrain.cli._fleet import config_options, deadline_option, deadline_seconds, fleet_entry
 from retrain.config import Config, load_config
 from retrain.deploy import load_schemas
 from retrain.errors import (
@@ -32,8 +34,11 @@ from retrain.triggers.controller import Launcher, TriggerController
 from retrain.triggers.fleet import (
     Fleet,
     ModelResult,
+    NotStarted,
     fleet_exit_code,
+    last_checked,
     load_fleet,
+    note_check_start,
     raise_refused,
     run_for_each,
 )
@@ -90,6 +95,13 @@ def _summary(result: Any) -> str:
 
 
 def _cmd_monitor(args: argparse.Namespace) -> int:
+    # The handlers `_stop_for` installs last only as long as the command: a caller in the
+    # same process (`retrain.cli.main` from Python) gets its own back.
+    with _signals_restored():
+        return _monitor(args)
+
+
+def _monitor(args: argparse.Namespace) -> int:
     from retrain.triggers.metrics import MonitorMetrics
     from retrain.triggers.monitor import Monitor
 
@@ -98,16 +110,12 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
         raise_refused(fleet)
     if fleet.size > 1:
         return _monitor_fleet(fleet, args)
+    deadline_seconds(args.deadline)  # one model starts with its pass; a bad flag still fails
     cfg = fleet.configs[0]
     metrics = MonitorMetrics(cfg.name)
     monitor = Monitor(cfg, _controller(cfg, args), metrics=metrics)
+    stop = _stop_for(args)
     if args.every is None:
-        # A SIGTERM (the CronJob's deadline, a drained node) lets the check and the rollout
-        # tick finish: a tick cut short could leave its lock held to its TTL. Not with local
-        # launches: a check could then start a whole run after the SIGTERM, which the run's
-        # own guard (`retrain.runner.run_cycle`) would never see.
-        if args.launch != "local":
-            _stop_on_sigterm()
         try:
             result = monitor.check(args.window)
         except Exception:
@@ -124,7 +132,6 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     if args.port:
         server, _ = metrics.serve(args.port, addr=args.bind)
         _print(f"metrics on http://{args.bind}:{server.server_port}/metrics")
-    stop = _stop_on_signals()
 
     _print(f"monitoring {cfg.name} every {args.every} (launch: {args.launch})")
     rollouts = RolloutController(cfg)
@@ -162,6 +169,40 @@ def _interval(every: str) -> float:
         return float(parse_duration(every))
     except ValueError as err:
         raise ValidationError(f"--every: {err}") from None
+
+
+def _stop_for(args: argparse.Namespace) -> threading.Event:
+    """The event that ends a monitor at a safe point, set by the signals its mode hears.
+
+    With ``--every``, SIGTERM and SIGINT: the pass in progress finishes, then the monitor
+    stops. With ``--once``, SIGTERM (the CronJob's deadline, a drained node): the checks in
+    progress finish with their rollout ticks (a tick cut short could leave its lock held to
+    its TTL) and no other starts. Not with ``--launch local``: a check could then start a
+    whole run after the SIGTERM, which the run's own guard (`retrain.runner.run_cycle`) would
+    never see, so there a SIGTERM ends the monitor as it always has.
+    """
+    if args.every is not None:
+        return _stop_on_signals()
+    if args.launch != "local":
+        return _stop_on_sigterm()
+    return threading.Event()
+
+
+@contextlib.contextmanager
+def _signals_restored() -> Iterator[None]:
+    """The SIGTERM and SIGINT handlers after the block as they were before it (in the main
+    thread: elsewhere none can be set)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            # None: a handler not set from Python, which cannot be put back; the default is
+            # the closest.
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -216,6 +257,11 @@ def _check_model(options: _FleetOptions, cfg: Config) -> _ModelCheck:
 
     key = (options, cfg.model_dump_json())
     result, error = None, None
+    # Noted first, so a pass cut short takes the models checked longest ago first. It is
+    # bookkeeping only: a marker not written leaves the model where it was in line, and its
+    # check goes on.
+    with contextlib.suppress(Exception):
+        note_check_start(cfg)
     try:
         if key not in _MONITORS:  # built here, so one bad model fails alone
             _MONITORS[key] = Monitor(cfg, _controller(cfg, options))
@@ -238,31 +284,35 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValidationError(f"--workers must be at least 1, not {args.workers}")
     workers = min(args.workers, len(configs))
+    deadline = deadline_seconds(args.deadline)  # a bad flag fails before any fork
+    interval = _interval(args.every) if args.every is not None else None
     # Forked now, before the metrics server's thread starts (see ProcessFleet).
     processes = (
         ProcessFleet[_ModelCheck](workers, warm_up=load_schemas) if args.pool == "process" else None
     )
-    # A SIGTERM lets the models in progress finish (a rollout tick cut short could hold its
-    # lock to its TTL) and starts no other: a pass exits 75 if it left one unstarted, and a
-    # monitor with --every stops after that pass.
-    if args.every is not None:
-        stop = _stop_on_signals()
-    elif args.launch != "local":  # a local launch could start a run after it (see above)
-        stop = _stop_on_sigterm()
-    else:
-        stop = threading.Event()
+    # A SIGTERM lets the models in progress finish and starts no other (`_stop_for`): a pass
+    # exits 75 if it left one unstarted, and a monitor with --every stops after that pass.
+    stop = _stop_for(args)
+    # The models checked longest ago first, so a pass cut short (by --deadline or a SIGTERM)
+    # serves the ones it left out first next time.
+    limits: dict[str, Any] = {
+        "stop": stop.is_set,
+        "deadline": deadline,
+        "priority": last_checked,
+    }
 
-    def one_pass() -> int:
+    def one_pass() -> tuple[int, bool]:
+        """A pass's exit code, and whether a stop left one of its models unstarted."""
         if processes is not None:
-            done = processes.run(configs, work, stop=stop.is_set)
+            done = processes.run(configs, work, **limits)
         else:
-            done = run_for_each(configs, work, workers=workers, stop=stop.is_set)
+            done = run_for_each(configs, work, workers=workers, **limits)
         results: list[ModelResult[Any]] = list(fleet.refused)
         rollouts: list[str] = ["rollout: not ticked (config refused)"] * len(fleet.refused)
         for r in done:
             check = r.result
-            if check is None:  # the rollout tick failed with a bug: nothing else to report
-                results.append(ModelResult(r.model, None, r.error, r.seconds))
+            if check is None:  # not started, or the rollout tick failed with a bug
+                results.append(ModelResult(r.model, None, r.error, r.seconds, r.skipped))
                 rollouts.append("rollout: not ticked")
                 continue
             if check.result is not None:
@@ -280,14 +330,18 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
                 print(f"{r.model}: check failed: {r.error}", file=sys.stderr, flush=True)
                 if not args.json:
                     _print(f"{r.model}: {rollout}")
+            elif r.skipped is not None:
+                print(f"{r.model}: {r.skipped}; the next pass serves it first", file=sys.stderr)
         code = fleet_exit_code(results)
-        _print(f"checked {len(results)} models: {sum(r.ok for r in results)} ok (exit {code})")
-        return code
+        skipped = sum(r.skipped is not None for r in results)
+        late = f", {skipped} not reached before --deadline" if skipped else ""
+        ok = sum(r.ok for r in results)
+        _print(f"checked {len(results)} models: {ok} ok{late} (exit {code})")
+        return code, any(isinstance(r.error, NotStarted) for r in done)
 
     try:
-        if args.every is None:
-            return one_pass()
-        interval = _interval(args.every)
+        if interval is None:
+            return one_pass()[0]
         if args.port:
             server, _ = metrics.serve(args.port, addr=args.bind)
             _print(f"metrics on http://{args.bind}:{server.server_port}/metrics")
@@ -296,11 +350,14 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
             f"monitoring {len(configs)} models ({names}) every {args.every} "
             f"(launch: {args.launch}, {workers} worker {args.pool}es)"
         )
+        cut_short = False
         while not stop.is_set():
-            if one_pass() == EXIT_INTERNAL:
+            code, cut_short = one_pass()
+            if code == EXIT_INTERNAL:
                 return EXIT_INTERNAL  # a bug: stop, as a single-model monitor does
             stop.wait(interval)
-        return EXIT_OK
+        # A stop during a pass that left models unstarted exits 75, as that pass did.
+        return EXIT_TRANSIENT if cut_short else EXIT_OK
     finally:
         if processes is not None:
             processes.close()
@@ -409,6 +466,7 @@ def add_commands(sub: Any) -> None:
     m.add_argument("--port", type=int, default=9108, help="metrics port with --every (0: off)")
     m.add_argument("--bind", default="127.0.0.1", help="metrics address (default 127.0.0.1)")
     m.add_argument("--json", action="store_true", help="print the full result (with --once)")
+    deadline_option(m, "check")
     m.add_argument(
         "--pool",
         choices=["process", "thread"],

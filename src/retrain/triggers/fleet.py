@@ -12,10 +12,12 @@ instead of ending the pass.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Generic, NoReturn, TypeVar
 
@@ -29,16 +31,21 @@ from retrain.errors import (
     ValidationError,
     exit_code_for,
 )
+from retrain.storage import open_storage
 
 __all__ = [
     "Fleet",
     "ModelResult",
     "NotStarted",
+    "PassGate",
     "config_paths",
     "fleet_exit_code",
+    "last_checked",
     "load_configs",
     "load_fleet",
     "not_started",
+    "note_check_start",
+    "priority_order",
     "raise_refused",
     "run_for_each",
 ]
@@ -183,6 +190,50 @@ def not_started(cfg: Config) -> ModelResult[Any]:
     return ModelResult(cfg.name, None, stopped, 0.0)
 
 
+class PassGate:
+    """Whether a model's work may start now, in a pass that began when this was made.
+
+    No model's work starts once `stop()` is true (a SIGTERM came): those fail with
+    `NotStarted` (exit 75), and the work in progress finishes. Nor once `deadline` seconds of
+    `clock` have passed since the pass began: those are skipped (`ModelResult.skipped`), which
+    is not a failure: the next pass serves them, first when the pass orders the models by
+    when they were served (`priority_order`).
+    """
+
+    def __init__(
+        self,
+        *,
+        deadline: float | None = None,
+        stop: Callable[[], bool] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.deadline, self.stop, self.clock = deadline, stop, clock
+        self.began = clock()
+
+    def refusal(self, cfg: Config) -> ModelResult[Any] | None:
+        """The result of a model that may not start now, or None: start it."""
+        if self.stop is not None and self.stop():
+            return not_started(cfg)
+        if self.deadline is not None and self.clock() - self.began >= self.deadline:
+            late = f"not reached: the pass's deadline of {self.deadline:g} s passed before its turn"
+            return ModelResult(cfg.name, None, None, 0.0, skipped=late)
+        return None
+
+
+def priority_order(
+    configs: Sequence[Config], priority: Callable[[Config], Any] | None
+) -> list[int]:
+    """The configs' indexes by `priority` (a sort key per config, smallest first: the model
+    served longest ago, say), read on up to `_PRIORITY_READS` threads (small reads that wait
+    on a store); in the configs' order without one."""
+    order = list(range(len(configs)))
+    if priority is not None:
+        with ThreadPoolExecutor(max_workers=min(_PRIORITY_READS, max(len(configs), 1))) as reads:
+            keys = list(reads.map(priority, configs))
+        order.sort(key=lambda i: keys[i])
+    return order
+
+
 def run_for_each(
     configs: Sequence[Config],
     work: Callable[[Config], T],
@@ -197,24 +248,16 @@ def run_for_each(
 
     Errors are caught per model (`ModelResult.error`), so a bad config or an unreachable
     store fails that model's work only. The models start in the configs' order, or by
-    `priority` (a sort key per config, smallest first: the model served longest ago, say).
-
-    No model's work starts once `stop()` is true (a SIGTERM came): those fail with
-    `NotStarted` (exit 75), and the work in progress finishes. Nor once `deadline` seconds of
-    `clock` have passed since the pass began: those are skipped (`ModelResult.skipped`), which
-    is not a failure: the next pass serves them, first when `priority` puts the models served
-    longest ago first.
+    `priority` (`priority_order`). `stop` and `deadline` end the pass early (`PassGate`).
     """
     if workers < 1:
         raise ValidationError(f"workers must be at least 1, not {workers}")
-    began = clock()
+    gate = PassGate(deadline=deadline, stop=stop, clock=clock)
 
     def one(cfg: Config) -> ModelResult[T]:
-        if stop is not None and stop():
-            return not_started(cfg)
-        if deadline is not None and clock() - began >= deadline:
-            late = f"not reached: the pass's deadline of {deadline:g} s passed before its turn"
-            return ModelResult(cfg.name, None, None, 0.0, skipped=late)
+        refused = gate.refusal(cfg)
+        if refused is not None:
+            return refused
         t0 = time.perf_counter()
         try:
             result = work(cfg)
@@ -222,14 +265,33 @@ def run_for_each(
             return ModelResult(cfg.name, None, err, time.perf_counter() - t0)
         return ModelResult(cfg.name, result, None, time.perf_counter() - t0)
 
-    order = list(range(len(configs)))
-    if priority is not None:  # small reads that wait on a store: on their own threads
-        with ThreadPoolExecutor(max_workers=min(_PRIORITY_READS, max(len(configs), 1))) as reads:
-            keys = list(reads.map(priority, configs))
-        order.sort(key=lambda i: keys[i])
+    order = priority_order(configs, priority)
     with ThreadPoolExecutor(max_workers=min(workers, max(len(configs), 1))) as pool:
         done = dict(zip(order, pool.map(one, [configs[i] for i in order]), strict=True))
     return [done[i] for i in range(len(configs))]
+
+
+def _last_check_key(model: str) -> str:
+    return f"triggers/{model}/last-check.json"
+
+
+def note_check_start(cfg: Config, at: datetime | None = None) -> None:
+    """Note in the model's store that its check starts now (`last_checked` reads it)."""
+    when = at if at is not None else datetime.now(timezone.utc)
+    doc = json.dumps({"started_at": when.isoformat()}) + "\n"
+    open_storage(cfg.storage_root).write_text(_last_check_key(cfg.name), doc)
+
+
+def last_checked(cfg: Config) -> datetime:
+    """When the model's last check started (`note_check_start`): the earliest time for one
+    never checked or unreadable, so a pass takes the models checked longest ago first."""
+    try:
+        store = open_storage(cfg.storage_root)
+        doc = json.loads(store.read_text(_last_check_key(cfg.name)))
+        stamp = datetime.fromisoformat(str(doc["started_at"]))
+        return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+    except Exception:  # unknown (never checked, a store it may not read): first in line
+        return datetime.min.replace(tzinfo=timezone.utc)
 
 
 def fleet_exit_code(results: Sequence[ModelResult[T]]) -> int:

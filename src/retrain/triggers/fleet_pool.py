@@ -31,6 +31,7 @@ import pickle
 import signal
 import sys
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -39,12 +40,14 @@ from typing import Any, Generic, TypeVar
 
 from retrain.config import Config
 from retrain.errors import RetrainError, ValidationError, exit_code_for
-from retrain.triggers.fleet import ModelResult, not_started
+from retrain.triggers.fleet import ModelResult, PassGate, priority_order
 
 __all__ = ["ProcessFleet", "WorkerError", "portable_error"]
 
 T = TypeVar("T")
 _PR_SET_PDEATHSIG = 1
+#: The parent's ends of the workers' pipes, while they are open (see `_serve`).
+_PARENT_ENDS: weakref.WeakSet[Connection] = weakref.WeakSet()
 
 
 class WorkerError(RetrainError):
@@ -95,11 +98,19 @@ def _run_one(work: Callable[[Config], T], cfg: Config) -> ModelResult[T]:
     return ModelResult(cfg.name, result, None, time.perf_counter() - t0)
 
 
-def _serve(conn: Connection, warm_up: Callable[[], None] | None) -> None:
+def _serve(
+    conn: Connection, warm_up: Callable[[], None] | None, inherited: Sequence[Connection] = ()
+) -> None:
     """A worker's loop: (work, config) in, `ModelResult` out, until None or the pipe closes.
 
     `warm_up` runs first (given to spawned workers; forked ones inherit the parent's).
+    `inherited` are the parent's ends of the workers' pipes that a fork copied into this
+    process: closed here, or the parent closing its end (a fleet never closed, dropped) would
+    never reach this worker as an end of file, and the interpreter's exit, which waits for its
+    non-daemon children, would wait for ever.
     """
+    for end in inherited:
+        end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
@@ -128,8 +139,13 @@ class _Worker:
 
     def __init__(self, context: Any, warm_up: Callable[[], None] | None = None) -> None:
         self.conn, child = context.Pipe()
+        # A forked child gets a copy of every descriptor: the parent's ends it must close
+        # (its own, and those of every worker of any fleet still open here).
+        forked = context.get_start_method() == "fork"
+        inherited = [*_PARENT_ENDS, self.conn] if forked else []
+        _PARENT_ENDS.add(self.conn)
         self.process: BaseProcess = context.Process(
-            target=_serve, args=(child, warm_up), daemon=False
+            target=_serve, args=(child, warm_up, inherited), daemon=False
         )
         self.process.start()
         child.close()
@@ -183,28 +199,38 @@ class ProcessFleet(Generic[T]):
         configs: Sequence[Config],
         work: Callable[[Config], T],
         *,
+        deadline: float | None = None,
         stop: Callable[[], bool] | None = None,
+        priority: Callable[[Config], Any] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> list[ModelResult[T]]:
         """`work` for every config; results in the configs' order, errors per model.
 
-        No model's work starts once `stop()` is true (the parent got a SIGTERM): those fail
-        with `NotStarted` (exit 75); the work in progress finishes.
+        `stop` (the parent got a SIGTERM) and `deadline` end the pass early, as in
+        `retrain.triggers.fleet.run_for_each` (`PassGate`): the work in progress finishes. Each
+        process takes its models by `priority` (`priority_order`), so a pass cut short leaves
+        out the models served most recently.
 
         A worker that dies fails its model; its next models wait for its replacement, which
         is started here, in the caller's thread, between rounds: on Linux a process's death
         signal follows the thread that started it, and a dispatch thread ends with its round.
         """
+        gate = PassGate(deadline=deadline, stop=stop, clock=clock)
+        rank = {i: r for r, i in enumerate(priority_order(configs, priority))}
         results: list[ModelResult[T] | None] = [None] * len(configs)
         step = len(self._workers)
-        pending = {k: list(range(k, len(configs), step)) for k in range(step)}
+        pending = {
+            k: sorted(range(k, len(configs), step), key=rank.__getitem__) for k in range(step)
+        }
         pending = {k: queue for k, queue in pending.items() if queue}
 
         def drain(k: int) -> None:
             queue = pending[k]
             while queue:
                 i = queue.pop(0)
-                if stop is not None and stop():
-                    results[i] = not_started(configs[i])
+                refused = gate.refusal(configs[i])
+                if refused is not None:
+                    results[i] = refused
                     continue
                 results[i] = self._call(k, work, configs[i])
                 if self._workers[k] is None:  # it died: the rest wait for its replacement
