@@ -329,3 +329,22 @@ def test_component_is_a_thin_adapter_without_runtime_install() -> None:
     container = spec.implementation.container
     assert container.image == "r.example/retrain:1.0"
     assert container.command == ["python", "-m", "retrain_components.launcher"]
+
+
+def test_a_directory_of_one_model_answers_as_a_directory_of_many(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The output's shape follows how the configs are named, not how many there are: a
+    ConfigMap directory that holds one model today gives the list it will give with two."""
+    configs, _ = _two_models(tmp_path)
+    (configs / "loans.yaml").unlink()
+    assert main(["deploy", "advance", "--config", str(configs), "--json"]) == 0
+    (only,) = json.loads(capsys.readouterr().out)
+    assert only["model"] == "fraud" and "error" not in only
+    assert main(["deploy", "advance", "--config", str(configs / "fraud.yaml"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["message"].startswith("no canary in flight")
+    assert main(["deploy", "advance", "--config", str(configs)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "fraud: no canary in flight; nothing is deployed",
+        "ticked 1 model: 1 ok (exit 0)",
+    ]

@@ -314,3 +314,20 @@ def test_the_performance_trigger_gets_the_drop_s_interval(
     result = Monitor(cfg, ctl, detector=dropped).check("1")
     outcomes = {o.decision.rule: o.decision.launch for o in result.outcomes}
     assert outcomes.get(rule) is (rule == "performance")
+
+
+def test_a_directory_of_one_config_answers_as_many_models(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--json` is a list for a directory (a ConfigMap) even while it holds one model, as it
+    will be once it holds two; a single file answers with the one model's object."""
+    config = Path(write_case(tmp_path))
+    configs = config.parent  # its only .yaml file
+    args = ["--launch", "none", "--pool", "thread"]
+    assert main(["monitor", "--once", "--json", "--config", str(configs), *args]) == EXIT_OK
+    out = capsys.readouterr().out
+    (entry,) = json.loads(out[out.index("[") : out.rindex("]") + 1])
+    assert entry["model"] == "toy" and entry["result"]["window"] == "5"
+    assert main(["monitor", "--once", "--json", "--config", str(config), *args]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert json.loads(out[: out.rindex("}") + 1])["window"] == "5"

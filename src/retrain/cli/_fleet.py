@@ -10,7 +10,7 @@ from retrain.errors import ValidationError
 from retrain.settings.durations import parse_duration
 from retrain.triggers.fleet import ModelResult, fleet_exit_code
 
-__all__ = ["config_options", "deadline_option", "deadline_seconds", "fleet_entry"]
+__all__ = ["config_options", "deadline_option", "deadline_seconds", "fleet_entry", "models"]
 
 T = TypeVar("T")
 
@@ -65,3 +65,8 @@ def fleet_entry(r: ModelResult[T], doc: Callable[[T], dict[str, Any]]) -> dict[s
     if r.skipped is not None:
         entry["skipped"] = r.skipped
     return entry
+
+
+def models(n: int) -> str:
+    """``1 model``, ``2 models``: how a pass's summary line counts them."""
+    return f"{n} model" if n == 1 else f"{n} models"

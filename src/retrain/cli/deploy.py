@@ -36,7 +36,13 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-from retrain.cli._fleet import config_options, deadline_option, deadline_seconds, fleet_entry
+from retrain.cli._fleet import (
+    config_options,
+    deadline_option,
+    deadline_seconds,
+    fleet_entry,
+    models,
+)
 from retrain.config import Config, load_config
 from retrain.errors import EXIT_OK
 from retrain.rollout.controller import RolloutController, TickResult, lock_key
@@ -147,7 +153,7 @@ def _cmd_advance(args: argparse.Namespace) -> int:
     # record its half-run analysis as the canary's fault, and could leave its lock held to its
     # TTL. The ticks in progress finish, releasing their locks, and no other tick starts.
     with stop_on_sigterm() as sigterm, sigterm.deferred():
-        if fleet.size == 1:
+        if fleet.one:
             return _show(_tick(fleet.configs[0]), args.json)
         return _advance_fleet(
             fleet, workers=args.workers, as_json=args.json, deadline=deadline, sigterm=sigterm
@@ -215,7 +221,7 @@ def _advance_fleet(
         skipped = sum(r.skipped is not None for r in results)
         late = f", {skipped} not reached before --deadline" if skipped else ""
         ok = sum(r.ok for r in results)
-        print(f"ticked {len(results)} models: {ok} ok{late} (exit {code})", flush=True)
+        print(f"ticked {models(len(results))}: {ok} ok{late} (exit {code})", flush=True)
     return code
 
 

@@ -15,7 +15,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from retrain.cli._fleet import config_options, deadline_option, deadline_seconds, fleet_entry
+from retrain.cli._fleet import (
+    config_options,
+    deadline_option,
+    deadline_seconds,
+    fleet_entry,
+    models,
+)
 from retrain.config import Config, load_config
 from retrain.deploy import load_schemas
 from retrain.errors import (
@@ -108,7 +114,7 @@ def _monitor(args: argparse.Namespace) -> int:
     fleet = load_fleet(args.config)
     if not fleet.configs:  # nothing to serve: fail at once (a long-running monitor too)
         raise_refused(fleet)
-    if fleet.size > 1:
+    if not fleet.one:
         return _monitor_fleet(fleet, args)
     deadline_seconds(args.deadline)  # one model starts with its pass; a bad flag still fails
     cfg = fleet.configs[0]
@@ -295,11 +301,7 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
     stop = _stop_for(args)
     # The models checked longest ago first, so a pass cut short (by --deadline or a SIGTERM)
     # serves the ones it left out first next time.
-    limits: dict[str, Any] = {
-        "stop": stop.is_set,
-        "deadline": deadline,
-        "priority": last_checked,
-    }
+    limits: dict[str, Any] = {"stop": stop.is_set, "deadline": deadline, "priority": last_checked}
 
     def one_pass() -> tuple[int, bool]:
         """A pass's exit code, and whether a stop left one of its models unstarted."""
@@ -336,7 +338,7 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
         skipped = sum(r.skipped is not None for r in results)
         late = f", {skipped} not reached before --deadline" if skipped else ""
         ok = sum(r.ok for r in results)
-        _print(f"checked {len(results)} models: {ok} ok{late} (exit {code})")
+        _print(f"checked {models(len(results))}: {ok} ok{late} (exit {code})")
         return code, any(isinstance(r.error, NotStarted) for r in done)
 
     try:
@@ -347,7 +349,7 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
             _print(f"metrics on http://{args.bind}:{server.server_port}/metrics")
         names = ", ".join(c.name for c in configs)
         _print(
-            f"monitoring {len(configs)} models ({names}) every {args.every} "
+            f"monitoring {models(len(configs))} ({names}) every {args.every} "
             f"(launch: {args.launch}, {workers} worker {args.pool}es)"
         )
         cut_short = False
@@ -388,7 +390,7 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
     fleet = load_fleet(args.config)
     if not fleet.configs:
         raise_refused(fleet)
-    if fleet.size == 1:
+    if fleet.one:
         lines, deferred = _reconcile(fleet.configs[0], args)
         for line in lines:
             _print(line)
@@ -407,7 +409,7 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
     code = fleet_exit_code(results)
     if code in (EXIT_OK, EXIT_VALIDATION) and deferred_models:
         code = EXIT_TRANSIENT  # a retry applies what waited (75 over 2)
-    _print(f"reconciled {len(results)} models: {sum(r.ok for r in results)} ok (exit {code})")
+    _print(f"reconciled {models(len(results))}: {sum(r.ok for r in results)} ok (exit {code})")
     return code
 
 

@@ -126,10 +126,18 @@ class Fleet:
 
     configs: list[Config]
     refused: list[ModelResult[Any]]
+    # Named as many (a directory, or several paths) even if one model is there: commands then
+    # answer in their many-model form, so adding a model does not change their output's shape.
+    many: bool = False
 
     @property
     def size(self) -> int:
         return len(self.configs) + len(self.refused)
+
+    @property
+    def one(self) -> bool:
+        """One config named as one file: the commands' one-model form."""
+        return self.size == 1 and not self.many
 
 
 def load_fleet(given: Sequence[str]) -> Fleet:
@@ -165,7 +173,7 @@ def load_fleet(given: Sequence[str]) -> Fleet:
             refused.append(ModelResult(path.name, None, twice, 0.0))
         else:
             configs.append(cfg)
-    return Fleet(configs, refused)
+    return Fleet(configs, refused, many=len(given) > 1 or any(Path(g).is_dir() for g in given))
 
 
 def raise_refused(fleet: Fleet) -> NoReturn:
