@@ -21,8 +21,6 @@ from rollout_support import (
 )
 
 from retrain.config import Config
-from retrain.data.history import late_key
-from retrain.data.io import to_parquet_bytes
 from retrain.data.split import evaluation_mask
 from retrain.errors import Terminated
 from retrain.registry import Registry
@@ -97,21 +95,6 @@ def test_replay_uses_evaluation_rows_only(cfg: Config, store: LocalStorage) -> N
     m = observe(cfg, store, "good-2").metrics
     assert m["canary.labelled"] == m["champion.labelled"] == evaluation.sum()
     assert m["canary.accuracy"] > 0.85 and m["champion.accuracy"] > 0.85  # type: ignore[operator]
-
-
-def test_replay_reads_a_windows_late_labelled_rows_with_it(
-    cfg: Config, store: LocalStorage
-) -> None:
-    # Rows whose labels arrived after window 1 was committed (`labels.late_windows`).
-    late = labelled_frame(seed=12, n=1000, week=1)
-    store.write_bytes(late_key("1", "r9"), to_parquet_bytes(late, {}))
-    obs = observe(cfg, store, "good-2")
-    committed = labelled_frame(seed=11, n=3000)["id"]
-    evaluation = int(evaluation_mask(committed, 0.2, "loans").sum()) + int(
-        evaluation_mask(late["id"], 0.2, "loans").sum()
-    )
-    assert obs.metrics["canary.labelled"] == obs.metrics["champion.labelled"] == evaluation
-    assert f"{evaluation} labelled evaluation rows from window(s) 1 in" in obs.source
 
 
 def test_replay_scores_both_models_on_the_same_requests(cfg: Config, store: LocalStorage) -> None:

@@ -1,5 +1,4 @@
-"""``@provisional`` policies: the replay with `labels.provisional_windows` on (and
-``@late``: with `labels.late_windows` on, `late_config`).
+"""``@provisional`` policies: the replay with `labels.provisional_windows` on.
 
 At window ``i`` the newest labelled window ``j`` trains as usual, and the windows after it
 that are not in history yet (``j+1`` to ``i``) add the labels known at window ``i``'s end, as
@@ -23,7 +22,7 @@ from retrain.labels import ProvisionalLabels
 from retrain.steps._provisional import gather_provisional
 from retrain.storage import Storage
 
-__all__ = ["keep_provisional", "labelling_config", "late_config", "provisional_config"]
+__all__ = ["keep_provisional", "labelling_config", "provisional_config"]
 
 
 def provisional_config(cfg: Config, windows: int) -> Config:
@@ -33,14 +32,6 @@ def provisional_config(cfg: Config, windows: int) -> Config:
     return cfg.model_copy(
         update={"labels": cfg.labels.model_copy(update={"provisional_windows": bound})}
     )
-
-
-def late_config(cfg: Config, windows: int) -> Config:
-    """`cfg` with late labels on: its own bound if it sets one, else every window of the
-    replay (`windows`). The replay's label steps then add, as in production, the labels that
-    arrived since each earlier window's commit."""
-    bound = cfg.labels.late_windows or max(1, windows)
-    return cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"late_windows": bound})})
 
 
 def labelling_config(cfg: Config) -> Config:

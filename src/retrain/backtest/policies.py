@@ -14,7 +14,6 @@ from retrain.errors import ValidationError
 
 __all__ = [
     "BASELINE_VARIANTS",
-    "LATE",
     "POLICY_KINDS",
     "POLICY_MIXES",
     "PROVISIONAL",
@@ -30,9 +29,6 @@ POLICY_MIXES: tuple[str, ...] = ("sample", "weighted")
 #: also trains and judges on the labels known so far of recent windows not yet in history
 #: (`labels.provisional_windows`).
 PROVISIONAL = "provisional"
-#: What a retraining policy may name after '@' for late labels (``always@late``): labels that
-#: arrive after a window's commit are added to its history (`labels.late_windows`).
-LATE = "late"
 #: What ``full_refit`` may name after '@': ``train_rows`` leaves the evaluation rows out.
 BASELINE_VARIANTS: tuple[str, ...] = ("train_rows",)
 
@@ -46,7 +42,7 @@ class PolicySpec:
             scikit-learn baseline: `retrain.backtest.baseline`).
         every: for ``every``, retrain on every N-th labelled window.
         mix: the `training.mix` this policy trains with (None: the config's), or
-            `PROVISIONAL` or `LATE`; for ``full_refit``, its variant (`BASELINE_VARIANTS`).
+            `PROVISIONAL`; for ``full_refit``, its variant (`BASELINE_VARIANTS`).
     """
 
     kind: PolicyKind
@@ -79,8 +75,7 @@ class PolicySpec:
 def parse_policies(text: str) -> list[PolicySpec]:
     """Parse ``never,every:N,drift,continuous,always,full_refit`` into policies (order kept,
     no repeats). A policy may name its training mix: ``always@weighted``, or provisional
-    labels: ``always@provisional``, or late labels: ``always@late``; the baseline its variant:
-    ``full_refit@train_rows``.
+    labels: ``always@provisional``; the baseline its variant: ``full_refit@train_rows``.
 
     Raises:
         ValidationError: an unknown name, a bad N, a repeat, or nothing at all (names --policies).
@@ -102,13 +97,12 @@ def parse_policies(text: str) -> list[PolicySpec]:
                 f"--policies: {item}@{mix}: the baseline's variants are "
                 f"{', '.join(BASELINE_VARIANTS)} (full_refit@train_rows)"
             )
-        variants = (*POLICY_MIXES, PROVISIONAL, LATE)
+        variants = (*POLICY_MIXES, PROVISIONAL)
         if mix and kind != "full_refit" and (mix not in variants or kind == "never"):
             raise ValidationError(
                 f"--policies: {item}@{mix}: a retraining policy may name a training mix "
                 f"({' or '.join(POLICY_MIXES)}), e.g. always@weighted, or {PROVISIONAL} "
-                f"(always@{PROVISIONAL}: also the labels known so far of recent windows), or "
-                f"{LATE} (always@{LATE}: labels arriving after a window's commit join its history)"
+                f"(always@{PROVISIONAL}: also the labels known so far of recent windows)"
             )
         if kind == "every":
             if not arg.isdigit() or int(arg) < 1:

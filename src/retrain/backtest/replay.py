@@ -36,15 +36,10 @@ from typing import Any
 import pandas as pd
 
 from retrain import steps
-from retrain.backtest._provisional import (
-    keep_provisional,
-    labelling_config,
-    late_config,
-    provisional_config,
-)
+from retrain.backtest._provisional import keep_provisional, labelling_config, provisional_config
 from retrain.backtest._trigger import check_note, drift_policy_decision
 from retrain.backtest.cache import TrainingCache, relink_card
-from retrain.backtest.policies import LATE, PROVISIONAL, PolicySpec
+from retrain.backtest.policies import PROVISIONAL, PolicySpec
 from retrain.backtest.records import PolicyResult, WindowRecord
 from retrain.backtest.scoring import labelled_check, score_model
 from retrain.backtest.timing import ReplayOptions, newest_labelled_window
@@ -79,8 +74,7 @@ _DEFAULT_OPTIONS = ReplayOptions()
 
 def policy_config(cfg: Config, spec: PolicySpec, root: Path, windows: int = 0) -> Config:
     """The use case's config with the policy's own store and GitOps repository under `root`
-    (``@provisional``: provisional labels on, over up to `windows` windows; ``@late``: late
-    labels on, as far back)."""
+    (``@provisional``: provisional labels on, over up to `windows` windows)."""
     # A replay never pushes anywhere.
     gitops = {"mode": "gitops", "gitops_repo": str(root / "gitops"), "gitops_remote": None}
     deploy = cfg.deploy.model_copy(update=gitops | {"kubeconfig": None})
@@ -91,8 +85,6 @@ def policy_config(cfg: Config, spec: PolicySpec, root: Path, windows: int = 0) -
         update["triggers"] = cfg.triggers.model_copy(update={"drift": True})
     if spec.mix == PROVISIONAL:
         update["labels"] = provisional_config(cfg, windows).labels
-    elif spec.mix == LATE:
-        update["labels"] = late_config(cfg, windows).labels
     elif spec.mix:
         update["training"] = cfg.training.model_copy(update={"mix": spec.mix})
     return cfg.model_copy(update=update)
@@ -423,7 +415,7 @@ def _label_upto(run: _ReplayInputs, i: int, j: int, done: set[int], rec: WindowR
             continue
         labelled = run.labelled(k)
         try:
-            outcome = steps.label(
+            steps.label(
                 run.label_text,
                 run.windows[k],
                 f"bt-{k:05d}-label",
@@ -436,7 +428,6 @@ def _label_upto(run: _ReplayInputs, i: int, j: int, done: set[int], rec: WindowR
             continue
         done.add(k)
         rows += int(from_parquet_bytes(labelled.read_bytes())[1].get("rows", 0))
-        rows += int(outcome.details.get("late", {}).get("rows", 0))  # added to earlier windows
     return rows
 
 

@@ -1,12 +1,8 @@
-"""The labelled history: immutable Parquet objects per window, ``datasets/<window>/``.
+"""The labelled history: one immutable Parquet object per window, ``datasets/<window>/``.
 
-The label step commits each labelled window here (create-only) as ``labelled.parquet``; with
-``labels.late_windows`` set, later runs add the rows whose labels arrived after that as
-``late-<run_id>.parquet`` beside it (create-only, each id once per window), and nothing is
-rewritten. A window's rows are all its parts (`HistoryWindow.keys`): training, the monitor and
-the backtest read them back together. Training reads history window by window and keeps a
-sample no larger than the mix can use (`history_row_budget`), so its memory does not grow with
-the history.
+The label step commits each labelled window here (create-only); training, the monitor and
+the backtest read it back. Training reads it window by window and keeps a sample no larger
+than the mix can use (`history_row_budget`), so its memory does not grow with the history.
 """
 
 from __future__ import annotations
@@ -32,16 +28,12 @@ __all__ = [
     "HistoryWindow",
     "LoadedHistory",
     "commit_history",
-    "commit_late",
     "committed_meta",
-    "history_ids",
     "history_key",
     "history_row_budget",
     "history_windows",
-    "late_key",
     "load_history",
     "read_history",
-    "read_history_window",
 ]
 
 # The sampling stream of `load_history` (the training mix uses streams 1-3 of the same seed).
@@ -53,39 +45,13 @@ def history_key(window_id: str) -> str:
     return f"datasets/{window_id}/labelled.parquet"
 
 
-_LATE_PREFIX = "late-"
-
-
-def late_key(window_id: str, run_id: str) -> str:
-    """Where run `run_id` keeps the rows of `window_id` whose labels arrived after its commit."""
-    return f"datasets/{window_id}/{_LATE_PREFIX}{run_id}.parquet"
-
-
 def commit_history(store: Storage, window_id: str, df: pd.DataFrame, meta: dict[str, Any]) -> None:
     """Add a labelled window to history; a re-run with the same content is a no-op.
 
     Raises:
         ValidationError: the window is already in history with different content.
     """
-    _create_once(store, history_key(window_id), df, meta, f"window {window_id}")
-
-
-def commit_late(
-    store: Storage, window_id: str, run_id: str, df: pd.DataFrame, meta: dict[str, Any]
-) -> None:
-    """Add run `run_id`'s late-labelled rows of a committed window to history (create-only);
-    a re-run with the same content is a no-op.
-
-    Raises:
-        ValidationError: the run's late part is already there with different content.
-    """
-    where = f"late labels of window {window_id} from run {run_id}"
-    _create_once(store, late_key(window_id, run_id), df, meta, where)
-
-
-def _create_once(
-    store: Storage, key: str, df: pd.DataFrame, meta: dict[str, Any], what: str
-) -> None:
+    key = history_key(window_id)
     data = to_parquet_bytes(df, meta)
     try:
         store.create(key, data)
@@ -93,7 +59,7 @@ def _create_once(
         _, existing = from_parquet_bytes(store.read_bytes(key), store.uri(key))
         if existing.get("sha256") != meta["sha256"]:
             raise ValidationError(
-                f"{what} is already in history with different content "
+                f"window {window_id} is already in history with different content "
                 f"(sha256 {existing.get('sha256')} != {meta['sha256']}); history is immutable: "
                 f"correct the source under a new window, or remove {store.uri(key)} deliberately"
             ) from None
@@ -101,82 +67,26 @@ def _create_once(
 
 @dataclass(frozen=True)
 class HistoryWindow:
-    """One labelled window of history: its id, where it is kept and how many rows it holds.
-
-    `rows` counts every part: the committed ``labelled.parquet`` (`key`) and the late parts
-    added since (`late_keys`, `late_rows` of the rows).
-    """
+    """One labelled window of history: its id, where it is kept and how many rows it holds."""
 
     id: str
     key: str
     rows: int
-    late_keys: tuple[str, ...] = ()
-    late_rows: int = 0
-
-    @property
-    def keys(self) -> tuple[str, ...]:
-        """Every part of the window, the committed one first, then the late ones by name."""
-        return (self.key, *self.late_keys)
 
 
-def history_windows(store: Storage, cfg: Config, before_window: str | None) -> list[HistoryWindow]:
-    """The labelled windows strictly before `before_window` (None: all), oldest first, each
-    with its late parts (footers read only)."""
-    cutoff = None if before_window is None else window_sort_key(cfg.data, before_window)
-    committed: dict[str, str] = {}
-    late: dict[str, list[str]] = {}
-    for key in store.list("datasets"):
-        parts = key.split("/")
-        if len(parts) != 3:
-            continue
-        if parts[2] == "labelled.parquet":
-            committed[parts[1]] = key
-        elif parts[2].startswith(_LATE_PREFIX) and parts[2].endswith(".parquet"):
-            late.setdefault(parts[1], []).append(key)
+def history_windows(store: Storage, cfg: Config, before_window: str) -> list[HistoryWindow]:
+    """The labelled windows strictly before `before_window`, oldest first (footers read only)."""
+    cutoff = window_sort_key(cfg.data, before_window)
     found = []
-    for wid, key in committed.items():
-        order = window_sort_key(cfg.data, wid)
-        if cutoff is not None and not order < cutoff:
+    for key in store.list("datasets"):
+        if not key.endswith("/labelled.parquet"):
             continue
-        extra = tuple(sorted(late.get(wid, [])))
-        late_rows = sum(_row_count(store, k) for k in extra)
-        found.append(
-            (order, HistoryWindow(wid, key, _row_count(store, key) + late_rows, extra, late_rows))
-        )
+        wid = key.split("/")[1]
+        order = window_sort_key(cfg.data, wid)
+        if order < cutoff:
+            found.append((order, HistoryWindow(wid, key, _row_count(store, key))))
     found.sort(key=lambda t: t[0])
     return [w for _, w in found]
-
-
-def read_history_window(store: Storage, window: HistoryWindow) -> pd.DataFrame:
-    """Every row of one history window: its committed part, then its late parts."""
-    frames = [from_parquet_bytes(store.read_bytes(k), store.uri(k))[0] for k in window.keys]
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-
-
-def history_ids(store: Storage, window_id: str, id_column: str, *, skip: str = "") -> pd.Series:
-    """The ids of a window's rows in history (committed and late parts, but not part `skip`),
-    reading the id column only."""
-    keys = [history_key(window_id)] + [
-        k
-        for k in store.list(f"datasets/{window_id}")
-        if k.split("/")[-1].startswith(_LATE_PREFIX) and k.endswith(".parquet")
-    ]
-    columns = []
-    for key in keys:
-        if key == skip or not store.exists(key):
-            continue
-        with store.open_read(key) as reader:
-            try:
-                table = pq.ParquetFile(reader).read(columns=[id_column])
-            except (pa.ArrowException, KeyError) as err:
-                raise ValidationError(
-                    f"{store.uri(key)} has no readable id column {id_column!r}: {err}"
-                ) from None
-        columns.append(table.column(0).to_pandas())
-    if not columns:
-        return pd.Series(dtype=object)
-    ids: pd.Series = pd.concat(columns, ignore_index=True)
-    return ids
 
 
 def committed_meta(store: Storage, window_id: str) -> dict[str, Any] | None:
@@ -258,15 +168,12 @@ class LoadedHistory:
     stored_rows: int
     max_rows: int | None
     sampled: bool
-    late_rows: int = 0  # of `stored_rows`: rows of late parts (`commit_late`)
 
     def notes(self) -> dict[str, Any]:
         """JSON-able provenance of the load."""
-        late = {"late_rows": self.late_rows} if self.late_rows else {}
         return {
             "windows": self.windows,
             "stored_rows": self.stored_rows,
-            **late,
             "row_budget": self.max_rows,
             "sampled": self.sampled,
             "loaded_rows": 0 if self.frame is None else len(self.frame),
@@ -276,8 +183,7 @@ class LoadedHistory:
 def read_history(
     store: Storage, cfg: Config, before_window: str, *, max_rows: int | None = None
 ) -> LoadedHistory:
-    """The labelled windows strictly before `before_window`, oldest first, each with its
-    late parts (`HistoryWindow.keys`).
+    """The labelled windows strictly before `before_window`, oldest first.
 
     With `max_rows` set and more rows stored than that, each window is read in turn and
     sampled down to its share of `max_rows` (largest remainders over the windows' sizes),
@@ -291,7 +197,7 @@ def read_history(
     quotas = _quotas([w.rows for w in windows], max_rows) if sampled else None
     frames = []
     for i, w in enumerate(windows):
-        frame = read_history_window(store, w)  # one window (with its late parts) at a time
+        frame = from_parquet_bytes(store.read_bytes(w.key), store.uri(w.key))[0]
         if quotas is not None and quotas[i] < len(frame):
             frame = _sample_window(frame, int(quotas[i]), cfg, w.id)
         frames.append(frame)
@@ -299,12 +205,11 @@ def read_history(
         combined = None
     else:
         combined = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    late = sum(w.late_rows for w in windows)
-    return LoadedHistory(combined, len(windows), total, max_rows, sampled, late)
+    return LoadedHistory(combined, len(windows), total, max_rows, sampled)
 
 
 def load_history(store: Storage, cfg: Config, before_window: str) -> pd.DataFrame | None:
-    """All labelled windows strictly before `before_window`, oldest first, late parts too."""
+    """All labelled windows strictly before `before_window`, oldest first."""
     return read_history(store, cfg, before_window).frame
 
 

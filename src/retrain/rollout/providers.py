@@ -30,8 +30,9 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from retrain.config import Config
-from retrain.data.history import history_windows, read_history_window
+from retrain.data.io import from_parquet_bytes
 from retrain.data.split import evaluation_mask
+from retrain.data.windows import window_sort_key
 from retrain.errors import RetrainError, ValidationError
 from retrain.registry import Registry
 from retrain.rollout.checks import metric
@@ -273,11 +274,14 @@ class ReplayProvider:
         return Observations(ready=True, metrics=metrics, source=source)
 
     def _rows(self, store: Storage, cfg: Config, analysis: int) -> tuple[pd.DataFrame, list[str]]:
-        # The newest windows, each with the late parts added since its commit.
-        by_window = history_windows(store, cfg, None)[-self.settings.windows :]
+        keys = [k for k in store.list("datasets") if k.endswith("/labelled.parquet")]
+        by_window = sorted(
+            ((window_sort_key(cfg.data, k.split("/")[1]), k.split("/")[1], k) for k in keys),
+            key=lambda t: t[0],
+        )[-self.settings.windows :]
         if not by_window:
             return pd.DataFrame(), []
-        frames = [read_history_window(store, w) for w in by_window]
+        frames = [from_parquet_bytes(store.read_bytes(key))[0] for _, _, key in by_window]
         rows = pd.concat(frames, ignore_index=True)
         if cfg.target not in rows.columns:
             raise ValidationError(
@@ -296,7 +300,7 @@ class ReplayProvider:
         n = min(self.settings.rows, len(rows))
         # A different sample per analysis, reproducible from the seed and the analysis number.
         pick = np.random.default_rng([cfg.seed, analysis, 1]).choice(len(rows), n, replace=False)
-        return rows.iloc[np.sort(pick)].reset_index(drop=True), [w.id for w in by_window]
+        return rows.iloc[np.sort(pick)].reset_index(drop=True), [w for _, w, _ in by_window]
 
 
 def _serve(

@@ -225,25 +225,6 @@ class LabelSource(Section):
             " early labels over-represent one class and bias both training and the gate."
         ),
     )
-    late_windows: int = Field(
-        default=0,
-        ge=0,
-        description=(
-            "Add labels that arrive after a window was committed: the label step, after"
-            " committing its own window, looks at up to this many committed windows before it"
-            " (newest first), joins the labels known at the run's time (the same cut as the"
-            " main join, never a later label) to their events not yet in history, and commits"
-            " those rows as datasets/<window>/late-<run_id>.parquet (create-only; nothing"
-            " existing is rewritten, each id enters a window's history once, a re-run of the"
-            " run is a no-op). History readers (training, its sample and split, the monitor,"
-            " the backtest, the canary replay) read a window's late parts with it; a late row"
-            " keeps the training or evaluation role its id hash gives it. Windows are committed"
-            " at min_coverage, so without this the last labels of each window never reach"
-            " history; where lateness depends on the label (frauds confirmed by chargebacks"
-            " weeks later) those missing labels are the slow class, and history under-represents"
-            " it. 0 (default): off."
-        ),
-    )
     classes: list[str] | None = Field(
         default=None,
         description=(

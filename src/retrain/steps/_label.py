@@ -8,9 +8,7 @@ scheduled pipeline run is "as of" when its label task runs). Period sources have
 period run without ``as_of`` uses every label in the source.
 
 With ``labels.provisional_windows`` set, the step also keeps, in the run's own folder (never in
-history), the labels known so far of the newest windows after its own (`_provisional`). With
-``labels.late_windows`` set, it adds to history the rows of earlier committed windows whose
-labels arrived since their commit, append-only (`_late`).
+history), the labels known so far of the newest windows after its own (`_provisional`).
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ from retrain.data.io import content_sha256
 from retrain.data.source import read_matching
 from retrain.data.windows import as_of_text, parse_as_of, parse_window
 from retrain.labels.join import join_labels, label_columns
-from retrain.steps._late import gather_late
 from retrain.steps._provisional import gather_provisional
 from retrain.steps.records import (
     StepOutcome,
@@ -63,8 +60,8 @@ def _first_attempts_cut(
     cfg: Config, store: Storage, window_id: str, run_id: str, cut: Any, how: str
 ) -> tuple[Any, str]:
     """A re-run of a run on the clock keeps the time its first attempt committed the window as
-    of: labels that arrived in between would change the committed content (and the late rows),
-    and history refuses a second content; the next run takes them."""
+    of: labels that arrived in between would change the committed content, and history
+    refuses a second content; the next run takes them."""
     committed = committed_meta(store, window_id)
     if committed is None or committed.get("run_id") != run_id:
         return cut, how
@@ -132,22 +129,12 @@ def label(
         commit_history(store, window_id, result.labelled, meta)
         markdown = result.markdown + f"\nLabels as of: {how}.\n"
         summary_note = ""
-        if cfg.labels.late_windows:
-            # After the commit: late parts only add to windows already in history.
-            late = gather_late(cfg, store, run_id, window_id, cut)
-            report["late"] = late.report()
-            markdown += "\n" + late.markdown()
-            summary_note += (
-                f"; {late.added} late-labelled rows added to "
-                f"{sum(1 for w in late.windows if w.get('added'))} of {len(late.windows)} "
-                "earlier windows"
-            )
         if cfg.labels.provisional_windows:
             # After the commit: the run's own window is in history, the later ones are not.
             provisional = gather_provisional(cfg, store, run_id, window_id, cut)
             report["provisional"] = provisional.report()
             markdown += "\n" + provisional.markdown()
-            summary_note += (
+            summary_note = (
                 f"; {provisional.labelled} provisional rows from "
                 f"{sum(1 for w in provisional.windows if 'coverage' in w)} recent windows "
                 "(not in history)"

@@ -84,7 +84,6 @@ def train(
         # frame is freed before the fit, the step's peak.
         history_sha256 = content_sha256(loaded.frame) if loaded.frame is not None else None
         history_notes = loaded.notes() if loaded.sampled else None
-        late_rows = loaded.late_rows  # rows of late parts among the stored ones
         handed_over = [loaded.frame]
         del loaded
         reg = Registry(store, cfg.name)
@@ -103,8 +102,6 @@ def train(
         fit_seconds = time.perf_counter() - t0
         if history_notes is not None:
             result.provenance["history_load"] = history_notes
-        if late_rows:  # labels that arrived after their windows were committed
-            result.provenance["history_late_rows"] = late_rows
         hashes = {
             "new_window": new_sha256,
             "history": history_sha256,
