@@ -13,11 +13,13 @@ instead of ending the pass.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Generic, NoReturn, TypeVar
 
@@ -27,6 +29,7 @@ from retrain.errors import (
     EXIT_OK,
     EXIT_TRANSIENT,
     EXIT_VALIDATION,
+    NotFound,
     TransientError,
     ValidationError,
     exit_code_for,
@@ -51,8 +54,12 @@ __all__ = [
 ]
 
 _CONFIG_SUFFIXES = (".yaml", ".yml")
+#: A check marker dated further ahead than this counts as unknown (see `last_checked`).
+_MARKER_AHEAD = timedelta(hours=1)
 #: Threads reading the models' priorities at once (one small object each, whatever --workers).
 _PRIORITY_READS = 8
+#: At most this long for the keys of `priority_order` (a tenth of a shorter pass deadline).
+_PRIORITY_SECONDS = 10.0
 T = TypeVar("T")
 
 
@@ -229,16 +236,47 @@ class PassGate:
 
 
 def priority_order(
-    configs: Sequence[Config], priority: Callable[[Config], Any] | None
+    configs: Sequence[Config],
+    priority: Callable[[Config], Any] | None,
+    deadline: float | None = None,
 ) -> list[int]:
     """The configs' indexes by `priority` (a sort key per config, smallest first: the model
-    served longest ago, say), read on up to `_PRIORITY_READS` threads (small reads that wait
-    on a store); in the configs' order without one."""
+    served longest ago, say); in the configs' order without one.
+
+    The keys are small reads that wait on a store, made on up to `_PRIORITY_READS` daemon
+    threads for at most `_PRIORITY_SECONDS`, or a tenth of the pass's `deadline` if that is
+    shorter: ordering must not spend the pass. A model whose key did not come in time (a store
+    slow to answer) goes after those that did, in the configs' order; its read is not waited
+    for, even at exit.
+    """
     order = list(range(len(configs)))
-    if priority is not None:
-        with ThreadPoolExecutor(max_workers=min(_PRIORITY_READS, max(len(configs), 1))) as reads:
-            keys = list(reads.map(priority, configs))
-        order.sort(key=lambda i: keys[i])
+    if priority is None or not configs:
+        return order
+    budget = _PRIORITY_SECONDS if deadline is None else min(_PRIORITY_SECONDS, deadline / 10)
+    keys: dict[int, Any] = {}
+    todo: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for i in order:
+        todo.put(i)
+    lock, all_in = threading.Lock(), threading.Event()
+
+    def read() -> None:
+        while True:
+            try:
+                i = todo.get_nowait()
+            except queue.Empty:
+                return
+            key = priority(configs[i])
+            with lock:
+                keys[i] = key
+                if len(keys) == len(configs):
+                    all_in.set()
+
+    for _ in range(min(_PRIORITY_READS, len(configs))):
+        threading.Thread(target=read, name="retrain-priority", daemon=True).start()
+    all_in.wait(budget)
+    with lock:
+        known = dict(keys)
+    order.sort(key=lambda i: (0, known[i], i) if i in known else (1, i, i))
     return order
 
 
@@ -273,7 +311,7 @@ def run_for_each(
             return ModelResult(cfg.name, None, err, time.perf_counter() - t0)
         return ModelResult(cfg.name, result, None, time.perf_counter() - t0)
 
-    order = priority_order(configs, priority)
+    order = priority_order(configs, priority, deadline)
     with ThreadPoolExecutor(max_workers=min(workers, max(len(configs), 1))) as pool:
         done = dict(zip(order, pool.map(one, [configs[i] for i in order]), strict=True))
     return [done[i] for i in range(len(configs))]
@@ -291,15 +329,28 @@ def note_check_start(cfg: Config, at: datetime | None = None) -> None:
 
 
 def last_checked(cfg: Config) -> datetime:
-    """When the model's last check started (`note_check_start`): the earliest time for one
-    never checked or unreadable, so a pass takes the models checked longest ago first."""
+    """When the model's last check started (`note_check_start`), for a pass to take the models
+    checked longest ago first.
+
+    A model never checked, or whose marker is unreadable or dated more than
+    `_MARKER_AHEAD` in the future (written by a clock running ahead: it would sort last until
+    then, and a pass cut short every time would never reach it), counts as never checked: the
+    earliest time. One whose store did not answer goes last (the latest time): its check would
+    likely wait on that store too, and the others need not wait behind it.
+    """
+    never = datetime.min.replace(tzinfo=timezone.utc)
     try:
-        store = open_storage(cfg.storage_root)
-        doc = json.loads(store.read_text(_last_check_key(cfg.name)))
-        stamp = datetime.fromisoformat(str(doc["started_at"]))
-        return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
-    except Exception:  # unknown (never checked, a store it may not read): first in line
-        return datetime.min.replace(tzinfo=timezone.utc)
+        text = open_storage(cfg.storage_root).read_text(_last_check_key(cfg.name))
+    except NotFound:
+        return never
+    except Exception:  # the store did not answer: after the models whose stores did
+        return datetime.max.replace(tzinfo=timezone.utc)
+    try:
+        stamp = datetime.fromisoformat(str(json.loads(text)["started_at"]))
+    except (ValueError, KeyError, TypeError):
+        return never
+    stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+    return never if stamp > datetime.now(timezone.utc) + _MARKER_AHEAD else stamp
 
 
 def fleet_exit_code(results: Sequence[ModelResult[T]]) -> int:

@@ -216,7 +216,7 @@ class ProcessFleet(Generic[T]):
         signal follows the thread that started it, and a dispatch thread ends with its round.
         """
         gate = PassGate(deadline=deadline, stop=stop, clock=clock)
-        rank = {i: r for r, i in enumerate(priority_order(configs, priority))}
+        rank = {i: r for r, i in enumerate(priority_order(configs, priority, deadline))}
         results: list[ModelResult[T] | None] = [None] * len(configs)
         step = len(self._workers)
         pending = {
