@@ -278,9 +278,9 @@ def test_a_process_pass_measures_what_one_model_at_a_time_measures(
     common = ["--once", "--launch", "none", "--json"]
     args = ["monitor", *common, "--pool", "process", "--workers", "2"]
     assert main([*args, "--config", str(pooled_configs)]) == EXIT_OK
-    out = capsys.readouterr().out
-    entries = json.loads(out[: out.rindex("\nchecked ")])
-    assert "checked 3 models: 3 ok (exit 0)" in out
+    captured = capsys.readouterr()
+    entries = json.loads(captured.out)  # the JSON alone; the summary goes to stderr
+    assert "checked 3 models: 3 ok (exit 0)" in captured.err
     by_pool = {e["model"]: _measured(e["result"]) for e in entries}
 
     for name in NAMES:

@@ -320,14 +320,17 @@ def test_a_directory_of_one_config_answers_as_many_models(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`--json` is a list for a directory (a ConfigMap) even while it holds one model, as it
-    will be once it holds two; a single file answers with the one model's object."""
+    will be once it holds two; a single file answers with the one model's object. Either way
+    stdout is the JSON alone (the other lines go to stderr), so it parses as it is."""
     config = Path(write_case(tmp_path))
     configs = config.parent  # its only .yaml file
     args = ["--launch", "none", "--pool", "thread"]
     assert main(["monitor", "--once", "--json", "--config", str(configs), *args]) == EXIT_OK
-    out = capsys.readouterr().out
-    (entry,) = json.loads(out[out.index("[") : out.rindex("]") + 1])
+    captured = capsys.readouterr()
+    (entry,) = json.loads(captured.out)  # stdout is the JSON alone: the summary goes aside
     assert entry["model"] == "toy" and entry["result"]["window"] == "5"
+    assert "checked 1 model: 1 ok (exit 0)" in captured.err
     assert main(["monitor", "--once", "--json", "--config", str(config), *args]) == EXIT_OK
-    out = capsys.readouterr().out
-    assert json.loads(out[: out.rindex("}") + 1])["window"] == "5"
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["window"] == "5"
+    assert "report: " in captured.err

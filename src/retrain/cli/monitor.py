@@ -54,8 +54,8 @@ from retrain.triggers.policy import Signal
 __all__ = ["add_commands", "make_launcher"]
 
 
-def _print(msg: str = "") -> None:
-    print(msg, flush=True)
+def _print(msg: str = "", *, aside: bool = False) -> None:
+    print(msg, file=sys.stderr if aside else sys.stdout, flush=True)  # aside: beside --json
 
 
 def _host(cfg: Config, given: str | None) -> str:
@@ -125,13 +125,13 @@ def _monitor(args: argparse.Namespace) -> int:
         try:
             result = monitor.check(args.window)
         except Exception:
-            _print(_tick_rollout(RolloutController(cfg)))  # a canary goes on without the check
+            _print(_tick_rollout(RolloutController(cfg)), aside=args.json)  # canary goes on
             raise
         _print(
             json.dumps(result.to_dict(), indent=2, default=str) if args.json else _summary(result)
         )
-        _print(f"report: {monitor.store.uri(result.report_key or '')}")
-        _print(_tick_rollout(RolloutController(cfg)))
+        _print(f"report: {monitor.store.uri(result.report_key or '')}", aside=args.json)
+        _print(_tick_rollout(RolloutController(cfg)), aside=args.json)
         return EXIT_OK
 
     interval = _interval(args.every)
@@ -338,7 +338,7 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
         skipped = sum(r.skipped is not None for r in results)
         late = f", {skipped} not reached before --deadline" if skipped else ""
         ok = sum(r.ok for r in results)
-        _print(f"checked {models(len(results))}: {ok} ok{late} (exit {code})")
+        _print(f"checked {models(len(results))}: {ok} ok{late} (exit {code})", aside=args.json)
         return code, any(isinstance(r.error, NotStarted) for r in done)
 
     try:
