@@ -342,3 +342,21 @@ def test_a_rerun_on_the_clock_keeps_the_time_its_first_attempt_committed_as_of(
     # Another run of the same window on the clock is not pinned to r1's time.
     with pytest.raises(ValidationError, match="already in history with different content"):
         steps.label(text, "2024-01-01", "r2", str(dataset), str(tmp_path / "l3.parquet"), now=retry)
+
+
+def test_committed_metadata_that_is_not_an_object_is_refused_by_name(tmp_path: Path) -> None:
+    """A history object whose ``retrain`` metadata is JSON but not an object was not written
+    by this package: reading its commit's metadata says so, naming the object, rather than
+    reading as a window with no commit record."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from retrain.data.history import committed_meta
+
+    store = open_storage(str(tmp_path / "store"))
+    table = pa.table({"x": [1, 2]}).replace_schema_metadata({b"retrain": b"[1, 2]"})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    store.write_bytes(history_key("w1"), sink.getvalue().to_pybytes())
+    with pytest.raises(ValidationError, match=r"w1.*not a JSON object"):
+        committed_meta(store, "w1")

@@ -8,7 +8,6 @@ than the mix can use (`history_row_budget`), so its memory does not grow with th
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from retrain.config import Config
-from retrain.data.io import METADATA_KEY, from_parquet_bytes, to_parquet_bytes
+from retrain.data.io import from_parquet_bytes, schema_meta, to_parquet_bytes
 from retrain.data.windows import window_sort_key
 from retrain.errors import AlreadyExists, ValidationError
 from retrain.storage import Storage
@@ -101,16 +100,12 @@ def committed_meta(store: Storage, window_id: str) -> dict[str, Any] | None:
         return None
     with store.open_read(key) as reader:
         try:
-            kv = pq.ParquetFile(reader).schema_arrow.metadata or {}
+            kv = pq.ParquetFile(reader).schema_arrow.metadata
         except pa.ArrowException as err:
             raise ValidationError(
                 f"{store.uri(key)} is not a readable Parquet dataset: {err}"
             ) from None
-    try:
-        meta = json.loads(kv.get(METADATA_KEY, b"{}"))
-    except ValueError as err:
-        raise ValidationError(f"{store.uri(key)}: its metadata is not JSON: {err}") from None
-    return meta if isinstance(meta, dict) else None
+    return schema_meta(kv, store.uri(key))
 
 
 def _row_count(store: Storage, key: str) -> int:

@@ -233,14 +233,23 @@ def from_parquet_bytes(data: bytes, where: str = "") -> tuple[pd.DataFrame, dict
         raise ValidationError(
             f"{name}not a readable Parquet dataset (truncated or corrupted?): {err}"
         ) from None
-    raw = (table.schema.metadata or {}).get(METADATA_KEY)
+    return table.to_pandas(), schema_meta(table.schema.metadata, where)
+
+
+def schema_meta(kv: dict[bytes, bytes] | None, where: str = "") -> dict[str, Any]:
+    """The ``retrain`` metadata ({} if absent) of a Parquet schema's key-value metadata;
+    `where` (the file's path or URI) is named in errors."""
+    raw = (kv or {}).get(METADATA_KEY)
+    name = f"{where}: " if where else ""
     try:
         meta = json.loads(raw) if raw else {}
     except json.JSONDecodeError as err:
-        raise ValidationError(f"dataset metadata under key 'retrain' is not JSON: {err}") from None
+        raise ValidationError(
+            f"{name}dataset metadata under key 'retrain' is not JSON: {err}"
+        ) from None
     if not isinstance(meta, dict):
-        raise ValidationError("dataset metadata under key 'retrain' is not a JSON object")
-    return table.to_pandas(), meta
+        raise ValidationError(f"{name}dataset metadata under key 'retrain' is not a JSON object")
+    return meta
 
 
 def _column_bytes(series: pd.Series) -> bytes:
