@@ -6,13 +6,10 @@ import argparse
 import contextlib
 import functools
 import json
-import signal
 import sys
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from retrain.cli._fleet import (
@@ -22,6 +19,10 @@ from retrain.cli._fleet import (
     fleet_entry,
     models,
 )
+from retrain.cli._signals import interrupted
+from retrain.cli._signals import signals_restored as _signals_restored
+from retrain.cli._signals import stop_on_signals as _stop_on_signals
+from retrain.cli._signals import stop_on_sigterm as _stop_on_sigterm
 from retrain.config import Config, load_config
 from retrain.deploy import load_schemas
 from retrain.errors import (
@@ -104,7 +105,10 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     # The handlers `_stop_for` installs last only as long as the command: a caller in the
     # same process (`retrain.cli.main` from Python) gets its own back.
     with _signals_restored():
-        return _monitor(args)
+        try:
+            return _monitor(args)
+        except KeyboardInterrupt:  # Ctrl-C of a --once pass (--every stops at a safe point)
+            return interrupted()
 
 
 def _monitor(args: argparse.Namespace) -> int:
@@ -192,43 +196,6 @@ def _stop_for(args: argparse.Namespace) -> threading.Event:
     if args.launch != "local":
         return _stop_on_sigterm()
     return threading.Event()
-
-
-@contextlib.contextmanager
-def _signals_restored() -> Iterator[None]:
-    """The SIGTERM and SIGINT handlers after the block as they were before it (in the main
-    thread: elsewhere none can be set)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, handler in before.items():
-            # None: a handler not set from Python, which cannot be put back; the default is
-            # the closest.
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
-
-
-def _stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT instead of ending the process (`--every`)."""
-    stop = _stop_on_sigterm()
-    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
-    return stop
-
-
-def _stop_on_sigterm() -> threading.Event:
-    """An event set by SIGTERM instead of ending the process (Ctrl-C still interrupts); in
-    the main thread only (elsewhere Python handles no signal: the event is never set)."""
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _stop)
-    return stop
 
 
 @dataclass(frozen=True)

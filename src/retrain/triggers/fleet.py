@@ -294,14 +294,17 @@ def run_for_each(
 
     Errors are caught per model (`ModelResult.error`), so a bad config or an unreachable
     store fails that model's work only. The models start in the configs' order, or by
-    `priority` (`priority_order`). `stop` and `deadline` end the pass early (`PassGate`).
+    `priority` (`priority_order`). `stop` and `deadline` end the pass early (`PassGate`). On
+    Ctrl-C (a KeyboardInterrupt in the caller's thread) the work in progress finishes and no
+    other starts before the KeyboardInterrupt goes on.
     """
     if workers < 1:
         raise ValidationError(f"workers must be at least 1, not {workers}")
     gate = PassGate(deadline=deadline, stop=stop, clock=clock)
+    abandoned = threading.Event()  # Ctrl-C: the work in progress finishes, no other starts
 
     def one(cfg: Config) -> ModelResult[T]:
-        refused = gate.refusal(cfg)
+        refused = not_started(cfg) if abandoned.is_set() else gate.refusal(cfg)
         if refused is not None:
             return refused
         t0 = time.perf_counter()
@@ -313,7 +316,11 @@ def run_for_each(
 
     order = priority_order(configs, priority, deadline)
     with ThreadPoolExecutor(max_workers=min(workers, max(len(configs), 1))) as pool:
-        done = dict(zip(order, pool.map(one, [configs[i] for i in order]), strict=True))
+        try:
+            done = dict(zip(order, pool.map(one, [configs[i] for i in order]), strict=True))
+        except BaseException:  # a KeyboardInterrupt here: the rest must not start meanwhile
+            abandoned.set()
+            raise
     return [done[i] for i in range(len(configs))]
 
 
