@@ -19,6 +19,7 @@ from retrain.cli._fleet import (
     fleet_entry,
     models,
 )
+from retrain.cli._pass_start import pass_id_option, seconds_spent
 from retrain.cli._signals import interrupted
 from retrain.cli._signals import signals_restored as _signals_restored
 from retrain.cli._signals import stop_on_signals as _stop_on_signals
@@ -121,6 +122,7 @@ def _monitor(args: argparse.Namespace) -> int:
     if not fleet.one:
         return _monitor_fleet(fleet, args)
     deadline_seconds(args.deadline)  # one model starts with its pass; a bad flag still fails
+    seconds_spent(args, None)  # a bad --pass-id fails too; one check has no deadline to count
     cfg = fleet.configs[0]
     metrics = MonitorMetrics(cfg.name)
     monitor = Monitor(cfg, _controller(cfg, args), metrics=metrics)
@@ -259,6 +261,7 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
     workers = min(args.workers, len(configs))
     deadline = deadline_seconds(args.deadline)  # a bad flag fails before any fork
     interval = _interval(args.every) if args.every is not None else None
+    spent = seconds_spent(args, configs[0].storage_root)  # --pass-id: by a Job's earlier pods
     # Forked now, before the metrics server's thread starts (see ProcessFleet).
     processes = (
         ProcessFleet[_ModelCheck](workers, warm_up=load_schemas) if args.pool == "process" else None
@@ -269,6 +272,7 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
     # The models checked longest ago first, so a pass cut short (by --deadline or a SIGTERM)
     # serves the ones it left out first next time.
     limits: dict[str, Any] = {"stop": stop.is_set, "deadline": deadline, "priority": last_checked}
+    limits["spent"] = spent
 
     def one_pass() -> tuple[int, bool]:
         """A pass's exit code, and whether a stop left one of its models unstarted."""
@@ -436,6 +440,7 @@ def add_commands(sub: Any) -> None:
     m.add_argument("--bind", default="127.0.0.1", help="metrics address (default 127.0.0.1)")
     m.add_argument("--json", action="store_true", help="print the full result (with --once)")
     deadline_option(m, "check")
+    pass_id_option(m)
     m.add_argument(
         "--pool",
         choices=["process", "thread"],

@@ -205,13 +205,14 @@ class ProcessFleet(Generic[T]):
         stop: Callable[[], bool] | None = None,
         priority: Callable[[Config], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        spent: float = 0.0,
     ) -> list[ModelResult[T]]:
         """`work` for every config; results in the configs' order, errors per model.
 
-        `stop` (the parent got a SIGTERM) and `deadline` end the pass early, as in
-        `retrain.triggers.fleet.run_for_each` (`PassGate`): the work in progress finishes. Each
-        process takes its models by `priority` (`priority_order`), so a pass cut short leaves
-        out the models served most recently.
+        `stop` (the parent got a SIGTERM) and `deadline` (less the `spent` seconds of earlier
+        attempts) end the pass early, as in `retrain.triggers.fleet.run_for_each` (`PassGate`):
+        the work in progress finishes. Each process takes its models by `priority`
+        (`priority_order`), so a pass cut short leaves out the models served most recently.
 
         A worker that dies fails its model; its next models wait for its replacement, which
         is started here, in the caller's thread, between rounds: on Linux a process's death
@@ -221,8 +222,9 @@ class ProcessFleet(Generic[T]):
         starts any more, the workers (which ignore SIGINT) are killed with the checks they
         were running, and the KeyboardInterrupt goes on; the next pass starts new workers.
         """
-        gate = PassGate(deadline=deadline, stop=stop, clock=clock)
-        rank = {i: r for r, i in enumerate(priority_order(configs, priority, deadline))}
+        gate = PassGate(deadline=deadline, stop=stop, clock=clock, spent=spent)
+        left = None if deadline is None else deadline - spent  # the earlier attempts' time
+        rank = {i: r for r, i in enumerate(priority_order(configs, priority, left))}
         results: list[ModelResult[T] | None] = [None] * len(configs)
         step = len(self._workers)
         pending = {
