@@ -123,6 +123,21 @@ def test_an_implausible_or_unreadable_record_counts_from_this_attempts_start(
     assert "--deadline counts from this attempt's start" in captured.err
 
 
+def test_an_empty_pass_id_checks_as_without_one(
+    tmp_path: Path, half_minute_turns: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The CronJob's id comes from a pod label through the downward API: a cluster that did
+    # not set it gives an empty string, which must not stop every pass (exit 2 fails the Job).
+    configs = fleet(tmp_path, NAMES)
+    _record(tmp_path, _started(datetime.now(timezone.utc) - timedelta(minutes=21)))
+    args = [*ONCE, "--pool", "thread", "--pass-id", "", "--config", str(configs)]
+    assert main(args) == EXIT_OK
+    assert _checked(tmp_path) == NAMES
+    assert "--pass-id is empty: --deadline counts from this attempt's start" in (
+        capsys.readouterr().err
+    )
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -57,6 +57,9 @@ def seconds_spent(
     pass_id = args.pass_id
     if pass_id is None:
         return 0.0
+    if pass_id == "":  # a downward-API label the cluster does not set: check, as without one
+        _say("--pass-id is empty: --deadline counts from this attempt's start")
+        return 0.0
     if not _PASS_ID.fullmatch(pass_id):
         raise ValidationError(
             f"--pass-id: {pass_id!r} is not an id (letters, digits, '.', '_' or '-', at most "
