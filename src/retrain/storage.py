@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar, cast
 
+from retrain._gcs import shared_client
 from retrain.errors import (
     AlreadyExists,
     NotFound,
@@ -321,9 +322,9 @@ class GCSStorage(Storage):
         prefix = prefix.strip("/")
         if prefix:
             prefix = check_key(prefix)
-        from google.cloud import storage as gcs
-
-        self._client = client if client is not None else _gcs_client(gcs, root)
+        # One client per process for every store (see `retrain._gcs`): building one looks
+        # for credentials each time.
+        self._client = client if client is not None else shared_client(root)
         self._bucket = self._client.bucket(bucket)
         self._prefix = prefix
         self.root = f"gs://{bucket}" + (f"/{self._prefix}" if self._prefix else "")
@@ -419,20 +420,6 @@ class GCSStorage(Storage):
         if not keys and key and (generation := self.generation(key)) != NO_OBJECT:
             return [(key, generation)]  # the prefix names an object itself, as a file does
         return keys
-
-
-def _gcs_client(gcs: Any, root: str) -> Any:
-    """A google.cloud.storage client, or a ValidationError saying how to give it credentials."""
-    from google.auth import exceptions as auth_exc
-
-    try:
-        return gcs.Client()
-    except auth_exc.DefaultCredentialsError:
-        raise ValidationError(
-            f"{root}: no Google Cloud credentials found; set GOOGLE_APPLICATION_CREDENTIALS to "
-            "a service-account key file, run `gcloud auth application-default login`, or run "
-            "with Workload Identity"
-        ) from None
 
 
 def _visible(key: str) -> bool:

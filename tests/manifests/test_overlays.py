@@ -334,6 +334,26 @@ def test_no_model_starts_so_late_that_the_jobs_deadline_kills_it(
 
 @pytest.mark.integration
 @pytest.mark.parametrize("target", TARGETS)
+def test_a_retried_monitor_pod_counts_its_deadline_from_the_jobs_first_pod(
+    rendered: Render, find: Find, target: str
+) -> None:
+    # A pod the Job retries started its own 20 minutes afresh while the Job's
+    # activeDeadlineSeconds went on: its last checks were killed mid-way. Every pod of one Job
+    # must give the monitor the same pass id, one no other Job has: the Job's uid, which the
+    # Job controller sets on its pods (the downward API reads it; no API access needed).
+    cronjob = find(rendered(target), "CronJob", "retrain-drift-monitor")
+    container = pod_specs(cronjob)[0][1]["containers"][0]
+    command = container["command"]
+    assert "--deadline" in command
+    given = command[command.index("--pass-id") + 1]
+    assert given.startswith("$(") and given.endswith(")")  # the kubelet expands it
+    env = {e["name"]: e for e in container.get("env", [])}
+    source = env[given[2:-1]]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert source == "metadata.labels['batch.kubernetes.io/controller-uid']"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("target", TARGETS)
 def test_a_monitor_pass_stopped_by_sigterm_has_time_to_finish_its_checks(
     rendered: Render, find: Find, target: str
 ) -> None:

@@ -696,3 +696,62 @@ def test_off_the_main_thread_the_once_guard_is_not_installed() -> None:
     worker.start()
     worker.join()
     assert len(made) == 1 and not made[0].is_set()  # before: ValueError in the thread
+
+
+#: Runs `retrain monitor ...` with each model's check pressing Ctrl-C at its start: a SIGINT to
+#: the monitor's whole process group (a terminal's foreground group), its workers too.
+_CTRL_C_IN_CHECK = """
+import os, signal, sys, time
+from retrain.cli import main
+from retrain.triggers.monitor import Monitor
+
+original = Monitor.check
+
+def check(self, *args, **kwargs):
+    with open(os.environ["STARTED_FILE"], "a") as f:
+        f.write(f"{self.cfg.name} {os.getpid()}\\n")
+    os.killpg(os.getpgid(0), signal.SIGINT)
+    time.sleep(3)  # a check of a large window
+    return original(self, *args, **kwargs)
+
+Monitor.check = check
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("pool", ["process", "thread"])
+def test_ctrl_c_ends_a_once_pass_in_one_line_with_130_and_no_worker_left(
+    tmp_path: Path, pool: str
+) -> None:
+    # It ended with a KeyboardInterrupt's traceback (exit -2), and only once every model
+    # queued to a worker had been checked.
+    configs = fleet(tmp_path, NAMES)
+    script, started = tmp_path / "monitor_ctrl_c.py", tmp_path / "started"
+    script.write_text(_CTRL_C_IN_CHECK)
+    args = ["monitor", "--once", "--launch", "none", "--workers", "1", "--pool", pool]
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *args, "--config", str(configs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "STARTED_FILE": str(started)},
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err.splitlines() == [
+        "interrupted (Ctrl-C): the monitor stopped before the end of its pass"
+    ]
+    (line,) = started.read_text().splitlines()  # no other model's check started
+    name, pid = line.split()
+    checked = {n for n in NAMES if open_storage(str(tmp_path / n / "store")).list("monitor")}
+    if pool == "process":  # the worker is killed with its check (it ignores SIGINT)
+        assert name == "m1" and int(pid) != proc.pid and not checked
+        assert process_gone(host_name(), int(pid))
+    else:  # a thread's check cannot be killed: it finishes
+        assert name == "m1" and int(pid) == proc.pid and checked == {"m1"}

@@ -10,9 +10,11 @@ import json
 import multiprocessing
 import os
 import stat
+import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -321,6 +323,72 @@ def test_gcs_errors_map_to_exit_codes(
     if expected is TransientError:
         assert "gs://bucket/prefix/k" in str(info.value)
         assert exit_code_for(info.value) == 75
+
+
+class _CountedClient:
+    """Stands in for `google.cloud.storage.Client`: counts its constructions, talks to nobody."""
+
+    made: ClassVar[list[_CountedClient]] = []
+
+    def __init__(self) -> None:
+        _CountedClient.made.append(self)
+
+    def bucket(self, name: str) -> Any:
+        return type("Bucket", (), {"name": name})()
+
+
+@pytest.fixture
+def counted_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[_CountedClient]]:
+    from google.cloud import storage
+
+    monkeypatch.setattr(storage, "Client", _CountedClient)
+    kept = sys.modules.get("retrain._gcs")
+    if kept is not None:
+        monkeypatch.setattr(kept, "_clients", {})  # none kept from another test
+    _CountedClient.made = []
+    yield _CountedClient.made
+
+
+def test_gs_stores_of_one_process_share_one_client(
+    counted_clients: list[_CountedClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A pass over fifty models opened fifty stores, each building a client (and looking
+    # for credentials) of its own.
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    stores = [open_storage(root) for root in ("gs://a/m1", "gs://a/m2", "gs://b", "gs://a/m1")]
+    assert len(counted_clients) == 1
+    assert {id(s._client) for s in stores if isinstance(s, GCSStorage)} == {id(counted_clients[0])}
+    # Other settings (here an emulator's endpoint) get a client of their own, kept as well.
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:9")
+    emulated = [open_storage("gs://a/m1"), open_storage("gs://a/m2")]
+    assert len(counted_clients) == 2
+    assert all(s._client is counted_clients[1] for s in emulated if isinstance(s, GCSStorage))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks")
+def test_a_forked_child_builds_its_own_gs_client(counted_clients: list[_CountedClient]) -> None:
+    parents = open_storage("gs://a/m1")
+    assert isinstance(parents, GCSStorage)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running the parent's cleanup
+        try:
+            stores = [open_storage("gs://a/m1"), open_storage("gs://a/m2")]
+            clients = {id(s._client) for s in stores if isinstance(s, GCSStorage)}
+            report = {
+                "reused_parents": id(parents._client) in clients,
+                "clients": len(clients),
+                "built_here": len(counted_clients) - 1,
+            }
+            os.write(write, json.dumps(report).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        report = json.loads(f.read())
+    os.waitpid(pid, 0)
+    assert report == {"reused_parents": False, "clients": 1, "built_here": 1}
+    assert open_storage("gs://a/m2")._client is parents._client  # type: ignore[attr-defined]
 
 
 # -- local directory only ---------------------------------------------------------------------

@@ -6,13 +6,10 @@ import argparse
 import contextlib
 import functools
 import json
-import signal
 import sys
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from retrain.cli._fleet import (
@@ -22,6 +19,11 @@ from retrain.cli._fleet import (
     fleet_entry,
     models,
 )
+from retrain.cli._pass_start import pass_id_option, seconds_spent
+from retrain.cli._signals import interrupted
+from retrain.cli._signals import signals_restored as _signals_restored
+from retrain.cli._signals import stop_on_signals as _stop_on_signals
+from retrain.cli._signals import stop_on_sigterm as _stop_on_sigterm
 from retrain.config import Config, load_config
 from retrain.deploy import load_schemas
 from retrain.errors import (
@@ -104,7 +106,10 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     # The handlers `_stop_for` installs last only as long as the command: a caller in the
     # same process (`retrain.cli.main` from Python) gets its own back.
     with _signals_restored():
-        return _monitor(args)
+        try:
+            return _monitor(args)
+        except KeyboardInterrupt:  # Ctrl-C of a --once pass (--every stops at a safe point)
+            return interrupted()
 
 
 def _monitor(args: argparse.Namespace) -> int:
@@ -117,6 +122,7 @@ def _monitor(args: argparse.Namespace) -> int:
     if not fleet.one:
         return _monitor_fleet(fleet, args)
     deadline_seconds(args.deadline)  # one model starts with its pass; a bad flag still fails
+    seconds_spent(args, None)  # a bad --pass-id fails too; one check has no deadline to count
     cfg = fleet.configs[0]
     metrics = MonitorMetrics(cfg.name)
     monitor = Monitor(cfg, _controller(cfg, args), metrics=metrics)
@@ -194,43 +200,6 @@ def _stop_for(args: argparse.Namespace) -> threading.Event:
     return threading.Event()
 
 
-@contextlib.contextmanager
-def _signals_restored() -> Iterator[None]:
-    """The SIGTERM and SIGINT handlers after the block as they were before it (in the main
-    thread: elsewhere none can be set)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, handler in before.items():
-            # None: a handler not set from Python, which cannot be put back; the default is
-            # the closest.
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
-
-
-def _stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT instead of ending the process (`--every`)."""
-    stop = _stop_on_sigterm()
-    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
-    return stop
-
-
-def _stop_on_sigterm() -> threading.Event:
-    """An event set by SIGTERM instead of ending the process (Ctrl-C still interrupts); in
-    the main thread only (elsewhere Python handles no signal: the event is never set)."""
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _stop)
-    return stop
-
-
 @dataclass(frozen=True)
 class _FleetOptions:
     """What a model's share of a fleet pass needs of the command line (sent to workers)."""
@@ -292,6 +261,7 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
     workers = min(args.workers, len(configs))
     deadline = deadline_seconds(args.deadline)  # a bad flag fails before any fork
     interval = _interval(args.every) if args.every is not None else None
+    spent = seconds_spent(args, configs[0].storage_root)  # --pass-id: by a Job's earlier pods
     # Forked now, before the metrics server's thread starts (see ProcessFleet).
     processes = (
         ProcessFleet[_ModelCheck](workers, warm_up=load_schemas) if args.pool == "process" else None
@@ -302,6 +272,7 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
     # The models checked longest ago first, so a pass cut short (by --deadline or a SIGTERM)
     # serves the ones it left out first next time.
     limits: dict[str, Any] = {"stop": stop.is_set, "deadline": deadline, "priority": last_checked}
+    limits["spent"] = spent
 
     def one_pass() -> tuple[int, bool]:
         """A pass's exit code, and whether a stop left one of its models unstarted."""
@@ -469,6 +440,7 @@ def add_commands(sub: Any) -> None:
     m.add_argument("--bind", default="127.0.0.1", help="metrics address (default 127.0.0.1)")
     m.add_argument("--json", action="store_true", help="print the full result (with --once)")
     deadline_option(m, "check")
+    pass_id_option(m)
     m.add_argument(
         "--pool",
         choices=["process", "thread"],

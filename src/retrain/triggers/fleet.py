@@ -212,7 +212,8 @@ class PassGate:
     `NotStarted` (exit 75), and the work in progress finishes. Nor once `deadline` seconds of
     `clock` have passed since the pass began: those are skipped (`ModelResult.skipped`), which
     is not a failure: the next pass serves them, first when the pass orders the models by
-    when they were served (`priority_order`).
+    when they were served (`priority_order`). A pass that earlier attempts began (a Job's
+    retried pod) began `spent` seconds before this gate was made.
     """
 
     def __init__(
@@ -221,9 +222,10 @@ class PassGate:
         deadline: float | None = None,
         stop: Callable[[], bool] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        spent: float = 0.0,
     ) -> None:
         self.deadline, self.stop, self.clock = deadline, stop, clock
-        self.began = clock()
+        self.began = clock() - spent
 
     def refusal(self, cfg: Config) -> ModelResult[Any] | None:
         """The result of a model that may not start now, or None: start it."""
@@ -244,10 +246,10 @@ def priority_order(
     served longest ago, say); in the configs' order without one.
 
     The keys are small reads that wait on a store, made on up to `_PRIORITY_READS` daemon
-    threads for at most `_PRIORITY_SECONDS`, or a tenth of the pass's `deadline` if that is
-    shorter: ordering must not spend the pass. A model whose key did not come in time (a store
-    slow to answer) goes after those that did, in the configs' order; its read is not waited
-    for, even at exit.
+    threads for at most `_PRIORITY_SECONDS`, or a tenth of the pass's `deadline` (the seconds
+    it has left) if that is shorter: ordering must not spend the pass. A model whose key did
+    not come in time (a store slow to answer) goes after those that did, in the configs'
+    order; its read is not waited for, even at exit.
     """
     order = list(range(len(configs)))
     if priority is None or not configs:
@@ -289,19 +291,24 @@ def run_for_each(
     stop: Callable[[], bool] | None = None,
     priority: Callable[[Config], Any] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    spent: float = 0.0,
 ) -> list[ModelResult[T]]:
     """`work` for every config on at most `workers` threads; results in the configs' order.
 
     Errors are caught per model (`ModelResult.error`), so a bad config or an unreachable
     store fails that model's work only. The models start in the configs' order, or by
-    `priority` (`priority_order`). `stop` and `deadline` end the pass early (`PassGate`).
+    `priority` (`priority_order`). `stop` and `deadline` end the pass early (`PassGate`;
+    `spent`: seconds of the pass spent before this call, by earlier attempts). On Ctrl-C (a
+    KeyboardInterrupt in the caller's thread) the work in progress finishes and no other
+    starts before the KeyboardInterrupt goes on.
     """
     if workers < 1:
         raise ValidationError(f"workers must be at least 1, not {workers}")
-    gate = PassGate(deadline=deadline, stop=stop, clock=clock)
+    gate = PassGate(deadline=deadline, stop=stop, clock=clock, spent=spent)
+    abandoned = threading.Event()  # Ctrl-C: the work in progress finishes, no other starts
 
     def one(cfg: Config) -> ModelResult[T]:
-        refused = gate.refusal(cfg)
+        refused = not_started(cfg) if abandoned.is_set() else gate.refusal(cfg)
         if refused is not None:
             return refused
         t0 = time.perf_counter()
@@ -311,9 +318,14 @@ def run_for_each(
             return ModelResult(cfg.name, None, err, time.perf_counter() - t0)
         return ModelResult(cfg.name, result, None, time.perf_counter() - t0)
 
-    order = priority_order(configs, priority, deadline)
+    left = None if deadline is None else deadline - spent  # the earlier attempts' time
+    order = priority_order(configs, priority, left)
     with ThreadPoolExecutor(max_workers=min(workers, max(len(configs), 1))) as pool:
-        done = dict(zip(order, pool.map(one, [configs[i] for i in order]), strict=True))
+        try:
+            done = dict(zip(order, pool.map(one, [configs[i] for i in order]), strict=True))
+        except BaseException:  # a KeyboardInterrupt here: the rest must not start meanwhile
+            abandoned.set()
+            raise
     return [done[i] for i in range(len(configs))]
 
 

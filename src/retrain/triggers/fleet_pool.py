@@ -15,9 +15,10 @@ reach while forking, so a worker's collections do not copy the pages it shares w
 parent. A worker that dies is replaced by a spawned process (a fresh interpreter that runs
 `warm_up` itself), started from the caller's thread between rounds of the pass: by then the
 parent runs other threads (a metrics server), and a fork would copy a process with threads.
-Workers ignore SIGINT and SIGTERM (the parent decides when a pass ends: an interrupted pass
-finishes, as with threads) and, on Linux, are killed when the parent dies (no orphan checks
-on after a killed monitor).
+Workers ignore SIGINT and SIGTERM (the parent decides when a pass ends: its SIGTERM handler
+lets the checks in progress finish, as with threads; Ctrl-C in the parent kills the workers
+with their checks, see `ProcessFleet.run`) and, on Linux, are killed when the parent dies (no
+orphan checks on after a killed monitor).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -203,20 +205,26 @@ class ProcessFleet(Generic[T]):
         stop: Callable[[], bool] | None = None,
         priority: Callable[[Config], Any] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        spent: float = 0.0,
     ) -> list[ModelResult[T]]:
         """`work` for every config; results in the configs' order, errors per model.
 
-        `stop` (the parent got a SIGTERM) and `deadline` end the pass early, as in
-        `retrain.triggers.fleet.run_for_each` (`PassGate`): the work in progress finishes. Each
-        process takes its models by `priority` (`priority_order`), so a pass cut short leaves
-        out the models served most recently.
+        `stop` (the parent got a SIGTERM) and `deadline` (less the `spent` seconds of earlier
+        attempts) end the pass early, as in `retrain.triggers.fleet.run_for_each` (`PassGate`):
+        the work in progress finishes. Each process takes its models by `priority`
+        (`priority_order`), so a pass cut short leaves out the models served most recently.
 
         A worker that dies fails its model; its next models wait for its replacement, which
         is started here, in the caller's thread, between rounds: on Linux a process's death
         signal follows the thread that started it, and a dispatch thread ends with its round.
+
+        Ctrl-C (a KeyboardInterrupt in the caller's thread) ends the pass at once: no model
+        starts any more, the workers (which ignore SIGINT) are killed with the checks they
+        were running, and the KeyboardInterrupt goes on; the next pass starts new workers.
         """
-        gate = PassGate(deadline=deadline, stop=stop, clock=clock)
-        rank = {i: r for r, i in enumerate(priority_order(configs, priority, deadline))}
+        gate = PassGate(deadline=deadline, stop=stop, clock=clock, spent=spent)
+        left = None if deadline is None else deadline - spent  # the earlier attempts' time
+        rank = {i: r for r, i in enumerate(priority_order(configs, priority, left))}
         results: list[ModelResult[T] | None] = [None] * len(configs)
         step = len(self._workers)
         pending = {
@@ -224,9 +232,11 @@ class ProcessFleet(Generic[T]):
         }
         pending = {k: queue for k, queue in pending.items() if queue}
 
+        abandoned = threading.Event()  # Ctrl-C: no model starts any more
+
         def drain(k: int) -> None:
             queue = pending[k]
-            while queue:
+            while queue and not abandoned.is_set():
                 i = queue.pop(0)
                 refused = gate.refusal(configs[i])
                 if refused is not None:
@@ -240,8 +250,17 @@ class ProcessFleet(Generic[T]):
             for k in pending:
                 if self._workers[k] is None:
                     self._workers[k] = _Worker(self._respawn, self._warm_up)
-            with ThreadPoolExecutor(max_workers=len(pending)) as pool:
-                list(pool.map(drain, list(pending)))
+            try:
+                with ThreadPoolExecutor(max_workers=len(pending)) as pool:
+                    try:
+                        list(pool.map(drain, list(pending)))
+                    except BaseException:
+                        abandoned.set()
+                        self._kill()  # a dispatch thread waiting on its worker returns now
+                        raise
+            except BaseException:
+                self._drop_killed()
+                raise
             pending = {k: queue for k, queue in pending.items() if queue}
         done = [r for r in results if r is not None]
         assert len(done) == len(configs)
@@ -262,6 +281,19 @@ class ProcessFleet(Generic[T]):
                 f"(exit {code}): {type(err).__name__}"
             )
             return ModelResult(cfg.name, None, lost, time.perf_counter() - t0)
+
+    def _kill(self) -> None:
+        """Kill every worker (SIGKILL: they ignore SIGINT and SIGTERM) with its check."""
+        for worker in self._workers:
+            if worker is not None:
+                worker.process.kill()
+
+    def _drop_killed(self) -> None:
+        """Reap the killed workers (once no dispatch thread uses them); `run` replaces them."""
+        for k, worker in enumerate(self._workers):
+            if worker is not None:
+                worker.stop(timeout=1.0)
+                self._workers[k] = None
 
     def close(self) -> None:
         """Stop every worker process (each finishes its current model first)."""
