@@ -119,3 +119,11 @@ def test_durations() -> None:
     assert parse_duration("12h") == 12 * 3600
     with pytest.raises(ValueError):
         parse_duration("7 days")
+
+
+def test_the_id_may_not_be_the_time_column() -> None:
+    # Ingest parses the time column into times, so as an id it would match no label's id
+    # (every window 0% labelled) and the full_refit baseline would select the column twice.
+    raw = _with("data.id_column", "week")
+    with pytest.raises(ValidationError, match=r"data: .*id_column and time_column are both 'week'"):
+        config_from_dict(raw)

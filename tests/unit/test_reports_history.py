@@ -98,3 +98,15 @@ def test_the_monitor_metric_is_placed_at_the_window_it_was_measured_on() -> None
     monitor = [{"window": "1", "performance": {"metric": "auc", "current": 0.6, "window": "0"}}]
     rows = {r.window: r for r in build_history("m", runs, monitor).windows}
     assert (rows["0"].monitor_metric, rows["1"].monitor_metric) == (0.6, None)
+
+
+def test_a_window_only_the_monitor_checked_shows_the_signals_it_fired() -> None:
+    # As `retrain monitor` writes it: the drift block names fired signals and each feature.
+    runs = {"r0": run("0", "2026-01-01T00:00:00")}
+    drift = {"share_drifted": 0.5, "fired": ["feature_share"],
+             "features": [{"name": "a", "drifted": True}, {"name": "b", "drifted": False}]}
+    history = build_history("m", runs, [{"window": "1", "drift": drift}])
+    rows = {r.window: r for r in history.windows}
+    assert rows["1"].drift_share == 0.5
+    assert rows["1"].drift_fired == ["feature_share"]
+    assert rows["1"].drifted_features == ["a"]

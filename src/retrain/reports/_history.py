@@ -121,6 +121,9 @@ def build_history(
         drift = doc.get("drift") or {}
         if row.drift_share is None and isinstance(drift.get("share_drifted"), (int, float)):
             row.drift_share = float(drift["share_drifted"])
+            row.drift_fired = [str(x) for x in drift.get("fired") or []]
+            feats = drift.get("features") or []
+            row.drifted_features = [str(f.get("name")) for f in feats if f.get("drifted")]
     canaries = _canaries(ordered, run_window)
     for ev in events:
         window = run_window.get(str(ev.get("run_id")))

@@ -152,6 +152,13 @@ class DataSource(Section):
             parse_duration(self.window_size)
         self._check_anchor()
         self._check_partitioning()
+        if self.id_column == self.time_column:
+            raise ValueError(
+                f"id_column and time_column are both {self.id_column!r}: ingest parses the time"
+                " column into times, so it cannot also be the id the labels are joined on (no"
+                " label would match); give each row an id column of its own (a row number, or"
+                " the time copied into another column)"
+            )
         return self
 
     def _check_partitioning(self) -> None:

@@ -99,7 +99,10 @@ def known_labels(cfg: Config, rows: pd.DataFrame, as_of: Any) -> pd.Series | Non
             labels = labels[pd.Index(ids.unique()).get_indexer(label_ids) >= 0]
         # Coverage is judged by the caller: the join takes whatever labels have arrived.
         relaxed = without_coverage_floor(cfg)
-        labelled = join_labels(relaxed, rows, labels, as_of=as_of).labelled
+        # The join needs the id and the time only: the rows read from the source may also
+        # hold the label itself (labels kept in the events' file, an ignored column there).
+        keys = list(dict.fromkeys([cfg.data.id_column, cfg.data.time_column]))
+        labelled = join_labels(relaxed, rows[keys], labels, as_of=as_of).labelled
     except ValidationError:
         return None
     if labelled.empty:

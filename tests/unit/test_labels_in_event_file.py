@@ -1,0 +1,89 @@
+"""Labels kept in the events' own file (one CSV, the label a column of each row, known at once).
+
+The label column is listed in ``data.ignore_columns`` so that ingest drops it, and
+``labels.uri`` names the same file. The monitor reads the source's rows itself (with every
+column, the label among them) and must still find the labels of a window.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from retrain.config import Config, load_config
+from retrain.launchers import NoLauncher
+from retrain.storage import open_storage
+from retrain.triggers._labelled_window import known_labels, window_rows
+from retrain.triggers.controller import TriggerController
+from retrain.triggers.monitor import Monitor
+from tests.unit.test_monitor_scores import register_champion
+
+DAY0 = pd.Timestamp("2024-03-04", tz="UTC")  # a Monday
+ROWS = 300  # per day, on average
+NOW = datetime(2024, 4, 1, tzinfo=timezone.utc)
+
+
+def _one_file_case(root: Path) -> Config:
+    rng = np.random.default_rng(11)
+    n = ROWS * 21  # three weekly windows
+    t = DAY0 + pd.to_timedelta(np.sort(rng.uniform(0, 21 * 24, n)), unit="h")
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    y = np.where(a + 0.5 * b + rng.normal(0, 0.3, n) > 0, "UP", "DOWN")
+    frame = pd.DataFrame(
+        {"id": np.arange(n), "t": t.strftime("%Y-%m-%dT%H:%M:%S"), "a": a, "b": b, "y": y}
+    )
+    frame.to_csv(root / "events.csv", index=False)
+    cfg = {
+        "name": "onefile",
+        "task": "classification",
+        "target": "y",
+        "storage_root": "store",
+        "seed": 3,
+        "data": {
+            "uri": "events.csv",
+            "format": "csv",
+            "id_column": "id",
+            "time_column": "t",
+            "time_kind": "timestamp",
+            "window_size": "7d",
+            "ignore_columns": ["y"],
+            "features": {"a": "numeric", "b": "numeric"},
+        },
+        "labels": {"uri": "events.csv", "format": "csv", "id_column": "id", "label_column": "y"},
+        "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+        "deploy": {"deployment_name": "onefile", "gitops_repo": "gitops"},
+    }
+    (root / "onefile.yaml").write_text(yaml.safe_dump(cfg))
+    return load_config(root / "onefile.yaml")
+
+
+def test_a_window_read_from_the_events_file_gets_the_labels_of_that_file(
+    tmp_path: Path,
+) -> None:
+    cfg = _one_file_case(tmp_path)
+    _, rows = window_rows(cfg, "2024-03-11")
+    assert "y" in rows.columns  # the monitor's read keeps every column of the file
+    labels = known_labels(cfg, rows, None)
+    assert labels is not None
+    assert labels.tolist() == rows["y"].tolist()
+
+
+def test_the_monitor_judges_the_champion_on_labels_kept_in_the_events_file(
+    tmp_path: Path,
+) -> None:
+    cfg = _one_file_case(tmp_path)
+    register_champion(cfg, tmp_path / "w0", "2024-03-04")
+    store = open_storage(cfg.storage_root)
+    ctl = TriggerController(store, cfg.name, cfg.triggers, NoLauncher(), clock=lambda: NOW)
+    perf = Monitor(cfg, ctl).check("2024-03-18").performance
+    # Every row of every window is labelled: the checked window is measured on all of them.
+    assert perf["window"] == "2024-03-18"
+    assert perf["coverage"] == 1.0
+    t = pd.to_datetime(pd.read_csv(tmp_path / "events.csv")["t"], utc=True)
+    start = pd.Timestamp("2024-03-18", tz="UTC")
+    in_window = (t >= start) & (t < start + pd.Timedelta(days=7))
+    assert perf["rows"] == int(in_window.sum()) > 0
