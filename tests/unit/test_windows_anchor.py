@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from retrain.config import DataSource, config_from_dict
 from retrain.data.ingest import ingest_window
@@ -14,6 +15,7 @@ from retrain.data.windows import (
     window_ids_in,
     window_slots,
 )
+from retrain.errors import ValidationError
 
 
 def source(**extra: object) -> DataSource:
@@ -100,3 +102,15 @@ def test_ingest_warns_about_an_off_grid_window() -> None:
     off = ingest_window(cfg, events, parse_window(cfg.data, "2024-01-10"), None)
     assert len(off.data) == 7 * 24  # the window is ingested as asked ...
     assert off.report["warnings"][0].startswith("window 2024-01-10 is not on the window grid")
+
+
+def test_windows_all_smaller_than_min_rows_fail_naming_min_rows_not_the_anchor() -> None:
+    # Daily rows in 30-day windows: every window holds about 30 events, under min_rows 100.
+    cfg = source(window_size="30d", min_rows=100)
+    daily = pd.Series(pd.date_range("2024-01-01", periods=365, freq="D", tz="UTC"))
+    with pytest.raises(ValidationError) as err:
+        drop_small_leading_windows(cfg, daily, window_ids_in(cfg, daily))
+    text = str(err.value)
+    assert "every window has fewer than data.min_rows 100 events" in text
+    assert "lower data.min_rows or widen data.window_size" in text
+    assert "window_anchor" not in text

@@ -274,10 +274,24 @@ def drop_small_leading_windows(
     A grid that does not start at the first event often begins with a sliver of a window,
     which ingest would refuse; later small windows are kept (and fail loudly): a gap in the
     middle of the data is news.
+
+    Raises:
+        ValidationError: no window holds `data.min_rows` events: the windows are too small
+            for the setting, not misaligned (the message says so, rather than skipping all).
     """
     values = event_times(times, data.time_kind, errors="coerce")
     kept = list(window_ids)
     messages = []
+    counts = [
+        int(((values >= w.start) & (values < w.end)).fillna(False).sum())
+        for w in (parse_window(data, k) for k in kept)
+    ]
+    if counts and max(counts) < data.min_rows:
+        raise ValidationError(
+            f"every window has fewer than data.min_rows {data.min_rows} events (the largest of "
+            f"the {len(counts)} windows of data.window_size {data.window_size!r} has "
+            f"{max(counts)}): lower data.min_rows or widen data.window_size"
+        )
     while kept:
         window = parse_window(data, kept[0])
         rows = int(((values >= window.start) & (values < window.end)).fillna(False).sum())
