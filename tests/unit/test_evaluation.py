@@ -723,3 +723,27 @@ def test_history_budget_against_a_perfect_champion_is_a_share_of_a_constant_pred
     assert unknown.comparison["history_loss_budget"] == pytest.approx(0.02)
     assert unknown.comparison["history_loss_budget_basis"].startswith("metric units")
     assert _failed(unknown) == ["history_bounded_loss"]
+
+
+def test_a_metric_undefined_on_too_few_recent_rows_is_undecided_not_rejected() -> None:
+    # One recent evaluation row (a 30-row monthly window): ROC AUC is undefined for both models.
+    # Nothing was shown either way, so the verdict is undecided, not a regression.
+    nan = float("nan")
+    r = decide(
+        GateInputs(
+            "roc_auc",
+            True,
+            nan,
+            nan,
+            (nan, nan),
+            0.862,
+            0.772,
+            (-0.073, 0.221),
+            recent_rows=1,
+            min_rows=500,
+        )
+    )
+    assert not r.blessed
+    assert r.comparison["outcome"] == "undecided", r.reason
+    assert [g.name for g in r.gates if not g.passed and g.decided] == []
+    assert "1 recent evaluation rows, fewer than evaluation.min_rows 500" in r.reason

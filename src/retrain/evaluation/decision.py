@@ -371,7 +371,11 @@ def _unsettled(gate: Gate, weak: str, inputs: GateInputs) -> Gate:
     if gate.passed:
         return gate
     ci = inputs.recent_ci
-    shown_regression = gate.name == "recent_non_regression" and (
+    # A metric undefined on the recent rows (e.g. ROC AUC on rows of one class) shows nothing.
+    defined = inputs.champion_recent is not None and finite(
+        inputs.challenger_recent - inputs.champion_recent
+    )
+    shown_regression = defined and gate.name == "recent_non_regression" and (
         ci is None or not finite(ci[1]) or ci[1] < -inputs.max_recent_regression - _EPS
     )
     if shown_regression:
