@@ -49,9 +49,18 @@ def score_model(
 ) -> tuple[float, int]:
     """The primary metric of `model` on a window's events joined to all their labels (the
     labels that eventually arrive: the measurement, not what any policy knew), and the rows."""
-    labelled, scores, classes = _labelled_scores(cfg, model, events, labels, None)
+    labelled = join_labels(cfg, events, labels, as_of=None).labelled
     if labelled.empty:
         return math.nan, 0
+    scores = predict_scores(model, labelled, cfg)
+    classes = list(getattr(model, "classes_", [])) or None
+    if cfg.task == "classification" and classes is not None:
+        # A class the model never saw is still a row it gets wrong: it scores 0 for it (left
+        # out, the model was measured only on the rows it could answer).
+        unseen = sorted(set(labelled[cfg.target].dropna()) - set(classes), key=str)
+        if unseen:
+            scores = np.hstack([scores, np.zeros((len(scores), len(unseen)))])
+            classes = classes + unseen
     values = compute_metrics(
         cfg.task, labelled[cfg.target], scores, classes, extra=(cfg.primary_metric,)
     )
