@@ -57,6 +57,8 @@ def seconds_spent(
     pass_id = args.pass_id
     if pass_id is None:
         return 0.0
+    if args.every is not None:
+        raise ValidationError("--pass-id is for a --once pass (with --every each pass is new)")
     if pass_id == "":  # a downward-API label the cluster does not set: check, as without one
         _say("--pass-id is empty: --deadline counts from this attempt's start")
         return 0.0
@@ -65,8 +67,6 @@ def seconds_spent(
             f"--pass-id: {pass_id!r} is not an id (letters, digits, '.', '_' or '-', at most "
             "128, starting with a letter or digit)"
         )
-    if args.every is not None:
-        raise ValidationError("--pass-id is for a --once pass (with --every each pass is new)")
     if storage_root is None or args.deadline is None:
         return 0.0
     now = now if now is not None else datetime.now(timezone.utc)

@@ -254,7 +254,7 @@ class ProcessFleet(Generic[T]):
                 with ThreadPoolExecutor(max_workers=len(pending)) as pool:
                     try:
                         list(pool.map(drain, list(pending)))
-                    except BaseException:
+                    except KeyboardInterrupt:  # Ctrl-C only: other errors let checks finish
                         abandoned.set()
                         self._kill()  # a dispatch thread waiting on its worker returns now
                         raise
