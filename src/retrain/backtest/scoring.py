@@ -28,20 +28,19 @@ def _labelled_scores(
     cfg: Config, model: Any, events: pd.DataFrame, labels: pd.DataFrame, as_of: Any
 ) -> tuple[pd.DataFrame, np.ndarray, list[Any] | None]:
     """The window's events that have a label (known at `as_of`; None: every label), the
-    model's scores on them, and its classes; rows of a class the model never saw are left out.
+    model's scores on them, and its classes (None: a regressor); rows of a class the model
+    never saw are kept, for the caller to count as it must.
 
     Raises:
         ValidationError: the label join refuses the window (coverage, leakage).
     """
     labelled = join_labels(cfg, events, labels, as_of=as_of).labelled
     classes = list(getattr(model, "classes_", [])) or None
+    if cfg.task != "classification":
+        classes = None
     if labelled.empty:
         return labelled, np.empty(0), classes
-    scores = predict_scores(model, labelled, cfg)
-    if cfg.task == "classification" and classes is not None:
-        known = labelled[cfg.target].isin(classes).to_numpy()
-        labelled, scores = labelled[known], scores[known]  # a class never seen cannot be scored
-    return labelled, scores, classes
+    return labelled, predict_scores(model, labelled, cfg), classes
 
 
 def score_model(
@@ -49,12 +48,10 @@ def score_model(
 ) -> tuple[float, int]:
     """The primary metric of `model` on a window's events joined to all their labels (the
     labels that eventually arrive: the measurement, not what any policy knew), and the rows."""
-    labelled = join_labels(cfg, events, labels, as_of=None).labelled
+    labelled, scores, classes = _labelled_scores(cfg, model, events, labels, None)
     if labelled.empty:
         return math.nan, 0
-    scores = predict_scores(model, labelled, cfg)
-    classes = list(getattr(model, "classes_", [])) or None
-    if cfg.task == "classification" and classes is not None:
+    if classes is not None:
         # A class the model never saw is still a row it gets wrong: it scores 0 for it (left
         # out, the model was measured only on the rows it could answer).
         unseen = sorted(set(labelled[cfg.target].dropna()) - set(classes), key=str)
@@ -93,9 +90,12 @@ def labelled_check(
         return None
     relaxed = without_coverage_floor(cfg)
     try:
-        labelled, scores, _ = _labelled_scores(relaxed, model, events, labels, as_of)
+        labelled, scores, classes = _labelled_scores(relaxed, model, events, labels, as_of)
     except RetrainError:
         return None
+    if classes is not None:  # the check compares with the profile's classes: a new one is left out
+        known = labelled[cfg.target].isin(classes).to_numpy()
+        labelled, scores = labelled[known], scores[known]
     if labelled.empty:
         return None
     return labelled_window_check(profile, labelled[cfg.target], scores, cfg)

@@ -282,19 +282,15 @@ def drop_small_leading_windows(
     values = event_times(times, data.time_kind, errors="coerce")
     kept = list(window_ids)
     messages = []
-    counts = [
-        int(((values >= w.start) & (values < w.end)).fillna(False).sum())
-        for w in (parse_window(data, k) for k in kept)
-    ]
+    windows = [parse_window(data, k) for k in kept]
+    counts = [int(((values >= w.start) & (values < w.end)).fillna(False).sum()) for w in windows]
     if counts and max(counts) < data.min_rows:
         raise ValidationError(
             f"every window has fewer than data.min_rows {data.min_rows} events (the largest of "
             f"the {len(counts)} windows of data.window_size {data.window_size!r} has "
             f"{max(counts)}): lower data.min_rows or widen data.window_size"
         )
-    while kept:
-        window = parse_window(data, kept[0])
-        rows = int(((values >= window.start) & (values < window.end)).fillna(False).sum())
+    for window, rows in zip(windows, counts, strict=True):
         if rows >= data.min_rows:
             break
         messages.append(

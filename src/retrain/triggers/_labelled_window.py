@@ -101,7 +101,7 @@ def known_labels(cfg: Config, rows: pd.DataFrame, as_of: Any) -> pd.Series | Non
         relaxed = without_coverage_floor(cfg)
         # The join needs the id and the time only: the rows read from the source may also
         # hold the label itself (labels kept in the events' file, an ignored column there).
-        keys = list(dict.fromkeys([cfg.data.id_column, cfg.data.time_column]))
+        keys = [cfg.data.id_column, cfg.data.time_column]  # distinct (checked at load)
         labelled = join_labels(relaxed, rows[keys], labels, as_of=as_of).labelled
     except ValidationError:
         return None
