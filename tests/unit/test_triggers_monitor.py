@@ -145,15 +145,18 @@ def test_reports_are_written_to_the_store(tmp_path: Path) -> None:
     cfg = load_config(write_case(tmp_path))
     with_champion(cfg)
     monitor, _ = make_monitor(cfg, Clock())
-    result = monitor.check()  # the newest window: 5
-    assert result.window == "5"
+    result = monitor.check()  # the newest window that is over: 4 (5, the last, may be filling)
+    assert result.window == "4"
     store = open_storage(cfg.storage_root)
     doc = json.loads(store.read_text(result.report_key or ""))
-    assert doc["window"] == "5" and doc["champion"] == "v1"
+    assert doc["window"] == "4" and doc["champion"] == "v1"
+    assert doc["window_choice"]["rule"] == "newest ended"
+    assert doc["window_choice"]["open_windows"] == ["5"]
     assert doc["drift"]["dataset_drifted"] is True
     assert doc["decisions"][0]["rule"] == "hysteresis"
     md = store.read_text((result.report_key or "").replace(".json", ".md"))
-    assert "window 5" in md and "| a | mean_shift |" in md and "[hysteresis]" in md
+    assert "window 4" in md and "| a | mean_shift |" in md
+    assert "window 5 still open, not judged" in md and "[hysteresis]" in md
 
 
 def test_without_a_champion_there_is_no_drift_but_new_data_and_schedules_count(
@@ -191,7 +194,7 @@ def test_cli_trigger_and_monitor_once(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["monitor", "--once", "--json", *args]) == EXIT_OK
     out = capsys.readouterr().out
     doc = json.loads(out[: out.rindex("}") + 1])
-    assert doc["window"] == "5" and doc["drift"] is None
+    assert doc["window"] == "4" and doc["drift"] is None
     records = list((tmp_path / "store" / "triggers" / "toy" / "launches").glob("*.json"))
     assert len(records) == 1
     assert json.loads(records[0].read_text())["signal"]["details"] == {"requested_by": "ops"}
@@ -230,12 +233,12 @@ def test_the_newest_window_is_found_from_the_footers_not_the_time_column(tmp_pat
     (tmp_path / "events" / "e.parquet").unlink()
     for w in range(6):  # one file a window, its row groups each in one window
         events[events["t"] == w].to_parquet(tmp_path / "events" / f"w{w}.parquet")
-    for w in range(5):  # every page of the older windows unreadable: only footers remain
+    for w in range(4):  # every page of the older windows unreadable: only footers remain
         corrupt_pages(tmp_path / "events" / f"w{w}.parquet")
     monitor, _ = make_monitor(cfg, Clock())
     result = monitor.check()
-    assert result.window == "5"
-    assert result.untrained_rows == 1200  # six windows of 200 rows, none trained, from footers
+    assert result.window == "4"  # the newest over (5, the source's last, may be filling)
+    assert result.untrained_rows == 1000  # five windows of 200 rows to 4, none trained
 
 
 def _rewrite(reg: Registry, version: str, name: str, data: bytes) -> None:
@@ -328,9 +331,9 @@ def test_a_directory_of_one_config_answers_as_many_models(
     assert main(["monitor", "--once", "--json", "--config", str(configs), *args]) == EXIT_OK
     captured = capsys.readouterr()
     (entry,) = json.loads(captured.out)  # stdout is the JSON alone: the summary goes aside
-    assert entry["model"] == "toy" and entry["result"]["window"] == "5"
+    assert entry["model"] == "toy" and entry["result"]["window"] == "4"
     assert "checked 1 model: 1 ok (exit 0)" in captured.err
     assert main(["monitor", "--once", "--json", "--config", str(config), *args]) == EXIT_OK
     captured = capsys.readouterr()
-    assert json.loads(captured.out)["window"] == "5"
+    assert json.loads(captured.out)["window"] == "4"
     assert "report: " in captured.err

@@ -99,7 +99,9 @@ def _summary(result: Any) -> str:
         + (f" -> run {o.launch.run_id} {o.launch.status}" if o.launch else "")
         for o in result.outcomes
     )
-    return f"window {result.window}: {what}; {decisions or 'no signals'}"
+    unjudged = (result.window_choice or {}).get("open_windows") or []
+    still = f"; window {', '.join(unjudged)} still open, not judged" if unjudged else ""
+    return f"window {result.window}: {what}; {decisions or 'no signals'}{still}"
 
 
 def _cmd_monitor(args: argparse.Namespace) -> int:
@@ -429,13 +431,17 @@ def _launch_options(p: argparse.ArgumentParser) -> None:
 def add_commands(sub: Any) -> None:
     """Add `monitor`, `trigger` and `schedule` to the `retrain` command."""
     m = sub.add_parser(
-        "monitor", help="check the newest window for drift and retrain when the policy says so"
+        "monitor",
+        help="check the newest window that is over for drift and retrain when the policy says so",
     )
     config_options(m)
     mode = m.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="one check, then exit (default)")
     mode.add_argument("--every", metavar="DURATION", help="check every DURATION, e.g. 10m")
-    m.add_argument("--window", help="check this window instead of the newest")
+    m.add_argument(
+        "--window",
+        help="check this window instead of the newest that is over (an open one too)",
+    )
     m.add_argument("--port", type=int, default=9108, help="metrics port with --every (0: off)")
     m.add_argument("--bind", default="127.0.0.1", help="metrics address (default 127.0.0.1)")
     m.add_argument("--json", action="store_true", help="print the full result (with --once)")

@@ -126,6 +126,15 @@ class TriggerConfig(Section):
         " after the champion's training window count): at least the label delay in windows"
         " plus one. Each window passed over costs a read of its ids and of their labels.",
     )
+    judge_open_window: bool = Field(
+        default=False,
+        description="Let a monitor check without --window judge the newest window with events"
+        " even while it is still open (its end after the monitor's clock; for period sources,"
+        " the source's last window). Off: it judges the newest window that is over, as a"
+        " scheduled run trains one, since a partial window of a periodic stream (a week so"
+        " far) differs from the reference's whole windows by construction. On: for windows"
+        " that must be watched before they end (daily fraud checked hourly).",
+    )
     new_data_rows: int | None = Field(
         default=None, ge=1, description="Retrain once this many rows arrived untrained. Unset: off."
     )

@@ -57,6 +57,8 @@ class CheckResult:
     #: The signals the drift trigger counted (`drift_verdict`; None: drift not measured): the
     #: engine's on the checked window, but its labelled one only from the window judged.
     drift_counted: tuple[str, ...] | None = None
+    #: How the checked window was chosen (`retrain.triggers._checked_window.CheckedWindow`).
+    window_choice: dict[str, Any] | None = None
 
     @property
     def drifted(self) -> bool:
@@ -82,6 +84,7 @@ class CheckResult:
         return {
             "model": self.model,
             "window": self.window,
+            "window_choice": self.window_choice,
             "champion": self.champion,
             "checked_at": self.checked_at.isoformat(),
             "drift": drift,
@@ -99,6 +102,8 @@ class CheckResult:
             f"`{self.champion or 'none'}`.",
             "",
         ]
+        if self.window_choice is not None:
+            lines += [f"**Window:** {self.window_choice['reason']}.", ""]
         if self.drift is not None:
             d = self.drift
             counted = list(self.drift_counted or ())

@@ -1,6 +1,7 @@
 """The monitor: check the latest window, report, and let the trigger policy decide.
 
-One `Monitor.check` reads the newest window of the data source, has the champion score it,
+One `Monitor.check` reads the newest window of the data source that is over (a window still
+open is a partial sample: `retrain.triggers._checked_window`), has the champion score it,
 compares it with the champion's reference profile (``profile.json`` beside each registered
 version; with the labels that have arrived, the engine also measures the metric drop), counts
 untrained rows, and turns each into a `Signal` for the `TriggerController` (drift first, so a
@@ -43,6 +44,7 @@ from retrain.errors import NotFound, RetrainError, ValidationError
 from retrain.registry import Registry
 from retrain.storage import Storage, open_storage
 from retrain.triggers._check import CheckResult, DriftSummary, FeatureStat, observe_result
+from retrain.triggers._checked_window import checked_window
 from retrain.triggers._labelled_window import (
     LABELLED_SIGNAL,
     check_fields,
@@ -142,7 +144,8 @@ class Monitor:
     # -- one check --------------------------------------------------------------------------
 
     def check(self, window: str | None = None) -> CheckResult:
-        """Check one window (default: the newest in the data source) and decide."""
+        """Check one window (default: the newest in the data source that is over, unless
+        ``triggers.judge_open_window``; `retrain.triggers._checked_window`) and decide."""
         with self.scorer.one_check():  # each of the champion's files read once
             result, signals = self._measure(window)
         # Decided after the champion's files are let go: a launch may run a whole cycle here.
@@ -168,11 +171,16 @@ class Monitor:
         if len(counts.unreadable):  # refused, naming examples, as a read of the column is
             event_times(counts.unreadable.rename(time_col), cfg.data.time_kind)
         ids = list(counts.rows)
-        if window is None:
-            if not ids:
-                raise ValidationError(f"data source {cfg.data.uri} holds no events")
-            window = ids[-1]
-        win = parse_window(cfg.data, window)
+        # Without --window: the newest window that is over (`retrain.triggers._checked_window`).
+        chosen = checked_window(
+            cfg.data,
+            ids,
+            self.controller.clock(),
+            given=window,
+            judge_open=cfg.triggers.judge_open_window,
+            source=cfg.data.uri,
+        )
+        win = parse_window(cfg.data, chosen.id)
         source, current = window_rows(cfg, win.id)
         if current.empty:
             raise ValidationError(f"window {win.id} of {cfg.data.uri} holds no events")
@@ -233,6 +241,7 @@ class Monitor:
             untrained_rows=untrained,
             outcomes=[],
             drift_counted=counted,
+            window_choice=chosen.as_dict(),
         )
         return result, signals
 
