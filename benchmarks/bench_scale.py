@@ -382,8 +382,11 @@ def measure_monitor(work: Path) -> dict[str, Any]:
     if not RETRAIN.exists():
         raise SystemExit(f"no `retrain` console script beside {sys.executable}: install retrain")
     data = work / "monitor-data"
+    # One period more than the monitored ones: a check judges the newest window that is over,
+    # before the source's last (which may still be filling), so it judges period
+    # MONITOR_WINDOWS - 1, the first after the champion's training windows.
     run({"kind": "data", "dir": str(data), "rows": MONITOR_ROWS, "features": 20,
-         "periods": MONITOR_WINDOWS}, work)  # fmt: skip
+         "periods": MONITOR_WINDOWS + 1}, work)  # fmt: skip
     first = work / "monitor-seed"
     path = _write_config(first / "m000.yaml", _config(MONITOR_ROWS, data, first / "store", "m000"))
     windows = ",".join(str(p) for p in range(MONITOR_WINDOWS - 1))
