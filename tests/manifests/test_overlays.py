@@ -334,14 +334,15 @@ def test_no_model_starts_so_late_that_the_jobs_deadline_kills_it(
 
 @pytest.mark.integration
 @pytest.mark.parametrize("target", TARGETS)
-def test_a_retried_monitor_pod_counts_its_deadline_from_the_jobs_first_pod(
-    rendered: Render, find: Find, target: str
+@pytest.mark.parametrize("name", ["retrain-drift-monitor", "retrain-rollout-advance"])
+def test_a_retried_pod_counts_its_deadline_from_the_jobs_first_pod(
+    rendered: Render, find: Find, target: str, name: str
 ) -> None:
-    # A pod the Job retries started its own 20 minutes afresh while the Job's
-    # activeDeadlineSeconds went on: its last checks were killed mid-way. Every pod of one Job
-    # must give the monitor the same pass id, one no other Job has: the Job's uid, which the
-    # Job controller sets on its pods (the downward API reads it; no API access needed).
-    cronjob = find(rendered(target), "CronJob", "retrain-drift-monitor")
+    # A pod the Job retries started its own --deadline afresh while the Job's
+    # activeDeadlineSeconds went on: its last checks (or ticks) were cut short. Every pod of
+    # one Job must give the command the same pass id, one no other Job has: the Job's uid,
+    # which the Job controller sets on its pods (the downward API reads it; no API access).
+    cronjob = find(rendered(target), "CronJob", name)
     container = pod_specs(cronjob)[0][1]["containers"][0]
     command = container["command"]
     assert "--deadline" in command

@@ -18,11 +18,11 @@ from retrain.triggers.fleet_pool import ProcessFleet
 from tests.unit.test_triggers_fleet import fleet
 
 
-def test_an_empty_pass_id_with_every_is_refused(tmp_path: Path) -> None:
+def test_an_empty_pass_id_with_every_is_refused() -> None:
     """Refused as a non-empty one is: --every's passes each count from their own start."""
     args = argparse.Namespace(pass_id="", every="10m", deadline="20m")
     with pytest.raises(ValidationError, match="--pass-id is for a --once pass"):
-        pass_start.seconds_spent(args, str(tmp_path / "store"))
+        pass_start.checked_pass_id(args)
 
 
 def _explode() -> None:

@@ -1,7 +1,7 @@
 """`retrain deploy status | advance | promote | rollback`: the rollout by hand.
 
     retrain deploy status   --config F [--json]   serving split, rollout state, lock
-    retrain deploy advance  --config F... [--workers N] [--deadline D] [--json]
+    retrain deploy advance  --config F... [--workers N] [--deadline D] [--pass-id ID] [--json]
                                                   one analysis tick now
     retrain deploy promote  --config F [--reason TEXT]
     retrain deploy rollback --config F --reason TEXT
@@ -25,7 +25,9 @@ long from the pass's start, so a Job's ``activeDeadlineSeconds`` does not kill a
 midway; the models
 ticked longest ago go first (by their rollout lock's last use), so a pass that cannot reach
 every model serves the ones it left out first next time. Models left out by the deadline are
-named on stderr and do not fail the pass.
+named on stderr and do not fail the pass. With ``--pass-id`` (a Job's uid) a retried pod counts
+the deadline from the Job's first pod's start, recorded in the first model's store
+(``advance-passes/<id>.json``; see `retrain.cli._pass_start`), as the Job's own deadline counts.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from retrain.cli._fleet import (
     fleet_entry,
     models,
 )
+from retrain.cli._pass_start import checked_pass_id, pass_id_option, seconds_spent
 from retrain.config import Config, load_config
 from retrain.errors import EXIT_OK
 from retrain.rollout.controller import RolloutController, TickResult, lock_key
@@ -68,6 +71,7 @@ def add_commands(subparsers: Any) -> None:
     a = sub.add_parser("advance", help="run one analysis tick now, for every model given")
     config_options(a)
     deadline_option(a, "tick")
+    pass_id_option(a, once=False)
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=_cmd_advance)
 
@@ -149,14 +153,28 @@ def _cmd_advance(args: argparse.Namespace) -> int:
     if not fleet.configs:
         raise_refused(fleet)
     deadline = deadline_seconds(args.deadline)
+    pass_id = checked_pass_id(args)
     # A SIGTERM (the Job's deadline, a node drained) is only noted: a tick cut short would
     # record its half-run analysis as the canary's fault, and could leave its lock held to its
     # TTL. The ticks in progress finish, releasing their locks, and no other tick starts.
     with stop_on_sigterm() as sigterm, sigterm.deferred():
-        if fleet.one:
+        if fleet.one:  # one tick starts with its pass: no deadline to count
             return _show(_tick(fleet.configs[0]), args.json)
+        # --pass-id: the seconds a Job's earlier pods spent, and the record's own (bounded)
+        spent = seconds_spent(
+            pass_id,
+            deadline,
+            fleet.configs[0].storage_root,
+            stop=lambda: sigterm.received,
+            kind="advance",
+        )
         return _advance_fleet(
-            fleet, workers=args.workers, as_json=args.json, deadline=deadline, sigterm=sigterm
+            fleet,
+            workers=args.workers,
+            as_json=args.json,
+            deadline=deadline,
+            sigterm=sigterm,
+            spent=spent,
         )
 
 
@@ -180,7 +198,13 @@ def _last_ticked(cfg: Config) -> datetime:
 
 
 def _advance_fleet(
-    fleet: Fleet, *, workers: int, as_json: bool, deadline: float | None, sigterm: SigtermGuard
+    fleet: Fleet,
+    *,
+    workers: int,
+    as_json: bool,
+    deadline: float | None,
+    sigterm: SigtermGuard,
+    spent: float = 0.0,
 ) -> int:
     """One tick per model, on a bounded pool of threads; each model has its own rollout lock.
 
@@ -191,6 +215,7 @@ def _advance_fleet(
     The models ticked longest ago start first (`_last_ticked`), so a pass that its deadline
     ends early still serves every model within a few passes. After a SIGTERM no model's tick
     starts (exit 75); the models a deadline left out are named and do not fail the pass.
+    `spent`: the pass's seconds before this call (a Job's earlier pods, `seconds_spent`).
     """
 
     def stopped() -> bool:
@@ -203,6 +228,7 @@ def _advance_fleet(
         deadline=deadline,
         stop=stopped,
         priority=_last_ticked,
+        spent=spent,
     )
     results = [*fleet.refused, *done]
     for r in results:

@@ -19,7 +19,7 @@ from retrain.cli._fleet import (
     fleet_entry,
     models,
 )
-from retrain.cli._pass_start import pass_id_option, seconds_spent
+from retrain.cli._pass_start import checked_pass_id, pass_id_option, seconds_spent
 from retrain.cli._signals import interrupted
 from retrain.cli._signals import signals_restored as _signals_restored
 from retrain.cli._signals import stop_on_signals as _stop_on_signals
@@ -124,7 +124,7 @@ def _monitor(args: argparse.Namespace) -> int:
     if not fleet.one:
         return _monitor_fleet(fleet, args)
     deadline_seconds(args.deadline)  # one model starts with its pass; a bad flag still fails
-    seconds_spent(args, None)  # a bad --pass-id fails too; one check has no deadline to count
+    checked_pass_id(args)  # a bad --pass-id fails too; one check has no deadline to count
     cfg = fleet.configs[0]
     metrics = MonitorMetrics(cfg.name)
     monitor = Monitor(cfg, _controller(cfg, args), metrics=metrics)
@@ -263,18 +263,19 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
     workers = min(args.workers, len(configs))
     deadline = deadline_seconds(args.deadline)  # a bad flag fails before any fork
     interval = _interval(args.every) if args.every is not None else None
-    spent = seconds_spent(args, configs[0].storage_root)  # --pass-id: by a Job's earlier pods
-    # Forked now, before the metrics server's thread starts (see ProcessFleet).
+    pass_id = checked_pass_id(args)  # a bad --pass-id too
+    # A SIGTERM lets the models in progress finish and starts no other (`_stop_for`): a pass
+    # exits 75 if it left one unstarted, and a monitor with --every stops after that pass.
+    # Heard from here on: while the pass's start is recorded too.
+    stop = _stop_for(args)
+    # Forked now, before the metrics server's thread starts (see ProcessFleet), and before the
+    # thread that records the pass's start (which a store that does not answer leaves running).
     processes = (
         ProcessFleet[_ModelCheck](workers, warm_up=load_schemas) if args.pool == "process" else None
     )
-    # A SIGTERM lets the models in progress finish and starts no other (`_stop_for`): a pass
-    # exits 75 if it left one unstarted, and a monitor with --every stops after that pass.
-    stop = _stop_for(args)
     # The models checked longest ago first, so a pass cut short (by --deadline or a SIGTERM)
     # serves the ones it left out first next time.
     limits: dict[str, Any] = {"stop": stop.is_set, "deadline": deadline, "priority": last_checked}
-    limits["spent"] = spent
 
     def one_pass() -> tuple[int, bool]:
         """A pass's exit code, and whether a stop left one of its models unstarted."""
@@ -315,6 +316,9 @@ def _monitor_fleet(fleet: Fleet, args: argparse.Namespace) -> int:
         return code, any(isinstance(r.error, NotStarted) for r in done)
 
     try:
+        # --pass-id: the seconds a Job's earlier pods spent, and the record's own (bounded)
+        root = configs[0].storage_root
+        limits["spent"] = seconds_spent(pass_id, deadline, root, stop=stop.is_set)
         if interval is None:
             return one_pass()[0]
         if args.port:
