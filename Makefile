@@ -69,9 +69,10 @@ compile: $(STAMP) ## Compile the pipeline to build/retrain-pipeline.yaml for the
 backtest: $(STAMP) ## Backtest retraining policies on the standard drift streams; results in benchmarks/results/
 	$(BIN)/python -m retrain.backtest.standard benchmarks/results
 
-bench: $(STAMP) ## All benchmarks: cycle, backtest, decisions, scale, drift; results in benchmarks/results/
+bench: $(STAMP) ## All benchmarks: cycle, backtest, threads, decisions, scale, drift; results in benchmarks/results/
 	$(BIN)/python benchmarks/bench_cycle.py --rows 1000000 --features 20 --threads 1 --output benchmarks/results/cycle.md
 	$(BIN)/python benchmarks/bench_backtest.py
+	$(BIN)/python benchmarks/bench_threads.py
 	$(MAKE) bench-decisions
 	$(MAKE) bench-scale
 	$(MAKE) bench-drift

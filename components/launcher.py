@@ -45,6 +45,7 @@ from retrain_components import (
 from retrain_components._call import StepCall, StepResult
 from retrain_components._interface import DETAILS_OUTPUT, INTERFACES
 
+from retrain._threads import limit_process_threads
 from retrain.errors import EXIT_OK, EXIT_VALIDATION, exit_code_for
 from retrain.steps.attempts import RetryBackoff, plan_attempt, read_failures, record_failure
 from retrain.steps.records import load_step_config
@@ -114,6 +115,7 @@ def run_lightweight(step: str, arguments: Mapping[str, Any]) -> Any:
 
     Returns the step's output value, or a tuple of them in declared order.
     """
+    limit_process_threads()  # the task's own process (nothing if its parent set the limit)
     interface = INTERFACES[step]
     values = {name: arguments[name] for name in interface.parameters}
     if "status" in values:  # PipelineTaskFinalStatus: the launcher sees it as JSON
@@ -248,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="base seconds, factor, max seconds of the wait before a retry (default 30,2,600)",
     )
     args = parser.parse_args(argv)
+    # A pod's OpenMP and BLAS would start a thread per core of the node (see retrain._threads).
+    limit_process_threads()
     try:
         executor_input = json.loads(args.executor_input)
         if not isinstance(executor_input, dict):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from retrain._threads import limit_this_thread, worker_threads
 from retrain.backtest.baseline import TRAIN_ROWS, replay_full_refit
 from retrain.backtest.cache import TrainingCache
 from retrain.backtest.policies import PolicySpec
@@ -97,11 +98,11 @@ def _replay_in_worker(
     options: ReplayOptions,
     cache_dir: str | None,
     progress: Any,
+    threads: int | None,
 ) -> dict[str, Any]:
-    from threadpoolctl import threadpool_limits
-
-    # One native thread per worker: OpenMP in several processes on few cores thrashes.
-    threadpool_limits(1)
+    # The worker's share of the native threads: OpenMP in several processes, each with a
+    # thread per core, thrashes (None: OMP_NUM_THREADS was set by hand, and holds here too).
+    limit_this_thread(threads, process=True)
     cfg = config_from_text(cfg_yaml)
     cache = TrainingCache(cache_dir) if cache_dir else None
     result = _replay(
@@ -181,6 +182,7 @@ def run_backtest(
             )
     else:
         ctx = multiprocessing.get_context("spawn")  # no forked copies of threads or locks
+        threads = worker_threads(min(jobs, len(policies)))
         with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
             updates = manager.Queue()
             futures: dict[str, Future[dict[str, Any]]] = {
@@ -193,6 +195,7 @@ def run_backtest(
                     options,
                     cache_dir,
                     updates,
+                    threads,
                 )
                 for spec in policies
             }

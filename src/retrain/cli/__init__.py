@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from retrain import __version__, submit
+from retrain._threads import limit_process_threads
 from retrain.cli import backtest, deploy, lease, monitor, report
 from retrain.config import Config, load_config
 from retrain.errors import (
@@ -404,6 +405,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # OpenMP and BLAS would start a thread per core of the node (see retrain._threads).
+    limit_process_threads()
     try:
         return int(args.func(args))
     except ValidationError as err:

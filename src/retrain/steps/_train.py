@@ -10,6 +10,7 @@ from typing import Any, TypedDict
 
 import pandas as pd
 
+from retrain._threads import openmp_threads
 from retrain.config import Config
 from retrain.continuous import train_or_update
 from retrain.data.history import history_row_budget, read_history
@@ -49,6 +50,7 @@ class TrainDetails(TypedDict):
     provenance: dict[str, Any]  # the training mix: rows by role, shares, ids' sha256
     data_hashes: dict[str, Any]
     fit_seconds: float
+    fit_threads: int | None  # OpenMP's threads for the fit (retrain._threads); None: not loaded
 
 
 def train(
@@ -100,6 +102,7 @@ def train(
         )
         ts, model = result.training_set, result.model
         fit_seconds = time.perf_counter() - t0
+        fit_threads = openmp_threads()  # in the thread that fitted: OpenMP's limit is per thread
         if history_notes is not None:
             result.provenance["history_load"] = history_notes
         hashes = {
@@ -166,8 +169,9 @@ def train(
             "provenance": p,
             "data_hashes": hashes,
             "fit_seconds": fit_seconds,
+            "fit_threads": fit_threads,
         }
-        markdown = _train_markdown(version, champion, p, hashes, fit_seconds)
+        markdown = _train_markdown(version, champion, p, hashes, fit_seconds, fit_threads)
         finish_step(rec, report_path, summary, details, markdown, html_path=html_path)
         return StepOutcome("train", summary, details)
 
@@ -200,6 +204,7 @@ def _train_markdown(
     prov: dict[str, Any],
     hashes: dict[str, Any],
     fit_seconds: float,
+    fit_threads: int | None = None,
 ) -> str:
     rows = "\n".join(f"| {k} | {v} |" for k, v in prov.items() if not isinstance(v, (dict, list)))
     hrows = "\n".join(f"| {k} | `{v}` |" for k, v in hashes.items())
@@ -207,7 +212,8 @@ def _train_markdown(
     warnings = "".join(f"- warning: {w}\n" for w in notes) + ("\n" if notes else "")
     return (
         f"# Train: challenger `{version}`\n\nParent (champion at training time): "
-        f"`{parent or 'none: first model'}`. Fit in {fit_seconds:.2f} s.\n\n"
+        f"`{parent or 'none: first model'}`. Fit in {fit_seconds:.2f} s"
+        f"{f' ({fit_threads} OpenMP threads)' if fit_threads else ''}.\n\n"
         f"{_continuous_markdown(prov)}{_provisional_markdown(prov)}{warnings}"
         f"## Training mix (provenance)\n\n| field | value |\n|---|---|\n{rows}\n\n"
         f"## Data hashes\n\n| dataset | sha256 |\n|---|---|\n{hrows}\n"

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Generic, NoReturn, TypeVar
 
+from retrain._threads import limit_this_thread, worker_threads
 from retrain.config import Config, load_config
 from retrain.errors import (
     EXIT_INTERNAL,
@@ -320,7 +321,10 @@ def run_for_each(
 
     left = None if deadline is None else deadline - spent  # the earlier attempts' time
     order = priority_order(configs, priority, left)
-    with ThreadPoolExecutor(max_workers=min(workers, max(len(configs), 1))) as pool:
+    size = min(workers, max(len(configs), 1))
+    # OpenMP's limit is per thread: each worker thread gets its share (retrain._threads).
+    share = (worker_threads(size),)
+    with ThreadPoolExecutor(size, initializer=limit_this_thread, initargs=share) as pool:
         try:
             done = dict(zip(order, pool.map(one, [configs[i] for i in order]), strict=True))
         except BaseException:  # a KeyboardInterrupt here: the rest must not start meanwhile

@@ -40,6 +40,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Generic, TypeVar
 
+from retrain._threads import limit_this_thread, worker_threads
 from retrain.config import Config
 from retrain.errors import RetrainError, ValidationError, exit_code_for
 from retrain.triggers.fleet import ModelResult, PassGate, priority_order
@@ -101,7 +102,10 @@ def _run_one(work: Callable[[Config], T], cfg: Config) -> ModelResult[T]:
 
 
 def _serve(
-    conn: Connection, warm_up: Callable[[], None] | None, inherited: Sequence[Connection] = ()
+    conn: Connection,
+    warm_up: Callable[[], None] | None,
+    inherited: Sequence[Connection] = (),
+    threads: int | None = None,
 ) -> None:
     """A worker's loop: (work, config) in, `ModelResult` out, until None or the pipe closes.
 
@@ -109,13 +113,15 @@ def _serve(
     `inherited` are the parent's ends of the workers' pipes that a fork copied into this
     process: closed here, or the parent closing its end (a fleet never closed, dropped) would
     never reach this worker as an end of file, and the interpreter's exit, which waits for its
-    non-daemon children, would wait for ever.
+    non-daemon children, would wait for ever. `threads` is the worker's share of the native
+    threads (`retrain._threads.worker_threads`; None: as inherited).
     """
     for end in inherited:
         end.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
+    limit_this_thread(threads, process=True)  # tasks run in this thread
     if warm_up is not None:
         warm_up()
     while True:
@@ -139,7 +145,9 @@ def _serve(
 class _Worker:
     """One worker process and the parent's end of its pipe."""
 
-    def __init__(self, context: Any, warm_up: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, context: Any, warm_up: Callable[[], None] | None = None, threads: int | None = None
+    ) -> None:
         self.conn, child = context.Pipe()
         # A forked child gets a copy of every descriptor: the parent's ends it must close
         # (its own, and those of every worker of any fleet still open here).
@@ -147,7 +155,7 @@ class _Worker:
         inherited = [*_PARENT_ENDS, self.conn] if forked else []
         _PARENT_ENDS.add(self.conn)
         self.process: BaseProcess = context.Process(
-            target=_serve, args=(child, warm_up, inherited), daemon=False
+            target=_serve, args=(child, warm_up, inherited, threads), daemon=False
         )
         self.process.start()
         child.close()
@@ -179,11 +187,12 @@ class ProcessFleet(Generic[T]):
         if workers < 1:
             raise ValidationError(f"workers must be at least 1, not {workers}")
         self._warm_up = warm_up
+        self._threads = worker_threads(workers)  # each worker's share of the native threads
         # Replacements are spawned (see the module); so is every worker where fork is missing.
         self._respawn = multiprocessing.get_context("spawn")
         if "fork" not in multiprocessing.get_all_start_methods():
             self._workers: list[_Worker | None] = [
-                _Worker(self._respawn, warm_up) for _ in range(workers)
+                _Worker(self._respawn, warm_up, self._threads) for _ in range(workers)
             ]
             return
         if warm_up is not None:
@@ -192,7 +201,7 @@ class ProcessFleet(Generic[T]):
         gc.collect()
         gc.freeze()  # the children keep it; the parent collects as before once they exist
         try:
-            self._workers = [_Worker(fork) for _ in range(workers)]
+            self._workers = [_Worker(fork, threads=self._threads) for _ in range(workers)]
         finally:
             gc.unfreeze()
 
@@ -249,7 +258,7 @@ class ProcessFleet(Generic[T]):
         while pending:
             for k in pending:
                 if self._workers[k] is None:
-                    self._workers[k] = _Worker(self._respawn, self._warm_up)
+                    self._workers[k] = _Worker(self._respawn, self._warm_up, self._threads)
             try:
                 with ThreadPoolExecutor(max_workers=len(pending)) as pool:
                     try:
