@@ -11,7 +11,7 @@ from typing import Any
 from retrain._provenance import code_version
 from retrain.backtest.replay import PolicyResult
 
-__all__ = ["PolicySummary", "common_windows", "summarise", "write_outputs"]
+__all__ = ["PolicySummary", "common_windows", "json_safe", "summarise", "write_outputs"]
 
 
 @dataclass(frozen=True)
@@ -180,6 +180,19 @@ def plot(
     plt.close(fig)
 
 
+def json_safe(value: Any) -> Any:
+    """`value` with every non-finite float (NaN, inf) as None: JSON has no NaN, and a bare
+    ``NaN`` in a file breaks jq, JavaScript and most parsers. A reader computing on the file
+    reads null as "no value" (NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def write_outputs(
     results: list[PolicyResult],
     out_dir: Path,
@@ -203,6 +216,8 @@ def write_outputs(
         "summary": [asdict(s) for s in summaries],
         "policies": [r.to_dict() for r in results],
     }
-    (out_dir / f"{stem}.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    # allow_nan=False: a non-finite value that escaped `json_safe` fails here, not in a reader.
+    text = json.dumps(json_safe(doc), indent=2, default=str, allow_nan=False)
+    (out_dir / f"{stem}.json").write_text(text + "\n")
     plot(results, out_dir / f"{stem}.png", known_drift=known, slo=slo)
     return summaries
