@@ -9,10 +9,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
+from test_backtest_skips import config, write_stream
 
 from retrain.backtest.replay import PolicyResult, WindowRecord
 from retrain.backtest.report import summarise, write_outputs
+from retrain.cli import main
+from retrain.errors import EXIT_VALIDATION
 
 
 def _result(name: str, metrics: list[float | None], skipped: dict[int, str]) -> PolicyResult:
@@ -41,3 +45,31 @@ def test_the_json_holds_null_where_a_window_had_no_score(tmp_path: Path) -> None
     again = summarise(PolicyResult.from_dict(doc["policies"][0]))
     assert asdict(again) == doc["summary"][0]
     assert again.mean == pytest.approx(0.7) and again.windows_scored == 2
+
+
+def test_a_backtest_that_scored_no_common_window_fails_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_stream(tmp_path, weeks=4)
+    events = pd.read_parquet(tmp_path / "events.parquet")
+    # Every week repeats one id: a structural problem, so every window's ingest fails closed.
+    first = events.groupby("week").head(1).index
+    events.loc[first + 1, "id"] = events.loc[first, "id"].to_numpy()
+    events.to_parquet(tmp_path / "events.parquet")
+    path = tmp_path / "shop.yaml"
+    path.write_text(config(tmp_path).to_yaml())
+    args = ["backtest", "--config", str(path), "--policies", "never,full_refit", "--quiet"]
+    assert main([*args, "--jobs", "1", "--out", str(tmp_path / "out")]) == EXIT_VALIDATION
+    err = capsys.readouterr().err
+    assert "the backtest compared nothing: of 4 windows, none was scored by every policy" in err
+    # The reason is summarised once for the four windows `never` could not ingest, with one
+    # example (the four differ only in the window and the id).
+    never = "never (0 of 4 windows scored): ingest failed in 4 window(s) (0, 1, 2, 3); window 0:"
+    assert never in err and err.count("duplicate ids in column 'id'") == 1
+    # The baseline, which has no ingest checks, scored the windows after its first refit.
+    assert (
+        "full_refit (2 of 4 windows scored): no model served yet in 2 window(s) (0, 1); "
+        "at the end of window 1: refit on 200 labelled rows of 2 windows"
+    ) in err
+    # The records stay readable for a closer look.
+    assert (tmp_path / "out" / "backtest.json").exists()

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from retrain.backtest._unscored import unscored_reasons
 from retrain.backtest.baseline import TRAIN_ROWS, replay_full_refit
 from retrain.backtest.cache import TrainingCache
 from retrain.backtest.policies import PolicySpec
@@ -156,6 +157,10 @@ def run_backtest(
 
     `known_drift` names windows where the data is known to change (drawn on the plot and used
     for the after-drift mean). `progress` is the stream for the progress bar (None: no bar).
+
+    Raises:
+        ValidationError: bad options, or no window was scored by every policy (the outputs
+            are written first; the error summarises why each policy's windows went unscored).
     """
     options.check(cfg)  # before anything is written
     out = Path(out_dir).resolve()
@@ -223,4 +228,12 @@ def run_backtest(
     summaries = write_outputs(
         ordered, out, settings=settings, slo=slo, known_drift=known, stem=stem, title=title
     )
+    if not summaries or not summaries[0].common_windows:
+        # Written first, so the per-window records can be read; but an empty table is no result.
+        raise ValidationError(
+            f"the backtest compared nothing: of {len(windows)} windows, none was scored by "
+            f"every policy, so the table has no means (records in {out / stem}.json); why "
+            "the windows were not scored",
+            unscored_reasons(ordered),
+        )
     return BacktestResult(ordered, summaries, out)
