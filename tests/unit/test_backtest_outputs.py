@@ -9,13 +9,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from test_backtest_skips import config, write_stream
 
+from retrain.backtest import baseline
 from retrain.backtest.replay import PolicyResult, WindowRecord
-from retrain.backtest.report import summarise, write_outputs
+from retrain.backtest.report import markdown, summarise, write_outputs
 from retrain.cli import main
+from retrain.config import Config
 from retrain.errors import EXIT_VALIDATION
 
 
@@ -73,3 +76,53 @@ def test_a_backtest_that_scored_no_common_window_fails_and_says_why(
     ) in err
     # The records stay readable for a closer look.
     assert (tmp_path / "out" / "backtest.json").exists()
+
+
+def test_an_unexpected_error_in_the_baseline_spoils_one_window_not_the_backtest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Errors that are not retrain's own, as scikit-learn may raise them on one window's data.
+    real_fit, real_score = baseline.fit_model, baseline.score_model
+
+    def fit(cfg: Config, joined: pd.DataFrame) -> Any:
+        if len(joined) == 400:  # at window 2's end: weeks 0 and 1 labelled (write_stream)
+            raise TypeError("float() argument must be a string or a real number")
+        return real_fit(cfg, joined)
+
+    def score(cfg: Config, model: Any, events: pd.DataFrame, labels: pd.DataFrame) -> Any:
+        if (events["week"] == 4).all():
+            raise np.linalg.LinAlgError("Singular matrix")
+        return real_score(cfg, model, events, labels)
+
+    monkeypatch.setattr(baseline, "fit_model", fit)
+    monkeypatch.setattr(baseline, "score_model", score)
+    write_stream(tmp_path, weeks=5)
+    cfg = config(tmp_path)
+    result = baseline.replay_full_refit(cfg, [str(w) for w in range(5)])
+    recs = result.windows
+    # The refit at window 2's end failed: window 3 is still served by window 1's model.
+    assert recs[2].failed is not None and recs[2].failed.startswith(
+        "refit failed: TypeError: float() argument must be a string or a real number (raised at "
+    )
+    assert recs[2].failed in recs[2].notes and not recs[2].retrained
+    assert recs[3].champion == "refit-1" and recs[3].metric is not None
+    # Scoring window 4 failed: not scored, counted as skipped; its refit still ran.
+    assert recs[4].metric is None and recs[4].skipped == recs[4].failed
+    assert recs[4].failed is not None and "LinAlgError: Singular matrix" in recs[4].failed
+    assert recs[4].champion == "refit-3" and recs[4].retrained
+    summary = summarise(result)
+    assert (summary.windows_scored, summary.windows_skipped) == (2, 1)
+    assert set(summary.failed) == {"2", "4"}
+    table = markdown([summary], {"config": "t"})
+    assert "2 unexpected error(s)" in table
+    assert "- full_refit, window 2: refit failed: TypeError: float()" in table
+    # The CLI shows them, and --strict fails on them.
+    path = tmp_path / "shop.yaml"
+    path.write_text(cfg.to_yaml())
+    args = ["backtest", "--config", str(path), "--policies", "full_refit", "--quiet", "--jobs", "1"]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 0
+    assert "window 4: scoring failed: LinAlgError: Singular matrix" in capsys.readouterr().out
+    assert main([*args, "--strict", "--out", str(tmp_path / "strict")]) == EXIT_VALIDATION
+    err = capsys.readouterr().err
+    assert "--strict: 1 policy windows were not scored, 1 refits met an unexpected error" in err
+    assert "full_refit: window 2: refit failed: TypeError" in err

@@ -6,6 +6,11 @@ window: no ingest checks, no history/new mix, no evaluation rows held out, no ga
 It is scored exactly as the policies are (prequential, on all the labels that eventually
 arrive), so a retraining policy that does not beat it is not earning its keep.
 
+An error other than retrain's own (scikit-learn's, or a bug) in one window's refit or scoring
+does not end the backtest: the window records it (`WindowRecord.failed`, with the exception's
+type, message and where it was raised), a failed scoring counts as a skipped window, a failed
+refit leaves the previous model serving, and the table lists every such error.
+
 ``full_refit@train_rows`` is the same refit on the training rows only: the rows whose id the
 evaluation split (`training.evaluation_share`) keeps out of every model retrain trains. It
 trains on what the policies may train on, so the two compare like with like; the plain
@@ -15,7 +20,9 @@ trains on what the policies may train on, so the two compare like with like; the
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,6 +58,14 @@ def _model_inputs(events: pd.DataFrame, cfg: Config) -> pd.DataFrame:
         else:
             out[name] = as_category_strings(events[name])
     return out
+
+
+def unexpected_error(step: str, err: Exception) -> str:
+    """How the table names an error that is not one of retrain's own: the step, the exception's
+    type and message, and where it was raised (a library or this code: a bug to report)."""
+    frames = traceback.extract_tb(err.__traceback__)
+    where = f" (raised at {'/'.join(Path(frames[-1].filename).parts[-2:])}:{frames[-1].lineno})"
+    return f"{step} failed: {type(err).__name__}: {err}" + (where if frames else "")
 
 
 def replay_full_refit(
@@ -92,6 +107,8 @@ def replay_full_refit(
                 rec.metric, rec.rows_scored = score_model(cfg, model, frames[i], labels)
             except RetrainError as err:
                 rec.skipped = f"scoring failed: {err}"
+            except Exception as err:  # a baseline's error spoils one window only
+                rec.skipped = rec.failed = unexpected_error("scoring", err)
         upto = i if cfg.labels.time_column else i - (options.label_delay or 0)
         history = [f for f in trainable[: upto + 1] if len(f)]
         as_of = bounds[i].end if cfg.labels.time_column else None
@@ -111,8 +128,11 @@ def replay_full_refit(
                 served = rec.deployed = rec.version = f"refit-{window}"
                 consumed = len(joined)
                 rec.notes.append(f"refit on {len(joined)} labelled rows of {len(history)} windows")
-        except RetrainError as err:
+        except RetrainError as err:  # the data cannot train a model yet (one class, leakage)
             rec.notes.append(f"refit failed: {err}")
+        except Exception as err:  # the previous model keeps serving
+            rec.failed = unexpected_error("refit", err)
+            rec.notes.append(rec.failed)
         if on_window is not None:
             on_window(name, i)
     metric = cfg.primary_metric

@@ -45,9 +45,18 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         for s in result.summaries
         for window, why in s.skipped.items()
     ]
-    if args.strict and skips:
+    failures = [
+        f"{s.policy}: window {window}: {why}"
+        for s in result.summaries
+        for window, why in s.failed.items()
+        if window not in s.skipped  # a failed scoring is listed with the skips
+    ]
+    if args.strict and (skips or failures):
         raise ValidationError(
-            f"--strict: {len(skips)} policy windows were not scored (see the table)", skips
+            f"--strict: {len(skips)} policy windows were not scored"
+            + (f", {len(failures)} refits met an unexpected error" if failures else "")
+            + " (see the table)",
+            skips + failures,
         )
     return EXIT_OK
 
@@ -92,6 +101,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument(
         "--strict",
         action="store_true",
-        help="exit 2 if any policy could not score a window (ingest or scoring failed)",
+        help="exit 2 if any policy could not score a window (ingest or scoring failed), or the "
+        "baseline's refit met an unexpected error",
     )
     p.set_defaults(func=_cmd_backtest)
