@@ -69,10 +69,11 @@ def test_a_backtest_that_scored_no_common_window_fails_and_says_why(
     # example (the four differ only in the window and the id).
     never = "never (0 of 4 windows scored): ingest failed in 4 window(s) (0, 1, 2, 3); window 0:"
     assert never in err and err.count("duplicate ids in column 'id'") == 1
-    # The baseline, which has no ingest checks, scored the windows after its first refit.
+    # The baseline, which has no ingest checks, scored the windows after its first refit, but
+    # not for the comparison: every retraining policy's ingest refused them.
     assert (
-        "full_refit (2 of 4 windows scored): no model served yet in 2 window(s) (0, 1); "
-        "at the end of window 1: refit on 200 labelled rows of 2 windows"
+        "full_refit (0 of 4 windows scored): refused by every retraining policy's ingest in 4 "
+        "window(s) (0, 1, 2, 3); window 0: ingest failed: window 0 [0, 1) failed 1 checks"
     ) in err
     # The records stay readable for a closer look.
     assert (tmp_path / "out" / "backtest.json").exists()
@@ -126,3 +127,34 @@ def test_an_unexpected_error_in_the_baseline_spoils_one_window_not_the_backtest(
     err = capsys.readouterr().err
     assert "--strict: 1 policy windows were not scored, 1 refits met an unexpected error" in err
     assert "full_refit: window 2: refit failed: TypeError" in err
+
+
+def test_the_baseline_skips_the_windows_every_policys_ingest_refused(tmp_path: Path) -> None:
+    refused = "ingest failed: window 2 [2, 3) failed 1 checks\n  - 1 duplicate ids in column 'id'"
+    never = _result("never", [None, 0.9, None, 0.5, 0.6], {2: refused})
+    always = _result("always", [None, 0.9, None, 0.8, None], {2: refused, 4: "ingest failed: x"})
+    refit = _result("full_refit", [None, 0.9, 0.3, 0.85, 0.75], {})
+    refit.windows[2].rows_scored = 200
+    write_outputs([never, always, refit], tmp_path, settings={"config": "t"})
+    # Before: the baseline's row counted a window no policy had (write_outputs alone)...
+    doc = json.loads((tmp_path / "backtest.json").read_text())
+    before = {s["policy"]: s for s in doc["summary"]}["full_refit"]
+    assert (before["windows_scored"], before["windows_skipped"]) == (4, 0)
+    baseline.skip_refused_windows([never, always, refit])  # what run_backtest does
+    rec = refit.windows[2]
+    assert rec.metric is None and rec.rows_scored == 0
+    assert rec.skipped == f"{baseline.REFUSED}: ingest failed: window 2 [2, 3) failed 1 checks"
+    assert "scored 0.3000 on 200 rows, left out of the comparison" in rec.notes[0]
+    # Window 4, refused by one policy only, stays scored (and out of the common means).
+    assert refit.windows[4].metric == 0.75 and refit.windows[4].skipped is None
+    summaries = write_outputs([never, always, refit], tmp_path, settings={"config": "t"})
+    s_never, _, s_refit = summaries
+    assert (s_refit.windows_scored, s_refit.windows_skipped) == (3, 1)
+    assert (s_never.windows_scored, s_never.windows_skipped) == (3, 1)
+    # The means were and stay over the windows every policy scored: 1 and 3.
+    assert s_refit.common_windows == 2 and s_refit.mean == pytest.approx((0.9 + 0.85) / 2)
+    assert s_refit.mean_own == pytest.approx((0.9 + 0.85 + 0.75) / 3)
+    # With no retraining policy beside it, the baseline keeps every score it has.
+    alone = _result("full_refit", [None, 0.9, 0.3], {})
+    baseline.skip_refused_windows([alone])
+    assert alone.windows[2].metric == 0.3

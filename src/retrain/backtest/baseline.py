@@ -11,6 +11,10 @@ does not end the backtest: the window records it (`WindowRecord.failed`, with th
 type, message and where it was raised), a failed scoring counts as a skipped window, a failed
 refit leaves the previous model serving, and the table lists every such error.
 
+A window every retraining policy's ingest refused is left out of the baseline's scores too
+(`skip_refused_windows`), so its row counts the windows the comparison covers; it still
+trains on such a window's rows, as a plain refit with no checks would.
+
 ``full_refit@train_rows`` is the same refit on the training rows only: the rows whose id the
 evaluation split (`training.evaluation_share`) keeps out of every model retrain trains. It
 trains on what the policies may train on, so the two compare like with like; the plain
@@ -40,12 +44,14 @@ from retrain.evaluation.metrics import GREATER_IS_BETTER
 from retrain.labels.join import join_labels, without_coverage_floor
 from retrain.training.model import fit_model
 
-__all__ = ["FULL_REFIT", "TRAIN_ROWS", "replay_full_refit"]
+__all__ = ["FULL_REFIT", "REFUSED", "TRAIN_ROWS", "replay_full_refit", "skip_refused_windows"]
 
 FULL_REFIT = "full_refit"
 #: The variant (``full_refit@train_rows``) that leaves the evaluation rows out.
 TRAIN_ROWS = "train_rows"
 _DEFAULT_OPTIONS = ReplayOptions()
+#: How the baseline's record names a window every retraining policy's ingest refused.
+REFUSED = "refused by every retraining policy's ingest"
 
 
 def _model_inputs(events: pd.DataFrame, cfg: Config) -> pd.DataFrame:
@@ -58,6 +64,34 @@ def _model_inputs(events: pd.DataFrame, cfg: Config) -> pd.DataFrame:
         else:
             out[name] = as_category_strings(events[name])
     return out
+
+
+def skip_refused_windows(results: list[PolicyResult]) -> None:
+    """Mark the baselines' windows that every retraining policy's ingest refused as skipped.
+
+    The baseline has no ingest checks, so it scores a window the pipeline refuses (duplicate
+    ids, a broken schema): its score there is no comparison, as no policy has one. The window
+    is recorded as skipped (`REFUSED`, with the policies' reason) and its score kept in a note,
+    so each row's "scored (skipped)" counts the windows the means can compare. Nothing changes
+    without a retraining policy among `results`.
+    """
+    policies = [r for r in results if not r.policy.startswith(FULL_REFIT)]
+    if not policies:
+        return
+    for result in results:
+        if not result.policy.startswith(FULL_REFIT):
+            continue
+        for rec in result.windows:
+            reasons = [p.windows[rec.index].skipped or "" for p in policies]
+            if rec.skipped or not all(r.startswith("ingest failed") for r in reasons):
+                continue
+            if rec.metric is not None:
+                rec.notes.append(
+                    f"scored {rec.metric:.4f} on {rec.rows_scored} rows, left out of the "
+                    "comparison: every retraining policy's ingest refused the window"
+                )
+            rec.metric, rec.rows_scored = None, 0
+            rec.skipped = f"{REFUSED}: {reasons[0].splitlines()[0]}"
 
 
 def unexpected_error(step: str, err: Exception) -> str:

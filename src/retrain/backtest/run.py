@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from retrain.backtest._unscored import unscored_reasons
-from retrain.backtest.baseline import TRAIN_ROWS, replay_full_refit
+from retrain.backtest.baseline import TRAIN_ROWS, replay_full_refit, skip_refused_windows
 from retrain.backtest.cache import TrainingCache
 from retrain.backtest.policies import PolicySpec
 from retrain.backtest.replay import PolicyResult, replay_policy
@@ -211,6 +211,7 @@ def run_backtest(
             for name, fut in futures.items():
                 results[name] = PolicyResult.from_dict(fut.result())
     ordered = [results[s.name] for s in policies]
+    skip_refused_windows(ordered)  # the baseline is compared on the windows the policies had
     index = {w: i for i, w in enumerate(windows)}
     known = [index[w] for w in (known_drift or []) if w in index]
     settings = {
