@@ -158,3 +158,21 @@ def test_the_baseline_skips_the_windows_every_policys_ingest_refused(tmp_path: P
     alone = _result("full_refit", [None, 0.9, 0.3], {})
     baseline.skip_refused_windows([alone])
     assert alone.windows[2].metric == 0.3
+
+
+def test_a_backtest_whose_label_ids_match_no_event_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_stream(tmp_path, weeks=4)
+    labels = pd.read_parquet(tmp_path / "labels.parquet")
+    labels["id"] = "L-" + labels["id"]  # the label source writes its ids with a prefix
+    labels.to_parquet(tmp_path / "labels.parquet")
+    path = tmp_path / "shop.yaml"
+    path.write_text(config(tmp_path).to_yaml())
+    args = ["backtest", "--config", str(path), "--policies", "always,full_refit", "--quiet"]
+    assert main([*args, "--jobs", "1", "--out", str(tmp_path / "out")]) == EXIT_VALIDATION
+    err = capsys.readouterr().err
+    assert "always (0 of 4 windows scored): no model served yet in 4 window(s)" in err
+    assert "no label id matches an event id: 800 labels dated from the first event's time" in err
+    assert "events' 'id' (str), e.g. '0-0', '0-1', '0-2'" in err
+    assert "labels' 'id' (str), e.g. 'L-0-0', 'L-0-1', 'L-0-2'" in err

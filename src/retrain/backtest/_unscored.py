@@ -4,6 +4,7 @@ A backtest whose means cover no window (no window was scored by every policy) ha
 compare; `unscored_reasons` says, per policy, why its windows went unscored, from what the
 replay recorded: the skip reason (ingest or scoring failed), or, for windows no model served
 yet, what the window's end recorded (no labels arrived, a failed label join or training).
+`labels_hint` adds why no label may ever have arrived: labels whose ids match no event id.
 """
 
 from __future__ import annotations
@@ -11,9 +12,15 @@ from __future__ import annotations
 import math
 import re
 
-from retrain.backtest.records import PolicyResult, WindowRecord
+import pandas as pd
 
-__all__ = ["unscored_reasons"]
+from retrain.backtest.records import PolicyResult, WindowRecord
+from retrain.config import Config
+from retrain.data.io import read_source
+from retrain.data.windows import event_times, parse_window
+from retrain.labels.join import id_mismatch_hint
+
+__all__ = ["labels_hint", "unscored_reasons"]
 
 #: Windows named per reason, and distinct examples given; the rest are counted.
 _MAX_WINDOWS = 4
@@ -82,3 +89,16 @@ def unscored_reasons(results: list[PolicyResult]) -> list[str]:
                 + " | ".join(shown)
             )
     return lines
+
+
+def labels_hint(cfg: Config, windows: list[str]) -> str | None:
+    """`id_mismatch_hint` over the events of `windows` and the whole label source: labels
+    exist (dated from the first window on) but not one id matches an event id."""
+    events = read_source(cfg.data.uri, cfg.data.format)
+    labels = read_source(cfg.labels.uri, cfg.labels.format)
+    if cfg.data.time_column not in events.columns:
+        return None
+    first, last = parse_window(cfg.data, windows[0]), parse_window(cfg.data, windows[-1])
+    times = event_times(events[cfg.data.time_column], cfg.data.time_kind, errors="coerce")
+    inside: pd.Series = ((times >= first.start) & (times < last.end)).fillna(False)
+    return id_mismatch_hint(cfg, events.loc[inside.to_numpy()], labels)

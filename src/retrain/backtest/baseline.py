@@ -148,13 +148,16 @@ def replay_full_refit(
         as_of = bounds[i].end if cfg.labels.time_column else None
         t0 = time.perf_counter()
         try:
-            joined = (
-                join_labels(any_coverage, pd.concat(history), labels, as_of=as_of).labelled
+            result = (
+                join_labels(any_coverage, pd.concat(history), labels, as_of=as_of)
                 if history
                 else None
             )
-            if joined is None or not len(joined):
-                rec.notes.append("no labels known yet")
+            joined = None if result is None else result.labelled
+            if result is None or joined is None or not len(joined):
+                # A warning of an empty join is why: ids that match no label's, say.
+                why = result.report["warnings"][:1] if result is not None else []
+                rec.notes.append("; ".join(["no labels known yet", *why]))
             else:
                 model = fit_model(cfg, joined)
                 rec.train_seconds = time.perf_counter() - t0

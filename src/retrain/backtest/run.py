@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from retrain.backtest._unscored import unscored_reasons
+from retrain.backtest._unscored import labels_hint, unscored_reasons
 from retrain.backtest.baseline import TRAIN_ROWS, replay_full_refit, skip_refused_windows
 from retrain.backtest.cache import TrainingCache
 from retrain.backtest.policies import PolicySpec
@@ -235,6 +235,6 @@ def run_backtest(
             f"the backtest compared nothing: of {len(windows)} windows, none was scored by "
             f"every policy, so the table has no means (records in {out / stem}.json); why "
             "the windows were not scored",
-            unscored_reasons(ordered),
+            [*unscored_reasons(ordered), *filter(None, [labels_hint(cfg, windows)])],
         )
     return BacktestResult(ordered, summaries, out)
