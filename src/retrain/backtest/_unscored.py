@@ -18,6 +18,7 @@ from retrain.backtest.records import PolicyResult, WindowRecord
 from retrain.config import Config
 from retrain.data.io import read_source
 from retrain.data.windows import event_times, parse_window
+from retrain.errors import RetrainError
 from retrain.labels.join import id_mismatch_hint
 
 __all__ = ["labels_hint", "unscored_reasons"]
@@ -93,9 +94,13 @@ def unscored_reasons(results: list[PolicyResult]) -> list[str]:
 
 def labels_hint(cfg: Config, windows: list[str]) -> str | None:
     """`id_mismatch_hint` over the events of `windows` and the whole label source: labels
-    exist (dated from the first window on) but not one id matches an event id."""
-    events = read_source(cfg.data.uri, cfg.data.format)
-    labels = read_source(cfg.labels.uri, cfg.labels.format)
+    exist (dated from the first window on) but not one id matches an event id. None too when
+    a source cannot be read: the hint must not hide the error it adds to."""
+    try:
+        events = read_source(cfg.data.uri, cfg.data.format)
+        labels = read_source(cfg.labels.uri, cfg.labels.format)
+    except RetrainError:
+        return None
     if cfg.data.time_column not in events.columns:
         return None
     first, last = parse_window(cfg.data, windows[0]), parse_window(cfg.data, windows[-1])
