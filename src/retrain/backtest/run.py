@@ -23,7 +23,7 @@ from retrain.data.io import read_source
 from retrain.data.windows import drop_small_leading_windows, window_ids_in, window_sort_key
 from retrain.errors import ValidationError
 
-__all__ = ["BacktestResult", "ProgressBar", "run_backtest", "select_windows"]
+__all__ = ["BacktestResult", "ProgressBar", "check_compared", "run_backtest", "select_windows"]
 
 _DEFAULT_OPTIONS = ReplayOptions()
 
@@ -157,10 +157,7 @@ def run_backtest(
 
     `known_drift` names windows where the data is known to change (drawn on the plot and used
     for the after-drift mean). `progress` is the stream for the progress bar (None: no bar).
-
-    Raises:
-        ValidationError: bad options, or no window was scored by every policy (the outputs
-            are written first; the error summarises why each policy's windows went unscored).
+    `check_compared` refuses a result that compared nothing (the CLI exits 2 on it).
     """
     options.check(cfg)  # before anything is written
     out = Path(out_dir).resolve()
@@ -229,12 +226,22 @@ def run_backtest(
     summaries = write_outputs(
         ordered, out, settings=settings, slo=slo, known_drift=known, stem=stem, title=title
     )
-    if not summaries or not summaries[0].common_windows:
-        # Written first, so the per-window records can be read; but an empty table is no result.
-        raise ValidationError(
-            f"the backtest compared nothing: of {len(windows)} windows, none was scored by "
-            f"every policy, so the table has no means (records in {out / stem}.json); why "
-            "the windows were not scored",
-            [*unscored_reasons(ordered), *filter(None, [labels_hint(cfg, windows)])],
-        )
     return BacktestResult(ordered, summaries, out)
+
+
+def check_compared(cfg: Config, result: BacktestResult, windows: list[str]) -> None:
+    """Refuse a backtest whose table has no means: no window was scored by every policy.
+
+    Raises:
+        ValidationError: summarising, per policy, why its windows went unscored (and labels
+            whose ids match no event's, if so); the outputs are already written.
+    """
+    summaries = result.summaries
+    if summaries and summaries[0].common_windows:
+        return
+    raise ValidationError(
+        f"the backtest compared nothing: of {len(windows)} windows, none was scored by every "
+        f"policy, so the table has no means (records in {result.out_dir}); why the windows "
+        "were not scored",
+        [*unscored_reasons(result.results), *filter(None, [labels_hint(cfg, windows)])],
+    )

@@ -12,7 +12,7 @@ __all__ = ["add_commands"]
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from retrain.backtest.policies import parse_policies
-    from retrain.backtest.run import run_backtest, select_windows
+    from retrain.backtest.run import check_compared, run_backtest, select_windows
     from retrain.backtest.timing import ReplayOptions
     from retrain.config import load_config
 
@@ -38,6 +38,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         cache=not args.no_cache,
         progress=None if args.quiet else sys.stderr,
     )
+    check_compared(cfg, result, windows)  # an empty table is no result: exit 2, say why
     print((result.out_dir / "backtest.md").read_text(), flush=True)
     print(f"wrote {result.out_dir}/backtest.md, .json and .png", flush=True)
     skips = [
