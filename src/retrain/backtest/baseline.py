@@ -6,6 +6,15 @@ window: no ingest checks, no history/new mix, no evaluation rows held out, no ga
 It is scored exactly as the policies are (prequential, on all the labels that eventually
 arrive), so a retraining policy that does not beat it is not earning its keep.
 
+An error other than retrain's own (scikit-learn's, or a bug) in one window's refit or scoring
+does not end the backtest: the window records it (`WindowRecord.failed`, with the exception's
+type, message and where it was raised), a failed scoring counts as a skipped window, a failed
+refit leaves the previous model serving, and the table lists every such error.
+
+A window every retraining policy's ingest refused is left out of the baseline's scores too
+(`skip_refused_windows`), so its row counts the windows the comparison covers; it still
+trains on such a window's rows, as a plain refit with no checks would.
+
 ``full_refit@train_rows`` is the same refit on the training rows only: the rows whose id the
 evaluation split (`training.evaluation_share`) keeps out of every model retrain trains. It
 trains on what the policies may train on, so the two compare like with like; the plain
@@ -15,7 +24,9 @@ trains on what the policies may train on, so the two compare like with like; the
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,12 +44,14 @@ from retrain.evaluation.metrics import GREATER_IS_BETTER
 from retrain.labels.join import join_labels, without_coverage_floor
 from retrain.training.model import fit_model
 
-__all__ = ["FULL_REFIT", "TRAIN_ROWS", "replay_full_refit"]
+__all__ = ["FULL_REFIT", "REFUSED", "TRAIN_ROWS", "replay_full_refit", "skip_refused_windows"]
 
 FULL_REFIT = "full_refit"
 #: The variant (``full_refit@train_rows``) that leaves the evaluation rows out.
 TRAIN_ROWS = "train_rows"
 _DEFAULT_OPTIONS = ReplayOptions()
+#: How the baseline's record names a window every retraining policy's ingest refused.
+REFUSED = "refused by every retraining policy's ingest"
 
 
 def _model_inputs(events: pd.DataFrame, cfg: Config) -> pd.DataFrame:
@@ -51,6 +64,42 @@ def _model_inputs(events: pd.DataFrame, cfg: Config) -> pd.DataFrame:
         else:
             out[name] = as_category_strings(events[name])
     return out
+
+
+def skip_refused_windows(results: list[PolicyResult]) -> None:
+    """Mark the baselines' windows that every retraining policy's ingest refused as skipped.
+
+    The baseline has no ingest checks, so it scores a window the pipeline refuses (duplicate
+    ids, a broken schema): its score there is no comparison, as no policy has one. The window
+    is recorded as skipped (`REFUSED`, with the policies' reason) and its score kept in a note,
+    so each row's "scored (skipped)" counts the windows the means can compare. Nothing changes
+    without a retraining policy among `results`.
+    """
+    policies = [r for r in results if not r.policy.startswith(FULL_REFIT)]
+    if not policies:
+        return
+    for result in results:
+        if not result.policy.startswith(FULL_REFIT):
+            continue
+        for rec in result.windows:
+            reasons = [p.windows[rec.index].skipped or "" for p in policies]
+            if rec.skipped or not all(r.startswith("ingest failed") for r in reasons):
+                continue
+            if rec.metric is not None:
+                rec.notes.append(
+                    f"scored {rec.metric:.4f} on {rec.rows_scored} rows, left out of the "
+                    "comparison: every retraining policy's ingest refused the window"
+                )
+            rec.metric, rec.rows_scored = None, 0
+            rec.skipped = f"{REFUSED}: {reasons[0].splitlines()[0]}"
+
+
+def unexpected_error(step: str, err: Exception) -> str:
+    """How the table names an error that is not one of retrain's own: the step, the exception's
+    type and message, and where it was raised (a library or this code: a bug to report)."""
+    frames = traceback.extract_tb(err.__traceback__)
+    where = f" (raised at {'/'.join(Path(frames[-1].filename).parts[-2:])}:{frames[-1].lineno})"
+    return f"{step} failed: {type(err).__name__}: {err}" + (where if frames else "")
 
 
 def replay_full_refit(
@@ -92,18 +141,23 @@ def replay_full_refit(
                 rec.metric, rec.rows_scored = score_model(cfg, model, frames[i], labels)
             except RetrainError as err:
                 rec.skipped = f"scoring failed: {err}"
+            except Exception as err:  # a baseline's error spoils one window only
+                rec.skipped = rec.failed = unexpected_error("scoring", err)
         upto = i if cfg.labels.time_column else i - (options.label_delay or 0)
         history = [f for f in trainable[: upto + 1] if len(f)]
         as_of = bounds[i].end if cfg.labels.time_column else None
         t0 = time.perf_counter()
         try:
-            joined = (
-                join_labels(any_coverage, pd.concat(history), labels, as_of=as_of).labelled
+            result = (
+                join_labels(any_coverage, pd.concat(history), labels, as_of=as_of)
                 if history
                 else None
             )
-            if joined is None or not len(joined):
-                rec.notes.append("no labels known yet")
+            joined = None if result is None else result.labelled
+            if result is None or joined is None or not len(joined):
+                # A warning of an empty join is why: ids that match no label's, say.
+                why = result.report["warnings"][:1] if result is not None else []
+                rec.notes.append("; ".join(["no labels known yet", *why]))
             else:
                 model = fit_model(cfg, joined)
                 rec.train_seconds = time.perf_counter() - t0
@@ -111,8 +165,11 @@ def replay_full_refit(
                 served = rec.deployed = rec.version = f"refit-{window}"
                 consumed = len(joined)
                 rec.notes.append(f"refit on {len(joined)} labelled rows of {len(history)} windows")
-        except RetrainError as err:
+        except RetrainError as err:  # the data cannot train a model yet (one class, leakage)
             rec.notes.append(f"refit failed: {err}")
+        except Exception as err:  # the previous model keeps serving
+            rec.failed = unexpected_error("refit", err)
+            rec.notes.append(rec.failed)
         if on_window is not None:
             on_window(name, i)
     metric = cfg.primary_metric

@@ -27,6 +27,9 @@ class WindowRecord:
     train_seconds: float = 0.0
     cache_hit: bool = False
     skipped: str | None = None  # why a window the serving model should have scored was not
+    # An unexpected error (not one of retrain's own) the baseline met in this window, with its
+    # type, message and where it was raised: recorded and shown, the replay going on.
+    failed: str | None = None
     provisional_rows: int = 0  # labelled rows of windows not in history it also trained on
     notes: list[str] = field(default_factory=list)
 

@@ -11,7 +11,7 @@ from typing import Any
 from retrain._provenance import code_version
 from retrain.backtest.replay import PolicyResult
 
-__all__ = ["PolicySummary", "common_windows", "summarise", "write_outputs"]
+__all__ = ["PolicySummary", "common_windows", "json_safe", "summarise", "write_outputs"]
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,8 @@ class PolicySummary:
     `mean` is over the windows every policy of the backtest scored (`common_windows`), so the
     means compare like with like; `mean_own` is over this policy's own scored windows.
     `windows_skipped` counts windows the policy should have scored but could not (ingest or
-    scoring failed), listed with their reasons in `skipped`.
+    scoring failed), listed with their reasons in `skipped`. `failed` lists the windows in which
+    an unexpected error (not one of retrain's own; the baseline records them) was met.
     """
 
     policy: str
@@ -41,6 +42,7 @@ class PolicySummary:
     train_seconds: float
     labels_consumed: int
     skipped: dict[str, str]
+    failed: dict[str, str]
 
 
 def _mean(values: list[float]) -> float | None:
@@ -99,6 +101,7 @@ def summarise(
         train_seconds=round(sum(w.train_seconds for w in result.windows), 3),
         labels_consumed=result.labels_consumed,
         skipped={w.window: str(w.skipped) for w in result.windows if w.skipped},
+        failed={w.window: str(w.failed) for w in result.windows if w.failed},
     )
 
 
@@ -138,6 +141,17 @@ def markdown(
         "ran alone; cache hits are trainings another policy had already run on identical inputs. "
         "Labels consumed: labelled rows the policy had to take into history.\n"
     )
+    failures = [
+        f"- {s.policy}, window {window}: {why}"
+        for s in summaries
+        for window, why in s.failed.items()
+    ]
+    if failures:
+        notes += (
+            f"\n{len(failures)} unexpected error(s), each recorded in its window and the replay "
+            "going on (a failed scoring is a skipped window; a failed refit leaves the previous "
+            "model serving):\n\n" + "\n".join(failures) + "\n"
+        )
     return head + "\n".join(rows) + notes
 
 
@@ -180,6 +194,19 @@ def plot(
     plt.close(fig)
 
 
+def json_safe(value: Any) -> Any:
+    """`value` with every non-finite float (NaN, inf) as None: JSON has no NaN, and a bare
+    ``NaN`` in a file breaks jq, JavaScript and most parsers. A reader computing on the file
+    reads null as "no value" (NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def write_outputs(
     results: list[PolicyResult],
     out_dir: Path,
@@ -203,6 +230,8 @@ def write_outputs(
         "summary": [asdict(s) for s in summaries],
         "policies": [r.to_dict() for r in results],
     }
-    (out_dir / f"{stem}.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    # allow_nan=False: a non-finite value that escaped `json_safe` fails here, not in a reader.
+    text = json.dumps(json_safe(doc), indent=2, default=str, allow_nan=False)
+    (out_dir / f"{stem}.json").write_text(text + "\n")
     plot(results, out_dir / f"{stem}.png", known_drift=known, slo=slo)
     return summaries

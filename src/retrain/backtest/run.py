@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from retrain._threads import limit_this_thread, worker_threads
-from retrain.backtest.baseline import TRAIN_ROWS, replay_full_refit
+from retrain.backtest._unscored import labels_hint, unscored_reasons
+from retrain.backtest.baseline import TRAIN_ROWS, replay_full_refit, skip_refused_windows
 from retrain.backtest.cache import TrainingCache
 from retrain.backtest.policies import PolicySpec
 from retrain.backtest.replay import PolicyResult, replay_policy
@@ -23,7 +24,7 @@ from retrain.data.io import read_source
 from retrain.data.windows import drop_small_leading_windows, window_ids_in, window_sort_key
 from retrain.errors import ValidationError
 
-__all__ = ["BacktestResult", "ProgressBar", "run_backtest", "select_windows"]
+__all__ = ["BacktestResult", "ProgressBar", "check_compared", "run_backtest", "select_windows"]
 
 _DEFAULT_OPTIONS = ReplayOptions()
 
@@ -157,6 +158,7 @@ def run_backtest(
 
     `known_drift` names windows where the data is known to change (drawn on the plot and used
     for the after-drift mean). `progress` is the stream for the progress bar (None: no bar).
+    `check_compared` refuses a result that compared nothing (the CLI exits 2 on it).
     """
     options.check(cfg)  # before anything is written
     out = Path(out_dir).resolve()
@@ -209,6 +211,7 @@ def run_backtest(
             for name, fut in futures.items():
                 results[name] = PolicyResult.from_dict(fut.result())
     ordered = [results[s.name] for s in policies]
+    skip_refused_windows(ordered)  # the baseline is compared on the windows the policies had
     index = {w: i for i, w in enumerate(windows)}
     known = [index[w] for w in (known_drift or []) if w in index]
     settings = {
@@ -227,3 +230,21 @@ def run_backtest(
         ordered, out, settings=settings, slo=slo, known_drift=known, stem=stem, title=title
     )
     return BacktestResult(ordered, summaries, out)
+
+
+def check_compared(cfg: Config, result: BacktestResult, windows: list[str]) -> None:
+    """Refuse a backtest whose table has no means: no window was scored by every policy.
+
+    Raises:
+        ValidationError: summarising, per policy, why its windows went unscored (and labels
+            whose ids match no event's, if so); the outputs are already written.
+    """
+    summaries = result.summaries
+    if summaries and summaries[0].common_windows:
+        return
+    raise ValidationError(
+        f"the backtest compared nothing: of {len(windows)} windows, none was scored by every "
+        f"policy, so the table has no means (records in {result.out_dir}); why the windows "
+        "were not scored",
+        [*unscored_reasons(result.results), *filter(None, [labels_hint(cfg, windows)])],
+    )

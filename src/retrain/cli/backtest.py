@@ -12,7 +12,7 @@ __all__ = ["add_commands"]
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from retrain.backtest.policies import parse_policies
-    from retrain.backtest.run import run_backtest, select_windows
+    from retrain.backtest.run import check_compared, run_backtest, select_windows
     from retrain.backtest.timing import ReplayOptions
     from retrain.config import load_config
 
@@ -38,6 +38,7 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         cache=not args.no_cache,
         progress=None if args.quiet else sys.stderr,
     )
+    check_compared(cfg, result, windows)  # an empty table is no result: exit 2, say why
     print((result.out_dir / "backtest.md").read_text(), flush=True)
     print(f"wrote {result.out_dir}/backtest.md, .json and .png", flush=True)
     skips = [
@@ -45,9 +46,18 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
         for s in result.summaries
         for window, why in s.skipped.items()
     ]
-    if args.strict and skips:
+    failures = [
+        f"{s.policy}: window {window}: {why}"
+        for s in result.summaries
+        for window, why in s.failed.items()
+        if window not in s.skipped  # a failed scoring is listed with the skips
+    ]
+    if args.strict and (skips or failures):
         raise ValidationError(
-            f"--strict: {len(skips)} policy windows were not scored (see the table)", skips
+            f"--strict: {len(skips)} policy windows were not scored"
+            + (f", {len(failures)} refits met an unexpected error" if failures else "")
+            + " (see the table)",
+            skips + failures,
         )
     return EXIT_OK
 
@@ -92,6 +102,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument(
         "--strict",
         action="store_true",
-        help="exit 2 if any policy could not score a window (ingest or scoring failed)",
+        help="exit 2 if any policy could not score a window (ingest or scoring failed), or the "
+        "baseline's refit met an unexpected error",
     )
     p.set_defaults(func=_cmd_backtest)

@@ -51,6 +51,7 @@ from retrain.errors import ValidationError
 __all__ = [
     "SourceFacts",
     "WindowCounts",
+    "read_head",
     "read_matching",
     "read_times",
     "read_window",
@@ -461,3 +462,18 @@ def read_matching(
         columns=[c for c in schema.names if c in wanted], filter=matching
     )
     return table.to_pandas(), {"files": len(files), "filtered": True, "rows": table.num_rows}
+
+
+def read_head(
+    uri: str, fmt: str, columns: Sequence[str], rows: int = 5, *, client: Any | None = None
+) -> pd.DataFrame:
+    """The first `rows` rows of the source, with those of `columns` it has (for a hint: a
+    Parquet source reads only the first row groups it needs; any other is read whole)."""
+    files = source_files(uri, fmt, client=client)
+    source = _open_parquet(files) if fmt == "parquet" else None
+    if source is None:
+        frame = read_source(uri, fmt, client=client)
+        return frame[[c for c in columns if c in frame.columns]].head(rows)
+    names = [c for c in columns if c in source.dataset.schema.names]
+    head: pd.DataFrame = source.dataset.head(rows, columns=names).to_pandas()
+    return head

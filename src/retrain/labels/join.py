@@ -24,11 +24,13 @@ from retrain.data.io import json_value
 from retrain.data.schema import as_category_strings
 from retrain.data.windows import as_of_text, event_times
 from retrain.errors import ValidationError
+from retrain.labels._ids import id_mismatch_hint
 
 __all__ = [
     "COVERAGE_SHORTFALL",
     "MAX_LEAKAGE_SHARE",
     "LabelResult",
+    "id_mismatch_hint",
     "join_labels",
     "label_columns",
     "without_coverage_floor",
@@ -209,6 +211,7 @@ def join_labels(
     *,
     as_of: Any = None,
     events_ids_only: bool = False,
+    id_sample: pd.DataFrame | None = None,
 ) -> LabelResult:
     """Attach labels to events by id; unlabelled events form the labelling queue.
 
@@ -218,6 +221,8 @@ def join_labels(
     `events_ids_only` says `labels` holds only the labels of the events' ids (a filtered read):
     labels for other events are then not measured (``unmatched_labels`` None), and duplicates
     and null labels are counted among the labels given (``label_counts_scope`` says which).
+    `id_sample`: a few rows of the label source, for the hint when such a filtered read found
+    no label (`id_mismatch_hint`: labels exist, but not one id matches an event id).
 
     Raises:
         ValidationError: missing columns, no events, coverage under ``labels.min_coverage``,
@@ -248,6 +253,12 @@ def join_labels(
     # Queued events whose label exists but is dated after as_of: coverage still to come.
     waiting = int(((arrived.late_keys.get_indexer(pd.Index(keys)) >= 0) & ~matched).sum())
 
+    hint = None
+    if not matched.any():  # 0%: not arrived yet, or ids that cannot match
+        sample = id_sample if labels.empty and id_sample is not None else None
+        hint = id_mismatch_hint(
+            cfg, events, labels if sample is None else sample, sampled=sample is not None
+        )
     problems = []
     if cfg.task == "regression" and len(labelled):
         numbers = pd.to_numeric(labelled[cfg.target], errors="coerce")
@@ -268,9 +279,11 @@ def join_labels(
         problems.append(
             f"label coverage {coverage:.1%} ({len(labelled)} of {len(events)} events) "
             f"{COVERAGE_SHORTFALL} {cfg.labels.min_coverage:.1%}{late_note}"
+            + (f"; {hint}" if hint else "")
         )
+        hint = None  # said in the error
 
-    leakage, warnings = 0, []
+    leakage, warnings = 0, [hint] if hint else []
     if unreadable_times:
         warnings.append(
             f"{unreadable_times} labels have an unreadable {cfg.labels.time_column!r}; they are "

@@ -21,7 +21,7 @@ import pandas as pd
 from retrain.config import Config
 from retrain.data.history import commit_history, committed_meta
 from retrain.data.io import content_sha256
-from retrain.data.source import read_matching
+from retrain.data.source import read_head, read_matching
 from retrain.data.windows import as_of_text, parse_as_of, parse_window
 from retrain.labels.join import join_labels, label_columns
 from retrain.steps._provisional import gather_provisional
@@ -113,7 +113,15 @@ def label(
             events.get(cfg.data.id_column, pd.Series(dtype=object)),  # none: the join says so
             label_columns(cfg),
         )
-        result = join_labels(cfg, events, labels, as_of=cut, events_ids_only=read["filtered"])
+        # A filtered read that found no label says nothing of the ids the source does hold.
+        sample = (
+            read_head(cfg.labels.uri, cfg.labels.format, label_columns(cfg))
+            if read["filtered"] and labels.empty and not events.empty
+            else None
+        )
+        result = join_labels(
+            cfg, events, labels, as_of=cut, events_ids_only=read["filtered"], id_sample=sample
+        )
         report = {**result.report, "as_of_rule": how, "labels_read": read}
         meta = {
             **meta,

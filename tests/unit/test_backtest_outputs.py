@@ -1,0 +1,178 @@
+"""The backtest's outputs: valid JSON, a run that scored nothing fails and says why, and the
+baseline is compared with the policies on the same windows."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_backtest_skips import config, write_stream
+
+from retrain.backtest import baseline
+from retrain.backtest.replay import PolicyResult, WindowRecord
+from retrain.backtest.report import markdown, summarise, write_outputs
+from retrain.cli import main
+from retrain.config import Config
+from retrain.errors import EXIT_VALIDATION
+
+
+def _result(name: str, metrics: list[float | None], skipped: dict[int, str]) -> PolicyResult:
+    windows = [
+        WindowRecord(index=i, window=str(i), metric=m, skipped=skipped.get(i))
+        for i, m in enumerate(metrics)
+    ]
+    return PolicyResult(name, "roc_auc", True, windows, 0, 0.0)
+
+
+def _strict_json(text: str) -> Any:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_the_json_holds_null_where_a_window_had_no_score(tmp_path: Path) -> None:
+    # Window 1: a champion served but no row had a label (score_model's NaN).
+    never = _result("never", [None, math.nan, 0.8, 0.6], {})
+    write_outputs([never], tmp_path, settings={"config": "t", "slo": math.inf})
+    doc = _strict_json((tmp_path / "backtest.json").read_text())
+    assert [w["metric"] for w in doc["policies"][0]["windows"]] == [None, None, 0.8, 0.6]
+    assert doc["settings"]["slo"] is None
+    # A reader computing from the file gets the same summary as the run did.
+    again = summarise(PolicyResult.from_dict(doc["policies"][0]))
+    assert asdict(again) == doc["summary"][0]
+    assert again.mean == pytest.approx(0.7) and again.windows_scored == 2
+
+
+def test_a_backtest_that_scored_no_common_window_fails_and_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_stream(tmp_path, weeks=4)
+    events = pd.read_parquet(tmp_path / "events.parquet")
+    # Every week repeats one id: a structural problem, so every window's ingest fails closed.
+    first = events.groupby("week").head(1).index
+    events.loc[first + 1, "id"] = events.loc[first, "id"].to_numpy()
+    events.to_parquet(tmp_path / "events.parquet")
+    path = tmp_path / "shop.yaml"
+    path.write_text(config(tmp_path).to_yaml())
+    args = ["backtest", "--config", str(path), "--policies", "never,full_refit", "--quiet"]
+    assert main([*args, "--jobs", "1", "--out", str(tmp_path / "out")]) == EXIT_VALIDATION
+    err = capsys.readouterr().err
+    assert "the backtest compared nothing: of 4 windows, none was scored by every policy" in err
+    # The reason is summarised once for the four windows `never` could not ingest, with one
+    # example (the four differ only in the window and the id).
+    never = "never (0 of 4 windows scored): ingest failed in 4 window(s) (0, 1, 2, 3); window 0:"
+    assert never in err and err.count("duplicate ids in column 'id'") == 1
+    # The baseline, which has no ingest checks, scored the windows after its first refit, but
+    # not for the comparison: every retraining policy's ingest refused them.
+    assert (
+        "full_refit (0 of 4 windows scored): refused by every retraining policy's ingest in 4 "
+        "window(s) (0, 1, 2, 3); window 0: ingest failed: window 0 [0, 1) failed 1 checks"
+    ) in err
+    # The records stay readable for a closer look.
+    assert (tmp_path / "out" / "backtest.json").exists()
+
+
+def test_an_unexpected_error_in_the_baseline_spoils_one_window_not_the_backtest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Errors that are not retrain's own, as scikit-learn may raise them on one window's data.
+    real_fit, real_score = baseline.fit_model, baseline.score_model
+
+    def fit(cfg: Config, joined: pd.DataFrame) -> Any:
+        if len(joined) == 400:  # at window 2's end: weeks 0 and 1 labelled (write_stream)
+            raise TypeError("float() argument must be a string or a real number")
+        return real_fit(cfg, joined)
+
+    def score(cfg: Config, model: Any, events: pd.DataFrame, labels: pd.DataFrame) -> Any:
+        if (events["week"] == 4).all():
+            raise np.linalg.LinAlgError("Singular matrix")
+        return real_score(cfg, model, events, labels)
+
+    monkeypatch.setattr(baseline, "fit_model", fit)
+    monkeypatch.setattr(baseline, "score_model", score)
+    write_stream(tmp_path, weeks=5)
+    cfg = config(tmp_path)
+    result = baseline.replay_full_refit(cfg, [str(w) for w in range(5)])
+    recs = result.windows
+    # The refit at window 2's end failed: window 3 is still served by window 1's model.
+    assert recs[2].failed is not None and recs[2].failed.startswith(
+        "refit failed: TypeError: float() argument must be a string or a real number (raised at "
+    )
+    assert recs[2].failed in recs[2].notes and not recs[2].retrained
+    assert recs[3].champion == "refit-1" and recs[3].metric is not None
+    # Scoring window 4 failed: not scored, counted as skipped; its refit still ran.
+    assert recs[4].metric is None and recs[4].skipped == recs[4].failed
+    assert recs[4].failed is not None and "LinAlgError: Singular matrix" in recs[4].failed
+    assert recs[4].champion == "refit-3" and recs[4].retrained
+    summary = summarise(result)
+    assert (summary.windows_scored, summary.windows_skipped) == (2, 1)
+    assert set(summary.failed) == {"2", "4"}
+    table = markdown([summary], {"config": "t"})
+    assert "2 unexpected error(s)" in table
+    assert "- full_refit, window 2: refit failed: TypeError: float()" in table
+    # The CLI shows them, and --strict fails on them.
+    path = tmp_path / "shop.yaml"
+    path.write_text(cfg.to_yaml())
+    args = ["backtest", "--config", str(path), "--policies", "full_refit", "--quiet", "--jobs", "1"]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 0
+    assert "window 4: scoring failed: LinAlgError: Singular matrix" in capsys.readouterr().out
+    assert main([*args, "--strict", "--out", str(tmp_path / "strict")]) == EXIT_VALIDATION
+    err = capsys.readouterr().err
+    assert "--strict: 1 policy windows were not scored, 1 refits met an unexpected error" in err
+    assert "full_refit: window 2: refit failed: TypeError" in err
+
+
+def test_the_baseline_skips_the_windows_every_policys_ingest_refused(tmp_path: Path) -> None:
+    refused = "ingest failed: window 2 [2, 3) failed 1 checks\n  - 1 duplicate ids in column 'id'"
+    never = _result("never", [None, 0.9, None, 0.5, 0.6], {2: refused})
+    always = _result("always", [None, 0.9, None, 0.8, None], {2: refused, 4: "ingest failed: x"})
+    refit = _result("full_refit", [None, 0.9, 0.3, 0.85, 0.75], {})
+    refit.windows[2].rows_scored = 200
+    write_outputs([never, always, refit], tmp_path, settings={"config": "t"})
+    # Before: the baseline's row counted a window no policy had (write_outputs alone)...
+    doc = json.loads((tmp_path / "backtest.json").read_text())
+    before = {s["policy"]: s for s in doc["summary"]}["full_refit"]
+    assert (before["windows_scored"], before["windows_skipped"]) == (4, 0)
+    baseline.skip_refused_windows([never, always, refit])  # what run_backtest does
+    rec = refit.windows[2]
+    assert rec.metric is None and rec.rows_scored == 0
+    assert rec.skipped == f"{baseline.REFUSED}: ingest failed: window 2 [2, 3) failed 1 checks"
+    assert "scored 0.3000 on 200 rows, left out of the comparison" in rec.notes[0]
+    # Window 4, refused by one policy only, stays scored (and out of the common means).
+    assert refit.windows[4].metric == 0.75 and refit.windows[4].skipped is None
+    summaries = write_outputs([never, always, refit], tmp_path, settings={"config": "t"})
+    s_never, _, s_refit = summaries
+    assert (s_refit.windows_scored, s_refit.windows_skipped) == (3, 1)
+    assert (s_never.windows_scored, s_never.windows_skipped) == (3, 1)
+    # The means were and stay over the windows every policy scored: 1 and 3.
+    assert s_refit.common_windows == 2 and s_refit.mean == pytest.approx((0.9 + 0.85) / 2)
+    assert s_refit.mean_own == pytest.approx((0.9 + 0.85 + 0.75) / 3)
+    # With no retraining policy beside it, the baseline keeps every score it has.
+    alone = _result("full_refit", [None, 0.9, 0.3], {})
+    baseline.skip_refused_windows([alone])
+    assert alone.windows[2].metric == 0.3
+
+
+def test_a_backtest_whose_label_ids_match_no_event_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_stream(tmp_path, weeks=4)
+    labels = pd.read_parquet(tmp_path / "labels.parquet")
+    labels["id"] = "L-" + labels["id"]  # the label source writes its ids with a prefix
+    labels.to_parquet(tmp_path / "labels.parquet")
+    path = tmp_path / "shop.yaml"
+    path.write_text(config(tmp_path).to_yaml())
+    args = ["backtest", "--config", str(path), "--policies", "always,full_refit", "--quiet"]
+    assert main([*args, "--jobs", "1", "--out", str(tmp_path / "out")]) == EXIT_VALIDATION
+    err = capsys.readouterr().err
+    assert "always (0 of 4 windows scored): no model served yet in 4 window(s)" in err
+    assert "no label id matches an event id: 800 labels dated from the first event's time" in err
+    assert "events' 'id' (str), e.g. '0-0', '0-1', '0-2'" in err
+    assert "labels' 'id' (str), e.g. 'L-0-0', 'L-0-1', 'L-0-2'" in err

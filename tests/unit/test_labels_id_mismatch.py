@@ -1,0 +1,81 @@
+"""A label coverage of 0% where labels exist but no id matches says so, with ids of each side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_labels import config, events, labels_for
+
+from retrain import steps
+from retrain.errors import ValidationError
+from retrain.labels.join import join_labels, without_coverage_floor
+from retrain.steps.records import write_dataset
+
+
+def numbered(n: int = 50, week: int = 5) -> pd.DataFrame:
+    """Events whose ids are integers 1..n (n < 100: none has three digits)."""
+    return events(n, week).assign(app=range(1, n + 1))
+
+
+def padded_labels(ev: pd.DataFrame) -> pd.DataFrame:
+    """Labels for every event, keyed by the id written as zero-padded text ('001')."""
+    return labels_for(ev).assign(application=[f"{i:03d}" for i in ev["app"]])
+
+
+def test_no_matching_id_is_named_with_ids_and_types_of_each_side() -> None:
+    ev = numbered()
+    with pytest.raises(ValidationError) as err:
+        join_labels(config(), ev, padded_labels(ev), as_of=6)
+    text = str(err.value)
+    assert "label coverage 0.0% (0 of 50 events)" in text
+    assert "no label id matches an event id: 50 labels dated from the first event's time on" in text
+    assert "events' 'app' (int64), e.g. 1, 2, 3" in text
+    assert "labels' 'application' (str), e.g. '001', '002', '003'" in text
+    assert "Check labels.id_column" in text
+
+    # Not an id problem, so no hint: week 5's labels have not come in and the source holds
+    # only week 3's, dated before week 5 ...
+    old = events(week=3).assign(app=[f"b{i:03d}" for i in range(100)])
+    with pytest.raises(ValidationError) as err:
+        join_labels(config(), events(), labels_for(old), as_of=6)
+    assert "label coverage 0.0%" in str(err.value) and "no label id" not in str(err.value)
+    # ... or one id matches.
+    lab = padded_labels(ev)
+    lab.loc[0, "application"] = "1"
+    with pytest.raises(ValidationError) as err:
+        join_labels(config(), ev, lab, as_of=6)
+    assert "label coverage 2.0%" in str(err.value) and "no label id" not in str(err.value)
+
+
+def test_with_no_coverage_floor_the_hint_is_a_warning() -> None:
+    ev = numbered()
+    result = join_labels(without_coverage_floor(config()), ev, padded_labels(ev), as_of=6)
+    assert result.coverage == 0.0
+    (warning,) = result.report["warnings"]
+    assert warning.startswith("no label id matches an event id") and "'001'" in warning
+    assert "warning: no label id matches" in result.markdown
+
+
+def test_the_label_step_names_ids_its_filtered_read_did_not_find(tmp_path: Path) -> None:
+    # Text ids on both sides (so the read is filtered by the events' ids), written differently.
+    cfg = config()
+    cfg = cfg.model_copy(
+        update={
+            "storage_root": str(tmp_path / "store"),
+            "labels": cfg.labels.model_copy(update={"uri": str(tmp_path / "labels.parquet")}),
+        }
+    )
+    ev = events()
+    labels_for(ev).assign(application=lambda f: f["application"].str.upper()).to_parquet(
+        tmp_path / "labels.parquet"
+    )
+    dataset = tmp_path / "dataset.parquet"
+    write_dataset(str(dataset), ev, {"window": "5"})
+    with pytest.raises(ValidationError) as err:
+        steps.label(cfg.to_yaml(), "5", "r1", str(dataset), str(tmp_path / "l.parquet"), as_of="6")
+    text = str(err.value)
+    assert "the label source has labels (a few of them shown), but none for these events" in text
+    assert "events' 'app' (str), e.g. 'a000', 'a001', 'a002'" in text
+    assert "labels' 'application' (str), e.g. 'A000', 'A001', 'A002'" in text
