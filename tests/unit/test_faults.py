@@ -34,7 +34,7 @@ from retrain.errors import (
     classify_os_error,
     sample_text,
 )
-from retrain.labels.classes import check_label_classes
+from retrain.labels.classes import check_label_classes, without_unknown_classes
 from retrain.registry import Registry
 from retrain.runner import run_cycle
 from retrain.settings.limits import InputLimits
@@ -243,14 +243,31 @@ def test_a_run_whose_labels_bring_a_third_class_stops_before_training(loans: Con
     week_1 = Path(loans.labels.uri) / "week-001.parquet"  # the demo's labels of week 1
     labels = pd.read_parquet(week_1)
     column = loans.labels.label_column
-    labels[column] = labels[column].astype(str)
-    labels.loc[labels.index[:5], column] = "2"
+    labels.loc[labels.index[:5], column] = 2
     labels.to_parquet(week_1)
     result = run_cycle(loans, "1", engine="direct", run_id="second", now=NOW)
     assert result.exit_code == EXIT_VALIDATION, result.lines()
     failed = result.failed_step
     assert failed is not None and failed["step"] == "train"
     assert "'2' (5 rows)" in str(failed["message"])
+    # Week 1 is in history now (the label step committed it before train refused it). Week
+    # 2's challenger trains, without the refused class's rows, and says so.
+    third = run_cycle(loans, "2", engine="direct", run_id="third", now=NOW)
+    train = third.records["train"]
+    assert train["status"] == "succeeded", third.lines()
+    assert train["report"]["provenance"]["history_unknown_classes"] == {"2": 5}
+    assert "left out 5 history rows" in str(train["summary"])
+    balance = train["report"]["provenance"]["class_balance"]
+    assert set(balance["train"]) == {"0", "1"} and set(balance["history_holdout"]) == {"0", "1"}
+
+
+def test_history_rows_of_a_class_not_known_are_left_out_and_counted() -> None:
+    history = pd.DataFrame({"id": range(6), "y": [0, 1, 2, 1, 2, None]})
+    kept, dropped = without_unknown_classes(history, "y", ["0", "1"])
+    assert dropped == {"2": 2}
+    assert kept["id"].tolist() == [0, 1, 3, 5]  # a missing label is not a class
+    same, none = without_unknown_classes(history, "y", ["0", "1", "2"])
+    assert none == {} and same is history
 
 
 def test_a_model_trained_under_another_scikit_learn_warns_when_loaded() -> None:

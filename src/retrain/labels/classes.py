@@ -14,7 +14,7 @@ import pandas as pd
 
 from retrain.errors import ValidationError, sample_text
 
-__all__ = ["check_label_classes"]
+__all__ = ["check_label_classes", "without_unknown_classes"]
 
 
 def check_label_classes(
@@ -28,8 +28,8 @@ def check_label_classes(
     """
     if known is None:
         return
-    allowed = {str(k) for k in known}
-    text = labels.dropna().astype(str)
+    allowed = set(_class_text(pd.Series(list(known))))
+    text = _class_text(labels)
     counts = text[~text.isin(allowed)].value_counts()
     if counts.empty:
         return
@@ -41,3 +41,34 @@ def check_label_classes(
             "fix the labels, or, if the class is genuine, list every class in labels.classes",
         ],
     )
+
+
+def without_unknown_classes(
+    history: pd.DataFrame, target: str, known: list[str]
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """History without the rows of a class `check_label_classes` would refuse, and their counts.
+
+    A window refused for an unseen class is already in history (the label step commits
+    it before train refuses it): without this the next window's challenger would learn the
+    class without a word. Listing the class in `labels.classes` brings its rows back.
+    """
+    if target not in history.columns:
+        return history, {}
+    text = _class_text(history[target])
+    outside = text[~text.isin(set(_class_text(pd.Series(known))))]
+    if outside.empty:
+        return history, {}
+    dropped = {str(value): int(n) for value, n in outside.value_counts().items()}
+    return history.drop(index=outside.index).reset_index(drop=True), dropped
+
+
+def _class_text(values: pd.Series) -> pd.Series:
+    """Labels present, as text; whole-number floats as integers ("1", not "1.0").
+
+    A missing label turns an integer label column into floats (pandas has no NaN integer
+    without the nullable dtype), so class 1 can arrive as 1.0 on one side and 1 on the other.
+    """
+    present = values.dropna()
+    if pd.api.types.is_float_dtype(present) and bool((present == present.round()).all()):
+        present = present.astype("int64")
+    return present.astype(str)

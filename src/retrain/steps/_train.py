@@ -18,7 +18,7 @@ from retrain.data.io import content_sha256, to_parquet_bytes
 from retrain.data.windows import parse_window
 from retrain.drift import PROFILE_FILE, profile_for_model
 from retrain.errors import ValidationError
-from retrain.labels.classes import check_label_classes
+from retrain.labels.classes import check_label_classes, without_unknown_classes
 from retrain.registry import Registry
 from retrain.steps._provisional import with_provisional
 from retrain.steps.records import (
@@ -66,9 +66,7 @@ def train(
 ) -> StepOutcome:
     """Train a challenger on history + the new window at the configured mix."""
     cfg, store = load_step_config(config_yaml)
-    if (skipped := skip_step(
-        store, run_id, "train", report_path, html_path=html_path
-    )) is not None:
+    if (skipped := skip_step(store, run_id, "train", report_path, html_path=html_path)) is not None:
         return skipped
     with recorded_step(store, run_id, "train") as rec:
         window_id = parse_window(cfg.data, window_id).id  # one spelling: "01" is "1"
@@ -94,8 +92,11 @@ def train(
         if cfg.continuous.enabled and champion:  # continuous mode updates the champion
             parent_card = ModelCard.from_json(reg.read_file(champion, MODEL_CARD_FILE).decode())
             parent = load_registered_model(reg, champion)
+        dropped: dict[str, int] = {}
         if cfg.task == "classification":
-            _check_classes(cfg, reg, champion, parent, new, window_id)
+            known = _check_classes(cfg, reg, champion, parent, new, window_id)
+            if known is not None and handed_over[0] is not None:
+                handed_over[0], dropped = without_unknown_classes(handed_over[0], cfg.target, known)
         t0 = time.perf_counter()
         result = train_or_update(
             cfg, new, handed_over.pop(), cfg.seed, champion=parent, champion_card=parent_card
@@ -105,6 +106,8 @@ def train(
         fit_threads = openmp_threads()  # in the thread that fitted: OpenMP's limit is per thread
         if history_notes is not None:
             result.provenance["history_load"] = history_notes
+        if dropped:
+            result.provenance["history_unknown_classes"] = dropped
         hashes = {
             "new_window": new_sha256,
             "history": history_sha256,
@@ -163,6 +166,11 @@ def train(
         )
         if provisional is not None:
             summary += f"; new includes {provisional.get('rows', 0)} provisional rows"
+        if dropped:
+            summary += (
+                f"; left out {sum(dropped.values())} history rows of classes not known "
+                "(labels.classes, else the champion's)"
+            )
         details: TrainDetails = {
             "version": version,
             "parent": champion,
@@ -208,7 +216,14 @@ def _train_markdown(
 ) -> str:
     rows = "\n".join(f"| {k} | {v} |" for k, v in prov.items() if not isinstance(v, (dict, list)))
     hrows = "\n".join(f"| {k} | `{v}` |" for k, v in hashes.items())
-    notes = prov.get("encoding_warnings") or []
+    notes = list(prov.get("encoding_warnings") or [])
+    dropped = prov.get("history_unknown_classes")
+    if isinstance(dropped, dict) and dropped:
+        listed = ", ".join(f"{k!r} ({v} rows)" for k, v in list(dropped.items())[:5])
+        notes.append(
+            f"history rows of classes not known were left out of training: {listed}; list "
+            "the class in labels.classes to train on it"
+        )
     warnings = "".join(f"- warning: {w}\n" for w in notes) + ("\n" if notes else "")
     return (
         f"# Train: challenger `{version}`\n\nParent (champion at training time): "
@@ -272,17 +287,22 @@ def _check_classes(
     loaded: Any,
     new: pd.DataFrame,
     window_id: str,
-) -> None:
-    """The window's label classes against `labels.classes`, else the champion's classes."""
+) -> list[str] | None:
+    """The window's label classes against `labels.classes`, else the champion's classes.
+
+    Returns the known classes as text (None: nothing to check against, the first model
+    defines them, or a champion that cannot be loaded, which evaluate refuses by name).
+    """
     if cfg.labels.classes is not None:
         known, source = cfg.labels.classes, "labels.classes"
     elif champion is not None:
         try:
             model = loaded if loaded is not None else load_registered_model(reg, champion)
         except ValidationError:
-            return  # a champion that cannot be loaded is evaluate's to refuse, by name
+            return None
         known, source = list(model.classes_), f"champion {champion}"
     else:
-        return  # the first model defines the classes
+        return None
     where = f"window {window_id}, target {cfg.target!r}"
     check_label_classes(new[cfg.target], known, where=where, known_from=source)
+    return [str(k) for k in known]
