@@ -43,6 +43,7 @@ from retrain.settings.evaluation import (
 from retrain.settings.training import check_takes_sparse
 
 __all__ = [
+    "DEFAULT_ESTIMATORS",
     "Config",
     "DataSource",
     "DeployConfig",
@@ -57,6 +58,45 @@ __all__ = [
 ]
 
 Task = Literal["classification", "regression"]
+
+
+#: The estimator a config without `model` trains, by task: gradient-boosted trees take numeric,
+#: one-hot and encoded inputs with missing values and need no scaling.
+DEFAULT_ESTIMATORS = {
+    "classification": "sklearn.ensemble.HistGradientBoostingClassifier",
+    "regression": "sklearn.ensemble.HistGradientBoostingRegressor",
+}
+
+
+def implied_keys(raw: Any) -> Any:
+    """`raw` with the keys another key already implies filled in, where they are absent.
+
+    - ``labels.id_column``: ``data.id_column`` (labels join the events on the same id);
+    - ``labels.label_column``: ``target`` (the label's own name);
+    - ``model``: ``DEFAULT_ESTIMATORS[task]`` with its default parameters;
+    - ``deploy`` and ``deploy.deployment_name``: ``name`` (the model name is already a valid
+      Kubernetes name), so a backtest or a first try needs no deploy section.
+
+    A key given explicitly always wins. Anything but a mapping is returned as is, for the
+    typed validation to refuse.
+    """
+    if not isinstance(raw, dict):
+        return raw
+    out = dict(raw)
+    labels, data = out.get("labels"), out.get("data")
+    if isinstance(labels, dict):
+        labels = dict(labels)
+        if "id_column" not in labels and isinstance(data, dict) and "id_column" in data:
+            labels["id_column"] = data["id_column"]
+        if "label_column" not in labels and "target" in out:
+            labels["label_column"] = out["target"]
+        out["labels"] = labels
+    if "model" not in out and out.get("task") in DEFAULT_ESTIMATORS:
+        out["model"] = {"estimator": DEFAULT_ESTIMATORS[out["task"]]}
+    deploy = out.get("deploy", {})
+    if isinstance(deploy, dict) and "deployment_name" not in deploy and "name" in out:
+        out["deploy"] = {**deploy, "deployment_name": out["name"]}
+    return out
 
 
 class Config(Section):
@@ -77,6 +117,12 @@ class Config(Section):
     triggers: TriggerConfig = TriggerConfig()
     rollout: RolloutConfig = RolloutConfig()
     continuous: ContinuousConfig = ContinuousConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _implied_keys(cls, raw: Any) -> Any:
+        """Fill the keys whose value another key already says (see `implied_keys`)."""
+        return implied_keys(raw)
 
     @field_validator("name")
     @classmethod

@@ -80,9 +80,32 @@ def test_bad_values_name_the_key(path: str, value: object, expected: str) -> Non
 
 def test_missing_key_is_named() -> None:
     raw = yaml.safe_load(yaml.safe_dump(BASE))
-    del raw["labels"]["id_column"]
-    with pytest.raises(ValidationError, match=r"labels.id_column: required key is missing"):
+    del raw["data"]["id_column"]
+    with pytest.raises(ValidationError, match=r"data.id_column: required key is missing"):
         config_from_dict(raw)
+
+
+def test_keys_another_key_implies_may_be_left_out() -> None:
+    raw = yaml.safe_load(yaml.safe_dump(BASE))
+    for section, key in (("labels", "id_column"), ("labels", "label_column")):
+        del raw[section][key]
+    del raw["model"], raw["deploy"]
+    raw["name"] = "shop-recs"
+    cfg = config_from_dict(raw)
+    assert cfg.labels.id_column == BASE["data"]["id_column"]
+    assert cfg.labels.label_column == BASE["target"]
+    assert cfg.model.estimator == "sklearn.ensemble.HistGradientBoostingClassifier"
+    assert cfg.deploy.deployment_name == "shop-recs"
+    regression = config_from_dict({**raw, "task": "regression", "evaluation": {"metric": "rmse"}})
+    assert regression.model.estimator == "sklearn.ensemble.HistGradientBoostingRegressor"
+
+
+def test_keys_given_win_over_the_keys_they_would_be_implied_from() -> None:
+    raw = yaml.safe_load(yaml.safe_dump(BASE))
+    raw["labels"]["id_column"] = "label_id"
+    raw["deploy"] = {"deployment_name": "loans-serving"}
+    cfg = config_from_dict(raw)
+    assert (cfg.labels.id_column, cfg.deploy.deployment_name) == ("label_id", "loans-serving")
 
 
 def test_feature_may_not_be_the_target() -> None:
