@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from sklearn.linear_model import LogisticRegression
 
 from required import require
 from retrain.cli import main
@@ -38,6 +39,7 @@ from retrain.labels.classes import check_label_classes, without_unknown_classes
 from retrain.registry import Registry
 from retrain.runner import run_cycle
 from retrain.settings.limits import InputLimits
+from retrain.steps._train import _check_classes as check_classes
 from retrain.storage import LocalStorage, open_storage
 from retrain.training.artifact import (
     LibraryVersionWarning,
@@ -330,3 +332,32 @@ def test_lease_status_and_break_by_hand_record_an_event(
     ]
     # Nothing left to break: said so, exit 2.
     assert main(["lease", "break", "--config", config, "--reason", "again"]) == EXIT_VALIDATION
+
+
+def test_a_champion_of_float_classes_keeps_history_of_the_same_classes() -> None:
+    # One missing label makes an integer label column float, and the model's classes 0.0 and
+    # 1.0: history labelled 0 and 1 (ints, or floats with a missing one) is of those classes.
+    cfg = config_from_dict(
+        {
+            "name": "demo",
+            "task": "classification",
+            "target": "label",
+            "storage_root": "/tmp/unused",
+            "data": {
+                "uri": "u",
+                "id_column": "id",
+                "time_column": "ts",
+                "features": {"a": "numeric"},
+            },
+            "labels": {"uri": "u"},
+        }
+    )
+    x = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0]})
+    champion = LogisticRegression().fit(x, pd.Series([0.0, 1.0, 0.0, 1.0]))
+    new = pd.DataFrame({"label": [0, 1, 1]})
+    known = check_classes(cfg, None, "v1", champion, new, "3")  # type: ignore[arg-type]
+    assert known is not None
+    for labels in ([0, 1, 1, 0], [0.0, 1.0, None, 0.0]):
+        history = pd.DataFrame({"id": range(4), "label": labels})
+        kept, dropped = without_unknown_classes(history, "label", known)
+        assert dropped == {} and len(kept) == 4

@@ -44,7 +44,7 @@ def check_label_classes(
 
 
 def without_unknown_classes(
-    history: pd.DataFrame, target: str, known: list[str]
+    history: pd.DataFrame, target: str, known: Iterable[object]
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """History without the rows of a class `check_label_classes` would refuse, and their counts.
 
@@ -55,7 +55,7 @@ def without_unknown_classes(
     if target not in history.columns:
         return history, {}
     text = _class_text(history[target])
-    outside = text[~text.isin(set(_class_text(pd.Series(known))))]
+    outside = text[~text.isin(set(_class_text(pd.Series(list(known)))))]
     if outside.empty:
         return history, {}
     dropped = {str(value): int(n) for value, n in outside.value_counts().items()}

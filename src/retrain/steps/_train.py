@@ -80,9 +80,8 @@ def train(
         # Read window by window and sampled to what the mix can use: memory does not grow
         # with the number of windows kept.
         loaded = read_history(store, cfg, window_id, max_rows=history_row_budget(cfg, len(new)))
-        # Hashed now and handed to training without a reference kept here, so the history
-        # frame is freed before the fit, the step's peak.
-        history_sha256 = content_sha256(loaded.frame) if loaded.frame is not None else None
+        # Handed to training without a reference kept here, so the history frame is freed
+        # before the fit, the step's peak.
         history_notes = loaded.notes() if loaded.sampled else None
         handed_over = [loaded.frame]
         del loaded
@@ -97,6 +96,8 @@ def train(
             known = _check_classes(cfg, reg, champion, parent, new, window_id)
             if known is not None and handed_over[0] is not None:
                 handed_over[0], dropped = without_unknown_classes(handed_over[0], cfg.target, known)
+        # Of the rows training gets: after any history row of a class not known is left out.
+        history_sha256 = content_sha256(handed_over[0]) if handed_over[0] is not None else None
         t0 = time.perf_counter()
         result = train_or_update(
             cfg, new, handed_over.pop(), cfg.seed, champion=parent, champion_card=parent_card
@@ -287,10 +288,10 @@ def _check_classes(
     loaded: Any,
     new: pd.DataFrame,
     window_id: str,
-) -> list[str] | None:
+) -> list[Any] | None:
     """The window's label classes against `labels.classes`, else the champion's classes.
 
-    Returns the known classes as text (None: nothing to check against, the first model
+    Returns the known classes as given (None: nothing to check against, the first model
     defines them, or a champion that cannot be loaded, which evaluate refuses by name).
     """
     if cfg.labels.classes is not None:
@@ -305,4 +306,4 @@ def _check_classes(
         return None
     where = f"window {window_id}, target {cfg.target!r}"
     check_label_classes(new[cfg.target], known, where=where, known_from=source)
-    return [str(k) for k in known]
+    return list(known)  # as given: compared as text where used, 1.0 as 1 (labels.classes)
