@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retrain.backtest.timing import ReplayOptions, newest_labelled_window
+from retrain.backtest.timing import ReplayOptions, newest_labelled_window, search_depth
 from retrain.config import Config, config_from_dict
 from retrain.errors import ValidationError
 
@@ -122,3 +122,58 @@ def test_a_label_delay_for_labels_with_their_own_times_is_refused() -> None:
         ReplayOptions(label_delay=-1).check(config(time_column=None))
     ReplayOptions().check(config())
     ReplayOptions(label_delay=1).check(config(time_column=None))
+
+
+def long_stream(
+    windows: int, late: int, covered: float
+) -> tuple[dict[int, pd.DataFrame], pd.DataFrame]:
+    """`windows` weekly windows whose labels come `late` weeks after each window's end, for a
+    `covered` share of its rows."""
+    events = {
+        w: pd.DataFrame({"app": [f"w{w}-{i}" for i in range(ROWS)], "week": w, "x": 0.0})
+        for w in range(windows)
+    }
+    labelled = int(ROWS * covered)
+    labels = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "app": ev["app"][:labelled],
+                    "outcome": np.arange(labelled) % 2,
+                    "known_week": w + 1 + late,
+                }
+            )
+            for w, ev in events.items()
+        ],
+        ignore_index=True,
+    )
+    return events, labels
+
+
+def test_labels_that_never_reach_coverage_cost_at_most_the_lookback_per_window() -> None:
+    # Half of every window's labels arrive: no window is ever ready. Each later window used to
+    # join every earlier one again (40 windows: 820 joins); the search stops at the lookback.
+    cfg = config()
+    windows = [str(w) for w in range(40)]
+    events, labels = long_stream(len(windows), late=0, covered=0.5)
+    joined: list[int] = []
+
+    def tracked(k: int) -> pd.DataFrame | None:
+        joined.append(k)
+        return events.get(k)
+
+    found = [newest_labelled_window(cfg, windows, tracked, labels, i) for i in range(40)]
+    assert found == [None] * 40
+    depth = cfg.triggers.labelled_lookback
+    assert depth == 14 and len(joined) == sum(min(i + 1, depth) for i in range(40))
+
+
+def test_a_label_delay_longer_than_the_lookback_deepens_the_search() -> None:
+    windows = [str(w) for w in range(30)]
+    events, labels = long_stream(len(windows), late=19, covered=1.0)
+    raw = config().model_dump(mode="json")
+    assert newest_labelled_window(config(), windows, events.get, labels, 29) is None
+    raw["labels"]["delay"] = 20  # window w is labelled by week w + 20; window 29 ends at 30
+    deep = config_from_dict(raw)
+    assert search_depth(deep) == 21
+    assert newest_labelled_window(deep, windows, events.get, labels, 29) == 10

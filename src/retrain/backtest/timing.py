@@ -3,21 +3,29 @@
 Labels are used only once they exist. With ``labels.time_column`` the labels known at a
 window's end are those dated at or before it (`newest_labelled_window`); labels without times
 arrive a fixed number of windows late (`ReplayOptions.label_delay`, 0 unless given).
+
+The search for the newest labelled window looks back as far as the monitor does
+(``triggers.labelled_lookback``), or one window past ``labels.delay`` when that is longer
+(`search_depth`): a window whose labels never reach ``labels.min_coverage`` would otherwise be
+joined again at every later window, so a long stream with unusable labels cost a join per pair
+of windows.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
-from retrain.config import Config
+from retrain.config import Config, parse_duration
 from retrain.data.windows import parse_window
 from retrain.errors import RetrainError, ValidationError
 from retrain.labels.join import join_labels
+from retrain.settings import LabelSource
 
-__all__ = ["ReplayOptions", "newest_labelled_window"]
+__all__ = ["ReplayOptions", "newest_labelled_window", "search_depth"]
 
 
 @dataclass(frozen=True)
@@ -65,13 +73,14 @@ def newest_labelled_window(
     window `i`'s end pass the label join (``labels.min_coverage`` and the leakage check), as
     `steps.label` judges them; `events(k)` gives window `k`'s events (None: none ingested).
     Windows up to `known` are known to be ready already (labels never un-arrive), so the search
-    stops there. Without a label time column: ``i - label_delay``.
+    stops there, and it looks at most `search_depth` windows back. Without a label time
+    column: ``i - label_delay``.
     """
     if not cfg.labels.time_column:
         j = i - (label_delay or 0)
         return j if j >= 0 else None
     as_of = parse_window(cfg.data, windows[i]).end
-    for k in range(i, known, -1):  # newest first
+    for k in range(i, max(known, i - search_depth(cfg)), -1):  # newest first
         frame = events(k)
         if frame is None:
             continue
@@ -81,3 +90,15 @@ def newest_labelled_window(
             continue
         return k
     return known if known >= 0 else None
+
+
+def search_depth(cfg: Config) -> int:
+    """How many windows, the newest included, the search for labelled windows looks at:
+    ``triggers.labelled_lookback``, or one more than ``labels.delay`` in windows if that is
+    longer (a scheduled run trains the window that ended ``labels.delay`` ago)."""
+    delay = LabelSource.delay_units(cfg.labels.delay, cfg.data.time_kind)
+    if cfg.data.time_kind == "period":
+        span = int(cfg.data.window_size)
+    else:
+        span = parse_duration(cfg.data.window_size)
+    return max(cfg.triggers.labelled_lookback, math.ceil(delay / span) + 1)
