@@ -78,9 +78,10 @@ def section(quick: bool = False) -> str:
         f"balanced evaluation rows, its gain over a constant prediction (AUC 0.5) "
         f"bootstrapped; {runs} runs per cell. Each cell: blessed / rejected / undecided. At "
         "AUC 0.50 the blessed share is the false-blessing rate (nominal 2.5%); above it the "
-        "rejected share is the false-refusal rate. Below min_rows every run is undecided: "
-        "`evaluation.deploy_undecided_first_model` (on by default) then deploys it, recorded "
-        "as not evaluated; off, it is held back.",
+        "rejected share is the false-refusal rate. Below min_rows a gain the interval shows "
+        "still blesses and a model it shows worse than the constant is rejected; the rest is "
+        "undecided: `evaluation.deploy_undecided_first_model` (on by default) then deploys it, "
+        "recorded as not evaluated; off, it is held back.",
         "",
         "| evaluation rows | " + " | ".join(f"true AUC {a:.2f}" for a in _AUCS) + " |",
         "|---|" + "---|" * len(_AUCS),

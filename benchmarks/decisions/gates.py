@@ -349,8 +349,8 @@ def section(quick: bool = False) -> str:
     lines += _table(header, rows)
     lines += [
         "",
-        "Below min_rows every comparison is reported undecided (not enough evaluation rows): "
-        "its interval is no evidence either way, a gain it shows included.",
+        "Below min_rows a comparison that shows no gain is reported undecided (not enough "
+        "evaluation rows) rather than rejected; a gain the interval does show still blesses.",
         "",
         "### History gate: share failing by true AUC loss on history (budget "
         f"{_DEFAULTS.max_history_loss})",

@@ -202,10 +202,8 @@ def test_gates_reject_an_update_that_forgets() -> None:
             update={
                 "training": cfg.training.model_copy(update={"history_holdout_rows": 800}),
                 # Recent means the B window alone here: pooling would lend it concept-A rows.
-                # Its ~100 evaluation rows are what the gates may decide on (below min_rows no
-                # interval is evidence).
                 "evaluation": cfg.evaluation.model_copy(
-                    update={"max_history_loss": 0.1, "pool_windows": 0, "min_rows": 90}
+                    update={"max_history_loss": 0.1, "pool_windows": 0}
                 ),
             }
         )

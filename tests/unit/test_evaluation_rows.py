@@ -189,18 +189,16 @@ def test_pooling_earlier_windows_gives_the_gate_its_rows() -> None:
     assert not r.undecided, r.reason
 
 
-def test_a_shown_regression_on_few_rows_is_undecided_not_rejected() -> None:
-    # Below evaluation.min_rows an interval is no evidence either way (nothing is deployed).
+def test_a_shown_regression_on_few_rows_is_still_a_rejection() -> None:
     inputs = GateInputs("roc_auc", True, 0.70, 0.85, (-0.2, -0.1), recent_rows=60, min_rows=500)
     r = decide(inputs)
-    assert r.outcome == "undecided", r.reason
-    assert "fewer than evaluation.min_rows 500" in r.reason
+    assert r.outcome == "rejected"
+    assert "recent_non_regression" in r.reason
 
 
-def test_a_gain_shown_on_few_rows_is_undecided_not_blessed() -> None:
+def test_a_gain_shown_on_few_rows_is_blessed() -> None:
     r = decide(GateInputs("roc_auc", True, 0.90, 0.70, (0.12, 0.28), recent_rows=60, min_rows=500))
-    assert not r.blessed and r.outcome == "undecided", r.reason
-    assert [g.decided for g in r.gates if g.name.startswith("recent_")] == [False, False]
+    assert r.blessed and r.outcome == "blessed"
 
 
 def test_a_wider_interval_than_the_detectable_gain_bound_is_undecided() -> None:

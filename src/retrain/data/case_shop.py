@@ -228,7 +228,7 @@ def generate_shop(
         # Ids are target-encoded (cross-fitted), so each user's and item's purchase rate is
         # one input; training.identifier_encoding: hashing is the alternative.
         "training": {"identifier_encoding": "target"},
-        "evaluation": {"metric": "roc_auc", "min_rows": min(500, rows_per_window // 6)},
+        "evaluation": {"metric": "roc_auc", "min_rows": min(500, rows_per_window // 5)},
         "deploy": {"deployment_name": "shop", "gitops_repo": "gitops"},
         "rollout": {
             "interval_seconds": 1,

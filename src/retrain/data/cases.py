@@ -201,10 +201,9 @@ def generate_fraud(
         "evaluation": {
             "metric": "average_precision",
             "min_positives": 20,
-            # A day's evaluation rows (about a fifth of 8,000) fall short of the default
-            # 500-row minimum only in tiny test runs (a sixth keeps those runs above it);
-            # frauds are what is scarce, hence min_positives.
-            "min_rows": min(500, rows_per_window // 6),
+            # A day's evaluation rows (a fifth of 8,000) fall short of the default 500-row
+            # minimum only in tiny test runs; frauds are what is scarce, hence min_positives.
+            "min_rows": min(500, rows_per_window // 5),
         },
         "deploy": {"deployment_name": "fraud", "gitops_repo": "gitops"},
         # Accuracy is ~99% for any model at a 1% fraud rate, so the canary is judged on log

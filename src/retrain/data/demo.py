@@ -217,13 +217,7 @@ def generate_loans(
                 "max_leaf_nodes": 15,
             },
         },
-        # A window's evaluation rows (about a fifth of it) are what the gates judge; below
-        # evaluation.min_rows no interval is evidence, so the minimum follows the window size.
-        "evaluation": {
-            "metric": "roc_auc",
-            "floor": 0.6,
-            "min_rows": min(500, rows_per_window // 6),
-        },
+        "evaluation": {"metric": "roc_auc", "floor": 0.6},
         "deploy": {"deployment_name": "loans", "gitops_repo": "gitops"},
         # A laptop-speed rollout: one analysis a second instead of every five minutes. Replay
         # scores a window's evaluation rows (a fifth of a small demo window), fewer than the
@@ -334,7 +328,7 @@ def generate_housing(
                 "max_leaf_nodes": 15,
             },
         },
-        "evaluation": {"metric": "rmse", "min_rows": min(500, rows_per_window // 6)},
+        "evaluation": {"metric": "rmse"},
         "deploy": {"deployment_name": "housing", "gitops_repo": "gitops"},
         # Small windows: see the loans demo on min_labelled.
         "rollout": {"interval_seconds": 1, "progress_deadline_seconds": 60, "min_labelled": 50},

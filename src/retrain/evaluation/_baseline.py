@@ -5,14 +5,19 @@ knowing nothing. The baseline predicts the same for every row: the class shares 
 evaluation rows (classification) or their mean target (regression). The model's gain over it
 is bootstrapped like a challenger's over a champion (paired, on the same resamples), and:
 
-- the lower bound of the gain's interval above 0: the gate passes;
+- the lower bound of the gain's interval above 0: the gate passes, on any number of rows (as
+  a challenger's shown gain does);
+- the upper bound below 0 (the model is shown worse than the constant): it fails, on any
+  number of rows (as a challenger's shown regression does);
 - otherwise, with at least ``evaluation.min_rows`` recent rows: it fails (the rows could have
   shown a gain of the interval's half-width and did not: the model is shown no better than
   the baseline, e.g. an AUC near 0.5);
-- with fewer rows, or a degenerate interval (every resample gave the same gain): undecided.
+- with fewer rows it is undecided, and so is every degenerate interval (every bootstrap
+  resample gave the same gain: no spread to judge by, whatever it shows).
 
-An undecided first model is not deployed (as any undecided challenger) unless
-``evaluation.deploy_undecided_first_model`` says so.
+An undecided first model is deployed, recorded as not evaluated, when
+``evaluation.deploy_undecided_first_model`` is on (the default); otherwise it is held back as
+any undecided challenger (`retrain.evaluation.gates`).
 """
 
 from __future__ import annotations
@@ -63,11 +68,14 @@ def baseline_gate(inputs: GateInputs, comparison: dict[str, Any]) -> tuple[Gate,
     )
     words = f", baseline (constant prediction) {fmt(baseline)} (gain {fmt(gain)}{ci_words})"
     n = inputs.recent_rows
+    worse = finite(gain) and (ci[1] if ci is not None else gain) < -_EPS
+    if worse:
+        detail += "; shown worse than the baseline"
     weak = None
-    if n is not None and n < inputs.min_rows:
-        weak = f"{n} recent evaluation rows, fewer than evaluation.min_rows {inputs.min_rows}"
-    elif degenerate(ci):
+    if degenerate(ci):
         weak = degenerate_words(ci)
+    elif n is not None and n < inputs.min_rows and not (better or worse):
+        weak = f"{n} recent evaluation rows, fewer than evaluation.min_rows {inputs.min_rows}"
     comparison["lack_of_power"] = weak
     if weak is not None:
         return Gate("baseline_improvement", False, f"{detail}; {weak}", decided=False), words

@@ -33,16 +33,18 @@ Gates, all on the primary metric, with gains oriented so that positive is better
   have lost on the past). Without an interval, a point estimate stands in for its bound.
 
 Each interval's half-width is reported as the comparison's *minimum detectable gain*: a true
-gain much smaller than it cannot be told from noise on these rows. An interval is no evidence
-either way on fewer than ``min_rows`` recent rows, or when it is *degenerate* (zero width away
-from 0: every resample gave the same gain, as on a handful of rows or when the resamples of one
-class are skipped): then both recent gates are undecided, whatever the interval says, and the
-outcome is *undecided* ("not enough evaluation rows"): not blessed, but reported apart from a
-rejection. The same holds for the forgetting guard on fewer than ``min_rows`` history rows: it
-is not judged (as without history rows at all), and a loss it shows on them holds the
-challenger back as undecided rather than rejecting it. With ``max_detectable_gain`` set, an
-interval wider than that which shows no gain is undecided too, while a gain or a regression it
-does show still decides. A missed floor is a rejection at any size.
+gain much smaller than it cannot be told from noise on these rows. When the improvement gate is
+the only one that fails and the rows could not have shown a gain (fewer than ``min_rows``
+recent rows, or, if ``max_detectable_gain`` is set, a wider half-width than that), the outcome
+is *undecided* ("not enough evaluation rows"): not blessed, but reported apart from a
+rejection. A gain the interval does show on few rows still blesses: the paired bootstrap keeps
+its false-blessing rate near nominal down to a few dozen rows (`benchmarks/decisions/gates.py`).
+A shown regression, shown forgetting or a missed floor is a rejection at any size. An interval
+that is *degenerate* (zero width away from 0: every resample gave the same gain, as on a
+handful of rows or when the resamples of one class are skipped) is no evidence at all: no
+recent gate passes or fails on it (undecided), and the forgetting guard on a degenerate history
+interval is not judged (as without history rows), a loss it shows holding the challenger back
+as undecided rather than rejecting it.
 
 Without a champion (the first model) the floor applies and, when `evaluate_challenger` supplies
 one, the comparison with a constant prediction (`retrain.evaluation._baseline`).
@@ -106,8 +108,6 @@ class GateInputs:
         decline_ci: (lower, upper) interval of the champion's decline from the history rows to
             the recent rows, oriented so positive means worse on the recent rows; None to judge
             the change of regime on the point decline.
-        history_rows: how many history evaluation rows the history values come from; fewer
-            than `min_rows` leave the forgetting guard undecided. None: not checked.
         baseline_recent, baseline_ci: a first model's trivial baseline (the class prior, or
             the target's mean) on the recent rows and the interval of the model's gain over
             it; None: the first model is judged by the floor alone.
@@ -132,7 +132,6 @@ class GateInputs:
     max_detectable_gain: float | None = None
     constant_history: float | None = None
     decline_ci: tuple[float, float] | None = None
-    history_rows: int | None = None
     baseline_recent: float | None = None
     baseline_ci: tuple[float, float] | None = None
 
@@ -231,15 +230,16 @@ def _lack_of_power(
     inputs: GateInputs, ci: tuple[float, float] | None, comparison: dict[str, Any]
 ) -> tuple[str | None, bool]:
     """Why these rows cannot show a gain, or None if they can; and whether the interval is no
-    evidence at all (too few rows, or a degenerate interval: then no gate passes or fails on
-    it) rather than merely too wide to show a gain (then only a failure to show one is
-    unsettled)."""
+    evidence at all (a degenerate interval: then no gate passes or fails on it) rather than
+    too few rows or too wide an interval to show a gain (then only a failure that rests on no
+    shown gain is unsettled)."""
     n, mdg = inputs.recent_rows, comparison["recent_min_detectable_gain"]
     bound = inputs.max_detectable_gain
-    if n is not None and n < inputs.min_rows:
-        return f"{n} recent evaluation rows, fewer than evaluation.min_rows {inputs.min_rows}", True
     if degenerate(ci):
         return degenerate_words(ci), True
+    if n is not None and n < inputs.min_rows:
+        words = f"{n} recent evaluation rows, fewer than evaluation.min_rows {inputs.min_rows}"
+        return words, False
     if bound is not None and mdg is not None and mdg > bound + _EPS:
         return (
             f"minimum detectable gain {fmt(mdg)} wider than "
@@ -250,9 +250,6 @@ def _lack_of_power(
 
 def _history_short(inputs: GateInputs) -> str | None:
     """Why the history rows are no evidence of forgetting either way, or None."""
-    n = inputs.history_rows
-    if n is not None and n < inputs.min_rows:
-        return f"{n} history evaluation rows, fewer than evaluation.min_rows {inputs.min_rows}"
     if degenerate(inputs.history_ci):
         return degenerate_words(inputs.history_ci)
     return None
@@ -405,10 +402,10 @@ def _regime_change(
 
 
 def _unsettled(gate: Gate, weak: str, inputs: GateInputs, strict: bool) -> Gate:
-    """A recent gate that rows this few cannot settle. With `strict` (too few rows, or a
-    degenerate interval) neither a pass nor a failure stands; otherwise only a failure that
-    rests on no shown gain, or on a regression seen in the point estimate but not in the
-    interval."""
+    """A recent gate that these rows cannot settle. With `strict` (a degenerate interval)
+    neither a pass nor a failure stands; otherwise (too few rows, or too wide an interval) only
+    a failure that rests on no shown gain, or on a regression seen in the point estimate but
+    not in the interval."""
     if strict:
         return Gate(gate.name, False, f"{gate.detail}; {weak}", decided=False)
     if gate.passed:

@@ -172,7 +172,6 @@ def evaluate_challenger(
         min_rows=ev.min_rows,
         max_detectable_gain=ev.max_detectable_gain,
         constant_history=_constant_value(cfg, metric, frames.get("history")),
-        history_rows=len(frames["history"]) if "history" in frames else None,
         baseline_recent=value("baseline", "recent"),
         baseline_ci=interval("recent", against="baseline"),
     )
