@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("gates", "canary", "rare_canary", "drift", "performance", "backoff")
+SECTIONS = ("gates", "first_model", "canary", "rare_canary", "drift", "performance", "backoff")
 
 
 def main(argv: list[str] | None = None) -> int:

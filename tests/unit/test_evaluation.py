@@ -648,7 +648,8 @@ def test_evaluate_first_model_against_the_floor(models: dict[str, Any]) -> None:
     ts = models["sets"]
     good = evaluate_challenger(_cfg(floor=0.7), models["good"], None, ts.recent_holdout, None, 1)
     assert good.blessed and "champion" not in good.metrics
-    assert good.comparison["bootstrap_samples"] == 0
+    # A first model is bootstrapped against a constant prediction on the same rows.
+    assert good.comparison["bootstrap_samples"] == 100 and good.comparison["baseline_ci"][0] > 0
     noise = evaluate_challenger(_cfg(floor=0.7), models["noise"], None, ts.recent_holdout, None, 1)
     assert not noise.blessed
 

@@ -92,7 +92,7 @@ class EvaluationResult:
 
 def _gate_word(gate: Gate) -> str:
     if not gate.decided:
-        return "UNDECIDED"
+        return "not judged" if gate.passed else "UNDECIDED"
     return "pass" if gate.passed else "FAIL"
 
 

@@ -39,10 +39,15 @@ recent rows, or, if ``max_detectable_gain`` is set, a wider half-width than that
 is *undecided* ("not enough evaluation rows"): not blessed, but reported apart from a
 rejection. A gain the interval does show on few rows still blesses: the paired bootstrap keeps
 its false-blessing rate near nominal down to a few dozen rows (`benchmarks/decisions/gates.py`).
-A shown regression, shown forgetting or a missed floor is a rejection at any size.
+A shown regression, shown forgetting or a missed floor is a rejection at any size. An interval
+that is *degenerate* (zero width away from 0: every resample gave the same gain, as on a
+handful of rows or when the resamples of one class are skipped) is no evidence at all: no
+recent gate passes or fails on it (undecided), and the forgetting guard on a degenerate history
+interval is not judged (as without history rows), a loss it shows holding the challenger back
+as undecided rather than rejecting it.
 
-Without a champion (the first model) only the floor (and, if one is set, the row minimum)
-applies.
+Without a champion (the first model) the floor applies and, when `evaluate_challenger` supplies
+one, the comparison with a constant prediction (`retrain.evaluation._baseline`).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from retrain.evaluation._baseline import baseline_gate, degenerate, degenerate_words
 from retrain.evaluation._result import EvaluationResult, Gate, finite, fmt
 from retrain.settings.evaluation import TARGET_UNIT_METRICS
 
@@ -61,6 +67,7 @@ __all__ = [
     "Gate",
     "GateInputs",
     "decide",
+    "degenerate",
     "history_budget",
 ]
 
@@ -78,7 +85,8 @@ class GateInputs:
     """What the gates judge: the primary metric's values and the thresholds that apply.
 
     Attributes:
-        champion_recent: None when there is no champion (first model): only the floor applies.
+        champion_recent: None when there is no champion (first model): the floor applies, and
+            the comparison with a constant prediction when `baseline_recent` is given.
         recent_ci: (lower, upper) interval of the recent gain, oriented so positive means the
             challenger is better; None to judge on the point estimate alone.
         challenger_history, champion_history: None when there is no history holdout.
@@ -100,6 +108,9 @@ class GateInputs:
         decline_ci: (lower, upper) interval of the champion's decline from the history rows to
             the recent rows, oriented so positive means worse on the recent rows; None to judge
             the change of regime on the point decline.
+        baseline_recent, baseline_ci: a first model's trivial baseline (the class prior, or
+            the target's mean) on the recent rows and the interval of the model's gain over
+            it; None: the first model is judged by the floor alone.
     """
 
     metric: str
@@ -121,6 +132,8 @@ class GateInputs:
     max_detectable_gain: float | None = None
     constant_history: float | None = None
     decline_ci: tuple[float, float] | None = None
+    baseline_recent: float | None = None
+    baseline_ci: tuple[float, float] | None = None
 
 
 def decide(inputs: GateInputs) -> EvaluationResult:
@@ -156,16 +169,20 @@ def decide(inputs: GateInputs) -> EvaluationResult:
             metrics["challenger"]["history"] = {metric: inputs.challenger_history}
         words = (
             f"first model (no champion): challenger {metric} "
-            f"{fmt(inputs.challenger_recent)} on recent data{floor_words}"
+            f"{fmt(inputs.challenger_recent)} on recent data"
         )
-        return _verdict(gates, words, metrics, comparison)
+        if inputs.baseline_recent is not None:
+            gate, baseline_words = baseline_gate(inputs, comparison)
+            gates.append(gate)
+            words += baseline_words
+        return _verdict(gates, words + floor_words, metrics, comparison)
 
     metrics["champion"] = {"recent": {metric: inputs.champion_recent}}
     gates += _recent_gates(inputs, inputs.champion_recent, comparison)
-    weak = _lack_of_power(inputs, comparison)
+    weak, strict = _lack_of_power(inputs, inputs.recent_ci, comparison)
     comparison["lack_of_power"] = weak
     if weak is not None:
-        gates[-2:] = [_unsettled(g, weak, inputs) for g in gates[-2:]]
+        gates[-2:] = [_unsettled(g, weak, inputs, strict) for g in gates[-2:]]
     gain, ci_words = comparison["recent_gain"], _ci_words(inputs.recent_ci, inputs.confidence)
     words = (
         f"challenger {metric} {fmt(inputs.challenger_recent)} vs champion "
@@ -177,6 +194,10 @@ def decide(inputs: GateInputs) -> EvaluationResult:
         gate, history_words = _history_gate(
             inputs, inputs.challenger_history, inputs.champion_history, comparison
         )
+        short = _history_short(inputs)
+        if short is not None:  # no evidence either way: as without history, unless it fails
+            gate = Gate(gate.name, gate.passed, f"{gate.detail}; not judged: {short}", False)
+            history_words += f", not judged: {short}"
         gates.append(gate)
         words += history_words
     else:
@@ -205,17 +226,32 @@ def _verdict(
     )
 
 
-def _lack_of_power(inputs: GateInputs, comparison: dict[str, Any]) -> str | None:
-    """Why these rows cannot show a gain (too few, or too wide an interval); None if they can."""
+def _lack_of_power(
+    inputs: GateInputs, ci: tuple[float, float] | None, comparison: dict[str, Any]
+) -> tuple[str | None, bool]:
+    """Why these rows cannot show a gain, or None if they can; and whether the interval is no
+    evidence at all (a degenerate interval: then no gate passes or fails on it) rather than
+    too few rows or too wide an interval to show a gain (then only a failure that rests on no
+    shown gain is unsettled)."""
     n, mdg = inputs.recent_rows, comparison["recent_min_detectable_gain"]
     bound = inputs.max_detectable_gain
+    if degenerate(ci):
+        return degenerate_words(ci), True
     if n is not None and n < inputs.min_rows:
-        return f"{n} recent evaluation rows, fewer than evaluation.min_rows {inputs.min_rows}"
+        words = f"{n} recent evaluation rows, fewer than evaluation.min_rows {inputs.min_rows}"
+        return words, False
     if bound is not None and mdg is not None and mdg > bound + _EPS:
         return (
             f"minimum detectable gain {fmt(mdg)} wider than "
             f"evaluation.max_detectable_gain {bound:g}"
-        )
+        ), False
+    return None, False
+
+
+def _history_short(inputs: GateInputs) -> str | None:
+    """Why the history rows are no evidence of forgetting either way, or None."""
+    if degenerate(inputs.history_ci):
+        return degenerate_words(inputs.history_ci)
     return None
 
 
@@ -365,9 +401,13 @@ def _regime_change(
     )
 
 
-def _unsettled(gate: Gate, weak: str, inputs: GateInputs) -> Gate:
-    """A recent gate's failure that rows this few cannot back: no gain shown, or a regression
-    seen in the point estimate but not in the interval."""
+def _unsettled(gate: Gate, weak: str, inputs: GateInputs, strict: bool) -> Gate:
+    """A recent gate that these rows cannot settle. With `strict` (a degenerate interval)
+    neither a pass nor a failure stands; otherwise (too few rows, or too wide an interval) only
+    a failure that rests on no shown gain, or on a regression seen in the point estimate but
+    not in the interval."""
+    if strict:
+        return Gate(gate.name, False, f"{gate.detail}; {weak}", decided=False)
     if gate.passed:
         return gate
     ci = inputs.recent_ci

@@ -84,8 +84,10 @@ def evaluate_challenger(
                 f"evaluation.metric: {metric} needs a binary problem, found {len(classes)} classes"
             )
         positives = positive_count(recent[cfg.target], classes)
-        if positives < ev.min_positives and not (champion is None and ev.floor is None):
-            return _not_enough_positives(cfg, champion is None, len(recent), positives)
+        if positives < ev.min_positives:
+            return _first_model_policy(
+                cfg, _not_enough_positives(cfg, champion is None, len(recent), positives)
+            )
 
     models = {"challenger": challenger}
     if champion is not None:
@@ -116,16 +118,24 @@ def evaluate_challenger(
         "stratify": stratify,
     }
 
-    def interval(holdout: str) -> tuple[float, float] | None:
+    if champion is None:  # the first model is compared with a constant prediction
+        scores["baseline"] = {"recent": _baseline_scores(cfg, recent, classes)}
+        metrics["baseline"] = {
+            "recent": compute_metrics(
+                cfg.task, recent[cfg.target], scores["baseline"]["recent"], classes, (metric,)
+            )
+        }
+
+    def interval(holdout: str, against: str = "champion") -> tuple[float, float] | None:
         """The paired bootstrap interval of the challenger's gain on one evaluation set."""
-        if champion is None or holdout not in frames:
+        if against not in scores or holdout not in scores[against]:
             return None
         _, lower, upper = bootstrap_difference(
             cfg.task,
             metric,
             frames[holdout][cfg.target],
             scores["challenger"][holdout],
-            scores["champion"][holdout],
+            scores[against][holdout],
             classes,
             **boot,
         )
@@ -162,6 +172,8 @@ def evaluate_challenger(
         min_rows=ev.min_rows,
         max_detectable_gain=ev.max_detectable_gain,
         constant_history=_constant_value(cfg, metric, frames.get("history")),
+        baseline_recent=value("baseline", "recent"),
+        baseline_ci=interval("recent", against="baseline"),
     )
     result = decide(inputs)
     if result.comparison["champion_decline"] is not None:
@@ -170,7 +182,7 @@ def evaluate_challenger(
         result = decide(dataclasses.replace(inputs, decline_ci=decline_interval()))
     comparison = dict(result.comparison)
     comparison["rows"] = {name: len(frame) for name, frame in frames.items()}
-    comparison["bootstrap_samples"] = ev.bootstrap_samples if champion is not None else 0
+    comparison["bootstrap_samples"] = ev.bootstrap_samples
     comparison["stratified_bootstrap"] = bool(stratify)
     if classes is not None:
         comparison["recent_positives"] = positive_count(recent[cfg.target], classes)
@@ -182,7 +194,40 @@ def evaluate_challenger(
             "categories": [str(c) for c in classes],
             "matrix": confusion(recent[cfg.target], predicted, classes),
         }
-    return dataclasses.replace(result, metrics=metrics, comparison=comparison, confusion=matrix)
+    metrics.pop("baseline", None)  # recorded in the comparison
+    result = dataclasses.replace(result, metrics=metrics, comparison=comparison, confusion=matrix)
+    return _first_model_policy(cfg, result)
+
+
+def _baseline_scores(cfg: Config, frame: pd.DataFrame, classes: list[Any] | None) -> np.ndarray:
+    """A constant prediction for every row: the class shares (or the mean target) of `frame`."""
+    y = frame[cfg.target]
+    if classes is None:
+        return np.full(len(frame), float(y.to_numpy(dtype=float).mean()))
+    shares = y.value_counts(normalize=True).reindex(classes, fill_value=0.0).to_numpy(dtype=float)
+    return np.tile(shares, (len(frame), 1))
+
+
+def _first_model_policy(cfg: Config, result: EvaluationResult) -> EvaluationResult:
+    """An undecided first model, blessed only if `evaluation.deploy_undecided_first_model`
+    says so, and then recorded as not evaluated; never past a configured floor it was not
+    shown to meet."""
+    comparison = {**result.comparison, "evaluated": not result.undecided}
+    first = bool(comparison.get("first_model"))
+    floor_met = cfg.evaluation.floor is None or any(
+        g.name == "floor" and g.passed for g in result.gates
+    )
+    deploy = cfg.evaluation.deploy_undecided_first_model
+    if not (first and result.undecided and floor_met and deploy):
+        return dataclasses.replace(result, comparison=comparison)
+    reason = (
+        f"{result.reason}; not evaluated, deployed as the first model because "
+        "evaluation.deploy_undecided_first_model is on"
+    )
+    comparison["outcome"] = "blessed"
+    return dataclasses.replace(
+        result, blessed=True, undecided=False, reason=reason, comparison=comparison
+    )
 
 
 def _constant_value(cfg: Config, metric: str, frame: pd.DataFrame | None) -> float | None:
@@ -203,15 +248,12 @@ def _no_recent_rows(cfg: Config, first_model: bool) -> EvaluationResult:
         "min_rows": ev.min_rows,
         "rows": {"recent": 0},
     }
-    if first_model and ev.floor is None:  # nothing to judge: only a floor applies to a first model
-        gate = Gate("floor", True, "no floor configured")
-        reason = "first model (no champion), no recent evaluation rows, no floor: blessed"
-        return EvaluationResult(True, reason, [gate], {}, {**comparison, "outcome": "blessed"})
     gate = Gate("evaluation_rows", False, "no recent evaluation rows to score", decided=False)
     reason = f"no recent evaluation rows to score: undecided, {NOT_ENOUGH_ROWS}"
-    return EvaluationResult(
+    result = EvaluationResult(
         False, reason, [gate], {}, {**comparison, "outcome": "undecided"}, undecided=True
     )
+    return _first_model_policy(cfg, result)
 
 
 def _not_enough_positives(

@@ -138,7 +138,9 @@ class EvaluationConfig(Section):
         description=(
             "Fewest recent evaluation rows the gates decide on; with fewer, the evaluation rows"
             " of earlier windows are pooled in (pool_windows), and if still short the outcome is"
-            " 'not enough evaluation rows' (undecided, not blessed). At 500 balanced rows the 95%"
+            " 'not enough evaluation rows' (undecided, not blessed) when the rows show no gain: a"
+            " gain the interval does show still blesses, and a regression or forgetting it shows"
+            " still rejects. At 500 balanced rows the 95%"
             " interval of an AUC gain between two similar models is about +/-0.026 and a +0.05"
             " gain is blessed 97% of the time (benchmarks/decisions/gates.py); below it the"
             " interval widens fast. A daily fraud or weekly recommendation window usually has"
@@ -177,6 +179,21 @@ class EvaluationConfig(Section):
             " (not blessed, not rejected). A rare-event metric on a handful of positives moves"
             " by a whole positive's weight at a time. 0 (default) turns the check off; the"
             " fraud case uses 20 (false-blessing rates by positive count: README)."
+        ),
+    )
+    deploy_undecided_first_model: bool = Field(
+        default=True,
+        description=(
+            "A first model (no champion yet) is compared with a constant prediction (the class"
+            " shares or the mean target of the same evaluation rows) on the paired bootstrap: a"
+            " gain shown over it blesses, on any number of rows; no gain shown on at least"
+            " min_rows rows, or a model shown worse than it, rejects. This setting says what"
+            " becomes of one the rows cannot judge: no gain shown on fewer than min_rows rows, no"
+            " evaluation rows at all, too few positives, or a degenerate interval. On (default):"
+            " it is deployed, its record saying it was not evaluated (comparison.evaluated false,"
+            " and the reason says so), since without it nothing serves. Off: it is undecided and"
+            " not deployed, like any undecided challenger, and the next run judges a new first"
+            " model."
         ),
     )
     stratified_bootstrap: bool | None = Field(
