@@ -17,14 +17,16 @@ import pandas as pd
 import pytest
 import yaml
 
+from retrain.cli import main
 from retrain.config import Config, load_config
 from retrain.drift import build_profile
-from retrain.errors import ValidationError
+from retrain.errors import EXIT_OK
 from retrain.launchers import NoLauncher
 from retrain.registry import Registry
 from retrain.storage import open_storage
 from retrain.triggers.controller import TriggerController
 from retrain.triggers.monitor import Monitor
+from tests.unit.test_triggers_fleet import fleet
 
 # Weeks start on Mondays on the default grid; 2024-01-01 is a Monday.
 WEEKS = [f"2024-01-{d:02d}" for d in (1, 8, 15, 22, 29)] + ["2024-02-05"]
@@ -135,10 +137,71 @@ def test_judge_open_window_judges_the_week_so_far_and_says_it_is_open(tmp_path: 
     assert choice["rule"] == "newest (open windows judged)" and "still open" in choice["reason"]
 
 
-def test_a_source_with_only_an_open_window_is_refused_by_name(tmp_path: Path) -> None:
-    cfg = write_stream(tmp_path)
-    early = datetime(2024, 1, 4, tzinfo=timezone.utc)  # Thursday of the first week
+EARLY = datetime(2024, 1, 4, tzinfo=timezone.utc)  # Thursday 00:00 of the first week
+
+
+def only_the_first_week_so_far(tmp_path: Path) -> None:
+    """The source as a new model finds it: Monday to Wednesday of its first week (72 rows)."""
     events = pd.read_parquet(tmp_path / "events" / "e.parquet")
-    events[events["ts"] < pd.Timestamp(early)].to_parquet(tmp_path / "events" / "e.parquet")
-    with pytest.raises(ValidationError, match=r"no window .* is over yet.*judge_open_window"):
-        monitor_at(cfg, early).check()
+    events[events["ts"] < pd.Timestamp(EARLY)].to_parquet(tmp_path / "events" / "e.parquet")
+
+
+def test_a_source_with_only_an_open_window_judges_nothing_and_says_so(tmp_path: Path) -> None:
+    """No window over yet is a normal state (a first week): reported, not an error."""
+    cfg = write_stream(tmp_path)
+    only_the_first_week_so_far(tmp_path)
+    result = monitor_at(cfg, EARLY).check()
+    assert result.window == WEEKS[0]
+    choice = result.to_dict()["window_choice"]
+    assert choice["rule"] == "none ended" and choice["judged"] is False
+    assert choice["open_windows"] == [WEEKS[0]]
+    assert "no window of" in choice["reason"] and "is over yet" in choice["reason"]
+    assert "judge_open_window" in choice["reason"]
+    # No drift or performance judged (the champion has a profile: it would be otherwise).
+    assert result.drift is None and "no window is over yet" in result.drift_note
+    assert "drop" not in result.performance and not result.outcomes
+    md = open_storage(cfg.storage_root).read_text((result.report_key or "").replace("json", "md"))
+    assert "is over yet" in md and "Drift:** not measured (no window is over yet" in md
+
+
+def test_with_no_window_over_a_due_schedule_still_launches_and_new_data_counts(
+    tmp_path: Path,
+) -> None:
+    schedules = [{"name": "daily", "cron": "0 0 * * *"}]  # due at the check's midnight
+    cfg = write_stream(tmp_path, schedules=schedules, schedule_engine="monitor", new_data_rows=100)
+    only_the_first_week_so_far(tmp_path)
+    result = monitor_at(cfg, EARLY).check()
+    assert result.untrained_rows == 72
+    decided = [
+        (o.decision.signal.kind, o.decision.rule, o.decision.launch) for o in result.outcomes
+    ]
+    assert decided == [("new_data", "below_threshold", False), ("schedule", "schedule", True)]
+    launched = result.launched
+    assert launched is not None and launched.decision.signal.snapshot == WEEKS[0]
+    assert launched.decision.signal.details == {"window_open": True}
+
+
+def test_with_no_window_over_enough_new_rows_launch(tmp_path: Path) -> None:
+    cfg = write_stream(tmp_path, new_data_rows=50)
+    only_the_first_week_so_far(tmp_path)
+    result = monitor_at(cfg, EARLY).check()
+    assert [(o.decision.rule, o.decision.launch) for o in result.outcomes] == [("new_data", True)]
+
+
+def test_a_fleet_pass_with_a_model_whose_only_window_is_open_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A period source with a single window (its last may still be filling) beside another
+    model: the pass is ok for both, and a single-model check too."""
+    configs = fleet(tmp_path, ["new", "old"])
+    events = pd.read_parquet(tmp_path / "new" / "events" / "e.parquet")
+    events[events["t"] == 0].to_parquet(tmp_path / "new" / "events" / "e.parquet")
+    code = main(["monitor", "--once", "--config", str(configs), "--launch", "none"])
+    captured = capsys.readouterr()
+    assert code == EXIT_OK, captured.err
+    line = next(x for x in captured.out.splitlines() if x.startswith("new: "))
+    assert line.startswith("new: window 0: drift not measured (no window is over yet"), line
+    assert line.endswith("; window 0 still open, not judged"), line
+    assert "checked 2 models: 2 ok (exit 0)" in captured.out
+    single = ["monitor", "--once", "--config", str(configs / "new.yaml"), "--launch", "none"]
+    assert main(single) == EXIT_OK

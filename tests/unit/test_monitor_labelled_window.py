@@ -505,10 +505,10 @@ def test_a_check_reads_the_trigger_state_once_before_it_decides(
         loads.append(1)
         return load()
 
-    def first_handle(signal: Signal) -> Outcome:
+    def first_handle(signal: Signal, **options: Any) -> Outcome:
         if not at_first_decision:
             at_first_decision.append(len(loads))
-        return handle(signal)
+        return handle(signal, **options)
 
     monkeypatch.setattr(ctl, "load_state", counted_load)
     monkeypatch.setattr(ctl, "handle", first_handle)

@@ -141,6 +141,27 @@ def test_drift_needs_two_windows_then_launches_once(tmp_path: Path) -> None:
     )
 
 
+def test_a_window_counted_while_open_is_not_counted_again_once_the_older_one_is_judged(
+    tmp_path: Path,
+) -> None:
+    """Window 5 checked while open (--window 5) counts once; the check that then judges the
+    newest window over, the older 4, does not count a second drifted window."""
+    cfg = load_config(write_case(tmp_path))
+    with_champion(cfg)
+    clock = Clock()
+    monitor, _ = make_monitor(cfg, clock)
+    first = monitor.check("5")
+    assert [o.decision.rule for o in first.outcomes] == ["hysteresis"]
+    clock.now += timedelta(hours=2)
+    second = monitor.check()  # the newest over: 4, drifted too (a moves from window 3 on)
+    assert second.window == "4" and second.drifted
+    assert [(o.decision.rule, o.decision.launch) for o in second.outcomes] == [
+        ("hysteresis", False)
+    ]
+    state, _ = monitor.controller.load_state()
+    assert state.drift_streak == 1 and state.drift_last_snapshot == "5"
+
+
 def test_reports_are_written_to_the_store(tmp_path: Path) -> None:
     cfg = load_config(write_case(tmp_path))
     with_champion(cfg)

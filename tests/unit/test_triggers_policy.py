@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
+from retrain.config import DataSource
+from retrain.data.windows import window_sort_key
 from retrain.errors import ValidationError
 from retrain.settings.triggers import TriggerConfig
 from retrain.triggers.lease import Lease
@@ -78,6 +81,45 @@ def test_a_launch_rearms_the_hysteresis() -> None:
     cfg = config(drift_windows=2, cooldown="1s")
     decisions, _ = run([drift(1), drift(2), drift(3), drift(4)], cfg, step=timedelta(hours=1))
     assert [d.launch for d in decisions] == [False, True, False, True]
+
+
+def period_key() -> Any:
+    """Window ids of a period source ordered by time, as the monitor hands them."""
+    data = DataSource.model_validate(
+        {"uri": "x", "id_column": "id", "time_column": "t", "time_kind": "period",
+         "features": {"a": "numeric"}}
+    )  # fmt: skip
+    return functools.partial(window_sort_key, data)
+
+
+def test_an_older_drift_window_does_not_advance_the_hysteresis_count() -> None:
+    """Window 5 counted while open, then window 4 judged once over: 4 is not a new window."""
+    cfg = config(drift_windows=2)
+    key = period_key()
+    d, state = decide(drift(5), PolicyState(), cfg, T0, window_key=key)
+    assert d.rule == "hysteresis" and state.drift_streak == 1
+    d, state = decide(drift(4), state, cfg, T0, window_key=key)
+    assert not d.launch and d.rule == "hysteresis"
+    assert state.drift_streak == 1 and state.drift_last_snapshot == "5"
+    assert "window 5 is newer and counted already" in d.reason
+    # Nor does an older quiet window reset it; the next newer one counts ("10" after "9").
+    d, state = decide(drift(3, drifted=False), state, cfg, T0, window_key=key)
+    assert d.rule == "no_drift" and state.drift_streak == 1
+    _, state = decide(drift(9, drifted=False), state, cfg, T0, window_key=key)
+    d, state = decide(drift(10), state, cfg, T0, window_key=key)
+    assert state.drift_streak == 1 and state.drift_last_snapshot == "10"
+    d, state = decide(drift(11), state, cfg, T0, window_key=key)
+    assert d.launch and d.rule == "drift"
+
+
+def test_snapshots_that_are_not_window_ids_count_whenever_they_change() -> None:
+    """Without a window order (or a last snapshot it cannot read) any other snapshot counts."""
+    cfg = config(drift_windows=2)
+    _, state = decide(drift("w05"), PolicyState(), cfg, T0)
+    d, _ = decide(drift("w04"), state, cfg, T0)
+    assert d.launch and d.rule == "drift"
+    d, _ = decide(drift("4"), state, cfg, T0, window_key=period_key())
+    assert d.launch and d.rule == "drift"
 
 
 def test_dedupe_a_snapshot_trains_once_unless_its_run_failed() -> None:

@@ -16,6 +16,11 @@ metric measured on it is measured on a biased slice. So, as the scheduled run's 
 `labels.delay` plays no part: the labelled check searches back from the judged window for
 one whose labels have arrived (`retrain.triggers._labelled_window`).
 
+When no window with events is over yet (the first window after a model is deployed or added
+to a fleet; a period source with a single window), nothing is judged: that is a normal state,
+not an error. The check says so (rule ``none ended``, ``judged`` false) and names the newest
+window, which the signals that judge nothing (schedule, new data) carry.
+
 ``triggers.judge_open_window: true`` judges the newest window with events, open or not: for
 a stream without a cycle inside the window (no weekday or hour pattern), or where the open
 window must be watched before it ends (daily fraud windows checked hourly). Its report says
@@ -40,12 +45,17 @@ __all__ = ["CheckedWindow", "checked_window"]
 
 @dataclass(frozen=True)
 class CheckedWindow:
-    """The window a check judges, how it was chosen, and the newer windows left unjudged."""
+    """The window a check judges, how it was chosen, and the newer windows left unjudged.
+
+    With `judged` false no window is over yet: `id` is the newest window with events, still
+    open, which drift and performance are not judged on.
+    """
 
     id: str
-    rule: str  # "as given", "newest ended", "newest (open windows judged)"
+    rule: str  # "as given", "newest ended", "newest (open windows judged)", "none ended"
     reason: str
     open_windows: tuple[str, ...] = ()  # newer windows with events, not over yet
+    judged: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -53,6 +63,7 @@ class CheckedWindow:
             "rule": self.rule,
             "reason": self.reason,
             "open_windows": list(self.open_windows),
+            "judged": self.judged,
         }
 
 
@@ -79,11 +90,12 @@ def checked_window(
 ) -> CheckedWindow:
     """The window a check judges: `given` as given, else the newest that is over at `now`.
 
-    `ids` are the source's windows with events, in time order.
+    `ids` are the source's windows with events, in time order. When (without `judge_open`)
+    no window with events is over yet, the result is not `judged`: its reason names the open
+    windows and the settings that would judge one.
 
     Raises:
-        ValidationError: the source holds no events, or (without `judge_open`) no window with
-            events is over yet; the message names the open ones and the setting.
+        ValidationError: the source holds no events.
     """
     at = pd.Timestamp(now)
     at = at.tz_localize("UTC") if at.tzinfo is None else at.tz_convert("UTC")
@@ -107,11 +119,17 @@ def checked_window(
             "newest (open windows judged)",
             f"window {newest}: the newest with events{still}",
         )
-    if not ended:
-        raise ValidationError(
+    if not ended:  # a normal state (a new model, a first window): nothing judged yet
+        return CheckedWindow(
+            newest,
+            "none ended",
             f"no window of {source} is over yet ({clock}; windows with events: "
-            f"{', '.join(ids)}): a window still open is a partial sample and is not judged "
-            "(name one with --window, or set triggers.judge_open_window: true)"
+            f"{', '.join(ids)}): a window still open is a partial sample, so drift and "
+            "performance are not judged (name one with --window, or set "
+            "triggers.judge_open_window: true); the schedule and new-data signals count up to "
+            f"window {newest}",
+            tuple(ids),
+            judged=False,
         )
     chosen = ended[-1]
     newer = tuple(w for w in ids if w not in ended)

@@ -162,13 +162,17 @@ class TriggerController:
 
     # -- signals ----------------------------------------------------------------------------
 
-    def handle(self, signal: Signal) -> Outcome:
-        """Decide on one signal and, if the policy says so, launch the run."""
+    def handle(self, signal: Signal, *, window_key: Callable[[str], Any] | None = None) -> Outcome:
+        """Decide on one signal and, if the policy says so, launch the run.
+
+        `window_key` orders window ids by time (`retrain.data.windows.window_sort_key`): the
+        drift hysteresis then counts a window only if newer than the last counted (`decide`).
+        """
         for attempt in range(_ATTEMPTS):
             state, generation = self.load_state()
             lease, _ = read_lease(self.store, self.model)
             now = self.clock()
-            decision, new_state = decide(signal, state, self.cfg, now, lease)
+            decision, new_state = decide(signal, state, self.cfg, now, lease, window_key=window_key)
             if not decision.launch:
                 if new_state == state:
                     return Outcome(decision)

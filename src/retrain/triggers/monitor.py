@@ -1,7 +1,9 @@
 """The monitor: check the latest window, report, and let the trigger policy decide.
 
 One `Monitor.check` reads the newest window of the data source that is over (a window still
-open is a partial sample: `retrain.triggers._checked_window`), has the champion score it,
+open is a partial sample: `retrain.triggers._checked_window`; while none is over, a normal
+state for a new model, it judges nothing and hands the schedule, new-data and labels signals
+only), has the champion score it,
 compares it with the champion's reference profile (``profile.json`` beside each registered
 version; with the labels that have arrived, the engine also measures the metric drop), counts
 untrained rows, and turns each into a `Signal` for the `TriggerController` (drift first, so a
@@ -21,6 +23,7 @@ function of that shape, and works (without drift signals) when the champion has 
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -149,8 +152,10 @@ class Monitor:
         with self.scorer.one_check():  # each of the champion's files read once
             result, signals = self._measure(window)
         # Decided after the champion's files are let go: a launch may run a whole cycle here.
+        # The drift hysteresis counts a window only if newer than the last counted one.
+        order = functools.partial(window_sort_key, self.cfg.data)
         for signal in signals:
-            outcome = self.controller.handle(signal)
+            outcome = self.controller.handle(signal, window_key=order)
             result.outcomes.append(outcome)
             if self.metrics is not None:
                 self.metrics.observe_outcome(outcome)
@@ -186,8 +191,12 @@ class Monitor:
             raise ValidationError(f"window {win.id} of {cfg.data.uri} holds no events")
 
         champion = self.registry.get_alias("champion").version
-        drift, note, labels = self._drift(champion, current)
-        performance = self._performance(champion, drift, note, (current, labels), win.id, ids)
+        if chosen.judged:
+            drift, note, labels = self._drift(champion, current)
+            performance = self._performance(champion, drift, note, (current, labels), win.id, ids)
+        else:  # no window is over yet: a normal state; the schedule and new data still count
+            drift, note = None, "no window is over yet: none judged"
+            performance = {"note": note}
         untrained = self._untrained_rows(counts.rows, win.id)
 
         signals, pending, counted = [], self.controller.load_state()[0], None
@@ -223,10 +232,12 @@ class Monitor:
             )
         if labelled is not None:
             signals.append(labelled)
+        # With no window over yet, their launch trains the newest window, still open.
+        still = {} if chosen.judged else {"window_open": True}
         if cfg.triggers.new_data_rows is not None:
-            signals.append(Signal("new_data", win.id, value=float(untrained)))
+            signals.append(Signal("new_data", win.id, value=float(untrained), details=still))
         if cfg.triggers.schedules and cfg.triggers.schedule_engine == "monitor":
-            signals.append(Signal("schedule", win.id))
+            signals.append(Signal("schedule", win.id, details=still))
         in_source = set(ids)
         signals += self._relabel_signals(source, {w: r for w, r in short.items() if w in in_source})
 

@@ -6,7 +6,8 @@ controller (`retrain.triggers.controller`) does the I/O around it. The rules, in
 are checked:
 
 1. the signal's own rule: a cron schedule is due; drift seen in ``drift_windows`` consecutive
-   windows (hysteresis), twice as many after each drift launch in a row whose challenger was
+   windows (hysteresis; a window counts once, and, given the windows' order, only if newer
+   than the last counted), twice as many after each drift launch in a row whose challenger was
    not deployed, up to ``drift_backoff_limit`` (`retrain.triggers._backoff`); a
    performance drop above ``performance_drop`` (for rmse and mae a
    share of the ``reference`` in the signal's details; without one they never fire) whose
@@ -30,11 +31,12 @@ are checked:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from retrain.errors import ValidationError
+from retrain.errors import RetrainError, ValidationError
 from retrain.evaluation.metrics import GREATER_IS_BETTER
 from retrain.settings.cron import parse_cron
 from retrain.settings.evaluation import performance_drop_threshold
@@ -62,8 +64,12 @@ __all__ = [
     "LaunchRecord",
     "PolicyState",
     "Signal",
+    "WindowKey",
     "decide",
 ]
+
+#: Orders window ids by time (`retrain.data.windows.window_sort_key` bound to a data source).
+WindowKey = Callable[[str], Any]
 
 
 def _fmt_delta(d: timedelta) -> str:
@@ -80,8 +86,28 @@ def _check_now(now: datetime) -> datetime:
     return now.astimezone(timezone.utc)
 
 
+def _newer_window(snapshot: str, last: str | None, window_key: WindowKey | None) -> bool:
+    """Whether a drift window counts for the hysteresis: a first, or one newer than the last
+    counted. Without `window_key` (snapshots that are not window ids), or when the two cannot
+    be ordered (the last counted under another window grid), any other snapshot counts."""
+    if last is None:
+        return True
+    if snapshot == last:
+        return False
+    if window_key is None:
+        return True
+    try:
+        return bool(window_key(snapshot) > window_key(last))
+    except (RetrainError, TypeError, ValueError):
+        return True
+
+
 def _signal_rule(
-    signal: Signal, state: PolicyState, cfg: TriggerConfig, now: datetime
+    signal: Signal,
+    state: PolicyState,
+    cfg: TriggerConfig,
+    now: datetime,
+    window_key: WindowKey | None = None,
 ) -> tuple[bool, str, str, PolicyState]:
     """Whether the signal's own rule qualifies: (ok, rule, reason, state after seeing it)."""
     if signal.kind == "manual":
@@ -109,12 +135,17 @@ def _signal_rule(
         if not cfg.drift:
             return False, "disabled", "drift triggers are off (triggers.drift: false)", state
         state = learn_outcomes(signal, state)
-        # Hysteresis counts windows, not events: the same window seen twice counts once.
-        if signal.snapshot != state.drift_last_snapshot:
+        # Hysteresis counts windows, not events: the same window seen twice counts once, and
+        # an older one (a window counted while open, then judged once over) not again.
+        last = state.drift_last_snapshot
+        counted = _newer_window(signal.snapshot, last, window_key)
+        if counted:
             streak = state.drift_streak + 1 if signal.drifted else 0
             state = replace(state, drift_streak=streak, drift_last_snapshot=signal.snapshot)
         streak = state.drift_streak
         what = f" ({signal.value:.0%} of features drifted)" if signal.value is not None else ""
+        if not counted and signal.snapshot != last:
+            what += f"; not counted: window {last} is newer and counted already"
         if not signal.drifted:
             return False, "no_drift", f"window {signal.snapshot} did not drift{what}", state
         need, why = drift_windows_needed(signal, state, cfg)
@@ -291,13 +322,18 @@ def decide(
     cfg: TriggerConfig,
     now: datetime,
     lease: Lease | None = None,
+    *,
+    window_key: WindowKey | None = None,
 ) -> tuple[Decision, PolicyState]:
     """Decide whether `signal` launches a run. Pure: returns the decision and the new state.
 
-    `lease` is the run lease as last read from the store (None if never taken).
+    `lease` is the run lease as last read from the store (None if never taken). `window_key`
+    orders the drift signals' snapshots as windows in time (`window_sort_key` of the
+    config's data source): the hysteresis counts a drift window only if newer than the last
+    counted. Without it (snapshots that are not window ids) any other snapshot counts.
     """
     now = _check_now(now)
-    ok, rule, reason, state = _signal_rule(signal, state, cfg, now)
+    ok, rule, reason, state = _signal_rule(signal, state, cfg, now, window_key)
 
     def no(rule: str, reason: str) -> tuple[Decision, PolicyState]:
         return Decision(False, rule, reason, signal, now), state
