@@ -18,7 +18,7 @@ from retrain.rollout.machine import (
     RolloutState,
     SetTraffic,
 )
-from retrain.settings.rollout import RolloutConfig
+from retrain.settings.rollout import CheckSpec, RolloutConfig
 
 POLICY = RolloutConfig(interval_seconds=60, progress_deadline_seconds=600)
 
@@ -219,4 +219,15 @@ def test_a_final_look_judges_what_was_pooled_since_the_last_look() -> None:
     assert state.reason.startswith(
         f"a failed look at step 1/3 (10%) stands and no more labels can come ({SPENT}): "
         "accuracy canary 0.800"
+    )
+
+
+def test_an_exhausted_population_with_skip_configured_says_the_check_was_skipped_and_why() -> None:
+    checks = (CheckSpec(name="accuracy_drop", max=0.02, on_missing="skip"),)
+    policy = POLICY.model_copy(update={"checks": checks})
+    state, decided = run(policy, [replace(paired(67.0, canary=0.90), exhausted=SPENT)])
+    # Skipping was asked for: the step goes on, and its record says on how few rows.
+    assert decided == [(1, (SetTraffic(25),))]
+    assert "accuracy_drop skipped: 67 labelled per predictor, fewer than 500" in (
+        state.analyses[0].reason
     )
