@@ -170,7 +170,9 @@ def test_missing_metric_can_be_skipped_by_config() -> None:
     no_labels = healthy(**{"canary.accuracy": None, "champion.accuracy": None})
     state, _ = run(start(policy), [no_labels] * 5)
     assert state.phase == PROMOTED
-    assert "accuracy_drop skipped: no data" in state.analyses[0].reason
+    assert "accuracy_drop skipped: no accuracy for the canary and champion" in (
+        state.analyses[0].reason
+    )
 
 
 def test_manual_promotion_and_rollback() -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from rollout_support import healthy, run_script
 
 from retrain.rollout import pool
 from retrain.rollout.machine import (
+    INCONCLUSIVE,
     PROGRESSING,
     ROLLED_BACK,
     Observations,
@@ -15,7 +18,7 @@ from retrain.rollout.machine import (
     RolloutState,
     SetTraffic,
 )
-from retrain.settings.rollout import RolloutConfig
+from retrain.settings.rollout import CheckSpec, RolloutConfig
 
 POLICY = RolloutConfig(interval_seconds=60, progress_deadline_seconds=600)
 
@@ -161,3 +164,70 @@ def test_states_persisted_before_pooling_still_load_and_the_pool_round_trips() -
     old = {k: v for k, v in state.as_dict().items() if k not in ("pool", "looks")}
     loaded = RolloutState.from_dict(old)
     assert loaded.pool == {} and loaded.looks == pool.Looks()
+
+
+#: What the replay provider says once a step has used every evaluation row it draws from.
+SPENT = (
+    "replay has 67 labelled evaluation rows (window(s) 3), all of them now in this step's evidence"
+)
+
+
+def test_an_exhausted_population_short_of_min_labelled_ends_the_step_at_once() -> None:
+    few = paired(67.0, canary=0.90)
+    waiting, decided = run(POLICY, [few] * 3)
+    assert waiting.phase == PROGRESSING and decided == []  # more labels may still come
+    state, decided = run(POLICY, [replace(few, exhausted=SPENT)] * 3)
+    # None can: the step ends at its first analysis, unjudged, and says why and what to change.
+    assert decided == [(1, (RollBack("v2", state.reason),))]
+    assert state.phase == INCONCLUSIVE
+    assert [a.verdict for a in state.analyses] == ["waiting"]
+    assert state.reason.startswith(
+        "inconclusive, canary taken out of traffic unjudged: no more labels can come at step "
+        f"1/3 (10%): {SPENT}; 67 labelled, fewer than rollout.min_labelled 500"
+    )
+    assert "accuracy_drop not evaluated: 67 labelled per predictor, fewer than 500" in (
+        state.reason
+    )
+    assert "lower rollout.min_labelled or raise rollout.replay.windows" in state.reason
+    assert "set on_missing: skip on the quality checks" in state.reason
+
+
+def test_an_exhausted_split_pool_is_judged_at_min_labelled_at_once() -> None:
+    # 800 split labels: short of the 4 x 500 first look, which more analyses would reach...
+    few = healthy(**{"canary.labelled": 800.0, "champion.labelled": 7200.0})
+    _, decided = run(POLICY, [few])
+    assert decided == []
+    # ...but none can come: judged on the 800 now, as the last analysis before a deadline is.
+    state, decided = run(POLICY, [replace(few, exhausted=SPENT)])
+    assert decided == [(1, (SetTraffic(25),))]
+    assert "800 labelled" in state.analyses[0].checks[2].reason
+
+
+def test_a_final_look_judges_what_was_pooled_since_the_last_look() -> None:
+    policy = POLICY.model_copy(update={"failure_limit": 3})
+    worse = paired(600.0, canary=0.80)  # fails the first look at 600; the next is at 1200
+    last = replace(paired(300.0, canary=0.80), exhausted=SPENT)
+    nothing = replace(paired(0.0, canary=0.80), exhausted=SPENT)
+    state, decided = run(policy, [worse, last, nothing])
+    # Tick 2 brings the last 300 rows: a look at 900 (its own alpha share), not a wait for
+    # 1200; tick 3 brings none, so the failed look stands and the canary is rolled back.
+    assert [a.verdict for a in state.analyses] == ["failed", "failed", "waiting"]
+    assert "900 labelled" in state.analyses[1].checks[2].reason
+    assert "no more can come" in state.analyses[2].checks[2].reason
+    assert decided == [(3, (RollBack("v2", state.reason),))]
+    assert state.phase == ROLLED_BACK
+    assert state.reason.startswith(
+        f"a failed look at step 1/3 (10%) stands and no more labels can come ({SPENT}): "
+        "accuracy canary 0.800"
+    )
+
+
+def test_an_exhausted_population_with_skip_configured_says_the_check_was_skipped_and_why() -> None:
+    checks = (CheckSpec(name="accuracy_drop", max=0.02, on_missing="skip"),)
+    policy = POLICY.model_copy(update={"checks": checks})
+    state, decided = run(policy, [replace(paired(67.0, canary=0.90), exhausted=SPENT)])
+    # Skipping was asked for: the step goes on, and its record says on how few rows.
+    assert decided == [(1, (SetTraffic(25),))]
+    assert "accuracy_drop skipped: 67 labelled per predictor, fewer than 500" in (
+        state.analyses[0].reason
+    )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from rollout_support import (
     T0,
@@ -184,7 +186,9 @@ def test_rollout_rolls_back_a_canary_with_worse_quality(cfg: Config, store: Loca
         sleep=clock.sleep,
     )
     assert outcome.phase == "rolled_back"
-    assert "2 failed analyses in a row at step 1/3 (10%)" in outcome.summary
+    # The window's ~600 evaluation rows fail the first look; a second analysis has no new rows
+    # to confirm it by (it once re-counted the same rows as a second failure).
+    assert "a failed look at step 1/3 (10%) stands and no more labels can come" in (outcome.summary)
     assert "accuracy canary" in outcome.summary
     assert reg.get_alias("champion").version == "good-1"
     assert reg.get_alias("canary").version is None
@@ -287,3 +291,103 @@ def test_rollout_of_a_canary_that_never_loads_ends_at_the_deadline(
     assert "canary never became ready at step 1/3 (10%): waited 600s" in outcome.summary
     assert clock.now - T0 == timedelta(seconds=600)
     assert applier.versions() == {"champion": "good-1"}
+
+
+def spy_on_rows(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+) -> list[tuple[datetime, str, bool]]:
+    """Record (analysis time, id, labelled) for every row a model is asked to score."""
+    import retrain.rollout.providers as providers
+
+    seen: list[tuple[datetime, str, bool]] = []
+    scored = providers.predict_scores
+
+    def predict_scores(model: Any, df: pd.DataFrame, cfg: Config) -> np.ndarray:
+        for row_id, label in zip(df["id"], df["label"].notna(), strict=True):
+            seen.append((clock.now, str(row_id), bool(label)))
+        return scored(model, df, cfg)
+
+    monkeypatch.setattr(providers, "predict_scores", predict_scores)
+    return seen
+
+
+def test_a_steps_replay_analyses_never_pool_a_row_twice(
+    tmp_path: Path, store: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ~585 evaluation rows, 150 per analysis: a step's three analyses pool 450 rows, each once.
+    cfg = make_cfg(tmp_path, replay={"rows": 150, "batch_size": 50}, min_labelled=400)
+    serve(Registry(store, cfg.name), "good-1", "good-2")
+    clock = FakeClock()
+    seen = spy_on_rows(monkeypatch, clock)
+    outcome = rollout(
+        cfg.to_yaml(),
+        "run-disjoint",
+        None,
+        applier_factory=lambda c: RecordingApplier(),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    # As before on a window this large: looks at 450 pooled rows, promoted after 3 x 3.
+    assert outcome.phase == "promoted"
+    state = json.loads(store.read_text(state_key(cfg.name)))
+    steps = {a["at"]: a["step"] for a in state["analyses"]}
+    assert sorted(steps.values()) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    for step in (0, 1, 2):
+        # Each row is scored by both models: once per model, never again in its step.
+        ids = [i for at, i, labelled in seen if labelled and steps[at.isoformat()] == step]
+        assert len(ids) == 2 * 450
+        assert len(set(ids)) == 450, f"step {step} pooled a row twice"
+    looked = [a["checks"][2]["reason"] for a in state["analyses"] if a["verdict"] == "passed"]
+    assert len(looked) == 3 and all(r.endswith("450 labelled)") for r in looked), looked
+
+
+def test_replay_chunks_are_reproducible_and_an_empty_one_adds_no_labels(
+    cfg: Config, store: LocalStorage
+) -> None:
+    provider = ReplayProvider(cfg.rollout.replay.model_copy(update={"rows": 400}))
+
+    def at(pooled: int, step: int = 0) -> Observations:
+        request = ObserveRequest(cfg, store, "good-1", "good-2", 10, 7, T0, "r@1", step, pooled)
+        return provider.observe(request)
+
+    evaluation = int(evaluation_mask(labelled_frame(seed=11, n=3000)["id"], 0.2, "loans").sum())
+    first, again, rest, after = at(0), at(0), at(1), at(2)
+    # A re-run of the same analysis (after a crash) replays the same rows.
+    assert first.metrics["canary.loss"] == again.metrics["canary.loss"]
+    assert first.metrics["paired_labelled"] == 400 and not first.exhausted
+    assert rest.metrics["paired_labelled"] == evaluation - 400
+    assert rest.exhausted.startswith(f"replay has {evaluation} labelled evaluation rows")
+    # Past the last row: requests for the health checks, no labelled evidence.
+    assert after.metrics["canary.requests"] and after.metrics["canary.error_rate"] == 0.0
+    assert after.metrics["canary.labelled"] == 0 and after.metrics["paired_labelled"] == 0
+    assert after.exhausted and "unlabelled" in after.source
+    # Another step draws another permutation.
+    assert at(0, step=1).metrics["canary.loss"] != first.metrics["canary.loss"]
+
+
+def test_a_small_replay_window_ends_the_step_at_once_and_says_why(
+    cfg: Config, store: LocalStorage
+) -> None:
+    small = labelled_frame(seed=14, n=300, week=2)
+    write_history(store, "2", small)  # the newest window: a few dozen evaluation rows
+    evaluation = int(evaluation_mask(small["id"], 0.2, "loans").sum())
+    assert evaluation < 100
+    reg = Registry(store, cfg.name)
+    serve(reg, "good-1", "good-2")
+    clock = FakeClock()
+    outcome = rollout(
+        cfg.to_yaml(),
+        "run-small",
+        None,
+        applier_factory=lambda c: RecordingApplier(),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    # One analysis, not a wait to the deadline while the same rows are counted again.
+    assert outcome.phase == "inconclusive"
+    assert clock.now - T0 == timedelta(seconds=60)
+    assert f"replay has {evaluation} labelled evaluation rows (window(s) 2)" in outcome.summary
+    assert f"{evaluation} labelled, fewer than rollout.min_labelled 500" in outcome.summary
+    assert "lower rollout.min_labelled or raise rollout.replay.windows" in outcome.summary
+    assert "on_missing: skip" in outcome.summary
+    assert reg.get_alias("canary").version is None

@@ -1,4 +1,5 @@
-"""One canary analysis as recorded in the rollout state: when, where, the verdict and why."""
+"""One canary analysis: what the metrics provider observed, and the analysis as recorded in the
+rollout state (when, where, the verdict and why)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,28 @@ from typing import Any, Literal
 
 from retrain.rollout.checks import CheckResult
 
-__all__ = ["Analysis"]
+__all__ = ["Analysis", "Observations"]
+
+
+@dataclass(frozen=True)
+class Observations:
+    """What a metrics provider saw for one analysis.
+
+    Attributes:
+        ready: whether the canary is serving; a canary that is not is not analysed.
+        metrics: flat metric names (see `retrain.rollout.checks.METRICS`) to values; None (or a
+            missing key) means the provider could not measure it.
+        source: where the numbers came from, in words (for reports).
+        exhausted: empty while later analyses of the step can bring new labelled evidence;
+            otherwise why none can, in words (the replay provider has used every evaluation
+            row it draws from). The step's quality checks are then judged on the evidence
+            pooled so far instead of waiting for labels that cannot come.
+    """
+
+    ready: bool
+    metrics: Mapping[str, float | None] = field(default_factory=dict)
+    source: str = ""
+    exhausted: str = ""
 
 
 @dataclass(frozen=True)

@@ -330,8 +330,9 @@ def summarise(results: Sequence[CheckResult]) -> str:
         return "; ".join(failed)
     passed = sum(1 for r in results if r.passed)
     waiting = [r.reason for r in results if r.waiting]
-    skipped = [r.name for r in results if r.passed is None and not r.waiting]
+    # Each with its reason: a check skipped on too few labels had data, just not enough.
+    skipped = [r.reason for r in results if r.passed is None and not r.waiting]
     line = f"{passed}/{len(results)} checks passed"
     if skipped:
-        line += f" ({', '.join(skipped)} skipped: no data)"
+        line += f" ({'; '.join(skipped)})"
     return line + (f"; {'; '.join(waiting)}" if waiting else "")

@@ -39,6 +39,7 @@ from retrain.deploy import DeploymentState, ModelRef, applier_for, backend_for
 from retrain.deploy.gitops import served_split
 from retrain.errors import AlreadyExists, TransientError, ValidationError
 from retrain.registry import MODEL_FILE, Registry, event_key
+from retrain.rollout import pool as evidence
 from retrain.rollout.lock import StoreLock
 from retrain.rollout.machine import (
     Action,
@@ -216,6 +217,9 @@ class RolloutController:
                         traffic=state.traffic,
                         analysis=len(state.analyses),
                         now=now,
+                        rollout_id=state.rollout_id,
+                        step=state.step,
+                        pooled=evidence.analyses(state.pool),
                     )
                 )
             except TransientError as err:

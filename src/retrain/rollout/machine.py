@@ -24,7 +24,10 @@ Rules, Flagger-style:
   ready, or whose metrics cannot be read); while its checks wait for labels that keep coming,
   the deadline follows the label rate up to `max_step_seconds` (`retrain.rollout.wait`); a
   step still short of labels then ends `inconclusive`: the canary leaves traffic unjudged
-  (rolled back instead if a failed look stands against it).
+  (rolled back instead if a failed look stands against it);
+- a provider that can bring no more labels in the step (`Observations.exhausted`, e.g. a replay
+  of a small window) makes its analysis the step's final look, and a step still waiting
+  then ends at once as at the deadline, the reason naming the shortfall and the fix.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from retrain.rollout.actions import (
     action_dict,
     action_from_dict,
 )
-from retrain.rollout.analysis import Analysis
+from retrain.rollout.analysis import Analysis, Observations
 from retrain.rollout.checks import summarise
 from retrain.settings.rollout import RolloutConfig
 
@@ -83,22 +86,6 @@ TERMINAL = frozenset({PROMOTED, ROLLED_BACK, ABORTED, INCONCLUSIVE})
 
 #: Analyses kept in the state (the oldest are dropped; the registry's events keep the outcome).
 MAX_ANALYSES = 50
-
-
-@dataclass(frozen=True)
-class Observations:
-    """What a metrics provider saw for one analysis.
-
-    Attributes:
-        ready: whether the canary is serving; a canary that is not is not analysed.
-        metrics: flat metric names (see `retrain.rollout.checks.METRICS`) to values; None (or a
-            missing key) means the provider could not measure it.
-        source: where the numbers came from, in words (for reports).
-    """
-
-    ready: bool
-    metrics: Mapping[str, float | None] = field(default_factory=dict)
-    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -313,6 +300,7 @@ def advance(
         len(policy.steps) - 1,
         now + timedelta(seconds=policy.interval_seconds) > state.deadline,
         policy.min_positives,
+        final=bool(observations.exhausted),
     )
     state = replace(state, pool=pool, looks=looks)
     failed = any(r.passed is False for r in results)
@@ -331,10 +319,14 @@ def advance(
     state = _record(state, analysis)
 
     if waiting:
-        if now >= state.deadline and state.failures:
-            return _roll_back(
-                state, now, f"a failed look at {label} stands at the deadline: {summary}"
-            )
+        spent = observations.exhausted  # no more labels can come: end the step now
+        if (spent or now >= state.deadline) and state.failures:
+            when = f"and no more labels can come ({spent})" if spent else "at the deadline"
+            earlier = (a for a in reversed(state.analyses) if a.verdict == "failed")
+            why = next((a.reason for a in earlier if a.step == state.step), summary)
+            return _roll_back(state, now, f"a failed look at {label} stands {when}: {why}")
+        if spent:
+            return _inconclusive(state, now, wait.spent(policy, label, count, spent, summary))
         if now >= state.deadline:
             waited = (now - state.step_started_at).total_seconds()
             return _inconclusive(

@@ -18,7 +18,14 @@ __all__ = ["MetricsProvider", "ObserveRequest"]
 
 @dataclass(frozen=True)
 class ObserveRequest:
-    """What to observe: the serving pair, the canary's share, and the analysis number."""
+    """What to observe: the serving pair, the canary's share, and the analysis number.
+
+    `rollout_id` and `step` name the traffic step, and `pooled` counts the step's analyses
+    whose observations are already pooled (`retrain.rollout.pool.analyses`): all three come
+    from the persisted rollout state, so a provider that draws from a finite population (the
+    replay) gives each analysis of a step rows no earlier one used, and a re-run after a crash
+    the same rows as the analysis it repeats.
+    """
 
     cfg: Config
     store: Storage
@@ -27,6 +34,9 @@ class ObserveRequest:
     traffic: int
     analysis: int
     now: datetime
+    rollout_id: str = ""
+    step: int = 0
+    pooled: int = 0
 
 
 class MetricsProvider(Protocol):

@@ -19,6 +19,12 @@ then rolls back). Between looks a quality check repeats the last look's pass (th
 has not weakened) and otherwise waits; it never repeats a failure, which would count one
 look's evidence twice against the canary. The simulation (benchmarks/decisions/canary.py)
 measures the resulting rates.
+
+A provider whose population is used up (`Observations.exhausted`: a replay of a small window)
+can add nothing more to the step, so its last analysis is a *final* look: the first look at
+`min_labelled` (as at the deadline), a later one at once if anything was pooled since the
+previous look. Each look still spends its own share of alpha (`look_confidence`); a pool
+short of `min_labelled` stays not evaluated, and the machine ends the step on it at once.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ __all__ = [
     "QUALITY_CHECKS",
     "Looks",
     "add",
+    "analyses",
     "is_quality",
     "judge",
     "labelled",
@@ -51,6 +58,8 @@ QUALITY_CHECKS = frozenset({"accuracy_drop", "loss_increase"})
 ROLES = ("canary", "champion")
 #: Under split traffic the first look waits for this many times `min_labelled` (see `judge`).
 SPLIT_FIRST_LOOK = 4
+#: The pool's count of the analyses added to it (not evidence: `analyses`).
+ANALYSES = "analyses"
 
 
 def is_quality(name: str) -> bool:
@@ -125,11 +134,17 @@ def _sums(metrics: Mapping[str, float | None]) -> dict[str, float]:
 
 
 def add(pool: Mapping[str, float], metrics: Mapping[str, float | None]) -> dict[str, float]:
-    """The pool with one more analysis' observations added."""
+    """The pool with one more analysis' observations added (and counted)."""
     out = dict(pool)
     for key, value in _sums(metrics).items():
         out[key] = out.get(key, 0.0) + value
+    out[ANALYSES] = out.get(ANALYSES, 0.0) + 1.0
     return out
+
+
+def analyses(pool: Mapping[str, float]) -> int:
+    """How many analyses were added to the pool: the step's ready analyses so far."""
+    return int(pool.get(ANALYSES, 0.0))
 
 
 def _std(total: float, squares: float, n: float) -> float | None:
@@ -231,13 +246,20 @@ def look_confidence(confidence: float, canary_steps: int, look: int) -> float:
 
 
 def next_look_at(
-    pool: Mapping[str, float], looks: Looks, min_labelled: int, last_chance: bool = False
+    pool: Mapping[str, float],
+    looks: Looks,
+    min_labelled: int,
+    last_chance: bool = False,
+    final: bool = False,
 ) -> float:
     """The pooled labelled count at which the quality checks are next judged (see `judge`)."""
     if looks.count:
-        return looks.next_at
+        n = labelled(pool)
+        # A final look takes whatever was pooled since the previous one (at next_at / 2).
+        return n if final and 2 * n > looks.next_at else looks.next_at
     paired = pooled_metrics(pool)["paired_labelled"] is not None or any(map(is_cell, pool))
-    return float(min_labelled if paired or last_chance else SPLIT_FIRST_LOOK * min_labelled)
+    first = paired or last_chance or final
+    return float(min_labelled if first else SPLIT_FIRST_LOOK * min_labelled)
 
 
 def judge(
@@ -250,6 +272,7 @@ def judge(
     canary_steps: int = 1,
     last_chance: bool = False,
     min_positives: int = 0,
+    final: bool = False,
 ) -> tuple[tuple[CheckResult, ...], Looks]:
     """Every check: health on this analysis' `metrics`, quality on the `pool` (which already
     includes this analysis), at the confidence `look_confidence` gives.
@@ -258,7 +281,9 @@ def judge(
     first look `min_labelled` if paired, else `SPLIT_FIRST_LOOK` times that (`min_labelled`
     when this is the `last_chance` before the deadline); the next look is then at twice the
     count, and `held` names the quality checks that passed. Between looks a held check passes
-    again and any other judged quality check waits. Returns the results and the updated looks.
+    again and any other judged quality check waits. When no more labels can come (`final`)
+    the look is now: the first at `min_labelled`, a later one if the pool grew since the last
+    look. Returns the results and the updated looks.
     """
     n = labelled(pool)
     merged = {**metrics, **pooled_metrics(pool)}
@@ -268,7 +293,7 @@ def judge(
     # steps) too often: promoted in 10.9 % of simulated rollouts at 1000 labels per analysis
     # and 5.8 % at 2000 with 2x, 1.9 % and 0.2 % with 4x (for an equal canary's rollbacks
     # 1.9 -> 3.0 % and 0.8 -> 1.5 %). A paired comparison has the power at `min_labelled`.
-    at = next_look_at(pool, looks, min_labelled, last_chance)
+    at = next_look_at(pool, looks, min_labelled, last_chance, final)
     level = look_confidence(confidence, canary_steps, looks.count)
     results = run_checks(specs, merged, level, min_labelled, min_positives)
     if n >= at:
@@ -287,9 +312,7 @@ def judge(
             )
             out.append(replace(r, passed=True, reason=reason))
         else:
-            reason = (
-                f"{r.name} not evaluated: {n:.0f} labelled per predictor pooled, next look at "
-                f"{at:.0f}"
-            )
+            later = "no more can come" if final else f"next look at {at:.0f}"
+            reason = f"{r.name} not evaluated: {n:.0f} labelled per predictor pooled, {later}"
             out.append(replace(r, passed=None, waiting=True, reason=reason))
     return tuple(out), looks

@@ -8,6 +8,11 @@ A provider turns "champion v1 and canary v2 serve at 25 %" into `Observations`. 
   by both registered models, on one thread, in an order drawn per request. Scoring both on the
   same rows is a paired comparison: the champion-vs-canary difference carries no noise from
   two different samples, so the quality checks need far fewer rows than with split traffic.
+  The analyses of one traffic step take disjoint rows (the step's pool counts each row once):
+  consecutive chunks of ``replay.rows`` from a permutation of the evaluation rows fixed by the
+  seed, the rollout and the step. The analysis that takes the last rows says the population
+  is `exhausted`, so the step is judged on them instead of waiting for more; an analysis
+  after it replays rows without their labels, for the health checks alone.
   The traffic share therefore changes nothing in a replay (it is reported in the source). An
   exception while predicting is a failed request (so the error rate is real, unlike a server
   that swallows errors), latency is measured per request, and the labels give accuracy and
@@ -20,6 +25,7 @@ Providers are looked up by ``rollout.provider``; a new one is one entry in `PROV
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -231,12 +237,13 @@ class ReplayProvider:
         except RetrainError as err:
             champion, champion_error = None, f"; champion {request.champion} did not load: {err}"
 
-        rows, windows = self._rows(store, cfg, request.analysis)
-        if rows.empty:
+        population, windows = self._population(store, cfg)
+        if population.empty:
             return Observations(
                 ready=True,
                 source="replay: no labelled evaluation rows in the history store",
             )
+        rows, note, exhausted = self._draw(population, windows, cfg, request)
         size = self.settings.batch_size
         starts = range(0, len(rows), size)
         # Which model answers first, per request, so neither is always timed on a warm cache.
@@ -267,13 +274,44 @@ class ReplayProvider:
         else:
             metrics["prediction_shift"] = None
         source = (
-            f"replay of {len(rows)} labelled evaluation rows from window(s) "
+            f"replay of {len(rows)} {note}evaluation rows from window(s) "
             f"{', '.join(windows)} in {len(starts)} requests of up to {size} rows, each answered "
             f"by both models (canary at {request.traffic}% in production){champion_error}"
         )
-        return Observations(ready=True, metrics=metrics, source=source)
+        return Observations(ready=True, metrics=metrics, source=source, exhausted=exhausted)
 
-    def _rows(self, store: Storage, cfg: Config, analysis: int) -> tuple[pd.DataFrame, list[str]]:
+    def _draw(
+        self, population: pd.DataFrame, windows: list[str], cfg: Config, request: ObserveRequest
+    ) -> tuple[pd.DataFrame, str, str]:
+        """This analysis' rows, how they are labelled (in words) and, once the step has used
+        every row, why no more labels can come.
+
+        The step's analyses so far (`request.pooled`) took the chunks before this one of a
+        permutation fixed by the seed, the rollout and the step, so no row is pooled twice in a
+        step. With none left the rows of the first chunk are replayed without their labels:
+        the health checks still get requests, the pool no new evidence.
+        """
+        identity = f"{request.rollout_id}/{request.step}".encode()
+        key = int.from_bytes(hashlib.sha256(identity).digest()[:8], "big")
+        order = np.random.default_rng([cfg.seed, key]).permutation(len(population))
+        size, start = self.settings.rows, request.pooled * self.settings.rows
+        chunk, note = order[start : start + size], "labelled "
+        rows = population.iloc[np.sort(chunk)].reset_index(drop=True)
+        if rows.empty:
+            rows = population.iloc[np.sort(order[:size])].reset_index(drop=True)
+            rows[cfg.target] = None
+            note = "unlabelled (every label is already pooled in this step) "
+        if start + size < len(population):
+            return rows, note, ""
+        labelled = int(population[cfg.target].notna().sum())
+        exhausted = (
+            f"replay has {labelled} labelled evaluation rows (window(s) {', '.join(windows)}), "
+            "all of them now in this step's evidence"
+        )
+        return rows, note, exhausted
+
+    def _population(self, store: Storage, cfg: Config) -> tuple[pd.DataFrame, list[str]]:
+        """The labelled evaluation rows of the newest `windows` windows, and those windows."""
         keys = [k for k in store.list("datasets") if k.endswith("/labelled.parquet")]
         by_window = sorted(
             ((window_sort_key(cfg.data, k.split("/")[1]), k.split("/")[1], k) for k in keys),
@@ -297,10 +335,7 @@ class ReplayProvider:
         rows = rows[evaluation_mask(rows[cfg.data.id_column], share, cfg.name)]
         if rows.empty:
             return pd.DataFrame(), []
-        n = min(self.settings.rows, len(rows))
-        # A different sample per analysis, reproducible from the seed and the analysis number.
-        pick = np.random.default_rng([cfg.seed, analysis, 1]).choice(len(rows), n, replace=False)
-        return rows.iloc[np.sort(pick)].reset_index(drop=True), [w for _, w, _ in by_window]
+        return rows.reset_index(drop=True), [w for _, w, _ in by_window]
 
 
 def _serve(

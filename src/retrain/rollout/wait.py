@@ -13,7 +13,8 @@ A step whose deadline passes while its quality checks still wait for labels ends
 *inconclusive* (`retrain.rollout.machine.INCONCLUSIVE`): the canary leaves traffic, unjudged,
 and the outcome says so; it is not a rollback on evidence. `needs` says at canary start how
 much label traffic the policy needs for a verdict; `projection` says as soon as the observed
-rate falls short.
+rate falls short. A provider that can bring no more labels (a replay that has used every
+evaluation row) ends a waiting step at once, and `spent` says why and what would fix it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from datetime import datetime, timedelta
 from retrain.rollout.pool import SPLIT_FIRST_LOOK
 from retrain.settings.rollout import RolloutConfig
 
-__all__ = ["extended_deadline", "needs", "projection"]
+__all__ = ["extended_deadline", "needs", "projection", "spent"]
 
 
 def _rate(count: float, started: datetime, now: datetime) -> float:
@@ -103,4 +104,18 @@ def projection(
         f"at the observed {per_analysis:.3g} labelled per analysis this step gathers about "
         f"{by_cap:.0f} of the {policy.min_labelled} it needs by its {policy.max_step_seconds:g}s "
         "cap: it will end inconclusive unless labels arrive faster"
+    )
+
+
+def spent(policy: RolloutConfig, label: str, count: float, exhausted: str, summary: str) -> str:
+    """Why a step whose provider can bring no more labels (`exhausted`, its words) ends
+    unjudged with `count` pooled, and what would let the checks judge such a canary."""
+    n = policy.min_labelled
+    short = f"{count:.0f} labelled, fewer than rollout.min_labelled {n}, " if count < n else ""
+    knob = "rollout.min_labelled" if count < n else "rollout.min_positives"
+    more = " or raise rollout.replay.windows" if policy.provider == "replay" else ""
+    return (
+        f"no more labels can come at {label}: {exhausted}; {short}so the quality checks cannot "
+        f"be judged ({summary}); to judge such a canary lower {knob}{more}, or set "
+        "on_missing: skip on the quality checks to go on without them"
     )

@@ -102,9 +102,21 @@ def default_checks(task: str) -> tuple[CheckSpec, ...]:
 class ReplaySettings(Section):
     """The embedded provider: recent labelled windows replayed through both models."""
 
-    windows: int = Field(default=1, ge=1, description="Newest labelled windows to sample from.")
+    windows: int = Field(
+        default=1,
+        ge=1,
+        description="Newest labelled windows to draw evaluation rows from; raise it when their "
+        "evaluation rows fall short of min_labelled.",
+    )
     rows: int = Field(
-        default=2000, ge=10, description="Evaluation rows per analysis, each scored by both models."
+        default=2000,
+        ge=10,
+        description="Evaluation rows per analysis, each scored by both models. The analyses of "
+        "a step take disjoint rows (consecutive chunks of one permutation, fixed by the seed, "
+        "the rollout and the step), so no row is pooled twice; the analysis that takes the last "
+        "rows is the step's final look, judged on all of them (or, short of min_labelled, the "
+        "rollout ends 'inconclusive' at once, saying so), and later ones replay rows without "
+        "labels for the health checks.",
     )
     batch_size: int = Field(default=20, ge=1, description="Rows per simulated request.")
     threads: int = Field(
@@ -196,7 +208,9 @@ class RolloutConfig(Section):
         ge=1,
         description="Labelled predictions per predictor, pooled over the analyses of the "
         "current step, before a quality check is evaluated; below it the check is 'not "
-        "evaluated' and the step waits (the progress deadline still applies). 500 labels "
+        "evaluated' and the step waits (the progress deadline still applies), or, when the "
+        "provider can bring no more labels (a replay whose evaluation rows are all used), the "
+        "rollout ends 'inconclusive' at once. 500 labels "
         "bound a proportion to +-4.4 points at "
         "95%: about the distance between the default 2-point tolerance and a clearly worse "
         "canary.",
