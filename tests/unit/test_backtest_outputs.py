@@ -15,11 +15,13 @@ import pytest
 from test_backtest_skips import config, write_stream
 
 from retrain.backtest import baseline
+from retrain.backtest._unscored import labels_hint
 from retrain.backtest.replay import PolicyResult, WindowRecord
 from retrain.backtest.report import markdown, summarise, write_outputs
+from retrain.backtest.run import check_strict
 from retrain.cli import main
 from retrain.config import Config
-from retrain.errors import EXIT_VALIDATION
+from retrain.errors import EXIT_VALIDATION, ValidationError
 
 
 def _result(name: str, metrics: list[float | None], skipped: dict[int, str]) -> PolicyResult:
@@ -176,3 +178,40 @@ def test_a_backtest_whose_label_ids_match_no_event_says_so(
     assert "no label id matches an event id: 800 labels dated from the first event's time" in err
     assert "events' 'id' (str), e.g. '0-0', '0-1', '0-2'" in err
     assert "labels' 'id' (str), e.g. 'L-0-0', 'L-0-1', 'L-0-2'" in err
+
+
+def test_labels_of_other_events_get_no_id_hint_in_a_backtest(tmp_path: Path) -> None:
+    # The label source holds labels of later events only ('10-0' for week 10's first event):
+    # labels still to come for these windows, written just like the events' ids.
+    write_stream(tmp_path, weeks=4)
+    labels = pd.read_parquet(tmp_path / "labels.parquet")
+    labels["id"] = [
+        f"{int(w) + 10}-{i}" for w, i in labels["id"].str.split("-", expand=True).values
+    ]
+    labels.to_parquet(tmp_path / "labels.parquet")
+    assert labels_hint(config(tmp_path), ["0", "1", "2", "3"]) is None
+    # Week 0's labels under their own ids, written with a prefix ('L-0-1' for '0-1'): said.
+    labels["id"] = "L-" + labels["id"].str.replace("10-", "0-", regex=False)
+    labels.to_parquet(tmp_path / "labels.parquet")
+    hint = labels_hint(config(tmp_path), ["0", "1", "2", "3"])
+    assert hint is not None and "once the labels' common prefix 'L-' is removed" in hint
+    assert hint.endswith("(in the first 5000 rows of each source)")
+
+
+def test_strict_counts_the_baselines_mirror_of_a_refused_window_once() -> None:
+    refused = "ingest failed: window 2 [2, 3) failed 1 checks\n  - 1 duplicate ids in column 'id'"
+    never = _result("never", [None, 0.9, None, 0.5], {2: refused})
+    refit = _result("full_refit", [None, 0.9, 0.3, 0.85], {})
+    baseline.skip_refused_windows([never, refit])
+    summaries = [summarise(r) for r in (never, refit)]
+    with pytest.raises(ValidationError) as err:
+        check_strict(summaries)
+    text = str(err.value)
+    assert "--strict: 1 policy windows were not scored (and the baseline left out 1 of" in text
+    assert "never: window 2: ingest failed" in text
+    assert f"full_refit: window 2: {baseline.REFUSED}: ingest failed: window 2" in text
+    # A baseline window skipped for its own reason (its scoring failed) counts.
+    refit.windows[3].metric, refit.windows[3].skipped = None, "scoring failed: no rows"
+    with pytest.raises(ValidationError, match="--strict: 2 policy windows were not scored"):
+        check_strict([summarise(r) for r in (never, refit)])
+    check_strict([summarise(_result("never", [None, 0.9], {}))])  # nothing skipped: passes

@@ -13,7 +13,7 @@ import pytest
 
 from retrain import steps
 from retrain.data.io import read_source
-from retrain.data.source import read_matching
+from retrain.data.source import read_head, read_matching
 from retrain.labels.join import join_labels, label_columns
 from retrain.steps.records import write_dataset
 from tests.unit.test_labels_as_of import config
@@ -136,3 +136,18 @@ def test_sources_the_filter_could_change_are_read_whole(tmp_path: Path) -> None:
     read_source(uri, "parquet").to_csv(tmp_path / "csv" / "labels.csv", index=False)
     _, csv = read_matching(str(tmp_path / "csv"), "csv", "application", numeric_ids, ["outcome"])
     assert not csv["filtered"]
+
+
+def test_read_head_of_a_csv_source_reads_its_files_only_until_it_has_the_rows(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "labels"
+    root.mkdir()
+    pd.DataFrame({"id": ["a", "b", "c"], "y": [1, 0, 1], "note": "x"}).to_csv(
+        root / "0.csv", index=False
+    )
+    pd.DataFrame({"id": ["d", "e"], "y": [0, 0], "note": "x"}).to_csv(root / "1.csv", index=False)
+    (root / "2.csv").write_bytes(b"id,y\n\xff\xfe,1,2,3\n")  # unreadable: never reached
+    head = read_head(str(root), "csv", ["id", "y"], rows=4)
+    assert head["id"].tolist() == ["a", "b", "c", "d"] and list(head.columns) == ["id", "y"]
+    assert read_head(str(root), "csv", ["id"], rows=2)["id"].tolist() == ["a", "b"]

@@ -79,3 +79,64 @@ def test_the_label_step_names_ids_its_filtered_read_did_not_find(tmp_path: Path)
     assert "the label source has labels (a few of them shown), but none for these events" in text
     assert "events' 'app' (str), e.g. 'a000', 'a001', 'a002'" in text
     assert "labels' 'application' (str), e.g. 'A000', 'A001', 'A002'" in text
+
+
+def test_labels_still_to_come_get_no_id_hint_in_the_label_step(tmp_path: Path) -> None:
+    # The source holds week 3's labels only (other events, dated week 4); week 5's have not
+    # come in. The step's read, filtered by week 5's ids, finds none and reads the source's
+    # first rows: all dated before week 5, so they say nothing about week 5's ids.
+    cfg = config()
+    cfg = cfg.model_copy(
+        update={
+            "storage_root": str(tmp_path / "store"),
+            "labels": cfg.labels.model_copy(update={"uri": str(tmp_path / "labels.parquet")}),
+        }
+    )
+    old = events(week=3).assign(app=[f"b{i:03d}" for i in range(100)])
+    labels_for(old).to_parquet(tmp_path / "labels.parquet")
+    dataset = tmp_path / "dataset.parquet"
+    write_dataset(str(dataset), events(), {"window": "5"})
+    with pytest.raises(ValidationError) as err:
+        steps.label(cfg.to_yaml(), "5", "r1", str(dataset), str(tmp_path / "l.parquet"), as_of="6")
+    text = str(err.value)
+    assert "label coverage 0.0% (0 of 100 events)" in text
+    assert "no label id" not in text and "labels.id_column" not in text
+
+
+def test_without_label_times_other_events_labels_are_not_called_an_id_mismatch() -> None:
+    # No labels.time_column: every label counts, week 3's (other events) among them.
+    cfg = config(time_column=None)
+    old = events(week=3).assign(app=[f"b{i:03d}" for i in range(100)])
+    with pytest.raises(ValidationError) as err:
+        join_labels(cfg, events(), labels_for(old))
+    text = str(err.value)
+    assert "no label for these events' ids has arrived yet, or the ids differ: 100 labels" in text
+    assert "events' 'app' (str), e.g. 'a000', 'a001', 'a002'" in text
+    assert "no label id matches" not in text and "labels.id_column" not in text
+
+
+def test_the_hint_names_its_evidence_that_the_ids_differ() -> None:
+    ev = numbered()
+    # Integers against zero-padded text: two pieces of evidence.
+    with pytest.raises(ValidationError) as err:
+        join_labels(config(), ev, padded_labels(ev), as_of=6)
+    text = str(err.value)
+    assert "the two id columns are of different types (int64 against str)" in text
+    assert "50 label ids match an event id once leading zeros (and case) are ignored" in text
+    # Integers against text ids of other events, labels not dated: the types alone.
+    other = labels_for(ev).assign(application=[f"x{i}" for i in range(900, 950)])
+    with pytest.raises(ValidationError) as err:
+        join_labels(config(time_column=None), ev, other)
+    text = str(err.value)
+    assert "no label id matches an event id" in text and "Check labels.id_column" in text
+    assert "of different types (int64 against str)" in text and "label ids match" not in text
+    # Same type, written with a prefix: 'APP-a000' is 'a000' once the prefix is removed.
+    text_ev = events()
+    prefixed = labels_for(text_ev).assign(application=lambda f: "APP-" + f["application"])
+    with pytest.raises(ValidationError) as err:
+        join_labels(config(), text_ev, prefixed, as_of=6)
+    text = str(err.value)
+    assert "100 label ids match an event id once the labels' common prefix 'APP-' is removed" in (
+        text
+    )
+    assert "Check labels.id_column" in text and "different types" not in text

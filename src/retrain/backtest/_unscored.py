@@ -4,7 +4,8 @@ A backtest whose means cover no window (no window was scored by every policy) ha
 compare; `unscored_reasons` says, per policy, why its windows went unscored, from what the
 replay recorded: the skip reason (ingest or scoring failed), or, for windows no model served
 yet, what the window's end recorded (no labels arrived, a failed label join or training).
-`labels_hint` adds why no label may ever have arrived: labels whose ids match no event id.
+`labels_hint` adds why no label may ever have arrived: label ids written differently from the
+event ids (of another type, or matching once case, zero padding or a prefix is ignored).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import pandas as pd
 
 from retrain.backtest.records import PolicyResult, WindowRecord
 from retrain.config import Config
-from retrain.data.io import read_source
+from retrain.data.source import read_head
 from retrain.data.windows import event_times, parse_window
 from retrain.errors import RetrainError
-from retrain.labels.join import id_mismatch_hint
+from retrain.labels.join import id_mismatch_hint, label_columns
 
 __all__ = ["labels_hint", "unscored_reasons"]
 
@@ -28,6 +29,8 @@ _MAX_WINDOWS = 4
 _MAX_EXAMPLES = 2
 _MAX_CHARS = 400
 _NO_MODEL = "no model served yet"
+#: Rows of each source `labels_hint` reads: a hint on a failure path must not run out of memory.
+_HEAD_ROWS = 5000
 
 
 def _scored(w: WindowRecord) -> bool:
@@ -93,17 +96,20 @@ def unscored_reasons(results: list[PolicyResult]) -> list[str]:
 
 
 def labels_hint(cfg: Config, windows: list[str]) -> str | None:
-    """`id_mismatch_hint` over the events of `windows` and the whole label source: labels
-    exist (dated from the first window on) but not one id matches an event id. None too when
-    a source cannot be read: the hint must not hide the error it adds to."""
+    """`id_mismatch_hint` over the first rows of each source (`_HEAD_ROWS`; the events of
+    `windows` among them), said only on evidence that the ids are written differently: labels
+    that have not arrived, or a sample holding other events' ids, are no such evidence. None
+    too when a source cannot be read: the hint must not hide the error it adds to."""
     try:
-        events = read_source(cfg.data.uri, cfg.data.format)
-        labels = read_source(cfg.labels.uri, cfg.labels.format)
-    except RetrainError:
+        id_and_time = [cfg.data.id_column, cfg.data.time_column]
+        events = read_head(cfg.data.uri, cfg.data.format, id_and_time, _HEAD_ROWS)
+        labels = read_head(cfg.labels.uri, cfg.labels.format, label_columns(cfg), _HEAD_ROWS)
+    except (RetrainError, MemoryError):
         return None
     if cfg.data.time_column not in events.columns:
         return None
     first, last = parse_window(cfg.data, windows[0]), parse_window(cfg.data, windows[-1])
     times = event_times(events[cfg.data.time_column], cfg.data.time_kind, errors="coerce")
     inside: pd.Series = ((times >= first.start) & (times < last.end)).fillna(False)
-    return id_mismatch_hint(cfg, events.loc[inside.to_numpy()], labels)
+    hint = id_mismatch_hint(cfg, events.loc[inside.to_numpy()], labels, evidence_only=True)
+    return None if hint is None else f"{hint} (in the first {_HEAD_ROWS} rows of each source)"

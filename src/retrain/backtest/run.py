@@ -13,7 +13,13 @@ from typing import Any, TextIO
 
 from retrain._threads import limit_this_thread, worker_threads
 from retrain.backtest._unscored import labels_hint, unscored_reasons
-from retrain.backtest.baseline import TRAIN_ROWS, replay_full_refit, skip_refused_windows
+from retrain.backtest.baseline import (
+    FULL_REFIT,
+    REFUSED,
+    TRAIN_ROWS,
+    replay_full_refit,
+    skip_refused_windows,
+)
 from retrain.backtest.cache import TrainingCache
 from retrain.backtest.policies import PolicySpec
 from retrain.backtest.replay import PolicyResult, replay_policy
@@ -24,7 +30,14 @@ from retrain.data.io import read_source
 from retrain.data.windows import drop_small_leading_windows, window_ids_in, window_sort_key
 from retrain.errors import ValidationError
 
-__all__ = ["BacktestResult", "ProgressBar", "check_compared", "run_backtest", "select_windows"]
+__all__ = [
+    "BacktestResult",
+    "ProgressBar",
+    "check_compared",
+    "check_strict",
+    "run_backtest",
+    "select_windows",
+]
 
 _DEFAULT_OPTIONS = ReplayOptions()
 
@@ -237,7 +250,7 @@ def check_compared(cfg: Config, result: BacktestResult, windows: list[str]) -> N
 
     Raises:
         ValidationError: summarising, per policy, why its windows went unscored (and labels
-            whose ids match no event's, if so); the outputs are already written.
+            whose ids are written unlike the events', if so); the outputs are already written.
     """
     summaries = result.summaries
     if summaries and summaries[0].common_windows:
@@ -247,4 +260,36 @@ def check_compared(cfg: Config, result: BacktestResult, windows: list[str]) -> N
         f"policy, so the table has no means (records in {result.out_dir}); why the windows "
         "were not scored",
         [*unscored_reasons(result.results), *filter(None, [labels_hint(cfg, windows)])],
+    )
+
+
+def check_strict(summaries: list[PolicySummary]) -> None:
+    """``--strict``: refuse a backtest in which a policy could not score a window, or the
+    baseline's refit met an unexpected error. A baseline's window skipped because every
+    retraining policy's ingest refused it (`skip_refused_windows`) mirrors those policies'
+    skips: it is listed, not counted again.
+
+    Raises:
+        ValidationError: counting and listing the windows not scored and the errors met.
+    """
+    skips: list[str] = []
+    mirrored: list[str] = []
+    for s in summaries:
+        for window, why in s.skipped.items():
+            same = s.policy.startswith(FULL_REFIT) and why.startswith(REFUSED)
+            (mirrored if same else skips).append(f"{s.policy}: window {window}: {why}")
+    failures = [
+        f"{s.policy}: window {window}: {why}"
+        for s in summaries
+        for window, why in s.failed.items()
+        if window not in s.skipped  # a failed scoring is listed with the skips
+    ]
+    if not (skips or mirrored or failures):
+        return
+    raise ValidationError(
+        f"--strict: {len(skips)} policy windows were not scored"
+        + (f" (and the baseline left out {len(mirrored)} of them too)" if mirrored else "")
+        + (f", {len(failures)} refits met an unexpected error" if failures else "")
+        + " (see the table)",
+        skips + mirrored + failures,
     )

@@ -12,7 +12,7 @@ __all__ = ["add_commands"]
 
 def _cmd_backtest(args: argparse.Namespace) -> int:
     from retrain.backtest.policies import parse_policies
-    from retrain.backtest.run import check_compared, run_backtest, select_windows
+    from retrain.backtest.run import check_compared, check_strict, run_backtest, select_windows
     from retrain.backtest.timing import ReplayOptions
     from retrain.config import load_config
 
@@ -41,24 +41,8 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     check_compared(cfg, result, windows)  # an empty table is no result: exit 2, say why
     print((result.out_dir / "backtest.md").read_text(), flush=True)
     print(f"wrote {result.out_dir}/backtest.md, .json and .png", flush=True)
-    skips = [
-        f"{s.policy}: window {window}: {why}"
-        for s in result.summaries
-        for window, why in s.skipped.items()
-    ]
-    failures = [
-        f"{s.policy}: window {window}: {why}"
-        for s in result.summaries
-        for window, why in s.failed.items()
-        if window not in s.skipped  # a failed scoring is listed with the skips
-    ]
-    if args.strict and (skips or failures):
-        raise ValidationError(
-            f"--strict: {len(skips)} policy windows were not scored"
-            + (f", {len(failures)} refits met an unexpected error" if failures else "")
-            + " (see the table)",
-            skips + failures,
-        )
+    if args.strict:
+        check_strict(result.summaries)  # exit 2 on a window not scored, say which
     return EXIT_OK
 
 

@@ -468,11 +468,17 @@ def read_head(
     uri: str, fmt: str, columns: Sequence[str], rows: int = 5, *, client: Any | None = None
 ) -> pd.DataFrame:
     """The first `rows` rows of the source, with those of `columns` it has (for a hint: a
-    Parquet source reads only the first row groups it needs; any other is read whole)."""
+    Parquet source reads only the first row groups it needs; any other, its files in order up
+    to the one that completes `rows`)."""
     files = source_files(uri, fmt, client=client)
     source = _open_parquet(files) if fmt == "parquet" else None
     if source is None:
-        frame = read_source(uri, fmt, client=client)
+        frames: list[pd.DataFrame] = []
+        for f in files:
+            frames.append(read_files([f], fmt))
+            if sum(map(len, frames)) >= rows:
+                break
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         return frame[[c for c in columns if c in frame.columns]].head(rows)
     names = [c for c in columns if c in source.dataset.schema.names]
     head: pd.DataFrame = source.dataset.head(rows, columns=names).to_pandas()

@@ -39,6 +39,9 @@ from retrain.storage import Storage
 
 __all__ = ["label", "label_as_of"]
 
+#: Rows of the label source read for the hint when a filtered read found no label.
+_ID_SAMPLE_ROWS = 1000
+
 
 def label_as_of(cfg: Config, as_of: str | None, now: datetime | None) -> tuple[Any, str]:
     """The run's time for the label join, in the time kind's units, and how it was chosen.
@@ -113,9 +116,10 @@ def label(
             events.get(cfg.data.id_column, pd.Series(dtype=object)),  # none: the join says so
             label_columns(cfg),
         )
-        # A filtered read that found no label says nothing of the ids the source does hold.
+        # A filtered read that found no label says nothing of the ids the source does hold:
+        # its first rows show them (dated ones before the window left out by the hint).
         sample = (
-            read_head(cfg.labels.uri, cfg.labels.format, label_columns(cfg))
+            read_head(cfg.labels.uri, cfg.labels.format, label_columns(cfg), _ID_SAMPLE_ROWS)
             if read["filtered"] and labels.empty and not events.empty
             else None
         )
