@@ -172,7 +172,7 @@ def test_a_decline_the_recent_rows_show_still_excuses_forgetting(
     lower, upper = r.comparison["champion_decline_ci"]
     assert r.comparison["history_loss_ci"][1] < lower < _decline(recent, history) < upper
     assert "worse on recent rows than on history, 95% CI [" in r.reason
-    assert "both the decline (lower bound" in r.reason
+    assert "the decline (lower bound" in r.reason and "its recent gain is shown" in r.reason
 
 
 def test_the_decline_is_bootstrapped_only_when_the_guard_weighs_a_change(

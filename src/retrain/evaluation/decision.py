@@ -25,12 +25,17 @@ Gates, all on the primary metric, with gains oriented so that positive is better
   `benchmarks/decisions/gates.py`. Without an interval the point loss is judged.
   *After a change of regime* the history is the old regime, and guarding it would keep the
   model the change broke in service. So a loss shown beyond the budget is accepted
-  (``accept_forgetting_on_change``) when both show it is worth it: the champion itself is
-  worse on the recent rows than on history by more than the loss's upper bound, at the lower
-  bound of its decline's interval (the world moved; the two sets are different rows, so that
-  interval comes from an unpaired bootstrap), and the challenger's recent gain, at its
-  interval's lower bound, exceeds that bound too (it gains more on the present than it can
-  have lost on the past). Without an interval, a point estimate stands in for its bound.
+  (``accept_forgetting_on_change``) when three things hold: the champion itself is worse on
+  the recent rows than on history by more than the loss's upper bound, at the lower bound of
+  its decline's interval (the world moved further than the challenger strayed from the past;
+  the two sets are different rows, so that interval comes from an unpaired bootstrap); the
+  challenger's recent gain is shown, at its interval's lower bound above 0 (it is better on
+  the present); and its recent gain exceeds its history loss on the point estimates (on
+  balance it gains more on the present than it loses on the past). Requiring the gain's
+  *lower bound* to exceed the loss's *upper bound* instead asked two intervals to clear each
+  other: on a window of ~70 evaluation rows that never happened, and a champion that a
+  concept flip left worse than chance (AUC 0.23-0.38) was kept for weeks. Without an
+  interval, a point estimate stands in for its bound.
 
 Each interval's half-width is reported as the comparison's *minimum detectable gain*: a true
 gain much smaller than it cannot be told from noise on these rows. When the improvement gate is
@@ -356,7 +361,7 @@ def _history_gate(
     comparison["history_loss_accepted_on_change"] = False
     if not ok and finite(loss) and finite(shown):
         high_loss = -inputs.history_ci[0] if inputs.history_ci is not None else loss
-        change = _regime_change(inputs, champion, high_loss, comparison)
+        change = _regime_change(inputs, champion, (loss, high_loss), comparison)
         if change is not None:
             comparison["history_loss_accepted_on_change"] = True
             detail += f"; accepted: {change}"
@@ -366,18 +371,24 @@ def _history_gate(
 
 
 def _regime_change(
-    inputs: GateInputs, champion_history: float, high_loss: float, comparison: dict[str, Any]
+    inputs: GateInputs,
+    champion_history: float,
+    history_loss: tuple[float, float],
+    comparison: dict[str, Any],
 ) -> str | None:
     """Why a history loss beyond the budget is worth it after a change of regime, or None.
 
-    Both must be shown: the champion is worse on recent rows than on history by more than
-    `high_loss` (the loss's upper bound) at its decline interval's lower bound, and the
-    challenger's recent gain at its interval's lower bound exceeds it too (each judged on its
-    point estimate when it has no interval). Records the champion's decline in `comparison`.
+    `history_loss` is the loss's (point estimate, upper bound). All three must hold (see the
+    module docstring): the champion's decline from history to the recent rows exceeds the
+    loss's upper bound at the decline interval's lower bound; the recent gain's lower bound is
+    above 0; and the recent gain exceeds the history loss on the point estimates (each bound
+    judged on its point estimate when it has no interval). Records the champion's decline in
+    `comparison`.
     """
     champion_recent = inputs.champion_recent
     if not inputs.accept_forgetting_on_change or champion_recent is None:
         return None
+    loss, high_loss = history_loss
     sign = 1.0 if inputs.greater_is_better else -1.0
     decline = sign * (champion_history - champion_recent)
     comparison["champion_decline"] = decline
@@ -387,17 +398,18 @@ def _regime_change(
         decline_shown = inputs.decline_ci[0]
     gain = sign * (inputs.challenger_recent - champion_recent)
     gain_shown = inputs.recent_ci[0] if inputs.recent_ci is not None else gain
-    if not (finite(decline_shown) and finite(gain_shown) and finite(high_loss)):
+    if not all(finite(v) for v in (decline_shown, gain_shown, gain, loss, high_loss)):
         return None
-    if decline_shown <= high_loss + _EPS or gain_shown <= high_loss + _EPS:
+    if decline_shown <= high_loss + _EPS or gain_shown <= _EPS or gain <= loss + _EPS:
         return None
     on_decline = "lower bound" if inputs.decline_ci is not None else "point estimate"
     on_gain = "lower bound" if inputs.recent_ci is not None else "point estimate"
     return (
         f"the regime changed (the champion's {inputs.metric} is {fmt(decline)} worse on recent"
-        f" rows than on history{_ci_words(inputs.decline_ci, inputs.confidence)}) and both the"
-        f" decline ({on_decline} {fmt(decline_shown)}) and the recent gain ({on_gain}"
-        f" {gain_shown:+.3f}) exceed the most the challenger can have lost ({fmt(high_loss)})"
+        f" rows than on history{_ci_words(inputs.decline_ci, inputs.confidence)}): the decline"
+        f" ({on_decline} {fmt(decline_shown)}) exceeds the most the challenger can have lost"
+        f" ({fmt(high_loss)}), its recent gain is shown ({on_gain} {gain_shown:+.3f}) and"
+        f" exceeds its history loss ({gain:+.3f} against {fmt(loss)})"
     )
 
 
@@ -415,8 +427,10 @@ def _unsettled(gate: Gate, weak: str, inputs: GateInputs, strict: bool) -> Gate:
     defined = inputs.champion_recent is not None and finite(
         inputs.challenger_recent - inputs.champion_recent
     )
-    shown_regression = defined and gate.name == "recent_non_regression" and (
-        ci is None or not finite(ci[1]) or ci[1] < -inputs.max_recent_regression - _EPS
+    shown_regression = (
+        defined
+        and gate.name == "recent_non_regression"
+        and (ci is None or not finite(ci[1]) or ci[1] < -inputs.max_recent_regression - _EPS)
     )
     if shown_regression:
         return gate

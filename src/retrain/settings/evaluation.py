@@ -119,8 +119,9 @@ class EvaluationConfig(Section):
             "Accept a history loss shown beyond max_history_loss when the regime has changed:"
             " the champion itself is worse on the recent rows than on history by more than the"
             " loss's upper bound (at the lower bound of its decline's interval, an unpaired"
-            " bootstrap of the two sets of rows), and the challenger's recent gain (its"
-            " interval's lower bound) exceeds that bound too. After a concept change the history"
+            " bootstrap of the two sets of rows), the challenger's recent gain is shown (its"
+            " interval's lower bound above 0), and its recent gain exceeds its history loss on"
+            " the point estimates. After a concept change the history"
             " is the old concept; guarding it keeps the model the change broke in service."
         ),
     )
