@@ -11,6 +11,7 @@ pipeline carries as a run parameter (what ran is recorded with the run).
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -53,6 +54,7 @@ __all__ = [
     "TrainingConfig",
     "config_from_dict",
     "config_from_text",
+    "labelled_search_depth",
     "load_config",
     "parse_duration",
 ]
@@ -270,3 +272,16 @@ def load_config(path: str | Path) -> Config:
     except FileNotFoundError:
         raise ValidationError(f"config file not found: {p}") from None
     return config_from_text(text, p.resolve().parent, source=str(p))
+
+
+def labelled_search_depth(cfg: Config) -> int:
+    """How many windows, the newest included, a search for the newest labelled window looks
+    at: ``triggers.labelled_lookback``, or one more than ``labels.delay`` in windows if that is
+    longer (the window that ended ``labels.delay`` ago is the newest whose labels can be in).
+    The monitor and the backtest search alike."""
+    delay = LabelSource.delay_units(cfg.labels.delay, cfg.data.time_kind)
+    if cfg.data.time_kind == "period":
+        span = int(cfg.data.window_size)
+    else:
+        span = parse_duration(cfg.data.window_size)
+    return max(cfg.triggers.labelled_lookback, math.ceil(delay / span) + 1)

@@ -244,6 +244,18 @@ def test_without_a_labelled_window_in_the_look_back_the_checked_window_is_measur
     assert not [o for o in result.outcomes if o.decision.signal.kind == "performance"]
 
 
+def test_a_label_delay_longer_than_the_look_back_deepens_the_monitors_search(toy: Config) -> None:
+    # triggers.labelled_lookback 2 alone would search days 6 and 5 only (the test above); with
+    # labels.delay 3 days the search goes one window past it, days 6 to 3, and finds day 4,
+    # whose labels are in at LATE. The backtest's search goes as deep.
+    triggers = toy.triggers.model_copy(update={"labelled_lookback": 2})
+    labels = toy.labels.model_copy(update={"delay": "3d"})
+    deep = toy.model_copy(update={"triggers": triggers, "labels": labels})
+    perf = check(deep, day(6), LATE).performance
+    assert (perf["window"], perf["coverage"]) == (day(4), pytest.approx(coverage(toy, 4, LATE)))
+    assert perf["drop_lower"] > 0.05  # day 4's flipped concept is measured
+
+
 def test_the_champion_is_judged_only_on_windows_after_the_one_it_trained_on(
     toy: Config, tmp_path: Path
 ) -> None:

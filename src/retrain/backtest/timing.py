@@ -13,17 +13,15 @@ of windows.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
-from retrain.config import Config, parse_duration
+from retrain.config import Config, labelled_search_depth
 from retrain.data.windows import parse_window
 from retrain.errors import RetrainError, ValidationError
 from retrain.labels.join import join_labels
-from retrain.settings import LabelSource
 
 __all__ = ["ReplayOptions", "newest_labelled_window", "search_depth"]
 
@@ -93,12 +91,6 @@ def newest_labelled_window(
 
 
 def search_depth(cfg: Config) -> int:
-    """How many windows, the newest included, the search for labelled windows looks at:
-    ``triggers.labelled_lookback``, or one more than ``labels.delay`` in windows if that is
-    longer (a scheduled run trains the window that ended ``labels.delay`` ago)."""
-    delay = LabelSource.delay_units(cfg.labels.delay, cfg.data.time_kind)
-    if cfg.data.time_kind == "period":
-        span = int(cfg.data.window_size)
-    else:
-        span = parse_duration(cfg.data.window_size)
-    return max(cfg.triggers.labelled_lookback, math.ceil(delay / span) + 1)
+    """How many windows, the newest included, the search for labelled windows looks at (see
+    `retrain.config.labelled_search_depth`, which the monitor uses too)."""
+    return labelled_search_depth(cfg)

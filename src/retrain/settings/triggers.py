@@ -123,8 +123,9 @@ class TriggerConfig(Section):
         ge=1,
         description="How many windows, the checked one included, the monitor searches newest"
         " first for the newest window whose labels reach labels.min_coverage (only windows"
-        " after the champion's training window count): at least the label delay in windows"
-        " plus one. Each window passed over costs a read of its ids and of their labels.",
+        " after the champion's training window count). The search goes at least one window"
+        " past labels.delay whatever is set here (the monitor and the backtest alike). Each"
+        " window passed over costs a read of its ids and of their labels.",
     )
     judge_open_window: bool = Field(
         default=False,

@@ -13,8 +13,9 @@ metric measured on it is measured on a biased slice. So, as the scheduled run's 
 - ``time_kind: period`` (no clock relates periods to time): the newest window with events
   that is not the source's last, which may still be filling.
 
-`labels.delay` plays no part: the labelled check searches back from the judged window for
-one whose labels have arrived (`retrain.triggers._labelled_window`).
+`labels.delay` plays no part in the choice: the labelled check searches back from the judged
+window for one whose labels have arrived (`retrain.triggers._labelled_window`), at least one
+window past `labels.delay`.
 
 When no window with events is over yet (the first window after a model is deployed or added
 to a fleet; a period source with a single window), nothing is judged: that is a normal state,

@@ -6,7 +6,8 @@ measures the drift engine's labelled signal on the newest window, at or before t
 one, whose labels known as of its clock reach ``labels.min_coverage`` (the label join's
 coverage, with its leakage check), against the metric the champion's profile recorded at
 training (`retrain.drift.labelled_window_check`). The search goes newest first, stops at the
-first window that passes and looks at most ``triggers.labelled_lookback`` windows back (each
+first window that passes and looks at most ``triggers.labelled_lookback`` windows back, or
+one past ``labels.delay`` if that is longer (`retrain.config.labelled_search_depth`; each
 older one costs a read of its ids and of their labels, and the one found a read of its rows;
 one that cannot be read is left out and named); when none passes, the checked window is
 measured with the labels it has for the report, and the report says why, but that

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retrain.config import Config
+from retrain.config import Config, labelled_search_depth
 from retrain.data.source import window_counts
 from retrain.data.windows import (
     event_times,
@@ -119,7 +119,8 @@ class Monitor:
             (`retrain.triggers._scores`).
         labelled_lookback: windows, the checked one included, searched newest first for
             the newest labelled window (`retrain.triggers._labelled_window`); None:
-            ``triggers.labelled_lookback``.
+            ``triggers.labelled_lookback``, or one window past ``labels.delay`` if that is
+            longer (`retrain.config.labelled_search_depth`).
     """
 
     def __init__(
@@ -141,7 +142,7 @@ class Monitor:
         self.registry = Registry(self.store, cfg.name)
         self.scorer = ChampionScorer(cfg, self.store, self.registry, cache=cache_scores)
         self.labelled_lookback = (
-            cfg.triggers.labelled_lookback if labelled_lookback is None else labelled_lookback
+            labelled_search_depth(cfg) if labelled_lookback is None else labelled_lookback
         )
 
     # -- one check --------------------------------------------------------------------------
