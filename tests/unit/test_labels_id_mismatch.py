@@ -140,3 +140,18 @@ def test_the_hint_names_its_evidence_that_the_ids_differ() -> None:
         text
     )
     assert "Check labels.id_column" in text and "different types" not in text
+
+
+def test_numbers_against_the_same_numbers_in_text_are_no_sign_that_the_ids_differ() -> None:
+    # Integer event ids, text label ids written as the join writes numbers ('51'..'100'), of
+    # other events: those labels are of earlier applications; this window's have not arrived.
+    # The join compares ids as text, so the types are no evidence, and the hint does not
+    # send the user to labels.id_column.
+    ev = numbered()
+    other = labels_for(ev).assign(application=[str(i) for i in range(51, 101)])
+    assert not set(other["application"]) & set(ev["app"].astype(str))
+    with pytest.raises(ValidationError) as err:
+        join_labels(config(time_column=None), ev, other)
+    text = str(err.value)
+    assert "no label for these events' ids has arrived yet, or the ids differ" in text
+    assert "different types" not in text and "Check labels.id_column" not in text

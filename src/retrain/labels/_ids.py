@@ -132,11 +132,24 @@ def _rewritten_match(event_keys: pd.Series, label_keys: pd.Series) -> str | None
     return None
 
 
+def _written_alike(events: pd.Series, labels: pd.Series, kinds: tuple[str | None, ...]) -> bool:
+    """Whether ids of a number type and ids in text are written alike (every text id is a
+    number as the join writes numbers: '12', not '0012'): the join compares both as text, so
+    the types are then no sign that the ids differ (12 and '12' join)."""
+    if set(kinds) != {"number", "text"}:
+        return False
+    text = (labels if kinds[1] == "text" else events).dropna().astype(str)
+    numbers = pd.to_numeric(text, errors="coerce")
+    if text.empty or numbers.isna().any():
+        return False
+    return bool((as_category_strings(numbers).to_numpy() == text.to_numpy()).all())
+
+
 def _evidence(events: pd.Series, labels: pd.Series) -> list[str]:
     """What shows the two sides' ids are the same entities written differently."""
     found = []
     kinds = _kind(events), _kind(labels)
-    if None not in kinds and kinds[0] != kinds[1]:
+    if None not in kinds and kinds[0] != kinds[1] and not _written_alike(events, labels, kinds):
         found.append(
             f"the two id columns are of different types ({_dtype(events)} against {_dtype(labels)})"
         )
