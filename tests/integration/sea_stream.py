@@ -77,7 +77,10 @@ def write_case(root: Path, events: pd.DataFrame, labels: pd.DataFrame) -> Config
         "deploy": {"deployment_name": "sea", "gitops_repo": "gitops"},
         "triggers": {"drift_windows": 2, "cooldown": "3h", "budget_runs": 20},
         # The canary rollout after deploy waits `interval_seconds` between analyses: none here.
-        "rollout": {"interval_seconds": 0},
+        # A window of 1,000 rows holds about 210 evaluation rows, fewer than the default
+        # min_labelled (500): the replay would end each rollout 'inconclusive' (as the case
+        # configs, the test judges the canary on the rows a window has).
+        "rollout": {"interval_seconds": 0, "min_labelled": 150},
     }
     (root / "sea.yaml").write_text(yaml.safe_dump(cfg))
     return load_config(root / "sea.yaml")
