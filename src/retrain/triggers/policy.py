@@ -17,7 +17,10 @@ are checked:
    window whose run failed on label coverage now reach ``labels.min_coverage`` (``labels``);
    catching up (``catch_up``): a performance signal on a newer labelled window while the
    serving champion is the model of the last launch that a confirmed labelled drop started
-   (or that continued such a chain), see `PolicyState.catch_up`;
+   (or that continued such a chain), see `PolicyState.catch_up`; a due schedule or enough
+   new rows on a window still open (the monitor's ``window_open`` detail: no window is over
+   yet) wait for it to end (``waits_for_window_end``; the schedule stays due for the next
+   check), as a window trains once;
 2. dedupe: a data snapshot that was launched never launches again, unless its run failed;
 3. lease: never while another run holds the lease (manual requests included);
 4. cooldown: not within ``cooldown`` of the last launch (manual requests skip this one);
@@ -129,7 +132,16 @@ def _signal_rule(
             return False, "not_due", "no schedule was due since the last check", state
         fired, name = min(due)
         cron = next(s.cron for s in cfg.schedules if s.name == name)
-        return True, "schedule", f"schedule {name!r} ({cron}) was due at {iso(fired)}", state
+        reason = f"schedule {name!r} ({cron}) was due at {iso(fired)}"
+        waits = _waits_for_window_end(signal)
+        if waits is not None:  # still due at the next check: looked for again from `since`
+            return (
+                False,
+                "waits_for_window_end",
+                reason + waits,
+                replace(state, schedule_checked_at=since),
+            )
+        return True, "schedule", reason, state
 
     if signal.kind == "drift":
         if not cfg.drift:
@@ -228,7 +240,28 @@ def _signal_rule(
             f"{rows} untrained rows, fewer than the trigger of {cfg.new_data_rows}",
             state,
         )
-    return True, "new_data", f"{rows} untrained rows (trigger at {cfg.new_data_rows})", state
+    reason = f"{rows} untrained rows (trigger at {cfg.new_data_rows})"
+    waits = _waits_for_window_end(signal)
+    if waits is not None:
+        return False, "waits_for_window_end", reason + waits, state
+    return True, "new_data", reason, state
+
+
+def _waits_for_window_end(signal: Signal) -> str | None:
+    """Why a due schedule or new-data signal on a window still open waits (the monitor's
+    ``window_open`` detail: no window is over yet), in words; None when it does not wait.
+
+    A window trains once (its history dataset is written once, a snapshot launches once), so
+    a run of the open window would keep it partial for good: the launch waits for it to end.
+    """
+    if not signal.details.get("window_open"):
+        return None
+    ends = signal.details.get("window_end")
+    at = f" (it ends at {ends})" if ends else ""
+    return (
+        f", but window {signal.snapshot} is still open{at}: the run waits for it to end, since"
+        " a window trains once and a run now would keep it partial"
+    )
 
 
 def _labelled_launch_instead(
