@@ -7,7 +7,8 @@ are checked:
 
 1. the signal's own rule: a cron schedule is due; drift seen in ``drift_windows`` consecutive
    windows (hysteresis; a window counts once, and, given the windows' order, only if newer
-   than the last counted), twice as many after each drift launch in a row whose challenger was
+   than the last counted; an older window does not launch on the streak the newer ones built:
+   ``not_counted``), twice as many after each drift launch in a row whose challenger was
    not deployed, up to ``drift_backoff_limit`` (`retrain.triggers._backoff`); a
    performance drop above ``performance_drop`` (for rmse and mae a
    share of the ``reference`` in the signal's details; without one they never fire) whose
@@ -156,7 +157,8 @@ def _signal_rule(
             state = replace(state, drift_streak=streak, drift_last_snapshot=signal.snapshot)
         streak = state.drift_streak
         what = f" ({signal.value:.0%} of features drifted)" if signal.value is not None else ""
-        if not counted and signal.snapshot != last:
+        older = not counted and signal.snapshot != last
+        if older:
             what += f"; not counted: window {last} is newer and counted already"
         if not signal.drifted:
             return False, "no_drift", f"window {signal.snapshot} did not drift{what}", state
@@ -167,6 +169,14 @@ def _signal_rule(
                 "hysteresis" if need == cfg.drift_windows else "backoff",
                 f"window {signal.snapshot} drifted{what}: {streak} of {need} consecutive drifted"
                 f" windows needed{why}",
+                state,
+            )
+        if older:  # the streak is the newer windows': a run of this one would train the wrong one
+            return (
+                False,
+                "not_counted",
+                f"window {signal.snapshot} drifted{what}: the streak of {streak} drifted windows"
+                f" up to {last} launches a run of {last}, not of an older window",
                 state,
             )
         return (
