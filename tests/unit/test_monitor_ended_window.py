@@ -164,28 +164,60 @@ def test_a_source_with_only_an_open_window_judges_nothing_and_says_so(tmp_path: 
     assert "is over yet" in md and "Drift:** not measured (no window is over yet" in md
 
 
-def test_with_no_window_over_a_due_schedule_still_launches_and_new_data_counts(
-    tmp_path: Path,
-) -> None:
+def decided(result: Any) -> list[tuple[str, str, bool]]:
+    return [(o.decision.signal.kind, o.decision.rule, o.decision.launch) for o in result.outcomes]
+
+
+def test_with_no_window_over_a_due_schedule_waits_for_the_window_to_end(tmp_path: Path) -> None:
+    """A run of the open week would train 72 of its 168 rows, and a window trains once."""
     schedules = [{"name": "daily", "cron": "0 0 * * *"}]  # due at the check's midnight
     cfg = write_stream(tmp_path, schedules=schedules, schedule_engine="monitor", new_data_rows=100)
     only_the_first_week_so_far(tmp_path)
     result = monitor_at(cfg, EARLY).check()
     assert result.untrained_rows == 72
-    decided = [
-        (o.decision.signal.kind, o.decision.rule, o.decision.launch) for o in result.outcomes
+    assert decided(result) == [
+        ("new_data", "below_threshold", False),
+        ("schedule", "waits_for_window_end", False),
     ]
-    assert decided == [("new_data", "below_threshold", False), ("schedule", "schedule", True)]
-    launched = result.launched
+    waiting = result.outcomes[1].decision
+    assert waiting.signal.snapshot == WEEKS[0]
+    assert waiting.signal.details == {"window_open": True, "window_end": WEEKS[1]}
+    assert "schedule 'daily' (0 0 * * *) was due at 2024-01-04T00:00:00" in waiting.reason
+    assert f"window {WEEKS[0]} is still open (it ends at {WEEKS[1]})" in waiting.reason
+    md = open_storage(cfg.storage_root).read_text((result.report_key or "").replace("json", "md"))
+    assert "schedule: **no launch** [waits_for_window_end]" in md
+
+
+def test_a_schedule_that_waited_for_the_open_window_launches_once_it_is_over(
+    tmp_path: Path,
+) -> None:
+    """Due on Thursday of the first week, it launches the whole week at the next check after
+    the week ends, though no firing fell between the two checks."""
+    schedules = [{"name": "weekly", "cron": "0 0 * * 4"}]  # Thursdays at midnight
+    cfg = write_stream(tmp_path, schedules=schedules, schedule_engine="monitor")
+    path = tmp_path / "events" / "e.parquet"
+    events = pd.read_parquet(path)
+    events[events["ts"] < pd.Timestamp(EARLY)].to_parquet(path)  # Monday to Wednesday
+    first = monitor_at(cfg, EARLY).check()
+    assert decided(first) == [("schedule", "waits_for_window_end", False)]
+    # Monday 06:00 of the second week: the first is over; no Thursday midnight since.
+    monday = datetime(2024, 1, 8, 6, 0, tzinfo=timezone.utc)
+    events[events["ts"] < pd.Timestamp(monday)].to_parquet(path)
+    later = monitor_at(cfg, monday).check()
+    assert later.window == WEEKS[0] and later.to_dict()["window_choice"]["rule"] == "newest ended"
+    assert decided(later)[-1] == ("schedule", "schedule", True)
+    launched = later.launched
     assert launched is not None and launched.decision.signal.snapshot == WEEKS[0]
-    assert launched.decision.signal.details == {"window_open": True}
+    assert "was due at 2024-01-04T00:00:00" in launched.decision.reason
+    assert "window_open" not in launched.decision.signal.details
 
 
-def test_with_no_window_over_enough_new_rows_launch(tmp_path: Path) -> None:
+def test_with_no_window_over_enough_new_rows_wait_for_the_window_to_end(tmp_path: Path) -> None:
     cfg = write_stream(tmp_path, new_data_rows=50)
     only_the_first_week_so_far(tmp_path)
     result = monitor_at(cfg, EARLY).check()
-    assert [(o.decision.rule, o.decision.launch) for o in result.outcomes] == [("new_data", True)]
+    assert decided(result) == [("new_data", "waits_for_window_end", False)]
+    assert "72 untrained rows (trigger at 50), but window" in result.outcomes[0].decision.reason
 
 
 def test_a_fleet_pass_with_a_model_whose_only_window_is_open_exits_0(

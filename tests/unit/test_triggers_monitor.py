@@ -25,6 +25,7 @@ from retrain.launchers import NoLauncher
 from retrain.registry import Registry
 from retrain.storage import open_storage
 from retrain.triggers.controller import TriggerController
+from retrain.triggers.lease import acquire_lease
 from retrain.triggers.metrics import MonitorMetrics
 from retrain.triggers.monitor import DriftSummary, FeatureStat, Monitor
 from tests.unit.test_source_counts import corrupt_pages
@@ -160,6 +161,29 @@ def test_a_window_counted_while_open_is_not_counted_again_once_the_older_one_is_
     ]
     state, _ = monitor.controller.load_state()
     assert state.drift_streak == 1 and state.drift_last_snapshot == "5"
+
+
+def test_an_older_window_named_does_not_launch_on_the_drift_streak_of_newer_ones(
+    tmp_path: Path,
+) -> None:
+    """Windows 4 and 5 drift and 5's launch meets a held lease; `--window 3` (drifted too) is
+    not counted, so it launches no run of 3 on 4's and 5's streak."""
+    cfg = load_config(write_case(tmp_path))
+    with_champion(cfg)
+    clock = Clock()
+    monitor, _ = make_monitor(cfg, clock)
+    assert [o.decision.rule for o in monitor.check("4").outcomes] == ["hysteresis"]
+    store = open_storage(cfg.storage_root)
+    held = acquire_lease(
+        store, cfg.name, owner="other", run_id="run-a", snapshot="2", ttl=timedelta(hours=1),
+        now=clock.now,
+    )  # fmt: skip
+    assert held is not None
+    assert [o.decision.rule for o in monitor.check("5").outcomes] == ["lease"]
+    clock.now += timedelta(hours=2)  # the lease is over
+    third = monitor.check("3")
+    assert third.drifted and third.launched is None
+    assert [o.decision.rule for o in third.outcomes] == ["not_counted"]
 
 
 def test_reports_are_written_to_the_store(tmp_path: Path) -> None:

@@ -112,6 +112,26 @@ def test_an_older_drift_window_does_not_advance_the_hysteresis_count() -> None:
     assert d.launch and d.rule == "drift"
 
 
+def test_an_older_drift_window_does_not_launch_on_the_streak_of_newer_ones() -> None:
+    """Windows 4 and 5 drift and 5's launch meets a held lease; window 3, judged next, drifted
+    too, but the streak is 4's and 5's: no run of 3. Window 5, seen again, launches."""
+    cfg = config(drift_windows=2)
+    key = period_key()
+    lease = Lease("other", "run-a", "2", T0, expires_at=T0 + timedelta(hours=1))
+    d, state = decide(drift(4), PolicyState(), cfg, T0, window_key=key)
+    assert (d.launch, d.rule) == (False, "hysteresis")
+    d, state = decide(drift(5), state, cfg, T0, lease, window_key=key)
+    assert (d.launch, d.rule) == (False, "lease") and state.drift_streak == 2
+    later = T0 + timedelta(hours=2)  # the lease is over
+    d, state = decide(drift(3), state, cfg, later, lease, window_key=key)
+    assert (d.launch, d.rule) == (False, "not_counted")
+    assert "window 5 is newer and counted already" in d.reason
+    assert "launches a run of 5, not of an older window" in d.reason
+    assert (state.drift_streak, state.drift_last_snapshot) == (2, "5")
+    d, state = decide(drift(5), state, cfg, later, lease, window_key=key)
+    assert (d.launch, d.rule, d.signal.snapshot) == (True, "drift", "5")
+
+
 def test_snapshots_that_are_not_window_ids_count_whenever_they_change() -> None:
     """Without a window order (or a last snapshot it cannot read) any other snapshot counts."""
     cfg = config(drift_windows=2)

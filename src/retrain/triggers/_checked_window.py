@@ -20,7 +20,9 @@ window past `labels.delay`.
 When no window with events is over yet (the first window after a model is deployed or added
 to a fleet; a period source with a single window), nothing is judged: that is a normal state,
 not an error. The check says so (rule ``none ended``, ``judged`` false) and names the newest
-window, which the signals that judge nothing (schedule, new data) carry.
+window, which the signals that judge nothing (schedule, new data) carry: a due schedule or
+enough new rows wait for it to end (the policy's ``waits_for_window_end``), since a window
+trains once and a run of the open one would keep it partial.
 
 ``triggers.judge_open_window: true`` judges the newest window with events, open or not: for
 a stream without a cycle inside the window (no weekday or hour pattern), or where the open
@@ -127,8 +129,8 @@ def checked_window(
             f"no window of {source} is over yet ({clock}; windows with events: "
             f"{', '.join(ids)}): a window still open is a partial sample, so drift and "
             "performance are not judged (name one with --window, or set "
-            "triggers.judge_open_window: true); the schedule and new-data signals count up to "
-            f"window {newest}",
+            "triggers.judge_open_window: true); a due schedule or enough new rows wait for "
+            f"window {newest} to end",
             tuple(ids),
             judged=False,
         )

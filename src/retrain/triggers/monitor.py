@@ -3,11 +3,12 @@
 One `Monitor.check` reads the newest window of the data source that is over (a window still
 open is a partial sample: `retrain.triggers._checked_window`; while none is over, a normal
 state for a new model, it judges nothing and hands the schedule, new-data and labels signals
-only), has the champion score it,
-compares it with the champion's reference profile (``profile.json`` beside each registered
-version; with the labels that have arrived, the engine also measures the metric drop), counts
-untrained rows, and turns each into a `Signal` for the `TriggerController` (drift first, so a
-launch by another rule cannot reset the hysteresis count of the same window). The performance
+only, a due schedule or enough new rows waiting for the open window to end), has the
+champion score it, compares it with the champion's reference profile (``profile.json``
+beside each registered version; with the labels that have arrived, the engine also measures
+the metric drop), counts untrained rows, and turns each into a `Signal` for the
+`TriggerController` (drift first, so a launch by another rule cannot reset the hysteresis
+count of the same window). The performance
 signal and block judge the champion on the newest labelled window, as the backtest's drift
 policy does (`retrain.triggers._labelled_window`), and name it as their snapshot; the drift
 signal carries the performance signal, and a drift launch gives way to it when it launches
@@ -195,7 +196,7 @@ class Monitor:
         if chosen.judged:
             drift, note, labels = self._drift(champion, current)
             performance = self._performance(champion, drift, note, (current, labels), win.id, ids)
-        else:  # no window is over yet: a normal state; the schedule and new data still count
+        else:  # no window is over yet: a normal state; the schedule and new data wait for one
             drift, note = None, "no window is over yet: none judged"
             performance = {"note": note}
         untrained = self._untrained_rows(counts.rows, win.id)
@@ -233,8 +234,13 @@ class Monitor:
             )
         if labelled is not None:
             signals.append(labelled)
-        # With no window over yet, their launch trains the newest window, still open.
-        still = {} if chosen.judged else {"window_open": True}
+        # With no window over yet, a due schedule or enough new rows wait for the newest
+        # window, still open, to end (a window trains once: the policy's waits_for_window_end).
+        still: dict[str, Any] = {}
+        if not chosen.judged:
+            still = {"window_open": True}
+            if cfg.data.time_kind != "period":  # no clock relates periods to time
+                still["window_end"] = win.as_dict()["end"]
         if cfg.triggers.new_data_rows is not None:
             signals.append(Signal("new_data", win.id, value=float(untrained), details=still))
         if cfg.triggers.schedules and cfg.triggers.schedule_engine == "monitor":

@@ -7,7 +7,8 @@ are checked:
 
 1. the signal's own rule: a cron schedule is due; drift seen in ``drift_windows`` consecutive
    windows (hysteresis; a window counts once, and, given the windows' order, only if newer
-   than the last counted), twice as many after each drift launch in a row whose challenger was
+   than the last counted; an older window does not launch on the streak the newer ones built:
+   ``not_counted``), twice as many after each drift launch in a row whose challenger was
    not deployed, up to ``drift_backoff_limit`` (`retrain.triggers._backoff`); a
    performance drop above ``performance_drop`` (for rmse and mae a
    share of the ``reference`` in the signal's details; without one they never fire) whose
@@ -17,7 +18,10 @@ are checked:
    window whose run failed on label coverage now reach ``labels.min_coverage`` (``labels``);
    catching up (``catch_up``): a performance signal on a newer labelled window while the
    serving champion is the model of the last launch that a confirmed labelled drop started
-   (or that continued such a chain), see `PolicyState.catch_up`;
+   (or that continued such a chain), see `PolicyState.catch_up`; a due schedule or enough
+   new rows on a window still open (the monitor's ``window_open`` detail: no window is over
+   yet) wait for it to end (``waits_for_window_end``; the schedule stays due for the next
+   check), as a window trains once;
 2. dedupe: a data snapshot that was launched never launches again, unless its run failed;
 3. lease: never while another run holds the lease (manual requests included);
 4. cooldown: not within ``cooldown`` of the last launch (manual requests skip this one);
@@ -129,7 +133,16 @@ def _signal_rule(
             return False, "not_due", "no schedule was due since the last check", state
         fired, name = min(due)
         cron = next(s.cron for s in cfg.schedules if s.name == name)
-        return True, "schedule", f"schedule {name!r} ({cron}) was due at {iso(fired)}", state
+        reason = f"schedule {name!r} ({cron}) was due at {iso(fired)}"
+        waits = _waits_for_window_end(signal)
+        if waits is not None:  # still due at the next check: looked for again from `since`
+            return (
+                False,
+                "waits_for_window_end",
+                reason + waits,
+                replace(state, schedule_checked_at=since),
+            )
+        return True, "schedule", reason, state
 
     if signal.kind == "drift":
         if not cfg.drift:
@@ -144,7 +157,8 @@ def _signal_rule(
             state = replace(state, drift_streak=streak, drift_last_snapshot=signal.snapshot)
         streak = state.drift_streak
         what = f" ({signal.value:.0%} of features drifted)" if signal.value is not None else ""
-        if not counted and signal.snapshot != last:
+        older = not counted and signal.snapshot != last
+        if older:
             what += f"; not counted: window {last} is newer and counted already"
         if not signal.drifted:
             return False, "no_drift", f"window {signal.snapshot} did not drift{what}", state
@@ -155,6 +169,14 @@ def _signal_rule(
                 "hysteresis" if need == cfg.drift_windows else "backoff",
                 f"window {signal.snapshot} drifted{what}: {streak} of {need} consecutive drifted"
                 f" windows needed{why}",
+                state,
+            )
+        if older:  # the streak is the newer windows': a run of this one would train the wrong one
+            return (
+                False,
+                "not_counted",
+                f"window {signal.snapshot} drifted{what}: the streak of {streak} drifted windows"
+                f" up to {last} launches a run of {last}, not of an older window",
                 state,
             )
         return (
@@ -228,7 +250,28 @@ def _signal_rule(
             f"{rows} untrained rows, fewer than the trigger of {cfg.new_data_rows}",
             state,
         )
-    return True, "new_data", f"{rows} untrained rows (trigger at {cfg.new_data_rows})", state
+    reason = f"{rows} untrained rows (trigger at {cfg.new_data_rows})"
+    waits = _waits_for_window_end(signal)
+    if waits is not None:
+        return False, "waits_for_window_end", reason + waits, state
+    return True, "new_data", reason, state
+
+
+def _waits_for_window_end(signal: Signal) -> str | None:
+    """Why a due schedule or new-data signal on a window still open waits (the monitor's
+    ``window_open`` detail: no window is over yet), in words; None when it does not wait.
+
+    A window trains once (its history dataset is written once, a snapshot launches once), so
+    a run of the open window would keep it partial for good: the launch waits for it to end.
+    """
+    if not signal.details.get("window_open"):
+        return None
+    ends = signal.details.get("window_end")
+    at = f" (it ends at {ends})" if ends else ""
+    return (
+        f", but window {signal.snapshot} is still open{at}: the run waits for it to end, since"
+        " a window trains once and a run now would keep it partial"
+    )
 
 
 def _labelled_launch_instead(
