@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.special import expit
+from sklearn.dummy import DummyRegressor
+from sklearn.pipeline import Pipeline
 
 from retrain.config import Config, config_from_dict
 from retrain.evaluation.bootstrap import bootstrap_decline, bootstrap_difference
@@ -57,9 +59,7 @@ def test_six_rows_show_no_gain_so_the_challenger_is_undecided() -> None:
         "classification", "roc_auc", Y6, GOOD6, POOR6, [0, 1], 500, 0.95, 0
     )
     r = decide(
-        GateInputs(
-            "roc_auc", True, 0.5 + point, 0.5, (lower, upper), recent_rows=6, min_rows=500
-        )
+        GateInputs("roc_auc", True, 0.5 + point, 0.5, (lower, upper), recent_rows=6, min_rows=500)
     )
     assert lower < 0 < point and r.undecided and not r.blessed, r.reason
     assert "6 recent evaluation rows, fewer than evaluation.min_rows 500" in r.reason
@@ -92,8 +92,16 @@ def test_a_degenerate_history_interval_is_not_judged() -> None:
     assert clean.blessed, clean.reason  # as without history rows at all
     lost = decide(
         GateInputs(
-            "roc_auc", True, 0.90, 0.80, (0.05, 0.15), 0.50, 0.90, (-0.4, -0.4),
-            accept_forgetting_on_change=False, **base,
+            "roc_auc",
+            True,
+            0.90,
+            0.80,
+            (0.05, 0.15),
+            0.50,
+            0.90,
+            (-0.4, -0.4),
+            accept_forgetting_on_change=False,
+            **base,
         )
     )
     assert lost.undecided and not lost.blessed, lost.reason
@@ -128,8 +136,9 @@ def _rows(n: int, seed: int, signal: float = 2.0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 2))
     y = np.where(rng.random(n) < expit(signal * x[:, 0]), "yes", "no")
-    return pd.DataFrame({"id": range(n), "ts": pd.Timestamp("2024-01-01"), "x1": x[:, 0],
-                         "x2": x[:, 1], "label": y})
+    return pd.DataFrame(
+        {"id": range(n), "ts": pd.Timestamp("2024-01-01"), "x1": x[:, 0], "x2": x[:, 1], "label": y}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -195,8 +204,13 @@ def test_a_first_model_shown_worse_than_a_constant_is_rejected_on_few_rows() -> 
     # As a challenger's shown regression: the interval lies below the constant's value.
     r = decide(
         GateInputs(
-            "roc_auc", True, 0.30, recent_rows=60, min_rows=500,
-            baseline_recent=0.5, baseline_ci=(-0.35, -0.05),
+            "roc_auc",
+            True,
+            0.30,
+            recent_rows=60,
+            min_rows=500,
+            baseline_recent=0.5,
+            baseline_ci=(-0.35, -0.05),
         )
     )
     assert r.outcome == "rejected", r.reason
@@ -216,3 +230,103 @@ def test_a_first_model_without_evaluation_rows_is_never_blessed_silently(
     assert deployed.blessed and deployed.comparison["evaluated"] is False
     assert "not evaluated" in deployed.reason
     assert "evaluation.deploy_undecided_first_model" in deployed.reason
+
+
+def test_a_first_model_worse_than_a_constant_on_every_resample_is_rejected(
+    models: dict[str, Any],
+) -> None:
+    # Every resample gave the same gain below 0, the point estimate below 0 too: the model is
+    # worse than the constant on every resample, so it is rejected, not left undecided (and
+    # then deployed by default).
+    worse = decide(
+        GateInputs(
+            "roc_auc",
+            True,
+            0.0,
+            recent_rows=6,
+            min_rows=500,
+            baseline_recent=0.5,
+            baseline_ci=(-0.5, -0.5),
+        )
+    )
+    assert worse.outcome == "rejected", worse.reason
+    assert [g.name for g in worse.gates if not g.passed] == ["baseline_improvement"]
+    # A degenerate interval above 0 is still no evidence: undecided.
+    above = decide(
+        GateInputs(
+            "roc_auc",
+            True,
+            1.0,
+            recent_rows=6,
+            min_rows=500,
+            baseline_recent=0.5,
+            baseline_ci=(0.5, 0.5),
+        )
+    )
+    assert above.undecided and "degenerate interval" in above.reason, above.reason
+    # End to end: six rows whose labels the model ranks exactly backwards (AUC 0 on every
+    # resample holding both classes) are not deployed, whatever the default.
+    x1 = np.array([-3.0, -2.5, -2.0, 2.0, 2.5, 3.0])
+    rows = pd.DataFrame(
+        {
+            "id": range(6),
+            "ts": pd.Timestamp("2024-01-01"),
+            "x1": x1,
+            "x2": 0.0,
+            "label": np.where(x1 > 0, "no", "yes"),
+        }
+    )
+    r = evaluate_challenger(_cfg(), models["good"], None, rows, None, 0)
+    assert r.comparison["baseline_ci"] == pytest.approx([-0.5, -0.5])
+    assert r.outcome == "rejected" and not r.blessed, r.reason
+    assert r.comparison["evaluated"] is True
+
+
+def _regression_cfg() -> Config:
+    return config_from_dict(
+        {
+            "name": "skewed",
+            "task": "regression",
+            "target": "y",
+            "storage_root": "/tmp/unused",
+            "data": {
+                "uri": "/tmp/unused",
+                "id_column": "id",
+                "time_column": "ts",
+                "window_size": "7d",
+                "features": {"x1": "numeric"},
+            },
+            "labels": {"uri": "/tmp/unused", "id_column": "id", "label_column": "y"},
+            "model": {"estimator": "sklearn.linear_model.LinearRegression", "params": {}},
+            "deploy": {"deployment_name": "skewed"},
+            "evaluation": {"metric": "mae", "bootstrap_samples": 200},
+        }
+    )
+
+
+def _lognormal(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "id": range(n),
+            "ts": pd.Timestamp("2024-01-01"),
+            "x1": rng.normal(size=n),
+            "y": rng.lognormal(0.0, 1.0, size=n),
+        }
+    )
+
+
+def test_a_first_model_predicting_the_median_is_not_shown_better_than_a_constant_on_mae() -> None:
+    # On a skewed target the median beats the mean on MAE by a wide margin; a model that itself
+    # predicts the (training) median must not count as better than the best constant for MAE.
+    train = _lognormal(2000, 11)
+    median = float(np.median(train["y"]))
+    model = Pipeline([("constant", DummyRegressor(strategy="constant", constant=median))])
+    model.fit(train[["x1"]], train["y"])
+    cfg = _regression_cfg()
+    for seed in range(5):
+        recent = _lognormal(500, 20 + seed)
+        r = evaluate_challenger(cfg, model, None, recent, None, 0)
+        assert not r.blessed, r.reason
+        y = recent["y"].to_numpy()
+        assert r.comparison["baseline"] == pytest.approx(np.abs(y - np.median(y)).mean())

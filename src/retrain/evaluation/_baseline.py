@@ -2,18 +2,22 @@
 
 Without a champion there is nothing to improve on, but a model can still be worse than
 knowing nothing. The baseline predicts the same for every row: the class shares of the recent
-evaluation rows (classification) or their mean target (regression). The model's gain over it
-is bootstrapped like a challenger's over a champion (paired, on the same resamples), and:
+evaluation rows (classification) or, for regression, the constant that scores best on the
+metric (their median target for mae, their mean for rmse and r2). The model's gain over it is
+bootstrapped like a challenger's over a champion (paired, on the same resamples), and:
 
 - the lower bound of the gain's interval above 0: the gate passes, on any number of rows (as
   a challenger's shown gain does);
 - the upper bound below 0 (the model is shown worse than the constant): it fails, on any
   number of rows (as a challenger's shown regression does);
+- a degenerate interval (every bootstrap resample gave the same gain) below 0, the gain's
+  point estimate below 0 too: it fails (the model is worse than the constant on every
+  resample);
 - otherwise, with at least ``evaluation.min_rows`` recent rows: it fails (the rows could have
-  shown a gain of the interval's half-width and did not: the model is shown no better than
-  the baseline, e.g. an AUC near 0.5);
-- with fewer rows it is undecided, and so is every degenerate interval (every bootstrap
-  resample gave the same gain: no spread to judge by, whatever it shows).
+  shown a gain of the interval's half-width and did not: no gain over the baseline is shown,
+  e.g. an AUC near 0.5);
+- with fewer rows it is undecided, and so is a degenerate interval above 0 (no spread to
+  judge a gain by).
 
 An undecided first model is deployed, recorded as not evaluated, when
 ``evaluation.deploy_undecided_first_model`` is on (the default); otherwise it is held back as
@@ -72,7 +76,10 @@ def baseline_gate(inputs: GateInputs, comparison: dict[str, Any]) -> tuple[Gate,
     if worse:
         detail += "; shown worse than the baseline"
     weak = None
-    if degenerate(ci):
+    if degenerate(ci) and worse and gain < -_EPS:
+        # No spread to judge by, but no resample where the model did not lose to the constant.
+        detail += f"; {degenerate_words(ci)}, worse than the constant on every resample"
+    elif degenerate(ci):
         weak = degenerate_words(ci)
     elif n is not None and n < inputs.min_rows and not (better or worse):
         weak = f"{n} recent evaluation rows, fewer than evaluation.min_rows {inputs.min_rows}"

@@ -102,9 +102,10 @@ class GateInputs:
         max_detectable_gain: a comparison whose recent interval's half-width exceeds this and
             that shows no gain is undecided; None: no such bound.
         confidence: the interval's level, for the wording only.
-        constant_history: for a metric in the target's units, its value for a constant
-            prediction (the target's mean) on the history rows: what the budget is a share of
-            when the champion's value is 0. None: not known.
+        constant_history: for a metric in the target's units, its value for the best
+            constant prediction (the target's median for mae, its mean for rmse) on the
+            history rows: what the budget is a share of when the champion's value is 0.
+            None: not known.
         min_improvement: a challenger must beat the champion by more than this (on the
             interval's lower bound when there is one): replacing a model that works with one
             that is merely as good churns deployments for nothing.
@@ -114,8 +115,9 @@ class GateInputs:
             the recent rows, oriented so positive means worse on the recent rows; None to judge
             the change of regime on the point decline.
         baseline_recent, baseline_ci: a first model's trivial baseline (the class prior, or
-            the target's mean) on the recent rows and the interval of the model's gain over
-            it; None: the first model is judged by the floor alone.
+            the best constant for the metric: the target's median for mae, its mean for rmse
+            and r2) on the recent rows and the interval of the model's gain over it; None: the
+            first model is judged by the floor alone.
     """
 
     metric: str

@@ -119,7 +119,7 @@ def evaluate_challenger(
     }
 
     if champion is None:  # the first model is compared with a constant prediction
-        scores["baseline"] = {"recent": _baseline_scores(cfg, recent, classes)}
+        scores["baseline"] = {"recent": _baseline_scores(cfg, metric, recent, classes)}
         metrics["baseline"] = {
             "recent": compute_metrics(
                 cfg.task, recent[cfg.target], scores["baseline"]["recent"], classes, (metric,)
@@ -199,19 +199,28 @@ def evaluate_challenger(
     return _first_model_policy(cfg, result)
 
 
-def _baseline_scores(cfg: Config, frame: pd.DataFrame, classes: list[Any] | None) -> np.ndarray:
-    """A constant prediction for every row: the class shares (or the mean target) of `frame`."""
+def _best_constant(metric: str, y: np.ndarray) -> float:
+    """The constant prediction that scores best on `metric` over targets `y`: the median for
+    mae (it minimises the absolute error), the mean for rmse and r2 (squared error)."""
+    return float(np.median(y)) if metric == "mae" else float(y.mean())
+
+
+def _baseline_scores(
+    cfg: Config, metric: str, frame: pd.DataFrame, classes: list[Any] | None
+) -> np.ndarray:
+    """A constant prediction for every row: the class shares of `frame` or, for regression,
+    the constant that scores best on `metric` (`_best_constant`)."""
     y = frame[cfg.target]
     if classes is None:
-        return np.full(len(frame), float(y.to_numpy(dtype=float).mean()))
+        return np.full(len(frame), _best_constant(metric, y.to_numpy(dtype=float)))
     shares = y.value_counts(normalize=True).reindex(classes, fill_value=0.0).to_numpy(dtype=float)
     return np.tile(shares, (len(frame), 1))
 
 
 def _first_model_policy(cfg: Config, result: EvaluationResult) -> EvaluationResult:
     """An undecided first model, blessed only if `evaluation.deploy_undecided_first_model`
-    says so, and then recorded as not evaluated; never past a configured floor it was not
-    shown to meet."""
+    says so, and then recorded as not evaluated; never past a configured floor its point
+    estimate missed (the floor is judged on the point estimate, not on an interval)."""
     comparison = {**result.comparison, "evaluated": not result.undecided}
     first = bool(comparison.get("first_model"))
     floor_met = cfg.evaluation.floor is None or any(
@@ -231,11 +240,13 @@ def _first_model_policy(cfg: Config, result: EvaluationResult) -> EvaluationResu
 
 
 def _constant_value(cfg: Config, metric: str, frame: pd.DataFrame | None) -> float | None:
-    """A metric in the target's units for a constant prediction (the mean) on `frame`."""
+    """A metric in the target's units for the best constant prediction on `frame` (the
+    median for mae, the mean for rmse)."""
     if frame is None or metric not in TARGET_UNIT_METRICS:
         return None
     y = frame[cfg.target].to_numpy(dtype=float)
-    return compute_metrics("regression", y, np.full(len(y), y.mean()), None, (metric,))[metric]
+    constant = np.full(len(y), _best_constant(metric, y))
+    return compute_metrics("regression", y, constant, None, (metric,))[metric]
 
 
 def _no_recent_rows(cfg: Config, first_model: bool) -> EvaluationResult:

@@ -186,11 +186,13 @@ class EvaluationConfig(Section):
         default=True,
         description=(
             "A first model (no champion yet) is compared with a constant prediction (the class"
-            " shares or the mean target of the same evaluation rows) on the paired bootstrap: a"
+            " shares of the same evaluation rows, or the constant that scores best on the metric:"
+            " their median target for mae, their mean for rmse and r2) on the paired bootstrap: a"
             " gain shown over it blesses, on any number of rows; no gain shown on at least"
-            " min_rows rows, or a model shown worse than it, rejects. This setting says what"
-            " becomes of one the rows cannot judge: no gain shown on fewer than min_rows rows, no"
-            " evaluation rows at all, too few positives, or a degenerate interval. On (default):"
+            " min_rows rows, or a model shown worse than it (on every resample, for a degenerate"
+            " interval), rejects. This setting says what becomes of one the rows cannot judge: no"
+            " gain shown on fewer than min_rows rows, no evaluation rows at all, too few"
+            " positives, or a degenerate interval not below 0. On (default):"
             " it is deployed, its record saying it was not evaluated (comparison.evaluated false,"
             " and the reason says so), since without it nothing serves. Off: it is undecided and"
             " not deployed, like any undecided challenger, and the next run judges a new first"
