@@ -1,7 +1,8 @@
 """A fraud window without a single fraud: each decision says what it can and cannot judge.
 
 The gate is undecided ("not enough positives"), the rollout's ranking check is not evaluated
-(the step waits), and drift, which reads features, not labels, sees an ordinary day.
+(skipped, as the case sets it: `on_missing: skip`; log loss still judges the canary), and
+drift, which reads features, not labels, sees an ordinary day.
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ def test_all_negative_window_gate_rollout_and_drift(
         )
     }
     ranking = results["average_precision_drop"]
-    assert ranking.passed is None and ranking.waiting
-    assert "not enough positives: 0" in ranking.reason
+    assert ranking.passed is None and not ranking.waiting
+    assert "average_precision_drop skipped: not enough positives: 0" in ranking.reason
     assert results["error_rate"].passed
 
     profile = build_profile(train, cfg)
