@@ -326,7 +326,7 @@ def _drift_decision(
     serving = _serving_launches(state.launched_for, champion, in_analysis)
     launch, why, state.trigger = drift_policy_decision(
         cfg, state.trigger, run.windows[i], bool(rec.drift), check, run.clock_at(i),
-        champion_from, serving,
+        champion_from, serving, run.windows[j],
     )  # fmt: skip
     return launch, why
 

@@ -205,11 +205,14 @@ def _signal_rule(
         ):
             behind = _behind_the_old_level(signal, state, cfg)
             if behind is not None:
+                # The window measured: the snapshot in the monitor, not the replayed window
+                # in a backtest, which launches on an older labelled window.
+                measured = signal.details.get("window") or signal.snapshot
                 return (
                     True,
                     "catch_up",
                     f"{reason}; the model launched for {chain} after a confirmed drop serves, and"
-                    f" on the newer labelled window {signal.snapshot} {behind}: catching up on"
+                    f" on the newer labelled window {measured} {behind}: catching up on"
                     " the new regime",
                     state,
                 )
