@@ -156,3 +156,30 @@ def test_the_monitor_s_engine_summary_carries_the_drop_s_interval(trained: Train
     perf = summary.performance
     assert perf is not None  # what the performance trigger reads
     assert perf["drop_lower"] < perf["drop"] < perf["drop_upper"]
+
+
+def test_a_catch_up_reason_names_the_labelled_windows_not_the_replayed_ones(
+    trained: Trained,
+) -> None:
+    """Labels a few windows late: the drop is measured on window 3 at replayed window 5, whose
+    launch trains on 3; at replayed window 7 the newest labelled window is 4. The catch-up
+    reason names 3 and 4, the windows trained on and measured (5 and 7 have no labels yet)."""
+    cfg = _with_triggers(trained[0], drift_windows=2, cooldown="0s")
+    now = datetime(2024, 1, 8, tzinfo=timezone.utc)
+    launch, why, state = drift_policy_decision(
+        cfg, PolicyState(), "5", False, _check(0.3, 0.25), now, windows=("3", None)
+    )
+    assert launch and why.startswith("performance")
+    # The model launched at 5 serves; on window 4 it is level with its own training metric
+    # (0.70) but still 0.21 below the 0.90 its predecessor had before the drop.
+    level = PerformanceCheck(
+        metric="roc_auc", reference=0.7, current=0.69, lower=0.64, upper=0.74, drop=0.01,
+        drop_lower=-0.04, drop_upper=0.06, n=500, confidence=0.95,
+    )  # fmt: skip
+    later = now + timedelta(days=14)
+    launch, why, _ = drift_policy_decision(
+        cfg, state, "7", False, level, later, champion_from="5", windows=("4", "3")
+    )
+    assert launch and why.startswith("catch_up"), why
+    assert "the model launched for 3 after a confirmed drop serves" in why
+    assert "on the newer labelled window 4 its roc_auc 0.69 is still 0.21 worse" in why

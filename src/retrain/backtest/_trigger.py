@@ -29,13 +29,17 @@ def drift_policy_decision(
     now: datetime,
     champion_from: str | None = None,
     serving: Mapping[str, str | None] | None = None,
+    windows: tuple[str, str | None] = ("", None),
 ) -> tuple[bool, str, PolicyState]:
     """Whether the drift policy launches at `window` given its drift verdict and the labelled
     check of the champion (None: not measurable); the reason and the policy's new memory.
     `champion_from`: the window whose launch made the serving champion, when the check's
     labelled window is newer than the one it trained on (the catch-up rule's evidence);
     `serving`: the launches behind the champion and a canary in analysis, whatever was
-    checked (``serving_from``, ``canary_from``: the drift back-off's evidence)."""
+    checked (``serving_from``, ``canary_from``: the drift back-off's evidence);
+    `windows`: the labelled window the check measured and the one the champion of
+    `champion_from` trained on, which the reasons name (as the monitor's, whose snapshots are
+    labelled windows; here the snapshots stay the replayed windows that launch)."""
     labelled = check is not None and performance_fired(check, cfg.drift)
     measured = (
         {"metric": check.metric, "reference": check.reference, "current": check.current}
@@ -45,6 +49,11 @@ def drift_policy_decision(
     performance = None
     if check is not None and cfg.triggers.performance_drop is not None:
         details = measured | {"drop_lower": check.drop_lower, "champion_from": champion_from}
+        measured_on, trained_on = windows
+        if measured_on:
+            details["window"] = measured_on
+        if trained_on:
+            details["champion_window"] = trained_on
         performance = Signal("performance", snapshot=window, value=check.drop, details=details)
     signal = Signal(
         "drift",

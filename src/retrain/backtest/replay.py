@@ -322,11 +322,12 @@ def _drift_decision(
         rec.notes.append(check_note(check, champion, run.windows[j], fired))
     launched = state.launched_for.get(champion)
     champion_from = launched[0] if launched is not None and j > launched[1] else None
+    trained_on = run.windows[launched[1]] if launched is not None and champion_from else None
     in_analysis = Registry(run.store, cfg.name).get_alias("canary").version
     serving = _serving_launches(state.launched_for, champion, in_analysis)
     launch, why, state.trigger = drift_policy_decision(
         cfg, state.trigger, run.windows[i], bool(rec.drift), check, run.clock_at(i),
-        champion_from, serving,
+        champion_from, serving, (run.windows[j], trained_on),
     )  # fmt: skip
     return launch, why
 

@@ -45,7 +45,10 @@ def _print(msg: str = "") -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from retrain.deploy import require_deploy_target
+
     cfg = load_config(args.config)
+    require_deploy_target(cfg)  # before any step: deploy would fail only after training
     return _run_and_report(cfg, args.window, args.engine, args.run_id, args.log, args.as_of)
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "applier_for",
     "backend_for",
     "load_schemas",
+    "require_deploy_target",
     "to_yaml",
     "validate_kserve",
     "validate_seldon",
@@ -82,6 +83,21 @@ def backend_for(cfg: Config) -> Backend:
 def applier_for(cfg: Config) -> Applier:
     """The applier named by ``cfg.deploy.mode``."""
     return _lookup(APPLIERS, cfg.deploy.mode, "deploy.mode")(cfg)
+
+
+def require_deploy_target(cfg: Config) -> None:
+    """Refuse a run that would have nowhere to deploy what it blesses (ValidationError).
+
+    GitOps mode commits to ``deploy.gitops_repo`` (or a checkout of ``deploy.gitops_remote``);
+    with neither, the deploy step would fail only after ingest, labels and training."""
+    d = cfg.deploy
+    if d.mode == "gitops" and not d.gitops_repo and not d.gitops_remote:
+        raise ValidationError(
+            "deploy.gitops_repo is required when deploy.mode is 'gitops': a run commits the"
+            " serving state of what it blesses to that git repository; set it to a local"
+            " directory (e.g. deploy: {gitops_repo: gitops}, created on first use) or set"
+            " deploy.gitops_remote. A backtest needs neither."
+        )
 
 
 def _lookup(

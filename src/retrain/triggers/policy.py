@@ -227,12 +227,16 @@ def _signal_rule(
         ):
             behind = _behind_the_old_level(signal, state, cfg)
             if behind is not None:
+                # The labelled windows: the snapshots in the monitor; in a backtest the
+                # snapshots are the replayed windows, which launch on older labelled ones.
+                measured = signal.details.get("window") or signal.snapshot
+                launched = signal.details.get("champion_window") or chain
                 return (
                     True,
                     "catch_up",
-                    f"{reason}; the model launched for {chain} after a confirmed drop serves, and"
-                    f" on the newer labelled window {signal.snapshot} {behind}: catching up on"
-                    " the new regime",
+                    f"{reason}; the model launched for {launched} after a confirmed drop serves,"
+                    f" and on the newer labelled window {measured} {behind}: catching up on the"
+                    " new regime",
                     state,
                 )
             # Back near the old level, or not shown beyond noise to be behind it: it ends.
