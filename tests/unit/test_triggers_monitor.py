@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from retrain.cli import main
+from retrain.cli.monitor import _summary
 from retrain.config import Config, load_config
 from retrain.errors import EXIT_OK, EXIT_VALIDATION, ValidationError
 from retrain.launchers import NoLauncher
@@ -27,7 +28,7 @@ from retrain.storage import open_storage
 from retrain.triggers.controller import TriggerController
 from retrain.triggers.lease import acquire_lease
 from retrain.triggers.metrics import MonitorMetrics
-from retrain.triggers.monitor import DriftSummary, FeatureStat, Monitor
+from retrain.triggers.monitor import CheckResult, DriftSummary, FeatureStat, Monitor
 from tests.unit.test_source_counts import corrupt_pages
 
 
@@ -382,3 +383,25 @@ def test_a_directory_of_one_config_answers_as_many_models(
     captured = capsys.readouterr()
     assert json.loads(captured.out)["window"] == "4"
     assert "report: " in captured.err
+
+
+def test_the_command_lines_summary_names_the_drift_signals_counted() -> None:
+    # A labelled drop alone (no feature drifted): "drift YES (0% of features)" would read as
+    # a contradiction; the summary names what was counted.
+    result = CheckResult(
+        model="m",
+        window="5",
+        champion="w1",
+        checked_at=datetime(2024, 1, 1, tzinfo=timezone.utc),
+        drift=DriftSummary(dataset_drifted=True, share_drifted=0.0, features=()),
+        drift_note="",
+        performance={},
+        untrained_rows=0,
+        outcomes=[],
+        drift_counted=("performance",),
+    )
+    assert _summary(result).startswith(
+        "window 5: drift YES (0% of features; signals: performance); no signals"
+    )
+    quiet = CheckResult(**{**result.__dict__, "drift_counted": ()})
+    assert _summary(quiet).startswith("window 5: drift no (0% of features); ")

@@ -88,8 +88,10 @@ def _controller(cfg: Config, args: argparse.Namespace | _FleetOptions) -> Trigge
 
 def _summary(result: Any) -> str:
     drift = result.drift
+    counted = ", ".join(result.drift_counted or ())
     what = (
-        f"drift {'YES' if result.drifted else 'no'} ({drift.share_drifted:.0%} of features)"
+        f"drift {'YES' if result.drifted else 'no'} ({drift.share_drifted:.0%} of features"
+        + (f"; signals: {counted})" if counted else ")")
         if drift is not None
         else f"drift not measured ({result.drift_note})"
     )
