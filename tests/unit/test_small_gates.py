@@ -264,6 +264,20 @@ def test_a_first_model_worse_than_a_constant_on_every_resample_is_rejected(
         )
     )
     assert above.undecided and "degenerate interval" in above.reason, above.reason
+    # Where the constant is fitted on the rows it is scored on (mae: their median), one row
+    # makes it perfect and any model worse on every resample: no evidence, still undecided.
+    one_row = decide(
+        GateInputs(
+            "mae",
+            False,
+            0.037,
+            recent_rows=1,
+            min_rows=500,
+            baseline_recent=0.0,
+            baseline_ci=(-0.037, -0.037),
+        )
+    )
+    assert one_row.undecided and "degenerate interval" in one_row.reason, one_row.reason
     # End to end: six rows whose labels the model ranks exactly backwards (AUC 0 on every
     # resample holding both classes) are not deployed, whatever the default.
     x1 = np.array([-3.0, -2.5, -2.0, 2.0, 2.5, 3.0])

@@ -52,6 +52,11 @@ def degenerate_words(ci: tuple[float, float] | None) -> str:
     return f"every bootstrap resample gave the same difference {value}: a degenerate interval"
 
 
+#: Metrics on which a constant prediction's score does not depend on fitting it to the
+#: rows: a constant ranks nothing (ROC AUC 0.5; average precision the positives' share).
+_UNFITTED_BASELINE = frozenset({"roc_auc", "average_precision"})
+
+
 def baseline_gate(inputs: GateInputs, comparison: dict[str, Any]) -> tuple[Gate, str]:
     """The first model against its trivial baseline, and the words for the reason."""
     ci = inputs.baseline_ci
@@ -76,8 +81,11 @@ def baseline_gate(inputs: GateInputs, comparison: dict[str, Any]) -> tuple[Gate,
     if worse:
         detail += "; shown worse than the baseline"
     weak = None
-    if degenerate(ci) and worse and gain < -_EPS:
+    if degenerate(ci) and worse and gain < -_EPS and inputs.metric in _UNFITTED_BASELINE:
         # No spread to judge by, but no resample where the model did not lose to the constant.
+        # Only where the constant's score owes nothing to the rows: elsewhere the constant is
+        # fitted on the very rows it is scored on (their mean, median or class shares), and
+        # on one row it is perfect, so any model loses on every resample.
         detail += f"; {degenerate_words(ci)}, worse than the constant on every resample"
     elif degenerate(ci):
         weak = degenerate_words(ci)
