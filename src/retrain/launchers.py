@@ -58,8 +58,13 @@ class LocalLauncher:
         self.log_dir = log_dir
 
     def launch(self, snapshot: str, run_id: str, decision: Decision) -> LaunchResult:
+        from retrain.deploy import require_deploy_target
         from retrain.runner import run_cycle
 
+        try:  # before any step: the deploy step would fail only after training
+            require_deploy_target(self.cfg)
+        except ValidationError as err:
+            return LaunchResult(run_id, "failed", detail=str(err))
         log = str(Path(self.log_dir) / f"{run_id}.log") if self.log_dir else None
         # The monitor took the run lease for this run before launching it.
         result = run_cycle(
