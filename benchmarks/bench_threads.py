@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{platform.python_version()}",
         "usable_cpus": full,
         "load_before": os.getloadavg()[0],
-        "args": vars(args),
+        "args": {k: v for k, v in vars(args).items() if k != "output"},  # no machine path
         "runs": runs,
         "median": med,
         "ratio": {k: med["full"][k] / med["share"][k] for k in ("wall", "cpu")},
