@@ -140,6 +140,12 @@ class KfpLauncher:
         return self._client
 
     def launch(self, snapshot: str, run_id: str, decision: Decision) -> LaunchResult:
+        from retrain.deploy import require_deploy_target
+
+        try:  # before compiling or submitting: the run's deploy step would fail after training
+            require_deploy_target(self.cfg)
+        except ValidationError as err:
+            return LaunchResult(run_id, "failed", detail=str(err))
         k = self.cfg.triggers.kfp
         with pipeline_package(self.cfg) as package:
             try:

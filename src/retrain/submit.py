@@ -140,9 +140,12 @@ def submit_run(
 
     from retrain import steps
     from retrain.data.windows import as_of_text, parse_as_of, parse_window
+    from retrain.deploy import require_deploy_target
     from retrain.runner import new_run_id
     from retrain.steps.resolve_rules import AUTO, check_keyword
 
+    # Before compiling or contacting the cluster: deploy would fail only after training.
+    require_deploy_target(cfg)
     check_keyword("window_id", window)
     if window == AUTO:
         # Passed through: the pipeline resolves it at run time, as for a recurring run.

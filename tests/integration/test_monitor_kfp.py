@@ -48,7 +48,10 @@ def config(tmp_path: Path) -> str:
         },
         "labels": {"uri": "gs://bucket/labels", "id_column": "id", "label_column": "defaulted"},
         "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
-        "deploy": {"deployment_name": "loans"},
+        "deploy": {
+            "deployment_name": "loans",
+            "gitops_remote": "https://git.example.com/org/gitops.git",
+        },
         "triggers": {"kfp": {"pipeline_package": str(package), "experiment": "retrain-loans"}},
     }
     path = tmp_path / "loans.yaml"

@@ -51,3 +51,82 @@ def test_a_local_launch_without_a_gitops_repo_fails_before_any_step(tmp_path: Pa
     assert result.status == "failed"
     assert "deploy.gitops_repo is required when deploy.mode is 'gitops'" in result.detail
     assert not (Path(cfg.storage_root) / "runs").exists()
+
+
+def _cluster_gitops_config(tmp_path: Path) -> Path:
+    """A config meant for the cluster (every location a gs:// URI) in GitOps mode, with
+    neither deploy.gitops_repo nor deploy.gitops_remote."""
+    path = tmp_path / "loans.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "loans",
+                "task": "classification",
+                "target": "defaulted",
+                "storage_root": "gs://bucket/store",
+                "data": {
+                    "uri": "gs://bucket/events",
+                    "id_column": "id",
+                    "time_column": "week",
+                    "time_kind": "period",
+                    "features": {"salary": "numeric"},
+                },
+                "labels": {
+                    "uri": "gs://bucket/labels",
+                    "id_column": "id",
+                    "label_column": "defaulted",
+                },
+                "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+                "deploy": {"mode": "gitops", "deployment_name": "loans"},
+            }
+        )
+    )
+    return path
+
+
+@pytest.mark.parametrize("extra", [["--host", "http://127.0.0.1:9"], ["--dry-run"]])
+def test_submit_without_a_gitops_repo_is_refused_before_compiling(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str]
+) -> None:
+    # `retrain submit` refuses as `retrain run` does (exit 2, the same message) before it
+    # compiles the pipeline or contacts the host: nothing listens on port 9, so a request
+    # would end in exit 75, and --output would be written by a compile.
+    require("kfp", "submit compiles the pipeline with the KFP SDK (extra 'kfp')")
+    from retrain.cli import main
+
+    path = _cluster_gitops_config(tmp_path)
+    out = tmp_path / "build" / "pipeline.yaml"
+    argv = ["submit", "--config", str(path), "--window", "7", "--output", str(out), *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "deploy.gitops_repo is required when deploy.mode is 'gitops'" in err
+    assert not out.exists()
+    # The fix the message names lets it through (compiled, not submitted).
+    raw = yaml.safe_load(path.read_text())
+    raw["deploy"]["gitops_remote"] = "https://git.example.com/org/gitops.git"
+    path.write_text(yaml.safe_dump(raw))
+    assert main(["submit", "--config", str(path), "--window", "7", "--output", str(out),
+                 "--dry-run"]) == 0  # fmt: skip
+    assert out.is_file()
+
+
+def test_a_cluster_launch_without_a_gitops_repo_fails_before_any_request(
+    tmp_path: Path,
+) -> None:
+    # The monitor's and `retrain trigger --launch kfp`'s cluster launches: the launch fails
+    # at once, naming the fix; no KFP client is made and no pipeline compiled.
+    from retrain.config import load_config
+    from retrain.launchers import KfpLauncher
+
+    cfg = load_config(_cluster_gitops_config(tmp_path))
+    clients: list[str] = []
+
+    def factory(host: str, namespace: str | None) -> object:
+        clients.append(host)
+        raise AssertionError("no KFP client should be needed")
+
+    launcher = KfpLauncher(cfg, "http://127.0.0.1:9", client_factory=factory)
+    result = launcher.launch("7", "w7-test", None)  # type: ignore[arg-type]
+    assert result.status == "failed"
+    assert "deploy.gitops_repo is required when deploy.mode is 'gitops'" in result.detail
+    assert clients == []
