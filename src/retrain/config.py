@@ -37,6 +37,7 @@ from retrain.settings import (
 from retrain.settings._base import check_name
 from retrain.settings.durations import parse_duration
 from retrain.settings.evaluation import (
+    check_fits_classes,
     check_history_budget,
     check_metric,
     check_performance_drop,
@@ -150,6 +151,16 @@ class Config(Section):
             metric, "drift.max_performance_drop", self.drift.max_performance_drop
         )
         check_performance_drop(metric, "triggers.performance_drop", self.triggers.performance_drop)
+        return self
+
+    @model_validator(mode="after")
+    def _metric_fits_classes(self) -> Config:
+        classes = self.labels.classes
+        if self.task == "classification" and classes is not None:
+            checks = [c.name for c in self.rollout.checks or ()]
+            n = len(set(classes))
+            found = f"labels.classes lists {n} classes"
+            check_fits_classes(n, self.primary_metric, checks, found=found)
         return self
 
     @model_validator(mode="after")

@@ -14,7 +14,7 @@ import pandas as pd
 
 from retrain.errors import ValidationError, sample_text
 
-__all__ = ["check_label_classes", "without_unknown_classes"]
+__all__ = ["check_label_classes", "class_count", "without_unknown_classes"]
 
 
 def check_label_classes(
@@ -41,6 +41,11 @@ def check_label_classes(
             "fix the labels, or, if the class is genuine, list every class in labels.classes",
         ],
     )
+
+
+def class_count(*labels: pd.Series) -> int:
+    """How many distinct classes the label columns hold together (compared as text, 1.0 as 1)."""
+    return len(set().union(*(set(_class_text(y)) for y in labels)))
 
 
 def without_unknown_classes(

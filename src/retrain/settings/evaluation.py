@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 
 from pydantic import Field, field_validator
 
 from retrain.settings._base import Section
+from retrain.settings.rollout import CHECK_NAMES, is_rank_check
 
 __all__ = [
     "CLASSIFICATION_METRICS",
@@ -15,6 +17,7 @@ __all__ = [
     "REGRESSION_METRICS",
     "TARGET_UNIT_METRICS",
     "EvaluationConfig",
+    "check_fits_classes",
     "check_history_budget",
     "check_metric",
     "check_performance_drop",
@@ -28,6 +31,40 @@ REGRESSION_METRICS = ("rmse", "mae", "r2")
 RECALL_AT_PRECISION = re.compile(r"recall_at_precision_([1-9][0-9]?)")
 #: Metrics in the target's units: their history budget is a share of the champion's value.
 TARGET_UNIT_METRICS = frozenset({"rmse", "mae"})
+
+
+#: Metrics of a binary problem (the positive class's probability or ranking): undefined
+#: with more than two classes. Any `recall_at_precision_<P>` is one too.
+BINARY_ONLY_METRICS = frozenset({"brier", "average_precision"})
+
+
+def _binary_only(metric: str) -> bool:
+    return metric in BINARY_ONLY_METRICS or RECALL_AT_PRECISION.fullmatch(metric) is not None
+
+
+def check_fits_classes(n_classes: int, metric: str, checks: Iterable[str], *, found: str) -> None:
+    """A ValueError if a metric or rollout check needing two classes meets more than two.
+
+    ``average_precision``, ``brier`` and ``recall_at_precision_<P>`` are measured on the
+    positive class of a binary problem, as are the rollout ranking checks; with more classes
+    every evaluation (and every canary analysis) would fail. `found` says where the count of
+    classes came from (e.g. "labels.classes lists 3 classes").
+    """
+    if n_classes <= 2:
+        return
+    wrong = [f"evaluation.metric {metric!r}"] if _binary_only(metric) else []
+    ranked = [name for name in checks if is_rank_check(name)]
+    if ranked:
+        wrong.append(f"rollout check(s) {', '.join(ranked)}")
+    if not wrong:
+        return
+    metrics = [m for m in CLASSIFICATION_METRICS if not _binary_only(m)]
+    rollout = [c for c in CHECK_NAMES if not is_rank_check(c)]
+    raise ValueError(
+        f"{found} (a multiclass problem), but {' and '.join(wrong)} need(s) a binary problem"
+        f" (two classes, the second the positive one); for multiclass use evaluation.metric"
+        f" {', '.join(metrics)} and rollout checks {', '.join(rollout)}"
+    )
 
 
 def _known(metric: str, valid: tuple[str, ...]) -> bool:

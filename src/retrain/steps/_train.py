@@ -18,8 +18,9 @@ from retrain.data.io import content_sha256, to_parquet_bytes
 from retrain.data.windows import parse_window
 from retrain.drift import PROFILE_FILE, profile_for_model
 from retrain.errors import ValidationError
-from retrain.labels.classes import check_label_classes, without_unknown_classes
+from retrain.labels.classes import check_label_classes, class_count, without_unknown_classes
 from retrain.registry import Registry
+from retrain.settings.evaluation import check_fits_classes
 from retrain.steps._provisional import with_provisional
 from retrain.steps.records import (
     StepOutcome,
@@ -96,6 +97,7 @@ def train(
             known = _check_classes(cfg, reg, champion, parent, new, window_id)
             if known is not None and handed_over[0] is not None:
                 handed_over[0], dropped = without_unknown_classes(handed_over[0], cfg.target, known)
+            _check_metric_fits(cfg, new, handed_over[0], window_id)  # before a model is fitted
         # Of the rows training gets: after any history row of a class not known is left out.
         history_sha256 = content_sha256(handed_over[0]) if handed_over[0] is not None else None
         t0 = time.perf_counter()
@@ -307,3 +309,24 @@ def _check_classes(
     where = f"window {window_id}, target {cfg.target!r}"
     check_label_classes(new[cfg.target], known, where=where, known_from=source)
     return list(known)  # as given: compared as text where used, 1.0 as 1 (labels.classes)
+
+
+def _check_metric_fits(
+    cfg: Config, new: pd.DataFrame, history: pd.DataFrame | None, window_id: str
+) -> None:
+    """Refuse a metric or rollout check that needs two classes when training has more.
+
+    Without `labels.classes` the config cannot know the classes; the training labels are the
+    first to tell, and every later evaluation would fail on them."""
+    labels = [new[cfg.target]]
+    if history is not None and cfg.target in history.columns:
+        labels.append(history[cfg.target])
+    n = class_count(*labels)
+    checks = [c.name for c in cfg.rollout.checks or ()]
+    found = f"window {window_id}: the training labels (new window and history) hold {n} classes"
+    try:
+        check_fits_classes(n, cfg.primary_metric, checks, found=found)
+    except ValueError as err:
+        raise ValidationError(
+            str(err), ["list every class in labels.classes to have the config checked on load"]
+        ) from None
