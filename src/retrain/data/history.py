@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from retrain.config import Config
 from retrain.data.io import from_parquet_bytes, schema_meta, to_parquet_bytes
+from retrain.data.targets import reconcile_targets
 from retrain.data.windows import window_sort_key
 from retrain.errors import AlreadyExists, ValidationError
 from retrain.storage import Storage
@@ -190,12 +191,14 @@ def read_history(
     total = sum(w.rows for w in windows)
     sampled = max_rows is not None and total > max_rows
     quotas = _quotas([w.rows for w in windows], max_rows) if sampled else None
-    frames = []
+    frames: list[pd.DataFrame | None] = []
     for i, w in enumerate(windows):
         frame = from_parquet_bytes(store.read_bytes(w.key), store.uri(w.key))[0]
         if quotas is not None and quotas[i] < len(frame):
             frame = _sample_window(frame, int(quotas[i]), cfg, w.id)
         frames.append(frame)
+    # Windows labelled from sources of different types (0/1 and "0"/"1"): one target dtype.
+    frames = reconcile_targets(frames, [f"window {w.id}" for w in windows], cfg.target)
     if not frames:
         combined = None
     else:

@@ -22,6 +22,7 @@ from retrain.data.ingest import EmptyWindow, ingest_window
 from retrain.data.io import content_sha256, from_parquet_bytes, to_parquet_bytes
 from retrain.data.schema import Schema, known_columns
 from retrain.data.source import read_matching, read_window
+from retrain.data.targets import reconcile_targets
 from retrain.data.windows import parse_window
 from retrain.drift import champion_reference
 from retrain.errors import ValidationError
@@ -134,4 +135,5 @@ def with_provisional(
     rows, report = kept
     if not len(rows):
         return new, report
-    return pd.concat([new, rows], ignore_index=True), report
+    both = reconcile_targets([new, rows], ["the new window", "provisional rows"], cfg.target)
+    return pd.concat(both, ignore_index=True), report

@@ -39,6 +39,7 @@ import pandas as pd
 
 from retrain.config import Config, DataSource
 from retrain.data.split import evaluation_mask
+from retrain.data.targets import reconcile_targets
 from retrain.data.windows import window_id_of_slot, window_slots
 from retrain.errors import ValidationError
 
@@ -85,6 +86,9 @@ def build_training_set(
     _check_columns(new, list(plan.columns), "new data")
     if history is not None:
         _check_columns(history, list(plan.columns), "history")
+    # A target stored as 0/1 in history and "0"/"1" in the new window: one dtype (or refused).
+    both = reconcile_targets([new, history], ["the new window", "history"], plan.target)
+    new, history = (both[0] if both[0] is not None else new), both[1]
     fresh = _split_new(new, plan)
     past = _split_history(history, new[plan.id_column], plan)
     pooled = _pool_recent(fresh, past, plan)

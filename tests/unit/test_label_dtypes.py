@@ -1,0 +1,141 @@
+"""Windows whose labels arrive with different types (0/1 integers in one, the text "0"/"1" or
+booleans in another): combined for training they are one target dtype, numbers written as
+text being those numbers; labels that cannot be reconciled are refused, naming the windows
+and their types, never merged."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from required import require
+from retrain.config import Config, config_from_dict, load_config
+from retrain.data.history import commit_history, read_history
+from retrain.data.io import content_sha256
+from retrain.errors import EXIT_OK, ValidationError
+from retrain.runner import run_cycle
+from retrain.storage import LocalStorage
+from retrain.training.mix import build_training_set
+from retrain.training.model import fit_model
+
+NOW = datetime(2030, 1, 7, 3, 0, tzinfo=timezone.utc)
+
+
+def _cfg(tmp_path: Path) -> Config:
+    return config_from_dict(
+        {
+            "name": "loans",
+            "task": "classification",
+            "target": "y",
+            "storage_root": str(tmp_path / "store"),
+            "data": {
+                "uri": "u",
+                "id_column": "id",
+                "time_column": "week",
+                "time_kind": "period",
+                "features": {"x": "numeric"},
+            },
+            "labels": {"uri": "u", "id_column": "id", "label_column": "y"},
+            "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+            "deploy": {"deployment_name": "loans"},
+        }
+    )
+
+
+def _window(week: int, labels: list[Any], n: int = 120) -> pd.DataFrame:
+    rng = np.random.default_rng(week)
+    x = rng.normal(size=n)
+    values = [labels[int(v > 0)] for v in x]  # the second label where x > 0
+    return pd.DataFrame(
+        {"id": [f"w{week}-{i}" for i in range(n)], "week": week, "x": x, "y": values}
+    )
+
+
+def _commit(store: LocalStorage, week: int, frame: pd.DataFrame) -> None:
+    commit_history(store, str(week), frame, {"sha256": content_sha256(frame)})
+
+
+@pytest.mark.parametrize(
+    "second",
+    [["0", "1"], [False, True], ["0.0", "1.0"]],
+    ids=["text", "bool", "text-floats"],
+)
+def test_history_windows_of_int_and_text_or_bool_labels_train_as_two_classes(
+    tmp_path: Path, second: list[Any]
+) -> None:
+    cfg = _cfg(tmp_path)
+    store = LocalStorage(cfg.storage_root)
+    _commit(store, 0, _window(0, [0, 1]))
+    _commit(store, 1, _window(1, second))
+    _commit(store, 2, _window(2, [0.0, 1.0]))  # floats: a window with a missing label
+    history = read_history(store, cfg, "3").frame
+    assert history is not None
+    assert sorted(pd.unique(history["y"]).tolist()) == [0, 1]
+    assert len({type(v) for v in history["y"]}) == 1  # one type, not 1 and "1"
+    # The new window's labels as text too, against the integer-and-text history.
+    ts = build_training_set(_window(3, ["0", "1"]), history, cfg, cfg.seed)
+    model = fit_model(cfg, ts.train)
+    assert sorted(model.classes_.tolist()) == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "kinds"),
+    [
+        ([0, 1], ["no", "yes"], ("window 0: int64", "window 1: str")),
+        ([False, True], ["False", "True"], ("window 0: bool", "window 1: str")),
+    ],
+)
+def test_labels_that_cannot_be_reconciled_are_refused_naming_windows_and_types(
+    tmp_path: Path, first: list[Any], second: list[Any], kinds: tuple[str, str]
+) -> None:
+    cfg = _cfg(tmp_path)
+    store = LocalStorage(cfg.storage_root)
+    _commit(store, 0, _window(0, first))
+    _commit(store, 1, _window(1, second))
+    with pytest.raises(ValidationError) as caught:
+        read_history(store, cfg, "2")
+    message = str(caught.value)
+    assert "target 'y' has different types" in message
+    assert kinds[0] in message and kinds[1] in message
+    assert "would train as different classes" in message
+
+
+def test_different_values_stay_different() -> None:
+    # 0.5 is no integer label; "1" and "01" are two labels of their source, not one number.
+    from retrain.data.targets import reconcile_targets
+
+    ints = pd.DataFrame({"y": [0, 1, 1]})
+    halves = pd.DataFrame({"y": [0.5, 1.0]})
+    a, b = reconcile_targets([ints, halves], ["window 0", "window 1"], "y")
+    assert a is not None and b is not None
+    assert sorted(set(a["y"]) | set(b["y"])) == [0.0, 0.5, 1.0]
+    with pytest.raises(ValidationError, match="window 1: str"):
+        reconcile_targets([ints, pd.DataFrame({"y": ["1", "01"]})], ["window 0", "window 1"], "y")
+
+
+@pytest.mark.integration  # two cycles through the real label and train steps
+def test_a_window_labelled_as_text_trains_on_integer_history(tmp_path: Path) -> None:
+    require("river", "the demo data generator uses river (extra 'demo')")
+    from retrain.data.demo import generate_loans
+
+    cfg = load_config(generate_loans(tmp_path, windows=3, rows_per_window=300, drift_window=2))
+    week_1 = Path(cfg.labels.uri) / "week-001.parquet"  # the demo's labels are 0/1 integers
+    labels = pd.read_parquet(week_1)
+    labels[cfg.labels.label_column] = labels[cfg.labels.label_column].astype(str)
+    labels.to_parquet(week_1)
+    first = run_cycle(cfg, "0", engine="direct", run_id="first", as_of="2", now=NOW)
+    assert first.exit_code == EXIT_OK, first.lines()
+    second = run_cycle(cfg, "1", engine="direct", run_id="second", as_of="3", now=NOW)
+    assert second.exit_code == EXIT_OK, second.lines()
+    train = second.records["train"]
+    assert train["status"] == "succeeded", second.lines()
+    assert set(train["report"]["provenance"]["class_balance"]["train"]) == {"0", "1"}
+    # The gate judged two classes: the champion's 0/1 and the challenger's are the same.
+    evaluate = second.records["evaluate"]
+    assert evaluate["status"] == "succeeded", second.lines()
+    assert evaluate["report"]["comparison"]["classes"] == [0, 1], evaluate["report"]
