@@ -20,6 +20,8 @@ not fit its shape, JSON nested too deeply to parse) get 400 too, and a request o
 ``RETRAIN_MAX_REQUEST_BYTES`` (body, 8 MiB by default: refused before it is read) or
 ``RETRAIN_MAX_REQUEST_ROWS`` (10,000 by default) gets 413 naming the limit: the guards are a
 Flask blueprint handed to Seldon through its ``model_error_handler`` hook (`request_guard`).
+BLAS and OpenMP answer a request on ``RETRAIN_SERVING_THREADS`` threads (1 by default), as
+threadpoolctl sets them, not on one thread per core of the node.
 
 This module runs in the serving environment only (Python >= 3.12, seldon-core, protobuf 5,
 numpy < 2) and must never import kfp, which cannot be installed beside seldon-core.
@@ -41,6 +43,7 @@ import sklearn
 from flask import Blueprint, Response, jsonify, request
 from seldon_core.flask_utils import SeldonMicroserviceException
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from retrain._card import ModelCard
@@ -97,6 +100,10 @@ VERSION_TAG = "retrain_model_version"
 MAX_REQUEST_BYTES_ENV = "RETRAIN_MAX_REQUEST_BYTES"
 MAX_REQUEST_ROWS_ENV = "RETRAIN_MAX_REQUEST_ROWS"
 _DEFAULT_LIMITS = {MAX_REQUEST_BYTES_ENV: 8 * 2**20, MAX_REQUEST_ROWS_ENV: 10_000}
+#: Native threads (BLAS, OpenMP) a request may use, from the environment at start; default 1.
+#: Left alone, each library starts one thread per core it sees (the node's, not the pod's CPU
+#: limit), and a small request pays for waking them; a server scales with workers and replicas.
+THREADS_ENV = "RETRAIN_SERVING_THREADS"
 
 _NUMERIC = "numeric"
 _CATEGORICAL = "categorical"
@@ -213,6 +220,7 @@ class RetrainModel:
         self.model_uri = uri
         self._local = threading.local()
         self.max_bytes, self.max_rows = request_limits(os.environ)
+        self.threads = serving_threads(os.environ)
         # Seldon registers this blueprint on its Flask app: the request guards.
         self.model_error_handler = request_guard(self.max_bytes)
         try:
@@ -221,6 +229,7 @@ class RetrainModel:
             logger.error("refusing to serve MODEL_URI=%r: %s", uri, err)
             raise
         self.version = self.card.version
+        self._limit_threads()  # the libraries the model loaded; workers forked later inherit it
         self.feature_names = list(self.card.features)
         self.classes: list[str] = []
         if self.card.task == "classification":
@@ -304,6 +313,7 @@ class RetrainModel:
                 f"{MAX_REQUEST_ROWS_ENV}={self.max_rows:,}; send it in smaller batches",
                 status_code=413,
             )
+        self._limit_threads()
         try:
             if self.classes:
                 out = np.asarray(self.model.predict_proba(frame), dtype=float)
@@ -322,6 +332,14 @@ class RetrainModel:
                 reason="MICROSERVICE_INTERNAL_ERROR",
             ) from None
         return out
+
+    def _limit_threads(self) -> None:
+        """Limit BLAS and OpenMP to `self.threads`, once per thread that predicts (OpenMP's
+        limit is per thread; BLAS's is per process)."""
+        if getattr(self._local, "threads_limited", False):
+            return
+        threadpool_limits(limits=self.threads)  # kept: not restored on return
+        self._local.threads_limited = True
 
     def class_names(self) -> list[str]:
         """Column names of the prediction: the classifier's classes (empty for regression)."""
@@ -627,6 +645,20 @@ def request_limits(environ: Mapping[str, str]) -> tuple[int, int]:
             raise ValidationError(f"{name}={text!r}: expected a positive whole number")
         values.append(int(text))
     return values[0], values[1]
+
+
+def serving_threads(environ: Mapping[str, str]) -> int:
+    """Native threads per request, from `THREADS_ENV` (default 1).
+
+    Raises:
+        ValidationError: a value that is not a positive integer, naming the variable.
+    """
+    text = environ.get(THREADS_ENV, "").strip()
+    if not text:
+        return 1
+    if not text.isdigit() or int(text) < 1:
+        raise ValidationError(f"{THREADS_ENV}={text!r}: expected a positive whole number")
+    return int(text)
 
 
 def _refusal(message: str, status: int) -> Response:

@@ -927,6 +927,85 @@ def test_a_gs_model_uri_without_google_cloud_storage_is_a_clear_error(serving_ve
     assert "reading gs:// needs google-cloud-storage, which is not installed" in out.stderr
 
 
+# Predicts on a thread of its own (OpenMP's limit is per thread), then reads the native
+# thread pools of that thread as threadpoolctl sees them.
+_THREADS_AFTER_PREDICT = """
+import json, sys, threading
+import numpy as np
+from threadpoolctl import threadpool_info
+from retrain_model import RetrainModel
+model = RetrainModel(model_uri=sys.argv[1], model_version=sys.argv[2])
+names, rows = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+seen = {}
+def request():
+    model.predict(np.array(rows, dtype=object), names)
+    seen.update({i["internal_api"]: i["num_threads"] for i in threadpool_info()})
+worker = threading.Thread(target=request)
+worker.start()
+worker.join()
+print(json.dumps(seen))
+"""
+
+
+@pytest.mark.parametrize(("setting", "threads"), [(None, 1), ("3", 3)])
+def test_a_request_runs_blas_and_openmp_on_the_configured_threads(
+    serving_venv: Path, classifier: Trained, setting: str | None, threads: int
+) -> None:
+    # Unset, one thread per request, however many cores the machine has; else the setting.
+    test = make_frame(5, 5, "classification")
+    names = list(FEATURES)
+    env = {"PATH": os.environ.get("PATH", "")}
+    if setting is not None:
+        env["RETRAIN_SERVING_THREADS"] = setting
+    out = subprocess.run(
+        [
+            str(serving_venv / "bin" / "python"),
+            "-c",
+            _THREADS_AFTER_PREDICT,
+            str(classifier.directory / "model.skops"),
+            classifier.version,
+            json.dumps(names),
+            json.dumps(request_rows(test, names)),
+        ],
+        cwd=SERVING,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout)
+    assert {"openmp", "openblas"} <= set(seen), seen  # scikit-learn's OpenMP, numpy's BLAS
+    assert set(seen.values()) == {threads}, seen
+
+
+@pytest.mark.parametrize("setting", ["0", "two", "-1"])
+def test_a_bad_thread_setting_stops_the_server_at_start(
+    serving_venv: Path, classifier: Trained, setting: str
+) -> None:
+    script = (
+        "import sys\n"
+        "from retrain_model import RetrainModel\n"
+        "RetrainModel(model_uri=sys.argv[1], model_version=sys.argv[2])\n"
+    )
+    out = subprocess.run(
+        [
+            str(serving_venv / "bin" / "python"),
+            "-c",
+            script,
+            str(classifier.directory / "model.skops"),
+            classifier.version,
+        ],
+        cwd=SERVING,
+        env={"PATH": os.environ.get("PATH", ""), "RETRAIN_SERVING_THREADS": setting},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode != 0
+    assert f"RETRAIN_SERVING_THREADS={setting!r}: expected a positive whole number" in out.stderr
+
+
 def test_the_serving_environment_has_no_kfp(serving_venv: Path) -> None:
     out = subprocess.run(
         [str(serving_venv / "bin" / "python"), "-c", "import kfp"],

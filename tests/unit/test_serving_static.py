@@ -141,3 +141,13 @@ def test_the_build_context_keeps_everything_the_dockerfile_copies() -> None:
         if ln.startswith("!")
     }
     assert [s for s in sources if s not in kept] == []
+
+
+def test_the_image_answers_a_request_on_one_native_thread_by_default() -> None:
+    # BLAS and OpenMP would otherwise start a thread per core of the node for every request.
+    text = _dockerfile()
+    env = re.search(r"^ENV (.*)$", text.split("FROM ${PYTHON_IMAGE}")[-1], re.M)
+    assert env is not None and "RETRAIN_SERVING_THREADS=1" in env.group(1).split()
+    source = (SERVING / "retrain_model.py").read_text()
+    assert "threadpoolctl" in imported_modules(source)
+    assert _pins(SERVING / "requirements.txt")["threadpoolctl"]
