@@ -139,3 +139,26 @@ def test_a_window_labelled_as_text_trains_on_integer_history(tmp_path: Path) -> 
     evaluate = second.records["evaluate"]
     assert evaluate["status"] == "succeeded", second.lines()
     assert evaluate["report"]["comparison"]["classes"] == [0, 1], evaluate["report"]
+
+
+def test_a_champion_of_text_classes_is_judged_against_a_challenger_of_numbers(
+    tmp_path: Path,
+) -> None:
+    # The label source went from "0"/"1" text to 0/1 integers: the champion learned text
+    # classes, the challenger (on history made numbers) integer ones. They are the same two
+    # classes, and the champion is scored on them, not given probability 0 for every label.
+    from sklearn.metrics import roc_auc_score
+
+    from retrain.evaluation.gates import evaluate_challenger
+
+    cfg = _cfg(tmp_path).model_copy(
+        update={"evaluation": _cfg(tmp_path).evaluation.model_copy(update={"min_rows": 50})}
+    )
+    old = _window(0, ["0", "1"], n=400)
+    champion = fit_model(cfg, old)
+    challenger = fit_model(cfg, _window(1, [0, 1], n=400))
+    recent, history = _window(2, [0, 1], n=300), _window(3, [0, 1], n=300)
+    r = evaluate_challenger(cfg, challenger, champion, recent, history, seed=1)
+    assert r.comparison["classes"] == [0, 1]
+    expected = roc_auc_score(recent["y"], champion.predict_proba(recent[["x"]])[:, 1])
+    assert r.metrics["champion"]["recent"]["roc_auc"] == pytest.approx(expected)

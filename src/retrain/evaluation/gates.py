@@ -306,10 +306,23 @@ def _class_union(
     challenger: Pipeline, champion: Pipeline | None, labels: list[pd.Series]
 ) -> list[Any]:
     classes = list(challenger.classes_)
+    known = {_class_key(c) for c in classes}
     if champion is not None:
-        classes += [c for c in champion.classes_ if c not in classes]
-    extra = {v for y in labels for v in pd.unique(y) if v not in classes}
+        # A champion that learned "1" as text and a challenger that learned the number 1
+        # (the label source changed type) have the same class, not two.
+        classes += [c for c in champion.classes_ if _class_key(c) not in known]
+        known = {_class_key(c) for c in classes}
+    extra = {v for y in labels for v in pd.unique(y) if _class_key(v) not in known}
     return classes + sorted(extra, key=str)
+
+
+def _class_key(value: Any) -> str:
+    """A class as text, whole numbers and booleans as integers: 1, 1.0, True and "1" agree."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _scores(
@@ -324,7 +337,8 @@ def _scores(
     if classes is None:
         return raw
     out = np.zeros((len(frame), len(classes)))
-    out[:, pd.Index(classes).get_indexer(list(model.classes_))] = raw
+    keys = pd.Index([_class_key(c) for c in classes])
+    out[:, keys.get_indexer(pd.Index([_class_key(c) for c in model.classes_]))] = raw
     return out
 
 
