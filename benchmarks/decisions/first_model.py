@@ -3,8 +3,10 @@
     from benchmarks.decisions.first_model import section
     print(section())          # 17 minutes on a busy 2-core machine; quick=True: about one
 
-A first model (no champion) is compared with a constant prediction on the same evaluation
-rows (`retrain.evaluation._baseline`): the paired bootstrap of its gain over the constant,
+A first model (no champion) is compared with a constant prediction taken from its training
+rows' target and scored on the evaluation rows (`retrain.evaluation._baseline`); a constant
+ranks nothing, so its AUC is 0.5 whichever rows it is taken from. The paired bootstrap of
+the model's gain over the constant,
 through `bootstrap_difference` and `decide` at the default `evaluation` settings. The model's
 score is ``mu * y + noise`` on balanced labels (binormal, so its true AUC is
 ``Phi(mu / sqrt 2)``); a constant's AUC is 0.5. Per cell: the share of runs blessed, rejected

@@ -10,6 +10,7 @@ is off.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -251,33 +252,45 @@ def test_a_first_model_worse_than_a_constant_on_every_resample_is_rejected(
     )
     assert worse.outcome == "rejected", worse.reason
     assert [g.name for g in worse.gates if not g.passed] == ["baseline_improvement"]
-    # A degenerate interval above 0 is still no evidence: undecided.
-    above = decide(
-        GateInputs(
-            "roc_auc",
-            True,
-            1.0,
-            recent_rows=6,
-            min_rows=500,
-            baseline_recent=0.5,
-            baseline_ci=(0.5, 0.5),
+    # A degenerate interval above 0, the constant from the training rows: a gain on every
+    # resample, blessed.
+    above = GateInputs(
+        "roc_auc",
+        True,
+        1.0,
+        recent_rows=6,
+        min_rows=500,
+        baseline_recent=0.5,
+        baseline_ci=(0.5, 0.5),
+    )
+    assert decide(above).blessed, decide(above).reason
+    # The constant fitted on the rows it is scored on (a card from before the training target
+    # was recorded): the same interval is no evidence, undecided.
+    fitted = decide(dataclasses.replace(above, baseline_fitted_on_recent=True))
+    assert fitted.undecided and "degenerate interval" in fitted.reason, fitted.reason
+    # Such a constant (mae: the rows' median) is perfect on one row, and any model worse on
+    # every resample: no evidence, still undecided; a constant from the training rows is not
+    # fitted on that row, and a model worse than it on every resample is rejected.
+    one_row = GateInputs(
+        "mae",
+        False,
+        0.037,
+        recent_rows=1,
+        min_rows=500,
+        baseline_recent=0.0,
+        baseline_ci=(-0.037, -0.037),
+        baseline_fitted_on_recent=True,
+    )
+    assert decide(one_row).undecided and "degenerate interval" in decide(one_row).reason
+    trained = decide(
+        dataclasses.replace(
+            one_row,
+            baseline_recent=0.01,
+            baseline_ci=(-0.027, -0.027),
+            baseline_fitted_on_recent=False,
         )
     )
-    assert above.undecided and "degenerate interval" in above.reason, above.reason
-    # Where the constant is fitted on the rows it is scored on (mae: their median), one row
-    # makes it perfect and any model worse on every resample: no evidence, still undecided.
-    one_row = decide(
-        GateInputs(
-            "mae",
-            False,
-            0.037,
-            recent_rows=1,
-            min_rows=500,
-            baseline_recent=0.0,
-            baseline_ci=(-0.037, -0.037),
-        )
-    )
-    assert one_row.undecided and "degenerate interval" in one_row.reason, one_row.reason
+    assert trained.outcome == "rejected", trained.reason
     # End to end: six rows whose labels the model ranks exactly backwards (AUC 0 on every
     # resample holding both classes) are not deployed, whatever the default.
     x1 = np.array([-3.0, -2.5, -2.0, 2.0, 2.5, 3.0])

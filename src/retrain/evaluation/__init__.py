@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from retrain.evaluation._baseline import target_constant
 from retrain.evaluation.bootstrap import bootstrap_difference
 from retrain.evaluation.gates import (
     EvaluationResult,
@@ -26,4 +27,5 @@ __all__ = [
     "confusion",
     "decide",
     "evaluate_challenger",
+    "target_constant",
 ]

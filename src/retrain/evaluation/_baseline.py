@@ -1,23 +1,44 @@
-"""The first model's gate: is it better than a trivial baseline on the same evaluation rows?
+"""The first model's gate: is it better than a constant prediction on the evaluation rows?
 
 Without a champion there is nothing to improve on, but a model can still be worse than
-knowing nothing. The baseline predicts the same for every row: the class shares of the recent
-evaluation rows (classification) or, for regression, the constant that scores best on the
-metric (their median target for mae, their mean for rmse and r2). The model's gain over it is
-bootstrapped like a challenger's over a champion (paired, on the same resamples), and:
+knowing nothing. The baseline predicts the same for every row, and that constant is taken
+from the target the model was trained on, recorded by the train step in the model card
+(``provenance.training_target``, `target_constant`): the training rows' class shares
+(classification) or, for regression, the constant that scores best on the metric (their
+median target for mae, their mean for rmse and r2). It is scored on the recent evaluation
+rows, which it was not fitted on, exactly as the model is. A class the training rows never
+held (one seen only in the evaluation rows) would get share 0 and an infinite log loss, so
+the shares are smoothed by half a row per class, ``(count + 0.5) / (rows + 0.5 * classes)``:
+no share is 0, and on the thousands of rows a model trains on the others barely move.
+
+The model's gain over the constant is bootstrapped like a challenger's over a champion
+(paired, on the same resamples), and:
 
 - the lower bound of the gain's interval above 0: the gate passes, on any number of rows (as
-  a challenger's shown gain does);
+  a challenger's shown gain does); a degenerate interval (every resample gave the same gain)
+  above 0 too: the model beat the constant on every resample (e.g. a perfect ranking, AUC 1
+  against 0.5);
 - the upper bound below 0 (the model is shown worse than the constant): it fails, on any
-  number of rows (as a challenger's shown regression does);
-- a degenerate interval (every bootstrap resample gave the same gain) below 0, the gain's
-  point estimate below 0 too: it fails (the model is worse than the constant on every
-  resample);
+  number of rows (as a challenger's shown regression does), a degenerate interval below 0
+  included;
 - otherwise, with at least ``evaluation.min_rows`` recent rows: it fails (the rows could have
   shown a gain of the interval's half-width and did not: no gain over the baseline is shown,
   e.g. an AUC near 0.5);
-- with fewer rows it is undecided, and so is a degenerate interval above 0 (no spread to
-  judge a gain by).
+- with fewer rows it is undecided.
+
+Judging a zero-width interval is sound because the constant is not fitted on the rows it is
+scored on: fitted on them, it is perfect on one row and any model loses to it on every
+resample. On a handful of rows a zero-width interval is weak evidence either way (one row
+gives one by itself), as any interval on so few rows is; the gate takes it as it takes a gain
+or a loss shown on few rows. (A challenger's degenerate interval against a champion is still
+undecided: `retrain.evaluation.decision`.)
+
+A model trained before the constant was recorded has none in its card: the constant is then
+fitted on the recent evaluation rows themselves (their class shares, median or mean), and the
+reason says so. That constant is flattered by the rows it is scored on (on one row it is
+perfect), so the former rules hold for it: a degenerate interval is undecided, except one
+below 0 for ROC AUC and average precision, where a constant's score owes nothing to fitting
+(`_UNFITTED_BASELINE`).
 
 An undecided first model is deployed, recorded as not evaluated, when
 ``evaluation.deploy_undecided_first_model`` is on (the default); otherwise it is held back as
@@ -26,16 +47,33 @@ any undecided challenger (`retrain.evaluation.gates`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
 
 from retrain.evaluation._result import Gate, finite, fmt
 
 if TYPE_CHECKING:
     from retrain.evaluation.decision import GateInputs
 
-__all__ = ["baseline_gate", "degenerate", "degenerate_words"]
+__all__ = [
+    "FITTED_ON_RECENT",
+    "baseline_gate",
+    "baseline_scores",
+    "best_constant",
+    "degenerate",
+    "degenerate_words",
+    "target_constant",
+]
 
 _EPS = 1e-12
+
+#: The reason's words when the constant is fitted on the rows it is scored on.
+FITTED_ON_RECENT = (
+    "constant fitted on the recent evaluation rows: the model card records none from training"
+)
 
 
 def degenerate(ci: tuple[float, float] | None) -> bool:
@@ -57,16 +95,82 @@ def degenerate_words(ci: tuple[float, float] | None) -> str:
 _UNFITTED_BASELINE = frozenset({"roc_auc", "average_precision"})
 
 
+def _jsonable(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def target_constant(task: str, y: Any, weight: Any = None) -> dict[str, Any]:
+    """What the constant prediction needs from the target a model is trained on, for its card:
+    the rows, and the class shares (classification) or the mean and median (regression),
+    weighted by the training rows' `weight` when the mix weighs them."""
+    s = pd.Series(np.asarray(y))
+    w = np.ones(len(s)) if weight is None else np.asarray(weight, dtype=float)
+    if task == "classification":
+        shares = pd.Series(w).groupby(s.to_numpy()).sum() / w.sum()
+        return {
+            "rows": len(s),
+            "classes": [_jsonable(c) for c in shares.index],
+            "shares": [float(v) for v in shares.to_numpy()],
+        }
+    values = s.to_numpy(dtype=float)
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(w[order])
+    median = float(values[order][np.searchsorted(cumulative, cumulative[-1] / 2.0)])
+    if weight is None:
+        median = float(np.median(values))
+    return {
+        "rows": len(s),
+        "mean": float(np.average(values, weights=w)),
+        "median": median,
+    }
+
+
+def best_constant(metric: str, y: np.ndarray) -> float:
+    """The constant prediction that scores best on `metric` over targets `y`: the median for
+    mae (it minimises the absolute error), the mean for rmse and r2 (squared error)."""
+    return float(np.median(y)) if metric == "mae" else float(y.mean())
+
+
+def baseline_scores(
+    metric: str,
+    y: pd.Series,
+    classes: list[Any] | None,
+    recorded: Mapping[str, Any] | None,
+) -> np.ndarray:
+    """A constant prediction for each of the rows whose targets are `y`: from the training
+    target `recorded` by `target_constant` (class shares smoothed by half a row per class, or
+    the median for mae and the mean otherwise); None: fitted on `y` itself (a model card from
+    before the constant was recorded)."""
+    n = len(y)
+    if classes is None:
+        if recorded is None:
+            return np.full(n, best_constant(metric, y.to_numpy(dtype=float)))
+        return np.full(n, float(recorded["median" if metric == "mae" else "mean"]))
+    if recorded is None:
+        shares = y.value_counts(normalize=True).reindex(classes, fill_value=0.0)
+        return np.tile(shares.to_numpy(dtype=float), (n, 1))
+    rows = float(recorded["rows"])
+    counts = np.zeros(len(classes))
+    at = pd.Index(classes).get_indexer(list(recorded["classes"]))
+    for i, share in zip(at, recorded["shares"], strict=True):
+        if i >= 0:
+            counts[i] += float(share) * rows
+    smoothed = (counts + 0.5) / (counts.sum() + 0.5 * len(classes))
+    return np.tile(smoothed, (n, 1))
+
+
 def baseline_gate(inputs: GateInputs, comparison: dict[str, Any]) -> tuple[Gate, str]:
-    """The first model against its trivial baseline, and the words for the reason."""
+    """The first model against its constant prediction, and the words for the reason."""
     ci = inputs.baseline_ci
     baseline = inputs.baseline_recent
     assert baseline is not None
+    fitted = inputs.baseline_fitted_on_recent
     sign = 1.0 if inputs.greater_is_better else -1.0
     gain = sign * (inputs.challenger_recent - baseline)
     comparison["baseline"] = baseline
     comparison["baseline_gain"] = gain
     comparison["baseline_ci"] = list(ci) if ci is not None else None
+    comparison["baseline_fitted_on"] = "recent evaluation rows" if fitted else "training rows"
     evidence = ci[0] if ci is not None else gain
     better = finite(evidence) and evidence > _EPS
     on = "lower bound of the gain's interval" if ci is not None else "gain"
@@ -75,17 +179,25 @@ def baseline_gate(inputs: GateInputs, comparison: dict[str, Any]) -> tuple[Gate,
         f"gain over the baseline {fmt(gain)}{ci_words}; {on} {fmt(evidence)} "
         f"{'is' if better else 'is not'} above 0"
     )
-    words = f", baseline (constant prediction) {fmt(baseline)} (gain {fmt(gain)}{ci_words})"
+    source = f"; {FITTED_ON_RECENT}" if fitted else ""
+    words = f", baseline (constant prediction) {fmt(baseline)} (gain {fmt(gain)}{ci_words}{source})"
+    if fitted:
+        detail += f"; {FITTED_ON_RECENT}"
     n = inputs.recent_rows
     worse = finite(gain) and (ci[1] if ci is not None else gain) < -_EPS
     if worse:
         detail += "; shown worse than the baseline"
     weak = None
-    if degenerate(ci) and worse and gain < -_EPS and inputs.metric in _UNFITTED_BASELINE:
+    if degenerate(ci) and not fitted:
+        # The constant was fitted on other rows: a zero-width interval is a gain (or a loss)
+        # on every resample, judged as any other.
+        side = "better" if better else "worse"
+        detail += f"; {degenerate_words(ci)}, {side} than the constant on every resample"
+    elif degenerate(ci) and worse and gain < -_EPS and inputs.metric in _UNFITTED_BASELINE:
         # No spread to judge by, but no resample where the model did not lose to the constant.
-        # Only where the constant's score owes nothing to the rows: elsewhere the constant is
-        # fitted on the very rows it is scored on (their mean, median or class shares), and
-        # on one row it is perfect, so any model loses on every resample.
+        # Only where the constant's score owes nothing to the rows: elsewhere the constant
+        # fitted on the very rows it is scored on (their mean, median or class shares) is
+        # perfect on one row, so any model loses on every resample.
         detail += f"; {degenerate_words(ci)}, worse than the constant on every resample"
     elif degenerate(ci):
         weak = degenerate_words(ci)

@@ -52,7 +52,8 @@ interval is not judged (as without history rows), a loss it shows holding the ch
 as undecided rather than rejecting it.
 
 Without a champion (the first model) the floor applies and, when `evaluate_challenger` supplies
-one, the comparison with a constant prediction (`retrain.evaluation._baseline`).
+one, the comparison with a constant prediction taken from the training target
+(`retrain.evaluation._baseline`).
 """
 
 from __future__ import annotations
@@ -114,10 +115,13 @@ class GateInputs:
         decline_ci: (lower, upper) interval of the champion's decline from the history rows to
             the recent rows, oriented so positive means worse on the recent rows; None to judge
             the change of regime on the point decline.
-        baseline_recent, baseline_ci: a first model's trivial baseline (the class prior, or
-            the best constant for the metric: the target's median for mae, its mean for rmse
-            and r2) on the recent rows and the interval of the model's gain over it; None: the
-            first model is judged by the floor alone.
+        baseline_recent, baseline_ci: a first model's constant prediction (the training
+            target's class shares, or the best constant for the metric: its median for mae,
+            its mean for rmse and r2) scored on the recent rows, and the interval of the
+            model's gain over it; None: the first model is judged by the floor alone.
+        baseline_fitted_on_recent: the constant was fitted on the recent rows themselves (a
+            model card that records none from training): a degenerate interval is then no
+            evidence, as `retrain.evaluation._baseline` explains.
     """
 
     metric: str
@@ -141,6 +145,7 @@ class GateInputs:
     decline_ci: tuple[float, float] | None = None
     baseline_recent: float | None = None
     baseline_ci: tuple[float, float] | None = None
+    baseline_fitted_on_recent: bool = False
 
 
 def decide(inputs: GateInputs) -> EvaluationResult:

@@ -10,6 +10,7 @@ champion's decline from history to recent) and hands them to
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from sklearn.pipeline import Pipeline
 
 from retrain.config import Config
 from retrain.errors import ValidationError
+from retrain.evaluation._baseline import baseline_scores, best_constant
 from retrain.evaluation.bootstrap import bootstrap_decline, bootstrap_difference
 from retrain.evaluation.decision import (
     NOT_ENOUGH_POSITIVES,
@@ -48,8 +50,15 @@ def evaluate_challenger(
     recent: pd.DataFrame,
     history: pd.DataFrame | None,
     seed: int,
+    *,
+    training_target: Mapping[str, Any] | None = None,
 ) -> EvaluationResult:
     """Score both models on both evaluation sets, bootstrap each gain, and apply the gates.
+
+    A first model (no `champion`) is compared with a constant prediction from
+    `training_target`, what `retrain.evaluation._baseline.target_constant` recorded of the
+    target it was trained on; None (a model card from before it was recorded): the constant
+    is fitted on the recent rows, and the reason says so.
 
     Class probabilities of the two models are aligned on the union of their classes (and any
     label seen in the holdouts), a class a model never saw getting probability 0. An empty
@@ -119,7 +128,9 @@ def evaluate_challenger(
     }
 
     if champion is None:  # the first model is compared with a constant prediction
-        scores["baseline"] = {"recent": _baseline_scores(cfg, metric, recent, classes)}
+        scores["baseline"] = {
+            "recent": baseline_scores(metric, recent[cfg.target], classes, training_target)
+        }
         metrics["baseline"] = {
             "recent": compute_metrics(
                 cfg.task, recent[cfg.target], scores["baseline"]["recent"], classes, (metric,)
@@ -174,6 +185,7 @@ def evaluate_challenger(
         constant_history=_constant_value(cfg, metric, frames.get("history")),
         baseline_recent=value("baseline", "recent"),
         baseline_ci=interval("recent", against="baseline"),
+        baseline_fitted_on_recent=champion is None and training_target is None,
     )
     result = decide(inputs)
     if result.comparison["champion_decline"] is not None:
@@ -197,24 +209,6 @@ def evaluate_challenger(
     metrics.pop("baseline", None)  # recorded in the comparison
     result = dataclasses.replace(result, metrics=metrics, comparison=comparison, confusion=matrix)
     return _first_model_policy(cfg, result)
-
-
-def _best_constant(metric: str, y: np.ndarray) -> float:
-    """The constant prediction that scores best on `metric` over targets `y`: the median for
-    mae (it minimises the absolute error), the mean for rmse and r2 (squared error)."""
-    return float(np.median(y)) if metric == "mae" else float(y.mean())
-
-
-def _baseline_scores(
-    cfg: Config, metric: str, frame: pd.DataFrame, classes: list[Any] | None
-) -> np.ndarray:
-    """A constant prediction for every row: the class shares of `frame` or, for regression,
-    the constant that scores best on `metric` (`_best_constant`)."""
-    y = frame[cfg.target]
-    if classes is None:
-        return np.full(len(frame), _best_constant(metric, y.to_numpy(dtype=float)))
-    shares = y.value_counts(normalize=True).reindex(classes, fill_value=0.0).to_numpy(dtype=float)
-    return np.tile(shares, (len(frame), 1))
 
 
 def _first_model_policy(cfg: Config, result: EvaluationResult) -> EvaluationResult:
@@ -245,7 +239,7 @@ def _constant_value(cfg: Config, metric: str, frame: pd.DataFrame | None) -> flo
     if frame is None or metric not in TARGET_UNIT_METRICS:
         return None
     y = frame[cfg.target].to_numpy(dtype=float)
-    constant = np.full(len(y), _best_constant(metric, y))
+    constant = np.full(len(y), best_constant(metric, y))
     return compute_metrics("regression", y, constant, None, (metric,))[metric]
 
 

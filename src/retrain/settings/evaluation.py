@@ -222,15 +222,16 @@ class EvaluationConfig(Section):
     deploy_undecided_first_model: bool = Field(
         default=True,
         description=(
-            "A first model (no champion yet) is compared with a constant prediction (the class"
-            " shares of the same evaluation rows, or the constant that scores best on the metric:"
-            " their median target for mae, their mean for rmse and r2) on the paired bootstrap: a"
-            " gain shown over it blesses, on any number of rows; no gain shown on at least"
-            " min_rows rows, or a model shown worse than it (on every resample, for a degenerate"
-            " interval of roc_auc or average_precision), rejects. This setting says what"
+            "A first model (no champion yet) is compared with a constant prediction taken from"
+            " its training rows' target (their class shares, or the constant that scores best on"
+            " the metric: their median for mae, their mean for rmse and r2), scored on the"
+            " recent evaluation rows on the paired bootstrap: a gain shown over it blesses, on"
+            " any number of rows (a gain on every resample too); no gain shown on at least"
+            " min_rows rows, or a model shown worse than it, rejects. This setting says what"
             " becomes of one the rows cannot judge: no"
             " gain shown on fewer than min_rows rows, no evaluation rows at all, too few"
-            " positives, or any other degenerate interval. On (default):"
+            " positives, or (a model card that records no training target, the constant then"
+            " fitted on the evaluation rows) a degenerate interval. On (default):"
             " it is deployed, its record saying it was not evaluated (comparison.evaluated false,"
             " and the reason says so), since without it nothing serves. Off: it is undecided and"
             " not deployed, like any undecided challenger, and the next run judges a new first"

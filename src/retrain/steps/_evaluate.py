@@ -65,7 +65,18 @@ def evaluate(
         recent, _ = from_parquet_bytes((Path(holdout_dir) / "recent.parquet").read_bytes())
         hist_path = Path(holdout_dir) / "history.parquet"
         history = from_parquet_bytes(hist_path.read_bytes())[0] if hist_path.exists() else None
-        result = evaluate_challenger(cfg, challenger, champion, recent, history, seed=cfg.seed)
+        # A card from before the training target was recorded has none: the first model's
+        # constant is then fitted on the recent rows, and the reason says so.
+        recorded = card.provenance.get("training_target")
+        result = evaluate_challenger(
+            cfg,
+            challenger,
+            champion,
+            recent,
+            history,
+            seed=cfg.seed,
+            training_target=recorded if isinstance(recorded, dict) else None,
+        )
         flat = _flatten_metrics(result.metrics)
         summary = f"{result.outcome.upper()}: {result.reason}"
         markdown = result.markdown()

@@ -18,6 +18,7 @@ from retrain.data.io import content_sha256, to_parquet_bytes
 from retrain.data.windows import parse_window
 from retrain.drift import PROFILE_FILE, profile_for_model
 from retrain.errors import ValidationError
+from retrain.evaluation import target_constant
 from retrain.labels.classes import check_label_classes, class_count, without_unknown_classes
 from retrain.registry import Registry
 from retrain.settings.evaluation import check_fits_classes
@@ -111,6 +112,10 @@ def train(
             result.provenance["history_load"] = history_notes
         if dropped:
             result.provenance["history_unknown_classes"] = dropped
+        # What a first model's constant prediction is taken from (retrain.evaluation._baseline).
+        result.provenance["training_target"] = target_constant(
+            cfg.task, ts.train[cfg.target], ts.sample_weight
+        )
         hashes = {
             "new_window": new_sha256,
             "history": history_sha256,
