@@ -188,7 +188,7 @@ def test_an_exhausted_population_short_of_min_labelled_ends_the_step_at_once() -
     assert "accuracy_drop not evaluated: 67 labelled per predictor, fewer than 500" in (
         state.reason
     )
-    assert "lower rollout.min_labelled or raise rollout.replay.windows" in state.reason
+    assert "lower rollout.min_labelled or raise rollout.replay.max_windows" in state.reason
     assert "set on_missing: skip on the quality checks" in state.reason
 
 

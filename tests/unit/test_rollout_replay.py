@@ -70,8 +70,10 @@ def test_replay_measures_both_models_on_the_newest_window(cfg: Config, store: Lo
     evaluation = int(evaluation_mask(labelled_frame(seed=11, n=3000)["id"], 0.2, "loans").sum())
     assert obs.ready
     requests = -(-evaluation // 20)
-    assert f"{evaluation} labelled evaluation rows from window(s) 1 in {requests} requests" in (
-        obs.source
+    # The newest window alone brings min_labelled, so `windows: auto` replays only it.
+    assert (
+        f"{evaluation} labelled evaluation rows from window(s) 1 (auto: 1 window to reach "
+        f"min_labelled 500) in {requests} requests" in obs.source
     )
     assert m["canary.requests"] == m["champion.requests"] == requests
     assert m["canary.error_rate"] == 0.0 and m["champion.error_rate"] == 0.0
@@ -120,8 +122,9 @@ def test_a_canary_that_cannot_load_is_not_ready(cfg: Config, store: LocalStorage
 
 
 def test_a_canary_that_raises_counts_as_errors(cfg: Config, store: LocalStorage) -> None:
-    bad_rows = labelled_frame(seed=12, n=500, week=2).drop(columns=["colour"])
-    write_history(store, "2", bad_rows)  # requests now lack a feature: every prediction raises
+    # The newest window (enough evaluation rows alone) lacks a feature: every prediction raises.
+    bad_rows = labelled_frame(seed=12, n=3000, week=2).drop(columns=["colour"])
+    write_history(store, "2", bad_rows)
     m = observe(cfg, store, "good-2").metrics
     assert m["canary.error_rate"] == 1.0 and m["champion.error_rate"] == 1.0
     assert m["canary.accuracy"] is None and m["prediction_shift"] is None
@@ -366,8 +369,10 @@ def test_replay_chunks_are_reproducible_and_an_empty_one_adds_no_labels(
 
 
 def test_a_small_replay_window_ends_the_step_at_once_and_says_why(
-    cfg: Config, store: LocalStorage
+    tmp_path: Path, store: LocalStorage
 ) -> None:
+    # One window pinned (`windows: auto` would add the older window 1 and reach min_labelled).
+    cfg = make_cfg(tmp_path, replay={"rows": 800, "batch_size": 20, "windows": 1})
     small = labelled_frame(seed=14, n=300, week=2)
     write_history(store, "2", small)  # the newest window: a few dozen evaluation rows
     evaluation = int(evaluation_mask(small["id"], 0.2, "loans").sum())
@@ -386,7 +391,10 @@ def test_a_small_replay_window_ends_the_step_at_once_and_says_why(
     # One analysis, not a wait to the deadline while the same rows are counted again.
     assert outcome.phase == "inconclusive"
     assert clock.now - T0 == timedelta(seconds=60)
-    assert f"replay has {evaluation} labelled evaluation rows (window(s) 2)" in outcome.summary
+    assert (
+        f"replay has {evaluation} labelled evaluation rows (window(s) 2 (rollout.replay.windows "
+        "1))" in outcome.summary
+    )
     assert f"{evaluation} labelled, fewer than rollout.min_labelled 500" in outcome.summary
     assert "lower rollout.min_labelled or raise rollout.replay.windows" in outcome.summary
     assert "on_missing: skip" in outcome.summary

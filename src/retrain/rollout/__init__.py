@@ -4,6 +4,7 @@
     checks      error_rate, latency_p95, accuracy_drop, loss_increase, prediction_shift
     ranking     average_precision_drop, recall_at_precision_<P>_drop (rare events, paired)
     providers   ReplayProvider (embedded default), PrometheusProvider, provider_for
+    population  which labelled windows a replay step draws from (replay.windows: auto)
     controller  RolloutController: lock, persisted state (CAS), aliases, deployment, events
     observe     ObserveRequest and the MetricsProvider protocol every provider implements
 

@@ -27,12 +27,16 @@ class Observations:
             otherwise why none can, in words (the replay provider has used every evaluation
             row it draws from). The step's quality checks are then judged on the evidence
             pooled so far instead of waiting for labels that cannot come.
+        population: what the step's draws come from (the replay's windows), named by the
+            step's first analysis that had any; the rollout state keeps it, and later
+            analyses of the step are asked for the same (`ObserveRequest.population`).
     """
 
     ready: bool
     metrics: Mapping[str, float | None] = field(default_factory=dict)
     source: str = ""
     exhausted: str = ""
+    population: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -220,6 +220,7 @@ class RolloutController:
                         rollout_id=state.rollout_id,
                         step=state.step,
                         pooled=evidence.analyses(state.pool),
+                        population=state.population,
                     )
                 )
             except TransientError as err:

@@ -96,7 +96,8 @@ class RolloutState:
     a re-run after a crash can tell an action it already carried out from a new one. `pool`
     holds the current step's pooled labelled sums and `looks` the quality checks' looks at
     them (`retrain.rollout.pool`); `step_deadline` is the step's deadline once label traffic
-    moved it (`retrain.rollout.wait`). All three are reset when the step changes.
+    moved it (`retrain.rollout.wait`); `population` what the step's draws come from
+    (`Observations.population`). All four are reset when the step changes.
     """
 
     rollout_id: str
@@ -119,6 +120,7 @@ class RolloutState:
     pool: Mapping[str, float] = field(default_factory=dict)
     looks: evidence.Looks = field(default_factory=evidence.Looks)
     step_deadline: datetime | None = None
+    population: tuple[str, ...] = ()
 
     @property
     def terminal(self) -> bool:
@@ -177,6 +179,7 @@ class RolloutState:
             "pool": dict(self.pool),
             "looks": self.looks.as_dict(),
             "step_deadline": _iso(self.step_deadline),
+            "population": list(self.population),
         }
 
     @classmethod
@@ -203,6 +206,7 @@ class RolloutState:
                 pool={str(k): float(v) for k, v in raw.get("pool", {}).items()},
                 looks=evidence.Looks.from_dict(raw.get("looks")),
                 step_deadline=_from_iso(raw.get("step_deadline")),
+                population=tuple(str(w) for w in raw.get("population", ())),
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ValidationError(f"rollout state is malformed: {err!r}") from None
@@ -302,7 +306,9 @@ def advance(
         policy.min_positives,
         final=bool(observations.exhausted),
     )
-    state = replace(state, pool=pool, looks=looks)
+    state = replace(
+        state, pool=pool, looks=looks, population=state.population or observations.population
+    )
     failed = any(r.passed is False for r in results)
     waiting = not failed and any(r.waiting for r in results)
     summary = summarise(results)
@@ -386,6 +392,7 @@ def advance(
         pool={},
         looks=evidence.Looks(),
         step_deadline=None,
+        population=(),
         reason=f"{label} passed ({summary}); canary to {next_traffic}%",
     )
     return _decide(state, (SetTraffic(next_traffic),))

@@ -24,7 +24,9 @@ class ObserveRequest:
     whose observations are already pooled (`retrain.rollout.pool.analyses`): all three come
     from the persisted rollout state, so a provider that draws from a finite population (the
     replay) gives each analysis of a step rows no earlier one used, and a re-run after a crash
-    the same rows as the analysis it repeats.
+    the same rows as the analysis it repeats. `population` is what the step's first analysis
+    drew from (`Observations.population`, kept in the state; empty: the provider chooses), so
+    data landing mid-step does not change the step's draw.
     """
 
     cfg: Config
@@ -37,6 +39,7 @@ class ObserveRequest:
     rollout_id: str = ""
     step: int = 0
     pooled: int = 0
+    population: tuple[str, ...] = ()
 
 
 class MetricsProvider(Protocol):

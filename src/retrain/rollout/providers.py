@@ -4,10 +4,13 @@ A provider turns "champion v1 and canary v2 serve at 25 %" into `Observations`. 
 
 - `ReplayProvider` (the embedded default): recent labelled *evaluation* rows (the share of ids
   `retrain.data.split.evaluation_mask` keeps out of every training set, so neither model was
-  trained on them) are cut into requests of `batch_size` rows, and every request is answered
-  by both registered models, on one thread, in an order drawn per request. Scoring both on the
-  same rows is a paired comparison: the champion-vs-canary difference carries no noise from
-  two different samples, so the quality checks need far fewer rows than with split traffic.
+  trained on them) of the windows `retrain.rollout.population` chooses (by default the fewest
+  newest that reach ``min_labelled``; the step's first analysis chooses them, the rollout state
+  keeps them for the rest of the step) are cut into requests of `batch_size` rows, and every
+  request is answered by both registered models, on one thread, in an order drawn per
+  request. Scoring both on the same rows is a paired comparison: the champion-vs-canary
+  difference carries no noise from two different samples, so the quality checks need far
+  fewer rows than with split traffic.
   The analyses of one traffic step take disjoint rows (the step's pool counts each row once):
   consecutive chunks of ``replay.rows`` from a permutation of the evaluation rows fixed by the
   seed, the rollout and the step. The analysis that takes the last rows says the population
@@ -36,14 +39,12 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from retrain.config import Config
-from retrain.data.io import from_parquet_bytes
-from retrain.data.split import evaluation_mask
-from retrain.data.windows import window_sort_key
 from retrain.errors import RetrainError, ValidationError
 from retrain.registry import Registry
 from retrain.rollout.checks import metric
 from retrain.rollout.machine import Observations
 from retrain.rollout.observe import MetricsProvider, ObserveRequest
+from retrain.rollout.population import replay_population
 from retrain.rollout.prometheus import PrometheusProvider
 from retrain.rollout.ranking import score_cells
 from retrain.rollout.shift import MIN_PREDICTIONS, score_histograms, shift
@@ -199,7 +200,8 @@ class ReplayProvider:
     """Replays recent labelled history through the registered champion and canary.
 
     Args:
-        settings: rows per analysis, windows to draw from, rows per request.
+        settings: rows per analysis, rows per request, threads (the windows to draw from
+            are `retrain.rollout.population`'s, from the config of each request).
         shift_method: "js" or "psi" for the prediction-shift metric.
         loader: loads a registered version (default:
             `retrain.training.artifact.load_registered_model`,
@@ -237,13 +239,16 @@ class ReplayProvider:
         except RetrainError as err:
             champion, champion_error = None, f"; champion {request.champion} did not load: {err}"
 
-        population, windows = self._population(store, cfg)
-        if population.empty:
+        chosen = replay_population(
+            store, cfg, request.population, getattr(canary, "classes_", None)
+        )
+        if chosen.rows.empty:
             return Observations(
                 ready=True,
                 source="replay: no labelled evaluation rows in the history store",
             )
-        rows, note, exhausted = self._draw(population, windows, cfg, request)
+        named = f"{', '.join(chosen.windows)} ({chosen.why})"
+        rows, note, exhausted = self._draw(chosen.rows, named, cfg, request)
         size = self.settings.batch_size
         starts = range(0, len(rows), size)
         # Which model answers first, per request, so neither is always timed on a warm cache.
@@ -275,13 +280,19 @@ class ReplayProvider:
             metrics["prediction_shift"] = None
         source = (
             f"replay of {len(rows)} {note}evaluation rows from window(s) "
-            f"{', '.join(windows)} in {len(starts)} requests of up to {size} rows, each answered "
+            f"{named} in {len(starts)} requests of up to {size} rows, each answered "
             f"by both models (canary at {request.traffic}% in production){champion_error}"
         )
-        return Observations(ready=True, metrics=metrics, source=source, exhausted=exhausted)
+        return Observations(
+            ready=True,
+            metrics=metrics,
+            source=source,
+            exhausted=exhausted,
+            population=chosen.windows,
+        )
 
     def _draw(
-        self, population: pd.DataFrame, windows: list[str], cfg: Config, request: ObserveRequest
+        self, population: pd.DataFrame, windows: str, cfg: Config, request: ObserveRequest
     ) -> tuple[pd.DataFrame, str, str]:
         """This analysis' rows, how they are labelled (in words) and, once the step has used
         every row, why no more labels can come.
@@ -305,37 +316,10 @@ class ReplayProvider:
             return rows, note, ""
         labelled = int(population[cfg.target].notna().sum())
         exhausted = (
-            f"replay has {labelled} labelled evaluation rows (window(s) {', '.join(windows)}), "
+            f"replay has {labelled} labelled evaluation rows (window(s) {windows}), "
             "all of them now in this step's evidence"
         )
         return rows, note, exhausted
-
-    def _population(self, store: Storage, cfg: Config) -> tuple[pd.DataFrame, list[str]]:
-        """The labelled evaluation rows of the newest `windows` windows, and those windows."""
-        keys = [k for k in store.list("datasets") if k.endswith("/labelled.parquet")]
-        by_window = sorted(
-            ((window_sort_key(cfg.data, k.split("/")[1]), k.split("/")[1], k) for k in keys),
-            key=lambda t: t[0],
-        )[-self.settings.windows :]
-        if not by_window:
-            return pd.DataFrame(), []
-        frames = [from_parquet_bytes(store.read_bytes(key))[0] for _, _, key in by_window]
-        rows = pd.concat(frames, ignore_index=True)
-        if cfg.target not in rows.columns:
-            raise ValidationError(
-                f"history windows lack the target column '{cfg.target}': cannot replay them"
-            )
-        if cfg.data.id_column not in rows.columns:
-            raise ValidationError(
-                f"history windows lack the id column '{cfg.data.id_column}': cannot tell "
-                "evaluation rows from training rows"
-            )
-        # Evaluation rows only: a row either model trained on would flatter it.
-        share = cfg.training.evaluation_share
-        rows = rows[evaluation_mask(rows[cfg.data.id_column], share, cfg.name)]
-        if rows.empty:
-            return pd.DataFrame(), []
-        return rows.reset_index(drop=True), [w for _, w, _ in by_window]
 
 
 def _serve(

@@ -113,7 +113,8 @@ def spent(policy: RolloutConfig, label: str, count: float, exhausted: str, summa
     n = policy.min_labelled
     short = f"{count:.0f} labelled, fewer than rollout.min_labelled {n}, " if count < n else ""
     knob = "rollout.min_labelled" if count < n else "rollout.min_positives"
-    more = " or raise rollout.replay.windows" if policy.provider == "replay" else ""
+    knob_more = "max_windows" if policy.replay.windows == "auto" else "windows"
+    more = f" or raise rollout.replay.{knob_more}" if policy.provider == "replay" else ""
     return (
         f"no more labels can come at {label}: {exhausted}; {short}so the quality checks cannot "
         f"be judged ({summary}); to judge such a canary lower {knob}{more}, or set "

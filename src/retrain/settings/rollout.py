@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -102,11 +102,23 @@ def default_checks(task: str) -> tuple[CheckSpec, ...]:
 class ReplaySettings(Section):
     """The embedded provider: recent labelled windows replayed through both models."""
 
-    windows: int = Field(
-        default=1,
+    windows: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        default="auto",
+        description="Newest labelled windows to draw evaluation rows from. 'auto' (default): "
+        "the fewest newest windows whose evaluation rows reach min_labelled (and, with a "
+        "ranking check on a classifier, min_positives positives), at most max_windows; chosen "
+        "at a step's first analysis and kept for the rest of the step. Older windows' "
+        "evaluation rows are still rows no model trained on, but auto may reach into windows "
+        "from before a change of concept; an int pins exactly that many windows.",
+    )
+    max_windows: int = Field(
+        default=8,
         ge=1,
-        description="Newest labelled windows to draw evaluation rows from; raise it when their "
-        "evaluation rows fall short of min_labelled.",
+        description="The most windows 'auto' replays. 8 lets windows of ~313 rows reach the "
+        "default min_labelled 500 at the default evaluation_share 0.2 (8 x 313 x 0.2), i.e. "
+        "8 days of a daily stream or 2 months of a weekly one; further back the rows more "
+        "likely describe an older concept, and every window is read at each step. Short of "
+        "min_labelled at the cap, the step ends 'inconclusive' naming it.",
     )
     rows: int = Field(
         default=2000,
