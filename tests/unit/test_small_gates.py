@@ -252,8 +252,9 @@ def test_a_first_model_worse_than_a_constant_on_every_resample_is_rejected(
     )
     assert worse.outcome == "rejected", worse.reason
     assert [g.name for g in worse.gates if not g.passed] == ["baseline_improvement"]
-    # A degenerate interval above 0, the constant from the training rows: a gain on every
-    # resample, blessed.
+    # A degenerate interval above 0, the constant from the training rows: on min_rows rows a
+    # gain on every resample, blessed; on 6 rows no evidence (two rows ranked right give AUC 1
+    # on every resample for a model with no skill half the time), undecided.
     above = GateInputs(
         "roc_auc",
         True,
@@ -263,14 +264,18 @@ def test_a_first_model_worse_than_a_constant_on_every_resample_is_rejected(
         baseline_recent=0.5,
         baseline_ci=(0.5, 0.5),
     )
-    assert decide(above).blessed, decide(above).reason
+    few = decide(above)
+    assert few.undecided and "fewer than evaluation.min_rows 500" in few.reason, few.reason
+    enough = decide(dataclasses.replace(above, recent_rows=500))
+    assert enough.blessed and not enough.undecided, enough.reason
     # The constant fitted on the rows it is scored on (a card from before the training target
     # was recorded): the same interval is no evidence, undecided.
     fitted = decide(dataclasses.replace(above, baseline_fitted_on_recent=True))
     assert fitted.undecided and "degenerate interval" in fitted.reason, fitted.reason
     # Such a constant (mae: the rows' median) is perfect on one row, and any model worse on
-    # every resample: no evidence, still undecided; a constant from the training rows is not
-    # fitted on that row, and a model worse than it on every resample is rejected.
+    # every resample: no evidence, still undecided. A constant from the training rows is not
+    # fitted on that row, but one row gives a zero-width interval by itself: undecided too
+    # (mae ranks nothing), and rejected only on min_rows rows.
     one_row = GateInputs(
         "mae",
         False,
@@ -290,7 +295,17 @@ def test_a_first_model_worse_than_a_constant_on_every_resample_is_rejected(
             baseline_fitted_on_recent=False,
         )
     )
-    assert trained.outcome == "rejected", trained.reason
+    assert trained.undecided and "fewer than evaluation.min_rows" in trained.reason
+    on_enough = decide(
+        dataclasses.replace(
+            one_row,
+            recent_rows=500,
+            baseline_recent=0.01,
+            baseline_ci=(-0.027, -0.027),
+            baseline_fitted_on_recent=False,
+        )
+    )
+    assert on_enough.outcome == "rejected", on_enough.reason
     # End to end: six rows whose labels the model ranks exactly backwards (AUC 0 on every
     # resample holding both classes) are not deployed, whatever the default.
     x1 = np.array([-3.0, -2.5, -2.0, 2.0, 2.5, 3.0])

@@ -15,23 +15,26 @@ The model's gain over the constant is bootstrapped like a challenger's over a ch
 (paired, on the same resamples), and:
 
 - the lower bound of the gain's interval above 0: the gate passes, on any number of rows (as
-  a challenger's shown gain does); a degenerate interval (every resample gave the same gain)
-  above 0 too: the model beat the constant on every resample (e.g. a perfect ranking, AUC 1
-  against 0.5);
+  a challenger's shown gain does); on at least ``evaluation.min_rows`` rows a degenerate
+  interval (every resample gave the same gain) above 0 too: the model beat the constant on
+  every resample (e.g. a perfect ranking, AUC 1 against 0.5);
 - the upper bound below 0 (the model is shown worse than the constant): it fails, on any
-  number of rows (as a challenger's shown regression does), a degenerate interval below 0
-  included;
+  number of rows (as a challenger's shown regression does); a degenerate interval below 0
+  on at least ``min_rows`` rows, or on any number for ROC AUC and average precision;
 - otherwise, with at least ``evaluation.min_rows`` recent rows: it fails (the rows could have
   shown a gain of the interval's half-width and did not: no gain over the baseline is shown,
   e.g. an AUC near 0.5);
 - with fewer rows it is undecided.
 
-Judging a zero-width interval is sound because the constant is not fitted on the rows it is
-scored on: fitted on them, it is perfect on one row and any model loses to it on every
-resample. On a handful of rows a zero-width interval is weak evidence either way (one row
-gives one by itself), as any interval on so few rows is; the gate takes it as it takes a gain
-or a loss shown on few rows. (A challenger's degenerate interval against a champion is still
-undecided: `retrain.evaluation.decision`.)
+A zero-width interval (every resample gave the same gain) is judged only on at least
+``evaluation.min_rows`` recent rows. Judging it there is sound because the constant is not
+fitted on the rows it is scored on (fitted on them, it is perfect on one row and any model
+loses to it on every resample). On fewer rows it is no evidence: one row gives a zero-width
+interval by itself, and two rows ranked right give ROC AUC 1 against 0.5 on every resample for
+a model with no skill half the time; so it is undecided, except that a ranking shown worse
+than a constant's on every resample (ROC AUC, average precision: a model ranking the rows
+backwards) still fails, as before the constant was recorded. (A challenger's degenerate
+interval against a champion is undecided: `retrain.evaluation.decision`.)
 
 A model trained before the constant was recorded has none in its card: the constant is then
 fitted on the recent evaluation rows themselves (their class shares, median or mean), and the
@@ -188,9 +191,10 @@ def baseline_gate(inputs: GateInputs, comparison: dict[str, Any]) -> tuple[Gate,
     if worse:
         detail += "; shown worse than the baseline"
     weak = None
-    if degenerate(ci) and not fitted:
-        # The constant was fitted on other rows: a zero-width interval is a gain (or a loss)
-        # on every resample, judged as any other.
+    enough = n is None or n >= inputs.min_rows
+    if degenerate(ci) and not fitted and enough:
+        # The constant was fitted on other rows: on min_rows rows a zero-width interval is a
+        # gain (or a loss) on every resample, judged as any other.
         side = "better" if better else "worse"
         detail += f"; {degenerate_words(ci)}, {side} than the constant on every resample"
     elif degenerate(ci) and worse and gain < -_EPS and inputs.metric in _UNFITTED_BASELINE:
@@ -201,6 +205,10 @@ def baseline_gate(inputs: GateInputs, comparison: dict[str, Any]) -> tuple[Gate,
         detail += f"; {degenerate_words(ci)}, worse than the constant on every resample"
     elif degenerate(ci):
         weak = degenerate_words(ci)
+        if not fitted:
+            weak += (
+                f" on {n} recent evaluation rows, fewer than evaluation.min_rows {inputs.min_rows}"
+            )
     elif n is not None and n < inputs.min_rows and not (better or worse):
         weak = f"{n} recent evaluation rows, fewer than evaluation.min_rows {inputs.min_rows}"
     comparison["lack_of_power"] = weak
