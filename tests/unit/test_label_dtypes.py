@@ -274,3 +274,32 @@ def test_the_train_steps_class_checks_take_booleans_and_numeric_text_as_numbers(
     new = _window(1, labels)
     assert _check_classes(cfg, None, "v1", champion, new, "1") == [0, 1]
     _check_metric_fits(cfg, new, _window(0, ["0", "1"]), "1")  # 2 classes, not 4
+
+
+@pytest.mark.integration  # three cycles through the real steps
+def test_a_window_of_labels_that_cannot_join_history_is_refused_before_it_is_committed(
+    tmp_path: Path,
+) -> None:
+    require("river", "the demo data generator uses river (extra 'demo')")
+    from retrain.data.demo import generate_loans
+    from retrain.data.history import history_key
+    from retrain.errors import EXIT_VALIDATION
+
+    cfg = load_config(generate_loans(tmp_path, windows=3, rows_per_window=300, drift_window=2))
+    week_1 = Path(cfg.labels.uri) / "week-001.parquet"  # the demo's labels are 0/1 integers
+    labels = pd.read_parquet(week_1)
+    column = cfg.labels.label_column
+    labels[column] = labels[column].map({0: "no", 1: "yes"})
+    labels.to_parquet(week_1)
+    first = run_cycle(cfg, "0", engine="direct", run_id="first", as_of="2", now=NOW)
+    assert first.exit_code == EXIT_OK, first.lines()
+    second = run_cycle(cfg, "1", engine="direct", run_id="second", as_of="3", now=NOW)
+    assert second.exit_code == EXIT_VALIDATION, second.lines()
+    failed = second.failed_step
+    assert failed is not None and failed["step"] == "label"
+    assert "window 1 is not committed to history" in str(failed["message"])
+    store = LocalStorage(cfg.storage_root)
+    assert not store.exists(history_key("1"))  # nothing immutable to correct
+    # The next window trains on history as it is.
+    third = run_cycle(cfg, "2", engine="direct", run_id="third", as_of="4", now=NOW)
+    assert third.records["train"]["status"] == "succeeded", third.lines()
