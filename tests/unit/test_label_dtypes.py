@@ -112,6 +112,28 @@ def test_a_stored_window_that_cannot_be_reconciled_is_left_out_with_a_note(
     assert kinds[0] in note and kinds[1] in note
 
 
+@pytest.mark.parametrize(
+    ("windows", "left_out"),
+    [
+        ([["no", "yes"], [0, 1], ["no", "yes"]], ["window 1"]),  # the odd one is older
+        ([[0, 1], [0, 1], ["no", "yes"], ["no", "yes"]], ["window 0", "window 1"]),
+        ([[0, 1], [0.0, float("inf")], [1, 0]], ["window 1"]),  # an infinite label
+    ],
+    ids=["odd-older", "source-changed", "infinite"],
+)
+def test_the_windows_left_out_are_those_that_cannot_join_the_newest(
+    tmp_path: Path, windows: list[list[Any]], left_out: list[str]
+) -> None:
+    cfg = _cfg(tmp_path)
+    store = LocalStorage(cfg.storage_root)
+    for week, labels in enumerate(windows):
+        _commit(store, week, _window(week, labels))
+    loaded = read_history(store, cfg, str(len(windows)))
+    assert sorted(loaded.left_out) == left_out
+    assert loaded.frame is not None
+    assert len(loaded.frame) == 120 * (len(windows) - len(left_out))
+
+
 def test_the_label_step_refuses_a_window_whose_labels_cannot_join_history(
     tmp_path: Path,
 ) -> None:

@@ -99,10 +99,24 @@ def split_reconcilable(
     if not refused:
         return out, {}
     why = _refusal(frames, names, target, refused)
-    kept = [None if i in refused else f for i, f in enumerate(frames)]
+    # Newest first, each frame kept if it joins those kept so far: the frames left out are
+    # those that cannot join the newest (the label step checks a window against it).
+    # Decided on each frame's distinct values only.
+    small = {
+        i: f[[target]].drop_duplicates()
+        for i, f in enumerate(frames)
+        if f is not None and target in f.columns
+    }
+    keep: set[int] = set()
+    for i in sorted(small, reverse=True):
+        trial = [small[j] if j in keep or j == i else None for j in range(len(frames))]
+        if not _reconcile(trial, names, target)[1]:
+            keep.add(i)
+    left = set(small) - keep
+    kept = [None if i in left else f for i, f in enumerate(frames)]
     out, still = _reconcile(kept, names, target)
-    assert not still  # the frames left all read as numbers
-    return out, {names[i]: why for i in refused}
+    assert not still  # the frames kept were checked together
+    return out, {names[i]: why for i in sorted(left)}
 
 
 _FIX = (
@@ -117,13 +131,9 @@ def _reconcile(
     columns = {i: f[target] for i, f in enumerate(frames) if f is not None and target in f.columns}
     facts = {i: pd.factorize(col) for i, col in columns.items()}
     values = {i: _python(uniques) for i, (_, uniques) in facts.items()}
-    for i, vals in values.items():
-        bad = [v for v in vals if isinstance(v, float) and not math.isfinite(v)]
-        if bad:
-            raise ValidationError(
-                f"target {target!r} of {names[i]} holds {bad[0]!r}: a label must be finite",
-                ["fix the label source: infinite labels are no class and no target value"],
-            )
+    infinite = {i for i, vals in values.items() if _infinite(vals)}
+    if infinite:
+        return list(frames), infinite  # no class and no target value
     if _agree(columns, values):
         return list(frames), set()
     numbers: dict[int, list[int | float]] = {}
@@ -178,6 +188,10 @@ def _agree(columns: dict[int, pd.Series], values: dict[int, list[Any]]) -> bool:
     return len(dtypes) == 1 and len(found) <= 1 and all(len(k) == 1 for k in found)
 
 
+def _infinite(values: list[Any]) -> list[float]:
+    return [v for v in values if isinstance(v, float) and not math.isfinite(v)]
+
+
 def _value_kind(v: Any) -> str:
     if isinstance(v, str):
         return "text"
@@ -219,11 +233,15 @@ def _number(value: Any) -> int | float | None:
 def _refusal(
     frames: Sequence[pd.DataFrame | None], names: Sequence[str], target: str, refused: set[int]
 ) -> str:
-    kinds = ", ".join(
-        f"{names[i]}: {_kind(f[target])}"
-        for i, f in enumerate(frames)
-        if f is not None and target in f.columns
-    )
+    columns = {i: f[target] for i, f in enumerate(frames) if f is not None and target in f.columns}
+    kinds = ", ".join(f"{names[i]}: {_kind(col)}" for i, col in columns.items())
+    for i in sorted(refused):
+        infinite = _infinite(_python(pd.unique(columns[i].dropna())))
+        if infinite:
+            return (
+                f"target {target!r} of {names[i]} holds {infinite[0]!r} ({kinds}): a label"
+                " must be finite, no class and no target value"
+            )
     return (
         f"target {target!r} has different types across the labelled data ({kinds}) and"
         f" the values of {', '.join(names[i] for i in sorted(refused))} cannot be read as"
