@@ -641,7 +641,7 @@ def request_limits(environ: Mapping[str, str]) -> tuple[int, int]:
         if not text:
             values.append(default)
             continue
-        if not text.isdigit() or int(text) < 1:
+        if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
             raise ValidationError(f"{name}={text!r}: expected a positive whole number")
         values.append(int(text))
     return values[0], values[1]
@@ -656,7 +656,7 @@ def serving_threads(environ: Mapping[str, str]) -> int:
     text = environ.get(THREADS_ENV, "").strip()
     if not text:
         return 1
-    if not text.isdigit() or int(text) < 1:
+    if not re.fullmatch(r"[0-9]+", text) or int(text) < 1:
         raise ValidationError(f"{THREADS_ENV}={text!r}: expected a positive whole number")
     return int(text)
 

@@ -143,7 +143,7 @@ class KfpLauncher:
         from retrain.deploy import require_deploy_target
 
         try:  # before compiling or submitting: the run's deploy step would fail after training
-            require_deploy_target(self.cfg)
+            require_deploy_target(self.cfg, cluster=True)
         except ValidationError as err:
             return LaunchResult(run_id, "failed", detail=str(err))
         k = self.cfg.triggers.kfp

@@ -145,7 +145,7 @@ def submit_run(
     from retrain.steps.resolve_rules import AUTO, check_keyword
 
     # Before compiling or contacting the cluster: deploy would fail only after training.
-    require_deploy_target(cfg)
+    require_deploy_target(cfg, cluster=True)
     check_keyword("window_id", window)
     if window == AUTO:
         # Passed through: the pipeline resolves it at run time, as for a recurring run.

@@ -26,9 +26,10 @@ from retrain.training.model import fit_model
 NOW = datetime(2030, 1, 7, 3, 0, tzinfo=timezone.utc)
 
 
-def _cfg(tmp_path: Path) -> Config:
+def _cfg(tmp_path: Path, **extra: Any) -> Config:
     return config_from_dict(
         {
+            **extra,
             "name": "loans",
             "task": "classification",
             "target": "y",
@@ -72,11 +73,14 @@ def test_history_windows_of_int_and_text_or_bool_labels_train_as_two_classes(
     store = LocalStorage(cfg.storage_root)
     _commit(store, 0, _window(0, [0, 1]))
     _commit(store, 1, _window(1, second))
-    _commit(store, 2, _window(2, [0.0, 1.0]))  # floats: a window with a missing label
+    floats = _window(2, [0.0, 1.0])
+    floats.loc[3, "y"] = np.nan  # a window with a missing label: its column is float64
+    _commit(store, 2, floats)
     history = read_history(store, cfg, "3").frame
     assert history is not None
-    assert sorted(pd.unique(history["y"]).tolist()) == [0, 1]
-    assert len({type(v) for v in history["y"]}) == 1  # one type, not 1 and "1"
+    assert history["y"].dtype == np.float64  # a missing label: numbers as floats
+    assert int(history["y"].isna().sum()) == 1
+    assert sorted(history["y"].dropna().unique().tolist()) == [0.0, 1.0]
     # The new window's labels as text too, against the integer-and-text history.
     ts = build_training_set(_window(3, ["0", "1"]), history, cfg, cfg.seed)
     model = fit_model(cfg, ts.train)
@@ -90,19 +94,62 @@ def test_history_windows_of_int_and_text_or_bool_labels_train_as_two_classes(
         ([False, True], ["False", "True"], ("window 0: bool", "window 1: str")),
     ],
 )
-def test_labels_that_cannot_be_reconciled_are_refused_naming_windows_and_types(
+def test_a_stored_window_that_cannot_be_reconciled_is_left_out_with_a_note(
     tmp_path: Path, first: list[Any], second: list[Any], kinds: tuple[str, str]
 ) -> None:
+    # Committed before the label step checked it: history is immutable, so refusing it would
+    # stop every later training. It is left out, and the load says which and why.
     cfg = _cfg(tmp_path)
     store = LocalStorage(cfg.storage_root)
     _commit(store, 0, _window(0, first))
     _commit(store, 1, _window(1, second))
+    _commit(store, 2, _window(2, first))
+    loaded = read_history(store, cfg, "3")
+    assert loaded.frame is not None and len(loaded.frame) == 240  # windows 0 and 2
+    assert list(loaded.left_out) == ["window 1"]
+    note = loaded.left_out["window 1"]
+    assert "target 'y' has different types" in note
+    assert kinds[0] in note and kinds[1] in note
+
+
+@pytest.mark.parametrize(
+    ("windows", "left_out"),
+    [
+        ([["no", "yes"], [0, 1], ["no", "yes"]], ["window 1"]),  # the odd one is older
+        ([[0, 1], [0, 1], ["no", "yes"], ["no", "yes"]], ["window 0", "window 1"]),
+        ([[0, 1], [0.0, float("inf")], [1, 0]], ["window 1"]),  # an infinite label
+    ],
+    ids=["odd-older", "source-changed", "infinite"],
+)
+def test_the_windows_left_out_are_those_that_cannot_join_the_newest(
+    tmp_path: Path, windows: list[list[Any]], left_out: list[str]
+) -> None:
+    cfg = _cfg(tmp_path)
+    store = LocalStorage(cfg.storage_root)
+    for week, labels in enumerate(windows):
+        _commit(store, week, _window(week, labels))
+    loaded = read_history(store, cfg, str(len(windows)))
+    assert sorted(loaded.left_out) == left_out
+    assert loaded.frame is not None
+    assert len(loaded.frame) == 120 * (len(windows) - len(left_out))
+
+
+def test_the_label_step_refuses_a_window_whose_labels_cannot_join_history(
+    tmp_path: Path,
+) -> None:
+    from retrain.data.history import check_joins_history
+
+    cfg = _cfg(tmp_path)
+    store = LocalStorage(cfg.storage_root)
+    _commit(store, 0, _window(0, [0, 1]))
     with pytest.raises(ValidationError) as caught:
-        read_history(store, cfg, "2")
+        check_joins_history(store, cfg, "1", _window(1, ["no", "yes"]))
     message = str(caught.value)
-    assert "target 'y' has different types" in message
-    assert kinds[0] in message and kinds[1] in message
-    assert "would train as different classes" in message
+    assert message.startswith("window 1 is not committed to history")
+    assert "window 0: int64" in message and "window 1: str" in message
+    assert "correct the label source" in message
+    check_joins_history(store, cfg, "1", _window(1, ["0", "1"]))  # numbers as text join
+    check_joins_history(store, cfg, "0", _window(0, ["no", "yes"]))  # nothing before it
 
 
 def test_different_values_stay_different() -> None:
@@ -162,3 +209,119 @@ def test_a_champion_of_text_classes_is_judged_against_a_challenger_of_numbers(
     assert r.comparison["classes"] == [0, 1]
     expected = roc_auc_score(recent["y"], champion.predict_proba(recent[["x"]])[:, 1])
     assert r.metrics["champion"]["recent"]["roc_auc"] == pytest.approx(expected)
+
+
+def _reconcile(*columns: pd.Series | list[Any]) -> list[pd.Series]:
+    from retrain.data.targets import reconcile_targets
+
+    frames = [pd.DataFrame({"y": c, "x": range(len(c))}) for c in columns]
+    out = reconcile_targets(frames, [f"window {i}" for i in range(len(frames))], "y")
+    return [f["y"] for f in out if f is not None]
+
+
+@pytest.mark.parametrize(
+    "columns",
+    [
+        [pd.Series(["0", "1"], dtype="category"), pd.Series([0, 1], dtype="category")],
+        [pd.Series(["0", "1"], dtype=object), pd.Series([0, 1], dtype=object)],
+        [["0", "1"], ["0.0", "1.0"]],  # text written two ways: the same two labels
+        [pd.Series(["0", "1", None], dtype="string"), [0, 1, 1]],  # NA-backed text
+    ],
+    ids=["categories", "object", "text-spellings", "string-dtype"],
+)
+def test_labels_of_one_value_in_two_spellings_become_one_type(columns: list[Any]) -> None:
+    out = _reconcile(*columns)
+    present = pd.concat(out, ignore_index=True).dropna()
+    assert {type(v) for v in present.tolist()} <= {int, float}  # numbers, not "1" beside 1
+    assert sorted(set(present.tolist())) == [0, 1]
+    if not any(c.isna().any() for c in out):
+        assert all(c.dtype == np.int64 for c in out)
+
+
+def test_text_written_the_same_way_everywhere_is_kept_as_text() -> None:
+    a, b = _reconcile(["no", "yes"], pd.Series(["yes", None], dtype="string"))
+    assert a.tolist() == ["no", "yes"] and b.iloc[0] == "yes"
+
+
+def test_integers_beyond_float_precision_stay_distinct() -> None:
+    big = 2**53
+    a, b = _reconcile([big, big + 1], [str(big), str(big + 1)])
+    assert a.dtype == np.int64 and b.dtype == np.int64
+    assert b.tolist() == [big, big + 1]
+    # Floats would merge them: refused rather than merged.
+    with pytest.raises(ValidationError):
+        _reconcile([big, big + 1], [0.5, 1.0])
+
+
+@pytest.mark.parametrize("odd", [["1e0", "0"], ["inf", "0"], [float("inf"), 0.0]])
+def test_exponents_and_infinities_are_refused_beside_integers(odd: list[Any]) -> None:
+    # "1e0" and "inf" are no decimal numbers; an infinite float is no label.
+    with pytest.raises(ValidationError):
+        _reconcile([0, 1], odd)
+
+
+def test_one_rule_for_the_same_label_in_the_class_checks() -> None:
+    from retrain.labels.classes import check_label_classes, class_count
+
+    # The text "1.0", True and 1.0 are the class 1 of a champion that learned 0/1.
+    for labels in (["0", "1.0"], [False, True], [0.0, 1.0, None]):
+        check_label_classes(pd.Series(labels), [0, 1], where="w", known_from="champion")
+    assert class_count(pd.Series([True, False]), pd.Series(["1", "0"])) == 2
+    assert class_count(pd.Series(["1.0", "0"]), pd.Series([1, 0])) == 2
+    with pytest.raises(ValidationError, match=r"'2' \(1 rows\)"):
+        check_label_classes(pd.Series(["2", "1"]), [0, 1], where="w", known_from="champion")
+
+
+def test_the_gates_align_text_numbers_by_value() -> None:
+    from retrain.evaluation.gates import _class_union
+
+    class Fitted:
+        def __init__(self, classes: list[Any]) -> None:
+            self.classes_ = np.asarray(classes, dtype=object)
+
+    classes = _class_union(Fitted([0, 1]), Fitted(["0.0", "1.0"]), [pd.Series([0, 1])])  # type: ignore[arg-type]
+    assert classes == [0, 1]
+
+
+@pytest.mark.parametrize("labels", [[False, True], ["0.0", "1.0"], [" 0", "1 "]])
+def test_the_train_steps_class_checks_take_booleans_and_numeric_text_as_numbers(
+    tmp_path: Path, labels: list[Any]
+) -> None:
+    # A champion of 0/1, a new window of booleans or numbers as text, history of text "0"/"1":
+    # two classes to the class check and to the metric check.
+    from retrain.steps._train import _check_classes, _check_metric_fits
+
+    cfg = _cfg(tmp_path, evaluation={"metric": "average_precision"})  # needs two classes
+    champion = fit_model(cfg, _window(5, [0, 1]))
+    new = _window(1, labels)
+    assert _check_classes(cfg, None, "v1", champion, new, "1") == [0, 1]
+    _check_metric_fits(cfg, new, _window(0, ["0", "1"]), "1")  # 2 classes, not 4
+
+
+@pytest.mark.integration  # three cycles through the real steps
+def test_a_window_of_labels_that_cannot_join_history_is_refused_before_it_is_committed(
+    tmp_path: Path,
+) -> None:
+    require("river", "the demo data generator uses river (extra 'demo')")
+    from retrain.data.demo import generate_loans
+    from retrain.data.history import history_key
+    from retrain.errors import EXIT_VALIDATION
+
+    cfg = load_config(generate_loans(tmp_path, windows=3, rows_per_window=300, drift_window=2))
+    week_1 = Path(cfg.labels.uri) / "week-001.parquet"  # the demo's labels are 0/1 integers
+    labels = pd.read_parquet(week_1)
+    column = cfg.labels.label_column
+    labels[column] = labels[column].map({0: "no", 1: "yes"})
+    labels.to_parquet(week_1)
+    first = run_cycle(cfg, "0", engine="direct", run_id="first", as_of="2", now=NOW)
+    assert first.exit_code == EXIT_OK, first.lines()
+    second = run_cycle(cfg, "1", engine="direct", run_id="second", as_of="3", now=NOW)
+    assert second.exit_code == EXIT_VALIDATION, second.lines()
+    failed = second.failed_step
+    assert failed is not None and failed["step"] == "label"
+    assert "window 1 is not committed to history" in str(failed["message"])
+    store = LocalStorage(cfg.storage_root)
+    assert not store.exists(history_key("1"))  # nothing immutable to correct
+    # The next window trains on history as it is.
+    third = run_cycle(cfg, "2", engine="direct", run_id="third", as_of="4", now=NOW)
+    assert third.records["train"]["status"] == "succeeded", third.lines()

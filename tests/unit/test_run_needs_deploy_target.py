@@ -100,6 +100,7 @@ def test_submit_without_a_gitops_repo_is_refused_before_compiling(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "deploy.gitops_repo is required when deploy.mode is 'gitops'" in err
+    _assert_cluster_hint(err)
     assert not out.exists()
     # The fix the message names lets it through (compiled, not submitted).
     raw = yaml.safe_load(path.read_text())
@@ -129,4 +130,29 @@ def test_a_cluster_launch_without_a_gitops_repo_fails_before_any_request(
     result = launcher.launch("7", "w7-test", None)  # type: ignore[arg-type]
     assert result.status == "failed"
     assert "deploy.gitops_repo is required when deploy.mode is 'gitops'" in result.detail
+    _assert_cluster_hint(result.detail)
     assert clients == []
+
+
+def _assert_cluster_hint(message: str) -> None:
+    # A pod has no local "gitops" directory, and `check_cluster_paths` refuses a relative one.
+    assert "gitops_repo: gitops" not in message
+    assert "deploy.gitops_remote" in message and "absolute path" in message
+
+
+def test_the_cluster_hint_names_a_remote_and_the_local_one_a_directory(tmp_path: Path) -> None:
+    from retrain.config import load_config
+    from retrain.deploy import require_deploy_target
+    from retrain.errors import ValidationError
+    from retrain.submit import check_cluster_paths
+
+    cfg = load_config(_cluster_gitops_config(tmp_path))
+    with pytest.raises(ValidationError) as cluster:
+        require_deploy_target(cfg, cluster=True)
+    _assert_cluster_hint(str(cluster.value))
+    with pytest.raises(ValidationError) as local:
+        require_deploy_target(cfg)
+    assert "gitops_repo: gitops" in str(local.value)
+    # The local hint is no fix on a cluster: a relative gitops_repo is refused there.
+    with pytest.raises(ValidationError, match="relative"):
+        check_cluster_paths({"deploy": {"gitops_repo": "gitops"}}, "loans.yaml")

@@ -9,6 +9,9 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SERVING = REPO / "serving"
@@ -151,3 +154,39 @@ def test_the_image_answers_a_request_on_one_native_thread_by_default() -> None:
     source = (SERVING / "retrain_model.py").read_text()
     assert "threadpoolctl" in imported_modules(source)
     assert _pins(SERVING / "requirements.txt")["threadpoolctl"]
+
+
+def _serving_functions(*names: str) -> dict[str, Any]:
+    """The named functions of the model server, compiled from its source with what they use
+    (the module itself needs seldon-core, which runs under the serving image's Python)."""
+    from collections.abc import Mapping
+
+    from retrain.errors import ValidationError
+
+    source = (SERVING / "retrain_model.py").read_text()
+    tree = ast.parse(source)
+    wanted = {"_DEFAULT_LIMITS", "THREADS_ENV", "MAX_REQUEST_BYTES_ENV", "MAX_REQUEST_ROWS_ENV"}
+    kept: list[ast.stmt] = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name in names:
+            kept.append(node)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id in wanted for t in targets):
+                kept.append(node)
+    space: dict[str, Any] = {"re": re, "Mapping": Mapping, "ValidationError": ValidationError}
+    exec(compile(ast.Module(body=kept, type_ignores=[]), "retrain_model.py", "exec"), space)
+    return space
+
+
+@pytest.mark.parametrize("text", ["²", "٣", "1.5", "-2", "0", "two"])
+def test_thread_and_request_limits_refuse_what_is_not_a_positive_whole_number(text: str) -> None:
+    # "²" and "٣" are digits to str.isdigit() but not to int(): a ValueError at start-up.
+    from retrain.errors import ValidationError
+
+    space = _serving_functions("serving_threads", "request_limits")
+    with pytest.raises(ValidationError, match="expected a positive whole number"):
+        space["serving_threads"]({space["THREADS_ENV"]: text})
+    with pytest.raises(ValidationError, match="expected a positive whole number"):
+        space["request_limits"]({space["MAX_REQUEST_ROWS_ENV"]: text})
+    assert space["serving_threads"]({space["THREADS_ENV"]: " 4 "}) == 4

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from retrain.config import Config
 from retrain.data.io import from_parquet_bytes, schema_meta, to_parquet_bytes
-from retrain.data.targets import reconcile_targets
+from retrain.data.targets import reconcile_targets, split_reconcilable
 from retrain.data.windows import window_sort_key
 from retrain.errors import AlreadyExists, ValidationError
 from retrain.storage import Storage
@@ -27,6 +27,7 @@ from retrain.storage import Storage
 __all__ = [
     "HistoryWindow",
     "LoadedHistory",
+    "check_joins_history",
     "commit_history",
     "committed_meta",
     "history_key",
@@ -164,6 +165,8 @@ class LoadedHistory:
     stored_rows: int
     max_rows: int | None
     sampled: bool
+    #: Windows left out because their labels cannot be one type with the others, and why.
+    left_out: dict[str, str] = field(default_factory=dict)
 
     def notes(self) -> dict[str, Any]:
         """JSON-able provenance of the load."""
@@ -198,12 +201,51 @@ def read_history(
             frame = _sample_window(frame, int(quotas[i]), cfg, w.id)
         frames.append(frame)
     # Windows labelled from sources of different types (0/1 and "0"/"1"): one target dtype.
-    frames = reconcile_targets(frames, [f"window {w.id}" for w in windows], cfg.target)
-    if not frames:
+    # A stored window that cannot join the others (the label step refuses such a window
+    # before it is committed; one committed before that check) is left out and named, not
+    # allowed to stop every later training: history is immutable.
+    frames, left_out = split_reconcilable(frames, [f"window {w.id}" for w in windows], cfg.target)
+    kept = [f for f in frames if f is not None]
+    if not kept:
         combined = None
     else:
-        combined = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    return LoadedHistory(combined, len(windows), total, max_rows, sampled)
+        combined = kept[0] if len(kept) == 1 else pd.concat(kept, ignore_index=True)
+    return LoadedHistory(combined, len(windows), total, max_rows, sampled, left_out)
+
+
+def check_joins_history(store: Storage, cfg: Config, window_id: str, frame: pd.DataFrame) -> None:
+    """Refuse a labelled window whose target cannot be one type with the newest stored window
+    before it (reading that window's target column only); nothing to compare: no check.
+
+    Raises:
+        ValidationError: naming both windows and their types, before the window is committed.
+    """
+    if cfg.target not in frame.columns:
+        return
+    windows = history_windows(store, cfg, window_id)
+    if not windows:
+        return
+    newest = windows[-1]
+    with store.open_read(newest.key) as reader:
+        try:
+            stored = pq.ParquetFile(reader).read(columns=[cfg.target]).to_pandas()
+        except (pa.ArrowException, KeyError):
+            return  # unreadable, or no target: read_history names it
+    try:
+        reconcile_targets(
+            [stored, frame[[cfg.target]]],
+            [f"window {newest.id}", f"window {window_id}"],
+            cfg.target,
+        )
+    except ValidationError as err:
+        raise ValidationError(
+            f"window {window_id} is not committed to history: {str(err).splitlines()[0]}",
+            [
+                "history is immutable: correct the label source's type for this window (the"
+                f" stored windows' labels are {stored[cfg.target].dtype}) and run it again",
+                *err.problems,
+            ],
+        ) from None
 
 
 def load_history(store: Storage, cfg: Config, before_window: str) -> pd.DataFrame | None:

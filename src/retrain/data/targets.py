@@ -1,34 +1,73 @@
-"""One dtype for the target when labelled frames are combined (history windows, new data).
+"""One rule for "the same label", and one dtype for the target when labelled frames are combined.
 
 Label sources change over time: one window's labels arrive as integers 0/1, a later one's as
 the text "0"/"1" (a CSV export, a schema change). Concatenated as they are, the target holds
 both the number 1 and the text "1": scikit-learn refuses the mix ("Unknown label type"), and
 code that compares classes would count four classes where there are two.
 
+`label_key` is the one rule every comparison of labels uses (the class checks of
+`retrain.labels.classes`, the gates' class alignment, `reconcile_targets`): a number, a
+boolean or text written as a decimal number ("1", "-2", "1.0", " 1 ") is that number, compared
+by value (True, 1, 1.0 and "1.0" are the label 1; integers exactly, never through a float);
+any other text ("yes", "1e0", "inf", "0x1") is a label of its own, as written.
+
 `reconcile_targets` makes the target one dtype when the frames disagree:
 
-- numbers of any width, booleans and text that parses in full as a number become numbers
-  (int64 when every value is whole and none is missing, else float64): text "1" and "1.0", the
-  integer 1, the float 1.0 and True are the label 1, as numpy and pandas compare them;
-- text whose distinct values would fall together as numbers ("1" and "01" in one frame) is
-  not converted: those are different labels in their own source;
-- frames that cannot be reconciled (text that is not a number beside numbers or booleans, or
-  text values falling together) are refused, naming each frame and its dtype. Labels are never
-  merged by guessing.
+- frames whose label values are of one kind (all integers, all floats, all text...) in one
+  dtype are returned unchanged; so are frames that all hold text when no label is written
+  differently in two frames (text "1" in one, "1.0" in another);
+- otherwise every value becomes the number `label_key` reads (int64 when every value is whole
+  and none is missing, else float64), so text "0"/"1" beside "0.0"/"1.0" or beside 0/1
+  integers trains as the two labels 0 and 1;
+- a frame with a value that is no number (text "yes" beside 0/1, "True" text beside booleans)
+  or two values that would fall together as numbers ("1" and "01" in one frame) is refused,
+  naming each frame and its type, and so are non-finite numbers and integers a float cannot
+  hold exactly when floats are needed. Labels are never merged by guessing.
 
-Frames that already agree on the dtype, or all hold text, are returned unchanged.
+Each column's distinct values are decided on once (`pd.factorize`: a source has few labels)
+and mapped back by their codes; only the target column of a frame is replaced.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from retrain.errors import ValidationError
 
-__all__ = ["reconcile_targets"]
+__all__ = ["label_key", "label_keys", "reconcile_targets", "split_reconcilable"]
+
+#: Text that is a number: decimal notation only (no exponent, no "inf"/"nan", no hex).
+_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+#: Integers above this lose exactness as float64.
+_FLOAT_EXACT = 2**53
+
+
+def label_key(value: Any) -> tuple[str, Any]:
+    """A label as every comparison of labels sees it: ("number", value) or ("text", text).
+
+    Numbers and booleans by value (an integer as a Python int, exact), text written as a
+    decimal number by the number it writes, any other text as written.
+    """
+    number = _number(value)
+    if number is not None:
+        return ("number", number)
+    return ("text", value if isinstance(value, str) else str(value))
+
+
+def label_keys(values: pd.Series) -> pd.Series:
+    """`label_key` of each present label (missing ones left out), once per distinct value."""
+    present = values.dropna()
+    codes, uniques = pd.factorize(present)
+    keys = np.empty(len(uniques), dtype=object)
+    for j, v in enumerate(_python(uniques)):
+        keys[j] = label_key(v)  # one by one: numpy would unpack a list of tuples
+    return pd.Series(keys[codes], index=present.index, dtype=object)
 
 
 def reconcile_targets(
@@ -42,84 +81,180 @@ def reconcile_targets(
     Raises:
         ValidationError: the targets cannot be one dtype without changing a label.
     """
-    present = [
-        (i, f[target]) for i, f in enumerate(frames) if f is not None and target in f.columns
-    ]
-    if len({str(col.dtype) for _, col in present}) <= 1 or all(_is_text(c) for _, c in present):
-        return list(frames)  # one dtype, or text in each (object and string dtypes agree)
-    converted: dict[int, pd.Series] = {}
-    refused: list[str] = []
-    for i, col in present:
-        numbers = _as_numbers(col)
-        if numbers is None:
-            refused.append(names[i])
-        else:
-            converted[i] = numbers
+    out, refused = _reconcile(frames, names, target)
     if refused:
-        kinds = ", ".join(f"{names[i]}: {_kind(col)}" for i, col in present)
-        raise ValidationError(
-            f"target {target!r} has different types across the labelled data ({kinds}) and"
-            f" the values of {', '.join(refused)} cannot be read as numbers without changing"
-            " or merging a label; combined as they are, they would train as different classes",
-            [
-                "write the label column with one type in every window (e.g. 0/1 integers, or"
-                " the same text values); numbers written as text are read as those numbers"
-            ],
-        )
-    whole = all(
-        bool(s.notna().all()) and bool((s == np.floor(s)).all()) for s in converted.values()
-    )
-    out = list(frames)
-    for i, numbers in converted.items():
-        frame = frames[i]
-        assert frame is not None  # a present column is in a frame
-        frame = frame.copy()
-        frame[target] = numbers.astype("int64" if whole else "float64")
-        out[i] = frame
+        raise ValidationError(_refusal(frames, names, target, refused), [_FIX])
     return out
 
 
-def _as_numbers(col: pd.Series) -> pd.Series | None:
-    """The column as float64 numbers, or None when that would change or merge a label."""
-    if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
-        return col.astype("float64")
-    present = col.dropna()
-    if not all(isinstance(v, (str, bool, int, float, np.number, np.bool_)) for v in present):
-        return None
-    text = present.map(lambda v: v.strip() if isinstance(v, str) else v)
-    numbers = pd.to_numeric(text, errors="coerce")
-    if bool(numbers.isna().any()):
-        return None  # text that is not a number (or "nan"): a label of its own
-    # Two distinct values of the source must stay two labels.
-    if numbers.nunique() != present.map(_label_key).nunique():
-        return None
-    return pd.Series(
-        np.where(col.isna(), np.nan, pd.to_numeric(col.map(_strip), errors="coerce")),
-        index=col.index,
-        dtype="float64",
-    )
+def split_reconcilable(
+    frames: Sequence[pd.DataFrame | None], names: Sequence[str], target: str
+) -> tuple[list[pd.DataFrame | None], dict[str, str]]:
+    """Like `reconcile_targets`, but a frame that cannot be reconciled is replaced by None.
+
+    Returns:
+        The frames, and for each one left out its name and why (the types of every frame).
+    """
+    out, refused = _reconcile(frames, names, target)
+    if not refused:
+        return out, {}
+    why = _refusal(frames, names, target, refused)
+    # Newest first, each frame kept if it joins those kept so far: the frames left out are
+    # those that cannot join the newest (the label step checks a window against it).
+    # Decided on each frame's distinct values only.
+    small = {
+        i: f[[target]].drop_duplicates()
+        for i, f in enumerate(frames)
+        if f is not None and target in f.columns
+    }
+    keep: set[int] = set()
+    for i in sorted(small, reverse=True):
+        trial = [small[j] if j in keep or j == i else None for j in range(len(frames))]
+        if not _reconcile(trial, names, target)[1]:
+            keep.add(i)
+    left = set(small) - keep
+    kept = [None if i in left else f for i, f in enumerate(frames)]
+    out, still = _reconcile(kept, names, target)
+    assert not still  # the frames kept were checked together
+    return out, {names[i]: why for i in sorted(left)}
 
 
-def _is_text(col: pd.Series) -> bool:
-    if pd.api.types.is_string_dtype(col.dtype) and col.dtype != object:
-        return True
-    return col.dtype == object and all(isinstance(v, str) for v in col.dropna())
+_FIX = (
+    "write the label column with one type in every window (e.g. 0/1 integers, or the same"
+    " text values); numbers written as text (decimal notation) are read as those numbers"
+)
 
 
-def _strip(v: object) -> object:
-    return v.strip() if isinstance(v, str) else v
+def _reconcile(
+    frames: Sequence[pd.DataFrame | None], names: Sequence[str], target: str
+) -> tuple[list[pd.DataFrame | None], set[int]]:
+    columns = {i: f[target] for i, f in enumerate(frames) if f is not None and target in f.columns}
+    facts = {i: pd.factorize(col) for i, col in columns.items()}
+    values = {i: _python(uniques) for i, (_, uniques) in facts.items()}
+    infinite = {i for i, vals in values.items() if _infinite(vals)}
+    if infinite:
+        return list(frames), infinite  # no class and no target value
+    if _agree(columns, values):
+        return list(frames), set()
+    numbers: dict[int, list[int | float]] = {}
+    refused: set[int] = set()
+    for i, vals in values.items():
+        read = [_number(v) for v in vals]
+        keys = {label_key(v) for v in vals}
+        if any(n is None for n in read) or len(keys) != len(vals):
+            refused.add(i)  # no number, or two labels of the source falling together
+        else:
+            numbers[i] = [n for n in read if n is not None]
+    if refused:
+        return list(frames), refused
+    missing = any(bool((facts[i][0] < 0).any()) for i in numbers)
+    whole = not missing and all(isinstance(n, int) for ns in numbers.values() for n in ns)
+    if whole and any(not -(2**63) <= int(n) < 2**63 for ns in numbers.values() for n in ns):
+        whole = False
+    if not whole and any(
+        isinstance(n, int) and abs(n) > _FLOAT_EXACT for ns in numbers.values() for n in ns
+    ):
+        return list(frames), set(numbers)  # as floats they would merge (2**53 and 2**53+1)
+    out = list(frames)
+    for i, ns in numbers.items():
+        codes = facts[i][0]
+        if whole:
+            column: np.ndarray = np.asarray(ns, dtype=np.int64)[codes]
+        else:
+            lookup = np.append(np.asarray(ns, dtype=np.float64), np.nan)  # code -1: missing
+            column = lookup[codes]
+        frame = frames[i]
+        assert frame is not None  # a present column is in a frame
+        out[i] = frame.assign(**{target: pd.Series(column, index=frame.index)})
+    return out, set()
 
 
-def _label_key(v: object) -> object:
-    """A value as its source distinguishes it: text as written, a number or bool by value."""
+def _agree(columns: dict[int, pd.Series], values: dict[int, list[Any]]) -> bool:
+    """Whether the frames need no conversion: one kind of value in one dtype, or text written
+    the same way in each frame."""
+    kinds = {i: {_value_kind(v) for v in vals} for i, vals in values.items()}
+    if all(k <= {"text"} for k in kinds.values()):
+        # All text: one label written differently in two frames ("1" and "1.0") disagrees.
+        spelled: dict[tuple[str, Any], set[frozenset[str]]] = {}
+        for vals in values.values():
+            by_key: dict[tuple[str, Any], set[str]] = {}
+            for v in vals:
+                by_key.setdefault(label_key(v), set()).add(v)
+            for key, texts in by_key.items():
+                spelled.setdefault(key, set()).add(frozenset(texts))
+        return all(len(s) == 1 for s in spelled.values())
+    dtypes = {_dtype_kind(col) for col in columns.values()}
+    found = {frozenset(k) for k in kinds.values() if k}
+    return len(dtypes) == 1 and len(found) <= 1 and all(len(k) == 1 for k in found)
+
+
+def _infinite(values: list[Any]) -> list[float]:
+    return [v for v in values if isinstance(v, float) and not math.isfinite(v)]
+
+
+def _value_kind(v: Any) -> str:
     if isinstance(v, str):
-        return ("text", v)
-    return ("number", float(v))  # type: ignore[arg-type]
+        return "text"
+    return type(v).__name__  # bool, int, float, or another type (refused if converted)
+
+
+def _dtype_kind(col: pd.Series) -> str:
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return f"category[{col.dtype.categories.dtype}]"
+    return str(col.dtype)
+
+
+def _python(values: Any) -> list[Any]:
+    """Distinct values as Python objects (numpy scalars unwrapped)."""
+    return [v.item() if isinstance(v, np.generic) else v for v in list(values)]
+
+
+def _number(value: Any) -> int | float | None:
+    """The number a label is: a bool or int exactly, a whole float as int, decimal text."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, str):
+        text = value.strip()
+        if not _NUMBER_TEXT.fullmatch(text):
+            return None
+        whole, _, fraction = text.partition(".")
+        if not fraction.strip("0"):
+            return int(whole) if whole not in ("", "+", "-") else 0
+        return float(text)
+    return None
+
+
+def _refusal(
+    frames: Sequence[pd.DataFrame | None], names: Sequence[str], target: str, refused: set[int]
+) -> str:
+    columns = {i: f[target] for i, f in enumerate(frames) if f is not None and target in f.columns}
+    kinds = ", ".join(f"{names[i]}: {_kind(col)}" for i, col in columns.items())
+    for i in sorted(refused):
+        infinite = _infinite(_python(pd.unique(columns[i].dropna())))
+        if infinite:
+            return (
+                f"target {target!r} of {names[i]} holds {infinite[0]!r} ({kinds}): a label"
+                " must be finite, no class and no target value"
+            )
+    return (
+        f"target {target!r} has different types across the labelled data ({kinds}) and"
+        f" the values of {', '.join(names[i] for i in sorted(refused))} cannot be read as"
+        " numbers without changing or merging a label; combined as they are, they would"
+        " train as different classes"
+    )
 
 
 def _kind(col: pd.Series) -> str:
     """The column's dtype, and for object columns the Python types of its values."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return _dtype_kind(col)
     if col.dtype != object:
         return str(col.dtype)
-    types = sorted({type(v).__name__ for v in col.dropna()})
+    types = sorted({type(v).__name__ for v in _python(pd.unique(col.dropna()))})
     return f"object ({', '.join(types) or 'empty'})"

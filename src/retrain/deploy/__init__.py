@@ -85,18 +85,27 @@ def applier_for(cfg: Config) -> Applier:
     return _lookup(APPLIERS, cfg.deploy.mode, "deploy.mode")(cfg)
 
 
-def require_deploy_target(cfg: Config) -> None:
+def require_deploy_target(cfg: Config, *, cluster: bool = False) -> None:
     """Refuse a run that would have nowhere to deploy what it blesses (ValidationError).
 
     GitOps mode commits to ``deploy.gitops_repo`` (or a checkout of ``deploy.gitops_remote``);
-    with neither, the deploy step would fail only after ingest, labels and training."""
+    with neither, the deploy step would fail only after ingest, labels and training. With
+    `cluster` (``retrain submit``, the KFP launcher) the hint names what a pipeline pod can
+    use: a relative local directory is refused there (`check_cluster_paths`)."""
     d = cfg.deploy
     if d.mode == "gitops" and not d.gitops_repo and not d.gitops_remote:
+        where = (
+            "set deploy.gitops_remote to the git remote the pipeline pods push to (e.g."
+            " deploy: {gitops_remote: https://git.example.com/org/serving.git}), or"
+            " deploy.gitops_repo to an absolute path mounted in every pod"
+            if cluster
+            else "set it to a local directory (e.g. deploy: {gitops_repo: gitops}, created on"
+            " first use) or set deploy.gitops_remote"
+        )
         raise ValidationError(
             "deploy.gitops_repo is required when deploy.mode is 'gitops': a run commits the"
-            " serving state of what it blesses to that git repository; set it to a local"
-            " directory (e.g. deploy: {gitops_repo: gitops}, created on first use) or set"
-            " deploy.gitops_remote. A backtest needs neither."
+            f" serving state of what it blesses to that git repository; {where}."
+            " A backtest needs neither."
         )
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from retrain.config import Config
+from retrain.data.targets import label_key
 from retrain.errors import ValidationError
 from retrain.evaluation._baseline import baseline_scores, best_constant
 from retrain.evaluation.bootstrap import bootstrap_decline, bootstrap_difference
@@ -300,23 +301,18 @@ def _class_union(
     challenger: Pipeline, champion: Pipeline | None, labels: list[pd.Series]
 ) -> list[Any]:
     classes = list(challenger.classes_)
-    known = {_class_key(c) for c in classes}
+    known = {label_key(c) for c in classes}
     if champion is not None:
         # A champion that learned "1" as text and a challenger that learned the number 1
         # (the label source changed type) have the same class, not two.
-        classes += [c for c in champion.classes_ if _class_key(c) not in known]
-        known = {_class_key(c) for c in classes}
-    extra = {v for y in labels for v in pd.unique(y) if _class_key(v) not in known}
-    return classes + sorted(extra, key=str)
-
-
-def _class_key(value: Any) -> str:
-    """A class as text, whole numbers and booleans as integers: 1, 1.0, True and "1" agree."""
-    if isinstance(value, (bool, np.bool_)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
+        classes += [c for c in champion.classes_ if label_key(c) not in known]
+        known = {label_key(c) for c in classes}
+    extra: dict[Any, Any] = {}
+    for y in labels:
+        for v in pd.unique(y):
+            if label_key(v) not in known:
+                extra.setdefault(label_key(v), v)  # "1" and "1.0" of one class: one column
+    return classes + sorted(extra.values(), key=str)
 
 
 def _scores(
@@ -331,8 +327,8 @@ def _scores(
     if classes is None:
         return raw
     out = np.zeros((len(frame), len(classes)))
-    keys = pd.Index([_class_key(c) for c in classes])
-    out[:, keys.get_indexer(pd.Index([_class_key(c) for c in model.classes_]))] = raw
+    column = {label_key(c): j for j, c in enumerate(classes)}
+    out[:, [column[label_key(c)] for c in model.classes_]] = raw
     return out
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from retrain.config import Config
-from retrain.data.history import commit_history, committed_meta
+from retrain.data.history import check_joins_history, commit_history, committed_meta
 from retrain.data.io import content_sha256
 from retrain.data.source import read_head, read_matching
 from retrain.data.windows import as_of_text, parse_as_of, parse_window
@@ -135,6 +135,9 @@ def label(
             "label_coverage": result.coverage,
             "labels_as_of": result.report["as_of"],
         }
+        # Before anything is written: a committed window whose labels cannot be one type with
+        # history's (text "yes"/"no" beside 0/1) could never be corrected (history is immutable).
+        check_joins_history(store, cfg, window_id, result.labelled)
         write_dataset(labelled_path, result.labelled, meta)
         if queue_path:
             write_dataset(queue_path, result.queue, {"rows": len(result.queue)})

@@ -15,6 +15,7 @@ from retrain.config import Config
 from retrain.continuous import train_or_update
 from retrain.data.history import history_row_budget, read_history
 from retrain.data.io import content_sha256, to_parquet_bytes
+from retrain.data.targets import reconcile_targets
 from retrain.data.windows import parse_window
 from retrain.drift import PROFILE_FILE, profile_for_model
 from retrain.errors import ValidationError
@@ -85,7 +86,13 @@ def train(
         # Handed to training without a reference kept here, so the history frame is freed
         # before the fit, the step's peak.
         history_notes = loaded.notes() if loaded.sampled else None
-        handed_over = [loaded.frame]
+        left_out = loaded.left_out
+        # One label type before the classes are checked: text "1" and the number 1 are one
+        # class to the checks and to training alike.
+        both = reconcile_targets([new, loaded.frame], ["the new window", "history"], cfg.target)
+        new = new if both[0] is None else both[0]
+        handed_over = [both[1]]
+        del both
         del loaded
         reg = Registry(store, cfg.name)
         champion = reg.get_alias("champion").version
@@ -116,6 +123,8 @@ def train(
         result.provenance["training_target"] = target_constant(
             cfg.task, ts.train[cfg.target], ts.sample_weight
         )
+        if left_out:
+            result.provenance["history_left_out"] = left_out
         hashes = {
             "new_window": new_sha256,
             "history": history_sha256,
@@ -178,6 +187,11 @@ def train(
             summary += (
                 f"; left out {sum(dropped.values())} history rows of classes not known "
                 "(labels.classes, else the champion's)"
+            )
+        if left_out:
+            summary += (
+                f"; left out {', '.join(left_out)} of history: its labels cannot be one type"
+                " with the others (history_left_out)"
             )
         details: TrainDetails = {
             "version": version,
