@@ -173,3 +173,23 @@ def test_the_recorded_constant_follows_the_training_weights() -> None:
     assert values["median"] == 10.0  # four of the six weights are on 10
     plain = target_constant("regression", np.array([1.0, 2.0, 10.0, 11.0]))
     assert plain == {"rows": 4, "mean": 6.0, "median": 6.0}
+
+
+def test_recorded_classes_match_the_models_whatever_their_spelling() -> None:
+    # A card records its classes through JSON; the model's are numpy values, and a label
+    # source may have written them as text. Matched by exact value, text "0"/"1" against the
+    # integers 0/1 matched nothing and the constant became uniform shares (0.5 / 0.5).
+    from retrain.evaluation._baseline import baseline_scores, usable_record
+
+    y = pd.Series([0, 1, 1, 0])
+    text = {"rows": 100, "classes": ["0", "1"], "shares": [0.9, 0.1]}
+    scores = baseline_scores("log_loss", y, [0, 1], text)
+    assert scores[0] == pytest.approx([90.5 / 101, 10.5 / 101])
+    booleans = {"rows": 100, "classes": [False, True], "shares": [0.9, 0.1]}
+    assert baseline_scores("log_loss", y, [0, 1], booleans)[0] == pytest.approx(scores[0])
+    # A record naming none of the model's classes cannot stand for the constant: the gate
+    # fits it on the recent rows instead (and says so), as for a card without a record.
+    other = {"rows": 100, "classes": ["no", "yes"], "shares": [0.9, 0.1]}
+    assert usable_record([0, 1], other) is None
+    assert usable_record([0, 1], text) is text
+    assert usable_record(None, {"rows": 3, "mean": 1.0, "median": 1.0}) is not None

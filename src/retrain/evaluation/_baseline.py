@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from retrain.data.targets import label_key
 from retrain.evaluation._result import Gate, finite, fmt
 
 if TYPE_CHECKING:
@@ -154,12 +155,30 @@ def baseline_scores(
         return np.tile(shares.to_numpy(dtype=float), (n, 1))
     rows = float(recorded["rows"])
     counts = np.zeros(len(classes))
-    at = pd.Index(classes).get_indexer(list(recorded["classes"]))
-    for i, share in zip(at, recorded["shares"], strict=True):
+    for i, share in zip(_class_positions(classes, recorded), recorded["shares"], strict=True):
         if i >= 0:
             counts[i] += float(share) * rows
     smoothed = (counts + 0.5) / (counts.sum() + 0.5 * len(classes))
     return np.tile(smoothed, (n, 1))
+
+
+def _class_positions(classes: list[Any], recorded: Mapping[str, Any]) -> list[int]:
+    """Where each recorded training class is among the model's `classes` (-1: not there),
+    labels compared as everywhere else (`retrain.data.targets.label_key`: 1, 1.0, True and
+    "1" are one label), so a card's JSON classes match a model's numpy ones."""
+    at = {label_key(_jsonable(c)): i for i, c in enumerate(classes)}
+    return [at.get(label_key(c), -1) for c in recorded["classes"]]
+
+
+def usable_record(
+    classes: list[Any] | None, recorded: Mapping[str, Any] | None
+) -> Mapping[str, Any] | None:
+    """The recorded training target if it can stand for the constant, else None (fitted on the
+    recent rows, as for a card without one): a classifier's record must name at least one of
+    its classes, or its constant would be uniform shares by accident."""
+    if recorded is None or classes is None:
+        return recorded
+    return recorded if any(i >= 0 for i in _class_positions(classes, recorded)) else None
 
 
 def baseline_gate(inputs: GateInputs, comparison: dict[str, Any]) -> tuple[Gate, str]:

@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from retrain.config import Config
 from retrain.data.targets import label_key
 from retrain.errors import ValidationError
-from retrain.evaluation._baseline import baseline_scores, best_constant
+from retrain.evaluation._baseline import baseline_scores, best_constant, usable_record
 from retrain.evaluation.bootstrap import bootstrap_decline, bootstrap_difference
 from retrain.evaluation.decision import (
     NOT_ENOUGH_POSITIVES,
@@ -129,6 +129,7 @@ def evaluate_challenger(
     }
 
     if champion is None:  # the first model is compared with a constant prediction
+        training_target = usable_record(classes, training_target)
         scores["baseline"] = {
             "recent": baseline_scores(metric, recent[cfg.target], classes, training_target)
         }
