@@ -152,17 +152,25 @@ def test_auto_replays_enough_positives_for_a_ranking_check(
     assert obs.population == tuple(str(w) for w in range(6 - windows, 6))
 
 
+@pytest.mark.parametrize(
+    ("windows", "why"),
+    [(3, "rollout.replay.windows 3"), ("auto", "auto: 3 windows to reach min_labelled 300")],
+)
 def test_a_window_landing_mid_step_does_not_change_the_steps_rows(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, windows: int | str, why: str
 ) -> None:
-    # 150 rows per analysis from the ~360 evaluation rows of the three newest windows: the
-    # first step takes disjoint chunks of them. A window written after its first analysis
-    # once became part of the draw at the next one (another population, another
-    # permutation): rows of the new window came in, and rows could be pooled twice.
+    # 150 rows per analysis from the ~360 evaluation rows of the three newest windows (auto
+    # needs all three for min_labelled 300): the first step takes disjoint chunks of them. A
+    # window written after its first analysis once became part of the draw at the next one
+    # (another population, another permutation): rows of the new window came in, and rows
+    # could be pooled twice.
     import retrain.rollout.providers as providers
 
-    cfg = make_cfg(tmp_path, replay={"windows": 3, "rows": 150, "batch_size": 50}, min_labelled=300)
+    replay = {"windows": windows, "rows": 150, "batch_size": 50}
+    cfg = make_cfg(tmp_path, replay=replay, min_labelled=300)
     store = small_windows(cfg, count=3)
+    sizes = [evaluation_rows(labelled_frame(seed=s, n=SMALL)) for s in (20, 21, 22, 99)]
+    assert sum(sizes[1:3]) < 300 <= sum(sizes[:3]) and sum(sizes[2:]) < 300 <= sum(sizes[1:])
     clock = FakeClock()
     seen: list[tuple[datetime, str, bool]] = []
     scored = providers.predict_scores
@@ -201,7 +209,7 @@ def test_a_window_landing_mid_step_does_not_change_the_steps_rows(
             assert "window(s) 0, 1, 2 (" in analysis["source"], analysis["source"]
     # The next step chooses again: the three newest windows are now 1, 2 and 3.
     later = [a["source"] for a in state["analyses"] if a["step"] == 1]
-    assert "window(s) 1, 2, 3 (rollout.replay.windows 3)" in later[0]
+    assert f"window(s) 1, 2, 3 ({why})" in later[0]
     assert all("window(s) 1, 2, 3 (kept from the step's first analysis)" in s for s in later[1:])
 
 
@@ -230,3 +238,132 @@ def test_the_steps_windows_are_kept_in_the_state_and_an_older_state_loads() -> N
     # A new step chooses again.
     state = look(state, 15, ("4", "5"))
     assert state.step == 1 and state.population == ()
+
+
+def spy_rows(monkeypatch: pytest.MonkeyPatch, clock: FakeClock) -> list[tuple[datetime, str]]:
+    """(time, id) of every labelled row the replay scores from now on (once per model)."""
+    import retrain.rollout.providers as providers
+
+    seen: list[tuple[datetime, str]] = []
+    scored = providers.predict_scores
+
+    def predict_scores(model: Any, df: pd.DataFrame, c: Config) -> np.ndarray:
+        for row_id, label in zip(df["id"], df["label"].notna(), strict=True):
+            if label:
+                seen.append((clock.now, str(row_id)))
+        return scored(model, df, c)
+
+    monkeypatch.setattr(providers, "predict_scores", predict_scores)
+    return seen
+
+
+def test_a_kept_window_gone_mid_step_ends_the_step_unjudged_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The step's first analysis draws from windows 0, 1, 2 (auto, for min_labelled 300). With
+    # window 1 removed, the rest used to be replayed silently: a smaller population, another
+    # permutation, and later chunks overlapping rows already pooled.
+    cfg = make_cfg(tmp_path, replay={"rows": 150, "batch_size": 50}, min_labelled=300)
+    store = small_windows(cfg, count=3)
+    sizes = [evaluation_rows(labelled_frame(seed=20 + w, n=SMALL)) for w in range(3)]
+    assert sum(sizes[1:]) < 300 <= sum(sizes)
+    clock = FakeClock()
+    seen = spy_rows(monkeypatch, clock)
+    removed: list[bool] = []
+
+    def sleep(seconds: float) -> None:
+        if seen and not removed:
+            (Path(cfg.storage_root) / "datasets" / "1" / "labelled.parquet").unlink()
+            removed.append(True)
+        clock.sleep(seconds)
+
+    outcome = rollout(
+        cfg.to_yaml(),
+        "run-gone",
+        None,
+        applier_factory=lambda c: RecordingApplier(),
+        clock=clock,
+        sleep=sleep,
+    )
+    assert removed
+    assert outcome.phase == "inconclusive", outcome.summary
+    assert "window(s) 1, which this step's pooled rows were drawn from, no longer exist" in (
+        outcome.summary
+    )
+    ids = [i for _, i in seen]
+    assert len(ids) == 2 * len(set(ids)), "a row was pooled twice in the step"
+    assert Registry(store, cfg.name).get_alias("canary").version is None
+
+
+def test_a_state_saved_mid_step_before_windows_were_kept_goes_on_with_one_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The earlier release drew each analysis from its default `windows: 1`, and its state
+    # does not say so. Under auto, the step's next analysis chose 5 windows: another
+    # permutation, whose next chunk overlapped the rows the first analysis pooled.
+    old = make_cfg(tmp_path, replay={"windows": 1, "rows": 50, "batch_size": 50})
+    store = small_windows(old)
+    clock = FakeClock()
+    seen = spy_rows(monkeypatch, clock)
+    first = ObserveRequest(old, store, "good-1", "good-2", 10, 0, T0, "r@1", 0, 0)
+    ReplayProvider(old.rollout.replay).observe(first)
+    pooled = {i for _, i in seen}
+    assert len(pooled) == 50 and {i.split("-")[0] for i in pooled} == {"r25"}
+    seen.clear()
+    cfg = make_cfg(tmp_path, replay={"rows": 50, "batch_size": 50})
+    assert cfg.rollout.replay.windows == "auto"
+    later = ObserveRequest(cfg, store, "good-1", "good-2", 10, 1, T0, "r@1", 0, 1)
+    obs = ReplayProvider(cfg.rollout.replay).observe(later)
+    again = {i for _, i in seen}
+    assert len(again) == 50 and not again & pooled, "rows pooled twice in the step"
+    assert obs.population == ("5",)
+    assert (
+        "window(s) 5 (the newest 1 window(s), as drawn by the release that saved this step "
+        "(its default windows: 1))" in obs.source
+    ), obs.source
+
+
+def test_auto_with_every_labelled_window_in_use_does_not_suggest_more_windows(
+    tmp_path: Path,
+) -> None:
+    # Three windows of ~120 evaluation rows, short of min_labelled 500 well below the cap of
+    # 8: raising max_windows cannot help, more windows can.
+    cfg = make_cfg(tmp_path)
+    store = small_windows(cfg, count=3)
+    outcome = run(cfg, "run-all")
+    assert outcome.phase == "inconclusive"
+    assert "(auto: all 3 labelled window(s), short of min_labelled 500)" in outcome.summary
+    assert "max_windows" not in outcome.summary.replace("(auto: rollout.replay.max_windows", "")
+    assert (
+        "lower rollout.min_labelled or wait for more labelled windows (every labelled window "
+        "is in use)," in outcome.summary
+    )
+    assert Registry(store, cfg.name).get_alias("canary").version is None
+
+
+def test_auto_names_windows_older_than_the_canarys_training_window(tmp_path: Path) -> None:
+    from retrain.training.artifact import card_from_config, model_files
+    from retrain.training.model import fit_model
+
+    cfg = make_cfg(tmp_path)
+    store = small_windows(cfg)
+    card = card_from_config(cfg, version="good-3", parent=None, created_at=T0, window="4")
+    model = fit_model(cfg, labelled_frame(seed=2, n=400))
+    Registry(store, cfg.name).register("good-3", model_files(model, card))
+    sizes = [evaluation_rows(labelled_frame(seed=20 + w, n=SMALL)) for w in range(6)]
+    k = next(k for k in range(1, 7) if sum(sizes[-k:]) >= 500)
+    assert 6 - k < 4  # auto reaches before window 4
+    chosen = tuple(str(w) for w in range(6 - k, 6))
+    before = ", ".join(str(w) for w in range(6 - k, 4))
+    provider = ReplayProvider(cfg.rollout.replay)
+    request = ObserveRequest(cfg, store, "good-1", "good-3", 10, 0, T0, "r@1", 0, 0)
+    obs = provider.observe(request)
+    assert obs.population == chosen  # which windows is unchanged
+    assert (
+        f"(auto: {k} windows to reach min_labelled 500; includes window(s) {before} before "
+        "the canary's training window 4: rows of an earlier regime, which the champion may "
+        "fit better)" in obs.source
+    ), obs.source
+    # A canary whose card names no window (good-2): nothing to say.
+    plain = provider.observe(replace(request, canary="good-2"))
+    assert plain.population == chosen and "earlier regime" not in plain.source

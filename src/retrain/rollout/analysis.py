@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from retrain.rollout.checks import CheckResult
 
-__all__ = ["Analysis", "Observations"]
+__all__ = ["Analysis", "Observations", "from_iso", "iso"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,11 @@ class Observations:
         population: what the step's draws come from (the replay's windows), named by the
             step's first analysis that had any; the rollout state keeps it, and later
             analyses of the step are asked for the same (`ObserveRequest.population`).
+        more: with `exhausted`, what would bring more labels, in words (e.g. "raise
+            rollout.replay.max_windows"); empty: the provider does not say.
+        lost: empty while the step's evidence can go on; otherwise why it cannot, in words
+            (what the step drew from is gone, and drawing from the rest would count rows
+            already pooled again): the step ends `inconclusive` at once.
     """
 
     ready: bool
@@ -37,6 +42,8 @@ class Observations:
     source: str = ""
     exhausted: str = ""
     population: tuple[str, ...] = ()
+    more: str = ""
+    lost: str = ""
 
 
 @dataclass(frozen=True)
@@ -83,3 +90,13 @@ def _finite(value: float | None) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def iso(value: datetime | None) -> str | None:
+    """`value` as ISO 8601 text, or None (for the persisted rollout state)."""
+    return value.isoformat() if value is not None else None
+
+
+def from_iso(value: Any) -> datetime | None:
+    """The datetime `iso` wrote, or None for an empty value."""
+    return datetime.fromisoformat(value) if value else None

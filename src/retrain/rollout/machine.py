@@ -27,7 +27,9 @@ Rules, Flagger-style:
   (rolled back instead if a failed look stands against it);
 - a provider that can bring no more labels in the step (`Observations.exhausted`, e.g. a replay
   of a small window) makes its analysis the step's final look, and a step still waiting
-  then ends at once as at the deadline, the reason naming the shortfall and the fix.
+  then ends at once as at the deadline, the reason naming the shortfall and the fix;
+- a step whose evidence cannot go on without counting rows twice (`Observations.lost`, e.g.
+  a replayed window gone mid-step) ends `inconclusive` at once, saying why.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from retrain.rollout.actions import (
     action_dict,
     action_from_dict,
 )
-from retrain.rollout.analysis import Analysis, Observations
+from retrain.rollout.analysis import Analysis, Observations, from_iso, iso
 from retrain.rollout.checks import summarise
 from retrain.settings.rollout import RolloutConfig
 
@@ -165,20 +167,20 @@ class RolloutState:
             "traffic": self.traffic,
             "started_at": self.started_at.isoformat(),
             "step_started_at": self.step_started_at.isoformat(),
-            "last_analysis_at": _iso(self.last_analysis_at),
+            "last_analysis_at": iso(self.last_analysis_at),
             "next_analysis_at": None if self.terminal else self.next_analysis_at.isoformat(),
             "deadline": None if self.terminal else self.deadline.isoformat(),
             "passed_in_step": self.passed_in_step,
             "failures": self.failures,
             "reason": self.reason,
-            "finished_at": _iso(self.finished_at),
+            "finished_at": iso(self.finished_at),
             "seq": self.seq,
             "pending": [action_dict(a) for a in self.pending],
             "policy": self.policy.model_dump(mode="json"),
             "analyses": [a.as_dict() for a in self.analyses],
             "pool": dict(self.pool),
             "looks": self.looks.as_dict(),
-            "step_deadline": _iso(self.step_deadline),
+            "step_deadline": iso(self.step_deadline),
             "population": list(self.population),
         }
 
@@ -195,17 +197,17 @@ class RolloutState:
                 step=int(raw["step"]),
                 started_at=datetime.fromisoformat(raw["started_at"]),
                 step_started_at=datetime.fromisoformat(raw["step_started_at"]),
-                last_analysis_at=_from_iso(raw.get("last_analysis_at")),
+                last_analysis_at=from_iso(raw.get("last_analysis_at")),
                 passed_in_step=int(raw.get("passed_in_step", 0)),
                 failures=int(raw.get("failures", 0)),
                 reason=str(raw.get("reason", "")),
-                finished_at=_from_iso(raw.get("finished_at")),
+                finished_at=from_iso(raw.get("finished_at")),
                 analyses=tuple(Analysis.from_dict(a) for a in raw.get("analyses", [])),
                 pending=tuple(action_from_dict(a) for a in raw.get("pending", [])),
                 seq=int(raw.get("seq", 0)),
                 pool={str(k): float(v) for k, v in raw.get("pool", {}).items()},
                 looks=evidence.Looks.from_dict(raw.get("looks")),
-                step_deadline=_from_iso(raw.get("step_deadline")),
+                step_deadline=from_iso(raw.get("step_deadline")),
                 population=tuple(str(w) for w in raw.get("population", ())),
             )
         except (KeyError, TypeError, ValueError) as err:
@@ -281,6 +283,8 @@ def advance(
 
     if policy.checks is None:
         raise ValidationError("rollout state has no checks: start rollouts with start_rollout")
+    if observations.lost:
+        return _inconclusive(state, now, f"at {label}: {observations.lost}")
     pool = evidence.add(state.pool, observations.metrics)
     count = evidence.labelled(pool)
     if _quality_undecided(state):
@@ -332,7 +336,9 @@ def advance(
             why = next((a.reason for a in earlier if a.step == state.step), summary)
             return _roll_back(state, now, f"a failed look at {label} stands {when}: {why}")
         if spent:
-            return _inconclusive(state, now, wait.spent(policy, label, count, spent, summary))
+            return _inconclusive(
+                state, now, wait.spent(policy, label, count, observations, summary)
+            )
         if now >= state.deadline:
             waited = (now - state.step_started_at).total_seconds()
             return _inconclusive(
@@ -489,11 +495,3 @@ def _refuse_terminal(state: RolloutState, what: str) -> None:
 def _aware(now: datetime) -> None:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValidationError("the rollout clock returned a naive datetime; use timezone-aware")
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _from_iso(value: Any) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None

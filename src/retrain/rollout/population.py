@@ -11,7 +11,17 @@ keeps out of every training set) of some labelled windows of the history store:
 - an int: exactly that many newest windows.
 - `pinned` (the windows the step's first analysis used, kept in the rollout state): exactly
   those, so a window landing mid-step does not change the permutation the step's analyses
-  take disjoint chunks of.
+  take disjoint chunks of. A pinned window no longer in the store is named in `missing`
+  (without it the population, and so the permutation, would change and later chunks
+  overlap rows already pooled): the provider ends the step unjudged instead.
+- nothing pinned in a step that has already pooled analyses (a state saved mid-step by a
+  release that did not keep the windows): what that release drew from, the newest int
+  windows, or the newest one under auto (its default was ``windows: 1``), so the step's
+  later chunks do not overlap rows it pooled.
+
+Under auto, windows older than the canary's training window (its model card's ``window``)
+are named in the reason: their rows are of an earlier regime, which the champion may fit
+better.
 """
 
 from __future__ import annotations
@@ -21,11 +31,13 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from retrain._card import ModelCard
 from retrain.config import Config
 from retrain.data.io import from_parquet_bytes
 from retrain.data.split import evaluation_mask
 from retrain.data.windows import window_sort_key
-from retrain.errors import ValidationError
+from retrain.errors import RetrainError, ValidationError
+from retrain.registry import MODEL_CARD_FILE, Registry
 from retrain.settings.rollout import is_rank_check
 from retrain.storage import Storage
 
@@ -35,11 +47,15 @@ __all__ = ["Population", "replay_population"]
 @dataclass(frozen=True)
 class Population:
     """The evaluation rows, the windows they come from (oldest first), and why those, in
-    words (e.g. "3 windows to reach min_labelled 500")."""
+    words (e.g. "3 windows to reach min_labelled 500"); `missing`: pinned windows no longer
+    in the store; `older`: whether labelled windows older than those exist (more windows
+    could bring more labels)."""
 
     rows: pd.DataFrame
     windows: tuple[str, ...]
     why: str
+    missing: tuple[str, ...] = ()
+    older: bool = False
 
 
 def _labelled_windows(store: Storage, cfg: Config) -> list[tuple[str, str]]:
@@ -104,28 +120,69 @@ def _auto(
     return taken, f"auto: all {len(taken)} labelled window(s), short of {need}"
 
 
+def _training_window(store: Storage, cfg: Config, version: str) -> str | None:
+    """The window `version` was trained for (its model card's ``window``; None: unknown)."""
+    try:
+        raw = Registry(store, cfg.name).read_file(version, MODEL_CARD_FILE)
+        window = ModelCard.from_json(raw.decode()).window
+    except (RetrainError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return None if window is None else str(window)
+
+
+def _before(cfg: Config, windows: Sequence[str], trained: str | None) -> str:
+    """Words naming the `windows` older than the canary's training window, or ""."""
+    if trained is None:
+        return ""
+    try:
+        start = window_sort_key(cfg.data, trained)
+        older = [w for w in windows if window_sort_key(cfg.data, w) < start]
+    except (RetrainError, ValueError, TypeError):
+        return ""
+    if not older:
+        return ""
+    return (
+        f"; includes window(s) {', '.join(older)} before the canary's training window "
+        f"{trained}: rows of an earlier regime, which the champion may fit better"
+    )
+
+
 def replay_population(
     store: Storage,
     cfg: Config,
     pinned: Sequence[str] = (),
     classes: Sequence[object] | None = None,
+    pooled: int = 0,
+    canary: str | None = None,
 ) -> Population:
     """The labelled evaluation rows a replay step draws from (see the module docstring).
 
-    `classes` are the canary's classes (for the positives `auto` counts)."""
+    `classes` are the canary's classes (for the positives `auto` counts), `pooled` the step's
+    analyses already pooled, `canary` its version (for its training window)."""
     windows = _labelled_windows(store, cfg)
     setting = cfg.rollout.replay.windows
+    missing: tuple[str, ...] = ()
     if pinned:
         keep = set(pinned)
         chosen = [(w, _evaluation_rows(store, cfg, k)) for w, k in windows if w in keep]
         why = "kept from the step's first analysis"
+        missing = tuple(w for w in pinned if w not in {w for w, _ in chosen})
+    elif pooled:
+        n = 1 if setting == "auto" else setting
+        chosen = [(w, _evaluation_rows(store, cfg, k)) for w, k in windows[-n:]]
+        was = "its default windows: 1" if setting == "auto" else "rollout.replay.windows"
+        why = f"the newest {n} window(s), as drawn by the release that saved this step ({was})"
     elif setting == "auto":
         chosen, why = _auto(store, cfg, windows, _positive_class(cfg, classes))
     else:
         chosen = [(w, _evaluation_rows(store, cfg, k)) for w, k in windows[-setting:]]
         why = f"rollout.replay.windows {setting}"
+    names = tuple(w for w, _ in chosen)
+    if setting == "auto" and canary is not None:
+        why += _before(cfg, names, _training_window(store, cfg, canary))
+    older = bool(names) and names[0] != windows[0][0]
     frames = [rows for _, rows in chosen if not rows.empty]
     if not frames:
-        return Population(pd.DataFrame(), (), why)
+        return Population(pd.DataFrame(), (), why, missing, older)
     rows = pd.concat(frames, ignore_index=True)
-    return Population(rows, tuple(w for w, _ in chosen), why)
+    return Population(rows, names, why, missing, older)

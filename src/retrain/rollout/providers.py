@@ -239,9 +239,19 @@ class ReplayProvider:
         except RetrainError as err:
             champion, champion_error = None, f"; champion {request.champion} did not load: {err}"
 
+        classes = getattr(canary, "classes_", None)
         chosen = replay_population(
-            store, cfg, request.population, getattr(canary, "classes_", None)
+            store, cfg, request.population, classes, request.pooled, request.canary
         )
+        if chosen.missing:
+            gone = ", ".join(chosen.missing)
+            return Observations(
+                ready=True,
+                source=f"replay: window(s) {gone} of this step no longer in the history store",
+                lost=f"window(s) {gone}, which this step's pooled rows were drawn from, no "
+                "longer exist in the history store: drawing from the rest would change the "
+                "step's permutation and pool rows already pooled again",
+            )
         if chosen.rows.empty:
             return Observations(
                 ready=True,
@@ -289,6 +299,7 @@ class ReplayProvider:
             source=source,
             exhausted=exhausted,
             population=chosen.windows,
+            more=_more(cfg, chosen.older) if exhausted else "",
         )
 
     def _draw(
@@ -320,6 +331,14 @@ class ReplayProvider:
             "all of them now in this step's evidence"
         )
         return rows, note, exhausted
+
+
+def _more(cfg: Config, older: bool) -> str:
+    """What would bring a replay more labels: more windows while older ones exist."""
+    if older:
+        knob = "max_windows" if cfg.rollout.replay.windows == "auto" else "windows"
+        return f"raise rollout.replay.{knob}"
+    return "wait for more labelled windows (every labelled window is in use)"
 
 
 def _serve(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+from retrain.rollout.analysis import Observations
 from retrain.rollout.pool import SPLIT_FIRST_LOOK
 from retrain.settings.rollout import RolloutConfig
 
@@ -107,14 +108,19 @@ def projection(
     )
 
 
-def spent(policy: RolloutConfig, label: str, count: float, exhausted: str, summary: str) -> str:
-    """Why a step whose provider can bring no more labels (`exhausted`, its words) ends
-    unjudged with `count` pooled, and what would let the checks judge such a canary."""
+def spent(
+    policy: RolloutConfig, label: str, count: float, observed: Observations, summary: str
+) -> str:
+    """Why a step whose provider can bring no more labels (`observed.exhausted`, its words)
+    ends unjudged with `count` pooled, and what would let the checks judge such a canary
+    (`observed.more`, the provider's words, when it says)."""
+    exhausted = observed.exhausted
     n = policy.min_labelled
     short = f"{count:.0f} labelled, fewer than rollout.min_labelled {n}, " if count < n else ""
     knob = "rollout.min_labelled" if count < n else "rollout.min_positives"
     knob_more = "max_windows" if policy.replay.windows == "auto" else "windows"
     more = f" or raise rollout.replay.{knob_more}" if policy.provider == "replay" else ""
+    more = f" or {observed.more}" if observed.more else more
     return (
         f"no more labels can come at {label}: {exhausted}; {short}so the quality checks cannot "
         f"be judged ({summary}); to judge such a canary lower {knob}{more}, or set "

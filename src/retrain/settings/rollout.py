@@ -117,8 +117,9 @@ class ReplaySettings(Section):
         description="The most windows 'auto' replays. 8 lets windows of ~313 rows reach the "
         "default min_labelled 500 at the default evaluation_share 0.2 (8 x 313 x 0.2), i.e. "
         "8 days of a daily stream or 2 months of a weekly one; further back the rows more "
-        "likely describe an older concept, and every window is read at each step. Short of "
-        "min_labelled at the cap, the step ends 'inconclusive' naming it.",
+        "likely describe an older concept, and each analysis (not just each step) reads up "
+        "to max_windows parquet files. Short of min_labelled at the cap, the step ends "
+        "'inconclusive' naming it.",
     )
     rows: int = Field(
         default=2000,
