@@ -142,13 +142,14 @@ def test_the_label_step_refuses_a_window_whose_labels_cannot_join_history(
     cfg = _cfg(tmp_path)
     store = LocalStorage(cfg.storage_root)
     _commit(store, 0, _window(0, [0, 1]))
+    _commit(store, 1, _window(1, [1, 0]))
     with pytest.raises(ValidationError) as caught:
-        check_joins_history(store, cfg, "1", _window(1, ["no", "yes"]))
+        check_joins_history(store, cfg, "2", _window(2, ["no", "yes"]))
     message = str(caught.value)
-    assert message.startswith("window 1 is not committed to history")
-    assert "window 0: int64" in message and "window 1: str" in message
+    assert message.startswith("window 2 is not committed to history")
+    assert "window 0: int64" in message and "window 2: str" in message
     assert "correct the label source" in message
-    check_joins_history(store, cfg, "1", _window(1, ["0", "1"]))  # numbers as text join
+    assert check_joins_history(store, cfg, "2", _window(2, ["0", "1"])) == ""  # numbers as text
     check_joins_history(store, cfg, "0", _window(0, ["no", "yes"]))  # nothing before it
 
 
@@ -307,21 +308,158 @@ def test_a_window_of_labels_that_cannot_join_history_is_refused_before_it_is_com
     from retrain.data.history import history_key
     from retrain.errors import EXIT_VALIDATION
 
-    cfg = load_config(generate_loans(tmp_path, windows=3, rows_per_window=300, drift_window=2))
-    week_1 = Path(cfg.labels.uri) / "week-001.parquet"  # the demo's labels are 0/1 integers
-    labels = pd.read_parquet(week_1)
+    cfg = load_config(generate_loans(tmp_path, windows=4, rows_per_window=300, drift_window=3))
+    week_2 = Path(cfg.labels.uri) / "week-002.parquet"  # the demo's labels are 0/1 integers
+    labels = pd.read_parquet(week_2)
     column = cfg.labels.label_column
     labels[column] = labels[column].map({0: "no", 1: "yes"})
-    labels.to_parquet(week_1)
-    first = run_cycle(cfg, "0", engine="direct", run_id="first", as_of="2", now=NOW)
-    assert first.exit_code == EXIT_OK, first.lines()
-    second = run_cycle(cfg, "1", engine="direct", run_id="second", as_of="3", now=NOW)
-    assert second.exit_code == EXIT_VALIDATION, second.lines()
-    failed = second.failed_step
+    labels.to_parquet(week_2)
+    for week in (0, 1):
+        done = run_cycle(
+            cfg, str(week), engine="direct", run_id=f"w{week}", as_of=str(week + 2), now=NOW
+        )
+        assert done.exit_code == EXIT_OK, done.lines()
+    refused = run_cycle(cfg, "2", engine="direct", run_id="refused", as_of="4", now=NOW)
+    assert refused.exit_code == EXIT_VALIDATION, refused.lines()
+    failed = refused.failed_step
     assert failed is not None and failed["step"] == "label"
-    assert "window 1 is not committed to history" in str(failed["message"])
+    assert "window 2 is not committed to history" in str(failed["message"])
     store = LocalStorage(cfg.storage_root)
-    assert not store.exists(history_key("1"))  # nothing immutable to correct
+    assert not store.exists(history_key("2"))  # nothing immutable to correct
     # The next window trains on history as it is.
-    third = run_cycle(cfg, "2", engine="direct", run_id="third", as_of="4", now=NOW)
-    assert third.records["train"]["status"] == "succeeded", third.lines()
+    after = run_cycle(cfg, "3", engine="direct", run_id="after", as_of="5", now=NOW)
+    assert after.records["train"]["status"] == "succeeded", after.lines()
+
+
+# --- one odd window never decides for the rest --------------------------------------------
+
+
+@pytest.mark.parametrize("odd", [["no", "yes"], [0.0, float("inf")]], ids=["text", "infinite"])
+def test_an_odd_first_window_does_not_refuse_every_later_one(
+    tmp_path: Path, odd: list[Any]
+) -> None:
+    # The first window stored is the odd one (committed before the label step checked it):
+    # later windows of 0/1 are committed, and history keeps them, leaving the first one out.
+    from retrain.data.history import check_joins_history, history_key
+
+    cfg = _cfg(tmp_path)
+    store = LocalStorage(cfg.storage_root)
+    _commit(store, 0, _window(0, odd))
+    note = check_joins_history(store, cfg, "1", _window(1, [0, 1]))
+    assert "window 0 is left out of history" in note
+    assert store.uri(history_key("0")) in note  # how to remove it deliberately
+    _commit(store, 1, _window(1, [0, 1]))
+    check_joins_history(store, cfg, "2", _window(2, [1, 0]))
+    _commit(store, 2, _window(2, [1, 0]))
+    loaded = read_history(store, cfg, "3")
+    assert list(loaded.left_out) == ["window 0"]
+    assert loaded.frame is not None and len(loaded.frame) == 240
+    # A window of the odd type is now the one refused: most of history is of 0/1.
+    _commit(store, 3, _window(3, [0, 1]))
+    with pytest.raises(ValidationError, match="window 4 is not committed"):
+        check_joins_history(store, cfg, "4", _window(4, ["no", "yes"]))
+
+
+@pytest.mark.parametrize(
+    "labels", [[0.0, float("inf")], ["1", "01"], ["1", "1.0"]], ids=["inf", "01", "1.0"]
+)
+def test_the_first_window_is_checked_on_its_own(tmp_path: Path, labels: list[Any]) -> None:
+    from retrain.data.history import check_joins_history
+
+    cfg = _cfg(tmp_path)
+    store = LocalStorage(cfg.storage_root)
+    frame = _window(0, labels)
+    frame.loc[0, "y"] = "0" if isinstance(labels[0], str) else 0.0  # a third label
+    with pytest.raises(ValidationError, match="window 0 is not committed to history"):
+        check_joins_history(store, cfg, "0", frame)
+
+
+def test_each_window_left_out_is_given_its_own_reason(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    store = LocalStorage(cfg.storage_root)
+    for week, labels in enumerate([["no", "yes"], [0, 1], [1, 0], [0.0, float("inf")]]):
+        _commit(store, week, _window(week, labels))
+    loaded = read_history(store, cfg, "4")
+    assert sorted(loaded.left_out) == ["window 0", "window 3"]
+    assert "inf" in loaded.left_out["window 3"]
+    assert "inf" not in loaded.left_out["window 0"]
+    assert "window 0: str" in loaded.left_out["window 0"]
+
+
+def test_the_windows_left_out_do_not_depend_on_the_row_budget(tmp_path: Path) -> None:
+    # One "unknown" text label among 1,000 text numbers: sampled down, that row could be left
+    # out and the window kept; the decision is taken on every distinct label first.
+    cfg = _cfg(tmp_path)
+    store = LocalStorage(cfg.storage_root)
+    _commit(store, 0, _window(0, [0, 1], n=1000))
+    _commit(store, 1, _window(1, [1, 0], n=1000))
+    rare = _window(2, ["0", "1"], n=1000)
+    rare.loc[500, "y"] = "unknown"
+    _commit(store, 2, rare)
+    full = read_history(store, cfg, "3")
+    small = read_history(store, cfg, "3", max_rows=60)
+    assert list(small.left_out) == list(full.left_out)
+    assert list(full.left_out) == ["window 2"]
+    assert small.frame is not None and len(small.frame) == 60  # the budget, from the kept ones
+
+
+@pytest.mark.parametrize("labels", [["1", "01", "0"], ["1", "1.0", "0"]])
+def test_one_label_written_two_ways_in_a_frame_is_refused(labels: list[Any]) -> None:
+    # Text spelled the same way in every frame is kept as text, so "1" and "01" would train as
+    # two classes where every class check counts one.
+    with pytest.raises(ValidationError, match="writes one label in more than one way"):
+        _reconcile(labels, labels)
+    with pytest.raises(ValidationError, match="writes one label in more than one way"):
+        _reconcile(labels)
+
+
+def test_the_gates_refuse_two_classes_of_one_label(tmp_path: Path) -> None:
+    from retrain.evaluation.gates import _scores
+
+    cfg = _cfg(tmp_path)
+    frame = _window(0, ["0", "1"])
+    frame.loc[frame.index[:30], "y"] = "01"  # committed before such labels were refused
+    model = fit_model(cfg, frame)
+    assert len(model.classes_) == 3
+    with pytest.raises(ValidationError, match="one label"):
+        _scores(model, frame, cfg, [0, 1], "challenger")
+    with pytest.raises(ValidationError, match="one label"):
+        _scores(model, frame, cfg, ["0", "01", "1"], "challenger")
+
+
+def test_a_rerun_of_a_committed_window_is_not_checked_again(tmp_path: Path) -> None:
+    # Window 5 was committed with "no"/"yes" labels (before the check, or by a first attempt
+    # that crashed past the commit); windows 3 and 4 of 0/1 are stored too. A re-run with the
+    # same content is a no-op commit, not a refusal.
+    from test_labels_as_of import step_inputs
+
+    from retrain import steps
+
+    text, dataset = step_inputs(tmp_path)
+    labels = pd.read_parquet(tmp_path / "labels.parquet")
+    labels["outcome"] = labels["outcome"].map({0: "no", 1: "yes"})
+    labels.to_parquet(tmp_path / "labels.parquet")
+    steps.label(text, "5", "r1", str(dataset), str(tmp_path / "l1.parquet"), None, None, "6")
+    store = LocalStorage(str(tmp_path / "store"))
+    for week in (3, 4):
+        ints = _window(week, [0, 1]).rename(columns={"y": "defaulted", "id": "app"})
+        commit_history(store, str(week), ints, {"sha256": content_sha256(ints)})
+    outcome = steps.label(
+        text, "5", "r2", str(dataset), str(tmp_path / "l2.parquet"), None, None, "6"
+    )
+    assert outcome.details["coverage"] == 0.6
+    # A different content for window 5 is still checked (and refused: history is of 0/1).
+    labels["outcome"] = labels["outcome"].map({"no": "n", "yes": "y"})
+    labels.to_parquet(tmp_path / "labels.parquet")
+    with pytest.raises(ValidationError, match="window 5 is not committed"):
+        steps.label(text, "5", "r3", str(dataset), str(tmp_path / "l3.parquet"), None, None, "6")
+
+
+def test_the_fitted_constant_counts_labels_by_value() -> None:
+    # A model card without the training constant: the shares are fitted on the evaluation
+    # rows; their text "0"/"1" are the model's classes 0 and 1, not shares of 0.
+    from retrain.evaluation._baseline import baseline_scores
+
+    scores = baseline_scores("log_loss", pd.Series(["0", "1", "1", "1"]), [0, 1], None)
+    assert scores.shape == (4, 2)
+    assert scores[0].tolist() == [0.25, 0.75]

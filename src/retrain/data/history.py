@@ -19,7 +19,12 @@ import pyarrow.parquet as pq
 
 from retrain.config import Config
 from retrain.data.io import from_parquet_bytes, schema_meta, to_parquet_bytes
-from retrain.data.targets import reconcile_targets, split_reconcilable
+from retrain.data.targets import (
+    reconcile_fix,
+    select_joinable,
+    split_reconcilable,
+    target_kind,
+)
 from retrain.data.windows import window_sort_key
 from retrain.errors import AlreadyExists, ValidationError
 from retrain.storage import Storage
@@ -189,22 +194,35 @@ def read_history(
     stratified by label for classification and seeded by ``cfg.seed`` and the window id, so
     memory holds one window plus the sample however many windows exist, and the same seed and
     history give the same rows. Otherwise every row is returned, as stored.
+
+    Windows whose labels cannot be one type with the others are left out first, decided on
+    every window's distinct labels (`select_joinable`: the most windows that can be one type,
+    a tie going to the newest; a window with a non-finite label or one label written two ways
+    on its own), each named with its own reason in `LoadedHistory.left_out`; the row budget is
+    shared among the windows kept.
     """
     windows = history_windows(store, cfg, before_window)
     total = sum(w.rows for w in windows)
+    # Windows labelled from sources of different types (0/1 and "0"/"1"): one target dtype.
+    # A stored window that cannot join the others (the label step refuses such a window
+    # before it is committed; one committed before that check) is left out and named, not
+    # allowed to stop every later training: history is immutable. Decided on every window's
+    # distinct labels, before any sampling, so the windows kept do not depend on `max_rows`.
+    targets = [_stored_target(store, cfg, w) for w in windows]
+    kept_at, reasons = select_joinable(targets, [f"window {w.id}" for w in windows], cfg.target)
+    left_out = {f"window {windows[i].id}": why for i, why in sorted(reasons.items())}
+    use = [w for i, w in enumerate(windows) if i in kept_at or targets[i] is None]
     sampled = max_rows is not None and total > max_rows
-    quotas = _quotas([w.rows for w in windows], max_rows) if sampled else None
+    used_rows: list[int] = [w.rows for w in use]
+    quotas = _quotas(used_rows, max_rows) if sampled and any(used_rows) else None
     frames: list[pd.DataFrame | None] = []
-    for i, w in enumerate(windows):
+    for i, w in enumerate(use):
         frame = from_parquet_bytes(store.read_bytes(w.key), store.uri(w.key))[0]
         if quotas is not None and quotas[i] < len(frame):
             frame = _sample_window(frame, int(quotas[i]), cfg, w.id)
         frames.append(frame)
-    # Windows labelled from sources of different types (0/1 and "0"/"1"): one target dtype.
-    # A stored window that cannot join the others (the label step refuses such a window
-    # before it is committed; one committed before that check) is left out and named, not
-    # allowed to stop every later training: history is immutable.
-    frames, left_out = split_reconcilable(frames, [f"window {w.id}" for w in windows], cfg.target)
+    frames, more = split_reconcilable(frames, [f"window {w.id}" for w in use], cfg.target)
+    left_out.update(more)  # none: the same distinct values were decided on
     kept = [f for f in frames if f is not None]
     if not kept:
         combined = None
@@ -213,39 +231,73 @@ def read_history(
     return LoadedHistory(combined, len(windows), total, max_rows, sampled, left_out)
 
 
-def check_joins_history(store: Storage, cfg: Config, window_id: str, frame: pd.DataFrame) -> None:
-    """Refuse a labelled window whose target cannot be one type with the newest stored window
-    before it (reading that window's target column only); nothing to compare: no check.
+def _stored_target(store: Storage, cfg: Config, w: HistoryWindow) -> pd.DataFrame | None:
+    """The target column of a stored window, its distinct values only (None: no target)."""
+    with store.open_read(w.key) as reader:
+        try:
+            table = pq.ParquetFile(reader).read(columns=[cfg.target])
+        except KeyError:
+            return None
+        except pa.ArrowException as err:
+            raise ValidationError(
+                f"{store.uri(w.key)} is not a readable Parquet dataset: {err}"
+            ) from None
+    distinct: pd.DataFrame = table.to_pandas().drop_duplicates()
+    return distinct
+
+
+def check_joins_history(store: Storage, cfg: Config, window_id: str, frame: pd.DataFrame) -> str:
+    """Refuse a labelled window whose own labels are unusable (a non-finite label, one label
+    written two ways) or that the windows history keeps could not keep with it, reading the
+    stored windows' target columns only.
+
+    Which windows are kept is decided over the stored windows and this one together as
+    `read_history` decides it (`retrain.data.targets.select_joinable`: the most windows that
+    can be one type, a tie going to the newest), so a stored window that is the odd one
+    neither refuses this window nor keeps the good history out: it is left out.
+
+    Returns:
+        A note naming the stored windows history leaves out with this one ("": none).
 
     Raises:
-        ValidationError: naming both windows and their types, before the window is committed.
+        ValidationError: naming the window and the types, before the window is committed.
     """
     if cfg.target not in frame.columns:
-        return
-    windows = history_windows(store, cfg, window_id)
-    if not windows:
-        return
-    newest = windows[-1]
-    with store.open_read(newest.key) as reader:
-        try:
-            stored = pq.ParquetFile(reader).read(columns=[cfg.target]).to_pandas()
-        except (pa.ArrowException, KeyError):
-            return  # unreadable, or no target: read_history names it
-    try:
-        reconcile_targets(
-            [stored, frame[[cfg.target]]],
-            [f"window {newest.id}", f"window {window_id}"],
-            cfg.target,
-        )
-    except ValidationError as err:
+        return ""
+    windows = [w for w in history_windows(store, cfg, window_id) if w.id != window_id]
+    targets = [_readable_target(store, cfg, w) for w in windows]
+    targets.append(frame[[cfg.target]].drop_duplicates())
+    names = [f"window {w.id}" for w in windows] + [f"window {window_id}"]
+    kept, reasons = select_joinable(targets, names, cfg.target)
+    new = len(windows)
+    if new in reasons:
+        types = sorted({_kind_of(t, cfg.target) for i, t in enumerate(targets) if i in kept})
         raise ValidationError(
-            f"window {window_id} is not committed to history: {str(err).splitlines()[0]}",
+            f"window {window_id} is not committed to history: {reasons[new].splitlines()[0]}",
             [
-                "history is immutable: correct the label source's type for this window (the"
-                f" stored windows' labels are {stored[cfg.target].dtype}) and run it again",
-                *err.problems,
+                "history is immutable: correct the label source's type for this window"
+                + (f" (the stored windows kept are of {', '.join(types)})" if types else "")
+                + " and run it again",
+                reconcile_fix(),
             ],
-        ) from None
+        )
+    odd = [(windows[i], why) for i, why in sorted(reasons.items())]
+    return "; ".join(
+        f"window {w.id} is left out of history ({why}); to remove it deliberately, delete"
+        f" {store.uri(w.key)}"
+        for w, why in odd
+    )
+
+
+def _readable_target(store: Storage, cfg: Config, w: HistoryWindow) -> pd.DataFrame | None:
+    try:
+        return _stored_target(store, cfg, w)
+    except ValidationError:
+        return None  # unreadable: read_history names it
+
+
+def _kind_of(target: pd.DataFrame | None, column: str) -> str:
+    return "no target" if target is None else target_kind(target[column])
 
 
 def load_history(store: Storage, cfg: Config, before_window: str) -> pd.DataFrame | None:

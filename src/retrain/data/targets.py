@@ -20,9 +20,15 @@ any other text ("yes", "1e0", "inf", "0x1") is a label of its own, as written.
   and none is missing, else float64), so text "0"/"1" beside "0.0"/"1.0" or beside 0/1
   integers trains as the two labels 0 and 1;
 - a frame with a value that is no number (text "yes" beside 0/1, "True" text beside booleans)
-  or two values that would fall together as numbers ("1" and "01" in one frame) is refused,
-  naming each frame and its type, and so are non-finite numbers and integers a float cannot
-  hold exactly when floats are needed. Labels are never merged by guessing.
+  is refused, naming each frame and its type, and so are non-finite numbers and integers a
+  float cannot hold exactly when floats are needed. Labels are never merged by guessing;
+- a frame that writes one label two ways ("1" and "01", or "1" and "1.0", in one frame) is
+  refused even when every frame writes it so: kept as text they would train as two classes
+  where every class check (and the gates) counts one.
+
+`select_joinable` says which frames can be kept together when some cannot (stored windows
+of history, the label step's new window among them): a frame failing on its own is left
+out, and of the rest the group with the most frames, a tie going to the newest.
 
 Each column's distinct values are decided on once (`pd.factorize`: a source has few labels)
 and mapped back by their codes; only the target column of a frame is replaced.
@@ -40,7 +46,15 @@ import pandas as pd
 
 from retrain.errors import ValidationError
 
-__all__ = ["label_key", "label_keys", "reconcile_targets", "split_reconcilable"]
+__all__ = [
+    "label_key",
+    "label_keys",
+    "reconcile_fix",
+    "reconcile_targets",
+    "select_joinable",
+    "split_reconcilable",
+    "target_kind",
+]
 
 #: Text that is a number: decimal notation only (no exponent, no "inf"/"nan", no hex).
 _NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
@@ -90,33 +104,74 @@ def reconcile_targets(
 def split_reconcilable(
     frames: Sequence[pd.DataFrame | None], names: Sequence[str], target: str
 ) -> tuple[list[pd.DataFrame | None], dict[str, str]]:
-    """Like `reconcile_targets`, but a frame that cannot be reconciled is replaced by None.
+    """Like `reconcile_targets`, but the frames that cannot join the others (`select_joinable`)
+    are replaced by None.
 
     Returns:
-        The frames, and for each one left out its name and why (the types of every frame).
+        The frames, and for each one left out its name and why.
     """
     out, refused = _reconcile(frames, names, target)
     if not refused:
         return out, {}
-    why = _refusal(frames, names, target, refused)
-    # Newest first, each frame kept if it joins those kept so far: the frames left out are
-    # those that cannot join the newest (the label step checks a window against it).
-    # Decided on each frame's distinct values only.
+    kept, reasons = select_joinable(frames, names, target)
+    trial = [f if i in kept else None for i, f in enumerate(frames)]
+    out, still = _reconcile(trial, names, target)
+    assert not still  # the frames kept were checked together
+    return out, {names[i]: why for i, why in sorted(reasons.items())}
+
+
+def select_joinable(
+    frames: Sequence[pd.DataFrame | None], names: Sequence[str], target: str
+) -> tuple[set[int], dict[int, str]]:
+    """Which frames' targets are kept together, decided on each frame's distinct values.
+
+    A frame that fails on its own (a non-finite label, one label written two ways) is left
+    out. Of the others, the largest group that can be one type is kept: most frames, a tie
+    going to the group with the newest frame (the later position), so one odd frame never
+    decides for the rest, whether it is the newest or the oldest.
+
+    Returns:
+        The positions kept, and for each position left out why (naming it and the kept ones).
+    """
     small = {
         i: f[[target]].drop_duplicates()
         for i, f in enumerate(frames)
         if f is not None and target in f.columns
     }
-    keep: set[int] = set()
-    for i in sorted(small, reverse=True):
-        trial = [small[j] if j in keep or j == i else None for j in range(len(frames))]
-        if not _reconcile(trial, names, target)[1]:
-            keep.add(i)
-    left = set(small) - keep
-    kept = [None if i in left else f for i, f in enumerate(frames)]
-    out, still = _reconcile(kept, names, target)
-    assert not still  # the frames kept were checked together
-    return out, {names[i]: why for i in sorted(left)}
+    reasons: dict[int, str] = {}
+    for i, f in small.items():
+        if _reconcile([f], [names[i]], target)[1]:
+            reasons[i] = _refusal([f], [names[i]], target, {0})
+    # Frames of the same distinct values and dtype join or not alike: decided once per group.
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, f in small.items():
+        if i not in reasons:
+            col = f[target]
+            signature = repr([(type(v).__name__, repr(v)) for v in _python(col.tolist())])
+            groups.setdefault((_dtype_kind(col), signature), []).append(i)
+    reps = sorted(groups.values(), key=lambda g: (len(g), max(g)), reverse=True)
+    best: list[list[int]] = []
+    for seed in reps:
+        chosen = [seed]
+        for other in reps:
+            if other is seed:
+                continue
+            trial = [small[g[0]] for g in [*chosen, other]]
+            if not _reconcile(trial, [names[g[0]] for g in [*chosen, other]], target)[1]:
+                chosen.append(other)
+        if _rank(chosen) > _rank(best):
+            best = chosen
+    kept = {i for g in best for i in g}
+    order = sorted(kept)
+    for i in sorted(set(small) - kept - set(reasons)):
+        trial = [small[j] for j in order] + [small[i]]
+        reasons[i] = _refusal(trial, [names[j] for j in order] + [names[i]], target, {len(order)})
+    return kept, reasons
+
+
+def _rank(groups: list[list[int]]) -> tuple[int, list[int]]:
+    members = sorted((i for g in groups for i in g), reverse=True)
+    return len(members), members
 
 
 _FIX = (
@@ -172,6 +227,8 @@ def _reconcile(
 def _agree(columns: dict[int, pd.Series], values: dict[int, list[Any]]) -> bool:
     """Whether the frames need no conversion: one kind of value in one dtype, or text written
     the same way in each frame."""
+    if any(len({label_key(v) for v in vals}) != len(vals) for vals in values.values()):
+        return False  # one label written two ways in a frame ("1" and "01"): refused
     kinds = {i: {_value_kind(v) for v in vals} for i, vals in values.items()}
     if all(k <= {"text"} for k in kinds.values()):
         # All text: one label written differently in two frames ("1" and "1.0") disagrees.
@@ -242,12 +299,39 @@ def _refusal(
                 f"target {target!r} of {names[i]} holds {infinite[0]!r} ({kinds}): a label"
                 " must be finite, no class and no target value"
             )
+    for i in sorted(refused):
+        twice = _spelled_twice(_python(pd.unique(columns[i].dropna())))
+        if twice:
+            return (
+                f"target {target!r} of {names[i]} writes one label in more than one way"
+                f" ({' and '.join(repr(v) for v in twice)}; {kinds}): they would train as"
+                " different classes while every class check counts one; write each label"
+                " one way in the source"
+            )
     return (
         f"target {target!r} has different types across the labelled data ({kinds}) and"
         f" the values of {', '.join(names[i] for i in sorted(refused))} cannot be read as"
         " numbers without changing or merging a label; combined as they are, they would"
         " train as different classes"
     )
+
+
+def _spelled_twice(values: list[Any]) -> list[Any]:
+    """The first values of one label (by `label_key`) written more than one way, or []."""
+    seen: dict[tuple[str, Any], list[Any]] = {}
+    for v in values:
+        seen.setdefault(label_key(v), []).append(v)
+    return next((vs for vs in seen.values() if len(vs) > 1), [])
+
+
+def reconcile_fix() -> str:
+    """What to do about labels that cannot be one type."""
+    return _FIX
+
+
+def target_kind(col: pd.Series) -> str:
+    """The column's dtype, and for object columns the Python types of its values."""
+    return _kind(col)
 
 
 def _kind(col: pd.Series) -> str:

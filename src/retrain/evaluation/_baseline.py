@@ -50,13 +50,14 @@ any undecided challenger (`retrain.evaluation.gates`).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from retrain.data.targets import label_key
+from retrain.data.targets import label_key, label_keys
 from retrain.evaluation._result import Gate, finite, fmt
 
 if TYPE_CHECKING:
@@ -151,8 +152,11 @@ def baseline_scores(
             return np.full(n, best_constant(metric, y.to_numpy(dtype=float)))
         return np.full(n, float(recorded["median" if metric == "mae" else "mean"]))
     if recorded is None:
-        shares = y.value_counts(normalize=True).reindex(classes, fill_value=0.0)
-        return np.tile(shares.to_numpy(dtype=float), (n, 1))
+        # By label value (`label_key`): text "1" rows count for the model's class 1.
+        by_label = Counter(label_keys(y).tolist())
+        present = max(sum(by_label.values()), 1)
+        shares = np.array([by_label[label_key(_jsonable(c))] / present for c in classes])
+        return np.tile(shares.astype(float), (n, 1))
     rows = float(recorded["rows"])
     counts = np.zeros(len(classes))
     for i, share in zip(_class_positions(classes, recorded), recorded["shares"], strict=True):

@@ -328,9 +328,27 @@ def _scores(
     if classes is None:
         return raw
     out = np.zeros((len(frame), len(classes)))
-    column = {label_key(c): j for j, c in enumerate(classes)}
-    out[:, [column[label_key(c)] for c in model.classes_]] = raw
+    column = _columns_by_label(classes, what)
+    at = [column[label_key(c)] for c in model.classes_]
+    if len(set(at)) != len(at):
+        raise ValidationError(
+            f"the {what} learned one label as two classes ({list(model.classes_)!r}): its"
+            " training labels wrote one label two ways; write each label one way in the source"
+        )
+    out[:, at] = raw
     return out
+
+
+def _columns_by_label(classes: list[Any], what: str) -> dict[tuple[str, Any], int]:
+    """Each class's column by `label_key`; two classes of one label are refused, not merged."""
+    column: dict[tuple[str, Any], int] = {}
+    for j, c in enumerate(classes):
+        if column.setdefault(label_key(c), j) != j:
+            raise ValidationError(
+                f"scoring the {what}: the classes {classes[column[label_key(c)]]!r} and {c!r}"
+                " are one label written two ways; write each label one way in the source"
+            )
+    return column
 
 
 def _jsonable(v: Any) -> Any:

@@ -137,12 +137,20 @@ def label(
         }
         # Before anything is written: a committed window whose labels cannot be one type with
         # history's (text "yes"/"no" beside 0/1) could never be corrected (history is immutable).
-        check_joins_history(store, cfg, window_id, result.labelled)
+        # A re-run of a window committed with this content (after a crash past the commit,
+        # or committed before this check) is not checked again: commit_history is a no-op.
+        committed = committed_meta(store, window_id)
+        if committed is None or committed.get("sha256") != meta["sha256"]:
+            left_out = check_joins_history(store, cfg, window_id, result.labelled)
+            if left_out:
+                report["history_left_out"] = left_out
         write_dataset(labelled_path, result.labelled, meta)
         if queue_path:
             write_dataset(queue_path, result.queue, {"rows": len(result.queue)})
         commit_history(store, window_id, result.labelled, meta)
         markdown = result.markdown + f"\nLabels as of: {how}.\n"
+        if report.get("history_left_out"):
+            markdown += f"\nHistory: {report['history_left_out']}.\n"
         summary_note = ""
         if cfg.labels.provisional_windows:
             # After the commit: the run's own window is in history, the later ones are not.
