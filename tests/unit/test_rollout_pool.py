@@ -231,3 +231,26 @@ def test_an_exhausted_population_with_skip_configured_says_the_check_was_skipped
     assert "accuracy_drop skipped: 67 labelled per predictor, fewer than 500" in (
         state.analyses[0].reason
     )
+
+
+def test_a_step_whose_evidence_is_lost_after_a_failed_look_is_rolled_back() -> None:
+    policy = POLICY.model_copy(update={"failure_limit": 3})
+    worse = paired(600.0, canary=0.80)  # fails the first look at 600
+    gone = "window(s) 1 no longer exist in the history store"
+    lost = replace(paired(0.0, canary=0.80), lost=gone)
+    state, decided = run(policy, [worse, lost])
+    # The step cannot go on, and the failed look stands: a rollback, as when no more labels can
+    # come, not an unjudged end.
+    assert decided == [(2, (RollBack("v2", state.reason),))]
+    assert state.phase == ROLLED_BACK
+    assert state.reason.startswith(
+        f"a failed look at step 1/3 (10%) stands and the step's evidence cannot go on ({gone}): "
+        "accuracy canary 0.800"
+    )
+    # Without a failed look the same loss ends the step unjudged.
+    state, decided = run(policy, [lost])
+    assert decided == [(1, (RollBack("v2", state.reason),))]
+    assert state.phase == INCONCLUSIVE
+    assert state.reason == (
+        f"inconclusive, canary taken out of traffic unjudged: at step 1/3 (10%): {gone}"
+    )

@@ -367,3 +367,33 @@ def test_auto_names_windows_older_than_the_canarys_training_window(tmp_path: Pat
     # A canary whose card names no window (good-2): nothing to say.
     plain = provider.observe(replace(request, canary="good-2"))
     assert plain.population == chosen and "earlier regime" not in plain.source
+
+
+@pytest.mark.parametrize(
+    ("replay", "min_labelled", "kept", "advice"),
+    [
+        # Auto stopped at one window, which had min_labelled when the step started.
+        ({}, 100, (), "set rollout.replay.windows above 1 to replay older windows too"),
+        # Kept from the first analysis: 3 windows at max_windows 3, short of min_labelled 500.
+        ({"max_windows": 3}, 500, ("3", "4", "5"), "raise rollout.replay.max_windows"),
+        # 3 windows at max_windows 3 too, but they had min_labelled 300: the cap did not stop it.
+        (
+            {"max_windows": 3},
+            300,
+            ("3", "4", "5"),
+            "set rollout.replay.windows above 3 to replay older windows too",
+        ),
+        ({"windows": 2}, 500, (), "raise rollout.replay.windows"),
+    ],
+)
+def test_an_exhausted_replay_advises_max_windows_only_when_auto_stopped_at_it(
+    tmp_path: Path, replay: dict[str, Any], min_labelled: int, kept: tuple[str, ...], advice: str
+) -> None:
+    cfg = make_cfg(tmp_path, replay={**replay, "rows": 5000}, min_labelled=min_labelled)
+    store = small_windows(cfg)
+    sizes = [evaluation_rows(labelled_frame(seed=20 + w, n=SMALL)) for w in range(6)]
+    assert sizes[5] >= 100 and sum(sizes[3:]) >= 300 and sum(sizes[3:]) < 500
+    request = ObserveRequest(cfg, store, "good-1", "good-2", 10, 0, T0, "r@1", 0, 0, kept)
+    obs = ReplayProvider(cfg.rollout.replay).observe(request)
+    assert obs.exhausted, obs.source  # one analysis takes every row
+    assert obs.more == advice or obs.more.startswith(f"{advice} ("), obs.more

@@ -27,9 +27,8 @@ Rules, Flagger-style:
   (rolled back instead if a failed look stands against it);
 - a provider that can bring no more labels in the step (`Observations.exhausted`, e.g. a replay
   of a small window) makes its analysis the step's final look, and a step still waiting
-  then ends at once as at the deadline, the reason naming the shortfall and the fix;
-- a step whose evidence cannot go on without counting rows twice (`Observations.lost`, e.g.
-  a replayed window gone mid-step) ends `inconclusive` at once, saying why.
+  then ends at once as at the deadline, the reason naming the shortfall and the fix; so does
+  a step whose evidence cannot go on (`Observations.lost`, e.g. a replayed window gone).
 """
 
 from __future__ import annotations
@@ -283,8 +282,9 @@ def advance(
 
     if policy.checks is None:
         raise ValidationError("rollout state has no checks: start rollouts with start_rollout")
-    if observations.lost:
-        return _inconclusive(state, now, f"at {label}: {observations.lost}")
+    if lost := observations.lost:
+        why = f"and the step's evidence cannot go on ({lost})"
+        return _end_unjudged(state, now, why, f"at {label}: {lost}", lost)
     pool = evidence.add(state.pool, observations.metrics)
     count = evidence.labelled(pool)
     if _quality_undecided(state):
@@ -330,20 +330,12 @@ def advance(
 
     if waiting:
         spent = observations.exhausted  # no more labels can come: end the step now
-        if (spent or now >= state.deadline) and state.failures:
-            when = f"and no more labels can come ({spent})" if spent else "at the deadline"
-            earlier = (a for a in reversed(state.analyses) if a.verdict == "failed")
-            why = next((a.reason for a in earlier if a.step == state.step), summary)
-            return _roll_back(state, now, f"a failed look at {label} stands {when}: {why}")
-        if spent:
-            return _inconclusive(
-                state, now, wait.spent(policy, label, count, observations, summary)
-            )
-        if now >= state.deadline:
+        if spent or now >= state.deadline:
             waited = (now - state.step_started_at).total_seconds()
-            return _inconclusive(
-                state, now, f"too few labels at {label} after {waited:.0f}s: {summary}"
-            )
+            when = f"and no more labels can come ({spent})" if spent else "at the deadline"
+            why = f"too few labels at {label} after {waited:.0f}s: {summary}"
+            why = wait.spent(policy, label, count, observations, summary) if spent else why
+            return _end_unjudged(state, now, when, why, summary)
         left = (state.deadline - now).total_seconds()
         short = wait.projection(policy, state.step_started_at, count, now)
         return replace(
@@ -464,6 +456,17 @@ def _inconclusive(
     reason = f"inconclusive, canary taken out of traffic unjudged: {reason}"
     state = replace(state, phase=INCONCLUSIVE, finished_at=now, reason=reason)
     return _decide(state, (RollBack(state.canary, reason),))
+
+
+def _end_unjudged(
+    state: RolloutState, now: datetime, when: str, reason: str, summary: str
+) -> tuple[RolloutState, tuple[Action, ...]]:
+    """End a step no evidence can come to: a rollback if a failed look stands, else inconclusive."""
+    if not state.failures:
+        return _inconclusive(state, now, reason)
+    earlier = (a for a in reversed(state.analyses) if a.verdict == "failed")
+    why = next((a.reason for a in earlier if a.step == state.step), summary)
+    return _roll_back(state, now, f"a failed look at {state.step_label()} stands {when}: {why}")
 
 
 def _quality_undecided(state: RolloutState) -> bool:

@@ -22,26 +22,36 @@ keeps out of every training set) of some labelled windows of the history store:
 Under auto, windows older than the canary's training window (its model card's ``window``)
 are named in the reason: their rows are of an earlier regime, which the champion may fit
 better.
+
+A label is the class it is by `retrain.data.targets.label_key` (text "1" and the integer 1
+are one label), here and in the provider's scoring (`class_positions`), and the chosen
+windows' targets are made one dtype (`reconcile_targets`). Windows whose labels cannot be
+(text "yes" beside 0/1) are named in `refused`, and the provider ends the step unjudged
+instead of scoring rows whose labels may not be the models' classes: leaving a window out
+would have to guess which windows hold the right labels.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from retrain._card import ModelCard
 from retrain.config import Config
 from retrain.data.io import from_parquet_bytes
 from retrain.data.split import evaluation_mask
+from retrain.data.targets import label_key, reconcile_targets
 from retrain.data.windows import window_sort_key
 from retrain.errors import RetrainError, ValidationError
 from retrain.registry import MODEL_CARD_FILE, Registry
 from retrain.settings.rollout import is_rank_check
 from retrain.storage import Storage
 
-__all__ = ["Population", "replay_population"]
+__all__ = ["Population", "class_positions", "replay_population"]
 
 
 @dataclass(frozen=True)
@@ -49,13 +59,26 @@ class Population:
     """The evaluation rows, the windows they come from (oldest first), and why those, in
     words (e.g. "3 windows to reach min_labelled 500"); `missing`: pinned windows no longer
     in the store; `older`: whether labelled windows older than those exist (more windows
-    could bring more labels)."""
+    could bring more labels); `capped`: auto's windows are ``max_windows`` of them and short
+    of what it needs (it stopped at the cap); `refused`: why the windows' labels cannot be
+    compared as one target ("": they can)."""
 
     rows: pd.DataFrame
     windows: tuple[str, ...]
     why: str
     missing: tuple[str, ...] = ()
     older: bool = False
+    capped: bool = False
+    refused: str = ""
+
+
+def class_positions(labels: Any, classes: Sequence[object]) -> np.ndarray:
+    """Per label, the position in `classes` of the class it is by `label_key` (-1: a missing
+    label, or one none of the classes is)."""
+    codes, uniques = pd.factorize(pd.Series(labels, dtype=object))
+    index = {label_key(c): i for i, c in enumerate(classes)}
+    at = [index.get(label_key(u), -1) for u in uniques]
+    return np.asarray([*at, -1], dtype=int)[codes]  # code -1 (missing) takes the last
 
 
 def _labelled_windows(store: Storage, cfg: Config) -> list[tuple[str, str]]:
@@ -93,6 +116,20 @@ def _positive_class(cfg: Config, classes: Sequence[object] | None) -> object | N
     return classes[1]
 
 
+def _counts(rows: pd.DataFrame, target: str, positive: object | None) -> tuple[int, int]:
+    """The labels of `rows`, and those that are `positive` (by `label_key`; 0 if None)."""
+    labels = rows[target]
+    found = 0 if positive is None else int((class_positions(labels, [positive]) == 0).sum())
+    return int(labels.notna().sum()), found
+
+
+def _enough(cfg: Config, labelled: int, positives: int, positive: object | None) -> bool:
+    rollout = cfg.rollout
+    return labelled >= rollout.min_labelled and (
+        positive is None or positives >= rollout.min_positives
+    )
+
+
 def _auto(
     store: Storage, cfg: Config, windows: list[tuple[str, str]], positive: object | None
 ) -> tuple[list[tuple[str, pd.DataFrame]], str]:
@@ -107,12 +144,9 @@ def _auto(
     for window, key in reversed(windows[-cap:]):
         rows = _evaluation_rows(store, cfg, key)
         taken.insert(0, (window, rows))
-        target = rows[cfg.target]
-        labelled += int(target.notna().sum())
-        if positive is not None:
-            positives += int((target == positive).sum())
-        enough = positive is None or positives >= rollout.min_positives
-        if labelled >= rollout.min_labelled and enough:
+        more, found = _counts(rows, cfg.target, positive)
+        labelled, positives = labelled + more, positives + found
+        if _enough(cfg, labelled, positives, positive):
             n = len(taken)
             return taken, f"auto: {n} window{'s' if n > 1 else ''} to reach {need}"
     if len(windows) > cap:
@@ -162,6 +196,7 @@ def replay_population(
     windows = _labelled_windows(store, cfg)
     setting = cfg.rollout.replay.windows
     missing: tuple[str, ...] = ()
+    positive = _positive_class(cfg, classes)
     if pinned:
         keep = set(pinned)
         chosen = [(w, _evaluation_rows(store, cfg, k)) for w, k in windows if w in keep]
@@ -173,7 +208,7 @@ def replay_population(
         was = "its default windows: 1" if setting == "auto" else "rollout.replay.windows"
         why = f"the newest {n} window(s), as drawn by the release that saved this step ({was})"
     elif setting == "auto":
-        chosen, why = _auto(store, cfg, windows, _positive_class(cfg, classes))
+        chosen, why = _auto(store, cfg, windows, positive)
     else:
         chosen = [(w, _evaluation_rows(store, cfg, k)) for w, k in windows[-setting:]]
         why = f"rollout.replay.windows {setting}"
@@ -181,8 +216,21 @@ def replay_population(
     if setting == "auto" and canary is not None:
         why += _before(cfg, names, _training_window(store, cfg, canary))
     older = bool(names) and names[0] != windows[0][0]
-    frames = [rows for _, rows in chosen if not rows.empty]
-    if not frames:
-        return Population(pd.DataFrame(), (), why, missing, older)
+    capped = False
+    if setting == "auto" and older and len(names) >= cfg.rollout.replay.max_windows:
+        # At the cap: whether auto stopped there short (the same test for kept windows).
+        counts = [_counts(rows, cfg.target, positive) for _, rows in chosen]
+        got = (sum(n for n, _ in counts), sum(p for _, p in counts))
+        capped = not _enough(cfg, *got, positive)
+    chosen = [(w, rows) for w, rows in chosen if not rows.empty]
+    if not chosen:
+        return Population(pd.DataFrame(), (), why, missing, older, capped)
+    try:
+        frames = reconcile_targets(
+            [rows for _, rows in chosen], [f"window {w}" for w, _ in chosen], cfg.target
+        )
+    except ValidationError as err:
+        refused = str(err).replace("\n  - ", "; ")  # the fix, on the same line
+        return Population(pd.DataFrame(), names, why, missing, older, capped, refused)
     rows = pd.concat(frames, ignore_index=True)
-    return Population(rows, names, why, missing, older)
+    return Population(rows, names, why, missing, older, capped)

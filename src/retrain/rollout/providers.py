@@ -19,7 +19,8 @@ A provider turns "champion v1 and canary v2 serve at 25 %" into `Observations`. 
   The traffic share therefore changes nothing in a replay (it is reported in the source). An
   exception while predicting is a failed request (so the error rate is real, unlike a server
   that swallows errors), latency is measured per request, and the labels give accuracy and
-  loss with their labelled and paired counts.
+  loss with their labelled and paired counts (a label is the model's class it is by
+  `retrain.data.targets.label_key`: text "1" is the class 1).
 - `PrometheusProvider` (`retrain.rollout.prometheus`): PromQL over Seldon's executor metrics
   and the serving image's feedback and score metrics.
 
@@ -44,7 +45,7 @@ from retrain.registry import Registry
 from retrain.rollout.checks import metric
 from retrain.rollout.machine import Observations
 from retrain.rollout.observe import MetricsProvider, ObserveRequest
-from retrain.rollout.population import replay_population
+from retrain.rollout.population import Population, class_positions, replay_population
 from retrain.rollout.prometheus import PrometheusProvider
 from retrain.rollout.ranking import score_cells
 from retrain.rollout.shift import MIN_PREDICTIONS, score_histograms, shift
@@ -95,15 +96,13 @@ def _row_quality(
         return rows, None, (outputs.astype(float) - y.astype(float)) ** 2
     if sample.classes is None:  # a classifier without classes_: no way to read its output
         return None
-    classes = sample.classes
-    correct = classes[np.argmax(outputs, axis=1)] == y
+    # Each label as the class it is by `label_key` (text "1" is the class 1).
+    at = class_positions(y, sample.classes.tolist())
+    correct = np.argmax(outputs, axis=1) == at
     # Log loss by hand: a label the model never saw gets the floor probability instead of an
     # exception.
-    index = {c: i for i, c in enumerate(classes.tolist())}
-    p_true = np.array(
-        [outputs[r, index[v]] if v in index else 0.0 for r, v in enumerate(y.tolist())]
-    )
-    return rows, correct.astype(float), -np.log(np.clip(p_true, 1e-15, 1.0))
+    p_true = np.where(at >= 0, outputs[np.arange(len(at)), np.maximum(at, 0)], 0.0)
+    return rows, correct.astype(float), -np.log(np.clip(p_true.astype(float), 1e-15, 1.0))
 
 
 def predictor_metrics(sample: PredictorSample, task: str) -> dict[str, float | None]:
@@ -165,7 +164,8 @@ def _positive_scores(sample: PredictorSample) -> tuple[np.ndarray, np.ndarray, n
     labelled = [i for i, y in enumerate(sample.labels) if not pd.isna(y)]
     y = np.asarray(sample.labels, dtype=object)[labelled]
     rows = np.asarray(sample.rows, dtype=int)[labelled]
-    return rows, outputs[labelled, 1].astype(float), y == sample.classes[1]
+    positive = class_positions(y, sample.classes.tolist()) == 1
+    return rows, outputs[labelled, 1].astype(float), positive
 
 
 def paired_cells(champion: PredictorSample, canary: PredictorSample) -> dict[str, float]:
@@ -252,6 +252,13 @@ class ReplayProvider:
                 "longer exist in the history store: drawing from the rest would change the "
                 "step's permutation and pool rows already pooled again",
             )
+        if chosen.refused:
+            return Observations(
+                ready=True,
+                source=f"replay: the labels of window(s) {', '.join(chosen.windows)} disagree",
+                lost=f"the replay cannot score these windows' labels as one target: "
+                f"{chosen.refused}",
+            )
         if chosen.rows.empty:
             return Observations(
                 ready=True,
@@ -299,7 +306,7 @@ class ReplayProvider:
             source=source,
             exhausted=exhausted,
             population=chosen.windows,
-            more=_more(cfg, chosen.older) if exhausted else "",
+            more=_more(cfg, chosen) if exhausted else "",
         )
 
     def _draw(
@@ -333,12 +340,19 @@ class ReplayProvider:
         return rows, note, exhausted
 
 
-def _more(cfg: Config, older: bool) -> str:
-    """What would bring a replay more labels: more windows while older ones exist."""
-    if older:
-        knob = "max_windows" if cfg.rollout.replay.windows == "auto" else "windows"
-        return f"raise rollout.replay.{knob}"
-    return "wait for more labelled windows (every labelled window is in use)"
+def _more(cfg: Config, chosen: Population) -> str:
+    """What would bring a replay more labels: older windows, by the setting that limited it."""
+    if not chosen.older:
+        return "wait for more labelled windows (every labelled window is in use)"
+    if chosen.capped:  # auto stopped at the cap short of its need
+        return "raise rollout.replay.max_windows"
+    if cfg.rollout.replay.windows != "auto":
+        return "raise rollout.replay.windows"
+    n = len(chosen.windows)
+    return (
+        f"set rollout.replay.windows above {n} to replay older windows too (auto took the "
+        "fewest newest windows that reached min_labelled when the step started)"
+    )
 
 
 def _serve(
