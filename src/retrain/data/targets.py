@@ -47,6 +47,7 @@ import pandas as pd
 from retrain.errors import ValidationError
 
 __all__ = [
+    "class_positions",
     "label_key",
     "label_keys",
     "reconcile_fix",
@@ -342,3 +343,12 @@ def _kind(col: pd.Series) -> str:
         return str(col.dtype)
     types = sorted({type(v).__name__ for v in _python(pd.unique(col.dropna()))})
     return f"object ({', '.join(types) or 'empty'})"
+
+
+def class_positions(labels: Any, classes: Sequence[object]) -> np.ndarray:
+    """Per label, the position in `classes` of the class it is by `label_key` (-1: a missing
+    label, or one none of the classes is)."""
+    codes, uniques = pd.factorize(pd.Series(labels, dtype=object))
+    index = {label_key(c): i for i, c in enumerate(classes)}
+    at = [index.get(label_key(u), -1) for u in uniques]
+    return np.asarray([*at, -1], dtype=int)[codes]  # code -1 (missing) takes the last

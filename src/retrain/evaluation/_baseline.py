@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from retrain.data.targets import label_key, label_keys
+from retrain.data.targets import class_positions, label_key, label_keys
 from retrain.evaluation._result import Gate, finite, fmt
 
 if TYPE_CHECKING:
@@ -159,19 +159,18 @@ def baseline_scores(
         return np.tile(shares.astype(float), (n, 1))
     rows = float(recorded["rows"])
     counts = np.zeros(len(classes))
-    for i, share in zip(_class_positions(classes, recorded), recorded["shares"], strict=True):
+    for i, share in zip(_recorded_positions(classes, recorded), recorded["shares"], strict=True):
         if i >= 0:
             counts[i] += float(share) * rows
     smoothed = (counts + 0.5) / (counts.sum() + 0.5 * len(classes))
     return np.tile(smoothed, (n, 1))
 
 
-def _class_positions(classes: list[Any], recorded: Mapping[str, Any]) -> list[int]:
-    """Where each recorded training class is among the model's `classes` (-1: not there),
-    labels compared as everywhere else (`retrain.data.targets.label_key`: 1, 1.0, True and
-    "1" are one label), so a card's JSON classes match a model's numpy ones."""
-    at = {label_key(_jsonable(c)): i for i, c in enumerate(classes)}
-    return [at.get(label_key(c), -1) for c in recorded["classes"]]
+def _recorded_positions(classes: list[Any], recorded: Mapping[str, Any]) -> list[int]:
+    """Where each recorded training class is among the model's `classes` (-1: not there), by
+    `label_key` (1, 1.0, True and "1" are one label): a card's JSON classes against a model's."""
+    at = class_positions(list(recorded["classes"]), [_jsonable(c) for c in classes])
+    return [int(i) for i in at]
 
 
 def usable_record(
@@ -182,7 +181,7 @@ def usable_record(
     its classes, or its constant would be uniform shares by accident."""
     if recorded is None or classes is None:
         return recorded
-    return recorded if any(i >= 0 for i in _class_positions(classes, recorded)) else None
+    return recorded if any(i >= 0 for i in _recorded_positions(classes, recorded)) else None
 
 
 def baseline_gate(inputs: GateInputs, comparison: dict[str, Any]) -> tuple[Gate, str]:

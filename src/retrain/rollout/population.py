@@ -24,34 +24,32 @@ are named in the reason: their rows are of an earlier regime, which the champion
 better.
 
 A label is the class it is by `retrain.data.targets.label_key` (text "1" and the integer 1
-are one label), here and in the provider's scoring (`class_positions`), and the chosen
-windows' targets are made one dtype (`reconcile_targets`). Windows whose labels cannot be
-(text "yes" beside 0/1) are named in `refused`, and the provider ends the step unjudged
-instead of scoring rows whose labels may not be the models' classes: leaving a window out
-would have to guess which windows hold the right labels.
+are one label), here and in the provider's scoring (`retrain.data.targets.class_positions`),
+and the chosen windows' targets are made one dtype (`reconcile_targets`). Windows whose
+labels cannot be (text "yes" beside 0/1) are named in `refused`, and the provider ends the
+step unjudged instead of scoring rows whose labels may not be the models' classes: leaving a
+window out would have to guess which windows hold the right labels.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from retrain._card import ModelCard
 from retrain.config import Config
 from retrain.data.io import from_parquet_bytes
 from retrain.data.split import evaluation_mask
-from retrain.data.targets import label_key, reconcile_targets
+from retrain.data.targets import class_positions, reconcile_targets
 from retrain.data.windows import window_sort_key
 from retrain.errors import RetrainError, ValidationError
 from retrain.registry import MODEL_CARD_FILE, Registry
 from retrain.settings.rollout import is_rank_check
 from retrain.storage import Storage
 
-__all__ = ["Population", "class_positions", "replay_population"]
+__all__ = ["Population", "replay_population"]
 
 
 @dataclass(frozen=True)
@@ -70,15 +68,6 @@ class Population:
     older: bool = False
     capped: bool = False
     refused: str = ""
-
-
-def class_positions(labels: Any, classes: Sequence[object]) -> np.ndarray:
-    """Per label, the position in `classes` of the class it is by `label_key` (-1: a missing
-    label, or one none of the classes is)."""
-    codes, uniques = pd.factorize(pd.Series(labels, dtype=object))
-    index = {label_key(c): i for i, c in enumerate(classes)}
-    at = [index.get(label_key(u), -1) for u in uniques]
-    return np.asarray([*at, -1], dtype=int)[codes]  # code -1 (missing) takes the last
 
 
 def _labelled_windows(store: Storage, cfg: Config) -> list[tuple[str, str]]:

@@ -40,12 +40,13 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from retrain.config import Config
+from retrain.data.targets import class_positions
 from retrain.errors import RetrainError, ValidationError
 from retrain.registry import Registry
 from retrain.rollout.checks import metric
 from retrain.rollout.machine import Observations
 from retrain.rollout.observe import MetricsProvider, ObserveRequest
-from retrain.rollout.population import Population, class_positions, replay_population
+from retrain.rollout.population import Population, replay_population
 from retrain.rollout.prometheus import PrometheusProvider
 from retrain.rollout.ranking import score_cells
 from retrain.rollout.shift import MIN_PREDICTIONS, score_histograms, shift
