@@ -22,6 +22,7 @@ from retrain.evaluation.metrics import (
     compute_metrics,
     confusion,
     metric_names,
+    positive_count,
 )
 from retrain.training.mix import build_training_set
 from retrain.training.model import fit_model
@@ -96,12 +97,28 @@ def test_metrics_agree_with_scikit_learn() -> None:
 
 def test_metric_inputs_are_checked() -> None:
     y, s = _binary(20, 1)
-    with pytest.raises(ValidationError, match=r"labels \['7'\] are not among"):
+    with pytest.raises(ValidationError, match=r"labels not among the model's classes \[0, 1\]: 7$"):
         compute_metrics("classification", np.r_[y[:-1], 7], s, [0, 1])
     with pytest.raises(ValidationError, match="shape"):
         compute_metrics("classification", y, s[:10], [0, 1])
     with pytest.raises(ValidationError, match="unknown metric"):
         bootstrap_difference("regression", "auc", y, y, y, None, 10, 0.9, 0)
+
+
+@pytest.mark.parametrize("spell", [str, float, bool], ids=["text", "float", "bool"])
+def test_labels_are_the_classes_they_are_by_value(spell: Any) -> None:
+    # A model of the classes 0 and 1, labels written "0"/"1", 0.0/1.0 or False/True: the
+    # same metrics, positive count and confusion matrix as the integers give, where matching
+    # the values as written found no label among the classes.
+    y, s = _binary(200, 4)
+    written = [spell(v) for v in y.tolist()]
+    assert compute_metrics("classification", written, s, [0, 1]) == pytest.approx(
+        compute_metrics("classification", y, s, [0, 1])
+    )
+    assert positive_count(written, [0, 1]) == positive_count(y, [0, 1]) == min(np.bincount(y))
+    pred = s.argmax(axis=1)
+    assert confusion(written, pred, [0, 1]) == confusion(y, pred, [0, 1])
+    assert confusion(y, pred, [0, 1]) == skm.confusion_matrix(y, pred, labels=[0, 1]).tolist()
 
 
 def test_undefined_auc_is_nan() -> None:

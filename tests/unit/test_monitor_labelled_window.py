@@ -526,3 +526,22 @@ def test_a_check_reads_the_trigger_state_once_before_it_decides(
     monkeypatch.setattr(ctl, "handle", first_handle)
     Monitor(toy, ctl, store=store).check(day(5))
     assert at_first_decision == [1]
+
+
+def test_labels_written_as_text_are_measured_as_the_champions_classes(toy: Config) -> None:
+    # The champion learned the integers 0 and 1; the label source now writes them as text
+    # ("0", "1"). By `label_key` they are the same classes: the monitor measures the same
+    # drop, where comparing values as written found no label among the classes.
+    as_ints = check(toy, day(5), LATE).performance
+    labels = pd.read_parquet(toy.labels.uri)
+    assert labels["y"].dtype.kind == "i"
+    labels["y"] = labels["y"].astype(str)
+    for part in Path(toy.labels.uri).glob("*.parquet"):
+        part.unlink()
+    labels.to_parquet(Path(toy.labels.uri) / "part.parquet")
+    as_text = check(toy, day(5), LATE).performance
+    assert "note" not in as_text, as_text.get("note")
+    assert as_text["window"] == as_ints["window"] == day(4)
+    for key in ("rows", "current", "reference", "drop", "drop_lower", "drop_upper"):
+        assert as_text[key] == pytest.approx(as_ints[key]), key
+    assert as_text["drop_lower"] > 0.4

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.config import Config
+from retrain.data.targets import class_positions, label_key
 from retrain.drift import (
     PROFILE_FILE,
     PerformanceCheck,
@@ -54,7 +55,10 @@ def score_model(
     if classes is not None:
         # A class the model never saw is still a row it gets wrong: it scores 0 for it (left
         # out, the model was measured only on the rows it could answer).
-        unseen = sorted(set(labelled[cfg.target].dropna()) - set(classes), key=str)
+        # By `label_key`: text "1" is the model's class 1, not a class it never saw.
+        target = labelled[cfg.target].dropna()
+        outside = target[class_positions(target, classes) < 0].drop_duplicates().tolist()
+        unseen = sorted({label_key(v): v for v in outside}.values(), key=str)
         if unseen:
             scores = np.hstack([scores, np.zeros((len(scores), len(unseen)))])
             classes = classes + unseen
@@ -94,7 +98,7 @@ def labelled_check(
     except RetrainError:
         return None
     if classes is not None:  # the check compares with the profile's classes: a new one is left out
-        known = labelled[cfg.target].isin(classes).to_numpy()
+        known = class_positions(labelled[cfg.target], list(classes)) >= 0  # by `label_key`
         labelled, scores = labelled[known], scores[known]
     if labelled.empty:
         return None

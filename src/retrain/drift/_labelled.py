@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from retrain.data.targets import class_positions
 from retrain.drift._performance import PerformanceCheck, check_performance
 from retrain.drift._profile import ReferenceProfile
 from retrain.settings.drift import DriftConfig
@@ -54,7 +55,8 @@ def performance_against_profile(
         return None
     labels, scores = pd.Series(labels).reset_index(drop=True), np.asarray(scores)
     if profile.task == "classification" and profile.classes and len(labels) == len(scores):
-        seen = (labels.isna() | labels.isin(profile.classes)).to_numpy()
+        # A class by `label_key`: text "1" is the model's class 1.
+        seen = (labels.isna() | (class_positions(labels, profile.classes) >= 0)).to_numpy()
         labels, scores = labels[seen].reset_index(drop=True), scores[seen]
     # The recorded metric's own noise widens the interval (older profiles: none recorded).
     sd = profile.metric_sd if metric == profile.metric and profile.metric_sd else 0.0

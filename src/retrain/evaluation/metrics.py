@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from retrain.data.targets import class_positions
 from retrain.errors import ValidationError
 from retrain.settings.evaluation import (
     CLASSIFICATION_METRICS,
@@ -126,12 +127,13 @@ def _prepare(task: str, y_true: Any, scores: Any, classes: Sequence[Any] | None)
         raise ValidationError(f"task must be 'classification' or 'regression', got {task!r}")
     if classes is None or len(classes) < 2:
         raise ValidationError("classification metrics need the list of at least 2 classes")
-    index = pd.Index(list(classes))
-    codes = np.asarray(index.get_indexer(pd.Series(y_true).to_numpy()))
+    # Each label as the class it is by `label_key`: text "1", 1.0 and True are the class 1.
+    labels = pd.Series(y_true)
+    codes = class_positions(labels, list(classes))
     if (codes < 0).any():
-        unknown = sorted({str(v) for v in np.asarray(pd.Series(y_true))[codes < 0]})
+        unknown = sorted({"missing" if pd.isna(v) else repr(v) for v in labels[codes < 0]})
         raise ValidationError(
-            f"labels {unknown[:10]} are not among the model's classes {[str(c) for c in classes]}"
+            f"labels not among the model's classes {list(classes)!r}: {', '.join(unknown[:10])}"
         )
     if s.ndim == 1 and len(classes) == 2:
         s = np.column_stack([1.0 - s, s])  # positive-class probability given
@@ -298,8 +300,7 @@ def rank_metric_from_bins(metric: str, positives: Floats, negatives: Floats) -> 
 def positive_count(y_true: Any, classes: Sequence[Any]) -> int:
     """How many labels are the rarer of two classes (the positives a rare-event metric rests
     on); for more than two classes, the count of the rarest class."""
-    index = pd.Index(list(classes))
-    codes = np.asarray(index.get_indexer(pd.Series(y_true).to_numpy()))
+    codes = class_positions(pd.Series(y_true), list(classes))  # by `label_key`
     counts = np.bincount(codes[codes >= 0], minlength=len(classes))
     return int(counts.min()) if len(counts) else 0
 
@@ -333,11 +334,11 @@ def compute_metrics(
 def confusion(y_true: Any, y_pred: Any, classes: Sequence[Any]) -> list[list[int]]:
     """Confusion matrix, rows = true class, columns = predicted class, in `classes` order.
 
-    Labels outside `classes` are not counted (KFP's ClassificationMetrics takes this shape).
+    Labels outside `classes` are not counted (KFP's ClassificationMetrics takes this shape);
+    a label is the class it is by `label_key` (text "1" is the class 1).
     """
-    index = pd.Index(list(classes))
-    t = np.asarray(index.get_indexer(pd.Series(y_true).to_numpy()))
-    q = np.asarray(index.get_indexer(pd.Series(y_pred).to_numpy()))
+    t = class_positions(pd.Series(y_true), list(classes))
+    q = class_positions(pd.Series(y_pred), list(classes))
     if len(t) != len(q):
         raise ValidationError(f"y_true has {len(t)} labels but y_pred has {len(q)}")
     k = len(classes)
