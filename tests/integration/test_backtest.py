@@ -145,6 +145,21 @@ def test_labels_are_used_by_their_own_times(loans: Path, tmp_path: Path) -> None
         untimed_cfg, parse_policies("always"), tmp_path / "untimed", windows=windows, jobs=1
     ).results[0]
     assert [w.trained_on for w in untimed.windows] == ["0", "1", "2", "3"]
+    # --ignore-label-times does the same to a config whose labels carry times, and says so.
+    ignored = run_backtest(
+        cfg,
+        parse_policies("always"),
+        tmp_path / "ignored",
+        windows=windows,
+        options=ReplayOptions(ignore_label_times=True),
+        jobs=1,
+    )
+    assert [w.trained_on for w in ignored.results[0].windows] == ["0", "1", "2", "3"]
+    settings = json.loads((tmp_path / "ignored" / "backtest.json").read_text())["settings"]
+    assert settings["labels"] == (
+        "0 window(s) late (--label-delay); their own times (labelled_at_week) ignored"
+        " (--ignore-label-times)"
+    )
 
 
 def test_label_and_canary_delays(loans: Path, tmp_path: Path) -> None:

@@ -177,3 +177,28 @@ def test_a_label_delay_longer_than_the_lookback_deepens_the_search() -> None:
     deep = config_from_dict(raw)
     assert search_depth(deep) == 21
     assert newest_labelled_window(deep, windows, events.get, labels, 29) == 10
+
+
+def test_ignored_label_times_arrive_by_the_delay_in_windows() -> None:
+    # The labels are dated two weeks late; ignored, they arrive by their window's end, or
+    # --label-delay windows after it: what the label times cost a policy.
+    timed = config()
+    assert newest_at_each_window(timed, late=2) == [None, None, 0, 1, 2, 3]
+    at_once = ReplayOptions(ignore_label_times=True)
+    at_once.check(timed)
+    untimed = at_once.applied(timed)
+    assert untimed.labels.time_column is None and timed.labels.time_column == "known_week"
+    assert newest_at_each_window(untimed, late=2) == [0, 1, 2, 3, 4, 5]
+    one_late = ReplayOptions(label_delay=1, ignore_label_times=True)
+    one_late.check(timed)  # a delay in windows is allowed once the label times are ignored
+    assert newest_at_each_window(one_late.applied(timed), late=2, label_delay=1) == [
+        None,
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
+    assert ReplayOptions().applied(timed) is timed
+    with pytest.raises(ValidationError, match="no times to ignore"):
+        at_once.check(config(time_column=None))

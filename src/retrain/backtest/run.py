@@ -7,7 +7,7 @@ import queue
 import sys
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -174,6 +174,9 @@ def run_backtest(
     `check_compared` refuses a result that compared nothing (the CLI exits 2 on it).
     """
     options.check(cfg)  # before anything is written
+    ignored = cfg.labels.time_column if options.ignore_label_times else None
+    # From here on the replay sees labels without times (and so checks the options as such).
+    cfg, options = options.applied(cfg), replace(options, ignore_label_times=False)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     windows = windows or select_windows(cfg)
@@ -234,6 +237,7 @@ def run_backtest(
             f"as of each window's end, by their own times ({cfg.labels.time_column})"
             if cfg.labels.time_column
             else f"{options.label_delay or 0} window(s) late (--label-delay)"
+            + (f"; their own times ({ignored}) ignored (--ignore-label-times)" if ignored else "")
         ),
         "canary_delay": options.canary_delay,
         "slo": slo,

@@ -32,17 +32,37 @@ class ReplayOptions:
 
     `label_delay` None means the data's own label times (``labels.time_column``), or no delay
     when the labels have none; a number of windows applies only to labels without times.
+    `ignore_label_times` replays labels that carry times as if they had none (`applied`): each
+    window's labels arrive `label_delay` windows after it (0: by its end), a counterfactual
+    that shows what the label times cost each policy.
     """
 
     label_delay: int | None = None
     canary_delay: int = 0
+    ignore_label_times: bool = False
+
+    def applied(self, cfg: Config) -> Config:
+        """`cfg` as the replay uses it: without ``labels.time_column`` when the label times
+        are ignored, else as given."""
+        if not self.ignore_label_times:
+            return cfg
+        untimed = cfg.labels.model_copy(update={"time_column": None})
+        return cfg.model_copy(update={"labels": untimed})
 
     def check(self, cfg: Config) -> None:
-        """Refuse a label delay for labels that carry their own times.
+        """Refuse a label delay for labels that carry their own times (unless they are
+        ignored), and ignoring label times the labels do not have.
 
         Raises:
             ValidationError: names the label time column and the option.
         """
+        if self.ignore_label_times:
+            if not cfg.labels.time_column:
+                raise ValidationError(
+                    "--ignore-label-times: the labels have no times to ignore (labels.time_column"
+                    " is not set); --label-delay sets when they arrive"
+                )
+            cfg = self.applied(cfg)
         if self.label_delay is not None and cfg.labels.time_column:
             raise ValidationError(
                 f"--label-delay {self.label_delay}: the labels carry their own times "

@@ -20,7 +20,11 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     if args.canary_delay < 0:
         raise ValidationError(f"--canary-delay must be 0 or more windows, got {args.canary_delay}")
     cfg = load_config(args.config)
-    options = ReplayOptions(label_delay=args.label_delay, canary_delay=args.canary_delay)
+    options = ReplayOptions(
+        label_delay=args.label_delay,
+        canary_delay=args.canary_delay,
+        ignore_label_times=args.ignore_label_times,
+    )
     options.check(cfg)
     windows = select_windows(cfg, args.windows)
     known = (
@@ -70,6 +74,13 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         default=None,
         help="windows until labels arrive, for labels without a time column (default 0); "
         "labels with labels.time_column arrive by their own times",
+    )
+    p.add_argument(
+        "--ignore-label-times",
+        action="store_true",
+        help="replay labels that carry their own times (labels.time_column) as if they had "
+        "none: each window's labels arrive --label-delay windows after it (default 0: by its "
+        "end). A counterfactual: what the label times cost each policy",
     )
     p.add_argument(
         "--canary-delay", type=int, default=0, help="windows a canary serves before promotion"
