@@ -655,3 +655,26 @@ def test_the_train_report_says_which_method_ran_and_the_real_size() -> None:
     assert "Size (iterations, read from the fitted model): 5 → 5." in text
     off = make_cfg(continuous={"enabled": False})
     assert _continuous_markdown(train_or_update(off, new, history, 0).provenance) == ""
+
+
+def test_labels_written_another_way_update_the_classes_the_model_knows() -> None:
+    # A champion of the integer classes 0 and 1; the new window's labels come as the text
+    # "0"/"1". By `label_key` they are its classes: the plan updates it (no "new class"), and
+    # the update learns exactly what the integers would have taught it.
+    cfg = make_cfg(evaluation={"floor": 0.6})
+    as_ints = make_frame(400, 1).assign(label=lambda f: (f["label"] == "yes").astype(int))
+    model = fit_model(cfg, as_ints)
+    new = make_frame(300, 2, 1000).assign(label=lambda f: (f["label"] == "yes").astype(int))
+    text = new.assign(label=new["label"].astype(str))
+    plan = plan_update(cfg, model, card_for(cfg), text)
+    assert plan.mode == "continuous", plan.reasons
+    assert plan.champion_score == pytest.approx(
+        plan_update(cfg, model, card_for(cfg), new).champion_score
+    )
+    from_text, _ = update_model(cfg, model, text, seed=5)
+    from_ints, _ = update_model(cfg, model, new, seed=5)
+    assert list(from_text.named_steps["estimator"].classes_) == [0, 1]
+    for a, b in zip(estimator_state(from_text), estimator_state(from_ints), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValidationError, match=r"class\(es\) \['2'\] unknown to the model"):
+        update_model(cfg, model, text.assign(label="2"), seed=5)

@@ -108,8 +108,8 @@ def test_metric_inputs_are_checked() -> None:
 @pytest.mark.parametrize("spell", [str, float, bool], ids=["text", "float", "bool"])
 def test_labels_are_the_classes_they_are_by_value(spell: Any) -> None:
     # A model of the classes 0 and 1, labels written "0"/"1", 0.0/1.0 or False/True: the
-    # same metrics, positive count and confusion matrix as the integers give, where matching
-    # the values as written found no label among the classes.
+    # same metrics, positive count and confusion matrix as the integers give. (Matching the
+    # values as written found no text or boolean label among the classes; floats matched.)
     y, s = _binary(200, 4)
     written = [spell(v) for v in y.tolist()]
     assert compute_metrics("classification", written, s, [0, 1]) == pytest.approx(

@@ -463,3 +463,16 @@ def test_the_fitted_constant_counts_labels_by_value() -> None:
     scores = baseline_scores("log_loss", pd.Series(["0", "1", "1", "1"]), [0, 1], None)
     assert scores.shape == (4, 2)
     assert scores[0].tolist() == [0.25, 0.75]
+
+
+def test_classes_of_one_label_are_refused_where_labels_are_matched_to_them() -> None:
+    # Matching "1" to classes "1" and "01" would pick one of them silently (the metrics of
+    # a model of both would be wrong); any caller of class_positions is told instead.
+    from retrain.data.targets import class_positions
+    from retrain.evaluation.metrics import compute_metrics
+
+    with pytest.raises(ValidationError, match=r"\['1', '01'\] are one label written two ways"):
+        class_positions(["1"], ["0", "1", "01"])
+    with pytest.raises(ValidationError, match="one label written two ways"):
+        compute_metrics("classification", ["1", "0"], np.full((2, 3), 1 / 3), [0, 1.0, "1"])
+    assert class_positions(["01", "1", None], [0, 1]).tolist() == [1, 1, -1]

@@ -232,3 +232,22 @@ def test_class_weights_survive_the_yaml_round_trip_and_weigh_the_rare_class() ->
     base["model"]["params"] = {"class_weight": {"fraud": 2.0}}
     with pytest.raises(ValidationError, match=r"class_weight: \['fraud'\] are not classes"):
         fit_model(config_from_dict(base), train)
+
+
+@pytest.mark.parametrize("spell", [float, bool], ids=["float", "bool"])
+def test_class_weight_keys_name_classes_written_another_way(spell: Any) -> None:
+    # After the YAML round trip the keys are the text "0" and "1"; a target of 0.0/1.0 (a
+    # reconciled column with a missing label becomes float) or of booleans holds the same
+    # classes by value, and is weighted as the integers are.
+    base = _cfg().model_dump(mode="json")
+    base["model"]["params"] = {"class_weight": {0: 1.0, 1: 20.0}}
+    cfg = config_from_text(config_from_dict(base).to_yaml())
+    train = _window(3000, 60, 1)
+    written = train.assign(**{cfg.target: train[cfg.target].map(spell)})
+    weighted = fit_model(cfg, written)
+    assert weighted.steps[-1][1].class_weight == {spell(0): 1.0, spell(1): 20.0}
+    as_ints = fit_model(cfg, train)
+    rows = _window(1000, 20, 2)[["amount", "hour"]]
+    np.testing.assert_allclose(
+        weighted.predict_proba(rows)[:, 1], as_ints.predict_proba(rows)[:, 1]
+    )

@@ -63,6 +63,7 @@ from retrain.continuous.strategies import (
     pipeline_parts,
     update_strategy,
 )
+from retrain.data.targets import class_positions
 from retrain.errors import ValidationError
 from retrain.evaluation.metrics import GREATER_IS_BETTER, compute_metrics
 from retrain.training import encoding_warnings, refit_reason, release_unused_memory
@@ -308,8 +309,12 @@ def update_model(
                 f"target '{cfg.target}': class(es) {unknown} unknown to the model (it knows "
                 f"{known}); an incremental update cannot add a class: train a full model"
             )
-        present = set(pd.unique(y))
-        missing = [k for k in known if k not in present]
+        # Each label as the model's own class value (by `label_key`: text "1" is the class 1),
+        # as the estimator compares them.
+        positions = class_positions(y, known)
+        y = pd.Series(np.asarray(estimator.classes_)[positions], index=y.index)
+        present = set(positions.tolist())
+        missing = [k for j, k in enumerate(known) if j not in present]
         if strategy.method == "add_trees" and missing:
             # New trees fitted without a class would disagree with the old on the class columns.
             raise ValidationError(
@@ -470,4 +475,7 @@ def _plan_notes(plan: UpdatePlan) -> dict[str, Any]:
 
 
 def _unknown_classes(y: pd.Series, known: list[Any]) -> list[Any]:
-    return sorted((v for v in pd.unique(y) if v not in known), key=str)
+    """The labels of `y` that are none of the `known` classes by `label_key`."""
+    present = pd.Series(y).dropna()
+    outside = present[class_positions(present, known) < 0]
+    return sorted(pd.unique(outside).tolist(), key=str)

@@ -347,8 +347,20 @@ def _kind(col: pd.Series) -> str:
 
 def class_positions(labels: Any, classes: Sequence[object]) -> np.ndarray:
     """Per label, the position in `classes` of the class it is by `label_key` (-1: a missing
-    label, or one none of the classes is)."""
+    label, or one none of the classes is).
+
+    Raises:
+        ValidationError: two of `classes` are one label ("1" and 1.0): no label could be told
+            which it is.
+    """
     codes, uniques = pd.factorize(pd.Series(labels))  # in its own dtype: fast on numbers
-    index = {label_key(c): i for i, c in enumerate(classes)}
+    index: dict[tuple[str, Any], int] = {}
+    for i, c in enumerate(classes):
+        if index.setdefault(label_key(c), i) != i:
+            raise ValidationError(
+                f"the classes {_python([classes[index[label_key(c)]], c])} are one label"
+                " written two ways: a model's classes must be distinct labels",
+                [_FIX],
+            )
     at = [index.get(label_key(u), -1) for u in uniques]
     return np.asarray([*at, -1], dtype=int)[codes]  # code -1 (missing) takes the last

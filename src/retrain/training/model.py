@@ -23,6 +23,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import has_fit_parameter
 
 from retrain.config import Config
+from retrain.data.targets import label_key
 from retrain.errors import ValidationError
 from retrain.settings.training import check_takes_sparse
 from retrain.training._encoding import (
@@ -227,7 +228,8 @@ def _match_class_weight_keys(model: Pipeline, y: pd.Series) -> None:
 
     A config travels as YAML text (the pipeline parameter), where mapping keys come back as
     strings: ``{0: 1, 1: 50}`` arrives as ``{"0": 1, "1": 50}``, which scikit-learn would not
-    match to the integer classes. Keys are matched to classes by their text.
+    match to the integer classes. Keys are matched to classes as labels are (`label_key`: the
+    key "1" is the class 1, 1.0 or True), else by their text.
 
     Raises:
         ValidationError: a key that names no class of the target.
@@ -236,14 +238,20 @@ def _match_class_weight_keys(model: Pipeline, y: pd.Series) -> None:
     weights = getattr(estimator, "class_weight", None)
     if not isinstance(weights, dict):
         return
-    by_text = {str(c): c for c in pd.unique(y.dropna())}
-    unknown = sorted(str(k) for k in weights if str(k) not in by_text)
+    classes = [c.item() if isinstance(c, np.generic) else c for c in pd.unique(y.dropna())]
+    by_key = {label_key(c): c for c in classes}
+    by_text = {str(c): c for c in classes}
+
+    def named(k: Any) -> Any:
+        return by_key.get(label_key(k), by_text.get(str(k)))
+
+    unknown = sorted(str(k) for k in weights if named(k) is None)
     if unknown:
         raise ValidationError(
             f"model.params.class_weight: {unknown} are not classes of the target; "
             f"its classes are {sorted(by_text)}"
         )
-    estimator.set_params(class_weight={by_text[str(k)]: w for k, w in weights.items()})
+    estimator.set_params(class_weight={named(k): w for k, w in weights.items()})
 
 
 def predict_scores(model: Pipeline, df: pd.DataFrame, cfg: Config) -> np.ndarray:
