@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from required import require
-from retrain.backtest import ReplayOptions, parse_policies, run_backtest
+from retrain.backtest import ReplayOptions, parse_policies, replay_policy, run_backtest
 from retrain.config import load_config
 from retrain.drift import PROFILE_FILE, ReferenceProfile
 from retrain.registry import MODEL_CARD_FILE, Registry
@@ -160,6 +160,15 @@ def test_labels_are_used_by_their_own_times(loans: Path, tmp_path: Path) -> None
         "0 window(s) late (--label-delay); their own times (labelled_at_week) ignored"
         " (--ignore-label-times)"
     )
+    # One policy replayed on its own honours the option too.
+    alone = replay_policy(
+        cfg,
+        parse_policies("always")[0],
+        windows,
+        tmp_path / "alone",
+        options=ReplayOptions(ignore_label_times=True),
+    )
+    assert [w.trained_on for w in alone.windows] == ["0", "1", "2", "3"]
 
 
 def test_label_and_canary_delays(loans: Path, tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -202,3 +204,34 @@ def test_ignored_label_times_arrive_by_the_delay_in_windows() -> None:
     assert ReplayOptions().applied(timed) is timed
     with pytest.raises(ValidationError, match="no times to ignore"):
         at_once.check(config(time_column=None))
+
+
+def _with_labels(root: Path, labels: pd.DataFrame) -> Config:
+    root.mkdir()
+    labels.to_parquet(root / "labels.parquet")
+    cfg = config()
+    return cfg.model_copy(update={"labels": cfg.labels.model_copy(update={"uri": str(root)})})
+
+
+def test_ignoring_label_times_is_refused_where_only_the_times_can_decide(tmp_path: Path) -> None:
+    # A corrected label (two rows for one id): only the times say which is the newest (1,
+    # dated week 2); without them the join would keep the last row of the file (0).
+    corrected = _with_labels(
+        tmp_path / "corrected",
+        pd.DataFrame({"app": ["a", "a", "b"], "outcome": [1, 0, 0], "known_week": [2, 1, 1]}),
+    )
+    with pytest.raises(ValidationError, match=r"1 id\(s\) have more than one label \(e.g. 'a'\)"):
+        ReplayOptions(ignore_label_times=True).resolve(corrected)
+    once = _with_labels(
+        tmp_path / "once",
+        pd.DataFrame({"app": ["a", "b"], "outcome": [1, 0], "known_week": [2, 1]}),
+    )
+    untimed, options = ReplayOptions(ignore_label_times=True).resolve(once)
+    assert untimed.labels.time_column is None and not options.ignore_label_times
+    # Provisional labels are those known by a window's end: there are none when labels come
+    # whole, a number of windows late.
+    with pytest.raises(ValidationError, match=r"provisional labels.*not --ignore-label-times"):
+        ReplayOptions(ignore_label_times=True).resolve(once, provisional=True)
+    with pytest.raises(ValidationError, match=r"provisional labels.*not --label-delay"):
+        ReplayOptions(label_delay=1).resolve(config(time_column=None), provisional=True)
+    assert ReplayOptions().resolve(once, provisional=True) == (once, ReplayOptions())

@@ -113,6 +113,7 @@ def replay_full_refit(
     """Replay `windows` with a refit on all labelled history at each window's end (with
     `train_rows_only`, on its training rows: the evaluation rows left out)."""
     name = f"{FULL_REFIT}@{TRAIN_ROWS}" if train_rows_only else FULL_REFIT
+    cfg, options = options.resolve(cfg)
     t_start = time.perf_counter()
     events = read_source(cfg.data.uri, cfg.data.format)
     labels = read_source(cfg.labels.uri, cfg.labels.format)

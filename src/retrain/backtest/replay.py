@@ -107,7 +107,7 @@ def replay_policy(
     on_window: Callable[[str, int], None] | None = None,
 ) -> PolicyResult:
     """Replay `windows` under `spec` in ``out_dir/<policy>/`` (recreated). See the module doc."""
-    options.check(cfg)
+    cfg, options = options.resolve(cfg, provisional=spec.mix == PROVISIONAL)
     t_start = time.perf_counter()
     run = _ReplayInputs.create(cfg, spec, windows, Path(out_dir), options, cache)
     state = _ReplayState()

@@ -7,7 +7,7 @@ import queue
 import sys
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -21,7 +21,7 @@ from retrain.backtest.baseline import (
     skip_refused_windows,
 )
 from retrain.backtest.cache import TrainingCache
-from retrain.backtest.policies import PolicySpec
+from retrain.backtest.policies import PROVISIONAL, PolicySpec
 from retrain.backtest.replay import PolicyResult, replay_policy
 from retrain.backtest.report import PolicySummary, write_outputs
 from retrain.backtest.timing import ReplayOptions
@@ -173,10 +173,10 @@ def run_backtest(
     for the after-drift mean). `progress` is the stream for the progress bar (None: no bar).
     `check_compared` refuses a result that compared nothing (the CLI exits 2 on it).
     """
-    options.check(cfg)  # before anything is written
     ignored = cfg.labels.time_column if options.ignore_label_times else None
-    # From here on the replay sees labels without times (and so checks the options as such).
-    cfg, options = options.applied(cfg), replace(options, ignore_label_times=False)
+    # Before anything is written; from here on the replay sees the labels as it is to use them.
+    provisional = any(p.mix == PROVISIONAL for p in policies)
+    cfg, options = options.resolve(cfg, provisional=provisional)
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     windows = windows or select_windows(cfg)

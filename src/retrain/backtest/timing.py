@@ -14,11 +14,12 @@ of windows.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
 from retrain.config import Config, labelled_search_depth
+from retrain.data.io import read_source
 from retrain.data.windows import parse_window
 from retrain.errors import RetrainError, ValidationError
 from retrain.labels.join import join_labels
@@ -49,6 +50,33 @@ class ReplayOptions:
         untimed = cfg.labels.model_copy(update={"time_column": None})
         return cfg.model_copy(update={"labels": untimed})
 
+    def resolve(self, cfg: Config, provisional: bool = False) -> tuple[Config, ReplayOptions]:
+        """Check, then the config and options a replay runs on: with the label times ignored,
+        the config without them (`applied`) and options that no longer ignore them.
+
+        `provisional`: a policy of the replay trains on provisional labels, which are the
+        labels known by a window's end: with labels arriving a number of windows late (label
+        times ignored, or none and a `label_delay`) there are none to take.
+
+        Raises:
+            ValidationError: as `check`; provisional labels without label times; label times
+                ignored while some id has more than one label (a correction, which only the
+                times order).
+        """
+        self.check(cfg)
+        untimed = self.ignore_label_times or not cfg.labels.time_column
+        if provisional and untimed and (self.ignore_label_times or self.label_delay):
+            raise ValidationError(
+                "provisional labels (a policy's @provisional) are those known by a window's"
+                " end, before its window is labelled: they need the labels' own times"
+                " (labels.time_column), not "
+                + ("--ignore-label-times" if self.ignore_label_times else "--label-delay")
+            )
+        if not self.ignore_label_times:
+            return cfg, self
+        _refuse_corrections(cfg)
+        return self.applied(cfg), replace(self, ignore_label_times=False)
+
     def check(self, cfg: Config) -> None:
         """Refuse a label delay for labels that carry their own times (unless they are
         ignored), and ignoring label times the labels do not have.
@@ -73,6 +101,19 @@ class ReplayOptions:
             raise ValidationError(
                 f"--label-delay must be 0 or more windows, got {self.label_delay}"
             )
+
+
+def _refuse_corrections(cfg: Config) -> None:
+    """Refuse to ignore the label times of a source where some id has more than one label:
+    the times say which is the newest, and without them the join would keep another."""
+    ids = read_source(cfg.labels.uri, cfg.labels.format)[cfg.labels.id_column]
+    repeated = ids[ids.duplicated()]
+    if len(repeated):
+        raise ValidationError(
+            f"--ignore-label-times: {repeated.nunique()} id(s) have more than one label (e.g."
+            f" {repeated.iloc[0]!r}), and only the labels' times ({cfg.labels.time_column}) say"
+            " which is the newest; replay them by their own times"
+        )
 
 
 def newest_labelled_window(

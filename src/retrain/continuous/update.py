@@ -302,7 +302,7 @@ def update_model(
         )
     classifier = is_classifier(estimator)
     if classifier:
-        known = list(estimator.classes_)
+        known = np.asarray(estimator.classes_).tolist()  # plain values, for the messages too
         unknown = _unknown_classes(y, known)
         if unknown:
             raise ValidationError(
