@@ -50,6 +50,7 @@ __all__ = [
     "class_positions",
     "label_key",
     "label_keys",
+    "plain_values",
     "reconcile_fix",
     "reconcile_targets",
     "select_joinable",
@@ -80,7 +81,7 @@ def label_keys(values: pd.Series) -> pd.Series:
     present = values.dropna()
     codes, uniques = pd.factorize(present)
     keys = np.empty(len(uniques), dtype=object)
-    for j, v in enumerate(_python(uniques)):
+    for j, v in enumerate(plain_values(uniques)):
         keys[j] = label_key(v)  # one by one: numpy would unpack a list of tuples
     return pd.Series(keys[codes], index=present.index, dtype=object)
 
@@ -148,7 +149,7 @@ def select_joinable(
     for i, f in small.items():
         if i not in reasons:
             col = f[target]
-            signature = repr([(type(v).__name__, repr(v)) for v in _python(col.tolist())])
+            signature = repr([(type(v).__name__, repr(v)) for v in plain_values(col.tolist())])
             groups.setdefault((_dtype_kind(col), signature), []).append(i)
     reps = sorted(groups.values(), key=lambda g: (len(g), max(g)), reverse=True)
     best: list[list[int]] = []
@@ -186,7 +187,7 @@ def _reconcile(
 ) -> tuple[list[pd.DataFrame | None], set[int]]:
     columns = {i: f[target] for i, f in enumerate(frames) if f is not None and target in f.columns}
     facts = {i: pd.factorize(col) for i, col in columns.items()}
-    values = {i: _python(uniques) for i, (_, uniques) in facts.items()}
+    values = {i: plain_values(uniques) for i, (_, uniques) in facts.items()}
     infinite = {i for i, vals in values.items() if _infinite(vals)}
     if infinite:
         return list(frames), infinite  # no class and no target value
@@ -262,8 +263,8 @@ def _dtype_kind(col: pd.Series) -> str:
     return str(col.dtype)
 
 
-def _python(values: Any) -> list[Any]:
-    """Distinct values as Python objects (numpy scalars unwrapped)."""
+def plain_values(values: Any) -> list[Any]:
+    """`values` as Python objects (numpy scalars unwrapped: 0, not np.int64(0))."""
     return [v.item() if isinstance(v, np.generic) else v for v in list(values)]
 
 
@@ -294,14 +295,14 @@ def _refusal(
     columns = {i: f[target] for i, f in enumerate(frames) if f is not None and target in f.columns}
     kinds = ", ".join(f"{names[i]}: {_kind(col)}" for i, col in columns.items())
     for i in sorted(refused):
-        infinite = _infinite(_python(pd.unique(columns[i].dropna())))
+        infinite = _infinite(plain_values(pd.unique(columns[i].dropna())))
         if infinite:
             return (
                 f"target {target!r} of {names[i]} holds {infinite[0]!r} ({kinds}): a label"
                 " must be finite, no class and no target value"
             )
     for i in sorted(refused):
-        twice = _spelled_twice(_python(pd.unique(columns[i].dropna())))
+        twice = _spelled_twice(plain_values(pd.unique(columns[i].dropna())))
         if twice:
             return (
                 f"target {target!r} of {names[i]} writes one label in more than one way"
@@ -341,7 +342,7 @@ def _kind(col: pd.Series) -> str:
         return _dtype_kind(col)
     if col.dtype != object:
         return str(col.dtype)
-    types = sorted({type(v).__name__ for v in _python(pd.unique(col.dropna()))})
+    types = sorted({type(v).__name__ for v in plain_values(pd.unique(col.dropna()))})
     return f"object ({', '.join(types) or 'empty'})"
 
 
@@ -358,7 +359,7 @@ def class_positions(labels: Any, classes: Sequence[object]) -> np.ndarray:
     for i, c in enumerate(classes):
         if index.setdefault(label_key(c), i) != i:
             raise ValidationError(
-                f"the classes {_python([classes[index[label_key(c)]], c])} are one label"
+                f"the classes {plain_values([classes[index[label_key(c)]], c])} are one label"
                 " written two ways: a model's classes must be distinct labels",
                 [_FIX],
             )

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from retrain.data.targets import class_positions
+from retrain.data.targets import class_positions, plain_values
 from retrain.errors import ValidationError
 from retrain.settings.evaluation import (
     CLASSIFICATION_METRICS,
@@ -133,7 +133,8 @@ def _prepare(task: str, y_true: Any, scores: Any, classes: Sequence[Any] | None)
     if (codes < 0).any():
         unknown = sorted({"missing" if pd.isna(v) else repr(v) for v in labels[codes < 0]})
         raise ValidationError(
-            f"labels not among the model's classes {_plain(classes)!r}: {', '.join(unknown[:10])}"
+            f"labels not among the model's classes {plain_values(classes)!r}:"
+            f" {', '.join(unknown[:10])}"
         )
     if s.ndim == 1 and len(classes) == 2:
         s = np.column_stack([1.0 - s, s])  # positive-class probability given
@@ -142,11 +143,6 @@ def _prepare(task: str, y_true: Any, scores: Any, classes: Sequence[Any] | None)
             f"classification scores must have shape ({len(codes)}, {len(classes)}), got {s.shape}"
         )
     return _Prepared(task, codes, s, len(classes))
-
-
-def _plain(values: Sequence[Any]) -> list[Any]:
-    """`values` as Python objects, for messages (numpy scalars unwrapped: 0, not np.int64(0))."""
-    return [v.item() if isinstance(v, np.generic) else v for v in values]
 
 
 def _weighted(metric: str, p: _Prepared, w: Floats) -> Floats:

@@ -23,7 +23,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils.validation import has_fit_parameter
 
 from retrain.config import Config
-from retrain.data.targets import label_key
+from retrain.data.targets import label_key, plain_values
 from retrain.errors import ValidationError
 from retrain.settings.training import check_takes_sparse
 from retrain.training._encoding import (
@@ -238,7 +238,7 @@ def _match_class_weight_keys(model: Pipeline, y: pd.Series) -> None:
     weights = getattr(estimator, "class_weight", None)
     if not isinstance(weights, dict):
         return
-    classes = [c.item() if isinstance(c, np.generic) else c for c in pd.unique(y.dropna())]
+    classes = plain_values(pd.unique(y.dropna()))
     by_key = {label_key(c): c for c in classes}
     by_text = {str(c): c for c in classes}
 
