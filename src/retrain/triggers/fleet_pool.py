@@ -261,8 +261,13 @@ class ProcessFleet(Generic[T]):
                     self._workers[k] = _Worker(self._respawn, self._warm_up, self._threads)
             try:
                 with ThreadPoolExecutor(max_workers=len(pending)) as pool:
+                    # Submitted one by one, not by `pool.map`: its results' iterator cancels the
+                    # drains not yet started when one raises, and a worker's models would then
+                    # be left out of the pass under load (the pool's exit waits for the rest).
+                    drains = [pool.submit(drain, k) for k in pending]
                     try:
-                        list(pool.map(drain, list(pending)))
+                        for started in drains:
+                            started.result()
                     except KeyboardInterrupt:  # Ctrl-C only: other errors let checks finish
                         abandoned.set()
                         self._kill()  # a dispatch thread waiting on its worker returns now
