@@ -167,6 +167,36 @@ def test_recent_set_pools_earlier_windows_when_too_small() -> None:
     assert never.provenance["evaluation"]["pooled_windows"] == []
 
 
+def _rare(frame: pd.DataFrame, positives: int) -> pd.DataFrame:
+    """`frame` with exactly `positives` of its evaluation rows labelled "yes", the rest "no"."""
+    out = frame.copy()
+    out["label"] = "no"
+    out.loc[out.index[_role(out)][:positives], "label"] = "yes"
+    return out
+
+
+def test_recent_set_pools_earlier_windows_when_positives_are_too_few() -> None:
+    # Enough rows in the new window (about 60 against min_rows 50) but 8 positives against
+    # min_positives 20: the gates could not decide on it alone, so earlier weeks lend theirs.
+    weeks = [_rare(_weeks_later(make_frame(300, k, start=300 * k), k), 8) for k in range(4)]
+    history, new = pd.concat(weeks[:3], ignore_index=True), weeks[3]
+    cfg = make_cfg(evaluation={"min_rows": 50, "min_positives": 20, "pool_windows": 3})
+    assert len(new.loc[_role(new)]) >= 50
+    ts = build_training_set(new, history, cfg, seed=0)
+    p = ts.provenance["evaluation"]
+    # 8 + 8 is short of 20, 8 + 8 + 8 is not: weeks 2 and 1 are pooled, week 0 never is.
+    assert p["pooled_windows"] == ["2024-01-15", "2024-01-08"]
+    assert (ts.recent_holdout["label"] == "yes").sum() == 24
+    assert p["min_positives"] == 20
+
+    # Without min_positives, rows alone decide: the new window is enough.
+    rows_only = make_cfg(evaluation={"min_rows": 50, "pool_windows": 3})
+    assert (
+        build_training_set(new, history, rows_only, 0).provenance["evaluation"]["pooled_windows"]
+        == []
+    )
+
+
 def test_mix_is_stratified() -> None:
     cfg = make_cfg(training={"history_holdout_rows": 300}, evaluation=NO_POOL)
     new, history = _weeks_later(make_frame(400, 1, start=10_000), 1), make_frame(3000, 2)

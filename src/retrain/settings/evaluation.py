@@ -190,13 +190,15 @@ class EvaluationConfig(Section):
         ge=0,
         description=(
             "How many earlier labelled windows may lend their evaluation rows (most recent first)"
-            " when the new window has fewer than min_rows (e.g. 3: half a week of daily windows"
-            " or a month of weekly ones). Off by default: right after a concept change the"
-            " pooled rows are from the old concept, so the champion looks better than it is and"
-            " the first retrain after the change is not deployed (measured on the SEA stream:"
-            " the retrain one window after the change was held back). Without pooling a small"
-            " window is judged on its own rows: a large gain still blesses, no shown gain is"
-            " 'undecided'. The oldest window of history is never pooled."
+            " when the new window has fewer than min_rows, or fewer than min_positives of the"
+            " rarer class (e.g. 3: half a week of daily windows or a month of weekly ones);"
+            " pooling stops at the first window that makes up both. Off by default: right"
+            " after a concept change the pooled rows are from the old concept, so the champion"
+            " looks better than it is and the first retrain after the change is not deployed"
+            " (measured on the SEA stream: the retrain one window after the change was held"
+            " back). Without pooling a small window is judged on its own rows: a large gain"
+            " still blesses, no shown gain is 'undecided'. The oldest window of history is"
+            " never pooled."
         ),
     )
     max_detectable_gain: float | None = Field(
@@ -215,8 +217,9 @@ class EvaluationConfig(Section):
             "Fewest labels of the rarer class (for fraud: frauds) in the recent evaluation rows"
             " the gates decide on; with fewer, the outcome is undecided, 'not enough positives'"
             " (not blessed, not rejected). A rare-event metric on a handful of positives moves"
-            " by a whole positive's weight at a time. 0 (default) turns the check off; the"
-            " fraud case uses 20 (false-blessing rates by positive count: README)."
+            " by a whole positive's weight at a time. With pool_windows, earlier windows lend"
+            " their evaluation rows first. 0 (default) turns the check off; the fraud case"
+            " uses 20 (false-blessing rates by positive count: README)."
         ),
     )
     deploy_undecided_first_model: bool = Field(

@@ -39,7 +39,7 @@ import pandas as pd
 
 from retrain.config import Config, DataSource
 from retrain.data.split import evaluation_mask
-from retrain.data.targets import reconcile_targets
+from retrain.data.targets import label_keys, reconcile_targets
 from retrain.data.windows import window_id_of_slot, window_slots
 from retrain.errors import ValidationError
 
@@ -145,6 +145,7 @@ class _MixPlan:
     salt: str
     evaluation_share: float
     min_rows: int
+    min_positives: int
     pool_windows: int
     history_holdout_rows: int
     historical_share: float
@@ -165,6 +166,7 @@ class _MixPlan:
             salt=cfg.name,  # fixed per use case, so a row keeps its role across runs
             evaluation_share=cfg.training.evaluation_share,
             min_rows=cfg.evaluation.min_rows,
+            min_positives=cfg.evaluation.min_positives if cfg.task == "classification" else 0,
             pool_windows=cfg.evaluation.pool_windows,
             history_holdout_rows=cfg.training.history_holdout_rows,
             historical_share=cfg.training.historical_share,
@@ -258,9 +260,11 @@ def _split_history(
 
 
 def _pool_recent(fresh: _NewSplit, past: _HistorySplit, plan: _MixPlan) -> _Pooled:
-    """The new window's evaluation rows, topped up from the latest windows while too few."""
+    """The new window's evaluation rows, topped up from the latest windows while too few
+    (fewer than `min_rows`, or fewer than `min_positives` of the rarer class)."""
     hist = past.evaluation
-    if hist is None or len(fresh.evaluation) >= plan.min_rows or plan.pool_windows == 0:
+    short = _Shortfall(fresh, past, plan)
+    if hist is None or plan.pool_windows == 0 or not short(fresh.evaluation):
         return _Pooled(fresh.evaluation, [], hist)
     slots = window_slots(plan.data, hist[plan.time_column])
     latest = np.sort(np.unique(slots[np.isfinite(slots)]))[::-1]
@@ -269,12 +273,38 @@ def _pool_recent(fresh: _NewSplit, past: _HistorySplit, plan: _MixPlan) -> _Pool
     taken = np.zeros(len(hist), dtype=bool)
     windows: list[str] = []
     for slot in poolable:
-        if len(fresh.evaluation) + int(taken.sum()) >= plan.min_rows:
+        if not short(fresh.evaluation, hist.loc[taken]):
             break
         taken |= slots == slot
         windows.append(window_id_of_slot(plan.data, int(slot)))
     recent = _mix(fresh.evaluation, _rows(hist, taken))  # the new window's rows first
     return _Pooled(recent, windows, _rows(hist, ~taken))
+
+
+class _Shortfall:
+    """Whether evaluation rows are too few for the gates to decide on: fewer than `min_rows`,
+    or (classification) fewer than `min_positives` labels of the rarer class, counted over
+    every class the new window and history hold (a class missing from the rows counts 0), as
+    the gates count them."""
+
+    def __init__(self, fresh: _NewSplit, past: _HistorySplit, plan: _MixPlan) -> None:
+        self._plan = plan
+        self._classes: set[Any] = set()
+        if plan.min_positives > 0:
+            for frame in (fresh.labelled, past.evaluation, past.pool):
+                if frame is not None:
+                    self._classes.update(label_keys(frame[plan.target]).unique())
+
+    def __call__(self, *frames: pd.DataFrame) -> bool:
+        if sum(len(f) for f in frames) < self._plan.min_rows:
+            return True
+        if self._plan.min_positives == 0 or len(self._classes) < 2:
+            return False
+        counts: dict[Any, int] = dict.fromkeys(self._classes, 0)
+        for f in frames:
+            for key, n in label_keys(f[self._plan.target]).value_counts().items():
+                counts[key] = counts.get(key, 0) + int(n)
+        return min(counts.values()) < self._plan.min_positives
 
 
 def _history_holdout(evaluation: pd.DataFrame | None, plan: _MixPlan) -> pd.DataFrame | None:
@@ -345,6 +375,7 @@ def _provenance(
             "new_window_rows": len(fresh.evaluation),
             "new_window_training_rows": len(fresh.train),
             "min_rows": plan.min_rows,
+            "min_positives": plan.min_positives,
             "pool_windows": plan.pool_windows,
             "pooled_windows": pooled.windows,
             "pooled_rows": len(pooled.recent) - len(fresh.evaluation),
