@@ -130,8 +130,11 @@ def test_the_weighted_mix_reads_all_history_unless_capped(tmp_path: Path) -> Non
     stored = sum(ROWS - w for w in range(WINDOWS))
     sample = _training(config(), historical_share=0.5, history_holdout_rows=10)
     assert history_row_budget(sample, 40) < stored  # the sampling mix needs a part only
-    weighted = _training(sample, mix="weighted")
+    weighted = _training(sample, mix="weighted", max_train_rows=None)
     assert history_row_budget(weighted, 40) is None  # ... the weighted one all of it
+    # Unless the rows one training fits on are capped (by default): then up to that cap.
+    default = history_row_budget(_training(weighted, max_train_rows=1_000_000), 40)
+    assert default is not None and default >= 1_000_000
     loaded = read_history(store, weighted, "12", max_rows=history_row_budget(weighted, 40))
     assert loaded.frame is not None and len(loaded.frame) == stored and not loaded.sampled
     capped = _training(weighted, max_history_rows=100)

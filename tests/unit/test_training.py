@@ -197,6 +197,52 @@ def test_recent_set_pools_earlier_windows_when_positives_are_too_few() -> None:
     )
 
 
+def test_max_train_rows_samples_both_sides_down_keeping_the_share() -> None:
+    new, history = _weeks_later(make_frame(2000, 1, start=10_000), 1), make_frame(6000, 2)
+    n_new_train = int((~_role(new)).sum())
+    cfg = make_cfg(training={"max_train_rows": 1000}, evaluation=NO_POOL)
+    ts = build_training_set(new, history, cfg, seed=3)
+    p = ts.provenance
+    # 800 of history and 200 new rows: history keeps its 80% of the capped rows.
+    assert (p["history_rows"], p["new_rows"], len(ts.train)) == (800, 200, 1000)
+    assert p["history"]["cap"] == "max_train_rows" and p["history"]["max_train_rows"] == 1000
+    assert p["evaluation"]["new_window_training_rows_available"] == n_new_train > 200
+    # The kept new rows are new-window training rows, stratified by label; evaluation rows
+    # are untouched by the cap.
+    new_train_ids = set(new.loc[~_role(new), "id"])
+    kept_new = ts.train.loc[ts.train["id"].isin(set(new["id"]))]
+    assert len(kept_new) == 200 and set(kept_new["id"]) <= new_train_ids
+    share_yes = (new.loc[~_role(new), "label"] == "yes").mean()
+    assert (kept_new["label"] == "yes").mean() == pytest.approx(share_yes, abs=0.01)
+    assert set(ts.recent_holdout["id"]) == set(new.loc[_role(new), "id"])
+    # Seeded: the same inputs give the same rows.
+    again = build_training_set(new, history, cfg, seed=3)
+    assert again.train["id"].tolist() == ts.train["id"].tolist()
+
+
+def test_max_train_rows_lets_either_side_fill_what_the_other_lacks() -> None:
+    new = _weeks_later(make_frame(2000, 1, start=10_000), 1)
+    n_new_train = int((~_role(new)).sum())
+    # Little history (about 80 training rows): all of it, and the new rows fill the rest.
+    short = make_frame(100, 2)
+    n_hist = int((~_role(short)).sum())
+    ts = build_training_set(new, short, make_cfg(training={"max_train_rows": 1000}), seed=3)
+    assert (ts.provenance["history_rows"], ts.provenance["new_rows"]) == (n_hist, 1000 - n_hist)
+    # No history at all: the new rows alone, down to the cap.
+    alone = build_training_set(new, None, make_cfg(training={"max_train_rows": 500}), seed=3)
+    assert len(alone.train) == 500
+    # Under the cap nothing is sampled: the same mix as without one.
+    wide = build_training_set(new, short, make_cfg(training={"max_train_rows": 10**6}), seed=3)
+    off = build_training_set(new, short, make_cfg(training={"max_train_rows": None}), seed=3)
+    assert wide.provenance["new_rows"] == n_new_train
+    assert wide.train["id"].tolist() == off.train["id"].tolist()
+
+
+def test_max_train_rows_below_min_train_rows_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"max_train_rows \(100\) is below"):
+        make_cfg(training={"max_train_rows": 100, "min_train_rows": 200})
+
+
 def test_mix_is_stratified() -> None:
     cfg = make_cfg(training={"history_holdout_rows": 300}, evaluation=NO_POOL)
     new, history = _weeks_later(make_frame(400, 1, start=10_000), 1), make_frame(3000, 2)

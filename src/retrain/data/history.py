@@ -128,20 +128,25 @@ def _row_count(store: Storage, key: str) -> int:
 def history_row_budget(cfg: Config, new_rows: int) -> int | None:
     """How many history rows the training mix can use when the new window has `new_rows`.
 
-    None: no bound (the ``weighted`` mix trains on all of history when ``max_history_rows`` is
-    unset). The ``sample`` mix may also need enough rows for ``min_train_rows``.
+    None: no bound (the ``weighted`` mix trains on all of history when ``max_history_rows`` and
+    ``max_train_rows`` are unset). The ``sample`` mix may also need enough rows for
+    ``min_train_rows``.
 
     The mix draws ``historical_share`` of its training rows from history's training rows
-    (capped by ``max_history_rows``; the continuous replay share and cap too when continuous
-    training is on), the forgetting gate ``history_holdout_rows`` from its evaluation rows, and
-    pooling up to ``evaluation.min_rows`` evaluation rows. Each role is a fixed share of the
-    rows (``evaluation_share``), so the budget is the largest need divided by its role's share,
-    with a margin of a tenth for the spread of roles and labels between windows.
+    (capped by ``max_history_rows`` and ``max_train_rows``; the continuous replay share and cap
+    too when continuous training is on), the forgetting gate ``history_holdout_rows`` from its
+    evaluation rows, and pooling up to ``evaluation.min_rows`` evaluation rows. Each role is a
+    fixed share of the rows (``evaluation_share``), so the budget is the largest need divided
+    by its role's share, with a margin of a tenth for the spread of roles and labels between
+    windows.
     """
     t = cfg.training
     e = t.evaluation_share
     new_training = new_rows * (1.0 - e)
-    mixes = [(t.historical_share, t.max_history_rows)]
+    # The training mix never takes more history than max_train_rows; a continuous replay
+    # has its own caps.
+    caps = [x for x in (t.max_history_rows, t.max_train_rows) if x is not None]
+    mixes = [(t.historical_share, min(caps) if caps else None)]
     c = cfg.continuous
     if c.enabled:
         share = t.historical_share if c.replay_share is None else c.replay_share
@@ -152,9 +157,9 @@ def history_row_budget(cfg: Config, new_rows: int) -> int | None:
         rows = new_training * share / (1.0 - share)
         wanted = max(wanted, rows if cap is None else min(rows, cap))
     if t.mix == "weighted":
-        if t.max_history_rows is None:
+        if not caps:
             return None
-        wanted = max(wanted, t.max_history_rows)
+        wanted = max(wanted, min(caps))
     wanted = max(wanted, t.min_train_rows - new_training)
     pooled = cfg.evaluation.min_rows if cfg.evaluation.pool_windows else 0
     need = max(wanted / (1.0 - e), t.history_holdout_rows / e, pooled / e)

@@ -54,6 +54,17 @@ class TrainingConfig(Section):
         ),
     )
     max_history_rows: int | None = Field(default=None, ge=1)
+    max_train_rows: int | None = Field(
+        default=1_000_000,
+        ge=1,
+        description=(
+            "Cap on the rows one training fits on, history and new rows together. Beyond it"
+            " both sides are sampled down (stratified, seeded) so history keeps"
+            " historical_share of the rows (either side fills what the other lacks): the"
+            " train step's memory is bounded by this cap (about 1 KiB per row with 20"
+            " features), not by the window size or the history kept. null: no cap."
+        ),
+    )
     evaluation_share: float = Field(
         default=0.2,
         gt=0.0,
@@ -109,6 +120,16 @@ class TrainingConfig(Section):
     text: TextConfig = Field(
         default_factory=TextConfig, description="How `text` features are vectorised."
     )
+
+    @model_validator(mode="after")
+    def _cap_above_minimum(self) -> TrainingConfig:
+        if self.max_train_rows is not None and self.max_train_rows < self.min_train_rows:
+            raise ValueError(
+                f"training.max_train_rows ({self.max_train_rows}) is below"
+                f" training.min_train_rows ({self.min_train_rows}): raise max_train_rows or"
+                " lower min_train_rows"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod

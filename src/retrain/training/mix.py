@@ -10,6 +10,11 @@ stale history drown the drift. The mix keeps a configured share of history
   give it that share of the total weight, the new rows the rest; weights average 1. With
   small windows this trains on ten times the rows at the same promised share.
 
+Either way one training fits at most `training.max_train_rows` rows (1,000,000 by default):
+beyond it history and the new window's training rows are both sampled down (stratified,
+seeded), history keeping its share of the rows, so the train step's memory is bounded by the
+cap whatever the window size or the history kept.
+
 Every labelled row has a fixed role, from a hash of its id salted with the model name
 (`retrain.data.split`, `training.evaluation_share`): evaluation rows never train any model, in
 this window or any later one, so the champion and the challenger are both scored on rows
@@ -31,7 +36,7 @@ Everything is seeded: the same frames and seed give the same sets, row for row.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -49,6 +54,7 @@ __all__ = ["TrainingSet", "build_training_set", "ids_sha256"]
 # the others. Stream 1 (a random recent holdout) is retired: roles now come from the id hash.
 _STREAM_HISTORY_HOLDOUT = 2
 _STREAM_HISTORY_SAMPLE = 3
+_STREAM_NEW_SAMPLE = 5  # (4 is history's load sample, `retrain.data.history`)
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,7 @@ def build_training_set(
     pooled = _pool_recent(fresh, past, plan)
     holdout = _history_holdout(pooled.history_evaluation, plan)
     sample = _sample_history(past, fresh, plan)
+    fresh = _new_rows_within_cap(fresh, len(sample.rows), plan)
     train = _mix(sample.rows, fresh.train)
     if not len(train):
         raise ValidationError(
@@ -150,6 +157,7 @@ class _MixPlan:
     history_holdout_rows: int
     historical_share: float
     max_history_rows: int | None
+    max_train_rows: int | None
     mix: str
     min_train_rows: int
 
@@ -171,6 +179,7 @@ class _MixPlan:
             history_holdout_rows=cfg.training.history_holdout_rows,
             historical_share=cfg.training.historical_share,
             max_history_rows=cfg.training.max_history_rows,
+            max_train_rows=cfg.training.max_train_rows,
             mix=cfg.training.mix,
             min_train_rows=cfg.training.min_train_rows,
         )
@@ -190,6 +199,7 @@ class _NewSplit:
     unlabelled_dropped: int
     evaluation: pd.DataFrame
     train: pd.DataFrame
+    training_available: int = 0  # training rows before `max_train_rows` sampled them down
 
 
 @dataclass(frozen=True)
@@ -237,6 +247,7 @@ def _split_new(new: pd.DataFrame, plan: _MixPlan) -> _NewSplit:
         unlabelled_dropped=unlabelled,
         evaluation=labelled.loc[evaluation].reset_index(drop=True),
         train=labelled.loc[~evaluation].reset_index(drop=True),
+        training_available=int((~evaluation).sum()),
     )
 
 
@@ -330,10 +341,25 @@ def _sample_history(past: _HistorySplit, fresh: _NewSplit, plan: _MixPlan) -> _H
         wanted = round(len(fresh.train) * share / (1.0 - share))
         wanted = max(wanted, plan.min_train_rows - len(fresh.train))
     n_hist, cap = _cap(wanted, len(past.pool), plan.max_history_rows)
+    limit, n_new = plan.max_train_rows, len(fresh.train)
+    if limit is not None and n_hist + n_new > limit:
+        # History keeps its share of the capped rows, or fills what the new rows cannot.
+        n_hist, cap = min(n_hist, max(round(limit * share), limit - n_new)), "max_train_rows"
     positions = _sample_positions(
         plan.strata(past.pool), n_hist, _rng(plan.seed, _STREAM_HISTORY_SAMPLE)
     )
     return _HistorySample(rows=_take(past.pool, positions), requested_rows=wanted, cap=cap)
+
+
+def _new_rows_within_cap(fresh: _NewSplit, n_history: int, plan: _MixPlan) -> _NewSplit:
+    """`fresh` with its training rows sampled down (stratified, seeded) to what
+    `max_train_rows` leaves beside `n_history` history rows; as given when they fit."""
+    limit = plan.max_train_rows
+    if limit is None or n_history + len(fresh.train) <= limit:
+        return fresh
+    n = max(limit - n_history, 0)
+    positions = _sample_positions(plan.strata(fresh.train), n, _rng(plan.seed, _STREAM_NEW_SAMPLE))
+    return replace(fresh, train=_take(fresh.train, positions))
 
 
 def _mix(history_rows: pd.DataFrame, new_rows: pd.DataFrame) -> pd.DataFrame:
@@ -374,6 +400,7 @@ def _provenance(
             "salt": plan.salt,
             "new_window_rows": len(fresh.evaluation),
             "new_window_training_rows": len(fresh.train),
+            "new_window_training_rows_available": fresh.training_available,
             "min_rows": plan.min_rows,
             "min_positives": plan.min_positives,
             "pool_windows": plan.pool_windows,
@@ -391,6 +418,7 @@ def _provenance(
             "holdout_rows_requested": plan.history_holdout_rows,
             "cap": sample.cap,
             "requested_rows": sample.requested_rows,
+            "max_train_rows": plan.max_train_rows,
         },
         "ids_sha256": {
             "history_rows": ids_sha256(sample.rows[plan.id_column]),
