@@ -47,6 +47,15 @@ from retrain.data.split import evaluation_mask
 from retrain.data.targets import label_keys, reconcile_targets
 from retrain.data.windows import window_id_of_slot, window_slots
 from retrain.errors import ValidationError
+from retrain.training._sampling import (
+    cap_rows,
+    labelled_rows,
+    row_mask,
+    sample_positions,
+    seeded_rng,
+    strata_codes,
+    take_rows,
+)
 
 __all__ = ["TrainingSet", "build_training_set", "ids_sha256"]
 
@@ -185,7 +194,7 @@ class _MixPlan:
         )
 
     def strata(self, df: pd.DataFrame) -> np.ndarray | int:
-        return _labels(df, self.target, self.stratify)
+        return strata_codes(df, self.target, self.stratify)
 
     def is_evaluation(self, df: pd.DataFrame) -> np.ndarray:
         return evaluation_mask(df[self.id_column], self.evaluation_share, self.salt)
@@ -236,7 +245,7 @@ class _HistorySample:
 
 def _split_new(new: pd.DataFrame, plan: _MixPlan) -> _NewSplit:
     """Drop unlabelled rows and split the rest by role."""
-    labelled, unlabelled = _labelled(new[list(plan.columns)], plan.target)
+    labelled, unlabelled = labelled_rows(new[list(plan.columns)], plan.target)
     if not len(labelled):
         raise ValidationError(
             f"new data has no labelled row in '{plan.target}': nothing to train or evaluate on"
@@ -257,7 +266,7 @@ def _split_history(
     """Drop unlabelled rows and rows of the new window, then split the rest by role."""
     if history is None or len(history) == 0:
         return _HistorySplit()
-    labelled, unlabelled = _labelled(history[list(plan.columns)], plan.target)
+    labelled, unlabelled = labelled_rows(history[list(plan.columns)], plan.target)
     overlap = labelled[plan.id_column].isin(new_ids)
     labelled = labelled.loc[~overlap].reset_index(drop=True)
     evaluation = plan.is_evaluation(labelled)
@@ -288,8 +297,8 @@ def _pool_recent(fresh: _NewSplit, past: _HistorySplit, plan: _MixPlan) -> _Pool
             break
         taken |= slots == slot
         windows.append(window_id_of_slot(plan.data, int(slot)))
-    recent = _mix(fresh.evaluation, _rows(hist, taken))  # the new window's rows first
-    return _Pooled(recent, windows, _rows(hist, ~taken))
+    recent = _mix(fresh.evaluation, row_mask(hist, taken))  # the new window's rows first
+    return _Pooled(recent, windows, row_mask(hist, ~taken))
 
 
 class _Shortfall:
@@ -323,10 +332,10 @@ def _history_holdout(evaluation: pd.DataFrame | None, plan: _MixPlan) -> pd.Data
     if evaluation is None or not len(evaluation):
         return None
     n = min(plan.history_holdout_rows, len(evaluation))
-    positions = _sample_positions(
-        plan.strata(evaluation), n, _rng(plan.seed, _STREAM_HISTORY_HOLDOUT)
+    positions = sample_positions(
+        plan.strata(evaluation), n, seeded_rng(plan.seed, _STREAM_HISTORY_HOLDOUT)
     )
-    return _take(evaluation, positions)
+    return take_rows(evaluation, positions)
 
 
 def _sample_history(past: _HistorySplit, fresh: _NewSplit, plan: _MixPlan) -> _HistorySample:
@@ -340,15 +349,15 @@ def _sample_history(past: _HistorySplit, fresh: _NewSplit, plan: _MixPlan) -> _H
     else:
         wanted = round(len(fresh.train) * share / (1.0 - share))
         wanted = max(wanted, plan.min_train_rows - len(fresh.train))
-    n_hist, cap = _cap(wanted, len(past.pool), plan.max_history_rows)
+    n_hist, cap = cap_rows(wanted, len(past.pool), plan.max_history_rows)
     limit, n_new = plan.max_train_rows, len(fresh.train)
     if limit is not None and n_hist + n_new > limit:
         # History keeps its share of the capped rows, or fills what the new rows cannot.
         n_hist, cap = min(n_hist, max(round(limit * share), limit - n_new)), "max_train_rows"
-    positions = _sample_positions(
-        plan.strata(past.pool), n_hist, _rng(plan.seed, _STREAM_HISTORY_SAMPLE)
+    positions = sample_positions(
+        plan.strata(past.pool), n_hist, seeded_rng(plan.seed, _STREAM_HISTORY_SAMPLE)
     )
-    return _HistorySample(rows=_take(past.pool, positions), requested_rows=wanted, cap=cap)
+    return _HistorySample(rows=take_rows(past.pool, positions), requested_rows=wanted, cap=cap)
 
 
 def _new_rows_within_cap(fresh: _NewSplit, n_history: int, plan: _MixPlan) -> _NewSplit:
@@ -358,8 +367,10 @@ def _new_rows_within_cap(fresh: _NewSplit, n_history: int, plan: _MixPlan) -> _N
     if limit is None or n_history + len(fresh.train) <= limit:
         return fresh
     n = max(limit - n_history, 0)
-    positions = _sample_positions(plan.strata(fresh.train), n, _rng(plan.seed, _STREAM_NEW_SAMPLE))
-    return replace(fresh, train=_take(fresh.train, positions))
+    positions = sample_positions(
+        plan.strata(fresh.train), n, seeded_rng(plan.seed, _STREAM_NEW_SAMPLE)
+    )
+    return replace(fresh, train=take_rows(fresh.train, positions))
 
 
 def _mix(history_rows: pd.DataFrame, new_rows: pd.DataFrame) -> pd.DataFrame:
@@ -447,67 +458,6 @@ def _check_columns(df: pd.DataFrame, columns: list[str], what: str) -> None:
             "data.features, target)",
             [f"missing column '{c}'" for c in missing],
         )
-
-
-def _labelled(df: pd.DataFrame, target: str) -> tuple[pd.DataFrame, int]:
-    mask = df[target].notna()
-    return df.loc[mask].reset_index(drop=True), int((~mask).sum())
-
-
-def _labels(df: pd.DataFrame, target: str, stratify: bool) -> np.ndarray | int:
-    """Per-row stratum codes, or just the row count when not stratifying."""
-    if not stratify:
-        return len(df)
-    codes, _ = pd.factorize(df[target], sort=True)
-    return np.asarray(codes)
-
-
-def _rng(seed: int, stream: int) -> np.random.Generator:
-    return np.random.default_rng([seed, stream])
-
-
-def _sample_positions(strata: np.ndarray | int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Sorted positions of `n` rows drawn without replacement, proportionally per stratum.
-
-    Quotas use largest remainders, so every stratum gets its proportional share to within one
-    row and the total is exactly `n`.
-    """
-    if isinstance(strata, int):
-        return np.sort(rng.choice(strata, size=n, replace=False))
-    total = len(strata)
-    if n >= total:
-        return np.arange(total)
-    counts = np.bincount(strata)
-    exact = counts * (n / total)
-    quota = np.floor(exact).astype(int)
-    short = n - int(quota.sum())
-    if short:
-        # Ties go to the larger stratum, then the lower code: deterministic.
-        order = np.lexsort((np.arange(len(counts)), -counts, -(exact - quota)))
-        quota[order[:short]] += 1
-    chosen = [
-        rng.choice(np.flatnonzero(strata == k), size=q, replace=False)
-        for k, q in enumerate(quota)
-        if q
-    ]
-    return np.sort(np.concatenate(chosen)) if chosen else np.arange(0)
-
-
-def _rows(df: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
-    return df.loc[mask].reset_index(drop=True)
-
-
-def _take(df: pd.DataFrame, positions: np.ndarray) -> pd.DataFrame:
-    return df.iloc[positions].reset_index(drop=True)
-
-
-def _cap(wanted: int, available: int, max_rows: int | None) -> tuple[int, str | None]:
-    n, cap = wanted, None
-    if n > available:
-        n, cap = available, "available"
-    if max_rows is not None and n > max_rows:
-        n, cap = max_rows, "max_history_rows"
-    return n, cap
 
 
 def _class_counts(y: pd.Series) -> dict[str, int]:
