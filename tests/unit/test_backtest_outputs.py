@@ -15,7 +15,7 @@ import pytest
 from test_backtest_skips import config, write_stream
 
 from retrain.backtest import baseline
-from retrain.backtest._unscored import labels_hint
+from retrain.backtest._unscored import labels_hint, unscored_reasons
 from retrain.backtest.replay import PolicyResult, WindowRecord
 from retrain.backtest.report import markdown, summarise, write_outputs
 from retrain.backtest.run import check_strict
@@ -215,3 +215,42 @@ def test_strict_counts_the_baselines_mirror_of_a_refused_window_once() -> None:
     with pytest.raises(ValidationError, match="--strict: 2 policy windows were not scored"):
         check_strict([summarise(r) for r in (never, refit)])
     check_strict([summarise(_result("never", [None, 0.9], {}))])  # nothing skipped: passes
+
+
+def test_a_labelled_window_whose_metric_is_undefined_is_named_not_dropped_silently(
+    tmp_path: Path,
+) -> None:
+    write_stream(tmp_path, weeks=5)
+    labels = pd.read_parquet(tmp_path / "labels.parquet")
+    labels.loc[labels["id"].str.startswith("3-"), "y"] = 0  # week 3: labels of one class
+    labels.to_parquet(tmp_path / "labels.parquet")
+    path = tmp_path / "shop.yaml"
+    path.write_text(config(tmp_path).to_yaml())
+    out = tmp_path / "out"
+    args = ["backtest", "--config", str(path), "--policies", "never,full_refit", "--quiet"]
+    assert main([*args, "--jobs", "1", "--out", str(out)]) == 0
+    doc = _strict_json((out / "backtest.json").read_text())
+    week3 = [p["windows"][3] for p in doc["policies"]]
+    assert [(w["metric"], w["rows_scored"], w["skipped"]) for w in week3] == [(None, 200, None)] * 2
+    # Served, labelled, neither scored nor skipped: the table's counts say 2 of 5 windows
+    # scored, and the notes say which window is missing and why.
+    assert [(s["windows_scored"], s["windows_skipped"]) for s in doc["summary"]] == [(2, 0)] * 2
+    assert [s["undefined"] for s in doc["summary"]] == [{"3": 200}] * 2
+    text = (out / "backtest.md").read_text()
+    assert "roc_auc being undefined on their labels" in text
+    assert "never: 3 (200 labelled rows); full_refit: 3 (200 labelled rows)." in text
+
+
+def test_a_run_that_compared_nothing_tells_an_undefined_metric_from_missing_labels() -> None:
+    windows = [
+        WindowRecord(index=0, window="0", champion="v1", metric=math.nan, rows_scored=150),
+        WindowRecord(index=1, window="1", champion="v1", metric=math.nan, rows_scored=0),
+    ]
+    lines = unscored_reasons([PolicyResult("never", "roc_auc", True, windows, 0, 0.0)])
+    assert lines == [
+        "never (0 of 2 windows scored): metric undefined in 1 window(s) (0); window 0: model v1"
+        " served, but the metric is undefined on the window's labels (150 rows; e.g. ROC AUC on"
+        " labels of one class)",
+        "never (0 of 2 windows scored): no labelled row in 1 window(s) (1); window 1: model v1"
+        " served, but no row of the window has a label",
+    ]

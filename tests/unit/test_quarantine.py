@@ -259,3 +259,59 @@ def test_extra_columns_work_by_config_and_the_error_suggests_it(tmp_path: Path) 
             window,
             None,
         )
+
+
+def merchant_weeks(levels: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two weeks of 300 rows whose `plan` takes `levels` codes; in the second week 60 rows
+    carry codes week 0 never had, each on one row (as merchants or zip codes arrive)."""
+    rng = np.random.default_rng(seed)
+
+    def week(n: int, codes: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "id": [f"w{n}-{i:04d}" for i in range(ROWS)],
+                "week": n,
+                "amount": rng.uniform(0, 100, ROWS).round(2),
+                "visits": rng.integers(1, 11, ROWS),
+                "plan": codes,
+            }
+        )
+
+    known = np.array([f"m{i:03d}" for i in range(levels)], dtype=object)
+    first = week(0, np.resize(known, ROWS))
+    codes = rng.choice(known, ROWS)
+    codes[:60] = [f"new{i:03d}" for i in range(60)]
+    return first, week(1, codes)
+
+
+def test_a_many_valued_categorical_failing_on_new_values_is_told_to_be_an_identifier(
+    tmp_path: Path,
+) -> None:
+    cfg = config(tmp_path)
+    first, second = merchant_weeks(levels=150)  # above max_onehot_categories (100)
+    schema = ingest_window(cfg, first, parse_window(cfg.data, "0"), None).schema
+    with pytest.raises(ValidationError) as err:
+        ingest_window(cfg, second, parse_window(cfg.data, "1"), schema)
+    assert "'plan' has a category seen in too few rows: 60 rows" in err.value.problems
+    hint = [p for p in err.value.problems if "identifier" in p]
+    assert len(hint) == 1
+    assert "'plan' takes 150 values" in hint[0] and "'plan: identifier'" in hint[0]
+    assert "data.min_category_rows: 1" in hint[0]
+    # Both ways out the hint names work.
+    features = {"amount": "numeric", "visits": "numeric", "plan": "identifier"}
+    as_ids = config(tmp_path, features=features)
+    ids_schema = ingest_window(as_ids, first, parse_window(as_ids.data, "0"), None).schema
+    kept = ingest_window(as_ids, second, parse_window(as_ids.data, "1"), ids_schema).data
+    assert len(kept) == ROWS
+    loose = config(tmp_path, min_category_rows=1)
+    assert len(ingest_window(loose, second, parse_window(cfg.data, "1"), schema).data) == ROWS
+
+
+def test_a_few_valued_categorical_with_typos_gets_no_identifier_hint(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    first, second = merchant_weeks(levels=20)
+    schema = ingest_window(cfg, first, parse_window(cfg.data, "0"), None).schema
+    with pytest.raises(ValidationError) as err:
+        ingest_window(cfg, second, parse_window(cfg.data, "1"), schema)
+    assert "'plan' has a category seen in too few rows: 60 rows" in err.value.problems
+    assert not [p for p in err.value.problems if "identifier" in p]

@@ -223,6 +223,18 @@ def test_performance_drop(value: float | None, launch: bool, rule: str) -> None:
     assert (d.launch, d.rule) == (launch, rule)
 
 
+def test_a_champion_better_than_at_training_is_said_to_have_improved_not_dropped() -> None:
+    cfg = config(performance_drop=0.05)
+    for metric in ("roc_auc", "log_loss"):  # drops are signed by the metric's direction
+        signal = Signal("performance", "4", value=-0.0086, details={"metric": metric})
+        d, _ = decide(signal, PolicyState(), cfg, T0)
+        assert (d.launch, d.rule) == (False, "below_threshold")
+        assert d.reason.startswith(f"{metric} improved by 0.0086, not above the trigger")
+    signal = Signal("performance", "4", value=0.0086, details={"metric": "roc_auc"})
+    d, _ = decide(signal, PolicyState(), cfg, T0)
+    assert d.reason.startswith("roc_auc dropped by 0.0086, not above the trigger")
+
+
 @pytest.mark.parametrize(
     ("drop", "lower", "launch", "rule"),
     [

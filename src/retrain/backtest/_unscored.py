@@ -43,7 +43,7 @@ def _kind(w: WindowRecord) -> str:
         return w.skipped.split(":", 1)[0]
     if w.champion is None:
         return _NO_MODEL
-    return "no labelled row"
+    return "metric undefined" if w.rows_scored else "no labelled row"
 
 
 def _detail(w: WindowRecord) -> str:
@@ -52,6 +52,9 @@ def _detail(w: WindowRecord) -> str:
         text = w.skipped.split(":", 1)[1] if ":" in w.skipped else w.skipped
     elif w.champion is None:
         text = "; ".join(w.notes) or "nothing recorded"
+    elif w.rows_scored:
+        text = f"model {w.champion} served, but the metric is undefined on the window's labels"
+        text += f" ({w.rows_scored} rows; e.g. ROC AUC on labels of one class)"
     else:
         text = f"model {w.champion} served, but no row of the window has a label"
     lines = [line.strip().removeprefix("- ") for line in text.strip().splitlines()]

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from retrain._provenance import code_version
-from retrain.backtest.replay import PolicyResult
+from retrain.backtest.replay import PolicyResult, WindowRecord
 
 __all__ = ["PolicySummary", "common_windows", "json_safe", "summarise", "write_outputs"]
 
@@ -23,6 +23,8 @@ class PolicySummary:
     `windows_skipped` counts windows the policy should have scored but could not (ingest or
     scoring failed), listed with their reasons in `skipped`. `failed` lists the windows in which
     an unexpected error (not one of retrain's own; the baseline records them) was met.
+    `undefined` lists the windows a model served and whose labelled rows (their count given)
+    leave the metric undefined, e.g. ROC AUC on labels of one class: neither scored nor skipped.
     """
 
     policy: str
@@ -43,6 +45,13 @@ class PolicySummary:
     labels_consumed: int
     skipped: dict[str, str]
     failed: dict[str, str]
+    undefined: dict[str, int] = field(default_factory=dict)
+
+
+def _undefined(w: WindowRecord) -> bool:
+    """Served and labelled, yet no value: the metric is undefined on the window's labels."""
+    unscored = w.metric is None or math.isnan(w.metric)
+    return unscored and w.champion is not None and not w.skipped and w.rows_scored > 0
 
 
 def _mean(values: list[float]) -> float | None:
@@ -102,6 +111,7 @@ def summarise(
         labels_consumed=result.labels_consumed,
         skipped={w.window: str(w.skipped) for w in result.windows if w.skipped},
         failed={w.window: str(w.failed) for w in result.windows if w.failed},
+        undefined={w.window: w.rows_scored for w in result.windows if _undefined(w)},
     )
 
 
@@ -146,6 +156,17 @@ def markdown(
         for s in summaries
         for window, why in s.failed.items()
     ]
+    undefined = [
+        f"{s.policy}: " + ", ".join(f"{w} ({n} labelled rows)" for w, n in s.undefined.items())
+        for s in summaries
+        if s.undefined
+    ]
+    if undefined:
+        notes += (
+            f"\nWindows served and labelled but not scored, {metric} being undefined on their "
+            "labels (e.g. ROC AUC on labels of one class, average precision without a "
+            "positive): " + "; ".join(undefined) + ".\n"
+        )
     if failures:
         notes += (
             f"\n{len(failures)} unexpected error(s), each recorded in its window and the replay "

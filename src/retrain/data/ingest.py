@@ -18,7 +18,13 @@ import pandas as pd
 
 from retrain.config import Config
 from retrain.data.io import json_value
-from retrain.data.quarantine import RowChecks, ValueReference, check_rows, drift_lines
+from retrain.data.quarantine import (
+    RowChecks,
+    ValueReference,
+    check_rows,
+    drift_lines,
+    unseen_value_hints,
+)
 from retrain.data.schema import (
     Schema,
     as_category_strings,
@@ -254,7 +260,7 @@ def ingest_window(
     if reference is None and schema is not None:
         reference = ValueReference.from_schema(schema)
     checks = check_rows(rows, cfg, reference)
-    _check_quarantine_share(checks, len(rows), cfg, where)
+    _check_quarantine_share(checks, len(rows), cfg, where, reference)
     kept = rows.loc[checks.keep].reset_index(drop=True)
     if len(kept) < cfg.data.min_rows:
         raise ValidationError(
@@ -295,7 +301,9 @@ def ingest_window(
     )
 
 
-def _check_quarantine_share(checks: RowChecks, rows: int, cfg: Config, where: str) -> None:
+def _check_quarantine_share(
+    checks: RowChecks, rows: int, cfg: Config, where: str, reference: ValueReference | None
+) -> None:
     share = checks.quarantined_rows / rows if rows else 0.0
     limit = cfg.data.max_quarantine_share
     if share <= limit:
@@ -303,7 +311,8 @@ def _check_quarantine_share(checks: RowChecks, rows: int, cfg: Config, where: st
     raise ValidationError(
         f"{where}: {share:.1%} of its rows ({checks.quarantined_rows} of {rows}) are broken, "
         f"more than data.max_quarantine_share {limit:.1%}",
-        [f"{why}: {n} rows" for why, n in checks.reasons.items()],
+        [f"{why}: {n} rows" for why, n in checks.reasons.items()]
+        + unseen_value_hints(checks.reasons, cfg, reference),
     )
 
 

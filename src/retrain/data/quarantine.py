@@ -29,10 +29,51 @@ from retrain.config import Config
 from retrain.data.schema import Schema, as_category_strings, numeric_values
 from retrain.errors import sample_text
 
-__all__ = ["QUARANTINE_REASON", "RowChecks", "ValueReference", "check_rows", "drift_lines"]
+__all__ = [
+    "QUARANTINE_REASON",
+    "RowChecks",
+    "ValueReference",
+    "check_rows",
+    "drift_lines",
+    "rare_category_reason",
+    "unseen_value_hints",
+]
 
 #: The column a quarantined row's reason is written to.
 QUARANTINE_REASON = "_quarantine_reason"
+
+
+def rare_category_reason(name: str) -> str:
+    """The quarantine reason of a row whose `name` holds a category the reference never saw,
+    on fewer than `data.min_category_rows` rows of the window."""
+    return f"{name!r} has a category seen in too few rows"
+
+
+def unseen_value_hints(
+    reasons: dict[str, int], cfg: Config, reference: ValueReference | None
+) -> list[str]:
+    """What to do when a categorical feature's rare unseen values broke a window: one line for
+    each such feature whose reference holds more than `training.max_onehot_categories` values.
+
+    Training already encodes such a feature as an identifier, yet ingest takes each of its
+    rare new values for a typo: a column of hundreds of codes (merchants, zip codes) meets new
+    ones in every window, and every window after the first fails.
+    """
+    if reference is None:
+        return []
+    limit = cfg.training.max_onehot_categories
+    hints = []
+    for name in cfg.categorical_features:
+        seen = reference.categories.get(name)
+        if seen is None or len(seen) <= limit or rare_category_reason(name) not in reasons:
+            continue
+        hints.append(
+            f"{name!r} takes {len(seen)} values in {reference.source}, more"
+            f" than training.max_onehot_categories ({limit}), and its new values are expected:"
+            f" declare it '{name}: identifier' in data.features (new values are then no broken"
+            " rows), or set data.min_category_rows: 1 to keep them as drift"
+        )
+    return hints
 
 
 @dataclass(frozen=True)
@@ -126,7 +167,7 @@ def check_rows(df: pd.DataFrame, cfg: Config, reference: ValueReference | None) 
                 continue
             counts = labels[unseen].value_counts()
             rare = counts[counts < cfg.data.min_category_rows]
-            mark(labels.isin(list(rare.index)), f"{name!r} has a category seen in too few rows")
+            mark(labels.isin(list(rare.index)), rare_category_reason(name))
             # Counted on the rows the window keeps: what the dataset will hold.
             frequent = labels[unseen & reason.isna()].value_counts()
             frequent = frequent[

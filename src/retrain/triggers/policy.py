@@ -203,10 +203,12 @@ def _signal_rule(
         # Shown beyond noise, launching or not: the drift is not harmless (the back-off ends).
         state = shown_drop(state, lower)
         if not drop > trigger:  # NaN (no measurement) never fires
+            # A negative drop is a gain: said as one, not as a drop of a negative amount.
+            moved = f"improved by {-drop:.4f}" if drop < 0 else f"dropped by {drop:.4f}"
             ok, rule, reason = (
                 False,
                 "below_threshold",
-                f"{metric} dropped by {drop:.4f}, not above the trigger of {at}",
+                f"{metric} {moved}, not above the trigger of {at}",
             )
 
         elif lower is not None and not float(lower) > 0.0:  # a drop sampling noise explains
