@@ -168,6 +168,18 @@ def test_regression_labels_must_be_numbers() -> None:
         join_labels(config("regression"), ev, lab)
 
 
+def test_infinite_regression_labels_are_refused_by_name() -> None:
+    ev = events(n=10)
+    lab = labels_for(ev).astype({"outcome": "float64"})
+    lab.loc[[0, 3], "outcome"] = [np.inf, -np.inf]
+    with pytest.raises(ValidationError) as caught:
+        join_labels(config("regression"), ev, lab)
+    assert caught.value.problems == [
+        "2 labels in 'outcome' are infinite (task is regression): a regression target must be "
+        "finite"
+    ]
+
+
 def test_timestamp_leakage_compares_utc_times() -> None:
     cfg = config()
     raw = cfg.model_dump()

@@ -109,6 +109,14 @@ def test_unreadable_times_are_an_error_naming_the_column() -> None:
         event_times(pd.Series(["3", "three"], name="week"), "period")
 
 
+def test_infinite_periods_are_unreadable_times_not_rows_of_no_window() -> None:
+    times = pd.Series([1.0, np.inf, -np.inf, np.nan], name="week")
+    with pytest.raises(ValidationError, match=r"'week' has 2 values that are not valid"):
+        event_times(times, "period")
+    coerced = event_times(times, "period", errors="coerce")
+    assert coerced.iloc[0] == 1.0 and coerced.iloc[1:].isna().all()
+
+
 def test_next_window_id_chains_windows() -> None:
     assert next_window_id(source("period", 2), "3") == "5"
     assert next_window_id(source("timestamp", "7d"), "2024-01-01") == "2024-01-08"

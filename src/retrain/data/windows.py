@@ -192,6 +192,8 @@ def event_times(series: pd.Series, time_kind: str, *, errors: str = "raise") -> 
                 f"time column {name!r} has dtype {series.dtype}; time_kind 'period' needs integers"
             )
         out = pd.to_numeric(series, errors="coerce").astype("float64")
+        # inf is a number to to_numeric but lies in no window: unreadable, not silently lost.
+        out = out.where(~np.isinf(out.to_numpy()))
     elif time_kind in ("timestamp", "date"):
         if pd.api.types.is_numeric_dtype(series) and not series.isna().all():
             raise ValidationError(

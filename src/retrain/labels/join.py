@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from retrain.config import Config
@@ -226,8 +227,8 @@ def join_labels(
 
     Raises:
         ValidationError: missing columns, no events, coverage under ``labels.min_coverage``,
-            non-numeric regression labels, or more than 1% of labelled rows labelled before
-            their event. All failures found are listed together.
+            non-numeric or infinite regression labels, or more than 1% of labelled rows
+            labelled before their event. All failures found are listed together.
     """
     _check_columns(cfg, events, labels)
     if events.empty:
@@ -261,14 +262,21 @@ def join_labels(
         )
     problems = []
     if cfg.task == "regression" and len(labelled):
-        numbers = pd.to_numeric(labelled[cfg.target], errors="coerce")
+        numbers = pd.to_numeric(labelled[cfg.target], errors="coerce").astype("float64")
         bad = int(numbers.isna().sum())
+        # inf passes to_numeric; no model fits it and every metric on it is inf or NaN.
+        infinite = int(np.isinf(numbers.to_numpy()).sum())
         if bad:
             problems.append(
                 f"{bad} labels in {cfg.labels.label_column!r} are not numbers (task is regression)"
             )
-        else:
-            labelled[cfg.target] = numbers.astype("float64")
+        if infinite:
+            problems.append(
+                f"{infinite} labels in {cfg.labels.label_column!r} are infinite (task is "
+                "regression): a regression target must be finite"
+            )
+        if not bad and not infinite:
+            labelled[cfg.target] = numbers
     if coverage < cfg.labels.min_coverage:
         late_note = (
             f"; as of {as_of_text(cut)}, {waiting} more events have labels dated later, not "
