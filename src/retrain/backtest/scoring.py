@@ -63,7 +63,12 @@ def score_model(
             scores = np.hstack([scores, np.zeros((len(scores), len(unseen)))])
             classes = classes + unseen
     values = compute_metrics(
-        cfg.task, labelled[cfg.target], scores, classes, extra=(cfg.primary_metric,)
+        cfg.task,
+        labelled[cfg.target],
+        scores,
+        classes,
+        extra=(cfg.primary_metric,),
+        positive=cfg.labels.positive_class,
     )
     return values[cfg.primary_metric], len(labelled)
 

@@ -459,7 +459,10 @@ def _champion_score(cfg: Config, champion: Pipeline, new: pd.DataFrame) -> float
         return None
     scores = predict_scores(champion, labelled, cfg)
     metric = cfg.primary_metric
-    value = compute_metrics(cfg.task, labelled[cfg.target], scores, classes, (metric,)).get(metric)
+    positive = cfg.labels.positive_class
+    value = compute_metrics(
+        cfg.task, labelled[cfg.target], scores, classes, (metric,), positive=positive
+    ).get(metric)
     return float(value) if value is not None and np.isfinite(value) else None
 
 

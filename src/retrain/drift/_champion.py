@@ -76,7 +76,8 @@ def _importances(
         return predict_scores(model, X, cfg)
 
     def score(scores: np.ndarray) -> float:
-        return sign * compute_metrics(cfg.task, y, scores, classes, (metric,))[metric]
+        positive = cfg.labels.positive_class
+        return sign * compute_metrics(cfg.task, y, scores, classes, (metric,), positive)[metric]
 
     X = feature_frame(rows, cfg)
     repeats = cfg.drift.importance_repeats

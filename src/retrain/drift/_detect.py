@@ -65,8 +65,9 @@ def detect_drift(
     Args:
         profile: the reference profile stored with the model.
         current_df: the current window; must hold every feature of the profile.
-        cfg: the config (its `drift` section, primary metric and seed), or only its `drift`
-            section (then the metric is the profile's and the bootstrap seed 0).
+        cfg: the config (its `drift` section, primary metric, seed and positive class), or
+            only its `drift` section (then the metric is the profile's, the bootstrap seed 0
+            and the positive class ``classes[1]``).
         scores: the model's scores on the rows of `current_df` (class probabilities, or
             positive-class probabilities, or regression predictions): prediction drift and,
             for classifiers, the label-free accuracy estimate.
@@ -80,9 +81,10 @@ def detect_drift(
     """
     if isinstance(cfg, DriftConfig):
         # The drift section alone: the task and metric come from the profile.
-        dc, primary, seed = cfg, profile.metric, 0
+        dc, primary, seed, positive = cfg, profile.metric, 0, None
     else:
         dc, primary, seed = cfg.drift, cfg.primary_metric, cfg.seed
+        positive = cfg.labels.positive_class
     _check_inputs(profile, current_df, dc, scores, labels)
 
     prepared: list[tuple[Comparison | None, FeatureDrift, str, float]] = []
@@ -134,7 +136,7 @@ def detect_drift(
         )
     if labels is not None:
         performance = performance_against_profile(
-            profile, labels, scores, primary=primary, dc=dc, seed=seed
+            profile, labels, scores, primary=primary, dc=dc, seed=seed, positive=positive
         )
     signals = [
         _share_signal(features, dc),

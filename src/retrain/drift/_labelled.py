@@ -39,6 +39,7 @@ def performance_against_profile(
     primary: str | None,
     dc: DriftConfig,
     seed: int,
+    positive: Any = None,
 ) -> PerformanceCheck | None:
     """`check_performance` against the metric the profile recorded when the model was trained
     (on its evaluation rows): `primary` if the profile has it, else the profile's own metric,
@@ -71,6 +72,7 @@ def performance_against_profile(
         n_boot=dc.bootstrap_samples,
         seed=seed,
         reference_sd=sd,
+        positive=positive,
     )
 
 
@@ -100,5 +102,11 @@ def labelled_window_check(
     seed: the labelled signal the backtest's drift policy and the monitor both measure on the
     newest labelled window (and the drift engine on the window it checks)."""
     return performance_against_profile(
-        profile, labels, scores, primary=cfg.primary_metric, dc=cfg.drift, seed=cfg.seed
+        profile,
+        labels,
+        scores,
+        primary=cfg.primary_metric,
+        dc=cfg.drift,
+        seed=cfg.seed,
+        positive=cfg.labels.positive_class,
     )

@@ -241,6 +241,7 @@ def metric_sd(
     *,
     n_boot: int,
     seed: int,
+    positive: Any = None,
 ) -> float | None:
     """How far a metric measured on these labelled rows may be from the model's true one: its
     bootstrap standard deviation (None: not measurable).
@@ -259,14 +260,14 @@ def metric_sd(
         return None
     y, s = y[known].reset_index(drop=True), s[known]
     rng = np.random.default_rng(seed)
-    values = resampled_metric(task, metric, y, s, classes, rng, n_boot)
+    values = resampled_metric(task, metric, y, s, classes, rng, n_boot, positive)
     values = values[np.isfinite(values)]
     if len(values) < 2:
         return None
     sd = float(np.std(values, ddof=1))
     if task != "classification" or not GREATER_IS_BETTER[metric]:
         return sd
-    value = compute_metrics(task, y, s, classes, (metric,))[metric]
+    value = compute_metrics(task, y, s, classes, (metric,), positive)[metric]
     count = len(y) if metric == "accuracy" else int(y.value_counts().min())
     if not 0.0 <= value <= 1.0 or (sd > 0.0 and 1.0 / count < value < 1.0 - 1.0 / count):
         return sd
@@ -286,6 +287,7 @@ def check_performance(
     n_boot: int,
     seed: int,
     reference_sd: float = 0.0,
+    positive: Any = None,
 ) -> PerformanceCheck | None:
     """The metric on the rows that have a label, with a percentile bootstrap interval.
 
@@ -293,7 +295,8 @@ def check_performance(
     remain or the metric is undefined on them (e.g. AUC with one class). `reference_sd` is
     the reference's own sampling error (`metric_sd` on the rows it was measured on): the
     drop's interval widens by it, each half-width combined with z x `reference_sd` in
-    quadrature, so a reference measured on few rows does not read as exact.
+    quadrature, so a reference measured on few rows does not read as exact. `positive`: the
+    binary metrics' positive class (``labels.positive_class``; None: ``classes[1]``).
 
     Raises:
         ValidationError: unknown metric, shapes that disagree, labels outside `classes`.
@@ -310,11 +313,11 @@ def check_performance(
     y, s = y[known].reset_index(drop=True), s[known]
     if len(y) < 2:
         return None
-    current = compute_metrics(task, y, s, classes, (metric,))[metric]
+    current = compute_metrics(task, y, s, classes, (metric,), positive)[metric]
     if not math.isfinite(current):
         return None
     rng = np.random.default_rng(seed)
-    resampled = resampled_metric(task, metric, y, s, classes, rng, n_boot)
+    resampled = resampled_metric(task, metric, y, s, classes, rng, n_boot, positive)
     values = resampled[np.isfinite(resampled)]
     alpha = (1.0 - confidence) / 2.0
     if len(values):

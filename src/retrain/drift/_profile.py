@@ -327,7 +327,8 @@ def build_profile(
         if cfg.task == "classification":
             estimated = estimate_performance(scores).value
         if labels is not None:
-            metrics = _metrics(cfg.task, labels, scores, class_list, cfg.primary_metric)
+            positive = cfg.labels.positive_class
+            metrics = _metrics(cfg.task, labels, scores, class_list, cfg.primary_metric, positive)
             if metrics:
                 sd = metric_sd(
                     cfg.task,
@@ -337,6 +338,7 @@ def build_profile(
                     class_list,
                     n_boot=cfg.drift.bootstrap_samples,
                     seed=cfg.seed,
+                    positive=positive,
                 )
         if (
             cfg.task == "classification"
@@ -419,7 +421,12 @@ def _seen_from_json(raw: Any) -> dict[str, list[Any]] | None:
 
 
 def _metrics(
-    task: str, labels: Any, scores: Any, classes: list[Any] | None, metric: str
+    task: str,
+    labels: Any,
+    scores: Any,
+    classes: list[Any] | None,
+    metric: str,
+    positive: Any = None,
 ) -> dict[str, float]:
     y = pd.Series(labels).reset_index(drop=True)
     s = np.asarray(scores, dtype=float)
@@ -428,7 +435,7 @@ def _metrics(
     known = y.notna().to_numpy()
     if known.sum() == 0:
         return {}
-    return compute_metrics(task, y[known], s[known], classes, (metric,))
+    return compute_metrics(task, y[known], s[known], classes, (metric,), positive)
 
 
 def _importances(raw: dict[str, float] | None, features: Mapping[str, str]) -> dict[str, float]:

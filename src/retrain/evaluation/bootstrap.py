@@ -53,8 +53,10 @@ def resampled_metric(
     classes: Sequence[Any] | None,
     rng: np.random.Generator,
     n: int,
+    positive: Any = None,
 ) -> Floats:
-    """`metric` on each of `n` bootstrap resamples of the rows, drawn from `rng`.
+    """`metric` on each of `n` bootstrap resamples of the rows, drawn from `rng`
+    (`positive`: the binary metrics' positive class, as `compute_metrics` takes it).
 
     Resample i is ``rng.integers(0, rows, size=rows)``, one call per resample in order, and
     is the rows weighted by how often it drew each: the whole set is a few weight-matrix
@@ -64,7 +66,7 @@ def resampled_metric(
     Raises:
         ValidationError: shapes disagree, labels outside `classes`, or an unknown metric.
     """
-    p = _prepare(task, y_true, scores, classes)
+    p = _prepare(task, y_true, scores, classes, positive)
     rows = len(p.y)
 
     def draw(b: int) -> npt.NDArray[np.int64]:
@@ -170,6 +172,7 @@ def bootstrap_difference(
     confidence: float,
     seed: int,
     stratify: bool = False,
+    positive: Any = None,
 ) -> tuple[float, float, float]:
     """Paired bootstrap of the challenger's gain over the champion on one dataset.
 
@@ -194,8 +197,8 @@ def bootstrap_difference(
         (gain on the full data, lower, upper) at `confidence`.
     """
     sign = _check(metric, n, confidence)
-    challenger = _prepare(task, y_true, scores_challenger, classes)
-    champion = _prepare(task, y_true, scores_champion, classes)
+    challenger = _prepare(task, y_true, scores_challenger, classes, positive)
+    champion = _prepare(task, y_true, scores_champion, classes, positive)
     rows = len(challenger.y)
     if rows == 0:
         raise ValidationError("cannot bootstrap on zero rows")
@@ -219,6 +222,7 @@ def bootstrap_decline(
     confidence: float,
     seed: int,
     stratify: bool,
+    positive: Any = None,
 ) -> tuple[float, float, float]:
     """Unpaired bootstrap of one model's decline from its history rows to its recent rows.
 
@@ -242,7 +246,7 @@ def bootstrap_decline(
         (decline on the full data, lower, upper) at `confidence`.
     """
     sign = _check(metric, n, confidence)
-    new, old = (_prepare(task, *rows, classes) for rows in (recent, history))
+    new, old = (_prepare(task, *rows, classes, positive) for rows in (recent, history))
     if len(new.y) == 0 or len(old.y) == 0:
         raise ValidationError("cannot bootstrap on zero rows")
 

@@ -99,6 +99,7 @@ def evaluate_challenger(
                 cfg, _not_enough_positives(cfg, champion is None, len(recent), positives)
             )
 
+    positive = cfg.labels.positive_class  # the binary metrics' positive class (None: classes[1])
     models = {"challenger": challenger}
     if champion is not None:
         models["champion"] = champion
@@ -109,7 +110,7 @@ def evaluate_challenger(
             s = _scores(model, frame, cfg, classes, f"{model_name} model on the {holdout} holdout")
             scores[model_name][holdout] = s
             metrics[model_name][holdout] = compute_metrics(
-                cfg.task, frame[cfg.target], s, classes, extra=(metric,)
+                cfg.task, frame[cfg.target], s, classes, extra=(metric,), positive=positive
             )
 
     def value(model_name: str, holdout: str) -> float | None:
@@ -126,6 +127,7 @@ def evaluate_challenger(
         "confidence": ev.confidence,
         "seed": seed,
         "stratify": stratify,
+        "positive": positive,
     }
 
     if champion is None:  # the first model is compared with a constant prediction
@@ -135,7 +137,12 @@ def evaluate_challenger(
         }
         metrics["baseline"] = {
             "recent": compute_metrics(
-                cfg.task, recent[cfg.target], scores["baseline"]["recent"], classes, (metric,)
+                cfg.task,
+                recent[cfg.target],
+                scores["baseline"]["recent"],
+                classes,
+                (metric,),
+                positive=positive,
             )
         }
 

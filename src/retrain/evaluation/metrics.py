@@ -7,7 +7,9 @@ its intervals on that.
 Classification scores are class probabilities, one column per entry of `classes`
 (as `predict_proba` returns them, columns in `model.classes_` order).
 
-For rare events (fraud) two binary metrics judge the positive class ``classes[1]`` alone:
+For rare events (fraud) two binary metrics judge the positive class alone, ``classes[1]``
+unless ``labels.positive_class`` names it (scikit-learn sorts classes, so of the labels
+"fraud" and "ok" ``classes[1]`` is "ok"):
 ``average_precision`` (the area under the precision-recall curve, as scikit-learn's
 `average_precision_score` computes it) and ``recall_at_precision_<P>``, the largest recall at
 which precision is at least P percent (``recall_at_precision_90``: the share of frauds caught
@@ -114,7 +116,13 @@ class _Prepared:
     n_classes: int
 
 
-def _prepare(task: str, y_true: Any, scores: Any, classes: Sequence[Any] | None) -> _Prepared:
+def _prepare(
+    task: str,
+    y_true: Any,
+    scores: Any,
+    classes: Sequence[Any] | None,
+    positive: Any = None,
+) -> _Prepared:
     s = np.asarray(scores, dtype=float)
     if task == "regression":
         y = np.asarray(y_true, dtype=float)
@@ -142,7 +150,21 @@ def _prepare(task: str, y_true: Any, scores: Any, classes: Sequence[Any] | None)
         raise ValidationError(
             f"classification scores must have shape ({len(codes)}, {len(classes)}), got {s.shape}"
         )
+    if positive is not None and len(classes) == 2 and _position(positive, classes) == 0:
+        # The positive class is the second column the binary metrics read: turn both round.
+        codes, s = 1 - codes, s[:, ::-1]
     return _Prepared(task, codes, s, len(classes))
+
+
+def _position(positive: Any, classes: Sequence[Any]) -> int:
+    """Where `positive` (``labels.positive_class``) is among two `classes`, by `label_key`."""
+    at = int(class_positions(pd.Series([positive]), list(classes))[0])
+    if at < 0:
+        raise ValidationError(
+            f"labels.positive_class {positive!r} is not one of the model's classes"
+            f" {plain_values(classes)!r}: name one of them"
+        )
+    return at
 
 
 def _weighted(metric: str, p: _Prepared, w: Floats) -> Floats:
@@ -312,8 +334,12 @@ def compute_metrics(
     scores: Any,
     classes: Sequence[Any] | None = None,
     extra: Sequence[str] = (),
+    positive: Any = None,
 ) -> dict[str, float]:
     """All metrics of a task, plus any named in `extra` (e.g. ``recall_at_precision_90``).
+
+    `positive` (``labels.positive_class``): the class the binary metrics judge as positive;
+    None: ``classes[1]``.
 
     Classification: roc_auc (binary: positive = ``classes[1]``; multiclass: one-vs-rest, macro
     over classes present), accuracy, log_loss, f1 (macro) and, for binary, brier and
@@ -323,7 +349,7 @@ def compute_metrics(
     Raises:
         ValidationError: shapes disagree, labels outside `classes`, or an unknown `extra`.
     """
-    p = _prepare(task, y_true, scores, classes)
+    p = _prepare(task, y_true, scores, classes, positive)
     if len(p.y) == 0:
         raise ValidationError("cannot compute metrics on zero rows")
     ones = np.ones((1, len(p.y)))

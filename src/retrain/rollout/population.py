@@ -97,12 +97,13 @@ def _evaluation_rows(store: Storage, cfg: Config, key: str) -> pd.DataFrame:
 
 
 def _positive_class(cfg: Config, classes: Sequence[object] | None) -> object | None:
-    """classes[1] when a ranking check will judge a binary classifier, else None."""
+    """The positive class (``labels.positive_class``, else classes[1]) when a ranking check
+    will judge a binary classifier, else None."""
     if cfg.task != "classification" or classes is None or len(classes) != 2:
         return None
     if not any(is_rank_check(c.name) for c in cfg.rollout.checks_for(cfg.task)):
         return None
-    return classes[1]
+    return classes[1] if cfg.labels.positive_class is None else cfg.labels.positive_class
 
 
 def _counts(rows: pd.DataFrame, target: str, positive: object | None) -> tuple[int, int]:

@@ -154,25 +154,37 @@ def paired_metrics(
     return out
 
 
-def _positive_scores(sample: PredictorSample) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Per labelled row answered by a binary classifier: its position, P(classes[1]) and
-    whether its label is classes[1]. None otherwise."""
+def _positive_scores(
+    sample: PredictorSample, positive: Any = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Per labelled row answered by a binary classifier: its position, P(positive) and
+    whether its label is the positive class (`positive`, ``labels.positive_class``; None:
+    classes[1]). None otherwise."""
     if sample.classes is None or len(sample.classes) != 2 or not sample.outputs:
         return None
     outputs = np.concatenate(sample.outputs)
     if outputs.ndim != 2 or outputs.shape[1] != 2:
         return None
+    classes = sample.classes.tolist()
+    at = 1 if positive is None else int(class_positions(pd.Series([positive]), classes)[0])
+    if at < 0:
+        raise ValidationError(
+            f"labels.positive_class {positive!r} is not one of the model's classes {classes!r}"
+        )
     labelled = [i for i, y in enumerate(sample.labels) if not pd.isna(y)]
     y = np.asarray(sample.labels, dtype=object)[labelled]
     rows = np.asarray(sample.rows, dtype=int)[labelled]
-    positive = class_positions(y, sample.classes.tolist()) == 1
-    return rows, outputs[labelled, 1].astype(float), positive
+    is_positive = class_positions(y, classes) == at
+    return rows, outputs[labelled, at].astype(float), is_positive
 
 
-def paired_cells(champion: PredictorSample, canary: PredictorSample) -> dict[str, float]:
+def paired_cells(
+    champion: PredictorSample, canary: PredictorSample, positive: Any = None
+) -> dict[str, float]:
     """The labelled rows both binary classifiers answered, as paired score cells for the
-    ranking checks (`retrain.rollout.ranking`); empty for other tasks."""
-    a, b = _positive_scores(champion), _positive_scores(canary)
+    ranking checks (`retrain.rollout.ranking`) of the `positive` class; empty for other
+    tasks."""
+    a, b = _positive_scores(champion, positive), _positive_scores(canary, positive)
     if a is None or b is None:
         return {}
     _, ia, ib = np.intersect1d(a[0], b[0], return_indices=True)
@@ -288,7 +300,8 @@ class ReplayProvider:
                 metrics[metric(role, name)] = value
         metrics.update(paired_metrics(samples["champion"], samples["canary"], cfg.task))
         if cfg.task == "classification":
-            metrics.update(paired_cells(samples["champion"], samples["canary"]))
+            positive = cfg.labels.positive_class
+            metrics.update(paired_cells(samples["champion"], samples["canary"], positive))
         champ_scores = _scores(samples["champion"], cfg.task)
         canary_scores = _scores(samples["canary"], cfg.task)
         if min(len(champ_scores), len(canary_scores)) >= MIN_PREDICTIONS:

@@ -239,6 +239,16 @@ class LabelSource(Section):
             " unset, the champion's classes are the reference (the first model: any)."
         ),
     )
+    positive_class: str | int | bool | None = Field(
+        default=None,
+        description=(
+            "Binary classification: the class the rare-event metrics (average_precision,"
+            " recall_at_precision_<P>) and the canary's ranking checks judge, e.g. 'fraud'."
+            " Unset: the second of the two classes in sorted order (1 of 0/1, True of"
+            " booleans, 'yes' of 'no'/'yes'; but 'ok' of 'fraud'/'ok', so set it for text"
+            " labels). ROC AUC, accuracy, log loss, Brier and F1 (macro) do not depend on it."
+        ),
+    )
     delay: str | int = Field(
         default=0,
         description=(
@@ -248,6 +258,19 @@ class LabelSource(Section):
             " this long before the run's time, so its labels can pass min_coverage."
         ),
     )
+
+    @model_validator(mode="after")
+    def _positive_among_classes(self) -> LabelSource:
+        if (
+            self.positive_class is not None
+            and self.classes is not None
+            and str(self.positive_class) not in self.classes
+        ):
+            raise ValueError(
+                f"labels.positive_class {self.positive_class!r} is not one of labels.classes"
+                f" {self.classes}"
+            )
+        return self
 
     @field_validator("delay", mode="before")
     @classmethod
