@@ -233,6 +233,10 @@ def test_a_champion_better_than_at_training_is_said_to_have_improved_not_dropped
     signal = Signal("performance", "4", value=0.0086, details={"metric": "roc_auc"})
     d, _ = decide(signal, PolicyState(), cfg, T0)
     assert d.reason.startswith("roc_auc dropped by 0.0086, not above the trigger")
+    # An error metric that got worse rose: its drop in quality is not a fall of the number.
+    signal = Signal("performance", "4", value=4.2, details={"metric": "rmse", "reference": 100})
+    d, _ = decide(signal, PolicyState(), cfg, T0)
+    assert d.reason.startswith("rmse rose by 4.2000, not above the trigger")
 
 
 @pytest.mark.parametrize(

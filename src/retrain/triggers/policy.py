@@ -202,9 +202,8 @@ def _signal_rule(
         lower = signal.details.get("drop_lower")
         # Shown beyond noise, launching or not: the drift is not harmless (the back-off ends).
         state = shown_drop(state, lower)
+        moved = _moved(metric, drop)
         if not drop > trigger:  # NaN (no measurement) never fires
-            # A negative drop is a gain: said as one, not as a drop of a negative amount.
-            moved = f"improved by {-drop:.4f}" if drop < 0 else f"dropped by {drop:.4f}"
             ok, rule, reason = (
                 False,
                 "below_threshold",
@@ -215,11 +214,11 @@ def _signal_rule(
             ok, rule, reason = (
                 False,
                 "within_noise",
-                f"{metric} dropped by {drop:.4f}, but its interval reaches {float(lower):+.4f}:"
+                f"{metric} {moved}, but its interval reaches {float(lower):+.4f}:"
                 " sampling noise of the labelled rows explains it",
             )
         else:
-            return True, "performance", f"{metric} dropped by {drop:.4f} (trigger at {at})", state
+            return True, "performance", f"{metric} {moved} (trigger at {at})", state
         chain = state.catch_up
         if (
             cfg.catch_up
@@ -310,6 +309,18 @@ def _labelled_launch_instead(
     if not ok or (status is not None and status != "failed"):
         return None
     return f"the labelled window {perf.snapshot} launches instead ({rule}: {reason})"
+
+
+def _moved(metric: str, drop: float) -> str:
+    """A performance drop in words, in the metric's own direction: roc_auc "dropped by 0.03",
+    rmse "rose by 4.2" (worse either way), and a negative drop "improved by" the amount."""
+    if drop < 0:
+        return f"improved by {-drop:.4f}"
+    return (
+        f"rose by {drop:.4f}"
+        if not GREATER_IS_BETTER.get(metric, True)
+        else (f"dropped by {drop:.4f}")
+    )
 
 
 def _behind_the_old_level(signal: Signal, state: PolicyState, cfg: TriggerConfig) -> str | None:
