@@ -18,6 +18,7 @@ from retrain.errors import ValidationError
 from retrain.evaluation.bootstrap import bootstrap_difference
 from retrain.evaluation.metrics import compute_metrics
 from retrain.rollout.providers import PredictorSample, paired_cells
+from tests.unit.test_training import make_cfg
 
 
 def _rare_events(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -97,21 +98,10 @@ def test_the_canary_ranking_cells_count_the_positive_class() -> None:
 
 
 def _labels_section(**labels: Any) -> dict[str, Any]:
-    return {
-        "name": "m",
-        "task": "classification",
-        "target": "y",
-        "storage_root": "/tmp/unused",
-        "data": {
-            "uri": "/tmp/unused",
-            "id_column": "id",
-            "time_column": "t",
-            "features": {"x": "numeric"},
-        },
-        "labels": {"uri": "/tmp/unused", "id_column": "id", "label_column": "y", **labels},
-        "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
-        "deploy": {"deployment_name": "m"},
-    }
+    """A valid config's raw form with `labels` set on its label source."""
+    raw: dict[str, Any] = make_cfg().model_dump(mode="json", exclude_none=True)
+    raw["labels"].update(labels)
+    return raw
 
 
 def test_a_positive_class_outside_labels_classes_is_refused_at_load() -> None:
