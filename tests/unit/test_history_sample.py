@@ -134,7 +134,8 @@ def test_the_weighted_mix_reads_all_history_unless_capped(tmp_path: Path) -> Non
     assert history_row_budget(weighted, 40) is None  # ... the weighted one all of it
     # Unless the rows one training fits on are capped (by default): then up to that cap.
     default = history_row_budget(_training(weighted, max_train_rows=1_000_000), 40)
-    assert default is not None and default >= 1_000_000
+    assert default is not None and 1_000_000 <= default <= 1_000_000 / 0.8 * 1.1 + 1
+
     loaded = read_history(store, weighted, "12", max_rows=history_row_budget(weighted, 40))
     assert loaded.frame is not None and len(loaded.frame) == stored and not loaded.sampled
     capped = _training(weighted, max_history_rows=100)
@@ -146,6 +147,16 @@ def test_the_weighted_mix_reads_all_history_unless_capped(tmp_path: Path) -> Non
     new = new[new["week"] == 12].reset_index(drop=True).head(40)
     ts = build_training_set(new, loaded.frame, capped, capped.seed)
     assert ts.provenance["history_rows"] == 100
+
+
+def test_the_cap_bounds_the_budget_of_a_continuous_replay_too() -> None:
+    # A million-row window: the 80/20 mix would ask 4 million history rows; the cap gives
+    # 1 million, divided by the training share with a tenth's margin. A continuous replay
+    # (same share) is capped alike: it fits through the same mix.
+    cfg = _training(config(), max_train_rows=1_000_000)
+    budget = history_row_budget(cfg, 1_000_000)
+    on = cfg.model_copy(update={"continuous": cfg.continuous.model_copy(update={"enabled": True})})
+    assert budget == history_row_budget(on, 1_000_000) == round(1_000_000 / 0.8 * 1.1)
 
 
 def test_min_train_rows_raises_the_budget(tmp_path: Path) -> None:

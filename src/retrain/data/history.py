@@ -143,15 +143,16 @@ def history_row_budget(cfg: Config, new_rows: int) -> int | None:
     t = cfg.training
     e = t.evaluation_share
     new_training = new_rows * (1.0 - e)
-    # The training mix never takes more history than max_train_rows; a continuous replay
-    # has its own caps.
+    # Neither the training mix nor a continuous replay (a mix under its own share and cap)
+    # takes more history than max_train_rows.
     caps = [x for x in (t.max_history_rows, t.max_train_rows) if x is not None]
     mixes = [(t.historical_share, min(caps) if caps else None)]
     c = cfg.continuous
     if c.enabled:
         share = t.historical_share if c.replay_share is None else c.replay_share
         cap = t.max_history_rows if c.replay_max_rows is None else c.replay_max_rows
-        mixes.append((share, cap))
+        replay_caps = [x for x in (cap, t.max_train_rows) if x is not None]
+        mixes.append((share, min(replay_caps) if replay_caps else None))
     wanted = 0.0
     for share, cap in mixes:
         rows = new_training * share / (1.0 - share)

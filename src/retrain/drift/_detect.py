@@ -65,9 +65,8 @@ def detect_drift(
     Args:
         profile: the reference profile stored with the model.
         current_df: the current window; must hold every feature of the profile.
-        cfg: the config (its `drift` section, primary metric, seed and positive class), or
-            only its `drift` section (then the metric is the profile's, the bootstrap seed 0
-            and the positive class ``classes[1]``).
+        cfg: the config (its `drift` section, primary metric, seed, positive class), or its
+            `drift` section alone (the profile's metric, seed 0, positive ``classes[1]``).
         scores: the model's scores on the rows of `current_df` (class probabilities, or
             positive-class probabilities, or regression predictions): prediction drift and,
             for classifiers, the label-free accuracy estimate.
@@ -79,8 +78,7 @@ def detect_drift(
             methods that do not fit the feature kind, scores or labels not aligned with the
             rows, labels without scores.
     """
-    if isinstance(cfg, DriftConfig):
-        # The drift section alone: the task and metric come from the profile.
+    if isinstance(cfg, DriftConfig):  # the task and metric come from the profile
         dc, primary, seed, positive = cfg, profile.metric, 0, None
     else:
         dc, primary, seed = cfg.drift, cfg.primary_metric, cfg.seed

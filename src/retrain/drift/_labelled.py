@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from retrain.data.targets import class_positions
+from retrain.data.targets import class_positions, label_key
 from retrain.drift._performance import PerformanceCheck, check_performance
 from retrain.drift._profile import ReferenceProfile
 from retrain.settings.drift import DriftConfig
@@ -47,10 +47,14 @@ def performance_against_profile(
     aligned with the rows `scores` scored (missing where none is known yet); rows labelled
     with a class the model never saw are left out: it has no score for them.
 
-    Returns None when the profile has no finite reference for that metric or the labelled rows
-    cannot measure it (fewer than two, or one class for a ranking metric).
+    Returns None when the profile has no finite reference for that metric, when that reference
+    judged another positive class than `positive` (a rare-event metric, after
+    ``labels.positive_class`` changed), or when the labelled rows cannot measure it (fewer
+    than two, or one class for a ranking metric).
     """
     metric = primary if primary in profile.metrics else profile.metric
+    if metric and _judges_another_class(metric, profile, positive):
+        return None  # its reference is of the class judged positive when it was trained
     reference = profile.metrics.get(metric) if metric else None
     if not metric or reference is None or not math.isfinite(reference):
         return None
@@ -74,6 +78,19 @@ def performance_against_profile(
         reference_sd=sd,
         positive=positive,
     )
+
+
+def _judges_another_class(metric: str, profile: ReferenceProfile, positive: Any) -> bool:
+    """Whether a rare-event metric's recorded reference judged another positive class than
+    `positive` (``labels.positive_class`` changed since the model was trained)."""
+    if metric != "average_precision" and not metric.startswith("recall_at_precision_"):
+        return False
+    classes = profile.classes or []
+    if len(classes) != 2:
+        return False
+    then = classes[1] if profile.positive_class is None else profile.positive_class
+    now = classes[1] if positive is None else positive
+    return label_key(then) != label_key(now)
 
 
 def performance_fired(check: PerformanceCheck, dc: DriftConfig) -> bool:

@@ -127,6 +127,8 @@ class ReferenceProfile:
         metric: the primary metric; `metrics` holds every metric on those rows.
         metric_sd: the primary metric's bootstrap standard deviation on those rows (how far
             the recorded metric may be from the model's true one); None in older profiles.
+        positive_class: the class the binary metrics judged (``labels.positive_class``);
+            None: ``classes[1]`` (and in older profiles).
         estimated_accuracy: the label-free estimate on those rows (classifiers); with
             `estimate_calibration`, out-of-fold (see `fit_estimate_calibration`).
         importances: permutation importance per feature, as shares summing to 1.
@@ -149,6 +151,7 @@ class ReferenceProfile:
     metric: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     metric_sd: float | None = None
+    positive_class: Any = None
     estimated_accuracy: float | None = None
     importances: dict[str, float] = field(default_factory=dict)
     estimate_calibration: EstimateCalibration | None = None
@@ -169,6 +172,7 @@ class ReferenceProfile:
             "metric": self.metric,
             "metrics": {k: json_float(v) for k, v in self.metrics.items()},
             "metric_sd": json_float(self.metric_sd) if self.metric_sd is not None else None,
+            "positive_class": self.positive_class,
             "estimated_accuracy": self.estimated_accuracy,
             "importances": dict(self.importances),
             "estimate_calibration": (
@@ -240,6 +244,7 @@ class ReferenceProfile:
                 metric=raw["metric"],
                 metrics={k: nan_if_none(v) for k, v in raw["metrics"].items()},
                 metric_sd=opt_float(raw.get("metric_sd")),
+                positive_class=raw.get("positive_class"),
                 estimated_accuracy=opt_float(raw["estimated_accuracy"]),
                 importances={str(k): float(v) for k, v in raw["importances"].items()},
                 estimate_calibration=calibration,
@@ -363,6 +368,7 @@ def build_profile(
         metric=cfg.primary_metric if metrics else None,
         metrics=metrics,
         metric_sd=sd,
+        positive_class=json_scalar(cfg.labels.positive_class),
         estimated_accuracy=estimated,
         importances=_importances(importances, features),
         estimate_calibration=calibration,

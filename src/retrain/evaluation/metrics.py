@@ -114,6 +114,7 @@ class _Prepared:
     y: Floats  # class codes (classification) or float targets (regression)
     scores: Floats  # (rows, classes) probabilities or (rows,) predictions
     n_classes: int
+    positive: int = 1  # the column the rare-event metrics judge (`labels.positive_class`)
 
 
 def _prepare(
@@ -150,10 +151,10 @@ def _prepare(
         raise ValidationError(
             f"classification scores must have shape ({len(codes)}, {len(classes)}), got {s.shape}"
         )
-    if positive is not None and len(classes) == 2 and _position(positive, classes) == 0:
-        # The positive class is the second column the binary metrics read: turn both round.
-        codes, s = 1 - codes, s[:, ::-1]
-    return _Prepared(task, codes, s, len(classes))
+    # Only the rare-event metrics read it: argmax (accuracy, F1) keeps the model's own order,
+    # so a tie of probabilities is broken as `predict` breaks it, whatever the positive class.
+    at = 1 if positive is None or len(classes) != 2 else _position(positive, classes)
+    return _Prepared(task, codes, s, len(classes), at)
 
 
 def _position(positive: Any, classes: Sequence[Any]) -> int:
@@ -163,6 +164,11 @@ def _position(positive: Any, classes: Sequence[Any]) -> int:
         raise ValidationError(
             f"labels.positive_class {positive!r} is not one of the model's classes"
             f" {plain_values(classes)!r}: name one of them"
+            + (
+                " (YAML reads an unquoted yes/no as a boolean: quote it)"
+                if isinstance(positive, bool)
+                else ""
+            )
         )
     return at
 
@@ -204,7 +210,7 @@ def _weighted(metric: str, p: _Prepared, w: Floats) -> Floats:
                     raise ValidationError(
                         f"{metric} is defined here for binary classification only"
                     )
-                curve = _precision_recall(p.scores[:, 1], p.y == 1, w)
+                curve = _precision_recall(p.scores[:, p.positive], p.y == p.positive, w)
                 if level:
                     return _recall_at_precision(curve, int(level.group(1)) / 100.0)
                 return _average_precision(curve)

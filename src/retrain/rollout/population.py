@@ -103,7 +103,17 @@ def _positive_class(cfg: Config, classes: Sequence[object] | None) -> object | N
         return None
     if not any(is_rank_check(c.name) for c in cfg.rollout.checks_for(cfg.task)):
         return None
-    return classes[1] if cfg.labels.positive_class is None else cfg.labels.positive_class
+    positive = cfg.labels.positive_class
+    if positive is None:
+        return classes[1]
+    # Named but not among the model's classes: refused here, or the step would wait for ever
+    # for positives it can never count.
+    if class_positions(pd.Series([positive]), list(classes))[0] < 0:
+        raise ValidationError(
+            f"labels.positive_class {positive!r} is not one of the model's classes"
+            f" {list(classes)!r}: name one of them"
+        )
+    return positive
 
 
 def _counts(rows: pd.DataFrame, target: str, positive: object | None) -> tuple[int, int]:

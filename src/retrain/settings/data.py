@@ -202,6 +202,23 @@ class DataSource(Section):
             ) from None
 
 
+def _named_class(value: str | int, classes: list[str]) -> bool:
+    """Whether `value` is one of `classes` as written, or as the same number (0 and '0.0')."""
+    if str(value) in classes:
+        return True
+    try:
+        number = float(value)
+    except ValueError:
+        return False
+    for c in classes:
+        try:
+            if float(c) == number:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
 class LabelSource(Section):
     """Ground truth that arrives separately (and late), joined to events by id."""
 
@@ -261,11 +278,18 @@ class LabelSource(Section):
 
     @model_validator(mode="after")
     def _positive_among_classes(self) -> LabelSource:
-        if (
-            self.positive_class is not None
-            and self.classes is not None
-            and str(self.positive_class) not in self.classes
-        ):
+        if self.positive_class is None or self.classes is None:
+            return self
+        if isinstance(self.positive_class, bool):
+            # YAML reads an unquoted yes/no/on/true as a boolean: a text class must be quoted.
+            if not _named_class(int(self.positive_class), self.classes) and str(
+                self.positive_class
+            ).lower() not in {c.lower() for c in self.classes}:
+                raise ValueError(
+                    f"labels.positive_class is the boolean {self.positive_class}, not one of"
+                    f" labels.classes {self.classes}: quote a text class (positive_class: 'yes')"
+                )
+        elif not _named_class(self.positive_class, self.classes):
             raise ValueError(
                 f"labels.positive_class {self.positive_class!r} is not one of labels.classes"
                 f" {self.classes}"

@@ -60,9 +60,10 @@ class TrainingConfig(Section):
         description=(
             "Cap on the rows one training fits on, history and new rows together. Beyond it"
             " both sides are sampled down (stratified, seeded) so history keeps"
-            " historical_share of the rows (either side fills what the other lacks): the"
-            " train step's memory is bounded by this cap (about 1 KiB per row with 20"
-            " features), not by the window size or the history kept. null: no cap."
+            " historical_share of the rows (either side fills what the other lacks): the fit"
+            " holds at most this many rows (about 1 KiB per row with 20 features) however much"
+            " history is kept; the step also reads the new window and one stored window at a"
+            " time. null: no cap."
         ),
     )
     evaluation_share: float = Field(

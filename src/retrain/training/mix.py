@@ -12,8 +12,8 @@ stale history drown the drift. The mix keeps a configured share of history
 
 Either way one training fits at most `training.max_train_rows` rows (1,000,000 by default):
 beyond it history and the new window's training rows are both sampled down (stratified,
-seeded), history keeping its share of the rows, so the train step's memory is bounded by the
-cap whatever the window size or the history kept.
+seeded), history keeping its share of the rows, so the fit's memory is bounded by the cap
+however much history is kept.
 
 Every labelled row has a fixed role, from a hash of its id salted with the model name
 (`retrain.data.split`, `training.evaluation_share`): evaluation rows never train any model, in
@@ -353,7 +353,9 @@ def _sample_history(past: _HistorySplit, fresh: _NewSplit, plan: _MixPlan) -> _H
     limit, n_new = plan.max_train_rows, len(fresh.train)
     if limit is not None and n_hist + n_new > limit:
         # History keeps its share of the capped rows, or fills what the new rows cannot.
-        n_hist, cap = min(n_hist, max(round(limit * share), limit - n_new)), "max_train_rows"
+        capped = min(n_hist, max(round(limit * share), limit - n_new))
+        if capped < n_hist:  # else only the new rows are cut (their count is recorded)
+            n_hist, cap = capped, "max_train_rows"
     positions = sample_positions(
         plan.strata(past.pool), n_hist, seeded_rng(plan.seed, _STREAM_HISTORY_SAMPLE)
     )

@@ -264,8 +264,8 @@ class ProcessFleet(Generic[T]):
                     # Submitted one by one, not by `pool.map`: its results' iterator cancels the
                     # drains not yet started when one raises, and a worker's models would then
                     # be left out of the pass under load (the pool's exit waits for the rest).
-                    drains = [pool.submit(drain, k) for k in pending]
                     try:
+                        drains = [pool.submit(drain, k) for k in pending]
                         for started in drains:
                             started.result()
                     except KeyboardInterrupt:  # Ctrl-C only: other errors let checks finish
