@@ -47,6 +47,7 @@ __all__ = [
     "is_metric",
     "metric_names",
     "positive_count",
+    "positive_position",
     "rank_metric_from_bins",
 ]
 
@@ -153,12 +154,16 @@ def _prepare(
         )
     # Only the rare-event metrics read it: argmax (accuracy, F1) keeps the model's own order,
     # so a tie of probabilities is broken as `predict` breaks it, whatever the positive class.
-    at = 1 if positive is None or len(classes) != 2 else _position(positive, classes)
+    at = 1 if positive is None or len(classes) != 2 else positive_position(positive, classes)
     return _Prepared(task, codes, s, len(classes), at)
 
 
-def _position(positive: Any, classes: Sequence[Any]) -> int:
-    """Where `positive` (``labels.positive_class``) is among two `classes`, by `label_key`."""
+def positive_position(positive: Any, classes: Sequence[Any]) -> int:
+    """Where `positive` (``labels.positive_class``) is among `classes`, by `label_key`.
+
+    Raises:
+        ValidationError: it is not one of them.
+    """
     at = int(class_positions(pd.Series([positive]), list(classes))[0])
     if at < 0:
         raise ValidationError(

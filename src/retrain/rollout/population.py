@@ -45,6 +45,7 @@ from retrain.data.split import evaluation_mask
 from retrain.data.targets import class_positions, reconcile_targets
 from retrain.data.windows import window_sort_key
 from retrain.errors import RetrainError, ValidationError
+from retrain.evaluation.metrics import positive_position
 from retrain.registry import MODEL_CARD_FILE, Registry
 from retrain.settings.rollout import is_rank_check
 from retrain.storage import Storage
@@ -108,11 +109,7 @@ def _positive_class(cfg: Config, classes: Sequence[object] | None) -> object | N
         return classes[1]
     # Named but not among the model's classes: refused here, or the step would wait for ever
     # for positives it can never count.
-    if class_positions(pd.Series([positive]), list(classes))[0] < 0:
-        raise ValidationError(
-            f"labels.positive_class {positive!r} is not one of the model's classes"
-            f" {list(classes)!r}: name one of them"
-        )
+    positive_position(positive, classes)
     return positive
 
 

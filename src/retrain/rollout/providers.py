@@ -42,6 +42,7 @@ from threadpoolctl import threadpool_limits
 from retrain.config import Config
 from retrain.data.targets import class_positions
 from retrain.errors import RetrainError, ValidationError
+from retrain.evaluation.metrics import positive_position
 from retrain.registry import Registry
 from retrain.rollout.checks import metric
 from retrain.rollout.machine import Observations
@@ -166,11 +167,7 @@ def _positive_scores(
     if outputs.ndim != 2 or outputs.shape[1] != 2:
         return None
     classes = sample.classes.tolist()
-    at = 1 if positive is None else int(class_positions(pd.Series([positive]), classes)[0])
-    if at < 0:
-        raise ValidationError(
-            f"labels.positive_class {positive!r} is not one of the model's classes {classes!r}"
-        )
+    at = 1 if positive is None else positive_position(positive, classes)
     labelled = [i for i, y in enumerate(sample.labels) if not pd.isna(y)]
     y = np.asarray(sample.labels, dtype=object)[labelled]
     rows = np.asarray(sample.rows, dtype=int)[labelled]
