@@ -5,7 +5,8 @@ keeps out of every training set) of some labelled windows of the history store:
 
 - ``rollout.replay.windows: auto`` (the default): the fewest newest windows whose evaluation
   rows reach ``rollout.min_labelled`` labels (and, when a ranking check judges a binary
-  classifier, ``rollout.min_positives`` labels of classes[1]), at most
+  classifier, ``rollout.min_positives`` labels of the positive class,
+  ``labels.positive_class`` or classes[1]), at most
   ``rollout.replay.max_windows``. Older windows' evaluation rows are still rows no model
   trained on; they may come from before a change of concept, which an int avoids.
 - an int: exactly that many newest windows.

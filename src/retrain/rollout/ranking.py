@@ -1,13 +1,13 @@
 """Ranking checks for rare events: the canary's fall in average precision or recall at P%.
 
 ``average_precision_drop`` and ``recall_at_precision_<P>_drop`` judge a binary classifier on
-how it ranks the positive class (``classes[1]``, e.g. frauds), where accuracy says nothing at
-a 1% rate. Neither metric is a sum over rows, so unlike accuracy they cannot be pooled as
-totals: a paired provider (replay: both models score the same labelled rows) reports each
-analysis' rows as *cells*, counts of rows by (champion score bin, canary score bin, label),
-under flat keys ``cells.<champion bin>.<canary bin>.<0|1>``. Cells add up over a step's
-analyses (`retrain.rollout.pool`), and a cell holds rows that are identical once binned, so
-resampling cells by their counts is resampling the pooled rows.
+how it ranks the positive class (``labels.positive_class``, else ``classes[1]``; e.g. frauds),
+where accuracy says nothing at a 1% rate. Neither metric is a sum over rows, so unlike accuracy
+they cannot be pooled as totals: a paired provider (replay: both models score the same labelled
+rows) reports each analysis' rows as *cells*, counts of rows by (champion score bin, canary
+score bin, label), under flat keys ``cells.<champion bin>.<canary bin>.<0|1>``. Cells add up
+over a step's analyses (`retrain.rollout.pool`), and a cell holds rows that are identical once
+binned, so resampling cells by their counts is resampling the pooled rows.
 
 Scores are P(positive) binned every 0.1 on the logit scale (-12 to 12): a bin is one
 threshold of the precision-recall curve, its rows are ties (grouped as scikit-learn groups

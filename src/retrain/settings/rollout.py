@@ -231,8 +231,8 @@ class RolloutConfig(Section):
     min_positives: int = Field(
         default=100,
         ge=1,
-        description="Labelled positives (classes[1], e.g. frauds) pooled over the current "
-        "step's analyses before a ranking check (average_precision_drop, "
+        description="Labelled positives (labels.positive_class, else classes[1]; e.g. frauds) "
+        "pooled over the current step's analyses before a ranking check (average_precision_drop, "
         "recall_at_precision_<P>_drop) is evaluated; below it the check is 'not evaluated' and "
         "the step waits, as under min_labelled. An all-negative sample has no ranking to judge.",
     )
