@@ -164,6 +164,21 @@ class Config(Section):
         return self
 
     @model_validator(mode="after")
+    def _positive_class_fits_task(self) -> Config:
+        if self.labels.positive_class is not None and self.task != "classification":
+            raise ValueError(
+                "labels.positive_class names the class a binary classifier's rare-event"
+                f" metrics judge; task is {self.task}: remove it"
+            )
+        classes = self.labels.classes
+        if self.labels.positive_class is not None and classes is not None and len(classes) != 2:
+            raise ValueError(
+                f"labels.positive_class is for two classes; labels.classes lists {len(classes)}:"
+                " remove it (multiclass metrics judge every class)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _text_fits_estimator(self) -> Config:
         if self.text_features:
             check_takes_sparse(self.model.estimator, self.model.params)

@@ -183,3 +183,12 @@ def test_the_labelled_signal_is_not_judged_against_another_class_s_reference() -
         of_zero, y, scores, primary="average_precision", dc=dc, seed=0, positive=0
     )
     assert again is not None and again.drop == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_positive_class_where_there_is_no_binary_task_is_refused_at_load() -> None:
+    raw = _labels_section(positive_class="fraud")
+    with pytest.raises(ValidationError, match="task is regression: remove it"):
+        config_from_dict({**raw, "task": "regression", "evaluation": {}})
+    three = _labels_section(classes=["a", "b", "c"], positive_class="a")
+    with pytest.raises(ValidationError, match=r"labels\.classes lists 3"):
+        config_from_dict(three)
