@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
@@ -192,3 +193,15 @@ def test_a_positive_class_where_there_is_no_binary_task_is_refused_at_load() -> 
     three = _labels_section(classes=["a", "b", "c"], positive_class="a")
     with pytest.raises(ValidationError, match=r"labels\.classes lists 3"):
         config_from_dict(three)
+
+
+def test_labels_classes_may_be_written_as_numbers() -> None:
+    # YAML's `classes: [0, 1]`: the classes 0 and 1, matched to labels by value.
+    from retrain.labels.classes import check_label_classes
+
+    cfg = config_from_dict(_labels_section(classes=[0, 1], positive_class=1))
+    assert cfg.labels.classes == ["0", "1"]
+    known = {"where": "window 3", "known_from": "labels.classes"}
+    check_label_classes(pd.Series([0, 1, 1.0, True]), cfg.labels.classes, **known)
+    with pytest.raises(ValidationError, match="known classes"):
+        check_label_classes(pd.Series([0, 2]), cfg.labels.classes, **known)

@@ -276,6 +276,18 @@ class LabelSource(Section):
         ),
     )
 
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes_as_text(cls, v: Any) -> Any:
+        # Labels are matched to classes by value (0, 0.0, "0" and False are the class 0), so
+        # classes written as numbers or booleans (YAML's `[0, 1]`) are that value's text.
+        if isinstance(v, list):
+            return [
+                str(int(c)) if isinstance(c, bool) else str(c) if isinstance(c, int | float) else c
+                for c in v
+            ]
+        return v
+
     @model_validator(mode="after")
     def _positive_among_classes(self) -> LabelSource:
         if self.positive_class is None or self.classes is None:
