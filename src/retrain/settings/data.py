@@ -293,10 +293,9 @@ class LabelSource(Section):
         if self.positive_class is None or self.classes is None:
             return self
         if isinstance(self.positive_class, bool):
-            # YAML reads an unquoted yes/no/on/true as a boolean: a text class must be quoted.
-            if not _named_class(int(self.positive_class), self.classes) and str(
-                self.positive_class
-            ).lower() not in {c.lower() for c in self.classes}:
+            # YAML reads an unquoted yes/no/on/true as a boolean, the class 1 or 0 (as labels
+            # are matched): a text class must be quoted.
+            if not _named_class(int(self.positive_class), self.classes):
                 raise ValueError(
                     f"labels.positive_class is the boolean {self.positive_class}, not one of"
                     f" labels.classes {self.classes}: quote a text class (positive_class: 'yes')"
