@@ -180,6 +180,26 @@ def test_infinite_regression_labels_are_refused_by_name() -> None:
     ]
 
 
+def test_huge_finite_regression_labels_are_refused_by_name() -> None:
+    # 1e308 is finite, but its square (in rmse, r2 and the label summary) is not: the label
+    # step stopped on a summary that had overflowed.
+    ev = events(n=10)
+    lab = labels_for(ev).astype({"outcome": "float64"})
+    lab.loc[[0, 3], "outcome"] = [1.5e308, -1e200]
+    with pytest.raises(ValidationError) as caught:
+        join_labels(config("regression"), ev, lab)
+    assert len(caught.value.problems) == 1
+    problem = caught.value.problems[0]
+    assert problem.startswith("2 labels in 'outcome' exceed 1e+100 in magnitude")
+    assert "largest 1.5e+308" in problem and "rescale it" in problem
+    # Up to 1e100 the labels join, and their summary is finite JSON.
+    lab.loc[[0, 3], "outcome"] = [1e100, -1e100]
+    res = join_labels(config("regression"), ev, lab)
+    summary = res.report["label_summary"]
+    assert summary["max"] == 1e100 and summary["min"] == -1e100
+    json.dumps(res.report, allow_nan=False)
+
+
 def test_timestamp_leakage_compares_utc_times() -> None:
     cfg = config()
     raw = cfg.model_dump()

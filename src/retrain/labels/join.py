@@ -30,6 +30,7 @@ from retrain.labels._ids import id_mismatch_hint
 __all__ = [
     "COVERAGE_SHORTFALL",
     "MAX_LEAKAGE_SHARE",
+    "MAX_REGRESSION_LABEL",
     "LabelResult",
     "id_mismatch_hint",
     "join_labels",
@@ -39,6 +40,9 @@ __all__ = [
 
 #: Above this share of labelled rows dated before their event, the join fails.
 MAX_LEAKAGE_SHARE = 0.01
+#: The largest regression label magnitude: squares of errors stay far below float64's limit
+#: (about 1.8e308) summed over any number of rows, so metrics and summaries stay finite.
+MAX_REGRESSION_LABEL = 1e100
 #: The words a failed join uses for too few labels (a monitor re-launches such runs later).
 COVERAGE_SHORTFALL = "is below labels.min_coverage"
 #: What a filtered read's label counts cover.
@@ -227,8 +231,9 @@ def join_labels(
 
     Raises:
         ValidationError: missing columns, no events, coverage under ``labels.min_coverage``,
-            non-numeric or infinite regression labels, or more than 1% of labelled rows
-            labelled before their event. All failures found are listed together.
+            non-numeric, infinite or huge (beyond 1e100) regression labels, or more than 1%
+            of labelled rows labelled before their event. All failures found are listed
+            together.
     """
     _check_columns(cfg, events, labels)
     if events.empty:
@@ -265,7 +270,10 @@ def join_labels(
         numbers = pd.to_numeric(labelled[cfg.target], errors="coerce").astype("float64")
         bad = int(numbers.isna().sum())
         # inf passes to_numeric; no model fits it and every metric on it is inf or NaN.
-        infinite = int(np.isinf(numbers.to_numpy()).sum())
+        values = numbers.to_numpy()
+        infinite = int(np.isinf(values).sum())
+        # Finite but huge: squares of errors and spreads overflow float64 near 1e154.
+        huge = np.isfinite(values) & (np.abs(values) > MAX_REGRESSION_LABEL)
         if bad:
             problems.append(
                 f"{bad} labels in {cfg.labels.label_column!r} are not numbers (task is regression)"
@@ -275,7 +283,15 @@ def join_labels(
                 f"{infinite} labels in {cfg.labels.label_column!r} are infinite (task is "
                 "regression): a regression target must be finite"
             )
-        if not bad and not infinite:
+        if huge.any():
+            problems.append(
+                f"{int(huge.sum())} labels in {cfg.labels.label_column!r} exceed "
+                f"{MAX_REGRESSION_LABEL:.0e} in magnitude (task is regression; largest "
+                f"{float(np.abs(values[huge]).max()):.3g}): a regression target must stay "
+                "within that, as the squares in rmse, r2 and the labels' spread overflow to "
+                "infinity near 1e154; rescale it (e.g. to thousands, or its log)"
+            )
+        if not bad and not infinite and not huge.any():
             labelled[cfg.target] = numbers
     if coverage < cfg.labels.min_coverage:
         late_note = (
