@@ -6,6 +6,7 @@ labels "fraud" and "ok" that is "ok", the common class. The positive class names
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 
-from retrain.config import config_from_dict
+from retrain.config import Config, config_from_dict
 from retrain.errors import ValidationError
 from retrain.evaluation.bootstrap import bootstrap_difference
 from retrain.evaluation.metrics import compute_metrics
@@ -205,3 +206,66 @@ def test_labels_classes_may_be_written_as_numbers() -> None:
     check_label_classes(pd.Series([0, 1, 1.0, True]), cfg.labels.classes, **known)
     with pytest.raises(ValidationError, match="known classes"):
         check_label_classes(pd.Series([0, 2]), cfg.labels.classes, **known)
+
+
+def _ticket_case(tmp_path: Path, queues: list[str]) -> Config:
+    """One week of 300 tickets labelled with `queues` (by x), labels.positive_class 'tech' and
+    no labels.classes: the classes are known only from the labels."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=300)
+    ids = [f"t{i}" for i in range(300)]
+    at = np.digitize(x, np.quantile(x, np.linspace(0, 1, len(queues) + 1)[1:-1]))
+    (tmp_path / "events").mkdir(parents=True)
+    (tmp_path / "labels").mkdir()
+    pd.DataFrame({"id": ids, "week": 0, "x": x}).to_parquet(tmp_path / "events" / "w0.parquet")
+    pd.DataFrame({"id": ids, "queue": np.asarray(queues)[at]}).to_parquet(
+        tmp_path / "labels" / "w0.parquet"
+    )
+    raw: dict[str, Any] = {
+        "name": "tickets",
+        "task": "classification",
+        "target": "queue",
+        "storage_root": str(tmp_path / "store"),
+        "data": {
+            "uri": str(tmp_path / "events"),
+            "id_column": "id",
+            "time_column": "week",
+            "time_kind": "period",
+            "features": {"x": "numeric"},
+        },
+        "labels": {"uri": str(tmp_path / "labels"), "positive_class": "tech"},
+        "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
+        "evaluation": {"metric": "accuracy"},
+        "deploy": {"deployment_name": "tickets"},
+    }
+    return config_from_dict(raw)
+
+
+def _train(cfg: Config, work: Path) -> None:
+    """The ingest, label and train steps of window 0, as the direct engine runs them."""
+    from retrain import steps
+
+    text = cfg.to_yaml()
+    steps.ingest(text, "0", "r0", str(work / "d.parquet"))
+    steps.label(text, "0", "r0", str(work / "d.parquet"), str(work / "l.parquet"))
+    steps.train(text, "0", "r0", str(work / "l.parquet"), str(work / "model"), str(work / "h"))
+
+
+def test_a_positive_class_is_refused_at_train_when_the_labels_hold_more_than_two(
+    tmp_path: Path,
+) -> None:
+    # With labels.classes unset the config cannot know; the training labels are the first to
+    # tell, and a multiclass model's metrics never read positive_class: refused, as at load.
+    cfg = _ticket_case(tmp_path / "three", ["billing", "sales", "tech"])
+    with pytest.raises(ValidationError) as caught:
+        _train(cfg, tmp_path / "three" / "run")
+    message = str(caught.value)
+    assert "labels.positive_class is for two classes" in message
+    assert "the training labels (new window and history) hold 3 classes" in message
+    assert "remove it (multiclass metrics judge every class)" in message
+    model_dir = tmp_path / "three" / "run" / "model"
+    assert not model_dir.exists() or not any(model_dir.iterdir())  # refused before the fit
+    # Two classes: the same setting names the positive one and trains.
+    binary = _ticket_case(tmp_path / "two", ["billing", "tech"])
+    _train(binary, tmp_path / "two" / "run")
+    assert (tmp_path / "two" / "run" / "model" / "model.json").is_file()

@@ -264,6 +264,8 @@ class LabelSource(Section):
             " Unset: the second of the two classes in sorted order (1 of 0/1, True of"
             " booleans, 'yes' of 'no'/'yes'; but 'ok' of 'fraud'/'ok', so set it for text"
             " labels). ROC AUC, accuracy, log loss, Brier and F1 (macro) do not depend on it."
+            " Refused with more than two classes: at load when classes lists them, else at the"
+            " train step when the training labels hold more."
         ),
     )
     delay: str | int = Field(

@@ -333,19 +333,28 @@ def _check_classes(
 def _check_metric_fits(
     cfg: Config, new: pd.DataFrame, history: pd.DataFrame | None, window_id: str
 ) -> None:
-    """Refuse a metric or rollout check that needs two classes when training has more.
+    """Refuse a metric, rollout check or ``labels.positive_class`` that needs two classes when
+    training has more.
 
     Without `labels.classes` the config cannot know the classes; the training labels are the
-    first to tell, and every later evaluation would fail on them."""
+    first to tell, and every later evaluation would fail on them (or, for the positive class,
+    never read it)."""
     labels = [new[cfg.target]]
     if history is not None and cfg.target in history.columns:
         labels.append(history[cfg.target])
     n = class_count(*labels)
     checks = [c.name for c in cfg.rollout.checks or ()]
     found = f"window {window_id}: the training labels (new window and history) hold {n} classes"
+    problems = []
     try:
         check_fits_classes(n, cfg.primary_metric, checks, found=found)
     except ValueError as err:
-        raise ValidationError(
-            str(err), ["list every class in labels.classes to have the config checked on load"]
-        ) from None
+        problems.append(str(err))
+    if cfg.labels.positive_class is not None and n > 2:
+        problems.append(
+            f"labels.positive_class is for two classes; {found}: remove it (multiclass metrics"
+            " judge every class)"
+        )
+    if problems:  # both listed at once when both apply
+        fix = "list every class in labels.classes to have the config checked on load"
+        raise ValidationError(problems[0], [*problems[1:], fix])
