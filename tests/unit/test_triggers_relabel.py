@@ -165,6 +165,38 @@ def test_a_window_failed_on_coverage_runs_again_once_its_labels_arrive(tmp_path:
     assert awaiting_labels(store, cfg.name, pending) == []
 
 
+def test_a_failed_window_whose_labels_are_refused_waits_and_says_why(tmp_path: Path) -> None:
+    # The window's run failed on coverage; its labels then arrive, but 10% of them are dated
+    # before their event, which the label join refuses: a re-run would fail on them. That is
+    # not "cover 0%, waiting for labels": the decision names the refusal and its reason.
+    cfg = write_case(tmp_path)
+    store = open_storage(cfg.storage_root)
+    clock = Clock()
+    launcher = LabelStepLauncher(cfg, store, clock)
+    controller = TriggerController(store, cfg.name, cfg.triggers, launcher, clock=clock)
+    monitor = Monitor(cfg, controller, store=store)
+    first = window_ids_in(cfg.data, read_source(cfg.data.uri, cfg.data.format)["at"])[0]
+    clock.now = DAY0 + timedelta(days=1, hours=12)
+    outcome = controller.handle(Signal("manual", first))
+    assert outcome.launch is not None and outcome.launch.status == "failed"
+
+    path = Path(cfg.labels.uri) / "l.parquet"
+    labels = pd.read_parquet(path)
+    early = labels.index[labels["id"] < 100][::10]  # the first window's events, one in ten
+    labels.loc[early, "labelled_at"] = DAY0 - timedelta(days=1)
+    labels.to_parquet(path)
+
+    clock.now = DAY0 + timedelta(days=4, hours=12)  # every label of the window has arrived
+    result = monitor.check(first)
+    [decision] = [o.decision for o in result.outcomes if o.decision.signal.kind == "labels"]
+    assert (decision.rule, decision.launch) == ("labels_refused", False)
+    assert f"the label join refused the labels of window {first}" in decision.reason
+    assert f"{len(early)} labels" in decision.reason
+    assert "dated before their event" in decision.reason
+    assert decision.signal.value is None
+    assert launcher.launched == [first]  # not launched again
+
+
 def test_the_labels_rule_fires_only_for_a_failed_window_with_enough_coverage() -> None:
     now = DAY0
     failed = PolicyState(snapshots={"w": "failed"})

@@ -103,6 +103,11 @@ def _summary(result: Any) -> str:
     )
     unjudged = (result.window_choice or {}).get("open_windows") or []
     still = f"; window {', '.join(unjudged)} still open, not judged" if unjudged else ""
+    refused = (result.performance or {}).get("refused") or {}
+    if refused:  # not "no labels yet": said where the operator looks first
+        still += "; labels refused by the label join: " + "; ".join(
+            f"{w} ({why})" for w, why in refused.items()
+        )
     return f"window {result.window}: {what}; {decisions or 'no signals'}{still}"
 
 

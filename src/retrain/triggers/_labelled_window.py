@@ -14,6 +14,13 @@ measured with the labels it has for the report, and the report says why, but tha
 measurement is not a performance signal: below the coverage, the labels known may be a
 biased early subset, and the backtest makes no check there either.
 
+A window whose labels the label join refuses (more than 1% dated before their event,
+infinite regression labels, a label source it cannot read: `LabelsRefused`) is not a window
+whose labels have not arrived: the search passes over it, as the backtest's does, and the
+report names it with the join's reason (``refused``), the checked window first. A
+measurement on an older window is named as one (``measured_on``), and a checked window whose
+labels are refused is not measured at all.
+
 Only windows after the newest one the champion was trained on (its card's ``window``, or a
 later window whose provisional labels it trained on) are searched: the champion trained on
 rows of that window and may have on any before it, so its metric there would flatter it (the
@@ -26,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -50,7 +57,9 @@ from retrain.triggers._state import Signal
 __all__ = [
     "LABELLED_SIGNAL",
     "LABELLED_SLOT",
+    "LabelledSearch",
     "LabelledWindow",
+    "LabelsRefused",
     "check_fields",
     "drift_verdict",
     "judged",
@@ -84,9 +93,25 @@ def window_rows(
     return source, rows.reset_index(drop=True)
 
 
+class LabelsRefused(ValidationError):
+    """The label join refused a window's labels: its message is the join's reasons, on one
+    line. Not the same as no label known yet: no measurement may take it for that."""
+
+    @classmethod
+    def from_join(cls, err: ValidationError) -> LabelsRefused:
+        head = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return cls(f"{head}: {'; '.join(err.problems)}" if err.problems else head)
+
+
 def known_labels(cfg: Config, rows: pd.DataFrame, as_of: Any) -> pd.Series | None:
     """Labels aligned with a window's rows (NaN where none has arrived, or one is dated after
-    `as_of`), or None when the label join refuses the window or finds no label."""
+    `as_of`), or None when the join finds no label.
+
+    Raises:
+        LabelsRefused: the label source cannot be read, or the label join refuses the
+            window's labels (more than 1% dated before their event, infinite or non-numeric
+            regression labels, missing columns).
+    """
     try:
         ids = rows[cfg.data.id_column]
         labels, read = read_matching(
@@ -104,8 +129,8 @@ def known_labels(cfg: Config, rows: pd.DataFrame, as_of: Any) -> pd.Series | Non
         # hold the label itself (labels kept in the events' file, an ignored column there).
         keys = [cfg.data.id_column, cfg.data.time_column]  # distinct (checked at load)
         labelled = join_labels(relaxed, rows[keys], labels, as_of=as_of).labelled
-    except ValidationError:
-        return None
+    except ValidationError as err:
+        raise LabelsRefused.from_join(err) from err
     if labelled.empty:
         return None
     by_id = labelled.drop_duplicates(cfg.data.id_column).set_index(cfg.data.id_column)
@@ -125,6 +150,17 @@ class LabelledWindow:
         return float(self.labels.notna().mean())
 
 
+class LabelledSearch(NamedTuple):
+    """What the search for the newest labelled window found (None: no window qualified), how
+    many windows it looked at, and those it left out: `unreadable` ("window (error)"), and
+    `refused`, window -> the label join's reason, newest first."""
+
+    found: LabelledWindow | None
+    looked: int
+    unreadable: list[str]
+    refused: dict[str, str]
+
+
 def newest_labelled_window(
     cfg: Config,
     ids: Sequence[str],
@@ -133,12 +169,15 @@ def newest_labelled_window(
     as_of: Any,
     lookback: int,
     trained_on: str | None = None,
-) -> tuple[LabelledWindow | None, int, list[str]]:
+    *,
+    checked_refused: str | None = None,
+) -> LabelledSearch:
     """The newest of the `lookback` windows up to `checked` (`ids`: the source's windows in
     time order), and after `trained_on` (the champion's training window, None: no bound),
-    whose labels known at `as_of` reach ``labels.min_coverage``; how many windows were looked
-    at; and the older ones that could not be read (left out, not fatal). `checked_labelled`
-    holds the checked window's rows and its labels, already read (None: none known).
+    whose labels known at `as_of` reach ``labels.min_coverage``. `checked_labelled` holds
+    the checked window's rows and its labels, already read (None: none known, or refused:
+    `checked_refused` then says why). Windows whose labels are refused, or that cannot be
+    read, are passed over and named (not fatal).
     """
     key = window_sort_key(cfg.data, checked)
     older = [w for w in ids if window_sort_key(cfg.data, w) < key]
@@ -146,13 +185,16 @@ def newest_labelled_window(
     if trained_on is not None:
         floor = window_sort_key(cfg.data, trained_on)
         if key <= floor:
-            return None, 0, []
+            return LabelledSearch(None, 0, [], {})
         older = [w for w in older if window_sort_key(cfg.data, w) > floor]
-    looked, unreadable = 0, []
+    looked, unreadable, refused = 0, [], {}
     for window in [checked, *reversed(older)]:  # newest first
         looked += 1
         if window == checked:
             rows, labels = checked_labelled
+            if checked_refused is not None:
+                refused[window] = checked_refused
+                continue
         else:
             try:
                 # The coverage needs the ids only; the window found is then read whole.
@@ -161,12 +203,15 @@ def newest_labelled_window(
                 if labels is not None and _covered(cfg, labels):
                     rows = window_rows(cfg, window)[1]
                     labels = known_labels(cfg, rows, as_of)
+            except LabelsRefused as err:  # not "no labels yet": named with the join's reason
+                refused[window] = str(err)
+                continue
             except Exception as err:  # any failure leaves the window out, named in the report
                 unreadable.append(f"{window} ({type(err).__name__}: {err})")
                 continue
         if labels is not None and _covered(cfg, labels):
-            return LabelledWindow(window, rows, labels), looked, unreadable
-    return None, looked, unreadable
+            return LabelledSearch(LabelledWindow(window, rows, labels), looked, unreadable, refused)
+    return LabelledSearch(None, looked, unreadable, refused)
 
 
 def _covered(cfg: Config, labels: pd.Series) -> bool:
@@ -223,14 +268,26 @@ def labelled_performance(
     return where | measured
 
 
-def _search_note(cfg: Config, checked: str, looked: int, as_of: Any, trained_on: str | None) -> str:
-    """Why the checked window was measured with the labels it has."""
+def _search_note(
+    cfg: Config,
+    checked: str,
+    looked: int,
+    as_of: Any,
+    trained_on: str | None,
+    refused: bool = False,
+) -> str:
+    """Why the checked window was measured with the labels it has (`refused`: why it was not
+    measured at all)."""
     when = f"as of {as_of_text(as_of)}" if as_of is not None else "in the label source"
     after = f" after {trained_on} (the champion's training window)" if trained_on else ""
+    what = (
+        "the checked window's labels were refused, so it was not measured either"
+        if refused
+        else "measured on the checked window with the labels it has"
+    )
     return (
         f"no window of the {looked}{after} up to {checked} has labels {when} reaching "
-        f"labels.min_coverage {cfg.labels.min_coverage:.0%}: measured on the checked window "
-        "with the labels it has"
+        f"labels.min_coverage {cfg.labels.min_coverage:.0%}: {what}"
     )
 
 
@@ -298,19 +355,22 @@ def performance_block(
     *,
     as_of: Any,
     lookback: int,
+    refused: str | None = None,
 ) -> dict[str, Any]:
     """The monitor's performance block for a check of `window` (its rows and labels as of
-    `as_of` in `checked`, None: none known; `on_checked`: the engine's measurement there, or
-    a note why there is none): the champion on the newest labelled window, or, when none of
-    the `lookback` newest is labelled, the checked window with the labels it has (saying so in
-    ``search``). Older windows that cannot be read are left out of the search and named in
-    ``unreadable``.
+    `as_of` in `checked`, None: none known, or refused by the label join, `refused` then
+    saying why; `on_checked`: the engine's measurement there, or a note why there is none):
+    the champion on the newest labelled window, or, when none of the `lookback` newest is
+    labelled, the checked window with the labels it has (saying so in ``search``). Windows
+    whose labels are refused are passed over and named in ``refused`` (window -> reason), the
+    checked one too; older ones that cannot be read, in ``unreadable``.
 
     Raises:
         ValidationError: the champion's profile cannot be read.
     """
     if champion is None:
         return on_checked or {"note": "no champion yet"}
+    own = {"refused": {window: refused}} if refused is not None else {}
     trained_on = champion_window(cfg, scorer, champion)
     if trained_on is not None and window_sort_key(cfg.data, window) <= window_sort_key(
         cfg.data, trained_on
@@ -318,24 +378,31 @@ def performance_block(
         return {
             "note": f"not measured: the champion was trained on {trained_on}, and no newer "
             "window is labelled yet (its metric there would flatter it)"
-        }
-    found, looked, unreadable = newest_labelled_window(
-        cfg, ids, window, checked, as_of, lookback, trained_on
+        } | own
+    search = newest_labelled_window(
+        cfg, ids, window, checked, as_of, lookback, trained_on, checked_refused=refused
     )
-    skipped = {"unreadable": unreadable} if unreadable else {}
-    if found is not None:
-        measured = labelled_performance(cfg, scorer, champion, found, window, on_checked)
+    skipped: dict[str, Any] = {"unreadable": search.unreadable} if search.unreadable else {}
+    if search.refused:
+        skipped["refused"] = search.refused
+    if search.found is not None:
+        measured = labelled_performance(cfg, scorer, champion, search.found, window, on_checked)
         # A newer labelled window than the champion's own: the catch-up rule's evidence.
         launched = {"champion_from": champion_launch_window(scorer, champion)}
         return measured | launched | skipped
+    if on_checked is not None:
+        fallback = on_checked
+    elif refused is not None:
+        fallback = {"note": "not measured: the label join refused the labels"}
+    else:
+        fallback = {"note": "no labels for this window yet"}
     labels = checked[1]
-    fallback = on_checked if on_checked is not None else {"note": "no labels for this window yet"}
-    where = {
-        "window": window,
-        "measured_on": "checked window",
-        "coverage": 0.0 if labels is None else float(labels.notna().mean()),
-        "search": _search_note(cfg, window, looked, as_of, trained_on),
-    }
+    where: dict[str, Any] = {"window": window, "measured_on": "checked window"}
+    if refused is None:  # refused labels have no coverage: the join gave none
+        where["coverage"] = 0.0 if labels is None else float(labels.notna().mean())
+    where["search"] = _search_note(
+        cfg, window, search.looked, as_of, trained_on, refused=refused is not None
+    )
     return fallback | where | skipped
 
 
@@ -349,7 +416,6 @@ def judged(performance: dict[str, Any], cfg: Config) -> bool:
         and coverage is not None
         and float(coverage) >= cfg.labels.min_coverage
     )
-
 
 
 def performance_signal(performance: dict[str, Any], checked: str) -> Signal:
@@ -369,6 +435,7 @@ def performance_signal(performance: dict[str, Any], checked: str) -> Signal:
             "champion_from": performance.get("champion_from"),
         },
     )
+
 
 def drift_verdict(
     fired: Sequence[str], performance: dict[str, Any], cfg: Config
@@ -411,6 +478,9 @@ def performance_text(perf: dict[str, Any]) -> str:
         )
     if perf.get("search"):
         text += f" {perf['search'][0].upper()}{perf['search'][1:]}."
+    if perf.get("refused"):
+        named = "; ".join(f"{w} ({why})" for w, why in perf["refused"].items())
+        text += f" Labels refused by the label join, left out of the search: {named}."
     if perf.get("unreadable"):
         text += f" Left out of the search, unreadable: {'; '.join(perf['unreadable'])}."
     return text

@@ -51,6 +51,7 @@ from retrain.triggers._check import CheckResult, DriftSummary, FeatureStat, obse
 from retrain.triggers._checked_window import checked_window
 from retrain.triggers._labelled_window import (
     LABELLED_SIGNAL,
+    LabelsRefused,
     check_fields,
     drift_verdict,
     judged,
@@ -194,8 +195,10 @@ class Monitor:
 
         champion = self.registry.get_alias("champion").version
         if chosen.judged:
-            drift, note, labels = self._drift(champion, current)
-            performance = self._performance(champion, drift, note, (current, labels), win.id, ids)
+            drift, note, labels, refused = self._drift(champion, current)
+            performance = self._performance(
+                champion, drift, note, (current, labels), win.id, ids, refused
+            )
         else:  # no window is over yet: a normal state; the schedule and new data wait for one
             drift, note = None, "no window is over yet: none judged"
             performance = {"note": note}
@@ -295,9 +298,11 @@ class Monitor:
         for window, run_id in short.items():
             win = parse_window(cfg.data, window)
             mask = window_mask(source[cfg.data.time_column], win, cfg.data.time_kind)
-            labels = self._labels(source.loc[mask].reset_index(drop=True))
+            labels, refused = self._labels(source.loc[mask].reset_index(drop=True))
             coverage = 0.0 if labels is None else float(labels.notna().mean())
-            out.append(labels_signal(window, coverage, cfg.labels.min_coverage, run_id))
+            out.append(
+                labels_signal(window, coverage, cfg.labels.min_coverage, run_id, refused=refused)
+            )
         return out
 
     def _as_of(self) -> Any:
@@ -307,25 +312,30 @@ class Monitor:
             return None
         return parse_as_of(self.cfg.data, self.controller.clock().isoformat())
 
-    def _labels(self, current: pd.DataFrame) -> pd.Series | None:
+    def _labels(self, current: pd.DataFrame) -> tuple[pd.Series | None, str | None]:
         """Labels aligned with the window's rows (NaN where not arrived yet, or dated after
-        the monitor's clock), or None."""
+        the monitor's clock), or None; and why the label join refused them (None: it did not).
+        A refusal is not "no labels yet": the report names it, and nothing is measured on it.
+        """
         # Most labels of the newest window are still on their way: no coverage floor here.
-        return known_labels(self.cfg, current, self._as_of())
+        try:
+            return known_labels(self.cfg, current, self._as_of()), None
+        except LabelsRefused as err:
+            return None, str(err)
 
     def _drift(
         self, champion: str | None, current: pd.DataFrame
-    ) -> tuple[DriftSummary | None, str, pd.Series | None]:
-        """The engine's summary, a note, and the window's labels (None: none known, or not
-        read: drift off, no champion or no profile)."""
+    ) -> tuple[DriftSummary | None, str, pd.Series | None, str | None]:
+        """The engine's summary, a note, the window's labels (None: none known, refused, or
+        not read: drift off, no champion or no profile) and why the label join refused them."""
         if not self.cfg.drift.enabled:
-            return None, "drift detection is off (drift.enabled: false)", None
+            return None, "drift detection is off (drift.enabled: false)", None, None
         if champion is None:
-            return None, "no champion yet", None
+            return None, "no champion yet", None, None
         try:
             profile = self.scorer.read_file(champion, PROFILE_FILE).decode()
         except NotFound:
-            return None, f"champion {champion} has no {PROFILE_FILE}", None
+            return None, f"champion {champion} has no {PROFILE_FILE}", None, None
         notes = []
         try:
             scores = self.scorer.scores(champion, current)
@@ -334,14 +344,15 @@ class Monitor:
             notes.append(f"the champion could not score the window ({err})")
         # Read even when the champion could not score the window: the search for the newest
         # labelled window starts here. The engine measures from scores and labels together.
-        labels = self._labels(current)
+        # Refused labels are none to the engine: its other signals are measured as usual.
+        labels, refused = self._labels(current)
         try:
             summary = self.detector(
                 profile, current, self.cfg, scores, labels if scores is not None else None
             )
         except ImportError as err:
-            return None, f"drift engine unavailable: {err}", None
-        return summary, "; ".join(notes), labels
+            return None, f"drift engine unavailable: {err}", None, None
+        return summary, "; ".join(notes), labels, refused
 
     def _performance(
         self,
@@ -351,9 +362,11 @@ class Monitor:
         checked: tuple[pd.DataFrame, pd.Series | None],
         window: str,
         ids: list[str],
+        refused: str | None = None,
     ) -> dict[str, Any]:
         """The performance block: the champion on the newest labelled window; when no window
-        within the look-back is labelled, the checked window with the labels it has."""
+        within the look-back is labelled, the checked window with the labels it has (none
+        when the label join refused them: `refused` says why)."""
         if drift is None:
             return {"note": note}
         on_checked = dict(drift.performance) if drift.performance is not None else None
@@ -369,6 +382,7 @@ class Monitor:
             ids,
             as_of=self._as_of(),
             lookback=self.labelled_lookback,
+            refused=refused,
         )
 
     def _untrained_rows(self, rows_by_window: dict[str, int], window: str) -> int:

@@ -15,7 +15,8 @@ are checked:
    interval (``drop_lower``, when given) lies above zero, as the drift engine's labelled
    signal judges it; at least
    ``new_data_rows`` untrained rows; a manual request always qualifies; the labels of a
-   window whose run failed on label coverage now reach ``labels.min_coverage`` (``labels``);
+   window whose run failed on label coverage now reach ``labels.min_coverage`` (``labels``;
+   labels the label join refuses never do: ``labels_refused``);
    catching up (``catch_up``): a performance signal on a newer labelled window while the
    serving champion is the model of the last launch that a confirmed labelled drop started
    (or that continued such a chain), see `PolicyState.catch_up`; a due schedule or enough
@@ -361,6 +362,13 @@ def _labels_rule(signal: Signal, state: PolicyState) -> tuple[bool, str, str]:
     coverage = signal.value if signal.value is not None else float("nan")
     failed = signal.details.get("failed_run")
     run = f"run {failed}" if failed else "its run"
+    if signal.details.get("refused"):  # a re-run would fail on them, not on coverage
+        return (
+            False,
+            "labels_refused",
+            f"the label join refused the labels of window {window} "
+            f"({signal.details['refused']}): {run} waits for labels that pass",
+        )
     if not coverage >= need:  # NaN (not measured) never fires
         return (
             False,

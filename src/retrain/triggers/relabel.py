@@ -5,13 +5,16 @@ label step on coverage (``labels.min_coverage``) while the labels are still on t
 monitor (`retrain.triggers.monitor`) asks `failed_on_coverage` which windows' latest launched
 run failed that way, measures each window's coverage as of its own clock, and hands a
 ``labels`` signal to the trigger policy (`retrain.triggers.policy`): it launches the window
-again once the coverage is reached, under the usual lease, cooldown and budget rules.
+again once the coverage is reached, under the usual lease, cooldown and budget rules. Labels
+the label join refuses (leakage, infinite regression labels) are not labels still on their
+way: the signal names the refusal, and the window waits for labels that pass.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from retrain.labels.join import COVERAGE_SHORTFALL
 from retrain.storage import Storage
@@ -68,11 +71,13 @@ def awaiting_labels(
     return sorted(w for w in short if w in state.drift_pending)
 
 
-def labels_signal(window: str, coverage: float, min_coverage: float, run_id: str) -> Signal:
-    """The signal for a window whose run `run_id` failed on coverage, now at `coverage`."""
-    return Signal(
-        "labels",
-        window,
-        value=coverage,
-        details={"min_coverage": min_coverage, "failed_run": run_id},
-    )
+def labels_signal(
+    window: str, coverage: float, min_coverage: float, run_id: str, *, refused: str | None = None
+) -> Signal:
+    """The signal for a window whose run `run_id` failed on coverage, now at `coverage`; or,
+    when the label join now refuses the window's labels, no coverage and `refused`, its reason
+    (a re-run would fail on them: the policy waits, and says why)."""
+    details: dict[str, Any] = {"min_coverage": min_coverage, "failed_run": run_id}
+    if refused is not None:
+        return Signal("labels", window, value=None, details=details | {"refused": refused})
+    return Signal("labels", window, value=coverage, details=details)
