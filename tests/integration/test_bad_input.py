@@ -193,15 +193,15 @@ def test_missing_column_in_every_event_file(demo: Demo, capsys: pytest.CaptureFi
 def test_missing_column_in_the_new_window_only(
     demo: Demo, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # Older files still have the column, so the new window's rows read it as all missing.
+    # Older files still have the column: the window is judged on its own file, which has not.
     rewrite_parquet(week_file(demo.events, 1), lambda df: df.drop(columns=["age"]))
     before = registry_state(demo)
 
     code, out = run_window(demo, "1", capsys)
 
     assert code == 2
-    assert failed_line("ingest") in out
-    assert "column 'age' is 100.0% null; data.max_null_rate is 20.0%" in out
+    assert failed_line("ingest") + "window 1 [1, 2) failed 1 checks" in out
+    assert f"missing columns: 'age' in file {week_file(demo.events, 1)}" in out
     assert not (demo.store / "datasets" / "1").exists()
     assert_untouched(before, registry_state(demo))
 

@@ -106,8 +106,9 @@ class Tally:
 
 
 def count_row_groups(footers: list[Footer], data: DataSource) -> WindowCounts:
-    """`WindowCounts` of Parquet files of one schema, from their footers, reading the time
-    column of a row group only when its statistics do not place it in one window.
+    """`WindowCounts` of Parquet files whose time columns have one type (their other columns
+    may differ), from their footers, reading the time column of a row group only when its
+    statistics do not place it in one window.
 
     Float times are always read: Parquet statistics leave NaN out of min/max and null counts.
     """
@@ -120,10 +121,9 @@ def count_row_groups(footers: list[Footer], data: DataSource) -> WindowCounts:
     lows: list[Any] = []
     highs: list[Any] = []
     rows: list[int] = []
-    # The files share one schema: the first file's footer answers for all.
-    position = column_position(footers[0].metadata, column)
     for footer in footers:
         meta = footer.metadata
+        position = column_position(meta, column)  # other columns may come before it
         for i in range(meta.num_row_groups):
             group = meta.row_group(i)
             stats = group.column(position).statistics

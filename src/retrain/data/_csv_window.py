@@ -22,7 +22,8 @@ rows, dtypes included, except for the mixed column of a large file (below):
   do in the whole read, and the time column's type is judged on the whole source.
 
 What the whole read told about the source (rows, missing and unreadable times, the time range,
-every column's name) is counted as the chunks pass.
+every column's name) is counted as the chunks pass; where the files' headers differ, so are
+the files that hold rows of the window (`retrain.data._facts.window_files`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from retrain.config import DataSource
+from retrain.data._facts import window_files
 from retrain.data.io import SourceFile, check_csv_first_row
 from retrain.data.windows import Window, event_times
 from retrain.errors import ValidationError
@@ -58,6 +60,8 @@ class CsvWindow:
     time_max: Any = None
     unreadable: int = 0
     unreadable_examples: list[Any] = field(default_factory=list)
+    # where the files' headers differ: each file holding rows of the window, with its header
+    window_files: dict[str, tuple[str, ...]] | None = None
 
 
 @dataclass
@@ -210,4 +214,8 @@ def read_csv_window(
         time_max=max(highs) if highs else None,
         unreadable=sum(s.unreadable for s in scans),
         unreadable_examples=examples,
+        window_files=window_files(
+            {f.uri: header for f, header in zip(files, headers, strict=True)},
+            [f.uri for f, s in zip(files, scans, strict=True) if any(len(p) for p in s.parts)],
+        ),
     )

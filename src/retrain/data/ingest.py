@@ -218,7 +218,9 @@ def ingest_window(
     its own schema becomes the reference (``schema_inferred`` is True). Values are compared
     with `reference` (the champion's training data), else with the schema's first window.
     `facts` describe the whole source when `source_df` holds only part of it
-    (`retrain.data.source.read_window`); without them `source_df` is the whole source.
+    (`retrain.data.source.read_window`); without them `source_df` is the whole source. Where
+    they name the files holding the window's rows (`SourceFacts.window_files`), the window's
+    columns are judged on those files alone, each problem naming its files.
 
     Raises:
         EmptyWindow: the window has no rows.
@@ -252,9 +254,11 @@ def ingest_window(
             f"{where} is empty", [f"no rows with {time_col!r} in the window; the source has {span}"]
         )
     inferred = schema is None
-    # Columns ingest does not read are checked by name, from the source's schema or header.
+    # Columns ingest does not read are checked by name, from the source's schema or header;
+    # where the source's files differ, from those of the files holding the window's rows.
     columns = list(rows.columns) if facts is None or facts.columns is None else facts.columns
-    problems = check_window(rows, schema, cfg, columns=columns)
+    files = facts.window_files if facts is not None else None
+    problems = check_window(rows, schema, cfg, columns=columns, files=files)
     if problems:
         raise ValidationError(f"{where} failed {len(problems)} checks", problems)
     if reference is None and schema is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -188,29 +188,90 @@ def ignored_columns(columns: Iterable[Any], cfg: Config) -> list[str]:
     ]
 
 
-def _extra_columns(columns: Iterable[Any], cfg: Config) -> list[str]:
-    allowed = set(known_columns(cfg)) | set(cfg.data.ignore_columns)
-    extra = [str(c) for c in columns if c not in allowed]
-    if not extra or cfg.data.extra_columns == "ignore":
+def _unexpected(columns: Iterable[Any], cfg: Config) -> list[str]:
+    """Of `columns`, those the checks refuse: not known, not ignored (none under `ignore`)."""
+    if cfg.data.extra_columns == "ignore":
         return []
+    allowed = set(known_columns(cfg)) | set(cfg.data.ignore_columns)
+    return [str(c) for c in columns if c not in allowed]
+
+
+def _missing(columns: Iterable[Any], cfg: Config) -> list[str]:
+    """The id, time and feature columns not among `columns`."""
+    have = set(columns)
+    required = [cfg.data.id_column, cfg.data.time_column, *cfg.data.features]
+    return [c for c in required if c not in have]
+
+
+def _names(columns: Sequence[str]) -> str:
+    return ", ".join(repr(c) for c in columns)
+
+
+def _extra_message(extra: Sequence[str], where: str = "") -> str:
     # Declaring such a column a feature would train on it: a logged score of the old model
     # would leak into the new one. Ignoring it is what is almost always meant.
-    return [
-        f"unexpected columns: {', '.join(repr(c) for c in extra)} (not the id, time, a "
-        f"configured feature or the prediction column); if they are not model inputs, list "
-        f"them in data.ignore_columns (e.g. ignore_columns: {extra!r}) or set "
+    return (
+        f"unexpected columns: {_names(extra)}{where} (not the id, time, a configured feature "
+        f"or the prediction column); if they are not model inputs, list them in "
+        f"data.ignore_columns (e.g. ignore_columns: {list(extra)!r}) or set "
         "data.extra_columns: ignore; add them to data.features only if the model should "
         "learn from them"
-    ]
+    )
+
+
+def _extra_columns(columns: Iterable[Any], cfg: Config) -> list[str]:
+    extra = _unexpected(columns, cfg)
+    return [_extra_message(extra)] if extra else []
+
+
+_FILES_NAMED = 3  # files a problem names before it counts the rest
+
+
+def _in_files(uris: Sequence[str]) -> str:
+    listed = ", ".join(uris[:_FILES_NAMED])
+    more = len(uris) - _FILES_NAMED
+    return f" in {'file' if len(uris) == 1 else 'files'} {listed}" + (
+        f" and {more} more" if more > 0 else ""
+    )
+
+
+def _file_problems(files: Mapping[str, Sequence[str]], cfg: Config) -> tuple[list[str], set[str]]:
+    """Missing and unexpected columns of the files holding the window's rows, each problem
+    naming its files; and the columns some of those files lack."""
+    missing: dict[tuple[str, ...], list[str]] = {}
+    extra: dict[tuple[str, ...], list[str]] = {}
+    renamed: set[str] = set()  # files missing columns and carrying unexpected ones
+    for uri, columns in files.items():
+        lacks, carries = tuple(_missing(columns, cfg)), tuple(_unexpected(columns, cfg))
+        if lacks:
+            missing.setdefault(lacks, []).append(uri)
+        if carries:
+            extra.setdefault(carries, []).append(uri)
+        if lacks and carries:
+            renamed.add(uri)
+    problems = []
+    for lacks, uris in missing.items():
+        line = f"missing columns: {_names(lacks)}{_in_files(uris)}"
+        if any(uri in renamed for uri in uris):
+            line += (
+                " (with unexpected columns instead: if a column was renamed there, rewrite the"
+                " file with the configured names or move it out of the source)"
+            )
+        problems.append(line)
+    problems += [_extra_message(carries, _in_files(uris)) for carries, uris in extra.items()]
+    return problems, {c for lacks in missing for c in lacks}
 
 
 def _structure_problems(df: pd.DataFrame, cfg: Config) -> list[str]:
     """Missing columns and numeric columns holding non-numbers."""
+    missing = _missing(df.columns, cfg)
+    problems = [f"missing columns: {_names(missing)}"] if missing else []
+    return problems + _value_problems(df, cfg)
+
+
+def _value_problems(df: pd.DataFrame, cfg: Config) -> list[str]:
+    """Numeric columns holding non-numbers, texts over the size limit."""
     problems = []
-    required = [cfg.data.id_column, cfg.data.time_column, *cfg.data.features]
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        problems.append(f"missing columns: {', '.join(repr(c) for c in missing)}")
     for name in cfg.numeric_features:
         if name not in df.columns:
             continue
@@ -343,17 +404,31 @@ def infer_schema(df: pd.DataFrame, cfg: Config) -> Schema:
 
 
 def check_window(
-    df: pd.DataFrame, schema: Schema | None, cfg: Config, *, columns: Iterable[Any] | None = None
+    df: pd.DataFrame,
+    schema: Schema | None,
+    cfg: Config,
+    *,
+    columns: Iterable[Any] | None = None,
+    files: Mapping[str, Sequence[str]] | None = None,
 ) -> list[str]:
     """Every problem of a window's rows, in words; an empty list means the window is fine.
 
     With `schema` None only the checks that need no reference run (columns, types, volume,
     nulls, ids, event times): that is how a first window is vetted before its schema is taken.
     `columns` names every column of the source when `df` holds only those ingest reads (the
-    others are checked by name only); default `df`'s.
+    others are checked by name only); default `df`'s. `files` maps each file holding the
+    window's rows to its columns, where the source's files differ: then each file is checked
+    by name instead (a problem names its files), and a column some of them lack is not
+    judged on its values (its nulls are that file's rows).
     """
-    named = df.columns if columns is None else columns
-    problems = _structure_problems(df, cfg) + _extra_columns(named, cfg) + _volume_problems(df, cfg)
+    if files is None:
+        named = df.columns if columns is None else columns
+        problems = _structure_problems(df, cfg) + _extra_columns(named, cfg)
+    else:
+        problems, lacking = _file_problems(files, cfg)
+        df = df[[c for c in df.columns if c not in lacking]]
+        problems += _value_problems(df, cfg)
+    problems += _volume_problems(df, cfg)
     if schema is not None:
         problems += _reference_problems(df, schema, cfg)
     return problems
