@@ -43,6 +43,7 @@ __all__ = [
     "window_mask",
     "window_slots",
     "window_sort_key",
+    "windows_between",
 ]
 
 # A Monday: weekly windows on this grid are ISO weeks, and day-sized windows start at midnight.
@@ -170,6 +171,21 @@ def window_sort_key(data: DataSource, window_id: str) -> Any:
     Ids do not sort as text ('10' < '9'; '2024-01-01T06:00:00Z' vs '2024-01-01').
     """
     return parse_window(data, window_id).start
+
+
+def windows_between(data: DataSource, earlier: str | None, later: str | None) -> float | None:
+    """How many windows `later` starts after `earlier` (negative if before), in window sizes;
+    None if either id is missing or does not fit the data source's time settings (a model
+    card written under another `data.time_kind`, say)."""
+    if earlier is None or later is None:
+        return None
+    try:
+        a, b = parse_window(data, earlier), parse_window(data, later)
+    except ValidationError:
+        return None
+    if isinstance(a.start, pd.Timestamp) and isinstance(b.start, pd.Timestamp):
+        return float((b.start - a.start) / pd.Timedelta(seconds=_window_seconds(data)))
+    return float((int(b.start) - int(a.start)) / _period_size(data))
 
 
 def _examples(values: pd.Series, limit: int = 3) -> str:

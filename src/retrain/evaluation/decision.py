@@ -13,7 +13,9 @@ Gates, all on the primary metric, with gains oriented so that positive is better
   its confidence interval, are both at least ``-max_recent_regression``;
 - **recent improvement**: the lower bound of that interval (the point gain when there is no
   interval) is strictly above ``min_improvement``, so an equal challenger is not blessed; at
-  the default 95% two-sided interval, two equally good models pass about 2.5% of the time;
+  the default 95% two-sided interval, two equally good models pass about 2.5% of the time.
+  A *refresh* (``refresh_after``, `retrain.evaluation._refresh`) passes it for a challenger
+  trained on newer data that every other gate passed on rows that can judge it;
 - **history bounded loss** (the forgetting guard): the loss on the history rows (champion minus
   challenger) is bootstrapped the same way, and the gate fails only when the whole interval
   lies beyond ``max_history_loss``, i.e. when the rows show the challenger forgot more than the
@@ -62,6 +64,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from retrain.evaluation._baseline import baseline_gate, degenerate, degenerate_words
+from retrain.evaluation._refresh import refresh
 from retrain.evaluation._result import EvaluationResult, Gate, finite, fmt
 from retrain.settings.evaluation import TARGET_UNIT_METRICS
 
@@ -122,6 +125,9 @@ class GateInputs:
         baseline_fitted_on_recent: the constant was fitted on the recent rows themselves (a
             model card that records none from training): a degenerate interval is then no
             evidence, as `retrain.evaluation._baseline` explains.
+        champion_age, refresh_after: how many windows newer the challenger's training window
+            is than the champion's (None: unknown), and `evaluation.refresh_after` (0: off);
+            see `retrain.evaluation._refresh`.
     """
 
     metric: str
@@ -146,6 +152,8 @@ class GateInputs:
     baseline_recent: float | None = None
     baseline_ci: tuple[float, float] | None = None
     baseline_fitted_on_recent: bool = False
+    champion_age: float | None = None
+    refresh_after: int = 0
 
 
 def decide(inputs: GateInputs) -> EvaluationResult:
@@ -215,7 +223,8 @@ def decide(inputs: GateInputs) -> EvaluationResult:
     else:
         gates.append(Gate("history_bounded_loss", True, "no history holdout: not checked"))
         words += "; no history holdout, forgetting not checked"
-    return _verdict(gates, words + floor_words, metrics, comparison)
+    gates, refresh_words = refresh(gates, comparison, inputs.champion_age, inputs.refresh_after)
+    return _verdict(gates, words + refresh_words + floor_words, metrics, comparison)
 
 
 def _verdict(

@@ -53,13 +53,16 @@ def evaluate_challenger(
     seed: int,
     *,
     training_target: Mapping[str, Any] | None = None,
+    champion_age: float | None = None,
 ) -> EvaluationResult:
     """Score both models on both evaluation sets, bootstrap each gain, and apply the gates.
 
     A first model (no `champion`) is compared with a constant prediction from
     `training_target`, what `retrain.evaluation._baseline.target_constant` recorded of the
     target it was trained on; None (a model card from before it was recorded): the constant
-    is fitted on the recent rows, and the reason says so.
+    is fitted on the recent rows, and the reason says so. `champion_age`: how many windows
+    newer the challenger's training window is than the champion's, for a refresh
+    (`evaluation.refresh_after`); None: unknown, no refresh.
 
     Class probabilities of the two models are aligned on the union of their classes (and any
     label seen in the holdouts), a class a model never saw getting probability 0. An empty
@@ -195,6 +198,8 @@ def evaluate_challenger(
         baseline_recent=value("baseline", "recent"),
         baseline_ci=interval("recent", against="baseline"),
         baseline_fitted_on_recent=champion is None and training_target is None,
+        champion_age=champion_age,
+        refresh_after=ev.refresh_after,
     )
     result = decide(inputs)
     if result.comparison["champion_decline"] is not None:

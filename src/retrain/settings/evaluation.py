@@ -168,6 +168,24 @@ class EvaluationConfig(Section):
         description=(
             "A challenger replaces the champion only if the lower bound of the confidence interval"
             " of its gain on recent data exceeds this (metric units): better, not merely equal."
+            " A refresh (refresh_after) needs no shown gain."
+        ),
+    )
+    refresh_after: int = Field(
+        default=1,
+        ge=0,
+        description=(
+            "A challenger trained on data at least this many windows newer than the champion's"
+            " (the windows their model cards name) replaces it without a shown gain when it"
+            " passes every other gate and the rows can judge it: its recent gain is at least"
+            " -max_recent_regression on the point estimate and on the interval's upper bound,"
+            " on at least min_rows recent rows (and min_positives), and the forgetting guard"
+            " holds. The world drifts, so of two models that the rows cannot tell apart the"
+            " one trained on newer data is kept, as a scheduled weekly or daily retrain"
+            " expects; a rollout's canary still stands between it and the traffic. 0 turns it"
+            " off: only a gain shown beyond min_improvement replaces a champion. What it costs"
+            " (a challenger slightly worse than the champion deployed at a measured rate) is in"
+            " benchmarks/results/decisions.md."
         ),
     )
     min_rows: int = Field(

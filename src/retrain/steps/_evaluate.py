@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
+from retrain.config import Config
 from retrain.data.io import from_parquet_bytes
+from retrain.data.windows import windows_between
 from retrain.evaluation.gates import evaluate_challenger
 from retrain.registry import Registry
 from retrain.steps.records import (
@@ -16,7 +18,12 @@ from retrain.steps.records import (
     recorded_step,
     skip_step,
 )
-from retrain.training.artifact import load_model_dir, load_registered_model
+from retrain.training.artifact import (
+    MODEL_CARD_FILE,
+    ModelCard,
+    load_model_dir,
+    load_registered_model,
+)
 
 __all__ = ["EvaluateDetails", "EvaluateOutcome", "evaluate"]
 
@@ -53,15 +60,16 @@ def evaluate(
 ) -> EvaluateOutcome:
     """Challenger vs champion on recent and historical holdouts; the gates say blessed or not."""
     cfg, store = load_step_config(config_yaml)
-    if (skipped := skip_step(
-        store, run_id, "evaluate", report_path, html_path=html_path
-    )) is not None:
+    if (
+        skipped := skip_step(store, run_id, "evaluate", report_path, html_path=html_path)
+    ) is not None:
         return EvaluateOutcome("evaluate", skipped.summary, skipped.details, blessed=False)
     with recorded_step(store, run_id, "evaluate") as rec:
         challenger, card = load_model_dir(model_dir)
         reg = Registry(store, cfg.name)
         champion_version = reg.get_alias("champion").version
         champion = load_registered_model(reg, champion_version) if champion_version else None
+        age = _champion_age(cfg, reg, champion_version, card.window)
         recent, _ = from_parquet_bytes((Path(holdout_dir) / "recent.parquet").read_bytes())
         hist_path = Path(holdout_dir) / "history.parquet"
         history = from_parquet_bytes(hist_path.read_bytes())[0] if hist_path.exists() else None
@@ -76,6 +84,7 @@ def evaluate(
             history,
             seed=cfg.seed,
             training_target=recorded if isinstance(recorded, dict) else None,
+            champion_age=age,
         )
         flat = _flatten_metrics(result.metrics)
         summary = f"{result.outcome.upper()}: {result.reason}"
@@ -111,6 +120,17 @@ def evaluate(
             metrics=flat,
             confusion=confusion,
         )
+
+
+def _champion_age(
+    cfg: Config, reg: Registry, champion: str | None, window: str | None
+) -> float | None:
+    """How many windows newer the challenger's training window is than the champion's (their
+    model cards' windows), for a refresh; None if there is no champion or either is unknown."""
+    if champion is None:
+        return None
+    card = ModelCard.from_json(reg.read_file(champion, MODEL_CARD_FILE).decode())
+    return windows_between(cfg.data, card.window, window)
 
 
 def _flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:

@@ -1,0 +1,169 @@
+"""The refresh (`evaluation.refresh_after`) on the published streams: on against off.
+
+    python benchmarks/bench_refresh.py [CASE ...]   # ~40 min for the five cases
+
+For each stream of `retrain.backtest.standard` (loans, housing, fraud, shop, reviews) it
+replays ``drift`` and ``always`` twice, with ``evaluation.refresh_after: 1`` (the default) and
+with ``0`` (only a shown gain replaces a champion), and ``full_refit`` once (it has no gates),
+all with each window's labels arriving by its end (``--ignore-label-times``): what a stream
+without label times gives, so the gates, not the wait for labels, make the difference. Writes
+``benchmarks/results/refresh.{md,json}``: each policy's mean prequential metric, retrains and
+deploys, and the goals of the decisions issue read on them (``drift`` reaching 99% of
+``always`` with at most 25% of its retrains; ``always`` at least as good as ``full_refit``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from retrain.backtest.policies import parse_policies
+from retrain.backtest.run import run_backtest
+from retrain.backtest.standard import (
+    FRAUD_CHANGE_DAY,
+    FRAUD_DAYS,
+    HOUSING_WEEKS,
+    REVIEWS_CHANGE_WEEK,
+    REVIEWS_WEEKS,
+    SHOP_CHANGE_WEEK,
+    SHOP_WEEKS,
+)
+from retrain.backtest.timing import ReplayOptions
+from retrain.config import Config, load_config
+from retrain.evaluation.metrics import GREATER_IS_BETTER
+
+CASES = ("loans", "housing", "fraud", "shop", "reviews")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _generate(name: str, work: Path) -> Path:
+    from retrain.data.case_reviews import generate_reviews
+    from retrain.data.case_shop import generate_shop
+    from retrain.data.cases import generate_fraud
+    from retrain.data.demo import generate_housing, generate_loans
+
+    if name == "loans":
+        return generate_loans(work)
+    if name == "housing":
+        return generate_housing(work, windows=HOUSING_WEEKS)
+    if name == "fraud":
+        return generate_fraud(work, windows=FRAUD_DAYS, drift_window=FRAUD_CHANGE_DAY)
+    if name == "shop":
+        return generate_shop(work, windows=SHOP_WEEKS, drift_window=SHOP_CHANGE_WEEK)
+    return generate_reviews(work, windows=REVIEWS_WEEKS, drift_window=REVIEWS_CHANGE_WEEK)
+
+
+def _with_refresh(cfg: Config, after: int) -> Config:
+    evaluation = cfg.evaluation.model_copy(update={"refresh_after": after})
+    return cfg.model_copy(update={"evaluation": evaluation})
+
+
+def _replay(cfg: Config, policies: str, out: Path) -> dict[str, dict[str, Any]]:
+    result = run_backtest(
+        cfg,
+        parse_policies(policies),
+        out,
+        options=ReplayOptions(ignore_label_times=True),
+        jobs=2,
+    )
+    return {
+        s.policy: {
+            "metric": s.metric,
+            "mean": s.mean,
+            "retrains": s.retrains,
+            "deploys": s.deploys,
+            "windows": s.common_windows,
+        }
+        for s in result.summaries
+    }
+
+
+def _goals(rows: dict[str, dict[str, Any]], greater: bool) -> dict[str, Any]:
+    drift, always, refit = rows["drift"], rows["always"], rows.get("full_refit")
+    ratio = drift["mean"] / always["mean"] if greater else always["mean"] / drift["mean"]
+    out: dict[str, Any] = {
+        "drift_share_of_always": ratio,
+        "drift_retrain_share": drift["retrains"] / max(always["retrains"], 1),
+    }
+    if refit is not None:
+        out["always_at_least_refit"] = (
+            always["mean"] >= refit["mean"] if greater else always["mean"] <= refit["mean"]
+        )
+    return out
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(CASES)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    report: dict[str, Any] = {"commit": commit, "cases": {}}
+    with tempfile.TemporaryDirectory(prefix="retrain-refresh-") as tmp:
+        for name in names:
+            cfg = load_config(_generate(name, Path(tmp) / name))
+            on = _replay(_with_refresh(cfg, 1), "drift,always,full_refit", Path(tmp) / "on")
+            off = _replay(_with_refresh(cfg, 0), "drift,always", Path(tmp) / "off")
+            off["full_refit"] = on["full_refit"]
+            greater = GREATER_IS_BETTER[cfg.primary_metric]
+            report["cases"][name] = {
+                "on": on,
+                "off": off,
+                "goals_on": _goals(on, greater),
+                "goals_off": _goals(off, greater),
+            }
+            print(f"{name}: done", file=sys.stderr)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "refresh.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / "refresh.md").write_text(_markdown(report))
+    print(f"wrote {RESULTS / 'refresh.md'}")
+    return 0
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# The refresh (`evaluation.refresh_after`): on (1, the default) against off (0)",
+        "",
+        f"`python benchmarks/bench_refresh.py` on commit `{report['commit']}`: each stream's"
+        " windows replayed with their labels arriving by each window's end"
+        " (`--ignore-label-times`), `drift` and `always` with the refresh on and off,"
+        " `full_refit` (no gates) once.",
+        "",
+        "| stream | metric | policy | mean, refresh on | mean, off | retrains"
+        " | deploys on | deploys off |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, case in report["cases"].items():
+        for policy in ("drift", "always", "full_refit"):
+            on, off = case["on"][policy], case["off"][policy]
+            same = policy == "full_refit"
+            lines.append(
+                f"| {name} | {on['metric']} | {policy} | {on['mean']:.4f} |"
+                f" {'-' if same else format(off['mean'], '.4f')} | {on['retrains']} |"
+                f" {on['deploys']} | {'-' if same else off['deploys']} |"
+            )
+    lines += [
+        "",
+        "The decisions issue's goals read on these rows: `drift` reaches 99% of `always`'s mean"
+        " (for rmse, `always`'s over `drift`'s) with at most 25% of its retrains; `always` is"
+        " at least as good as `full_refit`.",
+        "",
+        "| stream | drift / always, on | off | drift's retrains / always's"
+        " | always >= full_refit, on | off |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for name, case in report["cases"].items():
+        on, off = case["goals_on"], case["goals_off"]
+        lines.append(
+            f"| {name} | {on['drift_share_of_always']:.1%} | {off['drift_share_of_always']:.1%} |"
+            f" {on['drift_retrain_share']:.0%} | {'yes' if on['always_at_least_refit'] else 'no'} |"
+            f" {'yes' if off['always_at_least_refit'] else 'no'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
