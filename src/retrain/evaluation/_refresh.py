@@ -6,8 +6,9 @@ service while each newer challenger, no worse on the rows, is set aside: on the 
 streams "retrain every window" then deployed a third of its challengers and trailed a plain
 refit that deploys every one. A refresh passes the improvement gate for a challenger trained on
 data at least `refresh_after` windows newer than the champion's when every other gate passed
-on rows that can judge it (enough rows, a decided non-regression: its recent gain at least
-``-max_recent_regression`` on the point estimate and on the interval's upper bound). What it
+(its recent gain at least ``-max_recent_regression`` on the point estimate and on the
+interval's upper bound, the forgetting guard and the floor) on an interval that is evidence
+(not degenerate). What it
 costs, a slightly worse challenger deployed at a measured rate, is in
 `benchmarks/decisions/gates.py`.
 """
@@ -20,14 +21,25 @@ from retrain.evaluation._result import Gate
 
 __all__ = ["refresh"]
 
+_RECENT = ("recent_non_regression", "recent_improvement")
+
 
 def refresh(
-    gates: list[Gate], comparison: dict[str, Any], age: float | None, after: int
+    gates: list[Gate],
+    comparison: dict[str, Any],
+    age: float | None,
+    after: int,
+    *,
+    degenerate: bool = False,
 ) -> tuple[list[Gate], str]:
     """The gates with the improvement gate passed by a refresh, if one applies; and its words.
 
     `age`: how many windows newer the challenger's training window is than the champion's
-    (None: unknown, no refresh); `after`: `evaluation.refresh_after` (0: off).
+    (None: unknown, no refresh); `after`: `evaluation.refresh_after` (0: off); `degenerate`:
+    the recent interval is no evidence at all (then nothing is refreshed). Fewer rows than
+    `evaluation.min_rows` do not stop a refresh: they are too few to show a gain, not to show
+    that a challenger is no worse on its point estimate (the rate at which a worse one gets
+    through, by rows, is in `benchmarks/decisions/gates.py`).
     """
     comparison["champion_age_windows"] = age
     comparison["refresh_after"] = after
@@ -40,8 +52,9 @@ def refresh(
         or age < after
         or improvement is None
         or improvement.passed
-        or comparison.get("lack_of_power") is not None
-        or not all(g.passed and g.decided for g in gates if g is not improvement)
+        or degenerate
+        or not all(g.passed for g in gates if g is not improvement)
+        or not all(g.decided for g in gates if g.name not in _RECENT)
     ):
         return gates, ""
     comparison["refresh"] = True

@@ -223,7 +223,10 @@ def decide(inputs: GateInputs) -> EvaluationResult:
     else:
         gates.append(Gate("history_bounded_loss", True, "no history holdout: not checked"))
         words += "; no history holdout, forgetting not checked"
-    gates, refresh_words = refresh(gates, comparison, inputs.champion_age, inputs.refresh_after)
+    age, after = inputs.champion_age, inputs.refresh_after
+    gates, refresh_words = refresh(
+        gates, comparison, age, after, degenerate=weak is not None and strict
+    )
     return _verdict(gates, words + refresh_words + floor_words, metrics, comparison)
 
 
