@@ -166,3 +166,32 @@ def test_min_train_rows_raises_the_budget(tmp_path: Path) -> None:
     assert plain is not None and raised is not None
     # 40 new rows keep 32 for training: the other 568 must come from history's training rows.
     assert raised >= 568 / (1 - cfg.training.evaluation_share) > plain
+
+
+def test_a_rare_label_of_a_window_keeps_a_row_when_the_sample_has_room(tmp_path: Path) -> None:
+    # Two windows of 1,000 rows, sampled to 100 each: the first one's labels 600 / 397 / 3
+    # have shares 60, 39.7 and 0.3, and by largest remainders alone the 0.3 lost its row.
+    store, rng = LocalStorage(tmp_path / "store"), np.random.default_rng(5)
+    labels = {0: [0] * 600 + [1] * 397 + [2] * 3, 1: [0] * 700 + [1] * 300}
+    for week, churned in labels.items():
+        n = len(churned)
+        part = pd.DataFrame(
+            {
+                "id": [f"w{week}-{i:04d}" for i in range(n)],
+                "week": week,
+                "amount": np.round(rng.uniform(0, 100, n), 2),
+                "visits": rng.integers(1, 11, n),
+                "plan": np.where(rng.random(n) < 0.7, "basic", "pro"),
+                "score": np.round(rng.random(n), 3),
+                "churned": rng.permutation(np.asarray(churned, dtype="int64")),
+            }
+        )
+        commit_history(store, str(week), part, {"sha256": content_sha256(part)})
+    loaded = read_history(store, config(), "2", max_rows=200)
+    got = loaded.frame
+    assert got is not None and loaded.sampled and len(got) == 200
+    first = got[got["week"] == 0]["churned"].value_counts().to_dict()
+    assert len(got[got["week"] == 0]) == 100 and first.get(2, 0) >= 1, first
+    # The other labels stay within a row of their share; the second window is as before.
+    assert abs(first[0] - 60) <= 1 and abs(first[1] - 39.7) <= 1
+    assert got[got["week"] == 1]["churned"].value_counts().to_dict() == {0: 70, 1: 30}

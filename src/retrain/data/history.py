@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from retrain.config import Config
 from retrain.data.io import from_parquet_bytes, schema_meta, to_parquet_bytes
+from retrain.data.quotas import proportional_quotas
 from retrain.data.targets import (
     reconcile_fix,
     select_joinable,
@@ -197,9 +198,10 @@ def read_history(
 
     With `max_rows` set and more rows stored than that, each window is read in turn and
     sampled down to its share of `max_rows` (largest remainders over the windows' sizes),
-    stratified by label for classification and seeded by ``cfg.seed`` and the window id, so
-    memory holds one window plus the sample however many windows exist, and the same seed and
-    history give the same rows. Otherwise every row is returned, as stored.
+    stratified by label for classification (each label keeping a row when the window's share
+    has room for one of each: `proportional_quotas`) and seeded by ``cfg.seed`` and the window
+    id, so memory holds one window plus the sample however many windows exist, and the same
+    seed and history give the same rows. Otherwise every row is returned, as stored.
 
     Windows whose labels cannot be one type with the others are left out first, decided on
     every window's distinct labels (`select_joinable`: the most windows that can be one type,
@@ -220,7 +222,12 @@ def read_history(
     use = [w for i, w in enumerate(windows) if i in kept_at or targets[i] is None]
     sampled = max_rows is not None and total > max_rows
     used_rows: list[int] = [w.rows for w in use]
-    quotas = _quotas(used_rows, max_rows) if sampled and any(used_rows) else None
+    # A window is not a class: its share may round to no row. Ties go to the older window.
+    quotas = (
+        proportional_quotas(used_rows, max_rows, one_each=False, larger_first=False)
+        if sampled and max_rows is not None
+        else None
+    )
     frames: list[pd.DataFrame | None] = []
     for i, w in enumerate(use):
         frame = from_parquet_bytes(store.read_bytes(w.key), store.uri(w.key))[0]
@@ -311,29 +318,18 @@ def load_history(store: Storage, cfg: Config, before_window: str) -> pd.DataFram
     return read_history(store, cfg, before_window).frame
 
 
-def _quotas(sizes: list[int], budget: int | None) -> np.ndarray:
-    """`budget` rows split over windows in proportion to their sizes (largest remainders)."""
-    counts = np.asarray(sizes, dtype=np.int64)
-    exact = counts * ((budget or 0) / counts.sum())
-    quota = np.floor(exact).astype(np.int64)
-    short = int((budget or 0) - quota.sum())
-    if short > 0:  # ties go to the older window: deterministic
-        order = np.lexsort((np.arange(len(counts)), -(exact - quota)))
-        quota[order[:short]] += 1
-    capped: np.ndarray = np.minimum(quota, counts)
-    return capped
-
-
 def _sample_window(frame: pd.DataFrame, n: int, cfg: Config, window_id: str) -> pd.DataFrame:
-    """`n` rows of one window, in their stored order, proportionally per label."""
+    """`n` rows of one window, in their stored order, proportionally per label (each label
+    keeping at least one row when `n` is at least the number of labels)."""
     digest = hashlib.sha256(window_id.encode()).digest()
     rng = np.random.default_rng([cfg.seed, _STREAM_HISTORY_LOAD, int.from_bytes(digest[:8])])
     if cfg.task == "classification" and cfg.target in frame.columns:
         strata, _ = pd.factorize(frame[cfg.target], sort=True, use_na_sentinel=False)
     else:
         strata = np.zeros(len(frame), dtype=np.int64)
-    counts = np.bincount(strata)
-    quota = _quotas(counts.tolist(), n)
+    # Every label keeps a row when `n` has room for one of each, as in the training mix;
+    # ties go to the lower label.
+    quota = proportional_quotas(np.bincount(strata), n, larger_first=False)
     chosen = [
         rng.choice(np.flatnonzero(strata == k), size=int(q), replace=False)
         for k, q in enumerate(quota)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from retrain.data.quotas import proportional_quotas
+
 __all__ = [
     "cap_rows",
     "labelled_rows",
@@ -36,11 +38,11 @@ def seeded_rng(seed: int, stream: int) -> np.random.Generator:
 def sample_positions(strata: np.ndarray | int, n: int, rng: np.random.Generator) -> np.ndarray:
     """Sorted positions of `n` rows drawn without replacement, proportionally per stratum.
 
-    Quotas use largest remainders, so the total is exactly `n` and every stratum gets its
-    proportional share to within one row, but for one rule: when `n` is at least the number of
-    strata, every stratum keeps at least one row (a class of 3 rows in 10,000 is not sampled
-    away at a cap of 1,000), the rows this needs coming from the strata furthest above their
-    share.
+    Quotas by `retrain.data.quotas.proportional_quotas`: largest remainders, so the total is
+    exactly `n` and every stratum gets its proportional share to within one row, but for one
+    rule: when `n` is at least the number of strata, every stratum keeps at least one row (a
+    class of 3 rows in 10,000 is not sampled away at a cap of 1,000), the rows this needs
+    coming from the strata furthest above their share.
     """
     if isinstance(strata, int):
         return np.sort(rng.choice(strata, size=n, replace=False))
@@ -48,34 +50,13 @@ def sample_positions(strata: np.ndarray | int, n: int, rng: np.random.Generator)
     if n >= total:
         return np.arange(total)
     counts = np.bincount(strata)
-    quota = _quotas(counts, n)
+    quota = proportional_quotas(counts, n)
     chosen = [
         rng.choice(np.flatnonzero(strata == k), size=q, replace=False)
         for k, q in enumerate(quota)
         if q
     ]
     return np.sort(np.concatenate(chosen)) if chosen else np.arange(0)
-
-
-def _quotas(counts: np.ndarray, n: int) -> np.ndarray:
-    """Rows to draw per stratum: `n` in all (n < counts.sum()), largest remainders, and at
-    least one per stratum present when `n` allows it."""
-    exact = counts * (n / counts.sum())
-    quota: np.ndarray = np.floor(exact).astype(int)
-    present = counts > 0
-    if n >= int(present.sum()):
-        quota[present & (quota == 0)] = 1
-    short = n - int(quota.sum())
-    if short > 0:
-        # Ties go to the larger stratum, then the lower code: deterministic.
-        order = np.lexsort((np.arange(len(counts)), -counts, -(exact - quota)))
-        quota[order[:short]] += 1
-    for _ in range(-short):
-        # One row back from the stratum furthest above its share that keeps one row; ties go
-        # to the larger stratum, then the lower code.
-        over = np.where(quota > 1, quota - exact, -np.inf)
-        quota[np.lexsort((np.arange(len(counts)), -counts, -over))[0]] -= 1
-    return quota
 
 
 def row_mask(df: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
