@@ -92,6 +92,39 @@ def test_duplicate_labels_keep_the_latest_and_are_counted() -> None:
     assert res.report["duplicate_labels_dropped"] == 3
 
 
+def test_labels_of_one_id_disagreeing_at_its_latest_time_are_refused_in_any_order() -> None:
+    ev = events(n=4)
+    lab = pd.DataFrame(
+        {
+            "application": ["a000", "a000", "a001", "a002", "a003", "a003", "a001"],
+            "outcome": [1, 0, 1, 0, 1, 0, 0],
+            "known_week": [8, 8, 6, 6, 7, 7, 6],
+        }
+    )
+    for order in (lab, lab.iloc[::-1]):
+        with pytest.raises(ValidationError) as err:
+            join_labels(config(), ev, order)
+        (problem,) = err.value.problems
+        assert problem.startswith("3 ids have 6 labels that disagree at their latest 'known_week'")
+        assert "'a000' (0, 1 at 8)" in problem and "'a003'" in problem and "'a001'" in problem
+    # Equal labels at one time are harmless duplicates; a tie an id's later label replaces, a
+    # tie of an id with no event, and one dated after as_of are not the labels joined.
+    harmless = pd.DataFrame(
+        {
+            "application": ["a000", "a000", "a001", "a001", "a001", "z999", "z999", "a002"],
+            "outcome": [1, 1, 1, 0, 0, 1, 0, 1],
+            "known_week": [8, 8, 6, 6, 9, 6, 6, 6],
+        }
+    )
+    res = join_labels(config(), ev.iloc[:3], harmless)
+    assert res.labelled["defaulted"].tolist() == [1, 0, 1]
+    late = pd.DataFrame({"application": ["a002", "a002"], "outcome": [0, 1], "known_week": 9})
+    res = join_labels(config(), ev.iloc[[2]], pd.concat([harmless, late]), as_of=8)
+    assert res.labelled["defaulted"].tolist() == [1]
+    with pytest.raises(ValidationError, match=r"1 ids have 2 labels.*'a002' \(0, 1 at 9\)"):
+        join_labels(config(), ev.iloc[[2]], pd.concat([harmless, late]), as_of=9)
+
+
 def test_low_coverage_is_an_error_naming_coverage_and_threshold() -> None:
     ev = events()
     with pytest.raises(ValidationError, match=r"coverage 70\.0% \(70 of 100 events\).*80\.0%"):

@@ -76,6 +76,38 @@ def test_period_windows_read_by_statistics_equal_the_whole_source(tmp_path: Path
     assert (facts.time_min, facts.time_max) == (0.0, 5.0)
 
 
+@pytest.mark.parametrize("schemas", ["one schema", "one file with another column"])
+def test_infinite_periods_are_unreadable_on_the_statistics_path_too(
+    tmp_path: Path, schemas: str
+) -> None:
+    src = period_events()
+    src.loc[[9, 200], "week"] = [np.inf, -np.inf]  # in the first and second file
+    write_weeks(tmp_path / "events", src, "rows")  # three files of 120 rows
+    if schemas != "one schema":
+        last = tmp_path / "events" / "part-002.parquet"
+        extra = pq.read_table(last).append_column("channel", pa.array(["web"] * 120))
+        pq.write_table(extra, last, row_group_size=GROUP_ROWS)
+    cfg = config(uri=str(tmp_path / "events"), min_rows=10, ignore_columns=["channel"])
+    warning = "2 source rows have an unreadable 'week' and belong to no window, e.g. inf, -inf"
+    for wid in ["0", "3"]:
+        whole, pruned = both(cfg, wid)
+        assert warning in whole.report["warnings"]
+        assert pruned.report["warnings"] == whole.report["warnings"]
+    empty = parse_window(cfg.data, "10")
+    messages = []
+    for frame, facts in [
+        (read_source(cfg.data.uri, "parquet"), None),
+        read_window(cfg.data.uri, "parquet", cfg.data, empty),
+    ]:
+        with pytest.raises(ValidationError) as err:
+            ingest_window(cfg, frame, empty, None, facts=facts)
+        messages.append(repr(err.value.problems))
+    assert "spanning 0 to 5" in messages[0] and messages[1] == messages[0]
+    facts = source_facts(cfg.data.uri, "parquet", cfg.data)
+    assert facts is not None and (facts.unreadable, facts.no_time) == (2, 2)
+    assert (facts.time_min, facts.time_max) == (0.0, 5.0)
+
+
 def test_timestamp_windows_read_by_statistics_equal_the_whole_source(tmp_path: Path) -> None:
     src = events(weeks=4).drop(columns=["week"])
     hours = np.arange(len(src)) * 2  # 12 rows a day, 60 rows spread over five days

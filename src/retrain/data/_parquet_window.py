@@ -13,8 +13,9 @@ judged on its own files (`retrain.data._facts.SourceFacts`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -44,6 +45,8 @@ __all__ = [
     "unreadable",
     "windowable",
 ]
+
+_EXAMPLES = 3  # unreadable times a warning names (`retrain.data.windows._examples`)
 
 
 @dataclass(frozen=True)
@@ -206,39 +209,72 @@ def read_parquet_window(
 def parquet_facts(
     source: ParquetSource, column: str, files: dict[str, tuple[str, ...]] | None = None
 ) -> SourceFacts:
-    """Rows, missing times and the time range of a source, from row-group statistics; with
-    `files`, the columns of those holding rows of the window (`SourceFacts.window_files`).
+    """Rows, missing and unreadable times and the time range of a source, from row-group
+    statistics; with `files`, the columns of those holding rows of the window
+    (`SourceFacts.window_files`).
 
-    A row group without statistics is read (its time column only) instead.
+    A row group without statistics is read (its time column only) instead, and so is one
+    whose statistics reach inf or -inf: those are unreadable times (as
+    `retrain.data.windows.event_times` reads them), counted and named, not a range.
     """
-    rows = no_time = 0
-    lows: list[Any] = []
-    highs: list[Any] = []
+    times = _Times()
     for fragment in source.fragments:
         meta = fragment.metadata
         position = column_position(meta, column)
         for i in range(meta.num_row_groups):
             group = meta.row_group(i)
-            rows += group.num_rows
+            times.rows += group.num_rows
             stats = group.column(position).statistics
-            if stats is not None and stats.has_null_count and stats.has_min_max:
-                no_time += stats.null_count
-                lows.append(stats.min)
-                highs.append(stats.max)
+            ranged = stats is not None and stats.has_null_count and stats.has_min_max
+            if ranged and _finite(stats.min) and _finite(stats.max):
+                times.no_time += stats.null_count
+                times.lows.append(stats.min)
+                times.highs.append(stats.max)
             elif stats is not None and stats.has_null_count and stats.null_count == group.num_rows:
-                no_time += group.num_rows  # no time at all: no range either
+                times.no_time += group.num_rows  # no time at all: no range either
             else:
-                times = fragment.subset(row_group_ids=[i]).to_table(columns=[column])[column]
-                no_time += times.null_count
-                if times.null_count < len(times):
-                    extremes = pc.min_max(times)
-                    lows.append(extremes["min"].as_py())
-                    highs.append(extremes["max"].as_py())
+                times.add(fragment.subset(row_group_ids=[i]).to_table(columns=[column])[column])
     return SourceFacts(
-        rows=rows,
-        no_time=no_time,
-        time_min=min(lows) if lows else None,
-        time_max=max(highs) if highs else None,
+        rows=times.rows,
+        no_time=times.no_time,
+        time_min=min(times.lows) if times.lows else None,
+        time_max=max(times.highs) if times.highs else None,
         columns=_source_columns(source),
+        unreadable=times.unreadable,
+        unreadable_examples=tuple(times.examples),
         window_files=files,
     )
+
+
+def _finite(value: Any) -> bool:
+    """Whether a statistics bound is a time (inf and -inf are not: `event_times`)."""
+    return not isinstance(value, float) or math.isfinite(value)
+
+
+@dataclass
+class _Times:
+    """What `parquet_facts` counts, row group by row group."""
+
+    rows: int = 0
+    no_time: int = 0
+    lows: list[Any] = field(default_factory=list)
+    highs: list[Any] = field(default_factory=list)
+    unreadable: int = 0
+    examples: list[Any] = field(default_factory=list)
+
+    def add(self, times: pa.ChunkedArray) -> None:
+        """A row group's time column, read."""
+        self.no_time += times.null_count
+        if pa.types.is_floating(times.type):
+            infinite = pc.fill_null(pc.is_inf(times), False)
+            count = int(pc.sum(infinite).as_py() or 0)
+            if count:
+                self.unreadable += count
+                for value in pd.unique(pc.filter(times, infinite).to_numpy()):
+                    if len(self.examples) < _EXAMPLES and value not in self.examples:
+                        self.examples.append(float(value))
+                times = pc.filter(times, pc.invert(infinite))
+        if times.null_count < len(times):
+            extremes = pc.min_max(times)
+            self.lows.append(extremes["min"].as_py())
+            self.highs.append(extremes["max"].as_py())

@@ -10,6 +10,11 @@ not have seen. With ``labels.time_column`` set and an ``as_of`` time, the join u
 dated at or before ``as_of``: later ones (even a later relabelling of an id) have not arrived,
 so their events stay in the labelling queue and count against coverage. Labels without a
 readable time are kept, as they are when de-duplicating (undated means old).
+
+Two labels of an event's id dated the same (its latest time) with different values are
+refused: neither is the later correction, and taking the one the source happens to list last
+would change the label when the source is written again in another order. Equal ones are
+harmless duplicates.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from retrain.config import Config
 from retrain.data.io import json_value
 from retrain.data.schema import as_category_strings
 from retrain.data.windows import as_of_text, event_times
-from retrain.errors import ValidationError
+from retrain.errors import ValidationError, sample_text
 from retrain.labels._ids import id_mismatch_hint
 
 __all__ = [
@@ -110,6 +115,8 @@ class _Arrived:
     null_labels: int
     unreadable_times: int
     late_keys: pd.Index  # ids whose only labels are dated after as_of
+    # Labels of ids whose latest time holds several values: one row per label, keyed.
+    conflicts: pd.DataFrame
 
 
 def _latest_labels(cfg: Config, labels: pd.DataFrame, as_of: Any) -> _Arrived:
@@ -134,10 +141,43 @@ def _latest_labels(cfg: Config, labels: pd.DataFrame, as_of: Any) -> _Arrived:
             late_keys = pd.Index(lab.loc[late, "_key"].unique())
             late_keys = late_keys[arrived_keys.get_indexer(late_keys) < 0]
             lab = lab[~late]
-        # Stable sort: among equal times the later row in the source wins; unknown times lose.
+        # Stable sort: unknown times lose; among undated labels the later row in the source
+        # wins (equal dated times of different values are `conflicts`, refused by the join).
         lab = lab.sort_values("_label_time", kind="mergesort", na_position="first")
     dup = lab["_key"].duplicated(keep="last")
-    return _Arrived(lab[~dup], int(dup.sum()), null_labels, unreadable, late_keys)
+    conflicts = _conflicts(cfg, lab) if cfg.labels.time_column else lab.iloc[:0]
+    return _Arrived(lab[~dup], int(dup.sum()), null_labels, unreadable, late_keys, conflicts)
+
+
+def _conflicts(cfg: Config, lab: pd.DataFrame) -> pd.DataFrame:
+    """The labels of ids whose latest dated labels (of one time) hold different values: the
+    source does not say which is the correction, and its row order (file order, row order)
+    changes when it is written again."""
+    repeated = lab[lab["_key"].duplicated(keep=False) & lab["_label_time"].notna()]
+    latest = repeated.groupby("_key", sort=False)["_label_time"].transform("max")
+    tied = repeated[repeated["_label_time"] == latest]
+    values = tied.groupby("_key", sort=False)[cfg.labels.label_column].nunique()
+    return tied[tied["_key"].isin(values.index[values > 1])]
+
+
+def _conflict_problem(cfg: Config, conflicts: pd.DataFrame) -> str:
+    """The error for `conflicts` (labels of the events' ids only), naming a few ids."""
+    ids, label, when = cfg.labels.id_column, cfg.labels.label_column, cfg.labels.time_column
+    keys = conflicts["_key"].unique()
+    examples = []
+    for key in keys[:3]:
+        rows = conflicts[conflicts["_key"] == key]
+        values = sorted((json_value(v) for v in pd.unique(rows[label].astype(object))), key=str)
+        stamp = sample_text([json_value(rows[when].iloc[0])], width=30)
+        named = sample_text([json_value(rows[ids].iloc[0])])
+        examples.append(f"{named} ({sample_text(values, width=20)} at {stamp})")
+    return (
+        f"{len(keys)} ids have {len(conflicts)} labels that disagree at their latest {when!r} "
+        f"(the same time, different values), e.g. {'; '.join(examples)}: which one is the "
+        "correction cannot be told (the label source's row order changes when it is written "
+        f"again); keep one label per id and time in {cfg.labels.uri}, or date the correction "
+        "later"
+    )
 
 
 def _label_summary(cfg: Config, values: pd.Series) -> dict[str, Any]:
@@ -231,9 +271,10 @@ def join_labels(
 
     Raises:
         ValidationError: missing columns, no events, coverage under ``labels.min_coverage``,
-            non-numeric, infinite or huge (beyond 1e100) regression labels, or more than 1%
-            of labelled rows labelled before their event. All failures found are listed
-            together.
+            non-numeric, infinite or huge (beyond 1e100) regression labels, labels of one
+            event id that disagree at its latest ``labels.time_column`` (the same time,
+            different values), or more than 1% of labelled rows labelled before their event.
+            All failures found are listed together.
     """
     _check_columns(cfg, events, labels)
     if events.empty:
@@ -266,6 +307,12 @@ def join_labels(
             cfg, events, labels if sample is None else sample, sampled=sample is not None
         )
     problems = []
+    # Only the labels the join uses: a conflict among other ids' labels does not stop this
+    # window, so a whole read and a filtered read (the events' ids) agree.
+    conflicts = arrived.conflicts
+    conflicts = conflicts[pd.Index(keys.dropna().unique()).get_indexer(conflicts["_key"]) >= 0]
+    if len(conflicts):
+        problems.append(_conflict_problem(cfg, conflicts))
     if cfg.task == "regression" and len(labelled):
         numbers = pd.to_numeric(labelled[cfg.target], errors="coerce").astype("float64")
         bad = int(numbers.isna().sum())

@@ -110,7 +110,8 @@ def known_labels(cfg: Config, rows: pd.DataFrame, as_of: Any) -> pd.Series | Non
     Raises:
         LabelsRefused: the label source cannot be read, or the label join refuses the
             window's labels (more than 1% dated before their event, infinite or non-numeric
-            regression labels, missing columns).
+            regression labels, labels of one id that disagree at its latest time, missing
+            columns).
     """
     try:
         ids = rows[cfg.data.id_column]
