@@ -6,6 +6,13 @@ window: no ingest checks, no history/new mix, no evaluation rows held out, no ga
 It is scored exactly as the policies are (prequential, on all the labels that eventually
 arrive), so a retraining policy that does not beat it is not earning its keep.
 
+Each window's labels are joined and checked on their own, as the label step does (the same
+`join_labels`, with the labels known then, whatever their coverage): a window whose labels
+the join refuses (infinite or huge regression labels, more than 1% of them dated before their
+event) is left out of that refit, which says so in its notes, and the other windows still
+train. Judged on all the labels at once, one such window would stop every later refit, or
+its leakage would hide in the running total; the policies skip it and go on.
+
 An error other than retrain's own (scikit-learn's, or a bug) in one window's refit or scoring
 does not end the backtest: the window records it (`WindowRecord.failed`, with the exception's
 type, message and where it was raised), a failed scoring counts as a skipped window, a failed
@@ -41,7 +48,7 @@ from retrain.data.split import evaluation_mask
 from retrain.data.windows import event_times, parse_window
 from retrain.errors import RetrainError
 from retrain.evaluation.metrics import GREATER_IS_BETTER
-from retrain.labels.join import join_labels, without_coverage_floor
+from retrain.labels.join import id_mismatch_hint, join_labels, without_coverage_floor
 from retrain.training.model import fit_model
 
 __all__ = ["FULL_REFIT", "REFUSED", "TRAIN_ROWS", "replay_full_refit", "skip_refused_windows"]
@@ -94,6 +101,63 @@ def skip_refused_windows(results: list[PolicyResult]) -> None:
             rec.skipped = f"{REFUSED}: {reasons[0].splitlines()[0]}"
 
 
+def _labels_of(cfg: Config, frames: list[pd.DataFrame], labels: pd.DataFrame) -> list[pd.DataFrame]:
+    """Each window's rows of `labels`: those whose id is one of the window's events' ids, as
+    the label step reads them (so each window's join reads its own labels, not the source)."""
+    if cfg.labels.id_column not in labels.columns:
+        return [labels] * len(frames)  # the join says what is missing
+    # Matched as the join matches ids (as text); by hash lookup, as the join does.
+    keys = pd.Index(as_category_strings(labels[cfg.labels.id_column]))
+    out: list[pd.DataFrame] = []
+    for frame in frames:
+        ids = pd.Index(as_category_strings(frame[cfg.data.id_column]).dropna().unique())
+        out.append(labels[ids.get_indexer(keys) >= 0])
+    return out
+
+
+def _join_each(
+    cfg: Config,
+    history: list[tuple[str, pd.DataFrame, pd.DataFrame]],
+    as_of: Any,
+    notes: list[str],
+) -> tuple[list[pd.DataFrame], list[str]]:
+    """Join each (window, events, labels) of `history` on its own, as the label step does: the
+    labelled rows of the windows the join accepts, and the join's warnings. The windows it
+    refuses are left out, with a note saying why (one for the windows refused alike)."""
+    joined: list[pd.DataFrame] = []
+    warnings: list[str] = []
+    refused: dict[str, list[str]] = {}
+    for window, events, labels in history:
+        try:
+            result = join_labels(cfg, events, labels, as_of=as_of, events_ids_only=True)
+        except RetrainError as err:
+            refused.setdefault(str(err), []).append(window)
+            continue
+        joined.append(result.labelled)
+        warnings += result.report["warnings"]
+    for why, names in refused.items():
+        which = f"window {names[0]}" if len(names) == 1 else f"windows {', '.join(names)}"
+        notes.append(f"labels of {which} left out: {why}")
+    return joined, warnings
+
+
+def _nothing_joined(
+    cfg: Config,
+    history: list[tuple[str, pd.DataFrame, pd.DataFrame]],
+    accepted: int,
+    warnings: list[str],
+    labels: pd.DataFrame,
+) -> str:
+    """Why a refit found no labelled row in the `accepted` windows of `history` the join took:
+    none known yet, and the join's own hint (ids that match no label's) or first warning."""
+    events = [e for _, e, _ in history]
+    hint = id_mismatch_hint(cfg, pd.concat(events), labels) if events else None
+    none = "no labels known yet"
+    if accepted < len(history):
+        none = "no labels of the other windows known yet"
+    return "; ".join([none, *([hint] if hint else warnings[:1])])
+
+
 def unexpected_error(step: str, err: Exception) -> str:
     """How the table names an error that is not one of retrain's own: the step, the exception's
     type and message, and where it was raised (a library or this code: a bug to report)."""
@@ -123,11 +187,7 @@ def replay_full_refit(
         _model_inputs(events.loc[((times >= b.start) & (times < b.end)).fillna(False)], cfg)
         for b in bounds
     ]
-    # Scored on every row of a window, as the policies are; trained on `trainable` only.
-    trainable = frames
-    if train_rows_only:
-        share, salt = cfg.training.evaluation_share, cfg.name  # the salt `build_training_set` uses
-        trainable = [f.loc[~evaluation_mask(f[cfg.data.id_column], share, salt)] for f in frames]
+    window_labels = _labels_of(cfg, frames, labels)
     # Every label known, whatever its coverage: a plain refit takes what there is.
     any_coverage = without_coverage_floor(cfg)
     model: Any = None
@@ -145,28 +205,32 @@ def replay_full_refit(
             except Exception as err:  # a baseline's error spoils one window only
                 rec.skipped = rec.failed = unexpected_error("scoring", err)
         upto = i if cfg.labels.time_column else i - (options.label_delay or 0)
-        history = [f for f in trainable[: upto + 1] if len(f)]
+        history = [
+            (windows[k], frames[k], window_labels[k]) for k in range(upto + 1) if len(frames[k])
+        ]
         as_of = bounds[i].end if cfg.labels.time_column else None
         t0 = time.perf_counter()
         try:
-            result = (
-                join_labels(any_coverage, pd.concat(history), labels, as_of=as_of)
-                if history
-                else None
-            )
-            joined = None if result is None else result.labelled
-            if result is None or joined is None or not len(joined):
-                # A warning of an empty join is why: ids that match no label's, say.
-                why = result.report["warnings"][:1] if result is not None else []
-                rec.notes.append("; ".join(["no labels known yet", *why]))
+            parts, warnings = _join_each(any_coverage, history, as_of, rec.notes)
+            joined = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+            if train_rows_only and len(joined):
+                # Judged on the whole window, as the label step does; trained on its train rows.
+                share, salt = cfg.training.evaluation_share, cfg.name  # as `build_training_set`
+                joined = joined.loc[~evaluation_mask(joined[cfg.data.id_column], share, salt)]
+            if not len(joined):
+                if parts or not history:  # else every window's refusal is noted already
+                    rec.notes.append(_nothing_joined(cfg, history, len(parts), warnings, labels))
             else:
                 model = fit_model(cfg, joined)
                 rec.train_seconds = time.perf_counter() - t0
                 rec.retrained, rec.trained_on = True, window
                 served = rec.deployed = rec.version = f"refit-{window}"
                 consumed = len(joined)
-                rec.notes.append(f"refit on {len(joined)} labelled rows of {len(history)} windows")
-        except RetrainError as err:  # the data cannot train a model yet (one class, leakage)
+                n = len(parts)
+                rec.notes.append(
+                    f"refit on {len(joined)} labelled rows of {n} window{'s' if n > 1 else ''}"
+                )
+        except RetrainError as err:  # the data cannot train a model yet (one class)
             rec.notes.append(f"refit failed: {err}")
         except Exception as err:  # the previous model keeps serving
             rec.failed = unexpected_error("refit", err)
