@@ -23,7 +23,16 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("gates", "first_model", "canary", "rare_canary", "drift", "performance", "backoff")
+SECTIONS = (
+    "gates",
+    "refresh",
+    "first_model",
+    "canary",
+    "rare_canary",
+    "drift",
+    "performance",
+    "backoff",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

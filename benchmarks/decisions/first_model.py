@@ -91,8 +91,6 @@ def section(quick: bool = False) -> str:
     for n in _SIZES[:2] if quick else _SIZES:
         cells = [_cell(n, a, runs) for a in _AUCS]
         lines.append(
-            f"| {n:,} | "
-            + " | ".join(f"{b:.1%} / {r:.1%} / {u:.1%}" for b, r, u in cells)
-            + " |"
+            f"| {n:,} | " + " | ".join(f"{b:.1%} / {r:.1%} / {u:.1%}" for b, r, u in cells) + " |"
         )
     return "\n".join(lines) + "\n"

@@ -79,6 +79,30 @@ def test_forgetting_shown_beyond_the_budget_still_rejects() -> None:
     assert "history_bounded_loss" in r.reason
 
 
+def test_a_zero_width_interval_or_one_too_wide_to_judge_is_not_refreshed() -> None:
+    # Scores alike on every resample (an interval of exactly [0, 0]): nothing tells them apart.
+    same = _decide(0.80, age=2.0, after=1, recent_ci=(0.0, 0.0))
+    assert same.outcome == "rejected" and not same.comparison["refresh"], same.reason
+    # max_detectable_gain set, and the interval wider than it: undecided, as without a refresh.
+    wide = _decide(0.804, age=2.0, after=1, max_detectable_gain=0.01)
+    assert wide.undecided and not wide.comparison["refresh"], wide.reason
+
+
+def test_max_recent_regression_is_the_refresh_allowance() -> None:
+    # A challenger 0.005 worse on its point estimate: within a 0.01 allowance it is refreshed,
+    # with none it is not.
+    allowed = _decide(0.795, age=1.0, after=1, max_recent_regression=0.01)
+    assert allowed.blessed and allowed.comparison["refresh"], allowed.reason
+    assert not _decide(0.795, age=1.0, after=1).blessed
+
+
+def test_the_refresh_is_off_by_default() -> None:
+    from retrain.settings.evaluation import EvaluationConfig
+
+    assert EvaluationConfig().refresh_after == 0
+    assert GateInputs("roc_auc", True, 0.8, 0.8).refresh_after == 0
+
+
 def test_a_shown_gain_is_a_plain_blessing_not_a_refresh() -> None:
     r = _decide(0.85, age=1.0, after=1, recent_ci=(0.02, 0.08))
     assert r.blessed and not r.comparison["refresh"], r.reason
@@ -129,21 +153,27 @@ def test_the_evaluate_step_measures_the_age_from_the_model_cards(tmp_path: Path)
     from tests.unit.test_provisional_labels import config, run_label, run_train, write_stream
 
     write_stream(tmp_path)
-    cfg = config(tmp_path)
+    base = config(tmp_path)
     for window, run in (("1", "r1"), ("3", "r3")):
-        run_label(tmp_path, cfg, window, run, as_of="9")
-        run_train(tmp_path, cfg, window, run)
-    reg = Registry(open_storage(cfg.storage_root), cfg.name)
+        run_label(tmp_path, base, window, run, as_of="9")
+        run_train(tmp_path, base, window, run)
+    reg = Registry(open_storage(base.storage_root), base.name)
     model_dir = tmp_path / "r1-model"
     reg.register("v1", {p.name: p.read_bytes() for p in model_dir.iterdir()})
     reg.set_alias("champion", "v1", reg.get_alias("champion").generation)
 
-    newer = steps.evaluate(
-        cfg.to_yaml(), "r3", str(tmp_path / "r3-model"), str(tmp_path / "r3-holdout")
-    )
-    assert newer.details["comparison"]["champion_age_windows"] == 2.0
-    assert newer.details["comparison"]["refresh_after"] == 1
-    # The champion judged against itself: the same window, no newer data, so no refresh.
-    same = steps.evaluate(cfg.to_yaml(), "r1", str(model_dir), str(tmp_path / "r1-holdout"))
-    assert same.details["comparison"]["champion_age_windows"] == 0.0
-    assert same.details["outcome"] == "rejected" and not same.details["comparison"]["refresh"]
+    def judged(cfg: Any, run: str) -> dict[str, Any]:
+        model, holdout = tmp_path / "r3-model", tmp_path / "r3-holdout"
+        return dict(steps.evaluate(cfg.to_yaml(), run, str(model), str(holdout)).details)
+
+    off = judged(base, "r3")  # the default: no refresh, whatever the age
+    assert off["comparison"]["champion_age_windows"] == 2.0
+    assert off["comparison"]["refresh_after"] == 0 and not off["comparison"]["refresh"]
+    evaluation = base.evaluation.model_copy(update={"refresh_after": 1})
+    on = judged(base.model_copy(update={"evaluation": evaluation}), "r3-on")
+    comp = on["comparison"]
+    assert comp["champion_age_windows"] == 2.0 and comp["refresh_after"] == 1
+    # One feature and a monotone label: both models rank every row alike, so the interval is
+    # exactly [0, 0] and nothing tells them apart; the refresh, on, still does not apply.
+    assert comp["recent_gain"] == 0.0 and comp["recent_ci"] == [0.0, 0.0]
+    assert not comp["refresh"] and on["outcome"] == off["outcome"] == "rejected"

@@ -31,12 +31,15 @@ def refresh(
     after: int,
     *,
     degenerate: bool = False,
+    too_wide: bool = False,
 ) -> tuple[list[Gate], str]:
     """The gates with the improvement gate passed by a refresh, if one applies; and its words.
 
     `age`: how many windows newer the challenger's training window is than the champion's
     (None: unknown, no refresh); `after`: `evaluation.refresh_after` (0: off); `degenerate`:
-    the recent interval is no evidence at all (then nothing is refreshed). Fewer rows than
+    the recent interval is no evidence at all, `too_wide`: `evaluation.max_detectable_gain`
+    found it too wide to judge (then nothing is refreshed; nor on a zero-width interval, whose
+    models score every resample alike: nothing tells them apart). Fewer rows than
     `evaluation.min_rows` do not stop a refresh: they are too few to show a gain, not to show
     that a challenger is no worse on its point estimate (the rate at which a worse one gets
     through, by rows, is in `benchmarks/decisions/gates.py`).
@@ -53,6 +56,8 @@ def refresh(
         or improvement is None
         or improvement.passed
         or degenerate
+        or too_wide
+        or _zero_width(comparison.get("recent_ci"))
         or not all(g.passed for g in gates if g is not improvement)
         or not all(g.decided for g in gates if g.name not in _RECENT)
     ):
@@ -69,3 +74,7 @@ def refresh(
         f" (evaluation.refresh_after {after})"
     )
     return [passed if g is improvement else g for g in gates], words
+
+
+def _zero_width(ci: Any) -> bool:
+    return isinstance(ci, (list, tuple)) and len(ci) == 2 and ci[0] == ci[1]

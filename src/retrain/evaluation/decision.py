@@ -153,7 +153,7 @@ class GateInputs:
     baseline_ci: tuple[float, float] | None = None
     baseline_fitted_on_recent: bool = False
     champion_age: float | None = None
-    refresh_after: int = 0
+    refresh_after: int = 0  # as evaluation.refresh_after's default: off
 
 
 def decide(inputs: GateInputs) -> EvaluationResult:
@@ -224,8 +224,10 @@ def decide(inputs: GateInputs) -> EvaluationResult:
         gates.append(Gate("history_bounded_loss", True, "no history holdout: not checked"))
         words += "; no history holdout, forgetting not checked"
     age, after = inputs.champion_age, inputs.refresh_after
+    mdg, bound = comparison["recent_min_detectable_gain"], inputs.max_detectable_gain
+    too_wide = bound is not None and mdg is not None and mdg > bound + _EPS
     gates, refresh_words = refresh(
-        gates, comparison, age, after, degenerate=weak is not None and strict
+        gates, comparison, age, after, degenerate=weak is not None and strict, too_wide=too_wide
     )
     return _verdict(gates, words + refresh_words + floor_words, metrics, comparison)
 

@@ -167,25 +167,28 @@ class EvaluationConfig(Section):
         ge=0.0,
         description=(
             "A challenger replaces the champion only if the lower bound of the confidence interval"
-            " of its gain on recent data exceeds this (metric units): better, not merely equal."
-            " A refresh (refresh_after) needs no shown gain."
+            " of its gain on recent data exceeds this (metric units): better, not merely equal"
+            " (unless refresh_after, opt-in, applies)."
         ),
     )
     refresh_after: int = Field(
-        default=1,
+        default=0,
         ge=0,
         description=(
-            "A challenger trained on data at least this many windows newer than the champion's"
-            " (the windows their model cards name) replaces it without a shown gain when it"
-            " passes every other gate and the rows can judge it: its recent gain is at least"
-            " -max_recent_regression on the point estimate and on the interval's upper bound,"
-            " on at least min_rows recent rows (and min_positives), and the forgetting guard"
-            " holds. The world drifts, so of two models that the rows cannot tell apart the"
-            " one trained on newer data is kept, as a scheduled weekly or daily retrain"
-            " expects; a rollout's canary still stands between it and the traffic. 0 turns it"
-            " off: only a gain shown beyond min_improvement replaces a champion. What it costs"
-            " (a challenger slightly worse than the champion deployed at a measured rate) is in"
-            " benchmarks/results/decisions.md."
+            "Opt-in (0, the default, is off: only a gain shown beyond min_improvement replaces"
+            " a champion). A challenger trained on data at least this many windows newer than"
+            " the champion's (the windows their model cards name) replaces it without a shown"
+            " gain when every other gate passes: its recent gain is at least"
+            " -max_recent_regression on the point estimate and on the interval's upper bound"
+            " (so a max_recent_regression above 0 lets a challenger that much worse through),"
+            " the forgetting guard holds where there are history rows, the floor is met. It"
+            " applies on fewer than min_rows rows too, but not on a degenerate or zero-width"
+            " interval, with too few positives, or when max_detectable_gain finds the interval"
+            " too wide. Of two models the rows cannot tell apart, the one on newer data is then"
+            " kept about half the time: equal models are no longer blessed at the nominal rate,"
+            " and a slightly worse challenger gets through at a measured rate"
+            " (benchmarks/results/decisions.md); what it buys on drifting streams is in"
+            " benchmarks/results/refresh.md."
         ),
     )
     min_rows: int = Field(
