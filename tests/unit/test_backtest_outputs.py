@@ -254,3 +254,48 @@ def test_a_run_that_compared_nothing_tells_an_undefined_metric_from_missing_labe
         "never (0 of 2 windows scored): no labelled row in 1 window(s) (1); window 1: model v1"
         " served, but no row of the window has a label",
     ]
+
+
+def test_the_json_summary_counts_the_blessings_that_were_a_refresh(tmp_path: Path) -> None:
+    # Noisy labels: challengers the recent rows cannot tell from their champion.
+    rng = np.random.default_rng(4)
+    frames = []
+    for week in range(6):
+        x = rng.normal(size=300)
+        y = (x + rng.normal(size=300) > 0).astype(int)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "id": [f"{week}-{i}" for i in range(300)],
+                    "week": week,
+                    "x": x,
+                    "c": rng.choice(["a", "b"], size=300),
+                    "y": y,
+                }
+            )
+        )
+    events = pd.concat(frames, ignore_index=True)
+    events.drop(columns=["y"]).to_parquet(tmp_path / "events.parquet")
+    events[["id", "y"]].assign(known=events["week"] + 1).to_parquet(tmp_path / "labels.parquet")
+    cfg = config(tmp_path)
+    evaluation = cfg.evaluation.model_copy(
+        update={"refresh_after": 1, "min_rows": 10, "min_positives": 5}
+    )
+    path = tmp_path / "shop.yaml"
+    path.write_text(cfg.model_copy(update={"evaluation": evaluation}).to_yaml())
+    out = tmp_path / "out"
+    args = ["backtest", "--config", str(path), "--policies", "always", "--quiet", "--jobs", "1"]
+    assert main([*args, "--out", str(out)]) == 0
+    doc = _strict_json((out / "backtest.json").read_text())
+    (windows,) = [p["windows"] for p in doc["policies"]]
+    # The evaluate step's words, as each window's notes keep them, say which were a refresh.
+    said = [w["window"] for w in windows if any("; a refresh: " in n for n in w["notes"])]
+    assert said and [w["window"] for w in windows if w["refreshed"]] == said
+    assert doc["summary"][0]["refreshes"] == len(said)
+    # The Markdown table keeps its columns.
+    header = next(
+        line
+        for line in (out / "backtest.md").read_text().splitlines()
+        if line.startswith("| policy |")
+    )
+    assert header.count("|") == 11 and "refresh" not in header

@@ -6,6 +6,7 @@ whole path through the evaluate step's model cards in `test_the_evaluate_step_*`
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,10 @@ def test_a_shown_gain_is_a_plain_blessing_not_a_refresh() -> None:
 
 
 def _data(time_kind: str, window_size: Any) -> Any:
+    return _config(time_kind, window_size).data
+
+
+def _config(time_kind: str, window_size: Any) -> Any:
     raw: dict[str, Any] = {
         "name": "ages",
         "task": "classification",
@@ -127,7 +132,7 @@ def _data(time_kind: str, window_size: Any) -> Any:
         "model": {"estimator": "sklearn.linear_model.LogisticRegression"},
         "deploy": {"deployment_name": "ages"},
     }
-    return config_from_dict(raw).data
+    return config_from_dict(raw)
 
 
 @pytest.mark.parametrize(
@@ -177,3 +182,89 @@ def test_the_evaluate_step_measures_the_age_from_the_model_cards(tmp_path: Path)
     # exactly [0, 0] and nothing tells them apart; the refresh, on, still does not apply.
     assert comp["recent_gain"] == 0.0 and comp["recent_ci"] == [0.0, 0.0]
     assert not comp["refresh"] and on["outcome"] == off["outcome"] == "rejected"
+
+
+def test_the_markdown_report_says_the_improvement_gate_was_waived_by_a_refresh() -> None:
+    md = _decide(0.804, age=1.0, after=1).markdown()
+    assert md.startswith("## Evaluation: blessed (refresh)\n")
+    assert "| recent_improvement | waived (refresh) |" in md
+    assert "| recent_non_regression | pass |" in md
+    plain = _decide(0.85, age=1.0, after=1, recent_ci=(0.02, 0.08)).markdown()
+    assert plain.startswith("## Evaluation: blessed\n")
+    assert "| recent_improvement | pass |" in plain
+
+
+def _registry_with_champion(tmp_path: Path, window: str, provenance: dict[str, Any]) -> Any:
+    from retrain._card import ModelCard
+    from retrain.registry import MODEL_CARD_FILE, Registry
+    from retrain.storage import open_storage
+
+    card = ModelCard(
+        version="v1",
+        parent=None,
+        created_at="2024-03-11T00:00:00+00:00",
+        task="classification",
+        target="y",
+        features={"x": "numeric"},
+        estimator="sklearn.linear_model.LogisticRegression",
+        params={},
+        data_hashes={},
+        provenance=provenance,
+        metrics={},
+        library_versions={},
+        model_sha256="",
+        seed=0,
+        window=window,
+    )
+    reg = Registry(open_storage(str(tmp_path / "store")), "ages")
+    reg.register("v1", {MODEL_CARD_FILE: card.to_json().encode()})
+    return reg
+
+
+def test_after_weekly_windows_become_daily_a_day_inside_the_champions_week_is_not_newer(
+    tmp_path: Path,
+) -> None:
+    from retrain.steps._evaluate import _champion_age
+
+    daily = _config("date", "1d")
+    # The champion was trained on the week of Monday 2024-03-04 (its card records the end).
+    reg = _registry_with_champion(tmp_path, "2024-03-04", {"window_end": "2024-03-11"})
+    assert _champion_age(daily, reg, "v1", "2024-03-05") == 0.0  # inside that week
+    assert _champion_age(daily, reg, "v1", "2024-03-10") == 0.0  # its last day
+    assert _champion_age(daily, reg, "v1", "2024-03-03") == -1.0  # older: as before
+    # From the week's end on the data is newer, counted start to start as before.
+    assert _champion_age(daily, reg, "v1", "2024-03-11") == 7.0
+    # A card without the end: start to start, as before.
+    old = _registry_with_champion(tmp_path / "old", "2024-03-04", {})
+    assert _champion_age(daily, old, "v1", "2024-03-05") == 1.0
+
+
+def test_the_train_step_records_the_windows_end_and_evaluate_counts_from_it(
+    tmp_path: Path,
+) -> None:
+    from retrain import steps
+    from retrain.registry import Registry
+    from retrain.storage import open_storage
+    from tests.unit.test_provisional_labels import config, run_label, run_train, write_stream
+
+    write_stream(tmp_path)
+    base = config(tmp_path)  # periods, one a window
+    data = base.data.model_copy(update={"window_size": 4})
+    four = base.model_copy(update={"data": data})
+    run_label(tmp_path, four, "0", "r0", as_of="9")
+    run_train(tmp_path, four, "0", "r0")  # the champion: periods 0 to 3
+    card = json.loads((tmp_path / "r0-model" / "model.json").read_text())
+    assert card["window"] == "0" and card["provenance"]["window_end"] == 4
+    reg = Registry(open_storage(base.storage_root), base.name)
+    model_dir = tmp_path / "r0-model"
+    reg.register("v0", {p.name: p.read_bytes() for p in model_dir.iterdir()})
+    reg.set_alias("champion", "v0", reg.get_alias("champion").generation)
+    # Now one period a window: a challenger on period 2, inside the champion's window.
+    evaluation = base.evaluation.model_copy(update={"refresh_after": 1})
+    one = base.model_copy(update={"evaluation": evaluation})
+    run_label(tmp_path, one, "2", "r2", as_of="9")
+    run_train(tmp_path, one, "2", "r2")
+    model, holdout = tmp_path / "r2-model", tmp_path / "r2-holdout"
+    details = steps.evaluate(one.to_yaml(), "r2", str(model), str(holdout)).details
+    assert details["comparison"]["champion_age_windows"] == 0.0  # not 2.0: not newer
+    assert not details["comparison"]["refresh"]

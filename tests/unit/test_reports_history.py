@@ -110,3 +110,24 @@ def test_a_window_only_the_monitor_checked_shows_the_signals_it_fired() -> None:
     assert rows["1"].drift_share == 0.5
     assert rows["1"].drift_fired == ["feature_share"]
     assert rows["1"].drifted_features == ["a"]
+
+
+def test_a_blessing_by_refresh_is_drawn_and_listed_as_one() -> None:
+    refreshed = evaluate(0.8, 0.804, "blessed")
+    refreshed["report"]["comparison"]["refresh"] = True
+    runs = {
+        "r0": run("0", "2026-01-01T00:00:00", evaluate=evaluate(0.7, 0.8, "blessed")),
+        "r1": run("1", "2026-01-02T00:00:00", evaluate=refreshed),
+    }
+    html = history_html(build_history("m", runs))
+    plots = [ET.fromstring(m) for m in re.findall(r"<svg .*?</svg>", html, flags=re.S)]
+    markers = [
+        (t.findtext(f"{SVG}title") or "")
+        for p in plots
+        for t in p.iter(f"{SVG}text")
+        if t.get("class") == "marker"
+    ]
+    assert "window 0: retrained: challenger blessed (v0.8)" in markers
+    assert "window 1: retrained: challenger blessed (refresh) (v0.804)" in markers
+    # The windows table: the evaluate column of each row.
+    assert "<td>blessed (refresh)</td>" in html and "<td>blessed</td>" in html

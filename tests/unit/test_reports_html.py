@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -237,3 +238,44 @@ def test_evaluate_report_draws_the_history_budget_the_gate_used() -> None:
           for e in lines if e.get("class") == "threshold"]
     assert len(at) == 3  # required gain, allowed regression, history budget
     assert at[2] == pytest.approx(-2.0, abs=1e-2)
+
+
+def _refresh_details(refresh: bool) -> dict[str, Any]:
+    # An equal challenger (interval across 0) on newer data: with a refresh the improvement
+    # gate is passed without the gain, and the report must not show that as a plain pass.
+    return {
+        "comparison": {
+            "metric": "roc_auc",
+            "confidence": 0.95,
+            "recent_gain": 0.004,
+            "recent_ci": [-0.02, 0.028],
+            "min_improvement": 0.0,
+            "max_recent_regression": 0.0,
+            "refresh": refresh,
+        },
+        "gates": [
+            {"name": "recent_non_regression", "passed": True, "detail": "d"},
+            {
+                "name": "recent_improvement",
+                "passed": refresh,
+                "detail": "lower bound of the interval -0.020 does not exceed the required +0.000",
+            },
+        ],
+        "metrics": {},
+    }
+
+
+def test_evaluate_report_shows_the_improvement_gate_waived_by_a_refresh() -> None:
+    html = step_html("evaluate", "s", _refresh_details(True), "")
+    (plot,) = svgs(html)
+    labels = [t.text or "" for t in plot.iter(f"{SVG}text")]
+    assert "gain on recent rows: refresh" in labels
+    assert "required gain (waived)" in labels
+    row = re.search(r"<td>recent_improvement</td>\s*(<td[^>]*>[^<]*</td>)", html)
+    assert row is not None and row.group(1) == '<td class="warn">waived (refresh)</td>'
+    # Without a refresh the same row reads as before.
+    plain = step_html("evaluate", "s", _refresh_details(False), "")
+    (plot,) = svgs(plain)
+    labels = [t.text or "" for t in plot.iter(f"{SVG}text")]
+    assert "gain on recent rows" in labels and "required gain" in labels
+    assert "waived" not in plain

@@ -22,6 +22,7 @@ class WindowRecord:
     trained_on: str | None = None
     version: str | None = None
     blessed: bool | None = None
+    refreshed: bool = False  # blessed as a refresh (`evaluation.refresh_after`): no gain shown
     deployed: str | None = None
     promoted: str | None = None
     train_seconds: float = 0.0

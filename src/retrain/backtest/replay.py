@@ -460,6 +460,7 @@ def _train_and_deploy(
         rec.version = load_model_dir(str(model_dir))[1].version
         outcome = steps.evaluate(text, run_id, str(model_dir), str(holdout_dir))
         rec.blessed = outcome.blessed
+        rec.refreshed = bool((outcome.details.get("comparison") or {}).get("refresh"))
         rec.notes.append(outcome.summary)
         if outcome.blessed:
             rec.deployed = steps.deploy(text, run_id, str(model_dir)).version

@@ -25,6 +25,9 @@ class PolicySummary:
     an unexpected error (not one of retrain's own; the baseline records them) was met.
     `undefined` lists the windows a model served and whose labelled rows (their count given)
     leave the metric undefined, e.g. ROC AUC on labels of one class: neither scored nor skipped.
+    `refreshes` counts the blessings that were a refresh (`evaluation.refresh_after`: a
+    challenger trained on newer data blessed without a shown gain); it is in the JSON only,
+    the Markdown table keeping its columns.
     """
 
     policy: str
@@ -46,6 +49,7 @@ class PolicySummary:
     skipped: dict[str, str]
     failed: dict[str, str]
     undefined: dict[str, int] = field(default_factory=dict)
+    refreshes: int = 0
 
 
 def _undefined(w: WindowRecord) -> bool:
@@ -112,6 +116,7 @@ def summarise(
         skipped={w.window: str(w.skipped) for w in result.windows if w.skipped},
         failed={w.window: str(w.failed) for w in result.windows if w.failed},
         undefined={w.window: w.rows_scored for w in result.windows if _undefined(w)},
+        refreshes=sum(1 for w in result.windows if w.refreshed),
     )
 
 

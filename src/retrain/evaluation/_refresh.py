@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from retrain.evaluation._result import Gate
+from retrain.evaluation._result import WAIVED_BY_REFRESH, Gate
 
 __all__ = ["refresh"]
 
-_RECENT = ("recent_non_regression", "recent_improvement")
+_RECENT = ("recent_non_regression", WAIVED_BY_REFRESH)
 
 
 def refresh(
@@ -48,7 +48,7 @@ def refresh(
     comparison["refresh_after"] = after
     comparison["refresh"] = False
     named = {g.name: g for g in gates}
-    improvement = named.get("recent_improvement")
+    improvement = named.get(WAIVED_BY_REFRESH)
     if (
         after <= 0
         or age is None

@@ -14,7 +14,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["EvaluationResult", "Gate", "finite", "fmt"]
+__all__ = ["WAIVED_BY_REFRESH", "EvaluationResult", "Gate", "finite", "fmt"]
+
+#: The gate a refresh passes without its evidence (`retrain.evaluation._refresh`).
+WAIVED_BY_REFRESH = "recent_improvement"
 
 
 @dataclass(frozen=True)
@@ -60,15 +63,16 @@ class EvaluationResult:
 
     def markdown(self) -> str:
         """A report: verdict, reason, gates and a metrics table."""
+        refreshed = bool(self.comparison.get("refresh"))
         lines = [
-            f"## Evaluation: {self.outcome}",
+            f"## Evaluation: {self.outcome}{' (refresh)' if refreshed else ''}",
             "",
             self.reason,
             "",
             "| gate | result | detail |",
             "|---|---|---|",
         ]
-        lines += [f"| {g.name} | {_gate_word(g)} | {g.detail} |" for g in self.gates]
+        lines += [f"| {g.name} | {_gate_word(g, refreshed)} | {g.detail} |" for g in self.gates]
         columns = [
             (model, holdout)
             for model in ("challenger", "champion")
@@ -90,7 +94,9 @@ class EvaluationResult:
         return "\n".join(lines) + "\n"
 
 
-def _gate_word(gate: Gate) -> str:
+def _gate_word(gate: Gate, refreshed: bool = False) -> str:
+    if refreshed and gate.passed and gate.name == WAIVED_BY_REFRESH:
+        return "waived (refresh)"
     if not gate.decided:
         return "not judged" if gate.passed else "UNDECIDED"
     return "pass" if gate.passed else "FAIL"

@@ -38,6 +38,7 @@ class WindowRow:
     drift_fired: list[str] = field(default_factory=list)
     drifted_features: list[str] = field(default_factory=list)
     outcome: str | None = None  # evaluate: blessed, rejected, undecided
+    refresh: bool = False  # blessed as a refresh: trained on newer data, no gain shown
     deployed: str | None = None  # deploy: the alias the version got (champion or canary)
     version: str | None = None
     failed: str | None = None  # "<step>: <message>" of a failed run
@@ -171,7 +172,9 @@ def _fill(row: WindowRow, records: Mapping[str, Mapping[str, Any]]) -> str | Non
     if ev:
         row.outcome = ev.get("outcome")
         row.version = ev.get("challenger")
-        metric = (ev.get("comparison") or {}).get("metric")
+        comparison = ev.get("comparison") or {}
+        row.refresh = bool(comparison.get("refresh"))
+        metric = comparison.get("metric")
         m = ev.get("metrics") or {}
         if metric:
             champ = ((m.get("champion") or {}).get("recent") or {}).get(metric)
@@ -223,6 +226,7 @@ def _markers(rows: Sequence[WindowRow], canaries: Sequence[Canary]) -> list[Mark
                               COLORS["warn"], "⚠"))
         if r.outcome in _OUTCOME_MARK:
             symbol, color, words = _OUTCOME_MARK[r.outcome]
+            words += " (refresh)" if r.refresh else ""
             out.append(Marker(i, f"window {r.window}: {words} ({r.version})", color, symbol))
         if r.deployed:
             symbol = "▲" if r.deployed == "champion" else "◆"
@@ -343,11 +347,17 @@ def _window_table(rows: Sequence[WindowRow]) -> str:
         [r.window, fmt(r.champion_metric), fmt(r.challenger_metric),
          "–" if r.drift_share is None else f"{r.drift_share:.0%}",
          ", ".join(r.drift_fired) or "–", ", ".join(r.drifted_features[:5]) or "–",
-         r.outcome or "–", r.deployed or "–", ", ".join(r.events) or "–", r.failed or ""]
+         _outcome(r), r.deployed or "–", ", ".join(r.events) or "–", r.failed or ""]
         for r in rows
     ]
     return table(["window", "champion", "challenger", "drifted", "signals fired",
                   "drifted features", "evaluate", "deployed as", "events", "failed"], body)
+
+
+def _outcome(row: WindowRow) -> str:
+    if row.outcome is None:
+        return "–"
+    return f"{row.outcome} (refresh)" if row.refresh else row.outcome
 
 
 def _runs_table(history: ModelHistory, links: Mapping[str, Mapping[str, str]]) -> str:

@@ -290,6 +290,8 @@ def _deploy(details: Mapping[str, Any]) -> list[str]:
 def _evaluate(details: Mapping[str, Any]) -> list[str]:
     comp = details.get("comparison") or {}
     gates = {g.get("name"): g for g in details.get("gates") or [] if isinstance(g, Mapping)}
+    # A refresh passed the improvement gate without a shown gain: said so, not a plain pass.
+    refreshed = bool(comp.get("refresh"))
     out: list[str] = []
     rows: list[Interval] = []
     gain = comp.get("recent_gain")
@@ -298,12 +300,15 @@ def _evaluate(details: Mapping[str, Any]) -> list[str]:
         improve = gates.get("recent_improvement", {}).get("passed")
         rows.append(
             Interval(
-                "gain on recent rows",
+                "gain on recent rows: refresh" if refreshed else "gain on recent rows",
                 float(gain),
                 ci[0],
                 ci[1],
                 thresholds=[
-                    (float(comp.get("min_improvement") or 0.0), "required gain"),
+                    (
+                        float(comp.get("min_improvement") or 0.0),
+                        "required gain (waived)" if refreshed else "required gain",
+                    ),
                     (-float(comp.get("max_recent_regression") or 0.0), "allowed regression"),
                 ],
                 passed=improve and gates.get("recent_non_regression", {}).get("passed"),
@@ -353,14 +358,16 @@ def _evaluate(details: Mapping[str, Any]) -> list[str]:
         ]
         out.append(grouped_bars(f"{metric} by evaluation set", holdouts, groups, percent=False))
     gate_rows = [
-        [g.get("name"), Raw(_gate_cell(g)), g.get("detail")] for g in gates.values()
+        [g.get("name"), Raw(_gate_cell(g, refreshed)), g.get("detail")] for g in gates.values()
     ]
     if gate_rows:
         out.append(section("Gates", table(["gate", "result", "detail"], gate_rows)))
     return out
 
 
-def _gate_cell(g: Mapping[str, Any]) -> str:
+def _gate_cell(g: Mapping[str, Any], refreshed: bool = False) -> str:
+    if refreshed and g.get("name") == "recent_improvement" and g.get("passed"):
+        return '<td class="warn">waived (refresh)</td>'
     if g.get("passed"):
         return '<td class="ok">pass</td>'
     return '<td class="bad">FAIL</td>' if g.get("decided", True) else "<td>undecided</td>"

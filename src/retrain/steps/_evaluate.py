@@ -126,11 +126,23 @@ def _champion_age(
     cfg: Config, reg: Registry, champion: str | None, window: str | None
 ) -> float | None:
     """How many windows newer the challenger's training window is than the champion's (their
-    model cards' windows), for a refresh; None if there is no champion or either is unknown."""
+    model cards' windows), for a refresh; None if there is no champion or either is unknown.
+
+    The count is start to start in the current `data.window_size`. After that size changed
+    (weekly to daily, say), a challenger whose window starts inside the champion's would count
+    as newer; a card that records where its window ended (provenance ``window_end``) rules
+    that out: such a challenger is not newer (0, or its negative age if it starts earlier).
+    """
     if champion is None:
         return None
     card = ModelCard.from_json(reg.read_file(champion, MODEL_CARD_FILE).decode())
-    return windows_between(cfg.data, card.window, window)
+    age = windows_between(cfg.data, card.window, window)
+    end = card.provenance.get("window_end")
+    if age is not None and isinstance(end, (str, int)) and not isinstance(end, bool):
+        past_end = windows_between(cfg.data, str(end), window)
+        if past_end is not None and past_end < 0:
+            return min(age, 0.0)
+    return age
 
 
 def _flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:

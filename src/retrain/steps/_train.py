@@ -72,7 +72,8 @@ def train(
     if (skipped := skip_step(store, run_id, "train", report_path, html_path=html_path)) is not None:
         return skipped
     with recorded_step(store, run_id, "train") as rec:
-        window_id = parse_window(cfg.data, window_id).id  # one spelling: "01" is "1"
+        window = parse_window(cfg.data, window_id)
+        window_id = window.id  # one spelling: "01" is "1"
         new, new_meta = read_dataset(labelled_path)
         # The window's own rows are the drift reference; provisional ones join `new` below.
         window_rows = new
@@ -125,6 +126,10 @@ def train(
         )
         if left_out:
             result.provenance["history_left_out"] = left_out
+        # The window's end under this run's data.window_size: a later challenger's age is
+        # counted in its own run's window size, and one that starts before this end is not
+        # trained on newer data, whatever that count says (evaluate's refresh).
+        result.provenance["window_end"] = window.as_dict()["end"]
         hashes = {
             "new_window": new_sha256,
             "history": history_sha256,
