@@ -77,9 +77,7 @@ def _config() -> Config:
     )
 
 
-def stream(
-    rng: np.random.Generator, n: int, first_new: int, rate: float
-) -> tuple[np.ndarray, int]:
+def stream(rng: np.random.Generator, n: int, first_new: int, rate: float) -> tuple[np.ndarray, int]:
     """`n` ids continuing a stream whose next new id is `first_new`; and the next one after."""
     new = rng.random(n) < rate
     population = first_new + np.cumsum(new) - new  # ids that exist when each row arrives

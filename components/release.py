@@ -18,7 +18,9 @@ def run(call: StepCall) -> StepResult:
     """
     v = call.values
     outcome = steps.release_run_lease(
-        v["config_yaml"], v["job_id"], pipeline_state=v["status"].get("state"),
+        v["config_yaml"],
+        v["job_id"],
+        pipeline_state=v["status"].get("state"),
         **call.report_paths(),
     )
     return StepResult({"summary": outcome.summary}, outcome.details)

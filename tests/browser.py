@@ -39,8 +39,10 @@ def chromium_path() -> str:
         found = shutil.which(name)
         if found:
             return found
-    unavailable("chromium is not installed (apt-get install chromium): the HTML report tests "
-                "render pages in a real headless browser")
+    unavailable(
+        "chromium is not installed (apt-get install chromium): the HTML report tests "
+        "render pages in a real headless browser"
+    )
 
 
 class Browser:
@@ -125,8 +127,9 @@ class Browser:
         message: dict[str, Any] = json.loads(raw)
         return message
 
-    def send(self, method: str, params: dict[str, Any] | None = None,
-             session: str | None = None) -> dict[str, Any]:
+    def send(
+        self, method: str, params: dict[str, Any] | None = None, session: str | None = None
+    ) -> dict[str, Any]:
         """Send one command and return its result (events meanwhile are kept)."""
         self._next_id += 1
         msg: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
@@ -153,11 +156,13 @@ class Browser:
             self._events.append(self._read_message(deadline))
 
     def events(self, session: str, method: str) -> list[dict[str, Any]]:
-        return [e for e in self._events if e.get("sessionId") == session
-                and e.get("method") == method]
+        return [
+            e for e in self._events if e.get("sessionId") == session and e.get("method") == method
+        ]
 
-    def open(self, path: Path, *, width: int = 1200, height: int = 900,
-             javascript: bool = True) -> Page:
+    def open(
+        self, path: Path, *, width: int = 1200, height: int = 900, javascript: bool = True
+    ) -> Page:
         """Load the file at `path` in a new tab and wait for its load event."""
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})[
@@ -165,9 +170,11 @@ class Browser:
         ]
         for domain in ("Page", "Network", "Runtime"):
             self.send(f"{domain}.enable", session=session)
-        self.send("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
-                  session=session)
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+            session=session,
+        )
         if not javascript:
             self.send("Emulation.setScriptExecutionDisabled", {"value": True}, session=session)
         self.send("Page.navigate", {"url": path.resolve().as_uri()}, session=session)
@@ -185,7 +192,8 @@ class Page:
     def evaluate(self, expression: str) -> Any:
         """The JSON value of `expression` evaluated in the page."""
         out = self.browser.send(
-            "Runtime.evaluate", {"expression": expression, "returnByValue": True},
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True},
             session=self.session,
         )
         if "exceptionDetails" in out:
@@ -194,22 +202,30 @@ class Page:
 
     def requested_urls(self) -> list[str]:
         """Every URL the page asked the network stack for (the document itself included)."""
-        return [e["params"]["request"]["url"]
-                for e in self.browser.events(self.session, "Network.requestWillBeSent")]
+        return [
+            e["params"]["request"]["url"]
+            for e in self.browser.events(self.session, "Network.requestWillBeSent")
+        ]
 
     def console_and_errors(self) -> list[str]:
         """Console messages and uncaught exceptions the page produced."""
-        out = [json.dumps(e["params"].get("args"))
-               for e in self.browser.events(self.session, "Runtime.consoleAPICalled")]
-        out += [json.dumps(e["params"])
-                for e in self.browser.events(self.session, "Runtime.exceptionThrown")]
+        out = [
+            json.dumps(e["params"].get("args"))
+            for e in self.browser.events(self.session, "Runtime.consoleAPICalled")
+        ]
+        out += [
+            json.dumps(e["params"])
+            for e in self.browser.events(self.session, "Runtime.exceptionThrown")
+        ]
         return out
 
     def screenshot(self, path: Path) -> Path:
         """A PNG of the whole page (beyond the viewport) at `path`."""
-        data = self.browser.send("Page.captureScreenshot",
-                                 {"format": "png", "captureBeyondViewport": True},
-                                 session=self.session)["data"]
+        data = self.browser.send(
+            "Page.captureScreenshot",
+            {"format": "png", "captureBeyondViewport": True},
+            session=self.session,
+        )["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
         return path

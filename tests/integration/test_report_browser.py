@@ -48,8 +48,19 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A demo run's work directory (its report/ holds the history page and step reports)."""
     chromium_path()  # skip before the slow part when there is no browser
     work = tmp_path_factory.mktemp("demo")
-    args = ["demo", "--workdir", str(work), "--engine", "direct", "--windows", str(WINDOWS),
-            "--rows", str(ROWS), "--drift-window", str(CHANGE)]
+    args = [
+        "demo",
+        "--workdir",
+        str(work),
+        "--engine",
+        "direct",
+        "--windows",
+        str(WINDOWS),
+        "--rows",
+        str(ROWS),
+        "--drift-window",
+        str(CHANGE),
+    ]
     assert main(args) == 0
     return work
 
@@ -66,8 +77,7 @@ def plots_are_drawn(page: Page, least: int) -> list[list[float]]:
         assert width >= 150 and height >= 100, sizes
     # Bars, lines and points really rendered inside them (not just empty frames).
     shapes = page.evaluate(
-        "document.querySelectorAll('svg.plot rect.bar, svg.plot .point, svg.plot .interval')"
-        ".length"
+        "document.querySelectorAll('svg.plot rect.bar, svg.plot .point, svg.plot .interval').length"
     )
     assert shapes >= least
     return list(sizes)
@@ -99,8 +109,9 @@ def test_history_page_shows_the_change_the_retrain_and_the_canaries(
     before = [values[str(w)] for w in range(1, CHANGE)]
     assert values[str(CHANGE)] < min(before) - 0.1
     # Every step report it links to is beside it.
-    hrefs = page.evaluate("[...document.querySelectorAll('a[href]')].map(a => a.getAttribute"
-                          "('href'))")
+    hrefs = page.evaluate(
+        "[...document.querySelectorAll('a[href]')].map(a => a.getAttribute('href'))"
+    )
     assert len(hrefs) >= 30
     for href in hrefs:
         assert (index.parent / href).is_file(), href
@@ -111,7 +122,8 @@ def test_each_step_report_draws_its_plots(browser: Browser, demo: Path, step: st
     """The run of the window after the change: drift, retrain, canary promoted."""
     runs = demo / "store" / "runs"
     run = next(
-        r for r in sorted(runs.iterdir())
+        r
+        for r in sorted(runs.iterdir())
         if (r / "rollout.json").exists() and r.name.startswith(f"w{CHANGE}-")
     )
     path = run / f"{step}.html"
@@ -144,8 +156,12 @@ def test_injected_markup_is_shown_never_run_or_fetched(
     browser: Browser, tmp_path: Path, policy: str
 ) -> None:
     """Escaping alone keeps the markup inert: also with the page's CSP taken out."""
-    html = step_html("ingest", f"window {HOSTILE_CATEGORY}", hostile_report(),
-                     f"# {HOSTILE_NAME}\n{HOSTILE_FETCH}\n")
+    html = step_html(
+        "ingest",
+        f"window {HOSTILE_CATEGORY}",
+        hostile_report(),
+        f"# {HOSTILE_NAME}\n{HOSTILE_FETCH}\n",
+    )
     if policy == "without its CSP":
         meta = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         assert meta in html

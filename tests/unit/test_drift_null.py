@@ -82,7 +82,6 @@ def test_a_numeric_feature_false_alarms_at_most_1pct_at_any_n(n: int) -> None:
 # --- a dataset at the defaults ---------------------------------------------------------------
 
 
-
 def dataset_profile(n: int, kinds: dict[str, str] = KINDS) -> tuple[ReferenceProfile, Config]:
     cfg = config(kinds)
     df, scores = dataset(n, seed=1, kinds=kinds)

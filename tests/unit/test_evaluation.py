@@ -751,8 +751,15 @@ def test_history_budget_against_a_perfect_champion_is_a_share_of_a_constant_pred
     def forgetting(ci: tuple[float, float], constant: float | None) -> Any:
         return decide(
             GateInputs(
-                "rmse", False, 1.0, 2.0, (0.5, 1.5), 0.1, 0.0,
-                history_ci=ci, constant_history=constant,
+                "rmse",
+                False,
+                1.0,
+                2.0,
+                (0.5, 1.5),
+                0.1,
+                0.0,
+                history_ci=ci,
+                constant_history=constant,
                 # The champion is 2.0 worse on recent rows than on history: a change of regime
                 # would accept the loss; this test is about the budget alone.
                 accept_forgetting_on_change=False,

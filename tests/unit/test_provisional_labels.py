@@ -162,8 +162,9 @@ def test_a_rerun_of_the_label_step_converges(tmp_path: Path) -> None:
     first = store.read_bytes(provisional_key("r1"))
     history = store.read_bytes(history_key("0"))
     run_label(tmp_path, cfg, "0", "r1", "3")  # e.g. after a crash before train
-    assert from_parquet_bytes(store.read_bytes(provisional_key("r1")))[1]["sha256"] == (
-        from_parquet_bytes(first)[1]["sha256"]
+    assert (
+        from_parquet_bytes(store.read_bytes(provisional_key("r1")))[1]["sha256"]
+        == (from_parquet_bytes(first)[1]["sha256"])
     )
     assert store.read_bytes(history_key("0")) == history
 

@@ -157,9 +157,12 @@ def test_pages_forbid_scripts_and_fetches_and_stay_small_at_100_features() -> No
             statistic=float(rng.uniform(0.2, 1)),
             threshold=0.1,
             drifted=True,  # every feature drifted: the most a page draws
-            histogram=[Bar(f"[{j}, {j + 1})", float(p), float(q))
-                       for j, (p, q) in enumerate(zip(rng.dirichlet(np.ones(12)),
-                                                      rng.dirichlet(np.ones(12)), strict=True))],
+            histogram=[
+                Bar(f"[{j}, {j + 1})", float(p), float(q))
+                for j, (p, q) in enumerate(
+                    zip(rng.dirichlet(np.ones(12)), rng.dirichlet(np.ones(12)), strict=True)
+                )
+            ],
         )
         for i in range(100)
     ]
@@ -190,13 +193,16 @@ def test_evaluate_report_draws_both_intervals_with_their_gates() -> None:
             {"name": "recent_non_regression", "passed": True, "detail": "d"},
             {"name": "history_bounded_loss", "passed": True, "detail": "d"},
         ],
-        "metrics": {"challenger": {"recent": {"roc_auc": 0.8}},
-                    "champion": {"recent": {"roc_auc": 0.5}}},
+        "metrics": {
+            "challenger": {"recent": {"roc_auc": 0.8}},
+            "champion": {"recent": {"roc_auc": 0.5}},
+        },
     }
     (plot, metric_bars) = svgs(step_html("evaluate", "s", details, ""))
     intervals = [
         (float(e.get("x1", "nan")), float(e.get("x2", "nan")))
-        for e in plot.iter(f"{SVG}line") if e.get("class") == "interval"
+        for e in plot.iter(f"{SVG}line")
+        if e.get("class") == "interval"
     ]
     assert len(intervals) == 2
     # History: the gain interval is the loss interval negated, [-0.009, 0.001].
@@ -231,11 +237,15 @@ def test_evaluate_report_draws_the_history_budget_the_gate_used() -> None:
     lines = [e for e in plot.iter(f"{SVG}line")]
     (r1, r2), _ = [
         (float(e.get("x1", "nan")), float(e.get("x2", "nan")))
-        for e in lines if e.get("class") == "interval"
+        for e in lines
+        if e.get("class") == "interval"
     ]
     scale = (r2 - r1) / (5.0 - 1.0)
-    at = [1.0 + (float(e.get("x1", "nan")) - r1) / scale
-          for e in lines if e.get("class") == "threshold"]
+    at = [
+        1.0 + (float(e.get("x1", "nan")) - r1) / scale
+        for e in lines
+        if e.get("class") == "threshold"
+    ]
     assert len(at) == 3  # required gain, allowed regression, history budget
     assert at[2] == pytest.approx(-2.0, abs=1e-2)
 

@@ -45,9 +45,7 @@ def _run_empty_window(cfg: Config, out: Path) -> dict[str, str]:
     }
 
 
-def test_every_step_of_an_empty_window_writes_its_html_report(
-    cfg: Config, tmp_path: Path
-) -> None:
+def test_every_step_of_an_empty_window_writes_its_html_report(cfg: Config, tmp_path: Path) -> None:
     out = tmp_path / "out"
     summaries = _run_empty_window(cfg, out)
 

@@ -38,8 +38,9 @@ def write_history_page(cfg: Config, out_dir: str | Path) -> Path:
         links[run_id] = _copy_step_reports(store, run_id, records, out / "runs" / run_id)
     reg = Registry(store, cfg.name)
     aliases = {a: reg.get_alias(a).version for a in ("champion", "canary")}
-    history = build_history(cfg.name, runs, _monitor_records(store, cfg.name), reg.events(),
-                            aliases)
+    history = build_history(
+        cfg.name, runs, _monitor_records(store, cfg.name), reg.events(), aliases
+    )
     index = out / "index.html"
     index.parent.mkdir(parents=True, exist_ok=True)
     index.write_text(history_html(history, links), encoding="utf-8")

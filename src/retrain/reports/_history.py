@@ -138,7 +138,8 @@ def build_history(
 
 
 def _window_at(
-    time: str, ordered: Sequence[tuple[str, Mapping[str, Mapping[str, Any]]]],
+    time: str,
+    ordered: Sequence[tuple[str, Mapping[str, Mapping[str, Any]]]],
     run_window: Mapping[str, str],
 ) -> str | None:
     """The window of the last run that started at or before `time` (ISO text sorts by time)."""
@@ -161,8 +162,9 @@ def _fill(row: WindowRow, records: Mapping[str, Mapping[str, Any]]) -> str | Non
         row.drift_share = sum(bool(f.get("drifted")) for f in feats) / len(feats)
         row.drifted_features = [str(f.get("feature")) for f in feats if f.get("drifted")]
         row.drift_fired = [str(x) for x in drift.get("fired") or []]
-        share = next((s for s in drift.get("signals") or [] if s.get("name") == "feature_share"),
-                     None)
+        share = next(
+            (s for s in drift.get("signals") or [] if s.get("name") == "feature_share"), None
+        )
         if share is not None and isinstance(share.get("threshold"), (int, float)):
             row.drift_threshold = float(share["threshold"])
         est = drift.get("estimated_performance") or {}
@@ -222,24 +224,43 @@ def _markers(rows: Sequence[WindowRow], canaries: Sequence[Canary]) -> list[Mark
     out: list[Marker] = []
     for i, r in enumerate(rows):
         if r.drift_fired:
-            out.append(Marker(i, f"window {r.window}: drift fired ({', '.join(r.drift_fired)})",
-                              COLORS["warn"], "⚠"))
+            out.append(
+                Marker(
+                    i,
+                    f"window {r.window}: drift fired ({', '.join(r.drift_fired)})",
+                    COLORS["warn"],
+                    "⚠",
+                )
+            )
         if r.outcome in _OUTCOME_MARK:
             symbol, color, words = _OUTCOME_MARK[r.outcome]
             words += " (refresh)" if r.refresh else ""
             out.append(Marker(i, f"window {r.window}: {words} ({r.version})", color, symbol))
         if r.deployed:
             symbol = "▲" if r.deployed == "champion" else "◆"
-            out.append(Marker(i, f"window {r.window}: deployed {r.version} as {r.deployed}",
-                              COLORS["champion"], symbol))
+            out.append(
+                Marker(
+                    i,
+                    f"window {r.window}: deployed {r.version} as {r.deployed}",
+                    COLORS["champion"],
+                    symbol,
+                )
+            )
         if r.failed:
-            out.append(Marker(i, f"window {r.window}: run failed at {r.failed}", COLORS["bad"],
-                              "!"))
+            out.append(
+                Marker(i, f"window {r.window}: run failed at {r.failed}", COLORS["bad"], "!")
+            )
     for c in canaries:
         if c.window in index and c.phase in ("promoted", "rolled_back"):
             good = c.phase == "promoted"
-            out.append(Marker(index[c.window], f"canary {c.canary} {c.phase.replace('_', ' ')}",
-                              COLORS["good"] if good else COLORS["bad"], "★" if good else "↩"))
+            out.append(
+                Marker(
+                    index[c.window],
+                    f"canary {c.canary} {c.phase.replace('_', ' ')}",
+                    COLORS["good"] if good else COLORS["bad"],
+                    "★" if good else "↩",
+                )
+            )
     return out
 
 
@@ -270,11 +291,22 @@ def _traffic_plot(canaries: Sequence[Canary]) -> str:
         symbol, color = {"passed": ("✓", COLORS["good"]), "failed": ("✗", COLORS["bad"])}.get(
             verdict, ("…", COLORS["neutral"])
         )
-        markers.append(Marker(i, f"{a.get('at')}: canary {canaries[k].canary} {verdict}: "
-                                 f"{a.get('reason')}", color, symbol))
+        markers.append(
+            Marker(
+                i,
+                f"{a.get('at')}: canary {canaries[k].canary} {verdict}: {a.get('reason')}",
+                color,
+                symbol,
+            )
+        )
     return line_plot(
         "Canary traffic at each analysis (x: analyses in time order, by window)",
-        labels, series, markers=markers, y_range=(0.0, 1.0), percent=True, y_label="traffic",
+        labels,
+        series,
+        markers=markers,
+        y_range=(0.0, 1.0),
+        percent=True,
+        y_label="traffic",
     )
 
 
@@ -287,20 +319,32 @@ def history_html(
     labels = [r.window for r in rows]
     metric = history.metric or "metric"
     series = [
-        Series(f"champion {metric} (before retraining)", [r.champion_metric for r in rows],
-               COLORS["champion"]),
+        Series(
+            f"champion {metric} (before retraining)",
+            [r.champion_metric for r in rows],
+            COLORS["champion"],
+        ),
         Series(f"challenger {metric}", [r.challenger_metric for r in rows], COLORS["challenger"]),
     ]
     if any(r.monitor_metric is not None for r in rows):
-        series.append(Series(f"monitor: champion {metric}", [r.monitor_metric for r in rows],
-                             COLORS["good"]))
+        series.append(
+            Series(f"monitor: champion {metric}", [r.monitor_metric for r in rows], COLORS["good"])
+        )
     if any(r.estimated_accuracy is not None for r in rows):
-        series.append(Series("estimated accuracy (no labels)",
-                             [r.estimated_accuracy for r in rows], COLORS["neutral"]))
+        series.append(
+            Series(
+                "estimated accuracy (no labels)",
+                [r.estimated_accuracy for r in rows],
+                COLORS["neutral"],
+            )
+        )
     markers = _markers(rows, history.canaries)
     metric_plot = line_plot(
         f"{metric} per window, prequential (champion on each window's held-out rows)",
-        labels, series, markers=markers, y_label=metric,
+        labels,
+        series,
+        markers=markers,
+        y_label=metric,
     )
     threshold = next((r.drift_threshold for r in rows if r.drift_threshold is not None), None)
     drift_plot = line_plot(
@@ -320,38 +364,74 @@ def history_html(
     )
     body = [
         now,
-        section("Model metric, drift and events per window", f"<p class=\"meta\">{esc(_LEGEND)}"
-                "</p>", metric_plot, drift_plot),
+        section(
+            "Model metric, drift and events per window",
+            f'<p class="meta">{esc(_LEGEND)}</p>',
+            metric_plot,
+            drift_plot,
+        ),
         section("Canaries", _traffic_plot(history.canaries), _canary_table(history.canaries)),
         section("Windows", _window_table(rows)),
         section("Runs and their step reports", _runs_table(history, links)),
         section("Registry events", _events_table(history.events)),
     ]
-    return page(f"Model history: {history.model}", body,
-                subtitle=f"{len(rows)} windows, {len(history.runs)} runs, "
-                         f"{len(history.canaries)} canaries")
+    return page(
+        f"Model history: {history.model}",
+        body,
+        subtitle=f"{len(rows)} windows, {len(history.runs)} runs, {len(history.canaries)} canaries",
+    )
 
 
 def _canary_table(canaries: Sequence[Canary]) -> str:
     rows = [
-        [c.canary, c.champion, c.window, c.phase, len(c.analyses),
-         max((int(x.get("traffic") or 0) for x in c.analyses), default=0), c.reason]
+        [
+            c.canary,
+            c.champion,
+            c.window,
+            c.phase,
+            len(c.analyses),
+            max((int(x.get("traffic") or 0) for x in c.analyses), default=0),
+            c.reason,
+        ]
         for c in canaries
     ]
-    return table(["canary", "champion at start", "window", "phase", "analyses",
-                  "peak traffic %", "reason"], rows)
+    return table(
+        ["canary", "champion at start", "window", "phase", "analyses", "peak traffic %", "reason"],
+        rows,
+    )
 
 
 def _window_table(rows: Sequence[WindowRow]) -> str:
     body = [
-        [r.window, fmt(r.champion_metric), fmt(r.challenger_metric),
-         "–" if r.drift_share is None else f"{r.drift_share:.0%}",
-         ", ".join(r.drift_fired) or "–", ", ".join(r.drifted_features[:5]) or "–",
-         _outcome(r), r.deployed or "–", ", ".join(r.events) or "–", r.failed or ""]
+        [
+            r.window,
+            fmt(r.champion_metric),
+            fmt(r.challenger_metric),
+            "–" if r.drift_share is None else f"{r.drift_share:.0%}",
+            ", ".join(r.drift_fired) or "–",
+            ", ".join(r.drifted_features[:5]) or "–",
+            _outcome(r),
+            r.deployed or "–",
+            ", ".join(r.events) or "–",
+            r.failed or "",
+        ]
         for r in rows
     ]
-    return table(["window", "champion", "challenger", "drifted", "signals fired",
-                  "drifted features", "evaluate", "deployed as", "events", "failed"], body)
+    return table(
+        [
+            "window",
+            "champion",
+            "challenger",
+            "drifted",
+            "signals fired",
+            "drifted features",
+            "evaluate",
+            "deployed as",
+            "events",
+            "failed",
+        ],
+        body,
+    )
 
 
 def _outcome(row: WindowRow) -> str:
@@ -368,8 +448,11 @@ def _runs_table(history: ModelHistory, links: Mapping[str, Mapping[str, str]]) -
             href = links.get(run_id, {}).get(step)
             cls = "bad" if rec.get("status") == "failed" else "ok"
             name = esc(step)
-            cells.append(f'<a class="{cls}" href="{esc(href)}">{name}</a>' if href
-                         else f'<span class="{cls}">{name}</span>')
+            cells.append(
+                f'<a class="{cls}" href="{esc(href)}">{name}</a>'
+                if href
+                else f'<span class="{cls}">{name}</span>'
+            )
         body.append([run_id, window or "–", Raw("<td>" + " · ".join(cells) + "</td>")])
     return table(["run", "window", "steps (report)"], body)
 
@@ -378,6 +461,7 @@ def _events_table(events: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for ev in events:
         extra = {k: v for k, v in ev.items() if k not in ("kind", "time", "id", "model")}
-        rows.append([ev.get("time"), ev.get("kind"),
-                     " ".join(f"{k}={v}" for k, v in extra.items())])
+        rows.append(
+            [ev.get("time"), ev.get("kind"), " ".join(f"{k}={v}" for k, v in extra.items())]
+        )
     return table(["time", "event", "fields"], rows)

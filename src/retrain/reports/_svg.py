@@ -131,8 +131,9 @@ def grouped_bars(
             f'<line x1="{left:.1f}" x2="{width - right:.1f}" y1="{y:.1f}" y2="{y:.1f}" '
             'stroke="#e0e0e0"/>'
         )
-        out.append(f'<text x="{left - 4:.1f}" y="{y + 4:.1f}" text-anchor="end" {_FONT}>'
-                   f"{label}</text>")
+        out.append(
+            f'<text x="{left - 4:.1f}" y="{y + 4:.1f}" text-anchor="end" {_FONT}>{label}</text>'
+        )
     bar_w = (slot - 6) / k
     for i, label in enumerate(labels):
         x0 = left + slot * i + 3
@@ -201,13 +202,18 @@ def interval_plot(title: str, rows: Sequence[Interval], *, axis: str = "") -> st
     axis_y = top + row_h * max(len(rows), 1)
     for t in _ticks(lo, hi, 6):
         x = x_of(t)
-        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top:.1f}" y2="{axis_y:.1f}" '
-                   f'stroke="{"#999" if t == 0 else "#eee"}"/>')
-        out.append(f'<text x="{x:.1f}" y="{axis_y + 14:.1f}" text-anchor="middle" {_FONT}>'
-                   f"{fmt(t)}</text>")
+        out.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top:.1f}" y2="{axis_y:.1f}" '
+            f'stroke="{"#999" if t == 0 else "#eee"}"/>'
+        )
+        out.append(
+            f'<text x="{x:.1f}" y="{axis_y + 14:.1f}" text-anchor="middle" {_FONT}>{fmt(t)}</text>'
+        )
     if axis:
-        out.append(f'<text x="{left + plot_w / 2:.1f}" y="{axis_y + 28:.1f}" '
-                   f'text-anchor="middle" {_FONT}>{esc(axis)}</text>')
+        out.append(
+            f'<text x="{left + plot_w / 2:.1f}" y="{axis_y + 28:.1f}" '
+            f'text-anchor="middle" {_FONT}>{esc(axis)}</text>'
+        )
     for i, r in enumerate(rows):
         y = top + row_h * i + row_h / 2
         color = {True: COLORS["good"], False: COLORS["bad"], None: COLORS["neutral"]}[r.passed]
@@ -220,8 +226,10 @@ def interval_plot(title: str, rows: Sequence[Interval], *, axis: str = "") -> st
                 f'stroke-dasharray="4 3"><title>{esc(meaning)}: {fmt(t)}</title></line>'
             )
             # One line per threshold: two at the same place (0 and -0) stay readable.
-            out.append(f'<text x="{x + 3:.1f}" y="{y - row_h / 2 + 12 + 11 * j:.1f}" {_FONT} '
-                       f'fill="{COLORS["threshold"]}">{esc(_short(meaning, 22))}</text>')
+            out.append(
+                f'<text x="{x + 3:.1f}" y="{y - row_h / 2 + 12 + 11 * j:.1f}" {_FONT} '
+                f'fill="{COLORS["threshold"]}">{esc(_short(meaning, 22))}</text>'
+            )
         if r.lower is not None and r.upper is not None:
             x1, x2 = x_of(r.lower), x_of(r.upper)
             out.append(
@@ -230,8 +238,10 @@ def interval_plot(title: str, rows: Sequence[Interval], *, axis: str = "") -> st
                 f"{fmt(r.upper)}]</title></line>"
             )
             for x in (x1, x2):
-                out.append(f'<line x1="{x:.2f}" x2="{x:.2f}" y1="{y - 6:.1f}" y2="{y + 6:.1f}" '
-                           f'stroke="{color}" stroke-width="2"/>')
+                out.append(
+                    f'<line x1="{x:.2f}" x2="{x:.2f}" y1="{y - 6:.1f}" y2="{y + 6:.1f}" '
+                    f'stroke="{color}" stroke-width="2"/>'
+                )
         if r.point is not None and math.isfinite(r.point):
             out.append(
                 f'<circle class="point" cx="{x_of(r.point):.2f}" cy="{y:.1f}" r="5" '
@@ -295,8 +305,9 @@ def line_plot(
     height = top + plot_h + 40 + lane_h * len(lanes) + (14 if y_label else 0)
     values = [v for s in series for v in s.values if v is not None and math.isfinite(v)]
     values += [v for v, _ in hlines]
-    lo, hi = y_range if y_range is not None else (min(values, default=0.0),
-                                                  max(values, default=1.0))
+    lo, hi = (
+        y_range if y_range is not None else (min(values, default=0.0), max(values, default=1.0))
+    )
     if hi <= lo:
         lo, hi = lo - 0.5, hi + 0.5
     if y_range is None:
@@ -313,18 +324,25 @@ def line_plot(
     out.append(f'<text x="{left:.1f}" y="14" {_FONT} font-weight="bold">{esc(title)}</text>')
     for t in _ticks(lo, hi, 5):
         y = y_of(t)
-        out.append(f'<line x1="{left:.1f}" x2="{left + plot_w:.1f}" y1="{y:.1f}" y2="{y:.1f}" '
-                   'stroke="#eee"/>')
+        out.append(
+            f'<line x1="{left:.1f}" x2="{left + plot_w:.1f}" y1="{y:.1f}" y2="{y:.1f}" '
+            'stroke="#eee"/>'
+        )
         label = f"{t:.0%}" if percent else fmt(t)
-        out.append(f'<text x="{left - 4:.1f}" y="{y + 4:.1f}" text-anchor="end" {_FONT}>'
-                   f"{label}</text>")
+        out.append(
+            f'<text x="{left - 4:.1f}" y="{y + 4:.1f}" text-anchor="end" {_FONT}>{label}</text>'
+        )
     if y_label:
-        out.append(f'<text x="12" y="{top + plot_h / 2:.1f}" {_FONT} text-anchor="middle" '
-                   f'transform="rotate(-90 12 {top + plot_h / 2:.1f})">{esc(y_label)}</text>')
+        out.append(
+            f'<text x="12" y="{top + plot_h / 2:.1f}" {_FONT} text-anchor="middle" '
+            f'transform="rotate(-90 12 {top + plot_h / 2:.1f})">{esc(y_label)}</text>'
+        )
     for m in markers:  # a faint rule through the plot at each event
         x = x_of(m.index)
-        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top:.1f}" y2="{top + plot_h:.1f}" '
-                   f'stroke="{m.color}" stroke-opacity="0.25"/>')
+        out.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top:.1f}" y2="{top + plot_h:.1f}" '
+            f'stroke="{m.color}" stroke-opacity="0.25"/>'
+        )
     for v, meaning in hlines:
         y = y_of(v)
         out.append(
@@ -334,12 +352,15 @@ def line_plot(
         )
     legend_y = top + 6
     for s in series:
-        pts = [(x_of(i), y_of(v)) for i, v in enumerate(s.values)
-               if v is not None and math.isfinite(v)]
+        pts = [
+            (x_of(i), y_of(v)) for i, v in enumerate(s.values) if v is not None and math.isfinite(v)
+        ]
         path = _path(pts, s.step)
         if path:
-            out.append(f'<path class="line" d="{path}" fill="none" stroke="{s.color}" '
-                       f'stroke-width="2"><title>{esc(s.name)}</title></path>')
+            out.append(
+                f'<path class="line" d="{path}" fill="none" stroke="{s.color}" '
+                f'stroke-width="2"><title>{esc(s.name)}</title></path>'
+            )
         for i, value in enumerate(s.values):
             if value is None or not math.isfinite(value):
                 continue
@@ -350,19 +371,27 @@ def line_plot(
                 f'fill="{s.color}"><title>{esc(s.name)} at {esc(x_labels[i])}: {shown}'
                 "</title></circle>"
             )
-        out.append(f'<rect x="{left + plot_w + 10:.1f}" y="{legend_y - 9:.1f}" width="10" '
-                   f'height="10" fill="{s.color}"/>')
-        out.append(f'<text x="{left + plot_w + 24:.1f}" y="{legend_y:.1f}" {_FONT}>'
-                   f"{esc(_short(s.name, 40))}</text>")
+        out.append(
+            f'<rect x="{left + plot_w + 10:.1f}" y="{legend_y - 9:.1f}" width="10" '
+            f'height="10" fill="{s.color}"/>'
+        )
+        out.append(
+            f'<text x="{left + plot_w + 24:.1f}" y="{legend_y:.1f}" {_FONT}>'
+            f"{esc(_short(s.name, 40))}</text>"
+        )
         legend_y += 16
     axis_y = top + plot_h
-    out.append(f'<line x1="{left:.1f}" x2="{left + plot_w:.1f}" y1="{axis_y:.1f}" '
-               f'y2="{axis_y:.1f}" stroke="#333"/>')
+    out.append(
+        f'<line x1="{left:.1f}" x2="{left + plot_w:.1f}" y1="{axis_y:.1f}" '
+        f'y2="{axis_y:.1f}" stroke="#333"/>'
+    )
     every = max(1, math.ceil(n * 40 / plot_w))  # keep x labels from overlapping
     for i, label in enumerate(x_labels):
         if i % every == 0:
-            out.append(f'<text x="{x_of(i):.1f}" y="{axis_y + 14:.1f}" text-anchor="middle" '
-                       f"{_FONT}>{esc(_short(label, 10))}</text>")
+            out.append(
+                f'<text x="{x_of(i):.1f}" y="{axis_y + 14:.1f}" text-anchor="middle" '
+                f"{_FONT}>{esc(_short(label, 10))}</text>"
+            )
     for r, lane in enumerate(lanes):
         y = axis_y + 34 + lane_h * r
         for m in lane.markers:
