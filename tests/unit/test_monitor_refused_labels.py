@@ -172,3 +172,23 @@ def test_infinite_regression_labels_are_refused_not_taken_for_missing(tmp_path: 
     perf = check(cfg, day(3)).performance
     assert (perf["window"], perf["measured_on"]) == (day(2), "newest labelled window")
     assert "3 labels in 'y' are infinite" in perf["refused"][day(3)]
+
+
+@pytest.mark.parametrize("state", ["no directory", "an empty directory"])
+def test_a_label_source_with_no_file_yet_is_no_labels_not_a_refusal(
+    toy: Config, state: str
+) -> None:
+    """A new deployment: the champion serves, events arrive, no label has been written yet."""
+    import shutil
+
+    shutil.rmtree(toy.labels.uri)
+    if state == "an empty directory":
+        Path(toy.labels.uri).mkdir()
+    result = check(toy, day(3))
+    perf = result.performance
+    assert "refused" not in perf and "unreadable" not in perf
+    assert perf["note"].startswith("no labels yet: data source ")
+    assert toy.labels.uri in perf["note"]
+    assert perf["coverage"] == 0.0 and perf["measured_on"] == "checked window"
+    assert "labels refused" not in _summary(result)
+    assert result.drift is not None and "drift" in kinds(result)

@@ -28,6 +28,7 @@ from retrain.storage import NO_OBJECT, GCSStorage
 __all__ = [
     "METADATA_KEY",
     "SourceFile",
+    "SourceNotFound",
     "check_csv_first_row",
     "content_sha256",
     "data_files",
@@ -43,6 +44,11 @@ __all__ = [
 #: Parquet key-value metadata key holding the dataset's JSON metadata.
 METADATA_KEY = b"retrain"
 _FORMATS = ("parquet", "csv")
+
+
+class SourceNotFound(ValidationError):
+    """No data file at a source's URI (nothing there, or a directory or prefix without a file
+    of its format). For a label source that is not a fault of any label: none has come yet."""
 
 
 def check_csv_first_row(handle: BinaryIO, where: str) -> None:
@@ -128,14 +134,14 @@ def _local_files(path: Path, uri: str, fmt: str) -> list[SourceFile]:
     if path.is_file():
         return [SourceFile(uri=uri, path=path)]
     if not path.is_dir():
-        raise ValidationError(f"data source not found: {uri}")
+        raise SourceNotFound(f"data source not found: {uri}")
     files = sorted(
         p
         for p in path.rglob("*")
         if p.is_file() and _is_data_file(p.relative_to(path).as_posix(), fmt)
     )
     if not files:
-        raise ValidationError(f"data source {uri} is a directory with no .{fmt} files")
+        raise SourceNotFound(f"data source {uri} is a directory with no .{fmt} files")
     return [SourceFile(uri=str(p), path=p, relative=p.relative_to(path).as_posix()) for p in files]
 
 
@@ -153,7 +159,7 @@ def _gcs_files(uri: str, fmt: str, client: Any | None) -> list[SourceFile]:
         if k.startswith(prefix) and _is_data_file(k[len(prefix) :], fmt)
     ]
     if not keys:
-        raise ValidationError(
+        raise SourceNotFound(
             f"data source not found: {uri} (no object and no .{fmt} files below it)"
         )
     return [

@@ -39,6 +39,7 @@ import pandas as pd
 
 from retrain._card import ModelCard
 from retrain.config import Config
+from retrain.data.io import SourceNotFound
 from retrain.data.source import read_matching, read_window
 from retrain.data.windows import as_of_text, parse_window, window_mask, window_sort_key
 from retrain.drift import (
@@ -57,6 +58,7 @@ from retrain.triggers._state import Signal
 __all__ = [
     "LABELLED_SIGNAL",
     "LABELLED_SLOT",
+    "LabelSourceMissing",
     "LabelledSearch",
     "LabelledWindow",
     "LabelsRefused",
@@ -103,11 +105,19 @@ class LabelsRefused(ValidationError):
         return cls(f"{head}: {'; '.join(err.problems)}" if err.problems else head)
 
 
+class LabelSourceMissing(RetrainError):
+    """The label source has no file yet: no label of any window is known. Not a refusal (a
+    brand-new deployment is in this state until its first labels are written); the monitor
+    says so in its note."""
+
+
 def known_labels(cfg: Config, rows: pd.DataFrame, as_of: Any) -> pd.Series | None:
     """Labels aligned with a window's rows (NaN where none has arrived, or one is dated after
     `as_of`), or None when the join finds no label.
 
     Raises:
+        LabelSourceMissing: no label file exists yet (a new deployment): no label is known,
+            which is not a refusal of any.
         LabelsRefused: the label source cannot be read, or the label join refuses the
             window's labels (more than 1% dated before their event, infinite or non-numeric
             regression labels, labels of one id that disagree at its latest time, missing
@@ -130,6 +140,8 @@ def known_labels(cfg: Config, rows: pd.DataFrame, as_of: Any) -> pd.Series | Non
         # hold the label itself (labels kept in the events' file, an ignored column there).
         keys = [cfg.data.id_column, cfg.data.time_column]  # distinct (checked at load)
         labelled = join_labels(relaxed, rows[keys], labels, as_of=as_of).labelled
+    except SourceNotFound as err:
+        raise LabelSourceMissing(str(err)) from err
     except ValidationError as err:
         raise LabelsRefused.from_join(err) from err
     if labelled.empty:
@@ -207,6 +219,8 @@ def newest_labelled_window(
             except LabelsRefused as err:  # not "no labels yet": named with the join's reason
                 refused[window] = str(err)
                 continue
+            except LabelSourceMissing:  # no label file yet: no older window is labelled either
+                break
             except Exception as err:  # any failure leaves the window out, named in the report
                 unreadable.append(f"{window} ({type(err).__name__}: {err})")
                 continue
@@ -357,10 +371,12 @@ def performance_block(
     as_of: Any,
     lookback: int,
     refused: str | None = None,
+    missing: str | None = None,
 ) -> dict[str, Any]:
     """The monitor's performance block for a check of `window` (its rows and labels as of
     `as_of` in `checked`, None: none known, or refused by the label join, `refused` then
-    saying why; `on_checked`: the engine's measurement there, or a note why there is none):
+    saying why, or no label file exists yet, `missing` then naming the source; `on_checked`:
+    the engine's measurement there, or a note why there is none):
     the champion on the newest labelled window, or, when none of the `lookback` newest is
     labelled, the checked window with the labels it has (saying so in ``search``). Windows
     whose labels are refused are passed over and named in ``refused`` (window -> reason), the
@@ -395,6 +411,8 @@ def performance_block(
         fallback = on_checked
     elif refused is not None:
         fallback = {"note": "not measured: the label join refused the labels"}
+    elif missing is not None:
+        fallback = {"note": f"no labels yet: {missing}"}
     else:
         fallback = {"note": "no labels for this window yet"}
     labels = checked[1]

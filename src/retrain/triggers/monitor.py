@@ -51,6 +51,7 @@ from retrain.triggers._check import CheckResult, DriftSummary, FeatureStat, obse
 from retrain.triggers._checked_window import checked_window
 from retrain.triggers._labelled_window import (
     LABELLED_SIGNAL,
+    LabelSourceMissing,
     LabelsRefused,
     check_fields,
     drift_verdict,
@@ -146,6 +147,7 @@ class Monitor:
         self.labelled_lookback = (
             labelled_search_depth(cfg) if labelled_lookback is None else labelled_lookback
         )
+        self._labels_missing: str | None = None  # this check's: no label file yet (`_labels`)
 
     # -- one check --------------------------------------------------------------------------
 
@@ -171,6 +173,7 @@ class Monitor:
     def _measure(self, window: str | None) -> tuple[CheckResult, list[Signal]]:
         """The check's measurements (its result, no decision yet) and the signals to decide."""
         cfg = self.cfg
+        self._labels_missing = None
         self.controller.reconcile()  # a finished cluster run frees the lease first
         time_col = cfg.data.time_column
         # Events per window find the newest (footers' statistics where they place a row group
@@ -320,6 +323,9 @@ class Monitor:
         # Most labels of the newest window are still on their way: no coverage floor here.
         try:
             return known_labels(self.cfg, current, self._as_of()), None
+        except LabelSourceMissing as err:  # none known yet, none refused: the note says why
+            self._labels_missing = str(err)
+            return None, None
         except LabelsRefused as err:
             return None, str(err)
 
@@ -383,6 +389,7 @@ class Monitor:
             as_of=self._as_of(),
             lookback=self.labelled_lookback,
             refused=refused,
+            missing=self._labels_missing,
         )
 
     def _untrained_rows(self, rows_by_window: dict[str, int], window: str) -> int:
