@@ -221,6 +221,13 @@ def _registry_with_champion(tmp_path: Path, window: str, provenance: dict[str, A
     return reg
 
 
+def _card(reg: Any) -> Any:
+    from retrain._card import ModelCard
+    from retrain.registry import MODEL_CARD_FILE
+
+    return ModelCard.from_json(reg.read_file("v1", MODEL_CARD_FILE).decode())
+
+
 def test_after_weekly_windows_become_daily_a_day_inside_the_champions_week_is_not_newer(
     tmp_path: Path,
 ) -> None:
@@ -229,14 +236,14 @@ def test_after_weekly_windows_become_daily_a_day_inside_the_champions_week_is_no
     daily = _config("date", "1d")
     # The champion was trained on the week of Monday 2024-03-04 (its card records the end).
     reg = _registry_with_champion(tmp_path, "2024-03-04", {"window_end": "2024-03-11"})
-    assert _champion_age(daily, reg, "v1", "2024-03-05") == 0.0  # inside that week
-    assert _champion_age(daily, reg, "v1", "2024-03-10") == 0.0  # its last day
-    assert _champion_age(daily, reg, "v1", "2024-03-03") == -1.0  # older: as before
+    assert _champion_age(daily, _card(reg), "2024-03-05") == 0.0  # inside that week
+    assert _champion_age(daily, _card(reg), "2024-03-10") == 0.0  # its last day
+    assert _champion_age(daily, _card(reg), "2024-03-03") == -1.0  # older: as before
     # From the week's end on the data is newer, counted start to start as before.
-    assert _champion_age(daily, reg, "v1", "2024-03-11") == 7.0
+    assert _champion_age(daily, _card(reg), "2024-03-11") == 7.0
     # A card without the end: start to start, as before.
     old = _registry_with_champion(tmp_path / "old", "2024-03-04", {})
-    assert _champion_age(daily, old, "v1", "2024-03-05") == 1.0
+    assert _champion_age(daily, _card(old), "2024-03-05") == 1.0
 
 
 def test_the_train_step_records_the_windows_end_and_evaluate_counts_from_it(

@@ -18,12 +18,7 @@ from retrain.steps.records import (
     recorded_step,
     skip_step,
 )
-from retrain.training.artifact import (
-    MODEL_CARD_FILE,
-    ModelCard,
-    load_model_dir,
-    load_registered_model,
-)
+from retrain.training.artifact import ModelCard, load_model_dir, load_registered
 
 __all__ = ["EvaluateDetails", "EvaluateOutcome", "evaluate"]
 
@@ -68,8 +63,10 @@ def evaluate(
         challenger, card = load_model_dir(model_dir)
         reg = Registry(store, cfg.name)
         champion_version = reg.get_alias("champion").version
-        champion = load_registered_model(reg, champion_version) if champion_version else None
-        age = _champion_age(cfg, reg, champion_version, card.window)
+        champion, champion_card = (
+            load_registered(reg, champion_version) if champion_version else (None, None)
+        )
+        age = _champion_age(cfg, champion_card, card.window)
         recent, _ = from_parquet_bytes((Path(holdout_dir) / "recent.parquet").read_bytes())
         hist_path = Path(holdout_dir) / "history.parquet"
         history = from_parquet_bytes(hist_path.read_bytes())[0] if hist_path.exists() else None
@@ -122,20 +119,18 @@ def evaluate(
         )
 
 
-def _champion_age(
-    cfg: Config, reg: Registry, champion: str | None, window: str | None
-) -> float | None:
+def _champion_age(cfg: Config, card: ModelCard | None, window: str | None) -> float | None:
     """How many windows newer the challenger's training window is than the champion's (their
-    model cards' windows), for a refresh; None if there is no champion or either is unknown.
+    model cards' windows), for a refresh; None if there is no champion (`card`) or either window
+    is unknown.
 
     The count is start to start in the current `data.window_size`. After that size changed
     (weekly to daily, say), a challenger whose window starts inside the champion's would count
     as newer; a card that records where its window ended (provenance ``window_end``) rules
     that out: such a challenger is not newer (0, or its negative age if it starts earlier).
     """
-    if champion is None:
+    if card is None:
         return None
-    card = ModelCard.from_json(reg.read_file(champion, MODEL_CARD_FILE).decode())
     age = windows_between(cfg.data, card.window, window)
     end = card.provenance.get("window_end")
     if age is not None and isinstance(end, (str, int)) and not isinstance(end, bool):

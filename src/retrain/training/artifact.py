@@ -48,6 +48,7 @@ __all__ = [
     "library_versions",
     "load_model",
     "load_model_dir",
+    "load_registered",
     "load_registered_model",
     "model_files",
     "schema_types",
@@ -203,8 +204,13 @@ def load_model(model_bytes: bytes, card: ModelCard) -> Pipeline:
 
 def load_registered_model(registry: Registry, version: str) -> Pipeline:
     """Load a registered version, verifying its sha256 against its card first."""
+    return load_registered(registry, version)[0]
+
+
+def load_registered(registry: Registry, version: str) -> tuple[Pipeline, ModelCard]:
+    """A registered version and its card (each read once), the sha256 verified first."""
     card = ModelCard.from_json(registry.read_file(version, MODEL_CARD_FILE).decode())
-    return load_model(registry.read_file(version, MODEL_FILE), card)
+    return load_model(registry.read_file(version, MODEL_FILE), card), card
 
 
 def load_model_dir(model_dir: str | Path) -> tuple[Pipeline, ModelCard]:
