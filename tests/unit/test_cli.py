@@ -56,6 +56,10 @@ def test_run_then_status_direct_engine(tmp_path: Path, capsys: pytest.CaptureFix
     assert status["aliases"]["canary"] is None
     kinds = [e["kind"] for e in status["events"]]
     assert kinds == ["registered", "alias_moved", "deployed"]
+    assert status["events"][0]["blessed_by"] == "gates"  # the first model: no refresh
+    assert main(["status", "--config", str(cfg)]) == 0
+    shown = [line for line in capsys.readouterr().out.splitlines() if "registered  " in line]
+    assert len(shown) == 1 and "blessed_by=gates" in shown[0]
 
 
 @pytest.mark.integration  # a whole cycle: trains, then deploys through git
@@ -98,3 +102,4 @@ def test_deploy_step_rerun_converges_without_new_writes(tmp_path: Path) -> None:
 
     events = Registry(open_storage(cfg.storage_root), cfg.name).events()
     assert [e["kind"] for e in events] == ["registered", "alias_moved", "deployed"]
+    assert "blessed_by" not in events[0]  # no evaluate step ran: nothing to say

@@ -275,3 +275,31 @@ def test_the_train_step_records_the_windows_end_and_evaluate_counts_from_it(
     details = steps.evaluate(one.to_yaml(), "r2", str(model), str(holdout)).details
     assert details["comparison"]["champion_age_windows"] == 0.0  # not 2.0: not newer
     assert not details["comparison"]["refresh"]
+
+
+@pytest.mark.parametrize(
+    ("details", "expected"),
+    [
+        (
+            {"blessed": True, "comparison": {"refresh": True, "champion_age_windows": 3.0}},
+            {"blessed_by": "refresh", "champion_age_windows": 3.0},
+        ),
+        ({"blessed": True, "comparison": {"refresh": False}}, {"blessed_by": "gates"}),
+        ({"blessed": False, "comparison": {"refresh": False}}, {}),
+        (None, {}),  # no evaluate step in the run: a version deployed by hand
+    ],
+)
+def test_the_registered_event_says_how_the_version_was_blessed(
+    tmp_path: Path, details: dict[str, Any] | None, expected: dict[str, Any]
+) -> None:
+    from retrain.steps._deploy import _blessing
+    from retrain.steps.records import finish_step, recorded_step
+    from retrain.storage import open_storage
+
+    store = open_storage(str(tmp_path / "store"))
+    if details is not None:
+        with recorded_step(store, "r1", "evaluate") as rec:
+            finish_step(rec, None, "BLESSED", details, "# Evaluation\n")
+    with recorded_step(store, "r1", "train") as rec:  # another step's record is not read
+        finish_step(rec, None, "trained", {"blessed": True}, "# Train\n")
+    assert _blessing(store, "r1") == expected

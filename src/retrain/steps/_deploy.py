@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,11 +13,18 @@ from retrain.config import Config
 from retrain.deploy import applier_for, backend_for
 from retrain.deploy.plan import deployment_state_for
 from retrain.drift import PROFILE_FILE
-from retrain.errors import AlreadyExists, PreconditionFailed
+from retrain.errors import AlreadyExists, NotFound, PreconditionFailed
 from retrain.registry import Registry, event_key
 from retrain.rollout.controller import RolloutController, read_rollout
 from retrain.steps._state import check_state_kept
-from retrain.steps.records import StepOutcome, finish_step, load_step_config, recorded_step
+from retrain.steps.records import (
+    StepOutcome,
+    finish_step,
+    load_step_config,
+    recorded_step,
+    run_key,
+)
+from retrain.storage import Storage
 from retrain.training.artifact import (
     MODEL_CARD_FILE,
     MODEL_FILE,
@@ -95,7 +103,13 @@ def deploy(
             return DeployOutcome("deploy", summary, details, version=version, alias="none")
         adopted = _register_or_adopt(reg, card, Path(model_dir))
         crash_point("deploy:registered")
-        reg.append_event("registered", once=event_key(version), version=version, run_id=run_id)
+        reg.append_event(
+            "registered",
+            once=event_key(version),
+            version=version,
+            run_id=run_id,
+            **_blessing(store, run_id),
+        )
         pointer = reg.get_alias("champion")
         alias = "champion" if pointer.version in (None, version) else "canary"
         if alias == "canary":
@@ -227,3 +241,20 @@ def _deploy_markdown(version: str, alias: str, state: Any, result: Any) -> str:
         f"# Deploy: `{version}` as {alias}\n\n| predictor | version | traffic | model URI |\n"
         f"|---|---|---|---|\n{rows}\n\nApplied: {result.detail} (ref `{result.ref}`)\n"
     )
+
+
+def _blessing(store: Storage, run_id: str) -> dict[str, Any]:
+    """How the run's evaluate step blessed the version, for its ``registered`` event (and so
+    for ``retrain status``): ``blessed_by`` "refresh" (no gain shown; the champion was
+    ``champion_age_windows`` windows older, `retrain.evaluation._refresh`) or "gates"; nothing
+    when the run has no evaluate record (a version deployed by hand)."""
+    try:
+        report = json.loads(store.read_text(run_key(run_id, "evaluate"))).get("report") or {}
+    except NotFound:
+        return {}
+    if not report.get("blessed"):
+        return {}
+    comparison = report.get("comparison") or {}
+    if not comparison.get("refresh"):
+        return {"blessed_by": "gates"}
+    return {"blessed_by": "refresh", "champion_age_windows": comparison.get("champion_age_windows")}
