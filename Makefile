@@ -34,6 +34,7 @@ demo: $(STAMP) ## Run the retraining loop end to end on generated drifting data 
 
 lint: $(STAMP) ## ruff on all Python code, and the import contracts (layers, no cycles)
 	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/lint-imports
 
 # mypy checks the KFP adapters under the names they are installed as.

@@ -17,7 +17,7 @@ import pytest
 from retrain.config import Config, config_from_dict
 from retrain.drift import Bar, DriftReport, FeatureDrift, Signal, build_profile, detect_drift
 from retrain.reports import CSP, step_html
-from retrain.reports._steps import MAX_HISTOGRAMS
+from retrain.reports._drift import MAX_HISTOGRAMS
 from retrain.reports._svg import Interval, Series, interval_plot, line_plot
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -17,9 +17,11 @@ No JavaScript is needed to read a page. This package reads nothing and writes no
 
 from __future__ import annotations
 
+from retrain.reports._drift import drift_section
 from retrain.reports._history import Canary, ModelHistory, WindowRow, build_history, history_html
 from retrain.reports._page import CSP
-from retrain.reports._steps import drift_section, rollout_plots, step_html
+from retrain.reports._rollout import rollout_plots
+from retrain.reports._steps import step_html
 
 __all__ = [
     "CSP",

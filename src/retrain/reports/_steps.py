@@ -3,38 +3,24 @@
 `step_html` takes what a step already writes (its summary, its details and its Markdown) and
 returns one self-contained page: the step's plots, its figures as tables, and the Markdown text.
 It reads only the details, so a report can be redrawn from ``runs/<run_id>/<step>.json``.
+The label, train, deploy and evaluate sections are drawn here; ingest's in `_drift`, rollout's
+in `_rollout`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from retrain.reports._drift import ingest_sections
 from retrain.reports._page import Raw, details_table, markdown_block, page, section, table
-from retrain.reports._svg import (
-    COLORS,
-    Interval,
-    Marker,
-    Series,
-    esc,
-    fmt,
-    grouped_bars,
-    interval_plot,
-    line_plot,
-)
+from retrain.reports._rollout import rollout_sections
+from retrain.reports._svg import Interval, esc, grouped_bars, interval_plot
 
-__all__ = ["MAX_HISTOGRAMS", "drift_section", "rollout_plots", "step_html"]
+__all__ = ["step_html"]
 
 #: Details each step's plots and tables show in full (not repeated under "Figures").
 _DRAWN = {"ingest": ("drift", "features"), "evaluate": ("gates",), "rollout": ("rollouts",)}
-
-#: Most distributions drawn: the strongest drifted features (the table lists them all), so a
-#: page with hundreds of drifted features stays a few hundred kilobytes.
-MAX_HISTOGRAMS = 30
-
-#: Distributions drawn when no feature drifted: the ones closest to their threshold.
-_CLOSEST_SHOWN = 3
 
 
 def step_html(
@@ -64,171 +50,6 @@ def step_html(
     return page(f"{step.capitalize()} report", body, subtitle=summary)
 
 
-# --- ingest: drift -----------------------------------------------------------------------------
-
-
-def _strength(f: Mapping[str, Any]) -> float:
-    """How far past its threshold a feature is (the drift report's ranking)."""
-    stat = f.get("statistic")
-    if stat is None:
-        return 0.0
-    if f.get("test") == "p_value":
-        p, alpha = f.get("p_value"), f.get("alpha")
-        if not p or not alpha or alpha <= 0 or alpha >= 1:
-            return 0.0
-        return math.log(max(float(p), 1e-300)) / math.log(float(alpha))
-    bound = max(float(f.get("threshold") or 0.0), float(f.get("null_threshold") or 0.0))
-    return float(stat) / bound if bound > 0 else 0.0
-
-
-def drift_section(drift: Mapping[str, Any]) -> list[str]:
-    """Signals, reference vs current distributions (drifted features) and the feature table."""
-    out: list[str] = []
-    if not drift.get("features"):
-        note = drift.get("summary") or drift.get("note") or "drift not checked"
-        return [section("Drift", f"<p>{esc(note)}</p>")]
-    fired = drift.get("fired") or []
-    verdict = (
-        f'<p class="bad">Drift detected: {esc(", ".join(map(str, fired)))} fired.</p>'
-        if drift.get("drift_detected")
-        else '<p class="ok">No drift signal fired.</p>'
-    )
-    champion = drift.get("champion")
-    head = f"Drift vs champion {champion}" if champion else "Drift"
-    rows = [
-        [s.get("name"), s.get("value"), s.get("threshold"), _yes(s.get("fired")), s.get("detail")]
-        for s in drift.get("signals", [])
-    ]
-    out.append(
-        section(
-            head,
-            f'<p>Reference {esc(drift.get("n_ref"))} rows; current window '
-            f'{esc(drift.get("n_cur"))} rows.</p>',
-            verdict,
-            table(["signal", "value", "threshold", "fired", "detail"], rows),
-        )
-    )
-    features = list(drift["features"])
-    ranked = sorted(features, key=lambda f: (not f.get("drifted"), -_strength(f)))
-    drawn = [f for f in ranked if f.get("drifted") and f.get("histogram")]
-    title = "Reference vs current: the drifted features"
-    if not drawn:
-        drawn = [f for f in ranked if f.get("histogram")][:_CLOSEST_SHOWN]
-        title = "Reference vs current: no feature drifted; the closest to their threshold"
-    more = len(drawn) - MAX_HISTOGRAMS
-    if more > 0:
-        drawn = drawn[:MAX_HISTOGRAMS]
-        title += f" (the {MAX_HISTOGRAMS} strongest; {more} more in the table below)"
-    prediction = drift.get("prediction")
-    if prediction and prediction.get("histogram"):
-        drawn.append({**prediction, "feature": "model scores"})
-    plots = [_histogram(f) for f in drawn]
-    out.append(section(title, '<div class="plots">' + "\n".join(plots) + "</div>"))
-    table_rows = [
-        [
-            f.get("feature"),
-            f.get("kind"),
-            f.get("method"),
-            f.get("statistic"),
-            f.get("threshold"),
-            f.get("null_threshold"),
-            f.get("p_value"),
-            Raw(_verdict_cell(f)),
-            f.get("n_ref"),
-            f.get("n_cur"),
-            "; ".join(
-                part
-                for part in (
-                    ", ".join(f"{k} ({v})" for k, v in (f.get("unseen_categories") or {}).items()),
-                    f.get("note") or "",
-                )
-                if part
-            ),
-        ]
-        for f in ranked
-    ]
-    out.append(
-        section(
-            "Features",
-            table(
-                ["feature", "kind", "method", "statistic", "threshold", "null threshold",
-                 "p-value", "verdict", "n ref", "n cur", "unseen"],
-                table_rows,
-            ),
-        )
-    )
-    texts = [f for f in ranked if f.get("text")]
-    if texts:
-        out.append(section("Text features", table(_TEXT_COLUMNS, [_text_row(f) for f in texts])))
-    return out
-
-
-_TEXT_COLUMNS = [
-    "feature",
-    "out-of-vocabulary tokens",
-    "tokens per text (ref → cur)",
-    "empty texts (ref → cur)",
-    "new terms",
-    "vanished terms",
-]
-
-
-def _text_row(f: Mapping[str, Any]) -> list[Any]:
-    t = f["text"]
-
-    def pair(key: str) -> str:
-        return f"{fmt(t.get(key + '_ref'))} → {fmt(t.get(key + '_cur'))}"
-
-    def terms(key: str) -> str:
-        return ", ".join(f"{k} ({v})" for k, v in (t.get(key) or {}).items())
-
-    return [
-        f.get("feature"),
-        t.get("oov_rate"),
-        pair("mean_length"),
-        pair("empty_share"),
-        terms("new_terms"),
-        terms("vanished_terms"),
-    ]
-
-
-def _histogram(f: Mapping[str, Any]) -> str:
-    bars = f.get("histogram") or []
-    stat = f"{f.get('method')} {fmt(f.get('statistic'))}"
-    limit = f.get("threshold") if f.get("test") != "p_value" else f.get("alpha")
-    title = f"{f.get('feature')}: {stat} (threshold {fmt(limit)})"
-    return grouped_bars(
-        title,
-        [str(b.get("label")) for b in bars],
-        [
-            ("reference", [float(b.get("reference") or 0.0) for b in bars]),
-            ("current", [float(b.get("current") or 0.0) for b in bars]),
-        ],
-    )
-
-
-def _verdict_cell(f: Mapping[str, Any]) -> str:
-    if f.get("statistic") is None:
-        return "<td>n/a</td>"
-    if f.get("drifted"):
-        return '<td class="bad">drift</td>'
-    return '<td class="warn">warning</td>' if f.get("warning") else '<td class="ok">ok</td>'
-
-
-def _yes(value: Any) -> str:
-    return "yes" if value else "no"
-
-
-def _ingest(details: Mapping[str, Any]) -> list[str]:
-    out = drift_section(details.get("drift") or {})
-    feats = details.get("features") or {}
-    if isinstance(feats, Mapping) and feats:
-        rows = [[name, f.get("kind"), f.get("nulls"), f.get("null_rate")]
-                for name, f in feats.items() if isinstance(f, Mapping)]
-        out.append(section("Window", table(["feature", "kind", "nulls", "null rate"], rows)))
-    return out
-
-
 # --- label, train, deploy --------------------------------------------------------------------
 
 
@@ -250,7 +71,9 @@ def _label(details: Mapping[str, Any]) -> list[str]:
     ]
     shown = [(k, float(v)) for k, v in counts if isinstance(v, (int, float))]
     bars = grouped_bars(
-        "Events by label state", [k for k, _ in shown], [("events", [v for _, v in shown])],
+        "Events by label state",
+        [k for k, _ in shown],
+        [("events", [v for _, v in shown])],
         percent=False,
     )
     return [section("Labels", '<div class="plots">' + plot + bars + "</div>")]
@@ -263,7 +86,9 @@ def _train(details: Mapping[str, Any]) -> list[str]:
     if not shown:
         return []
     plot = grouped_bars(
-        "Training rows by source", [k for k, _ in shown], [("rows", [v for _, v in shown])],
+        "Training rows by source",
+        [k for k, _ in shown],
+        [("rows", [v for _, v in shown])],
         percent=False,
     )
     return [section("Training mix", plot)]
@@ -275,13 +100,16 @@ def _deploy(details: Mapping[str, Any]) -> list[str]:
         return []
     labels = [f"{p.get('name')} {p.get('version')}" for p in predictors]
     plot = grouped_bars(
-        "Serving traffic after deploy", labels,
+        "Serving traffic after deploy",
+        labels,
         [("traffic", [float(p.get("traffic") or 0) / 100 for p in predictors])],
     )
-    rows = [[p.get("name"), p.get("version"), p.get("traffic"), p.get("model_uri")]
-            for p in predictors]
-    return [section("Serving split", plot, table(["predictor", "version", "traffic %", "model"],
-                                                  rows))]
+    rows = [
+        [p.get("name"), p.get("version"), p.get("traffic"), p.get("model_uri")] for p in predictors
+    ]
+    return [
+        section("Serving split", plot, table(["predictor", "version", "traffic %", "model"], rows))
+    ]
 
 
 # --- evaluate --------------------------------------------------------------------------------
@@ -348,13 +176,22 @@ def _evaluate(details: Mapping[str, Any]) -> list[str]:
         )
     metrics = details.get("metrics") or {}
     metric = comp.get("metric")
-    holdouts = [h for h in ("recent", "history")
-                if any(h in (metrics.get(m) or {}) for m in ("challenger", "champion"))]
+    holdouts = [
+        h
+        for h in ("recent", "history")
+        if any(h in (metrics.get(m) or {}) for m in ("challenger", "champion"))
+    ]
     if metric and holdouts:
         groups = [
-            (m, [float(((metrics.get(m) or {}).get(h) or {}).get(metric, float("nan")))
-                 for h in holdouts])
-            for m in ("champion", "challenger") if metrics.get(m)
+            (
+                m,
+                [
+                    float(((metrics.get(m) or {}).get(h) or {}).get(metric, float("nan")))
+                    for h in holdouts
+                ],
+            )
+            for m in ("champion", "challenger")
+            if metrics.get(m)
         ]
         out.append(grouped_bars(f"{metric} by evaluation set", holdouts, groups, percent=False))
     gate_rows = [
@@ -373,93 +210,11 @@ def _gate_cell(g: Mapping[str, Any], refreshed: bool = False) -> str:
     return '<td class="bad">FAIL</td>' if g.get("decided", True) else "<td>undecided</td>"
 
 
-# --- rollout ---------------------------------------------------------------------------------
-
-_VERDICT_MARK = {
-    "passed": ("✓", COLORS["good"]),
-    "failed": ("✗", COLORS["bad"]),
-    "waiting": ("…", COLORS["neutral"]),
-    "not_ready": ("…", COLORS["neutral"]),
-    "manual": ("✋", COLORS["warn"]),
-}
-
-
-def rollout_plots(state: Mapping[str, Any]) -> list[str]:
-    """Traffic per analysis with its verdict, and each check's value as a share of its limit."""
-    analyses = [a for a in state.get("analyses") or [] if isinstance(a, Mapping)]
-    if not analyses:
-        return [f"<p>No analysis yet for canary {esc(state.get('canary'))}.</p>"]
-    labels = [str(i + 1) for i in range(len(analyses))]
-    markers = []
-    for i, a in enumerate(analyses):
-        symbol, color = _VERDICT_MARK.get(str(a.get("verdict")), ("?", COLORS["neutral"]))
-        markers.append(Marker(i, f"{a.get('at')}: {a.get('verdict')}: {a.get('reason')}",
-                              color, symbol))
-    traffic = line_plot(
-        f"Canary {state.get('canary')}: traffic per analysis",
-        labels,
-        [Series("canary traffic", [float(a.get("traffic") or 0) / 100 for a in analyses],
-                COLORS["challenger"], step=True)],
-        markers=markers,
-        y_range=(0.0, 1.0),
-        percent=True,
-        y_label="traffic",
-    )
-    names: list[str] = []
-    for a in analyses:
-        names += [c["name"] for c in a.get("checks") or [] if c.get("name") not in names]
-    palette = [COLORS["current"], COLORS["challenger"], COLORS["good"], COLORS["warn"], "#9467bd"]
-    series = []
-    for k, name in enumerate(names):
-        values: list[float | None] = []
-        for a in analyses:
-            check = next((c for c in a.get("checks") or [] if c.get("name") == name), None)
-            v, limit = (check or {}).get("value"), (check or {}).get("max")
-            values.append(float(v) / float(limit) if v is not None and limit else None)
-        series.append(Series(name, values, palette[k % len(palette)]))
-    plots = [traffic]
-    if series:
-        plots.append(
-            line_plot(
-                "Check values as a share of their limit (above 1: the check fails)",
-                labels,
-                series,
-                hlines=[(1.0, "limit")],
-                y_label="value ÷ max",
-            )
-        )
-    return plots
-
-
-def _rollout(details: Mapping[str, Any]) -> list[str]:
-    out: list[str] = []
-    for state in details.get("rollouts") or []:
-        if not isinstance(state, Mapping):
-            continue
-        analyses = [a for a in state.get("analyses") or [] if isinstance(a, Mapping)]
-        rows = [[a.get("at"), a.get("traffic"), a.get("verdict"), a.get("reason")]
-                for a in analyses]
-        out.append(
-            section(
-                f"Canary {state.get('canary')} vs champion {state.get('champion')}: "
-                f"{state.get('phase')}",
-                f"<p>{esc(state.get('reason'))}</p>",
-                '<div class="plots">' + "\n".join(rollout_plots(state)) + "</div>",
-                table(["time", "traffic %", "verdict", "reason"], rows),
-            )
-        )
-    decisions = [d for d in details.get("decisions") or [] if isinstance(d, str)]
-    if decisions:
-        out.append(section("Decisions", "<ul>" + "".join(f"<li>{esc(d)}</li>" for d in decisions)
-                           + "</ul>"))
-    return out
-
-
 _DRAWERS: dict[str, Callable[[Mapping[str, Any]], Sequence[str]]] = {
-    "ingest": _ingest,
+    "ingest": ingest_sections,
     "label": _label,
     "train": _train,
     "evaluate": _evaluate,
     "deploy": _deploy,
-    "rollout": _rollout,
+    "rollout": rollout_sections,
 }
