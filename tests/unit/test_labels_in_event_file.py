@@ -17,7 +17,7 @@ import yaml
 from retrain.config import Config, load_config
 from retrain.launchers import NoLauncher
 from retrain.storage import open_storage
-from retrain.triggers._labelled_window import known_labels, window_rows
+from retrain.triggers._known_labels import known_labels, window_rows
 from retrain.triggers.controller import TriggerController
 from retrain.triggers.monitor import Monitor
 from tests.unit.test_monitor_scores import register_champion

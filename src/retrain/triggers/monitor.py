@@ -49,18 +49,20 @@ from retrain.registry import Registry
 from retrain.storage import Storage, open_storage
 from retrain.triggers._check import CheckResult, DriftSummary, FeatureStat, observe_result
 from retrain.triggers._checked_window import checked_window
-from retrain.triggers._labelled_window import (
-    LABELLED_SIGNAL,
+from retrain.triggers._known_labels import (
     LabelSourceMissing,
     LabelsRefused,
+    known_labels,
+    window_rows,
+)
+from retrain.triggers._labelled_window import (
+    LABELLED_SIGNAL,
     check_fields,
     drift_verdict,
     judged,
-    known_labels,
     performance_block,
     performance_signal,
     serving_launches,
-    window_rows,
 )
 from retrain.triggers._scores import ChampionScorer
 from retrain.triggers.controller import TriggerController
