@@ -545,3 +545,20 @@ def test_labels_written_as_text_are_measured_as_the_champions_classes(toy: Confi
     for key in ("rows", "current", "reference", "drop", "drop_lower", "drop_upper"):
         assert as_text[key] == pytest.approx(as_ints[key]), key
     assert as_text["drop_lower"] > 0.4
+
+
+def test_the_champions_age_in_windows_is_reported_and_exported(toy: Config, tmp_path: Path) -> None:
+    metrics = MonitorMetrics(toy.name)
+    first = check(toy, day(4), LATE, metrics=metrics)  # the champion trained on day 0
+    assert (first.champion_trained_on, first.champion_age_windows) == (day(0), 4.0)
+    assert first.to_dict()["champion_age_windows"] == 4.0
+    assert f"newest window trained on {day(0)}, 4 window(s) before the checked one" in (
+        first.markdown()
+    )
+    age = metrics.registry.get_sample_value("retrain_champion_age_windows", {"model": toy.name})
+    assert age == 4.0
+    register_champion(toy, tmp_path / "w3", day(3))  # a newer champion: its data is fresher
+    second = check(toy, day(4), LATE, metrics=metrics)
+    assert (second.champion_trained_on, second.champion_age_windows) == (day(3), 1.0)
+    age = metrics.registry.get_sample_value("retrain_champion_age_windows", {"model": toy.name})
+    assert age == 1.0

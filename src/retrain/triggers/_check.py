@@ -59,6 +59,10 @@ class CheckResult:
     drift_counted: tuple[str, ...] | None = None
     #: How the checked window was chosen (`retrain.triggers._checked_window.CheckedWindow`).
     window_choice: dict[str, Any] | None = None
+    #: How many windows the checked window starts after the newest one the champion trained
+    #: on (`champion_trained_on`); None: no champion, or its card names no window of this source.
+    champion_age_windows: float | None = None
+    champion_trained_on: str | None = None
 
     @property
     def drifted(self) -> bool:
@@ -86,6 +90,8 @@ class CheckResult:
             "window": self.window,
             "window_choice": self.window_choice,
             "champion": self.champion,
+            "champion_trained_on": self.champion_trained_on,
+            "champion_age_windows": self.champion_age_windows,
             "checked_at": self.checked_at.isoformat(),
             "drift": drift,
             "drift_note": self.drift_note,
@@ -104,6 +110,12 @@ class CheckResult:
         ]
         if self.window_choice is not None:
             lines += [f"**Window:** {self.window_choice['reason']}.", ""]
+        if self.champion_age_windows is not None:
+            lines += [
+                f"**Champion's data:** newest window trained on {self.champion_trained_on}, "
+                f"{self.champion_age_windows:g} window(s) before the checked one.",
+                "",
+            ]
         if self.drift is not None:
             d = self.drift
             counted = list(self.drift_counted or ())
@@ -162,4 +174,8 @@ def observe_result(metrics: MonitorMetrics, result: CheckResult, *, outcomes: bo
             result.drifted,
             drift.share_drifted,
         )
-    metrics.observe_check(result.checked_at.timestamp(), result.performance.get("drop"))
+    metrics.observe_check(
+        result.checked_at.timestamp(),
+        result.performance.get("drop"),
+        champion_age=result.champion_age_windows,
+    )

@@ -9,6 +9,9 @@ Series (every one labelled with ``model``):
   ``labels.min_coverage``);
 - ``retrain_drift_share_drifted``: the share of features that drifted;
 - ``retrain_performance_drop``: the champion's metric drop on labelled recent data;
+- ``retrain_champion_age_windows``: how many windows the checked window starts after the
+  newest one the champion was trained on (how stale its data is; a refresh,
+  ``evaluation.refresh_after``, replaces a champion this many windows old);
 - ``retrain_trigger_decisions_total{rule,launch}``: decisions by the rule that decided;
 - ``retrain_last_run_timestamp_seconds``: when the monitor last launched a run;
 - ``retrain_monitor_last_check_timestamp_seconds``: when it last checked.
@@ -63,6 +66,12 @@ class MonitorMetrics:
             ["model"],
             registry=r,
         )
+        self.champion_age = Gauge(
+            "retrain_champion_age_windows",
+            "Windows between the newest one the champion trained on and the checked window.",
+            ["model"],
+            registry=r,
+        )
         self.decisions = Counter(
             "retrain_trigger_decisions",
             "Trigger decisions, by the rule that decided and whether a run was launched.",
@@ -105,10 +114,18 @@ class MonitorMetrics:
         if d.launch:
             self.last_run.labels(self.model).set(d.at.timestamp())
 
-    def observe_check(self, unix_time: float, performance_drop: float | None = None) -> None:
+    def observe_check(
+        self,
+        unix_time: float,
+        performance_drop: float | None = None,
+        *,
+        champion_age: float | None = None,
+    ) -> None:
         self.last_check.labels(self.model).set(unix_time)
         if performance_drop is not None:
             self.performance_drop.labels(self.model).set(performance_drop)
+        if champion_age is not None:
+            self.champion_age.labels(self.model).set(champion_age)
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> tuple[Any, Any]:
         """Serve ``/metrics`` on addr:port in a daemon thread; returns (server, thread)."""

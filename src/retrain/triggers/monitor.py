@@ -42,6 +42,7 @@ from retrain.data.windows import (
     parse_window,
     window_mask,
     window_sort_key,
+    windows_between,
 )
 from retrain.drift import ReferenceProfile, detect_drift
 from retrain.errors import NotFound, RetrainError, ValidationError
@@ -57,6 +58,7 @@ from retrain.triggers._known_labels import (
 )
 from retrain.triggers._labelled_window import (
     LABELLED_SIGNAL,
+    champion_window,
     check_fields,
     drift_verdict,
     judged,
@@ -269,6 +271,11 @@ class Monitor:
             drift_counted=counted,
             window_choice=chosen.as_dict(),
         )
+        if champion is not None:  # its card was read for the performance block: no new read
+            result.champion_trained_on = champion_window(cfg, self.scorer, champion)
+            result.champion_age_windows = windows_between(
+                cfg.data, result.champion_trained_on, win.id
+            )
         return result, signals
 
     def run_every(
