@@ -1,11 +1,14 @@
-"""The refresh (`evaluation.refresh_after`, opt-in) on the published streams: on against off.
+"""The refresh (`evaluation.refresh_after`, opt-in) on the published streams: off, on age alone,
+and on a shown decline.
 
-    python benchmarks/bench_refresh.py [CASE ...]   # ~25 min for the five cases
+    python benchmarks/bench_refresh.py [CASE ...]   # ~40 min for the five cases
 
 For each stream of `retrain.backtest.standard` (loans, housing, fraud, shop, reviews) it
-replays ``drift`` and ``always`` twice, with ``evaluation.refresh_after: 1`` and with ``0``
-(the default: only a shown gain replaces a champion), and ``full_refit`` once (it has no
-gates); all of it twice: with each window's labels arriving by its end
+replays ``drift`` and ``always`` three times: with ``evaluation.refresh_after: 0`` (the
+default: only a shown gain replaces a champion), with ``refresh_after: 1`` on the age alone
+(``refresh_on_decline: false``), and with ``refresh_after: 1`` on a shown decline of the
+champion (``refresh_on_decline: true``, the rule's default); and ``full_refit`` once (it has no
+gates). All of it twice: with each window's labels arriving by its end
 (``--ignore-label-times``: what a stream without label times gives, so the gates, not the wait
 for labels, make the difference) and with the labels by their own times. Writes
 ``benchmarks/results/refresh.{md,json}``: each policy's mean prequential metric, retrains and
@@ -58,8 +61,14 @@ def _generate(name: str, work: Path) -> Path:
     return generate_reviews(work, windows=REVIEWS_WEEKS, drift_window=REVIEWS_CHANGE_WEEK)
 
 
-def _with_refresh(cfg: Config, after: int) -> Config:
-    evaluation = cfg.evaluation.model_copy(update={"refresh_after": after})
+#: variant -> (refresh_after, refresh_on_decline)
+VARIANTS = {"off": (0, True), "age": (1, False), "decline": (1, True)}
+
+
+def _with_refresh(cfg: Config, variant: str) -> Config:
+    after, on_decline = VARIANTS[variant]
+    update = {"refresh_after": after, "refresh_on_decline": on_decline}
+    evaluation = cfg.evaluation.model_copy(update=update)
     return cfg.model_copy(update={"evaluation": evaluation})
 
 
@@ -109,14 +118,17 @@ def main(argv: list[str]) -> int:
             greater = GREATER_IS_BETTER[cfg.primary_metric]
             for mode, whole in (("at once", True), ("by their times", False)):
                 work = Path(tmp) / f"{name}-{'whole' if whole else 'timed'}"
-                on = _replay(_with_refresh(cfg, 1), "drift,always,full_refit", work / "on", whole)
-                off = _replay(_with_refresh(cfg, 0), "drift,always", work / "off", whole)
-                off["full_refit"] = on["full_refit"]
+                runs = {}
+                for variant in VARIANTS:
+                    policies = "drift,always" + (",full_refit" if variant == "off" else "")
+                    runs[variant] = _replay(
+                        _with_refresh(cfg, variant), policies, work / variant, whole
+                    )
+                for variant in ("age", "decline"):
+                    runs[variant]["full_refit"] = runs["off"]["full_refit"]
                 report["cases"][f"{name}, labels {mode}"] = {
-                    "on": on,
-                    "off": off,
-                    "goals_on": _goals(on, greater),
-                    "goals_off": _goals(off, greater),
+                    **runs,
+                    "goals": {v: _goals(r, greater) for v, r in runs.items()},
                 }
                 print(f"{name} ({mode}): done", file=sys.stderr)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -128,25 +140,31 @@ def main(argv: list[str]) -> int:
 
 def _markdown(report: dict[str, Any]) -> str:
     lines = [
-        "# The refresh (`evaluation.refresh_after`, opt-in): on (1) against off (0, the default)",
+        "# The refresh (`evaluation.refresh_after`, opt-in): off, on age alone, on a shown decline",
         "",
         f"`python benchmarks/bench_refresh.py` on commit `{report['commit']}`: each stream's"
         " windows replayed with their labels arriving at once, by each window's end"
         " (`--ignore-label-times`), and by their own times; `drift` and `always` with the"
-        " refresh on and off, `full_refit` (no gates) once, one process per policy pair.",
+        " refresh off (`refresh_after: 0`, the default), on the age alone (`refresh_after: 1`,"
+        " `refresh_on_decline: false`) and on a shown decline of the champion"
+        " (`refresh_after: 1`, `refresh_on_decline: true`), `full_refit` (no gates) once, one"
+        " process per policy pair.",
         "",
-        "| stream | metric | policy | mean, refresh on | mean, off | retrains"
-        " | deploys on | deploys off |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "| stream | metric | policy | mean, off | on age | on decline | retrains, off"
+        " | deploys off | on age | on decline |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, case in report["cases"].items():
         for policy in ("drift", "always", "full_refit"):
-            on, off = case["on"][policy], case["off"][policy]
-            same = policy == "full_refit"
+            rows = [case[v][policy] for v in VARIANTS]
+            if policy == "full_refit":
+                means, deploys = f"{rows[0]['mean']:.4f} | - | -", f"{rows[0]['deploys']} | - | -"
+            else:
+                means = " | ".join(f"{r['mean']:.4f}" for r in rows)
+                deploys = " | ".join(str(r["deploys"]) for r in rows)
             lines.append(
-                f"| {name} | {on['metric']} | {policy} | {on['mean']:.4f} |"
-                f" {'-' if same else format(off['mean'], '.4f')} | {on['retrains']} |"
-                f" {on['deploys']} | {'-' if same else off['deploys']} |"
+                f"| {name} | {rows[0]['metric']} | {policy} | {means} | {rows[0]['retrains']}"
+                f" | {deploys} |"
             )
     lines += [
         "",
@@ -154,17 +172,15 @@ def _markdown(report: dict[str, Any]) -> str:
         " (for rmse, `always`'s over `drift`'s) with at most 25% of its retrains; `always` is"
         " at least as good as `full_refit`.",
         "",
-        "| stream | drift / always, on | off | drift's retrains / always's"
-        " | always >= full_refit, on | off |",
-        "|---|---:|---:|---:|---|---|",
+        "| stream | drift / always, off | on age | on decline | drift's retrains / always's"
+        " | always >= full_refit, off | on age | on decline |",
+        "|---|---:|---:|---:|---:|---|---|---|",
     ]
     for name, case in report["cases"].items():
-        on, off = case["goals_on"], case["goals_off"]
-        lines.append(
-            f"| {name} | {on['drift_share_of_always']:.1%} | {off['drift_share_of_always']:.1%} |"
-            f" {on['drift_retrain_share']:.0%} | {'yes' if on['always_at_least_refit'] else 'no'} |"
-            f" {'yes' if off['always_at_least_refit'] else 'no'} |"
-        )
+        goals = [case["goals"][v] for v in VARIANTS]
+        shares = " | ".join(f"{g['drift_share_of_always']:.1%}" for g in goals)
+        beats = " | ".join("yes" if g["always_at_least_refit"] else "no" for g in goals)
+        lines.append(f"| {name} | {shares} | {goals[0]['drift_retrain_share']:.0%} | {beats} |")
     return "\n".join(lines) + "\n"
 
 

@@ -118,7 +118,7 @@ def _recent_cell(
 ) -> _Cell:
     """Share blessed of `runs` comparisons; `age`: the challenger trained on data that many
     windows newer than the champion's, None: not known; `refresh_after`: as the setting (a
-    refresh applies when both are given and the age reaches it)."""
+    refresh applies when both are given and the age reaches it, on the age alone)."""
     blessed = undecided = 0
     widths = []
     for seed in range(runs):
@@ -136,6 +136,7 @@ def _recent_cell(
                 min_rows=_DEFAULTS.min_rows,
                 champion_age=age,
                 refresh_after=refresh_after,
+                refresh_on_decline=False,  # no history rows here: the age alone
             )
         )
         blessed += r.blessed

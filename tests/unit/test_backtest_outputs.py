@@ -257,7 +257,8 @@ def test_a_run_that_compared_nothing_tells_an_undefined_metric_from_missing_labe
 
 
 def test_the_json_summary_counts_the_blessings_that_were_a_refresh(tmp_path: Path) -> None:
-    # Noisy labels: challengers the recent rows cannot tell from their champion.
+    # Noisy labels: challengers the recent rows cannot tell from their champion. The world does
+    # not move, so only a refresh on age alone (refresh_on_decline off) replaces the champion.
     rng = np.random.default_rng(4)
     frames = []
     for week in range(6):
@@ -279,7 +280,12 @@ def test_the_json_summary_counts_the_blessings_that_were_a_refresh(tmp_path: Pat
     events[["id", "y"]].assign(known=events["week"] + 1).to_parquet(tmp_path / "labels.parquet")
     cfg = config(tmp_path)
     evaluation = cfg.evaluation.model_copy(
-        update={"refresh_after": 1, "min_rows": 10, "min_positives": 5}
+        update={
+            "refresh_after": 1,
+            "refresh_on_decline": False,
+            "min_rows": 10,
+            "min_positives": 5,
+        }
     )
     path = tmp_path / "shop.yaml"
     path.write_text(cfg.model_copy(update={"evaluation": evaluation}).to_yaml())

@@ -21,7 +21,8 @@ _EQUAL: dict[str, Any] = {"recent_ci": (-0.02, 0.028), "recent_rows": 800, "min_
 
 
 def _decide(challenger: float, age: float | None, after: int, **extra: Any) -> Any:
-    inputs = {**_EQUAL, **extra}
+    """The age alone (`refresh_on_decline` off) unless `extra` says otherwise."""
+    inputs = {**_EQUAL, "refresh_on_decline": False, **extra}
     return decide(
         GateInputs(
             "roc_auc", True, challenger, 0.80, champion_age=age, refresh_after=after, **inputs
@@ -97,11 +98,103 @@ def test_max_recent_regression_is_the_refresh_allowance() -> None:
     assert not _decide(0.795, age=1.0, after=1).blessed
 
 
-def test_the_refresh_is_off_by_default() -> None:
+def test_the_refresh_is_off_by_default_and_needs_a_decline_when_on() -> None:
     from retrain.settings.evaluation import EvaluationConfig
 
     assert EvaluationConfig().refresh_after == 0
     assert GateInputs("roc_auc", True, 0.8, 0.8).refresh_after == 0
+    assert EvaluationConfig().refresh_on_decline
+    assert GateInputs("roc_auc", True, 0.8, 0.8).refresh_on_decline
+
+
+# The champion scores 0.86 on history and 0.80 on the recent rows: a decline of 0.06.
+_DECLINED: dict[str, Any] = {
+    "refresh_on_decline": True,
+    "challenger_history": 0.861,
+    "champion_history": 0.86,
+    "history_ci": (-0.01, 0.012),
+}
+
+
+def test_on_decline_a_refresh_needs_history_rows_and_a_shown_decline() -> None:
+    no_history = _decide(0.804, age=1.0, after=1, refresh_on_decline=True)
+    assert not no_history.blessed and not no_history.comparison["refresh"]
+    assert "no history rows" in no_history.comparison["refresh_not_applied"]
+    # Before its interval is bootstrapped the decline is only asked for (evaluate_challenger
+    # then decides again with it).
+    asked = _decide(0.804, age=1.0, after=1, **_DECLINED)
+    assert not asked.blessed and asked.comparison["refresh_needs_decline"]
+    assert asked.comparison["champion_decline"] == pytest.approx(0.06)
+    shown = _decide(0.804, age=1.0, after=1, **_DECLINED, decline_ci=(0.02, 0.10))
+    assert shown.blessed and shown.comparison["refresh"], shown.reason
+    assert "the champion shown to decline (lower bound 0.02)" in shown.reason
+    assert shown.comparison["champion_decline_ci"] == [0.02, 0.10]
+    unshown = _decide(0.804, age=1.0, after=1, **_DECLINED, decline_ci=(-0.01, 0.10))
+    assert not unshown.blessed and not unshown.comparison["refresh"], unshown.reason
+    assert unshown.comparison["refresh_not_applied"] == "the champion's decline is not shown"
+    # For an error metric a decline is a rise: rmse 10 on history, 12 on recent rows.
+    rmse = decide(
+        GateInputs(
+            "rmse",
+            False,
+            11.9,
+            12.0,
+            (-0.5, 0.6),
+            11.95,
+            10.0,
+            history_ci=(-0.2, 0.2),
+            recent_rows=800,
+            min_rows=500,
+            champion_age=2.0,
+            refresh_after=1,
+            decline_ci=(0.8, 3.1),
+        )
+    )
+    assert rmse.blessed and rmse.comparison["champion_decline"] == pytest.approx(2.0), rmse.reason
+
+
+def _rows(n: int, seed: int, noise: float) -> Any:
+    """Rows whose label follows x and w, a share `noise` of them replaced by coin flips (the
+    same best ranking, a lower AUC for every model)."""
+    import numpy as np
+    import pandas as pd
+    from scipy.special import expit
+
+    rng = np.random.default_rng(seed)
+    x, w = rng.normal(size=n), rng.normal(size=n)
+    y = (rng.random(n) < expit(2.5 * x + 0.8 * w)).astype(int)
+    flipped = rng.random(n) < noise
+    y[flipped] = rng.integers(0, 2, int(flipped.sum()))
+    return pd.DataFrame({"id": np.arange(n), "t": 0, "x": x, "w": w, "y": y})
+
+
+@pytest.mark.parametrize(("recent_noise", "refreshed"), [(0.0, False), (0.4, True)])
+def test_evaluate_challenger_bootstraps_the_decline_a_refresh_needs(
+    recent_noise: float, refreshed: bool
+) -> None:
+    """Two models of one world, the challenger fitted on other rows a window newer. Where the
+    recent rows follow the champion's world (no decline) nothing is refreshed; where 40% of
+    their labels are coin flips (the champion's AUC falls by about 0.1) it is."""
+    from sklearn.linear_model import LogisticRegression
+
+    from retrain.evaluation.gates import evaluate_challenger
+
+    base = _config("period", 1)
+    data = base.data.model_copy(update={"features": {"x": "numeric", "w": "numeric"}})
+    evaluation = {"refresh_after": 1, "bootstrap_samples": 300, "min_rows": 200}
+    cfg = base.model_copy(
+        update={"data": data, "evaluation": base.evaluation.model_copy(update=evaluation)}
+    )
+    old, newer = _rows(1000, 1, 0.0), _rows(1000, 2, recent_noise)
+    champion = LogisticRegression().fit(old[["x", "w"]], old["y"])
+    challenger = LogisticRegression().fit(newer[["x", "w"]], newer["y"])
+    recent, history = _rows(1500, 3, recent_noise), _rows(1500, 4, 0.0)
+    r = evaluate_challenger(cfg, challenger, champion, recent, history, seed=5, champion_age=1.0)
+    assert r.comparison["champion_decline_ci"] is not None  # bootstrapped for the refresh
+    assert r.comparison["refresh"] is refreshed, r.reason
+    assert r.blessed is refreshed
+    if not refreshed:
+        assert r.comparison["refresh_not_applied"] == "the champion's decline is not shown"
 
 
 def test_a_shown_gain_is_a_plain_blessing_not_a_refresh() -> None:

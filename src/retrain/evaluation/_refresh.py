@@ -9,9 +9,18 @@ and trailed a plain refit that deploys every one). With `evaluation.refresh_afte
 refresh passes the improvement gate for a challenger trained on data at least that many
 windows newer than the champion's when every other gate passed (its recent gain at least
 ``-max_recent_regression`` on the point estimate and on the interval's upper bound, the
-forgetting guard and the floor) on an interval that is evidence. It is off by default: equal
-models are then no longer blessed at the nominal rate, and a slightly worse challenger gets
-through at the rates `benchmarks/decisions/refresh.py` measures.
+forgetting guard and the floor) on an interval that is evidence.
+
+The age alone is no evidence that the champion went stale: on data that has not moved, a
+refresh on age keeps the newer of two equal models about half the time, not at the nominal
+rate, and lets a slightly worse one through. So by default (``evaluation.refresh_on_decline``)
+a refresh also needs the world to have moved under the champion: its metric on the recent
+evaluation rows worse than on the history evaluation rows, the lower bound of the unpaired
+bootstrap interval of that decline above 0 (the evidence ``accept_forgetting_on_change`` uses
+for a change of regime). On stationary data that interval excludes 0 at about its nominal
+rate, so equal models stay blessed at about the nominal rate; once the champion is shown to
+decline, a newer challenger no worse than it replaces it. The rates of both rules are measured
+in `benchmarks/decisions/refresh.py`.
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ def refresh(
     *,
     degenerate: bool = False,
     too_wide: bool = False,
+    on_decline: bool = False,
+    champion: tuple[float | None, float | None, tuple[float, float] | None] | None = None,
 ) -> tuple[list[Gate], str]:
     """The gates with the improvement gate passed by a refresh, if one applies; and its words.
 
@@ -43,7 +54,10 @@ def refresh(
     models score every resample alike: nothing tells them apart). Fewer rows than
     `evaluation.min_rows` do not stop a refresh: they are too few to show a gain, not to show
     that a challenger is no worse on its point estimate (the rate at which a worse one gets
-    through, by rows, is in `benchmarks/decisions/refresh.py`).
+    through, by rows, is in `benchmarks/decisions/refresh.py`). With `on_decline`, `champion`
+    (its metric on history, None without history rows, on recent, and the interval of its
+    decline, None until bootstrapped) must show a decline: its interval's lower bound above 0.
+    ``comparison["refresh_needs_decline"]`` says a refresh waits only for that interval.
     """
     comparison["champion_age_windows"] = age
     comparison["refresh_after"] = after
@@ -63,15 +77,31 @@ def refresh(
         or not all(g.decided for g in gates if g.name not in _RECENT)
     ):
         return gates, ""
-    comparison["refresh"] = True
     newer = f"{age:g} window(s) newer than the champion's"
+    shown = ""
+    if on_decline:
+        history, recent, ci = champion if champion is not None else (None, None, None)
+        if history is None or recent is None:
+            comparison["refresh_not_applied"] = "no history rows to show the champion declined"
+            return gates, ""
+        sign = 1.0 if comparison.get("greater_is_better", True) else -1.0
+        comparison["champion_decline"] = sign * (history - recent)
+        if ci is None:
+            comparison["refresh_needs_decline"] = True
+            return gates, ""
+        comparison["champion_decline_ci"] = list(ci)
+        if not ci[0] > 0:
+            comparison["refresh_not_applied"] = "the champion's decline is not shown"
+            return gates, ""
+        shown = f", the champion shown to decline (lower bound {ci[0]:.4g})"
+    comparison["refresh"] = True
     passed = Gate(
         improvement.name,
         True,
-        f"{improvement.detail}; not required for a refresh: trained on data {newer}",
+        f"{improvement.detail}; not required for a refresh: trained on data {newer}{shown}",
     )
     words = (
-        f"; a refresh: no gain shown, not worse, trained on data {newer}"
+        f"; a refresh: no gain shown, not worse, trained on data {newer}{shown}"
         f" (evaluation.refresh_after {after})"
     )
     return [passed if g is improvement else g for g in gates], words

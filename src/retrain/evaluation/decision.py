@@ -127,7 +127,8 @@ class GateInputs:
             evidence, as `retrain.evaluation._baseline` explains.
         champion_age, refresh_after: how many windows newer the challenger's training window
             is than the champion's (None: unknown), and `evaluation.refresh_after` (0: off);
-            see `retrain.evaluation._refresh`.
+            with `refresh_on_decline` a refresh also needs `decline_ci` above 0; see
+            `retrain.evaluation._refresh`.
     """
 
     metric: str
@@ -154,6 +155,7 @@ class GateInputs:
     baseline_fitted_on_recent: bool = False
     champion_age: float | None = None
     refresh_after: int = 0  # as evaluation.refresh_after's default: off
+    refresh_on_decline: bool = True  # as evaluation.refresh_on_decline's default
 
 
 def decide(inputs: GateInputs) -> EvaluationResult:
@@ -227,7 +229,14 @@ def decide(inputs: GateInputs) -> EvaluationResult:
     mdg, bound = comparison["recent_min_detectable_gain"], inputs.max_detectable_gain
     too_wide = bound is not None and mdg is not None and mdg > bound + _EPS
     gates, refresh_words = refresh(
-        gates, comparison, age, after, degenerate=weak is not None and strict, too_wide=too_wide
+        gates,
+        comparison,
+        age,
+        after,
+        degenerate=weak is not None and strict,
+        too_wide=too_wide,
+        on_decline=inputs.refresh_on_decline,
+        champion=(inputs.champion_history, inputs.champion_recent, inputs.decline_ci),
     )
     return _verdict(gates, words + refresh_words + floor_words, metrics, comparison)
 

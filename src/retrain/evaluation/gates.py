@@ -200,11 +200,13 @@ def evaluate_challenger(
         baseline_fitted_on_recent=champion is None and training_target is None,
         champion_age=champion_age,
         refresh_after=ev.refresh_after,
+        refresh_on_decline=ev.refresh_on_decline,
     )
     result = decide(inputs)
     if result.comparison["champion_decline"] is not None:
         # The guard weighed a change of regime (a history loss beyond the budget, with the
-        # exception on): only then is the champion's decline worth its bootstrap.
+        # exception on), or a refresh waits for a shown decline: only then is the champion's
+        # decline worth its bootstrap.
         result = decide(dataclasses.replace(inputs, decline_ci=decline_interval()))
     comparison = dict(result.comparison)
     comparison["rows"] = {name: len(frame) for name, frame in frames.items()}

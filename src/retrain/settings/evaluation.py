@@ -191,6 +191,18 @@ class EvaluationConfig(Section):
             " benchmarks/results/refresh.md."
         ),
     )
+    refresh_on_decline: bool = Field(
+        default=True,
+        description=(
+            "With refresh_after set, a refresh also needs evidence that the world moved: the"
+            " champion's metric on the recent evaluation rows is worse than on the history"
+            " evaluation rows, by an unpaired bootstrap interval whose lower bound is above 0"
+            " (as accept_forgetting_on_change judges a change of regime). Without history rows"
+            " nothing is refreshed. On data that has not moved, equal models then stay blessed"
+            " at about the nominal rate; false: the age alone suffices (the measured rates of"
+            " both are in benchmarks/results/decisions.md)."
+        ),
+    )
     min_rows: int = Field(
         default=500,
         ge=1,
