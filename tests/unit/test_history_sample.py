@@ -168,11 +168,9 @@ def test_min_train_rows_raises_the_budget(tmp_path: Path) -> None:
     assert raised >= 568 / (1 - cfg.training.evaluation_share) > plain
 
 
-def test_a_rare_label_of_a_window_keeps_a_row_when_the_sample_has_room(tmp_path: Path) -> None:
-    # Two windows of 1,000 rows, sampled to 100 each: the first one's labels 600 / 397 / 3
-    # have shares 60, 39.7 and 0.3, and by largest remainders alone the 0.3 lost its row.
-    store, rng = LocalStorage(tmp_path / "store"), np.random.default_rng(5)
-    labels = {0: [0] * 600 + [1] * 397 + [2] * 3, 1: [0] * 700 + [1] * 300}
+def commit_labels(store: LocalStorage, labels: dict[int, list[int]], seed: int) -> None:
+    """One window per entry of `labels`, its rows holding those labels in a seeded order."""
+    rng = np.random.default_rng(seed)
     for week, churned in labels.items():
         n = len(churned)
         part = pd.DataFrame(
@@ -187,6 +185,14 @@ def test_a_rare_label_of_a_window_keeps_a_row_when_the_sample_has_room(tmp_path:
             }
         )
         commit_history(store, str(week), part, {"sha256": content_sha256(part)})
+
+
+def test_a_rare_label_of_a_window_keeps_a_row_when_the_sample_has_room(tmp_path: Path) -> None:
+    # Two windows of 1,000 rows, sampled to 100 each: the first one's labels 600 / 397 / 3
+    # have shares 60, 39.7 and 0.3, and by largest remainders alone the 0.3 lost its row.
+    store = LocalStorage(tmp_path / "store")
+    labels = {0: [0] * 600 + [1] * 397 + [2] * 3, 1: [0] * 700 + [1] * 300}
+    commit_labels(store, labels, seed=5)
     loaded = read_history(store, config(), "2", max_rows=200)
     got = loaded.frame
     assert got is not None and loaded.sampled and len(got) == 200
@@ -195,3 +201,42 @@ def test_a_rare_label_of_a_window_keeps_a_row_when_the_sample_has_room(tmp_path:
     # The other labels stay within a row of their share; the second window is as before.
     assert abs(first[0] - 60) <= 1 and abs(first[1] - 39.7) <= 1
     assert got[got["week"] == 1]["churned"].value_counts().to_dict() == {0: 70, 1: 30}
+
+
+def test_a_tiny_window_keeps_a_row_of_each_label_when_the_sample_has_room(tmp_path: Path) -> None:
+    # Ten windows of 5,000 rows and one of 3 holding the only rows of label 2, sampled to
+    # 1,000: the tiny window's share is 0.06 of a row, and by largest remainders over the
+    # windows it got none, so label 2 never reached training.
+    store = LocalStorage(tmp_path / "store")
+    labels = {w: [0] * (2500 + 40 * w) + [1] * (2500 - 40 * w) for w in range(10)}
+    labels[10] = [2, 2, 2]
+    commit_labels(store, labels, seed=8)
+    cfg = config()
+    loaded = read_history(store, cfg, "11", max_rows=1000)
+    got = loaded.frame
+    assert got is not None and loaded.sampled and len(got) == 1000
+    kept = got.groupby(["week", "churned"]).size()
+    assert len(kept) == 21 and kept.min() >= 1  # every label of every window
+    assert kept[(10, 2)] == 1
+    # The big windows stay within a row of their share (100 each, 0.06 short in all).
+    per_window = got.groupby("week").size()
+    assert all(abs(per_window[w] - 5000 * 1000 / 50_003) <= 1 for w in range(10))
+    again = read_history(store, cfg, "11", max_rows=1000).frame
+    assert again is not None and content_sha256(again) == content_sha256(got)
+
+
+def test_without_room_for_each_window_s_labels_each_label_of_the_history_keeps_a_row(
+    tmp_path: Path,
+) -> None:
+    # 21 (window, label) pairs: a sample of 5 rows cannot hold one of each, but can hold each
+    # of the 3 labels; one of 2 rows can hold neither, and is drawn by shares alone.
+    store = LocalStorage(tmp_path / "store")
+    labels = {w: [0] * 300 + [1] * 200 for w in range(10)}
+    labels[10] = [2, 2, 2]
+    commit_labels(store, labels, seed=9)
+    cfg = config()
+    got = read_history(store, cfg, "11", max_rows=5).frame
+    assert got is not None and len(got) == 5
+    assert sorted(set(got["churned"])) == [0, 1, 2]
+    few = read_history(store, cfg, "11", max_rows=2).frame
+    assert few is not None and len(few) == 2 and 2 not in set(few["churned"])

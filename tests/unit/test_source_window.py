@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -105,6 +106,57 @@ def test_infinite_periods_are_unreadable_on_the_statistics_path_too(
     assert "spanning 0 to 5" in messages[0] and messages[1] == messages[0]
     facts = source_facts(cfg.data.uri, "parquet", cfg.data)
     assert facts is not None and (facts.unreadable, facts.no_time) == (2, 2)
+    assert (facts.time_min, facts.time_max) == (0.0, 5.0)
+
+
+def keep_nan(path: Path, null_row: int | None = None) -> None:
+    """Store the file's missing weeks as NaN values, not nulls (as pandas writes them), but
+    `null_row`: Parquet statistics count the nulls only, and leave NaN out of min and max."""
+    table = pq.read_table(path)
+    weeks = table["week"].to_numpy()
+    mask = np.arange(len(weeks)) == null_row
+    column = pa.array(weeks, mask=mask, from_pandas=False)
+    table = table.set_column(table.schema.get_field_index("week"), "week", column)
+    pq.write_table(table, path, row_group_size=GROUP_ROWS)
+
+
+@pytest.mark.parametrize("schemas", ["one schema", "one file with another column"])
+def test_nan_periods_are_missing_times_on_the_statistics_path_too(
+    tmp_path: Path, schemas: str
+) -> None:
+    src = events(weeks=6).astype({"week": "float64"})
+    # the whole first row group (week 0 keeps 40 rows), and one row of each later file
+    src.loc[[*range(GROUP_ROWS), 150, 230], "week"] = np.nan
+    src.loc[200, "week"] = np.inf
+    write_weeks(tmp_path / "events", src, "rows")  # three files of 120 rows
+    root = tmp_path / "events"
+    keep_nan(root / "part-000.parquet", null_row=60)
+    keep_nan(root / "part-001.parquet")
+    keep_nan(root / "part-002.parquet")
+    if schemas != "one schema":
+        last = root / "part-002.parquet"
+        extra = pq.read_table(last).append_column("channel", pa.array(["web"] * 120))
+        pq.write_table(extra, last, row_group_size=GROUP_ROWS)
+    stored = pq.read_table(root / "part-000.parquet")["week"]
+    assert stored.null_count == 1 and pc.sum(pc.is_nan(stored)).as_py() == GROUP_ROWS
+    cfg = config(uri=str(root), min_rows=10, ignore_columns=["channel"])
+    no_time = "23 source rows have no event time and belong to no window"
+    for wid in ["0", "3"]:
+        whole, pruned = both(cfg, wid)
+        assert no_time in whole.report["warnings"]
+        assert pruned.report["warnings"] == whole.report["warnings"]
+    empty = parse_window(cfg.data, "10")
+    messages = []
+    for frame, facts in [
+        (read_source(cfg.data.uri, "parquet"), None),
+        read_window(cfg.data.uri, "parquet", cfg.data, empty),
+    ]:
+        with pytest.raises(ValidationError) as err:
+            ingest_window(cfg, frame, empty, None, facts=facts)
+        messages.append(repr(err.value.problems))
+    assert "spanning 0 to 5" in messages[0] and messages[1] == messages[0]
+    facts = source_facts(cfg.data.uri, "parquet", cfg.data)
+    assert facts is not None and (facts.rows, facts.no_time, facts.unreadable) == (360, 23, 1)
     assert (facts.time_min, facts.time_max) == (0.0, 5.0)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from retrain.data.quotas import proportional_quotas
 from retrain.data.split import evaluation_mask
 from retrain.training._sampling import sample_positions, seeded_rng
 from retrain.training.mix import build_training_set
@@ -53,3 +54,17 @@ def test_max_train_rows_keeps_the_rare_class_of_the_new_window() -> None:
     assert len(ts.train) == 1000
     assert int((ts.train["label"] == "chargeback").sum()) >= 1
     assert pd.Index(ts.train["id"]).is_unique
+
+
+def test_a_least_is_kept_when_there_is_room_for_every_least() -> None:
+    # Shares 50, 49.97 and 0.03: the third group's least 2 comes from the group furthest above
+    # its share (the first, at exactly 50).
+    assert proportional_quotas([5000, 4997, 3], 100, least=[0, 0, 2]).tolist() == [49, 49, 2]
+    # No room for every least (2 + 2 + 2 > 5): shares alone, as without the rule.
+    plain = proportional_quotas([5000, 4997, 3], 5, one_each=False)
+    assert proportional_quotas([5000, 4997, 3], 5, one_each=False, least=[2, 2, 2]).tolist() == (
+        plain.tolist()
+    )
+    # Quotas that keep every least already are unchanged by it.
+    shares = proportional_quotas([600, 397, 3], 100)
+    assert shares.tolist() == proportional_quotas([600, 397, 3], 100, least=[1, 1, 1]).tolist()

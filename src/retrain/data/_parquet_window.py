@@ -13,7 +13,6 @@ judged on its own files (`retrain.data._facts.SourceFacts`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -213,20 +212,27 @@ def parquet_facts(
     statistics; with `files`, the columns of those holding rows of the window
     (`SourceFacts.window_files`).
 
-    A row group without statistics is read (its time column only) instead, and so is one
-    whose statistics reach inf or -inf: those are unreadable times (as
-    `retrain.data.windows.event_times` reads them), counted and named, not a range.
+    An integer or timestamp time column is counted from the statistics; a row group without
+    them is read (its time column only) instead. A float time column is read (that column
+    only, in batches): Parquet statistics count nulls but not NaN, which a whole read holds as
+    missing times, and leave NaN out of min and max, so no footer tells whether a row group
+    holds one. Its inf and -inf are unreadable times (as `retrain.data.windows.event_times`
+    reads them), counted and named, not a range.
     """
     times = _Times()
     for fragment in source.fragments:
+        if pa.types.is_floating(fragment.physical_schema.field(column).type):
+            for batch in fragment.to_batches(columns=[column]):
+                times.rows += batch.num_rows
+                times.add(batch.column(0))
+            continue
         meta = fragment.metadata
         position = column_position(meta, column)
         for i in range(meta.num_row_groups):
             group = meta.row_group(i)
             times.rows += group.num_rows
             stats = group.column(position).statistics
-            ranged = stats is not None and stats.has_null_count and stats.has_min_max
-            if ranged and _finite(stats.min) and _finite(stats.max):
+            if stats is not None and stats.has_null_count and stats.has_min_max:
                 times.no_time += stats.null_count
                 times.lows.append(stats.min)
                 times.highs.append(stats.max)
@@ -246,11 +252,6 @@ def parquet_facts(
     )
 
 
-def _finite(value: Any) -> bool:
-    """Whether a statistics bound is a time (inf and -inf are not: `event_times`)."""
-    return not isinstance(value, float) or math.isfinite(value)
-
-
 @dataclass
 class _Times:
     """What `parquet_facts` counts, row group by row group."""
@@ -262,19 +263,28 @@ class _Times:
     unreadable: int = 0
     examples: list[Any] = field(default_factory=list)
 
-    def add(self, times: pa.ChunkedArray) -> None:
-        """A row group's time column, read."""
+    def add(self, times: pa.Array | pa.ChunkedArray) -> None:
+        """Times of the column, read (a row group's, or a batch of a file's)."""
         self.no_time += times.null_count
         if pa.types.is_floating(times.type):
-            infinite = pc.fill_null(pc.is_inf(times), False)
-            count = int(pc.sum(infinite).as_py() or 0)
-            if count:
-                self.unreadable += count
-                for value in pd.unique(pc.filter(times, infinite).to_numpy()):
-                    if len(self.examples) < _EXAMPLES and value not in self.examples:
-                        self.examples.append(float(value))
-                times = pc.filter(times, pc.invert(infinite))
+            finite = int(pc.sum(pc.is_finite(times)).as_py() or 0)  # nulls are not counted
+            if finite < len(times) - times.null_count:
+                times = self._drop_not_finite(times)
         if times.null_count < len(times):
             extremes = pc.min_max(times)
             self.lows.append(extremes["min"].as_py())
             self.highs.append(extremes["max"].as_py())
+
+    def _drop_not_finite(self, times: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+        """`times` without NaN (no time: a whole read holds them as pandas' missing value) and
+        inf or -inf (unreadable, counted and named), as `event_times` reads them."""
+        nan = pc.fill_null(pc.is_nan(times), False)
+        self.no_time += int(pc.sum(nan).as_py() or 0)
+        infinite = pc.fill_null(pc.is_inf(times), False)
+        count = int(pc.sum(infinite).as_py() or 0)
+        if count:
+            self.unreadable += count
+            for value in pd.unique(pc.filter(times, infinite).to_numpy()):
+                if len(self.examples) < _EXAMPLES and value not in self.examples:
+                    self.examples.append(float(value))
+        return pc.filter(times, pc.invert(pc.or_(nan, infinite)))

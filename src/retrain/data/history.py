@@ -21,6 +21,8 @@ from retrain.config import Config
 from retrain.data.io import from_parquet_bytes, schema_meta, to_parquet_bytes
 from retrain.data.quotas import proportional_quotas
 from retrain.data.targets import (
+    label_key,
+    plain_values,
     reconcile_fix,
     select_joinable,
     split_reconcilable,
@@ -45,6 +47,8 @@ __all__ = [
 
 # The sampling stream of `load_history` (the training mix uses streams 1-3 of the same seed).
 _STREAM_HISTORY_LOAD = 4
+
+_Label = tuple[str, Any]  # a label as `retrain.data.targets.label_key` compares it
 
 
 def history_key(window_id: str) -> str:
@@ -203,6 +207,14 @@ def read_history(
     id, so memory holds one window plus the sample however many windows exist, and the same
     seed and history give the same rows. Otherwise every row is returned, as stored.
 
+    A window's share may round to fewer rows than it has labels (3 rows among 50,000 at 1,000
+    rows). For classification every label of every window keeps a row all the same when
+    `max_rows` has room for one row of each window's each label; else each label of the
+    history keeps a row somewhere when `max_rows` has room for one of each label; else (fewer
+    rows than labels) shares alone decide (`_needed_labels`). The rows this needs come from
+    the windows furthest above their share; a sample that keeps those rows already is
+    unchanged by the rule.
+
     Windows whose labels cannot be one type with the others are left out first, decided on
     every window's distinct labels (`select_joinable`: the most windows that can be one type,
     a tie going to the newest; a window with a non-finite label or one label written two ways
@@ -216,23 +228,38 @@ def read_history(
     # before it is committed; one committed before that check) is left out and named, not
     # allowed to stop every later training: history is immutable. Decided on every window's
     # distinct labels, before any sampling, so the windows kept do not depend on `max_rows`.
-    targets = [_stored_target(store, cfg, w) for w in windows]
+    # A sample also counts each window's rows per label from the same read.
+    sampled = max_rows is not None and total > max_rows
+    counted = sampled and cfg.task == "classification"
+    targets: list[pd.DataFrame | None] = []
+    strata: list[_Strata] = []
+    for w in windows:
+        column = _stored_target_column(store, cfg, w)
+        targets.append(None if column is None else column.to_frame().drop_duplicates())
+        strata.append(_Strata.of(column) if column is not None and counted else _Strata([], []))
     kept_at, reasons = select_joinable(targets, [f"window {w.id}" for w in windows], cfg.target)
     left_out = {f"window {windows[i].id}": why for i, why in sorted(reasons.items())}
-    use = [w for i, w in enumerate(windows) if i in kept_at or targets[i] is None]
-    sampled = max_rows is not None and total > max_rows
+    use_at = [i for i in range(len(windows)) if i in kept_at or targets[i] is None]
+    use = [windows[i] for i in use_at]
     used_rows: list[int] = [w.rows for w in use]
-    # A window is not a class: its share may round to no row. Ties go to the older window.
-    quotas = (
-        proportional_quotas(used_rows, max_rows, one_each=False, larger_first=False)
-        if sampled and max_rows is not None
-        else None
-    )
+    needed = [set[_Label]() for _ in use]
+    quotas = None
+    if sampled and max_rows is not None:
+        needed = _needed_labels(used_rows, [strata[i] for i in use_at], max_rows)
+        # A window is not a class: its share may round to no row, unless it holds a label the
+        # sample needs from it. Ties go to the older window.
+        quotas = proportional_quotas(
+            used_rows,
+            max_rows,
+            one_each=False,
+            larger_first=False,
+            least=[len(labels) for labels in needed],
+        )
     frames: list[pd.DataFrame | None] = []
     for i, w in enumerate(use):
         frame = from_parquet_bytes(store.read_bytes(w.key), store.uri(w.key))[0]
         if quotas is not None and quotas[i] < len(frame):
-            frame = _sample_window(frame, int(quotas[i]), cfg, w.id)
+            frame = _sample_window(frame, int(quotas[i]), cfg, w.id, needed[i])
         frames.append(frame)
     frames, more = split_reconcilable(frames, [f"window {w.id}" for w in use], cfg.target)
     left_out.update(more)  # none: the same distinct values were decided on
@@ -244,8 +271,8 @@ def read_history(
     return LoadedHistory(combined, len(windows), total, max_rows, sampled, left_out)
 
 
-def _stored_target(store: Storage, cfg: Config, w: HistoryWindow) -> pd.DataFrame | None:
-    """The target column of a stored window, its distinct values only (None: no target)."""
+def _stored_target_column(store: Storage, cfg: Config, w: HistoryWindow) -> pd.Series | None:
+    """The target column of a stored window (None: no target)."""
     with store.open_read(w.key) as reader:
         try:
             table = pq.ParquetFile(reader).read(columns=[cfg.target])
@@ -255,8 +282,71 @@ def _stored_target(store: Storage, cfg: Config, w: HistoryWindow) -> pd.DataFram
             raise ValidationError(
                 f"{store.uri(w.key)} is not a readable Parquet dataset: {err}"
             ) from None
-    distinct: pd.DataFrame = table.to_pandas().drop_duplicates()
-    return distinct
+    column: pd.Series = table.to_pandas()[cfg.target]
+    return column
+
+
+def _stored_target(store: Storage, cfg: Config, w: HistoryWindow) -> pd.DataFrame | None:
+    """The target column of a stored window, its distinct values only (None: no target)."""
+    column = _stored_target_column(store, cfg, w)
+    return None if column is None else column.to_frame().drop_duplicates()
+
+
+@dataclass(frozen=True)
+class _Strata:
+    """A window's labels (`label_key`; None: no label) and rows of each, in the order
+    `_sample_window` stratifies them."""
+
+    labels: list[_Label | None]
+    rows: list[int]
+
+    @classmethod
+    def of(cls, column: pd.Series) -> _Strata:
+        codes, labels = _label_codes(column)
+        return cls(labels, np.bincount(codes, minlength=len(labels)).tolist())
+
+
+def _label_codes(column: pd.Series) -> tuple[np.ndarray, list[_Label | None]]:
+    """Each row's stratum, and each stratum's label (`label_key`; None: no label)."""
+    codes, uniques = pd.factorize(column, sort=True, use_na_sentinel=False)
+    return codes, [None if pd.isna(v) else label_key(v) for v in plain_values(uniques)]
+
+
+def _label_quotas(strata: _Strata, n: int, needed: set[_Label]) -> np.ndarray:
+    """Rows of each label in a sample of `n` of the window's rows (`needed`: as many of those
+    labels as `n` has room for keep a row)."""
+    least = [int(label is not None and label in needed) for label in strata.labels]
+    return proportional_quotas(strata.rows, n, larger_first=False, least=least)
+
+
+def _needed_labels(window_rows: list[int], strata: list[_Strata], n: int) -> list[set[_Label]]:
+    """The labels each window keeps a row of in a sample of `n` rows of history, whatever the
+    window's share of `n`.
+
+    Every label of every window when `n` has room for a row of each. Else, when `n` has room
+    for a row of each label the history holds, each label from one window: one whose share
+    keeps a row of it already if any (so a sample that holds every label is unchanged), else
+    the window holding most of its rows, ties going to the older window. Else none: no
+    sample of `n` rows holds every label.
+    """
+    labelled = [
+        {x for x, r in zip(s.labels, s.rows, strict=True) if x is not None and r} for s in strata
+    ]
+    if n >= sum(len(labels) for labels in labelled):
+        return labelled
+    shares = proportional_quotas(window_rows, n, one_each=False, larger_first=False)
+    holder: dict[_Label, tuple[tuple[bool, int], int]] = {}  # label -> (rank, window)
+    for at, s in enumerate(strata):
+        kept = s.rows if shares[at] >= sum(s.rows) else _label_quotas(s, int(shares[at]), set())
+        for label, rows, got in zip(s.labels, s.rows, list(kept), strict=True):
+            rank = (bool(got), rows)
+            if label is not None and (label not in holder or rank > holder[label][0]):
+                holder[label] = (rank, at)
+    needed: list[set[_Label]] = [set() for _ in strata]
+    if n >= len(holder):
+        for label, (_, at) in holder.items():
+            needed[at].add(label)
+    return needed
 
 
 def check_joins_history(store: Storage, cfg: Config, window_id: str, frame: pd.DataFrame) -> str:
@@ -318,18 +408,22 @@ def load_history(store: Storage, cfg: Config, before_window: str) -> pd.DataFram
     return read_history(store, cfg, before_window).frame
 
 
-def _sample_window(frame: pd.DataFrame, n: int, cfg: Config, window_id: str) -> pd.DataFrame:
+def _sample_window(
+    frame: pd.DataFrame, n: int, cfg: Config, window_id: str, needed: set[_Label]
+) -> pd.DataFrame:
     """`n` rows of one window, in their stored order, proportionally per label (each label
-    keeping at least one row when `n` is at least the number of labels)."""
+    keeping at least one row when `n` is at least the number of labels, and each of `needed`
+    when `n` has room for those)."""
     digest = hashlib.sha256(window_id.encode()).digest()
     rng = np.random.default_rng([cfg.seed, _STREAM_HISTORY_LOAD, int.from_bytes(digest[:8])])
     if cfg.task == "classification" and cfg.target in frame.columns:
-        strata, _ = pd.factorize(frame[cfg.target], sort=True, use_na_sentinel=False)
+        strata, labels = _label_codes(frame[cfg.target])
     else:
-        strata = np.zeros(len(frame), dtype=np.int64)
+        strata, labels = np.zeros(len(frame), dtype=np.int64), [None]
     # Every label keeps a row when `n` has room for one of each, as in the training mix;
     # ties go to the lower label.
-    quota = proportional_quotas(np.bincount(strata), n, larger_first=False)
+    counts = np.bincount(strata, minlength=len(labels)).tolist()
+    quota = _label_quotas(_Strata(labels, counts), n, needed)
     chosen = [
         rng.choice(np.flatnonzero(strata == k), size=int(q), replace=False)
         for k, q in enumerate(quota)

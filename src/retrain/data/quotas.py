@@ -19,6 +19,7 @@ def proportional_quotas(
     *,
     one_each: bool = True,
     larger_first: bool = True,
+    least: Sequence[int] | np.ndarray | None = None,
 ) -> np.ndarray:
     """Rows to take from each group (of `counts[k]` rows) so that `n` rows keep their shares.
 
@@ -26,8 +27,11 @@ def proportional_quotas(
     proportional share, with one exception. With `one_each`, when `n` is at least the number
     of non-empty groups, every non-empty group keeps at least one row (a class of 3 rows in
     10,000 is not sampled away at 1,000 rows), the rows this needs coming from the groups
-    furthest above their share. A group whose share already rounds to a row gets the quota it
-    would get without the rule, unless it is one of those that give a row up.
+    furthest above their share. `least` asks the same for ``least[k]`` rows of group k (at
+    most its size), when `n` has room for all of them (with one each, when `n` has room for
+    that too). A group whose share already rounds to its least gets the quota it would get
+    without the rule, unless it is one of those that give a row up: quotas that keep every
+    least without the rule are unchanged by it.
 
     Ties go to the larger group when `larger_first`, then to the lower index, so the quotas
     are deterministic. With `n` at least the rows in all, every row is taken.
@@ -38,9 +42,13 @@ def proportional_quotas(
         return sizes.copy()
     exact = sizes * (n / total)
     quota: np.ndarray = np.floor(exact).astype(np.int64)
-    present = sizes > 0
-    if one_each and n >= int(present.sum()):
-        quota[present & (quota == 0)] = 1
+    floor = np.zeros_like(sizes) if least is None else np.minimum(np.asarray(least), sizes)
+    present = (sizes > 0).astype(np.int64)
+    if one_each and n >= int(np.maximum(floor, present).sum()):
+        floor = np.maximum(floor, present)
+    if n < int(floor.sum()):
+        floor = np.zeros_like(sizes)  # no room for every least: shares alone
+    quota = np.maximum(quota, floor)
     index = np.arange(len(sizes))
     size_key = -sizes if larger_first else np.zeros_like(sizes)
     short = n - int(quota.sum())
@@ -48,7 +56,7 @@ def proportional_quotas(
         order = np.lexsort((index, size_key, -(exact - quota)))
         quota[order[:short]] += 1
     for _ in range(-short):
-        # One row back from the group furthest above its share that keeps a row.
-        over = np.where(quota > 1, quota - exact, -np.inf)
+        # One row back from the group furthest above its share that keeps its least.
+        over = np.where(quota > floor, quota - exact, -np.inf)
         quota[np.lexsort((index, size_key, -over))[0]] -= 1
     return quota

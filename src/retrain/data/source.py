@@ -12,7 +12,8 @@ objects read by byte range), so
   column of the other row groups only; the footers the input-limit check read are not read
   again (`retrain.data.footers`);
 - `source_facts` takes the row count, the missing times and the time range from the footers'
-  statistics alone.
+  statistics alone (a float time column is read, that column only: statistics do not count
+  its NaN values, which are missing times).
 
 The rows and columns are the same as `read_source` would give, in the same order and with the
 same dtypes (a test holds every dataset hash equal), so the pruning is an optimisation only.
@@ -114,7 +115,7 @@ def read_window(
 
     On the fast path (Parquet with a typed time column) the frame holds exactly the window's
     rows, read from the overlapping row groups only (file by file where the files' schemas
-    differ), and the facts come from the footers. A CSV source is streamed file by file in
+    differ), and the facts are `source_facts`. A CSV source is streamed file by file in
     chunks: the frame holds the window's rows, typed as a whole read types them (a mixed
     column aside: `retrain.data._csv_window`), and the facts are counted on the way. On the
     exact path (other Parquet) the frame is the whole source, the facts None (ingest counts
@@ -162,7 +163,8 @@ def read_window(
 def source_facts(
     uri: str, fmt: str, data: DataSource, *, client: Any | None = None
 ) -> SourceFacts | None:
-    """`SourceFacts` from the footers alone, or None when the source has no fast path."""
+    """`SourceFacts` from the footers alone (a float time column read too: its NaN values are
+    missing times no statistic counts), or None when the source has no fast path."""
     files = source_files(uri, fmt, client=client)
     if fmt != "parquet":
         return None
