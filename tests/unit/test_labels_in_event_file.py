@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
 from retrain.config import Config, load_config
+from retrain.errors import ValidationError
 from retrain.launchers import NoLauncher
 from retrain.storage import open_storage
 from retrain.triggers._known_labels import known_labels, window_rows
@@ -87,3 +89,40 @@ def test_the_monitor_judges_the_champion_on_labels_kept_in_the_events_file(
     start = pd.Timestamp("2024-03-18", tz="UTC")
     in_window = (t >= start) & (t < start + pd.Timedelta(days=7))
     assert perf["rows"] == int(in_window.sum()) > 0
+
+
+def test_the_label_columns_of_the_events_file_are_dropped_without_being_listed(
+    tmp_path: Path,
+) -> None:
+    """Labels in the events' own file, with the time each became known: neither column is a
+    model input, and the config already names both, so ingest drops them unasked."""
+    from retrain import steps
+
+    cfg = _one_file_case(tmp_path)
+    frame = pd.read_csv(tmp_path / "events.csv")
+    frame["y_known_at"] = (pd.to_datetime(frame["t"]) + pd.Timedelta(hours=2)).dt.strftime(
+        "%Y-%m-%dT%H:%M:%S"
+    )
+    frame.to_csv(tmp_path / "events.csv", index=False)
+    raw = yaml.safe_load((tmp_path / "onefile.yaml").read_text())
+    del raw["data"]["ignore_columns"]
+    raw["labels"]["time_column"] = "y_known_at"
+    raw["labels"]["uri"] = "./events.csv"  # the same file, spelled otherwise
+    (tmp_path / "onefile.yaml").write_text(yaml.safe_dump(raw))
+    cfg = load_config(tmp_path / "onefile.yaml")
+    text, run = cfg.to_yaml(), "r0"
+    out = steps.ingest(text, "2024-03-04", run, str(tmp_path / "d.parquet"))
+    assert out.details["ignored_columns"] == ["y", "y_known_at"]
+    dataset = pd.read_parquet(tmp_path / "d.parquet")
+    assert {"y", "y_known_at"}.isdisjoint(dataset.columns)
+    labelled = steps.label(
+        text, "2024-03-04", run, str(tmp_path / "d.parquet"), str(tmp_path / "l.parquet")
+    )
+    assert labelled.details["coverage"] == 1.0
+    # Another file of labels: its columns in the events' file are not dropped unasked.
+    raw["labels"]["uri"] = "labels.csv"
+    frame[["id", "y", "y_known_at"]].to_csv(tmp_path / "labels.csv", index=False)
+    (tmp_path / "onefile.yaml").write_text(yaml.safe_dump(raw))
+    other = load_config(tmp_path / "onefile.yaml")
+    with pytest.raises(ValidationError, match="unexpected columns: 'y', 'y_known_at'"):
+        steps.ingest(other.to_yaml(), "2024-03-04", "r1", str(tmp_path / "e.parquet"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,11 +177,34 @@ def known_columns(cfg: Config) -> list[str]:
     return cols
 
 
+def labels_in_events(cfg: Config) -> list[str]:
+    """The label source's label and label-time columns when that source is the events' own
+    (labels kept in the events' file): never model inputs, so ingest drops them as it drops
+    `data.ignore_columns`, and the label step joins them back by id."""
+    if cfg.labels.format != cfg.data.format or _where(cfg.labels.uri) != _where(cfg.data.uri):
+        return []
+    named = [cfg.labels.label_column, cfg.labels.time_column]
+    keep = set(known_columns(cfg))
+    return [c for c in named if c is not None and c not in keep]
+
+
+def _where(uri: str) -> str:
+    """A source URI in one spelling: 'file://' and a trailing '/' dropped, local paths normal."""
+    bare = uri[len("file://") :] if uri.startswith("file://") else uri
+    return bare.rstrip("/") if "://" in bare else os.path.normpath(bare)
+
+
+def _dropped(cfg: Config) -> set[str]:
+    """What ingest drops by config: `data.ignore_columns` and `labels_in_events`."""
+    return set(cfg.data.ignore_columns) | set(labels_in_events(cfg))
+
+
 def ignored_columns(columns: Iterable[Any], cfg: Config) -> list[str]:
     """Of `columns` (a frame's, or a source's names), those ingest drops by config:
-    `data.ignore_columns`, or any unexpected column under `data.extra_columns: ignore`."""
+    `data.ignore_columns`, the label columns of labels kept in the events' own source, or any
+    unexpected column under `data.extra_columns: ignore`."""
     allowed = set(known_columns(cfg))
-    ignore = set(cfg.data.ignore_columns)
+    ignore = _dropped(cfg)
     return [
         str(c)
         for c in columns
@@ -192,7 +216,7 @@ def _unexpected(columns: Iterable[Any], cfg: Config) -> list[str]:
     """Of `columns`, those the checks refuse: not known, not ignored (none under `ignore`)."""
     if cfg.data.extra_columns == "ignore":
         return []
-    allowed = set(known_columns(cfg)) | set(cfg.data.ignore_columns)
+    allowed = set(known_columns(cfg)) | _dropped(cfg)
     return [str(c) for c in columns if c not in allowed]
 
 
