@@ -1,19 +1,20 @@
 """The refresh (`evaluation.refresh_after`, opt-in) on the published streams: off, on age alone,
-and on a shown decline.
+and on a shown shift of the gain.
 
     python benchmarks/bench_refresh.py [CASE ...]   # ~40 min for the five cases
 
 For each stream of `retrain.backtest.standard` (loans, housing, fraud, shop, reviews) it
 replays ``drift`` and ``always`` three times: with ``evaluation.refresh_after: 0`` (the
 default: only a shown gain replaces a champion), with ``refresh_after: 1`` on the age alone
-(``refresh_on_decline: false``), and with ``refresh_after: 1`` on a shown decline of the
-champion (``refresh_on_decline: true``, the rule's default); and ``full_refit`` once (it has no
-gates). All of it twice: with each window's labels arriving by its end
-(``--ignore-label-times``: what a stream without label times gives, so the gates, not the wait
-for labels, make the difference) and with the labels by their own times. Writes
-``benchmarks/results/refresh.{md,json}``: each policy's mean prequential metric, retrains and
-deploys, and the goals of the decisions issue read on them (``drift`` reaching 99% of
-``always`` with at most 25% of its retrains; ``always`` at least as good as ``full_refit``).
+(``refresh_evidence: age``), and with ``refresh_after: 1`` on a shown shift of the
+challenger's gain from history to the recent rows (``refresh_evidence: shift``, the
+default); and ``full_refit`` once (it has no gates). All of it twice: with each window's
+labels arriving by its end (``--ignore-label-times``: what a stream without label times
+gives, so the gates, not the wait for labels, make the difference) and with the labels by
+their own times. Writes ``benchmarks/results/refresh.{md,json}``: each policy's mean
+prequential metric, retrains and deploys, and the goals of the decisions issue read on them
+(``drift`` reaching 99% of ``always`` with at most 25% of its retrains; ``always`` at least
+as good as ``full_refit``).
 """
 
 from __future__ import annotations
@@ -61,13 +62,13 @@ def _generate(name: str, work: Path) -> Path:
     return generate_reviews(work, windows=REVIEWS_WEEKS, drift_window=REVIEWS_CHANGE_WEEK)
 
 
-#: variant -> (refresh_after, refresh_on_decline)
-VARIANTS = {"off": (0, True), "age": (1, False), "decline": (1, True)}
+#: variant -> (refresh_after, refresh_evidence)
+VARIANTS = {"off": (0, "shift"), "age": (1, "age"), "shift": (1, "shift")}
 
 
 def _with_refresh(cfg: Config, variant: str) -> Config:
-    after, on_decline = VARIANTS[variant]
-    update = {"refresh_after": after, "refresh_on_decline": on_decline}
+    after, evidence = VARIANTS[variant]
+    update = {"refresh_after": after, "refresh_evidence": evidence}
     evaluation = cfg.evaluation.model_copy(update=update)
     return cfg.model_copy(update={"evaluation": evaluation})
 
@@ -124,7 +125,7 @@ def main(argv: list[str]) -> int:
                     runs[variant] = _replay(
                         _with_refresh(cfg, variant), policies, work / variant, whole
                     )
-                for variant in ("age", "decline"):
+                for variant in ("age", "shift"):
                     runs[variant]["full_refit"] = runs["off"]["full_refit"]
                 report["cases"][f"{name}, labels {mode}"] = {
                     **runs,
@@ -140,40 +141,41 @@ def main(argv: list[str]) -> int:
 
 def _markdown(report: dict[str, Any]) -> str:
     lines = [
-        "# The refresh (`evaluation.refresh_after`, opt-in): off, on age alone, on a shown decline",
+        "# The refresh (`evaluation.refresh_after`, opt-in): off, on the age, on a shown shift",
         "",
         f"`python benchmarks/bench_refresh.py` on commit `{report['commit']}`: each stream's"
         " windows replayed with their labels arriving at once, by each window's end"
         " (`--ignore-label-times`), and by their own times; `drift` and `always` with the"
         " refresh off (`refresh_after: 0`, the default), on the age alone (`refresh_after: 1`,"
-        " `refresh_on_decline: false`) and on a shown decline of the champion"
-        " (`refresh_after: 1`, `refresh_on_decline: true`), `full_refit` (no gates) once, one"
-        " process per policy pair.",
+        " `refresh_evidence: age`) and on a shown shift of the challenger's gain from history"
+        " to the recent rows (`refresh_after: 1`, `refresh_evidence: shift`), `full_refit` (no"
+        " gates) once, one process per policy pair.",
         "",
-        "| stream | metric | policy | mean, off | on age | on decline | retrains, off"
-        " | deploys off | on age | on decline |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| stream | metric | policy | mean, off | on age | on shift | retrains off | on age"
+        " | on shift | deploys off | on age | on shift |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, case in report["cases"].items():
         for policy in ("drift", "always", "full_refit"):
             rows = [case[v][policy] for v in VARIANTS]
             if policy == "full_refit":
-                means, deploys = f"{rows[0]['mean']:.4f} | - | -", f"{rows[0]['deploys']} | - | -"
-            else:
-                means = " | ".join(f"{r['mean']:.4f}" for r in rows)
-                deploys = " | ".join(str(r["deploys"]) for r in rows)
-            lines.append(
-                f"| {name} | {rows[0]['metric']} | {policy} | {means} | {rows[0]['retrains']}"
-                f" | {deploys} |"
-            )
+                rows = rows[:1]
+            cells = [
+                " | ".join(f"{r['mean']:.4f}" for r in rows),
+                " | ".join(str(r["retrains"]) for r in rows),
+                " | ".join(str(r["deploys"]) for r in rows),
+            ]
+            if policy == "full_refit":
+                cells = [f"{c} | - | -" for c in cells]
+            lines.append(f"| {name} | {rows[0]['metric']} | {policy} | {' | '.join(cells)} |")
     lines += [
         "",
         "The decisions issue's goals read on these rows: `drift` reaches 99% of `always`'s mean"
         " (for rmse, `always`'s over `drift`'s) with at most 25% of its retrains; `always` is"
         " at least as good as `full_refit`.",
         "",
-        "| stream | drift / always, off | on age | on decline | drift's retrains / always's"
-        " | always >= full_refit, off | on age | on decline |",
+        "| stream | drift / always, off | on age | on shift | drift's retrains / always's, off"
+        " | always >= full_refit, off | on age | on shift |",
         "|---|---:|---:|---:|---:|---|---|---|",
     ]
     for name, case in report["cases"].items():

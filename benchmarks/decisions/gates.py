@@ -136,7 +136,7 @@ def _recent_cell(
                 min_rows=_DEFAULTS.min_rows,
                 champion_age=age,
                 refresh_after=refresh_after,
-                refresh_on_decline=False,  # no history rows here: the age alone
+                refresh_evidence="age",  # no history rows here: the age alone
             )
         )
         blessed += r.blessed

@@ -258,7 +258,7 @@ def test_a_run_that_compared_nothing_tells_an_undefined_metric_from_missing_labe
 
 def test_the_json_summary_counts_the_blessings_that_were_a_refresh(tmp_path: Path) -> None:
     # Noisy labels: challengers the recent rows cannot tell from their champion. The world does
-    # not move, so only a refresh on age alone (refresh_on_decline off) replaces the champion.
+    # not move, so only a refresh on the age alone (refresh_evidence "age") replaces the champion.
     rng = np.random.default_rng(4)
     frames = []
     for week in range(6):
@@ -282,7 +282,7 @@ def test_the_json_summary_counts_the_blessings_that_were_a_refresh(tmp_path: Pat
     evaluation = cfg.evaluation.model_copy(
         update={
             "refresh_after": 1,
-            "refresh_on_decline": False,
+            "refresh_evidence": "age",
             "min_rows": 10,
             "min_positives": 5,
         }

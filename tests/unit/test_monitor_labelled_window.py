@@ -562,3 +562,11 @@ def test_the_champions_age_in_windows_is_reported_and_exported(toy: Config, tmp_
     assert (second.champion_trained_on, second.champion_age_windows) == (day(3), 1.0)
     age = metrics.registry.get_sample_value("retrain_champion_age_windows", {"model": toy.name})
     assert age == 1.0
+    # Checked at an older window than the champion's: said as such, not "-2 ... before".
+    older = check(toy, day(1), LATE)
+    assert older.champion_age_windows == -2.0
+    assert "2 window(s) after the checked one" in older.markdown()
+    # An age no longer known leaves no stale series behind.
+    metrics.observe_check(0.0, champion_age=None)
+    gone = metrics.registry.get_sample_value("retrain_champion_age_windows", {"model": toy.name})
+    assert gone is None

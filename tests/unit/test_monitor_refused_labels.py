@@ -178,10 +178,12 @@ def test_infinite_regression_labels_are_refused_not_taken_for_missing(tmp_path: 
 def test_a_label_source_with_no_file_yet_is_no_labels_not_a_refusal(
     toy: Config, state: str
 ) -> None:
-    """A new deployment: the champion serves, events arrive, no label has been written yet."""
+    """A new deployment: a champion trained elsewhere (on a backfill) serves, events arrive,
+    no label has been written yet and none was ever committed to this model's history."""
     import shutil
 
     shutil.rmtree(toy.labels.uri)
+    shutil.rmtree(Path(toy.storage_root) / "datasets")  # the champion's own training run
     if state == "an empty directory":
         Path(toy.labels.uri).mkdir()
     result = check(toy, day(3))
@@ -192,3 +194,20 @@ def test_a_label_source_with_no_file_yet_is_no_labels_not_a_refusal(
     assert perf["coverage"] == 0.0 and perf["measured_on"] == "checked window"
     assert "labels refused" not in _summary(result)
     assert result.drift is not None and "drift" in kinds(result)
+
+
+def test_a_label_source_gone_after_labels_were_committed_is_named_as_a_fault(
+    toy: Config,
+) -> None:
+    import shutil
+
+    from retrain import steps
+
+    text, run = toy.to_yaml(), "r1"
+    work = Path(toy.storage_root).parent / "w1"
+    steps.ingest(text, day(1), run, str(work / "d.parquet"))
+    steps.label(text, day(1), run, str(work / "d.parquet"), str(work / "l.parquet"))
+    shutil.rmtree(toy.labels.uri)  # labelled history exists, then the source goes
+    perf = check(toy, day(3)).performance
+    assert "data source not found" in perf["refused"][day(3)]
+    assert "labelled history" in perf["refused"][day(3)]

@@ -21,8 +21,8 @@ _EQUAL: dict[str, Any] = {"recent_ci": (-0.02, 0.028), "recent_rows": 800, "min_
 
 
 def _decide(challenger: float, age: float | None, after: int, **extra: Any) -> Any:
-    """The age alone (`refresh_on_decline` off) unless `extra` says otherwise."""
-    inputs = {**_EQUAL, "refresh_on_decline": False, **extra}
+    """The age alone (`refresh_evidence` "age") unless `extra` says otherwise."""
+    inputs = {**_EQUAL, "refresh_evidence": "age", **extra}
     return decide(
         GateInputs(
             "roc_auc", True, challenger, 0.80, champion_age=age, refresh_after=after, **inputs
@@ -98,41 +98,41 @@ def test_max_recent_regression_is_the_refresh_allowance() -> None:
     assert not _decide(0.795, age=1.0, after=1).blessed
 
 
-def test_the_refresh_is_off_by_default_and_needs_a_decline_when_on() -> None:
+def test_the_refresh_is_off_by_default_and_needs_a_shift_when_on() -> None:
     from retrain.settings.evaluation import EvaluationConfig
 
     assert EvaluationConfig().refresh_after == 0
     assert GateInputs("roc_auc", True, 0.8, 0.8).refresh_after == 0
-    assert EvaluationConfig().refresh_on_decline
-    assert GateInputs("roc_auc", True, 0.8, 0.8).refresh_on_decline
+    assert EvaluationConfig().refresh_evidence == "shift"
+    assert GateInputs("roc_auc", True, 0.8, 0.8).refresh_evidence == "shift"
 
 
-# The champion scores 0.86 on history and 0.80 on the recent rows: a decline of 0.06.
-_DECLINED: dict[str, Any] = {
-    "refresh_on_decline": True,
-    "challenger_history": 0.861,
+# History rows: the challenger gives 0.004 back there (within the budget, not shown).
+_HISTORY: dict[str, Any] = {
+    "refresh_evidence": "shift",
+    "challenger_history": 0.856,
     "champion_history": 0.86,
-    "history_ci": (-0.01, 0.012),
+    "history_ci": (-0.012, 0.004),
 }
 
 
-def test_on_decline_a_refresh_needs_history_rows_and_a_shown_decline() -> None:
-    no_history = _decide(0.804, age=1.0, after=1, refresh_on_decline=True)
+def test_on_shift_a_refresh_needs_history_rows_and_a_shown_shift() -> None:
+    no_history = _decide(0.804, age=1.0, after=1, refresh_evidence="shift")
     assert not no_history.blessed and not no_history.comparison["refresh"]
     assert "no history rows" in no_history.comparison["refresh_not_applied"]
-    # Before its interval is bootstrapped the decline is only asked for (evaluate_challenger
+    # Before its interval is bootstrapped the shift is only asked for (evaluate_challenger
     # then decides again with it).
-    asked = _decide(0.804, age=1.0, after=1, **_DECLINED)
-    assert not asked.blessed and asked.comparison["refresh_needs_decline"]
-    assert asked.comparison["champion_decline"] == pytest.approx(0.06)
-    shown = _decide(0.804, age=1.0, after=1, **_DECLINED, decline_ci=(0.02, 0.10))
+    asked = _decide(0.804, age=1.0, after=1, **_HISTORY)
+    assert not asked.blessed and asked.comparison["refresh_needs_shift"]
+    # Recent gain +0.004 and history gain -0.004: a shift of +0.008, shown by its interval.
+    shown = _decide(0.804, age=1.0, after=1, **_HISTORY, shift_ci=(0.002, 0.014))
     assert shown.blessed and shown.comparison["refresh"], shown.reason
-    assert "the champion shown to decline (lower bound 0.02)" in shown.reason
-    assert shown.comparison["champion_decline_ci"] == [0.02, 0.10]
-    unshown = _decide(0.804, age=1.0, after=1, **_DECLINED, decline_ci=(-0.01, 0.10))
+    assert "its recent gain shown above its history gain (by at least 0.002)" in shown.reason
+    assert shown.comparison["gain_shift_ci"] == [0.002, 0.014]
+    unshown = _decide(0.804, age=1.0, after=1, **_HISTORY, shift_ci=(-0.004, 0.02))
     assert not unshown.blessed and not unshown.comparison["refresh"], unshown.reason
-    assert unshown.comparison["refresh_not_applied"] == "the champion's decline is not shown"
-    # For an error metric a decline is a rise: rmse 10 on history, 12 on recent rows.
+    assert "not shown above its history gain" in unshown.comparison["refresh_not_applied"]
+    # Orientation for an error metric: gains are champion minus challenger, as for the gate.
     rmse = decide(
         GateInputs(
             "rmse",
@@ -140,41 +140,82 @@ def test_on_decline_a_refresh_needs_history_rows_and_a_shown_decline() -> None:
             11.9,
             12.0,
             (-0.5, 0.6),
-            11.95,
+            10.1,
             10.0,
-            history_ci=(-0.2, 0.2),
+            history_ci=(-0.3, 0.1),
             recent_rows=800,
             min_rows=500,
             champion_age=2.0,
             refresh_after=1,
-            decline_ci=(0.8, 3.1),
+            shift_ci=(0.05, 0.6),
         )
     )
-    assert rmse.blessed and rmse.comparison["champion_decline"] == pytest.approx(2.0), rmse.reason
+    assert rmse.blessed and rmse.comparison["refresh"], rmse.reason
 
 
-def _rows(n: int, seed: int, noise: float) -> Any:
-    """Rows whose label follows x and w, a share `noise` of them replaced by coin flips (the
-    same best ranking, a lower AUC for every model)."""
+def test_the_shift_bootstrap_cancels_what_both_models_share() -> None:
+    """A recent window on which both models score 0.05 worse (noisier labels) shifts neither
+    gain: the interval of the shift covers 0 as often as chance allows."""
+    import numpy as np
+    from scipy.special import expit
+
+    from retrain.evaluation.bootstrap import bootstrap_gain_shift
+
+    covered = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        sets = []
+        for n, noise in ((600, 0.3), (2000, 0.0)):
+            x = rng.normal(size=(n, 2))
+            y = (rng.random(n) < expit(2 * x[:, 0] + 0.6 * x[:, 1])).astype(int)
+            flip = rng.random(n) < noise
+            y[flip] = rng.integers(0, 2, int(flip.sum()))
+            a = 2 * x[:, 0] + 0.5 * x[:, 1]  # two equally good scorers
+            b = 2 * x[:, 0] + 0.7 * x[:, 1]
+            sets.append((y, expit(a), expit(b)))
+        _, lower, upper = bootstrap_gain_shift(
+            "classification",
+            "roc_auc",
+            sets[0],
+            sets[1],
+            [0, 1],
+            n=300,
+            confidence=0.95,
+            seed=seed,
+            stratify=False,
+        )
+        covered += lower <= 0 <= upper
+    assert covered >= 36  # 95% nominal: 38 of 40 expected, 36 allows for chance
+
+
+def _rows(n: int, seed: int, noise: float = 0.0, w_weight: float = 0.8) -> Any:
+    """Rows whose label follows x and w (with `w_weight`), a share `noise` of them replaced by
+    coin flips (the same best ranking, a lower AUC for every model)."""
     import numpy as np
     import pandas as pd
     from scipy.special import expit
 
     rng = np.random.default_rng(seed)
     x, w = rng.normal(size=n), rng.normal(size=n)
-    y = (rng.random(n) < expit(2.5 * x + 0.8 * w)).astype(int)
+    y = (rng.random(n) < expit(2.5 * x + w_weight * w)).astype(int)
     flipped = rng.random(n) < noise
     y[flipped] = rng.integers(0, 2, int(flipped.sum()))
     return pd.DataFrame({"id": np.arange(n), "t": 0, "x": x, "w": w, "y": y})
 
 
-@pytest.mark.parametrize(("recent_noise", "refreshed"), [(0.0, False), (0.4, True)])
-def test_evaluate_challenger_bootstraps_the_decline_a_refresh_needs(
-    recent_noise: float, refreshed: bool
+@pytest.mark.parametrize(
+    ("noise", "w_weight", "refreshed"),
+    [(0.0, 0.8, False), (0.4, 0.8, False), (0.0, 1.25, True)],
+    ids=["not moved", "a harder window", "moved"],
+)
+def test_evaluate_challenger_bootstraps_the_shift_a_refresh_needs(
+    noise: float, w_weight: float, refreshed: bool
 ) -> None:
-    """Two models of one world, the challenger fitted on other rows a window newer. Where the
-    recent rows follow the champion's world (no decline) nothing is refreshed; where 40% of
-    their labels are coin flips (the champion's AUC falls by about 0.1) it is."""
+    """Two models, the challenger fitted on other rows a window newer. Not moved: the recent
+    rows follow the champion's world. A harder window: 40% of their labels are coin flips,
+    both models score about 0.1 lower, and that is no reason to refresh. Moved: w weighs more
+    in the recent rows and the challenger learnt it; its recent gain alone is not shown, its
+    gain relative to history is."""
     from sklearn.linear_model import LogisticRegression
 
     from retrain.evaluation.gates import evaluate_challenger
@@ -185,16 +226,18 @@ def test_evaluate_challenger_bootstraps_the_decline_a_refresh_needs(
     cfg = base.model_copy(
         update={"data": data, "evaluation": base.evaluation.model_copy(update=evaluation)}
     )
-    old, newer = _rows(1000, 1, 0.0), _rows(1000, 2, recent_noise)
+    old, newer = _rows(1000, 1), _rows(1000, 2, noise, w_weight)
     champion = LogisticRegression().fit(old[["x", "w"]], old["y"])
     challenger = LogisticRegression().fit(newer[["x", "w"]], newer["y"])
-    recent, history = _rows(1500, 3, recent_noise), _rows(1500, 4, 0.0)
+    recent, history = _rows(1500, 3, noise, w_weight), _rows(1500, 4)
     r = evaluate_challenger(cfg, challenger, champion, recent, history, seed=5, champion_age=1.0)
-    assert r.comparison["champion_decline_ci"] is not None  # bootstrapped for the refresh
+    assert r.comparison["gain_shift_ci"] is not None  # bootstrapped for the refresh
     assert r.comparison["refresh"] is refreshed, r.reason
     assert r.blessed is refreshed
+    lower, _ = r.comparison["recent_ci"]
+    assert lower <= 0  # never a gain shown: only the refresh can bless
     if not refreshed:
-        assert r.comparison["refresh_not_applied"] == "the champion's decline is not shown"
+        assert "not shown above" in r.comparison["refresh_not_applied"]
 
 
 def test_a_shown_gain_is_a_plain_blessing_not_a_refresh() -> None:
@@ -378,6 +421,10 @@ def test_the_train_step_records_the_windows_end_and_evaluate_counts_from_it(
             {"blessed_by": "refresh", "champion_age_windows": 3.0},
         ),
         ({"blessed": True, "comparison": {"refresh": False}}, {"blessed_by": "gates"}),
+        (
+            {"blessed": True, "comparison": {"refresh": False, "evaluated": False}},
+            {"blessed_by": "first model, not evaluated"},
+        ),
         ({"blessed": False, "comparison": {"refresh": False}}, {}),
         (None, {}),  # no evaluate step in the run: a version deployed by hand
     ],

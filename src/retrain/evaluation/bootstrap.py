@@ -26,7 +26,7 @@ from scipy.stats import t as student_t
 from retrain.errors import ValidationError
 from retrain.evaluation.metrics import GREATER_IS_BETTER, Floats, _prepare, _Prepared, _weighted
 
-__all__ = ["bootstrap_decline", "bootstrap_difference", "resampled_metric"]
+__all__ = ["bootstrap_decline", "bootstrap_difference", "bootstrap_gain_shift", "resampled_metric"]
 
 # Bootstrap weight matrices are processed in chunks of about this many cells (8 bytes each).
 _CHUNK_CELLS = 2_000_000
@@ -259,3 +259,58 @@ def bootstrap_decline(
     )
     rows = min(len(new.y), len(old.y))
     return _interval(point, declines, rows, confidence, _difference_range(metric))
+
+
+def bootstrap_gain_shift(
+    task: str,
+    metric: str,
+    recent: tuple[Any, Any, Any],
+    history: tuple[Any, Any, Any],
+    classes: Sequence[Any] | None,
+    *,
+    n: int,
+    confidence: float,
+    seed: int,
+    stratify: bool,
+    positive: Any = None,
+) -> tuple[float, float, float]:
+    """Bootstrap of how much more the challenger gains on the recent rows than on history.
+
+    `recent` and `history` are each (labels, the challenger's scores, the champion's scores)
+    of one set of rows; the shift is the challenger's gain on the recent rows minus its gain
+    on history (each gain oriented as `bootstrap_difference`'s, paired within its set). A
+    harder recent window lowers both models' scores there alike and cancels in each gain; what
+    is left is how much better the challenger fits the recent rows than the past, relative to
+    the champion. The two sets are resampled independently (each from its own stream spawned
+    from `seed`, at its own size), and the interval is built as `bootstrap_decline` builds
+    its own.
+
+    Returns:
+        (shift on the full data, lower, upper) at `confidence`.
+    """
+    sign = _check(metric, n, confidence)
+    sets: list[tuple[_Prepared, _Prepared]] = []
+    for y, challenger, champion in (recent, history):
+        sets.append(
+            (
+                _prepare(task, y, challenger, classes, positive),
+                _prepare(task, y, champion, classes, positive),
+            )
+        )
+    if any(len(a.y) == 0 for a, _ in sets):
+        raise ValidationError("cannot bootstrap on zero rows")
+
+    def gain(pair: tuple[_Prepared, _Prepared], w: Floats) -> Floats:
+        return sign * (_weighted(metric, pair[0], w) - _weighted(metric, pair[1], w))
+
+    new, old = sets
+    point = float(
+        gain(new, np.ones((1, len(new[0].y))))[0] - gain(old, np.ones((1, len(old[0].y))))[0]
+    )
+    rng_new, rng_old = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    shifts = _stratified(partial(gain, new), new[0], stratify, rng_new, n) - _stratified(
+        partial(gain, old), old[0], stratify, rng_old, n
+    )
+    bound = _difference_range(metric)
+    rows = min(len(new[0].y), len(old[0].y))
+    return _interval(point, shifts, rows, confidence, None if bound is None else 2 * bound)

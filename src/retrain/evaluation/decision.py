@@ -127,8 +127,8 @@ class GateInputs:
             evidence, as `retrain.evaluation._baseline` explains.
         champion_age, refresh_after: how many windows newer the challenger's training window
             is than the champion's (None: unknown), and `evaluation.refresh_after` (0: off);
-            with `refresh_on_decline` a refresh also needs `decline_ci` above 0; see
-            `retrain.evaluation._refresh`.
+            `refresh_evidence` "shift" also needs `shift_ci` (recent gain minus history
+            gain) above 0; see `retrain.evaluation._refresh`.
     """
 
     metric: str
@@ -155,7 +155,8 @@ class GateInputs:
     baseline_fitted_on_recent: bool = False
     champion_age: float | None = None
     refresh_after: int = 0  # as evaluation.refresh_after's default: off
-    refresh_on_decline: bool = True  # as evaluation.refresh_on_decline's default
+    refresh_evidence: str = "shift"  # as evaluation.refresh_evidence's default
+    shift_ci: tuple[float, float] | None = None
 
 
 def decide(inputs: GateInputs) -> EvaluationResult:
@@ -235,8 +236,8 @@ def decide(inputs: GateInputs) -> EvaluationResult:
         after,
         degenerate=weak is not None and strict,
         too_wide=too_wide,
-        on_decline=inputs.refresh_on_decline,
-        champion=(inputs.champion_history, inputs.champion_recent, inputs.decline_ci),
+        evidence=inputs.refresh_evidence,
+        shift=(inputs.challenger_history, inputs.champion_history, inputs.shift_ci),
     )
     return _verdict(gates, words + refresh_words + floor_words, metrics, comparison)
 

@@ -21,7 +21,11 @@ from retrain.config import Config
 from retrain.data.targets import label_key
 from retrain.errors import ValidationError
 from retrain.evaluation._baseline import baseline_scores, best_constant, usable_record
-from retrain.evaluation.bootstrap import bootstrap_decline, bootstrap_difference
+from retrain.evaluation.bootstrap import (
+    bootstrap_decline,
+    bootstrap_difference,
+    bootstrap_gain_shift,
+)
 from retrain.evaluation.decision import (
     NOT_ENOUGH_POSITIVES,
     NOT_ENOUGH_ROWS,
@@ -176,6 +180,22 @@ def evaluate_challenger(
         )
         return (lower, upper)
 
+    def shift_interval() -> tuple[float, float]:
+        """The interval of the challenger's recent gain minus its history gain."""
+        _, lower, upper = bootstrap_gain_shift(
+            cfg.task,
+            metric,
+            (recent[cfg.target], scores["challenger"]["recent"], scores["champion"]["recent"]),
+            (
+                frames["history"][cfg.target],
+                scores["challenger"]["history"],
+                scores["champion"]["history"],
+            ),
+            classes,
+            **boot,
+        )
+        return (lower, upper)
+
     inputs = GateInputs(
         metric=metric,
         greater_is_better=GREATER_IS_BETTER[metric],
@@ -200,14 +220,22 @@ def evaluate_challenger(
         baseline_fitted_on_recent=champion is None and training_target is None,
         champion_age=champion_age,
         refresh_after=ev.refresh_after,
-        refresh_on_decline=ev.refresh_on_decline,
+        refresh_evidence=ev.refresh_evidence,
     )
     result = decide(inputs)
-    if result.comparison["champion_decline"] is not None:
+    weighed = result.comparison["champion_decline"] is not None
+    awaits = bool(result.comparison.get("refresh_needs_shift"))
+    if weighed or awaits:
         # The guard weighed a change of regime (a history loss beyond the budget, with the
-        # exception on), or a refresh waits for a shown decline: only then is the champion's
-        # decline worth its bootstrap.
-        result = decide(dataclasses.replace(inputs, decline_ci=decline_interval()))
+        # exception on), or a refresh waits for a shown shift of the gain: only then is the
+        # champion's decline, or the shift, worth its bootstrap.
+        result = decide(
+            dataclasses.replace(
+                inputs,
+                decline_ci=decline_interval() if weighed else None,
+                shift_ci=shift_interval() if awaits else None,
+            )
+        )
     comparison = dict(result.comparison)
     comparison["rows"] = {name: len(frame) for name, frame in frames.items()}
     comparison["bootstrap_samples"] = ev.bootstrap_samples

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -184,23 +185,27 @@ class EvaluationConfig(Section):
             " the forgetting guard holds where there are history rows, the floor is met. It"
             " applies on fewer than min_rows rows too, but not on a degenerate or zero-width"
             " interval, with too few positives, or when max_detectable_gain finds the interval"
-            " too wide. Of two models the rows cannot tell apart, the one on newer data is then"
-            " kept about half the time: equal models are no longer blessed at the nominal rate,"
-            " and a slightly worse challenger gets through at a measured rate"
-            " (benchmarks/results/decisions.md); what it buys on drifting streams is in"
-            " benchmarks/results/refresh.md."
+            " too wide. By default (refresh_evidence: shift) it also needs history rows that"
+            " show the world moved the challenger's way; on the age alone (refresh_evidence:"
+            " age) the newer of two models the rows cannot tell apart is kept about half the"
+            " time. The rates at which each rule deploys an equal or a slightly worse"
+            " challenger are in benchmarks/results/decisions.md; what they buy on drifting"
+            " streams, in benchmarks/results/refresh.md."
         ),
     )
-    refresh_on_decline: bool = Field(
-        default=True,
+    refresh_evidence: Literal["shift", "age"] = Field(
+        default="shift",
         description=(
-            "With refresh_after set, a refresh also needs evidence that the world moved: the"
-            " champion's metric on the recent evaluation rows is worse than on the history"
-            " evaluation rows, by an unpaired bootstrap interval whose lower bound is above 0"
-            " (as accept_forgetting_on_change judges a change of regime). Without history rows"
-            " nothing is refreshed. On data that has not moved, equal models then stay blessed"
-            " at about the nominal rate; false: the age alone suffices (the measured rates of"
-            " both are in benchmarks/results/decisions.md)."
+            "What a refresh (refresh_after) needs besides the age. 'shift' (the default): the"
+            " challenger's gain on the recent evaluation rows shown above its gain on the"
+            " history evaluation rows (the lower bound of the interval of the difference, the"
+            " two sets resampled independently, above 0): it fits the recent rows better than"
+            " the past, relative to the champion, so the world moved its way; a window that is"
+            " merely harder lowers both models alike and cancels. Without history rows nothing"
+            " is refreshed. On data that has not moved, equal models then stay blessed at"
+            " about the nominal rate. 'age': the age alone suffices (the newer of two equal"
+            " models is kept about half the time). Both rules' measured rates are in"
+            " benchmarks/results/decisions.md."
         ),
     )
     min_rows: int = Field(

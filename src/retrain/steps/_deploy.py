@@ -246,15 +246,18 @@ def _deploy_markdown(version: str, alias: str, state: Any, result: Any) -> str:
 def _blessing(store: Storage, run_id: str) -> dict[str, Any]:
     """How the run's evaluate step blessed the version, for its ``registered`` event (and so
     for ``retrain status``): ``blessed_by`` "refresh" (no gain shown; the champion was
-    ``champion_age_windows`` windows older, `retrain.evaluation._refresh`) or "gates"; nothing
-    when the run has no evaluate record (a version deployed by hand)."""
-    try:
+    ``champion_age_windows`` windows older, `retrain.evaluation._refresh`), "gates", or "first
+    model, not evaluated" (`evaluation.deploy_undecided_first_model`); nothing when the run
+    has no readable evaluate record (a version deployed by hand)."""
+    try:  # informational: a record that cannot be read must not fail the deploy
         report = json.loads(store.read_text(run_key(run_id, "evaluate"))).get("report") or {}
-    except NotFound:
+    except (NotFound, ValueError, AttributeError):
         return {}
-    if not report.get("blessed"):
+    if not isinstance(report, dict) or not report.get("blessed"):
         return {}
     comparison = report.get("comparison") or {}
+    if comparison.get("evaluated") is False:  # evaluation.deploy_undecided_first_model
+        return {"blessed_by": "first model, not evaluated"}
     if not comparison.get("refresh"):
         return {"blessed_by": "gates"}
     return {"blessed_by": "refresh", "champion_age_windows": comparison.get("champion_age_windows")}

@@ -111,9 +111,11 @@ class CheckResult:
         if self.window_choice is not None:
             lines += [f"**Window:** {self.window_choice['reason']}.", ""]
         if self.champion_age_windows is not None:
+            age = self.champion_age_windows
+            where = f"{age:g} window(s) before" if age >= 0 else f"{-age:g} window(s) after"
             lines += [
                 f"**Champion's data:** newest window trained on {self.champion_trained_on}, "
-                f"{self.champion_age_windows:g} window(s) before the checked one.",
+                f"{where} the checked one.",
                 "",
             ]
         if self.drift is not None:

@@ -15,7 +15,8 @@ measurement is not a performance signal: below the coverage, the labels known ma
 biased early subset, and the backtest makes no check there either.
 
 A window whose labels the label join refuses (more than 1% dated before their event,
-infinite regression labels, a label source it cannot read: `LabelsRefused`) is not a window
+infinite regression labels, a label source it cannot read: `LabelsRefused`; a label source
+with no file yet is none of these, only no labels known) is not a window
 whose labels have not arrived: the search passes over it, as the backtest's does, and the
 report names it with the join's reason (``refused``), the checked window first. A
 measurement on an older window is named as one (``measured_on``), and a checked window whose

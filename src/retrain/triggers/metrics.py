@@ -10,8 +10,8 @@ Series (every one labelled with ``model``):
 - ``retrain_drift_share_drifted``: the share of features that drifted;
 - ``retrain_performance_drop``: the champion's metric drop on labelled recent data;
 - ``retrain_champion_age_windows``: how many windows the checked window starts after the
-  newest one the champion was trained on (how stale its data is; a refresh,
-  ``evaluation.refresh_after``, replaces a champion this many windows old);
+  newest one the champion was trained on (how stale its data is); no series while that is
+  unknown (no champion, or a card that names no window of this source);
 - ``retrain_trigger_decisions_total{rule,launch}``: decisions by the rule that decided;
 - ``retrain_last_run_timestamp_seconds``: when the monitor last launched a run;
 - ``retrain_monitor_last_check_timestamp_seconds``: when it last checked.
@@ -19,6 +19,7 @@ Series (every one labelled with ``model``):
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -126,6 +127,9 @@ class MonitorMetrics:
             self.performance_drop.labels(self.model).set(performance_drop)
         if champion_age is not None:
             self.champion_age.labels(self.model).set(champion_age)
+        else:  # unknown now: no stale value from an earlier champion
+            with contextlib.suppress(KeyError):
+                self.champion_age.remove(self.model)
 
     def serve(self, port: int, addr: str = "127.0.0.1") -> tuple[Any, Any]:
         """Serve ``/metrics`` on addr:port in a daemon thread; returns (server, thread)."""

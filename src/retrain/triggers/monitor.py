@@ -332,8 +332,11 @@ class Monitor:
         # Most labels of the newest window are still on their way: no coverage floor here.
         try:
             return known_labels(self.cfg, current, self._as_of()), None
-        except LabelSourceMissing as err:  # none known yet, none refused: the note says why
-            self._labels_missing = str(err)
+        except LabelSourceMissing as err:
+            if any(k.endswith("/labelled.parquet") for k in self.store.list("datasets")):
+                # Labels were read before: a source gone since is a fault, not labels to come.
+                return None, f"{err} (the model has labelled history: was it moved?)"
+            self._labels_missing = str(err)  # a new deployment: none known yet, none refused
             return None, None
         except LabelsRefused as err:
             return None, str(err)
