@@ -68,3 +68,11 @@ def test_a_least_is_kept_when_there_is_room_for_every_least() -> None:
     # Quotas that keep every least already are unchanged by it.
     shares = proportional_quotas([600, 397, 3], 100)
     assert shares.tolist() == proportional_quotas([600, 397, 3], 100, least=[1, 1, 1]).tolist()
+
+
+def test_without_room_for_every_least_one_each_still_holds() -> None:
+    # Leasts of 3 + 3 do not fit in 5 rows, one row each does: no group is emptied (with
+    # the leasts dropped as well, the biggest group would have given up every row).
+    got = proportional_quotas([1000, 3, 3], 5, least=[0, 3, 3]).tolist()
+    assert got == proportional_quotas([1000, 3, 3], 5).tolist() == [3, 1, 1]
+    assert proportional_quotas([1000, 3, 3], 6, least=[0, 3, 3]).tolist() == [4, 1, 1]

@@ -29,9 +29,10 @@ def proportional_quotas(
     10,000 is not sampled away at 1,000 rows), the rows this needs coming from the groups
     furthest above their share. `least` asks the same for ``least[k]`` rows of group k (at
     most its size), when `n` has room for all of them (with one each, when `n` has room for
-    that too). A group whose share already rounds to its least gets the quota it would get
-    without the rule, unless it is one of those that give a row up: quotas that keep every
-    least without the rule are unchanged by it.
+    that too; with room for one each but not for that, one each holds and the leasts give
+    way). A group whose share already rounds to its least gets the quota it would get without
+    the rule, unless it is one of those that give a row up: quotas that keep every least
+    without the rule are unchanged by it.
 
     Ties go to the larger group when `larger_first`, then to the lower index, so the quotas
     are deterministic. With `n` at least the rows in all, every row is taken.
@@ -42,12 +43,11 @@ def proportional_quotas(
         return sizes.copy()
     exact = sizes * (n / total)
     quota: np.ndarray = np.floor(exact).astype(np.int64)
-    floor = np.zeros_like(sizes) if least is None else np.minimum(np.asarray(least), sizes)
+    asked = np.zeros_like(sizes) if least is None else np.minimum(np.asarray(least), sizes)
     present = (sizes > 0).astype(np.int64)
-    if one_each and n >= int(np.maximum(floor, present).sum()):
-        floor = np.maximum(floor, present)
-    if n < int(floor.sum()):
-        floor = np.zeros_like(sizes)  # no room for every least: shares alone
+    # The first that fits: every least and one each; one each (no group emptied); every least.
+    options = [np.maximum(asked, present), present, asked] if one_each else [asked]
+    floor = next((f for f in options if n >= int(f.sum())), np.zeros_like(sizes))
     quota = np.maximum(quota, floor)
     index = np.arange(len(sizes))
     size_key = -sizes if larger_first else np.zeros_like(sizes)
