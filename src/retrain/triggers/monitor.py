@@ -271,7 +271,7 @@ class Monitor:
             drift_counted=counted,
             window_choice=chosen.as_dict(),
         )
-        if champion is not None:  # its card was read for the performance block: no new read
+        if champion is not None:  # its card: read once a check (the scorer keeps it)
             result.champion_trained_on = champion_window(cfg, self.scorer, champion)
             result.champion_age_windows = windows_between(
                 cfg.data, result.champion_trained_on, win.id
