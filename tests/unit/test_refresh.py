@@ -443,3 +443,31 @@ def test_the_registered_event_says_how_the_version_was_blessed(
     with recorded_step(store, "r1", "train") as rec:  # another step's record is not read
         finish_step(rec, None, "trained", {"blessed": True}, "# Train\n")
     assert _blessing(store, "r1") == expected
+
+
+def test_the_shift_is_oriented_as_the_gains_for_an_error_metric() -> None:
+    """rmse: the challenger's errors are smaller on the recent rows (a gain there), equal on
+    history: a positive shift, equal to the recent gain less the history gain as the paired
+    bootstrap computes each; swapping the sets turns its sign."""
+    import numpy as np
+
+    from retrain.evaluation.bootstrap import bootstrap_difference, bootstrap_gain_shift
+
+    rng = np.random.default_rng(3)
+    y_r, y_h = rng.normal(size=800), rng.normal(size=800)
+    recent = (y_r, y_r + rng.normal(0, 0.5, 800), y_r + rng.normal(0, 1.0, 800))
+    noise = rng.normal(0, 0.8, 800)
+    history = (y_h, y_h + noise, y_h + noise[::-1])  # the same errors, reordered: equal
+    boot = {"n": 200, "confidence": 0.95, "seed": 1, "stratify": False}
+    point, lower, upper = bootstrap_gain_shift("regression", "rmse", recent, history, None, **boot)
+    gain_r = bootstrap_difference("regression", "rmse", *recent, None, 200, 0.95, 1)[0]
+    gain_h = bootstrap_difference("regression", "rmse", *history, None, 200, 0.95, 1)[0]
+    assert gain_r > 0.3 and gain_h == pytest.approx(0.0, abs=1e-12)
+    assert point == pytest.approx(gain_r - gain_h) and 0 < lower < point < upper
+    swapped = bootstrap_gain_shift("regression", "rmse", history, recent, None, **boot)
+    assert swapped[0] == pytest.approx(-point) and swapped[2] < 0
+
+
+def test_an_unknown_evidence_value_takes_the_safe_rule() -> None:
+    r = _decide(0.804, age=1.0, after=1, refresh_evidence="sfhit")  # a typo, not "age"
+    assert not r.blessed and "no history rows" in r.comparison["refresh_not_applied"]

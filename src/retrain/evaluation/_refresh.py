@@ -20,8 +20,11 @@ the lower bound of the interval of that difference above 0 (`bootstrap_gain_shif
 sets resampled independently). A recent window that is merely harder (noisier labels, a rarer
 class) lowers both models' scores alike and cancels in each gain, as does the difference
 between a metric on pooled history windows and on one window; on data that has not moved the
-interval excludes 0 at about its nominal rate, so equal models stay blessed at about that
-rate. After a change, a challenger trained on it typically gains a little on the recent rows
+interval excludes 0 at about its nominal rate, so equal models stay blessed at close to the
+improvement gate's rate (1.5-3.5% measured, against 2.0-2.8% for the gate alone). A history
+loss within the forgetting budget counts toward the shift too: a challenger equal on the
+recent rows and worse on history can be refreshed (measured, with its rates, in the
+benchmark). After a change, a challenger trained on it typically gains a little on the recent rows
 and gives a little back on history: neither alone is shown, their difference can be. The
 rates of both rules are measured in `benchmarks/decisions/refresh.py`.
 """
@@ -83,7 +86,7 @@ def refresh(
         return gates, ""
     newer = f"{age:g} window(s) newer than the champion's"
     shown = ""
-    if evidence == "shift":
+    if evidence != "age":  # "shift", and any other value: the safe rule
         challenger_history, champion_history, ci = shift if shift is not None else (None,) * 3
         if challenger_history is None or champion_history is None:
             comparison["refresh_not_applied"] = "no history rows to show the world moved"

@@ -203,7 +203,8 @@ class EvaluationConfig(Section):
             " the past, relative to the champion, so the world moved its way; a window that is"
             " merely harder lowers both models alike and cancels. Without history rows nothing"
             " is refreshed. On data that has not moved, equal models then stay blessed at"
-            " about the nominal rate. 'age': the age alone suffices (the newer of two equal"
+            " close to the improvement gate's rate; a history loss within the forgetting"
+            " budget counts toward the shift. 'age': the age alone suffices (the newer of two equal"
             " models is kept about half the time). Both rules' measured rates are in"
             " benchmarks/results/decisions.md."
         ),
