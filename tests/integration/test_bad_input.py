@@ -140,9 +140,10 @@ def run_window(
     return code, captured.out + captured.err
 
 
-def failed_line(step: str) -> str:
-    """The CLI's summary line of a step that failed with a ValidationError."""
-    return f"  {step:<9} x FAILED (ValidationError): "
+def failed_line(step: str, error: str = "ValidationError") -> str:
+    """The CLI's summary line of a step that failed with a ValidationError (or `error`, one
+    of its kinds)."""
+    return f"  {step:<9} x FAILED ({error}): "
 
 
 def rewrite_parquet(path: Path, change: Callable[[pd.DataFrame], pd.DataFrame]) -> None:
@@ -279,7 +280,7 @@ def test_labels_missing_entirely(demo: Demo, capsys: pytest.CaptureFixture[str])
     code, out = run_window(demo, "1", capsys)
 
     assert code == 2
-    assert failed_line("label") in out
+    assert failed_line("label", "SourceNotFound") in out  # a ValidationError: exit 2
     assert f"data source {demo.labels} is a directory with no .parquet files" in out
     assert not (demo.store / "datasets" / "1").exists()
     assert_untouched(before, registry_state(demo))
