@@ -14,8 +14,6 @@ import json
 import zipfile
 from typing import Any
 
-import skops.io as sio
-
 from retrain.errors import ValidationError
 
 __all__ = [
@@ -213,6 +211,8 @@ def load_verified(model_bytes: bytes, expected_sha256: str, *, what: str = "mode
             f"{what} contains types outside TRUSTED_TYPES, refusing to load",
             [f"untrusted type {t}" for t in types] + [f"untrusted skops node {n}" for n in nodes],
         )
+    import skops.io as sio  # here, not at the top: importing skops imports scikit-learn (~1 s)
+
     try:
         # Every type present was checked against TRUSTED_TYPES above; skops checks again.
         return sio.loads(model_bytes, trusted=sorted(present))

@@ -21,7 +21,7 @@ from retrain.drift import (
     build_profile,
     detect_drift,
 )
-from retrain.drift._champion import reference_from_profile
+from retrain.drift._reference import reference_from_profile
 from retrain.errors import EXIT_TRANSIENT, Terminated
 from retrain.registry import Registry
 from retrain.settings.drift import DriftConfig

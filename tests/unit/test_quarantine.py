@@ -16,8 +16,8 @@ from retrain.data.ingest import ingest_window
 from retrain.data.io import from_parquet_bytes
 from retrain.data.quarantine import QUARANTINE_REASON, ValueReference, check_rows
 from retrain.data.windows import parse_window
-from retrain.drift._champion import reference_from_profile
 from retrain.drift._profile import NumericProfile, ReferenceProfile, build_profile
+from retrain.drift._reference import reference_from_profile
 from retrain.errors import ValidationError
 from retrain.steps._ingest import quarantine_key
 from retrain.storage import open_storage

@@ -91,47 +91,91 @@ and `drift.thresholds` merges with the defaults key by key, so setting one never
 
 from __future__ import annotations
 
-from retrain.drift._champion import (
-    ChampionDrift,
-    champion_drift,
-    champion_reference,
-    profile_for_model,
+from typing import TYPE_CHECKING
+
+from retrain._exports import lazy_exports
+
+if TYPE_CHECKING:
+    from retrain.drift._champion import ChampionDrift, champion_drift, profile_for_model
+    from retrain.drift._detect import detect_drift
+    from retrain.drift._labelled import (
+        drop_fired,
+        labelled_window_check,
+        performance_against_profile,
+        performance_fired,
+    )
+    from retrain.drift._methods import (
+        METHODS,
+        Comparison,
+        DriftMethod,
+        MethodResult,
+        method_names,
+        register_method,
+        unregister_method,
+    )
+    from retrain.drift._performance import (
+        EstimateCalibration,
+        PerformanceCheck,
+        PerformanceEstimate,
+        check_performance,
+        estimate_performance,
+        fit_estimate_calibration,
+        metric_sd,
+        permutation_importance,
+        score_vector,
+    )
+    from retrain.drift._profile import (
+        PROFILE_FILE,
+        CategoricalProfile,
+        NumericProfile,
+        ReferenceProfile,
+        build_profile,
+    )
+    from retrain.drift._reference import champion_reference
+    from retrain.drift._report import Bar, DriftReport, FeatureDrift, Signal
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "_champion": ("ChampionDrift", "champion_drift", "profile_for_model"),
+        "_reference": ("champion_reference",),
+        "_detect": ("detect_drift",),
+        "_labelled": (
+            "drop_fired",
+            "labelled_window_check",
+            "performance_against_profile",
+            "performance_fired",
+        ),
+        "_methods": (
+            "METHODS",
+            "Comparison",
+            "DriftMethod",
+            "MethodResult",
+            "method_names",
+            "register_method",
+            "unregister_method",
+        ),
+        "_performance": (
+            "EstimateCalibration",
+            "PerformanceCheck",
+            "PerformanceEstimate",
+            "check_performance",
+            "estimate_performance",
+            "fit_estimate_calibration",
+            "metric_sd",
+            "permutation_importance",
+            "score_vector",
+        ),
+        "_profile": (
+            "PROFILE_FILE",
+            "CategoricalProfile",
+            "NumericProfile",
+            "ReferenceProfile",
+            "build_profile",
+        ),
+        "_report": ("Bar", "DriftReport", "FeatureDrift", "Signal"),
+    },
 )
-from retrain.drift._detect import detect_drift
-from retrain.drift._labelled import (
-    drop_fired,
-    labelled_window_check,
-    performance_against_profile,
-    performance_fired,
-)
-from retrain.drift._methods import (
-    METHODS,
-    Comparison,
-    DriftMethod,
-    MethodResult,
-    method_names,
-    register_method,
-    unregister_method,
-)
-from retrain.drift._performance import (
-    EstimateCalibration,
-    PerformanceCheck,
-    PerformanceEstimate,
-    check_performance,
-    estimate_performance,
-    fit_estimate_calibration,
-    metric_sd,
-    permutation_importance,
-    score_vector,
-)
-from retrain.drift._profile import (
-    PROFILE_FILE,
-    CategoricalProfile,
-    NumericProfile,
-    ReferenceProfile,
-    build_profile,
-)
-from retrain.drift._report import Bar, DriftReport, FeatureDrift, Signal
 
 __all__ = [
     "METHODS",

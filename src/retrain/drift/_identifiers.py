@@ -37,11 +37,11 @@ from __future__ import annotations
 import base64
 import math
 from dataclasses import dataclass, replace
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
 from retrain.drift._report import Bar, FeatureDrift
 
@@ -370,7 +370,7 @@ def unseen_verdict(
         if n_sampled
         else 0.0
     )
-    z = float(norm.ppf(1.0 - alpha))
+    z = NormalDist().inv_cdf(1.0 - alpha)
     margin = max(MIN_UNSEEN_INCREASE, z * math.hypot(se_cur, expected_se))
     named = rest[unseen_mask].value_counts()
     order = np.lexsort((named.index.to_numpy(dtype=str), -named.to_numpy()))[:examples]

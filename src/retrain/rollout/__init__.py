@@ -14,36 +14,72 @@ in `retrain.cli`; the `rollout:` config section is `retrain.settings.rollout`.
 
 from __future__ import annotations
 
-from retrain.rollout.checks import CHECKS, METRICS, CheckResult, metric, register_check
-from retrain.rollout.controller import (
-    FAULT_POINTS,
-    RolloutController,
-    TickResult,
-    read_rollout,
+from typing import TYPE_CHECKING
+
+from retrain._exports import lazy_exports
+
+if TYPE_CHECKING:
+    from retrain.rollout.checks import CHECKS, METRICS, CheckResult, metric, register_check
+    from retrain.rollout.controller import (
+        FAULT_POINTS,
+        RolloutController,
+        TickResult,
+        read_rollout,
+    )
+    from retrain.rollout.lock import LockBusy, StoreLock
+    from retrain.rollout.machine import (
+        ABORTED,
+        INCONCLUSIVE,
+        PROGRESSING,
+        PROMOTED,
+        ROLLED_BACK,
+        Action,
+        Analysis,
+        Observations,
+        Promote,
+        RollBack,
+        RolloutState,
+        SetTraffic,
+        advance,
+        is_due,
+        promote_now,
+        roll_back_now,
+        start_rollout,
+    )
+    from retrain.rollout.observe import MetricsProvider, ObserveRequest
+    from retrain.rollout.prometheus import PrometheusProvider
+    from retrain.rollout.providers import PROVIDERS, ReplayProvider, provider_for
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "checks": ("CHECKS", "METRICS", "CheckResult", "metric", "register_check"),
+        "controller": ("FAULT_POINTS", "RolloutController", "TickResult", "read_rollout"),
+        "lock": ("LockBusy", "StoreLock"),
+        "machine": (
+            "ABORTED",
+            "INCONCLUSIVE",
+            "PROGRESSING",
+            "PROMOTED",
+            "ROLLED_BACK",
+            "Action",
+            "Analysis",
+            "Observations",
+            "Promote",
+            "RollBack",
+            "RolloutState",
+            "SetTraffic",
+            "advance",
+            "is_due",
+            "promote_now",
+            "roll_back_now",
+            "start_rollout",
+        ),
+        "observe": ("MetricsProvider", "ObserveRequest"),
+        "prometheus": ("PrometheusProvider",),
+        "providers": ("PROVIDERS", "ReplayProvider", "provider_for"),
+    },
 )
-from retrain.rollout.lock import LockBusy, StoreLock
-from retrain.rollout.machine import (
-    ABORTED,
-    INCONCLUSIVE,
-    PROGRESSING,
-    PROMOTED,
-    ROLLED_BACK,
-    Action,
-    Analysis,
-    Observations,
-    Promote,
-    RollBack,
-    RolloutState,
-    SetTraffic,
-    advance,
-    is_due,
-    promote_now,
-    roll_back_now,
-    start_rollout,
-)
-from retrain.rollout.observe import MetricsProvider, ObserveRequest
-from retrain.rollout.prometheus import PrometheusProvider
-from retrain.rollout.providers import PROVIDERS, ReplayProvider, provider_for
 
 __all__ = [
     "ABORTED",

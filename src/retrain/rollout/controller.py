@@ -56,7 +56,6 @@ from retrain.rollout.machine import (
     start_rollout,
 )
 from retrain.rollout.observe import MetricsProvider, ObserveRequest
-from retrain.rollout.providers import provider_for
 from retrain.storage import NO_OBJECT, Storage, open_storage
 
 if TYPE_CHECKING:
@@ -178,6 +177,10 @@ class RolloutController:
     @property
     def provider(self) -> MetricsProvider:
         if self._provider is None:
+            # Imported here: the providers score models (scikit-learn), and the steps that
+            # only read the rollout state (ingest, label) should not pay for that import.
+            from retrain.rollout.providers import provider_for
+
             self._provider = provider_for(self.cfg)
         return self._provider
 

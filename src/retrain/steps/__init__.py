@@ -28,21 +28,48 @@ rules for ``"auto"`` ids). What each step writes to shared state, and when:
 
 from __future__ import annotations
 
-from retrain.steps._deploy import DeployOutcome, deploy
-from retrain.steps._evaluate import EvaluateOutcome, evaluate
-from retrain.steps._ingest import SCHEMA_KEY, ingest
-from retrain.steps._label import label
-from retrain.steps._resolve import ResolveOutcome, resolve_run
-from retrain.steps._rollout import RolloutOutcome, rollout
-from retrain.steps._state import restore_champion
-from retrain.steps._train import train
-from retrain.steps.lease import release_run_lease, run_lease_owner
-from retrain.steps.records import (
-    StepOutcome,
-    check_run_id,
-    read_run,
-    recorded_step,
-    write_step_report,
+from typing import TYPE_CHECKING
+
+from retrain._exports import lazy_exports
+
+if TYPE_CHECKING:
+    from retrain.steps._deploy import DeployOutcome, deploy
+    from retrain.steps._evaluate import EvaluateOutcome, evaluate
+    from retrain.steps._ingest import SCHEMA_KEY, ingest
+    from retrain.steps._label import label
+    from retrain.steps._resolve import ResolveOutcome, resolve_run
+    from retrain.steps._rollout import RolloutOutcome, rollout
+    from retrain.steps._state import restore_champion
+    from retrain.steps._train import train
+    from retrain.steps.lease import release_run_lease, run_lease_owner
+    from retrain.steps.records import (
+        StepOutcome,
+        check_run_id,
+        read_run,
+        recorded_step,
+        write_step_report,
+    )
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "_deploy": ("DeployOutcome", "deploy"),
+        "_evaluate": ("EvaluateOutcome", "evaluate"),
+        "_ingest": ("SCHEMA_KEY", "ingest"),
+        "_label": ("label",),
+        "_resolve": ("ResolveOutcome", "resolve_run"),
+        "_rollout": ("RolloutOutcome", "rollout"),
+        "_state": ("restore_champion",),
+        "_train": ("train",),
+        "lease": ("release_run_lease", "run_lease_owner"),
+        "records": (
+            "StepOutcome",
+            "check_run_id",
+            "read_run",
+            "recorded_step",
+            "write_step_report",
+        ),
+    },
 )
 
 __all__ = [
