@@ -25,7 +25,13 @@ import numpy.typing as npt
 from retrain.errors import ValidationError
 from retrain.evaluation.metrics import GREATER_IS_BETTER, Floats, _prepare, _Prepared, _weighted
 
-__all__ = ["bootstrap_decline", "bootstrap_difference", "bootstrap_gain_shift", "resampled_metric"]
+__all__ = [
+    "bootstrap_decline",
+    "bootstrap_difference",
+    "bootstrap_gain_blend",
+    "bootstrap_gain_shift",
+    "resampled_metric",
+]
 
 # Bootstrap weight matrices are processed in chunks of about this many cells (8 bytes each).
 _CHUNK_CELLS = 2_000_000
@@ -282,12 +288,52 @@ def bootstrap_gain_shift(
     on history (each gain oriented as `bootstrap_difference`'s, paired within its set). A
     harder recent window lowers both models' scores there alike and cancels in each gain; what
     is left is how much better the challenger fits the recent rows than the past, relative to
-    the champion. The two sets are resampled independently (each from its own stream spawned
-    from `seed`, at its own size), and the interval is built as `bootstrap_decline` builds
-    its own.
+    the champion. Computed by `bootstrap_gain_blend` with weights (1, -1).
 
     Returns:
         (shift on the full data, lower, upper) at `confidence`.
+    """
+    return bootstrap_gain_blend(
+        task,
+        metric,
+        recent,
+        history,
+        classes,
+        weights=(1.0, -1.0),
+        n=n,
+        confidence=confidence,
+        seed=seed,
+        stratify=stratify,
+        positive=positive,
+    )
+
+
+def bootstrap_gain_blend(
+    task: str,
+    metric: str,
+    recent: tuple[Any, Any, Any],
+    history: tuple[Any, Any, Any],
+    classes: Sequence[Any] | None,
+    *,
+    weights: tuple[float, float],
+    n: int,
+    confidence: float,
+    seed: int,
+    stratify: bool,
+    positive: Any = None,
+) -> tuple[float, float, float]:
+    """Bootstrap of a weighted sum of the challenger's gains on two sets of rows.
+
+    `recent` and `history` are each (labels, the challenger's scores, the champion's scores)
+    of one set of rows; the statistic is ``weights[0] * recent gain + weights[1] * history
+    gain``, each gain oriented as `bootstrap_difference`'s and paired within its set: (1, -1)
+    is the shift of the gain from history to the recent rows, (0.5, 0.5) their mean. The two
+    sets are resampled independently (each from its own stream spawned from `seed`, at its
+    own size), and the interval is built as `bootstrap_decline` builds its own, its t widening
+    on the smaller set's rows.
+
+    Returns:
+        (statistic on the full data, lower, upper) at `confidence`.
     """
     sign = _check(metric, n, confidence)
     sets: list[tuple[_Prepared, _Prepared]] = []
@@ -304,14 +350,16 @@ def bootstrap_gain_shift(
     def gain(pair: tuple[_Prepared, _Prepared], w: Floats) -> Floats:
         return sign * (_weighted(metric, pair[0], w) - _weighted(metric, pair[1], w))
 
-    new, old = sets
+    (new, old), (w_new, w_old) = sets, weights
     point = float(
-        gain(new, np.ones((1, len(new[0].y))))[0] - gain(old, np.ones((1, len(old[0].y))))[0]
+        w_new * gain(new, np.ones((1, len(new[0].y))))[0]
+        + w_old * gain(old, np.ones((1, len(old[0].y))))[0]
     )
     rng_new, rng_old = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    shifts = _stratified(partial(gain, new), new[0], stratify, rng_new, n) - _stratified(
-        partial(gain, old), old[0], stratify, rng_old, n
+    combined = w_new * _stratified(partial(gain, new), new[0], stratify, rng_new, n) + (
+        w_old * _stratified(partial(gain, old), old[0], stratify, rng_old, n)
     )
     bound = _difference_range(metric)
     rows = min(len(new[0].y), len(old[0].y))
-    return _interval(point, shifts, rows, confidence, None if bound is None else 2 * bound)
+    reach = None if bound is None else (abs(w_new) + abs(w_old)) * bound
+    return _interval(point, combined, rows, confidence, reach)

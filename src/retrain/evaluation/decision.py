@@ -64,6 +64,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from retrain.evaluation._baseline import baseline_gate, degenerate, degenerate_words
+from retrain.evaluation._blend import blend
+from retrain.evaluation._floor import floor_gate, floor_words
 from retrain.evaluation._refresh import refresh
 from retrain.evaluation._result import EvaluationResult, Gate, finite, fmt
 from retrain.settings.evaluation import TARGET_UNIT_METRICS
@@ -129,6 +131,8 @@ class GateInputs:
             is than the champion's (None: unknown), and `evaluation.refresh_after` (0: off);
             `refresh_evidence` "shift" also needs `shift_ci` (recent gain minus history
             gain) above 0; see `retrain.evaluation._refresh`.
+        improvement_evidence, blend_ci: "blend" lets the mean of the recent and the history
+            gain, `blend_ci` its interval, show the gain; see `retrain.evaluation._blend`.
     """
 
     metric: str
@@ -157,12 +161,14 @@ class GateInputs:
     refresh_after: int = 0  # as evaluation.refresh_after's default: off
     refresh_evidence: str = "shift"  # as evaluation.refresh_evidence's default
     shift_ci: tuple[float, float] | None = None
+    improvement_evidence: str = "recent"  # as evaluation.improvement_evidence's default
+    blend_ci: tuple[float, float] | None = None
 
 
 def decide(inputs: GateInputs) -> EvaluationResult:
     """Apply the gates to the primary metric's values. Pure: no I/O, no randomness."""
     metric = inputs.metric
-    gates = [_floor_gate(metric, inputs.greater_is_better, inputs.floor, inputs.challenger_recent)]
+    gates = [floor_gate(metric, inputs.greater_is_better, inputs.floor, inputs.challenger_recent)]
     metrics: dict[str, Any] = {"challenger": {"recent": {metric: inputs.challenger_recent}}}
     comparison: dict[str, Any] = {
         "metric": metric,
@@ -185,7 +191,7 @@ def decide(inputs: GateInputs) -> EvaluationResult:
         "champion_decline": None,
         "champion_decline_ci": None,
     }
-    floor_words = _floor_words(inputs.floor, gates[0].passed)
+    floor_text = floor_words(inputs.floor, gates[0].passed)
 
     if inputs.champion_recent is None:
         if inputs.challenger_history is not None:
@@ -198,7 +204,7 @@ def decide(inputs: GateInputs) -> EvaluationResult:
             gate, baseline_words = baseline_gate(inputs, comparison)
             gates.append(gate)
             words += baseline_words
-        return _verdict(gates, words + floor_words, metrics, comparison)
+        return _verdict(gates, words + floor_text, metrics, comparison)
 
     metrics["champion"] = {"recent": {metric: inputs.champion_recent}}
     gates += _recent_gates(inputs, inputs.champion_recent, comparison)
@@ -239,7 +245,16 @@ def decide(inputs: GateInputs) -> EvaluationResult:
         evidence=inputs.refresh_evidence,
         shift=(inputs.challenger_history, inputs.champion_history, inputs.shift_ci),
     )
-    return _verdict(gates, words + refresh_words + floor_words, metrics, comparison)
+    gates, blend_words = blend(
+        gates,
+        comparison,
+        inputs.improvement_evidence,
+        inputs.min_improvement,
+        inputs.blend_ci,
+        degenerate=weak is not None and strict,
+    )
+    words += refresh_words + blend_words
+    return _verdict(gates, words + floor_text, metrics, comparison)
 
 
 def _verdict(
@@ -478,23 +493,3 @@ def _ci_words(ci: tuple[float, float] | None, confidence: float) -> str:
     if ci is None:
         return ""
     return f", {confidence:.0%} CI [{fmt(ci[0])}, {fmt(ci[1])}]"
-
-
-def _floor_gate(metric: str, greater_is_better: bool, floor: float | None, value: float) -> Gate:
-    if floor is None:
-        return Gate("floor", True, "no floor configured")
-    if not finite(value):
-        return Gate("floor", False, f"{metric} is undefined on recent data")
-    ok = value >= floor - _EPS if greater_is_better else value <= floor + _EPS
-    relation = (
-        ("at or above" if ok else "below")
-        if greater_is_better
-        else ("at or below" if ok else "above")
-    )
-    return Gate("floor", ok, f"{metric} {fmt(value)} is {relation} the floor {fmt(floor)}")
-
-
-def _floor_words(floor: float | None, passed: bool) -> str:
-    if floor is None:
-        return ""
-    return f"; floor {fmt(floor)} {'met' if passed else 'not met'}"

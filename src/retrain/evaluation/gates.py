@@ -10,7 +10,7 @@ champion's decline from history to recent) and hands them to
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -21,9 +21,11 @@ from retrain.config import Config
 from retrain.data.targets import label_key
 from retrain.errors import ValidationError
 from retrain.evaluation._baseline import baseline_scores, best_constant, usable_record
+from retrain.evaluation._blend import BLEND_WEIGHTS
 from retrain.evaluation.bootstrap import (
     bootstrap_decline,
     bootstrap_difference,
+    bootstrap_gain_blend,
     bootstrap_gain_shift,
 )
 from retrain.evaluation.decision import (
@@ -180,9 +182,11 @@ def evaluate_challenger(
         )
         return (lower, upper)
 
-    def shift_interval() -> tuple[float, float]:
-        """The interval of the challenger's recent gain minus its history gain."""
-        _, lower, upper = bootstrap_gain_shift(
+    def two_sets(
+        statistic: Callable[..., tuple[float, float, float]], **weights: Any
+    ) -> tuple[float, float]:
+        """The interval of a statistic of the challenger's recent and history gains."""
+        _, lower, upper = statistic(
             cfg.task,
             metric,
             (recent[cfg.target], scores["challenger"]["recent"], scores["champion"]["recent"]),
@@ -192,6 +196,7 @@ def evaluate_challenger(
                 scores["champion"]["history"],
             ),
             classes,
+            **weights,
             **boot,
         )
         return (lower, upper)
@@ -221,19 +226,22 @@ def evaluate_challenger(
         champion_age=champion_age,
         refresh_after=ev.refresh_after,
         refresh_evidence=ev.refresh_evidence,
+        improvement_evidence=ev.improvement_evidence,
     )
     result = decide(inputs)
     weighed = result.comparison["champion_decline"] is not None
     awaits = bool(result.comparison.get("refresh_needs_shift"))
-    if weighed or awaits:
+    blends = bool(result.comparison.get("blend_needs_interval"))
+    if weighed or awaits or blends:
         # The guard weighed a change of regime (a history loss beyond the budget, with the
-        # exception on), or a refresh waits for a shown shift of the gain: only then is the
-        # champion's decline, or the shift, worth its bootstrap.
+        # exception on), a refresh waits for a shown shift of the gain, or the blended gain is
+        # all the improvement gate waits for: only then is that interval worth its bootstrap.
         result = decide(
             dataclasses.replace(
                 inputs,
                 decline_ci=decline_interval() if weighed else None,
-                shift_ci=shift_interval() if awaits else None,
+                shift_ci=two_sets(bootstrap_gain_shift) if awaits else None,
+                blend_ci=two_sets(bootstrap_gain_blend, weights=BLEND_WEIGHTS) if blends else None,
             )
         )
     comparison = dict(result.comparison)

@@ -209,6 +209,21 @@ class EvaluationConfig(Section):
             " benchmarks/results/decisions.md."
         ),
     )
+    improvement_evidence: Literal["recent", "blend"] = Field(
+        default="recent",
+        description=(
+            "What may show a challenger's gain. 'recent' (the default): the recent evaluation"
+            " rows alone (the lower bound of the recent gain's interval above min_improvement)."
+            " 'blend': that, or the mean of the recent gain and the gain on the history"
+            " evaluation rows (the two sets resampled independently) shown above"
+            " min_improvement, when the recent gain is at least 0 on its point estimate and"
+            " every other gate passed, the forgetting guard on enough history rows. A"
+            " challenger better everywhere by a margin the recent rows alone cannot show is"
+            " then blessed; its price, a challenger slightly worse on the recent rows but"
+            " better on history blessed at a few percent, and its rate on equal models are in"
+            " benchmarks/results/decisions.md."
+        ),
+    )
     min_rows: int = Field(
         default=500,
         ge=1,
