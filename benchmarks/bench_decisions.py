@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 SECTIONS = (
     "gates",
     "refresh",
+    "blend",
     "first_model",
     "canary",
     "rare_canary",

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retrain.evaluation._result import WAIVED_BY_REFRESH, Gate, finite
+from retrain.evaluation._result import WAIVED_BY_REFRESH, Gate, finite, zero_width
 
 __all__ = ["BLEND_WEIGHTS", "blend"]
 
@@ -42,8 +42,9 @@ def blend(
 ) -> tuple[list[Gate], str]:
     """The gates with the improvement gate passed on the blended gain, if it is shown; and its
     words. ``comparison["blend_needs_interval"]`` says the rule waits only for `blend_ci` (the
-    interval of the blended gain, None until bootstrapped); `degenerate`: the recent interval
-    is no evidence at all (then nothing is blended)."""
+    interval of the blended gain, None until bootstrapped). Nothing is blended when the recent
+    interval is no evidence at all (`degenerate`) or has zero width (the recent rows cannot
+    tell the models apart: the blend would rest on history alone)."""
     comparison["improvement_evidence"] = evidence
     named = {g.name: g for g in gates}
     improvement = named.get(WAIVED_BY_REFRESH)
@@ -53,6 +54,7 @@ def blend(
         or improvement is None
         or improvement.passed
         or degenerate
+        or zero_width(comparison.get("recent_ci"))
         or not all(g.passed for g in gates if g is not improvement)
     ):
         return gates, ""

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from retrain.evaluation._result import WAIVED_BY_REFRESH, Gate
+from retrain.evaluation._result import WAIVED_BY_REFRESH, Gate, zero_width
 
 __all__ = ["refresh"]
 
@@ -79,7 +79,7 @@ def refresh(
         or improvement.passed
         or degenerate
         or too_wide
-        or _zero_width(comparison.get("recent_ci"))
+        or zero_width(comparison.get("recent_ci"))
         or not all(g.passed for g in gates if g is not improvement)
         or not all(g.decided for g in gates if g.name not in _RECENT)
     ):
@@ -112,7 +112,3 @@ def refresh(
         f" (evaluation.refresh_after {after})"
     )
     return [passed if g is improvement else g for g in gates], words
-
-
-def _zero_width(ci: Any) -> bool:
-    return isinstance(ci, (list, tuple)) and len(ci) == 2 and ci[0] == ci[1]

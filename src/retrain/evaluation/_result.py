@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["WAIVED_BY_REFRESH", "EvaluationResult", "Gate", "finite", "fmt"]
+__all__ = ["WAIVED_BY_REFRESH", "EvaluationResult", "Gate", "finite", "fmt", "zero_width"]
 
 #: The gate a refresh passes without its evidence (`retrain.evaluation._refresh`).
 WAIVED_BY_REFRESH = "recent_improvement"
@@ -124,3 +124,9 @@ def _nan_to_none(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_nan_to_none(v) for v in obj]
     return obj
+
+
+def zero_width(ci: Any) -> bool:
+    """An interval whose two bounds are equal: the models scored every resample alike, so
+    nothing in these rows tells them apart."""
+    return isinstance(ci, (list, tuple)) and len(ci) == 2 and ci[0] == ci[1]
