@@ -10,6 +10,7 @@ and readers see the same names through an ``if TYPE_CHECKING:`` block of ordinar
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -40,7 +41,11 @@ def lazy_exports(
     def __getattr__(name: str) -> Any:
         module = where.get(name)
         if module is None:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+            # A submodule is an attribute of its package once imported, as before the
+            # exports were lazy (`retrain.triggers.controller` after `import retrain.triggers`).
+            if importlib.util.find_spec(f"{package}.{name}") is None:
+                raise AttributeError(f"module {package!r} has no attribute {name!r}")
+            return importlib.import_module(f"{package}.{name}")
         value = getattr(importlib.import_module(module), name)
         vars(sys.modules[package])[name] = value
         return value

@@ -29,6 +29,9 @@ _INPUTS = GateInputs(
     min_rows=500,
     improvement_evidence="blend",
 )
+#: Intervals that show the blended gain, and a shift (recent minus history gain) that does not
+#: show the two sets apart.
+_SHOWN = {"blend_ci": (0.002, 0.02), "shift_ci": (-0.02, 0.02)}
 
 
 def _decide(**changes: Any) -> Any:
@@ -36,7 +39,7 @@ def _decide(**changes: Any) -> Any:
 
 
 def test_the_blend_is_off_by_default() -> None:
-    r = _decide(improvement_evidence="recent", blend_ci=(0.002, 0.02))
+    r = _decide(improvement_evidence="recent", **_SHOWN)
     assert not r.blessed and not r.undecided
     assert "blend_needs_interval" not in r.comparison
     assert r.comparison["improvement_evidence"] == "recent"
@@ -45,7 +48,8 @@ def test_the_blend_is_off_by_default() -> None:
 def test_a_gain_shown_on_both_sets_together_blesses() -> None:
     waiting = _decide()
     assert not waiting.blessed and waiting.comparison["blend_needs_interval"]
-    r = _decide(blend_ci=(0.002, 0.02))
+    assert not _decide(blend_ci=(0.002, 0.02)).blessed  # the shift is bootstrapped too
+    r = _decide(**_SHOWN)
     assert r.blessed, r.reason
     assert r.comparison["blended_gain_ci"] == [0.002, 0.02]
     assert "recent and history rows together" in r.reason
@@ -56,7 +60,7 @@ def test_a_gain_shown_on_both_sets_together_blesses() -> None:
     ("changes", "why"),
     [
         (  # a regression allowance lets the point estimate below 0 through the other gates
-            {"challenger_recent": 0.799, "max_recent_regression": 0.01, "blend_ci": (0.002, 0.02)},
+            {"challenger_recent": 0.799, "max_recent_regression": 0.01},
             "below 0",
         ),
         (
@@ -65,27 +69,51 @@ def test_a_gain_shown_on_both_sets_together_blesses() -> None:
         ),
         ({"blend_ci": (-0.001, 0.02)}, "does not exceed +0.000"),
         ({"blend_ci": (0.004, 0.02), "min_improvement": 0.005}, "does not exceed +0.005"),
+        ({"shift_ci": (-0.09, -0.01)}, "the two sets disagree"),
+        ({"recent_rows": 400}, "fewer recent evaluation rows than evaluation.min_rows"),
+        ({"max_detectable_gain": 0.01}, "cannot judge"),
+        (
+            {"recent_ci": (0.0, 0.0), "challenger_recent": 0.80},
+            "cannot judge",
+        ),
+        (
+            {
+                "metric": "rmse",
+                "greater_is_better": False,
+                "challenger_recent": 9.9,
+                "champion_recent": 10.0,
+                "challenger_history": 19.0,
+                "champion_history": 20.0,
+            },
+            "target's units",
+        ),
     ],
-    ids=["recent point below 0", "no history", "not shown", "below min_improvement"],
+    ids=[
+        "recent point below 0",
+        "no history",
+        "not shown",
+        "below min_improvement",
+        "recent shown below history (a change of regime)",
+        "below min_rows",
+        "too wide for max_detectable_gain",
+        "zero-width recent interval",
+        "a metric in the target's units",
+    ],
 )
 def test_the_blend_does_not_bless(changes: dict[str, Any], why: str) -> None:
-    r = _decide(**changes)
+    r = _decide(**{**_SHOWN, **changes})
     assert not r.blessed, r.reason
     assert why in r.comparison["blend_not_applied"]
 
 
 def test_other_gates_still_stop_a_blend() -> None:
-    # Forgetting shown beyond the budget (and no change of regime), or a floor not met.
-    forgot = _decide(challenger_history=0.80, history_ci=(-0.08, -0.03), blend_ci=(0.001, 0.02))
+    # Forgetting shown beyond the budget (and no change of regime), or a floor not met: the
+    # blend does not even ask for its intervals.
+    forgot = _decide(challenger_history=0.80, history_ci=(-0.08, -0.03))
     assert not forgot.blessed and "blend_needs_interval" not in forgot.comparison
-    floored = _decide(floor=0.9, blend_ci=(0.002, 0.02))
-    assert not floored.blessed
-
-
-def test_a_zero_width_recent_interval_is_not_blended() -> None:
-    # The recent rows cannot tell the models apart: a blend would rest on history alone.
-    r = _decide(recent_ci=(0.0, 0.0), challenger_recent=0.80, blend_ci=(0.002, 0.02))
-    assert not r.blessed and "blended_gain_ci" not in r.comparison
+    floored = _decide(floor=0.9)
+    assert not floored.blessed and "blend_needs_interval" not in floored.comparison
+    assert "blend_needs_interval" in _decide().comparison  # the same inputs, gates passing
 
 
 def _sets(seed: int, recent_extra: float, history_extra: float) -> list[Any]:
@@ -159,10 +187,18 @@ def _rows(n: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame({"id": np.arange(n), "t": 0, "x": x, "w": w, "y": y})
 
 
-@pytest.mark.parametrize("evidence", ["recent", "blend"])
-def test_evaluate_challenger_bootstraps_the_blend_it_needs(evidence: str) -> None:
-    """The champion ignores w, the challenger uses it: better everywhere, by a margin 600
-    recent rows do not show alone and the two sets together do."""
+@pytest.mark.parametrize(
+    ("evidence", "seed", "blessed"),
+    [("recent", 9, False), ("blend", 9, True), ("blend", 3, False)],
+    ids=["recent alone", "blend", "blend, the recent rows disagree"],
+)
+def test_evaluate_challenger_bootstraps_the_blend_it_needs(
+    evidence: str, seed: int, blessed: bool
+) -> None:
+    """The champion ignores w, the challenger uses it: better everywhere (about +0.012 AUC), by
+    a margin 600 recent rows do not show alone. On one draw the two sets together show it; on
+    another the recent rows happen to score the two models alike (+0.000) while history shows
+    +0.013: the shift's interval says the sets disagree, and they are not pooled."""
     from sklearn.linear_model import LogisticRegression
 
     from retrain.config import config_from_dict
@@ -194,9 +230,14 @@ def test_evaluate_challenger_bootstraps_the_blend_it_needs(evidence: str) -> Non
     train = _rows(3000, 1)
     champion = LogisticRegression().fit(train[["x"]].assign(w=0.0), train["y"])
     challenger = LogisticRegression().fit(train[["x", "w"]], train["y"])
-    recent, history = _rows(600, 3), _rows(4000, 4)
+    recent, history = _rows(600, seed), _rows(4000, 100 + seed)
     r = evaluate_challenger(cfg, challenger, champion, recent, history, seed=5)
     lower, _ = r.comparison["recent_ci"]
     assert lower <= 0, "the recent rows alone must not show the gain for this test to mean much"
-    assert r.blessed is (evidence == "blend"), r.reason
+    assert r.blessed is blessed, r.reason
     assert ("blended_gain_ci" in r.comparison) is (evidence == "blend")
+    if evidence == "blend":
+        shift_upper = r.comparison["gain_shift_ci"][1]  # bootstrapped beside the blend
+        assert (shift_upper >= 0) is blessed
+        if not blessed:
+            assert "disagree" in r.comparison["blend_not_applied"]

@@ -82,3 +82,27 @@ def test_steps_that_load_no_model_import_neither_scikit_learn_nor_scipy_stats(na
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def _fresh(code: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    return out.stdout.strip()
+
+
+def test_a_submodule_is_an_attribute_of_its_lazy_package() -> None:
+    # As before the exports were lazy: `import retrain.triggers` gave `retrain.triggers.lease`.
+    code = (
+        "import retrain.triggers, retrain.training\n"
+        "print(retrain.triggers.controller.__name__, retrain.training.artifact.__name__)"
+    )
+    assert _fresh(code) == "retrain.triggers.controller retrain.training.artifact"
+
+
+def test_the_ranking_checks_are_registered_however_the_rollout_package_is_first_imported() -> None:
+    code = (
+        "from retrain.rollout.checks import CHECKS, check_for\n"
+        "check_for('average_precision_drop')\nprint('average_precision_drop' in CHECKS)"
+    )
+    assert _fresh(code) == "True"

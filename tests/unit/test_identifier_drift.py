@@ -195,3 +195,14 @@ def test_nulls_and_a_single_valued_id_column_get_verdicts_not_crashes(tmp_path: 
     [user] = [f for f in nulls.features if f.feature == "user"]
     assert user.statistic is None and user.null_rate_cur == 1.0
     assert "no non-null values in the current window" in user.note
+
+
+def test_a_tiny_alpha_widens_the_margin_instead_of_failing() -> None:
+    # A Bonferroni-divided drift.null_alpha far below 1e-16 leaves 1 - alpha == 1.0 in floats;
+    # the quantile is taken from alpha itself, so the verdict stays computable (and stricter).
+    p = identifier_profile(ids(*"abcdefghij" * 20))
+    window = ids(*"abcdexyz" * 20)
+    usual = unseen_verdict(p, window, alpha=0.01)
+    tiny = unseen_verdict(p, window, alpha=1e-20)
+    assert tiny.unseen == pytest.approx(usual.unseen)
+    assert tiny.margin > usual.margin

@@ -134,48 +134,49 @@ if TYPE_CHECKING:
     from retrain.drift._reference import champion_reference
     from retrain.drift._report import Bar, DriftReport, FeatureDrift, Signal
 
-__getattr__, __dir__ = lazy_exports(
-    __name__,
-    {
-        "_champion": ("ChampionDrift", "champion_drift", "profile_for_model"),
-        "_reference": ("champion_reference",),
-        "_detect": ("detect_drift",),
-        "_labelled": (
-            "drop_fired",
-            "labelled_window_check",
-            "performance_against_profile",
-            "performance_fired",
-        ),
-        "_methods": (
-            "METHODS",
-            "Comparison",
-            "DriftMethod",
-            "MethodResult",
-            "method_names",
-            "register_method",
-            "unregister_method",
-        ),
-        "_performance": (
-            "EstimateCalibration",
-            "PerformanceCheck",
-            "PerformanceEstimate",
-            "check_performance",
-            "estimate_performance",
-            "fit_estimate_calibration",
-            "metric_sd",
-            "permutation_importance",
-            "score_vector",
-        ),
-        "_profile": (
-            "PROFILE_FILE",
-            "CategoricalProfile",
-            "NumericProfile",
-            "ReferenceProfile",
-            "build_profile",
-        ),
-        "_report": ("Bar", "DriftReport", "FeatureDrift", "Signal"),
-    },
-)
+if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "_champion": ("ChampionDrift", "champion_drift", "profile_for_model"),
+            "_reference": ("champion_reference",),
+            "_detect": ("detect_drift",),
+            "_labelled": (
+                "drop_fired",
+                "labelled_window_check",
+                "performance_against_profile",
+                "performance_fired",
+            ),
+            "_methods": (
+                "METHODS",
+                "Comparison",
+                "DriftMethod",
+                "MethodResult",
+                "method_names",
+                "register_method",
+                "unregister_method",
+            ),
+            "_performance": (
+                "EstimateCalibration",
+                "PerformanceCheck",
+                "PerformanceEstimate",
+                "check_performance",
+                "estimate_performance",
+                "fit_estimate_calibration",
+                "metric_sd",
+                "permutation_importance",
+                "score_vector",
+            ),
+            "_profile": (
+                "PROFILE_FILE",
+                "CategoricalProfile",
+                "NumericProfile",
+                "ReferenceProfile",
+                "build_profile",
+            ),
+            "_report": ("Bar", "DriftReport", "FeatureDrift", "Signal"),
+        },
+    )
 
 __all__ = [
     "METHODS",

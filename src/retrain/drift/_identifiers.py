@@ -370,7 +370,7 @@ def unseen_verdict(
         if n_sampled
         else 0.0
     )
-    z = NormalDist().inv_cdf(1.0 - alpha)
+    z = -NormalDist().inv_cdf(alpha)  # the upper quantile; exact for an alpha near 0 too
     margin = max(MIN_UNSEEN_INCREASE, z * math.hypot(se_cur, expected_se))
     named = rest[unseen_mask].value_counts()
     order = np.lexsort((named.index.to_numpy(dtype=str), -named.to_numpy()))[:examples]

@@ -22,15 +22,16 @@ if TYPE_CHECKING:
         confusion,
     )
 
-__getattr__, __dir__ = lazy_exports(
-    __name__,
-    {
-        "_baseline": ("target_constant",),
-        "bootstrap": ("bootstrap_difference",),
-        "gates": ("EvaluationResult", "Gate", "GateInputs", "decide", "evaluate_challenger"),
-        "metrics": ("GREATER_IS_BETTER", "compute_metrics", "confusion"),
-    },
-)
+if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "_baseline": ("target_constant",),
+            "bootstrap": ("bootstrap_difference",),
+            "gates": ("EvaluationResult", "Gate", "GateInputs", "decide", "evaluate_challenger"),
+            "metrics": ("GREATER_IS_BETTER", "compute_metrics", "confusion"),
+        },
+    )
 
 __all__ = [
     "GREATER_IS_BETTER",

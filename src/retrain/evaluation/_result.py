@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["WAIVED_BY_REFRESH", "EvaluationResult", "Gate", "finite", "fmt", "zero_width"]
+__all__ = [
+    "WAIVED_BY_REFRESH",
+    "EvaluationResult",
+    "Gate",
+    "finite",
+    "fmt",
+    "half_width",
+    "zero_width",
+]
 
 #: The gate a refresh passes without its evidence (`retrain.evaluation._refresh`).
 WAIVED_BY_REFRESH = "recent_improvement"
@@ -130,3 +138,10 @@ def zero_width(ci: Any) -> bool:
     """An interval whose two bounds are equal: the models scored every resample alike, so
     nothing in these rows tells them apart."""
     return isinstance(ci, (list, tuple)) and len(ci) == 2 and ci[0] == ci[1]
+
+
+def half_width(ci: tuple[float, float] | None) -> float | None:
+    """Half an interval's width (the minimum detectable gain), None without a finite one."""
+    if ci is None or not (finite(ci[0]) and finite(ci[1])):
+        return None
+    return (ci[1] - ci[0]) / 2.0

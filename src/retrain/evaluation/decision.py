@@ -64,10 +64,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from retrain.evaluation._baseline import baseline_gate, degenerate, degenerate_words
-from retrain.evaluation._blend import blend
+from retrain.evaluation._blend import BlendInputs, blend
 from retrain.evaluation._floor import floor_gate, floor_words
 from retrain.evaluation._refresh import refresh
-from retrain.evaluation._result import EvaluationResult, Gate, finite, fmt
+from retrain.evaluation._result import EvaluationResult, Gate, finite, fmt, half_width
 from retrain.settings.evaluation import TARGET_UNIT_METRICS
 
 __all__ = [
@@ -132,7 +132,8 @@ class GateInputs:
             `refresh_evidence` "shift" also needs `shift_ci` (recent gain minus history
             gain) above 0; see `retrain.evaluation._refresh`.
         improvement_evidence, blend_ci: "blend" lets the mean of the recent and the history
-            gain, `blend_ci` its interval, show the gain; see `retrain.evaluation._blend`.
+            gain, `blend_ci` its interval, show the gain when `shift_ci` does not show the two
+            apart; see `retrain.evaluation._blend`.
     """
 
     metric: str
@@ -180,10 +181,10 @@ def decide(inputs: GateInputs) -> EvaluationResult:
         "first_model": inputs.champion_recent is None,
         "recent_gain": None,
         "recent_ci": None,
-        "recent_min_detectable_gain": _half_width(inputs.recent_ci),
+        "recent_min_detectable_gain": half_width(inputs.recent_ci),
         "history_loss": None,
         "history_loss_ci": None,
-        "history_min_detectable_gain": _half_width(inputs.history_ci),
+        "history_min_detectable_gain": half_width(inputs.history_ci),
         "min_improvement": inputs.min_improvement,
         "recent_rows": inputs.recent_rows,
         "min_rows": inputs.min_rows,
@@ -245,13 +246,19 @@ def decide(inputs: GateInputs) -> EvaluationResult:
         evidence=inputs.refresh_evidence,
         shift=(inputs.challenger_history, inputs.champion_history, inputs.shift_ci),
     )
+    evidence, degenerate = inputs.improvement_evidence, weak is not None and strict
     gates, blend_words = blend(
         gates,
         comparison,
-        inputs.improvement_evidence,
-        inputs.min_improvement,
-        inputs.blend_ci,
-        degenerate=weak is not None and strict,
+        BlendInputs(
+            evidence,
+            metric,
+            inputs.min_improvement,
+            inputs.blend_ci,
+            inputs.shift_ci,
+            degenerate,
+            too_wide,
+        ),
     )
     words += refresh_words + blend_words
     return _verdict(gates, words + floor_text, metrics, comparison)
@@ -481,12 +488,6 @@ def _unsettled(gate: Gate, weak: str, inputs: GateInputs, strict: bool) -> Gate:
     if shown_regression:
         return gate
     return Gate(gate.name, False, f"{gate.detail}; {weak}", decided=False)
-
-
-def _half_width(ci: tuple[float, float] | None) -> float | None:
-    if ci is None or not (finite(ci[0]) and finite(ci[1])):
-        return None
-    return (ci[1] - ci[0]) / 2.0
 
 
 def _ci_words(ci: tuple[float, float] | None, confidence: float) -> str:

@@ -240,7 +240,7 @@ def evaluate_challenger(
             dataclasses.replace(
                 inputs,
                 decline_ci=decline_interval() if weighed else None,
-                shift_ci=two_sets(bootstrap_gain_shift) if awaits else None,
+                shift_ci=two_sets(bootstrap_gain_shift) if awaits or blends else None,
                 blend_ci=two_sets(bootstrap_gain_blend, weights=BLEND_WEIGHTS) if blends else None,
             )
         )

@@ -50,36 +50,42 @@ if TYPE_CHECKING:
     from retrain.rollout.prometheus import PrometheusProvider
     from retrain.rollout.providers import PROVIDERS, ReplayProvider, provider_for
 
-__getattr__, __dir__ = lazy_exports(
-    __name__,
-    {
-        "checks": ("CHECKS", "METRICS", "CheckResult", "metric", "register_check"),
-        "controller": ("FAULT_POINTS", "RolloutController", "TickResult", "read_rollout"),
-        "lock": ("LockBusy", "StoreLock"),
-        "machine": (
-            "ABORTED",
-            "INCONCLUSIVE",
-            "PROGRESSING",
-            "PROMOTED",
-            "ROLLED_BACK",
-            "Action",
-            "Analysis",
-            "Observations",
-            "Promote",
-            "RollBack",
-            "RolloutState",
-            "SetTraffic",
-            "advance",
-            "is_due",
-            "promote_now",
-            "roll_back_now",
-            "start_rollout",
-        ),
-        "observe": ("MetricsProvider", "ObserveRequest"),
-        "prometheus": ("PrometheusProvider",),
-        "providers": ("PROVIDERS", "ReplayProvider", "provider_for"),
-    },
-)
+# Registers the ranking checks (average_precision_drop, recall_at_precision_<P>_drop) in the
+# check registry, as importing the package always did: `check_for` finds them however the
+# package is first imported.
+from retrain.rollout import ranking as _ranking  # noqa: F401
+
+if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "checks": ("CHECKS", "METRICS", "CheckResult", "metric", "register_check"),
+            "controller": ("FAULT_POINTS", "RolloutController", "TickResult", "read_rollout"),
+            "lock": ("LockBusy", "StoreLock"),
+            "machine": (
+                "ABORTED",
+                "INCONCLUSIVE",
+                "PROGRESSING",
+                "PROMOTED",
+                "ROLLED_BACK",
+                "Action",
+                "Analysis",
+                "Observations",
+                "Promote",
+                "RollBack",
+                "RolloutState",
+                "SetTraffic",
+                "advance",
+                "is_due",
+                "promote_now",
+                "roll_back_now",
+                "start_rollout",
+            ),
+            "observe": ("MetricsProvider", "ObserveRequest"),
+            "prometheus": ("PrometheusProvider",),
+            "providers": ("PROVIDERS", "ReplayProvider", "provider_for"),
+        },
+    )
 
 __all__ = [
     "ABORTED",

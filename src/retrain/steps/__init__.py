@@ -50,27 +50,28 @@ if TYPE_CHECKING:
         write_step_report,
     )
 
-__getattr__, __dir__ = lazy_exports(
-    __name__,
-    {
-        "_deploy": ("DeployOutcome", "deploy"),
-        "_evaluate": ("EvaluateOutcome", "evaluate"),
-        "_ingest": ("SCHEMA_KEY", "ingest"),
-        "_label": ("label",),
-        "_resolve": ("ResolveOutcome", "resolve_run"),
-        "_rollout": ("RolloutOutcome", "rollout"),
-        "_state": ("restore_champion",),
-        "_train": ("train",),
-        "lease": ("release_run_lease", "run_lease_owner"),
-        "records": (
-            "StepOutcome",
-            "check_run_id",
-            "read_run",
-            "recorded_step",
-            "write_step_report",
-        ),
-    },
-)
+if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "_deploy": ("DeployOutcome", "deploy"),
+            "_evaluate": ("EvaluateOutcome", "evaluate"),
+            "_ingest": ("SCHEMA_KEY", "ingest"),
+            "_label": ("label",),
+            "_resolve": ("ResolveOutcome", "resolve_run"),
+            "_rollout": ("RolloutOutcome", "rollout"),
+            "_state": ("restore_champion",),
+            "_train": ("train",),
+            "lease": ("release_run_lease", "run_lease_owner"),
+            "records": (
+                "StepOutcome",
+                "check_run_id",
+                "read_run",
+                "recorded_step",
+                "write_step_report",
+            ),
+        },
+    )
 
 __all__ = [
     "SCHEMA_KEY",

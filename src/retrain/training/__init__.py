@@ -20,23 +20,24 @@ if TYPE_CHECKING:
     from retrain.training.mix import TrainingSet, build_training_set
     from retrain.training.model import build_estimator, fit_model, predict_scores
 
-__getattr__, __dir__ = lazy_exports(
-    __name__,
-    {
-        "_encoding": ("encoding_warnings", "identifier_features", "refit_reason"),
-        "_memory": ("release_unused_memory",),
-        "artifact": (
-            "TRUSTED_TYPES",
-            "ModelCard",
-            "card_from_config",
-            "load_model",
-            "model_files",
-            "serialize_model",
-        ),
-        "mix": ("TrainingSet", "build_training_set"),
-        "model": ("build_estimator", "fit_model", "predict_scores"),
-    },
-)
+if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "_encoding": ("encoding_warnings", "identifier_features", "refit_reason"),
+            "_memory": ("release_unused_memory",),
+            "artifact": (
+                "TRUSTED_TYPES",
+                "ModelCard",
+                "card_from_config",
+                "load_model",
+                "model_files",
+                "serialize_model",
+            ),
+            "mix": ("TrainingSet", "build_training_set"),
+            "model": ("build_estimator", "fit_model", "predict_scores"),
+        },
+    )
 
 __all__ = [
     "TRUSTED_TYPES",

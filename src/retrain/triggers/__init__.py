@@ -25,16 +25,24 @@ if TYPE_CHECKING:
         decide,
     )
 
-__getattr__, __dir__ = lazy_exports(
-    __name__,
-    {
-        "retrain.settings.cron": ("CronSchedule", "parse_cron", "to_kfp_cron"),
-        "retrain.settings.triggers": ("KfpSettings", "ScheduleSpec", "TriggerConfig"),
-        "controller": ("Launcher", "LaunchResult", "Outcome", "TriggerController"),
-        "lease": ("Lease", "acquire_lease", "read_lease", "release_lease", "renew_lease"),
-        "policy": ("SIGNAL_KINDS", "Decision", "LaunchRecord", "PolicyState", "Signal", "decide"),
-    },
-)
+if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all
+    __getattr__, __dir__ = lazy_exports(
+        __name__,
+        {
+            "retrain.settings.cron": ("CronSchedule", "parse_cron", "to_kfp_cron"),
+            "retrain.settings.triggers": ("KfpSettings", "ScheduleSpec", "TriggerConfig"),
+            "controller": ("Launcher", "LaunchResult", "Outcome", "TriggerController"),
+            "lease": ("Lease", "acquire_lease", "read_lease", "release_lease", "renew_lease"),
+            "policy": (
+                "SIGNAL_KINDS",
+                "Decision",
+                "LaunchRecord",
+                "PolicyState",
+                "Signal",
+                "decide",
+            ),
+        },
+    )
 
 __all__ = [
     "SIGNAL_KINDS",
