@@ -216,12 +216,13 @@ class EvaluationConfig(Section):
             " rows alone (the lower bound of the recent gain's interval above min_improvement)."
             " 'blend': that, or the mean of the recent gain and the gain on the history"
             " evaluation rows (the two sets resampled independently) shown above"
-            " min_improvement, when the recent gain is at least 0 on its point estimate and"
-            " every other gate passed, the forgetting guard on enough history rows. A"
-            " challenger better everywhere by a margin the recent rows alone cannot show is"
-            " then blessed; its price, a challenger slightly worse on the recent rows but"
-            " better on history blessed at a few percent, and its rate on equal models are in"
-            " benchmarks/results/decisions.md."
+            " min_improvement, when the recent gain is at least 0 on its point estimate on at"
+            " least min_rows rows, the recent gain is not shown below the history gain (after"
+            " a change of regime the history is the old world), every other gate passed and"
+            " the metric is not in the target's units (rmse, mae). A challenger better"
+            " everywhere by a margin the recent rows alone cannot show is then blessed; its"
+            " rate on equal models and its price (a challenger slightly worse on the recent"
+            " rows but better on history) are in benchmarks/results/decisions.md."
         ),
     )
     min_rows: int = Field(
