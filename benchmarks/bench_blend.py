@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench_refresh import CASES, RESULTS, _generate, _goals, _replay
+from bench_refresh import CASES, RESULTS, _generate, _goals, _replay, variant_tables
 
 from retrain.config import Config, load_config
 from retrain.evaluation.metrics import GREATER_IS_BETTER
@@ -75,40 +75,8 @@ def _markdown(report: dict[str, Any]) -> str:
         " rows) and `blend` (or on the mean of the recent and the history gain, the recent"
         " one at least 0), `full_refit` (no gates) once.",
         "",
-        "| stream | metric | policy | mean, recent | blend | retrains, recent | blend"
-        " | deploys, recent | blend |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, case in report["cases"].items():
-        for policy in ("drift", "always", "full_refit"):
-            rows = [case[v][policy] for v in VARIANTS]
-            if policy == "full_refit":
-                rows = rows[:1]
-            cells = [
-                " | ".join(f"{r['mean']:.4f}" for r in rows),
-                " | ".join(str(r["retrains"]) for r in rows),
-                " | ".join(str(r["deploys"]) for r in rows),
-            ]
-            if policy == "full_refit":
-                cells = [f"{c} | -" for c in cells]
-            lines.append(f"| {name} | {rows[0]['metric']} | {policy} | {' | '.join(cells)} |")
-    lines += [
-        "",
-        "The decisions issue's goals read on these rows: `drift` reaches 99% of `always`'s mean"
-        " (for rmse, `always`'s over `drift`'s) with at most 25% of its retrains; `always` is"
-        " at least as good as `full_refit`.",
-        "",
-        "| stream | drift / always, recent | blend | drift's retrains / always's, recent"
-        " | blend | always >= full_refit, recent | blend |",
-        "|---|---:|---:|---:|---:|---|---|",
-    ]
-    for name, case in report["cases"].items():
-        goals = [case["goals"][v] for v in VARIANTS]
-        shares = " | ".join(f"{g['drift_share_of_always']:.1%}" for g in goals)
-        retrains = " | ".join(f"{g['drift_retrain_share']:.0%}" for g in goals)
-        beats = " | ".join("yes" if g["always_at_least_refit"] else "no" for g in goals)
-        lines.append(f"| {name} | {shares} | {retrains} | {beats} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + variant_tables(report, {v: v for v in VARIANTS})) + "\n"
 
 
 if __name__ == "__main__":

@@ -151,22 +151,43 @@ def _markdown(report: dict[str, Any]) -> str:
         " to the recent rows (`refresh_after: 1`, `refresh_evidence: shift`), `full_refit` (no"
         " gates) once, one process per policy pair.",
         "",
-        "| stream | metric | policy | mean, off | on age | on shift | retrains off | on age"
-        " | on shift | deploys off | on age | on shift |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    labels = {"off": "off", "age": "on age", "shift": "on shift"}
+    return "\n".join(lines + variant_tables(report, labels)) + "\n"
+
+
+RETRAIN_SHARE = "drift's retrains / always's"
+
+
+def variant_tables(report: dict[str, Any], labels: dict[str, str]) -> list[str]:
+    """The policy table and the goals table of a report whose cases each hold one run per
+    variant (`labels`: variant -> its column label, the first the baseline that also ran
+    ``full_refit``)."""
+    variants = list(labels)
+
+    def columns(what: str) -> str:
+        names = [f"{what}, {labels[variants[0]]}", *(labels[v] for v in variants[1:])]
+        return " | ".join(names)
+
+    def rule(count: int, align: str) -> str:
+        return f"{align}|" * count
+
+    lines = [
+        f"| stream | metric | policy | {columns('mean')} | {columns('retrains')}"
+        f" | {columns('deploys')} |",
+        "|---|---|---|" + rule(3 * len(variants), "---:"),
     ]
     for name, case in report["cases"].items():
         for policy in ("drift", "always", "full_refit"):
-            rows = [case[v][policy] for v in VARIANTS]
+            rows = [case[v][policy] for v in variants]
             if policy == "full_refit":
                 rows = rows[:1]
+            dashes = " | -" * (len(variants) - len(rows))
             cells = [
-                " | ".join(f"{r['mean']:.4f}" for r in rows),
-                " | ".join(str(r["retrains"]) for r in rows),
-                " | ".join(str(r["deploys"]) for r in rows),
+                " | ".join(f"{r['mean']:.4f}" for r in rows) + dashes,
+                " | ".join(str(r["retrains"]) for r in rows) + dashes,
+                " | ".join(str(r["deploys"]) for r in rows) + dashes,
             ]
-            if policy == "full_refit":
-                cells = [f"{c} | - | -" for c in cells]
             lines.append(f"| {name} | {rows[0]['metric']} | {policy} | {' | '.join(cells)} |")
     lines += [
         "",
@@ -174,16 +195,17 @@ def _markdown(report: dict[str, Any]) -> str:
         " (for rmse, `always`'s over `drift`'s) with at most 25% of its retrains; `always` is"
         " at least as good as `full_refit`.",
         "",
-        "| stream | drift / always, off | on age | on shift | drift's retrains / always's, off"
-        " | always >= full_refit, off | on age | on shift |",
-        "|---|---:|---:|---:|---:|---|---|---|",
+        f"| stream | {columns('drift / always')} | {columns(RETRAIN_SHARE)}"
+        f" | {columns('always >= full_refit')} |",
+        "|---|" + rule(2 * len(variants), "---:") + rule(len(variants), "---"),
     ]
     for name, case in report["cases"].items():
-        goals = [case["goals"][v] for v in VARIANTS]
+        goals = [case["goals"][v] for v in variants]
         shares = " | ".join(f"{g['drift_share_of_always']:.1%}" for g in goals)
+        retrains = " | ".join(f"{g['drift_retrain_share']:.0%}" for g in goals)
         beats = " | ".join("yes" if g["always_at_least_refit"] else "no" for g in goals)
-        lines.append(f"| {name} | {shares} | {goals[0]['drift_retrain_share']:.0%} | {beats} |")
-    return "\n".join(lines) + "\n"
+        lines.append(f"| {name} | {shares} | {retrains} | {beats} |")
+    return lines
 
 
 if __name__ == "__main__":
