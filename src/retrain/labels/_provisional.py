@@ -10,7 +10,10 @@ coverage is reached.
 Valid only when a label's arrival does not depend on its value: the labels known early must
 be a fair sample of the window's. Where one class is confirmed sooner (frauds charged back
 within days, legitimate transactions confirmed only at maturity), early labels over-represent
-it, and both the challenger and the gate see a biased window.
+it, and both the challenger and the gate see a biased window. So, unless
+``labels.check_arrival`` is off, the run's own window is checked first
+(`retrain.labels._arrival`): where its labels' delays show such a dependence, no provisional
+window is used.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import pandas as pd
 from retrain.config import Config
 from retrain.data.windows import as_of_text, next_window_id, parse_window
 from retrain.errors import ValidationError
+from retrain.labels._arrival import ArrivalCheck
 from retrain.labels.join import join_labels, without_coverage_floor
 
 __all__ = ["ProvisionalLabels", "join_provisional", "provisional_window_ids"]
@@ -59,6 +63,7 @@ class ProvisionalLabels:
     rows: pd.DataFrame
     windows: list[dict[str, Any]]  # window, events, labelled, coverage (or skipped: why)
     as_of: str
+    arrival: ArrivalCheck | None = None  # the check of the run's own window (None: not made)
 
     @property
     def labelled(self) -> int:
@@ -70,6 +75,7 @@ class ProvisionalLabels:
             "as_of": self.as_of,
             "rows": len(self.rows),
             "windows": self.windows,
+            "arrival": None if self.arrival is None else self.arrival.report(),
             "note": "provisional: labels known so far of windows not in history; never "
             "committed (each window is committed by its own run at labels.min_coverage)",
         }
@@ -82,6 +88,10 @@ class ProvisionalLabels:
             f"Labels known as of {self.as_of} for recent windows whose coverage is short of "
             f"labels.min_coverage: {len(self.rows)} labelled rows, used by this run only.",
             "",
+        ]
+        if self.arrival is not None:
+            lines += [f"Arrival check: {self.arrival.detail}.", ""]
+        lines += [
             "| window | events | labelled | coverage | note |",
             "|---|---:|---:|---:|---|",
         ]
@@ -99,20 +109,28 @@ def join_provisional(
     events: Sequence[tuple[str, pd.DataFrame | str]],
     labels: pd.DataFrame,
     as_of: Any,
+    *,
+    arrival: ArrivalCheck | None = None,
 ) -> ProvisionalLabels:
     """Join the labels known as of `as_of` to each window's events, whatever the coverage.
 
     `events` pairs each window id with its checked events, or with why there are none (the
     window is then recorded as skipped). A window whose join fails for another reason than
     coverage (leakage, non-numeric regression labels) is skipped and says why; its own run
-    will fail on it by name.
+    will fail on it by name. An `arrival` check that found the early labels unfair skips
+    every window.
     """
     anyhow = without_coverage_floor(cfg)
     frames: list[pd.DataFrame] = []
     windows: list[dict[str, Any]] = []
+    unfair = arrival is not None and not arrival.fair
     for window_id, frame in events:
-        if isinstance(frame, str) or frame.empty:
-            why = frame if isinstance(frame, str) else "no events"
+        if unfair or isinstance(frame, str) or frame.empty:
+            why = (
+                "not used: the early labels are not a fair sample (arrival check)"
+                if unfair
+                else (frame if isinstance(frame, str) else "no events")
+            )
             windows.append({"window": window_id, "skipped": why})
             continue
         try:
@@ -131,4 +149,4 @@ def join_provisional(
         if len(result.labelled):
             frames.append(result.labelled)
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return ProvisionalLabels(rows, windows, as_of_text(as_of))
+    return ProvisionalLabels(rows, windows, as_of_text(as_of), arrival)

@@ -246,7 +246,18 @@ class LabelSource(Section):
             " is written to history; the run's reports list them. 0 (default): off. Valid"
             " only when a label's arrival does not depend on its value (early labels must be"
             " a fair sample); where, say, frauds are confirmed before legitimate transactions,"
-            " early labels over-represent one class and bias both training and the gate."
+            " early labels over-represent one class and bias both training and the gate:"
+            " check_arrival refuses them there."
+        ),
+    )
+    check_arrival: bool = Field(
+        default=True,
+        description=(
+            "With provisional_windows: before using them, test on the run's own window whether"
+            " a label's delay depends on its value (Kruskal-Wallis by class, Spearman for"
+            " regression, at 1%) and would bias the labels known early (a class's share off by"
+            " more than 20%, a mean by 0.1 standard deviations); if both, no provisional window"
+            " is used and the label report says why. Off: trust the label source."
         ),
     )
     classes: list[str] | None = Field(
