@@ -5,8 +5,9 @@ function: the evaluation gates (blessing rate of equal models, forgetting gate o
 models, power), the canary analysis (false rollback of an equal canary, false promotion of a
 worse one; also on average precision at fraud-like positive rates), the drift verdicts
 (false positives by sample size and cardinality, power), the labelled performance signal
-(false alarms and misses by the labelled rows) and the trigger policy's drift back-off
-(launches saved against deployments delayed).
+(false alarms and misses by the labelled rows), the trigger policy's drift back-off
+(launches saved against deployments delayed) and the arrival check of provisional labels
+(fair label sources refused, biased ones missed).
 Writes ``benchmarks/results/decisions.md``. A measurement, not a test:
 
     .venv/bin/python benchmarks/bench_decisions.py [--quick] [--only gates,canary,...,backoff]
@@ -33,6 +34,7 @@ SECTIONS = (
     "drift",
     "performance",
     "backoff",
+    "arrival",
 )
 
 

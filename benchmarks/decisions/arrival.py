@@ -1,0 +1,122 @@
+"""How often the arrival check is right: simulations with a known truth.
+
+    from benchmarks.decisions.arrival import section
+    print(section())          # a few minutes on one core; section(quick=True): seconds
+
+Provisional labels (``labels.provisional_windows``) are used only when the run's own window,
+labelled just before, shows that a label's arrival does not depend on its value
+(``labels.check_arrival``, `retrain.labels._arrival`). Here a reference window of `n` labelled
+rows, its events spread evenly over the window, is judged for six provisional windows that
+started one to six windows before the run's time, with every label arriving within six
+windows of its event: the project's `check_arrival` on each draw.
+
+Classification (rows positive at rate `r`): on a **fair** source every label's delay is uniform
+over the six windows, whatever its class (a refusal is a false alarm: provisional labels lost
+for nothing). On a **biased** one a positive's delay is that times `f` (0.8, 0.5, 0.2: the
+positives come sooner), so the labels known early over-represent them; the column heads give
+how much, measured on a million draws: how many times as likely a positive is as a negative
+to be known in a window that started two windows before the run's time. Each cell adds, in
+brackets, what that does to the positives' share among those early labels, relative to their
+share among all: the check counts a bias beyond 20% (``CLASS_TOLERANCE``), so below it a
+source is not refused by design (at r 0.3 and f 0.8, +16%: the more rows, the surer the check
+is that the bias is under the tolerance). A biased source beyond it that is not refused is a
+miss.
+
+Regression (a normal target): the delay is six windows times the normal quantile of
+``rho * z + sqrt(1 - rho^2) * e`` for the standardised target ``z`` and independent noise
+``e``: uniform over the six windows whatever ``rho``, fair at ``rho`` 0, and the higher the
+target the later its label for ``rho`` above 0; the head gives the mean of the labels known in
+a window that started two windows before the run's time, in standard deviations below the
+mean of all (a million draws).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+from retrain.labels import ArrivalSample, check_arrival
+
+__all__ = ["section"]
+
+_SPAN = 6.0  # every label arrives within six windows of its event
+_AGES = [(str(k), 7.0 - k) for k in range(1, 7)]  # six provisional windows, judged as of 7
+_SIZES = (300, 1000, 3000, 10000)
+_RATES = (0.01, 0.05, 0.3)
+_FACTORS = (0.8, 0.5, 0.2)
+_RHOS = (0.1, 0.2, 0.4)
+
+
+def _refused(task: str, delays: np.ndarray, values: np.ndarray, offsets: np.ndarray) -> bool:
+    sample = ArrivalSample("0", offsets, delays, pd.Series(values))
+    return not check_arrival(task, sample, _AGES).fair
+
+
+def _classification(rng: np.random.Generator, n: int, rate: float, factor: float) -> bool:
+    y = (rng.uniform(size=n) < rate).astype(int)
+    delays = rng.uniform(0, _SPAN, n) * np.where(y == 1, factor, 1.0)
+    return _refused("classification", delays, y, rng.uniform(0, 1, n))
+
+
+def _regression(rng: np.random.Generator, n: int, rho: float) -> bool:
+    z = rng.normal(size=n)
+    u = norm.cdf(rho * z + np.sqrt(1 - rho**2) * rng.normal(size=n))
+    return _refused("regression", _SPAN * u, 100.0 + 20.0 * z, rng.uniform(0, 1, n))
+
+
+def _odds_of_known(factor: float, rng: np.random.Generator, n: int = 1_000_000) -> float:
+    """How many times as likely a positive is as a negative to be known at start age 2."""
+    y = rng.uniform(size=n) < 0.5
+    delays = rng.uniform(0, _SPAN, n) * np.where(y, factor, 1.0)
+    known = delays <= 2.0 - rng.uniform(0, 1, n)
+    return float(known[y].mean() / known[~y].mean())
+
+
+def _early_mean(rho: float, rng: np.random.Generator, n: int = 1_000_000) -> float:
+    """The standardised mean of the targets known at start age 2, below the mean of all."""
+    z = rng.normal(size=n)
+    u = norm.cdf(rho * z + np.sqrt(1 - rho**2) * rng.normal(size=n))
+    known = _SPAN * u <= 2.0 - rng.uniform(0, 1, n)
+    return float(z.mean() - z[known].mean())
+
+
+def section(quick: bool = False) -> str:
+    """The markdown section: the share of draws the check refuses, per cell."""
+    trials = 40 if quick else 300
+    rng = np.random.default_rng(20261205)
+    odds_of = [_odds_of_known(f, rng) for f in _FACTORS]
+    lines = [
+        "## Arrival check (provisional labels): fair sources refused, biased ones missed",
+        "",
+        *(part.strip().replace("\n", " ") + "\n" for part in (__doc__ or "").split("\n\n")[2:]),
+        "",
+        f"{trials} draws per cell; seeded, `python benchmarks/bench_decisions.py --only "
+        "arrival` reproduces it.",
+        "",
+        "| labelled rows (n) | positive rate (r) | fair: refused (false alarm) | "
+        + " | ".join(f"f {f:g} ({o:.2f}x): missed" for f, o in zip(_FACTORS, odds_of, strict=True))
+        + " |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n in _SIZES:
+        for rate in _RATES:
+            fair = np.mean([_classification(rng, n, rate, 1.0) for _ in range(trials)])
+            cells = []
+            for f, odds in zip(_FACTORS, odds_of, strict=True):
+                missed = 1 - np.mean([_classification(rng, n, rate, f) for _ in range(trials)])
+                bias = odds / (rate * odds + 1 - rate) - 1  # the early share over the share
+                cells.append(f"{missed:.1%} (+{bias:.0%})")
+            lines.append(f"| {n} | {rate:g} | {fair:.1%} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| labelled rows (n) | fair (rho 0): refused (false alarm) | "
+        + " | ".join(f"rho {r:g} ({_early_mean(r, rng):.2f} sd): missed" for r in _RHOS)
+        + " |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for n in _SIZES:
+        fair = np.mean([_regression(rng, n, 0.0) for _ in range(trials)])
+        missed = [1 - np.mean([_regression(rng, n, rho) for _ in range(trials)]) for rho in _RHOS]
+        lines.append(f"| {n} | {fair:.1%} | " + " | ".join(f"{m:.1%}" for m in missed) + " |")
+    return "\n".join(lines) + "\n"
