@@ -2,7 +2,7 @@
 
     python benchmarks/bench_provisional.py fraud          # ~20 min on the shared machine
     python benchmarks/bench_provisional.py fraud-biased   # legitimate labels come later
-    python benchmarks/bench_provisional.py loans
+    python benchmarks/bench_provisional.py loans          # or housing, shop, reviews
 
 Each case writes ``benchmarks/results/provisional-<case>.{md,json,png}`` (the backtest's own
 outputs), replaying ``always``, ``always@provisional`` (`labels.provisional_windows` on) and
@@ -18,6 +18,9 @@ evaluation rows left out) with one process (``--jobs 1``; the machine is shared)
   when the dispute window closes. This measures what the bias the README warns of costs.
 - ``loans``: the demo stream (river Agrawal, concept change at week 6), labels one to two
   weeks late (`make backtest`'s loans case).
+- ``housing``, ``shop``, ``reviews``: the other standard streams (`retrain.backtest.standard`),
+  labels by their own times (sales 3 to 60 days after listing, purchases one to ten days
+  after the showing, moderators labelling a review two to ten days after it).
 """
 
 from __future__ import annotations
@@ -33,12 +36,11 @@ import pandas as pd
 
 from retrain.backtest.policies import parse_policies
 from retrain.backtest.run import run_backtest, select_windows
-from retrain.backtest.standard import FRAUD_CHANGE_DAY, FRAUD_DAYS
+from retrain.backtest.standard import generate_case
 from retrain.config import load_config
-from retrain.data.cases import generate_fraud
 
 POLICIES = "always,always@provisional,full_refit@train_rows"
-CASES = ("fraud", "fraud-biased", "loans")
+CASES = ("fraud", "fraud-biased", "loans", "housing", "shop", "reviews")
 #: fraud-biased: the days after its transaction a legitimate label is dated (uniform).
 LEGIT_DELAY_DAYS = (4, 6)
 _DAY = pd.Timedelta(days=1)
@@ -67,15 +69,11 @@ def delay_legitimate_labels(case_dir: Path, seed: int = 11) -> int:
 
 def _generate(case: str, work: Path) -> tuple[Path, str, float | None]:
     """The case's config, its change window and its SLO."""
-    if case == "loans":
-        from retrain.data.demo import generate_loans
-
-        path = generate_loans(work / case)
-        return path, select_windows(load_config(path))[6], 0.8
-    path = generate_fraud(work / case, windows=FRAUD_DAYS, drift_window=FRAUD_CHANGE_DAY)
+    stream = "fraud" if case == "fraud-biased" else case
+    path, change, slo = generate_case(stream, work / case)
     if case == "fraud-biased":
         print(f"re-dated {delay_legitimate_labels(work / case)} legitimate labels", file=sys.stderr)
-    return path, select_windows(load_config(path))[FRAUD_CHANGE_DAY], None
+    return path, select_windows(load_config(path))[change], slo
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,15 +28,7 @@ from typing import Any
 
 from retrain.backtest.policies import parse_policies
 from retrain.backtest.run import run_backtest
-from retrain.backtest.standard import (
-    FRAUD_CHANGE_DAY,
-    FRAUD_DAYS,
-    HOUSING_WEEKS,
-    REVIEWS_CHANGE_WEEK,
-    REVIEWS_WEEKS,
-    SHOP_CHANGE_WEEK,
-    SHOP_WEEKS,
-)
+from retrain.backtest.standard import generate_case
 from retrain.backtest.timing import ReplayOptions
 from retrain.config import Config, load_config
 from retrain.evaluation.metrics import GREATER_IS_BETTER
@@ -46,20 +38,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _generate(name: str, work: Path) -> Path:
-    from retrain.data.case_reviews import generate_reviews
-    from retrain.data.case_shop import generate_shop
-    from retrain.data.cases import generate_fraud
-    from retrain.data.demo import generate_housing, generate_loans
-
-    if name == "loans":
-        return generate_loans(work)
-    if name == "housing":
-        return generate_housing(work, windows=HOUSING_WEEKS)
-    if name == "fraud":
-        return generate_fraud(work, windows=FRAUD_DAYS, drift_window=FRAUD_CHANGE_DAY)
-    if name == "shop":
-        return generate_shop(work, windows=SHOP_WEEKS, drift_window=SHOP_CHANGE_WEEK)
-    return generate_reviews(work, windows=REVIEWS_WEEKS, drift_window=REVIEWS_CHANGE_WEEK)
+    return generate_case(name, work)[0]
 
 
 #: variant -> (refresh_after, refresh_evidence)

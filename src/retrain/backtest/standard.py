@@ -22,7 +22,7 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from retrain.backtest.policies import parse_policies
@@ -30,7 +30,7 @@ from retrain.backtest.run import run_backtest, select_windows
 from retrain.config import load_config
 from retrain.errors import ValidationError
 
-__all__ = ["main", "run_standard"]
+__all__ = ["CASES", "generate_case", "main", "run_standard"]
 
 POLICIES = "never,every:3,drift,continuous,always,always@weighted,full_refit,full_refit@train_rows"
 #: Weeks of the housing stream: long enough for post-drift weeks' sales to come in.
@@ -55,45 +55,50 @@ CONCEPT_CHANGE_WEEK = 22
 CASES = ("loans", "housing", "fraud", "shop", "reviews", "concept")
 
 
-def run_standard(out_dir: Path, work: Path, names: Sequence[str] = CASES) -> list[Path]:
-    """Generate the named streams under `work`, backtest them, write the outputs into
-    `out_dir`."""
+def generate_case(name: str, work: Path) -> tuple[Path, int, float | None]:
+    """Generate the standard stream `name` under `work`: its config, the index of its change
+    window and its SLO (None: none).
+
+    Raises:
+        ValidationError: `name` is not one of `CASES`.
+    """
     from retrain.data.case_concept import generate_concept
     from retrain.data.case_reviews import generate_reviews
     from retrain.data.case_shop import generate_shop
     from retrain.data.cases import generate_fraud
     from retrain.data.demo import generate_housing, generate_loans
 
+    if name == "loans":
+        return generate_loans(work), 6, 0.8
+    if name == "housing":
+        return generate_housing(work, windows=HOUSING_WEEKS), 5, None
+    if name == "fraud":
+        path = generate_fraud(work, windows=FRAUD_DAYS, drift_window=FRAUD_CHANGE_DAY)
+        return path, FRAUD_CHANGE_DAY, None
+    if name == "shop":
+        return (
+            generate_shop(work, windows=SHOP_WEEKS, drift_window=SHOP_CHANGE_WEEK),
+            SHOP_CHANGE_WEEK,
+            None,
+        )
+    if name == "reviews":
+        path = generate_reviews(work, windows=REVIEWS_WEEKS, drift_window=REVIEWS_CHANGE_WEEK)
+        return path, REVIEWS_CHANGE_WEEK, None
+    if name == "concept":
+        path = generate_concept(work, windows=CONCEPT_WEEKS, drift_window=CONCEPT_CHANGE_WEEK)
+        return path, CONCEPT_CHANGE_WEEK, None
+    raise ValidationError(f"unknown standard backtest {name!r}; choose from {CASES}")
+
+
+def run_standard(out_dir: Path, work: Path, names: Sequence[str] = CASES) -> list[Path]:
+    """Run the named standard backtests (all by default), writing their results into
+    `out_dir`."""
     unknown = sorted(set(names) - set(CASES))
     if unknown:
         raise ValidationError(f"unknown standard backtest(s) {unknown}; choose from {CASES}")
-    generators: dict[str, Callable[[Path], tuple[Path, int, float | None]]] = {
-        "loans": lambda w: (generate_loans(w), 6, 0.8),
-        "housing": lambda w: (generate_housing(w, windows=HOUSING_WEEKS), 5, None),
-        "fraud": lambda w: (
-            generate_fraud(w, windows=FRAUD_DAYS, drift_window=FRAUD_CHANGE_DAY),
-            FRAUD_CHANGE_DAY,
-            None,
-        ),
-        "shop": lambda w: (
-            generate_shop(w, windows=SHOP_WEEKS, drift_window=SHOP_CHANGE_WEEK),
-            SHOP_CHANGE_WEEK,
-            None,
-        ),
-        "reviews": lambda w: (
-            generate_reviews(w, windows=REVIEWS_WEEKS, drift_window=REVIEWS_CHANGE_WEEK),
-            REVIEWS_CHANGE_WEEK,
-            None,
-        ),
-        "concept": lambda w: (
-            generate_concept(w, windows=CONCEPT_WEEKS, drift_window=CONCEPT_CHANGE_WEEK),
-            CONCEPT_CHANGE_WEEK,
-            None,
-        ),
-    }
     written = []
     for name in [n for n in CASES if n in names]:
-        config_path, drift_index, slo = generators[name](work / name)
+        config_path, drift_index, slo = generate_case(name, work / name)
         cfg = load_config(config_path)
         drift = select_windows(cfg)[drift_index]
         run_backtest(
