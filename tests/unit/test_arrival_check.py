@@ -91,6 +91,7 @@ def test_the_label_step_refuses_provisional_windows_on_a_biased_source(tmp_path:
     outcome = run_label(tmp_path, cfg, "0", "r1", "3")
     kept = outcome.details["provisional"]
     assert kept["rows"] == 0 and kept["arrival"]["fair"] is False
+    assert "not a fair sample (arrival check)" in outcome.summary
     assert kept["arrival"]["reference_window"] == "0" and kept["arrival"]["rows"] == ROWS
     assert all("arrival check" in w["skipped"] for w in kept["windows"])
     rows, _ = from_parquet_bytes(open_storage(cfg.storage_root).read_bytes(provisional_key("r1")))

@@ -162,6 +162,10 @@ def label(
                 f"{sum(1 for w in provisional.windows if 'coverage' in w)} recent windows "
                 "(not in history)"
             )
+            if provisional.arrival is not None and not provisional.arrival.fair:
+                summary_note += (
+                    "; none used: the early labels are not a fair sample (arrival check)"
+                )
         summary = (
             f"{len(result.labelled)} labelled rows, coverage {result.coverage:.1%}, "
             f"{len(result.queue)} rows queued for labelling"
