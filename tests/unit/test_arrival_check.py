@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from retrain.backtest import PolicySpec
+from retrain.backtest.replay import replay_policy
 from retrain.data.io import from_parquet_bytes
 from retrain.labels import ArrivalSample, check_arrival
 from retrain.labels._arrival import ALPHA, CLASS_TOLERANCE
 from retrain.steps._provisional import provisional_key
 from retrain.storage import open_storage
-from tests.unit.test_provisional_labels import ROWS, config, run_label, write_stream
+from tests.unit.test_provisional_labels import ROWS, WEEKS, config, run_label, write_stream
 
 #: Provisional windows 1..6 windows after a reference window [0, 1), judged as of 7.
 AGES = [(str(k), 7.0 - k) for k in range(1, 7)]
@@ -114,3 +116,16 @@ def test_the_label_step_uses_provisional_windows_on_a_fair_source(tmp_path: Path
     kept = run_label(tmp_path, cfg, "0", "r1", "3").details["provisional"]
     assert kept["rows"] == ROWS and kept["arrival"]["fair"] is True
     assert "arrival looks fair" in kept["arrival"]["detail"]
+
+
+def test_a_provisional_replay_on_a_biased_source_uses_none_and_says_why(tmp_path: Path) -> None:
+    write_biased_stream(tmp_path)
+    cfg = config(tmp_path)
+    windows = [str(w) for w in range(WEEKS)]
+    prov = replay_policy(cfg, PolicySpec("always", mix="provisional"), windows, tmp_path / "out")
+    trained = [r for r in prov.windows if r.trained_on is not None]
+    assert trained and all(r.provisional_rows == 0 for r in prov.windows)
+    for rec in trained:
+        assert any(
+            n.startswith("provisional windows not used: a label's arrival") for n in rec.notes
+        )

@@ -378,6 +378,8 @@ def _retrain(
         if run.grows(i, j):  # the training run's provisional rows, as its label step keeps them
             kept = keep_provisional(run.cfg, run.store, run.windows, run.dataset, run.labels, i, j)
             rec.provisional_rows = kept.labelled
+            if kept.arrival is not None and not kept.arrival.fair:
+                rec.notes.append(f"provisional windows not used: {kept.arrival.detail}")
         _train_and_deploy(run, run.windows[j], run.labelled(j), i, rec)
     _record_launch(run, state, i, j, champion, rec)
 
