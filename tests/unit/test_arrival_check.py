@@ -7,71 +7,110 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from retrain.backtest import PolicySpec
 from retrain.backtest.replay import replay_policy
 from retrain.data.io import from_parquet_bytes
-from retrain.labels import ArrivalSample, check_arrival
-from retrain.labels._arrival import ALPHA, CLASS_TOLERANCE
+from retrain.labels import Reference, check_arrival, find_reference
+from retrain.labels._arrival import CLASS_TOLERANCE
 from retrain.steps._provisional import provisional_key
 from retrain.storage import open_storage
 from tests.unit.test_provisional_labels import ROWS, WEEKS, config, run_label, write_stream
 
-#: Provisional windows 1..6 windows after a reference window [0, 1), judged as of 7.
-AGES = [(str(k), 7.0 - k) for k in range(1, 7)]
 
-
-def sample(delays: np.ndarray, values: np.ndarray, seed: int = 0) -> ArrivalSample:
-    offsets = np.random.default_rng(seed).uniform(0, 1, len(delays))
-    return ArrivalSample("0", offsets, delays, pd.Series(values))
+def reference(final: np.ndarray, early: list[np.ndarray], coverage: float = 1.0) -> Reference:
+    return Reference(
+        "0",
+        round(len(final) / coverage),
+        coverage,
+        pd.Series(final),
+        [(str(k + 1), pd.Series(e)) for k, e in enumerate(early)],
+    )
 
 
 def classes(n: int, rate: float, seed: int) -> np.ndarray:
     return (np.random.default_rng(seed).uniform(size=n) < rate).astype(int)
 
 
+def subsets(values: np.ndarray, shares: list[float], seed: int) -> list[np.ndarray]:
+    """Random subsets of `values` of the given shares: early labels that are a fair sample."""
+    rng = np.random.default_rng(seed)
+    return [values[rng.uniform(size=len(values)) < s] for s in shares]
+
+
 def test_a_fair_source_passes_and_one_class_first_is_refused() -> None:
-    rng = np.random.default_rng(3)
     y = classes(4000, 0.05, 1)
-    fair = check_arrival("classification", sample(rng.uniform(0, 6, len(y)), y), AGES)
-    assert fair.fair and fair.p_value is not None and fair.p_value > ALPHA
-    # Positives within two windows, negatives from four to six: early labels are all positive.
-    late = np.where(y == 1, rng.uniform(0, 2, len(y)), rng.uniform(4, 6, len(y)))
-    biased = check_arrival("classification", sample(late, y), AGES)
-    assert not biased.fair
-    assert biased.p_value is not None and biased.p_value < ALPHA
-    assert biased.effect > CLASS_TOLERANCE
-    assert "'1' is" in biased.detail and "no provisional window is used" in biased.detail
+    fair = check_arrival("classification", reference(y, subsets(y, [0.1, 0.3, 0.6], 2)))
+    assert fair.fair and fair.window == "0" and "no bias beyond the tolerance" in fair.detail
+    # The early labels are all positives.
+    positives = y[y == 1]
+    biased = check_arrival("classification", reference(y, [positives[:40], positives[:120]]))
+    assert not biased.fair and biased.effect > CLASS_TOLERANCE
+    assert "'1' is 100.0% of the 40 labels" in biased.detail
+    assert "no provisional window is used" in biased.detail
+
+
+def test_a_bias_within_the_tolerance_is_let_through_and_one_beyond_it_is_shown() -> None:
+    rng = np.random.default_rng(7)
+    y = classes(200_000, 0.3, 2)
+    # Positives 1.1 times as likely to be known early: a share about 8% too high.
+    within = y[rng.uniform(size=len(y)) < np.where(y == 1, 0.33, 0.3)]
+    assert check_arrival("classification", reference(y, [within])).fair
+    # 1.5 times: about 35% too high, shown on these rows.
+    beyond = y[rng.uniform(size=len(y)) < np.where(y == 1, 0.45, 0.3)]
+    assert not check_arrival("classification", reference(y, [beyond])).fair
+
+
+def test_an_incomplete_reference_widens_the_range_instead_of_hiding_the_bias() -> None:
+    rng = np.random.default_rng(9)
+    y = classes(20_000, 0.2, 3)
+    # Positives 1.5 times as likely to be known early: their share about 36% too high ...
+    early = y[rng.uniform(size=len(y)) < np.where(y == 1, 0.45, 0.3)]
+    assert not check_arrival("classification", reference(y, [early])).fair
+    # ... is not shown against labels that cover 60% of the window's events: its true share
+    # could then be anywhere from 12% to 52%.
+    widened = check_arrival("classification", reference(y, [early], coverage=0.6))
+    assert widened.fair and widened.coverage == 0.6
 
 
 def test_regression_labels_that_come_later_the_higher_they_are_are_refused() -> None:
     rng = np.random.default_rng(5)
     y = rng.normal(100.0, 20.0, 3000)
-    fair = check_arrival("regression", sample(rng.uniform(0, 6, len(y)), y), AGES)
-    assert fair.fair
-    # Expensive houses sell later: the delay grows with the price.
-    ranks = pd.Series(y).rank(pct=True).to_numpy()
-    biased = check_arrival("regression", sample(6 * ranks * rng.uniform(0.8, 1.0, len(y)), y), AGES)
+    assert check_arrival("regression", reference(y, subsets(y, [0.2, 0.5], 6))).fair
+    cheap = np.sort(y)[:600]  # the cheapest sell first
+    biased = check_arrival("regression", reference(y, [cheap]))
     assert not biased.fair and "standard deviations" in biased.detail
 
 
-def test_a_dependence_too_small_to_bias_the_early_labels_passes() -> None:
-    # Positives come 0.05 windows sooner on average: shown on 200,000 rows, but the share of
-    # positives among the early labels moves by a few percent, under the tolerance.
-    rng = np.random.default_rng(7)
-    y = classes(200_000, 0.3, 2)
-    delays = rng.uniform(0, 6, len(y)) - 0.05 * y
-    check = check_arrival("classification", sample(delays, y), AGES)
-    assert check.p_value is not None and check.p_value < ALPHA
-    assert check.fair and check.effect < CLASS_TOLERANCE
+def test_no_reference_is_said_and_checks_nothing() -> None:
+    check = check_arrival("classification", None)
+    assert check.fair and check.window is None and check.detail.startswith("not checked")
 
 
-def test_undated_labels_are_left_out_and_one_class_has_nothing_to_test() -> None:
-    y = np.zeros(100, dtype=int)
-    delays = np.linspace(0, 6, 100)
-    delays[:10] = np.nan
-    check = check_arrival("classification", sample(delays, y), AGES)
-    assert check.fair and check.p_value is None and check.rows == 90
+def test_the_reference_is_the_newest_complete_window() -> None:
+    cfg = config(Path("/tmp"))
+    events = {
+        w: pd.DataFrame({"id": [f"w{w}-{i}" for i in range(10)], "week": int(w), "x": 0.0})
+        for w in ("0", "1", "2")
+    }
+    # Window 2 has half its labels, 1 nine of ten, 0 all of them.
+    known = {"2": 5, "1": 9, "0": 10}
+    labels = pd.DataFrame(
+        {
+            "id": [f"w{w}-{i}" for w, n in known.items() for i in range(n)],
+            "y": 1,
+            "known_week": 3,
+        }
+    )
+    ref = find_reference(cfg, ["2", "1", "0"], events.__getitem__, lambda _: labels, 3, ["3"])
+    assert ref is not None and ref.window == "0" and ref.coverage == 1.0
+    # Without a complete one, the best covered.
+    ref = find_reference(cfg, ["2", "1"], events.__getitem__, lambda _: labels, 3, ["3"])
+    assert ref is not None and ref.window == "1" and ref.coverage == 0.9
+    # Window 3's place: a start 0 before the run's time, so the labels known at window 1's
+    # start: none.
+    assert [(w, len(v)) for w, v in ref.early] == [("3", 0)]
 
 
 # --- in the label step ----------------------------------------------------------------------------
@@ -94,7 +133,8 @@ def test_the_label_step_refuses_provisional_windows_on_a_biased_source(tmp_path:
     kept = outcome.details["provisional"]
     assert kept["rows"] == 0 and kept["arrival"]["fair"] is False
     assert "not a fair sample (arrival check)" in outcome.summary
-    assert kept["arrival"]["reference_window"] == "0" and kept["arrival"]["rows"] == ROWS
+    assert kept["arrival"]["reference_window"] == "0"
+    assert kept["arrival"]["reference_coverage"] == 1.0
     assert all("arrival check" in w["skipped"] for w in kept["windows"])
     rows, _ = from_parquet_bytes(open_storage(cfg.storage_root).read_bytes(provisional_key("r1")))
     assert rows.empty
@@ -115,7 +155,35 @@ def test_the_label_step_uses_provisional_windows_on_a_fair_source(tmp_path: Path
     cfg = config(tmp_path, provisional_windows=3)
     kept = run_label(tmp_path, cfg, "0", "r1", "3").details["provisional"]
     assert kept["rows"] == ROWS and kept["arrival"]["fair"] is True
-    assert "arrival looks fair" in kept["arrival"]["detail"]
+    assert "no bias beyond the tolerance" in kept["arrival"]["detail"]
+
+
+def relabel(tmp: Path, how: str) -> None:
+    """`write_stream`'s labels rewritten: "undated", negatives without a label time (known at
+    once, as the join counts them) and positives three weeks late; "corrected", every event
+    labelled 0 a week after it and its positives corrected to 1 three weeks after."""
+    write_stream(tmp)
+    labels = pd.read_parquet(tmp / "labels.parquet")
+    week = labels["id"].str.extract(r"w(\d+)-")[0].astype(int)
+    if how == "undated":
+        labels["known_week"] = np.where(labels["y"] == 1, week + 3, np.nan)
+    else:
+        first = labels.assign(y=0, known_week=week + 1)
+        later = labels[labels["y"] == 1].assign(known_week=week[labels["y"] == 1] + 3)
+        labels = pd.concat([first, later], ignore_index=True)
+    labels.to_parquet(tmp / "labels.parquet")
+
+
+@pytest.mark.parametrize("how", ["undated", "corrected"])
+def test_undated_and_corrected_labels_are_re_enacted_as_the_join_reads_them(
+    tmp_path: Path, how: str
+) -> None:
+    relabel(tmp_path, how)
+    cfg = config(tmp_path, provisional_windows=3)
+    kept = run_label(tmp_path, cfg, "0", "r1", "3").details["provisional"]
+    # Early on, only negatives are known (undated), or every label still reads 0 (corrected).
+    assert kept["arrival"]["fair"] is False and kept["rows"] == 0
+    assert "'0' is 100.0% of the" in kept["arrival"]["detail"]
 
 
 def test_a_provisional_replay_on_a_biased_source_uses_none_and_says_why(tmp_path: Path) -> None:
@@ -127,5 +195,6 @@ def test_a_provisional_replay_on_a_biased_source_uses_none_and_says_why(tmp_path
     assert trained and all(r.provisional_rows == 0 for r in prov.windows)
     for rec in trained:
         assert any(
-            n.startswith("provisional windows not used: a label's arrival") for n in rec.notes
+            n.startswith("provisional windows not used: the labels known early are not")
+            for n in rec.notes
         )

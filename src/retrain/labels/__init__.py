@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from retrain.labels._arrival import (
+    SEARCH_WINDOWS,
     ArrivalCheck,
-    ArrivalSample,
-    arrival_sample,
+    Reference,
     check_arrival,
-    start_ages,
+    find_reference,
 )
 from retrain.labels._provisional import (
     ProvisionalLabels,
@@ -17,14 +17,14 @@ from retrain.labels._provisional import (
 from retrain.labels.join import LabelResult, join_labels
 
 __all__ = [
+    "SEARCH_WINDOWS",
     "ArrivalCheck",
-    "ArrivalSample",
     "LabelResult",
     "ProvisionalLabels",
-    "arrival_sample",
+    "Reference",
     "check_arrival",
+    "find_reference",
     "join_labels",
     "join_provisional",
     "provisional_window_ids",
-    "start_ages",
 ]

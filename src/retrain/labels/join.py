@@ -37,7 +37,6 @@ __all__ = [
     "MAX_LEAKAGE_SHARE",
     "MAX_REGRESSION_LABEL",
     "LabelResult",
-    "elapsed",
     "id_mismatch_hint",
     "join_labels",
     "label_columns",
@@ -68,10 +67,6 @@ class LabelResult:
     leakage: int
     report: dict[str, Any]
     markdown: str
-    #: How late each labelled row's label came (label time minus event time: seconds, or
-    #: periods; NaN when either is unknown), in `labelled`'s order; None without
-    #: ``labels.time_column``.
-    delays: np.ndarray | None = None
 
 
 def label_columns(cfg: Config) -> list[str]:
@@ -367,14 +362,11 @@ def join_labels(
         )
     leak_share = 0.0
     checked = bool(cfg.labels.time_column)
-    delays = np.empty(0) if checked else None
     if checked and len(labelled):
         label_t = by_key["_label_time"].iloc[rows].reset_index(drop=True)
         event_t = event_times(events.loc[matched, cfg.data.time_column], cfg.data.time_kind)
-        event_t = event_t.reset_index(drop=True)
-        delays = elapsed(label_t, event_t)
         # Missing times compare False: an undated label is not counted as leakage.
-        leakage = int((label_t < event_t).sum())
+        leakage = int((label_t < event_t.reset_index(drop=True)).sum())
         leak_share = leakage / len(labelled)
         if leakage:
             message = (
@@ -415,13 +407,4 @@ def join_labels(
         leakage=leakage,
         report=report,
         markdown=_markdown(report),
-        delays=delays,
     )
-
-
-def elapsed(later: pd.Series, earlier: pd.Series | Any) -> np.ndarray:
-    """`later` minus `earlier` as floats: seconds between timestamps, else their units."""
-    diff = later - earlier
-    if pd.api.types.is_timedelta64_dtype(diff.dtype):
-        return diff.dt.total_seconds().to_numpy(dtype=float, na_value=np.nan)
-    return pd.to_numeric(diff, errors="coerce").to_numpy(dtype=float, na_value=np.nan)

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from retrain.config import Config
-from retrain.data.history import history_key
+from retrain.data.history import history_key, history_windows
 from retrain.data.ingest import EmptyWindow, ingest_window
 from retrain.data.io import content_sha256, from_parquet_bytes, to_parquet_bytes
 from retrain.data.schema import Schema, known_columns
@@ -27,13 +27,13 @@ from retrain.data.windows import parse_window
 from retrain.drift import champion_reference
 from retrain.errors import ValidationError
 from retrain.labels import (
+    SEARCH_WINDOWS,
     ArrivalCheck,
     ProvisionalLabels,
-    arrival_sample,
     check_arrival,
+    find_reference,
     join_provisional,
     provisional_window_ids,
-    start_ages,
 )
 from retrain.labels.join import label_columns
 from retrain.steps._state import SCHEMA_KEY
@@ -106,53 +106,54 @@ def gather_provisional(
             events.append((wid, "no events"))
         except ValidationError as err:
             events.append((wid, f"ingest checks failed: {err}"))
-    own = _own_rows(cfg, store, window_id) if ids and cfg.labels.check_arrival else None
+    given = labels
     if labels is None:
         frames = [f for _, f in events if isinstance(f, pd.DataFrame)]
-        frames += [own] if own is not None else []
-        wanted = (
-            pd.concat([f[cfg.data.id_column] for f in frames], ignore_index=True)
-            if frames
-            else pd.Series(dtype=object)
-        )
-        labels, _ = read_matching(
-            cfg.labels.uri, cfg.labels.format, cfg.labels.id_column, wanted, label_columns(cfg)
-        )
-    arrival = _arrival(cfg, window_id, own, labels, ids, as_of) if own is not None else None
+        labels = _labels_of(cfg, frames)
+    arrival = None
+    if ids and cfg.labels.check_arrival:
+        arrival = _arrival(cfg, store, window_id, ids, as_of, read, given)
     result = join_provisional(cfg, events, labels, as_of, arrival=arrival)
     meta = {**result.report(), "sha256": content_sha256(result.rows)}
     store.write_bytes(provisional_key(run_id), to_parquet_bytes(result.rows, meta))
     return result
 
 
-def _own_rows(cfg: Config, store: Storage, window_id: str) -> pd.DataFrame | None:
-    """The run's own window as committed to history (ids and event times), for the arrival
-    check; None if it is not there."""
-    key = history_key(parse_window(cfg.data, window_id).id)
-    if not store.exists(key):
-        return None
-    rows, _ = from_parquet_bytes(store.read_bytes(key), store.uri(key))
-    return rows[[cfg.data.id_column, cfg.data.time_column]]
+def _labels_of(cfg: Config, frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The label source's labels of the events in `frames` (a filtered read)."""
+    wanted = (
+        pd.concat([f[cfg.data.id_column] for f in frames], ignore_index=True)
+        if frames
+        else pd.Series(dtype=object)
+    )
+    labels, _ = read_matching(
+        cfg.labels.uri, cfg.labels.format, cfg.labels.id_column, wanted, label_columns(cfg)
+    )
+    return labels
 
 
 def _arrival(
-    cfg: Config, window_id: str, own: pd.DataFrame, labels: pd.DataFrame, ids: list[str], as_of: Any
+    cfg: Config,
+    store: Storage,
+    window_id: str,
+    ids: list[str],
+    as_of: Any,
+    read: EventsFor,
+    labels: pd.DataFrame | None,
 ) -> ArrivalCheck:
-    """Whether the labels known early are a fair sample, on the run's own window; a window
-    whose labels the join now refuses is no evidence that they are (none is used)."""
-    try:
-        sample = arrival_sample(cfg, window_id, own, labels, as_of)
-    except ValidationError as err:
-        return ArrivalCheck(
-            False,
-            window_id,
-            0,
-            None,
-            0.0,
-            f"the arrival check could not join window"
-            f" {window_id}'s labels ({err}), so no provisional window is used",
-        )
-    return check_arrival(cfg.task, sample, start_ages(cfg, ids, as_of))
+    """The arrival check, on the run's own window or the newest of up to `SEARCH_WINDOWS`
+    before it whose labels are complete (`retrain.labels._arrival`); each candidate's events
+    are read as the provisional windows' are, its labels from `labels` or the source."""
+    older = [w.id for w in reversed(history_windows(store, cfg, window_id))][:SEARCH_WINDOWS]
+    reference = find_reference(
+        cfg,
+        [window_id, *older],
+        read,
+        (lambda _: labels) if labels is not None else (lambda events: _labels_of(cfg, [events])),
+        as_of,
+        ids,
+    )
+    return check_arrival(cfg.task, reference)
 
 
 def read_provisional(store: Storage, run_id: str) -> tuple[pd.DataFrame, dict[str, Any]] | None:
