@@ -88,8 +88,8 @@ def test_no_reference_is_said_and_checks_nothing() -> None:
     assert check.fair and check.window is None and check.detail.startswith("not checked")
 
 
-def test_the_reference_is_the_newest_complete_window() -> None:
-    cfg = config(Path("/tmp"))
+def test_the_reference_is_the_newest_complete_window(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
     events = {
         w: pd.DataFrame({"id": [f"w{w}-{i}" for i in range(10)], "week": int(w), "x": 0.0})
         for w in ("0", "1", "2")

@@ -11,9 +11,9 @@ Valid only when a label's arrival does not depend on its value: the labels known
 be a fair sample of the window's. Where one class is confirmed sooner (frauds charged back
 within days, legitimate transactions confirmed only at maturity), early labels over-represent
 it, and both the challenger and the gate see a biased window. So, unless
-``labels.check_arrival`` is off, the run's own window is checked first
-(`retrain.labels._arrival`): where its labels' delays show such a dependence, no provisional
-window is used.
+``labels.check_arrival`` is off, the early labels are re-enacted on a window of history whose
+labels have arrived first (`retrain.labels._arrival`): where they show such a bias, no
+provisional window is used.
 """
 
 from __future__ import annotations

@@ -253,11 +253,13 @@ class LabelSource(Section):
     check_arrival: bool = Field(
         default=True,
         description=(
-            "With provisional_windows: before using them, test on the run's own window whether"
-            " a label's delay depends on its value (Kruskal-Wallis by class, Spearman for"
-            " regression, at 1%) and would bias the labels known early (a class's share off by"
-            " more than 20%, a mean by 0.1 standard deviations); if both, no provisional window"
-            " is used and the label report says why. Off: trust the label source."
+            "With provisional_windows: before using them, re-enact each one's early labels on a"
+            " window of history whose labels have arrived (the run's own or up to 8 before it,"
+            " 99% labelled, else the best covered) and refuse them all if a class's share among"
+            " them is shown (exact interval, 5% over all comparisons) more than 20% off its"
+            " share among all, relative (regression: the mean, 0.1 standard deviations); the"
+            " label report says which class, its shares and the window. Off: trust the label"
+            " source."
         ),
     )
     classes: list[str] | None = Field(
