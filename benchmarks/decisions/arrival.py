@@ -22,10 +22,10 @@ labels, relative to their share among all. The check counts a bias beyond 20%
 false alarm too; beyond it, a source that is not refused is a miss (at r 0.3 and f 0.8 the
 bias, +16%, is within the tolerance as well).
 
-The reference is complete in the first table (its labels have all arrived: the newest such
+The reference is settled in the first table (its labels have all arrived: the newest settled
 window is what the check looks for). The second has none: the best covered window holds 83%
-of its labels, so a class's true share is known only to within the unlabelled 17%, and the
-check must allow for it.
+of its labels and more are still arriving, so a class's true share is known only to within
+the unlabelled 17%, and the check must allow for it.
 
 Regression (a normal target): the delay is six windows times the normal quantile of
 ``rho * z + sqrt(1 - rho^2) * e`` for the standardised target ``z`` and independent noise
@@ -133,19 +133,20 @@ def section(quick: bool = False) -> str:
         "arrival` reproduces it. In a cell whose bias is within the tolerance the figure is "
         "the share refused (a false alarm); beyond it, the share missed.",
         "",
-        "### A complete reference",
+        "### A settled reference",
         "",
         head,
         rule,
         *(_cells(rng, n, r, odds_of, trials, 7.0) for n in _SIZES for r in _RATES),
         "",
-        f"### No complete reference: {_CENSORED_AGE / 6 - 1 / 12:.0%} of its labels arrived",
+        f"### No settled reference: {_CENSORED_AGE / 6 - 1 / 12:.0%} of its labels arrived,"
+        " more to come",
         "",
         head,
         rule,
         *(_cells(rng, n, r, odds_of, trials, _CENSORED_AGE) for n in (1000, 10000) for r in _RATES),
         "",
-        "### Regression, a complete reference",
+        "### Regression, a settled reference",
         "",
         "| labelled rows (n) | fair (rho 0): refused (false alarm) | "
         + " | ".join(f"rho {r:g} ({_early_mean(r, rng):.2f} sd): missed" for r in _RHOS)

@@ -88,28 +88,33 @@ def test_no_reference_is_said_and_checks_nothing() -> None:
     assert check.fair and check.window is None and check.detail.startswith("not checked")
 
 
-def test_the_reference_is_the_newest_complete_window(tmp_path: Path) -> None:
+def test_the_reference_is_the_newest_settled_window(tmp_path: Path) -> None:
     cfg = config(tmp_path)
     events = {
         w: pd.DataFrame({"id": [f"w{w}-{i}" for i in range(10)], "week": int(w), "x": 0.0})
         for w in ("0", "1", "2")
     }
-    # Window 2 has half its labels, 1 nine of ten, 0 all of them.
-    known = {"2": 5, "1": 9, "0": 10}
+    # As of week 4, with window 3 provisional (it started at 3): window 2 has half its labels
+    # and 1 nine of ten, all arrived at week 4; window 0 has seven of ten, arrived by week 2
+    # and none since (the other three never come): settled.
+    known = {"2": (5, 4), "1": (9, 4), "0": (7, 2)}
     labels = pd.DataFrame(
-        {
-            "id": [f"w{w}-{i}" for w, n in known.items() for i in range(n)],
-            "y": 1,
-            "known_week": 3,
-        }
+        [
+            {"id": f"w{w}-{i}", "y": i % 2, "known_week": at}
+            for w, (n, at) in known.items()
+            for i in range(n)
+        ]
     )
-    ref = find_reference(cfg, ["2", "1", "0"], events.__getitem__, lambda _: labels, 3, ["3"])
-    assert ref is not None and ref.window == "0" and ref.coverage == 1.0
-    # Without a complete one, the best covered.
-    ref = find_reference(cfg, ["2", "1"], events.__getitem__, lambda _: labels, 3, ["3"])
-    assert ref is not None and ref.window == "1" and ref.coverage == 0.9
-    # Window 3's place: a start 0 before the run's time, so the labels known at window 1's
-    # start: none.
+    args = (events.__getitem__, lambda _: labels, 4, ["3"])
+    ref = find_reference(cfg, ["2", "1", "0"], *args)
+    assert ref is not None and (ref.window, ref.coverage, ref.settled) == ("0", 0.7, True)
+    assert ref.known == 1.0  # its seven labels are all it will have
+    # Without a settled one, the best covered, whose unlabelled events could hold anything.
+    ref = find_reference(cfg, ["2", "1"], *args)
+    assert ref is not None and (ref.window, ref.coverage, ref.settled) == ("1", 0.9, False)
+    assert ref.known == 0.9
+    # Window 3's place (a start 1 before the run's time): window 1's labels known a week after
+    # its start, at week 2: none.
     assert [(w, len(v)) for w, v in ref.early] == [("3", 0)]
 
 

@@ -8,19 +8,22 @@ closes; quick sales at low prices; a default label later corrected) the early la
 over-represent one class or one end of the target, and both the challenger and the gate that
 judges it see a biased window.
 
-**The reference.** A window of history whose labels have (nearly) all arrived shows what the
+**The reference.** A window of history whose labels have stopped arriving shows what the
 early labels of a window look like against its final ones. The run's own window and up to
 `SEARCH_WINDOWS` windows before it are joined with the labels known at the run's time, newest
-first; the first whose coverage reaches `COMPLETE` (99%) is the reference, else the best
-covered of them. Each provisional window is then re-enacted on it: the labels of a window that
-started ``a`` before the run's time are what was known of the reference ``a`` after *its*
-start, i.e. the reference joined as of its start plus ``a``, by the same join (latest label by
-then, undated labels counted as known, corrections included).
+first; the first that is *settled* is the reference: labelled to `COMPLETE` (99%), or gaining
+labels for less than `SETTLED` (0.5%) of its events since the oldest provisional window
+started (some labels never arrive; those events stay out of history, as out of the check).
+Without one, the best covered. Each provisional window is then re-enacted on it: the labels of
+a window that started ``a`` before the run's time are what was known of the reference ``a``
+after *its* start, i.e. the reference joined as of its start plus ``a``, by the same join
+(latest label by then, undated labels counted as known, corrections included).
 
 **The test.** For each provisional window and each class, the share of the class among the
 re-enacted early labels gets an exact (Clopper-Pearson) interval at level `ALPHA` divided by the
-number of such comparisons (Bonferroni); the window's final share is known up to its unlabelled
-events (between ``share * coverage`` and ``share * coverage + 1 - coverage``). A bias is shown
+number of such comparisons (Bonferroni), the rarer class alone of two; the reference's final
+share is its labelled share when it is settled, else known only up to its unlabelled events
+(between ``share * coverage`` and ``share * coverage + 1 - coverage``). A bias is shown
 when the early share's interval lies wholly outside that range widened by `CLASS_TOLERANCE`
 (20%, relative). For regression the early labels' mean gets a t interval, the final mean is
 bounded by the target's observed range over the unlabelled share, and the band is
@@ -29,7 +32,7 @@ is used, and the report says which class, its two shares and the window.
 
 So a fair source, and one whose bias is within the tolerance, is refused at most `ALPHA` of the
 time whatever the number of rows; a bias beyond it is caught once the early labels hold enough
-of the class to show it. No complete reference (labels still arriving everywhere) widens the
+of the class to show it. No settled reference (labels still arriving everywhere) widens the
 final share's range and costs power, not error. The measured rates are in
 ``benchmarks/decisions/arrival.py``.
 """
@@ -55,6 +58,7 @@ __all__ = [
     "COMPLETE",
     "MEAN_TOLERANCE",
     "SEARCH_WINDOWS",
+    "SETTLED",
     "ArrivalCheck",
     "Reference",
     "check_arrival",
@@ -71,6 +75,9 @@ CLASS_TOLERANCE = 0.2
 MEAN_TOLERANCE = 0.1
 #: A reference window labelled to this share is taken as complete.
 COMPLETE = 0.99
+#: ... or one that gained labels for less than this share of its events since the oldest
+#: provisional window started: its labels have stopped arriving (some never do).
+SETTLED = 0.005
 #: How many windows before the run's own are tried as the reference.
 SEARCH_WINDOWS = 8
 
@@ -82,6 +89,8 @@ class Reference:
     `values`: its labels known at the run's time (one per labelled event); `coverage`: the
     share of its events they cover; `early`: per provisional window, its id and the labels
     that would be known of the reference in that window's place (values as known then).
+    Labels that never arrive are left out of history as they are here, so against a settled
+    reference the early labels are compared with every label the window will have.
     """
 
     window: str
@@ -89,6 +98,14 @@ class Reference:
     coverage: float
     values: pd.Series
     early: list[tuple[str, pd.Series]] = field(default_factory=list)
+    #: Its labels have stopped arriving: the labelled events are all it will have, and
+    #: `values` are final (else the events still unlabelled may hold any value).
+    settled: bool = False
+
+    @property
+    def known(self) -> float:
+        """The share of the events whose final label the reference shows (1 when settled)."""
+        return 1.0 if self.settled else self.coverage
 
 
 @dataclass(frozen=True)
@@ -122,11 +139,14 @@ def find_reference(
     provisional: Sequence[str],
 ) -> Reference | None:
     """The reference among the `candidates` (window ids, newest first; `events_for` reads a
-    window's events, `labels_for` the labels of some events): the first labelled to `COMPLETE`
-    as of `as_of`, else the best covered; with the early labels of each `provisional` window
-    re-enacted on it. None if no candidate's labels can be joined."""
+    window's events, `labels_for` the labels of some events): the first settled as of `as_of`
+    (labelled to `COMPLETE`, or gaining less than `SETTLED` of its events' labels since the
+    oldest `provisional` window started), else the best covered; with the early labels of
+    each `provisional` window re-enacted on it. None if no candidate's labels can be joined."""
     anyhow = without_coverage_floor(cfg)
-    best: tuple[str, pd.DataFrame, pd.DataFrame, float, pd.Series] | None = None
+    starts = [parse_window(cfg.data, w).start for w in provisional]
+    since = min(starts) if starts else as_of
+    best: tuple[str, pd.DataFrame, pd.DataFrame, float, pd.Series, bool] | None = None
     for window_id in candidates:
         try:
             events = events_for(window_id)
@@ -134,22 +154,27 @@ def find_reference(
                 continue
             labels = labels_for(events)
             joined = join_labels(anyhow, events, labels, as_of=as_of, events_ids_only=True)
+            earlier = join_labels(anyhow, events, labels, as_of=since, events_ids_only=True)
         except RetrainError:  # not readable, nothing to join: try an older one
             continue
-        if best is None or joined.coverage > best[3]:
-            best = (window_id, events, labels, joined.coverage, joined.labelled[cfg.target])
-        if joined.coverage >= COMPLETE:
+        coverage = joined.coverage
+        settled = coverage >= COMPLETE or coverage - earlier.coverage < SETTLED
+        found = (window_id, events, labels, coverage, joined.labelled[cfg.target], settled)
+        if best is None or (settled, coverage) > (best[5], best[3]):
+            best = found
+        if settled:
             break
     if best is None:
         return None
-    window_id, events, labels, coverage, values = best
+    window_id, events, labels, coverage, values, settled = best
     start = parse_window(cfg.data, window_id).start
     early = []
-    for other in provisional:
-        cut = start + (as_of - parse_window(cfg.data, other).start)
+    for other, other_start in zip(provisional, starts, strict=True):
+        cut = start + (as_of - other_start)
         joined = join_labels(anyhow, events, labels, as_of=cut, events_ids_only=True)
         early.append((other, joined.labelled[cfg.target].reset_index(drop=True)))
-    return Reference(window_id, len(events), coverage, values.reset_index(drop=True), early)
+    values = values.reset_index(drop=True)
+    return Reference(window_id, len(events), coverage, values, early, settled=settled)
 
 
 def _share_interval(count: int, n: int, level: float) -> tuple[float, float]:
@@ -168,7 +193,7 @@ def _classification(ref: Reference) -> tuple[bool, float, str]:
     if len(classes) == 2:  # one share says the other; the rarer one's band is the narrower
         classes = [min(classes, key=lambda k: float(np.mean(final == k)))]
     comparisons = max(1, len(early) * len(classes))
-    level, cov = ALPHA / comparisons, ref.coverage
+    level, cov = ALPHA / comparisons, ref.known
     biased, biggest, words = False, 0.0, ""
     for window, values in early:
         n = len(values)
@@ -202,7 +227,7 @@ def _regression(ref: Reference) -> tuple[bool, float, str]:
     early = [(w, v) for w, v in early if len(v) >= 2]
     if len(final) < 2 or not early:
         return False, 0.0, ""
-    mean, sd, cov = float(final.mean()), float(final.std()), ref.coverage
+    mean, sd, cov = float(final.mean()), float(final.std()), ref.known
     if sd == 0:
         return False, 0.0, ""
     # The final mean, with the unlabelled share anywhere in the observed range.
@@ -239,9 +264,10 @@ def check_arrival(task: str, ref: Reference | None, why: str = "") -> ArrivalChe
             " the provisional windows are used unchecked",
         )
     biased, effect, where = (_classification if task == "classification" else _regression)(ref)
+    state = "settled" if ref.settled else "still arriving: the rest could hold any value"
     on = (
         f"window {ref.window} ({ref.events} events, {ref.coverage:.1%} labelled as of the"
-        " run's time)"
+        f" run's time, {state})"
     )
     if biased:
         detail = (
