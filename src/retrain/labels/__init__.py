@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from retrain.labels._arrival import (
-    SEARCH_WINDOWS,
     ArrivalCheck,
     Reference,
     check_arrival,
     find_reference,
+    search_depth,
 )
 from retrain.labels._provisional import (
     ProvisionalLabels,
@@ -17,7 +17,6 @@ from retrain.labels._provisional import (
 from retrain.labels.join import LabelResult, join_labels
 
 __all__ = [
-    "SEARCH_WINDOWS",
     "ArrivalCheck",
     "LabelResult",
     "ProvisionalLabels",
@@ -27,4 +26,5 @@ __all__ = [
     "join_labels",
     "join_provisional",
     "provisional_window_ids",
+    "search_depth",
 ]

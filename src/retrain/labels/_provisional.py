@@ -63,7 +63,7 @@ class ProvisionalLabels:
     rows: pd.DataFrame
     windows: list[dict[str, Any]]  # window, events, labelled, coverage (or skipped: why)
     as_of: str
-    arrival: ArrivalCheck | None = None  # the check of the run's own window (None: not made)
+    arrival: ArrivalCheck | None = None  # the arrival check (None: not made)
 
     @property
     def labelled(self) -> int:

@@ -39,6 +39,7 @@ __all__ = [
     "LabelResult",
     "id_mismatch_hint",
     "join_labels",
+    "known_labels",
     "label_columns",
     "without_coverage_floor",
 ]
@@ -408,3 +409,23 @@ def join_labels(
         report=report,
         markdown=_markdown(report),
     )
+
+
+def known_labels(
+    cfg: Config, events: pd.DataFrame, labels: pd.DataFrame, as_of: Any
+) -> tuple[pd.Series, float]:
+    """The labels `join_labels` would give `events` as of `as_of`, without its checks (for
+    re-enacting what was known at some earlier time): one value per labelled event, the latest
+    dated by then, undated labels counting as known; an id whose latest labels disagree is left
+    unlabelled. And the share of the events labelled."""
+    arrived = _latest_labels(cfg, labels, as_of if cfg.labels.time_column else None)
+    latest = arrived.latest
+    if len(arrived.conflicts):
+        latest = latest[
+            pd.Index(arrived.conflicts["_key"].unique()).get_indexer(latest["_key"]) < 0
+        ]
+    keys = _join_keys(events[cfg.data.id_column])
+    position = pd.Index(latest["_key"]).get_indexer(pd.Index(keys))
+    matched = (position >= 0) & keys.notna().to_numpy()
+    values = latest[cfg.labels.label_column].to_numpy()[position[matched]]
+    return pd.Series(values), float(matched.mean()) if len(events) else 0.0

@@ -27,13 +27,13 @@ from retrain.data.windows import parse_window
 from retrain.drift import champion_reference
 from retrain.errors import ValidationError
 from retrain.labels import (
-    SEARCH_WINDOWS,
     ArrivalCheck,
     ProvisionalLabels,
     check_arrival,
     find_reference,
     join_provisional,
     provisional_window_ids,
+    search_depth,
 )
 from retrain.labels.join import label_columns
 from retrain.steps._state import SCHEMA_KEY
@@ -112,7 +112,7 @@ def gather_provisional(
         labels = _labels_of(cfg, frames)
     arrival = None
     if ids and cfg.labels.check_arrival:
-        arrival = _arrival(cfg, store, window_id, ids, as_of, read, given)
+        arrival = _arrival(cfg, store, window_id, ids, as_of, events_for, given)
     result = join_provisional(cfg, events, labels, as_of, arrival=arrival)
     meta = {**result.report(), "sha256": content_sha256(result.rows)}
     store.write_bytes(provisional_key(run_id), to_parquet_bytes(result.rows, meta))
@@ -138,22 +138,36 @@ def _arrival(
     window_id: str,
     ids: list[str],
     as_of: Any,
-    read: EventsFor,
+    read: EventsFor | None,
     labels: pd.DataFrame | None,
 ) -> ArrivalCheck:
-    """The arrival check, on the run's own window or the newest of up to `SEARCH_WINDOWS`
-    before it whose labels are complete (`retrain.labels._arrival`); each candidate's events
-    are read as the provisional windows' are, its labels from `labels` or the source."""
-    older = [w.id for w in reversed(history_windows(store, cfg, window_id))][:SEARCH_WINDOWS]
-    reference = find_reference(
+    """The arrival check on the newest settled of the run's own window and those before it
+    (`retrain.labels._arrival`). A candidate's events are read by `read` (the backtest's
+    datasets) or, by default, as their ids and times from the source; its labels are `labels`
+    or the label source's for those ids."""
+    depth = search_depth(len(ids))
+    older = [w.id for w in reversed(history_windows(store, cfg, window_id))][:depth]
+    reference, why = find_reference(
         cfg,
         [window_id, *older],
-        read,
+        read if read is not None else _ids_and_times(cfg),
         (lambda _: labels) if labels is not None else (lambda events: _labels_of(cfg, [events])),
         as_of,
         ids,
     )
-    return check_arrival(cfg.task, reference)
+    return check_arrival(cfg.task, reference, why)
+
+
+def _ids_and_times(cfg: Config) -> EventsFor:
+    """A window's event ids and times from the source: all the arrival check reads of them."""
+    columns = [cfg.data.id_column, cfg.data.time_column]
+
+    def read(window_id: str) -> pd.DataFrame:
+        window = parse_window(cfg.data, window_id)
+        source, _ = read_window(cfg.data.uri, cfg.data.format, cfg.data, window, columns=columns)
+        return source
+
+    return read
 
 
 def read_provisional(store: Storage, run_id: str) -> tuple[pd.DataFrame, dict[str, Any]] | None:
