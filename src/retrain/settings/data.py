@@ -254,12 +254,13 @@ class LabelSource(Section):
         default=True,
         description=(
             "With provisional_windows: before using them, re-enact each one's early labels on a"
-            " window of history whose labels have arrived (the run's own or up to 8 before it,"
-            " 99% labelled, else the best covered) and refuse them all if a class's share among"
-            " them is shown (exact interval, 5% over all comparisons) more than 20% off its"
-            " share among all, relative (regression: the mean, 0.1 standard deviations); the"
-            " label report says which class, its shares and the window. Off: trust the label"
-            " source."
+            " settled window of history (the run's own or one before it whose labels have"
+            " stopped arriving, at least min_coverage; else the best covered, its unlabelled"
+            " events left open) and use none if a class's odds among them are shown (exact"
+            " interval, 5% over all comparisons) more than 1.25 times off its odds among all"
+            " (regression: the share above the median); none either if the check cannot be"
+            " made. The label report says which class, its shares and the window. Off: trust"
+            " the label source."
         ),
     )
     classes: list[str] | None = Field(
