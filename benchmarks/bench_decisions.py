@@ -6,8 +6,10 @@ models, power), the canary analysis (false rollback of an equal canary, false pr
 worse one; also on average precision at fraud-like positive rates), the drift verdicts
 (false positives by sample size and cardinality, power), the labelled performance signal
 (false alarms and misses by the labelled rows), the trigger policy's drift back-off
-(launches saved against deployments delayed) and the arrival check of provisional labels
-(fair label sources refused, biased ones missed).
+(launches saved against deployments delayed), the arrival check of provisional labels
+(fair label sources refused, biased ones missed), and the backtest tables with label delays
+(gathered from the committed backtest results, with their commits: those take an hour or
+more to replay).
 Writes ``benchmarks/results/decisions.md``. A measurement, not a test:
 
     .venv/bin/python benchmarks/bench_decisions.py [--quick] [--only gates,canary,...,backoff]
@@ -35,6 +37,7 @@ SECTIONS = (
     "performance",
     "backoff",
     "arrival",
+    "backtests",
 )
 
 
