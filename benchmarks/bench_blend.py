@@ -14,16 +14,12 @@ prequential metric, retrains and deploys, and the decisions issue's goals read o
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from bench_refresh import CASES, RESULTS, _generate, _goals, _replay, variant_tables
+from bench_refresh import CASES, RESULTS, run_variants, variant_tables
 
-from retrain.config import Config, load_config
-from retrain.evaluation.metrics import GREATER_IS_BETTER
+from retrain.config import Config
 
 VARIANTS = ("recent", "blend")
 
@@ -34,29 +30,7 @@ def _with_evidence(cfg: Config, variant: str) -> Config:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(CASES)
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    report: dict[str, Any] = {"commit": commit, "cases": {}}
-    with tempfile.TemporaryDirectory(prefix="retrain-blend-") as tmp:
-        for name in names:
-            cfg = load_config(_generate(name, Path(tmp) / name))
-            greater = GREATER_IS_BETTER[cfg.primary_metric]
-            for mode, whole in (("at once", True), ("by their times", False)):
-                work = Path(tmp) / f"{name}-{'whole' if whole else 'timed'}"
-                runs = {}
-                for variant in VARIANTS:
-                    policies = "drift,always" + (",full_refit" if variant == "recent" else "")
-                    runs[variant] = _replay(
-                        _with_evidence(cfg, variant), policies, work / variant, whole
-                    )
-                runs["blend"]["full_refit"] = runs["recent"]["full_refit"]
-                report["cases"][f"{name}, labels {mode}"] = {
-                    **runs,
-                    "goals": {v: _goals(r, greater) for v, r in runs.items()},
-                }
-                print(f"{name} ({mode}): done", file=sys.stderr, flush=True)
+    report = run_variants(argv or list(CASES), VARIANTS, _with_evidence, "blend")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "blend.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / "blend.md").write_text(_markdown(report))

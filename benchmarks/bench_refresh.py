@@ -23,6 +23,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,31 +87,43 @@ def _goals(rows: dict[str, dict[str, Any]], greater: bool) -> dict[str, Any]:
     return out
 
 
-def main(argv: list[str]) -> int:
-    names = argv or list(CASES)
+def run_variants(
+    names: list[str],
+    variants: Sequence[str],
+    with_variant: Callable[[Config, str], Config],
+    prefix: str,
+) -> dict[str, Any]:
+    """Each stream of `names`, labels at once and by their times: ``drift`` and ``always``
+    under each variant (`with_variant` sets it), ``full_refit`` once (under the first
+    variant; it has no gates) and shared by all; with the goals read on each."""
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
     report: dict[str, Any] = {"commit": commit, "cases": {}}
-    with tempfile.TemporaryDirectory(prefix="retrain-refresh-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"retrain-{prefix}-") as tmp:
         for name in names:
             cfg = load_config(_generate(name, Path(tmp) / name))
             greater = GREATER_IS_BETTER[cfg.primary_metric]
             for mode, whole in (("at once", True), ("by their times", False)):
                 work = Path(tmp) / f"{name}-{'whole' if whole else 'timed'}"
                 runs = {}
-                for variant in VARIANTS:
-                    policies = "drift,always" + (",full_refit" if variant == "off" else "")
+                for variant in variants:
+                    policies = "drift,always" + (",full_refit" if variant == variants[0] else "")
                     runs[variant] = _replay(
-                        _with_refresh(cfg, variant), policies, work / variant, whole
+                        with_variant(cfg, variant), policies, work / variant, whole
                     )
-                for variant in ("age", "shift"):
-                    runs[variant]["full_refit"] = runs["off"]["full_refit"]
+                for variant in variants[1:]:
+                    runs[variant]["full_refit"] = runs[variants[0]]["full_refit"]
                 report["cases"][f"{name}, labels {mode}"] = {
                     **runs,
                     "goals": {v: _goals(r, greater) for v, r in runs.items()},
                 }
-                print(f"{name} ({mode}): done", file=sys.stderr)
+                print(f"{name} ({mode}): done", file=sys.stderr, flush=True)
+    return report
+
+
+def main(argv: list[str]) -> int:
+    report = run_variants(argv or list(CASES), list(VARIANTS), _with_refresh, "refresh")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "refresh.json").write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / "refresh.md").write_text(_markdown(report))

@@ -287,10 +287,7 @@ def join_labels(
 
     keys = _join_keys(events[cfg.data.id_column])
     by_key = latest.set_index("_key")  # one row per key: the latest label
-    # Positions by hash lookup: Series.isin on pandas-3 strings goes value by value in Python.
-    position = by_key.index.get_indexer(pd.Index(keys))
-    matched = (position >= 0) & keys.notna().to_numpy()
-    rows = position[matched]
+    matched, rows = _match(by_key.index, keys)
     label_values = by_key[cfg.labels.label_column].to_numpy()[rows]
 
     labelled = events.loc[matched].copy()
@@ -424,8 +421,14 @@ def known_labels(
         latest = latest[
             pd.Index(arrived.conflicts["_key"].unique()).get_indexer(latest["_key"]) < 0
         ]
-    keys = _join_keys(events[cfg.data.id_column])
-    position = pd.Index(latest["_key"]).get_indexer(pd.Index(keys))
-    matched = (position >= 0) & keys.notna().to_numpy()
-    values = latest[cfg.labels.label_column].to_numpy()[position[matched]]
+    matched, rows = _match(pd.Index(latest["_key"]), _join_keys(events[cfg.data.id_column]))
+    values = latest[cfg.labels.label_column].to_numpy()[rows]
     return pd.Series(values), float(matched.mean()) if len(events) else 0.0
+
+
+def _match(label_keys: pd.Index, event_keys: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Which events have a label among `label_keys` (one per key), and the position of each
+    one's label. By hash lookup: Series.isin on pandas-3 strings goes value by value."""
+    position = label_keys.get_indexer(pd.Index(event_keys))
+    matched = (position >= 0) & event_keys.notna().to_numpy()
+    return matched, position[matched]
