@@ -228,6 +228,12 @@ def run_cycle(
                     _release_lease(cfg, config_yaml, job_id, now, log_path)
     if sigterm.received and result.exit_code == EXIT_OK:
         result.exit_code = EXIT_TRANSIENT  # stopped after its last step: still re-run it
+        _log(
+            f"retrain: run {result.run_id} stopped by SIGTERM after its last step: every step"
+            " finished and the run lease is released; it exits 75 as any stopped run does,"
+            " and a re-run converges",
+            log_path,
+        )
     return result
 
 

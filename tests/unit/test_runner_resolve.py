@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from required import require
-from retrain import steps
+from retrain import runner, steps
 from retrain.config import Config, load_config
 from retrain.data.demo import generate_housing, generate_loans
 from retrain.errors import (
@@ -245,3 +247,21 @@ def test_a_lease_that_cannot_be_released_does_not_mask_the_result(
     assert "stays held until it expires (triggers.lease_ttl 6h" in log.read_text()
     lease, _ = read_lease(open_storage(loans.storage_root), loans.name)
     assert lease is not None and lease.released_at is None  # it expires on its own
+
+
+def test_a_sigterm_after_the_last_step_exits_75_and_says_so(
+    loans: Config, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every step finished; the SIGTERM comes while the lease is being released (where it is
+    # only remembered). The run exits 75, as any stopped run does, and says why.
+    def finished(*args: object, **kwargs: object) -> runner.CycleResult:
+        return runner.CycleResult("w2-done", "2", {}, EXIT_OK, None)
+
+    def release(*args: object, **kwargs: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(runner, "_resolve_and_run", finished)
+    monkeypatch.setattr(runner, "_release_lease", release)
+    result = run_cycle(loans, "2", engine="direct")
+    assert result.exit_code == EXIT_TRANSIENT
+    assert "run w2-done stopped by SIGTERM after its last step" in capsys.readouterr().err
