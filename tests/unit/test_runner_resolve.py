@@ -262,6 +262,9 @@ def test_a_sigterm_after_the_last_step_exits_75_and_says_so(
 
     monkeypatch.setattr(runner, "_resolve_and_run", finished)
     monkeypatch.setattr(runner, "_release_lease", release)
+    # The runner's SIGTERM handler stops every process below it: here, the test session's own
+    # (its GCS emulator). There are no step processes to stop in this test.
+    monkeypatch.setattr(runner.signals, "terminate_descendants", lambda: None)
     result = run_cycle(loans, "2", engine="direct")
     assert result.exit_code == EXIT_TRANSIENT
     assert "run w2-done stopped by SIGTERM after its last step" in capsys.readouterr().err
